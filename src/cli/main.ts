@@ -1,0 +1,172 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile, validateConfig } from '../config/load.js';
+import { jsonSchema, type ConfigInput } from '../config/schema.js';
+import { parseDuration } from '../config/duration.js';
+import { startRuntime, untilSignal } from './runtime.js';
+
+const HELP = `gatewise — a gateway and proxy server that explains every failure it produces
+
+Usage:
+  gatewise run -c gatewise.yaml        run a config (SIGTERM drains in-flight requests, then exits)
+  gatewise check -c gatewise.yaml      validate a config without starting anything
+  gatewise schema                      print the config's JSON Schema (for editors)
+  gatewise proxy --listen ADDR:PORT --to URL [--to URL ...] [options]
+                                       a reverse proxy in one line
+  gatewise forward --listen ADDR:PORT [--socks ADDR:PORT] [--user NAME:PASSWORD ...] [--no-auth] [--allow-private]
+                                       a forward proxy (HTTP, CONNECT, SOCKS) in one line
+  gatewise passwd [PASSWORD]           print a scrypt hash for a forward-proxy user
+  gatewise lab [--port N]              run the failure lab upstream standalone
+  gatewise demo                        the gateway in front of the lab, with a table of URLs to try
+  gatewise help | --version
+
+proxy options:
+  --connect-timeout D    time to connect to an endpoint (default 5s)
+  --response-timeout D   time to wait for response headers (default 30s)
+  --idle-timeout D       longest silence while a body streams (default 60s)
+  --name NAME            name in Via and Proxy-Status
+  --no-access-log        do not write access-log lines
+Durations: 250ms, 2s, 1m.`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function splitHostPort(s: string, flag: string): { address: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new UsageError(`${flag} expects ADDRESS:PORT (for example 127.0.0.1:8080), got "${s}"`);
+  return { address: m[1] ?? (m[2] || '127.0.0.1'), port };
+}
+
+export class UsageError extends Error {
+  readonly code = 'GATEWISE_USAGE';
+}
+
+function durationFlag(v: string | undefined, flag: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (parseDuration(v) === undefined) throw new UsageError(`${flag} expects a duration such as 500ms, 2s or 1m, got "${v}"`);
+  return v;
+}
+
+/** `gatewise proxy` builds a config like any other, so it is validated the same way. */
+export function proxyConfig(argv: string[]): { config: ConfigInput; accessLog: boolean } {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      listen: { type: 'string', default: '127.0.0.1:8080' },
+      to: { type: 'string', multiple: true },
+      'connect-timeout': { type: 'string' },
+      'response-timeout': { type: 'string' },
+      'idle-timeout': { type: 'string' },
+      name: { type: 'string' },
+      'no-access-log': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (!values.to || values.to.length === 0) throw new UsageError('proxy needs at least one --to URL (for example --to http://127.0.0.1:3000)');
+  const listen = splitHostPort(values.listen!, '--listen');
+  const timeouts: Record<string, string> = {};
+  const ct = durationFlag(values['connect-timeout'], '--connect-timeout');
+  const rt = durationFlag(values['response-timeout'], '--response-timeout');
+  const it = durationFlag(values['idle-timeout'], '--idle-timeout');
+  if (ct) timeouts.connect = ct;
+  if (rt) timeouts.response = rt;
+  if (it) timeouts.idle = it;
+  const config: ConfigInput = {
+    listeners: [{ address: listen.address, port: listen.port }],
+    clusters: { default: { endpoints: values.to, timeouts } },
+    routes: [{ name: 'default', cluster: 'default' }],
+    log: { access: !values['no-access-log'] },
+  };
+  if (values.name) config.name = values.name;
+  return { config, accessLog: !values['no-access-log'] };
+}
+
+async function runCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  if (!values.config) throw new UsageError('run needs -c FILE');
+  const config = await loadConfigFile(values.config);
+  const rt = await startRuntime(config);
+  return untilSignal(rt);
+}
+
+async function checkCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  if (!values.config) throw new UsageError('check needs -c FILE');
+  const config = await loadConfigFile(values.config);
+  process.stdout.write(
+    `${values.config}: ok — ${config.listeners.length} listener(s), ${Object.keys(config.clusters).length} cluster(s), ${config.routes.length} route(s)${config.forward ? ', forward proxy' : ''}\n`,
+  );
+  return 0;
+}
+
+async function proxyCommand(argv: string[]): Promise<number> {
+  const { config: input, accessLog } = proxyConfig(argv);
+  const config = validateConfig(input, 'gatewise proxy');
+  const rt = await startRuntime(config, { accessLog });
+  return untilSignal(rt);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'run':
+        return await runCommand(rest);
+      case 'check':
+        return await checkCommand(rest);
+      case 'schema':
+        process.stdout.write(JSON.stringify(jsonSchema(), null, 2) + '\n');
+        return 0;
+      case 'proxy':
+        return await proxyCommand(rest);
+      case 'forward': {
+        const { forwardCommand } = await import('./forward.js');
+        return await forwardCommand(rest);
+      }
+      case 'passwd': {
+        const { passwdCommand } = await import('./passwd.js');
+        return await passwdCommand(rest);
+      }
+      case 'lab': {
+        const { labCommand } = await import('./lab.js');
+        return await labCommand(rest);
+      }
+      case 'demo': {
+        const { demoCommand } = await import('./demo.js');
+        return await demoCommand(rest);
+      }
+      case '--version':
+      case '-v':
+      case 'version':
+        process.stdout.write(version() + '\n');
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(HELP + '\n');
+        return 0;
+      default:
+        process.stderr.write(`gatewise: unknown command "${cmd}"\n\n${HELP}\n`);
+        return 2;
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(err.message + '\n');
+      return 1;
+    }
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`gatewise ${cmd}: ${(err as Error).message}\n`);
+      return 2;
+    }
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
+      process.stderr.write(`gatewise ${cmd}: cannot listen: ${e.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,68 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { Gateway } from '../gateway/server.js';
+import { attachAccessLog, createLogger, flushLogger } from '../observe/access-log.js';
+import { startAdmin } from '../observe/admin.js';
+import { attachMetrics } from '../observe/metrics.js';
+
+export interface Runtime {
+  gateway: Gateway | undefined;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export interface RuntimeOptions {
+  accessLog?: boolean;
+  logger?: Logger;
+}
+
+/** Wire the parts for a config: gateway, access log, metrics and admin listener. */
+export async function startRuntime(config: Config, opts: RuntimeOptions = {}): Promise<Runtime> {
+  const logger = opts.logger ?? createLogger({ level: config.log.level, file: config.log.file });
+  const detachLog = (opts.accessLog ?? config.log.access) ? attachAccessLog(logger) : undefined;
+  const metrics = config.admin ? attachMetrics(undefined, { defaultMetrics: true }) : undefined;
+  const gateway = config.listeners.length > 0 ? new Gateway(config) : undefined;
+  const closers: Array<() => Promise<unknown>> = [];
+  try {
+    if (gateway) {
+      const addrs = await gateway.listen();
+      closers.push(() => gateway.close());
+      logger.info({ type: 'lifecycle', event: 'ready', listeners: addrs.map((a) => a.url), identity: gateway.ctx.identity }, 'gateway listening');
+    }
+    if (config.admin && metrics) {
+      const admin = await startAdmin(config.admin.address, config.admin.port, metrics.registry, () => !gateway?.ctx.draining);
+      closers.push(() => admin.close());
+      logger.info({ type: 'lifecycle', event: 'admin', url: admin.url }, 'admin listening');
+    }
+  } catch (err) {
+    await Promise.allSettled(closers.map((c) => c()));
+    detachLog?.();
+    metrics?.detach();
+    throw err;
+  }
+  return {
+    gateway,
+    logger,
+    async close() {
+      await Promise.allSettled(closers.map((c) => c()));
+      detachLog?.();
+      metrics?.detach();
+      flushLogger(logger);
+    },
+  };
+}
+
+/** Drain on SIGTERM/SIGINT, then resolve. A second signal exits at once. */
+export function untilSignal(rt: Runtime): Promise<number> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (stopping) process.exit(130);
+      stopping = true;
+      rt.logger.info({ type: 'lifecycle', event: 'signal', signal: sig }, 'draining in-flight requests');
+      rt.close().then(() => resolve(0), () => resolve(1));
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+}

@@ -1,0 +1,215 @@
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+import { forwardSchema } from './forward.js';
+
+/**
+ * The one config schema: zod gives the TypeScript types, validation, and (via
+ * `z.toJSONSchema`) the JSON Schema that `gatewise schema` prints for editors.
+ * Keys are camelCase, durations are strings such as "1500ms", "2s", "1m".
+ */
+
+export const duration = (def: string, what: string) =>
+  z
+    .string()
+    .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
+    .default(def)
+    .describe(`${what} (duration: ms, s, m, h). Default ${def}.`);
+
+const cidr = z
+  .string()
+  .regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, 'expected an IP address or CIDR such as 10.0.0.0/8 or ::1')
+  .describe('IP address or CIDR block');
+
+export const listenerSchema = z
+  .object({
+    address: z.string().default('127.0.0.1').describe('Address to listen on. Default 127.0.0.1.'),
+    port: z.number().int().min(0).max(65535).describe('TCP port (0 picks a free one).'),
+    requestHeaderTimeout: duration('10s', 'Time a client has to send the whole request head; then 408.'),
+    keepAliveTimeout: duration('5s', 'How long an idle client connection is kept open.'),
+    maxHeaderSize: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 * 1024)
+      .default(16384)
+      .describe('Largest request header section accepted, in bytes; larger gets 431. Default 16384.'),
+  })
+  .strict();
+
+const endpointSchema = z.union([
+  z.string().describe('Endpoint URL, http:// or https://'),
+  z
+    .object({
+      url: z.string().describe('Endpoint URL, http:// or https://'),
+      weight: z.number().int().min(1).max(1000).default(1).describe('Relative weight. Default 1.'),
+    })
+    .strict(),
+]);
+
+export const clusterSchema = z
+  .object({
+    endpoints: z.array(endpointSchema).min(1).describe('One or more endpoints (URLs with scheme, host and port).'),
+    tls: z
+      .object({
+        verify: z.boolean().default(true).describe('Verify upstream certificates. Default true.'),
+        ca: z.string().optional().describe('Path to a PEM file of CA certificates to trust for this cluster (in addition to none: replaces the system roots).'),
+        servername: z.string().optional().describe('SNI / certificate name to expect, when it differs from the endpoint host.'),
+      })
+      .strict()
+      .default({ verify: true })
+      .describe('TLS settings for https:// endpoints.'),
+    timeouts: z
+      .object({
+        connect: duration('5s', 'Time to open a connection (TCP + TLS) to an endpoint; then 504 connection_timeout.'),
+        response: duration('30s', 'Time to wait for response headers after sending the request; then 504 http_response_timeout.'),
+        idle: duration('60s', 'Longest silence while a response body streams; then the client connection is aborted (connection_read_timeout).'),
+      })
+      .strict()
+      .default({ connect: '5s', response: '30s', idle: '60s' }),
+    keepAlive: duration('4s', 'How long an idle upstream connection is kept for reuse (capped by the upstream\'s Keep-Alive: timeout hint).'),
+    maxConnections: z.number().int().min(1).optional().describe('Most connections to each endpoint. Default: unlimited.'),
+    maxResponseHeaderSize: z.number().int().min(1024).default(16384).describe('Largest response header section accepted from an endpoint, in bytes. Default 16384.'),
+  })
+  .strict();
+
+const routeSchema = z
+  .object({
+    name: z.string().optional().describe('Name used in logs and metrics. Default: route-<index>.'),
+    match: z
+      .object({
+        host: z
+          .union([z.string(), z.array(z.string())])
+          .optional()
+          .describe('Host names (exact, or *.example.com for any subdomain). Default: any.'),
+        pathPrefix: z.string().startsWith('/').default('/').describe('Path prefix, matched on segment boundaries. Default "/".'),
+        methods: z.array(z.string().regex(/^[A-Z]+$/, 'methods are upper-case tokens')).optional().describe('Methods. Default: any.'),
+        headers: z.record(z.string(), z.string()).optional().describe('Header name → exact value that must be present.'),
+      })
+      .strict()
+      .default({ pathPrefix: '/' }),
+    cluster: z.string().describe('Name of the cluster to send matching requests to.'),
+    stripPrefix: z.boolean().default(false).describe('Remove the matched path prefix before forwarding.'),
+    rewritePrefix: z.string().startsWith('/').optional().describe('Replace the matched path prefix with this one.'),
+    host: z
+      .union([z.literal('preserve'), z.literal('endpoint'), z.string().min(1)])
+      .default('preserve')
+      .describe('Host header sent upstream: "preserve" (the client\'s), "endpoint" (the endpoint\'s host:port), or a literal value.'),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    $schema: z.string().optional(),
+    name: z
+      .string()
+      .regex(/^[A-Za-z][A-Za-z0-9._-]*$/, 'a token: letters, digits, . _ -')
+      .default('gatewise')
+      .describe('This gateway\'s name in Proxy-Status and Via; also used to detect loops. Default "gatewise".'),
+    listeners: z.array(listenerSchema).default([]).describe('Where the reverse gateway listens.'),
+    clusters: z.record(z.string(), clusterSchema).default({}).describe('Named groups of upstream endpoints.'),
+    routes: z.array(routeSchema).default([]).describe('Routes, tried in order; the first match wins.'),
+    trustedProxies: z
+      .array(cidr)
+      .default([])
+      .describe('Clients whose Forwarded / X-Forwarded-* headers are kept and extended; from anyone else they are replaced.'),
+    forwardedHeaders: z
+      .enum(['x-forwarded', 'forwarded', 'both', 'none'])
+      .default('x-forwarded')
+      .describe('Which forwarding headers to send upstream. Default x-forwarded.'),
+    requestId: z
+      .object({
+        header: z.string().default('x-request-id').describe('Header carrying the request id. Default x-request-id.'),
+        trustIncoming: z.boolean().default(false).describe('Take the id from the incoming request when present. Default false.'),
+      })
+      .strict()
+      .default({ header: 'x-request-id', trustIncoming: false }),
+    proxyStatus: z
+      .object({
+        revealTopology: z
+          .enum(['always', 'trusted', 'never'])
+          .default('trusted')
+          .describe('When Proxy-Status and error bodies include next-hop and details: always, only for trustedClients, or never. Default trusted.'),
+        trustedClients: z
+          .array(cidr)
+          .default(['127.0.0.0/8', '::1'])
+          .describe('Clients that may see topology. Default loopback.'),
+      })
+      .strict()
+      .default({ revealTopology: 'trusted', trustedClients: ['127.0.0.0/8', '::1'] }),
+    dns: z
+      .object({
+        servers: z.array(z.string()).optional().describe('DNS servers (ip or ip:port) to resolve endpoint names with, instead of the system resolver.'),
+        timeout: duration('2s', 'Time for one DNS query.'),
+        tries: z.number().int().min(1).max(5).default(2).describe('Tries per DNS query. Default 2.'),
+      })
+      .strict()
+      .default({ timeout: '2s', tries: 2 }),
+    log: z
+      .object({
+        access: z.boolean().default(true).describe('Write one JSON access-log line per request. Default true.'),
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        file: z.string().optional().describe('Write logs to this file instead of standard output.'),
+      })
+      .strict()
+      .default({ access: true, level: 'info' }),
+    admin: z
+      .object({
+        address: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).describe('Port of the admin listener (/metrics, /healthz).'),
+      })
+      .strict()
+      .optional()
+      .describe('Admin listener with Prometheus /metrics and /healthz. Off unless set.'),
+    shutdown: z
+      .object({
+        drainTimeout: duration('30s', 'On SIGTERM, how long in-flight requests may take to finish.'),
+      })
+      .strict()
+      .default({ drainTimeout: '30s' }),
+    forward: forwardSchema.optional().describe('The forward proxy service (HTTP proxy, CONNECT, SOCKS).'),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    cfg.routes.forEach((r, i) => {
+      if (!Object.prototype.hasOwnProperty.call(cfg.clusters, r.cluster)) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'cluster'], message: `no cluster named "${r.cluster}" (known: ${Object.keys(cfg.clusters).join(', ') || 'none'})` });
+      }
+      if (r.stripPrefix && r.rewritePrefix) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'rewritePrefix'], message: 'use either stripPrefix or rewritePrefix, not both' });
+      }
+    });
+    for (const [name, c] of Object.entries(cfg.clusters)) {
+      c.endpoints.forEach((ep, j) => {
+        const url = typeof ep === 'string' ? ep : ep.url;
+        let u: URL | undefined;
+        try {
+          u = new URL(url);
+        } catch {
+          u = undefined;
+        }
+        const path = typeof ep === 'string' ? ['clusters', name, 'endpoints', j] : ['clusters', name, 'endpoints', j, 'url'];
+        if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
+          ctx.addIssue({ code: 'custom', path, message: `"${url}" is not an http:// or https:// URL` });
+        } else if (u.pathname !== '/' || u.search || u.username) {
+          ctx.addIssue({ code: 'custom', path, message: `endpoint "${url}" must be scheme://host[:port] only (no path, query or credentials)` });
+        }
+      });
+    }
+    if (cfg.listeners.length > 0 && cfg.routes.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['routes'], message: 'listeners are configured but no route sends requests anywhere' });
+    }
+    if (cfg.listeners.length === 0 && !cfg.forward) {
+      ctx.addIssue({ code: 'custom', path: ['listeners'], message: 'nothing to run: configure at least one listener (or the forward proxy)' });
+    }
+  });
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+export type ListenerConfig = z.output<typeof listenerSchema>;
+export type ClusterConfig = z.output<typeof clusterSchema>;
+export type RouteConfig = Config['routes'][number];
+
+/** The JSON Schema for editors (`gatewise schema`). */
+export function jsonSchema(): unknown {
+  return z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' });
+}

@@ -1,0 +1,141 @@
+import { Failure } from './failure.js';
+import type { Phase } from './types.js';
+
+/** What the caller knows about how far the attempt got when the error arrived. */
+export interface AttemptProgress {
+  /** The request was handed to a connected socket (undici onConnect). */
+  connected: boolean;
+  /** At least one byte of the response arrived (undici onResponseStarted). */
+  responseStarted: boolean;
+  /** The response head was complete and has been (or is being) passed on. */
+  headersReceived: boolean;
+  nextHop?: string;
+}
+
+interface ErrLike {
+  code?: unknown;
+  name?: unknown;
+  message?: unknown;
+  syscall?: unknown;
+  errno?: unknown;
+  cause?: unknown;
+}
+
+const CERT_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE',
+  'INVALID_CA',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** c-ares / getaddrinfo codes → DNS rcode names for the `rcode` parameter. */
+const DNS_RCODES: Record<string, string> = {
+  ENOTFOUND: 'NXDOMAIN',
+  ENODATA: 'NOERROR',
+  ESERVFAIL: 'SERVFAIL',
+  EREFUSED: 'REFUSED',
+  EFORMERR: 'FORMERR',
+  ENOTIMP: 'NOTIMP',
+  ECONNREFUSED: 'REFUSED',
+};
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+function isDnsError(e: ErrLike): boolean {
+  const syscall = str(e.syscall);
+  return syscall === 'getaddrinfo' || syscall.startsWith('query') || str(e.code) === 'EAI_AGAIN';
+}
+
+/**
+ * Map a low-level error (Node net/tls/dns, undici, llhttp) to a Failure.
+ * Decides by error codes and classes, never by message text.
+ */
+export function classify(err: unknown, progress: AttemptProgress): Failure {
+  if (err instanceof Failure) return err;
+  const e: ErrLike = (err && typeof err === 'object' ? err : {}) as ErrLike;
+  const code = str(e.code);
+  const name = str(e.name);
+  const nextHop = progress.nextHop;
+  const detailOf = (what: string): string => (code ? `${what} (${code})` : what);
+  const mk = (
+    type: ConstructorParameters<typeof Failure>[0]['type'],
+    phase: Phase,
+    detail: string,
+    retrySafe: boolean,
+    params?: Record<string, string | number>,
+  ): Failure => new Failure({ type, phase, nextHop, detail, retrySafe, params, cause: err });
+
+  // --- before anything was sent: always safe to retry elsewhere -------------------------------
+  if (!progress.connected) {
+    if (isDnsError(e)) {
+      if (code === 'ETIMEOUT' || code === 'EAI_AGAIN') return mk('dns_timeout', 'dns', detailOf('name resolution timed out'), true);
+      const rcode = DNS_RCODES[code];
+      return mk('dns_error', 'dns', detailOf('name resolution failed'), true, rcode ? { rcode } : undefined);
+    }
+    if (code === 'ECONNREFUSED') return mk('connection_refused', 'connect', detailOf('connection refused'), true);
+    if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ETIMEDOUT') {
+      return mk('connection_timeout', 'connect', detailOf('connect timed out'), true);
+    }
+    if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EADDRNOTAVAIL' || code === 'ENETDOWN' || code === 'EHOSTDOWN') {
+      return mk('destination_ip_unroutable', 'connect', detailOf('no route to the upstream address'), true);
+    }
+    if (CERT_CODES.has(code) || code.startsWith('CERT_') || code.startsWith('ERR_TLS_CERT')) {
+      return mk('tls_certificate_error', 'tls', detailOf('upstream certificate not trusted'), true);
+    }
+    if (code.startsWith('ERR_SSL_TLSV1_ALERT') || code.startsWith('ERR_SSL_SSLV3_ALERT') || code.startsWith('ERR_SSL_TLSV13_ALERT')) {
+      const alert = code.replace(/^ERR_SSL_(TLSV1|SSLV3|TLSV13)_ALERT_/, '').toLowerCase();
+      return mk('tls_alert_received', 'tls', detailOf('upstream sent a TLS alert'), true, { 'alert-message': alert });
+    }
+    if (code.startsWith('ERR_SSL') || code === 'EPROTO' || code.startsWith('ERR_TLS')) {
+      return mk('tls_protocol_error', 'tls', detailOf('TLS handshake failed'), true);
+    }
+    if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') {
+      // Closed during the connect / TLS handshake: the request was never written.
+      return mk('connection_terminated', 'connect', detailOf('upstream closed the connection while connecting'), true);
+    }
+  }
+
+  // --- client-side problems reported by the upstream client --------------------------------------
+  if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH') {
+    return new Failure({ type: 'http_request_error', phase: 'send', nextHop, detail: 'request body length does not match Content-Length', status: 400, cause: err });
+  }
+
+  // --- after the request was (being) written ------------------------------------------------
+  const afterHeaders = progress.headersReceived;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return mk('http_response_timeout', 'headers', 'no response headers in time', false);
+  if (code === 'UND_ERR_BODY_TIMEOUT') return mk('connection_read_timeout', 'body', 'the response body stalled', false);
+  if (code === 'UND_ERR_HEADERS_OVERFLOW') return mk('http_response_header_section_size', 'headers', 'response header section over the limit', false);
+  if (code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') return mk('http_response_body_size', 'body', 'response body over the limit', false);
+  if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+    return afterHeaders
+      ? mk('http_response_incomplete', 'body', 'response body shorter or longer than its Content-Length', false)
+      : mk('http_protocol_error', 'headers', 'invalid or conflicting Content-Length in the response', false);
+  }
+  if (name === 'HTTPParserError' || code.startsWith('HPE_')) {
+    if (code === 'HPE_HEADER_OVERFLOW') return mk('http_response_header_section_size', 'headers', 'response header section over the limit', false);
+    if (afterHeaders && (code === 'HPE_INVALID_CHUNK_SIZE' || code === 'HPE_INVALID_TRANSFER_ENCODING' || code === 'HPE_STRICT' || code === 'HPE_CR_EXPECTED' || code === 'HPE_LF_EXPECTED')) {
+      return mk('http_response_transfer_coding', 'body', detailOf('broken chunked transfer coding in the response body'), false);
+    }
+    if (code === 'HPE_INVALID_TRANSFER_ENCODING') return mk('http_response_transfer_coding', 'headers', detailOf('invalid Transfer-Encoding in the response'), false);
+    return mk('http_protocol_error', afterHeaders ? 'body' : 'headers', detailOf('the response is not valid HTTP'), false);
+  }
+  if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE' || code === 'UND_ERR_CLOSED' || code === 'UND_ERR_DESTROYED') {
+    if (afterHeaders) return mk('http_response_incomplete', 'body', 'upstream closed the connection before the body was complete', false);
+    if (progress.responseStarted) return mk('http_response_incomplete', 'headers', 'upstream closed the connection in the middle of the response headers', false);
+    return mk('connection_terminated', 'send', detailOf('upstream closed the connection before any response byte'), false);
+  }
+  if (code === 'ETIMEDOUT') return mk('connection_read_timeout', afterHeaders ? 'body' : 'headers', detailOf('connection timed out'), false);
+  return mk('proxy_internal_error', 'internal', detailOf('unexpected error while proxying'), false);
+}

@@ -1,0 +1,77 @@
+import { ERROR_TYPES, type Phase, type ProxyErrorType, type Source } from './types.js';
+
+export interface FailureInit {
+  type: ProxyErrorType;
+  phase: Phase;
+  /** The next hop the failure concerns, as `host:port` (or a name). */
+  nextHop?: string;
+  /** Human-readable detail; safe to show to trusted clients. */
+  detail?: string;
+  /** Whether sending the same request again (to another endpoint or on a fresh connection) is safe. */
+  retrySafe?: boolean;
+  /** Override the status the type maps to (for example 431, 413, 405 for request errors). */
+  status?: number;
+  /** Extra RFC 9209 parameters, e.g. rcode for dns_error, status-code for http_request_error. */
+  params?: Record<string, string | number>;
+  /** Seconds for a Retry-After header. */
+  retryAfter?: number;
+  cause?: unknown;
+}
+
+/**
+ * One way a hop failed, as a value. Created by the classifier (from low-level
+ * errors) or directly by a phase that decides to refuse.
+ */
+export class Failure extends Error {
+  readonly type: ProxyErrorType;
+  readonly phase: Phase;
+  readonly source: Source;
+  readonly nextHop: string | undefined;
+  readonly detail: string;
+  readonly retrySafe: boolean;
+  readonly status: number;
+  readonly params: Record<string, string | number> | undefined;
+  readonly retryAfter: number | undefined;
+  /** Stable code for programs: GATEWISE_<TYPE>. */
+  readonly code: string;
+
+  constructor(init: FailureInit) {
+    const info = ERROR_TYPES[init.type];
+    super(init.detail ?? info.explain, init.cause !== undefined ? { cause: init.cause } : undefined);
+    this.name = 'Failure';
+    this.type = init.type;
+    this.phase = init.phase;
+    this.source = info.source;
+    this.nextHop = init.nextHop;
+    this.detail = init.detail ?? info.explain;
+    this.retrySafe = init.retrySafe ?? false;
+    this.status = init.status ?? (info.status || 502);
+    this.params = init.params;
+    this.retryAfter = init.retryAfter;
+    this.code = `GATEWISE_${init.type.toUpperCase()}`;
+  }
+
+  get title(): string {
+    return ERROR_TYPES[this.type].title;
+  }
+
+  get explain(): string {
+    return ERROR_TYPES[this.type].explain;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      type: this.type,
+      phase: this.phase,
+      source: this.source,
+      nextHop: this.nextHop,
+      detail: this.detail,
+      retrySafe: this.retrySafe,
+      status: this.status,
+    };
+  }
+}
+
+export function isFailure(e: unknown): e is Failure {
+  return e instanceof Failure;
+}

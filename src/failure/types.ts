@@ -1,0 +1,81 @@
+/**
+ * The failure taxonomy: every RFC 9209 error type, declared once with the status
+ * the gateway answers for it and a plain-words explanation. `docs/errors.md` is
+ * checked against this table by a test.
+ */
+
+/** Where in a hop's life a failure happened. */
+export type Phase =
+  | 'accept' // reading the client's request
+  | 'route' // choosing where the request goes
+  | 'admit' // cluster limits and queues
+  | 'pick' // choosing an endpoint
+  | 'dns'
+  | 'connect'
+  | 'tls'
+  | 'send' // writing the request head and body upstream
+  | 'headers' // waiting for / parsing the response head
+  | 'body' // streaming the response body
+  | 'internal';
+
+/** Whose side a failure is on. */
+export type Source = 'client' | 'upstream' | 'gateway';
+
+export interface ErrorTypeInfo {
+  /** HTTP status the gateway answers when this is the final failure. 0 = depends (passes a received status). */
+  readonly status: number;
+  readonly title: string;
+  /** One sentence for a person reading the error page. */
+  readonly explain: string;
+  readonly source: Source;
+  /** RFC 9209 says this type may be sent as a trailer on a partial response. */
+  readonly trailer: boolean;
+}
+
+function t(status: number, source: Source, trailer: boolean, title: string, explain: string): ErrorTypeInfo {
+  return { status, source, trailer, title, explain };
+}
+
+/** All 32 RFC 9209 error types (section 2.3), with the status Gatewise answers. */
+export const ERROR_TYPES = {
+  dns_timeout: t(504, 'upstream', false, 'DNS Timeout', 'The name of the upstream server could not be resolved in time.'),
+  dns_error: t(502, 'upstream', false, 'DNS Error', 'The name of the upstream server could not be resolved.'),
+  destination_not_found: t(404, 'gateway', false, 'Destination Not Found', 'The gateway has no route for this request.'),
+  destination_unavailable: t(503, 'upstream', false, 'Destination Unavailable', 'Every upstream server for this request is considered down right now.'),
+  destination_ip_prohibited: t(502, 'gateway', false, 'Destination IP Prohibited', 'The gateway is not allowed to connect to the address of the upstream server.'),
+  destination_ip_unroutable: t(502, 'upstream', false, 'Destination IP Unroutable', 'There is no network route to the upstream server.'),
+  connection_refused: t(502, 'upstream', false, 'Connection Refused', 'The upstream server refused the connection: nothing is listening there.'),
+  connection_terminated: t(502, 'upstream', true, 'Connection Terminated', 'The upstream server closed the connection before sending a response.'),
+  connection_timeout: t(504, 'upstream', false, 'Connection Timeout', 'The upstream server did not accept the connection in time.'),
+  connection_read_timeout: t(504, 'upstream', true, 'Connection Read Timeout', 'The upstream server stopped sending data in the middle of its response.'),
+  connection_write_timeout: t(504, 'upstream', true, 'Connection Write Timeout', 'The upstream server stopped reading the request.'),
+  connection_limit_reached: t(503, 'gateway', false, 'Connection Limit Reached', 'The upstream servers are at their capacity; the gateway shed this request to protect them.'),
+  tls_protocol_error: t(502, 'upstream', true, 'TLS Protocol Error', 'The secure connection to the upstream server could not be set up.'),
+  tls_certificate_error: t(502, 'upstream', false, 'TLS Certificate Error', 'The upstream server presented a certificate the gateway does not trust.'),
+  tls_alert_received: t(502, 'upstream', true, 'TLS Alert Received', 'The upstream server ended the secure connection with an alert.'),
+  http_request_error: t(400, 'client', false, 'Bad Request', 'The request is not valid HTTP, so the gateway did not forward it.'),
+  http_request_denied: t(403, 'gateway', false, 'Request Denied', 'The gateway\'s policy does not allow this request.'),
+  http_response_incomplete: t(502, 'upstream', true, 'Incomplete Response', 'The upstream server stopped before its response was complete.'),
+  http_response_header_section_size: t(502, 'upstream', true, 'Response Header Section Too Large', 'The upstream server sent more response headers than the gateway accepts.'),
+  http_response_header_size: t(502, 'upstream', true, 'Response Header Too Large', 'The upstream server sent a response header larger than the gateway accepts.'),
+  http_response_body_size: t(502, 'upstream', true, 'Response Body Too Large', 'The upstream server sent a larger response body than the gateway accepts.'),
+  http_response_trailer_section_size: t(502, 'upstream', true, 'Response Trailer Section Too Large', 'The upstream server sent more trailers than the gateway accepts.'),
+  http_response_trailer_size: t(502, 'upstream', true, 'Response Trailer Too Large', 'The upstream server sent a trailer larger than the gateway accepts.'),
+  http_response_transfer_coding: t(502, 'upstream', true, 'Response Transfer-Coding Error', 'The upstream server sent a body with broken transfer coding (chunking).'),
+  http_response_content_coding: t(502, 'upstream', true, 'Response Content-Coding Error', 'The upstream server sent a body with broken content coding (compression).'),
+  http_response_timeout: t(504, 'upstream', true, 'Response Timeout', 'The upstream server did not answer in time.'),
+  http_upgrade_failed: t(502, 'upstream', false, 'Upgrade Failed', 'The upstream server did not accept the protocol upgrade (for example WebSocket).'),
+  http_protocol_error: t(502, 'upstream', true, 'HTTP Protocol Error', 'The upstream server sent a response that is not valid HTTP.'),
+  proxy_internal_response: t(0, 'gateway', false, 'Proxy Internal Response', 'The gateway answered this request itself.'),
+  proxy_internal_error: t(500, 'gateway', false, 'Proxy Internal Error', 'The gateway itself failed while handling the request.'),
+  proxy_configuration_error: t(500, 'gateway', false, 'Proxy Configuration Error', 'The gateway\'s configuration does not allow it to handle this request.'),
+  proxy_loop_detected: t(502, 'gateway', false, 'Proxy Loop Detected', 'The request came back to this gateway: its configuration forwards in a loop.'),
+} as const satisfies Record<string, ErrorTypeInfo>;
+
+export type ProxyErrorType = keyof typeof ERROR_TYPES;
+
+export const ERROR_TYPE_NAMES = Object.keys(ERROR_TYPES) as ProxyErrorType[];
+
+export function isProxyErrorType(s: string): s is ProxyErrorType {
+  return Object.prototype.hasOwnProperty.call(ERROR_TYPES, s);
+}

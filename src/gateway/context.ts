@@ -1,0 +1,88 @@
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Config } from '../config/schema.js';
+import { parseDuration } from '../config/duration.js';
+import type { ProxyStatusOptions } from '../failure/index.js';
+import { AddressSet } from '../http/trust.js';
+import { Cluster } from '../upstream/cluster.js';
+import { makeLookup } from '../upstream/dns.js';
+import { Router, compileRoute } from './router.js';
+
+/** Everything the per-request code reads, compiled once from the config. */
+export interface GatewayContext {
+  /** Our name in Proxy-Status and our Via pseudonym (loop detection). */
+  readonly identity: string;
+  readonly router: Router;
+  readonly clusters: ReadonlyMap<string, Cluster>;
+  readonly trustedProxies: AddressSet;
+  readonly topologyClients: AddressSet | 'always' | 'never';
+  readonly sendXForwarded: boolean;
+  readonly sendForwarded: boolean;
+  /** Lower-case request id header name. */
+  readonly requestIdHeader: string;
+  readonly trustIncomingRequestId: boolean;
+  readonly requestIdPrefix: string;
+  /** Set while draining: responses close their connections. */
+  draining: boolean;
+}
+
+const DEFAULT_NAME = 'gatewise';
+
+/**
+ * The identity used in Via and Proxy-Status. With the default name it gets a short
+ * suffix derived from the host and the listeners, so two default gateways in a chain
+ * do not mistake each other for a loop, while all workers of one gateway agree.
+ */
+export function identityOf(cfg: Config): string {
+  if (cfg.name !== DEFAULT_NAME) return cfg.name;
+  const seed = hostname() + cfg.listeners.map((l) => `${l.address}:${l.port}`).join(',');
+  return `${DEFAULT_NAME}-${createHash('sha256').update(seed).digest('hex').slice(0, 6)}`;
+}
+
+export function ms(d: string): number {
+  return parseDuration(d)!;
+}
+
+export function buildContext(cfg: Config): GatewayContext {
+  const lookup = makeLookup({ servers: cfg.dns.servers, timeoutMs: ms(cfg.dns.timeout), tries: cfg.dns.tries });
+  const clusters = new Map<string, Cluster>();
+  for (const [name, c] of Object.entries(cfg.clusters)) {
+    clusters.set(
+      name,
+      new Cluster(
+        name,
+        {
+          endpoints: c.endpoints,
+          tls: c.tls,
+          connectTimeoutMs: ms(c.timeouts.connect),
+          responseTimeoutMs: ms(c.timeouts.response),
+          idleTimeoutMs: ms(c.timeouts.idle),
+          keepAliveMs: ms(c.keepAlive),
+          maxConnections: c.maxConnections,
+          maxResponseHeaderSize: c.maxResponseHeaderSize,
+        },
+        lookup,
+      ),
+    );
+  }
+  const router = new Router(cfg.routes.map((r, i) => compileRoute(r, i, clusters.get(r.cluster)!)));
+  const reveal = cfg.proxyStatus.revealTopology;
+  return {
+    identity: identityOf(cfg),
+    router,
+    clusters,
+    trustedProxies: new AddressSet(cfg.trustedProxies),
+    topologyClients: reveal === 'trusted' ? new AddressSet(cfg.proxyStatus.trustedClients) : reveal,
+    sendXForwarded: cfg.forwardedHeaders === 'x-forwarded' || cfg.forwardedHeaders === 'both',
+    sendForwarded: cfg.forwardedHeaders === 'forwarded' || cfg.forwardedHeaders === 'both',
+    requestIdHeader: cfg.requestId.header.toLowerCase(),
+    trustIncomingRequestId: cfg.requestId.trustIncoming,
+    requestIdPrefix: Math.floor(Math.random() * 0xffffffff).toString(36).padStart(7, '0'),
+    draining: false,
+  };
+}
+
+export function proxyStatusOptions(ctx: GatewayContext, clientAddress: string | undefined): ProxyStatusOptions {
+  const t = ctx.topologyClients;
+  return { name: ctx.identity, revealTopology: t === 'always' ? true : t === 'never' ? false : t.has(clientAddress) };
+}

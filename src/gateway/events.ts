@@ -1,0 +1,65 @@
+import { channel } from 'node:diagnostics_channel';
+import type { ProxyErrorType, Phase } from '../failure/index.js';
+
+/** One try at an upstream endpoint. */
+export interface AttemptRecord {
+  endpoint: string;
+  /** The furthest phase reached. */
+  phase: Phase;
+  status?: number;
+  error?: ProxyErrorType;
+  detail?: string;
+  /** Milliseconds from the start of the request. */
+  startMs: number;
+  /** Handed to a connected socket (includes DNS, connect and TLS when a new connection was opened). */
+  connectedMs?: number;
+  firstByteMs?: number;
+  headersMs?: number;
+  endMs?: number;
+}
+
+/** Who ended the exchange, HAProxy style. */
+export type EndedBy = 'complete' | 'client' | 'upstream' | 'gateway';
+
+/** Published once per request on `gatewise:request:end` when it has subscribers. */
+export interface RequestRecord {
+  time: number;
+  requestId: string;
+  listener: string;
+  clientAddress: string | undefined;
+  method: string;
+  host: string;
+  path: string;
+  httpVersion: string;
+  route: string | undefined;
+  cluster: string | undefined;
+  status: number;
+  /** RFC 9209 error type when the gateway produced the response or cut it short. */
+  error: ProxyErrorType | undefined;
+  /** The phase where the exchange ended badly, if it did. */
+  phase: Phase | undefined;
+  endedBy: EndedBy;
+  detail: string | undefined;
+  attempts: AttemptRecord[];
+  bytesIn: number;
+  bytesOut: number;
+  durationMs: number;
+  upgrade: boolean;
+}
+
+export interface UpstreamConnectRecord {
+  cluster: string;
+  endpoint: string;
+  dnsMs?: number;
+  connectMs?: number;
+  tlsMs?: number;
+  error?: ProxyErrorType;
+}
+
+export const requestEnd = channel('gatewise:request:end');
+export const gatewayLifecycle = channel('gatewise:gateway:lifecycle');
+
+export interface LifecycleRecord {
+  event: 'listening' | 'draining' | 'closed' | 'config-warning';
+  detail: string;
+}

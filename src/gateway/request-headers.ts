@@ -1,0 +1,155 @@
+import type { IncomingMessage } from 'node:http';
+import { Failure } from '../failure/index.js';
+import { connectionListed, viaContains } from '../http/headers.js';
+import { plainAddress } from '../http/trust.js';
+import type { GatewayContext } from './context.js';
+
+/** What the one pass over the client's request head produced. */
+export interface UpstreamHead {
+  /** Flat [name, value, ...] list for undici. */
+  headers: string[];
+  /** Whether the request has a body to stream (Content-Length > 0 or chunked). */
+  hasBody: boolean;
+  /** The Upgrade header value (for upgrade requests). */
+  upgrade: string | undefined;
+}
+
+// Codes for request header names the gateway treats specially.
+const DROP = 1;
+const XFF = 2;
+const XFP = 3;
+const XFH = 4;
+const FORWARDED = 5;
+const VIA = 6;
+const HOST = 7;
+const CONNECTION = 8;
+const TE_ENC = 9;
+const CONTENT_LENGTH = 10;
+const UPGRADE = 11;
+
+const SPECIAL = new Map<string, number>([
+  ['connection', CONNECTION],
+  ['keep-alive', DROP],
+  ['proxy-connection', DROP],
+  ['proxy-authorization', DROP],
+  ['te', DROP],
+  ['trailer', DROP],
+  ['transfer-encoding', TE_ENC],
+  ['upgrade', UPGRADE],
+  ['expect', DROP], // the gateway answers 100-continue itself
+  ['host', HOST],
+  ['via', VIA],
+  ['x-forwarded-for', XFF],
+  ['x-forwarded-proto', XFP],
+  ['x-forwarded-host', XFH],
+  ['forwarded', FORWARDED],
+  ['content-length', CONTENT_LENGTH],
+]);
+
+function quoteForwarded(addr: string): string {
+  return addr.includes(':') ? `"[${addr}]"` : addr;
+}
+
+/**
+ * Build the upstream request head from the client's in one pass over rawHeaders:
+ * hop-by-hop and Connection-listed fields removed, Via appended, forwarding headers
+ * per the trusted-proxies setting, Host per route, request id set. Throws a Failure
+ * for requests that must not be forwarded (loops, unsupported transfer codings).
+ */
+export function buildUpstreamHead(
+  ctx: GatewayContext,
+  req: IncomingMessage,
+  requestId: string,
+  hostValue: string | undefined,
+  via: string,
+  proto: 'http' | 'https',
+): UpstreamHead {
+  const raw = req.rawHeaders;
+  const out: string[] = [];
+  const clientAddr = plainAddress(req.socket.remoteAddress);
+  const trusted = ctx.trustedProxies.has(req.socket.remoteAddress);
+  const idHeader = ctx.requestIdHeader;
+  let listed: Set<string> | undefined;
+  let xff: string | undefined;
+  let xfp: string | undefined;
+  let xfh: string | undefined;
+  let fwd: string | undefined;
+  let origHost: string | undefined;
+  let hasBody = false;
+  let upgrade: string | undefined;
+
+  // Connection-listed names first, so the main pass is a single lookup per field.
+  const conn = req.headers.connection;
+  if (conn) listed = connectionListed([conn]);
+
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    const lower = name.toLowerCase();
+    const code = SPECIAL.get(lower);
+    if (code === undefined) {
+      if (lower === idHeader || listed?.has(lower)) continue;
+      out.push(name, value);
+      continue;
+    }
+    switch (code) {
+      case VIA:
+        if (viaContains([value], ctx.identity)) {
+          throw new Failure({ type: 'proxy_loop_detected', phase: 'accept', detail: `the request already passed through ${ctx.identity} (Via: ${value})` });
+        }
+        out.push(name, value);
+        break;
+      case HOST:
+        origHost = value;
+        break;
+      case XFF:
+        if (trusted) xff = xff ? `${xff}, ${value}` : value;
+        break;
+      case XFP:
+        if (trusted) xfp = value;
+        break;
+      case XFH:
+        if (trusted) xfh = value;
+        break;
+      case FORWARDED:
+        if (trusted) fwd = fwd ? `${fwd}, ${value}` : value;
+        break;
+      case TE_ENC:
+        if (value.trim().toLowerCase() !== 'chunked') {
+          throw new Failure({
+            type: 'http_request_error',
+            phase: 'accept',
+            status: 501,
+            detail: `Transfer-Encoding "${value}" is not supported (only chunked)`,
+            params: { 'status-code': 501 },
+          });
+        }
+        hasBody = true;
+        break;
+      case CONTENT_LENGTH:
+        if (value !== '0') hasBody = true;
+        out.push(name, value);
+        break;
+      case UPGRADE:
+        upgrade = value;
+        break;
+      default:
+        break; // CONNECTION, DROP
+    }
+  }
+
+  out.push('host', hostValue ?? origHost ?? '');
+  out.push('via', via);
+  out.push(idHeader, requestId);
+  if (ctx.sendXForwarded) {
+    out.push('x-forwarded-for', xff ? `${xff}, ${clientAddr}` : clientAddr);
+    out.push('x-forwarded-proto', xfp ?? proto);
+    if (origHost !== undefined || xfh !== undefined) out.push('x-forwarded-host', xfh ?? origHost!);
+  }
+  if (ctx.sendForwarded) {
+    let el = `for=${quoteForwarded(clientAddr)};proto=${proto}`;
+    if (origHost) el += `;host=${/^[\w.:[\]-]+$/.test(origHost) ? origHost : JSON.stringify(origHost)}`;
+    out.push('forwarded', fwd ? `${fwd}, ${el}` : el);
+  }
+  return { headers: out, hasBody, upgrade };
+}

@@ -1,0 +1,122 @@
+import type { RouteConfig } from '../config/schema.js';
+import type { Cluster } from '../upstream/cluster.js';
+
+/** A route compiled for matching: first match in config order wins. */
+export interface Route {
+  readonly name: string;
+  readonly cluster: Cluster;
+  readonly pathPrefix: string;
+  /** Prefix ends in '/', so a plain startsWith is a segment match. */
+  readonly prefixIsDir: boolean;
+  readonly methods: ReadonlySet<string> | undefined;
+  readonly headers: ReadonlyArray<readonly [string, string]> | undefined;
+  readonly exactHosts: ReadonlySet<string> | undefined;
+  readonly wildcardSuffixes: readonly string[] | undefined;
+  /** Replacement for the matched prefix, or undefined to keep the path. */
+  readonly newPrefix: string | undefined;
+  /** 'preserve' | 'endpoint' | a literal Host value. */
+  readonly host: string;
+}
+
+const HOST_CACHE_MAX = 4096;
+
+export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster): Route {
+  const hosts = cfg.match.host === undefined ? undefined : Array.isArray(cfg.match.host) ? cfg.match.host : [cfg.match.host];
+  const exact = hosts?.filter((h) => !h.startsWith('*.')).map((h) => h.toLowerCase());
+  const wild = hosts?.filter((h) => h.startsWith('*.')).map((h) => h.slice(1).toLowerCase());
+  const prefix = cfg.match.pathPrefix;
+  return {
+    name: cfg.name ?? `route-${index}`,
+    cluster,
+    pathPrefix: prefix,
+    prefixIsDir: prefix.endsWith('/'),
+    methods: cfg.match.methods ? new Set(cfg.match.methods) : undefined,
+    headers: cfg.match.headers ? Object.entries(cfg.match.headers).map(([k, v]) => [k.toLowerCase(), v] as const) : undefined,
+    exactHosts: hosts ? new Set(exact) : undefined,
+    wildcardSuffixes: hosts ? wild : undefined,
+    newPrefix: cfg.stripPrefix ? '/' : cfg.rewritePrefix,
+    host: cfg.host,
+  };
+}
+
+function hostMatches(r: Route, host: string): boolean {
+  if (!r.exactHosts) return true;
+  if (r.exactHosts.has(host)) return true;
+  for (const s of r.wildcardSuffixes!) if (host.length > s.length && host.endsWith(s)) return true;
+  return false;
+}
+
+/** Host header → bare lower-case host name (port and trailing dot removed). */
+export function normalizeHost(hostHeader: string | undefined): string {
+  if (!hostHeader) return '';
+  let h = hostHeader;
+  if (h.charCodeAt(0) === 91 /* [ */) {
+    const end = h.indexOf(']');
+    h = end > 0 ? h.slice(0, end + 1) : h;
+  } else {
+    const colon = h.indexOf(':');
+    if (colon >= 0) h = h.slice(0, colon);
+  }
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  return h.toLowerCase();
+}
+
+export class Router {
+  readonly routes: readonly Route[];
+  #byHost = new Map<string, readonly Route[]>();
+
+  constructor(routes: readonly Route[]) {
+    this.routes = routes;
+  }
+
+  #candidates(host: string): readonly Route[] {
+    let list = this.#byHost.get(host);
+    if (list === undefined) {
+      list = this.routes.filter((r) => hostMatches(r, host));
+      if (this.#byHost.size < HOST_CACHE_MAX) this.#byHost.set(host, list);
+    }
+    return list;
+  }
+
+  /** First route that matches, or undefined. `path` is the request-target in origin-form. */
+  match(host: string, method: string, path: string, headers: NodeJS.Dict<string | string[]>): Route | undefined {
+    const list = this.#candidates(host);
+    for (let i = 0; i < list.length; i++) {
+      const r = list[i]!;
+      if (r.methods && !r.methods.has(method)) continue;
+      if (!prefixMatches(r, path)) continue;
+      if (r.headers) {
+        let ok = true;
+        for (const [k, v] of r.headers) {
+          const got = headers[k];
+          if (Array.isArray(got) ? !got.includes(v) : got !== v) {
+            ok = false;
+            break;
+          }
+        }
+        if (!ok) continue;
+      }
+      return r;
+    }
+    return undefined;
+  }
+}
+
+function prefixMatches(r: Route, path: string): boolean {
+  const p = r.pathPrefix;
+  if (p.length === 1) return true;
+  if (!path.startsWith(p)) return false;
+  if (r.prefixIsDir || path.length === p.length) return true;
+  const c = path.charCodeAt(p.length);
+  return c === 47 /* / */ || c === 63 /* ? */;
+}
+
+/** Apply the route's prefix rewrite to an origin-form path. */
+export function rewritePath(r: Route, path: string): string {
+  if (r.newPrefix === undefined || r.pathPrefix.length === 1 && r.newPrefix === '/') return path;
+  let rest = path.slice(r.pathPrefix.length);
+  if (r.prefixIsDir) rest = '/' + rest;
+  const base = r.newPrefix.endsWith('/') ? r.newPrefix.slice(0, -1) : r.newPrefix;
+  if (rest === '' || rest.charCodeAt(0) === 63) return (base || '/') + rest;
+  return base + rest;
+}

@@ -1,0 +1,192 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Config, ListenerConfig } from '../config/schema.js';
+import { Failure, renderFailure } from '../failure/index.js';
+import { viaValue } from '../http/headers.js';
+import { plainAddress } from '../http/trust.js';
+import { buildContext, ms, proxyStatusOptions, type GatewayContext } from './context.js';
+import { gatewayLifecycle, requestEnd, type LifecycleRecord, type RequestRecord } from './events.js';
+import { Exchange, newRequestId } from './exchange.js';
+import { UpgradeExchange } from './upgrade.js';
+
+export interface ListeningAddress {
+  address: string;
+  port: number;
+  url: string;
+}
+
+/** Node's parser errors on the client side → the status we answer. */
+function clientErrorStatus(code: string | undefined): number {
+  if (code === 'HPE_HEADER_OVERFLOW') return 431;
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'HPE_HEADERS_TIMEOUT') return 408;
+  if (code === 'HPE_INVALID_METHOD') return 400;
+  return 400;
+}
+
+/**
+ * The reverse gateway: one HTTP server per listener, all sharing one compiled context.
+ */
+export class Gateway {
+  readonly ctx: GatewayContext;
+  readonly config: Config;
+  readonly #servers: Array<{ server: Server; cfg: ListenerConfig; name: string }> = [];
+  readonly #inflight = new Set<ServerResponse>();
+  #closing: Promise<void> | undefined;
+
+  constructor(config: Config) {
+    this.config = config;
+    this.ctx = buildContext(config);
+    const via11 = viaValue('1.1', this.ctx.identity);
+    const via10 = viaValue('1.0', this.ctx.identity);
+    for (const l of config.listeners) {
+      const name = `${l.address}:${l.port}`;
+      const server = createServer({
+        maxHeaderSize: l.maxHeaderSize,
+        headersTimeout: ms(l.requestHeaderTimeout),
+        requestTimeout: 0,
+        keepAliveTimeout: ms(l.keepAliveTimeout),
+        requireHostHeader: true,
+        insecureHTTPParser: false,
+        joinDuplicateHeaders: false,
+      });
+      server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+        this.#inflight.add(res);
+        res.once('close', () => this.#inflight.delete(res));
+        new Exchange(this.ctx, req, res, name, req.httpVersion === '1.0' ? via10 : via11).start();
+      });
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        new UpgradeExchange(this.ctx, req, socket, head, name, via11).start();
+      });
+      server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+        this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', status: 405, detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)', params: { 'status-code': 405 } }), name, req);
+      });
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket, name));
+      this.#servers.push({ server, cfg: l, name });
+    }
+  }
+
+  async listen(): Promise<ListeningAddress[]> {
+    await Promise.all(
+      this.#servers.map(
+        ({ server, cfg }) =>
+          new Promise<void>((resolve, reject) => {
+            const onError = (err: Error): void => reject(err);
+            server.once('error', onError);
+            server.listen(cfg.port, cfg.address, () => {
+              server.off('error', onError);
+              resolve();
+            });
+          }),
+      ),
+    );
+    const addrs = this.addresses();
+    lifecycle({ event: 'listening', detail: addrs.map((a) => a.url).join(' ') });
+    return addrs;
+  }
+
+  addresses(): ListeningAddress[] {
+    return this.#servers.map(({ server }) => {
+      const a = server.address() as AddressInfo;
+      const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+      return { address: a.address, port: a.port, url: `http://${host}:${a.port}` };
+    });
+  }
+
+  /**
+   * Stop accepting, let in-flight requests finish (idle keep-alive connections are
+   * closed at once; busy ones get `Connection: close`), then cut what is left after
+   * `drainMs` and close the upstream pools.
+   */
+  close(drainMs = ms(this.config.shutdown.drainTimeout)): Promise<void> {
+    this.#closing ??= this.#close(drainMs);
+    return this.#closing;
+  }
+
+  async #close(drainMs: number): Promise<void> {
+    this.ctx.draining = true;
+    lifecycle({ event: 'draining', detail: `${this.#inflight.size} requests in flight` });
+    const closed = this.#servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
+    for (const { server } of this.#servers) server.closeIdleConnections();
+    const deadline = Date.now() + drainMs;
+    while (this.#inflight.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 25));
+      for (const { server } of this.#servers) server.closeIdleConnections();
+    }
+    for (const { server } of this.#servers) server.closeAllConnections();
+    await Promise.all(closed);
+    await Promise.all([...this.ctx.clusters.values()].map((c) => c.close()));
+    lifecycle({ event: 'closed', detail: '' });
+  }
+
+  #onClientError(err: NodeJS.ErrnoException, socket: Duplex, listener: string): void {
+    const code = err.code;
+    if (code === 'ECONNRESET' || code === 'EPIPE' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = clientErrorStatus(code);
+    const detail =
+      status === 431
+        ? 'request header section larger than the listener accepts'
+        : status === 408
+          ? 'the request head did not arrive in time'
+          : `malformed request (${code ?? 'parse error'})`;
+    this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', status, detail, params: { 'status-code': status } }), listener);
+  }
+
+  /** Answer on a raw socket (parser errors, CONNECT) and close it. */
+  #refuseRaw(socket: Duplex, f: Failure, listener: string, req?: IncomingMessage): void {
+    const sock = socket as Socket & { _httpMessage?: ServerResponse };
+    if (sock._httpMessage?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const requestId = newRequestId(this.ctx);
+    const out = renderFailure({
+      failure: f,
+      requestId,
+      accept: req?.headers.accept,
+      proxyStatus: proxyStatusOptions(this.ctx, sock.remoteAddress),
+    });
+    let head = `HTTP/1.1 ${out.status} ${f.status === 431 ? 'Request Header Fields Too Large' : f.title}\r\nconnection: close\r\n`;
+    for (const k in out.headers) head += `${k}: ${out.headers[k]}\r\n`;
+    socket.end(Buffer.concat([Buffer.from(head + '\r\n', 'latin1'), out.body]));
+    if (requestEnd.hasSubscribers) {
+      const record: RequestRecord = {
+        time: Date.now(),
+        requestId,
+        listener,
+        clientAddress: plainAddress(sock.remoteAddress),
+        method: req?.method ?? '',
+        host: req?.headers.host ?? '',
+        path: req?.url ?? '',
+        httpVersion: req?.httpVersion ?? '',
+        route: undefined,
+        cluster: undefined,
+        status: out.status,
+        error: f.type,
+        phase: f.phase,
+        endedBy: 'client',
+        detail: f.detail,
+        attempts: [],
+        bytesIn: 0,
+        bytesOut: 0,
+        durationMs: 0,
+        upgrade: false,
+      };
+      requestEnd.publish(record);
+    }
+  }
+}
+
+function lifecycle(r: LifecycleRecord): void {
+  if (gatewayLifecycle.hasSubscribers) gatewayLifecycle.publish(r);
+}
+
+/** Build and start a gateway from a validated config. */
+export async function startGateway(config: Config): Promise<Gateway> {
+  const gw = new Gateway(config);
+  await gw.listen();
+  return gw;
+}

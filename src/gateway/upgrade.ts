@@ -1,0 +1,217 @@
+import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { Failure, classify, renderFailure } from '../failure/index.js';
+import { plainAddress } from '../http/trust.js';
+import { proxyStatusOptions, type GatewayContext } from './context.js';
+import { requestEnd, type AttemptRecord, type EndedBy, type RequestRecord } from './events.js';
+import { newRequestId, originForm } from './exchange.js';
+import { buildUpstreamHead } from './request-headers.js';
+import { buildResponseHead } from './response-headers.js';
+import { normalizeHost, rewritePath, type Route } from './router.js';
+
+function headBytes(status: number, headers: readonly string[]): string {
+  let s = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) s += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return s + '\r\n';
+}
+
+/**
+ * A WebSocket (or other `Upgrade`) request: forwarded with undici's upgrade support;
+ * on 101 the two sockets are spliced; any other answer is passed back and the
+ * connection closed. Failures before the switch answer like any other request.
+ */
+export class UpgradeExchange implements Dispatcher.DispatchHandler {
+  readonly #ctx: GatewayContext;
+  readonly #req: IncomingMessage;
+  readonly #socket: Duplex;
+  readonly #head: Buffer;
+  readonly #via: string;
+  readonly #listener: string;
+  readonly #requestId: string;
+  readonly #t0 = performance.now();
+  readonly #attempts: AttemptRecord[] = [];
+  #route: Route | undefined;
+  #attempt: AttemptRecord | undefined;
+  #connected = false;
+  #responseStarted = false;
+  #headersSent = false;
+  #status = 0;
+  #error: Failure | undefined;
+  #endedBy: EndedBy = 'complete';
+  #upstream: Duplex | undefined;
+  #published = false;
+  #bytesIn = 0;
+  #bytesOut = 0;
+
+  constructor(ctx: GatewayContext, req: IncomingMessage, socket: Duplex, head: Buffer, listener: string, via: string) {
+    this.#ctx = ctx;
+    this.#req = req;
+    this.#socket = socket;
+    this.#head = head;
+    this.#via = via;
+    this.#listener = listener;
+    const incoming = ctx.trustIncomingRequestId ? req.headers[ctx.requestIdHeader] : undefined;
+    this.#requestId = typeof incoming === 'string' && incoming.length > 0 && incoming.length <= 200 ? incoming : newRequestId(ctx);
+    socket.on('error', () => socket.destroy());
+    socket.once('close', () => {
+      if (!this.#upstream && !this.#error && this.#status === 0) this.#endedBy = 'client';
+      this.#upstream?.destroy();
+      this.#publish();
+    });
+  }
+
+  start(): void {
+    const req = this.#req;
+    try {
+      const path = originForm(req.url ?? '');
+      if (path === undefined) throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'invalid request-target' });
+      const route = this.#ctx.router.match(normalizeHost(req.headers.host), req.method!, path, req.headers);
+      if (!route) throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${req.headers.host ?? ''}${path}` });
+      this.#route = route;
+      const hostValue = route.host === 'preserve' ? undefined : route.host === 'endpoint' ? undefined : route.host;
+      const head = buildUpstreamHead(this.#ctx, req, this.#requestId, hostValue, this.#via, 'http');
+      const ep = route.cluster.pick();
+      if (route.host === 'endpoint') {
+        const i = head.headers.indexOf('host');
+        head.headers[i + 1] = ep.hostHeader;
+      }
+      this.#attempt = { endpoint: ep.nextHop, phase: 'connect', startMs: 0 };
+      this.#attempts.push(this.#attempt);
+      if (this.#head.length > 0) this.#socket.unshift(this.#head);
+      ep.pool.dispatch(
+        {
+          path: rewritePath(route, path),
+          method: req.method as Dispatcher.HttpMethod,
+          headers: head.headers,
+          upgrade: head.upgrade ?? 'websocket',
+          body: null,
+        },
+        this,
+      );
+    } catch (err) {
+      this.#fail(err instanceof Failure ? err : classify(err, { connected: false, responseStarted: false, headersReceived: false }));
+    }
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.#connected = true;
+    this.#attempt!.phase = 'send';
+    if (this.#socket.destroyed) abort();
+  }
+
+  onResponseStarted(): void {
+    this.#responseStarted = true;
+    this.#attempt!.phase = 'headers';
+  }
+
+  onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
+    this.#status = statusCode;
+    this.#attempt!.status = statusCode;
+    this.#attempt!.phase = 'body';
+    this.#upstream = upstream;
+    const head = buildResponseHead((rawHeaders ?? []) as Buffer[], this.#via, this.#ctx.requestIdHeader, this.#requestId, undefined, true);
+    const client = this.#socket;
+    if (client.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    client.write(headBytes(statusCode, head));
+    this.#headersSent = true;
+    upstream.on('data', (c: Buffer) => {
+      this.#bytesOut += c.length;
+    });
+    client.on('data', (c: Buffer) => {
+      this.#bytesIn += c.length;
+    });
+    upstream.on('error', () => {
+      this.#endedBy = 'upstream';
+      client.destroy();
+    });
+    upstream.on('close', () => client.destroy());
+    upstream.pipe(client);
+    client.pipe(upstream);
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], _resume: () => void): boolean {
+    if (statusCode < 200) return true;
+    // No switch: pass the answer back, then close (the client expected a new protocol).
+    this.#status = statusCode;
+    this.#attempt!.status = statusCode;
+    this.#attempt!.phase = 'body';
+    const head = buildResponseHead(rawHeaders, this.#via, this.#ctx.requestIdHeader, this.#requestId, undefined);
+    head.push('connection', 'close');
+    this.#socket.write(headBytes(statusCode, head));
+    this.#headersSent = true;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.#bytesOut += chunk.length;
+    return this.#socket.write(chunk);
+  }
+
+  onComplete(): void {
+    this.#socket.end();
+  }
+
+  onError(err: Error): void {
+    if (this.#socket.destroyed) return;
+    const f = classify(err, { connected: this.#connected, responseStarted: this.#responseStarted, headersReceived: this.#headersSent, nextHop: this.#attempt?.endpoint });
+    if (this.#attempt) {
+      this.#attempt.error = f.type;
+      this.#attempt.phase = f.phase;
+    }
+    this.#fail(f);
+  }
+
+  #fail(f: Failure): void {
+    this.#error = f;
+    this.#endedBy = f.source === 'client' ? 'client' : f.source === 'gateway' ? 'gateway' : 'upstream';
+    if (this.#headersSent) {
+      this.#socket.destroy();
+      return;
+    }
+    const out = renderFailure({
+      failure: f,
+      requestId: this.#requestId,
+      accept: this.#req.headers.accept,
+      proxyStatus: proxyStatusOptions(this.#ctx, this.#req.socket.remoteAddress),
+    });
+    out.headers.connection = 'close';
+    const flat: string[] = [];
+    for (const k in out.headers) flat.push(k, out.headers[k]!);
+    this.#status = out.status;
+    this.#socket.end(Buffer.concat([Buffer.from(headBytes(out.status, flat), 'latin1'), out.body]));
+  }
+
+  #publish(): void {
+    if (this.#published || !requestEnd.hasSubscribers) return;
+    this.#published = true;
+    const req = this.#req;
+    const record: RequestRecord = {
+      time: Date.now(),
+      requestId: this.#requestId,
+      listener: this.#listener,
+      clientAddress: plainAddress(req.socket.remoteAddress),
+      method: req.method ?? '',
+      host: req.headers.host ?? '',
+      path: req.url ?? '',
+      httpVersion: req.httpVersion,
+      route: this.#route?.name,
+      cluster: this.#route?.cluster.name,
+      status: this.#status,
+      error: this.#error?.type,
+      phase: this.#error?.phase,
+      endedBy: this.#endedBy,
+      detail: this.#error?.detail,
+      attempts: this.#attempts,
+      bytesIn: this.#bytesIn,
+      bytesOut: this.#bytesOut,
+      durationMs: Math.round((performance.now() - this.#t0) * 1000) / 1000,
+      upgrade: true,
+    };
+    requestEnd.publish(record);
+  }
+}
