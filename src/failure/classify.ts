@@ -9,6 +9,8 @@ export interface AttemptProgress {
   responseStarted: boolean;
   /** The response head was complete and has been (or is being) passed on. */
   headersReceived: boolean;
+  /** The response body is chunked (a parser error in it is a transfer-coding error). */
+  bodyChunked?: boolean;
   nextHop?: string;
 }
 
@@ -125,7 +127,9 @@ export function classify(err: unknown, progress: AttemptProgress): Failure {
   }
   if (name === 'HTTPParserError' || code.startsWith('HPE_')) {
     if (code === 'HPE_HEADER_OVERFLOW') return mk('http_response_header_section_size', 'headers', 'response header section over the limit', false);
-    if (afterHeaders && (code === 'HPE_INVALID_CHUNK_SIZE' || code === 'HPE_INVALID_TRANSFER_ENCODING' || code === 'HPE_STRICT' || code === 'HPE_CR_EXPECTED' || code === 'HPE_LF_EXPECTED')) {
+    // undici leaves `code` empty on most parser errors, so the structure decides: a parser
+    // error inside a chunked body is a transfer-coding error.
+    if (afterHeaders && (progress.bodyChunked || code === 'HPE_INVALID_CHUNK_SIZE' || code === 'HPE_INVALID_TRANSFER_ENCODING' || code === 'HPE_STRICT' || code === 'HPE_CR_EXPECTED' || code === 'HPE_LF_EXPECTED')) {
       return mk('http_response_transfer_coding', 'body', detailOf('broken chunked transfer coding in the response body'), false);
     }
     if (code === 'HPE_INVALID_TRANSFER_ENCODING') return mk('http_response_transfer_coding', 'headers', detailOf('invalid Transfer-Encoding in the response'), false);

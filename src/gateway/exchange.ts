@@ -191,6 +191,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       connected: this.#connected,
       responseStarted: this.#responseStarted,
       headersReceived: this.#headersSent,
+      bodyChunked: this.#headersSent && !this.res.hasHeader('content-length'),
       nextHop: this.endpoint?.nextHop,
     });
     if (a) {

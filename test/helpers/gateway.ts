@@ -1,0 +1,78 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { validateConfig } from '../../src/config/load.js';
+import type { ConfigInput } from '../../src/config/schema.js';
+import { Gateway } from '../../src/gateway/server.js';
+import { attachAccessLog } from '../../src/observe/access-log.js';
+import { attachMetrics } from '../../src/observe/metrics.js';
+
+export interface LogLine {
+  type: string;
+  requestId?: string;
+  status?: number;
+  proxyStatusError?: string;
+  phase?: string;
+  endedBy?: string;
+  attempts?: Array<{ endpoint: string; phase: string; error?: string; status?: number }>;
+  [k: string]: unknown;
+}
+
+export interface TestGateway {
+  gw: Gateway;
+  url: string;
+  port: number;
+  logs: LogLine[];
+  registry: Registry;
+  /** The access-log line for a request id (waits briefly: the line is written when the response closes). */
+  logFor(requestId: string, timeoutMs?: number): Promise<LogLine>;
+  /** Value of gatewise_requests_total for the given labels (summed over the others). */
+  requestsCounted(labels: Record<string, string>): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** A gateway on an ephemeral port with its access log captured in memory. */
+export async function startTestGateway(input: Omit<ConfigInput, 'listeners'> & { listeners?: ConfigInput['listeners'] }): Promise<TestGateway> {
+  const config = validateConfig({ listeners: [{ address: '127.0.0.1', port: 0 }], ...input });
+  const logs: LogLine[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as LogLine);
+      cb();
+    },
+  });
+  const logger = pino({ level: 'info' }, sink);
+  const detach = attachAccessLog(logger);
+  const metrics = attachMetrics(new Registry());
+  const gw = new Gateway(config);
+  const [addr] = await gw.listen();
+  return {
+    gw,
+    url: addr!.url,
+    port: addr!.port,
+    logs,
+    registry: metrics.registry,
+    async logFor(requestId, timeoutMs = 2000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const line = logs.find((l) => l.type === 'access' && l.requestId === requestId);
+        if (line) return line;
+        if (Date.now() > deadline) throw new Error(`no access-log line for ${requestId}; have ${logs.map((l) => l.requestId).join(',')}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
+    async requestsCounted(labels) {
+      const m = await metrics.registry.getSingleMetric('gatewise_requests_total')!.get();
+      let n = 0;
+      for (const v of m.values) {
+        if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) n += v.value;
+      }
+      return n;
+    },
+    async close() {
+      await gw.close(1000);
+      detach();
+      metrics.detach();
+    },
+  };
+}
