@@ -4,6 +4,7 @@ import { ConfigError, loadConfigFile, validateConfig } from '../config/load.js';
 import { jsonSchema, type ConfigInput } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { startRuntime, untilSignal } from './runtime.js';
+import { UsageError } from './usage.js';
 
 const HELP = `gatewise — a gateway and proxy server that explains every failure it produces
 
@@ -40,9 +41,6 @@ function splitHostPort(s: string, flag: string): { address: string; port: number
   return { address: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
-export class UsageError extends Error {
-  readonly code = 'GATEWISE_USAGE';
-}
 
 function durationFlag(v: string | undefined, flag: string): string | undefined {
   if (v === undefined) return undefined;

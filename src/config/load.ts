@@ -79,8 +79,8 @@ export function parseConfigText(text: string, file?: string): Config {
   if (doc.errors.length > 0) {
     throw new ConfigError(
       doc.errors.map((e) => {
-        const pos = e.linePos?.[0];
-        return { path: '', message: e.message.split('\n')[0]!, line: pos?.line, column: pos?.col };
+        const pos = lc.linePos(e.pos[0]);
+        return { path: '', message: e.message.split('\n')[0]!, line: pos.line, column: pos.col };
       }),
       file,
     );

@@ -58,6 +58,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #bytesIn0: number;
   #bytesOut0: number;
   #path = '';
+  /** Kept: Node detaches req.socket once the response closes. */
+  readonly #socket: import('node:net').Socket;
 
   constructor(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse, listener: string, via: string) {
     this.ctx = ctx;
@@ -67,6 +69,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.via = via;
     const incoming = ctx.trustIncomingRequestId ? req.headers[ctx.requestIdHeader] : undefined;
     this.requestId = typeof incoming === 'string' && incoming.length > 0 && incoming.length <= 200 ? incoming : newRequestId(ctx);
+    this.#socket = req.socket;
     this.#bytesIn0 = req.socket.bytesRead;
     this.#bytesOut0 = req.socket.bytesWritten;
     res.once('close', this.#onResClose);
@@ -150,7 +153,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     a.status = statusCode;
     a.headersMs = Math.round(performance.now() - this.t0);
     this.#resume = resume;
-    const member = statusCode >= 500 ? receivedMember(statusCode, this.endpoint!.nextHop, proxyStatusOptions(this.ctx, this.req.socket.remoteAddress)) : undefined;
+    const member = statusCode >= 500 ? receivedMember(statusCode, this.endpoint!.nextHop, proxyStatusOptions(this.ctx, this.#socket.remoteAddress)) : undefined;
     const head = buildResponseHead(rawHeaders, this.via, this.ctx.requestIdHeader, this.requestId, member);
     if (this.ctx.draining) head.push('connection', 'close');
     try {
@@ -221,7 +224,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       requestId: this.requestId,
       accept: this.req.headers.accept,
       attempts: this.attempts.length ? this.attempts.map(toSummary) : undefined,
-      proxyStatus: proxyStatusOptions(this.ctx, this.req.socket.remoteAddress),
+      proxyStatus: proxyStatusOptions(this.ctx, this.#socket.remoteAddress),
       head: this.req.method === 'HEAD',
     });
     if (f.source === 'client' || this.ctx.draining) out.headers.connection = 'close';
@@ -267,7 +270,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       time: Date.now(),
       requestId: this.requestId,
       listener: this.listener,
-      clientAddress: plainAddress(req.socket.remoteAddress),
+      clientAddress: plainAddress(this.#socket.remoteAddress),
       method: req.method ?? '',
       host: req.headers.host ?? '',
       path: this.#path || (req.url ?? ''),
@@ -280,8 +283,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
       endedBy: this.#endedBy,
       detail: f?.detail,
       attempts: this.attempts,
-      bytesIn: req.socket.bytesRead - this.#bytesIn0,
-      bytesOut: req.socket.bytesWritten - this.#bytesOut0,
+      bytesIn: this.#socket.bytesRead - this.#bytesIn0,
+      bytesOut: this.#socket.bytesWritten - this.#bytesOut0,
       durationMs: Math.round((performance.now() - this.t0) * 1000) / 1000,
       upgrade: false,
     };

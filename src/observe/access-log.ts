@@ -11,7 +11,7 @@ export interface LoggerOptions {
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
-  const dest = pino.destination({ dest: opts.file ?? 1, sync: opts.sync ?? false, minLength: opts.sync ? 0 : 4096 });
+  const dest = pino.destination({ dest: opts.file ?? 1, sync: opts.sync ?? false });
   return pino({ level: opts.level ?? 'info', base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, dest);
 }
 

@@ -1,0 +1,144 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Agent, request } from 'undici';
+import { validateConfig } from '../config/load.js';
+import type { RequestRecord } from '../gateway/events.js';
+import { LAB_FAULTS, startLab, type LabFault } from '../lab/index.js';
+import { startRuntime, untilSignal } from './runtime.js';
+import { UsageError } from './usage.js';
+
+const PREFIX: Record<string, string> = { http: '', refused: '/_refused', 'tls-self-signed': '/_tls-self', 'tls-ca': '/_tls-ca' };
+
+interface ProbeResult {
+  status: number;
+  error: string;
+  note: string;
+}
+
+/**
+ * `gatewise demo`: the gateway in front of the failure lab, and a table of URLs to
+ * try, one per cause, with what the gateway answered when the demo probed each.
+ */
+export async function demoCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: 'string', default: '8080' },
+      once: { type: 'boolean', default: false },
+      log: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port expects a port number, got "${values.port}"`);
+  const lab = await startLab({ tls: true });
+  const dir = mkdtempSync(join(tmpdir(), 'gatewise-demo-'));
+  const caFile = join(dir, 'lab-ca.pem');
+  writeFileSync(caFile, lab.caPem ?? '');
+  const timeouts = { connect: '1s', response: '1500ms', idle: '1500ms' };
+  const config = validateConfig(
+    {
+      name: 'gatewise-demo',
+      listeners: [{ address: '127.0.0.1', port }],
+      clusters: {
+        lab: { endpoints: [lab.url], timeouts },
+        refused: { endpoints: [`http://127.0.0.1:${lab.refusedPort}`], timeouts },
+        tlsSelf: { endpoints: [lab.tlsSelfSignedUrl!], timeouts },
+        tlsCa: { endpoints: [lab.tlsCaUrl!], timeouts, tls: { ca: caFile } },
+      },
+      routes: [
+        { name: 'refused', match: { pathPrefix: '/_refused' }, cluster: 'refused', stripPrefix: true },
+        { name: 'tls-self-signed', match: { pathPrefix: '/_tls-self' }, cluster: 'tlsSelf', stripPrefix: true },
+        { name: 'tls-ca', match: { pathPrefix: '/_tls-ca' }, cluster: 'tlsCa', stripPrefix: true, host: 'endpoint' },
+        { name: 'lab', cluster: 'lab' },
+      ],
+      log: { access: values.log, level: values.log ? 'info' : 'warn' },
+    },
+    'gatewise demo',
+  );
+  let rt;
+  try {
+    rt = await startRuntime(config);
+  } catch (err) {
+    await lab.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const base = rt.gateway!.addresses()[0]!.url;
+  process.stdout.write(`Gatewise demo: the gateway at ${base} stands in front of the failure lab at ${lab.url}.\nProbing every cause once...\n\n`);
+  const results = await probeAll(base);
+  const rows = LAB_FAULTS.map((f, i) => {
+    const url = base + PREFIX[f.listener ?? 'http'] + f.path;
+    const r = results[i]!;
+    const answer = `${r.status || '-'} ${r.error}${r.note ? ` ${r.note}` : ''}`;
+    return [url, f.description, answer] as const;
+  });
+  const w0 = Math.max(...rows.map((r) => r[0].length), 3);
+  const w2 = Math.max(...rows.map((r) => r[2].length), 16);
+  const lines = [`${'URL'.padEnd(w0)}  ${'gateway answered'.padEnd(w2)}  what the upstream does`, `${'-'.repeat(w0)}  ${'-'.repeat(w2)}  ${'-'.repeat(22)}`];
+  for (const [url, what, answer] of rows) lines.push(`${url.padEnd(w0)}  ${answer.padEnd(w2)}  ${what}`);
+  process.stdout.write(lines.join('\n') + '\n\n');
+  process.stdout.write(
+    `Try them with curl (-i shows Proxy-Status), a browser (an error page in plain words), or\n` +
+      `curl -H 'accept: application/json' for the problem+json body. Ctrl-C to stop.\n`,
+  );
+  const stop = async (): Promise<void> => {
+    await rt.close();
+    await lab.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  if (values.once) {
+    await stop();
+    return results.every((r, i) => matches(LAB_FAULTS[i]!, r)) ? 0 : 1;
+  }
+  const code = await untilSignal({ ...rt, close: stop });
+  return code;
+}
+
+function matches(f: LabFault, r: ProbeResult): boolean {
+  if (f.path === '/ws') return true;
+  return r.status === f.expectStatus && (f.expectType ?? '') === (r.error === '-' ? '' : r.error);
+}
+
+async function probeAll(base: string): Promise<ProbeResult[]> {
+  const agent = new Agent({ keepAliveTimeout: 500 });
+  const seen = new Map<string, RequestRecord>();
+  const onEnd = (m: unknown): void => {
+    const r = m as RequestRecord;
+    seen.set(r.requestId, r);
+  };
+  subscribe('gatewise:request:end', onEnd);
+  try {
+    return await Promise.all(
+      LAB_FAULTS.map(async (f): Promise<ProbeResult> => {
+        if (f.path === '/ws') return { status: 101, error: '-', note: '(WebSocket echo)' };
+        const url = base + PREFIX[f.listener ?? 'http'] + f.path;
+        try {
+          const res = await request(url, { dispatcher: agent, headers: { accept: 'application/json' }, headersTimeout: 5000, bodyTimeout: 5000 });
+          let cut = false;
+          try {
+            await res.body.arrayBuffer();
+          } catch {
+            cut = true;
+          }
+          const ps = String(res.headers['proxy-status'] ?? '');
+          let error = /;error=([a-z_]+)/.exec(ps)?.[1];
+          const rid = String(res.headers['x-request-id'] ?? '');
+          if (cut) {
+            for (let i = 0; i < 50 && !seen.has(rid); i++) await new Promise((r) => setTimeout(r, 10));
+            error = seen.get(rid)?.error ?? error;
+          }
+          return { status: res.statusCode, error: error ?? '-', note: cut ? '(body cut short: connection aborted)' : '' };
+        } catch (err) {
+          return { status: 0, error: '-', note: `(client error: ${(err as NodeJS.ErrnoException).code ?? 'unknown'})` };
+        }
+      }),
+    );
+  } finally {
+    unsubscribe('gatewise:request:end', onEnd);
+    await agent.close();
+  }
+}

@@ -1,0 +1,90 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
+import { startLab } from '../../src/lab/index.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/gatewise.js', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'gatewise-cli-'));
+
+function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { timeout: 15000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+test('check accepts a good config and refuses a bad one with every problem and its line', async () => {
+  const good = join(dir, 'good.yaml');
+  writeFileSync(good, 'listeners: [{ port: 8080 }]\nclusters: { a: { endpoints: ["http://127.0.0.1:3000"] } }\nroutes: [{ cluster: a }]\n');
+  const ok = await run(['check', '-c', good]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /ok — 1 listener/);
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(bad, 'listeners:\n  - port: -1\nclusters: { a: { endpoints: ["gopher://x"] } }\nroutes: [{ cluster: b }]\n');
+  const r = await run(['check', '-c', bad]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /3 problems/);
+  assert.match(r.stderr, /bad\.yaml:2:\d+\s+listeners\[0\]\.port/);
+  assert.match(r.stderr, /clusters\.a\.endpoints\[0\]/);
+  assert.match(r.stderr, /routes\[0\]\.cluster: no cluster named "b"/);
+  const missing = await run(['check', '-c', join(dir, 'nope.yaml')]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /cannot read the file \(ENOENT\)/);
+});
+
+test('schema prints a JSON Schema', async () => {
+  const r = await run(['schema']);
+  assert.equal(r.code, 0);
+  const s = JSON.parse(r.stdout) as { type: string; properties: object };
+  assert.equal(s.type, 'object');
+  assert.ok('routes' in s.properties);
+});
+
+test('usage errors exit 2 and say what is wrong', async () => {
+  const r = await run(['proxy', '--listen', 'nowhere']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--to/);
+  const d = await run(['proxy', '--to', 'http://127.0.0.1:1', '--response-timeout', 'soon']);
+  assert.equal(d.code, 2);
+  assert.match(d.stderr, /--response-timeout expects a duration/);
+  assert.equal((await run(['frobnicate'])).code, 2);
+});
+
+test('proxy one-liner serves, names failures, and drains on SIGTERM', async () => {
+  const lab = await startLab();
+  const child = spawn(process.execPath, [BIN, 'proxy', '--listen', '127.0.0.1:0', '--to', lab.url, '--response-timeout', '300ms'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    let out = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no ready line: ${out}`)), 10000);
+      child.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+        const m = /"listeners":\["(http:\/\/[^"]+)"\]/.exec(out);
+        if (m) {
+          clearTimeout(t);
+          resolve(m[1]!);
+        }
+      });
+    });
+    const ok = await request(`${url}/ok`);
+    assert.equal(ok.statusCode, 200);
+    await ok.body.text();
+    const hang = await request(`${url}/hang`);
+    assert.equal(hang.statusCode, 504);
+    assert.match(String(hang.headers['proxy-status']), /error=http_response_timeout/);
+    await hang.body.text();
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    assert.match(out, /"type":"access"/);
+  } finally {
+    child.kill('SIGKILL');
+    await lab.close();
+  }
+});

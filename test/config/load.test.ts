@@ -1,0 +1,91 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, parseConfigText, validateConfig } from '../../src/config/load.js';
+import { jsonSchema } from '../../src/config/schema.js';
+
+const GOOD = `
+listeners:
+  - port: 8080
+clusters:
+  api:
+    endpoints: [http://127.0.0.1:3000, { url: "https://10.0.0.2:8443", weight: 3 }]
+routes:
+  - match: { host: "*.example.com", pathPrefix: /api }
+    cluster: api
+    stripPrefix: true
+`;
+
+test('a good YAML config gets its defaults', () => {
+  const c = parseConfigText(GOOD, 'good.yaml');
+  assert.equal(c.listeners[0]!.address, '127.0.0.1');
+  assert.equal(c.listeners[0]!.maxHeaderSize, 16384);
+  assert.equal(c.clusters.api!.timeouts.connect, '5s');
+  assert.equal(c.clusters.api!.tls.verify, true);
+  assert.equal(c.routes[0]!.host, 'preserve');
+});
+
+test('JSON is accepted and located by line too', () => {
+  const text = '{\n  "listeners": [{ "port": 8080 }],\n  "clusters": { "a": { "endpoints": ["ftp://x"] } },\n  "routes": [{ "cluster": "a" }]\n}\n';
+  const err = (() => {
+    try {
+      parseConfigText(text, 'c.json');
+    } catch (e) {
+      return e as ConfigError;
+    }
+    throw new Error('expected a ConfigError');
+  })();
+  assert.equal(err.problems.length, 1);
+  assert.equal(err.problems[0]!.path, 'clusters.a.endpoints[0]');
+  assert.equal(err.problems[0]!.line, 3);
+});
+
+test('a bad config lists every problem by path and line', () => {
+  const text = `listeners:
+  - port: 99999
+    keepAliveTimeout: soon
+clusters:
+  api:
+    endpoints: []
+routes:
+  - cluster: nope
+    bogus: 1
+`;
+  try {
+    parseConfigText(text, 'bad.yaml');
+    assert.fail('expected a ConfigError');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    const byPath = new Map(e.problems.map((p) => [p.path, p]));
+    assert.equal(byPath.get('listeners[0].port')?.line, 2);
+    assert.equal(byPath.get('listeners[0].keepAliveTimeout')?.line, 3);
+    assert.match(byPath.get('listeners[0].keepAliveTimeout')!.message, /duration/);
+    assert.equal(byPath.get('clusters.api.endpoints')?.line, 6);
+    assert.match(byPath.get('routes[0]')!.message, /unknown key: bogus/);
+    assert.ok(e.problems.length >= 4, e.message);
+    assert.match(e.message, /bad\.yaml:2:/);
+    assert.equal(e.code, 'GATEWISE_CONFIG_INVALID');
+  }
+});
+
+test('a route to a missing cluster is refused with the known names', () => {
+  const text = `listeners: [{ port: 1 }]\nclusters: { a: { endpoints: ["http://127.0.0.1:1"] } }\nroutes:\n  - cluster: b\n`;
+  assert.throws(() => parseConfigText(text), (e: ConfigError) => e.problems.some((p) => p.path === 'routes[0].cluster' && /known: a/.test(p.message) && p.line === 4));
+});
+
+test('YAML syntax errors carry a line', () => {
+  assert.throws(() => parseConfigText('listeners:\n  - port: [1\n'), (e: ConfigError) => e.problems[0]!.line !== undefined);
+});
+
+test('endpoint URLs must be scheme://host:port', () => {
+  assert.throws(
+    () => validateConfig({ listeners: [{ port: 1 }], clusters: { a: { endpoints: ['http://x:1/path'] } }, routes: [{ cluster: 'a' }] }),
+    (e: ConfigError) => /no path/.test(e.problems[0]!.message),
+  );
+});
+
+test('the JSON Schema describes the config for editors', () => {
+  const s = jsonSchema() as { properties: Record<string, { description?: string }> };
+  assert.ok(s.properties.listeners);
+  assert.ok(s.properties.clusters);
+  assert.match(String(s.properties.name!.description), /Proxy-Status/);
+});
