@@ -25,6 +25,8 @@ proxy options:
   --connect-timeout D    time to connect to an endpoint (default 5s)
   --response-timeout D   time to wait for response headers (default 30s)
   --idle-timeout D       longest silence while a body streams (default 60s)
+  --retries N            retries after the first attempt (default 2, where safe)
+  --health-path P        actively check every endpoint with GET P every 2s
   --name NAME            name in Via and Proxy-Status
   --no-access-log        do not write access-log lines
 Durations: 250ms, 2s, 1m.`;
@@ -59,6 +61,8 @@ export function proxyConfig(argv: string[]): { config: ConfigInput; accessLog: b
       'response-timeout': { type: 'string' },
       'idle-timeout': { type: 'string' },
       name: { type: 'string' },
+      retries: { type: 'string' },
+      'health-path': { type: 'string' },
       'no-access-log': { type: 'boolean', default: false },
     },
     strict: true,
@@ -72,10 +76,18 @@ export function proxyConfig(argv: string[]): { config: ConfigInput; accessLog: b
   if (ct) timeouts.connect = ct;
   if (rt) timeouts.response = rt;
   if (it) timeouts.idle = it;
+  let retry: { tries: number } | undefined;
+  if (values.retries !== undefined) {
+    const n = Number(values.retries);
+    if (!Number.isInteger(n) || n < 0 || n > 9) throw new UsageError(`--retries expects a whole number from 0 to 9, got "${values.retries}"`);
+    retry = { tries: n + 1 };
+  }
+  const hp = values['health-path'];
+  if (hp !== undefined && !hp.startsWith('/')) throw new UsageError(`--health-path expects a path starting with /, got "${hp}"`);
   const config: ConfigInput = {
     listeners: [{ address: listen.address, port: listen.port }],
-    clusters: { default: { endpoints: values.to, timeouts } },
-    routes: [{ name: 'default', cluster: 'default' }],
+    clusters: { default: { endpoints: values.to, timeouts, ...(hp ? { healthCheck: { path: hp, interval: '2s', timeout: '1s' } } : {}) } },
+    routes: [{ name: 'default', cluster: 'default', ...(retry ? { retry } : {}) }],
     log: { access: !values['no-access-log'] },
   };
   if (values.name) config.name = values.name;

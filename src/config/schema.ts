@@ -42,9 +42,95 @@ const endpointSchema = z.union([
     .object({
       url: z.string().describe('Endpoint URL, http:// or https://'),
       weight: z.number().int().min(1).max(1000).default(1).describe('Relative weight. Default 1.'),
+      draining: z.boolean().default(false).describe('Send no new requests (in-flight ones finish). Default false.'),
     })
     .strict(),
 ]);
+
+const statusRange = z
+  .union([z.number().int().min(100).max(599), z.string().regex(/^\d{3}-\d{3}$/, 'a status or a range such as "200-399"')])
+  .describe('A status code or a range "200-399".');
+
+const healthCheckSchema = z
+  .object({
+    kind: z.enum(['http', 'tcp']).default('http').describe('http: GET path and check the status; tcp: connect only. Default http.'),
+    path: z.string().startsWith('/').default('/').describe('Path to GET. Default "/".'),
+    host: z.string().optional().describe('Host header for the check. Default: the endpoint\'s host.'),
+    expectStatuses: z.array(statusRange).default(['200-399']).describe('Statuses that pass. Default ["200-399"].'),
+    interval: duration('5s', 'Time between checks of one endpoint.'),
+    jitter: z.number().min(0).max(1).default(0.1).describe('Random spread of the interval, as a fraction. Default 0.1.'),
+    timeout: duration('2s', 'Time one check may take.'),
+    rise: z.number().int().min(1).default(2).describe('Consecutive passes to mark an endpoint healthy. Default 2.'),
+    fall: z.number().int().min(1).default(3).describe('Consecutive failures to mark it unhealthy. Default 3.'),
+  })
+  .strict();
+
+const outlierSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    consecutiveGatewayFailures: z.number().int().min(1).default(5).describe('Connect failures, resets, timeouts and protocol errors in a row that eject an endpoint. Default 5.'),
+    consecutive5xx: z.number().int().min(1).default(5).describe('Upstream 5xx answers in a row that eject an endpoint. Default 5.'),
+    baseEjection: duration('30s', 'First ejection time; doubles with each repeat ejection.'),
+    maxEjection: duration('5m', 'Longest ejection.'),
+    maxEjectedPercent: z.number().min(0).max(100).default(50).describe('Never eject more than this share of a cluster. Default 50.'),
+  })
+  .strict();
+
+const limitsSchema = z
+  .object({
+    maxConcurrent: z.number().int().min(1).optional().describe('Most requests in flight to the cluster. Default: unlimited.'),
+    maxQueued: z.number().int().min(0).default(0).describe('Requests that may wait for a slot beyond maxConcurrent; more get 503 at once. Default 0.'),
+    queueTimeout: duration('1s', 'Longest wait in the queue; then 503 connection_limit_reached.'),
+    adaptive: z
+      .object({
+        kind: z.enum(['aimd', 'gradient']).default('gradient'),
+        min: z.number().int().min(1).default(1),
+        max: z.number().int().min(1).default(1000),
+        initial: z.number().int().min(1).default(20),
+        targetLatency: duration('250ms', 'AIMD: latency above this shrinks the limit.'),
+      })
+      .strict()
+      .optional()
+      .describe('Find the upstream\'s capacity from latency instead of a fixed maxConcurrent.'),
+  })
+  .strict();
+
+const retryBudgetSchema = z
+  .object({
+    ratio: z.number().min(0).max(10).default(0.2).describe('Retries allowed as a share of requests over the window. Default 0.2.'),
+    minPerSecond: z.number().min(0).default(3).describe('Retries always allowed per second, for quiet clusters. Default 3.'),
+    window: duration('10s', 'Window the ratio is measured over.'),
+  })
+  .strict();
+
+export const RETRY_ON = ['connect-failure', 'reset', 'timeout', '502', '503', '504'] as const;
+
+const retrySchema = z
+  .object({
+    tries: z.number().int().min(1).max(10).default(3).describe('Most attempts per request, the first included. 1 turns retries off. Default 3.'),
+    on: z
+      .array(z.enum(RETRY_ON))
+      .default(['connect-failure', 'reset', '502', '503', '504'])
+      .describe('Which failures retry: connect-failure (DNS, refused, connect timeout, TLS: always safe), reset (closed before any response byte), timeout (no response headers within perTryTimeout), and upstream 502/503/504 answers. Default all but timeout.'),
+    perTryTimeout: z
+      .string()
+      .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
+      .optional()
+      .describe('Response-header timeout of each attempt. Default: the cluster\'s response timeout.'),
+    deadline: z
+      .string()
+      .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
+      .optional()
+      .describe('No retry starts after this much time since the request arrived. Default: none.'),
+    backoff: z
+      .object({ base: duration('25ms', 'First back-off.'), max: duration('250ms', 'Largest back-off.') })
+      .strict()
+      .default({ base: '25ms', max: '250ms' })
+      .describe('Exponential back-off with full jitter between attempts.'),
+    retryAfterMax: duration('1s', 'Honour an upstream Retry-After up to this long; longer ones are passed to the client.'),
+    idempotencyKey: z.boolean().default(false).describe('Also retry non-idempotent requests that carry an Idempotency-Key header. Default false.'),
+  })
+  .strict();
 
 export const clusterSchema = z
   .object({
@@ -66,7 +152,25 @@ export const clusterSchema = z
       })
       .strict()
       .default({ connect: '5s', response: '30s', idle: '60s' }),
-    keepAlive: duration('4s', 'How long an idle upstream connection is kept for reuse (capped by the upstream\'s Keep-Alive: timeout hint).'),
+    keepAlive: duration('4s', 'How long an idle upstream connection is kept for reuse (capped by the upstream\'s Keep-Alive: timeout hint and by the idle timeout learned from its closes).'),
+    balancer: z
+      .enum(['round-robin', 'least-request', 'peak-ewma', 'random', 'ring-hash', 'maglev'])
+      .default('least-request')
+      .describe('How an endpoint is picked. least-request = fewest in flight of two random choices. Default least-request.'),
+    hashOn: z
+      .object({
+        header: z.string().optional(),
+        cookie: z.string().optional(),
+        clientAddress: z.boolean().optional(),
+      })
+      .strict()
+      .optional()
+      .describe('For ring-hash and maglev: what to hash (a header, a cookie, or the client address).'),
+    slowStart: duration('10s', 'An endpoint that joins or recovers ramps up to its full weight over this time.'),
+    healthCheck: healthCheckSchema.optional().describe('Active health checks. Off unless set.'),
+    outlierDetection: outlierSchema.default({ enabled: true, consecutiveGatewayFailures: 5, consecutive5xx: 5, baseEjection: '30s', maxEjection: '5m', maxEjectedPercent: 50 }).describe('Passive health checks: eject endpoints that keep failing.'),
+    limits: limitsSchema.default({ maxQueued: 0, queueTimeout: '1s' }).describe('Overload protection: concurrency limit and queue.'),
+    retryBudget: retryBudgetSchema.default({ ratio: 0.2, minPerSecond: 3, window: '10s' }).describe('Caps retries so they never multiply an overload.'),
     maxConnections: z.number().int().min(1).optional().describe('Most connections to each endpoint. Default: unlimited.'),
     maxResponseHeaderSize: z.number().int().min(1024).default(16384).describe('Largest response header section accepted from an endpoint, in bytes. Default 16384.'),
   })
@@ -90,6 +194,9 @@ const routeSchema = z
     cluster: z.string().describe('Name of the cluster to send matching requests to.'),
     stripPrefix: z.boolean().default(false).describe('Remove the matched path prefix before forwarding.'),
     rewritePrefix: z.string().startsWith('/').optional().describe('Replace the matched path prefix with this one.'),
+    retry: retrySchema
+      .default({ tries: 3, on: ['connect-failure', 'reset', '502', '503', '504'], backoff: { base: '25ms', max: '250ms' }, retryAfterMax: '1s', idempotencyKey: false })
+      .describe('Automatic retries. Idempotent methods only, except failures that prove the request never left the gateway.'),
     host: z
       .union([z.literal('preserve'), z.literal('endpoint'), z.string().min(1)])
       .default('preserve')
@@ -179,6 +286,12 @@ export const configSchema = z
       }
     });
     for (const [name, c] of Object.entries(cfg.clusters)) {
+      if ((c.balancer === 'ring-hash' || c.balancer === 'maglev') && !c.hashOn) {
+        ctx.addIssue({ code: 'custom', path: ['clusters', name, 'hashOn'], message: `balancer ${c.balancer} needs hashOn (header, cookie or clientAddress)` });
+      }
+      if (c.limits.adaptive && c.limits.maxConcurrent) {
+        ctx.addIssue({ code: 'custom', path: ['clusters', name, 'limits'], message: 'use either maxConcurrent or adaptive, not both' });
+      }
       c.endpoints.forEach((ep, j) => {
         const url = typeof ep === 'string' ? ep : ep.url;
         let u: URL | undefined;

@@ -39,6 +39,13 @@ export function identityOf(cfg: Config): string {
   return `${DEFAULT_NAME}-${createHash('sha256').update(seed).digest('hex').slice(0, 6)}`;
 }
 
+/** "200-399" or 204 → a status or an inclusive range. */
+function statusRange(s: string | number): number | [number, number] {
+  if (typeof s === 'number') return s;
+  const [a, b] = s.split('-');
+  return [Number(a), Number(b)];
+}
+
 export function ms(d: string): number {
   return parseDuration(d)!;
 }
@@ -60,6 +67,42 @@ export function buildContext(cfg: Config): GatewayContext {
           keepAliveMs: ms(c.keepAlive),
           maxConnections: c.maxConnections,
           maxResponseHeaderSize: c.maxResponseHeaderSize,
+          balancer: c.balancer,
+          hashOn: c.hashOn,
+          slowStartMs: ms(c.slowStart),
+          healthCheck: c.healthCheck && {
+            kind: c.healthCheck.kind,
+            path: c.healthCheck.path,
+            host: c.healthCheck.host,
+            expectStatuses: c.healthCheck.expectStatuses.map(statusRange),
+            intervalMs: ms(c.healthCheck.interval),
+            jitter: c.healthCheck.jitter,
+            timeoutMs: ms(c.healthCheck.timeout),
+            rise: c.healthCheck.rise,
+            fall: c.healthCheck.fall,
+          },
+          outlier: c.outlierDetection.enabled
+            ? {
+                consecutiveGatewayFailures: c.outlierDetection.consecutiveGatewayFailures,
+                consecutive5xx: c.outlierDetection.consecutive5xx,
+                baseEjectionMs: ms(c.outlierDetection.baseEjection),
+                maxEjectionMs: ms(c.outlierDetection.maxEjection),
+                maxEjectedPercent: c.outlierDetection.maxEjectedPercent,
+              }
+            : undefined,
+          limits: {
+            maxConcurrent: c.limits.maxConcurrent,
+            maxQueued: c.limits.maxQueued,
+            queueTimeoutMs: ms(c.limits.queueTimeout),
+            adaptive: c.limits.adaptive && {
+              kind: c.limits.adaptive.kind,
+              min: c.limits.adaptive.min,
+              max: c.limits.adaptive.max,
+              initial: c.limits.adaptive.initial,
+              targetLatencyMs: ms(c.limits.adaptive.targetLatency),
+            },
+          },
+          retryBudget: { ratio: c.retryBudget.ratio, minPerSecond: c.retryBudget.minPerSecond, windowMs: ms(c.retryBudget.window) },
         },
         lookup,
       ),

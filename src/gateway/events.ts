@@ -6,6 +6,8 @@ export interface AttemptRecord {
   endpoint: string;
   /** The furthest phase reached. */
   phase: Phase;
+  /** Whether the attempt used a new upstream connection or reused a pooled one. */
+  connection?: 'new' | 'reused';
   status?: number;
   error?: ProxyErrorType;
   detail?: string;

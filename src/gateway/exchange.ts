@@ -1,12 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { Failure, classify, receivedMember, renderFailure, type AttemptSummary } from '../failure/index.js';
 import { plainAddress } from '../http/trust.js';
+import type { PooledClient } from '../upstream/connection-pool.js';
 import type { Endpoint } from '../upstream/endpoint.js';
+import { BodyRelay } from './body-relay.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, type AttemptRecord, type EndedBy, type RequestRecord } from './events.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
+import { retryKindOf, backoffMs, retryAfterMs, type RetryKind } from './retry-policy.js';
 import { normalizeHost, rewritePath, type Route } from './router.js';
 
 let sequence = 0;
@@ -29,10 +33,18 @@ export function originForm(url: string): string | undefined {
   }
 }
 
+/** RFC 9110 §9.2.2. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Request bodies up to this size are kept while in flight so a retry can send them again. */
+const REPLAY_LIMIT = 64 * 1024;
+
+const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived: false } as const;
+
 /**
- * One client request through the gateway: route → pick → forward → respond.
- * It is also the undici dispatch handler, so a request costs one object, not a
- * chain of closures. Only `fail()` writes gateway-made error responses.
+ * One client request through the gateway: route → admit → pick → forward → (retry)
+ * → respond. It is also the undici dispatch handler, so a request costs one object,
+ * not a chain of closures. Only `fail()` writes gateway-made error responses.
  */
 export class Exchange implements Dispatcher.DispatchHandler {
   readonly ctx: GatewayContext;
@@ -45,11 +57,27 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly attempts: AttemptRecord[] = [];
   route: Route | undefined;
   endpoint: Endpoint | undefined;
+  /** Kept: Node detaches req.socket once the response closes. */
+  readonly #socket: Socket;
+  #path = '';
+  #upstreamPath = '';
+  #headers: string[] = [];
+  #hasBody = false;
+  #idempotent = false;
+  #admitted = false;
+  // the current attempt
   #attempt: AttemptRecord | undefined;
+  #client: PooledClient | undefined;
+  #relay: BodyRelay | undefined;
   #abort: ((err?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   #connected = false;
   #responseStarted = false;
+  #discard = false;
+  #retryDelayMs = 0;
+  #wantFresh = false;
+  #tried: Set<Endpoint> | undefined;
+  // the exchange
   #headersSent = false;
   #complete = false;
   #published = false;
@@ -57,9 +85,6 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #endedBy: EndedBy = 'complete';
   #bytesIn0: number;
   #bytesOut0: number;
-  #path = '';
-  /** Kept: Node detaches req.socket once the response closes. */
-  readonly #socket: import('node:net').Socket;
 
   constructor(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse, listener: string, via: string) {
     this.ctx = ctx;
@@ -90,35 +115,97 @@ export class Exchange implements Dispatcher.DispatchHandler {
         throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${host || '(no host)'}${path.split('?')[0]}` });
       }
       this.route = route;
-      const hostValue = route.host === 'preserve' ? undefined : route.host === 'endpoint' ? '' : route.host;
+      const hostValue = route.host === 'preserve' || route.host === 'endpoint' ? undefined : route.host;
       const head = buildUpstreamHead(this.ctx, req, this.requestId, hostValue, this.via, 'http');
-      this.#dispatch(route, head.headers, head.hasBody, path);
+      this.#headers = head.headers;
+      this.#hasBody = head.hasBody;
+      this.#upstreamPath = rewritePath(route, path);
+      const method = req.method!;
+      this.#idempotent = IDEMPOTENT.has(method) || (route.retry.idempotencyKey && req.headers['idempotency-key'] !== undefined);
+      const cluster = route.cluster;
+      cluster.onRequest(Date.now());
+      const adm = cluster.admission;
+      if (adm === undefined || adm.tryAcquire()) {
+        this.#admitted = adm !== undefined;
+        this.#attemptNow();
+        return;
+      }
+      const waiting = adm.acquire();
+      if (waiting === 'full') {
+        throw new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `cluster ${cluster.name} is at its limit of ${adm.limit} requests in flight and its queue is full` });
+      }
+      waiting.then(this.#onAdmitted, this.#onQueueTimeout);
     } catch (err) {
-      this.fail(err instanceof Failure ? err : classify(err, { connected: false, responseStarted: false, headersReceived: false }));
+      this.fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
     }
   }
 
-  #dispatch(route: Route, headers: string[], hasBody: boolean, path: string): void {
-    const ep = route.cluster.pick();
+  #onAdmitted = (): void => {
+    this.#admitted = true;
+    if (this.res.destroyed) {
+      this.#releaseAdmission(true);
+      return;
+    }
+    this.#attemptNow();
+  };
+
+  #onQueueTimeout = (): void => {
+    const adm = this.route!.cluster.admission!;
+    this.fail(new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `waited in the queue of cluster ${this.route!.cluster.name} longer than its queue timeout (limit ${adm.limit})` }));
+  };
+
+  /** Pick an endpoint and a connection, and send the request. */
+  #attemptNow(): void {
+    const route = this.route!;
+    const cluster = route.cluster;
+    const now = Date.now();
+    let ep = cluster.pick(now, this.#tried, this.req, this.#socket.remoteAddress);
+    if (ep === undefined && this.#tried !== undefined) ep = cluster.pick(now, undefined, this.req, this.#socket.remoteAddress);
+    if (ep === undefined) {
+      this.fail(
+        new Failure({
+          type: 'destination_unavailable',
+          phase: 'pick',
+          retryAfter: cluster.retryAfterSeconds(now),
+          detail: `no endpoint of cluster ${cluster.name} is available (${cluster.describeAvailability(now)})`,
+        }),
+      );
+      return;
+    }
     this.endpoint = ep;
     if (route.host === 'endpoint') {
-      // Host slot is the second-to-last-but-four entry written by buildUpstreamHead: find and set it.
-      for (let i = 0; i < headers.length; i += 2) {
-        if (headers[i] === 'host') {
-          headers[i + 1] = ep.hostHeader;
+      const h = this.#headers;
+      for (let i = 0; i < h.length; i += 2) {
+        if (h[i] === 'host') {
+          h[i + 1] = ep.hostHeader;
           break;
         }
       }
     }
-    this.#attempt = { endpoint: ep.nextHop, phase: 'connect', startMs: Math.round(performance.now() - this.t0) };
+    const client = ep.pool.acquire(now, this.#idempotent, this.#wantFresh);
+    this.#client = client;
+    this.#connected = false;
+    this.#responseStarted = false;
+    this.#discard = false;
+    this.#abort = undefined;
+    this.#attempt = {
+      endpoint: ep.nextHop,
+      phase: 'connect',
+      connection: client.connected ? 'reused' : 'new',
+      startMs: Math.round(performance.now() - this.t0),
+    };
     this.attempts.push(this.#attempt);
     ep.inflight++;
-    ep.pool.dispatch(
+    const prev = this.#relay;
+    this.#relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, this.#idempotent && route.retry.tries > 1 ? REPLAY_LIMIT : 0);
+    const perTry = route.perTryTimeoutMs;
+    client.dispatch(
       {
-        path: rewritePath(route, path),
+        path: this.#upstreamPath,
         method: this.req.method as Dispatcher.HttpMethod,
-        headers,
-        body: hasBody ? this.req : null,
+        headers: this.#headers,
+        body: this.#relay ?? null,
+        headersTimeout: perTry,
       },
       this,
     );
@@ -143,25 +230,36 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, _statusText: string): boolean {
-    const res = this.res;
     if (statusCode < 200) {
-      if (statusCode === 103) this.#earlyHints(rawHeaders);
+      if (statusCode === 103 && !this.#discard) this.#earlyHints(rawHeaders);
       return true;
     }
     const a = this.#attempt!;
     a.phase = 'body';
     a.status = statusCode;
     a.headersMs = Math.round(performance.now() - this.t0);
+    const ep = this.endpoint!;
+    const cluster = this.route!.cluster;
+    cluster.observeLatency(ep, a.headersMs - a.startMs, Date.now());
+    if (statusCode >= 500) {
+      cluster.recordOutcome(ep, 'upstream-5xx', Date.now());
+      if (this.#retryStatus(statusCode, rawHeaders)) {
+        // Drain this answer (keeps the connection) and try again when it ends.
+        this.#discard = true;
+        return true;
+      }
+    } else {
+      cluster.recordOutcome(ep, 'success', Date.now());
+    }
     this.#resume = resume;
-    const member = statusCode >= 500 ? receivedMember(statusCode, this.endpoint!.nextHop, proxyStatusOptions(this.ctx, this.#socket.remoteAddress)) : undefined;
+    const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#socket.remoteAddress)) : undefined;
     const head = buildResponseHead(rawHeaders, this.via, this.ctx.requestIdHeader, this.requestId, member);
     if (this.ctx.draining) head.push('connection', 'close');
     try {
-      res.writeHead(statusCode, head);
+      this.res.writeHead(statusCode, head);
     } catch (err) {
       // Node refused a header (invalid name or value bytes): never forward it.
-      const f = new Failure({ type: 'http_protocol_error', phase: 'headers', nextHop: this.endpoint!.nextHop, detail: 'the response has an invalid header', cause: err });
-      this.#abort?.(f);
+      this.#abort?.(new Failure({ type: 'http_protocol_error', phase: 'headers', nextHop: ep.nextHop, detail: 'the response has a header the gateway cannot forward', cause: err }));
       return false;
     }
     this.#headersSent = true;
@@ -169,42 +267,103 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.#discard) return true;
     if (this.res.write(chunk)) return true;
     this.res.once('drain', this.#onDrain);
     return false;
   }
 
   onComplete(rawTrailers: Array<Buffer | string> | null): void {
+    this.#settleAttempt(true);
+    if (this.#discard) {
+      this.#scheduleRetry(this.#retryDelayMs);
+      return;
+    }
     this.#complete = true;
-    this.#settleEndpoint();
-    this.#attempt!.endMs = Math.round(performance.now() - this.t0);
     if (rawTrailers && rawTrailers.length > 0) this.res.addTrailers(trailersObject(rawTrailers));
     this.res.end();
   }
 
   onError(err: Error): void {
-    this.#settleEndpoint();
+    const wasConnected = this.#connected;
+    const reused = this.#attempt?.connection === 'reused';
+    this.#settleAttempt(false);
+    if (this.res.destroyed && !this.#complete) return; // the client left; our abort came back here
+    const failure = err instanceof Failure
+      ? err
+      : classify(err, {
+          connected: wasConnected,
+          responseStarted: this.#responseStarted,
+          headersReceived: this.#headersSent,
+          bodyChunked: this.#headersSent && !this.res.hasHeader('content-length'),
+          nextHop: this.endpoint?.nextHop,
+        });
     const a = this.#attempt;
-    if (this.res.destroyed && !this.#complete) {
-      // The client went away; the abort we sent upstream comes back here.
-      if (a) a.endMs = Math.round(performance.now() - this.t0);
-      return;
-    }
-    const failure = classify(err, {
-      connected: this.#connected,
-      responseStarted: this.#responseStarted,
-      headersReceived: this.#headersSent,
-      bodyChunked: this.#headersSent && !this.res.hasHeader('content-length'),
-      nextHop: this.endpoint?.nextHop,
-    });
     if (a) {
       a.phase = failure.phase;
       a.error = failure.type;
       a.detail = failure.detail;
-      a.endMs = Math.round(performance.now() - this.t0);
+    }
+    if (failure.source === 'upstream' && this.endpoint) this.route!.cluster.recordOutcome(this.endpoint, 'gateway-failure', Date.now());
+    if (!this.#headersSent && !this.#discard) {
+      const kind = retryKindOf(failure, wasConnected);
+      if (kind !== undefined && this.#mayRetry(kind)) {
+        // A reused connection that died before any response byte: the keep-alive race. Retry fresh.
+        this.#wantFresh = kind === 'reset' && reused;
+        this.#scheduleRetry(backoffMs(this.route!.retry, this.attempts.length));
+        return;
+      }
     }
     this.fail(failure);
   }
+
+  // ---- retries --------------------------------------------------------------------------
+
+  /** Whether another attempt is allowed for a failure of this kind. */
+  #mayRetry(kind: RetryKind): boolean {
+    const route = this.route!;
+    const policy = route.retry;
+    if (this.attempts.length >= policy.tries || this.res.destroyed) return false;
+    if (!route.retryOn.has(kind)) return false;
+    // A body is streamed; one that was (partly) sent can be sent again only if it was small enough to keep.
+    if (this.#relay !== undefined && !this.#relay.replayable) return false;
+    // RFC 9110 §9.2.2: only failures that prove the request never left the gateway retry non-idempotent requests.
+    if (kind !== 'connect-failure' && !this.#idempotent) return false;
+    if (route.deadlineMs !== undefined && performance.now() - this.t0 >= route.deadlineMs) return false;
+    const now = Date.now();
+    if (!route.cluster.retryBudget.canRetry(now)) {
+      this.#attempt!.detail = `${this.#attempt!.detail ?? ''} (retry budget exhausted)`.trim();
+      return false;
+    }
+    route.cluster.retryBudget.onRetry(now);
+    (this.#tried ??= new Set()).add(this.endpoint!);
+    return true;
+  }
+
+  #retryStatus(status: number, raw: Buffer[]): boolean {
+    if (status !== 502 && status !== 503 && status !== 504) return false;
+    const route = this.route!;
+    const wait = retryAfterMs(raw);
+    if (wait !== undefined && wait > route.retryAfterMaxMs) return false;
+    if (!this.#mayRetry(String(status) as RetryKind)) return false;
+    this.#attempt!.error = undefined;
+    this.#attempt!.detail = `upstream answered ${status}; retrying`;
+    this.#retryDelayMs = Math.max(wait ?? 0, backoffMs(route.retry, this.attempts.length));
+    return true;
+  }
+
+  #scheduleRetry(delayMs: number): void {
+    if (delayMs <= 0) {
+      this.#attemptNow();
+      return;
+    }
+    setTimeout(this.#retryNow, delayMs);
+  }
+
+  #retryNow = (): void => {
+    if (this.res.destroyed) return;
+    this.#attemptNow();
+  };
 
   // ---- responses ------------------------------------------------------------------------
 
@@ -218,6 +377,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       res.destroy();
       return;
     }
+    if (res.destroyed) return;
     this.#endedBy = f.source === 'client' ? 'client' : f.source === 'gateway' ? 'gateway' : 'upstream';
     const out = renderFailure({
       failure: f,
@@ -227,7 +387,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
       proxyStatus: proxyStatusOptions(this.ctx, this.#socket.remoteAddress),
       head: this.req.method === 'HEAD',
     });
-    if (f.source === 'client' || this.ctx.draining) out.headers.connection = 'close';
+    // An unread request body would be parsed as the next request: close instead.
+    if (f.source === 'client' || this.ctx.draining || (this.#hasBody && !this.req.complete)) out.headers.connection = 'close';
     res.writeHead(out.status, out.headers);
     res.end(out.body);
   }
@@ -247,16 +408,35 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#resume?.();
   };
 
-  #settleEndpoint(): void {
-    if (this.endpoint && this.#attempt && this.#attempt.endMs === undefined) this.endpoint.inflight--;
+  /** The current attempt is over: give back the connection and the endpoint slot. */
+  #settleAttempt(ok: boolean): void {
+    const a = this.#attempt;
+    if (!a || a.endMs !== undefined) return;
+    a.endMs = Math.round(performance.now() - this.t0);
+    const now = Date.now();
+    this.endpoint!.inflight--;
+    if (this.#client) {
+      this.endpoint!.pool.release(this.#client, now, ok);
+      this.#client = undefined;
+    }
+  }
+
+  #releaseAdmission(dropped: boolean): void {
+    if (!this.#admitted) return;
+    this.#admitted = false;
+    this.route!.cluster.admission!.release(performance.now() - this.t0, dropped);
   }
 
   #onResClose = (): void => {
     if (!this.#complete && !this.#error) {
       // The client left before the response was complete: stop the upstream work.
       this.#endedBy = 'client';
-      this.#abort?.();
+      const abort = this.#abort;
+      if (abort) abort();
+      else this.#settleAttempt(false);
+      this.#relay?.destroy();
     }
+    this.#releaseAdmission(this.#error !== undefined && this.#error.source !== 'client');
     this.#publish();
   };
 

@@ -1,5 +1,7 @@
 import type { RouteConfig } from '../config/schema.js';
+import { parseDuration } from '../config/duration.js';
 import type { Cluster } from '../upstream/cluster.js';
+import type { RetryKind, RetryPolicy } from './retry-policy.js';
 
 /** A route compiled for matching: first match in config order wins. */
 export interface Route {
@@ -16,6 +18,11 @@ export interface Route {
   readonly newPrefix: string | undefined;
   /** 'preserve' | 'endpoint' | a literal Host value. */
   readonly host: string;
+  readonly retry: RetryPolicy;
+  readonly retryOn: ReadonlySet<RetryKind>;
+  readonly perTryTimeoutMs: number | undefined;
+  readonly deadlineMs: number | undefined;
+  readonly retryAfterMaxMs: number;
 }
 
 const HOST_CACHE_MAX = 4096;
@@ -36,6 +43,16 @@ export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster):
     wildcardSuffixes: hosts ? wild : undefined,
     newPrefix: cfg.stripPrefix ? '/' : cfg.rewritePrefix,
     host: cfg.host,
+    retry: {
+      tries: cfg.retry.tries,
+      backoffBaseMs: parseDuration(cfg.retry.backoff.base)!,
+      backoffMaxMs: parseDuration(cfg.retry.backoff.max)!,
+      idempotencyKey: cfg.retry.idempotencyKey,
+    },
+    retryOn: new Set(cfg.retry.on),
+    perTryTimeoutMs: cfg.retry.perTryTimeout === undefined ? undefined : parseDuration(cfg.retry.perTryTimeout),
+    deadlineMs: cfg.retry.deadline === undefined ? undefined : parseDuration(cfg.retry.deadline),
+    retryAfterMaxMs: parseDuration(cfg.retry.retryAfterMax)!,
   };
 }
 

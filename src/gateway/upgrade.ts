@@ -44,6 +44,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
   #published = false;
   #bytesIn = 0;
   #bytesOut = 0;
+  #release: (() => void) | undefined;
 
   constructor(ctx: GatewayContext, req: IncomingMessage, socket: Duplex, head: Buffer, listener: string, via: string) {
     this.#ctx = ctx;
@@ -72,7 +73,11 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
       this.#route = route;
       const hostValue = route.host === 'preserve' ? undefined : route.host === 'endpoint' ? undefined : route.host;
       const head = buildUpstreamHead(this.#ctx, req, this.#requestId, hostValue, this.#via, 'http');
-      const ep = route.cluster.pick();
+      const now = Date.now();
+      const ep = route.cluster.pick(now, undefined, req, req.socket.remoteAddress);
+      if (ep === undefined) {
+        throw new Failure({ type: 'destination_unavailable', phase: 'pick', retryAfter: route.cluster.retryAfterSeconds(now), detail: `no endpoint of cluster ${route.cluster.name} is available (${route.cluster.describeAvailability(now)})` });
+      }
       if (route.host === 'endpoint') {
         const i = head.headers.indexOf('host');
         head.headers[i + 1] = ep.hostHeader;
@@ -80,7 +85,10 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
       this.#attempt = { endpoint: ep.nextHop, phase: 'connect', startMs: 0 };
       this.#attempts.push(this.#attempt);
       if (this.#head.length > 0) this.#socket.unshift(this.#head);
-      ep.pool.dispatch(
+      // The socket leaves the pool once upgraded: always a connection of its own.
+      const client = ep.pool.acquire(now, false, true);
+      this.#release = () => ep.pool.release(client, Date.now(), false);
+      client.dispatch(
         {
           path: rewritePath(route, path),
           method: req.method as Dispatcher.HttpMethod,
@@ -107,6 +115,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
   }
 
   onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
+    this.#settle();
     this.#status = statusCode;
     this.#attempt!.status = statusCode;
     this.#attempt!.phase = 'body';
@@ -153,10 +162,12 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
+    this.#settle();
     this.#socket.end();
   }
 
   onError(err: Error): void {
+    this.#settle();
     if (this.#socket.destroyed) return;
     const f = classify(err, { connected: this.#connected, responseStarted: this.#responseStarted, headersReceived: this.#headersSent, nextHop: this.#attempt?.endpoint });
     if (this.#attempt) {
@@ -164,6 +175,12 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
       this.#attempt.phase = f.phase;
     }
     this.#fail(f);
+  }
+
+  #settle(): void {
+    const r = this.#release;
+    this.#release = undefined;
+    r?.();
   }
 
   #fail(f: Failure): void {

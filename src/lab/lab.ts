@@ -32,6 +32,11 @@ export interface LabOptions {
    * closes earlier than it says); false sends no Keep-Alive header at all.
    */
   advertiseKeepAlive?: number | false;
+  /**
+   * Serve every request as if its path were this one (for example '/close' or
+   * '/status/503'), so one lab can play a broken endpoint beside healthy ones.
+   */
+  fault?: string;
 }
 
 export interface Lab {
@@ -129,6 +134,8 @@ class RunningLab implements Lab, LabRuntime {
   readonly #servers: Server[] = [];
   #ws: WsEcho | undefined;
   #closing: Promise<void> | undefined;
+  /** Set by startLab from LabOptions.fault. */
+  fault: string | undefined;
 
   constructor(capacity: number, queue: number, keepAliveMs: number, advertise: number | false | undefined) {
     this.work = new WorkQueue(capacity, queue);
@@ -187,7 +194,7 @@ class RunningLab implements Lab, LabRuntime {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const url = req.url ?? '/';
+    const url = this.fault ?? req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     this.stats.record(req, path);
@@ -235,6 +242,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   const keepAliveMs = wholeNumber('keepAliveTimeoutMs', opts.keepAliveTimeoutMs, 5000, 0);
   const advertise = opts.advertiseKeepAlive === false ? false : opts.advertiseKeepAlive === undefined ? undefined : wholeNumber('advertiseKeepAlive', opts.advertiseKeepAlive, 0, 0);
   const lab = new RunningLab(capacity, queue, keepAliveMs, advertise);
+  lab.fault = opts.fault;
   try {
     await lab.start(opts);
   } catch (err) {

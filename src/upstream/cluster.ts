@@ -1,8 +1,15 @@
+import type { IncomingMessage } from 'node:http';
 import type { LookupFunction } from 'node:net';
+import { Admission } from './admission.js';
+import { createBalancer, type Balancer, type BalancerKind, type PickContext } from './balancers/balancer.js';
+import { observeLatency } from './balancers/peak-ewma.js';
 import { Endpoint } from './endpoint.js';
+import { HealthChecker } from './health-check.js';
+import { OutlierDetector } from './outlier.js';
+import { RetryBudget } from './retry-budget.js';
 
 export interface ClusterSettings {
-  endpoints: ReadonlyArray<string | { url: string; weight?: number }>;
+  endpoints: ReadonlyArray<string | { url: string; weight?: number; draining?: boolean }>;
   tls: { verify: boolean; ca?: string; servername?: string };
   connectTimeoutMs: number;
   responseTimeoutMs: number;
@@ -10,19 +17,67 @@ export interface ClusterSettings {
   keepAliveMs: number;
   maxConnections?: number;
   maxResponseHeaderSize: number;
+  balancer: BalancerKind;
+  hashOn?: { header?: string; cookie?: string; clientAddress?: boolean };
+  slowStartMs: number;
+  healthCheck?: {
+    kind: 'http' | 'tcp';
+    path: string;
+    host?: string;
+    expectStatuses: Array<number | [number, number]>;
+    intervalMs: number;
+    jitter: number;
+    timeoutMs: number;
+    rise: number;
+    fall: number;
+  };
+  outlier?: {
+    consecutiveGatewayFailures: number;
+    consecutive5xx: number;
+    baseEjectionMs: number;
+    maxEjectionMs: number;
+    maxEjectedPercent: number;
+  };
+  limits: {
+    maxConcurrent?: number;
+    maxQueued: number;
+    queueTimeoutMs: number;
+    adaptive?: { kind: 'aimd' | 'gradient'; min: number; max: number; initial: number; targetLatencyMs: number };
+  };
+  retryBudget: { ratio: number; minPerSecond: number; windowMs: number };
+}
+
+export type Outcome = 'success' | 'gateway-failure' | 'upstream-5xx';
+
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
 }
 
 /**
- * A named group of endpoints. Picks with smooth weighted round robin (the nginx
- * algorithm: even spread, no bursts to the heaviest endpoint).
+ * A named group of endpoints and everything that decides which one serves a request:
+ * the balancer, health checks (active), the outlier detector (passive), the
+ * concurrency limit with its queue, and the retry budget. Health checks and the
+ * outlier detector write endpoint status; the balancer only reads it.
  */
 export class Cluster {
   readonly name: string;
   readonly endpoints: readonly Endpoint[];
   readonly responseTimeoutMs: number;
   readonly idleTimeoutMs: number;
-  #current: number[];
-  #totalWeight: number;
+  readonly admission: Admission | undefined;
+  readonly retryBudget: RetryBudget;
+  readonly #balancer: Balancer;
+  readonly #usesLatency: boolean;
+  readonly #hashOn: ClusterSettings['hashOn'];
+  readonly #outlier: OutlierDetector | undefined;
+  readonly #health: HealthChecker | undefined;
+  readonly #healthIntervalMs: number;
+  readonly #pickCtx: PickContext = { now: 0, hashKey: undefined };
 
   constructor(name: string, s: ClusterSettings, lookup: LookupFunction) {
     this.name = name;
@@ -33,6 +88,7 @@ export class Cluster {
         new Endpoint({
           url: typeof e === 'string' ? e : e.url,
           weight: typeof e === 'string' ? 1 : e.weight ?? 1,
+          draining: typeof e === 'string' ? false : e.draining ?? false,
           connectTimeoutMs: s.connectTimeoutMs,
           headersTimeoutMs: s.responseTimeoutMs,
           bodyTimeoutMs: s.idleTimeoutMs,
@@ -43,30 +99,97 @@ export class Cluster {
           lookup,
         }),
     );
-    this.#current = this.endpoints.map(() => 0);
-    this.#totalWeight = this.endpoints.reduce((n, e) => n + e.weight, 0);
-  }
-
-  /** The next endpoint, skipping those in `exclude` when another is available. */
-  pick(exclude?: ReadonlySet<Endpoint>): Endpoint {
-    const eps = this.endpoints;
-    if (eps.length === 1) return eps[0]!;
-    let best = -1;
-    for (let i = 0; i < eps.length; i++) {
-      this.#current[i]! += eps[i]!.weight;
-      if (exclude?.has(eps[i]!)) continue;
-      if (best < 0 || this.#current[i]! > this.#current[best]!) best = i;
+    this.#balancer = createBalancer(s.balancer, this.endpoints, { slowStartMs: s.slowStartMs });
+    this.#usesLatency = s.balancer === 'peak-ewma';
+    this.#hashOn = s.hashOn;
+    this.#outlier = s.outlier ? new OutlierDetector(this.endpoints, s.outlier) : undefined;
+    this.#healthIntervalMs = s.healthCheck?.intervalMs ?? 0;
+    if (s.healthCheck) {
+      this.#health = new HealthChecker(this.endpoints, s.healthCheck);
+      this.#health.start();
     }
-    if (best < 0) best = 0;
-    this.#current[best]! -= this.#totalWeight;
-    return eps[best]!;
+    const l = s.limits;
+    this.admission =
+      l.maxConcurrent !== undefined || l.adaptive !== undefined
+        ? new Admission({ maxConcurrent: l.maxConcurrent, maxQueued: l.maxQueued, queueTimeoutMs: l.queueTimeoutMs, adaptive: l.adaptive })
+        : undefined;
+    this.retryBudget = new RetryBudget(s.retryBudget);
   }
 
-  close(): Promise<unknown> {
-    return Promise.all(this.endpoints.map((e) => e.close()));
+  onRequest(now: number): void {
+    this.retryBudget.onRequest(now);
   }
 
-  destroy(): Promise<unknown> {
-    return Promise.all(this.endpoints.map((e) => e.destroy()));
+  /** An available endpoint not in `exclude`, or undefined when none is. */
+  pick(now: number, exclude: ReadonlySet<Endpoint> | undefined, req: IncomingMessage, clientAddress: string | undefined): Endpoint | undefined {
+    const ctx = this.#pickCtx;
+    ctx.now = now;
+    ctx.hashKey = this.#hashOn ? this.#hashKey(req, clientAddress) : undefined;
+    return this.#balancer.pick(this.endpoints, ctx, exclude);
+  }
+
+  #hashKey(req: IncomingMessage, clientAddress: string | undefined): string | undefined {
+    const h = this.#hashOn!;
+    if (h.header) {
+      const v = req.headers[h.header.toLowerCase()];
+      if (v !== undefined) return Array.isArray(v) ? v.join(',') : v;
+    }
+    if (h.cookie) {
+      const v = cookieValue(req.headers.cookie, h.cookie);
+      if (v !== undefined) return v;
+    }
+    return h.clientAddress ? clientAddress : undefined;
+  }
+
+  recordOutcome(ep: Endpoint, outcome: Outcome, now: number): void {
+    this.#outlier?.record(ep, outcome, now);
+  }
+
+  observeLatency(ep: Endpoint, ms: number, now: number): void {
+    if (this.#usesLatency) observeLatency(ep, ms, now);
+  }
+
+  /** Seconds until an endpoint may be back, for Retry-After on a 503. */
+  retryAfterSeconds(now: number): number {
+    let soonest = Infinity;
+    for (const e of this.endpoints) if (e.ejectedUntil > now) soonest = Math.min(soonest, e.ejectedUntil - now);
+    if (soonest === Infinity) soonest = this.#healthIntervalMs || 1000;
+    return Math.max(1, Math.min(60, Math.ceil(soonest / 1000)));
+  }
+
+  /** Why no endpoint is available, in words for the error detail. */
+  describeAvailability(now: number): string {
+    let unhealthy = 0;
+    let ejected = 0;
+    let draining = 0;
+    for (const e of this.endpoints) {
+      if (e.draining) draining++;
+      else if (e.health === 'unhealthy') unhealthy++;
+      else if (e.ejectedUntil > now) ejected++;
+    }
+    const parts: string[] = [];
+    if (unhealthy) parts.push(`${unhealthy} failing health checks`);
+    if (ejected) parts.push(`${ejected} ejected after repeated failures`);
+    if (draining) parts.push(`${draining} draining`);
+    return parts.join(', ') || `${this.endpoints.length} endpoints`;
+  }
+
+  /** Stop or start sending new requests to an endpoint (admin API, rolling restarts). */
+  setDraining(url: string, draining: boolean): boolean {
+    const e = this.endpoints.find((x) => x.url.href === new URL(url).href || x.nextHop === url);
+    if (!e) return false;
+    if (e.draining && !draining) e.readyAt = Date.now();
+    e.draining = draining;
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await this.#health?.stop();
+    await Promise.all(this.endpoints.map((e) => e.close()));
+  }
+
+  async destroy(): Promise<void> {
+    await this.#health?.stop();
+    await Promise.all(this.endpoints.map((e) => e.destroy()));
   }
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
-import { Pool } from 'undici';
+import { ConnectionPool } from './connection-pool.js';
 
 export interface EndpointOptions {
   url: string;
@@ -11,6 +11,7 @@ export interface EndpointOptions {
   keepAliveMs: number;
   maxConnections?: number;
   maxResponseHeaderSize: number;
+  draining?: boolean;
   tls: { verify: boolean; ca?: string; servername?: string };
   lookup: LookupFunction;
 }
@@ -24,9 +25,28 @@ export class Endpoint {
   /** Host header value when a route asks for the endpoint's own. */
   readonly hostHeader: string;
   readonly weight: number;
-  readonly pool: Pool;
+  readonly pool: ConnectionPool;
   /** Requests in flight to this endpoint. */
   inflight = 0;
+  // ---- status: health checks and the outlier detector write it; balancers only read it ----
+  /** Active health-check verdict; 'unknown' (no check configured or not yet run) counts as up. */
+  health: 'unknown' | 'healthy' | 'unhealthy' = 'unknown';
+  /** Ejected by passive checks until this time (ms since epoch); 0 = not ejected. */
+  ejectedUntil = 0;
+  /** How many times the outlier detector has ejected it (grows the back-off). */
+  ejections = 0;
+  /** Draining: no new requests; in-flight ones finish. */
+  draining = false;
+  /** When it (re)joined the healthy set, for slow start (ms since epoch). */
+  readyAt = 0;
+  /** Peak-EWMA latency estimate in ms (0 = no sample yet), kept by the balancer that uses it. */
+  ewmaMs = 0;
+  ewmaAt = 0;
+  // ---- the keep-alive race ----
+  /** Shortest idle time after which the upstream was seen closing a pooled connection (ms); Infinity = never seen. */
+  learnedIdleMs = Infinity;
+  /** Last time a response completed on this endpoint (ms since epoch). */
+  lastActivity = 0;
 
   constructor(opts: EndpointOptions) {
     this.url = new URL(opts.url);
@@ -41,18 +61,28 @@ export class Endpoint {
       if (opts.tls.ca) connect.ca = readFileSync(opts.tls.ca, 'utf8');
       if (opts.tls.servername) connect.servername = opts.tls.servername;
     }
-    this.pool = new Pool(this.origin, {
-      connections: opts.maxConnections ?? null,
-      pipelining: 1,
-      connectTimeout: opts.connectTimeoutMs,
-      headersTimeout: opts.headersTimeoutMs,
-      bodyTimeout: opts.bodyTimeoutMs,
-      keepAliveTimeout: opts.keepAliveMs,
-      keepAliveMaxTimeout: Math.max(opts.keepAliveMs, 600_000),
-      keepAliveTimeoutThreshold: 1000,
-      maxHeaderSize: opts.maxResponseHeaderSize,
-      connect,
+    this.draining = opts.draining ?? false;
+    this.pool = new ConnectionPool({
+      origin: this.origin,
+      maxConnections: opts.maxConnections ?? Infinity,
+      keepAliveMs: opts.keepAliveMs,
+      recentMs: Math.min(1000, opts.keepAliveMs),
+      clientOptions: {
+        connectTimeout: opts.connectTimeoutMs,
+        headersTimeout: opts.headersTimeoutMs,
+        bodyTimeout: opts.bodyTimeoutMs,
+        keepAliveTimeout: opts.keepAliveMs,
+        keepAliveMaxTimeout: opts.keepAliveMs,
+        keepAliveTimeoutThreshold: 1000,
+        maxHeaderSize: opts.maxResponseHeaderSize,
+        connect,
+      },
     });
+  }
+
+  /** May take new requests now: not failed by health checks, not ejected, not draining. */
+  available(now: number): boolean {
+    return this.health !== 'unhealthy' && this.ejectedUntil <= now && !this.draining;
   }
 
   close(): Promise<void> {

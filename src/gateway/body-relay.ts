@@ -1,0 +1,91 @@
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+
+/**
+ * The request body as undici reads it. A relay, not the request itself, because
+ * undici destroys the body stream it was given when an attempt fails, and destroying
+ * the IncomingMessage would kill the client connection before the gateway can answer.
+ * It attaches to the request only when undici first reads, so an attempt that failed
+ * before sending (connect, TLS) leaves the body untouched and a retry can send it.
+ * For requests that may be retried it also keeps what it passed on, up to a limit,
+ * so a retry can send the body again (`replay()`).
+ */
+export class BodyRelay extends Readable {
+  readonly #src: IncomingMessage;
+  readonly #retainLimit: number;
+  #retained: Buffer[] | undefined;
+  #attached = false;
+  /** Body bytes taken from the client so far. */
+  bytes = 0;
+
+  constructor(src: IncomingMessage, retainLimit = 0, prior?: readonly Buffer[]) {
+    super({ highWaterMark: 64 * 1024 });
+    this.#src = src;
+    this.#retainLimit = retainLimit;
+    if (retainLimit > 0) this.#retained = [];
+    if (prior) {
+      for (const c of prior) {
+        this.bytes += c.length;
+        this.#retained?.push(c);
+        this.push(c);
+      }
+    }
+  }
+
+  /** Everything taken from the client can be sent again. */
+  get replayable(): boolean {
+    return this.bytes === 0 || this.#retained !== undefined;
+  }
+
+  /** A fresh relay that sends the body from its start (only when `replayable`). */
+  replay(): BodyRelay {
+    return new BodyRelay(this.#src, this.#retainLimit, this.#retained);
+  }
+
+  override _read(): void {
+    if (!this.#attached) {
+      this.#attached = true;
+      const src = this.#src;
+      if (src.readableEnded) {
+        this.push(null);
+        return;
+      }
+      src.on('data', this.#onData);
+      src.once('end', this.#onEnd);
+      src.once('error', this.#onError);
+      src.once('aborted', this.#onAborted);
+    }
+    this.#src.resume();
+  }
+
+  #onData = (chunk: Buffer): void => {
+    this.bytes += chunk.length;
+    const kept = this.#retained;
+    if (kept !== undefined) {
+      if (this.bytes <= this.#retainLimit) kept.push(chunk);
+      else this.#retained = undefined; // too large to keep: no replay
+    }
+    if (!this.push(chunk)) this.#src.pause();
+  };
+
+  #onEnd = (): void => {
+    this.push(null);
+  };
+
+  #onError = (err: Error): void => {
+    this.destroy(err);
+  };
+
+  #onAborted = (): void => {
+    this.destroy(Object.assign(new Error('the client aborted the request body'), { code: 'ECONNRESET' }));
+  };
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const src = this.#src;
+    src.off('data', this.#onData);
+    src.off('end', this.#onEnd);
+    src.off('error', this.#onError);
+    src.off('aborted', this.#onAborted);
+    cb(err);
+  }
+}

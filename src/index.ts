@@ -1,0 +1,11 @@
+/** Gatewise as a library. */
+export * from './failure/index.js';
+export { configSchema, jsonSchema, type Config, type ConfigInput } from './config/schema.js';
+export { validateConfig, parseConfigText, loadConfigFile, ConfigError, type ConfigProblem } from './config/load.js';
+export { parseDuration } from './config/duration.js';
+export { Gateway, startGateway, type ListeningAddress } from './gateway/server.js';
+export type { RequestRecord, AttemptRecord } from './gateway/events.js';
+export { attachAccessLog, createLogger } from './observe/access-log.js';
+export { attachMetrics } from './observe/metrics.js';
+export { startAdmin } from './observe/admin.js';
+export { startLab, LAB_FAULTS, startLabDnsServer, type Lab, type LabOptions, type LabFault } from './lab/index.js';

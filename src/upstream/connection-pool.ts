@@ -1,0 +1,175 @@
+import { Client } from 'undici';
+
+/**
+ * Connections to one endpoint. Written here rather than using undici's Pool because
+ * the keep-alive race needs per-connection choices that Pool does not expose:
+ *  - idle connections are reused newest-first (LIFO), so the one most likely to be
+ *    still open upstream goes first;
+ *  - a connection idle longer than the endpoint's safe idle time is never reused: its
+ *    idle limit is learned from the closes the upstream makes (and from its
+ *    `Keep-Alive: timeout=` hint, which undici's Client already honours);
+ *  - non-idempotent requests go only to fresh or recently active connections;
+ *  - a retry can ask for a fresh connection.
+ * Each connection is an undici Client (one socket, no pipelining).
+ */
+
+/** A learned idle limit is trusted this long, then relearned (upstreams change). */
+const LEARN_TTL_MS = 10 * 60_000;
+/** Closes after less idle time than this are restarts or errors, not an idle timeout. */
+const MIN_LEARN_MS = 50;
+
+/** One upstream connection and what the pool knows of it. */
+export class PooledClient extends Client {
+  /** Requests dispatched and not yet finished. */
+  active = 0;
+  /** Completed requests: >0 means the socket is being reused. */
+  uses = 0;
+  /** When the last request finished (ms since epoch). */
+  lastUsed = 0;
+  /** The socket is connected (between undici's connect and disconnect events). */
+  connected = false;
+}
+
+export interface ConnectionPoolOptions {
+  origin: string;
+  maxConnections: number;
+  /** Configured keep-alive: the longest a connection may sit idle and still be reused. */
+  keepAliveMs: number;
+  /** Reuse for non-idempotent requests only within this idle time. */
+  recentMs: number;
+  clientOptions: Client.Options;
+}
+
+export type PoolEvent = { kind: 'idle-close'; idleMs: number } | { kind: 'connect' };
+
+export class ConnectionPool {
+  readonly #opts: ConnectionPoolOptions;
+  /** Idle connections, most recently used last. */
+  readonly #idle: PooledClient[] = [];
+  readonly #all = new Set<PooledClient>();
+  /** Shortest idle age at which the upstream closed a connection (ms), forgotten after LEARN_TTL_MS. */
+  learnedIdleMs = Infinity;
+  #learnedAt = 0;
+  #closed = false;
+
+  constructor(opts: ConnectionPoolOptions) {
+    this.#opts = opts;
+  }
+
+  get size(): number {
+    return this.#all.size;
+  }
+
+  get idleCount(): number {
+    return this.#idle.length;
+  }
+
+  /** The longest idle age at which a connection is still reused. */
+  safeIdleMs(): number {
+    if (this.learnedIdleMs !== Infinity && Date.now() - this.#learnedAt > LEARN_TTL_MS) this.learnedIdleMs = Infinity;
+    const learned = this.learnedIdleMs === Infinity ? Infinity : Math.max(0, this.learnedIdleMs * 0.8 - 50);
+    return Math.min(this.#opts.keepAliveMs, learned);
+  }
+
+  /**
+   * A connection for the next request. `fresh` forces a new connection; `idempotent`
+   * false allows reuse only of a recently active one.
+   */
+  acquire(now: number, idempotent: boolean, fresh: boolean): PooledClient {
+    const idle = this.#idle;
+    if (!fresh) {
+      const limit = idempotent ? this.safeIdleMs() : Math.min(this.safeIdleMs(), this.#opts.recentMs);
+      while (idle.length > 0) {
+        const c = idle[idle.length - 1]!;
+        const age = now - c.lastUsed;
+        if (c.destroyed || c.closed) {
+          idle.pop();
+          continue;
+        }
+        if (age <= limit) {
+          idle.pop();
+          c.active++;
+          return c;
+        }
+        if (age > this.safeIdleMs()) {
+          // Too old for anyone: close it rather than risk the race.
+          idle.pop();
+          this.#retire(c);
+          continue;
+        }
+        break; // fine for idempotent requests, too old for this one: open a new one
+      }
+    }
+    if (this.#all.size < this.#opts.maxConnections || this.#all.size === 0) return this.#open();
+    // At the connection limit: queue on the least busy connection.
+    let best: PooledClient | undefined;
+    for (const c of this.#all) if (!c.destroyed && !c.closed && (!best || c.active < best.active)) best = c;
+    if (!best) return this.#open();
+    const i = idle.indexOf(best);
+    if (i >= 0) idle.splice(i, 1);
+    best.active++;
+    return best;
+  }
+
+  /** The request on `c` finished; `reusable` false when its connection must not be reused. */
+  release(c: PooledClient, now: number, reusable: boolean): void {
+    c.active--;
+    c.uses++;
+    c.lastUsed = now;
+    if (c.active > 0) return;
+    if (!reusable || this.#closed || c.destroyed || c.closed) {
+      if (!reusable) this.#retire(c);
+      return;
+    }
+    this.#idle.push(c);
+  }
+
+  #open(): PooledClient {
+    const c = new PooledClient(this.#opts.origin, { ...this.#opts.clientOptions, pipelining: 1 });
+    c.active = 1;
+    c.lastUsed = Date.now();
+    this.#all.add(c);
+    c.on('connect', () => {
+      c.connected = true;
+    });
+    c.on('disconnect', (_origin: unknown, _targets: unknown, err: { code?: string } | undefined) => {
+      const wasIdle = c.connected && c.active === 0 && c.uses > 0;
+      c.connected = false;
+      if (wasIdle && (err?.code === 'UND_ERR_SOCKET' || err?.code === 'ECONNRESET')) {
+        // The upstream closed an idle keep-alive connection: learn its idle limit.
+        const idleMs = Date.now() - c.lastUsed;
+        if (idleMs >= MIN_LEARN_MS && idleMs < this.learnedIdleMs) {
+          this.learnedIdleMs = idleMs;
+          this.#learnedAt = Date.now();
+        }
+      }
+      // The Client would reconnect on the next dispatch; the pool prefers a clean new one.
+      if (c.active === 0) this.#retire(c);
+    });
+    c.on('connectionError', () => {
+      c.connected = false;
+    });
+    return c;
+  }
+
+  #retire(c: PooledClient): void {
+    if (!this.#all.delete(c)) return;
+    const i = this.#idle.indexOf(c);
+    if (i >= 0) this.#idle.splice(i, 1);
+    c.close().catch(() => c.destroy().catch(() => undefined));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#idle.length = 0;
+    await Promise.allSettled([...this.#all].map((c) => c.close()));
+    this.#all.clear();
+  }
+
+  async destroy(): Promise<void> {
+    this.#closed = true;
+    this.#idle.length = 0;
+    await Promise.allSettled([...this.#all].map((c) => c.destroy()));
+    this.#all.clear();
+  }
+}

@@ -1,0 +1,247 @@
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Agent, request } from 'undici';
+import { startLab, type Lab } from '../../src/lab/index.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+
+/** Recovery: every failure that can be recovered safely reaches the client as a success. */
+
+const client = new Agent({ keepAliveTimeout: 2000, connections: 64 });
+const opened: Array<{ close(): Promise<void> }> = [];
+after(async () => {
+  for (const o of opened.reverse()) await o.close();
+  await client.close();
+});
+
+async function lab(opts: Parameters<typeof startLab>[0] = {}): Promise<Lab> {
+  const l = await startLab(opts);
+  opened.push(l);
+  return l;
+}
+
+async function gateway(input: Parameters<typeof startTestGateway>[0]): Promise<TestGateway> {
+  const g = await startTestGateway(input);
+  opened.push(g);
+  return g;
+}
+
+async function send(url: string, method = 'GET', body?: string) {
+  const res = await request(url, { method: method as 'GET', body, dispatcher: client, headers: { accept: 'application/json' } });
+  const text = await res.body.text();
+  return { status: res.statusCode, text, ps: String(res.headers['proxy-status'] ?? ''), rid: String(res.headers['x-request-id']), retryAfter: res.headers['retry-after'] };
+}
+
+describe('a faulty endpoint beside a healthy one', () => {
+  // Faults that happen before any response byte: safe to retry for idempotent requests.
+  const beforeResponse = ['/close', '/reset', '/status/502', '/status/503', '/status/504'];
+  for (const fault of beforeResponse) {
+    test(`GET ${fault} on one endpoint → 200 from the other`, async () => {
+      const bad = await lab({ fault });
+      const good = await lab();
+      const gw = await gateway({
+        clusters: { c: { endpoints: [bad.url, good.url], balancer: 'round-robin', outlierDetection: { enabled: false } } },
+        routes: [{ cluster: 'c' }],
+      });
+      for (let i = 0; i < 6; i++) {
+        const r = await send(`${gw.url}/ok`);
+        assert.equal(r.status, 200, `${fault} #${i}: ${r.text}`);
+      }
+      assert.ok(bad.stats.requests >= 2, 'the faulty endpoint was tried');
+      const retried = gw.logs.filter((l) => l.type === 'access' && (l.attempts?.length ?? 0) === 2);
+      assert.ok(retried.length >= 2, 'attempts are logged');
+      assert.ok(retried.every((l) => l.status === 200 && l.attempts![1]!.status === 200));
+    });
+  }
+
+  test('a refused endpoint is retried elsewhere even for POST (the request never left)', async () => {
+    const good = await lab();
+    const gw = await gateway({
+      clusters: { c: { endpoints: [`http://127.0.0.1:${good.refusedPort}`, good.url], balancer: 'round-robin', outlierDetection: { enabled: false } } },
+      routes: [{ cluster: 'c' }],
+    });
+    for (let i = 0; i < 4; i++) {
+      const r = await send(`${gw.url}/echo`, 'POST', 'payload');
+      assert.equal(r.status, 200, r.text);
+      assert.equal(JSON.parse(r.text).bodyBytes, 7);
+    }
+    const line = gw.logs.find((l) => l.type === 'access' && l.attempts?.length === 2)!;
+    assert.equal(line.attempts![0]!.error, 'connection_refused');
+  });
+
+  test('POST is not retried after it may have reached the upstream', async () => {
+    const bad = await lab({ fault: '/close' });
+    const gw = await gateway({ clusters: { c: { endpoints: [bad.url], outlierDetection: { enabled: false } } }, routes: [{ cluster: 'c' }] });
+    const r = await send(`${gw.url}/ok`, 'POST', 'x');
+    assert.equal(r.status, 502);
+    assert.match(r.ps, /error=connection_terminated/);
+    assert.equal(bad.stats.requests, 1);
+    const problem = JSON.parse(r.text) as { attempts: unknown[] };
+    assert.equal(problem.attempts.length, 1);
+  });
+
+  test('POST with an Idempotency-Key retries when the route opts in', async () => {
+    const bad = await lab({ fault: '/close' });
+    const good = await lab();
+    const gw = await gateway({
+      clusters: { c: { endpoints: [bad.url, good.url], balancer: 'round-robin', outlierDetection: { enabled: false } } },
+      routes: [{ cluster: 'c', retry: { idempotencyKey: true } }],
+    });
+    for (let i = 0; i < 4; i++) {
+      const res = await request(`${gw.url}/ok`, { method: 'POST', body: 'x', dispatcher: client, headers: { 'idempotency-key': `k${i}` } });
+      assert.equal(res.statusCode, 200);
+      await res.body.text();
+    }
+  });
+
+  test('mid-body faults are never retried: the client sees the cut', async () => {
+    const bad = await lab({ fault: '/cut-body' });
+    const gw = await gateway({ clusters: { c: { endpoints: [bad.url] } }, routes: [{ cluster: 'c' }] });
+    const res = await request(`${gw.url}/x`, { dispatcher: client });
+    assert.equal(res.statusCode, 200);
+    await assert.rejects(res.body.text());
+    assert.equal(bad.stats.requests, 1);
+  });
+
+  test('retries stop at the configured tries and the problem lists every attempt', async () => {
+    const a = await lab({ fault: '/status/503' });
+    const b = await lab({ fault: '/status/503' });
+    const gw = await gateway({
+      clusters: { c: { endpoints: [a.url, b.url], outlierDetection: { enabled: false } } },
+      routes: [{ cluster: 'c', retry: { tries: 2 } }],
+    });
+    const r = await send(`${gw.url}/ok`);
+    assert.equal(r.status, 503, 'the last upstream answer is passed on');
+    assert.match(r.ps, /received-status=503/);
+    const line = await gw.logFor(r.rid);
+    assert.equal(line.attempts!.length, 2);
+    assert.notEqual(line.attempts![0]!.endpoint, line.attempts![1]!.endpoint, 'a different endpoint for each try');
+  });
+
+  test('the retry budget caps retries under a total outage', async () => {
+    const a = await lab({ fault: '/close' });
+    const gw = await gateway({
+      clusters: { c: { endpoints: [a.url], outlierDetection: { enabled: false }, retryBudget: { ratio: 0.1, minPerSecond: 0 } } },
+      routes: [{ cluster: 'c', retry: { tries: 3, backoff: { base: '1ms', max: '2ms' } } }],
+    });
+    const n = 40;
+    for (let i = 0; i < n; i++) assert.equal((await send(`${gw.url}/ok`)).status, 502);
+    const upstreamTries = a.stats.requests;
+    assert.ok(upstreamTries <= n * 1.1 + 1, `budget held retries to ${upstreamTries - n} for ${n} requests`);
+  });
+});
+
+describe('health', () => {
+  test('passive checks eject a failing endpoint, and return it after the back-off', async () => {
+    const bad = await lab({ fault: '/close' });
+    const good = await lab();
+    const gw = await gateway({
+      clusters: {
+        c: {
+          endpoints: [bad.url, good.url],
+          balancer: 'round-robin',
+          outlierDetection: { consecutiveGatewayFailures: 2, baseEjection: '300ms', maxEjectedPercent: 50 },
+        },
+      },
+      routes: [{ cluster: 'c' }],
+    });
+    for (let i = 0; i < 8; i++) assert.equal((await send(`${gw.url}/ok`)).status, 200);
+    const triedBad = bad.stats.requests;
+    assert.ok(triedBad <= 3, `ejected after 2 failures (tried ${triedBad} times)`);
+    for (let i = 0; i < 10; i++) await send(`${gw.url}/ok`);
+    assert.equal(bad.stats.requests, triedBad, 'no traffic while ejected');
+    await new Promise((r) => setTimeout(r, 400));
+    for (let i = 0; i < 6; i++) assert.equal((await send(`${gw.url}/ok`)).status, 200);
+    assert.ok(bad.stats.requests > triedBad, 'returned on its own after the back-off');
+  });
+
+  test('active checks take an endpoint out and back; none healthy → fast 503 destination_unavailable', async () => {
+    const a = await lab();
+    const gw = await gateway({
+      clusters: { c: { endpoints: [a.url], healthCheck: { path: '/ok', interval: '100ms', timeout: '200ms', rise: 1, fall: 1 } } },
+      routes: [{ cluster: 'c' }],
+    });
+    assert.equal((await send(`${gw.url}/ok`)).status, 200);
+    const port = a.port;
+    await a.close();
+    await new Promise((r) => setTimeout(r, 350));
+    const t0 = Date.now();
+    const r = await send(`${gw.url}/ok`);
+    assert.equal(r.status, 503);
+    assert.match(r.ps, /error=destination_unavailable/);
+    assert.ok(r.retryAfter, 'Retry-After is set');
+    assert.ok(Date.now() - t0 < 200, 'never a hang');
+    assert.equal((await gw.logFor(r.rid)).proxyStatusError, 'destination_unavailable');
+    await lab({ port });
+    await new Promise((r) => setTimeout(r, 350));
+    assert.equal((await send(`${gw.url}/ok`)).status, 200);
+  });
+});
+
+describe('overload', () => {
+  test('capacity N keeps serving at about N under 10× load; the excess gets fast 503s, not 502/504', async () => {
+    const capacity = 4;
+    const up = await lab({ capacity, queue: 0 });
+    const gw = await gateway({
+      clusters: { c: { endpoints: [up.url], limits: { maxConcurrent: capacity, maxQueued: capacity, queueTimeout: '100ms' } } },
+      routes: [{ cluster: 'c', retry: { tries: 1 } }],
+    });
+    const workMs = 50;
+    const durationMs = 2000;
+    const counts = new Map<number, number>();
+    const shedLatency: number[] = [];
+    // Clients, gateway and upstream share one process: measure after a warm-up, once the JIT settled.
+    const measureFrom = Date.now() + 700;
+    const stopAt = measureFrom + durationMs;
+    const worker = async () => {
+      while (Date.now() < stopAt) {
+        const t0 = Date.now();
+        const r = await send(`${gw.url}/work?ms=${workMs}`);
+        if (t0 < measureFrom) {
+          if (r.status === 503) await new Promise((res) => setTimeout(res, 50));
+          continue;
+        }
+        counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+        if (r.status === 503) {
+          assert.match(r.ps, /error=connection_limit_reached/);
+          assert.equal(r.retryAfter, '1');
+          shedLatency.push(Date.now() - t0);
+          // Clients, gateway and upstream share this process: a shed client pauses
+          // briefly so its loop does not starve the others of CPU.
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: capacity * 10 }, worker));
+    const ok = counts.get(200) ?? 0;
+    const ideal = (capacity * durationMs) / workMs;
+    assert.ok(ok >= ideal * 0.6, `served ${ok} of an ideal ${ideal}`);
+    assert.equal(counts.get(502) ?? 0, 0);
+    assert.equal(counts.get(504) ?? 0, 0);
+    assert.ok((counts.get(503) ?? 0) > 0, 'the excess was shed');
+    shedLatency.sort((x, y) => x - y);
+    const p95 = shedLatency[Math.floor(shedLatency.length * 0.95)]!;
+    assert.ok(p95 < 250, `503s are fast (p95 ${p95} ms)`);
+    assert.ok(up.stats.work.peak <= capacity, `the upstream never saw more than ${capacity} (peak ${up.stats.work.peak})`);
+    assert.equal(up.stats.work.rejected, 0, 'the upstream never had to refuse');
+  });
+});
+
+describe('the keep-alive race', () => {
+  test('an upstream with a short, unadvertised keep-alive timeout: GET and POST with random gaps, zero errors', async () => {
+    const up = await lab({ keepAliveTimeoutMs: 150, advertiseKeepAlive: false });
+    const gw = await gateway({ clusters: { c: { endpoints: [up.url], keepAlive: '10s' } }, routes: [{ cluster: 'c' }] });
+    const failures: string[] = [];
+    const worker = async (w: number) => {
+      for (let i = 0; i < 25; i++) {
+        await new Promise((r) => setTimeout(r, 100 + Math.random() * 100));
+        const method = (i + w) % 2 === 0 ? 'GET' : 'POST';
+        const r = await send(`${gw.url}/echo`, method, method === 'POST' ? 'body' : undefined);
+        if (r.status !== 200) failures.push(`${method} ${r.status} ${r.ps}`);
+      }
+    };
+    await Promise.all([0, 1, 2, 3].map(worker));
+    assert.deepEqual(failures, []);
+    const cluster = gw.gw.ctx.clusters.get('c')!;
+    assert.ok(cluster.endpoints[0]!.pool.learnedIdleMs <= 400, `learned the idle timeout (${cluster.endpoints[0]!.pool.learnedIdleMs} ms)`);
+  });
+});
