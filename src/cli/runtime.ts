@@ -2,8 +2,31 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { Gateway } from '../gateway/server.js';
 import { attachAccessLog, createLogger, flushLogger } from '../observe/access-log.js';
-import { startAdmin } from '../observe/admin.js';
+import { startAdmin, type AdminControl } from '../observe/admin.js';
 import { attachMetrics } from '../observe/metrics.js';
+
+function gatewayControl(gw: Gateway): AdminControl {
+  return {
+    status: () => {
+      const now = Date.now();
+      const out: Record<string, unknown> = {};
+      for (const [name, c] of gw.ctx.clusters) {
+        out[name] = c.endpoints.map((e) => ({
+          endpoint: e.nextHop,
+          available: e.available(now),
+          health: e.health,
+          ejectedForMs: Math.max(0, e.ejectedUntil - now),
+          draining: e.draining,
+          inflight: e.inflight,
+          connections: e.pool.size,
+          learnedIdleMs: e.pool.learnedIdleMs === Infinity ? null : e.pool.learnedIdleMs,
+        }));
+      }
+      return out;
+    },
+    drain: (cluster, endpoint, draining) => gw.ctx.clusters.get(cluster)?.setDraining(endpoint, draining) ?? false,
+  };
+}
 
 export interface Runtime {
   gateway: Gateway | undefined;
@@ -30,7 +53,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
       logger.info({ type: 'lifecycle', event: 'ready', listeners: addrs.map((a) => a.url), identity: gateway.ctx.identity }, 'gateway listening');
     }
     if (config.admin && metrics) {
-      const admin = await startAdmin(config.admin.address, config.admin.port, metrics.registry, () => !gateway?.ctx.draining);
+      const admin = await startAdmin(config.admin.address, config.admin.port, metrics.registry, () => !gateway?.ctx.draining, gateway && gatewayControl(gateway));
       closers.push(() => admin.close());
       logger.info({ type: 'lifecycle', event: 'admin', url: admin.url }, 'admin listening');
     }

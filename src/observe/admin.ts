@@ -1,28 +1,56 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
-/** The admin listener: Prometheus `/metrics` and `/healthz`. */
-export async function startAdmin(address: string, port: number, registry: Registry, health: () => boolean): Promise<{ server: Server; url: string; close(): Promise<void> }> {
-  const server = createServer((req, res) => {
-    if (req.url === '/metrics') {
+/** What the admin API may read and change in the running gateway. */
+export interface AdminControl {
+  /** Clusters and their endpoints' status, as JSON-ready data. */
+  status(): unknown;
+  /** Start or stop draining an endpoint (by URL or host:port). False when unknown. */
+  drain(cluster: string, endpoint: string, draining: boolean): boolean;
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body, null, 2) + '\n';
+  res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json' });
+  res.end(text);
+}
+
+/**
+ * The admin listener: Prometheus `/metrics`, `/healthz` (503 while draining),
+ * `GET /clusters` (endpoint status) and `POST /clusters/NAME/drain?endpoint=HOST:PORT`
+ * (`/undrain` to let traffic back) for rolling restarts. Bind it to loopback.
+ */
+export async function startAdmin(
+  address: string,
+  port: number,
+  registry: Registry,
+  health: () => boolean,
+  control?: AdminControl,
+): Promise<{ server: Server; url: string; close(): Promise<void> }> {
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const parts = url.pathname.split('/').filter(Boolean);
+    if (req.method === 'GET' && url.pathname === '/metrics') {
       registry.metrics().then(
         (body) => {
           res.writeHead(200, { 'content-type': registry.contentType });
           res.end(body);
         },
-        () => {
-          res.writeHead(500, { 'content-type': 'text/plain' });
-          res.end('metrics unavailable\n');
-        },
+        () => send(res, 500, 'metrics unavailable\n'),
       );
-    } else if (req.url === '/healthz') {
+    } else if (req.method === 'GET' && url.pathname === '/healthz') {
       const ok = health();
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
-      res.end(ok ? 'ok\n' : 'draining\n');
+      send(res, ok ? 200 : 503, ok ? 'ok\n' : 'draining\n');
+    } else if (control && req.method === 'GET' && url.pathname === '/clusters') {
+      send(res, 200, control.status());
+    } else if (control && req.method === 'POST' && parts[0] === 'clusters' && parts.length === 3 && (parts[2] === 'drain' || parts[2] === 'undrain')) {
+      const endpoint = url.searchParams.get('endpoint');
+      if (!endpoint) return send(res, 400, { error: 'endpoint query parameter required (host:port or URL)' });
+      const ok = control.drain(decodeURIComponent(parts[1]!), endpoint, parts[2] === 'drain');
+      send(res, ok ? 200 : 404, ok ? { cluster: parts[1], endpoint, draining: parts[2] === 'drain' } : { error: `no endpoint ${endpoint} in cluster ${parts[1]}` });
     } else {
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end('not found: try /metrics or /healthz\n');
+      send(res, 404, 'not found: try /metrics, /healthz, /clusters, POST /clusters/NAME/drain?endpoint=HOST:PORT\n');
     }
   });
   await new Promise<void>((resolve, reject) => {

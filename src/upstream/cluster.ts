@@ -176,7 +176,13 @@ export class Cluster {
 
   /** Stop or start sending new requests to an endpoint (admin API, rolling restarts). */
   setDraining(url: string, draining: boolean): boolean {
-    const e = this.endpoints.find((x) => x.url.href === new URL(url).href || x.nextHop === url);
+    let href: string | undefined;
+    try {
+      href = new URL(url).href;
+    } catch {
+      href = undefined;
+    }
+    const e = this.endpoints.find((x) => x.url.href === href || x.nextHop === url);
     if (!e) return false;
     if (e.draining && !draining) e.readyAt = Date.now();
     e.draining = draining;

@@ -245,3 +245,54 @@ describe('the keep-alive race', () => {
     assert.ok(cluster.endpoints[0]!.pool.learnedIdleMs <= 400, `learned the idle timeout (${cluster.endpoints[0]!.pool.learnedIdleMs} ms)`);
   });
 });
+
+describe('rolling restarts', () => {
+  test('three endpoints restarted one at a time under steady GET and POST load: zero failed requests', async () => {
+    const labs = [await lab(), await lab(), await lab()];
+    const gw = await gateway({
+      clusters: {
+        c: {
+          endpoints: labs.map((l) => l.url),
+          healthCheck: { path: '/ok', interval: '100ms', timeout: '300ms', rise: 2, fall: 1 },
+          slowStart: '200ms',
+        },
+      },
+      routes: [{ cluster: 'c' }],
+    });
+    const cluster = gw.gw.ctx.clusters.get('c')!;
+    let stop = false;
+    let done = 0;
+    const failures: string[] = [];
+    const worker = async (w: number) => {
+      for (let i = 0; !stop && i < 100_000; i++) {
+        const method = (i + w) % 2 === 0 ? 'GET' : 'POST';
+        try {
+          const r = await send(`${gw.url}/slow?ms=5`, method, method === 'POST' ? 'payload' : undefined);
+          if (r.status !== 200) failures.push(`${method} ${r.status} ${r.ps}`);
+        } catch (err) {
+          failures.push(`${method} client error ${(err as NodeJS.ErrnoException).code}`);
+        }
+        done++;
+      }
+    };
+    const load = Promise.all([0, 1, 2, 3].map(worker));
+    for (let i = 0; i < labs.length; i++) {
+      const old = labs[i]!;
+      const ep = cluster.endpoints[i]!;
+      assert.ok(cluster.setDraining(old.url, true));
+      for (let t = 0; t < 200 && ep.inflight > 0; t++) await new Promise((r) => setTimeout(r, 10));
+      await old.close();
+      await new Promise((r) => setTimeout(r, 150));
+      labs[i] = await lab({ port: old.port });
+      // Wait for the active check to see it up, then let traffic back in.
+      for (let t = 0; t < 100 && ep.health !== 'healthy'; t++) await new Promise((r) => setTimeout(r, 20));
+      cluster.setDraining(old.url, false);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    stop = true;
+    await load;
+    assert.deepEqual(failures, []);
+    assert.ok(done > 200, `steady load kept running (${done} requests)`);
+    for (const l of labs) assert.ok(l.stats.requests > 0, 'every restarted endpoint serves again');
+  });
+});
