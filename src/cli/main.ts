@@ -5,11 +5,13 @@ import { jsonSchema, type ConfigInput } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { startRuntime, untilSignal } from './runtime.js';
 import { UsageError } from './usage.js';
+import { parseWorkers, superviseWorkers } from './workers.js';
 
 const HELP = `gatewise — a gateway and proxy server that explains every failure it produces
 
 Usage:
-  gatewise run -c gatewise.yaml        run a config (SIGTERM drains in-flight requests, then exits)
+  gatewise run -c gatewise.yaml [--workers N|auto]
+                                       run a config (SIGTERM drains in-flight requests, then exits)
   gatewise check -c gatewise.yaml      validate a config without starting anything
   gatewise schema                      print the config's JSON Schema (for editors)
   gatewise proxy --listen ADDR:PORT --to URL [--to URL ...] [options]
@@ -29,6 +31,7 @@ proxy options:
   --health-path P        actively check every endpoint with GET P every 2s
   --name NAME            name in Via and Proxy-Status
   --no-access-log        do not write access-log lines
+  --workers N|auto       run N processes on the same port (node:cluster)
 Durations: 250ms, 2s, 1m.`;
 
 function version(): string {
@@ -51,7 +54,7 @@ function durationFlag(v: string | undefined, flag: string): string | undefined {
 }
 
 /** `gatewise proxy` builds a config like any other, so it is validated the same way. */
-export function proxyConfig(argv: string[]): { config: ConfigInput; accessLog: boolean } {
+export function proxyConfig(argv: string[]): { config: ConfigInput; accessLog: boolean; workers: number | 'auto' | undefined } {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -64,6 +67,7 @@ export function proxyConfig(argv: string[]): { config: ConfigInput; accessLog: b
       retries: { type: 'string' },
       'health-path': { type: 'string' },
       'no-access-log': { type: 'boolean', default: false },
+      workers: { type: 'string' },
     },
     strict: true,
   });
@@ -91,13 +95,24 @@ export function proxyConfig(argv: string[]): { config: ConfigInput; accessLog: b
     log: { access: !values['no-access-log'] },
   };
   if (values.name) config.name = values.name;
-  return { config, accessLog: !values['no-access-log'] };
+  return { config, accessLog: !values['no-access-log'], workers: workersFlag(values.workers) };
+}
+
+function workersFlag(v: string | undefined): number | 'auto' | undefined {
+  const w = parseWorkers(v);
+  if (Number.isNaN(w)) throw new UsageError(`--workers expects a number from 1 to 256 or "auto", got "${v}"`);
+  return w;
 }
 
 async function runCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, workers: { type: 'string' } }, strict: true });
   if (!values.config) throw new UsageError('run needs -c FILE');
-  const config = await loadConfigFile(values.config);
+  const workers = workersFlag(values.workers);
+  const config = await loadConfigFile(values.config); // validated in the primary too: a bad config never forks
+  if (workers !== undefined) {
+    const code = await superviseWorkers(workers);
+    if (code !== undefined) return code;
+  }
   const rt = await startRuntime(config);
   return untilSignal(rt);
 }
@@ -113,8 +128,12 @@ async function checkCommand(argv: string[]): Promise<number> {
 }
 
 async function proxyCommand(argv: string[]): Promise<number> {
-  const { config: input, accessLog } = proxyConfig(argv);
+  const { config: input, accessLog, workers } = proxyConfig(argv);
   const config = validateConfig(input, 'gatewise proxy');
+  if (workers !== undefined) {
+    const code = await superviseWorkers(workers);
+    if (code !== undefined) return code;
+  }
   const rt = await startRuntime(config, { accessLog });
   return untilSignal(rt);
 }

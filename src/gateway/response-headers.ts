@@ -2,6 +2,9 @@ import { appendMember } from '../failure/index.js';
 
 // Response fields never passed on (RFC 9110 §7.6.1), lower-case.
 const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te']);
+/** Lengths of the names above and of proxy-status. */
+const SPECIAL_LENGTHS: boolean[] = [];
+for (const n of [...RESPONSE_DROP, 'proxy-status']) SPECIAL_LENGTHS[n.length] = true;
 
 /**
  * Build the client response head from undici's raw header buffers in one pass:
@@ -29,8 +32,15 @@ export function buildResponseHead(
       }
     }
   }
+  const idLen = idHeader.length;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toString('latin1');
+    const len = name.length;
+    // Only names of these lengths can need attention: skip lower-casing the rest.
+    if (!SPECIAL_LENGTHS[len] && len !== idLen && listed === undefined) {
+      out.push(name, raw[i + 1]!.toString('latin1'));
+      continue;
+    }
     const lower = name.toLowerCase();
     if (RESPONSE_DROP.has(lower)) {
       if (keepUpgrade && (lower === 'upgrade' || lower === 'connection')) out.push(name, raw[i + 1]!.toString('latin1'));
