@@ -13,6 +13,10 @@ export interface AttemptRecord {
   detail?: string;
   /** Milliseconds from the start of the request. */
   startMs: number;
+  /** New connections only: DNS, TCP connect and TLS handshake times (ms). */
+  dnsMs?: number;
+  tcpMs?: number;
+  tlsMs?: number;
   /** Handed to a connected socket (includes DNS, connect and TLS when a new connection was opened). */
   connectedMs?: number;
   firstByteMs?: number;

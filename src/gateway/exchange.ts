@@ -227,6 +227,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const a = this.#attempt!;
     a.phase = 'send';
     a.connectedMs = Math.round(performance.now() - this.t0);
+    if (a.connection === 'new' && this.#client) {
+      const t = this.#client.timings;
+      a.dnsMs = t.dnsMs;
+      a.tcpMs = t.connectMs;
+      a.tlsMs = t.tlsMs;
+    }
     if (this.res.destroyed) abort();
   }
 

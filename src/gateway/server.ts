@@ -40,7 +40,7 @@ export class Gateway {
     const via11 = viaValue('1.1', this.ctx.identity);
     const via10 = viaValue('1.0', this.ctx.identity);
     for (const l of config.listeners) {
-      const name = `${l.address}:${l.port}`;
+      const entry = { server: undefined as unknown as Server, cfg: l, name: `${l.address}:${l.port}` };
       const server = createServer({
         maxHeaderSize: l.maxHeaderSize,
         headersTimeout: ms(l.requestHeaderTimeout),
@@ -53,16 +53,17 @@ export class Gateway {
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
         this.#inflight.add(res);
         res.once('close', () => this.#inflight.delete(res));
-        new Exchange(this.ctx, req, res, name, req.httpVersion === '1.0' ? via10 : via11).start();
+        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11).start();
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-        new UpgradeExchange(this.ctx, req, socket, head, name, via11).start();
+        new UpgradeExchange(this.ctx, req, socket, head, entry.name, via11).start();
       });
       server.on('connect', (req: IncomingMessage, socket: Duplex) => {
-        this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', status: 405, detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)', params: { 'status-code': 405 } }), name, req);
+        this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', status: 405, detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)', params: { 'status-code': 405 } }), entry.name, req);
       });
-      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket, name));
-      this.#servers.push({ server, cfg: l, name });
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket, entry.name));
+      entry.server = server;
+      this.#servers.push(entry);
     }
   }
 
@@ -81,6 +82,9 @@ export class Gateway {
       ),
     );
     const addrs = this.addresses();
+    addrs.forEach((a, i) => {
+      this.#servers[i]!.name = `${a.address}:${a.port}`;
+    });
     lifecycle({ event: 'listening', detail: addrs.map((a) => a.url).join(' ') });
     return addrs;
   }

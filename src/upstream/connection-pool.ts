@@ -1,4 +1,5 @@
-import { Client } from 'undici';
+import { Client, buildConnector } from 'undici';
+import { timedConnector, type ConnectTimings } from './timed-connector.js';
 
 /**
  * Connections to one endpoint. Written here rather than using undici's Pool because
@@ -28,6 +29,8 @@ export class PooledClient extends Client {
   lastUsed = 0;
   /** The socket is connected (between undici's connect and disconnect events). */
   connected = false;
+  /** DNS, TCP and TLS times of this connection. */
+  readonly timings: ConnectTimings = {};
 }
 
 export interface ConnectionPoolOptions {
@@ -38,6 +41,8 @@ export interface ConnectionPoolOptions {
   /** Reuse for non-idempotent requests only within this idle time. */
   recentMs: number;
   clientOptions: Client.Options;
+  /** Options for undici's connector (TLS, lookup, timeout); timed per connection. */
+  connectOptions: buildConnector.BuildOptions;
 }
 
 export type PoolEvent = { kind: 'idle-close'; idleMs: number } | { kind: 'connect' };
@@ -52,8 +57,11 @@ export class ConnectionPool {
   #learnedAt = 0;
   #closed = false;
 
+  readonly #connector: buildConnector.connector;
+
   constructor(opts: ConnectionPoolOptions) {
     this.#opts = opts;
+    this.#connector = buildConnector(opts.connectOptions);
   }
 
   get size(): number {
@@ -125,7 +133,9 @@ export class ConnectionPool {
   }
 
   #open(): PooledClient {
-    const c = new PooledClient(this.#opts.origin, { ...this.#opts.clientOptions, pipelining: 1 });
+    const timings: ConnectTimings = {};
+    const c = new PooledClient(this.#opts.origin, { ...this.#opts.clientOptions, pipelining: 1, connect: timedConnector(this.#connector, timings) });
+    Object.assign(c, { timings });
     c.active = 1;
     c.lastUsed = Date.now();
     this.#all.add(c);

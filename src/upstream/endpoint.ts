@@ -75,8 +75,8 @@ export class Endpoint {
         keepAliveMaxTimeout: opts.keepAliveMs,
         keepAliveTimeoutThreshold: 1000,
         maxHeaderSize: opts.maxResponseHeaderSize,
-        connect,
       },
+      connectOptions: connect,
     });
   }
 

@@ -1,0 +1,38 @@
+import type { Socket } from 'node:net';
+import { buildConnector } from 'undici';
+
+/** How long each step of opening one upstream connection took. */
+export interface ConnectTimings {
+  dnsMs?: number;
+  connectMs?: number;
+  tlsMs?: number;
+}
+
+/**
+ * undici's connector, with the socket's own events timed: 'lookup' (DNS done),
+ * 'connect' (TCP established), 'secureConnect' (TLS done). The result lands in
+ * `into`, which belongs to the one connection this connector opens.
+ */
+export function timedConnector(base: buildConnector.connector, into: ConnectTimings): buildConnector.connector {
+  return (opts, callback) => {
+    const t0 = performance.now();
+    let tcpAt = 0;
+    const socket = (base as unknown as (o: buildConnector.Options, cb: buildConnector.Callback) => Socket | undefined)(opts, (err, s) => {
+      if (!err && opts.protocol === 'https:' && tcpAt > 0) into.tlsMs = round(performance.now() - tcpAt);
+      callback(err as null, s as Socket);
+    });
+    if (socket && typeof socket.once === 'function') {
+      socket.once('lookup', () => {
+        into.dnsMs = round(performance.now() - t0);
+      });
+      socket.once('connect', () => {
+        tcpAt = performance.now();
+        into.connectMs = round(tcpAt - t0 - (into.dnsMs ?? 0));
+      });
+    }
+  };
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
