@@ -73,6 +73,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #hasBody = false;
   #idempotent = false;
   #admitted = false;
+  /** When the admission slot was granted, and when response headers came (for the adaptive limit). */
+  #admittedAt = 0;
+  #headersAt = 0;
   // the current attempt
   #attempt: AttemptRecord | undefined;
   #client: PooledClient | undefined;
@@ -135,6 +138,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       const adm = cluster.admission;
       if (adm === undefined || adm.tryAcquire()) {
         this.#admitted = adm !== undefined;
+        this.#admittedAt = performance.now();
         this.#attemptNow();
         return;
       }
@@ -150,6 +154,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   #onAdmitted = (): void => {
     this.#admitted = true;
+    this.#admittedAt = performance.now();
     if (this.res.destroyed) {
       this.#releaseAdmission(true);
       return;
@@ -251,7 +256,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const a = this.#attempt!;
     a.phase = 'body';
     a.status = statusCode;
-    a.headersMs = Math.round(performance.now() - this.t0);
+    this.#headersAt = performance.now();
+    a.headersMs = Math.round(this.#headersAt - this.t0);
     const ep = this.endpoint!;
     const cluster = this.route!.cluster;
     cluster.observeLatency(ep, a.headersMs - a.startMs, Date.now());
@@ -438,7 +444,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #releaseAdmission(dropped: boolean): void {
     if (!this.#admitted) return;
     this.#admitted = false;
-    this.route!.cluster.admission!.release(performance.now() - this.t0, dropped);
+    // Latency for the adaptive limit: slot granted → response headers (not queue wait, not body streaming).
+    const end = this.#headersAt > this.#admittedAt ? this.#headersAt : performance.now();
+    this.route!.cluster.admission!.release(end - this.#admittedAt, dropped);
   }
 
   #onResClose = (): void => {

@@ -85,13 +85,17 @@ const GRADIENT_WINDOW = 10;
 const GRADIENT_SMOOTHING = 0.2;
 /** Windows between probes of the no-load RTT (randomized up to twice as many). */
 const GRADIENT_PROBE_WINDOWS = 1000;
+/** The first probe comes early: the first windows' RTT was measured under whatever load the initial limit allowed. */
+const GRADIENT_FIRST_PROBE_WINDOWS = 20;
 
 class GradientLimit implements LimitEstimator {
   readonly #min: number;
   readonly #max: number;
   #estimate: number;
   #noLoadRtt = Infinity;
-  #probeIn: number;
+  #probeIn = GRADIENT_FIRST_PROBE_WINDOWS;
+  /** Samples still to ignore after a probe: requests admitted under the old limit, finishing late. */
+  #skip = 0;
   // the current window
   #samples = 0;
   #count = 0;
@@ -103,7 +107,6 @@ class GradientLimit implements LimitEstimator {
     this.#min = o.min;
     this.#max = o.max;
     this.#estimate = clamp(o.initial, o.min, o.max);
-    this.#probeIn = nextProbe();
   }
 
   get limit(): number {
@@ -111,6 +114,10 @@ class GradientLimit implements LimitEstimator {
   }
 
   sample(latencyMs: number, dropped: boolean, inflight: number): void {
+    if (this.#skip > 0) {
+      this.#skip--;
+      return;
+    }
     if (dropped) this.#dropped = true;
     else {
       this.#rttSum += latencyMs;
@@ -126,18 +133,20 @@ class GradientLimit implements LimitEstimator {
     this.#rttSum = 0;
     this.#maxInflight = 0;
     this.#dropped = false;
-    this.#update(rtt, didDrop, maxInflight);
+    this.#update(rtt, didDrop, maxInflight, inflight);
   }
 
-  #update(rtt: number, didDrop: boolean, maxInflight: number): void {
+  #update(rtt: number, didDrop: boolean, maxInflight: number, inflight: number): void {
     const L = this.#estimate;
     const queue = Math.sqrt(L);
-    // The no-load RTT is a minimum, which can only fall; from time to time drop the limit low
-    // (let the upstream's queue drain) and measure it afresh, so a permanently slower upstream
-    // is not squeezed forever, and an RTT probed under load cannot ratchet the limit upward.
+    // The no-load RTT is a minimum, which can only fall; from time to time drop the limit low,
+    // let the requests admitted under the old limit finish unmeasured (the upstream's queue
+    // drains), and measure it afresh. So a permanently slower upstream is not squeezed forever,
+    // and an RTT first measured under load (a high initial limit) does not hold the limit high.
     if (--this.#probeIn <= 0) {
       this.#probeIn = nextProbe();
       this.#noLoadRtt = Infinity;
+      this.#skip = inflight;
       this.#estimate = clamp(queue, this.#min, this.#max);
       return;
     }

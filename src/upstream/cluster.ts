@@ -78,6 +78,7 @@ export class Cluster {
   readonly #health: HealthChecker | undefined;
   readonly #healthIntervalMs: number;
   readonly #pickCtx: PickContext = { now: 0, hashKey: undefined };
+  #tick: NodeJS.Timeout | undefined;
 
   constructor(name: string, s: ClusterSettings, lookup: LookupFunction) {
     this.name = name;
@@ -102,10 +103,16 @@ export class Cluster {
     this.#balancer = createBalancer(s.balancer, this.endpoints, { slowStartMs: s.slowStartMs });
     this.#usesLatency = s.balancer === 'peak-ewma';
     this.#hashOn = s.hashOn;
-    this.#outlier = s.outlier ? new OutlierDetector(this.endpoints, s.outlier) : undefined;
+    this.#outlier = s.outlier ? new OutlierDetector(this.endpoints, { ...s.outlier, cluster: name }) : undefined;
+    if (this.#outlier) {
+      // Returns are noticed lazily on traffic; the tick reports them for idle clusters too.
+      const outlier = this.#outlier;
+      this.#tick = setInterval(() => outlier.tick(Date.now()), 1000);
+      this.#tick.unref();
+    }
     this.#healthIntervalMs = s.healthCheck?.intervalMs ?? 0;
     if (s.healthCheck) {
-      this.#health = new HealthChecker(this.endpoints, s.healthCheck);
+      this.#health = new HealthChecker(this.endpoints, { ...s.healthCheck, cluster: name, tls: s.tls, lookup });
       this.#health.start();
     }
     const l = s.limits;
@@ -190,11 +197,13 @@ export class Cluster {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#tick);
     await this.#health?.stop();
     await Promise.all(this.endpoints.map((e) => e.close()));
   }
 
   async destroy(): Promise<void> {
+    clearInterval(this.#tick);
     await this.#health?.stop();
     await Promise.all(this.endpoints.map((e) => e.destroy()));
   }

@@ -1,0 +1,132 @@
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { lookup } from 'node:dns';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { Endpoint } from '../../src/upstream/endpoint.js';
+import { OUTLIER_CHANNEL, OutlierDetector, type OutlierEvent } from '../../src/upstream/outlier.js';
+
+const T0 = 1_700_000_000_000;
+
+function endpoints(n: number): Endpoint[] {
+  return Array.from(
+    { length: n },
+    (_, i) =>
+      new Endpoint({ url: `http://10.1.0.${i + 1}:80`, weight: 1, connectTimeoutMs: 1000, headersTimeoutMs: 1000, bodyTimeoutMs: 1000, keepAliveMs: 1000, maxResponseHeaderSize: 16384, tls: { verify: true }, lookup }),
+  );
+}
+
+const OPTS = { consecutiveGatewayFailures: 3, consecutive5xx: 5, baseEjectionMs: 30_000, maxEjectionMs: 300_000, maxEjectedPercent: 50, cluster: 'api' };
+
+describe('outlier detection', () => {
+  let events: OutlierEvent[];
+  const listener = (m: unknown): void => void events.push(m as OutlierEvent);
+  beforeEach(() => {
+    events = [];
+    subscribe(OUTLIER_CHANNEL, listener);
+  });
+  afterEach(() => unsubscribe(OUTLIER_CHANNEL, listener));
+
+  test('consecutive gateway failures eject; a success in between resets the count', () => {
+    const eps = endpoints(4);
+    const d = new OutlierDetector(eps, OPTS);
+    const e = eps[0]!;
+    d.record(e, 'gateway-failure', T0);
+    d.record(e, 'gateway-failure', T0);
+    d.record(e, 'success', T0);
+    d.record(e, 'gateway-failure', T0);
+    d.record(e, 'gateway-failure', T0);
+    assert.equal(e.ejectedUntil, 0, 'not yet');
+    d.record(e, 'gateway-failure', T0 + 5);
+    assert.equal(e.ejectedUntil, T0 + 5 + 30_000);
+    assert.equal(e.ejections, 1);
+    assert.equal(e.available(T0 + 10), false);
+    assert.deepEqual(events, [{ endpoint: '10.1.0.1:80', cluster: 'api', event: 'ejected', untilMs: T0 + 30_005, reason: '3 consecutive gateway failures' }]);
+  });
+
+  test('upstream 5xx count toward consecutive5xx, with gateway failures, and break a run of gateway failures', () => {
+    const eps = endpoints(4);
+    const d = new OutlierDetector(eps, OPTS);
+    const e = eps[1]!;
+    for (const o of ['gateway-failure', 'gateway-failure', 'upstream-5xx', 'gateway-failure', 'gateway-failure'] as const) d.record(e, o, T0);
+    assert.equal(e.ejectedUntil, T0 + 30_000);
+    assert.equal(events[0]?.reason, '5 consecutive 5xx');
+  });
+
+  test('the back-off doubles with each ejection up to the cap, and decays after stable time', () => {
+    const eps = endpoints(2);
+    const d = new OutlierDetector(eps, { ...OPTS, baseEjectionMs: 1000, maxEjectionMs: 5000 });
+    const e = eps[0]!;
+    let now = T0;
+    const lengths: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      for (let k = 0; k < 3; k++) d.record(e, 'gateway-failure', now);
+      lengths.push(e.ejectedUntil - now);
+      now = e.ejectedUntil; // fails again the moment it is back
+    }
+    assert.deepEqual(lengths, [1000, 2000, 4000, 5000, 5000]);
+    assert.equal(e.ejections, 5);
+    // In service for 3 base intervals: three ejections forgiven.
+    d.record(e, 'success', now + 3000);
+    assert.equal(e.ejections, 2);
+    for (let k = 0; k < 3; k++) d.record(e, 'gateway-failure', now + 3000);
+    assert.equal(e.ejectedUntil - (now + 3000), 4000, 'back-off from the decayed count');
+  });
+
+  test('never ejects past maxEjectedPercent: 2 endpoints at 50% → one; 1 endpoint → none', () => {
+    const two = endpoints(2);
+    const d2 = new OutlierDetector(two, OPTS);
+    for (const e of two) for (let k = 0; k < 3; k++) d2.record(e, 'gateway-failure', T0);
+    assert.deepEqual(two.map((e) => e.ejectedUntil > T0), [true, false]);
+    assert.ok(two[1]!.available(T0), 'the cluster keeps one endpoint');
+
+    const one = endpoints(1);
+    const d1 = new OutlierDetector(one, OPTS);
+    for (let k = 0; k < 10; k++) d1.record(one[0]!, 'gateway-failure', T0);
+    assert.equal(one[0]!.ejectedUntil, 0);
+
+    const five = endpoints(5);
+    const d5 = new OutlierDetector(five, OPTS);
+    for (const e of five) for (let k = 0; k < 3; k++) d5.record(e, 'gateway-failure', T0);
+    assert.equal(five.filter((e) => !e.available(T0)).length, 2);
+    // Once the first ejection runs out, the still-failing endpoint may take its place.
+    for (let k = 0; k < 3; k++) d5.record(five[2]!, 'gateway-failure', T0 + 30_000);
+    assert.equal(five[2]!.ejectedUntil, T0 + 60_000);
+  });
+
+  test('return: readyAt is set to the return time and "returned" published, lazily on record() or on tick()', () => {
+    const eps = endpoints(4);
+    const d = new OutlierDetector(eps, OPTS);
+    const e = eps[0]!;
+    for (let k = 0; k < 3; k++) d.record(e, 'gateway-failure', T0);
+    d.record(eps[1]!, 'success', T0 + 29_999);
+    assert.equal(e.readyAt, 0, 'not back yet');
+    d.record(eps[1]!, 'success', T0 + 31_000); // any endpoint's outcome notices the due return
+    assert.equal(e.readyAt, T0 + 30_000);
+    assert.deepEqual(events.at(-1), { endpoint: '10.1.0.1:80', cluster: 'api', event: 'returned', untilMs: T0 + 30_000, reason: 'ejection time passed' });
+
+    const f = eps[2]!;
+    for (let k = 0; k < 3; k++) d.record(f, 'gateway-failure', T0);
+    d.tick(T0 + 40_000);
+    assert.equal(f.readyAt, T0 + 30_000);
+    assert.equal(events.filter((x) => x.event === 'returned').length, 2);
+  });
+
+  test('outcomes finishing while the endpoint is ejected are ignored', () => {
+    const eps = endpoints(4);
+    const d = new OutlierDetector(eps, OPTS);
+    const e = eps[0]!;
+    for (let k = 0; k < 3; k++) d.record(e, 'gateway-failure', T0);
+    for (let k = 0; k < 10; k++) d.record(e, 'gateway-failure', T0 + 100);
+    assert.equal(e.ejectedUntil, T0 + 30_000);
+    assert.equal(e.ejections, 1);
+  });
+
+  test('no events are built without subscribers', () => {
+    unsubscribe(OUTLIER_CHANNEL, listener);
+    const eps = endpoints(2);
+    const d = new OutlierDetector(eps, OPTS);
+    for (let k = 0; k < 3; k++) d.record(eps[0]!, 'gateway-failure', T0);
+    assert.equal(events.length, 0);
+    subscribe(OUTLIER_CHANNEL, listener);
+  });
+});
