@@ -1,0 +1,64 @@
+import type { Socket } from 'node:net';
+import type { Failure } from '../failure/index.js';
+
+/** Where a connection should go, as the client named it. */
+export interface DialTarget {
+  /** A name, or an IP literal (IPv6 without brackets). */
+  host: string;
+  port: number;
+}
+
+export interface ResolvedAddress {
+  address: string;
+  family: 4 | 6;
+}
+
+/**
+ * Decides whether a resolved address may be used for a target. Runs after resolution and
+ * before any packet is sent: the dialer connects to exactly the address it approved.
+ * Returns the refusal, or undefined to allow.
+ */
+export type AddressGuard = (addr: ResolvedAddress, target: DialTarget) => Failure | undefined;
+
+export interface DialOptions {
+  guard: AddressGuard;
+  /** Connect timeout in ms (per attempt budget shared by all addresses). */
+  connectTimeoutMs: number;
+  /** Name resolution timeout in ms. */
+  dnsTimeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Opens the transport to the next hop (gost's vocabulary). Resolves the name itself,
+ * checks every resolved address with `opts.guard` and connects only to approved ones.
+ * Rejects with a `Failure` (dns_*, destination_ip_prohibited, connection_*).
+ */
+export interface Dialer {
+  dial(target: DialTarget, opts: DialOptions): Promise<Socket>;
+}
+
+export interface UdpOpenOptions {
+  guard: AddressGuard;
+  dnsTimeoutMs: number;
+  /** Family of the local socket(s) used to send; both when omitted. */
+  families?: ReadonlyArray<4 | 6>;
+}
+
+export interface UdpSource extends ResolvedAddress {
+  port: number;
+}
+
+/** One local UDP endpoint through which an association's datagrams leave. */
+export interface UdpEgress {
+  /** Resolve, check with the guard, send to that same address. Rejects with a Failure. */
+  send(target: DialTarget, payload: Buffer): Promise<UdpSource>;
+  /** Every datagram received from anywhere; the caller filters. */
+  onMessage(listener: (payload: Buffer, from: UdpSource) => void): void;
+  close(): void;
+}
+
+/** The UDP counterpart of Dialer, for SOCKS5 UDP ASSOCIATE. */
+export interface UdpDialer {
+  open(opts: UdpOpenOptions): Promise<UdpEgress>;
+}

@@ -1,0 +1,101 @@
+import { promises as dnsPromises } from 'node:dns';
+import { isIP } from 'node:net';
+import { Failure, classify } from '../failure/index.js';
+import type { ResolvedAddress } from './dialer.js';
+
+/**
+ * Name resolution for dialers. A Resolver returns every address of a name; the dialer
+ * decides which one to use. Tests and operators may plug in their own (a fixed table,
+ * a specific DNS server).
+ */
+export type Resolver = (hostname: string) => Promise<ResolvedAddress[]>;
+
+/** The operating system's resolver (getaddrinfo: /etc/hosts, then DNS). */
+export const systemResolver: Resolver = async (hostname) => {
+  const list = await dnsPromises.lookup(hostname, { all: true, verbatim: true });
+  return list.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
+};
+
+/** A resolver that asks the given DNS servers (`ip` or `ip:port`) for A and AAAA records. */
+export function dnsServerResolver(servers: string[], opts: { timeoutMs?: number; tries?: number } = {}): Resolver {
+  const r = new dnsPromises.Resolver({ timeout: opts.timeoutMs ?? 2000, tries: opts.tries ?? 2 });
+  r.setServers(servers);
+  return async (hostname) => {
+    const [v4, v6] = await Promise.allSettled([r.resolve4(hostname), r.resolve6(hostname)]);
+    const out: ResolvedAddress[] = [];
+    if (v4.status === 'fulfilled') for (const a of v4.value) out.push({ address: a, family: 4 });
+    if (v6.status === 'fulfilled') for (const a of v6.value) out.push({ address: a, family: 6 });
+    if (out.length > 0) return out;
+    // Both failed (or both empty): report the IPv4 error, which carries the rcode.
+    if (v4.status === 'rejected') throw v4.reason;
+    if (v6.status === 'rejected') throw v6.reason;
+    throw Object.assign(new Error(`no addresses for ${hostname}`), { code: 'ENODATA', syscall: 'queryA', hostname });
+  };
+}
+
+/** Strip brackets from an IPv6 literal host (`[::1]` → `::1`). */
+export function unbracket(host: string): string {
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+}
+
+/** The address itself for IP literals, otherwise undefined. */
+export function literalAddress(host: string): ResolvedAddress | undefined {
+  const h = unbracket(host);
+  const fam = isIP(h);
+  return fam === 0 ? undefined : { address: h, family: fam === 6 ? 6 : 4 };
+}
+
+/**
+ * Resolve a target host under a time limit. IP literals skip resolution.
+ * Rejects with a Failure: dns_timeout, dns_error.
+ */
+export async function resolveHost(resolver: Resolver, host: string, timeoutMs: number, nextHop: string, signal?: AbortSignal): Promise<ResolvedAddress[]> {
+  const lit = literalAddress(host);
+  if (lit) return [lit];
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new Failure({ type: 'dns_timeout', phase: 'dns', nextHop, detail: `resolving ${host} took longer than ${timeoutMs} ms`, retrySafe: true }));
+    }, timeoutMs);
+    if (signal) {
+      onAbort = () => reject(new Failure({ type: 'proxy_internal_error', phase: 'dns', nextHop, detail: 'aborted: the client went away' }));
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
+  });
+  try {
+    const list = await Promise.race([resolver(host), limit]);
+    if (list.length === 0) {
+      throw new Failure({ type: 'dns_error', phase: 'dns', nextHop, detail: `${host} has no addresses`, retrySafe: true, params: { rcode: 'NOERROR' } });
+    }
+    return list;
+  } catch (err) {
+    if (err instanceof Failure) throw err;
+    const f = classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop });
+    if (f.type === 'dns_error' || f.type === 'dns_timeout') throw f;
+    // A resolver that failed without a DNS-shaped error: still a resolution failure.
+    throw new Failure({ type: 'dns_error', phase: 'dns', nextHop, detail: `resolving ${host} failed`, retrySafe: true, cause: err });
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** A `dns.lookup`-style function (hostname, options, callback), as `net.connect` takes. */
+export type LookupFunction = (
+  hostname: string,
+  options: { all: true; verbatim?: boolean },
+  callback: (err: NodeJS.ErrnoException | null, addresses: Array<{ address: string; family: number }>) => void,
+) => void;
+
+/** Adapt a `dns.lookup`-style function to a Resolver. */
+export function resolverFromLookup(lookup: LookupFunction): Resolver {
+  return (hostname) =>
+    new Promise((resolve, reject) => {
+      lookup(hostname, { all: true, verbatim: true }, (err, list) => {
+        if (err) reject(err);
+        else resolve(list.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 })));
+      });
+    });
+}

@@ -1,0 +1,30 @@
+import { Failure } from '../failure/index.js';
+import type { ForwardContext } from './context.js';
+
+const ANONYMOUS = '-';
+
+/**
+ * Take a slot for one request (kind 'request') or one tunnel / association (kind
+ * 'tunnel', which also counts as a connection). Returns the release function, or the
+ * refusal (connection_limit_reached, 503).
+ */
+export function admit(ctx: ForwardContext, user: string | null, kind: 'request' | 'tunnel', nextHop: string): (() => void) | Failure {
+  const key = user ?? ANONYMOUS;
+  const own = user !== null ? ctx.settings.userLimits.get(user) : undefined;
+  const maxConn = own?.maxConnections ?? ctx.settings.maxConnectionsPerUser;
+  const releaseConn = ctx.limits.tryAcquire(key, 'connections', maxConn);
+  if (!releaseConn) {
+    return new Failure({ type: 'connection_limit_reached', phase: 'admit', nextHop, detail: `user ${key} has ${maxConn} connections open already`, retryAfter: 1 });
+  }
+  if (kind === 'request') return releaseConn;
+  const maxTun = own?.maxTunnels ?? ctx.settings.maxTunnelsPerUser;
+  const releaseTun = ctx.limits.tryAcquire(key, 'tunnels', maxTun);
+  if (!releaseTun) {
+    releaseConn();
+    return new Failure({ type: 'connection_limit_reached', phase: 'admit', nextHop, detail: `user ${key} has ${maxTun} tunnels open already`, retryAfter: 1 });
+  }
+  return () => {
+    releaseTun();
+    releaseConn();
+  };
+}

@@ -1,0 +1,31 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Dialer, UdpDialer } from '../egress/index.js';
+import type { ConcurrencyLimits, Meter, UserDirectory } from '../tenants/index.js';
+import type { ResourceTracker } from './resource-tracker.js';
+import type { DestinationRules } from './rules/destination-rules.js';
+import type { ForwardSettings } from './settings.js';
+import type { UpstreamAgents } from './upstream-agents.js';
+
+/** What every protocol handler of one running forward proxy shares. */
+export interface ForwardContext {
+  readonly settings: ForwardSettings;
+  readonly users: UserDirectory;
+  readonly rules: DestinationRules;
+  readonly dialer: Dialer;
+  readonly udpDialer: UdpDialer;
+  readonly agents: UpstreamAgents;
+  readonly meter: Meter;
+  readonly limits: ConcurrencyLimits;
+  readonly tracker: ResourceTracker;
+  readonly logger: Logger;
+}
+
+export function newRequestId(): string {
+  return randomUUID();
+}
+
+/** `host:port`, with IPv6 literals in brackets. */
+export function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}

@@ -1,0 +1,108 @@
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { Failure, classify } from '../failure/index.js';
+import type { MeterSession } from '../tenants/index.js';
+import { admit } from './admission.js';
+import { hostPort, newRequestId, type ForwardContext } from './context.js';
+import { writeRawFailure } from './http-failure.js';
+import { parseAuthorityTarget } from './http-target.js';
+import { authenticate, parseBasicCredentials } from './proxy-auth.js';
+import { runTunnel } from './tunnel.js';
+
+/**
+ * The CONNECT Handler: authenticate → target and port → rules (name) → admit → dial
+ * (rules on the resolved address) → `200 Connection Established` → tunnel. Every
+ * refusal before the tunnel opens is a full HTTP response with Proxy-Status.
+ */
+export class HttpConnectHandler {
+  readonly #ctx: ForwardContext;
+
+  constructor(ctx: ForwardContext) {
+    this.#ctx = ctx;
+  }
+
+  handle(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const session = this.#ctx.meter.open({ protocol: 'connect', requestId: newRequestId(), user: null, clientAddress: socket.remoteAddress });
+    socket.on('error', () => {});
+    this.#handle(req, socket, head, session).catch((err: unknown) => {
+      const f = classify(err, { connected: false, responseStarted: false, headersReceived: false });
+      this.#fail(req, socket, session, f);
+    });
+  }
+
+  #fail(req: IncomingMessage, socket: Socket, session: MeterSession, f: Failure, address: string | null = null): void {
+    writeRawFailure(this.#ctx, socket, f, session.requestId, req.headers.accept);
+    session.finish({ status: f.status, error: f.type, method: 'CONNECT', refused: true, endedBy: 'proxy', address });
+  }
+
+  async #handle(req: IncomingMessage, socket: Socket, head: Buffer, session: MeterSession): Promise<void> {
+    const ctx = this.#ctx;
+    const authHeader = req.headers['proxy-authorization'];
+    const creds = parseBasicCredentials(authHeader);
+    const auth = await authenticate(ctx, creds, authHeader !== undefined && !creds);
+    if (!auth.ok) return this.#fail(req, socket, session, auth.failure);
+    const user = auth.user;
+    session.user = user;
+
+    const target = parseAuthorityTarget(req.url);
+    if (target instanceof Failure) return this.#fail(req, socket, session, target);
+    const nextHop = hostPort(target.host, target.port);
+    session.destination = nextHop;
+    if (!ctx.settings.connectPorts.has(target.port)) {
+      return this.#fail(req, socket, session, new Failure({ type: 'http_request_denied', phase: 'route', nextHop, detail: `CONNECT to port ${target.port} is not allowed` }));
+    }
+    const denied = ctx.rules.checkName(user, target.host, target.port);
+    if (denied) return this.#fail(req, socket, session, denied);
+    const release = admit(ctx, user, 'tunnel', nextHop);
+    if (release instanceof Failure) return this.#fail(req, socket, session, release);
+    try {
+      await this.#open(req, socket, head, session, user, target);
+    } finally {
+      release();
+    }
+  }
+
+  async #open(req: IncomingMessage, socket: Socket, head: Buffer, session: MeterSession, user: string | null, target: { host: string; port: number }): Promise<void> {
+    const ctx = this.#ctx;
+    const ac = new AbortController();
+    const onGone = (): void => ac.abort();
+    socket.once('close', onGone);
+    let upstream: Socket;
+    try {
+      upstream = await ctx.dialer.dial(target, {
+        guard: ctx.rules.guardFor(user),
+        connectTimeoutMs: ctx.settings.connectTimeoutMs,
+        dnsTimeoutMs: ctx.settings.dnsTimeoutMs,
+        signal: ac.signal,
+      });
+    } catch (err) {
+      socket.off('close', onGone);
+      if (ac.signal.aborted) {
+        session.finish({ status: 499, error: null, method: 'CONNECT', endedBy: 'client' });
+        return;
+      }
+      const f = err instanceof Failure ? err : classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop: session.destination ?? undefined });
+      return this.#fail(req, socket, session, f);
+    }
+    socket.off('close', onGone);
+    const address = upstream.remoteAddress ?? null;
+    if (socket.destroyed) {
+      upstream.destroy();
+      session.finish({ status: 499, error: null, method: 'CONNECT', endedBy: 'client', address });
+      return;
+    }
+    const untrack = ctx.tracker.track(upstream);
+    socket.write(`HTTP/1.1 200 Connection Established\r\nvia: 1.1 ${ctx.settings.name}\r\n\r\n`);
+    if (head.length > 0) {
+      session.up(head.length);
+      upstream.write(head);
+    }
+    const endedBy = await runTunnel(socket, upstream, {
+      idleMs: ctx.settings.tunnelIdleMs,
+      onUp: (n) => session.up(n),
+      onDown: (n) => session.down(n),
+    });
+    untrack();
+    session.finish({ status: 200, error: null, method: 'CONNECT', endedBy, address });
+  }
+}

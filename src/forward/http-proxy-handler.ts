@@ -1,0 +1,153 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, pipeline, type Readable } from 'node:stream';
+import { Failure, classify } from '../failure/index.js';
+import { viaContains } from '../http/headers.js';
+import type { MeterSession } from '../tenants/index.js';
+import { admit } from './admission.js';
+import { hostPort, newRequestId, type ForwardContext } from './context.js';
+import { forwardRequestHeaders, forwardResponseHeaders, headerBytes } from './forward-headers.js';
+import { sendFailure } from './http-failure.js';
+import { parseAbsoluteTarget } from './http-target.js';
+import { authenticate, parseBasicCredentials } from './proxy-auth.js';
+
+function counter(onBytes: (n: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      onBytes(chunk.length);
+      cb(null, chunk);
+    },
+  });
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const cl = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
+}
+
+/**
+ * The HTTP proxy Handler for absolute-form requests (`GET http://host/path`):
+ * authenticate → parse target → loop check → rules (name) → admit → forward through the
+ * user's Agent (rules on the resolved address) → stream the response back.
+ */
+export class HttpProxyHandler {
+  readonly #ctx: ForwardContext;
+
+  constructor(ctx: ForwardContext) {
+    this.#ctx = ctx;
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const session = this.#ctx.meter.open({ protocol: 'http', requestId: newRequestId(), user: null, clientAddress: req.socket.remoteAddress });
+    this.#handle(req, res, session).catch((err: unknown) => {
+      const f = classify(err, { connected: false, responseStarted: false, headersReceived: false });
+      this.#fail(req, res, session, f);
+    });
+  }
+
+  #fail(req: IncomingMessage, res: ServerResponse, session: MeterSession, f: Failure, refused = true): void {
+    req.resume();
+    sendFailure(this.#ctx, req, res, f, session.requestId);
+    session.finish({ status: f.status, error: f.type, method: req.method, refused, endedBy: 'proxy' });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse, session: MeterSession): Promise<void> {
+    const ctx = this.#ctx;
+    const authHeader = req.headers['proxy-authorization'];
+    const creds = parseBasicCredentials(authHeader);
+    const auth = await authenticate(ctx, creds, authHeader !== undefined && !creds);
+    if (!auth.ok) return this.#fail(req, res, session, auth.failure);
+    const user = auth.user;
+    session.user = user;
+
+    const target = parseAbsoluteTarget(req.url);
+    if (target instanceof Failure) return this.#fail(req, res, session, target);
+    const nextHop = hostPort(target.host, target.port);
+    session.destination = nextHop;
+
+    const via = req.headers.via;
+    if (via && viaContains([via], ctx.settings.name)) {
+      return this.#fail(req, res, session, new Failure({ type: 'proxy_loop_detected', phase: 'accept', nextHop, detail: 'the request already passed through this proxy' }));
+    }
+    const denied = ctx.rules.checkName(user, target.host, target.port);
+    if (denied) return this.#fail(req, res, session, denied);
+    const release = admit(ctx, user, 'request', nextHop);
+    if (release instanceof Failure) return this.#fail(req, res, session, release);
+    try {
+      await this.#forward(req, res, session, user, target.origin, target.path, target.authority);
+    } finally {
+      release();
+    }
+  }
+
+  async #forward(req: IncomingMessage, res: ServerResponse, session: MeterSession, user: string | null, origin: string, path: string, authority: string): Promise<void> {
+    const ctx = this.#ctx;
+    const agent = ctx.agents.for(user);
+    const headers = forwardRequestHeaders(req.rawHeaders, authority, req.httpVersion, ctx.settings.name);
+    const headUp = headerBytes(headers) + (req.method?.length ?? 0) + path.length + 12;
+    const ac = new AbortController();
+    let clientGone = false;
+    const onClose = (): void => {
+      if (!res.writableFinished) {
+        clientGone = true;
+        ac.abort();
+      }
+    };
+    res.once('close', onClose);
+
+    let body: Readable | null = null;
+    if (hasBody(req)) {
+      const up = counter((n) => session.up(n));
+      pipeline(req, up, () => {});
+      body = up;
+    } else {
+      req.resume();
+    }
+
+    let response;
+    try {
+      response = await agent.request({
+        origin,
+        path,
+        method: req.method as 'GET',
+        headers,
+        body,
+        signal: ac.signal,
+      });
+    } catch (err) {
+      res.off('close', onClose);
+      const address = ctx.agents.lastAddress(user, origin) ?? null;
+      if (clientGone) {
+        session.finish({ status: 499, error: null, method: req.method, endedBy: 'client', address });
+        return;
+      }
+      const f = classify(err, { connected: true, responseStarted: false, headersReceived: false, nextHop: session.destination ?? undefined });
+      sendFailure(ctx, req, res, f, session.requestId);
+      session.finish({ status: f.status, error: f.type, method: req.method, endedBy: f.source === 'upstream' ? 'server' : 'proxy', address });
+      return;
+    }
+
+    session.up(headUp);
+    const address = ctx.agents.lastAddress(user, origin) ?? null;
+    const outHeaders = forwardResponseHeaders(response.headers, ctx.settings.name);
+    session.down(headerBytes(outHeaders) + 17);
+    res.writeHead(response.statusCode, response.statusText || undefined, outHeaders);
+    const down = counter((n) => session.down(n));
+    await new Promise<void>((resolve) => {
+      pipeline(response.body, down, res, (err) => {
+        res.off('close', onClose);
+        if (!err) {
+          session.finish({ status: response.statusCode, error: null, method: req.method, endedBy: 'server', address });
+        } else if (clientGone || (err as { code?: string }).code === 'ERR_STREAM_PREMATURE_CLOSE') {
+          response.body.destroy();
+          session.finish({ status: response.statusCode, error: null, method: req.method, endedBy: 'client', address });
+        } else {
+          // The destination failed mid-body: abort the client connection, never a body that looks complete.
+          const f = classify(err, { connected: true, responseStarted: true, headersReceived: true, nextHop: session.destination ?? undefined });
+          res.destroy();
+          session.finish({ status: response.statusCode, error: f.type, method: req.method, endedBy: 'server', address });
+        }
+        resolve();
+      });
+    });
+  }
+}

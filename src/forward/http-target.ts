@@ -1,0 +1,74 @@
+import { isIP } from 'node:net';
+import { Failure } from '../failure/index.js';
+
+export interface HttpTarget {
+  scheme: 'http' | 'https';
+  /** Host name (lower-case, IDNA) or IP literal without brackets. */
+  host: string;
+  port: number;
+  /** Host header value / authority as sent on: host[:port] without userinfo. */
+  authority: string;
+  /** Origin for the upstream pool: scheme://authority. */
+  origin: string;
+  /** The request target in origin-form, byte for byte as the client wrote it. */
+  path: string;
+}
+
+const ABSOLUTE_RE = /^(https?):\/\/([^/?#]*)([^#]*)/i;
+
+function bad(detail: string): Failure {
+  return new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail, params: { 'status-code': 400 } });
+}
+
+/**
+ * Split an absolute-form request target (`http://host:port/path?q`). The path is kept
+ * as written (no normalisation: a proxy must not change what it forwards); userinfo is
+ * dropped; the authority is validated and canonicalised by the WHATWG URL parser.
+ */
+export function parseAbsoluteTarget(url: string | undefined): HttpTarget | Failure {
+  if (!url) return bad('missing request target');
+  const m = ABSOLUTE_RE.exec(url);
+  if (!m) return bad('not an absolute-form request target (this is a forward proxy: use http://host/path)');
+  const scheme = m[1]!.toLowerCase() as 'http' | 'https';
+  let authority = m[2]!;
+  const at = authority.lastIndexOf('@');
+  if (at >= 0) authority = authority.slice(at + 1);
+  if (!authority) return bad('empty host in the request target');
+  let parsed: URL;
+  try {
+    parsed = new URL(`${scheme}://${authority}/`);
+  } catch {
+    return bad('invalid host in the request target');
+  }
+  let host = parsed.hostname;
+  if (host.startsWith('[')) host = host.slice(1, -1);
+  if (!host) return bad('empty host in the request target');
+  if (isIP(host) === 0 && !/^[a-z0-9_\-.]+$/.test(host)) return bad('invalid host in the request target');
+  const port = parsed.port ? Number(parsed.port) : scheme === 'https' ? 443 : 80;
+  if (!(port >= 1 && port <= 65535)) return bad('invalid port in the request target');
+  let path = m[3] ?? '';
+  if (path === '') path = '/';
+  else if (path.startsWith('?')) path = '/' + path;
+  if (/[^\x21-\xff]/.test(path)) return bad('invalid character in the request target');
+  return { scheme, host, port, authority: parsed.host, origin: `${scheme}://${parsed.host}`, path };
+}
+
+/** Split a CONNECT authority-form target (`host:port`, `[v6]:port`). */
+export function parseAuthorityTarget(target: string | undefined): { host: string; port: number } | Failure {
+  if (!target) return bad('missing CONNECT target');
+  const m = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(target) ?? /^([A-Za-z0-9_\-.]+):(\d{1,5})$/.exec(target);
+  if (!m) return bad('CONNECT target must be host:port');
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return bad('invalid port in the CONNECT target');
+  let host = m[1]!.toLowerCase();
+  if (m[0].startsWith('[')) {
+    if (isIP(host) !== 6) return bad('invalid IPv6 address in the CONNECT target');
+  } else {
+    try {
+      host = new URL(`http://${host}/`).hostname;
+    } catch {
+      return bad('invalid host in the CONNECT target');
+    }
+  }
+  return { host, port };
+}

@@ -1,0 +1,159 @@
+import { Failure } from '../../failure/index.js';
+import type { AddressGuard, DialTarget, ResolvedAddress } from '../../egress/index.js';
+import { CidrSet } from './cidr-set.js';
+import { HostPattern } from './host-pattern.js';
+import { canonicalAddress } from './ip-address.js';
+import { PortSet, type PortSpec } from './port-set.js';
+import { isPrivateAddress } from './private-ranges.js';
+
+/**
+ * Where the forward proxy may connect. Evaluation, first decision wins:
+ *
+ *   for the user's own rules, then the rules for everyone:
+ *     a matching deny rule   → refuse
+ *     a matching allow rule  → allow (skips the later levels' deny rules)
+ *   the address is private (loopback, RFC 1918, link-local, metadata, …) and neither
+ *     `allowPrivate` nor an allow rule whose `cidrs` contain it → refuse
+ *   no allow rule matched and `defaultAction` is deny → refuse
+ *   otherwise allow.
+ *
+ * A rule matches when every selector it has matches (hosts by name pattern, cidrs by
+ * the resolved address, ports by the destination port). Rules without `cidrs` are also
+ * applied before name resolution, so a denied name is never looked up.
+ */
+
+export interface RuleSpec {
+  hosts?: readonly string[];
+  cidrs?: readonly string[];
+  ports?: readonly PortSpec[];
+}
+
+export interface RuleSetSpec {
+  allow?: readonly RuleSpec[];
+  deny?: readonly RuleSpec[];
+}
+
+export interface GlobalRulesSpec extends RuleSetSpec {
+  allowPrivate: boolean;
+  defaultAction: 'allow' | 'deny';
+}
+
+class Rule {
+  readonly #hosts: HostPattern[] | undefined;
+  readonly cidrs: CidrSet | undefined;
+  readonly #ports: PortSet | undefined;
+
+  constructor(spec: RuleSpec) {
+    this.#hosts = spec.hosts?.length ? spec.hosts.map((h) => new HostPattern(h)) : undefined;
+    this.cidrs = spec.cidrs?.length ? new CidrSet(spec.cidrs) : undefined;
+    this.#ports = spec.ports?.length ? new PortSet(spec.ports) : undefined;
+  }
+
+  /** Host and port selectors only (cidrs ignored). */
+  matchesName(host: string, port: number): boolean {
+    if (this.#hosts && !this.#hosts.some((h) => h.matches(host))) return false;
+    if (this.#ports && !this.#ports.has(port)) return false;
+    return true;
+  }
+
+  matches(host: string, port: number, address: string): boolean {
+    if (!this.matchesName(host, port)) return false;
+    return !this.cidrs || this.cidrs.has(address);
+  }
+}
+
+class RuleSet {
+  readonly allow: Rule[];
+  readonly deny: Rule[];
+
+  constructor(spec: RuleSetSpec | undefined) {
+    this.allow = (spec?.allow ?? []).map((r) => new Rule(r));
+    this.deny = (spec?.deny ?? []).map((r) => new Rule(r));
+  }
+
+  get empty(): boolean {
+    return this.allow.length === 0 && this.deny.length === 0;
+  }
+}
+
+function label(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export class DestinationRules {
+  readonly #global: RuleSet;
+  readonly #allowPrivate: boolean;
+  readonly #defaultDeny: boolean;
+  readonly #users = new Map<string, RuleSet>();
+
+  constructor(global: GlobalRulesSpec, users: ReadonlyArray<{ name: string } & RuleSetSpec> = []) {
+    this.#global = new RuleSet(global);
+    this.#allowPrivate = global.allowPrivate;
+    this.#defaultDeny = global.defaultAction === 'deny';
+    for (const u of users) {
+      const rs = new RuleSet(u);
+      if (!rs.empty) this.#users.set(u.name, rs);
+    }
+  }
+
+  /** True when the user has rules of their own (their upstream pools are kept apart). */
+  hasOwnRules(user: string | null): boolean {
+    return user !== null && this.#users.has(user);
+  }
+
+  #levels(user: string | null): RuleSet[] {
+    const own = user !== null ? this.#users.get(user) : undefined;
+    return own ? [own, this.#global] : [this.#global];
+  }
+
+  /** Before resolution: refuse names that no address could make acceptable. */
+  checkName(user: string | null, host: string, port: number): Failure | undefined {
+    const nextHop = label(host, port);
+    for (const level of this.#levels(user)) {
+      for (const r of level.deny) {
+        if (!r.cidrs && r.matchesName(host, port)) {
+          return new Failure({ type: 'http_request_denied', phase: 'route', nextHop, detail: `destination ${nextHop} is denied by a rule` });
+        }
+      }
+      // An allow rule that may match (by name) ends the name stage: the address stage decides.
+      if (level.allow.some((r) => r.matchesName(host, port))) return undefined;
+    }
+    return undefined;
+  }
+
+  /** After resolution: judge the address the connection would go to. */
+  checkAddress(user: string | null, host: string, port: number, address: string): Failure | undefined {
+    const canon = canonicalAddress(address);
+    const nextHop = label(host, port);
+    if (!canon) return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `not an IP address: ${address}` });
+    const addr = canon.address;
+    let allowedBy: Rule | undefined;
+    outer: for (const level of this.#levels(user)) {
+      for (const r of level.deny) {
+        if (r.matches(host, port, addr)) {
+          return r.cidrs
+            ? new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `address ${addr} of ${nextHop} is denied by a rule` })
+            : new Failure({ type: 'http_request_denied', phase: 'route', nextHop, detail: `destination ${nextHop} is denied by a rule` });
+        }
+      }
+      for (const r of level.allow) {
+        if (r.matches(host, port, addr)) {
+          allowedBy = r;
+          break outer;
+        }
+      }
+    }
+    if (!this.#allowPrivate && isPrivateAddress(addr) && !allowedBy?.cidrs?.has(addr)) {
+      return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `address ${addr} of ${nextHop} is private, loopback or link-local` });
+    }
+    if (!allowedBy && this.#defaultDeny) {
+      return new Failure({ type: 'http_request_denied', phase: 'route', nextHop, detail: `destination ${nextHop} is not allowed by any rule` });
+    }
+    return undefined;
+  }
+
+  /** The dialer's guard for one user. */
+  guardFor(user: string | null): AddressGuard {
+    return (a: ResolvedAddress, t: DialTarget) => this.checkAddress(user, t.host, t.port, a.address);
+  }
+}

@@ -1,0 +1,65 @@
+import { isIP } from 'node:net';
+
+/**
+ * IP address helpers for destination rules. Every address is put in one canonical form
+ * before any rule sees it, so `::ffff:127.0.0.1`, `::ffff:7f00:1` and `127.0.0.1` are
+ * judged alike.
+ */
+
+export interface CanonicalAddress {
+  address: string;
+  family: 4 | 6;
+}
+
+/** Eight 16-bit groups of an IPv6 address (zone id removed), or undefined. */
+export function ipv6Groups(input: string): number[] | undefined {
+  let s = input;
+  const pct = s.indexOf('%');
+  if (pct >= 0) s = s.slice(0, pct);
+  if (isIP(s) !== 6) return undefined;
+  let tail: number[] = [];
+  const lastColon = s.lastIndexOf(':');
+  const last = s.slice(lastColon + 1);
+  if (last.includes('.')) {
+    const q = last.split('.').map(Number);
+    tail = [(q[0]! << 8) | q[1]!, (q[2]! << 8) | q[3]!];
+    s = s.slice(0, lastColon + 1) + '0:0';
+  }
+  const halves = s.split('::');
+  const parse = (part: string): number[] => (part === '' ? [] : part.split(':').map((h) => parseInt(h, 16)));
+  let groups: number[];
+  if (halves.length === 2) {
+    const head = parse(halves[0]!);
+    const rest = parse(halves[1]!);
+    groups = [...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest];
+  } else {
+    groups = parse(s);
+  }
+  if (groups.length !== 8) return undefined;
+  if (tail.length === 2) {
+    groups[6] = tail[0]!;
+    groups[7] = tail[1]!;
+  }
+  return groups;
+}
+
+/** `::ffff:a.b.c.d` (any spelling) → `a.b.c.d`; undefined when not IPv4-mapped. */
+export function unmapIPv4(address: string): string | undefined {
+  const g = ipv6Groups(address);
+  if (!g) return undefined;
+  if (g[0] || g[1] || g[2] || g[3] || g[4] || g[5] !== 0xffff) return undefined;
+  return `${g[6]! >> 8}.${g[6]! & 0xff}.${g[7]! >> 8}.${g[7]! & 0xff}`;
+}
+
+/** The canonical form of an IP literal, or undefined when `input` is not one. */
+export function canonicalAddress(input: string): CanonicalAddress | undefined {
+  let s = input;
+  if (s.startsWith('[') && s.endsWith(']')) s = s.slice(1, -1);
+  const fam = isIP(s.includes('%') ? s.slice(0, s.indexOf('%')) : s);
+  if (fam === 4) return { address: s, family: 4 };
+  if (fam !== 6) return undefined;
+  const v4 = unmapIPv4(s);
+  if (v4) return { address: v4, family: 4 };
+  const g = ipv6Groups(s)!;
+  return { address: g.map((x) => x.toString(16)).join(':'), family: 6 };
+}

@@ -1,0 +1,58 @@
+import { parseDuration } from '../config/duration.js';
+import type { ForwardConfig } from '../config/forward.js';
+import { PortSet } from './rules/port-set.js';
+
+/** The config turned into the numbers the handlers use. */
+export interface ForwardSettings {
+  name: string;
+  revealDetails: boolean;
+  authRequired: boolean;
+  realm: string;
+  authCacheTtlMs: number;
+  connectPorts: PortSet;
+  connectTimeoutMs: number;
+  dnsTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  tunnelIdleMs: number;
+  udpIdleMs: number;
+  responseHeadersMs: number;
+  responseBodyIdleMs: number;
+  clientKeepAliveMs: number;
+  maxConnectionsPerUser: number;
+  maxTunnelsPerUser: number;
+  maxClientConnections: number;
+  maxHeaderSize: number;
+  userLimits: ReadonlyMap<string, { maxConnections?: number; maxTunnels?: number }>;
+}
+
+function ms(s: string): number {
+  const v = parseDuration(s);
+  if (v === undefined) throw new TypeError(`not a duration: ${s}`);
+  return v;
+}
+
+export function toSettings(c: ForwardConfig): ForwardSettings {
+  const userLimits = new Map<string, { maxConnections?: number; maxTunnels?: number }>();
+  for (const u of c.auth.users) userLimits.set(u.name, { maxConnections: u.maxConnections, maxTunnels: u.maxTunnels });
+  return {
+    name: c.name,
+    revealDetails: c.revealDetails,
+    authRequired: c.auth.required,
+    realm: c.auth.realm,
+    authCacheTtlMs: ms(c.auth.cacheTtl),
+    connectPorts: new PortSet(c.rules.connectPorts),
+    connectTimeoutMs: ms(c.timeouts.connect),
+    dnsTimeoutMs: ms(c.timeouts.dns),
+    handshakeTimeoutMs: ms(c.timeouts.handshake),
+    tunnelIdleMs: ms(c.timeouts.tunnelIdle),
+    udpIdleMs: ms(c.timeouts.udpIdle),
+    responseHeadersMs: ms(c.timeouts.responseHeaders),
+    responseBodyIdleMs: ms(c.timeouts.responseBodyIdle),
+    clientKeepAliveMs: ms(c.timeouts.clientKeepAlive),
+    maxConnectionsPerUser: c.limits.maxConnectionsPerUser,
+    maxTunnelsPerUser: c.limits.maxTunnelsPerUser,
+    maxClientConnections: c.limits.maxClientConnections,
+    maxHeaderSize: c.limits.maxHeaderSize,
+    userLimits,
+  };
+}

@@ -1,0 +1,106 @@
+import type { Socket } from 'node:net';
+
+/** Why a handshake read ended without data. */
+export type ReadEnd = 'closed' | 'timeout' | 'overflow';
+
+export class HandshakeEnded extends Error {
+  readonly reason: ReadEnd;
+  readonly code: string;
+
+  constructor(reason: ReadEnd) {
+    super(`handshake ended: ${reason}`);
+    this.name = 'HandshakeEnded';
+    this.reason = reason;
+    this.code = `GATEWISE_HANDSHAKE_${reason.toUpperCase()}`;
+  }
+}
+
+/**
+ * Exact-length reads from a socket during a SOCKS handshake, under one deadline for the
+ * whole handshake. Bytes that arrive early (a client sending its request, or the first
+ * bytes of a TLS hello, before our reply) are kept and handed back by `detach()`.
+ */
+export class ByteReader {
+  readonly #socket: Socket;
+  readonly #maxBuffered: number;
+  #chunks: Buffer[] = [];
+  #length = 0;
+  #waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
+  #ended: HandshakeEnded | undefined;
+  readonly #timer: NodeJS.Timeout;
+  readonly #onData = (c: Buffer): void => this.#push(c);
+  readonly #onEnd = (): void => this.#end('closed');
+
+  constructor(socket: Socket, first: Buffer, opts: { timeoutMs: number; maxBuffered?: number }) {
+    this.#socket = socket;
+    this.#maxBuffered = opts.maxBuffered ?? 64 * 1024;
+    this.#timer = setTimeout(() => this.#end('timeout'), opts.timeoutMs);
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('close', this.#onEnd);
+    this.#push(first);
+  }
+
+  #push(c: Buffer): void {
+    if (c.length === 0) return;
+    this.#chunks.push(c);
+    this.#length += c.length;
+    if (this.#length > this.#maxBuffered) this.#socket.pause();
+    this.#serve();
+  }
+
+  #end(reason: ReadEnd): void {
+    if (this.#ended) return;
+    this.#ended = new HandshakeEnded(reason);
+    clearTimeout(this.#timer);
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.reject(this.#ended);
+  }
+
+  #take(n: number): Buffer {
+    const all = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#length);
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.#chunks = rest.length ? [rest] : [];
+    this.#length = rest.length;
+    if (this.#length <= this.#maxBuffered && this.#socket.isPaused()) this.#socket.resume();
+    return out;
+  }
+
+  #serve(): void {
+    const w = this.#waiter;
+    if (w && this.#length >= w.n) {
+      this.#waiter = undefined;
+      w.resolve(this.#take(w.n));
+    }
+  }
+
+  /** Exactly `n` bytes, or a HandshakeEnded rejection. */
+  read(n: number): Promise<Buffer> {
+    if (this.#length >= n) return Promise.resolve(this.#take(n));
+    if (this.#ended) return Promise.reject(this.#ended);
+    if (n > this.#maxBuffered) return Promise.reject(new HandshakeEnded('overflow'));
+    return new Promise((resolve, reject) => {
+      this.#waiter = { n, resolve, reject };
+    });
+  }
+
+  async byte(): Promise<number> {
+    return (await this.read(1))[0]!;
+  }
+
+  /** Stop reading; returns the bytes received but not read. The socket is left paused. */
+  detach(): Buffer {
+    clearTimeout(this.#timer);
+    this.#socket.off('data', this.#onData);
+    this.#socket.off('end', this.#onEnd);
+    this.#socket.off('close', this.#onEnd);
+    this.#socket.pause();
+    this.#ended ??= new HandshakeEnded('closed');
+    const rest = this.#length ? Buffer.concat(this.#chunks, this.#length) : Buffer.alloc(0);
+    this.#chunks = [];
+    this.#length = 0;
+    return rest;
+  }
+}

@@ -1,0 +1,181 @@
+import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
+import type { Socket } from 'node:net';
+import { Failure } from '../../failure/index.js';
+import type { UdpEgress, UdpSource } from '../../egress/index.js';
+import type { MeterSession } from '../../tenants/index.js';
+import { admit } from '../admission.js';
+import { hostPort, type ForwardContext } from '../context.js';
+import { canonicalAddress } from '../rules/ip-address.js';
+import type { ByteReader } from './byte-reader.js';
+import { SOCKS5_REPLY, socks5ReplyFor } from './reply-codes.js';
+import { encodeAddress, parseAddress, type SocksTarget } from './socks-address.js';
+
+/** Most destinations an association remembers as allowed to answer. */
+const MAX_PEERS = 1024;
+/** Most datagrams waiting for name resolution at once, per association. */
+const MAX_IN_FLIGHT = 256;
+
+type ReplyBuilder = (code: number, address?: string, port?: number) => Buffer;
+
+function bindUdp(address: string, family: 4 | 6): Promise<UdpSocket> {
+  return new Promise((resolve, reject) => {
+    const s = createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
+    s.once('error', reject);
+    s.bind(0, address, () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+  });
+}
+
+/**
+ * SOCKS5 UDP ASSOCIATE (RFC 1928 §7). A relay socket on the address the client reached
+ * us on; datagrams are accepted only from the client's IP (and the port it announced,
+ * or else the first one it uses); fragments (FRAG ≠ 0) are dropped; each destination
+ * is checked like a TCP one; replies are accepted only from destinations the client
+ * has sent to. The association ends when its TCP control connection closes or nothing
+ * moves for `udpIdle`.
+ */
+export async function runUdpAssociation(
+  ctx: ForwardContext,
+  control: Socket,
+  reader: ByteReader,
+  session: MeterSession,
+  user: string | null,
+  requested: SocksTarget,
+  reply: ReplyBuilder,
+): Promise<void> {
+  session.protocol = 'socks5-udp';
+  const refuse = (f: Failure): void => {
+    reader.detach();
+    const code = socks5ReplyFor(f);
+    if (control.writable) control.end(reply(code));
+    setTimeout(() => control.destroy(), 2000).unref();
+    session.finish({ error: f.type, reply: code, refused: true, endedBy: 'proxy' });
+  };
+  const local = canonicalAddress(control.localAddress ?? '');
+  const clientIp = canonicalAddress(control.remoteAddress ?? '');
+  if (!local || !clientIp) return refuse(new Failure({ type: 'proxy_internal_error', phase: 'accept', detail: 'control connection has no addresses' }));
+  const release = admit(ctx, user, 'tunnel', 'udp');
+  if (release instanceof Failure) return refuse(release);
+
+  let relay: UdpSocket;
+  let egress: UdpEgress;
+  try {
+    relay = await bindUdp(local.address, local.family);
+  } catch (err) {
+    release();
+    return refuse(new Failure({ type: 'proxy_internal_error', phase: 'accept', detail: 'could not open the UDP relay socket', cause: err }));
+  }
+  try {
+    egress = await ctx.udpDialer.open({ guard: ctx.rules.guardFor(user), dnsTimeoutMs: ctx.settings.dnsTimeoutMs });
+  } catch (err) {
+    relay.close();
+    release();
+    return refuse(err instanceof Failure ? err : new Failure({ type: 'proxy_internal_error', phase: 'connect', detail: 'could not open the UDP egress', cause: err }));
+  }
+
+  const bound = relay.address();
+  reader.detach();
+  if (control.destroyed) {
+    relay.close();
+    egress.close();
+    release();
+    session.finish({ error: null, reply: SOCKS5_REPLY.succeeded, endedBy: 'client' });
+    return;
+  }
+  control.write(reply(SOCKS5_REPLY.succeeded, bound.address, bound.port));
+  // Nothing more is expected on the control connection; read and discard so it can close.
+  control.on('data', () => {});
+  control.resume();
+
+  const announcedPort = requested.port;
+  let clientPort: number | undefined = announcedPort !== 0 ? announcedPort : undefined;
+  const peers = new Map<string, string>(); // "addr|port" → destination label (as the client named it)
+  let inFlight = 0;
+  let done!: (endedBy: string) => void;
+  const finished = new Promise<string>((resolve) => {
+    done = resolve;
+  });
+  const idle = setTimeout(() => done('idle'), ctx.settings.udpIdleMs);
+
+  relay.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
+    const from = canonicalAddress(rinfo.address);
+    if (!from || from.address !== clientIp.address) return; // not the associated client: ignore silently
+    if (clientPort !== undefined && rinfo.port !== clientPort) return;
+    clientPort ??= rinfo.port;
+    idle.refresh();
+    // RSV(2) FRAG(1) ATYP DST.ADDR DST.PORT DATA
+    if (msg.length < 4 || msg[2] !== 0) {
+      session.dropped();
+      return;
+    }
+    let target: SocksTarget;
+    let payload: Buffer;
+    try {
+      const p = parseAddress(msg, 3);
+      target = p.target;
+      payload = msg.subarray(p.next);
+    } catch {
+      session.dropped();
+      return;
+    }
+    if (target.port === 0 || inFlight >= MAX_IN_FLIGHT) {
+      session.dropped();
+      return;
+    }
+    const label = hostPort(target.host, target.port);
+    if (ctx.rules.checkName(user, target.host, target.port)) {
+      session.dropped();
+      return;
+    }
+    inFlight++;
+    egress.send({ host: target.host, port: target.port }, payload).then(
+      (sent: UdpSource) => {
+        inFlight--;
+        const key = `${canonicalAddress(sent.address)?.address ?? sent.address}|${sent.port}`;
+        if (!peers.has(key) && peers.size >= MAX_PEERS) {
+          const oldest = peers.keys().next();
+          if (!oldest.done) peers.delete(oldest.value);
+        }
+        peers.set(key, label);
+        session.datagram('up', payload.length, label);
+      },
+      () => {
+        inFlight--;
+        session.dropped();
+      },
+    );
+  });
+  relay.on('error', () => {});
+
+  egress.onMessage((payload, from) => {
+    const addr = canonicalAddress(from.address)?.address ?? from.address;
+    const label = peers.get(`${addr}|${from.port}`);
+    if (label === undefined || clientPort === undefined) return; // unsolicited: drop
+    idle.refresh();
+    const header = Buffer.concat([Buffer.from([0, 0, 0]), encodeAddress(addr, from.port)]);
+    relay.send(Buffer.concat([header, payload]), clientPort, clientIp.address, (err) => {
+      if (!err) session.datagram('down', payload.length, label);
+    });
+  });
+
+  const untrack = ctx.tracker.track({ destroy: () => done('proxy') });
+  control.once('end', () => done('client'));
+  control.once('close', () => done('client'));
+  control.on('error', () => done('client'));
+
+  const endedBy = await finished;
+  clearTimeout(idle);
+  untrack();
+  try {
+    relay.close();
+  } catch {
+    // already closed
+  }
+  egress.close();
+  control.end();
+  setTimeout(() => control.destroy(), 1000).unref();
+  release();
+  session.finish({ error: null, reply: SOCKS5_REPLY.succeeded, endedBy, address: null });
+}

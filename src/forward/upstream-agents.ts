@@ -1,0 +1,102 @@
+import { isIP, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { Agent, type buildConnector } from 'undici';
+import { classify } from '../failure/index.js';
+import { unbracket } from '../egress/index.js';
+import type { Dialer } from '../egress/index.js';
+import type { DestinationRules } from './rules/destination-rules.js';
+import type { ForwardSettings } from './settings.js';
+
+/**
+ * undici Agents (a Pool per origin) whose connections are opened by the Dialer, so
+ * destination rules apply to every new connection. Users with rules of their own get
+ * their own Agent (their pooled connections were checked against their rules); everyone
+ * else shares one.
+ */
+export class UpstreamAgents {
+  readonly #agents = new Map<string, Agent>();
+  readonly #lastAddress = new Map<string, string>();
+  readonly #dialer: Dialer;
+  readonly #rules: DestinationRules;
+  readonly #settings: ForwardSettings;
+  readonly #onSocket: (s: Socket) => () => void;
+  #closed = false;
+
+  constructor(dialer: Dialer, rules: DestinationRules, settings: ForwardSettings, onSocket: (s: Socket) => () => void) {
+    this.#dialer = dialer;
+    this.#rules = rules;
+    this.#settings = settings;
+    this.#onSocket = onSocket;
+  }
+
+  scopeOf(user: string | null): string {
+    return this.#rules.hasOwnRules(user) ? `user:${user}` : '*';
+  }
+
+  /** The Agent whose connections obey `user`'s rules. */
+  for(user: string | null): Agent {
+    const scope = this.scopeOf(user);
+    let a = this.#agents.get(scope);
+    if (!a) {
+      a = this.#create(scope, user);
+      this.#agents.set(scope, a);
+    }
+    return a;
+  }
+
+  /** The address the latest connection for this scope and origin went to (for the access log). */
+  lastAddress(user: string | null, origin: string): string | undefined {
+    return this.#lastAddress.get(`${this.scopeOf(user)} ${origin}`);
+  }
+
+  #create(scope: string, user: string | null): Agent {
+    const guard = this.#rules.guardFor(user);
+    const s = this.#settings;
+    const connect: buildConnector.connector = (opts, callback) => {
+      const https = opts.protocol === 'https:';
+      const host = unbracket(opts.hostname);
+      const port = Number(opts.port) || (https ? 443 : 80);
+      const origin = `${opts.protocol}//${opts.hostname}${opts.port ? `:${opts.port}` : ''}`;
+      this.#dialer.dial({ host, port }, { guard, connectTimeoutMs: s.connectTimeoutMs, dnsTimeoutMs: s.dnsTimeoutMs }).then(
+        (sock) => {
+          const untrack = this.#onSocket(sock);
+          sock.once('close', untrack);
+          if (sock.remoteAddress) this.#lastAddress.set(`${scope} ${origin}`, sock.remoteAddress);
+          if (this.#lastAddress.size > 10_000) this.#lastAddress.clear();
+          if (!https) {
+            callback(null, sock);
+            return;
+          }
+          const tls = tlsConnect({ socket: sock, servername: isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'] });
+          const timer = setTimeout(() => tls.destroy(Object.assign(new Error('TLS handshake timed out'), { code: 'UND_ERR_CONNECT_TIMEOUT' })), s.connectTimeoutMs);
+          tls.once('secureConnect', () => {
+            clearTimeout(timer);
+            tls.removeAllListeners('error');
+            callback(null, tls);
+          });
+          tls.once('error', (err) => {
+            clearTimeout(timer);
+            sock.destroy();
+            callback(classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop: `${host}:${port}` }), null);
+          });
+        },
+        (err: Error) => callback(err, null),
+      );
+    };
+    return new Agent({
+      connect,
+      headersTimeout: s.responseHeadersMs,
+      bodyTimeout: s.responseBodyIdleMs,
+      keepAliveTimeout: 4_000,
+      keepAliveMaxTimeout: 60_000,
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const all = [...this.#agents.values()];
+    this.#agents.clear();
+    await Promise.allSettled(all.map((a) => a.destroy()));
+  }
+}

@@ -1,0 +1,215 @@
+import { EventEmitter } from 'node:events';
+
+/**
+ * Usage metering for the forward proxy: bytes, requests, tunnels and datagrams, counted
+ * live per user and per destination, plus one `finished` event per request, tunnel or
+ * association. Quotas and metrics read `snapshot()` and listen to the events.
+ */
+
+export type MeteredProtocol = 'http' | 'connect' | 'socks5' | 'socks4' | 'socks5-udp';
+
+export interface Counters {
+  bytesUp: number;
+  bytesDown: number;
+  requests: number;
+  tunnels: number;
+  associations: number;
+  datagramsUp: number;
+  datagramsDown: number;
+  /** Requests, tunnels or associations that ended with a failure (refusals included). */
+  failures: number;
+}
+
+export interface MeterSnapshot {
+  totals: Counters;
+  users: Record<string, Counters>;
+  destinations: Record<string, Counters>;
+}
+
+/** What the `finished` event carries: one line of the access log. */
+export interface FinishedRecord {
+  requestId: string;
+  protocol: MeteredProtocol;
+  user: string | null;
+  /** `host:port` as the client asked for it. */
+  destination: string | null;
+  /** The address actually connected to (after resolution and rule checks). */
+  address: string | null;
+  /** HTTP status answered to the client, when HTTP. */
+  status?: number;
+  /** SOCKS reply code sent, when SOCKS. */
+  reply?: number;
+  /** RFC 9209 error type, when the request failed or was refused. */
+  error: string | null;
+  bytesUp: number;
+  bytesDown: number;
+  datagramsUp?: number;
+  datagramsDown?: number;
+  datagramsDropped?: number;
+  durationMs: number;
+  /** Who ended it (HAProxy style): client, server, proxy, idle. */
+  endedBy?: string;
+  method?: string;
+  clientAddress?: string;
+}
+
+export interface FinishFields {
+  status?: number;
+  reply?: number;
+  error?: string | null;
+  address?: string | null;
+  destination?: string | null;
+  endedBy?: string;
+  method?: string;
+  /** Refusals count as failures and not as a request/tunnel/association. */
+  refused?: boolean;
+}
+
+const ANONYMOUS = '-';
+const OTHER_DESTINATIONS = '(other)';
+
+function zero(): Counters {
+  return { bytesUp: 0, bytesDown: 0, requests: 0, tunnels: 0, associations: 0, datagramsUp: 0, datagramsDown: 0, failures: 0 };
+}
+
+export interface MeterEvents {
+  finished: [FinishedRecord];
+}
+
+export class Meter extends EventEmitter<MeterEvents> {
+  readonly #totals = zero();
+  readonly #users = new Map<string, Counters>();
+  readonly #destinations = new Map<string, Counters>();
+  readonly #maxDestinations: number;
+
+  constructor(opts: { maxDestinations?: number } = {}) {
+    super();
+    this.#maxDestinations = opts.maxDestinations ?? 10_000;
+  }
+
+  /** Start metering one request, tunnel or association. */
+  open(init: { protocol: MeteredProtocol; requestId: string; user: string | null; destination?: string | null; clientAddress?: string }): MeterSession {
+    return new MeterSession(this, init);
+  }
+
+  /** A copy of all counters as they are now. */
+  snapshot(): MeterSnapshot {
+    const copy = (m: Map<string, Counters>): Record<string, Counters> => {
+      const out: Record<string, Counters> = {};
+      for (const [k, v] of m) out[k] = { ...v };
+      return out;
+    };
+    return { totals: { ...this.#totals }, users: copy(this.#users), destinations: copy(this.#destinations) };
+  }
+
+  /** @internal — used by MeterSession. */
+  add(user: string | null, destination: string | null | undefined, field: keyof Counters, n: number): void {
+    if (n === 0) return;
+    this.#totals[field] += n;
+    const u = user ?? ANONYMOUS;
+    let uc = this.#users.get(u);
+    if (!uc) this.#users.set(u, (uc = zero()));
+    uc[field] += n;
+    if (destination) {
+      let dc = this.#destinations.get(destination);
+      if (!dc) {
+        const key = this.#destinations.size >= this.#maxDestinations ? OTHER_DESTINATIONS : destination;
+        dc = this.#destinations.get(key);
+        if (!dc) this.#destinations.set(key, (dc = zero()));
+      }
+      dc[field] += n;
+    }
+  }
+}
+
+export class MeterSession {
+  readonly #meter: Meter;
+  readonly #started = performance.now();
+  readonly requestId: string;
+  protocol: MeteredProtocol;
+  readonly clientAddress: string | undefined;
+  user: string | null;
+  destination: string | null;
+  bytesUp = 0;
+  bytesDown = 0;
+  datagramsUp = 0;
+  datagramsDown = 0;
+  datagramsDropped = 0;
+  #finished = false;
+
+  constructor(meter: Meter, init: { protocol: MeteredProtocol; requestId: string; user: string | null; destination?: string | null; clientAddress?: string }) {
+    this.#meter = meter;
+    this.protocol = init.protocol;
+    this.requestId = init.requestId;
+    this.user = init.user;
+    this.destination = init.destination ?? null;
+    this.clientAddress = init.clientAddress;
+  }
+
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  up(n: number, destination = this.destination): void {
+    this.bytesUp += n;
+    this.#meter.add(this.user, destination, 'bytesUp', n);
+  }
+
+  down(n: number, destination = this.destination): void {
+    this.bytesDown += n;
+    this.#meter.add(this.user, destination, 'bytesDown', n);
+  }
+
+  /** One datagram relayed; bytes are the payload size. */
+  datagram(direction: 'up' | 'down', bytes: number, destination: string): void {
+    if (direction === 'up') {
+      this.datagramsUp++;
+      this.#meter.add(this.user, destination, 'datagramsUp', 1);
+      this.up(bytes, destination);
+    } else {
+      this.datagramsDown++;
+      this.#meter.add(this.user, destination, 'datagramsDown', 1);
+      this.down(bytes, destination);
+    }
+  }
+
+  dropped(): void {
+    this.datagramsDropped++;
+  }
+
+  /** Count it, emit `finished`, return the record. Only the first call counts. */
+  finish(fields: FinishFields = {}): FinishedRecord | undefined {
+    if (this.#finished) return undefined;
+    this.#finished = true;
+    if (fields.destination !== undefined) this.destination = fields.destination;
+    const error = fields.error ?? null;
+    if (!fields.refused) {
+      const kind = this.protocol === 'http' ? 'requests' : this.protocol === 'socks5-udp' ? 'associations' : 'tunnels';
+      this.#meter.add(this.user, this.destination, kind, 1);
+    }
+    if (error || fields.refused) this.#meter.add(this.user, this.destination, 'failures', 1);
+    const rec: FinishedRecord = {
+      requestId: this.requestId,
+      protocol: this.protocol,
+      user: this.user,
+      destination: this.destination,
+      address: fields.address ?? null,
+      error,
+      bytesUp: this.bytesUp,
+      bytesDown: this.bytesDown,
+      durationMs: Math.round((performance.now() - this.#started) * 1000) / 1000,
+    };
+    if (fields.status !== undefined) rec.status = fields.status;
+    if (fields.reply !== undefined) rec.reply = fields.reply;
+    if (this.protocol === 'socks5-udp') {
+      rec.datagramsUp = this.datagramsUp;
+      rec.datagramsDown = this.datagramsDown;
+      rec.datagramsDropped = this.datagramsDropped;
+    }
+    if (fields.endedBy) rec.endedBy = fields.endedBy;
+    if (fields.method) rec.method = fields.method;
+    if (this.clientAddress) rec.clientAddress = this.clientAddress;
+    this.#meter.emit('finished', rec);
+    return rec;
+  }
+}

@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { ProxyAgent, request } from 'undici';
+import { accessLines, basic, dial, rawExchange, readUntil, refusedPort, run, startTestProxy, waitFor, type TestProxy } from './helpers.js';
+import { startTlsOrigin, type TlsOrigin } from './tls-origin.js';
+
+describe('CONNECT tunnels', () => {
+  let tls: TlsOrigin;
+  let p: TestProxy;
+
+  before(async () => {
+    tls = await startTlsOrigin();
+    p = await startTestProxy();
+  });
+  after(async () => {
+    await p.close();
+    await tls.close();
+  });
+
+  it('carries HTTPS for curl -k and counts the tunnel', async () => {
+    const r = await run('curl', ['-sS', '-k', '-x', p.authUrl, `https://127.0.0.1:${tls.port}/secure`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'tls ok /secure');
+    assert.ok(await waitFor(() => accessLines(p.lines).some((l) => l.protocol === 'connect' && l.status === 200)));
+    const line = accessLines(p.lines).find((l) => l.protocol === 'connect' && l.status === 200)!;
+    assert.equal(line.user, 'alice');
+    assert.equal(line.destination, `127.0.0.1:${tls.port}`);
+    assert.equal(line.address, '127.0.0.1');
+    assert.ok((line.bytesUp as number) > 100 && (line.bytesDown as number) > 100);
+    const snap = p.proxy.meter.snapshot();
+    assert.ok(snap.users['alice']!.tunnels >= 1);
+    assert.ok(snap.destinations[`127.0.0.1:${tls.port}`]!.bytesDown > 100);
+  });
+
+  it('carries HTTPS for undici ProxyAgent (tunnel) with the origin certificate trusted', async () => {
+    const agent = new ProxyAgent({ uri: p.url, token: basic(), requestTls: { ca: tls.cert } });
+    try {
+      const res = await request(`https://localhost:${tls.port}/undici`, { dispatcher: agent });
+      assert.equal(res.statusCode, 200);
+      assert.equal(await res.body.text(), 'tls ok /undici');
+    } finally {
+      await agent.close();
+    }
+  });
+
+  it('answers CONNECT failures with status and Proxy-Status before any tunnel', async () => {
+    const port = await refusedPort();
+    const refused = await rawExchange(p.port, `CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+    assert.match(refused, /^HTTP\/1\.1 502/);
+    assert.match(refused, /proxy-status: gatewise;error=connection_refused/);
+    const noAuth = await rawExchange(p.port, `CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assert.match(noAuth, /^HTTP\/1\.1 407/);
+    assert.match(noAuth, /proxy-authenticate: Basic realm="gatewise"/);
+    const bad = await rawExchange(p.port, `CONNECT nonsense HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+    assert.match(bad, /^HTTP\/1\.1 400/);
+  });
+
+  it('allows only configured CONNECT ports (443 by default)', async () => {
+    const q = await startTestProxy({ rules: { connectPorts: [443] } });
+    try {
+      const r = await rawExchange(q.port, `CONNECT 127.0.0.1:${tls.port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+      assert.match(r, /^HTTP\/1\.1 403/);
+      assert.match(r, /error=http_request_denied/);
+      const c = await run('curl', ['-sS', '-k', '-o', '/dev/null', '-w', '%{http_code}', '-x', q.authUrl, `https://127.0.0.1:${tls.port}/`]);
+      assert.notEqual(c.code, 0);
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('refuses CONNECT to localhost under default rules without connecting', async () => {
+    const q = await startTestProxy({ rules: { allowPrivate: false } });
+    let accepted = 0;
+    const onConn = (): void => {
+      accepted++;
+    };
+    tls.server.on('connection', onConn);
+    try {
+      const r = await rawExchange(q.port, `CONNECT localhost:${tls.port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+      assert.match(r, /^HTTP\/1\.1 502/);
+      assert.match(r, /proxy-status: gatewise;error=destination_ip_prohibited/);
+      assert.equal(accepted, 0);
+    } finally {
+      tls.server.off('connection', onConn);
+      await q.close();
+    }
+  });
+
+  it('closes an idle tunnel after tunnelIdle', async () => {
+    const q = await startTestProxy({ timeouts: { tunnelIdle: '300ms' } });
+    const sink = createServer((s) => s.on('data', (d) => s.write(d)));
+    sink.listen(0, '127.0.0.1');
+    await once(sink, 'listening');
+    const port = (sink.address() as AddressInfo).port;
+    try {
+      const s = await dial(q.port);
+      s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+      const head = await readUntil(s, (b) => b.includes('\r\n\r\n'));
+      assert.match(head.toString(), /^HTTP\/1\.1 200/);
+      s.write('ping');
+      const echo = await readUntil(s, (b) => b.includes('ping'));
+      assert.match(echo.toString(), /ping/);
+      const t0 = Date.now();
+      await once(s, 'close');
+      const waited = Date.now() - t0;
+      assert.ok(waited >= 200 && waited < 3000, `closed after ${waited} ms`);
+      assert.ok(await waitFor(() => accessLines(q.lines).some((l) => l.protocol === 'connect' && l.endedBy === 'idle')));
+    } finally {
+      await q.close();
+      sink.close();
+    }
+  });
+});

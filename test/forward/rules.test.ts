@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DestinationRules, canonicalAddress, isPrivateAddress, socks5ReplyFor, SOCKS5_REPLY } from '../../src/forward/index.js';
+import { Failure } from '../../src/failure/index.js';
+
+describe('destination rules', () => {
+  it('knows private, loopback, link-local and metadata addresses in every spelling', () => {
+    for (const a of ['10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.1.1', '127.0.0.1', '127.255.0.9', '169.254.169.254', '100.64.0.1', '100.100.100.200', '0.0.0.0', '::1', '0:0:0:0:0:0:0:1', 'fc00::1', 'fd00:ec2::254', 'fe80::1', 'fe80::1%eth0', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:10.0.0.1', '::ffff:a9fe:a9fe', '0:0:0:0:0:ffff:c0a8:0101', '::', '224.0.0.1', '255.255.255.255']) {
+      assert.equal(isPrivateAddress(a), true, a);
+    }
+    for (const a of ['8.8.8.8', '172.32.0.1', '100.128.0.1', '2001:4860:4860::8888', '::ffff:8.8.8.8', '192.0.2.1']) {
+      assert.equal(isPrivateAddress(a), false, a);
+    }
+    assert.deepEqual(canonicalAddress('::ffff:7f00:1'), { address: '127.0.0.1', family: 4 });
+    assert.deepEqual(canonicalAddress('[::1]'), { address: '0:0:0:0:0:0:0:1', family: 6 });
+    assert.equal(canonicalAddress('example.com'), undefined);
+  });
+
+  it('denies private addresses by default; allowPrivate or a covering allow cidr opens them', () => {
+    const def = new DestinationRules({ allowPrivate: false, defaultAction: 'allow' });
+    assert.equal(def.checkAddress(null, 'localhost', 80, '127.0.0.1')?.type, 'destination_ip_prohibited');
+    assert.equal(def.checkAddress(null, 'x', 80, '::ffff:127.0.0.1')?.type, 'destination_ip_prohibited');
+    assert.equal(def.checkAddress(null, 'x', 80, '93.184.216.34'), undefined);
+    const open = new DestinationRules({ allowPrivate: true, defaultAction: 'allow' });
+    assert.equal(open.checkAddress(null, 'x', 80, '10.0.0.1'), undefined);
+    const loop = new DestinationRules({ allowPrivate: false, defaultAction: 'allow', allow: [{ cidrs: ['127.0.0.0/8'] }] });
+    assert.equal(loop.checkAddress(null, 'x', 80, '127.0.0.1'), undefined);
+    assert.equal(loop.checkAddress(null, 'x', 80, '10.0.0.1')?.type, 'destination_ip_prohibited');
+    const byName = new DestinationRules({ allowPrivate: false, defaultAction: 'allow', allow: [{ hosts: ['*.internal.test'] }] });
+    assert.equal(byName.checkAddress(null, 'db.internal.test', 80, '10.0.0.1')?.type, 'destination_ip_prohibited', 'a host allow rule does not open private ranges');
+  });
+
+  it('applies host, cidr and port selectors, per user first', () => {
+    const rules = new DestinationRules(
+      { allowPrivate: false, defaultAction: 'allow', deny: [{ hosts: ['*.example.com'] }, { cidrs: ['203.0.113.0/24'] }, { ports: [25] }] },
+      [{ name: 'ops', allow: [{ hosts: ['mail.example.com'], ports: [25] }] }, { name: 'kid', deny: [{ hosts: ['*'] }] }],
+    );
+    assert.equal(rules.checkName(null, 'www.example.com', 443)?.type, 'http_request_denied');
+    assert.equal(rules.checkName(null, 'example.com', 443), undefined, '*.example.com does not match the apex');
+    assert.equal(rules.checkName(null, 'WWW.Example.COM.', 443)?.type, 'http_request_denied', 'case and trailing dot ignored');
+    assert.equal(rules.checkAddress(null, 'ok.test', 443, '203.0.113.9')?.type, 'destination_ip_prohibited');
+    assert.equal(rules.checkName(null, 'ok.test', 25)?.type, 'http_request_denied');
+    assert.equal(rules.checkName('ops', 'mail.example.com', 25), undefined, "the user's allow wins over global denies");
+    assert.equal(rules.checkAddress('ops', 'mail.example.com', 25, '198.51.100.1'), undefined);
+    assert.equal(rules.checkName('kid', 'anything.test', 443)?.type, 'http_request_denied');
+    assert.equal(rules.hasOwnRules('ops'), true);
+    assert.equal(rules.hasOwnRules(null), false);
+    const allowList = new DestinationRules({ allowPrivate: false, defaultAction: 'deny', allow: [{ hosts: ['api.test'], ports: ['443-444'] }] });
+    assert.equal(allowList.checkAddress(null, 'api.test', 444, '198.51.100.1'), undefined);
+    assert.equal(allowList.checkAddress(null, 'api.test', 80, '198.51.100.1')?.type, 'http_request_denied');
+  });
+
+  it('maps every failure to one SOCKS5 reply code from one table', () => {
+    const code = (type: ConstructorParameters<typeof Failure>[0]['type']): number => socks5ReplyFor(new Failure({ type, phase: 'connect' }));
+    assert.equal(code('destination_ip_prohibited'), SOCKS5_REPLY.notAllowed);
+    assert.equal(code('http_request_denied'), SOCKS5_REPLY.notAllowed);
+    assert.equal(code('destination_ip_unroutable'), SOCKS5_REPLY.networkUnreachable);
+    assert.equal(code('dns_error'), SOCKS5_REPLY.hostUnreachable);
+    assert.equal(code('dns_timeout'), SOCKS5_REPLY.hostUnreachable);
+    assert.equal(code('connection_timeout'), SOCKS5_REPLY.hostUnreachable);
+    assert.equal(code('connection_refused'), SOCKS5_REPLY.connectionRefused);
+    assert.equal(code('proxy_internal_error'), SOCKS5_REPLY.generalFailure);
+    assert.equal(code('tls_protocol_error'), SOCKS5_REPLY.generalFailure);
+  });
+});
