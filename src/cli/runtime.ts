@@ -52,6 +52,12 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
       closers.push(() => gateway.close());
       logger.info({ type: 'lifecycle', event: 'ready', listeners: addrs.map((a) => a.url), identity: gateway.ctx.identity }, 'gateway listening');
     }
+    if (config.forward) {
+      const { startForwardProxy } = await import('../forward/index.js');
+      const fwd = await startForwardProxy(config.forward, { logger });
+      closers.push(() => fwd.close());
+      logger.info({ type: 'lifecycle', event: 'forward-ready', listeners: fwd.addresses() }, 'forward proxy listening');
+    }
     if (config.admin && metrics) {
       const admin = await startAdmin(config.admin.address, config.admin.port, metrics.registry, () => !gateway?.ctx.draining, gateway && gatewayControl(gateway));
       closers.push(() => admin.close());
