@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { Failure, classify, receivedMember, renderFailure, type AttemptSummary } from '../failure/index.js';
@@ -41,6 +41,9 @@ export function originForm(url: string): string | undefined {
   }
 }
 
+/** Methods of HTTP (Node's registry); llhttp also parses RTSP methods, which must not be forwarded as HTTP. */
+const HTTP_METHODS = new Set(METHODS);
+
 /** RFC 9110 §9.2.2. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
@@ -73,6 +76,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #hasBody = false;
   #idempotent = false;
   #admitted = false;
+  #refused = false;
   /** When the admission slot was granted, and when response headers came (for the adaptive limit). */
   #admittedAt = 0;
   #headersAt = 0;
@@ -115,6 +119,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
   start(): void {
     const req = this.req;
     try {
+      if (!HTTP_METHODS.has(req.method!)) {
+        throw new Failure({ type: 'http_request_error', phase: 'accept', status: 501, detail: `method ${req.method} is not an HTTP method the gateway forwards`, params: { 'status-code': 501 } });
+      }
+      if (req.url === '*') {
+        this.#answerAsterisk();
+        return;
+      }
       const path = originForm(req.url ?? '');
       if (path === undefined) {
         throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'invalid request-target', params: { 'status-code': 400 } });
@@ -150,6 +161,20 @@ export class Exchange implements Dispatcher.DispatchHandler {
     } catch (err) {
       this.fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
     }
+  }
+
+  /**
+   * Asterisk-form (RFC 9112 §3.2.4) names the server, not a resource: `OPTIONS *` is
+   * answered by the gateway itself; any other method with `*` is malformed.
+   */
+  #answerAsterisk(): void {
+    if (this.req.method !== 'OPTIONS') {
+      throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'asterisk-form is only valid with OPTIONS', params: { 'status-code': 400 } });
+    }
+    this.#complete = true;
+    const name = this.ctx.identity;
+    this.res.writeHead(204, { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS', 'proxy-status': `${name};error=proxy_internal_response`, [this.ctx.requestIdHeader]: this.requestId });
+    this.res.end();
   }
 
   #onAdmitted = (): void => {
@@ -305,6 +330,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
+    if (this.#refused) {
+      this.#settleAttempt(false);
+      return;
+    }
     const wasConnected = this.#connected;
     const reused = this.#attempt?.connection === 'reused';
     this.#settleAttempt(false);
@@ -386,6 +415,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
   };
 
   // ---- responses ------------------------------------------------------------------------
+
+  /** The client's request turned out malformed while in flight (bad chunking): stop the upstream attempt and refuse. */
+  refuse(f: Failure): void {
+    this.#refused = true;
+    this.#relay?.destroy();
+    this.#abort?.(f);
+    this.fail(f);
+  }
 
   /** The final word on a failure: a gateway-made response, or an aborted client connection. */
   fail(f: Failure): void {

@@ -32,6 +32,7 @@ export class Gateway {
   readonly config: Config;
   readonly #servers: Array<{ server: Server; cfg: ListenerConfig; name: string }> = [];
   readonly #inflight = new Set<ServerResponse>();
+  readonly #exchanges = new WeakMap<ServerResponse, Exchange>();
   #closing: Promise<void> | undefined;
 
   constructor(config: Config) {
@@ -53,7 +54,9 @@ export class Gateway {
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
         this.#inflight.add(res);
         res.once('close', () => this.#inflight.delete(res));
-        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11).start();
+        const ex = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11);
+        this.#exchanges.set(res, ex);
+        ex.start();
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         new UpgradeExchange(this.ctx, req, socket, head, entry.name, via11).start();
@@ -142,8 +145,22 @@ export class Gateway {
   /** Answer on a raw socket (parser errors, CONNECT) and close it. */
   #refuseRaw(socket: Duplex, f: Failure, listener: string, req?: IncomingMessage): void {
     const sock = socket as Socket & { _httpMessage?: ServerResponse };
-    if (sock._httpMessage?.headersSent) {
-      socket.destroy();
+    const pending = sock._httpMessage;
+    if (pending && !pending.writableFinished && !pending.req.complete) {
+      // The body of the request being answered is malformed (bad chunking): refuse that request.
+      const ex = this.#exchanges.get(pending);
+      if (ex) {
+        ex.refuse(f);
+        return;
+      }
+    }
+    if (pending && !pending.writableFinished) {
+      // A pipelined request failed to parse while the previous one is still being answered:
+      // the refusal must not overtake that response. Answer once it is finished.
+      pending.once('finish', () => this.#refuseRaw(socket, f, listener, req));
+      pending.once('close', () => {
+        if (!pending.writableFinished) socket.destroy();
+      });
       return;
     }
     const requestId = newRequestId(this.ctx);

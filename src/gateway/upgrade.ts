@@ -67,7 +67,11 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
     const req = this.#req;
     try {
       const path = originForm(req.url ?? '');
-      if (path === undefined) throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'invalid request-target' });
+      if (path === undefined || path === '*') throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'invalid request-target', params: { 'status-code': 400 } });
+      // Node enforces requireHostHeader only on plain requests: the same rule here.
+      if (req.httpVersion === '1.1' && req.headers.host === undefined) {
+        throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'an HTTP/1.1 request needs a Host header', params: { 'status-code': 400 } });
+      }
       const route = this.#ctx.router.match(normalizeHost(req.headers.host), req.method!, path, req.headers);
       if (!route) throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${req.headers.host ?? ''}${path}` });
       this.#route = route;
@@ -163,7 +167,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     this.#settle();
-    this.#socket.end();
+    this.#endClient();
   }
 
   onError(err: Error): void {
@@ -175,6 +179,17 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
       this.#attempt.phase = f.phase;
     }
     this.#fail(f);
+  }
+
+  /**
+   * End the client connection after a non-switching answer. Bytes the client sent after
+   * its head are read and dropped, or the paused socket would never finish closing.
+   */
+  #endClient(last?: Buffer): void {
+    const s = this.#socket;
+    s.end(last);
+    s.resume();
+    setTimeout(() => s.destroy(), 5000).unref();
   }
 
   #settle(): void {
@@ -200,7 +215,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
     const flat: string[] = [];
     for (const k in out.headers) flat.push(k, out.headers[k]!);
     this.#status = out.status;
-    this.#socket.end(Buffer.concat([Buffer.from(headBytes(out.status, flat), 'latin1'), out.body]));
+    this.#endClient(Buffer.concat([Buffer.from(headBytes(out.status, flat), 'latin1'), out.body]));
   }
 
   #publish(): void {
