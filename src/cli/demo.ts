@@ -6,11 +6,33 @@ import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { validateConfig } from '../config/load.js';
 import type { RequestRecord } from '../gateway/events.js';
-import { LAB_FAULTS, startLab, type LabFault } from '../lab/index.js';
+import type { ConfigInput } from '../config/schema.js';
+import { LAB_FAULTS, startLab, type Lab, type LabFault } from '../lab/index.js';
 import { startRuntime, untilSignal } from './runtime.js';
 import { UsageError } from './usage.js';
 
 const PREFIX: Record<string, string> = { http: '', refused: '/_refused', 'tls-self-signed': '/_tls-self', 'tls-ca': '/_tls-ca' };
+
+/**
+ * Clusters and routes that put every lab listener behind one gateway: the lab itself at
+ * `/`, and `/_refused`, `/_tls-self`, `/_tls-ca` for the other listeners (prefix stripped).
+ */
+export function labGatewayConfig(lab: Lab, caFile: string, timeouts: { connect: string; response: string; idle: string }): Pick<ConfigInput, 'clusters' | 'routes'> {
+  return {
+    clusters: {
+      lab: { endpoints: [lab.url], timeouts },
+      refused: { endpoints: [`http://127.0.0.1:${lab.refusedPort}`], timeouts },
+      tlsSelf: { endpoints: [lab.tlsSelfSignedUrl!], timeouts },
+      tlsCa: { endpoints: [lab.tlsCaUrl!], timeouts, tls: { ca: caFile } },
+    },
+    routes: [
+      { name: 'refused', match: { pathPrefix: '/_refused' }, cluster: 'refused', stripPrefix: true },
+      { name: 'tls-self-signed', match: { pathPrefix: '/_tls-self' }, cluster: 'tlsSelf', stripPrefix: true },
+      { name: 'tls-ca', match: { pathPrefix: '/_tls-ca' }, cluster: 'tlsCa', stripPrefix: true, host: 'endpoint' },
+      { name: 'lab', cluster: 'lab' },
+    ],
+  };
+}
 
 interface ProbeResult {
   status: number;
@@ -38,23 +60,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'gatewise-demo-'));
   const caFile = join(dir, 'lab-ca.pem');
   writeFileSync(caFile, lab.caPem ?? '');
-  const timeouts = { connect: '1s', response: '1500ms', idle: '1500ms' };
   const config = validateConfig(
     {
       name: 'gatewise-demo',
       listeners: [{ address: '127.0.0.1', port }],
-      clusters: {
-        lab: { endpoints: [lab.url], timeouts },
-        refused: { endpoints: [`http://127.0.0.1:${lab.refusedPort}`], timeouts },
-        tlsSelf: { endpoints: [lab.tlsSelfSignedUrl!], timeouts },
-        tlsCa: { endpoints: [lab.tlsCaUrl!], timeouts, tls: { ca: caFile } },
-      },
-      routes: [
-        { name: 'refused', match: { pathPrefix: '/_refused' }, cluster: 'refused', stripPrefix: true },
-        { name: 'tls-self-signed', match: { pathPrefix: '/_tls-self' }, cluster: 'tlsSelf', stripPrefix: true },
-        { name: 'tls-ca', match: { pathPrefix: '/_tls-ca' }, cluster: 'tlsCa', stripPrefix: true, host: 'endpoint' },
-        { name: 'lab', cluster: 'lab' },
-      ],
+      ...labGatewayConfig(lab, caFile, { connect: '1s', response: '1500ms', idle: '1500ms' }),
       log: { access: values.log, level: values.log ? 'info' : 'warn' },
     },
     'gatewise demo',

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { LAB_FAULTS, startLab, type Lab, type LabFault } from '../../src/lab/index.js';
+import { labGatewayConfig } from '../../src/cli/demo.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
 /** Every lab fault through the gateway: status, Proxy-Status type, body formats, log line, metric. */
@@ -20,21 +21,7 @@ before(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'gatewise-test-'));
   const caFile = join(dir, 'lab-ca.pem');
   writeFileSync(caFile, lab.caPem!);
-  const timeouts = { connect: '1s', response: '600ms', idle: '600ms' };
-  gw = await startTestGateway({
-    clusters: {
-      lab: { endpoints: [lab.url], timeouts },
-      refused: { endpoints: [`http://127.0.0.1:${lab.refusedPort}`], timeouts },
-      tlsSelf: { endpoints: [lab.tlsSelfSignedUrl!], timeouts },
-      tlsCa: { endpoints: [lab.tlsCaUrl!], timeouts, tls: { ca: caFile } },
-    },
-    routes: [
-      { match: { pathPrefix: '/_refused' }, cluster: 'refused', stripPrefix: true },
-      { match: { pathPrefix: '/_tls-self' }, cluster: 'tlsSelf', stripPrefix: true },
-      { match: { pathPrefix: '/_tls-ca' }, cluster: 'tlsCa', stripPrefix: true, host: 'endpoint' },
-      { cluster: 'lab' },
-    ],
-  });
+  gw = await startTestGateway(labGatewayConfig(lab, caFile, { connect: '1s', response: '600ms', idle: '600ms' }));
 });
 
 after(async () => {
