@@ -73,6 +73,107 @@ export const forwardListenerSchema = z
   })
   .describe('One listening socket of the forward proxy.');
 
+const BYTE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4 };
+
+/** "10GB" → 10000000000, "512MiB" → 536870912, 1000 → 1000; undefined when not a size. */
+export function parseByteSize(v: number | string): number | undefined {
+  if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? Math.floor(v) : undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$/i.exec(v);
+  if (!m) return undefined;
+  return Math.floor(Number(m[1]) * (BYTE_UNITS[(m[2] ?? 'b').toLowerCase()] ?? 1));
+}
+
+const byteSize = z
+  .union([z.number().int().nonnegative(), z.string()])
+  .refine((v) => parseByteSize(v) !== undefined, { message: 'expected a byte count or a size such as "500MB" or "10GiB"' })
+  .transform((v) => parseByteSize(v)!)
+  .describe('Bytes: a number, or a size such as "500MB", "10GB", "1GiB".');
+
+const byteLimits = (what: string) =>
+  z
+    .object({
+      up: byteSize.optional().describe(`Bytes from clients to destinations per ${what} (absent = unlimited).`),
+      down: byteSize.optional().describe(`Bytes from destinations to clients per ${what} (absent = unlimited).`),
+    })
+    .optional()
+    .describe(`Byte quota per ${what} (UTC), up and down counted separately.`);
+
+function isProxyUrlString(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return ['http:', 'socks5:', 'socks5h:', 'socks:'].includes(u.protocol) && u.hostname !== '' && (u.pathname === '' || u.pathname === '/') && !u.search;
+  } catch {
+    return false;
+  }
+}
+
+const proxyUrl = z
+  .string()
+  .refine(isProxyUrlString, { message: 'expected a proxy URL such as "http://user:pass@host:3128" or "socks5://user:pass@host:1080"' })
+  .describe('An upstream proxy: http://[user:pass@]host:port (CONNECT, absolute-form for plain HTTP) or socks5://[user:pass@]host:port.');
+
+const POOL_NAME_RE = /^[A-Za-z0-9_]{1,64}$/;
+
+export const egressPoolSchema = z
+  .object({
+    addresses: z
+      .array(
+        z.union([
+          z.string().refine((s) => isIP(s) !== 0, { message: 'expected a local IP address' }),
+          z.object({ address: z.string().refine((s) => isIP(s) !== 0, { message: 'expected a local IP address' }), weight: z.number().positive().default(1) }),
+        ]),
+      )
+      .optional()
+      .describe('Local source addresses (IPv4 or IPv6) outgoing connections are bound to ("datacenter proxies"). Each must be configured on this host.'),
+    proxies: z
+      .array(
+        z.union([
+          proxyUrl,
+          z.object({ url: proxyUrl, weight: z.number().positive().default(1).describe('Relative share for random picks.') }),
+          z.object({ chain: z.array(proxyUrl).min(1).describe('Hops in order: the first is dialed, each asks for the next, the last reaches the destination.'), weight: z.number().positive().default(1) }),
+        ]),
+      )
+      .optional()
+      .describe('Upstream proxies ("rotating proxies"): URLs, { url, weight }, or { chain: [url, ...] } for a chain of proxies.'),
+    strategy: z
+      .enum(['request', 'round-robin', 'random', 'least-used', 'hash', 'sticky'])
+      .default('request')
+      .describe('How an exit is picked when no session is asked for: request (a new random exit per connection/request), round-robin, random (weighted), least-used, hash (of the destination host), sticky (per user for sessionTtl).'),
+    sessionTtl: duration('10m', 'How long a username session (or a sticky user) keeps its exit, unless the username says -ttl-…'),
+    sessionIdle: duration('5m', 'A session unused for this long ends early.'),
+    maxAttempts: z.number().int().min(1).max(10).default(3).describe('Exits tried for one connection when the earlier ones fail before anything was sent.'),
+    failure: z
+      .object({
+        threshold: z.number().int().min(1).default(3).describe('Consecutive failures after which an exit (or the exit for one domain) cools down.'),
+        cooldown: duration('30s', 'First cool-down; it doubles each time the exit trips again.'),
+        maxCooldown: duration('10m', 'Longest cool-down.'),
+      })
+      .prefault({})
+      .describe('Failure markers: connect failures, 407s, timeouts and resets through an exit count against it.'),
+  })
+  .refine((p) => Boolean(p.addresses?.length || p.proxies?.length), { message: 'a pool needs addresses or proxies' })
+  .describe('A pool of exits with a rotation strategy.');
+
+export const routingRuleSchema = z
+  .object({
+    users: z.array(z.string()).optional().describe('Users this rule applies to (absent = everyone).'),
+    hosts: z.array(z.string().regex(HOST_PATTERN_RE, 'expected a host name, "*.example.com" or "*"')).optional().describe('Destination host patterns (absent = any).'),
+    pool: z.string().describe('The pool for matching connections.'),
+  })
+  .describe('Routing rule: first match wins; a -pool-NAME username parameter overrides the rules.');
+
+export const planSchema = z
+  .object({
+    maxConnections: z.number().int().positive().optional().describe('Requests, tunnels and associations open at once (over: 429).'),
+    requestsPerSecond: z.number().int().positive().optional().describe('New requests, tunnels and associations per second (over: 429 with Retry-After).'),
+    bytesPerDay: byteLimits('day'),
+    bytesPerMonth: byteLimits('month'),
+    pools: z.array(z.string()).optional().describe('Egress pools the plan may use (absent = any); another pool: 403.'),
+    allow: z.array(forwardRuleSchema).optional().describe('Allow rules for every user of the plan (before the rules for everyone).'),
+    deny: z.array(forwardRuleSchema).optional().describe('Deny rules for every user of the plan (before the rules for everyone).'),
+  })
+  .describe('What a customer bought. Over a limit: HTTP 429/403 with Proxy-Status error=http_request_denied and a detail naming the limit and its reset; SOCKS reply 0x02 (SOCKS4 0x5b); UDP datagrams dropped and counted.');
+
 export const forwardUserSchema = z
   .object({
     name: z
@@ -89,6 +190,7 @@ export const forwardUserSchema = z
     deny: z.array(forwardRuleSchema).optional().describe("This user's deny rules; checked before the rules for everyone."),
     maxConnections: z.number().int().positive().optional().describe('Most requests, tunnels and associations this user may have open at once (overrides limits.maxConnectionsPerUser).'),
     maxTunnels: z.number().int().positive().optional().describe('Most CONNECT/SOCKS tunnels and UDP associations this user may have open at once (overrides limits.maxTunnelsPerUser).'),
+    plan: z.string().optional().describe('The plan (key of plans) whose limits apply to this user.'),
   })
   .describe('A user of the forward proxy.');
 
@@ -112,6 +214,8 @@ export const forwardSchema = z
         realm: z.string().regex(/^[^"\\\r\n]*$/).default('gatewise').describe('Realm in Proxy-Authenticate.'),
         cacheTtl: duration('1m', 'How long a successful password check is remembered (scrypt is slow on purpose); "0s" disables.'),
         users: z.array(forwardUserSchema).default([]).describe('Users and their scrypt password hashes.'),
+        usersFile: z.string().optional().describe('A YAML or JSON file with more users (a list, or { users: [...] }), reloaded on change without restart; a bad file keeps the old users.'),
+        usersFileCheck: duration('5s', 'How often the users file is checked for changes (besides fs.watch).'),
       })
       .prefault({})
       .describe('Who may use the proxy.'),
@@ -138,6 +242,31 @@ export const forwardSchema = z
       })
       .prefault({})
       .describe('Time limits.'),
+    usernameGrammar: z
+      .object({
+        separator: z.string().min(1).max(3).default('-').describe('Between the base name, keys and values.'),
+        session: z.string().regex(/^[A-Za-z0-9_]+$/).default('session').describe('Key for the session id: same id, same exit.'),
+        ttl: z.string().regex(/^[A-Za-z0-9_]+$/).default('ttl').describe('Key for the session lifetime ("10m").'),
+        pool: z.string().regex(/^[A-Za-z0-9_]+$/).default('pool').describe('Key for the egress pool.'),
+      })
+      .prefault({})
+      .describe('Username parameters: NAME-session-ID-ttl-10m-pool-NAME by default, each part optional, any order; NAME authenticates.'),
+    egress: z
+      .object({
+        pools: z.record(z.string().regex(POOL_NAME_RE, 'pool names are letters, digits and _'), egressPoolSchema).default({}).describe('Named pools of exits.'),
+        routing: z.array(routingRuleSchema).default([]).describe('Which pool a connection uses, by user and destination host; first match wins.'),
+        defaultPool: z.string().optional().describe('Pool for connections no rule matches; absent = leave directly.'),
+      })
+      .prefault({})
+      .describe('How connections leave: local address pools and upstream proxy pools.'),
+    plans: z.record(z.string().regex(POOL_NAME_RE, 'plan names are letters, digits and _'), planSchema).default({}).describe('Customer plans, referenced by users[].plan.'),
+    state: z
+      .object({
+        file: z.string().optional().describe('Write usage counters to this JSON file (read by `gatewise usage --state FILE`) and load them at start.'),
+        flushInterval: duration('10s', 'How often the state file is written.'),
+      })
+      .prefault({})
+      .describe('Where usage counters live (in memory; optionally saved to a file).'),
     limits: z
       .object({
         maxConnectionsPerUser: z.number().int().positive().default(256).describe('Requests, tunnels and associations one user may have open at once.'),
@@ -149,7 +278,7 @@ export const forwardSchema = z
       .describe('Capacity limits.'),
   })
   .superRefine((c, ctx) => {
-    if (c.auth.required && c.auth.users.length === 0) {
+    if (c.auth.required && c.auth.users.length === 0 && !c.auth.usersFile) {
       ctx.addIssue({ code: 'custom', path: ['auth', 'users'], message: 'auth.required is true but no users are configured: add users or set auth.required to false' });
     }
     const names = new Set<string>();
@@ -157,6 +286,20 @@ export const forwardSchema = z
       if (names.has(u.name)) ctx.addIssue({ code: 'custom', path: ['auth', 'users', i, 'name'], message: `duplicate user ${u.name}` });
       names.add(u.name);
     });
+    c.auth.users.forEach((u, i) => {
+      if (u.plan !== undefined && !c.plans[u.plan]) ctx.addIssue({ code: 'custom', path: ['auth', 'users', i, 'plan'], message: `no plan named ${u.plan}` });
+    });
+    c.egress.routing.forEach((r, i) => {
+      if (!c.egress.pools[r.pool]) ctx.addIssue({ code: 'custom', path: ['egress', 'routing', i, 'pool'], message: `no pool named ${r.pool}` });
+    });
+    if (c.egress.defaultPool !== undefined && !c.egress.pools[c.egress.defaultPool]) {
+      ctx.addIssue({ code: 'custom', path: ['egress', 'defaultPool'], message: `no pool named ${c.egress.defaultPool}` });
+    }
+    for (const [name, p] of Object.entries(c.plans)) {
+      p.pools?.forEach((pool, i) => {
+        if (!c.egress.pools[pool]) ctx.addIssue({ code: 'custom', path: ['plans', name, 'pools', i], message: `no pool named ${pool}` });
+      });
+    }
     const bound = new Set<string>();
     c.listeners.forEach((l, i) => {
       if (l.port === 0) return;
@@ -172,3 +315,5 @@ export type ForwardConfigInput = z.input<typeof forwardSchema>;
 export type ForwardRule = z.output<typeof forwardRuleSchema>;
 export type ForwardListener = z.output<typeof forwardListenerSchema>;
 export type ForwardUser = z.output<typeof forwardUserSchema>;
+export type EgressPoolConfig = z.output<typeof egressPoolSchema>;
+export type PlanConfig = z.output<typeof planSchema>;

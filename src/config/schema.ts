@@ -219,6 +219,10 @@ export const configSchema = z
       .array(cidr)
       .default([])
       .describe('Clients whose Forwarded / X-Forwarded-* headers are kept and extended; from anyone else they are replaced.'),
+    underscoreHeaders: z
+      .enum(['drop', 'forward'])
+      .default('drop')
+      .describe('Request header names with "_" (Transfer_Encoding, X_User): dropped by default, like nginx, since some backends read "_" as "-". Default drop.'),
     forwardedHeaders: z
       .enum(['x-forwarded', 'forwarded', 'both', 'none'])
       .default('x-forwarded')

@@ -1,12 +1,15 @@
 import { connect, type Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
+import { withScope } from './exit-failure.js';
 import type { DialOptions, DialTarget, Dialer, ResolvedAddress } from './dialer.js';
 import { resolveHost, systemResolver, type Resolver } from './resolver.js';
 
 export interface DirectDialerOptions {
   resolver?: Resolver;
-  /** Bind outgoing connections to this local address (egress pools use this later). */
+  /** Bind outgoing connections to this local address (egress address pools). */
   localAddress?: string;
+  /** Only connect to addresses of this family (the local address's). */
+  family?: 4 | 6;
 }
 
 function hostPort(t: DialTarget): string {
@@ -20,10 +23,12 @@ function hostPort(t: DialTarget): string {
 export class DirectDialer implements Dialer {
   readonly #resolver: Resolver;
   readonly #localAddress: string | undefined;
+  readonly #family: 4 | 6 | undefined;
 
   constructor(opts: DirectDialerOptions = {}) {
     this.#resolver = opts.resolver ?? systemResolver;
     this.#localAddress = opts.localAddress;
+    this.#family = opts.family;
   }
 
   async dial(target: DialTarget, opts: DialOptions): Promise<Socket> {
@@ -37,6 +42,14 @@ export class DirectDialer implements Dialer {
       else allowed.push(a);
     }
     if (allowed.length === 0) throw refusal!;
+    if (this.#family !== undefined) {
+      const fam = this.#family;
+      const usable = allowed.filter((a) => a.family === fam);
+      if (usable.length === 0) {
+        throw withScope(new Failure({ type: 'destination_ip_unroutable', phase: 'connect', nextHop, detail: `${target.host} has no IPv${fam} address to reach from ${this.#localAddress ?? 'this exit'}` }), 'skip');
+      }
+      allowed.splice(0, allowed.length, ...usable);
+    }
     const deadline = performance.now() + opts.connectTimeoutMs;
     let last: Failure | undefined;
     for (const a of allowed) {

@@ -1,4 +1,5 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { isIP } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import type { DialTarget, ResolvedAddress, UdpDialer, UdpEgress, UdpOpenOptions, UdpSource } from './dialer.js';
 import { resolveHost, systemResolver, type Resolver } from './resolver.js';
@@ -9,6 +10,8 @@ export interface DirectUdpDialerOptions {
   resolveCacheMs?: number;
   /** Most names cached per association. */
   resolveCacheSize?: number;
+  /** Send from this local address (egress address pools); only its family is used. */
+  localAddress?: string;
 }
 
 function normalizeFamily(family: string | number): 4 | 6 {
@@ -25,8 +28,11 @@ class DirectUdpEgress implements UdpEgress {
   readonly #listeners: Array<(payload: Buffer, from: UdpSource) => void> = [];
   #closed = false;
 
-  constructor(opts: UdpOpenOptions, resolver: Resolver, cacheMs: number, cacheSize: number) {
-    this.#opts = opts;
+  readonly #localAddress: string | undefined;
+
+  constructor(opts: UdpOpenOptions, resolver: Resolver, cacheMs: number, cacheSize: number, localAddress?: string) {
+    this.#localAddress = localAddress;
+    this.#opts = localAddress ? { ...opts, families: [isIP(localAddress) === 6 ? 6 : 4] } : opts;
     this.#resolver = resolver;
     this.#cacheMs = cacheMs;
     this.#cacheSize = cacheSize;
@@ -46,7 +52,7 @@ class DirectUdpEgress implements UdpEgress {
     });
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject);
-      sock.bind(0, () => {
+      sock.bind(0, this.#localAddress, () => {
         sock.off('error', reject);
         resolve();
       });
@@ -127,14 +133,16 @@ export class DirectUdpDialer implements UdpDialer {
   readonly #resolver: Resolver;
   readonly #cacheMs: number;
   readonly #cacheSize: number;
+  readonly #localAddress: string | undefined;
 
   constructor(opts: DirectUdpDialerOptions = {}) {
+    this.#localAddress = opts.localAddress;
     this.#resolver = opts.resolver ?? systemResolver;
     this.#cacheMs = opts.resolveCacheMs ?? 30_000;
     this.#cacheSize = opts.resolveCacheSize ?? 256;
   }
 
   async open(opts: UdpOpenOptions): Promise<UdpEgress> {
-    return new DirectUdpEgress(opts, this.#resolver, this.#cacheMs, this.#cacheSize);
+    return new DirectUdpEgress(opts, this.#resolver, this.#cacheMs, this.#cacheSize, this.#localAddress);
   }
 }

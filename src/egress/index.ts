@@ -2,3 +2,13 @@ export type { Dialer, DialOptions, DialTarget, ResolvedAddress, AddressGuard, Ud
 export { DirectDialer, type DirectDialerOptions } from './direct-dialer.js';
 export { DirectUdpDialer, type DirectUdpDialerOptions } from './direct-udp-dialer.js';
 export { systemResolver, dnsServerResolver, resolverFromLookup, resolveHost, literalAddress, unbracket, type Resolver, type LookupFunction } from './resolver.js';
+export { parseProxyUrl, isProxyUrl, type ProxyEndpoint } from './proxy-url.js';
+export { scopeOf, withScope, type ExitFailureScope } from './exit-failure.js';
+export { httpConnect, basicAuth } from './http-connector.js';
+export { socks5Connect } from './socks5-connector.js';
+export { AddressExit, ProxyChainExit, type Exit } from './exit.js';
+export { FailureMarker, type FailurePolicy } from './failure-marker.js';
+export { SessionTable, type SessionPin } from './session-table.js';
+export { ExitPool, ROTATION_STRATEGIES, type RotationStrategy, type ExitPoolOptions, type PickRequest, type PickResult, type ExitStats } from './exit-pool.js';
+export { EgressRouter, type EgressRoute, type RoutingRule, type ExitChoice, type EgressDial, type EgressEvents } from './egress-router.js';
+export { buildEgress, buildExits, type PoolSpec, type EgressSpec } from './build.js';

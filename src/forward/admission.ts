@@ -1,4 +1,5 @@
 import { Failure } from '../failure/index.js';
+import { limitRefusal } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 
 const ANONYMOUS = '-';
@@ -11,9 +12,13 @@ const ANONYMOUS = '-';
 export function admit(ctx: ForwardContext, user: string | null, kind: 'request' | 'tunnel', nextHop: string): (() => void) | Failure {
   const key = user ?? ANONYMOUS;
   const own = user !== null ? ctx.settings.userLimits.get(user) : undefined;
-  const maxConn = own?.maxConnections ?? ctx.settings.maxConnectionsPerUser;
+  const planMax = own?.maxConnections === undefined ? ctx.plans.maxConnections(user) : undefined;
+  const maxConn = own?.maxConnections ?? planMax ?? ctx.settings.maxConnectionsPerUser;
   const releaseConn = ctx.limits.tryAcquire(key, 'connections', maxConn);
   if (!releaseConn) {
+    if (planMax !== undefined) {
+      return limitRefusal(429, `plan ${ctx.plans.planName(user)}: maxConnections limit of ${planMax} reached; it frees up when one of your connections ends`, 1);
+    }
     return new Failure({ type: 'connection_limit_reached', phase: 'admit', nextHop, detail: `user ${key} has ${maxConn} connections open already`, retryAfter: 1 });
   }
   if (kind === 'request') return releaseConn;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Dialer, UdpDialer } from '../egress/index.js';
-import type { ConcurrencyLimits, Meter, UserDirectory } from '../tenants/index.js';
+import type { Dialer, EgressRouter, UdpDialer } from '../egress/index.js';
+import type { ConcurrencyLimits, Meter, PlanEnforcer, UserDirectory, UsernameGrammar } from '../tenants/index.js';
 import type { ResourceTracker } from './resource-tracker.js';
 import type { DestinationRules } from './rules/destination-rules.js';
 import type { ForwardSettings } from './settings.js';
@@ -19,6 +19,10 @@ export interface ForwardContext {
   readonly limits: ConcurrencyLimits;
   readonly tracker: ResourceTracker;
   readonly logger: Logger;
+  /** Pools, exits and routing (direct when no pool applies). */
+  readonly egress: EgressRouter;
+  readonly plans: PlanEnforcer;
+  readonly grammar: UsernameGrammar;
 }
 
 export function newRequestId(): string {

@@ -1,10 +1,25 @@
 import { channel } from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import { pino, type Logger } from 'pino';
-import { forwardSchema, type ForwardConfig, type ForwardConfigInput } from '../config/forward.js';
-import { DirectDialer, DirectUdpDialer, resolverFromLookup, systemResolver, type Dialer, type LookupFunction, type Resolver, type UdpDialer } from '../egress/index.js';
+import { z } from 'zod';
+import { parseDuration } from '../config/duration.js';
+import { forwardSchema, forwardUserSchema, type ForwardConfig, type ForwardConfigInput, type ForwardUser } from '../config/forward.js';
+import {
+  DirectDialer,
+  DirectUdpDialer,
+  buildEgress,
+  resolverFromLookup,
+  systemResolver,
+  type Dialer,
+  type EgressRouter,
+  type EgressSpec,
+  type LookupFunction,
+  type Resolver,
+  type UdpDialer,
+} from '../egress/index.js';
+import { MemoryStore, type Store } from '../state/index.js';
 import type { FinishedRecord } from '../tenants/index.js';
-import { ConcurrencyLimits, Meter, UserDirectory } from '../tenants/index.js';
+import { ConcurrencyLimits, Meter, PlanEnforcer, UserDirectory, UsersFile, type PlanSpec } from '../tenants/index.js';
 import { attachAccessLog } from './access-log.js';
 import type { ForwardContext } from './context.js';
 import { HttpFront } from './http-front.js';
@@ -18,6 +33,8 @@ import { UpstreamAgents } from './upstream-agents.js';
 
 /** diagnostics_channel name carrying every FinishedRecord of the forward proxy. */
 export const FINISHED_CHANNEL = 'gatewise:forward:finished';
+/** diagnostics_channel name carrying exit failures ({ pool, exit, host, scope, cooled, type }). */
+export const EXIT_FAILURE_CHANNEL = 'gatewise:forward:exit-failure';
 
 export interface ForwardDeps {
   /** Logger for the access log and warnings; default pino to stdout. */
@@ -27,15 +44,57 @@ export interface ForwardDeps {
    * Either a Resolver (hostname → Promise of addresses) or a `dns.lookup`-style function.
    */
   resolver?: Resolver | LookupFunction;
-  /** How connections leave (default: direct). */
+  /** How connections leave when no egress pool applies (default: direct). */
   dialer?: Dialer;
   udpDialer?: UdpDialer;
+  /** Where usage counters live (default: a MemoryStore). */
+  store?: Store;
+  /** Clock for sessions, cool-downs and quotas (tests). */
+  now?: () => number;
 }
 
 export interface ForwardProxy {
   addresses(): Array<{ protocols: ForwardProtocol[]; address: string; port: number }>;
   readonly meter: Meter;
+  readonly egress: EgressRouter;
+  readonly plans: PlanEnforcer;
+  readonly store: Store;
+  /** Re-read auth.usersFile now; false (old users kept) when it is invalid. */
+  reloadUsers(): Promise<boolean>;
   close(): Promise<void>;
+}
+
+function ms(s: string): number {
+  const v = parseDuration(s);
+  if (v === undefined) throw new TypeError(`not a duration: ${s}`);
+  return v;
+}
+
+/** The egress part of the config, durations in ms. */
+export function egressSpecOf(config: ForwardConfig): EgressSpec {
+  const pools: EgressSpec['pools'] = {};
+  for (const [name, p] of Object.entries(config.egress.pools)) {
+    pools[name] = {
+      addresses: p.addresses,
+      proxies: p.proxies,
+      strategy: p.strategy,
+      sessionTtlMs: ms(p.sessionTtl),
+      sessionIdleMs: ms(p.sessionIdle),
+      maxAttempts: p.maxAttempts,
+      failure: { threshold: p.failure.threshold, cooldownMs: ms(p.failure.cooldown), maxCooldownMs: ms(p.failure.maxCooldown) },
+    };
+  }
+  return { pools, routing: config.egress.routing, defaultPool: config.egress.defaultPool };
+}
+
+/** Users of the config and the users file, with their plan's rules added to their own. */
+function rulesFor(config: ForwardConfig, users: readonly ForwardUser[]): DestinationRules {
+  const withPlans = users.map((u) => {
+    const plan = u.plan !== undefined ? config.plans[u.plan] : undefined;
+    if (!plan?.allow && !plan?.deny) return u;
+    return { ...u, allow: [...(u.allow ?? []), ...(plan.allow ?? [])], deny: [...(u.deny ?? []), ...(plan.deny ?? [])] };
+  });
+  return new DestinationRules({ allowPrivate: config.rules.allowPrivate, defaultAction: config.rules.defaultAction, allow: config.rules.allow, deny: config.rules.deny }, withPlans);
 }
 
 /**
@@ -48,25 +107,117 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const logger = deps.logger ?? pino();
   const settings = toSettings(config);
   const resolver: Resolver = !deps.resolver ? systemResolver : deps.resolver.length >= 3 ? resolverFromLookup(deps.resolver as LookupFunction) : (deps.resolver as Resolver);
-  const rules = new DestinationRules(
-    { allowPrivate: config.rules.allowPrivate, defaultAction: config.rules.defaultAction, allow: config.rules.allow, deny: config.rules.deny },
-    config.auth.users,
-  );
+  const store: Store = deps.store ?? new MemoryStore({ now: deps.now });
+  const ownStore = deps.store === undefined;
+  if (config.state.file && store instanceof MemoryStore) {
+    try {
+      await store.load(config.state.file);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENOENT') logger.warn({ component: 'forward', stateFile: config.state.file, err: (err as Error).message }, 'state file unreadable; starting with empty usage');
+    }
+  }
+
+  const userPlans = new Map<string, string>();
+  const userLimits = settings.userLimits as Map<string, { maxConnections?: number; maxTunnels?: number }>;
+  const applyUsers = (fileUsers: readonly ForwardUser[]): ForwardUser[] => {
+    const names = new Set(config.auth.users.map((u) => u.name));
+    const all = [...config.auth.users, ...fileUsers.filter((u) => !names.has(u.name))];
+    for (const u of all) if (u.plan !== undefined && !config.plans[u.plan]) throw new TypeError(`user ${u.name}: no plan named ${u.plan}`);
+    return all;
+  };
+  const setTables = (all: readonly ForwardUser[]): void => {
+    userPlans.clear();
+    userLimits.clear();
+    for (const u of all) {
+      if (u.plan !== undefined) userPlans.set(u.name, u.plan);
+      userLimits.set(u.name, { maxConnections: u.maxConnections, maxTunnels: u.maxTunnels });
+    }
+  };
+
+  let users = applyUsers([]);
+  let rules = rulesFor(config, users);
   const tracker = new ResourceTracker();
   const dialer = deps.dialer ?? new DirectDialer({ resolver });
+  const udpDialer = deps.udpDialer ?? new DirectUdpDialer({ resolver });
   const trackSocket = (s: Socket): (() => void) => tracker.track(s);
+  const exitFailureChannel = channel(EXIT_FAILURE_CHANNEL);
+  const egress = buildEgress(egressSpecOf(config), {
+    direct: dialer,
+    directUdp: udpDialer,
+    resolver,
+    now: deps.now,
+    events: {
+      onExitFailure: (e) => {
+        if (e.cooled) logger.warn({ component: 'forward', pool: e.pool, exit: e.exit, host: e.scope === 'domain' ? e.host : undefined, error: e.failure.type }, `exit ${e.exit} of pool ${e.pool} cools down${e.scope === 'domain' ? ` for ${e.host}` : ''}`);
+        if (exitFailureChannel.hasSubscribers) exitFailureChannel.publish({ pool: e.pool, exit: e.exit, host: e.host, scope: e.scope, cooled: e.cooled, type: e.failure.type });
+      },
+    },
+  });
+  const plans = new PlanEnforcer(new Map<string, PlanSpec>(Object.entries(config.plans)), userPlans, store, deps.now);
+  const directory = new UserDirectory(users, { cacheTtlMs: settings.authCacheTtlMs });
+  setTables(users);
+  const agents = new UpstreamAgents(dialer, () => rules, settings, trackSocket);
   const ctx: ForwardContext = {
     settings,
-    users: new UserDirectory(config.auth.users, { cacheTtlMs: settings.authCacheTtlMs }),
-    rules,
+    users: directory,
+    get rules() {
+      return rules;
+    },
     dialer,
-    udpDialer: deps.udpDialer ?? new DirectUdpDialer({ resolver }),
-    agents: new UpstreamAgents(dialer, rules, settings, trackSocket),
-    meter: new Meter(),
+    udpDialer,
+    agents,
+    meter: new Meter({ onBytes: (u, dir, n) => plans.record(u, dir, n) }),
     limits: new ConcurrencyLimits(),
     tracker,
     logger,
+    egress,
+    plans,
+    grammar: { separator: config.usernameGrammar.separator, keys: { session: config.usernameGrammar.session, ttl: config.usernameGrammar.ttl, pool: config.usernameGrammar.pool } },
   };
+
+  let usersFile: UsersFile<ForwardUser[]> | undefined;
+  if (config.auth.usersFile) {
+    const list = z.array(forwardUserSchema);
+    usersFile = new UsersFile<ForwardUser[]>(config.auth.usersFile, {
+      parse: (raw) => {
+        const fileUsers = list.parse(raw);
+        const seen = new Set<string>();
+        for (const u of fileUsers) {
+          if (seen.has(u.name)) throw new TypeError(`duplicate user ${u.name}`);
+          seen.add(u.name);
+        }
+        return applyUsers(fileUsers);
+      },
+      apply: (all) => {
+        const nextRules = rulesFor(config, all);
+        directory.replace(all);
+        users = all;
+        rules = nextRules;
+        setTables(all);
+        agents.reset();
+      },
+      logger: { info: (o, m) => logger.info(o, m), error: (o, m) => logger.error(o, m) },
+      intervalMs: ms(config.auth.usersFileCheck),
+    });
+    await usersFile.start();
+  }
+  if (settings.authRequired && directory.size === 0) {
+    usersFile?.close();
+    throw new TypeError('auth.required is true but no users are configured (auth.users and auth.usersFile are empty)');
+  }
+
+  let flush: NodeJS.Timeout | undefined;
+  const stateFile = config.state.file;
+  const saveState = async (): Promise<void> => {
+    if (stateFile && store instanceof MemoryStore) {
+      await store.save(stateFile).catch((err: unknown) => logger.warn({ component: 'forward', stateFile, err: (err as Error).message }, 'cannot write the state file'));
+    }
+  };
+  if (stateFile) {
+    flush = setInterval(() => void saveState(), ms(config.state.flushInterval));
+    flush.unref();
+  }
+
   const detachLog = config.accessLog ? attachAccessLog(ctx.meter, logger) : () => {};
   // Observers (metrics, dashboard) subscribe here; the hot path does not import them.
   const finishedChannel = channel(FINISHED_CHANNEL);
@@ -84,23 +235,37 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const http = new HttpFront(ctx);
   const handlers = { http, socks5: new Socks5Handler(ctx).handle, socks4: new Socks4Handler(ctx).handle };
   const listeners = config.listeners.map((l) => new ForwardListener(l, ctx, handlers));
+  const cleanup = async (): Promise<void> => {
+    usersFile?.close();
+    clearInterval(flush);
+    await saveState();
+    if (ownStore) await store.close();
+  };
   try {
     for (const l of listeners) await l.listen();
   } catch (err) {
     await Promise.allSettled(listeners.map((l) => l.close()));
     await ctx.agents.close();
     detachLog();
+    await cleanup();
     throw err;
   }
   for (const l of listeners) {
     const a = l.address();
     logger.info({ component: 'forward', ...a }, `forward proxy listening on ${a.address}:${a.port} (${a.protocols.join(', ')})`);
   }
+  for (const [name, pool] of egress.pools) {
+    logger.info({ component: 'forward', pool: name, exits: pool.exits.map((e) => e.label), strategy: pool.strategy }, `egress pool ${name}: ${pool.exits.length} exits, ${pool.strategy}`);
+  }
 
   let closing: Promise<void> | undefined;
   return {
     addresses: () => listeners.map((l) => l.address()),
     meter: ctx.meter,
+    egress,
+    plans,
+    store,
+    reloadUsers: async () => (usersFile ? usersFile.reload() : false),
     close: () =>
       (closing ??= (async () => {
         const stopped = Promise.allSettled(listeners.map((l) => l.close()));
@@ -110,7 +275,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         await stopped;
         detachLog();
         ctx.meter.off('finished', publish);
+        await cleanup();
       })()),
   };
 }
-

@@ -8,6 +8,8 @@ import { writeRawFailure } from './http-failure.js';
 import { parseAuthorityTarget } from './http-target.js';
 import { authenticate, parseBasicCredentials } from './proxy-auth.js';
 import { runTunnel } from './tunnel.js';
+import { admitPlan, dialOptions, exitHeaders, noteExit } from './egress-admission.js';
+import type { EgressRoute, ExitChoice } from '../egress/index.js';
 
 /**
  * The CONNECT Handler: authenticate → target and port → rules (name) → admit → dial
@@ -53,28 +55,30 @@ export class HttpConnectHandler {
     }
     const denied = ctx.rules.checkName(user, target.host, target.port);
     if (denied) return this.#fail(req, socket, session, denied);
+    const planRefusal = await admitPlan(ctx, auth.route, target.host, session);
+    if (planRefusal) return this.#fail(req, socket, session, planRefusal);
     const release = admit(ctx, user, 'tunnel', nextHop);
     if (release instanceof Failure) return this.#fail(req, socket, session, release);
     try {
-      await this.#open(req, socket, head, session, user, target);
+      await this.#open(req, socket, head, session, auth.route, target);
     } finally {
       release();
     }
   }
 
-  async #open(req: IncomingMessage, socket: Socket, head: Buffer, session: MeterSession, user: string | null, target: { host: string; port: number }): Promise<void> {
+  async #open(req: IncomingMessage, socket: Socket, head: Buffer, session: MeterSession, route: EgressRoute, target: { host: string; port: number }): Promise<void> {
     const ctx = this.#ctx;
+    const user = route.user;
+    let choice: ExitChoice | undefined;
     const ac = new AbortController();
     const onGone = (): void => ac.abort();
     socket.once('close', onGone);
     let upstream: Socket;
     try {
-      upstream = await ctx.dialer.dial(target, {
-        guard: ctx.rules.guardFor(user),
-        connectTimeoutMs: ctx.settings.connectTimeoutMs,
-        dnsTimeoutMs: ctx.settings.dnsTimeoutMs,
-        signal: ac.signal,
-      });
+      const d = await ctx.egress.dial(target, dialOptions(ctx, user, ac.signal), route);
+      upstream = d.socket;
+      choice = d.choice;
+      noteExit(session, choice);
     } catch (err) {
       socket.off('close', onGone);
       if (ac.signal.aborted) {
@@ -92,7 +96,9 @@ export class HttpConnectHandler {
       return;
     }
     const untrack = ctx.tracker.track(upstream);
-    socket.write(`HTTP/1.1 200 Connection Established\r\nvia: 1.1 ${ctx.settings.name}\r\n\r\n`);
+    let extra = '';
+    for (const [k, v] of Object.entries(exitHeaders(choice))) extra += `${k}: ${v}\r\n`;
+    socket.write(`HTTP/1.1 200 Connection Established\r\nvia: 1.1 ${ctx.settings.name}\r\n${extra}\r\n`);
     if (head.length > 0) {
       session.up(head.length);
       upstream.write(head);

@@ -1,6 +1,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { renderFailure, type Failure, type Rendered } from '../failure/index.js';
+import { isCustomerFacing } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 import { proxyAuthenticateValue } from './proxy-auth.js';
 
@@ -10,7 +11,7 @@ export function renderForwardFailure(ctx: ForwardContext, failure: Failure, requ
     failure,
     requestId,
     accept,
-    proxyStatus: { name: ctx.settings.name, revealTopology: ctx.settings.revealDetails },
+    proxyStatus: { name: ctx.settings.name, revealTopology: ctx.settings.revealDetails || isCustomerFacing(failure) },
     head,
   });
   if (failure.status === 407) r.headers['proxy-authenticate'] = proxyAuthenticateValue(ctx.settings.realm);

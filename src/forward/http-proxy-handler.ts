@@ -9,6 +9,11 @@ import { forwardRequestHeaders, forwardResponseHeaders, headerBytes } from './fo
 import { sendFailure } from './http-failure.js';
 import { parseAbsoluteTarget } from './http-target.js';
 import { authenticate, parseBasicCredentials } from './proxy-auth.js';
+import { connect as tlsConnect } from 'node:tls';
+import { isIP, type Socket } from 'node:net';
+import { Client, type Dispatcher } from 'undici';
+import { unbracket, type EgressRoute, type ExitChoice } from '../egress/index.js';
+import { admitPlan, dialOptions, exitHeaders, noteExit } from './egress-admission.js';
 
 function counter(onBytes: (n: number) => void): Transform {
   return new Transform({
@@ -70,16 +75,90 @@ export class HttpProxyHandler {
     }
     const denied = ctx.rules.checkName(user, target.host, target.port);
     if (denied) return this.#fail(req, res, session, denied);
+    const planRefusal = await admitPlan(ctx, auth.route, target.host, session);
+    if (planRefusal) return this.#fail(req, res, session, planRefusal);
     const release = admit(ctx, user, 'request', nextHop);
     if (release instanceof Failure) return this.#fail(req, res, session, release);
     try {
-      await this.#forward(req, res, session, user, target.origin, target.path, target.authority);
+      const pool = ctx.egress.poolName(auth.route, target.host);
+      if (typeof pool === 'string') await this.#forward(req, res, session, user, target.origin, target.path, target.authority, auth.route);
+      else await this.#forward(req, res, session, user, target.origin, target.path, target.authority);
     } finally {
       release();
     }
   }
 
-  async #forward(req: IncomingMessage, res: ServerResponse, session: MeterSession, user: string | null, origin: string, path: string, authority: string): Promise<void> {
+  /**
+   * One request through an egress pool: a fresh connection through the chosen exit
+   * (rotation and sessions decide per request, so pooled keep-alive connections would
+   * defeat them). Through a single HTTP upstream proxy, plain HTTP goes in absolute-form.
+   */
+  async #pooledRequest(
+    req: IncomingMessage,
+    session: MeterSession,
+    route: EgressRoute,
+    origin: string,
+    path: string,
+    headers: string[],
+    body: Readable | null,
+    signal: AbortSignal,
+  ): Promise<{ response: Dispatcher.ResponseData; choice: ExitChoice | undefined; address: string | null; done: () => void }> {
+    const ctx = this.#ctx;
+    const url = new URL(origin);
+    const https = url.protocol === 'https:';
+    const host = unbracket(url.hostname);
+    const port = Number(url.port) || (https ? 443 : 80);
+    const opts = dialOptions(ctx, route.user, signal);
+    const d = https ? await ctx.egress.dial({ host, port }, opts, route) : await ctx.egress.dialHttp({ host, port }, opts, route);
+    noteExit(session, d.choice);
+    const untrack = ctx.tracker.track(d.socket);
+    let sock: Socket = d.socket;
+    if (https) {
+      sock = await new Promise<Socket>((resolve, reject) => {
+        const tls = tlsConnect({ socket: d.socket, servername: isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'] });
+        const timer = setTimeout(() => tls.destroy(Object.assign(new Error('TLS handshake timed out'), { code: 'UND_ERR_CONNECT_TIMEOUT' })), ctx.settings.connectTimeoutMs);
+        tls.once('secureConnect', () => {
+          clearTimeout(timer);
+          tls.removeAllListeners('error');
+          resolve(tls);
+        });
+        tls.once('error', (err) => {
+          clearTimeout(timer);
+          d.socket.destroy();
+          reject(classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop: `${host}:${port}` }));
+        });
+      });
+    }
+    const absolute = (d as { absoluteForm?: { proxyAuthorization?: string } }).absoluteForm;
+    const h = [...headers];
+    if (absolute?.proxyAuthorization) h.push('proxy-authorization', absolute.proxyAuthorization);
+    const client = new Client(origin, {
+      connect: (_o, cb) => cb(null, sock),
+      headersTimeout: ctx.settings.responseHeadersMs,
+      bodyTimeout: ctx.settings.responseBodyIdleMs,
+      pipelining: 1,
+    });
+    const done = (): void => {
+      untrack();
+      client.destroy().catch(() => {});
+    };
+    try {
+      const response = await client.request({ origin, path: absolute ? `${origin}${path}` : path, method: req.method as 'GET', headers: h, body, signal });
+      if (absolute && response.statusCode === 407 && d.choice) {
+        response.body.destroy();
+        done();
+        const f = new Failure({ type: 'proxy_configuration_error', phase: 'headers', status: 502, nextHop: d.choice.exit.label, detail: `upstream proxy ${d.choice.exit.label} refused our credentials (407)` });
+        ctx.egress.report(d.choice, host, 'exit', f);
+        throw f;
+      }
+      return { response, choice: d.choice, address: sock.remoteAddress ?? d.socket.remoteAddress ?? null, done };
+    } catch (err) {
+      done();
+      throw err;
+    }
+  }
+
+  async #forward(req: IncomingMessage, res: ServerResponse, session: MeterSession, user: string | null, origin: string, path: string, authority: string, route?: EgressRoute): Promise<void> {
     const ctx = this.#ctx;
     const agent = ctx.agents.for(user);
     const headers = forwardRequestHeaders(req.rawHeaders, authority, req.httpVersion, ctx.settings.name);
@@ -103,19 +182,26 @@ export class HttpProxyHandler {
       req.resume();
     }
 
-    let response;
+    let response: Dispatcher.ResponseData;
+    let pooled: { choice: ExitChoice | undefined; address: string | null; done: () => void } | undefined;
     try {
-      response = await agent.request({
-        origin,
-        path,
-        method: req.method as 'GET',
-        headers,
-        body,
-        signal: ac.signal,
-      });
+      if (route) {
+        const r = await this.#pooledRequest(req, session, route, origin, path, headers, body, ac.signal);
+        response = r.response;
+        pooled = r;
+      } else {
+        response = await agent.request({
+          origin,
+          path,
+          method: req.method as 'GET',
+          headers,
+          body,
+          signal: ac.signal,
+        });
+      }
     } catch (err) {
       res.off('close', onClose);
-      const address = ctx.agents.lastAddress(user, origin) ?? null;
+      const address = route ? null : (ctx.agents.lastAddress(user, origin) ?? null);
       if (clientGone) {
         session.finish({ status: 499, error: null, method: req.method, endedBy: 'client', address });
         return;
@@ -127,14 +213,16 @@ export class HttpProxyHandler {
     }
 
     session.up(headUp);
-    const address = ctx.agents.lastAddress(user, origin) ?? null;
+    const address = pooled ? pooled.address : (ctx.agents.lastAddress(user, origin) ?? null);
     const outHeaders = forwardResponseHeaders(response.headers, ctx.settings.name);
+    for (const [k, v] of Object.entries(exitHeaders(pooled?.choice))) outHeaders.push(k, v);
     session.down(headerBytes(outHeaders) + 17);
     res.writeHead(response.statusCode, response.statusText || undefined, outHeaders);
     const down = counter((n) => session.down(n));
     await new Promise<void>((resolve) => {
       pipeline(response.body, down, res, (err) => {
         res.off('close', onClose);
+        pooled?.done();
         if (!err) {
           session.finish({ status: response.statusCode, error: null, method: req.method, endedBy: 'server', address });
         } else if (clientGone || (err as { code?: string }).code === 'ERR_STREAM_PREMATURE_CLOSE') {

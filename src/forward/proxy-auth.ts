@@ -1,4 +1,6 @@
 import { Failure } from '../failure/index.js';
+import type { EgressRoute } from '../egress/index.js';
+import { parseUsername } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 
 export interface Credentials {
@@ -17,7 +19,27 @@ export function parseBasicCredentials(header: string | undefined): Credentials |
   return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
-export type AuthOutcome = { ok: true; user: string | null } | { ok: false; failure: Failure };
+export type AuthOutcome = { ok: true; user: string | null; route: EgressRoute } | { ok: false; failure: Failure };
+
+/**
+ * Check a presented name and password. The name may carry username parameters
+ * (`alice-session-x-pool-dc`); the base name authenticates. A name that is itself a user
+ * is taken as is. Returns the route (user + parameters) or undefined.
+ */
+export async function authenticateName(ctx: ForwardContext, name: string, password: string): Promise<EgressRoute | undefined> {
+  if (ctx.users.has(name)) {
+    const u = await ctx.users.authenticate(name, password);
+    return u === undefined ? undefined : { user: u };
+  }
+  const p = parseUsername(name, ctx.grammar);
+  const u = await ctx.users.authenticate(p.base, password);
+  if (u === undefined) return undefined;
+  const route: EgressRoute = { user: u };
+  if (p.session !== undefined) route.session = p.session;
+  if (p.ttlMs !== undefined) route.ttlMs = p.ttlMs;
+  if (p.pool !== undefined) route.pool = p.pool;
+  return route;
+}
 
 function refused(detail: string): AuthOutcome {
   return { ok: false, failure: new Failure({ type: 'http_request_denied', phase: 'accept', status: 407, detail }) };
@@ -31,10 +53,10 @@ function refused(detail: string): AuthOutcome {
 export async function authenticate(ctx: ForwardContext, creds: Credentials | undefined, malformed = false): Promise<AuthOutcome> {
   if (!creds) {
     if (malformed) return refused('malformed proxy credentials');
-    return ctx.settings.authRequired ? refused('proxy authentication required') : { ok: true, user: null };
+    return ctx.settings.authRequired ? refused('proxy authentication required') : { ok: true, user: null, route: { user: null } };
   }
-  const user = await ctx.users.authenticate(creds.user, creds.password);
-  return user !== undefined ? { ok: true, user } : refused('wrong user name or password');
+  const route = await authenticateName(ctx, creds.user, creds.password);
+  return route !== undefined ? { ok: true, user: route.user, route } : refused('wrong user name or password');
 }
 
 export function proxyAuthenticateValue(realm: string): string {

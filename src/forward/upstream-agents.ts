@@ -17,20 +17,20 @@ export class UpstreamAgents {
   readonly #agents = new Map<string, Agent>();
   readonly #lastAddress = new Map<string, string>();
   readonly #dialer: Dialer;
-  readonly #rules: DestinationRules;
+  readonly #rulesOf: () => DestinationRules;
   readonly #settings: ForwardSettings;
   readonly #onSocket: (s: Socket) => () => void;
   #closed = false;
 
-  constructor(dialer: Dialer, rules: DestinationRules, settings: ForwardSettings, onSocket: (s: Socket) => () => void) {
+  constructor(dialer: Dialer, rules: () => DestinationRules, settings: ForwardSettings, onSocket: (s: Socket) => () => void) {
     this.#dialer = dialer;
-    this.#rules = rules;
+    this.#rulesOf = rules;
     this.#settings = settings;
     this.#onSocket = onSocket;
   }
 
   scopeOf(user: string | null): string {
-    return this.#rules.hasOwnRules(user) ? `user:${user}` : '*';
+    return this.#rulesOf().hasOwnRules(user) ? `user:${user}` : '*';
   }
 
   /** The Agent whose connections obey `user`'s rules. */
@@ -50,7 +50,7 @@ export class UpstreamAgents {
   }
 
   #create(scope: string, user: string | null): Agent {
-    const guard = this.#rules.guardFor(user);
+    const guard = this.#rulesOf().guardFor(user);
     const s = this.#settings;
     const connect: buildConnector.connector = (opts, callback) => {
       const https = opts.protocol === 'https:';
@@ -90,6 +90,13 @@ export class UpstreamAgents {
       keepAliveTimeout: 4_000,
       keepAliveMaxTimeout: 60_000,
     });
+  }
+
+  /** Drop every Agent (rules changed): new requests get Agents with the new rules. */
+  reset(): void {
+    const all = [...this.#agents.values()];
+    this.#agents.clear();
+    for (const a of all) a.close().catch(() => {});
   }
 
   async close(): Promise<void> {

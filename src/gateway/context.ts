@@ -18,6 +18,8 @@ export interface GatewayContext {
   readonly topologyClients: AddressSet | 'always' | 'never';
   readonly sendXForwarded: boolean;
   readonly sendForwarded: boolean;
+  /** Drop request header names that contain '_'. */
+  readonly dropUnderscoreHeaders: boolean;
   /** Lower-case request id header name. */
   readonly requestIdHeader: string;
   readonly trustIncomingRequestId: boolean;
@@ -118,6 +120,7 @@ export function buildContext(cfg: Config): GatewayContext {
     topologyClients: reveal === 'trusted' ? new AddressSet(cfg.proxyStatus.trustedClients) : reveal,
     sendXForwarded: cfg.forwardedHeaders === 'x-forwarded' || cfg.forwardedHeaders === 'both',
     sendForwarded: cfg.forwardedHeaders === 'forwarded' || cfg.forwardedHeaders === 'both',
+    dropUnderscoreHeaders: cfg.underscoreHeaders === 'drop',
     requestIdHeader: cfg.requestId.header.toLowerCase(),
     trustIncomingRequestId: cfg.requestId.trustIncoming,
     requestIdPrefix: Math.floor(Math.random() * 0xffffffff).toString(36).padStart(7, '0'),

@@ -2,6 +2,7 @@ import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { Failure, classify, receivedMember, renderFailure, type AttemptSummary } from '../failure/index.js';
+import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
 import type { PooledClient } from '../upstream/connection-pool.js';
 import type { Endpoint } from '../upstream/endpoint.js';
@@ -63,6 +64,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly res: ServerResponse;
   readonly listener: string;
   readonly via: string;
+  /** Via for the response: received from the upstream over HTTP/1.1, whatever the client spoke. */
+  readonly #responseVia: string;
   readonly requestId: string;
   readonly t0 = performance.now();
   readonly attempts: AttemptRecord[] = [];
@@ -107,6 +110,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.res = res;
     this.listener = listener;
     this.via = via;
+    this.#responseVia = req.httpVersion === '1.1' ? via : viaValue('1.1', ctx.identity);
     const incoming = ctx.trustIncomingRequestId ? req.headers[ctx.requestIdHeader] : undefined;
     this.requestId = typeof incoming === 'string' && incoming.length > 0 && incoming.length <= 200 ? incoming : newRequestId(ctx);
     this.#socket = req.socket;
@@ -298,7 +302,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     this.#resume = resume;
     const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#socket.remoteAddress)) : undefined;
-    const head = buildResponseHead(rawHeaders, this.via, this.ctx.requestIdHeader, this.requestId, member);
+    const head = buildResponseHead(rawHeaders, this.#responseVia, this.ctx.requestIdHeader, this.requestId, member);
     if (this.ctx.draining) head.push('connection', 'close');
     try {
       this.res.writeHead(statusCode, head);

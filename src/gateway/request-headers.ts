@@ -69,6 +69,7 @@ export function buildUpstreamHead(
   const clientAddr = plainAddress(req.socket.remoteAddress);
   const trusted = ctx.trustedProxies.has(req.socket.remoteAddress);
   const idHeader = ctx.requestIdHeader;
+  const dropUnderscore = ctx.dropUnderscoreHeaders;
   let listed: Set<string> | undefined;
   let xff: string | undefined;
   let xfp: string | undefined;
@@ -88,7 +89,7 @@ export function buildUpstreamHead(
     const lower = name.toLowerCase();
     const code = SPECIAL.get(lower);
     if (code === undefined) {
-      if (lower === idHeader || listed?.has(lower)) continue;
+      if (lower === idHeader || listed?.has(lower) || (dropUnderscore && lower.includes('_'))) continue;
       out.push(name, value);
       continue;
     }

@@ -33,6 +33,8 @@ export class Gateway {
   readonly #servers: Array<{ server: Server; cfg: ListenerConfig; name: string }> = [];
   readonly #inflight = new Set<ServerResponse>();
   readonly #exchanges = new WeakMap<ServerResponse, Exchange>();
+  /** Client sockets handed over by 'upgrade' (WebSocket tunnels): the HTTP server no longer tracks them. */
+  readonly #tunnels = new Set<Duplex>();
   #closing: Promise<void> | undefined;
 
   constructor(config: Config) {
@@ -59,6 +61,8 @@ export class Gateway {
         ex.start();
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        this.#tunnels.add(socket);
+        socket.once('close', () => this.#tunnels.delete(socket));
         new UpgradeExchange(this.ctx, req, socket, head, entry.name, via11).start();
       });
       server.on('connect', (req: IncomingMessage, socket: Duplex) => {
@@ -116,11 +120,12 @@ export class Gateway {
     const closed = this.#servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const { server } of this.#servers) server.closeIdleConnections();
     const deadline = Date.now() + drainMs;
-    while (this.#inflight.size > 0 && Date.now() < deadline) {
+    while ((this.#inflight.size > 0 || this.#tunnels.size > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 25));
       for (const { server } of this.#servers) server.closeIdleConnections();
     }
     for (const { server } of this.#servers) server.closeAllConnections();
+    for (const t of this.#tunnels) t.destroy();
     await Promise.all(closed);
     await Promise.all([...this.ctx.clusters.values()].map((c) => c.close()));
     lifecycle({ event: 'closed', detail: '' });

@@ -68,6 +68,11 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
     try {
       const path = originForm(req.url ?? '');
       if (path === undefined || path === '*') throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'invalid request-target', params: { 'status-code': 400 } });
+      // A body on an upgrade request would turn into tunnel data after a 101: refuse it.
+      const cl = req.headers['content-length'];
+      if ((cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined) {
+        throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'an upgrade request must not carry a body', params: { 'status-code': 400 } });
+      }
       // Node enforces requireHostHeader only on plain requests: the same rule here.
       if (req.httpVersion === '1.1' && req.headers.host === undefined) {
         throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'an HTTP/1.1 request needs a Host header', params: { 'status-code': 400 } });

@@ -63,7 +63,7 @@ export class LabOptionsError extends Error {
   }
 }
 
-const BAD_UPGRADE = rawBytes('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 37\r\n\r\nlab: only /ws accepts an upgrade (ws)\n');
+const BAD_UPGRADE = rawBytes('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 38\r\n\r\nlab: only /ws accepts an upgrade (ws)\n');
 const NO_WS = rawBytes('HTTP/1.1 501 Not Implemented\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 36\r\n\r\nlab: the ws package is not installed');
 
 function wholeNumber(name: string, value: number | undefined, fallback: number, min: number): number {

@@ -51,6 +51,16 @@ export interface FinishedRecord {
   endedBy?: string;
   method?: string;
   clientAddress?: string;
+  /** Egress pool and exit that carried it (absent = direct). */
+  pool?: string;
+  exit?: string;
+  /** Username session id, and whether the session moved to another exit. */
+  session?: string;
+  repinned?: boolean;
+  /** Exits tried before the one that worked. */
+  exitRetries?: number;
+  /** The plan of the user. */
+  plan?: string;
 }
 
 export interface FinishFields {
@@ -63,6 +73,15 @@ export interface FinishFields {
   method?: string;
   /** Refusals count as failures and not as a request/tunnel/association. */
   refused?: boolean;
+}
+
+/** Egress facts attached to a session before it finishes. */
+export interface ExitFields {
+  pool?: string;
+  exit?: string;
+  session?: string;
+  repinned?: boolean;
+  exitRetries?: number;
 }
 
 const ANONYMOUS = '-';
@@ -81,10 +100,13 @@ export class Meter extends EventEmitter<MeterEvents> {
   readonly #users = new Map<string, Counters>();
   readonly #destinations = new Map<string, Counters>();
   readonly #maxDestinations: number;
+  /** Called for every byte count (quotas feed on it). */
+  onBytes: ((user: string | null, dir: 'up' | 'down', n: number) => void) | undefined;
 
-  constructor(opts: { maxDestinations?: number } = {}) {
+  constructor(opts: { maxDestinations?: number; onBytes?: (user: string | null, dir: 'up' | 'down', n: number) => void } = {}) {
     super();
     this.#maxDestinations = opts.maxDestinations ?? 10_000;
+    this.onBytes = opts.onBytes;
   }
 
   /** Start metering one request, tunnel or association. */
@@ -105,6 +127,7 @@ export class Meter extends EventEmitter<MeterEvents> {
   /** @internal — used by MeterSession. */
   add(user: string | null, destination: string | null | undefined, field: keyof Counters, n: number): void {
     if (n === 0) return;
+    if (this.onBytes && (field === 'bytesUp' || field === 'bytesDown')) this.onBytes(user, field === 'bytesUp' ? 'up' : 'down', n);
     this.#totals[field] += n;
     const u = user ?? ANONYMOUS;
     let uc = this.#users.get(u);
@@ -135,6 +158,9 @@ export class MeterSession {
   datagramsUp = 0;
   datagramsDown = 0;
   datagramsDropped = 0;
+  /** Set by the handlers once an exit is chosen. */
+  egress: ExitFields | undefined;
+  plan: string | undefined;
   #finished = false;
 
   constructor(meter: Meter, init: { protocol: MeteredProtocol; requestId: string; user: string | null; destination?: string | null; clientAddress?: string }) {
@@ -209,6 +235,14 @@ export class MeterSession {
     if (fields.endedBy) rec.endedBy = fields.endedBy;
     if (fields.method) rec.method = fields.method;
     if (this.clientAddress) rec.clientAddress = this.clientAddress;
+    if (this.egress) {
+      if (this.egress.pool !== undefined) rec.pool = this.egress.pool;
+      if (this.egress.exit !== undefined) rec.exit = this.egress.exit;
+      if (this.egress.session !== undefined) rec.session = this.egress.session;
+      if (this.egress.repinned) rec.repinned = true;
+      if (this.egress.exitRetries) rec.exitRetries = this.egress.exitRetries;
+    }
+    if (this.plan !== undefined) rec.plan = this.plan;
     this.#meter.emit('finished', rec);
     return rec;
   }

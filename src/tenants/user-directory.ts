@@ -12,17 +12,34 @@ const DUMMY_HASH = 'scrypt$16384$8$1$Z2F0ZXdpc2UtZHVtbXk=$3q2+7wAAAAAAAAAAAAAAAA
 
 /** The users allowed to use the proxy, and the check of their passwords. */
 export class UserDirectory {
-  readonly #users = new Map<string, ParsedHash>();
+  #users = new Map<string, ParsedHash>();
   readonly #cache: CredentialCache;
   readonly #dummy = parsePasswordHash(DUMMY_HASH)!;
 
   constructor(users: readonly UserEntry[], opts: { cacheTtlMs: number; cacheMaxEntries?: number }) {
+    this.#users = UserDirectory.#table(users);
+    this.#cache = new CredentialCache(opts.cacheTtlMs, opts.cacheMaxEntries);
+  }
+
+  static #table(users: readonly UserEntry[]): Map<string, ParsedHash> {
+    const m = new Map<string, ParsedHash>();
     for (const u of users) {
       const parsed = parsePasswordHash(u.password);
       if (!parsed) throw new TypeError(`user ${JSON.stringify(u.name)}: password is not a scrypt hash`);
-      this.#users.set(u.name, parsed);
+      m.set(u.name, parsed);
     }
-    this.#cache = new CredentialCache(opts.cacheTtlMs, opts.cacheMaxEntries);
+    return m;
+  }
+
+  /** Swap in a new user list at once (a reload); throws, keeping the old list, when an entry is bad. */
+  replace(users: readonly UserEntry[]): void {
+    const next = UserDirectory.#table(users);
+    this.#users = next;
+    this.#cache.clear();
+  }
+
+  names(): string[] {
+    return [...this.#users.keys()];
   }
 
   has(name: string): boolean {

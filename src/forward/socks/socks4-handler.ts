@@ -4,6 +4,9 @@ import type { MeterSession } from '../../tenants/index.js';
 import { admit } from '../admission.js';
 import { hostPort, newRequestId, type ForwardContext } from '../context.js';
 import { runTunnel } from '../tunnel.js';
+import { admitPlan, dialOptions, noteExit } from '../egress-admission.js';
+import { authenticateName } from '../proxy-auth.js';
+import type { EgressRoute } from '../../egress/index.js';
 import { ByteReader, HandshakeEnded, type ReadEnd } from './byte-reader.js';
 import { SOCKS4_REPLY } from './reply-codes.js';
 import { checkDomain } from './socks-address.js';
@@ -84,9 +87,12 @@ export class Socks4Handler {
     if (cd !== 0x01) return this.#refuse(socket, session, protocolError(`SOCKS4 command ${cd} not supported`, 501));
 
     let user: string | null = null;
+    let route: EgressRoute = { user: null };
     const colon = userId.indexOf(':');
     if (colon > 0) {
-      user = (await ctx.users.authenticate(userId.slice(0, colon), userId.slice(colon + 1))) ?? null;
+      const found = await authenticateName(ctx, userId.slice(0, colon), userId.slice(colon + 1));
+      if (found) route = found;
+      user = found?.user ?? null;
       if (user === null) return this.#refuse(socket, session, new Failure({ type: 'http_request_denied', phase: 'accept', status: 407, detail: 'wrong user name or password' }));
     } else if (ctx.settings.authRequired) {
       return this.#refuse(socket, session, new Failure({ type: 'http_request_denied', phase: 'accept', status: 407, detail: 'SOCKS4 needs USERID name:password when authentication is required' }));
@@ -97,6 +103,8 @@ export class Socks4Handler {
     if (port === 0) return this.#refuse(socket, session, protocolError('destination port 0'));
     const denied = ctx.rules.checkName(user, host, port);
     if (denied) return this.#refuse(socket, session, denied);
+    const planRefusal = await admitPlan(ctx, route, host, session);
+    if (planRefusal) return this.#refuse(socket, session, planRefusal);
     const release = admit(ctx, user, 'tunnel', nextHop);
     if (release instanceof Failure) return this.#refuse(socket, session, release);
     try {
@@ -105,12 +113,9 @@ export class Socks4Handler {
       socket.once('close', onGone);
       let upstream: Socket;
       try {
-        upstream = await ctx.dialer.dial({ host, port }, {
-          guard: ctx.rules.guardFor(user),
-          connectTimeoutMs: ctx.settings.connectTimeoutMs,
-          dnsTimeoutMs: ctx.settings.dnsTimeoutMs,
-          signal: ac.signal,
-        });
+        const d = await ctx.egress.dial({ host, port }, dialOptions(ctx, user, ac.signal), route);
+        upstream = d.socket;
+        noteExit(session, d.choice);
       } catch (err) {
         socket.off('close', onGone);
         if (ac.signal.aborted) {

@@ -4,6 +4,9 @@ import type { MeterSession } from '../../tenants/index.js';
 import { admit } from '../admission.js';
 import { hostPort, newRequestId, type ForwardContext } from '../context.js';
 import { runTunnel } from '../tunnel.js';
+import { admitPlan, dialOptions, noteExit } from '../egress-admission.js';
+import { authenticateName } from '../proxy-auth.js';
+import type { EgressRoute } from '../../egress/index.js';
 import { ByteReader, HandshakeEnded } from './byte-reader.js';
 import { AUTH_STATUS, SOCKS5_REPLY, socks5ReplyFor } from './reply-codes.js';
 import { AddressTypeError, encodeAddress, readAddress, type SocksTarget } from './socks-address.js';
@@ -69,6 +72,7 @@ export class Socks5Handler {
 
     // --- RFC 1929: VER ULEN UNAME PLEN PASSWD
     let user: string | null = null;
+    let route: EgressRoute = { user: null };
     if (method === METHOD.userPass) {
       const authVer = await r.byte();
       if (authVer !== 0x01) {
@@ -76,14 +80,15 @@ export class Socks5Handler {
       }
       const name = (await r.read(await r.byte())).toString('utf8');
       const password = (await r.read(await r.byte())).toString('utf8');
-      const u = name.length > 0 ? await ctx.users.authenticate(name, password) : undefined;
-      if (u === undefined) {
+      const found = name.length > 0 ? await authenticateName(ctx, name, password) : undefined;
+      if (found === undefined) {
         session.user = null;
         const f = new Failure({ type: 'http_request_denied', phase: 'accept', status: 407, detail: 'wrong user name or password' });
         return this.#refuse(socket, session, f, undefined, Buffer.from([0x01, AUTH_STATUS.failure]));
       }
       socket.write(Buffer.from([0x01, AUTH_STATUS.success]));
-      user = u;
+      route = found;
+      user = found.user;
     }
     session.user = user;
 
@@ -100,17 +105,18 @@ export class Socks5Handler {
       const code = err instanceof AddressTypeError ? SOCKS5_REPLY.addressTypeNotSupported : SOCKS5_REPLY.generalFailure;
       return this.#refuse(socket, session, protocolError((err as Error).message), code, socks5Reply(code));
     }
-    if (cmd === CMD.connect) return this.#connect(socket, r, session, user, target);
+    if (cmd === CMD.connect) return this.#connect(socket, r, session, route, target);
     if (cmd === CMD.udpAssociate) {
       session.destination = null;
-      return runUdpAssociation(ctx, socket, r, session, user, target, (code, addr, port) => socks5Reply(code, addr, port));
+      return runUdpAssociation(ctx, socket, r, session, route, target, (code, addr, port) => socks5Reply(code, addr, port));
     }
     const code = SOCKS5_REPLY.commandNotSupported;
     return this.#refuse(socket, session, protocolError(`SOCKS5 command ${cmd} not supported`, 501), code, socks5Reply(code));
   }
 
-  async #connect(socket: Socket, r: ByteReader, session: MeterSession, user: string | null, target: SocksTarget): Promise<void> {
+  async #connect(socket: Socket, r: ByteReader, session: MeterSession, route: EgressRoute, target: SocksTarget): Promise<void> {
     const ctx = this.#ctx;
+    const user = route.user;
     const nextHop = hostPort(target.host, target.port);
     session.destination = nextHop;
     const refuse = (f: Failure): void => {
@@ -121,6 +127,8 @@ export class Socks5Handler {
     if (target.port === 0) return refuse(protocolError('destination port 0'));
     const denied = ctx.rules.checkName(user, target.host, target.port);
     if (denied) return refuse(denied);
+    const planRefusal = await admitPlan(ctx, route, target.host, session);
+    if (planRefusal) return refuse(planRefusal);
     const release = admit(ctx, user, 'tunnel', nextHop);
     if (release instanceof Failure) return refuse(release);
     try {
@@ -129,12 +137,9 @@ export class Socks5Handler {
       socket.once('close', onGone);
       let upstream: Socket;
       try {
-        upstream = await ctx.dialer.dial(target, {
-          guard: ctx.rules.guardFor(user),
-          connectTimeoutMs: ctx.settings.connectTimeoutMs,
-          dnsTimeoutMs: ctx.settings.dnsTimeoutMs,
-          signal: ac.signal,
-        });
+        const d = await ctx.egress.dial(target, dialOptions(ctx, user, ac.signal), route);
+        upstream = d.socket;
+        noteExit(session, d.choice);
       } catch (err) {
         socket.off('close', onGone);
         if (ac.signal.aborted) {

@@ -4,6 +4,8 @@ import { Failure } from '../../failure/index.js';
 import type { UdpEgress, UdpSource } from '../../egress/index.js';
 import type { MeterSession } from '../../tenants/index.js';
 import { admit } from '../admission.js';
+import { admitPlan, noteExit } from '../egress-admission.js';
+import type { EgressRoute } from '../../egress/index.js';
 import { hostPort, type ForwardContext } from '../context.js';
 import { canonicalAddress } from '../rules/ip-address.js';
 import type { ByteReader } from './byte-reader.js';
@@ -41,11 +43,12 @@ export async function runUdpAssociation(
   control: Socket,
   reader: ByteReader,
   session: MeterSession,
-  user: string | null,
+  route: EgressRoute,
   requested: SocksTarget,
   reply: ReplyBuilder,
 ): Promise<void> {
   session.protocol = 'socks5-udp';
+  const user = route.user;
   const refuse = (f: Failure): void => {
     reader.detach();
     const code = socks5ReplyFor(f);
@@ -56,6 +59,8 @@ export async function runUdpAssociation(
   const local = canonicalAddress(control.localAddress ?? '');
   const clientIp = canonicalAddress(control.remoteAddress ?? '');
   if (!local || !clientIp) return refuse(new Failure({ type: 'proxy_internal_error', phase: 'accept', detail: 'control connection has no addresses' }));
+  const planRefusal = await admitPlan(ctx, route, '*', session);
+  if (planRefusal) return refuse(planRefusal);
   const release = admit(ctx, user, 'tunnel', 'udp');
   if (release instanceof Failure) return refuse(release);
 
@@ -68,7 +73,9 @@ export async function runUdpAssociation(
     return refuse(new Failure({ type: 'proxy_internal_error', phase: 'accept', detail: 'could not open the UDP relay socket', cause: err }));
   }
   try {
-    egress = await ctx.udpDialer.open({ guard: ctx.rules.guardFor(user), dnsTimeoutMs: ctx.settings.dnsTimeoutMs });
+    const opened = await ctx.egress.openUdp({ guard: ctx.rules.guardFor(user), dnsTimeoutMs: ctx.settings.dnsTimeoutMs }, route);
+    egress = opened.egress;
+    noteExit(session, opened.choice);
   } catch (err) {
     relay.close();
     release();
@@ -125,7 +132,7 @@ export async function runUdpAssociation(
       return;
     }
     const label = hostPort(target.host, target.port);
-    if (ctx.rules.checkName(user, target.host, target.port)) {
+    if (ctx.rules.checkName(user, target.host, target.port) || ctx.plans.allowBytes(user, 'up')) {
       session.dropped();
       return;
     }
@@ -154,6 +161,10 @@ export async function runUdpAssociation(
     const label = peers.get(`${addr}|${from.port}`);
     if (label === undefined || clientPort === undefined) return; // unsolicited: drop
     idle.refresh();
+    if (ctx.plans.allowBytes(user, 'down')) {
+      session.dropped();
+      return;
+    }
     const header = Buffer.concat([Buffer.from([0, 0, 0]), encodeAddress(addr, from.port)]);
     relay.send(Buffer.concat([header, payload]), clientPort, clientIp.address, (err) => {
       if (!err) session.datagram('down', payload.length, label);

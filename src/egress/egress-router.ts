@@ -1,0 +1,216 @@
+import type { Socket } from 'node:net';
+import { Failure, classify } from '../failure/index.js';
+import type { DialOptions, DialTarget, Dialer, UdpDialer, UdpEgress, UdpOpenOptions } from './dialer.js';
+import { scopeOf, withScope } from './exit-failure.js';
+import type { Exit } from './exit.js';
+import type { ExitPool } from './exit-pool.js';
+
+/** Who is asking and what the username parameters said. */
+export interface EgressRoute {
+  user: string | null;
+  /** Pool named in the username (`-pool-NAME`). */
+  pool?: string;
+  session?: string;
+  /** Session lifetime from the username (`-ttl-10m`), ms. */
+  ttlMs?: number;
+}
+
+export interface RoutingRule {
+  users?: readonly string[];
+  /** Host patterns: `example.com`, `*.example.com`, `*`. */
+  hosts?: readonly string[];
+  pool: string;
+}
+
+/** Which exit carried a connection, for the access log and response headers. */
+export interface ExitChoice {
+  pool: string;
+  exit: Exit;
+  session?: string;
+  repinned: boolean;
+  /** Exits tried before this one (failed before anything was sent). */
+  retried: number;
+}
+
+export interface EgressDial {
+  socket: Socket;
+  /** Undefined when the connection left directly (no pool). */
+  choice?: ExitChoice;
+}
+
+export interface EgressEvents {
+  /** An exit failed and its failure count moved (cooled: it tripped into cool-down). */
+  onExitFailure?(info: { pool: string; exit: string; host: string; scope: string; cooled: boolean; failure: Failure }): void;
+}
+
+function hostMatches(pattern: string, host: string): boolean {
+  const h = host.toLowerCase().replace(/\.$/, '');
+  const p = pattern.toLowerCase().replace(/\.$/, '');
+  if (p === '*') return true;
+  if (p.startsWith('*.')) return h.endsWith(p.slice(1));
+  return h === p;
+}
+
+function hp(t: DialTarget): string {
+  return t.host.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;
+}
+
+/**
+ * The egress Router: picks the pool for a connection (username `pool` parameter, then
+ * the routing rules in order, then the default pool; none = direct), picks an exit with
+ * the pool's Selector, dials through it, marks failures, and tries another exit when a
+ * connect failed before anything was sent.
+ */
+export class EgressRouter {
+  readonly pools: ReadonlyMap<string, ExitPool>;
+  readonly #rules: readonly RoutingRule[];
+  readonly #defaultPool: string | undefined;
+  readonly #direct: Dialer;
+  readonly #directUdp: UdpDialer;
+  readonly #events: EgressEvents;
+
+  constructor(opts: { pools: Map<string, ExitPool>; routing?: RoutingRule[]; defaultPool?: string; direct: Dialer; directUdp: UdpDialer; events?: EgressEvents }) {
+    this.pools = opts.pools;
+    this.#rules = opts.routing ?? [];
+    this.#defaultPool = opts.defaultPool;
+    this.#direct = opts.direct;
+    this.#directUdp = opts.directUdp;
+    this.#events = opts.events ?? {};
+    for (const r of this.#rules) if (!this.pools.has(r.pool)) throw new TypeError(`routing rule names unknown pool ${r.pool}`);
+    if (this.#defaultPool !== undefined && !this.pools.has(this.#defaultPool)) throw new TypeError(`defaultPool ${this.#defaultPool} is not a pool`);
+  }
+
+  get hasPools(): boolean {
+    return this.pools.size > 0;
+  }
+
+  /** The pool name for this route and host (undefined = direct), or the refusal for an unknown pool. */
+  poolName(route: EgressRoute, host: string): string | undefined | Failure {
+    if (route.pool !== undefined) {
+      if (!this.pools.has(route.pool)) {
+        return new Failure({ type: 'http_request_denied', phase: 'route', status: 403, detail: `there is no egress pool named ${route.pool}` });
+      }
+      return route.pool;
+    }
+    for (const r of this.#rules) {
+      if (r.users && !(route.user !== null && r.users.includes(route.user))) continue;
+      if (r.hosts && !r.hosts.some((p) => hostMatches(p, host))) continue;
+      return r.pool;
+    }
+    return this.#defaultPool;
+  }
+
+  /**
+   * Pick an exit and run `attempt` through it; on a failure the exit is to blame for
+   * (scope exit/domain/skip) and while attempts remain, try another exit.
+   */
+  async #through<T>(poolName: string, host: string, route: EgressRoute, attempt: (exit: Exit) => Promise<T>): Promise<{ value: T; choice: ExitChoice }> {
+    const pool = this.pools.get(poolName)!;
+    const tried = new Set<string>();
+    let last: Failure | undefined;
+    let repinned = false;
+    const limit = Math.max(pool.maxAttempts, 1);
+    for (let attempts = 0; attempts < limit + pool.exits.length && tried.size < pool.exits.length; ) {
+      const pick = pool.pick({ host, user: route.user, session: route.session, ttlMs: route.ttlMs, exclude: tried });
+      if (!pick) break;
+      repinned ||= pick.repinned;
+      tried.add(pick.exit.id);
+      try {
+        const value = await attempt(pick.exit);
+        pool.succeeded(pick.exit, host);
+        return { value, choice: { pool: poolName, exit: pick.exit, session: route.session, repinned, retried: tried.size - 1 } };
+      } catch (err) {
+        const f = err instanceof Failure ? err : classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop: pick.exit.label });
+        const scope = scopeOf(f);
+        if (scope === 'none') throw f;
+        last = f;
+        if (scope !== 'skip') {
+          attempts++;
+          const cooled = pool.failed(pick.exit, host, scope);
+          this.#events.onExitFailure?.({ pool: poolName, exit: pick.exit.label, host, scope, cooled, failure: f });
+          // The pinned exit just failed: the session moves on.
+          if (pick.sessionKey) repinned = true;
+        }
+        if (attempts >= limit) break;
+      }
+    }
+    if (last) throw last;
+    const waitMs = pool.retryAfterMs(host);
+    throw new Failure({
+      type: 'destination_unavailable',
+      phase: 'pick',
+      status: 503,
+      detail: `every exit of pool ${poolName} is cooling down for ${host}${waitMs ? ` (next in ${Math.ceil(waitMs / 1000)} s)` : ''}`,
+      retryAfter: waitMs ? Math.ceil(waitMs / 1000) : undefined,
+    });
+  }
+
+  /** Open a TCP connection to `target` for this route. */
+  async dial(target: DialTarget, opts: DialOptions, route: EgressRoute): Promise<EgressDial> {
+    const name = this.poolName(route, target.host);
+    if (name instanceof Failure) throw name;
+    if (name === undefined) return { socket: await this.#direct.dial(target, opts) };
+    const pool = this.pools.get(name)!;
+    const { value, choice } = await this.#through(name, target.host, route, (exit) => exit.dial(target, opts));
+    const release = pool.opened(choice.exit);
+    value.once('close', release);
+    return { socket: value, choice };
+  }
+
+  /**
+   * For a plain-HTTP request: a transport on which the request can be written. Through a
+   * single HTTP upstream proxy this is a connection to the proxy (`absoluteForm`, with
+   * the Proxy-Authorization to send); otherwise a connection to the destination.
+   */
+  async dialHttp(target: DialTarget, opts: DialOptions, route: EgressRoute): Promise<EgressDial & { absoluteForm?: { proxyAuthorization?: string } }> {
+    const name = this.poolName(route, target.host);
+    if (name instanceof Failure) throw name;
+    if (name === undefined) return { socket: await this.#direct.dial(target, opts) };
+    const pool = this.pools.get(name)!;
+    const { value, choice } = await this.#through(name, target.host, route, async (exit) => {
+      if (!exit.httpProxy) return { socket: await exit.dial(target, opts), absolute: false };
+      return { socket: await exit.httpProxy.open(opts), absolute: true };
+    });
+    const release = pool.opened(choice.exit);
+    value.socket.once('close', release);
+    if (!value.absolute) return { socket: value.socket, choice };
+    const ep = choice.exit.httpProxy!.endpoint;
+    const auth = ep.username !== undefined ? `Basic ${Buffer.from(`${ep.username}:${ep.password ?? ''}`).toString('base64')}` : undefined;
+    return { socket: value.socket, choice, absoluteForm: { proxyAuthorization: auth } };
+  }
+
+  /** Report how a request through an exit ended after the connection opened (e.g. a 407 from an upstream proxy). */
+  report(choice: ExitChoice, host: string, scope: 'exit' | 'domain', failure: Failure): void {
+    const pool = this.pools.get(choice.pool);
+    if (!pool) return;
+    const cooled = pool.failed(choice.exit, host, scope);
+    this.#events.onExitFailure?.({ pool: choice.pool, exit: choice.exit.label, host, scope, cooled, failure });
+  }
+
+  /**
+   * UDP for a SOCKS5 association: through an address exit of the route's pool (sticky
+   * for the association), or directly. Pools without address exits cannot carry UDP.
+   */
+  async openUdp(opts: UdpOpenOptions, route: EgressRoute): Promise<{ egress: UdpEgress; choice?: ExitChoice }> {
+    const name = this.poolName(route, '*');
+    if (name instanceof Failure) throw name;
+    if (name === undefined) return { egress: await this.#directUdp.open(opts) };
+    const pool = this.pools.get(name)!;
+    if (!pool.exits.some((e) => e.udp)) {
+      throw new Failure({ type: 'proxy_configuration_error', phase: 'connect', detail: `pool ${name} has no address exits, so it cannot carry UDP` });
+    }
+    const { value, choice } = await this.#through(name, '*', route, async (exit) => {
+      if (!exit.udp) throw withScope(new Failure({ type: 'proxy_configuration_error', phase: 'connect', detail: `${exit.label} cannot carry UDP` }), 'skip');
+      return exit.udp.open(opts);
+    });
+    return { egress: value, choice };
+  }
+
+  stats(): Record<string, ReturnType<ExitPool['stats']>> {
+    const out: Record<string, ReturnType<ExitPool['stats']>> = {};
+    for (const [k, p] of this.pools) out[k] = p.stats();
+    return out;
+  }
+}
+
+export { hp as hostPortOf };

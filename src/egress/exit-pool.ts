@@ -1,0 +1,196 @@
+import { createHash } from 'node:crypto';
+import type { Exit } from './exit.js';
+import type { ExitFailureScope } from './exit-failure.js';
+import { FailureMarker, type FailurePolicy } from './failure-marker.js';
+import { SessionTable } from './session-table.js';
+
+/**
+ * How a pool picks an exit for a connection or request without a session:
+ * `request` (a fresh random exit each time, the default), `random` (weighted random),
+ * `round-robin`, `least-used` (fewest open connections, then fewest uses), `hash`
+ * (hash of the destination host: one site, one exit), `sticky` (per user, for the
+ * session lifetime). A username session id always makes the choice sticky.
+ */
+export type RotationStrategy = 'request' | 'round-robin' | 'random' | 'least-used' | 'hash' | 'sticky';
+
+export const ROTATION_STRATEGIES: readonly RotationStrategy[] = ['request', 'round-robin', 'random', 'least-used', 'hash', 'sticky'];
+
+export interface ExitPoolOptions {
+  name: string;
+  strategy: RotationStrategy;
+  sessionTtlMs: number;
+  sessionIdleMs: number;
+  failure: FailurePolicy;
+  /** Most exits tried for one connection when the earlier ones fail before anything was sent. */
+  maxAttempts: number;
+  now?: () => number;
+  random?: () => number;
+}
+
+export interface PickRequest {
+  host: string;
+  user: string | null;
+  /** Username session id: sticky to one exit. */
+  session?: string;
+  /** Session lifetime asked for in the username (ms); the pool's sessionTtl otherwise. */
+  ttlMs?: number;
+  /** Exits already tried for this connection. */
+  exclude?: ReadonlySet<string>;
+}
+
+export interface PickResult {
+  exit: Exit;
+  /** The session key when sticky. */
+  sessionKey?: string;
+  /** A live session had to move to another exit (its exit is down or just failed). */
+  repinned: boolean;
+}
+
+export interface ExitStats {
+  id: string;
+  active: number;
+  uses: number;
+  down: boolean;
+}
+
+/** A Hop of exits with a Selector (filter by failure marks, then the strategy). */
+export class ExitPool {
+  readonly name: string;
+  readonly exits: readonly Exit[];
+  readonly strategy: RotationStrategy;
+  readonly maxAttempts: number;
+  readonly marker: FailureMarker;
+  readonly sessions: SessionTable;
+  readonly #opts: ExitPoolOptions;
+  readonly #byId = new Map<string, Exit>();
+  readonly #active = new Map<string, number>();
+  readonly #uses = new Map<string, number>();
+  readonly #random: () => number;
+  #rr = 0;
+
+  constructor(exits: Exit[], opts: ExitPoolOptions) {
+    if (exits.length === 0) throw new TypeError(`pool ${opts.name} has no exits`);
+    this.name = opts.name;
+    this.exits = exits;
+    this.strategy = opts.strategy;
+    this.maxAttempts = opts.maxAttempts;
+    this.#opts = opts;
+    this.#random = opts.random ?? Math.random;
+    this.marker = new FailureMarker(opts.failure, opts.now);
+    this.sessions = new SessionTable(opts.now);
+    for (const e of exits) {
+      if (this.#byId.has(e.id)) throw new TypeError(`pool ${opts.name} lists ${e.label} twice`);
+      this.#byId.set(e.id, e);
+    }
+  }
+
+  /** Exits usable for this host now, minus the excluded. */
+  candidates(host: string, exclude?: ReadonlySet<string>): Exit[] {
+    return this.exits.filter((e) => !exclude?.has(e.id) && this.marker.available(e.id, host));
+  }
+
+  /** Choose an exit; undefined when every exit is excluded or cooling down. */
+  pick(req: PickRequest): PickResult | undefined {
+    const cands = this.candidates(req.host, req.exclude);
+    const sticky = req.session !== undefined || this.strategy === 'sticky';
+    if (!sticky) {
+      const exit = cands.length ? this.#choose(cands, req.host) : undefined;
+      return exit ? { exit, repinned: false } : undefined;
+    }
+    const key = `${req.user ?? '-'}|${req.session ?? '*'}`;
+    const pin = this.sessions.get(key);
+    if (pin) {
+      const pinned = this.#byId.get(pin.exitId);
+      if (pinned && !req.exclude?.has(pinned.id) && !this.marker.down(pinned.id)) {
+        this.sessions.touch(key);
+        return { exit: pinned, sessionKey: key, repinned: false };
+      }
+    }
+    if (cands.length === 0) return undefined;
+    const exit = this.#weighted(cands);
+    this.sessions.pin(key, exit.id, req.ttlMs ?? this.#opts.sessionTtlMs, this.#opts.sessionIdleMs);
+    return { exit, sessionKey: key, repinned: pin !== undefined };
+  }
+
+  #choose(cands: Exit[], host: string): Exit {
+    switch (this.strategy) {
+      case 'round-robin': {
+        // Walk the full list so skipping a cooled exit does not shift the others.
+        for (let i = 0; i < this.exits.length; i++) {
+          const e = this.exits[this.#rr++ % this.exits.length]!;
+          if (cands.includes(e)) return e;
+        }
+        return cands[0]!;
+      }
+      case 'least-used': {
+        let best = cands[0]!;
+        for (const e of cands) {
+          const a = this.#active.get(e.id) ?? 0;
+          const b = this.#active.get(best.id) ?? 0;
+          if (a < b || (a === b && (this.#uses.get(e.id) ?? 0) < (this.#uses.get(best.id) ?? 0))) best = e;
+        }
+        return best;
+      }
+      case 'hash': {
+        // Rendezvous hashing: the same host keeps its exit while that exit is usable.
+        let best = cands[0]!;
+        let bestScore = -1;
+        for (const e of cands) {
+          const score = createHash('sha1').update(`${host.toLowerCase()}|${e.id}`).digest().readUInt32BE(0);
+          if (score > bestScore) {
+            bestScore = score;
+            best = e;
+          }
+        }
+        return best;
+      }
+      default:
+        return this.#weighted(cands);
+    }
+  }
+
+  #weighted(cands: Exit[]): Exit {
+    let total = 0;
+    for (const e of cands) total += e.weight;
+    let r = this.#random() * total;
+    for (const e of cands) {
+      r -= e.weight;
+      if (r < 0) return e;
+    }
+    return cands[cands.length - 1]!;
+  }
+
+  /** A connection through the exit opened: count it until `release`. */
+  opened(exit: Exit): () => void {
+    this.#active.set(exit.id, (this.#active.get(exit.id) ?? 0) + 1);
+    this.#uses.set(exit.id, (this.#uses.get(exit.id) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#active.set(exit.id, Math.max(0, (this.#active.get(exit.id) ?? 1) - 1));
+    };
+  }
+
+  succeeded(exit: Exit, host: string): void {
+    this.marker.succeed(exit.id, host);
+  }
+
+  /** Count a failure by its scope; true when the exit (or exit+domain) started cooling down. */
+  failed(exit: Exit, host: string, scope: ExitFailureScope): boolean {
+    if (scope === 'exit') return this.marker.fail(exit.id);
+    if (scope === 'domain') return this.marker.fail(exit.id, host);
+    return false;
+  }
+
+  /** Shortest time until some exit becomes usable for the host again (ms). */
+  retryAfterMs(host: string): number {
+    let best = Infinity;
+    for (const e of this.exits) best = Math.min(best, this.marker.coolingFor(e.id, host));
+    return best === Infinity ? 0 : best;
+  }
+
+  stats(): ExitStats[] {
+    return this.exits.map((e) => ({ id: e.id, active: this.#active.get(e.id) ?? 0, uses: this.#uses.get(e.id) ?? 0, down: this.marker.down(e.id) }));
+  }
+}

@@ -1,0 +1,172 @@
+import { connect, isIP, type Socket } from 'node:net';
+import { Failure, classify } from '../failure/index.js';
+import type { DialOptions, DialTarget, UdpDialer } from './dialer.js';
+import { DirectDialer } from './direct-dialer.js';
+import { DirectUdpDialer } from './direct-udp-dialer.js';
+import { scopeOf, withScope } from './exit-failure.js';
+import { httpConnect } from './http-connector.js';
+import { literalAddress, type Resolver } from './resolver.js';
+import { socks5Connect } from './socks5-connector.js';
+import type { ProxyEndpoint } from './proxy-url.js';
+
+/**
+ * One way out of a pool (a gost Node): a local source address, an upstream proxy, or
+ * a chain of upstream proxies. `dial` rejects with a Failure whose scope
+ * (exit-failure.ts) tells the pool what to mark.
+ */
+export interface Exit {
+  /** Stable id within its pool (the label). */
+  readonly id: string;
+  readonly kind: 'address' | 'proxy';
+  /** Safe to show: an address or proxy URL(s) without credentials. */
+  readonly label: string;
+  readonly weight: number;
+  dial(target: DialTarget, opts: DialOptions): Promise<Socket>;
+  /** UDP through this exit (address exits only). */
+  readonly udp?: UdpDialer;
+  /**
+   * For a single HTTP upstream proxy: open a plain transport to it, over which plain
+   * HTTP requests go in absolute-form.
+   */
+  readonly httpProxy?: { endpoint: ProxyEndpoint; open(opts: DialOptions): Promise<Socket> };
+}
+
+/** Outgoing connections bound to one local address ("datacenter proxies"). */
+export class AddressExit implements Exit {
+  readonly id: string;
+  readonly kind = 'address' as const;
+  readonly label: string;
+  readonly weight: number;
+  readonly udp: UdpDialer;
+  readonly #family: 4 | 6;
+  readonly #dialer: DirectDialer;
+
+  constructor(address: string, opts: { resolver?: Resolver; weight?: number } = {}) {
+    const fam = isIP(address);
+    if (fam === 0) throw new TypeError(`egress address is not an IP address: ${address}`);
+    this.#family = fam === 6 ? 6 : 4;
+    this.id = this.label = address;
+    this.weight = opts.weight ?? 1;
+    this.#dialer = new DirectDialer({ resolver: opts.resolver, localAddress: address, family: this.#family });
+    this.udp = new DirectUdpDialer({ resolver: opts.resolver, localAddress: address });
+  }
+
+  async dial(target: DialTarget, opts: DialOptions): Promise<Socket> {
+    try {
+      return await this.#dialer.dial(target, opts);
+    } catch (err) {
+      const f = err instanceof Failure ? err : classify(err, { connected: false, responseStarted: false, headersReceived: false });
+      if (scopeOf(f) !== 'none') throw f;
+      const code = (f.cause as { code?: string } | undefined)?.code;
+      if (code === 'EADDRNOTAVAIL' || code === 'EINVAL' || code === 'EADDRINUSE') throw withScope(f, 'exit');
+      if (f.type === 'connection_refused' || f.type === 'connection_timeout' || f.type === 'destination_ip_unroutable' || f.type === 'connection_terminated') {
+        throw withScope(f, 'domain');
+      }
+      throw f;
+    }
+  }
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** TCP to an upstream proxy (operator-configured: destination rules do not apply to it). */
+function openTransport(p: ProxyEndpoint, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const nextHop = p.label;
+    if (signal?.aborted) {
+      reject(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop, detail: 'aborted: the client went away' }));
+      return;
+    }
+    const sock = connect({ host: p.host, port: p.port, noDelay: true, allowHalfOpen: true });
+    const done = (): void => {
+      clearTimeout(timer);
+      sock.off('connect', onConnect);
+      sock.off('error', onError);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onConnect = (): void => {
+      done();
+      resolve(sock);
+    };
+    const onError = (err: Error): void => {
+      done();
+      sock.destroy();
+      const f = classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop });
+      reject(withScope(new Failure({ type: f.type, phase: 'connect', nextHop, detail: `cannot reach upstream proxy ${p.label}: ${f.detail}`, retrySafe: true, cause: err }), 'exit'));
+    };
+    const onAbort = (): void => {
+      done();
+      sock.destroy();
+      reject(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop, detail: 'aborted: the client went away' }));
+    };
+    const timer = setTimeout(() => {
+      done();
+      sock.destroy();
+      reject(withScope(new Failure({ type: 'connection_timeout', phase: 'connect', nextHop, detail: `upstream proxy ${p.label} did not accept the connection in ${timeoutMs} ms`, retrySafe: true }), 'exit'));
+    }, timeoutMs);
+    sock.once('connect', onConnect);
+    sock.once('error', onError);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Through one upstream proxy or a chain of them ("rotating proxies"): the Dialer opens
+ * TCP to the first hop, then each Connector (HTTP CONNECT or SOCKS5) asks its hop for the
+ * next one, the last for the destination. Names are resolved by the last hop; the
+ * address guard applies to IP literals here (names are checked by the handlers).
+ */
+export class ProxyChainExit implements Exit {
+  readonly id: string;
+  readonly kind = 'proxy' as const;
+  readonly label: string;
+  readonly weight: number;
+  readonly hops: readonly ProxyEndpoint[];
+  readonly httpProxy?: Exit['httpProxy'];
+
+  constructor(hops: ProxyEndpoint[], opts: { weight?: number } = {}) {
+    if (hops.length === 0) throw new TypeError('a proxy chain needs at least one hop');
+    this.hops = hops;
+    this.id = this.label = hops.map((h) => h.label).join(' > ');
+    this.weight = opts.weight ?? 1;
+    const only = hops[0]!;
+    if (hops.length === 1 && only.protocol === 'http') {
+      this.httpProxy = { endpoint: only, open: (o) => openTransport(only, o.connectTimeoutMs, o.signal) };
+    }
+  }
+
+  async dial(target: DialTarget, opts: DialOptions): Promise<Socket> {
+    const lit = literalAddress(target.host);
+    if (lit) {
+      const refusal = opts.guard(lit, target);
+      if (refusal) throw refusal;
+    }
+    const deadline = performance.now() + opts.connectTimeoutMs;
+    const left = (): number => Math.max(1, Math.round(deadline - performance.now()));
+    let sock = await openTransport(this.hops[0]!, opts.connectTimeoutMs, opts.signal);
+    try {
+      for (let i = 0; i < this.hops.length; i++) {
+        const hop = this.hops[i]!;
+        const next = this.hops[i + 1];
+        const to: DialTarget = next ? { host: next.host, port: next.port } : target;
+        const before = sock;
+        sock = hop.protocol === 'http' ? await httpConnect(sock, hop, to, left(), opts.signal) : await socks5Connect(sock, hop, to, left());
+        // A failure reaching the next hop of the chain is the chain's fault, not the destination's.
+        void before;
+        if (next && sock.destroyed) throw withScope(new Failure({ type: 'connection_terminated', phase: 'connect', nextHop: hop.label, detail: `chain broke after ${hop.label}` }), 'exit');
+      }
+      return sock;
+    } catch (err) {
+      sock.destroy();
+      if (err instanceof Failure) {
+        // Refusals while building the chain (not at its last hop) mark the whole chain.
+        const failedAt = this.hops.findIndex((h) => h.label === err.nextHop);
+        if (failedAt >= 0 && failedAt < this.hops.length - 1 && scopeOf(err) === 'domain') throw withScope(err, 'exit');
+        throw err;
+      }
+      throw classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop: hostPort(target.host, target.port) });
+    }
+  }
+}

@@ -1,0 +1,42 @@
+import type { Socket } from 'node:net';
+import { Failure } from '../failure/index.js';
+import type { EgressRoute, ExitChoice } from '../egress/index.js';
+import type { MeterSession } from '../tenants/index.js';
+import type { ForwardContext } from './context.js';
+
+/**
+ * The plan and pool checks of one request, tunnel or association, after the
+ * destination rules and before the concurrency slot: which pool it would use (an
+ * unknown `-pool-` is 403), whether the plan includes that pool (403), requests per
+ * second and byte quotas (429). Returns the refusal or undefined.
+ */
+export async function admitPlan(ctx: ForwardContext, route: EgressRoute, host: string, session: MeterSession): Promise<Failure | undefined> {
+  session.plan = ctx.plans.planName(route.user);
+  const pool = ctx.egress.poolName(route, host);
+  if (pool instanceof Failure) return pool;
+  const notInPlan = ctx.plans.checkPool(route.user, pool);
+  if (notInPlan) return notInPlan;
+  return ctx.plans.admit(route.user);
+}
+
+/** Record the exit in the session (access log) once it is chosen. */
+export function noteExit(session: MeterSession, choice: ExitChoice | undefined): void {
+  if (!choice) return;
+  session.egress = { pool: choice.pool, exit: choice.exit.label, session: choice.session, repinned: choice.repinned, exitRetries: choice.retried };
+}
+
+/** Response header lines naming the exit (HTTP CONNECT and plain HTTP). */
+export function exitHeaders(choice: ExitChoice | undefined): Record<string, string> {
+  if (!choice) return {};
+  const h: Record<string, string> = { 'x-gatewise-exit': choice.exit.label };
+  if (choice.session !== undefined) h['x-gatewise-session'] = choice.session;
+  if (choice.repinned) h['x-gatewise-session-repinned'] = '1';
+  return h;
+}
+
+/** Dial options every handler uses. */
+export function dialOptions(ctx: ForwardContext, user: string | null, signal?: AbortSignal): { guard: ReturnType<ForwardContext['rules']['guardFor']>; connectTimeoutMs: number; dnsTimeoutMs: number; signal?: AbortSignal } {
+  return { guard: ctx.rules.guardFor(user), connectTimeoutMs: ctx.settings.connectTimeoutMs, dnsTimeoutMs: ctx.settings.dnsTimeoutMs, signal };
+}
+
+export type { Socket };

@@ -1,0 +1,116 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+
+export interface UsersFileLogger {
+  info(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/**
+ * A users file (YAML or JSON: a list of users, or `{ users: [...] }`) loaded at start and
+ * reloaded without restart: fs.watch plus a periodic stat (watch events are not
+ * reliable on every filesystem or across editors' rename-on-save). Every version is
+ * validated by `parse` before it replaces the current users; a bad file keeps the old
+ * users and logs an error.
+ */
+export class UsersFile<T> {
+  readonly #file: string;
+  readonly #parse: (raw: unknown) => T;
+  readonly #apply: (users: T) => void;
+  readonly #logger: UsersFileLogger;
+  readonly #intervalMs: number;
+  #watcher: FSWatcher | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #debounce: NodeJS.Timeout | undefined;
+  #lastSig = '';
+  #loading: Promise<void> | undefined;
+  /** How many versions were applied (the first load included) and rejected. */
+  loads = 0;
+  rejected = 0;
+
+  constructor(file: string, opts: { parse: (raw: unknown) => T; apply: (users: T) => void; logger: UsersFileLogger; intervalMs?: number }) {
+    this.#file = file;
+    this.#parse = opts.parse;
+    this.#apply = opts.apply;
+    this.#logger = opts.logger;
+    this.#intervalMs = opts.intervalMs ?? 5000;
+  }
+
+  /** Read, parse and validate the file; throws when any step fails. */
+  async read(): Promise<T> {
+    const text = await readFile(this.#file, 'utf8');
+    const raw: unknown = /\.json$/i.test(this.#file) ? JSON.parse(text) : parseYaml(text);
+    const list = raw && typeof raw === 'object' && !Array.isArray(raw) && 'users' in raw ? (raw as { users: unknown }).users : raw;
+    return this.#parse(list);
+  }
+
+  async #sig(): Promise<string> {
+    const s = await stat(this.#file);
+    return `${s.mtimeMs}|${s.size}|${s.ino}`;
+  }
+
+  /** Load now (throws on a bad file) and start watching. */
+  async start(): Promise<T> {
+    const sig = await this.#sig();
+    const users = await this.read();
+    this.#lastSig = sig;
+    this.#apply(users);
+    this.loads++;
+    try {
+      this.#watcher = watch(this.#file, { persistent: false }, () => this.#soon());
+      this.#watcher.on('error', () => {});
+    } catch {
+      // Polling alone still works.
+    }
+    this.#timer = setInterval(() => this.#check(), this.#intervalMs);
+    this.#timer.unref();
+    return users;
+  }
+
+  #soon(): void {
+    clearTimeout(this.#debounce);
+    this.#debounce = setTimeout(() => this.#check(true), 50);
+    this.#debounce.unref();
+  }
+
+  async #check(force = false): Promise<void> {
+    if (this.#loading) return;
+    this.#loading = (async () => {
+      try {
+        const sig = await this.#sig();
+        if (!force && sig === this.#lastSig) return;
+        this.#lastSig = sig;
+        await this.reload();
+      } catch (err) {
+        this.rejected++;
+        this.#logger.error({ component: 'forward', usersFile: this.#file, err: (err as Error).message }, `users file ${this.#file} cannot be read; keeping the current users`);
+      }
+    })().finally(() => {
+      this.#loading = undefined;
+    });
+    await this.#loading;
+  }
+
+  /** Reload now; a bad file keeps the current users (logged, counted, not thrown). */
+  async reload(): Promise<boolean> {
+    let users: T;
+    try {
+      users = await this.read();
+      this.#apply(users);
+    } catch (err) {
+      this.rejected++;
+      this.#logger.error({ component: 'forward', usersFile: this.#file, err: (err as Error).message }, `users file ${this.#file} is invalid; keeping the current users`);
+      return false;
+    }
+    this.loads++;
+    this.#logger.info({ component: 'forward', usersFile: this.#file }, `users reloaded from ${this.#file}`);
+    return true;
+  }
+
+  close(): void {
+    this.#watcher?.close();
+    clearInterval(this.#timer);
+    clearTimeout(this.#debounce);
+  }
+}

@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import type { Socket } from 'node:net';
+import { describe, it } from 'node:test';
+import { ExitPool, FailureMarker, SessionTable, type Exit, type RotationStrategy } from '../../src/egress/index.js';
+import { parseUsername } from '../../src/tenants/index.js';
+
+function fakeExit(id: string, weight = 1): Exit {
+  return { id, label: id, kind: 'address', weight, dial: async () => ({}) as Socket };
+}
+
+function pool(strategy: RotationStrategy, n = 3, clock = { t: 0 }, extra: { threshold?: number } = {}): ExitPool {
+  const exits = Array.from({ length: n }, (_, i) => fakeExit(`e${i}`));
+  return new ExitPool(exits, {
+    name: 'p',
+    strategy,
+    sessionTtlMs: 10_000,
+    sessionIdleMs: 3_000,
+    maxAttempts: 3,
+    failure: { threshold: extra.threshold ?? 2, cooldownMs: 1000, maxCooldownMs: 4000 },
+    now: () => clock.t,
+  });
+}
+
+function counts(p: ExitPool, n: number, host = 'example.com'): Map<string, number> {
+  const m = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const r = p.pick({ host, user: 'alice' })!;
+    m.set(r.exit.id, (m.get(r.exit.id) ?? 0) + 1);
+  }
+  return m;
+}
+
+describe('exit pool rotation', () => {
+  it('request (default) and random spread evenly over many picks', () => {
+    for (const s of ['request', 'random'] as const) {
+      const c = counts(pool(s), 3000);
+      assert.equal(c.size, 3);
+      for (const v of c.values()) assert.ok(v > 850 && v < 1150, `${s}: ${[...c.values()]}`);
+    }
+  });
+
+  it('weights shift random picks', () => {
+    const p = new ExitPool([fakeExit('a', 3), fakeExit('b', 1)], { name: 'w', strategy: 'random', sessionTtlMs: 1, sessionIdleMs: 1, maxAttempts: 1, failure: { threshold: 1, cooldownMs: 1, maxCooldownMs: 1 } });
+    const c = counts(p, 4000);
+    assert.ok(c.get('a')! > 2700 && c.get('a')! < 3300, String(c.get('a')));
+  });
+
+  it('round-robin cycles in order and skips a cooled exit', () => {
+    const p = pool('round-robin');
+    const seq = Array.from({ length: 6 }, () => p.pick({ host: 'h', user: null })!.exit.id);
+    assert.deepEqual(seq, ['e0', 'e1', 'e2', 'e0', 'e1', 'e2']);
+    p.failed(p.exits[1]!, 'h', 'exit');
+    p.failed(p.exits[1]!, 'h', 'exit');
+    const seq2 = Array.from({ length: 4 }, () => p.pick({ host: 'h', user: null })!.exit.id);
+    assert.ok(!seq2.includes('e1'));
+  });
+
+  it('least-used picks the exit with fewest open connections', () => {
+    const p = pool('least-used');
+    const r0 = p.opened(p.exits[0]!);
+    p.opened(p.exits[1]!);
+    assert.equal(p.pick({ host: 'h', user: null })!.exit.id, 'e2');
+    p.opened(p.exits[2]!);
+    p.opened(p.exits[2]!);
+    r0();
+    assert.equal(p.pick({ host: 'h', user: null })!.exit.id, 'e0');
+  });
+
+  it('hash keeps one host on one exit and spreads hosts', () => {
+    const p = pool('hash', 4);
+    const first = p.pick({ host: 'a.example', user: null })!.exit.id;
+    for (let i = 0; i < 20; i++) assert.equal(p.pick({ host: 'a.example', user: null })!.exit.id, first);
+    const seen = new Set<string>();
+    for (let i = 0; i < 200; i++) seen.add(p.pick({ host: `h${i}.example`, user: null })!.exit.id);
+    assert.equal(seen.size, 4);
+  });
+});
+
+describe('sticky sessions', () => {
+  it('keeps the exit for the session lifetime, then may move', () => {
+    const clock = { t: 0 };
+    const p = pool('request', 8, clock);
+    const first = p.pick({ host: 'h', user: 'alice', session: 's1' })!;
+    for (let i = 0; i < 20; i++) {
+      clock.t += 400; // within the idle timeout
+      const r = p.pick({ host: `h${i}`, user: 'alice', session: 's1' })!;
+      assert.equal(r.exit.id, first.exit.id);
+      assert.equal(r.repinned, false);
+    }
+    // lifetime (10 s) is over at t=10_000: a fresh pin, not a re-pin
+    clock.t = 10_001;
+    const after = p.pick({ host: 'h', user: 'alice', session: 's1' })!;
+    assert.equal(after.repinned, false);
+    // different users with the same session id are different sessions
+    const seen = new Set<string>();
+    for (let i = 0; i < 40; i++) seen.add(p.pick({ host: 'h', user: `u${i}`, session: 's1' })!.exit.id);
+    assert.ok(seen.size > 1);
+  });
+
+  it('a ttl from the username shortens the lifetime', () => {
+    const clock = { t: 0 };
+    const p = pool('request', 50, clock);
+    const a = p.pick({ host: 'h', user: 'alice', session: 'x', ttlMs: 1000 })!;
+    clock.t = 999;
+    assert.equal(p.pick({ host: 'h', user: 'alice', session: 'x', ttlMs: 1000 })!.exit.id, a.exit.id);
+    clock.t = 1000;
+    assert.equal(p.sessions.get('alice|x'), undefined);
+  });
+
+  it('ends a session idle past the idle timeout', () => {
+    const clock = { t: 0 };
+    const p = pool('request', 3, clock);
+    p.pick({ host: 'h', user: 'alice', session: 'idle' });
+    clock.t = 2000;
+    assert.ok(p.sessions.get('alice|idle'));
+    clock.t = 2000 + 3001;
+    assert.equal(p.sessions.get('alice|idle'), undefined);
+  });
+
+  it('re-pins to a healthy exit when the pinned exit dies, keeping the lifetime', () => {
+    const clock = { t: 0 };
+    const p = pool('request', 3, clock);
+    const a = p.pick({ host: 'h', user: 'alice', session: 's' })!;
+    p.failed(a.exit, 'h', 'exit');
+    p.failed(a.exit, 'h', 'exit'); // threshold 2: down
+    const b = p.pick({ host: 'h', user: 'alice', session: 's' })!;
+    assert.notEqual(b.exit.id, a.exit.id);
+    assert.equal(b.repinned, true);
+    assert.equal(p.sessions.get('alice|s')!.expires, 10_000);
+    assert.equal(p.pick({ host: 'h', user: 'alice', session: 's' })!.exit.id, b.exit.id);
+  });
+
+  it('sticky strategy pins per user without a session id', () => {
+    const p = pool('sticky', 10);
+    const a = p.pick({ host: 'x', user: 'alice' })!.exit.id;
+    for (let i = 0; i < 10; i++) assert.equal(p.pick({ host: `y${i}`, user: 'alice' })!.exit.id, a);
+  });
+});
+
+describe('failure markers', () => {
+  it('a domain mark cools the exit for that domain only', () => {
+    const p = pool('round-robin', 2);
+    const e0 = p.exits[0]!;
+    p.failed(e0, 'bad.example', 'domain');
+    p.failed(e0, 'bad.example', 'domain');
+    assert.ok(!p.marker.available('e0', 'bad.example'));
+    assert.ok(p.marker.available('e0', 'good.example'));
+    for (let i = 0; i < 4; i++) assert.equal(p.pick({ host: 'bad.example', user: null })!.exit.id, 'e1');
+    const good = new Set(Array.from({ length: 4 }, () => p.pick({ host: 'good.example', user: null })!.exit.id));
+    assert.deepEqual([...good].sort(), ['e0', 'e1']);
+  });
+
+  it('cool-down grows on each trip up to the maximum, and a success resets it', () => {
+    const clock = { t: 0 };
+    const m = new FailureMarker({ threshold: 1, cooldownMs: 1000, maxCooldownMs: 3000 }, () => clock.t);
+    assert.equal(m.fail('x'), true);
+    assert.equal(m.coolingFor('x'), 1000);
+    clock.t = 1000;
+    m.fail('x');
+    assert.equal(m.coolingFor('x'), 2000);
+    clock.t = 3000;
+    m.fail('x');
+    assert.equal(m.coolingFor('x'), 3000);
+    clock.t = 6000;
+    assert.ok(!m.down('x'));
+    m.succeed('x');
+    m.fail('x');
+    assert.equal(m.coolingFor('x'), 1000);
+  });
+
+  it('returns nothing when every exit is cooling down', () => {
+    const p = pool('random', 2, { t: 0 }, { threshold: 1 });
+    p.failed(p.exits[0]!, 'h', 'exit');
+    p.failed(p.exits[1]!, 'h', 'exit');
+    assert.equal(p.pick({ host: 'h', user: null }), undefined);
+    assert.ok(p.retryAfterMs('h') > 0);
+  });
+
+  it('session table caps its size', () => {
+    const t = new SessionTable(() => 0, 3);
+    for (let i = 0; i < 5; i++) t.pin(`k${i}`, 'e', 1000, 1000);
+    assert.equal(t.size, 3);
+  });
+});
+
+describe('username parameters', () => {
+  it('parses the default grammar in any order, each part optional', () => {
+    assert.deepEqual(parseUsername('alice'), { base: 'alice' });
+    assert.deepEqual(parseUsername('alice-session-abc123'), { base: 'alice', session: 'abc123' });
+    assert.deepEqual(parseUsername('alice-session-abc-ttl-10m-pool-dc'), { base: 'alice', session: 'abc', ttlMs: 600_000, pool: 'dc' });
+    assert.deepEqual(parseUsername('alice-pool-dc-session-9'), { base: 'alice', session: '9', pool: 'dc' });
+    assert.deepEqual(parseUsername('my-user-session-1'), { base: 'my-user', session: '1' });
+  });
+
+  it('leaves malformed names whole', () => {
+    assert.deepEqual(parseUsername('alice-ttl-soon'), { base: 'alice-ttl-soon' });
+    assert.deepEqual(parseUsername('alice-session'), { base: 'alice-session' });
+    // a repeated key cannot be a parameter list: the longer base is tried (and will not authenticate)
+    assert.deepEqual(parseUsername('alice-session-a-session-b'), { base: 'alice-session-a', session: 'b' });
+  });
+
+  it('follows a configured grammar', () => {
+    const g = { separator: '_', keys: { session: 'sid', ttl: 'life', pool: 'zone' } };
+    assert.deepEqual(parseUsername('bob_zone_resi_sid_42_life_30s', g), { base: 'bob', session: '42', ttlMs: 30_000, pool: 'resi' });
+  });
+});
