@@ -2,8 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { Gateway } from '../gateway/server.js';
 import { attachAccessLog, createLogger, flushLogger } from '../observe/access-log.js';
-import { startAdmin, type AdminControl } from '../observe/admin.js';
-import { attachMetrics } from '../observe/metrics.js';
+import type { AdminControl } from '../observe/admin.js';
 
 function gatewayControl(gw: Gateway): AdminControl {
   return {
@@ -43,7 +42,8 @@ export interface RuntimeOptions {
 export async function startRuntime(config: Config, opts: RuntimeOptions = {}): Promise<Runtime> {
   const logger = opts.logger ?? createLogger({ level: config.log.level, file: config.log.file });
   const detachLog = (opts.accessLog ?? config.log.access) ? attachAccessLog(logger) : undefined;
-  const metrics = config.admin ? attachMetrics(undefined, { defaultMetrics: true }) : undefined;
+  // prom-client and the admin listener load only when configured: less memory at idle.
+  const metrics = config.admin ? (await import('../observe/metrics.js')).attachMetrics(undefined, { defaultMetrics: true }) : undefined;
   const gateway = config.listeners.length > 0 ? new Gateway(config) : undefined;
   const closers: Array<() => Promise<unknown>> = [];
   try {
@@ -59,6 +59,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
       logger.info({ type: 'lifecycle', event: 'forward-ready', listeners: fwd.addresses() }, 'forward proxy listening');
     }
     if (config.admin && metrics) {
+      const { startAdmin } = await import('../observe/admin.js');
       const admin = await startAdmin(config.admin.address, config.admin.port, metrics.registry, () => !gateway?.ctx.draining, gateway && gatewayControl(gateway));
       closers.push(() => admin.close());
       logger.info({ type: 'lifecycle', event: 'admin', url: admin.url }, 'admin listening');
