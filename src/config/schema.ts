@@ -103,15 +103,15 @@ const retryBudgetSchema = z
   })
   .strict();
 
-export const RETRY_ON = ['connect-failure', 'reset', 'timeout', '502', '503', '504'] as const;
+export const RETRY_ON = ['connect-failure', 'reset', 'invalid-response', 'timeout', '502', '503', '504'] as const;
 
 const retrySchema = z
   .object({
     tries: z.number().int().min(1).max(10).default(3).describe('Most attempts per request, the first included. 1 turns retries off. Default 3.'),
     on: z
       .array(z.enum(RETRY_ON))
-      .default(['connect-failure', 'reset', '502', '503', '504'])
-      .describe('Which failures retry: connect-failure (DNS, refused, connect timeout, TLS: always safe), reset (closed before any response byte), timeout (no response headers within perTryTimeout), and upstream 502/503/504 answers. Default all but timeout.'),
+      .default(['connect-failure', 'reset', 'invalid-response', '502', '503', '504'])
+      .describe('Which failures retry: connect-failure (DNS, refused, connect timeout, TLS: always safe), reset (closed before any response byte), invalid-response (a response head that is not valid HTTP, too large, or cut short, before anything was passed on), timeout (no response headers within perTryTimeout), and upstream 502/503/504 answers. Default all but timeout.'),
     perTryTimeout: z
       .string()
       .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
@@ -195,7 +195,7 @@ const routeSchema = z
     stripPrefix: z.boolean().default(false).describe('Remove the matched path prefix before forwarding.'),
     rewritePrefix: z.string().startsWith('/').optional().describe('Replace the matched path prefix with this one.'),
     retry: retrySchema
-      .default({ tries: 3, on: ['connect-failure', 'reset', '502', '503', '504'], backoff: { base: '25ms', max: '250ms' }, retryAfterMax: '1s', idempotencyKey: false })
+      .default({ tries: 3, on: ['connect-failure', 'reset', 'invalid-response', '502', '503', '504'], backoff: { base: '25ms', max: '250ms' }, retryAfterMax: '1s', idempotencyKey: false })
       .describe('Automatic retries. Idempotent methods only, except failures that prove the request never left the gateway.'),
     host: z
       .union([z.literal('preserve'), z.literal('endpoint'), z.string().min(1)])

@@ -1,7 +1,7 @@
 import type { Failure } from '../failure/index.js';
 
 /** The failure classes a route can choose to retry (config `retry.on`). */
-export type RetryKind = 'connect-failure' | 'reset' | 'timeout' | '502' | '503' | '504';
+export type RetryKind = 'connect-failure' | 'reset' | 'invalid-response' | 'timeout' | '502' | '503' | '504';
 
 export interface RetryPolicy {
   tries: number;
@@ -15,12 +15,17 @@ export interface RetryPolicy {
  * A failure before the connection was usable proves the request never left the
  * gateway: 'connect-failure', safe for every method. A connection closed before any
  * response byte is a 'reset' (often the keep-alive race); a missing response in time is
- * a 'timeout'. Anything after response bytes arrived is not retried.
+ * a 'timeout'; a response head that is not valid HTTP is an 'invalid-response'. Nothing is
+ * retried once part of a response was passed on to the client.
  */
 export function retryKindOf(f: Failure, connected: boolean): RetryKind | undefined {
   if (!connected && (f.phase === 'dns' || f.phase === 'connect' || f.phase === 'tls')) return 'connect-failure';
   if (f.type === 'connection_terminated') return 'reset';
   if (f.type === 'http_response_timeout') return 'timeout';
+  // A broken response head: nothing was passed on yet, so an idempotent request can go elsewhere.
+  if (f.phase === 'headers' && (f.type === 'http_protocol_error' || f.type === 'http_response_incomplete' || f.type === 'http_response_header_section_size' || f.type === 'http_response_transfer_coding')) {
+    return 'invalid-response';
+  }
   return undefined;
 }
 

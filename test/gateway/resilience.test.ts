@@ -33,7 +33,19 @@ async function send(url: string, method = 'GET', body?: string) {
 
 describe('a faulty endpoint beside a healthy one', () => {
   // Faults that happen before any response byte: safe to retry for idempotent requests.
-  const beforeResponse = ['/close', '/reset', '/status/502', '/status/503', '/status/504'];
+  const beforeResponse = [
+    '/close',
+    '/reset',
+    '/status/502',
+    '/status/503',
+    '/status/504',
+    '/garbage',
+    '/http09',
+    '/invalid-header',
+    '/two-content-length',
+    '/oversized-headers',
+    '/cut-headers',
+  ];
   for (const fault of beforeResponse) {
     test(`GET ${fault} on one endpoint → 200 from the other`, async () => {
       const bad = await lab({ fault });
@@ -52,6 +64,17 @@ describe('a faulty endpoint beside a healthy one', () => {
       assert.ok(retried.every((l) => l.status === 200 && l.attempts![1]!.status === 200));
     });
   }
+
+  test('GET /hang on one endpoint → 200 from the other when the route retries timeouts', async () => {
+    const bad = await lab({ fault: '/hang' });
+    const good = await lab();
+    const gw = await gateway({
+      clusters: { c: { endpoints: [bad.url, good.url], balancer: 'round-robin', outlierDetection: { enabled: false } } },
+      routes: [{ cluster: 'c', retry: { on: ['connect-failure', 'reset', 'timeout'], perTryTimeout: '200ms' } }],
+    });
+    for (let i = 0; i < 4; i++) assert.equal((await send(`${gw.url}/ok`)).status, 200);
+    assert.ok(bad.stats.requests >= 1);
+  });
 
   test('a refused endpoint is retried elsewhere even for POST (the request never left)', async () => {
     const good = await lab();
