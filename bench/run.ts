@@ -1,0 +1,140 @@
+// `npm run bench`: Gatewise against nginx, HAProxy, node-http-proxy,
+// @fastify/http-proxy (reverse), Squid, Tinyproxy, proxy-chain (forward) and
+// Dante (SOCKS5), all on this machine over loopback.
+//
+// Environment:
+//   BENCH_QUICK=1        1 round of 2 s, fewer scenarios (smoke test of the harness)
+//   BENCH_ROUNDS=3       interleaved rounds
+//   BENCH_DURATION=5     seconds per run
+//   BENCH_WARMUP=1       seconds of warm-up per contender before round 1 (0 = none)
+//   BENCH_SOAK=120       afterwards, run Gatewise alone for that long and judge its RSS
+//   BENCH_SCENARIOS=a,b  only these scenario ids ("none" = only the soak)
+//   BENCH_CONTENDERS=a,b only these contender ids ("direct" always runs)
+//   BENCH_PIN=auto       auto (= load:0,origin:1,proxy:1) | none | load:0,origin:0,proxy:1 (taskset CPU lists)
+//   BENCH_NO_INSTALL=1   never apt-get install missing servers
+//   BENCH_DOCS=path      where the markdown goes (default docs/benchmarks.md; quick mode: bench/.work/benchmarks.md)
+//   BENCH_KEEP=1         keep the temp directory with configs and logs
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { verifyOrigin } from './checks.js';
+import { startOrigin, type Group, type StartContext } from './contenders.js';
+import { runGroup, type GroupEnv } from './group.js';
+import { installCleanupHandlers, onCleanup, stopAll } from './procs.js';
+import { backgroundLine, markdown, resultTables, summarize, type ContenderInfo, type Report, type RunRecord } from './report.js';
+import { commandLine, pinning, readSettings } from './settings.js';
+import { runSoak } from './soak.js';
+import { backgroundBusyPercent, describeMachine, ensureTools, gitCommit, npmVersion } from './system.js';
+import { log } from './util.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const GROUPS: Group[] = ['reverse', 'forward', 'socks'];
+
+async function main(): Promise<number> {
+  installCleanupHandlers();
+  const s = readSettings(ROOT);
+  const machine = describeMachine();
+  const pin = pinning(machine.cpus);
+  log(`${s.quick ? 'QUICK mode, ' : ''}${s.rounds} round(s) × ${s.durationS}s; ${s.scenarios.length} scenario(s); ${pin.text}`);
+
+  const tools = ensureTools();
+  const versions: Record<string, string> = { node: process.version };
+  for (const [bin, st] of tools) versions[bin] = st.version ?? 'not available';
+  for (const pkg of ['http-proxy', '@fastify/http-proxy', 'fastify', 'undici', 'proxy-chain']) versions[pkg] = npmVersion(pkg) ?? 'not installed';
+  const gatewisePkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  versions.gatewise = gatewisePkg.version;
+
+  const nginx = tools.get('nginx')?.path;
+  if (!nginx) throw new Error('nginx is needed for the origin and is not available; install it (apt-get install nginx) and rerun');
+  const wrkOk = Boolean(tools.get('wrk')?.path);
+
+  const busyBefore = await backgroundBusyPercent();
+  if (busyBefore !== undefined && busyBefore > 10) {
+    log(`WARNING: the machine is already ${busyBefore.toFixed(0)}% busy with other work; numbers will be noisy`);
+  }
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewise-bench-'));
+  fs.chmodSync(dir, 0o755);
+  onCleanup(() => {
+    if (process.env.BENCH_KEEP === '1') log(`kept ${dir}`);
+    else fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const scriptDir = path.join(dir, 'lua');
+  fs.mkdirSync(scriptDir);
+  log(`work directory ${dir}`);
+
+  const infos = new Map<string, ContenderInfo>();
+  const notes: string[] = [];
+  const runs: RunRecord[] = [];
+  let soak: Report['soak'];
+  let busyAfter: number | undefined;
+
+  try {
+    const origin = await startOrigin(dir, nginx, pin.origin);
+    await verifyOrigin(origin.port);
+    log(`origin nginx on 127.0.0.1:${origin.port} (pid ${origin.proc.pid}) verified: /1k, /1m, POST /post with keep-alive`);
+    const ctx: StartContext = { dir, root: ROOT, originPort: origin.port, origin: origin.proc, tools, cpus: pin.proxy };
+
+    const env: GroupEnv = { ctx, originPort: origin.port, settings: s, pin, scriptDir, infos };
+    for (const group of GROUPS) {
+      let scs = s.scenarios.filter((sc) => sc.group === group);
+      if (!wrkOk && scs.some((sc) => sc.wrk)) {
+        notes.push(`wrk is not available: skipped ${scs.filter((sc) => sc.wrk).map((sc) => sc.id).join(', ')}`);
+        scs = scs.filter((sc) => !sc.wrk);
+      }
+      if (scs.length === 0) continue;
+      log(`=== ${group}: ${scs.map((sc) => sc.id).join(', ')}`);
+      runs.push(...(await runGroup(group, scs, s.contenders.filter((c) => c.groups.includes(group)), env)));
+    }
+
+    if (s.soakS > 0) {
+      if (!wrkOk) notes.push('soak not run: wrk is not available');
+      else soak = await runSoak(ctx, s.soakS, pin.load, scriptDir);
+    }
+  } finally {
+    await stopAll();
+    busyAfter = await backgroundBusyPercent();
+  }
+
+  const contenders = [...infos.values()];
+  const report: Report = {
+    command: commandLine(),
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    ...(await gitCommit().then((c) => (c ? { commit: c } : {}))),
+    settings: { rounds: s.rounds, durationS: s.durationS, warmupS: s.warmupS, quick: s.quick, pinning: pin.text },
+    background: { busyBeforePct: busyBefore, busyAfterPct: busyAfter, loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100) },
+    machine,
+    versions,
+    contenders,
+    scenarios: s.scenarios,
+    runs,
+    summaries: summarize(s.scenarios, contenders, runs),
+    ...(soak ? { soak } : {}),
+    notes,
+  };
+
+  const workDir = path.join(ROOT, 'bench', '.work');
+  fs.mkdirSync(workDir, { recursive: true });
+  fs.writeFileSync(path.join(workDir, 'results.json'), `${JSON.stringify(report, null, 2)}\n`);
+  process.stdout.write(`\n${backgroundLine(report)}\n\n${resultTables(report)}\n\n`);
+  if (runs.length > 0) {
+    fs.mkdirSync(path.dirname(s.docsPath), { recursive: true });
+    fs.writeFileSync(s.docsPath, markdown(report));
+    log(`wrote ${path.relative(ROOT, s.docsPath)} and bench/.work/results.json`);
+  } else {
+    log('no comparison ran: wrote bench/.work/results.json only');
+  }
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  async (err: unknown) => {
+    process.stderr.write(`[bench] failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    await stopAll();
+    process.exitCode = 1;
+  },
+);
