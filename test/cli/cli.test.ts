@@ -56,6 +56,17 @@ test('usage errors exit 2 and say what is wrong', async () => {
   assert.equal((await run(['frobnicate'])).code, 2);
 });
 
+test('proxy --retries and --health-path become the route retry policy and an active check', async () => {
+  const { proxyConfig } = await import('../../src/cli/main.js');
+  const { config } = proxyConfig(['--to', 'http://127.0.0.1:1', '--to', 'http://127.0.0.1:2', '--retries', '0', '--health-path', '/healthz']);
+  const cluster = (config.clusters as Record<string, { healthCheck?: { path: string } }>).default!;
+  assert.equal(cluster.healthCheck?.path, '/healthz');
+  assert.deepEqual((config.routes as Array<{ retry?: { tries: number } }>)[0]!.retry, { tries: 1 });
+  const bad = await run(['proxy', '--to', 'http://127.0.0.1:1', '--retries', 'many']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--retries expects/);
+});
+
 test('proxy one-liner serves, names failures, and drains on SIGTERM', async () => {
   const lab = await startLab();
   const child = spawn(process.execPath, [BIN, 'proxy', '--listen', '127.0.0.1:0', '--to', lab.url, '--response-timeout', '300ms'], { stdio: ['ignore', 'pipe', 'pipe'] });

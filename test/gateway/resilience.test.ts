@@ -76,6 +76,18 @@ describe('a faulty endpoint beside a healthy one', () => {
     assert.ok(bad.stats.requests >= 1);
   });
 
+  test('an endpoint with an untrusted certificate beside a healthy one → 200 (TLS failed before sending)', async () => {
+    const bad = await lab({ tls: true });
+    const good = await lab();
+    const gw = await gateway({
+      clusters: { c: { endpoints: [bad.tlsSelfSignedUrl!, good.url], balancer: 'round-robin', outlierDetection: { enabled: false } } },
+      routes: [{ cluster: 'c' }],
+    });
+    for (let i = 0; i < 4; i++) assert.equal((await send(`${gw.url}/ok`, 'POST', 'x')).status, 200);
+    const line = gw.logs.find((l) => l.type === 'access' && l.attempts?.length === 2)!;
+    assert.equal(line.attempts![0]!.error, 'tls_certificate_error');
+  });
+
   test('a refused endpoint is retried elsewhere even for POST (the request never left)', async () => {
     const good = await lab();
     const gw = await gateway({
