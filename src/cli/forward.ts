@@ -16,8 +16,21 @@ Run the forward proxy (HTTP proxy with CONNECT, SOCKS5, SOCKS4) from the command
   --allow-private          allow private, loopback and link-local destinations
   --connect-ports LIST     ports CONNECT may reach, e.g. 443,8443 or 1-65535 (default 443)
   --no-access-log          do not write the access log
+  --egress ADDR[,ADDR...]  leave from these local addresses (an address pool)
+  --via URL                leave through this upstream proxy (repeatable; together
+                           one rotating pool): http://user:pass@host:port or
+                           socks5://user:pass@host:port
+  --rotate STRATEGY        request (default: a new exit each time), round-robin,
+                           random, least-used, hash, sticky
+  --session-ttl DURATION   how long a session keeps its exit (default 10m)
+
+Username parameters pick sessions and pools: NAME-session-ID-ttl-10m-pool-NAME
+(each part optional). The --egress and --via exits form the pool "default".
   -h, --help               this text
 `;
+
+const STRATEGIES = ['request', 'round-robin', 'random', 'least-used', 'hash', 'sticky'] as const;
+type Strategy = (typeof STRATEGIES)[number];
 
 function splitHostPort(s: string, flag: string): { address: string; port: number } {
   const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:]+):(\d{1,5})$/.exec(s) ?? /^()(\d{1,5})$/.exec(s);
@@ -37,6 +50,10 @@ export async function forwardConfigFromArgs(argv: string[]): Promise<ForwardConf
       'allow-private': { type: 'boolean' },
       'connect-ports': { type: 'string' },
       'no-access-log': { type: 'boolean' },
+      egress: { type: 'string', multiple: true },
+      via: { type: 'string', multiple: true },
+      rotate: { type: 'string' },
+      'session-ttl': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -66,9 +83,30 @@ export async function forwardConfigFromArgs(argv: string[]): Promise<ForwardConf
     auth: { required: !values['no-auth'], users },
     rules: { allowPrivate: Boolean(values['allow-private']), ...(connectPorts ? { connectPorts } : {}) },
   };
+  const addresses = (values.egress ?? []).flatMap((a) => a.split(',')).map((a) => a.trim()).filter(Boolean);
+  const proxies = values.via ?? [];
+  if (values.rotate && !STRATEGIES.includes(values.rotate as Strategy)) {
+    throw new Error(`--rotate expects one of ${STRATEGIES.join(', ')}, got ${JSON.stringify(values.rotate)}`);
+  }
+  if (addresses.length || proxies.length) {
+    input.egress = {
+      pools: {
+        default: {
+          ...(addresses.length ? { addresses } : {}),
+          ...(proxies.length ? { proxies } : {}),
+          strategy: (values.rotate as Strategy | undefined) ?? 'request',
+          ...(values['session-ttl'] ? { sessionTtl: values['session-ttl'] } : {}),
+        },
+      },
+      defaultPool: 'default',
+    };
+  } else if (values.rotate) {
+    throw new Error('--rotate needs --egress or --via');
+  }
   const checked = forwardSchema.safeParse(input);
   if (!checked.success) {
-    const lines = checked.error.issues.map((i) => `  ${i.path.join('.') || '(config)'}: ${i.message}`);
+    // Never echo a proxy URL's credentials back.
+    const lines = checked.error.issues.map((i) => `  ${i.path.join('.') || '(config)'}: ${i.message.replace(/\/\/[^@/\s]*@/g, '//…@')}`);
     throw new Error(`invalid options:\n${lines.join('\n')}`);
   }
   return input;
@@ -102,6 +140,9 @@ export async function forwardCommand(argv: string[]): Promise<number> {
   for (const a of proxy.addresses()) {
     const kinds = a.protocols.map((p) => (p === 'http' ? `http://${urlOf(a)}` : `${p}://${urlOf(a)}`));
     process.stderr.write(`gatewise forward: listening on ${kinds.join(' ')}\n`);
+  }
+  for (const [name, pool] of proxy.egress.pools) {
+    process.stderr.write(`gatewise forward: egress pool ${name}: ${pool.exits.map((e) => e.label).join(', ')} (${pool.strategy})\n`);
   }
   return await new Promise<number>((resolve) => {
     let stopping = false;

@@ -19,6 +19,8 @@ Usage:
   gatewise forward --listen ADDR:PORT [--socks ADDR:PORT] [--user NAME:PASSWORD ...] [--no-auth] [--allow-private]
                                        a forward proxy (HTTP, CONNECT, SOCKS) in one line
   gatewise passwd [PASSWORD]           print a scrypt hash for a forward-proxy user
+  gatewise usage --state FILE [--user NAME] [--date D] [--json]
+                                       per-user usage from the forward proxy's state file
   gatewise lab [--port N]              run the failure lab upstream standalone
   gatewise demo                        the gateway in front of the lab, with a table of URLs to try
   gatewise help | --version
@@ -158,6 +160,10 @@ export async function main(argv: string[]): Promise<number> {
       case 'passwd': {
         const { passwdCommand } = await import('./passwd.js');
         return await passwdCommand(rest);
+      }
+      case 'usage': {
+        const { usageCommand } = await import('./usage-command.js');
+        return await usageCommand(rest);
       }
       case 'lab': {
         const { labCommand } = await import('./lab.js');

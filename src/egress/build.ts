@@ -30,9 +30,9 @@ export function buildExits(spec: PoolSpec, resolver?: Resolver): Exit[] {
     else exits.push(new AddressExit(a.address, { resolver, weight: a.weight }));
   }
   for (const p of spec.proxies ?? []) {
-    if (typeof p === 'string') exits.push(new ProxyChainExit([parseProxyUrl(p)]));
-    else if ('chain' in p) exits.push(new ProxyChainExit(p.chain.map(parseProxyUrl), { weight: p.weight }));
-    else exits.push(new ProxyChainExit([parseProxyUrl(p.url)], { weight: p.weight }));
+    if (typeof p === 'string') exits.push(new ProxyChainExit([parseProxyUrl(p)], { resolver }));
+    else if ('chain' in p) exits.push(new ProxyChainExit(p.chain.map(parseProxyUrl), { weight: p.weight, resolver }));
+    else exits.push(new ProxyChainExit([parseProxyUrl(p.url)], { weight: p.weight, resolver }));
   }
   return exits;
 }

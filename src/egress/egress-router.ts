@@ -51,10 +51,6 @@ function hostMatches(pattern: string, host: string): boolean {
   return h === p;
 }
 
-function hp(t: DialTarget): string {
-  return t.host.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;
-}
-
 /**
  * The egress Router: picks the pool for a connection (username `pool` parameter, then
  * the routing rules in order, then the default pool; none = direct), picks an exit with
@@ -188,8 +184,9 @@ export class EgressRouter {
   }
 
   /**
-   * UDP for a SOCKS5 association: through an address exit of the route's pool (sticky
-   * for the association), or directly. Pools without address exits cannot carry UDP.
+   * UDP for a SOCKS5 association: through an exit of the route's pool that carries UDP
+   * (an address exit, or a single SOCKS5 upstream), kept for the whole association; or
+   * directly. HTTP upstreams and chains cannot carry UDP.
    */
   async openUdp(opts: UdpOpenOptions, route: EgressRoute): Promise<{ egress: UdpEgress; choice?: ExitChoice }> {
     const name = this.poolName(route, '*');
@@ -197,7 +194,7 @@ export class EgressRouter {
     if (name === undefined) return { egress: await this.#directUdp.open(opts) };
     const pool = this.pools.get(name)!;
     if (!pool.exits.some((e) => e.udp)) {
-      throw new Failure({ type: 'proxy_configuration_error', phase: 'connect', detail: `pool ${name} has no address exits, so it cannot carry UDP` });
+      throw new Failure({ type: 'proxy_configuration_error', phase: 'connect', detail: `pool ${name} has no exit that can carry UDP (address exits or single SOCKS5 upstreams)` });
     }
     const { value, choice } = await this.#through(name, '*', route, async (exit) => {
       if (!exit.udp) throw withScope(new Failure({ type: 'proxy_configuration_error', phase: 'connect', detail: `${exit.label} cannot carry UDP` }), 'skip');
@@ -212,5 +209,3 @@ export class EgressRouter {
     return out;
   }
 }
-
-export { hp as hostPortOf };

@@ -7,6 +7,7 @@ import { scopeOf, withScope } from './exit-failure.js';
 import { httpConnect } from './http-connector.js';
 import { literalAddress, type Resolver } from './resolver.js';
 import { socks5Connect } from './socks5-connector.js';
+import { Socks5UdpDialer } from './socks5-udp-dialer.js';
 import type { ProxyEndpoint } from './proxy-url.js';
 
 /**
@@ -22,7 +23,7 @@ export interface Exit {
   readonly label: string;
   readonly weight: number;
   dial(target: DialTarget, opts: DialOptions): Promise<Socket>;
-  /** UDP through this exit (address exits only). */
+  /** UDP through this exit (address exits, and a single SOCKS5 upstream via its UDP ASSOCIATE). */
   readonly udp?: UdpDialer;
   /**
    * For a single HTTP upstream proxy: open a plain transport to it, over which plain
@@ -125,8 +126,9 @@ export class ProxyChainExit implements Exit {
   readonly weight: number;
   readonly hops: readonly ProxyEndpoint[];
   readonly httpProxy?: Exit['httpProxy'];
+  readonly udp?: UdpDialer;
 
-  constructor(hops: ProxyEndpoint[], opts: { weight?: number } = {}) {
+  constructor(hops: ProxyEndpoint[], opts: { weight?: number; resolver?: Resolver } = {}) {
     if (hops.length === 0) throw new TypeError('a proxy chain needs at least one hop');
     this.hops = hops;
     this.id = this.label = hops.map((h) => h.label).join(' > ');
@@ -135,6 +137,7 @@ export class ProxyChainExit implements Exit {
     if (hops.length === 1 && only.protocol === 'http') {
       this.httpProxy = { endpoint: only, open: (o) => openTransport(only, o.connectTimeoutMs, o.signal) };
     }
+    if (hops.length === 1 && only.protocol === 'socks5') this.udp = new Socks5UdpDialer(only, { resolver: opts.resolver });
   }
 
   async dial(target: DialTarget, opts: DialOptions): Promise<Socket> {
@@ -151,10 +154,7 @@ export class ProxyChainExit implements Exit {
         const hop = this.hops[i]!;
         const next = this.hops[i + 1];
         const to: DialTarget = next ? { host: next.host, port: next.port } : target;
-        const before = sock;
         sock = hop.protocol === 'http' ? await httpConnect(sock, hop, to, left(), opts.signal) : await socks5Connect(sock, hop, to, left());
-        // A failure reaching the next hop of the chain is the chain's fault, not the destination's.
-        void before;
         if (next && sock.destroyed) throw withScope(new Failure({ type: 'connection_terminated', phase: 'connect', nextHop: hop.label, detail: `chain broke after ${hop.label}` }), 'exit');
       }
       return sock;

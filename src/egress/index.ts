@@ -12,3 +12,4 @@ export { SessionTable, type SessionPin } from './session-table.js';
 export { ExitPool, ROTATION_STRATEGIES, type RotationStrategy, type ExitPoolOptions, type PickRequest, type PickResult, type ExitStats } from './exit-pool.js';
 export { EgressRouter, type EgressRoute, type RoutingRule, type ExitChoice, type EgressDial, type EgressEvents } from './egress-router.js';
 export { buildEgress, buildExits, type PoolSpec, type EgressSpec } from './build.js';
+export { Socks5UdpDialer } from './socks5-udp-dialer.js';

@@ -40,3 +40,30 @@ export function dialOptions(ctx: ForwardContext, user: string | null, signal?: A
 }
 
 export type { Socket };
+
+/**
+ * Tunnel byte callbacks that meter and, once the user's plan is over a byte quota,
+ * end the tunnel (the quota is counted as bytes move, so the cut comes at the next chunk).
+ */
+export function meteredTunnel(ctx: ForwardContext, session: MeterSession, user: string | null, client: Socket, upstream: Socket): { onUp(n: number): void; onDown(n: number): void } {
+  let cut = false;
+  const check = (): void => {
+    if (cut || user === null) return;
+    const over = ctx.plans.allowBytes(user, 'up') ?? ctx.plans.allowBytes(user, 'down');
+    if (!over) return;
+    cut = true;
+    session.quotaCut = over.detail;
+    client.destroy();
+    upstream.destroy();
+  };
+  return {
+    onUp: (n) => {
+      session.up(n);
+      check();
+    },
+    onDown: (n) => {
+      session.down(n);
+      check();
+    },
+  };
+}

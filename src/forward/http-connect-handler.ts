@@ -8,7 +8,7 @@ import { writeRawFailure } from './http-failure.js';
 import { parseAuthorityTarget } from './http-target.js';
 import { authenticate, parseBasicCredentials } from './proxy-auth.js';
 import { runTunnel } from './tunnel.js';
-import { admitPlan, dialOptions, exitHeaders, noteExit } from './egress-admission.js';
+import { admitPlan, meteredTunnel, dialOptions, exitHeaders, noteExit } from './egress-admission.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
 
 /**
@@ -105,8 +105,7 @@ export class HttpConnectHandler {
     }
     const endedBy = await runTunnel(socket, upstream, {
       idleMs: ctx.settings.tunnelIdleMs,
-      onUp: (n) => session.up(n),
-      onDown: (n) => session.down(n),
+      ...meteredTunnel(ctx, session, user, socket, upstream),
     });
     untrack();
     session.finish({ status: 200, error: null, method: 'CONNECT', endedBy, address });

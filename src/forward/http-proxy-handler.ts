@@ -133,7 +133,8 @@ export class HttpProxyHandler {
     const h = [...headers];
     if (absolute?.proxyAuthorization) h.push('proxy-authorization', absolute.proxyAuthorization);
     const client = new Client(origin, {
-      connect: (_o, cb) => cb(null, sock),
+      // undici wants the connector to answer asynchronously.
+      connect: (_o, cb) => setImmediate(() => cb(null, sock)),
       headersTimeout: ctx.settings.responseHeadersMs,
       bodyTimeout: ctx.settings.responseBodyIdleMs,
       pipelining: 1,
@@ -150,6 +151,10 @@ export class HttpProxyHandler {
         const f = new Failure({ type: 'proxy_configuration_error', phase: 'headers', status: 502, nextHop: d.choice.exit.label, detail: `upstream proxy ${d.choice.exit.label} refused our credentials (407)` });
         ctx.egress.report(d.choice, host, 'exit', f);
         throw f;
+      }
+      if (absolute && d.choice && (response.statusCode === 502 || response.statusCode === 504) && response.headers['proxy-status'] !== undefined) {
+        // The upstream proxy could not reach the destination: a per-domain mark for this exit.
+        ctx.egress.report(d.choice, host, 'domain', new Failure({ type: 'destination_unavailable', phase: 'headers', nextHop: d.choice.exit.label, detail: `upstream proxy ${d.choice.exit.label} answered ${response.statusCode}` }));
       }
       return { response, choice: d.choice, address: sock.remoteAddress ?? d.socket.remoteAddress ?? null, done };
     } catch (err) {

@@ -61,6 +61,8 @@ export interface FinishedRecord {
   exitRetries?: number;
   /** The plan of the user. */
   plan?: string;
+  /** The byte quota that ended this tunnel. */
+  quota?: string;
 }
 
 export interface FinishFields {
@@ -161,6 +163,8 @@ export class MeterSession {
   /** Set by the handlers once an exit is chosen. */
   egress: ExitFields | undefined;
   plan: string | undefined;
+  /** Set when a byte quota ended this tunnel (the limit's detail). */
+  quotaCut: string | undefined;
   #finished = false;
 
   constructor(meter: Meter, init: { protocol: MeteredProtocol; requestId: string; user: string | null; destination?: string | null; clientAddress?: string }) {
@@ -243,6 +247,10 @@ export class MeterSession {
       if (this.egress.exitRetries) rec.exitRetries = this.egress.exitRetries;
     }
     if (this.plan !== undefined) rec.plan = this.plan;
+    if (this.quotaCut !== undefined) {
+      rec.quota = this.quotaCut;
+      rec.endedBy = 'quota';
+    }
     this.#meter.emit('finished', rec);
     return rec;
   }

@@ -72,6 +72,23 @@ describe('address pools (datacenter exits)', () => {
     assert.equal(rec.user, USER);
   });
 
+  it('IPv6 exits: only exits of the destination\'s family are used', async () => {
+    const v6 = await whoAmI('::1');
+    const q = await startPoolProxy({ egress: { pools: { mixed: { addresses: ['127.0.0.2', '::1'], strategy: 'round-robin' } }, defaultPool: 'mixed' } });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await proxyGet(q.port, `http://[::1]:${v6.port}/`);
+        assert.equal(r.status, 200);
+        assert.equal(r.body, '::1');
+        assert.equal(r.headers['x-gatewise-exit'], '::1');
+      }
+      assert.equal((await proxyGet(q.port, `http://127.0.0.1:${origin.port}/`)).body, '127.0.0.2');
+    } finally {
+      await q.close();
+      await v6.close();
+    }
+  });
+
   it('SOCKS5 UDP leaves from an exit address', async () => {
     const echo = createSocket('udp4');
     let from = '';
@@ -84,20 +101,28 @@ describe('address pools (datacenter exits)', () => {
     const client = createSocket('udp4');
     client.bind(0, '127.0.0.1');
     await once(client, 'listening');
-    const assoc = await SocksClient.createConnection({
-      proxy: { host: '127.0.0.1', port: p.port, type: 5, userId: USER, password: PASSWORD },
-      command: 'associate',
-      destination: { host: '0.0.0.0', port: client.address().port },
-      timeout: 3000,
-    });
-    const inbox: Buffer[] = [];
-    client.on('message', (m) => inbox.push(m));
-    const frame = SocksClient.createUDPFrame({ remoteHost: { host: '127.0.0.1', port: echo.address().port }, data: Buffer.from('ping') });
-    client.send(frame, assoc.remoteHost!.port, assoc.remoteHost!.host);
-    assert.ok(await waitFor(() => inbox.length > 0));
-    assert.ok(EXITS.includes(from), from);
-    assoc.socket.destroy();
-    client.close();
-    echo.close();
+    try {
+      const sc = new SocksClient({
+        proxy: { host: '127.0.0.1', port: p.port, type: 5, userId: USER, password: PASSWORD },
+        command: 'associate',
+        destination: { host: '0.0.0.0', port: client.address().port },
+        timeout: 3000,
+      });
+      const assoc = await new Promise<Awaited<ReturnType<typeof SocksClient.createConnection>>>((resolve, reject) => {
+        sc.once('established', resolve);
+        sc.once('error', reject);
+        sc.connect();
+      });
+      const inbox: Buffer[] = [];
+      client.on('message', (m) => inbox.push(m));
+      const frame = SocksClient.createUDPFrame({ remoteHost: { host: '127.0.0.1', port: echo.address().port }, data: Buffer.from('ping') });
+      client.send(frame, assoc.remoteHost!.port, assoc.remoteHost!.host);
+      assert.ok(await waitFor(() => inbox.length > 0));
+      assert.ok(EXITS.includes(from), from);
+      assoc.socket.destroy();
+    } finally {
+      client.close();
+      echo.close();
+    }
   });
 });

@@ -4,6 +4,7 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { SocksClient } from 'socks';
 import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
 import type { ForwardConfigInput } from '../../src/config/forward.js';
+import type { Resolver } from '../../src/egress/index.js';
 import { memoryLogger, userHashes, USER, PASSWORD, USER2, PASSWORD2, readUntil } from '../forward/helpers.js';
 
 export { USER, PASSWORD, USER2, PASSWORD2 };
@@ -26,7 +27,7 @@ export async function whoAmI(host = '127.0.0.1'): Promise<WhoAmI> {
       res.end(Buffer.alloc(n, 0x62));
       return;
     }
-    res.writeHead(200, { 'content-type': 'text/plain', connection: 'close' });
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(from)), connection: 'close' });
     res.end(from);
   });
   server.listen(0, host);
@@ -118,7 +119,7 @@ export interface PoolProxy {
 }
 
 /** A forward proxy on loopback with alice/secret and bob/hunter2 (loopback destinations allowed). */
-export async function startPoolProxy(cfg: Partial<ForwardConfigInput>, userExtra: { alice?: object; bob?: object } = {}, deps: { now?: () => number } = {}): Promise<PoolProxy> {
+export async function startPoolProxy(cfg: Partial<ForwardConfigInput>, userExtra: { alice?: object; bob?: object } = {}, deps: { now?: () => number; resolver?: Resolver } = {}): Promise<PoolProxy> {
   const [h1, h2] = await userHashes();
   const { logger, lines } = memoryLogger();
   const proxy = await startForwardProxy(
@@ -130,12 +131,12 @@ export async function startPoolProxy(cfg: Partial<ForwardConfigInput>, userExtra
       auth: { required: true, users: [{ name: USER, password: h1, ...userExtra.alice }, { name: USER2, password: h2, ...userExtra.bob }], ...cfg.auth },
       rules: { allowPrivate: true, connectPorts: ['1-65535'], ...cfg.rules },
     },
-    { logger, now: deps.now },
+    { logger, now: deps.now, resolver: deps.resolver },
   );
   return { proxy, port: proxy.addresses()[0]!.port, lines, close: () => proxy.close() };
 }
 
 /** A plain Gatewise forward proxy to use as an upstream (HTTP and SOCKS5 on one port). */
-export async function startUpstreamGatewise(name: string): Promise<PoolProxy> {
-  return startPoolProxy({ name, revealDetails: true });
+export async function startUpstreamGatewise(name: string, resolver?: Resolver): Promise<PoolProxy> {
+  return startPoolProxy({ name, revealDetails: true }, {}, { resolver });
 }

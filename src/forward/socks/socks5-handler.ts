@@ -4,7 +4,7 @@ import type { MeterSession } from '../../tenants/index.js';
 import { admit } from '../admission.js';
 import { hostPort, newRequestId, type ForwardContext } from '../context.js';
 import { runTunnel } from '../tunnel.js';
-import { admitPlan, dialOptions, noteExit } from '../egress-admission.js';
+import { admitPlan, meteredTunnel, dialOptions, noteExit } from '../egress-admission.js';
 import { authenticateName } from '../proxy-auth.js';
 import type { EgressRoute } from '../../egress/index.js';
 import { ByteReader, HandshakeEnded } from './byte-reader.js';
@@ -166,8 +166,7 @@ export class Socks5Handler {
       }
       const endedBy = await runTunnel(socket, upstream, {
         idleMs: ctx.settings.tunnelIdleMs,
-        onUp: (n) => session.up(n),
-        onDown: (n) => session.down(n),
+        ...meteredTunnel(ctx, session, user, socket, upstream),
       });
       untrack();
       session.finish({ error: null, reply: SOCKS5_REPLY.succeeded, endedBy, address });

@@ -1,0 +1,111 @@
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import type { StoreDump } from '../state/index.js';
+import { periodOf } from '../tenants/index.js';
+
+const HELP = `usage: gatewise usage --state FILE [--user NAME] [--date YYYY-MM-DD] [--json]
+
+Print per-user usage of the forward proxy: bytes up and down and requests, today and
+this month (UTC). Usage is read from the state file the forward proxy writes when its
+config sets state.file (every state.flushInterval, and when it stops).
+
+  --state FILE     the state file (forward config: state.file)
+  --user NAME      only this user
+  --date DAY       report this day (and its month) instead of today
+  --json           machine-readable output
+  -h, --help       this text
+`;
+
+export interface UserUsage {
+  user: string;
+  day: { up: number; down: number; requests: number };
+  month: { up: number; down: number; requests: number };
+}
+
+/** Per-user usage for a day and its month, from a state dump. */
+export function usageFromDump(dump: StoreDump, at: number): UserUsage[] {
+  const day = periodOf('day', at).id;
+  const month = periodOf('month', at).id;
+  const users = new Map<string, UserUsage>();
+  const get = (u: string): UserUsage => {
+    let x = users.get(u);
+    if (!x) users.set(u, (x = { user: u, day: { up: 0, down: 0, requests: 0 }, month: { up: 0, down: 0, requests: 0 } }));
+    return x;
+  };
+  for (const e of dump.entries) {
+    const m = /^usage:(.+):(day|month):([0-9-]+)$/.exec(e.key);
+    if (!m || typeof e.value === 'number') continue;
+    const [, user, period, id] = m as unknown as [string, string, 'day' | 'month', string];
+    if ((period === 'day' && id !== day) || (period === 'month' && id !== month)) continue;
+    const slot = get(user)[period];
+    slot.up += e.value.up ?? 0;
+    slot.down += e.value.down ?? 0;
+    slot.requests += e.value.requests ?? 0;
+  }
+  return [...users.values()].sort((a, b) => a.user.localeCompare(b.user));
+}
+
+function size(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+/** `gatewise usage`: returns the exit code. Output goes to `out` (stdout by default). */
+export async function usageCommand(argv: string[], out: { write(s: string): unknown } = process.stdout, err: { write(s: string): unknown } = process.stderr): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { state: { type: 'string' }, user: { type: 'string' }, date: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    err.write(`gatewise usage: ${(e as Error).message}\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    out.write(HELP);
+    return 0;
+  }
+  if (!values.state) {
+    err.write(`gatewise usage: --state FILE is required\n${HELP}`);
+    return 2;
+  }
+  let at = Date.now();
+  if (values.date) {
+    at = Date.parse(`${values.date}T12:00:00Z`);
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(values.date) || Number.isNaN(at)) {
+      err.write('gatewise usage: --date expects YYYY-MM-DD\n');
+      return 2;
+    }
+  }
+  let dump: StoreDump;
+  try {
+    dump = JSON.parse(await readFile(values.state, 'utf8')) as StoreDump;
+    if (!Array.isArray(dump.entries)) throw new Error('not a Gatewise state file');
+  } catch (e) {
+    err.write(`gatewise usage: cannot read ${values.state}: ${(e as Error).message}\n`);
+    return 1;
+  }
+  let rows = usageFromDump(dump, at);
+  if (values.user) rows = rows.filter((r) => r.user === values.user);
+  if (values.json) {
+    out.write(`${JSON.stringify({ savedAt: dump.savedAt, day: periodOf('day', at).id, month: periodOf('month', at).id, users: rows }, null, 2)}\n`);
+    return 0;
+  }
+  const head = ['user', 'day up', 'day down', 'day req', 'month up', 'month down', 'month req'];
+  const table = rows.map((r) => [r.user, size(r.day.up), size(r.day.down), String(r.day.requests), size(r.month.up), size(r.month.down), String(r.month.requests)]);
+  const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  out.write(`usage on ${periodOf('day', at).id} and in ${periodOf('month', at).id} (UTC), state saved ${dump.savedAt}\n`);
+  out.write(`${line(head)}\n`);
+  for (const row of table) out.write(`${line(row)}\n`);
+  if (rows.length === 0) out.write('(no usage recorded)\n');
+  return 0;
+}

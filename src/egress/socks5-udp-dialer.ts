@@ -1,0 +1,137 @@
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { connect, isIP, type Socket } from 'node:net';
+import { SocksClient } from 'socks';
+import { Failure, classify } from '../failure/index.js';
+import type { DialTarget, ResolvedAddress, UdpDialer, UdpEgress, UdpOpenOptions, UdpSource } from './dialer.js';
+import { withScope } from './exit-failure.js';
+import type { ProxyEndpoint } from './proxy-url.js';
+import { resolveHost, systemResolver, type Resolver } from './resolver.js';
+
+/**
+ * UDP through an upstream SOCKS5 proxy (its UDP ASSOCIATE): one control connection and
+ * one local UDP socket per association. Names are resolved here and checked with the
+ * guard (as for direct UDP), so replies can be matched to the address sent to.
+ */
+class Socks5UdpEgress implements UdpEgress {
+  readonly #control: Socket;
+  readonly #sock: UdpSocket;
+  readonly #relay: { host: string; port: number };
+  readonly #opts: UdpOpenOptions;
+  readonly #resolver: Resolver;
+  readonly #proxy: ProxyEndpoint;
+  readonly #listeners: Array<(payload: Buffer, from: UdpSource) => void> = [];
+  #closed = false;
+
+  constructor(control: Socket, sock: UdpSocket, relay: { host: string; port: number }, opts: UdpOpenOptions, resolver: Resolver, proxy: ProxyEndpoint) {
+    this.#control = control;
+    this.#sock = sock;
+    this.#relay = relay;
+    this.#opts = opts;
+    this.#resolver = resolver;
+    this.#proxy = proxy;
+    control.on('close', () => this.close());
+    control.on('error', () => {});
+    sock.on('message', (msg, rinfo) => {
+      if (rinfo.port !== relay.port) return;
+      let frame;
+      try {
+        frame = SocksClient.parseUDPFrame(msg);
+      } catch {
+        return;
+      }
+      const host = frame.remoteHost.host;
+      const from: UdpSource = { address: host, family: isIP(host) === 6 ? 6 : 4, port: frame.remoteHost.port };
+      for (const l of this.#listeners) l(frame.data, from);
+    });
+    sock.on('error', () => {});
+  }
+
+  async send(target: DialTarget, payload: Buffer): Promise<UdpSource> {
+    const nextHop = target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
+    if (this.#closed) throw new Failure({ type: 'connection_terminated', phase: 'send', nextHop: this.#proxy.label, detail: `UDP association through ${this.#proxy.label} ended` });
+    const addrs = await resolveHost(this.#resolver, target.host, this.#opts.dnsTimeoutMs, nextHop);
+    let chosen: ResolvedAddress | undefined;
+    let refusal: Failure | undefined;
+    for (const a of addrs) {
+      const f = this.#opts.guard(a, target);
+      if (f) refusal ??= f;
+      else {
+        chosen = a;
+        break;
+      }
+    }
+    if (!chosen) throw refusal!;
+    const frame = SocksClient.createUDPFrame({ remoteHost: { host: chosen.address, port: target.port }, data: payload });
+    await new Promise<void>((resolve, reject) => {
+      this.#sock.send(frame, this.#relay.port, this.#relay.host, (err) => (err ? reject(classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop })) : resolve()));
+    });
+    return { ...chosen, port: target.port };
+  }
+
+  onMessage(listener: (payload: Buffer, from: UdpSource) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#control.destroy();
+    try {
+      this.#sock.close();
+    } catch {
+      // already closed
+    }
+    this.#listeners.length = 0;
+  }
+}
+
+export class Socks5UdpDialer implements UdpDialer {
+  readonly #proxy: ProxyEndpoint;
+  readonly #resolver: Resolver;
+  readonly #timeoutMs: number;
+
+  constructor(proxy: ProxyEndpoint, opts: { resolver?: Resolver; timeoutMs?: number } = {}) {
+    this.#proxy = proxy;
+    this.#resolver = opts.resolver ?? systemResolver;
+    this.#timeoutMs = opts.timeoutMs ?? 10_000;
+  }
+
+  async open(opts: UdpOpenOptions): Promise<UdpEgress> {
+    const p = this.#proxy;
+    const family = isIP(p.host) === 6 ? 6 : 4;
+    const sock = createSocket(family === 6 ? 'udp6' : 'udp4');
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(0, () => {
+        sock.off('error', reject);
+        resolve();
+      });
+    });
+    try {
+      const control = connect({ host: p.host, port: p.port, noDelay: true });
+      control.on('error', () => {});
+      // createConnection() does not do ASSOCIATE; the event API does.
+      const client = new SocksClient({
+        proxy: { host: p.host, port: p.port, type: 5, userId: p.username, password: p.password },
+        command: 'associate',
+        destination: { host: family === 6 ? '::' : '0.0.0.0', port: sock.address().port },
+        timeout: this.#timeoutMs,
+      });
+      const { socket, remoteHost } = await new Promise<{ socket: Socket; remoteHost?: { host: string; port: number } }>((resolve, reject) => {
+        client.once('established', (e) => resolve({ socket: e.socket, remoteHost: e.remoteHost }));
+        client.once('error', reject);
+        client.connect(control);
+      });
+      let relayHost = remoteHost?.host ?? p.host;
+      // A relay bound to the wildcard address is reached at the proxy's own address.
+      if (relayHost === '0.0.0.0' || relayHost === '::') relayHost = p.host;
+      return new Socks5UdpEgress(socket, sock, { host: relayHost, port: remoteHost?.port ?? 0 }, opts, this.#resolver, p);
+    } catch (err) {
+      sock.close();
+      throw withScope(
+        new Failure({ type: 'connection_refused', phase: 'connect', nextHop: p.label, detail: `upstream SOCKS5 proxy ${p.label} refused UDP ASSOCIATE`, cause: err, retrySafe: true }),
+        'exit',
+      );
+    }
+  }
+}
