@@ -116,7 +116,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#socket = req.socket;
     this.#bytesIn0 = req.socket.bytesRead;
     this.#bytesOut0 = req.socket.bytesWritten;
-    res.once('close', this.#onResClose);
+    // Module-level listeners that find the exchange on the response: no closures per request.
+    (res as ExchangeResponse)[kExchange] = this;
+    res.once('close', onResClose);
   }
 
   /** Route and forward. Errors become gateway responses; nothing throws out of here. */
@@ -161,7 +163,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
       if (waiting === 'full') {
         throw new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `cluster ${cluster.name} is at its limit of ${adm.limit} requests in flight and its queue is full` });
       }
-      waiting.then(this.#onAdmitted, this.#onQueueTimeout);
+      waiting.then(
+        () => this.#onAdmitted(),
+        () => this.#onQueueTimeout(),
+      );
     } catch (err) {
       this.fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
     }
@@ -181,7 +186,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.res.end();
   }
 
-  #onAdmitted = (): void => {
+  #onAdmitted(): void {
     this.#admitted = true;
     this.#admittedAt = performance.now();
     if (this.res.destroyed) {
@@ -189,12 +194,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.#attemptNow();
-  };
+  }
 
-  #onQueueTimeout = (): void => {
+  #onQueueTimeout(): void {
     const adm = this.route!.cluster.admission!;
     this.fail(new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `waited in the queue of cluster ${this.route!.cluster.name} longer than its queue timeout (limit ${adm.limit})` }));
-  };
+  }
 
   /** Pick an endpoint and a connection, and send the request. */
   #attemptNow(): void {
@@ -318,7 +323,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   onData(chunk: Buffer): boolean {
     if (this.#discard) return true;
     if (this.res.write(chunk)) return true;
-    this.res.once('drain', this.#onDrain);
+    this.res.once('drain', onResDrain);
     return false;
   }
 
@@ -410,13 +415,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.#attemptNow();
       return;
     }
-    setTimeout(this.#retryNow, delayMs);
+    setTimeout(retryLater, delayMs, this);
   }
 
-  #retryNow = (): void => {
+  /** A scheduled retry is due. */
+  retryNow(): void {
     if (this.res.destroyed) return;
     this.#attemptNow();
-  };
+  }
 
   // ---- responses ------------------------------------------------------------------------
 
@@ -465,9 +471,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (hints.link !== undefined) this.res.writeEarlyHints(hints as { link: string | string[] });
   }
 
-  #onDrain = (): void => {
+  /** The client took the buffered body: let undici read from the upstream again. */
+  resumeUpstream(): void {
     this.#resume?.();
-  };
+  }
 
   /** The current attempt is over: give back the connection and the endpoint slot. */
   #settleAttempt(ok: boolean): void {
@@ -490,7 +497,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.route!.cluster.admission!.release(end - this.#admittedAt, dropped);
   }
 
-  #onResClose = (): void => {
+  /** The client response closed: finished, or the client went away. */
+  responseClosed(): void {
     if (!this.#complete && !this.#error) {
       // The client left before the response was complete: stop the upstream work.
       this.#endedBy = 'client';
@@ -501,7 +509,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     this.#releaseAdmission(this.#error !== undefined && this.#error.source !== 'client');
     this.#publish();
-  };
+  }
 
   #publish(): void {
     if (this.#published) return;
@@ -533,6 +541,21 @@ export class Exchange implements Dispatcher.DispatchHandler {
     };
     requestEnd.publish(record);
   }
+}
+
+const kExchange = Symbol('gatewise.exchange');
+type ExchangeResponse = ServerResponse & { [kExchange]: Exchange };
+
+function onResClose(this: ServerResponse): void {
+  (this as ExchangeResponse)[kExchange].responseClosed();
+}
+
+function onResDrain(this: ServerResponse): void {
+  (this as ExchangeResponse)[kExchange].resumeUpstream();
+}
+
+function retryLater(ex: Exchange): void {
+  ex.retryNow();
 }
 
 function toSummary(a: AttemptRecord): AttemptSummary {
