@@ -26,8 +26,8 @@ async function measure(sc: Scenario, id: string, r: Running, env: GroupEnv, roun
       rec.p50Us = w.latencyUs.p50;
       rec.p99Us = w.latencyUs.p99;
       rec.errors = e.status + e.connect + e.read + e.write + e.timeout;
-      const detail = Object.entries(e).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ');
-      if (detail) rec.errorDetail = detail;
+      const kinds = Object.fromEntries(Object.entries(e).filter(([, n]) => n > 0));
+      if (Object.keys(kinds).length) rec.errorKinds = kinds;
     } else if (sc.tunnel) {
       const t = await runTunnelLoadProcess(
         { proxyPort: r.port, protocol: direct ? 'direct' : sc.tunnel.protocol, mode: sc.tunnel.mode, targetPort: originPort, path: sc.tunnel.path, concurrency: sc.connections, durationS },
@@ -128,7 +128,7 @@ function logRun(rec: RunRecord, sc: Scenario): void {
     `round ${rec.round} ${sc.id.padEnd(18)} ${rec.contender.padEnd(20)} ${Math.round(rec.rate).toString().padStart(7)} ${sc.unit}` +
       `${rec.mbps !== undefined ? ` ${rec.mbps.toFixed(0)} MB/s` : ''}  p99 ${(rec.p99Us / 1000).toFixed(2)} ms` +
       `${rec.peakRssKb !== undefined ? `  rss ${(rec.peakRssKb / 1024).toFixed(0)} MiB  cpu ${rec.cpuPercent?.toFixed(0)}%` : ''}` +
-      `${rec.errors ? `  errors ${rec.errors} (${rec.errorDetail})` : ''}`,
+      `${rec.errors ? `  errors ${rec.errors} (${rec.errorDetail ?? JSON.stringify(rec.errorKinds)})` : ''}`,
   );
 }
 

@@ -15,6 +15,9 @@ export interface RunRecord {
   p50Us: number;
   p99Us: number;
   errors: number;
+  /** wrk's error counts by kind (non-zero only). */
+  errorKinds?: Record<string, number>;
+  /** First error message (tunnel load generator, failed run). */
   errorDetail?: string;
   peakRssKb?: number;
   cpuPercent?: number;
@@ -41,7 +44,10 @@ export interface SoakResult {
   rate: number;
   errors: number;
   samplesKb: number[];
-  referenceKb: number;
+  /** Length of the compared windows (first and last fifth after warm-up), seconds. */
+  windowS: number;
+  first: { medianKb: number; peakKb: number };
+  last: { medianKb: number; peakKb: number };
   minKb: number;
   maxKb: number;
   withinTenPercent: boolean;
@@ -100,7 +106,10 @@ export function summarize(scenarios: Scenario[], contenders: ContenderInfo[], ru
       const rss = rs.map((r) => r.peakRssKb).filter((x): x is number => x !== undefined);
       const cpu = rs.map((r) => r.cpuPercent).filter((x): x is number => x !== undefined);
       const mbps = rs.map((r) => r.mbps).filter((x): x is number => x !== undefined);
-      const detail = rs.find((r) => r.errorDetail)?.errorDetail;
+      const kinds: Record<string, number> = {};
+      for (const r of rs) for (const [k, n] of Object.entries(r.errorKinds ?? {})) kinds[k] = (kinds[k] ?? 0) + n;
+      const kindText = Object.entries(kinds).map(([k, n]) => `${k} ${n}`).join(', ');
+      const detail = kindText || rs.find((r) => r.errorDetail)?.errorDetail;
       rows.push({
         scenario: sc.id,
         contender,
@@ -202,19 +211,16 @@ export function resultTables(rep: Report): string {
   return parts.join('\n\n');
 }
 
-function drift(s: SoakResult): string {
-  const last = s.samplesKb.at(-1) ?? s.referenceKb;
-  const pct = (100 * (last - s.referenceKb)) / s.referenceKb;
-  return `${pct >= 0 ? '+' : ''}${pct.toFixed(1)}% vs`;
-}
-
 function soakSection(s: SoakResult): string {
   const verdict = s.withinTenPercent ? 'stayed within ±10%' : '**did not stay within ±10%**';
+  const pct = (a: number, b: number): string => `${a >= b ? '+' : ''}${((100 * (a - b)) / b).toFixed(1)}%`;
   return [
     `## Soak: ${s.contender}, ${s.seconds} s at 50 connections`,
     s.note ??
-      `RSS ${verdict} of ${fmtMiB(s.referenceKb)} MiB (the median of the 5 s after a ${s.warmupS} s warm-up): ` +
-        `min ${fmtMiB(s.minKb)} MiB, max ${fmtMiB(s.maxKb)} MiB after warm-up, last sample ${drift(s)} the reference; ${fmtInt(s.rate)} req/s, ${fmtInt(s.errors)} errors. ` +
+      `RSS ${verdict}: comparing the first and the last ${s.windowS} s after a ${s.warmupS} s warm-up, the median went from ` +
+        `${fmtMiB(s.first.medianKb)} to ${fmtMiB(s.last.medianKb)} MiB (${pct(s.last.medianKb, s.first.medianKb)}) and the peak from ` +
+        `${fmtMiB(s.first.peakKb)} to ${fmtMiB(s.last.peakKb)} MiB (${pct(s.last.peakKb, s.first.peakKb)}); overall ${fmtMiB(s.minKb)}–${fmtMiB(s.maxKb)} MiB ` +
+        `after warm-up (the garbage-collected heap saw-tooths, so single samples are not compared). ${fmtInt(s.rate)} req/s, ${fmtInt(s.errors)} errors.\n\n` +
         `Samples (MiB, one per second): ${s.samplesKb.map((k) => (k / 1024).toFixed(0)).join(' ')}`,
   ].join('\n\n');
 }

@@ -34,8 +34,10 @@ function readStat(pid: number): Stat | undefined {
     const raw = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may hold spaces; fields after it are fixed.
     const rest = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
-    // rest[0] = state (field 3), ppid = field 4, utime = 14, stime = 15
-    return { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) };
+    // rest[0] = state (field 3), ppid = field 4, utime = 14, stime = 15, cutime = 16, cstime = 17.
+    // cutime/cstime hold the CPU of children that exited and were reaped, so a tree whose
+    // helpers come and go (Dante) does not lose their time when they leave /proc.
+    return { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14]) };
   } catch {
     return undefined;
   }
