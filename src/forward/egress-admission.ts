@@ -1,3 +1,4 @@
+import { runTunnel, type TunnelEnd } from './tunnel.js';
 import type { Socket } from 'node:net';
 import { Failure } from '../failure/index.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
@@ -66,4 +67,16 @@ export function meteredTunnel(ctx: ForwardContext, session: MeterSession, user: 
       check();
     },
   };
+}
+
+/**
+ * Once the client was told the tunnel is open: pass on the bytes it sent early, then
+ * splice both ways, metered and under the plan's byte quota, until either side ends.
+ */
+export function spliceMetered(ctx: ForwardContext, session: MeterSession, user: string | null, client: Socket, upstream: Socket, early: Buffer): Promise<TunnelEnd> {
+  if (early.length > 0) {
+    session.up(early.length);
+    upstream.write(early);
+  }
+  return runTunnel(client, upstream, { idleMs: ctx.settings.tunnelIdleMs, ...meteredTunnel(ctx, session, user, client, upstream) });
 }

@@ -7,8 +7,7 @@ import { hostPort, newRequestId, type ForwardContext } from './context.js';
 import { writeRawFailure } from './http-failure.js';
 import { parseAuthorityTarget } from './http-target.js';
 import { authenticate, parseBasicCredentials } from './proxy-auth.js';
-import { runTunnel } from './tunnel.js';
-import { admitPlan, meteredTunnel, dialOptions, exitHeaders, noteExit } from './egress-admission.js';
+import { admitPlan, spliceMetered, dialOptions, exitHeaders, noteExit } from './egress-admission.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
 
 /**
@@ -99,14 +98,7 @@ export class HttpConnectHandler {
     let extra = '';
     for (const [k, v] of Object.entries(exitHeaders(choice))) extra += `${k}: ${v}\r\n`;
     socket.write(`HTTP/1.1 200 Connection Established\r\nvia: 1.1 ${ctx.settings.name}\r\n${extra}\r\n`);
-    if (head.length > 0) {
-      session.up(head.length);
-      upstream.write(head);
-    }
-    const endedBy = await runTunnel(socket, upstream, {
-      idleMs: ctx.settings.tunnelIdleMs,
-      ...meteredTunnel(ctx, session, user, socket, upstream),
-    });
+    const endedBy = await spliceMetered(ctx, session, user, socket, upstream, head);
     untrack();
     session.finish({ status: 200, error: null, method: 'CONNECT', endedBy, address });
   }

@@ -3,8 +3,7 @@ import { Failure, classify } from '../../failure/index.js';
 import type { MeterSession } from '../../tenants/index.js';
 import { admit } from '../admission.js';
 import { hostPort, newRequestId, type ForwardContext } from '../context.js';
-import { runTunnel } from '../tunnel.js';
-import { admitPlan, meteredTunnel, dialOptions, noteExit } from '../egress-admission.js';
+import { admitPlan, spliceMetered, dialOptions, noteExit } from '../egress-admission.js';
 import { authenticateName } from '../proxy-auth.js';
 import type { EgressRoute } from '../../egress/index.js';
 import { ByteReader, HandshakeEnded } from './byte-reader.js';
@@ -160,14 +159,7 @@ export class Socks5Handler {
         return;
       }
       socket.write(socks5Reply(SOCKS5_REPLY.succeeded, upstream.localAddress, upstream.localPort ?? 0));
-      if (early.length) {
-        session.up(early.length);
-        upstream.write(early);
-      }
-      const endedBy = await runTunnel(socket, upstream, {
-        idleMs: ctx.settings.tunnelIdleMs,
-        ...meteredTunnel(ctx, session, user, socket, upstream),
-      });
+      const endedBy = await spliceMetered(ctx, session, user, socket, upstream, early);
       untrack();
       session.finish({ error: null, reply: SOCKS5_REPLY.succeeded, endedBy, address });
     } finally {
