@@ -69,3 +69,22 @@ export interface LifecycleRecord {
   event: 'listening' | 'draining' | 'closed' | 'config-warning';
   detail: string;
 }
+
+/** What every request record takes from the request itself. */
+export function requestFields(
+  requestId: string,
+  listener: string,
+  clientAddress: string,
+  req: { method?: string; url?: string; httpVersion?: string; headers: { host?: string } } | undefined,
+): Pick<RequestRecord, 'time' | 'requestId' | 'listener' | 'clientAddress' | 'method' | 'host' | 'path' | 'httpVersion'> {
+  return {
+    time: Date.now(),
+    requestId,
+    listener,
+    clientAddress,
+    method: req?.method ?? '',
+    host: req?.headers.host ?? '',
+    path: req?.url ?? '',
+    httpVersion: req?.httpVersion ?? '',
+  };
+}

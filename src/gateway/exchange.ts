@@ -8,7 +8,7 @@ import type { PooledClient } from '../upstream/connection-pool.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { BodyRelay } from './body-relay.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
-import { requestEnd, type AttemptRecord, type EndedBy, type RequestRecord } from './events.js';
+import { requestEnd, requestFields, type AttemptRecord, type EndedBy, type RequestRecord } from './events.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
 import { retryKindOf, backoffMs, retryAfterMs, type RetryKind } from './retry-policy.js';
@@ -518,14 +518,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const req = this.req;
     const f = this.#error;
     const record: RequestRecord = {
-      time: Date.now(),
-      requestId: this.requestId,
-      listener: this.listener,
-      clientAddress: plainAddress(this.#socket.remoteAddress),
-      method: req.method ?? '',
-      host: req.headers.host ?? '',
+      ...requestFields(this.requestId, this.listener, plainAddress(this.#socket.remoteAddress), req),
       path: this.#path || (req.url ?? ''),
-      httpVersion: req.httpVersion,
       route: this.route?.name,
       cluster: this.route?.cluster.name,
       status: this.res.statusCode,

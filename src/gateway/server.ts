@@ -6,7 +6,7 @@ import { Failure, renderFailure } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
 import { buildContext, ms, proxyStatusOptions, type GatewayContext } from './context.js';
-import { gatewayLifecycle, requestEnd, type LifecycleRecord, type RequestRecord } from './events.js';
+import { gatewayLifecycle, requestEnd, requestFields, type LifecycleRecord, type RequestRecord } from './events.js';
 import { Exchange, newRequestId } from './exchange.js';
 import { UpgradeExchange } from './upgrade.js';
 
@@ -180,14 +180,7 @@ export class Gateway {
     socket.end(Buffer.concat([Buffer.from(head + '\r\n', 'latin1'), out.body]));
     if (requestEnd.hasSubscribers) {
       const record: RequestRecord = {
-        time: Date.now(),
-        requestId,
-        listener,
-        clientAddress: plainAddress(sock.remoteAddress),
-        method: req?.method ?? '',
-        host: req?.headers.host ?? '',
-        path: req?.url ?? '',
-        httpVersion: req?.httpVersion ?? '',
+        ...requestFields(requestId, listener, plainAddress(sock.remoteAddress), req),
         route: undefined,
         cluster: undefined,
         status: out.status,

@@ -5,7 +5,7 @@ import type { Dispatcher } from 'undici';
 import { Failure, classify, renderFailure } from '../failure/index.js';
 import { plainAddress } from '../http/trust.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
-import { requestEnd, type AttemptRecord, type EndedBy, type RequestRecord } from './events.js';
+import { requestEnd, requestFields, type AttemptRecord, type EndedBy, type RequestRecord } from './events.js';
 import { newRequestId, originForm } from './exchange.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { buildResponseHead } from './response-headers.js';
@@ -228,14 +228,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
     this.#published = true;
     const req = this.#req;
     const record: RequestRecord = {
-      time: Date.now(),
-      requestId: this.#requestId,
-      listener: this.#listener,
-      clientAddress: plainAddress(req.socket.remoteAddress),
-      method: req.method ?? '',
-      host: req.headers.host ?? '',
-      path: req.url ?? '',
-      httpVersion: req.httpVersion,
+      ...requestFields(this.#requestId, this.#listener, plainAddress(req.socket.remoteAddress), req),
       route: this.#route?.name,
       cluster: this.#route?.cluster.name,
       status: this.#status,
