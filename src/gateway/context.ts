@@ -26,6 +26,8 @@ export interface GatewayContext {
   readonly requestIdPrefix: string;
   /** Set while draining: responses close their connections. */
   draining: boolean;
+  /** Exchanges whose response has not closed yet (graceful shutdown waits for 0). */
+  inflight: number;
 }
 
 const DEFAULT_NAME = 'gatewise';
@@ -125,6 +127,7 @@ export function buildContext(cfg: Config): GatewayContext {
     trustIncomingRequestId: cfg.requestId.trustIncoming,
     requestIdPrefix: Math.floor(Math.random() * 0xffffffff).toString(36).padStart(7, '0'),
     draining: false,
+    inflight: 0,
   };
 }
 

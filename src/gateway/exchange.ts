@@ -119,6 +119,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     // Module-level listeners that find the exchange on the response: no closures per request.
     (res as ExchangeResponse)[kExchange] = this;
     res.once('close', onResClose);
+    ctx.inflight++;
   }
 
   /** Route and forward. Errors become gateway responses; nothing throws out of here. */
@@ -499,6 +500,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   /** The client response closed: finished, or the client went away. */
   responseClosed(): void {
+    this.ctx.inflight--;
     if (!this.#complete && !this.#error) {
       // The client left before the response was complete: stop the upstream work.
       this.#endedBy = 'client';
@@ -538,14 +540,19 @@ export class Exchange implements Dispatcher.DispatchHandler {
 }
 
 const kExchange = Symbol('gatewise.exchange');
-type ExchangeResponse = ServerResponse & { [kExchange]: Exchange };
+type ExchangeResponse = ServerResponse & { [kExchange]?: Exchange };
+
+/** The exchange answering this response, if the gateway created one for it. */
+export function exchangeOf(res: ServerResponse): Exchange | undefined {
+  return (res as ExchangeResponse)[kExchange];
+}
 
 function onResClose(this: ServerResponse): void {
-  (this as ExchangeResponse)[kExchange].responseClosed();
+  (this as ExchangeResponse)[kExchange]!.responseClosed();
 }
 
 function onResDrain(this: ServerResponse): void {
-  (this as ExchangeResponse)[kExchange].resumeUpstream();
+  (this as ExchangeResponse)[kExchange]!.resumeUpstream();
 }
 
 function retryLater(ex: Exchange): void {

@@ -7,7 +7,7 @@ import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
 import { buildContext, ms, proxyStatusOptions, type GatewayContext } from './context.js';
 import { gatewayLifecycle, requestEnd, requestFields, type LifecycleRecord, type RequestRecord } from './events.js';
-import { Exchange, newRequestId } from './exchange.js';
+import { Exchange, exchangeOf, newRequestId } from './exchange.js';
 import { UpgradeExchange } from './upgrade.js';
 
 export interface ListeningAddress {
@@ -31,8 +31,6 @@ export class Gateway {
   readonly ctx: GatewayContext;
   readonly config: Config;
   readonly #servers: Array<{ server: Server; cfg: ListenerConfig; name: string }> = [];
-  readonly #inflight = new Set<ServerResponse>();
-  readonly #exchanges = new WeakMap<ServerResponse, Exchange>();
   /** Client sockets handed over by 'upgrade' (WebSocket tunnels): the HTTP server no longer tracks them. */
   readonly #tunnels = new Set<Duplex>();
   #closing: Promise<void> | undefined;
@@ -54,11 +52,7 @@ export class Gateway {
         joinDuplicateHeaders: false,
       });
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-        this.#inflight.add(res);
-        res.once('close', () => this.#inflight.delete(res));
-        const ex = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11);
-        this.#exchanges.set(res, ex);
-        ex.start();
+        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11).start();
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         this.#tunnels.add(socket);
@@ -116,11 +110,11 @@ export class Gateway {
 
   async #close(drainMs: number): Promise<void> {
     this.ctx.draining = true;
-    lifecycle({ event: 'draining', detail: `${this.#inflight.size} requests in flight` });
+    lifecycle({ event: 'draining', detail: `${this.ctx.inflight} requests in flight` });
     const closed = this.#servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const { server } of this.#servers) server.closeIdleConnections();
     const deadline = Date.now() + drainMs;
-    while ((this.#inflight.size > 0 || this.#tunnels.size > 0) && Date.now() < deadline) {
+    while ((this.ctx.inflight > 0 || this.#tunnels.size > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 25));
       for (const { server } of this.#servers) server.closeIdleConnections();
     }
@@ -153,7 +147,7 @@ export class Gateway {
     const pending = sock._httpMessage;
     if (pending && !pending.writableFinished && !pending.req.complete) {
       // The body of the request being answered is malformed (bad chunking): refuse that request.
-      const ex = this.#exchanges.get(pending);
+      const ex = exchangeOf(pending);
       if (ex) {
         ex.refuse(f);
         return;
