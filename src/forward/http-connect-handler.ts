@@ -1,8 +1,8 @@
-import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import type { MeterSession } from '../tenants/index.js';
 import { admit } from './admission.js';
+import type { ConnectRequest } from './connect-head.js';
 import { hostPort, newRequestId, type ForwardContext } from './context.js';
 import { writeRawFailure } from './http-failure.js';
 import { parseAuthorityTarget } from './http-target.js';
@@ -22,7 +22,7 @@ export class HttpConnectHandler {
     this.#ctx = ctx;
   }
 
-  handle(req: IncomingMessage, socket: Socket, head: Buffer): void {
+  handle(req: ConnectRequest, socket: Socket, head: Buffer): void {
     const session = this.#ctx.meter.open({ protocol: 'connect', requestId: newRequestId(), user: null, clientAddress: socket.remoteAddress });
     socket.on('error', () => {});
     this.#handle(req, socket, head, session).catch((err: unknown) => {
@@ -31,12 +31,12 @@ export class HttpConnectHandler {
     });
   }
 
-  #fail(req: IncomingMessage, socket: Socket, session: MeterSession, f: Failure, address: string | null = null): void {
+  #fail(req: ConnectRequest, socket: Socket, session: MeterSession, f: Failure, address: string | null = null): void {
     writeRawFailure(this.#ctx, socket, f, session.requestId, req.headers.accept);
     session.finish({ status: f.status, error: f.type, method: 'CONNECT', refused: true, endedBy: 'proxy', address });
   }
 
-  async #handle(req: IncomingMessage, socket: Socket, head: Buffer, session: MeterSession): Promise<void> {
+  async #handle(req: ConnectRequest, socket: Socket, head: Buffer, session: MeterSession): Promise<void> {
     const ctx = this.#ctx;
     const authHeader = req.headers['proxy-authorization'];
     const creds = parseBasicCredentials(authHeader);
@@ -65,7 +65,7 @@ export class HttpConnectHandler {
     }
   }
 
-  async #open(req: IncomingMessage, socket: Socket, head: Buffer, session: MeterSession, route: EgressRoute, target: { host: string; port: number }): Promise<void> {
+  async #open(req: ConnectRequest, socket: Socket, head: Buffer, session: MeterSession, route: EgressRoute, target: { host: string; port: number }): Promise<void> {
     const ctx = this.#ctx;
     const user = route.user;
     let choice: ExitChoice | undefined;

@@ -2,9 +2,20 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { Failure } from '../failure/index.js';
 import { newRequestId, type ForwardContext } from './context.js';
+import { parseConnectHead } from './connect-head.js';
 import { HttpConnectHandler } from './http-connect-handler.js';
 import { writeRawFailure } from './http-failure.js';
 import { HttpProxyHandler } from './http-proxy-handler.js';
+
+const kHeadTimer = Symbol('gatewise.headTimer');
+const kBusy = Symbol('gatewise.busy');
+/**
+ * The head timer lives on the socket itself (one timer per connection, re-armed with
+ * `refresh()`), not in a WeakMap: a WeakMap entry keyed by a young socket makes V8 keep
+ * everything reachable from it through every scavenge, which promoted whole requests
+ * into the old generation and cost 10 ms scavenges under load.
+ */
+type TimedSocket = Socket & { [kHeadTimer]?: NodeJS.Timeout; [kBusy]?: boolean };
 
 interface ParserError extends Error {
   code?: string;
@@ -21,7 +32,7 @@ interface ParserError extends Error {
 export class HttpFront {
   readonly #ctx: ForwardContext;
   readonly #server: Server;
-  readonly #headTimers = new WeakMap<Socket, NodeJS.Timeout>();
+  readonly #connect: HttpConnectHandler;
 
   constructor(ctx: ForwardContext) {
     this.#ctx = ctx;
@@ -36,43 +47,40 @@ export class HttpFront {
     });
     const proxy = new HttpProxyHandler(ctx);
     const connect = new HttpConnectHandler(ctx);
+    this.#connect = connect;
     this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      this.#stopHeadTimer(req.socket);
-      res.once('finish', () => this.#startHeadTimer(req.socket));
+      stopHeadTimer(req.socket);
+      res.once('finish', onResFinish);
       proxy.handle(req, res);
     });
     this.#server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-      this.#stopHeadTimer(socket);
-      connect.handle(req, socket, head);
+      stopHeadTimer(socket);
+      connect.handle({ url: req.url ?? '', headers: req.headers }, socket, head);
     });
     this.#server.on('clientError', (err: ParserError, socket: Socket) => this.#clientError(err, socket));
   }
 
   /** Take over a connection whose first bytes are `first`. */
   accept(socket: Socket, first: Buffer): void {
-    this.#startHeadTimer(socket);
-    socket.once('close', () => this.#stopHeadTimer(socket));
+    if (first[0] === 0x43) {
+      // 'C': most likely a CONNECT whose whole head came in the first read.
+      const head = parseConnectHead(first, this.#ctx.settings.maxHeaderSize);
+      if (head !== undefined) {
+        this.#connect.handle(head, socket, first.subarray(head.length));
+        return;
+      }
+    }
+    const t = setTimeout(onHeadTimeout, this.#ctx.settings.handshakeTimeoutMs + this.#ctx.settings.clientKeepAliveMs, socket);
+    t.unref();
+    (socket as TimedSocket)[kHeadTimer] = t;
+    socket.once('close', onSocketClose);
     this.#server.emit('connection', socket);
     // Node's parser reads the socket handle directly from now on; feed it what we already read.
     socket.emit('data', first);
   }
 
-  #startHeadTimer(socket: Socket): void {
-    if (socket.destroyed) return;
-    this.#stopHeadTimer(socket);
-    const t = setTimeout(() => socket.destroy(), this.#ctx.settings.handshakeTimeoutMs + this.#ctx.settings.clientKeepAliveMs);
-    t.unref();
-    this.#headTimers.set(socket, t);
-  }
-
-  #stopHeadTimer(socket: Socket): void {
-    const t = this.#headTimers.get(socket);
-    if (t) clearTimeout(t);
-    this.#headTimers.delete(socket);
-  }
-
   #clientError(err: ParserError, socket: Socket): void {
-    this.#stopHeadTimer(socket);
+    stopHeadTimer(socket);
     const code = err.code ?? '';
     if (code === 'ECONNRESET' || code === 'EPIPE' || !socket.writable) {
       socket.destroy();
@@ -103,4 +111,25 @@ export class HttpFront {
     this.#server.close();
     this.#server.closeAllConnections?.();
   }
+}
+
+/** A request head arrived: the connection is busy until its response has finished. */
+function stopHeadTimer(socket: Socket): void {
+  (socket as TimedSocket)[kBusy] = true;
+}
+
+/** The response finished: the next request head must arrive in time again. */
+function onResFinish(this: ServerResponse): void {
+  const socket = this.req.socket as TimedSocket;
+  if (socket.destroyed) return;
+  socket[kBusy] = false;
+  socket[kHeadTimer]?.refresh();
+}
+
+function onHeadTimeout(socket: Socket): void {
+  if (!(socket as TimedSocket)[kBusy]) socket.destroy();
+}
+
+function onSocketClose(this: TimedSocket): void {
+  clearTimeout(this[kHeadTimer]);
 }
