@@ -63,9 +63,13 @@ ${nginxTempPaths(dir)}
 `;
 }
 
-/** nginx as reverse proxy: one worker, upstream keep-alive, no access log, no disk buffering. */
-export function nginxProxy(dir: string, port: number, origin: number): string {
-  return `worker_processes 1;
+/**
+ * nginx as reverse proxy: upstream keep-alive, no access log, no disk buffering.
+ * One worker unless the scaling group asks for more; the workers share one
+ * listening socket (no `reuseport`), as Gatewise's cluster workers do.
+ */
+export function nginxProxy(dir: string, port: number, origin: number, workers = 1): string {
+  return `worker_processes ${workers};
 daemon off;
 pid ${path.join(dir, 'nginx.pid')};
 error_log ${path.join(dir, 'error.log')} error;

@@ -7,7 +7,8 @@ import { Proc, startProcess } from './procs.js';
 import type { ToolStatus } from './system.js';
 import { freePort, waitForPort } from './util.js';
 
-export type Group = 'reverse' | 'forward' | 'socks';
+/** `scaling`: the same reverse load with 1 and 2 workers, contenders not pinned to a CPU. */
+export type Group = 'reverse' | 'forward' | 'socks' | 'scaling';
 
 export class Skip extends Error {}
 
@@ -83,6 +84,25 @@ export const GATEWISE_CLI = {
   // --connect-ports: CONNECT defaults to 443 only; the origin is elsewhere (Squid and Tinyproxy allow any port too).
   forward: (port: number): string[] => ['forward', '--listen', `127.0.0.1:${port}`, '--no-auth', '--allow-private', '--connect-ports', '1-65535'],
   quiet: '--no-access-log',
+  workers: (n: number): string[] => ['--workers', String(n)],
+};
+
+/** The reverse command line as the docs show it (PORT and ORIGIN instead of numbers). */
+function reverseCommandText(extra: string[]): string {
+  const args = GATEWISE_CLI.reverse(1, 2).join(' ').replace('127.0.0.1:1', '127.0.0.1:PORT').replace('127.0.0.1:2', '127.0.0.1:ORIGIN');
+  return `\`node bin/gatewise.js ${[args, ...extra].join(' ')}\``;
+}
+
+/**
+ * Which Gatewise stands for Gatewise in a group ("vs Gatewise", the targets):
+ * the first of these that was measured. Without access log where it ran, as the
+ * other contenders log nothing either; in the scaling group the single worker.
+ */
+export const GATEWISE_REFERENCE: Record<Group, string[]> = {
+  reverse: ['gatewise-quiet', 'gatewise'],
+  forward: ['gatewise-fwd-quiet', 'gatewise-fwd'],
+  socks: ['gatewise-fwd-quiet', 'gatewise-fwd'],
+  scaling: ['gatewise-w1', 'gatewise-w2'],
 };
 
 function gatewise(ctx: StartContext, name: string, args: string[], port: number): Promise<Running> {
@@ -102,7 +122,7 @@ function gatewiseContenders(): Contender[] {
       label: v.label,
       groups: ['reverse'] as Group[],
       isGatewise: true,
-      config: `\`node bin/gatewise.js ${GATEWISE_CLI.reverse(1, 2).join(' ').replace('127.0.0.1:1', '127.0.0.1:PORT').replace('127.0.0.1:2', '127.0.0.1:ORIGIN')}${v.quiet ? ` ${GATEWISE_CLI.quiet}` : ''}\`, one process; ${v.note}`,
+      config: `${reverseCommandText(v.quiet ? [GATEWISE_CLI.quiet] : [])}, one process; ${v.note}`,
       async start(ctx: StartContext): Promise<Running> {
         const port = await freePort();
         const args = [...GATEWISE_CLI.reverse(port, ctx.originPort), ...(v.quiet ? [GATEWISE_CLI.quiet] : [])];
@@ -124,11 +144,59 @@ function gatewiseContenders(): Contender[] {
   ]);
 }
 
+function nginxConfigText(workers: number): string {
+  return (
+    `\`worker_processes ${workers}\`, \`proxy_pass\` to an \`upstream\` with \`keepalive 256\`, \`proxy_http_version 1.1\`, \`proxy_set_header Connection ""\`, ` +
+    '`access_log off`, `proxy_max_temp_file_size 0` (no disk buffering), `keepalive_requests 1000000`'
+  );
+}
+
+/** nginx as reverse proxy (configs.nginxProxy) with the given number of workers. */
+async function nginxReverse(ctx: StartContext, name: string, workers: number): Promise<Running> {
+  const bin = requireTool(ctx, 'nginx');
+  const dir = subdir(ctx, `${name}-proxy`);
+  const port = await freePort();
+  const conf = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(conf, configs.nginxProxy(dir, port, ctx.originPort, workers));
+  return launch(ctx, name, bin, ['-c', conf, '-p', dir, '-e', path.join(dir, 'error.log')], port);
+}
+
+/**
+ * The scaling group: Gatewise and nginx with 1 and 2 workers. Both spread
+ * connections the same way (workers accepting on one shared socket), and the
+ * 1-worker variants run the same way as the 2-worker ones (Gatewise: a cluster
+ * primary with one worker), so the ratio 2 workers / 1 worker is the second worker.
+ */
+function scalingContenders(): Contender[] {
+  const workers = (n: number): string => `${n} worker${n > 1 ? 's' : ''}`;
+  const gatewiseW = (n: number): Contender => ({
+    id: `gatewise-w${n}`,
+    label: `Gatewise, ${workers(n)}`,
+    groups: ['scaling'],
+    isGatewise: true,
+    config:
+      `${reverseCommandText([GATEWISE_CLI.quiet, ...GATEWISE_CLI.workers(n)])}: a cluster primary that forks ${workers(n)} sharing the listening socket ` +
+      '(the kernel hands out connections, no round-robin through the primary); not pinned',
+    async start(ctx) {
+      const port = await freePort();
+      return gatewise(ctx, `gatewise-w${n}`, [...GATEWISE_CLI.reverse(port, ctx.originPort), GATEWISE_CLI.quiet, ...GATEWISE_CLI.workers(n)], port);
+    },
+  });
+  const nginxW = (n: number): Contender => ({
+    id: `nginx-w${n}`,
+    label: `nginx, ${workers(n)}`,
+    groups: ['scaling'],
+    config: `${nginxConfigText(n)}; the workers accept on one shared socket (no \`reuseport\`); not pinned`,
+    start: (ctx) => nginxReverse(ctx, `nginx-w${n}`, n),
+  });
+  return [gatewiseW(1), gatewiseW(2), nginxW(1), nginxW(2)];
+}
+
 export const CONTENDERS: Contender[] = [
   {
     id: 'direct',
     label: 'direct (no proxy)',
-    groups: ['reverse', 'forward', 'socks'],
+    groups: ['reverse', 'forward', 'socks', 'scaling'],
     config: 'load generator straight to the origin: the ceiling for everything else',
     start: async (ctx) => ({ port: ctx.originPort, proc: undefined }),
   },
@@ -137,15 +205,8 @@ export const CONTENDERS: Contender[] = [
     id: 'nginx',
     label: 'nginx',
     groups: ['reverse'],
-    config: '`worker_processes 1`, `proxy_pass` to an `upstream` with `keepalive 256`, `proxy_http_version 1.1`, `proxy_set_header Connection ""`, `access_log off`, `proxy_max_temp_file_size 0` (no disk buffering), `keepalive_requests 1000000`',
-    async start(ctx) {
-      const bin = requireTool(ctx, 'nginx');
-      const dir = subdir(ctx, 'nginx-proxy');
-      const port = await freePort();
-      const conf = path.join(dir, 'nginx.conf');
-      fs.writeFileSync(conf, configs.nginxProxy(dir, port, ctx.originPort));
-      return launch(ctx, 'nginx', bin, ['-c', conf, '-p', dir, '-e', path.join(dir, 'error.log')], port);
-    },
+    config: nginxConfigText(1),
+    start: (ctx) => nginxReverse(ctx, 'nginx', 1),
   },
   {
     id: 'haproxy',
@@ -181,6 +242,18 @@ export const CONTENDERS: Contender[] = [
     async start(ctx) {
       const port = await freePort();
       return nodePeer(ctx, 'fastify', 'fastify-proxy.js', [String(port), String(ctx.originPort)], port);
+    },
+  },
+  {
+    id: 'undici-stream',
+    label: 'undici Pool.stream (bare)',
+    groups: ['reverse'],
+    config:
+      "`bench/peers/undici-stream.ts`: `http.createServer` + undici `Pool.stream()` writing into the response, no routing, header rules, retries or error pages: " +
+      "the cost of any undici-based Node proxy before it does anything (the issue's 'bare undici streaming pass-through')",
+    async start(ctx) {
+      const port = await freePort();
+      return nodePeer(ctx, 'undici-stream', 'undici-stream.js', [String(port), String(ctx.originPort)], port);
     },
   },
   {
@@ -239,6 +312,7 @@ export const CONTENDERS: Contender[] = [
       return launch(ctx, 'danted', bin, ['-f', conf, '-p', path.join(dir, 'danted.pid'), '-N', '1'], port);
     },
   },
+  ...scalingContenders(),
 ];
 
 /** The origin: nginx, one worker, fixed bodies. Retries on another port if ours was taken meanwhile. */

@@ -1,7 +1,8 @@
 // Summaries (medians with min–max, ratios) and the markdown report.
-import type { Group } from './contenders.js';
+import { GATEWISE_REFERENCE, type Group } from './contenders.js';
 import type { Scenario } from './scenarios.js';
 import type { Machine } from './system.js';
+import { checkTargets, soakChanges } from './targets.js';
 import { median } from './util.js';
 
 export interface RunRecord {
@@ -87,10 +88,10 @@ export interface Report {
   notes: string[];
 }
 
-/** The Gatewise variant used as reference: without access log when it ran, else the default. */
+/** The Gatewise variant used as reference: the first of GATEWISE_REFERENCE that ran, else any Gatewise of the group. */
 function gatewiseReference(contenders: ContenderInfo[], group: Group): string | undefined {
   const gw = contenders.filter((c) => c.isGatewise && c.measured.includes(group));
-  return (gw.find((c) => c.id.endsWith('-quiet')) ?? gw[0])?.id;
+  return (GATEWISE_REFERENCE[group].map((id) => gw.find((c) => c.id === id)).find(Boolean) ?? gw[0])?.id;
 }
 
 export function summarize(scenarios: Scenario[], contenders: ContenderInfo[], runs: RunRecord[]): Summary[] {
@@ -143,9 +144,10 @@ const fmtRatio = (n: number | undefined): string => (n === undefined || !Number.
 const fmtMs = (us: number): string => (Number.isFinite(us) ? (us >= 10_000 ? (us / 1000).toFixed(0) : (us / 1000).toFixed(2)) : '—');
 export const fmtMiB = (kb: number | undefined): string => (kb === undefined ? '—' : (kb / 1024).toFixed(1));
 
-function table(header: string[], rows: string[][]): string {
+/** Markdown table; numeric: every column but the first right-aligned. */
+function table(header: string[], rows: string[][], numeric = true): string {
   const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
-  return [line(header), line(header.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
+  return [line(header), line(header.map((_, i) => (i === 0 || !numeric ? '---' : '---:'))), ...rows.map(line)].join('\n');
 }
 
 function scenarioTable(sc: Scenario, rows: Summary[], contenders: ContenderInfo[], rounds: number): string {
@@ -183,18 +185,35 @@ const GROUP_TITLES: Record<Group, string> = {
   reverse: 'Reverse proxy',
   forward: 'Forward proxy (HTTP)',
   socks: 'SOCKS5',
+  scaling: 'Scaling with workers (contenders unpinned)',
 };
+
+/** What the second worker buys: 2 workers / 1 worker from the medians, for Gatewise and nginx. */
+function scalingNote(rep: Report, sc: Scenario): string {
+  const rate = (id: string): number | undefined => rep.summaries.find((r) => r.scenario === sc.id && r.contender === id)?.rate.median;
+  const ratio = (name: string, prefix: string): string => {
+    const one = rate(`${prefix}-w1`);
+    const two = rate(`${prefix}-w2`);
+    return one && two ? `${name}: 2 workers = ${(two / one).toFixed(2)}× 1 worker` : `${name}: 2 workers / 1 worker not measured`;
+  };
+  return (
+    `${ratio('Gatewise', 'gatewise')}; ${ratio('nginx', 'nginx')} (medians of \`${sc.id}\`). ` +
+    `On this ${rep.machine.cpus}-core machine the load generator and the origin also need CPU, so the second worker does not get a core ` +
+    'of its own: the ratio is what a second worker buys here, not what it buys on a machine with a free core per worker.'
+  );
+}
 
 /** The tables alone (also printed to stdout). */
 export function resultTables(rep: Report): string {
   const parts: string[] = [];
-  for (const group of ['reverse', 'forward', 'socks'] as Group[]) {
+  for (const group of ['reverse', 'forward', 'socks', 'scaling'] as Group[]) {
     const scs = rep.scenarios.filter((s) => s.group === group && rep.summaries.some((r) => r.scenario === s.id));
     if (scs.length === 0) continue;
     parts.push(`## ${GROUP_TITLES[group]}`);
     for (const sc of scs) {
       parts.push(`### ${sc.title} (\`${sc.id}\`)`);
       parts.push(scenarioTable(sc, rep.summaries.filter((r) => r.scenario === sc.id), rep.contenders, rep.settings.rounds));
+      if (group === 'scaling') parts.push(scalingNote(rep, sc));
     }
   }
   const measured = rep.contenders.filter((c) => c.idleRssKb !== undefined);
@@ -213,15 +232,36 @@ export function resultTables(rep: Report): string {
 
 function soakSection(s: SoakResult): string {
   const verdict = s.withinTenPercent ? 'stayed within ±10%' : '**did not stay within ±10%**';
-  const pct = (a: number, b: number): string => `${a >= b ? '+' : ''}${((100 * (a - b)) / b).toFixed(1)}%`;
+  const change = soakChanges(s); // only shown without a note, i.e. when the soak has samples to compare
+  const pct = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)}%`;
   return [
     `## Soak: ${s.contender}, ${s.seconds} s at 50 connections`,
     s.note ??
       `RSS ${verdict}: comparing the first and the last ${s.windowS} s after a ${s.warmupS} s warm-up, the median went from ` +
-        `${fmtMiB(s.first.medianKb)} to ${fmtMiB(s.last.medianKb)} MiB (${pct(s.last.medianKb, s.first.medianKb)}) and the peak from ` +
-        `${fmtMiB(s.first.peakKb)} to ${fmtMiB(s.last.peakKb)} MiB (${pct(s.last.peakKb, s.first.peakKb)}); overall ${fmtMiB(s.minKb)}–${fmtMiB(s.maxKb)} MiB ` +
+        `${fmtMiB(s.first.medianKb)} to ${fmtMiB(s.last.medianKb)} MiB (${pct(change.medianPct)}) and the peak from ` +
+        `${fmtMiB(s.first.peakKb)} to ${fmtMiB(s.last.peakKb)} MiB (${pct(change.peakPct)}); overall ${fmtMiB(s.minKb)}–${fmtMiB(s.maxKb)} MiB ` +
         `after warm-up (the garbage-collected heap saw-tooths, so single samples are not compared). ${fmtInt(s.rate)} req/s, ${fmtInt(s.errors)} errors.\n\n` +
         `Samples (MiB, one per second): ${s.samplesKb.map((k) => (k / 1024).toFixed(0)).join(' ')}`,
+  ].join('\n\n');
+}
+
+/** The issue's targets against this run (targets.ts); also printed to stdout. */
+export function targetsSection(rep: Report): string {
+  const rows = checkTargets(rep);
+  const measured = rows.filter((r) => r.met !== undefined);
+  const met = measured.filter((r) => r.met).length;
+  return [
+    '## Targets',
+    `The targets of the benchmark issue, checked against the medians of this run: ${met} of ${measured.length} measured target${measured.length === 1 ? '' : 's'} met` +
+      `${measured.length < rows.length ? `, ${rows.length - measured.length} not measured` : ''}. "Gatewise" is Gatewise without access log ` +
+      '(default logging where that variant did not run). "met, +12 %" / "missed by 23 %": how far the measured ratio is from the required one, ' +
+      'relative to the requirement; the soak is judged in percentage points of RSS change. The keep-alive race target is checked by ' +
+      `\`npm run bench:race\`, not here.${rep.settings.quick ? ' **Quick mode: not a measurement.**' : ''}`,
+    table(
+      ['target', 'measured', 'result', 'note'],
+      rows.map((r) => [r.target, r.measured, r.result, r.note]),
+      false,
+    ),
   ].join('\n\n');
 }
 
@@ -230,6 +270,18 @@ export function backgroundLine(rep: Report): string {
   const pct = (x: number | undefined): string => (x === undefined ? '?' : `${x.toFixed(0)}%`);
   const busy = Math.max(b.busyBeforePct ?? 0, b.busyAfterPct ?? 0) > 10;
   return `${busy ? '**Warning: other work was running on the machine — numbers are noisy.** ' : ''}Background CPU use (other processes, % of all cores): ${pct(b.busyBeforePct)} before, ${pct(b.busyAfterPct)} after; load average at the end ${b.loadavg.join(' / ')}.`;
+}
+
+/** The scaling group's exception to the CPU placement, when it ran. */
+function scalingMethod(rep: Report): string {
+  const ran = rep.scenarios.filter((sc) => sc.group === 'scaling' && rep.summaries.some((r) => r.scenario === sc.id));
+  if (ran.length === 0) return '';
+  return (
+    `\n- Scaling (${ran.map((sc) => `\`${sc.id}\``).join(', ')}): the contenders are started without \`taskset\`, so the kernel may place ` +
+    'their workers on every core; the load generator and the origin keep the placement above, so here a worker can share ' +
+    "the load generator's core (on 2 cores there is no free one to give it). Both Gatewise variants run as a " +
+    'cluster primary with workers (`--workers 1` / `--workers 2`), so the ratio is the second worker alone. CPU % can exceed 100 here.'
+  );
 }
 
 export function markdown(rep: Report): string {
@@ -255,6 +307,8 @@ the contenders with each other under identical conditions; they are not capacity
 
 ${backgroundLine(rep)}
 
+${targetsSection(rep)}
+
 ## Method
 
 - Origin: nginx, one worker, static bodies \`/1k\` (1024 B) and \`/1m\` (1 MiB); \`POST /post\` reads the whole 64 KiB body
@@ -265,11 +319,11 @@ ${backgroundLine(rep)}
   (compare with its own "direct" row, which opens a TCP connection to the origin per request).
 - Rounds are interleaved (every contender once per scenario, then the next round); the table shows the median and the
   min–max over rounds. Latency columns are medians over rounds of each round's p50/p99. "vs Gatewise" is relative to
-  Gatewise without access log when it ran, else Gatewise with default logging.
+  Gatewise without access log when it ran, else Gatewise with default logging; in the scaling group to Gatewise with 1 worker.
 - Peak RSS: the contender's whole process tree (nginx master + worker, Dante's helpers), sampled from
   /proc every 250 ms during the run. CPU %: the tree's user+system CPU time over the run, in % of one core
   (with the default placement the contender shares its core with the origin, so it cannot reach 100).
-- CPU placement: ${rep.settings.pinning}.
+- CPU placement: ${rep.settings.pinning}.${scalingMethod(rep)}
 - "errors": non-2xx answers plus socket errors and timeouts, summed over rounds.
 
 ## How to run

@@ -1,6 +1,7 @@
 // `npm run bench`: Gatewise against nginx, HAProxy, node-http-proxy,
-// @fastify/http-proxy (reverse), Squid, Tinyproxy, proxy-chain (forward) and
-// Dante (SOCKS5), all on this machine over loopback.
+// @fastify/http-proxy, bare undici streaming (reverse), Squid, Tinyproxy,
+// proxy-chain (forward) and Dante (SOCKS5), then Gatewise and nginx with 1 and
+// 2 workers (scaling), all on this machine over loopback.
 //
 // Environment:
 //   BENCH_QUICK=1        1 round of 2 s, fewer scenarios (smoke test of the harness)
@@ -22,14 +23,23 @@ import { verifyOrigin } from './checks.js';
 import { startOrigin, type Group, type StartContext } from './contenders.js';
 import { runGroup, type GroupEnv } from './group.js';
 import { installCleanupHandlers, onCleanup, stopAll } from './procs.js';
-import { backgroundLine, markdown, resultTables, summarize, type ContenderInfo, type Report, type RunRecord } from './report.js';
+import { backgroundLine, markdown, resultTables, summarize, targetsSection, type ContenderInfo, type Report, type RunRecord } from './report.js';
 import { commandLine, pinning, readSettings } from './settings.js';
 import { runSoak } from './soak.js';
 import { backgroundBusyPercent, describeMachine, ensureTools, gitCommit, npmVersion } from './system.js';
 import { log } from './util.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const GROUPS: Group[] = ['reverse', 'forward', 'socks'];
+const GROUPS: Group[] = ['reverse', 'forward', 'socks', 'scaling'];
+
+/**
+ * The scaling group asks what a second worker buys, so its contenders are not
+ * pinned: the kernel may place their workers on both cores. The origin keeps the
+ * CPU it was started on and wrk gets `pin.load` on every run, as in the other groups.
+ */
+function groupEnv(group: Group, env: GroupEnv): GroupEnv {
+  return group === 'scaling' ? { ...env, ctx: { ...env.ctx, cpus: undefined } } : env;
+}
 
 async function main(): Promise<number> {
   installCleanupHandlers();
@@ -85,7 +95,7 @@ async function main(): Promise<number> {
       }
       if (scs.length === 0) continue;
       log(`=== ${group}: ${scs.map((sc) => sc.id).join(', ')}`);
-      runs.push(...(await runGroup(group, scs, s.contenders.filter((c) => c.groups.includes(group)), env)));
+      runs.push(...(await runGroup(group, scs, s.contenders.filter((c) => c.groups.includes(group)), groupEnv(group, env))));
     }
 
     if (s.soakS > 0) {
@@ -117,7 +127,7 @@ async function main(): Promise<number> {
   const workDir = path.join(ROOT, 'bench', '.work');
   fs.mkdirSync(workDir, { recursive: true });
   fs.writeFileSync(path.join(workDir, 'results.json'), `${JSON.stringify(report, null, 2)}\n`);
-  process.stdout.write(`\n${backgroundLine(report)}\n\n${resultTables(report)}\n\n`);
+  process.stdout.write(`\n${backgroundLine(report)}\n\n${resultTables(report)}\n\n${targetsSection(report)}\n\n`);
   if (runs.length > 0) {
     fs.mkdirSync(path.dirname(s.docsPath), { recursive: true });
     fs.writeFileSync(s.docsPath, markdown(report));

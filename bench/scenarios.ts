@@ -91,4 +91,14 @@ export const SCENARIOS: Scenario[] = [
     quick: false,
     tunnel: { protocol: 'socks5', mode: 'in-tunnel', path: '/1k' },
   },
+  // Same load as rev-1k-c200, but the contenders are not pinned (see run.ts), so a second worker can use the other core.
+  {
+    id: 'scale-1k-c200',
+    group: 'scaling',
+    title: 'GET 1 KiB, 200 keep-alive connections, contender free to use both cores',
+    unit: 'req/s',
+    connections: 200,
+    quick: false,
+    wrk: get('/1k'),
+  },
 ];

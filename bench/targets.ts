@@ -1,0 +1,159 @@
+// The targets of the benchmark issue, checked against the medians of one run:
+// what was measured and by how much each target is met or missed. Pure
+// computation on the Report; report.ts renders it.
+import { CONTENDERS, GATEWISE_REFERENCE } from './contenders.js';
+import type { Report, SoakResult, Summary } from './report.js';
+import { SCENARIOS } from './scenarios.js';
+
+export interface TargetResult {
+  /** The requirement, e.g. "`rev-1k-c50` req/s ≥ 1.7× node-http-proxy". */
+  target: string;
+  /** What was measured, e.g. "5,154 / 3,097 = 1.66×"; "not measured" when a needed row is missing. */
+  measured: string;
+  /** undefined: not measured. */
+  met: boolean | undefined;
+  /**
+   * How far from the requirement, relative to it: +0.12 = 12 % better than needed,
+   * −0.23 = 23 % short. Soak: percentage points of RSS change left / exceeded.
+   */
+  margin?: number;
+  /** "met, +12 %", "**missed by 23 %**" or "not measured". */
+  result: string;
+  note: string;
+}
+
+type Metric = 'rate' | 'mbps' | 'p99';
+
+/** A target on the ratio Gatewise / other contender in one scenario. */
+interface RatioTarget {
+  scenario: string;
+  metric: Metric;
+  other: string;
+  otherName: string;
+  /** ≥: Gatewise must reach `required` × the other; ≤: must stay at or below it. */
+  op: '≥' | '≤';
+  required: number;
+}
+
+const REVERSE_TARGETS: RatioTarget[] = [
+  { scenario: 'rev-1k-c50', metric: 'rate', other: 'http-proxy', otherName: 'node-http-proxy', op: '≥', required: 1.7 },
+  { scenario: 'rev-1k-c50', metric: 'rate', other: 'fastify', otherName: '@fastify/http-proxy', op: '≥', required: 1.5 },
+  { scenario: 'rev-1k-c50', metric: 'rate', other: 'nginx', otherName: 'nginx', op: '≥', required: 0.45 },
+  { scenario: 'rev-1m-c10', metric: 'mbps', other: 'nginx', otherName: 'nginx', op: '≥', required: 0.8 },
+  { scenario: 'rev-1k-c50', metric: 'p99', other: 'nginx', otherName: "nginx's", op: '≤', required: 1.5 },
+];
+const FORWARD_TARGETS: RatioTarget[] = [{ scenario: 'fwd-connect-c50', metric: 'rate', other: 'squid', otherName: 'Squid', op: '≥', required: 1 }];
+
+const IDLE_RSS_LIMIT_MIB = 80;
+const SOAK_LIMIT_PCT = 10;
+
+const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
+const fmtMs = (us: number): string => (us >= 10_000 ? (us / 1000).toFixed(0) : (us / 1000).toFixed(1));
+const fmtPct = (x: number): string => (Math.abs(x) < 10 ? Math.abs(x).toFixed(1) : Math.abs(x).toFixed(0));
+
+/** The scenario's own unit for rates (req/s, tunnels/s). */
+function metricName(t: RatioTarget, unit: string): string {
+  return t.metric === 'p99' ? 'p99' : t.metric === 'mbps' ? 'MB/s' : unit;
+}
+
+function value(s: Summary, metric: Metric): number | undefined {
+  const v = metric === 'rate' ? s.rate.median : metric === 'mbps' ? s.mbps : s.p99Us;
+  return v !== undefined && Number.isFinite(v) && v > 0 ? v : undefined;
+}
+
+function show(v: number, metric: Metric): string {
+  return metric === 'p99' ? `${fmtMs(v)} ms` : metric === 'mbps' ? v.toFixed(0) : fmtInt(v);
+}
+
+/** met / missed from the margin (relative to the requirement). */
+function judged(margin: number, strict = false): Pick<TargetResult, 'met' | 'margin' | 'result'> {
+  const met = strict ? margin > 0 : margin >= 0;
+  return { met, margin, result: met ? `met, +${fmtPct(100 * margin)} %` : `**missed by ${fmtPct(100 * margin)} %**` };
+}
+
+const notMeasured = (target: string, note: string): TargetResult => ({ target, measured: 'not measured', met: undefined, result: 'not measured', note });
+
+/** The Gatewise row of a scenario: the preferred variant (no access log) if it ran, else the next. */
+function gatewiseRow(rep: Report, scenario: string): Summary | undefined {
+  const sc = SCENARIOS.find((s) => s.id === scenario);
+  if (!sc) return undefined;
+  for (const id of GATEWISE_REFERENCE[sc.group]) {
+    const row = rep.summaries.find((s) => s.scenario === scenario && s.contender === id);
+    if (row) return row;
+  }
+  return undefined;
+}
+
+/** Label from the report, else from the definitions (for a contender left out of this run). */
+function label(rep: Report, id: string): string {
+  return (rep.contenders.find((c) => c.id === id) ?? CONTENDERS.find((c) => c.id === id))?.label ?? id;
+}
+
+/** Which Gatewise was used, saying so when it is the fallback. */
+function gatewiseNote(rep: Report, id: string, preferred: string | undefined): string {
+  return id === preferred || !preferred ? label(rep, id) : `${label(rep, id)}, as ${label(rep, preferred)} did not run`;
+}
+
+function ratioTarget(rep: Report, t: RatioTarget): TargetResult {
+  // From the definitions, not the report: a scenario left out of this run still names its unit.
+  const sc = SCENARIOS.find((s) => s.id === t.scenario);
+  const target = `\`${t.scenario}\` ${metricName(t, sc?.unit ?? 'req/s')}: Gatewise ${t.op} ${t.required}× ${t.otherName}`;
+  const gw = gatewiseRow(rep, t.scenario);
+  const other = rep.summaries.find((s) => s.scenario === t.scenario && s.contender === t.other);
+  const a = gw && value(gw, t.metric);
+  const b = other && value(other, t.metric);
+  if (!gw || !other || a === undefined || b === undefined) {
+    const missing = [...(gw && a !== undefined ? [] : ['Gatewise']), ...(other && b !== undefined ? [] : [t.otherName.replace(/'s$/, '')])];
+    return notMeasured(target, `no \`${t.scenario}\` result for ${missing.join(' and ')}`);
+  }
+  const ratio = a / b;
+  const margin = t.op === '≥' ? ratio / t.required - 1 : 1 - ratio / t.required;
+  const notes = [gatewiseNote(rep, gw.contender, sc && GATEWISE_REFERENCE[sc.group][0])];
+  const errs = [gw, other].filter((s) => s.errors > 0).map((s) => `${label(rep, s.contender)} ${fmtInt(s.errors)}`);
+  if (errs.length) notes.push(`errors: ${errs.join(', ')}`);
+  return {
+    target,
+    measured: `${show(a, t.metric)} / ${show(b, t.metric)}${t.metric === 'mbps' ? ' MB/s' : ''} = ${ratio.toFixed(ratio < 10 ? 2 : 1)}×`,
+    ...judged(margin),
+    note: notes.join('; '),
+  };
+}
+
+function idleRssTarget(rep: Report): TargetResult {
+  const target = `idle RSS: Gatewise < ${IDLE_RSS_LIMIT_MIB} MiB`;
+  const info = GATEWISE_REFERENCE.reverse.map((id) => rep.contenders.find((c) => c.id === id && c.idleRssKb !== undefined)).find(Boolean);
+  if (!info?.idleRssKb) return notMeasured(target, 'no reverse Gatewise was started');
+  const mib = info.idleRssKb / 1024;
+  const note = `${gatewiseNote(rep, info.id, GATEWISE_REFERENCE.reverse[0])}, after start, before any load`;
+  return { target, measured: `${mib.toFixed(1)} MiB`, ...judged(1 - mib / IDLE_RSS_LIMIT_MIB, true), note };
+}
+
+/** RSS change from the first to the last window of the soak, in % (median and peak). */
+export function soakChanges(s: SoakResult): { medianPct: number; peakPct: number } {
+  return { medianPct: (100 * (s.last.medianKb - s.first.medianKb)) / s.first.medianKb, peakPct: (100 * (s.last.peakKb - s.first.peakKb)) / s.first.peakKb };
+}
+
+function soakTarget(rep: Report): TargetResult {
+  const target = `soak: Gatewise RSS within ±${SOAK_LIMIT_PCT} %`;
+  const s = rep.soak;
+  if (!s) return notMeasured(target, 'no soak in this run (`BENCH_SOAK=120`)');
+  if (!(s.first.medianKb > 0 && s.first.peakKb > 0)) return notMeasured(target, s.note ?? 'no samples');
+  const { medianPct, peakPct } = soakChanges(s);
+  const signed = (x: number): string => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(1)} %`;
+  // Percentage points rather than a ratio: "missed by 50 %" of a ±10 % band would read like a 50 % growth.
+  const points = SOAK_LIMIT_PCT - Math.max(Math.abs(medianPct), Math.abs(peakPct));
+  const met = s.withinTenPercent;
+  return {
+    target,
+    measured: `${signed(medianPct)} median, ${signed(peakPct)} peak`,
+    met,
+    margin: points / 100,
+    result: met ? `met, ${points.toFixed(1)} points to spare` : `**missed by ${Math.abs(points).toFixed(1)} points**`,
+    note: [`${s.contender}, ${s.seconds} s, first vs last ${s.windowS} s after warm-up`, ...(s.note ? [s.note] : [])].join('; '),
+  };
+}
+
+/** In the issue's order: reverse throughput and latency, memory, then the forward proxy. */
+export function checkTargets(rep: Report): TargetResult[] {
+  return [...REVERSE_TARGETS.map((t) => ratioTarget(rep, t)), idleRssTarget(rep), soakTarget(rep), ...FORWARD_TARGETS.map((t) => ratioTarget(rep, t))];
+}
