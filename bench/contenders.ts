@@ -39,6 +39,8 @@ export interface Contender {
   config: string;
   /** Gatewise itself (used as the reference for ratios). */
   isGatewise?: boolean;
+  /** Only these scenarios (default: every scenario of its groups). */
+  scenarios?: string[];
   start(ctx: StartContext): Promise<Running>;
 }
 
@@ -294,6 +296,19 @@ export const CONTENDERS: Contender[] = [
     async start(ctx) {
       const port = await freePort();
       return nodePeer(ctx, 'proxy-chain', 'proxy-chain.js', [String(port)], port);
+    },
+  },
+  {
+    id: 'connect-floor',
+    label: 'Node CONNECT floor (bare)',
+    groups: ['forward'],
+    scenarios: ['fwd-connect-c50', 'fwd-intunnel-c50'],
+    config:
+      '`bench/peers/connect-floor.ts`: `net.createServer`, the target cut out of the first read, `net.connect`, then `data` → `write()` both ways with backpressure; ' +
+      'no authentication, rules, metering, logging, timeouts or error answers: what Node sockets cost per tunnel before a proxy does anything (CONNECT scenarios only)',
+    async start(ctx) {
+      const port = await freePort();
+      return nodePeer(ctx, 'connect-floor', 'connect-floor.js', [String(port)], port);
     },
   },
   {

@@ -101,11 +101,18 @@ async function startAll(group: Group, contenders: Contender[], env: GroupEnv): P
 }
 
 /** One request per scenario and contender: which pairs can run at all? scenario id -> contender ids. */
-async function findRunnable(group: Group, scs: Scenario[], running: Map<string, Running>, env: GroupEnv): Promise<Map<string, Set<string>>> {
+/** Whether the contender takes part in this scenario at all (some peers serve only some). */
+function scenarioFor(contenders: Contender[], id: string, scenario: string): boolean {
+  const only = contenders.find((c) => c.id === id)?.scenarios;
+  return only === undefined || only.includes(scenario);
+}
+
+async function findRunnable(group: Group, scs: Scenario[], running: Map<string, Running>, env: GroupEnv, contenders: Contender[]): Promise<Map<string, Set<string>>> {
   const runnable = new Map<string, Set<string>>();
   for (const sc of scs) {
     const ok = new Set<string>();
     for (const [id, r] of running) {
+      if (!scenarioFor(contenders, id, sc.id)) continue;
       try {
         await checkScenario(sc, r.port, env.originPort, id === 'direct');
         ok.add(id);
@@ -137,7 +144,7 @@ export async function runGroup(group: Group, scs: Scenario[], contenders: Conten
   const runs: RunRecord[] = [];
   const running = await startAll(group, contenders, env);
   try {
-    const runnable = await findRunnable(group, scs, running, env);
+    const runnable = await findRunnable(group, scs, running, env, contenders);
 
     // A contender that dies is reported once, with the end of its stderr.
     const dead = new Set<string>();

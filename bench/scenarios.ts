@@ -25,6 +25,16 @@ const get = (p: string, extra: Partial<WrkRequest> = {}) => (): WrkRequest => ({
 
 export const SCENARIOS: Scenario[] = [
   { id: 'rev-1k-c50', group: 'reverse', title: 'GET 1 KiB, 50 keep-alive connections', unit: 'req/s', connections: 50, quick: true, wrk: get('/1k') },
+  {
+    id: 'rev-1k-c50-fixed',
+    group: 'reverse',
+    title: 'GET 1 KiB, 50 keep-alive connections at a fixed ~2,000 req/s (the same load for every contender: compare latency here)',
+    unit: 'req/s',
+    connections: 50,
+    quick: true,
+    // 50 connections × 1 request per 25 ms (±50 %) ≈ 2,000 req/s, below every contender's capacity.
+    wrk: get('/1k', { delayMs: 25 }),
+  },
   { id: 'rev-1k-c200', group: 'reverse', title: 'GET 1 KiB, 200 keep-alive connections', unit: 'req/s', connections: 200, quick: false, wrk: get('/1k') },
   { id: 'rev-1m-c10', group: 'reverse', title: 'GET 1 MiB, 10 keep-alive connections', unit: 'req/s', connections: 10, throughput: true, quick: true, wrk: get('/1m') },
   {

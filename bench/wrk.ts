@@ -14,6 +14,12 @@ export interface WrkRequest {
   connectionClose?: boolean;
   /** Request body size in bytes. */
   bodyBytes?: number;
+  /**
+   * Think time per connection before each request, in ms (uniformly spread ±50 %):
+   * a fixed offered load (connections × 1000 / delayMs req/s) instead of "as fast as
+   * it answers", so contenders can be compared at the same load.
+   */
+  delayMs?: number;
 }
 
 export interface WrkResult {
@@ -43,6 +49,10 @@ export function luaScript(req: WrkRequest): string {
     lines.push(`wrk.body = string.rep("x", ${req.bodyBytes})`);
     lines.push('wrk.headers["Content-Type"] = "application/octet-stream"');
   }
+  if (req.delayMs) {
+    const d = req.delayMs;
+    lines.push(`delay = function() return math.random(${Math.round(d / 2)}, ${Math.round(d * 1.5)}) end`);
+  }
   return `${lines.join('\n')}\n${DONE_LUA}`;
 }
 
@@ -59,7 +69,7 @@ export interface WrkRun {
 
 /** Run wrk once. Rejects on a failed run; killed if it overruns its duration. */
 export function runWrk(opts: WrkRun): Promise<WrkResult> {
-  const name = `${opts.request.method}-${opts.request.path.replace(/[^a-z0-9]+/gi, '_')}-${opts.request.connectionClose ? 'close' : 'ka'}.lua`;
+  const name = `${opts.request.method}-${opts.request.path.replace(/[^a-z0-9]+/gi, '_')}-${opts.request.connectionClose ? 'close' : 'ka'}${opts.request.delayMs ? `-d${opts.request.delayMs}` : ''}.lua`;
   const script = path.join(opts.scriptDir, name);
   fs.writeFileSync(script, luaScript(opts.request));
   const duration = Math.max(1, Math.round(opts.durationS));

@@ -1,0 +1,44 @@
+// The floor of a Node CONNECT proxy: net.createServer, the request line cut out of the
+// first read, net.connect, "200", then 'data' → write() both ways with backpressure.
+// No authentication, rules, metering, logging, timeouts or error answers: what Node's
+// sockets cost per tunnel before a proxy does anything. Gatewise's CONNECT path is
+// measured against it (and Squid against both).
+// Usage: node dist/bench/peers/connect-floor.js PORT
+import net from 'node:net';
+
+const port = Number(process.argv[2]);
+
+function relay(from: net.Socket, to: net.Socket): void {
+  from.on('data', (d: Buffer) => {
+    if (!to.write(d)) {
+      from.pause();
+      to.once('drain', () => from.resume());
+    }
+  });
+  from.on('end', () => to.end());
+  from.on('error', () => to.destroy());
+  from.on('close', () => to.destroy());
+}
+
+net
+  .createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
+    client.on('error', () => client.destroy());
+    client.once('data', (first: Buffer) => {
+      const head = first.toString('latin1');
+      const end = head.indexOf('\r\n\r\n');
+      const target = head.slice(0, head.indexOf('\r\n')).split(' ')[1] ?? '';
+      const colon = target.lastIndexOf(':');
+      if (end < 0 || !head.startsWith('CONNECT ') || colon < 0) {
+        client.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
+      const upstream = net.connect({ host: target.slice(0, colon), port: Number(target.slice(colon + 1)), allowHalfOpen: true, noDelay: true }, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        if (end + 4 < first.length) upstream.write(first.subarray(end + 4));
+        relay(client, upstream);
+        relay(upstream, client);
+      });
+      upstream.on('error', () => client.destroy());
+    });
+  })
+  .listen(port, '127.0.0.1');
