@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Failure } from '../failure/index.js';
+import type { CancelSignal } from './cancel.js';
 
 /** Where a connection should go, as the client named it. */
 export interface DialTarget {
@@ -26,7 +27,7 @@ export interface DialOptions {
   connectTimeoutMs: number;
   /** Name resolution timeout in ms. */
   dnsTimeoutMs: number;
-  signal?: AbortSignal;
+  signal?: CancelSignal;
 }
 
 /**

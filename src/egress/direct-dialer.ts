@@ -3,6 +3,7 @@ import { Failure, classify } from '../failure/index.js';
 import { withScope } from './exit-failure.js';
 import type { DialOptions, DialTarget, Dialer, ResolvedAddress } from './dialer.js';
 import { resolveHost, systemResolver, type Resolver } from './resolver.js';
+import type { CancelSignal } from './cancel.js';
 
 export interface DirectDialerOptions {
   resolver?: Resolver;
@@ -65,7 +66,7 @@ export class DirectDialer implements Dialer {
     throw last ?? new Failure({ type: 'connection_timeout', phase: 'connect', nextHop, detail: `connect to ${nextHop} timed out`, retrySafe: true });
   }
 
-  #connectOne(a: ResolvedAddress, port: number, timeoutMs: number, nextHop: string, signal?: AbortSignal): Promise<Socket> {
+  #connectOne(a: ResolvedAddress, port: number, timeoutMs: number, nextHop: string, signal?: CancelSignal): Promise<Socket> {
     return new Promise<Socket>((resolve, reject) => {
       if (signal?.aborted) {
         reject(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop, detail: 'aborted: the client went away' }));

@@ -9,6 +9,7 @@ import { literalAddress, type Resolver } from './resolver.js';
 import { socks5Connect } from './socks5-connector.js';
 import { Socks5UdpDialer } from './socks5-udp-dialer.js';
 import type { ProxyEndpoint } from './proxy-url.js';
+import type { CancelSignal } from './cancel.js';
 
 /**
  * One way out of a pool (a gost Node): a local source address, an upstream proxy, or
@@ -73,7 +74,7 @@ function hostPort(host: string, port: number): string {
 }
 
 /** TCP to an upstream proxy (operator-configured: destination rules do not apply to it). */
-function openTransport(p: ProxyEndpoint, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
+function openTransport(p: ProxyEndpoint, timeoutMs: number, signal?: CancelSignal): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const nextHop = p.label;
     if (signal?.aborted) {

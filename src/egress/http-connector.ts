@@ -4,6 +4,7 @@ import { Failure, isProxyErrorType, type ProxyErrorType } from '../failure/index
 import { withScope } from './exit-failure.js';
 import type { DialTarget } from './dialer.js';
 import type { ProxyEndpoint } from './proxy-url.js';
+import type { CancelSignal } from './cancel.js';
 
 const MAX_HEAD = 16 * 1024;
 
@@ -31,7 +32,7 @@ function upstreamErrorType(head: string): ProxyErrorType | undefined {
  * A 407 is the exit's fault (scope exit); a 5xx is reported as the upstream proxy's
  * answer about the destination (scope domain), with the proxy as next hop.
  */
-export function httpConnect(sock: Socket | Duplex, proxy: ProxyEndpoint, target: DialTarget, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
+export function httpConnect(sock: Socket | Duplex, proxy: ProxyEndpoint, target: DialTarget, timeoutMs: number, signal?: CancelSignal): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     const auth = basicAuth(proxy);
     const hp = authority(target);

@@ -2,6 +2,7 @@ import { promises as dnsPromises } from 'node:dns';
 import { isIP } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import type { ResolvedAddress } from './dialer.js';
+import type { CancelSignal } from './cancel.js';
 
 /**
  * Name resolution for dialers. A Resolver returns every address of a name; the dialer
@@ -49,7 +50,7 @@ export function literalAddress(host: string): ResolvedAddress | undefined {
  * Resolve a target host under a time limit. IP literals skip resolution.
  * Rejects with a Failure: dns_timeout, dns_error.
  */
-export async function resolveHost(resolver: Resolver, host: string, timeoutMs: number, nextHop: string, signal?: AbortSignal): Promise<ResolvedAddress[]> {
+export async function resolveHost(resolver: Resolver, host: string, timeoutMs: number, nextHop: string, signal?: CancelSignal): Promise<ResolvedAddress[]> {
   const lit = literalAddress(host);
   if (lit) return [lit];
   let timer: NodeJS.Timeout | undefined;

@@ -49,54 +49,56 @@ for (let c = 0x61; c <= 0x7a; c++) TARGET[c] = 1;
  */
 export function parseConnectHead(buf: Buffer, maxSize: number): ParsedConnectHead | undefined {
   const n = Math.min(buf.length, maxSize);
-  if (n < PREFIX.length + 16 || buf.toString('latin1', 0, PREFIX.length) !== PREFIX) return undefined;
+  if (n < PREFIX.length + 16 || buf[0] !== 0x43) return undefined;
+  // One conversion for the whole read (Buffer#toString per field cost more than the scan).
+  const text = buf.toString('latin1', 0, n);
+  if (!text.startsWith(PREFIX)) return undefined;
   // request-line: target, SP, HTTP-version, CRLF
   let i = PREFIX.length;
   const targetStart = i;
   while (i < n) {
-    const c = buf[i]!;
+    const c = text.charCodeAt(i);
     if (c === SP) break;
     if (c >= 128 || TARGET[c] !== 1) return undefined;
     i++;
   }
   if (i === targetStart || i + 10 > n) return undefined;
-  const url = buf.toString('latin1', targetStart, i);
-  const version = buf.toString('latin1', i + 1, i + 11);
-  if (version !== 'HTTP/1.1\r\n' && version !== 'HTTP/1.0\r\n') return undefined;
+  const url = text.slice(targetStart, i);
+  if (!text.startsWith('HTTP/1.1\r\n', i + 1) && !text.startsWith('HTTP/1.0\r\n', i + 1)) return undefined;
   i += 11;
-  const headers: IncomingHttpHeaders = Object.create(null) as IncomingHttpHeaders;
+  const headers: IncomingHttpHeaders = {};
   for (let fields = 0; ; fields++) {
     if (i + 1 >= n) return undefined; // incomplete (or too large): let the full parser decide
-    if (buf[i] === CR) {
-      if (buf[i + 1] !== LF) return undefined;
+    if (text.charCodeAt(i) === CR) {
+      if (text.charCodeAt(i + 1) !== LF) return undefined;
       return { url, headers, length: i + 2 };
     }
     if (fields === MAX_FIELDS) return undefined;
     // field-name ":"
     const nameStart = i;
     while (i < n) {
-      const c = buf[i]!;
+      const c = text.charCodeAt(i);
       if (c === 0x3a) break;
       if (c >= 128 || TCHAR[c] !== 1) return undefined;
       i++;
     }
     if (i === nameStart || i >= n) return undefined;
-    const name = buf.toString('latin1', nameStart, i).toLowerCase();
+    const name = text.slice(nameStart, i).toLowerCase();
     i++;
     // OWS field-value OWS CRLF; the value is visible ASCII with inner SP / HTAB
-    while (i < n && (buf[i] === SP || buf[i] === HTAB)) i++;
+    while (i < n && (text.charCodeAt(i) === SP || text.charCodeAt(i) === HTAB)) i++;
     const valueStart = i;
     let valueEnd = i;
     while (i < n) {
-      const c = buf[i]!;
+      const c = text.charCodeAt(i);
       if (c === CR) break;
       if (c > 0x20 && c < 0x7f) valueEnd = i + 1;
       else if (c !== SP && c !== HTAB) return undefined;
       i++;
     }
-    if (i + 1 >= n || buf[i + 1] !== LF) return undefined;
+    if (i + 1 >= n || text.charCodeAt(i + 1) !== LF) return undefined;
     i += 2;
-    if (name === 'content-length' || name === 'transfer-encoding' || headers[name] !== undefined) return undefined;
-    headers[name] = buf.toString('latin1', valueStart, valueEnd);
+    if (name === 'content-length' || name === 'transfer-encoding' || Object.hasOwn(headers, name) || name === '__proto__') return undefined;
+    headers[name] = text.slice(valueStart, valueEnd);
   }
 }

@@ -4,6 +4,7 @@ import { Failure } from '../failure/index.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
 import type { MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
+import type { CancelSignal } from '../egress/cancel.js';
 
 /**
  * The plan and pool checks of one request, tunnel or association, after the
@@ -36,7 +37,7 @@ export function exitHeaders(choice: ExitChoice | undefined): Record<string, stri
 }
 
 /** Dial options every handler uses. */
-export function dialOptions(ctx: ForwardContext, user: string | null, signal?: AbortSignal): { guard: ReturnType<ForwardContext['rules']['guardFor']>; connectTimeoutMs: number; dnsTimeoutMs: number; signal?: AbortSignal } {
+export function dialOptions(ctx: ForwardContext, user: string | null, signal?: CancelSignal): { guard: ReturnType<ForwardContext['rules']['guardFor']>; connectTimeoutMs: number; dnsTimeoutMs: number; signal?: CancelSignal } {
   return { guard: ctx.rules.guardFor(user), connectTimeoutMs: ctx.settings.connectTimeoutMs, dnsTimeoutMs: ctx.settings.dnsTimeoutMs, signal };
 }
 

@@ -9,6 +9,8 @@ import { parseAuthorityTarget } from './http-target.js';
 import { authenticate, parseBasicCredentials } from './proxy-auth.js';
 import { admitPlan, spliceMetered, dialOptions, exitHeaders, noteExit } from './egress-admission.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
+import { Cancel } from '../egress/cancel.js';
+import { literalAddress } from '../egress/resolver.js';
 
 /**
  * The CONNECT Handler: authenticate → target and port → rules (name) → admit → dial
@@ -69,18 +71,18 @@ export class HttpConnectHandler {
     const ctx = this.#ctx;
     const user = route.user;
     let choice: ExitChoice | undefined;
-    const ac = new AbortController();
+    const ac = new Cancel();
     const onGone = (): void => ac.abort();
     socket.once('close', onGone);
     let upstream: Socket;
     try {
-      const d = await ctx.egress.dial(target, dialOptions(ctx, user, ac.signal), route);
+      const d = await ctx.egress.dial(target, dialOptions(ctx, user, ac), route);
       upstream = d.socket;
       choice = d.choice;
       noteExit(session, choice);
     } catch (err) {
       socket.off('close', onGone);
-      if (ac.signal.aborted) {
+      if (ac.aborted) {
         session.finish({ status: 499, error: null, method: 'CONNECT', endedBy: 'client' });
         return;
       }
@@ -88,7 +90,8 @@ export class HttpConnectHandler {
       return this.#fail(req, socket, session, f);
     }
     socket.off('close', onGone);
-    const address = upstream.remoteAddress ?? null;
+    // Dialled directly to an IP literal: that is the address (saves a getpeername call).
+    const address = (choice === undefined ? literalAddress(target.host)?.address : undefined) ?? upstream.remoteAddress ?? null;
     if (socket.destroyed) {
       upstream.destroy();
       session.finish({ status: 499, error: null, method: 'CONNECT', endedBy: 'client', address });

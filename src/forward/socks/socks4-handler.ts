@@ -10,6 +10,7 @@ import { ByteReader, HandshakeEnded, type ReadEnd } from './byte-reader.js';
 import { SOCKS4_REPLY } from './reply-codes.js';
 import { checkDomain } from './socks-address.js';
 import { handshakeFailure, protocolError } from './socks-refusal.js';
+import { Cancel } from '../../egress/cancel.js';
 
 const MAX_FIELD = 255;
 
@@ -107,17 +108,17 @@ export class Socks4Handler {
     const release = admit(ctx, user, 'tunnel', nextHop);
     if (release instanceof Failure) return this.#refuse(socket, session, release);
     try {
-      const ac = new AbortController();
+      const ac = new Cancel();
       const onGone = (): void => ac.abort();
       socket.once('close', onGone);
       let upstream: Socket;
       try {
-        const d = await ctx.egress.dial({ host, port }, dialOptions(ctx, user, ac.signal), route);
+        const d = await ctx.egress.dial({ host, port }, dialOptions(ctx, user, ac), route);
         upstream = d.socket;
         noteExit(session, d.choice);
       } catch (err) {
         socket.off('close', onGone);
-        if (ac.signal.aborted) {
+        if (ac.aborted) {
           r.detach();
           session.finish({ error: null, endedBy: 'client' });
           return;

@@ -11,6 +11,7 @@ import { AUTH_STATUS, SOCKS5_REPLY, socks5ReplyFor } from './reply-codes.js';
 import { AddressTypeError, encodeAddress, readAddress, type SocksTarget } from './socks-address.js';
 import { handshakeFailure, protocolError } from './socks-refusal.js';
 import { runUdpAssociation } from './socks5-udp-relay.js';
+import { Cancel } from '../../egress/cancel.js';
 
 const VERSION = 0x05;
 const METHOD = { none: 0x00, userPass: 0x02, noAcceptable: 0xff } as const;
@@ -131,17 +132,17 @@ export class Socks5Handler {
     const release = admit(ctx, user, 'tunnel', nextHop);
     if (release instanceof Failure) return refuse(release);
     try {
-      const ac = new AbortController();
+      const ac = new Cancel();
       const onGone = (): void => ac.abort();
       socket.once('close', onGone);
       let upstream: Socket;
       try {
-        const d = await ctx.egress.dial(target, dialOptions(ctx, user, ac.signal), route);
+        const d = await ctx.egress.dial(target, dialOptions(ctx, user, ac), route);
         upstream = d.socket;
         noteExit(session, d.choice);
       } catch (err) {
         socket.off('close', onGone);
-        if (ac.signal.aborted) {
+        if (ac.aborted) {
           r.detach();
           session.finish({ error: null, endedBy: 'client' });
           return;
