@@ -14,6 +14,7 @@ import { isIP, type Socket } from 'node:net';
 import { Client, type Dispatcher } from 'undici';
 import { unbracket, type EgressRoute, type ExitChoice } from '../egress/index.js';
 import { admitPlan, dialOptions, exitHeaders, noteExit } from './egress-admission.js';
+import { ForwardRelay } from './forward-relay.js';
 
 function counter(onBytes: (n: number) => void): Transform {
   return new Transform({
@@ -165,18 +166,8 @@ export class HttpProxyHandler {
 
   async #forward(req: IncomingMessage, res: ServerResponse, session: MeterSession, user: string | null, origin: string, path: string, authority: string, route?: EgressRoute): Promise<void> {
     const ctx = this.#ctx;
-    const agent = ctx.agents.for(user);
     const headers = forwardRequestHeaders(req.rawHeaders, authority, req.httpVersion, ctx.settings.name);
     const headUp = headerBytes(headers) + (req.method?.length ?? 0) + path.length + 12;
-    const ac = new AbortController();
-    let clientGone = false;
-    const onClose = (): void => {
-      if (!res.writableFinished) {
-        clientGone = true;
-        ac.abort();
-      }
-    };
-    res.once('close', onClose);
 
     let body: Readable | null = null;
     if (hasBody(req)) {
@@ -187,26 +178,25 @@ export class HttpProxyHandler {
       req.resume();
     }
 
+    if (!route) return this.#relay(req, res, session, user, origin, path, headers, body, headUp);
+    const ac = new AbortController();
+    let clientGone = false;
+    const onClose = (): void => {
+      if (!res.writableFinished) {
+        clientGone = true;
+        ac.abort();
+      }
+    };
+    res.once('close', onClose);
     let response: Dispatcher.ResponseData;
     let pooled: { choice: ExitChoice | undefined; address: string | null; done: () => void } | undefined;
     try {
-      if (route) {
-        const r = await this.#pooledRequest(req, session, route, origin, path, headers, body, ac.signal);
-        response = r.response;
-        pooled = r;
-      } else {
-        response = await agent.request({
-          origin,
-          path,
-          method: req.method as 'GET',
-          headers,
-          body,
-          signal: ac.signal,
-        });
-      }
+      const r = await this.#pooledRequest(req, session, route, origin, path, headers, body, ac.signal);
+      response = r.response;
+      pooled = r;
     } catch (err) {
       res.off('close', onClose);
-      const address = route ? null : (ctx.agents.lastAddress(user, origin) ?? null);
+      const address = null;
       if (clientGone) {
         session.finish({ status: 499, error: null, method: req.method, endedBy: 'client', address });
         return;
@@ -218,16 +208,16 @@ export class HttpProxyHandler {
     }
 
     session.up(headUp);
-    const address = pooled ? pooled.address : (ctx.agents.lastAddress(user, origin) ?? null);
+    const address = pooled.address;
     const outHeaders = forwardResponseHeaders(response.headers, ctx.settings.name);
-    for (const [k, v] of Object.entries(exitHeaders(pooled?.choice))) outHeaders.push(k, v);
+    for (const [k, v] of Object.entries(exitHeaders(pooled.choice))) outHeaders.push(k, v);
     session.down(headerBytes(outHeaders) + 17);
     res.writeHead(response.statusCode, response.statusText || undefined, outHeaders);
     const down = counter((n) => session.down(n));
     await new Promise<void>((resolve) => {
       pipeline(response.body, down, res, (err) => {
         res.off('close', onClose);
-        pooled?.done();
+        pooled.done();
         if (!err) {
           session.finish({ status: response.statusCode, error: null, method: req.method, endedBy: 'server', address });
         } else if (clientGone || (err as { code?: string }).code === 'ERR_STREAM_PREMATURE_CLOSE') {
@@ -241,6 +231,29 @@ export class HttpProxyHandler {
         }
         resolve();
       });
+    });
+  }
+
+  /** Direct (no egress pool): through the user's pooled Agent, relayed by a dispatch handler. */
+  #relay(req: IncomingMessage, res: ServerResponse, session: MeterSession, user: string | null, origin: string, path: string, headers: string[], body: Readable | null, headUp: number): Promise<void> {
+    const ctx = this.#ctx;
+    return new Promise<void>((resolve) => {
+      const relay = new ForwardRelay(res, session, ctx.settings.name, (o) => {
+        const address = ctx.agents.lastAddress(user, origin) ?? null;
+        if (o.failure) {
+          sendFailure(ctx, req, res, o.failure, session.requestId);
+          session.finish({ status: o.failure.status, error: o.failure.type, method: req.method, endedBy: o.endedBy, address });
+        } else {
+          if (o.status !== 499) session.up(headUp);
+          session.finish({ status: o.status, error: o.error?.type ?? null, method: req.method, endedBy: o.endedBy, address });
+        }
+        resolve();
+      });
+      try {
+        ctx.agents.for(user).dispatch({ origin, path, method: req.method as Dispatcher.HttpMethod, headers, body }, relay);
+      } catch (err) {
+        relay.onError(err instanceof Error ? err : new Error(String(err)));
+      }
     });
   }
 }

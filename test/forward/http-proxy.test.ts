@@ -7,6 +7,7 @@ import {
   USER,
   accessLines,
   basic,
+  dial,
   cleanEnv,
   rawExchange,
   refusedPort,
@@ -106,6 +107,29 @@ describe('HTTP proxy (absolute-form)', () => {
     ].join('\n');
     const r2 = await run('python3', ['-c', py]);
     assert.equal(r2.stdout, '407', r2.stderr);
+  });
+
+  it('aborts the client connection when the destination dies mid-body, and logs it', async () => {
+    const before = accessLines(p.lines).length;
+    const r = await run('curl', ['-sS', '-x', p.authUrl, '-o', '/dev/null', `http://127.0.0.1:${origin.port}/broken`]);
+    assert.notEqual(r.code, 0, 'curl must see a cut body, not a complete one');
+    assert.ok(await waitFor(() => accessLines(p.lines).slice(before).some((l) => l.destination === `127.0.0.1:${origin.port}` && l.status === 200)));
+    const line = accessLines(p.lines).slice(before).find((l) => l.destination === `127.0.0.1:${origin.port}`)!;
+    assert.equal(line.endedBy, 'server');
+    assert.equal(line.error, 'http_response_incomplete');
+  });
+
+  it('stops the download and logs endedBy client when the client leaves mid-body', async () => {
+    const before = accessLines(p.lines).length;
+    const s = await dial(p.port);
+    s.on('error', () => {});
+    s.write(`GET http://127.0.0.1:${origin.port}/big/50000000 HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+    await new Promise<void>((resolve) => s.once('data', () => resolve()));
+    s.destroy();
+    assert.ok(await waitFor(() => accessLines(p.lines).slice(before).some((l) => l.destination === `127.0.0.1:${origin.port}`)));
+    const line = accessLines(p.lines).slice(before).find((l) => l.destination === `127.0.0.1:${origin.port}`)!;
+    assert.equal(line.endedBy, 'client', JSON.stringify(line));
+    assert.ok((line.bytesDown as number) < 50_000_000);
   });
 
   it('names a refused destination connection_refused (502)', async () => {

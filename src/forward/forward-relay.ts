@@ -1,0 +1,120 @@
+import type { ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { classify, type Failure } from '../failure/index.js';
+import { stripHopByHop, viaValue } from '../http/headers.js';
+import type { MeterSession } from '../tenants/index.js';
+import { headerBytes } from './forward-headers.js';
+
+/** How a relayed request ended, for the access log. */
+export interface RelayOutcome {
+  status: number;
+  /** The failure to answer with, when no response head was sent yet. */
+  failure?: Failure;
+  /** Set when the response was cut short after its head (the client connection was aborted). */
+  error?: Failure;
+  endedBy: 'server' | 'client' | 'proxy';
+}
+
+/**
+ * One absolute-form request forwarded through a pooled undici Agent, as an undici
+ * dispatch handler writing straight into the client's response: raw header buffers,
+ * no response stream object, no pipeline. (The same choice as the reverse gateway's
+ * Exchange: measured here, `request()` + `pipeline()` ran at ~1,500 req/s where this
+ * runs at ~2,400 on the forward-proxy benchmark.)
+ *
+ * Backpressure: onData returns false when the client's buffer is full and the
+ * response's 'drain' resumes the upstream. A client that leaves aborts the request;
+ * an upstream that fails after the head aborts the client connection, so a cut
+ * body never looks complete.
+ */
+export class ForwardRelay implements Dispatcher.DispatchHandler {
+  readonly #res: ServerResponse;
+  readonly #session: MeterSession;
+  readonly #via: string;
+  readonly #done: (o: RelayOutcome) => void;
+  #abort: ((err?: Error) => void) | undefined;
+  #resume: (() => void) | undefined;
+  #headersSent = false;
+  #settled = false;
+
+  constructor(res: ServerResponse, session: MeterSession, pseudonym: string, done: (o: RelayOutcome) => void) {
+    this.#res = res;
+    this.#session = session;
+    this.#via = viaValue('1.1', pseudonym);
+    this.#done = done;
+    res.once('close', this.#onResClose);
+  }
+
+  readonly #onResClose = (): void => {
+    if (this.#settled) return;
+    // The client left before the response was complete.
+    this.#abort?.();
+    this.#settle({ status: this.#headersSent ? this.#res.statusCode : 499, endedBy: 'client' });
+  };
+
+  readonly #onDrain = (): void => {
+    this.#resume?.();
+  };
+
+  #settle(o: RelayOutcome): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#res.off('close', this.#onResClose);
+    this.#done(o);
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
+    if (this.#res.destroyed) abort();
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (statusCode < 200) return true; // 1xx interim responses are not passed on
+    if (this.#settled) return false;
+    const list: string[] = new Array<string>(rawHeaders.length);
+    for (let i = 0; i < rawHeaders.length; i++) list[i] = rawHeaders[i]!.toString('latin1');
+    const out = stripHopByHop(list);
+    out.push('via', this.#via);
+    this.#headersSent = true;
+    this.#session.down(headerBytes(out) + 17);
+    this.#res.writeHead(statusCode, statusText || undefined, out);
+    this.#resume = resume;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.#res.destroyed || this.#res.socket?.destroyed) {
+      // The client is gone; its 'close' may not have been emitted yet.
+      this.#onResClose();
+      return false;
+    }
+    this.#session.down(chunk.length);
+    if (this.#res.write(chunk)) return true;
+    this.#res.once('drain', this.#onDrain);
+    return false;
+  }
+
+  onComplete(): void {
+    if (this.#settled) return;
+    this.#res.end();
+    this.#settle({ status: this.#res.statusCode, endedBy: 'server' });
+  }
+
+  onError(err: Error): void {
+    if (this.#settled) return;
+    if (!this.#headersSent) {
+      const f = classify(err, { connected: true, responseStarted: false, headersReceived: false, nextHop: this.#session.destination ?? undefined });
+      this.#settle({ status: f.status, failure: f, endedBy: f.source === 'upstream' ? 'server' : 'proxy' });
+      return;
+    }
+    if (this.#res.destroyed || this.#res.socket?.destroyed) {
+      this.#settle({ status: this.#res.statusCode, endedBy: 'client' });
+      return;
+    }
+    // The destination failed mid-body: abort the client connection, never a body that looks complete.
+    const f = classify(err, { connected: true, responseStarted: true, headersReceived: true, nextHop: this.#session.destination ?? undefined });
+    this.#res.destroy();
+    this.#settle({ status: this.#res.statusCode, error: f, endedBy: 'server' });
+  }
+
+}
