@@ -8,7 +8,7 @@ import type { PooledClient } from '../upstream/connection-pool.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { BodyRelay } from './body-relay.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
-import { requestEnd, requestFields, type AttemptRecord, type EndedBy, type RequestRecord } from './events.js';
+import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
 import { retryKindOf, backoffMs, retryAfterMs, type RetryKind } from './retry-policy.js';
@@ -519,8 +519,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (!requestEnd.hasSubscribers) return;
     const req = this.req;
     const f = this.#error;
-    const record: RequestRecord = {
-      ...requestFields(this.requestId, this.listener, plainAddress(this.#socket.remoteAddress), req),
+    const record = requestRecord(this.requestId, this.listener, plainAddress(this.#socket.remoteAddress), req, {
       path: this.#path || (req.url ?? ''),
       route: this.route?.name,
       cluster: this.route?.cluster.name,
@@ -534,7 +533,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       bytesOut: this.#socket.bytesWritten - this.#bytesOut0,
       durationMs: Math.round((performance.now() - this.t0) * 1000) / 1000,
       upgrade: false,
-    };
+    });
     requestEnd.publish(record);
   }
 }

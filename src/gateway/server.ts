@@ -6,7 +6,7 @@ import { Failure, renderFailure } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
 import { buildContext, ms, proxyStatusOptions, type GatewayContext } from './context.js';
-import { gatewayLifecycle, requestEnd, requestFields, type LifecycleRecord, type RequestRecord } from './events.js';
+import { gatewayLifecycle, requestEnd, requestRecord, type LifecycleRecord } from './events.js';
 import { Exchange, exchangeOf, newRequestId } from './exchange.js';
 import { UpgradeExchange } from './upgrade.js';
 
@@ -173,8 +173,7 @@ export class Gateway {
     for (const k in out.headers) head += `${k}: ${out.headers[k]}\r\n`;
     socket.end(Buffer.concat([Buffer.from(head + '\r\n', 'latin1'), out.body]));
     if (requestEnd.hasSubscribers) {
-      const record: RequestRecord = {
-        ...requestFields(requestId, listener, plainAddress(sock.remoteAddress), req),
+      const record = requestRecord(requestId, listener, plainAddress(sock.remoteAddress), req, {
         route: undefined,
         cluster: undefined,
         status: out.status,
@@ -187,7 +186,7 @@ export class Gateway {
         bytesOut: 0,
         durationMs: 0,
         upgrade: false,
-      };
+      });
       requestEnd.publish(record);
     }
   }

@@ -5,7 +5,7 @@ import type { Dispatcher } from 'undici';
 import { Failure, classify, renderFailure } from '../failure/index.js';
 import { plainAddress } from '../http/trust.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
-import { requestEnd, requestFields, type AttemptRecord, type EndedBy, type RequestRecord } from './events.js';
+import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { newRequestId, originForm } from './exchange.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { buildResponseHead } from './response-headers.js';
@@ -227,8 +227,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
     if (this.#published || !requestEnd.hasSubscribers) return;
     this.#published = true;
     const req = this.#req;
-    const record: RequestRecord = {
-      ...requestFields(this.#requestId, this.#listener, plainAddress(req.socket.remoteAddress), req),
+    const record = requestRecord(this.#requestId, this.#listener, plainAddress(req.socket.remoteAddress), req, {
       route: this.#route?.name,
       cluster: this.#route?.cluster.name,
       status: this.#status,
@@ -241,7 +240,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
       bytesOut: this.#bytesOut,
       durationMs: Math.round((performance.now() - this.#t0) * 1000) / 1000,
       upgrade: true,
-    };
+    });
     requestEnd.publish(record);
   }
 }
