@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { forwardSchema, type ForwardConfigInput } from '../config/forward.js';
 import { startForwardProxy, type ForwardProxy } from '../forward/index.js';
 import { hashPassword } from '../tenants/index.js';
+import { flushLogger, logDestination } from '../observe/access-log.js';
 
 const HELP = `usage: gatewise forward [options]
 
@@ -129,7 +130,7 @@ export async function forwardCommand(argv: string[]): Promise<number> {
     if (!(err as Error).message.startsWith('invalid options')) process.stderr.write(HELP);
     return 2;
   }
-  const logger = pino({ level: 'info' });
+  const logger = pino({ level: 'info' }, logDestination(1));
   let proxy: ForwardProxy;
   try {
     proxy = await startForwardProxy(input, { logger });
@@ -157,7 +158,7 @@ export async function forwardCommand(argv: string[]): Promise<number> {
       proxy.close().then(
         () => {
           clearTimeout(force);
-          logger.flush?.();
+          flushLogger(logger);
           resolve(0);
         },
         () => resolve(1),

@@ -10,13 +10,49 @@ export interface LoggerOptions {
   sync?: boolean;
 }
 
-export function createLogger(opts: LoggerOptions = {}): Logger {
-  const dest = pino.destination({ dest: opts.file ?? 1, sync: opts.sync ?? false });
-  return pino({ level: opts.level ?? 'info', base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, dest);
+/** Bytes collected before an asynchronous write, and the longest a line waits. */
+const BATCH_BYTES = 4096;
+const BATCH_MS = 1000;
+
+/**
+ * Where log lines go. Asynchronous by default, and batched: lines are written once
+ * 4 KiB have gathered or after a second at most. Without batching every line was one
+ * write on libuv's thread pool (a thread hop there and back per request): measured on
+ * the fixed-load benchmark (1 KiB at ~1,900 req/s, one core) the access log cost ~0.13 ms
+ * of CPU per request and raised the p99 from 5 to 35 ms.
+ */
+export function logDestination(file: string | number = 1, sync = false): ReturnType<typeof pino.destination> {
+  return sync ? pino.destination({ dest: file, sync: true }) : pino.destination({ dest: file, sync: false, minLength: BATCH_BYTES, periodicFlush: BATCH_MS });
 }
 
-/** Flush buffered log lines (call before exit). */
+let stampMs = 0;
+let stamp = '';
+
+/** pino's ISO time, formatted once per millisecond rather than once per line. */
+function isoTimeCached(): string {
+  const now = Date.now();
+  if (now !== stampMs) {
+    stampMs = now;
+    stamp = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return stamp;
+}
+
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  return pino({ level: opts.level ?? 'info', base: undefined, timestamp: isoTimeCached }, logDestination(opts.file ?? 1, opts.sync ?? false));
+}
+
+/** Write out buffered log lines now (call before exit). */
 export function flushLogger(logger: Logger): void {
+  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as { flushSync?: () => void } | undefined;
+  try {
+    if (stream?.flushSync) {
+      stream.flushSync();
+      return;
+    }
+  } catch {
+    // still opening: fall back to an asynchronous flush
+  }
   try {
     logger.flush();
   } catch {
@@ -60,6 +96,7 @@ export function attachAccessLog(logger: Logger): () => void {
   const onLifecycle = (msg: unknown): void => {
     const r = msg as LifecycleRecord;
     logger.info({ type: 'lifecycle', event: r.event }, r.detail);
+    logger.flush(); // lifecycle lines go out now, not with the next batch
   };
   subscribe('gatewise:request:end', onRequest);
   subscribe('gatewise:gateway:lifecycle', onLifecycle);
