@@ -331,7 +331,7 @@ ${targetsSection(rep)}
 \`npm run bench\` installs what is missing (as root, with \`apt-get\`: nginx, haproxy, squid, tinyproxy, dante-server, wrk;
 services are kept from starting), runs every contender as its own instance from a temp directory on free loopback ports,
 writes this file and \`bench/.work/results.json\`, and stops everything it started (also on Ctrl-C). Settings, by environment:
-\`BENCH_ROUNDS\` (3), \`BENCH_DURATION\` seconds per run (5), \`BENCH_WARMUP\` (1), \`BENCH_QUICK=1\` (1 round of 2 s, fewer
+\`BENCH_ROUNDS\` (3), \`BENCH_DURATION\` seconds per run (5), \`BENCH_WARMUP\` (3), \`BENCH_QUICK=1\` (1 round of 2 s, fewer
 scenarios, writes \`bench/.work/benchmarks.md\` instead of this file), \`BENCH_SOAK=120\` (Gatewise alone at 50 connections,
 RSS every second), \`BENCH_SCENARIOS\` / \`BENCH_CONTENDERS\` (comma-separated ids), \`BENCH_PIN\` (\`auto\`, \`none\` or
 \`load:0,origin:0,proxy:1\`), \`BENCH_NO_INSTALL=1\`, \`BENCH_KEEP=1\` (keep configs and logs), \`BENCH_DOCS\` (output path).

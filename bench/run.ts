@@ -7,7 +7,7 @@
 //   BENCH_QUICK=1        1 round of 2 s, fewer scenarios (smoke test of the harness)
 //   BENCH_ROUNDS=3       interleaved rounds
 //   BENCH_DURATION=5     seconds per run
-//   BENCH_WARMUP=1       seconds of warm-up per contender before round 1 (0 = none)
+//   BENCH_WARMUP=3       seconds of warm-up per contender before round 1 (0 = none; JIT warm-up: round 1 after 1 s ran ~40 % slow)
 //   BENCH_SOAK=120       afterwards, run Gatewise alone for that long and judge its RSS
 //   BENCH_SCENARIOS=a,b  only these scenario ids ("none" = only the soak)
 //   BENCH_CONTENDERS=a,b only these contender ids ("direct" always runs)

@@ -31,7 +31,7 @@ export function readSettings(root: string): Settings {
     quick,
     rounds: Math.max(1, Math.round(envNumber('BENCH_ROUNDS', quick ? 1 : 3))),
     durationS: Math.max(1, Math.round(envNumber('BENCH_DURATION', quick ? 2 : 5))),
-    warmupS: envNumber('BENCH_WARMUP', 1),
+    warmupS: envNumber('BENCH_WARMUP', 3),
     soakS: Math.round(envNumber('BENCH_SOAK', 0)),
     scenarios: SCENARIOS.filter((s) => (wantScenarios ? wantScenarios.includes(s.id) : !quick || s.quick)),
     contenders: CONTENDERS.filter((c) => !wantContenders || c.id === 'direct' || wantContenders.includes(c.id)),
