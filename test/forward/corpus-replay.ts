@@ -1,24 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dial } from './helpers.js';
 
-/** Where the shared corpora live: beside the repository (CI lays shared/ next to the clone). */
-export function corpusPath(name: string): string | undefined {
-  const candidates = [
-    process.env.GATEWISE_CORPORA,
-    new URL('../../../../shared/corpora/', import.meta.url).pathname,
-    new URL('../../../../../shared/corpora/', import.meta.url).pathname,
-    '/work/shared/corpora/',
-  ].filter((x): x is string => Boolean(x));
-  for (const dir of candidates) {
-    try {
-      readFileSync(dir + name, { flag: 'r' });
-      return dir + name;
-    } catch {
-      // try the next place
-    }
-  }
-  return undefined;
-}
+export { corpusPath } from '../helpers/corpora.js';
 
 export interface LlhttpCase {
   id: string;

@@ -24,7 +24,7 @@ const ERROR_AFTER_FIRST_MESSAGE = new Set([
 const llhttpPath = corpusPath('llhttp-requests.json');
 const smugglerPath = corpusPath('smuggler-mutations.json');
 
-describe('hostile-request corpora through the HTTP proxy (absolute-form)', { skip: !llhttpPath || !smugglerPath ? 'shared/corpora not found' : false }, () => {
+describe('hostile-request corpora through the HTTP proxy (absolute-form)', () => {
   let dest: StrictDestination;
   let p: TestProxy;
 
@@ -42,7 +42,7 @@ describe('hostile-request corpora through the HTTP proxy (absolute-form)', { ski
   });
 
   it('llhttp request fixtures: nothing ambiguous reaches the destination; rejected requests are answered 4xx and not forwarded', async () => {
-    const cases = loadJson<LlhttpCase[]>(llhttpPath!);
+    const cases = loadJson<LlhttpCase[]>(llhttpPath);
     assert.equal(cases.length, 128);
     const results = await pool(cases, 16, async (c, i) => {
       const raw = toAbsoluteForm(Buffer.from(c.raw, 'base64').toString('latin1'), dest.port, `c${i}`);
@@ -66,7 +66,7 @@ describe('hostile-request corpora through the HTTP proxy (absolute-form)', { ski
   });
 
   it('smuggler mutations as CL.TE and TE.CL probes: no ambiguity forwarded, 400s never forwarded, no crossed responses', async () => {
-    const cases = loadJson<SmugglerCase[]>(smugglerPath!);
+    const cases = loadJson<SmugglerCase[]>(smugglerPath);
     assert.ok(cases.length > 1000);
     const probes: Array<{ id: string; raw: string }> = [];
     cases.forEach((c, i) => {

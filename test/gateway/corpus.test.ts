@@ -1,12 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { METHODS } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { checkRequestStream, headerValue, responseHeader, type CheckedRequest } from '../helpers/http1-check.js';
 import { destroySocketsOnPort, mapLimit, replayRaw, type RawReplay } from '../helpers/raw-http.js';
 import { startStrictUpstream, type StrictUpstream } from '../helpers/strict-upstream.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { corpusPath } from '../helpers/corpora.js';
 
 /**
  * Hostile-request corpora replayed through the reverse gateway to a strict recording upstream.
@@ -20,7 +20,6 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
  * gateway's upstream pool shares connections.
  */
 
-const CORPORA = new URL('../../../../shared/corpora/', import.meta.url);
 const CONCURRENCY = 48;
 const CASE_DEADLINE_MS = 2000;
 const BIND_CHECK_ADDRESS = '127.3.0.1';
@@ -80,12 +79,7 @@ interface Problem {
 const problems: Problem[] = [];
 
 function loadJson<T>(name: string): T {
-  const url = new URL(name, CORPORA);
-  const path = fileURLToPath(url);
-  if (!existsSync(path)) {
-    throw new Error(`corpus file missing: ${path} (expected the shared corpora at ${fileURLToPath(CORPORA)}, i.e. ../shared/corpora beside the repository)`);
-  }
-  return JSON.parse(readFileSync(path, 'utf8')) as T;
+  return JSON.parse(readFileSync(corpusPath(name), 'utf8')) as T;
 }
 
 function caseAddress(index: number): string {
