@@ -1,6 +1,6 @@
 import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Dispatcher } from 'undici';
+import { errors as undiciErrors, type Dispatcher } from 'undici';
 import { Failure, classify, receivedMember, renderFailure, type AttemptSummary } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
@@ -93,6 +93,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #responseStarted = false;
   #discard = false;
   #retryDelayMs = 0;
+  // the attempt's timer (see #arm)
+  #timer: NodeJS.Timeout | undefined;
+  /** The phase's timeout, and how long the timer object now armed runs (less when re-armed for the rest). */
+  #timerMs = 0;
+  #timerRuns = 0;
+  #timerPhase: 'headers' | 'body' = 'headers';
+  /** performance.now() of the last response body chunk; request body bytes at the last check. */
+  #progressAt = 0;
+  #sentAtCheck = 0;
+  #paused = false;
   #wantFresh = false;
   #tried: Set<Endpoint> | undefined;
   // the exchange
@@ -246,14 +256,17 @@ export class Exchange implements Dispatcher.DispatchHandler {
     ep.inflight++;
     const prev = this.#relay;
     this.#relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, this.#idempotent && route.retry.tries > 1 ? REPLAY_LIMIT : 0);
-    const perTry = route.perTryTimeoutMs;
     client.dispatch(
       {
         path: this.#upstreamPath,
         method: this.req.method as Dispatcher.HttpMethod,
         headers: this.#headers,
         body: this.#relay ?? null,
-        headersTimeout: perTry,
+        // The exchange times the attempt itself (#arm): undici's own timers would swap a
+        // FastTimer per phase per request, and those live until its next 1 s tick, reach the
+        // old generation and made RSS climb ~25 MB between major GCs under load.
+        headersTimeout: 0,
+        bodyTimeout: 0,
       },
       this,
     );
@@ -273,7 +286,19 @@ export class Exchange implements Dispatcher.DispatchHandler {
       a.tcpMs = t.connectMs;
       a.tlsMs = t.tlsMs;
     }
-    if (this.res.destroyed) abort();
+    if (this.res.destroyed) {
+      abort();
+      return;
+    }
+    const relay = this.#relay;
+    this.#arm('headers', this.route!.perTryTimeoutMs ?? this.route!.cluster.responseTimeoutMs);
+    if (relay !== undefined && !relay.readableEnded) {
+      this.#sentAtCheck = relay.bytes;
+      // The response wait counts from when the whole request has been sent.
+      relay.once('end', () => {
+        if (this.#relay === relay && this.#timer !== undefined && this.#timerPhase === 'headers') this.#arm('headers', this.#timerMs);
+      });
+    }
   }
 
   onResponseStarted(): void {
@@ -286,8 +311,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, _statusText: string): boolean {
     if (statusCode < 200) {
       if (statusCode === 103 && !this.#discard) this.#earlyHints(rawHeaders);
+      this.#timer?.refresh();
       return true;
     }
+    this.#progressAt = performance.now();
+    this.#paused = false;
+    this.#arm('body', this.route!.cluster.idleTimeoutMs);
     const a = this.#attempt!;
     a.phase = 'body';
     a.status = statusCode;
@@ -322,13 +351,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    this.#progressAt = performance.now();
     if (this.#discard) return true;
     if (this.res.write(chunk)) return true;
+    this.#paused = true;
     this.res.once('drain', onResDrain);
     return false;
   }
 
   onComplete(rawTrailers: Array<Buffer | string> | null): void {
+    this.#disarm();
     this.#settleAttempt(true);
     if (this.#discard) {
       this.#scheduleRetry(this.#retryDelayMs);
@@ -340,6 +372,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
+    this.#disarm();
     if (this.#refused) {
       this.#settleAttempt(false);
       return;
@@ -374,6 +407,70 @@ export class Exchange implements Dispatcher.DispatchHandler {
       }
     }
     this.fail(failure);
+  }
+
+  // ---- the attempt's timer --------------------------------------------------------------
+
+  /**
+   * One native timer per attempt phase: `headers` (no response head within the response
+   * or per-try timeout) and `body` (no body byte within the idle timeout). Body chunks only
+   * stamp the time; the timer checks the stamp when it fires and re-arms for what is left,
+   * so a streaming response costs no timer work per chunk.
+   */
+  #arm(phase: 'headers' | 'body', ms: number): void {
+    this.#timerPhase = phase;
+    if (!(ms > 0)) {
+      this.#disarm();
+      return;
+    }
+    this.#timerMs = ms;
+    const t = this.#timer;
+    if (t !== undefined && this.#timerRuns === ms) {
+      t.refresh();
+      return;
+    }
+    if (t !== undefined) clearTimeout(t);
+    this.#rearm(ms);
+  }
+
+  #rearm(runs: number): void {
+    this.#timer = setTimeout(onAttemptTimer, runs, this);
+    this.#timerRuns = runs;
+  }
+
+  #disarm(): void {
+    if (this.#timer === undefined) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** The attempt's timer fired: time out, or wait on when the delay is not the upstream's. */
+  timerFired(): void {
+    this.#timer = undefined;
+    if (this.#abort === undefined || this.#attempt?.endMs !== undefined) return;
+    const ms = this.#timerMs;
+    if (this.#timerPhase === 'headers') {
+      const relay = this.#relay;
+      if (relay !== undefined && !relay.readableEnded) {
+        // The request body is still going up (the wait restarts once it is sent); meanwhile
+        // only an upstream that stopped taking it (relay full, nothing moved) times out.
+        const moved = relay.bytes !== this.#sentAtCheck;
+        this.#sentAtCheck = relay.bytes;
+        if (moved || relay.readableLength < relay.readableHighWaterMark) {
+          this.#rearm(ms);
+          return;
+        }
+      }
+      this.#abort(new undiciErrors.HeadersTimeoutError());
+      return;
+    }
+    // Body: a client that does not take the response (backpressure) is not the upstream's delay.
+    const idle = performance.now() - this.#progressAt;
+    if (this.#paused || idle < ms) {
+      this.#rearm(this.#paused ? ms : Math.max(1, Math.ceil(ms - idle)));
+      return;
+    }
+    this.#abort(new undiciErrors.BodyTimeoutError());
   }
 
   // ---- retries --------------------------------------------------------------------------
@@ -474,6 +571,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   /** The client took the buffered body: let undici read from the upstream again. */
   resumeUpstream(): void {
+    this.#paused = false;
+    this.#progressAt = performance.now();
     this.#resume?.();
   }
 
@@ -505,6 +604,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       // The client left before the response was complete: stop the upstream work.
       this.#endedBy = 'client';
       const abort = this.#abort;
+      this.#disarm();
       if (abort) abort();
       else this.#settleAttempt(false);
       this.#relay?.destroy();
@@ -552,6 +652,10 @@ function onResClose(this: ServerResponse): void {
 
 function onResDrain(this: ServerResponse): void {
   (this as ExchangeResponse)[kExchange]!.resumeUpstream();
+}
+
+function onAttemptTimer(ex: Exchange): void {
+  ex.timerFired();
 }
 
 function retryLater(ex: Exchange): void {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import { Agent, request } from 'undici';
 import { LAB_FAULTS, startLab, type Lab, type LabFault } from '../../src/lab/index.js';
 import { labGatewayConfig } from '../../src/cli/demo.js';
@@ -112,4 +113,68 @@ describe('upstream answers are passed on', () => {
       }
     });
   }
+});
+
+describe('the timeouts count only the upstream’s delays (response 600 ms, idle 600 ms)', () => {
+  test('a body streamed in pieces 300 ms apart for 1.5 s arrives whole', async () => {
+    const { res, body, bodyError } = await get({ path: '/chunked?pieces=6&delay=300' } as LabFault, '*/*');
+    assert.equal(res.statusCode, 200);
+    assert.equal(bodyError, undefined);
+    assert.equal(body, [1, 2, 3, 4, 5, 6].map((i) => `piece ${i}\n`).join(''));
+    const line = await gw.logFor(res.headers['x-request-id'] as string);
+    assert.equal(line.proxyStatusError, undefined);
+  });
+
+  test('a client that reads nothing for 1.5 s (backpressure) still gets all 64 MiB', { timeout: 20_000 }, async () => {
+    const n = 64 * 1024 * 1024;
+    const sock = connect({ port: gw.port, host: '127.0.0.1' });
+    sock.pause();
+    sock.write(`GET /bytes?n=${n} HTTP/1.1\r\nhost: lab\r\nconnection: close\r\n\r\n`);
+    await new Promise((r) => setTimeout(r, 1500));
+    let got = 0;
+    let head = '';
+    const done = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+    sock.on('data', (d: Buffer) => {
+      if (head === '' || !head.includes('\r\n\r\n')) {
+        head += d.toString('latin1');
+        const end = head.indexOf('\r\n\r\n');
+        if (end >= 0) got += Buffer.byteLength(head, 'latin1') - end - 4;
+        return;
+      }
+      got += d.length;
+    });
+    sock.resume();
+    await done;
+    assert.match(head, /^HTTP\/1\.1 200 /);
+    assert.equal(got, n);
+  });
+
+  test('an upload sent in pieces 250 ms apart for 1.25 s is answered, not timed out', async () => {
+    const sock = connect({ port: gw.port, host: '127.0.0.1' });
+    const chunks: Buffer[] = [];
+    sock.on('data', (d: Buffer) => chunks.push(d));
+    const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+    sock.write('POST /upload HTTP/1.1\r\nhost: lab\r\nconnection: close\r\ncontent-length: 5120\r\n\r\n');
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      sock.write(Buffer.alloc(1024, 0x61));
+    }
+    await closed;
+    const text = Buffer.concat(chunks).toString('latin1');
+    assert.match(text, /^HTTP\/1\.1 200 /);
+    assert.match(text, /"bytes":5120/);
+  });
+
+  test('the response wait starts once the body is sent: POST /hang → 504 http_response_timeout after ~600 ms', async () => {
+    const t0 = performance.now();
+    const res = await request(`${gw.url}/hang`, { dispatcher: client, method: 'POST', body: Buffer.alloc(200 * 1024, 0x62), headers: { accept: 'application/problem+json' } });
+    const body = await res.body.text();
+    const ms = performance.now() - t0;
+    assert.equal(res.statusCode, 504, body);
+    assert.equal(errorType(res.headers['proxy-status']), 'http_response_timeout');
+    assert.ok(ms >= 550 && ms < 3000, `answered after ${Math.round(ms)} ms`);
+    const line = await gw.logFor(res.headers['x-request-id'] as string);
+    assert.equal(line.proxyStatusError, 'http_response_timeout');
+    assert.equal(line.attempts![0]!.error, 'http_response_timeout');
+  });
 });
