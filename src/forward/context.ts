@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { RequestIds } from '../http/request-id.js';
 import type { Logger } from 'pino';
 import type { Dialer, EgressRouter, UdpDialer } from '../egress/index.js';
 import type { ConcurrencyLimits, Meter, PlanEnforcer, UserDirectory, UsernameGrammar } from '../tenants/index.js';
@@ -23,10 +24,23 @@ export interface ForwardContext {
   readonly egress: EgressRouter;
   readonly plans: PlanEnforcer;
   readonly grammar: UsernameGrammar;
+  /** Whether anything reads the finished records (access log, observers on the channel). */
+  readonly recordsObserved: () => boolean;
 }
 
+/**
+ * The client's address for the record, read only when something will see the record:
+ * Node has no peer address from accept(), so it costs a getpeername() per connection.
+ */
+export function clientAddressFor(ctx: ForwardContext, socket: Socket): string | undefined {
+  return ctx.recordsObserved() ? socket.remoteAddress : undefined;
+}
+
+const ids = new RequestIds();
+
+/** A new request id for a forward request, tunnel or association (src/http/request-id.ts). */
 export function newRequestId(): string {
-  return randomUUID();
+  return ids.next();
 }
 
 /** `host:port`, with IPv6 literals in brackets. */

@@ -153,6 +153,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
       },
     },
   });
+  const finishedChannel = channel(FINISHED_CHANNEL);
   const plans = new PlanEnforcer(new Map<string, PlanSpec>(Object.entries(config.plans)), userPlans, store, deps.now);
   const directory = new UserDirectory(users, { cacheTtlMs: settings.authCacheTtlMs });
   setTables(users);
@@ -173,6 +174,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     egress,
     plans,
     grammar: { separator: config.usernameGrammar.separator, keys: { session: config.usernameGrammar.session, ttl: config.usernameGrammar.ttl, pool: config.usernameGrammar.pool } },
+    recordsObserved: () => config.accessLog || finishedChannel.hasSubscribers,
   };
 
   let usersFile: UsersFile<ForwardUser[]> | undefined;
@@ -219,8 +221,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   }
 
   const detachLog = config.accessLog ? attachAccessLog(ctx.meter, logger) : () => {};
-  // Observers (metrics, dashboard) subscribe here; the hot path does not import them.
-  const finishedChannel = channel(FINISHED_CHANNEL);
+  // Observers (metrics, dashboard) subscribe to finishedChannel; the hot path does not import them.
   const publish = (rec: FinishedRecord): void => {
     if (finishedChannel.hasSubscribers) finishedChannel.publish(rec);
   };
@@ -244,7 +245,9 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   try {
     for (const l of listeners) await l.listen();
   } catch (err) {
-    await Promise.allSettled(listeners.map((l) => l.close()));
+    const closed = Promise.allSettled(listeners.map((l) => l.close()));
+    tracker.destroyAll();
+    await closed;
     await ctx.agents.close();
     detachLog();
     await cleanup();

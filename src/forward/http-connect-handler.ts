@@ -3,7 +3,7 @@ import { Failure, classify } from '../failure/index.js';
 import type { MeterSession } from '../tenants/index.js';
 import { admit } from './admission.js';
 import type { ConnectRequest } from './connect-head.js';
-import { hostPort, newRequestId, type ForwardContext } from './context.js';
+import { hostPort, newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { writeRawFailure } from './http-failure.js';
 import { parseAuthorityTarget } from './http-target.js';
 import { authenticate, parseBasicCredentials } from './proxy-auth.js';
@@ -25,7 +25,7 @@ export class HttpConnectHandler {
   }
 
   handle(req: ConnectRequest, socket: Socket, head: Buffer): void {
-    const session = this.#ctx.meter.open({ protocol: 'connect', requestId: newRequestId(), user: null, clientAddress: socket.remoteAddress });
+    const session = this.#ctx.meter.open({ protocol: 'connect', requestId: newRequestId(), user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     socket.on('error', () => {});
     this.#handle(req, socket, head, session).catch((err: unknown) => {
       const f = classify(err, { connected: false, responseStarted: false, headersReceived: false });

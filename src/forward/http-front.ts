@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Failure } from '../failure/index.js';
-import { newRequestId, type ForwardContext } from './context.js';
+import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
 import { HttpConnectHandler } from './http-connect-handler.js';
 import { writeRawFailure } from './http-failure.js';
@@ -102,7 +102,7 @@ export class HttpFront {
     }
     const f = new Failure({ type: 'http_request_error', phase: 'accept', status, detail, params: { 'status-code': status } });
     const requestId = newRequestId();
-    const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: socket.remoteAddress });
+    const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     writeRawFailure(this.#ctx, socket, f, requestId, undefined);
     session.finish({ status, error: f.type, refused: true, endedBy: 'proxy' });
   }

@@ -4,7 +4,7 @@ import { Failure, classify } from '../failure/index.js';
 import { viaContains } from '../http/headers.js';
 import type { MeterSession } from '../tenants/index.js';
 import { admit } from './admission.js';
-import { hostPort, newRequestId, type ForwardContext } from './context.js';
+import { hostPort, newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { forwardRequestHeaders, forwardResponseHeaders, headerBytes } from './forward-headers.js';
 import { sendFailure } from './http-failure.js';
 import { parseAbsoluteTarget } from './http-target.js';
@@ -43,7 +43,7 @@ export class HttpProxyHandler {
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
-    const session = this.#ctx.meter.open({ protocol: 'http', requestId: newRequestId(), user: null, clientAddress: req.socket.remoteAddress });
+    const session = this.#ctx.meter.open({ protocol: 'http', requestId: newRequestId(), user: null, clientAddress: clientAddressFor(this.#ctx, req.socket) });
     this.#handle(req, res, session).catch((err: unknown) => {
       const f = classify(err, { connected: false, responseStarted: false, headersReceived: false });
       this.#fail(req, res, session, f);

@@ -29,7 +29,6 @@ export class ForwardListener {
   readonly #ctx: ForwardContext;
   readonly #handlers: ListenerHandlers;
   readonly #server: Server;
-  readonly #sockets = new Set<Socket>();
 
   constructor(spec: ListenerSpec, ctx: ForwardContext, handlers: ListenerHandlers) {
     this.#spec = spec;
@@ -55,31 +54,61 @@ export class ForwardListener {
     return { protocols: [...this.#spec.protocols], address: a?.address ?? this.#spec.address, port: a?.port ?? this.#spec.port };
   }
 
+  /**
+   * Per connection: tracked for shutdown, a handshake timer, one sniff of the first read.
+   * The handlers are module functions that find their state on the socket (no closures:
+   * this runs once per tunnel, and CONNECT tunnels per second are benchmarked).
+   */
   #onConnection(socket: Socket): void {
-    this.#sockets.add(socket);
-    const untrack = this.#ctx.tracker.track(socket);
-    socket.once('close', () => {
-      this.#sockets.delete(socket);
-      untrack();
-    });
-    socket.on('error', () => {});
-    const timer = setTimeout(() => socket.destroy(), this.#ctx.settings.handshakeTimeoutMs);
-    socket.once('close', () => clearTimeout(timer));
-    socket.once('data', (first: Buffer) => {
-      clearTimeout(timer);
-      const protocols = this.#spec.protocols;
-      const b = first[0];
-      if (b === 0x05 && protocols.includes('socks5')) this.#handlers.socks5(socket, first);
-      else if (b === 0x04 && protocols.includes('socks4')) this.#handlers.socks4(socket, first);
-      else if (b !== 0x05 && b !== 0x04 && protocols.includes('http')) this.#handlers.http.accept(socket, first);
-      else socket.destroy();
-    });
+    const s = socket as ListenerSocket;
+    s[kListener] = this;
+    this.#ctx.tracker.add(socket);
+    s[kHandshake] = setTimeout(destroySocket, this.#ctx.settings.handshakeTimeoutMs, socket);
+    socket.once('close', onSocketClose);
+    socket.on('error', ignore);
+    socket.on('data', onFirstData);
   }
 
+  /** The first bytes of a connection: hand it to the protocol they start. */
+  sniffed(socket: Socket, first: Buffer): void {
+    const protocols = this.#spec.protocols;
+    const b = first[0];
+    if (b === 0x05 && protocols.includes('socks5')) this.#handlers.socks5(socket, first);
+    else if (b === 0x04 && protocols.includes('socks4')) this.#handlers.socks4(socket, first);
+    else if (b !== 0x05 && b !== 0x04 && protocols.includes('http')) this.#handlers.http.accept(socket, first);
+    else socket.destroy();
+  }
+
+  forget(socket: Socket): void {
+    this.#ctx.tracker.forget(socket);
+  }
+
+  /** Stop accepting; resolves once the connections are gone (the proxy's tracker ends them). */
   close(): Promise<void> {
     return new Promise((resolve) => {
       this.#server.close(() => resolve());
-      for (const s of this.#sockets) s.destroy();
     });
   }
 }
+
+const kListener = Symbol('gatewise.listener');
+const kHandshake = Symbol('gatewise.handshake');
+type ListenerSocket = Socket & { [kListener]: ForwardListener; [kHandshake]: NodeJS.Timeout | undefined };
+
+function onFirstData(this: ListenerSocket, first: Buffer): void {
+  this.removeListener('data', onFirstData);
+  clearTimeout(this[kHandshake]);
+  this[kHandshake] = undefined;
+  this[kListener].sniffed(this, first);
+}
+
+function onSocketClose(this: ListenerSocket): void {
+  clearTimeout(this[kHandshake]);
+  this[kListener].forget(this);
+}
+
+function destroySocket(socket: Socket): void {
+  socket.destroy();
+}
+
+function ignore(): void {}

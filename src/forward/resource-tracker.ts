@@ -27,6 +27,16 @@ export class ResourceTracker {
     };
   }
 
+  /** Remember `c` until `forget(c)`: track() without a closure, for the per-connection path. */
+  add(c: Closable): void {
+    if (this.#closed) c.destroy();
+    else this.#open.add(c);
+  }
+
+  forget(c: Closable): void {
+    this.#open.delete(c);
+  }
+
   destroyAll(): void {
     this.#closed = true;
     for (const c of [...this.#open]) {

@@ -1,3 +1,4 @@
+import { RequestIds } from '../http/request-id.js';
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Config } from '../config/schema.js';
@@ -23,7 +24,7 @@ export interface GatewayContext {
   /** Lower-case request id header name. */
   readonly requestIdHeader: string;
   readonly trustIncomingRequestId: boolean;
-  readonly requestIdPrefix: string;
+  readonly requestIds: RequestIds;
   /** Set while draining: responses close their connections. */
   draining: boolean;
   /** Exchanges whose response has not closed yet (graceful shutdown waits for 0). */
@@ -125,7 +126,7 @@ export function buildContext(cfg: Config): GatewayContext {
     dropUnderscoreHeaders: cfg.underscoreHeaders === 'drop',
     requestIdHeader: cfg.requestId.header.toLowerCase(),
     trustIncomingRequestId: cfg.requestId.trustIncoming,
-    requestIdPrefix: Math.floor(Math.random() * 0xffffffff).toString(36).padStart(7, '0'),
+    requestIds: new RequestIds(),
     draining: false,
     inflight: 0,
   };

@@ -14,19 +14,9 @@ import { buildResponseHead, trailersObject } from './response-headers.js';
 import { retryKindOf, backoffMs, retryAfterMs, type RetryKind } from './retry-policy.js';
 import { normalizeHost, rewritePath, type Route } from './router.js';
 
-let sequence = 0;
-let stampAt = 0;
-let stamp = '';
-
-/** Process prefix, a time stamp refreshed once a second, and a counter: unique and cheap. */
+/** A new request id (src/http/request-id.ts). */
 export function newRequestId(ctx: GatewayContext): string {
-  sequence = (sequence + 1) >>> 0;
-  const now = Date.now();
-  if (now - stampAt >= 1000) {
-    stampAt = now;
-    stamp = now.toString(36);
-  }
-  return `${ctx.requestIdPrefix}-${stamp}-${sequence.toString(36)}`;
+  return ctx.requestIds.next();
 }
 
 /** Origin-form path of a request-target (absolute-form reduced to its path). */

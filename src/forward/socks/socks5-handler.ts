@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { Failure, classify } from '../../failure/index.js';
 import type { MeterSession } from '../../tenants/index.js';
 import { admit } from '../admission.js';
-import { hostPort, newRequestId, type ForwardContext } from '../context.js';
+import { hostPort, newRequestId, type ForwardContext, clientAddressFor } from '../context.js';
 import { admitPlan, spliceMetered, dialOptions, noteExit } from '../egress-admission.js';
 import { authenticateName } from '../proxy-auth.js';
 import type { EgressRoute } from '../../egress/index.js';
@@ -35,7 +35,7 @@ export class Socks5Handler {
   }
 
   readonly handle = (socket: Socket, first: Buffer): void => {
-    const session = this.#ctx.meter.open({ protocol: 'socks5', requestId: newRequestId(), user: null, clientAddress: socket.remoteAddress });
+    const session = this.#ctx.meter.open({ protocol: 'socks5', requestId: newRequestId(), user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     const reader = new ByteReader(socket, first, { timeoutMs: this.#ctx.settings.handshakeTimeoutMs });
     this.#run(socket, reader, session).catch((err: unknown) => {
       const f = err instanceof HandshakeEnded ? handshakeFailure(err, 'SOCKS5') : classify(err, { connected: false, responseStarted: false, headersReceived: false });
