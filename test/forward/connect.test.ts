@@ -88,6 +88,36 @@ describe('CONNECT tunnels', () => {
     }
   });
 
+  it('keeps a tunnel open while bytes move more often than tunnelIdle, for longer than tunnelIdle', async () => {
+    const q = await startTestProxy({ timeouts: { tunnelIdle: '300ms' } });
+    const sink = createServer((s) => s.on('data', (d) => s.write(d)));
+    sink.listen(0, '127.0.0.1');
+    await once(sink, 'listening');
+    const port = (sink.address() as AddressInfo).port;
+    try {
+      const s = await dial(q.port);
+      let closed = false;
+      s.once('close', () => (closed = true));
+      s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+      const head = await readUntil(s, (b) => b.includes('\r\n\r\n'));
+      assert.match(head.toString(), /^HTTP\/1\.1 200/);
+      // 8 pings 150 ms apart: 1.2 s in all, four times the idle timeout, never 300 ms quiet.
+      for (let i = 0; i < 8; i++) {
+        s.write(`ping${i};`);
+        await readUntil(s, (b) => b.includes(`ping${i};`));
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      assert.equal(closed, false, 'an active tunnel is not idle');
+      const t0 = Date.now();
+      await once(s, 'close');
+      const waited = Date.now() - t0;
+      assert.ok(waited < 1500, `then closed ${waited} ms after the last byte`);
+    } finally {
+      await q.close();
+      sink.close();
+    }
+  });
+
   it('closes an idle tunnel after tunnelIdle', async () => {
     const q = await startTestProxy({ timeouts: { tunnelIdle: '300ms' } });
     const sink = createServer((s) => s.on('data', (d) => s.write(d)));
