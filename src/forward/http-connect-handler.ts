@@ -25,8 +25,12 @@ export class HttpConnectHandler {
   }
 
   handle(req: ConnectRequest, socket: Socket, head: Buffer): void {
+    // Bytes the client sends before the tunnel opens (a TLS ClientHello right behind the
+    // CONNECT) wait in the socket's buffer until the tunnel reads them; flowing with no
+    // listener, they would be dropped.
+    socket.pause();
     const session = this.#ctx.meter.open({ protocol: 'connect', requestId: newRequestId(), user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
-    socket.on('error', () => {});
+    socket.on('error', ignore);
     this.#handle(req, socket, head, session).catch((err: unknown) => {
       const f = classify(err, { connected: false, responseStarted: false, headersReceived: false });
       this.#fail(req, socket, session, f);
@@ -34,6 +38,7 @@ export class HttpConnectHandler {
   }
 
   #fail(req: ConnectRequest, socket: Socket, session: MeterSession, f: Failure, address: string | null = null): void {
+    socket.resume(); // read (and drop) what follows, so the client's close is seen
     writeRawFailure(this.#ctx, socket, f, session.requestId, req.headers.accept);
     session.finish({ status: f.status, error: f.type, method: 'CONNECT', refused: true, endedBy: 'proxy', address });
   }
@@ -97,12 +102,14 @@ export class HttpConnectHandler {
       session.finish({ status: 499, error: null, method: 'CONNECT', endedBy: 'client', address });
       return;
     }
-    const untrack = ctx.tracker.track(upstream);
+    ctx.tracker.add(upstream);
     let extra = '';
     for (const [k, v] of Object.entries(exitHeaders(choice))) extra += `${k}: ${v}\r\n`;
     socket.write(`HTTP/1.1 200 Connection Established\r\nvia: 1.1 ${ctx.settings.name}\r\n${extra}\r\n`);
     const endedBy = await spliceMetered(ctx, session, user, socket, upstream, head);
-    untrack();
+    ctx.tracker.forget(upstream);
     session.finish({ status: 200, error: null, method: 'CONNECT', endedBy, address });
   }
 }
+
+function ignore(): void {}

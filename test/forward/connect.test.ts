@@ -88,6 +88,35 @@ describe('CONNECT tunnels', () => {
     }
   });
 
+  it('bytes the client sends right behind the CONNECT head, before the 200, reach the destination', async () => {
+    const q = await startTestProxy({});
+    const sink = createServer((s) => s.on('data', (d) => s.write(d)));
+    sink.listen(0, '127.0.0.1');
+    await once(sink, 'listening');
+    const port = (sink.address() as AddressInfo).port;
+    try {
+      // 30 tunnels each way: the early bytes in their own write (they arrive while the proxy
+      // dials), and in the same write as the head.
+      for (let i = 0; i < 60; i++) {
+        const s = await dial(q.port);
+        const head = `CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`;
+        if (i % 2 === 0) {
+          s.write(head);
+          setTimeout(() => s.write(`early-${i};`), i % 4);
+        } else {
+          s.write(head + `early-${i};`);
+        }
+        const got = await readUntil(s, (b) => b.includes(`early-${i};`), 2000);
+        assert.match(got.toString(), /^HTTP\/1\.1 200/);
+        assert.ok(got.toString().includes(`early-${i};`), `tunnel ${i}: the early bytes came back (${JSON.stringify(got.toString())})`);
+        s.destroy();
+      }
+    } finally {
+      await q.close();
+      sink.close();
+    }
+  });
+
   it('keeps a tunnel open while bytes move more often than tunnelIdle, for longer than tunnelIdle', async () => {
     const q = await startTestProxy({ timeouts: { tunnelIdle: '300ms' } });
     const sink = createServer((s) => s.on('data', (d) => s.write(d)));
