@@ -88,6 +88,35 @@ describe('CONNECT tunnels', () => {
     }
   });
 
+  it('closes a connection that sends nothing within the handshake time; a tunnel opened in time outlives it', async () => {
+    const q = await startTestProxy({ timeouts: { handshake: '300ms' } });
+    const sink = createServer((s) => s.on('data', (d) => s.write(d)));
+    sink.listen(0, '127.0.0.1');
+    await once(sink, 'listening');
+    const port = (sink.address() as AddressInfo).port;
+    try {
+      const silent = await dial(q.port);
+      const t0 = Date.now();
+      await once(silent, 'close');
+      const waited = Date.now() - t0;
+      assert.ok(waited >= 250 && waited < 2000, `silent connection closed after ${waited} ms`);
+
+      const s = await dial(q.port);
+      s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+      const head = await readUntil(s, (b) => b.includes('\r\n\r\n'));
+      assert.match(head.toString(), /^HTTP\/1\.1 200/);
+      await new Promise((r) => setTimeout(r, 700));
+      assert.equal(s.destroyed, false, 'the tunnel is still open after twice the handshake time');
+      s.write('still-here');
+      const echo = await readUntil(s, (b) => b.includes('still-here'));
+      assert.match(echo.toString(), /still-here/);
+      s.destroy();
+    } finally {
+      await q.close();
+      sink.close();
+    }
+  });
+
   it('bytes the client sends right behind the CONNECT head, before the 200, reach the destination', async () => {
     const q = await startTestProxy({});
     const sink = createServer((s) => s.on('data', (d) => s.write(d)));
