@@ -324,6 +324,7 @@ ${targetsSection(rep)}
   /proc every 250 ms during the run. CPU %: the tree's user+system CPU time over the run, in % of one core
   (with the default placement the contender shares its core with the origin, so it cannot reach 100).
 - CPU placement: ${rep.settings.pinning}.${scalingMethod(rep)}
+- Latency at 200 connections includes the connection ramp. wrk opens all its connections at once when a run starts, and the libuv in Node 20 (≥ 1.45, libuv pull request #3696) accepts one connection per event-loop iteration. A Node server that is already busy serving its first connections therefore takes 1–2 s to accept the last of 200: for a 5-line \`http.createServer\` the listen socket's accept queue drained from 197 to 0 over ~2 s, and \`strace\` shows one \`accept4\` per \`epoll_pwait\`, never \`EAGAIN\`. The first request on each late connection waits that long, which is most of the ~1 s p99 of every Node contender in \`rev-1k-c200\`; once accepted, connections are served evenly. With \`--workers N\`, N processes accept side by side.
 - "errors": non-2xx answers plus socket errors and timeouts, summed over rounds.
 
 ## How to run

@@ -20,8 +20,12 @@ import { literalAddress } from '../egress/resolver.js';
 export class HttpConnectHandler {
   readonly #ctx: ForwardContext;
 
+  /** The answer to a direct tunnel, encoded once. */
+  readonly #established: Buffer;
+
   constructor(ctx: ForwardContext) {
     this.#ctx = ctx;
+    this.#established = Buffer.from(`HTTP/1.1 200 Connection Established\r\nvia: 1.1 ${ctx.settings.name}\r\n\r\n`, 'latin1');
   }
 
   handle(req: ConnectRequest, socket: Socket, head: Buffer): void {
@@ -103,9 +107,13 @@ export class HttpConnectHandler {
       return;
     }
     ctx.tracker.add(upstream);
-    let extra = '';
-    for (const [k, v] of Object.entries(exitHeaders(choice))) extra += `${k}: ${v}\r\n`;
-    socket.write(`HTTP/1.1 200 Connection Established\r\nvia: 1.1 ${ctx.settings.name}\r\n${extra}\r\n`);
+    if (choice === undefined) {
+      socket.write(this.#established);
+    } else {
+      let extra = '';
+      for (const [k, v] of Object.entries(exitHeaders(choice))) extra += `${k}: ${v}\r\n`;
+      socket.write(`HTTP/1.1 200 Connection Established\r\nvia: 1.1 ${ctx.settings.name}\r\n${extra}\r\n`);
+    }
     const endedBy = await spliceMetered(ctx, session, user, socket, upstream, head);
     ctx.tracker.forget(upstream);
     session.finish({ status: 200, error: null, method: 'CONNECT', endedBy, address });
