@@ -148,7 +148,7 @@ export const clusterSchema = z
       .object({
         connect: duration('5s', 'Time to open a connection (TCP + TLS) to an endpoint; then 504 connection_timeout.'),
         response: duration('30s', 'Time to wait for response headers after sending the request; then 504 http_response_timeout.'),
-        idle: duration('60s', 'Longest silence while a response body streams; then the client connection is aborted (connection_read_timeout).'),
+        idle: duration('60s', 'Longest silence from the upstream while a response body streams (time the client takes to read does not count); then the client connection is aborted (connection_read_timeout).'),
       })
       .strict()
       .default({ connect: '5s', response: '30s', idle: '60s' }),
