@@ -90,10 +90,7 @@ describe('CONNECT tunnels', () => {
 
   it('closes a connection that sends nothing within the handshake time; a tunnel opened in time outlives it', async () => {
     const q = await startTestProxy({ timeouts: { handshake: '300ms' } });
-    const sink = createServer((s) => s.on('data', (d) => s.write(d)));
-    sink.listen(0, '127.0.0.1');
-    await once(sink, 'listening');
-    const port = (sink.address() as AddressInfo).port;
+    const { sink, port } = await echoSink();
     try {
       const silent = await dial(q.port);
       const t0 = Date.now();
@@ -119,10 +116,7 @@ describe('CONNECT tunnels', () => {
 
   it('bytes the client sends right behind the CONNECT head, before the 200, reach the destination', async () => {
     const q = await startTestProxy({});
-    const sink = createServer((s) => s.on('data', (d) => s.write(d)));
-    sink.listen(0, '127.0.0.1');
-    await once(sink, 'listening');
-    const port = (sink.address() as AddressInfo).port;
+    const { sink, port } = await echoSink();
     try {
       // 30 tunnels each way: the early bytes in their own write (they arrive while the proxy
       // dials), and in the same write as the head.
@@ -148,10 +142,7 @@ describe('CONNECT tunnels', () => {
 
   it('keeps a tunnel open while bytes move more often than tunnelIdle, for longer than tunnelIdle', async () => {
     const q = await startTestProxy({ timeouts: { tunnelIdle: '300ms' } });
-    const sink = createServer((s) => s.on('data', (d) => s.write(d)));
-    sink.listen(0, '127.0.0.1');
-    await once(sink, 'listening');
-    const port = (sink.address() as AddressInfo).port;
+    const { sink, port } = await echoSink();
     try {
       const s = await dial(q.port);
       let closed = false;
@@ -178,10 +169,7 @@ describe('CONNECT tunnels', () => {
 
   it('closes an idle tunnel after tunnelIdle', async () => {
     const q = await startTestProxy({ timeouts: { tunnelIdle: '300ms' } });
-    const sink = createServer((s) => s.on('data', (d) => s.write(d)));
-    sink.listen(0, '127.0.0.1');
-    await once(sink, 'listening');
-    const port = (sink.address() as AddressInfo).port;
+    const { sink, port } = await echoSink();
     try {
       const s = await dial(q.port);
       s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
@@ -201,3 +189,11 @@ describe('CONNECT tunnels', () => {
     }
   });
 });
+
+/** A TCP server on loopback that echoes what it receives. */
+async function echoSink(): Promise<{ sink: ReturnType<typeof createServer>; port: number }> {
+  const sink = createServer((s) => s.on('data', (d) => s.write(d)));
+  sink.listen(0, '127.0.0.1');
+  await once(sink, 'listening');
+  return { sink, port: (sink.address() as AddressInfo).port };
+}
