@@ -256,7 +256,9 @@ export function targetsSection(rep: Report): string {
       `${measured.length < rows.length ? `, ${rows.length - measured.length} not measured` : ''}. "Gatewise" is Gatewise without access log ` +
       '(default logging where that variant did not run). "met, +12 %" / "missed by 23 %": how far the measured ratio is from the required one, ' +
       'relative to the requirement; the soak is judged in percentage points of RSS change. The keep-alive race target is checked by ' +
-      `\`npm run bench:race\`, not here.${rep.settings.quick ? ' **Quick mode: not a measurement.**' : ''}`,
+      `\`npm run bench:race\`, not here. The machine's speed drifts (the same command ran at 6,200 and 3,800–4,400 req/s minutes apart), which medians of ` +
+      'interleaved rounds do not cancel: the ratios against the Node peers, Squid and the CONNECT floor are also measured drift-free by ' +
+      `\`npm run bench:duel\` (two contenders on one core at the same time), in [benchmarks-duel.md](benchmarks-duel.md).${rep.settings.quick ? ' **Quick mode: not a measurement.**' : ''}`,
     table(
       ['target', 'measured', 'result', 'note'],
       rows.map((r) => [r.target, r.measured, r.result, r.note]),
