@@ -15,19 +15,7 @@ export class ResourceTracker {
     return this.#open.size;
   }
 
-  /** Remember `c` until the returned function is called. After close(), destroys at once. */
-  track(c: Closable): () => void {
-    if (this.#closed) {
-      c.destroy();
-      return () => {};
-    }
-    this.#open.add(c);
-    return () => {
-      this.#open.delete(c);
-    };
-  }
-
-  /** Remember `c` until `forget(c)`: track() without a closure, for the per-connection path. */
+  /** Remember `c` until `forget(c)`. After destroyAll(), destroys it at once. */
   add(c: Closable): void {
     if (this.#closed) c.destroy();
     else this.#open.add(c);
@@ -35,6 +23,12 @@ export class ResourceTracker {
 
   forget(c: Closable): void {
     this.#open.delete(c);
+  }
+
+  /** add(), returning the matching forget (for callers that keep a release function). */
+  track(c: Closable): () => void {
+    this.add(c);
+    return () => this.forget(c);
   }
 
   destroyAll(): void {
