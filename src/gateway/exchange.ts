@@ -1,9 +1,10 @@
 import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { errors as undiciErrors, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { Failure, classify, receivedMember, renderFailure, type AttemptSummary } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
+import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import type { PooledClient } from '../upstream/connection-pool.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { BodyRelay } from './body-relay.js';
@@ -48,7 +49,7 @@ const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived:
  * → respond. It is also the undici dispatch handler, so a request costs one object,
  * not a chain of closures. Only `fail()` writes gateway-made error responses.
  */
-export class Exchange implements Dispatcher.DispatchHandler {
+export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   readonly ctx: GatewayContext;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
@@ -83,16 +84,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #responseStarted = false;
   #discard = false;
   #retryDelayMs = 0;
-  // the attempt's timer (see #arm)
-  #timer: NodeJS.Timeout | undefined;
-  /** The phase's timeout, and how long the timer object now armed runs (less when re-armed for the rest). */
-  #timerMs = 0;
-  #timerRuns = 0;
-  #timerPhase: 'headers' | 'body' = 'headers';
-  /** performance.now() of the last response body chunk; request body bytes at the last check. */
-  #progressAt = 0;
+  /** The attempt's waits for the response head and between body bytes. */
+  readonly #timer = new ResponseTimer(this);
+  /** Request body bytes sent at the last check of the response wait. */
   #sentAtCheck = 0;
-  #paused = false;
   #wantFresh = false;
   #tried: Set<Endpoint> | undefined;
   // the exchange
@@ -269,7 +264,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#connected = true;
     const a = this.#attempt!;
     a.phase = 'send';
-    a.connectedMs = Math.round(performance.now() - this.t0);
+    const now = performance.now();
+    a.connectedMs = Math.round(now - this.t0);
     if (a.connection === 'new' && this.#client) {
       const t = this.#client.timings;
       a.dnsMs = t.dnsMs;
@@ -281,12 +277,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     const relay = this.#relay;
-    this.#arm('headers', this.route!.perTryTimeoutMs ?? this.route!.cluster.responseTimeoutMs);
+    this.#timer.headers(this.route!.perTryTimeoutMs ?? this.route!.cluster.responseTimeoutMs, now);
     if (relay !== undefined && !relay.readableEnded) {
       this.#sentAtCheck = relay.bytes;
       // The response wait counts from when the whole request has been sent.
       relay.once('end', () => {
-        if (this.#relay === relay && this.#timer !== undefined && this.#timerPhase === 'headers') this.#arm('headers', this.#timerMs);
+        if (this.#relay === relay && this.#timer.phase === 'headers') this.#timer.restart(performance.now());
       });
     }
   }
@@ -301,29 +297,29 @@ export class Exchange implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, _statusText: string): boolean {
     if (statusCode < 200) {
       if (statusCode === 103 && !this.#discard) this.#earlyHints(rawHeaders);
-      this.#timer?.refresh();
+      this.#timer.restart(performance.now());
       return true;
     }
-    this.#progressAt = performance.now();
-    this.#paused = false;
-    this.#arm('body', this.route!.cluster.idleTimeoutMs);
+    const now = performance.now();
+    this.#timer.body(this.route!.cluster.idleTimeoutMs, now);
     const a = this.#attempt!;
     a.phase = 'body';
     a.status = statusCode;
-    this.#headersAt = performance.now();
-    a.headersMs = Math.round(this.#headersAt - this.t0);
+    this.#headersAt = now;
+    a.headersMs = Math.round(now - this.t0);
     const ep = this.endpoint!;
     const cluster = this.route!.cluster;
-    cluster.observeLatency(ep, a.headersMs - a.startMs, Date.now());
+    const wall = Date.now();
+    cluster.observeLatency(ep, a.headersMs - a.startMs, wall);
     if (statusCode >= 500) {
-      cluster.recordOutcome(ep, 'upstream-5xx', Date.now());
+      cluster.recordOutcome(ep, 'upstream-5xx', wall);
       if (this.#retryStatus(statusCode, rawHeaders)) {
         // Drain this answer (keeps the connection) and try again when it ends.
         this.#discard = true;
         return true;
       }
     } else {
-      cluster.recordOutcome(ep, 'success', Date.now());
+      cluster.recordOutcome(ep, 'success', wall);
     }
     this.#resume = resume;
     const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#socket.remoteAddress)) : undefined;
@@ -341,16 +337,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
-    this.#progressAt = performance.now();
+    this.#timer.progressAt = performance.now();
     if (this.#discard) return true;
     if (this.res.write(chunk)) return true;
-    this.#paused = true;
+    this.#timer.paused = true;
     this.res.once('drain', onResDrain);
     return false;
   }
 
   onComplete(rawTrailers: Array<Buffer | string> | null): void {
-    this.#disarm();
+    this.#timer.stop();
     this.#settleAttempt(true);
     if (this.#discard) {
       this.#scheduleRetry(this.#retryDelayMs);
@@ -362,7 +358,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
-    this.#disarm();
+    this.#timer.stop();
     if (this.#refused) {
       this.#settleAttempt(false);
       return;
@@ -399,68 +395,20 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.fail(failure);
   }
 
-  // ---- the attempt's timer --------------------------------------------------------------
+  // ---- the attempt's timer (ResponseTimerOwner) ----------------------------------------
 
-  /**
-   * One native timer per attempt phase: `headers` (no response head within the response
-   * or per-try timeout) and `body` (no body byte within the idle timeout). Body chunks only
-   * stamp the time; the timer checks the stamp when it fires and re-arms for what is left,
-   * so a streaming response costs no timer work per chunk.
-   */
-  #arm(phase: 'headers' | 'body', ms: number): void {
-    this.#timerPhase = phase;
-    if (!(ms > 0)) {
-      this.#disarm();
-      return;
-    }
-    this.#timerMs = ms;
-    const t = this.#timer;
-    if (t !== undefined && this.#timerRuns === ms) {
-      t.refresh();
-      return;
-    }
-    if (t !== undefined) clearTimeout(t);
-    this.#rearm(ms);
+  stillSending(): boolean {
+    // Only an upstream that stopped taking the body (relay full, nothing moved) times out.
+    const relay = this.#relay;
+    if (relay === undefined || relay.readableEnded) return false;
+    const moved = relay.bytes !== this.#sentAtCheck;
+    this.#sentAtCheck = relay.bytes;
+    return moved || relay.readableLength < relay.readableHighWaterMark;
   }
 
-  #rearm(runs: number): void {
-    this.#timer = setTimeout(onAttemptTimer, runs, this);
-    this.#timerRuns = runs;
-  }
-
-  #disarm(): void {
-    if (this.#timer === undefined) return;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-  }
-
-  /** The attempt's timer fired: time out, or wait on when the delay is not the upstream's. */
-  timerFired(): void {
-    this.#timer = undefined;
+  timedOut(err: Error): void {
     if (this.#abort === undefined || this.#attempt?.endMs !== undefined) return;
-    const ms = this.#timerMs;
-    if (this.#timerPhase === 'headers') {
-      const relay = this.#relay;
-      if (relay !== undefined && !relay.readableEnded) {
-        // The request body is still going up (the wait restarts once it is sent); meanwhile
-        // only an upstream that stopped taking it (relay full, nothing moved) times out.
-        const moved = relay.bytes !== this.#sentAtCheck;
-        this.#sentAtCheck = relay.bytes;
-        if (moved || relay.readableLength < relay.readableHighWaterMark) {
-          this.#rearm(ms);
-          return;
-        }
-      }
-      this.#abort(new undiciErrors.HeadersTimeoutError());
-      return;
-    }
-    // Body: a client that does not take the response (backpressure) is not the upstream's delay.
-    const idle = performance.now() - this.#progressAt;
-    if (this.#paused || idle < ms) {
-      this.#rearm(this.#paused ? ms : Math.max(1, Math.ceil(ms - idle)));
-      return;
-    }
-    this.#abort(new undiciErrors.BodyTimeoutError());
+    this.#abort(err);
   }
 
   // ---- retries --------------------------------------------------------------------------
@@ -561,8 +509,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   /** The client took the buffered body: let undici read from the upstream again. */
   resumeUpstream(): void {
-    this.#paused = false;
-    this.#progressAt = performance.now();
+    this.#timer.paused = false;
+    this.#timer.progressAt = performance.now();
     this.#resume?.();
   }
 
@@ -594,7 +542,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       // The client left before the response was complete: stop the upstream work.
       this.#endedBy = 'client';
       const abort = this.#abort;
-      this.#disarm();
+      this.#timer.stop();
       if (abort) abort();
       else this.#settleAttempt(false);
       this.#relay?.destroy();
@@ -642,10 +590,6 @@ function onResClose(this: ServerResponse): void {
 
 function onResDrain(this: ServerResponse): void {
   (this as ExchangeResponse)[kExchange]!.resumeUpstream();
-}
-
-function onAttemptTimer(ex: Exchange): void {
-  ex.timerFired();
 }
 
 function retryLater(ex: Exchange): void {
