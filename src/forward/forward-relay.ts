@@ -1,8 +1,10 @@
 import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { classify, type Failure } from '../failure/index.js';
 import { stripHopByHop, viaValue } from '../http/headers.js';
 import type { MeterSession } from '../tenants/index.js';
+import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import { headerBytes } from './forward-headers.js';
 
 /** How a relayed request ended, for the access log. */
@@ -26,21 +28,31 @@ export interface RelayOutcome {
  * response's 'drain' resumes the upstream. A client that leaves aborts the request;
  * an upstream that fails after the head aborts the client connection, so a cut
  * body never looks complete.
+ *
+ * The waits for the response head and between body bytes are a ResponseTimer (the reverse
+ * gateway's), so dispatch it with undici's `headersTimeout: 0, bodyTimeout: 0`.
  */
-export class ForwardRelay implements Dispatcher.DispatchHandler {
+export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   readonly #res: ServerResponse;
   readonly #session: MeterSession;
   readonly #via: string;
   readonly #done: (o: RelayOutcome) => void;
+  readonly #body: Readable | null;
+  readonly #timeouts: RelayTimeouts;
+  readonly #timer = new ResponseTimer(this);
+  /** Request body bytes at the last check of the wait for the head. */
+  #sentAtCheck = 0;
   #abort: ((err?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   #headersSent = false;
   #settled = false;
 
-  constructor(res: ServerResponse, session: MeterSession, pseudonym: string, done: (o: RelayOutcome) => void) {
+  constructor(res: ServerResponse, session: MeterSession, pseudonym: string, body: Readable | null, timeouts: RelayTimeouts, done: (o: RelayOutcome) => void) {
     this.#res = res;
     this.#session = session;
     this.#via = viaValue('1.1', pseudonym);
+    this.#body = body;
+    this.#timeouts = timeouts;
     this.#done = done;
     res.once('close', this.#onResClose);
   }
@@ -53,24 +65,37 @@ export class ForwardRelay implements Dispatcher.DispatchHandler {
   };
 
   readonly #onDrain = (): void => {
+    this.#timer.paused = false;
+    this.#timer.progressAt = performance.now();
     this.#resume?.();
   };
 
   #settle(o: RelayOutcome): void {
     if (this.#settled) return;
     this.#settled = true;
+    this.#timer.stop();
     this.#res.off('close', this.#onResClose);
     this.#done(o);
   }
 
   onConnect(abort: (err?: Error) => void): void {
     this.#abort = abort;
-    if (this.#res.destroyed) abort();
+    if (this.#res.destroyed) {
+      abort();
+      return;
+    }
+    this.#sentAtCheck = this.#session.bytesUp;
+    this.#timer.headers(this.#timeouts.headersMs, performance.now());
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
-    if (statusCode < 200) return true; // 1xx interim responses are not passed on
+    if (statusCode < 200) {
+      // 1xx interim responses are not passed on; the wait for the final head starts again
+      this.#timer.restart(performance.now());
+      return true;
+    }
     if (this.#settled) return false;
+    this.#timer.body(this.#timeouts.bodyIdleMs, performance.now());
     const list: string[] = new Array<string>(rawHeaders.length);
     for (let i = 0; i < rawHeaders.length; i++) list[i] = rawHeaders[i]!.toString('latin1');
     const out = stripHopByHop(list);
@@ -88,19 +113,23 @@ export class ForwardRelay implements Dispatcher.DispatchHandler {
       this.#onResClose();
       return false;
     }
+    this.#timer.progressAt = performance.now();
     this.#session.down(chunk.length);
     if (this.#res.write(chunk)) return true;
+    this.#timer.paused = true;
     this.#res.once('drain', this.#onDrain);
     return false;
   }
 
   onComplete(): void {
+    this.#timer.stop();
     if (this.#settled) return;
     this.#res.end();
     this.#settle({ status: this.#res.statusCode, endedBy: 'server' });
   }
 
   onError(err: Error): void {
+    this.#timer.stop();
     if (this.#settled) return;
     if (!this.#headersSent) {
       const f = classify(err, { connected: true, responseStarted: false, headersReceived: false, nextHop: this.#session.destination ?? undefined });
@@ -117,4 +146,25 @@ export class ForwardRelay implements Dispatcher.DispatchHandler {
     this.#settle({ status: this.#res.statusCode, error: f, endedBy: 'server' });
   }
 
+  // ---- the response timer (ResponseTimerOwner) -------------------------------------------
+
+  stillSending(): boolean {
+    // Only a destination that stopped taking the body (nothing moved, buffer full) times out.
+    const body = this.#body;
+    if (body === null || body.readableEnded) return false;
+    const sent = this.#session.bytesUp;
+    const moved = sent !== this.#sentAtCheck;
+    this.#sentAtCheck = sent;
+    return moved || body.readableLength < body.readableHighWaterMark;
+  }
+
+  timedOut(err: Error): void {
+    if (!this.#settled) this.#abort?.(err);
+  }
+}
+
+/** The relay's waits, in ms (0: none). */
+export interface RelayTimeouts {
+  headersMs: number;
+  bodyIdleMs: number;
 }

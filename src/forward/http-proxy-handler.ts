@@ -14,7 +14,7 @@ import { isIP, type Socket } from 'node:net';
 import { Client, type Dispatcher } from 'undici';
 import { unbracket, type EgressRoute, type ExitChoice } from '../egress/index.js';
 import { admitPlan, dialOptions, exitHeaders, noteExit } from './egress-admission.js';
-import { ForwardRelay } from './forward-relay.js';
+import { ForwardRelay, type RelayTimeouts } from './forward-relay.js';
 
 function counter(onBytes: (n: number) => void): Transform {
   return new Transform({
@@ -37,9 +37,11 @@ function hasBody(req: IncomingMessage): boolean {
  */
 export class HttpProxyHandler {
   readonly #ctx: ForwardContext;
+  readonly #relayTimeouts: RelayTimeouts;
 
   constructor(ctx: ForwardContext) {
     this.#ctx = ctx;
+    this.#relayTimeouts = { headersMs: ctx.settings.responseHeadersMs, bodyIdleMs: ctx.settings.responseBodyIdleMs };
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -238,7 +240,7 @@ export class HttpProxyHandler {
   #relay(req: IncomingMessage, res: ServerResponse, session: MeterSession, user: string | null, origin: string, path: string, headers: string[], body: Readable | null, headUp: number): Promise<void> {
     const ctx = this.#ctx;
     return new Promise<void>((resolve) => {
-      const relay = new ForwardRelay(res, session, ctx.settings.name, (o) => {
+      const relay = new ForwardRelay(res, session, ctx.settings.name, body, this.#relayTimeouts, (o) => {
         const address = ctx.agents.lastAddress(user, origin) ?? null;
         if (o.failure) {
           sendFailure(ctx, req, res, o.failure, session.requestId);
@@ -250,7 +252,8 @@ export class HttpProxyHandler {
         resolve();
       });
       try {
-        ctx.agents.for(user).dispatch({ origin, path, method: req.method as Dispatcher.HttpMethod, headers, body }, relay);
+        // The relay times the response itself (ResponseTimer): undici's timers off.
+        ctx.agents.for(user).dispatch({ origin, path, method: req.method as Dispatcher.HttpMethod, headers, body, headersTimeout: 0, bodyTimeout: 0 }, relay);
       } catch (err) {
         relay.onError(err instanceof Error ? err : new Error(String(err)));
       }
