@@ -113,7 +113,8 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
     this.#bytesOut0 = req.socket.bytesWritten;
     // Module-level listeners that find the exchange on the response: no closures per request.
     (res as ExchangeResponse)[kExchange] = this;
-    res.once('close', onResClose);
+    // 'close' comes once per response, and the response is this exchange's: on(), not once() (no wrapper, no removal).
+    res.on('close', onResClose);
     ctx.inflight++;
   }
 
