@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { deadlines, type Timed } from '../timing/deadlines.js';
 
 export type TunnelEnd = 'client' | 'server' | 'idle' | 'proxy';
 
@@ -24,9 +25,10 @@ type TunnelSocket = Socket & { [kTunnel]: Tunnel };
  * event plumbing (~60 µs less CPU per tunnel of ~500, same backpressure: pause on a
  * full write buffer, resume on 'drain'). The listeners are module functions that find
  * the tunnel on the socket, so opening a tunnel allocates no closures. Bytes only stamp
- * the time; the idle timer checks the stamp when it fires (no timer work per chunk).
- * The linger timer is cleared once the second side closes, so a finished tunnel's
- * sockets are not held for another second (they would reach the old generation).
+ * the time; the idle deadline checks the stamp when it is reached (no timer work per
+ * chunk). Idle and linger are one deadline on the process list (timing/deadlines.ts), not
+ * Node timers: no timer object per tunnel, and a finished tunnel leaves the list at once, so
+ * its sockets are not held for another second (they would reach the old generation).
  */
 export function runTunnel(client: Socket, server: Socket, opts: TunnelOptions): Promise<TunnelEnd> {
   return new Promise<TunnelEnd>((resolve) => {
@@ -38,7 +40,7 @@ export function runTunnel(client: Socket, server: Socket, opts: TunnelOptions): 
   });
 }
 
-class Tunnel {
+class Tunnel implements Timed {
   readonly client: Socket;
   readonly server: Socket;
   readonly opts: TunnelOptions;
@@ -46,15 +48,34 @@ class Tunnel {
   endedBy: TunnelEnd | undefined;
   closed = 0;
   activeAt = performance.now();
-  idle: NodeJS.Timeout;
-  linger: NodeJS.Timeout | undefined;
+  /** The side left open once the other closed: destroyed when the linger time is up. */
+  lingering: Socket | undefined;
+  deadlineAt = NaN;
+  deadlinePrev: Timed | undefined = undefined;
+  deadlineNext: Timed | undefined = undefined;
 
   constructor(client: Socket, server: Socket, opts: TunnelOptions, resolve: (end: TunnelEnd) => void) {
     this.client = client;
     this.server = server;
     this.opts = opts;
     this.resolve = resolve;
-    this.idle = setTimeout(onIdleTimer, opts.idleMs, this);
+    if (opts.idleMs > 0) deadlines.add(this, this.activeAt, opts.idleMs);
+  }
+
+  /** Lingering: the time to flush is up. Otherwise: idle for the idle time, or wait for the rest. */
+  deadlineReached(now: number): void {
+    if (this.lingering !== undefined) {
+      this.lingering.destroy();
+      return;
+    }
+    const quiet = now - this.activeAt;
+    if (quiet < this.opts.idleMs) {
+      deadlines.add(this, now, this.opts.idleMs - quiet);
+      return;
+    }
+    this.endedBy ??= 'idle';
+    this.client.destroy();
+    this.server.destroy();
   }
 
   peer(s: Socket): Socket {
@@ -117,27 +138,11 @@ function onClose(this: TunnelSocket): void {
     const to = t.peer(this);
     if (!to.destroyed) {
       to.end();
-      t.linger = setTimeout(destroySocket, LINGER_MS, to);
-      t.linger.unref();
+      t.lingering = to;
+      deadlines.add(t, performance.now(), LINGER_MS);
     }
     return;
   }
-  clearTimeout(t.idle);
-  clearTimeout(t.linger);
+  deadlines.remove(t);
   t.resolve(t.endedBy);
-}
-
-function onIdleTimer(t: Tunnel): void {
-  const quiet = performance.now() - t.activeAt;
-  if (quiet < t.opts.idleMs) {
-    t.idle = setTimeout(onIdleTimer, Math.max(1, Math.ceil(t.opts.idleMs - quiet)), t);
-    return;
-  }
-  t.endedBy ??= 'idle';
-  t.client.destroy();
-  t.server.destroy();
-}
-
-function destroySocket(s: Socket): void {
-  s.destroy();
 }
