@@ -1,4 +1,4 @@
-import { runTunnel, type TunnelEnd } from './tunnel.js';
+import { runTunnel, type TunnelEnd, type TunnelOptions } from './tunnel.js';
 import type { Socket } from 'node:net';
 import { Failure } from '../failure/index.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
@@ -12,7 +12,7 @@ import type { CancelSignal } from '../egress/cancel.js';
  * unknown `-pool-` is 403), whether the plan includes that pool (403), requests per
  * second and byte quotas (429). Returns the refusal or undefined.
  */
-export async function admitPlan(ctx: ForwardContext, route: EgressRoute, host: string, session: MeterSession): Promise<Failure | undefined> {
+export function admitPlan(ctx: ForwardContext, route: EgressRoute, host: string, session: MeterSession): Failure | undefined | Promise<Failure | undefined> {
   session.plan = ctx.plans.planName(route.user);
   const pool = ctx.egress.poolName(route, host);
   if (pool instanceof Failure) return pool;
@@ -44,30 +44,48 @@ export function dialOptions(ctx: ForwardContext, user: string | null, signal?: C
 export type { Socket };
 
 /**
- * Tunnel byte callbacks that meter and, once the user's plan is over a byte quota,
- * end the tunnel (the quota is counted as bytes move, so the cut comes at the next chunk).
+ * A tunnel's byte callbacks: meter, and once the user's plan is over a byte quota, end
+ * the tunnel (the quota is counted as bytes move, so the cut comes at the next chunk).
+ * A class rather than closures: one object per tunnel, and the tunnel calls its methods.
  */
-export function meteredTunnel(ctx: ForwardContext, session: MeterSession, user: string | null, client: Socket, upstream: Socket): { onUp(n: number): void; onDown(n: number): void } {
-  let cut = false;
-  const check = (): void => {
-    if (cut || user === null) return;
-    const over = ctx.plans.allowBytes(user, 'up') ?? ctx.plans.allowBytes(user, 'down');
+class MeteredTunnel implements TunnelOptions {
+  readonly idleMs: number;
+  readonly #ctx: ForwardContext;
+  readonly #session: MeterSession;
+  readonly #user: string | null;
+  readonly #client: Socket;
+  readonly #upstream: Socket;
+  #cut = false;
+
+  constructor(ctx: ForwardContext, session: MeterSession, user: string | null, client: Socket, upstream: Socket) {
+    this.idleMs = ctx.settings.tunnelIdleMs;
+    this.#ctx = ctx;
+    this.#session = session;
+    this.#user = user;
+    this.#client = client;
+    this.#upstream = upstream;
+  }
+
+  onUp(n: number): void {
+    this.#session.up(n);
+    if (this.#user !== null) this.#checkQuota(this.#user);
+  }
+
+  onDown(n: number): void {
+    this.#session.down(n);
+    if (this.#user !== null) this.#checkQuota(this.#user);
+  }
+
+  #checkQuota(user: string): void {
+    if (this.#cut) return;
+    const plans = this.#ctx.plans;
+    const over = plans.allowBytes(user, 'up') ?? plans.allowBytes(user, 'down');
     if (!over) return;
-    cut = true;
-    session.quotaCut = over.detail;
-    client.destroy();
-    upstream.destroy();
-  };
-  return {
-    onUp: (n) => {
-      session.up(n);
-      check();
-    },
-    onDown: (n) => {
-      session.down(n);
-      check();
-    },
-  };
+    this.#cut = true;
+    this.#session.quotaCut = over.detail;
+    this.#client.destroy();
+    this.#upstream.destroy();
+  }
 }
 
 /**
@@ -79,5 +97,5 @@ export function spliceMetered(ctx: ForwardContext, session: MeterSession, user: 
     session.up(early.length);
     upstream.write(early);
   }
-  return runTunnel(client, upstream, { idleMs: ctx.settings.tunnelIdleMs, ...meteredTunnel(ctx, session, user, client, upstream) });
+  return runTunnel(client, upstream, new MeteredTunnel(ctx, session, user, client, upstream));
 }

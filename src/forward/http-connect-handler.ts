@@ -47,13 +47,19 @@ export class HttpConnectHandler {
     session.finish({ status: f.status, error: f.type, method: 'CONNECT', refused: true, endedBy: 'proxy', address });
   }
 
+  /**
+   * The checks that need no I/O (no credentials, no plan) return plain values and are
+   * not awaited: no promise or microtask turn for them on each tunnel.
+   */
   async #handle(req: ConnectRequest, socket: Socket, head: Buffer, session: MeterSession): Promise<void> {
     const ctx = this.#ctx;
     const authHeader = req.headers['proxy-authorization'];
     const creds = parseBasicCredentials(authHeader);
-    const auth = await authenticate(ctx, creds, authHeader !== undefined && !creds);
+    const authed = authenticate(ctx, creds, authHeader !== undefined && !creds);
+    const auth = authed instanceof Promise ? await authed : authed;
     if (!auth.ok) return this.#fail(req, socket, session, auth.failure);
     const user = auth.user;
+    const route = auth.route;
     session.user = user;
 
     const target = parseAuthorityTarget(req.url);
@@ -65,40 +71,42 @@ export class HttpConnectHandler {
     }
     const denied = ctx.rules.checkName(user, target.host, target.port);
     if (denied) return this.#fail(req, socket, session, denied);
-    const planRefusal = await admitPlan(ctx, auth.route, target.host, session);
+    const planned = admitPlan(ctx, route, target.host, session);
+    const planRefusal = planned instanceof Promise ? await planned : planned;
     if (planRefusal) return this.#fail(req, socket, session, planRefusal);
     const release = admit(ctx, user, 'tunnel', nextHop);
     if (release instanceof Failure) return this.#fail(req, socket, session, release);
+
     try {
-      await this.#open(req, socket, head, session, auth.route, target);
+      await this.#open(req, socket, head, session, route, target);
     } finally {
       release();
     }
   }
 
+  /** Dial (a client that leaves meanwhile cancels it), answer 200, splice until either side ends. */
   async #open(req: ConnectRequest, socket: Socket, head: Buffer, session: MeterSession, route: EgressRoute, target: { host: string; port: number }): Promise<void> {
     const ctx = this.#ctx;
-    const user = route.user;
-    let choice: ExitChoice | undefined;
-    const ac = new Cancel();
-    const onGone = (): void => ac.abort();
-    socket.once('close', onGone);
+    const cancel = new Cancel();
+    (socket as CancelSocket)[kCancel] = cancel;
+    socket.on('close', cancelDial);
     let upstream: Socket;
+    let choice: ExitChoice | undefined;
     try {
-      const d = await ctx.egress.dial(target, dialOptions(ctx, user, ac), route);
+      const d = await ctx.egress.dial(target, dialOptions(ctx, route.user, cancel), route);
       upstream = d.socket;
       choice = d.choice;
       noteExit(session, choice);
     } catch (err) {
-      socket.off('close', onGone);
-      if (ac.aborted) {
+      if (cancel.aborted) {
         session.finish({ status: 499, error: null, method: 'CONNECT', endedBy: 'client' });
         return;
       }
       const f = err instanceof Failure ? err : classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop: session.destination ?? undefined });
       return this.#fail(req, socket, session, f);
+    } finally {
+      socket.removeListener('close', cancelDial);
     }
-    socket.off('close', onGone);
     // Dialled directly to an IP literal: that is the address (saves a getpeername call).
     const address = (choice === undefined ? literalAddress(target.host)?.address : undefined) ?? upstream.remoteAddress ?? null;
     if (socket.destroyed) {
@@ -114,10 +122,18 @@ export class HttpConnectHandler {
       for (const [k, v] of Object.entries(exitHeaders(choice))) extra += `${k}: ${v}\r\n`;
       socket.write(`HTTP/1.1 200 Connection Established\r\nvia: 1.1 ${ctx.settings.name}\r\n${extra}\r\n`);
     }
-    const endedBy = await spliceMetered(ctx, session, user, socket, upstream, head);
+    const endedBy = await spliceMetered(ctx, session, route.user, socket, upstream, head);
     ctx.tracker.forget(upstream);
     session.finish({ status: 200, error: null, method: 'CONNECT', endedBy, address });
   }
+}
+
+const kCancel = Symbol('gatewise.connectCancel');
+type CancelSocket = Socket & { [kCancel]?: Cancel };
+
+/** The client closed while its tunnel was being dialled. */
+function cancelDial(this: CancelSocket): void {
+  this[kCancel]?.abort();
 }
 
 function ignore(): void {}

@@ -50,13 +50,13 @@ function refused(detail: string): AuthOutcome {
  * optional; without credentials the user is anonymous (null) only when auth is off.
  * A refusal is http_request_denied with status 407.
  */
-export async function authenticate(ctx: ForwardContext, creds: Credentials | undefined, malformed = false): Promise<AuthOutcome> {
+export function authenticate(ctx: ForwardContext, creds: Credentials | undefined, malformed = false): AuthOutcome | Promise<AuthOutcome> {
   if (!creds) {
+    // Decided without a password check: no promise (this runs once per tunnel).
     if (malformed) return refused('malformed proxy credentials');
     return ctx.settings.authRequired ? refused('proxy authentication required') : { ok: true, user: null, route: { user: null } };
   }
-  const route = await authenticateName(ctx, creds.user, creds.password);
-  return route !== undefined ? { ok: true, user: route.user, route } : refused('wrong user name or password');
+  return authenticateName(ctx, creds.user, creds.password).then((route) => (route !== undefined ? { ok: true, user: route.user, route } : refused('wrong user name or password')));
 }
 
 export function proxyAuthenticateValue(realm: string): string {

@@ -98,9 +98,14 @@ export class PlanEnforcer {
    * Admission of one request, tunnel or association: counts it against requestsPerSecond
    * and checks the byte quotas. Returns the refusal (429 with Retry-After) or undefined.
    */
-  async admit(user: string | null): Promise<Failure | undefined> {
+  admit(user: string | null): Failure | undefined | Promise<Failure | undefined> {
     const plan = this.planOf(user);
+    // No plan: nothing to count or check, and no promise (this runs once per tunnel).
     if (!plan || user === null) return undefined;
+    return this.#admitPlanned(user, plan);
+  }
+
+  async #admitPlanned(user: string, plan: PlanSpec): Promise<Failure | undefined> {
     const name = this.planName(user)!;
     const now = this.#now();
     const over = this.#blocked(user, now);
