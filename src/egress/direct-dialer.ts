@@ -2,7 +2,8 @@ import { connect, type Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import { withScope } from './exit-failure.js';
 import type { DialOptions, DialTarget, Dialer, ResolvedAddress } from './dialer.js';
-import { resolveHost, systemResolver, type Resolver } from './resolver.js';
+import { literalAddress, resolveHost, systemResolver, type Resolver } from './resolver.js';
+import { deadlines, type Timed } from '../timing/deadlines.js';
 import type { CancelSignal } from './cancel.js';
 
 export interface DirectDialerOptions {
@@ -34,7 +35,9 @@ export class DirectDialer implements Dialer {
 
   async dial(target: DialTarget, opts: DialOptions): Promise<Socket> {
     const nextHop = hostPort(target);
-    const all = await resolveHost(this.#resolver, target.host, opts.dnsTimeoutMs, nextHop, opts.signal);
+    // An IP literal needs no resolution: no promise and no DNS timer for it.
+    const literal = literalAddress(target.host);
+    const all = literal !== undefined ? [literal] : await resolveHost(this.#resolver, target.host, opts.dnsTimeoutMs, nextHop, opts.signal);
     const allowed: ResolvedAddress[] = [];
     let refusal: Failure | undefined;
     for (const a of all) {
@@ -73,34 +76,88 @@ export class DirectDialer implements Dialer {
         return;
       }
       const sock = connect({ host: a.address, port, family: a.family, localAddress: this.#localAddress, noDelay: true, allowHalfOpen: true });
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        sock.off('connect', onConnect);
-        sock.off('error', onError);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      const onConnect = (): void => {
-        cleanup();
-        resolve(sock);
-      };
-      const onError = (err: Error): void => {
-        cleanup();
-        sock.destroy();
-        reject(classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop }));
-      };
-      const onAbort = (): void => {
-        cleanup();
-        sock.destroy();
-        reject(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop, detail: 'aborted: the client went away' }));
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        sock.destroy();
-        reject(new Failure({ type: 'connection_timeout', phase: 'connect', nextHop, detail: `connect to ${a.address} port ${port} timed out after ${Math.round(timeoutMs)} ms`, retrySafe: true }));
-      }, timeoutMs);
-      sock.once('connect', onConnect);
-      sock.once('error', onError);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      new ConnectAttempt(sock, a, port, timeoutMs, nextHop, signal, resolve, reject);
     });
   }
+}
+
+const kAttempt = Symbol('gatewise.connectAttempt');
+type AttemptSocket = Socket & { [kAttempt]?: ConnectAttempt };
+
+/**
+ * One connect in flight: settles the dial's promise once, on connect, error, timeout or
+ * cancel. The socket's listeners are module functions that find the attempt on the
+ * socket, and the timeout is a deadline on the process list (timing/deadlines.ts), so a
+ * dial allocates this object and no closures or Node timer (it runs once per tunnel).
+ */
+class ConnectAttempt implements Timed {
+  deadlineAt = NaN;
+  deadlinePrev: Timed | undefined = undefined;
+  deadlineNext: Timed | undefined = undefined;
+  readonly #sock: AttemptSocket;
+  readonly #address: ResolvedAddress;
+  readonly #port: number;
+  readonly #timeoutMs: number;
+  readonly #nextHop: string;
+  readonly #signal: CancelSignal | undefined;
+  readonly #resolve: (s: Socket) => void;
+  readonly #reject: (f: Failure) => void;
+  /** The abort listener handed to the signal (a signal takes functions, not objects). */
+  #onAbort: (() => void) | undefined;
+
+  constructor(sock: Socket, address: ResolvedAddress, port: number, timeoutMs: number, nextHop: string, signal: CancelSignal | undefined, resolve: (s: Socket) => void, reject: (f: Failure) => void) {
+    this.#sock = sock;
+    this.#address = address;
+    this.#port = port;
+    this.#timeoutMs = timeoutMs;
+    this.#nextHop = nextHop;
+    this.#signal = signal;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    this.#sock[kAttempt] = this;
+    sock.on('connect', onAttemptConnect);
+    sock.on('error', onAttemptError);
+    if (signal !== undefined) {
+      this.#onAbort = () => this.#fail(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop, detail: 'aborted: the client went away' }));
+      signal.addEventListener('abort', this.#onAbort, { once: true });
+    }
+    deadlines.add(this, performance.now(), timeoutMs);
+  }
+
+  #cleanup(): void {
+    const sock = this.#sock;
+    deadlines.remove(this);
+    sock[kAttempt] = undefined;
+    sock.removeListener('connect', onAttemptConnect);
+    sock.removeListener('error', onAttemptError);
+    if (this.#onAbort !== undefined) this.#signal!.removeEventListener('abort', this.#onAbort);
+  }
+
+  connected(): void {
+    this.#cleanup();
+    this.#resolve(this.#sock);
+  }
+
+  failed(err: Error): void {
+    this.#fail(classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop: this.#nextHop }));
+  }
+
+  #fail(f: Failure): void {
+    this.#cleanup();
+    this.#sock.destroy();
+    this.#reject(f);
+  }
+
+  deadlineReached(): void {
+    const detail = `connect to ${this.#address.address} port ${this.#port} timed out after ${Math.round(this.#timeoutMs)} ms`;
+    this.#fail(new Failure({ type: 'connection_timeout', phase: 'connect', nextHop: this.#nextHop, detail, retrySafe: true }));
+  }
+}
+
+function onAttemptConnect(this: AttemptSocket): void {
+  this[kAttempt]?.connected();
+}
+
+function onAttemptError(this: AttemptSocket, err: Error): void {
+  this[kAttempt]?.failed(err);
 }
