@@ -129,21 +129,35 @@ export class Meter extends EventEmitter<MeterEvents> {
   /** @internal — used by MeterSession. */
   add(user: string | null, destination: string | null | undefined, field: keyof Counters, n: number): void {
     if (n === 0) return;
+    this.addTo(this.userCounters(user), destination ? this.destinationCounters(destination) : undefined, user, field, n);
+  }
+
+  /** @internal — count into counters already looked up (a session keeps its own). */
+  addTo(uc: Counters, dc: Counters | undefined, user: string | null, field: keyof Counters, n: number): void {
+    if (n === 0) return;
     if (this.onBytes && (field === 'bytesUp' || field === 'bytesDown')) this.onBytes(user, field === 'bytesUp' ? 'up' : 'down', n);
     this.#totals[field] += n;
+    uc[field] += n;
+    if (dc) dc[field] += n;
+  }
+
+  /** @internal — a user's live counters (created on first use). */
+  userCounters(user: string | null): Counters {
     const u = user ?? ANONYMOUS;
     let uc = this.#users.get(u);
     if (!uc) this.#users.set(u, (uc = zero()));
-    uc[field] += n;
-    if (destination) {
-      let dc = this.#destinations.get(destination);
-      if (!dc) {
-        const key = this.#destinations.size >= this.#maxDestinations ? OTHER_DESTINATIONS : destination;
-        dc = this.#destinations.get(key);
-        if (!dc) this.#destinations.set(key, (dc = zero()));
-      }
-      dc[field] += n;
+    return uc;
+  }
+
+  /** @internal — a destination's live counters; past the cap, the shared "(other)" ones. */
+  destinationCounters(destination: string): Counters {
+    let dc = this.#destinations.get(destination);
+    if (!dc) {
+      const key = this.#destinations.size >= this.#maxDestinations ? OTHER_DESTINATIONS : destination;
+      dc = this.#destinations.get(key);
+      if (!dc) this.#destinations.set(key, (dc = zero()));
     }
+    return dc;
   }
 }
 
@@ -166,6 +180,11 @@ export class MeterSession {
   /** Set when a byte quota ended this tunnel (the limit's detail). */
   quotaCut: string | undefined;
   #finished = false;
+  /** The counters of `user` and `destination`, looked up once (for the values they had then). */
+  #uc: Counters | undefined;
+  #dc: Counters | undefined;
+  #countedUser: string | null = null;
+  #countedDestination: string | null = null;
 
   constructor(meter: Meter, init: { protocol: MeteredProtocol; requestId: string; user: string | null; destination?: string | null; clientAddress?: string }) {
     this.#meter = meter;
@@ -182,12 +201,27 @@ export class MeterSession {
 
   up(n: number, destination = this.destination): void {
     this.bytesUp += n;
-    this.#meter.add(this.user, destination, 'bytesUp', n);
+    this.#count(destination, 'bytesUp', n);
   }
 
   down(n: number, destination = this.destination): void {
     this.bytesDown += n;
-    this.#meter.add(this.user, destination, 'bytesDown', n);
+    this.#count(destination, 'bytesDown', n);
+  }
+
+  /** Count into the meter; the session's own user and destination without map lookups. */
+  #count(destination: string | null, field: keyof Counters, n: number): void {
+    if (destination !== this.destination) {
+      this.#meter.add(this.user, destination, field, n);
+      return;
+    }
+    if (this.#uc === undefined || this.#countedUser !== this.user || this.#countedDestination !== destination) {
+      this.#uc = this.#meter.userCounters(this.user);
+      this.#dc = destination ? this.#meter.destinationCounters(destination) : undefined;
+      this.#countedUser = this.user;
+      this.#countedDestination = destination;
+    }
+    this.#meter.addTo(this.#uc, this.#dc, this.user, field, n);
   }
 
   /** One datagram relayed; bytes are the payload size. */
