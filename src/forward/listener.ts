@@ -1,4 +1,5 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { deadlines, type Timed } from '../timing/deadlines.js';
 import type { ForwardContext } from './context.js';
 import type { HttpFront } from './http-front.js';
 
@@ -37,14 +38,14 @@ export class ForwardListener {
     this.#ctx = ctx;
     this.#handlers = handlers;
     const sniffed = (socket: Socket, first: Buffer): void => this.#sniffed(socket, first);
-    this.#onFirstData = function onFirstData(this: Socket, first: Buffer): void {
+    this.#onFirstData = function onFirstData(this: WaitingSocket, first: Buffer): void {
       this.removeListener('data', onFirstData);
-      this.removeListener('timeout', onHandshakeTimeout);
-      this.setTimeout(0);
+      endHandshakeWait(this);
       sniffed(this, first);
     };
     const tracker = ctx.tracker;
-    this.#onClose = function onClose(this: Socket): void {
+    this.#onClose = function onClose(this: WaitingSocket): void {
+      endHandshakeWait(this);
       tracker.forget(this);
     };
     this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#onConnection(s));
@@ -69,15 +70,17 @@ export class ForwardListener {
 
   /**
    * Per connection: tracked for shutdown, a handshake timeout, one sniff of the first read.
-   * No closures and no properties added per connection (this runs once per tunnel, and
-   * CONNECT tunnels per second are benchmarked): the two handlers are made once per
-   * listener, and the handshake timeout is the socket's own (`setTimeout`, cleared on the
-   * first read).
+   * No closures per connection (this runs once per tunnel, and CONNECT tunnels per second
+   * are benchmarked): the handlers are made once per listener, and the handshake timeout
+   * is a small deadline object on the process list (timing/deadlines.ts), ended by the
+   * first read. (The socket's own `setTimeout` costs a Node timer per connection and
+   * re-arms it on every read while set.)
    */
   #onConnection(socket: Socket): void {
     this.#ctx.tracker.add(socket);
-    socket.setTimeout(this.#ctx.settings.handshakeTimeoutMs);
-    socket.on('timeout', onHandshakeTimeout);
+    const wait = new HandshakeWait(socket);
+    (socket as WaitingSocket)[kWait] = wait;
+    deadlines.add(wait, performance.now(), this.#ctx.settings.handshakeTimeoutMs);
     socket.on('close', this.#onClose);
     socket.on('error', ignore);
     socket.on('data', this.#onFirstData);
@@ -101,8 +104,30 @@ export class ForwardListener {
   }
 }
 
-function onHandshakeTimeout(this: Socket): void {
-  this.destroy();
+const kWait = Symbol('gatewise.handshakeWait');
+type WaitingSocket = Socket & { [kWait]?: HandshakeWait };
+
+/** A connection that must send its first bytes in time. */
+class HandshakeWait implements Timed {
+  deadlineAt = NaN;
+  deadlinePrev: Timed | undefined = undefined;
+  deadlineNext: Timed | undefined = undefined;
+  readonly socket: Socket;
+
+  constructor(socket: Socket) {
+    this.socket = socket;
+  }
+
+  deadlineReached(): void {
+    this.socket.destroy();
+  }
+}
+
+function endHandshakeWait(s: WaitingSocket): void {
+  const w = s[kWait];
+  if (w === undefined) return;
+  deadlines.remove(w);
+  s[kWait] = undefined;
 }
 
 function ignore(): void {}
