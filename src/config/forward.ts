@@ -234,10 +234,10 @@ export const forwardSchema = z
         connect: duration('10s', 'Connecting to a destination.'),
         dns: duration('5s', 'Resolving a destination name.'),
         handshake: duration('10s', 'A client has this long to send a complete request head or SOCKS handshake.'),
-        tunnelIdle: duration('5m', 'Close a tunnel when no byte has moved either way for this long.'),
+        tunnelIdle: duration('5m', 'Close a tunnel when no byte has moved either way for this long; "0s": never.'),
         udpIdle: duration('2m', 'End a UDP association when no datagram has moved for this long.'),
-        responseHeaders: duration('60s', 'Waiting for a destination\'s response headers (HTTP proxy).'),
-        responseBodyIdle: duration('5m', 'Gap allowed between response body bytes (HTTP proxy).'),
+        responseHeaders: duration('60s', 'Waiting for a destination\'s response headers (HTTP proxy); "0s": no limit.'),
+        responseBodyIdle: duration('5m', 'Gap allowed between response body bytes (HTTP proxy); "0s": no limit.'),
         clientKeepAlive: duration('5s', 'Keep an idle client connection open this long between requests.'),
       })
       .prefault({})

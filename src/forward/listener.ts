@@ -78,9 +78,12 @@ export class ForwardListener {
    */
   #onConnection(socket: Socket): void {
     this.#ctx.tracker.add(socket);
-    const wait = new HandshakeWait(socket);
-    (socket as WaitingSocket)[kWait] = wait;
-    deadlines.add(wait, performance.now(), this.#ctx.settings.handshakeTimeoutMs);
+    const ms = this.#ctx.settings.handshakeTimeoutMs;
+    if (ms > 0) {
+      const wait = new HandshakeWait(socket);
+      (socket as WaitingSocket)[kWait] = wait;
+      deadlines.add(wait, performance.now(), ms);
+    }
     socket.on('close', this.#onClose);
     socket.on('error', ignore);
     socket.on('data', this.#onFirstData);

@@ -188,6 +188,28 @@ describe('CONNECT tunnels', () => {
       sink.close();
     }
   });
+
+  it('tunnelIdle "0s" never closes a quiet tunnel', async () => {
+    const q = await startTestProxy({ timeouts: { tunnelIdle: '0s' } });
+    const { sink, port } = await echoSink();
+    try {
+      const s = await dial(q.port);
+      let closed = false;
+      s.once('close', () => (closed = true));
+      s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+      const head = await readUntil(s, (b) => b.includes('\r\n\r\n'));
+      assert.match(head.toString(), /^HTTP\/1\.1 200/);
+      await new Promise((r) => setTimeout(r, 400));
+      s.write('still there?');
+      const echo = await readUntil(s, (b) => b.includes('still there?'));
+      assert.match(echo.toString(), /still there\?/);
+      assert.equal(closed, false);
+      s.destroy();
+    } finally {
+      await q.close();
+      sink.close();
+    }
+  });
 });
 
 /** A TCP server on loopback that echoes what it receives. */
