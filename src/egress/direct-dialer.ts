@@ -3,7 +3,7 @@ import { Failure, classify } from '../failure/index.js';
 import { withScope } from './exit-failure.js';
 import type { DialOptions, DialTarget, Dialer, ResolvedAddress } from './dialer.js';
 import { literalAddress, resolveHost, systemResolver, type Resolver } from './resolver.js';
-import { deadlines, type Timed } from '../timing/deadlines.js';
+import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import type { CancelSignal } from './cancel.js';
 
 export interface DirectDialerOptions {
@@ -90,10 +90,7 @@ type AttemptSocket = Socket & { [kAttempt]?: ConnectAttempt };
  * socket, and the timeout is a deadline on the process list (timing/deadlines.ts), so a
  * dial allocates this object and no closures or Node timer (it runs once per tunnel).
  */
-class ConnectAttempt implements Timed {
-  deadlineAt = NaN;
-  deadlinePrev: Timed | undefined = undefined;
-  deadlineNext: Timed | undefined = undefined;
+class ConnectAttempt extends DeadlineEntry {
   readonly #sock: AttemptSocket;
   readonly #address: ResolvedAddress;
   readonly #port: number;
@@ -106,6 +103,7 @@ class ConnectAttempt implements Timed {
   #onAbort: (() => void) | undefined;
 
   constructor(sock: Socket, address: ResolvedAddress, port: number, timeoutMs: number, nextHop: string, signal: CancelSignal | undefined, resolve: (s: Socket) => void, reject: (f: Failure) => void) {
+    super();
     this.#sock = sock;
     this.#address = address;
     this.#port = port;

@@ -1,5 +1,5 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { deadlines, type Timed } from '../timing/deadlines.js';
+import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import type { ForwardContext } from './context.js';
 import type { HttpFront } from './http-front.js';
 
@@ -111,13 +111,11 @@ const kWait = Symbol('gatewise.handshakeWait');
 type WaitingSocket = Socket & { [kWait]?: HandshakeWait };
 
 /** A connection that must send its first bytes in time. */
-class HandshakeWait implements Timed {
-  deadlineAt = NaN;
-  deadlinePrev: Timed | undefined = undefined;
-  deadlineNext: Timed | undefined = undefined;
+class HandshakeWait extends DeadlineEntry {
   readonly socket: Socket;
 
   constructor(socket: Socket) {
+    super();
     this.socket = socket;
   }
 

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { deadlines, type Timed } from '../timing/deadlines.js';
+import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 
 export type TunnelEnd = 'client' | 'server' | 'idle' | 'proxy';
 
@@ -40,7 +40,7 @@ export function runTunnel(client: Socket, server: Socket, opts: TunnelOptions): 
   });
 }
 
-class Tunnel implements Timed {
+class Tunnel extends DeadlineEntry {
   readonly client: Socket;
   readonly server: Socket;
   readonly opts: TunnelOptions;
@@ -50,11 +50,9 @@ class Tunnel implements Timed {
   activeAt = performance.now();
   /** The side left open once the other closed: destroyed when the linger time is up. */
   lingering: Socket | undefined;
-  deadlineAt = NaN;
-  deadlinePrev: Timed | undefined = undefined;
-  deadlineNext: Timed | undefined = undefined;
 
   constructor(client: Socket, server: Socket, opts: TunnelOptions, resolve: (end: TunnelEnd) => void) {
+    super();
     this.client = client;
     this.server = server;
     this.opts = opts;

@@ -28,6 +28,14 @@ export interface Timed {
   deadlineReached(now: number): void;
 }
 
+/** A base for deadline entries: the list's links as fields, the reaction left to the subclass. */
+export abstract class DeadlineEntry implements Timed {
+  deadlineAt = NaN;
+  deadlinePrev: Timed | undefined = undefined;
+  deadlineNext: Timed | undefined = undefined;
+  abstract deadlineReached(now: number): void;
+}
+
 export class Deadlines {
   readonly resolutionMs: number;
   #head: Timed | undefined;

@@ -1,5 +1,5 @@
 import { errors as undiciErrors } from 'undici';
-import { deadlines, type Timed } from './deadlines.js';
+import { DeadlineEntry, deadlines } from './deadlines.js';
 
 /** What a response timer serves: an upstream request in flight. */
 export interface ResponseTimerOwner {
@@ -24,10 +24,7 @@ export interface ResponseTimerOwner {
  * a FastTimer per phase per request, and cleared FastTimers live until its next 1 s tick,
  * reach the old generation and made RSS climb ~25 MB between major GCs under load.
  */
-export class ResponseTimer implements Timed {
-  deadlineAt = NaN;
-  deadlinePrev: Timed | undefined = undefined;
-  deadlineNext: Timed | undefined = undefined;
+export class ResponseTimer extends DeadlineEntry {
   readonly #owner: ResponseTimerOwner;
   #phase: 'headers' | 'body' = 'headers';
   #ms = 0;
@@ -37,6 +34,7 @@ export class ResponseTimer implements Timed {
   paused = false;
 
   constructor(owner: ResponseTimerOwner) {
+    super();
     this.#owner = owner;
   }
 

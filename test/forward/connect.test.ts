@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ProxyAgent, request } from 'undici';
 import { accessLines, basic, dial, rawExchange, readUntil, refusedPort, run, startTestProxy, waitFor, type TestProxy } from './helpers.js';
@@ -98,10 +98,7 @@ describe('CONNECT tunnels', () => {
       const waited = Date.now() - t0;
       assert.ok(waited >= 250 && waited < 2000, `silent connection closed after ${waited} ms`);
 
-      const s = await dial(q.port);
-      s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
-      const head = await readUntil(s, (b) => b.includes('\r\n\r\n'));
-      assert.match(head.toString(), /^HTTP\/1\.1 200/);
+      const s = await openTunnel(q.port, port);
       await new Promise((r) => setTimeout(r, 700));
       assert.equal(s.destroyed, false, 'the tunnel is still open after twice the handshake time');
       s.write('still-here');
@@ -144,12 +141,9 @@ describe('CONNECT tunnels', () => {
     const q = await startTestProxy({ timeouts: { tunnelIdle: '300ms' } });
     const { sink, port } = await echoSink();
     try {
-      const s = await dial(q.port);
+      const s = await openTunnel(q.port, port);
       let closed = false;
       s.once('close', () => (closed = true));
-      s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
-      const head = await readUntil(s, (b) => b.includes('\r\n\r\n'));
-      assert.match(head.toString(), /^HTTP\/1\.1 200/);
       // 8 pings 150 ms apart: 1.2 s in all, four times the idle timeout, never 300 ms quiet.
       for (let i = 0; i < 8; i++) {
         s.write(`ping${i};`);
@@ -171,10 +165,7 @@ describe('CONNECT tunnels', () => {
     const q = await startTestProxy({ timeouts: { tunnelIdle: '300ms' } });
     const { sink, port } = await echoSink();
     try {
-      const s = await dial(q.port);
-      s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
-      const head = await readUntil(s, (b) => b.includes('\r\n\r\n'));
-      assert.match(head.toString(), /^HTTP\/1\.1 200/);
+      const s = await openTunnel(q.port, port);
       s.write('ping');
       const echo = await readUntil(s, (b) => b.includes('ping'));
       assert.match(echo.toString(), /ping/);
@@ -193,12 +184,9 @@ describe('CONNECT tunnels', () => {
     const q = await startTestProxy({ timeouts: { tunnelIdle: '0s' } });
     const { sink, port } = await echoSink();
     try {
-      const s = await dial(q.port);
+      const s = await openTunnel(q.port, port);
       let closed = false;
       s.once('close', () => (closed = true));
-      s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
-      const head = await readUntil(s, (b) => b.includes('\r\n\r\n'));
-      assert.match(head.toString(), /^HTTP\/1\.1 200/);
       await new Promise((r) => setTimeout(r, 400));
       s.write('still there?');
       const echo = await readUntil(s, (b) => b.includes('still there?'));
@@ -211,6 +199,15 @@ describe('CONNECT tunnels', () => {
     }
   });
 });
+
+/** A tunnel through the proxy to 127.0.0.1:port, open (its 200 read). */
+async function openTunnel(proxyPort: number, port: number): Promise<Socket> {
+  const s = await dial(proxyPort);
+  s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+  const head = await readUntil(s, (b) => b.includes('\r\n\r\n'));
+  assert.match(head.toString(), /^HTTP\/1\.1 200/);
+  return s;
+}
 
 /** A TCP server on loopback that echoes what it receives. */
 async function echoSink(): Promise<{ sink: ReturnType<typeof createServer>; port: number }> {

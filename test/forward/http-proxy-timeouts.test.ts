@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { accessLines, basic, dial, rawExchange, readUntil, startTestProxy, waitFor, type TestProxy } from './helpers.js';
+import { readLate } from '../helpers/late-reader.js';
 
 /**
  * The HTTP proxy's waits on a destination (absolute-form, the ForwardRelay): the response
@@ -76,26 +77,9 @@ describe('HTTP proxy response timeouts (head 600 ms, body idle 600 ms)', () => {
 
   it('a client that reads nothing for 1.5 s (backpressure) still gets all 64 MiB', { timeout: 20_000 }, async () => {
     const n = 64 * 1024 * 1024;
-    const s = await dial(p.port);
-    s.pause();
-    s.write(head(`/bytes?n=${n}`, 'Connection: close\r\n'));
-    await new Promise((r) => setTimeout(r, 1500));
-    let got = 0;
-    let text = '';
-    const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
-    s.on('data', (d: Buffer) => {
-      if (!text.includes('\r\n\r\n')) {
-        text += d.toString('latin1');
-        const end = text.indexOf('\r\n\r\n');
-        if (end >= 0) got += Buffer.byteLength(text, 'latin1') - end - 4;
-        return;
-      }
-      got += d.length;
-    });
-    s.resume();
-    await closed;
+    const { head: text, bodyBytes } = await readLate(await dial(p.port), head(`/bytes?n=${n}`, 'Connection: close\r\n'), 1500);
     assert.match(text, /^HTTP\/1\.1 200 /);
-    assert.equal(got, n);
+    assert.equal(bodyBytes, n);
   });
 
   it('an upload sent in pieces 250 ms apart for 1.25 s is answered, not timed out', async () => {

@@ -8,6 +8,7 @@ import { Agent, request } from 'undici';
 import { LAB_FAULTS, startLab, type Lab, type LabFault } from '../../src/lab/index.js';
 import { labGatewayConfig } from '../../src/cli/demo.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { readLate } from '../helpers/late-reader.js';
 
 /** Every lab fault through the gateway: status, Proxy-Status type, body formats, log line, metric. */
 
@@ -127,26 +128,9 @@ describe('the timeouts count only the upstream’s delays (response 600 ms, idle
 
   test('a client that reads nothing for 1.5 s (backpressure) still gets all 64 MiB', { timeout: 20_000 }, async () => {
     const n = 64 * 1024 * 1024;
-    const sock = connect({ port: gw.port, host: '127.0.0.1' });
-    sock.pause();
-    sock.write(`GET /bytes?n=${n} HTTP/1.1\r\nhost: lab\r\nconnection: close\r\n\r\n`);
-    await new Promise((r) => setTimeout(r, 1500));
-    let got = 0;
-    let head = '';
-    const done = new Promise<void>((resolve) => sock.once('close', () => resolve()));
-    sock.on('data', (d: Buffer) => {
-      if (head === '' || !head.includes('\r\n\r\n')) {
-        head += d.toString('latin1');
-        const end = head.indexOf('\r\n\r\n');
-        if (end >= 0) got += Buffer.byteLength(head, 'latin1') - end - 4;
-        return;
-      }
-      got += d.length;
-    });
-    sock.resume();
-    await done;
+    const { head, bodyBytes } = await readLate(connect({ port: gw.port, host: '127.0.0.1' }), `GET /bytes?n=${n} HTTP/1.1\r\nhost: lab\r\nconnection: close\r\n\r\n`, 1500);
     assert.match(head, /^HTTP\/1\.1 200 /);
-    assert.equal(got, n);
+    assert.equal(bodyBytes, n);
   });
 
   test('an upload sent in pieces 250 ms apart for 1.25 s is answered, not timed out', async () => {

@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Deadlines, type Timed } from '../../src/timing/deadlines.js';
+import { DeadlineEntry, Deadlines } from '../../src/timing/deadlines.js';
 
 /** An entry that records when its deadline was reached. */
-class Entry implements Timed {
-  deadlineAt = NaN;
-  deadlinePrev: Timed | undefined = undefined;
-  deadlineNext: Timed | undefined = undefined;
+class Entry extends DeadlineEntry {
   readonly reached: number[] = [];
   onReached: ((now: number) => void) | undefined;
-  constructor(readonly name: string) {}
+  constructor(readonly name: string) {
+    super();
+  }
   deadlineReached(now: number): void {
     this.reached.push(now);
     this.onReached?.(now);
