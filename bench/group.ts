@@ -169,14 +169,17 @@ export async function runGroup(group: Group, scs: Scenario[], contenders: Conten
     }
 
     // Interleaved: every contender once per scenario, then the next round. Each round
-    // starts one contender later, so every contender runs after every other in some round:
-    // the contender that ran right after "direct" was steadily faster than the one after
-    // it (Gatewise with its access log beat Gatewise without it by 13-40 % at 1 MiB in
-    // every round of two full runs; on one core at the same time the two are equal).
+    // starts one contender later, and every second round runs in reverse, so any two
+    // contenders swap places from round to round. Order matters on this machine: of two
+    // Gatewise processes that had both just served 200 connections, whichever ran the
+    // 1 MiB scenario second was 25-45 % slower (the variant did not matter; by hand, with
+    // the order swapped, the slowdown moved with it), and a fixed order turned that into a
+    // steady "Gatewise without access log is slower at 1 MiB".
     const order = [...running];
     for (let round = 1; round <= s.rounds; round++) {
       const shift = (round - 1) % order.length;
-      const thisRound = [...order.slice(shift), ...order.slice(0, shift)];
+      const rotated = [...order.slice(shift), ...order.slice(0, shift)];
+      const thisRound = round % 2 === 0 ? rotated.reverse() : rotated;
       for (const sc of scs) {
         for (const [id, r] of thisRound) {
           if (!runnable.get(sc.id)!.has(id) || !alive(id, r, 'an earlier run')) continue;

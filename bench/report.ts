@@ -319,9 +319,10 @@ ${targetsSection(rep)}
   absolute-form URL for forward proxies) and reports the summary. Tunnels: \`bench/tunnel-load.ts\`, one Node
   process speaking CONNECT or SOCKS5 by hand; in per-tunnel runs the load generator itself is often the limit
   (compare with its own "direct" row, which opens a TCP connection to the origin per request).
-- Rounds are interleaved (every contender once per scenario, then the next round), and each round starts one contender
-  later, so no contender always runs right after the same other one (the run right after "direct" was steadily faster);
-  the table shows the median and the min–max over rounds. Latency columns are medians over rounds of each round's p50/p99. "vs Gatewise" is relative to
+- Rounds are interleaved (every contender once per scenario, then the next round); each round starts one contender
+  later and every second round runs in reverse, so any two contenders swap places from round to round (a fixed order
+  made whichever of two Gatewise processes ran second at 1 MiB steadily slower); the table shows the median and the
+  min–max over rounds. Latency columns are medians over rounds of each round's p50/p99. "vs Gatewise" is relative to
   Gatewise without access log when it ran, else Gatewise with default logging; in the scaling group to Gatewise with 1 worker.
 - Peak RSS: the contender's whole process tree (nginx master + worker, Dante's helpers), sampled from
   /proc every 250 ms during the run. CPU %: the tree's user+system CPU time over the run, in % of one core
