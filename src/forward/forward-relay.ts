@@ -40,8 +40,6 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   readonly #body: Readable | null;
   readonly #timeouts: RelayTimeouts;
   readonly #timer = new ResponseTimer(this);
-  /** Request body bytes at the last check of the wait for the head. */
-  #sentAtCheck = 0;
   #abort: ((err?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   #headersSent = false;
@@ -84,7 +82,6 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
       abort();
       return;
     }
-    this.#sentAtCheck = this.#session.bytesUp;
     this.#timer.headers(this.#timeouts.headersMs, performance.now());
   }
 
@@ -148,14 +145,13 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
 
   // ---- the response timer (ResponseTimerOwner) -------------------------------------------
 
-  stillSending(): boolean {
-    // Only a destination that stopped taking the body (nothing moved, buffer full) times out.
+  uploading(): Readable | undefined {
     const body = this.#body;
-    if (body === null || body.readableEnded) return false;
-    const sent = this.#session.bytesUp;
-    const moved = sent !== this.#sentAtCheck;
-    this.#sentAtCheck = sent;
-    return moved || body.readableLength < body.readableHighWaterMark;
+    return body !== null && !body.readableEnded ? body : undefined;
+  }
+
+  uploadedBytes(): number {
+    return this.#session.bytesUp;
   }
 
   timedOut(err: Error): void {

@@ -86,8 +86,6 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
   #retryDelayMs = 0;
   /** The attempt's waits for the response head and between body bytes. */
   readonly #timer = new ResponseTimer(this);
-  /** Request body bytes sent at the last check of the response wait. */
-  #sentAtCheck = 0;
   #wantFresh = false;
   #tried: Set<Endpoint> | undefined;
   // the exchange
@@ -280,7 +278,6 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
     const relay = this.#relay;
     this.#timer.headers(this.route!.perTryTimeoutMs ?? this.route!.cluster.responseTimeoutMs, now);
     if (relay !== undefined && !relay.readableEnded) {
-      this.#sentAtCheck = relay.bytes;
       // The response wait counts from when the whole request has been sent.
       relay.once('end', () => {
         if (this.#relay === relay && this.#timer.phase === 'headers') this.#timer.restart(performance.now());
@@ -398,13 +395,13 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
 
   // ---- the attempt's timer (ResponseTimerOwner) ----------------------------------------
 
-  stillSending(): boolean {
-    // Only an upstream that stopped taking the body (relay full, nothing moved) times out.
+  uploading(): BodyRelay | undefined {
     const relay = this.#relay;
-    if (relay === undefined || relay.readableEnded) return false;
-    const moved = relay.bytes !== this.#sentAtCheck;
-    this.#sentAtCheck = relay.bytes;
-    return moved || relay.readableLength < relay.readableHighWaterMark;
+    return relay !== undefined && !relay.readableEnded ? relay : undefined;
+  }
+
+  uploadedBytes(): number {
+    return this.#relay?.bytes ?? 0;
   }
 
   timedOut(err: Error): void {

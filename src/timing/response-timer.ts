@@ -1,13 +1,13 @@
+import type { Readable } from 'node:stream';
 import { errors as undiciErrors } from 'undici';
 import { DeadlineEntry, deadlines } from './deadlines.js';
 
 /** What a response timer serves: an upstream request in flight. */
 export interface ResponseTimerOwner {
-  /**
-   * Asked when the wait for the response head ran out: whether the request body is still
-   * going up and the upstream is taking it (then the wait goes on; it restarts once sent).
-   */
-  stillSending(): boolean;
+  /** The request body while it is still being sent; undefined once sent, or without one. */
+  uploading(): Readable | undefined;
+  /** Request body bytes sent so far. */
+  uploadedBytes(): number;
   /** Time is up: abort the upstream request with this error (undici's own timeout errors). */
   timedOut(err: Error): void;
 }
@@ -28,6 +28,8 @@ export class ResponseTimer extends DeadlineEntry {
   readonly #owner: ResponseTimerOwner;
   #phase: 'headers' | 'body' = 'headers';
   #ms = 0;
+  /** Request body bytes sent at the last check of the wait for the head. */
+  #sentAtCheck = 0;
   /** performance.now() of the last response body byte. */
   progressAt = 0;
   /** The client's buffer is full: the upstream is held back by us, not slow. */
@@ -48,6 +50,7 @@ export class ResponseTimer extends DeadlineEntry {
 
   /** Wait `ms` for the response head (0: no limit). */
   headers(ms: number, now: number): void {
+    this.#sentAtCheck = this.#owner.uploadedBytes();
     this.#start('headers', ms, now);
   }
 
@@ -74,10 +77,24 @@ export class ResponseTimer extends DeadlineEntry {
     else deadlines.remove(this);
   }
 
+  /**
+   * The wait for the head ran out while the request body is still going up: the wait goes
+   * on (it restarts once the body is sent) unless the upstream stopped taking the body
+   * (nothing moved since the last check and the buffer towards it is full).
+   */
+  #stillSending(): boolean {
+    const body = this.#owner.uploading();
+    if (body === undefined) return false;
+    const sent = this.#owner.uploadedBytes();
+    const moved = sent !== this.#sentAtCheck;
+    this.#sentAtCheck = sent;
+    return moved || body.readableLength < body.readableHighWaterMark;
+  }
+
   deadlineReached(now: number): void {
     const ms = this.#ms;
     if (this.#phase === 'headers') {
-      if (this.#owner.stillSending()) deadlines.add(this, now, ms);
+      if (this.#stillSending()) deadlines.add(this, now, ms);
       else this.#owner.timedOut(new undiciErrors.HeadersTimeoutError());
       return;
     }
