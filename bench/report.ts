@@ -1,5 +1,6 @@
 // Summaries (medians with min–max, ratios) and the markdown report.
 import { GATEWISE_REFERENCE, type Group } from './contenders.js';
+import { duelMethod, duelTable, type DuelResult } from './duels.js';
 import type { Scenario } from './scenarios.js';
 import type { Machine } from './system.js';
 import { checkTargets, soakChanges } from './targets.js';
@@ -85,6 +86,8 @@ export interface Report {
   runs: RunRecord[];
   summaries: Summary[];
   soak?: SoakResult;
+  /** The duels run after the interleaved rounds (duels.ts). */
+  duels?: { seconds: number; repeats: number; results: DuelResult[] };
   notes: string[];
 }
 
@@ -250,21 +253,33 @@ export function targetsSection(rep: Report): string {
   const rows = checkTargets(rep);
   const measured = rows.filter((r) => r.met !== undefined);
   const met = measured.filter((r) => r.met).length;
+  const duels = rep.duels && rep.duels.results.some((r) => !r.skipped);
   return [
     '## Targets',
-    `The targets of the benchmark issue, checked against the medians of this run: ${met} of ${measured.length} measured target${measured.length === 1 ? '' : 's'} met` +
+    `The targets of the benchmark issue, checked against this run: ${met} of ${measured.length} measured target${measured.length === 1 ? '' : 's'} met` +
       `${measured.length < rows.length ? `, ${rows.length - measured.length} not measured` : ''}. "Gatewise" is Gatewise without access log ` +
       '(default logging where that variant did not run). "met, +12 %" / "missed by 23 %": how far the measured ratio is from the required one, ' +
-      'relative to the requirement; the soak is judged in percentage points of RSS change. The keep-alive race target is checked by ' +
-      `\`npm run bench:race\`, not here. The machine's speed drifts (the same command ran at 6,200 and 3,800–4,400 req/s minutes apart), which medians of ` +
-      'interleaved rounds do not cancel: the ratios against the Node peers, Squid and the CONNECT floor are also measured drift-free by ' +
-      `\`npm run bench:duel\` (two contenders on one core at the same time), in [benchmarks-duel.md](benchmarks-duel.md).${rep.settings.quick ? ' **Quick mode: not a measurement.**' : ''}`,
+      'relative to the requirement; the soak is judged in percentage points of RSS change. ' +
+      (duels
+        ? 'Throughput ratios are judged on the [duels](#duels) of this run (the two contenders on one core at the same time, CPU time per request compared), ' +
+          "because the machine's speed drifts more than medians of interleaved rounds cancel (the same command ran at 6,200 and 3,800–4,400 req/s minutes apart); " +
+          'the interleaved medians are shown beside them. '
+        : "Throughput ratios come from the interleaved medians (no duels in this run: `BENCH_DUEL_REPEATS=0`, or a pair's contender did not run), which carry the machine's drift. ") +
+      '"Bare Node engine" is what the engine under Gatewise reaches against the same contender in this run: bare undici `Pool.stream` in a ' +
+      '`http.createServer` for the reverse proxy, bare Node sockets (`net`) for CONNECT; no Node proxy built on it can do better. ' +
+      `The keep-alive race target is checked by \`npm run bench:race\`, not here.${rep.settings.quick ? ' **Quick mode: not a measurement.**' : ''}`,
     table(
-      ['target', 'measured', 'result', 'note'],
-      rows.map((r) => [r.target, r.measured, r.result, r.note]),
+      ['target', 'measured', 'result', 'bare Node engine, same ratio', 'note'],
+      rows.map((r) => [r.target, r.measured, r.result, r.engine, r.note]),
       false,
     ),
   ].join('\n\n');
+}
+
+/** The duels of this run, when any ran. */
+export function duelSection(rep: Report): string {
+  if (!rep.duels || rep.duels.results.length === 0) return '';
+  return ['## Duels', duelMethod(rep.duels.seconds, rep.duels.repeats), duelTable(rep.duels.results)].join('\n\n');
 }
 
 export function backgroundLine(rep: Report): string {
@@ -339,12 +354,13 @@ writes this file and \`bench/.work/results.json\`, and stops everything it start
 \`BENCH_ROUNDS\` (3), \`BENCH_DURATION\` seconds per run (5), \`BENCH_WARMUP\` (3), \`BENCH_QUICK=1\` (1 round of 2 s, fewer
 scenarios, writes \`bench/.work/benchmarks.md\` instead of this file), \`BENCH_SOAK=120\` (Gatewise alone at 50 connections,
 RSS every second), \`BENCH_SCENARIOS\` / \`BENCH_CONTENDERS\` (comma-separated ids), \`BENCH_PIN\` (\`auto\`, \`none\` or
-\`load:0,origin:0,proxy:1\`), \`BENCH_NO_INSTALL=1\`, \`BENCH_KEEP=1\` (keep configs and logs), \`BENCH_DOCS\` (output path).
+\`load:0,origin:0,proxy:1\`), \`BENCH_DUEL_REPEATS\` (3; 0 in quick mode; 0 = no duels), \`BENCH_DUEL_SECONDS\` (6),
+\`BENCH_NO_INSTALL=1\`, \`BENCH_KEEP=1\` (keep configs and logs), \`BENCH_DOCS\` (output path).
 
 ## Contenders
 
 ${contenders}
 
 ${resultTables(rep)}
-${rep.notes.length ? `\n## Notes\n\n${rep.notes.map((n) => `- ${n}`).join('\n')}\n` : ''}`;
+${rep.duels ? `\n${duelSection(rep)}\n` : ''}${rep.notes.length ? `\n## Notes\n\n${rep.notes.map((n) => `- ${n}`).join('\n')}\n` : ''}`;
 }

@@ -8,6 +8,8 @@
 //   BENCH_ROUNDS=3       interleaved rounds
 //   BENCH_DURATION=5     seconds per run
 //   BENCH_WARMUP=3       seconds of warm-up per contender before round 1 (0 = none; JIT warm-up: round 1 after 1 s ran ~40 % slow)
+//   BENCH_DUEL_REPEATS=3 then duels (bench/duels.ts): two contenders on one core at once, drift-free ratios (0 = none)
+//   BENCH_DUEL_SECONDS=6 seconds per duel
 //   BENCH_SOAK=120       afterwards, run Gatewise alone for that long and judge its RSS
 //   BENCH_SCENARIOS=a,b  only these scenario ids ("none" = only the soak)
 //   BENCH_CONTENDERS=a,b only these contender ids ("direct" always runs)
@@ -21,6 +23,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { verifyOrigin } from './checks.js';
 import { startOrigin, type Group, type StartContext } from './contenders.js';
+import { PAIRS, runDuels } from './duels.js';
 import { runGroup, type GroupEnv } from './group.js';
 import { installCleanupHandlers, onCleanup, stopAll } from './procs.js';
 import { backgroundLine, markdown, resultTables, summarize, targetsSection, type ContenderInfo, type Report, type RunRecord } from './report.js';
@@ -78,6 +81,7 @@ async function main(): Promise<number> {
   const notes: string[] = [];
   const runs: RunRecord[] = [];
   let soak: Report['soak'];
+  let duels: Report['duels'];
   let busyAfter: number | undefined;
 
   try {
@@ -96,6 +100,22 @@ async function main(): Promise<number> {
       if (scs.length === 0) continue;
       log(`=== ${group}: ${scs.map((sc) => sc.id).join(', ')}`);
       runs.push(...(await runGroup(group, scs, s.contenders.filter((c) => c.groups.includes(group)), groupEnv(group, env))));
+    }
+
+    if (s.duelRepeats > 0) {
+      // Only pairs whose contenders were selected (BENCH_CONTENDERS), on the placement of the groups.
+      const chosen = new Set(s.contenders.map((c) => c.id));
+      const pairs = PAIRS.filter((p) => chosen.has(p.a) && chosen.has(p.b) && s.scenarios.some((sc) => (p.load === 'get-1k' ? sc.group === 'reverse' : sc.id.startsWith('fwd-connect'))));
+      if (!wrkOk) notes.push('duels not run: wrk is not available');
+      else if (pin.load === undefined || pin.proxy === undefined) notes.push('duels not run: they need the load generators and the contenders on different CPUs (BENCH_PIN)');
+      else if (pairs.length > 0) {
+        log(`=== duels: ${pairs.map((p) => `${p.a} vs ${p.b}`).join(', ')}`);
+        const duelScripts = path.join(dir, 'duel-lua');
+        fs.mkdirSync(path.join(duelScripts, 'a'), { recursive: true });
+        fs.mkdirSync(path.join(duelScripts, 'b'), { recursive: true });
+        const results = await runDuels({ ctx, seconds: s.duelSeconds, repeats: s.duelRepeats, loadCpu: pin.load, scriptDir: duelScripts, pairs });
+        duels = { seconds: s.duelSeconds, repeats: s.duelRepeats, results };
+      }
     }
 
     if (s.soakS > 0) {
@@ -121,6 +141,7 @@ async function main(): Promise<number> {
     runs,
     summaries: summarize(s.scenarios, contenders, runs),
     ...(soak ? { soak } : {}),
+    ...(duels ? { duels } : {}),
     notes,
   };
 

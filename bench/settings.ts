@@ -11,6 +11,9 @@ export interface Settings {
   durationS: number;
   warmupS: number;
   soakS: number;
+  /** Duels after the interleaved rounds (duels.ts): repeats per pair (0 = none) and seconds each. */
+  duelRepeats: number;
+  duelSeconds: number;
   scenarios: Scenario[];
   contenders: Contender[];
   docsPath: string;
@@ -33,6 +36,8 @@ export function readSettings(root: string): Settings {
     durationS: Math.max(1, Math.round(envNumber('BENCH_DURATION', quick ? 2 : 5))),
     warmupS: envNumber('BENCH_WARMUP', 3),
     soakS: Math.round(envNumber('BENCH_SOAK', 0)),
+    duelRepeats: Math.max(0, Math.round(envNumber('BENCH_DUEL_REPEATS', quick ? 0 : 3))),
+    duelSeconds: Math.max(1, Math.round(envNumber('BENCH_DUEL_SECONDS', 6))),
     scenarios: SCENARIOS.filter((s) => (wantScenarios ? wantScenarios.includes(s.id) : !quick || s.quick)),
     contenders: CONTENDERS.filter((c) => !wantContenders || c.id === 'direct' || wantContenders.includes(c.id)),
     docsPath: process.env.BENCH_DOCS ?? path.join(root, quick ? 'bench/.work/benchmarks.md' : 'docs/benchmarks.md'),

@@ -2,6 +2,7 @@
 // what was measured and by how much each target is met or missed. Pure
 // computation on the Report; report.ts renders it.
 import { CONTENDERS, GATEWISE_REFERENCE } from './contenders.js';
+import { duelRatio } from './duels.js';
 import type { Report, SoakResult, Summary } from './report.js';
 import { SCENARIOS } from './scenarios.js';
 
@@ -19,6 +20,8 @@ export interface TargetResult {
   margin?: number;
   /** "met, +12 %", "**missed by 23 %**" or "not measured". */
   result: string;
+  /** The bare Node engine's own ratio to the same contender, e.g. "0.26× (duel)"; "—" when not measured or not a ratio target. */
+  engine: string;
   note: string;
 }
 
@@ -33,20 +36,26 @@ interface RatioTarget {
   /** ≥: Gatewise must reach `required` × the other; ≤: must stay at or below it. */
   op: '≥' | '≤';
   required: number;
+  /**
+   * The bare Node engine under Gatewise (undici `Pool.stream`, or Node sockets for
+   * CONNECT): its ratio to the same contender says how far any Node proxy built on it can get.
+   */
+  engine: string;
 }
 
+const UNDICI = 'undici-stream';
 const REVERSE_TARGETS: RatioTarget[] = [
-  { scenario: 'rev-1k-c50', metric: 'rate', other: 'http-proxy', otherName: 'node-http-proxy', op: '≥', required: 1.7 },
-  { scenario: 'rev-1k-c50', metric: 'rate', other: 'fastify', otherName: '@fastify/http-proxy', op: '≥', required: 1.5 },
-  { scenario: 'rev-1k-c50', metric: 'rate', other: 'nginx', otherName: 'nginx', op: '≥', required: 0.45 },
-  { scenario: 'rev-1m-c10', metric: 'mbps', other: 'nginx', otherName: 'nginx', op: '≥', required: 0.8 },
+  { scenario: 'rev-1k-c50', metric: 'rate', other: 'http-proxy', otherName: 'node-http-proxy', op: '≥', required: 1.7, engine: UNDICI },
+  { scenario: 'rev-1k-c50', metric: 'rate', other: 'fastify', otherName: '@fastify/http-proxy', op: '≥', required: 1.5, engine: UNDICI },
+  { scenario: 'rev-1k-c50', metric: 'rate', other: 'nginx', otherName: 'nginx', op: '≥', required: 0.45, engine: UNDICI },
+  { scenario: 'rev-1m-c10', metric: 'mbps', other: 'nginx', otherName: 'nginx', op: '≥', required: 0.8, engine: UNDICI },
   // "at the same load": the fixed-rate scenario, where every contender serves the same ~2,000 req/s.
-  { scenario: 'rev-1k-c50-fixed', metric: 'p99', other: 'nginx', otherName: "nginx's", op: '≤', required: 1.5 },
+  { scenario: 'rev-1k-c50-fixed', metric: 'p99', other: 'nginx', otherName: "nginx's", op: '≤', required: 1.5, engine: UNDICI },
   // Shown too: at saturation the loads differ (each contender answers as fast as it can), so
   // the p99 there follows the throughput ratio.
-  { scenario: 'rev-1k-c50', metric: 'p99', other: 'nginx', otherName: "nginx's", op: '≤', required: 1.5 },
+  { scenario: 'rev-1k-c50', metric: 'p99', other: 'nginx', otherName: "nginx's", op: '≤', required: 1.5, engine: UNDICI },
 ];
-const FORWARD_TARGETS: RatioTarget[] = [{ scenario: 'fwd-connect-c50', metric: 'rate', other: 'squid', otherName: 'Squid', op: '≥', required: 1 }];
+const FORWARD_TARGETS: RatioTarget[] = [{ scenario: 'fwd-connect-c50', metric: 'rate', other: 'squid', otherName: 'Squid', op: '≥', required: 1, engine: 'connect-floor' }];
 
 const IDLE_RSS_LIMIT_MIB = 80;
 const SOAK_LIMIT_PCT = 10;
@@ -75,7 +84,7 @@ function judged(margin: number, strict = false): Pick<TargetResult, 'met' | 'mar
   return { met, margin, result: met ? `met, +${fmtPct(100 * margin)} %` : `**missed by ${fmtPct(100 * margin)} %**` };
 }
 
-const notMeasured = (target: string, note: string): TargetResult => ({ target, measured: 'not measured', met: undefined, result: 'not measured', note });
+const notMeasured = (target: string, note: string): TargetResult => ({ target, measured: 'not measured', met: undefined, result: 'not measured', engine: '—', note });
 
 /** The Gatewise row of a scenario: the preferred variant (no access log) if it ran, else the next. */
 function gatewiseRow(rep: Report, scenario: string): Summary | undefined {
@@ -98,6 +107,30 @@ function gatewiseNote(rep: Report, id: string, preferred: string | undefined): s
   return id === preferred || !preferred ? label(rep, id) : `${label(rep, id)}, as ${label(rep, preferred)} did not run`;
 }
 
+/** The median CPU ratio of the duel first/second in this run (drift-free; see duels.ts). */
+function duel(rep: Report, first: string, second: string): number | undefined {
+  return duelRatio(rep.duels?.results, first, second);
+}
+
+/**
+ * The bare engine's ratio to the other contender: from its own duel, else from the two
+ * duels of Gatewise (CPU(other)/CPU(gw) ÷ CPU(engine)/CPU(gw)), else from the interleaved medians.
+ */
+function engineRatio(rep: Report, t: RatioTarget, gwId: string | undefined): string {
+  if (t.metric === 'rate') {
+    const own = duel(rep, t.engine, t.other);
+    if (own !== undefined) return `${own.toFixed(2)}× (duel)`;
+    const viaGw = gwId === undefined ? undefined : duel(rep, gwId, t.other);
+    const gwEngine = gwId === undefined ? undefined : duel(rep, gwId, t.engine);
+    if (viaGw !== undefined && gwEngine !== undefined) return `${(viaGw / gwEngine).toFixed(2)}× (from the duels with Gatewise)`;
+  }
+  const e = rep.summaries.find((s) => s.scenario === t.scenario && s.contender === t.engine);
+  const o = rep.summaries.find((s) => s.scenario === t.scenario && s.contender === t.other);
+  const a = e && value(e, t.metric);
+  const b = o && value(o, t.metric);
+  return a !== undefined && b !== undefined ? `${(a / b).toFixed(2)}× (interleaved)` : '—';
+}
+
 function ratioTarget(rep: Report, t: RatioTarget): TargetResult {
   // From the definitions, not the report: a scenario left out of this run still names its unit.
   const sc = SCENARIOS.find((s) => s.id === t.scenario);
@@ -106,19 +139,33 @@ function ratioTarget(rep: Report, t: RatioTarget): TargetResult {
   const other = rep.summaries.find((s) => s.scenario === t.scenario && s.contender === t.other);
   const a = gw && value(gw, t.metric);
   const b = other && value(other, t.metric);
-  if (!gw || !other || a === undefined || b === undefined) {
+  // Throughput is judged on the duel when one ran: the interleaved medians carry the machine's drift.
+  const duelGwId = sc ? GATEWISE_REFERENCE[sc.group][0] : undefined;
+  const duelled = t.metric === 'rate' && duelGwId !== undefined ? duel(rep, duelGwId, t.other) : undefined;
+  const interleaved = gw && other && a !== undefined && b !== undefined ? a / b : undefined;
+  const ratio = duelled ?? interleaved;
+  if (ratio === undefined) {
     const missing = [...(gw && a !== undefined ? [] : ['Gatewise']), ...(other && b !== undefined ? [] : [t.otherName.replace(/'s$/, '')])];
     return notMeasured(target, `no \`${t.scenario}\` result for ${missing.join(' and ')}`);
   }
-  const ratio = a / b;
   const margin = t.op === '≥' ? ratio / t.required - 1 : 1 - ratio / t.required;
-  const notes = [gatewiseNote(rep, gw.contender, sc && GATEWISE_REFERENCE[sc.group][0])];
-  const errs = [gw, other].filter((s) => s.errors > 0).map((s) => `${label(rep, s.contender)} ${fmtInt(s.errors)}`);
+  const fmtRatio = (r: number): string => `${r.toFixed(r < 10 ? 2 : 1)}×`;
+  const parts: string[] = [];
+  if (duelled !== undefined) parts.push(`duel: **${fmtRatio(duelled)}**`);
+  if (interleaved !== undefined) {
+    parts.push(`${duelled !== undefined ? 'interleaved: ' : ''}${show(a!, t.metric)} / ${show(b!, t.metric)}${t.metric === 'mbps' ? ' MB/s' : ''} = ${fmtRatio(interleaved)}`);
+  }
+  const notes: string[] = [];
+  if (gw) notes.push(gatewiseNote(rep, gw.contender, sc && GATEWISE_REFERENCE[sc.group][0]));
+  else if (duelGwId) notes.push(label(rep, duelGwId));
+  if (duelled !== undefined) notes.push('judged on the duel');
+  const errs = [gw, other].filter((s): s is Summary => s !== undefined && s.errors > 0).map((s) => `${label(rep, s.contender)} ${fmtInt(s.errors)}`);
   if (errs.length) notes.push(`errors: ${errs.join(', ')}`);
   return {
     target,
-    measured: `${show(a, t.metric)} / ${show(b, t.metric)}${t.metric === 'mbps' ? ' MB/s' : ''} = ${ratio.toFixed(ratio < 10 ? 2 : 1)}×`,
+    measured: parts.join('; '),
     ...judged(margin),
+    engine: engineRatio(rep, t, duelGwId),
     note: notes.join('; '),
   };
 }
@@ -129,7 +176,7 @@ function idleRssTarget(rep: Report): TargetResult {
   if (!info?.idleRssKb) return notMeasured(target, 'no reverse Gatewise was started');
   const mib = info.idleRssKb / 1024;
   const note = `${gatewiseNote(rep, info.id, GATEWISE_REFERENCE.reverse[0])}, after start, before any load`;
-  return { target, measured: `${mib.toFixed(1)} MiB`, ...judged(1 - mib / IDLE_RSS_LIMIT_MIB, true), note };
+  return { target, measured: `${mib.toFixed(1)} MiB`, ...judged(1 - mib / IDLE_RSS_LIMIT_MIB, true), engine: '—', note };
 }
 
 /** RSS change from the first to the last window of the soak, in % (median and peak). */
@@ -153,6 +200,7 @@ function soakTarget(rep: Report): TargetResult {
     met,
     margin: points / 100,
     result: met ? `met, ${points.toFixed(1)} points to spare` : `**missed by ${Math.abs(points).toFixed(1)} points**`,
+    engine: '—',
     note: [`${s.contender}, ${s.seconds} s, first vs last ${s.windowS} s after warm-up`, ...(s.note ? [s.note] : [])].join('; '),
   };
 }

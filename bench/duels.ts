@@ -1,0 +1,185 @@
+// Duels: two contenders on the same core at the same time, a load generator each on
+// the other core, the same seconds. Both see the same machine, so a drift in its speed
+// (measured here: ±35 % within minutes, more than interleaved rounds can cancel)
+// cancels out of the ratio. The ratio of CPU time per request (or tunnel) is what is
+// compared; the ratio of requests done is shown beside it.
+//
+// `npm run bench` runs them after its interleaved rounds (BENCH_DUEL_REPEATS); `npm run
+// bench:duel` runs them alone. Both use the contenders of contenders.ts.
+import { CONTENDERS, Skip, type Running, type StartContext } from './contenders.js';
+import { treeCpuSeconds } from './rss.js';
+import { runTunnelLoadProcess } from './tunnel-load.js';
+import { log, median } from './util.js';
+import { runWrk } from './wrk.js';
+
+export const DUEL_WARMUP_S = 3;
+
+export type DuelLoad = 'get-1k' | 'connect-per-tunnel';
+
+export interface Pair {
+  load: DuelLoad;
+  a: string;
+  b: string;
+  /** The issue's target for a/b (CPU per unit of b / CPU per unit of a), when there is one. */
+  target?: number;
+  /** What the pair is for, when it is not a target: the bare Node engine against a C server. */
+  reference?: string;
+}
+
+/** Gatewise first in every pair; the bare-engine pairs tell how far any Node proxy can get. */
+export const PAIRS: Pair[] = [
+  { load: 'get-1k', a: 'gatewise-quiet', b: 'http-proxy', target: 1.7 },
+  { load: 'get-1k', a: 'gatewise-quiet', b: 'fastify', target: 1.5 },
+  { load: 'get-1k', a: 'gatewise-quiet', b: 'nginx', target: 0.45 },
+  { load: 'get-1k', a: 'gatewise-quiet', b: 'undici-stream' },
+  { load: 'get-1k', a: 'undici-stream', b: 'nginx', reference: 'the bare undici engine against nginx' },
+  { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'squid', target: 1 },
+  { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'connect-floor' },
+  { load: 'connect-per-tunnel', a: 'connect-floor', b: 'squid', reference: 'bare Node sockets against Squid' },
+];
+
+export interface DuelResult {
+  pair: Pair;
+  /** Per repeat: (CPU per unit of b) / (CPU per unit of a), and units a / units b. */
+  cpuRatios: number[];
+  unitRatios: number[];
+  cpuPerUnitUs: { a: number[]; b: number[] };
+  skipped?: string;
+}
+
+export interface DuelOptions {
+  ctx: StartContext;
+  seconds: number;
+  repeats: number;
+  /** CPU of the load generators; the contenders and the origin run on ctx.cpus. */
+  loadCpu: string;
+  /** A directory per side for wrk's Lua scripts (`${scriptDir}/a`, `${scriptDir}/b`, created by the caller). */
+  scriptDir: string;
+  pairs?: Pair[];
+}
+
+interface Side {
+  units: number;
+  cpuS: number;
+}
+
+async function loadOnce(kind: DuelLoad, port: number, seconds: number, o: DuelOptions, scriptDir: string): Promise<number> {
+  if (kind === 'get-1k') {
+    const r = await runWrk({ port, connections: 50, durationS: seconds, request: { method: 'GET', path: '/1k' }, cpus: o.loadCpu, scriptDir });
+    return r.requests - r.errors.status;
+  }
+  const r = await runTunnelLoadProcess(
+    { proxyPort: port, protocol: 'connect', mode: 'per-tunnel', targetPort: o.ctx.originPort, path: '/1k', concurrency: 50, durationS: seconds },
+    o.loadCpu,
+  );
+  return r.ok;
+}
+
+/** Both loads at once; CPU time of each contender's process tree over the same window. */
+async function duel(kind: DuelLoad, a: Running, b: Running, seconds: number, o: DuelOptions): Promise<[Side, Side]> {
+  const cpu = (r: Running): number => (r.proc ? treeCpuSeconds(r.proc.pid) : 0);
+  const a0 = cpu(a);
+  const b0 = cpu(b);
+  // A script directory per side: both wrk runs would otherwise rewrite the same Lua file while the other reads it.
+  const [ua, ub] = await Promise.all([loadOnce(kind, a.port, seconds, o, `${o.scriptDir}/a`), loadOnce(kind, b.port, seconds, o, `${o.scriptDir}/b`)]);
+  return [
+    { units: ua, cpuS: cpu(a) - a0 },
+    { units: ub, cpuS: cpu(b) - b0 },
+  ];
+}
+
+/**
+ * Every pair: start both (each contender once, shared by its pairs), warm up together,
+ * then `repeats` duels, alternating which load starts first. Stops what it started.
+ */
+export async function runDuels(o: DuelOptions): Promise<DuelResult[]> {
+  const running = new Map<string, Running | string>();
+  const get = async (id: string): Promise<Running | string> => {
+    const have = running.get(id);
+    if (have !== undefined) return have;
+    const c = CONTENDERS.find((x) => x.id === id);
+    let r: Running | string;
+    try {
+      if (!c) throw new Skip(`no contender ${id}`);
+      r = await c.start(o.ctx);
+    } catch (err) {
+      if (!(err instanceof Skip)) throw err;
+      r = err.message;
+    }
+    running.set(id, r);
+    return r;
+  };
+  const results: DuelResult[] = [];
+  try {
+    for (const pair of o.pairs ?? PAIRS) {
+      const a = await get(pair.a);
+      const b = await get(pair.b);
+      const res: DuelResult = { pair, cpuRatios: [], unitRatios: [], cpuPerUnitUs: { a: [], b: [] } };
+      results.push(res);
+      if (typeof a === 'string' || typeof b === 'string') {
+        res.skipped = typeof a === 'string' ? `${pair.a}: ${a}` : `${pair.b}: ${b as string}`;
+        log(`duel ${pair.a} vs ${pair.b}: not run — ${res.skipped}`);
+        continue;
+      }
+      await duel(pair.load, a, b, DUEL_WARMUP_S, o);
+      for (let i = 0; i < o.repeats; i++) {
+        const [sa, sb] = i % 2 === 0 ? await duel(pair.load, a, b, o.seconds, o) : await duel(pair.load, b, a, o.seconds, o).then(([x, y]) => [y, x] as [Side, Side]);
+        if (sa.units === 0 || sb.units === 0) throw new Error(`duel ${pair.a} vs ${pair.b}: a side did no work (${sa.units} / ${sb.units})`);
+        const ua = (sa.cpuS * 1e6) / sa.units;
+        const ub = (sb.cpuS * 1e6) / sb.units;
+        res.cpuPerUnitUs.a.push(ua);
+        res.cpuPerUnitUs.b.push(ub);
+        res.cpuRatios.push(ub / ua);
+        res.unitRatios.push(sa.units / sb.units);
+        log(`duel ${pair.a} vs ${pair.b} #${i + 1}: ${sa.units} / ${sb.units} done, CPU ${ua.toFixed(0)} / ${ub.toFixed(0)} µs per unit → ${(ub / ua).toFixed(2)}×`);
+      }
+    }
+  } finally {
+    await Promise.all([...running.values()].map((r) => (typeof r === 'string' ? undefined : r.proc?.stop())));
+  }
+  return results;
+}
+
+/** The median CPU ratio of a duel that ran, for pair a/b. */
+export function duelRatio(results: readonly DuelResult[] | undefined, a: string, b: string): number | undefined {
+  const r = results?.find((x) => x.pair.a === a && x.pair.b === b && !x.skipped && x.cpuRatios.length > 0);
+  return r ? median(r.cpuRatios) : undefined;
+}
+
+const fmt = (x: number, digits = 2): string => x.toFixed(digits);
+
+/** What the duels are, for both reports. */
+export function duelMethod(seconds: number, repeats: number): string {
+  return (
+    `Two contenders run on CPU 1 at the same time, with the origin; each has its own load generator on CPU 0 (wrk, or the tunnel load generator), for the same ${seconds} s ` +
+    `(${repeats} repeat${repeats === 1 ? '' : 's'}, after a ${DUEL_WARMUP_S} s warm-up together). Both see the same machine, so a drift in its speed cancels out, ` +
+    'which interleaved rounds cannot do: the same command ran at 6,200 and at 3,800–4,400 req/s a few minutes apart. "CPU ratio" is the second ' +
+    "contender's CPU time per request (or tunnel) divided by the first's: how many times more work it needs for the same traffic. \"done ratio\" " +
+    "is the first's requests over the second's in the same seconds (equal to the CPU ratio when both are CPU-bound and share the core evenly). " +
+    'Gatewise runs without access log (`gatewise-quiet`, `gatewise-fwd-quiet`), like the others.'
+  );
+}
+
+/** The duel table (markdown). */
+export function duelTable(results: readonly DuelResult[]): string {
+  const lines = [
+    '| pair | load | CPU µs per unit (first / second), medians | CPU ratio, each repeat | CPU ratio (median) | done ratio (median) | target | result |',
+    '| --- | --- | --- | --- | ---: | ---: | ---: | --- |',
+  ];
+  for (const r of results) {
+    const label = `${r.pair.a} vs ${r.pair.b}`;
+    const t = r.pair.target;
+    const want = t === undefined ? (r.pair.reference ? `reference: ${r.pair.reference}` : '—') : `≥ ${t}×`;
+    if (r.skipped) {
+      lines.push(`| ${label} | ${r.pair.load} | — | — | — | — | ${want} | not run: ${r.skipped} |`);
+      continue;
+    }
+    const cpu = median(r.cpuRatios);
+    const done = median(r.unitRatios);
+    const result = t === undefined ? '—' : cpu >= t ? `met, +${Math.round((cpu / t - 1) * 100)} %` : `**missed by ${Math.round((1 - cpu / t) * 100)} %**`;
+    lines.push(
+      `| ${label} | ${r.pair.load} | ${fmt(median(r.cpuPerUnitUs.a), 0)} / ${fmt(median(r.cpuPerUnitUs.b), 0)} | ${r.cpuRatios.map((x) => fmt(x)).join(', ')} | ${fmt(cpu)}× | ${fmt(done)}× | ${want} | ${result} |`,
+    );
+  }
+  return lines.join('\n');
+}
