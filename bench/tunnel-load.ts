@@ -1,5 +1,6 @@
 // A small, bounded load generator for tunnels through a forward proxy:
-// HTTP CONNECT or SOCKS5 CONNECT (no authentication), spoken by hand.
+// HTTP CONNECT or SOCKS5 CONNECT (optionally with a user and password: Basic
+// Proxy-Authorization, RFC 1929), spoken by hand.
 //
 //   per-tunnel: N workers each open a tunnel, send one GET through it, read
 //               the response, close; repeat until the deadline. Counts tunnels/s.
@@ -26,6 +27,18 @@ export interface TunnelLoadOptions {
   path: string;
   concurrency: number;
   durationS: number;
+  /** Credentials for the proxy: Basic Proxy-Authorization on CONNECT, RFC 1929 on SOCKS5. */
+  auth?: ProxyCredentials;
+}
+
+export interface ProxyCredentials {
+  user: string;
+  password: string;
+}
+
+/** The Basic Proxy-Authorization value for these credentials. */
+export function basicAuthorization(c: ProxyCredentials): string {
+  return `Basic ${Buffer.from(`${c.user}:${c.password}`).toString('base64')}`;
 }
 
 export interface TunnelLoadResult {
@@ -112,16 +125,26 @@ function connect(port: number): Promise<net.Socket> {
   });
 }
 
-async function handshakeConnect(sock: net.Socket, rd: Reader, port: number): Promise<void> {
-  sock.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+async function handshakeConnect(sock: net.Socket, rd: Reader, port: number, auth: ProxyCredentials | undefined): Promise<void> {
+  const credentials = auth ? `Proxy-Authorization: ${basicAuthorization(auth)}\r\n` : '';
+  sock.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${credentials}\r\n`);
   const head = (await rd.readUntil('\r\n\r\n')).toString('latin1');
   if (!/^HTTP\/1\.[01] 200/.test(head)) throw new Error(`CONNECT refused: ${head.split('\r\n')[0]}`);
 }
 
-async function handshakeSocks5(sock: net.Socket, rd: Reader, port: number): Promise<void> {
-  sock.write(Buffer.from([5, 1, 0])); // version 5, one method: no authentication
+async function handshakeSocks5(sock: net.Socket, rd: Reader, port: number, auth: ProxyCredentials | undefined): Promise<void> {
+  // Version 5, one method: no authentication (0) or user/password (2, RFC 1929).
+  const method = auth ? 2 : 0;
+  sock.write(Buffer.from([5, 1, method]));
   const choice = await rd.readExactly(2);
-  if (choice[0] !== 5 || choice[1] !== 0) throw new Error(`SOCKS5 method refused: ${choice.toString('hex')}`);
+  if (choice[0] !== 5 || choice[1] !== method) throw new Error(`SOCKS5 method refused: ${choice.toString('hex')}`);
+  if (auth) {
+    const u = Buffer.from(auth.user);
+    const pw = Buffer.from(auth.password);
+    sock.write(Buffer.concat([Buffer.from([1, u.length]), u, Buffer.from([pw.length]), pw]));
+    const status = await rd.readExactly(2);
+    if (status[1] !== 0) throw new Error(`SOCKS5 authentication failed: ${status.toString('hex')}`);
+  }
   sock.write(Buffer.from([5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 0xff])); // CONNECT 127.0.0.1:port
   const head = await rd.readExactly(4);
   if (head[0] !== 5 || head[1] !== 0) throw new Error(`SOCKS5 CONNECT failed: reply ${head[1]}`);
@@ -143,8 +166,8 @@ async function openTunnel(opts: TunnelLoadOptions): Promise<{ sock: net.Socket; 
   const sock = await connect(opts.proxyPort);
   const rd = new Reader(sock);
   try {
-    if (opts.protocol === 'connect') await handshakeConnect(sock, rd, opts.targetPort);
-    else if (opts.protocol === 'socks5') await handshakeSocks5(sock, rd, opts.targetPort);
+    if (opts.protocol === 'connect') await handshakeConnect(sock, rd, opts.targetPort, opts.auth);
+    else if (opts.protocol === 'socks5') await handshakeSocks5(sock, rd, opts.targetPort, opts.auth);
   } catch (err) {
     sock.destroy();
     throw err;

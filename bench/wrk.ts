@@ -20,6 +20,8 @@ export interface WrkRequest {
    * it answers", so contenders can be compared at the same load.
    */
   delayMs?: number;
+  /** Proxy-Authorization value (a forward proxy with authentication). */
+  proxyAuthorization?: string;
 }
 
 export interface WrkResult {
@@ -45,6 +47,7 @@ export function luaScript(req: WrkRequest): string {
   const lines = [`wrk.method = "${req.method}"`, `wrk.path = "${req.path}"`];
   if (req.host) lines.push(`wrk.headers["Host"] = "${req.host}"`);
   if (req.connectionClose) lines.push('wrk.headers["Connection"] = "close"');
+  if (req.proxyAuthorization) lines.push(`wrk.headers["Proxy-Authorization"] = "${req.proxyAuthorization}"`);
   if (req.bodyBytes) {
     lines.push(`wrk.body = string.rep("x", ${req.bodyBytes})`);
     lines.push('wrk.headers["Content-Type"] = "application/octet-stream"');
@@ -69,7 +72,7 @@ export interface WrkRun {
 
 /** Run wrk once. Rejects on a failed run; killed if it overruns its duration. */
 export function runWrk(opts: WrkRun): Promise<WrkResult> {
-  const name = `${opts.request.method}-${opts.request.path.replace(/[^a-z0-9]+/gi, '_')}-${opts.request.connectionClose ? 'close' : 'ka'}${opts.request.delayMs ? `-d${opts.request.delayMs}` : ''}.lua`;
+  const name = `${opts.request.method}-${opts.request.path.replace(/[^a-z0-9]+/gi, '_')}-${opts.request.connectionClose ? 'close' : 'ka'}${opts.request.delayMs ? `-d${opts.request.delayMs}` : ''}${opts.request.proxyAuthorization ? '-auth' : ''}.lua`;
   const script = path.join(opts.scriptDir, name);
   fs.writeFileSync(script, luaScript(opts.request));
   const duration = Math.max(1, Math.round(opts.durationS));

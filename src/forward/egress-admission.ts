@@ -66,14 +66,16 @@ class MeteredTunnel implements TunnelOptions {
     this.#upstream = upstream;
   }
 
+  // The quota is checked before a chunk is counted: the chunk that crosses the limit still
+  // goes through (the user's bytes up to the limit arrive whole) and the next one is cut.
   onUp(n: number): void {
-    this.#session.up(n);
     if (this.#user !== null) this.#checkQuota(this.#user);
+    this.#session.up(n);
   }
 
   onDown(n: number): void {
-    this.#session.down(n);
     if (this.#user !== null) this.#checkQuota(this.#user);
+    this.#session.down(n);
   }
 
   #checkQuota(user: string): void {

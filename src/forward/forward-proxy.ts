@@ -211,6 +211,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   let flush: NodeJS.Timeout | undefined;
   const stateFile = config.state.file;
   const saveState = async (): Promise<void> => {
+    // Usage waits in the ledger for up to a second: write it first.
+    await plans.flush();
     if (stateFile && store instanceof MemoryStore) {
       await store.save(stateFile).catch((err: unknown) => logger.warn({ component: 'forward', stateFile, err: (err as Error).message }, 'cannot write the state file'));
     }

@@ -6,4 +6,5 @@ export { Meter, MeterSession, type ExitFields, type Counters, type MeterSnapshot
 export { parseUsername, parseShortDuration, DEFAULT_GRAMMAR, type UsernameGrammar, type UsernameParams } from './username-params.js';
 export { limitRefusal, isCustomerFacing } from './limit-refusal.js';
 export { PlanEnforcer, periodOf, usageKey, type PlanSpec, type ByteLimits, type Period } from './plans.js';
+export { UsageLedger, type PeriodSpan, type Direction } from './usage-ledger.js';
 export { UsersFile, type UsersFileLogger } from './users-file.js';

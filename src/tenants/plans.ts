@@ -1,6 +1,7 @@
 import type { Failure } from '../failure/index.js';
 import type { Store } from '../state/index.js';
 import { limitRefusal } from './limit-refusal.js';
+import { UsageLedger, type Direction, type Period, type PeriodSpan } from './usage-ledger.js';
 
 export interface ByteLimits {
   up?: number;
@@ -17,24 +18,14 @@ export interface PlanSpec {
   pools?: readonly string[];
 }
 
-export type Period = 'day' | 'month';
+export { periodOf, usageKey, type Period } from './usage-ledger.js';
 
-const DAY_MS = 86_400_000;
+const PERIODS = ['day', 'month'] as const;
+const DIRECTIONS = ['up', 'down'] as const;
 
-/** The UTC period a moment falls in, and when it ends. */
-export function periodOf(period: Period, now: number): { id: string; resetsAt: number } {
-  const d = new Date(now);
-  if (period === 'day') {
-    const start = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
-    return { id: new Date(start).toISOString().slice(0, 10), resetsAt: start + DAY_MS };
-  }
-  const start = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
-  return { id: new Date(start).toISOString().slice(0, 7), resetsAt: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) };
-}
-
-/** Store key of a user's usage hash for a period (fields: up, down, requests). */
-export function usageKey(user: string, period: Period, id: string): string {
-  return `usage:${user}:${period}:${id}`;
+/** The plan field a byte quota comes from, e.g. "bytesPerDay.down". */
+function quotaName(period: Period, dir: Direction): string {
+  return `bytesPer${period === 'day' ? 'Day' : 'Month'}.${dir}`;
 }
 
 function human(n: number): string {
@@ -49,15 +40,19 @@ function human(n: number): string {
 
 /**
  * Enforces plans: requests per second (a one-second window counter in the Store),
- * bytes per day and month (usage hashes in the Store, fed by the meter), allowed
- * pools. Byte quotas are checked when a request, tunnel or association starts and for
- * every UDP datagram (from a local mirror of "over quota", refreshed by each count).
+ * bytes per day and month (usage hashes in the Store, fed by the meter through the
+ * batching UsageLedger), allowed pools. Byte quotas are checked when a request, tunnel
+ * or association starts, as bytes move (against the ledger's estimate, so the cut comes
+ * at the chunk that crosses the limit) and for every UDP datagram (from a local mirror
+ * of "over quota").
  */
 export class PlanEnforcer {
   readonly #plans: ReadonlyMap<string, PlanSpec>;
   #userPlans: ReadonlyMap<string, string>;
   readonly #store: Store;
   readonly #now: () => number;
+  /** Usage per user, day and month, written to the Store in batches. */
+  readonly ledger: UsageLedger;
   /** user → direction → epoch ms the block ends. */
   readonly #over = new Map<string, { up: number; down: number; why: { up: string; down: string } }>();
 
@@ -66,6 +61,13 @@ export class PlanEnforcer {
     this.#userPlans = userPlans;
     this.#store = store;
     this.#now = now;
+    // A write came back with another node's bytes in the total: the quota may be used up.
+    this.ledger = new UsageLedger(store, now, { onTotal: (user, span, dir, total) => this.#checkTotal(user, span, dir, total) });
+  }
+
+  /** Write all usage counted so far to the Store (before saving state or stopping). */
+  flush(): Promise<void> {
+    return this.ledger.flush();
   }
 
   /** Swap the user → plan table (users file reloaded). */
@@ -110,15 +112,14 @@ export class PlanEnforcer {
     const now = this.#now();
     const over = this.#blocked(user, now);
     if (over) return over;
-    for (const period of ['day', 'month'] as const) {
+    for (const period of PERIODS) {
       const limits = period === 'day' ? plan.bytesPerDay : plan.bytesPerMonth;
       if (!limits || (limits.up === undefined && limits.down === undefined)) continue;
-      const p = periodOf(period, now);
-      const used = await this.#store.hgetall(usageKey(user, period, p.id));
-      for (const dir of ['up', 'down'] as const) {
+      const used = await this.ledger.read(user, period);
+      for (const dir of DIRECTIONS) {
         const lim = limits[dir];
-        if (lim !== undefined && (used[dir] ?? 0) >= lim) {
-          this.#block(user, dir, p.resetsAt, `bytesPer${period === 'day' ? 'Day' : 'Month'}.${dir}`);
+        if (lim !== undefined && used[dir] >= lim) {
+          this.#block(user, dir, used.span.resetsAt, quotaName(period, dir));
           return this.#blocked(user, now);
         }
       }
@@ -131,8 +132,7 @@ export class PlanEnforcer {
         return limitRefusal(429, `plan ${name}: requestsPerSecond limit of ${plan.requestsPerSecond} reached; resets in ${wait} ms`, 1);
       }
     }
-    await this.#store.hincrby(usageKey(user, 'day', periodOf('day', now).id), 'requests', 1, 2 * DAY_MS);
-    await this.#store.hincrby(usageKey(user, 'month', periodOf('month', now).id), 'requests', 1, 32 * DAY_MS);
+    this.ledger.add(user, 'requests', 1);
     return undefined;
   }
 
@@ -146,21 +146,23 @@ export class PlanEnforcer {
     return undefined;
   }
 
-  /** Count bytes moved for a user (the meter calls this). */
-  record(user: string | null, dir: 'up' | 'down', n: number): void {
+  /** Count bytes moved for a user (the meter calls this, for every chunk). */
+  record(user: string | null, dir: Direction, n: number): void {
     if (user === null || n <= 0) return;
+    this.ledger.add(user, dir, n);
     const plan = this.planOf(user);
-    const now = this.#now();
-    for (const period of ['day', 'month'] as const) {
-      const p = periodOf(period, now);
-      const lim = (period === 'day' ? plan?.bytesPerDay : plan?.bytesPerMonth)?.[dir];
-      this.#store.hincrby(usageKey(user, period, p.id), dir, n, period === 'day' ? 2 * DAY_MS : 32 * DAY_MS).then(
-        (total) => {
-          if (lim !== undefined && total >= lim) this.#block(user, dir, p.resetsAt, `bytesPer${period === 'day' ? 'Day' : 'Month'}.${dir}`);
-        },
-        () => {},
-      );
-    }
+    if (plan === undefined) return;
+    const day = plan.bytesPerDay?.[dir];
+    if (day !== undefined && this.ledger.estimate(user, 'day', dir) >= day) this.#block(user, dir, this.ledger.span('day').resetsAt, quotaName('day', dir));
+    const month = plan.bytesPerMonth?.[dir];
+    if (month !== undefined && this.ledger.estimate(user, 'month', dir) >= month) this.#block(user, dir, this.ledger.span('month').resetsAt, quotaName('month', dir));
+  }
+
+  /** The store's total after a write: over the limit (other nodes' bytes included) blocks. */
+  #checkTotal(user: string, span: PeriodSpan, dir: Direction, total: number): void {
+    const plan = this.planOf(user);
+    const lim = (span.period === 'day' ? plan?.bytesPerDay : plan?.bytesPerMonth)?.[dir];
+    if (lim !== undefined && total >= lim) this.#block(user, dir, span.resetsAt, quotaName(span.period, dir));
   }
 
   #block(user: string, dir: 'up' | 'down', until: number, why: string): void {

@@ -96,6 +96,8 @@ describe('plans: limits per protocol', () => {
     assert.match(String(r.headers['proxy-status']), /bytesPerDay\.down limit of 2 KiB reached; resets at 2026-03-11T00:00:00\.000Z/);
     assert.ok(Number(r.headers['retry-after']) > 3600);
     assert.match(await socksCode(p.port, origin.port, USER, PASSWORD), /NotAllowed/);
+    // Usage reaches the store in batches (at most a second late); flush() writes it now.
+    await p.proxy.plans.flush();
     const day = await p.proxy.store.hgetall('usage:alice:day:2026-03-10');
     assert.ok(day.down! >= 3000 && day.requests! >= 4, JSON.stringify(day));
   });

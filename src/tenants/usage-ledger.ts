@@ -1,0 +1,256 @@
+import type { Store } from '../state/index.js';
+
+export type Period = 'day' | 'month';
+export type Direction = 'up' | 'down';
+
+const DAY_MS = 86_400_000;
+/** How long a usage hash outlives its period (kept for `gatewise usage` and the admin API). */
+const KEEP_MS: Record<Period, number> = { day: 2 * DAY_MS, month: 32 * DAY_MS };
+
+export interface PeriodSpan {
+  period: Period;
+  /** `2026-03-10` or `2026-03`. */
+  id: string;
+  start: number;
+  resetsAt: number;
+}
+
+/** The UTC period a moment falls in, and when it ends. */
+export function periodOf(period: Period, now: number): PeriodSpan {
+  const d = new Date(now);
+  if (period === 'day') {
+    const start = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+    return { period, id: new Date(start).toISOString().slice(0, 10), start, resetsAt: start + DAY_MS };
+  }
+  const start = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+  return { period, id: new Date(start).toISOString().slice(0, 7), start, resetsAt: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) };
+}
+
+/** Store key of a user's usage hash for a period (fields: up, down, requests). */
+export function usageKey(user: string, period: Period, id: string): string {
+  return `usage:${user}:${period}:${id}`;
+}
+
+interface Counts {
+  up: number;
+  down: number;
+  requests: number;
+}
+
+const zero = (): Counts => ({ up: 0, down: 0, requests: 0 });
+
+/** One user's counts in the current day and month. */
+class Account {
+  readonly user: string;
+  day: PeriodSpan;
+  month: PeriodSpan;
+  dayKey: string;
+  monthKey: string;
+  /** Counted here and not yet written to the store (for both periods). */
+  pending: Counts = zero();
+  /** Writes that failed, owed to one period only (the other period's write may have worked). */
+  retry: Record<Period, Counts> = { day: zero(), month: zero() };
+  /** The store's totals at the last write or read, per period (undefined: not seen yet). */
+  known: Record<Period, Partial<Record<Direction, number>>> = { day: {}, month: {} };
+
+  constructor(user: string, day: PeriodSpan, month: PeriodSpan) {
+    this.user = user;
+    this.day = day;
+    this.month = month;
+    this.dayKey = usageKey(user, 'day', day.id);
+    this.monthKey = usageKey(user, 'month', month.id);
+  }
+
+  key(period: Period): string {
+    return period === 'day' ? this.dayKey : this.monthKey;
+  }
+
+  /** What waits here for a period and direction. */
+  waiting(period: Period, dir: Direction): number {
+    return this.pending[dir] + this.retry[period][dir];
+  }
+
+  get hasPending(): boolean {
+    const r = this.retry;
+    return this.pending.up + this.pending.down + this.pending.requests + r.day.up + r.day.down + r.day.requests + r.month.up + r.month.down + r.month.requests !== 0;
+  }
+}
+
+export interface LedgerOptions {
+  /** How long counts may wait before they are written (default 1 s). */
+  flushMs?: number;
+  /** A write came back: the store's new total for this user, period and direction (other nodes' bytes included). */
+  onTotal?: (user: string, span: PeriodSpan, dir: Direction, total: number) => void;
+}
+
+/**
+ * Usage per user, day and month (bytes up and down, requests), written to the Store in
+ * batches: counts gather here and are written at most `flushMs` later, as one
+ * HINCRBY per field and period for each user, instead of two Store calls (and two
+ * promises and four Dates) for every chunk a tunnel moves. Quotas read `estimate()`:
+ * the store's total at the last write or read plus what waits here, which is exact for
+ * one node; with a shared store, other nodes' bytes arrive with each write (`onTotal`).
+ * A count is written under the period it was made in, also when the period ends before
+ * the write.
+ */
+export class UsageLedger {
+  readonly #store: Store;
+  readonly #now: () => number;
+  readonly #flushMs: number;
+  readonly #onTotal: LedgerOptions['onTotal'];
+  readonly #accounts = new Map<string, Account>();
+  /** Accounts with counts to write. */
+  readonly #dirty = new Set<Account>();
+  #timer: NodeJS.Timeout | undefined;
+  #day: PeriodSpan | undefined;
+  #month: PeriodSpan | undefined;
+  /** Writes in flight (flush() waits for them). */
+  readonly #writes = new Set<Promise<void>>();
+
+  constructor(store: Store, now: () => number = Date.now, opts: LedgerOptions = {}) {
+    this.#store = store;
+    this.#now = now;
+    this.#flushMs = opts.flushMs ?? 1000;
+    this.#onTotal = opts.onTotal;
+  }
+
+  /** The current day or month (cached until it ends: working it out allocates Dates). */
+  span(period: Period, now = this.#now()): PeriodSpan {
+    let s = period === 'day' ? this.#day : this.#month;
+    if (s === undefined || now < s.start || now >= s.resetsAt) {
+      s = periodOf(period, now);
+      if (period === 'day') this.#day = s;
+      else this.#month = s;
+    }
+    return s;
+  }
+
+  /** The user's account for the current periods; counts of an ended period are written first. */
+  #account(user: string, now: number): Account {
+    const day = this.span('day', now);
+    const month = this.span('month', now);
+    let a = this.#accounts.get(user);
+    if (a === undefined) {
+      a = new Account(user, day, month);
+      this.#accounts.set(user, a);
+      return a;
+    }
+    if (a.day !== day || a.month !== month) {
+      if (a.hasPending) this.#write(a);
+      if (a.day.id !== day.id) {
+        a.dayKey = usageKey(user, 'day', day.id);
+        a.known.day = {};
+        a.retry.day = zero();
+      }
+      if (a.month.id !== month.id) {
+        a.monthKey = usageKey(user, 'month', month.id);
+        a.known.month = {};
+        a.retry.month = zero();
+      }
+      a.day = day;
+      a.month = month;
+    }
+    return a;
+  }
+
+  /** Count `n` bytes in a direction, or `n` requests. */
+  add(user: string, field: keyof Counts, n: number): void {
+    const a = this.#account(user, this.#now());
+    a.pending[field] += n;
+    this.#dirty.add(a);
+    this.#schedule();
+  }
+
+  /** One timer for every waiting count. */
+  #schedule(): void {
+    if (this.#timer === undefined) {
+      this.#timer = setTimeout(flushLater, this.#flushMs, this);
+      this.#timer.unref();
+    }
+  }
+
+  /** The best local figure for a user's usage in the current period: last known store total plus what waits here. */
+  estimate(user: string, period: Period, dir: Direction): number {
+    const a = this.#account(user, this.#now());
+    return (a.known[period][dir] ?? 0) + a.waiting(period, dir);
+  }
+
+  /** Read the store's usage for the current period (remembered as known), plus what waits here. */
+  async read(user: string, period: Period): Promise<{ span: PeriodSpan; up: number; down: number }> {
+    const now = this.#now();
+    const a = this.#account(user, now);
+    const key = a.key(period);
+    const used = await this.#store.hgetall(key);
+    // The account may have moved on to a new period while the read was in flight.
+    if (a.key(period) === key) {
+      const k = a.known[period];
+      k.up = Math.max(k.up ?? 0, used.up ?? 0);
+      k.down = Math.max(k.down ?? 0, used.down ?? 0);
+    }
+    const span = period === 'day' ? a.day : a.month;
+    return { span, up: (used.up ?? 0) + a.waiting(period, 'up'), down: (used.down ?? 0) + a.waiting(period, 'down') };
+  }
+
+  /** Write every account's waiting counts. */
+  flushNow(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    for (const a of this.#dirty) this.#write(a);
+    this.#dirty.clear();
+  }
+
+  /** Write everything counted so far and wait until the store has it. */
+  async flush(): Promise<void> {
+    this.flushNow();
+    while (this.#writes.size > 0) await Promise.allSettled([...this.#writes]);
+  }
+
+  /**
+   * A failed write of one period's count: owed to that period only (the other period's
+   * write may have worked), so it waits in the account's `retry` and goes out with the next write.
+   */
+  #requeue(a: Account, period: Period, field: keyof Counts, n: number): void {
+    a.retry[period][field] += n;
+    this.#dirty.add(a);
+    this.#schedule();
+  }
+
+  #write(a: Account): void {
+    const p = a.pending;
+    a.pending = zero();
+    this.#dirty.delete(a);
+    for (const span of [a.day, a.month]) {
+      const period = span.period;
+      const key = a.key(period);
+      const owed = a.retry[period];
+      a.retry[period] = zero();
+      for (const field of ['up', 'down', 'requests'] as const) {
+        const n = p[field] + owed[field];
+        if (n === 0) continue;
+        const w = this.#store.hincrby(key, field, n, KEEP_MS[period]).then(
+          (total) => {
+            if (field === 'requests') return;
+            // Only while the account still counts in that period.
+            if (a.key(period) === key) {
+              const k = a.known[period];
+              k[field] = Math.max(k[field] ?? 0, total);
+            }
+            this.#onTotal?.(a.user, span, field, total);
+          },
+          () => {
+            // Not written (the store is unreachable): owed with the next write, unless its period is over.
+            if (a.key(period) === key) this.#requeue(a, period, field, n);
+          },
+        );
+        this.#writes.add(w);
+        void w.finally(() => this.#writes.delete(w));
+      }
+    }
+  }
+}
+
+function flushLater(ledger: UsageLedger): void {
+  ledger.flushNow();
+}
