@@ -4,7 +4,7 @@
 import http from 'node:http';
 import { BODY_1K, BODY_1M, POST_BODY } from './configs.js';
 import type { Scenario } from './scenarios.js';
-import { probeTunnel } from './tunnel-load.js';
+import { basicAuthorization, probeTunnel, type ProxyCredentials } from './tunnel-load.js';
 import type { WrkRequest } from './wrk.js';
 
 interface Answer {
@@ -18,6 +18,7 @@ function send(port: number, req: WrkRequest, agent: http.Agent | false = false):
     const headers: Record<string, string> = {};
     if (req.host) headers.host = req.host;
     if (req.connectionClose) headers.connection = 'close';
+    if (req.proxyAuthorization) headers['proxy-authorization'] = req.proxyAuthorization;
     if (req.bodyBytes) headers['content-type'] = 'application/octet-stream';
     const r = http.request({ host: '127.0.0.1', port, method: req.method, path: req.path, headers, agent, timeout: 5000 }, (res) => {
       let bytes = 0;
@@ -50,9 +51,9 @@ export async function verifyOrigin(port: number): Promise<void> {
 }
 
 /** One request of the scenario through the contender; throws with a reason if it fails. */
-export async function checkScenario(sc: Scenario, port: number, originPort: number, direct: boolean): Promise<void> {
+export async function checkScenario(sc: Scenario, port: number, originPort: number, direct: boolean, auth?: ProxyCredentials): Promise<void> {
   if (sc.wrk) {
-    const req = sc.wrk(originPort, direct);
+    const req = auth ? { ...sc.wrk(originPort, direct), proxyAuthorization: basicAuthorization(auth) } : sc.wrk(originPort, direct);
     const a = await send(port, req);
     if (a.status !== 200) throw new Error(`${req.method} ${req.path} answered ${a.status}`);
     const want = req.path.endsWith('/1k') ? BODY_1K : req.path.endsWith('/1m') ? BODY_1M : undefined;
@@ -66,6 +67,7 @@ export async function checkScenario(sc: Scenario, port: number, originPort: numb
       path: sc.tunnel.path,
       concurrency: 1,
       durationS: 1,
+      ...(auth ? { auth } : {}),
     });
   }
 }

@@ -6,6 +6,8 @@ import * as configs from './configs.js';
 import { Proc, startProcess } from './procs.js';
 import type { ToolStatus } from './system.js';
 import { freePort, waitForPort } from './util.js';
+import type { ProxyCredentials } from './tunnel-load.js';
+import { hashPassword } from '../src/tenants/index.js';
 
 /** `scaling`: the same reverse load with 1 and 2 workers, contenders not pinned to a CPU. */
 export type Group = 'reverse' | 'forward' | 'socks' | 'scaling';
@@ -29,6 +31,8 @@ export interface Running {
   port: number;
   /** Process tree to sample; undefined for "direct". */
   proc: Proc | undefined;
+  /** Credentials the load must present (a forward proxy with authentication). */
+  auth?: ProxyCredentials;
 }
 
 export interface Contender {
@@ -146,6 +150,45 @@ function gatewiseContenders(): Contender[] {
   ]);
 }
 
+/** The user the "service" Gatewise is loaded as. */
+const SERVICE_USER: ProxyCredentials = { user: 'bench', password: 'bench-password' };
+
+/** The forward proxy as a proxy service runs it: authentication, a plan, the access log. */
+function gatewiseServiceConfig(port: number, passwordHash: string): string {
+  return [
+    'forward:',
+    '  name: bench',
+    `  listeners: [{ address: 127.0.0.1, port: ${port} }]`,
+    '  auth:',
+    `    users: [{ name: ${SERVICE_USER.user}, password: "${passwordHash}", plan: service }]`,
+    '  rules: { allowPrivate: true, connectPorts: ["1-65535"] }',
+    '  plans:',
+    '    service: { maxConnections: 100000, requestsPerSecond: 1000000, bytesPerDay: { up: 1TB, down: 1TB }, bytesPerMonth: { up: 10TB, down: 10TB } }',
+    '',
+  ].join('\n');
+}
+
+function gatewiseServiceContender(): Contender {
+  return {
+    id: 'gatewise-fwd-service',
+    label: 'Gatewise (auth + plan)',
+    groups: ['forward', 'socks'],
+    isGatewise: true,
+    config:
+      '`node bin/gatewise.js run -c FILE`: a forward config with one user (scrypt hash; Basic `Proxy-Authorization`, RFC 1929 for SOCKS5) on a plan with ' +
+      'connection, rate, daily and monthly byte limits that the load never reaches, default logging (access log to /dev/null): the forward proxy as a proxy service runs it. ' +
+      'The load generators send the credentials; not a target, it shows what authentication and plan accounting cost',
+    async start(ctx: StartContext): Promise<Running> {
+      const port = await freePort();
+      const dir = subdir(ctx, 'gatewise-service');
+      const file = path.join(dir, 'gatewise.yaml');
+      fs.writeFileSync(file, gatewiseServiceConfig(port, await hashPassword(SERVICE_USER.password)));
+      const r = await gatewise(ctx, 'gatewise-fwd-service', ['run', '-c', file], port);
+      return { ...r, auth: SERVICE_USER };
+    },
+  };
+}
+
 function nginxConfigText(workers: number): string {
   return (
     `\`worker_processes ${workers}\`, \`proxy_pass\` to an \`upstream\` with \`keepalive 256\`, \`proxy_http_version 1.1\`, \`proxy_set_header Connection ""\`, ` +
@@ -203,6 +246,7 @@ export const CONTENDERS: Contender[] = [
     start: async (ctx) => ({ port: ctx.originPort, proc: undefined }),
   },
   ...gatewiseContenders(),
+  gatewiseServiceContender(),
   {
     id: 'nginx',
     label: 'nginx',

@@ -6,7 +6,7 @@ import type { ContenderInfo, RunRecord } from './report.js';
 import { TreeSampler, treeRssKb } from './rss.js';
 import type { Scenario } from './scenarios.js';
 import type { Pinning, Settings } from './settings.js';
-import { runTunnelLoadProcess } from './tunnel-load.js';
+import { basicAuthorization, runTunnelLoadProcess } from './tunnel-load.js';
 import { log, sleep } from './util.js';
 import { runWrk } from './wrk.js';
 
@@ -18,7 +18,8 @@ async function measure(sc: Scenario, id: string, r: Running, env: GroupEnv, roun
   const rec: RunRecord = { scenario: sc.id, contender: id, round, ok: 0, rate: 0, p50Us: NaN, p99Us: NaN, errors: 0 };
   try {
     if (sc.wrk) {
-      const w = await runWrk({ port: r.port, connections: sc.connections, durationS, request: sc.wrk(originPort, direct), cpus: pin.load, scriptDir });
+      const request = r.auth ? { ...sc.wrk(originPort, direct), proxyAuthorization: basicAuthorization(r.auth) } : sc.wrk(originPort, direct);
+      const w = await runWrk({ port: r.port, connections: sc.connections, durationS, request, cpus: pin.load, scriptDir });
       const e = w.errors;
       rec.ok = w.requests - e.status;
       rec.rate = rec.ok / w.durationS;
@@ -30,7 +31,7 @@ async function measure(sc: Scenario, id: string, r: Running, env: GroupEnv, roun
       if (Object.keys(kinds).length) rec.errorKinds = kinds;
     } else if (sc.tunnel) {
       const t = await runTunnelLoadProcess(
-        { proxyPort: r.port, protocol: direct ? 'direct' : sc.tunnel.protocol, mode: sc.tunnel.mode, targetPort: originPort, path: sc.tunnel.path, concurrency: sc.connections, durationS },
+        { proxyPort: r.port, protocol: direct ? 'direct' : sc.tunnel.protocol, mode: sc.tunnel.mode, targetPort: originPort, path: sc.tunnel.path, concurrency: sc.connections, durationS, ...(r.auth ? { auth: r.auth } : {}) },
         pin.load,
       );
       rec.ok = t.ok;
@@ -114,7 +115,7 @@ async function findRunnable(group: Group, scs: Scenario[], running: Map<string, 
     for (const [id, r] of running) {
       if (!scenarioFor(contenders, id, sc.id)) continue;
       try {
-        await checkScenario(sc, r.port, env.originPort, id === 'direct');
+        await checkScenario(sc, r.port, env.originPort, id === 'direct', r.auth);
         ok.add(id);
       } catch (err) {
         const reason = `${sc.id}: ${err instanceof Error ? err.message : String(err)}`;

@@ -57,9 +57,10 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
 
   readonly #onResClose = (): void => {
     if (this.#settled) return;
-    // The client left before the response was complete.
-    this.#abort?.();
+    // The client left before the response was complete. Settled before the abort: undici
+    // calls onError from inside abort(), and that error is ours, not the destination's.
     this.#settle({ status: this.#headersSent ? this.#res.statusCode : 499, endedBy: 'client' });
+    this.#abort?.();
   };
 
   readonly #onDrain = (): void => {

@@ -62,7 +62,9 @@ export class HttpProxyHandler {
     const ctx = this.#ctx;
     const authHeader = req.headers['proxy-authorization'];
     const creds = parseBasicCredentials(authHeader);
-    const auth = await authenticate(ctx, creds, authHeader !== undefined && !creds);
+    // Checks that need no I/O return plain values: not awaited (an await of a value still costs a microtask turn).
+    const authed = authenticate(ctx, creds, authHeader !== undefined && !creds);
+    const auth = authed instanceof Promise ? await authed : authed;
     if (!auth.ok) return this.#fail(req, res, session, auth.failure);
     const user = auth.user;
     session.user = user;
@@ -78,7 +80,8 @@ export class HttpProxyHandler {
     }
     const denied = ctx.rules.checkName(user, target.host, target.port);
     if (denied) return this.#fail(req, res, session, denied);
-    const planRefusal = await admitPlan(ctx, auth.route, target.host, session);
+    const planned = admitPlan(ctx, auth.route, target.host, session);
+    const planRefusal = planned instanceof Promise ? await planned : planned;
     if (planRefusal) return this.#fail(req, res, session, planRefusal);
     const release = admit(ctx, user, 'request', nextHop);
     if (release instanceof Failure) return this.#fail(req, res, session, release);

@@ -24,17 +24,26 @@ export type AuthOutcome = { ok: true; user: string | null; route: EgressRoute } 
 /**
  * Check a presented name and password. The name may carry username parameters
  * (`alice-session-x-pool-dc`); the base name authenticates. A name that is itself a user
- * is taken as is. Returns the route (user + parameters) or undefined.
+ * is taken as is. Returns the route (user + parameters) or undefined; a plain value when
+ * the password was verified recently (no promise on every request of a known client).
  */
-export async function authenticateName(ctx: ForwardContext, name: string, password: string): Promise<EgressRoute | undefined> {
+export function authenticateName(ctx: ForwardContext, name: string, password: string): EgressRoute | undefined | Promise<EgressRoute | undefined> {
   if (ctx.users.has(name)) {
-    const u = await ctx.users.authenticate(name, password);
-    return u === undefined ? undefined : { user: u };
+    const u = ctx.users.authenticate(name, password);
+    return u instanceof Promise ? u.then(plainRoute) : plainRoute(u);
   }
   const p = parseUsername(name, ctx.grammar);
-  const u = await ctx.users.authenticate(p.base, password);
-  if (u === undefined) return undefined;
-  const route: EgressRoute = { user: u };
+  const u = ctx.users.authenticate(p.base, password);
+  return u instanceof Promise ? u.then((v) => routeWithParameters(v, p)) : routeWithParameters(u, p);
+}
+
+function plainRoute(user: string | undefined): EgressRoute | undefined {
+  return user === undefined ? undefined : { user };
+}
+
+function routeWithParameters(user: string | undefined, p: ReturnType<typeof parseUsername>): EgressRoute | undefined {
+  if (user === undefined) return undefined;
+  const route: EgressRoute = { user };
   if (p.session !== undefined) route.session = p.session;
   if (p.ttlMs !== undefined) route.ttlMs = p.ttlMs;
   if (p.pool !== undefined) route.pool = p.pool;
@@ -56,7 +65,12 @@ export function authenticate(ctx: ForwardContext, creds: Credentials | undefined
     if (malformed) return refused('malformed proxy credentials');
     return ctx.settings.authRequired ? refused('proxy authentication required') : { ok: true, user: null, route: { user: null } };
   }
-  return authenticateName(ctx, creds.user, creds.password).then((route) => (route !== undefined ? { ok: true, user: route.user, route } : refused('wrong user name or password')));
+  const route = authenticateName(ctx, creds.user, creds.password);
+  return route instanceof Promise ? route.then(outcomeOf) : outcomeOf(route);
+}
+
+function outcomeOf(route: EgressRoute | undefined): AuthOutcome {
+  return route !== undefined ? { ok: true, user: route.user, route } : refused('wrong user name or password');
 }
 
 export function proxyAuthenticateValue(realm: string): string {

@@ -8,6 +8,8 @@ export interface Store {
   /** Add `n` to the integer at `key` (missing = 0) and return the new value. When
    * `ttlMs` is given and the key has no expiry yet, it expires `ttlMs` from now. */
   incrby(key: string, n: number, ttlMs?: number): Promise<number>;
+  /** The same, answered at once, offered by stores that live in this process (MemoryStore). */
+  incrbySync?(key: string, n: number, ttlMs?: number): number;
   /** The integer at `key`, or undefined when missing or expired. */
   get(key: string): Promise<number | undefined>;
   /** Add `n` to field `field` of the hash at `key`; expiry as for incrby. */

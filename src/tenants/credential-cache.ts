@@ -21,8 +21,12 @@ export class CredentialCache {
 
   /** The user name when this exact user+password pair was verified recently. */
   get(user: string, password: string, now = Date.now()): string | undefined {
+    return this.#ttlMs <= 0 ? undefined : this.getByKey(CredentialCache.key(user, password), now);
+  }
+
+  /** As get(), for a key from CredentialCache.key() (hashed once by a caller that needs it twice). */
+  getByKey(k: string, now = Date.now()): string | undefined {
     if (this.#ttlMs <= 0) return undefined;
-    const k = CredentialCache.key(user, password);
     const e = this.#entries.get(k);
     if (!e) return undefined;
     if (e.expires <= now) {
@@ -33,8 +37,11 @@ export class CredentialCache {
   }
 
   remember(user: string, password: string, now = Date.now()): void {
+    if (this.#ttlMs > 0) this.rememberByKey(CredentialCache.key(user, password), user, now);
+  }
+
+  rememberByKey(k: string, user: string, now = Date.now()): void {
     if (this.#ttlMs <= 0) return;
-    const k = CredentialCache.key(user, password);
     this.#entries.delete(k);
     while (this.#entries.size >= this.#maxEntries) {
       const oldest = this.#entries.keys().next();

@@ -99,38 +99,68 @@ export class PlanEnforcer {
   /**
    * Admission of one request, tunnel or association: counts it against requestsPerSecond
    * and checks the byte quotas. Returns the refusal (429 with Retry-After) or undefined.
+   * Without I/O when it can be (no plan; usage totals the ledger saw in the last second;
+   * a store that counts in-process): a plain value, no promise, as this runs for every
+   * request and tunnel of a customer.
    */
   admit(user: string | null): Failure | undefined | Promise<Failure | undefined> {
     const plan = this.planOf(user);
-    // No plan: nothing to count or check, and no promise (this runs once per tunnel).
     if (!plan || user === null) return undefined;
-    return this.#admitPlanned(user, plan);
-  }
-
-  async #admitPlanned(user: string, plan: PlanSpec): Promise<Failure | undefined> {
-    const name = this.planName(user)!;
     const now = this.#now();
     const over = this.#blocked(user, now);
     if (over) return over;
     for (const period of PERIODS) {
       const limits = period === 'day' ? plan.bytesPerDay : plan.bytesPerMonth;
       if (!limits || (limits.up === undefined && limits.down === undefined)) continue;
-      const used = await this.ledger.read(user, period);
-      for (const dir of DIRECTIONS) {
-        const lim = limits[dir];
-        if (lim !== undefined && used[dir] >= lim) {
-          this.#block(user, dir, used.span.resetsAt, quotaName(period, dir));
-          return this.#blocked(user, now);
-        }
+      const used = this.ledger.fresh(user, period, now);
+      if (used === undefined) return this.#admitRead(user, plan, now);
+      const refusal = this.#quotaRefusal(user, now, limits, used);
+      if (refusal) return refusal;
+    }
+    return this.#countRequest(user, plan, now);
+  }
+
+  /** Admission that first reads the user's usage from the store (not seen in the last second). */
+  async #admitRead(user: string, plan: PlanSpec, now: number): Promise<Failure | undefined> {
+    for (const period of PERIODS) {
+      const limits = period === 'day' ? plan.bytesPerDay : plan.bytesPerMonth;
+      if (!limits || (limits.up === undefined && limits.down === undefined)) continue;
+      const refusal = this.#quotaRefusal(user, now, limits, await this.ledger.read(user, period));
+      if (refusal) return refusal;
+    }
+    return this.#countRequest(user, plan, now);
+  }
+
+  /** The refusal when usage has reached a byte limit of the period (and the block it sets). */
+  #quotaRefusal(user: string, now: number, limits: ByteLimits, used: { span: PeriodSpan; up: number; down: number }): Failure | undefined {
+    for (const dir of DIRECTIONS) {
+      const lim = limits[dir];
+      if (lim !== undefined && used[dir] >= lim) {
+        this.#block(user, dir, used.span.resetsAt, quotaName(used.span.period, dir));
+        return this.#blocked(user, now);
       }
     }
-    if (plan.requestsPerSecond !== undefined) {
-      const sec = Math.floor(now / 1000);
-      const n = await this.#store.incrby(`rps:${user}:${sec}`, 1, 2000);
-      if (n > plan.requestsPerSecond) {
-        const wait = (sec + 1) * 1000 - now;
-        return limitRefusal(429, `plan ${name}: requestsPerSecond limit of ${plan.requestsPerSecond} reached; resets in ${wait} ms`, 1);
-      }
+    return undefined;
+  }
+
+  /** requestsPerSecond (a one-second counter in the store), then the request counts as used. */
+  #countRequest(user: string, plan: PlanSpec, now: number): Failure | undefined | Promise<Failure | undefined> {
+    if (plan.requestsPerSecond === undefined) {
+      this.ledger.add(user, 'requests', 1);
+      return undefined;
+    }
+    const sec = Math.floor(now / 1000);
+    const key = `rps:${user}:${sec}`;
+    const store = this.#store;
+    if (store.incrbySync !== undefined) return this.#rateVerdict(user, plan, now, sec, store.incrbySync(key, 1, 2000));
+    return store.incrby(key, 1, 2000).then((n) => this.#rateVerdict(user, plan, now, sec, n));
+  }
+
+  #rateVerdict(user: string, plan: PlanSpec, now: number, sec: number, n: number): Failure | undefined {
+    const rps = plan.requestsPerSecond!;
+    if (n > rps) {
+      const wait = (sec + 1) * 1000 - now;
+      return limitRefusal(429, `plan ${this.planName(user)}: requestsPerSecond limit of ${rps} reached; resets in ${wait} ms`, 1);
     }
     this.ledger.add(user, 'requests', 1);
     return undefined;

@@ -52,6 +52,8 @@ class Account {
   retry: Record<Period, Counts> = { day: zero(), month: zero() };
   /** The store's totals at the last write or read, per period (undefined: not seen yet). */
   known: Record<Period, Partial<Record<Direction, number>>> = { day: {}, month: {} };
+  /** When `known` last came from the store, per period and direction (0: never). */
+  knownAt: Record<Period, Record<Direction, number>> = { day: { up: 0, down: 0 }, month: { up: 0, down: 0 } };
 
   constructor(user: string, day: PeriodSpan, month: PeriodSpan) {
     this.user = user;
@@ -140,11 +142,13 @@ export class UsageLedger {
       if (a.day.id !== day.id) {
         a.dayKey = usageKey(user, 'day', day.id);
         a.known.day = {};
+        a.knownAt.day = { up: 0, down: 0 };
         a.retry.day = zero();
       }
       if (a.month.id !== month.id) {
         a.monthKey = usageKey(user, 'month', month.id);
         a.known.month = {};
+        a.knownAt.month = { up: 0, down: 0 };
         a.retry.month = zero();
       }
       a.day = day;
@@ -175,6 +179,19 @@ export class UsageLedger {
     return (a.known[period][dir] ?? 0) + a.waiting(period, dir);
   }
 
+  /**
+   * The estimate for the current period in both directions when the store's totals were
+   * seen less than `maxAgeMs` ago (a user with traffic gets them back with every write);
+   * undefined when they must be read.
+   */
+  fresh(user: string, period: Period, now = this.#now(), maxAgeMs = this.#flushMs): { span: PeriodSpan; up: number; down: number } | undefined {
+    const a = this.#account(user, now);
+    const at = a.knownAt[period];
+    if (!(now - at.up < maxAgeMs && now - at.down < maxAgeMs)) return undefined;
+    const k = a.known[period];
+    return { span: period === 'day' ? a.day : a.month, up: (k.up ?? 0) + a.waiting(period, 'up'), down: (k.down ?? 0) + a.waiting(period, 'down') };
+  }
+
   /** Read the store's usage for the current period (remembered as known), plus what waits here. */
   async read(user: string, period: Period): Promise<{ span: PeriodSpan; up: number; down: number }> {
     const now = this.#now();
@@ -186,6 +203,7 @@ export class UsageLedger {
       const k = a.known[period];
       k.up = Math.max(k.up ?? 0, used.up ?? 0);
       k.down = Math.max(k.down ?? 0, used.down ?? 0);
+      a.knownAt[period] = { up: this.#now(), down: this.#now() };
     }
     const span = period === 'day' ? a.day : a.month;
     return { span, up: (used.up ?? 0) + a.waiting(period, 'up'), down: (used.down ?? 0) + a.waiting(period, 'down') };
@@ -236,6 +254,7 @@ export class UsageLedger {
             if (a.key(period) === key) {
               const k = a.known[period];
               k[field] = Math.max(k[field] ?? 0, total);
+              a.knownAt[period][field] = this.#now();
             }
             this.#onTotal?.(a.user, span, field, total);
           },

@@ -15,6 +15,12 @@ export class UserDirectory {
   #users = new Map<string, ParsedHash>();
   readonly #cache: CredentialCache;
   readonly #dummy = parsePasswordHash(DUMMY_HASH)!;
+  /**
+   * Password checks in flight, by credential key: clients that present the same name and
+   * password at once (a customer opening 50 connections) share one scrypt run instead of
+   * queueing 50 on libuv's four threads, which also serve DNS lookups.
+   */
+  #checks = new Map<string, Promise<boolean>>();
 
   constructor(users: readonly UserEntry[], opts: { cacheTtlMs: number; cacheMaxEntries?: number }) {
     this.#users = UserDirectory.#table(users);
@@ -36,6 +42,7 @@ export class UserDirectory {
     const next = UserDirectory.#table(users);
     this.#users = next;
     this.#cache.clear();
+    this.#checks = new Map();
   }
 
   names(): string[] {
@@ -50,14 +57,35 @@ export class UserDirectory {
     return this.#users.size;
   }
 
-  /** The user's name when the password is right, else undefined. Never throws for bad input. */
-  async authenticate(name: string, password: string): Promise<string | undefined> {
+  /** Password checks running now (one per distinct name and password). */
+  get checking(): number {
+    return this.#checks.size;
+  }
+
+  /**
+   * The user's name when the password is right, else undefined. Never throws for bad input.
+   * Answered at once (no promise) when this name and password were verified recently.
+   */
+  authenticate(name: string, password: string): string | undefined | Promise<string | undefined> {
     if (name.length > 255 || password.length > 1024) return undefined;
-    if (this.#cache.get(name, password) !== undefined) return name;
+    const key = CredentialCache.key(name, password);
+    if (this.#cache.getByKey(key) !== undefined) return name;
+    return this.#check(name, password, key);
+  }
+
+  async #check(name: string, password: string, key: string): Promise<string | undefined> {
     const stored = this.#users.get(name);
-    const ok = await verifyPassword(password, stored ?? this.#dummy);
+    const checks = this.#checks;
+    let check = checks.get(key);
+    if (check === undefined) {
+      check = verifyPassword(password, stored ?? this.#dummy).finally(() => checks.delete(key));
+      checks.set(key, check);
+    }
+    const ok = await check;
+    // A reload while the check ran: the answer was about the old list.
+    if (checks !== this.#checks) return this.authenticate(name, password);
     if (!ok || !stored) return undefined;
-    this.#cache.remember(name, password);
+    this.#cache.rememberByKey(key, name);
     return name;
   }
 }

@@ -95,4 +95,17 @@ describe('HTTP proxy response timeouts (head 600 ms, body idle 600 ms)', () => {
     assert.match(text, /^HTTP\/1\.1 200 /);
     assert.match(text, /"bytes":5120/);
   });
+
+  it('a client that leaves before the destination answers is logged as 499 ended by the client, not as a proxy failure', async () => {
+    const s = await dial(p.port);
+    s.on('error', () => {});
+    s.write(head('/slow-headers?ms=400&x=left', 'Connection: close\r\n'));
+    await new Promise((r) => setTimeout(r, 100));
+    s.destroy();
+    const line = await lineFor((l) => typeof l.destination === 'string' && l.status === 499);
+    assert.equal(line.endedBy, 'client');
+    assert.equal(line.error, null);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok(!accessLines(p.lines).some((l) => l.error === 'proxy_internal_error'), JSON.stringify(accessLines(p.lines).filter((l) => l.error === 'proxy_internal_error')));
+  });
 });
