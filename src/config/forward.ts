@@ -233,7 +233,7 @@ export const forwardSchema = z
       .object({
         connect: duration('10s', 'Connecting to a destination.'),
         dns: duration('5s', 'Resolving a destination name.'),
-        handshake: duration('10s', 'A client has this long to send a complete request head or SOCKS handshake.'),
+        handshake: duration('10s', 'A client has this long to send a complete request head or SOCKS handshake; "0s": no limit.'),
         tunnelIdle: duration('5m', 'Close a tunnel when no byte has moved either way for this long; "0s": never.'),
         udpIdle: duration('2m', 'End a UDP association when no datagram has moved for this long.'),
         responseHeaders: duration('60s', 'Waiting for a destination\'s response headers (HTTP proxy); "0s": no limit.'),

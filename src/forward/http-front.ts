@@ -70,10 +70,14 @@ export class HttpFront {
         return;
       }
     }
-    const t = setTimeout(onHeadTimeout, this.#ctx.settings.handshakeTimeoutMs + this.#ctx.settings.clientKeepAliveMs, socket);
-    t.unref();
-    (socket as TimedSocket)[kHeadTimer] = t;
-    socket.once('close', onSocketClose);
+    const limit = this.#ctx.settings.handshakeTimeoutMs;
+    // `handshake: "0s"`: no limit on the request head (Node's keepAliveTimeout still ends idle connections).
+    if (limit > 0) {
+      const t = setTimeout(onHeadTimeout, limit + this.#ctx.settings.clientKeepAliveMs, socket);
+      t.unref();
+      (socket as TimedSocket)[kHeadTimer] = t;
+      socket.once('close', onSocketClose);
+    }
     this.#server.emit('connection', socket);
     // Node's parser reads the socket handle directly from now on; feed it what we already read.
     socket.emit('data', first);

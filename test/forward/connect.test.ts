@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ProxyAgent, request } from 'undici';
-import { accessLines, basic, dial, rawExchange, readUntil, refusedPort, run, startTestProxy, waitFor, type TestProxy } from './helpers.js';
+import { PASSWORD, USER, accessLines, basic, dial, rawExchange, readUntil, refusedPort, run, startTestProxy, waitFor, type TestProxy } from './helpers.js';
 import { startTlsOrigin, type TlsOrigin } from './tls-origin.js';
 
 describe('CONNECT tunnels', () => {
@@ -193,6 +193,39 @@ describe('CONNECT tunnels', () => {
       assert.match(echo.toString(), /still there\?/);
       assert.equal(closed, false);
       s.destroy();
+    } finally {
+      await q.close();
+      sink.close();
+    }
+  });
+});
+
+describe('handshake "0s" means no limit', () => {
+  it('a SOCKS5 client and an HTTP client that pause 400 ms inside their handshakes are served', async () => {
+    const q = await startTestProxy({ timeouts: { handshake: '0s' } });
+    const { sink, port } = await echoSink();
+    try {
+      const s = await dial(q.port);
+      s.write(Buffer.from([5, 1, 2])); // greeting: user/password
+      assert.deepEqual([...(await readUntil(s, (b) => b.length >= 2))], [5, 2]);
+      await new Promise((r) => setTimeout(r, 400));
+      const u = Buffer.from(USER);
+      const pw = Buffer.from(PASSWORD);
+      s.write(Buffer.concat([Buffer.from([1, u.length]), u, Buffer.from([pw.length]), pw]));
+      await readUntil(s, (b) => b.length >= 2);
+      s.write(Buffer.from([5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 0xff]));
+      const reply = await readUntil(s, (b) => b.length >= 10);
+      assert.equal(reply[1], 0, 'SOCKS5 CONNECT succeeded');
+      s.write('ping');
+      assert.match((await readUntil(s, (b) => b.includes('ping'))).toString('latin1'), /ping/);
+      s.destroy();
+
+      const h = await dial(q.port);
+      h.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\n`);
+      await new Promise((r) => setTimeout(r, 400));
+      h.write(`Host: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+      assert.match((await readUntil(h, (b) => b.includes('\r\n\r\n'))).toString('latin1'), /^HTTP\/1\.1 200/);
+      h.destroy();
     } finally {
       await q.close();
       sink.close();

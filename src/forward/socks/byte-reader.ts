@@ -27,14 +27,15 @@ export class ByteReader {
   #length = 0;
   #waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
   #ended: HandshakeEnded | undefined;
-  readonly #timer: NodeJS.Timeout;
+  /** Undefined when the handshake has no time limit (`handshake: "0s"`). */
+  readonly #timer: NodeJS.Timeout | undefined;
   readonly #onData = (c: Buffer): void => this.#push(c);
   readonly #onEnd = (): void => this.#end('closed');
 
   constructor(socket: Socket, first: Buffer, opts: { timeoutMs: number; maxBuffered?: number }) {
     this.#socket = socket;
     this.#maxBuffered = opts.maxBuffered ?? 64 * 1024;
-    this.#timer = setTimeout(() => this.#end('timeout'), opts.timeoutMs);
+    this.#timer = opts.timeoutMs > 0 ? setTimeout(() => this.#end('timeout'), opts.timeoutMs) : undefined;
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('close', this.#onEnd);
