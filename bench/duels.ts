@@ -147,6 +147,8 @@ export function duelRatio(results: readonly DuelResult[] | undefined, a: string,
 }
 
 const fmt = (x: number, digits = 2): string => x.toFixed(digits);
+/** A margin in percent: one decimal below 10 % (a ratio shown as 1.70× can miss 1.7 by 0.1 %). */
+const pct = (x: number): string => (Math.abs(100 * x) < 10 ? Math.abs(100 * x).toFixed(1) : Math.abs(100 * x).toFixed(0));
 
 /** What the duels are, for both reports. */
 export function duelMethod(seconds: number, repeats: number): string {
@@ -176,9 +178,9 @@ export function duelTable(results: readonly DuelResult[]): string {
     }
     const cpu = median(r.cpuRatios);
     const done = median(r.unitRatios);
-    const result = t === undefined ? '—' : cpu >= t ? `met, +${Math.round((cpu / t - 1) * 100)} %` : `**missed by ${Math.round((1 - cpu / t) * 100)} %**`;
+    const result = t === undefined ? '—' : cpu >= t ? `met, +${pct(cpu / t - 1)} %` : `**missed by ${pct(1 - cpu / t)} %**`;
     lines.push(
-      `| ${label} | ${r.pair.load} | ${fmt(median(r.cpuPerUnitUs.a), 0)} / ${fmt(median(r.cpuPerUnitUs.b), 0)} | ${r.cpuRatios.map((x) => fmt(x)).join(', ')} | ${fmt(cpu)}× | ${fmt(done)}× | ${want} | ${result} |`,
+      `| ${label} | ${r.pair.load} | ${fmt(median(r.cpuPerUnitUs.a), 0)} / ${fmt(median(r.cpuPerUnitUs.b), 0)} | ${r.cpuRatios.map((x) => fmt(x)).join(', ')} | ${fmt(cpu, t !== undefined && Math.abs(cpu / t - 1) < 0.01 ? 3 : 2)}× | ${fmt(done)}× | ${want} | ${result} |`,
     );
   }
   return lines.join('\n');
