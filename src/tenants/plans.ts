@@ -42,9 +42,10 @@ function human(n: number): string {
  * Enforces plans: requests per second (a one-second window counter in the Store),
  * bytes per day and month (usage hashes in the Store, fed by the meter through the
  * batching UsageLedger), allowed pools. Byte quotas are checked when a request, tunnel
- * or association starts, as bytes move (against the ledger's estimate, so the cut comes
- * at the chunk that crosses the limit) and for every UDP datagram (from a local mirror
- * of "over quota").
+ * or association starts, as bytes move (against the ledger's estimate: the user is over
+ * quota as soon as a counted chunk crosses the limit, and a tunnel checks before it counts
+ * the next chunk, so that one is cut) and for every UDP datagram (from a local mirror of
+ * "over quota").
  */
 export class PlanEnforcer {
   readonly #plans: ReadonlyMap<string, PlanSpec>;
