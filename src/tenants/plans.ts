@@ -23,6 +23,12 @@ export { periodOf, usageKey, type Period } from './usage-ledger.js';
 const PERIODS = ['day', 'month'] as const;
 const DIRECTIONS = ['up', 'down'] as const;
 
+/** A plan's byte limits for a period; undefined when it limits neither direction. */
+function byteLimits(plan: PlanSpec, period: Period): ByteLimits | undefined {
+  const limits = period === 'day' ? plan.bytesPerDay : plan.bytesPerMonth;
+  return limits === undefined || (limits.up === undefined && limits.down === undefined) ? undefined : limits;
+}
+
 /** The plan field a byte quota comes from, e.g. "bytesPerDay.down". */
 function quotaName(period: Period, dir: Direction): string {
   return `bytesPer${period === 'day' ? 'Day' : 'Month'}.${dir}`;
@@ -111,8 +117,8 @@ export class PlanEnforcer {
     const over = this.#blocked(user, now);
     if (over) return over;
     for (const period of PERIODS) {
-      const limits = period === 'day' ? plan.bytesPerDay : plan.bytesPerMonth;
-      if (!limits || (limits.up === undefined && limits.down === undefined)) continue;
+      const limits = byteLimits(plan, period);
+      if (limits === undefined) continue;
       const used = this.ledger.fresh(user, period, now);
       if (used === undefined) return this.#admitRead(user, plan, now);
       const refusal = this.#quotaRefusal(user, now, limits, used);
@@ -124,8 +130,8 @@ export class PlanEnforcer {
   /** Admission that first reads the user's usage from the store (not seen in the last second). */
   async #admitRead(user: string, plan: PlanSpec, now: number): Promise<Failure | undefined> {
     for (const period of PERIODS) {
-      const limits = period === 'day' ? plan.bytesPerDay : plan.bytesPerMonth;
-      if (!limits || (limits.up === undefined && limits.down === undefined)) continue;
+      const limits = byteLimits(plan, period);
+      if (limits === undefined) continue;
       const refusal = this.#quotaRefusal(user, now, limits, await this.ledger.read(user, period));
       if (refusal) return refusal;
     }
@@ -183,16 +189,16 @@ export class PlanEnforcer {
     this.ledger.add(user, dir, n);
     const plan = this.planOf(user);
     if (plan === undefined) return;
-    const day = plan.bytesPerDay?.[dir];
-    if (day !== undefined && this.ledger.estimate(user, 'day', dir) >= day) this.#block(user, dir, this.ledger.span('day').resetsAt, quotaName('day', dir));
-    const month = plan.bytesPerMonth?.[dir];
-    if (month !== undefined && this.ledger.estimate(user, 'month', dir) >= month) this.#block(user, dir, this.ledger.span('month').resetsAt, quotaName('month', dir));
+    for (const period of PERIODS) {
+      const lim = byteLimits(plan, period)?.[dir];
+      if (lim !== undefined && this.ledger.estimate(user, period, dir) >= lim) this.#block(user, dir, this.ledger.span(period).resetsAt, quotaName(period, dir));
+    }
   }
 
   /** The store's total after a write: over the limit (other nodes' bytes included) blocks. */
   #checkTotal(user: string, span: PeriodSpan, dir: Direction, total: number): void {
     const plan = this.planOf(user);
-    const lim = (span.period === 'day' ? plan?.bytesPerDay : plan?.bytesPerMonth)?.[dir];
+    const lim = plan === undefined ? undefined : byteLimits(plan, span.period)?.[dir];
     if (lim !== undefined && total >= lim) this.#block(user, dir, span.resetsAt, quotaName(span.period, dir));
   }
 
