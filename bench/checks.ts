@@ -3,8 +3,8 @@
 // each scenario at all.
 import http from 'node:http';
 import { BODY_1K, BODY_1M, POST_BODY } from './configs.js';
-import type { Scenario } from './scenarios.js';
-import { basicAuthorization, probeTunnel, type ProxyCredentials } from './tunnel-load.js';
+import { wrkRequest, type Scenario } from './scenarios.js';
+import { probeTunnel, type ProxyCredentials } from './tunnel-load.js';
 import type { WrkRequest } from './wrk.js';
 
 interface Answer {
@@ -53,7 +53,7 @@ export async function verifyOrigin(port: number): Promise<void> {
 /** One request of the scenario through the contender; throws with a reason if it fails. */
 export async function checkScenario(sc: Scenario, port: number, originPort: number, direct: boolean, auth?: ProxyCredentials): Promise<void> {
   if (sc.wrk) {
-    const req = auth ? { ...sc.wrk(originPort, direct), proxyAuthorization: basicAuthorization(auth) } : sc.wrk(originPort, direct);
+    const req = wrkRequest(sc.wrk, originPort, direct, auth);
     const a = await send(port, req);
     if (a.status !== 200) throw new Error(`${req.method} ${req.path} answered ${a.status}`);
     const want = req.path.endsWith('/1k') ? BODY_1K : req.path.endsWith('/1m') ? BODY_1M : undefined;

@@ -4,9 +4,9 @@ import { checkScenario } from './checks.js';
 import { Skip, type Contender, type Group, type Running, type StartContext } from './contenders.js';
 import type { ContenderInfo, RunRecord } from './report.js';
 import { TreeSampler, treeRssKb } from './rss.js';
-import type { Scenario } from './scenarios.js';
+import { wrkRequest, type Scenario } from './scenarios.js';
 import type { Pinning, Settings } from './settings.js';
-import { basicAuthorization, runTunnelLoadProcess } from './tunnel-load.js';
+import { runTunnelLoadProcess } from './tunnel-load.js';
 import { log, sleep } from './util.js';
 import { runWrk } from './wrk.js';
 
@@ -18,7 +18,7 @@ async function measure(sc: Scenario, id: string, r: Running, env: GroupEnv, roun
   const rec: RunRecord = { scenario: sc.id, contender: id, round, ok: 0, rate: 0, p50Us: NaN, p99Us: NaN, errors: 0 };
   try {
     if (sc.wrk) {
-      const request = r.auth ? { ...sc.wrk(originPort, direct), proxyAuthorization: basicAuthorization(r.auth) } : sc.wrk(originPort, direct);
+      const request = wrkRequest(sc.wrk, originPort, direct, r.auth);
       const w = await runWrk({ port: r.port, connections: sc.connections, durationS, request, cpus: pin.load, scriptDir });
       const e = w.errors;
       rec.ok = w.requests - e.status;

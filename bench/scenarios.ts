@@ -2,7 +2,7 @@
 // either by wrk or by the tunnel load generator.
 import { POST_BODY } from './configs.js';
 import type { Group } from './contenders.js';
-import type { TunnelLoadOptions } from './tunnel-load.js';
+import { basicAuthorization, type ProxyCredentials, type TunnelLoadOptions } from './tunnel-load.js';
 import type { WrkRequest } from './wrk.js';
 
 export interface Scenario {
@@ -112,3 +112,9 @@ export const SCENARIOS: Scenario[] = [
     wrk: get('/1k'),
   },
 ];
+
+/** The wrk request of a scenario, with the contender's credentials when it needs them. */
+export function wrkRequest(wrk: NonNullable<Scenario['wrk']>, originPort: number, direct: boolean, auth?: ProxyCredentials): WrkRequest {
+  const req = wrk(originPort, direct);
+  return auth ? { ...req, proxyAuthorization: basicAuthorization(auth) } : req;
+}
