@@ -84,7 +84,7 @@ export class EgressRouter {
   poolName(route: EgressRoute, host: string): string | undefined | Failure {
     if (route.pool !== undefined) {
       if (!this.pools.has(route.pool)) {
-        return new Failure({ type: 'http_request_denied', phase: 'route', status: 403, detail: `there is no egress pool named ${route.pool}` });
+        return new Failure({ type: 'http_request_denied', phase: 'route', detail: `there is no egress pool named ${route.pool}` });
       }
       return route.pool;
     }
@@ -135,7 +135,6 @@ export class EgressRouter {
     throw new Failure({
       type: 'destination_unavailable',
       phase: 'pick',
-      status: 503,
       detail: `every exit of pool ${poolName} is cooling down for ${host}${waitMs ? ` (next in ${Math.ceil(waitMs / 1000)} s)` : ''}`,
       retryAfter: waitMs ? Math.ceil(waitMs / 1000) : undefined,
     });

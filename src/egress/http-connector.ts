@@ -64,7 +64,7 @@ export function httpConnect(sock: Socket | Duplex, proxy: ProxyEndpoint, target:
         return;
       }
       if (status === 407) {
-        fail(withScope(new Failure({ type: 'proxy_configuration_error', phase: 'connect', nextHop: proxy.label, status: 502, detail: `upstream proxy ${proxy.label} refused our credentials (407)`, retrySafe: true }), 'exit'));
+        fail(withScope(new Failure({ type: 'proxy_configuration_error', phase: 'connect', nextHop: proxy.label, detail: `upstream proxy ${proxy.label} refused our credentials (407)`, retrySafe: true }), 'exit'));
         return;
       }
       const theirs = upstreamErrorType(head);
@@ -73,7 +73,6 @@ export function httpConnect(sock: Socket | Duplex, proxy: ProxyEndpoint, target:
         type,
         phase: 'connect',
         nextHop: proxy.label,
-        status: status >= 500 ? status : 502,
         detail: `upstream proxy ${proxy.label} answered ${status} to CONNECT ${hp}${theirs ? ` (its Proxy-Status: error=${theirs})` : ''}`,
         retrySafe: true,
         params: { 'received-status': status },

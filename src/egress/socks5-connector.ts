@@ -39,10 +39,10 @@ export async function socks5Connect(sock: Socket | Duplex, proxy: ProxyEndpoint,
     const rejected = /rejected connection - (\w+)/.exec(msg);
     if (rejected) {
       const [type, scope] = REPLY[rejected[1]!] ?? ['destination_unavailable', 'domain'];
-      return Promise.reject(withScope(new Failure({ type, phase: 'connect', nextHop: proxy.label, status: type === 'http_request_denied' ? 403 : undefined, detail: `upstream SOCKS5 proxy ${proxy.label} refused CONNECT ${hp}: ${rejected[1]}`, retrySafe: true }), scope));
+      return Promise.reject(withScope(new Failure({ type, phase: 'connect', nextHop: proxy.label, detail: `upstream SOCKS5 proxy ${proxy.label} refused CONNECT ${hp}: ${rejected[1]}`, retrySafe: true }), scope));
     }
     if (/authentication/i.test(msg)) {
-      return Promise.reject(withScope(new Failure({ type: 'proxy_configuration_error', phase: 'connect', nextHop: proxy.label, status: 502, detail: `upstream SOCKS5 proxy ${proxy.label} refused our credentials`, retrySafe: true }), 'exit'));
+      return Promise.reject(withScope(new Failure({ type: 'proxy_configuration_error', phase: 'connect', nextHop: proxy.label, detail: `upstream SOCKS5 proxy ${proxy.label} refused our credentials`, retrySafe: true }), 'exit'));
     }
     if (/timed out/i.test(msg)) {
       return Promise.reject(withScope(new Failure({ type: 'connection_timeout', phase: 'connect', nextHop: proxy.label, detail: `upstream SOCKS5 proxy ${proxy.label} did not complete CONNECT ${hp} in ${timeoutMs} ms`, retrySafe: true }), 'domain'));

@@ -111,7 +111,7 @@ export function classify(err: unknown, progress: AttemptProgress): Failure {
 
   // --- client-side problems reported by the upstream client --------------------------------------
   if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH') {
-    return new Failure({ type: 'http_request_error', phase: 'send', nextHop, detail: 'request body length does not match Content-Length', status: 400, cause: err });
+    return new Failure({ type: 'http_request_error', phase: 'send', nextHop, detail: 'request body length does not match Content-Length', reason: 'bad_request', cause: err });
   }
 
   // --- after the request was (being) written ------------------------------------------------
@@ -142,4 +142,18 @@ export function classify(err: unknown, progress: AttemptProgress): Failure {
   }
   if (code === 'ETIMEDOUT') return mk('connection_read_timeout', afterHeaders ? 'body' : 'headers', detailOf('connection timed out'), false);
   return mk('proxy_internal_error', 'internal', detailOf('unexpected error while proxying'), false);
+}
+
+/**
+ * A request head Node's parser (llhttp) rejected, by its error code: too large → 431,
+ * too slow → 408, anything else malformed → 400. Both faces' HTTP listeners use it.
+ */
+export function parserRefusal(code: string | undefined): Failure {
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'header_fields_too_large', detail: 'request header section larger than the listener accepts' });
+  }
+  if (code === 'HPE_HEADERS_TIMEOUT' || code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'request_timeout', detail: 'the request head did not arrive in time' });
+  }
+  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: `malformed request (${code || 'parse error'})` });
 }

@@ -1,4 +1,4 @@
-import { ERROR_TYPES, type Phase, type ProxyErrorType, type Source } from './types.js';
+import { ERROR_TYPES, REFUSAL_REASONS, type Phase, type ProxyErrorType, type RefusalReason, type Source } from './types.js';
 
 export interface FailureInit {
   type: ProxyErrorType;
@@ -9,8 +9,11 @@ export interface FailureInit {
   detail?: string;
   /** Whether sending the same request again (to another endpoint or on a fresh connection) is safe. */
   retrySafe?: boolean;
-  /** Override the status the type maps to (for example 431, 413, 405 for request errors). */
-  status?: number;
+  /**
+   * A refusal whose status is not the type's own (407, 429, 431, 501...): the reason
+   * names it and REFUSAL_REASONS gives the status. Statuses never come from call sites.
+   */
+  reason?: RefusalReason;
   /** Extra RFC 9209 parameters, e.g. rcode for dns_error, status-code for http_request_error. */
   params?: Record<string, string | number>;
   /** Seconds for a Retry-After header. */
@@ -30,6 +33,8 @@ export class Failure extends Error {
   readonly detail: string;
   readonly retrySafe: boolean;
   readonly status: number;
+  /** The refusal reason, when the status is not the type's own. */
+  readonly reason: RefusalReason | undefined;
   readonly params: Record<string, string | number> | undefined;
   readonly retryAfter: number | undefined;
   /** Stable code for programs: GATEWISE_<TYPE>. */
@@ -45,8 +50,19 @@ export class Failure extends Error {
     this.nextHop = init.nextHop;
     this.detail = init.detail ?? info.explain;
     this.retrySafe = init.retrySafe ?? false;
-    this.status = init.status ?? (info.status || 502);
-    this.params = init.params;
+    let status: number = info.status || 502;
+    let params = init.params;
+    if (init.reason !== undefined) {
+      const r = REFUSAL_REASONS[init.reason];
+      // A programming error, not a runtime condition: the table ties each reason to one type.
+      if (r.type !== init.type) throw new TypeError(`refusal reason ${init.reason} belongs to ${r.type}, not ${init.type}`);
+      status = r.status;
+    }
+    // RFC 9209 §2.3.15: http_request_error carries the status it produced.
+    if (init.type === 'http_request_error' && params?.['status-code'] === undefined) params = { ...params, 'status-code': status };
+    this.status = status;
+    this.reason = init.reason;
+    this.params = params;
     this.retryAfter = init.retryAfter;
     this.code = `GATEWISE_${init.type.toUpperCase()}`;
   }

@@ -79,3 +79,32 @@ export const ERROR_TYPE_NAMES = Object.keys(ERROR_TYPES) as ProxyErrorType[];
 export function isProxyErrorType(s: string): s is ProxyErrorType {
   return Object.prototype.hasOwnProperty.call(ERROR_TYPES, s);
 }
+
+/**
+ * Refusals whose status is not their type's: each a stable reason code with its RFC 9209
+ * type and status. With ERROR_TYPES above, the only place statuses are written: call sites
+ * name a reason, never a status (test/failure/statuses.test.ts fails when one does).
+ */
+export const REFUSAL_REASONS = {
+  /** Malformed request (the type's own 400, named for symmetry with the others). */
+  bad_request: { type: 'http_request_error', status: 400 },
+  /** The request head (or a SOCKS handshake) did not arrive in time. */
+  request_timeout: { type: 'http_request_error', status: 408 },
+  /** The request body is larger than allowed. */
+  content_too_large: { type: 'http_request_error', status: 413 },
+  /** The request header section is larger than allowed. */
+  header_fields_too_large: { type: 'http_request_error', status: 431 },
+  /** The method is valid HTTP but not served here (CONNECT on the reverse gateway). */
+  method_not_allowed: { type: 'http_request_error', status: 405 },
+  /** A method, transfer coding or SOCKS command the gateway does not implement. */
+  not_implemented: { type: 'http_request_error', status: 501 },
+  /** No, malformed or wrong proxy credentials. */
+  proxy_auth_required: { type: 'http_request_denied', status: 407 },
+  /** A rate, quota or connection limit of the user's plan. */
+  too_many_requests: { type: 'http_request_denied', status: 429 },
+} as const satisfies Record<string, { type: ProxyErrorType; status: number }>;
+
+export type RefusalReason = keyof typeof REFUSAL_REASONS;
+
+/** The status a record carries when the client left before an answer (nginx's 499; never sent). */
+export const CLIENT_CLOSED_STATUS = 499;

@@ -17,7 +17,7 @@ export function admit(ctx: ForwardContext, user: string | null, kind: 'request' 
   const releaseConn = ctx.limits.tryAcquire(key, 'connections', maxConn);
   if (!releaseConn) {
     if (planMax !== undefined) {
-      return limitRefusal(429, `plan ${ctx.plans.planName(user)}: maxConnections limit of ${planMax} reached; it frees up when one of your connections ends`, 1);
+      return limitRefusal('too_many_requests', `plan ${ctx.plans.planName(user)}: maxConnections limit of ${planMax} reached; it frees up when one of your connections ends`, 1);
     }
     return new Failure({ type: 'connection_limit_reached', phase: 'admit', nextHop, detail: `user ${key} has ${maxConn} connections open already`, retryAfter: 1 });
   }

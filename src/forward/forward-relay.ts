@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { classify, type Failure } from '../failure/index.js';
+import { CLIENT_CLOSED_STATUS, classify, type Failure } from '../failure/index.js';
 import { stripHopByHop, viaValue } from '../http/headers.js';
 import type { MeterSession } from '../tenants/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
@@ -59,7 +59,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     if (this.#settled) return;
     // The client left before the response was complete. Settled before the abort: undici
     // calls onError from inside abort(), and that error is ours, not the destination's.
-    this.#settle({ status: this.#headersSent ? this.#res.statusCode : 499, endedBy: 'client' });
+    this.#settle({ status: this.#headersSent ? this.#res.statusCode : CLIENT_CLOSED_STATUS, endedBy: 'client' });
     this.#abort?.();
   };
 

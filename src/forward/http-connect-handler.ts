@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { Failure, classify } from '../failure/index.js';
+import { CLIENT_CLOSED_STATUS, Failure, classify } from '../failure/index.js';
 import type { MeterSession } from '../tenants/index.js';
 import { admit } from './admission.js';
 import type { ConnectRequest } from './connect-head.js';
@@ -99,7 +99,7 @@ export class HttpConnectHandler {
       noteExit(session, choice);
     } catch (err) {
       if (cancel.aborted) {
-        session.finish({ status: 499, error: null, method: 'CONNECT', endedBy: 'client' });
+        session.finish({ status: CLIENT_CLOSED_STATUS, error: null, method: 'CONNECT', endedBy: 'client' });
         return;
       }
       const f = err instanceof Failure ? err : classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop: session.destination ?? undefined });
@@ -111,7 +111,7 @@ export class HttpConnectHandler {
     const address = (choice === undefined ? literalAddress(target.host)?.address : undefined) ?? upstream.remoteAddress ?? null;
     if (socket.destroyed) {
       upstream.destroy();
-      session.finish({ status: 499, error: null, method: 'CONNECT', endedBy: 'client', address });
+      session.finish({ status: CLIENT_CLOSED_STATUS, error: null, method: 'CONNECT', endedBy: 'client', address });
       return;
     }
     ctx.tracker.add(upstream);

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Failure } from '../failure/index.js';
+import { parserRefusal } from '../failure/index.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
 import { HttpConnectHandler } from './http-connect-handler.js';
@@ -95,20 +95,11 @@ export class HttpFront {
       socket.destroy();
       return;
     }
-    let status = 400;
-    let detail = `malformed request (${code || 'parse error'})`;
-    if (code === 'HPE_HEADER_OVERFLOW') {
-      status = 431;
-      detail = 'request header section too large';
-    } else if (code === 'HPE_HEADERS_TIMEOUT' || code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      status = 408;
-      detail = 'request head not received in time';
-    }
-    const f = new Failure({ type: 'http_request_error', phase: 'accept', status, detail, params: { 'status-code': status } });
+    const f = parserRefusal(code);
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     writeRawFailure(this.#ctx, socket, f, requestId, undefined);
-    session.finish({ status, error: f.type, refused: true, endedBy: 'proxy' });
+    session.finish({ status: f.status, error: f.type, refused: true, endedBy: 'proxy' });
   }
 
   close(): void {

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, pipeline, type Readable } from 'node:stream';
-import { Failure, classify } from '../failure/index.js';
+import { CLIENT_CLOSED_STATUS, Failure, classify } from '../failure/index.js';
 import { viaContains } from '../http/headers.js';
 import type { MeterSession } from '../tenants/index.js';
 import { admit } from './admission.js';
@@ -154,7 +154,7 @@ export class HttpProxyHandler {
       if (absolute && response.statusCode === 407 && d.choice) {
         response.body.destroy();
         done();
-        const f = new Failure({ type: 'proxy_configuration_error', phase: 'headers', status: 502, nextHop: d.choice.exit.label, detail: `upstream proxy ${d.choice.exit.label} refused our credentials (407)` });
+        const f = new Failure({ type: 'proxy_configuration_error', phase: 'headers', nextHop: d.choice.exit.label, detail: `upstream proxy ${d.choice.exit.label} refused our credentials (407)` });
         ctx.egress.report(d.choice, host, 'exit', f);
         throw f;
       }
@@ -203,7 +203,7 @@ export class HttpProxyHandler {
       res.off('close', onClose);
       const address = null;
       if (clientGone) {
-        session.finish({ status: 499, error: null, method: req.method, endedBy: 'client', address });
+        session.finish({ status: CLIENT_CLOSED_STATUS, error: null, method: req.method, endedBy: 'client', address });
         return;
       }
       const f = classify(err, { connected: true, responseStarted: false, headersReceived: false, nextHop: session.destination ?? undefined });
@@ -249,7 +249,7 @@ export class HttpProxyHandler {
           sendFailure(ctx, req, res, o.failure, session.requestId);
           session.finish({ status: o.failure.status, error: o.failure.type, method: req.method, endedBy: o.endedBy, address });
         } else {
-          if (o.status !== 499) session.up(headUp);
+          if (o.status !== CLIENT_CLOSED_STATUS) session.up(headUp);
           session.finish({ status: o.status, error: o.error?.type ?? null, method: req.method, endedBy: o.endedBy, address });
         }
         resolve();

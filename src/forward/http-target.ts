@@ -17,7 +17,7 @@ export interface HttpTarget {
 const ABSOLUTE_RE = /^(https?):\/\/([^/?#]*)([^#]*)/i;
 
 function bad(detail: string): Failure {
-  return new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail, params: { 'status-code': 400 } });
+  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail });
 }
 
 /**

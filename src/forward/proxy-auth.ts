@@ -51,7 +51,7 @@ function routeWithParameters(user: string | undefined, p: ReturnType<typeof pars
 }
 
 function refused(detail: string): AuthOutcome {
-  return { ok: false, failure: new Failure({ type: 'http_request_denied', phase: 'accept', status: 407, detail }) };
+  return { ok: false, failure: new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail }) };
 }
 
 /**

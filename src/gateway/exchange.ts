@@ -121,7 +121,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
     const req = this.req;
     try {
       if (!HTTP_METHODS.has(req.method!)) {
-        throw new Failure({ type: 'http_request_error', phase: 'accept', status: 501, detail: `method ${req.method} is not an HTTP method the gateway forwards`, params: { 'status-code': 501 } });
+        throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'not_implemented', detail: `method ${req.method} is not an HTTP method the gateway forwards` });
       }
       if (req.url === '*') {
         this.#answerAsterisk();
@@ -129,7 +129,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
       }
       const path = originForm(req.url ?? '');
       if (path === undefined) {
-        throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'invalid request-target', params: { 'status-code': 400 } });
+        throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'invalid request-target' });
       }
       this.#path = path;
       const host = normalizeHost(req.headers.host);
@@ -173,7 +173,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
    */
   #answerAsterisk(): void {
     if (this.req.method !== 'OPTIONS') {
-      throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'asterisk-form is only valid with OPTIONS', params: { 'status-code': 400 } });
+      throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'asterisk-form is only valid with OPTIONS' });
     }
     this.#complete = true;
     const name = this.ctx.identity;

@@ -120,9 +120,8 @@ export function buildUpstreamHead(
           throw new Failure({
             type: 'http_request_error',
             phase: 'accept',
-            status: 501,
+            reason: 'not_implemented',
             detail: `Transfer-Encoding "${value}" is not supported (only chunked)`,
-            params: { 'status-code': 501 },
           });
         }
         hasBody = true;

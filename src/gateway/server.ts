@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Config, ListenerConfig } from '../config/schema.js';
-import { Failure, renderFailure } from '../failure/index.js';
+import { Failure, parserRefusal, renderFailure } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
 import { buildContext, ms, proxyStatusOptions, type GatewayContext } from './context.js';
@@ -14,14 +14,6 @@ export interface ListeningAddress {
   address: string;
   port: number;
   url: string;
-}
-
-/** Node's parser errors on the client side → the status we answer. */
-function clientErrorStatus(code: string | undefined): number {
-  if (code === 'HPE_HEADER_OVERFLOW') return 431;
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'HPE_HEADERS_TIMEOUT') return 408;
-  if (code === 'HPE_INVALID_METHOD') return 400;
-  return 400;
 }
 
 /**
@@ -60,7 +52,7 @@ export class Gateway {
         new UpgradeExchange(this.ctx, req, socket, head, entry.name, via11).start();
       });
       server.on('connect', (req: IncomingMessage, socket: Duplex) => {
-        this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', status: 405, detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)', params: { 'status-code': 405 } }), entry.name, req);
+        this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }), entry.name, req);
       });
       server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket, entry.name));
       entry.server = server;
@@ -131,14 +123,7 @@ export class Gateway {
       socket.destroy();
       return;
     }
-    const status = clientErrorStatus(code);
-    const detail =
-      status === 431
-        ? 'request header section larger than the listener accepts'
-        : status === 408
-          ? 'the request head did not arrive in time'
-          : `malformed request (${code ?? 'parse error'})`;
-    this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', status, detail, params: { 'status-code': status } }), listener);
+    this.#refuseRaw(socket, parserRefusal(code), listener);
   }
 
   /** Answer on a raw socket (parser errors, CONNECT) and close it. */

@@ -67,15 +67,15 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
     const req = this.#req;
     try {
       const path = originForm(req.url ?? '');
-      if (path === undefined || path === '*') throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'invalid request-target', params: { 'status-code': 400 } });
+      if (path === undefined || path === '*') throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'invalid request-target' });
       // A body on an upgrade request would turn into tunnel data after a 101: refuse it.
       const cl = req.headers['content-length'];
       if ((cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined) {
-        throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'an upgrade request must not carry a body', params: { 'status-code': 400 } });
+        throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'an upgrade request must not carry a body' });
       }
       // Node enforces requireHostHeader only on plain requests: the same rule here.
       if (req.httpVersion === '1.1' && req.headers.host === undefined) {
-        throw new Failure({ type: 'http_request_error', phase: 'accept', status: 400, detail: 'an HTTP/1.1 request needs a Host header', params: { 'status-code': 400 } });
+        throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'an HTTP/1.1 request needs a Host header' });
       }
       const route = this.#ctx.router.match(normalizeHost(req.headers.host), req.method!, path, req.headers);
       if (!route) throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${req.headers.host ?? ''}${path}` });

@@ -6,8 +6,9 @@ import { Failure } from '../failure/index.js';
  */
 const customerFacing = new WeakSet<Failure>();
 
-export function limitRefusal(status: 403 | 407 | 429, detail: string, retryAfterSec?: number): Failure {
-  const f = new Failure({ type: 'http_request_denied', phase: 'admit', status, detail, retryAfter: retryAfterSec });
+/** A plan's refusal: `denied` (403, the plan does not include it) or `too_many_requests` (429, a limit). */
+export function limitRefusal(kind: 'denied' | 'too_many_requests', detail: string, retryAfterSec?: number): Failure {
+  const f = new Failure({ type: 'http_request_denied', phase: 'admit', reason: kind === 'too_many_requests' ? kind : undefined, detail, retryAfter: retryAfterSec });
   customerFacing.add(f);
   return f;
 }

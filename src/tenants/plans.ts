@@ -100,7 +100,7 @@ export class PlanEnforcer {
     const plan = this.planOf(user);
     if (!plan?.pools || pool === undefined) return undefined;
     if (plan.pools.includes(pool)) return undefined;
-    return limitRefusal(403, `plan ${this.planName(user)} does not include egress pool ${pool}`);
+    return limitRefusal('denied', `plan ${this.planName(user)} does not include egress pool ${pool}`);
   }
 
   /**
@@ -167,7 +167,7 @@ export class PlanEnforcer {
     const rps = plan.requestsPerSecond!;
     if (n > rps) {
       const wait = (sec + 1) * 1000 - now;
-      return limitRefusal(429, `plan ${this.planName(user)}: requestsPerSecond limit of ${rps} reached; resets in ${wait} ms`, 1);
+      return limitRefusal('too_many_requests', `plan ${this.planName(user)}: requestsPerSecond limit of ${rps} reached; resets in ${wait} ms`, 1);
     }
     this.ledger.add(user, 'requests', 1);
     return undefined;
@@ -224,7 +224,7 @@ export class PlanEnforcer {
     const [field, dir] = why.split('.') as ['bytesPerDay' | 'bytesPerMonth', 'up' | 'down'];
     const lim = plan?.[field]?.[dir];
     return limitRefusal(
-      429,
+      'too_many_requests',
       `plan ${this.planName(user)}: ${why} limit${lim !== undefined ? ` of ${human(lim)}` : ''} reached; resets at ${new Date(until).toISOString()}`,
       Math.ceil((until - now) / 1000),
     );

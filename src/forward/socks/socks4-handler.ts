@@ -84,7 +84,7 @@ export class Socks4Handler {
         return this.#refuse(socket, session, protocolError((err as Error).message));
       }
     }
-    if (cd !== 0x01) return this.#refuse(socket, session, protocolError(`SOCKS4 command ${cd} not supported`, 501));
+    if (cd !== 0x01) return this.#refuse(socket, session, protocolError(`SOCKS4 command ${cd} not supported`, 'not_implemented'));
 
     let user: string | null = null;
     let route: EgressRoute = { user: null };
@@ -93,9 +93,9 @@ export class Socks4Handler {
       const found = await authenticateName(ctx, userId.slice(0, colon), userId.slice(colon + 1));
       if (found) route = found;
       user = found?.user ?? null;
-      if (user === null) return this.#refuse(socket, session, new Failure({ type: 'http_request_denied', phase: 'accept', status: 407, detail: 'wrong user name or password' }));
+      if (user === null) return this.#refuse(socket, session, new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'wrong user name or password' }));
     } else if (ctx.settings.authRequired) {
-      return this.#refuse(socket, session, new Failure({ type: 'http_request_denied', phase: 'accept', status: 407, detail: 'SOCKS4 needs USERID name:password when authentication is required' }));
+      return this.#refuse(socket, session, new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'SOCKS4 needs USERID name:password when authentication is required' }));
     }
     session.user = user;
     const nextHop = hostPort(host, port);

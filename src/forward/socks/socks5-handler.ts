@@ -65,7 +65,7 @@ export class Socks5Handler {
     if (!ctx.settings.authRequired && methods.includes(METHOD.none)) method = METHOD.none;
     else if (methods.includes(METHOD.userPass)) method = METHOD.userPass;
     if (method === METHOD.noAcceptable) {
-      const f = new Failure({ type: 'http_request_denied', phase: 'accept', status: 407, detail: 'client offers no acceptable authentication method' });
+      const f = new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'client offers no acceptable authentication method' });
       return this.#refuse(socket, session, f, undefined, Buffer.from([VERSION, METHOD.noAcceptable]));
     }
     socket.write(Buffer.from([VERSION, method]));
@@ -83,7 +83,7 @@ export class Socks5Handler {
       const found = name.length > 0 ? await authenticateName(ctx, name, password) : undefined;
       if (found === undefined) {
         session.user = null;
-        const f = new Failure({ type: 'http_request_denied', phase: 'accept', status: 407, detail: 'wrong user name or password' });
+        const f = new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'wrong user name or password' });
         return this.#refuse(socket, session, f, undefined, Buffer.from([0x01, AUTH_STATUS.failure]));
       }
       socket.write(Buffer.from([0x01, AUTH_STATUS.success]));
@@ -111,7 +111,7 @@ export class Socks5Handler {
       return runUdpAssociation(ctx, socket, r, session, route, target, (code, addr, port) => socks5Reply(code, addr, port));
     }
     const code = SOCKS5_REPLY.commandNotSupported;
-    return this.#refuse(socket, session, protocolError(`SOCKS5 command ${cmd} not supported`, 501), code, socks5Reply(code));
+    return this.#refuse(socket, session, protocolError(`SOCKS5 command ${cmd} not supported`, 'not_implemented'), code, socks5Reply(code));
   }
 
   async #connect(socket: Socket, r: ByteReader, session: MeterSession, route: EgressRoute, target: SocksTarget): Promise<void> {

@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { ERROR_TYPES, Failure, REFUSAL_REASONS, type RefusalReason } from '../../src/failure/index.js';
+
+const SRC = new URL('../../../src/', import.meta.url).pathname;
+
+function sources(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...sources(p));
+    else if (p.endsWith('.ts')) out.push(p);
+  }
+  return out;
+}
+
+// The lab is an upstream (it answers statuses on purpose); the admin API answers its own
+// 200/404; the table itself is where statuses live.
+const EXEMPT = [/\/src\/lab\//, /\/src\/failure\/types\.ts$/, /\/src\/observe\/admin\.ts$/, /\/src\/cli\/demo\.ts$/];
+
+/** Error statuses (4xx, 5xx) written as literals where a status is set. */
+const SETTERS = [
+  /\bstatus\s*:\s*[45]\d\d\b/, // a Failure init, a record or a finish() call
+  /\bstatusCode\s*=\s*[45]\d\d\b/,
+  /\bwriteHead\(\s*[45]\d\d\b/,
+  /\bHTTP\/1\.[01] [45]\d\d\b/, // a raw status line
+  /\bstatus\s*===?\s*[45]\d\d\s*\?\s*[45]\d\d\b/, // a status chosen by a condition
+];
+
+test('statuses come only from the taxonomy table: no call site in src/ sets an error status', () => {
+  const found: string[] = [];
+  for (const file of sources(SRC)) {
+    if (EXEMPT.some((re) => re.test(file))) continue;
+    const lines = readFileSync(file, 'utf8').split('\n');
+    lines.forEach((line, i) => {
+      if (line.trimStart().startsWith('//') || line.trimStart().startsWith('*')) return;
+      if (SETTERS.some((re) => re.test(line))) found.push(`${file.slice(SRC.length)}:${i + 1}: ${line.trim()}`);
+    });
+  }
+  assert.deepEqual(found, [], `statuses set at call sites (name a REFUSAL_REASONS entry instead):\n${found.join('\n')}`);
+});
+
+test('a refusal reason gives its status and type; http_request_error carries status-code (RFC 9209 §2.3.15)', () => {
+  for (const [reason, r] of Object.entries(REFUSAL_REASONS)) {
+    const f = new Failure({ type: r.type, phase: 'accept', reason: reason as RefusalReason });
+    assert.equal(f.status, r.status, reason);
+    assert.equal(f.reason, reason);
+    if (r.type === 'http_request_error') assert.equal(f.params?.['status-code'], r.status);
+  }
+  for (const [type, info] of Object.entries(ERROR_TYPES)) {
+    if (info.status === 0) continue;
+    assert.equal(new Failure({ type: type as keyof typeof ERROR_TYPES, phase: 'internal' }).status, info.status, type);
+  }
+});
+
+test('a reason of another type is a programming error, refused at once', () => {
+  assert.throws(() => new Failure({ type: 'http_request_error', phase: 'accept', reason: 'proxy_auth_required' }), /belongs to http_request_denied/);
+});
+
+test('proxy_configuration_error answers the table status (500), wherever it is made', () => {
+  assert.equal(new Failure({ type: 'proxy_configuration_error', phase: 'connect' }).status, 500);
+});
