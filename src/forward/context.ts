@@ -7,6 +7,8 @@ import type { ResourceTracker } from './resource-tracker.js';
 import type { DestinationRules } from './rules/destination-rules.js';
 import type { ForwardSettings } from './settings.js';
 import type { UpstreamAgents } from './upstream-agents.js';
+import type { RelayTimeouts } from './forward-relay.js';
+import type { UpstreamTls } from './upstream-tls.js';
 
 /** What every protocol handler of one running forward proxy shares. */
 export interface ForwardContext {
@@ -24,6 +26,10 @@ export interface ForwardContext {
   readonly egress: EgressRouter;
   readonly plans: PlanEnforcer;
   readonly grammar: UsernameGrammar;
+  /** TLS to destinations: `direct` for pooled Agents (sessions resumed), `pooled` for exits of a pool (never resumed). */
+  readonly tls: { readonly direct: UpstreamTls; readonly pooled: UpstreamTls };
+  /** The HTTP relay's waits for the response head and between body bytes. */
+  readonly relayTimeouts: RelayTimeouts;
   /** Whether anything reads the finished records (access log, observers on the channel). */
   readonly recordsObserved: () => boolean;
 }

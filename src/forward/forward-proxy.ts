@@ -27,9 +27,12 @@ import { ForwardListener, type ForwardProtocol } from './listener.js';
 import { ResourceTracker } from './resource-tracker.js';
 import { DestinationRules } from './rules/destination-rules.js';
 import { toSettings } from './settings.js';
-import { Socks4Handler } from './socks/socks4-handler.js';
-import { Socks5Handler } from './socks/socks5-handler.js';
+import { Socks4Front } from './socks/socks4-front.js';
+import { Socks5Front } from './socks/socks5-front.js';
 import { UpstreamAgents } from './upstream-agents.js';
+import { UpstreamTls } from './upstream-tls.js';
+import { mergeForwardHooks, type ForwardHooks } from './hooks.js';
+import { ForwardPipeline } from './pipeline.js';
 
 /** diagnostics_channel name carrying every FinishedRecord of the forward proxy. */
 export const FINISHED_CHANNEL = 'gatewise:forward:finished';
@@ -51,6 +54,8 @@ export interface ForwardDeps {
   store?: Store;
   /** Clock for sessions, cool-downs and quotas (tests). */
   now?: () => number;
+  /** Extension hooks at the pipeline's fixed phases (see docs/extending.md), run in this order. */
+  hooks?: readonly ForwardHooks[];
 }
 
 export interface ForwardProxy {
@@ -154,10 +159,15 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     },
   });
   const finishedChannel = channel(FINISHED_CHANNEL);
+  const hooks = mergeForwardHooks(deps.hooks ?? []);
   const plans = new PlanEnforcer(new Map<string, PlanSpec>(Object.entries(config.plans)), userPlans, store, deps.now);
   const directory = new UserDirectory(users, { cacheTtlMs: settings.authCacheTtlMs });
   setTables(users);
-  const agents = new UpstreamAgents(dialer, () => rules, settings, trackSocket);
+  const tls = {
+    direct: new UpstreamTls({ connectTimeoutMs: settings.connectTimeoutMs, resumeSessions: true }),
+    pooled: new UpstreamTls({ connectTimeoutMs: settings.connectTimeoutMs, resumeSessions: false }),
+  };
+  const agents = new UpstreamAgents(dialer, () => rules, settings, trackSocket, tls.direct);
   const ctx: ForwardContext = {
     settings,
     users: directory,
@@ -174,8 +184,11 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     egress,
     plans,
     grammar: { separator: config.usernameGrammar.separator, keys: { session: config.usernameGrammar.session, ttl: config.usernameGrammar.ttl, pool: config.usernameGrammar.pool } },
-    recordsObserved: () => config.accessLog || finishedChannel.hasSubscribers,
+    tls,
+    relayTimeouts: { headersMs: settings.responseHeadersMs, bodyIdleMs: settings.responseBodyIdleMs },
+    recordsObserved: () => config.accessLog || finishedChannel.hasSubscribers || hooks.onFinish !== undefined,
   };
+  const pipeline = new ForwardPipeline(ctx, hooks);
 
   let usersFile: UsersFile<ForwardUser[]> | undefined;
   if (config.auth.usersFile) {
@@ -224,8 +237,10 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
 
   const detachLog = config.accessLog ? attachAccessLog(ctx.meter, logger) : () => {};
   // Observers (metrics, dashboard) subscribe to finishedChannel; the hot path does not import them.
+  const onFinish = hooks.onFinish;
   const publish = (rec: FinishedRecord): void => {
     if (finishedChannel.hasSubscribers) finishedChannel.publish(rec);
+    onFinish?.(rec);
   };
   ctx.meter.on('finished', publish);
   if (!settings.authRequired) {
@@ -235,8 +250,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     logger.warn({ component: 'forward' }, 'forward proxy may connect to private, loopback and link-local addresses (rules.allowPrivate: true)');
   }
 
-  const http = new HttpFront(ctx);
-  const handlers = { http, socks5: new Socks5Handler(ctx).handle, socks4: new Socks4Handler(ctx).handle };
+  const http = new HttpFront(pipeline);
+  const handlers = { http, socks5: new Socks5Front(pipeline).handle, socks4: new Socks4Front(pipeline).handle };
   const listeners = config.listeners.map((l) => new ForwardListener(l, ctx, handlers));
   const cleanup = async (): Promise<void> => {
     usersFile?.close();

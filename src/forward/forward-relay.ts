@@ -40,12 +40,16 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   readonly #body: Readable | null;
   readonly #timeouts: RelayTimeouts;
   readonly #timer = new ResponseTimer(this);
+  readonly #extra: readonly string[] | undefined;
+  readonly #inspect: HeadInspector | undefined;
   #abort: ((err?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   #headersSent = false;
   #settled = false;
 
-  constructor(res: ServerResponse, session: MeterSession, pseudonym: string, body: Readable | null, timeouts: RelayTimeouts, done: (o: RelayOutcome) => void) {
+  constructor(res: ServerResponse, session: MeterSession, pseudonym: string, body: Readable | null, timeouts: RelayTimeouts, done: (o: RelayOutcome) => void, through?: { extraHeaders?: readonly string[]; inspect?: HeadInspector }) {
+    this.#extra = through?.extraHeaders;
+    this.#inspect = through?.inspect;
     this.#res = res;
     this.#session = session;
     this.#via = viaValue('1.1', pseudonym);
@@ -96,8 +100,16 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     this.#timer.body(this.#timeouts.bodyIdleMs, performance.now());
     const list: string[] = new Array<string>(rawHeaders.length);
     for (let i = 0; i < rawHeaders.length; i++) list[i] = rawHeaders[i]!.toString('latin1');
+    if (this.#inspect !== undefined) {
+      const refused = this.#inspect(statusCode, list);
+      if (refused) {
+        this.#abort?.(refused);
+        return false;
+      }
+    }
     const out = stripHopByHop(list);
     out.push('via', this.#via);
+    if (this.#extra !== undefined) out.push(...this.#extra);
     this.#headersSent = true;
     this.#session.down(headerBytes(out) + 17);
     this.#res.writeHead(statusCode, statusText || undefined, out);
@@ -159,6 +171,12 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     if (!this.#settled) this.#abort?.(err);
   }
 }
+
+/**
+ * Looks at a response head before it is passed on (an upstream proxy hop's answer): a
+ * Failure aborts the request with it (the client gets the gateway's answer instead).
+ */
+export type HeadInspector = (status: number, headers: readonly string[]) => Failure | undefined;
 
 /** The relay's waits, in ms (0: none). */
 export interface RelayTimeouts {

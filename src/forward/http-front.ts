@@ -3,9 +3,10 @@ import type { Socket } from 'node:net';
 import { parserRefusal } from '../failure/index.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
-import { HttpConnectHandler } from './http-connect-handler.js';
+import { HttpConnectFront } from './http-connect-front.js';
 import { writeRawFailure } from './http-failure.js';
-import { HttpProxyHandler } from './http-proxy-handler.js';
+import { HttpProxyFront } from './http-proxy-front.js';
+import type { ForwardPipeline } from './pipeline.js';
 
 const kHeadTimer = Symbol('gatewise.headTimer');
 const kBusy = Symbol('gatewise.busy');
@@ -32,9 +33,10 @@ interface ParserError extends Error {
 export class HttpFront {
   readonly #ctx: ForwardContext;
   readonly #server: Server;
-  readonly #connect: HttpConnectHandler;
+  readonly #connect: HttpConnectFront;
 
-  constructor(ctx: ForwardContext) {
+  constructor(pipeline: ForwardPipeline) {
+    const ctx = pipeline.ctx;
     this.#ctx = ctx;
     const s = ctx.settings;
     this.#server = createServer({
@@ -45,8 +47,8 @@ export class HttpFront {
       insecureHTTPParser: false,
       joinDuplicateHeaders: false,
     });
-    const proxy = new HttpProxyHandler(ctx);
-    const connect = new HttpConnectHandler(ctx);
+    const proxy = new HttpProxyFront(pipeline);
+    const connect = new HttpConnectFront(pipeline);
     this.#connect = connect;
     this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       stopHeadTimer(req.socket);

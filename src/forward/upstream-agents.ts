@@ -1,11 +1,10 @@
-import { isIP, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import type { Socket } from 'node:net';
 import { Agent, type buildConnector } from 'undici';
-import { classify } from '../failure/index.js';
 import { unbracket } from '../egress/index.js';
 import type { Dialer } from '../egress/index.js';
 import type { DestinationRules } from './rules/destination-rules.js';
 import type { ForwardSettings } from './settings.js';
+import type { UpstreamTls } from './upstream-tls.js';
 
 /**
  * undici Agents (a Pool per origin) whose connections are opened by the Dialer, so
@@ -20,9 +19,11 @@ export class UpstreamAgents {
   readonly #rulesOf: () => DestinationRules;
   readonly #settings: ForwardSettings;
   readonly #onSocket: (s: Socket) => () => void;
+  readonly #tls: UpstreamTls;
   #closed = false;
 
-  constructor(dialer: Dialer, rules: () => DestinationRules, settings: ForwardSettings, onSocket: (s: Socket) => () => void) {
+  constructor(dialer: Dialer, rules: () => DestinationRules, settings: ForwardSettings, onSocket: (s: Socket) => () => void, tls: UpstreamTls) {
+    this.#tls = tls;
     this.#dialer = dialer;
     this.#rulesOf = rules;
     this.#settings = settings;
@@ -63,22 +64,8 @@ export class UpstreamAgents {
           sock.once('close', untrack);
           if (sock.remoteAddress) this.#lastAddress.set(`${scope} ${origin}`, sock.remoteAddress);
           if (this.#lastAddress.size > 10_000) this.#lastAddress.clear();
-          if (!https) {
-            callback(null, sock);
-            return;
-          }
-          const tls = tlsConnect({ socket: sock, servername: isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'] });
-          const timer = setTimeout(() => tls.destroy(Object.assign(new Error('TLS handshake timed out'), { code: 'UND_ERR_CONNECT_TIMEOUT' })), s.connectTimeoutMs);
-          tls.once('secureConnect', () => {
-            clearTimeout(timer);
-            tls.removeAllListeners('error');
-            callback(null, tls);
-          });
-          tls.once('error', (err) => {
-            clearTimeout(timer);
-            sock.destroy();
-            callback(classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop: `${host}:${port}` }), null);
-          });
+          if (https) this.#tls.upgrade(sock, host, port, callback);
+          else callback(null, sock);
         },
         (err: Error) => callback(err, null),
       );

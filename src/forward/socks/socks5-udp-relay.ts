@@ -2,14 +2,13 @@ import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dg
 import type { Socket } from 'node:net';
 import { Failure } from '../../failure/index.js';
 import type { UdpEgress, UdpSource } from '../../egress/index.js';
-import type { MeterSession } from '../../tenants/index.js';
-import { admit } from '../admission.js';
-import { admitPlan, noteExit } from '../egress-admission.js';
-import type { EgressRoute } from '../../egress/index.js';
-import { hostPort, type ForwardContext } from '../context.js';
+import type { FinishFields } from '../../tenants/index.js';
+import { noteExit } from '../egress-admission.js';
+import { hostPort } from '../context.js';
+import type { ForwardPipeline, ForwardRequest, Relay } from '../pipeline.js';
 import { canonicalAddress } from '../rules/ip-address.js';
 import type { ByteReader } from './byte-reader.js';
-import { SOCKS5_REPLY, socks5ReplyFor } from './reply-codes.js';
+import { SOCKS5_REPLY } from './reply-codes.js';
 import { encodeAddress, parseAddress, type SocksTarget } from './socks-address.js';
 
 /** Most destinations an association remembers as allowed to answer. */
@@ -31,162 +30,157 @@ function bindUdp(address: string, family: 4 | 6): Promise<UdpSocket> {
 }
 
 /**
- * SOCKS5 UDP ASSOCIATE (RFC 1928 §7). A relay socket on the address the client reached
- * us on; datagrams are accepted only from the client's IP (and the port it announced,
- * or else the first one it uses); fragments (FRAG ≠ 0) are dropped; each destination
- * is checked like a TCP one; replies are accepted only from destinations the client
- * has sent to. The association ends when its TCP control connection closes or nothing
- * moves for `udpIdle`.
+ * SOCKS5 UDP ASSOCIATE (RFC 1928 §7), the relay of a `datagram` request: the pipeline
+ * has authorised, planned and admitted the association; this opens a relay socket on the
+ * address the client reached us on and the egress, answers the reply, and relays.
+ * Datagrams are accepted only from the client's IP (and the port it announced, or else
+ * the first one it uses); fragments (FRAG ≠ 0) are dropped; each destination is checked
+ * like a TCP one; replies are accepted only from destinations the client has sent to.
+ * The association ends when its TCP control connection closes or nothing moves for
+ * `udpIdle`. A failure before the reply is thrown (the pipeline refuses with it).
  */
-export async function runUdpAssociation(
-  ctx: ForwardContext,
-  control: Socket,
-  reader: ByteReader,
-  session: MeterSession,
-  route: EgressRoute,
-  requested: SocksTarget,
-  reply: ReplyBuilder,
-): Promise<void> {
-  session.protocol = 'socks5-udp';
-  const user = route.user;
-  const refuse = (f: Failure): void => {
-    reader.detach();
-    const code = socks5ReplyFor(f);
-    if (control.writable) control.end(reply(code));
-    setTimeout(() => control.destroy(), 2000).unref();
-    session.finish({ error: f.type, reply: code, refused: true, endedBy: 'proxy' });
-  };
-  const local = canonicalAddress(control.localAddress ?? '');
-  const clientIp = canonicalAddress(control.remoteAddress ?? '');
-  if (!local || !clientIp) return refuse(new Failure({ type: 'proxy_internal_error', phase: 'accept', detail: 'control connection has no addresses' }));
-  const planRefusal = await admitPlan(ctx, route, '*', session);
-  if (planRefusal) return refuse(planRefusal);
-  const release = admit(ctx, user, 'tunnel', 'udp');
-  if (release instanceof Failure) return refuse(release);
+export class UdpAssociation implements Relay {
+  readonly #control: Socket;
+  readonly #reader: ByteReader;
+  readonly #requested: SocksTarget;
+  readonly #reply: ReplyBuilder;
 
-  let relay: UdpSocket;
-  let egress: UdpEgress;
-  try {
-    relay = await bindUdp(local.address, local.family);
-  } catch (err) {
-    release();
-    return refuse(new Failure({ type: 'proxy_internal_error', phase: 'accept', detail: 'could not open the UDP relay socket', cause: err }));
-  }
-  try {
-    const opened = await ctx.egress.openUdp({ guard: ctx.rules.guardFor(user), dnsTimeoutMs: ctx.settings.dnsTimeoutMs }, route);
-    egress = opened.egress;
-    noteExit(session, opened.choice);
-  } catch (err) {
-    relay.close();
-    release();
-    return refuse(err instanceof Failure ? err : new Failure({ type: 'proxy_internal_error', phase: 'connect', detail: 'could not open the UDP egress', cause: err }));
+  constructor(control: Socket, reader: ByteReader, requested: SocksTarget, reply: ReplyBuilder) {
+    this.#control = control;
+    this.#reader = reader;
+    this.#requested = requested;
+    this.#reply = reply;
   }
 
-  const bound = relay.address();
-  reader.detach();
-  if (control.destroyed) {
-    relay.close();
-    egress.close();
-    release();
-    session.finish({ error: null, reply: SOCKS5_REPLY.succeeded, endedBy: 'client' });
-    return;
-  }
-  control.write(reply(SOCKS5_REPLY.succeeded, bound.address, bound.port));
-  // Nothing more is expected on the control connection; read and discard so it can close.
-  control.on('data', () => {});
-  control.resume();
-
-  const announcedPort = requested.port;
-  let clientPort: number | undefined = announcedPort !== 0 ? announcedPort : undefined;
-  const peers = new Map<string, string>(); // "addr|port" → destination label (as the client named it)
-  let inFlight = 0;
-  let done!: (endedBy: string) => void;
-  const finished = new Promise<string>((resolve) => {
-    done = resolve;
-  });
-  const idle = setTimeout(() => done('idle'), ctx.settings.udpIdleMs);
-
-  relay.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
-    const from = canonicalAddress(rinfo.address);
-    if (!from || from.address !== clientIp.address) return; // not the associated client: ignore silently
-    if (clientPort !== undefined && rinfo.port !== clientPort) return;
-    clientPort ??= rinfo.port;
-    idle.refresh();
-    // RSV(2) FRAG(1) ATYP DST.ADDR DST.PORT DATA
-    if (msg.length < 4 || msg[2] !== 0) {
-      session.dropped();
-      return;
-    }
-    let target: SocksTarget;
-    let payload: Buffer;
+  async run(req: ForwardRequest, pipeline: ForwardPipeline): Promise<FinishFields> {
+    const ctx = pipeline.ctx;
+    const control = this.#control;
+    const session = req.session;
+    const route = req.route;
+    const user = route.user;
+    const local = canonicalAddress(control.localAddress ?? '');
+    const clientIp = canonicalAddress(control.remoteAddress ?? '');
+    if (!local || !clientIp) throw new Failure({ type: 'proxy_internal_error', phase: 'accept', detail: 'control connection has no addresses' });
+    let relay: UdpSocket;
+    let egress: UdpEgress;
     try {
-      const p = parseAddress(msg, 3);
-      target = p.target;
-      payload = msg.subarray(p.next);
-    } catch {
-      session.dropped();
-      return;
+      relay = await bindUdp(local.address, local.family);
+    } catch (err) {
+      throw new Failure({ type: 'proxy_internal_error', phase: 'accept', detail: 'could not open the UDP relay socket', cause: err });
     }
-    if (target.port === 0 || inFlight >= MAX_IN_FLIGHT) {
-      session.dropped();
-      return;
+    try {
+      const opened = await ctx.egress.openUdp({ guard: ctx.rules.guardFor(user), dnsTimeoutMs: ctx.settings.dnsTimeoutMs }, route);
+      egress = opened.egress;
+      noteExit(session, opened.choice);
+    } catch (err) {
+      relay.close();
+      throw err instanceof Failure ? err : new Failure({ type: 'proxy_internal_error', phase: 'connect', detail: 'could not open the UDP egress', cause: err });
     }
-    const label = hostPort(target.host, target.port);
-    if (ctx.rules.checkName(user, target.host, target.port) || ctx.plans.allowBytes(user, 'up')) {
-      session.dropped();
-      return;
-    }
-    inFlight++;
-    egress.send({ host: target.host, port: target.port }, payload).then(
-      (sent: UdpSource) => {
-        inFlight--;
-        const key = `${canonicalAddress(sent.address)?.address ?? sent.address}|${sent.port}`;
-        if (!peers.has(key) && peers.size >= MAX_PEERS) {
-          const oldest = peers.keys().next();
-          if (!oldest.done) peers.delete(oldest.value);
-        }
-        peers.set(key, label);
-        session.datagram('up', payload.length, label);
-      },
-      () => {
-        inFlight--;
-        session.dropped();
-      },
-    );
-  });
-  relay.on('error', () => {});
 
-  egress.onMessage((payload, from) => {
-    const addr = canonicalAddress(from.address)?.address ?? from.address;
-    const label = peers.get(`${addr}|${from.port}`);
-    if (label === undefined || clientPort === undefined) return; // unsolicited: drop
-    idle.refresh();
-    if (ctx.plans.allowBytes(user, 'down')) {
-      session.dropped();
-      return;
+    const bound = relay.address();
+    this.#reader.detach();
+    if (control.destroyed) {
+      relay.close();
+      egress.close();
+      return { reply: SOCKS5_REPLY.succeeded, error: null, endedBy: 'client' };
     }
-    const header = Buffer.concat([Buffer.from([0, 0, 0]), encodeAddress(addr, from.port)]);
-    relay.send(Buffer.concat([header, payload]), clientPort, clientIp.address, (err) => {
-      if (!err) session.datagram('down', payload.length, label);
+    control.write(this.#reply(SOCKS5_REPLY.succeeded, bound.address, bound.port));
+    // Nothing more is expected on the control connection; read and discard so it can close.
+    control.on('data', () => {});
+    control.resume();
+    const requested = this.#requested;
+
+    const announcedPort = requested.port;
+    let clientPort: number | undefined = announcedPort !== 0 ? announcedPort : undefined;
+    const peers = new Map<string, string>(); // "addr|port" → destination label (as the client named it)
+    let inFlight = 0;
+    let done!: (endedBy: string) => void;
+    const finished = new Promise<string>((resolve) => {
+      done = resolve;
     });
-  });
+    const idle = setTimeout(() => done('idle'), ctx.settings.udpIdleMs);
 
-  const untrack = ctx.tracker.track({ destroy: () => done('proxy') });
-  control.once('end', () => done('client'));
-  control.once('close', () => done('client'));
-  control.on('error', () => done('client'));
+    relay.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
+      const from = canonicalAddress(rinfo.address);
+      if (!from || from.address !== clientIp.address) return; // not the associated client: ignore silently
+      if (clientPort !== undefined && rinfo.port !== clientPort) return;
+      clientPort ??= rinfo.port;
+      idle.refresh();
+      // RSV(2) FRAG(1) ATYP DST.ADDR DST.PORT DATA
+      if (msg.length < 4 || msg[2] !== 0) {
+        session.dropped();
+        return;
+      }
+      let target: SocksTarget;
+      let payload: Buffer;
+      try {
+        const p = parseAddress(msg, 3);
+        target = p.target;
+        payload = msg.subarray(p.next);
+      } catch {
+        session.dropped();
+        return;
+      }
+      if (target.port === 0 || inFlight >= MAX_IN_FLIGHT) {
+        session.dropped();
+        return;
+      }
+      const label = hostPort(target.host, target.port);
+      if (ctx.rules.checkName(user, target.host, target.port) || ctx.plans.allowBytes(user, 'up')) {
+        session.dropped();
+        return;
+      }
+      inFlight++;
+      egress.send({ host: target.host, port: target.port }, payload).then(
+        (sent: UdpSource) => {
+          inFlight--;
+          const key = `${canonicalAddress(sent.address)?.address ?? sent.address}|${sent.port}`;
+          if (!peers.has(key) && peers.size >= MAX_PEERS) {
+            const oldest = peers.keys().next();
+            if (!oldest.done) peers.delete(oldest.value);
+          }
+          peers.set(key, label);
+          session.datagram('up', payload.length, label);
+        },
+        () => {
+          inFlight--;
+          session.dropped();
+        },
+      );
+    });
+    relay.on('error', () => {});
 
-  const endedBy = await finished;
-  clearTimeout(idle);
-  untrack();
-  try {
-    relay.close();
-  } catch {
-    // already closed
+    egress.onMessage((payload, from) => {
+      const addr = canonicalAddress(from.address)?.address ?? from.address;
+      const label = peers.get(`${addr}|${from.port}`);
+      if (label === undefined || clientPort === undefined) return; // unsolicited: drop
+      idle.refresh();
+      if (ctx.plans.allowBytes(user, 'down')) {
+        session.dropped();
+        return;
+      }
+      const header = Buffer.concat([Buffer.from([0, 0, 0]), encodeAddress(addr, from.port)]);
+      relay.send(Buffer.concat([header, payload]), clientPort, clientIp.address, (err) => {
+        if (!err) session.datagram('down', payload.length, label);
+      });
+    });
+
+    const untrack = ctx.tracker.track({ destroy: () => done('proxy') });
+    control.once('end', () => done('client'));
+    control.once('close', () => done('client'));
+    control.on('error', () => done('client'));
+
+    const endedBy = await finished;
+    clearTimeout(idle);
+    untrack();
+    try {
+      relay.close();
+    } catch {
+      // already closed
+    }
+    egress.close();
+    control.end();
+    setTimeout(() => control.destroy(), 1000).unref();
+    return { error: null, reply: SOCKS5_REPLY.succeeded, endedBy, address: null };
   }
-  egress.close();
-  control.end();
-  setTimeout(() => control.destroy(), 1000).unref();
-  release();
-  session.finish({ error: null, reply: SOCKS5_REPLY.succeeded, endedBy, address: null });
 }

@@ -1,0 +1,217 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { Transform, pipeline as pipeStreams, type Readable } from 'node:stream';
+import { Client, type Dispatcher } from 'undici';
+import { CLIENT_CLOSED_STATUS, Failure } from '../failure/index.js';
+import { unbracket, type EgressDial, type ExitChoice } from '../egress/index.js';
+import { Cancel } from '../egress/cancel.js';
+import type { FinishFields, MeterSession } from '../tenants/index.js';
+import type { ForwardContext } from './context.js';
+import { dialOptions, exitHeaders, noteExit } from './egress-admission.js';
+import { forwardRequestHeaders, headerBytes } from './forward-headers.js';
+import { ForwardRelay, type HeadInspector, type RelayOutcome } from './forward-relay.js';
+import { sendFailure } from './http-failure.js';
+import type { HttpTarget } from './http-target.js';
+import type { ForwardPipeline, ForwardRequest, ForwardResponder, Relay } from './pipeline.js';
+import type { UpstreamTls } from './upstream-tls.js';
+
+function counter(onBytes: (n: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      onBytes(chunk.length);
+      cb(null, chunk);
+    },
+  });
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const cl = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
+}
+
+/**
+ * The relay of a `request`: one absolute-form HTTP request forwarded and its response
+ * streamed back by one dispatch handler (`ForwardRelay`, timed by the ResponseTimer),
+ * whatever the way out:
+ * - direct: the user's pooled undici Agent (keep-alive connections opened by the dialer
+ *   under the user's rules);
+ * - through an egress pool: a fresh connection through the chosen exit per request
+ *   (rotation and sessions decide per request, so pooled connections would defeat them),
+ *   handed to a one-request undici Client; through an HTTP upstream proxy, plain HTTP
+ *   goes in absolute-form with the exit's credentials.
+ * TLS to the destination is `UpstreamTls` in both cases.
+ */
+export class HttpRelay implements Relay {
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  readonly #target: HttpTarget;
+  readonly #responder: ForwardResponder;
+
+  constructor(req: IncomingMessage, res: ServerResponse, target: HttpTarget, responder: ForwardResponder) {
+    this.#req = req;
+    this.#res = res;
+    this.#target = target;
+    this.#responder = responder;
+  }
+
+  async run(freq: ForwardRequest, pipeline: ForwardPipeline): Promise<FinishFields> {
+    const ctx = pipeline.ctx;
+    const req = this.#req;
+    const target = this.#target;
+    const session = freq.session;
+    const route = freq.route;
+    const headers = forwardRequestHeaders(req.rawHeaders, target.authority, req.httpVersion, ctx.settings.name);
+    const headUp = headerBytes(headers) + (req.method?.length ?? 0) + target.path.length + 12;
+    let body: Readable | null = null;
+    if (hasBody(req)) {
+      const up = counter((n) => session.up(n));
+      pipeStreams(req, up, () => {});
+      body = up;
+    } else {
+      req.resume();
+    }
+
+    const pool = ctx.egress.poolName(route, target.host);
+    if (typeof pool !== 'string') {
+      const user = route.user;
+      return this.#dispatch(ctx, session, ctx.agents.for(user), target.path, headers, body, headUp, () => ctx.agents.lastAddress(user, target.origin) ?? null);
+    }
+    // Through a pool: the exit is chosen and dialled first (a client that leaves meanwhile cancels it).
+    const cancel = new Cancel();
+    const onGone = (): void => cancel.abort();
+    this.#res.once('close', onGone);
+    let exit: ExitConnection;
+    try {
+      exit = await openExit(ctx, ctx.tls.pooled, route, target, cancel, session);
+    } catch (err) {
+      if (cancel.aborted) return { ...this.#responder.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
+      throw err;
+    } finally {
+      this.#res.off('close', onGone);
+    }
+    const h = exit.proxyAuthorization !== undefined ? [...headers, 'proxy-authorization', exit.proxyAuthorization] : headers;
+    const path = exit.absoluteForm ? `${target.origin}${target.path}` : target.path;
+    const client = new Client(target.origin, {
+      // undici wants the connector to answer asynchronously.
+      connect: (_o, cb) => setImmediate(cb, null, exit.socket),
+      pipelining: 1,
+    });
+    try {
+      return await this.#dispatch(ctx, session, client, path, h, body, headUp, () => exit.address, { extraHeaders: exitHeaderList(exit.choice), inspect: exit.inspect });
+    } finally {
+      exit.untrack();
+      client.destroy().catch(() => {});
+    }
+  }
+
+  #dispatch(
+    ctx: ForwardContext,
+    session: MeterSession,
+    dispatcher: Dispatcher,
+    path: string,
+    headers: string[],
+    body: Readable | null,
+    headUp: number,
+    address: () => string | null,
+    through?: { extraHeaders?: readonly string[]; inspect?: HeadInspector },
+  ): Promise<FinishFields> {
+    const req = this.#req;
+    const res = this.#res;
+    const origin = this.#target.origin;
+    return new Promise<FinishFields>((resolve) => {
+      const done = (o: RelayOutcome): void => {
+        const fields: FinishFields = { method: req.method, address: address(), endedBy: o.endedBy };
+        if (o.failure) {
+          sendFailure(ctx, req, res, o.failure, session.requestId);
+          fields.status = o.failure.status;
+          fields.error = o.failure.type;
+        } else {
+          if (o.status !== CLIENT_CLOSED_STATUS) session.up(headUp);
+          fields.status = o.status;
+          fields.error = o.error?.type ?? null;
+        }
+        resolve(fields);
+      };
+      const relay = new ForwardRelay(res, session, ctx.settings.name, body, ctx.relayTimeouts, done, through);
+      try {
+        // The relay times the response itself (ResponseTimer): undici's timers off.
+        dispatcher.dispatch({ origin, path, method: req.method as Dispatcher.HttpMethod, headers, body, headersTimeout: 0, bodyTimeout: 0 }, relay);
+      } catch (err) {
+        relay.onError(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  }
+}
+
+/** A connection through an exit of a pool, ready for one request. */
+interface ExitConnection {
+  socket: Socket;
+  choice: ExitChoice | undefined;
+  address: string | null;
+  /** Through an HTTP upstream proxy: send plain HTTP in absolute-form, with these credentials. */
+  absoluteForm: boolean;
+  proxyAuthorization: string | undefined;
+  inspect: HeadInspector | undefined;
+  untrack: () => void;
+}
+
+async function openExit(ctx: ForwardContext, tls: UpstreamTls, route: ForwardRequest['route'], target: HttpTarget, cancel: Cancel, session: MeterSession): Promise<ExitConnection> {
+  const https = target.scheme === 'https';
+  const host = unbracket(target.host);
+  const dest = { host, port: target.port };
+  const opts = dialOptions(ctx, route.user, cancel);
+  const d: EgressDial & { absoluteForm?: { proxyAuthorization?: string } } = https ? await ctx.egress.dial(dest, opts, route) : await ctx.egress.dialHttp(dest, opts, route);
+  noteExit(session, d.choice);
+  const untrack = ctx.tracker.track(d.socket);
+  let socket: Socket = d.socket;
+  if (https) {
+    try {
+      socket = await new Promise<Socket>((resolve, reject) => tls.upgrade(d.socket, host, target.port, (err, s) => (err ? reject(err) : resolve(s as Socket))));
+    } catch (err) {
+      untrack();
+      throw err;
+    }
+  }
+  const absolute = d.absoluteForm;
+  const choice = d.choice;
+  return {
+    socket,
+    choice,
+    address: socket.remoteAddress ?? d.socket.remoteAddress ?? null,
+    absoluteForm: absolute !== undefined,
+    proxyAuthorization: absolute?.proxyAuthorization,
+    inspect: absolute && choice ? (status, headers) => inspectHop(ctx, choice, host, status, headers) : undefined,
+    untrack,
+  };
+}
+
+/**
+ * The answer of an HTTP upstream proxy hop to a plain-HTTP request: a 407 is the hop
+ * refusing our credentials (the exit's configuration: refused, the exit marked); a
+ * 502/504 with Proxy-Status is the hop failing to reach the destination (a per-domain
+ * mark for this exit), passed on as it is.
+ */
+function inspectHop(ctx: ForwardContext, choice: ExitChoice, host: string, status: number, headers: readonly string[]): Failure | undefined {
+  const label = choice.exit.label;
+  if (status === 407) {
+    const f = new Failure({ type: 'proxy_configuration_error', phase: 'headers', nextHop: label, detail: `upstream proxy ${label} refused our credentials (407)` });
+    ctx.egress.report(choice, host, 'exit', f);
+    return f;
+  }
+  if (status === 502 || status === 504) {
+    for (let i = 0; i < headers.length; i += 2) {
+      if (headers[i]!.toLowerCase() === 'proxy-status') {
+        ctx.egress.report(choice, host, 'domain', new Failure({ type: 'destination_unavailable', phase: 'headers', nextHop: label, detail: `upstream proxy ${label} answered ${status}` }));
+        break;
+      }
+    }
+  }
+  return undefined;
+}
+
+function exitHeaderList(choice: ExitChoice | undefined): string[] | undefined {
+  if (!choice) return undefined;
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(exitHeaders(choice))) out.push(k, v);
+  return out;
+}

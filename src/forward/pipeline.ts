@@ -1,0 +1,290 @@
+import type { Socket } from 'node:net';
+import { Failure, classify } from '../failure/index.js';
+import type { EgressRoute, ExitChoice } from '../egress/index.js';
+import { Cancel } from '../egress/cancel.js';
+import { literalAddress } from '../egress/resolver.js';
+import type { FinishFields, MeterSession, MeteredProtocol } from '../tenants/index.js';
+import { admit } from './admission.js';
+import { hostPort, type ForwardContext } from './context.js';
+import { admitPlan, dialOptions, noteExit, spliceMetered } from './egress-admission.js';
+import type { ForwardHookRequest, ForwardKind, MergedForwardHooks } from './hooks.js';
+import { authenticate, authenticateName, type AuthOutcome, type Credentials } from './proxy-auth.js';
+
+const NOT_CONNECTED = { connected: false, responseStarted: false, headersReceived: false } as const;
+
+/**
+ * How a protocol front answers in its own protocol. The pipeline decides; the front
+ * only speaks: an HTTP status with Proxy-Status, or a SOCKS reply code.
+ */
+export interface ForwardResponder {
+  /** Answer the refusal or failure and close as the protocol wants; the record fields it produced (status or reply). */
+  refuse(f: Failure): FinishFields;
+  /**
+   * Tunnels: the connection out is open. Tell the client (a SOCKS reply carries the
+   * bound address) and return the bytes it sent early (to go upstream first), or
+   * undefined when the client has already gone.
+   */
+  opened?(upstream: Socket, choice: ExitChoice | undefined): Buffer | undefined;
+  /** The record fields of a success (after `opened`). */
+  readonly okFields: FinishFields;
+  /** The client left before the answer: release what the front holds; the record fields. */
+  gone(): FinishFields;
+}
+
+/**
+ * What the relay of a kind needs beyond the request value: set by the front that
+ * parsed it. A tunnel needs nothing more; a request carries its HTTP exchange; an
+ * association its relay.
+ */
+export interface Relay {
+  /**
+   * Run the relay once the request is authorised, planned and admitted. Returns the
+   * finished record's fields; throws a Failure (before anything was answered) to refuse.
+   */
+  run(req: ForwardRequest, pipeline: ForwardPipeline): Promise<FinishFields>;
+}
+
+/**
+ * One forward request, tunnel or association, as every front hands it to the pipeline:
+ * what was asked (protocol, kind, target), by whom (set by `authenticate`), and the
+ * meter session that becomes its record.
+ */
+export class ForwardRequest implements ForwardHookRequest {
+  /** Set by the front as it reads: a SOCKS5 request learns its kind and target last. */
+  kind: ForwardKind;
+  target: { readonly host: string; readonly port: number };
+  readonly method: string | undefined;
+  readonly session: MeterSession;
+  readonly client: Socket;
+  route: EgressRoute = { user: null };
+
+  constructor(init: { kind: ForwardKind; target: { host: string; port: number }; method?: string; session: MeterSession; client: Socket }) {
+    this.kind = init.kind;
+    this.target = init.target;
+    this.method = init.method;
+    this.session = init.session;
+    this.client = init.client;
+  }
+
+  get protocol(): MeteredProtocol {
+    return this.session.protocol;
+  }
+
+  get requestId(): string {
+    return this.session.requestId;
+  }
+
+  get user(): string | null {
+    return this.route.user;
+  }
+
+  get plan(): string | undefined {
+    return this.session.plan;
+  }
+
+  get clientAddress(): string | undefined {
+    return this.session.clientAddress ?? this.client.remoteAddress;
+  }
+
+  /** `host:port` of the target (brackets around IPv6). */
+  get nextHop(): string {
+    return hostPort(this.target.host, this.target.port);
+  }
+}
+
+/**
+ * The one forward pipeline: every protocol front (HTTP proxy, CONNECT, SOCKS5, SOCKS5
+ * UDP, SOCKS4) turns what it read into a `ForwardRequest` and a `ForwardResponder`, and
+ * this runs the same phases in the same order for all of them:
+ *
+ *   authenticate → authorize (ports, destination rules, hooks) → plan (pool, rate, quota)
+ *   → admit (connection and tunnel slots) → egress + relay (by kind) → finish (once)
+ *
+ * A new check or limit is one edit here, not five. The checks that need no I/O return
+ * plain values and are not awaited: an `await` of a value still costs a microtask turn,
+ * and a tunnel runs through six of these phases (measured in the last stage: the
+ * forward path answers a known user without a promise; see docs/architecture.md).
+ */
+export class ForwardPipeline {
+  readonly #ctx: ForwardContext;
+  readonly #hooks: MergedForwardHooks;
+
+  constructor(ctx: ForwardContext, hooks: MergedForwardHooks) {
+    this.#ctx = ctx;
+    this.#hooks = hooks;
+  }
+
+  get ctx(): ForwardContext {
+    return this.#ctx;
+  }
+
+  /**
+   * Phase 1 alone, for fronts that must answer authentication before they read the
+   * target (SOCKS5's RFC 1929 sub-negotiation). `'malformed'`: credentials that could
+   * not be decoded. A plain value when no password check is needed.
+   */
+  authenticate(creds: Credentials | 'malformed' | undefined): AuthOutcome | Promise<AuthOutcome> {
+    if (creds === 'malformed') return authenticate(this.#ctx, undefined, true);
+    return authenticate(this.#ctx, creds);
+  }
+
+  /** Name and password as SOCKS sends them (no decoding step): the route, or undefined when wrong. */
+  authenticateName(name: string, password: string): EgressRoute | undefined | Promise<EgressRoute | undefined> {
+    return authenticateName(this.#ctx, name, password);
+  }
+
+  /**
+   * Phases 1–6 for a front that has everything at once (HTTP proxy, CONNECT, SOCKS4).
+   * Never throws: every outcome is answered through the responder and recorded once.
+   */
+  run(req: ForwardRequest, creds: Credentials | 'malformed' | undefined, responder: ForwardResponder, relay: Relay | undefined): Promise<void> | void {
+    const authed = this.authenticate(creds);
+    if (authed instanceof Promise) {
+      return authed.then(
+        (a) => this.#afterAuth(req, a, responder, relay),
+        (err: unknown) => this.refuse(req, responder, classify(err, NOT_CONNECTED)),
+      );
+    }
+    return this.#afterAuth(req, authed, responder, relay);
+  }
+
+  /**
+   * A request the front could not accept (bad target, loop): who asks still comes first,
+   * so an unauthenticated client is answered 407 and learns nothing about the rest.
+   */
+  refuseAfterAuth(req: ForwardRequest, creds: Credentials | 'malformed' | undefined, responder: ForwardResponder, f: Failure): void {
+    const authed = this.authenticate(creds);
+    if (authed instanceof Promise) {
+      void authed.then(
+        (a) => this.#refuseAuthed(req, responder, a, f),
+        () => this.refuse(req, responder, f),
+      );
+    } else {
+      this.#refuseAuthed(req, responder, authed, f);
+    }
+  }
+
+  #refuseAuthed(req: ForwardRequest, responder: ForwardResponder, auth: AuthOutcome, f: Failure): void {
+    if (auth.ok) req.session.user = auth.user;
+    this.refuse(req, responder, auth.ok ? f : auth.failure);
+  }
+
+  #afterAuth(req: ForwardRequest, auth: AuthOutcome, responder: ForwardResponder, relay: Relay | undefined): Promise<void> | void {
+    if (!auth.ok) return this.refuse(req, responder, auth.failure);
+    return this.serve(req, auth.route, responder, relay);
+  }
+
+  /** Phases 2–6 for an authenticated request. Never throws. */
+  serve(req: ForwardRequest, route: EgressRoute, responder: ForwardResponder, relay: Relay | undefined): Promise<void> | void {
+    req.route = route;
+    req.session.user = route.user;
+    if (req.kind !== 'datagram') req.session.destination = req.nextHop;
+    return this.#serve(req, responder, relay).catch((err: unknown) => {
+      if (!req.session.finished) this.refuse(req, responder, classify(err, NOT_CONNECTED));
+    });
+  }
+
+  async #serve(req: ForwardRequest, responder: ForwardResponder, relay: Relay | undefined): Promise<void> {
+    const ctx = this.#ctx;
+    const hooks = this.#hooks;
+    // --- authorize
+    const denied = this.#authorize(req);
+    if (denied) return this.refuse(req, responder, denied);
+    if (hooks.authorize) {
+      const f = await hooks.authorize(req);
+      if (f) return this.refuse(req, responder, f);
+    }
+    if (hooks.chooseEgress && req.route.pool === undefined) {
+      const pool = hooks.chooseEgress(req);
+      if (pool !== undefined) req.route = { ...req.route, pool };
+    }
+    // --- plan
+    const planned = admitPlan(ctx, req.route, req.kind === 'datagram' ? '*' : req.target.host, req.session);
+    const planRefusal = planned instanceof Promise ? await planned : planned;
+    if (planRefusal) return this.refuse(req, responder, planRefusal);
+    // --- admit
+    const release = admit(ctx, req.route.user, req.kind === 'request' ? 'request' : 'tunnel', req.kind === 'datagram' ? 'udp' : req.nextHop);
+    if (release instanceof Failure) return this.refuse(req, responder, release);
+    // --- egress + relay
+    try {
+      if (relay !== undefined) {
+        let fields: FinishFields;
+        try {
+          fields = await relay.run(req, this);
+        } catch (err) {
+          if (req.session.finished) return;
+          return this.refuse(req, responder, err instanceof Failure ? err : classify(err, { ...NOT_CONNECTED, nextHop: req.session.destination ?? undefined }));
+        }
+        req.session.finish(fields);
+        return;
+      }
+      await this.#tunnel(req, responder);
+    } finally {
+      release();
+    }
+  }
+
+  /** The built-in authorisation: CONNECT ports, then the destination rules on the name. */
+  #authorize(req: ForwardRequest): Failure | undefined {
+    if (req.kind === 'datagram') return undefined; // each datagram is checked as it goes
+    const { host, port } = req.target;
+    if (req.protocol === 'connect' && !this.#ctx.settings.connectPorts.has(port)) {
+      return new Failure({ type: 'http_request_denied', phase: 'route', nextHop: req.nextHop, detail: `CONNECT to port ${port} is not allowed` });
+    }
+    return this.#ctx.rules.checkName(req.route.user, host, port);
+  }
+
+  /** Tunnels: dial through the egress (a client that leaves meanwhile cancels it), tell the client, splice. */
+  async #tunnel(req: ForwardRequest, responder: ForwardResponder): Promise<void> {
+    const ctx = this.#ctx;
+    const session = req.session;
+    const socket = req.client;
+    const cancel = new Cancel();
+    (socket as CancelSocket)[kCancel] = cancel;
+    socket.on('close', cancelDial);
+    let upstream: Socket;
+    let choice: ExitChoice | undefined;
+    try {
+      const d = await ctx.egress.dial(req.target, dialOptions(ctx, req.route.user, cancel), req.route);
+      upstream = d.socket;
+      choice = d.choice;
+      noteExit(session, choice);
+    } catch (err) {
+      if (cancel.aborted) {
+        session.finish({ ...responder.gone(), error: null, endedBy: 'client' });
+        return;
+      }
+      return this.refuse(req, responder, err instanceof Failure ? err : classify(err, { ...NOT_CONNECTED, nextHop: session.destination ?? undefined }));
+    } finally {
+      socket.removeListener('close', cancelDial);
+    }
+    // Dialled directly to an IP literal: that is the address (saves a getpeername call).
+    const address = (choice === undefined ? literalAddress(req.target.host)?.address : undefined) ?? upstream.remoteAddress ?? null;
+    const early = socket.destroyed ? undefined : responder.opened!(upstream, choice);
+    if (early === undefined) {
+      upstream.destroy();
+      session.finish({ ...responder.gone(), error: null, endedBy: 'client', address });
+      return;
+    }
+    ctx.tracker.add(upstream);
+    const endedBy = await spliceMetered(ctx, session, req.route.user, socket, upstream, early);
+    ctx.tracker.forget(upstream);
+    session.finish({ ...responder.okFields, error: null, endedBy, address });
+  }
+
+  /** Answer a refusal or failure through the front, record it once. */
+  refuse(req: ForwardRequest, responder: ForwardResponder, f: Failure): void {
+    if (req.session.finished) return;
+    this.#hooks.onFailure?.(req, f);
+    const fields = responder.refuse(f);
+    req.session.finish({ ...fields, error: f.type, refused: true, endedBy: 'proxy' });
+  }
+}
+
+const kCancel = Symbol('gatewise.dialCancel');
+type CancelSocket = Socket & { [kCancel]?: Cancel };
+
+/** The client closed while its tunnel was being dialled. A module function: no closure per tunnel. */
+function cancelDial(this: CancelSocket): void {
+  this[kCancel]?.abort();
+}

@@ -1,0 +1,140 @@
+import type { Socket } from 'node:net';
+import { Failure, classify } from '../../failure/index.js';
+import type { FinishFields } from '../../tenants/index.js';
+import { newRequestId, clientAddressFor } from '../context.js';
+import { ForwardRequest, type ForwardPipeline, type ForwardResponder } from '../pipeline.js';
+import { ByteReader, HandshakeEnded, type ReadEnd } from './byte-reader.js';
+import { SOCKS4_REPLY } from './reply-codes.js';
+import { checkDomain } from './socks-address.js';
+import { handshakeFailure, protocolError } from './socks-refusal.js';
+
+const MAX_FIELD = 255;
+const OK: FinishFields = { reply: SOCKS4_REPLY.granted };
+const REJECTED: FinishFields = { reply: SOCKS4_REPLY.rejected };
+const GONE: FinishFields = {};
+
+/** VN=0 CD DSTPORT DSTIP. */
+function socks4Reply(code: number, port = 0, ip = '0.0.0.0'): Buffer {
+  const b = Buffer.alloc(8);
+  b[1] = code;
+  b.writeUInt16BE(port & 0xffff, 2);
+  const parts = ip.split('.').map(Number);
+  if (parts.length === 4 && parts.every((x) => x >= 0 && x <= 255)) parts.forEach((x, i) => (b[4 + i] = x));
+  return b;
+}
+
+async function readNulTerminated(r: ByteReader): Promise<Buffer> {
+  const bytes: number[] = [];
+  for (let i = 0; i <= MAX_FIELD; i++) {
+    const c = await r.byte();
+    if (c === 0) return Buffer.from(bytes);
+    bytes.push(c);
+  }
+  throw new HandshakeEnded('overflow' satisfies ReadEnd);
+}
+
+/** One SOCKS4 connection's answers: every refusal is `rejected` (SOCKS4 has one code). */
+class Socks4Responder implements ForwardResponder {
+  readonly okFields = OK;
+  readonly #socket: Socket;
+  readonly #reader: ByteReader;
+
+  constructor(socket: Socket, reader: ByteReader) {
+    this.#socket = socket;
+    this.#reader = reader;
+  }
+
+  refuse(): FinishFields {
+    this.#reader.detach();
+    const socket = this.#socket;
+    if (socket.writable) socket.end(socks4Reply(SOCKS4_REPLY.rejected));
+    setTimeout(() => socket.destroy(), 2000).unref();
+    return REJECTED;
+  }
+
+  opened(upstream: Socket): Buffer {
+    const early = this.#reader.detach();
+    const bndIp = upstream.localAddress && !upstream.localAddress.includes(':') ? upstream.localAddress : '0.0.0.0';
+    this.#socket.write(socks4Reply(SOCKS4_REPLY.granted, upstream.localPort ?? 0, bndIp));
+    return early;
+  }
+
+  gone(): FinishFields {
+    this.#reader.detach();
+    return GONE;
+  }
+}
+
+/**
+ * The SOCKS4 / SOCKS4a front: CONNECT only. SOCKS4 carries no password, so when
+ * authentication is required the USERID field must be `name:password`. Everything after
+ * the parse is the pipeline's.
+ */
+export class Socks4Front {
+  readonly #pipeline: ForwardPipeline;
+
+  constructor(pipeline: ForwardPipeline) {
+    this.#pipeline = pipeline;
+  }
+
+  readonly handle = (socket: Socket, first: Buffer): void => {
+    const ctx = this.#pipeline.ctx;
+    const session = ctx.meter.open({ protocol: 'socks4', requestId: newRequestId(), user: null, clientAddress: clientAddressFor(ctx, socket) });
+    const reader = new ByteReader(socket, first, { timeoutMs: ctx.settings.handshakeTimeoutMs });
+    const responder = new Socks4Responder(socket, reader);
+    const req = new ForwardRequest({ kind: 'tunnel', target: { host: '', port: 0 }, session, client: socket });
+    this.#run(reader, req, responder).catch((err: unknown) => {
+      reader.detach();
+      if (err instanceof HandshakeEnded && err.reason === 'overflow') {
+        this.#pipeline.refuse(req, responder, handshakeFailure(err, 'SOCKS4'));
+        return;
+      }
+      const f = err instanceof HandshakeEnded ? handshakeFailure(err, 'SOCKS4') : classify(err, { connected: false, responseStarted: false, headersReceived: false });
+      socket.destroy();
+      session.finish({ error: f.type, refused: true, endedBy: err instanceof HandshakeEnded ? 'client' : 'proxy' });
+    });
+  };
+
+  async #run(r: ByteReader, req: ForwardRequest, responder: Socks4Responder): Promise<void> {
+    const pipeline = this.#pipeline;
+    const refuse = (f: Failure): void => pipeline.refuse(req, responder, f);
+    const head = await r.read(8);
+    const [vn, cd] = head;
+    if (vn !== 0x04) return refuse(protocolError('not SOCKS4'));
+    const port = head.readUInt16BE(2);
+    const ip = `${head[4]}.${head[5]}.${head[6]}.${head[7]}`;
+    const userId = (await readNulTerminated(r)).toString('utf8');
+    let host = ip;
+    // SOCKS4a: DSTIP 0.0.0.x (x ≠ 0) means a host name follows the USERID.
+    if (head[4] === 0 && head[5] === 0 && head[6] === 0 && head[7] !== 0) {
+      try {
+        host = checkDomain(await readNulTerminated(r));
+      } catch (err) {
+        if (err instanceof HandshakeEnded) throw err;
+        return refuse(protocolError((err as Error).message));
+      }
+    }
+    if (cd !== 0x01) return refuse(protocolError(`SOCKS4 command ${cd} not supported`, 'not_implemented'));
+
+    const colon = userId.indexOf(':');
+    if (colon > 0) {
+      const found = await pipeline.authenticateName(userId.slice(0, colon), userId.slice(colon + 1));
+      if (found === undefined) return refuse(new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'wrong user name or password' }));
+      req.target = { host, port };
+      if (port === 0) return this.#portZero(req, responder, found.user);
+      return pipeline.serve(req, found, responder, undefined);
+    }
+    if (pipeline.ctx.settings.authRequired) {
+      return refuse(new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'SOCKS4 needs USERID name:password when authentication is required' }));
+    }
+    req.target = { host, port };
+    if (port === 0) return this.#portZero(req, responder, null);
+    return pipeline.serve(req, { user: null }, responder, undefined);
+  }
+
+  #portZero(req: ForwardRequest, responder: Socks4Responder, user: string | null): void {
+    req.session.user = user;
+    req.session.destination = req.nextHop;
+    this.#pipeline.refuse(req, responder, protocolError('destination port 0'));
+  }
+}
