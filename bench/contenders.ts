@@ -111,10 +111,46 @@ export const GATEWISE_REFERENCE: Record<Group, string[]> = {
   scaling: ['gatewise-w1', 'gatewise-w2'],
 };
 
-function gatewise(ctx: StartContext, name: string, args: string[], port: number): Promise<Running> {
-  const bin = path.join(ctx.root, 'bin', 'gatewise.js');
-  if (!fs.existsSync(bin)) throw new Skip('bin/gatewise.js not found');
-  return launch(ctx, name, process.execPath, [bin, ...args], port, ctx.root);
+function gatewise(ctx: StartContext, name: string, args: string[], port: number, root = ctx.root): Promise<Running> {
+  const bin = path.join(root, 'bin', 'gatewise.js');
+  if (!fs.existsSync(bin)) throw new Skip(`${bin} not found`);
+  return launch(ctx, name, process.execPath, [bin, ...args], port, root);
+}
+
+/**
+ * `BENCH_BASELINE=DIR`: a built checkout of an earlier commit (e.g. `git worktree add
+ * DIR REV && (cd DIR && npm ci && npm run build)`), run as `gatewise-base-quiet` and
+ * `gatewise-fwd-base-quiet`, so a change can be duelled against the code before it.
+ */
+export const BASELINE_ROOT = process.env.BENCH_BASELINE;
+
+function baselineContenders(): Contender[] {
+  const root = BASELINE_ROOT;
+  if (!root) return [];
+  return [
+    {
+      id: 'gatewise-base-quiet',
+      label: 'Gatewise baseline (no access log)',
+      groups: [],
+      isGatewise: true,
+      config: `the checkout in ${root}, as gatewise-quiet`,
+      async start(ctx: StartContext): Promise<Running> {
+        const port = await freePort();
+        return gatewise(ctx, 'gatewise-base-quiet', [...GATEWISE_CLI.reverse(port, ctx.originPort), GATEWISE_CLI.quiet], port, root);
+      },
+    },
+    {
+      id: 'gatewise-fwd-base-quiet',
+      label: 'Gatewise baseline forward (no access log)',
+      groups: [],
+      isGatewise: true,
+      config: `the checkout in ${root}, as gatewise-fwd-quiet`,
+      async start(ctx: StartContext): Promise<Running> {
+        const port = await freePort();
+        return gatewise(ctx, 'gatewise-fwd-base-quiet', [...GATEWISE_CLI.forward(port), GATEWISE_CLI.quiet], port, root);
+      },
+    },
+  ];
 }
 
 function gatewiseContenders(): Contender[] {
@@ -246,6 +282,7 @@ export const CONTENDERS: Contender[] = [
     start: async (ctx) => ({ port: ctx.originPort, proc: undefined }),
   },
   ...gatewiseContenders(),
+  ...baselineContenders(),
   gatewiseServiceContender(),
   {
     id: 'nginx',

@@ -6,7 +6,7 @@
 //
 // `npm run bench` runs them after its interleaved rounds (BENCH_DUEL_REPEATS); `npm run
 // bench:duel` runs them alone. Both use the contenders of contenders.ts.
-import { CONTENDERS, Skip, type Running, type StartContext } from './contenders.js';
+import { BASELINE_ROOT, CONTENDERS, Skip, type Running, type StartContext } from './contenders.js';
 import { treeCpuSeconds } from './rss.js';
 import { runTunnelLoadProcess } from './tunnel-load.js';
 import { log, median } from './util.js';
@@ -36,6 +36,13 @@ export const PAIRS: Pair[] = [
   { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'squid', target: 1 },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'connect-floor' },
   { load: 'connect-per-tunnel', a: 'connect-floor', b: 'squid', reference: 'bare Node sockets against Squid' },
+  // With BENCH_BASELINE set: this build against an earlier one (bar of a refactor: ≥ 0.97×).
+  ...(BASELINE_ROOT
+    ? ([
+        { load: 'get-1k', a: 'gatewise-quiet', b: 'gatewise-base-quiet', reference: 'this build against the baseline checkout' },
+        { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'gatewise-fwd-base-quiet', reference: 'this build against the baseline checkout' },
+      ] satisfies Pair[])
+    : []),
 ];
 
 export interface DuelResult {
