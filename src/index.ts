@@ -9,3 +9,6 @@ export { attachAccessLog, createLogger } from './observe/access-log.js';
 export { attachMetrics } from './observe/metrics.js';
 export { startAdmin } from './observe/admin.js';
 export { startLab, LAB_FAULTS, startLabDnsServer, type Lab, type LabOptions, type LabFault } from './lab/index.js';
+// The forward proxy service (also at the `gatewise/forward` subpath).
+export * from './forward/index.js';
+export { MemoryStore, type Store } from './state/index.js';

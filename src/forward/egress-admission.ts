@@ -12,8 +12,7 @@ import type { CancelSignal } from '../egress/cancel.js';
  * unknown `-pool-` is 403), whether the plan includes that pool (403), requests per
  * second and byte quotas (429). Returns the refusal or undefined.
  */
-export function admitPlan(ctx: ForwardContext, route: EgressRoute, host: string, session: MeterSession): Failure | undefined | Promise<Failure | undefined> {
-  session.plan = ctx.plans.planName(route.user);
+export function admitPlan(ctx: ForwardContext, route: EgressRoute, host: string): Failure | undefined | Promise<Failure | undefined> {
   const pool = ctx.egress.poolName(route, host);
   if (pool instanceof Failure) return pool;
   const notInPlan = ctx.plans.checkPool(route.user, pool);

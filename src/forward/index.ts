@@ -1,4 +1,5 @@
-export { startForwardProxy, FINISHED_CHANNEL, type ForwardProxy, type ForwardDeps } from './forward-proxy.js';
+export { startForwardProxy, FINISHED_CHANNEL, EXIT_FAILURE_CHANNEL, type ForwardProxy, type ForwardDeps } from './forward-proxy.js';
+export type { ForwardHooks, ForwardHookRequest, ForwardKind } from './hooks.js';
 export type { ForwardProtocol } from './listener.js';
 export { DestinationRules, type RuleSpec, type RuleSetSpec, type GlobalRulesSpec } from './rules/destination-rules.js';
 export { PRIVATE_RANGES, isPrivateAddress } from './rules/private-ranges.js';
@@ -7,3 +8,4 @@ export { SOCKS5_REPLY, SOCKS5_REPLY_FOR, SOCKS4_REPLY, socks5ReplyFor } from './
 export { forwardSchema, type ForwardConfig, type ForwardConfigInput } from '../config/forward.js';
 export { systemResolver, dnsServerResolver, resolverFromLookup, type Resolver, type LookupFunction } from '../egress/index.js';
 export type { Meter, MeterSnapshot, FinishedRecord, Counters } from '../tenants/index.js';
+export { limitRefusal as planRefusal } from '../tenants/index.js';

@@ -178,6 +178,7 @@ export class ForwardPipeline {
   serve(req: ForwardRequest, route: EgressRoute, responder: ForwardResponder, relay: Relay | undefined): Promise<void> | void {
     req.route = route;
     req.session.user = route.user;
+    req.session.plan = this.#ctx.plans.planName(route.user);
     if (req.kind !== 'datagram') req.session.destination = req.nextHop;
     return this.#serve(req, responder, relay).catch((err: unknown) => {
       if (!req.session.finished) this.refuse(req, responder, classify(err, NOT_CONNECTED));
@@ -199,7 +200,7 @@ export class ForwardPipeline {
       if (pool !== undefined) req.route = { ...req.route, pool };
     }
     // --- plan
-    const planned = admitPlan(ctx, req.route, req.kind === 'datagram' ? '*' : req.target.host, req.session);
+    const planned = admitPlan(ctx, req.route, req.kind === 'datagram' ? '*' : req.target.host);
     const planRefusal = planned instanceof Promise ? await planned : planned;
     if (planRefusal) return this.refuse(req, responder, planRefusal);
     // --- admit

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import type { ForwardConfigInput } from '../../src/config/forward.js';
 import type { LookupFunction, Resolver } from '../../src/egress/index.js';
-import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
+import { startForwardProxy, type ForwardHooks, type ForwardProxy } from '../../src/forward/index.js';
 import { hashPassword } from '../../src/tenants/index.js';
 
 export const USER = 'alice';
@@ -83,7 +83,7 @@ export interface TestProxy {
 }
 
 /** A forward proxy on 127.0.0.1:0 with alice/secret and bob/hunter2, loopback allowed unless overridden. */
-export async function startTestProxy(overrides: Partial<ForwardConfigInput> = {}, deps: { resolver?: Resolver | LookupFunction } = {}): Promise<TestProxy> {
+export async function startTestProxy(overrides: Partial<ForwardConfigInput> = {}, deps: { resolver?: Resolver | LookupFunction; hooks?: ForwardHooks[] } = {}): Promise<TestProxy> {
   const [h1, h2] = await userHashes();
   const { logger, lines } = memoryLogger();
   const base: ForwardConfigInput = {
@@ -99,7 +99,7 @@ export async function startTestProxy(overrides: Partial<ForwardConfigInput> = {}
     rules: { ...base.rules, ...overrides.rules },
     timeouts: { ...base.timeouts, ...overrides.timeouts },
   };
-  const proxy = await startForwardProxy(cfg, { logger, resolver: deps.resolver });
+  const proxy = await startForwardProxy(cfg, { logger, resolver: deps.resolver, hooks: deps.hooks });
   const port = proxy.addresses()[0]!.port;
   return {
     proxy,

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { SocksClient } from 'socks';
+import { Failure } from '../../src/failure/index.js';
+import type { ForwardHookRequest, ForwardHooks } from '../../src/forward/index.js';
+import type { FinishedRecord } from '../../src/tenants/index.js';
+import { refusePort25ForStarter } from '../../examples/refuse-port-25.js';
+import { PASSWORD, PASSWORD2, USER, USER2, accessLines, basic, rawExchange, refusedPort, startOrigin, startTestProxy, userHashes, waitFor, type Origin, type TestProxy } from './helpers.js';
+
+describe('forward hooks: one place for a rule, every protocol', () => {
+  let p: TestProxy;
+  let origin: Origin;
+  const finished: FinishedRecord[] = [];
+  const failures: Array<{ req: ForwardHookRequest; type: string }> = [];
+  const observer: ForwardHooks = {
+    onFailure: (req, f) => failures.push({ req, type: f.type }),
+    onFinish: (rec) => finished.push(rec),
+  };
+
+  before(async () => {
+    origin = await startOrigin();
+    const [h1, h2] = await userHashes();
+    p = await startTestProxy(
+      {
+        auth: { required: true, users: [{ name: USER, password: h1, plan: 'starter' }, { name: USER2, password: h2, plan: 'pro' }] },
+        plans: { starter: {}, pro: {} },
+      },
+      { hooks: [refusePort25ForStarter, observer] },
+    );
+  });
+  after(async () => {
+    await p.close();
+    await origin.close();
+  });
+
+  it('the example refuses port 25 for plan starter over CONNECT, absolute-form HTTP, SOCKS5 and SOCKS4', async () => {
+    const connect = await rawExchange(p.port, `CONNECT 127.0.0.1:25 HTTP/1.1\r\nHost: 127.0.0.1:25\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+    assert.match(connect, /^HTTP\/1\.1 403 /);
+    assert.match(connect, /proxy-status: gatewise;error=http_request_denied/);
+    assert.match(connect, /plan starter does not include port 25/);
+    const http = await rawExchange(p.port, `GET http://127.0.0.1:25/ HTTP/1.1\r\nHost: 127.0.0.1:25\r\nProxy-Authorization: ${basic()}\r\nConnection: close\r\n\r\n`);
+    assert.match(http, /^HTTP\/1\.1 403 /);
+    await assert.rejects(
+      SocksClient.createConnection({ proxy: { host: '127.0.0.1', port: p.port, type: 5, userId: USER, password: PASSWORD }, command: 'connect', destination: { host: '127.0.0.1', port: 25 }, timeout: 3000 }),
+      /NotAllowed/,
+    );
+    await assert.rejects(
+      SocksClient.createConnection({ proxy: { host: '127.0.0.1', port: p.port, type: 4, userId: `${USER}:${PASSWORD}` }, command: 'connect', destination: { host: '127.0.0.1', port: 25 }, timeout: 3000 }),
+      /rejected/i,
+    );
+    assert.ok(await waitFor(() => accessLines(p.lines).filter((l) => l.user === USER && l.error === 'http_request_denied').length === 4));
+    for (const protocol of ['connect', 'http', 'socks5', 'socks4']) {
+      assert.ok(failures.some((f) => f.req.protocol === protocol && f.req.plan === 'starter' && f.type === 'http_request_denied'), protocol);
+    }
+  });
+
+  it('leaves other plans and other ports alone', async () => {
+    // bob (plan pro) reaches port 25's refusal from the network, not from the hook.
+    const port25 = await rawExchange(p.port, `CONNECT 127.0.0.1:25 HTTP/1.1\r\nHost: 127.0.0.1:25\r\nProxy-Authorization: ${basic(USER2, PASSWORD2)}\r\n\r\n`);
+    assert.doesNotMatch(port25, /^HTTP\/1\.1 403/);
+    const ok = await rawExchange(p.port, `GET http://127.0.0.1:${origin.port}/x HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nProxy-Authorization: ${basic()}\r\nConnection: close\r\n\r\n`);
+    assert.match(ok, /^HTTP\/1\.1 200 /);
+  });
+
+  it('onFinish sees every record once, with the plan', async () => {
+    const before = finished.length;
+    const ok = await rawExchange(p.port, `GET http://127.0.0.1:${origin.port}/once HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nProxy-Authorization: ${basic()}\r\nConnection: close\r\n\r\n`);
+    assert.match(ok, /^HTTP\/1\.1 200 /);
+    assert.ok(await waitFor(() => finished.length === before + 1));
+    const rec = finished.at(-1)!;
+    assert.equal(rec.user, USER);
+    assert.equal(rec.plan, 'starter');
+    assert.equal(rec.status, 200);
+  });
+});
+
+describe('forward hooks: async authorize and chooseEgress', () => {
+  it('an async authorize hook refuses with its own Failure; chooseEgress picks a pool by name, an unknown one is 403', async () => {
+    const origin = await startOrigin();
+    const refused = await refusedPort();
+    const hooks: ForwardHooks[] = [
+      {
+        async authorize(req) {
+          await new Promise((r) => setImmediate(r));
+          return req.target.port === refused ? new Failure({ type: 'http_request_denied', phase: 'route', detail: `port ${refused} closed by policy` }) : undefined;
+        },
+        chooseEgress: (req) => (req.target.port === origin.port ? 'local' : req.method === 'DELETE' ? 'nowhere' : undefined),
+      },
+    ];
+    const p = await startTestProxy({ revealDetails: true, egress: { pools: { local: { addresses: ['127.0.0.1'] } } } }, { hooks });
+    try {
+      const denied = await rawExchange(p.port, `GET http://127.0.0.1:${refused}/ HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Authorization: ${basic()}\r\nAccept: application/json\r\nConnection: close\r\n\r\n`);
+      assert.match(denied, /^HTTP\/1\.1 403 /);
+      assert.match(denied, new RegExp(`port ${refused} closed by policy`));
+      const pooled = await rawExchange(p.port, `GET http://127.0.0.1:${origin.port}/p HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Authorization: ${basic()}\r\nConnection: close\r\n\r\n`);
+      assert.match(pooled, /^HTTP\/1\.1 200 /);
+      assert.match(pooled, /x-gatewise-exit: 127\.0\.0\.1/);
+      assert.ok(await waitFor(() => accessLines(p.lines).some((l) => l.pool === 'local' && l.status === 200)));
+      const unknown = await rawExchange(p.port, `DELETE http://localhost:${refused}/ HTTP/1.1\r\nHost: localhost\r\nProxy-Authorization: ${basic()}\r\nConnection: close\r\n\r\n`);
+      assert.match(unknown, /^HTTP\/1\.1 403 /);
+    } finally {
+      await p.close();
+      await origin.close();
+    }
+  });
+});
