@@ -108,7 +108,7 @@ export async function forwardConfigFromArgs(argv: string[]): Promise<ForwardConf
   if (!checked.success) {
     // Never echo a proxy URL's credentials back.
     const lines = checked.error.issues.map((i) => `  ${i.path.join('.') || '(config)'}: ${i.message.replace(/\/\/[^@/\s]*@/g, '//…@')}`);
-    throw new Error(`invalid options:\n${lines.join('\n')}`);
+    throw Object.assign(new Error(`invalid options:\n${lines.join('\n')}`), { code: 'GATEWISE_INVALID_OPTIONS' });
   }
   return input;
 }
@@ -127,7 +127,8 @@ export async function forwardCommand(argv: string[]): Promise<number> {
       return 0;
     }
     process.stderr.write(`gatewise forward: ${(err as Error).message}\n`);
-    if (!(err as Error).message.startsWith('invalid options')) process.stderr.write(HELP);
+    // Options that parse but do not validate are listed by key; a wrong command line gets the help.
+    if ((err as { code?: string }).code !== 'GATEWISE_INVALID_OPTIONS') process.stderr.write(HELP);
     return 2;
   }
   const logger = pino({ level: 'info' }, logDestination(1));

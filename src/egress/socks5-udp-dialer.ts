@@ -4,6 +4,7 @@ import { SocksClient } from 'socks';
 import { Failure, classify } from '../failure/index.js';
 import type { DialTarget, ResolvedAddress, UdpDialer, UdpEgress, UdpOpenOptions, UdpSource } from './dialer.js';
 import { withScope } from './exit-failure.js';
+import { socks5Handshake } from './socks5-client.js';
 import type { ProxyEndpoint } from './proxy-url.js';
 import { resolveHost, systemResolver, type Resolver } from './resolver.js';
 
@@ -110,28 +111,17 @@ export class Socks5UdpDialer implements UdpDialer {
     try {
       const control = connect({ host: p.host, port: p.port, noDelay: true });
       control.on('error', () => {});
-      // createConnection() does not do ASSOCIATE; the event API does.
-      const client = new SocksClient({
-        proxy: { host: p.host, port: p.port, type: 5, userId: p.username, password: p.password },
-        command: 'associate',
-        destination: { host: family === 6 ? '::' : '0.0.0.0', port: sock.address().port },
-        timeout: this.#timeoutMs,
-      });
-      const { socket, remoteHost } = await new Promise<{ socket: Socket; remoteHost?: { host: string; port: number } }>((resolve, reject) => {
-        client.once('established', (e) => resolve({ socket: e.socket, remoteHost: e.remoteHost }));
-        client.once('error', reject);
-        client.connect(control);
-      });
+      const { socket, bound } = await socks5Handshake(control, p, 'associate', { host: family === 6 ? '::' : '0.0.0.0', port: sock.address().port }, this.#timeoutMs);
+      const remoteHost = bound;
       let relayHost = remoteHost?.host ?? p.host;
       // A relay bound to the wildcard address is reached at the proxy's own address.
       if (relayHost === '0.0.0.0' || relayHost === '::') relayHost = p.host;
       return new Socks5UdpEgress(socket, sock, { host: relayHost, port: remoteHost?.port ?? 0 }, opts, this.#resolver, p);
     } catch (err) {
       sock.close();
-      throw withScope(
-        new Failure({ type: 'connection_refused', phase: 'connect', nextHop: p.label, detail: `upstream SOCKS5 proxy ${p.label} refused UDP ASSOCIATE`, cause: err, retrySafe: true }),
-        'exit',
-      );
+      // The handshake's own failures name the reply; anything else is the exit failing.
+      if (err instanceof Failure) throw err;
+      throw withScope(new Failure({ type: 'connection_terminated', phase: 'connect', nextHop: p.label, detail: `upstream SOCKS5 proxy ${p.label} failed UDP ASSOCIATE`, cause: err, retrySafe: true }), 'exit');
     }
   }
 }
