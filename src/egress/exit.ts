@@ -10,6 +10,7 @@ import { socks5Connect } from './socks5-connector.js';
 import { Socks5UdpDialer } from './socks5-udp-dialer.js';
 import type { ProxyEndpoint } from './proxy-url.js';
 import type { CancelSignal } from './cancel.js';
+import { Timeout } from '../timing/deadlines.js';
 
 /**
  * One way out of a pool (a gost Node): a local source address, an upstream proxy, or
@@ -83,7 +84,7 @@ function openTransport(p: ProxyEndpoint, timeoutMs: number, signal?: CancelSigna
     }
     const sock = connect({ host: p.host, port: p.port, noDelay: true, allowHalfOpen: true });
     const done = (): void => {
-      clearTimeout(timer);
+      timer.cancel();
       sock.off('connect', onConnect);
       sock.off('error', onError);
       signal?.removeEventListener('abort', onAbort);
@@ -103,7 +104,7 @@ function openTransport(p: ProxyEndpoint, timeoutMs: number, signal?: CancelSigna
       sock.destroy();
       reject(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop, detail: 'aborted: the client went away' }));
     };
-    const timer = setTimeout(() => {
+    const timer = new Timeout(() => {
       done();
       sock.destroy();
       reject(withScope(new Failure({ type: 'connection_timeout', phase: 'connect', nextHop, detail: `upstream proxy ${p.label} did not accept the connection in ${timeoutMs} ms`, retrySafe: true }), 'exit'));

@@ -5,6 +5,7 @@ import { withScope } from './exit-failure.js';
 import type { DialTarget } from './dialer.js';
 import type { ProxyEndpoint } from './proxy-url.js';
 import type { CancelSignal } from './cancel.js';
+import { Timeout } from '../timing/deadlines.js';
 
 const MAX_HEAD = 16 * 1024;
 
@@ -82,9 +83,9 @@ export function httpConnect(sock: Socket | Duplex, proxy: ProxyEndpoint, target:
     const onError = (err: Error): void => fail(withScope(new Failure({ type: 'connection_terminated', phase: 'connect', nextHop: proxy.label, detail: `upstream proxy ${proxy.label} failed during CONNECT`, cause: err, retrySafe: true }), 'exit'));
     const onClose = (): void => fail(withScope(new Failure({ type: 'connection_terminated', phase: 'connect', nextHop: proxy.label, detail: `upstream proxy ${proxy.label} closed the connection during CONNECT`, retrySafe: true }), 'exit'));
     const onAbort = (): void => fail(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop: proxy.label, detail: 'aborted: the client went away' }));
-    const timer = setTimeout(() => fail(withScope(new Failure({ type: 'connection_timeout', phase: 'connect', nextHop: proxy.label, detail: `upstream proxy ${proxy.label} did not answer CONNECT ${hp} in ${timeoutMs} ms`, retrySafe: true }), 'domain')), timeoutMs);
+    const timer = new Timeout(() => fail(withScope(new Failure({ type: 'connection_timeout', phase: 'connect', nextHop: proxy.label, detail: `upstream proxy ${proxy.label} did not answer CONNECT ${hp} in ${timeoutMs} ms`, retrySafe: true }), 'domain')), timeoutMs);
     function cleanup(): void {
-      clearTimeout(timer);
+      timer.cancel();
       sock.off('data', onData);
       sock.off('error', onError);
       sock.off('close', onClose);

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import type { ResolvedAddress } from './dialer.js';
 import type { CancelSignal } from './cancel.js';
+import { Timeout } from '../timing/deadlines.js';
 
 /**
  * Name resolution for dialers. A Resolver returns every address of a name; the dialer
@@ -53,10 +54,10 @@ export function literalAddress(host: string): ResolvedAddress | undefined {
 export async function resolveHost(resolver: Resolver, host: string, timeoutMs: number, nextHop: string, signal?: CancelSignal): Promise<ResolvedAddress[]> {
   const lit = literalAddress(host);
   if (lit) return [lit];
-  let timer: NodeJS.Timeout | undefined;
+  let timer: Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
+    timer = new Timeout(() => {
       reject(new Failure({ type: 'dns_timeout', phase: 'dns', nextHop, detail: `resolving ${host} took longer than ${timeoutMs} ms`, retrySafe: true }));
     }, timeoutMs);
     if (signal) {
@@ -78,7 +79,7 @@ export async function resolveHost(resolver: Resolver, host: string, timeoutMs: n
     // A resolver that failed without a DNS-shaped error: still a resolution failure.
     throw new Failure({ type: 'dns_error', phase: 'dns', nextHop, detail: `resolving ${host} failed`, retrySafe: true, cause: err });
   } finally {
-    clearTimeout(timer);
+    timer?.cancel();
     if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 }

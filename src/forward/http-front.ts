@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { parserRefusal } from '../failure/index.js';
+import { Timeout } from '../timing/deadlines.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
 import { HttpConnectFront } from './http-connect-front.js';
@@ -11,12 +12,12 @@ import type { ForwardPipeline } from './pipeline.js';
 const kHeadTimer = Symbol('gatewise.headTimer');
 const kBusy = Symbol('gatewise.busy');
 /**
- * The head timer lives on the socket itself (one timer per connection, re-armed with
- * `refresh()`), not in a WeakMap: a WeakMap entry keyed by a young socket makes V8 keep
+ * The head timer lives on the socket itself (one deadline per connection on the process
+ * list, re-armed with `refresh()`), not in a WeakMap: a WeakMap entry keyed by a young socket makes V8 keep
  * everything reachable from it through every scavenge, which promoted whole requests
  * into the old generation and cost 10 ms scavenges under load.
  */
-type TimedSocket = Socket & { [kHeadTimer]?: NodeJS.Timeout; [kBusy]?: boolean };
+type TimedSocket = Socket & { [kHeadTimer]?: Timeout; [kBusy]?: boolean };
 
 interface ParserError extends Error {
   code?: string;
@@ -75,9 +76,7 @@ export class HttpFront {
     const limit = this.#ctx.settings.handshakeTimeoutMs;
     // `handshake: "0s"`: no limit on the request head (Node's keepAliveTimeout still ends idle connections).
     if (limit > 0) {
-      const t = setTimeout(onHeadTimeout, limit + this.#ctx.settings.clientKeepAliveMs, socket);
-      t.unref();
-      (socket as TimedSocket)[kHeadTimer] = t;
+      (socket as TimedSocket)[kHeadTimer] = new Timeout(() => onHeadTimeout(socket), limit + this.#ctx.settings.clientKeepAliveMs);
       socket.once('close', onSocketClose);
     }
     this.#server.emit('connection', socket);
@@ -128,5 +127,5 @@ function onHeadTimeout(socket: Socket): void {
 }
 
 function onSocketClose(this: TimedSocket): void {
-  clearTimeout(this[kHeadTimer]);
+  this[kHeadTimer]?.cancel();
 }

@@ -123,3 +123,66 @@ function sweep(d: Deadlines): void {
 
 /** The process's deadline list. */
 export const deadlines = new Deadlines();
+
+/**
+ * A deadline with a callback, for the places that want a cancellable timeout rather than
+ * an object of their own in the list (a handshake, a DNS wait, a connect through a proxy).
+ * On the process list like every short-lived deadline: no Node timer per use.
+ */
+export class Timeout extends DeadlineEntry {
+  readonly #fn: () => void;
+  readonly #ms: number;
+
+  constructor(fn: () => void, ms: number, now = performance.now()) {
+    super();
+    this.#fn = fn;
+    this.#ms = ms;
+    deadlines.add(this, now, ms);
+  }
+
+  deadlineReached(): void {
+    this.#fn();
+  }
+
+  /** Start the wait again from now. */
+  refresh(now = performance.now()): void {
+    deadlines.add(this, now, this.#ms);
+  }
+
+  cancel(): void {
+    deadlines.remove(this);
+  }
+}
+
+/** Call `fn` once `ms` have passed, unless cancelled; `ms` ≤ 0 means never (undefined). */
+export function timeout(fn: () => void, ms: number): Timeout | undefined {
+  return ms > 0 ? new Timeout(fn, ms) : undefined;
+}
+
+interface Destroyable {
+  destroy(): void;
+  readonly destroyed: boolean;
+}
+
+class Linger extends DeadlineEntry {
+  readonly #target: Destroyable;
+
+  constructor(target: Destroyable) {
+    super();
+    this.#target = target;
+  }
+
+  deadlineReached(): void {
+    if (!this.#target.destroyed) this.#target.destroy();
+  }
+}
+
+/**
+ * After an answer was written with `end()`, give the peer `ms` to read it and close, then
+ * destroy the socket: a client that never reads must not hold it. Every refusal that ends a
+ * connection uses this one.
+ */
+export function destroyAfter(target: Destroyable, ms: number): void {
+  if (target.destroyed) return;
+  deadlines.add(new Linger(target), performance.now(), ms);
+}

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { timeout, type Timeout } from '../../timing/deadlines.js';
 
 /** Why a handshake read ended without data. */
 export type ReadEnd = 'closed' | 'timeout' | 'overflow';
@@ -28,14 +29,14 @@ export class ByteReader {
   #waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
   #ended: HandshakeEnded | undefined;
   /** Undefined when the handshake has no time limit (`handshake: "0s"`). */
-  readonly #timer: NodeJS.Timeout | undefined;
+  readonly #timer: Timeout | undefined;
   readonly #onData = (c: Buffer): void => this.#push(c);
   readonly #onEnd = (): void => this.#end('closed');
 
   constructor(socket: Socket, first: Buffer, opts: { timeoutMs: number; maxBuffered?: number }) {
     this.#socket = socket;
     this.#maxBuffered = opts.maxBuffered ?? 64 * 1024;
-    this.#timer = opts.timeoutMs > 0 ? setTimeout(() => this.#end('timeout'), opts.timeoutMs) : undefined;
+    this.#timer = timeout(() => this.#end('timeout'), opts.timeoutMs);
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('close', this.#onEnd);
@@ -53,7 +54,7 @@ export class ByteReader {
   #end(reason: ReadEnd): void {
     if (this.#ended) return;
     this.#ended = new HandshakeEnded(reason);
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     const w = this.#waiter;
     this.#waiter = undefined;
     w?.reject(this.#ended);
@@ -93,7 +94,7 @@ export class ByteReader {
 
   /** Stop reading; returns the bytes received but not read. The socket is left paused. */
   detach(): Buffer {
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#socket.off('data', this.#onData);
     this.#socket.off('end', this.#onEnd);
     this.#socket.off('close', this.#onEnd);

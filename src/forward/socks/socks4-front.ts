@@ -7,6 +7,7 @@ import { ByteReader, HandshakeEnded, type ReadEnd } from './byte-reader.js';
 import { SOCKS4_REPLY } from './reply-codes.js';
 import { checkDomain } from './socks-address.js';
 import { handshakeFailure, protocolError } from './socks-refusal.js';
+import { destroyAfter } from '../../timing/deadlines.js';
 
 const MAX_FIELD = 255;
 const OK: FinishFields = { reply: SOCKS4_REPLY.granted };
@@ -48,7 +49,7 @@ class Socks4Responder implements ForwardResponder {
     this.#reader.detach();
     const socket = this.#socket;
     if (socket.writable) socket.end(socks4Reply(SOCKS4_REPLY.rejected));
-    setTimeout(() => socket.destroy(), 2000).unref();
+    destroyAfter(socket, 2000);
     return REJECTED;
   }
 

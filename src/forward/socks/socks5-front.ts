@@ -9,6 +9,7 @@ import { AUTH_STATUS, SOCKS5_REPLY, socks5ReplyFor } from './reply-codes.js';
 import { AddressTypeError, encodeAddress, readAddress, type SocksTarget } from './socks-address.js';
 import { handshakeFailure, protocolError } from './socks-refusal.js';
 import { UdpAssociation } from './socks5-udp-relay.js';
+import { destroyAfter } from '../../timing/deadlines.js';
 
 const VERSION = 0x05;
 const METHOD = { none: 0x00, userPass: 0x02, noAcceptable: 0xff } as const;
@@ -54,7 +55,7 @@ class Socks5Responder implements ForwardResponder {
     const socket = this.#socket;
     if (bytes && socket.writable) socket.end(bytes);
     else socket.end();
-    setTimeout(() => socket.destroy(), 2000).unref();
+    destroyAfter(socket, 2000);
     return reply === undefined ? {} : { reply };
   }
 

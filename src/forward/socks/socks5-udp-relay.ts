@@ -10,6 +10,7 @@ import { canonicalAddress } from '../rules/ip-address.js';
 import type { ByteReader } from './byte-reader.js';
 import { SOCKS5_REPLY } from './reply-codes.js';
 import { encodeAddress, parseAddress, type SocksTarget } from './socks-address.js';
+import { destroyAfter, Timeout } from '../../timing/deadlines.js';
 
 /** Most destinations an association remembers as allowed to answer. */
 const MAX_PEERS = 1024;
@@ -98,7 +99,7 @@ export class UdpAssociation implements Relay {
     const finished = new Promise<string>((resolve) => {
       done = resolve;
     });
-    const idle = setTimeout(() => done('idle'), ctx.settings.udpIdleMs);
+    const idle = new Timeout(() => done('idle'), ctx.settings.udpIdleMs);
 
     relay.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
       const from = canonicalAddress(rinfo.address);
@@ -171,7 +172,7 @@ export class UdpAssociation implements Relay {
     control.on('error', () => done('client'));
 
     const endedBy = await finished;
-    clearTimeout(idle);
+    idle.cancel();
     untrack();
     try {
       relay.close();
@@ -180,7 +181,7 @@ export class UdpAssociation implements Relay {
     }
     egress.close();
     control.end();
-    setTimeout(() => control.destroy(), 1000).unref();
+    destroyAfter(control, 1000);
     return { error: null, reply: SOCKS5_REPLY.succeeded, endedBy, address: null };
   }
 }
