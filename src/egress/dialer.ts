@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Failure } from '../failure/index.js';
-import type { CancelSignal } from './cancel.js';
+import type { CancelSignal } from '../timing/cancel.js';
 
 /** Where a connection should go, as the client named it. */
 export interface DialTarget {

@@ -4,7 +4,7 @@ import { withScope } from './exit-failure.js';
 import type { DialOptions, DialTarget, Dialer, ResolvedAddress } from './dialer.js';
 import { literalAddress, resolveHost, systemResolver, type Resolver } from './resolver.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
-import type { CancelSignal } from './cancel.js';
+import type { CancelSignal } from '../timing/cancel.js';
 
 export interface DirectDialerOptions {
   resolver?: Resolver;

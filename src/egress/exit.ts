@@ -9,7 +9,7 @@ import { literalAddress, type Resolver } from './resolver.js';
 import { socks5Connect } from './socks5-connector.js';
 import { Socks5UdpDialer } from './socks5-udp-dialer.js';
 import type { ProxyEndpoint } from './proxy-url.js';
-import type { CancelSignal } from './cancel.js';
+import type { CancelSignal } from '../timing/cancel.js';
 import { Timeout } from '../timing/deadlines.js';
 
 /**

@@ -4,7 +4,7 @@ import { Failure, isProxyErrorType, type ProxyErrorType } from '../failure/index
 import { withScope } from './exit-failure.js';
 import type { DialTarget } from './dialer.js';
 import type { ProxyEndpoint } from './proxy-url.js';
-import type { CancelSignal } from './cancel.js';
+import type { CancelSignal } from '../timing/cancel.js';
 import { Timeout } from '../timing/deadlines.js';
 
 const MAX_HEAD = 16 * 1024;

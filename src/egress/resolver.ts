@@ -2,7 +2,7 @@ import { promises as dnsPromises } from 'node:dns';
 import { isIP } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import type { ResolvedAddress } from './dialer.js';
-import type { CancelSignal } from './cancel.js';
+import type { CancelSignal } from '../timing/cancel.js';
 import { Timeout } from '../timing/deadlines.js';
 
 /**

@@ -4,7 +4,7 @@ import { Failure } from '../failure/index.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
 import type { MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
-import type { CancelSignal } from '../egress/cancel.js';
+import type { CancelSignal } from '../timing/cancel.js';
 
 /**
  * The plan and pool checks of one request, tunnel or association, after the

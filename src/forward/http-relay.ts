@@ -4,7 +4,7 @@ import { Transform, pipeline as pipeStreams, type Readable } from 'node:stream';
 import { Client, type Dispatcher } from 'undici';
 import { CLIENT_CLOSED_STATUS, Failure } from '../failure/index.js';
 import { unbracket, type EgressDial, type ExitChoice } from '../egress/index.js';
-import { Cancel } from '../egress/cancel.js';
+import { Cancel } from '../timing/cancel.js';
 import type { FinishFields, MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 import { dialOptions, exitHeaders, noteExit } from './egress-admission.js';

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
-import { Cancel } from '../egress/cancel.js';
+import { Cancel } from '../timing/cancel.js';
 import { literalAddress } from '../egress/resolver.js';
 import type { FinishFields, MeterSession, MeteredProtocol } from '../tenants/index.js';
 import { admit } from './admission.js';

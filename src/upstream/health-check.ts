@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { connect, type LookupFunction } from 'node:net';
 import { Agent, request } from 'undici';
 import type { Endpoint } from './endpoint.js';
+import type { CancelSignal } from '../timing/cancel.js';
+import { Timeout } from '../timing/deadlines.js';
 
 export const HEALTH_CHANNEL = 'gatewise:upstream:health';
 const healthChannel = channel(HEALTH_CHANNEL);
@@ -131,8 +133,8 @@ export class HealthChecker {
     const o = this.#opts;
     const ac = new AbortController();
     p.abort = ac;
-    const deadline = setTimeout(() => ac.abort(), o.timeoutMs);
-    deadline.unref();
+    // undici's request() takes a DOM AbortSignal, so this probe uses an AbortController (a CancelSignal too).
+    const deadline = new Timeout(() => ac.abort(), o.timeoutMs);
     let failure: string | undefined;
     let passReason = '';
     try {
@@ -147,7 +149,7 @@ export class HealthChecker {
     } catch (err) {
       failure = ac.signal.aborted ? 'timeout' : errorCode(err);
     } finally {
-      clearTimeout(deadline);
+      deadline.cancel();
       p.abort = undefined;
     }
     if (this.#stopped) return;
@@ -211,7 +213,7 @@ export function statusExpected(status: number, expected: ReadonlyArray<number | 
   return false;
 }
 
-function tcpConnect(ep: Endpoint, signal: AbortSignal, lookup: LookupFunction | undefined): Promise<void> {
+function tcpConnect(ep: Endpoint, signal: CancelSignal, lookup: LookupFunction | undefined): Promise<void> {
   const host = ep.url.hostname.startsWith('[') ? ep.url.hostname.slice(1, -1) : ep.url.hostname;
   const port = Number(ep.nextHop.slice(ep.nextHop.lastIndexOf(':') + 1));
   return new Promise<void>((resolve, reject) => {

@@ -7,12 +7,15 @@
  */
 export interface CancelSignal {
   readonly aborted: boolean;
+  /** Why (undici and Node APIs read it when they take the signal). */
+  readonly reason?: unknown;
   addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
   removeEventListener(type: 'abort', listener: () => void): void;
 }
 
 export class Cancel implements CancelSignal {
   aborted = false;
+  reason: unknown = undefined;
   #listeners: (() => void)[] | undefined;
 
   addEventListener(_type: 'abort', listener: () => void): void {
@@ -27,9 +30,10 @@ export class Cancel implements CancelSignal {
   }
 
   /** Mark aborted and call every listener once. */
-  abort(): void {
+  abort(reason?: unknown): void {
     if (this.aborted) return;
     this.aborted = true;
+    this.reason = reason ?? new DOMException('This operation was aborted', 'AbortError');
     const l = this.#listeners;
     this.#listeners = undefined;
     if (l) for (const f of l) f();
