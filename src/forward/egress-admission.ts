@@ -4,6 +4,7 @@ import { Failure } from '../failure/index.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
 import type { MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
+import type { ForwardRequest } from './pipeline.js';
 import type { CancelSignal } from '../timing/cancel.js';
 
 /**
@@ -50,30 +51,30 @@ export type { Socket };
 class MeteredTunnel implements TunnelOptions {
   readonly idleMs: number;
   readonly #ctx: ForwardContext;
+  readonly #req: ForwardRequest;
   readonly #session: MeterSession;
-  readonly #user: string | null;
-  readonly #client: Socket;
   readonly #upstream: Socket;
   #cut = false;
 
-  constructor(ctx: ForwardContext, session: MeterSession, user: string | null, client: Socket, upstream: Socket) {
+  constructor(ctx: ForwardContext, req: ForwardRequest, upstream: Socket) {
     this.idleMs = ctx.settings.tunnelIdleMs;
     this.#ctx = ctx;
-    this.#session = session;
-    this.#user = user;
-    this.#client = client;
+    this.#req = req;
+    this.#session = req.session;
     this.#upstream = upstream;
   }
 
   // The quota is checked before a chunk is counted: the chunk that crosses the limit still
   // goes through (the user's bytes up to the limit arrive whole) and the next one is cut.
   onUp(n: number): void {
-    if (this.#user !== null) this.#checkQuota(this.#user);
+    const user = this.#req.route.user;
+    if (user !== null) this.#checkQuota(user);
     this.#session.up(n);
   }
 
   onDown(n: number): void {
-    if (this.#user !== null) this.#checkQuota(this.#user);
+    const user = this.#req.route.user;
+    if (user !== null) this.#checkQuota(user);
     this.#session.down(n);
   }
 
@@ -84,7 +85,7 @@ class MeteredTunnel implements TunnelOptions {
     if (!over) return;
     this.#cut = true;
     this.#session.quotaCut = over.detail;
-    this.#client.destroy();
+    this.#req.client.destroy();
     this.#upstream.destroy();
   }
 }
@@ -93,10 +94,10 @@ class MeteredTunnel implements TunnelOptions {
  * Once the client was told the tunnel is open: pass on the bytes it sent early, then
  * splice both ways, metered and under the plan's byte quota, until either side ends.
  */
-export function spliceMetered(ctx: ForwardContext, session: MeterSession, user: string | null, client: Socket, upstream: Socket, early: Buffer): Promise<TunnelEnd> {
+export function spliceMetered(ctx: ForwardContext, req: ForwardRequest, upstream: Socket, early: Buffer): Promise<TunnelEnd> {
   if (early.length > 0) {
-    session.up(early.length);
+    req.session.up(early.length);
     upstream.write(early);
   }
-  return runTunnel(client, upstream, new MeteredTunnel(ctx, session, user, client, upstream));
+  return runTunnel(req.client, upstream, new MeteredTunnel(ctx, req, upstream));
 }

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { CLIENT_CLOSED_STATUS, Failure } from '../failure/index.js';
 import type { ExitChoice } from '../egress/index.js';
-import type { FinishFields, MeterSession } from '../tenants/index.js';
+import type { FinishFields } from '../tenants/index.js';
 import type { ConnectRequest } from './connect-head.js';
 import { newRequestId, clientAddressFor } from './context.js';
 import { exitHeaders } from './egress-admission.js';
@@ -36,9 +36,9 @@ export class HttpConnectFront {
     socket.on('error', ignore);
     const ctx = this.#pipeline.ctx;
     const session = ctx.meter.open({ protocol: 'connect', requestId: newRequestId(), user: null, clientAddress: clientAddressFor(ctx, socket) });
-    const responder = new ConnectResponder(this, socket, head, early, session);
     const target = parseAuthorityTarget(head.url);
     const req = new ForwardRequest({ kind: 'tunnel', target: target instanceof Failure ? { host: '', port: 0 } : target, method: 'CONNECT', session, client: socket });
+    const responder = new ConnectResponder(this, req, head, early);
     const authHeader = head.headers['proxy-authorization'];
     const creds = parseBasicCredentials(authHeader) ?? (authHeader !== undefined ? 'malformed' : undefined);
     if (target instanceof Failure) return this.#pipeline.refuseAfterAuth(req, creds, responder, target);
@@ -61,28 +61,27 @@ export class HttpConnectFront {
 /** One CONNECT's answers. */
 class ConnectResponder implements ForwardResponder {
   readonly okFields = OK;
+  readonly req: ForwardRequest;
   readonly #front: HttpConnectFront;
-  readonly #socket: Socket;
   readonly #head: ConnectRequest;
   readonly #early: Buffer;
-  readonly #session: MeterSession;
 
-  constructor(front: HttpConnectFront, socket: Socket, head: ConnectRequest, early: Buffer, session: MeterSession) {
+  constructor(front: HttpConnectFront, req: ForwardRequest, head: ConnectRequest, early: Buffer) {
     this.#front = front;
-    this.#socket = socket;
+    this.req = req;
     this.#head = head;
     this.#early = early;
-    this.#session = session;
   }
 
   refuse(f: Failure): FinishFields {
-    this.#socket.resume(); // read (and drop) what follows, so the client's close is seen
-    writeRawFailure(this.#front.pipeline.ctx, this.#socket, f, this.#session.requestId, this.#head.headers.accept);
+    const socket = this.req.client;
+    socket.resume(); // read (and drop) what follows, so the client's close is seen
+    writeRawFailure(this.#front.pipeline.ctx, socket, f, this.req.requestId, this.#head.headers.accept);
     return { status: f.status, method: 'CONNECT' };
   }
 
   opened(_upstream: Socket, choice: ExitChoice | undefined): Buffer {
-    this.#socket.write(this.#front.established(choice));
+    this.req.client.write(this.#front.established(choice));
     return this.#early;
   }
 

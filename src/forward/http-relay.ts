@@ -30,9 +30,9 @@ function hasBody(req: IncomingMessage): boolean {
 }
 
 /**
- * The relay of a `request`: one absolute-form HTTP request forwarded and its response
- * streamed back by one dispatch handler (`ForwardRelay`, timed by the ResponseTimer),
- * whatever the way out:
+ * One absolute-form HTTP request: its responder (a refusal is a full response with
+ * Proxy-Status) and its relay, which forwards it and streams the response back by one
+ * dispatch handler (`ForwardRelay`, timed by the ResponseTimer), whatever the way out:
  * - direct: the user's pooled undici Agent (keep-alive connections opened by the dialer
  *   under the user's rules);
  * - through an egress pool: a fresh connection through the chosen exit per request
@@ -41,23 +41,37 @@ function hasBody(req: IncomingMessage): boolean {
  *   goes in absolute-form with the exit's credentials.
  * TLS to the destination is `UpstreamTls` in both cases.
  */
-export class HttpRelay implements Relay {
+export class HttpExchange implements ForwardResponder, Relay {
+  readonly okFields: FinishFields;
+  readonly #ctx: ForwardContext;
   readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
-  readonly #target: HttpTarget;
-  readonly #responder: ForwardResponder;
+  readonly #requestId: string;
+  /** Set by the front once the target parsed. */
+  target: HttpTarget | undefined;
 
-  constructor(req: IncomingMessage, res: ServerResponse, target: HttpTarget, responder: ForwardResponder) {
+  constructor(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, requestId: string) {
+    this.#ctx = ctx;
     this.#req = req;
     this.#res = res;
-    this.#target = target;
-    this.#responder = responder;
+    this.#requestId = requestId;
+    this.okFields = { method: req.method };
+  }
+
+  refuse(f: Failure): FinishFields {
+    this.#req.resume();
+    sendFailure(this.#ctx, this.#req, this.#res, f, this.#requestId);
+    return { status: f.status, method: this.#req.method };
+  }
+
+  gone(): FinishFields {
+    return { method: this.#req.method };
   }
 
   async run(freq: ForwardRequest, pipeline: ForwardPipeline): Promise<FinishFields> {
     const ctx = pipeline.ctx;
     const req = this.#req;
-    const target = this.#target;
+    const target = this.target!;
     const session = freq.session;
     const route = freq.route;
     const headers = forwardRequestHeaders(req.rawHeaders, target.authority, req.httpVersion, ctx.settings.name);
@@ -84,7 +98,7 @@ export class HttpRelay implements Relay {
     try {
       exit = await openExit(ctx, ctx.tls.pooled, route, target, cancel, session);
     } catch (err) {
-      if (cancel.aborted) return { ...this.#responder.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
+      if (cancel.aborted) return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
       throw err;
     } finally {
       this.#res.off('close', onGone);
@@ -117,7 +131,7 @@ export class HttpRelay implements Relay {
   ): Promise<FinishFields> {
     const req = this.#req;
     const res = this.#res;
-    const origin = this.#target.origin;
+    const origin = this.target!.origin;
     return new Promise<FinishFields>((resolve) => {
       const done = (o: RelayOutcome): void => {
         const fields: FinishFields = { method: req.method, address: address(), endedBy: o.endedBy };

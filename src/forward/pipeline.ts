@@ -268,7 +268,7 @@ export class ForwardPipeline {
       return;
     }
     ctx.tracker.add(upstream);
-    const endedBy = await spliceMetered(ctx, session, req.route.user, socket, upstream, early);
+    const endedBy = await spliceMetered(ctx, req, upstream, early);
     ctx.tracker.forget(upstream);
     session.finish({ ...responder.okFields, error: null, endedBy, address });
   }

@@ -1,18 +1,17 @@
 import type { Socket } from 'node:net';
-import { Failure, classify } from '../../failure/index.js';
+import { Failure } from '../../failure/index.js';
 import type { FinishFields } from '../../tenants/index.js';
-import { newRequestId, clientAddressFor } from '../context.js';
-import { ForwardRequest, type ForwardPipeline, type ForwardResponder } from '../pipeline.js';
+import type { ForwardPipeline, ForwardRequest, ForwardResponder } from '../pipeline.js';
+import { SocksFront, SocksResponder } from './socks-front.js';
 import { ByteReader, HandshakeEnded, type ReadEnd } from './byte-reader.js';
 import { SOCKS4_REPLY } from './reply-codes.js';
 import { checkDomain } from './socks-address.js';
-import { handshakeFailure, protocolError } from './socks-refusal.js';
+import { protocolError } from './socks-refusal.js';
 import { destroyAfter } from '../../timing/deadlines.js';
 
 const MAX_FIELD = 255;
 const OK: FinishFields = { reply: SOCKS4_REPLY.granted };
 const REJECTED: FinishFields = { reply: SOCKS4_REPLY.rejected };
-const GONE: FinishFields = {};
 
 /** VN=0 CD DSTPORT DSTIP. */
 function socks4Reply(code: number, port = 0, ip = '0.0.0.0'): Buffer {
@@ -35,34 +34,16 @@ async function readNulTerminated(r: ByteReader): Promise<Buffer> {
 }
 
 /** One SOCKS4 connection's answers: every refusal is `rejected` (SOCKS4 has one code). */
-class Socks4Responder implements ForwardResponder {
+class Socks4Responder extends SocksResponder {
   readonly okFields = OK;
-  readonly #socket: Socket;
-  readonly #reader: ByteReader;
 
-  constructor(socket: Socket, reader: ByteReader) {
-    this.#socket = socket;
-    this.#reader = reader;
+  protected refusal(): { bytes: Buffer; fields: FinishFields } {
+    return { bytes: socks4Reply(SOCKS4_REPLY.rejected), fields: REJECTED };
   }
 
-  refuse(): FinishFields {
-    this.#reader.detach();
-    const socket = this.#socket;
-    if (socket.writable) socket.end(socks4Reply(SOCKS4_REPLY.rejected));
-    destroyAfter(socket, 2000);
-    return REJECTED;
-  }
-
-  opened(upstream: Socket): Buffer {
-    const early = this.#reader.detach();
+  protected granted(upstream: Socket): Buffer {
     const bndIp = upstream.localAddress && !upstream.localAddress.includes(':') ? upstream.localAddress : '0.0.0.0';
-    this.#socket.write(socks4Reply(SOCKS4_REPLY.granted, upstream.localPort ?? 0, bndIp));
-    return early;
-  }
-
-  gone(): FinishFields {
-    this.#reader.detach();
-    return GONE;
+    return socks4Reply(SOCKS4_REPLY.granted, upstream.localPort ?? 0, bndIp);
   }
 }
 
@@ -71,33 +52,17 @@ class Socks4Responder implements ForwardResponder {
  * authentication is required the USERID field must be `name:password`. Everything after
  * the parse is the pipeline's.
  */
-export class Socks4Front {
-  readonly #pipeline: ForwardPipeline;
-
+export class Socks4Front extends SocksFront<Socks4Responder> {
   constructor(pipeline: ForwardPipeline) {
-    this.#pipeline = pipeline;
+    super(pipeline, 'socks4');
   }
 
-  readonly handle = (socket: Socket, first: Buffer): void => {
-    const ctx = this.#pipeline.ctx;
-    const session = ctx.meter.open({ protocol: 'socks4', requestId: newRequestId(), user: null, clientAddress: clientAddressFor(ctx, socket) });
-    const reader = new ByteReader(socket, first, { timeoutMs: ctx.settings.handshakeTimeoutMs });
-    const responder = new Socks4Responder(socket, reader);
-    const req = new ForwardRequest({ kind: 'tunnel', target: { host: '', port: 0 }, session, client: socket });
-    this.#run(reader, req, responder).catch((err: unknown) => {
-      reader.detach();
-      if (err instanceof HandshakeEnded && err.reason === 'overflow') {
-        this.#pipeline.refuse(req, responder, handshakeFailure(err, 'SOCKS4'));
-        return;
-      }
-      const f = err instanceof HandshakeEnded ? handshakeFailure(err, 'SOCKS4') : classify(err, { connected: false, responseStarted: false, headersReceived: false });
-      socket.destroy();
-      session.finish({ error: f.type, refused: true, endedBy: err instanceof HandshakeEnded ? 'client' : 'proxy' });
-    });
-  };
+  protected responder(socket: Socket, reader: ByteReader): Socks4Responder {
+    return new Socks4Responder(socket, reader);
+  }
 
-  async #run(r: ByteReader, req: ForwardRequest, responder: Socks4Responder): Promise<void> {
-    const pipeline = this.#pipeline;
+  protected async run(_socket: Socket, r: ByteReader, req: ForwardRequest, responder: Socks4Responder): Promise<void> {
+    const pipeline = this.pipeline;
     const refuse = (f: Failure): void => pipeline.refuse(req, responder, f);
     const head = await r.read(8);
     const [vn, cd] = head;
@@ -136,6 +101,6 @@ export class Socks4Front {
   #portZero(req: ForwardRequest, responder: Socks4Responder, user: string | null): void {
     req.session.user = user;
     req.session.destination = req.nextHop;
-    this.#pipeline.refuse(req, responder, protocolError('destination port 0'));
+    this.pipeline.refuse(req, responder, protocolError('destination port 0'));
   }
 }

@@ -1,20 +1,19 @@
 import type { Socket } from 'node:net';
-import { Failure, classify } from '../../failure/index.js';
-import type { FinishFields, MeterSession } from '../../tenants/index.js';
-import { newRequestId, clientAddressFor } from '../context.js';
-import { ForwardRequest, type ForwardPipeline, type ForwardResponder } from '../pipeline.js';
+import { Failure } from '../../failure/index.js';
+import type { FinishFields } from '../../tenants/index.js';
+import type { ForwardPipeline, ForwardRequest, ForwardResponder } from '../pipeline.js';
+import { SocksFront, SocksResponder } from './socks-front.js';
 import type { EgressRoute } from '../../egress/index.js';
-import { ByteReader, HandshakeEnded } from './byte-reader.js';
+import { HandshakeEnded, type ByteReader } from './byte-reader.js';
 import { AUTH_STATUS, SOCKS5_REPLY, socks5ReplyFor } from './reply-codes.js';
 import { AddressTypeError, encodeAddress, readAddress, type SocksTarget } from './socks-address.js';
-import { handshakeFailure, protocolError } from './socks-refusal.js';
-import { UdpAssociation } from './socks5-udp-relay.js';
+import { protocolError } from './socks-refusal.js';
+import { UdpAssociation, type ControlConnection } from './socks5-udp-relay.js';
 import { destroyAfter } from '../../timing/deadlines.js';
 
 const VERSION = 0x05;
 const METHOD = { none: 0x00, userPass: 0x02, noAcceptable: 0xff } as const;
 const CMD = { connect: 0x01, bind: 0x02, udpAssociate: 0x03 } as const;
-const GONE: FinishFields = {};
 
 /** A SOCKS5 reply: VER REP RSV ATYP BND.ADDR BND.PORT. */
 export function socks5Reply(code: number, address?: string, port = 0): Buffer {
@@ -29,45 +28,26 @@ type Stage = 'greeting' | 'method' | 'auth' | 'request';
  * (nothing, `VER 0xFF`, the RFC 1929 failure status, or a reply with the code mapped
  * from the failure type) and end the connection.
  */
-class Socks5Responder implements ForwardResponder {
+class Socks5Responder extends SocksResponder implements ControlConnection {
   readonly okFields: FinishFields = { reply: SOCKS5_REPLY.succeeded };
   stage: Stage = 'greeting';
   /** A reply code chosen by the front (protocol errors), instead of the failure type's. */
   code: number | undefined;
-  readonly #socket: Socket;
-  readonly #reader: ByteReader;
 
-  constructor(socket: Socket, reader: ByteReader) {
-    this.#socket = socket;
-    this.#reader = reader;
+  reply(code: number, address?: string, port = 0): Buffer {
+    return socks5Reply(code, address, port);
   }
 
-  refuse(f: Failure): FinishFields {
-    this.#reader.detach();
-    let bytes: Buffer | undefined;
-    let reply: number | undefined;
-    if (this.stage === 'method') bytes = Buffer.from([VERSION, METHOD.noAcceptable]);
-    else if (this.stage === 'auth') bytes = Buffer.from([0x01, AUTH_STATUS.failure]);
-    else if (this.stage === 'request') {
-      reply = this.code ?? socks5ReplyFor(f);
-      bytes = socks5Reply(reply);
-    }
-    const socket = this.#socket;
-    if (bytes && socket.writable) socket.end(bytes);
-    else socket.end();
-    destroyAfter(socket, 2000);
-    return reply === undefined ? {} : { reply };
+  protected refusal(f: Failure): { bytes: Buffer | undefined; fields: FinishFields } {
+    if (this.stage === 'method') return { bytes: Buffer.from([VERSION, METHOD.noAcceptable]), fields: {} };
+    if (this.stage === 'auth') return { bytes: Buffer.from([0x01, AUTH_STATUS.failure]), fields: {} };
+    if (this.stage === 'greeting') return { bytes: undefined, fields: {} };
+    const reply = this.code ?? socks5ReplyFor(f);
+    return { bytes: socks5Reply(reply), fields: { reply } };
   }
 
-  opened(upstream: Socket): Buffer {
-    const early = this.#reader.detach();
-    this.#socket.write(socks5Reply(SOCKS5_REPLY.succeeded, upstream.localAddress, upstream.localPort ?? 0));
-    return early;
-  }
-
-  gone(): FinishFields {
-    this.#reader.detach();
-    return GONE;
+  protected granted(upstream: Socket): Buffer {
+    return socks5Reply(SOCKS5_REPLY.succeeded, upstream.localAddress, upstream.localPort ?? 0);
   }
 }
 
@@ -76,30 +56,17 @@ class Socks5Responder implements ForwardResponder {
  * request. It only reads and answers SOCKS5; authentication, rules, plans, admission,
  * egress and relay are the pipeline's, for CONNECT tunnels and UDP associations alike.
  */
-export class Socks5Front {
-  readonly #pipeline: ForwardPipeline;
-
+export class Socks5Front extends SocksFront<Socks5Responder> {
   constructor(pipeline: ForwardPipeline) {
-    this.#pipeline = pipeline;
+    super(pipeline, 'socks5');
   }
 
-  readonly handle = (socket: Socket, first: Buffer): void => {
-    const ctx = this.#pipeline.ctx;
-    const session = ctx.meter.open({ protocol: 'socks5', requestId: newRequestId(), user: null, clientAddress: clientAddressFor(ctx, socket) });
-    const reader = new ByteReader(socket, first, { timeoutMs: ctx.settings.handshakeTimeoutMs });
-    const responder = new Socks5Responder(socket, reader);
-    const req = new ForwardRequest({ kind: 'tunnel', target: { host: '', port: 0 }, session, client: socket });
-    this.#run(socket, reader, req, responder).catch((err: unknown) => {
-      // The client closed, stalled or overflowed the handshake: no answer is due.
-      const f = err instanceof HandshakeEnded ? handshakeFailure(err, 'SOCKS5') : classify(err, { connected: false, responseStarted: false, headersReceived: false });
-      reader.detach();
-      socket.destroy();
-      session.finish({ error: f.type, refused: true, endedBy: err instanceof HandshakeEnded ? 'client' : 'proxy' });
-    });
-  };
+  protected responder(socket: Socket, reader: ByteReader): Socks5Responder {
+    return new Socks5Responder(socket, reader);
+  }
 
-  async #run(socket: Socket, r: ByteReader, req: ForwardRequest, responder: Socks5Responder): Promise<void> {
-    const pipeline = this.#pipeline;
+  protected async run(socket: Socket, r: ByteReader, req: ForwardRequest, responder: Socks5Responder): Promise<void> {
+    const pipeline = this.pipeline;
     const ctx = pipeline.ctx;
     const refuse = (f: Failure, code?: number): void => {
       responder.code = code;
@@ -159,10 +126,9 @@ export class Socks5Front {
       req.session.protocol = 'socks5-udp';
       req.kind = 'datagram';
       req.target = target;
-      return pipeline.serve(req, route, responder, new UdpAssociation(socket, r, target, socks5Reply));
+      return pipeline.serve(req, route, responder, new UdpAssociation(responder, target));
     }
     return refuse(protocolError(`SOCKS5 command ${cmd} not supported`, 'not_implemented'), SOCKS5_REPLY.commandNotSupported);
   }
 }
 
-export type { MeterSession };

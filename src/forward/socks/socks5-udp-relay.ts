@@ -17,7 +17,13 @@ const MAX_PEERS = 1024;
 /** Most datagrams waiting for name resolution at once, per association. */
 const MAX_IN_FLIGHT = 256;
 
-type ReplyBuilder = (code: number, address?: string, port?: number) => Buffer;
+/** The SOCKS5 control connection an association is asked for on, as its front holds it. */
+export interface ControlConnection {
+  readonly socket: Socket;
+  readonly reader: ByteReader;
+  /** A SOCKS5 reply with this code and bound address. */
+  reply(code: number, address?: string, port?: number): Buffer;
+}
 
 function bindUdp(address: string, family: 4 | 6): Promise<UdpSocket> {
   return new Promise((resolve, reject) => {
@@ -41,21 +47,17 @@ function bindUdp(address: string, family: 4 | 6): Promise<UdpSocket> {
  * `udpIdle`. A failure before the reply is thrown (the pipeline refuses with it).
  */
 export class UdpAssociation implements Relay {
-  readonly #control: Socket;
-  readonly #reader: ByteReader;
+  readonly #front: ControlConnection;
   readonly #requested: SocksTarget;
-  readonly #reply: ReplyBuilder;
 
-  constructor(control: Socket, reader: ByteReader, requested: SocksTarget, reply: ReplyBuilder) {
-    this.#control = control;
-    this.#reader = reader;
+  constructor(front: ControlConnection, requested: SocksTarget) {
+    this.#front = front;
     this.#requested = requested;
-    this.#reply = reply;
   }
 
   async run(req: ForwardRequest, pipeline: ForwardPipeline): Promise<FinishFields> {
     const ctx = pipeline.ctx;
-    const control = this.#control;
+    const control = this.#front.socket;
     const session = req.session;
     const route = req.route;
     const user = route.user;
@@ -79,13 +81,13 @@ export class UdpAssociation implements Relay {
     }
 
     const bound = relay.address();
-    this.#reader.detach();
+    this.#front.reader.detach();
     if (control.destroyed) {
       relay.close();
       egress.close();
       return { reply: SOCKS5_REPLY.succeeded, error: null, endedBy: 'client' };
     }
-    control.write(this.#reply(SOCKS5_REPLY.succeeded, bound.address, bound.port));
+    control.write(this.#front.reply(SOCKS5_REPLY.succeeded, bound.address, bound.port));
     // Nothing more is expected on the control connection; read and discard so it can close.
     control.on('data', () => {});
     control.resume();

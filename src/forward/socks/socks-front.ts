@@ -1,0 +1,93 @@
+import type { Socket } from 'node:net';
+import { classify, type Failure } from '../../failure/index.js';
+import type { FinishFields } from '../../tenants/index.js';
+import { destroyAfter } from '../../timing/deadlines.js';
+import { newRequestId, clientAddressFor } from '../context.js';
+import { ForwardRequest, type ForwardPipeline, type ForwardResponder } from '../pipeline.js';
+import { ByteReader, HandshakeEnded } from './byte-reader.js';
+import { handshakeFailure } from './socks-refusal.js';
+
+/**
+ * What the SOCKS4 and SOCKS5 fronts share: a meter session and a byte reader per
+ * connection, a request value the handshake fills in, and one ending for a handshake the
+ * client abandons (closed or stalled: no answer is due, the record says so) or overflows
+ * (answered with the protocol's refusal).
+ */
+export abstract class SocksFront<R extends ForwardResponder> {
+  protected readonly pipeline: ForwardPipeline;
+  readonly #protocol: 'socks4' | 'socks5';
+
+  constructor(pipeline: ForwardPipeline, protocol: 'socks4' | 'socks5') {
+    this.pipeline = pipeline;
+    this.#protocol = protocol;
+  }
+
+  /** The responder of one connection. */
+  protected abstract responder(socket: Socket, reader: ByteReader): R;
+
+  /** Read the handshake and hand the request to the pipeline. */
+  protected abstract run(socket: Socket, reader: ByteReader, req: ForwardRequest, responder: R): Promise<void>;
+
+  readonly handle = (socket: Socket, first: Buffer): void => {
+    const ctx = this.pipeline.ctx;
+    const protocol = this.#protocol;
+    const session = ctx.meter.open({ protocol, requestId: newRequestId(), user: null, clientAddress: clientAddressFor(ctx, socket) });
+    const reader = new ByteReader(socket, first, { timeoutMs: ctx.settings.handshakeTimeoutMs });
+    const responder = this.responder(socket, reader);
+    const req = new ForwardRequest({ kind: 'tunnel', target: { host: '', port: 0 }, session, client: socket });
+    this.run(socket, reader, req, responder).catch((err: unknown) => {
+      reader.detach();
+      const what = protocol === 'socks4' ? 'SOCKS4' : 'SOCKS5';
+      if (err instanceof HandshakeEnded && err.reason === 'overflow') return this.pipeline.refuse(req, responder, handshakeFailure(err, what));
+      const f = err instanceof HandshakeEnded ? handshakeFailure(err, what) : classify(err, { connected: false, responseStarted: false, headersReceived: false });
+      socket.destroy();
+      session.finish({ error: f.type, refused: true, endedBy: err instanceof HandshakeEnded ? 'client' : 'proxy' });
+    });
+  };
+}
+
+/** How long a refused SOCKS client has to read its reply before the socket is destroyed. */
+const REFUSAL_LINGER_MS = 2000;
+
+/**
+ * A SOCKS connection's answers, shared shape: the reader stops at any answer; a refusal
+ * writes its bytes (if any), ends and lingers; a granted tunnel writes the protocol's
+ * success reply and hands the early bytes on.
+ */
+export abstract class SocksResponder implements ForwardResponder {
+  abstract readonly okFields: FinishFields;
+  readonly socket: Socket;
+  readonly reader: ByteReader;
+
+  constructor(socket: Socket, reader: ByteReader) {
+    this.socket = socket;
+    this.reader = reader;
+  }
+
+  /** The refusal's bytes in this protocol (undefined: none) and its record fields. */
+  protected abstract refusal(f: Failure): { bytes: Buffer | undefined; fields: FinishFields };
+
+  /** The success reply for a tunnel to `upstream`. */
+  protected abstract granted(upstream: Socket): Buffer;
+
+  refuse(f: Failure): FinishFields {
+    this.reader.detach();
+    const { bytes, fields } = this.refusal(f);
+    const socket = this.socket;
+    if (bytes && socket.writable) socket.end(bytes);
+    else socket.end();
+    destroyAfter(socket, REFUSAL_LINGER_MS);
+    return fields;
+  }
+
+  opened(upstream: Socket): Buffer {
+    const early = this.reader.detach();
+    this.socket.write(this.granted(upstream));
+    return early;
+  }
+
+  gone(): FinishFields {
+    this.reader.detach();
+    return {};
+  }
+}
