@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { Failure } from '../failure/index.js';
 import type { EgressRoute } from '../egress/index.js';
 import { parseUsername } from '../tenants/index.js';
@@ -8,12 +9,22 @@ export interface Credentials {
   password: string;
 }
 
-/** Decode `Basic base64(user:password)`; undefined when absent or malformed. */
+/**
+ * Decode `Basic base64(user:password)`; undefined when absent or malformed.
+ *
+ * The bytes are UTF-8 when they are valid UTF-8 (browsers and curl in a UTF-8 locale, and
+ * what our `charset="UTF-8"` asks for, RFC 7617 section 2.1), else Latin-1 (Python
+ * requests, older clients). One decoding only, never a second scrypt run with the other:
+ * bytes with non-ASCII characters that are valid UTF-8 are Latin-1 text only for
+ * passwords such as "Ã¶", while a retry would let every wrong non-ASCII password cost
+ * two checks.
+ */
 export function parseBasicCredentials(header: string | undefined): Credentials | undefined {
   if (!header) return undefined;
   const m = /^\s*basic\s+([A-Za-z0-9+/=_-]{1,4096})\s*$/i.exec(header);
   if (!m) return undefined;
-  const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const bytes = Buffer.from(m[1]!, 'base64');
+  const decoded = bytes.toString(isUtf8(bytes) ? 'utf8' : 'latin1');
   const colon = decoded.indexOf(':');
   if (colon <= 0) return undefined;
   return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
