@@ -155,7 +155,13 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   });
   const finishedChannel = channel(FINISHED_CHANNEL);
   const plans = new PlanEnforcer(new Map<string, PlanSpec>(Object.entries(config.plans)), userPlans, store, deps.now);
-  const directory = new UserDirectory(users, { cacheTtlMs: settings.authCacheTtlMs });
+  const directory = new UserDirectory(users, {
+    cacheTtlMs: settings.authCacheTtlMs,
+    failureCacheTtlMs: settings.authFailureCacheTtlMs,
+    maxConcurrentChecks: settings.authMaxConcurrentChecks,
+    maxConcurrentChecksPerSource: settings.authMaxConcurrentChecksPerSource,
+    checkThreads: settings.authCheckThreads,
+  });
   setTables(users);
   const agents = new UpstreamAgents(dialer, () => rules, settings, trackSocket);
   const ctx: ForwardContext = {
@@ -205,6 +211,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   }
   if (settings.authRequired && directory.size === 0) {
     usersFile?.close();
+    await directory.close();
     throw new TypeError('auth.required is true but no users are configured (auth.users and auth.usersFile are empty)');
   }
 
@@ -240,6 +247,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const listeners = config.listeners.map((l) => new ForwardListener(l, ctx, handlers));
   const cleanup = async (): Promise<void> => {
     usersFile?.close();
+    await directory.close();
     clearInterval(flush);
     await saveState();
     if (ownStore) await store.close();
