@@ -44,19 +44,7 @@ export class ScryptThreads {
     return this.#slots.length;
   }
 
-  /** Threads with a job now. */
-  get busy(): number {
-    let n = 0;
-    for (const s of this.#slots) if (s.job) n++;
-    return n;
-  }
-
-  /** Whether a job can start now. */
-  get free(): boolean {
-    return !this.#closed && (this.#slots.length < this.size || this.#slots.some((s) => s.job === undefined));
-  }
-
-  /** Check a password against a stored hash on a free thread (the caller checks `free` first). */
+  /** Check a password against a stored hash on a free thread (the caller runs at most `size` at once). */
   run(password: string, stored: ParsedHash): Promise<boolean> {
     if (this.#closed) return Promise.reject(new ScryptThreadError('ERR_SCRYPT_THREADS_CLOSED', 'password checks are closed'));
     const slot = this.#slots.find((s) => s.job === undefined) ?? this.#start();
