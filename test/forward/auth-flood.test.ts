@@ -3,6 +3,10 @@ import { Resolver as CaresResolver } from 'node:dns';
 import { stat } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { LookupFunction } from '../../src/egress/index.js';
+import { Failure } from '../../src/failure/index.js';
+import type { ForwardContext } from '../../src/forward/context.js';
+import { authenticate, authenticateName, authenticateNameFrom } from '../../src/forward/proxy-auth.js';
+import { DEFAULT_GRAMMAR, hashPassword, isCustomerFacing, UserDirectory } from '../../src/tenants/index.js';
 import { startLabDnsServer, type LabDnsServer } from '../../src/lab/index.js';
 import { once } from 'node:events';
 import { connect } from 'node:net';
@@ -124,5 +128,39 @@ describe('a wrong-password flood does not starve DNS or logins', () => {
       assert.match(head, /\r\nretry-after: [1-9]\d*\r\n/);
     }
     assert.ok(answers.every((a) => a.ms < 20_000), 'the flood is answered in bounded time');
+  });
+});
+
+describe('authenticate() with the client as source', () => {
+  it('answers a named refusal past the per-source bound; authenticateName keeps answering undefined', async () => {
+    const users = new UserDirectory([{ name: USER, password: await hashPassword(PASSWORD, { N: 1024, r: 8, p: 1 }) }], { cacheTtlMs: 60_000, maxConcurrentChecksPerSource: 1 });
+    // Only what authenticate() reads of the context.
+    const ctx = { users, grammar: DEFAULT_GRAMMAR, settings: { authRequired: true } } as unknown as ForwardContext;
+    try {
+      const socket = { remoteAddress: '127.0.0.7' };
+      const first = authenticate(ctx, { user: USER, password: 'wrong-1' }, false, socket);
+      assert.ok(first instanceof Promise);
+      const second = authenticate(ctx, { user: `${USER}-session-x`, password: 'wrong-2' }, false, socket);
+      assert.ok(!(second instanceof Promise) && !second.ok, 'refused at once, without a check');
+      assert.equal(second.failure.status, 429);
+      assert.equal(second.failure.type, 'http_request_denied');
+      assert.equal(second.failure.detail, 'too many password checks from 127.0.0.7; retry later');
+      assert.ok(isCustomerFacing(second.failure), 'the detail is shown to the client');
+      const other = authenticate(ctx, { user: USER, password: PASSWORD }, false, { remoteAddress: '127.0.0.8' });
+      assert.ok(other instanceof Promise, 'another source is not held back');
+      const named = authenticateNameFrom(ctx, USER, 'wrong-3', socket);
+      assert.ok(named instanceof Failure && named.status === 429);
+      // Without a source the claimed (base) name is the source.
+      const byName = authenticateName(ctx, USER, 'wrong-4');
+      assert.ok(byName instanceof Promise);
+      assert.equal(authenticateName(ctx, `${USER}-session-y`, 'wrong-5'), undefined, 'the compatible form answers a refusal as wrong credentials');
+      assert.equal(await byName, undefined);
+      const a = await first;
+      assert.ok(!a.ok && a.failure.status === 407);
+      const b = await other;
+      assert.ok(b.ok && b.user === USER);
+    } finally {
+      await users.close();
+    }
   });
 });
