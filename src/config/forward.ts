@@ -213,6 +213,26 @@ export const forwardSchema = z
         required: z.boolean().default(true).describe('Require a user name and password. Turning this off logs a warning at start.'),
         realm: z.string().regex(/^[^"\\\r\n]*$/).default('gatewise').describe('Realm in Proxy-Authenticate.'),
         cacheTtl: duration('1m', 'How long a successful password check is remembered (scrypt is slow on purpose); "0s" disables.'),
+        failureCacheTtl: duration('5m', 'How long a failed check is remembered (keyed by an HMAC of name and password, never the password), so the same wrong password again is refused without scrypt; "0s" disables.'),
+        maxConcurrentChecks: z
+          .number()
+          .int()
+          .positive()
+          .default(32)
+          .describe('Password checks (scrypt runs) waiting or running at once, from all clients; past it: HTTP 503 with Retry-After and Proxy-Status error=http_request_denied, SOCKS auth failure. Default 32.'),
+        maxConcurrentChecksPerSource: z
+          .number()
+          .int()
+          .positive()
+          .default(4)
+          .describe('Password checks waiting or running at once from one client address; past it: HTTP 429 with Retry-After and Proxy-Status error=http_request_denied, SOCKS auth failure. Default 4.'),
+        checkThreads: z
+          .number()
+          .int()
+          .min(1)
+          .max(64)
+          .default(1)
+          .describe("Worker threads that run scrypt, apart from libuv's thread pool where DNS lookups run. Default 1."),
         users: z.array(forwardUserSchema).default([]).describe('Users and their scrypt password hashes.'),
         usersFile: z.string().optional().describe('A YAML or JSON file with more users (a list, or { users: [...] }), reloaded on change without restart; a bad file keeps the old users.'),
         usersFileCheck: duration('5s', 'How often the users file is checked for changes (besides fs.watch).'),

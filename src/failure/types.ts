@@ -100,8 +100,10 @@ export const REFUSAL_REASONS = {
   not_implemented: { type: 'http_request_error', status: 501 },
   /** No, malformed or wrong proxy credentials. */
   proxy_auth_required: { type: 'http_request_denied', status: 407 },
-  /** A rate, quota or connection limit of the user's plan. */
+  /** A rate, quota or connection limit of the user's plan, or one client's excess (password checks per source). */
   too_many_requests: { type: 'http_request_denied', status: 429 },
+  /** Work of this kind is at the gateway's overall bound (password checks in progress): refused before it is done. */
+  overloaded: { type: 'http_request_denied', status: 503 },
 } as const satisfies Record<string, { type: ProxyErrorType; status: number }>;
 
 export type RefusalReason = keyof typeof REFUSAL_REASONS;

@@ -161,7 +161,13 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const finishedChannel = channel(FINISHED_CHANNEL);
   const hooks = mergeForwardHooks(deps.hooks ?? []);
   const plans = new PlanEnforcer(new Map<string, PlanSpec>(Object.entries(config.plans)), userPlans, store, deps.now);
-  const directory = new UserDirectory(users, { cacheTtlMs: settings.authCacheTtlMs });
+  const directory = new UserDirectory(users, {
+    cacheTtlMs: settings.authCacheTtlMs,
+    failureCacheTtlMs: settings.authFailureCacheTtlMs,
+    maxConcurrentChecks: settings.authMaxConcurrentChecks,
+    maxConcurrentChecksPerSource: settings.authMaxConcurrentChecksPerSource,
+    checkThreads: settings.authCheckThreads,
+  });
   setTables(users);
   const tls = {
     direct: new UpstreamTls({ connectTimeoutMs: settings.connectTimeoutMs, resumeSessions: true }),
@@ -218,6 +224,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   }
   if (settings.authRequired && directory.size === 0) {
     usersFile?.close();
+    await directory.close();
     throw new TypeError('auth.required is true but no users are configured (auth.users and auth.usersFile are empty)');
   }
 
@@ -255,6 +262,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const listeners = config.listeners.map((l) => new ForwardListener(l, ctx, handlers));
   const cleanup = async (): Promise<void> => {
     usersFile?.close();
+    await directory.close();
     clearInterval(flush);
     await saveState();
     if (ownStore) await store.close();

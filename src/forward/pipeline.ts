@@ -8,7 +8,7 @@ import { admit } from './admission.js';
 import { hostPort, type ForwardContext } from './context.js';
 import { admitPlan, dialOptions, noteExit, spliceMetered } from './egress-admission.js';
 import type { ForwardHookRequest, ForwardKind, MergedForwardHooks } from './hooks.js';
-import { authenticate, authenticateName, type AuthOutcome, type Credentials } from './proxy-auth.js';
+import { authenticate, authenticateNameFrom, type AuthOutcome, type Credentials } from './proxy-auth.js';
 
 const NOT_CONNECTED = { connected: false, responseStarted: false, headersReceived: false } as const;
 
@@ -123,14 +123,17 @@ export class ForwardPipeline {
    * target (SOCKS5's RFC 1929 sub-negotiation). `'malformed'`: credentials that could
    * not be decoded. A plain value when no password check is needed.
    */
-  authenticate(creds: Credentials | 'malformed' | undefined): AuthOutcome | Promise<AuthOutcome> {
+  authenticate(creds: Credentials | 'malformed' | undefined, client: Socket): AuthOutcome | Promise<AuthOutcome> {
     if (creds === 'malformed') return authenticate(this.#ctx, undefined, true);
-    return authenticate(this.#ctx, creds);
+    return authenticate(this.#ctx, creds, false, client);
   }
 
-  /** Name and password as SOCKS sends them (no decoding step): the route, or undefined when wrong. */
-  authenticateName(name: string, password: string): EgressRoute | undefined | Promise<EgressRoute | undefined> {
-    return authenticateName(this.#ctx, name, password);
+  /**
+   * Name and password as SOCKS sends them (no decoding step): the route, undefined when
+   * wrong, or a Failure when the check cannot be made now (too many from this client).
+   */
+  authenticateName(name: string, password: string, client: Socket): EgressRoute | Failure | undefined | Promise<EgressRoute | Failure | undefined> {
+    return authenticateNameFrom(this.#ctx, name, password, client);
   }
 
   /**
@@ -138,7 +141,7 @@ export class ForwardPipeline {
    * Never throws: every outcome is answered through the responder and recorded once.
    */
   run(req: ForwardRequest, creds: Credentials | 'malformed' | undefined, responder: ForwardResponder, relay: Relay | undefined): Promise<void> | void {
-    const authed = this.authenticate(creds);
+    const authed = this.authenticate(creds, req.client);
     if (authed instanceof Promise) {
       return authed.then(
         (a) => this.#afterAuth(req, a, responder, relay),
@@ -153,7 +156,7 @@ export class ForwardPipeline {
    * so an unauthenticated client is answered 407 and learns nothing about the rest.
    */
   refuseAfterAuth(req: ForwardRequest, creds: Credentials | 'malformed' | undefined, responder: ForwardResponder, f: Failure): void {
-    const authed = this.authenticate(creds);
+    const authed = this.authenticate(creds, req.client);
     if (authed instanceof Promise) {
       void authed.then(
         (a) => this.#refuseAuthed(req, responder, a, f),

@@ -1,6 +1,7 @@
+import { isUtf8 } from 'node:buffer';
 import { Failure } from '../failure/index.js';
 import type { EgressRoute } from '../egress/index.js';
-import { parseUsername } from '../tenants/index.js';
+import { parseUsername, type CheckSource } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 
 export interface Credentials {
@@ -8,12 +9,22 @@ export interface Credentials {
   password: string;
 }
 
-/** Decode `Basic base64(user:password)`; undefined when absent or malformed. */
+/**
+ * Decode `Basic base64(user:password)`; undefined when absent or malformed.
+ *
+ * The bytes are UTF-8 when they are valid UTF-8 (browsers and curl in a UTF-8 locale, and
+ * what our `charset="UTF-8"` asks for, RFC 7617 section 2.1), else Latin-1 (Python
+ * requests, older clients). One decoding only, never a second scrypt run with the other:
+ * bytes with non-ASCII characters that are valid UTF-8 are Latin-1 text only for
+ * passwords such as "Ã¶", while a retry would let every wrong non-ASCII password cost
+ * two checks.
+ */
 export function parseBasicCredentials(header: string | undefined): Credentials | undefined {
   if (!header) return undefined;
   const m = /^\s*basic\s+([A-Za-z0-9+/=_-]{1,4096})\s*$/i.exec(header);
   if (!m) return undefined;
-  const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const bytes = Buffer.from(m[1]!, 'base64');
+  const decoded = bytes.toString(isUtf8(bytes) ? 'utf8' : 'latin1');
   const colon = decoded.indexOf(':');
   if (colon <= 0) return undefined;
   return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
@@ -21,28 +32,45 @@ export function parseBasicCredentials(header: string | undefined): Credentials |
 
 export type AuthOutcome = { ok: true; user: string | null; route: EgressRoute } | { ok: false; failure: Failure };
 
+/** Who is asking: the client's socket will do. Its address is read only when a password must be checked. */
+export type AuthSource = CheckSource;
+
 /**
  * Check a presented name and password. The name may carry username parameters
  * (`alice-session-x-pool-dc`); the base name authenticates. A name that is itself a user
- * is taken as is. Returns the route (user + parameters) or undefined; a plain value when
- * the password was verified recently (no promise on every request of a known client).
+ * is taken as is. Returns the route (user + parameters), undefined for wrong credentials,
+ * or a Failure (http_request_denied, 429 or 503 with Retry-After) when the password
+ * cannot be checked now: too many checks from this source or from everyone
+ * (src/tenants/password-checks.ts). A plain value when the password was verified, or
+ * found wrong, recently (no promise on every request of a known client).
+ *
+ * `source` bounds the checks per client address; without it the claimed name stands in.
  */
-export function authenticateName(ctx: ForwardContext, name: string, password: string): EgressRoute | undefined | Promise<EgressRoute | undefined> {
+export function authenticateNameFrom(
+  ctx: ForwardContext,
+  name: string,
+  password: string,
+  source?: AuthSource,
+): EgressRoute | Failure | undefined | Promise<EgressRoute | Failure | undefined> {
   if (ctx.users.has(name)) {
-    const u = ctx.users.authenticate(name, password);
+    const u = ctx.users.authenticate(name, password, source);
     return u instanceof Promise ? u.then(plainRoute) : plainRoute(u);
   }
   const p = parseUsername(name, ctx.grammar);
-  const u = ctx.users.authenticate(p.base, password);
+  const u = ctx.users.authenticate(p.base, password, source);
   return u instanceof Promise ? u.then((v) => routeWithParameters(v, p)) : routeWithParameters(u, p);
 }
 
-function plainRoute(user: string | undefined): EgressRoute | undefined {
-  return user === undefined ? undefined : { user };
+function withoutRefusal(r: EgressRoute | Failure | undefined): EgressRoute | undefined {
+  return r instanceof Failure ? undefined : r;
 }
 
-function routeWithParameters(user: string | undefined, p: ReturnType<typeof parseUsername>): EgressRoute | undefined {
-  if (user === undefined) return undefined;
+function plainRoute(user: string | Failure | undefined): EgressRoute | Failure | undefined {
+  return typeof user === 'string' ? { user } : user;
+}
+
+function routeWithParameters(user: string | Failure | undefined, p: ReturnType<typeof parseUsername>): EgressRoute | Failure | undefined {
+  if (typeof user !== 'string') return user;
   const route: EgressRoute = { user };
   if (p.session !== undefined) route.session = p.session;
   if (p.ttlMs !== undefined) route.ttlMs = p.ttlMs;
@@ -57,19 +85,21 @@ function refused(detail: string): AuthOutcome {
 /**
  * Who is asking. Credentials that are presented must be valid even when auth is
  * optional; without credentials the user is anonymous (null) only when auth is off.
- * A refusal is http_request_denied with status 407.
+ * A refusal is http_request_denied with status 407, or 429/503 when the password
+ * cannot be checked now (see authenticateNameFrom; `source` as there).
  */
-export function authenticate(ctx: ForwardContext, creds: Credentials | undefined, malformed = false): AuthOutcome | Promise<AuthOutcome> {
+export function authenticate(ctx: ForwardContext, creds: Credentials | undefined, malformed = false, source?: AuthSource): AuthOutcome | Promise<AuthOutcome> {
   if (!creds) {
     // Decided without a password check: no promise (this runs once per tunnel).
     if (malformed) return refused('malformed proxy credentials');
     return ctx.settings.authRequired ? refused('proxy authentication required') : { ok: true, user: null, route: { user: null } };
   }
-  const route = authenticateName(ctx, creds.user, creds.password);
+  const route = authenticateNameFrom(ctx, creds.user, creds.password, source);
   return route instanceof Promise ? route.then(outcomeOf) : outcomeOf(route);
 }
 
-function outcomeOf(route: EgressRoute | undefined): AuthOutcome {
+function outcomeOf(route: EgressRoute | Failure | undefined): AuthOutcome {
+  if (route instanceof Failure) return { ok: false, failure: route };
   return route !== undefined ? { ok: true, user: route.user, route } : refused('wrong user name or password');
 }
 

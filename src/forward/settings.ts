@@ -9,6 +9,10 @@ export interface ForwardSettings {
   authRequired: boolean;
   realm: string;
   authCacheTtlMs: number;
+  authFailureCacheTtlMs: number;
+  authMaxConcurrentChecks: number;
+  authMaxConcurrentChecksPerSource: number;
+  authCheckThreads: number;
   connectPorts: PortSet;
   connectTimeoutMs: number;
   dnsTimeoutMs: number;
@@ -40,6 +44,10 @@ export function toSettings(c: ForwardConfig): ForwardSettings {
     authRequired: c.auth.required,
     realm: c.auth.realm,
     authCacheTtlMs: ms(c.auth.cacheTtl),
+    authFailureCacheTtlMs: ms(c.auth.failureCacheTtl),
+    authMaxConcurrentChecks: c.auth.maxConcurrentChecks,
+    authMaxConcurrentChecksPerSource: c.auth.maxConcurrentChecksPerSource,
+    authCheckThreads: c.auth.checkThreads,
     connectPorts: new PortSet(c.rules.connectPorts),
     connectTimeoutMs: ms(c.timeouts.connect),
     dnsTimeoutMs: ms(c.timeouts.dns),

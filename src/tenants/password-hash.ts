@@ -29,7 +29,8 @@ function scrypt(password: string, salt: Buffer, keylen: number, opts: ScryptOpti
   });
 }
 
-function memoryFor(p: ScryptParams): number {
+/** The `maxmem` scrypt needs for these parameters. */
+export function scryptMemoryFor(p: ScryptParams): number {
   // scrypt needs about 128 * N * r bytes (plus p * 128 * r); leave generous headroom.
   return 256 * p.N * p.r + 1024 * 1024;
 }
@@ -56,7 +57,7 @@ export function isPasswordHash(s: string): boolean {
 /** Hash a password into the stored string format. */
 export async function hashPassword(password: string, params: ScryptParams = DEFAULT_SCRYPT): Promise<string> {
   const salt = randomBytes(SALT_LENGTH);
-  const key = await scrypt(password, salt, KEY_LENGTH, { ...params, maxmem: memoryFor(params) });
+  const key = await scrypt(password, salt, KEY_LENGTH, { ...params, maxmem: scryptMemoryFor(params) });
   return `scrypt$${params.N}$${params.r}$${params.p}$${salt.toString('base64')}$${key.toString('base64')}`;
 }
 
@@ -68,7 +69,7 @@ export async function verifyPassword(password: string, stored: string | ParsedHa
     N: parsed.N,
     r: parsed.r,
     p: parsed.p,
-    maxmem: memoryFor(parsed),
+    maxmem: scryptMemoryFor(parsed),
   });
   return key.length === parsed.hash.length && timingSafeEqual(key, parsed.hash);
 }

@@ -1,10 +1,32 @@
+import { Failure } from '../failure/index.js';
 import { CredentialCache } from './credential-cache.js';
-import { parsePasswordHash, verifyPassword, type ParsedHash } from './password-hash.js';
+import { parsePasswordHash, type ParsedHash } from './password-hash.js';
+import { PasswordChecks } from './password-checks.js';
 
 export interface UserEntry {
   name: string;
   /** Stored scrypt hash (see password-hash.ts). */
   password: string;
+}
+
+export interface UserDirectoryOptions {
+  /** How long a successful check is remembered; 0 = never. */
+  cacheTtlMs: number;
+  cacheMaxEntries?: number;
+  /** How long a failed check (this name with this password) is remembered; 0 = never. Default 5 min. */
+  failureCacheTtlMs?: number;
+  failureCacheMaxEntries?: number;
+  /** Password checks waiting or running at once, from everyone (default 32). */
+  maxConcurrentChecks?: number;
+  /** … from one client address (default 4). */
+  maxConcurrentChecksPerSource?: number;
+  /** Threads that run scrypt (default 1). */
+  checkThreads?: number;
+}
+
+/** Who is asking: the client's socket, read only when a password must be checked. */
+export interface CheckSource {
+  readonly remoteAddress?: string | undefined;
 }
 
 /** A fixed hash checked for unknown names, so their timing matches a wrong password. */
@@ -14,17 +36,26 @@ const DUMMY_HASH = 'scrypt$16384$8$1$Z2F0ZXdpc2UtZHVtbXk=$3q2+7wAAAAAAAAAAAAAAAA
 export class UserDirectory {
   #users = new Map<string, ParsedHash>();
   readonly #cache: CredentialCache;
+  /** Name and password pairs that failed recently: the same wrong password again costs no scrypt run. */
+  readonly #failed: CredentialCache;
+  readonly #hashing: PasswordChecks;
   readonly #dummy = parsePasswordHash(DUMMY_HASH)!;
   /**
    * Password checks in flight, by credential key: clients that present the same name and
-   * password at once (a customer opening 50 connections) share one scrypt run instead of
-   * queueing 50 on libuv's four threads, which also serve DNS lookups.
+   * password at once (a customer opening 50 connections) share one scrypt run, which
+   * counts once against the bounds of PasswordChecks.
    */
   #checks = new Map<string, Promise<boolean>>();
 
-  constructor(users: readonly UserEntry[], opts: { cacheTtlMs: number; cacheMaxEntries?: number }) {
+  constructor(users: readonly UserEntry[], opts: UserDirectoryOptions) {
     this.#users = UserDirectory.#table(users);
     this.#cache = new CredentialCache(opts.cacheTtlMs, opts.cacheMaxEntries);
+    this.#failed = new CredentialCache(opts.failureCacheTtlMs ?? 5 * 60_000, opts.failureCacheMaxEntries ?? 10_000, { touch: true });
+    this.#hashing = new PasswordChecks({
+      maxConcurrent: opts.maxConcurrentChecks ?? 32,
+      maxPerSource: opts.maxConcurrentChecksPerSource ?? 4,
+      threads: opts.checkThreads ?? 1,
+    });
   }
 
   static #table(users: readonly UserEntry[]): Map<string, ParsedHash> {
@@ -42,6 +73,7 @@ export class UserDirectory {
     const next = UserDirectory.#table(users);
     this.#users = next;
     this.#cache.clear();
+    this.#failed.clear();
     this.#checks = new Map();
   }
 
@@ -62,30 +94,47 @@ export class UserDirectory {
     return this.#checks.size;
   }
 
+  /** The bounded, threaded password checks (for tests and metrics). */
+  get hashing(): PasswordChecks {
+    return this.#hashing;
+  }
+
   /**
-   * The user's name when the password is right, else undefined. Never throws for bad input.
-   * Answered at once (no promise) when this name and password were verified recently.
+   * The user's name when the password is right, else undefined; a Failure (returned, not
+   * thrown) when the password cannot be checked now because a bound on password checks is
+   * reached. Never throws for bad input. Answered at once (no promise) when this name and
+   * password were verified, or found wrong, recently.
    */
-  authenticate(name: string, password: string): string | undefined | Promise<string | undefined> {
+  authenticate(name: string, password: string, source?: CheckSource): string | undefined | Failure | Promise<string | undefined | Failure> {
     if (name.length > 255 || password.length > 1024) return undefined;
     const key = CredentialCache.key(name, password);
     if (this.#cache.getByKey(key) !== undefined) return name;
-    return this.#check(name, password, key);
-  }
-
-  async #check(name: string, password: string, key: string): Promise<string | undefined> {
-    const stored = this.#users.get(name);
+    if (this.#failed.getByKey(key) !== undefined) return undefined;
     const checks = this.#checks;
     let check = checks.get(key);
     if (check === undefined) {
-      check = verifyPassword(password, stored ?? this.#dummy).finally(() => checks.delete(key));
+      const started = this.#hashing.check(source?.remoteAddress, name, password, this.#users.get(name) ?? this.#dummy);
+      if (started instanceof Failure) return started;
+      check = started.finally(() => checks.delete(key));
       checks.set(key, check);
     }
+    return this.#verdict(name, password, key, check, checks, source);
+  }
+
+  async #verdict(name: string, password: string, key: string, check: Promise<boolean>, checks: Map<string, Promise<boolean>>, source: CheckSource | undefined): Promise<string | undefined | Failure> {
     const ok = await check;
     // A reload while the check ran: the answer was about the old list.
-    if (checks !== this.#checks) return this.authenticate(name, password);
-    if (!ok || !stored) return undefined;
+    if (checks !== this.#checks) return this.authenticate(name, password, source);
+    if (!ok || !this.#users.has(name)) {
+      this.#failed.rememberByKey(key, name);
+      return undefined;
+    }
     this.#cache.rememberByKey(key, name);
     return name;
+  }
+
+  /** End the password-check threads. */
+  close(): Promise<void> {
+    return this.#hashing.close();
   }
 }

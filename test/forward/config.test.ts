@@ -69,6 +69,7 @@ describe('password hashes and credential cache', () => {
     assert.ok(performance.now() - t1 < first * 5, 'cached checks are fast');
     assert.equal(await dir.authenticate('alice', 'nope'), undefined);
     assert.equal(await dir.authenticate('mallory', PASSWORD), undefined);
+    await dir.close();
     const cache = new CredentialCache(1000, 2);
     cache.remember('a', '1', 0);
     cache.remember('b', '2', 0);

@@ -61,7 +61,7 @@ export class Socks4Front extends SocksFront<Socks4Responder> {
     return new Socks4Responder(socket, reader);
   }
 
-  protected async run(_socket: Socket, r: ByteReader, req: ForwardRequest, responder: Socks4Responder): Promise<void> {
+  protected async run(socket: Socket, r: ByteReader, req: ForwardRequest, responder: Socks4Responder): Promise<void> {
     const pipeline = this.pipeline;
     const refuse = (f: Failure): void => pipeline.refuse(req, responder, f);
     const head = await r.read(8);
@@ -84,7 +84,8 @@ export class Socks4Front extends SocksFront<Socks4Responder> {
 
     const colon = userId.indexOf(':');
     if (colon > 0) {
-      const found = await pipeline.authenticateName(userId.slice(0, colon), userId.slice(colon + 1));
+      const found = await pipeline.authenticateName(userId.slice(0, colon), userId.slice(colon + 1), socket);
+      if (found instanceof Failure) return refuse(found);
       if (found === undefined) return refuse(new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'wrong user name or password' }));
       req.target = { host, port };
       if (port === 0) return this.#portZero(req, responder, found.user);

@@ -94,7 +94,8 @@ export class Socks5Front extends SocksFront<Socks5Responder> {
       if (authVer !== 0x01) return refuse(protocolError('bad username/password sub-negotiation version'));
       const name = (await r.read(await r.byte())).toString('utf8');
       const password = (await r.read(await r.byte())).toString('utf8');
-      const found = name.length > 0 ? await pipeline.authenticateName(name, password) : undefined;
+      const found = name.length > 0 ? await pipeline.authenticateName(name, password, socket) : undefined;
+      if (found instanceof Failure) return refuse(found);
       if (found === undefined) {
         return refuse(new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'wrong user name or password' }));
       }
