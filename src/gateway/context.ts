@@ -7,6 +7,7 @@ import type { ProxyStatusOptions } from '../failure/index.js';
 import { AddressSet } from '../http/trust.js';
 import { Cluster } from '../upstream/cluster.js';
 import { makeLookup } from '../upstream/dns.js';
+import type { GatewayHooksRunner } from './hooks.js';
 import { Router, compileRoute } from './router.js';
 
 /** Everything the per-request code reads, compiled once from the config. */
@@ -27,8 +28,10 @@ export interface GatewayContext {
   readonly requestIds: RequestIds;
   /** Set while draining: responses close their connections. */
   draining: boolean;
-  /** Exchanges whose response has not closed yet (graceful shutdown waits for 0). */
+  /** Requests (and upgrades) not finished yet (graceful shutdown waits for 0). */
   inflight: number;
+  /** The registered hooks, compiled; undefined when there are none (no per-request cost). */
+  readonly hooks: GatewayHooksRunner | undefined;
 }
 
 const DEFAULT_NAME = 'gatewise';
@@ -129,6 +132,7 @@ export function buildContext(cfg: Config): GatewayContext {
     requestIds: new RequestIds(),
     draining: false,
     inflight: 0,
+    hooks: undefined,
   };
 }
 

@@ -1,7 +1,7 @@
 import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
-import { Failure, classify, receivedMember, renderFailure, type AttemptSummary } from '../failure/index.js';
+import { Failure, classify, receivedMember, type AttemptSummary } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
@@ -11,6 +11,7 @@ import { BodyRelay } from './body-relay.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { buildUpstreamHead } from './request-headers.js';
+import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
 import { retryKindOf, backoffMs, retryAfterMs, type RetryKind } from './retry-policy.js';
 import { normalizeHost, rewritePath, type Route } from './router.js';
@@ -176,9 +177,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
       throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'asterisk-form is only valid with OPTIONS' });
     }
     this.#complete = true;
-    const name = this.ctx.identity;
-    this.res.writeHead(204, { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS', 'proxy-status': `${name};error=proxy_internal_response`, [this.ctx.requestIdHeader]: this.requestId });
-    this.res.end();
+    respondToOptionsAsterisk(this.res, this.ctx, this.requestId);
   }
 
   #onAdmitted(): void {
@@ -480,18 +479,16 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
     }
     if (res.destroyed) return;
     this.#endedBy = f.source === 'client' ? 'client' : f.source === 'gateway' ? 'gateway' : 'upstream';
-    const out = renderFailure({
-      failure: f,
+    this.#error = respondWithFailure(res, f, {
+      ctx: this.ctx,
       requestId: this.requestId,
       accept: this.req.headers.accept,
+      clientAddress: this.#socket.remoteAddress,
       attempts: this.attempts.length ? this.attempts.map(toSummary) : undefined,
-      proxyStatus: proxyStatusOptions(this.ctx, this.#socket.remoteAddress),
       head: this.req.method === 'HEAD',
+      // An unread request body would be parsed as the next request: close instead.
+      close: f.source === 'client' || this.ctx.draining || (this.#hasBody && !this.req.complete),
     });
-    // An unread request body would be parsed as the next request: close instead.
-    if (f.source === 'client' || this.ctx.draining || (this.#hasBody && !this.req.complete)) out.headers.connection = 'close';
-    res.writeHead(out.status, out.headers);
-    res.end(out.body);
   }
 
   #earlyHints(raw: Buffer[]): void {

@@ -2,12 +2,13 @@ import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { Failure, classify, renderFailure } from '../failure/index.js';
+import { Failure, classify } from '../failure/index.js';
 import { plainAddress } from '../http/trust.js';
-import { proxyStatusOptions, type GatewayContext } from './context.js';
+import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { newRequestId, originForm } from './exchange.js';
 import { buildUpstreamHead } from './request-headers.js';
+import { respondWithFailure } from './responder.js';
 import { buildResponseHead } from './response-headers.js';
 import { normalizeHost, rewritePath, type Route } from './router.js';
 
@@ -190,9 +191,9 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
    * End the client connection after a non-switching answer. Bytes the client sent after
    * its head are read and dropped, or the paused socket would never finish closing.
    */
-  #endClient(last?: Buffer): void {
+  #endClient(): void {
     const s = this.#socket;
-    s.end(last);
+    if (!s.writableEnded) s.end();
     s.resume();
     setTimeout(() => s.destroy(), 5000).unref();
   }
@@ -210,17 +211,16 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
       this.#socket.destroy();
       return;
     }
-    const out = renderFailure({
-      failure: f,
+    this.#error = respondWithFailure(this.#socket, f, {
+      ctx: this.#ctx,
       requestId: this.#requestId,
       accept: this.#req.headers.accept,
-      proxyStatus: proxyStatusOptions(this.#ctx, this.#req.socket.remoteAddress),
+      clientAddress: this.#req.socket.remoteAddress,
+      close: true,
+      rawForm: 'upgrade',
     });
-    out.headers.connection = 'close';
-    const flat: string[] = [];
-    for (const k in out.headers) flat.push(k, out.headers[k]!);
-    this.#status = out.status;
-    this.#endClient(Buffer.concat([Buffer.from(headBytes(out.status, flat), 'latin1'), out.body]));
+    this.#status = this.#error.status;
+    this.#endClient();
   }
 
   #publish(): void {
