@@ -5,7 +5,7 @@ import type { Config, ListenerConfig } from '../config/schema.js';
 import { Failure, parserRefusal } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
-import { buildContext, ms, type GatewayContext } from './context.js';
+import { buildContext, ms, type GatewayContext, type GatewayOptions } from './context.js';
 import { gatewayLifecycle, requestEnd, requestRecord, type LifecycleRecord } from './events.js';
 import { Exchange, exchangeOf, newRequestId } from './exchange.js';
 import { respondWithFailure } from './responder.js';
@@ -28,9 +28,9 @@ export class Gateway {
   readonly #tunnels = new Set<Duplex>();
   #closing: Promise<void> | undefined;
 
-  constructor(config: Config) {
+  constructor(config: Config, options: GatewayOptions = {}) {
     this.config = config;
-    this.ctx = buildContext(config);
+    this.ctx = buildContext(config, options);
     const via11 = viaValue('1.1', this.ctx.identity);
     const via10 = viaValue('1.0', this.ctx.identity);
     for (const l of config.listeners) {
@@ -174,9 +174,9 @@ function lifecycle(r: LifecycleRecord): void {
   if (gatewayLifecycle.hasSubscribers) gatewayLifecycle.publish(r);
 }
 
-/** Build and start a gateway from a validated config. */
-export async function startGateway(config: Config): Promise<Gateway> {
-  const gw = new Gateway(config);
+/** Build and start a gateway from a validated config, with optional hooks and custom balancers. */
+export async function startGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
+  const gw = new Gateway(config, options);
   await gw.listen();
   return gw;
 }
