@@ -4,6 +4,11 @@ export { configSchema, jsonSchema, type Config, type ConfigInput } from './confi
 export { validateConfig, parseConfigText, loadConfigFile, ConfigError, type ConfigProblem } from './config/load.js';
 export { parseDuration } from './config/duration.js';
 export { Gateway, startGateway, type ListeningAddress } from './gateway/server.js';
+export type { GatewayOptions } from './gateway/context.js';
+export type { GatewayHooks, HookRequest, ResponseHead } from './gateway/hooks.js';
+export type { RetryDecision, TryFacts, RetryRules } from './gateway/retry-policy.js';
+export { BALANCER_KINDS, type Balancer, type BalancerFactory, type BalancerOptions, type BalancerKind, type PickContext } from './upstream/balancers/balancer.js';
+export type { Endpoint } from './upstream/endpoint.js';
 export type { RequestRecord, AttemptRecord } from './gateway/events.js';
 export { attachAccessLog, createLogger } from './observe/access-log.js';
 export { attachMetrics } from './observe/metrics.js';

@@ -154,9 +154,13 @@ export const clusterSchema = z
       .default({ connect: '5s', response: '30s', idle: '60s' }),
     keepAlive: duration('4s', 'How long an idle upstream connection is kept for reuse (capped by the upstream\'s Keep-Alive: timeout hint and by the idle timeout learned from its closes).'),
     balancer: z
-      .enum(['round-robin', 'least-request', 'peak-ewma', 'random', 'ring-hash', 'maglev'])
+      .union([
+        z.enum(['round-robin', 'least-request', 'peak-ewma', 'random', 'ring-hash', 'maglev']),
+        // A custom balancer registered with startGateway(config, { balancers }); checked when the gateway starts.
+        z.string().regex(/^custom:[a-z0-9][a-z0-9._-]*$/i, 'a balancer is one of round-robin, least-request, peak-ewma, random, ring-hash, maglev, or a registered custom balancer named custom:<name>'),
+      ])
       .default('least-request')
-      .describe('How an endpoint is picked. least-request = fewest in flight of two random choices. Default least-request.'),
+      .describe('How an endpoint is picked. least-request = fewest in flight of two random choices. Default least-request. A custom balancer registered in code is named custom:<name>.'),
     hashOn: z
       .object({
         header: z.string().optional(),

@@ -17,6 +17,8 @@ export class BodyRelay extends Readable {
   #attached = false;
   /** Body bytes taken from the client so far. */
   bytes = 0;
+  /** The try sending this body, told when all of it has been read ('end'). */
+  sender: { bodySent(): void } | undefined;
 
   constructor(src: IncomingMessage, retainLimit = 0, prior?: readonly Buffer[]) {
     super({ highWaterMark: 64 * 1024 });

@@ -7,6 +7,9 @@ import type { ProxyStatusOptions } from '../failure/index.js';
 import { AddressSet } from '../http/trust.js';
 import { Cluster } from '../upstream/cluster.js';
 import { makeLookup } from '../upstream/dns.js';
+import { ConfigError, type ConfigProblem } from '../config/load.js';
+import { balancerRegistry, type BalancerFactory } from '../upstream/balancers/balancer.js';
+import { GatewayHooksRunner, type GatewayHooks } from './hooks.js';
 import { Router, compileRoute } from './router.js';
 
 /** Everything the per-request code reads, compiled once from the config. */
@@ -27,8 +30,10 @@ export interface GatewayContext {
   readonly requestIds: RequestIds;
   /** Set while draining: responses close their connections. */
   draining: boolean;
-  /** Exchanges whose response has not closed yet (graceful shutdown waits for 0). */
+  /** Requests (and upgrades) not finished yet (graceful shutdown waits for 0). */
   inflight: number;
+  /** The registered hooks, compiled; undefined when there are none (no per-request cost). */
+  readonly hooks: GatewayHooksRunner | undefined;
 }
 
 const DEFAULT_NAME = 'gatewise';
@@ -55,7 +60,29 @@ export function ms(d: string): number {
   return parseDuration(d)!;
 }
 
-export function buildContext(cfg: Config): GatewayContext {
+/** What a library user adds to a gateway (`startGateway(config, options)`). */
+export interface GatewayOptions {
+  /** Hooks at the reverse gateway's phases, run in this order (./hooks.ts). */
+  hooks?: readonly GatewayHooks[];
+  /** Custom balancers by name; a cluster uses one with `balancer: custom:<name>`. */
+  balancers?: Readonly<Record<string, BalancerFactory>>;
+}
+
+const CUSTOM = 'custom:';
+
+export function buildContext(cfg: Config, options: GatewayOptions = {}): GatewayContext {
+  const balancers = balancerRegistry(options.balancers);
+  const problems: ConfigProblem[] = [];
+  for (const [name, c] of Object.entries(cfg.clusters)) {
+    if (c.balancer.startsWith(CUSTOM) && !balancers.has(c.balancer.slice(CUSTOM.length))) {
+      const known = Object.keys(options.balancers ?? {});
+      problems.push({
+        path: `clusters.${name}.balancer`,
+        message: `no custom balancer ${c.balancer.slice(CUSTOM.length)} is registered (${known.length ? `registered: ${known.join(', ')}` : 'none is'}); register it with startGateway(config, { balancers: { name: factory } })`,
+      });
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
   const lookup = makeLookup({ servers: cfg.dns.servers, timeoutMs: ms(cfg.dns.timeout), tries: cfg.dns.tries });
   const clusters = new Map<string, Cluster>();
   for (const [name, c] of Object.entries(cfg.clusters)) {
@@ -72,7 +99,8 @@ export function buildContext(cfg: Config): GatewayContext {
           keepAliveMs: ms(c.keepAlive),
           maxConnections: c.maxConnections,
           maxResponseHeaderSize: c.maxResponseHeaderSize,
-          balancer: c.balancer,
+          balancer: c.balancer.startsWith(CUSTOM) ? c.balancer.slice(CUSTOM.length) : c.balancer,
+          balancers,
           hashOn: c.hashOn,
           slowStartMs: ms(c.slowStart),
           healthCheck: c.healthCheck && {
@@ -129,6 +157,7 @@ export function buildContext(cfg: Config): GatewayContext {
     requestIds: new RequestIds(),
     draining: false,
     inflight: 0,
+    hooks: GatewayHooksRunner.of(options.hooks),
   };
 }
 

@@ -1,18 +1,18 @@
 import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Dispatcher } from 'undici';
-import { Failure, classify, receivedMember, renderFailure, type AttemptSummary } from '../failure/index.js';
+import { Failure, classify, receivedMember, type AttemptSummary } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
-import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
-import type { PooledClient } from '../upstream/connection-pool.js';
 import type { Endpoint } from '../upstream/endpoint.js';
+import { Attempt } from './attempt.js';
 import { BodyRelay } from './body-relay.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { buildUpstreamHead } from './request-headers.js';
+import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
-import { retryKindOf, backoffMs, retryAfterMs, type RetryKind } from './retry-policy.js';
+import type { HookRequest } from './hooks.js';
+import { decideOnFailure, decideOnStatus, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
 import { normalizeHost, rewritePath, type Route } from './router.js';
 
 /** A new request id (src/http/request-id.ts). */
@@ -45,11 +45,14 @@ const REPLAY_LIMIT = 64 * 1024;
 const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived: false } as const;
 
 /**
- * One client request through the gateway: route → admit → pick → forward → (retry)
- * → respond. It is also the undici dispatch handler, so a request costs one object,
- * not a chain of closures. Only `fail()` writes gateway-made error responses.
+ * One client request through the gateway: route → hooks → admit → pick → try (retry)
+ * → respond. It owns the request (route, admission slot, the client's response, the
+ * record); each try is an `Attempt` (./attempt.ts), the undici dispatch handler for it.
+ * Whether to try again is the retry policy's decision (./retry-policy.ts); every
+ * gateway-made answer goes through the responder (./responder.ts). It is also what
+ * hooks see of the request (`HookRequest`), so a hook call allocates nothing.
  */
-export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner {
+export class Exchange implements HookRequest {
   readonly ctx: GatewayContext;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
@@ -61,10 +64,10 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
   readonly t0 = performance.now();
   readonly attempts: AttemptRecord[] = [];
   route: Route | undefined;
-  endpoint: Endpoint | undefined;
   /** Kept: Node detaches req.socket once the response closes. */
   readonly #socket: Socket;
   #path = '';
+  #host = '';
   #upstreamPath = '';
   #headers: string[] = [];
   #hasBody = false;
@@ -73,22 +76,14 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
   #refused = false;
   /** When the admission slot was granted, and when response headers came (for the adaptive limit). */
   #admittedAt = 0;
-  #headersAt = 0;
-  // the current attempt
-  #attempt: AttemptRecord | undefined;
-  #client: PooledClient | undefined;
-  #relay: BodyRelay | undefined;
-  #abort: ((err?: Error) => void) | undefined;
-  #resume: (() => void) | undefined;
-  #connected = false;
-  #responseStarted = false;
-  #discard = false;
-  #retryDelayMs = 0;
-  /** The attempt's waits for the response head and between body bytes. */
-  readonly #timer = new ResponseTimer(this);
-  #wantFresh = false;
+  /** performance.now() of the last try's response head (set by the Attempt). */
+  headersAt = 0;
+  /** The current (or last) try. */
+  #attempt: Attempt | undefined;
+  /** Endpoints that failed a try of this request; the balancer avoids them. */
   #tried: Set<Endpoint> | undefined;
-  // the exchange
+  /** A retry decided and waiting for its delay. */
+  #pending: RetryAgain | undefined;
   #headersSent = false;
   #complete = false;
   #published = false;
@@ -116,7 +111,48 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
     ctx.inflight++;
   }
 
-  /** Route and forward. Errors become gateway responses; nothing throws out of here. */
+  // ---- HookRequest -----------------------------------------------------------------------
+
+  get method(): string {
+    return this.req.method!;
+  }
+
+  get path(): string {
+    return this.#path || (this.req.url ?? '');
+  }
+
+  get host(): string {
+    return this.#host;
+  }
+
+  get routeName(): string | undefined {
+    return this.route?.name;
+  }
+
+  get clusterName(): string | undefined {
+    return this.route?.cluster.name;
+  }
+
+  get clientAddress(): string | undefined {
+    return this.#socket.remoteAddress;
+  }
+
+  get upgrade(): boolean {
+    return false;
+  }
+
+  header(name: string): string | string[] | undefined {
+    return this.req.headers[name];
+  }
+
+  /** The response is complete (the gateway ended it normally). */
+  get complete(): boolean {
+    return this.#complete;
+  }
+
+  // ---- request phases --------------------------------------------------------------------
+
+  /** Route, run the request hooks and admit. Errors become gateway responses; nothing throws out of here. */
   start(): void {
     const req = this.req;
     try {
@@ -132,7 +168,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
         throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'invalid request-target' });
       }
       this.#path = path;
-      const host = normalizeHost(req.headers.host);
+      const host = (this.#host = normalizeHost(req.headers.host));
       const route = this.ctx.router.match(host, req.method!, path, req.headers);
       if (!route) {
         throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${host || '(no host)'}${path.split('?')[0]}` });
@@ -143,25 +179,20 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
       this.#headers = head.headers;
       this.#hasBody = head.hasBody;
       this.#upstreamPath = rewritePath(route, path);
-      const method = req.method!;
-      this.#idempotent = IDEMPOTENT.has(method) || (route.retry.idempotencyKey && req.headers['idempotency-key'] !== undefined);
-      const cluster = route.cluster;
-      cluster.onRequest(Date.now());
-      const adm = cluster.admission;
-      if (adm === undefined || adm.tryAcquire()) {
-        this.#admitted = adm !== undefined;
-        this.#admittedAt = performance.now();
-        this.#attemptNow();
-        return;
+      this.#idempotent = IDEMPOTENT.has(req.method!) || (route.retry.idempotencyKey && req.headers['idempotency-key'] !== undefined);
+      const hooks = this.ctx.hooks;
+      if (hooks !== undefined && hooks.request !== undefined) {
+        const out = hooks.runRequest(this);
+        if (out instanceof Failure) throw out;
+        if (out !== undefined) {
+          out.then(
+            (f) => this.#afterRequestHooks(f),
+            (err: unknown) => this.#afterRequestHooks(classify(err, NO_PROGRESS)),
+          );
+          return;
+        }
       }
-      const waiting = adm.acquire();
-      if (waiting === 'full') {
-        throw new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `cluster ${cluster.name} is at its limit of ${adm.limit} requests in flight and its queue is full` });
-      }
-      waiting.then(
-        () => this.#onAdmitted(),
-        () => this.#onQueueTimeout(),
-      );
+      this.#admit();
     } catch (err) {
       this.fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
     }
@@ -176,9 +207,42 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
       throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'asterisk-form is only valid with OPTIONS' });
     }
     this.#complete = true;
-    const name = this.ctx.identity;
-    this.res.writeHead(204, { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS', 'proxy-status': `${name};error=proxy_internal_response`, [this.ctx.requestIdHeader]: this.requestId });
-    this.res.end();
+    respondToOptionsAsterisk(this.res, this.ctx, this.requestId);
+  }
+
+  /** An asynchronous `onRequest` hook finished: refuse, or go on. */
+  #afterRequestHooks(f: Failure | undefined): void {
+    if (this.res.destroyed) return;
+    if (f !== undefined) {
+      this.fail(f);
+      return;
+    }
+    try {
+      this.#admit();
+    } catch (err) {
+      this.fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
+    }
+  }
+
+  /** Take a slot of the cluster's concurrency limit (or queue for one), then try. */
+  #admit(): void {
+    const cluster = this.route!.cluster;
+    cluster.onRequest(Date.now());
+    const adm = cluster.admission;
+    if (adm === undefined || adm.tryAcquire()) {
+      this.#admitted = adm !== undefined;
+      this.#admittedAt = performance.now();
+      this.#attemptNow(false);
+      return;
+    }
+    const waiting = adm.acquire();
+    if (waiting === 'full') {
+      throw new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `cluster ${cluster.name} is at its limit of ${adm.limit} requests in flight and its queue is full` });
+    }
+    waiting.then(
+      () => this.#onAdmitted(),
+      () => this.#onQueueTimeout(),
+    );
   }
 
   #onAdmitted(): void {
@@ -188,7 +252,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
       this.#releaseAdmission(true);
       return;
     }
-    this.#attemptNow();
+    this.#attemptNow(false);
   }
 
   #onQueueTimeout(): void {
@@ -196,8 +260,8 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
     this.fail(new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `waited in the queue of cluster ${this.route!.cluster.name} longer than its queue timeout (limit ${adm.limit})` }));
   }
 
-  /** Pick an endpoint and a connection, and send the request. */
-  #attemptNow(): void {
+  /** Pick an endpoint and a connection, and start a try. */
+  #attemptNow(fresh: boolean): void {
     const route = this.route!;
     const cluster = route.cluster;
     const now = Date.now();
@@ -214,7 +278,6 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
       );
       return;
     }
-    this.endpoint = ep;
     if (route.host === 'endpoint') {
       const h = this.#headers;
       for (let i = 0; i < h.length; i += 2) {
@@ -224,251 +287,149 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
         }
       }
     }
-    const client = ep.pool.acquire(now, this.#idempotent, this.#wantFresh);
-    this.#client = client;
-    this.#connected = false;
-    this.#responseStarted = false;
-    this.#discard = false;
-    this.#abort = undefined;
-    this.#attempt = {
-      endpoint: ep.nextHop,
-      phase: 'connect',
-      connection: client.connected ? 'reused' : 'new',
-      startMs: Math.round(performance.now() - this.t0),
-    };
-    this.attempts.push(this.#attempt);
-    ep.inflight++;
-    const prev = this.#relay;
-    this.#relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, this.#idempotent && route.retry.tries > 1 ? REPLAY_LIMIT : 0);
-    client.dispatch(
-      {
-        path: this.#upstreamPath,
-        method: this.req.method as Dispatcher.HttpMethod,
-        headers: this.#headers,
-        body: this.#relay ?? null,
-        // The exchange times the attempt itself (#arm): undici's own timers would swap a
-        // FastTimer per phase per request, and those live until its next 1 s tick, reach the
-        // old generation and made RSS climb ~25 MB between major GCs under load.
-        headersTimeout: 0,
-        bodyTimeout: 0,
-      },
-      this,
-    );
+    const client = ep.pool.acquire(now, this.#idempotent, fresh);
+    const prev = this.#attempt?.relay;
+    const relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, this.#idempotent && route.retry.tries > 1 ? REPLAY_LIMIT : 0);
+    const attempt = new Attempt(this, ep, client, relay, Math.round(performance.now() - this.t0));
+    this.#attempt = attempt;
+    this.attempts.push(attempt.record);
+    attempt.dispatch(this.#upstreamPath, this.req.method!, this.#headers);
   }
 
-  // ---- undici dispatch handler -----------------------------------------------------------
+  // ---- what the tries report -------------------------------------------------------------
 
-  onConnect(abort: (err?: Error) => void): void {
-    this.#abort = abort;
-    this.#connected = true;
-    const a = this.#attempt!;
-    a.phase = 'send';
-    const now = performance.now();
-    a.connectedMs = Math.round(now - this.t0);
-    if (a.connection === 'new' && this.#client) {
-      const t = this.#client.timings;
-      a.dnsMs = t.dnsMs;
-      a.tcpMs = t.connectMs;
-      a.tlsMs = t.tlsMs;
+  /** Facts about a try for the retry policy. */
+  #facts(a: Attempt, responseStarted: boolean): TryFacts {
+    return {
+      endpoint: a.endpoint,
+      connected: a.connected,
+      reused: a.reused,
+      responseStarted,
+      idempotent: this.#idempotent,
+      replayable: a.relay === undefined || a.relay.replayable,
+      tries: this.attempts.length,
+      elapsedMs: performance.now() - this.t0,
+      clientGone: this.res.destroyed,
+    };
+  }
+
+  /** An upstream 5xx: the policy decides whether it is drained and retried (the budget is spent now). */
+  decideOnStatus(a: Attempt, status: number, raw: Buffer[]): RetryDecision {
+    const route = this.route!;
+    const now = Date.now();
+    const d = decideOnStatus(status, raw, this.#facts(a, false), route, route.cluster.retryBudget, now);
+    this.#decided(a, d, now);
+    return d;
+  }
+
+  /** A try failed; `responseStarted`: its response reached the client (or is being drained for a retry). */
+  tryFailed(a: Attempt, f: Failure, responseStarted: boolean): void {
+    if (!responseStarted) {
+      const route = this.route!;
+      const now = Date.now();
+      const d = decideOnFailure(f, this.#facts(a, false), route, route.cluster.retryBudget, now);
+      this.#decided(a, d, now);
+      if (d.action === 'retry') {
+        this.retry(d);
+        return;
+      }
     }
-    if (this.res.destroyed) {
-      abort();
+    this.fail(f);
+  }
+
+  #decided(a: Attempt, d: RetryDecision, now: number): void {
+    if (d.action === 'retry') {
+      this.route!.cluster.retryBudget.onRetry(now);
+      (this.#tried ??= new Set()).add(d.avoid);
+    } else if (d.budget) {
+      a.record.detail = `${a.record.detail ?? ''} (retry budget exhausted)`.trim();
+    }
+  }
+
+  /** Act on a retry decision: try again now or after its delay. */
+  retry(d: RetryAgain): void {
+    if (d.delayMs <= 0) {
+      this.#attemptNow(d.fresh);
       return;
     }
-    const relay = this.#relay;
-    this.#timer.headers(this.route!.perTryTimeoutMs ?? this.route!.cluster.responseTimeoutMs, now);
-    if (relay !== undefined && !relay.readableEnded) {
-      // The response wait counts from when the whole request has been sent.
-      relay.once('end', () => {
-        if (this.#relay === relay && this.#timer.phase === 'headers') this.#timer.restart(performance.now());
-      });
-    }
+    this.#pending = d;
+    setTimeout(retryLater, d.delayMs, this);
   }
 
-  onResponseStarted(): void {
-    this.#responseStarted = true;
-    const a = this.#attempt!;
-    a.phase = 'headers';
-    a.firstByteMs = Math.round(performance.now() - this.t0);
+  /** A delayed retry is due. */
+  retryNow(): void {
+    const d = this.#pending;
+    this.#pending = undefined;
+    if (this.res.destroyed || d === undefined) return;
+    this.#attemptNow(d.fresh);
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, _statusText: string): boolean {
-    if (statusCode < 200) {
-      if (statusCode === 103 && !this.#discard) this.#earlyHints(rawHeaders);
-      this.#timer.restart(performance.now());
-      return true;
-    }
-    const now = performance.now();
-    this.#timer.body(this.route!.cluster.idleTimeoutMs, now);
-    const a = this.#attempt!;
-    a.phase = 'body';
-    a.status = statusCode;
-    this.#headersAt = now;
-    a.headersMs = Math.round(now - this.t0);
-    const ep = this.endpoint!;
-    const cluster = this.route!.cluster;
-    const wall = Date.now();
-    cluster.observeLatency(ep, a.headersMs - a.startMs, wall);
-    if (statusCode >= 500) {
-      cluster.recordOutcome(ep, 'upstream-5xx', wall);
-      if (this.#retryStatus(statusCode, rawHeaders)) {
-        // Drain this answer (keeps the connection) and try again when it ends.
-        this.#discard = true;
-        return true;
-      }
-    } else {
-      cluster.recordOutcome(ep, 'success', wall);
-    }
-    this.#resume = resume;
+  /** Write the upstream's response head to the client; false when it cannot be forwarded (the try is aborted). */
+  writeResponseHead(a: Attempt, statusCode: number, rawHeaders: Buffer[]): boolean {
+    const ep = a.endpoint;
     const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#socket.remoteAddress)) : undefined;
-    const head = buildResponseHead(rawHeaders, this.#responseVia, this.ctx.requestIdHeader, this.requestId, member);
+    let head = buildResponseHead(rawHeaders, this.#responseVia, this.ctx.requestIdHeader, this.requestId, member);
+    const hooks = this.ctx.hooks;
+    if (hooks !== undefined && hooks.response !== undefined) {
+      try {
+        head = hooks.runResponse(this, statusCode, head);
+      } catch (err) {
+        a.abort(new Failure({ type: 'proxy_internal_error', phase: 'headers', detail: 'an onResponse hook failed', cause: err }));
+        return false;
+      }
+    }
     if (this.ctx.draining) head.push('connection', 'close');
     try {
       this.res.writeHead(statusCode, head);
     } catch (err) {
       // Node refused a header (invalid name or value bytes): never forward it.
-      this.#abort?.(new Failure({ type: 'http_protocol_error', phase: 'headers', nextHop: ep.nextHop, detail: 'the response has a header the gateway cannot forward', cause: err }));
+      a.abort(new Failure({ type: 'http_protocol_error', phase: 'headers', nextHop: ep.nextHop, detail: 'the response has a header the gateway cannot forward', cause: err }));
       return false;
     }
     this.#headersSent = true;
     return true;
   }
 
-  onData(chunk: Buffer): boolean {
-    this.#timer.progressAt = performance.now();
-    if (this.#discard) return true;
+  /** A body chunk for the client; false (and undici pauses) while the client's buffer is full. */
+  writeBody(chunk: Buffer): boolean {
     if (this.res.write(chunk)) return true;
-    this.#timer.paused = true;
+    this.#attempt!.pause();
     this.res.once('drain', onResDrain);
     return false;
   }
 
-  onComplete(rawTrailers: Array<Buffer | string> | null): void {
-    this.#timer.stop();
-    this.#settleAttempt(true);
-    if (this.#discard) {
-      this.#scheduleRetry(this.#retryDelayMs);
-      return;
-    }
+  responseComplete(rawTrailers: Array<Buffer | string> | null): void {
     this.#complete = true;
     if (rawTrailers && rawTrailers.length > 0) this.res.addTrailers(trailersObject(rawTrailers));
     this.res.end();
   }
 
-  onError(err: Error): void {
-    this.#timer.stop();
-    if (this.#refused) {
-      this.#settleAttempt(false);
-      return;
+  earlyHints(raw: Buffer[]): void {
+    const hints: Record<string, string | string[]> = {};
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i]!.toString('latin1').toLowerCase();
+      const v = raw[i + 1]!.toString('latin1');
+      const prev = hints[k];
+      hints[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
     }
-    const wasConnected = this.#connected;
-    const reused = this.#attempt?.connection === 'reused';
-    this.#settleAttempt(false);
-    if (this.res.destroyed && !this.#complete) return; // the client left; our abort came back here
-    const failure = err instanceof Failure
-      ? err
-      : classify(err, {
-          connected: wasConnected,
-          responseStarted: this.#responseStarted,
-          headersReceived: this.#headersSent,
-          bodyChunked: this.#headersSent && !this.res.hasHeader('content-length'),
-          nextHop: this.endpoint?.nextHop,
-        });
-    const a = this.#attempt;
-    if (a) {
-      a.phase = failure.phase;
-      a.error = failure.type;
-      a.detail = failure.detail;
-    }
-    if (failure.source === 'upstream' && this.endpoint) this.route!.cluster.recordOutcome(this.endpoint, 'gateway-failure', Date.now());
-    if (!this.#headersSent && !this.#discard) {
-      const kind = retryKindOf(failure, wasConnected);
-      if (kind !== undefined && this.#mayRetry(kind)) {
-        // A reused connection that died before any response byte: the keep-alive race. Retry fresh.
-        this.#wantFresh = kind === 'reset' && reused;
-        this.#scheduleRetry(backoffMs(this.route!.retry, this.attempts.length));
-        return;
-      }
-    }
-    this.fail(failure);
+    if (hints.link !== undefined) this.res.writeEarlyHints(hints as { link: string | string[] });
   }
 
-  // ---- the attempt's timer (ResponseTimerOwner) ----------------------------------------
-
-  uploading(): BodyRelay | undefined {
-    const relay = this.#relay;
-    return relay !== undefined && !relay.readableEnded ? relay : undefined;
+  /** The client took the buffered body: let the try read from the upstream again. */
+  resumeUpstream(): void {
+    this.#attempt?.resume();
   }
 
-  uploadedBytes(): number {
-    return this.#relay?.bytes ?? 0;
-  }
+  // ---- the end ---------------------------------------------------------------------------
 
-  timedOut(err: Error): void {
-    if (this.#abort === undefined || this.#attempt?.endMs !== undefined) return;
-    this.#abort(err);
-  }
-
-  // ---- retries --------------------------------------------------------------------------
-
-  /** Whether another attempt is allowed for a failure of this kind. */
-  #mayRetry(kind: RetryKind): boolean {
-    const route = this.route!;
-    const policy = route.retry;
-    if (this.attempts.length >= policy.tries || this.res.destroyed) return false;
-    if (!route.retryOn.has(kind)) return false;
-    // A body is streamed; one that was (partly) sent can be sent again only if it was small enough to keep.
-    if (this.#relay !== undefined && !this.#relay.replayable) return false;
-    // RFC 9110 §9.2.2: only failures that prove the request never left the gateway retry non-idempotent requests.
-    if (kind !== 'connect-failure' && !this.#idempotent) return false;
-    if (route.deadlineMs !== undefined && performance.now() - this.t0 >= route.deadlineMs) return false;
-    const now = Date.now();
-    if (!route.cluster.retryBudget.canRetry(now)) {
-      this.#attempt!.detail = `${this.#attempt!.detail ?? ''} (retry budget exhausted)`.trim();
-      return false;
-    }
-    route.cluster.retryBudget.onRetry(now);
-    (this.#tried ??= new Set()).add(this.endpoint!);
-    return true;
-  }
-
-  #retryStatus(status: number, raw: Buffer[]): boolean {
-    if (status !== 502 && status !== 503 && status !== 504) return false;
-    const route = this.route!;
-    const wait = retryAfterMs(raw);
-    if (wait !== undefined && wait > route.retryAfterMaxMs) return false;
-    if (!this.#mayRetry(String(status) as RetryKind)) return false;
-    this.#attempt!.error = undefined;
-    this.#attempt!.detail = `upstream answered ${status}; retrying`;
-    this.#retryDelayMs = Math.max(wait ?? 0, backoffMs(route.retry, this.attempts.length));
-    return true;
-  }
-
-  #scheduleRetry(delayMs: number): void {
-    if (delayMs <= 0) {
-      this.#attemptNow();
-      return;
-    }
-    setTimeout(retryLater, delayMs, this);
-  }
-
-  /** A scheduled retry is due. */
-  retryNow(): void {
-    if (this.res.destroyed) return;
-    this.#attemptNow();
-  }
-
-  // ---- responses ------------------------------------------------------------------------
-
-  /** The client's request turned out malformed while in flight (bad chunking): stop the upstream attempt and refuse. */
+  /** The client's request turned out malformed while in flight (bad chunking): stop the try and refuse. */
   refuse(f: Failure): void {
     this.#refused = true;
-    this.#relay?.destroy();
-    this.#abort?.(f);
+    this.#attempt?.abandon(f);
     this.fail(f);
   }
 
-  /** The final word on a failure: a gateway-made response, or an aborted client connection. */
+  /** The final word on a failure: a gateway-made response (the responder), or an aborted client connection. */
   fail(f: Failure): void {
     this.#error = f;
     const res = this.res;
@@ -480,56 +441,24 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
     }
     if (res.destroyed) return;
     this.#endedBy = f.source === 'client' ? 'client' : f.source === 'gateway' ? 'gateway' : 'upstream';
-    const out = renderFailure({
-      failure: f,
+    this.#error = respondWithFailure(res, f, {
+      ctx: this.ctx,
       requestId: this.requestId,
       accept: this.req.headers.accept,
+      clientAddress: this.#socket.remoteAddress,
       attempts: this.attempts.length ? this.attempts.map(toSummary) : undefined,
-      proxyStatus: proxyStatusOptions(this.ctx, this.#socket.remoteAddress),
       head: this.req.method === 'HEAD',
+      // An unread request body would be parsed as the next request: close instead.
+      close: f.source === 'client' || this.ctx.draining || (this.#hasBody && !this.req.complete),
+      hookRequest: this,
     });
-    // An unread request body would be parsed as the next request: close instead.
-    if (f.source === 'client' || this.ctx.draining || (this.#hasBody && !this.req.complete)) out.headers.connection = 'close';
-    res.writeHead(out.status, out.headers);
-    res.end(out.body);
-  }
-
-  #earlyHints(raw: Buffer[]): void {
-    const hints: Record<string, string | string[]> = {};
-    for (let i = 0; i < raw.length; i += 2) {
-      const k = raw[i]!.toString('latin1').toLowerCase();
-      const v = raw[i + 1]!.toString('latin1');
-      const prev = hints[k];
-      hints[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-    }
-    if (hints.link !== undefined) this.res.writeEarlyHints(hints as { link: string | string[] });
-  }
-
-  /** The client took the buffered body: let undici read from the upstream again. */
-  resumeUpstream(): void {
-    this.#timer.paused = false;
-    this.#timer.progressAt = performance.now();
-    this.#resume?.();
-  }
-
-  /** The current attempt is over: give back the connection and the endpoint slot. */
-  #settleAttempt(ok: boolean): void {
-    const a = this.#attempt;
-    if (!a || a.endMs !== undefined) return;
-    a.endMs = Math.round(performance.now() - this.t0);
-    const now = Date.now();
-    this.endpoint!.inflight--;
-    if (this.#client) {
-      this.endpoint!.pool.release(this.#client, now, ok);
-      this.#client = undefined;
-    }
   }
 
   #releaseAdmission(dropped: boolean): void {
     if (!this.#admitted) return;
     this.#admitted = false;
     // Latency for the adaptive limit: slot granted → response headers (not queue wait, not body streaming).
-    const end = this.#headersAt > this.#admittedAt ? this.#headersAt : performance.now();
+    const end = this.headersAt > this.#admittedAt ? this.headersAt : performance.now();
     this.route!.cluster.admission!.release(end - this.#admittedAt, dropped);
   }
 
@@ -539,11 +468,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
     if (!this.#complete && !this.#error) {
       // The client left before the response was complete: stop the upstream work.
       this.#endedBy = 'client';
-      const abort = this.#abort;
-      this.#timer.stop();
-      if (abort) abort();
-      else this.#settleAttempt(false);
-      this.#relay?.destroy();
+      if (!this.#refused) this.#attempt?.cancel();
     }
     this.#releaseAdmission(this.#error !== undefined && this.#error.source !== 'client');
     this.#publish();
@@ -552,7 +477,9 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
   #publish(): void {
     if (this.#published) return;
     this.#published = true;
-    if (!requestEnd.hasSubscribers) return;
+    const hooks = this.ctx.hooks;
+    const finish = hooks !== undefined && hooks.finish !== undefined;
+    if (!requestEnd.hasSubscribers && !finish) return;
     const req = this.req;
     const f = this.#error;
     const record = requestRecord(this.requestId, this.listener, plainAddress(this.#socket.remoteAddress), req, {
@@ -561,7 +488,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
       cluster: this.route?.cluster.name,
       status: this.res.statusCode,
       error: f?.type,
-      phase: f?.phase ?? (this.#endedBy === 'client' ? (this.#attempt?.phase ?? 'accept') : undefined),
+      phase: f?.phase ?? (this.#endedBy === 'client' ? (this.#attempt?.record.phase ?? 'accept') : undefined),
       endedBy: this.#endedBy,
       detail: f?.detail,
       attempts: this.attempts,
@@ -570,7 +497,8 @@ export class Exchange implements Dispatcher.DispatchHandler, ResponseTimerOwner 
       durationMs: Math.round((performance.now() - this.t0) * 1000) / 1000,
       upgrade: false,
     });
-    requestEnd.publish(record);
+    if (requestEnd.hasSubscribers) requestEnd.publish(record);
+    if (finish) hooks.runFinish(record);
   }
 }
 

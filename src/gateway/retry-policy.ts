@@ -1,4 +1,6 @@
 import type { Failure } from '../failure/index.js';
+import type { Endpoint } from '../upstream/endpoint.js';
+import type { RetryBudget } from '../upstream/retry-budget.js';
 
 /** The failure classes a route can choose to retry (config `retry.on`). */
 export type RetryKind = 'connect-failure' | 'reset' | 'invalid-response' | 'timeout' | '502' | '503' | '504';
@@ -45,5 +47,95 @@ export function retryAfterMs(raw: readonly Buffer[]): number | undefined {
     const t = Date.parse(v);
     return Number.isNaN(t) ? undefined : Math.max(0, t - Date.now());
   }
+  return undefined;
+}
+
+/** What a route says about retries (the compiled `retry` config of a route). */
+export interface RetryRules {
+  readonly retry: RetryPolicy;
+  readonly retryOn: ReadonlySet<RetryKind>;
+  /** Total time for the request, tries included (undefined: no limit). */
+  readonly deadlineMs: number | undefined;
+  /** An upstream 5xx asking to wait longer than this (Retry-After) is passed on, not retried. */
+  readonly retryAfterMaxMs: number;
+}
+
+/** What happened to one try, as the policy needs it. */
+export interface TryFacts {
+  /** The endpoint the try went to. */
+  readonly endpoint: Endpoint;
+  /** The connection was usable: request bytes may have reached the upstream. */
+  readonly connected: boolean;
+  /** The try used a pooled connection that had served requests before. */
+  readonly reused: boolean;
+  /** Part of a response was passed on to the client (or is being drained for a retry already decided). */
+  readonly responseStarted: boolean;
+  /** RFC 9110 §9.2.2, or an Idempotency-Key the route trusts. */
+  readonly idempotent: boolean;
+  /** No body, or every byte of it taken so far is kept and can be sent again. */
+  readonly replayable: boolean;
+  /** Tries made so far, this one included. */
+  readonly tries: number;
+  /** ms since the request arrived. */
+  readonly elapsedMs: number;
+  /** The client has gone: nobody to answer. */
+  readonly clientGone: boolean;
+}
+
+/**
+ * The policy's answer (Pingora's `fail_to_connect` / `error_while_proxy` contract): try
+ * again (on a fresh connection or not, after a delay, avoiding the endpoint that failed),
+ * or give up and let the responder answer. `budget` says the retry budget refused.
+ */
+export type RetryDecision =
+  | { readonly action: 'retry'; readonly fresh: boolean; readonly delayMs: number; readonly avoid: Endpoint }
+  | { readonly action: 'fail'; readonly budget?: true };
+
+/** The decision to try again. */
+export type RetryAgain = Extract<RetryDecision, { action: 'retry' }>;
+
+const FAIL: RetryDecision = { action: 'fail' };
+const FAIL_BUDGET: RetryDecision = { action: 'fail', budget: true };
+
+/**
+ * A failed try: retry or fail. A failure before the connection was usable
+ * (`connect-failure`) retries any method; anything later only idempotent requests whose
+ * body can be sent again, never once a response reached the client. A reused connection
+ * closed before any response byte (the keep-alive race) is retried on a fresh connection.
+ * The policy reads the budget; the caller spends it when it acts on a retry.
+ */
+export function decideOnFailure(f: Failure, t: TryFacts, rules: RetryRules, budget: RetryBudget, now: number): RetryDecision {
+  if (t.responseStarted) return FAIL;
+  const kind = retryKindOf(f, t.connected);
+  if (kind === undefined) return FAIL;
+  const no = refusal(kind, t, rules, budget, now);
+  if (no !== undefined) return no;
+  return { action: 'retry', fresh: kind === 'reset' && t.reused, delayMs: backoffMs(rules.retry, t.tries), avoid: t.endpoint };
+}
+
+/**
+ * An upstream answered 502, 503 or 504 (any other status is never retried): retry after
+ * its Retry-After (when within the route's maximum) or the back-off, whichever is longer;
+ * the connection is kept (the answer is drained), so no fresh one is needed.
+ */
+export function decideOnStatus(status: number, raw: readonly Buffer[], t: TryFacts, rules: RetryRules, budget: RetryBudget, now: number): RetryDecision {
+  if (status !== 502 && status !== 503 && status !== 504) return FAIL;
+  const wait = retryAfterMs(raw);
+  if (wait !== undefined && wait > rules.retryAfterMaxMs) return FAIL;
+  const no = refusal(String(status) as RetryKind, t, rules, budget, now);
+  if (no !== undefined) return no;
+  return { action: 'retry', fresh: false, delayMs: Math.max(wait ?? 0, backoffMs(rules.retry, t.tries)), avoid: t.endpoint };
+}
+
+/** Why another try is not allowed for a failure of this kind, or undefined when it is. */
+function refusal(kind: RetryKind, t: TryFacts, rules: RetryRules, budget: RetryBudget, now: number): RetryDecision | undefined {
+  if (t.tries >= rules.retry.tries || t.clientGone) return FAIL;
+  if (!rules.retryOn.has(kind)) return FAIL;
+  // A body is streamed; one that was (partly) sent can be sent again only if it was small enough to keep.
+  if (!t.replayable) return FAIL;
+  // RFC 9110 §9.2.2: only failures that prove the request never left the gateway retry non-idempotent requests.
+  if (kind !== 'connect-failure' && !t.idempotent) return FAIL;
+  if (rules.deadlineMs !== undefined && t.elapsedMs >= rules.deadlineMs) return FAIL;
+  if (!budget.canRetry(now)) return FAIL_BUDGET;
   return undefined;
 }

@@ -2,12 +2,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Config, ListenerConfig } from '../config/schema.js';
-import { Failure, parserRefusal, renderFailure } from '../failure/index.js';
+import { Failure, parserRefusal } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
-import { buildContext, ms, proxyStatusOptions, type GatewayContext } from './context.js';
+import { buildContext, ms, type GatewayContext, type GatewayOptions } from './context.js';
 import { gatewayLifecycle, requestEnd, requestRecord, type LifecycleRecord } from './events.js';
 import { Exchange, exchangeOf, newRequestId } from './exchange.js';
+import { respondWithFailure } from './responder.js';
 import { UpgradeExchange } from './upgrade.js';
 
 export interface ListeningAddress {
@@ -27,9 +28,9 @@ export class Gateway {
   readonly #tunnels = new Set<Duplex>();
   #closing: Promise<void> | undefined;
 
-  constructor(config: Config) {
+  constructor(config: Config, options: GatewayOptions = {}) {
     this.config = config;
-    this.ctx = buildContext(config);
+    this.ctx = buildContext(config, options);
     const via11 = viaValue('1.1', this.ctx.identity);
     const via10 = viaValue('1.0', this.ctx.identity);
     for (const l of config.listeners) {
@@ -148,24 +149,16 @@ export class Gateway {
       return;
     }
     const requestId = newRequestId(this.ctx);
-    const out = renderFailure({
-      failure: f,
-      requestId,
-      accept: req?.headers.accept,
-      proxyStatus: proxyStatusOptions(this.ctx, sock.remoteAddress),
-    });
-    let head = `HTTP/1.1 ${out.status} ${f.status === 431 ? 'Request Header Fields Too Large' : f.title}\r\nconnection: close\r\n`;
-    for (const k in out.headers) head += `${k}: ${out.headers[k]}\r\n`;
-    socket.end(Buffer.concat([Buffer.from(head + '\r\n', 'latin1'), out.body]));
+    const answered = respondWithFailure(socket, f, { ctx: this.ctx, requestId, accept: req?.headers.accept, clientAddress: sock.remoteAddress, close: true, rawForm: 'parser' });
     if (requestEnd.hasSubscribers) {
       const record = requestRecord(requestId, listener, plainAddress(sock.remoteAddress), req, {
         route: undefined,
         cluster: undefined,
-        status: out.status,
-        error: f.type,
-        phase: f.phase,
+        status: answered.status,
+        error: answered.type,
+        phase: answered.phase,
         endedBy: 'client',
-        detail: f.detail,
+        detail: answered.detail,
         attempts: [],
         bytesIn: 0,
         bytesOut: 0,
@@ -181,9 +174,9 @@ function lifecycle(r: LifecycleRecord): void {
   if (gatewayLifecycle.hasSubscribers) gatewayLifecycle.publish(r);
 }
 
-/** Build and start a gateway from a validated config. */
-export async function startGateway(config: Config): Promise<Gateway> {
-  const gw = new Gateway(config);
+/** Build and start a gateway from a validated config, with optional hooks and custom balancers. */
+export async function startGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
+  const gw = new Gateway(config, options);
   await gw.listen();
   return gw;
 }

@@ -2,12 +2,15 @@ import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { Failure, classify, renderFailure } from '../failure/index.js';
+import { Failure, classify } from '../failure/index.js';
 import { plainAddress } from '../http/trust.js';
-import { proxyStatusOptions, type GatewayContext } from './context.js';
+import type { Endpoint } from '../upstream/endpoint.js';
+import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { newRequestId, originForm } from './exchange.js';
+import type { HookRequest } from './hooks.js';
 import { buildUpstreamHead } from './request-headers.js';
+import { respondWithFailure } from './responder.js';
 import { buildResponseHead } from './response-headers.js';
 import { normalizeHost, rewritePath, type Route } from './router.js';
 
@@ -18,22 +21,36 @@ function headBytes(status: number, headers: readonly string[]): string {
 }
 
 /**
- * A WebSocket (or other `Upgrade`) request: forwarded with undici's upgrade support;
- * on 101 the two sockets are spliced; any other answer is passed back and the
- * connection closed. Failures before the switch answer like any other request.
+ * A WebSocket (or other `Upgrade`) request, going through the same phases as any request:
+ * route → hooks → admission → pick → one try (no retries: an upgrade is not idempotent
+ * once switched) with outlier records and the endpoint's in-flight count; on 101 the two
+ * sockets are spliced; any other answer is passed back and the connection closed.
+ * Failures before the switch are answered by the responder like any other request. The
+ * upgrade counts in `ctx.inflight` (graceful drain) until the client socket closes.
+ *
+ * The admission slot is released at the upstream's final head (101 or another answer), not
+ * held for the tunnel's life: the limit protects the upstream's request handling (and the
+ * adaptive limit measures slot → head latency); a tunnel held for hours would otherwise
+ * keep a slot from every plain request, so a few hundred open WebSockets would turn all
+ * other traffic of the cluster into 503s. Open tunnels are bounded by `maxConnections`.
  */
-export class UpgradeExchange implements Dispatcher.DispatchHandler {
+export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest {
   readonly #ctx: GatewayContext;
   readonly #req: IncomingMessage;
   readonly #socket: Duplex;
   readonly #head: Buffer;
   readonly #via: string;
   readonly #listener: string;
-  readonly #requestId: string;
+  readonly requestId: string;
   readonly #t0 = performance.now();
   readonly #attempts: AttemptRecord[] = [];
   #route: Route | undefined;
+  #path = '';
+  #host = '';
+  #headers: string[] = [];
+  #upgradeProtocol = 'websocket';
   #attempt: AttemptRecord | undefined;
+  #endpoint: Endpoint | undefined;
   #connected = false;
   #responseStarted = false;
   #headersSent = false;
@@ -42,6 +59,9 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
   #endedBy: EndedBy = 'complete';
   #upstream: Duplex | undefined;
   #published = false;
+  #closed = false;
+  #admitted = false;
+  #admittedAt = 0;
   #bytesIn = 0;
   #bytesOut = 0;
   #release: (() => void) | undefined;
@@ -54,14 +74,54 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
     this.#via = via;
     this.#listener = listener;
     const incoming = ctx.trustIncomingRequestId ? req.headers[ctx.requestIdHeader] : undefined;
-    this.#requestId = typeof incoming === 'string' && incoming.length > 0 && incoming.length <= 200 ? incoming : newRequestId(ctx);
+    this.requestId = typeof incoming === 'string' && incoming.length > 0 && incoming.length <= 200 ? incoming : newRequestId(ctx);
+    ctx.inflight++;
     socket.on('error', () => socket.destroy());
     socket.once('close', () => {
+      this.#closed = true;
+      ctx.inflight--;
       if (!this.#upstream && !this.#error && this.#status === 0) this.#endedBy = 'client';
       this.#upstream?.destroy();
+      this.#releaseAdmission(true);
       this.#publish();
     });
   }
+
+  // ---- HookRequest -----------------------------------------------------------------------
+
+  get method(): string {
+    return this.#req.method!;
+  }
+
+  get path(): string {
+    return this.#path || (this.#req.url ?? '');
+  }
+
+  get host(): string {
+    return this.#host;
+  }
+
+  get routeName(): string | undefined {
+    return this.#route?.name;
+  }
+
+  get clusterName(): string | undefined {
+    return this.#route?.cluster.name;
+  }
+
+  get clientAddress(): string | undefined {
+    return this.#req.socket.remoteAddress;
+  }
+
+  get upgrade(): boolean {
+    return true;
+  }
+
+  header(name: string): string | string[] | undefined {
+    return this.#req.headers[name];
+  }
+
+  // ---- phases ----------------------------------------------------------------------------
 
   start(): void {
     const req = this.#req;
@@ -77,40 +137,112 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
       if (req.httpVersion === '1.1' && req.headers.host === undefined) {
         throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'an HTTP/1.1 request needs a Host header' });
       }
-      const route = this.#ctx.router.match(normalizeHost(req.headers.host), req.method!, path, req.headers);
+      this.#path = path;
+      const route = this.#ctx.router.match((this.#host = normalizeHost(req.headers.host)), req.method!, path, req.headers);
       if (!route) throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${req.headers.host ?? ''}${path}` });
       this.#route = route;
       const hostValue = route.host === 'preserve' ? undefined : route.host === 'endpoint' ? undefined : route.host;
-      const head = buildUpstreamHead(this.#ctx, req, this.#requestId, hostValue, this.#via, 'http');
-      const now = Date.now();
-      const ep = route.cluster.pick(now, undefined, req, req.socket.remoteAddress);
-      if (ep === undefined) {
-        throw new Failure({ type: 'destination_unavailable', phase: 'pick', retryAfter: route.cluster.retryAfterSeconds(now), detail: `no endpoint of cluster ${route.cluster.name} is available (${route.cluster.describeAvailability(now)})` });
+      const head = buildUpstreamHead(this.#ctx, req, this.requestId, hostValue, this.#via, 'http');
+      this.#headers = head.headers;
+      this.#upgradeProtocol = head.upgrade ?? 'websocket';
+      const hooks = this.#ctx.hooks;
+      if (hooks !== undefined && hooks.request !== undefined) {
+        const out = hooks.runRequest(this);
+        if (out instanceof Failure) throw out;
+        if (out !== undefined) {
+          out.then(
+            (f) => this.#afterRequestHooks(f),
+            (err: unknown) => this.#afterRequestHooks(classify(err, NO_PROGRESS)),
+          );
+          return;
+        }
       }
-      if (route.host === 'endpoint') {
-        const i = head.headers.indexOf('host');
-        head.headers[i + 1] = ep.hostHeader;
-      }
-      this.#attempt = { endpoint: ep.nextHop, phase: 'connect', startMs: 0 };
-      this.#attempts.push(this.#attempt);
-      if (this.#head.length > 0) this.#socket.unshift(this.#head);
-      // The socket leaves the pool once upgraded: always a connection of its own.
-      const client = ep.pool.acquire(now, false, true);
-      this.#release = () => ep.pool.release(client, Date.now(), false);
-      client.dispatch(
-        {
-          path: rewritePath(route, path),
-          method: req.method as Dispatcher.HttpMethod,
-          headers: head.headers,
-          upgrade: head.upgrade ?? 'websocket',
-          body: null,
-        },
-        this,
-      );
+      this.#admit();
     } catch (err) {
-      this.#fail(err instanceof Failure ? err : classify(err, { connected: false, responseStarted: false, headersReceived: false }));
+      this.#fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
     }
   }
+
+  #afterRequestHooks(f: Failure | undefined): void {
+    if (this.#closed) return;
+    try {
+      if (f !== undefined) throw f;
+      this.#admit();
+    } catch (err) {
+      this.#fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
+    }
+  }
+
+  /** The cluster's concurrency limit, as for any request (released at the final head; see the class). */
+  #admit(): void {
+    const cluster = this.#route!.cluster;
+    const adm = cluster.admission;
+    if (adm === undefined || adm.tryAcquire()) {
+      this.#admitted = adm !== undefined;
+      this.#admittedAt = performance.now();
+      this.#dispatch();
+      return;
+    }
+    const waiting = adm.acquire();
+    if (waiting === 'full') {
+      throw new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `cluster ${cluster.name} is at its limit of ${adm.limit} requests in flight and its queue is full` });
+    }
+    waiting.then(
+      () => this.#onAdmitted(),
+      () => this.#fail(new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `waited in the queue of cluster ${cluster.name} longer than its queue timeout (limit ${adm.limit})` })),
+    );
+  }
+
+  #onAdmitted(): void {
+    this.#admitted = true;
+    this.#admittedAt = performance.now();
+    if (this.#closed || this.#socket.destroyed) {
+      this.#releaseAdmission(true);
+      return;
+    }
+    try {
+      this.#dispatch();
+    } catch (err) {
+      this.#fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
+    }
+  }
+
+  #dispatch(): void {
+    const route = this.#route!;
+    const req = this.#req;
+    const now = Date.now();
+    const ep = route.cluster.pick(now, undefined, req, req.socket.remoteAddress);
+    if (ep === undefined) {
+      throw new Failure({ type: 'destination_unavailable', phase: 'pick', retryAfter: route.cluster.retryAfterSeconds(now), detail: `no endpoint of cluster ${route.cluster.name} is available (${route.cluster.describeAvailability(now)})` });
+    }
+    if (route.host === 'endpoint') {
+      const i = this.#headers.indexOf('host');
+      this.#headers[i + 1] = ep.hostHeader;
+    }
+    this.#endpoint = ep;
+    this.#attempt = { endpoint: ep.nextHop, phase: 'connect', startMs: Math.round(performance.now() - this.#t0) };
+    this.#attempts.push(this.#attempt);
+    if (this.#head.length > 0) this.#socket.unshift(this.#head);
+    // The socket leaves the pool once upgraded: always a connection of its own.
+    const client = ep.pool.acquire(now, false, true);
+    ep.inflight++;
+    this.#release = () => {
+      ep.inflight--;
+      ep.pool.release(client, Date.now(), false);
+    };
+    client.dispatch(
+      {
+        path: rewritePath(route, this.#path),
+        method: req.method as Dispatcher.HttpMethod,
+        headers: this.#headers,
+        upgrade: this.#upgradeProtocol,
+        body: null,
+      },
+      this,
+    );
+  }
+
+  // ---- undici dispatch handler -----------------------------------------------------------
 
   onConnect(abort: (err?: Error) => void): void {
     this.#connected = true;
@@ -125,11 +257,9 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
 
   onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
     this.#settle();
-    this.#status = statusCode;
-    this.#attempt!.status = statusCode;
-    this.#attempt!.phase = 'body';
+    this.#finalHead(statusCode);
     this.#upstream = upstream;
-    const head = buildResponseHead((rawHeaders ?? []) as Buffer[], this.#via, this.#ctx.requestIdHeader, this.#requestId, undefined, true);
+    const head = this.#responseHead(statusCode, buildResponseHead((rawHeaders ?? []) as Buffer[], this.#via, this.#ctx.requestIdHeader, this.requestId, undefined, true));
     const client = this.#socket;
     if (client.destroyed) {
       upstream.destroy();
@@ -155,10 +285,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], _resume: () => void): boolean {
     if (statusCode < 200) return true;
     // No switch: pass the answer back, then close (the client expected a new protocol).
-    this.#status = statusCode;
-    this.#attempt!.status = statusCode;
-    this.#attempt!.phase = 'body';
-    const head = buildResponseHead(rawHeaders, this.#via, this.#ctx.requestIdHeader, this.#requestId, undefined);
+    this.#finalHead(statusCode);
+    const head = this.#responseHead(statusCode, buildResponseHead(rawHeaders, this.#via, this.#ctx.requestIdHeader, this.requestId, undefined));
     head.push('connection', 'close');
     this.#socket.write(headBytes(statusCode, head));
     this.#headersSent = true;
@@ -178,21 +306,51 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
   onError(err: Error): void {
     this.#settle();
     if (this.#socket.destroyed) return;
-    const f = classify(err, { connected: this.#connected, responseStarted: this.#responseStarted, headersReceived: this.#headersSent, nextHop: this.#attempt?.endpoint });
+    const f = err instanceof Failure ? err : classify(err, { connected: this.#connected, responseStarted: this.#responseStarted, headersReceived: this.#headersSent, nextHop: this.#attempt?.endpoint });
     if (this.#attempt) {
       this.#attempt.error = f.type;
       this.#attempt.phase = f.phase;
     }
+    // An upstream that refuses or garbles upgrades counts against it, as for any request.
+    if (f.source === 'upstream' && this.#endpoint !== undefined) this.#route!.cluster.recordOutcome(this.#endpoint, 'gateway-failure', Date.now());
     this.#fail(f);
+  }
+
+  // ---- steps -----------------------------------------------------------------------------
+
+  /** The upstream's final head (101 or another answer): record it, passive health, give back the admission slot. */
+  #finalHead(statusCode: number): void {
+    this.#status = statusCode;
+    const a = this.#attempt!;
+    a.status = statusCode;
+    a.phase = 'body';
+    a.headersMs = Math.round(performance.now() - this.#t0);
+    const cluster = this.#route!.cluster;
+    const ep = this.#endpoint!;
+    const wall = Date.now();
+    cluster.observeLatency(ep, a.headersMs - a.startMs, wall);
+    cluster.recordOutcome(ep, statusCode >= 500 ? 'upstream-5xx' : 'success', wall);
+    this.#releaseAdmission(false);
+  }
+
+  /** The response head through the onResponse hooks, if any. */
+  #responseHead(statusCode: number, head: string[]): string[] {
+    const hooks = this.#ctx.hooks;
+    if (hooks === undefined || hooks.response === undefined) return head;
+    try {
+      return hooks.runResponse(this, statusCode, head);
+    } catch {
+      return head; // the switch is under way: a failing hook cannot refuse it any more
+    }
   }
 
   /**
    * End the client connection after a non-switching answer. Bytes the client sent after
    * its head are read and dropped, or the paused socket would never finish closing.
    */
-  #endClient(last?: Buffer): void {
+  #endClient(): void {
     const s = this.#socket;
-    s.end(last);
+    if (!s.writableEnded) s.end();
     s.resume();
     setTimeout(() => s.destroy(), 5000).unref();
   }
@@ -203,31 +361,42 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
     r?.();
   }
 
+  #releaseAdmission(dropped: boolean): void {
+    if (!this.#admitted) return;
+    this.#admitted = false;
+    this.#route!.cluster.admission!.release(performance.now() - this.#admittedAt, dropped);
+  }
+
   #fail(f: Failure): void {
     this.#error = f;
     this.#endedBy = f.source === 'client' ? 'client' : f.source === 'gateway' ? 'gateway' : 'upstream';
+    this.#releaseAdmission(f.source !== 'client');
     if (this.#headersSent) {
       this.#socket.destroy();
       return;
     }
-    const out = renderFailure({
-      failure: f,
-      requestId: this.#requestId,
+    if (this.#socket.destroyed) return;
+    this.#error = respondWithFailure(this.#socket, f, {
+      ctx: this.#ctx,
+      requestId: this.requestId,
       accept: this.#req.headers.accept,
-      proxyStatus: proxyStatusOptions(this.#ctx, this.#req.socket.remoteAddress),
+      clientAddress: this.#req.socket.remoteAddress,
+      close: true,
+      rawForm: 'upgrade',
+      hookRequest: this,
     });
-    out.headers.connection = 'close';
-    const flat: string[] = [];
-    for (const k in out.headers) flat.push(k, out.headers[k]!);
-    this.#status = out.status;
-    this.#endClient(Buffer.concat([Buffer.from(headBytes(out.status, flat), 'latin1'), out.body]));
+    this.#status = this.#error.status;
+    this.#endClient();
   }
 
   #publish(): void {
-    if (this.#published || !requestEnd.hasSubscribers) return;
+    if (this.#published) return;
     this.#published = true;
+    const hooks = this.#ctx.hooks;
+    const finish = hooks !== undefined && hooks.finish !== undefined;
+    if (!requestEnd.hasSubscribers && !finish) return;
     const req = this.#req;
-    const record = requestRecord(this.#requestId, this.#listener, plainAddress(req.socket.remoteAddress), req, {
+    const record = requestRecord(this.requestId, this.#listener, plainAddress(req.socket.remoteAddress), req, {
       route: this.#route?.name,
       cluster: this.#route?.cluster.name,
       status: this.#status,
@@ -241,6 +410,9 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler {
       durationMs: Math.round((performance.now() - this.#t0) * 1000) / 1000,
       upgrade: true,
     });
-    requestEnd.publish(record);
+    if (requestEnd.hasSubscribers) requestEnd.publish(record);
+    if (finish) hooks.runFinish(record);
   }
 }
+
+const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived: false } as const;

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { LookupFunction } from 'node:net';
 import { Admission } from './admission.js';
-import { createBalancer, type Balancer, type BalancerKind, type PickContext } from './balancers/balancer.js';
+import { createBalancer, type Balancer, type BalancerRegistry, type PickContext } from './balancers/balancer.js';
 import { observeLatency } from './balancers/peak-ewma.js';
 import { Endpoint } from './endpoint.js';
 import { HealthChecker } from './health-check.js';
@@ -17,7 +17,10 @@ export interface ClusterSettings {
   keepAliveMs: number;
   maxConnections?: number;
   maxResponseHeaderSize: number;
-  balancer: BalancerKind;
+  /** A built-in balancer's name, or a custom one's in `balancers`. */
+  balancer: string;
+  /** Where `balancer` is looked up; default the built-ins. */
+  balancers?: BalancerRegistry;
   hashOn?: { header?: string; cookie?: string; clientAddress?: boolean };
   slowStartMs: number;
   healthCheck?: {
@@ -100,7 +103,7 @@ export class Cluster {
           lookup,
         }),
     );
-    this.#balancer = createBalancer(s.balancer, this.endpoints, { slowStartMs: s.slowStartMs });
+    this.#balancer = createBalancer(s.balancer, this.endpoints, { slowStartMs: s.slowStartMs }, s.balancers);
     this.#usesLatency = s.balancer === 'peak-ewma';
     this.#hashOn = s.hashOn;
     this.#outlier = s.outlier ? new OutlierDetector(this.endpoints, { ...s.outlier, cluster: name }) : undefined;

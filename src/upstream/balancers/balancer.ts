@@ -41,19 +41,36 @@ export interface BalancerOptions {
   tableSize?: number;
 }
 
-export function createBalancer(kind: BalancerKind, endpoints: readonly Endpoint[], opts: BalancerOptions = {}): Balancer {
-  switch (kind) {
-    case 'round-robin':
-      return new RoundRobinBalancer(endpoints, opts);
-    case 'least-request':
-      return new LeastRequestBalancer(endpoints, opts);
-    case 'peak-ewma':
-      return new PeakEwmaBalancer(endpoints, opts);
-    case 'random':
-      return new RandomBalancer(endpoints, opts);
-    case 'ring-hash':
-      return new RingHashBalancer(endpoints, opts);
-    case 'maglev':
-      return new MaglevBalancer(endpoints, opts);
+/** Makes a balancer for a cluster's endpoints (once per cluster, at start). */
+export type BalancerFactory = (endpoints: readonly Endpoint[], opts: BalancerOptions) => Balancer;
+
+/** Balancers by the name a cluster's `balancer:` gives. */
+export type BalancerRegistry = ReadonlyMap<string, BalancerFactory>;
+
+/** The built-in balancers, each its own file. */
+export const BUILTIN_BALANCERS: BalancerRegistry = new Map<BalancerKind, BalancerFactory>([
+  ['round-robin', (e, o) => new RoundRobinBalancer(e, o)],
+  ['least-request', (e, o) => new LeastRequestBalancer(e, o)],
+  ['peak-ewma', (e, o) => new PeakEwmaBalancer(e, o)],
+  ['random', (e, o) => new RandomBalancer(e, o)],
+  ['ring-hash', (e, o) => new RingHashBalancer(e, o)],
+  ['maglev', (e, o) => new MaglevBalancer(e, o)],
+]);
+
+/** The built-ins plus custom balancers; a custom one may not take a built-in's name. */
+export function balancerRegistry(custom: Readonly<Record<string, BalancerFactory>> | undefined): BalancerRegistry {
+  if (custom === undefined) return BUILTIN_BALANCERS;
+  const all = new Map(BUILTIN_BALANCERS);
+  for (const [name, factory] of Object.entries(custom)) {
+    if (all.has(name)) throw new TypeError(`a custom balancer cannot be named ${name}: that is a built-in balancer`);
+    if (typeof factory !== 'function') throw new TypeError(`custom balancer ${name} is not a factory function`);
+    all.set(name, factory);
   }
+  return all;
+}
+
+export function createBalancer(kind: string, endpoints: readonly Endpoint[], opts: BalancerOptions = {}, registry: BalancerRegistry = BUILTIN_BALANCERS): Balancer {
+  const factory = registry.get(kind);
+  if (factory === undefined) throw new TypeError(`unknown balancer ${kind} (known: ${[...registry.keys()].join(', ')})`);
+  return factory(endpoints, opts);
 }

@@ -1,0 +1,279 @@
+import type { Dispatcher } from 'undici';
+import { Failure, classify } from '../failure/index.js';
+import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
+import type { PooledClient } from '../upstream/connection-pool.js';
+import type { Endpoint } from '../upstream/endpoint.js';
+import type { BodyRelay } from './body-relay.js';
+import type { AttemptRecord } from './events.js';
+import type { Exchange } from './exchange.js';
+import type { RetryAgain } from './retry-policy.js';
+
+/**
+ * One try of a request at one endpoint: the pooled connection, the body relay, the
+ * response timer and how far the try got. It is the undici dispatch handler for that
+ * try, so a retry is a new `Attempt` and nothing is reset by hand. It reports to its
+ * `Exchange` (which owns the request and the client's response) at named steps.
+ */
+export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
+  readonly endpoint: Endpoint;
+  readonly record: AttemptRecord;
+  readonly relay: BodyRelay | undefined;
+  readonly #ex: Exchange;
+  /** The waits for the response head and between body bytes. */
+  readonly #timer = new ResponseTimer(this);
+  #client: PooledClient | undefined;
+  #abort: ((err?: Error) => void) | undefined;
+  #resume: (() => void) | undefined;
+  /** The connection was usable (request bytes may have left). */
+  #connected = false;
+  #responseStarted = false;
+  /** Its response head was written to the client. */
+  #passedOn = false;
+  /** A 5xx is being drained (the connection is kept) before this retry. */
+  #retry: RetryAgain | undefined;
+  /** The exchange gave up on this try (the client's request was refused): errors only settle it. */
+  #abandoned = false;
+
+  constructor(ex: Exchange, ep: Endpoint, client: PooledClient, relay: BodyRelay | undefined, startMs: number) {
+    this.#ex = ex;
+    this.endpoint = ep;
+    this.#client = client;
+    this.relay = relay;
+    this.record = { endpoint: ep.nextHop, phase: 'connect', connection: client.connected ? 'reused' : 'new', startMs };
+    ep.inflight++;
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  get reused(): boolean {
+    return this.record.connection === 'reused';
+  }
+
+  /** Its response is being drained for a retry already decided. */
+  get draining(): boolean {
+    return this.#retry !== undefined;
+  }
+
+  /** Send the request (once). */
+  dispatch(path: string, method: string, headers: string[]): void {
+    this.#client!.dispatch(
+      {
+        path,
+        method: method as Dispatcher.HttpMethod,
+        headers,
+        body: this.relay ?? null,
+        // The attempt times itself (#timer): undici's own timers would swap a FastTimer per
+        // phase per request, and those live until its next 1 s tick, reach the old
+        // generation and made RSS climb ~25 MB between major GCs under load.
+        headersTimeout: 0,
+        bodyTimeout: 0,
+      },
+      this,
+    );
+  }
+
+  // ---- undici dispatch handler -----------------------------------------------------------
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
+    this.#connected = true;
+    const a = this.record;
+    const ex = this.#ex;
+    a.phase = 'send';
+    const now = performance.now();
+    a.connectedMs = Math.round(now - ex.t0);
+    if (a.connection === 'new' && this.#client) {
+      const t = this.#client.timings;
+      a.dnsMs = t.dnsMs;
+      a.tcpMs = t.connectMs;
+      a.tlsMs = t.tlsMs;
+    }
+    if (ex.res.destroyed) {
+      abort();
+      return;
+    }
+    const route = ex.route!;
+    this.#timer.headers(route.perTryTimeoutMs ?? route.cluster.responseTimeoutMs, now);
+    const relay = this.relay;
+    // The response wait counts from when the whole request has been sent.
+    if (relay !== undefined && !relay.readableEnded) {
+      relay.sender = this;
+      relay.once('end', onRelayEnd);
+    }
+  }
+
+  /** The request body has been sent (BodyRelay 'end'). */
+  bodySent(): void {
+    if (this.record.endMs === undefined && this.#timer.phase === 'headers') this.#timer.restart(performance.now());
+  }
+
+  onResponseStarted(): void {
+    this.#responseStarted = true;
+    const a = this.record;
+    a.phase = 'headers';
+    a.firstByteMs = Math.round(performance.now() - this.#ex.t0);
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, _statusText: string): boolean {
+    if (statusCode < 200) return this.#interim(statusCode, rawHeaders);
+    this.#headersArrived(statusCode);
+    if (this.#judge(statusCode, rawHeaders)) return true;
+    this.#resume = resume;
+    if (!this.#ex.writeResponseHead(this, statusCode, rawHeaders)) return false;
+    this.#passedOn = true;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.#timer.progressAt = performance.now();
+    if (this.#retry !== undefined) return true;
+    return this.#ex.writeBody(chunk);
+  }
+
+  onComplete(rawTrailers: Array<Buffer | string> | null): void {
+    this.#timer.stop();
+    this.#settle(true);
+    const retry = this.#retry;
+    if (retry !== undefined) this.#ex.retry(retry);
+    else this.#ex.responseComplete(rawTrailers);
+  }
+
+  onError(err: Error): void {
+    this.#timer.stop();
+    if (this.#abandoned) {
+      this.#settle(false);
+      return;
+    }
+    const connected = this.#connected;
+    this.#settle(false);
+    const ex = this.#ex;
+    if (ex.res.destroyed && !ex.complete) return; // the client left; our abort came back here
+    const f = err instanceof Failure
+      ? err
+      : classify(err, {
+          connected,
+          responseStarted: this.#responseStarted,
+          headersReceived: this.#passedOn,
+          bodyChunked: this.#passedOn && !ex.res.hasHeader('content-length'),
+          nextHop: this.endpoint.nextHop,
+        });
+    const a = this.record;
+    a.phase = f.phase;
+    a.error = f.type;
+    a.detail = f.detail;
+    if (f.source === 'upstream') ex.route!.cluster.recordOutcome(this.endpoint, 'gateway-failure', Date.now());
+    ex.tryFailed(this, f, this.#passedOn || this.#retry !== undefined);
+  }
+
+  // ---- the steps of a response head ------------------------------------------------------
+
+  /** 1xx: forward 103 Early Hints, and wait for the final head in full again. */
+  #interim(statusCode: number, rawHeaders: Buffer[]): boolean {
+    if (statusCode === 103 && this.#retry === undefined) this.#ex.earlyHints(rawHeaders);
+    this.#timer.restart(performance.now());
+    return true;
+  }
+
+  /** The final head came: time the body, record it, feed the latency-aware balancer. */
+  #headersArrived(statusCode: number): void {
+    const now = performance.now();
+    const ex = this.#ex;
+    const cluster = ex.route!.cluster;
+    this.#timer.body(cluster.idleTimeoutMs, now);
+    const a = this.record;
+    a.phase = 'body';
+    a.status = statusCode;
+    ex.headersAt = now;
+    a.headersMs = Math.round(now - ex.t0);
+    cluster.observeLatency(this.endpoint, a.headersMs - a.startMs, Date.now());
+  }
+
+  /** Passive health from the status, and whether this answer is drained for a retry instead of passed on. */
+  #judge(statusCode: number, rawHeaders: Buffer[]): boolean {
+    const cluster = this.#ex.route!.cluster;
+    const wall = Date.now();
+    if (statusCode < 500) {
+      cluster.recordOutcome(this.endpoint, 'success', wall);
+      return false;
+    }
+    cluster.recordOutcome(this.endpoint, 'upstream-5xx', wall);
+    const d = this.#ex.decideOnStatus(this, statusCode, rawHeaders);
+    if (d.action !== 'retry') return false;
+    this.record.error = undefined;
+    this.record.detail = `upstream answered ${statusCode}; retrying`;
+    this.#retry = d;
+    return true;
+  }
+
+  // ---- the exchange's controls -----------------------------------------------------------
+
+  /** Stop this try with an error (a header the gateway cannot forward, a failing hook). */
+  abort(f: Failure): void {
+    this.#abort?.(f);
+  }
+
+  /** The client's request was refused mid-body: stop the try; its error only settles it. */
+  abandon(f: Failure): void {
+    this.#abandoned = true;
+    this.relay?.destroy();
+    this.#abort?.(f);
+  }
+
+  /** The client left before the response was complete: stop the upstream work. */
+  cancel(): void {
+    this.#timer.stop();
+    const abort = this.#abort;
+    if (abort !== undefined && this.record.endMs === undefined) abort();
+    else this.#settle(false);
+    this.relay?.destroy();
+  }
+
+  /** The client's buffer is full: the upstream waits, and that is not its delay. */
+  pause(): void {
+    this.#timer.paused = true;
+  }
+
+  /** The client took the buffered body: let undici read from the upstream again. */
+  resume(): void {
+    this.#timer.paused = false;
+    this.#timer.progressAt = performance.now();
+    this.#resume?.();
+  }
+
+  // ---- the response timer (ResponseTimerOwner) ---------------------------------------------
+
+  uploading(): BodyRelay | undefined {
+    const relay = this.relay;
+    return relay !== undefined && !relay.readableEnded ? relay : undefined;
+  }
+
+  uploadedBytes(): number {
+    return this.relay?.bytes ?? 0;
+  }
+
+  timedOut(err: Error): void {
+    if (this.#abort === undefined || this.record.endMs !== undefined) return;
+    this.#abort(err);
+  }
+
+  /** The try is over: give back the connection and the endpoint slot (once). */
+  #settle(ok: boolean): void {
+    const a = this.record;
+    if (a.endMs !== undefined) return;
+    a.endMs = Math.round(performance.now() - this.#ex.t0);
+    const ep = this.endpoint;
+    ep.inflight--;
+    const client = this.#client;
+    if (client !== undefined) {
+      this.#client = undefined;
+      ep.pool.release(client, Date.now(), ok);
+    }
+  }
+}
+
+/** A module function, not a closure per request: the relay knows the try sending it. */
+function onRelayEnd(this: BodyRelay): void {
+  this.sender?.bodySent();
+}

@@ -1,0 +1,77 @@
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { renderFailure, type AttemptSummary, type Failure } from '../failure/index.js';
+import { proxyStatusOptions, type GatewayContext } from './context.js';
+import type { HookRequest } from './hooks.js';
+
+/** What the responder needs to know about the request it answers. */
+export interface FailureAnswer {
+  readonly ctx: GatewayContext;
+  readonly requestId: string;
+  readonly accept: string | undefined;
+  readonly clientAddress: string | undefined;
+  /** The upstream tries so far (shown in problem+json). */
+  readonly attempts?: readonly AttemptSummary[];
+  /** A HEAD request: headers without a body. */
+  readonly head?: boolean;
+  /** Close the client connection after the answer. */
+  readonly close: boolean;
+  /**
+   * Raw sockets only: the form of the head. `parser` (parser errors, CONNECT): the
+   * failure's title as reason phrase and `connection: close` first; `upgrade`: what Node's
+   * ServerResponse would write (the standard reason phrase, `connection` last). Two forms
+   * because the bytes of each are pinned by tests and clients; both come from here.
+   */
+  readonly rawForm?: 'parser' | 'upgrade';
+  /** The request as hooks see it; undefined for parser errors (there is no request). */
+  readonly hookRequest?: HookRequest;
+}
+
+/**
+ * The one writer of gateway-made responses on the reverse face: every failure and refusal
+ * (exchanges, upgrades, parser errors, CONNECT) goes through here, to a `ServerResponse`
+ * or to a raw socket, after the `onFailure` hooks saw it. Returns the failure answered
+ * (a hook may have replaced its detail) and sets nothing else.
+ */
+export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: FailureAnswer): Failure {
+  const hooks = a.ctx.hooks;
+  if (hooks !== undefined && a.hookRequest !== undefined) f = hooks.failure(a.hookRequest, f);
+  const out = renderFailure({
+    failure: f,
+    requestId: a.requestId,
+    accept: a.accept,
+    attempts: a.attempts,
+    proxyStatus: proxyStatusOptions(a.ctx, a.clientAddress),
+    head: a.head,
+  });
+  if (isServerResponse(to)) {
+    if (a.close) out.headers.connection = 'close';
+    to.writeHead(out.status, out.headers);
+    to.end(out.body);
+    return f;
+  }
+  let head: string;
+  if (a.rawForm === 'upgrade') {
+    head = `HTTP/1.1 ${out.status} ${STATUS_CODES[out.status] ?? 'Unknown'}\r\n`;
+    for (const k in out.headers) head += `${k}: ${out.headers[k]}\r\n`;
+    head += 'connection: close\r\n';
+  } else {
+    head = `HTTP/1.1 ${out.status} ${f.reason === 'header_fields_too_large' ? 'Request Header Fields Too Large' : f.title}\r\nconnection: close\r\n`;
+    for (const k in out.headers) head += `${k}: ${out.headers[k]}\r\n`;
+  }
+  to.end(Buffer.concat([Buffer.from(head + '\r\n', 'latin1'), out.body]));
+  return f;
+}
+
+/**
+ * Asterisk-form `OPTIONS *` (RFC 9112 §3.2.4) names the server, not a resource: the
+ * gateway answers it itself, the one gateway-made answer that is not a failure.
+ */
+export function respondToOptionsAsterisk(res: ServerResponse, ctx: GatewayContext, requestId: string): void {
+  res.writeHead(204, { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS', 'proxy-status': `${ctx.identity};error=proxy_internal_response`, [ctx.requestIdHeader]: requestId });
+  res.end();
+}
+
+function isServerResponse(to: ServerResponse | Duplex): to is ServerResponse {
+  return typeof (to as ServerResponse).writeHead === 'function';
+}

@@ -1,0 +1,50 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Failure } from '../../src/failure/index.js';
+import { decideOnFailure, decideOnStatus, type RetryKind, type RetryRules, type TryFacts } from '../../src/gateway/retry-policy.js';
+import type { Endpoint } from '../../src/upstream/endpoint.js';
+import { RetryBudget } from '../../src/upstream/retry-budget.js';
+
+/** The retry policy as a function: what happened in → a decision out (Pingora's fail_to_connect / error_while_proxy). */
+
+const ep = { nextHop: 'a:1' } as unknown as Endpoint;
+const ALL: RetryKind[] = ['connect-failure', 'reset', 'invalid-response', 'timeout', '502', '503', '504'];
+const rules: RetryRules = { retry: { tries: 3, backoffBaseMs: 0, backoffMaxMs: 0, idempotencyKey: false }, retryOn: new Set(ALL), deadlineMs: undefined, retryAfterMaxMs: 2000 };
+const facts = (o: Partial<TryFacts> = {}): TryFacts => ({ endpoint: ep, connected: true, reused: false, responseStarted: false, idempotent: true, replayable: true, tries: 1, elapsedMs: 0, clientGone: false, ...o });
+const budget = (): RetryBudget => new RetryBudget({ ratio: 0.2, minPerSecond: 3, windowMs: 10_000 });
+const refused = new Failure({ type: 'connection_refused', phase: 'connect' });
+const reset = new Failure({ type: 'connection_terminated', phase: 'send' });
+
+test('a failure to connect retries any method elsewhere; the request never left', () => {
+  assert.deepEqual(decideOnFailure(refused, facts({ connected: false, idempotent: false }), rules, budget(), Date.now()), { action: 'retry', fresh: false, delayMs: 0, avoid: ep });
+});
+
+test('a reused connection closed before any response byte (keep-alive race): retried on a fresh connection, idempotent only', () => {
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true }), rules, budget(), Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep });
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true, idempotent: false }), rules, budget(), Date.now()), { action: 'fail' });
+});
+
+test('never once a response reached the client, nor with a body that cannot be sent again, nor past the tries, the deadline or a gone client', () => {
+  const now = Date.now();
+  assert.deepEqual(decideOnFailure(reset, facts({ responseStarted: true }), rules, budget(), now), { action: 'fail' });
+  assert.deepEqual(decideOnFailure(reset, facts({ replayable: false }), rules, budget(), now), { action: 'fail' });
+  assert.deepEqual(decideOnFailure(reset, facts({ tries: 3 }), rules, budget(), now), { action: 'fail' });
+  assert.deepEqual(decideOnFailure(reset, facts({ clientGone: true }), rules, budget(), now), { action: 'fail' });
+  assert.deepEqual(decideOnFailure(reset, facts({ elapsedMs: 50 }), { ...rules, deadlineMs: 50 }, budget(), now), { action: 'fail' });
+  assert.deepEqual(decideOnFailure(reset, facts(), { ...rules, retryOn: new Set(['timeout']) }, budget(), now), { action: 'fail' });
+  assert.deepEqual(decideOnFailure(new Failure({ type: 'proxy_internal_error', phase: 'internal' }), facts(), rules, budget(), now), { action: 'fail' });
+});
+
+test('an exhausted retry budget says so (the exchange notes it in the attempt)', () => {
+  const b = new RetryBudget({ ratio: 0, minPerSecond: 0, windowMs: 10_000 });
+  assert.deepEqual(decideOnFailure(refused, facts({ connected: false }), rules, b, Date.now()), { action: 'fail', budget: true });
+});
+
+test('an upstream 502/503/504 retries after its Retry-After (within the maximum); other statuses never', () => {
+  const now = Date.now();
+  const d = decideOnStatus(503, [Buffer.from('Retry-After'), Buffer.from('1')], facts(), rules, budget(), now);
+  assert.deepEqual(d, { action: 'retry', fresh: false, delayMs: 1000, avoid: ep });
+  assert.deepEqual(decideOnStatus(503, [Buffer.from('retry-after'), Buffer.from('5')], facts(), rules, budget(), now), { action: 'fail' });
+  assert.deepEqual(decideOnStatus(500, [], facts(), rules, budget(), now), { action: 'fail' });
+  assert.deepEqual(decideOnStatus(502, [], facts({ idempotent: false }), rules, budget(), now), { action: 'fail' });
+});
