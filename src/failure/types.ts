@@ -21,6 +21,14 @@ export type Phase =
 /** Whose side a failure is on. */
 export type Source = 'client' | 'upstream' | 'gateway';
 
+/**
+ * Who ended a request, tunnel or association, in the same words on both faces (HAProxy's
+ * termination side): `complete` (it ran to its end), the side a failure is on (a
+ * Failure's `source`: `client`, `upstream`, `gateway`), `idle` (nothing moved for the idle
+ * time) or `quota` (a byte quota of the user's plan cut it).
+ */
+export type EndedBy = 'complete' | Source | 'idle' | 'quota';
+
 export interface ErrorTypeInfo {
   /** HTTP status the gateway answers when this is the final failure. 0 = depends (passes a received status). */
   readonly status: number;

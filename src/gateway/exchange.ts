@@ -440,7 +440,7 @@ export class Exchange implements HookRequest {
       return;
     }
     if (res.destroyed) return;
-    this.#endedBy = f.source === 'client' ? 'client' : f.source === 'gateway' ? 'gateway' : 'upstream';
+    this.#endedBy = f.source;
     this.#error = respondWithFailure(res, f, {
       ctx: this.ctx,
       requestId: this.requestId,

@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ERROR_TYPES, Failure, REFUSAL_REASONS, type RefusalReason } from '../../src/failure/index.js';
+import { ERROR_TYPES, Failure, REFUSAL_REASONS, type EndedBy, type RefusalReason } from '../../src/failure/index.js';
+import type { RequestRecord } from '../../src/gateway/events.js';
+import type { FinishedRecord } from '../../src/tenants/index.js';
 
 const SRC = new URL('../../../src/', import.meta.url).pathname;
 
@@ -61,4 +63,18 @@ test('a reason of another type is a programming error, refused at once', () => {
 
 test('proxy_configuration_error answers the table status (500), wherever it is made', () => {
   assert.equal(new Failure({ type: 'proxy_configuration_error', phase: 'connect' }).status, 500);
+});
+
+test('both faces record who ended a request in one vocabulary (EndedBy)', () => {
+  // Compile-time: each face's record field is exactly EndedBy (both directions assignable).
+  const forward: FinishedRecord['endedBy'] = 'complete' as EndedBy;
+  const reverse: RequestRecord['endedBy'] = 'quota' as EndedBy;
+  const back: EndedBy[] = [forward!, reverse];
+  assert.equal(back.length, 2);
+  // A failure's side is who ended it.
+  for (const type of Object.keys(ERROR_TYPES) as Array<keyof typeof ERROR_TYPES>) {
+    const f = new Failure({ type, phase: 'internal' });
+    const ended: EndedBy = f.source;
+    assert.ok(['client', 'upstream', 'gateway'].includes(ended));
+  }
 });
