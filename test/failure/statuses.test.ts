@@ -78,3 +78,21 @@ test('both faces record who ended a request in one vocabulary (EndedBy)', () => 
     assert.ok(['client', 'upstream', 'gateway'].includes(ended));
   }
 });
+
+test('a refusal reason speaks for itself on the page: its title and plain words, and retry advice that fits Retry-After', async () => {
+  const { renderFailure } = await import('../../src/failure/index.js');
+  const render = (f: Failure): string => renderFailure({ failure: f, requestId: 'r1', accept: 'text/plain', proxyStatus: { name: 'gw', revealTopology: false } }).body.toString();
+  const auth = render(new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required' }));
+  assert.match(auth, /^407 Proxy Authentication Required\n/);
+  assert.match(auth, /valid user name and password/);
+  assert.doesNotMatch(auth, /policy does not allow/);
+  const limited = render(new Failure({ type: 'http_request_denied', phase: 'admit', reason: 'too_many_requests', retryAfter: 3 }));
+  assert.match(limited, /^429 Too Many Requests\n/);
+  assert.match(limited, /Retrying after 3 s may help/);
+  assert.doesNotMatch(limited, /will not help/);
+  for (const [reason, info] of Object.entries(REFUSAL_REASONS)) {
+    const f = new Failure({ type: info.type, phase: 'accept', reason: reason as RefusalReason });
+    assert.equal(f.title, info.title);
+    assert.ok(render(f).startsWith(`${info.status} ${info.title}\n`), reason);
+  }
+});
