@@ -41,7 +41,7 @@ function isPortSpec(p: number | string): boolean {
 }
 
 const portSpec = z
-  .union([z.number().int(), z.string()])
+  .union([z.number().int().min(1).max(65535), z.string()])
   .refine(isPortSpec, { message: 'expected a port (1-65535) or a range such as "8000-8999"' })
   .describe('A port number, or an inclusive range written "low-high".');
 
