@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { parserRefusal } from '../failure/index.js';
+import { parserRefusal, type Failure } from '../failure/index.js';
 import { Timeout } from '../timing/deadlines.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
@@ -82,6 +82,14 @@ export class HttpFront {
     this.#server.emit('connection', socket);
     // Node's parser reads the socket handle directly from now on; feed it what we already read.
     socket.emit('data', first);
+  }
+
+  /** A connection refused at a listener limit: 503 with Retry-After, recorded, closed. */
+  refuseConnection(socket: Socket, _first: Buffer, f: Failure): void {
+    const requestId = newRequestId();
+    const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
+    writeRawFailure(this.#ctx, socket, f, requestId, undefined);
+    session.finish({ status: f.status, error: f.type, refused: true, endedBy: 'proxy' });
   }
 
   #clientError(err: ParserError, socket: Socket): void {

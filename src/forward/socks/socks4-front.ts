@@ -61,6 +61,10 @@ export class Socks4Front extends SocksFront<Socks4Responder> {
     return new Socks4Responder(socket, reader);
   }
 
+  protected atLimit(): { bytes: Buffer; fields: FinishFields } {
+    return { bytes: socks4Reply(SOCKS4_REPLY.rejected), fields: REJECTED };
+  }
+
   protected async run(socket: Socket, r: ByteReader, req: ForwardRequest, responder: Socks4Responder): Promise<void> {
     const pipeline = this.pipeline;
     const refuse = (f: Failure): void => pipeline.refuse(req, responder, f);
