@@ -1,7 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { parserRefusal, type Failure } from '../failure/index.js';
-import { Timeout } from '../timing/deadlines.js';
+import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
+import { handshakeLeft } from './connection-gate.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
 import { HttpConnectFront } from './http-connect-front.js';
@@ -13,11 +14,11 @@ const kHeadTimer = Symbol('gatewise.headTimer');
 const kBusy = Symbol('gatewise.busy');
 /**
  * The head timer lives on the socket itself (one deadline per connection on the process
- * list, re-armed with `refresh()`), not in a WeakMap: a WeakMap entry keyed by a young socket makes V8 keep
+ * list, re-armed at each response's end), not in a WeakMap: a WeakMap entry keyed by a young socket makes V8 keep
  * everything reachable from it through every scavenge, which promoted whole requests
  * into the old generation and cost 10 ms scavenges under load.
  */
-type TimedSocket = Socket & { [kHeadTimer]?: Timeout; [kBusy]?: boolean };
+type TimedSocket = Socket & { [kHeadTimer]?: HeadTimer; [kBusy]?: boolean };
 
 interface ParserError extends Error {
   code?: string;
@@ -76,7 +77,11 @@ export class HttpFront {
     const limit = this.#ctx.settings.handshakeTimeoutMs;
     // `handshake: "0s"`: no limit on the request head (Node's keepAliveTimeout still ends idle connections).
     if (limit > 0) {
-      (socket as TimedSocket)[kHeadTimer] = new Timeout(() => onHeadTimeout(socket), limit + this.#ctx.settings.clientKeepAliveMs);
+      // The first head: what is left of the handshake time since the connection was accepted
+      // (shorter under pressure); the keep-alive time is only for the waits between requests.
+      const timer = new HeadTimer(this, socket as TimedSocket, limit + this.#ctx.settings.clientKeepAliveMs);
+      (socket as TimedSocket)[kHeadTimer] = timer;
+      deadlines.add(timer, performance.now(), handshakeLeft(socket, limit));
       socket.once('close', onSocketClose);
     }
     this.#server.emit('connection', socket);
@@ -90,6 +95,24 @@ export class HttpFront {
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     writeRawFailure(this.#ctx, socket, f, requestId, undefined);
     session.finish({ status: f.status, error: f.type, refused: true, endedBy: 'proxy' });
+  }
+
+  /**
+   * A request head did not arrive in time. Part of one arrived (always for the first
+   * head, whose first bytes were sniffed): 408 `request_timeout` with Proxy-Status and a
+   * request id, logged; nothing since the last response (an idle keep-alive connection):
+   * closed without a word.
+   */
+  headTimedOut(socket: Socket, partial: boolean): void {
+    if (!partial || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const f = parserRefusal('HPE_HEADERS_TIMEOUT');
+    const requestId = newRequestId();
+    const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
+    writeRawFailure(this.#ctx, socket, f, requestId, undefined);
+    session.finish({ status: f.status, error: f.type, reason: f.reason, refused: true, endedBy: 'client' });
   }
 
   #clientError(err: ParserError, socket: Socket): void {
@@ -108,7 +131,7 @@ export class HttpFront {
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     writeRawFailure(this.#ctx, socket, f, requestId, undefined);
-    session.finish({ status: f.status, error: f.type, refused: true, endedBy: 'proxy' });
+    session.finish({ status: f.status, error: f.type, reason: f.reason, refused: true, endedBy: 'proxy' });
   }
 
   close(): void {
@@ -127,11 +150,41 @@ function onResFinish(this: ServerResponse): void {
   const socket = this.req.socket as TimedSocket;
   if (socket.destroyed) return;
   socket[kBusy] = false;
-  socket[kHeadTimer]?.refresh();
+  socket[kHeadTimer]?.rearm();
 }
 
-function onHeadTimeout(socket: Socket): void {
-  if (!(socket as TimedSocket)[kBusy]) socket.destroy();
+/**
+ * The wait for a request head: the first within the connection's handshake time, each
+ * later one within `clientKeepAlive + handshake` of the previous response's end.
+ */
+class HeadTimer extends DeadlineEntry {
+  readonly #front: HttpFront;
+  readonly #socket: TimedSocket;
+  readonly #laterMs: number;
+  /** Bytes read from the client when the wait started (-1: the first head, already begun). */
+  #readAtStart = -1;
+
+  constructor(front: HttpFront, socket: TimedSocket, laterMs: number) {
+    super();
+    this.#front = front;
+    this.#socket = socket;
+    this.#laterMs = laterMs;
+  }
+
+  rearm(): void {
+    this.#readAtStart = this.#socket.bytesRead;
+    deadlines.add(this, performance.now(), this.#laterMs);
+  }
+
+  deadlineReached(): void {
+    const socket = this.#socket;
+    if (socket[kBusy] || socket.destroyed) return;
+    this.#front.headTimedOut(socket, this.#readAtStart < 0 || socket.bytesRead > this.#readAtStart);
+  }
+
+  cancel(): void {
+    deadlines.remove(this);
+  }
 }
 
 function onSocketClose(this: TimedSocket): void {

@@ -281,7 +281,7 @@ export class ForwardPipeline {
     if (req.session.finished) return;
     this.#hooks.onFailure?.(req, f);
     const fields = responder.refuse(f);
-    req.session.finish({ ...fields, error: f.type, refused: true, endedBy: 'proxy' });
+    req.session.finish({ ...fields, error: f.type, reason: f.reason, refused: true, endedBy: 'proxy' });
   }
 }
 
