@@ -308,6 +308,13 @@ export const forwardSchema = z
           .default(256)
           .describe('Client connections per listener from one client address; past it the same answer as at maxClientConnections. 0: no per-address limit. Default 256.'),
         maxHeaderSize: z.number().int().min(1024).max(1048576).default(16384).describe('Largest request header section, in bytes.'),
+        maxHeaderCount: z
+          .number()
+          .int()
+          .min(8)
+          .max(10000)
+          .default(256)
+          .describe('Most header lines in a request head (HTTP proxy and CONNECT); past it: 431 with Proxy-Status error=http_request_error (never header lines dropped without a word, as Node does past its maxHeadersCount). Default 256.'),
       })
       .prefault({})
       .describe('Capacity limits.'),

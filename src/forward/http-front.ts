@@ -1,12 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { parserRefusal, type Failure } from '../failure/index.js';
+import { Failure, parserRefusal } from '../failure/index.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { handshakeLeft } from './connection-gate.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
 import { HttpConnectFront } from './http-connect-front.js';
-import { writeRawFailure } from './http-failure.js';
+import { sendFailure, writeRawFailure } from './http-failure.js';
 import { HttpProxyFront } from './http-proxy-front.js';
 import type { ForwardPipeline } from './pipeline.js';
 
@@ -49,16 +49,22 @@ export class HttpFront {
       insecureHTTPParser: false,
       joinDuplicateHeaders: false,
     });
+    // Node drops header lines past maxHeadersCount without a word: let one more through, so
+    // that a head over the limit is seen (and refused 431) rather than cut.
+    this.#server.maxHeadersCount = s.maxHeaderCount + 1;
     const proxy = new HttpProxyFront(pipeline);
     const connect = new HttpConnectFront(pipeline);
     this.#connect = connect;
+    const maxFields = s.maxHeaderCount;
     this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       stopHeadTimer(req.socket);
       res.once('finish', onResFinish);
+      if (req.rawHeaders.length > 2 * maxFields) return this.#tooManyFields(req, res);
       proxy.handle(req, res);
     });
     this.#server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       stopHeadTimer(socket);
+      if (req.rawHeaders.length > 2 * maxFields) return this.#refuseRaw(socket, tooManyFields(maxFields), 'proxy');
       connect.handle({ url: req.url ?? '', headers: req.headers }, socket, head);
     });
     this.#server.on('clientError', (err: ParserError, socket: Socket) => this.#clientError(err, socket));
@@ -69,7 +75,8 @@ export class HttpFront {
     if (first[0] === 0x43) {
       // 'C': most likely a CONNECT whose whole head came in the first read.
       const head = parseConnectHead(first, this.#ctx.settings.maxHeaderSize);
-      if (head !== undefined) {
+      // (The fast path takes no duplicate fields, so its header object counts the lines.)
+      if (head !== undefined && Object.keys(head.headers).length <= this.#ctx.settings.maxHeaderCount) {
         this.#connect.handle(head, socket, first.subarray(head.length));
         return;
       }
@@ -91,10 +98,25 @@ export class HttpFront {
 
   /** A connection refused at a listener limit: 503 with Retry-After, recorded, closed. */
   refuseConnection(socket: Socket, _first: Buffer, f: Failure): void {
+    this.#refuseRaw(socket, f, 'proxy');
+  }
+
+  /** Answer `f` on the raw socket, record it, close. */
+  #refuseRaw(socket: Socket, f: Failure, endedBy: 'proxy' | 'client'): void {
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     writeRawFailure(this.#ctx, socket, f, requestId, undefined);
-    session.finish({ status: f.status, error: f.type, refused: true, endedBy: 'proxy' });
+    session.finish({ status: f.status, error: f.type, reason: f.reason, refused: true, endedBy });
+  }
+
+  /** A request with more header lines than the listener takes: 431, recorded, the connection closed. */
+  #tooManyFields(req: IncomingMessage, res: ServerResponse): void {
+    const f = tooManyFields(this.#ctx.settings.maxHeaderCount);
+    const requestId = newRequestId();
+    const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, req.socket) });
+    req.resume();
+    sendFailure(this.#ctx, req, res, f, requestId, true);
+    session.finish({ status: f.status, error: f.type, reason: f.reason, method: req.method, refused: true, endedBy: 'proxy' });
   }
 
   /**
@@ -108,11 +130,7 @@ export class HttpFront {
       socket.destroy();
       return;
     }
-    const f = parserRefusal('HPE_HEADERS_TIMEOUT');
-    const requestId = newRequestId();
-    const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
-    writeRawFailure(this.#ctx, socket, f, requestId, undefined);
-    session.finish({ status: f.status, error: f.type, reason: f.reason, refused: true, endedBy: 'client' });
+    this.#refuseRaw(socket, parserRefusal('HPE_HEADERS_TIMEOUT'), 'client');
   }
 
   #clientError(err: ParserError, socket: Socket): void {
@@ -138,6 +156,10 @@ export class HttpFront {
     this.#server.close();
     this.#server.closeAllConnections?.();
   }
+}
+
+function tooManyFields(max: number): Failure {
+  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'header_fields_too_large', detail: `more than ${max} request header lines` });
 }
 
 /** A request head arrived: the connection is busy until its response has finished. */

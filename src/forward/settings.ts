@@ -28,6 +28,7 @@ export interface ForwardSettings {
   maxClientConnections: number;
   maxConnectionsPerSource: number;
   maxHeaderSize: number;
+  maxHeaderCount: number;
   userLimits: ReadonlyMap<string, { maxConnections?: number; maxTunnels?: number }>;
 }
 
@@ -65,6 +66,7 @@ export function toSettings(c: ForwardConfig): ForwardSettings {
     maxClientConnections: c.limits.maxClientConnections,
     maxConnectionsPerSource: c.limits.maxConnectionsPerSource,
     maxHeaderSize: c.limits.maxHeaderSize,
+    maxHeaderCount: c.limits.maxHeaderCount,
     userLimits,
   };
 }
