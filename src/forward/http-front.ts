@@ -8,6 +8,7 @@ import { parseConnectHead } from './connect-head.js';
 import { HttpConnectFront } from './http-connect-front.js';
 import { sendFailure, writeRawFailure } from './http-failure.js';
 import { HttpProxyFront } from './http-proxy-front.js';
+import { RequestOrder } from './request-order.js';
 import type { ForwardPipeline } from './pipeline.js';
 
 const kHeadTimer = Symbol('gatewise.headTimer');
@@ -18,7 +19,8 @@ const kBusy = Symbol('gatewise.busy');
  * everything reachable from it through every scavenge, which promoted whole requests
  * into the old generation and cost 10 ms scavenges under load.
  */
-type TimedSocket = Socket & { [kHeadTimer]?: HeadTimer; [kBusy]?: boolean };
+/** kBusy: requests of the connection whose responses have not finished. */
+type TimedSocket = Socket & { [kHeadTimer]?: HeadTimer; [kBusy]?: number };
 
 interface ParserError extends Error {
   code?: string;
@@ -56,11 +58,13 @@ export class HttpFront {
     const connect = new HttpConnectFront(pipeline);
     this.#connect = connect;
     const maxFields = s.maxHeaderCount;
+    const start = (req: IncomingMessage, res: ServerResponse): void => proxy.handle(req, res);
     this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       stopHeadTimer(req.socket);
       res.once('finish', onResFinish);
       if (req.rawHeaders.length > 2 * maxFields) return this.#tooManyFields(req, res);
-      proxy.handle(req, res);
+      // Pipelined requests start in an order that is safe (RFC 9112 §9.3.2).
+      RequestOrder.admit(req, res, start);
     });
     this.#server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       stopHeadTimer(socket);
@@ -164,15 +168,18 @@ function tooManyFields(max: number): Failure {
 
 /** A request head arrived: the connection is busy until its response has finished. */
 function stopHeadTimer(socket: Socket): void {
-  (socket as TimedSocket)[kBusy] = true;
+  const s = socket as TimedSocket;
+  s[kBusy] = (s[kBusy] ?? 0) + 1;
 }
 
 /** The response finished: the next request head must arrive in time again. */
 function onResFinish(this: ServerResponse): void {
   const socket = this.req.socket as TimedSocket;
   if (socket.destroyed) return;
-  socket[kBusy] = false;
-  socket[kHeadTimer]?.rearm();
+  const busy = (socket[kBusy] ?? 1) - 1;
+  socket[kBusy] = busy;
+  // The next head must arrive in time once no request of the connection is left.
+  if (busy === 0) socket[kHeadTimer]?.rearm();
 }
 
 /**
