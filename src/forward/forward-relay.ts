@@ -196,7 +196,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
 const BODILESS = new Set([204, 304]);
 
 /** A reason phrase Node will write: visible ASCII, spaces and tabs; anything else: the status's own phrase. */
-function validReason(text: string): string | undefined {
+export function validReason(text: string | undefined): string | undefined {
   return text && /^[\t\x20-\x7e]*$/.test(text) ? text : undefined;
 }
 

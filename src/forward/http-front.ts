@@ -59,13 +59,17 @@ export class HttpFront {
     this.#connect = connect;
     const maxFields = s.maxHeaderCount;
     const start = (req: IncomingMessage, res: ServerResponse): void => proxy.handle(req, res);
-    this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       stopHeadTimer(req.socket);
       res.once('finish', onResFinish);
       if (req.rawHeaders.length > 2 * maxFields) return this.#tooManyFields(req, res);
       // Pipelined requests start in an order that is safe (RFC 9112 §9.3.2).
       RequestOrder.admit(req, res, start);
-    });
+    };
+    this.#server.on('request', onRequest);
+    // `Expect: 100-continue`: never answered 100 by Node itself; the relay passes on the
+    // destination's 100 (or its final answer), refusals answer at once (http-relay.ts).
+    this.#server.on('checkContinue', onRequest);
     this.#server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       stopHeadTimer(socket);
       if (req.rawHeaders.length > 2 * maxFields) return this.#refuseRaw(socket, tooManyFields(maxFields), 'proxy');
