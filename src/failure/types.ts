@@ -96,6 +96,8 @@ export const REFUSAL_REASONS = {
   header_fields_too_large: { type: 'http_request_error', status: 431 },
   /** The method is valid HTTP but not served here (CONNECT on the reverse gateway). */
   method_not_allowed: { type: 'http_request_error', status: 405 },
+  /** An HTTP version the gateway does not serve (an HTTP/0.9 request line). */
+  version_not_supported: { type: 'http_request_error', status: 505 },
   /** A method, transfer coding or SOCKS command the gateway does not implement. */
   not_implemented: { type: 'http_request_error', status: 501 },
   /** No, malformed or wrong proxy credentials. */

@@ -13,24 +13,12 @@ import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
 import type { HookRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
-import { normalizeHost, rewritePath, type Route } from './router.js';
+import { checkRequestTarget } from './request-target.js';
+import { rewritePath, type Route } from './router.js';
 
 /** A new request id (src/http/request-id.ts). */
 export function newRequestId(ctx: GatewayContext): string {
   return ctx.requestIds.next();
-}
-
-/** Origin-form path of a request-target (absolute-form reduced to its path). */
-export function originForm(url: string): string | undefined {
-  if (url.charCodeAt(0) === 47 /* / */) return url;
-  if (url === '*') return url;
-  try {
-    const u = new URL(url);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') return undefined;
-    return u.pathname + u.search;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Methods of HTTP (Node's registry); llhttp also parses RTSP methods, which must not be forwarded as HTTP. */
@@ -163,19 +151,16 @@ export class Exchange implements HookRequest {
         this.#answerAsterisk();
         return;
       }
-      const path = originForm(req.url ?? '');
-      if (path === undefined) {
-        throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'invalid request-target' });
-      }
-      this.#path = path;
-      const host = (this.#host = normalizeHost(req.headers.host));
+      const target = checkRequestTarget(req);
+      const path = (this.#path = target.path);
+      const host = (this.#host = target.routeHost);
       const route = this.ctx.router.match(host, req.method!, path, req.headers);
       if (!route) {
         throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${host || '(no host)'}${path.split('?')[0]}` });
       }
       this.route = route;
       const hostValue = route.host === 'preserve' || route.host === 'endpoint' ? undefined : route.host;
-      const head = buildUpstreamHead(this.ctx, req, this.requestId, hostValue, this.via, 'http');
+      const head = buildUpstreamHead(this.ctx, req, this.requestId, hostValue, this.via, 'http', target.hostValue);
       this.#headers = head.headers;
       this.#hasBody = head.hasBody;
       this.#upstreamPath = rewritePath(route, path);

@@ -63,6 +63,8 @@ export function buildUpstreamHead(
   hostValue: string | undefined,
   via: string,
   proto: 'http' | 'https',
+  /** The host the client asked for (the absolute-form authority, or its one Host header): replaces the Host header (RFC 9112 §3.2.2). */
+  clientHost?: string,
 ): UpstreamHead {
   const raw = req.rawHeaders;
   const out: string[] = [];
@@ -138,6 +140,7 @@ export function buildUpstreamHead(
     }
   }
 
+  if (clientHost !== undefined) origHost = clientHost;
   out.push('host', hostValue ?? origHost ?? '');
   out.push('via', via);
   out.push(idHeader, requestId);

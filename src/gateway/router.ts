@@ -63,21 +63,6 @@ function hostMatches(r: Route, host: string): boolean {
   return false;
 }
 
-/** Host header → bare lower-case host name (port and trailing dot removed). */
-export function normalizeHost(hostHeader: string | undefined): string {
-  if (!hostHeader) return '';
-  let h = hostHeader;
-  if (h.charCodeAt(0) === 91 /* [ */) {
-    const end = h.indexOf(']');
-    h = end > 0 ? h.slice(0, end + 1) : h;
-  } else {
-    const colon = h.indexOf(':');
-    if (colon >= 0) h = h.slice(0, colon);
-  }
-  if (h.endsWith('.')) h = h.slice(0, -1);
-  return h.toLowerCase();
-}
-
 export class Router {
   readonly routes: readonly Route[];
   #byHost = new Map<string, readonly Route[]>();

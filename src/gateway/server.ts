@@ -40,7 +40,8 @@ export class Gateway {
         headersTimeout: ms(l.requestHeaderTimeout),
         requestTimeout: 0,
         keepAliveTimeout: ms(l.keepAliveTimeout),
-        requireHostHeader: true,
+        // Host is checked by the gateway (request-target.ts), so a missing one gets its named 400.
+        requireHostHeader: false,
         insecureHTTPParser: false,
         joinDuplicateHeaders: false,
       });

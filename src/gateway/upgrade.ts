@@ -7,12 +7,13 @@ import { plainAddress } from '../http/trust.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
-import { newRequestId, originForm } from './exchange.js';
+import { newRequestId } from './exchange.js';
+import { checkRequestTarget } from './request-target.js';
 import type { HookRequest } from './hooks.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondWithFailure } from './responder.js';
 import { buildResponseHead } from './response-headers.js';
-import { normalizeHost, rewritePath, type Route } from './router.js';
+import { rewritePath, type Route } from './router.js';
 
 function headBytes(status: number, headers: readonly string[]): string {
   let s = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
@@ -126,23 +127,20 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest 
   start(): void {
     const req = this.#req;
     try {
-      const path = originForm(req.url ?? '');
-      if (path === undefined || path === '*') throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'invalid request-target' });
+      if (req.url === '*') throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'invalid request-target' });
+      const target = checkRequestTarget(req);
+      const path = target.path;
       // A body on an upgrade request would turn into tunnel data after a 101: refuse it.
       const cl = req.headers['content-length'];
       if ((cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined) {
         throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'an upgrade request must not carry a body' });
       }
-      // Node enforces requireHostHeader only on plain requests: the same rule here.
-      if (req.httpVersion === '1.1' && req.headers.host === undefined) {
-        throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'an HTTP/1.1 request needs a Host header' });
-      }
       this.#path = path;
-      const route = this.#ctx.router.match((this.#host = normalizeHost(req.headers.host)), req.method!, path, req.headers);
-      if (!route) throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${req.headers.host ?? ''}${path}` });
+      const route = this.#ctx.router.match((this.#host = target.routeHost), req.method!, path, req.headers);
+      if (!route) throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${target.routeHost}${path}` });
       this.#route = route;
       const hostValue = route.host === 'preserve' ? undefined : route.host === 'endpoint' ? undefined : route.host;
-      const head = buildUpstreamHead(this.#ctx, req, this.requestId, hostValue, this.#via, 'http');
+      const head = buildUpstreamHead(this.#ctx, req, this.requestId, hostValue, this.#via, 'http', target.hostValue);
       this.#headers = head.headers;
       this.#upgradeProtocol = head.upgrade ?? 'websocket';
       const hooks = this.#ctx.hooks;
