@@ -189,7 +189,7 @@ const routeSchema = z
           .union([z.string(), z.array(z.string())])
           .optional()
           .describe('Host names (exact, or *.example.com for any subdomain). Default: any.'),
-        pathPrefix: z.string().startsWith('/').default('/').describe('Path prefix, matched on segment boundaries. Default "/".'),
+        pathPrefix: z.string().startsWith('/').default('/').describe('Path prefix, matched on segment boundaries against the normalised path (percent-encoded unreserved characters decoded, dot segments resolved; see docs/security.md). Default "/".'),
         methods: z.array(z.string().regex(/^[A-Z]+$/, 'methods are upper-case tokens')).optional().describe('Methods. Default: any.'),
         headers: z.record(z.string(), z.string()).optional().describe('Header name → exact value that must be present.'),
       })
