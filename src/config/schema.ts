@@ -33,6 +33,13 @@ export const listenerSchema = z
       .max(1024 * 1024)
       .default(16384)
       .describe('Largest request header section accepted, in bytes; larger gets 431. Default 16384.'),
+    maxHeaderCount: z
+      .number()
+      .int()
+      .min(1)
+      .max(10000)
+      .default(100)
+      .describe('Most request header fields (lines) accepted; more gets 431 header_fields_too_large instead of Node silently dropping the excess (Content-Length included). Default 100, as Envoy (max_request_headers_count) and Apache (LimitRequestFields).'),
   })
   .strict();
 

@@ -13,7 +13,7 @@ import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
 import type { HookRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
-import { checkRequestTarget } from './request-target.js';
+import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import { rewritePath, type Route } from './router.js';
 
 /** A new request id (src/http/request-id.ts). */
@@ -140,10 +140,14 @@ export class Exchange implements HookRequest {
 
   // ---- request phases --------------------------------------------------------------------
 
-  /** Route, run the request hooks and admit. Errors become gateway responses; nothing throws out of here. */
-  start(): void {
+  /**
+   * Check the head (header count, Host, request-target), route, run the request hooks and
+   * admit. Errors become gateway responses; nothing throws out of here.
+   */
+  start(maxHeaderCount = Infinity): void {
     const req = this.req;
     try {
+      checkHeaderCount(req, maxHeaderCount);
       if (!HTTP_METHODS.has(req.method!)) {
         throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'not_implemented', detail: `method ${req.method} is not an HTTP method the gateway forwards` });
       }

@@ -29,6 +29,14 @@ function refuse(detail: string): Failure {
   return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail });
 }
 
+/** More header fields than the listener's `maxHeaderCount` → 431 (before anything else is looked at). */
+export function checkHeaderCount(req: IncomingMessage, max: number): void {
+  const n = req.rawHeaders.length >> 1;
+  if (n > max) {
+    throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'header_fields_too_large', detail: `more than ${max} header fields (the listener's maxHeaderCount)` });
+  }
+}
+
 /** reg-name characters of RFC 3986 (unreserved, sub-delims) plus '%' of pct-encoded, checked separately. */
 const REG_NAME = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*$/;
 

@@ -45,13 +45,17 @@ export class Gateway {
         insecureHTTPParser: false,
         joinDuplicateHeaders: false,
       });
+      // Node keeps at most this many header fields and drops the rest silently (Content-Length
+      // too): one more than the limit lets the exchange see the excess and refuse it with 431.
+      server.maxHeadersCount = l.maxHeaderCount + 1;
+      const maxHeaderCount = l.maxHeaderCount;
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11).start();
+        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11).start(maxHeaderCount);
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         this.#tunnels.add(socket);
         socket.once('close', () => this.#tunnels.delete(socket));
-        new UpgradeExchange(this.ctx, req, socket, head, entry.name, via11).start();
+        new UpgradeExchange(this.ctx, req, socket, head, entry.name, via11).start(maxHeaderCount);
       });
       server.on('connect', (req: IncomingMessage, socket: Duplex) => {
         this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }), entry.name, req);

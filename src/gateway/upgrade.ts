@@ -8,7 +8,7 @@ import type { Endpoint } from '../upstream/endpoint.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { newRequestId } from './exchange.js';
-import { checkRequestTarget } from './request-target.js';
+import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import type { HookRequest } from './hooks.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondWithFailure } from './responder.js';
@@ -124,9 +124,10 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest 
 
   // ---- phases ----------------------------------------------------------------------------
 
-  start(): void {
+  start(maxHeaderCount = Infinity): void {
     const req = this.#req;
     try {
+      checkHeaderCount(req, maxHeaderCount);
       if (req.url === '*') throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'invalid request-target' });
       const target = checkRequestTarget(req);
       const path = target.path;
