@@ -208,6 +208,10 @@ const routeSchema = z
     retry: retrySchema
       .default({ tries: 3, on: ['connect-failure', 'reset', 'invalid-response', '502', '503', '504'], backoff: { base: '25ms', max: '250ms' }, retryAfterMax: '1s', idempotencyKey: false })
       .describe('Automatic retries. Idempotent methods only, except failures that prove the request never left the gateway.'),
+    upgrades: z
+      .array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a protocol name (a token) such as websocket'))
+      .default(['websocket'])
+      .describe('Upgrade protocols tunnelled after a 101 (names compared without case or version). A request offering none of them is forwarded as plain HTTP without its Upgrade header (RFC 9110 §7.8 lets a server ignore it), so bytes after its head never reach the upstream unrouted (h2c smuggling). Default ["websocket"].'),
     host: z
       .union([z.literal('preserve'), z.literal('endpoint'), z.string().min(1)])
       .default('preserve')

@@ -23,6 +23,8 @@ export interface Route {
   readonly perTryTimeoutMs: number | undefined;
   readonly deadlineMs: number | undefined;
   readonly retryAfterMaxMs: number;
+  /** Upgrade protocol names (lower case) tunnelled after a 101. */
+  readonly upgrades: ReadonlySet<string>;
 }
 
 const HOST_CACHE_MAX = 4096;
@@ -53,6 +55,7 @@ export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster):
     perTryTimeoutMs: cfg.retry.perTryTimeout === undefined ? undefined : parseDuration(cfg.retry.perTryTimeout),
     deadlineMs: cfg.retry.deadline === undefined ? undefined : parseDuration(cfg.retry.deadline),
     retryAfterMaxMs: parseDuration(cfg.retry.retryAfterMax)!,
+    upgrades: new Set(cfg.upgrades.map((u) => u.toLowerCase())),
   };
 }
 
@@ -102,6 +105,22 @@ export class Router {
     }
     return undefined;
   }
+}
+
+/**
+ * The protocols of an Upgrade header value the route allows (RFC 9110 §7.8: a list of
+ * `name["/" version]`), as a value for the upstream request; undefined when none is.
+ */
+export function allowedUpgrade(r: Route, offered: string | undefined): string | undefined {
+  if (offered === undefined) return undefined;
+  let out: string | undefined;
+  for (const part of offered.split(',')) {
+    const p = part.trim();
+    const slash = p.indexOf('/');
+    const name = (slash < 0 ? p : p.slice(0, slash)).toLowerCase();
+    if (name !== '' && r.upgrades.has(name)) out = out === undefined ? p : `${out}, ${p}`;
+  }
+  return out;
 }
 
 function prefixMatches(r: Route, path: string): boolean {

@@ -13,7 +13,7 @@ import type { HookRequest } from './hooks.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondWithFailure } from './responder.js';
 import { buildResponseHead } from './response-headers.js';
-import { rewritePath, type Route } from './router.js';
+import { allowedUpgrade, rewritePath, type Route } from './router.js';
 
 function headBytes(status: number, headers: readonly string[]): string {
   let s = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
@@ -49,7 +49,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest 
   #path = '';
   #host = '';
   #headers: string[] = [];
-  #upgradeProtocol = 'websocket';
+  /** The protocol(s) asked of the upstream; undefined: none is allowed, a plain request. */
+  #upgradeProtocol: string | undefined;
   #attempt: AttemptRecord | undefined;
   #endpoint: Endpoint | undefined;
   #connected = false;
@@ -143,7 +144,9 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest 
       const hostValue = route.host === 'preserve' ? undefined : route.host === 'endpoint' ? undefined : route.host;
       const head = buildUpstreamHead(this.#ctx, req, this.requestId, hostValue, this.#via, 'http', target.hostValue);
       this.#headers = head.headers;
-      this.#upgradeProtocol = head.upgrade ?? 'websocket';
+      // Only the route's protocols are tunnelled; for any other the request goes upstream as
+      // plain HTTP without Upgrade, and what the client sent after its head is dropped.
+      this.#upgradeProtocol = allowedUpgrade(route, head.upgrade);
       const hooks = this.#ctx.hooks;
       if (hooks !== undefined && hooks.request !== undefined) {
         const out = hooks.runRequest(this);
@@ -221,7 +224,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest 
     this.#endpoint = ep;
     this.#attempt = { endpoint: ep.nextHop, phase: 'connect', startMs: Math.round(performance.now() - this.#t0) };
     this.#attempts.push(this.#attempt);
-    if (this.#head.length > 0) this.#socket.unshift(this.#head);
+    if (this.#head.length > 0 && this.#upgradeProtocol !== undefined) this.#socket.unshift(this.#head);
     // The socket leaves the pool once upgraded: always a connection of its own.
     const client = ep.pool.acquire(now, false, true);
     ep.inflight++;
