@@ -72,6 +72,10 @@ export class Exchange implements HookRequest {
   #tried: Set<Endpoint> | undefined;
   /** A retry decided and waiting for its delay. */
   #pending: RetryAgain | undefined;
+  /** The client sent `Expect: 100-continue` with a body: the upstream is asked first. */
+  #expectContinue = false;
+  /** The client was told to send its body (the upstream's 100 relayed). */
+  #continued = false;
   #headersSent = false;
   #complete = false;
   #published = false;
@@ -144,7 +148,7 @@ export class Exchange implements HookRequest {
    * Check the head (header count, Host, request-target), route, run the request hooks and
    * admit. Errors become gateway responses; nothing throws out of here.
    */
-  start(maxHeaderCount = Infinity): void {
+  start(maxHeaderCount = Infinity, expectContinue = false): void {
     const req = this.req;
     try {
       checkHeaderCount(req, maxHeaderCount);
@@ -167,6 +171,9 @@ export class Exchange implements HookRequest {
       const head = buildUpstreamHead(this.ctx, req, this.requestId, hostValue, this.via, 'http', target.hostValue);
       this.#headers = head.headers;
       this.#hasBody = head.hasBody;
+      // RFC 9110 §10.1.1: forward the expectation; the client sends its body once the
+      // upstream's 100 is relayed (continueClient), or not at all after a final answer.
+      this.#expectContinue = expectContinue && head.hasBody;
       this.#upstreamPath = rewritePath(route, path);
       this.#idempotent = IDEMPOTENT.has(req.method!) || (route.retry.idempotencyKey && req.headers['idempotency-key'] !== undefined);
       const hooks = this.ctx.hooks;
@@ -276,13 +283,15 @@ export class Exchange implements HookRequest {
         }
       }
     }
-    const client = ep.pool.acquire(now, this.#idempotent, fresh);
+    // Until the client was told to go on, the expectation goes upstream (undici cannot send it).
+    const expect = this.#expectContinue && !this.#continued;
+    const client = expect ? ep.pool.openExpectClient() : ep.pool.acquire(now, this.#idempotent, fresh);
     const prev = this.#attempt?.relay;
     const relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, this.#idempotent && route.retry.tries > 1 ? REPLAY_LIMIT : 0);
     const attempt = new Attempt(this, ep, client, relay, Math.round(performance.now() - this.t0));
     this.#attempt = attempt;
     this.attempts.push(attempt.record);
-    attempt.dispatch(this.#upstreamPath, this.req.method!, this.#headers);
+    attempt.dispatch(this.#upstreamPath, this.req.method!, expect ? [...this.#headers, 'expect', '100-continue'] : this.#headers);
   }
 
   // ---- what the tries report -------------------------------------------------------------
@@ -367,7 +376,8 @@ export class Exchange implements HookRequest {
         return false;
       }
     }
-    if (this.ctx.draining) head.push('connection', 'close');
+    // The client was never told to send its body: close rather than read it as the next request.
+    if (this.ctx.draining || (this.#expectContinue && !this.#continued)) head.push('connection', 'close');
     try {
       this.res.writeHead(statusCode, head);
     } catch (err) {
@@ -391,6 +401,13 @@ export class Exchange implements HookRequest {
     this.#complete = true;
     if (rawTrailers && rawTrailers.length > 0) this.res.addTrailers(trailersObject(rawTrailers));
     this.res.end();
+  }
+
+  /** The upstream answered 100 Continue: tell the client (once) to send its body. */
+  continueClient(): void {
+    if (!this.#expectContinue || this.#continued || this.res.destroyed || this.#headersSent) return;
+    this.#continued = true;
+    this.res.writeContinue();
   }
 
   earlyHints(raw: Buffer[]): void {

@@ -36,7 +36,7 @@ const SPECIAL = new Map<string, number>([
   ['trailer', DROP],
   ['transfer-encoding', TE_ENC],
   ['upgrade', UPGRADE],
-  ['expect', DROP], // the gateway answers 100-continue itself
+  ['expect', DROP], // 100-continue is forwarded by the exchange itself (undici refuses the field); others Node answers with 417
   ['host', HOST],
   ['via', VIA],
   ['x-forwarded-for', XFF],

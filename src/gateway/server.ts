@@ -52,6 +52,11 @@ export class Gateway {
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
         new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11).start(maxHeaderCount);
       });
+      // Expect: 100-continue is forwarded, and the upstream's 100 (or final answer) relayed:
+      // Node would otherwise answer 100 itself and read a body the upstream may refuse.
+      server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+        new Exchange(this.ctx, req, res, entry.name, via11).start(maxHeaderCount, true);
+      });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         this.#tunnels.add(socket);
         socket.once('close', () => this.#tunnels.delete(socket));
