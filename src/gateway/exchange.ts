@@ -13,6 +13,7 @@ import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
 import type { HookRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
+import { finished, isUnsafe, offer, withdrawn, type Ordered } from './connection-order.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import { rewritePath, type Route } from './router.js';
 
@@ -40,7 +41,7 @@ const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived:
  * gateway-made answer goes through the responder (./responder.ts). It is also what
  * hooks see of the request (`HookRequest`), so a hook call allocates nothing.
  */
-export class Exchange implements HookRequest {
+export class Exchange implements HookRequest, Ordered {
   readonly ctx: GatewayContext;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
@@ -76,6 +77,14 @@ export class Exchange implements HookRequest {
   #expectContinue = false;
   /** The client was told to send its body (the upstream's 100 relayed). */
   #continued = false;
+  /** Not safe (RFC 9110 §9.2.1): runs alone on its connection (./connection-order.ts). */
+  readonly unsafe: boolean;
+  /** Where it is in its connection's order. */
+  #order: 'waiting' | 'running' = 'waiting';
+  /** responseClosed ran (once). */
+  #ended = false;
+  #maxHeaderCount = Infinity;
+  #expectArg = false;
   #headersSent = false;
   #complete = false;
   #published = false;
@@ -100,6 +109,7 @@ export class Exchange implements HookRequest {
     (res as ExchangeResponse)[kExchange] = this;
     // 'close' comes once per response, and the response is this exchange's: on(), not once() (no wrapper, no removal).
     res.on('close', onResClose);
+    this.unsafe = isUnsafe(req.method!);
     ctx.inflight++;
   }
 
@@ -149,6 +159,24 @@ export class Exchange implements HookRequest {
    * admit. Errors become gateway responses; nothing throws out of here.
    */
   start(maxHeaderCount = Infinity, expectContinue = false): void {
+    this.#maxHeaderCount = maxHeaderCount;
+    this.#expectArg = expectContinue;
+    // Pipelined requests start in their connection's order (./connection-order.ts).
+    offer(this.#socket, this);
+  }
+
+  /** Its turn on the connection came (Ordered). */
+  begin(): void {
+    this.#order = 'running';
+    if (this.res.destroyed || this.#socket.destroyed) {
+      // The client left while it waited (a response never assigned to the socket gets no 'close').
+      this.responseClosed();
+      return;
+    }
+    this.#run(this.#maxHeaderCount, this.#expectArg);
+  }
+
+  #run(maxHeaderCount: number, expectContinue: boolean): void {
     const req = this.req;
     try {
       checkHeaderCount(req, maxHeaderCount);
@@ -468,9 +496,18 @@ export class Exchange implements HookRequest {
     this.route!.cluster.admission!.release(end - this.#admittedAt, dropped);
   }
 
+  /** Its connection closed while it waited for its turn (Ordered): it ends without an answer. */
+  abandon(): void {
+    this.responseClosed();
+  }
+
   /** The client response closed: finished, or the client went away. */
   responseClosed(): void {
+    if (this.#ended) return;
+    this.#ended = true;
     this.ctx.inflight--;
+    if (this.#order === 'running') finished(this.#socket, this);
+    else withdrawn(this.#socket, this);
     if (!this.#complete && !this.#error) {
       // The client left before the response was complete: stop the upstream work.
       this.#endedBy = 'client';
