@@ -35,6 +35,11 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   #retry: RetryAgain | undefined;
   /** The exchange gave up on this try (the client's request was refused): errors only settle it. */
   #abandoned = false;
+  /**
+   * The client's response was completed at the head (a 304 has no body, whatever its
+   * Content-Length says, RFC 9110 §8.6): what undici reports afterwards only settles the try.
+   */
+  #endedAtHead = false;
 
   constructor(ex: Exchange, ep: Endpoint, client: PooledClient | ExpectClient, relay: BodyRelay | undefined, startMs: number) {
     this.#ex = ex;
@@ -130,10 +135,18 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     this.#resume = resume;
     if (!this.#ex.writeResponseHead(this, statusCode, rawHeaders)) return false;
     this.#passedOn = true;
+    if (statusCode === 304) {
+      // No body follows. undici would report a 304 that carries the Content-Length of the
+      // representation as a length mismatch (it exempts only HEAD): end the answer here.
+      this.#endedAtHead = true;
+      this.#timer.stop();
+      this.#ex.responseComplete(null);
+    }
     return true;
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.#endedAtHead) return true;
     this.#timer.progressAt = performance.now();
     if (this.#retry !== undefined) return true;
     return this.#ex.writeBody(chunk);
@@ -142,6 +155,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   onComplete(rawTrailers: Array<Buffer | string> | null): void {
     this.#timer.stop();
     this.#settle(true);
+    if (this.#endedAtHead) return;
     const retry = this.#retry;
     if (retry !== undefined) this.#ex.retry(retry);
     else this.#ex.responseComplete(rawTrailers);
@@ -149,7 +163,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   onError(err: Error): void {
     this.#timer.stop();
-    if (this.#abandoned) {
+    if (this.#abandoned || this.#endedAtHead) {
       this.#settle(false);
       return;
     }

@@ -438,6 +438,7 @@ export class Exchange implements HookRequest, Ordered {
     this.res.writeContinue();
   }
 
+  /** A 103 from the upstream: passed on when Node accepts it as valid, else dropped. */
   earlyHints(raw: Buffer[]): void {
     const hints: Record<string, string | string[]> = {};
     for (let i = 0; i < raw.length; i += 2) {
@@ -446,7 +447,13 @@ export class Exchange implements HookRequest, Ordered {
       const prev = hints[k];
       hints[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
     }
-    if (hints.link !== undefined) this.res.writeEarlyHints(hints as { link: string | string[] });
+    if (hints.link === undefined) return;
+    try {
+      this.res.writeEarlyHints(hints as { link: string | string[] });
+    } catch {
+      // An invalid Link (or field) from the upstream: an interim answer is only a hint, so it
+      // is dropped; the final answer still comes. Never the gateway's 500 for the upstream's fault.
+    }
   }
 
   /** The client took the buffered body: let the try read from the upstream again. */
