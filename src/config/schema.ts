@@ -24,7 +24,7 @@ export const listenerSchema = z
   .object({
     address: z.string().default('127.0.0.1').describe('Address to listen on. Default 127.0.0.1.'),
     port: z.number().int().min(0).max(65535).describe('TCP port (0 picks a free one).'),
-    requestHeaderTimeout: duration('10s', 'Time a client has to send the whole request head; then 408.'),
+    requestHeaderTimeout: duration('10s', 'Time a client has to send the whole request head; then 408 (within 500 ms of it).'),
     keepAliveTimeout: duration('5s', 'How long an idle client connection is kept open.'),
     maxHeaderSize: z
       .number()

@@ -38,6 +38,9 @@ export class Gateway {
       const server = createServer({
         maxHeaderSize: l.maxHeaderSize,
         headersTimeout: ms(l.requestHeaderTimeout),
+        // Node checks headersTimeout only every connectionsCheckingInterval (30 s by default),
+        // so a 10 s timeout fired after 10–40 s: check often enough to answer on time.
+        connectionsCheckingInterval: headerCheckInterval(ms(l.requestHeaderTimeout)),
         requestTimeout: 0,
         keepAliveTimeout: ms(l.keepAliveTimeout),
         // Host is checked by the gateway (request-target.ts), so a missing one gets its named 400.
@@ -178,6 +181,11 @@ export class Gateway {
       requestEnd.publish(record);
     }
   }
+}
+
+/** How often Node looks for slow request heads: a twentieth of the timeout, 50–500 ms (the 408 comes at most that late). */
+export function headerCheckInterval(timeoutMs: number): number {
+  return Math.max(50, Math.min(500, Math.floor(timeoutMs / 20)));
 }
 
 function lifecycle(r: LifecycleRecord): void {
