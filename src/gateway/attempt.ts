@@ -170,7 +170,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     const connected = this.#connected;
     this.#settle(false);
     const ex = this.#ex;
-    if (ex.res.destroyed && !ex.complete) return; // the client left; our abort came back here
+    if (ex.clientGone && !ex.complete) return; // the client left; our abort came back here
     const f = err instanceof Failure
       ? err
       : classify(err, {

@@ -8,8 +8,7 @@ import type { Socket } from 'node:net';
  * (POST, PUT, DELETE, PATCH...) starts only when no earlier request of the connection is in
  * flight, and nothing starts while an unsafe one is (as nginx and Squid serialise).
  *
- * One small object per connection that ever pipelines, kept on the socket under a symbol
- * (not in a WeakMap); a request that can start at once allocates nothing.
+ * One small object per connection, kept on the socket under a symbol (not in a WeakMap).
  */
 
 /** RFC 9110 §9.2.1. */
@@ -21,18 +20,20 @@ export interface Ordered {
   /** Start it (called at most once, possibly later than it was offered). */
   begin(): void;
   /**
-   * The connection closed while it waited: it will never start. (Node emits no 'close'
-   * for the response of a pipelined request it has not begun to answer.)
+   * The connection closed before its answer was done. Node emits no 'close' for the
+   * response of a pipelined request it has not begun to write, so without this a waiting
+   * request would wait forever and a running one would stay in flight, its upstream work
+   * never cancelled. May come after the response's own 'close': it must be idempotent.
    */
   abandon(): void;
 }
 
 interface Line {
-  running: number;
+  /** Started and not finished, in order. */
+  active: Ordered[];
+  /** How many of them are unsafe. */
   unsafe: number;
   waiting: Ordered[];
-  /** onLineClose is registered on the socket. */
-  watched: boolean;
 }
 
 const kLine = Symbol('gatewise.connection-order');
@@ -42,20 +43,23 @@ export function isUnsafe(method: string): boolean {
   return !SAFE.has(method);
 }
 
+function mayStart(line: Line, r: Ordered): boolean {
+  return line.active.length === 0 || (!r.unsafe && line.unsafe === 0);
+}
+
 /** Start `r` now if the connection allows it, else queue it; true when it started. */
 export function offer(socket: Socket, r: Ordered): boolean {
   const s = socket as OrderedSocket;
   let line = s[kLine];
-  if (line === undefined) line = s[kLine] = { running: 0, unsafe: 0, waiting: [], watched: false };
-  if (line.waiting.length > 0 || (line.running > 0 && (r.unsafe || line.unsafe > 0))) {
+  if (line === undefined) {
+    line = s[kLine] = { active: [], unsafe: 0, waiting: [] };
+    socket.once('close', onLineClose);
+  }
+  if (line.waiting.length > 0 || !mayStart(line, r)) {
     line.waiting.push(r);
-    if (!line.watched) {
-      line.watched = true;
-      socket.once('close', onLineClose);
-    }
     return false;
   }
-  line.running++;
+  line.active.push(r);
   if (r.unsafe) line.unsafe++;
   r.begin();
   return true;
@@ -65,14 +69,14 @@ export function offer(socket: Socket, r: Ordered): boolean {
 export function finished(socket: Socket, r: Ordered): void {
   const line = (socket as OrderedSocket)[kLine];
   if (line === undefined) return;
-  line.running--;
+  const i = line.active.indexOf(r);
+  if (i < 0) return;
+  line.active.splice(i, 1);
   if (r.unsafe) line.unsafe--;
   const w = line.waiting;
-  while (w.length > 0) {
-    const next = w[0]!;
-    if (line.running > 0 && (next.unsafe || line.unsafe > 0)) break;
-    w.shift();
-    line.running++;
+  while (w.length > 0 && mayStart(line, w[0]!)) {
+    const next = w.shift()!;
+    line.active.push(next);
     if (next.unsafe) line.unsafe++;
     next.begin();
   }
@@ -86,9 +90,10 @@ export function withdrawn(socket: Socket, r: Ordered): void {
   if (i >= 0) line.waiting.splice(i, 1);
 }
 
-/** The connection closed: what still waits will never start. A module function: no closure per connection. */
+/** The connection closed: what waits will never start, what runs has no one to answer. A module function: no closure per connection. */
 function onLineClose(this: Socket): void {
   const line = (this as OrderedSocket)[kLine];
   if (line === undefined) return;
   for (const r of line.waiting.splice(0)) r.abandon();
+  for (const r of line.active.slice()) r.abandon();
 }

@@ -147,6 +147,11 @@ export class Exchange implements HookRequest, Ordered {
     return this.req.headers[name];
   }
 
+  /** The client is gone: its response closed, or its connection closed before the response was begun. */
+  get clientGone(): boolean {
+    return this.#ended || this.res.destroyed;
+  }
+
   /** The response is complete (the gateway ended it normally). */
   get complete(): boolean {
     return this.#complete;
@@ -480,7 +485,7 @@ export class Exchange implements HookRequest, Ordered {
       res.destroy();
       return;
     }
-    if (res.destroyed) return;
+    if (res.destroyed || this.#ended) return; // no one to answer
     this.#endedBy = f.source === 'client' ? 'client' : f.source === 'gateway' ? 'gateway' : 'upstream';
     this.#error = respondWithFailure(res, f, {
       ctx: this.ctx,
@@ -503,7 +508,7 @@ export class Exchange implements HookRequest, Ordered {
     this.route!.cluster.admission!.release(end - this.#admittedAt, dropped);
   }
 
-  /** Its connection closed while it waited for its turn (Ordered): it ends without an answer. */
+  /** Its connection closed before its answer was written (Ordered): it ends without one, its try cancelled. */
   abandon(): void {
     this.responseClosed();
   }

@@ -96,28 +96,37 @@ describe('pipelined requests on one connection', () => {
     });
   });
 
-  test('safe requests may still run in parallel; a client that leaves with requests queued leaves nothing in flight', { timeout: 10_000 }, async () => {
+  test('safe requests may still run in parallel; a client that leaves with requests queued or running leaves nothing in flight', { timeout: 10_000 }, async () => {
     maxConcurrent = 0;
     await pipeline(['GET', 'GET', 'GET']);
     assert.ok(maxConcurrent >= 2, 'pipelined GETs were serialised');
-    const ended = new Set<string>();
-    const bothEnded = new Promise<void>((resolve) => {
-      const onEnd = (m: unknown): void => {
-        const path = (m as { path?: string }).path;
-        if (path === '/a' || path === '/b') ended.add(path);
-        if (ended.size === 2) {
-          diagnostics_channel.unsubscribe('gatewise:request:end', onEnd);
-          resolve();
-        }
-      };
-      diagnostics_channel.subscribe('gatewise:request:end', onEnd);
-    });
-    const aArrived = new Promise<void>((resolve) => (onArrival = (id) => id === 'POST /a' && resolve()));
-    const conn = new RawConn(gw.port);
-    await conn.write('POST /a HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 1\r\n\r\nxPOST /b HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 1\r\n\r\nx');
-    await aArrived;
-    conn.destroy(); // /b is queued behind /a
-    await bothEnded;
-    assert.equal(gw.gw.ctx.inflight, 0, 'a queued request stayed in flight after its client left');
+    for (const [first, second, m] of [['/a', '/b', 'POST'], ['/c', '/d', 'GET']] as const) {
+      const ended = new Set<string>();
+      const endedByOf = new Map<string, string | undefined>();
+      const bothEnded = new Promise<void>((resolve) => {
+        const onEnd = (msg: unknown): void => {
+          const { path, endedBy } = msg as { path?: string; endedBy?: string };
+          if (path === first || path === second) {
+            ended.add(path);
+            endedByOf.set(path, endedBy);
+          }
+          if (ended.size === 2) {
+            diagnostics_channel.unsubscribe('gatewise:request:end', onEnd);
+            resolve();
+          }
+        };
+        diagnostics_channel.subscribe('gatewise:request:end', onEnd);
+      });
+      // POSTs: the second waits for its turn. GETs: both run, the second's answer is never begun.
+      const arrived = new Promise<void>((resolve) => (onArrival = (id) => id === `${m} ${m === 'POST' ? first : second}` && resolve()));
+      const body = m === 'POST' ? 'Content-Length: 1\r\n\r\nx' : '\r\n';
+      const conn = new RawConn(gw.port);
+      await conn.write(`${m} ${first} HTTP/1.1\r\nHost: gw.test\r\n${body}${m} ${second} HTTP/1.1\r\nHost: gw.test\r\n${body}`);
+      await arrived;
+      conn.destroy();
+      await bothEnded;
+      assert.deepEqual([endedByOf.get(first), endedByOf.get(second)], ['client', 'client'], `${m}: who ended them`);
+    }
+    assert.equal(gw.gw.ctx.inflight, 0, 'a pipelined request stayed in flight after its client left');
   });
 });
