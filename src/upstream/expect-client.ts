@@ -30,6 +30,8 @@ export class ExpectClient {
   readonly #connector: buildConnector.connector;
   #socket: Socket | undefined;
   #req: ClientRequest | undefined;
+  /** The request body (a BodyRelay): destroyed with a failed try, as undici does, so a retry's relay alone reads the client. */
+  #body: Readable | null = null;
   #closed = false;
   #done = false;
 
@@ -39,6 +41,7 @@ export class ExpectClient {
   }
 
   dispatch(opts: ExpectRequest, handler: Dispatcher.DispatchHandler): void {
+    this.#body = opts.body;
     const u = this.#origin;
     const connect = this.#connector as unknown as (o: buildConnector.Options, cb: (err: Error | null, s: Socket) => void) => void;
     connect(
@@ -110,6 +113,7 @@ export class ExpectClient {
     if (this.#done) return;
     this.#done = true;
     this.close();
+    this.#body?.destroy();
     handler.onError!(err);
   }
 

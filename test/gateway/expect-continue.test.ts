@@ -49,9 +49,11 @@ before(async () => {
     clusters: {
       origin: { endpoints: [originUrl], outlierDetection: { enabled: false } },
       dead: { endpoints: [`http://127.0.0.1:${deadPort}`], outlierDetection: { enabled: false } },
+      half: { endpoints: [`http://127.0.0.1:${deadPort}`, originUrl], balancer: 'round-robin', outlierDetection: { enabled: false } },
     },
     routes: [
       { match: { pathPrefix: '/dead' }, cluster: 'dead' },
+      { match: { pathPrefix: '/half' }, cluster: 'half', retry: { tries: 2 } },
       { cluster: 'origin' },
     ],
   });
@@ -104,5 +106,21 @@ describe('Expect: 100-continue is forwarded', () => {
     const head = parseHead(text)!;
     assert.equal(head.status, 502, text.slice(0, 200));
     assert.match(head.get('proxy-status') ?? '', /error=connection_refused/);
+  });
+
+  test('a refused connection before the 100 is retried at another endpoint; the body then goes through once', { timeout: 10_000 }, async () => {
+    for (let i = 0; i < 2; i++) {
+      const size = 70_000;
+      const conn = new RawConn(gw.port);
+      await conn.write(`POST /half/${i} HTTP/1.1\r\nHost: gw.test\r\nContent-Length: ${size}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`);
+      const got = await conn.waitFor((t) => t.includes('\r\n\r\n'), 5000, 'the 100 Continue');
+      assert.match(got, /^HTTP\/1\.1 100 Continue\r\n\r\n$/, `request ${i}`);
+      await conn.write(Buffer.alloc(size, 0x42));
+      const text = await conn.closed(5000);
+      conn.destroy();
+      const final = parseHead(text, parseHead(text)!.end)!;
+      assert.equal(final.status, 200, `request ${i}: ${text.slice(0, 300)}`);
+      assert.deepEqual(JSON.parse(text.slice(final.end)), { bytes: size });
+    }
   });
 });
