@@ -11,7 +11,7 @@ import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './e
 import { buildUpstreamHead } from './request-headers.js';
 import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
-import type { HookRequest } from './hooks.js';
+import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
 import { finished, isUnsafe, offer, withdrawn, type Ordered } from './connection-order.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
@@ -41,7 +41,7 @@ const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived:
  * gateway-made answer goes through the responder (./responder.ts). It is also what
  * hooks see of the request (`HookRequest`), so a hook call allocates nothing.
  */
-export class Exchange implements HookRequest, Ordered {
+export class Exchange implements HookedRequest, Ordered {
   readonly ctx: GatewayContext;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
@@ -209,18 +209,7 @@ export class Exchange implements HookRequest, Ordered {
       this.#expectContinue = expectContinue && head.hasBody;
       this.#upstreamPath = rewritePath(route, path);
       this.#idempotent = IDEMPOTENT.has(req.method!) || (route.retry.idempotencyKey && req.headers['idempotency-key'] !== undefined);
-      const hooks = this.ctx.hooks;
-      if (hooks !== undefined && hooks.request !== undefined) {
-        const out = hooks.runRequest(this);
-        if (out instanceof Failure) throw out;
-        if (out !== undefined) {
-          out.then(
-            (f) => this.#afterRequestHooks(f),
-            (err: unknown) => this.#afterRequestHooks(classify(err, NO_PROGRESS)),
-          );
-          return;
-        }
-      }
+      if (!runRequestPhase(this.ctx.hooks, this)) return;
       this.#admit();
     } catch (err) {
       this.fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
@@ -240,7 +229,8 @@ export class Exchange implements HookRequest, Ordered {
   }
 
   /** An asynchronous `onRequest` hook finished: refuse, or go on. */
-  #afterRequestHooks(f: Failure | undefined): void {
+  /** The asynchronous `onRequest` hooks settled (runRequestPhase): refuse, or go on. */
+  afterRequestHooks(f: Failure | undefined): void {
     if (this.res.destroyed) return;
     if (f !== undefined) {
       this.fail(f);

@@ -9,7 +9,7 @@ import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { newRequestId } from './exchange.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
-import type { HookRequest } from './hooks.js';
+import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondWithFailure } from './responder.js';
 import { buildResponseHead } from './response-headers.js';
@@ -35,7 +35,7 @@ function headBytes(status: number, headers: readonly string[]): string {
  * keep a slot from every plain request, so a few hundred open WebSockets would turn all
  * other traffic of the cluster into 503s. Open tunnels are bounded by `maxConnections`.
  */
-export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest {
+export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedRequest {
   readonly #ctx: GatewayContext;
   readonly #req: IncomingMessage;
   readonly #socket: Duplex;
@@ -147,25 +147,15 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest 
       // Only the route's protocols are tunnelled; for any other the request goes upstream as
       // plain HTTP without Upgrade, and what the client sent after its head is dropped.
       this.#upgradeProtocol = allowedUpgrade(route, head.upgrade);
-      const hooks = this.#ctx.hooks;
-      if (hooks !== undefined && hooks.request !== undefined) {
-        const out = hooks.runRequest(this);
-        if (out instanceof Failure) throw out;
-        if (out !== undefined) {
-          out.then(
-            (f) => this.#afterRequestHooks(f),
-            (err: unknown) => this.#afterRequestHooks(classify(err, NO_PROGRESS)),
-          );
-          return;
-        }
-      }
+      if (!runRequestPhase(this.#ctx.hooks, this)) return;
       this.#admit();
     } catch (err) {
       this.#fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
     }
   }
 
-  #afterRequestHooks(f: Failure | undefined): void {
+  /** The asynchronous `onRequest` hooks settled (runRequestPhase): refuse, or go on. */
+  afterRequestHooks(f: Failure | undefined): void {
     if (this.#closed) return;
     try {
       if (f !== undefined) throw f;
