@@ -11,6 +11,7 @@ import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './e
 import { buildUpstreamHead } from './request-headers.js';
 import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
+import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
 import { finished, isUnsafe, offer, withdrawn, type Ordered } from './connection-order.js';
@@ -41,7 +42,7 @@ const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived:
  * gateway-made answer goes through the responder (./responder.ts). It is also what
  * hooks see of the request (`HookRequest`), so a hook call allocates nothing.
  */
-export class Exchange implements HookedRequest, Ordered {
+export class Exchange implements HookedRequest, Admittable, Ordered {
   readonly ctx: GatewayContext;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
@@ -247,24 +248,14 @@ export class Exchange implements HookedRequest, Ordered {
   #admit(): void {
     const cluster = this.route!.cluster;
     cluster.onRequest(Date.now());
-    const adm = cluster.admission;
-    if (adm === undefined || adm.tryAcquire()) {
-      this.#admitted = adm !== undefined;
-      this.#admittedAt = performance.now();
-      this.#attemptNow(false);
-      return;
-    }
-    const waiting = adm.acquire();
-    if (waiting === 'full') {
-      throw new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `cluster ${cluster.name} is at its limit of ${adm.limit} requests in flight and its queue is full` });
-    }
-    waiting.then(
-      () => this.#onAdmitted(),
-      () => this.#onQueueTimeout(),
-    );
+    if (!admitPhase(cluster, this)) return;
+    this.#admitted = cluster.admission !== undefined;
+    this.#admittedAt = performance.now();
+    this.#attemptNow(false);
   }
 
-  #onAdmitted(): void {
+  /** Queued, then given a slot (admitPhase). */
+  admitted(): void {
     this.#admitted = true;
     this.#admittedAt = performance.now();
     if (this.res.destroyed) {
@@ -274,9 +265,9 @@ export class Exchange implements HookedRequest, Ordered {
     this.#attemptNow(false);
   }
 
-  #onQueueTimeout(): void {
-    const adm = this.route!.cluster.admission!;
-    this.fail(new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `waited in the queue of cluster ${this.route!.cluster.name} longer than its queue timeout (limit ${adm.limit})` }));
+  /** Queued too long (admitPhase). */
+  queueRefused(f: Failure): void {
+    this.fail(f);
   }
 
   /** Pick an endpoint and a connection, and start a try. */

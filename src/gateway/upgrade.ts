@@ -9,6 +9,7 @@ import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { newRequestId } from './exchange.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
+import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondWithFailure } from './responder.js';
@@ -35,7 +36,7 @@ function headBytes(status: number, headers: readonly string[]): string {
  * keep a slot from every plain request, so a few hundred open WebSockets would turn all
  * other traffic of the cluster into 503s. Open tunnels are bounded by `maxConnections`.
  */
-export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedRequest {
+export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedRequest, Admittable {
   readonly #ctx: GatewayContext;
   readonly #req: IncomingMessage;
   readonly #socket: Duplex;
@@ -168,24 +169,19 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   /** The cluster's concurrency limit, as for any request (released at the final head; see the class). */
   #admit(): void {
     const cluster = this.#route!.cluster;
-    const adm = cluster.admission;
-    if (adm === undefined || adm.tryAcquire()) {
-      this.#admitted = adm !== undefined;
-      this.#admittedAt = performance.now();
-      this.#dispatch();
-      return;
-    }
-    const waiting = adm.acquire();
-    if (waiting === 'full') {
-      throw new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `cluster ${cluster.name} is at its limit of ${adm.limit} requests in flight and its queue is full` });
-    }
-    waiting.then(
-      () => this.#onAdmitted(),
-      () => this.#fail(new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `waited in the queue of cluster ${cluster.name} longer than its queue timeout (limit ${adm.limit})` })),
-    );
+    if (!admitPhase(cluster, this)) return;
+    this.#admitted = cluster.admission !== undefined;
+    this.#admittedAt = performance.now();
+    this.#dispatch();
   }
 
-  #onAdmitted(): void {
+  /** Queued too long (admitPhase). */
+  queueRefused(f: Failure): void {
+    this.#fail(f);
+  }
+
+  /** Queued, then given a slot (admitPhase). */
+  admitted(): void {
     this.#admitted = true;
     this.#admittedAt = performance.now();
     if (this.#closed || this.#socket.destroyed) {
