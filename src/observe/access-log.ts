@@ -1,6 +1,8 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import pino, { type Logger } from 'pino';
 import type { LifecycleRecord, RequestRecord } from '../gateway/events.js';
+import type { HealthEvent } from '../upstream/health-check.js';
+import type { OutlierEvent } from '../upstream/outlier.js';
 
 export interface LoggerOptions {
   level?: string;
@@ -100,10 +102,33 @@ export function attachAccessLog(logger: Logger): () => void {
     logger.info({ type: 'lifecycle', event: r.event }, r.detail);
     logger.flush(); // lifecycle lines go out now, not with the next batch
   };
+  // Every change of an endpoint's standing is a log line with its reason: an ejection or a
+  // failed health check explains the 503s that follow it.
+  const onHealth = (msg: unknown): void => {
+    const e = msg as HealthEvent;
+    const fields = { type: 'health', cluster: e.cluster, endpoint: e.endpoint, from: e.from, to: e.to, reason: e.reason };
+    const text = `endpoint ${e.endpoint}${e.cluster ? ` of cluster ${e.cluster}` : ''} is ${e.to} (${e.reason})`;
+    if (e.to === 'unhealthy') logger.warn(fields, text);
+    else logger.info(fields, text);
+    logger.flush();
+  };
+  const onOutlier = (msg: unknown): void => {
+    const e = msg as OutlierEvent;
+    const fields = { type: 'outlier', cluster: e.cluster, endpoint: e.endpoint, event: e.event, until: e.event === 'ejected' ? new Date(e.untilMs).toISOString() : undefined, reason: e.reason };
+    const where = `endpoint ${e.endpoint}${e.cluster ? ` of cluster ${e.cluster}` : ''}`;
+    if (e.event === 'ejected') logger.warn(fields, `${where} ejected until ${new Date(e.untilMs).toISOString()}: ${e.reason}`);
+    else if (e.event === 'spared') logger.warn(fields, `${where} not ejected: ${e.reason}`);
+    else logger.info(fields, `${where} back in service: ${e.reason}`);
+    logger.flush();
+  };
   subscribe('gatewise:request:end', onRequest);
   subscribe('gatewise:gateway:lifecycle', onLifecycle);
+  subscribe('gatewise:upstream:health', onHealth);
+  subscribe('gatewise:upstream:outlier', onOutlier);
   return () => {
     unsubscribe('gatewise:request:end', onRequest);
     unsubscribe('gatewise:gateway:lifecycle', onLifecycle);
+    unsubscribe('gatewise:upstream:health', onHealth);
+    unsubscribe('gatewise:upstream:outlier', onOutlier);
   };
 }

@@ -9,8 +9,9 @@ export interface OutlierEvent {
   /** The endpoint's next hop (`host:port`). */
   endpoint: string;
   cluster?: string;
-  event: 'ejected' | 'returned';
-  /** 'ejected': when it may return; 'returned': when it did (ms since epoch). */
+  /** 'spared': it met a threshold but was kept in, as one of the last available endpoints (once per run of failures). */
+  event: 'ejected' | 'returned' | 'spared';
+  /** 'ejected': when it may return; 'returned': when it did (ms since epoch); 'spared': now. */
   untilMs: number;
   reason: string;
 }
@@ -44,6 +45,8 @@ interface Track {
   out: boolean;
   /** Since when it has been in, for decaying `ejections`. */
   inSince: number;
+  /** A threshold was met but the ejection skipped (announced once until a success). */
+  spared: boolean;
 }
 
 /**
@@ -59,8 +62,12 @@ interface Track {
  * long-stable endpoint starts small again.
  *
  * Never empties a cluster: an ejection is skipped (counters kept; retried on the next failure)
- * when the ejected count, with this one, would exceed `maxEjectedPercent` of the endpoints.
- * With 50%: 2 endpoints → 1 may be out; 1 endpoint → none, ever; 5 → 2.
+ * when no other endpoint is available, or when the endpoints that cannot take requests now —
+ * ejected, failed by health checks or draining — would, with this one, exceed
+ * `maxEjectedPercent` of the endpoints. With 50%: 2 endpoints → 1 may be out; 1 endpoint →
+ * none, ever; 5 → 2. Counting only ejections let an endpoint whose application answers 503
+ * on one path be ejected while its only peer was down (health-checked out): the gateway's
+ * own check caused the outage. A skipped ejection is published once ('spared').
  *
  * Return: `available(now)` brings an endpoint back by itself when `ejectedUntil` passes. The
  * detector notices lazily, with no timer of its own: on the first `record()` of any endpoint
@@ -99,6 +106,7 @@ export class OutlierDetector {
     if (outcome === 'success') {
       t.gateway = 0;
       t.fiveXx = 0;
+      t.spared = false;
       return;
     }
     if (outcome === 'gateway-failure') t.gateway++;
@@ -131,8 +139,19 @@ export class OutlierDetector {
 
   #eject(ep: Endpoint, t: Track, now: number, reason: string): void {
     let out = 0;
-    for (const e of this.#endpoints) if (e !== ep && e.ejectedUntil > now) out++;
-    if ((out + 1) * 100 > this.#maxPercent * this.#endpoints.length) return;
+    let availableOthers = 0;
+    for (const e of this.#endpoints) {
+      if (e === ep) continue;
+      if (e.available(now)) availableOthers++;
+      else out++;
+    }
+    if (availableOthers === 0 || (out + 1) * 100 > this.#maxPercent * this.#endpoints.length) {
+      if (!t.spared) {
+        t.spared = true;
+        this.#publish(ep, 'spared', now, `${reason}; kept in: ${availableOthers === 0 ? 'no other endpoint is available' : `${out} of ${this.#endpoints.length} endpoints are already unavailable (maxEjectedPercent ${this.#maxPercent})`}`);
+      }
+      return;
+    }
     const ms = Math.min(this.#baseMs * 2 ** ep.ejections, this.#maxMs);
     ep.ejectedUntil = now + ms;
     ep.ejections++;
@@ -153,7 +172,7 @@ export class OutlierDetector {
   }
 
   #track(ep: Endpoint, now: number): Track {
-    const t: Track = { gateway: 0, fiveXx: 0, out: false, inSince: now };
+    const t: Track = { gateway: 0, fiveXx: 0, out: false, inSince: now, spared: false };
     this.#tracks.set(ep, t);
     return t;
   }

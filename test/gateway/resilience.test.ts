@@ -212,6 +212,41 @@ describe('health', () => {
   });
 });
 
+describe("the gateway's own checks never cause the outage (issue 15)", () => {
+  test('a path answering 503 does not eject the last live endpoint while its peer is down; both verdicts are logged with their reason', async () => {
+    const live = await lab();
+    const { subscribe, unsubscribe } = await import('node:diagnostics_channel');
+    let downSeen!: () => void;
+    const down = new Promise<void>((r) => (downSeen = r));
+    const onHealth = (m: unknown): void => {
+      if ((m as { to: string }).to === 'unhealthy') downSeen();
+    };
+    subscribe('gatewise:upstream:health', onHealth);
+    try {
+      const gw = await gateway({
+        clusters: { c: { endpoints: [`http://127.0.0.1:${live.refusedPort}`, live.url], healthCheck: { path: '/ok', interval: '100ms', timeout: '200ms', rise: 1, fall: 1 } } },
+        routes: [{ cluster: 'c' }],
+      });
+      await down; // the dead endpoint is out by its health check (an event, not a sleep)
+      for (let i = 0; i < 3; i++) {
+        const r = await send(`${gw.url}/status/503`);
+        assert.equal(r.status, 503, 'the application answer is passed on');
+      }
+      const ok = await send(`${gw.url}/ok`);
+      assert.equal(ok.status, 200, `the live endpoint still serves: ${ok.text}`);
+      const health = gw.logs.find((l) => l.type === 'health' && l.to === 'unhealthy');
+      assert.ok(health, 'the health verdict is logged');
+      assert.match(String(health.reason), /ECONNREFUSED|refused/i);
+      assert.ok(!gw.logs.some((l) => l.type === 'outlier' && l.event === 'ejected'), 'nothing ejected');
+      const spared = gw.logs.find((l) => l.type === 'outlier' && l.event === 'spared');
+      assert.ok(spared, 'the skipped ejection is logged');
+      assert.match(String(spared.reason), /kept in/);
+    } finally {
+      unsubscribe('gatewise:upstream:health', onHealth);
+    }
+  });
+});
+
 describe('overload', () => {
   test('capacity N keeps serving at about N under 10× load; the excess gets fast 503s, not 502/504', async () => {
     const capacity = 4;

@@ -130,3 +130,59 @@ describe('outlier detection', () => {
     subscribe(OUTLIER_CHANNEL, listener);
   });
 });
+
+describe('outlier detection never causes the outage (issue 15)', () => {
+  let events: OutlierEvent[];
+  const listener = (m: unknown): void => void events.push(m as OutlierEvent);
+  beforeEach(() => {
+    events = [];
+    subscribe(OUTLIER_CHANNEL, listener);
+  });
+  afterEach(() => unsubscribe(OUTLIER_CHANNEL, listener));
+
+  test('a live endpoint is not ejected for 5xx while its only peer is down by health checks', () => {
+    const eps = endpoints(2);
+    const d = new OutlierDetector(eps, OPTS);
+    eps[1]!.health = 'unhealthy';
+    for (let i = 0; i < 20; i++) d.record(eps[0]!, 'upstream-5xx', T0 + i);
+    assert.ok(eps[0]!.available(T0 + 100), 'the last live endpoint stays in');
+  });
+
+  test('seeded family: whatever is down, drained or failing, ejections never take the last available endpoint nor exceed maxEjectedPercent of the unavailable', () => {
+    const seed0 = Number(process.env.GATEWISE_SEED ?? Date.now() % 1_000_000);
+    let seed = seed0;
+    const rnd = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0), seed / 2 ** 32);
+    for (let run = 0; run < 300; run++) {
+      const n = 1 + Math.floor(rnd() * 8);
+      const eps = endpoints(n);
+      const pct = [10, 25, 50, 75, 100][Math.floor(rnd() * 5)]!;
+      const d = new OutlierDetector(eps, { ...OPTS, maxEjectedPercent: pct });
+      for (const e of eps) {
+        const r = rnd();
+        if (r < 0.2) e.health = 'unhealthy';
+        else if (r < 0.3) e.draining = true;
+      }
+      const before = eps.filter((e) => e.available(T0)).length;
+      const preUnavailable = n - before;
+      for (let i = 0; i < 200; i++) {
+        const e = eps[Math.floor(rnd() * n)]!;
+        d.record(e, rnd() < 0.5 ? 'gateway-failure' : 'upstream-5xx', T0 + i);
+        const avail = eps.filter((x) => x.available(T0 + i)).length;
+        const ctx = `seed ${seed0} (GATEWISE_SEED=${seed0}), run ${run}: n=${n} pct=${pct} before=${before}`;
+        if (before > 0) assert.ok(avail >= 1, `${ctx}: no endpoint left`);
+        // Ejections add to what is unavailable only up to maxEjectedPercent (what was out before stays out).
+        const unavailable = n - avail;
+        if (unavailable > preUnavailable) assert.ok(unavailable * 100 <= pct * n, `${ctx}: ${unavailable} unavailable with ${preUnavailable} out before`);
+      }
+    }
+  });
+
+  test('a skipped ejection is announced once, with why', () => {
+    const eps = endpoints(1);
+    const d = new OutlierDetector(eps, OPTS);
+    for (let i = 0; i < 12; i++) d.record(eps[0]!, 'upstream-5xx', T0 + i);
+    const spared = events.filter((e) => e.event === 'spared');
+    assert.equal(spared.length, 1);
+    assert.match(spared[0]!.reason, /consecutive 5xx; kept in: no other endpoint is available/);
+  });
+});
