@@ -1,12 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Transform, pipeline as pipeStreams, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { Client, type Dispatcher } from 'undici';
 import { CLIENT_CLOSED_STATUS, Failure } from '../failure/index.js';
 import { unbracket, type EgressDial, type ExitChoice } from '../egress/index.js';
 import { Cancel } from '../timing/cancel.js';
 import type { FinishFields, MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
+import { ClientBody } from './client-body.js';
 import { dialOptions, exitHeaders, noteExit } from './egress-admission.js';
 import { forwardRequestHeaders, headerBytes } from './forward-headers.js';
 import { ForwardRelay, type HeadInspector, type RelayOutcome } from './forward-relay.js';
@@ -14,15 +15,6 @@ import { sendFailure } from './http-failure.js';
 import type { HttpTarget } from './http-target.js';
 import type { ForwardPipeline, ForwardRequest, ForwardResponder, Relay } from './pipeline.js';
 import type { UpstreamTls } from './upstream-tls.js';
-
-function counter(onBytes: (n: number) => void): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      onBytes(chunk.length);
-      cb(null, chunk);
-    },
-  });
-}
 
 function hasBody(req: IncomingMessage): boolean {
   const cl = req.headers['content-length'];
@@ -78,9 +70,8 @@ export class HttpExchange implements ForwardResponder, Relay {
     const headUp = headerBytes(headers) + (req.method?.length ?? 0) + target.path.length + 12;
     let body: Readable | null = null;
     if (hasBody(req)) {
-      const up = counter((n) => session.up(n));
-      pipeStreams(req, up, () => {});
-      body = up;
+      const s = ctx.settings;
+      body = new ClientBody(req, session, { gapMs: s.clientBodyMs, minRate: s.clientBodyMinRate });
     } else {
       req.resume();
     }
@@ -136,13 +127,16 @@ export class HttpExchange implements ForwardResponder, Relay {
       const done = (o: RelayOutcome): void => {
         const fields: FinishFields = { method: req.method, address: address(), endedBy: o.endedBy };
         if (o.failure) {
-          sendFailure(ctx, req, res, o.failure, session.requestId);
+          // The client's own failure (a stalled body): the rest of its body is never read, so close.
+          sendFailure(ctx, req, res, o.failure, session.requestId, o.failure.source === 'client');
           fields.status = o.failure.status;
           fields.error = o.failure.type;
+          if (o.failure.source === 'client') fields.detail = o.failure.detail;
         } else {
           if (o.status !== CLIENT_CLOSED_STATUS) session.up(headUp);
           fields.status = o.status;
           fields.error = o.error?.type ?? null;
+          if (o.error?.source === 'client') fields.detail = o.error.detail;
         }
         resolve(fields);
       };

@@ -20,7 +20,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   readonly relay: BodyRelay | undefined;
   readonly #ex: Exchange;
   /** The waits for the response head and between body bytes. */
-  readonly #timer = new ResponseTimer(this);
+  readonly #timer: ResponseTimer;
   #client: PooledClient | undefined;
   #abort: ((err?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
@@ -36,6 +36,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   constructor(ex: Exchange, ep: Endpoint, client: PooledClient, relay: BodyRelay | undefined, startMs: number) {
     this.#ex = ex;
+    this.#timer = new ResponseTimer(this, ex.clientLimits.sendMs);
     this.endpoint = ep;
     this.#client = client;
     this.relay = relay;
@@ -232,13 +233,12 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   /** The client's buffer is full: the upstream waits, and that is not its delay. */
   pause(): void {
-    this.#timer.paused = true;
+    this.#timer.pause(performance.now());
   }
 
   /** The client took the buffered body: let undici read from the upstream again. */
   resume(): void {
-    this.#timer.paused = false;
-    this.#timer.progressAt = performance.now();
+    this.#timer.resume(performance.now());
     this.#resume?.();
   }
 
@@ -256,6 +256,12 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   timedOut(err: Error): void {
     if (this.#abort === undefined || this.record.endMs !== undefined) return;
     this.#abort(err);
+  }
+
+  /** The client did not take the response for the send timeout. */
+  notReading(detail: string): void {
+    if (this.record.endMs !== undefined) return;
+    this.#ex.clientNotReading(detail);
   }
 
   /** The try is over: give back the connection and the endpoint slot (once). */

@@ -5,7 +5,8 @@ import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { Attempt } from './attempt.js';
-import { BodyRelay } from './body-relay.js';
+import { BodyRelay, type BodyWatch } from './body-relay.js';
+import { NO_CLIENT_LIMITS, type ClientLimits } from './client-limits.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { buildUpstreamHead } from './request-headers.js';
@@ -52,12 +53,14 @@ const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived:
  * gateway-made answer goes through the responder (./responder.ts). It is also what
  * hooks see of the request (`HookRequest`), so a hook call allocates nothing.
  */
-export class Exchange implements HookRequest {
+export class Exchange implements HookRequest, BodyWatch {
   readonly ctx: GatewayContext;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly listener: string;
   readonly via: string;
+  /** The listener's limits on the client's own slowness (request body, reading the response). */
+  readonly clientLimits: ClientLimits;
   /** Via for the response: received from the upstream over HTTP/1.1, whatever the client spoke. */
   readonly #responseVia: string;
   readonly requestId: string;
@@ -92,8 +95,9 @@ export class Exchange implements HookRequest {
   #bytesIn0: number;
   #bytesOut0: number;
 
-  constructor(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse, listener: string, via: string) {
+  constructor(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse, listener: string, via: string, limits: ClientLimits = NO_CLIENT_LIMITS) {
     this.ctx = ctx;
+    this.clientLimits = limits;
     this.req = req;
     this.res = res;
     this.listener = listener;
@@ -148,6 +152,26 @@ export class Exchange implements HookRequest {
   /** The response is complete (the gateway ended it normally). */
   get complete(): boolean {
     return this.#complete;
+  }
+
+  // ---- BodyWatch: the body relay times the client for the exchange ----------------------
+
+  get owner(): this {
+    return this;
+  }
+
+  get limits(): ClientLimits['body'] {
+    return this.clientLimits.body;
+  }
+
+  /** The client is too slow with the request body: 408 (or cut, once answering) and the try aborted. */
+  bodyStalled(detail: string): void {
+    this.refuse(new Failure({ type: 'http_request_error', phase: 'send', reason: 'request_timeout', detail }));
+  }
+
+  /** The client did not read the response for the send timeout: cut it, and the try. */
+  clientNotReading(detail: string): void {
+    this.refuse(new Failure({ type: 'http_request_error', phase: 'body', detail }));
   }
 
   // ---- request phases --------------------------------------------------------------------
@@ -289,7 +313,7 @@ export class Exchange implements HookRequest {
     }
     const client = ep.pool.acquire(now, this.#idempotent, fresh);
     const prev = this.#attempt?.relay;
-    const relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, this.#idempotent && route.retry.tries > 1 ? REPLAY_LIMIT : 0);
+    const relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, this.#idempotent && route.retry.tries > 1 ? REPLAY_LIMIT : 0, undefined, this);
     const attempt = new Attempt(this, ep, client, relay, Math.round(performance.now() - this.t0));
     this.#attempt = attempt;
     this.attempts.push(attempt.record);
@@ -435,7 +459,7 @@ export class Exchange implements HookRequest {
     const res = this.res;
     if (this.#headersSent || res.headersSent) {
       // A truncated body must never look complete: cut the connection.
-      this.#endedBy = 'upstream';
+      this.#endedBy = f.source === 'client' ? 'client' : 'upstream';
       res.destroy();
       return;
     }

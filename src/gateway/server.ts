@@ -5,6 +5,7 @@ import type { Config, ListenerConfig } from '../config/schema.js';
 import { Failure, parserRefusal } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
+import { clientLimits } from './client-limits.js';
 import { buildContext, ms, type GatewayContext, type GatewayOptions } from './context.js';
 import { gatewayLifecycle, requestEnd, requestRecord, type LifecycleRecord } from './events.js';
 import { Exchange, exchangeOf, newRequestId } from './exchange.js';
@@ -44,8 +45,9 @@ export class Gateway {
         insecureHTTPParser: false,
         joinDuplicateHeaders: false,
       });
+      const limits = clientLimits(l);
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11).start();
+        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, limits).start();
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         this.#tunnels.add(socket);
