@@ -106,6 +106,25 @@ describe('HTTP proxy: client body timeout', () => {
       }
     }));
 
+  it('an upload the destination holds back (it reads nothing for 3 × the gap) is not the client\'s delay: 200, all of it', () =>
+    withSeed('forward held-back upload', async (rand) => {
+      const gap = between(rand, 200, 400);
+      const p = await proxyWith({ clientBody: `${gap}ms`, clientBodyMinRate: 500 });
+      const c = new RawConn(p.port);
+      const size = 8 * 1024 * 1024;
+      try {
+        await c.write(post(`/slow-read?id=fwd-held&ms=${3 * gap}`, size));
+        // The whole body at once: far more than the buffers on the way hold.
+        c.socket.write(Buffer.alloc(size, 0x62));
+        const text = await c.waitFor((t, ended) => ended || /got \d+$/.test(t), 3 * gap + 10_000, 'the answer to a held-back upload');
+        assert.equal(parseHead(text)?.status, 200, text.slice(0, 300));
+        assert.match(text, new RegExp(`got ${size}$`));
+      } finally {
+        c.destroy();
+        await p.close();
+      }
+    }));
+
   it('a stall after the answer started: the client connection is cut, never a body that looks complete', () =>
     withSeed('forward stall after the head', async (rand) => {
       const gap = between(rand, 200, 800);
