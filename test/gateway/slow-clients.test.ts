@@ -85,6 +85,27 @@ describe('reverse gateway: client body timeout', () => {
       }
     }));
 
+  it('40 stalled uploads at once: 40 × 408 within the gap + slack, and every upstream connection freed', () =>
+    withSeed('many stalled uploads', async (rand) => {
+      const gap = between(rand, 200, 800);
+      const n = 40;
+      const { g, ports } = await gatewayWith([{ clientBodyTimeout: `${gap}ms`, clientBodyMinRate: 0 }]);
+      const conns = Array.from({ length: n }, () => new RawConn(ports[0]!));
+      try {
+        const t0 = performance.now();
+        await Promise.all(conns.map((c, i) => c.write(postHead(`/upload?id=many-${i}`, 1_000_000) + 'x')));
+        await Promise.all(conns.map((_c, i) => up.arrived(`many-${i}`, 5000)));
+        assert.ok(up.open >= n, `${up.open} upstream connections held while the uploads stall`);
+        const texts = await Promise.all(conns.map((c) => c.waitFor((t, ended) => ended || parseHead(t) !== undefined, gap + 3 * SLACK, 'a 408')));
+        for (const t of texts) assert.equal(parseHead(t)?.status, 408, t.slice(0, 200));
+        assert.ok(performance.now() - t0 >= gap - 15);
+        await up.drained(SLACK);
+      } finally {
+        for (const c of conns) c.destroy();
+        await g.close();
+      }
+    }));
+
   it('a trickle that beats the gap timer (a byte every gap/4) is cut by the minimum rate', () =>
     withSeed('trickled upload', async (rand) => {
       const gaps = [between(rand, 300, 500), between(rand, 500, 800)];
@@ -210,6 +231,52 @@ function drainRest(s: Socket, limit: number, timeoutMs: number): Promise<number>
 }
 
 describe('reverse gateway: send timeout', () => {
+  it('a slow reader that keeps taking bytes (bursts every send timeout / 2) is never cut: 200, all of it', () =>
+    withSeed('slow steady reader', async (rand) => {
+      const send = between(rand, 300, 600);
+      const { g, ports } = await gatewayWith([{ sendTimeout: `${send}ms` }]);
+      const total = 16 * 1024 * 1024;
+      const burst = 2 * 1024 * 1024;
+      const s = connect(ports[0]!, '127.0.0.1');
+      s.on('error', () => {});
+      try {
+        const t0 = performance.now();
+        const got = await new Promise<number>((resolve, reject) => {
+          let n = 0;
+          let head = -1;
+          let nextPause = burst;
+          let buf = '';
+          const bound = setTimeout(() => reject(new Error(`still reading after 30 s (${n} bytes)`)), 30_000);
+          s.once('connect', () => s.write(`GET /stream?id=steady&max=${total} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n`));
+          s.on('data', (d: Buffer) => {
+            n += d.length;
+            if (head < 0) {
+              buf += d.toString('latin1');
+              const end = buf.indexOf('\r\n\r\n');
+              if (end >= 0) head = end + 4;
+            }
+            if (n >= nextPause) {
+              // The client's behaviour: stop reading for half the send timeout, then read on.
+              nextPause += burst;
+              s.pause();
+              setTimeout(() => s.resume(), send / 2);
+            }
+          });
+          s.once('close', () => {
+            clearTimeout(bound);
+            resolve(n - head);
+          });
+        });
+        assert.ok(got >= total, `read ${got} of ${total} body bytes (chunked framing adds a little)`);
+        assert.ok(performance.now() - t0 >= 3 * (send / 2), 'the reader did pause');
+        const line = g.logs.find((l) => l.type === 'access' && l.path === `/stream?id=steady&max=${total}`);
+        assert.equal(line?.endedBy, 'complete', JSON.stringify(line));
+      } finally {
+        s.destroy();
+        await g.close();
+      }
+    }));
+
   it('a client that never reads a large answer is cut after the send timeout; the upstream connection closes', () =>
     withSeed('non-reading client', async (rand) => {
       const sends = [between(rand, 200, 400), between(rand, 400, 600), between(rand, 600, 800)];
