@@ -5,7 +5,7 @@ import { jsonSchema, type ConfigInput } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { startRuntime, untilSignal } from './runtime.js';
 import { UsageError } from './usage.js';
-import { parseWorkers, superviseWorkers } from './workers.js';
+import { leaveCluster, parseWorkers, superviseWorkers } from './workers.js';
 
 const HELP = `gatewise — a gateway and proxy server that explains every failure it produces
 
@@ -116,7 +116,9 @@ async function runCommand(argv: string[]): Promise<number> {
     if (code !== undefined) return code;
   }
   const rt = await startRuntime(config);
-  return untilSignal(rt);
+  const code = await untilSignal(rt);
+  leaveCluster();
+  return code;
 }
 
 async function checkCommand(argv: string[]): Promise<number> {
@@ -137,7 +139,9 @@ async function proxyCommand(argv: string[]): Promise<number> {
     if (code !== undefined) return code;
   }
   const rt = await startRuntime(config, { accessLog });
-  return untilSignal(rt);
+  const code = await untilSignal(rt);
+  leaveCluster();
+  return code;
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -41,6 +41,15 @@ export async function superviseWorkers(requested: number | 'auto'): Promise<numb
   });
 }
 
+/**
+ * A worker whose gateway has closed: leave the cluster, so the process can exit. (Its IPC
+ * channel to the primary keeps the event loop alive; without this, a drained worker stayed
+ * up, and the primary, waiting for it, ignored SIGTERM.)
+ */
+export function leaveCluster(): void {
+  if (cluster.isWorker) cluster.worker?.disconnect();
+}
+
 export function parseWorkers(v: string | undefined): number | 'auto' | undefined {
   if (v === undefined) return undefined;
   if (v === 'auto') return 'auto';

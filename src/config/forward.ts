@@ -8,6 +8,9 @@ import { parseDuration } from './duration.js';
  * Validation is self-contained (config imports nothing but failure types).
  */
 
+/** The code of the "auth required, no users" problem: a library user's AuthProvider answers for the users instead. */
+export const NO_USERS = 'no_users';
+
 const duration = (def: string, what: string) =>
   z
     .string()
@@ -307,7 +310,7 @@ export const forwardSchema = z
   })
   .superRefine((c, ctx) => {
     if (c.auth.required && c.auth.users.length === 0 && !c.auth.usersFile) {
-      ctx.addIssue({ code: 'custom', path: ['auth', 'users'], message: 'auth.required is true but no users are configured: add users or set auth.required to false' });
+      ctx.addIssue({ code: 'custom', path: ['auth', 'users'], params: { gatewise: NO_USERS }, message: 'auth.required is true but no users are configured: add users or set auth.required to false' });
     }
     const names = new Set<string>();
     c.auth.users.forEach((u, i) => {

@@ -28,10 +28,11 @@ export function dnsServerResolver(servers: string[], opts: { timeoutMs?: number;
     if (v4.status === 'fulfilled') for (const a of v4.value) out.push({ address: a, family: 4 });
     if (v6.status === 'fulfilled') for (const a of v6.value) out.push({ address: a, family: 6 });
     if (out.length > 0) return out;
-    // Both failed (or both empty): report the IPv4 error, which carries the rcode.
+    // Both failed: report the IPv4 error, which carries the rcode. Both empty: no addresses,
+    // which resolveHost names itself (dns_error, rcode NOERROR); no error code is made up here.
     if (v4.status === 'rejected') throw v4.reason;
     if (v6.status === 'rejected') throw v6.reason;
-    throw Object.assign(new Error(`no addresses for ${hostname}`), { code: 'ENODATA', syscall: 'queryA', hostname });
+    return out;
   };
 }
 

@@ -67,12 +67,13 @@ export class Failure extends Error {
     this.code = `GATEWISE_${init.type.toUpperCase()}`;
   }
 
+  /** The reason's title when it has one (407 Proxy Authentication Required…), else the type's. */
   get title(): string {
-    return ERROR_TYPES[this.type].title;
+    return this.reason !== undefined ? REFUSAL_REASONS[this.reason].title : ERROR_TYPES[this.type].title;
   }
 
   get explain(): string {
-    return ERROR_TYPES[this.type].explain;
+    return this.reason !== undefined ? REFUSAL_REASONS[this.reason].explain : ERROR_TYPES[this.type].explain;
   }
 
   toJSON(): Record<string, unknown> {

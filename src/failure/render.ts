@@ -1,6 +1,5 @@
 import type { Failure } from './failure.js';
 import { failureMember, appendMember, type ProxyStatusOptions } from './proxy-status.js';
-import { ERROR_TYPES } from './types.js';
 
 /** One try at the upstream, as shown to programs in problem+json `attempts`. */
 export interface AttemptSummary {
@@ -71,6 +70,9 @@ function whoseSide(f: Failure): string {
 }
 
 function retryAdvice(f: Failure): string {
+  if (f.retryAfter !== undefined) return `Retrying after ${Math.max(0, Math.ceil(f.retryAfter))} s may help.`;
+  if (f.reason === 'proxy_auth_required') return 'Send the request again with valid proxy credentials.';
+  if (f.reason === 'request_timeout') return 'Retrying may help if the client sends the whole request in time.';
   if (f.source === 'client') return 'Retrying the same request will fail the same way; the request must be fixed.';
   if (f.status === 503 || f.status === 504) return 'Retrying later may help.';
   if (f.type === 'proxy_loop_detected' || f.type === 'proxy_configuration_error' || f.type === 'destination_not_found') {
@@ -87,7 +89,6 @@ function escapeHtml(s: string): string {
 /** Build the full gateway-generated response for a failure. */
 export function renderFailure(input: RenderInput): Rendered {
   const f = input.failure;
-  const info = ERROR_TYPES[f.type];
   const reveal = input.proxyStatus.revealTopology;
   const headers: Record<string, string> = {
     'proxy-status': appendMember(input.priorProxyStatus, failureMember(f, input.proxyStatus)),
@@ -101,9 +102,9 @@ export function renderFailure(input: RenderInput): Rendered {
     headers['content-type'] = 'application/problem+json';
     const problem: Record<string, unknown> = {
       type: PROBLEM_BASE + f.type.replace(/_/g, '-'),
-      title: info.title,
+      title: f.title,
       status: f.status,
-      detail: reveal ? f.detail : info.explain,
+      detail: reveal ? f.detail : f.explain,
       errorType: f.type,
       phase: f.phase,
       source: f.source,
@@ -123,11 +124,11 @@ export function renderFailure(input: RenderInput): Rendered {
     const detail = reveal ? `<p class="detail">Detail: ${escapeHtml(f.detail)}${f.nextHop ? ` (next hop ${escapeHtml(f.nextHop)})` : ''}</p>` : '';
     body = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${f.status} ${escapeHtml(info.title)}</title>
+<title>${f.status} ${escapeHtml(f.title)}</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;color:#222}h1{font-size:1.4em}code{background:#f3f3f3;padding:.1em .3em;border-radius:3px}.detail{color:#555}</style>
 </head><body>
-<h1>${f.status} — ${escapeHtml(info.title)}</h1>
-<p>${escapeHtml(info.explain)}</p>
+<h1>${f.status} — ${escapeHtml(f.title)}</h1>
+<p>${escapeHtml(f.explain)}</p>
 <p>The problem is on the side of <strong>${escapeHtml(whoseSide(f))}</strong>. ${escapeHtml(retryAdvice(f))}</p>
 ${detail}
 <p>If you contact the site's operators, quote this request id: <code>${escapeHtml(input.requestId)}</code></p>
@@ -137,7 +138,7 @@ ${detail}
   } else {
     headers['content-type'] = 'text/plain; charset=utf-8';
     body =
-      `${f.status} ${info.title}\n${info.explain}\n` +
+      `${f.status} ${f.title}\n${f.explain}\n` +
       `Side: ${whoseSide(f)}. ${retryAdvice(f)}\n` +
       (reveal ? `Detail: ${f.detail}${f.nextHop ? ` (next hop ${f.nextHop})` : ''}\n` : '') +
       `Error type: ${f.type}\nRequest id: ${input.requestId}\n`;

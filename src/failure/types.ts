@@ -21,6 +21,14 @@ export type Phase =
 /** Whose side a failure is on. */
 export type Source = 'client' | 'upstream' | 'gateway';
 
+/**
+ * Who ended a request, tunnel or association, in the same words on both faces (HAProxy's
+ * termination side): `complete` (it ran to its end), the side a failure is on (a
+ * Failure's `source`: `client`, `upstream`, `gateway`), `idle` (nothing moved for the idle
+ * time) or `quota` (a byte quota of the user's plan cut it).
+ */
+export type EndedBy = 'complete' | Source | 'idle' | 'quota';
+
 export interface ErrorTypeInfo {
   /** HTTP status the gateway answers when this is the final failure. 0 = depends (passes a received status). */
   readonly status: number;
@@ -80,6 +88,19 @@ export function isProxyErrorType(s: string): s is ProxyErrorType {
   return Object.prototype.hasOwnProperty.call(ERROR_TYPES, s);
 }
 
+export interface RefusalInfo {
+  readonly type: ProxyErrorType;
+  readonly status: number;
+  /** Title for the error page and problem+json (the status's reason phrase). */
+  readonly title: string;
+  /** One sentence for a person, instead of the type's (which speaks of policy in general). */
+  readonly explain: string;
+}
+
+function r(type: ProxyErrorType, status: number, title: string, explain: string): RefusalInfo {
+  return { type, status, title, explain };
+}
+
 /**
  * Refusals whose status is not their type's: each a stable reason code with its RFC 9209
  * type and status. With ERROR_TYPES above, the only place statuses are written: call sites
@@ -87,24 +108,24 @@ export function isProxyErrorType(s: string): s is ProxyErrorType {
  */
 export const REFUSAL_REASONS = {
   /** Malformed request (the type's own 400, named for symmetry with the others). */
-  bad_request: { type: 'http_request_error', status: 400 },
+  bad_request: r('http_request_error', 400, 'Bad Request', 'The request is not valid HTTP, so the gateway did not forward it.'),
   /** The request head (or a SOCKS handshake) did not arrive in time. */
-  request_timeout: { type: 'http_request_error', status: 408 },
+  request_timeout: r('http_request_error', 408, 'Request Timeout', 'The request did not arrive in time, so the gateway stopped waiting for it.'),
   /** The request body is larger than allowed. */
-  content_too_large: { type: 'http_request_error', status: 413 },
+  content_too_large: r('http_request_error', 413, 'Content Too Large', 'The request body is larger than the gateway accepts.'),
   /** The request header section is larger than allowed. */
-  header_fields_too_large: { type: 'http_request_error', status: 431 },
+  header_fields_too_large: r('http_request_error', 431, 'Request Header Fields Too Large', 'The request headers are larger, or more numerous, than the gateway accepts.'),
   /** The method is valid HTTP but not served here (CONNECT on the reverse gateway). */
-  method_not_allowed: { type: 'http_request_error', status: 405 },
+  method_not_allowed: r('http_request_error', 405, 'Method Not Allowed', 'This listener does not serve that method.'),
   /** A method, transfer coding or SOCKS command the gateway does not implement. */
-  not_implemented: { type: 'http_request_error', status: 501 },
+  not_implemented: r('http_request_error', 501, 'Not Implemented', 'The gateway does not implement what the request asks for.'),
   /** No, malformed or wrong proxy credentials. */
-  proxy_auth_required: { type: 'http_request_denied', status: 407 },
+  proxy_auth_required: r('http_request_denied', 407, 'Proxy Authentication Required', 'The proxy needs a valid user name and password for this request.'),
   /** A rate, quota or connection limit of the user's plan, or one client's excess (password checks per source). */
-  too_many_requests: { type: 'http_request_denied', status: 429 },
+  too_many_requests: r('http_request_denied', 429, 'Too Many Requests', 'A limit on how much or how fast this client may use the gateway was reached.'),
   /** Work of this kind is at the gateway's overall bound (password checks in progress): refused before it is done. */
-  overloaded: { type: 'http_request_denied', status: 503 },
-} as const satisfies Record<string, { type: ProxyErrorType; status: number }>;
+  overloaded: r('http_request_denied', 503, 'Service Unavailable', 'The gateway has too much of this work in progress right now.'),
+} as const satisfies Record<string, RefusalInfo>;
 
 export type RefusalReason = keyof typeof REFUSAL_REASONS;
 

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { RequestIds } from '../http/request-id.js';
 import type { Logger } from 'pino';
 import type { Dialer, EgressRouter, UdpDialer } from '../egress/index.js';
-import type { ConcurrencyLimits, Meter, PlanEnforcer, UserDirectory, UsernameGrammar } from '../tenants/index.js';
+import type { AuthProvider, ConcurrencyLimits, Meter, PlanEnforcer, UsernameGrammar } from '../tenants/index.js';
 import type { ResourceTracker } from './resource-tracker.js';
 import type { DestinationRules } from './rules/destination-rules.js';
 import type { ForwardSettings } from './settings.js';
@@ -13,7 +13,8 @@ import type { UpstreamTls } from './upstream-tls.js';
 /** What every protocol handler of one running forward proxy shares. */
 export interface ForwardContext {
   readonly settings: ForwardSettings;
-  readonly users: UserDirectory;
+  /** Who credentials belong to: the or the library user's provider. */
+  readonly users: AuthProvider;
   readonly rules: DestinationRules;
   readonly dialer: Dialer;
   readonly udpDialer: UdpDialer;

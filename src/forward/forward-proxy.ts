@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import { parseDuration } from '../config/duration.js';
-import { forwardSchema, forwardUserSchema, type ForwardConfig, type ForwardConfigInput, type ForwardUser } from '../config/forward.js';
+import { NO_USERS, forwardSchema, forwardUserSchema, type ForwardConfig, type ForwardConfigInput, type ForwardUser } from '../config/forward.js';
 import {
   DirectDialer,
   DirectUdpDialer,
@@ -18,7 +18,7 @@ import {
   type UdpDialer,
 } from '../egress/index.js';
 import { MemoryStore, type Store } from '../state/index.js';
-import type { FinishedRecord } from '../tenants/index.js';
+import type { AuthProvider, FinishedRecord } from '../tenants/index.js';
 import { ConcurrencyLimits, Meter, PlanEnforcer, UserDirectory, UsersFile, type PlanSpec } from '../tenants/index.js';
 import { attachAccessLog } from './access-log.js';
 import type { ForwardContext } from './context.js';
@@ -54,6 +54,8 @@ export interface ForwardDeps {
   store?: Store;
   /** Clock for sessions, cool-downs and quotas (tests). */
   now?: () => number;
+  /** Who credentials belong to, instead of the config's users (see AuthProvider). */
+  authProvider?: AuthProvider;
   /** Extension hooks at the pipeline's fixed phases (see docs/extending.md), run in this order. */
   hooks?: readonly ForwardHooks[];
 }
@@ -102,13 +104,25 @@ function rulesFor(config: ForwardConfig, users: readonly ForwardUser[]): Destina
   return new DestinationRules({ allowPrivate: config.rules.allowPrivate, defaultAction: config.rules.defaultAction, allow: config.rules.allow, deny: config.rules.deny }, withPlans);
 }
 
+/** Validate; with an AuthProvider, users need not be in the config (told apart by the issue's code). */
+function parseForwardConfig(input: ForwardConfig | ForwardConfigInput, external: boolean): ForwardConfig {
+  const r = forwardSchema.safeParse(input);
+  if (r.success) return r.data;
+  const issues = external ? r.error.issues.filter((i) => !(i.code === 'custom' && (i as { params?: { gatewise?: string } }).params?.gatewise === NO_USERS)) : r.error.issues;
+  if (issues.length > 0) throw new z.ZodError(issues);
+  // Only the users problem, and a provider answers for users: the schema's transforms ran before its checks.
+  const relaxed = forwardSchema.safeParse({ ...input, auth: { ...(input as ForwardConfigInput).auth, required: false } });
+  if (!relaxed.success) throw relaxed.error;
+  return { ...relaxed.data, auth: { ...relaxed.data.auth, required: true } };
+}
+
 /**
  * Start the forward proxy service: validate the config, open every listener, and
  * return a handle whose close() stops listening and ends every connection, tunnel and
  * association.
  */
 export async function startForwardProxy(input: ForwardConfig | ForwardConfigInput, deps: ForwardDeps = {}): Promise<ForwardProxy> {
-  const config = forwardSchema.parse(input);
+  const config = parseForwardConfig(input, deps.authProvider !== undefined);
   const logger = deps.logger ?? pino();
   const settings = toSettings(config);
   const resolver: Resolver = !deps.resolver ? systemResolver : deps.resolver.length >= 3 ? resolverFromLookup(deps.resolver as LookupFunction) : (deps.resolver as Resolver);
@@ -176,7 +190,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const agents = new UpstreamAgents(dialer, () => rules, settings, trackSocket, tls.direct);
   const ctx: ForwardContext = {
     settings,
-    users: directory,
+    users: deps.authProvider ?? directory,
     get rules() {
       return rules;
     },
@@ -222,7 +236,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     });
     await usersFile.start();
   }
-  if (settings.authRequired && directory.size === 0) {
+  if (settings.authRequired && directory.size === 0 && deps.authProvider === undefined) {
     usersFile?.close();
     await directory.close();
     throw new TypeError('auth.required is true but no users are configured (auth.users and auth.usersFile are empty)');

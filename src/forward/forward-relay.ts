@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { CLIENT_CLOSED_STATUS, Failure, classify } from '../failure/index.js';
+import { CLIENT_CLOSED_STATUS, Failure, classify, type EndedBy } from '../failure/index.js';
 import { stripHopByHop, viaValue } from '../http/headers.js';
 import type { MeterSession } from '../tenants/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
@@ -14,7 +14,7 @@ export interface RelayOutcome {
   failure?: Failure;
   /** Set when the response was cut short after its head (the client connection was aborted). */
   error?: Failure;
-  endedBy: 'server' | 'client' | 'proxy';
+  endedBy: EndedBy;
 }
 
 /**
@@ -135,7 +135,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     this.#timer.stop();
     if (this.#settled) return;
     this.#res.end();
-    this.#settle({ status: this.#res.statusCode, endedBy: 'server' });
+    this.#settle({ status: this.#res.statusCode, endedBy: 'complete' });
   }
 
   onError(err: Error): void {
@@ -143,7 +143,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     if (this.#settled) return;
     if (!this.#headersSent) {
       const f = classify(err, { connected: true, responseStarted: false, headersReceived: false, nextHop: this.#session.destination ?? undefined });
-      this.#settle({ status: f.status, failure: f, endedBy: f.source === 'upstream' ? 'server' : f.source === 'client' ? 'client' : 'proxy' });
+      this.#settle({ status: f.status, failure: f, endedBy: f.source });
       return;
     }
     if (this.#res.destroyed || this.#res.socket?.destroyed) {
@@ -153,7 +153,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     // The destination (or the client's body) failed mid-response: abort the client connection, never a body that looks complete.
     const f = classify(err, { connected: true, responseStarted: true, headersReceived: true, nextHop: this.#session.destination ?? undefined });
     this.#res.destroy();
-    this.#settle({ status: this.#res.statusCode, error: f, endedBy: f.source === 'client' ? 'client' : 'server' });
+    this.#settle({ status: this.#res.statusCode, error: f, endedBy: f.source === 'client' ? 'client' : 'upstream' });
   }
 
   // ---- the response timer (ResponseTimerOwner) -------------------------------------------

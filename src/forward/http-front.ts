@@ -100,7 +100,7 @@ export class HttpFront {
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     writeRawFailure(this.#ctx, socket, f, requestId, undefined);
-    session.finish({ status: f.status, error: f.type, refused: true, endedBy: 'proxy' });
+    session.finish({ status: f.status, error: f.type, refused: true, endedBy: f.source });
   }
 
   close(): void {

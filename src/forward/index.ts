@@ -7,5 +7,5 @@ export { canonicalAddress } from './rules/ip-address.js';
 export { SOCKS5_REPLY, SOCKS5_REPLY_FOR, SOCKS4_REPLY, socks5ReplyFor } from './socks/reply-codes.js';
 export { forwardSchema, type ForwardConfig, type ForwardConfigInput } from '../config/forward.js';
 export { systemResolver, dnsServerResolver, resolverFromLookup, type Resolver, type LookupFunction } from '../egress/index.js';
-export type { Meter, MeterSnapshot, FinishedRecord, Counters } from '../tenants/index.js';
+export type { Meter, MeterSnapshot, FinishedRecord, Counters, AuthProvider, CheckSource } from '../tenants/index.js';
 export { limitRefusal as planRefusal } from '../tenants/index.js';

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { Failure, classify } from '../failure/index.js';
+import { Failure, classify, type EndedBy } from '../failure/index.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
 import { Cancel } from '../timing/cancel.js';
 import { literalAddress } from '../egress/resolver.js';
@@ -11,6 +11,8 @@ import type { ForwardHookRequest, ForwardKind, MergedForwardHooks } from './hook
 import { authenticate, authenticateNameFrom, type AuthOutcome, type Credentials } from './proxy-auth.js';
 
 const NOT_CONNECTED = { connected: false, responseStarted: false, headersReceived: false } as const;
+/** Before authentication: nobody (shared, never changed: `serve` assigns the request its own). */
+const NO_ROUTE: EgressRoute = Object.freeze({ user: null });
 
 /**
  * How a protocol front answers in its own protocol. The pipeline decides; the front
@@ -52,15 +54,16 @@ export interface Relay {
 export class ForwardRequest implements ForwardHookRequest {
   /** Set by the front as it reads: a SOCKS5 request learns its kind and target last. */
   kind: ForwardKind;
-  target: { readonly host: string; readonly port: number };
+  #target: { readonly host: string; readonly port: number };
+  #nextHop: string | undefined;
   readonly method: string | undefined;
   readonly session: MeterSession;
   readonly client: Socket;
-  route: EgressRoute = { user: null };
+  route: EgressRoute = NO_ROUTE;
 
   constructor(init: { kind: ForwardKind; target: { host: string; port: number }; method?: string; session: MeterSession; client: Socket }) {
     this.kind = init.kind;
-    this.target = init.target;
+    this.#target = init.target;
     this.method = init.method;
     this.session = init.session;
     this.client = init.client;
@@ -86,9 +89,18 @@ export class ForwardRequest implements ForwardHookRequest {
     return this.session.clientAddress ?? this.client.remoteAddress;
   }
 
-  /** `host:port` of the target (brackets around IPv6). */
+  get target(): { readonly host: string; readonly port: number } {
+    return this.#target;
+  }
+
+  set target(t: { readonly host: string; readonly port: number }) {
+    this.#target = t;
+    this.#nextHop = undefined;
+  }
+
+  /** `host:port` of the target (brackets around IPv6), made once. */
   get nextHop(): string {
-    return hostPort(this.target.host, this.target.port);
+    return (this.#nextHop ??= hostPort(this.#target.host, this.#target.port));
   }
 }
 
@@ -255,7 +267,7 @@ export class ForwardPipeline {
       noteExit(session, choice);
     } catch (err) {
       if (cancel.aborted) {
-        session.finish({ ...responder.gone(), error: null, endedBy: 'client' });
+        session.finish(fieldsOf(responder.gone(), null, 'client', undefined));
         return;
       }
       return this.refuse(req, responder, err instanceof Failure ? err : classify(err, { ...NOT_CONNECTED, nextHop: session.destination ?? undefined }));
@@ -267,13 +279,13 @@ export class ForwardPipeline {
     const early = socket.destroyed ? undefined : responder.opened!(upstream, choice);
     if (early === undefined) {
       upstream.destroy();
-      session.finish({ ...responder.gone(), error: null, endedBy: 'client', address });
+      session.finish(fieldsOf(responder.gone(), null, 'client', address));
       return;
     }
     ctx.tracker.add(upstream);
     const endedBy = await spliceMetered(ctx, req, upstream, early);
     ctx.tracker.forget(upstream);
-    session.finish({ ...responder.okFields, error: null, endedBy, address });
+    session.finish(fieldsOf(responder.okFields, null, endedBy, address));
   }
 
   /** Answer a refusal or failure through the front, record it once. */
@@ -281,8 +293,17 @@ export class ForwardPipeline {
     if (req.session.finished) return;
     this.#hooks.onFailure?.(req, f);
     const fields = responder.refuse(f);
-    req.session.finish({ ...fields, error: f.type, refused: true, endedBy: 'proxy' });
+    req.session.finish(fieldsOf(fields, f.type, f.source, undefined, true));
   }
+}
+
+/**
+ * A record's fields from the front's (status, reply, method) and the outcome, as one
+ * object literal of a fixed shape: spreading the front's fields into a literal made V8
+ * build it key by key on every tunnel.
+ */
+function fieldsOf(front: FinishFields, error: string | null, endedBy: EndedBy, address: string | null | undefined, refused = false): FinishFields {
+  return { status: front.status, reply: front.reply, method: front.method, error, endedBy, address, refused };
 }
 
 const kCancel = Symbol('gatewise.dialCancel');

@@ -1,7 +1,9 @@
 import type { Socket } from 'node:net';
+import type { EndedBy } from '../failure/index.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 
-export type TunnelEnd = 'client' | 'server' | 'idle' | 'proxy';
+/** Who ended a tunnel (the EndedBy words: the side that closed first, idle, or the gateway). */
+export type TunnelEnd = Extract<EndedBy, 'client' | 'upstream' | 'idle' | 'gateway'>;
 
 export interface TunnelOptions {
   idleMs: number;
@@ -118,7 +120,7 @@ class Tunnel extends DeadlineEntry {
   }
 
   who(s: Socket): TunnelEnd {
-    return s === this.client ? 'client' : 'server';
+    return s === this.client ? 'client' : 'upstream';
   }
 }
 

@@ -20,7 +20,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   readonly relay: BodyRelay | undefined;
   readonly #ex: Exchange;
   /** The waits for the response head and between body bytes. */
-  readonly #timer: ResponseTimer;
+  readonly #timer = new ResponseTimer(this);
   #client: PooledClient | undefined;
   #abort: ((err?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
@@ -36,7 +36,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   constructor(ex: Exchange, ep: Endpoint, client: PooledClient, relay: BodyRelay | undefined, startMs: number) {
     this.#ex = ex;
-    this.#timer = new ResponseTimer(this, ex.clientLimits.sendMs);
+    this.#timer.sendMs = ex.clientLimits.sendMs;
     this.endpoint = ep;
     this.#client = client;
     this.relay = relay;

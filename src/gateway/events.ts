@@ -1,5 +1,5 @@
 import { channel } from 'node:diagnostics_channel';
-import type { ProxyErrorType, Phase } from '../failure/index.js';
+import type { EndedBy, ProxyErrorType, Phase } from '../failure/index.js';
 
 /** One try at an upstream endpoint. */
 export interface AttemptRecord {
@@ -24,8 +24,7 @@ export interface AttemptRecord {
   endMs?: number;
 }
 
-/** Who ended the exchange, HAProxy style. */
-export type EndedBy = 'complete' | 'client' | 'upstream' | 'gateway';
+export type { EndedBy };
 
 /** Published once per request on `gatewise:request:end` when it has subscribers. */
 export interface RequestRecord {

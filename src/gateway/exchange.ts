@@ -5,7 +5,7 @@ import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { Attempt } from './attempt.js';
-import { BodyRelay, type BodyWatch } from './body-relay.js';
+import { BodyRelay } from './body-relay.js';
 import { NO_CLIENT_LIMITS, type ClientLimits } from './client-limits.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
@@ -53,7 +53,7 @@ const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived:
  * gateway-made answer goes through the responder (./responder.ts). It is also what
  * hooks see of the request (`HookRequest`), so a hook call allocates nothing.
  */
-export class Exchange implements HookRequest, BodyWatch {
+export class Exchange implements HookRequest {
   readonly ctx: GatewayContext;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
@@ -154,7 +154,7 @@ export class Exchange implements HookRequest, BodyWatch {
     return this.#complete;
   }
 
-  // ---- BodyWatch: the body relay times the client for the exchange ----------------------
+  // ---- the client's own slowness (the body relay's BodyWatch: owner and limits) ---------
 
   get owner(): this {
     return this;
@@ -464,7 +464,7 @@ export class Exchange implements HookRequest, BodyWatch {
       return;
     }
     if (res.destroyed) return;
-    this.#endedBy = f.source === 'client' ? 'client' : f.source === 'gateway' ? 'gateway' : 'upstream';
+    this.#endedBy = f.source;
     this.#error = respondWithFailure(res, f, {
       ctx: this.ctx,
       requestId: this.requestId,

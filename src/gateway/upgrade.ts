@@ -369,7 +369,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest 
 
   #fail(f: Failure): void {
     this.#error = f;
-    this.#endedBy = f.source === 'client' ? 'client' : f.source === 'gateway' ? 'gateway' : 'upstream';
+    this.#endedBy = f.source;
     this.#releaseAdmission(f.source !== 'client');
     if (this.#headersSent) {
       this.#socket.destroy();

@@ -1,6 +1,6 @@
 export { hashPassword, verifyPassword, parsePasswordHash, isPasswordHash, DEFAULT_SCRYPT, type ScryptParams, type ParsedHash } from './password-hash.js';
 export { CredentialCache } from './credential-cache.js';
-export { UserDirectory, type UserEntry, type UserDirectoryOptions, type CheckSource } from './user-directory.js';
+export { UserDirectory, type UserEntry, type UserDirectoryOptions, type CheckSource, type AuthProvider } from './user-directory.js';
 export { PasswordChecks, type PasswordCheckLimits } from './password-checks.js';
 export { ScryptThreads, ScryptThreadError } from './scrypt-threads.js';
 export { ConcurrencyLimits, type LimitKind } from './concurrency-limits.js';

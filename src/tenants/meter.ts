@@ -1,3 +1,4 @@
+import type { EndedBy } from '../failure/index.js';
 import { EventEmitter } from 'node:events';
 
 /**
@@ -47,8 +48,8 @@ export interface FinishedRecord {
   datagramsDown?: number;
   datagramsDropped?: number;
   durationMs: number;
-  /** Who ended it (HAProxy style): client, server, proxy, idle. */
-  endedBy?: string;
+  /** Who ended it, in the words both faces use (src/failure/types.ts EndedBy). */
+  endedBy?: EndedBy;
   method?: string;
   clientAddress?: string;
   /** Egress pool and exit that carried it (absent = direct). */
@@ -73,7 +74,7 @@ export interface FinishFields {
   error?: string | null;
   address?: string | null;
   destination?: string | null;
-  endedBy?: string;
+  endedBy?: EndedBy;
   method?: string;
   /** Why it ended, in words (a client's stalled body or unread response). */
   detail?: string;

@@ -29,11 +29,28 @@ export interface CheckSource {
   readonly remoteAddress?: string | undefined;
 }
 
+/**
+ * Who a name and password belong to. `UserDirectory` (users of the config and the users
+ * file, scrypt hashes, bounded checks) is the built-in one; a library user may supply
+ * another (`startForwardProxy(config, { authProvider })`: LDAP, a database, a token
+ * service). Plans and per-user limits still come from the config's users by name.
+ */
+export interface AuthProvider {
+  /** Whether `name` is a user's whole name (not a name carrying username parameters). */
+  has(name: string): boolean;
+  /**
+   * The user the credentials belong to, undefined when they are wrong, or a Failure to
+   * refuse otherwise (too many checks, a locked account). A plain value when no I/O is
+   * needed: the pipeline does not await it then.
+   */
+  authenticate(name: string, password: string, source?: CheckSource): string | undefined | Failure | Promise<string | undefined | Failure>;
+}
+
 /** A fixed hash checked for unknown names, so their timing matches a wrong password. */
 const DUMMY_HASH = 'scrypt$16384$8$1$Z2F0ZXdpc2UtZHVtbXk=$3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
 
 /** The users allowed to use the proxy, and the check of their passwords. */
-export class UserDirectory {
+export class UserDirectory implements AuthProvider {
   #users = new Map<string, ParsedHash>();
   readonly #cache: CredentialCache;
   /** Name and password pairs that failed recently: the same wrong password again costs no scrypt run. */

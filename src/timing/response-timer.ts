@@ -41,13 +41,13 @@ export class ResponseTimer extends DeadlineEntry {
   paused = false;
   /** When the client's buffer filled (performance.now()). */
   #pausedAt = 0;
-  /** Longest wait for a client to take a full buffer (0: no limit). */
-  readonly #sendMs: number;
+  /** Longest wait for a client to take a full buffer (0: no limit); set before the body phase. */
+  sendMs = 0;
 
   constructor(owner: ResponseTimerOwner, sendMs = 0) {
     super();
     this.#owner = owner;
-    this.#sendMs = sendMs;
+    this.sendMs = sendMs;
   }
 
   get armed(): boolean {
@@ -84,7 +84,7 @@ export class ResponseTimer extends DeadlineEntry {
   pause(now: number): void {
     this.paused = true;
     this.#pausedAt = now;
-    const sendMs = this.#sendMs;
+    const sendMs = this.sendMs;
     if (sendMs > 0 && this.#phase === 'body' && !(this.deadlineAt <= now + sendMs)) deadlines.add(this, now, sendMs);
   }
 
@@ -123,7 +123,7 @@ export class ResponseTimer extends DeadlineEntry {
       return;
     }
     if (this.paused) {
-      const sendMs = this.#sendMs;
+      const sendMs = this.sendMs;
       const waited = now - this.#pausedAt;
       if (sendMs > 0 && waited >= sendMs) {
         this.#owner.notReading(`the client did not read the response for ${Math.round(waited)} ms (send timeout ${sendMs} ms)`);

@@ -4,7 +4,7 @@ import { Admission } from './admission.js';
 import { createBalancer, type Balancer, type BalancerRegistry, type PickContext } from './balancers/balancer.js';
 import { observeLatency } from './balancers/peak-ewma.js';
 import { Endpoint } from './endpoint.js';
-import { HealthChecker } from './health-check.js';
+import { HealthChecker, type HealthCheckOptions } from './health-check.js';
 import { OutlierDetector } from './outlier.js';
 import { RetryBudget } from './retry-budget.js';
 
@@ -23,17 +23,8 @@ export interface ClusterSettings {
   balancers?: BalancerRegistry;
   hashOn?: { header?: string; cookie?: string; clientAddress?: boolean };
   slowStartMs: number;
-  healthCheck?: {
-    kind: 'http' | 'tcp';
-    path: string;
-    host?: string;
-    expectStatuses: Array<number | [number, number]>;
-    intervalMs: number;
-    jitter: number;
-    timeoutMs: number;
-    rise: number;
-    fall: number;
-  };
+  /** Active health checks (the checker's own options; the cluster adds its name, TLS and resolver). */
+  healthCheck?: Omit<HealthCheckOptions, 'cluster' | 'tls' | 'lookup'>;
   outlier?: {
     consecutiveGatewayFailures: number;
     consecutive5xx: number;

@@ -99,3 +99,43 @@ test('proxy one-liner serves, names failures, and drains on SIGTERM', async () =
     await lab.close();
   }
 });
+
+test('--workers N: the first SIGTERM drains every worker and the primary exits 0 (1, 2 and 3 workers)', { timeout: 60_000 }, async () => {
+  const lab = await startLab();
+  try {
+    for (const n of [1, 2, 3]) {
+      // A free port: bind 0, read it, close (the workers share one listening socket on it).
+      const probe = (await import('node:net')).createServer().listen(0, '127.0.0.1');
+      await new Promise((r) => probe.once('listening', r));
+      const port = (probe.address() as { port: number }).port;
+      await new Promise((r) => probe.close(r));
+      const child = spawn(process.execPath, [BIN, 'proxy', '--listen', `127.0.0.1:${port}`, '--to', lab.url, '--workers', String(n)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      try {
+        let out = '';
+        await new Promise<void>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error(`${n} workers: not all ready: ${out}`)), 15_000);
+          child.stdout.on('data', (c: Buffer) => {
+            out += c.toString();
+            if ((out.match(/"event":"ready"/g) ?? []).length >= n) {
+              clearTimeout(t);
+              resolve();
+            }
+          });
+        });
+        const ok = await request(`http://127.0.0.1:${port}/ok`);
+        assert.equal(ok.statusCode, 200);
+        await ok.body.text();
+        const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+        const t0 = Date.now();
+        child.kill('SIGTERM');
+        assert.equal(await exited, 0, `${n} workers`);
+        assert.ok(Date.now() - t0 < 10_000, `${n} workers: exit took ${Date.now() - t0} ms`);
+        assert.equal((out.match(/"event":"closed"/g) ?? []).length, n, `${n} workers each closed`);
+      } finally {
+        child.kill('SIGKILL');
+      }
+    }
+  } finally {
+    await lab.close();
+  }
+});

@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ERROR_TYPES, Failure, REFUSAL_REASONS, type RefusalReason } from '../../src/failure/index.js';
+import { ERROR_TYPES, Failure, REFUSAL_REASONS, type EndedBy, type RefusalReason } from '../../src/failure/index.js';
+import type { RequestRecord } from '../../src/gateway/events.js';
+import type { FinishedRecord } from '../../src/tenants/index.js';
 
 const SRC = new URL('../../../src/', import.meta.url).pathname;
 
@@ -61,4 +63,36 @@ test('a reason of another type is a programming error, refused at once', () => {
 
 test('proxy_configuration_error answers the table status (500), wherever it is made', () => {
   assert.equal(new Failure({ type: 'proxy_configuration_error', phase: 'connect' }).status, 500);
+});
+
+test('both faces record who ended a request in one vocabulary (EndedBy)', () => {
+  // Compile-time: each face's record field is exactly EndedBy (both directions assignable).
+  const forward: FinishedRecord['endedBy'] = 'complete' as EndedBy;
+  const reverse: RequestRecord['endedBy'] = 'quota' as EndedBy;
+  const back: EndedBy[] = [forward!, reverse];
+  assert.equal(back.length, 2);
+  // A failure's side is who ended it.
+  for (const type of Object.keys(ERROR_TYPES) as Array<keyof typeof ERROR_TYPES>) {
+    const f = new Failure({ type, phase: 'internal' });
+    const ended: EndedBy = f.source;
+    assert.ok(['client', 'upstream', 'gateway'].includes(ended));
+  }
+});
+
+test('a refusal reason speaks for itself on the page: its title and plain words, and retry advice that fits Retry-After', async () => {
+  const { renderFailure } = await import('../../src/failure/index.js');
+  const render = (f: Failure): string => renderFailure({ failure: f, requestId: 'r1', accept: 'text/plain', proxyStatus: { name: 'gw', revealTopology: false } }).body.toString();
+  const auth = render(new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required' }));
+  assert.match(auth, /^407 Proxy Authentication Required\n/);
+  assert.match(auth, /valid user name and password/);
+  assert.doesNotMatch(auth, /policy does not allow/);
+  const limited = render(new Failure({ type: 'http_request_denied', phase: 'admit', reason: 'too_many_requests', retryAfter: 3 }));
+  assert.match(limited, /^429 Too Many Requests\n/);
+  assert.match(limited, /Retrying after 3 s may help/);
+  assert.doesNotMatch(limited, /will not help/);
+  for (const [reason, info] of Object.entries(REFUSAL_REASONS)) {
+    const f = new Failure({ type: info.type, phase: 'accept', reason: reason as RefusalReason });
+    assert.equal(f.title, info.title);
+    assert.ok(render(f).startsWith(`${info.status} ${info.title}\n`), reason);
+  }
 });

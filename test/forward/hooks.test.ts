@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { SocksClient } from 'socks';
 import { Failure } from '../../src/failure/index.js';
-import type { ForwardHookRequest, ForwardHooks } from '../../src/forward/index.js';
+import { planRefusal, startForwardProxy, type AuthProvider, type ForwardDeps, type ForwardHookRequest, type ForwardHooks } from '../../src/forward/index.js';
+import type { ForwardConfigInput } from '../../src/config/forward.js';
 import type { FinishedRecord } from '../../src/tenants/index.js';
 import { refusePort25ForStarter } from '../../examples/refuse-port-25.js';
-import { PASSWORD, PASSWORD2, USER, USER2, accessLines, basic, rawExchange, refusedPort, startOrigin, startTestProxy, userHashes, waitFor, type Origin, type TestProxy } from './helpers.js';
+import { PASSWORD, PASSWORD2, USER, USER2, accessLines, basic, memoryLogger, rawExchange, refusedPort, startOrigin, startTestProxy, userHashes, waitFor, type Origin, type TestProxy } from './helpers.js';
 
 describe('forward hooks: one place for a rule, every protocol', () => {
   let p: TestProxy;
@@ -102,5 +103,56 @@ describe('forward hooks: async authorize and chooseEgress', () => {
       await p.close();
       await origin.close();
     }
+  });
+});
+
+describe('forward auth provider', () => {
+  it('replaces the config users: plain and promised answers, wrong credentials 407, a provider Failure answered as named', async () => {
+    const origin = await startOrigin();
+    const calls: string[] = [];
+    const provider: AuthProvider = {
+      has: (name) => name === 'token-user' || name === 'slow-user' || name === 'locked',
+      authenticate(name, password, source) {
+        calls.push(`${name}@${source?.remoteAddress ?? '?'}`);
+        if (name === 'locked') return planRefusal('denied', 'account locked');
+        if (name === 'slow-user') return new Promise((r) => setImmediate(() => r(password === 'p2' ? name : undefined)));
+        return name === 'token-user' && password === 'p1' ? name : undefined;
+      },
+    };
+    const p = await startTestProxyWith({ auth: { required: true, users: [] } }, { authProvider: provider });
+    try {
+      const get = (user: string, pass: string): Promise<string> =>
+        rawExchange(p.port, `GET http://127.0.0.1:${origin.port}/a HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic(user, pass)}\r\nConnection: close\r\n\r\n`);
+      assert.match(await get('token-user', 'p1'), /^HTTP\/1\.1 200 /);
+      assert.match(await get('slow-user', 'p2'), /^HTTP\/1\.1 200 /);
+      assert.match(await get('token-user', 'nope'), /^HTTP\/1\.1 407 /);
+      const locked = await get('locked', 'x');
+      assert.match(locked, /^HTTP\/1\.1 403 /);
+      assert.match(locked, /account locked/);
+      const { socket } = await SocksClient.createConnection({ proxy: { host: '127.0.0.1', port: p.port, type: 5, userId: 'slow-user', password: 'p2' }, command: 'connect', destination: { host: '127.0.0.1', port: origin.port }, timeout: 3000 });
+      socket.destroy();
+      assert.ok(calls.every((c) => c.endsWith('@127.0.0.1')), calls.join(' '));
+    } finally {
+      await p.close();
+      await origin.close();
+    }
+  });
+});
+
+/** A proxy on 127.0.0.1:0 with loopback allowed and the given deps. */
+async function startTestProxyWith(cfg: Partial<ForwardConfigInput>, deps: ForwardDeps): Promise<{ port: number; close(): Promise<void> }> {
+  const { logger } = memoryLogger();
+  const proxy = await startForwardProxy({ listeners: [{ address: '127.0.0.1', port: 0 }], rules: { allowPrivate: true, connectPorts: ['1-65535'] }, ...cfg }, { logger, ...deps });
+  return { port: proxy.addresses()[0]!.port, close: () => proxy.close() };
+}
+
+describe('docs/extending.md', () => {
+  it('shows examples/refuse-port-25.ts as it is', async () => {
+    const { readFileSync } = await import('node:fs');
+    const docs = readFileSync(new URL('../../../docs/extending.md', import.meta.url), 'utf8');
+    const file = readFileSync(new URL('../../../examples/refuse-port-25.ts', import.meta.url), 'utf8');
+    const m = /<!-- example: examples\/refuse-port-25\.ts -->\n```ts\n([\s\S]*?)```/.exec(docs);
+    assert.ok(m, 'docs/extending.md embeds examples/refuse-port-25.ts');
+    assert.equal(m[1], file);
   });
 });

@@ -64,7 +64,7 @@ describe('HTTP proxy response timeouts (head 600 ms, body idle 600 ms)', () => {
     assert.ok(ms >= 550 && ms < 3000, `cut after ${Math.round(ms)} ms`);
     const line = await lineFor((l) => accessLines(p.lines).indexOf(l) >= before && l.destination === `127.0.0.1:${lab.port}`);
     assert.equal(line.status, 200);
-    assert.equal(line.endedBy, 'server');
+    assert.equal(line.endedBy, 'upstream');
     assert.equal(line.error, 'connection_read_timeout');
   });
 

@@ -115,7 +115,7 @@ describe('HTTP proxy (absolute-form)', () => {
     assert.notEqual(r.code, 0, 'curl must see a cut body, not a complete one');
     assert.ok(await waitFor(() => accessLines(p.lines).slice(before).some((l) => l.destination === `127.0.0.1:${origin.port}` && l.status === 200)));
     const line = accessLines(p.lines).slice(before).find((l) => l.destination === `127.0.0.1:${origin.port}`)!;
-    assert.equal(line.endedBy, 'server');
+    assert.equal(line.endedBy, 'upstream');
     assert.equal(line.error, 'http_response_incomplete');
   });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
-import { between, withSeed } from '../helpers/seeded.js';
+import { between, withSeed } from '../helpers/seeded-family.js';
 import { startSlowClientUpstream, startStreamingTcp, type SlowClientUpstream } from '../helpers/slow-client-upstream.js';
 import { accessLines, basic, startTestProxy, waitFor, type TestProxy } from './helpers.js';
 

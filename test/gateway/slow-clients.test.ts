@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
-import { between, withSeed } from '../helpers/seeded.js';
+import { between, withSeed } from '../helpers/seeded-family.js';
 import { startSlowClientUpstream, type SlowClientUpstream } from '../helpers/slow-client-upstream.js';
 
 /**

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { BodyTimer } from '../../src/timing/body-timer.js';
 import { deadlines } from '../../src/timing/deadlines.js';
-import { between, withSeed } from '../helpers/seeded.js';
+import { between, withSeed } from '../helpers/seeded-family.js';
 
 /**
  * The client-body timer against a reference model, over seeded families of gap timeouts,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { deadlines } from '../../src/timing/deadlines.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../../src/timing/response-timer.js';
-import { between, withSeed } from '../helpers/seeded.js';
+import { between, withSeed } from '../helpers/seeded-family.js';
 
 /**
  * The response body's two waits against a reference, over seeded families: the upstream's

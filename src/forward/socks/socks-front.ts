@@ -16,14 +16,14 @@ import { handshakeFailure } from './socks-refusal.js';
 export abstract class SocksFront<R extends ForwardResponder> {
   protected readonly pipeline: ForwardPipeline;
   readonly #protocol: 'socks4' | 'socks5';
+  readonly #Responder: new (socket: Socket, reader: ByteReader) => R;
 
-  constructor(pipeline: ForwardPipeline, protocol: 'socks4' | 'socks5') {
+  /** `Responder`: the class of one connection's responder. */
+  constructor(pipeline: ForwardPipeline, protocol: 'socks4' | 'socks5', Responder: new (socket: Socket, reader: ByteReader) => R) {
     this.pipeline = pipeline;
     this.#protocol = protocol;
+    this.#Responder = Responder;
   }
-
-  /** The responder of one connection. */
-  protected abstract responder(socket: Socket, reader: ByteReader): R;
 
   /** Read the handshake and hand the request to the pipeline. */
   protected abstract run(socket: Socket, reader: ByteReader, req: ForwardRequest, responder: R): Promise<void>;
@@ -33,7 +33,7 @@ export abstract class SocksFront<R extends ForwardResponder> {
     const protocol = this.#protocol;
     const session = ctx.meter.open({ protocol, requestId: newRequestId(), user: null, clientAddress: clientAddressFor(ctx, socket) });
     const reader = new ByteReader(socket, first, { timeoutMs: ctx.settings.handshakeTimeoutMs });
-    const responder = this.responder(socket, reader);
+    const responder = new this.#Responder(socket, reader);
     const req = new ForwardRequest({ kind: 'tunnel', target: { host: '', port: 0 }, session, client: socket });
     this.run(socket, reader, req, responder).catch((err: unknown) => {
       reader.detach();
@@ -41,7 +41,7 @@ export abstract class SocksFront<R extends ForwardResponder> {
       if (err instanceof HandshakeEnded && err.reason === 'overflow') return this.pipeline.refuse(req, responder, handshakeFailure(err, what));
       const f = err instanceof HandshakeEnded ? handshakeFailure(err, what) : classify(err, { connected: false, responseStarted: false, headersReceived: false });
       socket.destroy();
-      session.finish({ error: f.type, refused: true, endedBy: err instanceof HandshakeEnded ? 'client' : 'proxy' });
+      session.finish({ error: f.type, refused: true, endedBy: err instanceof HandshakeEnded ? 'client' : f.source });
     });
   };
 }

@@ -54,11 +54,7 @@ class Socks4Responder extends SocksResponder {
  */
 export class Socks4Front extends SocksFront<Socks4Responder> {
   constructor(pipeline: ForwardPipeline) {
-    super(pipeline, 'socks4');
-  }
-
-  protected responder(socket: Socket, reader: ByteReader): Socks4Responder {
-    return new Socks4Responder(socket, reader);
+    super(pipeline, 'socks4', Socks4Responder);
   }
 
   protected async run(socket: Socket, r: ByteReader, req: ForwardRequest, responder: Socks4Responder): Promise<void> {

@@ -58,11 +58,7 @@ class Socks5Responder extends SocksResponder implements ControlConnection {
  */
 export class Socks5Front extends SocksFront<Socks5Responder> {
   constructor(pipeline: ForwardPipeline) {
-    super(pipeline, 'socks5');
-  }
-
-  protected responder(socket: Socket, reader: ByteReader): Socks5Responder {
-    return new Socks5Responder(socket, reader);
+    super(pipeline, 'socks5', Socks5Responder);
   }
 
   protected async run(socket: Socket, r: ByteReader, req: ForwardRequest, responder: Socks5Responder): Promise<void> {

@@ -1,6 +1,6 @@
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import type { Socket } from 'node:net';
-import { Failure } from '../../failure/index.js';
+import { Failure, type EndedBy } from '../../failure/index.js';
 import type { UdpEgress, UdpSource } from '../../egress/index.js';
 import type { FinishFields } from '../../tenants/index.js';
 import { noteExit } from '../egress-admission.js';
@@ -97,8 +97,8 @@ export class UdpAssociation implements Relay {
     let clientPort: number | undefined = announcedPort !== 0 ? announcedPort : undefined;
     const peers = new Map<string, string>(); // "addr|port" → destination label (as the client named it)
     let inFlight = 0;
-    let done!: (endedBy: string) => void;
-    const finished = new Promise<string>((resolve) => {
+    let done!: (endedBy: EndedBy) => void;
+    const finished = new Promise<EndedBy>((resolve) => {
       done = resolve;
     });
     const idle = new Timeout(() => done('idle'), ctx.settings.udpIdleMs);
@@ -168,7 +168,7 @@ export class UdpAssociation implements Relay {
       });
     });
 
-    const untrack = ctx.tracker.track({ destroy: () => done('proxy') });
+    const untrack = ctx.tracker.track({ destroy: () => done('gateway') });
     control.once('end', () => done('client'));
     control.once('close', () => done('client'));
     control.on('error', () => done('client'));

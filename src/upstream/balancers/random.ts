@@ -1,6 +1,7 @@
 import type { Endpoint } from '../endpoint.js';
 import { effectiveWeight } from '../slow-start.js';
-import type { Balancer, BalancerOptions, PickContext } from './balancer.js';
+import type { PickContext } from './balancer.js';
+import { WeightedBalancer } from './weighted.js';
 import { eligible } from './candidates.js';
 
 /** Draws before giving up on rejection sampling and scanning (all draws rejected ⇒ few eligible). */
@@ -14,26 +15,18 @@ const MAX_DRAWS = 8;
  * the distribution of effective weights over eligible endpoints without rebuilding the table
  * when status changes. After MAX_DRAWS rejections it scans (O(n)), the same distribution.
  */
-export class RandomBalancer implements Balancer {
-  readonly #slowStartMs: number;
-  #endpoints: readonly Endpoint[] = [];
+export class RandomBalancer extends WeightedBalancer {
   #prefix = new Float64Array(0);
   #total = 0;
-  #uniform = true;
-
-  constructor(endpoints: readonly Endpoint[], opts: BalancerOptions = {}) {
-    this.#slowStartMs = opts.slowStartMs ?? 0;
-    this.#reset(endpoints);
-  }
 
   pick(endpoints: readonly Endpoint[], ctx: PickContext, exclude?: ReadonlySet<Endpoint>): Endpoint | undefined {
-    if (endpoints !== this.#endpoints) this.#reset(endpoints);
+    this.sync(endpoints);
     const n = endpoints.length;
     if (n === 0 || this.#total <= 0) return undefined;
     const now = ctx.now;
-    const slow = this.#slowStartMs;
+    const slow = this.slowStartMs;
     for (let d = 0; d < MAX_DRAWS; d++) {
-      const i = this.#uniform ? (Math.random() * n) | 0 : this.#find(Math.random() * this.#total);
+      const i = this.uniform ? (Math.random() * n) | 0 : this.#find(Math.random() * this.#total);
       const ep = endpoints[i]!;
       if (!eligible(ep, now, exclude)) continue;
       if (slow > 0 && Math.random() * ep.weight >= effectiveWeight(ep, now, slow)) continue;
@@ -56,7 +49,7 @@ export class RandomBalancer implements Balancer {
   }
 
   #scan(endpoints: readonly Endpoint[], now: number, exclude: ReadonlySet<Endpoint> | undefined): Endpoint | undefined {
-    const slow = this.#slowStartMs;
+    const slow = this.slowStartMs;
     let sum = 0;
     for (let i = 0; i < endpoints.length; i++) {
       const ep = endpoints[i]!;
@@ -75,8 +68,7 @@ export class RandomBalancer implements Balancer {
     return last;
   }
 
-  #reset(endpoints: readonly Endpoint[]): void {
-    this.#endpoints = endpoints;
+  protected rebuild(endpoints: readonly Endpoint[]): void {
     this.#prefix = new Float64Array(endpoints.length);
     let total = 0;
     for (let i = 0; i < endpoints.length; i++) {
@@ -84,7 +76,5 @@ export class RandomBalancer implements Balancer {
       this.#prefix[i] = total;
     }
     this.#total = total;
-    const w0 = endpoints[0]?.weight;
-    this.#uniform = endpoints.every((e) => e.weight === w0 && e.weight > 0);
   }
 }

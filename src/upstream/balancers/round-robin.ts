@@ -1,6 +1,7 @@
 import type { Endpoint } from '../endpoint.js';
 import { effectiveWeight } from '../slow-start.js';
-import type { Balancer, BalancerOptions, PickContext } from './balancer.js';
+import type { PickContext } from './balancer.js';
+import { WeightedBalancer } from './weighted.js';
 import { eligible } from './candidates.js';
 
 /**
@@ -12,23 +13,15 @@ import { eligible } from './candidates.js';
  * weights are equal and slow start is off, the same sequence is a plain rotation, which is
  * O(1) and taken as a fast path. Scores are kept in a typed array: no allocation per pick.
  */
-export class RoundRobinBalancer implements Balancer {
-  readonly #slowStartMs: number;
-  #endpoints: readonly Endpoint[] = [];
+export class RoundRobinBalancer extends WeightedBalancer {
   #score = new Float64Array(0);
-  #uniform = true;
   #cursor = 0;
 
-  constructor(endpoints: readonly Endpoint[], opts: BalancerOptions = {}) {
-    this.#slowStartMs = opts.slowStartMs ?? 0;
-    this.#reset(endpoints);
-  }
-
   pick(endpoints: readonly Endpoint[], ctx: PickContext, exclude?: ReadonlySet<Endpoint>): Endpoint | undefined {
-    if (endpoints !== this.#endpoints) this.#reset(endpoints);
+    this.sync(endpoints);
     const n = endpoints.length;
     const now = ctx.now;
-    if (this.#uniform && this.#slowStartMs <= 0) {
+    if (this.uniform && this.slowStartMs <= 0) {
       for (let k = 0; k < n; k++) {
         const i = this.#cursor;
         this.#cursor = i + 1 === n ? 0 : i + 1;
@@ -44,7 +37,7 @@ export class RoundRobinBalancer implements Balancer {
     for (let i = 0; i < n; i++) {
       const ep = endpoints[i]!;
       if (!eligible(ep, now, exclude)) continue;
-      const w = effectiveWeight(ep, now, this.#slowStartMs);
+      const w = effectiveWeight(ep, now, this.slowStartMs);
       if (w <= 0) continue;
       const s = (score[i]! += w);
       total += w;
@@ -58,11 +51,8 @@ export class RoundRobinBalancer implements Balancer {
     return endpoints[best];
   }
 
-  #reset(endpoints: readonly Endpoint[]): void {
-    this.#endpoints = endpoints;
+  protected rebuild(endpoints: readonly Endpoint[]): void {
     this.#score = new Float64Array(endpoints.length);
     this.#cursor = 0;
-    const w0 = endpoints[0]?.weight;
-    this.#uniform = endpoints.every((e) => e.weight === w0 && e.weight > 0);
   }
 }

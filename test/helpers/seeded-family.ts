@@ -10,9 +10,9 @@ export function prng(seed: number): () => number {
   };
 }
 
-/** The seed of this run: SEED from the environment, else a fresh one (printed by `withSeed` on failure). */
+/** The seed of this run: GATEWISE_SEED from the environment, else a fresh one (printed by `withSeed` on failure). */
 export function runSeed(): number {
-  const env = process.env.SEED;
+  const env = process.env.GATEWISE_SEED;
   return env !== undefined && env !== '' ? Number(env) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
 }
 
@@ -21,7 +21,7 @@ export async function withSeed<T>(what: string, fn: (rand: () => number, seed: n
   try {
     return await fn(prng(seed), seed);
   } catch (err) {
-    const msg = `${what}: failed with SEED=${seed} (replay: SEED=${seed} node --test <file>)`;
+    const msg = `${what}: failed with seed ${seed} (replay: GATEWISE_SEED=${seed} node --test <file>)`;
     console.error(msg);
     if (err instanceof Error) err.message = `${msg}\n${err.message}`;
     throw err;
