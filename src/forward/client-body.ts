@@ -1,59 +1,85 @@
 import type { IncomingMessage } from 'node:http';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { Failure } from '../failure/index.js';
 import type { MeterSession } from '../tenants/index.js';
 import { BodyTimer, type BodyTimerOwner, type ClientBodyLimits } from '../timing/body-timer.js';
 
 /**
- * A client's request body on its way to the destination (HTTP proxy): metered, and timed
- * (`BodyTimer`: the gap between body bytes and the minimum rate). Time the destination holds
- * it back is not the client's: from a full buffer towards undici until undici reads again.
+ * A client's request body as undici reads it (HTTP proxy): metered, and timed while it is
+ * read (`BodyTimer`: the gap between body bytes and the minimum rate). Like the reverse
+ * gateway's BodyRelay it attaches to the request only when first read, so the client's time
+ * starts when the proxy wants the body (a dial through an egress pool, or a client waiting
+ * for a 100 Continue, is not its delay), and time the destination holds the body back (a
+ * full buffer towards undici) is not counted.
+ *
  * A client too slow destroys it with a `request_timeout` Failure, which undici reports back
  * to the relay: 408 before the response head, the connection cut after it; the destination
- * request is aborted either way (its connection is not reused).
- *
- * The request is piped in, not `pipeline()`d: an error here must not destroy the client's
- * request (its socket), which still has to carry the 408.
+ * request is aborted either way (its connection is not reused). The client's request itself
+ * is never destroyed here: its socket still has to carry the 408.
  */
-export class ClientBody extends Transform implements BodyTimerOwner {
+export class ClientBody extends Readable implements BodyTimerOwner {
+  readonly #src: IncomingMessage;
   readonly #session: MeterSession;
   readonly #timer: BodyTimer | undefined;
+  #attached = false;
 
   constructor(req: IncomingMessage, session: MeterSession, limits: ClientBodyLimits) {
-    super();
+    super({ highWaterMark: 64 * 1024 });
+    this.#src = req;
     this.#session = session;
-    if (BodyTimer.active(limits)) {
-      this.#timer = new BodyTimer(this, limits);
-      this.#timer.start(performance.now());
-    }
-    req.once('error', (err) => this.destroy(err));
-    req.once('close', () => {
-      if (!req.complete) this.destroy(Object.assign(new Error('the client aborted the request body'), { code: 'ECONNRESET' }));
-    });
-    req.pipe(this);
+    if (BodyTimer.active(limits)) this.#timer = new BodyTimer(this, limits);
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+  override _read(): void {
+    const timer = this.#timer;
+    if (!this.#attached) {
+      this.#attached = true;
+      const src = this.#src;
+      if (src.readableEnded) {
+        this.push(null);
+        return;
+      }
+      src.on('data', this.#onData);
+      src.once('end', this.#onEnd);
+      src.once('error', this.#onError);
+      src.once('close', this.#onClose);
+      timer?.start(performance.now());
+    } else if (timer !== undefined && timer.held) {
+      timer.release(performance.now());
+    }
+    this.#src.resume();
+  }
+
+  #onData = (chunk: Buffer): void => {
     this.#session.up(chunk.length);
     const timer = this.#timer;
     if (timer !== undefined) timer.progress(chunk.length, performance.now());
-    if (!this.push(chunk) && timer !== undefined) timer.hold(timer.lastAt);
-    cb();
-  }
+    if (!this.push(chunk)) {
+      this.#src.pause();
+      timer?.hold(timer.lastAt);
+    }
+  };
 
-  override _read(size: number): void {
-    const timer = this.#timer;
-    if (timer !== undefined && timer.held) timer.release(performance.now());
-    super._read(size);
-  }
-
-  override _flush(cb: TransformCallback): void {
+  #onEnd = (): void => {
     this.#timer?.stop();
-    cb();
-  }
+    this.push(null);
+  };
+
+  #onError = (err: Error): void => {
+    this.destroy(err);
+  };
+
+  #onClose = (): void => {
+    if (!this.#src.complete) this.destroy(Object.assign(new Error('the client aborted the request body'), { code: 'ECONNRESET' }));
+  };
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.#timer?.stop();
+    const src = this.#src;
+    src.off('data', this.#onData);
+    src.off('end', this.#onEnd);
+    src.off('error', this.#onError);
+    src.off('close', this.#onClose);
     cb(err);
   }
 
