@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { between, withSeed } from '../helpers/seeded-family.js';
 import { startSlowClientUpstream, startStreamingTcp, type SlowClientUpstream } from '../helpers/slow-client-upstream.js';
-import { accessLines, basic, startTestProxy, waitFor, type TestProxy } from './helpers.js';
+import { PASSWORD, USER, accessLines, basic, startTestProxy, waitFor, type TestProxy } from './helpers.js';
 
 /**
  * Issue 14, finding 2 (forward face): through the HTTP proxy, a stalled or trickled upload
@@ -174,7 +174,7 @@ function drainRest(s: Socket, limit: number, timeoutMs: number): Promise<number>
 }
 
 /** Send `head`, wait for the first bytes back, then stop reading. */
-function sendThenStopReading(port: number, head: string): Promise<{ socket: Socket; first: Buffer }> {
+function sendThenStopReading(port: number, head: string | Buffer): Promise<{ socket: Socket; first: Buffer }> {
   return new Promise((resolve, reject) => {
     const s = connect(port, '127.0.0.1');
     s.on('error', () => {});
@@ -214,6 +214,30 @@ describe('HTTP proxy and tunnels: send timeout', () => {
         await up.drained(SLACK);
       } finally {
         await Promise.all(proxies.map((p) => p.close()));
+      }
+    }));
+
+  it('a SOCKS5 tunnel whose client stops reading while the destination sends is cut after the send timeout', () =>
+    withSeed('SOCKS5 non-reading client', async (rand) => {
+      const send = between(rand, 200, 800);
+      const dest = await startStreamingTcp();
+      const p = await proxyWith({ send: `${send}ms`, tunnelIdle: '5m' });
+      try {
+        const user = Buffer.from(USER);
+        const pw = Buffer.from(PASSWORD);
+        const port = Buffer.alloc(2);
+        port.writeUInt16BE(dest.port);
+        const hello = Buffer.concat([Buffer.from([5, 1, 2, 1, user.length]), user, Buffer.from([pw.length]), pw, Buffer.from([5, 1, 0, 1, 127, 0, 0, 1]), port]);
+        const { socket } = await sendThenStopReading(p.port, hello);
+        await dest.drained(send + 5000);
+        const line = await onlyLine(p, 'socks5', SLACK);
+        assert.equal(line.endedBy, 'client');
+        assert.match(String(line.detail), new RegExp(`the client did not read for \\d+ ms \\(send timeout ${send} ms\\)`));
+        const got = await drainRest(socket, 64 * 1024 * 1024, SLACK);
+        assert.ok(got < dest.written[0]!, 'the client did not get everything the destination wrote');
+      } finally {
+        await p.close();
+        await dest.close();
       }
     }));
 
