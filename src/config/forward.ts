@@ -41,7 +41,7 @@ function isPortSpec(p: number | string): boolean {
 }
 
 const portSpec = z
-  .union([z.number().int(), z.string()])
+  .union([z.number().int().min(1).max(65535), z.string()])
   .refine(isPortSpec, { message: 'expected a port (1-65535) or a range such as "8000-8999"' })
   .describe('A port number, or an inclusive range written "low-high".');
 
@@ -256,7 +256,11 @@ export const forwardSchema = z
       .object({
         connect: duration('10s', 'Connecting to a destination.'),
         dns: duration('5s', 'Resolving a destination name.'),
-        handshake: duration('10s', 'A client has this long to send a complete request head or SOCKS handshake; "0s": no limit.'),
+        handshake: duration('10s', 'A client has this long, from its connection, to send its first complete request head or SOCKS handshake; "0s": no limit.'),
+        handshakeFloor: duration(
+          '1s',
+          'Under pressure the handshake time shrinks toward this floor: a connection accepted while the listener holds more than half of limits.maxClientConnections gets max(handshakeFloor, handshake × 2 × (1 − load)), load = connections / cap. Also how long a connection refused at a limit may take to send its first bytes (to be answered in its protocol).',
+        ),
         tunnelIdle: duration('5m', 'Close a tunnel when no byte has moved either way for this long; "0s": never.'),
         udpIdle: duration('2m', 'End a UDP association when no datagram has moved for this long.'),
         responseHeaders: duration('60s', 'Waiting for a destination\'s response headers (HTTP proxy); "0s": no limit.'),
@@ -302,8 +306,26 @@ export const forwardSchema = z
       .object({
         maxConnectionsPerUser: z.number().int().positive().default(256).describe('Requests, tunnels and associations one user may have open at once.'),
         maxTunnelsPerUser: z.number().int().positive().default(64).describe('Tunnels and UDP associations one user may have open at once.'),
-        maxClientConnections: z.number().int().positive().default(4096).describe('Client connections per listener.'),
+        maxClientConnections: z
+          .number()
+          .int()
+          .positive()
+          .default(4096)
+          .describe('Client connections per listener. Past it a connection is answered in its protocol (HTTP 503 connection_limit_reached with Retry-After, SOCKS5 reply 0x01, SOCKS4 0x5B), not reset.'),
+        maxConnectionsPerSource: z
+          .number()
+          .int()
+          .nonnegative()
+          .default(256)
+          .describe('Client connections per listener from one client address; past it the same answer as at maxClientConnections. 0: no per-address limit. Default 256.'),
         maxHeaderSize: z.number().int().min(1024).max(1048576).default(16384).describe('Largest request header section, in bytes.'),
+        maxHeaderCount: z
+          .number()
+          .int()
+          .min(8)
+          .max(10000)
+          .default(256)
+          .describe('Most header lines in a request head (HTTP proxy and CONNECT); past it: 431 with Proxy-Status error=http_request_error (never header lines dropped without a word, as Node does past its maxHeadersCount). Default 256.'),
       })
       .prefault({})
       .describe('Capacity limits.'),

@@ -24,7 +24,7 @@ export const listenerSchema = z
   .object({
     address: z.string().default('127.0.0.1').describe('Address to listen on. Default 127.0.0.1.'),
     port: z.number().int().min(0).max(65535).describe('TCP port (0 picks a free one).'),
-    requestHeaderTimeout: duration('10s', 'Time a client has to send the whole request head; then 408.'),
+    requestHeaderTimeout: duration('10s', 'Time a client has to send the whole request head; then 408 (within 500 ms of it).'),
     keepAliveTimeout: duration('5s', 'How long an idle client connection is kept open.'),
     clientBodyTimeout: duration('30s', 'Longest gap between two reads of a request body (nginx client_body_timeout); also the grace before clientBodyMinRate applies. Then 408 request_timeout (or the connection is cut once the response started) and the upstream request is aborted. Time the upstream holds the body back does not count. "0s": no limit (and no minimum rate).'),
     clientBodyMinRate: z
@@ -41,6 +41,13 @@ export const listenerSchema = z
       .max(1024 * 1024)
       .default(16384)
       .describe('Largest request header section accepted, in bytes; larger gets 431. Default 16384.'),
+    maxHeaderCount: z
+      .number()
+      .int()
+      .min(1)
+      .max(10000)
+      .default(100)
+      .describe('Most request header fields (lines) accepted; more gets 431 header_fields_too_large instead of Node silently dropping the excess (Content-Length included). Default 100, as Envoy (max_request_headers_count) and Apache (LimitRequestFields).'),
   })
   .strict();
 
@@ -197,7 +204,7 @@ const routeSchema = z
           .union([z.string(), z.array(z.string())])
           .optional()
           .describe('Host names (exact, or *.example.com for any subdomain). Default: any.'),
-        pathPrefix: z.string().startsWith('/').default('/').describe('Path prefix, matched on segment boundaries. Default "/".'),
+        pathPrefix: z.string().startsWith('/').default('/').describe('Path prefix, matched on segment boundaries against the normalised path (percent-encoded unreserved characters decoded, dot segments resolved; see docs/security.md). Default "/".'),
         methods: z.array(z.string().regex(/^[A-Z]+$/, 'methods are upper-case tokens')).optional().describe('Methods. Default: any.'),
         headers: z.record(z.string(), z.string()).optional().describe('Header name → exact value that must be present.'),
       })
@@ -209,6 +216,10 @@ const routeSchema = z
     retry: retrySchema
       .default({ tries: 3, on: ['connect-failure', 'reset', 'invalid-response', '502', '503', '504'], backoff: { base: '25ms', max: '250ms' }, retryAfterMax: '1s', idempotencyKey: false })
       .describe('Automatic retries. Idempotent methods only, except failures that prove the request never left the gateway.'),
+    upgrades: z
+      .array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a protocol name (a token) such as websocket'))
+      .default(['websocket'])
+      .describe('Upgrade protocols tunnelled after a 101 (names compared without case or version). A request offering none of them is forwarded as plain HTTP without its Upgrade header (RFC 9110 §7.8 lets a server ignore it), so bytes after its head never reach the upstream unrouted (h2c smuggling). Default ["websocket"].'),
     host: z
       .union([z.literal('preserve'), z.literal('endpoint'), z.string().min(1)])
       .default('preserve')

@@ -117,6 +117,8 @@ export const REFUSAL_REASONS = {
   header_fields_too_large: r('http_request_error', 431, 'Request Header Fields Too Large', 'The request headers are larger, or more numerous, than the gateway accepts.'),
   /** The method is valid HTTP but not served here (CONNECT on the reverse gateway). */
   method_not_allowed: r('http_request_error', 405, 'Method Not Allowed', 'This listener does not serve that method.'),
+  /** An HTTP version the gateway does not serve (an HTTP/0.9 request line). */
+  version_not_supported: r('http_request_error', 505, 'HTTP Version Not Supported', 'The request uses a version of HTTP the gateway does not serve.'),
   /** A method, transfer coding or SOCKS command the gateway does not implement. */
   not_implemented: r('http_request_error', 501, 'Not Implemented', 'The gateway does not implement what the request asks for.'),
   /** No, malformed or wrong proxy credentials. */

@@ -24,6 +24,7 @@ import { attachAccessLog } from './access-log.js';
 import type { ForwardContext } from './context.js';
 import { HttpFront } from './http-front.js';
 import { ForwardListener, type ForwardProtocol } from './listener.js';
+import type { GateStats } from './connection-gate.js';
 import { ResourceTracker } from './resource-tracker.js';
 import { DestinationRules } from './rules/destination-rules.js';
 import { toSettings } from './settings.js';
@@ -62,6 +63,8 @@ export interface ForwardDeps {
 
 export interface ForwardProxy {
   addresses(): Array<{ protocols: ForwardProtocol[]; address: string; port: number }>;
+  /** Per listener: connections admitted, refused ones waiting for their first bytes, shed, refused in all. */
+  connectionStats(): GateStats[];
   readonly meter: Meter;
   readonly egress: EgressRouter;
   readonly plans: PlanEnforcer;
@@ -272,7 +275,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   }
 
   const http = new HttpFront(pipeline);
-  const handlers = { http, socks5: new Socks5Front(pipeline).handle, socks4: new Socks4Front(pipeline).handle };
+  const handlers = { http, socks5: new Socks5Front(pipeline), socks4: new Socks4Front(pipeline) };
   const listeners = config.listeners.map((l) => new ForwardListener(l, ctx, handlers));
   const cleanup = async (): Promise<void> => {
     usersFile?.close();
@@ -303,6 +306,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   let closing: Promise<void> | undefined;
   return {
     addresses: () => listeners.map((l) => l.address()),
+    connectionStats: () => listeners.map((l) => l.stats),
     meter: ctx.meter,
     egress,
     plans,

@@ -108,11 +108,21 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
       }
     }
     const out = stripHopByHop(list);
+    // RFC 9110 §8.6: no Content-Length in a 204 (a 304's describes the selected representation and stays).
+    if (statusCode === 204) dropField(out, 'content-length');
     out.push('via', this.#via);
     if (this.#extra !== undefined) out.push(...this.#extra);
     this.#headersSent = true;
     this.#session.down(headerBytes(out) + 17);
-    this.#res.writeHead(statusCode, statusText || undefined, out);
+    try {
+      // A reason phrase Node would refuse (control bytes, obs-text): the status's own phrase instead.
+      this.#res.writeHead(statusCode, validReason(statusText), out);
+    } catch (err) {
+      // Whatever else Node refuses to write is the destination's malformed head, not ours.
+      this.#headersSent = false;
+      this.#abort?.(new Failure({ type: 'http_protocol_error', phase: 'headers', nextHop: this.#session.destination ?? undefined, detail: 'the response head cannot be passed on', cause: err }));
+      return false;
+    }
     this.#resume = resume;
     return true;
   }
@@ -141,6 +151,16 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   onError(err: Error): void {
     this.#timer.stop();
     if (this.#settled) return;
+    if (err instanceof Failure && !this.#headersSent) {
+      this.#settle({ status: err.status, failure: err, endedBy: err.source });
+      return;
+    }
+    if (this.#headersSent && (err as { code?: string }).code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' && BODILESS.has(this.#res.statusCode)) {
+      // A 304 (or 204) whose Content-Length announces a body it never has (RFC 9110 §8.6,
+      // §15.4.5): undici counts the missing bytes as a mismatch; the response is complete.
+      this.onComplete();
+      return;
+    }
     if (!this.#headersSent) {
       const f = classify(err, { connected: true, responseStarted: false, headersReceived: false, nextHop: this.#session.destination ?? undefined });
       this.#settle({ status: f.status, failure: f, endedBy: f.source });
@@ -180,6 +200,18 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     this.#settle({ status: this.#res.statusCode, error: f, endedBy: 'client' });
     this.#abort?.(f);
   }
+}
+
+/** Statuses whose responses never have a body, whatever their Content-Length says. */
+const BODILESS = new Set([204, 304]);
+
+/** A reason phrase Node will write: visible ASCII, spaces and tabs; anything else: the status's own phrase. */
+export function validReason(text: string | undefined): string | undefined {
+  return text && /^[\t\x20-\x7e]*$/.test(text) ? text : undefined;
+}
+
+function dropField(list: string[], name: string): void {
+  for (let i = list.length - 2; i >= 0; i -= 2) if (list[i]!.toLowerCase() === name) list.splice(i, 2);
 }
 
 /**

@@ -1,23 +1,26 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { parserRefusal } from '../failure/index.js';
-import { Timeout } from '../timing/deadlines.js';
+import { Failure, parserRefusal, type EndedBy } from '../failure/index.js';
+import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
+import { handshakeLeft } from './connection-gate.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
 import { HttpConnectFront } from './http-connect-front.js';
-import { writeRawFailure } from './http-failure.js';
+import { sendFailure, writeRawFailure } from './http-failure.js';
 import { HttpProxyFront } from './http-proxy-front.js';
+import { RequestOrder } from './request-order.js';
 import type { ForwardPipeline } from './pipeline.js';
 
 const kHeadTimer = Symbol('gatewise.headTimer');
 const kBusy = Symbol('gatewise.busy');
 /**
  * The head timer lives on the socket itself (one deadline per connection on the process
- * list, re-armed with `refresh()`), not in a WeakMap: a WeakMap entry keyed by a young socket makes V8 keep
+ * list, re-armed at each response's end), not in a WeakMap: a WeakMap entry keyed by a young socket makes V8 keep
  * everything reachable from it through every scavenge, which promoted whole requests
  * into the old generation and cost 10 ms scavenges under load.
  */
-type TimedSocket = Socket & { [kHeadTimer]?: Timeout; [kBusy]?: boolean };
+/** kBusy: requests of the connection whose responses have not finished. */
+type TimedSocket = Socket & { [kHeadTimer]?: HeadTimer; [kBusy]?: number };
 
 interface ParserError extends Error {
   code?: string;
@@ -48,16 +51,28 @@ export class HttpFront {
       insecureHTTPParser: false,
       joinDuplicateHeaders: false,
     });
+    // Node drops header lines past maxHeadersCount without a word: let one more through, so
+    // that a head over the limit is seen (and refused 431) rather than cut.
+    this.#server.maxHeadersCount = s.maxHeaderCount + 1;
     const proxy = new HttpProxyFront(pipeline);
     const connect = new HttpConnectFront(pipeline);
     this.#connect = connect;
-    this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const maxFields = s.maxHeaderCount;
+    const start = (req: IncomingMessage, res: ServerResponse): void => proxy.handle(req, res);
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       stopHeadTimer(req.socket);
       res.once('finish', onResFinish);
-      proxy.handle(req, res);
-    });
+      if (req.rawHeaders.length > 2 * maxFields) return this.#tooManyFields(req, res);
+      // Pipelined requests start in an order that is safe (RFC 9112 §9.3.2).
+      RequestOrder.admit(req, res, start);
+    };
+    this.#server.on('request', onRequest);
+    // `Expect: 100-continue`: never answered 100 by Node itself; the relay passes on the
+    // destination's 100 (or its final answer), refusals answer at once (http-relay.ts).
+    this.#server.on('checkContinue', onRequest);
     this.#server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       stopHeadTimer(socket);
+      if (req.rawHeaders.length > 2 * maxFields) return this.#refuseRaw(socket, tooManyFields(maxFields), 'client');
       connect.handle({ url: req.url ?? '', headers: req.headers }, socket, head);
     });
     this.#server.on('clientError', (err: ParserError, socket: Socket) => this.#clientError(err, socket));
@@ -68,7 +83,8 @@ export class HttpFront {
     if (first[0] === 0x43) {
       // 'C': most likely a CONNECT whose whole head came in the first read.
       const head = parseConnectHead(first, this.#ctx.settings.maxHeaderSize);
-      if (head !== undefined) {
+      // (The fast path takes no duplicate fields, so its header object counts the lines.)
+      if (head !== undefined && Object.keys(head.headers).length <= this.#ctx.settings.maxHeaderCount) {
         this.#connect.handle(head, socket, first.subarray(head.length));
         return;
       }
@@ -76,12 +92,53 @@ export class HttpFront {
     const limit = this.#ctx.settings.handshakeTimeoutMs;
     // `handshake: "0s"`: no limit on the request head (Node's keepAliveTimeout still ends idle connections).
     if (limit > 0) {
-      (socket as TimedSocket)[kHeadTimer] = new Timeout(() => onHeadTimeout(socket), limit + this.#ctx.settings.clientKeepAliveMs);
+      // The first head: what is left of the handshake time since the connection was accepted
+      // (shorter under pressure); the keep-alive time is only for the waits between requests.
+      const timer = new HeadTimer(this, socket as TimedSocket, limit + this.#ctx.settings.clientKeepAliveMs);
+      (socket as TimedSocket)[kHeadTimer] = timer;
+      deadlines.add(timer, performance.now(), handshakeLeft(socket, limit));
       socket.once('close', onSocketClose);
     }
     this.#server.emit('connection', socket);
     // Node's parser reads the socket handle directly from now on; feed it what we already read.
     socket.emit('data', first);
+  }
+
+  /** A connection refused at a listener limit: 503 with Retry-After, recorded, closed. */
+  refuseConnection(socket: Socket, _first: Buffer, f: Failure): void {
+    this.#refuseRaw(socket, f, 'gateway');
+  }
+
+  /** Answer `f` on the raw socket, record it, close. */
+  #refuseRaw(socket: Socket, f: Failure, endedBy: EndedBy): void {
+    const requestId = newRequestId();
+    const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
+    writeRawFailure(this.#ctx, socket, f, requestId, undefined);
+    session.finish({ status: f.status, error: f.type, reason: f.reason, refused: true, endedBy });
+  }
+
+  /** A request with more header lines than the listener takes: 431, recorded, the connection closed. */
+  #tooManyFields(req: IncomingMessage, res: ServerResponse): void {
+    const f = tooManyFields(this.#ctx.settings.maxHeaderCount);
+    const requestId = newRequestId();
+    const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, req.socket) });
+    req.resume();
+    sendFailure(this.#ctx, req, res, f, requestId, true);
+    session.finish({ status: f.status, error: f.type, reason: f.reason, method: req.method, refused: true, endedBy: f.source });
+  }
+
+  /**
+   * A request head did not arrive in time. Part of one arrived (always for the first
+   * head, whose first bytes were sniffed): 408 `request_timeout` with Proxy-Status and a
+   * request id, logged; nothing since the last response (an idle keep-alive connection):
+   * closed without a word.
+   */
+  headTimedOut(socket: Socket, partial: boolean): void {
+    if (!partial || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    this.#refuseRaw(socket, parserRefusal('HPE_HEADERS_TIMEOUT'), 'client');
   }
 
   #clientError(err: ParserError, socket: Socket): void {
@@ -100,7 +157,7 @@ export class HttpFront {
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     writeRawFailure(this.#ctx, socket, f, requestId, undefined);
-    session.finish({ status: f.status, error: f.type, refused: true, endedBy: f.source });
+    session.finish({ status: f.status, error: f.type, reason: f.reason, refused: true, endedBy: f.source });
   }
 
   close(): void {
@@ -109,21 +166,58 @@ export class HttpFront {
   }
 }
 
+function tooManyFields(max: number): Failure {
+  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'header_fields_too_large', detail: `more than ${max} request header lines` });
+}
+
 /** A request head arrived: the connection is busy until its response has finished. */
 function stopHeadTimer(socket: Socket): void {
-  (socket as TimedSocket)[kBusy] = true;
+  const s = socket as TimedSocket;
+  s[kBusy] = (s[kBusy] ?? 0) + 1;
 }
 
 /** The response finished: the next request head must arrive in time again. */
 function onResFinish(this: ServerResponse): void {
   const socket = this.req.socket as TimedSocket;
   if (socket.destroyed) return;
-  socket[kBusy] = false;
-  socket[kHeadTimer]?.refresh();
+  const busy = (socket[kBusy] ?? 1) - 1;
+  socket[kBusy] = busy;
+  // The next head must arrive in time once no request of the connection is left.
+  if (busy === 0) socket[kHeadTimer]?.rearm();
 }
 
-function onHeadTimeout(socket: Socket): void {
-  if (!(socket as TimedSocket)[kBusy]) socket.destroy();
+/**
+ * The wait for a request head: the first within the connection's handshake time, each
+ * later one within `clientKeepAlive + handshake` of the previous response's end.
+ */
+class HeadTimer extends DeadlineEntry {
+  readonly #front: HttpFront;
+  readonly #socket: TimedSocket;
+  readonly #laterMs: number;
+  /** Bytes read from the client when the wait started (-1: the first head, already begun). */
+  #readAtStart = -1;
+
+  constructor(front: HttpFront, socket: TimedSocket, laterMs: number) {
+    super();
+    this.#front = front;
+    this.#socket = socket;
+    this.#laterMs = laterMs;
+  }
+
+  rearm(): void {
+    this.#readAtStart = this.#socket.bytesRead;
+    deadlines.add(this, performance.now(), this.#laterMs);
+  }
+
+  deadlineReached(): void {
+    const socket = this.#socket;
+    if (socket[kBusy] || socket.destroyed) return;
+    this.#front.headTimedOut(socket, this.#readAtStart < 0 || socket.bytesRead > this.#readAtStart);
+  }
+
+  cancel(): void {
+    deadlines.remove(this);
+  }
 }
 
 function onSocketClose(this: TimedSocket): void {

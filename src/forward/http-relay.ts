@@ -10,11 +10,18 @@ import type { ForwardContext } from './context.js';
 import { ClientBody } from './client-body.js';
 import { dialOptions, exitHeaders, noteExit } from './egress-admission.js';
 import { forwardRequestHeaders, headerBytes } from './forward-headers.js';
+import { ExpectContinueRelay } from './expect-continue-relay.js';
 import { ForwardRelay, type HeadInspector, type RelayOutcome } from './forward-relay.js';
 import { sendFailure } from './http-failure.js';
 import type { HttpTarget } from './http-target.js';
 import type { ForwardPipeline, ForwardRequest, ForwardResponder, Relay } from './pipeline.js';
 import type { UpstreamTls } from './upstream-tls.js';
+
+/** The client waits for a 100 before it sends its body (RFC 9110 §10.1.1). */
+export function expectsContinue(req: IncomingMessage): boolean {
+  const e = req.headers.expect;
+  return e !== undefined && e.toLowerCase() === '100-continue';
+}
 
 function hasBody(req: IncomingMessage): boolean {
   const cl = req.headers['content-length'];
@@ -52,7 +59,8 @@ export class HttpExchange implements ForwardResponder, Relay {
 
   refuse(f: Failure): FinishFields {
     this.#req.resume();
-    sendFailure(this.#ctx, this.#req, this.#res, f, this.#requestId);
+    // A client still holding the body it was not asked for (Expect): this answer ends the connection.
+    sendFailure(this.#ctx, this.#req, this.#res, f, this.#requestId, expectsContinue(this.#req) && !this.#req.complete);
     return { status: f.status, method: this.#req.method };
   }
 
@@ -77,6 +85,12 @@ export class HttpExchange implements ForwardResponder, Relay {
     }
 
     const pool = ctx.egress.poolName(route, target.host);
+    const expect = body !== null && expectsContinue(req);
+    if (expect && typeof pool !== 'string') {
+      // Our own connection: undici cannot carry the expectation (expect-continue-relay.ts).
+      const socket = await ctx.agents.connectOnce(route.user, target.scheme === 'https' ? 'https:' : 'http:', target.host, target.port);
+      return this.#expect(ctx, session, socket, target.path, headers, body, headUp, undefined);
+    }
     if (typeof pool !== 'string') {
       const user = route.user;
       return this.#dispatch(ctx, session, ctx.agents.for(user), target.path, headers, body, headUp, () => ctx.agents.lastAddress(user, target.origin) ?? null);
@@ -96,6 +110,13 @@ export class HttpExchange implements ForwardResponder, Relay {
     }
     const h = exit.proxyAuthorization !== undefined ? [...headers, 'proxy-authorization', exit.proxyAuthorization] : headers;
     const path = exit.absoluteForm ? `${target.origin}${target.path}` : target.path;
+    if (expect) {
+      try {
+        return await this.#expect(ctx, session, exit.socket, path, h, body, headUp, exitHeaderList(exit.choice));
+      } finally {
+        exit.untrack();
+      }
+    }
     const client = new Client(target.origin, {
       // undici wants the connector to answer asynchronously.
       connect: (_o, cb) => setImmediate(cb, null, exit.socket),
@@ -107,6 +128,26 @@ export class HttpExchange implements ForwardResponder, Relay {
       exit.untrack();
       client.destroy().catch(() => {});
     }
+  }
+
+  /** A request that expects 100-continue, over `socket` (its own connection, closed after). */
+  async #expect(ctx: ForwardContext, session: MeterSession, socket: Socket, path: string, headers: string[], body: Readable | null, headUp: number, extra: readonly string[] | undefined): Promise<FinishFields> {
+    const req = this.#req;
+    const res = this.#res;
+    const address = socket.remoteAddress ?? null;
+    const o = await new ExpectContinueRelay(req, res, session, ctx.settings.name, ctx.relayTimeouts, extra).run(socket, path, headers, body);
+    socket.destroy();
+    const fields: FinishFields = { method: req.method, address, endedBy: o.endedBy };
+    if (o.failure) {
+      sendFailure(ctx, req, res, o.failure, session.requestId, true);
+      fields.status = o.failure.status;
+      fields.error = o.failure.type;
+    } else {
+      if (o.status !== CLIENT_CLOSED_STATUS) session.up(headUp);
+      fields.status = o.status;
+      fields.error = o.error?.type ?? null;
+    }
+    return fields;
   }
 
   #dispatch(

@@ -1,7 +1,8 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
+import type { Failure } from '../failure/index.js';
+import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
+import { ConnectionGate, handshakeLeft, type GateStats } from './connection-gate.js';
 import type { ForwardContext } from './context.js';
-import type { HttpFront } from './http-front.js';
 
 export type ForwardProtocol = 'http' | 'socks5' | 'socks4';
 
@@ -11,25 +12,30 @@ export interface ListenerSpec {
   protocols: readonly ForwardProtocol[];
 }
 
-/** Takes a sniffed connection: the socket and the bytes read from it so far. */
-export type ConnectionHandler = (socket: Socket, first: Buffer) => void;
-
-export interface ListenerHandlers {
-  http: HttpFront;
-  socks5: ConnectionHandler;
-  socks4: ConnectionHandler;
+/** A protocol front as the listener sees it. */
+export interface ConnectionFront {
+  /** Take a sniffed connection: the socket and the bytes read from it so far. */
+  accept(socket: Socket, first: Buffer): void;
+  /** Answer a connection refused at a listener limit in this protocol, record it, and close. */
+  refuseConnection(socket: Socket, first: Buffer, f: Failure): void;
 }
+
+export type ListenerHandlers = Record<ForwardProtocol, ConnectionFront>;
 
 /**
  * The Listener: accepts TCP connections and tells the protocol from the first byte
  * (0x05 SOCKS5, 0x04 SOCKS4, anything else HTTP), among the protocols it serves.
- * A connection that sends nothing within the handshake time is closed.
+ * A connection that sends nothing within the handshake time is closed. The connection
+ * gate (connection-gate.ts) admits connections under the cap and the per-address cap and
+ * gives each its handshake time (shorter under pressure); a connection over a limit is
+ * answered in its protocol once its first bytes tell which, never reset.
  */
 export class ForwardListener {
   readonly #spec: ListenerSpec;
   readonly #ctx: ForwardContext;
   readonly #handlers: ListenerHandlers;
   readonly #server: Server;
+  readonly #gate: ConnectionGate;
   readonly #onFirstData: (this: Socket, first: Buffer) => void;
   readonly #onClose: (this: Socket) => void;
 
@@ -44,12 +50,27 @@ export class ForwardListener {
       sniffed(this, first);
     };
     const tracker = ctx.tracker;
+    const s = ctx.settings;
+    const gate = new ConnectionGate({
+      maxConnections: s.maxClientConnections,
+      maxPerSource: s.maxConnectionsPerSource,
+      handshakeMs: s.handshakeTimeoutMs,
+      handshakeFloorMs: s.handshakeFloorMs,
+    });
+    this.#gate = gate;
     this.#onClose = function onClose(this: WaitingSocket): void {
       endHandshakeWait(this);
+      gate.release(this);
       tracker.forget(this);
     };
-    this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#onConnection(s));
-    this.#server.maxConnections = ctx.settings.maxClientConnections;
+    // No `server.maxConnections`: Node closes connections past it without a word; the
+    // gate answers them instead.
+    this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (c) => this.#onConnection(c));
+  }
+
+  /** The gate's counters (connections admitted, refused ones waiting, shed, refused). */
+  get stats(): GateStats {
+    return this.#gate.stats;
   }
 
   listen(): Promise<void> {
@@ -77,13 +98,21 @@ export class ForwardListener {
    * re-arms it on every read while set.)
    */
   #onConnection(socket: Socket): void {
+    const now = performance.now();
+    const decision = this.#gate.admit(socket, now);
+    if (decision === 'shed') {
+      socket.on('error', ignore);
+      socket.destroy();
+      return;
+    }
     this.#ctx.tracker.add(socket);
-    const ms = this.#ctx.settings.handshakeTimeoutMs;
+    const ms = handshakeLeft(socket, 0, now);
     if (ms > 0) {
       const wait = new HandshakeWait(socket);
       (socket as WaitingSocket)[kWait] = wait;
-      deadlines.add(wait, performance.now(), ms);
+      deadlines.add(wait, now, ms);
     }
+    if (decision === 'refused') (socket as WaitingSocket)[kRefused] = true;
     socket.on('close', this.#onClose);
     socket.on('error', ignore);
     socket.on('data', this.#onFirstData);
@@ -93,10 +122,11 @@ export class ForwardListener {
   #sniffed(socket: Socket, first: Buffer): void {
     const protocols = this.#spec.protocols;
     const b = first[0];
-    if (b === 0x05 && protocols.includes('socks5')) this.#handlers.socks5(socket, first);
-    else if (b === 0x04 && protocols.includes('socks4')) this.#handlers.socks4(socket, first);
-    else if (b !== 0x05 && b !== 0x04 && protocols.includes('http')) this.#handlers.http.accept(socket, first);
-    else socket.destroy();
+    const protocol: ForwardProtocol | undefined =
+      b === 0x05 ? (protocols.includes('socks5') ? 'socks5' : undefined) : b === 0x04 ? (protocols.includes('socks4') ? 'socks4' : undefined) : protocols.includes('http') ? 'http' : undefined;
+    if (protocol === undefined) socket.destroy();
+    else if ((socket as WaitingSocket)[kRefused]) this.#handlers[protocol].refuseConnection(socket, first, this.#gate.refusal(socket));
+    else this.#handlers[protocol].accept(socket, first);
   }
 
   /** Stop accepting; resolves once the connections are gone (the proxy's tracker ends them). */
@@ -108,7 +138,8 @@ export class ForwardListener {
 }
 
 const kWait = Symbol('gatewise.handshakeWait');
-type WaitingSocket = Socket & { [kWait]?: HandshakeWait };
+const kRefused = Symbol('gatewise.refusedAtLimit');
+type WaitingSocket = Socket & { [kWait]?: HandshakeWait; [kRefused]?: boolean };
 
 /** A connection that must send its first bytes in time. */
 class HandshakeWait extends DeadlineEntry {
@@ -120,9 +151,18 @@ class HandshakeWait extends DeadlineEntry {
   }
 
   deadlineReached(): void {
-    this.socket.destroy();
+    // Nothing was asked, so no answer is due; a refused connection ends with a FIN.
+    if ((this.socket as WaitingSocket)[kRefused]) {
+      this.socket.end();
+      destroyAfter(this.socket, REFUSED_LINGER_MS);
+    } else {
+      this.socket.destroy();
+    }
   }
 }
+
+/** How long a refused connection that sent nothing has to close after our FIN. */
+const REFUSED_LINGER_MS = 1000;
 
 function endHandshakeWait(s: WaitingSocket): void {
   const w = s[kWait];

@@ -293,7 +293,7 @@ export class ForwardPipeline {
     if (req.session.finished) return;
     this.#hooks.onFailure?.(req, f);
     const fields = responder.refuse(f);
-    req.session.finish(fieldsOf(fields, f.type, f.source, undefined, true));
+    req.session.finish(fieldsOf(fields, f.type, f.source, undefined, true, f.reason));
   }
 }
 
@@ -302,8 +302,8 @@ export class ForwardPipeline {
  * object literal of a fixed shape: spreading the front's fields into a literal made V8
  * build it key by key on every tunnel.
  */
-function fieldsOf(front: FinishFields, error: string | null, endedBy: EndedBy, address: string | null | undefined, refused = false): FinishFields {
-  return { status: front.status, reply: front.reply, method: front.method, error, endedBy, address, refused };
+function fieldsOf(front: FinishFields, error: string | null, endedBy: EndedBy, address: string | null | undefined, refused = false, reason?: string): FinishFields {
+  return { status: front.status, reply: front.reply, method: front.method, error, endedBy, address, refused, reason };
 }
 
 const kCancel = Symbol('gatewise.dialCancel');

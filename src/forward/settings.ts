@@ -17,6 +17,7 @@ export interface ForwardSettings {
   connectTimeoutMs: number;
   dnsTimeoutMs: number;
   handshakeTimeoutMs: number;
+  handshakeFloorMs: number;
   tunnelIdleMs: number;
   udpIdleMs: number;
   responseHeadersMs: number;
@@ -28,7 +29,9 @@ export interface ForwardSettings {
   maxConnectionsPerUser: number;
   maxTunnelsPerUser: number;
   maxClientConnections: number;
+  maxConnectionsPerSource: number;
   maxHeaderSize: number;
+  maxHeaderCount: number;
   userLimits: ReadonlyMap<string, { maxConnections?: number; maxTunnels?: number }>;
 }
 
@@ -55,6 +58,7 @@ export function toSettings(c: ForwardConfig): ForwardSettings {
     connectTimeoutMs: ms(c.timeouts.connect),
     dnsTimeoutMs: ms(c.timeouts.dns),
     handshakeTimeoutMs: ms(c.timeouts.handshake),
+    handshakeFloorMs: ms(c.timeouts.handshakeFloor),
     tunnelIdleMs: ms(c.timeouts.tunnelIdle),
     udpIdleMs: ms(c.timeouts.udpIdle),
     responseHeadersMs: ms(c.timeouts.responseHeaders),
@@ -66,7 +70,9 @@ export function toSettings(c: ForwardConfig): ForwardSettings {
     maxConnectionsPerUser: c.limits.maxConnectionsPerUser,
     maxTunnelsPerUser: c.limits.maxTunnelsPerUser,
     maxClientConnections: c.limits.maxClientConnections,
+    maxConnectionsPerSource: c.limits.maxConnectionsPerSource,
     maxHeaderSize: c.limits.maxHeaderSize,
+    maxHeaderCount: c.limits.maxHeaderCount,
     userLimits,
   };
 }

@@ -50,10 +50,22 @@ export class UpstreamAgents {
     return this.#lastAddress.get(`${this.scopeOf(user)} ${origin}`);
   }
 
-  #create(scope: string, user: string | null): Agent {
+  /**
+   * One connection to `protocol//host:port` under `user`'s rules, outside the pools (a
+   * request undici cannot carry: `Expect: 100-continue`). TLS for https.
+   */
+  connectOnce(user: string | null, protocol: 'http:' | 'https:', hostname: string, port: number): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      this.#connector(this.scopeOf(user), user)({ protocol, hostname, port: String(port), host: `${hostname}:${port}` } as buildConnector.Options, (err, sock) =>
+        err ? reject(err) : resolve(sock as Socket),
+      );
+    });
+  }
+
+  #connector(scope: string, user: string | null): buildConnector.connector {
     const guard = this.#rulesOf().guardFor(user);
     const s = this.#settings;
-    const connect: buildConnector.connector = (opts, callback) => {
+    return (opts, callback) => {
       const https = opts.protocol === 'https:';
       const host = unbracket(opts.hostname);
       const port = Number(opts.port) || (https ? 443 : 80);
@@ -70,6 +82,11 @@ export class UpstreamAgents {
         (err: Error) => callback(err, null),
       );
     };
+  }
+
+  #create(scope: string, user: string | null): Agent {
+    const s = this.#settings;
+    const connect = this.#connector(scope, user);
     return new Agent({
       connect,
       headersTimeout: s.responseHeadersMs,

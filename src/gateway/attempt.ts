@@ -1,7 +1,8 @@
 import type { Dispatcher } from 'undici';
 import { Failure, classify } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
-import type { PooledClient } from '../upstream/connection-pool.js';
+import { PooledClient } from '../upstream/connection-pool.js';
+import type { ExpectClient } from '../upstream/expect-client.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { BodyRelay } from './body-relay.js';
 import type { AttemptRecord } from './events.js';
@@ -21,7 +22,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   readonly #ex: Exchange;
   /** The waits for the response head and between body bytes. */
   readonly #timer = new ResponseTimer(this);
-  #client: PooledClient | undefined;
+  /** A pooled connection, or a connection of its own for an `Expect: 100-continue` request. */
+  #client: PooledClient | ExpectClient | undefined;
   #abort: ((err?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   /** The connection was usable (request bytes may have left). */
@@ -33,8 +35,13 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   #retry: RetryAgain | undefined;
   /** The exchange gave up on this try (the client's request was refused): errors only settle it. */
   #abandoned = false;
+  /**
+   * The client's response was completed at the head (a 304 has no body, whatever its
+   * Content-Length says, RFC 9110 §8.6): what undici reports afterwards only settles the try.
+   */
+  #endedAtHead = false;
 
-  constructor(ex: Exchange, ep: Endpoint, client: PooledClient, relay: BodyRelay | undefined, startMs: number) {
+  constructor(ex: Exchange, ep: Endpoint, client: PooledClient | ExpectClient, relay: BodyRelay | undefined, startMs: number) {
     this.#ex = ex;
     this.#timer.sendMs = ex.clientLimits.sendMs;
     this.endpoint = ep;
@@ -59,7 +66,12 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   /** Send the request (once). */
   dispatch(path: string, method: string, headers: string[]): void {
-    this.#client!.dispatch(
+    const client = this.#client!;
+    if (!(client instanceof PooledClient)) {
+      client.dispatch({ path, method, headers, body: this.relay ?? null }, this);
+      return;
+    }
+    client.dispatch(
       {
         path,
         method: method as Dispatcher.HttpMethod,
@@ -124,10 +136,18 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     this.#resume = resume;
     if (!this.#ex.writeResponseHead(this, statusCode, rawHeaders)) return false;
     this.#passedOn = true;
+    if (statusCode === 304) {
+      // No body follows. undici would report a 304 that carries the Content-Length of the
+      // representation as a length mismatch (it exempts only HEAD): end the answer here.
+      this.#endedAtHead = true;
+      this.#timer.stop();
+      this.#ex.responseComplete(null);
+    }
     return true;
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.#endedAtHead) return true;
     this.#timer.progressAt = performance.now();
     if (this.#retry !== undefined) return true;
     return this.#ex.writeBody(chunk);
@@ -136,6 +156,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   onComplete(rawTrailers: Array<Buffer | string> | null): void {
     this.#timer.stop();
     this.#settle(true);
+    if (this.#endedAtHead) return;
     const retry = this.#retry;
     if (retry !== undefined) this.#ex.retry(retry);
     else this.#ex.responseComplete(rawTrailers);
@@ -143,14 +164,14 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   onError(err: Error): void {
     this.#timer.stop();
-    if (this.#abandoned) {
+    if (this.#abandoned || this.#endedAtHead) {
       this.#settle(false);
       return;
     }
     const connected = this.#connected;
     this.#settle(false);
     const ex = this.#ex;
-    if (ex.res.destroyed && !ex.complete) return; // the client left; our abort came back here
+    if (ex.clientGone && !ex.complete) return; // the client left; our abort came back here
     const f = err instanceof Failure
       ? err
       : classify(err, {
@@ -170,9 +191,10 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   // ---- the steps of a response head ------------------------------------------------------
 
-  /** 1xx: forward 103 Early Hints, and wait for the final head in full again. */
+  /** 1xx: relay 100 Continue to a client that expects it, forward 103 Early Hints, and wait for the final head in full again. */
   #interim(statusCode: number, rawHeaders: Buffer[]): boolean {
-    if (statusCode === 103 && this.#retry === undefined) this.#ex.earlyHints(rawHeaders);
+    if (statusCode === 100) this.#ex.continueClient();
+    else if (statusCode === 103 && this.#retry === undefined) this.#ex.earlyHints(rawHeaders);
     this.#timer.restart(performance.now());
     return true;
   }
@@ -274,7 +296,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     const client = this.#client;
     if (client !== undefined) {
       this.#client = undefined;
-      ep.pool.release(client, Date.now(), ok);
+      if (client instanceof PooledClient) ep.pool.release(client, Date.now(), ok);
+      else client.close();
     }
   }
 }

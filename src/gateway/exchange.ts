@@ -14,24 +14,13 @@ import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
 import type { HookRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
-import { normalizeHost, rewritePath, type Route } from './router.js';
+import { finished, isUnsafe, offer, withdrawn, type Ordered } from './connection-order.js';
+import { checkHeaderCount, checkRequestTarget } from './request-target.js';
+import { rewritePath, type Route } from './router.js';
 
 /** A new request id (src/http/request-id.ts). */
 export function newRequestId(ctx: GatewayContext): string {
   return ctx.requestIds.next();
-}
-
-/** Origin-form path of a request-target (absolute-form reduced to its path). */
-export function originForm(url: string): string | undefined {
-  if (url.charCodeAt(0) === 47 /* / */) return url;
-  if (url === '*') return url;
-  try {
-    const u = new URL(url);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') return undefined;
-    return u.pathname + u.search;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Methods of HTTP (Node's registry); llhttp also parses RTSP methods, which must not be forwarded as HTTP. */
@@ -53,7 +42,7 @@ const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived:
  * gateway-made answer goes through the responder (./responder.ts). It is also what
  * hooks see of the request (`HookRequest`), so a hook call allocates nothing.
  */
-export class Exchange implements HookRequest {
+export class Exchange implements HookRequest, Ordered {
   readonly ctx: GatewayContext;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
@@ -87,6 +76,18 @@ export class Exchange implements HookRequest {
   #tried: Set<Endpoint> | undefined;
   /** A retry decided and waiting for its delay. */
   #pending: RetryAgain | undefined;
+  /** The client sent `Expect: 100-continue` with a body: the upstream is asked first. */
+  #expectContinue = false;
+  /** The client was told to send its body (the upstream's 100 relayed). */
+  #continued = false;
+  /** Not safe (RFC 9110 §9.2.1): runs alone on its connection (./connection-order.ts). */
+  readonly unsafe: boolean;
+  /** Where it is in its connection's order. */
+  #order: 'waiting' | 'running' = 'waiting';
+  /** responseClosed ran (once). */
+  #ended = false;
+  #maxHeaderCount = Infinity;
+  #expectArg = false;
   #headersSent = false;
   #complete = false;
   #published = false;
@@ -112,6 +113,7 @@ export class Exchange implements HookRequest {
     (res as ExchangeResponse)[kExchange] = this;
     // 'close' comes once per response, and the response is this exchange's: on(), not once() (no wrapper, no removal).
     res.on('close', onResClose);
+    this.unsafe = isUnsafe(req.method!);
     ctx.inflight++;
   }
 
@@ -149,6 +151,11 @@ export class Exchange implements HookRequest {
     return this.req.headers[name];
   }
 
+  /** The client is gone: its response closed, or its connection closed before the response was begun. */
+  get clientGone(): boolean {
+    return this.#ended || this.res.destroyed;
+  }
+
   /** The response is complete (the gateway ended it normally). */
   get complete(): boolean {
     return this.#complete;
@@ -176,10 +183,32 @@ export class Exchange implements HookRequest {
 
   // ---- request phases --------------------------------------------------------------------
 
-  /** Route, run the request hooks and admit. Errors become gateway responses; nothing throws out of here. */
-  start(): void {
+  /**
+   * Check the head (header count, Host, request-target), route, run the request hooks and
+   * admit. Errors become gateway responses; nothing throws out of here.
+   */
+  start(maxHeaderCount = Infinity, expectContinue = false): void {
+    this.#maxHeaderCount = maxHeaderCount;
+    this.#expectArg = expectContinue;
+    // Pipelined requests start in their connection's order (./connection-order.ts).
+    offer(this.#socket, this);
+  }
+
+  /** Its turn on the connection came (Ordered). */
+  begin(): void {
+    this.#order = 'running';
+    if (this.res.destroyed || this.#socket.destroyed) {
+      // The client left while it waited (a response never assigned to the socket gets no 'close').
+      this.responseClosed();
+      return;
+    }
+    this.#run(this.#maxHeaderCount, this.#expectArg);
+  }
+
+  #run(maxHeaderCount: number, expectContinue: boolean): void {
     const req = this.req;
     try {
+      checkHeaderCount(req, maxHeaderCount);
       if (!HTTP_METHODS.has(req.method!)) {
         throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'not_implemented', detail: `method ${req.method} is not an HTTP method the gateway forwards` });
       }
@@ -187,21 +216,21 @@ export class Exchange implements HookRequest {
         this.#answerAsterisk();
         return;
       }
-      const path = originForm(req.url ?? '');
-      if (path === undefined) {
-        throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'invalid request-target' });
-      }
-      this.#path = path;
-      const host = (this.#host = normalizeHost(req.headers.host));
+      const target = checkRequestTarget(req);
+      const path = (this.#path = target.path);
+      const host = (this.#host = target.routeHost);
       const route = this.ctx.router.match(host, req.method!, path, req.headers);
       if (!route) {
         throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${host || '(no host)'}${path.split('?')[0]}` });
       }
       this.route = route;
       const hostValue = route.host === 'preserve' || route.host === 'endpoint' ? undefined : route.host;
-      const head = buildUpstreamHead(this.ctx, req, this.requestId, hostValue, this.via, 'http');
+      const head = buildUpstreamHead(this.ctx, req, this.requestId, hostValue, this.via, 'http', target.hostValue);
       this.#headers = head.headers;
       this.#hasBody = head.hasBody;
+      // RFC 9110 §10.1.1: forward the expectation; the client sends its body once the
+      // upstream's 100 is relayed (continueClient), or not at all after a final answer.
+      this.#expectContinue = expectContinue && head.hasBody;
       this.#upstreamPath = rewritePath(route, path);
       this.#idempotent = IDEMPOTENT.has(req.method!) || (route.retry.idempotencyKey && req.headers['idempotency-key'] !== undefined);
       const hooks = this.ctx.hooks;
@@ -311,13 +340,15 @@ export class Exchange implements HookRequest {
         }
       }
     }
-    const client = ep.pool.acquire(now, this.#idempotent, fresh);
+    // Until the client was told to go on, the expectation goes upstream (undici cannot send it).
+    const expect = this.#expectContinue && !this.#continued;
+    const client = expect ? ep.pool.openExpectClient() : ep.pool.acquire(now, this.#idempotent, fresh);
     const prev = this.#attempt?.relay;
     const relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, this.#idempotent && route.retry.tries > 1 ? REPLAY_LIMIT : 0, undefined, this);
     const attempt = new Attempt(this, ep, client, relay, Math.round(performance.now() - this.t0));
     this.#attempt = attempt;
     this.attempts.push(attempt.record);
-    attempt.dispatch(this.#upstreamPath, this.req.method!, this.#headers);
+    attempt.dispatch(this.#upstreamPath, this.req.method!, expect ? [...this.#headers, 'expect', '100-continue'] : this.#headers);
   }
 
   // ---- what the tries report -------------------------------------------------------------
@@ -402,7 +433,8 @@ export class Exchange implements HookRequest {
         return false;
       }
     }
-    if (this.ctx.draining) head.push('connection', 'close');
+    // The client was never told to send its body: close rather than read it as the next request.
+    if (this.ctx.draining || (this.#expectContinue && !this.#continued)) head.push('connection', 'close');
     try {
       this.res.writeHead(statusCode, head);
     } catch (err) {
@@ -428,6 +460,14 @@ export class Exchange implements HookRequest {
     this.res.end();
   }
 
+  /** The upstream answered 100 Continue: tell the client (once) to send its body. */
+  continueClient(): void {
+    if (!this.#expectContinue || this.#continued || this.res.destroyed || this.#headersSent) return;
+    this.#continued = true;
+    this.res.writeContinue();
+  }
+
+  /** A 103 from the upstream: passed on when Node accepts it as valid, else dropped. */
   earlyHints(raw: Buffer[]): void {
     const hints: Record<string, string | string[]> = {};
     for (let i = 0; i < raw.length; i += 2) {
@@ -436,7 +476,13 @@ export class Exchange implements HookRequest {
       const prev = hints[k];
       hints[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
     }
-    if (hints.link !== undefined) this.res.writeEarlyHints(hints as { link: string | string[] });
+    if (hints.link === undefined) return;
+    try {
+      this.res.writeEarlyHints(hints as { link: string | string[] });
+    } catch {
+      // An invalid Link (or field) from the upstream: an interim answer is only a hint, so it
+      // is dropped; the final answer still comes. Never the gateway's 500 for the upstream's fault.
+    }
   }
 
   /** The client took the buffered body: let the try read from the upstream again. */
@@ -463,7 +509,7 @@ export class Exchange implements HookRequest {
       res.destroy();
       return;
     }
-    if (res.destroyed) return;
+    if (res.destroyed || this.#ended) return; // no one to answer
     this.#endedBy = f.source;
     this.#error = respondWithFailure(res, f, {
       ctx: this.ctx,
@@ -486,9 +532,18 @@ export class Exchange implements HookRequest {
     this.route!.cluster.admission!.release(end - this.#admittedAt, dropped);
   }
 
+  /** Its connection closed before its answer was written (Ordered): it ends without one, its try cancelled. */
+  abandon(): void {
+    this.responseClosed();
+  }
+
   /** The client response closed: finished, or the client went away. */
   responseClosed(): void {
+    if (this.#ended) return;
+    this.#ended = true;
     this.ctx.inflight--;
+    if (this.#order === 'running') finished(this.#socket, this);
+    else withdrawn(this.#socket, this);
     if (!this.#complete && !this.#error) {
       // The client left before the response was complete: stop the upstream work.
       this.#endedBy = 'client';

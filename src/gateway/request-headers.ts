@@ -36,7 +36,7 @@ const SPECIAL = new Map<string, number>([
   ['trailer', DROP],
   ['transfer-encoding', TE_ENC],
   ['upgrade', UPGRADE],
-  ['expect', DROP], // the gateway answers 100-continue itself
+  ['expect', DROP], // 100-continue is forwarded by the exchange itself (undici refuses the field); others Node answers with 417
   ['host', HOST],
   ['via', VIA],
   ['x-forwarded-for', XFF],
@@ -63,6 +63,8 @@ export function buildUpstreamHead(
   hostValue: string | undefined,
   via: string,
   proto: 'http' | 'https',
+  /** The host the client asked for (the absolute-form authority, or its one Host header): replaces the Host header (RFC 9112 §3.2.2). */
+  clientHost?: string,
 ): UpstreamHead {
   const raw = req.rawHeaders;
   const out: string[] = [];
@@ -138,6 +140,7 @@ export function buildUpstreamHead(
     }
   }
 
+  if (clientHost !== undefined) origHost = clientHost;
   out.push('host', hostValue ?? origHost ?? '');
   out.push('via', via);
   out.push(idHeader, requestId);

@@ -17,10 +17,10 @@ export interface FailureAnswer {
   /** Close the client connection after the answer. */
   readonly close: boolean;
   /**
-   * Raw sockets only: the form of the head. `parser` (parser errors, CONNECT): the
-   * failure's title as reason phrase and `connection: close` first; `upgrade`: what Node's
-   * ServerResponse would write (the standard reason phrase, `connection` last). Two forms
-   * because the bytes of each are pinned by tests and clients; both come from here.
+   * Raw sockets only: the form of the head. Both carry the status's standard reason phrase
+   * (`408 Request Timeout`, not the failure type's title); `parser` (parser errors, CONNECT)
+   * writes `connection: close` first, `upgrade` last as Node's ServerResponse would. Two
+   * forms because the bytes of each are pinned by tests and clients; both come from here.
    */
   readonly rawForm?: 'parser' | 'upgrade';
   /** The request as hooks see it; undefined for parser errors (there is no request). */
@@ -56,7 +56,7 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
     for (const k in out.headers) head += `${k}: ${out.headers[k]}\r\n`;
     head += 'connection: close\r\n';
   } else {
-    head = `HTTP/1.1 ${out.status} ${f.reason === 'header_fields_too_large' ? 'Request Header Fields Too Large' : f.title}\r\nconnection: close\r\n`;
+    head = `HTTP/1.1 ${out.status} ${STATUS_CODES[out.status] ?? f.title}\r\nconnection: close\r\n`;
     for (const k in out.headers) head += `${k}: ${out.headers[k]}\r\n`;
   }
   to.end(Buffer.concat([Buffer.from(head + '\r\n', 'latin1'), out.body]));

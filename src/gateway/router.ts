@@ -23,6 +23,8 @@ export interface Route {
   readonly perTryTimeoutMs: number | undefined;
   readonly deadlineMs: number | undefined;
   readonly retryAfterMaxMs: number;
+  /** Upgrade protocol names (lower case) tunnelled after a 101. */
+  readonly upgrades: ReadonlySet<string>;
 }
 
 const HOST_CACHE_MAX = 4096;
@@ -53,6 +55,7 @@ export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster):
     perTryTimeoutMs: cfg.retry.perTryTimeout === undefined ? undefined : parseDuration(cfg.retry.perTryTimeout),
     deadlineMs: cfg.retry.deadline === undefined ? undefined : parseDuration(cfg.retry.deadline),
     retryAfterMaxMs: parseDuration(cfg.retry.retryAfterMax)!,
+    upgrades: new Set(cfg.upgrades.map((u) => u.toLowerCase())),
   };
 }
 
@@ -61,21 +64,6 @@ function hostMatches(r: Route, host: string): boolean {
   if (r.exactHosts.has(host)) return true;
   for (const s of r.wildcardSuffixes!) if (host.length > s.length && host.endsWith(s)) return true;
   return false;
-}
-
-/** Host header → bare lower-case host name (port and trailing dot removed). */
-export function normalizeHost(hostHeader: string | undefined): string {
-  if (!hostHeader) return '';
-  let h = hostHeader;
-  if (h.charCodeAt(0) === 91 /* [ */) {
-    const end = h.indexOf(']');
-    h = end > 0 ? h.slice(0, end + 1) : h;
-  } else {
-    const colon = h.indexOf(':');
-    if (colon >= 0) h = h.slice(0, colon);
-  }
-  if (h.endsWith('.')) h = h.slice(0, -1);
-  return h.toLowerCase();
 }
 
 export class Router {
@@ -117,6 +105,22 @@ export class Router {
     }
     return undefined;
   }
+}
+
+/**
+ * The protocols of an Upgrade header value the route allows (RFC 9110 §7.8: a list of
+ * `name["/" version]`), as a value for the upstream request; undefined when none is.
+ */
+export function allowedUpgrade(r: Route, offered: string | undefined): string | undefined {
+  if (offered === undefined) return undefined;
+  let out: string | undefined;
+  for (const part of offered.split(',')) {
+    const p = part.trim();
+    const slash = p.indexOf('/');
+    const name = (slash < 0 ? p : p.slice(0, slash)).toLowerCase();
+    if (name !== '' && r.upgrades.has(name)) out = out === undefined ? p : `${out}, ${p}`;
+  }
+  return out;
 }
 
 function prefixMatches(r: Route, path: string): boolean {

@@ -39,20 +39,33 @@ export class Gateway {
       const server = createServer({
         maxHeaderSize: l.maxHeaderSize,
         headersTimeout: ms(l.requestHeaderTimeout),
+        // Node checks headersTimeout only every connectionsCheckingInterval (30 s by default),
+        // so a 10 s timeout fired after 10–40 s: check often enough to answer on time.
+        connectionsCheckingInterval: headerCheckInterval(ms(l.requestHeaderTimeout)),
         requestTimeout: 0,
         keepAliveTimeout: ms(l.keepAliveTimeout),
-        requireHostHeader: true,
+        // Host is checked by the gateway (request-target.ts), so a missing one gets its named 400.
+        requireHostHeader: false,
         insecureHTTPParser: false,
         joinDuplicateHeaders: false,
       });
+      // Node keeps at most this many header fields and drops the rest silently (Content-Length
+      // too): one more than the limit lets the exchange see the excess and refuse it with 431.
+      server.maxHeadersCount = l.maxHeaderCount + 1;
+      const maxHeaderCount = l.maxHeaderCount;
       const limits = clientLimits(l);
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, limits).start();
+        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, limits).start(maxHeaderCount);
+      });
+      // Expect: 100-continue is forwarded, and the upstream's 100 (or final answer) relayed:
+      // Node would otherwise answer 100 itself and read a body the upstream may refuse.
+      server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+        new Exchange(this.ctx, req, res, entry.name, via11, limits).start(maxHeaderCount, true);
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         this.#tunnels.add(socket);
         socket.once('close', () => this.#tunnels.delete(socket));
-        new UpgradeExchange(this.ctx, req, socket, head, entry.name, via11).start();
+        new UpgradeExchange(this.ctx, req, socket, head, entry.name, via11).start(maxHeaderCount);
       });
       server.on('connect', (req: IncomingMessage, socket: Duplex) => {
         this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }), entry.name, req);
@@ -170,6 +183,11 @@ export class Gateway {
       requestEnd.publish(record);
     }
   }
+}
+
+/** How often Node looks for slow request heads: a twentieth of the timeout, 50–500 ms (the 408 comes at most that late). */
+export function headerCheckInterval(timeoutMs: number): number {
+  return Math.max(50, Math.min(500, Math.floor(timeoutMs / 20)));
 }
 
 function lifecycle(r: LifecycleRecord): void {

@@ -7,12 +7,13 @@ import { plainAddress } from '../http/trust.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
-import { newRequestId, originForm } from './exchange.js';
+import { newRequestId } from './exchange.js';
+import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import type { HookRequest } from './hooks.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondWithFailure } from './responder.js';
 import { buildResponseHead } from './response-headers.js';
-import { normalizeHost, rewritePath, type Route } from './router.js';
+import { allowedUpgrade, rewritePath, type Route } from './router.js';
 
 function headBytes(status: number, headers: readonly string[]): string {
   let s = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
@@ -48,7 +49,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest 
   #path = '';
   #host = '';
   #headers: string[] = [];
-  #upgradeProtocol = 'websocket';
+  /** The protocol(s) asked of the upstream; undefined: none is allowed, a plain request. */
+  #upgradeProtocol: string | undefined;
   #attempt: AttemptRecord | undefined;
   #endpoint: Endpoint | undefined;
   #connected = false;
@@ -123,28 +125,28 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest 
 
   // ---- phases ----------------------------------------------------------------------------
 
-  start(): void {
+  start(maxHeaderCount = Infinity): void {
     const req = this.#req;
     try {
-      const path = originForm(req.url ?? '');
-      if (path === undefined || path === '*') throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'invalid request-target' });
+      checkHeaderCount(req, maxHeaderCount);
+      if (req.url === '*') throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'invalid request-target' });
+      const target = checkRequestTarget(req);
+      const path = target.path;
       // A body on an upgrade request would turn into tunnel data after a 101: refuse it.
       const cl = req.headers['content-length'];
       if ((cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined) {
         throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'an upgrade request must not carry a body' });
       }
-      // Node enforces requireHostHeader only on plain requests: the same rule here.
-      if (req.httpVersion === '1.1' && req.headers.host === undefined) {
-        throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'an HTTP/1.1 request needs a Host header' });
-      }
       this.#path = path;
-      const route = this.#ctx.router.match((this.#host = normalizeHost(req.headers.host)), req.method!, path, req.headers);
-      if (!route) throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${req.headers.host ?? ''}${path}` });
+      const route = this.#ctx.router.match((this.#host = target.routeHost), req.method!, path, req.headers);
+      if (!route) throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${target.routeHost}${path}` });
       this.#route = route;
       const hostValue = route.host === 'preserve' ? undefined : route.host === 'endpoint' ? undefined : route.host;
-      const head = buildUpstreamHead(this.#ctx, req, this.requestId, hostValue, this.#via, 'http');
+      const head = buildUpstreamHead(this.#ctx, req, this.requestId, hostValue, this.#via, 'http', target.hostValue);
       this.#headers = head.headers;
-      this.#upgradeProtocol = head.upgrade ?? 'websocket';
+      // Only the route's protocols are tunnelled; for any other the request goes upstream as
+      // plain HTTP without Upgrade, and what the client sent after its head is dropped.
+      this.#upgradeProtocol = allowedUpgrade(route, head.upgrade);
       const hooks = this.#ctx.hooks;
       if (hooks !== undefined && hooks.request !== undefined) {
         const out = hooks.runRequest(this);
@@ -222,7 +224,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest 
     this.#endpoint = ep;
     this.#attempt = { endpoint: ep.nextHop, phase: 'connect', startMs: Math.round(performance.now() - this.#t0) };
     this.#attempts.push(this.#attempt);
-    if (this.#head.length > 0) this.#socket.unshift(this.#head);
+    if (this.#head.length > 0 && this.#upgradeProtocol !== undefined) this.#socket.unshift(this.#head);
     // The socket leaves the pool once upgraded: always a connection of its own.
     const client = ep.pool.acquire(now, false, true);
     ep.inflight++;

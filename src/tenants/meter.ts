@@ -42,6 +42,8 @@ export interface FinishedRecord {
   reply?: number;
   /** RFC 9209 error type, when the request failed or was refused. */
   error: string | null;
+  /** The refusal reason (REFUSAL_REASONS), when the status is not the error type's own: request_timeout, … */
+  reason?: string;
   bytesUp: number;
   bytesDown: number;
   datagramsUp?: number;
@@ -72,6 +74,8 @@ export interface FinishFields {
   status?: number;
   reply?: number;
   error?: string | null;
+  /** The refusal reason, when the failure has one (request_timeout, proxy_auth_required, …). */
+  reason?: string;
   address?: string | null;
   destination?: string | null;
   endedBy?: EndedBy;
@@ -272,6 +276,7 @@ export class MeterSession {
     };
     if (fields.status !== undefined) rec.status = fields.status;
     if (fields.reply !== undefined) rec.reply = fields.reply;
+    if (fields.reason !== undefined) rec.reason = fields.reason;
     if (this.protocol === 'socks5-udp') {
       rec.datagramsUp = this.datagramsUp;
       rec.datagramsDown = this.datagramsDown;

@@ -1,4 +1,5 @@
 import { Client, buildConnector } from 'undici';
+import { ExpectClient } from './expect-client.js';
 import { timedConnector, type ConnectTimings } from './timed-connector.js';
 
 /**
@@ -130,6 +131,14 @@ export class ConnectionPool {
       return;
     }
     this.#idle.push(c);
+  }
+
+  /**
+   * A connection of its own, outside the pool, for a request with `Expect: 100-continue`
+   * (./expect-client.ts: undici cannot send one).
+   */
+  openExpectClient(): ExpectClient {
+    return new ExpectClient(this.#opts.origin, (timings) => timedConnector(this.#connector, timings));
   }
 
   #open(): PooledClient {

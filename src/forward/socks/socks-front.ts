@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { classify, type Failure } from '../../failure/index.js';
 import type { FinishFields } from '../../tenants/index.js';
 import { destroyAfter } from '../../timing/deadlines.js';
+import { handshakeLeft } from '../connection-gate.js';
 import { newRequestId, clientAddressFor } from '../context.js';
 import { ForwardRequest, type ForwardPipeline, type ForwardResponder } from '../pipeline.js';
 import { ByteReader, HandshakeEnded } from './byte-reader.js';
@@ -28,11 +29,26 @@ export abstract class SocksFront<R extends ForwardResponder> {
   /** Read the handshake and hand the request to the pipeline. */
   protected abstract run(socket: Socket, reader: ByteReader, req: ForwardRequest, responder: R): Promise<void>;
 
-  readonly handle = (socket: Socket, first: Buffer): void => {
+  /** This protocol's answer to a connection refused at a listener limit, from its first bytes. */
+  protected abstract atLimit(first: Buffer): { bytes: Buffer; fields: FinishFields };
+
+  /** A connection refused at a listener limit: answered in this protocol, recorded, closed. */
+  refuseConnection(socket: Socket, first: Buffer, f: Failure): void {
+    const ctx = this.pipeline.ctx;
+    const session = ctx.meter.open({ protocol: this.#protocol, requestId: newRequestId(), user: null, clientAddress: clientAddressFor(ctx, socket) });
+    const { bytes, fields } = this.atLimit(first);
+    socket.on('error', ignore);
+    if (socket.writable) socket.end(bytes);
+    destroyAfter(socket, REFUSAL_LINGER_MS);
+    session.finish({ ...fields, error: f.type, reason: f.reason, refused: true, endedBy: f.source });
+  }
+
+  accept(socket: Socket, first: Buffer): void {
     const ctx = this.pipeline.ctx;
     const protocol = this.#protocol;
     const session = ctx.meter.open({ protocol, requestId: newRequestId(), user: null, clientAddress: clientAddressFor(ctx, socket) });
-    const reader = new ByteReader(socket, first, { timeoutMs: ctx.settings.handshakeTimeoutMs });
+    // The handshake time counts from the connection's accept (shorter under pressure: connection-gate.ts).
+    const reader = new ByteReader(socket, first, { timeoutMs: handshakeLeft(socket, ctx.settings.handshakeTimeoutMs) });
     const responder = new this.#Responder(socket, reader);
     const req = new ForwardRequest({ kind: 'tunnel', target: { host: '', port: 0 }, session, client: socket });
     this.run(socket, reader, req, responder).catch((err: unknown) => {
@@ -41,10 +57,12 @@ export abstract class SocksFront<R extends ForwardResponder> {
       if (err instanceof HandshakeEnded && err.reason === 'overflow') return this.pipeline.refuse(req, responder, handshakeFailure(err, what));
       const f = err instanceof HandshakeEnded ? handshakeFailure(err, what) : classify(err, { connected: false, responseStarted: false, headersReceived: false });
       socket.destroy();
-      session.finish({ error: f.type, refused: true, endedBy: err instanceof HandshakeEnded ? 'client' : f.source });
+      session.finish({ error: f.type, reason: f.reason, refused: true, endedBy: err instanceof HandshakeEnded ? 'client' : f.source });
     });
-  };
+  }
 }
+
+function ignore(): void {}
 
 /** How long a refused SOCKS client has to read its reply before the socket is destroyed. */
 const REFUSAL_LINGER_MS = 2000;

@@ -57,6 +57,10 @@ export class Socks4Front extends SocksFront<Socks4Responder> {
     super(pipeline, 'socks4', Socks4Responder);
   }
 
+  protected atLimit(): { bytes: Buffer; fields: FinishFields } {
+    return { bytes: socks4Reply(SOCKS4_REPLY.rejected), fields: REJECTED };
+  }
+
   protected async run(socket: Socket, r: ByteReader, req: ForwardRequest, responder: Socks4Responder): Promise<void> {
     const pipeline = this.pipeline;
     const refuse = (f: Failure): void => pipeline.refuse(req, responder, f);

@@ -61,6 +61,19 @@ export class Socks5Front extends SocksFront<Socks5Responder> {
     super(pipeline, 'socks5', Socks5Responder);
   }
 
+  /**
+   * At a limit: SOCKS5 has no refusal before the request, so when the greeting offers
+   * "no authentication" the method is chosen and the request answered general failure
+   * (0x01) in the same write; a client that offers only other methods is told `0xFF`
+   * (no acceptable method), the only refusal the method stage has.
+   */
+  protected atLimit(first: Buffer): { bytes: Buffer; fields: FinishFields } {
+    const n = first[1] ?? 0;
+    const offersNone = first.length >= 2 + n && first.subarray(2, 2 + n).includes(METHOD.none);
+    if (!offersNone) return { bytes: Buffer.from([VERSION, METHOD.noAcceptable]), fields: {} };
+    return { bytes: Buffer.concat([Buffer.from([VERSION, METHOD.none]), socks5Reply(SOCKS5_REPLY.generalFailure)]), fields: { reply: SOCKS5_REPLY.generalFailure } };
+  }
+
   protected async run(socket: Socket, r: ByteReader, req: ForwardRequest, responder: Socks5Responder): Promise<void> {
     const pipeline = this.pipeline;
     const ctx = pipeline.ctx;

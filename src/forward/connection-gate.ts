@@ -1,0 +1,166 @@
+import type { Socket } from 'node:net';
+import { Failure } from '../failure/index.js';
+
+/** Seconds a client refused at a connection limit is told to wait (Retry-After). */
+export const CONNECTION_LIMIT_RETRY_AFTER_S = 1;
+
+/** What the listener decided for one accepted connection. */
+export type GateDecision = 'admitted' | 'refused' | 'shed';
+
+const kSource = Symbol('gatewise.source');
+const kHandshakeEnd = Symbol('gatewise.handshakeEnd');
+const kCounted = Symbol('gatewise.counted');
+const kOverSource = Symbol('gatewise.overSource');
+type GatedSocket = Socket & { [kSource]?: string; [kHandshakeEnd]?: number; [kCounted]?: 'open' | 'waiting'; [kOverSource]?: boolean };
+
+/** One client address's connections: admitted, and refused ones waiting for their first bytes. */
+interface SourceCount {
+  open: number;
+  waiting: number;
+}
+
+export interface GateLimits {
+  /** Connections admitted at once (the listener's cap). */
+  maxConnections: number;
+  /** Connections admitted at once from one client address; 0: no per-address limit. */
+  maxPerSource: number;
+  /** The configured handshake time (0: none). */
+  handshakeMs: number;
+  /** The shortest handshake time pressure scales down to. */
+  handshakeFloorMs: number;
+}
+
+export interface GateStats {
+  /** Connections admitted and open. */
+  open: number;
+  /** Refused connections waiting for their first bytes (to be answered in their protocol). */
+  waiting: number;
+  /** Connections closed at once because the refused ones waiting were at their bound. */
+  shed: number;
+  /** Connections refused at a limit (answered or closed after the wait). */
+  refused: number;
+  /** Connections seen in all. */
+  accepted: number;
+}
+
+/**
+ * The listener's connection admission: the connection cap, a cap per client address, and
+ * the handshake time of each admitted connection, shorter under pressure.
+ *
+ * Pressure rule: with `load` = admitted connections (this one included) / cap, a new
+ * connection gets the full handshake time while `load` ≤ ½, and above that
+ * `max(floor, handshake × 2 × (1 − load))`: linear from the full time at half the cap to
+ * the floor at the cap (never longer than the configured time). A flood of idle sockets
+ * therefore holds each slot for ever less time as it fills the listener.
+ *
+ * A connection over a limit is not reset: it is accepted, waits (at most the floor) for
+ * its first bytes, and is answered in its protocol (HTTP 503 `connection_limit_reached`
+ * with Retry-After, SOCKS5 general failure, SOCKS4 0x5B); one that sends nothing in that
+ * time is closed with a FIN. The refused connections waiting at once are bounded by the
+ * cap, and those of one address by the per-address cap: past either bound a connection
+ * is closed at once (counted as `shed`), so an address that floods loses its own excess
+ * while other addresses are still answered.
+ */
+export class ConnectionGate {
+  readonly #limits: GateLimits;
+  readonly #bySource = new Map<string, SourceCount>();
+  #open = 0;
+  #waiting = 0;
+  #shed = 0;
+  #refused = 0;
+  #accepted = 0;
+
+  constructor(limits: GateLimits) {
+    this.#limits = limits;
+  }
+
+  get stats(): GateStats {
+    return { open: this.#open, waiting: this.#waiting, shed: this.#shed, refused: this.#refused, accepted: this.#accepted };
+  }
+
+  /**
+   * Decide for a new connection; `now` is its accept time. An admitted connection carries
+   * its handshake deadline (`handshakeLeft`); a refused one waits for its first bytes.
+   */
+  admit(socket: Socket, now: number): GateDecision {
+    const s = socket as GatedSocket;
+    const l = this.#limits;
+    this.#accepted++;
+    let count: SourceCount | undefined;
+    if (l.maxPerSource > 0) {
+      const source = socket.remoteAddress ?? '';
+      count = this.#bySource.get(source);
+      if (count === undefined) this.#bySource.set(source, (count = { open: 0, waiting: 0 }));
+      s[kSource] = source;
+    }
+    const overSource = count !== undefined && count.open >= l.maxPerSource;
+    if (overSource || this.#open >= l.maxConnections) {
+      // A source's own excess waits too, up to its limit again: past that it is flooding.
+      if (this.#waiting >= l.maxConnections || (count !== undefined && count.waiting >= l.maxPerSource)) {
+        this.#shed++;
+        if (count !== undefined && count.open + count.waiting === 0) this.#bySource.delete(s[kSource]!);
+        s[kSource] = undefined;
+        return 'shed';
+      }
+      this.#waiting++;
+      this.#refused++;
+      if (count !== undefined) count.waiting++;
+      s[kCounted] = 'waiting';
+      s[kOverSource] = overSource;
+      s[kHandshakeEnd] = now + Math.min(l.handshakeMs > 0 ? l.handshakeMs : Infinity, l.handshakeFloorMs);
+      return 'refused';
+    }
+    this.#open++;
+    if (count !== undefined) count.open++;
+    s[kCounted] = 'open';
+    if (l.handshakeMs > 0) s[kHandshakeEnd] = now + handshakeUnderLoad(l.handshakeMs, l.handshakeFloorMs, this.#open / l.maxConnections);
+    return 'admitted';
+  }
+
+  /** The connection closed: give back what it counted. */
+  release(socket: Socket): void {
+    const s = socket as GatedSocket;
+    const counted = s[kCounted];
+    if (counted === undefined) return;
+    s[kCounted] = undefined;
+    if (counted === 'waiting') this.#waiting--;
+    else this.#open--;
+    const source = s[kSource];
+    if (source === undefined) return;
+    const count = this.#bySource.get(source);
+    if (count === undefined) return;
+    count[counted]--;
+    if (count.open + count.waiting === 0) this.#bySource.delete(source);
+  }
+
+  /** The failure a refused connection is answered with. */
+  refusal(socket: Socket): Failure {
+    const s = socket as GatedSocket;
+    const source = s[kSource];
+    const detail =
+      s[kOverSource] && source !== undefined
+        ? `too many connections from ${source} (limit ${this.#limits.maxPerSource}); retry later`
+        : `the listener is at its connection limit (${this.#limits.maxConnections}); retry later`;
+    return new Failure({ type: 'connection_limit_reached', phase: 'accept', detail, retryAfter: CONNECTION_LIMIT_RETRY_AFTER_S });
+  }
+}
+
+/**
+ * The handshake time for a connection admitted at `load` (0–1) of the cap: the full time
+ * up to half the cap, then linear down to `floor` at the cap; never above `full`.
+ */
+export function handshakeUnderLoad(full: number, floor: number, load: number): number {
+  if (load <= 0.5 || full <= floor) return full;
+  return Math.max(floor, Math.round(full * 2 * (1 - Math.min(1, load))));
+}
+
+/**
+ * Milliseconds left of the connection's handshake time (counted from its accept), or
+ * `fallback` for a socket the gate did not time (no limit: returns 0 when `fallback` is 0).
+ * At least 1: a deadline already passed fires at the next sweep.
+ */
+export function handshakeLeft(socket: Socket, fallback: number, now = performance.now()): number {
+  const end = (socket as GatedSocket)[kHandshakeEnd];
+  if (end === undefined) return fallback;
+  return Math.max(1, end - now);
+}

@@ -1,0 +1,99 @@
+import type { Socket } from 'node:net';
+
+/**
+ * The order of pipelined requests on one client connection. Node's HTTP server writes the
+ * responses in order but hands pipelined requests to the gateway as fast as it parses them,
+ * so two POSTs would run at the upstream at the same time. RFC 9112 §9.3.2 allows parallel
+ * processing of pipelined requests only when all of them are safe: an unsafe request
+ * (POST, PUT, DELETE, PATCH...) starts only when no earlier request of the connection is in
+ * flight, and nothing starts while an unsafe one is (as nginx and Squid serialise).
+ *
+ * One small object per connection, kept on the socket under a symbol (not in a WeakMap).
+ */
+
+/** RFC 9110 §9.2.1. */
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+
+/** What the connection order needs from a request. */
+export interface Ordered {
+  readonly unsafe: boolean;
+  /** Start it (called at most once, possibly later than it was offered). */
+  begin(): void;
+  /**
+   * The connection closed before its answer was done. Node emits no 'close' for the
+   * response of a pipelined request it has not begun to write, so without this a waiting
+   * request would wait forever and a running one would stay in flight, its upstream work
+   * never cancelled. May come after the response's own 'close': it must be idempotent.
+   */
+  abandon(): void;
+}
+
+interface Line {
+  /** Started and not finished, in order. */
+  active: Ordered[];
+  /** How many of them are unsafe. */
+  unsafe: number;
+  waiting: Ordered[];
+}
+
+const kLine = Symbol('gatewise.connection-order');
+type OrderedSocket = Socket & { [kLine]?: Line };
+
+export function isUnsafe(method: string): boolean {
+  return !SAFE.has(method);
+}
+
+function mayStart(line: Line, r: Ordered): boolean {
+  return line.active.length === 0 || (!r.unsafe && line.unsafe === 0);
+}
+
+/** Start `r` now if the connection allows it, else queue it; true when it started. */
+export function offer(socket: Socket, r: Ordered): boolean {
+  const s = socket as OrderedSocket;
+  let line = s[kLine];
+  if (line === undefined) {
+    line = s[kLine] = { active: [], unsafe: 0, waiting: [] };
+    socket.once('close', onLineClose);
+  }
+  if (line.waiting.length > 0 || !mayStart(line, r)) {
+    line.waiting.push(r);
+    return false;
+  }
+  line.active.push(r);
+  if (r.unsafe) line.unsafe++;
+  r.begin();
+  return true;
+}
+
+/** A started request is over: start what may start now, in order. */
+export function finished(socket: Socket, r: Ordered): void {
+  const line = (socket as OrderedSocket)[kLine];
+  if (line === undefined) return;
+  const i = line.active.indexOf(r);
+  if (i < 0) return;
+  line.active.splice(i, 1);
+  if (r.unsafe) line.unsafe--;
+  const w = line.waiting;
+  while (w.length > 0 && mayStart(line, w[0]!)) {
+    const next = w.shift()!;
+    line.active.push(next);
+    if (next.unsafe) line.unsafe++;
+    next.begin();
+  }
+}
+
+/** A queued request that will never start (its response closed first): forget it. */
+export function withdrawn(socket: Socket, r: Ordered): void {
+  const line = (socket as OrderedSocket)[kLine];
+  if (line === undefined) return;
+  const i = line.waiting.indexOf(r);
+  if (i >= 0) line.waiting.splice(i, 1);
+}
+
+/** The connection closed: what waits will never start, what runs has no one to answer. A module function: no closure per connection. */
+function onLineClose(this: Socket): void {
+  const line = (this as OrderedSocket)[kLine];
+  if (line === undefined) return;
+  for (const r of line.waiting.splice(0)) r.abandon();
+  for (const r of line.active.slice()) r.abandon();
+}

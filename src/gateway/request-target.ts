@@ -1,0 +1,194 @@
+import type { IncomingMessage } from 'node:http';
+import { isIPv6 } from 'node:net';
+import { Failure } from '../failure/index.js';
+
+/**
+ * The request-target and Host of a reverse-gateway request, checked and normalised before
+ * routing (docs/security.md, "Reverse gateway request hygiene"):
+ * - Host (RFC 9112 §3.2): exactly one for HTTP/1.1, none or one for HTTP/1.0, a valid
+ *   `uri-host [":" port]`; an absolute-form request is routed and forwarded by its URI
+ *   authority (§3.2.2), not by its Host header.
+ * - Path (RFC 3986 §6.2.2): unreserved characters percent-decoded, percent-encodings in
+ *   upper case, dot segments (also percent-encoded ones) resolved. `%2F` and `%5C` stay
+ *   encoded and are not separators, but a segment that would be a dot segment once an
+ *   upstream decodes them (`..%2F`, `%2F..`, `.%5C`) is refused: it could climb out of the
+ *   route's prefix at an upstream that decodes before resolving.
+ * - A `#` anywhere in the request-target is refused (a fragment is never sent; HAProxy,
+ *   CVE-2023-45539).
+ */
+export interface RequestTarget {
+  /** Lower-case host name for routing (port and trailing dot removed; '' when none). */
+  readonly routeHost: string;
+  /** The Host value to forward under `host: preserve`: the URI authority (absolute-form) or the Host header. */
+  readonly hostValue: string | undefined;
+  /** The normalised origin-form path and query. */
+  readonly path: string;
+}
+
+function refuse(detail: string): Failure {
+  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail });
+}
+
+/** More header fields than the listener's `maxHeaderCount` → 431 (before anything else is looked at). */
+export function checkHeaderCount(req: IncomingMessage, max: number): void {
+  const n = req.rawHeaders.length >> 1;
+  if (n > max) {
+    throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'header_fields_too_large', detail: `more than ${max} header fields (the listener's maxHeaderCount)` });
+  }
+}
+
+/** reg-name characters of RFC 3986 (unreserved, sub-delims) plus '%' of pct-encoded, checked separately. */
+const REG_NAME = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*$/;
+
+/** A Host value or URI authority (`uri-host [":" port]`); undefined when valid, else why not. */
+export function hostProblem(v: string): string | undefined {
+  let host = v;
+  let port: string | undefined;
+  if (v.charCodeAt(0) === 91 /* [ */) {
+    const end = v.indexOf(']');
+    if (end < 0) return 'an IP literal without "]"';
+    const inner = v.slice(1, end);
+    if (!isIPv6(inner) && !/^v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+$/.test(inner)) return 'an invalid IP literal';
+    const rest = v.slice(end + 1);
+    if (rest !== '') {
+      if (rest.charCodeAt(0) !== 58 /* : */) return 'characters after the IP literal';
+      port = rest.slice(1);
+    }
+    host = '';
+  } else {
+    const colon = v.indexOf(':');
+    if (colon >= 0) {
+      host = v.slice(0, colon);
+      port = v.slice(colon + 1);
+    }
+    if (!REG_NAME.test(host)) return 'characters not allowed in a host name';
+    if (host === '' && port !== undefined) return 'a port without a host';
+  }
+  if (port !== undefined) {
+    if (port === '') return 'an empty port';
+    if (!/^[0-9]{1,5}$/.test(port) || Number(port) > 65535) return 'a port that is not a number from 0 to 65535';
+  }
+  return undefined;
+}
+
+/** Host value → lower-case host name for routing (port and trailing dot removed). */
+function routeHostOf(v: string): string {
+  let h = v;
+  if (h.charCodeAt(0) === 91 /* [ */) h = h.slice(0, h.indexOf(']') + 1);
+  else {
+    const colon = h.indexOf(':');
+    if (colon >= 0) h = h.slice(0, colon);
+  }
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  return h.toLowerCase();
+}
+
+/**
+ * Check the Host field and the request-target, and normalise the path. Throws a Failure
+ * (400 `http_request_error`, the detail says what) for anything that must not be routed.
+ * `url` other than '*' (answered elsewhere).
+ */
+export function checkRequestTarget(req: IncomingMessage): RequestTarget {
+  if (req.httpVersion === '0.9') {
+    // llhttp takes a bare `GET /` line as HTTP/0.9: no version, no headers, no Host.
+    throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'version_not_supported', detail: 'an HTTP/0.9 request line (no HTTP version); the gateway speaks HTTP/1.0 and 1.1' });
+  }
+  const raw = req.rawHeaders;
+  let hostHeader: string | undefined;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length === 4 && n.toLowerCase() === 'host') {
+      hosts++;
+      hostHeader = raw[i + 1]!;
+    }
+  }
+  if (hosts > 1) throw refuse(`${hosts} Host header fields (RFC 9112 §3.2 allows one)`);
+  if (hosts === 0 && req.httpVersion === '1.1') throw refuse('an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)');
+  if (hostHeader !== undefined) {
+    const p = hostProblem(hostHeader);
+    if (p !== undefined) throw refuse(`invalid Host header: ${p}`);
+  }
+  const url = req.url ?? '';
+  if (url.includes('#')) throw refuse('a request-target with a fragment ("#")');
+  let authority: string | undefined;
+  let rest: string;
+  if (url.charCodeAt(0) === 47 /* / */) {
+    rest = url;
+  } else {
+    const m = /^(https?):\/\/([^/?]*)/i.exec(url);
+    if (m === null) throw refuse('invalid request-target');
+    authority = m[2]!;
+    if (authority.includes('@')) throw refuse('userinfo in the request-target authority');
+    const p = hostProblem(authority);
+    if (p !== undefined || authority === '') throw refuse(`invalid request-target authority: ${p ?? 'empty'}`);
+    rest = url.slice(m[0].length);
+    if (rest === '' || rest.charCodeAt(0) === 63 /* ? */) rest = '/' + rest;
+  }
+  const q = rest.indexOf('?');
+  const path = q < 0 ? normalizePath(rest) : normalizePath(rest.slice(0, q)) + rest.slice(q);
+  const effective = authority ?? hostHeader;
+  return { routeHost: effective === undefined ? '' : routeHostOf(effective), hostValue: authority ?? hostHeader, path };
+}
+
+const HEX = '0123456789ABCDEF';
+
+function hexVal(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  c |= 0x20;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;
+}
+
+function isUnreserved(c: number): boolean {
+  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 45 || c === 46 || c === 95 || c === 126;
+}
+
+/** A segment with encoded separators that an upstream decoding them would read as containing a dot segment. */
+const HIDDEN_DOT_SEGMENT = /(?:^|%2F|%5C|\\)\.\.?(?:%2F|%5C|\\|$)/;
+
+/**
+ * Normalise an absolute path (RFC 3986 §6.2.2): percent-encodings of unreserved
+ * characters decoded, other percent-encodings upper-cased, dot segments resolved (§5.2.4;
+ * `..` at the root stays at the root). Throws a Failure for a malformed percent-encoding
+ * and for dot segments hidden behind encoded separators (see the module comment).
+ */
+export function normalizePath(p: string): string {
+  if (p.indexOf('%') < 0 && p.indexOf('/.') < 0 && p.indexOf('\\') < 0) return p; // the common case: nothing to do
+  const segs = p.split('/');
+  const out: string[] = [];
+  // segs[0] is '' (the path starts with '/').
+  for (let i = 1; i < segs.length; i++) {
+    const s = decodeSegment(segs[i]!);
+    const last = i === segs.length - 1;
+    if (s === '.' || s === '..') {
+      if (s === '..' && out.length > 0) out.pop();
+      if (last) out.push('');
+      continue;
+    }
+    if (s.length > 1 && (s.includes('%') || s.includes('\\')) && HIDDEN_DOT_SEGMENT.test(s)) {
+      throw refuse('a dot segment behind an encoded slash or backslash ("..%2F"); such paths are refused');
+    }
+    out.push(s);
+  }
+  return '/' + out.join('/');
+}
+
+function decodeSegment(s: string): string {
+  if (s.indexOf('%') < 0) return s;
+  let r = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 37 /* % */) {
+      r += s[i];
+      continue;
+    }
+    const h = i + 2 < s.length ? hexVal(s.charCodeAt(i + 1)) : -1;
+    const l = h < 0 ? -1 : hexVal(s.charCodeAt(i + 2));
+    if (l < 0) throw refuse('a malformed percent-encoding in the path');
+    const v = (h << 4) | l;
+    r += isUnreserved(v) ? String.fromCharCode(v) : '%' + HEX[h]! + HEX[l]!;
+    i += 2;
+  }
+  return r;
+}

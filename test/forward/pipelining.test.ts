@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
+import { basic, dial, readUntil, startTestProxy, type TestProxy } from './helpers.js';
+
+/**
+ * Issue 14, finding 10 (forward part): pipelined requests on one client connection of the
+ * HTTP proxy (RFC 9112 §9.3.2): an unsafe request does not start while an earlier request
+ * of the connection is in flight, and no request starts while an earlier unsafe one is.
+ */
+
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const SEED = Number(process.env.GATEWISE_TEST_SEED ?? Date.now() % 1_000_000);
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+type Event = { at: 'start' | 'end'; id: number };
+
+let upstream: ScriptedUpstream;
+let events: Event[] = [];
+let delays = new Map<number, number>();
+let p: TestProxy;
+
+before(async () => {
+  // The destination takes a little time over each request (its service time, as a slow
+  // application would), and records when each started and when its answer was written.
+  upstream = await startScriptedUpstream((req, res) => {
+    const id = Number(req.url!.slice(1));
+    events.push({ at: 'start', id });
+    req.resume();
+    req.on('end', () => {
+      setTimeout(() => {
+        res.writeHead(200, { 'x-id': String(id), 'content-length': '0' });
+        res.end();
+        res.once('finish', () => events.push({ at: 'end', id }));
+      }, delays.get(id) ?? 20);
+    });
+  });
+  p = await startTestProxy();
+});
+
+after(async () => {
+  await p?.close();
+  await upstream?.close();
+});
+
+/** Pipeline `methods` on one connection in one write; the ids in the order answered. */
+async function pipeline(methods: string[]): Promise<number[]> {
+  const s = await dial(p.port);
+  s.on('error', () => {});
+  let out = '';
+  methods.forEach((m, i) => {
+    const last = i === methods.length - 1;
+    const body = SAFE.has(m) ? '' : 'x';
+    out += `${m} http://127.0.0.1:${upstream.port}/${i} HTTP/1.1\r\nHost: 127.0.0.1:${upstream.port}\r\nProxy-Authorization: ${basic()}\r\n`;
+    out += (body ? `Content-Length: ${body.length}\r\n` : '') + (last ? 'Connection: close\r\n' : '') + '\r\n' + body;
+  });
+  s.write(out);
+  const buf = await readUntil(s, (b) => (b.toString('latin1').match(/\r\nx-id: /gi)?.length ?? 0) >= methods.length, 10_000);
+  s.destroy();
+  return [...buf.toString('latin1').matchAll(/\r\nx-id: (\d+)/gi)].map((m) => Number(m[1]));
+}
+
+/** Every start that the rule forbids: an unsafe request over an earlier one, any over an earlier unsafe one. */
+function violations(methods: string[], ev: Event[]): string[] {
+  const out: string[] = [];
+  const ended = new Set<number>();
+  for (const e of ev) {
+    if (e.at === 'end') {
+      ended.add(e.id);
+      continue;
+    }
+    for (let j = 0; j < e.id; j++) {
+      if (ended.has(j)) continue;
+      if (!SAFE.has(methods[e.id]!) || !SAFE.has(methods[j]!)) out.push(`${methods[e.id]} #${e.id} started while ${methods[j]} #${j} was in flight`);
+    }
+  }
+  return out;
+}
+
+describe('pipelined requests on one HTTP proxy connection', () => {
+  it('three pipelined POSTs run one after another, answered in order', async () => {
+    events = [];
+    delays = new Map([
+      [0, 60],
+      [1, 10],
+      [2, 10],
+    ]);
+    const ids = await pipeline(['POST', 'POST', 'POST']);
+    assert.deepEqual(ids, [0, 1, 2]);
+    assert.deepEqual(violations(['POST', 'POST', 'POST'], events), []);
+  });
+
+  it(`a seeded family of method sequences: the order rule holds, every answer in order (seed ${SEED})`, { timeout: 60_000 }, async () => {
+    const rand = prng(SEED);
+    const all = ['GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'DELETE', 'PATCH'];
+    for (let round = 0; round < 8; round++) {
+      const n = 2 + Math.floor(rand() * 6);
+      const methods = Array.from({ length: n }, () => all[Math.floor(rand() * all.length)]!);
+      events = [];
+      delays = new Map(methods.map((_, i) => [i, 5 + Math.floor(rand() * 40)]));
+      const ids = await pipeline(methods);
+      const where = `${methods.join(' ')}; events ${JSON.stringify(events)}; rerun with GATEWISE_TEST_SEED=${SEED}`;
+      assert.deepEqual(ids, methods.map((_, i) => i), where);
+      assert.deepEqual(violations(methods, events), [], where);
+    }
+  });
+
+  it('pipelined GETs still run side by side', async () => {
+    events = [];
+    delays = new Map([
+      [0, 80],
+      [1, 5],
+      [2, 5],
+    ]);
+    const ids = await pipeline(['GET', 'GET', 'GET']);
+    assert.deepEqual(ids, [0, 1, 2]);
+    const firstEnd = events.findIndex((e) => e.at === 'end');
+    assert.ok(events.slice(0, firstEnd).filter((e) => e.at === 'start').length > 1, JSON.stringify(events));
+  });
+});

@@ -1,0 +1,132 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import diagnostics_channel from 'node:diagnostics_channel';
+import type { AddressInfo } from 'node:net';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { RawConn } from '../helpers/raw-conn.js';
+import { seededRandom, withSeed } from '../helpers/seeded.js';
+
+/**
+ * Issue 14, finding 10: pipelined non-idempotent requests ran in parallel. Node's server
+ * writes responses in order but hands pipelined requests over as it parses them. RFC 9112
+ * §9.3.2 allows parallel processing only when all are safe: an unsafe request now starts
+ * only when nothing earlier on its connection is in flight, and nothing starts while an
+ * unsafe one is.
+ */
+
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Requests at the upstream right now, and what each arrival saw. */
+const inFlight = new Set<string>();
+const violations: string[] = [];
+let maxConcurrent = 0;
+let onArrival: ((id: string) => void) | undefined;
+let upstream: Server;
+let gw: TestGateway;
+/** How long the upstream holds each answer: the window in which a parallel request would overlap. */
+const HOLD_MS = 40;
+
+before(async () => {
+  upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const id = `${req.method} ${req.url}`;
+    const unsafe = !SAFE.has(req.method!);
+    if (inFlight.size > 0 && (unsafe || [...inFlight].some((r) => !SAFE.has(r.split(' ')[0]!)))) {
+      violations.push(`${id} arrived while ${[...inFlight].join(', ')} in flight`);
+    }
+    inFlight.add(id);
+    onArrival?.(id);
+    maxConcurrent = Math.max(maxConcurrent, inFlight.size);
+    req.resume();
+    req.on('end', () => {
+      setTimeout(() => {
+        inFlight.delete(id);
+        if (res.destroyed) return;
+        res.writeHead(200, { 'x-n': req.url!.slice(1), 'content-length': '2' });
+        res.end('ok');
+      }, HOLD_MS);
+    });
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  gw = await startTestGateway({
+    clusters: { up: { endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`], outlierDetection: { enabled: false } } },
+    routes: [{ cluster: 'up', retry: { tries: 1 } }],
+  });
+});
+
+after(async () => {
+  await gw?.close();
+  upstream.closeAllConnections();
+  await new Promise<void>((r) => upstream.close(() => r()));
+});
+
+/** Send `methods` pipelined on one connection (the last with Connection: close); the x-n order of the answers. */
+async function pipeline(methods: string[]): Promise<string[]> {
+  let bytes = '';
+  methods.forEach((m, i) => {
+    const close = i === methods.length - 1 ? 'Connection: close\r\n' : '';
+    const body = SAFE.has(m) ? '' : `body${i}`;
+    bytes += `${m} /${i} HTTP/1.1\r\nHost: gw.test\r\n${close}Content-Length: ${body.length}\r\n\r\n${body}`;
+  });
+  const conn = new RawConn(gw.port);
+  await conn.write(bytes);
+  const text = await conn.closed(10_000);
+  conn.destroy();
+  return [...text.matchAll(/x-n: (\d+)/gi)].map((m) => m[1]!);
+}
+
+describe('pipelined requests on one connection', () => {
+  test('three pipelined POSTs run one after another, answered in order', { timeout: 10_000 }, async () => {
+    violations.length = 0;
+    maxConcurrent = 0;
+    const order = await pipeline(['POST', 'POST', 'POST']);
+    assert.deepEqual(order, ['0', '1', '2']);
+    assert.equal(maxConcurrent, 1, `pipelined POSTs ran in parallel: ${violations.join('; ')}`);
+  });
+
+  test('seeded families of pipelined methods: an unsafe request never overlaps another of its connection', { timeout: 60_000 }, async () => {
+    const rand = seededRandom();
+    await withSeed(rand, async () => {
+      for (let f = 0; f < 6; f++) {
+        violations.length = 0;
+        const methods = Array.from({ length: 3 + rand.int(4) }, () => rand.pick(['GET', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH']));
+        const order = await pipeline(methods);
+        assert.deepEqual(order, methods.map((_, i) => String(i)), `${methods.join(' ')}: answers out of order`);
+        assert.deepEqual(violations, [], `${methods.join(' ')}`);
+      }
+    });
+  });
+
+  test('safe requests may still run in parallel; a client that leaves with requests queued or running leaves nothing in flight', { timeout: 10_000 }, async () => {
+    maxConcurrent = 0;
+    await pipeline(['GET', 'GET', 'GET']);
+    assert.ok(maxConcurrent >= 2, 'pipelined GETs were serialised');
+    for (const [first, second, m] of [['/a', '/b', 'POST'], ['/c', '/d', 'GET']] as const) {
+      const ended = new Set<string>();
+      const endedByOf = new Map<string, string | undefined>();
+      const bothEnded = new Promise<void>((resolve) => {
+        const onEnd = (msg: unknown): void => {
+          const { path, endedBy } = msg as { path?: string; endedBy?: string };
+          if (path === first || path === second) {
+            ended.add(path);
+            endedByOf.set(path, endedBy);
+          }
+          if (ended.size === 2) {
+            diagnostics_channel.unsubscribe('gatewise:request:end', onEnd);
+            resolve();
+          }
+        };
+        diagnostics_channel.subscribe('gatewise:request:end', onEnd);
+      });
+      // POSTs: the second waits for its turn. GETs: both run, the second's answer is never begun.
+      const arrived = new Promise<void>((resolve) => (onArrival = (id) => id === `${m} ${m === 'POST' ? first : second}` && resolve()));
+      const body = m === 'POST' ? 'Content-Length: 1\r\n\r\nx' : '\r\n';
+      const conn = new RawConn(gw.port);
+      await conn.write(`${m} ${first} HTTP/1.1\r\nHost: gw.test\r\n${body}${m} ${second} HTTP/1.1\r\nHost: gw.test\r\n${body}`);
+      await arrived;
+      conn.destroy();
+      await bothEnded;
+      assert.deepEqual([endedByOf.get(first), endedByOf.get(second)], ['client', 'client'], `${m}: who ended them`);
+    }
+    assert.equal(gw.gw.ctx.inflight, 0, 'a pipelined request stayed in flight after its client left');
+  });
+});
