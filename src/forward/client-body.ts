@@ -12,6 +12,10 @@ import { BodyTimer, type BodyTimerOwner, type ClientBodyLimits } from '../timing
  * for a 100 Continue, is not its delay), and time the destination holds the body back (a
  * full buffer towards undici) is not counted.
  *
+ * With `Expect: 100-continue` the client's time starts when the destination's 100 was relayed
+ * (`startTiming`) or with its first byte, whichever comes first: a client waiting for the 100
+ * as RFC 9110 §10.1.1 asks is not slow.
+ *
  * A client too slow destroys it with a `request_timeout` Failure, which undici reports back
  * to the relay: 408 before the response head, the connection cut after it; the destination
  * request is aborted either way (its connection is not reused). The client's request itself
@@ -21,13 +25,23 @@ export class ClientBody extends Readable implements BodyTimerOwner {
   readonly #src: IncomingMessage;
   readonly #session: MeterSession;
   readonly #timer: BodyTimer | undefined;
+  readonly #deferred: boolean;
   #attached = false;
+  #timing = false;
 
-  constructor(req: IncomingMessage, session: MeterSession, limits: ClientBodyLimits) {
+  constructor(req: IncomingMessage, session: MeterSession, limits: ClientBodyLimits, deferred = false) {
     super({ highWaterMark: 64 * 1024 });
     this.#src = req;
     this.#session = session;
+    this.#deferred = deferred;
     if (BodyTimer.active(limits)) this.#timer = new BodyTimer(this, limits);
+  }
+
+  /** The client was asked for the body (a 100 Continue relayed): its time runs from now. */
+  startTiming(): void {
+    if (this.#timer === undefined || this.#timing || this.destroyed) return;
+    this.#timing = true;
+    this.#timer.start(performance.now());
   }
 
   override _read(): void {
@@ -43,7 +57,7 @@ export class ClientBody extends Readable implements BodyTimerOwner {
       src.once('end', this.#onEnd);
       src.once('error', this.#onError);
       src.once('close', this.#onClose);
-      timer?.start(performance.now());
+      if (!this.#deferred) this.startTiming();
     } else if (timer !== undefined && timer.held) {
       timer.release(performance.now());
     }
@@ -53,7 +67,10 @@ export class ClientBody extends Readable implements BodyTimerOwner {
   #onData = (chunk: Buffer): void => {
     this.#session.up(chunk.length);
     const timer = this.#timer;
-    if (timer !== undefined) timer.progress(chunk.length, performance.now());
+    if (timer !== undefined) {
+      if (!this.#timing) this.startTiming();
+      timer.progress(chunk.length, performance.now());
+    }
     if (!this.push(chunk)) {
       this.#src.pause();
       timer?.hold(timer.lastAt);

@@ -79,7 +79,7 @@ export class HttpExchange implements ForwardResponder, Relay {
     let body: Readable | null = null;
     if (hasBody(req)) {
       const s = ctx.settings;
-      body = new ClientBody(req, session, { gapMs: s.clientBodyMs, minRate: s.clientBodyMinRate });
+      body = new ClientBody(req, session, { gapMs: s.clientBodyMs, minRate: s.clientBodyMinRate }, expectsContinue(req));
     } else {
       req.resume();
     }
@@ -142,10 +142,12 @@ export class HttpExchange implements ForwardResponder, Relay {
       sendFailure(ctx, req, res, o.failure, session.requestId, true);
       fields.status = o.failure.status;
       fields.error = o.failure.type;
+      if (o.failure.source === 'client') fields.detail = o.failure.detail;
     } else {
       if (o.status !== CLIENT_CLOSED_STATUS) session.up(headUp);
       fields.status = o.status;
       fields.error = o.error?.type ?? null;
+      if (o.error?.source === 'client') fields.detail = o.error.detail;
     }
     return fields;
   }

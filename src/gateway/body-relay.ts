@@ -6,6 +6,11 @@ import { BodyTimer, type BodyTimerOwner, type ClientBodyLimits } from '../timing
 export interface BodyWatch {
   readonly owner: BodyTimerOwner;
   readonly limits: ClientBodyLimits;
+  /**
+   * The client was not asked for the body yet (it waits for a 100 Continue, RFC 9110
+   * §10.1.1): its time starts at `startTiming()` or with its first byte.
+   */
+  readonly bodyDeferred: boolean;
 }
 
 /**
@@ -26,6 +31,7 @@ export class BodyRelay extends Readable {
   readonly #retainLimit: number;
   readonly #watch: BodyWatch | undefined;
   readonly #timer: BodyTimer | undefined;
+  #timing = false;
   #retained: Buffer[] | undefined;
   #attached = false;
   /** Body bytes taken from the client so far. */
@@ -47,6 +53,13 @@ export class BodyRelay extends Readable {
         this.push(c);
       }
     }
+  }
+
+  /** The client was asked for the body (a 100 Continue relayed): its time runs from now. */
+  startTiming(): void {
+    if (this.#timer === undefined || this.#timing || this.destroyed) return;
+    this.#timing = true;
+    this.#timer.start(performance.now());
   }
 
   /** Everything taken from the client can be sent again. */
@@ -72,7 +85,7 @@ export class BodyRelay extends Readable {
       src.once('end', this.#onEnd);
       src.once('error', this.#onError);
       src.once('aborted', this.#onAborted);
-      timer?.start(performance.now());
+      if (this.#watch?.bodyDeferred !== true) this.startTiming();
     } else if (timer !== undefined && timer.held) {
       timer.release(performance.now());
     }
@@ -82,7 +95,10 @@ export class BodyRelay extends Readable {
   #onData = (chunk: Buffer): void => {
     this.bytes += chunk.length;
     const timer = this.#timer;
-    if (timer !== undefined) timer.progress(chunk.length, performance.now());
+    if (timer !== undefined) {
+      if (!this.#timing) this.startTiming();
+      timer.progress(chunk.length, performance.now());
+    }
     const kept = this.#retained;
     if (kept !== undefined) {
       if (this.bytes <= this.#retainLimit) kept.push(chunk);

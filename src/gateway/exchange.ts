@@ -171,6 +171,10 @@ export class Exchange implements HookRequest, Ordered {
     return this.clientLimits.body;
   }
 
+  get bodyDeferred(): boolean {
+    return this.#expectContinue && !this.#continued;
+  }
+
   /** The client is too slow with the request body: 408 (or cut, once answering) and the try aborted. */
   bodyStalled(detail: string): void {
     this.refuse(new Failure({ type: 'http_request_error', phase: 'send', reason: 'request_timeout', detail }));
@@ -465,6 +469,7 @@ export class Exchange implements HookRequest, Ordered {
     if (!this.#expectContinue || this.#continued || this.res.destroyed || this.#headersSent) return;
     this.#continued = true;
     this.res.writeContinue();
+    this.#attempt?.relay?.startTiming();
   }
 
   /** A 103 from the upstream: passed on when Node accepts it as valid, else dropped. */

@@ -78,6 +78,51 @@ describe('HTTP proxy: client body timeout', () => {
       }
     }));
 
+  it('Expect: 100-continue, then a stalled upload: 408 after the gap, the destination connection freed', () =>
+    withSeed('forward stalled upload after 100', async (rand) => {
+      const gap = between(rand, 200, 800);
+      const p = await proxyWith({ clientBody: `${gap}ms`, clientBodyMinRate: 0 });
+      const c = new RawConn(p.port);
+      try {
+        const head = post('/upload?id=fwd-expect', 1_000_000).replace('\r\n\r\n', '\r\nExpect: 100-continue\r\n\r\n');
+        await c.write(head);
+        // The destination's 100, relayed: only now does the client send (one byte, then nothing).
+        await c.waitFor((t) => /^HTTP\/1\.1 100 /.test(t) && t.includes('\r\n\r\n'), 3000, 'the relayed 100 Continue');
+        c.clear();
+        const t0 = performance.now();
+        await c.write('x');
+        const text = await c.waitFor((t, ended) => ended || parseHead(t) !== undefined, gap + SLACK, `the answer to a stalled upload (gap ${gap} ms)`);
+        assert.ok(performance.now() - t0 >= gap - 15);
+        assert.equal(parseHead(text)?.status, 408, text.slice(0, 300));
+        const line = await onlyLine(p, 'http', SLACK);
+        assert.equal(line.endedBy, 'client');
+        assert.equal(line.error, 'http_request_error');
+        assert.match(String(line.detail), /the client stopped sending the request body/);
+        await up.drained(SLACK);
+      } finally {
+        c.destroy();
+        await p.close();
+      }
+    }));
+
+  it('Expect: 100-continue: the wait for the destination\'s 100 (2 × the gap) is not the client\'s', () =>
+    withSeed('forward late 100', async (rand) => {
+      const gap = between(rand, 200, 600);
+      const p = await proxyWith({ clientBody: `${gap}ms`, clientBodyMinRate: 0 });
+      const c = new RawConn(p.port);
+      try {
+        await c.write(post(`/upload?id=fwd-late-continue&continueMs=${2 * gap}`, 5).replace('\r\n\r\n', '\r\nExpect: 100-continue\r\n\r\n'));
+        await c.waitFor((t) => /^HTTP\/1\.1 100 /.test(t) && t.includes('\r\n\r\n'), 2 * gap + SLACK, 'the late 100 Continue');
+        c.clear();
+        await c.write('hello');
+        const text = await c.waitFor((t, ended) => ended || /got 5$/.test(t), SLACK, 'the answer after a late 100');
+        assert.equal(parseHead(text)?.status, 200, text.slice(0, 300));
+      } finally {
+        c.destroy();
+        await p.close();
+      }
+    }));
+
   it('a trickle (a byte every gap/4) is cut by the minimum rate', () =>
     withSeed('forward trickled upload', async (rand) => {
       const gap = between(rand, 300, 800);
@@ -214,6 +259,26 @@ describe('HTTP proxy and tunnels: send timeout', () => {
         await up.drained(SLACK);
       } finally {
         await Promise.all(proxies.map((p) => p.close()));
+      }
+    }));
+
+  it('Expect: 100-continue, then a client that never reads the answer: cut after the send timeout, the destination connection closes', () =>
+    withSeed('forward Expect non-reading client', async (rand) => {
+      const send = between(rand, 200, 800);
+      const p = await proxyWith({ send: `${send}ms` });
+      const max = 64 * 1024 * 1024;
+      try {
+        const head = `POST ${up.url}/stream?id=fwd-expect-nonreader&max=${max} HTTP/1.1\r\nHost: 127.0.0.1:${up.port}\r\nProxy-Authorization: ${basic()}\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n`;
+        const { socket } = await sendThenStopReading(p.port, head);
+        socket.write('z');
+        const line = await onlyLine(p, 'http', send + 5000);
+        assert.equal(line.endedBy, 'client');
+        assert.match(String(line.detail), new RegExp(`the client did not read the response for \\d+ ms \\(send timeout ${send} ms\\)`));
+        const got = await drainRest(socket, max, SLACK);
+        assert.ok(got < max);
+        await up.drained(SLACK);
+      } finally {
+        await p.close();
       }
     }));
 

@@ -106,6 +106,40 @@ describe('reverse gateway: client body timeout', () => {
       }
     }));
 
+  it('Expect: 100-continue: the wait for the upstream\'s 100 (2 × the gap) is not the client\'s; a stall after it is', () =>
+    withSeed('Expect and the body timeout', async (rand) => {
+      const gap = between(rand, 200, 600);
+      const { g, ports } = await gatewayWith([{ clientBodyTimeout: `${gap}ms`, clientBodyMinRate: 0 }]);
+      const ok = new RawConn(ports[0]!);
+      const stalled = new RawConn(ports[0]!);
+      try {
+        const expect = (path: string, n: number): string => postHead(path, n).replace('\r\n\r\n', '\r\nExpect: 100-continue\r\n\r\n');
+        // A late 100, then the whole body at once: 200.
+        await ok.write(expect(`/upload?id=late-continue&continueMs=${2 * gap}`, 5));
+        await ok.waitFor((t) => /^HTTP\/1\.1 100 /.test(t) && t.includes('\r\n\r\n'), 2 * gap + SLACK, 'the late 100 Continue');
+        ok.clear();
+        await ok.write('hello');
+        const text = await ok.waitFor((t, ended) => ended || /got 5$/.test(t), SLACK, 'the answer after a late 100');
+        assert.equal(parseHead(text)?.status, 200, text.slice(0, 300));
+        // A prompt 100, then one byte and nothing: 408 after the gap.
+        await stalled.write(expect('/upload?id=stall-after-continue', 1_000_000));
+        await stalled.waitFor((t) => /^HTTP\/1\.1 100 /.test(t) && t.includes('\r\n\r\n'), SLACK, 'the 100 Continue');
+        stalled.clear();
+        const t0 = performance.now();
+        await stalled.write('x');
+        const answer = await stalled.waitFor((t, ended) => ended || parseHead(t) !== undefined, gap + SLACK, 'the 408');
+        assert.ok(performance.now() - t0 >= gap - 15);
+        assert.equal(parseHead(answer)?.status, 408, answer.slice(0, 300));
+        const line = await g.logFor(parseHead(answer)!.get('x-request-id')!);
+        assert.equal(line.endedBy, 'client');
+        await up.drained(SLACK);
+      } finally {
+        ok.destroy();
+        stalled.destroy();
+        await g.close();
+      }
+    }));
+
   it('a trickle that beats the gap timer (a byte every gap/4) is cut by the minimum rate', () =>
     withSeed('trickled upload', async (rand) => {
       const gaps = [between(rand, 300, 500), between(rand, 500, 800)];

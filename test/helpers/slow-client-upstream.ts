@@ -11,6 +11,8 @@ import { createServer as createNetServer, type AddressInfo, type Server as NetSe
  * - `/early`: answers a 200 head (Content-Length 10) at once, then reads the body; ends the
  *   body once the request body is complete.
  * - `/slow-read?ms=N`: reads nothing for N ms, then reads the whole body and answers 200.
+ * - `Expect: 100-continue` requests get their 100 after `continueMs=N` (default 0), then go on
+ *   as above.
  * - `/stream?max=N`: streams up to N bytes (64 MiB at most) while `write()` returns true, waits
  *   for 'drain' otherwise; counts what it could hand to the socket.
  */
@@ -131,6 +133,14 @@ export async function startSlowClientUpstream(): Promise<SlowClientUpstream> {
         res.writeHead(404, { 'content-length': '0' });
         res.end();
     }
+  });
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const ms = Number(new URL(req.url ?? '/', 'http://upstream').searchParams.get('continueMs') ?? '0');
+    const t = setTimeout(() => {
+      res.writeContinue();
+      server.emit('request', req, res);
+    }, ms);
+    req.socket.once('close', () => clearTimeout(t));
   });
   server.on('connection', (s: Socket) => {
     sockets.add(s);
