@@ -119,7 +119,7 @@ export class ExpectContinueRelay {
     this.#timer?.cancel();
     this.#timer = undefined;
     const status = r.statusCode!; // always set on a response
-    const out = stripHopByHop(r.rawHeaders);
+    const out = stripHopByHop(r.rawHeaders, 'response');
     out.push('via', this.#via);
     if (this.#extra !== undefined) out.push(...this.#extra);
     // The client may still hold the body it was not asked for: the connection ends after this answer.

@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders } from 'node:http';
 import { stripHopByHop, viaValue } from '../http/headers.js';
 
 /** Request fields never passed on, beyond the hop-by-hop set (lower-case). */
@@ -10,7 +9,7 @@ const DROP_REQUEST = new Set(['host', 'expect']);
  * Host set to the target's authority, our Via appended.
  */
 export function forwardRequestHeaders(rawHeaders: readonly string[], authority: string, httpVersion: string, pseudonym: string): string[] {
-  const kept = stripHopByHop(rawHeaders);
+  const kept = stripHopByHop(rawHeaders, 'request');
   const out: string[] = ['host', authority];
   for (let i = 0; i < kept.length; i += 2) {
     const lower = kept[i]!.toLowerCase();
@@ -18,24 +17,6 @@ export function forwardRequestHeaders(rawHeaders: readonly string[], authority: 
     out.push(kept[i]!, kept[i + 1]!);
   }
   out.push('via', viaValue(httpVersion, pseudonym));
-  return out;
-}
-
-/** Flatten undici's header object into Node's raw list form. */
-export function flattenHeaders(h: IncomingHttpHeaders): string[] {
-  const out: string[] = [];
-  for (const [k, v] of Object.entries(h)) {
-    if (v === undefined) continue;
-    if (Array.isArray(v)) for (const x of v) out.push(k, x);
-    else out.push(k, String(v));
-  }
-  return out;
-}
-
-/** The response header list for the client: hop-by-hop removed, our Via appended. */
-export function forwardResponseHeaders(h: IncomingHttpHeaders, pseudonym: string): string[] {
-  const out = stripHopByHop(flattenHeaders(h));
-  out.push('via', viaValue('1.1', pseudonym));
   return out;
 }
 

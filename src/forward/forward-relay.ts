@@ -107,7 +107,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
         return false;
       }
     }
-    const out = stripHopByHop(list);
+    const out = stripHopByHop(list, 'response');
     // RFC 9110 §8.6: no Content-Length in a 204 (a 304's describes the selected representation and stays).
     if (statusCode === 204) dropField(out, 'content-length');
     out.push('via', this.#via);

@@ -137,9 +137,15 @@ export class HttpExchange implements ForwardResponder, Relay {
     const address = socket.remoteAddress ?? null;
     const o = await new ExpectContinueRelay(req, res, session, ctx.settings.name, ctx.relayTimeouts, extra).run(socket, path, headers, body);
     socket.destroy();
-    const fields: FinishFields = { method: req.method, address, endedBy: o.endedBy };
+    // A client still holding its body (it was not asked for it): this answer ends the connection.
+    return this.#settled(ctx, session, o, headUp, address, true);
+  }
+
+  /** How a relay ended, as the record's fields; a failure before the response head is answered here. */
+  #settled(ctx: ForwardContext, session: MeterSession, o: RelayOutcome, headUp: number, address: string | null, close: boolean): FinishFields {
+    const fields: FinishFields = { method: this.#req.method, address, endedBy: o.endedBy };
     if (o.failure) {
-      sendFailure(ctx, req, res, o.failure, session.requestId, true);
+      sendFailure(ctx, this.#req, this.#res, o.failure, session.requestId, close);
       fields.status = o.failure.status;
       fields.error = o.failure.type;
       if (o.failure.source === 'client') fields.detail = o.failure.detail;
@@ -167,22 +173,8 @@ export class HttpExchange implements ForwardResponder, Relay {
     const res = this.#res;
     const origin = this.target!.origin;
     return new Promise<FinishFields>((resolve) => {
-      const done = (o: RelayOutcome): void => {
-        const fields: FinishFields = { method: req.method, address: address(), endedBy: o.endedBy };
-        if (o.failure) {
-          // The client's own failure (a stalled body): the rest of its body is never read, so close.
-          sendFailure(ctx, req, res, o.failure, session.requestId, o.failure.source === 'client');
-          fields.status = o.failure.status;
-          fields.error = o.failure.type;
-          if (o.failure.source === 'client') fields.detail = o.failure.detail;
-        } else {
-          if (o.status !== CLIENT_CLOSED_STATUS) session.up(headUp);
-          fields.status = o.status;
-          fields.error = o.error?.type ?? null;
-          if (o.error?.source === 'client') fields.detail = o.error.detail;
-        }
-        resolve(fields);
-      };
+      // The client's own failure (a stalled body): the rest of its body is never read, so close.
+      const done = (o: RelayOutcome): void => resolve(this.#settled(ctx, session, o, headUp, address(), o.failure?.source === 'client'));
       const relay = new ForwardRelay(res, session, ctx.settings.name, body, ctx.relayTimeouts, done, through);
       try {
         // The relay times the response itself (ResponseTimer): undici's timers off.

@@ -12,7 +12,8 @@ import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './e
 import { buildUpstreamHead } from './request-headers.js';
 import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
-import type { HookRequest } from './hooks.js';
+import { admitPhase, type Admittable } from './admit.js';
+import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
 import { finished, isUnsafe, offer, withdrawn, type Ordered } from './connection-order.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
@@ -42,7 +43,7 @@ const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived:
  * gateway-made answer goes through the responder (./responder.ts). It is also what
  * hooks see of the request (`HookRequest`), so a hook call allocates nothing.
  */
-export class Exchange implements HookRequest, Ordered {
+export class Exchange implements HookedRequest, Admittable, Ordered {
   readonly ctx: GatewayContext;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
@@ -237,18 +238,7 @@ export class Exchange implements HookRequest, Ordered {
       this.#expectContinue = expectContinue && head.hasBody;
       this.#upstreamPath = rewritePath(route, path);
       this.#idempotent = IDEMPOTENT.has(req.method!) || (route.retry.idempotencyKey && req.headers['idempotency-key'] !== undefined);
-      const hooks = this.ctx.hooks;
-      if (hooks !== undefined && hooks.request !== undefined) {
-        const out = hooks.runRequest(this);
-        if (out instanceof Failure) throw out;
-        if (out !== undefined) {
-          out.then(
-            (f) => this.#afterRequestHooks(f),
-            (err: unknown) => this.#afterRequestHooks(classify(err, NO_PROGRESS)),
-          );
-          return;
-        }
-      }
+      if (!runRequestPhase(this.ctx.hooks, this)) return;
       this.#admit();
     } catch (err) {
       this.fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
@@ -268,7 +258,8 @@ export class Exchange implements HookRequest, Ordered {
   }
 
   /** An asynchronous `onRequest` hook finished: refuse, or go on. */
-  #afterRequestHooks(f: Failure | undefined): void {
+  /** The asynchronous `onRequest` hooks settled (runRequestPhase): refuse, or go on. */
+  afterRequestHooks(f: Failure | undefined): void {
     if (this.res.destroyed) return;
     if (f !== undefined) {
       this.fail(f);
@@ -285,24 +276,14 @@ export class Exchange implements HookRequest, Ordered {
   #admit(): void {
     const cluster = this.route!.cluster;
     cluster.onRequest(Date.now());
-    const adm = cluster.admission;
-    if (adm === undefined || adm.tryAcquire()) {
-      this.#admitted = adm !== undefined;
-      this.#admittedAt = performance.now();
-      this.#attemptNow(false);
-      return;
-    }
-    const waiting = adm.acquire();
-    if (waiting === 'full') {
-      throw new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `cluster ${cluster.name} is at its limit of ${adm.limit} requests in flight and its queue is full` });
-    }
-    waiting.then(
-      () => this.#onAdmitted(),
-      () => this.#onQueueTimeout(),
-    );
+    if (!admitPhase(cluster, this)) return;
+    this.#admitted = cluster.admission !== undefined;
+    this.#admittedAt = performance.now();
+    this.#attemptNow(false);
   }
 
-  #onAdmitted(): void {
+  /** Queued, then given a slot (admitPhase). */
+  admitted(): void {
     this.#admitted = true;
     this.#admittedAt = performance.now();
     if (this.res.destroyed) {
@@ -312,9 +293,9 @@ export class Exchange implements HookRequest, Ordered {
     this.#attemptNow(false);
   }
 
-  #onQueueTimeout(): void {
-    const adm = this.route!.cluster.admission!;
-    this.fail(new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `waited in the queue of cluster ${this.route!.cluster.name} longer than its queue timeout (limit ${adm.limit})` }));
+  /** Queued too long (admitPhase). */
+  queueRefused(f: Failure): void {
+    this.fail(f);
   }
 
   /** Pick an endpoint and a connection, and start a try. */

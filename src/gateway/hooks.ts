@@ -1,4 +1,4 @@
-import { Failure } from '../failure/index.js';
+import { Failure, classify } from '../failure/index.js';
 import type { RequestRecord } from './events.js';
 
 /**
@@ -147,4 +147,29 @@ function collect<K extends keyof GatewayHooks>(hooks: readonly GatewayHooks[], k
 /** The same failure with another detail. */
 function withDetail(f: Failure, detail: string): Failure {
   return new Failure({ type: f.type, phase: f.phase, nextHop: f.nextHop, detail, retrySafe: f.retrySafe, reason: f.reason, params: f.params, retryAfter: f.retryAfter, cause: f.cause });
+}
+
+/** A request that runs the `onRequest` phase: told how its asynchronous hooks ended. */
+export interface HookedRequest extends HookRequest {
+  /** The hooks settled: a Failure to refuse with, or undefined to go on to admission. */
+  afterRequestHooks(f: Failure | undefined): void;
+}
+
+const NOT_SENT = { connected: false, responseStarted: false, headersReceived: false } as const;
+
+/**
+ * The `onRequest` phase of any reverse request (plain or upgrade): true when the caller
+ * goes on now (no hooks, or all agreed synchronously); throws the Failure a synchronous
+ * hook refused with; false when hooks are pending (`afterRequestHooks` follows).
+ */
+export function runRequestPhase(runner: GatewayHooksRunner | undefined, req: HookedRequest): boolean {
+  if (runner === undefined || runner.request === undefined) return true;
+  const out = runner.runRequest(req);
+  if (out instanceof Failure) throw out;
+  if (out === undefined) return true;
+  out.then(
+    (f) => req.afterRequestHooks(f),
+    (err: unknown) => req.afterRequestHooks(classify(err, NOT_SENT)),
+  );
+  return false;
 }

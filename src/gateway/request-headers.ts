@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { Failure } from '../failure/index.js';
-import { connectionListed, viaContains } from '../http/headers.js';
+import { HOP_BY_HOP, connectionListed, viaContains } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
 import type { GatewayContext } from './context.js';
 
@@ -27,13 +27,10 @@ const TE_ENC = 9;
 const CONTENT_LENGTH = 10;
 const UPGRADE = 11;
 
+// The hop-by-hop fields come from the one table (http/headers.ts); three of them are read on the way.
 const SPECIAL = new Map<string, number>([
+  ...[...HOP_BY_HOP.request].map((n): [string, number] => [n, DROP]),
   ['connection', CONNECTION],
-  ['keep-alive', DROP],
-  ['proxy-connection', DROP],
-  ['proxy-authorization', DROP],
-  ['te', DROP],
-  ['trailer', DROP],
   ['transfer-encoding', TE_ENC],
   ['upgrade', UPGRADE],
   ['expect', DROP], // 100-continue is forwarded by the exchange itself (undici refuses the field); others Node answers with 417
@@ -83,7 +80,7 @@ export function buildUpstreamHead(
 
   // Connection-listed names first, so the main pass is a single lookup per field.
   const conn = req.headers.connection;
-  if (conn) listed = connectionListed([conn]);
+  if (conn) listed = connectionListed(conn);
 
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;

@@ -1,7 +1,8 @@
 import { appendMember } from '../failure/index.js';
+import { HOP_BY_HOP, connectionListed } from '../http/headers.js';
 
-// Response fields never passed on (RFC 9110 §7.6.1), lower-case.
-const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te']);
+// Response fields never passed on: the one hop-by-hop table's (http/headers.ts).
+const RESPONSE_DROP = HOP_BY_HOP.response;
 /**
  * (length << 8 | lower-case first byte) of the names above and of proxy-status: a name
  * whose key is not here needs no lower-casing or lookup. Most response headers
@@ -66,17 +67,6 @@ export function buildResponseHead(
   head.push('via', via, idHeader, requestId);
   if (proxyStatusMember !== undefined) head.push('proxy-status', appendMember(priorProxyStatus, proxyStatusMember));
   return head;
-}
-
-/** Names a Connection value lists beyond its own options (close, keep-alive, upgrade). */
-function connectionListed(value: string, listed: Set<string> | undefined): Set<string> | undefined {
-  const v = value.length === 10 || value.length === 5 ? value.toLowerCase() : '';
-  if (v === 'keep-alive' || v === 'close') return listed;
-  for (const part of value.split(',')) {
-    const n = part.trim().toLowerCase();
-    if (n && n !== 'close' && n !== 'keep-alive' && n !== 'upgrade') (listed ??= new Set()).add(n);
-  }
-  return listed;
 }
 
 function dropListed(pairs: string[], listed: Set<string>): string[] {

@@ -9,7 +9,8 @@ import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { newRequestId } from './exchange.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
-import type { HookRequest } from './hooks.js';
+import { admitPhase, type Admittable } from './admit.js';
+import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondWithFailure } from './responder.js';
 import { buildResponseHead } from './response-headers.js';
@@ -35,7 +36,7 @@ function headBytes(status: number, headers: readonly string[]): string {
  * keep a slot from every plain request, so a few hundred open WebSockets would turn all
  * other traffic of the cluster into 503s. Open tunnels are bounded by `maxConnections`.
  */
-export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest {
+export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedRequest, Admittable {
   readonly #ctx: GatewayContext;
   readonly #req: IncomingMessage;
   readonly #socket: Duplex;
@@ -147,25 +148,15 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest 
       // Only the route's protocols are tunnelled; for any other the request goes upstream as
       // plain HTTP without Upgrade, and what the client sent after its head is dropped.
       this.#upgradeProtocol = allowedUpgrade(route, head.upgrade);
-      const hooks = this.#ctx.hooks;
-      if (hooks !== undefined && hooks.request !== undefined) {
-        const out = hooks.runRequest(this);
-        if (out instanceof Failure) throw out;
-        if (out !== undefined) {
-          out.then(
-            (f) => this.#afterRequestHooks(f),
-            (err: unknown) => this.#afterRequestHooks(classify(err, NO_PROGRESS)),
-          );
-          return;
-        }
-      }
+      if (!runRequestPhase(this.#ctx.hooks, this)) return;
       this.#admit();
     } catch (err) {
       this.#fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
     }
   }
 
-  #afterRequestHooks(f: Failure | undefined): void {
+  /** The asynchronous `onRequest` hooks settled (runRequestPhase): refuse, or go on. */
+  afterRequestHooks(f: Failure | undefined): void {
     if (this.#closed) return;
     try {
       if (f !== undefined) throw f;
@@ -178,24 +169,19 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookRequest 
   /** The cluster's concurrency limit, as for any request (released at the final head; see the class). */
   #admit(): void {
     const cluster = this.#route!.cluster;
-    const adm = cluster.admission;
-    if (adm === undefined || adm.tryAcquire()) {
-      this.#admitted = adm !== undefined;
-      this.#admittedAt = performance.now();
-      this.#dispatch();
-      return;
-    }
-    const waiting = adm.acquire();
-    if (waiting === 'full') {
-      throw new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `cluster ${cluster.name} is at its limit of ${adm.limit} requests in flight and its queue is full` });
-    }
-    waiting.then(
-      () => this.#onAdmitted(),
-      () => this.#fail(new Failure({ type: 'connection_limit_reached', phase: 'admit', retryAfter: 1, detail: `waited in the queue of cluster ${cluster.name} longer than its queue timeout (limit ${adm.limit})` })),
-    );
+    if (!admitPhase(cluster, this)) return;
+    this.#admitted = cluster.admission !== undefined;
+    this.#admittedAt = performance.now();
+    this.#dispatch();
   }
 
-  #onAdmitted(): void {
+  /** Queued too long (admitPhase). */
+  queueRefused(f: Failure): void {
+    this.#fail(f);
+  }
+
+  /** Queued, then given a slot (admitPhase). */
+  admitted(): void {
     this.#admitted = true;
     this.#admittedAt = performance.now();
     if (this.#closed || this.#socket.destroyed) {

@@ -3,45 +3,49 @@
  * Works on Node's flat raw header arrays ([name, value, name, value, ...]) in one pass.
  */
 
-/** Hop-by-hop fields always removed, lower-case. */
-export const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'transfer-encoding',
-  'upgrade',
-]);
-
-/** Names listed in Connection header values (lower-case), or undefined when none. */
-export function connectionListed(connectionValues: readonly string[]): Set<string> | undefined {
-  let set: Set<string> | undefined;
-  for (const v of connectionValues) {
-    for (const part of v.split(',')) {
-      const n = part.trim().toLowerCase();
-      if (n && n !== 'close' && n !== 'keep-alive') (set ??= new Set()).add(n);
-    }
-  }
-  return set;
-}
+/** Hop-by-hop in both directions (RFC 9110 §7.6.1; Proxy-Connection and Keep-Alive by practice), lower-case. */
+const HOP_BY_HOP_BOTH = ['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade'];
 
 /**
- * Copy a flat raw header list, dropping hop-by-hop fields and those named in Connection.
- * `keep` names hop-by-hop fields the caller wants back (e.g. 'trailer' on responses).
+ * The one hop-by-hop table, for both faces. Requests also lose Proxy-Authorization (the
+ * credentials are for this hop) and Trailer (the body is re-framed; trailers are not sent
+ * on); responses also lose Proxy-Authenticate (it applies to the next client only, RFC 9110
+ * §11.7.1) and keep Trailer (trailers are relayed). The reverse gateway's one-pass
+ * rewriters (`gateway/request-headers.ts`, `response-headers.ts`) build their lookups from
+ * these sets.
  */
-export function stripHopByHop(raw: readonly string[], keep?: ReadonlySet<string>): string[] {
-  let connValues: string[] | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') (connValues ??= []).push(raw[i + 1]!);
+export const HOP_BY_HOP = {
+  request: new Set([...HOP_BY_HOP_BOTH, 'proxy-authorization', 'trailer']) as ReadonlySet<string>,
+  response: new Set([...HOP_BY_HOP_BOTH, 'proxy-authenticate']) as ReadonlySet<string>,
+} as const;
+
+/**
+ * Add the names a Connection value lists (lower-case) to `listed`, beyond its own options
+ * (close, keep-alive, upgrade), and return the set (undefined when none).
+ */
+export function connectionListed(value: string, listed?: Set<string>): Set<string> | undefined {
+  // Nearly every upstream sends `Connection: keep-alive` (or close): no split for those.
+  const v = value.length === 10 || value.length === 5 ? value.toLowerCase() : '';
+  if (v === 'keep-alive' || v === 'close') return listed;
+  for (const part of value.split(',')) {
+    const n = part.trim().toLowerCase();
+    if (n && n !== 'close' && n !== 'keep-alive' && n !== 'upgrade') (listed ??= new Set()).add(n);
   }
-  const listed = connValues ? connectionListed(connValues) : undefined;
+  return listed;
+}
+
+/** Copy a flat raw header list without the hop-by-hop fields of `direction` and those named in Connection. */
+export function stripHopByHop(raw: readonly string[], direction: 'request' | 'response'): string[] {
+  const hop = HOP_BY_HOP[direction];
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') listed = connectionListed(raw[i + 1]!, listed);
+  }
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const lower = name.toLowerCase();
-    if ((HOP_BY_HOP.has(lower) && !keep?.has(lower)) || listed?.has(lower)) continue;
+    if (hop.has(lower) || listed?.has(lower)) continue;
     out.push(name, raw[i + 1]!);
   }
   return out;

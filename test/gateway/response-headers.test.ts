@@ -86,3 +86,17 @@ describe('buildResponseHead', () => {
     assert.deepEqual(buildResponseHead(raw, 'v', 'x-request-id', 'r', undefined).slice(0, 2), ['X-Name', 'caf\u00e9']);
   });
 });
+
+describe('one hop-by-hop table for both faces', () => {
+  test('the reverse rewriters and the forward proxy drop the same fields, per direction', async () => {
+    const { HOP_BY_HOP, stripHopByHop } = await import('../../src/http/headers.js');
+    const all = ['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'trailer', 'x-kept'];
+    const raw = all.flatMap((n) => [n, n === 'connection' ? 'x-listed' : 'v']).concat(['x-listed', 'v']);
+    const forwardReq = stripHopByHop(raw, 'request').filter((_, i) => i % 2 === 0);
+    const forwardRes = stripHopByHop(raw, 'response').filter((_, i) => i % 2 === 0);
+    assert.deepEqual(forwardReq, ['proxy-authenticate', 'x-kept']);
+    assert.deepEqual(forwardRes, ['proxy-authorization', 'trailer', 'x-kept']);
+    for (const n of HOP_BY_HOP.request) assert.ok(!forwardReq.includes(n));
+    for (const n of HOP_BY_HOP.response) assert.ok(!forwardRes.includes(n));
+  });
+});
