@@ -266,6 +266,14 @@ export const forwardSchema = z
         responseHeaders: duration('60s', 'Waiting for a destination\'s response headers (HTTP proxy); "0s": no limit.'),
         responseBodyIdle: duration('5m', 'Gap allowed between response body bytes (HTTP proxy); "0s": no limit.'),
         clientKeepAlive: duration('5s', 'Keep an idle client connection open this long between requests.'),
+        clientBody: duration('30s', 'Longest gap between two reads of a request body (HTTP proxy; nginx client_body_timeout), and the grace before clientBodyMinRate applies: then 408 request_timeout (or the connection is cut once the response started) and the destination request is aborted. Time the destination holds the body back does not count. "0s": no limit (and no minimum rate).'),
+        clientBodyMinRate: z
+          .number()
+          .int()
+          .min(0)
+          .default(500)
+          .describe('Lowest average request body rate (HTTP proxy), in bytes per second, once clientBody has passed: a body of N bytes may take clientBody + N / rate in all (Apache mod_reqtimeout MinRate), so a trickle that beats the gap timer is cut too. 0: no minimum. Default 500.'),
+        send: duration('60s', 'Longest time a client may leave response bytes unread (its buffer full; nginx send_timeout, HAProxy timeout client): HTTP responses and tunnels are then cut, and the destination connection with them. "0s": no limit.'),
       })
       .prefault({})
       .describe('Time limits.'),

@@ -26,6 +26,14 @@ export const listenerSchema = z
     port: z.number().int().min(0).max(65535).describe('TCP port (0 picks a free one).'),
     requestHeaderTimeout: duration('10s', 'Time a client has to send the whole request head; then 408 (within 500 ms of it).'),
     keepAliveTimeout: duration('5s', 'How long an idle client connection is kept open.'),
+    clientBodyTimeout: duration('30s', 'Longest gap between two reads of a request body (nginx client_body_timeout); also the grace before clientBodyMinRate applies. Then 408 request_timeout (or the connection is cut once the response started) and the upstream request is aborted. Time the upstream holds the body back does not count. "0s": no limit (and no minimum rate).'),
+    clientBodyMinRate: z
+      .number()
+      .int()
+      .min(0)
+      .default(500)
+      .describe('Lowest average request body rate, in bytes per second, once clientBodyTimeout has passed: a body of N bytes may take clientBodyTimeout + N / rate in all (Apache mod_reqtimeout MinRate), so a trickle that beats the gap timer is cut too. 0: no minimum. Default 500.'),
+    sendTimeout: duration('60s', 'Longest time a client may leave a response unread (its connection\'s buffer full; nginx send_timeout, HAProxy timeout client); then the client connection and the upstream request are aborted. "0s": no limit.'),
     maxHeaderSize: z
       .number()
       .int()

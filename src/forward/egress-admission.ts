@@ -50,6 +50,7 @@ export type { Socket };
  */
 class MeteredTunnel implements TunnelOptions {
   readonly idleMs: number;
+  readonly sendMs: number;
   readonly #ctx: ForwardContext;
   readonly #req: ForwardRequest;
   readonly #session: MeterSession;
@@ -58,10 +59,15 @@ class MeteredTunnel implements TunnelOptions {
 
   constructor(ctx: ForwardContext, req: ForwardRequest, upstream: Socket) {
     this.idleMs = ctx.settings.tunnelIdleMs;
+    this.sendMs = ctx.settings.sendMs;
     this.#ctx = ctx;
     this.#req = req;
     this.#session = req.session;
     this.#upstream = upstream;
+  }
+
+  onNotReading(detail: string): void {
+    this.#session.cutDetail = detail;
   }
 
   // The quota is checked before a chunk is counted: the chunk that crosses the limit still

@@ -5,6 +5,7 @@ import { CLIENT_CLOSED_STATUS, Failure, classify } from '../failure/index.js';
 import { stripHopByHop, viaValue } from '../http/headers.js';
 import type { MeterSession } from '../tenants/index.js';
 import { Timeout } from '../timing/deadlines.js';
+import { ClientBody } from './client-body.js';
 import { headerBytes } from './forward-headers.js';
 import { validReason, type RelayOutcome, type RelayTimeouts } from './forward-relay.js';
 
@@ -20,7 +21,10 @@ import { validReason, type RelayOutcome, type RelayTimeouts } from './forward-re
  *
  * Timed like the ForwardRelay: the response head within `headersMs`, body bytes no
  * further apart than `bodyIdleMs` (one deadline entry on the process list, re-armed per
- * chunk; this path is for the rare uploads that ask).
+ * chunk; this path is for the rare uploads that ask). A client that leaves the answer
+ * unread for `sendMs` is cut, the destination request with it (the send timeout); a
+ * client too slow with its body (ClientBody) ends the destination request with its
+ * `request_timeout` failure.
  */
 export class ExpectContinueRelay {
   readonly #req: IncomingMessage;
@@ -32,6 +36,8 @@ export class ExpectContinueRelay {
   #done: ((o: RelayOutcome) => void) | undefined;
   #upstream: ClientRequest | undefined;
   #timer: Timeout | undefined;
+  /** Waiting for the client to take a full buffer (the send timeout). */
+  #sendTimer: Timeout | undefined;
   #headersSent = false;
 
   constructor(req: IncomingMessage, res: ServerResponse, session: MeterSession, pseudonym: string, timeouts: RelayTimeouts, extraHeaders?: readonly string[]) {
@@ -59,13 +65,17 @@ export class ExpectContinueRelay {
       this.#upstream = up;
       up.on('continue', () => {
         this.#stamp(this.#timeouts.headersMs);
+        if (body instanceof ClientBody) body.startTiming();
         if (!this.#res.headersSent && !this.#res.destroyed) this.#res.writeContinue();
       });
       up.on('response', (r) => this.#onResponse(r));
       up.on('error', (err) => this.#onError(err));
       this.#res.once('close', this.#onClientClose);
-      if (body !== null) body.pipe(up);
-      else up.end();
+      if (body !== null) {
+        // pipe() passes no errors on: a client too slow (or gone) ends the destination request.
+        body.once('error', (err) => up.destroy(err));
+        body.pipe(up);
+      } else up.end();
       this.#stamp(this.#timeouts.headersMs);
     });
   }
@@ -83,6 +93,15 @@ export class ExpectContinueRelay {
   readonly #onTimeout = (): void => {
     const type = this.#headersSent ? 'connection_read_timeout' : 'http_response_timeout';
     this.#upstream?.destroy(new Failure({ type, phase: this.#headersSent ? 'body' : 'headers', nextHop: this.#session.destination ?? undefined, detail: 'the destination did not answer in time' }));
+  };
+
+  readonly #onNotReading = (): void => {
+    if (this.#done === undefined) return;
+    const sendMs = this.#timeouts.sendMs;
+    const f = new Failure({ type: 'http_request_error', phase: 'body', detail: `the client did not read the response for ${sendMs} ms (send timeout ${sendMs} ms)` });
+    this.#res.destroy();
+    this.#settle({ status: this.#res.statusCode, error: f, endedBy: 'client' });
+    this.#upstream?.destroy();
   };
 
   readonly #onClientClose = (): void => {
@@ -122,7 +141,18 @@ export class ExpectContinueRelay {
       this.#session.down(chunk.length);
       if (!res.write(chunk)) {
         r.pause();
-        res.once('drain', () => r.resume());
+        const sendMs = this.#timeouts.sendMs;
+        if (sendMs > 0) {
+          // The client's delay, not the destination's: the send timeout instead of the gap.
+          this.#timer?.cancel();
+          if (this.#sendTimer === undefined) this.#sendTimer = new Timeout(this.#onNotReading, sendMs);
+          else this.#sendTimer.refresh();
+        }
+        res.once('drain', () => {
+          this.#sendTimer?.cancel();
+          this.#stamp(this.#timeouts.bodyIdleMs);
+          r.resume();
+        });
       }
     });
     r.on('end', () => {
@@ -146,7 +176,7 @@ export class ExpectContinueRelay {
     // Cut mid-body: abort the client connection, never a body that looks complete.
     const f = err instanceof Failure ? err : classify(err, { connected: true, responseStarted: true, headersReceived: true, nextHop: this.#session.destination ?? undefined });
     this.#res.destroy();
-    this.#settle({ status: this.#res.statusCode, error: f, endedBy: 'upstream' });
+    this.#settle({ status: this.#res.statusCode, error: f, endedBy: f.source === 'client' ? 'client' : 'upstream' });
   }
 
   #settle(o: RelayOutcome): void {
@@ -154,6 +184,7 @@ export class ExpectContinueRelay {
     if (done === undefined) return;
     this.#done = undefined;
     this.#timer?.cancel();
+    this.#sendTimer?.cancel();
     this.#res.off('close', this.#onClientClose);
     done(o);
   }

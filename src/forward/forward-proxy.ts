@@ -208,7 +208,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     plans,
     grammar: { separator: config.usernameGrammar.separator, keys: { session: config.usernameGrammar.session, ttl: config.usernameGrammar.ttl, pool: config.usernameGrammar.pool } },
     tls,
-    relayTimeouts: { headersMs: settings.responseHeadersMs, bodyIdleMs: settings.responseBodyIdleMs },
+    relayTimeouts: { headersMs: settings.responseHeadersMs, bodyIdleMs: settings.responseBodyIdleMs, sendMs: settings.sendMs },
     recordsObserved: () => config.accessLog || finishedChannel.hasSubscribers || hooks.onFinish !== undefined,
   };
   const pipeline = new ForwardPipeline(ctx, hooks);

@@ -39,7 +39,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   readonly #done: (o: RelayOutcome) => void;
   readonly #body: Readable | null;
   readonly #timeouts: RelayTimeouts;
-  readonly #timer = new ResponseTimer(this);
+  readonly #timer: ResponseTimer;
   readonly #extra: readonly string[] | undefined;
   readonly #inspect: HeadInspector | undefined;
   #abort: ((err?: Error) => void) | undefined;
@@ -55,6 +55,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     this.#via = viaValue('1.1', pseudonym);
     this.#body = body;
     this.#timeouts = timeouts;
+    this.#timer = new ResponseTimer(this, timeouts.sendMs);
     this.#done = done;
     res.once('close', this.#onResClose);
   }
@@ -68,8 +69,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   };
 
   readonly #onDrain = (): void => {
-    this.#timer.paused = false;
-    this.#timer.progressAt = performance.now();
+    this.#timer.resume(performance.now());
     this.#resume?.();
   };
 
@@ -136,7 +136,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     this.#timer.progressAt = performance.now();
     this.#session.down(chunk.length);
     if (this.#res.write(chunk)) return true;
-    this.#timer.paused = true;
+    this.#timer.pause(this.#timer.progressAt);
     this.#res.once('drain', this.#onDrain);
     return false;
   }
@@ -170,10 +170,10 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
       this.#settle({ status: this.#res.statusCode, endedBy: 'client' });
       return;
     }
-    // The destination failed mid-body: abort the client connection, never a body that looks complete.
+    // The destination (or the client's body) failed mid-response: abort the client connection, never a body that looks complete.
     const f = classify(err, { connected: true, responseStarted: true, headersReceived: true, nextHop: this.#session.destination ?? undefined });
     this.#res.destroy();
-    this.#settle({ status: this.#res.statusCode, error: f, endedBy: 'upstream' });
+    this.#settle({ status: this.#res.statusCode, error: f, endedBy: f.source === 'client' ? 'client' : 'upstream' });
   }
 
   // ---- the response timer (ResponseTimerOwner) -------------------------------------------
@@ -189,6 +189,16 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
 
   timedOut(err: Error): void {
     if (!this.#settled) this.#abort?.(err);
+  }
+
+  /** The client left the response unread for the send timeout: cut it and the destination's request. */
+  notReading(detail: string): void {
+    if (this.#settled) return;
+    const f = new Failure({ type: 'http_request_error', phase: 'body', detail });
+    this.#res.destroy();
+    // Settled before the abort: the error undici reports back is ours.
+    this.#settle({ status: this.#res.statusCode, error: f, endedBy: 'client' });
+    this.#abort?.(f);
   }
 }
 
@@ -214,4 +224,6 @@ export type HeadInspector = (status: number, headers: readonly string[]) => Fail
 export interface RelayTimeouts {
   headersMs: number;
   bodyIdleMs: number;
+  /** Longest wait for the client to take a full buffer of the response (send timeout). */
+  sendMs: number;
 }

@@ -1,12 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Transform, pipeline as pipeStreams, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { Client, type Dispatcher } from 'undici';
 import { CLIENT_CLOSED_STATUS, Failure } from '../failure/index.js';
 import { unbracket, type EgressDial, type ExitChoice } from '../egress/index.js';
 import { Cancel } from '../timing/cancel.js';
 import type { FinishFields, MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
+import { ClientBody } from './client-body.js';
 import { dialOptions, exitHeaders, noteExit } from './egress-admission.js';
 import { forwardRequestHeaders, headerBytes } from './forward-headers.js';
 import { ExpectContinueRelay } from './expect-continue-relay.js';
@@ -15,15 +16,6 @@ import { sendFailure } from './http-failure.js';
 import type { HttpTarget } from './http-target.js';
 import type { ForwardPipeline, ForwardRequest, ForwardResponder, Relay } from './pipeline.js';
 import type { UpstreamTls } from './upstream-tls.js';
-
-function counter(onBytes: (n: number) => void): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      onBytes(chunk.length);
-      cb(null, chunk);
-    },
-  });
-}
 
 /** The client waits for a 100 before it sends its body (RFC 9110 §10.1.1). */
 export function expectsContinue(req: IncomingMessage): boolean {
@@ -86,9 +78,8 @@ export class HttpExchange implements ForwardResponder, Relay {
     const headUp = headerBytes(headers) + (req.method?.length ?? 0) + target.path.length + 12;
     let body: Readable | null = null;
     if (hasBody(req)) {
-      const up = counter((n) => session.up(n));
-      pipeStreams(req, up, () => {});
-      body = up;
+      const s = ctx.settings;
+      body = new ClientBody(req, session, { gapMs: s.clientBodyMs, minRate: s.clientBodyMinRate }, expectsContinue(req));
     } else {
       req.resume();
     }
@@ -157,10 +148,12 @@ export class HttpExchange implements ForwardResponder, Relay {
       sendFailure(ctx, this.#req, this.#res, o.failure, session.requestId, close);
       fields.status = o.failure.status;
       fields.error = o.failure.type;
+      if (o.failure.source === 'client') fields.detail = o.failure.detail;
     } else {
       if (o.status !== CLIENT_CLOSED_STATUS) session.up(headUp);
       fields.status = o.status;
       fields.error = o.error?.type ?? null;
+      if (o.error?.source === 'client') fields.detail = o.error.detail;
     }
     return fields;
   }
@@ -180,7 +173,8 @@ export class HttpExchange implements ForwardResponder, Relay {
     const res = this.#res;
     const origin = this.target!.origin;
     return new Promise<FinishFields>((resolve) => {
-      const done = (o: RelayOutcome): void => resolve(this.#settled(ctx, session, o, headUp, address(), false));
+      // The client's own failure (a stalled body): the rest of its body is never read, so close.
+      const done = (o: RelayOutcome): void => resolve(this.#settled(ctx, session, o, headUp, address(), o.failure?.source === 'client'));
       const relay = new ForwardRelay(res, session, ctx.settings.name, body, ctx.relayTimeouts, done, through);
       try {
         // The relay times the response itself (ResponseTimer): undici's timers off.

@@ -23,6 +23,9 @@ export interface ForwardSettings {
   responseHeadersMs: number;
   responseBodyIdleMs: number;
   clientKeepAliveMs: number;
+  clientBodyMs: number;
+  clientBodyMinRate: number;
+  sendMs: number;
   maxConnectionsPerUser: number;
   maxTunnelsPerUser: number;
   maxClientConnections: number;
@@ -61,6 +64,9 @@ export function toSettings(c: ForwardConfig): ForwardSettings {
     responseHeadersMs: ms(c.timeouts.responseHeaders),
     responseBodyIdleMs: ms(c.timeouts.responseBodyIdle),
     clientKeepAliveMs: ms(c.timeouts.clientKeepAlive),
+    clientBodyMs: ms(c.timeouts.clientBody),
+    clientBodyMinRate: c.timeouts.clientBodyMinRate,
+    sendMs: ms(c.timeouts.send),
     maxConnectionsPerUser: c.limits.maxConnectionsPerUser,
     maxTunnelsPerUser: c.limits.maxTunnelsPerUser,
     maxClientConnections: c.limits.maxClientConnections,

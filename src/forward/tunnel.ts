@@ -7,8 +7,12 @@ export type TunnelEnd = Extract<EndedBy, 'client' | 'upstream' | 'idle' | 'gatew
 
 export interface TunnelOptions {
   idleMs: number;
+  /** Longest time the client may leave bytes unread (its socket's buffer full) before the tunnel is cut; 0: no limit. */
+  sendMs: number;
   onUp(bytes: number): void;
   onDown(bytes: number): void;
+  /** The tunnel is being cut because the client did not read for `sendMs`. */
+  onNotReading?(detail: string): void;
 }
 
 /** After one side closed, how long the other may take to flush before it is destroyed. */
@@ -31,6 +35,11 @@ type TunnelSocket = Socket & { [kTunnel]: Tunnel };
  * chunk). Idle and linger are one deadline on the process list (timing/deadlines.ts), not
  * Node timers: no timer object per tunnel, and a finished tunnel leaves the list at once, so
  * its sockets are not held for another second (they would reach the old generation).
+ *
+ * A client that does not read while the destination sends is not idle by this measure
+ * for long: the destination is paused and nothing moves. The send timeout (`sendMs`)
+ * names it: once the client's buffer has stayed full that long, both sides are cut
+ * (ended by the client) and the destination connection is freed.
  */
 export function runTunnel(client: Socket, server: Socket, opts: TunnelOptions): Promise<TunnelEnd> {
   return new Promise<TunnelEnd>((resolve) => {
@@ -50,6 +59,8 @@ class Tunnel extends DeadlineEntry {
   endedBy: TunnelEnd | undefined;
   closed = 0;
   activeAt = performance.now();
+  /** When a write to the client found its buffer full (NaN: it is taking what it is sent). */
+  clientBlockedAt = NaN;
   /** The side left open once the other closed: destroyed when the linger time is up. */
   lingering: Socket | undefined;
 
@@ -62,20 +73,46 @@ class Tunnel extends DeadlineEntry {
     if (opts.idleMs > 0) deadlines.add(this, this.activeAt, opts.idleMs);
   }
 
-  /** Lingering: the time to flush is up. Otherwise: idle for the idle time, or wait for the rest. */
+  /**
+   * Lingering: the time to flush is up. Otherwise: the client left a full buffer unread for
+   * the send timeout, or idle for the idle time, or wait for the rest.
+   */
   deadlineReached(now: number): void {
     if (this.lingering !== undefined) {
       this.lingering.destroy();
       return;
     }
-    const quiet = now - this.activeAt;
-    if (quiet < this.opts.idleMs) {
-      deadlines.add(this, now, this.opts.idleMs - quiet);
-      return;
+    const { idleMs, sendMs } = this.opts;
+    let wait = Infinity;
+    if (sendMs > 0 && !Number.isNaN(this.clientBlockedAt)) {
+      const waited = now - this.clientBlockedAt;
+      if (waited >= sendMs) {
+        this.endedBy ??= 'client';
+        this.opts.onNotReading?.(`the client did not read for ${Math.round(waited)} ms (send timeout ${sendMs} ms)`);
+        this.client.destroy();
+        this.server.destroy();
+        return;
+      }
+      wait = sendMs - waited;
     }
-    this.endedBy ??= 'idle';
-    this.client.destroy();
-    this.server.destroy();
+    if (idleMs > 0) {
+      const quiet = now - this.activeAt;
+      if (quiet >= idleMs) {
+        this.endedBy ??= 'idle';
+        this.client.destroy();
+        this.server.destroy();
+        return;
+      }
+      if (idleMs - quiet < wait) wait = idleMs - quiet;
+    }
+    if (wait !== Infinity) deadlines.add(this, now, wait);
+  }
+
+  /** A write to the client found its buffer full: the send timeout runs from `now`. */
+  clientBlocked(now: number): void {
+    this.clientBlockedAt = now;
+    const sendMs = this.opts.sendMs;
+    if (sendMs > 0 && this.lingering === undefined && !(this.deadlineAt <= now + sendMs)) deadlines.add(this, now, sendMs);
   }
 
   peer(s: Socket): Socket {
@@ -97,7 +134,7 @@ function attach(s: Socket, t: Tunnel): void {
 
 function onData(this: TunnelSocket, chunk: Buffer): void {
   const t = this[kTunnel];
-  t.activeAt = performance.now();
+  const now = (t.activeAt = performance.now());
   let to: Socket;
   if (this === t.client) {
     t.opts.onUp(chunk.length);
@@ -109,12 +146,15 @@ function onData(this: TunnelSocket, chunk: Buffer): void {
   if (!to.write(chunk)) {
     this.pause();
     to.once('drain', onDrain);
+    if (to === t.client) t.clientBlocked(now);
   }
 }
 
 /** `this` took what was queued for it: let its peer send again. */
 function onDrain(this: TunnelSocket): void {
-  this[kTunnel].peer(this).resume();
+  const t = this[kTunnel];
+  if (this === t.client) t.clientBlockedAt = NaN;
+  t.peer(this).resume();
 }
 
 function onEnd(this: TunnelSocket): void {

@@ -43,6 +43,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   constructor(ex: Exchange, ep: Endpoint, client: PooledClient | ExpectClient, relay: BodyRelay | undefined, startMs: number) {
     this.#ex = ex;
+    this.#timer.sendMs = ex.clientLimits.sendMs;
     this.endpoint = ep;
     this.#client = client;
     this.relay = relay;
@@ -254,13 +255,12 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   /** The client's buffer is full: the upstream waits, and that is not its delay. */
   pause(): void {
-    this.#timer.paused = true;
+    this.#timer.pause(performance.now());
   }
 
   /** The client took the buffered body: let undici read from the upstream again. */
   resume(): void {
-    this.#timer.paused = false;
-    this.#timer.progressAt = performance.now();
+    this.#timer.resume(performance.now());
     this.#resume?.();
   }
 
@@ -278,6 +278,12 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   timedOut(err: Error): void {
     if (this.#abort === undefined || this.record.endMs !== undefined) return;
     this.#abort(err);
+  }
+
+  /** The client did not take the response for the send timeout. */
+  notReading(detail: string): void {
+    if (this.record.endMs !== undefined) return;
+    this.#ex.clientNotReading(detail);
   }
 
   /** The try is over: give back the connection and the endpoint slot (once). */

@@ -1,5 +1,17 @@
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
+import { BodyTimer, type BodyTimerOwner, type ClientBodyLimits } from '../timing/body-timer.js';
+
+/** Who is told when the client is too slow with the body, and the limits it set. */
+export interface BodyWatch {
+  readonly owner: BodyTimerOwner;
+  readonly limits: ClientBodyLimits;
+  /**
+   * The client was not asked for the body yet (it waits for a 100 Continue, RFC 9110
+   * §10.1.1): its time starts at `startTiming()` or with its first byte.
+   */
+  readonly bodyDeferred: boolean;
+}
 
 /**
  * The request body as undici reads it. A relay, not the request itself, because
@@ -9,10 +21,17 @@ import { Readable } from 'node:stream';
  * before sending (connect, TLS) leaves the body untouched and a retry can send it.
  * For requests that may be retried it also keeps what it passed on, up to a limit,
  * so a retry can send the body again (`replay()`).
+ *
+ * While it reads the client it times the client (`BodyTimer`: the gap between body bytes
+ * and the minimum rate); the time it holds the client back because the upstream does not
+ * take the body is not counted.
  */
 export class BodyRelay extends Readable {
   readonly #src: IncomingMessage;
   readonly #retainLimit: number;
+  readonly #watch: BodyWatch | undefined;
+  readonly #timer: BodyTimer | undefined;
+  #timing = false;
   #retained: Buffer[] | undefined;
   #attached = false;
   /** Body bytes taken from the client so far. */
@@ -20,10 +39,12 @@ export class BodyRelay extends Readable {
   /** The try sending this body, told when all of it has been read ('end'). */
   sender: { bodySent(): void } | undefined;
 
-  constructor(src: IncomingMessage, retainLimit = 0, prior?: readonly Buffer[]) {
+  constructor(src: IncomingMessage, retainLimit = 0, prior?: readonly Buffer[], watch?: BodyWatch) {
     super({ highWaterMark: 64 * 1024 });
     this.#src = src;
     this.#retainLimit = retainLimit;
+    this.#watch = watch;
+    if (watch !== undefined && BodyTimer.active(watch.limits)) this.#timer = new BodyTimer(watch.owner, watch.limits);
     if (retainLimit > 0) this.#retained = [];
     if (prior) {
       for (const c of prior) {
@@ -34,6 +55,13 @@ export class BodyRelay extends Readable {
     }
   }
 
+  /** The client was asked for the body (a 100 Continue relayed): its time runs from now. */
+  startTiming(): void {
+    if (this.#timer === undefined || this.#timing || this.destroyed) return;
+    this.#timing = true;
+    this.#timer.start(performance.now());
+  }
+
   /** Everything taken from the client can be sent again. */
   get replayable(): boolean {
     return this.bytes === 0 || this.#retained !== undefined;
@@ -41,10 +69,11 @@ export class BodyRelay extends Readable {
 
   /** A fresh relay that sends the body from its start (only when `replayable`). */
   replay(): BodyRelay {
-    return new BodyRelay(this.#src, this.#retainLimit, this.#retained);
+    return new BodyRelay(this.#src, this.#retainLimit, this.#retained, this.#watch);
   }
 
   override _read(): void {
+    const timer = this.#timer;
     if (!this.#attached) {
       this.#attached = true;
       const src = this.#src;
@@ -56,21 +85,33 @@ export class BodyRelay extends Readable {
       src.once('end', this.#onEnd);
       src.once('error', this.#onError);
       src.once('aborted', this.#onAborted);
+      if (this.#watch?.bodyDeferred !== true) this.startTiming();
+    } else if (timer !== undefined && timer.held) {
+      timer.release(performance.now());
     }
     this.#src.resume();
   }
 
   #onData = (chunk: Buffer): void => {
     this.bytes += chunk.length;
+    const timer = this.#timer;
+    if (timer !== undefined) {
+      if (!this.#timing) this.startTiming();
+      timer.progress(chunk.length, performance.now());
+    }
     const kept = this.#retained;
     if (kept !== undefined) {
       if (this.bytes <= this.#retainLimit) kept.push(chunk);
       else this.#retained = undefined; // too large to keep: no replay
     }
-    if (!this.push(chunk)) this.#src.pause();
+    if (!this.push(chunk)) {
+      this.#src.pause();
+      timer?.hold(timer.lastAt);
+    }
   };
 
   #onEnd = (): void => {
+    this.#timer?.stop();
     this.push(null);
   };
 
@@ -83,6 +124,7 @@ export class BodyRelay extends Readable {
   };
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#timer?.stop();
     const src = this.#src;
     src.off('data', this.#onData);
     src.off('end', this.#onEnd);

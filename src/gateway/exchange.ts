@@ -6,6 +6,7 @@ import { plainAddress } from '../http/trust.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { Attempt } from './attempt.js';
 import { BodyRelay } from './body-relay.js';
+import { NO_CLIENT_LIMITS, type ClientLimits } from './client-limits.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { buildUpstreamHead } from './request-headers.js';
@@ -48,6 +49,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
   readonly res: ServerResponse;
   readonly listener: string;
   readonly via: string;
+  /** The listener's limits on the client's own slowness (request body, reading the response). */
+  readonly clientLimits: ClientLimits;
   /** Via for the response: received from the upstream over HTTP/1.1, whatever the client spoke. */
   readonly #responseVia: string;
   readonly requestId: string;
@@ -94,8 +97,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
   #bytesIn0: number;
   #bytesOut0: number;
 
-  constructor(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse, listener: string, via: string) {
+  constructor(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse, listener: string, via: string, limits: ClientLimits = NO_CLIENT_LIMITS) {
     this.ctx = ctx;
+    this.clientLimits = limits;
     this.req = req;
     this.res = res;
     this.listener = listener;
@@ -156,6 +160,30 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
   /** The response is complete (the gateway ended it normally). */
   get complete(): boolean {
     return this.#complete;
+  }
+
+  // ---- the client's own slowness (the body relay's BodyWatch: owner and limits) ---------
+
+  get owner(): this {
+    return this;
+  }
+
+  get limits(): ClientLimits['body'] {
+    return this.clientLimits.body;
+  }
+
+  get bodyDeferred(): boolean {
+    return this.#expectContinue && !this.#continued;
+  }
+
+  /** The client is too slow with the request body: 408 (or cut, once answering) and the try aborted. */
+  bodyStalled(detail: string): void {
+    this.refuse(new Failure({ type: 'http_request_error', phase: 'send', reason: 'request_timeout', detail }));
+  }
+
+  /** The client did not read the response for the send timeout: cut it, and the try. */
+  clientNotReading(detail: string): void {
+    this.refuse(new Failure({ type: 'http_request_error', phase: 'body', detail }));
   }
 
   // ---- request phases --------------------------------------------------------------------
@@ -301,7 +329,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
     const expect = this.#expectContinue && !this.#continued;
     const client = expect ? ep.pool.openExpectClient() : ep.pool.acquire(now, this.#idempotent, fresh);
     const prev = this.#attempt?.relay;
-    const relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, this.#idempotent && route.retry.tries > 1 ? REPLAY_LIMIT : 0);
+    const relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, this.#idempotent && route.retry.tries > 1 ? REPLAY_LIMIT : 0, undefined, this);
     const attempt = new Attempt(this, ep, client, relay, Math.round(performance.now() - this.t0));
     this.#attempt = attempt;
     this.attempts.push(attempt.record);
@@ -422,6 +450,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
     if (!this.#expectContinue || this.#continued || this.res.destroyed || this.#headersSent) return;
     this.#continued = true;
     this.res.writeContinue();
+    this.#attempt?.relay?.startTiming();
   }
 
   /** A 103 from the upstream: passed on when Node accepts it as valid, else dropped. */
@@ -462,7 +491,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
     const res = this.res;
     if (this.#headersSent || res.headersSent) {
       // A truncated body must never look complete: cut the connection.
-      this.#endedBy = 'upstream';
+      this.#endedBy = f.source === 'client' ? 'client' : 'upstream';
       res.destroy();
       return;
     }

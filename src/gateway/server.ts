@@ -5,6 +5,7 @@ import type { Config, ListenerConfig } from '../config/schema.js';
 import { Failure, parserRefusal } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
+import { clientLimits } from './client-limits.js';
 import { buildContext, ms, type GatewayContext, type GatewayOptions } from './context.js';
 import { gatewayLifecycle, requestEnd, requestRecord, type LifecycleRecord } from './events.js';
 import { Exchange, exchangeOf, newRequestId } from './exchange.js';
@@ -52,13 +53,14 @@ export class Gateway {
       // too): one more than the limit lets the exchange see the excess and refuse it with 431.
       server.maxHeadersCount = l.maxHeaderCount + 1;
       const maxHeaderCount = l.maxHeaderCount;
+      const limits = clientLimits(l);
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11).start(maxHeaderCount);
+        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, limits).start(maxHeaderCount);
       });
       // Expect: 100-continue is forwarded, and the upstream's 100 (or final answer) relayed:
       // Node would otherwise answer 100 itself and read a body the upstream may refuse.
       server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-        new Exchange(this.ctx, req, res, entry.name, via11).start(maxHeaderCount, true);
+        new Exchange(this.ctx, req, res, entry.name, via11, limits).start(maxHeaderCount, true);
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         this.#tunnels.add(socket);

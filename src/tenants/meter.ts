@@ -66,6 +66,8 @@ export interface FinishedRecord {
   plan?: string;
   /** The byte quota that ended this tunnel. */
   quota?: string;
+  /** Why the proxy cut it, when a client's slowness did (a stalled body, a response left unread). */
+  detail?: string;
 }
 
 export interface FinishFields {
@@ -78,6 +80,8 @@ export interface FinishFields {
   destination?: string | null;
   endedBy?: EndedBy;
   method?: string;
+  /** Why it ended, in words (a client's stalled body or unread response). */
+  detail?: string;
   /** Refusals count as failures and not as a request/tunnel/association. */
   refused?: boolean;
 }
@@ -184,6 +188,8 @@ export class MeterSession {
   plan: string | undefined;
   /** Set when a byte quota ended this tunnel (the limit's detail). */
   quotaCut: string | undefined;
+  /** Why the proxy cut a tunnel for the client's slowness (the send timeout), for the record. */
+  cutDetail: string | undefined;
   #finished = false;
   /** The counters of `user` and `destination`, looked up once (for the values they had then). */
   #uc: Counters | undefined;
@@ -278,6 +284,8 @@ export class MeterSession {
     }
     if (fields.endedBy) rec.endedBy = fields.endedBy;
     if (fields.method) rec.method = fields.method;
+    if (fields.detail) rec.detail = fields.detail;
+    else if (this.cutDetail !== undefined) rec.detail = this.cutDetail;
     if (this.clientAddress) rec.clientAddress = this.clientAddress;
     if (this.egress) {
       if (this.egress.pool !== undefined) rec.pool = this.egress.pool;

@@ -10,6 +10,8 @@ export interface ResponseTimerOwner {
   uploadedBytes(): number;
   /** Time is up: abort the upstream request with this error (undici's own timeout errors). */
   timedOut(err: Error): void;
+  /** The client has not taken the response for the send timeout: cut it and the upstream request. */
+  notReading(detail: string): void;
 }
 
 /**
@@ -18,7 +20,10 @@ export interface ResponseTimerOwner {
  * timeout). Body chunks only stamp `progressAt`; the deadline checks the stamp when it is
  * reached and waits on for what is left, so a streaming response costs no timer work per
  * chunk. A client that does not take the response (`paused`, backpressure) is not the
- * upstream's delay and never times it out.
+ * upstream's delay and never times it out; it has its own wait instead, the send timeout
+ * (`sendMs`, nginx's `send_timeout`, HAProxy's `timeout client`): paused that long, the
+ * owner is told (`notReading`) and cuts both sides, so a client that never reads does not
+ * hold an upstream connection.
  *
  * undici's own `headersTimeout`/`bodyTimeout` are set to 0 where this is used: undici swaps
  * a FastTimer per phase per request, and cleared FastTimers live until its next 1 s tick,
@@ -34,10 +39,15 @@ export class ResponseTimer extends DeadlineEntry {
   progressAt = 0;
   /** The client's buffer is full: the upstream is held back by us, not slow. */
   paused = false;
+  /** When the client's buffer filled (performance.now()). */
+  #pausedAt = 0;
+  /** Longest wait for a client to take a full buffer (0: no limit); set before the body phase. */
+  sendMs = 0;
 
-  constructor(owner: ResponseTimerOwner) {
+  constructor(owner: ResponseTimerOwner, sendMs = 0) {
     super();
     this.#owner = owner;
+    this.sendMs = sendMs;
   }
 
   get armed(): boolean {
@@ -70,6 +80,20 @@ export class ResponseTimer extends DeadlineEntry {
     deadlines.remove(this);
   }
 
+  /** The client's buffer is full: the upstream waits for it (the send timeout runs). */
+  pause(now: number): void {
+    this.paused = true;
+    this.#pausedAt = now;
+    const sendMs = this.sendMs;
+    if (sendMs > 0 && this.#phase === 'body' && !(this.deadlineAt <= now + sendMs)) deadlines.add(this, now, sendMs);
+  }
+
+  /** The client took the buffer: body idleness counts from now. */
+  resume(now: number): void {
+    this.paused = false;
+    this.progressAt = now;
+  }
+
   #start(phase: 'headers' | 'body', ms: number, now: number): void {
     this.#phase = phase;
     this.#ms = ms;
@@ -98,9 +122,22 @@ export class ResponseTimer extends DeadlineEntry {
       else this.#owner.timedOut(new undiciErrors.HeadersTimeoutError());
       return;
     }
+    if (this.paused) {
+      const sendMs = this.sendMs;
+      const waited = now - this.#pausedAt;
+      if (sendMs > 0 && waited >= sendMs) {
+        this.#owner.notReading(`the client did not read the response for ${Math.round(waited)} ms (send timeout ${sendMs} ms)`);
+        return;
+      }
+      const left = sendMs > 0 ? sendMs - waited : Infinity;
+      const wait = ms > 0 && ms < left ? ms : left;
+      if (wait !== Infinity) deadlines.add(this, now, wait);
+      return;
+    }
+    if (ms <= 0) return; // armed for the send timeout only
     const idle = now - this.progressAt;
-    if (this.paused || idle < ms) {
-      deadlines.add(this, now, this.paused ? ms : ms - idle);
+    if (idle < ms) {
+      deadlines.add(this, now, ms - idle);
       return;
     }
     this.#owner.timedOut(new undiciErrors.BodyTimeoutError());
