@@ -87,7 +87,7 @@ export class ClientBody extends Readable implements BodyTimerOwner {
   };
 
   #onClose = (): void => {
-    if (!this.#src.complete) this.destroy(Object.assign(new Error('the client aborted the request body'), { code: 'ECONNRESET' }));
+    if (!this.#src.complete) this.destroy(clientAborted());
   };
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
@@ -103,4 +103,12 @@ export class ClientBody extends Readable implements BodyTimerOwner {
   bodyStalled(detail: string): void {
     this.destroy(new Failure({ type: 'http_request_error', phase: 'send', reason: 'request_timeout', detail }));
   }
+}
+
+/**
+ * The client went away in the middle of its request body: its side, named as such (a
+ * made-up ECONNRESET read as the upstream resetting the connection).
+ */
+function clientAborted(): Failure {
+  return new Failure({ type: 'http_request_error', phase: 'send', detail: 'the client aborted the request body' });
 }

@@ -1,3 +1,4 @@
+import { Failure } from '../failure/index.js';
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { BodyTimer, type BodyTimerOwner, type ClientBodyLimits } from '../timing/body-timer.js';
@@ -120,7 +121,7 @@ export class BodyRelay extends Readable {
   };
 
   #onAborted = (): void => {
-    this.destroy(Object.assign(new Error('the client aborted the request body'), { code: 'ECONNRESET' }));
+    this.destroy(clientAborted());
   };
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
@@ -132,4 +133,12 @@ export class BodyRelay extends Readable {
     src.off('aborted', this.#onAborted);
     cb(err);
   }
+}
+
+/**
+ * The client went away in the middle of its request body: its side, named as such (a
+ * made-up ECONNRESET read as the upstream resetting the connection).
+ */
+function clientAborted(): Failure {
+  return new Failure({ type: 'http_request_error', phase: 'send', detail: 'the client aborted the request body' });
 }

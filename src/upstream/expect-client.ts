@@ -1,7 +1,7 @@
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import type { buildConnector, Dispatcher } from 'undici';
+import { errors, type buildConnector, type Dispatcher } from 'undici';
 import type { ConnectTimings } from './timed-connector.js';
 
 /** What `ExpectClient.dispatch` sends. */
@@ -82,7 +82,8 @@ export class ExpectClient {
       if (this.#done) return;
       start();
       res.on('error', (e) => this.#finish(handler, e));
-      res.on('aborted', () => this.#finish(handler, Object.assign(new Error('the upstream closed the connection mid-response'), { code: 'UND_ERR_SOCKET' })));
+      // undici's own error for what undici would report here (this client stands in for it).
+      res.on('aborted', () => this.#finish(handler, new errors.SocketError('the upstream closed the connection mid-response')));
       const resume = (): void => {
         res.resume();
       };
@@ -99,7 +100,7 @@ export class ExpectClient {
       });
     });
     handler.onConnect!((e?: Error) => {
-      req.destroy(e ?? Object.assign(new Error('request aborted'), { code: 'UND_ERR_ABORTED' }));
+      req.destroy(e ?? new errors.RequestAbortedError());
     });
     if (this.#done) return;
     if (opts.body === null) req.end();

@@ -61,8 +61,8 @@ interface Track {
  * repeat offender stays out longer. `ejections` decays by one per `base` spent in service, so a
  * long-stable endpoint starts small again.
  *
- * Never empties a cluster: an ejection is skipped (counters kept; retried on the next failure)
- * when no other endpoint is available, or when the endpoints that cannot take requests now —
+ * Never empties a cluster (unless `maxEjectedPercent` is 100): an ejection is skipped
+ * (counters kept; retried on the next failure) when no other endpoint is available, or when the endpoints that cannot take requests now —
  * ejected, failed by health checks or draining — would, with this one, exceed
  * `maxEjectedPercent` of the endpoints. With 50%: 2 endpoints → 1 may be out; 1 endpoint →
  * none, ever; 5 → 2. Counting only ejections let an endpoint whose application answers 503
@@ -145,7 +145,8 @@ export class OutlierDetector {
       if (e.available(now)) availableOthers++;
       else out++;
     }
-    if (availableOthers === 0 || (out + 1) * 100 > this.#maxPercent * this.#endpoints.length) {
+    // maxEjectedPercent 100 is the operator's choice to let the cluster empty; below it, the last available endpoint stays.
+    if ((availableOthers === 0 && this.#maxPercent < 100) || (out + 1) * 100 > this.#maxPercent * this.#endpoints.length) {
       if (!t.spared) {
         t.spared = true;
         this.#publish(ep, 'spared', now, `${reason}; kept in: ${availableOthers === 0 ? 'no other endpoint is available' : `${out} of ${this.#endpoints.length} endpoints are already unavailable (maxEjectedPercent ${this.#maxPercent})`}`);
