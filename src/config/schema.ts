@@ -48,6 +48,22 @@ export const listenerSchema = z
       .max(10000)
       .default(100)
       .describe('Most request header fields (lines) accepted; more gets 431 header_fields_too_large instead of Node silently dropping the excess (Content-Length included). Default 100, as Envoy (max_request_headers_count) and Apache (LimitRequestFields).'),
+    maxConnections: z
+      .number()
+      .int()
+      .min(1)
+      .default(4096)
+      .describe('Client connections open at once on this listener; past it a new connection gets 503 connection_limit_reached with Retry-After (never a silent reset). Default 4096.'),
+    maxConnectionsPerSource: z
+      .number()
+      .int()
+      .min(0)
+      .default(256)
+      .describe('Client connections open at once from one client address (0: no per-address limit); past it 503 connection_limit_reached. Behind a load balancer that does not keep client addresses, every client has its address: raise it or set 0. Default 256.'),
+    handshakeFloor: duration(
+      '1s',
+      'Under pressure the time for a first request head shrinks toward this floor: a connection accepted while the listener holds more than half of maxConnections gets max(handshakeFloor, requestHeaderTimeout × 2 × (1 − load)), load = connections / cap; then 408.',
+    ),
   })
   .strict();
 

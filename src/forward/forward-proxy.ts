@@ -24,7 +24,7 @@ import { attachAccessLog } from './access-log.js';
 import type { ForwardContext } from './context.js';
 import { HttpFront } from './http-front.js';
 import { ForwardListener, type ForwardProtocol } from './listener.js';
-import type { GateStats } from './connection-gate.js';
+import type { GateStats } from '../http/connection-gate.js';
 import { ResourceTracker } from './resource-tracker.js';
 import { DestinationRules } from './rules/destination-rules.js';
 import { toSettings } from './settings.js';

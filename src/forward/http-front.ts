@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { Failure, parserRefusal, type EndedBy } from '../failure/index.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
-import { handshakeLeft } from './connection-gate.js';
+import { handshakeLeft } from '../http/connection-gate.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
 import { HttpConnectFront } from './http-connect-front.js';

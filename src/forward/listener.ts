@@ -1,7 +1,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Failure } from '../failure/index.js';
 import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
-import { ConnectionGate, handshakeLeft, type GateStats } from './connection-gate.js';
+import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
 import type { ForwardContext } from './context.js';
 
 export type ForwardProtocol = 'http' | 'socks5' | 'socks4';
@@ -26,7 +26,7 @@ export type ListenerHandlers = Record<ForwardProtocol, ConnectionFront>;
  * The Listener: accepts TCP connections and tells the protocol from the first byte
  * (0x05 SOCKS5, 0x04 SOCKS4, anything else HTTP), among the protocols it serves.
  * A connection that sends nothing within the handshake time is closed. The connection
- * gate (connection-gate.ts) admits connections under the cap and the per-address cap and
+ * gate (http/connection-gate.ts) admits connections under the cap and the per-address cap and
  * gives each its handshake time (shorter under pressure); a connection over a limit is
  * answered in its protocol once its first bytes tell which, never reset.
  */

@@ -3,7 +3,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Config, ListenerConfig } from '../config/schema.js';
 import { Failure, parserRefusal } from '../failure/index.js';
+import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
 import { viaValue } from '../http/headers.js';
+import { Timeout } from '../timing/deadlines.js';
 import { plainAddress } from '../http/trust.js';
 import { clientLimits } from './client-limits.js';
 import { buildContext, ms, type GatewayContext, type GatewayOptions } from './context.js';
@@ -24,7 +26,7 @@ export interface ListeningAddress {
 export class Gateway {
   readonly ctx: GatewayContext;
   readonly config: Config;
-  readonly #servers: Array<{ server: Server; cfg: ListenerConfig; name: string }> = [];
+  readonly #servers: Array<{ server: Server; cfg: ListenerConfig; name: string; gate: ConnectionGate }> = [];
   /** Client sockets handed over by 'upgrade' (WebSocket tunnels): the HTTP server no longer tracks them. */
   readonly #tunnels = new Set<Duplex>();
   #closing: Promise<void> | undefined;
@@ -35,7 +37,7 @@ export class Gateway {
     const via11 = viaValue('1.1', this.ctx.identity);
     const via10 = viaValue('1.0', this.ctx.identity);
     for (const l of config.listeners) {
-      const entry = { server: undefined as unknown as Server, cfg: l, name: `${l.address}:${l.port}` };
+      const entry = { server: undefined as unknown as Server, cfg: l, name: `${l.address}:${l.port}`, gate: undefined as unknown as ConnectionGate };
       const server = createServer({
         maxHeaderSize: l.maxHeaderSize,
         headersTimeout: ms(l.requestHeaderTimeout),
@@ -54,15 +56,26 @@ export class Gateway {
       server.maxHeadersCount = l.maxHeaderCount + 1;
       const maxHeaderCount = l.maxHeaderCount;
       const limits = clientLimits(l);
+      // Connection admission: the listener's cap and a cap per client address, answered
+      // with a named 503 (never a silent reset); under pressure a shorter first-head time.
+      const gate = new ConnectionGate({ maxConnections: l.maxConnections, maxPerSource: l.maxConnectionsPerSource, handshakeMs: ms(l.requestHeaderTimeout), handshakeFloorMs: ms(l.handshakeFloor) });
+      entry.gate = gate;
+      server.on('connection', (socket: Socket) => this.#admit(gate, socket, entry.name, ms(l.requestHeaderTimeout)));
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+        if (firstRequest(req.socket)) return refusedRequest(res);
         new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, limits).start(maxHeaderCount);
       });
       // Expect: 100-continue is forwarded, and the upstream's 100 (or final answer) relayed:
       // Node would otherwise answer 100 itself and read a body the upstream may refuse.
       server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+        if (firstRequest(req.socket)) return refusedRequest(res);
         new Exchange(this.ctx, req, res, entry.name, via11, limits).start(maxHeaderCount, true);
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        if (firstRequest(socket as Socket)) {
+          socket.destroy();
+          return;
+        }
         this.#tunnels.add(socket);
         socket.once('close', () => this.#tunnels.delete(socket));
         new UpgradeExchange(this.ctx, req, socket, head, entry.name, via11).start(maxHeaderCount);
@@ -73,6 +86,39 @@ export class Gateway {
       server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket, entry.name));
       entry.server = server;
       this.#servers.push(entry);
+    }
+  }
+
+  /** Client connections per listener, as the connection gate counts them. */
+  connectionStats(): GateStats[] {
+    return this.#servers.map((s) => s.gate.stats);
+  }
+
+  /** A new client connection: admitted (with a first-head deadline under pressure), or refused by name. */
+  #admit(gate: ConnectionGate, socket: Socket, listener: string, headMs: number): void {
+    const now = performance.now();
+    const decision = gate.admit(socket, now);
+    if (decision === 'shed') {
+      // The refused connections waiting are at their bound (a flood): no answer is owed.
+      socket.destroy();
+      return;
+    }
+    socket.once('close', () => gate.release(socket));
+    const s = socket as GatedSocket;
+    if (decision === 'refused') {
+      s[kRefused] = true;
+      this.#refuseRaw(socket, gate.refusal(socket), listener);
+      return;
+    }
+    // Node's headersTimeout is the listener's; a connection admitted under pressure gets less.
+    const left = handshakeLeft(socket, 0, now);
+    if (left > 0 && left < headMs) {
+      const t = new Timeout(() => {
+        if (s[kServed] || socket.destroyed) return;
+        this.#refuseRaw(socket, parserRefusal('HPE_HEADERS_TIMEOUT'), listener);
+      }, left);
+      s[kHeadDeadline] = t;
+      socket.once('close', () => t.cancel());
     }
   }
 
@@ -199,4 +245,28 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const gw = new Gateway(config, options);
   await gw.listen();
   return gw;
+}
+
+const kRefused = Symbol('gatewise.refusedConnection');
+const kServed = Symbol('gatewise.firstRequestSeen');
+const kHeadDeadline = Symbol('gatewise.headDeadline');
+type GatedSocket = Socket & { [kRefused]?: boolean; [kServed]?: boolean; [kHeadDeadline]?: Timeout };
+
+/**
+ * A request head arrived on `socket`: true when the connection was refused at the gate
+ * (its 503 is written; the request is not served). Stops a first-head deadline.
+ */
+function firstRequest(socket: Socket): boolean {
+  const s = socket as GatedSocket;
+  if (s[kRefused]) return true;
+  if (!s[kServed]) {
+    s[kServed] = true;
+    s[kHeadDeadline]?.cancel();
+  }
+  return false;
+}
+
+/** A request on a connection already answered 503 at the gate: nothing more is written. */
+function refusedRequest(res: ServerResponse): void {
+  res.destroy();
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { handshakeUnderLoad } from '../../src/forward/connection-gate.js';
+import { handshakeUnderLoad } from '../../src/http/connection-gate.js';
 import { accessLines, readUntil, startOrigin, startTestProxy, waitFor, type Origin, type TestProxy } from './helpers.js';
 
 /**

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { classify, type Failure } from '../../failure/index.js';
 import type { FinishFields } from '../../tenants/index.js';
 import { destroyAfter } from '../../timing/deadlines.js';
-import { handshakeLeft } from '../connection-gate.js';
+import { handshakeLeft } from '../../http/connection-gate.js';
 import { newRequestId, clientAddressFor } from '../context.js';
 import { ForwardRequest, type ForwardPipeline, type ForwardResponder } from '../pipeline.js';
 import { ByteReader, HandshakeEnded } from './byte-reader.js';
