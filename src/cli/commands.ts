@@ -272,7 +272,12 @@ export function commandHelp(def: CommandDef): string {
 
 /** Every command's usage line and summary: the README's CLI block and the heart of `gatewise help`. */
 export function synopsis(): string {
-  return COMMANDS.map((c) => `${usageLine(c)}\n    ${c.summary}`).join('\n') + '\n';
+  return (
+    COMMANDS.map((c) => {
+      const defaults = c.options.filter((o) => o.default !== undefined).map((o) => `--${o.flag} ${o.default}`);
+      return `${usageLine(c)}\n    ${c.summary}${defaults.length ? `\n    (default ${defaults.join(' ')})` : ''}`;
+    }).join('\n') + '\n'
+  );
 }
 
 /** `gatewise help`. */
