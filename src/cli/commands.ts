@@ -297,7 +297,7 @@ export function topHelp(): string {
 
 /** What `gatewise <cmd>` prints (on stderr) after the reason a command line was refused. */
 export function shortUsage(def: CommandDef): string {
-  return `usage: ${usageLine(def).replace(/\n/g, '\n       ')}\n'gatewise ${def.name} --help' describes every option.\n`;
+  return `usage: ${usageLine(def).replace(/\n/g, '\n       ')}\n'gatewise ${def.name} --help' ${def.options.length ? 'describes every option' : 'says more'}.\n`;
 }
 
 /** Thrown for `--help` / `-h`: the caller prints the command's help on stdout and exits 0. */
@@ -323,6 +323,19 @@ export function parseOptions(def: CommandDef): Record<string, { type: 'string' |
   return opts;
 }
 
+/** parseArgs' reasons, in the words the rest of the CLI uses. */
+function parseErrorWords(def: CommandDef, argv: readonly string[], err: Error & { code?: string }): string {
+  const message = err.message.replace(/\. To specify a positional argument starting with a '-'.*$/s, '').trim();
+  const missing = /^Option '(?:-(\w), )?--([\w-]+) <value>' argument missing/.exec(message);
+  if (missing) {
+    const o = def.options.find((x) => x.flag === missing[2]);
+    if (o) return `${o.short && argv.at(-1) === `-${o.short}` ? `-${o.short}` : `--${o.flag}`} needs a value (${o.value ?? 'VALUE'})`;
+  }
+  const stray = /^Unexpected argument '(.*?)'(?:\.|$)/.exec(message);
+  if (stray) return `unexpected argument '${stray[1]}': gatewise ${def.name} takes ${def.positionals ? `at most ${def.positionals}` : 'no arguments'} besides its options`;
+  return message;
+}
+
 /**
  * Parse a command line by its definition. `--help` throws HelpRequested; an unknown option,
  * a missing value, a stray argument or a missing required option throws UsageError.
@@ -334,7 +347,7 @@ export function parseCommand(def: CommandDef, argv: string[]): Parsed {
   } catch (err) {
     // `--help` still wins over a mistake elsewhere on the line.
     if (argv.includes('--help') || argv.includes('-h')) throw new HelpRequested(def);
-    throw new UsageError((err as Error).message.replace(/\. To specify a positional argument starting with a '-'.*$/s, '').trim());
+    throw new UsageError(parseErrorWords(def, argv, err as Error & { code?: string }));
   }
   if (parsed.values.help) throw new HelpRequested(def);
   for (const o of def.options) {

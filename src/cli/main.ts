@@ -4,7 +4,7 @@ import { jsonSchema, type ConfigInput } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { startRuntime, untilSignal } from './runtime.js';
 import { UsageError } from './usage.js';
-import { COMMANDS, answerUsage, command, optionsError, parseCommand, topHelp } from './commands.js';
+import { COMMANDS, answerUsage, command, commandHelp, optionsError, parseCommand, topHelp } from './commands.js';
 import { leaveCluster, parseWorkers, superviseWorkers } from './workers.js';
 
 
@@ -156,8 +156,13 @@ export async function main(argv: string[]): Promise<number> {
       case 'version':
         process.stdout.write(version() + '\n');
         return 0;
+      case 'help': {
+        // `gatewise help COMMAND` is `gatewise COMMAND --help`.
+        const def = COMMANDS.find((c) => c.name === rest[0]);
+        process.stdout.write(def ? commandHelp(def) : topHelp());
+        return 0;
+      }
       case undefined:
-      case 'help':
       case '--help':
       case '-h':
         process.stdout.write(topHelp());

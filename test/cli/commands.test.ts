@@ -122,3 +122,16 @@ test('schema --help is the help, not the schema', async () => {
   assert.match(r.stdout, /^usage: gatewise schema/);
   assert.doesNotMatch(r.stdout, /"\$schema"|"properties"/);
 });
+
+test('gatewise help COMMAND is the command\'s help; a missing value or a stray argument is said plainly', async () => {
+  const h = await run(['help', 'lab']);
+  assert.equal(h.code, 0);
+  assert.match(h.stdout, /^usage: gatewise lab/);
+  assert.match(h.stdout, /--host ADDR +address to listen on \(default 127\.0\.0\.1\)/);
+  const missing = await run(['run', '-c']);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /^gatewise run: -c needs a value \(FILE\)\nusage: gatewise run -c FILE/);
+  const stray = await run(['check', 'gatewise.yaml']);
+  assert.equal(stray.code, 2);
+  assert.match(stray.stderr, /^gatewise check: unexpected argument 'gatewise\.yaml'/);
+});
