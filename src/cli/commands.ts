@@ -25,6 +25,8 @@ export interface OptionDef {
    * A validation problem at (or under) such a path is reported as this flag.
    */
   configPaths?: readonly string[];
+  /** A sample value, for the message when a required option is missing. */
+  example?: string;
   /** Never echo the value (passwords). */
   secret?: boolean;
   /** Better words for a config problem of this flag; `value` is the offending value as given. */
@@ -73,12 +75,20 @@ export const COMMANDS: readonly CommandDef[] = [
         type: 'string',
         multiple: true,
         required: true,
+        example: 'http://127.0.0.1:3000',
         description: 'an endpoint, http:// or https:// (repeatable: one cluster)',
         configPaths: ['clusters.default.endpoints'],
-        explain: (message, value) =>
-          /not an http:\/\/ or https:\/\/ URL/.test(message)
-            ? `must be an http:// or https:// URL, e.g. ${typeof value === 'string' && !value.includes('://') ? `http://${value}` : 'http://127.0.0.1:3000'}`
-            : undefined,
+        explain: (message, value) => {
+          if (!/not an http:\/\/ or https:\/\/ URL/.test(message) || typeof value !== 'string') return undefined;
+          if (!value.includes('://')) return `must be an http:// or https:// URL, e.g. http://${value}`;
+          let url: URL;
+          try {
+            url = new URL(value);
+          } catch {
+            return 'is not a valid URL (the port is 1-65535), e.g. http://127.0.0.1:3000';
+          }
+          return `must be an http:// or https:// URL, not ${url.protocol}//, e.g. http://${url.host || '127.0.0.1:3000'}`;
+        },
       },
       { flag: 'connect-timeout', value: 'D', type: 'string', description: 'time to connect to an endpoint (default 5s)', configPaths: ['clusters.default.timeouts.connect'] },
       { flag: 'response-timeout', value: 'D', type: 'string', description: 'time to wait for response headers (default 30s)', configPaths: ['clusters.default.timeouts.response'] },
@@ -353,7 +363,8 @@ export function parseCommand(def: CommandDef, argv: string[]): Parsed {
   for (const o of def.options) {
     const v = parsed.values[o.flag];
     if (o.required && (v === undefined || (Array.isArray(v) && v.length === 0))) {
-      throw new UsageError(`${flagText(o).replace(/^--[^ ]+/, o.short ? `-${o.short}` : `--${o.flag}`)} is required`);
+      const name = o.short ? `-${o.short}` : `--${o.flag}`;
+      throw new UsageError(`${flagText(o).replace(/^--[^ ]+/, name)} is required${o.example ? ` (e.g. ${name} ${o.example})` : ''}`);
     }
   }
   return { values: parsed.values as Parsed['values'], positionals: parsed.positionals };
@@ -449,7 +460,12 @@ export function flagProblems(def: CommandDef, problems: readonly PathProblem[], 
       const value = valueAt(config, at);
       const shown = !owner.secret && owner.type === 'string' && (typeof value === 'string' || typeof value === 'number') ? hideCredentials(String(value)) : undefined;
       let words = owner.explain?.(message, value) ?? message;
-      if (shown !== undefined && words.startsWith(`${JSON.stringify(String(value))} `)) words = words.slice(JSON.stringify(String(value)).length + 1);
+      // The value leads the line already: `endpoint "x" must be …` says it twice.
+      if (shown !== undefined) {
+        const quoted = JSON.stringify(shown);
+        const at0 = words.indexOf(`${quoted} `);
+        if (at0 === 0 || (at0 > 0 && /^\w+ $/.test(words.slice(0, at0)))) words = words.slice(at0 + quoted.length + 1);
+      }
       const rest = path.length > at.length && !owner.explain?.(message, value) ? ` (${path.slice(at.length).replace(/^\./, '')})` : '';
       lines.push(`--${owner.flag}${shown !== undefined && shown.length <= SHOW_VALUE_MAX ? ` ${shown}` : ''}${rest}: ${words}`);
     }

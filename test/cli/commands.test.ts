@@ -91,6 +91,34 @@ test('proxy: a config problem is said as the flag the user typed (exit 2)', asyn
   assert.match(r.stderr, /usage: gatewise proxy/);
 });
 
+test('proxy: every --to problem names the --to as typed, without credentials or config paths', async () => {
+  const { validateConfig, ConfigError } = await import('../../src/config/load.js');
+  const { command, optionsError } = await import('../../src/cli/commands.js');
+  const tos = ['http://127.0.0.1:99999', 'https://h/x', 'http://u:topsecret@h:1', 'ftp://h:1'];
+  const { config } = proxyConfig(tos.flatMap((t) => ['--to', t]));
+  let err: unknown;
+  try {
+    validateConfig(config);
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof ConfigError);
+  const message = optionsError(command('proxy'), err.problems, config).message;
+  assert.equal(
+    message,
+    [
+      '4 problems:',
+      '  --to http://127.0.0.1:99999: is not a valid URL (the port is 1-65535), e.g. http://127.0.0.1:3000',
+      '  --to https://h/x: must be scheme://host[:port] only (no path, query or credentials)',
+      '  --to http://…@h:1: must be scheme://host[:port] only (no path, query or credentials)',
+      '  --to ftp://h:1: must be an http:// or https:// URL, not ftp://, e.g. http://h:1',
+    ].join('\n'),
+  );
+  const none = await run(['proxy']);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /^gatewise proxy: --to URL is required \(e\.g\. --to http:\/\/127\.0\.0\.1:3000\)/);
+});
+
 test('forward: config problems are said as --no-auth, --user, --egress, --via, --connect-ports', async () => {
   await assert.rejects(forwardConfigFromArgs(['--listen', '127.0.0.1:0']), (err: Error) => {
     assert.match(err.message, /^--user: no users: give --user NAME:PASSWORD \(repeatable\), or --no-auth/);
