@@ -2,7 +2,6 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { validateConfig } from '../config/load.js';
 import type { RequestRecord } from '../gateway/events.js';
@@ -10,6 +9,7 @@ import type { ConfigInput } from '../config/schema.js';
 import { LAB_FAULTS, startLab, type Lab, type LabFault } from '../lab/index.js';
 import { startRuntime, untilSignal } from './runtime.js';
 import { UsageError } from './usage.js';
+import { command, parseCommand } from './commands.js';
 
 const PREFIX: Record<string, string> = { http: '', refused: '/_refused', 'tls-self-signed': '/_tls-self', 'tls-ca': '/_tls-ca' };
 
@@ -45,15 +45,7 @@ interface ProbeResult {
  * try, one per cause, with what the gateway answered when the demo probed each.
  */
 export async function demoCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string', default: '8080' },
-      once: { type: 'boolean', default: false },
-      log: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
+  const values = parseCommand(command('demo'), argv).values as { port: string; once?: boolean; log?: boolean };
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port expects a port number, got "${values.port}"`);
   const lab = await startLab({ tls: true });
@@ -65,7 +57,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       name: 'gatewise-demo',
       listeners: [{ address: '127.0.0.1', port }],
       ...labGatewayConfig(lab, caFile, { connect: '1s', response: '1500ms', idle: '1500ms' }),
-      log: { access: values.log, level: values.log ? 'info' : 'warn' },
+      log: { access: Boolean(values.log), level: values.log ? 'info' : 'warn' },
     },
     'gatewise demo',
   );

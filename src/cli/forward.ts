@@ -1,67 +1,36 @@
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { forwardSchema, type ForwardConfigInput } from '../config/forward.js';
 import { startForwardProxy, type ForwardProxy } from '../forward/index.js';
 import { hashPassword } from '../tenants/index.js';
 import { flushLogger, logDestination } from '../observe/access-log.js';
-
-const HELP = `usage: gatewise forward [options]
-
-Run the forward proxy (HTTP proxy with CONNECT, SOCKS5, SOCKS4) from the command line.
-
-  --listen ADDR:PORT       HTTP proxy listener (default 127.0.0.1:3128); it also serves
-                           SOCKS5/SOCKS4 unless --socks is given
-  --socks ADDR:PORT        a separate SOCKS5/SOCKS4 listener
-  --user NAME:PASSWORD     a user (repeatable); the password is hashed at start
-  --no-auth                allow use without credentials (logs a warning)
-  --allow-private          allow private, loopback and link-local destinations
-  --connect-ports LIST     ports CONNECT may reach, e.g. 443,8443 or 1-65535 (default 443)
-  --no-access-log          do not write the access log
-  --egress ADDR[,ADDR...]  leave from these local addresses (an address pool)
-  --via URL                leave through this upstream proxy (repeatable; together
-                           one rotating pool): http://user:pass@host:port or
-                           socks5://user:pass@host:port
-  --rotate STRATEGY        request (default: a new exit each time), round-robin,
-                           random, least-used, hash, sticky
-  --session-ttl DURATION   how long a session keeps its exit (default 10m)
-
-Username parameters pick sessions and pools: NAME-session-ID-ttl-10m-pool-NAME
-(each part optional). The --egress and --via exits form the pool "default".
-  -h, --help               this text
-`;
+import { answerUsage, command, optionsError, parseCommand } from './commands.js';
+import { UsageError } from './usage.js';
 
 const STRATEGIES = ['request', 'round-robin', 'random', 'least-used', 'hash', 'sticky'] as const;
 type Strategy = (typeof STRATEGIES)[number];
 
 function splitHostPort(s: string, flag: string): { address: string; port: number } {
   const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:]+):(\d{1,5})$/.exec(s) ?? /^()(\d{1,5})$/.exec(s);
-  if (!m) throw new Error(`${flag} expects ADDRESS:PORT, got ${JSON.stringify(s)}`);
+  if (!m) throw new UsageError(`${flag} expects ADDRESS:PORT, got ${JSON.stringify(s)}`);
   return { address: m[1] || '127.0.0.1', port: Number(m[2]) };
 }
 
 /** Build and validate the config the flags describe. */
 export async function forwardConfigFromArgs(argv: string[]): Promise<ForwardConfigInput> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      listen: { type: 'string' },
-      socks: { type: 'string' },
-      user: { type: 'string', multiple: true },
-      'no-auth': { type: 'boolean' },
-      'allow-private': { type: 'boolean' },
-      'connect-ports': { type: 'string' },
-      'no-access-log': { type: 'boolean' },
-      egress: { type: 'string', multiple: true },
-      via: { type: 'string', multiple: true },
-      rotate: { type: 'string' },
-      'session-ttl': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-    allowPositionals: false,
-  });
-  if (values.help) throw Object.assign(new Error('help'), { code: 'GATEWISE_HELP' });
-  const http = splitHostPort(values.listen ?? '127.0.0.1:3128', '--listen');
+  const values = parseCommand(command('forward'), argv).values as {
+    listen: string;
+    socks?: string;
+    user?: string[];
+    'no-auth'?: boolean;
+    'allow-private'?: boolean;
+    'connect-ports'?: string;
+    'no-access-log'?: boolean;
+    egress?: string[];
+    via?: string[];
+    rotate?: string;
+    'session-ttl'?: string;
+  };
+  const http = splitHostPort(values.listen, '--listen');
   const listeners: NonNullable<ForwardConfigInput['listeners']> = [];
   if (values.socks) {
     listeners.push({ ...http, protocols: ['http'] });
@@ -72,7 +41,7 @@ export async function forwardConfigFromArgs(argv: string[]): Promise<ForwardConf
   const users = [];
   for (const u of values.user ?? []) {
     const colon = u.indexOf(':');
-    if (colon <= 0) throw new Error(`--user expects NAME:PASSWORD, got ${JSON.stringify(u.replace(/:.*/, ':…'))}`);
+    if (colon <= 0) throw new UsageError(`--user expects NAME:PASSWORD, got ${JSON.stringify(u.replace(/:.*/, ':…'))}`);
     users.push({ name: u.slice(0, colon), password: await hashPassword(u.slice(colon + 1)) });
   }
   const connectPorts = values['connect-ports']
@@ -87,7 +56,7 @@ export async function forwardConfigFromArgs(argv: string[]): Promise<ForwardConf
   const addresses = (values.egress ?? []).flatMap((a) => a.split(',')).map((a) => a.trim()).filter(Boolean);
   const proxies = values.via ?? [];
   if (values.rotate && !STRATEGIES.includes(values.rotate as Strategy)) {
-    throw new Error(`--rotate expects one of ${STRATEGIES.join(', ')}, got ${JSON.stringify(values.rotate)}`);
+    throw new UsageError(`--rotate expects one of ${STRATEGIES.join(', ')}, got ${JSON.stringify(values.rotate)}`);
   }
   if (addresses.length || proxies.length) {
     input.egress = {
@@ -102,14 +71,11 @@ export async function forwardConfigFromArgs(argv: string[]): Promise<ForwardConf
       defaultPool: 'default',
     };
   } else if (values.rotate) {
-    throw new Error('--rotate needs --egress or --via');
+    throw new UsageError('--rotate needs --egress or --via');
   }
   const checked = forwardSchema.safeParse(input);
-  if (!checked.success) {
-    // Never echo a proxy URL's credentials back.
-    const lines = checked.error.issues.map((i) => `  ${i.path.join('.') || '(config)'}: ${i.message.replace(/\/\/[^@/\s]*@/g, '//…@')}`);
-    throw Object.assign(new Error(`invalid options:\n${lines.join('\n')}`), { code: 'GATEWISE_INVALID_OPTIONS' });
-  }
+  // Problems are said as the flags that set them, never echoing a proxy URL's credentials.
+  if (!checked.success) throw optionsError(command('forward'), checked.error.issues, input);
   return input;
 }
 
@@ -122,13 +88,9 @@ export async function forwardCommand(argv: string[]): Promise<number> {
   try {
     input = await forwardConfigFromArgs(argv);
   } catch (err) {
-    if ((err as { code?: string }).code === 'GATEWISE_HELP') {
-      process.stdout.write(HELP);
-      return 0;
-    }
+    const code = answerUsage(command('forward'), err, process.stdout, process.stderr);
+    if (code !== undefined) return code;
     process.stderr.write(`gatewise forward: ${(err as Error).message}\n`);
-    // Options that parse but do not validate are listed by key; a wrong command line gets the help.
-    if ((err as { code?: string }).code !== 'GATEWISE_INVALID_OPTIONS') process.stderr.write(HELP);
     return 2;
   }
   const logger = pino({ level: 'info' }, logDestination(1));

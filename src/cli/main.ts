@@ -1,40 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile, validateConfig } from '../config/load.js';
 import { jsonSchema, type ConfigInput } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { startRuntime, untilSignal } from './runtime.js';
 import { UsageError } from './usage.js';
+import { COMMANDS, answerUsage, command, commandHelp, optionsError, parseCommand, topHelp } from './commands.js';
 import { leaveCluster, parseWorkers, superviseWorkers } from './workers.js';
 
-const HELP = `gatewise — a gateway and proxy server that explains every failure it produces
 
-Usage:
-  gatewise run -c gatewise.yaml [--workers N|auto]
-                                       run a config (SIGTERM drains in-flight requests, then exits)
-  gatewise check -c gatewise.yaml      validate a config without starting anything
-  gatewise schema                      print the config's JSON Schema (for editors)
-  gatewise proxy --listen ADDR:PORT --to URL [--to URL ...] [options]
-                                       a reverse proxy in one line
-  gatewise forward --listen ADDR:PORT [--socks ADDR:PORT] [--user NAME:PASSWORD ...] [--no-auth] [--allow-private]
-                                       a forward proxy (HTTP, CONNECT, SOCKS) in one line
-  gatewise passwd [PASSWORD]           print a scrypt hash for a forward-proxy user
-  gatewise usage --state FILE [--user NAME] [--date D] [--json]
-                                       per-user usage from the forward proxy's state file
-  gatewise lab [--port N]              run the failure lab upstream standalone
-  gatewise demo                        the gateway in front of the lab, with a table of URLs to try
-  gatewise help | --version
-
-proxy options:
-  --connect-timeout D    time to connect to an endpoint (default 5s)
-  --response-timeout D   time to wait for response headers (default 30s)
-  --idle-timeout D       longest silence while a body streams (default 60s)
-  --retries N            retries after the first attempt (default 2, where safe)
-  --health-path P        actively check every endpoint with GET P every 2s
-  --name NAME            name in Via and Proxy-Status
-  --no-access-log        do not write access-log lines
-  --workers N|auto       run N processes on the same port (node:cluster)
-Durations: 250ms, 2s, 1m.`;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -57,23 +30,18 @@ function durationFlag(v: string | undefined, flag: string): string | undefined {
 
 /** `gatewise proxy` builds a config like any other, so it is validated the same way. */
 export function proxyConfig(argv: string[]): { config: ConfigInput; accessLog: boolean; workers: number | 'auto' | undefined } {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      listen: { type: 'string', default: '127.0.0.1:8080' },
-      to: { type: 'string', multiple: true },
-      'connect-timeout': { type: 'string' },
-      'response-timeout': { type: 'string' },
-      'idle-timeout': { type: 'string' },
-      name: { type: 'string' },
-      retries: { type: 'string' },
-      'health-path': { type: 'string' },
-      'no-access-log': { type: 'boolean', default: false },
-      workers: { type: 'string' },
-    },
-    strict: true,
-  });
-  if (!values.to || values.to.length === 0) throw new UsageError('proxy needs at least one --to URL (for example --to http://127.0.0.1:3000)');
+  const values = parseCommand(command('proxy'), argv).values as {
+    listen: string;
+    to: string[];
+    'connect-timeout'?: string;
+    'response-timeout'?: string;
+    'idle-timeout'?: string;
+    name?: string;
+    retries?: string;
+    'health-path'?: string;
+    'no-access-log'?: boolean;
+    workers?: string;
+  };
   const listen = splitHostPort(values.listen!, '--listen');
   const timeouts: Record<string, string> = {};
   const ct = durationFlag(values['connect-timeout'], '--connect-timeout');
@@ -107,8 +75,7 @@ function workersFlag(v: string | undefined): number | 'auto' | undefined {
 }
 
 async function runCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, workers: { type: 'string' } }, strict: true });
-  if (!values.config) throw new UsageError('run needs -c FILE');
+  const values = parseCommand(command('run'), argv).values as { config: string; workers?: string };
   const workers = workersFlag(values.workers);
   const config = await loadConfigFile(values.config); // validated in the primary too: a bad config never forks
   if (workers !== undefined) {
@@ -122,8 +89,7 @@ async function runCommand(argv: string[]): Promise<number> {
 }
 
 async function checkCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
-  if (!values.config) throw new UsageError('check needs -c FILE');
+  const values = parseCommand(command('check'), argv).values as { config: string };
   const config = await loadConfigFile(values.config);
   process.stdout.write(
     `${values.config}: ok — ${config.listeners.length} listener(s), ${Object.keys(config.clusters).length} cluster(s), ${config.routes.length} route(s)${config.forward ? ', forward proxy' : ''}\n`,
@@ -133,7 +99,14 @@ async function checkCommand(argv: string[]): Promise<number> {
 
 async function proxyCommand(argv: string[]): Promise<number> {
   const { config: input, accessLog, workers } = proxyConfig(argv);
-  const config = validateConfig(input, 'gatewise proxy');
+  let config;
+  try {
+    config = validateConfig(input, 'gatewise proxy');
+  } catch (err) {
+    // The config is the flags' doing: say each problem as the flag that set it.
+    if (err instanceof ConfigError) throw optionsError(command('proxy'), err.problems, input);
+    throw err;
+  }
   if (workers !== undefined) {
     const code = await superviseWorkers(workers);
     if (code !== undefined) return code;
@@ -153,6 +126,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'check':
         return await checkCommand(rest);
       case 'schema':
+        parseCommand(command('schema'), rest);
         process.stdout.write(JSON.stringify(jsonSchema(), null, 2) + '\n');
         return 0;
       case 'proxy':
@@ -182,14 +156,19 @@ export async function main(argv: string[]): Promise<number> {
       case 'version':
         process.stdout.write(version() + '\n');
         return 0;
+      case 'help': {
+        // `gatewise help COMMAND` is `gatewise COMMAND --help`.
+        const def = COMMANDS.find((c) => c.name === rest[0]);
+        process.stdout.write(def ? commandHelp(def) : topHelp());
+        return 0;
+      }
       case undefined:
-      case 'help':
       case '--help':
       case '-h':
-        process.stdout.write(HELP + '\n');
+        process.stdout.write(topHelp());
         return 0;
       default:
-        process.stderr.write(`gatewise: unknown command "${cmd}"\n\n${HELP}\n`);
+        process.stderr.write(`gatewise: unknown command "${cmd}"\n\n${topHelp()}`);
         return 2;
     }
   } catch (err) {
@@ -197,10 +176,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(err.message + '\n');
       return 1;
     }
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`gatewise ${cmd}: ${(err as Error).message}\n`);
-      return 2;
-    }
+    const def = COMMANDS.find((c) => c.name === cmd);
+    const answered = def ? answerUsage(def, err, process.stdout, process.stderr) : undefined;
+    if (answered !== undefined) return answered;
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
       process.stderr.write(`gatewise ${cmd}: cannot listen: ${e.message}\n`);

@@ -1,12 +1,6 @@
-import { parseArgs } from 'node:util';
 import { hashPassword } from '../tenants/index.js';
-
-const HELP = `usage: gatewise passwd [PASSWORD]
-
-Prints a scrypt hash (scrypt$N$r$p$salt$hash) for a forward proxy user's "password" field.
-Without PASSWORD the password is read from standard input (first line); prefer that: an
-argument is visible to other users in the process list.
-`;
+import { answerUsage, command, parseCommand } from './commands.js';
+import { UsageError } from './usage.js';
 
 async function readFirstLine(stream: NodeJS.ReadableStream, limit = 4096): Promise<string> {
   let data = '';
@@ -22,18 +16,12 @@ async function readFirstLine(stream: NodeJS.ReadableStream, limit = 4096): Promi
 export async function passwdCommand(argv: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    parsed = parseCommand(command('passwd'), argv);
+    if (parsed.positionals.length > 1) throw new UsageError('one password at most');
   } catch (err) {
-    process.stderr.write(`gatewise passwd: ${(err as Error).message}\n${HELP}`);
-    return 2;
-  }
-  if (parsed.values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (parsed.positionals.length > 1) {
-    process.stderr.write(`gatewise passwd: one password at most\n${HELP}`);
-    return 2;
+    const code = answerUsage(command('passwd'), err, process.stdout, process.stderr);
+    if (code !== undefined) return code;
+    throw err;
   }
   let password = parsed.positionals[0];
   if (password === undefined) {

@@ -1,20 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import type { StoreDump } from '../state/index.js';
 import { periodOf } from '../tenants/index.js';
-
-const HELP = `usage: gatewise usage --state FILE [--user NAME] [--date YYYY-MM-DD] [--json]
-
-Print per-user usage of the forward proxy: bytes up and down and requests, today and
-this month (UTC). Usage is read from the state file the forward proxy writes when its
-config sets state.file (every state.flushInterval, and when it stops).
-
-  --state FILE     the state file (forward config: state.file)
-  --user NAME      only this user
-  --date DAY       report this day (and its month) instead of today
-  --json           machine-readable output
-  -h, --help       this text
-`;
+import { answerUsage, command, parseCommand, shortUsage } from './commands.js';
 
 export interface UserUsage {
   user: string;
@@ -57,31 +44,19 @@ function size(n: number): string {
 
 /** `gatewise usage`: returns the exit code. Output goes to `out` (stdout by default). */
 export async function usageCommand(argv: string[], out: { write(s: string): unknown } = process.stdout, err: { write(s: string): unknown } = process.stderr): Promise<number> {
-  let values;
+  let values: { state: string; user?: string; date?: string; json?: boolean };
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { state: { type: 'string' }, user: { type: 'string' }, date: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: false,
-    }));
+    values = parseCommand(command('usage'), argv).values as typeof values;
   } catch (e) {
-    err.write(`gatewise usage: ${(e as Error).message}\n${HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    out.write(HELP);
-    return 0;
-  }
-  if (!values.state) {
-    err.write(`gatewise usage: --state FILE is required\n${HELP}`);
-    return 2;
+    const code = answerUsage(command('usage'), e, out, err);
+    if (code !== undefined) return code;
+    throw e;
   }
   let at = Date.now();
   if (values.date) {
     at = Date.parse(`${values.date}T12:00:00Z`);
     if (!/^\d{4}-\d{2}-\d{2}$/.test(values.date) || Number.isNaN(at)) {
-      err.write('gatewise usage: --date expects YYYY-MM-DD\n');
+      err.write(`gatewise usage: --date expects YYYY-MM-DD\n${shortUsage(command('usage'))}`);
       return 2;
     }
   }

@@ -68,6 +68,8 @@ describe('gatewise forward', () => {
   it('refuses to start without users unless --no-auth', async () => {
     const r = await run(process.execPath, ['--input-type=module', '-e', script(forwardJs, 'forwardCommand'), '--', '--listen', '127.0.0.1:0']);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /auth\.users/);
+    // The flags are named, not the config keys they set (this pinned "auth.users" before).
+    assert.match(r.stderr, /--user NAME:PASSWORD .*--no-auth/);
+    assert.doesNotMatch(r.stderr, /auth\.(users|required)/);
   });
 });

@@ -1,0 +1,510 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { UsageError } from './usage.js';
+
+/**
+ * One definition per command: the parser options, `gatewise <cmd> --help`, the top-level
+ * help, the README's CLI synopsis, and the mapping of config problems back to the flags
+ * that built the config all come from here.
+ */
+export interface OptionDef {
+  /** Long flag without the dashes: `listen` for `--listen`. */
+  flag: string;
+  /** Name of the value in help (string options only): `ADDR:PORT`. */
+  value?: string;
+  type: 'string' | 'boolean';
+  multiple?: boolean;
+  short?: string;
+  /** Applied by the parser and shown in help. */
+  default?: string;
+  required?: boolean;
+  description: string;
+  /**
+   * Config paths this flag sets (in a config a one-liner builds); `[]` stands for any index.
+   * A validation problem at (or under) such a path is reported as this flag.
+   */
+  configPaths?: readonly string[];
+  /** A sample value, for the message when a required option is missing. */
+  example?: string;
+  /** Never echo the value (passwords). */
+  secret?: boolean;
+  /** Better words for a config problem of this flag; `value` is the offending value as given. */
+  explain?: (message: string, value: unknown) => string | undefined;
+}
+
+export interface CommandDef {
+  name: string;
+  summary: string;
+  /** Positional arguments in the usage line, e.g. `[PASSWORD]`. */
+  positionals?: string;
+  options: readonly OptionDef[];
+  /** More words after the option list. */
+  notes?: string;
+}
+
+const SHOW_VALUE_MAX = 60;
+
+export const COMMANDS: readonly CommandDef[] = [
+  {
+    name: 'run',
+    summary: 'run a config; SIGTERM/SIGINT drain in-flight requests, then exit',
+    options: [
+      { flag: 'config', short: 'c', value: 'FILE', type: 'string', required: true, description: 'the config file (YAML or JSON)' },
+      { flag: 'workers', value: 'N|auto', type: 'string', description: 'run N processes on the same ports (node:cluster); auto: one per core' },
+    ],
+  },
+  {
+    name: 'check',
+    summary: 'validate a config; every problem listed by path and line; exit 1 if any',
+    options: [{ flag: 'config', short: 'c', value: 'FILE', type: 'string', required: true, description: 'the config file (YAML or JSON)' }],
+  },
+  {
+    name: 'schema',
+    summary: "print the config's JSON Schema (point your editor's YAML/JSON plugin at it)",
+    options: [],
+  },
+  {
+    name: 'proxy',
+    summary: 'a reverse proxy in one line',
+    options: [
+      { flag: 'listen', value: 'ADDR:PORT', type: 'string', default: '127.0.0.1:8080', description: 'where to listen', configPaths: ['listeners[]'] },
+      {
+        flag: 'to',
+        value: 'URL',
+        type: 'string',
+        multiple: true,
+        required: true,
+        example: 'http://127.0.0.1:3000',
+        description: 'an endpoint, http:// or https:// (repeatable: one cluster)',
+        configPaths: ['clusters.default.endpoints'],
+        explain: (message, value) => {
+          if (!/not an http:\/\/ or https:\/\/ URL/.test(message) || typeof value !== 'string') return undefined;
+          if (!value.includes('://')) return `must be an http:// or https:// URL, e.g. http://${value}`;
+          let url: URL;
+          try {
+            url = new URL(value);
+          } catch {
+            return 'is not a valid URL (the port is 1-65535), e.g. http://127.0.0.1:3000';
+          }
+          return `must be an http:// or https:// URL, not ${url.protocol}//, e.g. http://${url.host || '127.0.0.1:3000'}`;
+        },
+      },
+      { flag: 'connect-timeout', value: 'D', type: 'string', description: 'time to connect to an endpoint (default 5s)', configPaths: ['clusters.default.timeouts.connect'] },
+      { flag: 'response-timeout', value: 'D', type: 'string', description: 'time to wait for response headers (default 30s)', configPaths: ['clusters.default.timeouts.response'] },
+      { flag: 'idle-timeout', value: 'D', type: 'string', description: 'longest silence while a body streams (default 60s)', configPaths: ['clusters.default.timeouts.idle'] },
+      { flag: 'retries', value: 'N', type: 'string', description: 'retries after the first attempt, 0-9 (default 2, where safe)', configPaths: ['routes[].retry'] },
+      { flag: 'health-path', value: 'PATH', type: 'string', description: 'actively check every endpoint with GET PATH every 2s', configPaths: ['clusters.default.healthCheck'] },
+      { flag: 'name', value: 'NAME', type: 'string', description: 'name in Via and Proxy-Status', configPaths: ['name'] },
+      { flag: 'no-access-log', type: 'boolean', description: 'do not write access-log lines', configPaths: ['log'] },
+      { flag: 'workers', value: 'N|auto', type: 'string', description: 'run N processes on the same port (node:cluster)' },
+    ],
+    notes: 'Durations: 250ms, 2s, 1m.',
+  },
+  {
+    name: 'forward',
+    summary: 'a forward proxy (HTTP, CONNECT, SOCKS5, SOCKS4) in one line',
+    options: [
+      {
+        flag: 'listen',
+        value: 'ADDR:PORT',
+        type: 'string',
+        default: '127.0.0.1:3128',
+        description: 'HTTP proxy listener; it also serves SOCKS5/SOCKS4 unless --socks is given',
+        configPaths: ['listeners[0]'],
+      },
+      { flag: 'socks', value: 'ADDR:PORT', type: 'string', description: 'a separate SOCKS5/SOCKS4 listener', configPaths: ['listeners[1]'] },
+      {
+        flag: 'user',
+        value: 'NAME:PASSWORD',
+        type: 'string',
+        multiple: true,
+        secret: true,
+        description: 'a user (repeatable); the password is hashed at start',
+        configPaths: ['auth.users'],
+        explain: (message) =>
+          /no users are configured/.test(message) ? 'no users: give --user NAME:PASSWORD (repeatable), or --no-auth to allow use without credentials' : undefined,
+      },
+      { flag: 'no-auth', type: 'boolean', description: 'allow use without credentials (logs a warning)', configPaths: ['auth.required'] },
+      { flag: 'allow-private', type: 'boolean', description: 'allow private, loopback and link-local destinations', configPaths: ['rules.allowPrivate'] },
+      {
+        flag: 'connect-ports',
+        value: 'LIST',
+        type: 'string',
+        description: 'ports CONNECT may reach, e.g. 443,8443 or 1-65535 (default 443)',
+        configPaths: ['rules.connectPorts'],
+      },
+      { flag: 'no-access-log', type: 'boolean', description: 'do not write the access log', configPaths: ['accessLog'] },
+      {
+        flag: 'egress',
+        value: 'ADDR[,ADDR...]',
+        type: 'string',
+        multiple: true,
+        description: 'leave from these local addresses (an address pool)',
+        configPaths: ['egress.pools.default.addresses'],
+      },
+      {
+        flag: 'via',
+        value: 'URL',
+        type: 'string',
+        multiple: true,
+        description: 'leave through this upstream proxy (repeatable; together one rotating pool): http://user:pass@host:port or socks5://user:pass@host:port',
+        configPaths: ['egress.pools.default.proxies'],
+      },
+      {
+        flag: 'rotate',
+        value: 'STRATEGY',
+        type: 'string',
+        description: 'request (default: a new exit each time), round-robin, random, least-used, hash, sticky',
+        configPaths: ['egress.pools.default.strategy'],
+      },
+      { flag: 'session-ttl', value: 'DURATION', type: 'string', description: 'how long a session keeps its exit (default 10m)', configPaths: ['egress.pools.default.sessionTtl'] },
+    ],
+    notes: 'Username parameters pick sessions and pools: NAME-session-ID-ttl-10m-pool-NAME\n(each part optional). The --egress and --via exits form the pool "default".',
+  },
+  {
+    name: 'passwd',
+    summary: 'print a scrypt hash for a forward-proxy user (reads stdin without an argument)',
+    positionals: '[PASSWORD]',
+    options: [],
+    notes:
+      'Prints a scrypt hash (scrypt$N$r$p$salt$hash) for a forward proxy user\'s "password" field.\n' +
+      'Without PASSWORD the password is read from standard input (first line); prefer that: an\n' +
+      'argument is visible to other users in the process list.',
+  },
+  {
+    name: 'usage',
+    summary: "per-user usage from the forward proxy's state file",
+    options: [
+      { flag: 'state', value: 'FILE', type: 'string', required: true, description: 'the state file (forward config: state.file)' },
+      { flag: 'user', value: 'NAME', type: 'string', description: 'only this user' },
+      { flag: 'date', value: 'YYYY-MM-DD', type: 'string', description: 'report this day (and its month) instead of today' },
+      { flag: 'json', type: 'boolean', description: 'machine-readable output' },
+    ],
+    notes:
+      'Prints per-user usage of the forward proxy: bytes up and down and requests, today and\n' +
+      'this month (UTC). Usage is read from the state file the forward proxy writes when its\n' +
+      'config sets state.file (every state.flushInterval, and when it stops).',
+  },
+  {
+    name: 'lab',
+    summary: 'run the failure lab upstream standalone',
+    options: [
+      { flag: 'host', value: 'ADDR', type: 'string', default: '127.0.0.1', description: 'address to listen on' },
+      { flag: 'port', value: 'N', type: 'string', default: '3000', description: 'port of the plain HTTP listener (0: any free port)' },
+      { flag: 'no-tls', type: 'boolean', description: 'no TLS listeners (self-signed and lab-CA certificates)' },
+      { flag: 'capacity', value: 'N', type: 'string', default: '4', description: '/work jobs the lab runs at once' },
+      { flag: 'queue', value: 'N', type: 'string', default: '16', description: '/work jobs that wait beyond capacity; beyond that: 503' },
+      { flag: 'keep-alive-timeout', value: 'MS', type: 'string', default: '5000', description: 'idle keep-alive timeout of the lab, in milliseconds' },
+    ],
+  },
+  {
+    name: 'demo',
+    summary: 'the gateway in front of the lab, with a table of URLs to try',
+    options: [
+      { flag: 'port', value: 'N', type: 'string', default: '8080', description: 'port of the gateway on 127.0.0.1' },
+      { flag: 'once', type: 'boolean', description: 'probe every cause, print the table and exit (1 if an answer was unexpected)' },
+      { flag: 'log', type: 'boolean', description: 'write access-log lines' },
+    ],
+  },
+];
+
+export function command(name: string): CommandDef {
+  const def = COMMANDS.find((c) => c.name === name);
+  if (!def) throw new Error(`no command definition for ${name}`);
+  return def;
+}
+
+function flagText(o: OptionDef): string {
+  return `--${o.flag}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`;
+}
+
+function synopsisTokens(def: CommandDef): string[] {
+  const tokens = [`gatewise ${def.name}`];
+  for (const o of def.options) {
+    const name = o.short ? `-${o.short}` : `--${o.flag}`;
+    const t = `${name}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`;
+    const more = o.multiple ? ` [${name} ...]` : '';
+    tokens.push(o.required ? `${t}${more}` : `[${t}]${more}`);
+  }
+  if (def.positionals) tokens.push(def.positionals);
+  return tokens;
+}
+
+const WIDTH = 100;
+
+/** The usage line(s) of a command, wrapped, continuation lines indented under the first option. */
+export function usageLine(def: CommandDef): string {
+  const [head, ...rest] = synopsisTokens(def);
+  const indent = ' '.repeat(head!.length + 1);
+  const lines: string[] = [];
+  let line = head!;
+  for (const t of rest) {
+    if (line.length + 1 + t.length > WIDTH && line.trim() !== '') {
+      lines.push(line);
+      line = indent + t;
+    } else line += ` ${t}`;
+  }
+  lines.push(line);
+  return lines.join('\n');
+}
+
+function wrap(text: string, width: number): string[] {
+  const out: string[] = [];
+  let line = '';
+  for (const w of text.split(/\s+/)) {
+    if (line && line.length + 1 + w.length > width) {
+      out.push(line);
+      line = w;
+    } else line = line ? `${line} ${w}` : w;
+  }
+  if (line) out.push(line);
+  return out;
+}
+
+/** `gatewise <cmd> --help`. */
+export function commandHelp(def: CommandDef): string {
+  const rows: Array<[string, string]> = def.options.map((o) => [
+    `${o.short ? `-${o.short}, ` : ''}${flagText(o)}`,
+    `${o.description}${o.multiple && !/repeatable/.test(o.description) ? ' (repeatable)' : ''}${o.required ? ' (required)' : ''}${o.default !== undefined ? ` (default ${o.default})` : ''}`,
+  ]);
+  rows.push(['-h, --help', 'this text']);
+  const w = Math.max(...rows.map((r) => r[0].length)) + 2;
+  const lines = [`usage: ${usageLine(def).replace(/\n/g, '\n       ')}`, '', `${def.summary[0]!.toUpperCase()}${def.summary.slice(1)}.`, '', 'Options:'];
+  for (const [f, d] of rows) {
+    const text = wrap(d, Math.max(40, WIDTH - 2 - w));
+    lines.push(`  ${f.padEnd(w)}${text[0] ?? ''}`);
+    for (const more of text.slice(1)) lines.push(`  ${' '.repeat(w)}${more}`);
+  }
+  if (def.notes) lines.push('', def.notes);
+  return lines.join('\n') + '\n';
+}
+
+/** Every command's usage line and summary: the README's CLI block and the heart of `gatewise help`. */
+export function synopsis(): string {
+  return (
+    COMMANDS.map((c) => {
+      const defaults = c.options.filter((o) => o.default !== undefined).map((o) => `--${o.flag} ${o.default}`);
+      return `${usageLine(c)}\n    ${c.summary}${defaults.length ? `\n    (default ${defaults.join(' ')})` : ''}`;
+    }).join('\n') + '\n'
+  );
+}
+
+/** `gatewise help`. */
+export function topHelp(): string {
+  const body = synopsis()
+    .trimEnd()
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n');
+  return (
+    'gatewise — a gateway and proxy server that explains every failure it produces\n\n' +
+    `Usage:\n${body}\n  gatewise help | --version\n\n` +
+    "'gatewise COMMAND --help' describes a command's options. Durations: 250ms, 2s, 1m.\n" +
+    'Exit codes: 0 ok, 1 failed (bad config, cannot listen), 2 bad command line.\n'
+  );
+}
+
+/** What `gatewise <cmd>` prints (on stderr) after the reason a command line was refused. */
+export function shortUsage(def: CommandDef): string {
+  return `usage: ${usageLine(def).replace(/\n/g, '\n       ')}\n'gatewise ${def.name} --help' ${def.options.length ? 'describes every option' : 'says more'}.\n`;
+}
+
+/** Thrown for `--help` / `-h`: the caller prints the command's help on stdout and exits 0. */
+export class HelpRequested extends Error {
+  readonly code = 'GATEWISE_HELP';
+  constructor(readonly command: CommandDef) {
+    super('help');
+  }
+}
+
+export interface Parsed {
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+}
+
+/** The `parseArgs` options a definition describes (with `--help`/`-h`). */
+export function parseOptions(def: CommandDef): Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string; default?: string }> {
+  const opts: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string; default?: string }> = {};
+  for (const o of def.options) {
+    opts[o.flag] = { type: o.type, ...(o.multiple ? { multiple: true } : {}), ...(o.short ? { short: o.short } : {}), ...(o.default !== undefined ? { default: o.default } : {}) };
+  }
+  opts.help = { type: 'boolean', short: 'h' };
+  return opts;
+}
+
+/** parseArgs' reasons, in the words the rest of the CLI uses. */
+function parseErrorWords(def: CommandDef, argv: readonly string[], err: Error & { code?: string }): string {
+  const message = err.message.replace(/\. To specify a positional argument starting with a '-'.*$/s, '').trim();
+  const missing = /^Option '(?:-(\w), )?--([\w-]+) <value>' argument missing/.exec(message);
+  if (missing) {
+    const o = def.options.find((x) => x.flag === missing[2]);
+    if (o) return `${o.short && argv.at(-1) === `-${o.short}` ? `-${o.short}` : `--${o.flag}`} needs a value (${o.value ?? 'VALUE'})`;
+  }
+  const stray = /^Unexpected argument '(.*?)'(?:\.|$)/.exec(message);
+  if (stray) return `unexpected argument '${stray[1]}': gatewise ${def.name} takes ${def.positionals ? `at most ${def.positionals}` : 'no arguments'} besides its options`;
+  return message;
+}
+
+/**
+ * Parse a command line by its definition. `--help` throws HelpRequested; an unknown option,
+ * a missing value, a stray argument or a missing required option throws UsageError.
+ */
+export function parseCommand(def: CommandDef, argv: string[]): Parsed {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: parseOptions(def), strict: true, allowPositionals: def.positionals !== undefined });
+  } catch (err) {
+    // `--help` still wins over a mistake elsewhere on the line.
+    if (argv.includes('--help') || argv.includes('-h')) throw new HelpRequested(def);
+    throw new UsageError(parseErrorWords(def, argv, err as Error & { code?: string }));
+  }
+  if (parsed.values.help) throw new HelpRequested(def);
+  for (const o of def.options) {
+    const v = parsed.values[o.flag];
+    if (o.required && (v === undefined || (Array.isArray(v) && v.length === 0))) {
+      const name = o.short ? `-${o.short}` : `--${o.flag}`;
+      throw new UsageError(`${flagText(o).replace(/^--[^ ]+/, name)} is required${o.example ? ` (e.g. ${name} ${o.example})` : ''}`);
+    }
+  }
+  return { values: parsed.values as Parsed['values'], positionals: parsed.positionals };
+}
+
+/**
+ * The reply to a refused command line or a `--help`: writes to `out`/`err` and returns the exit
+ * code, or undefined when the error is not one of those.
+ */
+export function answerUsage(def: CommandDef, err: unknown, out: { write(s: string): unknown }, errOut: { write(s: string): unknown }): number | undefined {
+  if (err instanceof HelpRequested) {
+    out.write(commandHelp(err.command));
+    return 0;
+  }
+  if (err instanceof UsageError || (err as { code?: string })?.code?.startsWith?.('ERR_PARSE_ARGS')) {
+    errOut.write(`gatewise ${def.name}: ${(err as Error).message}\n${shortUsage(def)}`);
+    return 2;
+  }
+  return undefined;
+}
+
+// ---- config problems back to flags -------------------------------------------------------
+
+export interface PathProblem {
+  /** `a.b[0].c` (the config loader's form) or the raw path array. */
+  path: string | readonly PropertyKey[];
+  message: string;
+}
+
+function pathString(path: readonly PropertyKey[]): string {
+  let s = '';
+  for (const p of path) {
+    if (typeof p === 'number') s += `[${p}]`;
+    else s += s ? `.${String(p)}` : String(p);
+  }
+  return s;
+}
+
+function patternRe(pattern: string): RegExp {
+  const body = pattern.replace(/[.*+?^${}()|\\]/g, '\\$&').replace(/\[\]/g, '\\[\\d+\\]').replace(/\[(\d+)\]/g, '\\[$1\\]');
+  // The pattern, then optionally one index (the element of a list the flag fills), then the rest.
+  return new RegExp(`^(${body}(?:\\[\\d+\\])?)(?=$|[.[])`);
+}
+
+function valueAt(config: unknown, path: string): unknown {
+  let v: unknown = config;
+  for (const m of path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string, unknown>)[m[1] ?? m[2]!];
+  }
+  return v;
+}
+
+/** Never echo a proxy URL's credentials. */
+function hideCredentials(s: string): string {
+  return s.replace(/\/\/[^@/\s]*@/g, '//…@');
+}
+
+/**
+ * Say each problem of a config a command line built in terms of the flag that set it:
+ * `--to 127.0.0.1:30300: must be an http:// or https:// URL, e.g. http://127.0.0.1:30300`.
+ * Problems no flag owns keep their config path.
+ */
+export function flagProblems(def: CommandDef, problems: readonly PathProblem[], config: unknown): string[] {
+  const byPath = new Map<string, string[]>();
+  for (const p of problems) {
+    const path = typeof p.path === 'string' ? p.path : pathString(p.path);
+    const list = byPath.get(path) ?? [];
+    list.push(hideCredentials(p.message));
+    byPath.set(path, list);
+  }
+  const lines: string[] = [];
+  for (const [path, messages] of byPath) {
+    // zod's generic words ("Too small: ...") next to a specific one for the same value say less.
+    const specific = messages.filter((m) => !/^(Too small|Too big|Invalid input|Invalid option)\b/.test(m));
+    const kept = specific.length ? specific : messages;
+    let owner: OptionDef | undefined;
+    let at = '';
+    for (const o of def.options) {
+      for (const pat of o.configPaths ?? []) {
+        const m = patternRe(pat).exec(path);
+        if (m && m[1]!.length > at.length) {
+          owner = o;
+          at = m[1]!;
+        }
+      }
+    }
+    for (const message of kept) {
+      if (!owner) {
+        lines.push(`${path || '(config)'}: ${message}`);
+        continue;
+      }
+      const value = valueAt(config, at);
+      const shown = !owner.secret && owner.type === 'string' && (typeof value === 'string' || typeof value === 'number') ? hideCredentials(String(value)) : undefined;
+      let words = owner.explain?.(message, value) ?? message;
+      // The value leads the line already: `endpoint "x" must be …` says it twice.
+      if (shown !== undefined) {
+        const quoted = JSON.stringify(shown);
+        const at0 = words.indexOf(`${quoted} `);
+        if (at0 === 0 || (at0 > 0 && /^\w+ $/.test(words.slice(0, at0)))) words = words.slice(at0 + quoted.length + 1);
+      }
+      const rest = path.length > at.length && !owner.explain?.(message, value) ? ` (${path.slice(at.length).replace(/^\./, '')})` : '';
+      lines.push(`--${owner.flag}${shown !== undefined && shown.length <= SHOW_VALUE_MAX ? ` ${shown}` : ''}${rest}: ${words}`);
+    }
+  }
+  return lines;
+}
+
+/** A UsageError listing the problems of a built config by flag. */
+export function optionsError(def: CommandDef, problems: readonly PathProblem[], config: unknown): UsageError {
+  const lines = flagProblems(def, problems, config);
+  return new UsageError(lines.length === 1 ? lines[0]! : `${lines.length} problems:\n${lines.map((l) => `  ${l}`).join('\n')}`);
+}
+
+// ---- the README ---------------------------------------------------------------------------
+
+const README = new URL('../../../README.md', import.meta.url);
+
+/** The README's CLI block: the first ``` block after "## CLI". */
+export function readmeCliBlock(text: string): { start: number; end: number; body: string } | undefined {
+  const section = text.indexOf('\n## CLI\n');
+  if (section < 0) return undefined;
+  const open = text.indexOf('\n```\n', section);
+  if (open < 0) return undefined;
+  const start = open + 5;
+  const end = text.indexOf('\n```\n', start - 1);
+  if (end < 0) return undefined;
+  return { start, end: end + 1, body: text.slice(start, end + 1) };
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  if (process.argv[2] === '--readme') process.stdout.write(synopsis());
+  else if (process.argv[2] === '--update-readme') {
+    const text = readFileSync(README, 'utf8');
+    const block = readmeCliBlock(text);
+    if (!block) throw new Error('README.md has no ## CLI code block');
+    writeFileSync(README, text.slice(0, block.start) + synopsis() + text.slice(block.end));
+    process.stdout.write('README.md: CLI block updated\n');
+  } else {
+    process.stderr.write('usage: node dist/src/cli/commands.js --readme | --update-readme\n');
+    process.exitCode = 2;
+  }
+}

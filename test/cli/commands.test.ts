@@ -1,0 +1,165 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { COMMANDS, readmeCliBlock, synopsis, type CommandDef } from '../../src/cli/commands.js';
+import { forwardConfigFromArgs } from '../../src/cli/forward.js';
+import { proxyConfig } from '../../src/cli/main.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/gatewise.js', import.meta.url));
+const README = new URL('../../../README.md', import.meta.url);
+
+function run(args: string[], input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [BIN, ...args], { timeout: 15000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+    child.stdin!.end(input);
+  });
+}
+
+function flagsOf(def: CommandDef): string[] {
+  return def.options.flatMap((o) => [`--${o.flag}`, ...(o.short ? [`-${o.short}`] : [])]);
+}
+
+test('README: the CLI block is the synopsis the command definitions render', () => {
+  const block = readmeCliBlock(readFileSync(README, 'utf8'));
+  assert.ok(block, 'README.md has a ``` block under "## CLI"');
+  assert.equal(
+    block.body,
+    synopsis(),
+    'README.md\'s CLI block differs from the command definitions (src/cli/commands.ts); regenerate it with: npx tsc -p . && node dist/src/cli/commands.js --update-readme',
+  );
+});
+
+test('gatewise COMMAND --help and -h: exit 0, the help on stdout, every option of the command named', { timeout: 120_000 }, async () => {
+  for (const def of COMMANDS) {
+    for (const h of ['--help', '-h']) {
+      const r = await run([def.name, h]);
+      assert.equal(r.code, 0, `${def.name} ${h}: exit ${r.code}, stderr ${r.stderr}`);
+      assert.equal(r.stderr, '', `${def.name} ${h}`);
+      assert.match(r.stdout, new RegExp(`^usage: gatewise ${def.name}\\b`), `${def.name} ${h}`);
+      for (const f of [...flagsOf(def), '--help']) assert.ok(r.stdout.includes(f), `${def.name} ${h} does not mention ${f}:\n${r.stdout}`);
+    }
+  }
+});
+
+test('gatewise help names every command and every option (lab and demo included)', async () => {
+  const r = await run(['help']);
+  assert.equal(r.code, 0);
+  for (const def of COMMANDS) {
+    assert.match(r.stdout, new RegExp(`gatewise ${def.name}\\b`));
+    // The synopsis names an option by its short alias when it has one (-c FILE).
+    for (const o of def.options) {
+      const f = o.short ? `-${o.short}` : `--${o.flag}`;
+      assert.ok(r.stdout.includes(f), `help does not mention ${def.name} ${f}`);
+    }
+  }
+});
+
+test('an unknown option: exit 2, the reason and the command\'s usage on stderr, for every command', { timeout: 120_000 }, async () => {
+  for (const def of COMMANDS) {
+    const r = await run([def.name, '--frobnicate']);
+    assert.equal(r.code, 2, `${def.name}: exit ${r.code}, stdout ${r.stdout.slice(0, 200)}`);
+    assert.equal(r.stdout, '', def.name);
+    assert.match(r.stderr, new RegExp(`^gatewise ${def.name}: Unknown option '--frobnicate'`), def.name);
+    assert.ok(r.stderr.includes(`usage: gatewise ${def.name}`), `${def.name}: no usage in ${r.stderr}`);
+  }
+});
+
+test('a missing required option names it and shows the usage', async () => {
+  const r = await run(['check']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /-c FILE is required/);
+  assert.match(r.stderr, /usage: gatewise check -c FILE/);
+});
+
+test('proxy without --listen listens on 127.0.0.1:8080, as its help says', async () => {
+  const { config } = proxyConfig(['--to', 'http://127.0.0.1:1']);
+  assert.deepEqual(config.listeners, [{ address: '127.0.0.1', port: 8080 }]);
+  const help = await run(['proxy', '--help']);
+  assert.match(help.stdout, /\[--listen ADDR:PORT\]/);
+  assert.match(help.stdout, /--listen ADDR:PORT +where to listen \(default 127\.0\.0\.1:8080\)/);
+});
+
+test('proxy: a config problem is said as the flag the user typed (exit 2)', async () => {
+  const r = await run(['proxy', '--listen', '127.0.0.1:0', '--to', 'http://127.0.0.1:1', '--to', '127.0.0.1:30300']);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /^gatewise proxy: --to 127\.0\.0\.1:30300: must be an http:\/\/ or https:\/\/ URL, e\.g\. http:\/\/127\.0\.0\.1:30300\n/);
+  assert.doesNotMatch(r.stderr, /clusters\.|endpoints/);
+  assert.match(r.stderr, /usage: gatewise proxy/);
+});
+
+test('proxy: every --to problem names the --to as typed, without credentials or config paths', async () => {
+  const { validateConfig, ConfigError } = await import('../../src/config/load.js');
+  const { command, optionsError } = await import('../../src/cli/commands.js');
+  const tos = ['http://127.0.0.1:99999', 'https://h/x', 'http://u:topsecret@h:1', 'ftp://h:1'];
+  const { config } = proxyConfig(tos.flatMap((t) => ['--to', t]));
+  let err: unknown;
+  try {
+    validateConfig(config);
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof ConfigError);
+  const message = optionsError(command('proxy'), err.problems, config).message;
+  assert.equal(
+    message,
+    [
+      '4 problems:',
+      '  --to http://127.0.0.1:99999: is not a valid URL (the port is 1-65535), e.g. http://127.0.0.1:3000',
+      '  --to https://h/x: must be scheme://host[:port] only (no path, query or credentials)',
+      '  --to http://…@h:1: must be scheme://host[:port] only (no path, query or credentials)',
+      '  --to ftp://h:1: must be an http:// or https:// URL, not ftp://, e.g. http://h:1',
+    ].join('\n'),
+  );
+  const none = await run(['proxy']);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /^gatewise proxy: --to URL is required \(e\.g\. --to http:\/\/127\.0\.0\.1:3000\)/);
+});
+
+test('forward: config problems are said as --no-auth, --user, --egress, --via, --connect-ports', async () => {
+  await assert.rejects(forwardConfigFromArgs(['--listen', '127.0.0.1:0']), (err: Error) => {
+    assert.match(err.message, /^--user: no users: give --user NAME:PASSWORD \(repeatable\), or --no-auth/);
+    assert.doesNotMatch(err.message, /auth\.required|auth\.users/);
+    return true;
+  });
+  await assert.rejects(forwardConfigFromArgs(['--user', 'a:b', '--egress', '127.0.0.2,not-an-ip']), /: --egress not-an-ip: expected a local IP address$/);
+  await assert.rejects(forwardConfigFromArgs(['--user', 'a:b', '--via', 'ftp://u:topsecret@h:1']), (err: Error) => {
+    assert.match(err.message, /^--via ftp:\/\/…@h:1: expected a proxy URL/);
+    assert.ok(!err.message.includes('topsecret'));
+    return true;
+  });
+  await assert.rejects(forwardConfigFromArgs(['--user', 'a:b', '--connect-ports', '443,0']), /: --connect-ports 0: expected a port \(1-65535\)/);
+  await assert.rejects(forwardConfigFromArgs(['--user', 'a:b', '--session-ttl', 'forever', '--egress', '127.0.0.2']), /: --session-ttl forever: expected a duration/);
+  await assert.rejects(forwardConfigFromArgs(['--user', 'a:b', '--user', 'a:c']), (err: Error) => {
+    assert.match(err.message, /^--user \(name\): duplicate user a/);
+    assert.ok(!err.message.includes('scrypt'), 'no password hash echoed');
+    return true;
+  });
+  const r = await run(['forward', '--listen', '127.0.0.1:0', '--user', 'a:b', '--egress', 'nowhere']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^gatewise forward: --egress nowhere: expected a local IP address\n/);
+  assert.match(r.stderr, /usage: gatewise forward/);
+});
+
+test('schema --help is the help, not the schema', async () => {
+  const r = await run(['schema', '--help']);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /^usage: gatewise schema/);
+  assert.doesNotMatch(r.stdout, /"\$schema"|"properties"/);
+});
+
+test('gatewise help COMMAND is the command\'s help; a missing value or a stray argument is said plainly', async () => {
+  const h = await run(['help', 'lab']);
+  assert.equal(h.code, 0);
+  assert.match(h.stdout, /^usage: gatewise lab/);
+  assert.match(h.stdout, /--host ADDR +address to listen on \(default 127\.0\.0\.1\)/);
+  const missing = await run(['run', '-c']);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /^gatewise run: -c needs a value \(FILE\)\nusage: gatewise run -c FILE/);
+  const stray = await run(['check', 'gatewise.yaml']);
+  assert.equal(stray.code, 2);
+  assert.match(stray.stderr, /^gatewise check: unexpected argument 'gatewise\.yaml'/);
+});
