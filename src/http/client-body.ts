@@ -1,0 +1,113 @@
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import { Failure } from '../failure/index.js';
+import type { BodyTimer } from '../timing/body-timer.js';
+
+/**
+ * A client's request body as undici reads it, for both faces: the reverse gateway's
+ * `BodyRelay` (which also keeps what it passed on, for a retry) and the forward proxy's
+ * `ClientBody` (which meters it) extend this.
+ *
+ * A stream of its own rather than the request itself: undici destroys the body stream it was
+ * given when an attempt fails, and destroying the IncomingMessage would kill the client
+ * connection before the gateway can answer. It attaches to the request only when undici first
+ * reads, so an attempt that failed before sending (connect, TLS, a dial through an egress pool)
+ * leaves the body untouched, and the client's time starts when the body is wanted.
+ *
+ * While it reads the client it times the client (`BodyTimer`: the gap between body bytes and
+ * the minimum rate); time it holds the client back because the upstream does not take the
+ * body (a full buffer towards undici) is not counted. With `Expect: 100-continue` (deferred)
+ * the client's time starts when the upstream's 100 was relayed (`startTiming`) or with its
+ * first byte, whichever comes first: a client waiting for the 100, as RFC 9110 §10.1.1 asks,
+ * is not slow.
+ */
+export abstract class ClientBodyStream extends Readable {
+  protected readonly src: IncomingMessage;
+  #timer: BodyTimer | undefined;
+  readonly #deferred: boolean;
+  #attached = false;
+  #timing = false;
+
+  constructor(src: IncomingMessage, deferred: boolean) {
+    super({ highWaterMark: 64 * 1024 });
+    this.src = src;
+    this.#deferred = deferred;
+  }
+
+  /** Set once, by the subclass's constructor (the timer's owner may be the subclass itself). */
+  protected set timer(t: BodyTimer | undefined) {
+    this.#timer = t;
+  }
+
+  /** A chunk taken from the client, before it is passed on (count, meter, keep). */
+  protected abstract taken(chunk: Buffer): void;
+
+  /** All of the body was read. */
+  protected ended(): void {}
+
+  /** The client was asked for the body (a 100 Continue relayed): its time runs from now. */
+  startTiming(): void {
+    if (this.#timer === undefined || this.#timing || this.destroyed) return;
+    this.#timing = true;
+    this.#timer.start(performance.now());
+  }
+
+  override _read(): void {
+    const timer = this.#timer;
+    if (!this.#attached) {
+      this.#attached = true;
+      const src = this.src;
+      if (src.readableEnded) {
+        this.push(null);
+        return;
+      }
+      src.on('data', this.#onData);
+      src.once('end', this.#onEnd);
+      src.once('error', this.#onError);
+      src.once('close', this.#onClose);
+      if (!this.#deferred) this.startTiming();
+    } else if (timer !== undefined && timer.held) {
+      timer.release(performance.now());
+    }
+    this.src.resume();
+  }
+
+  #onData = (chunk: Buffer): void => {
+    this.taken(chunk);
+    const timer = this.#timer;
+    if (timer !== undefined) {
+      if (!this.#timing) this.startTiming();
+      timer.progress(chunk.length, performance.now());
+    }
+    if (!this.push(chunk)) {
+      this.src.pause();
+      timer?.hold(timer.lastAt);
+    }
+  };
+
+  #onEnd = (): void => {
+    this.#timer?.stop();
+    this.push(null);
+    this.ended();
+  };
+
+  #onError = (err: Error): void => {
+    this.destroy(err);
+  };
+
+  #onClose = (): void => {
+    // The client went away in the middle of its body: its side, named as such (a made-up
+    // ECONNRESET would read as the upstream resetting the connection).
+    if (!this.src.complete) this.destroy(new Failure({ type: 'http_request_error', phase: 'send', detail: 'the client aborted the request body' }));
+  };
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#timer?.stop();
+    const src = this.src;
+    src.off('data', this.#onData);
+    src.off('end', this.#onEnd);
+    src.off('error', this.#onError);
+    src.off('close', this.#onClose);
+    cb(err);
+  }
+}
