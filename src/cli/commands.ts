@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UsageError } from './usage.js';
+import { pathString } from '../config/load.js';
 
 /**
  * One definition per command: the parser options, `gatewise <cmd> --help`, the top-level
@@ -392,15 +393,6 @@ export interface PathProblem {
   /** `a.b[0].c` (the config loader's form) or the raw path array. */
   path: string | readonly PropertyKey[];
   message: string;
-}
-
-function pathString(path: readonly PropertyKey[]): string {
-  let s = '';
-  for (const p of path) {
-    if (typeof p === 'number') s += `[${p}]`;
-    else s += s ? `.${String(p)}` : String(p);
-  }
-  return s;
 }
 
 function patternRe(pattern: string): RegExp {

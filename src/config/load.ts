@@ -34,7 +34,8 @@ export function formatProblems(problems: readonly ConfigProblem[], file?: string
   return [head, ...lines].join('\n');
 }
 
-function pathString(path: readonly PropertyKey[]): string {
+/** A config path as the problems name it: `a.b[0].c`. */
+export function pathString(path: readonly PropertyKey[]): string {
   let s = '';
   for (const p of path) {
     if (typeof p === 'number') s += `[${p}]`;
