@@ -7,7 +7,8 @@ import { FINISHED_CHANNEL } from '../../src/forward/forward-proxy.js';
 import type { FinishedRecord } from '../../src/tenants/index.js';
 import { hashPassword } from '../../src/tenants/index.js';
 import { readResponses, responseHeader } from '../helpers/http1-check.js';
-import { memoryLogger, startOrigin, tableResolver, udpEcho, type Origin } from '../forward/helpers.js';
+import { memoryLogger, tableResolver, udpEcho } from '../forward/helpers.js';
+import { startCountingOrigin, type CountingOrigin } from './origin.js';
 import { announce, caseAddress, FuzzFailure, fuzzPlan, mutate, runCases, type FuzzPlan } from './mutate.js';
 import { RecordsByAddress, sendCase, type CaseResult } from './net-case.js';
 
@@ -98,19 +99,40 @@ function socks4Reply(d: Buffer): 'granted' | 'refused' | 'partial' | string {
   return d.length === 8 ? 'refused' : 'bytes after the refusal';
 }
 
+/** The bytes' last request head announces more body than follows it (Content-Length or unterminated chunked). */
+export function awaitsMoreBody(bytes: Buffer): boolean {
+  const text = bytes.toString('latin1');
+  let pos = 0;
+  for (;;) {
+    const end = text.indexOf('\r\n\r\n', pos);
+    if (end < 0) return false;
+    const head = text.slice(pos, end);
+    const rest = text.slice(end + 4);
+    const cl = /\r\ncontent-length[ \t]*:[ \t]*(\d+)/i.exec(head);
+    if (/\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked/i.test(head)) return !/(^|\r\n)0+(;[^\r\n]*)?\r\n/.test(rest) || !rest.includes('\r\n\r\n');
+    if (cl) {
+      const n = Number(cl[1]);
+      if (n > rest.length) return true;
+      pos = end + 4 + n;
+      continue;
+    }
+    pos = end + 4;
+  }
+}
+
 function httpGranted(d: Buffer): boolean {
   return /^HTTP\/1\.1 200 [^\r\n]*\r\n/.test(d.toString('latin1', 0, 64)) && d.indexOf('\r\n\r\n') > 0 && !/\r\ncontent-length:/i.test(d.toString('latin1', 0, d.indexOf('\r\n\r\n')));
 }
 
 describe('fuzz: forward proxy listener (SOCKS5, SOCKS4/4a, CONNECT, HTTP proxy)', () => {
-  let origin: Origin;
+  let origin: CountingOrigin;
   let echo: Awaited<ReturnType<typeof udpEcho>>;
   let proxy: ForwardProxy;
   let port: number;
   let records: RecordsByAddress<FinishedRecord>;
 
   before(async () => {
-    origin = await startOrigin();
+    origin = await startCountingOrigin();
     echo = await udpEcho();
     // A cheap scrypt: mutated passwords each cost a check.
     const hash = await hashPassword(PASSWORD, { N: 1024, r: 8, p: 1 });
@@ -134,12 +156,18 @@ describe('fuzz: forward proxy listener (SOCKS5, SOCKS4/4a, CONNECT, HTTP proxy)'
     echo.close();
   });
 
-  async function runCase(plan: FuzzPlan, i: number, bytes: Buffer, r: CaseResult, address: string, counters: { granted: number; silentHttp: number }): Promise<void> {
+  async function runCase(plan: FuzzPlan, i: number, bytes: Buffer, r: CaseResult, address: string, counters: { granted: number; silentHttp: number; stalledBody: number }): Promise<void> {
     const proto = protocolOf(bytes);
     const fail = (what: string): never => {
       throw new FuzzFailure(plan, i, bytes, `${proto}: ${what} (ended ${r.end} after ${r.ms} ms, received ${JSON.stringify(r.data.toString('latin1').slice(0, 300))})`);
     };
     if (r.end === 'connect-error') fail('could not connect to the proxy');
+    if (r.end === 'deadline' && proto === 'http' && awaitsMoreBody(bytes)) {
+      // Finding F2 (docs/fuzzing.md): a request body that stops arriving is waited for
+      // without limit (no body timeout yet). Counted, checked by the todo test.
+      counters.stalledBody++;
+      return;
+    }
     if (r.end === 'deadline') fail(`neither answered and closed nor granted within ${DEADLINE_MS} ms`);
     let granted = r.end === 'granted';
     if (proto === 'socks5' || proto === 'socks4') {
@@ -172,7 +200,7 @@ describe('fuzz: forward proxy listener (SOCKS5, SOCKS4/4a, CONNECT, HTTP proxy)'
   it('every mutated handshake is answered in its protocol or closed, within bounds, and recorded once', { timeout: 900_000 }, async () => {
     const plan = fuzzPlan('forward-listener', 400);
     const all = seeds(origin.port);
-    const counters = { granted: 0, silentHttp: 0 };
+    const counters = { granted: 0, silentHttp: 0, stalledBody: 0 };
     const ran = await runCases(plan, 16, async (i, rng) => {
       const seed = rng.pick(all);
       const bytes = rng.chance(0.1) ? seed : mutate(rng, seed, all, 3, 2048);
@@ -189,6 +217,7 @@ describe('fuzz: forward proxy listener (SOCKS5, SOCKS4/4a, CONNECT, HTTP proxy)'
     });
     announce(plan, ran);
     if (counters.silentHttp) process.stdout.write(`fuzz forward-listener: ${counters.silentHttp} incomplete HTTP heads closed without answer or record (finding F1)\n`);
+    if (counters.stalledBody) process.stdout.write(`fuzz forward-listener: ${counters.stalledBody} requests with an unfinished body held past the deadline (finding F2)\n`);
     const ids = new Set<string>();
     for (const rec of records.all) {
       assert.ok(!ids.has(rec.requestId), `request id ${rec.requestId} finished twice`);
@@ -208,6 +237,15 @@ describe('fuzz: forward proxy listener (SOCKS5, SOCKS4/4a, CONNECT, HTTP proxy)'
     assert.equal(r.end, 'closed');
     assert.match(r.data.toString('latin1'), /^HTTP\/1\.1 408 [^]*proxy-status: /i);
     assert.equal((await records.wait(address, 1, 2000)).length, 1);
+  });
+
+  // Finding F2: remove `todo` when the HTTP proxy ends a request whose body stops arriving.
+  it('a request body that stops arriving ends within bounds (finding F2)', { todo: 'no request-body timeout on the forward HTTP proxy yet' }, async () => {
+    const address = caseAddress(10, 62_001);
+    const { Rng } = await import('./mutate.js');
+    const basic = 'Basic ' + Buffer.from(`${USER}:${PASSWORD}`).toString('base64');
+    const r = await sendCase(Buffer.from(`POST http://127.0.0.1:${origin.port}/p HTTP/1.1\r\nHost: a\r\nProxy-Authorization: ${basic}\r\nContent-Length: 10\r\n\r\nabc`, 'latin1'), new Rng(1), { port, localAddress: address, deadlineMs: DEADLINE_MS, maxWrites: 1 });
+    assert.notEqual(r.end, 'deadline', 'still waiting for the body after the deadline');
   });
 
   it('mutated SOCKS5 UDP datagrams on one association: only the allowed destination gets any, the proxy keeps serving', { timeout: 300_000 }, async () => {
