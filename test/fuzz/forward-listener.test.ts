@@ -10,7 +10,7 @@ import { readResponses, responseHeader } from '../helpers/http1-check.js';
 import { memoryLogger, tableResolver, udpEcho } from '../forward/helpers.js';
 import { startCountingOrigin, type CountingOrigin } from './origin.js';
 import { announce, caseAddress, FuzzFailure, fuzzPlan, mutate, runCases, type FuzzPlan } from './mutate.js';
-import { RecordsByAddress, sendCase, type CaseResult } from './net-case.js';
+import { awaitsMoreBody, RecordsByAddress, sendCase, type CaseResult } from './net-case.js';
 
 /**
  * The forward proxy's listener under mutated handshakes: SOCKS5 (greeting, RFC 1929,
@@ -97,27 +97,6 @@ function socks4Reply(d: Buffer): 'granted' | 'refused' | 'partial' | string {
   if (d[1] === 0x5a) return 'granted';
   if (d[1] !== 0x5b) return `reply code ${d[1]}`;
   return d.length === 8 ? 'refused' : 'bytes after the refusal';
-}
-
-/** The bytes' last request head announces more body than follows it (Content-Length or unterminated chunked). */
-export function awaitsMoreBody(bytes: Buffer): boolean {
-  const text = bytes.toString('latin1');
-  let pos = 0;
-  for (;;) {
-    const end = text.indexOf('\r\n\r\n', pos);
-    if (end < 0) return false;
-    const head = text.slice(pos, end);
-    const rest = text.slice(end + 4);
-    const cl = /\r\ncontent-length[ \t]*:[ \t]*(\d+)/i.exec(head);
-    if (/\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked/i.test(head)) return !/(^|\r\n)0+(;[^\r\n]*)?\r\n/.test(rest) || !rest.includes('\r\n\r\n');
-    if (cl) {
-      const n = Number(cl[1]);
-      if (n > rest.length) return true;
-      pos = end + 4 + n;
-      continue;
-    }
-    pos = end + 4;
-  }
 }
 
 function httpGranted(d: Buffer): boolean {

@@ -119,3 +119,25 @@ export class RecordsByAddress<T extends { clientAddress?: string }> {
 export function plain(address: string): string {
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
+
+/** The bytes' last request head announces more body than follows it (Content-Length or unterminated chunked). */
+export function awaitsMoreBody(bytes: Buffer): boolean {
+  const text = bytes.toString('latin1');
+  let pos = 0;
+  for (;;) {
+    const end = text.indexOf('\r\n\r\n', pos);
+    if (end < 0) return false;
+    const head = text.slice(pos, end);
+    const rest = text.slice(end + 4);
+    const cl = /\r\ncontent-length[ \t]*:[ \t]*(\d+)/i.exec(head);
+    if (/\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked/i.test(head)) return !/(^|\r\n)0+(;[^\r\n]*)?\r\n/.test(rest) || !rest.includes('\r\n\r\n');
+    if (cl) {
+      const n = Number(cl[1]);
+      if (n > rest.length) return true;
+      pos = end + 4 + n;
+      continue;
+    }
+    pos = end + 4;
+  }
+}
+

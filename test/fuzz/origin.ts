@@ -7,12 +7,19 @@ export interface CountingOrigin {
   port: number;
   connections: number;
   requests: number;
+  /** Requests by the last X-Forwarded-For entry (the gateway's view of the client). */
+  byClient: Map<string, number>;
   close(): Promise<void>;
 }
 
 export async function startCountingOrigin(): Promise<CountingOrigin> {
   const server: Server = createServer((req, res) => {
     o.requests++;
+    const xff = req.headers['x-forwarded-for'];
+    if (typeof xff === 'string') {
+      const client = xff.split(',').pop()!.trim();
+      o.byClient.set(client, (o.byClient.get(client) ?? 0) + 1);
+    }
     req.on('error', () => {});
     res.on('error', () => {});
     req.resume();
@@ -22,6 +29,7 @@ export async function startCountingOrigin(): Promise<CountingOrigin> {
     port: 0,
     connections: 0,
     requests: 0,
+    byClient: new Map(),
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
