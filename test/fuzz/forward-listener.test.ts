@@ -255,25 +255,30 @@ describe('fuzz: forward proxy listener (SOCKS5, SOCKS4/4a, CONNECT, HTTP proxy)'
     const valid = Buffer.from([0x00, 0x00, 0x00, 0x01, 127, 0, 0, 1, ...u16(echo.port), ...Buffer.from('ping')]);
     const other = Buffer.from([0x00, 0x00, 0x00, 0x03, 11, ...Buffer.from('origin.test'), ...u16(echo.port), ...Buffer.from('pong')]);
     const before = echo.received.length;
-    const ran = await runCases(plan, 1, async (_i, rng) => {
-      const m = rng.chance(0.1) ? valid : mutate(rng, rng.pick([valid, other]), [valid, other], 3, 1400);
-      await new Promise<void>((resolve) => client.send(m, relayPort, '127.0.0.1', () => resolve()));
-    });
-    announce(plan, ran);
-    // The association still relays: a last valid datagram comes back as an echo.
-    const back = new Promise<Buffer>((resolve) => client.once('message', (m) => resolve(m)));
-    const stop = setTimeout(() => client.emit('message', Buffer.from('timeout')), 3000);
-    client.on('message', function drain() {});
-    await new Promise<void>((resolve) => client.send(valid, relayPort, '127.0.0.1', () => resolve()));
-    // Earlier echoes may arrive first: wait for one whose payload is the echo of ping (any will do).
-    const first = await back;
-    clearTimeout(stop);
-    assert.notEqual(first.toString(), 'timeout', 'the association stopped relaying');
-    // Every datagram the echo server received came through the relay from an allowed header.
-    const received = echo.received.length - before;
-    assert.ok(received >= 1, 'the echo server received nothing');
-    assert.ok(received <= ran + 1, `${received} datagrams for ${ran + 1} sent`);
-    control.destroy();
-    client.close();
+    try {
+      const ran = await runCases(plan, 1, async (_i, rng) => {
+        const m = rng.chance(0.1) ? valid : mutate(rng, rng.pick([valid, other]), [valid, other], 3, 1400);
+        await new Promise<void>((resolve) => client.send(m, relayPort, '127.0.0.1', () => resolve()));
+        // The proxy runs in this process: give its sockets a turn, or a long run starves the relay of reads.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      });
+      announce(plan, ran);
+      // The association still relays: a last valid datagram comes back as an echo.
+      const back = new Promise<Buffer>((resolve) => client.once('message', (m) => resolve(m)));
+      const stop = setTimeout(() => client.emit('message', Buffer.from('timeout')), 3000);
+      client.on('message', function drain() {});
+      await new Promise<void>((resolve) => client.send(valid, relayPort, '127.0.0.1', () => resolve()));
+      // Earlier echoes may arrive first: wait for one whose payload is the echo of ping (any will do).
+      const first = await back;
+      clearTimeout(stop);
+      assert.notEqual(first.toString(), 'timeout', 'the association stopped relaying');
+      // Every datagram the echo server received came through the relay from an allowed header.
+      const received = echo.received.length - before;
+      assert.ok(received >= 1, 'the echo server received nothing');
+      assert.ok(received <= ran + 1, `${received} datagrams for ${ran + 1} sent`);
+    } finally {
+      control.destroy();
+      client.close();
+    }
   });
 });
