@@ -117,6 +117,8 @@ export const REFUSAL_REASONS = {
   header_fields_too_large: r('http_request_error', 431, 'Request Header Fields Too Large', 'The request headers are larger, or more numerous, than the gateway accepts.'),
   /** The method is valid HTTP but not served here (CONNECT on the reverse gateway). */
   method_not_allowed: r('http_request_error', 405, 'Method Not Allowed', 'This listener does not serve that method.'),
+  /** An Expect the gateway cannot meet (anything but 100-continue, RFC 9110 §10.1.1). */
+  expectation_failed: r('http_request_error', 417, 'Expectation Failed', 'The request expects something of the server that the gateway cannot meet.'),
   /** An HTTP version the gateway does not serve (an HTTP/0.9 request line). */
   version_not_supported: r('http_request_error', 505, 'HTTP Version Not Supported', 'The request uses a version of HTTP the gateway does not serve.'),
   /** A method, transfer coding or SOCKS command the gateway does not implement. */

@@ -34,6 +34,8 @@ interface Line {
   /** How many of them are unsafe. */
   unsafe: number;
   waiting: Ordered[];
+  /** The connection closes after an answer already given: nothing later starts. */
+  closing: boolean;
 }
 
 const kLine = Symbol('gatewise.connection-order');
@@ -52,8 +54,12 @@ export function offer(socket: Socket, r: Ordered): boolean {
   const s = socket as OrderedSocket;
   let line = s[kLine];
   if (line === undefined) {
-    line = s[kLine] = { active: [], unsafe: 0, waiting: [] };
+    line = s[kLine] = { active: [], unsafe: 0, waiting: [], closing: false };
     socket.once('close', onLineClose);
+  }
+  if (line.closing) {
+    r.abandon();
+    return false;
   }
   if (line.waiting.length > 0 || !mayStart(line, r)) {
     line.waiting.push(r);
@@ -96,4 +102,20 @@ function onLineClose(this: Socket): void {
   if (line === undefined) return;
   for (const r of line.waiting.splice(0)) r.abandon();
   for (const r of line.active.slice()) r.abandon();
+}
+
+/**
+ * The connection closes after an answer that was just given (a refused request: its body or
+ * what follows cannot be trusted to frame the next one). Requests pipelined behind it are
+ * abandoned, never forwarded (fuzz finding F3: a DELETE behind a request without Host reached
+ * the upstream).
+ */
+export function closeAfter(socket: Socket): void {
+  const s = socket as OrderedSocket;
+  const line = (s[kLine] ??= { active: [], unsafe: 0, waiting: [], closing: false });
+  if (line.closing) return;
+  line.closing = true;
+  const waiting = line.waiting;
+  line.waiting = [];
+  for (const w of waiting) w.abandon();
 }

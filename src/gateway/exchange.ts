@@ -15,7 +15,7 @@ import { buildResponseHead, trailersObject } from './response-headers.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
-import { finished, isUnsafe, offer, withdrawn, type Ordered } from './connection-order.js';
+import { closeAfter, finished, isUnsafe, offer, withdrawn, type Ordered } from './connection-order.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import { rewritePath, type Route } from './router.js';
 
@@ -497,6 +497,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
     }
     if (res.destroyed || this.#ended) return; // no one to answer
     this.#endedBy = f.source;
+    // An unread request body would be parsed as the next request: close instead.
+    const close = f.source === 'client' || this.ctx.draining || (this.#hasBody && !this.req.complete);
+    if (close) closeAfter(this.#socket);
     this.#error = respondWithFailure(res, f, {
       ctx: this.ctx,
       requestId: this.requestId,
@@ -504,8 +507,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
       clientAddress: this.#socket.remoteAddress,
       attempts: this.attempts.length ? this.attempts.map(toSummary) : undefined,
       head: this.req.method === 'HEAD',
-      // An unread request body would be parsed as the next request: close instead.
-      close: f.source === 'client' || this.ctx.draining || (this.#hasBody && !this.req.complete),
+      close,
       hookRequest: this,
     });
   }

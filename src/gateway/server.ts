@@ -71,6 +71,12 @@ export class Gateway {
         if (firstRequest(req.socket)) return refusedRequest(res);
         new Exchange(this.ctx, req, res, entry.name, via11, limits).start(maxHeaderCount, true);
       });
+      // Any Expect but 100-continue: the gateway's own 417 with Proxy-Status and a record (Node would answer a bare one).
+      server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+        if (firstRequest(req.socket)) return refusedRequest(res);
+        const x = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, limits);
+        x.fail(new Failure({ type: 'http_request_error', phase: 'accept', reason: 'expectation_failed', detail: `Expect: ${String(req.headers.expect).slice(0, 100)} cannot be met (only 100-continue is)` }));
+      });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         if (firstRequest(socket as Socket)) {
           socket.destroy();

@@ -121,7 +121,7 @@ describe('fuzz: forward proxy listener (SOCKS5, SOCKS4/4a, CONNECT, HTTP proxy)'
         listeners: [{ address: '127.0.0.1', port: 0 }],
         auth: { required: true, users: [{ name: USER, password: hash }] },
         rules: { allowPrivate: false, defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.1/32'], ports: [origin.port, echo.port] }], connectPorts: [origin.port] },
-        timeouts: { handshake: `${HANDSHAKE_MS}ms`, connect: '1s', dns: '1s', clientKeepAlive: '300ms', responseHeaders: '2s', responseBodyIdle: '2s', tunnelIdle: '2s', udpIdle: '2s' },
+        timeouts: { handshake: `${HANDSHAKE_MS}ms`, connect: '1s', dns: '1s', clientKeepAlive: '300ms', responseHeaders: '2s', responseBodyIdle: '2s', tunnelIdle: '2s', udpIdle: '2s', clientBody: '1s', send: '2s' },
       },
       { logger, resolver: tableResolver({ 'origin.test': ['127.0.0.1'] }) },
     );
@@ -207,8 +207,8 @@ describe('fuzz: forward proxy listener (SOCKS5, SOCKS4/4a, CONNECT, HTTP proxy)'
     assert.ok(origin.connections <= counters.granted, `the origin saw ${origin.connections} connections, the proxy granted ${counters.granted}`);
   });
 
-  // Finding F1: remove `todo` when the HTTP front records (and answers 408 to) a head that never completes.
-  it('an HTTP request head that never completes is answered 408 with Proxy-Status and recorded (finding F1)', { todo: 'the head timer closes silently, no record (src/forward/http-front.ts onHeadTimeout)' }, async () => {
+  // Finding F1, fixed: the HTTP front answers 408 to a head that never completes, and records it.
+  it('an HTTP request head that never completes is answered 408 with Proxy-Status and recorded (finding F1)', async () => {
     const address = caseAddress(10, 62_000);
     records.reset(address);
     const { Rng } = await import('./mutate.js');
@@ -218,8 +218,8 @@ describe('fuzz: forward proxy listener (SOCKS5, SOCKS4/4a, CONNECT, HTTP proxy)'
     assert.equal((await records.wait(address, 1, 2000)).length, 1);
   });
 
-  // Finding F2: remove `todo` when the HTTP proxy ends a request whose body stops arriving.
-  it('a request body that stops arriving ends within bounds (finding F2)', { todo: 'no request-body timeout on the forward HTTP proxy yet' }, async () => {
+  // Finding F2, fixed: the HTTP proxy ends a request whose body stops arriving (timeouts.clientBody).
+  it('a request body that stops arriving ends within bounds (finding F2)', async () => {
     const address = caseAddress(10, 62_001);
     const { Rng } = await import('./mutate.js');
     const basic = 'Basic ' + Buffer.from(`${USER}:${PASSWORD}`).toString('base64');
