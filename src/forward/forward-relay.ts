@@ -91,6 +91,11 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (statusCode < 100 || statusCode > 599) {
+      // RFC 9110 §15: a status outside 100–599 is not HTTP (fuzz finding F7): an invalid response, never passed on.
+      this.#abort?.(new Failure({ type: 'http_protocol_error', phase: 'headers', nextHop: this.#session.destination ?? undefined, detail: `the destination answered status ${statusCode}, outside 100-599` }));
+      return false;
+    }
     if (statusCode < 200) {
       // 1xx interim responses are not passed on; the wait for the final head starts again
       this.#timer.restart(performance.now());

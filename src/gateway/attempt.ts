@@ -130,6 +130,11 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, _statusText: string): boolean {
+    if (statusCode < 100 || statusCode > 599) {
+      // RFC 9110 §15: a status outside 100–599 is not HTTP (fuzz finding F7): an invalid response, never passed on.
+      this.abort(invalidStatus(statusCode, this.endpoint.nextHop));
+      return false;
+    }
     if (statusCode < 200) return this.#interim(statusCode, rawHeaders);
     this.#headersArrived(statusCode);
     if (this.#judge(statusCode, rawHeaders)) return true;
@@ -305,4 +310,9 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 /** A module function, not a closure per request: the relay knows the try sending it. */
 function onRelayEnd(this: BodyRelay): void {
   this.sender?.bodySent();
+}
+
+/** An upstream status that is not an HTTP status (outside 100–599). */
+export function invalidStatus(statusCode: number, nextHop: string | undefined): Failure {
+  return new Failure({ type: 'http_protocol_error', phase: 'headers', nextHop, detail: `the upstream answered status ${statusCode}, outside 100-599`, retrySafe: false });
 }

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { replayRaw } from '../helpers/raw-http.js';
@@ -53,12 +55,48 @@ describe('fuzz findings: reverse gateway', () => {
     assert.ok(responseHeader(r.responses[0]!, 'x-request-id'), 'the 417 carries a request id');
   });
 
+  it('F8: bytes after a request that ends the connection are not recorded as a 400 that is never sent', async () => {
+    const seen: Array<{ status?: number }> = [];
+    const { channel } = await import('node:diagnostics_channel');
+    const ch = channel('gatewise:request:end');
+    const on = (m: unknown): void => void seen.push(m as { status?: number });
+    ch.subscribe(on);
+    try {
+      const r = await replayRaw('GET /a HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\nXYZ\r\n\r\n', { port: gw.port, deadlineMs: 2000 });
+      await new Promise((res) => setTimeout(res, 300)); // records are published when the response closes
+      assert.deepEqual(r.responses.map((x) => x.status), [200]);
+      assert.deepEqual(seen.map((x) => x.status), [200], 'one record per response sent');
+    } finally {
+      ch.unsubscribe(on);
+    }
+  });
+
   it('F4: two Host fields, or a Host that is not a valid authority, are answered 400 and not forwarded (RFC 9112 §3.2)', async () => {
     for (const head of ['GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n', 'GET / HTTP/1.1\r\nHost: a b\r\n\r\n']) {
       const before = origin.requests;
       const r = await replayRaw(head, { port: gw.port, deadlineMs: 2000 });
       assert.equal(r.responses[0]?.status, 400, JSON.stringify(head));
       assert.equal(origin.requests - before, 0, `${JSON.stringify(head)} was forwarded`);
+    }
+  });
+});
+
+describe('fuzz findings: upstream status outside 100–599', () => {
+  it('F7: an upstream status outside 100–599 is an invalid response (502), not passed on', async () => {
+    const up = createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', () => s.end('HTTP/1.1 604 Weird\r\nContent-Length: 2\r\n\r\nok'));
+    });
+    up.listen(0, '127.0.0.1');
+    await once(up, 'listening');
+    const port = (up.address() as AddressInfo).port;
+    const gw = await startTestGateway({ clusters: { a: { endpoints: [`http://127.0.0.1:${port}`] } }, routes: [{ cluster: 'a', retry: { tries: 1 } }] });
+    try {
+      const r = await replayRaw('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', { port: gw.port, deadlineMs: 2000 });
+      assert.equal(r.responses[0]?.status, 502);
+    } finally {
+      await gw.close();
+      up.close();
     }
   });
 });
