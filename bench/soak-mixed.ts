@@ -466,7 +466,7 @@ async function main(): Promise<void> {
     '',
     '## Outcomes by kind',
     '',
-    '`err` for slow-head: a slow head still open when the client gave up after 20 s (the proxy did not close it). For slow-body and non-reader the client gives up by design (no body or send timeout in this build); they are counted when their connection closed.',
+    '`err` for slow-head: a slow head still open when the client gave up after 20 s (the proxy did not close it). For slow-body and non-reader the client gives up by design after 20 s, before the limits of the gateway would cut it (clientBodyTimeout 30 s then 500 B/s, sendTimeout 60 s, both tested in test/gateway/slow-clients.test.ts); they are counted when their connection closed.',
     '',
     '| kind | ok | err |',
     '|---|---|---|',

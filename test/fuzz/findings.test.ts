@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { BadAddressError, checkDomain } from '../../src/forward/socks/socks-address.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { replayRaw } from '../helpers/raw-http.js';
 import { responseHeader } from '../helpers/http1-check.js';
@@ -98,5 +99,13 @@ describe('fuzz findings: upstream status outside 100–599', () => {
       await gw.close();
       up.close();
     }
+  });
+});
+
+describe('fuzz findings: SOCKS addresses', () => {
+  it('F9 (fixed): an IPv6 literal with a zone id is not accepted as a SOCKS domain name', () => {
+    for (const name of ['::%6', 'fe80::1%eth0', '::1%1']) assert.throws(() => checkDomain(Buffer.from(name, 'latin1')), BadAddressError, name);
+    assert.equal(checkDomain(Buffer.from('::1')), '::1');
+    assert.equal(checkDomain(Buffer.from('Example.COM')), 'example.com');
   });
 });

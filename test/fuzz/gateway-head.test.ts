@@ -18,8 +18,9 @@ import { startCountingOrigin, type CountingOrigin } from './origin.js';
  * Invariants per case: the gateway answers with parseable HTTP/1.1 responses and closes,
  * or goes quiet after complete responses, within the deadline; every response it makes
  * itself (not the origin's) at 4xx/5xx carries Proxy-Status; the origin received no more
- * requests from the case than the case got origin responses (a refused request is never
- * forwarded); one access record per final response, every request id once.
+ * complete requests from the case than the case got origin responses (a refused request
+ * never reaches the upstream complete); one access record per final response, every
+ * request id once.
  */
 
 const DEADLINE_MS = 4000;

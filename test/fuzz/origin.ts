@@ -7,7 +7,7 @@ export interface CountingOrigin {
   port: number;
   connections: number;
   requests: number;
-  /** Requests by the last X-Forwarded-For entry (the gateway's view of the client). */
+  /** Complete requests (body included) by the last X-Forwarded-For entry (the gateway's view of the client). */
   byClient: Map<string, number>;
   close(): Promise<void>;
 }
@@ -15,15 +15,19 @@ export interface CountingOrigin {
 export async function startCountingOrigin(): Promise<CountingOrigin> {
   const server: Server = createServer((req, res) => {
     o.requests++;
-    const xff = req.headers['x-forwarded-for'];
-    if (typeof xff === 'string') {
-      const client = xff.split(',').pop()!.trim();
-      o.byClient.set(client, (o.byClient.get(client) ?? 0) + 1);
-    }
     req.on('error', () => {});
     res.on('error', () => {});
     req.resume();
-    req.on('end', () => res.writeHead(200, { 'content-length': '0', 'x-origin': '1' }).end());
+    req.on('end', () => {
+      // Counted when complete: a proxy streams a request head on before its body has been
+      // checked, and aborts the request when the body turns out malformed (never complete).
+      const xff = req.headers['x-forwarded-for'];
+      if (typeof xff === 'string') {
+        const client = xff.split(',').pop()!.trim();
+        o.byClient.set(client, (o.byClient.get(client) ?? 0) + 1);
+      }
+      res.writeHead(200, { 'content-length': '0', 'x-origin': '1' }).end();
+    });
   });
   const o: CountingOrigin = {
     port: 0,

@@ -58,8 +58,9 @@ export function checkDomain(name: Buffer): string {
   if (name.length === 0) throw new BadAddressError('empty domain name');
   const s = name.toString('latin1');
   if (!DOMAIN_RE.test(s)) {
-    // An IPv6 literal sent as a name is accepted as the literal.
-    if (isIP(s) === 6) return s;
+    // An IPv6 literal sent as a name is accepted as the literal, without a zone id
+    // (`fe80::1%eth0`: Node's isIP accepts one; it names an interface of this host).
+    if (isIP(s) === 6 && !s.includes('%')) return s;
     throw new BadAddressError('invalid character in domain name');
   }
   return s.toLowerCase();
