@@ -4,6 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { handshakeUnderLoad } from '../../src/http/connection-gate.js';
 import { accessLines, readUntil, startOrigin, startTestProxy, waitFor, type Origin, type TestProxy } from './helpers.js';
+import { prng } from '../helpers/seeded.js';
 
 /**
  * Issue 14, finding 3: a flood of idle connections must not take the forward listener
@@ -12,19 +13,8 @@ import { accessLines, readUntil, startOrigin, startTestProxy, waitFor, type Orig
  * times shrink under pressure.
  */
 
-/** mulberry32: the same cases for the same seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-const SEED = Number(process.env.GATEWISE_TEST_SEED ?? Date.now() % 1_000_000);
+const SEED = Number(process.env.GATEWISE_SEED ?? Date.now() % 1_000_000);
 
 /** Open `n` idle connections from `localAddress`, at most 100 connecting at once; bounded in time. */
 async function flood(port: number, localAddress: string, n: number, into: Socket[]): Promise<void> {
@@ -165,7 +155,7 @@ describe('forward listener under a connection flood', () => {
         // Every refused client is answered (the refused ones waiting stay under the cap here).
         if (before.waiting + (m - expectOk) <= cap) assert.ok(kinds.every((k) => k === 'ok' || k === 'limit'), `named answers: ${detail}`);
       } catch (err) {
-        console.error(`connection-flood family failed; rerun with GATEWISE_TEST_SEED=${SEED}`);
+        console.error(`connection-flood family failed; rerun with GATEWISE_SEED=${SEED}`);
         throw err;
       } finally {
         for (const s of sockets) s.destroy();
@@ -201,7 +191,7 @@ describe('forward listener under a connection flood', () => {
         const took = performance.now() - t0;
         const expected = handshakeUnderLoad(handshake, floor, k / cap);
         const slack = 10 /* deadline resolution */ + 60; /* scheduling */
-        assert.ok(took >= expected - 5 && took <= expected + slack, `closed after ${Math.round(took)} ms, expected ${expected} ms ${JSON.stringify(shape)}; rerun with GATEWISE_TEST_SEED=${SEED}`);
+        assert.ok(took >= expected - 5 && took <= expected + slack, `closed after ${Math.round(took)} ms, expected ${expected} ms ${JSON.stringify(shape)}; rerun with GATEWISE_SEED=${SEED}`);
       } finally {
         for (const s of sockets) s.destroy();
         await p.close();

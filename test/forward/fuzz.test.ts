@@ -3,18 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import { SocksClient } from 'socks';
 import { PASSWORD, USER, dial, run, startOrigin, startTestProxy, tableResolver, type Origin, type TestProxy } from './helpers.js';
 import { pool } from './corpus-replay.js';
+import { prng } from '../helpers/seeded.js';
 
-/** Small seeded PRNG (mulberry32): the same bytes every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PREFIXES = [
   [0x05],

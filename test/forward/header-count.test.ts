@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { accessLines, basic, dial, rawExchange, readUntil, startOrigin, startTestProxy, waitFor, type Origin } from './helpers.js';
+import { prng } from '../helpers/seeded.js';
 
 /**
  * Issue 14, finding 6 (forward part): Node drops request header lines past its
@@ -9,18 +10,8 @@ import { accessLines, basic, dial, rawExchange, readUntil, startOrigin, startTes
  * of a head within it.
  */
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-const SEED = Number(process.env.GATEWISE_TEST_SEED ?? Date.now() % 1_000_000);
+const SEED = Number(process.env.GATEWISE_SEED ?? Date.now() % 1_000_000);
 
 let origin: Origin;
 before(async () => {
@@ -79,7 +70,7 @@ describe('request header line count on the forward listener', () => {
       const p = await startTestProxy({ limits: { maxHeaderCount: limit, maxHeaderSize: 1048576 } });
       try {
         for (const n of [limit - 1, limit, limit + 1, limit + 1 + Math.floor(rand() * 2000)]) {
-          const where = `limit ${limit}, ${n} lines; rerun with GATEWISE_TEST_SEED=${SEED}`;
+          const where = `limit ${limit}, ${n} lines; rerun with GATEWISE_SEED=${SEED}`;
           const tag = `r${round}n${n}`;
           const text = await rawExchange(p.port, headWith(n, tag), 5000);
           if (n <= limit) {
@@ -95,7 +86,7 @@ describe('request header line count on the forward listener', () => {
           assert.match(c, n <= limit ? /^HTTP\/1\.1 200 / : /^HTTP\/1\.1 431 /, `CONNECT: ${where}`);
         }
       } catch (err) {
-        console.error(`header-count family failed; rerun with GATEWISE_TEST_SEED=${SEED}`);
+        console.error(`header-count family failed; rerun with GATEWISE_SEED=${SEED}`);
         throw err;
       } finally {
         await p.close();

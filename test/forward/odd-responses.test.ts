@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startRawUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { accessLines, basic, dial, readUntil, startTestProxy, waitFor, type TestProxy } from './helpers.js';
+import { prng } from '../helpers/seeded.js';
 
 /**
  * Issue 14, finding 7 (forward part): valid but unusual responses are relayed, never
@@ -9,18 +10,8 @@ import { accessLines, basic, dial, readUntil, startTestProxy, waitFor, type Test
  * (RFC 9110 §8.6), reason phrases with control bytes or obs-text, 103s with invalid `Link`.
  */
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-const SEED = Number(process.env.GATEWISE_TEST_SEED ?? Date.now() % 1_000_000);
+const SEED = Number(process.env.GATEWISE_SEED ?? Date.now() % 1_000_000);
 
 let p: TestProxy;
 before(async () => {

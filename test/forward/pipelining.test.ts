@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { basic, dial, readUntil, startTestProxy, type TestProxy } from './helpers.js';
+import { prng } from '../helpers/seeded.js';
 
 /**
  * Issue 14, finding 10 (forward part): pipelined requests on one client connection of the
@@ -9,18 +10,8 @@ import { basic, dial, readUntil, startTestProxy, type TestProxy } from './helper
  * of the connection is in flight, and no request starts while an earlier unsafe one is.
  */
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-const SEED = Number(process.env.GATEWISE_TEST_SEED ?? Date.now() % 1_000_000);
+const SEED = Number(process.env.GATEWISE_SEED ?? Date.now() % 1_000_000);
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 type Event = { at: 'start' | 'end'; id: number };
@@ -109,7 +100,7 @@ describe('pipelined requests on one HTTP proxy connection', () => {
       events = [];
       delays = new Map(methods.map((_, i) => [i, 5 + Math.floor(rand() * 40)]));
       const ids = await pipeline(methods);
-      const where = `${methods.join(' ')}; events ${JSON.stringify(events)}; rerun with GATEWISE_TEST_SEED=${SEED}`;
+      const where = `${methods.join(' ')}; events ${JSON.stringify(events)}; rerun with GATEWISE_SEED=${SEED}`;
       assert.deepEqual(ids, methods.map((_, i) => i), where);
       assert.deepEqual(violations(methods, events), [], where);
     }

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
-import { between, withSeed } from '../helpers/seeded-family.js';
-import { startSlowClientUpstream, startStreamingTcp, type SlowClientUpstream } from '../helpers/slow-client-upstream.js';
+import { between, seededRun } from '../helpers/seeded.js';
+import { drainRest, sendThenStopReading, startSlowClientUpstream, startStreamingTcp, type SlowClientUpstream } from '../helpers/slow-client-upstream.js';
 import { PASSWORD, USER, accessLines, basic, startTestProxy, waitFor, type TestProxy } from './helpers.js';
 
 /**
@@ -40,7 +40,7 @@ async function onlyLine(p: TestProxy, protocol: string, timeoutMs: number): Prom
 
 describe('HTTP proxy: client body timeout', () => {
   it('a stalled upload (Content-Length 1 MB, 1 byte sent): 408 after the gap, the destination connection freed, logged as the client', () =>
-    withSeed('forward stalled upload', async (rand) => {
+    seededRun('forward stalled upload', async (rand) => {
       const gaps = [between(rand, 200, 500), between(rand, 500, 800)];
       const proxies = await Promise.all(gaps.map((g) => proxyWith({ clientBody: `${g}ms`, clientBodyMinRate: 0 })));
       try {
@@ -79,7 +79,7 @@ describe('HTTP proxy: client body timeout', () => {
     }));
 
   it('Expect: 100-continue, then a stalled upload: 408 after the gap, the destination connection freed', () =>
-    withSeed('forward stalled upload after 100', async (rand) => {
+    seededRun('forward stalled upload after 100', async (rand) => {
       const gap = between(rand, 200, 800);
       const p = await proxyWith({ clientBody: `${gap}ms`, clientBodyMinRate: 0 });
       const c = new RawConn(p.port);
@@ -106,7 +106,7 @@ describe('HTTP proxy: client body timeout', () => {
     }));
 
   it('Expect: 100-continue: the wait for the destination\'s 100 (2 × the gap) is not the client\'s', () =>
-    withSeed('forward late 100', async (rand) => {
+    seededRun('forward late 100', async (rand) => {
       const gap = between(rand, 200, 600);
       const p = await proxyWith({ clientBody: `${gap}ms`, clientBodyMinRate: 0 });
       const c = new RawConn(p.port);
@@ -124,7 +124,7 @@ describe('HTTP proxy: client body timeout', () => {
     }));
 
   it('a trickle (a byte every gap/4) is cut by the minimum rate', () =>
-    withSeed('forward trickled upload', async (rand) => {
+    seededRun('forward trickled upload', async (rand) => {
       const gap = between(rand, 300, 800);
       const p = await proxyWith({ clientBody: `${gap}ms`, clientBodyMinRate: 500 });
       const c = new RawConn(p.port);
@@ -152,7 +152,7 @@ describe('HTTP proxy: client body timeout', () => {
     }));
 
   it('an upload the destination holds back (it reads nothing for 3 × the gap) is not the client\'s delay: 200, all of it', () =>
-    withSeed('forward held-back upload', async (rand) => {
+    seededRun('forward held-back upload', async (rand) => {
       const gap = between(rand, 200, 400);
       const p = await proxyWith({ clientBody: `${gap}ms`, clientBodyMinRate: 500 });
       const c = new RawConn(p.port);
@@ -171,7 +171,7 @@ describe('HTTP proxy: client body timeout', () => {
     }));
 
   it('a stall after the answer started: the client connection is cut, never a body that looks complete', () =>
-    withSeed('forward stall after the head', async (rand) => {
+    seededRun('forward stall after the head', async (rand) => {
       const gap = between(rand, 200, 800);
       const p = await proxyWith({ clientBody: `${gap}ms`, clientBodyMinRate: 0 });
       const c = new RawConn(p.port);
@@ -194,47 +194,9 @@ describe('HTTP proxy: client body timeout', () => {
     }));
 });
 
-/** Read what is left (bounded): resolves with the byte count once the connection ends. */
-function drainRest(s: Socket, limit: number, timeoutMs: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let n = 0;
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`the connection was still open after ${timeoutMs} ms (${n} bytes read)`));
-    }, timeoutMs);
-    s.on('data', (d: Buffer) => {
-      n += d.length;
-      if (n > limit) {
-        clearTimeout(timer);
-        s.destroy();
-        reject(new Error(`read more than ${limit} bytes: the answer was not cut`));
-      }
-    });
-    s.once('close', () => {
-      clearTimeout(timer);
-      resolve(n);
-    });
-    s.resume();
-  });
-}
-
-/** Send `head`, wait for the first bytes back, then stop reading. */
-function sendThenStopReading(port: number, head: string | Buffer): Promise<{ socket: Socket; first: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1');
-    s.on('error', () => {});
-    s.once('connect', () => s.write(head));
-    s.once('data', (d: Buffer) => {
-      s.pause();
-      resolve({ socket: s, first: d });
-    });
-    s.once('close', () => reject(new Error('closed before any byte')));
-  });
-}
-
 describe('HTTP proxy and tunnels: send timeout', () => {
   it('a client that never reads a large answer is cut after the send timeout; the destination connection closes', () =>
-    withSeed('forward non-reading client', async (rand) => {
+    seededRun('forward non-reading client', async (rand) => {
       const sends = [between(rand, 200, 500), between(rand, 500, 800)];
       const proxies = await Promise.all(sends.map((s) => proxyWith({ send: `${s}ms` })));
       const max = 64 * 1024 * 1024;
@@ -263,7 +225,7 @@ describe('HTTP proxy and tunnels: send timeout', () => {
     }));
 
   it('Expect: 100-continue, then a client that never reads the answer: cut after the send timeout, the destination connection closes', () =>
-    withSeed('forward Expect non-reading client', async (rand) => {
+    seededRun('forward Expect non-reading client', async (rand) => {
       const send = between(rand, 200, 800);
       const p = await proxyWith({ send: `${send}ms` });
       const max = 64 * 1024 * 1024;
@@ -283,7 +245,7 @@ describe('HTTP proxy and tunnels: send timeout', () => {
     }));
 
   it('a SOCKS5 tunnel whose client stops reading while the destination sends is cut after the send timeout', () =>
-    withSeed('SOCKS5 non-reading client', async (rand) => {
+    seededRun('SOCKS5 non-reading client', async (rand) => {
       const send = between(rand, 200, 800);
       const dest = await startStreamingTcp();
       const p = await proxyWith({ send: `${send}ms`, tunnelIdle: '5m' });
@@ -307,7 +269,7 @@ describe('HTTP proxy and tunnels: send timeout', () => {
     }));
 
   it('a CONNECT tunnel whose client stops reading while the destination sends is cut after the send timeout', () =>
-    withSeed('tunnel non-reading client', async (rand) => {
+    seededRun('tunnel non-reading client', async (rand) => {
       const send = between(rand, 200, 800);
       const dest = await startStreamingTcp();
       const p = await proxyWith({ send: `${send}ms`, tunnelIdle: '5m' });

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { accessLines, basic, readUntil, startOrigin, startTestProxy, waitFor } from './helpers.js';
+import { prng } from '../helpers/seeded.js';
 
 /**
  * Issue 14, finding 12 (forward part): the first request head is cut at `handshake`
@@ -11,18 +12,8 @@ import { accessLines, basic, readUntil, startOrigin, startTestProxy, waitFor } f
  * handshakes that time out are logged with the named reason.
  */
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-const SEED = Number(process.env.GATEWISE_TEST_SEED ?? Date.now() % 1_000_000);
+const SEED = Number(process.env.GATEWISE_SEED ?? Date.now() % 1_000_000);
 /** The deadline list's resolution plus scheduling slack on a shared machine. */
 const SLACK_MS = 10 + 60;
 
@@ -46,7 +37,7 @@ describe('slow request heads and SOCKS handshakes on the forward listener', () =
         const took = performance.now() - t0;
         s.destroy();
         const text = buf.toString('latin1');
-        const where = `handshake ${h} ms, answered after ${Math.round(took)} ms: ${JSON.stringify(text.slice(0, 60))}; rerun with GATEWISE_TEST_SEED=${SEED}`;
+        const where = `handshake ${h} ms, answered after ${Math.round(took)} ms: ${JSON.stringify(text.slice(0, 60))}; rerun with GATEWISE_SEED=${SEED}`;
         assert.match(text, /^HTTP\/1\.1 408 /, where);
         assert.match(text, /\r\nproxy-status: [^\r]*error=http_request_error/i, where);
         const rid = /\r\nx-request-id: ([^\r]*)/i.exec(text)?.[1];
@@ -113,7 +104,7 @@ describe('slow request heads and SOCKS handshakes on the forward listener', () =
       s.write(Buffer.from([0x05, 0x02, 0x00])); // one of two method bytes
       await once(s, 'close');
       const took = performance.now() - t0;
-      assert.ok(took >= h - 5 && took <= h + SLACK_MS, `handshake ${h} ms, closed after ${Math.round(took)} ms; rerun with GATEWISE_TEST_SEED=${SEED}`);
+      assert.ok(took >= h - 5 && took <= h + SLACK_MS, `handshake ${h} ms, closed after ${Math.round(took)} ms; rerun with GATEWISE_SEED=${SEED}`);
       assert.ok(await waitFor(() => accessLines(p.lines).some((l) => l.protocol === 'socks5')), 'logged');
       const line = accessLines(p.lines).find((l) => l.protocol === 'socks5')!;
       assert.equal(line.error, 'http_request_error');

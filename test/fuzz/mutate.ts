@@ -1,3 +1,5 @@
+import { prng } from '../helpers/seeded.js';
+export { prng };
 /**
  * Seeded, mutation-based fuzzing: a small PRNG, byte-level mutators (flips, interesting
  * bytes, insertions, deletions, truncations, duplications, splices from other inputs) and
@@ -15,17 +17,6 @@
  * the command line that replays exactly that case.
  */
 
-/** mulberry32: small, fast, good enough to pick mutations. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A random generator with the helpers mutators need. */
 export class Rng {

@@ -3,8 +3,8 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
-import { between, withSeed } from '../helpers/seeded-family.js';
-import { startSlowClientUpstream, type SlowClientUpstream } from '../helpers/slow-client-upstream.js';
+import { between, seededRun } from '../helpers/seeded.js';
+import { drainRest, sendThenStopReading, startSlowClientUpstream, type SlowClientUpstream } from '../helpers/slow-client-upstream.js';
 
 /**
  * Issue 14, finding 2 (reverse face): a client that stalls its upload, trickles it, or
@@ -47,7 +47,7 @@ function proxyStatus(text: string): string {
 
 describe('reverse gateway: client body timeout', () => {
   it('a stalled upload (Content-Length 1 MB, 1 byte sent): 408 after the gap timeout, upstream connection freed, logged as the client', () =>
-    withSeed('stalled upload', async (rand) => {
+    seededRun('stalled upload', async (rand) => {
       const gaps = [between(rand, 200, 400), between(rand, 400, 600), between(rand, 600, 800)];
       const { g, ports } = await gatewayWith(gaps.map((ms) => ({ clientBodyTimeout: `${ms}ms`, clientBodyMinRate: 0 })));
       try {
@@ -86,7 +86,7 @@ describe('reverse gateway: client body timeout', () => {
     }));
 
   it('40 stalled uploads at once: 40 × 408 within the gap + slack, and every upstream connection freed', () =>
-    withSeed('many stalled uploads', async (rand) => {
+    seededRun('many stalled uploads', async (rand) => {
       const gap = between(rand, 200, 800);
       const n = 40;
       const { g, ports } = await gatewayWith([{ clientBodyTimeout: `${gap}ms`, clientBodyMinRate: 0 }]);
@@ -107,7 +107,7 @@ describe('reverse gateway: client body timeout', () => {
     }));
 
   it('Expect: 100-continue: the wait for the upstream\'s 100 (2 × the gap) is not the client\'s; a stall after it is', () =>
-    withSeed('Expect and the body timeout', async (rand) => {
+    seededRun('Expect and the body timeout', async (rand) => {
       const gap = between(rand, 200, 600);
       const { g, ports } = await gatewayWith([{ clientBodyTimeout: `${gap}ms`, clientBodyMinRate: 0 }]);
       const ok = new RawConn(ports[0]!);
@@ -141,7 +141,7 @@ describe('reverse gateway: client body timeout', () => {
     }));
 
   it('a trickle that beats the gap timer (a byte every gap/4) is cut by the minimum rate', () =>
-    withSeed('trickled upload', async (rand) => {
+    seededRun('trickled upload', async (rand) => {
       const gaps = [between(rand, 300, 500), between(rand, 500, 800)];
       const { g, ports } = await gatewayWith(gaps.map((ms) => ({ clientBodyTimeout: `${ms}ms`, clientBodyMinRate: 500 })));
       try {
@@ -182,7 +182,7 @@ describe('reverse gateway: client body timeout', () => {
     }));
 
   it('a stall after the answer started: the client connection is cut, the upstream freed, logged as the client', () =>
-    withSeed('stall after the head', async (rand) => {
+    seededRun('stall after the head', async (rand) => {
       const gap = between(rand, 200, 800);
       const { g, ports } = await gatewayWith([{ clientBodyTimeout: `${gap}ms`, clientBodyMinRate: 0 }]);
       const c = new RawConn(ports[0]!);
@@ -207,7 +207,7 @@ describe('reverse gateway: client body timeout', () => {
     }));
 
   it('an upload the upstream holds back (it reads nothing for 3 × the gap) is not the client\'s delay: 200, all of it', () =>
-    withSeed('held-back upload', async (rand) => {
+    seededRun('held-back upload', async (rand) => {
       const gap = between(rand, 200, 400);
       const { g, ports } = await gatewayWith([{ clientBodyTimeout: `${gap}ms`, clientBodyMinRate: 500 }]);
       const c = new RawConn(ports[0]!);
@@ -227,46 +227,14 @@ describe('reverse gateway: client body timeout', () => {
 });
 
 /** A client that sends a GET and then never reads (its socket paused after the first bytes). */
-function nonReader(port: number, path: string): Promise<{ socket: Socket; firstBytes: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1');
-    s.on('error', () => {});
-    s.once('connect', () => s.write(`GET ${path} HTTP/1.1\r\nHost: app.test\r\n\r\n`));
-    s.once('data', (d: Buffer) => {
-      s.pause();
-      resolve({ socket: s, firstBytes: d });
-    });
-    s.once('close', () => reject(new Error('closed before any byte')));
-  });
-}
-
-/** Read what is left (bounded): resolves with the byte count when the connection ends. */
-function drainRest(s: Socket, limit: number, timeoutMs: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let n = 0;
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`the connection was still open after ${timeoutMs} ms (${n} bytes read)`));
-    }, timeoutMs);
-    s.on('data', (d: Buffer) => {
-      n += d.length;
-      if (n > limit) {
-        clearTimeout(timer);
-        s.destroy();
-        reject(new Error(`read more than ${limit} bytes: the answer was not cut`));
-      }
-    });
-    s.once('close', () => {
-      clearTimeout(timer);
-      resolve(n);
-    });
-    s.resume();
-  });
+async function nonReader(port: number, path: string): Promise<{ socket: Socket; firstBytes: Buffer }> {
+  const { socket, first } = await sendThenStopReading(port, `GET ${path} HTTP/1.1\r\nHost: app.test\r\n\r\n`);
+  return { socket, firstBytes: first };
 }
 
 describe('reverse gateway: send timeout', () => {
   it('a slow reader that keeps taking bytes (bursts every send timeout / 2) is never cut: 200, all of it', () =>
-    withSeed('slow steady reader', async (rand) => {
+    seededRun('slow steady reader', async (rand) => {
       const send = between(rand, 300, 600);
       const { g, ports } = await gatewayWith([{ sendTimeout: `${send}ms` }]);
       const total = 16 * 1024 * 1024;
@@ -312,7 +280,7 @@ describe('reverse gateway: send timeout', () => {
     }));
 
   it('a client that never reads a large answer is cut after the send timeout; the upstream connection closes', () =>
-    withSeed('non-reading client', async (rand) => {
+    seededRun('non-reading client', async (rand) => {
       const sends = [between(rand, 200, 400), between(rand, 400, 600), between(rand, 600, 800)];
       const { g, ports } = await gatewayWith(sends.map((ms) => ({ sendTimeout: `${ms}ms` })));
       try {

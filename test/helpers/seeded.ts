@@ -12,15 +12,20 @@ export interface Rand {
   pick<T>(xs: readonly T[]): T;
 }
 
-export function seededRandom(seed = Number(process.env.GATEWISE_SEED ?? Date.now() % 2 ** 31)): Rand {
+/** mulberry32: the one small seeded generator of the tests, benchmarks and fuzzers (the same values every run of a seed). */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
-  const next = (): number => {
+  return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+export function seededRandom(seed = Number(process.env.GATEWISE_SEED ?? Date.now() % 2 ** 31)): Rand {
+  const next = prng(seed);
   return {
     seed,
     next,
@@ -38,4 +43,27 @@ export async function withSeed<T>(rand: Rand, fn: () => Promise<T>): Promise<T> 
     e.message = `[seed ${rand.seed}: replay with GATEWISE_SEED=${rand.seed}] ${e.message}`;
     throw e;
   }
+}
+
+/** The seed of this run: GATEWISE_SEED from the environment, else a fresh one (printed by `withSeed` on failure). */
+export function runSeed(): number {
+  const env = process.env.GATEWISE_SEED;
+  return env !== undefined && env !== '' ? Number(env) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
+}
+
+/** Run `fn` with a seeded generator; a failure names the seed, to replay it with SEED=<seed>. */
+export async function seededRun<T>(what: string, fn: (rand: () => number, seed: number) => T | Promise<T>, seed = runSeed()): Promise<T> {
+  try {
+    return await fn(prng(seed), seed);
+  } catch (err) {
+    const msg = `${what}: failed with seed ${seed} (replay: GATEWISE_SEED=${seed} node --test <file>)`;
+    console.error(msg);
+    if (err instanceof Error) err.message = `${msg}\n${err.message}`;
+    throw err;
+  }
+}
+
+/** An integer in [lo, hi]. */
+export function between(rand: () => number, lo: number, hi: number): number {
+  return lo + Math.floor(rand() * (hi - lo + 1));
 }

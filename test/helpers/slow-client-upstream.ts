@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 
 /**
  * Upstreams on loopback for slow-client tests: they count their open connections (so a
@@ -220,4 +220,42 @@ export async function startStreamingTcp(max = MAX_STREAM): Promise<StreamingTcp>
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/** Read what is left (bounded): resolves with the byte count once the connection ends. */
+export function drainRest(s: Socket, limit: number, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let n = 0;
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`the connection was still open after ${timeoutMs} ms (${n} bytes read)`));
+    }, timeoutMs);
+    s.on('data', (d: Buffer) => {
+      n += d.length;
+      if (n > limit) {
+        clearTimeout(timer);
+        s.destroy();
+        reject(new Error(`read more than ${limit} bytes: the answer was not cut`));
+      }
+    });
+    s.once('close', () => {
+      clearTimeout(timer);
+      resolve(n);
+    });
+    s.resume();
+  });
+}
+
+/** Send `head`, wait for the first bytes back, then stop reading. */
+export function sendThenStopReading(port: number, head: string | Buffer): Promise<{ socket: Socket; first: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    s.once('connect', () => s.write(head));
+    s.once('data', (d: Buffer) => {
+      s.pause();
+      resolve({ socket: s, first: d });
+    });
+    s.once('close', () => reject(new Error('closed before any byte')));
+  });
 }

@@ -5,21 +5,11 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Failure } from '../../src/failure/index.js';
 import { UserDirectory, hashPassword } from '../../src/tenants/index.js';
+import { prng as random } from '../helpers/seeded.js';
 
 /** Cheap parameters (about 1 MiB, a few ms): the bounds are under test, not scrypt. */
 const CHEAP = { N: 1024, r: 8, p: 1 };
 
-/** mulberry32: a small seeded generator, so a failing case can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Case {
   sources: number;

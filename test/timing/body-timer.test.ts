@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { BodyTimer } from '../../src/timing/body-timer.js';
 import { deadlines } from '../../src/timing/deadlines.js';
-import { between, withSeed } from '../helpers/seeded-family.js';
+import { between, seededRun } from '../helpers/seeded.js';
 
 /**
  * The client-body timer against a reference model, over seeded families of gap timeouts,
@@ -80,7 +80,7 @@ function drive(gapMs: number, rate: number, base: number, evs: readonly Ev[], en
 
 describe('BodyTimer (client body gap and minimum rate)', () => {
   test('fires exactly when the rule says, for seeded gaps, rates and uploads', () =>
-    withSeed('BodyTimer vs reference', (rand) => {
+    seededRun('BodyTimer vs reference', (rand) => {
       // Far in the future: entries the timer adds to the process list never come due.
       const base = performance.now() + 1e7;
       for (let run = 0; run < 400; run++) {

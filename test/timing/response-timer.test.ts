@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { deadlines } from '../../src/timing/deadlines.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../../src/timing/response-timer.js';
-import { between, withSeed } from '../helpers/seeded-family.js';
+import { between, seededRun } from '../helpers/seeded.js';
 
 /**
  * The response body's two waits against a reference, over seeded families: the upstream's
@@ -79,7 +79,7 @@ function drive(idleMs: number, sendMs: number, base: number, evs: readonly Ev[],
 
 describe('ResponseTimer: body idle time and the send timeout', () => {
   test('the send timeout fires when the client held a full buffer that long, the idle timeout only when the upstream was silent', () =>
-    withSeed('ResponseTimer vs reference', (rand) => {
+    seededRun('ResponseTimer vs reference', (rand) => {
       const base = performance.now() + 1e7;
       for (let run = 0; run < 400; run++) {
         const idleMs = rand() < 0.2 ? 0 : between(rand, 50, 2000);

@@ -15,16 +15,22 @@ function endpoints(n: number): Endpoint[] {
   );
 }
 
-const OPTS = { consecutiveGatewayFailures: 3, consecutive5xx: 5, baseEjectionMs: 30_000, maxEjectionMs: 300_000, maxEjectedPercent: 50, cluster: 'api' };
-
-describe('outlier detection', () => {
-  let events: OutlierEvent[];
+/** The outlier events published during each test of the calling suite. */
+function captureOutlierEvents(): { events: OutlierEvent[]; listener: (m: unknown) => void } {
+  const events: OutlierEvent[] = [];
   const listener = (m: unknown): void => void events.push(m as OutlierEvent);
   beforeEach(() => {
-    events = [];
+    events.length = 0;
     subscribe(OUTLIER_CHANNEL, listener);
   });
   afterEach(() => unsubscribe(OUTLIER_CHANNEL, listener));
+  return { events, listener };
+}
+
+const OPTS = { consecutiveGatewayFailures: 3, consecutive5xx: 5, baseEjectionMs: 30_000, maxEjectionMs: 300_000, maxEjectedPercent: 50, cluster: 'api' };
+
+describe('outlier detection', () => {
+  const { events, listener } = captureOutlierEvents();
 
   test('consecutive gateway failures eject; a success in between resets the count', () => {
     const eps = endpoints(4);
@@ -132,13 +138,7 @@ describe('outlier detection', () => {
 });
 
 describe('outlier detection never causes the outage (issue 15)', () => {
-  let events: OutlierEvent[];
-  const listener = (m: unknown): void => void events.push(m as OutlierEvent);
-  beforeEach(() => {
-    events = [];
-    subscribe(OUTLIER_CHANNEL, listener);
-  });
-  afterEach(() => unsubscribe(OUTLIER_CHANNEL, listener));
+  const { events } = captureOutlierEvents();
 
   test('a live endpoint is not ejected for 5xx while its only peer is down by health checks', () => {
     const eps = endpoints(2);
