@@ -119,38 +119,43 @@ function gatewise(ctx: StartContext, name: string, args: string[], port: number,
 
 /**
  * `BENCH_BASELINE=DIR`: a built checkout of an earlier commit (e.g. `git worktree add
- * DIR REV && (cd DIR && npm ci && npm run build)`), run as `gatewise-base-quiet` and
- * `gatewise-fwd-base-quiet`, so a change can be duelled against the code before it.
+ * DIR REV && (cd DIR && npm ci && npm run build)`), run as `gatewise-base`, `gatewise-base-quiet`,
+ * `gatewise-fwd-base` and `gatewise-fwd-base-quiet`, so a change can be duelled against the code before it.
  */
 export const BASELINE_ROOT = process.env.BENCH_BASELINE;
 
 function baselineContenders(): Contender[] {
   const root = BASELINE_ROOT;
   if (!root) return [];
-  return [
-    {
-      id: 'gatewise-base-quiet',
-      label: 'Gatewise baseline (no access log)',
-      groups: [],
-      isGatewise: true,
-      config: `the checkout in ${root}, as gatewise-quiet`,
-      async start(ctx: StartContext): Promise<Running> {
-        const port = await freePort();
-        return gatewise(ctx, 'gatewise-base-quiet', [...GATEWISE_CLI.reverse(port, ctx.originPort), GATEWISE_CLI.quiet], port, root);
+  // The same four variants as this build's: reverse and forward, default logging and quiet.
+  return [false, true].flatMap((quiet) => {
+    const suffix = quiet ? '-quiet' : '';
+    const how = quiet ? 'no access log' : 'default logging';
+    return [
+      {
+        id: `gatewise-base${suffix}`,
+        label: `Gatewise baseline (${how})`,
+        groups: [] as Group[],
+        isGatewise: true,
+        config: `the checkout in ${root}, as gatewise${suffix}`,
+        async start(ctx: StartContext): Promise<Running> {
+          const port = await freePort();
+          return gatewise(ctx, `gatewise-base${suffix}`, [...GATEWISE_CLI.reverse(port, ctx.originPort), ...(quiet ? [GATEWISE_CLI.quiet] : [])], port, root);
+        },
       },
-    },
-    {
-      id: 'gatewise-fwd-base-quiet',
-      label: 'Gatewise baseline forward (no access log)',
-      groups: [],
-      isGatewise: true,
-      config: `the checkout in ${root}, as gatewise-fwd-quiet`,
-      async start(ctx: StartContext): Promise<Running> {
-        const port = await freePort();
-        return gatewise(ctx, 'gatewise-fwd-base-quiet', [...GATEWISE_CLI.forward(port), GATEWISE_CLI.quiet], port, root);
+      {
+        id: `gatewise-fwd-base${suffix}`,
+        label: `Gatewise baseline forward (${how})`,
+        groups: [] as Group[],
+        isGatewise: true,
+        config: `the checkout in ${root}, as gatewise-fwd${suffix}`,
+        async start(ctx: StartContext): Promise<Running> {
+          const port = await freePort();
+          return gatewise(ctx, `gatewise-fwd-base${suffix}`, [...GATEWISE_CLI.forward(port), ...(quiet ? [GATEWISE_CLI.quiet] : [])], port, root);
+        },
       },
-    },
-  ];
+    ];
+  });
 }
 
 function gatewiseContenders(): Contender[] {

@@ -32,6 +32,7 @@ export const PAIRS: Pair[] = [
   { load: 'get-1k', a: 'gatewise-quiet', b: 'fastify', target: 1.5 },
   { load: 'get-1k', a: 'gatewise-quiet', b: 'nginx', target: 0.45 },
   { load: 'get-1k', a: 'gatewise-quiet', b: 'undici-stream' },
+  { load: 'get-1k', a: 'gatewise', b: 'http-proxy', reference: 'the default configuration (access log on) against node-http-proxy' },
   { load: 'get-1k', a: 'undici-stream', b: 'nginx', reference: 'the bare undici engine against nginx' },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'squid', target: 1 },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'connect-floor' },
@@ -39,6 +40,8 @@ export const PAIRS: Pair[] = [
   // With BENCH_BASELINE set: this build against an earlier one (bar of a refactor: ≥ 0.97×).
   ...(BASELINE_ROOT
     ? ([
+        { load: 'get-1k', a: 'gatewise', b: 'gatewise-base', reference: 'this build against the baseline checkout, default logging' },
+        { load: 'connect-per-tunnel', a: 'gatewise-fwd', b: 'gatewise-fwd-base', reference: 'this build against the baseline checkout, default logging' },
         { load: 'get-1k', a: 'gatewise-quiet', b: 'gatewise-base-quiet', reference: 'this build against the baseline checkout' },
         { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'gatewise-fwd-base-quiet', reference: 'this build against the baseline checkout' },
       ] satisfies Pair[])
