@@ -9,7 +9,8 @@ export type { GatewayHooks, HookRequest, ResponseHead } from './gateway/hooks.js
 export type { RetryDecision, TryFacts, RetryRules } from './gateway/retry-policy.js';
 export { BALANCER_KINDS, type Balancer, type BalancerFactory, type BalancerOptions, type BalancerKind, type PickContext } from './upstream/balancers/balancer.js';
 export type { Endpoint } from './upstream/endpoint.js';
-export type { RequestRecord, AttemptRecord } from './gateway/events.js';
+export type { RequestRecord, ReverseRecord, ForwardRecord, AttemptRecord, Face } from './record/index.js';
+export { REQUEST_END_CHANNEL } from './record/index.js';
 export { attachAccessLog, createLogger } from './observe/access-log.js';
 export { attachMetrics } from './observe/metrics.js';
 export { startAdmin } from './observe/admin.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { validateConfig } from '../config/load.js';
-import type { RequestRecord } from '../gateway/events.js';
+import { REQUEST_END_CHANNEL, type RequestRecord } from '../record/index.js';
 import type { ConfigInput } from '../config/schema.js';
 import { LAB_FAULTS, startLab, type Lab, type LabFault } from '../lab/index.js';
 import { startRuntime, untilSignal } from './runtime.js';
@@ -112,7 +112,7 @@ async function probeAll(base: string): Promise<ProbeResult[]> {
     const r = m as RequestRecord;
     seen.set(r.requestId, r);
   };
-  subscribe('gatewise:request:end', onEnd);
+  subscribe(REQUEST_END_CHANNEL, onEnd);
   try {
     return await Promise.all(
       LAB_FAULTS.map(async (f): Promise<ProbeResult> => {
@@ -140,7 +140,7 @@ async function probeAll(base: string): Promise<ProbeResult[]> {
       }),
     );
   } finally {
-    unsubscribe('gatewise:request:end', onEnd);
+    unsubscribe(REQUEST_END_CHANNEL, onEnd);
     await agent.close();
   }
 }

@@ -1,8 +1,7 @@
-import { pino } from 'pino';
 import { forwardSchema, type ForwardConfigInput } from '../config/forward.js';
 import { startForwardProxy, type ForwardProxy } from '../forward/index.js';
 import { hashPassword } from '../tenants/index.js';
-import { flushLogger, logDestination } from '../observe/access-log.js';
+import { createLogger, flushLogger } from '../observe/access-log.js';
 import { answerUsage, command, optionsError, parseCommand } from './commands.js';
 import { UsageError } from './usage.js';
 
@@ -93,7 +92,7 @@ export async function forwardCommand(argv: string[]): Promise<number> {
     process.stderr.write(`gatewise forward: ${(err as Error).message}\n`);
     return 2;
   }
-  const logger = pino({ level: 'info' }, logDestination(1));
+  const logger = createLogger();
   let proxy: ForwardProxy;
   try {
     proxy = await startForwardProxy(input, { logger });

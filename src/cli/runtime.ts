@@ -50,21 +50,21 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     if (gateway) {
       const addrs = await gateway.listen();
       closers.push(() => gateway.close());
-      logger.info({ type: 'lifecycle', event: 'ready', listeners: addrs.map((a) => a.url), identity: gateway.ctx.identity }, 'gateway listening');
+      logger.info({ component: 'gateway', type: 'lifecycle', event: 'ready', listeners: addrs.map((a) => a.url), identity: gateway.ctx.identity }, 'gateway listening');
       logger.flush(); // lifecycle lines go out now, not with the next batch
     }
     if (config.forward) {
       const { startForwardProxy } = await import('../forward/index.js');
       const fwd = await startForwardProxy(config.forward, { logger });
       closers.push(() => fwd.close());
-      logger.info({ type: 'lifecycle', event: 'forward-ready', listeners: fwd.addresses() }, 'forward proxy listening');
+      logger.info({ component: 'forward', type: 'lifecycle', event: 'forward-ready', listeners: fwd.addresses() }, 'forward proxy listening');
       logger.flush(); // lifecycle lines go out now, not with the next batch
     }
     if (config.admin && metrics) {
       const { startAdmin } = await import('../observe/admin.js');
       const admin = await startAdmin(config.admin.address, config.admin.port, metrics.registry, () => !gateway?.ctx.draining, gateway && gatewayControl(gateway));
       closers.push(() => admin.close());
-      logger.info({ type: 'lifecycle', event: 'admin', url: admin.url }, 'admin listening');
+      logger.info({ component: 'admin', type: 'lifecycle', event: 'admin', url: admin.url }, 'admin listening');
       logger.flush(); // lifecycle lines go out now, not with the next batch
     }
   } catch (err) {
@@ -92,7 +92,7 @@ export function untilSignal(rt: Runtime): Promise<number> {
     const onSignal = (sig: NodeJS.Signals): void => {
       if (stopping) process.exit(130);
       stopping = true;
-      rt.logger.info({ type: 'lifecycle', event: 'signal', signal: sig }, 'draining in-flight requests');
+      rt.logger.info({ component: 'runtime', type: 'lifecycle', event: 'signal', signal: sig }, 'draining in-flight requests');
       rt.logger.flush(); // lifecycle lines go out now, not with the next batch
       rt.close().then(() => resolve(0), () => resolve(1));
     };

@@ -1,6 +1,6 @@
 import { channel } from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { z } from 'zod';
 import { parseDuration } from '../config/duration.js';
 import { NO_USERS, forwardSchema, forwardUserSchema, type ForwardConfig, type ForwardConfigInput, type ForwardUser } from '../config/forward.js';
@@ -18,9 +18,10 @@ import {
   type UdpDialer,
 } from '../egress/index.js';
 import { MemoryStore, type Store } from '../state/index.js';
-import type { AuthProvider, FinishedRecord } from '../tenants/index.js';
+import type { AuthProvider } from '../tenants/index.js';
 import { ConcurrencyLimits, Meter, PlanEnforcer, UserDirectory, UsersFile, type PlanSpec } from '../tenants/index.js';
-import { attachAccessLog } from './access-log.js';
+import { AccessLog, createLogger } from '../observe/access-log.js';
+import { requestEnd, type ForwardRecord } from '../record/index.js';
 import type { ForwardContext } from './context.js';
 import { HttpFront } from './http-front.js';
 import { ForwardListener, type ForwardProtocol } from './listener.js';
@@ -35,8 +36,6 @@ import { UpstreamTls } from './upstream-tls.js';
 import { mergeForwardHooks, type ForwardHooks } from './hooks.js';
 import { ForwardPipeline } from './pipeline.js';
 
-/** diagnostics_channel name carrying every FinishedRecord of the forward proxy. */
-export const FINISHED_CHANNEL = 'gatewise:forward:finished';
 /** diagnostics_channel name carrying exit failures ({ pool, exit, host, scope, cooled, type }). */
 export const EXIT_FAILURE_CHANNEL = 'gatewise:forward:exit-failure';
 
@@ -126,7 +125,7 @@ function parseForwardConfig(input: ForwardConfig | ForwardConfigInput, external:
  */
 export async function startForwardProxy(input: ForwardConfig | ForwardConfigInput, deps: ForwardDeps = {}): Promise<ForwardProxy> {
   const config = parseForwardConfig(input, deps.authProvider !== undefined);
-  const logger = deps.logger ?? pino();
+  const logger = deps.logger ?? createLogger();
   const settings = toSettings(config);
   const resolver: Resolver = !deps.resolver ? systemResolver : deps.resolver.length >= 3 ? resolverFromLookup(deps.resolver as LookupFunction) : (deps.resolver as Resolver);
   const store: Store = deps.store ?? new MemoryStore({ now: deps.now });
@@ -175,7 +174,6 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
       },
     },
   });
-  const finishedChannel = channel(FINISHED_CHANNEL);
   const hooks = mergeForwardHooks(deps.hooks ?? []);
   const plans = new PlanEnforcer(new Map<string, PlanSpec>(Object.entries(config.plans)), userPlans, store, deps.now);
   const directory = new UserDirectory(users, {
@@ -209,7 +207,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     grammar: { separator: config.usernameGrammar.separator, keys: { session: config.usernameGrammar.session, ttl: config.usernameGrammar.ttl, pool: config.usernameGrammar.pool } },
     tls,
     relayTimeouts: { headersMs: settings.responseHeadersMs, bodyIdleMs: settings.responseBodyIdleMs, sendMs: settings.sendMs },
-    recordsObserved: () => config.accessLog || finishedChannel.hasSubscribers || hooks.onFinish !== undefined,
+    recordsObserved: () => config.accessLog || requestEnd.hasSubscribers || hooks.onFinish !== undefined,
   };
   const pipeline = new ForwardPipeline(ctx, hooks);
 
@@ -234,7 +232,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         setTables(all);
         agents.reset();
       },
-      logger: { info: (o, m) => logger.info(o, m), error: (o, m) => logger.error(o, m) },
+      logger: { info: (o, m) => logger.info({ component: 'users', ...o }, m), error: (o, m) => logger.error({ component: 'users', ...o }, m) },
       intervalMs: ms(config.auth.usersFileCheck),
     });
     await usersFile.start();
@@ -259,14 +257,19 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     flush.unref();
   }
 
-  const detachLog = config.accessLog ? attachAccessLog(ctx.meter, logger) : () => {};
-  // Observers (metrics, dashboard) subscribe to finishedChannel; the hot path does not import them.
+  // This proxy's own records go to its own access log (another proxy in the same process
+  // has its own); every observer (metrics, dashboard) reads them on `gatewise:request:end`.
+  const accessLog = config.accessLog ? new AccessLog(logger) : undefined;
   const onFinish = hooks.onFinish;
-  const publish = (rec: FinishedRecord): void => {
-    if (finishedChannel.hasSubscribers) finishedChannel.publish(rec);
+  const publish = (rec: ForwardRecord): void => {
+    accessLog?.write(rec);
+    if (requestEnd.hasSubscribers) requestEnd.publish(rec);
     onFinish?.(rec);
   };
   ctx.meter.on('finished', publish);
+  const detachLog = (): void => {
+    ctx.meter.off('finished', publish);
+  };
   if (!settings.authRequired) {
     logger.warn({ component: 'forward' }, 'forward proxy runs WITHOUT authentication (auth.required: false): anyone who can reach it may use it');
   }

@@ -1,5 +1,6 @@
 import type { Failure } from '../failure/index.js';
-import type { FinishedRecord, MeteredProtocol } from '../tenants/index.js';
+import type { MeteredProtocol } from '../tenants/index.js';
+import type { ForwardRecord } from '../record/index.js';
 
 /** What a forward request is: one HTTP request, one tunnel, or one UDP association. */
 export type ForwardKind = 'request' | 'tunnel' | 'datagram';
@@ -42,7 +43,7 @@ export interface ForwardHooks {
   /** A refusal or failure the client is about to be answered with (observe only). */
   onFailure?(req: ForwardHookRequest, failure: Failure): void;
   /** Once per request, tunnel or association, with its finished record. */
-  onFinish?(record: FinishedRecord): void;
+  onFinish?(record: ForwardRecord): void;
 }
 
 /** The hooks of one proxy, merged into one call per phase (none: undefined, no call at all). */
@@ -50,7 +51,7 @@ export interface MergedForwardHooks {
   authorize: ((req: ForwardHookRequest) => Failure | undefined | Promise<Failure | undefined>) | undefined;
   chooseEgress: ((req: ForwardHookRequest) => string | undefined) | undefined;
   onFailure: ((req: ForwardHookRequest, failure: Failure) => void) | undefined;
-  onFinish: ((record: FinishedRecord) => void) | undefined;
+  onFinish: ((record: ForwardRecord) => void) | undefined;
 }
 
 /** Merge a list of hooks: each phase becomes one function, or undefined when no hook has it. */

@@ -114,7 +114,7 @@ export class HttpFront {
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     writeRawFailure(this.#ctx, socket, f, requestId, undefined);
-    session.finish({ status: f.status, error: f.type, reason: f.reason, refused: true, endedBy });
+    session.finish({ status: f.status, error: f.type, reason: f.reason, phase: f.phase, refused: true, endedBy });
   }
 
   /** A request with more header lines than the listener takes: 431, recorded, the connection closed. */
@@ -124,7 +124,7 @@ export class HttpFront {
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, req.socket) });
     req.resume();
     sendFailure(this.#ctx, req, res, f, requestId, true);
-    session.finish({ status: f.status, error: f.type, reason: f.reason, method: req.method, refused: true, endedBy: f.source });
+    session.finish({ status: f.status, error: f.type, reason: f.reason, phase: f.phase, method: req.method, refused: true, endedBy: f.source });
   }
 
   /**
@@ -157,7 +157,7 @@ export class HttpFront {
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     writeRawFailure(this.#ctx, socket, f, requestId, undefined);
-    session.finish({ status: f.status, error: f.type, reason: f.reason, refused: true, endedBy: f.source });
+    session.finish({ status: f.status, error: f.type, reason: f.reason, phase: f.phase, refused: true, endedBy: f.source });
   }
 
   close(): void {

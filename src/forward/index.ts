@@ -1,4 +1,4 @@
-export { startForwardProxy, FINISHED_CHANNEL, EXIT_FAILURE_CHANNEL, type ForwardProxy, type ForwardDeps } from './forward-proxy.js';
+export { startForwardProxy, EXIT_FAILURE_CHANNEL, type ForwardProxy, type ForwardDeps } from './forward-proxy.js';
 export type { ForwardHooks, ForwardHookRequest, ForwardKind } from './hooks.js';
 export type { ForwardProtocol } from './listener.js';
 export { DestinationRules, type RuleSpec, type RuleSetSpec, type GlobalRulesSpec } from './rules/destination-rules.js';
@@ -7,5 +7,6 @@ export { canonicalAddress } from './rules/ip-address.js';
 export { SOCKS5_REPLY, SOCKS5_REPLY_FOR, SOCKS4_REPLY, socks5ReplyFor } from './socks/reply-codes.js';
 export { forwardSchema, type ForwardConfig, type ForwardConfigInput } from '../config/forward.js';
 export { systemResolver, dnsServerResolver, resolverFromLookup, type Resolver, type LookupFunction } from '../egress/index.js';
+export { REQUEST_END_CHANNEL, type RequestRecord, type ForwardRecord } from '../record/index.js';
 export type { Meter, MeterSnapshot, FinishedRecord, Counters, AuthProvider, CheckSource } from '../tenants/index.js';
 export { limitRefusal as planRefusal } from '../tenants/index.js';

@@ -78,7 +78,7 @@ export class ForwardListener {
       this.#server.once('error', reject);
       this.#server.listen({ host: this.#spec.address, port: this.#spec.port, exclusive: true }, () => {
         this.#server.off('error', reject);
-        this.#server.on('error', (err) => this.#ctx.logger.error({ err }, 'forward listener error'));
+        this.#server.on('error', (err) => this.#ctx.logger.error({ component: 'forward', err }, 'forward listener error'));
         resolve();
       });
     });

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { Failure, classify, type EndedBy } from '../failure/index.js';
+import { Failure, classify, type EndedBy, type Phase, type ProxyErrorType } from '../failure/index.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
 import { Cancel } from '../timing/cancel.js';
 import { literalAddress } from '../egress/resolver.js';
@@ -293,7 +293,7 @@ export class ForwardPipeline {
     if (req.session.finished) return;
     this.#hooks.onFailure?.(req, f);
     const fields = responder.refuse(f);
-    req.session.finish(fieldsOf(fields, f.type, f.source, undefined, true, f.reason));
+    req.session.finish(fieldsOf(fields, f.type, f.source, undefined, true, f.reason, f.phase));
   }
 }
 
@@ -302,8 +302,8 @@ export class ForwardPipeline {
  * object literal of a fixed shape: spreading the front's fields into a literal made V8
  * build it key by key on every tunnel.
  */
-function fieldsOf(front: FinishFields, error: string | null, endedBy: EndedBy, address: string | null | undefined, refused = false, reason?: string): FinishFields {
-  return { status: front.status, reply: front.reply, method: front.method, error, endedBy, address, refused, reason };
+function fieldsOf(front: FinishFields, error: ProxyErrorType | null, endedBy: EndedBy, address: string | null | undefined, refused = false, reason?: string, phase?: Phase): FinishFields {
+  return { status: front.status, reply: front.reply, method: front.method, error, endedBy, address, refused, reason, phase };
 }
 
 const kCancel = Symbol('gatewise.dialCancel');

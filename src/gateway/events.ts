@@ -1,56 +1,7 @@
-import { channel } from 'node:diagnostics_channel';
-import type { EndedBy, ProxyErrorType, Phase } from '../failure/index.js';
+import type { ProxyErrorType } from '../failure/index.js';
+import type { ReverseRecord } from '../record/index.js';
 
-/** One try at an upstream endpoint. */
-export interface AttemptRecord {
-  endpoint: string;
-  /** The furthest phase reached. */
-  phase: Phase;
-  /** Whether the attempt used a new upstream connection or reused a pooled one. */
-  connection?: 'new' | 'reused';
-  status?: number;
-  error?: ProxyErrorType;
-  detail?: string;
-  /** Milliseconds from the start of the request. */
-  startMs: number;
-  /** New connections only: DNS, TCP connect and TLS handshake times (ms). */
-  dnsMs?: number;
-  tcpMs?: number;
-  tlsMs?: number;
-  /** Handed to a connected socket (includes DNS, connect and TLS when a new connection was opened). */
-  connectedMs?: number;
-  firstByteMs?: number;
-  headersMs?: number;
-  endMs?: number;
-}
-
-export type { EndedBy };
-
-/** Published once per request on `gatewise:request:end` when it has subscribers. */
-export interface RequestRecord {
-  time: number;
-  requestId: string;
-  listener: string;
-  clientAddress: string | undefined;
-  method: string;
-  host: string;
-  path: string;
-  httpVersion: string;
-  route: string | undefined;
-  cluster: string | undefined;
-  status: number;
-  /** RFC 9209 error type when the gateway produced the response or cut it short. */
-  error: ProxyErrorType | undefined;
-  /** The phase where the exchange ended badly, if it did. */
-  phase: Phase | undefined;
-  endedBy: EndedBy;
-  detail: string | undefined;
-  attempts: AttemptRecord[];
-  bytesIn: number;
-  bytesOut: number;
-  durationMs: number;
-  upgrade: boolean;
-}
+export { requestEnd, gatewayLifecycle, type AttemptRecord, type EndedBy, type LifecycleRecord, type ReverseRecord } from '../record/index.js';
 
 export interface UpstreamConnectRecord {
   cluster: string;
@@ -61,16 +12,9 @@ export interface UpstreamConnectRecord {
   error?: ProxyErrorType;
 }
 
-export const requestEnd = channel('gatewise:request:end');
-export const gatewayLifecycle = channel('gatewise:gateway:lifecycle');
-
-export interface LifecycleRecord {
-  event: 'listening' | 'draining' | 'closed' | 'config-warning';
-  detail: string;
-}
 
 /** The fields of a record that come from the outcome rather than the request itself. */
-export type OutcomeFields = Omit<RequestRecord, 'time' | 'requestId' | 'listener' | 'clientAddress' | 'method' | 'host' | 'path' | 'httpVersion'> & { path?: string };
+export type OutcomeFields = Omit<ReverseRecord, 'face' | 'protocol' | 'time' | 'requestId' | 'listener' | 'clientAddress' | 'method' | 'host' | 'path' | 'httpVersion'> & { path?: string };
 
 /**
  * One request record, built as a single object literal. (Spreading a partial record
@@ -83,13 +27,15 @@ export function requestRecord(
   clientAddress: string,
   req: { method?: string; url?: string; httpVersion?: string; headers: { host?: string } } | undefined,
   o: OutcomeFields,
-): RequestRecord {
+): ReverseRecord {
   return {
+    face: 'reverse',
+    protocol: 'http',
     time: Date.now(),
     requestId,
     listener,
     clientAddress,
-    method: req?.method ?? '',
+    method: req?.method,
     host: req?.headers.host ?? '',
     path: o.path ?? req?.url ?? '',
     httpVersion: req?.httpVersion ?? '',
@@ -97,12 +43,13 @@ export function requestRecord(
     cluster: o.cluster,
     status: o.status,
     error: o.error,
+    reason: o.reason,
     phase: o.phase,
     endedBy: o.endedBy,
     detail: o.detail,
     attempts: o.attempts,
-    bytesIn: o.bytesIn,
-    bytesOut: o.bytesOut,
+    bytesUp: o.bytesUp,
+    bytesDown: o.bytesDown,
     durationMs: o.durationMs,
     upgrade: o.upgrade,
   };

@@ -1,5 +1,5 @@
 import { Failure, classify } from '../failure/index.js';
-import type { RequestRecord } from './events.js';
+import type { ReverseRecord as RequestRecord } from './events.js';
 
 /**
  * The request as a hook sees it: read-only facts. (The gateway's own request object

@@ -1,6 +1,6 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { RequestRecord } from '../gateway/events.js';
+import { REQUEST_END_CHANNEL, type RequestRecord } from '../record/index.js';
 
 export interface GatewayMetrics {
   registry: Registry;
@@ -15,8 +15,8 @@ export function attachMetrics(registry = new Registry(), opts: { defaultMetrics?
   if (opts.defaultMetrics) collectDefaultMetrics({ register: registry });
   const requests = new Counter({
     name: 'gatewise_requests_total',
-    help: 'Requests answered, by route, status and Proxy-Status error type ("" when none).',
-    labelNames: ['route', 'cluster', 'status', 'error', 'ended_by'] as const,
+    help: 'Requests, tunnels and associations finished, by face (reverse, forward), protocol, route, status and Proxy-Status error type ("" when none).',
+    labelNames: ['face', 'protocol', 'route', 'cluster', 'status', 'error', 'ended_by'] as const,
     registers: [registry],
   });
   const attempts = new Counter({
@@ -34,11 +34,12 @@ export function attachMetrics(registry = new Registry(), opts: { defaultMetrics?
   });
   const onRequest = (msg: unknown): void => {
     const r = msg as RequestRecord;
-    const route = r.route ?? '';
-    requests.inc({ route, cluster: r.cluster ?? '', status: String(r.status), error: r.error ?? '', ended_by: r.endedBy });
+    const route = r.face === 'reverse' ? (r.route ?? '') : '';
+    const cluster = r.face === 'reverse' ? (r.cluster ?? '') : '';
+    requests.inc({ face: r.face, protocol: r.protocol, route, cluster, status: r.status === undefined ? '' : String(r.status), error: r.error ?? '', ended_by: r.endedBy });
     duration.observe({ route }, r.durationMs / 1000);
-    for (const a of r.attempts) attempts.inc({ cluster: r.cluster ?? '', endpoint: a.endpoint, error: a.error ?? '' });
+    if (r.face === 'reverse') for (const a of r.attempts) attempts.inc({ cluster, endpoint: a.endpoint, error: a.error ?? '' });
   };
-  subscribe('gatewise:request:end', onRequest);
-  return { registry, detach: () => unsubscribe('gatewise:request:end', onRequest) };
+  subscribe(REQUEST_END_CHANNEL, onRequest);
+  return { registry, detach: () => unsubscribe(REQUEST_END_CHANNEL, onRequest) };
 }

@@ -1,4 +1,5 @@
-import type { EndedBy } from '../failure/index.js';
+import type { EndedBy, Phase, ProxyErrorType } from '../failure/index.js';
+import type { ForwardRecord, RecordProtocol } from '../record/index.js';
 import { EventEmitter } from 'node:events';
 
 /**
@@ -7,7 +8,7 @@ import { EventEmitter } from 'node:events';
  * association. Quotas and metrics read `snapshot()` and listen to the events.
  */
 
-export type MeteredProtocol = 'http' | 'connect' | 'socks5' | 'socks4' | 'socks5-udp';
+export type MeteredProtocol = RecordProtocol;
 
 export interface Counters {
   bytesUp: number;
@@ -27,53 +28,15 @@ export interface MeterSnapshot {
   destinations: Record<string, Counters>;
 }
 
-/** What the `finished` event carries: one line of the access log. */
-export interface FinishedRecord {
-  requestId: string;
-  protocol: MeteredProtocol;
-  user: string | null;
-  /** `host:port` as the client asked for it. */
-  destination: string | null;
-  /** The address actually connected to (after resolution and rule checks). */
-  address: string | null;
-  /** HTTP status answered to the client, when HTTP. */
-  status?: number;
-  /** SOCKS reply code sent, when SOCKS. */
-  reply?: number;
-  /** RFC 9209 error type, when the request failed or was refused. */
-  error: string | null;
-  /** The refusal reason (REFUSAL_REASONS), when the status is not the error type's own: request_timeout, … */
-  reason?: string;
-  bytesUp: number;
-  bytesDown: number;
-  datagramsUp?: number;
-  datagramsDown?: number;
-  datagramsDropped?: number;
-  durationMs: number;
-  /** Who ended it, in the words both faces use (src/failure/types.ts EndedBy). */
-  endedBy?: EndedBy;
-  method?: string;
-  clientAddress?: string;
-  /** Egress pool and exit that carried it (absent = direct). */
-  pool?: string;
-  exit?: string;
-  /** Username session id, and whether the session moved to another exit. */
-  session?: string;
-  repinned?: boolean;
-  /** Exits tried before the one that worked. */
-  exitRetries?: number;
-  /** The plan of the user. */
-  plan?: string;
-  /** The byte quota that ended this tunnel. */
-  quota?: string;
-  /** Why the proxy cut it, when a client's slowness did (a stalled body, a response left unread). */
-  detail?: string;
-}
+/** What the `finished` event carries: the forward face's request record (one access-log line). */
+export type FinishedRecord = ForwardRecord;
 
 export interface FinishFields {
   status?: number;
   reply?: number;
-  error?: string | null;
+  error?: ProxyErrorType | null;
+  /** Where a failure happened (the failure's phase). */
+  phase?: Phase;
   /** The refusal reason, when the failure has one (request_timeout, proxy_auth_required, …). */
   reason?: string;
   address?: string | null;
@@ -253,7 +216,7 @@ export class MeterSession {
   }
 
   /** Count it, emit `finished`, return the record. Only the first call counts. */
-  finish(fields: FinishFields = {}): FinishedRecord | undefined {
+  finish(fields: FinishFields = {}): ForwardRecord | undefined {
     if (this.#finished) return undefined;
     this.#finished = true;
     if (fields.destination !== undefined) this.destination = fields.destination;
@@ -263,42 +226,39 @@ export class MeterSession {
       this.#meter.add(this.user, this.destination, kind, 1);
     }
     if (error || fields.refused) this.#meter.add(this.user, this.destination, 'failures', 1);
-    const rec: FinishedRecord = {
-      requestId: this.requestId,
+    const egress = this.egress;
+    const udp = this.protocol === 'socks5-udp';
+    const rec: ForwardRecord = {
+      face: 'forward',
       protocol: this.protocol,
-      user: this.user,
-      destination: this.destination,
-      address: fields.address ?? null,
-      error,
+      time: Date.now(),
+      requestId: this.requestId,
+      clientAddress: this.clientAddress,
+      method: fields.method,
+      status: fields.status,
+      error: error ?? undefined,
+      reason: fields.reason,
+      phase: fields.phase,
+      endedBy: this.quotaCut !== undefined ? 'quota' : (fields.endedBy ?? (error ? 'gateway' : 'complete')),
+      detail: fields.detail ?? this.cutDetail,
       bytesUp: this.bytesUp,
       bytesDown: this.bytesDown,
       durationMs: Math.round((performance.now() - this.#started) * 1000) / 1000,
+      user: this.user ?? undefined,
+      destination: this.destination ?? undefined,
+      address: fields.address ?? undefined,
+      reply: fields.reply,
+      plan: this.plan,
+      pool: egress?.pool,
+      exit: egress?.exit,
+      session: egress?.session,
+      repinned: egress?.repinned || undefined,
+      exitRetries: egress?.exitRetries || undefined,
+      quota: this.quotaCut,
+      datagramsUp: udp ? this.datagramsUp : undefined,
+      datagramsDown: udp ? this.datagramsDown : undefined,
+      datagramsDropped: udp ? this.datagramsDropped : undefined,
     };
-    if (fields.status !== undefined) rec.status = fields.status;
-    if (fields.reply !== undefined) rec.reply = fields.reply;
-    if (fields.reason !== undefined) rec.reason = fields.reason;
-    if (this.protocol === 'socks5-udp') {
-      rec.datagramsUp = this.datagramsUp;
-      rec.datagramsDown = this.datagramsDown;
-      rec.datagramsDropped = this.datagramsDropped;
-    }
-    if (fields.endedBy) rec.endedBy = fields.endedBy;
-    if (fields.method) rec.method = fields.method;
-    if (fields.detail) rec.detail = fields.detail;
-    else if (this.cutDetail !== undefined) rec.detail = this.cutDetail;
-    if (this.clientAddress) rec.clientAddress = this.clientAddress;
-    if (this.egress) {
-      if (this.egress.pool !== undefined) rec.pool = this.egress.pool;
-      if (this.egress.exit !== undefined) rec.exit = this.egress.exit;
-      if (this.egress.session !== undefined) rec.session = this.egress.session;
-      if (this.egress.repinned) rec.repinned = true;
-      if (this.egress.exitRetries) rec.exitRetries = this.egress.exitRetries;
-    }
-    if (this.plan !== undefined) rec.plan = this.plan;
-    if (this.quotaCut !== undefined) {
-      rec.quota = this.quotaCut;
-      rec.endedBy = 'quota';
-    }
     this.#meter.emit('finished', rec);
     return rec;
   }

@@ -21,7 +21,7 @@ function socksUrl(p: PoolProxy): string {
   return `socks5://${USER}:${PASSWORD}@127.0.0.1:${p.port}`;
 }
 function upstreamHits(p: PoolProxy): number {
-  return accessLines(p.lines).filter((l) => l.error === null).length;
+  return accessLines(p.lines).filter((l) => l.error === undefined).length;
 }
 
 describe('upstream proxy pools (rotating exits)', () => {

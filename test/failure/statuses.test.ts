@@ -3,8 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ERROR_TYPES, Failure, REFUSAL_REASONS, type EndedBy, type RefusalReason } from '../../src/failure/index.js';
-import type { RequestRecord } from '../../src/gateway/events.js';
-import type { FinishedRecord } from '../../src/tenants/index.js';
+import type { ForwardRecord, ReverseRecord } from '../../src/record/index.js';
 
 const SRC = new URL('../../../src/', import.meta.url).pathname;
 
@@ -67,8 +66,8 @@ test('proxy_configuration_error answers the table status (500), wherever it is m
 
 test('both faces record who ended a request in one vocabulary (EndedBy)', () => {
   // Compile-time: each face's record field is exactly EndedBy (both directions assignable).
-  const forward: FinishedRecord['endedBy'] = 'complete' as EndedBy;
-  const reverse: RequestRecord['endedBy'] = 'quota' as EndedBy;
+  const forward: ForwardRecord['endedBy'] = 'complete' as EndedBy;
+  const reverse: ReverseRecord['endedBy'] = 'quota' as EndedBy;
   const back: EndedBy[] = [forward!, reverse];
   assert.equal(back.length, 2);
   // A failure's side is who ended it.

@@ -4,7 +4,8 @@ import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, connect, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../../src/observe/access-log.js';
 import type { ForwardConfigInput } from '../../src/config/forward.js';
 import type { LookupFunction, Resolver } from '../../src/egress/index.js';
 import { startForwardProxy, type ForwardHooks, type ForwardProxy } from '../../src/forward/index.js';
@@ -66,11 +67,11 @@ export function memoryLogger(): { logger: Logger; lines: Array<Record<string, un
       cb();
     },
   });
-  return { logger: pino({ level: 'info' }, sink), lines };
+  return { logger: createLogger({ destination: sink }), lines };
 }
 
 export function accessLines(lines: Array<Record<string, unknown>>): Array<Record<string, unknown>> {
-  return lines.filter((l) => l.access === true);
+  return lines.filter((l) => l.type === 'access');
 }
 
 export interface TestProxy {

@@ -104,7 +104,7 @@ describe('HTTP proxy response timeouts (head 600 ms, body idle 600 ms)', () => {
     s.destroy();
     const line = await lineFor((l) => typeof l.destination === 'string' && l.status === 499);
     assert.equal(line.endedBy, 'client');
-    assert.equal(line.error, null);
+    assert.equal(line.error, undefined);
     await new Promise((r) => setTimeout(r, 500));
     assert.ok(!accessLines(p.lines).some((l) => l.error === 'proxy_internal_error'), JSON.stringify(accessLines(p.lines).filter((l) => l.error === 'proxy_internal_error')));
   });

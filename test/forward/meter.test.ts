@@ -50,7 +50,7 @@ describe('metering and the access log across protocols', () => {
       const e = byProto(proto);
       assert.ok(e, `${proto} event`);
       assert.equal(e.user, USER);
-      assert.equal(e.error, null);
+      assert.equal(e.error, undefined);
       assert.ok(typeof e.requestId === 'string' && e.requestId.length > 10);
       assert.ok(e.durationMs >= 0);
     }
@@ -76,7 +76,10 @@ describe('metering and the access log across protocols', () => {
 
     const lines = accessLines(p.lines);
     for (const l of lines) {
-      for (const k of ['time', 'protocol', 'user', 'destination', 'address', 'error', 'bytesUp', 'bytesDown', 'durationMs', 'requestId']) assert.ok(k in l, `${k} in ${JSON.stringify(l)}`);
+      const keys = ['time', 'face', 'component', 'protocol', 'user', 'endedBy', 'bytesUp', 'bytesDown', 'durationMs', 'requestId'];
+      // A UDP association has no single destination: its datagrams name theirs.
+      if (l.protocol !== 'socks5-udp') keys.push('destination', 'address');
+      for (const k of keys) assert.ok(k in l, `${k} in ${JSON.stringify(l)}`);
       assert.ok('status' in l || 'reply' in l);
     }
   });
@@ -96,7 +99,7 @@ describe('metering and the access log across protocols', () => {
 
   it('publishes finished records on diagnostics_channel and accepts a dns.lookup-style resolver', async () => {
     const { subscribe, unsubscribe } = await import('node:diagnostics_channel');
-    const { FINISHED_CHANNEL } = await import('../../src/forward/index.js');
+    const { REQUEST_END_CHANNEL: FINISHED_CHANNEL } = await import('../../src/forward/index.js');
     const seen: unknown[] = [];
     const onMsg = (m: unknown): void => {
       seen.push(m);

@@ -3,8 +3,7 @@ import { once } from 'node:events';
 import { createSocket } from 'node:dgram';
 import { after, before, describe, it } from 'node:test';
 import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
-import { FINISHED_CHANNEL } from '../../src/forward/forward-proxy.js';
-import type { FinishedRecord } from '../../src/tenants/index.js';
+import type { ForwardRecord } from '../../src/record/index.js';
 import { hashPassword } from '../../src/tenants/index.js';
 import { readResponses, responseHeader } from '../helpers/http1-check.js';
 import { memoryLogger, tableResolver, udpEcho } from '../forward/helpers.js';
@@ -108,7 +107,7 @@ describe('fuzz: forward proxy listener (SOCKS5, SOCKS4/4a, CONNECT, HTTP proxy)'
   let echo: Awaited<ReturnType<typeof udpEcho>>;
   let proxy: ForwardProxy;
   let port: number;
-  let records: RecordsByAddress<FinishedRecord>;
+  let records: RecordsByAddress<ForwardRecord>;
 
   before(async () => {
     origin = await startCountingOrigin();
@@ -126,7 +125,7 @@ describe('fuzz: forward proxy listener (SOCKS5, SOCKS4/4a, CONNECT, HTTP proxy)'
       { logger, resolver: tableResolver({ 'origin.test': ['127.0.0.1'] }) },
     );
     port = proxy.addresses()[0]!.port;
-    records = new RecordsByAddress<FinishedRecord>(FINISHED_CHANNEL);
+    records = new RecordsByAddress<ForwardRecord>('forward');
   });
   after(async () => {
     records.close();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import type { RequestRecord } from '../../src/gateway/events.js';
+import type { ReverseRecord } from '../../src/record/index.js';
 import { corpusPath } from '../helpers/corpora.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { readResponses, responseHeader } from '../helpers/http1-check.js';
@@ -55,7 +55,7 @@ function corpusInputs(): Buffer[] {
 describe('fuzz: reverse gateway request heads', () => {
   let origin: CountingOrigin;
   let gw: TestGateway;
-  let records: RecordsByAddress<RequestRecord>;
+  let records: RecordsByAddress<ReverseRecord>;
   let corpus: Buffer[];
 
   before(async () => {
@@ -65,7 +65,7 @@ describe('fuzz: reverse gateway request heads', () => {
       clusters: { app: { endpoints: [`http://127.0.0.1:${origin.port}`], timeouts: { connect: '1s', response: '2s', idle: '2s' } } },
       routes: [{ cluster: 'app' }],
     });
-    records = new RecordsByAddress<RequestRecord>('gatewise:request:end');
+    records = new RecordsByAddress<ReverseRecord>('reverse');
     corpus = corpusInputs();
   });
   after(async () => {

@@ -1,3 +1,4 @@
+import { REQUEST_END_CHANNEL } from '../../src/record/index.js';
 import { channel, type Channel } from 'node:diagnostics_channel';
 import { connect, type Socket } from 'node:net';
 import type { Rng } from './mutate.js';
@@ -67,13 +68,14 @@ export function sendCase(bytes: Buffer, rng: Rng, o: CaseOptions): Promise<CaseR
 }
 
 /** Records published on a diagnostics channel, grouped by client address; a waiter per address. */
-export class RecordsByAddress<T extends { clientAddress?: string }> {
+export class RecordsByAddress<T extends { clientAddress?: string; face: string }> {
   readonly byAddress = new Map<string, T[]>();
   readonly all: T[] = [];
   readonly #channel: Channel;
   readonly #waiters = new Map<string, () => void>();
   readonly #onMessage = (m: unknown): void => {
     const r = m as T;
+    if (r.face !== this.#face) return;
     this.all.push(r);
     const a = plain(r.clientAddress ?? '');
     let list = this.byAddress.get(a);
@@ -82,8 +84,12 @@ export class RecordsByAddress<T extends { clientAddress?: string }> {
     this.#waiters.get(a)?.();
   };
 
-  constructor(name: string) {
-    this.#channel = channel(name);
+  readonly #face: T['face'];
+
+  /** The records of one face (`reverse` or `forward`) published on the request-end channel. */
+  constructor(face: T['face']) {
+    this.#face = face;
+    this.#channel = channel(REQUEST_END_CHANNEL);
     this.#channel.subscribe(this.#onMessage);
   }
 

@@ -2,10 +2,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { RequestRecord } from '../../src/gateway/events.js';
+import type { ForwardRecord, ReverseRecord } from '../../src/record/index.js';
 import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
-import { FINISHED_CHANNEL } from '../../src/forward/forward-proxy.js';
-import type { FinishedRecord } from '../../src/tenants/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { readResponses, responseHeader } from '../helpers/http1-check.js';
 import { memoryLogger, tableResolver } from '../forward/helpers.js';
@@ -166,8 +164,8 @@ describe('fuzz: upstream responses through the reverse gateway and the forward H
   let gw: TestGateway;
   let fwd: ForwardProxy;
   let fwdPort: number;
-  let gwRecords: RecordsByAddress<RequestRecord>;
-  let fwdRecords: RecordsByAddress<FinishedRecord>;
+  let gwRecords: RecordsByAddress<ReverseRecord>;
+  let fwdRecords: RecordsByAddress<ForwardRecord>;
 
   before(async () => {
     upstream = await startRawUpstream(script);
@@ -192,8 +190,8 @@ describe('fuzz: upstream responses through the reverse gateway and the forward H
       { logger, resolver: tableResolver({}) },
     );
     fwdPort = fwd.addresses()[0]!.port;
-    gwRecords = new RecordsByAddress<RequestRecord>('gatewise:request:end');
-    fwdRecords = new RecordsByAddress<FinishedRecord>(FINISHED_CHANNEL);
+    gwRecords = new RecordsByAddress<ReverseRecord>('reverse');
+    fwdRecords = new RecordsByAddress<ForwardRecord>('forward');
   });
   after(async () => {
     gwRecords.close();

@@ -51,7 +51,7 @@ test('NXDOMAIN → 502 dns_error with rcode', async () => {
   assert.match(r.ps, /rcode="NXDOMAIN"/);
   assert.equal(r.body.phase, 'dns');
   const line = await gw.logFor(r.rid);
-  assert.equal(line.proxyStatusError, 'dns_error');
+  assert.equal(line.error, 'dns_error');
   assert.equal(line.phase, 'dns');
 });
 
@@ -66,6 +66,6 @@ test('no DNS answer → 504 dns_timeout', async () => {
   const r = await probe('/silent/ok');
   assert.equal(r.status, 504);
   assert.match(r.ps, /error=dns_timeout/);
-  assert.equal((await gw.logFor(r.rid)).proxyStatusError, 'dns_timeout');
+  assert.equal((await gw.logFor(r.rid)).error, 'dns_timeout');
   assert.equal(await gw.requestsCounted({ error: 'dns_timeout' }), 1);
 });

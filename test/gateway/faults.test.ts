@@ -73,7 +73,7 @@ describe('each lab fault is named', () => {
         assert.match(String(res.headers['proxy-status']), /next-hop="127\.0\.0\.1:\d+"|next-hop="localhost:\d+"/);
       }
       const line = await gw.logFor(rid);
-      assert.equal(line.proxyStatusError, f.expectType);
+      assert.equal(line.error, f.expectType);
       assert.equal(line.status, f.expectStatus);
       assert.ok(line.attempts && line.attempts[0]!.error === f.expectType);
       assert.equal(await gw.requestsCounted({ error: f.expectType! }), before + 1);
@@ -123,7 +123,7 @@ describe('the timeouts count only the upstream’s delays (response 600 ms, idle
     assert.equal(bodyError, undefined);
     assert.equal(body, [1, 2, 3, 4, 5, 6].map((i) => `piece ${i}\n`).join(''));
     const line = await gw.logFor(res.headers['x-request-id'] as string);
-    assert.equal(line.proxyStatusError, undefined);
+    assert.equal(line.error, undefined);
   });
 
   test('a client that reads nothing for 1.5 s (backpressure) still gets all 64 MiB', { timeout: 20_000 }, async () => {
@@ -158,7 +158,7 @@ describe('the timeouts count only the upstream’s delays (response 600 ms, idle
     assert.equal(errorType(res.headers['proxy-status']), 'http_response_timeout');
     assert.ok(ms >= 550 && ms < 3000, `answered after ${Math.round(ms)} ms`);
     const line = await gw.logFor(res.headers['x-request-id'] as string);
-    assert.equal(line.proxyStatusError, 'http_response_timeout');
+    assert.equal(line.error, 'http_response_timeout');
     assert.equal(line.attempts![0]!.error, 'http_response_timeout');
   });
 });

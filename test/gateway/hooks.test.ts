@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { request } from 'undici';
 import { apiVersionHeader, firstAvailable, startExampleGateway } from '../../examples/reverse-gateway.js';
-import { ConfigError, Failure, Gateway, validateConfig, type GatewayHooks, type RequestRecord } from '../../src/index.js';
+import { ConfigError, Failure, Gateway, validateConfig, type GatewayHooks, type ReverseRecord as RequestRecord } from '../../src/index.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';

@@ -50,7 +50,7 @@ describe('304 and 1xx from the upstream', () => {
     conn.destroy();
     assert.equal(parseHead(text)?.status, 200, 'the next request on the connection');
     assert.ok(text.endsWith('\r\n\r\nok'));
-    const errors = gw.logs.filter((l) => l.type === 'access' && l.status === 304 && l.proxyStatusError !== undefined);
+    const errors = gw.logs.filter((l) => l.type === 'access' && l.status === 304 && l.error !== undefined);
     assert.deepEqual(errors, [], 'a 304 logged as a failure');
   });
 

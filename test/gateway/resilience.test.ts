@@ -205,7 +205,7 @@ describe('health', () => {
     assert.match(r.ps, /error=destination_unavailable/);
     assert.ok(r.retryAfter, 'Retry-After is set');
     assert.ok(Date.now() - t0 < 200, 'never a hang');
-    assert.equal((await gw.logFor(r.rid)).proxyStatusError, 'destination_unavailable');
+    assert.equal((await gw.logFor(r.rid)).error, 'destination_unavailable');
     await lab({ port });
     await new Promise((r) => setTimeout(r, 350));
     assert.equal((await send(`${gw.url}/ok`)).status, 200);

@@ -70,7 +70,7 @@ describe('reverse gateway: client body timeout', () => {
               await c.closed(SLACK);
               const line = await g.logFor(head.get('x-request-id')!);
               assert.equal(line.status, 408);
-              assert.equal(line.proxyStatusError ?? line.error, 'http_request_error');
+              assert.equal(line.error, 'http_request_error');
               assert.equal(line.endedBy, 'client');
               assert.match(String(line.detail), /the client stopped sending the request body \(no byte for \d+ ms\)/);
             } finally {
@@ -295,7 +295,7 @@ describe('reverse gateway: send timeout', () => {
             const line = await g.logFor(rid, send + 5000);
             assert.equal(line.endedBy, 'client');
             assert.equal(line.status, 200);
-            assert.equal(line.proxyStatusError ?? line.error, 'http_request_error');
+            assert.equal(line.error, 'http_request_error');
             assert.match(String(line.detail), new RegExp(`the client did not read the response for \\d+ ms \\(send timeout ${send} ms\\)`));
             assert.ok(Number(line.durationMs) >= send - 15, `cut after ${line.durationMs} ms`);
             const rec = up.requests.get(id)!;

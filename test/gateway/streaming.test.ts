@@ -248,7 +248,7 @@ describe('an upstream that dies mid-body', () => {
       assert.ok(error, `the body ended cleanly after ${bytes} bytes`);
       assert.ok(bytes <= MiB, `${bytes} bytes`);
       const line = await gw.logFor(String(res.headers['x-request-id']));
-      assert.equal(line.proxyStatusError, 'http_response_incomplete');
+      assert.equal(line.error, 'http_response_incomplete');
     });
 
     test(`${chunked ? 'chunked' : 'Content-Length'} body, raw client: the connection is cut without a terminator`, { timeout: 10_000 }, async () => {

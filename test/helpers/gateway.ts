@@ -1,17 +1,16 @@
 import { Writable } from 'node:stream';
-import pino from 'pino';
 import { Registry } from 'prom-client';
 import { validateConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { Gateway } from '../../src/gateway/server.js';
-import { attachAccessLog } from '../../src/observe/access-log.js';
+import { attachAccessLog, createLogger } from '../../src/observe/access-log.js';
 import { attachMetrics } from '../../src/observe/metrics.js';
 
 export interface LogLine {
   type: string;
   requestId?: string;
   status?: number;
-  proxyStatusError?: string;
+  error?: string;
   phase?: string;
   endedBy?: string;
   attempts?: Array<{ endpoint: string; phase: string; error?: string; status?: number }>;
@@ -41,8 +40,8 @@ export async function startTestGateway(input: Omit<ConfigInput, 'listeners'> & {
       cb();
     },
   });
-  const logger = pino({ level: 'info' }, sink);
-  const detach = attachAccessLog(logger);
+  const logger = createLogger({ destination: sink });
+  const detach = attachAccessLog(logger, { face: 'reverse' });
   const metrics = attachMetrics(new Registry());
   const gw = new Gateway(config);
   const [addr] = await gw.listen();

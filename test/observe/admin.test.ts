@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import pino from 'pino';
+import { createLogger } from '../../src/observe/access-log.js';
 import { request } from 'undici';
 import { validateConfig } from '../../src/config/load.js';
 import { startRuntime } from '../../src/cli/runtime.js';
@@ -10,7 +10,7 @@ import { startLab } from '../../src/lab/index.js';
 test('admin API: metrics, cluster status, drain and undrain', async () => {
   const lab = await startLab();
   const lines: string[] = [];
-  const logger = pino({}, new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }));
+  const logger = createLogger({ destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }) });
   const config = validateConfig({
     listeners: [{ port: 0 }],
     admin: { port: 0 },
@@ -24,7 +24,7 @@ test('admin API: metrics, cluster status, drain and undrain', async () => {
     const admin = adminLine.url!;
     assert.equal((await (await request(`${gw}/ok`)).body.text()).length > 0, true);
     const metrics = await (await request(`${admin}/metrics`)).body.text();
-    assert.match(metrics, /gatewise_requests_total\{route="route-0",cluster="app",status="200",error="",ended_by="complete"\} 1/);
+    assert.match(metrics, /gatewise_requests_total\{face="reverse",protocol="http",route="route-0",cluster="app",status="200",error="",ended_by="complete"\} 1/);
     const status = (await (await request(`${admin}/clusters`)).body.json()) as Record<string, Array<{ endpoint: string; available: boolean }>>;
     const ep = status.app![0]!.endpoint;
     assert.equal(status.app![0]!.available, true);

@@ -14,7 +14,7 @@ test('the package exports both faces, their hook types and the store by name (se
     const lab = await import('gatewise/lab');
     console.log(JSON.stringify({
       root: ['startGateway', 'Gateway', 'startForwardProxy', 'planRefusal', 'Failure', 'MemoryStore', 'BALANCER_KINDS'].filter((k) => root[k] === undefined),
-      forward: ['startForwardProxy', 'planRefusal', 'FINISHED_CHANNEL', 'EXIT_FAILURE_CHANNEL'].filter((k) => forward[k] === undefined),
+      forward: ['startForwardProxy', 'planRefusal', 'REQUEST_END_CHANNEL', 'EXIT_FAILURE_CHANNEL'].filter((k) => forward[k] === undefined),
       failure: ['Failure', 'classify', 'REFUSAL_REASONS', 'ERROR_TYPES'].filter((k) => failure[k] === undefined),
       state: ['MemoryStore'].filter((k) => state[k] === undefined),
       lab: ['startLab'].filter((k) => lab[k] === undefined),

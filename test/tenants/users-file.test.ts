@@ -58,7 +58,7 @@ describe('users file', () => {
     assert.equal((await proxyGet(port, url, 'carol', 'c-pass')).status, 407);
     await writeFile(file, 'users: [ { name: eve, password: not-a-hash } ]\n');
     assert.equal(await proxy.reloadUsers(), false);
-    assert.ok(lines.some((l) => l.level === 50 && /keeping the current users/.test(String(l.msg))));
+    assert.ok(lines.some((l) => l.level === 'error' && /keeping the current users/.test(String(l.msg))));
     assert.equal((await proxyGet(port, url, 'dave', 'd-pass')).status, 200);
   });
 

@@ -40,7 +40,7 @@ export abstract class SocksFront<R extends ForwardResponder> {
     socket.on('error', ignore);
     if (socket.writable) socket.end(bytes);
     destroyAfter(socket, REFUSAL_LINGER_MS);
-    session.finish({ ...fields, error: f.type, reason: f.reason, refused: true, endedBy: f.source });
+    session.finish({ ...fields, error: f.type, reason: f.reason, phase: f.phase, refused: true, endedBy: f.source });
   }
 
   accept(socket: Socket, first: Buffer): void {
@@ -57,7 +57,7 @@ export abstract class SocksFront<R extends ForwardResponder> {
       if (err instanceof HandshakeEnded && err.reason === 'overflow') return this.pipeline.refuse(req, responder, handshakeFailure(err, what));
       const f = err instanceof HandshakeEnded ? handshakeFailure(err, what) : classify(err, { connected: false, responseStarted: false, headersReceived: false });
       socket.destroy();
-      session.finish({ error: f.type, reason: f.reason, refused: true, endedBy: err instanceof HandshakeEnded ? 'client' : f.source });
+      session.finish({ error: f.type, reason: f.reason, phase: f.phase, refused: true, endedBy: err instanceof HandshakeEnded ? 'client' : f.source });
     });
   }
 }

@@ -1,0 +1,15 @@
+export {
+  REQUEST_END_CHANNEL,
+  LIFECYCLE_CHANNEL,
+  requestEnd,
+  gatewayLifecycle,
+  type RequestRecord,
+  type ReverseRecord,
+  type ForwardRecord,
+  type RecordBase,
+  type AttemptRecord,
+  type Face,
+  type RecordProtocol,
+  type EndedBy,
+  type LifecycleRecord,
+} from './record.js';

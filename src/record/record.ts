@@ -1,0 +1,123 @@
+import { channel } from 'node:diagnostics_channel';
+import type { EndedBy, Phase, ProxyErrorType } from '../failure/index.js';
+
+/**
+ * The one record of a finished request, for both faces. The reverse gateway publishes one
+ * per HTTP request or upgraded connection, the forward proxy one per HTTP request, tunnel
+ * or UDP association; the access log, the metrics, the hooks' `onFinish` and any other
+ * subscriber of `gatewise:request:end` read the same fields in the same words.
+ */
+
+export type { EndedBy };
+
+/** Which side of the product answered: the reverse gateway or the forward proxy. */
+export type Face = 'reverse' | 'forward';
+
+/** How the client spoke to us. */
+export type RecordProtocol = 'http' | 'connect' | 'socks5' | 'socks4' | 'socks5-udp';
+
+/** One try at an upstream endpoint (reverse). */
+export interface AttemptRecord {
+  endpoint: string;
+  /** The furthest phase reached. */
+  phase: Phase;
+  /** Whether the attempt used a new upstream connection or reused a pooled one. */
+  connection?: 'new' | 'reused';
+  status?: number;
+  error?: ProxyErrorType;
+  detail?: string;
+  /** Milliseconds from the start of the request. */
+  startMs: number;
+  /** New connections only: DNS, TCP connect and TLS handshake times (ms). */
+  dnsMs?: number;
+  tcpMs?: number;
+  tlsMs?: number;
+  /** Handed to a connected socket (includes DNS, connect and TLS when a new connection was opened). */
+  connectedMs?: number;
+  firstByteMs?: number;
+  headersMs?: number;
+  endMs?: number;
+}
+
+/** What every record has, whichever face made it. */
+export interface RecordBase {
+  face: Face;
+  protocol: RecordProtocol;
+  /** When it finished (epoch ms). */
+  time: number;
+  requestId: string;
+  clientAddress: string | undefined;
+  /** The HTTP method (`CONNECT` for a CONNECT tunnel); undefined for SOCKS. */
+  method: string | undefined;
+  /** The HTTP status answered to the client; undefined for SOCKS. */
+  status: number | undefined;
+  /** RFC 9209 error type when the proxy produced the answer or cut it short. */
+  error: ProxyErrorType | undefined;
+  /** The refusal reason (REFUSAL_REASONS) when the status is not the error type's own. */
+  reason: string | undefined;
+  /** The phase where it ended badly, if it did. */
+  phase: Phase | undefined;
+  /** Who ended it: complete, client, upstream, gateway, idle, quota. */
+  endedBy: EndedBy;
+  detail: string | undefined;
+  /** Bytes from the client towards the upstream, and from the upstream to the client. */
+  bytesUp: number;
+  bytesDown: number;
+  durationMs: number;
+}
+
+/** A request the reverse gateway answered (or an upgraded connection it carried). */
+export interface ReverseRecord extends RecordBase {
+  face: 'reverse';
+  listener: string;
+  host: string;
+  path: string;
+  httpVersion: string;
+  route: string | undefined;
+  cluster: string | undefined;
+  attempts: AttemptRecord[];
+  upgrade: boolean;
+}
+
+/** A request, tunnel or UDP association the forward proxy carried or refused. */
+export interface ForwardRecord extends RecordBase {
+  face: 'forward';
+  /** The authenticated user (undefined: anonymous or refused before authentication). */
+  user: string | undefined;
+  /** `host:port` as the client asked for it. */
+  destination: string | undefined;
+  /** The address actually connected to (after resolution and rule checks). */
+  address: string | undefined;
+  /** SOCKS reply code sent, when SOCKS. */
+  reply: number | undefined;
+  plan: string | undefined;
+  /** Egress pool and exit that carried it (undefined: direct). */
+  pool: string | undefined;
+  exit: string | undefined;
+  /** Username session id, and whether the session moved to another exit. */
+  session: string | undefined;
+  repinned: boolean | undefined;
+  /** Exits tried before the one that worked. */
+  exitRetries: number | undefined;
+  /** The byte quota that ended this tunnel. */
+  quota: string | undefined;
+  /** UDP associations only. */
+  datagramsUp: number | undefined;
+  datagramsDown: number | undefined;
+  datagramsDropped: number | undefined;
+}
+
+export type RequestRecord = ReverseRecord | ForwardRecord;
+
+/** The channel every finished request of either face is published on. */
+export const REQUEST_END_CHANNEL = 'gatewise:request:end';
+export const requestEnd = channel(REQUEST_END_CHANNEL);
+
+/** The reverse gateway's listening/draining/closed events. */
+export const LIFECYCLE_CHANNEL = 'gatewise:gateway:lifecycle';
+export const gatewayLifecycle = channel(LIFECYCLE_CHANNEL);
+
+export interface LifecycleRecord {
+  event: 'listening' | 'draining' | 'closed' | 'config-warning';
+  detail: string;
+}
