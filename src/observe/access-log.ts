@@ -1,5 +1,6 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import pino, { type Logger } from 'pino';
+import { LineWriter } from './line-writer.js';
 import { LIFECYCLE_CHANNEL, REQUEST_END_CHANNEL, type Face, type LifecycleRecord, type RequestRecord } from '../record/index.js';
 import type { HealthEvent } from '../upstream/health-check.js';
 import type { OutlierEvent } from '../upstream/outlier.js';
@@ -12,21 +13,14 @@ export interface LoggerOptions {
   sync?: boolean;
 }
 
-/** Bytes collected before an asynchronous write, and the longest a line waits. */
-const BATCH_BYTES = 16384;
-const BATCH_MS = 1000;
-
 /**
- * Where log lines go. Asynchronous by default, and batched: lines are written once
- * 16 KiB have gathered or after a second at most. Without batching every line was one
- * write on libuv's thread pool (a thread hop there and back per request): measured on
- * the fixed-load benchmark (1 KiB at ~1,900 req/s, one core) the access log cost ~0.13 ms
- * of CPU per request and raised the p99 from 5 to 35 ms. With 4 KiB batches the forward
- * proxy's access log still cost ~10 % of a CONNECT tunnel's CPU; 16 KiB batches cost ~7 %
- * (same-core duel, log to /dev/null against no log).
+ * Where log lines go: a `LineWriter`, asynchronous by default and batched (16 KiB or a
+ * second at most). Without batching every line was one write on libuv's thread pool:
+ * measured on the fixed-load benchmark (1 KiB at ~1,900 req/s, one core) that cost
+ * ~0.13 ms of CPU per request and raised the p99 from 5 to 35 ms.
  */
-export function logDestination(file: string | number = 1, sync = false): ReturnType<typeof pino.destination> {
-  return sync ? pino.destination({ dest: file, sync: true }) : pino.destination({ dest: file, sync: false, minLength: BATCH_BYTES, maxWrite: 4 * BATCH_BYTES, periodicFlush: BATCH_MS });
+export function logDestination(file: string | number = 1, sync = false): LineWriter {
+  return new LineWriter({ dest: file, sync });
 }
 
 let stampMs = 0;
