@@ -104,12 +104,13 @@ export class ConnectionPool {
         this.#retire(c);
       }
     }
-    if (this.#all.size < this.#opts.maxConnections || this.#all.size === 0) return this.#open();
-    // At the connection limit, a new connection takes the place of the oldest idle one.
+    // A new connection takes the place of the oldest idle one (the least likely to be reused
+    // safely): one opened per POST would otherwise pile up idle until the keep-alive time.
     if (idle.length > 0) {
       this.#retire(idle[0]!);
       return this.#open();
     }
+    if (this.#all.size < this.#opts.maxConnections || this.#all.size === 0) return this.#open();
     // Every connection is busy: queue on the least busy one (the one case in which a
     // non-idempotent request follows another request on its connection).
     let best: PooledClient | undefined;
