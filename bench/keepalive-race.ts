@@ -6,7 +6,7 @@
 // per connection (nginx keepalive_requests) with and without Connection: close on the last.
 // Usage: npm run bench:race   (env: RACE_SECONDS (10) per family and proxy, RACE_CLIENTS (32),
 //   RACE_SEED (random; printed), RACE_PROXIES (gatewise,nginx,haproxy,http-proxy,fastify),
-//   RACE_FAMILIES (all; ids below))
+//   RACE_FAMILIES (all; ids below), RACE_DOCS (docs/benchmarks-race.md))
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -152,6 +152,16 @@ async function main(): Promise<void> {
   process.stdout.write(table + '\n');
   fs.mkdirSync(path.join(root, 'bench', '.work'), { recursive: true });
   fs.writeFileSync(path.join(root, 'bench', '.work', 'keepalive-race.md'), table);
+  const doc = [
+    '# The keep-alive race',
+    '',
+    'Produced by `npm run bench:race` (bench/keepalive-race.ts); how Gatewise avoids the race and what counts as proof that a request was never processed: [architecture.md](architecture.md#the-keep-alive-race). `npm run bench` does not run it.',
+    '',
+    table.replace(/^### .*\n\n/, ''),
+  ].join('\n');
+  const out = process.env.RACE_DOCS ?? path.join(root, 'docs', 'benchmarks-race.md');
+  fs.writeFileSync(out, doc);
+  log(`wrote ${path.relative(root, out)}`);
 }
 
 main().then(
