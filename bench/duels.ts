@@ -14,7 +14,8 @@ import { runWrk } from './wrk.js';
 
 export const DUEL_WARMUP_S = 3;
 
-export type DuelLoad = 'get-1k' | 'connect-per-tunnel';
+/** `post-1k`: POST /post with a 1 KiB body (what a fresh upstream connection per non-idempotent request costs). */
+export type DuelLoad = 'get-1k' | 'post-1k' | 'connect-per-tunnel';
 
 export interface Pair {
   load: DuelLoad;
@@ -49,6 +50,7 @@ export const PAIRS: Pair[] = [
         { load: 'get-1k', a: 'gatewise', b: 'gatewise-base', reference: 'this build against the baseline checkout, default logging' },
         { load: 'connect-per-tunnel', a: 'gatewise-fwd', b: 'gatewise-fwd-base', reference: 'this build against the baseline checkout, default logging' },
         { load: 'get-1k', a: 'gatewise-quiet', b: 'gatewise-base-quiet', reference: 'this build against the baseline checkout' },
+        { load: 'post-1k', a: 'gatewise-quiet', b: 'gatewise-base-quiet', reference: 'this build against the baseline checkout, POST' },
         { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'gatewise-fwd-base-quiet', reference: 'this build against the baseline checkout' },
       ] satisfies Pair[])
     : []),
@@ -82,6 +84,10 @@ interface Side {
 async function loadOnce(kind: DuelLoad, port: number, seconds: number, o: DuelOptions, scriptDir: string): Promise<number> {
   if (kind === 'get-1k') {
     const r = await runWrk({ port, connections: 50, durationS: seconds, request: { method: 'GET', path: '/1k' }, cpus: o.loadCpu, scriptDir });
+    return r.requests - r.errors.status;
+  }
+  if (kind === 'post-1k') {
+    const r = await runWrk({ port, connections: 50, durationS: seconds, request: { method: 'POST', path: '/post', bodyBytes: 1024 }, cpus: o.loadCpu, scriptDir });
     return r.requests - r.errors.status;
   }
   const r = await runTunnelLoadProcess(

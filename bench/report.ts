@@ -267,7 +267,7 @@ export function targetsSection(rep: Report): string {
         : "Throughput ratios come from the interleaved medians (no duels in this run: `BENCH_DUEL_REPEATS=0`, or a pair's contender did not run), which carry the machine's drift. ") +
       '"Bare Node engine" is what the engine under Gatewise reaches against the same contender in this run: bare undici `Pool.stream` in a ' +
       '`http.createServer` for the reverse proxy, bare Node sockets (`net`) for CONNECT; no Node proxy built on it can do better. ' +
-      `The keep-alive race target is checked by \`npm run bench:race\`, not here.${rep.settings.quick ? ' **Quick mode: not a measurement.**' : ''}`,
+      `The keep-alive race target is checked by \`npm run bench:race\` ([benchmarks-race.md](benchmarks-race.md)), not here.${rep.settings.quick ? ' **Quick mode: not a measurement.**' : ''}`,
     table(
       ['target', 'measured', 'result', 'bare Node engine, same ratio', 'note'],
       rows.map((r) => [r.target, r.measured, r.result, r.engine, r.note]),

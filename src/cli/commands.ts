@@ -197,6 +197,9 @@ export const COMMANDS: readonly CommandDef[] = [
       { flag: 'capacity', value: 'N', type: 'string', default: '4', description: '/work jobs the lab runs at once' },
       { flag: 'queue', value: 'N', type: 'string', default: '16', description: '/work jobs that wait beyond capacity; beyond that: 503' },
       { flag: 'keep-alive-timeout', value: 'MS', type: 'string', default: '5000', description: 'idle keep-alive timeout of the lab, in milliseconds' },
+      { flag: 'idle-close', value: 'MIN-MAX', type: 'string', description: 'also close each idle keep-alive connection after a random MIN-MAX ms, unannounced' },
+      { flag: 'max-requests', value: 'N', type: 'string', description: 'close each connection after N answers (nginx keepalive_requests)' },
+      { flag: 'close-header', type: 'boolean', description: 'with --max-requests: say Connection: close on the last answer' },
     ],
   },
   {

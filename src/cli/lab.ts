@@ -11,11 +11,19 @@ export async function labCommand(argv: string[]): Promise<number> {
     capacity: string;
     queue: string;
     'keep-alive-timeout': string;
+    'idle-close'?: string;
+    'max-requests'?: string;
+    'close-header'?: boolean;
   };
   const num = (v: string, flag: string): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} expects a whole number, got "${v}"`);
     return n;
+  };
+  const range = (v: string): [number, number] => {
+    const m = /^(\d+)-(\d+)$/.exec(v);
+    if (!m || Number(m[1]) > Number(m[2])) throw new UsageError(`--idle-close expects MIN-MAX in milliseconds (MIN <= MAX), got "${v}"`);
+    return [Number(m[1]), Number(m[2])];
   };
   const lab = await startLab({
     host: values.host,
@@ -24,6 +32,9 @@ export async function labCommand(argv: string[]): Promise<number> {
     capacity: num(values.capacity, '--capacity'),
     queue: num(values.queue, '--queue'),
     keepAliveTimeoutMs: num(values['keep-alive-timeout'], '--keep-alive-timeout'),
+    idleCloseMs: values['idle-close'] === undefined ? undefined : range(values['idle-close']),
+    maxRequestsPerConnection: values['max-requests'] === undefined ? undefined : num(values['max-requests'], '--max-requests'),
+    closeHeaderOnLast: values['close-header'] === true,
   });
   const out: string[] = [`gatewise lab listening on ${lab.url}`];
   if (lab.tlsSelfSignedUrl) out.push(`  TLS, self-signed certificate: ${lab.tlsSelfSignedUrl}`);

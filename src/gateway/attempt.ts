@@ -29,6 +29,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   /** The connection was usable (request bytes may have left). */
   #connected = false;
   #responseStarted = false;
+  /** The upstream reset the connection before any response byte: the request was never read whole (retry-policy.ts). */
+  #neverRead = false;
   /** Its response head was written to the client. */
   #passedOn = false;
   /** A 5xx is being drained (the connection is kept) before this retry. */
@@ -53,6 +55,10 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   get connected(): boolean {
     return this.#connected;
+  }
+
+  get neverRead(): boolean {
+    return this.#neverRead;
   }
 
   get reused(): boolean {
@@ -186,11 +192,18 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
           bodyChunked: this.#passedOn && !ex.res.hasHeader('content-length'),
           nextHop: this.endpoint.nextHop,
         });
+    if (connected && !this.#responseStarted && !(err instanceof Failure)) {
+      const code = (err as { code?: unknown }).code;
+      this.#neverRead = code === 'ECONNRESET' || code === 'EPIPE';
+    }
     const a = this.record;
     a.phase = f.phase;
     a.error = f.type;
     a.detail = f.detail;
-    if (f.source === 'upstream') ex.route!.cluster.recordOutcome(this.endpoint, 'gateway-failure', Date.now());
+    // A reused connection closed before any response byte is the keep-alive race (the pool's
+    // risk, retried on a fresh connection), not evidence against the endpoint.
+    const race = f.type === 'connection_terminated' && this.reused && !this.#responseStarted;
+    if (f.source === 'upstream' && !race) ex.route!.cluster.recordOutcome(this.endpoint, 'gateway-failure', Date.now());
     ex.tryFailed(this, f, this.#passedOn || this.#retry !== undefined);
   }
 

@@ -30,7 +30,10 @@ const HTTP_METHODS = new Set(METHODS);
 /** RFC 9110 §9.2.2. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
-/** Request bodies up to this size are kept while in flight so a retry can send them again. */
+/**
+ * Request bodies up to this size are kept while in flight so a retry can send them again
+ * (every method: a non-idempotent request is resent after a reset that left it unread).
+ */
 const REPLAY_LIMIT = 64 * 1024;
 
 const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived: false } as const;
@@ -329,7 +332,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
     const expect = this.#expectContinue && !this.#continued;
     const client = expect ? ep.pool.openExpectClient() : ep.pool.acquire(now, this.#idempotent, fresh);
     const prev = this.#attempt?.relay;
-    const relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, this.#idempotent && route.retry.tries > 1 ? REPLAY_LIMIT : 0, undefined, this);
+    const relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, route.retry.tries > 1 ? REPLAY_LIMIT : 0, undefined, this);
     const attempt = new Attempt(this, ep, client, relay, Math.round(performance.now() - this.t0));
     this.#attempt = attempt;
     this.attempts.push(attempt.record);
@@ -344,6 +347,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
       endpoint: a.endpoint,
       connected: a.connected,
       reused: a.reused,
+      neverRead: a.neverRead,
       responseStarted,
       idempotent: this.#idempotent,
       replayable: a.relay === undefined || a.relay.replayable,

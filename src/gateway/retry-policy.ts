@@ -68,6 +68,14 @@ export interface TryFacts {
   readonly connected: boolean;
   /** The try used a pooled connection that had served requests before. */
   readonly reused: boolean;
+  /**
+   * The upstream reset the connection (ECONNRESET, EPIPE: a TCP RST) before any response
+   * byte. A RST before an answer means the request bytes met a socket closed with them
+   * unread (or after it closed): the upstream never read the whole request, so never
+   * applied it, whatever its method. An orderly close (FIN) proves nothing: a server may
+   * read a request, act on it and close without answering.
+   */
+  readonly neverRead?: boolean;
   /** Part of a response was passed on to the client (or is being drained for a retry already decided). */
   readonly responseStarted: boolean;
   /** RFC 9110 §9.2.2, or an Idempotency-Key the route trusts. */
@@ -99,8 +107,9 @@ const FAIL_BUDGET: RetryDecision = { action: 'fail', budget: true };
 
 /**
  * A failed try: retry or fail. A failure before the connection was usable
- * (`connect-failure`) retries any method; anything later only idempotent requests whose
- * body can be sent again, never once a response reached the client. A reused connection
+ * (`connect-failure`) and a reset that left the request unread (`neverRead`) retry any
+ * method; anything later only idempotent requests whose body can be sent again, never
+ * once a response reached the client. A reused connection
  * closed before any response byte (the keep-alive race) is retried on a fresh connection.
  * The policy reads the budget; the caller spends it when it acts on a retry.
  */
@@ -110,7 +119,9 @@ export function decideOnFailure(f: Failure, t: TryFacts, rules: RetryRules, budg
   if (kind === undefined) return FAIL;
   const no = refusal(kind, t, rules, budget, now);
   if (no !== undefined) return no;
-  return { action: 'retry', fresh: kind === 'reset' && t.reused, delayMs: backoffMs(rules.retry, t.tries), avoid: t.endpoint };
+  // The keep-alive race: a fresh connection at once, no back-off (nothing is wrong with the endpoint).
+  const race = kind === 'reset' && t.reused;
+  return { action: 'retry', fresh: race, delayMs: race ? 0 : backoffMs(rules.retry, t.tries), avoid: t.endpoint };
 }
 
 /**
@@ -133,8 +144,9 @@ function refusal(kind: RetryKind, t: TryFacts, rules: RetryRules, budget: RetryB
   if (!rules.retryOn.has(kind)) return FAIL;
   // A body is streamed; one that was (partly) sent can be sent again only if it was small enough to keep.
   if (!t.replayable) return FAIL;
-  // RFC 9110 §9.2.2: only failures that prove the request never left the gateway retry non-idempotent requests.
-  if (kind !== 'connect-failure' && !t.idempotent) return FAIL;
+  // RFC 9110 §9.2.2, RFC 9112 §9.3.1: a non-idempotent request is retried only when the failure
+  // proves it was never applied: it never left the gateway, or the upstream reset it unread.
+  if (kind !== 'connect-failure' && !t.idempotent && !(kind === 'reset' && t.neverRead === true)) return FAIL;
   if (rules.deadlineMs !== undefined && t.elapsedMs >= rules.deadlineMs) return FAIL;
   if (!budget.canRetry(now)) return FAIL_BUDGET;
   return undefined;

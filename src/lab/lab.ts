@@ -7,13 +7,14 @@ import { LabStatsRecorder, type LabStats } from './lab-stats.js';
 import { LabParamError } from './query.js';
 import { rawBytes } from './raw.js';
 import { sendText, type LabRuntime } from './route.js';
+import { KeepAliveCloser, type KeepAliveCloserOptions } from './keep-alive-closer.js';
 import { findRoute } from './router.js';
 import { SocketTracker } from './socket-tracker.js';
 import { TimerSet } from './timer-set.js';
 import { WorkQueue } from './work-queue.js';
 import { WsEcho } from './ws-echo.js';
 
-export interface LabOptions {
+export interface LabOptions extends KeepAliveCloserOptions {
   /** Default 127.0.0.1. */
   host?: string;
   /** 0 (default) = ephemeral. The TLS listeners always use ephemeral ports. */
@@ -136,6 +137,8 @@ class RunningLab implements Lab, LabRuntime {
   #closing: Promise<void> | undefined;
   /** Set by startLab from LabOptions.fault. */
   fault: string | undefined;
+  /** Set by startLab when LabOptions asks for irregular idle closes or a request limit per connection. */
+  closer: KeepAliveCloser | undefined;
 
   constructor(capacity: number, queue: number, keepAliveMs: number, advertise: number | false | undefined) {
     this.work = new WorkQueue(capacity, queue);
@@ -204,6 +207,7 @@ class RunningLab implements Lab, LabRuntime {
       res.setHeader('connection', 'keep-alive');
       if (this.#advertise !== false) res.setHeader('keep-alive', this.#advertise);
     }
+    this.closer?.onRequest(req, res);
     try {
       findRoute(path)({ req, res, query: new URLSearchParams(q < 0 ? '' : url.slice(q + 1)), lab: this });
     } catch (err) {
@@ -243,6 +247,12 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   const advertise = opts.advertiseKeepAlive === false ? false : opts.advertiseKeepAlive === undefined ? undefined : wholeNumber('advertiseKeepAlive', opts.advertiseKeepAlive, 0, 0);
   const lab = new RunningLab(capacity, queue, keepAliveMs, advertise);
   lab.fault = opts.fault;
+  if (KeepAliveCloser.wanted(opts)) {
+    const range = opts.idleCloseMs;
+    if (range !== undefined && !(range[0] >= 0 && range[1] >= range[0])) throw new LabOptionsError(`idleCloseMs must be [min, max] with 0 <= min <= max, got [${range.join(', ')}]`);
+    if (opts.maxRequestsPerConnection !== undefined) wholeNumber('maxRequestsPerConnection', opts.maxRequestsPerConnection, 1, 1);
+    lab.closer = new KeepAliveCloser(opts, lab.timers);
+  }
   try {
     await lab.start(opts);
   } catch (err) {

@@ -106,7 +106,12 @@ export class Cluster {
     }
     this.#healthIntervalMs = s.healthCheck?.intervalMs ?? 0;
     if (s.healthCheck) {
-      this.#health = new HealthChecker(this.endpoints, { ...s.healthCheck, cluster: name, tls: s.tls, lookup });
+      const outlier = this.#outlier;
+      // Envoy's `successful_active_health_check_uneject_host`: an endpoint ejected while it was
+      // down (refusing connections during a restart) is back once the checks see it back,
+      // not after the rest of its ejection; else a rolling restart of the next endpoint finds none.
+      const onRecovered = outlier ? (ep: Endpoint) => outlier.recovered(ep, Date.now()) : undefined;
+      this.#health = new HealthChecker(this.endpoints, { ...s.healthCheck, cluster: name, tls: s.tls, lookup, onRecovered });
       this.#health.start();
     }
     const l = s.limits;

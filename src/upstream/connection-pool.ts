@@ -8,17 +8,23 @@ import { timedConnector, type ConnectTimings } from './timed-connector.js';
  *  - idle connections are reused newest-first (LIFO), so the one most likely to be
  *    still open upstream goes first;
  *  - a connection idle longer than the endpoint's safe idle time is never reused: its
- *    idle limit is learned from the closes the upstream makes (and from its
- *    `Keep-Alive: timeout=` hint, which undici's Client already honours);
- *  - non-idempotent requests go only to fresh or recently active connections;
+ *    idle limit is learned from every idle close the upstream makes, however short
+ *    (and from its `Keep-Alive: timeout=` hint, which undici's Client already honours);
+ *  - a non-idempotent request never goes on a reused connection: it gets a connection
+ *    opened for it (RFC 9112 §9.3.1: it may not be retried once it may have been
+ *    processed, and an upstream may close a reused connection at any moment after its
+ *    last response, §9.6; only a connection with no idle time before the request cannot
+ *    lose that race). Afterwards the connection joins the idle list like any other;
  *  - a retry can ask for a fresh connection.
  * Each connection is an undici Client (one socket, no pipelining).
  */
 
-/** A learned idle limit is trusted this long, then relearned (upstreams change). */
-const LEARN_TTL_MS = 10 * 60_000;
-/** Closes after less idle time than this are restarts or errors, not an idle timeout. */
-const MIN_LEARN_MS = 50;
+/**
+ * A learned idle limit is trusted this long, then relearned (upstreams change, and a
+ * restart's closes of idle connections look like a very short idle limit). Relearning
+ * costs at most one keep-alive race, which an idempotent request retries.
+ */
+const LEARN_TTL_MS = 60_000;
 
 /** One upstream connection and what the pool knows of it. */
 export class PooledClient extends Client {
@@ -39,8 +45,6 @@ export interface ConnectionPoolOptions {
   maxConnections: number;
   /** Configured keep-alive: the longest a connection may sit idle and still be reused. */
   keepAliveMs: number;
-  /** Reuse for non-idempotent requests only within this idle time. */
-  recentMs: number;
   clientOptions: Client.Options;
   /** Options for undici's connector (TLS, lookup, timeout); timed per connection. */
   connectOptions: buildConnector.BuildOptions;
@@ -81,36 +85,34 @@ export class ConnectionPool {
   }
 
   /**
-   * A connection for the next request. `fresh` forces a new connection; `idempotent`
-   * false allows reuse only of a recently active one.
+   * A connection for the next request. An idempotent request reuses the newest idle
+   * connection within the safe idle time (and closes older ones); `fresh` (a retry after
+   * the race) and non-idempotent requests get a new connection.
    */
   acquire(now: number, idempotent: boolean, fresh: boolean): PooledClient {
     const idle = this.#idle;
-    if (!fresh) {
-      const limit = idempotent ? this.safeIdleMs() : Math.min(this.safeIdleMs(), this.#opts.recentMs);
+    if (!fresh && idempotent) {
+      const limit = this.safeIdleMs();
       while (idle.length > 0) {
-        const c = idle[idle.length - 1]!;
-        const age = now - c.lastUsed;
-        if (c.destroyed || c.closed) {
-          idle.pop();
-          continue;
-        }
-        if (age <= limit) {
-          idle.pop();
+        const c = idle.pop()!;
+        if (c.destroyed || c.closed) continue;
+        if (now - c.lastUsed <= limit) {
           c.active++;
           return c;
         }
-        if (age > this.safeIdleMs()) {
-          // Too old for anyone: close it rather than risk the race.
-          idle.pop();
-          this.#retire(c);
-          continue;
-        }
-        break; // fine for idempotent requests, too old for this one: open a new one
+        // Too old to reuse: close it rather than risk the race.
+        this.#retire(c);
       }
     }
+    // A new connection takes the place of the oldest idle one (the least likely to be reused
+    // safely): one opened per POST would otherwise pile up idle until the keep-alive time.
+    if (idle.length > 0) {
+      this.#retire(idle[0]!);
+      return this.#open();
+    }
     if (this.#all.size < this.#opts.maxConnections || this.#all.size === 0) return this.#open();
-    // At the connection limit: queue on the least busy connection.
+    // Every connection is busy: queue on the least busy one (the one case in which a
+    // non-idempotent request follows another request on its connection).
     let best: PooledClient | undefined;
     for (const c of this.#all) if (!c.destroyed && !c.closed && (!best || c.active < best.active)) best = c;
     if (!best) return this.#open();
@@ -157,7 +159,7 @@ export class ConnectionPool {
       if (wasIdle && (err?.code === 'UND_ERR_SOCKET' || err?.code === 'ECONNRESET')) {
         // The upstream closed an idle keep-alive connection: learn its idle limit.
         const idleMs = Date.now() - c.lastUsed;
-        if (idleMs >= MIN_LEARN_MS && idleMs < this.learnedIdleMs) {
+        if (idleMs < this.learnedIdleMs || Date.now() - this.#learnedAt > LEARN_TTL_MS) {
           this.learnedIdleMs = idleMs;
           this.#learnedAt = Date.now();
         }

@@ -66,7 +66,6 @@ export class Endpoint {
       origin: this.origin,
       maxConnections: opts.maxConnections ?? Infinity,
       keepAliveMs: opts.keepAliveMs,
-      recentMs: Math.min(1000, opts.keepAliveMs),
       clientOptions: {
         connectTimeout: opts.connectTimeoutMs,
         headersTimeout: opts.headersTimeoutMs,

@@ -45,6 +45,8 @@ export interface HealthCheckOptions {
   tls?: { verify: boolean; ca?: string; servername?: string };
   /** Resolver, so checks resolve names as traffic does. Default: the system's. */
   lookup?: LookupFunction;
+  /** Called when an endpoint comes back from 'unhealthy' (the cluster ends its outlier ejection). */
+  onRecovered?: (ep: Endpoint) => void;
 }
 
 interface Probe {
@@ -182,8 +184,11 @@ export class HealthChecker {
     const from = p.ep.health;
     if (from === 'healthy') return;
     if (from === 'unknown' || p.passes >= this.#opts.rise) {
-      if (from === 'unhealthy') p.ep.readyAt = Date.now();
       this.#set(p, 'healthy', reason);
+      if (from === 'unhealthy') {
+        p.ep.readyAt = Date.now();
+        this.#opts.onRecovered?.(p.ep);
+      }
     }
   }
 

@@ -137,6 +137,18 @@ export class OutlierDetector {
     this.#nextReturn = next;
   }
 
+  /** Active health checks saw an ejected endpoint recover: it returns now, its counts cleared. */
+  recovered(ep: Endpoint, now: number): void {
+    const t = this.#tracks.get(ep);
+    if (t === undefined || !t.out || ep.ejectedUntil <= now) return;
+    ep.ejectedUntil = now;
+    t.out = false;
+    t.inSince = now;
+    t.gateway = 0;
+    t.fiveXx = 0;
+    this.#publish(ep, 'returned', now, 'active health check passed');
+  }
+
   #eject(ep: Endpoint, t: Track, now: number, reason: string): void {
     let out = 0;
     let availableOthers = 0;

@@ -24,6 +24,29 @@ test('a reused connection closed before any response byte (keep-alive race): ret
   assert.deepEqual(decideOnFailure(reset, facts({ reused: true, idempotent: false }), rules, budget(), Date.now()), { action: 'fail' });
 });
 
+test('a reset that left the request unread (a RST before any response byte) retries a non-idempotent request; an orderly close does not', () => {
+  const now = Date.now();
+  // Fresh connection (a restart reset it unread): any method, after the back-off, elsewhere.
+  assert.deepEqual(decideOnFailure(reset, facts({ idempotent: false, neverRead: true }), rules, budget(), now), { action: 'retry', fresh: false, delayMs: 0, avoid: ep });
+  assert.deepEqual(decideOnFailure(reset, facts({ idempotent: false, neverRead: false }), rules, budget(), now), { action: 'fail' });
+  // Still bounded by what it must be able to resend and by the route's retry classes.
+  assert.deepEqual(decideOnFailure(reset, facts({ idempotent: false, neverRead: true, replayable: false }), rules, budget(), now), { action: 'fail' });
+  const noReset = { ...rules, retryOn: new Set<RetryKind>(['connect-failure']) };
+  assert.deepEqual(decideOnFailure(reset, facts({ idempotent: false, neverRead: true }), noReset, budget(), now), { action: 'fail' });
+});
+
+test('the keep-alive race is retried at once, without back-off; other resets back off', () => {
+  const slow: RetryRules = { ...rules, retry: { ...rules.retry, backoffBaseMs: 1000, backoffMaxMs: 1000 } };
+  let backedOff = 0;
+  for (let i = 0; i < 20; i++) {
+    const race = decideOnFailure(reset, facts({ reused: true }), slow, budget(), Date.now());
+    assert.equal(race.action === 'retry' && race.delayMs, 0);
+    const other = decideOnFailure(reset, facts({ reused: false }), slow, budget(), Date.now());
+    if (other.action === 'retry' && other.delayMs > 0) backedOff++;
+  }
+  assert.ok(backedOff > 0, 'a reset on a fresh connection waits the (random) back-off');
+});
+
 test('never once a response reached the client, nor with a body that cannot be sent again, nor past the tries, the deadline or a gone client', () => {
   const now = Date.now();
   assert.deepEqual(decideOnFailure(reset, facts({ responseStarted: true }), rules, budget(), now), { action: 'fail' });

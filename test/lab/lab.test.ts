@@ -6,6 +6,7 @@ import WebSocket from 'ws';
 import { classify, isProxyErrorType, type AttemptProgress } from '../../src/failure/index.js';
 import { faultUrl, LAB_FAULTS, labByteAt, startLab, type Lab } from '../../src/lab/index.js';
 import { ROUTES } from '../../src/lab/router.js';
+import { RawConn } from '../helpers/raw-conn.js';
 import { get, rawExchange } from './raw-client.js';
 
 interface ErrInfo {
@@ -388,6 +389,78 @@ describe('keep-alive', () => {
     } finally {
       await liar.close();
       await mute.close();
+    }
+  });
+});
+
+describe('keep-alive closes beyond the timeout (the race families)', () => {
+  const ask = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: lab\r\n\r\n`;
+  const answers = (text: string): number => text.split('HTTP/1.1 200 OK').length - 1;
+
+  test('maxRequestsPerConnection: the connection ends after that many answers, with or without Connection: close on the last', async () => {
+    for (const closeHeaderOnLast of [true, false]) {
+      const l = await startLab({ maxRequestsPerConnection: 3, closeHeaderOnLast });
+      try {
+        const c = new RawConn(l.port);
+        for (let i = 1; i <= 3; i++) {
+          await c.write(ask('/ok'));
+          await c.waitFor((t) => answers(t) === i);
+          if (i < 3) assert.ok(!c.ended, `open after answer ${i}`);
+        }
+        await c.closed();
+        const lastHead = c.text.slice(c.text.lastIndexOf('HTTP/1.1 200 OK')).toLowerCase();
+        assert.equal(/\r\nconnection: close\r\n/.test(lastHead), closeHeaderOnLast, `Connection: close on the last answer: ${closeHeaderOnLast}`);
+        assert.equal(answers(c.text), 3);
+        c.destroy();
+      } finally {
+        await l.close();
+      }
+    }
+  });
+
+  test('idleCloseMs: each idle connection is closed after a time drawn in [min, max], whatever Keep-Alive says', async () => {
+    const draws: number[] = [];
+    const random = (): number => {
+      const x = draws.length % 2 === 0 ? 0 : 1;
+      draws.push(x);
+      return x;
+    };
+    const l = await startLab({ idleCloseMs: [40, 400], advertiseKeepAlive: 9, random });
+    try {
+      // First draw 0 → closed after 40 ms; the second connection draws 1 → 400 ms.
+      const times: number[] = [];
+      for (let k = 0; k < 2; k++) {
+        const c = new RawConn(l.port);
+        await c.write(ask('/ok'));
+        await c.waitFor((t) => answers(t) === 1);
+        assert.match(c.text.toLowerCase(), /\r\nkeep-alive: timeout=9\r\n/);
+        const t0 = performance.now();
+        await c.closed();
+        times.push(performance.now() - t0);
+        c.destroy();
+      }
+      assert.ok(times[0]! >= 30 && times[0]! < 300, `closed after ${times[0]} ms (drawn 40)`);
+      assert.ok(times[1]! >= 350 && times[1]! < 1500, `closed after ${times[1]} ms (drawn 400)`);
+      assert.deepEqual(draws, [0, 1]);
+    } finally {
+      await l.close();
+    }
+  });
+
+  test('idleCloseMs: a request in time keeps the connection open; the timer is drawn again after each answer', async () => {
+    const l = await startLab({ idleCloseMs: [300, 300] });
+    try {
+      const c = new RawConn(l.port);
+      for (let i = 1; i <= 3; i++) {
+        await c.write(ask('/ok'));
+        await c.waitFor((t) => answers(t) === i);
+        assert.ok(!c.ended);
+      }
+      await c.closed();
+      assert.equal(answers(c.text), 3);
+      c.destroy();
+    } finally {
+      await l.close();
     }
   });
 });

@@ -32,6 +32,24 @@ const OPTS = { consecutiveGatewayFailures: 3, consecutive5xx: 5, baseEjectionMs:
 describe('outlier detection', () => {
   const { events, listener } = captureOutlierEvents();
 
+  test('an ejected endpoint that active health checks see recover returns at once, counts cleared', () => {
+    const eps = endpoints(4);
+    const d = new OutlierDetector(eps, OPTS);
+    const e = eps[0]!;
+    for (let i = 0; i < 3; i++) d.record(e, 'gateway-failure', T0);
+    assert.ok(!e.available(T0 + 1), 'ejected');
+    d.recovered(e, T0 + 500);
+    assert.ok(e.available(T0 + 500), 'back when the check passed, not after 30 s');
+    assert.deepEqual(events.map((x) => [x.event, x.reason]), [['ejected', '3 consecutive gateway failures'], ['returned', 'active health check passed']]);
+    // Its run of failures starts again from zero: two more do not eject it.
+    d.record(e, 'gateway-failure', T0 + 600);
+    d.record(e, 'gateway-failure', T0 + 600);
+    assert.ok(e.available(T0 + 600));
+    // An endpoint that was not ejected is left alone.
+    d.recovered(eps[1]!, T0 + 700);
+    assert.equal(events.length, 2);
+  });
+
   test('consecutive gateway failures eject; a success in between resets the count', () => {
     const eps = endpoints(4);
     const d = new OutlierDetector(eps, OPTS);

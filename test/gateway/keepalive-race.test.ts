@@ -1,0 +1,297 @@
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import { Agent, request } from 'undici';
+import { startLab, type Lab, type LabOptions } from '../../src/lab/index.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { between, prng, seededRun } from '../helpers/seeded.js';
+
+/**
+ * The keep-alive race as property tests: families of upstreams that close reused
+ * connections when a gateway cannot know it (irregular idle closes, closes shorter than the
+ * advertised `Keep-Alive: timeout=`, a request limit per connection, graceful rolling
+ * restarts), each with random parameters and random client gaps, GET and POST. The
+ * property: zero client-visible errors. Every case prints its seed when it fails
+ * (GATEWISE_SEED=<seed> replays it).
+ */
+
+const opened: Array<{ close(): Promise<void> }> = [];
+after(async () => {
+  for (const o of opened.reverse()) await o.close();
+});
+
+async function lab(opts: LabOptions): Promise<Lab> {
+  const l = await startLab(opts);
+  opened.push(l);
+  return l;
+}
+
+async function gateway(endpoints: string[], extra: Record<string, unknown> = {}): Promise<TestGateway> {
+  const g = await startTestGateway({ clusters: { c: { endpoints, keepAlive: '10s', ...extra } }, routes: [{ cluster: 'c' }] });
+  opened.push(g);
+  return g;
+}
+
+interface LoadResult {
+  get: number;
+  post: number;
+  failures: string[];
+}
+
+/**
+ * `clients` clients, each on its own keep-alive connections to the gateway, send GET and
+ * POST (random body size) with random gaps in [0, gapMaxMs] for `durationMs`; each client
+ * draws from its own generator seeded from the case's seed. A failure is anything but a 200
+ * whose echo matches what was sent.
+ */
+async function drive(url: string, seed: number, clients: number, durationMs: number, gapMaxMs: number, check: (body: Echo, method: string, bytes: number) => string | undefined): Promise<LoadResult> {
+  const agent = new Agent({ keepAliveTimeout: 10_000, connections: clients });
+  const r: LoadResult = { get: 0, post: 0, failures: [] };
+  const stopAt = Date.now() + durationMs;
+  const worker = async (w: number): Promise<void> => {
+    const rand = prng(seed + 7919 * (w + 1));
+    for (let i = 0; Date.now() < stopAt; i++) {
+      // Load shaping, not synchronisation: the gaps make idle ages straddle the upstream's closes.
+      const gap = rand() * gapMaxMs;
+      if (gap >= 1) await new Promise((res) => setTimeout(res, gap));
+      const post = rand() < 0.5;
+      const bytes = post ? 1 + Math.floor(rand() * 4096) : 0;
+      const method = post ? 'POST' : 'GET';
+      if (post) r.post++;
+      else r.get++;
+      try {
+        const res = await request(`${url}/echo?c=${w}&i=${i}`, { dispatcher: agent, method, body: post ? 'p'.repeat(bytes) : undefined });
+        const text = await res.body.text();
+        if (res.statusCode !== 200) {
+          r.failures.push(`${method} → ${res.statusCode} ${String(res.headers['proxy-status'] ?? '')}`);
+          continue;
+        }
+        const wrong = check(JSON.parse(text) as Echo, method, bytes);
+        if (wrong !== undefined) r.failures.push(`${method}: ${wrong}`);
+      } catch (err) {
+        r.failures.push(`${method} → client error ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: clients }, (_, w) => worker(w)));
+  await agent.close();
+  return r;
+}
+
+interface Echo {
+  method: string;
+  bodyBytes: number;
+}
+
+function echoCheck(body: Echo, method: string, bytes: number): string | undefined {
+  if (body.method !== method) return `the upstream saw ${body.method}`;
+  if (body.bodyBytes !== bytes) return `the upstream saw ${body.bodyBytes} of ${bytes} body bytes`;
+  return undefined;
+}
+
+/** Assert the property, naming the family's parameters. */
+function assertNoErrors(r: LoadResult, family: string): void {
+  assert.ok(r.get > 0 && r.post > 0, `${family}: both methods were sent (GET ${r.get}, POST ${r.post})`);
+  const shown = r.failures.slice(0, 10).join('; ');
+  assert.equal(r.failures.length, 0, `${family}: ${r.failures.length} of ${r.get + r.post} requests failed (GET ${r.get}, POST ${r.post}): ${shown}`);
+}
+
+describe('the keep-alive race, by family of upstream', () => {
+  for (const [name, lo, hi] of [
+    ['under 50 ms', 1, 49],
+    ['50–400 ms', 50, 400],
+  ] as const) {
+    test(`idle keep-alive connections closed after a random 0–N ms, N ${name}, no Keep-Alive hint: GET and POST, zero errors`, () =>
+      seededRun(`random idle close (N ${name})`, async (rand, seed) => {
+        const maxMs = between(rand, lo, hi);
+        const clients = between(rand, 10, 40);
+        const family = `idle close uniform 0–${maxMs} ms, ${clients} clients`;
+        const up = await lab({ idleCloseMs: [0, maxMs], advertiseKeepAlive: false, random: prng(seed ^ 0x5eed) });
+        const gw = await gateway([up.url]);
+        const r = await drive(gw.url, seed, clients, 3000, maxMs * 1.5, echoCheck);
+        assertNoErrors(r, family);
+      }));
+  }
+
+  test('idle closes shorter than the advertised Keep-Alive: timeout=: GET and POST, zero errors', () =>
+    seededRun('closes under the hint', async (rand, seed) => {
+      const hintS = between(rand, 2, 10);
+      const lo = between(rand, 0, 100);
+      const hi = lo + between(rand, 0, 200);
+      const clients = between(rand, 10, 40);
+      const family = `Keep-Alive: timeout=${hintS}, idle close uniform ${lo}–${hi} ms, ${clients} clients`;
+      const up = await lab({ idleCloseMs: [lo, hi], advertiseKeepAlive: hintS, random: prng(seed ^ 0x5eed) });
+      const gw = await gateway([up.url]);
+      const r = await drive(gw.url, seed, clients, 3000, hi * 1.5 + 5, echoCheck);
+      assertNoErrors(r, family);
+    }));
+
+  for (const closeHeader of [true, false]) {
+    test(`a connection closed after a number of requests (keepalive_requests), ${closeHeader ? 'with' : 'without'} Connection: close on the last: GET and POST, zero errors`, () =>
+      seededRun(`close after N requests (${closeHeader ? 'with' : 'without'} Connection: close)`, async (rand, seed) => {
+        const n = between(rand, 1, 12);
+        const clients = between(rand, 10, 40);
+        const gapMax = between(rand, 0, 30);
+        const family = `close after ${n} requests, ${closeHeader ? 'with' : 'without'} Connection: close, gaps 0–${gapMax} ms, ${clients} clients`;
+        const up = await lab({ maxRequestsPerConnection: n, closeHeaderOnLast: closeHeader });
+        const gw = await gateway([up.url]);
+        const r = await drive(gw.url, seed, clients, 3000, gapMax, echoCheck);
+        assertNoErrors(r, family);
+      }));
+  }
+});
+
+/**
+ * An upstream that restarts the way a well-behaved server deploys: stop listening, close
+ * the idle connections, answer what it already read with `Connection: close`, exit once
+ * those answers are out, and come back on the same port after a pause. It counts each POST
+ * by its id, so a POST run twice would show.
+ */
+class GracefulOrigin {
+  readonly posts = new Map<string, number>();
+  port = 0;
+  requests = 0;
+  #server: Server;
+  #closing = false;
+  readonly #rand: () => number;
+  /** Waiters for a request count (served()). */
+  #waiters: Array<{ n: number; resolve: () => void }> = [];
+
+  constructor(rand: () => number) {
+    this.#rand = rand;
+    this.#server = this.#newServer();
+  }
+
+  async listen(): Promise<this> {
+    this.#server.listen(this.port, '127.0.0.1');
+    await once(this.#server, 'listening');
+    this.port = (this.#server.address() as { port: number }).port;
+    return this;
+  }
+
+  /** Resolves once it has answered `n` requests in all. */
+  served(n: number): Promise<void> {
+    if (this.requests >= n) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push({ n, resolve }));
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  #newServer(): Server {
+    const server = createServer((req, res) => this.#onRequest(req, res));
+    server.keepAliveTimeout = 5000;
+    return server;
+  }
+
+  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    let bytes = 0;
+    req.on('data', (c: Buffer) => (bytes += c.length));
+    req.on('end', () => {
+      this.requests++;
+      if (this.#waiters.length > 0) {
+        const due = this.#waiters.filter((w) => w.n <= this.requests);
+        this.#waiters = this.#waiters.filter((w) => w.n > this.requests);
+        for (const w of due) w.resolve();
+      }
+      const id = req.headers['x-post-id'];
+      if (req.method === 'POST' && typeof id === 'string') this.posts.set(id, (this.posts.get(id) ?? 0) + 1);
+      const answer = (): void => {
+        // Read before the restart began, answered during it: the answer says the connection ends.
+        if (this.#closing) res.setHeader('connection', 'close');
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ method: req.method, bodyBytes: bytes }));
+      };
+      const work = Math.floor(this.#rand() * 4);
+      if (work === 0) answer();
+      else setTimeout(answer, work);
+    });
+  }
+
+  /** Stop listening, close idle connections, finish what was read, exit; come back after `downMs`. */
+  async restart(downMs: number): Promise<void> {
+    const server = this.#server;
+    this.#closing = true;
+    const exited = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    // Connections that become idle after their (Connection: close) answer are closed by Node;
+    // the close callback fires once every connection has ended: the process "exits".
+    await exited;
+    await new Promise((resolve) => setTimeout(resolve, downMs));
+    this.#closing = false;
+    this.#server = this.#newServer();
+    await this.listen();
+  }
+
+  async close(): Promise<void> {
+    const server = this.#server;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+}
+
+describe('graceful rolling restarts', () => {
+  test('each endpoint in turn stops listening, closes idle connections, answers what it read with Connection: close, exits and comes back: GET and POST, zero errors, no POST run twice', () =>
+    seededRun('graceful rolling restart', async (rand, seed) => {
+      const count = between(rand, 2, 3);
+      const clients = between(rand, 10, 40);
+      const downMs = between(rand, 50, 300);
+      const origins: GracefulOrigin[] = [];
+      for (let i = 0; i < count; i++) {
+        const o = await new GracefulOrigin(prng(seed + i)).listen();
+        origins.push(o);
+        opened.push(o);
+      }
+      const gw = await gateway(
+        origins.map((o) => o.url),
+        { healthCheck: { path: '/', interval: '100ms', timeout: '300ms', rise: 1, fall: 1 } },
+      );
+      const family = `${count} endpoints, down ${downMs} ms each, ${clients} clients`;
+      let posts = 0;
+      const agent = new Agent({ keepAliveTimeout: 10_000, connections: clients });
+      const failures: string[] = [];
+      let get = 0;
+      let stop = false;
+      const worker = async (w: number): Promise<void> => {
+        const r = prng(seed + 104729 * (w + 1));
+        while (!stop) {
+          const gap = r() * 20;
+          if (gap >= 1) await new Promise((res) => setTimeout(res, gap));
+          const post = r() < 0.5;
+          const id = post ? `p${posts++}` : undefined;
+          if (!post) get++;
+          const bytes = post ? 1 + Math.floor(r() * 4096) : 0;
+          try {
+            const res = await request(`${gw.url}/`, { dispatcher: agent, method: post ? 'POST' : 'GET', body: post ? 'p'.repeat(bytes) : undefined, headers: id ? { 'x-post-id': id } : {} });
+            const text = await res.body.text();
+            if (res.statusCode !== 200) failures.push(`${post ? 'POST' : 'GET'} → ${res.statusCode} ${String(res.headers['proxy-status'] ?? '')}`);
+            else if (JSON.parse(text).bodyBytes !== bytes) failures.push(`${post ? 'POST' : 'GET'}: body not relayed whole`);
+          } catch (err) {
+            failures.push(`${post ? 'POST' : 'GET'} → client error ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+          }
+        }
+      };
+      const load = Promise.all(Array.from({ length: clients }, (_, w) => worker(w)));
+      // Let the pools fill with reused connections before the first restart.
+      await Promise.all(origins.map((o) => o.served(20)));
+      for (const o of origins) {
+        const before = o.requests;
+        await o.restart(downMs);
+        // Back in service: it has served traffic again before the next one goes.
+        await o.served(before + 20);
+      }
+      stop = true;
+      await load;
+      await agent.close();
+      assert.ok(get > 0 && posts > 0, `${family}: both methods were sent`);
+      assert.equal(failures.length, 0, `${family}: ${failures.length} of ${get + posts} requests failed: ${failures.slice(0, 10).join('; ')}`);
+      const twice = [...origins.flatMap((o) => [...o.posts])].reduce((m, [id, n]) => m.set(id, (m.get(id) ?? 0) + n), new Map<string, number>());
+      const dup = [...twice].filter(([, n]) => n > 1);
+      assert.deepEqual(dup, [], `${family}: POSTs processed more than once`);
+      assert.equal(twice.size, posts, `${family}: every POST reached an upstream once`);
+    }));
+});
