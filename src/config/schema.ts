@@ -320,44 +320,70 @@ export const configSchema = z
   })
   .strict()
   .superRefine((cfg, ctx) => {
-    cfg.routes.forEach((r, i) => {
-      if (!Object.prototype.hasOwnProperty.call(cfg.clusters, r.cluster)) {
-        ctx.addIssue({ code: 'custom', path: ['routes', i, 'cluster'], message: `no cluster named "${r.cluster}" (known: ${Object.keys(cfg.clusters).join(', ') || 'none'})` });
-      }
-      if (r.stripPrefix && r.rewritePrefix) {
-        ctx.addIssue({ code: 'custom', path: ['routes', i, 'rewritePrefix'], message: 'use either stripPrefix or rewritePrefix, not both' });
-      }
-    });
-    for (const [name, c] of Object.entries(cfg.clusters)) {
-      if ((c.balancer === 'ring-hash' || c.balancer === 'maglev') && !c.hashOn) {
-        ctx.addIssue({ code: 'custom', path: ['clusters', name, 'hashOn'], message: `balancer ${c.balancer} needs hashOn (header, cookie or clientAddress)` });
-      }
-      if (c.limits.adaptive && c.limits.maxConcurrent) {
-        ctx.addIssue({ code: 'custom', path: ['clusters', name, 'limits'], message: 'use either maxConcurrent or adaptive, not both' });
-      }
-      c.endpoints.forEach((ep, j) => {
-        const url = typeof ep === 'string' ? ep : ep.url;
-        let u: URL | undefined;
-        try {
-          u = new URL(url);
-        } catch {
-          u = undefined;
-        }
-        const path = typeof ep === 'string' ? ['clusters', name, 'endpoints', j] : ['clusters', name, 'endpoints', j, 'url'];
-        if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
-          ctx.addIssue({ code: 'custom', path, message: `"${url}" is not an http:// or https:// URL` });
-        } else if (u.pathname !== '/' || u.search || u.username) {
-          ctx.addIssue({ code: 'custom', path, message: `endpoint "${url}" must be scheme://host[:port] only (no path, query or credentials)` });
-        }
-      });
+    for (const p of configCrossChecks(cfg)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
+  });
+
+export interface CrossProblem {
+  path: Array<string | number>;
+  message: string;
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const listOf = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+/**
+ * The checks across keys (references, endpoint URLs, combinations). They read the config
+ * defensively, so `gatewise check` runs them on a config that also has type errors and
+ * lists every problem at once; the schema runs the same function on a valid config.
+ */
+export function configCrossChecks(raw: unknown): CrossProblem[] {
+  const out: CrossProblem[] = [];
+  if (!isObj(raw)) return out;
+  const clusters = isObj(raw.clusters) ? raw.clusters : {};
+  const routes = listOf(raw.routes);
+  const listeners = listOf(raw.listeners);
+  routes.forEach((r, i) => {
+    if (!isObj(r)) return;
+    if (typeof r.cluster === 'string' && !Object.prototype.hasOwnProperty.call(clusters, r.cluster)) {
+      out.push({ path: ['routes', i, 'cluster'], message: `no cluster named "${r.cluster}" (known: ${Object.keys(clusters).join(', ') || 'none'})` });
     }
-    if (cfg.listeners.length > 0 && cfg.routes.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['routes'], message: 'listeners are configured but no route sends requests anywhere' });
-    }
-    if (cfg.listeners.length === 0 && !cfg.forward) {
-      ctx.addIssue({ code: 'custom', path: ['listeners'], message: 'nothing to run: configure at least one listener (or the forward proxy)' });
+    if (r.stripPrefix === true && typeof r.rewritePrefix === 'string') {
+      out.push({ path: ['routes', i, 'rewritePrefix'], message: 'use either stripPrefix or rewritePrefix, not both' });
     }
   });
+  for (const [name, c] of Object.entries(clusters)) {
+    if (!isObj(c)) continue;
+    if ((c.balancer === 'ring-hash' || c.balancer === 'maglev') && !c.hashOn) {
+      out.push({ path: ['clusters', name, 'hashOn'], message: `balancer ${c.balancer} needs hashOn (header, cookie or clientAddress)` });
+    }
+    if (isObj(c.limits) && c.limits.adaptive && c.limits.maxConcurrent) {
+      out.push({ path: ['clusters', name, 'limits'], message: 'use either maxConcurrent or adaptive, not both' });
+    }
+    listOf(c.endpoints).forEach((ep, j) => {
+      const url = typeof ep === 'string' ? ep : isObj(ep) && typeof ep.url === 'string' ? ep.url : undefined;
+      if (url === undefined) return;
+      let u: URL | undefined;
+      try {
+        u = new URL(url);
+      } catch {
+        u = undefined;
+      }
+      const path = typeof ep === 'string' ? ['clusters', name, 'endpoints', j] : ['clusters', name, 'endpoints', j, 'url'];
+      if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
+        out.push({ path, message: `"${url}" is not an http:// or https:// URL` });
+      } else if (u.pathname !== '/' || u.search || u.username) {
+        out.push({ path, message: `endpoint "${url}" must be scheme://host[:port] only (no path, query or credentials)` });
+      }
+    });
+  }
+  if (listeners.length > 0 && routes.length === 0) {
+    out.push({ path: ['routes'], message: 'listeners are configured but no route sends requests anywhere' });
+  }
+  if (listeners.length === 0 && (raw.forward === undefined || raw.forward === null)) {
+    out.push({ path: ['listeners'], message: 'nothing to run: configure at least one listener (or the forward proxy)' });
+  }
+  return out;
+}
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
