@@ -119,7 +119,10 @@ export const egressPoolSchema = z.strictObject({
       .array(
         z.union([
           z.string().refine((s) => isIP(s) !== 0, { message: 'expected a local IP address' }),
-          z.strictObject({ address: z.string().refine((s) => isIP(s) !== 0, { message: 'expected a local IP address' }), weight: z.number().positive().default(1) }),
+          z.strictObject({
+            address: z.string().refine((s) => isIP(s) !== 0, { message: 'expected a local IP address' }).describe('A local source address.'),
+            weight: z.number().positive().default(1).describe('Relative share for random picks. Default 1.'),
+          }),
         ]),
       )
       .optional()
