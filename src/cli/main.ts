@@ -141,6 +141,10 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'proxy':
         return await proxyCommand(rest);
+      case 'init': {
+        const { initCommand } = await import('./init.js');
+        return await initCommand(rest);
+      }
       case 'forward': {
         const { forwardCommand } = await import('./forward.js');
         return await forwardCommand(rest);
