@@ -311,11 +311,11 @@ export const configSchema = z
     admin: z
       .object({
         address: z.string().default('127.0.0.1').describe('Address of the admin listener. Keep it private: it can drain endpoints. Default 127.0.0.1.'),
-        port: z.number().int().min(0).max(65535).describe('Port of the admin listener (/metrics, /healthz).'),
+        port: z.number().int().min(0).max(65535).describe('Port of the admin listener (/metrics, /healthz, /ready).'),
       })
       .strict()
       .optional()
-      .describe('Admin listener with Prometheus /metrics and /healthz. Off unless set.'),
+      .describe('Admin listener: Prometheus /metrics, /healthz (liveness: the process runs), /ready (readiness: 503 while draining), /clusters. Off unless set.'),
     shutdown: z
       .object({
         drainTimeout: duration('30s', 'On SIGTERM, how long in-flight requests may take to finish.'),

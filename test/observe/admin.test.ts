@@ -47,3 +47,28 @@ test('admin API: metrics, cluster status, drain and undrain', async () => {
     await lab.close();
   }
 });
+
+test('admin /healthz says it means only "alive" and stays 200 while draining; /ready turns 503 when the gateway drains', async () => {
+  const lab = await startLab();
+  const lines: string[] = [];
+  const seen = pino({}, new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }));
+  const config = validateConfig({ listeners: [{ port: 0 }], admin: { port: 0 }, clusters: { app: { endpoints: [lab.url] } }, routes: [{ cluster: 'app' }] });
+  const rt = await startRuntime(config, { logger: seen });
+  try {
+    const admin = lines.map((l) => JSON.parse(l) as { event?: string; url?: string }).find((l) => l.event === 'admin')!.url!;
+    const get = async (path: string): Promise<{ status: number; body: string }> => {
+      const r = await request(`${admin}${path}`);
+      return { status: r.statusCode, body: await r.body.text() };
+    };
+    const live = await get('/healthz');
+    assert.equal(live.status, 200);
+    assert.match(live.body, /^alive: .*says nothing about upstreams.*\/ready/);
+    assert.deepEqual(await get('/ready'), { status: 200, body: 'ready: accepting traffic\n' });
+    await rt.gateway!.close(0);
+    assert.equal((await get('/ready')).status, 503);
+    assert.equal((await get('/healthz')).status, 200);
+  } finally {
+    await rt.close();
+    await lab.close();
+  }
+});
