@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { request } from 'undici';
@@ -67,6 +68,43 @@ test('admin /healthz says it means only "alive" and stays 200 while draining; /r
     await rt.gateway!.close(0);
     assert.equal((await get('/ready')).status, 503);
     assert.equal((await get('/healthz')).status, 200);
+  } finally {
+    await rt.close();
+    await lab.close();
+  }
+});
+
+test('an upstream unreachable at start is logged once as a warning naming the endpoint, and the gateway starts anyway', async () => {
+  const lab = await startLab();
+  // A port nothing listens on: bound, then closed.
+  const closed = await new Promise<number>((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const lines: string[] = [];
+  const logger = pino({}, new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }));
+  const config = validateConfig({
+    listeners: [{ port: 0 }],
+    clusters: { app: { endpoints: [lab.url, `http://127.0.0.1:${closed}`] } },
+    routes: [{ cluster: 'app' }],
+  });
+  const rt = await startRuntime(config, { logger });
+  try {
+    await rt.upstreamProbe;
+    const warnings = lines.map((l) => JSON.parse(l) as { level: number; event?: string; endpoint?: string; cluster?: string; err?: string; msg: string }).filter((l) => l.event === 'upstream-unreachable');
+    assert.equal(warnings.length, 1, lines.join(''));
+    assert.equal(warnings[0]!.level, 40);
+    assert.equal(warnings[0]!.endpoint, `http://127.0.0.1:${closed}`);
+    assert.equal(warnings[0]!.cluster, 'app');
+    assert.equal(warnings[0]!.err, 'ECONNREFUSED');
+    assert.match(warnings[0]!.msg, /unreachable at start/);
+    // Not fatal: the gateway serves through the endpoint that is up.
+    const r = await request(`${rt.gateway!.addresses()[0]!.url}/ok`);
+    assert.equal(r.statusCode, 200);
+    await r.body.dump();
   } finally {
     await rt.close();
     await lab.close();
