@@ -72,6 +72,7 @@ function whoseSide(f: Failure): string {
 function retryAdvice(f: Failure): string {
   if (f.retryAfter !== undefined) return `Retrying after ${Math.max(0, Math.ceil(f.retryAfter))} s may help.`;
   if (f.reason === 'proxy_auth_required') return 'Send the request again with valid proxy credentials.';
+  if (f.reason === 'bad_username_parameter') return 'Send the request again with the parameter in the user name fixed.';
   if (f.reason === 'request_timeout') return 'Retrying may help if the client sends the whole request in time.';
   if (f.source === 'client') return 'Retrying the same request will fail the same way; the request must be fixed.';
   if (f.status === 503 || f.status === 504) return 'Retrying later may help.';

@@ -38,3 +38,13 @@ test('the generator reads types, defaults and descriptions from the zod schema i
     { path: 'd', type: 'list of string', default: '**required**', description: 'Ds.' },
   ]);
 });
+
+test('docs/forward-proxy.md refers to rules.*, timeouts.*, limits.* by a link to their reference, not "as before" with nothing before', () => {
+  const doc = readFileSync(new URL('../../../docs/forward-proxy.md', import.meta.url), 'utf8');
+  assert.doesNotMatch(doc, /as before/);
+  assert.match(doc, /`rules\.\*`, `timeouts\.\*`, `limits\.\*` \|[^\n]*\[config-reference\.md\]\(config-reference\.md#forward\)/);
+  assert.match(readFileSync(REFERENCE_FILE, 'utf8'), /^## forward$/m);
+  for (const k of ['forward.rules.allowPrivate', 'forward.rules.connectPorts', 'forward.timeouts.connect', 'forward.limits.maxConnectionsPerUser']) {
+    assert.ok(configKeys().some((r) => r.path === k), k);
+  }
+});
