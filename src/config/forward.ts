@@ -203,6 +203,7 @@ export const forwardSchema = z.strictObject({
       .regex(/^[A-Za-z0-9._\-]+$/)
       .default('gatewise')
       .describe('This proxy\'s name in Via and Proxy-Status.'),
+    problemTypeBase: z.string().min(1).optional().describe("Prefix of the `type` URI of problem+json error bodies; the error type's anchor in docs/errors.md follows (connection-refused). Default: a name, not a link (tag:gatewise,2026:error:). Set it to where you publish docs/errors.md, ending in \"#\", to make the types links."),
     revealDetails: z.boolean().default(false).describe('Show next-hop and detail text in Proxy-Status and error bodies (topology; for trusted clients).'),
     accessLog: z.boolean().default(true).describe('Write one JSON line per request, tunnel and association.'),
     auth: z.strictObject({

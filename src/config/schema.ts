@@ -286,6 +286,7 @@ export const configSchema = z
           .array(cidr)
           .default(['127.0.0.0/8', '::1'])
           .describe('Clients that may see topology. Default loopback.'),
+        problemTypeBase: z.string().min(1).optional().describe("Prefix of the `type` URI of problem+json error bodies; the error type's anchor in docs/errors.md follows (connection-refused). Default: a name, not a link (tag:gatewise,2026:error:). Set it to where you publish docs/errors.md, ending in \"#\", to make the types links."),
       })
       .strict()
       .default({ revealTopology: 'trusted', trustedClients: ['127.0.0.0/8', '::1'] })

@@ -30,7 +30,18 @@ export interface Rendered {
 
 export type BodyFormat = 'problem' | 'html' | 'text';
 
-const PROBLEM_BASE = 'https://gatewise.dev/errors/';
+/**
+ * The default prefix of a problem+json `type`: a tag URI (RFC 4151), a name and not a link
+ * (RFC 9457 §3.1.1), followed by the type's anchor in docs/errors.md. A config sets its own
+ * base (proxyStatus.problemTypeBase, forward.problemTypeBase) to make the types links to
+ * where it publishes that page.
+ */
+export const PROBLEM_TYPE_BASE = 'tag:gatewise,2026:error:';
+
+/** The anchor of an error type in docs/errors.md: `connection_refused` → `connection-refused`. */
+export function errorAnchor(type: string): string {
+  return type.replace(/_/g, '-');
+}
 
 /** Pick the body format from Accept: programs get problem+json, browsers HTML, the rest text. */
 export function negotiate(accept: string | undefined): BodyFormat {
@@ -102,7 +113,7 @@ export function renderFailure(input: RenderInput): Rendered {
   if (format === 'problem') {
     headers['content-type'] = 'application/problem+json';
     const problem: Record<string, unknown> = {
-      type: PROBLEM_BASE + f.type.replace(/_/g, '-'),
+      type: (input.proxyStatus.problemTypeBase ?? PROBLEM_TYPE_BASE) + errorAnchor(f.type),
       title: f.title,
       status: f.status,
       detail: reveal ? f.detail : f.explain,
