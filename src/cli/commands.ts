@@ -70,7 +70,7 @@ export const COMMANDS: readonly CommandDef[] = [
   },
   {
     name: 'check',
-    summary: 'validate a config; every problem listed by path and line; exit 1 if any',
+    summary: 'check a config as run does short of binding (schema, references, files, ports, addresses); every problem at once, by file and line; exit 1 if any',
     options: [{ flag: 'config', short: 'c', value: 'FILE', type: 'string', required: true, description: 'the config file (YAML or JSON)' }],
   },
   {
