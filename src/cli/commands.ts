@@ -46,6 +46,19 @@ export interface CommandDef {
 
 const SHOW_VALUE_MAX = 60;
 
+/** Better words for a bad --to URL. */
+function endpointWords(message: string, value: unknown): string | undefined {
+  if (!/not an http:\/\/ or https:\/\/ URL/.test(message) || typeof value !== 'string') return undefined;
+  if (!value.includes('://')) return `must be an http:// or https:// URL, e.g. http://${value}`;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'is not a valid URL (the port is 1-65535), e.g. http://127.0.0.1:3000';
+  }
+  return `must be an http:// or https:// URL, not ${url.protocol}//, e.g. http://${url.host || '127.0.0.1:3000'}`;
+}
+
 export const COMMANDS: readonly CommandDef[] = [
   {
     name: 'run',
@@ -57,8 +70,31 @@ export const COMMANDS: readonly CommandDef[] = [
   },
   {
     name: 'check',
-    summary: 'validate a config; every problem listed by path and line; exit 1 if any',
+    summary: 'check a config as run does short of binding (schema, references, files, ports, addresses); every problem at once, by file and line; exit 1 if any',
     options: [{ flag: 'config', short: 'c', value: 'FILE', type: 'string', required: true, description: 'the config file (YAML or JSON)' }],
+  },
+  {
+    name: 'init',
+    summary: 'write a commented starter config: a reverse gateway (--to URL ...) or a proxy service with users and plans (--proxy)',
+    options: [
+      { flag: 'reverse', type: 'boolean', description: 'a reverse gateway in front of the --to servers (implied by --to)' },
+      {
+        flag: 'to',
+        value: 'URL',
+        type: 'string',
+        multiple: true,
+        example: 'http://127.0.0.1:3000',
+        description: 'a server behind the gateway, http:// or https:// (repeatable: one cluster)',
+        configPaths: ['clusters.app.endpoints'],
+        explain: endpointWords,
+      },
+      { flag: 'proxy', type: 'boolean', description: 'a forward proxy service with users (in a users file) and plans' },
+      { flag: 'listen', value: 'ADDR:PORT', type: 'string', description: 'where the gateway listens (default 127.0.0.1:8080; --proxy alone: 127.0.0.1:3128)', configPaths: ['listeners[]', 'forward.listeners[]'] },
+      { flag: 'config', short: 'c', value: 'FILE', type: 'string', default: 'gatewise.yaml', description: 'the config file to write' },
+      { flag: 'users', value: 'FILE', type: 'string', default: 'users.yaml', description: 'the users file to write (--proxy), next to the config unless a path is given' },
+      { flag: 'force', type: 'boolean', description: 'overwrite files that exist' },
+    ],
+    notes: 'Then: gatewise check -c FILE, and gatewise run -c FILE. --proxy prints the first user\'s password once.',
   },
   {
     name: 'schema',
@@ -79,17 +115,7 @@ export const COMMANDS: readonly CommandDef[] = [
         example: 'http://127.0.0.1:3000',
         description: 'an endpoint, http:// or https:// (repeatable: one cluster)',
         configPaths: ['clusters.default.endpoints'],
-        explain: (message, value) => {
-          if (!/not an http:\/\/ or https:\/\/ URL/.test(message) || typeof value !== 'string') return undefined;
-          if (!value.includes('://')) return `must be an http:// or https:// URL, e.g. http://${value}`;
-          let url: URL;
-          try {
-            url = new URL(value);
-          } catch {
-            return 'is not a valid URL (the port is 1-65535), e.g. http://127.0.0.1:3000';
-          }
-          return `must be an http:// or https:// URL, not ${url.protocol}//, e.g. http://${url.host || '127.0.0.1:3000'}`;
-        },
+        explain: endpointWords,
       },
       { flag: 'connect-timeout', value: 'D', type: 'string', description: 'time to connect to an endpoint (default 5s)', configPaths: ['clusters.default.timeouts.connect'] },
       { flag: 'response-timeout', value: 'D', type: 'string', description: 'time to wait for response headers (default 30s)', configPaths: ['clusters.default.timeouts.response'] },

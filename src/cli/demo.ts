@@ -63,7 +63,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   );
   let rt;
   try {
-    rt = await startRuntime(config);
+    rt = await startRuntime(config, { probeUpstreams: false }); // the lab's unreachable endpoints are the point of the demo
   } catch (err) {
     await lab.close();
     rmSync(dir, { recursive: true, force: true });

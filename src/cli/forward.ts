@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+import { hostAddresses, isLocalAddress } from '../config/check.js';
 import { forwardSchema, type ForwardConfigInput } from '../config/forward.js';
 import { startForwardProxy, type ForwardProxy } from '../forward/index.js';
 import { hashPassword } from '../tenants/index.js';
@@ -75,6 +77,14 @@ export async function forwardConfigFromArgs(argv: string[]): Promise<ForwardConf
   const checked = forwardSchema.safeParse(input);
   // Problems are said as the flags that set them, never echoing a proxy URL's credentials.
   if (!checked.success) throw optionsError(command('forward'), checked.error.issues, input);
+  // A source address must be this host's, or every connection from it fails: refuse at start.
+  const local = hostAddresses();
+  const foreign = addresses.filter((a) => isIP(a) !== 0 && !isLocalAddress(a, local));
+  if (foreign.length) {
+    throw new UsageError(
+      foreign.map((a) => `--egress ${a}: not an address of this host, so no connection can leave from it (this host has ${local.join(', ')})`).join('\n'),
+    );
+  }
   return input;
 }
 

@@ -1,5 +1,7 @@
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
-import { ConfigError, loadConfigFile, validateConfig } from '../config/load.js';
+import { ConfigError, formatProblems, loadConfigFile, validateConfig } from '../config/load.js';
+import type { ConfigProblem } from '../config/check.js';
 import { jsonSchema, type ConfigInput } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { startRuntime, untilSignal } from './runtime.js';
@@ -74,10 +76,18 @@ function workersFlag(v: string | undefined): number | 'auto' | undefined {
   return w;
 }
 
+/** Warnings of a config that is otherwise fine, on stderr (once, in the primary with --workers). */
+function warn(file: string): (w: readonly ConfigProblem[]) => void {
+  return (w) => {
+    if (!cluster.isWorker) process.stderr.write(formatProblems(w, file, 'warning') + '\n');
+  };
+}
+
 async function runCommand(argv: string[]): Promise<number> {
   const values = parseCommand(command('run'), argv).values as { config: string; workers?: string };
   const workers = workersFlag(values.workers);
-  const config = await loadConfigFile(values.config); // validated in the primary too: a bad config never forks
+  // The same checks as `gatewise check` (one function): a bad config never forks or binds.
+  const config = await loadConfigFile(values.config, { onWarnings: warn(values.config) });
   if (workers !== undefined) {
     const code = await superviseWorkers(workers);
     if (code !== undefined) return code;
@@ -90,7 +100,7 @@ async function runCommand(argv: string[]): Promise<number> {
 
 async function checkCommand(argv: string[]): Promise<number> {
   const values = parseCommand(command('check'), argv).values as { config: string };
-  const config = await loadConfigFile(values.config);
+  const config = await loadConfigFile(values.config, { onWarnings: warn(values.config) });
   process.stdout.write(
     `${values.config}: ok — ${config.listeners.length} listener(s), ${Object.keys(config.clusters).length} cluster(s), ${config.routes.length} route(s)${config.forward ? ', forward proxy' : ''}\n`,
   );
@@ -131,6 +141,10 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'proxy':
         return await proxyCommand(rest);
+      case 'init': {
+        const { initCommand } = await import('./init.js');
+        return await initCommand(rest);
+      }
       case 'forward': {
         const { forwardCommand } = await import('./forward.js');
         return await forwardCommand(rest);

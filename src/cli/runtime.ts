@@ -1,4 +1,6 @@
+import { connect } from 'node:net';
 import type { Logger } from 'pino';
+import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
 import { Gateway } from '../gateway/server.js';
 import { attachAccessLog, createLogger, flushLogger } from '../observe/access-log.js';
@@ -30,12 +32,65 @@ function gatewayControl(gw: Gateway): AdminControl {
 export interface Runtime {
   gateway: Gateway | undefined;
   logger: Logger;
+  /** Settles when the start-up connect probe of every endpoint has ended (its warnings logged). */
+  upstreamProbe: Promise<void>;
   close(): Promise<void>;
 }
 
 export interface RuntimeOptions {
   accessLog?: boolean;
+  /** One connect probe per endpoint at start, unreachable ones logged as warnings. Default true. */
+  probeUpstreams?: boolean;
   logger?: Logger;
+}
+
+/**
+ * One TCP connect to every endpoint of every cluster, at start, so an unreachable upstream is
+ * said at once (a warning naming it) instead of at the first request. Never fatal: the
+ * endpoint may come up later. Returns a promise for the end of all probes and a canceller.
+ */
+function probeUpstreams(config: Config, logger: Logger): { done: Promise<void>; cancel(): void } {
+  const sockets = new Set<import('node:net').Socket>();
+  const probes: Array<Promise<void>> = [];
+  for (const [name, cluster] of Object.entries(config.clusters)) {
+    const timeoutMs = Math.min(parseDuration(cluster.timeouts.connect) ?? 5000, 5000);
+    for (const ep of cluster.endpoints) {
+      const url = new URL(typeof ep === 'string' ? ep : ep.url);
+      const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+      const host = url.hostname.replace(/^\[|\]$/g, '');
+      const endpoint = `${url.protocol}//${url.host}`;
+      probes.push(
+        new Promise<void>((resolve) => {
+          const s = connect({ host, port });
+          sockets.add(s);
+          const end = (err?: Error & { code?: string }): void => {
+            clearTimeout(timer);
+            sockets.delete(s);
+            s.destroy();
+            if (err) {
+              const reason = err.code ?? err.message;
+              logger.warn(
+                { component: 'upstream', type: 'lifecycle', event: 'upstream-unreachable', cluster: name, endpoint, err: reason },
+                `upstream ${endpoint} of cluster ${name} is unreachable at start (${reason}); requests to it fail until it is up`,
+              );
+            }
+            resolve();
+          };
+          const timer = setTimeout(() => end(Object.assign(new Error(`no connection within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
+          timer.unref();
+          s.once('connect', () => end());
+          s.once('error', (err) => end(err));
+          s.unref();
+        }),
+      );
+    }
+  }
+  return {
+    done: Promise.all(probes).then(() => undefined),
+    cancel: () => {
+      for (const s of sockets) s.destroy();
+    },
+  };
 }
 
 /** Wire the parts for a config: gateway, access log, metrics and admin listener. */
@@ -46,12 +101,19 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
   const metrics = config.admin ? (await import('../observe/metrics.js')).attachMetrics(undefined, { defaultMetrics: true }) : undefined;
   const gateway = config.listeners.length > 0 ? new Gateway(config) : undefined;
   const closers: Array<() => Promise<unknown>> = [];
+  let probe: ReturnType<typeof probeUpstreams> | undefined;
   try {
     if (gateway) {
       const addrs = await gateway.listen();
       closers.push(() => gateway.close());
       logger.info({ component: 'gateway', type: 'lifecycle', event: 'ready', listeners: addrs.map((a) => a.url), identity: gateway.ctx.identity }, 'gateway listening');
       logger.flush(); // lifecycle lines go out now, not with the next batch
+      if (opts.probeUpstreams !== false) {
+        probe = probeUpstreams(config, logger);
+        const p = probe;
+        closers.push(async () => p.cancel());
+        void p.done.then(() => logger.flush());
+      }
     }
     if (config.forward) {
       const { startForwardProxy } = await import('../forward/index.js');
@@ -76,6 +138,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
   return {
     gateway,
     logger,
+    upstreamProbe: probe?.done ?? Promise.resolve(),
     async close() {
       await Promise.allSettled(closers.map((c) => c()));
       detachLog?.();

@@ -45,8 +45,7 @@ const portSpec = z
   .refine(isPortSpec, { message: 'expected a port (1-65535) or a range such as "8000-8999"' })
   .describe('A port number, or an inclusive range written "low-high".');
 
-export const forwardRuleSchema = z
-  .object({
+export const forwardRuleSchema = z.strictObject({
     hosts: z
       .array(z.string().regex(HOST_PATTERN_RE, 'expected a host name, "*.example.com" or "*"'))
       .optional()
@@ -64,8 +63,7 @@ export const forwardRuleSchema = z
 
 const ruleList = (what: string) => z.array(forwardRuleSchema).default([]).describe(what);
 
-export const forwardListenerSchema = z
-  .object({
+export const forwardListenerSchema = z.strictObject({
     address: z.string().refine((s) => isIP(s) !== 0, { message: 'expected an IP address' }).default('127.0.0.1').describe('Local address to listen on.'),
     port: z.number().int().min(0).max(65535).describe('TCP port; 0 picks a free one.'),
     protocols: z
@@ -93,8 +91,7 @@ const byteSize = z
   .describe('Bytes: a number, or a size such as "500MB", "10GB", "1GiB".');
 
 const byteLimits = (what: string) =>
-  z
-    .object({
+  z.strictObject({
       up: byteSize.optional().describe(`Bytes from clients to destinations per ${what} (absent = unlimited).`),
       down: byteSize.optional().describe(`Bytes from destinations to clients per ${what} (absent = unlimited).`),
     })
@@ -117,13 +114,15 @@ const proxyUrl = z
 
 const POOL_NAME_RE = /^[A-Za-z0-9_]{1,64}$/;
 
-export const egressPoolSchema = z
-  .object({
+export const egressPoolSchema = z.strictObject({
     addresses: z
       .array(
         z.union([
           z.string().refine((s) => isIP(s) !== 0, { message: 'expected a local IP address' }),
-          z.object({ address: z.string().refine((s) => isIP(s) !== 0, { message: 'expected a local IP address' }), weight: z.number().positive().default(1) }),
+          z.strictObject({
+            address: z.string().refine((s) => isIP(s) !== 0, { message: 'expected a local IP address' }).describe('A local source address.'),
+            weight: z.number().positive().default(1).describe('Relative share for random picks. Default 1.'),
+          }),
         ]),
       )
       .optional()
@@ -132,8 +131,8 @@ export const egressPoolSchema = z
       .array(
         z.union([
           proxyUrl,
-          z.object({ url: proxyUrl, weight: z.number().positive().default(1).describe('Relative share for random picks.') }),
-          z.object({ chain: z.array(proxyUrl).min(1).describe('Hops in order: the first is dialed, each asks for the next, the last reaches the destination.'), weight: z.number().positive().default(1) }),
+          z.strictObject({ url: proxyUrl, weight: z.number().positive().default(1).describe('Relative share for random picks.') }),
+          z.strictObject({ chain: z.array(proxyUrl).min(1).describe('Hops in order: the first is dialed, each asks for the next, the last reaches the destination.'), weight: z.number().positive().default(1) }),
         ]),
       )
       .optional()
@@ -145,8 +144,7 @@ export const egressPoolSchema = z
     sessionTtl: duration('10m', 'How long a username session (or a sticky user) keeps its exit, unless the username says -ttl-…'),
     sessionIdle: duration('5m', 'A session unused for this long ends early.'),
     maxAttempts: z.number().int().min(1).max(10).default(3).describe('Exits tried for one connection when the earlier ones fail before anything was sent.'),
-    failure: z
-      .object({
+    failure: z.strictObject({
         threshold: z.number().int().min(1).default(3).describe('Consecutive failures after which an exit (or the exit for one domain) cools down.'),
         cooldown: duration('30s', 'First cool-down; it doubles each time the exit trips again.'),
         maxCooldown: duration('10m', 'Longest cool-down.'),
@@ -157,16 +155,14 @@ export const egressPoolSchema = z
   .refine((p) => Boolean(p.addresses?.length || p.proxies?.length), { message: 'a pool needs addresses or proxies' })
   .describe('A pool of exits with a rotation strategy.');
 
-export const routingRuleSchema = z
-  .object({
+export const routingRuleSchema = z.strictObject({
     users: z.array(z.string()).optional().describe('Users this rule applies to (absent = everyone).'),
     hosts: z.array(z.string().regex(HOST_PATTERN_RE, 'expected a host name, "*.example.com" or "*"')).optional().describe('Destination host patterns (absent = any).'),
     pool: z.string().describe('The pool for matching connections.'),
   })
   .describe('Routing rule: first match wins; a -pool-NAME username parameter overrides the rules.');
 
-export const planSchema = z
-  .object({
+export const planSchema = z.strictObject({
     maxConnections: z.number().int().positive().optional().describe('Requests, tunnels and associations open at once (over: 429).'),
     requestsPerSecond: z.number().int().positive().optional().describe('New requests, tunnels and associations per second (over: 429 with Retry-After).'),
     bytesPerDay: byteLimits('day'),
@@ -177,8 +173,7 @@ export const planSchema = z
   })
   .describe('What a customer bought. Over a limit: HTTP 429/403 with Proxy-Status error=http_request_denied and a detail naming the limit and its reset; SOCKS reply 0x02 (SOCKS4 0x5b); UDP datagrams dropped and counted.');
 
-export const forwardUserSchema = z
-  .object({
+export const forwardUserSchema = z.strictObject({
     name: z
       .string()
       .min(1)
@@ -197,8 +192,7 @@ export const forwardUserSchema = z
   })
   .describe('A user of the forward proxy.');
 
-export const forwardSchema = z
-  .object({
+export const forwardSchema = z.strictObject({
     listeners: z
       .array(forwardListenerSchema)
       .min(1)
@@ -209,10 +203,10 @@ export const forwardSchema = z
       .regex(/^[A-Za-z0-9._\-]+$/)
       .default('gatewise')
       .describe('This proxy\'s name in Via and Proxy-Status.'),
+    problemTypeBase: z.string().min(1).optional().describe("Prefix of the `type` URI of problem+json error bodies; the error type's anchor in docs/errors.md follows (connection-refused). Default: a name, not a link (tag:gatewise,2026:error:). Set it to where you publish docs/errors.md, ending in \"#\", to make the types links."),
     revealDetails: z.boolean().default(false).describe('Show next-hop and detail text in Proxy-Status and error bodies (topology; for trusted clients).'),
     accessLog: z.boolean().default(true).describe('Write one JSON line per request, tunnel and association.'),
-    auth: z
-      .object({
+    auth: z.strictObject({
         required: z.boolean().default(true).describe('Require a user name and password. Turning this off logs a warning at start.'),
         realm: z.string().regex(/^[^"\\\r\n]*$/).default('gatewise').describe('Realm in Proxy-Authenticate.'),
         cacheTtl: duration('1m', 'How long a successful password check is remembered (scrypt is slow on purpose); "0s" disables.'),
@@ -242,8 +236,7 @@ export const forwardSchema = z
       })
       .prefault({})
       .describe('Who may use the proxy.'),
-    rules: z
-      .object({
+    rules: z.strictObject({
         allowPrivate: z.boolean().default(false).describe('Allow private, loopback, link-local and metadata addresses (10/8, 127/8, 169.254/16, fc00::/7, …). Off by default.'),
         defaultAction: z.enum(['allow', 'deny']).default('allow').describe('What happens to destinations no allow rule matches.'),
         allow: ruleList('Allow rules for everyone. An allow rule whose cidrs contain a private address also lets it through.'),
@@ -252,8 +245,7 @@ export const forwardSchema = z
       })
       .prefault({})
       .describe('Where the proxy may connect; checked on the resolved address.'),
-    timeouts: z
-      .object({
+    timeouts: z.strictObject({
         connect: duration('10s', 'Connecting to a destination.'),
         dns: duration('5s', 'Resolving a destination name.'),
         handshake: duration('10s', 'A client has this long, from its connection, to send its first complete request head or SOCKS handshake; "0s": no limit.'),
@@ -277,8 +269,7 @@ export const forwardSchema = z
       })
       .prefault({})
       .describe('Time limits.'),
-    usernameGrammar: z
-      .object({
+    usernameGrammar: z.strictObject({
         separator: z.string().min(1).max(3).default('-').describe('Between the base name, keys and values.'),
         session: z.string().regex(/^[A-Za-z0-9_]+$/).default('session').describe('Key for the session id: same id, same exit.'),
         ttl: z.string().regex(/^[A-Za-z0-9_]+$/).default('ttl').describe('Key for the session lifetime ("10m").'),
@@ -286,8 +277,7 @@ export const forwardSchema = z
       })
       .prefault({})
       .describe('Username parameters: NAME-session-ID-ttl-10m-pool-NAME by default, each part optional, any order; NAME authenticates.'),
-    egress: z
-      .object({
+    egress: z.strictObject({
         pools: z.record(z.string().regex(POOL_NAME_RE, 'pool names are letters, digits and _'), egressPoolSchema).default({}).describe('Named pools of exits.'),
         routing: z.array(routingRuleSchema).default([]).describe('Which pool a connection uses, by user and destination host; first match wins.'),
         defaultPool: z.string().optional().describe('Pool for connections no rule matches; absent = leave directly.'),
@@ -295,15 +285,13 @@ export const forwardSchema = z
       .prefault({})
       .describe('How connections leave: local address pools and upstream proxy pools.'),
     plans: z.record(z.string().regex(POOL_NAME_RE, 'plan names are letters, digits and _'), planSchema).default({}).describe('Customer plans, referenced by users[].plan.'),
-    state: z
-      .object({
+    state: z.strictObject({
         file: z.string().optional().describe('Write usage counters to this JSON file (read by `gatewise usage --state FILE`) and load them at start.'),
         flushInterval: duration('10s', 'How often the state file is written.'),
       })
       .prefault({})
       .describe('Where usage counters live (in memory; optionally saved to a file).'),
-    limits: z
-      .object({
+    limits: z.strictObject({
         maxConnectionsPerUser: z.number().int().positive().default(256).describe('Requests, tunnels and associations one user may have open at once.'),
         maxTunnelsPerUser: z.number().int().positive().default(64).describe('Tunnels and UDP associations one user may have open at once.'),
         maxClientConnections: z
@@ -331,37 +319,60 @@ export const forwardSchema = z
       .describe('Capacity limits.'),
   })
   .superRefine((c, ctx) => {
-    if (c.auth.required && c.auth.users.length === 0 && !c.auth.usersFile) {
-      ctx.addIssue({ code: 'custom', path: ['auth', 'users'], params: { gatewise: NO_USERS }, message: 'auth.required is true but no users are configured: add users or set auth.required to false' });
-    }
-    const names = new Set<string>();
-    c.auth.users.forEach((u, i) => {
-      if (names.has(u.name)) ctx.addIssue({ code: 'custom', path: ['auth', 'users', i, 'name'], message: `duplicate user ${u.name}` });
-      names.add(u.name);
-    });
-    c.auth.users.forEach((u, i) => {
-      if (u.plan !== undefined && !c.plans[u.plan]) ctx.addIssue({ code: 'custom', path: ['auth', 'users', i, 'plan'], message: `no plan named ${u.plan}` });
-    });
-    c.egress.routing.forEach((r, i) => {
-      if (!c.egress.pools[r.pool]) ctx.addIssue({ code: 'custom', path: ['egress', 'routing', i, 'pool'], message: `no pool named ${r.pool}` });
-    });
-    if (c.egress.defaultPool !== undefined && !c.egress.pools[c.egress.defaultPool]) {
-      ctx.addIssue({ code: 'custom', path: ['egress', 'defaultPool'], message: `no pool named ${c.egress.defaultPool}` });
-    }
-    for (const [name, p] of Object.entries(c.plans)) {
-      p.pools?.forEach((pool, i) => {
-        if (!c.egress.pools[pool]) ctx.addIssue({ code: 'custom', path: ['plans', name, 'pools', i], message: `no pool named ${pool}` });
-      });
-    }
-    const bound = new Set<string>();
-    c.listeners.forEach((l, i) => {
-      if (l.port === 0) return;
-      const k = `${l.address}|${l.port}`;
-      if (bound.has(k)) ctx.addIssue({ code: 'custom', path: ['listeners', i, 'port'], message: `${l.address}:${l.port} is listed twice` });
-      bound.add(k);
-    });
+    for (const p of forwardCrossChecks(c)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message, ...(p.code ? { params: { gatewise: p.code } } : {}) });
   })
   .describe('The forward proxy service: HTTP proxy with CONNECT, SOCKS5 and SOCKS4.');
+
+const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const listOf = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+/**
+ * The forward proxy's checks across keys (users, plans, pools, listeners), reading the config
+ * defensively: `gatewise check` runs them on a config with type errors too (paths relative to
+ * `forward`), the schema on a valid one.
+ */
+export function forwardCrossChecks(raw: unknown): Array<{ path: Array<string | number>; message: string; code?: string }> {
+  const out: Array<{ path: Array<string | number>; message: string; code?: string }> = [];
+  if (!isObj(raw)) return out;
+  const auth = isObj(raw.auth) ? raw.auth : {};
+  const users = listOf(auth.users);
+  const plans = isObj(raw.plans) ? raw.plans : {};
+  const egress = isObj(raw.egress) ? raw.egress : {};
+  const pools = isObj(egress.pools) ? egress.pools : {};
+  const has = (o: Record<string, unknown>, k: unknown): boolean => typeof k === 'string' && Object.prototype.hasOwnProperty.call(o, k);
+  if (auth.required !== false && users.length === 0 && !auth.usersFile) {
+    out.push({ path: ['auth', 'users'], code: NO_USERS, message: 'auth.required is true but no users are configured: add users or set auth.required to false' });
+  }
+  const names = new Set<unknown>();
+  users.forEach((u, i) => {
+    if (!isObj(u)) return;
+    if (names.has(u.name)) out.push({ path: ['auth', 'users', i, 'name'], message: `duplicate user ${String(u.name)}` });
+    names.add(u.name);
+  });
+  users.forEach((u, i) => {
+    if (isObj(u) && typeof u.plan === 'string' && !has(plans, u.plan)) out.push({ path: ['auth', 'users', i, 'plan'], message: `no plan named ${u.plan}` });
+  });
+  listOf(egress.routing).forEach((r, i) => {
+    if (isObj(r) && typeof r.pool === 'string' && !has(pools, r.pool)) out.push({ path: ['egress', 'routing', i, 'pool'], message: `no pool named ${r.pool}` });
+  });
+  if (typeof egress.defaultPool === 'string' && !has(pools, egress.defaultPool)) {
+    out.push({ path: ['egress', 'defaultPool'], message: `no pool named ${egress.defaultPool}` });
+  }
+  for (const [name, p] of Object.entries(plans)) {
+    if (!isObj(p)) continue;
+    listOf(p.pools).forEach((pool, i) => {
+      if (typeof pool === 'string' && !has(pools, pool)) out.push({ path: ['plans', name, 'pools', i], message: `no pool named ${pool}` });
+    });
+  }
+  const bound = new Set<string>();
+  listOf(raw.listeners).forEach((l, i) => {
+    if (!isObj(l) || typeof l.port !== 'number' || l.port === 0) return;
+    const k = `${typeof l.address === 'string' ? l.address : '127.0.0.1'}|${l.port}`;
+    if (bound.has(k)) out.push({ path: ['listeners', i, 'port'], message: `${k.replace('|', ':')} is listed twice` });
+    bound.add(k);
+  });
+  return out;
+}
 
 export type ForwardConfig = z.output<typeof forwardSchema>;
 export type ForwardConfigInput = z.input<typeof forwardSchema>;

@@ -98,7 +98,7 @@ const healthCheckSchema = z
 
 const outlierSchema = z
   .object({
-    enabled: z.boolean().default(true),
+    enabled: z.boolean().default(true).describe('Eject endpoints that keep failing. Default true.'),
     consecutiveGatewayFailures: z.number().int().min(1).default(5).describe('Connect failures, resets, timeouts and protocol errors in a row that eject an endpoint. Default 5.'),
     consecutive5xx: z.number().int().min(1).default(5).describe('Upstream 5xx answers in a row that eject an endpoint. Default 5.'),
     baseEjection: duration('30s', 'First ejection time; doubles with each repeat ejection.'),
@@ -114,10 +114,10 @@ const limitsSchema = z
     queueTimeout: duration('1s', 'Longest wait in the queue; then 503 connection_limit_reached.'),
     adaptive: z
       .object({
-        kind: z.enum(['aimd', 'gradient']).default('gradient'),
-        min: z.number().int().min(1).default(1),
-        max: z.number().int().min(1).default(1000),
-        initial: z.number().int().min(1).default(20),
+        kind: z.enum(['aimd', 'gradient']).default('gradient').describe('gradient: follow the ratio of the lowest to the current latency; aimd: add one per good window, halve on latency above targetLatency. Default gradient.'),
+        min: z.number().int().min(1).default(1).describe('Lowest concurrency limit. Default 1.'),
+        max: z.number().int().min(1).default(1000).describe('Highest concurrency limit. Default 1000.'),
+        initial: z.number().int().min(1).default(20).describe('Concurrency limit at start. Default 20.'),
         targetLatency: duration('250ms', 'AIMD: latency above this shrinks the limit.'),
       })
       .strict()
@@ -182,7 +182,8 @@ export const clusterSchema = z
         idle: duration('60s', 'Longest silence from the upstream while a response body streams (time the client takes to read does not count); then the client connection is aborted (connection_read_timeout).'),
       })
       .strict()
-      .default({ connect: '5s', response: '30s', idle: '60s' }),
+      .default({ connect: '5s', response: '30s', idle: '60s' })
+      .describe('Time limits toward the endpoints.'),
     keepAlive: duration('4s', 'How long an idle upstream connection is kept for reuse (capped by the upstream\'s Keep-Alive: timeout hint and by the idle timeout learned from its closes).'),
     balancer: z
       .union([
@@ -194,9 +195,9 @@ export const clusterSchema = z
       .describe('How an endpoint is picked. least-request = fewest in flight of two random choices. Default least-request. A custom balancer registered in code is named custom:<name>.'),
     hashOn: z
       .object({
-        header: z.string().optional(),
-        cookie: z.string().optional(),
-        clientAddress: z.boolean().optional(),
+        header: z.string().optional().describe('Hash the value of this request header.'),
+        cookie: z.string().optional().describe('Hash the value of this cookie.'),
+        clientAddress: z.boolean().optional().describe('Hash the client address.'),
       })
       .strict()
       .optional()
@@ -225,7 +226,8 @@ const routeSchema = z
         headers: z.record(z.string(), z.string()).optional().describe('Header name → exact value that must be present.'),
       })
       .strict()
-      .default({ pathPrefix: '/' }),
+      .default({ pathPrefix: '/' })
+      .describe('What a request must have to take this route; every condition given must hold. Default: every request.'),
     cluster: z.string().describe('Name of the cluster to send matching requests to.'),
     stripPrefix: z.boolean().default(false).describe('Remove the matched path prefix before forwarding.'),
     rewritePrefix: z.string().startsWith('/').optional().describe('Replace the matched path prefix with this one.'),
@@ -245,7 +247,7 @@ const routeSchema = z
 
 export const configSchema = z
   .object({
-    $schema: z.string().optional(),
+    $schema: z.string().optional().describe('URL or path of the JSON Schema, for editors (`gatewise schema`); ignored by Gatewise.'),
     name: z
       .string()
       .regex(/^[A-Za-z][A-Za-z0-9._-]*$/, 'a token: letters, digits, . _ -')
@@ -272,7 +274,8 @@ export const configSchema = z
         trustIncoming: z.boolean().default(false).describe('Take the id from the incoming request when present. Default false.'),
       })
       .strict()
-      .default({ header: 'x-request-id', trustIncoming: false }),
+      .default({ header: 'x-request-id', trustIncoming: false })
+      .describe('The request id: in the access log, the error bodies and the request sent upstream.'),
     proxyStatus: z
       .object({
         revealTopology: z
@@ -283,9 +286,11 @@ export const configSchema = z
           .array(cidr)
           .default(['127.0.0.0/8', '::1'])
           .describe('Clients that may see topology. Default loopback.'),
+        problemTypeBase: z.string().min(1).optional().describe("Prefix of the `type` URI of problem+json error bodies; the error type's anchor in docs/errors.md follows (connection-refused). Default: a name, not a link (tag:gatewise,2026:error:). Set it to where you publish docs/errors.md, ending in \"#\", to make the types links."),
       })
       .strict()
-      .default({ revealTopology: 'trusted', trustedClients: ['127.0.0.0/8', '::1'] }),
+      .default({ revealTopology: 'trusted', trustedClients: ['127.0.0.0/8', '::1'] })
+      .describe('What the Proxy-Status header and error bodies reveal, and to whom.'),
     dns: z
       .object({
         servers: z.array(z.string()).optional().describe('DNS servers (ip or ip:port) to resolve endpoint names with, instead of the system resolver.'),
@@ -293,71 +298,100 @@ export const configSchema = z
         tries: z.number().int().min(1).max(5).default(2).describe('Tries per DNS query. Default 2.'),
       })
       .strict()
-      .default({ timeout: '2s', tries: 2 }),
+      .default({ timeout: '2s', tries: 2 })
+      .describe('How endpoint host names are resolved.'),
     log: z
       .object({
         access: z.boolean().default(true).describe('Write one JSON access-log line per request. Default true.'),
-        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('Lowest level written. Default info.'),
         file: z.string().optional().describe('Write logs to this file instead of standard output.'),
       })
       .strict()
-      .default({ access: true, level: 'info' }),
+      .default({ access: true, level: 'info' })
+      .describe('Logging: one JSON line per event and per request.'),
     admin: z
       .object({
-        address: z.string().default('127.0.0.1'),
-        port: z.number().int().min(0).max(65535).describe('Port of the admin listener (/metrics, /healthz).'),
+        address: z.string().default('127.0.0.1').describe('Address of the admin listener. Keep it private: it can drain endpoints. Default 127.0.0.1.'),
+        port: z.number().int().min(0).max(65535).describe('Port of the admin listener (/metrics, /healthz, /ready).'),
       })
       .strict()
       .optional()
-      .describe('Admin listener with Prometheus /metrics and /healthz. Off unless set.'),
+      .describe('Admin listener: Prometheus /metrics, /healthz (liveness: the process runs), /ready (readiness: 503 while draining), /clusters. Off unless set.'),
     shutdown: z
       .object({
         drainTimeout: duration('30s', 'On SIGTERM, how long in-flight requests may take to finish.'),
       })
       .strict()
-      .default({ drainTimeout: '30s' }),
+      .default({ drainTimeout: '30s' })
+      .describe('Stopping.'),
     forward: forwardSchema.optional().describe('The forward proxy service (HTTP proxy, CONNECT, SOCKS).'),
   })
   .strict()
   .superRefine((cfg, ctx) => {
-    cfg.routes.forEach((r, i) => {
-      if (!Object.prototype.hasOwnProperty.call(cfg.clusters, r.cluster)) {
-        ctx.addIssue({ code: 'custom', path: ['routes', i, 'cluster'], message: `no cluster named "${r.cluster}" (known: ${Object.keys(cfg.clusters).join(', ') || 'none'})` });
-      }
-      if (r.stripPrefix && r.rewritePrefix) {
-        ctx.addIssue({ code: 'custom', path: ['routes', i, 'rewritePrefix'], message: 'use either stripPrefix or rewritePrefix, not both' });
-      }
-    });
-    for (const [name, c] of Object.entries(cfg.clusters)) {
-      if ((c.balancer === 'ring-hash' || c.balancer === 'maglev') && !c.hashOn) {
-        ctx.addIssue({ code: 'custom', path: ['clusters', name, 'hashOn'], message: `balancer ${c.balancer} needs hashOn (header, cookie or clientAddress)` });
-      }
-      if (c.limits.adaptive && c.limits.maxConcurrent) {
-        ctx.addIssue({ code: 'custom', path: ['clusters', name, 'limits'], message: 'use either maxConcurrent or adaptive, not both' });
-      }
-      c.endpoints.forEach((ep, j) => {
-        const url = typeof ep === 'string' ? ep : ep.url;
-        let u: URL | undefined;
-        try {
-          u = new URL(url);
-        } catch {
-          u = undefined;
-        }
-        const path = typeof ep === 'string' ? ['clusters', name, 'endpoints', j] : ['clusters', name, 'endpoints', j, 'url'];
-        if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
-          ctx.addIssue({ code: 'custom', path, message: `"${url}" is not an http:// or https:// URL` });
-        } else if (u.pathname !== '/' || u.search || u.username) {
-          ctx.addIssue({ code: 'custom', path, message: `endpoint "${url}" must be scheme://host[:port] only (no path, query or credentials)` });
-        }
-      });
+    for (const p of configCrossChecks(cfg)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
+  });
+
+export interface CrossProblem {
+  path: Array<string | number>;
+  message: string;
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const listOf = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+/**
+ * The checks across keys (references, endpoint URLs, combinations). They read the config
+ * defensively, so `gatewise check` runs them on a config that also has type errors and
+ * lists every problem at once; the schema runs the same function on a valid config.
+ */
+export function configCrossChecks(raw: unknown): CrossProblem[] {
+  const out: CrossProblem[] = [];
+  if (!isObj(raw)) return out;
+  const clusters = isObj(raw.clusters) ? raw.clusters : {};
+  const routes = listOf(raw.routes);
+  const listeners = listOf(raw.listeners);
+  routes.forEach((r, i) => {
+    if (!isObj(r)) return;
+    if (typeof r.cluster === 'string' && !Object.prototype.hasOwnProperty.call(clusters, r.cluster)) {
+      out.push({ path: ['routes', i, 'cluster'], message: `no cluster named "${r.cluster}" (known: ${Object.keys(clusters).join(', ') || 'none'})` });
     }
-    if (cfg.listeners.length > 0 && cfg.routes.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['routes'], message: 'listeners are configured but no route sends requests anywhere' });
-    }
-    if (cfg.listeners.length === 0 && !cfg.forward) {
-      ctx.addIssue({ code: 'custom', path: ['listeners'], message: 'nothing to run: configure at least one listener (or the forward proxy)' });
+    if (r.stripPrefix === true && typeof r.rewritePrefix === 'string') {
+      out.push({ path: ['routes', i, 'rewritePrefix'], message: 'use either stripPrefix or rewritePrefix, not both' });
     }
   });
+  for (const [name, c] of Object.entries(clusters)) {
+    if (!isObj(c)) continue;
+    if ((c.balancer === 'ring-hash' || c.balancer === 'maglev') && !c.hashOn) {
+      out.push({ path: ['clusters', name, 'hashOn'], message: `balancer ${c.balancer} needs hashOn (header, cookie or clientAddress)` });
+    }
+    if (isObj(c.limits) && c.limits.adaptive && c.limits.maxConcurrent) {
+      out.push({ path: ['clusters', name, 'limits'], message: 'use either maxConcurrent or adaptive, not both' });
+    }
+    listOf(c.endpoints).forEach((ep, j) => {
+      const url = typeof ep === 'string' ? ep : isObj(ep) && typeof ep.url === 'string' ? ep.url : undefined;
+      if (url === undefined) return;
+      let u: URL | undefined;
+      try {
+        u = new URL(url);
+      } catch {
+        u = undefined;
+      }
+      const path = typeof ep === 'string' ? ['clusters', name, 'endpoints', j] : ['clusters', name, 'endpoints', j, 'url'];
+      if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
+        out.push({ path, message: `"${url}" is not an http:// or https:// URL` });
+      } else if (u.pathname !== '/' || u.search || u.username) {
+        out.push({ path, message: `endpoint "${url}" must be scheme://host[:port] only (no path, query or credentials)` });
+      }
+    });
+  }
+  if (listeners.length > 0 && routes.length === 0) {
+    out.push({ path: ['routes'], message: 'listeners are configured but no route sends requests anywhere' });
+  }
+  if (listeners.length === 0 && (raw.forward === undefined || raw.forward === null)) {
+    out.push({ path: ['listeners'], message: 'nothing to run: configure at least one listener (or the forward proxy)' });
+  }
+  return out;
+}
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;

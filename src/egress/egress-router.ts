@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
+import { customerFacingFailure } from '../tenants/limit-refusal.js';
 import type { DialOptions, DialTarget, Dialer, UdpDialer, UdpEgress, UdpOpenOptions } from './dialer.js';
 import { scopeOf, withScope } from './exit-failure.js';
 import type { Exit } from './exit.js';
@@ -84,7 +85,8 @@ export class EgressRouter {
   poolName(route: EgressRoute, host: string): string | undefined | Failure {
     if (route.pool !== undefined) {
       if (!this.pools.has(route.pool)) {
-        return new Failure({ type: 'http_request_denied', phase: 'route', detail: `there is no egress pool named ${route.pool}` });
+        // The client's own -pool- parameter: the detail is for them (customer-facing).
+        return customerFacingFailure({ type: 'http_request_denied', phase: 'route', detail: `there is no egress pool named ${route.pool}` });
       }
       return route.pool;
     }

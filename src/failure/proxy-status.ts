@@ -35,6 +35,8 @@ export interface ProxyStatusOptions {
   name: string;
   /** Include next-hop and details (topology): only for trusted clients. */
   revealTopology: boolean;
+  /** Prefix of the problem+json `type` (the type's anchor in docs/errors.md follows). Default PROBLEM_TYPE_BASE. */
+  problemTypeBase?: string;
 }
 
 /** The member for a failure the gateway produced itself. */

@@ -30,7 +30,18 @@ export interface Rendered {
 
 export type BodyFormat = 'problem' | 'html' | 'text';
 
-const PROBLEM_BASE = 'https://gatewise.dev/errors/';
+/**
+ * The default prefix of a problem+json `type`: a tag URI (RFC 4151), a name and not a link
+ * (RFC 9457 §3.1.1), followed by the type's anchor in docs/errors.md. A config sets its own
+ * base (proxyStatus.problemTypeBase, forward.problemTypeBase) to make the types links to
+ * where it publishes that page.
+ */
+export const PROBLEM_TYPE_BASE = 'tag:gatewise,2026:error:';
+
+/** The anchor of an error type in docs/errors.md: `connection_refused` → `connection-refused`. */
+export function errorAnchor(type: string): string {
+  return type.replace(/_/g, '-');
+}
 
 /** Pick the body format from Accept: programs get problem+json, browsers HTML, the rest text. */
 export function negotiate(accept: string | undefined): BodyFormat {
@@ -72,6 +83,7 @@ function whoseSide(f: Failure): string {
 function retryAdvice(f: Failure): string {
   if (f.retryAfter !== undefined) return `Retrying after ${Math.max(0, Math.ceil(f.retryAfter))} s may help.`;
   if (f.reason === 'proxy_auth_required') return 'Send the request again with valid proxy credentials.';
+  if (f.reason === 'bad_username_parameter') return 'Send the request again with the parameter in the user name fixed.';
   if (f.reason === 'request_timeout') return 'Retrying may help if the client sends the whole request in time.';
   if (f.source === 'client') return 'Retrying the same request will fail the same way; the request must be fixed.';
   if (f.status === 503 || f.status === 504) return 'Retrying later may help.';
@@ -101,7 +113,7 @@ export function renderFailure(input: RenderInput): Rendered {
   if (format === 'problem') {
     headers['content-type'] = 'application/problem+json';
     const problem: Record<string, unknown> = {
-      type: PROBLEM_BASE + f.type.replace(/_/g, '-'),
+      type: (input.proxyStatus.problemTypeBase ?? PROBLEM_TYPE_BASE) + errorAnchor(f.type),
       title: f.title,
       status: f.status,
       detail: reveal ? f.detail : f.explain,

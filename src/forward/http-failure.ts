@@ -12,7 +12,7 @@ export function renderForwardFailure(ctx: ForwardContext, failure: Failure, requ
     failure,
     requestId,
     accept,
-    proxyStatus: { name: ctx.settings.name, revealTopology: ctx.settings.revealDetails || isCustomerFacing(failure) },
+    proxyStatus: { name: ctx.settings.name, revealTopology: ctx.settings.revealDetails || isCustomerFacing(failure), problemTypeBase: ctx.settings.problemTypeBase },
     head,
   });
   if (failure.status === 407) r.headers['proxy-authenticate'] = proxyAuthenticateValue(ctx.settings.realm);

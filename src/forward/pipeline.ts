@@ -185,7 +185,10 @@ export class ForwardPipeline {
   }
 
   #afterAuth(req: ForwardRequest, auth: AuthOutcome, responder: ForwardResponder, relay: Relay | undefined): Promise<void> | void {
-    if (!auth.ok) return this.refuse(req, responder, auth.failure);
+    if (!auth.ok) {
+      if (auth.user !== undefined) req.session.user = auth.user; // refused after the password was verified
+      return this.refuse(req, responder, auth.failure);
+    }
     return this.serve(req, auth.route, responder, relay);
   }
 

@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { Failure } from '../failure/index.js';
 import type { EgressRoute } from '../egress/index.js';
-import { parseUsername, type CheckSource } from '../tenants/index.js';
+import { customerFacingFailure, explainUsername, parseUsername, type CheckSource } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 
 export interface Credentials {
@@ -30,7 +30,7 @@ export function parseBasicCredentials(header: string | undefined): Credentials |
   return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
-export type AuthOutcome = { ok: true; user: string | null; route: EgressRoute } | { ok: false; failure: Failure };
+export type AuthOutcome = { ok: true; user: string | null; route: EgressRoute } | { ok: false; failure: Failure; user?: string };
 
 /** Who is asking: the client's socket will do. Its address is read only when a password must be checked. */
 export type AuthSource = CheckSource;
@@ -57,8 +57,32 @@ export function authenticateNameFrom(
     return u instanceof Promise ? u.then(plainRoute) : plainRoute(u);
   }
   const p = parseUsername(name, ctx.grammar);
+  if (p.base === name) {
+    // Not a user, and no parameters parse: a user's name with a mistyped parameter? Only
+    // with the right password is the parameter named (else it is a wrong password).
+    const why = explainUsername(name, (base) => ctx.users.has(base), ctx.grammar);
+    if (why) {
+      const u = ctx.users.authenticate(why.base, password, source);
+      const judge = (v: string | Failure | undefined): EgressRoute | Failure | undefined => (typeof v === 'string' ? badParameter(v, why.problem) : v);
+      return u instanceof Promise ? u.then(judge) : judge(u);
+    }
+  }
   const u = ctx.users.authenticate(p.base, password, source);
   return u instanceof Promise ? u.then((v) => routeWithParameters(v, p)) : routeWithParameters(u, p);
+}
+
+/** The user of a refusal made after the password was verified (the access log names them). */
+const refusedUser = new WeakMap<Failure, string>();
+
+export function userOfRefusal(f: Failure): string | undefined {
+  return refusedUser.get(f);
+}
+
+function badParameter(user: string, problem: string): Failure {
+  // The user's own name, verified: the detail is shown to them (customer-facing).
+  const f = customerFacingFailure({ type: 'http_request_denied', phase: 'accept', reason: 'bad_username_parameter', detail: problem });
+  refusedUser.set(f, user);
+  return f;
 }
 
 function withoutRefusal(r: EgressRoute | Failure | undefined): EgressRoute | undefined {
@@ -99,7 +123,10 @@ export function authenticate(ctx: ForwardContext, creds: Credentials | undefined
 }
 
 function outcomeOf(route: EgressRoute | Failure | undefined): AuthOutcome {
-  if (route instanceof Failure) return { ok: false, failure: route };
+  if (route instanceof Failure) {
+    const user = refusedUser.get(route);
+    return user !== undefined ? { ok: false, failure: route, user } : { ok: false, failure: route };
+  }
   return route !== undefined ? { ok: true, user: route.user, route } : refused('wrong user name or password');
 }
 

@@ -6,6 +6,8 @@ import { PortSet } from './rules/port-set.js';
 export interface ForwardSettings {
   name: string;
   revealDetails: boolean;
+  /** Prefix of problem+json types (forward.problemTypeBase). */
+  problemTypeBase: string | undefined;
   authRequired: boolean;
   realm: string;
   authCacheTtlMs: number;
@@ -47,6 +49,7 @@ export function toSettings(c: ForwardConfig): ForwardSettings {
   return {
     name: c.name,
     revealDetails: c.revealDetails,
+    problemTypeBase: c.problemTypeBase,
     authRequired: c.auth.required,
     realm: c.auth.realm,
     authCacheTtlMs: ms(c.auth.cacheTtl),

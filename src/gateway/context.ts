@@ -20,6 +20,8 @@ export interface GatewayContext {
   readonly clusters: ReadonlyMap<string, Cluster>;
   readonly trustedProxies: AddressSet;
   readonly topologyClients: AddressSet | 'always' | 'never';
+  /** Prefix of problem+json types (proxyStatus.problemTypeBase). */
+  readonly problemTypeBase: string | undefined;
   readonly sendXForwarded: boolean;
   readonly sendForwarded: boolean;
   /** Drop request header names that contain '_'. */
@@ -149,6 +151,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
     clusters,
     trustedProxies: new AddressSet(cfg.trustedProxies),
     topologyClients: reveal === 'trusted' ? new AddressSet(cfg.proxyStatus.trustedClients) : reveal,
+    problemTypeBase: cfg.proxyStatus.problemTypeBase,
     sendXForwarded: cfg.forwardedHeaders === 'x-forwarded' || cfg.forwardedHeaders === 'both',
     sendForwarded: cfg.forwardedHeaders === 'forwarded' || cfg.forwardedHeaders === 'both',
     dropUnderscoreHeaders: cfg.underscoreHeaders === 'drop',
@@ -163,5 +166,5 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
 
 export function proxyStatusOptions(ctx: GatewayContext, clientAddress: string | undefined): ProxyStatusOptions {
   const t = ctx.topologyClients;
-  return { name: ctx.identity, revealTopology: t === 'always' ? true : t === 'never' ? false : t.has(clientAddress) };
+  return { name: ctx.identity, revealTopology: t === 'always' ? true : t === 'never' ? false : t.has(clientAddress), problemTypeBase: ctx.problemTypeBase };
 }

@@ -17,7 +17,8 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 }
 
 /**
- * The admin listener: Prometheus `/metrics`, `/healthz` (503 while draining),
+ * The admin listener: Prometheus `/metrics`, `/healthz` (liveness: 200 while the process
+ * runs), `/ready` (readiness: 503 while draining),
  * `GET /clusters` (endpoint status) and `POST /clusters/NAME/drain?endpoint=HOST:PORT`
  * (`/undrain` to let traffic back) for rolling restarts. Bind it to loopback.
  */
@@ -40,8 +41,11 @@ export async function startAdmin(
         () => send(res, 500, 'metrics unavailable\n'),
       );
     } else if (req.method === 'GET' && url.pathname === '/healthz') {
+      // Liveness only: a process that answers here is alive, whatever its upstreams do.
+      send(res, 200, 'alive: the process runs; this says nothing about upstreams (readiness: /ready)\n');
+    } else if (req.method === 'GET' && url.pathname === '/ready') {
       const ok = health();
-      send(res, ok ? 200 : 503, ok ? 'ok\n' : 'draining\n');
+      send(res, ok ? 200 : 503, ok ? 'ready: accepting traffic\n' : 'not ready: draining after a stop signal\n');
     } else if (control && req.method === 'GET' && url.pathname === '/clusters') {
       send(res, 200, control.status());
     } else if (control && req.method === 'POST' && parts[0] === 'clusters' && parts.length === 3 && (parts[2] === 'drain' || parts[2] === 'undrain')) {
@@ -50,7 +54,7 @@ export async function startAdmin(
       const ok = control.drain(decodeURIComponent(parts[1]!), endpoint, parts[2] === 'drain');
       send(res, ok ? 200 : 404, ok ? { cluster: parts[1], endpoint, draining: parts[2] === 'drain' } : { error: `no endpoint ${endpoint} in cluster ${parts[1]}` });
     } else {
-      send(res, 404, 'not found: try /metrics, /healthz, /clusters, POST /clusters/NAME/drain?endpoint=HOST:PORT\n');
+      send(res, 404, 'not found: try /metrics, /healthz, /ready, /clusters, POST /clusters/NAME/drain?endpoint=HOST:PORT\n');
     }
   });
   await new Promise<void>((resolve, reject) => {

@@ -5,7 +5,7 @@ export { PasswordChecks, type PasswordCheckLimits } from './password-checks.js';
 export { ScryptThreads, ScryptThreadError } from './scrypt-threads.js';
 export { ConcurrencyLimits, type LimitKind } from './concurrency-limits.js';
 export { Meter, MeterSession, type ExitFields, type Counters, type MeterSnapshot, type FinishedRecord, type FinishFields, type MeteredProtocol, type MeterEvents } from './meter.js';
-export { parseUsername, parseShortDuration, DEFAULT_GRAMMAR, type UsernameGrammar, type UsernameParams } from './username-params.js';
+export { parseUsername, explainUsername, parseShortDuration, DEFAULT_GRAMMAR, type UsernameGrammar, type UsernameParams } from './username-params.js';
 export { limitRefusal, customerFacingFailure, isCustomerFacing } from './limit-refusal.js';
 export { PlanEnforcer, periodOf, usageKey, type PlanSpec, type ByteLimits, type Period } from './plans.js';
 export { UsageLedger, type PeriodSpan, type Direction } from './usage-ledger.js';

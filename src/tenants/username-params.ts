@@ -30,6 +30,58 @@ export function parseShortDuration(s: string): number | undefined {
   return m ? Number(m[1]) * UNITS[m[2]!]! : undefined;
 }
 
+const KEYS = ['session', 'ttl', 'pool'] as const;
+
+function distance(a: string, b: string): number {
+  const dp = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = dp[0]!;
+    dp[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const keep = dp[j]!;
+      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = keep;
+    }
+  }
+  return dp[b.length]!;
+}
+
+/**
+ * Why a presented name that is not a user does not parse, when it starts with a user's name
+ * and the separator: the first parameter that is unknown (with the nearest known key), has
+ * no value, or has a value that cannot be used. Undefined when no prefix is a user.
+ */
+export function explainUsername(name: string, isUser: (base: string) => boolean, grammar: UsernameGrammar = DEFAULT_GRAMMAR): { base: string; problem: string } | undefined {
+  const sep = grammar.separator;
+  const tokens = name.split(sep);
+  const keys = KEYS.map((k) => grammar.keys[k]);
+  const known = keys.map((k) => `${sep}${k}${sep}VALUE`).join(', ');
+  for (let i = 1; i < tokens.length; i++) {
+    const base = tokens.slice(0, i).join(sep);
+    if (!isUser(base)) continue;
+    const rest = tokens.slice(i);
+    const seen = new Set<string>();
+    for (let j = 0; j < rest.length; j += 2) {
+      const key = rest[j]!;
+      const value = rest[j + 1];
+      if (!keys.includes(key)) {
+        const near = keys.map((k) => [k, distance(key.toLowerCase(), k)] as const).sort((a, b) => a[1] - b[1])[0]!;
+        const hint = near[1] <= Math.max(2, Math.floor(key.length / 3)) ? ` (did you mean "${near[0]}"?)` : '';
+        return { base, problem: `unknown username parameter "${key}"${hint}; the parameters are ${known}` };
+      }
+      if (value === undefined || value === '') return { base, problem: `username parameter "${key}" has no value (${sep}${key}${sep}VALUE)` };
+      if (seen.has(key)) return { base, problem: `username parameter "${key}" is given twice` };
+      seen.add(key);
+      if (!VALUE_RE.test(value)) return { base, problem: `username parameter "${key}" has a value that is not 1-64 letters, digits, "_" or "."` };
+      if (key === grammar.keys.ttl && !((parseShortDuration(value) ?? 0) > 0)) {
+        return { base, problem: `username parameter "${key}" expects a duration such as 10m, 30s or 1h, got "${value}"` };
+      }
+    }
+    return { base, problem: 'the user name does not parse as NAME followed by parameters' };
+  }
+  return undefined;
+}
+
 /**
  * Split a presented username into its base name and parameters. The shortest base that
  * leaves only well-formed KEY-VALUE pairs wins; when nothing parses, the whole name is

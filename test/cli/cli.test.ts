@@ -1,7 +1,7 @@
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,7 @@ import { startLab } from '../../src/lab/index.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/gatewise.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'gatewise-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -137,5 +138,23 @@ test('--workers N: the first SIGTERM drains every worker and the primary exits 0
     }
   } finally {
     await lab.close();
+  }
+});
+
+test('demo --once probes, prints the table without "Ctrl-C to stop", exits, and leaves no temp directory behind', async () => {
+  // A private TMPDIR: other processes on the machine may make gatewise-* directories in /tmp meanwhile.
+  const tmp = mkdtempSync(join(tmpdir(), 'gatewise-cli-tmp-'));
+  try {
+    const r = await new Promise<{ code: number; stdout: string }>((resolve) => {
+      execFile(process.execPath, [BIN, 'demo', '--once', '--port', '0'], { timeout: 30000, env: { ...process.env, TMPDIR: tmp } }, (err, stdout) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout });
+      });
+    });
+    assert.equal(r.code, 0, r.stdout);
+    assert.match(r.stdout, /502 connection_refused/);
+    assert.doesNotMatch(r.stdout, /Ctrl-C/);
+    assert.deepEqual(readdirSync(tmp), []);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
   }
 });

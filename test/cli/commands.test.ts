@@ -138,6 +138,11 @@ test('forward: config problems are said as --no-auth, --user, --egress, --via, -
     assert.ok(!err.message.includes('scrypt'), 'no password hash echoed');
     return true;
   });
+  // An address that is not this host's is refused at start, naming the flag (192.0.2.0/24 is TEST-NET-1).
+  await assert.rejects(forwardConfigFromArgs(['--user', 'a:b', '--egress', '127.0.0.2,192.0.2.199']), /: --egress 192\.0\.2\.199: not an address of this host/);
+  const foreign = await run(['forward', '--listen', '127.0.0.1:0', '--user', 'a:b', '--egress', '192.0.2.199']);
+  assert.equal(foreign.code, 2);
+  assert.match(foreign.stderr, /^gatewise forward: --egress 192\.0\.2\.199: not an address of this host/);
   const r = await run(['forward', '--listen', '127.0.0.1:0', '--user', 'a:b', '--egress', 'nowhere']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /^gatewise forward: --egress nowhere: expected a local IP address\n/);

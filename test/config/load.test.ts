@@ -60,7 +60,11 @@ routes:
     assert.equal(byPath.get('listeners[0].keepAliveTimeout')?.line, 3);
     assert.match(byPath.get('listeners[0].keepAliveTimeout')!.message, /duration/);
     assert.equal(byPath.get('clusters.api.endpoints')?.line, 6);
-    assert.match(byPath.get('routes[0]')!.message, /unknown key: bogus/);
+    // An unknown key is named at its own line, with the nearest allowed key when one is close.
+    assert.match(byPath.get('routes[0].bogus')!.message, /unknown key "bogus"/);
+    assert.equal(byPath.get('routes[0].bogus')?.line, 9);
+    // The reference problem is there too, beside the type errors (not after they are fixed).
+    assert.match(byPath.get('routes[0].cluster')!.message, /no cluster named "nope"/);
     assert.ok(e.problems.length >= 4, e.message);
     assert.match(e.message, /bad\.yaml:2:/);
     assert.equal(e.code, 'GATEWISE_CONFIG_INVALID');

@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
@@ -18,9 +18,11 @@ const client = new Agent({ keepAliveTimeout: 1000 });
 
 const PREFIX: Record<string, string> = { http: '', refused: '/_refused', 'tls-self-signed': '/_tls-self', 'tls-ca': '/_tls-ca' };
 
+let dir: string | undefined;
+
 before(async () => {
   lab = await startLab({ tls: true });
-  const dir = mkdtempSync(join(tmpdir(), 'gatewise-test-'));
+  dir = mkdtempSync(join(tmpdir(), 'gatewise-test-'));
   const caFile = join(dir, 'lab-ca.pem');
   writeFileSync(caFile, lab.caPem!);
   gw = await startTestGateway(labGatewayConfig(lab, caFile, { connect: '1s', response: '600ms', idle: '600ms' }));
@@ -30,6 +32,7 @@ after(async () => {
   await gw?.close();
   await lab?.close();
   await client.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 function errorType(proxyStatus: string | string[] | undefined): string | undefined {

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/observe/access-log.js';
 import { request } from 'undici';
@@ -42,6 +43,68 @@ test('admin API: metrics, cluster status, drain and undrain', async () => {
     const unknown = await request(`${admin}/clusters/app/drain?endpoint=1.2.3.4:1`, { method: 'POST' });
     assert.equal(unknown.statusCode, 404);
     await unknown.body.text();
+  } finally {
+    await rt.close();
+    await lab.close();
+  }
+});
+
+test('admin /healthz says it means only "alive" and stays 200 while draining; /ready turns 503 when the gateway drains', async () => {
+  const lab = await startLab();
+  const lines: string[] = [];
+  const seen = createLogger({ destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }) });
+  const config = validateConfig({ listeners: [{ port: 0 }], admin: { port: 0 }, clusters: { app: { endpoints: [lab.url] } }, routes: [{ cluster: 'app' }] });
+  const rt = await startRuntime(config, { logger: seen });
+  try {
+    const admin = lines.map((l) => JSON.parse(l) as { event?: string; url?: string }).find((l) => l.event === 'admin')!.url!;
+    const get = async (path: string): Promise<{ status: number; body: string }> => {
+      const r = await request(`${admin}${path}`);
+      return { status: r.statusCode, body: await r.body.text() };
+    };
+    const live = await get('/healthz');
+    assert.equal(live.status, 200);
+    assert.match(live.body, /^alive: .*says nothing about upstreams.*\/ready/);
+    assert.deepEqual(await get('/ready'), { status: 200, body: 'ready: accepting traffic\n' });
+    await rt.gateway!.close(0);
+    assert.equal((await get('/ready')).status, 503);
+    assert.equal((await get('/healthz')).status, 200);
+  } finally {
+    await rt.close();
+    await lab.close();
+  }
+});
+
+test('an upstream unreachable at start is logged once as a warning naming the endpoint, and the gateway starts anyway', async () => {
+  const lab = await startLab();
+  // A port nothing listens on: bound, then closed.
+  const closed = await new Promise<number>((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const lines: string[] = [];
+  const logger = createLogger({ destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }) });
+  const config = validateConfig({
+    listeners: [{ port: 0 }],
+    clusters: { app: { endpoints: [lab.url, `http://127.0.0.1:${closed}`] } },
+    routes: [{ cluster: 'app' }],
+  });
+  const rt = await startRuntime(config, { logger });
+  try {
+    await rt.upstreamProbe;
+    const warnings = lines.map((l) => JSON.parse(l) as { level: string; event?: string; endpoint?: string; cluster?: string; err?: string; msg: string }).filter((l) => l.event === 'upstream-unreachable');
+    assert.equal(warnings.length, 1, lines.join(''));
+    assert.equal(warnings[0]!.level, 'warn');
+    assert.equal(warnings[0]!.endpoint, `http://127.0.0.1:${closed}`);
+    assert.equal(warnings[0]!.cluster, 'app');
+    assert.equal(warnings[0]!.err, 'ECONNREFUSED');
+    assert.match(warnings[0]!.msg, /unreachable at start/);
+    // Not fatal: the gateway serves through the endpoint that is up.
+    const r = await request(`${rt.gateway!.addresses()[0]!.url}/ok`);
+    assert.equal(r.statusCode, 200);
+    await r.body.dump();
   } finally {
     await rt.close();
     await lab.close();

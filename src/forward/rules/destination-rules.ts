@@ -1,4 +1,5 @@
 import { Failure } from '../../failure/index.js';
+import { customerFacingFailure } from '../../tenants/limit-refusal.js';
 import type { AddressGuard, DialTarget, ResolvedAddress } from '../../egress/index.js';
 import { CidrSet } from './cidr-set.js';
 import { HostPattern } from './host-pattern.js';
@@ -101,6 +102,16 @@ export class DestinationRules {
     return user !== null && this.#users.has(user);
   }
 
+  /**
+   * A deny rule matched the destination the client named: the detail says whose rule (the
+   * user's own or their plan's, or the rules for everyone) and is shown to the client
+   * (customer-facing: it names only what the client asked for).
+   */
+  #denied(level: RuleSet, user: string | null, nextHop: string): Failure {
+    const whose = level !== this.#global && user !== null ? `a deny rule of user ${user} or of their plan` : 'a rule';
+    return customerFacingFailure({ type: 'http_request_denied', phase: 'route', nextHop, detail: `destination ${nextHop} is denied by ${whose}` });
+  }
+
   #levels(user: string | null): RuleSet[] {
     const own = user !== null ? this.#users.get(user) : undefined;
     return own ? [own, this.#global] : [this.#global];
@@ -111,9 +122,7 @@ export class DestinationRules {
     const nextHop = label(host, port);
     for (const level of this.#levels(user)) {
       for (const r of level.deny) {
-        if (!r.cidrs && r.matchesName(host, port)) {
-          return new Failure({ type: 'http_request_denied', phase: 'route', nextHop, detail: `destination ${nextHop} is denied by a rule` });
-        }
+        if (!r.cidrs && r.matchesName(host, port)) return this.#denied(level, user, nextHop);
       }
       // An allow rule that may match (by name) ends the name stage: the address stage decides.
       if (level.allow.some((r) => r.matchesName(host, port))) return undefined;
@@ -133,7 +142,7 @@ export class DestinationRules {
         if (r.matches(host, port, addr)) {
           return r.cidrs
             ? new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `address ${addr} of ${nextHop} is denied by a rule` })
-            : new Failure({ type: 'http_request_denied', phase: 'route', nextHop, detail: `destination ${nextHop} is denied by a rule` });
+            : this.#denied(level, user, nextHop);
         }
       }
       for (const r of level.allow) {
