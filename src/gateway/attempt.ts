@@ -33,6 +33,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   #passedOn = false;
   /** A 5xx is being drained (the connection is kept) before this retry. */
   #retry: RetryAgain | undefined;
+  /** performance.now() when the wait for the response head began (0: not yet). */
+  #headWaitFrom = 0;
   /** The exchange gave up on this try (the client's request was refused): errors only settle it. */
   #abandoned = false;
   /**
@@ -107,8 +109,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
       abort();
       return;
     }
-    const route = ex.route!;
-    this.#timer.headers(route.perTryTimeoutMs ?? route.cluster.responseTimeoutMs, now);
+    this.#headWaitFrom = now;
+    this.#timer.headers(ex.tryTimeoutMs(this, Date.now()), now);
     const relay = this.relay;
     // The response wait counts from when the whole request has been sent.
     if (relay !== undefined && !relay.readableEnded) {
@@ -190,7 +192,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     a.phase = f.phase;
     a.error = f.type;
     a.detail = f.detail;
-    if (f.source === 'upstream') ex.route!.cluster.recordOutcome(this.endpoint, 'gateway-failure', Date.now());
+    if (!this.#responseStarted && this.#headWaitFrom > 0) ex.headWaitEnded(performance.now() - this.#headWaitFrom);
+    if (f.source === 'upstream') ex.route!.cluster.recordOutcome(this.endpoint, f.type === 'http_response_timeout' ? 'timeout' : 'gateway-failure', Date.now());
     ex.tryFailed(this, f, this.#passedOn || this.#retry !== undefined);
   }
 

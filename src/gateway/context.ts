@@ -118,6 +118,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
             ? {
                 consecutiveGatewayFailures: c.outlierDetection.consecutiveGatewayFailures,
                 consecutive5xx: c.outlierDetection.consecutive5xx,
+                consecutiveTimeouts: c.outlierDetection.consecutiveTimeouts,
                 baseEjectionMs: ms(c.outlierDetection.baseEjection),
                 maxEjectionMs: ms(c.outlierDetection.maxEjection),
                 maxEjectedPercent: c.outlierDetection.maxEjectedPercent,

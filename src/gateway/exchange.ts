@@ -14,7 +14,7 @@ import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
-import { decideOnFailure, decideOnStatus, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
+import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
 import { closeAfter, finished, isUnsafe, offer, withdrawn, type Ordered } from './connection-order.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import { rewritePath, type Route } from './router.js';
@@ -77,6 +77,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
   #tried: Set<Endpoint> | undefined;
   /** A retry decided and waiting for its delay. */
   #pending: RetryAgain | undefined;
+  /** ms spent waiting for response heads by finished tries (the response timeout bounds the sum). */
+  #headWaitMs = 0;
   /** The client sent `Expect: 100-continue` with a body: the upstream is asked first. */
   #expectContinue = false;
   /** The client was told to send its body (the upstream's 100 relayed). */
@@ -338,9 +340,27 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
 
   // ---- what the tries report -------------------------------------------------------------
 
+  /** The response-head timeout of a try that is now waiting for its head (the retry policy's choice). */
+  tryTimeoutMs(a: Attempt, now: number): number {
+    const route = this.route!;
+    return tryTimeoutMs(route, {
+      overallMs: route.cluster.responseTimeoutMs,
+      idempotent: this.#idempotent,
+      tries: this.attempts.length,
+      alternative: route.perTryTimeoutMs === undefined && route.cluster.hasAlternative(a.endpoint, this.#tried, now),
+      spentMs: this.#headWaitMs,
+    });
+  }
+
+  /** A try's wait for its head ended after `ms` (it failed or timed out). */
+  headWaitEnded(ms: number): void {
+    this.#headWaitMs += ms;
+  }
+
   /** Facts about a try for the retry policy. */
   #facts(a: Attempt, responseStarted: boolean): TryFacts {
     return {
+      alternative: this.route!.cluster.hasAlternative(a.endpoint, this.#tried, Date.now()),
       endpoint: a.endpoint,
       connected: a.connected,
       reused: a.reused,

@@ -28,6 +28,7 @@ export interface ClusterSettings {
   outlier?: {
     consecutiveGatewayFailures: number;
     consecutive5xx: number;
+    consecutiveTimeouts: number;
     baseEjectionMs: number;
     maxEjectionMs: number;
     maxEjectedPercent: number;
@@ -41,7 +42,8 @@ export interface ClusterSettings {
   retryBudget: { ratio: number; minPerSecond: number; windowMs: number };
 }
 
-export type Outcome = 'success' | 'gateway-failure' | 'upstream-5xx';
+export type { Outcome } from './outlier.js';
+import type { Outcome } from './outlier.js';
 
 function cookieValue(header: string | undefined, name: string): string | undefined {
   if (!header) return undefined;
@@ -140,6 +142,12 @@ export class Cluster {
       if (v !== undefined) return v;
     }
     return h.clientAddress ? clientAddress : undefined;
+  }
+
+  /** Whether an endpoint other than `ep` and those in `exclude` is available now (a retry has somewhere to go). */
+  hasAlternative(ep: Endpoint, exclude: ReadonlySet<Endpoint> | undefined, now: number): boolean {
+    for (const e of this.endpoints) if (e !== ep && !exclude?.has(e) && e.available(now)) return true;
+    return false;
   }
 
   recordOutcome(ep: Endpoint, outcome: Outcome, now: number): void {
