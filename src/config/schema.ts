@@ -184,7 +184,7 @@ export const clusterSchema = z
     timeouts: z
       .object({
         connect: duration('5s', 'Time to open a connection (TCP + TLS) to an endpoint; then 504 connection_timeout.'),
-        response: duration('30s', 'Time to wait for response headers after sending the request; then 504 http_response_timeout.'),
+        response: duration('30s', 'Time to wait for response headers after sending the request, retries on another endpoint included (a try that may be retried on a timeout waits half of it); then 504 http_response_timeout.'),
         idle: duration('60s', 'Longest silence from the upstream while a response body streams (time the client takes to read does not count); then the client connection is aborted (connection_read_timeout).'),
       })
       .strict()
@@ -211,6 +211,17 @@ export const clusterSchema = z
     healthCheck: healthCheckSchema.optional().describe('Active health checks. Off unless set.'),
     outlierDetection: outlierSchema.default({ enabled: true, consecutiveGatewayFailures: 5, consecutive5xx: 5, consecutiveTimeouts: 3, baseEjection: '30s', maxEjection: '5m', maxEjectedPercent: 50 }).describe('Passive health checks: eject endpoints that keep failing.'),
     limits: limitsSchema.default({ maxQueued: 0, queueTimeout: '1s' }).describe('Overload protection: concurrency limit and queue.'),
+    waitForEndpoint: z
+      .object({
+        timeout: duration(
+          '3s',
+          'While every endpoint is down (failing health checks, ejected, draining, or refusing connections), hold a request this long for one to come back (Caddy lb_try_duration) before answering 503 destination_unavailable, or the connect failure. A held request wakes on the event that brings an endpoint back (a health check passing, an ejection ending, an undrain, a connection opening), never on a sleep; the request deadline and the client leaving end the hold too. Only requests that never reached an upstream are held, so any method may be. "0s": answer at once.',
+        ),
+        maxWaiting: z.number().int().min(0).default(1000).describe('Requests held at once per cluster; past it a request is answered at once. Default 1000.'),
+      })
+      .strict()
+      .default({ timeout: '3s', maxWaiting: 1000 })
+      .describe('Ride out a restart: hold requests briefly while every endpoint is down.'),
     retryBudget: retryBudgetSchema.default({ ratio: 0.2, minPerSecond: 3, window: '10s' }).describe('Caps retries so they never multiply an overload.'),
     maxConnections: z.number().int().min(1).optional().describe('Most connections to each endpoint. Default: unlimited.'),
     maxResponseHeaderSize: z.number().int().min(1024).default(16384).describe('Largest response header section accepted from an endpoint, in bytes. Default 16384.'),

@@ -100,6 +100,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     const now = performance.now();
     a.connectedMs = Math.round(now - ex.t0);
     if (a.connection === 'new' && this.#client) {
+      ex.route!.cluster.wait?.connected(this.endpoint);
       const t = this.#client.timings;
       a.dnsMs = t.dnsMs;
       a.tcpMs = t.connectMs;

@@ -136,6 +136,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
               targetLatencyMs: ms(c.limits.adaptive.targetLatency),
             },
           },
+          waitForEndpoint: { timeoutMs: ms(c.waitForEndpoint.timeout), maxWaiting: c.waitForEndpoint.maxWaiting },
           retryBudget: { ratio: c.retryBudget.ratio, minPerSecond: c.retryBudget.minPerSecond, windowMs: ms(c.retryBudget.window) },
         },
         lookup,

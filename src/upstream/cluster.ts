@@ -4,6 +4,7 @@ import { Admission } from './admission.js';
 import { createBalancer, type Balancer, type BalancerRegistry, type PickContext } from './balancers/balancer.js';
 import { observeLatency } from './balancers/peak-ewma.js';
 import { Endpoint } from './endpoint.js';
+import { EndpointWait } from './endpoint-wait.js';
 import { HealthChecker, type HealthCheckOptions } from './health-check.js';
 import { OutlierDetector } from './outlier.js';
 import { RetryBudget } from './retry-budget.js';
@@ -40,6 +41,8 @@ export interface ClusterSettings {
     adaptive?: { kind: 'aimd' | 'gradient'; min: number; max: number; initial: number; targetLatencyMs: number };
   };
   retryBudget: { ratio: number; minPerSecond: number; windowMs: number };
+  /** Hold requests while every endpoint is down (timeoutMs 0: answer at once). */
+  waitForEndpoint?: { timeoutMs: number; maxWaiting: number };
 }
 
 export type { Outcome } from './outlier.js';
@@ -67,6 +70,8 @@ export class Cluster {
   readonly idleTimeoutMs: number;
   readonly admission: Admission | undefined;
   readonly retryBudget: RetryBudget;
+  /** Requests held while every endpoint is down; undefined when the cluster answers at once. */
+  readonly wait: EndpointWait | undefined;
   readonly #balancer: Balancer;
   readonly #usesLatency: boolean;
   readonly #hashOn: ClusterSettings['hashOn'];
@@ -99,7 +104,10 @@ export class Cluster {
     this.#balancer = createBalancer(s.balancer, this.endpoints, { slowStartMs: s.slowStartMs }, s.balancers);
     this.#usesLatency = s.balancer === 'peak-ewma';
     this.#hashOn = s.hashOn;
-    this.#outlier = s.outlier ? new OutlierDetector(this.endpoints, { ...s.outlier, cluster: name }) : undefined;
+    const w = s.waitForEndpoint;
+    this.wait = w !== undefined && w.timeoutMs > 0 ? new EndpointWait({ cluster: name, timeoutMs: w.timeoutMs, maxWaiting: w.maxWaiting, connectTimeoutMs: s.connectTimeoutMs, lookup }) : undefined;
+    const wait = this.wait;
+    this.#outlier = s.outlier ? new OutlierDetector(this.endpoints, { ...s.outlier, cluster: name, onReturn: wait && ((ep) => wait.back(ep, 'outlier')) }) : undefined;
     if (this.#outlier) {
       // Returns are noticed lazily on traffic; the tick reports them for idle clusters too.
       const outlier = this.#outlier;
@@ -108,7 +116,7 @@ export class Cluster {
     }
     this.#healthIntervalMs = s.healthCheck?.intervalMs ?? 0;
     if (s.healthCheck) {
-      this.#health = new HealthChecker(this.endpoints, { ...s.healthCheck, cluster: name, tls: s.tls, lookup });
+      this.#health = new HealthChecker(this.endpoints, { ...s.healthCheck, cluster: name, tls: s.tls, lookup, onHealthy: wait && ((ep) => wait.back(ep, 'health')) });
       this.#health.start();
     }
     const l = s.limits;
@@ -142,6 +150,16 @@ export class Cluster {
       if (v !== undefined) return v;
     }
     return h.clientAddress ? clientAddress : undefined;
+  }
+
+  /**
+   * Every endpoint is down: unavailable (health, ejection, draining) or its last connect
+   * failed. Only then are requests held (`wait`).
+   */
+  allDown(now: number): boolean {
+    const w = this.wait;
+    for (const e of this.endpoints) if (e.available(now) && (w === undefined || !w.unreachable(e))) return false;
+    return true;
   }
 
   /** Whether an endpoint other than `ep` and those in `exclude` is available now (a retry has somewhere to go). */
@@ -193,19 +211,23 @@ export class Cluster {
     }
     const e = this.endpoints.find((x) => x.url.href === href || x.nextHop === url);
     if (!e) return false;
-    if (e.draining && !draining) e.readyAt = Date.now();
+    const back = e.draining && !draining;
+    if (back) e.readyAt = Date.now();
     e.draining = draining;
+    if (back) this.wait?.back(e, 'undrain');
     return true;
   }
 
   async close(): Promise<void> {
     clearInterval(this.#tick);
+    this.wait?.close();
     await this.#health?.stop();
     await Promise.all(this.endpoints.map((e) => e.close()));
   }
 
   async destroy(): Promise<void> {
     clearInterval(this.#tick);
+    this.wait?.close();
     await this.#health?.stop();
     await Promise.all(this.endpoints.map((e) => e.destroy()));
   }

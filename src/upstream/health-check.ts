@@ -45,6 +45,8 @@ export interface HealthCheckOptions {
   tls?: { verify: boolean; ca?: string; servername?: string };
   /** Resolver, so checks resolve names as traffic does. Default: the system's. */
   lookup?: LookupFunction;
+  /** Called when an endpoint turns healthy (held requests wake on it). */
+  onHealthy?: (ep: Endpoint) => void;
 }
 
 interface Probe {
@@ -198,6 +200,7 @@ export class HealthChecker {
   #set(p: Probe, to: Health, reason: string): void {
     const from = p.ep.health;
     p.ep.health = to;
+    if (to === 'healthy') this.#opts.onHealthy?.(p.ep);
     if (!healthChannel.hasSubscribers) return;
     const msg: HealthEvent = { endpoint: p.ep.nextHop, from, to, reason };
     if (this.#opts.cluster !== undefined) msg.cluster = this.#opts.cluster;

@@ -39,6 +39,8 @@ export interface OutlierOptions {
   maxEjectedPercent?: number;
   /** Named in events. */
   cluster?: string;
+  /** Called when an ejected endpoint is noticed back in service (held requests wake on it). */
+  onReturn?: (ep: Endpoint) => void;
 }
 
 interface Track {
@@ -89,6 +91,7 @@ export class OutlierDetector {
   readonly #maxMs: number;
   readonly #maxPercent: number;
   readonly #cluster: string | undefined;
+  readonly #onReturn: ((ep: Endpoint) => void) | undefined;
   readonly #tracks = new Map<Endpoint, Track>();
   /** Earliest `ejectedUntil` among endpoints still marked out; Infinity when none. */
   #nextReturn = Infinity;
@@ -102,6 +105,7 @@ export class OutlierDetector {
     this.#maxMs = opts.maxEjectionMs ?? 300_000;
     this.#maxPercent = opts.maxEjectedPercent ?? 50;
     this.#cluster = opts.cluster;
+    this.#onReturn = opts.onReturn;
     for (const e of endpoints) this.#track(e, 0);
   }
 
@@ -145,6 +149,7 @@ export class OutlierDetector {
       t.inSince = e.ejectedUntil;
       e.readyAt = e.ejectedUntil;
       this.#publish(e, 'returned', e.ejectedUntil, 'ejection time passed');
+      this.#onReturn?.(e);
     }
     this.#nextReturn = next;
   }
