@@ -122,7 +122,7 @@ export class Cluster {
     const l = s.limits;
     this.admission =
       l.maxConcurrent !== undefined || l.adaptive !== undefined
-        ? new Admission({ maxConcurrent: l.maxConcurrent, maxQueued: l.maxQueued, queueTimeoutMs: l.queueTimeoutMs, adaptive: l.adaptive })
+        ? new Admission({ maxConcurrent: l.maxConcurrent, maxQueued: l.maxQueued, queueTimeoutMs: l.queueTimeoutMs, adaptive: l.adaptive, cluster: name })
         : undefined;
     this.retryBudget = new RetryBudget(s.retryBudget);
   }
