@@ -111,7 +111,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
       return;
     }
     this.#headWaitFrom = now;
-    this.#timer.headers(ex.tryTimeoutMs(this, Date.now()), now);
+    this.#timer.headers(ex.tryTimeoutMs(this, Date.now(), now), now);
     const relay = this.relay;
     // The response wait counts from when the whole request has been sent.
     if (relay !== undefined && !relay.readableEnded) {

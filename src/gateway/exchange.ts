@@ -345,7 +345,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   // ---- what the tries report -------------------------------------------------------------
 
   /** The response-head timeout of a try that is now waiting for its head (the retry policy's choice). */
-  tryTimeoutMs(a: Attempt, now: number): number {
+  tryTimeoutMs(a: Attempt, now: number, perfNow: number): number {
     const route = this.route!;
     return tryTimeoutMs(route, {
       overallMs: route.cluster.responseTimeoutMs,
@@ -353,6 +353,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       tries: this.attempts.length,
       alternative: route.perTryTimeoutMs === undefined && route.cluster.hasAlternative(a.endpoint, this.#tried, now),
       spentMs: this.#headWaitMs,
+      elapsedMs: perfNow - this.t0,
     });
   }
 

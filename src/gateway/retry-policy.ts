@@ -157,6 +157,8 @@ export interface TryTimeoutFacts {
   readonly alternative: boolean;
   /** ms already spent waiting for response heads of earlier tries of this request. */
   readonly spentMs: number;
+  /** ms since the request arrived (the route's `deadline` counts from then). */
+  readonly elapsedMs: number;
 }
 
 /**
@@ -169,7 +171,9 @@ export interface TryTimeoutFacts {
  */
 export function tryTimeoutMs(rules: RetryRules, t: TryTimeoutFacts): number {
   if (rules.perTryTimeoutMs !== undefined) return rules.perTryTimeoutMs;
-  const left = Math.max(1, t.overallMs - t.spentMs);
+  let left = Math.max(1, t.overallMs - t.spentMs);
+  // A route deadline bounds the total as well: a retry never waits past it.
+  if (rules.deadlineMs !== undefined && t.tries > 1) left = Math.max(1, Math.min(left, rules.deadlineMs - t.elapsedMs));
   const retriable = t.idempotent && t.alternative && t.tries < rules.retry.tries && rules.retryOn.has('timeout');
   return retriable ? Math.min(left, Math.max(1, Math.round(t.overallMs / 2))) : left;
 }

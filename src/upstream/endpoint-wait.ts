@@ -150,9 +150,14 @@ export class EndpointWait {
     return this.#opts.lookup;
   }
 
+  /** The cluster closes: every held request is answered now (with what failed), none is left hanging. */
   close(): void {
-    for (const t of this.#waiting.values()) t.cancel();
+    const held = [...this.#waiting];
     this.#waiting.clear();
+    for (const [w, t] of held) {
+      t.cancel();
+      w.waitExpired();
+    }
     for (const p of this.#unreachable.values()) p.stop();
     this.#unreachable.clear();
   }

@@ -59,7 +59,7 @@ test('a response timeout retries an idempotent request on another endpoint, neve
 });
 
 test('the try timeout: half the response timeout for a try that may be retried on a timeout, the rest of it otherwise', () => {
-  const t = { overallMs: 2000, idempotent: true, tries: 1, alternative: true, spentMs: 0 };
+  const t = { overallMs: 2000, idempotent: true, tries: 1, alternative: true, spentMs: 0, elapsedMs: 0 };
   assert.equal(tryTimeoutMs(rules, t), 1000);
   assert.equal(tryTimeoutMs(rules, { ...t, idempotent: false }), 2000, 'a POST waits the whole response timeout');
   assert.equal(tryTimeoutMs(rules, { ...t, alternative: false }), 2000, 'no other endpoint: nothing to gain by cutting the wait');
@@ -67,5 +67,6 @@ test('the try timeout: half the response timeout for a try that may be retried o
   assert.equal(tryTimeoutMs(rules, { ...t, tries: 2, alternative: false, spentMs: 1000 }), 1000, 'a retry gets what is left: the response timeout bounds the total');
   assert.equal(tryTimeoutMs(rules, { ...t, spentMs: 1500 }), 500);
   assert.equal(tryTimeoutMs({ ...rules, retryOn: new Set(['reset']) }, t), 2000, 'timeouts not retried: the whole wait');
+  assert.equal(tryTimeoutMs({ ...rules, deadlineMs: 1200 }, { ...t, tries: 2, spentMs: 1000, elapsedMs: 1050 }), 150, 'a retry never waits past the route deadline');
   assert.equal(tryTimeoutMs({ ...rules, perTryTimeoutMs: 300 }, { ...t, idempotent: false }), 300, 'a configured perTryTimeout applies to every try');
 });
