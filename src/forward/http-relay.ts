@@ -132,8 +132,8 @@ export class HttpExchange implements ForwardResponder, Relay {
         }
       }
       const choice = exit.choice;
-      // Tries so far, this one included: the exits the router tried before it, and the ones refused here.
-      const tries = tried.size + 1 + (choice?.retried ?? 0);
+      // Exits tried so far, this one included (the router counts the ones refused here among its `retried`).
+      const tries = 1 + (choice?.retried ?? 0);
       const retry = body === null && choice !== undefined && tries < maxTries ? (IDEMPOTENT.has(req.method!) ? 'idempotent' : 'refused-only') : undefined;
       const inspect = exit.absoluteForm && choice ? (status: number, list: readonly string[]) => inspectHop(ctx, choice, unbracket(target.host), status, list, retry) : undefined;
       const client = new Client(target.origin, {
