@@ -101,6 +101,12 @@ const outlierSchema = z
     enabled: z.boolean().default(true).describe('Eject endpoints that keep failing. Default true.'),
     consecutiveGatewayFailures: z.number().int().min(1).default(5).describe('Connect failures, resets, timeouts and protocol errors in a row that eject an endpoint. Default 5.'),
     consecutive5xx: z.number().int().min(1).default(5).describe('Upstream 5xx answers in a row that eject an endpoint. Default 5.'),
+    consecutiveTimeouts: z
+      .number()
+      .int()
+      .min(0)
+      .default(3)
+      .describe('Response timeouts (no response head within the try\'s timeout) in a row that eject an endpoint; they also count as gateway failures. Lower than the others because each one cost a client the whole wait. 0: only consecutiveGatewayFailures counts them. Default 3.'),
     baseEjection: duration('30s', 'First ejection time; doubles with each repeat ejection.'),
     maxEjection: duration('5m', 'Longest ejection.'),
     maxEjectedPercent: z.number().min(0).max(100).default(50).describe('Never eject more than this share of a cluster. Default 50.'),
@@ -141,13 +147,13 @@ const retrySchema = z
     tries: z.number().int().min(1).max(10).default(3).describe('Most attempts per request, the first included. 1 turns retries off. Default 3.'),
     on: z
       .array(z.enum(RETRY_ON))
-      .default(['connect-failure', 'reset', 'invalid-response', '502', '503', '504'])
-      .describe('Which failures retry: connect-failure (DNS, refused, connect timeout, TLS: always safe), reset (closed before any response byte), invalid-response (a response head that is not valid HTTP, too large, or cut short, before anything was passed on), timeout (no response headers within perTryTimeout), and upstream 502/503/504 answers. Default all but timeout.'),
+      .default(['connect-failure', 'reset', 'invalid-response', 'timeout', '502', '503', '504'])
+      .describe('Which failures retry: connect-failure (DNS, refused, connect timeout, TLS: always safe, any method), reset (closed before any response byte), invalid-response (a response head that is not valid HTTP, too large, or cut short, before anything was passed on), timeout (no response head within the try\'s timeout; retried only on another endpoint), and upstream 502/503/504 answers. All but connect-failure retry idempotent requests only. Default all.'),
     perTryTimeout: z
       .string()
       .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
       .optional()
-      .describe('Response-header timeout of each attempt. Default: the cluster\'s response timeout.'),
+      .describe('Response-head timeout of every attempt. Default: a try that may be retried on a timeout (idempotent, tries left, another endpoint available) waits half of the cluster\'s response timeout, any other try what is left of it, so the response timeout bounds the whole wait.'),
     deadline: z
       .string()
       .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
@@ -178,7 +184,7 @@ export const clusterSchema = z
     timeouts: z
       .object({
         connect: duration('5s', 'Time to open a connection (TCP + TLS) to an endpoint; then 504 connection_timeout.'),
-        response: duration('30s', 'Time to wait for response headers after sending the request; then 504 http_response_timeout.'),
+        response: duration('30s', 'Time to wait for response headers after sending the request, retries on another endpoint included (a try that may be retried on a timeout waits half of it); then 504 http_response_timeout.'),
         idle: duration('60s', 'Longest silence from the upstream while a response body streams (time the client takes to read does not count); then the client connection is aborted (connection_read_timeout).'),
       })
       .strict()
@@ -204,8 +210,19 @@ export const clusterSchema = z
       .describe('For ring-hash and maglev: what to hash (a header, a cookie, or the client address).'),
     slowStart: duration('10s', 'An endpoint that joins or recovers ramps up to its full weight over this time.'),
     healthCheck: healthCheckSchema.optional().describe('Active health checks. Off unless set.'),
-    outlierDetection: outlierSchema.default({ enabled: true, consecutiveGatewayFailures: 5, consecutive5xx: 5, baseEjection: '30s', maxEjection: '5m', maxEjectedPercent: 50 }).describe('Passive health checks: eject endpoints that keep failing.'),
+    outlierDetection: outlierSchema.default({ enabled: true, consecutiveGatewayFailures: 5, consecutive5xx: 5, consecutiveTimeouts: 3, baseEjection: '30s', maxEjection: '5m', maxEjectedPercent: 50 }).describe('Passive health checks: eject endpoints that keep failing.'),
     limits: limitsSchema.default({ maxQueued: 0, queueTimeout: '1s' }).describe('Overload protection: concurrency limit and queue.'),
+    waitForEndpoint: z
+      .object({
+        timeout: duration(
+          '3s',
+          'While every endpoint is down (failing health checks, ejected, draining, or refusing connections), hold a request this long for one to come back (Caddy lb_try_duration) before answering 503 destination_unavailable, or the connect failure. A held request wakes on the event that brings an endpoint back (a health check passing, an ejection ending, an undrain, a connection opening), never on a sleep; the request deadline and the client leaving end the hold too. Only requests that never reached an upstream are held, so any method may be. "0s": answer at once.',
+        ),
+        maxWaiting: z.number().int().min(0).default(1000).describe('Requests held at once per cluster; past it a request is answered at once. Default 1000.'),
+      })
+      .strict()
+      .default({ timeout: '3s', maxWaiting: 1000 })
+      .describe('Ride out a restart: hold requests briefly while every endpoint is down.'),
     retryBudget: retryBudgetSchema.default({ ratio: 0.2, minPerSecond: 3, window: '10s' }).describe('Caps retries so they never multiply an overload.'),
     maxConnections: z.number().int().min(1).optional().describe('Most connections to each endpoint. Default: unlimited.'),
     maxResponseHeaderSize: z.number().int().min(1024).default(16384).describe('Largest response header section accepted from an endpoint, in bytes. Default 16384.'),
@@ -232,7 +249,7 @@ const routeSchema = z
     stripPrefix: z.boolean().default(false).describe('Remove the matched path prefix before forwarding.'),
     rewritePrefix: z.string().startsWith('/').optional().describe('Replace the matched path prefix with this one.'),
     retry: retrySchema
-      .default({ tries: 3, on: ['connect-failure', 'reset', 'invalid-response', '502', '503', '504'], backoff: { base: '25ms', max: '250ms' }, retryAfterMax: '1s', idempotencyKey: false })
+      .default({ tries: 3, on: ['connect-failure', 'reset', 'invalid-response', 'timeout', '502', '503', '504'], backoff: { base: '25ms', max: '250ms' }, retryAfterMax: '1s', idempotencyKey: false })
       .describe('Automatic retries. Idempotent methods only, except failures that prove the request never left the gateway.'),
     upgrades: z
       .array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a protocol name (a token) such as websocket'))

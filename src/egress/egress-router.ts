@@ -102,12 +102,13 @@ export class EgressRouter {
    * Pick an exit and run `attempt` through it; on a failure the exit is to blame for
    * (scope exit/domain/skip) and while attempts remain, try another exit.
    */
-  async #through<T>(poolName: string, host: string, route: EgressRoute, attempt: (exit: Exit) => Promise<T>): Promise<{ value: T; choice: ExitChoice }> {
+  async #through<T>(poolName: string, host: string, route: EgressRoute, attempt: (exit: Exit) => Promise<T>, exclude?: ReadonlySet<string>): Promise<{ value: T; choice: ExitChoice }> {
     const pool = this.pools.get(poolName)!;
-    const tried = new Set<string>();
+    // Exits that already failed this request (a hop that refused a plain-HTTP request) count as tried.
+    const tried = new Set<string>(exclude);
     let last: Failure | undefined;
     let repinned = false;
-    const limit = Math.max(pool.maxAttempts, 1);
+    const limit = Math.max(1, Math.max(pool.maxAttempts, 1) - tried.size);
     for (let attempts = 0; attempts < limit + pool.exits.length && tried.size < pool.exits.length; ) {
       const pick = pool.pick({ host, user: route.user, session: route.session, ttlMs: route.ttlMs, exclude: tried });
       if (!pick) break;
@@ -158,8 +159,9 @@ export class EgressRouter {
    * For a plain-HTTP request: a transport on which the request can be written. Through a
    * single HTTP upstream proxy this is a connection to the proxy (`absoluteForm`, with
    * the Proxy-Authorization to send); otherwise a connection to the destination.
+   * `exclude`: exits that already failed this request (their hop refused it).
    */
-  async dialHttp(target: DialTarget, opts: DialOptions, route: EgressRoute): Promise<EgressDial & { absoluteForm?: { proxyAuthorization?: string } }> {
+  async dialHttp(target: DialTarget, opts: DialOptions, route: EgressRoute, exclude?: ReadonlySet<string>): Promise<EgressDial & { absoluteForm?: { proxyAuthorization?: string } }> {
     const name = this.poolName(route, target.host);
     if (name instanceof Failure) throw name;
     if (name === undefined) return { socket: await this.#direct.dial(target, opts) };
@@ -167,7 +169,7 @@ export class EgressRouter {
     const { value, choice } = await this.#through(name, target.host, route, async (exit) => {
       if (!exit.httpProxy) return { socket: await exit.dial(target, opts), absolute: false };
       return { socket: await exit.httpProxy.open(opts), absolute: true };
-    });
+    }, exclude);
     const release = pool.opened(choice.exit);
     value.socket.once('close', release);
     if (!value.absolute) return { socket: value.socket, choice };

@@ -30,8 +30,9 @@ function upstreamErrorType(head: string): ProxyErrorType | undefined {
 /**
  * The HTTP CONNECT Connector: over a transport to an upstream HTTP proxy, ask for a
  * tunnel to `target`. Resolves with the same socket once the proxy answers 2xx.
- * A 407 is the exit's fault (scope exit); a 5xx is reported as the upstream proxy's
- * answer about the destination (scope domain), with the proxy as next hop.
+ * A 407 is the exit's fault (scope exit); a 403 or 5xx is reported as the upstream proxy's
+ * answer about the destination (scope domain), with the proxy as next hop and its status
+ * as `received-status`.
  */
 export function httpConnect(sock: Socket | Duplex, proxy: ProxyEndpoint, target: DialTarget, timeoutMs: number, signal?: CancelSignal): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
@@ -78,7 +79,11 @@ export function httpConnect(sock: Socket | Duplex, proxy: ProxyEndpoint, target:
         retrySafe: true,
         params: { 'received-status': status },
       });
-      fail(withScope(f, status === 403 ? 'none' : 'domain'));
+      // Every refusal of the hop is this exit's failure for this destination: another exit may
+      // take it (nothing was sent to the destination yet), and this one cools down for it. A
+      // 403 is the hop's policy for this destination (a provider blocking a site), not a broken
+      // exit: marking the whole exit would let one blocked site cool every exit of a pool.
+      fail(withScope(f, 'domain'));
     };
     const onError = (err: Error): void => fail(withScope(new Failure({ type: 'connection_terminated', phase: 'connect', nextHop: proxy.label, detail: `upstream proxy ${proxy.label} failed during CONNECT`, cause: err, retrySafe: true }), 'exit'));
     const onClose = (): void => fail(withScope(new Failure({ type: 'connection_terminated', phase: 'connect', nextHop: proxy.label, detail: `upstream proxy ${proxy.label} closed the connection during CONNECT`, retrySafe: true }), 'exit'));

@@ -24,7 +24,8 @@ const NO_ACCEPTABLE = 0xff;
 /** RFC 1928 §6 reply code → failure type, and whose fault it is (the exit, or the destination seen through it). */
 const REPLY: Readonly<Record<number, [ProxyErrorType, ExitFailureScope, string]>> = {
   0x01: ['destination_unavailable', 'domain', 'general failure'],
-  0x02: ['http_request_denied', 'none', 'not allowed by its rules'],
+  // The hop's rules refuse this destination: another exit may take it (as an HTTP hop's 403).
+  0x02: ['http_request_denied', 'domain', 'not allowed by its rules'],
   0x03: ['destination_ip_unroutable', 'domain', 'network unreachable'],
   0x04: ['destination_unavailable', 'domain', 'host unreachable'],
   0x05: ['connection_refused', 'domain', 'connection refused'],

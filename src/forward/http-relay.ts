@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import { Client, type Dispatcher } from 'undici';
 import { CLIENT_CLOSED_STATUS, Failure } from '../failure/index.js';
 import { unbracket, type EgressDial, type ExitChoice } from '../egress/index.js';
+import { withScope } from '../egress/exit-failure.js';
 import { Cancel } from '../timing/cancel.js';
 import type { FinishFields, MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
@@ -22,6 +23,12 @@ export function expectsContinue(req: IncomingMessage): boolean {
   const e = req.headers.expect;
   return e !== undefined && e.toLowerCase() === '100-continue';
 }
+
+/** RFC 9110 §9.2.2. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** `#dispatch`'s answer when a hop refused the request and it is to go through another exit. */
+const AGAIN = Symbol('again');
 
 function hasBody(req: IncomingMessage): boolean {
   const cl = req.headers['content-length'];
@@ -96,37 +103,54 @@ export class HttpExchange implements ForwardResponder, Relay {
       return this.#dispatch(ctx, session, ctx.agents.for(user), target.path, headers, body, headUp, () => ctx.agents.lastAddress(user, target.origin) ?? null);
     }
     // Through a pool: the exit is chosen and dialled first (a client that leaves meanwhile cancels it).
-    const cancel = new Cancel();
-    const onGone = (): void => cancel.abort();
-    this.#res.once('close', onGone);
-    let exit: ExitConnection;
-    try {
-      exit = await openExit(ctx, ctx.tls.pooled, route, target, cancel, session);
-    } catch (err) {
-      if (cancel.aborted) return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
-      throw err;
-    } finally {
-      this.#res.off('close', onGone);
-    }
-    const h = exit.proxyAuthorization !== undefined ? [...headers, 'proxy-authorization', exit.proxyAuthorization] : headers;
-    const path = exit.absoluteForm ? `${target.origin}${target.path}` : target.path;
-    if (expect) {
+    // A hop that refuses the request (407, or its own 403/502/504) is that exit's failure: the
+    // request goes through another exit when that is safe — no body (nothing of it was sent) and
+    // an idempotent method, or a 407 (the hop refused before forwarding anything).
+    const tried = new Set<string>();
+    const maxExits = ctx.egress.pools.get(pool)!.exits.length;
+    const maxTries = Math.min(maxExits, Math.max(1, ctx.egress.pools.get(pool)!.maxAttempts));
+    for (;;) {
+      const cancel = new Cancel();
+      const onGone = (): void => cancel.abort();
+      this.#res.once('close', onGone);
+      let exit: ExitConnection;
       try {
-        return await this.#expect(ctx, session, exit.socket, path, h, body, headUp, exitHeaderList(exit.choice));
+        exit = await openExit(ctx, ctx.tls.pooled, route, target, cancel, session, tried);
+      } catch (err) {
+        if (cancel.aborted) return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
+        throw err;
+      } finally {
+        this.#res.off('close', onGone);
+      }
+      const h = exit.proxyAuthorization !== undefined ? [...headers, 'proxy-authorization', exit.proxyAuthorization] : headers;
+      const path = exit.absoluteForm ? `${target.origin}${target.path}` : target.path;
+      if (expect) {
+        try {
+          return await this.#expect(ctx, session, exit.socket, path, h, body, headUp, exitHeaderList(exit.choice));
+        } finally {
+          exit.untrack();
+        }
+      }
+      const choice = exit.choice;
+      // Exits tried so far, this one included (the router counts the ones refused here among its `retried`).
+      const tries = 1 + (choice?.retried ?? 0);
+      const retry = body === null && choice !== undefined && tries < maxTries ? (IDEMPOTENT.has(req.method!) ? 'idempotent' : 'refused-only') : undefined;
+      const inspect = exit.absoluteForm && choice ? (status: number, list: readonly string[]) => inspectHop(ctx, choice, unbracket(target.host), status, list, retry) : undefined;
+      const client = new Client(target.origin, {
+        // undici wants the connector to answer asynchronously.
+        connect: (_o, cb) => setImmediate(cb, null, exit.socket),
+        pipelining: 1,
+      });
+      let r: FinishFields | typeof AGAIN;
+      try {
+        r = await this.#dispatch(ctx, session, client, path, h, body, headUp, () => exit.address, { extraHeaders: exitHeaderList(choice), inspect }, retry !== undefined);
       } finally {
         exit.untrack();
+        client.destroy().catch(() => {});
       }
-    }
-    const client = new Client(target.origin, {
-      // undici wants the connector to answer asynchronously.
-      connect: (_o, cb) => setImmediate(cb, null, exit.socket),
-      pipelining: 1,
-    });
-    try {
-      return await this.#dispatch(ctx, session, client, path, h, body, headUp, () => exit.address, { extraHeaders: exitHeaderList(exit.choice), inspect: exit.inspect });
-    } finally {
-      exit.untrack();
-      client.destroy().catch(() => {});
+      if (r !== AGAIN) return r;
+      tried.add(choice!.exit.id);
+      if (this.#res.destroyed) return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
     }
   }
 
@@ -168,13 +192,45 @@ export class HttpExchange implements ForwardResponder, Relay {
     headUp: number,
     address: () => string | null,
     through?: { extraHeaders?: readonly string[]; inspect?: HeadInspector },
-  ): Promise<FinishFields> {
+    mayRetry?: false,
+  ): Promise<FinishFields>;
+  #dispatch(
+    ctx: ForwardContext,
+    session: MeterSession,
+    dispatcher: Dispatcher,
+    path: string,
+    headers: string[],
+    body: Readable | null,
+    headUp: number,
+    address: () => string | null,
+    through: { extraHeaders?: readonly string[]; inspect?: HeadInspector } | undefined,
+    mayRetry: boolean,
+  ): Promise<FinishFields | typeof AGAIN>;
+  #dispatch(
+    ctx: ForwardContext,
+    session: MeterSession,
+    dispatcher: Dispatcher,
+    path: string,
+    headers: string[],
+    body: Readable | null,
+    headUp: number,
+    address: () => string | null,
+    through?: { extraHeaders?: readonly string[]; inspect?: HeadInspector },
+    mayRetry = false,
+  ): Promise<FinishFields | typeof AGAIN> {
     const req = this.#req;
     const res = this.#res;
     const origin = this.target!.origin;
-    return new Promise<FinishFields>((resolve) => {
-      // The client's own failure (a stalled body): the rest of its body is never read, so close.
-      const done = (o: RelayOutcome): void => resolve(this.#settled(ctx, session, o, headUp, address(), o.failure?.source === 'client'));
+    return new Promise<FinishFields | typeof AGAIN>((resolve) => {
+      const done = (o: RelayOutcome): void => {
+        // A hop's refusal marked for another exit (inspectHop): nothing was answered yet.
+        if (mayRetry && o.failure !== undefined && HOP_RETRY.has(o.failure)) {
+          resolve(AGAIN);
+          return;
+        }
+        // The client's own failure (a stalled body): the rest of its body is never read, so close.
+        resolve(this.#settled(ctx, session, o, headUp, address(), o.failure?.source === 'client'));
+      };
       const relay = new ForwardRelay(res, session, ctx.settings.name, body, ctx.relayTimeouts, done, through);
       try {
         // The relay times the response itself (ResponseTimer): undici's timers off.
@@ -194,16 +250,15 @@ interface ExitConnection {
   /** Through an HTTP upstream proxy: send plain HTTP in absolute-form, with these credentials. */
   absoluteForm: boolean;
   proxyAuthorization: string | undefined;
-  inspect: HeadInspector | undefined;
   untrack: () => void;
 }
 
-async function openExit(ctx: ForwardContext, tls: UpstreamTls, route: ForwardRequest['route'], target: HttpTarget, cancel: Cancel, session: MeterSession): Promise<ExitConnection> {
+async function openExit(ctx: ForwardContext, tls: UpstreamTls, route: ForwardRequest['route'], target: HttpTarget, cancel: Cancel, session: MeterSession, exclude?: ReadonlySet<string>): Promise<ExitConnection> {
   const https = target.scheme === 'https';
   const host = unbracket(target.host);
   const dest = { host, port: target.port };
   const opts = dialOptions(ctx, route.user, cancel);
-  const d: EgressDial & { absoluteForm?: { proxyAuthorization?: string } } = https ? await ctx.egress.dial(dest, opts, route) : await ctx.egress.dialHttp(dest, opts, route);
+  const d: EgressDial & { absoluteForm?: { proxyAuthorization?: string } } = https ? await ctx.egress.dial(dest, opts, route) : await ctx.egress.dialHttp(dest, opts, route, exclude);
   noteExit(session, d.choice);
   const untrack = ctx.tracker.track(d.socket);
   let socket: Socket = d.socket;
@@ -223,31 +278,44 @@ async function openExit(ctx: ForwardContext, tls: UpstreamTls, route: ForwardReq
     address: socket.remoteAddress ?? d.socket.remoteAddress ?? null,
     absoluteForm: absolute !== undefined,
     proxyAuthorization: absolute?.proxyAuthorization,
-    inspect: absolute && choice ? (status, headers) => inspectHop(ctx, choice, host, status, headers) : undefined,
     untrack,
   };
 }
 
+/** Hop refusals to be retried through another exit (never answered to the client). */
+const HOP_RETRY = new WeakSet<Failure>();
+
+/** The `error=` of an upstream Proxy-Status member, when the hop made this answer itself. */
+function hopMadeIt(headers: readonly string[]): boolean {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i]!.toLowerCase() === 'proxy-status' && /;\s*error=/i.test(headers[i + 1]!)) return true;
+  }
+  return false;
+}
+
 /**
- * The answer of an HTTP upstream proxy hop to a plain-HTTP request: a 407 is the hop
- * refusing our credentials (the exit's configuration: refused, the exit marked); a
- * 502/504 with Proxy-Status is the hop failing to reach the destination (a per-domain
- * mark for this exit), passed on as it is.
+ * The answer of an HTTP upstream proxy hop to a plain-HTTP request. A 407 is the hop
+ * refusing our credentials (the exit's configuration: the exit marked); a 403, 502 or 504
+ * carrying the hop's own Proxy-Status error is the hop refusing or failing to reach the
+ * destination (this exit marked for the domain). A refusal is retried through another exit
+ * when `retry` allows (`idempotent`: any of them; `refused-only`: a 407, which the hop
+ * answered before forwarding anything); otherwise a 407 is refused with the hop as next
+ * hop, and the hop's own 403/502/504 is passed on as it is (its Proxy-Status names it).
  */
-function inspectHop(ctx: ForwardContext, choice: ExitChoice, host: string, status: number, headers: readonly string[]): Failure | undefined {
+function inspectHop(ctx: ForwardContext, choice: ExitChoice, host: string, status: number, headers: readonly string[], retry: 'idempotent' | 'refused-only' | undefined): Failure | undefined {
   const label = choice.exit.label;
   if (status === 407) {
-    const f = new Failure({ type: 'proxy_configuration_error', phase: 'headers', nextHop: label, detail: `upstream proxy ${label} refused our credentials (407)` });
+    const f = withScope(new Failure({ type: 'proxy_configuration_error', phase: 'headers', nextHop: label, detail: `upstream proxy ${label} refused our credentials (407)`, params: { 'received-status': 407 } }), 'exit');
     ctx.egress.report(choice, host, 'exit', f);
+    if (retry !== undefined) HOP_RETRY.add(f);
     return f;
   }
-  if (status === 502 || status === 504) {
-    for (let i = 0; i < headers.length; i += 2) {
-      if (headers[i]!.toLowerCase() === 'proxy-status') {
-        ctx.egress.report(choice, host, 'domain', new Failure({ type: 'destination_unavailable', phase: 'headers', nextHop: label, detail: `upstream proxy ${label} answered ${status}` }));
-        break;
-      }
-    }
+  if ((status === 403 || status === 502 || status === 504) && hopMadeIt(headers)) {
+    const f = withScope(new Failure({ type: status === 403 ? 'http_request_denied' : 'destination_unavailable', phase: 'headers', nextHop: label, detail: `upstream proxy ${label} answered ${status}`, params: { 'received-status': status } }), 'domain');
+    ctx.egress.report(choice, host, 'domain', f);
+    if (retry !== 'idempotent') return undefined;
+    HOP_RETRY.add(f);
+    return f;
   }
   return undefined;
 }

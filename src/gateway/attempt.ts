@@ -35,6 +35,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   #passedOn = false;
   /** A 5xx is being drained (the connection is kept) before this retry. */
   #retry: RetryAgain | undefined;
+  /** performance.now() when the wait for the response head began (0: not yet). */
+  #headWaitFrom = 0;
   /** The exchange gave up on this try (the client's request was refused): errors only settle it. */
   #abandoned = false;
   /**
@@ -104,6 +106,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     const now = performance.now();
     a.connectedMs = Math.round(now - ex.t0);
     if (a.connection === 'new' && this.#client) {
+      ex.route!.cluster.wait?.connected(this.endpoint);
       const t = this.#client.timings;
       a.dnsMs = t.dnsMs;
       a.tcpMs = t.connectMs;
@@ -113,8 +116,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
       abort();
       return;
     }
-    const route = ex.route!;
-    this.#timer.headers(route.perTryTimeoutMs ?? route.cluster.responseTimeoutMs, now);
+    this.#headWaitFrom = now;
+    this.#timer.headers(ex.tryTimeoutMs(this, Date.now(), now), now);
     const relay = this.relay;
     // The response wait counts from when the whole request has been sent.
     if (relay !== undefined && !relay.readableEnded) {
@@ -200,10 +203,11 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     a.phase = f.phase;
     a.error = f.type;
     a.detail = f.detail;
+    if (!this.#responseStarted && this.#headWaitFrom > 0) ex.headWaitEnded(performance.now() - this.#headWaitFrom);
     // A reused connection closed before any response byte is the keep-alive race (the pool's
     // risk, retried on a fresh connection), not evidence against the endpoint.
     const race = f.type === 'connection_terminated' && this.reused && !this.#responseStarted;
-    if (f.source === 'upstream' && !race) ex.route!.cluster.recordOutcome(this.endpoint, 'gateway-failure', Date.now());
+    if (f.source === 'upstream' && !race) ex.route!.cluster.recordOutcome(this.endpoint, f.type === 'http_response_timeout' ? 'timeout' : 'gateway-failure', Date.now());
     ex.tryFailed(this, f, this.#passedOn || this.#retry !== undefined);
   }
 

@@ -120,6 +120,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
             ? {
                 consecutiveGatewayFailures: c.outlierDetection.consecutiveGatewayFailures,
                 consecutive5xx: c.outlierDetection.consecutive5xx,
+                consecutiveTimeouts: c.outlierDetection.consecutiveTimeouts,
                 baseEjectionMs: ms(c.outlierDetection.baseEjection),
                 maxEjectionMs: ms(c.outlierDetection.maxEjection),
                 maxEjectedPercent: c.outlierDetection.maxEjectedPercent,
@@ -137,6 +138,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
               targetLatencyMs: ms(c.limits.adaptive.targetLatency),
             },
           },
+          waitForEndpoint: { timeoutMs: ms(c.waitForEndpoint.timeout), maxWaiting: c.waitForEndpoint.maxWaiting },
           retryBudget: { ratio: c.retryBudget.ratio, minPerSecond: c.retryBudget.minPerSecond, windowMs: ms(c.retryBudget.window) },
         },
         lookup,

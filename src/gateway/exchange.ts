@@ -4,6 +4,7 @@ import { Failure, classify, receivedMember, type AttemptSummary } from '../failu
 import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
 import type { Endpoint } from '../upstream/endpoint.js';
+import type { EndpointWaiter } from '../upstream/endpoint-wait.js';
 import { Attempt } from './attempt.js';
 import { BodyRelay } from './body-relay.js';
 import { NO_CLIENT_LIMITS, type ClientLimits } from './client-limits.js';
@@ -14,7 +15,7 @@ import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
-import { decideOnFailure, decideOnStatus, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
+import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
 import { closeAfter, finished, isUnsafe, offer, withdrawn, type Ordered } from './connection-order.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import { rewritePath, type Route } from './router.js';
@@ -46,7 +47,7 @@ const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived:
  * gateway-made answer goes through the responder (./responder.ts). It is also what
  * hooks see of the request (`HookRequest`), so a hook call allocates nothing.
  */
-export class Exchange implements HookedRequest, Admittable, Ordered {
+export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWaiter {
   readonly ctx: GatewayContext;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
@@ -80,6 +81,12 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
   #tried: Set<Endpoint> | undefined;
   /** A retry decided and waiting for its delay. */
   #pending: RetryAgain | undefined;
+  /** Held while every endpoint is down: the failure to answer with if none comes back. */
+  #held: Failure | undefined;
+  /** performance.now() when it was first held (0: never); the hold time counts from there. */
+  #heldFrom = 0;
+  /** ms spent waiting for response heads by finished tries (the response timeout bounds the sum). */
+  #headWaitMs = 0;
   /** The client sent `Expect: 100-continue` with a body: the upstream is asked first. */
   #expectContinue = false;
   /** The client was told to send its body (the upstream's 100 relayed). */
@@ -309,14 +316,13 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
     let ep = cluster.pick(now, this.#tried, this.req, this.#socket.remoteAddress);
     if (ep === undefined && this.#tried !== undefined) ep = cluster.pick(now, undefined, this.req, this.#socket.remoteAddress);
     if (ep === undefined) {
-      this.fail(
-        new Failure({
-          type: 'destination_unavailable',
-          phase: 'pick',
-          retryAfter: cluster.retryAfterSeconds(now),
-          detail: `no endpoint of cluster ${cluster.name} is available (${cluster.describeAvailability(now)})`,
-        }),
-      );
+      const f = new Failure({
+        type: 'destination_unavailable',
+        phase: 'pick',
+        retryAfter: cluster.retryAfterSeconds(now),
+        detail: `no endpoint of cluster ${cluster.name} is available (${cluster.describeAvailability(now)})`,
+      });
+      if (!this.#hold(f)) this.fail(f);
       return;
     }
     if (route.host === 'endpoint') {
@@ -341,9 +347,28 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
 
   // ---- what the tries report -------------------------------------------------------------
 
+  /** The response-head timeout of a try that is now waiting for its head (the retry policy's choice). */
+  tryTimeoutMs(a: Attempt, now: number, perfNow: number): number {
+    const route = this.route!;
+    return tryTimeoutMs(route, {
+      overallMs: route.cluster.responseTimeoutMs,
+      idempotent: this.#idempotent,
+      tries: this.attempts.length,
+      alternative: route.perTryTimeoutMs === undefined && route.cluster.hasAlternative(a.endpoint, this.#tried, now),
+      spentMs: this.#headWaitMs,
+      elapsedMs: perfNow - this.t0,
+    });
+  }
+
+  /** A try's wait for its head ended after `ms` (it failed or timed out). */
+  headWaitEnded(ms: number): void {
+    this.#headWaitMs += ms;
+  }
+
   /** Facts about a try for the retry policy. */
   #facts(a: Attempt, responseStarted: boolean): TryFacts {
     return {
+      alternative: this.route!.cluster.hasAlternative(a.endpoint, this.#tried, Date.now()),
       endpoint: a.endpoint,
       connected: a.connected,
       reused: a.reused,
@@ -370,6 +395,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
   tryFailed(a: Attempt, f: Failure, responseStarted: boolean): void {
     if (!responseStarted) {
       const route = this.route!;
+      // Refused or timed out while connecting: the endpoint is unreachable until something connects to it again.
+      const connectFailed = !a.connected && f.phase === 'connect';
+      if (connectFailed) route.cluster.wait?.connectFailed(a.endpoint);
       const now = Date.now();
       const d = decideOnFailure(f, this.#facts(a, false), route, route.cluster.retryBudget, now);
       this.#decided(a, d, now);
@@ -377,7 +405,43 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
         this.retry(d);
         return;
       }
+      // The request never left: hold it while every endpoint is down.
+      if (connectFailed && this.#hold(f)) return;
     }
+    this.fail(f);
+  }
+
+  /**
+   * Hold the request until an endpoint comes back (the cluster's `waitForEndpoint`), when
+   * every endpoint is down, the hold time (counted from the first hold) and the route's
+   * deadline allow, and the hold has room; false: answer now.
+   */
+  #hold(f: Failure): boolean {
+    const route = this.route!;
+    const wait = route.cluster.wait;
+    if (wait === undefined || this.res.destroyed) return false;
+    const now = performance.now();
+    if (this.#heldFrom === 0) this.#heldFrom = now;
+    let left = wait.timeoutMs - (now - this.#heldFrom);
+    if (route.deadlineMs !== undefined) left = Math.min(left, route.deadlineMs - (now - this.t0));
+    if (left <= 0 || !route.cluster.allDown(Date.now())) return false;
+    if (!wait.hold(this, left)) return false;
+    this.#held = f;
+    return true;
+  }
+
+  /** An endpoint came back while held (EndpointWaiter): try again, on a new connection. */
+  endpointBack(): void {
+    this.#held = undefined;
+    if (this.res.destroyed) return;
+    this.#attemptNow(true);
+  }
+
+  /** No endpoint came back in time (EndpointWaiter): answer with what failed. */
+  waitExpired(): void {
+    const f = this.#held;
+    this.#held = undefined;
+    if (f === undefined || this.res.destroyed) return;
     this.fail(f);
   }
 
@@ -536,6 +600,10 @@ export class Exchange implements HookedRequest, Admittable, Ordered {
     this.ctx.inflight--;
     if (this.#order === 'running') finished(this.#socket, this);
     else withdrawn(this.#socket, this);
+    if (this.#held !== undefined) {
+      this.route!.cluster.wait?.cancel(this);
+      this.#held = undefined;
+    }
     if (!this.#complete && !this.#error) {
       // The client left before the response was complete: stop the upstream work.
       this.#endedBy = 'client';

@@ -58,6 +58,8 @@ export interface RetryRules {
   readonly deadlineMs: number | undefined;
   /** An upstream 5xx asking to wait longer than this (Retry-After) is passed on, not retried. */
   readonly retryAfterMaxMs: number;
+  /** Configured response-head timeout of every try (undefined: chosen by `tryTimeoutMs`). */
+  readonly perTryTimeoutMs?: number | undefined;
 }
 
 /** What happened to one try, as the policy needs it. */
@@ -88,6 +90,8 @@ export interface TryFacts {
   readonly elapsedMs: number;
   /** The client has gone: nobody to answer. */
   readonly clientGone: boolean;
+  /** Another endpoint of the cluster is available and was not tried by this request. */
+  readonly alternative: boolean;
 }
 
 /**
@@ -142,6 +146,8 @@ export function decideOnStatus(status: number, raw: readonly Buffer[], t: TryFac
 function refusal(kind: RetryKind, t: TryFacts, rules: RetryRules, budget: RetryBudget, now: number): RetryDecision | undefined {
   if (t.tries >= rules.retry.tries || t.clientGone) return FAIL;
   if (!rules.retryOn.has(kind)) return FAIL;
+  // A timeout retried on the endpoint that just timed out would only double the wait.
+  if (kind === 'timeout' && !t.alternative) return FAIL;
   // A body is streamed; one that was (partly) sent can be sent again only if it was small enough to keep.
   if (!t.replayable) return FAIL;
   // RFC 9110 §9.2.2, RFC 9112 §9.3.1: a non-idempotent request is retried only when the failure
@@ -150,4 +156,36 @@ function refusal(kind: RetryKind, t: TryFacts, rules: RetryRules, budget: RetryB
   if (rules.deadlineMs !== undefined && t.elapsedMs >= rules.deadlineMs) return FAIL;
   if (!budget.canRetry(now)) return FAIL_BUDGET;
   return undefined;
+}
+
+/** What the response-head timeout of a try depends on. */
+export interface TryTimeoutFacts {
+  /** The cluster's response timeout: the longest a client waits for a response head, tries included. */
+  readonly overallMs: number;
+  readonly idempotent: boolean;
+  /** Tries made so far, this one included. */
+  readonly tries: number;
+  /** Another endpoint could take a retry (see TryFacts.alternative). */
+  readonly alternative: boolean;
+  /** ms already spent waiting for response heads of earlier tries of this request. */
+  readonly spentMs: number;
+  /** ms since the request arrived (the route's `deadline` counts from then). */
+  readonly elapsedMs: number;
+}
+
+/**
+ * The response-head timeout of one try. A configured `perTryTimeout` applies to every try.
+ * Otherwise a try that could be retried on a timeout (idempotent, `timeout` in `retry.on`,
+ * tries left, another endpoint available) waits half of the response timeout, so a hung
+ * endpoint costs at most half and the retry elsewhere still has the other half; any other
+ * try waits what is left of it. The cluster's response timeout so bounds the whole wait
+ * (nginx waits the full proxy_read_timeout per try; Envoy has no per-try timeout unless set).
+ */
+export function tryTimeoutMs(rules: RetryRules, t: TryTimeoutFacts): number {
+  if (rules.perTryTimeoutMs !== undefined) return rules.perTryTimeoutMs;
+  let left = Math.max(1, t.overallMs - t.spentMs);
+  // A route deadline bounds the total as well: a retry never waits past it.
+  if (rules.deadlineMs !== undefined && t.tries > 1) left = Math.max(1, Math.min(left, rules.deadlineMs - t.elapsedMs));
+  const retriable = t.idempotent && t.alternative && t.tries < rules.retry.tries && rules.retryOn.has('timeout');
+  return retriable ? Math.min(left, Math.max(1, Math.round(t.overallMs / 2))) : left;
 }

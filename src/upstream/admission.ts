@@ -1,3 +1,19 @@
+import { channel } from 'node:diagnostics_channel';
+
+export const LIMIT_CHANNEL = 'gatewise:upstream:limit';
+const limitChannel = channel(LIMIT_CHANNEL);
+
+/** Published on `gatewise:upstream:limit` when an adaptive limit changes (and it has subscribers). */
+export interface LimitEvent {
+  cluster?: string;
+  limit: number;
+  previous: number;
+  /** Requests in flight after the release that moved it. */
+  inflight: number;
+  /** The latency (ms) of the sample that moved it. */
+  latencyMs: number;
+}
+
 /** Rejection of a queued request that waited `queueTimeoutMs` without getting a slot. */
 export class QueueTimeoutError extends Error {
   readonly code = 'GATEWISE_QUEUE_TIMEOUT';
@@ -31,6 +47,8 @@ export interface AdmissionOptions {
   maxQueued: number;
   queueTimeoutMs: number;
   adaptive?: AdaptiveOptions;
+  /** Named in limit events. */
+  cluster?: string;
 }
 
 /** Estimates how many requests the upstream can take at once from what came back. */
@@ -242,6 +260,7 @@ export class Admission {
   readonly #maxQueued: number;
   readonly #timeoutMs: number;
   readonly #estimator: LimitEstimator | undefined;
+  readonly #cluster: string | undefined;
   readonly #queue = new Deque<Waiter>();
   #inflight = 0;
   #queued = 0;
@@ -253,6 +272,7 @@ export class Admission {
     this.#max = opts.maxConcurrent ?? Infinity;
     this.#maxQueued = Math.max(0, opts.maxQueued);
     this.#timeoutMs = opts.queueTimeoutMs;
+    this.#cluster = opts.cluster;
     if (opts.adaptive) this.#estimator = opts.adaptive.kind === 'aimd' ? new AimdLimit(opts.adaptive) : new GradientLimit(opts.adaptive);
     this.#limit = this.#computeLimit();
   }
@@ -306,7 +326,13 @@ export class Admission {
     if (before > 0) this.#inflight = before - 1;
     if (this.#estimator !== undefined) {
       this.#estimator.sample(latencyMs, dropped, before);
+      const previous = this.#limit;
       this.#limit = this.#computeLimit();
+      if (this.#limit !== previous && limitChannel.hasSubscribers) {
+        const e: LimitEvent = { limit: this.#limit, previous, inflight: this.#inflight, latencyMs };
+        if (this.#cluster !== undefined) e.cluster = this.#cluster;
+        limitChannel.publish(e);
+      }
     }
     this.#drain();
   }

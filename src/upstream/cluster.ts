@@ -4,6 +4,7 @@ import { Admission } from './admission.js';
 import { createBalancer, type Balancer, type BalancerRegistry, type PickContext } from './balancers/balancer.js';
 import { observeLatency } from './balancers/peak-ewma.js';
 import { Endpoint } from './endpoint.js';
+import { EndpointWait } from './endpoint-wait.js';
 import { HealthChecker, type HealthCheckOptions } from './health-check.js';
 import { OutlierDetector } from './outlier.js';
 import { RetryBudget } from './retry-budget.js';
@@ -28,6 +29,7 @@ export interface ClusterSettings {
   outlier?: {
     consecutiveGatewayFailures: number;
     consecutive5xx: number;
+    consecutiveTimeouts: number;
     baseEjectionMs: number;
     maxEjectionMs: number;
     maxEjectedPercent: number;
@@ -39,9 +41,12 @@ export interface ClusterSettings {
     adaptive?: { kind: 'aimd' | 'gradient'; min: number; max: number; initial: number; targetLatencyMs: number };
   };
   retryBudget: { ratio: number; minPerSecond: number; windowMs: number };
+  /** Hold requests while every endpoint is down (timeoutMs 0: answer at once). */
+  waitForEndpoint?: { timeoutMs: number; maxWaiting: number };
 }
 
-export type Outcome = 'success' | 'gateway-failure' | 'upstream-5xx';
+export type { Outcome } from './outlier.js';
+import type { Outcome } from './outlier.js';
 
 function cookieValue(header: string | undefined, name: string): string | undefined {
   if (!header) return undefined;
@@ -65,6 +70,8 @@ export class Cluster {
   readonly idleTimeoutMs: number;
   readonly admission: Admission | undefined;
   readonly retryBudget: RetryBudget;
+  /** Requests held while every endpoint is down; undefined when the cluster answers at once. */
+  readonly wait: EndpointWait | undefined;
   readonly #balancer: Balancer;
   readonly #usesLatency: boolean;
   readonly #hashOn: ClusterSettings['hashOn'];
@@ -97,7 +104,10 @@ export class Cluster {
     this.#balancer = createBalancer(s.balancer, this.endpoints, { slowStartMs: s.slowStartMs }, s.balancers);
     this.#usesLatency = s.balancer === 'peak-ewma';
     this.#hashOn = s.hashOn;
-    this.#outlier = s.outlier ? new OutlierDetector(this.endpoints, { ...s.outlier, cluster: name }) : undefined;
+    const w = s.waitForEndpoint;
+    this.wait = w !== undefined && w.timeoutMs > 0 ? new EndpointWait({ cluster: name, timeoutMs: w.timeoutMs, maxWaiting: w.maxWaiting, connectTimeoutMs: s.connectTimeoutMs, lookup }) : undefined;
+    const wait = this.wait;
+    this.#outlier = s.outlier ? new OutlierDetector(this.endpoints, { ...s.outlier, cluster: name, onReturn: wait && ((ep) => wait.back(ep, 'outlier')) }) : undefined;
     if (this.#outlier) {
       // Returns are noticed lazily on traffic; the tick reports them for idle clusters too.
       const outlier = this.#outlier;
@@ -111,13 +121,13 @@ export class Cluster {
       // down (refusing connections during a restart) is back once the checks see it back,
       // not after the rest of its ejection; else a rolling restart of the next endpoint finds none.
       const onRecovered = outlier ? (ep: Endpoint) => outlier.recovered(ep, Date.now()) : undefined;
-      this.#health = new HealthChecker(this.endpoints, { ...s.healthCheck, cluster: name, tls: s.tls, lookup, onRecovered });
+      this.#health = new HealthChecker(this.endpoints, { ...s.healthCheck, cluster: name, tls: s.tls, lookup, onRecovered, onHealthy: wait && ((ep) => wait.back(ep, 'health')) });
       this.#health.start();
     }
     const l = s.limits;
     this.admission =
       l.maxConcurrent !== undefined || l.adaptive !== undefined
-        ? new Admission({ maxConcurrent: l.maxConcurrent, maxQueued: l.maxQueued, queueTimeoutMs: l.queueTimeoutMs, adaptive: l.adaptive })
+        ? new Admission({ maxConcurrent: l.maxConcurrent, maxQueued: l.maxQueued, queueTimeoutMs: l.queueTimeoutMs, adaptive: l.adaptive, cluster: name })
         : undefined;
     this.retryBudget = new RetryBudget(s.retryBudget);
   }
@@ -145,6 +155,22 @@ export class Cluster {
       if (v !== undefined) return v;
     }
     return h.clientAddress ? clientAddress : undefined;
+  }
+
+  /**
+   * Every endpoint is down: unavailable (health, ejection, draining) or its last connect
+   * failed. Only then are requests held (`wait`).
+   */
+  allDown(now: number): boolean {
+    const w = this.wait;
+    for (const e of this.endpoints) if (e.available(now) && (w === undefined || !w.unreachable(e))) return false;
+    return true;
+  }
+
+  /** Whether an endpoint other than `ep` and those in `exclude` is available now (a retry has somewhere to go). */
+  hasAlternative(ep: Endpoint, exclude: ReadonlySet<Endpoint> | undefined, now: number): boolean {
+    for (const e of this.endpoints) if (e !== ep && !exclude?.has(e) && e.available(now)) return true;
+    return false;
   }
 
   recordOutcome(ep: Endpoint, outcome: Outcome, now: number): void {
@@ -190,19 +216,23 @@ export class Cluster {
     }
     const e = this.endpoints.find((x) => x.url.href === href || x.nextHop === url);
     if (!e) return false;
-    if (e.draining && !draining) e.readyAt = Date.now();
+    const back = e.draining && !draining;
+    if (back) e.readyAt = Date.now();
     e.draining = draining;
+    if (back) this.wait?.back(e, 'undrain');
     return true;
   }
 
   async close(): Promise<void> {
     clearInterval(this.#tick);
+    this.wait?.close();
     await this.#health?.stop();
     await Promise.all(this.endpoints.map((e) => e.close()));
   }
 
   async destroy(): Promise<void> {
     clearInterval(this.#tick);
+    this.wait?.close();
     await this.#health?.stop();
     await Promise.all(this.endpoints.map((e) => e.destroy()));
   }

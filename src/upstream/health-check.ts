@@ -47,6 +47,8 @@ export interface HealthCheckOptions {
   lookup?: LookupFunction;
   /** Called when an endpoint comes back from 'unhealthy' (the cluster ends its outlier ejection). */
   onRecovered?: (ep: Endpoint) => void;
+  /** Called when an endpoint turns healthy (held requests wake on it). */
+  onHealthy?: (ep: Endpoint) => void;
 }
 
 interface Probe {
@@ -203,6 +205,7 @@ export class HealthChecker {
   #set(p: Probe, to: Health, reason: string): void {
     const from = p.ep.health;
     p.ep.health = to;
+    if (to === 'healthy') this.#opts.onHealthy?.(p.ep);
     if (!healthChannel.hasSubscribers) return;
     const msg: HealthEvent = { endpoint: p.ep.nextHop, from, to, reason };
     if (this.#opts.cluster !== undefined) msg.cluster = this.#opts.cluster;

@@ -19,15 +19,18 @@ export interface OutlierEvent {
 /**
  * What the request path saw from one attempt. 'gateway-failure': the gateway could not get a
  * response (connect refused or timed out, reset, protocol error, response timeout — the caller
- * classifies). 'upstream-5xx': the upstream answered with a 5xx. Anything else is 'success'.
+ * classifies); 'timeout': no response head in time, a gateway failure that also cost the
+ * client the whole wait, so it has a lower threshold of its own. 'upstream-5xx': the upstream answered with a 5xx. Anything else is 'success'.
  */
-export type Outcome = 'success' | 'gateway-failure' | 'upstream-5xx';
+export type Outcome = 'success' | 'gateway-failure' | 'timeout' | 'upstream-5xx';
 
 export interface OutlierOptions {
   /** Consecutive gateway failures that eject an endpoint. Default 5; 0 disables. */
   consecutiveGatewayFailures?: number;
   /** Consecutive 5xx-class outcomes (upstream 5xx or gateway failures) that eject. Default 5; 0 disables. */
   consecutive5xx?: number;
+  /** Consecutive response timeouts (no head within the try's timeout) that eject. Default 3; 0 disables. */
+  consecutiveTimeouts?: number;
   /** First ejection's length; each repeat doubles it. Default 30 s. */
   baseEjectionMs?: number;
   /** Cap on an ejection's length. Default 5 min. */
@@ -36,10 +39,13 @@ export interface OutlierOptions {
   maxEjectedPercent?: number;
   /** Named in events. */
   cluster?: string;
+  /** Called when an ejected endpoint is noticed back in service (held requests wake on it). */
+  onReturn?: (ep: Endpoint) => void;
 }
 
 interface Track {
   gateway: number;
+  timeouts: number;
   fiveXx: number;
   /** Ejected and not yet seen back (so its return is announced once). */
   out: boolean;
@@ -53,7 +59,8 @@ interface Track {
  * Passive health (Envoy's outlier detection): real traffic's outcomes eject an endpoint that
  * keeps failing, before active checks would notice, and without sending extra traffic.
  *
- * Counting: a gateway failure counts toward both thresholds (to a client it is a 502/504), an
+ * Counting: a response timeout counts toward `consecutiveTimeouts` and as a gateway failure;
+ * a gateway failure counts toward both other thresholds (to a client it is a 502/504), an
  * upstream 5xx only toward `consecutive5xx` and breaks a run of gateway failures; a success
  * resets both. Outcomes of requests that finish while their endpoint is ejected are ignored.
  *
@@ -79,10 +86,12 @@ export class OutlierDetector {
   readonly #endpoints: readonly Endpoint[];
   readonly #gatewayLimit: number;
   readonly #fiveXxLimit: number;
+  readonly #timeoutLimit: number;
   readonly #baseMs: number;
   readonly #maxMs: number;
   readonly #maxPercent: number;
   readonly #cluster: string | undefined;
+  readonly #onReturn: ((ep: Endpoint) => void) | undefined;
   readonly #tracks = new Map<Endpoint, Track>();
   /** Earliest `ejectedUntil` among endpoints still marked out; Infinity when none. */
   #nextReturn = Infinity;
@@ -91,10 +100,12 @@ export class OutlierDetector {
     this.#endpoints = endpoints;
     this.#gatewayLimit = opts.consecutiveGatewayFailures ?? 5;
     this.#fiveXxLimit = opts.consecutive5xx ?? 5;
+    this.#timeoutLimit = opts.consecutiveTimeouts ?? 3;
     this.#baseMs = opts.baseEjectionMs ?? 30_000;
     this.#maxMs = opts.maxEjectionMs ?? 300_000;
     this.#maxPercent = opts.maxEjectedPercent ?? 50;
     this.#cluster = opts.cluster;
+    this.#onReturn = opts.onReturn;
     for (const e of endpoints) this.#track(e, 0);
   }
 
@@ -105,14 +116,19 @@ export class OutlierDetector {
     if (endpoint.ejections > 0) this.#decay(endpoint, t, now);
     if (outcome === 'success') {
       t.gateway = 0;
+      t.timeouts = 0;
       t.fiveXx = 0;
       t.spared = false;
       return;
     }
-    if (outcome === 'gateway-failure') t.gateway++;
+    if (outcome === 'gateway-failure' || outcome === 'timeout') t.gateway++;
     else t.gateway = 0;
+    if (outcome === 'timeout') t.timeouts++;
+    else t.timeouts = 0;
     t.fiveXx++;
-    if (this.#gatewayLimit > 0 && t.gateway >= this.#gatewayLimit) {
+    if (this.#timeoutLimit > 0 && t.timeouts >= this.#timeoutLimit) {
+      this.#eject(endpoint, t, now, `${t.timeouts} consecutive response timeouts`);
+    } else if (this.#gatewayLimit > 0 && t.gateway >= this.#gatewayLimit) {
       this.#eject(endpoint, t, now, `${t.gateway} consecutive gateway failures`);
     } else if (this.#fiveXxLimit > 0 && t.fiveXx >= this.#fiveXxLimit) {
       this.#eject(endpoint, t, now, `${t.fiveXx} consecutive 5xx`);
@@ -133,6 +149,7 @@ export class OutlierDetector {
       t.inSince = e.ejectedUntil;
       e.readyAt = e.ejectedUntil;
       this.#publish(e, 'returned', e.ejectedUntil, 'ejection time passed');
+      this.#onReturn?.(e);
     }
     this.#nextReturn = next;
   }
@@ -170,6 +187,7 @@ export class OutlierDetector {
     ep.ejections++;
     t.out = true;
     t.gateway = 0;
+    t.timeouts = 0;
     t.fiveXx = 0;
     if (ep.ejectedUntil < this.#nextReturn) this.#nextReturn = ep.ejectedUntil;
     this.#publish(ep, 'ejected', ep.ejectedUntil, reason);
@@ -185,7 +203,7 @@ export class OutlierDetector {
   }
 
   #track(ep: Endpoint, now: number): Track {
-    const t: Track = { gateway: 0, fiveXx: 0, out: false, inSince: now, spared: false };
+    const t: Track = { gateway: 0, timeouts: 0, fiveXx: 0, out: false, inSince: now, spared: false };
     this.#tracks.set(ep, t);
     return t;
   }

@@ -189,10 +189,11 @@ describe('health', () => {
     assert.ok(bad.stats.requests > triedBad, 'returned on its own after the back-off');
   });
 
-  test('active checks take an endpoint out and back; none healthy → fast 503 destination_unavailable', async () => {
+  test('active checks take an endpoint out and back; none healthy and no wait for an endpoint → fast 503 destination_unavailable', async () => {
     const a = await lab();
     const gw = await gateway({
-      clusters: { c: { endpoints: [a.url], healthCheck: { path: '/ok', interval: '100ms', timeout: '200ms', rise: 1, fall: 1 } } },
+      // waitForEndpoint 0s: answer at once (the default holds the request up to 3 s: test/gateway/wait-for-endpoint.test.ts).
+      clusters: { c: { endpoints: [a.url], healthCheck: { path: '/ok', interval: '100ms', timeout: '200ms', rise: 1, fall: 1 }, waitForEndpoint: { timeout: '0s' } } },
       routes: [{ cluster: 'c' }],
     });
     assert.equal((await send(`${gw.url}/ok`)).status, 200);

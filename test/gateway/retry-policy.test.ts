@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Failure } from '../../src/failure/index.js';
-import { decideOnFailure, decideOnStatus, type RetryKind, type RetryRules, type TryFacts } from '../../src/gateway/retry-policy.js';
+import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryKind, type RetryRules, type TryFacts } from '../../src/gateway/retry-policy.js';
 import type { Endpoint } from '../../src/upstream/endpoint.js';
 import { RetryBudget } from '../../src/upstream/retry-budget.js';
 
@@ -10,7 +10,7 @@ import { RetryBudget } from '../../src/upstream/retry-budget.js';
 const ep = { nextHop: 'a:1' } as unknown as Endpoint;
 const ALL: RetryKind[] = ['connect-failure', 'reset', 'invalid-response', 'timeout', '502', '503', '504'];
 const rules: RetryRules = { retry: { tries: 3, backoffBaseMs: 0, backoffMaxMs: 0, idempotencyKey: false }, retryOn: new Set(ALL), deadlineMs: undefined, retryAfterMaxMs: 2000 };
-const facts = (o: Partial<TryFacts> = {}): TryFacts => ({ endpoint: ep, connected: true, reused: false, responseStarted: false, idempotent: true, replayable: true, tries: 1, elapsedMs: 0, clientGone: false, ...o });
+const facts = (o: Partial<TryFacts> = {}): TryFacts => ({ endpoint: ep, connected: true, reused: false, responseStarted: false, idempotent: true, replayable: true, tries: 1, elapsedMs: 0, clientGone: false, alternative: true, ...o });
 const budget = (): RetryBudget => new RetryBudget({ ratio: 0.2, minPerSecond: 3, windowMs: 10_000 });
 const refused = new Failure({ type: 'connection_refused', phase: 'connect' });
 const reset = new Failure({ type: 'connection_terminated', phase: 'send' });
@@ -70,4 +70,26 @@ test('an upstream 502/503/504 retries after its Retry-After (within the maximum)
   assert.deepEqual(decideOnStatus(503, [Buffer.from('retry-after'), Buffer.from('5')], facts(), rules, budget(), now), { action: 'fail' });
   assert.deepEqual(decideOnStatus(500, [], facts(), rules, budget(), now), { action: 'fail' });
   assert.deepEqual(decideOnStatus(502, [], facts({ idempotent: false }), rules, budget(), now), { action: 'fail' });
+});
+
+const timedOut = new Failure({ type: 'http_response_timeout', phase: 'headers' });
+
+test('a response timeout retries an idempotent request on another endpoint, never on the same one, never a POST', () => {
+  const now = Date.now();
+  assert.deepEqual(decideOnFailure(timedOut, facts(), rules, budget(), now), { action: 'retry', fresh: false, delayMs: 0, avoid: ep });
+  assert.deepEqual(decideOnFailure(timedOut, facts({ alternative: false }), rules, budget(), now), { action: 'fail' });
+  assert.deepEqual(decideOnFailure(timedOut, facts({ idempotent: false }), rules, budget(), now), { action: 'fail' });
+});
+
+test('the try timeout: half the response timeout for a try that may be retried on a timeout, the rest of it otherwise', () => {
+  const t = { overallMs: 2000, idempotent: true, tries: 1, alternative: true, spentMs: 0, elapsedMs: 0 };
+  assert.equal(tryTimeoutMs(rules, t), 1000);
+  assert.equal(tryTimeoutMs(rules, { ...t, idempotent: false }), 2000, 'a POST waits the whole response timeout');
+  assert.equal(tryTimeoutMs(rules, { ...t, alternative: false }), 2000, 'no other endpoint: nothing to gain by cutting the wait');
+  assert.equal(tryTimeoutMs(rules, { ...t, tries: 3 }), 2000, 'the last try');
+  assert.equal(tryTimeoutMs(rules, { ...t, tries: 2, alternative: false, spentMs: 1000 }), 1000, 'a retry gets what is left: the response timeout bounds the total');
+  assert.equal(tryTimeoutMs(rules, { ...t, spentMs: 1500 }), 500);
+  assert.equal(tryTimeoutMs({ ...rules, retryOn: new Set(['reset']) }, t), 2000, 'timeouts not retried: the whole wait');
+  assert.equal(tryTimeoutMs({ ...rules, deadlineMs: 1200 }, { ...t, tries: 2, spentMs: 1000, elapsedMs: 1050 }), 150, 'a retry never waits past the route deadline');
+  assert.equal(tryTimeoutMs({ ...rules, perTryTimeoutMs: 300 }, { ...t, idempotent: false }), 300, 'a configured perTryTimeout applies to every try');
 });

@@ -67,6 +67,27 @@ describe('outlier detection', () => {
     assert.deepEqual(events, [{ endpoint: '10.1.0.1:80', cluster: 'api', event: 'ejected', untilMs: T0 + 30_005, reason: '3 consecutive gateway failures' }]);
   });
 
+  test('response timeouts eject after consecutiveTimeouts (default 3), count as gateway failures, and any other outcome breaks their run', () => {
+    const eps = endpoints(4);
+    const d = new OutlierDetector(eps, { ...OPTS, consecutiveGatewayFailures: 5 });
+    const e = eps[2]!;
+    d.record(e, 'timeout', T0);
+    d.record(e, 'timeout', T0);
+    d.record(e, 'gateway-failure', T0);
+    d.record(e, 'timeout', T0);
+    assert.equal(e.ejectedUntil, 0, 'a refused connect between the timeouts breaks their run');
+    d.record(e, 'timeout', T0 + 1);
+    assert.equal(e.ejectedUntil, T0 + 1 + 30_000, 'but all five count as gateway failures');
+    assert.equal(events[0]?.reason, '5 consecutive gateway failures');
+    const f = eps[3]!;
+    d.record(f, 'timeout', T0 + 2);
+    d.record(f, 'timeout', T0 + 2);
+    assert.equal(f.ejectedUntil, 0, 'not yet');
+    d.record(f, 'timeout', T0 + 2);
+    assert.equal(f.ejectedUntil, T0 + 2 + 30_000);
+    assert.equal(events[1]?.reason, '3 consecutive response timeouts');
+  });
+
   test('upstream 5xx count toward consecutive5xx, with gateway failures, and break a run of gateway failures', () => {
     const eps = endpoints(4);
     const d = new OutlierDetector(eps, OPTS);
