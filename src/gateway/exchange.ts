@@ -1,3 +1,4 @@
+import { Timeout } from '../timing/deadlines.js';
 import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Failure, classify, receivedMember, type AttemptSummary } from '../failure/index.js';
@@ -461,7 +462,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       return;
     }
     this.#pending = d;
-    setTimeout(retryLater, d.delayMs, this);
+    // On the one deadline list, like every per-request timer (no Node timer per retry).
+    new Timeout(() => retryLater(this), d.delayMs);
   }
 
   /** A delayed retry is due. */

@@ -1,3 +1,4 @@
+import { destroyAfter } from '../timing/deadlines.js';
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -340,7 +341,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     const s = this.#socket;
     if (!s.writableEnded) s.end();
     s.resume();
-    setTimeout(() => s.destroy(), 5000).unref();
+    destroyAfter(s, 5000);
   }
 
   #settle(): void {
