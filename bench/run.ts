@@ -105,7 +105,7 @@ async function main(): Promise<number> {
     if (s.duelRepeats > 0) {
       // Only pairs whose contenders were selected (BENCH_CONTENDERS), on the placement of the groups.
       const chosen = new Set(s.contenders.map((c) => c.id));
-      const pairs = PAIRS.filter((p) => chosen.has(p.a) && chosen.has(p.b) && s.scenarios.some((sc) => (p.load === 'get-1k' ? sc.group === 'reverse' : sc.id.startsWith('fwd-connect'))));
+      const pairs = PAIRS.filter((p) => chosen.has(p.a) && chosen.has(p.b) && s.scenarios.some((sc) => (p.load !== 'connect-per-tunnel' ? sc.group === 'reverse' : sc.id.startsWith('fwd-connect'))));
       if (!wrkOk) notes.push('duels not run: wrk is not available');
       else if (pin.load === undefined || pin.proxy === undefined) notes.push('duels not run: they need the load generators and the contenders on different CPUs (BENCH_PIN)');
       else if (pairs.length > 0) {
