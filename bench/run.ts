@@ -34,6 +34,8 @@ import { log } from './util.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GROUPS: Group[] = ['reverse', 'forward', 'socks', 'scaling'];
+/** docs/benchmarks.md: everything from this line on is written by hand and survives `npm run bench`. */
+const SESSIONS_MARK = '<!-- session notes: kept by npm run bench -->';
 
 /**
  * The scaling group asks what a second worker buys, so its contenders are not
@@ -151,7 +153,10 @@ async function main(): Promise<number> {
   process.stdout.write(`\n${backgroundLine(report)}\n\n${resultTables(report)}\n\n${targetsSection(report)}\n\n`);
   if (runs.length > 0) {
     fs.mkdirSync(path.dirname(s.docsPath), { recursive: true });
-    fs.writeFileSync(s.docsPath, markdown(report));
+    // Hand-written session notes below SESSIONS_MARK are kept when the page is regenerated.
+    const before = fs.existsSync(s.docsPath) ? fs.readFileSync(s.docsPath, 'utf8') : '';
+    const kept = before.includes(SESSIONS_MARK) ? `\n${before.slice(before.indexOf(SESSIONS_MARK))}` : '';
+    fs.writeFileSync(s.docsPath, `${markdown(report)}${kept}`);
     log(`wrote ${path.relative(ROOT, s.docsPath)} and bench/.work/results.json`);
   } else {
     log('no comparison ran: wrote bench/.work/results.json only');
