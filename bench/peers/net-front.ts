@@ -106,11 +106,15 @@ class Conn implements Dispatcher.DispatchHandler {
     return true;
   }
   onData(chunk: Buffer): boolean {
-    return this.sock.write(chunk);
+    const sock = this.sock;
+    const ok = sock.write(chunk);
+    // The head goes out with the first chunk; a corked socket never drains, so uncork here.
+    if (sock.writableCorked > 0) sock.uncork();
+    return ok;
   }
   onComplete(): void {
     const sock = this.sock;
-    sock.uncork();
+    if (sock.writableCorked > 0) sock.uncork();
     this.#busy = false;
     if (this.#close) sock.end();
     else this.#next();
