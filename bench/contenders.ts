@@ -345,6 +345,18 @@ export const CONTENDERS: Contender[] = [
     },
   },
   {
+    id: 'net-front',
+    label: 'node:net front + undici (bare)',
+    groups: [],
+    config:
+      '`bench/peers/net-front.ts`: the bare undici engine of `undici-stream`, with the server side on `node:net` (a strict head parser for body-less requests, ' +
+      'the response head built once and written corked with the body; no IncomingMessage or ServerResponse): the "faster front" experiment, duel pairs only',
+    async start(ctx) {
+      const port = await freePort();
+      return nodePeer(ctx, 'net-front', 'net-front.js', [String(port), String(ctx.originPort)], port);
+    },
+  },
+  {
     id: 'squid',
     label: 'Squid',
     groups: ['forward'],

@@ -1,7 +1,7 @@
 // `npm run bench:duel`: only the duels of bench/duels.ts (two contenders on one core at
 // the same time), written to docs/benchmarks-duel.md. `npm run bench` runs them too.
 //
-// Environment: DUEL_SECONDS (6), DUEL_REPEATS (3), DUEL_PAIRS (a:b[:load],… e.g. gatewise-quiet:nginx; default all),
+// Environment: DUEL_SECONDS (6), DUEL_REPEATS (3), DUEL_PAIRS (a:b or a:b@load,… e.g. gatewise-quiet:nginx; default all),
 // DUEL_DOCS (docs/benchmarks-duel.md). Needs nginx (origin), wrk; Squid for its pairs.
 // Loopback only, every load bounded in time.
 import fs from 'node:fs';
@@ -22,10 +22,10 @@ const REPEATS = envNumber('DUEL_REPEATS', 3);
 function selectedPairs(): Pair[] {
   const want = envList('DUEL_PAIRS');
   if (!want) return PAIRS;
-  // a:b selects that pair under every load it is duelled with; a:b:load one of them.
+  // `a:b` selects every load of that pair; `a:b@load` one of them.
   return want.flatMap((w) => {
-    const found = PAIRS.filter((x) => `${x.a}:${x.b}` === w || `${x.a}:${x.b}:${x.load}` === w);
-    if (found.length === 0) throw new Error(`DUEL_PAIRS: no pair ${w}; pairs are ${PAIRS.map((x) => `${x.a}:${x.b}:${x.load}`).join(', ')}`);
+    const found = PAIRS.filter((x) => `${x.a}:${x.b}` === w || `${x.a}:${x.b}@${x.load}` === w);
+    if (found.length === 0) throw new Error(`DUEL_PAIRS: no pair ${w}; pairs are ${PAIRS.map((x) => `${x.a}:${x.b}@${x.load}`).join(', ')}`);
     return found;
   });
 }

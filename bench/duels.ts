@@ -14,8 +14,8 @@ import { runWrk } from './wrk.js';
 
 export const DUEL_WARMUP_S = 3;
 
-/** `post-1k`: POST /post with a 1 KiB body (what a fresh upstream connection per non-idempotent request costs). */
-export type DuelLoad = 'get-1k' | 'post-1k' | 'connect-per-tunnel';
+/** `post-1k`: POST /post with a 1 KiB body (what a fresh upstream connection per non-idempotent request costs); get-1m: GET 1 MiB over 10 keep-alive connections (the large-body check of a front). */
+export type DuelLoad = 'get-1k' | 'post-1k' | 'get-1m' | 'connect-per-tunnel';
 
 export interface Pair {
   load: DuelLoad;
@@ -41,6 +41,8 @@ export const PAIRS: Pair[] = [
   { load: 'connect-per-tunnel', a: 'gatewise-fwd', b: 'squid', target: 1 },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd', b: 'gatewise-fwd-quiet', target: 0.92 },
   { load: 'get-1k', a: 'undici-stream', b: 'nginx', reference: 'the bare undici engine against nginx' },
+  { load: 'get-1k', a: 'net-front', b: 'undici-stream', reference: 'the faster-front experiment: node:net server side against node:http, both on bare undici' },
+  { load: 'get-1m', a: 'net-front', b: 'undici-stream', reference: 'the faster-front experiment on 1 MiB bodies' },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'squid', target: 1 },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'connect-floor' },
   { load: 'connect-per-tunnel', a: 'connect-floor', b: 'squid', reference: 'bare Node sockets against Squid' },
@@ -82,8 +84,9 @@ interface Side {
 }
 
 async function loadOnce(kind: DuelLoad, port: number, seconds: number, o: DuelOptions, scriptDir: string): Promise<number> {
-  if (kind === 'get-1k') {
-    const r = await runWrk({ port, connections: 50, durationS: seconds, request: { method: 'GET', path: '/1k' }, cpus: o.loadCpu, scriptDir });
+  if (kind === 'get-1k' || kind === 'get-1m') {
+    const big = kind === 'get-1m';
+    const r = await runWrk({ port, connections: big ? 10 : 50, durationS: seconds, request: { method: 'GET', path: big ? '/1m' : '/1k' }, cpus: o.loadCpu, scriptDir });
     return r.requests - r.errors.status;
   }
   if (kind === 'post-1k') {

@@ -34,6 +34,8 @@ import { log } from './util.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GROUPS: Group[] = ['reverse', 'forward', 'socks', 'scaling'];
+/** docs/benchmarks.md: everything from this line on is written by hand and survives `npm run bench`. */
+const SESSIONS_MARK = '<!-- session notes: kept by npm run bench -->';
 
 /**
  * The scaling group asks what a second worker buys, so its contenders are not
@@ -105,7 +107,7 @@ async function main(): Promise<number> {
     if (s.duelRepeats > 0) {
       // Only pairs whose contenders were selected (BENCH_CONTENDERS), on the placement of the groups.
       const chosen = new Set(s.contenders.map((c) => c.id));
-      const pairs = PAIRS.filter((p) => chosen.has(p.a) && chosen.has(p.b) && s.scenarios.some((sc) => (p.load === 'get-1k' ? sc.group === 'reverse' : sc.id.startsWith('fwd-connect'))));
+      const pairs = PAIRS.filter((p) => chosen.has(p.a) && chosen.has(p.b) && s.scenarios.some((sc) => (p.load !== 'connect-per-tunnel' ? sc.group === 'reverse' : sc.id.startsWith('fwd-connect'))));
       if (!wrkOk) notes.push('duels not run: wrk is not available');
       else if (pin.load === undefined || pin.proxy === undefined) notes.push('duels not run: they need the load generators and the contenders on different CPUs (BENCH_PIN)');
       else if (pairs.length > 0) {
@@ -151,7 +153,10 @@ async function main(): Promise<number> {
   process.stdout.write(`\n${backgroundLine(report)}\n\n${resultTables(report)}\n\n${targetsSection(report)}\n\n`);
   if (runs.length > 0) {
     fs.mkdirSync(path.dirname(s.docsPath), { recursive: true });
-    fs.writeFileSync(s.docsPath, markdown(report));
+    // Hand-written session notes below SESSIONS_MARK are kept when the page is regenerated.
+    const before = fs.existsSync(s.docsPath) ? fs.readFileSync(s.docsPath, 'utf8') : '';
+    const kept = before.includes(SESSIONS_MARK) ? `\n${before.slice(before.indexOf(SESSIONS_MARK))}` : '';
+    fs.writeFileSync(s.docsPath, `${markdown(report)}${kept}`);
     log(`wrote ${path.relative(ROOT, s.docsPath)} and bench/.work/results.json`);
   } else {
     log('no comparison ran: wrote bench/.work/results.json only');

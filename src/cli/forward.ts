@@ -6,6 +6,7 @@ import { hashPassword } from '../tenants/index.js';
 import { createLogger, flushLogger } from '../observe/access-log.js';
 import { answerUsage, command, optionsError, parseCommand } from './commands.js';
 import { UsageError } from './usage.js';
+import { raiseMallocTrimThreshold } from './malloc-tuning.js';
 
 const STRATEGIES = ['request', 'round-robin', 'random', 'least-used', 'hash', 'sticky'] as const;
 type Strategy = (typeof STRATEGIES)[number];
@@ -102,6 +103,7 @@ export async function forwardCommand(argv: string[]): Promise<number> {
     process.stderr.write(`gatewise forward: ${(err as Error).message}\n`);
     return 2;
   }
+  raiseMallocTrimThreshold();
   const logger = createLogger();
   let proxy: ForwardProxy;
   try {

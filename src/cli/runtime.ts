@@ -5,6 +5,7 @@ import type { Config } from '../config/schema.js';
 import { Gateway } from '../gateway/server.js';
 import { attachAccessLog, createLogger, flushLogger } from '../observe/access-log.js';
 import type { AdminControl } from '../observe/admin.js';
+import { raiseMallocTrimThreshold } from './malloc-tuning.js';
 
 function gatewayControl(gw: Gateway): AdminControl {
   return {
@@ -95,6 +96,7 @@ function probeUpstreams(config: Config, logger: Logger): { done: Promise<void>; 
 
 /** Wire the parts for a config: gateway, access log, metrics and admin listener. */
 export async function startRuntime(config: Config, opts: RuntimeOptions = {}): Promise<Runtime> {
+  raiseMallocTrimThreshold();
   const logger = opts.logger ?? createLogger({ level: config.log.level, file: config.log.file });
   const detachLog = (opts.accessLog ?? config.log.access) ? attachAccessLog(logger) : undefined;
   // prom-client and the admin listener load only when configured: less memory at idle.

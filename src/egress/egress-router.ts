@@ -144,10 +144,15 @@ export class EgressRouter {
   }
 
   /** Open a TCP connection to `target` for this route. */
-  async dial(target: DialTarget, opts: DialOptions, route: EgressRoute): Promise<EgressDial> {
+  dial(target: DialTarget, opts: DialOptions, route: EgressRoute): Promise<EgressDial> {
     const name = this.poolName(route, target.host);
-    if (name instanceof Failure) throw name;
-    if (name === undefined) return { socket: await this.#direct.dial(target, opts) };
+    if (name instanceof Failure) return Promise.reject(name);
+    // Direct: the dialer's promise and one `then`, no async frame (once per tunnel).
+    if (name === undefined) return this.#direct.dial(target, opts).then(directDial);
+    return this.#dialPool(name, target, opts, route);
+  }
+
+  async #dialPool(name: string, target: DialTarget, opts: DialOptions, route: EgressRoute): Promise<EgressDial> {
     const pool = this.pools.get(name)!;
     const { value, choice } = await this.#through(name, target.host, route, (exit) => exit.dial(target, opts));
     const release = pool.opened(choice.exit);
@@ -211,4 +216,8 @@ export class EgressRouter {
     for (const [k, p] of this.pools) out[k] = p.stats();
     return out;
   }
+}
+
+function directDial(socket: Socket): EgressDial {
+  return { socket };
 }

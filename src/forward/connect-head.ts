@@ -9,6 +9,8 @@ export interface ConnectRequest {
 export interface ParsedConnectHead extends ConnectRequest {
   /** Bytes of the head, CRLF CRLF included; what follows is early tunnel data. */
   length: number;
+  /** Header field lines (the fast path takes no repeated field: one per key of `headers`). */
+  fields: number;
 }
 
 const CR = 0x0d;
@@ -71,7 +73,7 @@ export function parseConnectHead(buf: Buffer, maxSize: number): ParsedConnectHea
     if (i + 1 >= n) return undefined; // incomplete (or too large): let the full parser decide
     if (text.charCodeAt(i) === CR) {
       if (text.charCodeAt(i + 1) !== LF) return undefined;
-      return { url, headers, length: i + 2 };
+      return { url, headers, length: i + 2, fields };
     }
     if (fields === MAX_FIELDS) return undefined;
     // field-name ":"

@@ -11,6 +11,9 @@ import { HttpProxyFront } from './http-proxy-front.js';
 import { RequestOrder } from './request-order.js';
 import type { ForwardPipeline } from './pipeline.js';
 
+/** The early bytes of a CONNECT that sent none (never written to). */
+const NO_BYTES = Buffer.alloc(0);
+
 const kHeadTimer = Symbol('gatewise.headTimer');
 const kBusy = Symbol('gatewise.busy');
 /**
@@ -83,9 +86,9 @@ export class HttpFront {
     if (first[0] === 0x43) {
       // 'C': most likely a CONNECT whose whole head came in the first read.
       const head = parseConnectHead(first, this.#ctx.settings.maxHeaderSize);
-      // (The fast path takes no duplicate fields, so its header object counts the lines.)
-      if (head !== undefined && Object.keys(head.headers).length <= this.#ctx.settings.maxHeaderCount) {
-        this.#connect.handle(head, socket, first.subarray(head.length));
+      if (head !== undefined && head.fields <= this.#ctx.settings.maxHeaderCount) {
+        // Most CONNECTs send nothing behind the head: no Buffer view for an empty rest.
+        this.#connect.handle(head, socket, head.length === first.length ? NO_BYTES : first.subarray(head.length));
         return;
       }
     }

@@ -162,7 +162,11 @@ export class DestinationRules {
   }
 
   /** The dialer's guard for one user. */
+  /** The guard of requests without a user (no authentication): made once, not per tunnel. */
+  #anonymousGuard: AddressGuard | undefined;
+
   guardFor(user: string | null): AddressGuard {
+    if (user === null) return (this.#anonymousGuard ??= (a: ResolvedAddress, t: DialTarget) => this.checkAddress(null, t.host, t.port, a.address));
     return (a: ResolvedAddress, t: DialTarget) => this.checkAddress(user, t.host, t.port, a.address);
   }
 }
