@@ -21,6 +21,8 @@ import { MemoryStore, type Store } from '../state/index.js';
 import type { AuthProvider } from '../tenants/index.js';
 import { ConcurrencyLimits, Meter, PlanEnforcer, UserDirectory, UsersFile, type PlanSpec } from '../tenants/index.js';
 import { AccessLog, createLogger } from '../observe/access-log.js';
+import { ConfigError } from '../config/load.js';
+import { issuesToProblems } from '../config/check.js';
 import { requestEnd, type ForwardRecord } from '../record/index.js';
 import type { ForwardContext } from './context.js';
 import { HttpFront } from './http-front.js';
@@ -111,10 +113,11 @@ function parseForwardConfig(input: ForwardConfig | ForwardConfigInput, external:
   const r = forwardSchema.safeParse(input);
   if (r.success) return r.data;
   const issues = external ? r.error.issues.filter((i) => !(i.code === 'custom' && (i as { params?: { gatewise?: string } }).params?.gatewise === NO_USERS)) : r.error.issues;
-  if (issues.length > 0) throw new z.ZodError(issues);
+  // The same refusal as the reverse gateway's: every problem, by path, with a stable code.
+  if (issues.length > 0) throw new ConfigError(issuesToProblems(issues, forwardSchema));
   // Only the users problem, and a provider answers for users: the schema's transforms ran before its checks.
   const relaxed = forwardSchema.safeParse({ ...input, auth: { ...(input as ForwardConfigInput).auth, required: false } });
-  if (!relaxed.success) throw relaxed.error;
+  if (!relaxed.success) throw new ConfigError(issuesToProblems(relaxed.error.issues, forwardSchema));
   return { ...relaxed.data, auth: { ...relaxed.data.auth, required: true } };
 }
 

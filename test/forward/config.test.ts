@@ -81,3 +81,21 @@ describe('password hashes and credential cache', () => {
     assert.equal(cache.get('b', 'x', 10), undefined);
   });
 });
+
+describe('startForwardProxy refuses a bad config like the reverse gateway does', () => {
+  it('throws ConfigError with every problem by path, not a raw schema error', async () => {
+    const { startForwardProxy } = await import('../../src/forward/index.js');
+    const { ConfigError } = await import('../../src/config/load.js');
+    await assert.rejects(
+      startForwardProxy({ auth: { required: false }, timeouts: { connect: 'soon' }, listeners: [{ address: 'localhost', port: 1 }] } as never),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError, `a ConfigError, got ${(err as Error).constructor.name}`);
+        assert.equal(err.code, 'GATEWISE_CONFIG_INVALID');
+        const paths = err.problems.map((p) => p.path);
+        assert.ok(paths.includes('timeouts.connect') && paths.includes('listeners[0].address'), paths.join(', '));
+        assert.match(err.message, /2 problems/);
+        return true;
+      },
+    );
+  });
+});
