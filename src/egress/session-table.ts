@@ -57,6 +57,18 @@ export class SessionTable {
     return this.get(key);
   }
 
+  /** The live pins (expired and idle ones dropped on the way), for the admin API. */
+  *live(): IterableIterator<[string, SessionPin]> {
+    const now = this.#now();
+    for (const [key, p] of this.#pins) {
+      if (now >= p.expires || now - p.lastUsed > p.idleMs) {
+        this.#pins.delete(key);
+        continue;
+      }
+      yield [key, p];
+    }
+  }
+
   get size(): number {
     return this.#pins.size;
   }
