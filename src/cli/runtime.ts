@@ -26,6 +26,11 @@ function gatewayControl(gw: Gateway): AdminControl {
       }
       return out;
     },
+    admission: () => {
+      const out: Record<string, { limit: number; inflight: number; queued: number }> = {};
+      for (const [name, c] of gw.ctx.clusters) if (c.admission) out[name] = { limit: c.admission.limit, inflight: c.admission.inflight, queued: c.admission.queued };
+      return out;
+    },
     drain: (cluster, endpoint, draining) => gw.ctx.clusters.get(cluster)?.setDraining(endpoint, draining) ?? false,
   };
 }
@@ -35,6 +40,8 @@ export interface Runtime {
   logger: Logger;
   /** Settles when the start-up connect probe of every endpoint has ended (its warnings logged). */
   upstreamProbe: Promise<void>;
+  /** The admin listener's URL (its dashboard is at `/`), when admin is configured. */
+  adminUrl: string | undefined;
   close(): Promise<void>;
 }
 
@@ -101,9 +108,13 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
   const detachLog = (opts.accessLog ?? config.log.access) ? attachAccessLog(logger) : undefined;
   // prom-client and the admin listener load only when configured: less memory at idle.
   const metrics = config.admin ? (await import('../observe/metrics.js')).attachMetrics(undefined, { defaultMetrics: true }) : undefined;
+  // The admin API's view of the traffic: subscribed before any listener takes a request.
+  const live = config.admin ? new (await import('../observe/live.js')).LiveTraffic({ failures: config.admin.failures }).attach() : undefined;
   const gateway = config.listeners.length > 0 ? new Gateway(config) : undefined;
   const closers: Array<() => Promise<unknown>> = [];
   let probe: ReturnType<typeof probeUpstreams> | undefined;
+  let fwd: import('../forward/index.js').ForwardProxy | undefined;
+  let adminUrl: string | undefined;
   try {
     if (gateway) {
       const addrs = await gateway.listen();
@@ -119,32 +130,47 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     }
     if (config.forward) {
       const { startForwardProxy } = await import('../forward/index.js');
-      const fwd = await startForwardProxy(config.forward, { logger });
-      closers.push(() => fwd.close());
+      fwd = await startForwardProxy(config.forward, { logger });
+      const f = fwd;
+      closers.push(() => f.close());
       logger.info({ component: 'forward', type: 'lifecycle', event: 'forward-ready', listeners: fwd.addresses() }, 'forward proxy listening');
       logger.flush(); // lifecycle lines go out now, not with the next batch
     }
     if (config.admin && metrics) {
       const { startAdmin } = await import('../observe/admin.js');
-      const admin = await startAdmin(config.admin.address, config.admin.port, metrics.registry, () => !gateway?.ctx.draining, gateway && gatewayControl(gateway));
+      const admin = await startAdmin({
+        address: config.admin.address,
+        port: config.admin.port,
+        registry: metrics.registry,
+        ready: () => !gateway?.ctx.draining,
+        gateway: gateway && gatewayControl(gateway),
+        forward: fwd,
+        live,
+        config,
+        token: config.admin.token,
+      });
+      adminUrl = admin.url;
       closers.push(() => admin.close());
-      logger.info({ component: 'admin', type: 'lifecycle', event: 'admin', url: admin.url }, 'admin listening');
+      logger.info({ component: 'admin', type: 'lifecycle', event: 'admin', url: admin.url, dashboard: `${admin.url}/` }, `admin listening; dashboard at ${admin.url}/`);
       logger.flush(); // lifecycle lines go out now, not with the next batch
     }
   } catch (err) {
     await Promise.allSettled(closers.map((c) => c()));
     detachLog?.();
     metrics?.detach();
+    live?.detach();
     throw err;
   }
   return {
     gateway,
     logger,
     upstreamProbe: probe?.done ?? Promise.resolve(),
+    adminUrl,
     async close() {
       await Promise.allSettled(closers.map((c) => c()));
       detachLog?.();
       metrics?.detach();
+      live?.detach();
       flushLogger(logger);
     },
   };

@@ -329,11 +329,18 @@ export const configSchema = z
     admin: z
       .object({
         address: z.string().default('127.0.0.1').describe('Address of the admin listener. Keep it private: it can drain endpoints. Default 127.0.0.1.'),
-        port: z.number().int().min(0).max(65535).describe('Port of the admin listener (/metrics, /healthz, /ready).'),
+        port: z.number().int().min(0).max(65535).describe('Port of the admin listener (/metrics, /healthz, /ready, the JSON API and the dashboard at /).'),
+        token: z
+          .string()
+          .min(16, 'an admin token is at least 16 characters')
+          .regex(/^[\x21-\x7e]+$/, 'an admin token is printable ASCII without spaces')
+          .optional()
+          .describe('Bearer token: when set, every admin route but /healthz, /ready, /openapi.json and the dashboard page needs `Authorization: Bearer TOKEN` (open the dashboard as /#token=TOKEN). Default: none (loopback only is the protection).'),
+        failures: z.number().int().min(1).max(100_000).default(1000).describe('Recent failures kept for GET /failures and /failures/ID (a ring buffer: the oldest go first). Default 1000.'),
       })
       .strict()
       .optional()
-      .describe('Admin listener: Prometheus /metrics, /healthz (liveness: the process runs), /ready (readiness: 503 while draining), /clusters. Off unless set.'),
+      .describe('Admin listener: the JSON admin API (clusters, endpoints, exits, sessions, users, recent failures, redacted config, drain), Prometheus /metrics, /healthz (liveness), /ready (readiness: 503 while draining), /openapi.json and the live dashboard at /. See docs/admin.md. Off unless set.'),
     shutdown: z
       .object({
         drainTimeout: duration('30s', 'On SIGTERM, how long in-flight requests may take to finish.'),

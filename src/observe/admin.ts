@@ -1,6 +1,13 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import type { EgressRouter } from '../egress/egress-router.js';
+import type { GateStats } from '../http/connection-gate.js';
+import type { PlanEnforcer } from '../tenants/plans.js';
+import { DASHBOARD_HTML } from './dashboard.js';
+import { explainReason, type LiveTraffic, type UserTraffic } from './live.js';
+import { redactSecrets } from './redact.js';
 
 /** What the admin API may read and change in the running gateway. */
 export interface AdminControl {
@@ -8,63 +15,401 @@ export interface AdminControl {
   status(): unknown;
   /** Start or stop draining an endpoint (by URL or host:port). False when unknown. */
   drain(cluster: string, endpoint: string, draining: boolean): boolean;
+  /** Per cluster with an admission limit: the limit, requests in flight and queued. */
+  admission?(): Record<string, { limit: number; inflight: number; queued: number }>;
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = typeof body === 'string' ? body : JSON.stringify(body, null, 2) + '\n';
-  res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json' });
-  res.end(text);
+/** The parts of a running forward proxy the admin API reads (a ForwardProxy has them all). */
+export interface AdminForwardView {
+  readonly egress: EgressRouter;
+  readonly plans: PlanEnforcer;
+  connectionStats(): GateStats[];
 }
+
+export interface AdminOptions {
+  /** Default 127.0.0.1. */
+  address?: string;
+  port: number;
+  /** Prometheus registry for /metrics (absent: /metrics answers 404). */
+  registry?: Registry;
+  /** Readiness for /ready (default: always ready). */
+  ready?: () => boolean;
+  /** The reverse gateway's clusters (absent: no reverse gateway runs). */
+  gateway?: AdminControl;
+  /** The forward proxy (absent: none runs). */
+  forward?: AdminForwardView;
+  /** Traffic seen on `gatewise:request:end` (absent: the admin listener makes and attaches its own). */
+  live?: LiveTraffic;
+  /** The running config; served by GET /config with its secrets redacted. */
+  config?: unknown;
+  /** When set, every route but /healthz, /ready, /openapi.json and the dashboard page needs `Authorization: Bearer TOKEN`. */
+  token?: string;
+}
+
+export interface AdminServer {
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+type Reply = { status: number; body: unknown; type?: string };
+interface Ctx {
+  url: URL;
+  params: string[];
+  req: IncomingMessage;
+}
+interface Route {
+  method: 'GET' | 'POST';
+  /** OpenAPI path template, e.g. `/failures/{requestId}`. */
+  path: string;
+  summary: string;
+  /** No bearer token needed even when one is configured. */
+  open?: boolean;
+  query?: Array<{ name: string; description: string; required?: boolean; type: 'string' | 'integer' }>;
+  responses: Record<string, string>;
+  /** The media type of a 200 (default application/json). */
+  produces?: string;
+  handle(c: Ctx): Reply | Promise<Reply>;
+}
+
+const JSON_TYPE = 'application/json';
+
+function intParam(url: URL, name: string, dflt: number, max: number): number {
+  const v = Number(url.searchParams.get(name) ?? dflt);
+  return Number.isInteger(v) && v > 0 ? Math.min(v, max) : dflt;
+}
+
+function userView(u: UserTraffic): { user: string; requests: number; bytesUp: number; bytesDown: number; failures: number; lastSeen: string; refusals: Array<ReturnType<typeof explainReason> & { count: number }> } {
+  return {
+    user: u.user,
+    requests: u.requests,
+    bytesUp: u.bytesUp,
+    bytesDown: u.bytesDown,
+    failures: u.failures,
+    lastSeen: new Date(u.lastSeen).toISOString(),
+    refusals: [...u.reasons]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([code, count]) => ({ ...explainReason(code), count })),
+  };
+}
+
+/** A user's plan, limits and quota use for the current day and month (from the usage ledger). */
+async function userLimits(plans: PlanEnforcer, user: string): Promise<Record<string, unknown>> {
+  const plan = plans.planOf(user);
+  const quotas: Array<{ quota: string; used: number; limit: number; fraction: number; resetsAt: string }> = [];
+  if (plan) {
+    for (const period of ['day', 'month'] as const) {
+      const lim = period === 'day' ? plan.bytesPerDay : plan.bytesPerMonth;
+      if (!lim || (lim.up === undefined && lim.down === undefined)) continue;
+      const used = await plans.ledger.read(user, period);
+      for (const dir of ['up', 'down'] as const) {
+        const limit = lim[dir];
+        if (limit === undefined) continue;
+        quotas.push({ quota: `bytesPer${period === 'day' ? 'Day' : 'Month'}.${dir}`, used: used[dir], limit, fraction: limit > 0 ? used[dir] / limit : 1, resetsAt: new Date(used.span.resetsAt).toISOString() });
+      }
+    }
+  }
+  return {
+    plan: plans.planName(user) ?? null,
+    limits: plan ? { maxConnections: plan.maxConnections ?? null, requestsPerSecond: plan.requestsPerSecond ?? null, bytesPerDay: plan.bytesPerDay ?? null, bytesPerMonth: plan.bytesPerMonth ?? null, pools: plan.pools ?? null } : null,
+    quotas,
+  };
+}
+
+function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: unknown): Route[] {
+  const gw = o.gateway;
+  const fwd = o.forward;
+  const notRunning = (what: string): Reply => ({ status: 404, body: { error: `no ${what} runs in this process` } });
+  const table: Route[] = [
+    {
+      method: 'GET', path: '/', summary: 'The live dashboard: one HTML page (inline script and style, no external assets) that polls this API every second.', open: true,
+      responses: { '200': 'The dashboard page.' }, produces: 'text/html',
+      handle: () => ({ status: 200, body: DASHBOARD_HTML, type: 'text/html; charset=utf-8' }),
+    },
+    {
+      method: 'GET', path: '/dashboard', summary: 'The same dashboard page as /.', open: true,
+      responses: { '200': 'The dashboard page.' }, produces: 'text/html',
+      handle: () => ({ status: 200, body: DASHBOARD_HTML, type: 'text/html; charset=utf-8' }),
+    },
+    {
+      method: 'GET', path: '/openapi.json', summary: 'This description of the admin API (OpenAPI 3.1).', open: true,
+      responses: { '200': 'The OpenAPI document.' },
+      handle: () => ({ status: 200, body: openapi(table) }),
+    },
+    {
+      method: 'GET', path: '/healthz', summary: 'Liveness: 200 while the process runs. Says nothing about upstreams.', open: true,
+      responses: { '200': 'Alive (plain text).' }, produces: 'text/plain',
+      handle: () => ({ status: 200, body: 'alive: the process runs; this says nothing about upstreams (readiness: /ready)\n' }),
+    },
+    {
+      method: 'GET', path: '/ready', summary: 'Readiness: 200 while accepting traffic, 503 while draining after a stop signal.', open: true,
+      responses: { '200': 'Ready (plain text).', '503': 'Draining (plain text).' }, produces: 'text/plain',
+      handle: () => {
+        const ok = o.ready ? o.ready() : true;
+        return { status: ok ? 200 : 503, body: ok ? 'ready: accepting traffic\n' : 'not ready: draining after a stop signal\n' };
+      },
+    },
+    {
+      method: 'GET', path: '/metrics', summary: 'Prometheus metrics of both faces (text exposition format).',
+      responses: { '200': 'Metrics.', '404': 'No registry.' }, produces: 'text/plain',
+      handle: async () => {
+        if (!o.registry) return { status: 404, body: 'no metrics registry\n' };
+        return { status: 200, body: await o.registry.metrics(), type: o.registry.contentType };
+      },
+    },
+    {
+      method: 'GET', path: '/status', summary: 'Overview: readiness, uptime, which faces run, admission limits and queues per cluster, forward listener connection counts (open, waiting, shed, refused).',
+      responses: { '200': 'Status.' },
+      handle: () => ({
+        status: 200,
+        body: {
+          ready: o.ready ? o.ready() : true,
+          startedAt: new Date(startedAt).toISOString(),
+          uptimeMs: Date.now() - startedAt,
+          faces: { reverse: gw !== undefined, forward: fwd !== undefined },
+          admission: gw?.admission?.() ?? {},
+          forwardListeners: fwd?.connectionStats() ?? [],
+        },
+      }),
+    },
+    {
+      method: 'GET', path: '/clusters', summary: 'Every cluster of the reverse gateway and the status of its endpoints: available, health, ejected (for how long), draining, in-flight requests, pooled connections.',
+      responses: { '200': 'Clusters by name, each an array of endpoints.', '404': 'No reverse gateway runs.' },
+      handle: () => (gw ? { status: 200, body: gw.status() } : notRunning('reverse gateway')),
+    },
+    {
+      method: 'POST', path: '/clusters/{cluster}/drain', summary: 'Stop sending new requests to one endpoint (rolling restarts); in-flight ones finish.',
+      query: [{ name: 'endpoint', description: 'The endpoint, as host:port or URL.', required: true, type: 'string' }],
+      responses: { '200': 'Draining.', '400': 'No endpoint parameter.', '404': 'No such cluster or endpoint.' },
+      handle: (c) => drain(c, true),
+    },
+    {
+      method: 'POST', path: '/clusters/{cluster}/undrain', summary: 'Let traffic back to a drained endpoint.',
+      query: [{ name: 'endpoint', description: 'The endpoint, as host:port or URL.', required: true, type: 'string' }],
+      responses: { '200': 'Not draining.', '400': 'No endpoint parameter.', '404': 'No such cluster or endpoint.' },
+      handle: (c) => drain(c, false),
+    },
+    {
+      method: 'GET', path: '/exits', summary: 'Egress pools of the forward proxy: strategy, live sticky sessions, and per exit connections active, uses, and whether it is down (cooling down after failures).',
+      responses: { '200': 'Pools by name.', '404': 'No forward proxy runs.' },
+      handle: () => {
+        if (!fwd) return notRunning('forward proxy');
+        const pools: Record<string, unknown> = {};
+        for (const [name, p] of fwd.egress.pools) {
+          const stats = new Map(p.stats().map((s) => [s.id, s]));
+          pools[name] = { strategy: p.strategy, sessions: p.sessions.size, exits: p.exits.map((e) => ({ exit: e.label, kind: e.kind, weight: e.weight, ...stats.get(e.id), id: undefined })) };
+        }
+        return { status: 200, body: { pools } };
+      },
+    },
+    {
+      method: 'GET', path: '/sessions', summary: 'Live sticky sessions of the forward proxy: pool, user, session id, the exit it is pinned to, age, time left and idle time.',
+      query: [{ name: 'limit', description: 'At most this many (default 1000).', type: 'integer' }],
+      responses: { '200': 'Sessions.', '404': 'No forward proxy runs.' },
+      handle: (c) => {
+        if (!fwd) return notRunning('forward proxy');
+        const limit = intParam(c.url, 'limit', 1000, 100_000);
+        const now = Date.now();
+        const out: unknown[] = [];
+        let total = 0;
+        for (const [name, p] of fwd.egress.pools) {
+          for (const [key, pin] of p.sessions.live()) {
+            total++;
+            if (out.length >= limit) continue;
+            const bar = key.indexOf('|');
+            const user = key.slice(0, bar);
+            const session = key.slice(bar + 1);
+            out.push({ pool: name, user: user === '-' ? null : user, session: session === '*' ? null : session, exit: pin.exitId, ageMs: now - pin.created, expiresInMs: Math.max(0, pin.expires - now), idleMs: now - pin.lastUsed });
+          }
+        }
+        return { status: 200, body: { total, sessions: out } };
+      },
+    },
+    {
+      method: 'GET', path: '/users', summary: 'Forward users seen since start, most bytes first: requests, bytes up and down, their plan, limits and quota use (day and month), and their top refusal reasons with what each means.',
+      query: [{ name: 'limit', description: 'At most this many users (default 50).', type: 'integer' }],
+      responses: { '200': 'Users.', '404': 'No forward proxy runs.' },
+      handle: async (c) => {
+        if (!fwd) return notRunning('forward proxy');
+        const top = live.users().slice(0, intParam(c.url, 'limit', 50, 1000));
+        return { status: 200, body: { users: await Promise.all(top.map(async (u) => ({ ...userView(u), ...(await userLimits(fwd.plans, u.user)) }))) } };
+      },
+    },
+    {
+      method: 'GET', path: '/users/{user}', summary: 'One forward user: usage, plan, limits, quota use and top refusal reasons.',
+      responses: { '200': 'The user.', '404': 'Not seen since start, or no forward proxy runs.' },
+      handle: async (c) => {
+        if (!fwd) return notRunning('forward proxy');
+        const u = live.user(c.params[0]!);
+        if (!u) return { status: 404, body: { error: `user ${c.params[0]} has not been seen since start` } };
+        return { status: 200, body: { ...userView(u), ...(await userLimits(fwd.plans, u.user)) } };
+      },
+    },
+    {
+      method: 'GET', path: '/traffic', summary: 'Requests per second by face and failures per second by cause (reason or RFC 9209 error type) over the last minutes, with totals and each cause in plain words.',
+      query: [{ name: 'seconds', description: 'How many seconds back (default 300, at most 600).', type: 'integer' }],
+      responses: { '200': 'Per-second counts.' },
+      handle: (c) => ({ status: 200, body: live.timeline(intParam(c.url, 'seconds', 300, 600)) }),
+    },
+    {
+      method: 'GET', path: '/failures', summary: 'Recent failures of both faces, newest first, from a bounded ring buffer: each the whole request record (the same fields as its access-log line) with its cause in plain words.',
+      query: [{ name: 'limit', description: 'At most this many (default 100).', type: 'integer' }],
+      responses: { '200': 'Failures.' },
+      handle: (c) => ({ status: 200, body: { failures: live.failures(intParam(c.url, 'limit', 100, 100_000)).map((r) => ({ ...r, explain: explainReason(r.reason ?? r.error ?? '') })) } }),
+    },
+    {
+      method: 'GET', path: '/failures/{requestId}', summary: 'One failure by request id (the X-Request-Id the client saw): the whole record, attempts included.',
+      responses: { '200': 'The record.', '404': 'Not a failure, or already out of the ring buffer.' },
+      handle: (c) => {
+        const r = live.failure(c.params[0]!);
+        if (!r) return { status: 404, body: { error: `no recent failure with request id ${c.params[0]} (only failures are kept, and only the most recent ones)` } };
+        return { status: 200, body: { ...r, explain: explainReason(r.reason ?? r.error ?? '') } };
+      },
+    },
+    {
+      method: 'GET', path: '/config', summary: 'The running config with its secrets redacted (passwords and their hashes, tokens, credentials in proxy URLs).',
+      responses: { '200': 'The config.', '404': 'Not given to the admin listener.' },
+      handle: () => (config === undefined ? { status: 404, body: { error: 'no config given to the admin listener' } } : { status: 200, body: config }),
+    },
+  ];
+  return table;
+  function drain(c: Ctx, draining: boolean): Reply {
+    if (!gw) return notRunning('reverse gateway');
+    const endpoint = c.url.searchParams.get('endpoint');
+    if (!endpoint) return { status: 400, body: { error: 'endpoint query parameter required (host:port or URL)' } };
+    const cluster = c.params[0]!;
+    return gw.drain(cluster, endpoint, draining)
+      ? { status: 200, body: { cluster, endpoint, draining } }
+      : { status: 404, body: { error: `no endpoint ${endpoint} in cluster ${cluster}` } };
+  }
+}
+
+/** The OpenAPI 3.1 document of a route table. */
+function openapi(table: readonly Route[]): unknown {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of table) {
+    const params = [...r.path.matchAll(/\{([^}]+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    for (const q of r.query ?? []) params.push({ name: q.name, in: 'query', required: q.required ?? false, schema: { type: q.type }, description: q.description } as never);
+    const responses: Record<string, unknown> = {};
+    for (const [code, description] of Object.entries(r.responses)) {
+      const type = code === '200' ? (r.produces ?? JSON_TYPE) : r.produces && r.produces !== 'text/html' ? r.produces : JSON_TYPE;
+      responses[code] = { description, content: { [type]: {} } };
+    }
+    if (!r.open) responses['401'] = { description: 'A bearer token is configured and the request did not carry it.' };
+    (paths[r.path] ??= {})[r.method.toLowerCase()] = {
+      summary: r.summary,
+      ...(params.length ? { parameters: params } : {}),
+      ...(r.open ? { security: [] } : {}),
+      responses,
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Gatewise admin API', version: '1', description: 'Status, live traffic, failures and control of a running Gatewise (reverse gateway and forward proxy). See docs/admin.md.' },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'Only when admin.token is set.' } } },
+    security: [{ bearer: [] }],
+    paths,
+  };
+}
+
+function match(table: readonly Route[], method: string, pathname: string): { route: Route; params: string[] } | 'method' | undefined {
+  const parts = pathname.split('/').filter(Boolean);
+  let wrongMethod = false;
+  for (const r of table) {
+    const tpl = r.path.split('/').filter(Boolean);
+    if (tpl.length !== parts.length) continue;
+    const params: string[] = [];
+    let ok = true;
+    for (let i = 0; i < tpl.length && ok; i++) {
+      if (tpl[i]!.startsWith('{')) {
+        try {
+          params.push(decodeURIComponent(parts[i]!));
+        } catch {
+          ok = false;
+        }
+      } else ok = tpl[i] === parts[i];
+    }
+    if (!ok) continue;
+    if (r.method !== method) {
+      wrongMethod = true;
+      continue;
+    }
+    return { route: r, params };
+  }
+  return wrongMethod ? 'method' : undefined;
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/** Whether the request carries the bearer token (compared in constant time). */
+function authorized(req: IncomingMessage, want: Buffer): boolean {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+  return m !== null && timingSafeEqual(digest(m[1]!), want);
+}
+
+/** The admin routes served (method and OpenAPI path) — for tests and docs. */
+export const ADMIN_ROUTES: ReadonlyArray<{ method: string; path: string }> = routes({ port: 0 }, undefined as never, 0, undefined).map((r) => ({ method: r.method, path: r.path }));
 
 /**
- * The admin listener: Prometheus `/metrics`, `/healthz` (liveness: 200 while the process
- * runs), `/ready` (readiness: 503 while draining),
- * `GET /clusters` (endpoint status) and `POST /clusters/NAME/drain?endpoint=HOST:PORT`
- * (`/undrain` to let traffic back) for rolling restarts. Bind it to loopback.
+ * The admin listener: JSON status of clusters, endpoints, exits, pools, sessions, users and
+ * recent failures; the redacted config; drain and undrain; Prometheus `/metrics`;
+ * `/healthz` (liveness) and `/ready` (readiness); `/openapi.json`; and the live dashboard at
+ * `/`. Bind it to loopback; with `token`, every route but the open ones needs
+ * `Authorization: Bearer TOKEN`. See docs/admin.md.
  */
-export async function startAdmin(
-  address: string,
-  port: number,
-  registry: Registry,
-  health: () => boolean,
-  control?: AdminControl,
-): Promise<{ server: Server; url: string; close(): Promise<void> }> {
+export async function startAdmin(opts: AdminOptions): Promise<AdminServer>;
+/** The older form: address, port, registry, readiness and the gateway's control. */
+export async function startAdmin(address: string, port: number, registry: Registry, health: () => boolean, control?: AdminControl): Promise<AdminServer>;
+export async function startAdmin(a: AdminOptions | string, port?: number, registry?: Registry, health?: () => boolean, control?: AdminControl): Promise<AdminServer> {
+  const o: AdminOptions = typeof a === 'string' ? { address: a, port: port!, registry, ready: health, gateway: control } : a;
+  const ownLive = o.live === undefined ? new (await import('./live.js')).LiveTraffic().attach() : undefined;
+  const live = o.live ?? ownLive!;
+  const config = o.config === undefined ? undefined : redactSecrets(o.config);
+  const table = routes(o, live, Date.now(), config);
+  const want = o.token === undefined ? undefined : digest(o.token);
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const parts = url.pathname.split('/').filter(Boolean);
-    if (req.method === 'GET' && url.pathname === '/metrics') {
-      registry.metrics().then(
-        (body) => {
-          res.writeHead(200, { 'content-type': registry.contentType });
-          res.end(body);
-        },
-        () => send(res, 500, 'metrics unavailable\n'),
-      );
-    } else if (req.method === 'GET' && url.pathname === '/healthz') {
-      // Liveness only: a process that answers here is alive, whatever its upstreams do.
-      send(res, 200, 'alive: the process runs; this says nothing about upstreams (readiness: /ready)\n');
-    } else if (req.method === 'GET' && url.pathname === '/ready') {
-      const ok = health();
-      send(res, ok ? 200 : 503, ok ? 'ready: accepting traffic\n' : 'not ready: draining after a stop signal\n');
-    } else if (control && req.method === 'GET' && url.pathname === '/clusters') {
-      send(res, 200, control.status());
-    } else if (control && req.method === 'POST' && parts[0] === 'clusters' && parts.length === 3 && (parts[2] === 'drain' || parts[2] === 'undrain')) {
-      const endpoint = url.searchParams.get('endpoint');
-      if (!endpoint) return send(res, 400, { error: 'endpoint query parameter required (host:port or URL)' });
-      const ok = control.drain(decodeURIComponent(parts[1]!), endpoint, parts[2] === 'drain');
-      send(res, ok ? 200 : 404, ok ? { cluster: parts[1], endpoint, draining: parts[2] === 'drain' } : { error: `no endpoint ${endpoint} in cluster ${parts[1]}` });
-    } else {
-      send(res, 404, 'not found: try /metrics, /healthz, /ready, /clusters, POST /clusters/NAME/drain?endpoint=HOST:PORT\n');
+    const send = (r: Reply): void => {
+      if (res.headersSent) return;
+      const text = typeof r.body === 'string' ? r.body : JSON.stringify(r.body, null, 2) + '\n';
+      res.writeHead(r.status, { 'content-type': r.type ?? (typeof r.body === 'string' ? 'text/plain; charset=utf-8' : JSON_TYPE), 'cache-control': 'no-store' });
+      res.end(text);
+    };
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://admin');
+    } catch {
+      return send({ status: 400, body: { error: 'bad request target' } });
     }
+    const m = match(table, req.method ?? 'GET', url.pathname);
+    if (m === undefined) return send({ status: 404, body: { error: `not found: ${url.pathname}; every route is listed in /openapi.json` } });
+    if (m === 'method') return send({ status: 405, body: { error: `method ${req.method} not allowed on ${url.pathname}; see /openapi.json` } });
+    if (want && !m.route.open && !authorized(req, want)) {
+      res.setHeader('www-authenticate', 'Bearer realm="gatewise-admin"');
+      return send({ status: 401, body: { error: 'this admin listener needs Authorization: Bearer TOKEN (admin.token)' } });
+    }
+    Promise.resolve()
+      .then(() => m.route.handle({ url, params: m.params, req }))
+      .then(send, (err: unknown) => send({ status: 500, body: { error: (err as Error).message } }));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, address, () => resolve());
+    server.listen(o.port, o.address ?? '127.0.0.1', () => resolve());
+  }).catch((err: unknown) => {
+    ownLive?.detach();
+    throw err;
   });
-  const a = server.address() as AddressInfo;
+  const addr = server.address() as AddressInfo;
   return {
     server,
-    url: `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`,
-    close: () => new Promise<void>((r) => server.close(() => r())),
+    url: `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`,
+    close: () =>
+      new Promise<void>((r) => {
+        ownLive?.detach();
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
   };
 }
