@@ -23,6 +23,8 @@ export const DASHBOARD_HTML = `<!doctype html>
   main { display:grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap:12px; padding:12px; }
   section { background:var(--card); border:1px solid var(--line); border-radius:6px; padding:10px 12px; min-width:0; }
   section.wide { grid-column: 1 / -1; }
+  section.two { grid-column: span 2; }
+  @media (max-width: 900px) { section.two { grid-column: 1 / -1; } }
   h2 { font-size:13px; margin:0 0 8px; text-transform:uppercase; letter-spacing:.04em; color:var(--mute); }
   table { width:100%; border-collapse:collapse; font-variant-numeric: tabular-nums; }
   th, td { text-align:left; padding:3px 6px; border-bottom:1px solid var(--line); vertical-align:top; }
@@ -72,7 +74,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     <h2>Queues and shedding</h2>
     <table id="queues"><thead><tr><th>where</th><th class="num">limit</th><th class="num">in flight / open</th><th class="num">queued / waiting</th><th class="num">shed</th></tr></thead><tbody></tbody></table>
   </section>
-  <section>
+  <section class="two">
     <h2>Top users by bytes</h2>
     <table id="users"><thead><tr><th>user</th><th>plan</th><th class="num">up</th><th class="num">down</th><th>quota</th><th>top refusal</th></tr></thead><tbody></tbody></table>
   </section>
