@@ -233,6 +233,7 @@ export const COMMANDS: readonly CommandDef[] = [
     summary: 'the gateway in front of the lab, with a table of URLs to try',
     options: [
       { flag: 'port', value: 'N', type: 'string', default: '8080', description: 'port of the gateway on 127.0.0.1' },
+      { flag: 'admin-port', value: 'N', type: 'string', description: 'port of the admin API and live dashboard on 127.0.0.1 (default: the gateway port + 1; any free port when --port is 0)' },
       { flag: 'once', type: 'boolean', description: 'probe every cause, print the table and exit (1 if an answer was unexpected)' },
       { flag: 'log', type: 'boolean', description: 'write access-log lines' },
     ],

@@ -45,9 +45,11 @@ interface ProbeResult {
  * try, one per cause, with what the gateway answered when the demo probed each.
  */
 export async function demoCommand(argv: string[]): Promise<number> {
-  const values = parseCommand(command('demo'), argv).values as { port: string; once?: boolean; log?: boolean };
+  const values = parseCommand(command('demo'), argv).values as { port: string; 'admin-port'?: string; once?: boolean; log?: boolean };
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port expects a port number, got "${values.port}"`);
+  const adminPort = values['admin-port'] === undefined ? (port === 0 ? 0 : port + 1) : Number(values['admin-port']);
+  if (!Number.isInteger(adminPort) || adminPort < 0 || adminPort > 65535) throw new UsageError(`--admin-port expects a port number, got "${values['admin-port']}"`);
   const lab = await startLab({ tls: true });
   const dir = mkdtempSync(join(tmpdir(), 'gatewise-demo-'));
   const caFile = join(dir, 'lab-ca.pem');
@@ -58,6 +60,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       listeners: [{ address: '127.0.0.1', port }],
       ...labGatewayConfig(lab, caFile, { connect: '1s', response: '1500ms', idle: '1500ms' }),
       log: { access: Boolean(values.log), level: values.log ? 'info' : 'warn' },
+      admin: { address: '127.0.0.1', port: adminPort },
     },
     'gatewise demo',
   );
@@ -70,7 +73,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
     throw err;
   }
   const base = rt.gateway!.addresses()[0]!.url;
-  process.stdout.write(`Gatewise demo: the gateway at ${base} stands in front of the failure lab at ${lab.url}.\nProbing every cause once...\n\n`);
+  process.stdout.write(
+    `Gatewise demo: the gateway at ${base} stands in front of the failure lab at ${lab.url}.\n` +
+      `Dashboard: ${rt.adminUrl}/  (live: each cause appears under its own name as requests fail)\n` +
+      `Probing every cause once...\n\n`,
+  );
   const results = await probeAll(base);
   const rows = LAB_FAULTS.map((f, i) => {
     const url = base + PREFIX[f.listener ?? 'http'] + f.path;

@@ -152,6 +152,7 @@ test('demo --once probes, prints the table without "Ctrl-C to stop", exits, and 
     });
     assert.equal(r.code, 0, r.stdout);
     assert.match(r.stdout, /502 connection_refused/);
+    assert.match(r.stdout, /^Dashboard: http:\/\/127\.0\.0\.1:\d+\/ /m);
     assert.doesNotMatch(r.stdout, /Ctrl-C/);
     assert.deepEqual(readdirSync(tmp), []);
   } finally {
