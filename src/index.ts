@@ -13,7 +13,9 @@ export type { RequestRecord, ReverseRecord, ForwardRecord, AttemptRecord, Face }
 export { REQUEST_END_CHANNEL } from './record/index.js';
 export { attachAccessLog, createLogger } from './observe/access-log.js';
 export { attachMetrics } from './observe/metrics.js';
-export { startAdmin } from './observe/admin.js';
+export { startAdmin, ADMIN_ROUTES, type AdminOptions, type AdminControl, type AdminForwardView, type AdminServer } from './observe/admin.js';
+export { LiveTraffic, explainReason, type LiveOptions } from './observe/live.js';
+export { redactSecrets } from './observe/redact.js';
 export { startLab, LAB_FAULTS, startLabDnsServer, type Lab, type LabOptions, type LabFault } from './lab/index.js';
 // The forward proxy service (also at the `gatewise/forward` subpath).
 export * from './forward/index.js';

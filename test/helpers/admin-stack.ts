@@ -55,7 +55,7 @@ export async function startAdminStack(): Promise<AdminStack> {
   const config = validateConfig({
     listeners: [{ port: 0 }],
     admin: { port: 0, token: ADMIN_TOKEN, failures: 100 },
-    clusters: { app: { endpoints: [lab.url] }, dead: { endpoints: [`http://127.0.0.1:${dead}`] } },
+    clusters: { app: { endpoints: [lab.url] }, dead: { endpoints: [`http://127.0.0.1:${dead}`], waitForEndpoint: { timeout: '0s' } } },
     routes: [
       { name: 'dead', match: { pathPrefix: '/dead' }, cluster: 'dead', stripPrefix: true },
       { name: 'app', cluster: 'app' },
