@@ -82,3 +82,53 @@ test('the dashboard, in a real browser, shows each lab fault under its own cause
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('gatewise demo: the dashboard URL it prints shows, in a real browser, every lab fault under its own cause, and a new failure within 2 s', { skip, timeout: 60_000 }, async () => {
+  const { chromium } = await import('playwright-core');
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const { LAB_FAULTS } = await import('../../src/lab/index.js');
+  const tmp = mkdtempSync(join(tmpdir(), 'gatewise-demo-tmp-'));
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../../../bin/gatewise.js', import.meta.url)), 'demo', '--port', '0'], { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let out = '';
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  try {
+    // The demo prints the table and "Ctrl-C to stop" once it has probed every cause.
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (c: Buffer) => {
+        out += c.toString();
+        if (out.includes('Ctrl-C to stop')) resolve();
+      });
+      void exited.then((code) => reject(new Error(`demo exited ${code}: ${out}`)));
+    });
+    const dashboard = /^Dashboard: (http:\/\/127\.0\.0\.1:\d+\/) /m.exec(out)?.[1];
+    assert.ok(dashboard, out);
+    const gateway = /the gateway at (http:\/\/127\.0\.0\.1:\d+) /.exec(out)![1]!;
+    const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+    const opened = Date.now();
+    await page.goto(dashboard);
+    // Every cause the lab catalogue expects is on the page, each under its own name.
+    const causes = new Set(LAB_FAULTS.flatMap((f) => (f.expectType ? [f.expectType] : [])));
+    assert.ok(causes.size >= 8);
+    for (const cause of causes) {
+      const f = LAB_FAULTS.find((x) => x.expectType === cause)!;
+      const accepted = [cause, ...((f as { alsoAccept?: string[] }).alsoAccept ?? [])];
+      await page.waitForFunction((cs) => cs.some((c) => document.querySelector(`#causes tr[data-cause="${c}"]`) !== null), accepted, { timeout: Math.max(1, 2000 - (Date.now() - opened)) });
+    }
+    // A fault tried now shows within 2 s: the count of connection_refused goes up by one.
+    const cell = page.locator('#causes tr[data-cause="connection_refused"] td:nth-child(3)');
+    const before = Number(await cell.textContent());
+    const r = await request(`${gateway}/_refused/ok`);
+    assert.equal(r.statusCode, 502);
+    await r.body.dump();
+    const sent = Date.now();
+    await page.waitForFunction((n) => document.querySelector('#causes tr[data-cause="connection_refused"] td:nth-child(3)')?.textContent === String(n), before + 1, { timeout: 2000 });
+    assert.ok(Date.now() - sent <= 2000);
+  } finally {
+    await browser.close();
+    child.kill('SIGINT');
+    assert.equal(await exited, 0, out);
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
