@@ -108,7 +108,7 @@ export async function initCommand(argv: string[]): Promise<number> {
     parts.push(`log:
   access: true                   # one JSON line per request on standard output
   level: info
-# admin:                         # Prometheus /metrics, /healthz and /ready; keep it private
+# admin:                         # JSON API, live dashboard at /, /metrics, /healthz, /ready; keep it private
 #   address: 127.0.0.1
 #   port: 9090
 `);
