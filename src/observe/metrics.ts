@@ -110,6 +110,20 @@ function sampled<K extends string>(registry: Registry, name: string, help: strin
   });
 }
 
+/** A gauge filled when scraped, from state the gateway already keeps (nothing on the request path). */
+function scraped<K extends string>(registry: Registry, name: string, help: string, labelNames: readonly K[], fill: (set: (values: readonly string[], v: number) => void) => void): Gauge<K> {
+  return new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect(this: Gauge<K>) {
+      this.reset();
+      fill((values, v) => this.set(labelsOf(labelNames, values.join(SEP)), v));
+    },
+  });
+}
+
 /**
  * Prometheus metrics of both faces, fed by the diagnostics channels (records, endpoint
  * standing, exit failures, held requests, adaptive limits) and, at scrape time, by the
@@ -151,75 +165,28 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   sampled(registry, 'gatewise_upstream_response_head_seconds', 'Time from the start of a try to the upstream response head, by cluster.', ['cluster'] as const, head);
 
   const limits = new Gauge({ name: 'gatewise_admission_limit', help: 'Concurrency limit of a cluster (adaptive limits move), by cluster.', labelNames: ['cluster'] as const, registers: [registry] });
-  new Gauge({
-    name: 'gatewise_endpoint_state',
-    help: 'Endpoint standing, one series per state (healthy, unhealthy, unknown health; ejected; draining) set to 1 for the state it is in.',
-    labelNames: ['cluster', 'endpoint', 'state'] as const,
-    registers: [registry],
-    collect(this: Gauge<'cluster' | 'endpoint' | 'state'>) {
-      this.reset();
-      const now = Date.now();
-      for (const c of opts.clusters?.() ?? []) {
-        for (const e of c.endpoints) {
-          const state = e.draining ? 'draining' : e.ejectedUntil > now ? 'ejected' : e.health;
-          this.set({ cluster: c.name, endpoint: e.nextHop, state }, 1);
-        }
-      }
-    },
+  const now = (): number => Date.now();
+  scraped(registry, 'gatewise_endpoint_state', 'Endpoint standing, one series per state (healthy, unhealthy, unknown health; ejected; draining) set to 1 for the state it is in.', ['cluster', 'endpoint', 'state'] as const, (set) => {
+    const t = now();
+    for (const c of opts.clusters?.() ?? []) for (const e of c.endpoints) set([c.name, e.nextHop, e.draining ? 'draining' : e.ejectedUntil > t ? 'ejected' : e.health], 1);
   });
-  new Gauge({
-    name: 'gatewise_endpoint_inflight',
-    help: 'Requests in flight to an endpoint.',
-    labelNames: ['cluster', 'endpoint'] as const,
-    registers: [registry],
-    collect(this: Gauge<'cluster' | 'endpoint'>) {
-      this.reset();
-      for (const c of opts.clusters?.() ?? []) for (const e of c.endpoints) this.set({ cluster: c.name, endpoint: e.nextHop }, e.inflight);
-    },
+  scraped(registry, 'gatewise_endpoint_inflight', 'Requests in flight to an endpoint.', ['cluster', 'endpoint'] as const, (set) => {
+    for (const c of opts.clusters?.() ?? []) for (const e of c.endpoints) set([c.name, e.nextHop], e.inflight);
   });
-  new Gauge({
-    name: 'gatewise_admission_queued',
-    help: 'Requests waiting in a cluster admission queue.',
-    labelNames: ['cluster'] as const,
-    registers: [registry],
-    collect(this: Gauge<'cluster'>) {
-      this.reset();
-      for (const c of opts.clusters?.() ?? []) {
-        if (c.admission === undefined) continue;
-        this.set({ cluster: c.name }, c.admission.queued);
-        limits.set({ cluster: c.name }, c.admission.limit);
-      }
-    },
+  scraped(registry, 'gatewise_admission_queued', 'Requests waiting in a cluster admission queue.', ['cluster'] as const, (set) => {
+    for (const c of opts.clusters?.() ?? []) {
+      if (c.admission === undefined) continue;
+      set([c.name], c.admission.queued);
+      limits.set({ cluster: c.name }, c.admission.limit);
+    }
   });
-  new Gauge({
-    name: 'gatewise_forward_exit_active',
-    help: 'Connections open through a forward exit, by pool and exit.',
-    labelNames: ['pool', 'exit'] as const,
-    registers: [registry],
-    collect(this: Gauge<'pool' | 'exit'>) {
-      this.reset();
-      for (const [name, p] of opts.egress?.()?.pools ?? []) for (const s of p.stats()) this.set({ pool: name, exit: s.id }, s.active);
-    },
-  });
-  new Gauge({
-    name: 'gatewise_forward_exit_down',
-    help: 'A forward exit cooling down after failures (1) or usable (0), by pool and exit.',
-    labelNames: ['pool', 'exit'] as const,
-    registers: [registry],
-    collect(this: Gauge<'pool' | 'exit'>) {
-      this.reset();
-      for (const [name, p] of opts.egress?.()?.pools ?? []) for (const s of p.stats()) this.set({ pool: name, exit: s.id }, s.down ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'gatewise_forward_sticky_sessions',
-    help: 'Sticky sessions pinned to an exit, by pool.',
-    labelNames: ['pool'] as const,
-    registers: [registry],
-    collect(this: Gauge<'pool'>) {
-      this.reset();
-      for (const [name, p] of opts.egress?.()?.pools ?? []) this.set({ pool: name }, p.sessions.size);
-    },
+  const exits = (fn: (pool: string, s: { id: string; active: number; down: boolean }) => void): void => {
+    for (const [name, p] of opts.egress?.()?.pools ?? []) for (const s of p.stats()) fn(name, s);
+  };
+  scraped(registry, 'gatewise_forward_exit_active', 'Connections open through a forward exit, by pool and exit.', ['pool', 'exit'] as const, (set) => exits((pool, s) => set([pool, s.id], s.active)));
+  scraped(registry, 'gatewise_forward_exit_down', 'A forward exit cooling down after failures (1) or usable (0), by pool and exit.', ['pool', 'exit'] as const, (set) => exits((pool, s) => set([pool, s.id], s.down ? 1 : 0)));
+  scraped(registry, 'gatewise_forward_sticky_sessions', 'Sticky sessions pinned to an exit, by pool.', ['pool'] as const, (set) => {
+    for (const [name, p] of opts.egress?.()?.pools ?? []) set([name], p.sessions.size);
   });
 
   const onRequest = (msg: unknown): void => {
