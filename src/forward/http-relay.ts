@@ -100,7 +100,8 @@ export class HttpExchange implements ForwardResponder, Relay {
     }
     if (typeof pool !== 'string') {
       const user = route.user;
-      return this.#dispatch(ctx, session, ctx.agents.for(user), target.path, headers, body, headUp, () => ctx.agents.lastAddress(user, target.origin) ?? null);
+      // Without mayRetry the relay never answers AGAIN.
+      return this.#dispatch(ctx, session, ctx.agents.for(user), target.path, headers, body, headUp, () => ctx.agents.lastAddress(user, target.origin) ?? null) as Promise<FinishFields>;
     }
     // Through a pool: the exit is chosen and dialled first (a client that leaves meanwhile cancels it).
     // A hop that refuses the request (407, or its own 403/502/504) is that exit's failure: the
@@ -187,30 +188,6 @@ export class HttpExchange implements ForwardResponder, Relay {
   }
 
   /** Through an undici dispatcher (the user's Agent, or a one-request Client on an exit's connection). */
-  #dispatch(
-    ctx: ForwardContext,
-    session: MeterSession,
-    dispatcher: Dispatcher,
-    path: string,
-    headers: string[],
-    body: Readable | null,
-    headUp: number,
-    address: () => string | null,
-    through?: RelayThrough,
-    mayRetry?: false,
-  ): Promise<FinishFields>;
-  #dispatch(
-    ctx: ForwardContext,
-    session: MeterSession,
-    dispatcher: Dispatcher,
-    path: string,
-    headers: string[],
-    body: Readable | null,
-    headUp: number,
-    address: () => string | null,
-    through: RelayThrough | undefined,
-    mayRetry: boolean,
-  ): Promise<FinishFields | typeof AGAIN>;
   #dispatch(
     ctx: ForwardContext,
     session: MeterSession,
