@@ -1,5 +1,6 @@
 import { connect } from 'node:net';
 import type { Logger } from 'pino';
+import type { ForwardProxy } from '../forward/index.js';
 import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
 import { Gateway } from '../gateway/server.js';
@@ -105,15 +106,22 @@ function probeUpstreams(config: Config, logger: Logger): { done: Promise<void>; 
 export async function startRuntime(config: Config, opts: RuntimeOptions = {}): Promise<Runtime> {
   raiseMallocTrimThreshold();
   const logger = opts.logger ?? createLogger({ level: config.log.level, file: config.log.file });
-  const detachLog = (opts.accessLog ?? config.log.access) ? attachAccessLog(logger) : undefined;
-  // prom-client and the admin listener load only when configured: less memory at idle.
-  const metrics = config.admin ? (await import('../observe/metrics.js')).attachMetrics(undefined, { defaultMetrics: true }) : undefined;
-  // The admin API's view of the traffic: subscribed before any listener takes a request.
+  // The reverse gateway's records; the forward proxy writes its own through the same writer.
+  const detachLog = (opts.accessLog ?? config.log.access) ? attachAccessLog(logger, { face: 'reverse' }) : undefined;
+  // The admin API's view of the traffic (both faces): subscribed before any listener takes a request.
   const live = config.admin ? new (await import('../observe/live.js')).LiveTraffic({ failures: config.admin.failures }).attach() : undefined;
   const gateway = config.listeners.length > 0 ? new Gateway(config) : undefined;
+  let forward: ForwardProxy | undefined;
+  // prom-client and the admin listener load only when configured: less memory at idle.
+  const metrics = config.admin
+    ? (await import('../observe/metrics.js')).attachMetrics(undefined, {
+        defaultMetrics: true,
+        clusters: () => gateway?.ctx.clusters.values() ?? [],
+        egress: () => forward?.egress,
+      })
+    : undefined;
   const closers: Array<() => Promise<unknown>> = [];
   let probe: ReturnType<typeof probeUpstreams> | undefined;
-  let fwd: import('../forward/index.js').ForwardProxy | undefined;
   let adminUrl: string | undefined;
   try {
     if (gateway) {
@@ -130,9 +138,9 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     }
     if (config.forward) {
       const { startForwardProxy } = await import('../forward/index.js');
-      fwd = await startForwardProxy(config.forward, { logger });
-      const f = fwd;
-      closers.push(() => f.close());
+      const fwd = await startForwardProxy(config.forward, { logger });
+      forward = fwd;
+      closers.push(() => fwd.close());
       logger.info({ component: 'forward', type: 'lifecycle', event: 'forward-ready', listeners: fwd.addresses() }, 'forward proxy listening');
       logger.flush(); // lifecycle lines go out now, not with the next batch
     }
@@ -144,7 +152,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
         registry: metrics.registry,
         ready: () => !gateway?.ctx.draining,
         gateway: gateway && gatewayControl(gateway),
-        forward: fwd,
+        forward,
         live,
         config,
         token: config.admin.token,

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { editDistance } from '../text/index.js';
 
 /**
  * Reading the zod schema itself: the keys allowed at a config path (for "did you mean"),
@@ -74,19 +75,6 @@ export function keysAt(root: Schema, path: readonly PropertyKey[]): string[] {
   return [...keys];
 }
 
-function editDistance(a: string, b: string): number {
-  const dp = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = dp[0]!;
-    dp[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const keep = dp[j]!;
-      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = keep;
-    }
-  }
-  return dp[b.length]!;
-}
 
 /** The allowed key closest to `key`, when it is close enough to be a typo. */
 export function didYouMean(key: string, allowed: readonly string[]): string | undefined {

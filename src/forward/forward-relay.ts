@@ -1,10 +1,11 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { CLIENT_CLOSED_STATUS, Failure, classify, type EndedBy } from '../failure/index.js';
 import { stripHopByHop, viaValue } from '../http/headers.js';
 import type { MeterSession } from '../tenants/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
+import { ClientBody } from './client-body.js';
 import { headerBytes } from './forward-headers.js';
 
 /** How a relayed request ended, for the access log. */
@@ -31,6 +32,15 @@ export interface RelayOutcome {
  *
  * The waits for the response head and between body bytes are a ResponseTimer (the reverse
  * gateway's), so dispatch it with undici's `headersTimeout: 0, bodyTimeout: 0`.
+ *
+ * A request with `Expect: 100-continue` (RFC 9110 §10.1.1; `through.expect`, the client's
+ * request) is sent by an `ExpectClient` (undici cannot carry the expectation) driving this
+ * same handler: the destination's `100 Continue` is passed to the client (`writeContinue`)
+ * and starts the client's body time (`ClientBody.startTiming`); its final answer is passed on
+ * whether or not it asked for the body, with `Connection: close` when the client may still
+ * hold a body it was not asked for. The proxy never answers 100 itself. Until the 100, the
+ * wait for the head runs whatever the client sends (the destination has not asked for the
+ * body); after it, an upload still moving holds that wait as for any other request.
  */
 export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   readonly #res: ServerResponse;
@@ -42,14 +52,22 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   readonly #timer: ResponseTimer;
   readonly #extra: readonly string[] | undefined;
   readonly #inspect: HeadInspector | undefined;
+  /** The client's request, when it expects 100-continue. */
+  readonly #expect: IncomingMessage | undefined;
+  /** Expecting: the destination has not asked for the body yet. */
+  #awaiting: boolean;
+  /** The client still held a body it was not asked for when the final head was passed on: its connection ends. */
+  #closeClient = false;
   #abort: ((err?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   #headersSent = false;
   #settled = false;
 
-  constructor(res: ServerResponse, session: MeterSession, pseudonym: string, body: Readable | null, timeouts: RelayTimeouts, done: (o: RelayOutcome) => void, through?: { extraHeaders?: readonly string[]; inspect?: HeadInspector }) {
+  constructor(res: ServerResponse, session: MeterSession, pseudonym: string, body: Readable | null, timeouts: RelayTimeouts, done: (o: RelayOutcome) => void, through?: RelayThrough) {
     this.#extra = through?.extraHeaders;
     this.#inspect = through?.inspect;
+    this.#expect = through?.expect;
+    this.#awaiting = this.#expect !== undefined;
     this.#res = res;
     this.#session = session;
     this.#via = viaValue('1.1', pseudonym);
@@ -97,8 +115,9 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
       return false;
     }
     if (statusCode < 200) {
-      // 1xx interim responses are not passed on; the wait for the final head starts again
+      // 1xx interim responses are not passed on (but a 100 the client expects); the wait for the final head starts again
       this.#timer.restart(performance.now());
+      if (statusCode === 100 && this.#expect !== undefined) this.#continue();
       return true;
     }
     if (this.#settled) return false;
@@ -117,6 +136,11 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     if (statusCode === 204) dropField(out, 'content-length');
     out.push('via', this.#via);
     if (this.#extra !== undefined) out.push(...this.#extra);
+    // The client may still hold the body it was not asked for: the connection ends after this answer.
+    if (this.#expect !== undefined && !this.#expect.complete) {
+      this.#closeClient = true;
+      out.push('connection', 'close');
+    }
     this.#headersSent = true;
     this.#session.down(headerBytes(out) + 17);
     try {
@@ -150,7 +174,15 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     this.#timer.stop();
     if (this.#settled) return;
     this.#res.end();
+    if (this.#closeClient) this.#expect!.socket.end();
     this.#settle({ status: this.#res.statusCode, endedBy: 'complete' });
+  }
+
+  /** The destination asked for the body the client holds back: tell the client, and time its body from now. */
+  #continue(): void {
+    this.#awaiting = false;
+    if (this.#body instanceof ClientBody) this.#body.startTiming();
+    if (!this.#res.headersSent && !this.#res.destroyed) this.#res.writeContinue();
   }
 
   onError(err: Error): void {
@@ -185,7 +217,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
 
   uploading(): Readable | undefined {
     const body = this.#body;
-    return body !== null && !body.readableEnded ? body : undefined;
+    return body !== null && !this.#awaiting && !body.readableEnded ? body : undefined;
   }
 
   uploadedBytes(): number {
@@ -224,6 +256,15 @@ function dropField(list: string[], name: string): void {
  * Failure aborts the request with it (the client gets the gateway's answer instead).
  */
 export type HeadInspector = (status: number, headers: readonly string[]) => Failure | undefined;
+
+/** What the relay is told about its request besides the destination: an exit's headers and hop check, or the client's expectation. */
+export interface RelayThrough {
+  /** Added to the response head (an exit's headers). */
+  extraHeaders?: readonly string[];
+  inspect?: HeadInspector;
+  /** The client's request, which expects 100-continue (sent by an ExpectClient). */
+  expect?: IncomingMessage;
+}
 
 /** The relay's waits, in ms (0: none). */
 export interface RelayTimeouts {

@@ -5,14 +5,14 @@ import { Client, type Dispatcher } from 'undici';
 import { CLIENT_CLOSED_STATUS, Failure } from '../failure/index.js';
 import { unbracket, type EgressDial, type ExitChoice } from '../egress/index.js';
 import { withScope } from '../egress/exit-failure.js';
+import { ExpectClient } from '../http/expect-client.js';
 import { Cancel } from '../timing/cancel.js';
 import type { FinishFields, MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 import { ClientBody } from './client-body.js';
 import { dialOptions, exitHeaders, noteExit } from './egress-admission.js';
 import { forwardRequestHeaders, headerBytes } from './forward-headers.js';
-import { ExpectContinueRelay } from './expect-continue-relay.js';
-import { ForwardRelay, type HeadInspector, type RelayOutcome } from './forward-relay.js';
+import { ForwardRelay, type RelayOutcome, type RelayThrough } from './forward-relay.js';
 import { sendFailure } from './http-failure.js';
 import type { HttpTarget } from './http-target.js';
 import type { ForwardPipeline, ForwardRequest, ForwardResponder, Relay } from './pipeline.js';
@@ -94,13 +94,14 @@ export class HttpExchange implements ForwardResponder, Relay {
     const pool = ctx.egress.poolName(route, target.host);
     const expect = body !== null && expectsContinue(req);
     if (expect && typeof pool !== 'string') {
-      // Our own connection: undici cannot carry the expectation (expect-continue-relay.ts).
+      // Our own connection: undici cannot carry the expectation (http/expect-client.ts).
       const socket = await ctx.agents.connectOnce(route.user, target.scheme === 'https' ? 'https:' : 'http:', target.host, target.port);
       return this.#expect(ctx, session, socket, target.path, headers, body, headUp, undefined);
     }
     if (typeof pool !== 'string') {
       const user = route.user;
-      return this.#dispatch(ctx, session, ctx.agents.for(user), target.path, headers, body, headUp, () => ctx.agents.lastAddress(user, target.origin) ?? null);
+      // Without mayRetry the relay never answers AGAIN.
+      return this.#dispatch(ctx, session, ctx.agents.for(user), target.path, headers, body, headUp, () => ctx.agents.lastAddress(user, target.origin) ?? null) as Promise<FinishFields>;
     }
     // Through a pool: the exit is chosen and dialled first (a client that leaves meanwhile cancels it).
     // A hop that refuses the request (407, or its own 403/502/504) is that exit's failure: the
@@ -154,15 +155,19 @@ export class HttpExchange implements ForwardResponder, Relay {
     }
   }
 
-  /** A request that expects 100-continue, over `socket` (its own connection, closed after). */
+  /**
+   * A request that expects 100-continue, over `socket` (its own connection, closed after): the
+   * expectation goes upstream by an ExpectClient driving the same ForwardRelay.
+   */
   async #expect(ctx: ForwardContext, session: MeterSession, socket: Socket, path: string, headers: string[], body: Readable | null, headUp: number, extra: readonly string[] | undefined): Promise<FinishFields> {
-    const req = this.#req;
-    const res = this.#res;
     const address = socket.remoteAddress ?? null;
-    const o = await new ExpectContinueRelay(req, res, session, ctx.settings.name, ctx.relayTimeouts, extra).run(socket, path, headers, body);
-    socket.destroy();
-    // A client still holding its body (it was not asked for it): this answer ends the connection.
-    return this.#settled(ctx, session, o, headUp, address, true);
+    const client = new ExpectClient(socket);
+    const send = (relay: ForwardRelay): void => client.dispatch({ path, method: this.#req.method!, headers: [...headers, 'expect', '100-continue'], body }, relay);
+    try {
+      return await this.#relay(ctx, session, send, body, headUp, () => address, { extraHeaders: extra, expect: this.#req });
+    } finally {
+      client.close();
+    }
   }
 
   /** How a relay ended, as the record's fields; a failure before the response head is answered here. */
@@ -182,6 +187,7 @@ export class HttpExchange implements ForwardResponder, Relay {
     return fields;
   }
 
+  /** Through an undici dispatcher (the user's Agent, or a one-request Client on an exit's connection). */
   #dispatch(
     ctx: ForwardContext,
     session: MeterSession,
@@ -191,36 +197,31 @@ export class HttpExchange implements ForwardResponder, Relay {
     body: Readable | null,
     headUp: number,
     address: () => string | null,
-    through?: { extraHeaders?: readonly string[]; inspect?: HeadInspector },
-    mayRetry?: false,
-  ): Promise<FinishFields>;
-  #dispatch(
-    ctx: ForwardContext,
-    session: MeterSession,
-    dispatcher: Dispatcher,
-    path: string,
-    headers: string[],
-    body: Readable | null,
-    headUp: number,
-    address: () => string | null,
-    through: { extraHeaders?: readonly string[]; inspect?: HeadInspector } | undefined,
-    mayRetry: boolean,
-  ): Promise<FinishFields | typeof AGAIN>;
-  #dispatch(
-    ctx: ForwardContext,
-    session: MeterSession,
-    dispatcher: Dispatcher,
-    path: string,
-    headers: string[],
-    body: Readable | null,
-    headUp: number,
-    address: () => string | null,
-    through?: { extraHeaders?: readonly string[]; inspect?: HeadInspector },
+    through?: RelayThrough,
     mayRetry = false,
   ): Promise<FinishFields | typeof AGAIN> {
-    const req = this.#req;
-    const res = this.#res;
     const origin = this.target!.origin;
+    const method = this.#req.method as Dispatcher.HttpMethod;
+    // The relay times the response itself (ResponseTimer): undici's timers off.
+    const send = (relay: ForwardRelay): void => {
+      dispatcher.dispatch({ origin, path, method, headers, body, headersTimeout: 0, bodyTimeout: 0 }, relay);
+    };
+    return this.#relay(ctx, session, send, body, headUp, address, through, mayRetry);
+  }
+
+  /** One request sent by `send` driving a ForwardRelay; resolves with the record's fields once it ended. */
+  #relay(ctx: ForwardContext, session: MeterSession, send: (relay: ForwardRelay) => void, body: Readable | null, headUp: number, address: () => string | null, through: RelayThrough | undefined, mayRetry?: false): Promise<FinishFields>;
+  #relay(ctx: ForwardContext, session: MeterSession, send: (relay: ForwardRelay) => void, body: Readable | null, headUp: number, address: () => string | null, through: RelayThrough | undefined, mayRetry: boolean): Promise<FinishFields | typeof AGAIN>;
+  #relay(
+    ctx: ForwardContext,
+    session: MeterSession,
+    send: (relay: ForwardRelay) => void,
+    body: Readable | null,
+    headUp: number,
+    address: () => string | null,
+    through: RelayThrough | undefined,
+    mayRetry = false,
+  ): Promise<FinishFields | typeof AGAIN> {
     return new Promise<FinishFields | typeof AGAIN>((resolve) => {
       const done = (o: RelayOutcome): void => {
         // A hop's refusal marked for another exit (inspectHop): nothing was answered yet.
@@ -228,13 +229,13 @@ export class HttpExchange implements ForwardResponder, Relay {
           resolve(AGAIN);
           return;
         }
-        // The client's own failure (a stalled body): the rest of its body is never read, so close.
-        resolve(this.#settled(ctx, session, o, headUp, address(), o.failure?.source === 'client'));
+        // The client's own failure (a stalled body), or a client still holding a body it was
+        // not asked for (Expect): the rest of its body is never read, so close.
+        resolve(this.#settled(ctx, session, o, headUp, address(), o.failure?.source === 'client' || through?.expect !== undefined));
       };
-      const relay = new ForwardRelay(res, session, ctx.settings.name, body, ctx.relayTimeouts, done, through);
+      const relay = new ForwardRelay(this.#res, session, ctx.settings.name, body, ctx.relayTimeouts, done, through);
       try {
-        // The relay times the response itself (ResponseTimer): undici's timers off.
-        dispatcher.dispatch({ origin, path, method: req.method as Dispatcher.HttpMethod, headers, body, headersTimeout: 0, bodyTimeout: 0 }, relay);
+        send(relay);
       } catch (err) {
         relay.onError(err instanceof Error ? err : new Error(String(err)));
       }

@@ -1,8 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { Failure, classify } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
-import { PooledClient } from '../upstream/connection-pool.js';
-import type { ExpectClient } from '../upstream/expect-client.js';
+import { PooledClient, type TimedExpectClient } from '../upstream/connection-pool.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { BodyRelay } from './body-relay.js';
 import type { AttemptRecord } from './events.js';
@@ -23,7 +22,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   /** The waits for the response head and between body bytes. */
   readonly #timer = new ResponseTimer(this);
   /** A pooled connection, or a connection of its own for an `Expect: 100-continue` request. */
-  #client: PooledClient | ExpectClient | undefined;
+  #client: PooledClient | TimedExpectClient | undefined;
   #abort: ((err?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   /** The connection was usable (request bytes may have left). */
@@ -45,7 +44,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
    */
   #endedAtHead = false;
 
-  constructor(ex: Exchange, ep: Endpoint, client: PooledClient | ExpectClient, relay: BodyRelay | undefined, startMs: number) {
+  constructor(ex: Exchange, ep: Endpoint, client: PooledClient | TimedExpectClient, relay: BodyRelay | undefined, startMs: number) {
     this.#ex = ex;
     this.#timer.sendMs = ex.clientLimits.sendMs;
     this.endpoint = ep;

@@ -448,7 +448,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 
   #decided(a: Attempt, d: RetryDecision, now: number): void {
     if (d.action === 'retry') {
-      this.route!.cluster.retryBudget.onRetry(now);
+      // A keep-alive race retry (fresh) did not need the budget and does not spend it.
+      if (!d.fresh) this.route!.cluster.retryBudget.onRetry(now);
       (this.#tried ??= new Set()).add(d.avoid);
     } else if (d.budget) {
       a.record.detail = `${a.record.detail ?? ''} (retry budget exhausted)`.trim();

@@ -121,10 +121,13 @@ export function decideOnFailure(f: Failure, t: TryFacts, rules: RetryRules, budg
   if (t.responseStarted) return FAIL;
   const kind = retryKindOf(f, t.connected);
   if (kind === undefined) return FAIL;
-  const no = refusal(kind, t, rules, budget, now);
-  if (no !== undefined) return no;
-  // The keep-alive race: a fresh connection at once, no back-off (nothing is wrong with the endpoint).
+  // The keep-alive race: a fresh connection at once, no back-off, and no retry budget: nothing
+  // is wrong with the endpoint (the pool lost its own bet on a reused connection), and a budget
+  // meant to stop retry storms against a failing upstream must not turn these into 502s (an
+  // upstream that closes every connection after one request makes every reused try race).
   const race = kind === 'reset' && t.reused;
+  const no = refusal(kind, t, rules, race ? undefined : budget, now);
+  if (no !== undefined) return no;
   return { action: 'retry', fresh: race, delayMs: race ? 0 : backoffMs(rules.retry, t.tries), avoid: t.endpoint };
 }
 
@@ -143,7 +146,7 @@ export function decideOnStatus(status: number, raw: readonly Buffer[], t: TryFac
 }
 
 /** Why another try is not allowed for a failure of this kind, or undefined when it is. */
-function refusal(kind: RetryKind, t: TryFacts, rules: RetryRules, budget: RetryBudget, now: number): RetryDecision | undefined {
+function refusal(kind: RetryKind, t: TryFacts, rules: RetryRules, budget: RetryBudget | undefined, now: number): RetryDecision | undefined {
   if (t.tries >= rules.retry.tries || t.clientGone) return FAIL;
   if (!rules.retryOn.has(kind)) return FAIL;
   // A timeout retried on the endpoint that just timed out would only double the wait.
@@ -154,7 +157,7 @@ function refusal(kind: RetryKind, t: TryFacts, rules: RetryRules, budget: RetryB
   // proves it was never applied: it never left the gateway, or the upstream reset it unread.
   if (kind !== 'connect-failure' && !t.idempotent && !(kind === 'reset' && t.neverRead === true)) return FAIL;
   if (rules.deadlineMs !== undefined && t.elapsedMs >= rules.deadlineMs) return FAIL;
-  if (!budget.canRetry(now)) return FAIL_BUDGET;
+  if (budget !== undefined && !budget.canRetry(now)) return FAIL_BUDGET;
   return undefined;
 }
 

@@ -3,6 +3,7 @@
  * `alice-session-abc123-ttl-10m-pool-residential`. The base name (`alice`) is what
  * authenticates; each `KEY-VALUE` pair after it is optional and in any order.
  */
+import { editDistance } from '../text/index.js';
 export interface UsernameGrammar {
   /** Between the base name, keys and values; default "-". */
   separator: string;
@@ -32,19 +33,6 @@ export function parseShortDuration(s: string): number | undefined {
 
 const KEYS = ['session', 'ttl', 'pool'] as const;
 
-function distance(a: string, b: string): number {
-  const dp = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = dp[0]!;
-    dp[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const keep = dp[j]!;
-      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = keep;
-    }
-  }
-  return dp[b.length]!;
-}
 
 /**
  * Why a presented name that is not a user does not parse, when it starts with a user's name
@@ -65,7 +53,7 @@ export function explainUsername(name: string, isUser: (base: string) => boolean,
       const key = rest[j]!;
       const value = rest[j + 1];
       if (!keys.includes(key)) {
-        const near = keys.map((k) => [k, distance(key.toLowerCase(), k)] as const).sort((a, b) => a[1] - b[1])[0]!;
+        const near = keys.map((k) => [k, editDistance(key.toLowerCase(), k)] as const).sort((a, b) => a[1] - b[1])[0]!;
         const hint = near[1] <= Math.max(2, Math.floor(key.length / 3)) ? ` (did you mean "${near[0]}"?)` : '';
         return { base, problem: `unknown username parameter "${key}"${hint}; the parameters are ${known}` };
       }

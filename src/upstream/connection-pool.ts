@@ -1,6 +1,9 @@
 import { Client, buildConnector } from 'undici';
-import { ExpectClient } from './expect-client.js';
+import { ExpectClient } from '../http/expect-client.js';
 import { timedConnector, type ConnectTimings } from './timed-connector.js';
+
+/** An ExpectClient over the endpoint's connector, with the timings of its connect. */
+export type TimedExpectClient = ExpectClient & { readonly timings: ConnectTimings };
 
 /**
  * Connections to one endpoint. Written here rather than using undici's Pool because
@@ -137,10 +140,11 @@ export class ConnectionPool {
 
   /**
    * A connection of its own, outside the pool, for a request with `Expect: 100-continue`
-   * (./expect-client.ts: undici cannot send one).
+   * (../http/expect-client.ts: undici cannot send one), its connect timed for the attempt record.
    */
-  openExpectClient(): ExpectClient {
-    return new ExpectClient(this.#opts.origin, (timings) => timedConnector(this.#connector, timings));
+  openExpectClient(): TimedExpectClient {
+    const timings: ConnectTimings = {};
+    return Object.assign(new ExpectClient({ origin: this.#opts.origin, connector: timedConnector(this.#connector, timings) }), { timings });
   }
 
   #open(): PooledClient {

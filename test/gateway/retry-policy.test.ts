@@ -63,6 +63,18 @@ test('an exhausted retry budget says so (the exchange notes it in the attempt)',
   assert.deepEqual(decideOnFailure(refused, facts({ connected: false }), rules, b, Date.now()), { action: 'fail', budget: true });
 });
 
+test('the keep-alive race needs no retry budget: the pool lost its own bet, the upstream is not failing', () => {
+  // An upstream that closes every connection after one request makes every reused try race;
+  // a budget for upstream failures must not turn those into 502s (found by the race family).
+  const b = new RetryBudget({ ratio: 0, minPerSecond: 0, windowMs: 10_000 });
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true }), rules, b, Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep });
+  // Still only for idempotent requests, and within the tries.
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true, idempotent: false }), rules, b, Date.now()), { action: 'fail' });
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true, tries: 3 }), rules, b, Date.now()), { action: 'fail' });
+  // Any other reset still needs the budget.
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: false }), rules, b, Date.now()), { action: 'fail', budget: true });
+});
+
 test('an upstream 502/503/504 retries after its Retry-After (within the maximum); other statuses never', () => {
   const now = Date.now();
   const d = decideOnStatus(503, [Buffer.from('Retry-After'), Buffer.from('1')], facts(), rules, budget(), now);

@@ -25,7 +25,7 @@ test('admin API: metrics, cluster status, drain and undrain', async () => {
     const admin = adminLine.url!;
     assert.equal((await (await request(`${gw}/ok`)).body.text()).length > 0, true);
     const metrics = await (await request(`${admin}/metrics`)).body.text();
-    assert.match(metrics, /gatewise_requests_total\{face="reverse",protocol="http",route="route-0",cluster="app",status="200",error="",ended_by="complete"\} 1/);
+    assert.match(metrics, /gatewise_requests_total\{face="reverse",protocol="http",route="route-0",cluster="app",status="200",error="",reason="",ended_by="complete"\} 1/);
     const status = (await (await request(`${admin}/clusters`)).body.json()) as Record<string, Array<{ endpoint: string; available: boolean }>>;
     const ep = status.app![0]!.endpoint;
     assert.equal(status.app![0]!.available, true);

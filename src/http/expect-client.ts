@@ -2,7 +2,6 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage } from
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { errors, type buildConnector, type Dispatcher } from 'undici';
-import type { ConnectTimings } from './timed-connector.js';
 
 /** What `ExpectClient.dispatch` sends. */
 export interface ExpectRequest {
@@ -14,20 +13,27 @@ export interface ExpectRequest {
 }
 
 /**
+ * Where an ExpectClient's connection comes from: a connector it calls on `dispatch` (the
+ * reverse gateway's endpoint connector, with the endpoint's origin), or a socket already
+ * connected (the forward proxy's dial, direct or through an exit).
+ */
+export type ExpectConnection = Socket | { origin: string; connector: buildConnector.connector };
+
+/**
  * A one-off upstream connection for a request that carries `Expect: 100-continue`, which
  * undici's HTTP/1.1 client refuses to send ("expect header not supported") and could not
  * honour anyway: it writes the request head only with the first body byte. This sends
- * the head at once over a socket from the endpoint's own connector (same DNS, TLS and
- * connect timeout) with Node's HTTP client, and drives an undici dispatch handler (the
- * `Attempt`) with what comes back: 1xx (100 included) through `onHeaders`, then the final
- * head, body and trailers. Never pooled: the connection is closed when the request ends.
+ * the head at once with Node's HTTP client, over a socket from the endpoint's own connector
+ * (same DNS, TLS and connect timeout) or over one already connected, and drives an undici
+ * dispatch handler (the reverse gateway's `Attempt`, the forward proxy's `ForwardRelay`)
+ * with what comes back: 1xx (100 included) through `onHeaders`, then the final head, body
+ * and trailers. Never pooled: the connection is closed when the request ends.
  */
 export class ExpectClient {
   /** The socket is connected (for the attempt record: always a new connection). */
   connected = false;
-  readonly timings: ConnectTimings = {};
-  readonly #origin: URL;
-  readonly #connector: buildConnector.connector;
+  readonly #origin: URL | undefined;
+  readonly #connector: buildConnector.connector | undefined;
   #socket: Socket | undefined;
   #req: ClientRequest | undefined;
   /** The request body (a BodyRelay): destroyed with a failed try, as undici does, so a retry's relay alone reads the client. */
@@ -35,14 +41,23 @@ export class ExpectClient {
   #closed = false;
   #done = false;
 
-  constructor(origin: string, connector: (timings: ConnectTimings) => buildConnector.connector) {
-    this.#origin = new URL(origin);
-    this.#connector = connector(this.timings);
+  constructor(from: ExpectConnection) {
+    if ('connector' in from) {
+      this.#origin = new URL(from.origin);
+      this.#connector = from.connector;
+    } else {
+      this.#socket = from;
+      this.connected = true;
+    }
   }
 
   dispatch(opts: ExpectRequest, handler: Dispatcher.DispatchHandler): void {
     this.#body = opts.body;
     const u = this.#origin;
+    if (u === undefined) {
+      this.#send(opts, handler, this.#socket!);
+      return;
+    }
     const connect = this.#connector as unknown as (o: buildConnector.Options, cb: (err: Error | null, s: Socket) => void) => void;
     connect(
       { hostname: u.hostname, host: u.host, protocol: u.protocol, port: u.port || (u.protocol === 'https:' ? '443' : '80'), servername: undefined, localAddress: null, httpSocket: undefined },
