@@ -1,7 +1,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import pino, { type Logger } from 'pino';
 import { LineWriter } from './line-writer.js';
-import { LIFECYCLE_CHANNEL, REQUEST_END_CHANNEL, type Face, type LifecycleRecord, type RequestRecord } from '../record/index.js';
+import { LIFECYCLE_CHANNEL, REQUEST_END_CHANNEL, type AttemptRecord, type Face, type LifecycleRecord, type RequestRecord } from '../record/index.js';
 import type { HealthEvent } from '../upstream/health-check.js';
 import type { OutlierEvent } from '../upstream/outlier.js';
 
@@ -94,13 +94,41 @@ export class AccessLog {
   }
 }
 
-/** A JSON string, or nothing for undefined. */
+/** What JSON must escape in a string (controls, quote, backslash) and lone surrogate halves. */
+const NEEDS_ESCAPE = /[\u0000-\u001f"\\\ud800-\udfff]/;
+
+/** A JSON string: most values (ids, addresses, names, paths) need no escaping and skip the serialiser. */
+function str(v: string): string {
+  return NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : `"${v}"`;
+}
+
+/** A JSON string field, or nothing for undefined. */
 function s(key: string, v: string | undefined): string {
-  return v === undefined ? '' : `,"${key}":${JSON.stringify(v)}`;
+  return v === undefined ? '' : `,"${key}":${str(v)}`;
 }
 
 function n(key: string, v: number | undefined): string {
   return v === undefined ? '' : `,"${key}":${v}`;
+}
+
+/** One attempt, fields in a fixed order (JSON.stringify walked each record's own key order). */
+function attemptJson(a: AttemptRecord): string {
+  return (
+    `{"endpoint":${str(a.endpoint)},"phase":"${a.phase}"` +
+    s('connection', a.connection) +
+    n('status', a.status) +
+    s('error', a.error) +
+    s('detail', a.detail) +
+    `,"startMs":${a.startMs}` +
+    n('dnsMs', a.dnsMs) +
+    n('tcpMs', a.tcpMs) +
+    n('tlsMs', a.tlsMs) +
+    n('connectedMs', a.connectedMs) +
+    n('firstByteMs', a.firstByteMs) +
+    n('headersMs', a.headersMs) +
+    n('endMs', a.endMs) +
+    '}'
+  );
 }
 
 /** The access-log line of one record (exported for the tests that compare it with the record). */
@@ -126,7 +154,7 @@ export function accessLine(r: RequestRecord): string {
     s('detail', r.detail) +
     `,"bytesUp":${r.bytesUp},"bytesDown":${r.bytesDown}`;
   if (r.face === 'reverse') {
-    if (r.attempts.length > 0) line += `,"attempts":${JSON.stringify(r.attempts)}`;
+    if (r.attempts.length > 0) line += `,"attempts":[${r.attempts.map(attemptJson).join(',')}]`;
     if (r.upgrade) line += ',"upgrade":true';
   } else {
     line += s('quota', r.quota) + n('datagramsUp', r.datagramsUp) + n('datagramsDown', r.datagramsDown) + n('datagramsDropped', r.datagramsDropped);
