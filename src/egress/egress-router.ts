@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import { customerFacingFailure } from '../tenants/limit-refusal.js';
 import type { DialOptions, DialTarget, Dialer, UdpDialer, UdpEgress, UdpOpenOptions } from './dialer.js';
-import { scopeOf, withScope } from './exit-failure.js';
+import { scopeOf, withEgress, withScope } from './exit-failure.js';
 import type { Exit } from './exit.js';
 import type { ExitPool } from './exit-pool.js';
 
@@ -107,6 +107,7 @@ export class EgressRouter {
     // Exits that already failed this request (a hop that refused a plain-HTTP request) count as tried.
     const tried = new Set<string>(exclude);
     let last: Failure | undefined;
+    let lastExit: string | undefined;
     let repinned = false;
     const limit = Math.max(1, Math.max(pool.maxAttempts, 1) - tried.size);
     for (let attempts = 0; attempts < limit + pool.exits.length && tried.size < pool.exits.length; ) {
@@ -123,6 +124,7 @@ export class EgressRouter {
         const scope = scopeOf(f);
         if (scope === 'none') throw f;
         last = f;
+        lastExit = pick.exit.label;
         if (scope !== 'skip') {
           attempts++;
           const cooled = pool.failed(pick.exit, host, scope);
@@ -133,14 +135,14 @@ export class EgressRouter {
         if (attempts >= limit) break;
       }
     }
-    if (last) throw last;
+    if (last) throw withEgress(last, { pool: poolName, exit: lastExit, retried: Math.max(0, tried.size - 1), repinned });
     const waitMs = pool.retryAfterMs(host);
-    throw new Failure({
+    throw withEgress(new Failure({
       type: 'destination_unavailable',
       phase: 'pick',
       detail: `every exit of pool ${poolName} is cooling down for ${host}${waitMs ? ` (next in ${Math.ceil(waitMs / 1000)} s)` : ''}`,
       retryAfter: waitMs ? Math.ceil(waitMs / 1000) : undefined,
-    });
+    }), { pool: poolName, exit: undefined, retried: 0, repinned });
   }
 
   /** Open a TCP connection to `target` for this route. */

@@ -21,3 +21,23 @@ export function withScope(f: Failure, scope: ExitFailureScope): Failure {
 export function scopeOf(f: unknown): ExitFailureScope {
   return f instanceof Failure ? (scopes.get(f) ?? 'none') : 'none';
 }
+
+/** Which pool and exit a failure happened through, and how many exits were tried before it (for the record). */
+export interface FailedEgress {
+  pool: string;
+  exit: string | undefined;
+  retried: number;
+  repinned: boolean;
+}
+
+const egressFacts = new WeakMap<Failure, FailedEgress>();
+
+/** Remember where a failure through a pool happened (the failure path only: nothing per request on success). */
+export function withEgress(f: Failure, facts: FailedEgress): Failure {
+  egressFacts.set(f, facts);
+  return f;
+}
+
+export function egressOf(f: Failure): FailedEgress | undefined {
+  return egressFacts.get(f);
+}

@@ -3,7 +3,7 @@ export { DirectDialer, type DirectDialerOptions } from './direct-dialer.js';
 export { DirectUdpDialer, type DirectUdpDialerOptions } from './direct-udp-dialer.js';
 export { systemResolver, dnsServerResolver, resolverFromLookup, resolveHost, literalAddress, unbracket, type Resolver, type LookupFunction } from './resolver.js';
 export { parseProxyUrl, isProxyUrl, type ProxyEndpoint } from './proxy-url.js';
-export { scopeOf, withScope, type ExitFailureScope } from './exit-failure.js';
+export { scopeOf, withScope, egressOf, withEgress, type ExitFailureScope, type FailedEgress } from './exit-failure.js';
 export { httpConnect, basicAuth } from './http-connector.js';
 export { socks5Connect } from './socks5-connector.js';
 export { AddressExit, ProxyChainExit, type Exit } from './exit.js';

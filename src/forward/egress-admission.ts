@@ -1,7 +1,7 @@
 import { runTunnel, type TunnelEnd, type TunnelOptions } from './tunnel.js';
 import type { Socket } from 'node:net';
 import { Failure } from '../failure/index.js';
-import type { EgressRoute, ExitChoice } from '../egress/index.js';
+import { egressOf, type EgressRoute, type ExitChoice } from '../egress/index.js';
 import type { MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 import type { ForwardRequest } from './pipeline.js';
@@ -22,6 +22,12 @@ export function admitPlan(ctx: ForwardContext, route: EgressRoute, host: string)
 }
 
 /** Record the exit in the session (access log) once it is chosen. */
+/** A failure through a pool: the record names the pool, the exit that failed last and the exits tried before it. */
+export function noteFailedExit(session: MeterSession, f: Failure, sessionId: string | undefined): void {
+  const e = egressOf(f);
+  if (e !== undefined) session.egress = { pool: e.pool, exit: e.exit, session: sessionId, repinned: e.repinned, exitRetries: e.retried };
+}
+
 export function noteExit(session: MeterSession, choice: ExitChoice | undefined): void {
   if (!choice) return;
   session.egress = { pool: choice.pool, exit: choice.exit.label, session: choice.session, repinned: choice.repinned, exitRetries: choice.retried };

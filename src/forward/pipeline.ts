@@ -6,7 +6,7 @@ import { literalAddress } from '../egress/resolver.js';
 import type { FinishFields, MeterSession, MeteredProtocol } from '../tenants/index.js';
 import { admit } from './admission.js';
 import { hostPort, type ForwardContext } from './context.js';
-import { admitPlan, dialOptions, noteExit, spliceMetered } from './egress-admission.js';
+import { admitPlan, dialOptions, noteExit, noteFailedExit, spliceMetered } from './egress-admission.js';
 import type { ForwardHookRequest, ForwardKind, MergedForwardHooks } from './hooks.js';
 import { authenticate, authenticateNameFrom, type AuthOutcome, type Credentials } from './proxy-auth.js';
 
@@ -273,7 +273,9 @@ export class ForwardPipeline {
         session.finish(fieldsOf(responder.gone(), null, 'client', undefined));
         return;
       }
-      return this.refuse(req, responder, err instanceof Failure ? err : classify(err, { ...NOT_CONNECTED, nextHop: session.destination ?? undefined }));
+      const f = err instanceof Failure ? err : classify(err, { ...NOT_CONNECTED, nextHop: session.destination ?? undefined });
+      noteFailedExit(session, f, req.route.session);
+      return this.refuse(req, responder, f);
     } finally {
       socket.removeListener('close', cancelDial);
     }

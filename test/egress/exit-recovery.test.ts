@@ -171,6 +171,12 @@ describe('recover through another exit when a hop refuses (issue 15)', () => {
       assert.match(c.connect, new RegExp(`proxy-status: [^\\r]*next-hop="${last.label}"`, 'i'));
       assert.match(c.connect, /received-status=(403|502)/);
       assert.match(c.connect, /error=(http_request_denied|destination_unavailable)/);
+      // The access-log line of the failed tunnel names the pool and the hop that refused last.
+      await waitFor(() => accessLines(p.lines).some((l) => l.protocol === 'connect'));
+      const line = accessLines(p.lines).find((l) => l.protocol === 'connect')!;
+      assert.equal(line.pool, 'bad', JSON.stringify(line));
+      assert.equal(line.exit, last.label, JSON.stringify(line));
+      assert.equal(line.exitRetries, 1, JSON.stringify(line));
       // SOCKS5 through the refusing SOCKS5 exit: the client gets a SOCKS refusal (0x02, not allowed).
       await assert.rejects(
         SocksClient.createConnection({ proxy: { host: '127.0.0.1', port: p.port, type: 5, userId: `${USER}-pool-sb`, password: PASSWORD }, command: 'connect', destination: { host: 'origin.test', port: origin.port }, timeout: 5000 }),
