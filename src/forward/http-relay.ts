@@ -10,7 +10,7 @@ import { Cancel } from '../timing/cancel.js';
 import type { FinishFields, MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 import { ClientBody } from './client-body.js';
-import { dialOptions, exitHeaders, noteExit } from './egress-admission.js';
+import { dialOptions, exitHeaders, noteExit, noteFailedExit } from './egress-admission.js';
 import { forwardRequestHeaders, headerBytes } from './forward-headers.js';
 import { ForwardRelay, type RelayOutcome, type RelayThrough } from './forward-relay.js';
 import { sendFailure } from './http-failure.js';
@@ -119,6 +119,8 @@ export class HttpExchange implements ForwardResponder, Relay {
         exit = await openExit(ctx, ctx.tls.pooled, route, target, cancel, session, tried);
       } catch (err) {
         if (cancel.aborted) return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
+        // The record names the pool, the exit that failed last and the exits tried.
+        if (err instanceof Failure) noteFailedExit(session, err, route.session);
         throw err;
       } finally {
         this.#res.off('close', onGone);

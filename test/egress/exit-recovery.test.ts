@@ -193,4 +193,30 @@ describe('recover through another exit when a hop refuses (issue 15)', () => {
       await socks.close();
     }
   });
+
+  it('plain HTTP through a pool whose exits cannot be reached: the log line names the pool, the last exit and the exits tried', async () => {
+    const dead = async (): Promise<number> => {
+      const srv = createServer();
+      srv.listen(0, '127.0.0.1');
+      await once(srv, 'listening');
+      const port = (srv.address() as AddressInfo).port;
+      await new Promise<void>((r) => srv.close(() => r()));
+      return port;
+    };
+    const a = `http://127.0.0.1:${await dead()}`;
+    const b = `http://127.0.0.1:${await dead()}`;
+    const p = await startPoolProxy({ egress: { pools: { gone: { proxies: [a, b], strategy: 'round-robin', failure: { threshold: 5 } } }, defaultPool: 'gone' } });
+    try {
+      const r = await proxyGet(p.port, `http://origin.test:${origin.port}/`);
+      assert.equal(r.status, 502);
+      await waitFor(() => accessLines(p.lines).some((l) => l.protocol === 'http'));
+      const line = accessLines(p.lines).find((l) => l.protocol === 'http')!;
+      assert.equal(line.pool, 'gone', JSON.stringify(line));
+      assert.ok([a, b].some((u) => String(line.exit).includes(new URL(u).port)), `the last exit tried is named: ${JSON.stringify(line)}`);
+      assert.equal(line.exitRetries, 1, JSON.stringify(line));
+      assert.equal(line.error, 'connection_refused', JSON.stringify(line));
+    } finally {
+      await p.close();
+    }
+  });
 });
