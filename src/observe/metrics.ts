@@ -165,9 +165,8 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   sampled(registry, 'gatewise_upstream_response_head_seconds', 'Time from the start of a try to the upstream response head, by cluster.', ['cluster'] as const, head);
 
   const limits = new Gauge({ name: 'gatewise_admission_limit', help: 'Concurrency limit of a cluster (adaptive limits move), by cluster.', labelNames: ['cluster'] as const, registers: [registry] });
-  const now = (): number => Date.now();
   scraped(registry, 'gatewise_endpoint_state', 'Endpoint standing, one series per state (healthy, unhealthy, unknown health; ejected; draining) set to 1 for the state it is in.', ['cluster', 'endpoint', 'state'] as const, (set) => {
-    const t = now();
+    const t = Date.now();
     for (const c of opts.clusters?.() ?? []) for (const e of c.endpoints) set([c.name, e.nextHop, e.draining ? 'draining' : e.ejectedUntil > t ? 'ejected' : e.health], 1);
   });
   scraped(registry, 'gatewise_endpoint_inflight', 'Requests in flight to an endpoint.', ['cluster', 'endpoint'] as const, (set) => {
