@@ -1,7 +1,7 @@
 import { promises as dnsp } from 'node:dns';
 import { isIP } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { resolveHost, type DnsReport } from './dns.js';
+import { dnsResolver, resolveHost, type DnsReport } from './dns.js';
 import { BROWSER_HEADERS, CURL_HEADERS, cacheSignals, outcomeOf, type Experiments, type Outcome, type PathEntry, type RefreshResult } from './experiments.js';
 import { readHops, type HopReading } from './hop.js';
 import { checkInput, DiagnoseInputError, type CheckedInput, type DiagnoseOptions } from './input.js';
@@ -26,14 +26,18 @@ function familyWord(f: 4 | 6): string {
   return f === 4 ? 'IPv4' : 'IPv6';
 }
 
-async function proxyAddresses(proxy: URL, timeoutMs: number): Promise<Address[]> {
+async function proxyAddresses(proxy: URL, timeoutMs: number, servers?: readonly string[]): Promise<Address[]> {
   const host = hostOf(proxy);
   const literal = isIP(host);
   if (literal) return [{ address: host, family: literal as 4 | 6 }];
   let timer: NodeJS.Timeout | undefined;
   try {
     const found = await Promise.race([
-      dnsp.lookup(host, { all: true }),
+      servers
+        ? dnsResolver(servers, timeoutMs)
+            .resolve4(host)
+            .then((xs) => xs.map((address) => ({ address, family: 4 })))
+        : dnsp.lookup(host, { all: true }),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(Object.assign(new Error('timed out'), { code: 'ETIMEOUT' })), timeoutMs);
       }),
@@ -66,10 +70,10 @@ export async function diagnose(options: DiagnoseOptions): Promise<Diagnosis> {
   const input: CheckedInput = checkInput(options);
   const t0 = Date.now();
   const startedAt = new Date(t0).toISOString();
-  const proxy = input.proxy ? { url: input.proxy.href, addresses: await proxyAddresses(input.proxy, input.timeoutMs) } : undefined;
+  const proxy = input.proxy ? { url: input.proxy.href, addresses: await proxyAddresses(input.proxy, input.timeoutMs, options.dnsServers) } : undefined;
   const host = hostOf(input.url);
   const port = portOf(input.url);
-  const dns = await resolveHost(host, input.timeoutMs, input.resolve.get(`${host.toLowerCase()}:${port}`));
+  const dns = await resolveHost(host, input.timeoutMs, input.resolve.get(`${host.toLowerCase()}:${port}`), options.dnsServers);
 
   const spec = (over: Partial<ProbeSpec> = {}): ProbeSpec => ({
     url: input.url,
@@ -101,7 +105,7 @@ export async function diagnose(options: DiagnoseOptions): Promise<Diagnosis> {
     return { tries, failed, pattern: failed === 0 ? 'none' : failed === tries.length ? 'persistent' : 'transient', spacingMs: input.spacingMs };
   };
   const probeDns = async (): Promise<ProbeResult> => {
-    const again = await resolveHost(host, input.timeoutMs);
+    const again = await resolveHost(host, input.timeoutMs, undefined, options.dnsServers);
     return again.addresses.length ? probe(spec({ addresses: again.addresses })) : { via: 'direct', connect: [], totalMs: again.ms, ...(again.failure ? { failure: again.failure } : {}) };
   };
   const bustParam = `gatewise-nocache=${randomBytes(6).toString('hex')}`;

@@ -29,12 +29,24 @@ function elapsed(t0: bigint): number {
   return Math.round(Number(process.hrtime.bigint() - t0) / 1e4) / 100;
 }
 
-async function lookupFamily(host: string, family: 4 | 6, timeoutMs: number): Promise<FamilyLookup> {
+/** Look a name up over DNS at these servers (c-ares), instead of the system's getaddrinfo. */
+export function dnsResolver(servers: readonly string[], timeoutMs: number): InstanceType<typeof dnsp.Resolver> {
+  const r = new dnsp.Resolver({ timeout: Math.max(1, Math.round(timeoutMs)), tries: 1 });
+  r.setServers([...servers]);
+  return r;
+}
+
+async function lookupFamily(host: string, family: 4 | 6, timeoutMs: number, servers?: readonly string[]): Promise<FamilyLookup> {
   const t0 = process.hrtime.bigint();
   let timer: NodeJS.Timeout | undefined;
+  const query = (): Promise<Array<{ address: string }>> => {
+    if (!servers) return dnsp.lookup(host, { all: true, family, verbatim: true });
+    const r = dnsResolver(servers, timeoutMs);
+    return (family === 4 ? r.resolve4(host) : r.resolve6(host)).then((xs) => xs.map((address) => ({ address })));
+  };
   try {
     const found = await Promise.race([
-      dnsp.lookup(host, { all: true, family, verbatim: true }),
+      query(),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(Object.assign(new Error('lookup timed out'), { code: 'ETIMEOUT', syscall: 'getaddrinfo' })), timeoutMs);
       }),
@@ -54,8 +66,8 @@ async function lookupFamily(host: string, family: 4 | 6, timeoutMs: number): Pro
 }
 
 /** The DNS phase: each family separately, with the resolver named. `resolve` is --resolve's answer for this host and port. */
-export async function resolveHost(host: string, timeoutMs: number, resolve?: string): Promise<DnsReport> {
-  const servers = getServers();
+export async function resolveHost(host: string, timeoutMs: number, resolve?: string, dnsServers?: readonly string[]): Promise<DnsReport> {
+  const servers = dnsServers ? [...dnsServers] : getServers();
   const literal = isIP(host);
   if (literal) {
     return { host, source: 'literal', resolver: 'none (the URL names an address)', servers: [], ms: 0, addresses: [{ address: host, family: literal as 4 | 6 }] };
@@ -64,11 +76,11 @@ export async function resolveHost(host: string, timeoutMs: number, resolve?: str
     return { host, source: 'resolve-flag', resolver: '--resolve (no lookup)', servers: [], ms: 0, addresses: [{ address: resolve, family: isIP(resolve) as 4 | 6 }] };
   }
   const t0 = process.hrtime.bigint();
-  const [v4, v6] = await Promise.all([lookupFamily(host, 4, timeoutMs), lookupFamily(host, 6, timeoutMs)]);
+  const [v4, v6] = await Promise.all([lookupFamily(host, 4, timeoutMs, dnsServers), lookupFamily(host, 6, timeoutMs, dnsServers)]);
   const report: DnsReport = {
     host,
     source: 'system',
-    resolver: `the system resolver (getaddrinfo: /etc/hosts, then ${servers.length ? servers.join(', ') : 'no DNS server configured'})`,
+    resolver: dnsServers ? `DNS at ${servers.join(', ')}` : `the system resolver (getaddrinfo: /etc/hosts, then ${servers.length ? servers.join(', ') : 'no DNS server configured'})`,
     servers,
     ms: elapsed(t0),
     addresses: [...v4.addresses.map((address) => ({ address, family: 4 as const })), ...v6.addresses.map((address) => ({ address, family: 6 as const }))],

@@ -21,6 +21,8 @@ export interface DiagnoseOptions {
   ca?: string | Buffer;
   /** Time between the starts of the refresh tries, ms (default 1000). */
   spacingMs?: number;
+  /** Resolve over DNS at these servers (`ip` or `ip:port`) instead of the system resolver. */
+  dnsServers?: readonly string[];
 }
 
 /** A flag or value diagnose cannot run with; the CLI answers it with exit 64. */

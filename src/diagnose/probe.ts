@@ -267,8 +267,15 @@ function openTunnel(socket: Socket, spec: ProbeSpec): Promise<{ ok: boolean; sta
     socket.once('close', () => {
       if (buf.indexOf('\r\n\r\n') < 0) finish(failureOf(Object.assign(new Error('closed'), { code: 'ECONNRESET' }), { connected: true, responseStarted: buf.length > 0 }, 'headers'));
     });
-    socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
+    const auth = proxyAuthorization(spec.proxy);
+    socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${auth ? `Proxy-Authorization: ${auth}\r\n` : ''}\r\n`);
   });
+}
+
+/** `Proxy-Authorization` from the proxy URL's user and password, if it has them. */
+function proxyAuthorization(proxy: URL | undefined): string | undefined {
+  if (!proxy || (!proxy.username && !proxy.password)) return undefined;
+  return `Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}`;
 }
 
 function exchange(socket: Socket, spec: ProbeSpec, absolute: boolean): Promise<{ http?: HttpInfo; failure?: PhaseFailure }> {
@@ -302,6 +309,8 @@ function exchange(socket: Socket, spec: ProbeSpec, absolute: boolean): Promise<{
     const headers: Record<string, string> = { host: spec.url.host };
     for (const [k, v] of spec.headers) headers[k.toLowerCase()] = v;
     headers.connection = 'close';
+    const auth = absolute ? proxyAuthorization(spec.proxy) : undefined;
+    if (auth) headers['proxy-authorization'] = auth;
     const req = httpRequest({
       createConnection: () => socket,
       method: spec.method,

@@ -33,7 +33,7 @@ export function phaseOfType(t: ProxyErrorType): Phase {
   if (t.startsWith('dns_')) return 'dns';
   if (t.startsWith('tls_')) return 'tls';
   if (t === 'connection_refused' || t === 'connection_timeout' || t === 'destination_ip_unroutable' || t === 'destination_ip_prohibited') return 'connect';
-  if (t === 'connection_write_timeout') return 'send';
+  if (t === 'connection_write_timeout' || t === 'connection_terminated') return 'send';
   if (t === 'connection_read_timeout' || t === 'http_response_body_size' || t === 'http_response_incomplete' || t === 'http_response_transfer_coding' || t === 'http_response_content_coding' || t.startsWith('http_response_trailer')) return 'body';
   if (t === 'destination_unavailable' || t === 'connection_limit_reached') return 'pick';
   if (t.startsWith('proxy_') || t === 'destination_not_found') return 'route';
@@ -347,7 +347,7 @@ export function decide(d: Input): Verdict {
     confidence: passed.length ? 'high' : hop?.hops.length ? 'medium' : 'medium',
     words:
       `The site's own server answered ${status}${hop?.pageWords ? ` ("${hop.pageWords}")` : ''}: no intermediary's error page or Proxy-Status error says it made this answer` +
-      `${passed.length ? `, and ${passed.join(', ')} say${passed.length === 1 ? 's' : ''} they passed it on (Proxy-Status received-status)` : hop?.hops.length ? `; ${hop.hops.map((h) => h.name).join(', ')} passed it on` : ''}. The application is failing.${transientNote}`,
+      `${passed.length ? `, and ${passed.join(', ')} ${passed.length === 1 ? 'says it' : 'say they'} passed it on (Proxy-Status received-status)` : hop?.hops.length ? `; ${hop.hops.map((h) => h.name).join(', ')} passed it on` : ''}. The application is failing.${transientNote}`,
     more,
     nextSteps: ['The site\'s operators must look at the application\'s logs at the time below.', refresh.pattern === 'transient' ? 'Refreshing may get through meanwhile.' : 'Refreshing will not help until it is fixed.'],
     contactWho: `the operators of ${site(d)}`,
