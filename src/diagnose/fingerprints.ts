@@ -145,6 +145,7 @@ export const FINGERPRINTS: readonly Fingerprint[] = [
       { when: [{ header: 'via', match: /\b1\.1 google\b/ }], shows: 'on-path', weight: 3, says: 'Via: 1.1 google' },
       { when: [{ header: 'server', match: /^Google Frontend$/ }], shows: 'on-path', weight: 3, says: 'Server: Google Frontend' },
       { when: [{ body: /That(’|&#8217;|')s an error\./ }, { body: /Error 50\d \(Server Error\)!!1/ }], shows: 'made', weight: 3, says: 'the page says "Error 50x (Server Error)!!1 … That\'s an error."' },
+      { when: [{ body: /<h1>Error: Server Error<\/h1>/ }, { body: /Please try again in 30 seconds\./ }], shows: 'made', weight: 3, says: 'the load balancer\'s page "Error: Server Error … Please try again in 30 seconds."' },
     ],
     types: [
       { when: [{ body: /failed_to_pick_backend/ }], type: 'destination_unavailable', means: 'no healthy backend to pick' },
