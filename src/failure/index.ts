@@ -2,4 +2,4 @@ export { ERROR_TYPES, ERROR_TYPE_NAMES, REFUSAL_REASONS, CLIENT_CLOSED_STATUS, t
 export { Failure, isFailure, type FailureInit } from './failure.js';
 export { classify, parserRefusal, type AttemptProgress } from './classify.js';
 export { sfString, sfTokenOrString, failureMember, receivedMember, appendMember, parseProxyStatus, ProxyStatusSyntaxError, type ProxyStatusMember, type ProxyStatusOptions } from './proxy-status.js';
-export { renderFailure, negotiate, errorAnchor, PROBLEM_TYPE_BASE, type AttemptSummary, type RenderInput, type Rendered, type BodyFormat } from './render.js';
+export { renderFailure, failurePath, negotiate, errorAnchor, type PathHop, PROBLEM_TYPE_BASE, type AttemptSummary, type RenderInput, type Rendered, type BodyFormat } from './render.js';
