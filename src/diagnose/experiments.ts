@@ -1,3 +1,4 @@
+import { parseProxyStatus } from '../failure/index.js';
 import type { PhaseFailure, ProbeResult } from './probe.js';
 
 /** One outcome of a probe, in a form two probes can be compared by. */
@@ -7,19 +8,33 @@ export interface Outcome {
   healthy: boolean;
   status?: number;
   failure?: PhaseFailure;
+  /** The error a hop named in the answer's Proxy-Status. */
+  hopError?: string;
   ms: number;
+}
+
+function proxyStatusError(h: Record<string, string | string[] | undefined> | undefined): string | undefined {
+  const v = h?.['proxy-status'];
+  if (v === undefined) return undefined;
+  try {
+    const e = parseProxyStatus(v).find((m) => typeof m.params.error === 'string')?.params.error;
+    return typeof e === 'string' ? e : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function outcomeOf(p: ProbeResult): Outcome {
   const status = p.http?.status;
   const healthy = p.failure === undefined && status !== undefined && status < 500;
   const key = p.failure ? p.failure.type : String(status);
-  return { key, healthy, ...(status !== undefined ? { status } : {}), ...(p.failure ? { failure: p.failure } : {}), ms: p.totalMs };
+  const hopError = proxyStatusError(p.http?.headers);
+  return { key, healthy, ...(status !== undefined ? { status } : {}), ...(p.failure ? { failure: p.failure } : {}), ...(hopError ? { hopError } : {}), ms: p.totalMs };
 }
 
 export function outcomeWords(o: Outcome): string {
   if (o.failure) return `${o.status !== undefined ? `${o.status} then ` : ''}${o.failure.type}`;
-  return String(o.status);
+  return o.hopError ? `${o.status} ${o.hopError}` : String(o.status);
 }
 
 export interface RefreshResult {

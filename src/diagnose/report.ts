@@ -58,7 +58,7 @@ export function formatDiagnosis(d: Diagnosis): string {
       if (v !== undefined) L.push(`           ${n}: ${v.length > 200 ? v.slice(0, 200) + '…' : v}`);
     }
   }
-  if (m.failure && m.failure !== dns.failure) L.push(`  FAILED   in the ${m.failure.phase} phase: ${m.failure.type}${m.failure.code ? ` (${m.failure.code})` : ''} — ${m.failure.explain}`);
+  if (m.failure && m.failure !== dns.failure) L.push(`  FAILED   in the ${m.failure.phase} phase: ${m.failure.type}${m.failure.code ? ` (${m.failure.code})` : ''} — ${m.failure.explain.replace(/the gateway/g, 'this machine')}`);
   L.push(`  total    ${ms(m.totalMs)}`);
 
   if (d.hop) {

@@ -61,8 +61,19 @@ function addrPort(p: Input['main']): string | undefined {
 
 /** The taxonomy's words are the gateway's; here the one asking is this machine. */
 function mine(explain: string): string {
-  return explain.replace(/the gateway/g, 'this client');
+  return explain.replace(/the gateway/g, 'this machine');
 }
+
+/** Node's certificate verdicts in words. */
+const TRUST_WORDS: Record<string, string> = {
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'the certificate is self-signed (it vouches for itself)',
+  SELF_SIGNED_CERT_IN_CHAIN: 'the chain ends in a self-signed certificate this machine does not trust (a private CA, or a proxy intercepting TLS)',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'the issuer is not trusted here, or the server does not send its intermediate certificate',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'the issuer is not trusted here, or the server does not send its intermediate certificate',
+  CERT_HAS_EXPIRED: 'the certificate has expired',
+  CERT_NOT_YET_VALID: 'the certificate is not valid yet (or this machine\'s clock is wrong)',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'the certificate is not for this host name',
+};
 
 function site(d: Input): string {
   return new URL(d.url).host;
@@ -187,11 +198,11 @@ export function decide(d: Input): Verdict {
       const certWords = t ? ` The certificate names ${t.names.join(', ') || 'nothing'}, expires ${t.chain[0]?.validTo ?? '?'} (${t.daysLeft ?? '?'} days), issued by ${t.chain[0]?.issuer ?? '?'}.` : '';
       return v({
         side: 'upstream',
-        hop: `the TLS server at ${main.address ?? site(d)}`,
+        hop: `the TLS server at ${addrPort(main) ?? site(d)}`,
         phase,
         errorType: f.type,
         confidence: f.type === 'tls_certificate_error' ? 'high' : 'medium',
-        words: `The secure connection fails: ${f.explain.replace(/the gateway/g, 'this machine')} (${f.code ?? f.type}).${certWords}`,
+        words: `The secure connection fails: ${mine(f.explain).replace(/\.$/, '')}${f.code && TRUST_WORDS[f.code] ? `: ${TRUST_WORDS[f.code]}` : ''} (${f.code ?? f.type}).${certWords}`,
         more: [`TLS: ${failureWords(f)}`],
         nextSteps: [
           f.type === 'tls_certificate_error'
@@ -327,7 +338,7 @@ export function decide(d: Input): Verdict {
       nextSteps:
         side === 'upstream'
           ? [
-              `The operators of ${site(d)} must fix ${beyond}${phase ? ` (it failed in the ${phase} phase)` : ''}; quote the ids below.`,
+              `The operators of ${site(d)} must fix ${beyond}${phase ? `, which failed in the ${phase} phase` : ''}; quote what is listed under "Whom to contact".`,
               refresh.pattern === 'transient' ? 'Refreshing may get through meanwhile.' : 'Refreshing will not help until it is fixed.',
             ]
           : side === 'intermediary'
