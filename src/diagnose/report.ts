@@ -5,7 +5,7 @@ const SIDE_WORDS = {
   none: 'nobody: it works',
   'client-network': 'YOUR side (this machine or its network)',
   intermediary: "the SITE's side: an intermediary (proxy, CDN, load balancer)",
-  upstream: "the SITE's side: the server behind the hop named",
+  upstream: "the SITE's side: its server (behind the hop named, if one is)",
   unknown: 'could not tell',
 } as const;
 

@@ -221,7 +221,7 @@ export function decide(d: Input): Verdict {
       phase,
       errorType: f.type,
       confidence: 'high',
-      words: `The connection to ${serverAt} works, but the HTTP exchange fails in the ${phase} phase: ${mine(f.explain)} (${f.type}).${others}${transientNote}`,
+      words: `The connection to ${serverAt} works, but the HTTP exchange fails in the ${phase} phase: ${mine(f.explain).replace(/\.$/, '')} (${f.type}).${others}${transientNote}`,
       more: [`HTTP: ${failureWords(f)}`, ...tried],
       nextSteps: ['The site\'s operators must look at the server behind this address (its logs at the time above).'],
       contactWho: `the operators of ${site(d)}`,

@@ -108,3 +108,12 @@ test('a healthy answer through a CDN names the CDN on the path and exits 0', () 
   assert.equal(r.madeBy, undefined);
   assert.deepEqual(r.hops.map((h) => h.id), ['cloudflare']);
 });
+
+test('docs/diagnose.md lists every product of the fingerprint table with its source', async () => {
+  const { readFileSync } = await import('node:fs');
+  const doc = readFileSync(new URL('../../../docs/diagnose.md', import.meta.url), 'utf8');
+  for (const fp of FINGERPRINTS) {
+    assert.ok(doc.includes(`| ${fp.name} | ${fp.kind} |`), `docs/diagnose.md has no row for ${fp.name}`);
+    assert.ok(doc.includes(fp.source.replace(/</g, '&lt;')), `docs/diagnose.md does not cite the source of ${fp.name}`);
+  }
+});
