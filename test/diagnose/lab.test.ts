@@ -148,25 +148,35 @@ test('DNS: a name that does not exist is NXDOMAIN on the site\'s side; SERVFAIL 
   assert.equal(t.verdict.exitCode, 2);
 });
 
+// Generous waits here: the first password check of a proxy starts its scrypt worker thread.
 test('--resolve skips the lookup; --proxy: direct refused but the proxy gets through → your network (exit 2)', async () => {
   const port = new URL(lab.url).port;
-  const r = await diagnose({ url: `http://example.test:${port}/ok`, resolve: [`example.test:${port}:127.0.0.1`], ...FAST });
+  const r = await diagnose({ url: `http://example.test:${port}/ok`, resolve: [`example.test:${port}:127.0.0.1`], ...FAST, timeoutMs: 5000 });
   assert.equal(r.dns.source, 'resolve-flag');
   assert.equal(r.verdict.exitCode, 0);
   // This machine's idea of site.test is wrong (127.0.0.2: nothing listens there); the proxy's is right.
   const proxy = await startTestProxy({ auth: { required: false } }, { resolver: tableResolver({ 'site.test': ['127.0.0.1'] }) });
   try {
-    const d = await diagnose({ url: `http://site.test:${port}/ok`, resolve: [`site.test:${port}:127.0.0.2`], proxy: proxy.url, ...FAST });
+    const d = await diagnose({ url: `http://site.test:${port}/ok`, resolve: [`site.test:${port}:127.0.0.2`], proxy: proxy.url, ...FAST, timeoutMs: 5000 });
     assert.equal(d.main.failure?.type, 'connection_refused');
     assert.equal(d.experiments.path.proxy?.outcome.healthy, true, JSON.stringify(d.experiments.path));
     assert.equal(d.verdict.side, 'client-network', JSON.stringify(d.verdict));
     assert.equal(d.verdict.exitCode, 2);
+    // https:// through the proxy is a CONNECT tunnel, then TLS to the site inside it.
+    const tunnelled = await startTestProxy({ auth: { required: false } }, { resolver: tableResolver({ localhost: ['127.0.0.1'] }) });
+    try {
+      const t = await diagnose({ url: `${lab.tlsCaUrl}/ok`, ca: lab.caPem!, proxy: tunnelled.url, ...FAST, timeoutMs: 5000 });
+      assert.equal(t.experiments.path.proxy?.outcome.status, 200, JSON.stringify(t.experiments.path));
+      assert.equal(t.verdict.exitCode, 0, JSON.stringify(t.verdict));
+    } finally {
+      await tunnelled.close();
+    }
     // With credentials in the proxy URL, they are sent (the proxy requires them here).
     const authed = await startTestProxy({}, { resolver: tableResolver({ 'site.test': ['127.0.0.1'] }) });
     try {
-      const a = await diagnose({ url: `http://site.test:${port}/ok`, resolve: [`site.test:${port}:127.0.0.2`], proxy: authed.authUrl, ...FAST });
+      const a = await diagnose({ url: `http://site.test:${port}/ok`, resolve: [`site.test:${port}:127.0.0.2`], proxy: authed.authUrl, ...FAST, timeoutMs: 5000 });
       assert.equal(a.experiments.path.proxy?.outcome.status, 200);
-      const no = await diagnose({ url: `http://site.test:${port}/ok`, resolve: [`site.test:${port}:127.0.0.2`], proxy: authed.url, ...FAST });
+      const no = await diagnose({ url: `http://site.test:${port}/ok`, resolve: [`site.test:${port}:127.0.0.2`], proxy: authed.url, ...FAST, timeoutMs: 5000 });
       assert.equal(no.experiments.path.proxy?.outcome.status, 407);
     } finally {
       await authed.close();
