@@ -42,6 +42,8 @@ export interface CommandDef {
   options: readonly OptionDef[];
   /** More words after the option list. */
   notes?: string;
+  /** Exit code of a refused command line (default 2; diagnose uses 64, since its 2 means "your side fails"). */
+  usageExit?: number;
 }
 
 const SHOW_VALUE_MAX = 60;
@@ -238,6 +240,26 @@ export const COMMANDS: readonly CommandDef[] = [
       { flag: 'log', type: 'boolean', description: 'write access-log lines' },
     ],
   },
+  {
+    name: 'diagnose',
+    summary: 'find which hop makes a URL fail (DNS, connect, TLS, HTTP; refresh, cache, client and path experiments) and whose side must act',
+    positionals: 'URL',
+    usageExit: 64,
+    options: [
+      { flag: 'proxy', value: 'URL', type: 'string', description: 'also try through this http:// proxy (is it your network or the site?)' },
+      { flag: 'resolve', value: 'HOST:PORT:ADDR', type: 'string', multiple: true, description: 'connect to ADDR for HOST:PORT instead of looking HOST up (as curl --resolve)' },
+      { flag: 'tries', value: 'N', type: 'string', default: '3', description: 'spaced tries of the refresh experiment, 1-20' },
+      { flag: 'json', type: 'boolean', description: 'print one JSON object instead of text' },
+      { flag: 'timeout', value: 'T', type: 'string', default: '10s', description: 'longest wait of each phase (DNS, connect, TLS, response head, a gap in the body)' },
+      { flag: 'header', short: 'H', value: "'Name: value'", type: 'string', multiple: true, description: 'an extra request header (repeatable)' },
+      { flag: 'method', value: 'M', type: 'string', default: 'GET', description: 'the request method' },
+      { flag: 'insecure', type: 'boolean', description: 'go on past an untrusted certificate (it is still reported)' },
+    ],
+    notes:
+      'Exit codes: 0 healthy, 1 failing on the site\'s side (its server or an intermediary),\n' +
+      '2 failing on your side (this machine or its network), 3 could not tell, 64 bad command line.\n' +
+      'Try it during `gatewise demo`: gatewise diagnose http://127.0.0.1:8080/hang',
+  },
 ];
 
 export function command(name: string): CommandDef {
@@ -332,7 +354,7 @@ export function topHelp(): string {
     'gatewise — a gateway and proxy server that explains every failure it produces\n\n' +
     `Usage:\n${body}\n  gatewise help | --version\n\n` +
     "'gatewise COMMAND --help' describes a command's options. Durations: 250ms, 2s, 1m.\n" +
-    'Exit codes: 0 ok, 1 failed (bad config, cannot listen), 2 bad command line.\n'
+    'Exit codes: 0 ok, 1 failed (bad config, cannot listen), 2 bad command line; diagnose has its own (see its --help).\n'
   );
 }
 
@@ -412,7 +434,7 @@ export function answerUsage(def: CommandDef, err: unknown, out: { write(s: strin
   }
   if (err instanceof UsageError || (err as { code?: string })?.code?.startsWith?.('ERR_PARSE_ARGS')) {
     errOut.write(`gatewise ${def.name}: ${(err as Error).message}\n${shortUsage(def)}`);
-    return 2;
+    return def.usageExit ?? 2;
   }
   return undefined;
 }

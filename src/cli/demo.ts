@@ -92,7 +92,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
   process.stdout.write(lines.join('\n') + '\n\n');
   process.stdout.write(
     `Try them with curl (-i shows Proxy-Status), a browser (an error page in plain words), or\n` +
-      `curl -H 'accept: application/json' for the problem+json body.${values.once ? '' : ' Ctrl-C to stop.'}\n`,
+      `curl -H 'accept: application/json' for the problem+json body.\n` +
+      `Ask which hop failed and whose side must act, in another terminal:\n` +
+      `  gatewise diagnose ${base}/hang\n` +
+      `(or npx gatewise diagnose, or node bin/gatewise.js diagnose from a checkout).${values.once ? '' : ' Ctrl-C to stop.'}\n`,
   );
   const stop = async (): Promise<void> => {
     await rt.close();

@@ -161,6 +161,10 @@ export async function main(argv: string[]): Promise<number> {
         const { labCommand } = await import('./lab.js');
         return await labCommand(rest);
       }
+      case 'diagnose': {
+        const { diagnoseCommand } = await import('./diagnose.js');
+        return await diagnoseCommand(rest);
+      }
       case 'demo': {
         const { demoCommand } = await import('./demo.js');
         return await demoCommand(rest);

@@ -65,3 +65,151 @@ export function appendMember(existing: string | string[] | undefined, member: st
   const prior = Array.isArray(existing) ? existing.join(', ') : existing;
   return prior.trim() ? `${prior}, ${member}` : member;
 }
+
+/** One member of a received `Proxy-Status` list: the intermediary's name and its parameters. */
+export interface ProxyStatusMember {
+  /** The intermediary's name (an sf-token or sf-string). */
+  name: string;
+  /** Parameters in order of appearance: error, next-hop, received-status, details, rcode, … */
+  params: Record<string, string | number | boolean>;
+}
+
+/** A `Proxy-Status` value that is not a valid RFC 8941 list; `at` is the offset of the problem. */
+export class ProxyStatusSyntaxError extends Error {
+  readonly code = 'GATEWISE_PROXY_STATUS_SYNTAX';
+  constructor(
+    message: string,
+    readonly at: number,
+  ) {
+    super(`${message} at offset ${at}`);
+    this.name = 'ProxyStatusSyntaxError';
+  }
+}
+
+/**
+ * Parse a received `Proxy-Status` field (RFC 9209 §2: an RFC 8941 List) into its members,
+ * first member nearest the origin, as sent. Several field lines are joined with ", " first
+ * (RFC 8941 §4.2). Hand-written for the same reason as the serialiser above: the grammar is
+ * small and `failure/` imports nothing; it follows RFC 8941 §4.2 (items: token, string,
+ * integer, decimal, boolean, byte sequence; parameters; inner lists are skipped over, since
+ * RFC 9209 members are items). Throws ProxyStatusSyntaxError on a malformed value, as the
+ * RFC asks a recipient to treat the whole field as invalid.
+ */
+export function parseProxyStatus(value: string | readonly string[]): ProxyStatusMember[] {
+  const s = (typeof value === 'string' ? value : value.join(', ')).replace(/^[ \t]+|[ \t]+$/g, '');
+  const p = new SfParser(s);
+  const out: ProxyStatusMember[] = [];
+  if (s === '') return out;
+  for (;;) {
+    if (s[p.i] === '(') {
+      p.innerList();
+      p.params();
+    } else {
+      const name = p.bareItem();
+      const params = p.params();
+      out.push({ name: typeof name === 'string' ? name : String(name), params });
+    }
+    p.ows();
+    if (p.i >= s.length) return out;
+    if (s[p.i] !== ',') throw new ProxyStatusSyntaxError('expected "," between members', p.i);
+    p.i++;
+    p.ows();
+    if (p.i >= s.length) throw new ProxyStatusSyntaxError('a trailing ","', p.i);
+  }
+}
+
+class SfParser {
+  i = 0;
+  constructor(readonly s: string) {}
+
+  ows(): void {
+    while (this.s[this.i] === ' ' || this.s[this.i] === '\t') this.i++;
+  }
+
+  bareItem(): string | number | boolean {
+    const c = this.s[this.i];
+    if (c === undefined) throw new ProxyStatusSyntaxError('an item is missing', this.i);
+    if (c === '"') return this.string();
+    if (c === '-' || (c >= '0' && c <= '9')) return this.number();
+    if (c === '?') {
+      const b = this.s[this.i + 1];
+      if (b !== '0' && b !== '1') throw new ProxyStatusSyntaxError('a boolean is ?0 or ?1', this.i);
+      this.i += 2;
+      return b === '1';
+    }
+    if (c === ':') {
+      const end = this.s.indexOf(':', this.i + 1);
+      if (end < 0) throw new ProxyStatusSyntaxError('an unterminated byte sequence', this.i);
+      const b64 = this.s.slice(this.i + 1, end);
+      if (!/^[A-Za-z0-9+/=]*$/.test(b64)) throw new ProxyStatusSyntaxError('a byte sequence holds a character outside base64', this.i);
+      this.i = end + 1;
+      return b64;
+    }
+    if (/[A-Za-z*]/.test(c)) {
+      const m = /^[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*/.exec(this.s.slice(this.i))!;
+      this.i += m[0].length;
+      return m[0];
+    }
+    throw new ProxyStatusSyntaxError(`unexpected character ${JSON.stringify(c)}`, this.i);
+  }
+
+  string(): string {
+    let out = '';
+    this.i++; // the opening quote
+    for (;;) {
+      const c = this.s[this.i++];
+      if (c === undefined) throw new ProxyStatusSyntaxError('an unterminated string', this.i - 1);
+      if (c === '"') return out;
+      if (c === '\\') {
+        const n = this.s[this.i++];
+        if (n !== '"' && n !== '\\') throw new ProxyStatusSyntaxError('a backslash escapes only " or \\ in a string', this.i - 1);
+        out += n;
+        continue;
+      }
+      const code = c.charCodeAt(0);
+      if (code < 0x20 || code > 0x7e) throw new ProxyStatusSyntaxError('a string holds a character outside printable ASCII', this.i - 1);
+      out += c;
+    }
+  }
+
+  number(): number {
+    const m = /^-?\d{1,15}(\.\d{1,3})?/.exec(this.s.slice(this.i));
+    if (!m) throw new ProxyStatusSyntaxError('a number expected', this.i);
+    if (m[1] === undefined && m[0].replace('-', '').length > 15) throw new ProxyStatusSyntaxError('an integer longer than 15 digits', this.i);
+    this.i += m[0].length;
+    return Number(m[0]);
+  }
+
+  params(): Record<string, string | number | boolean> {
+    const out: Record<string, string | number | boolean> = {};
+    while (this.s[this.i] === ';') {
+      this.i++;
+      while (this.s[this.i] === ' ') this.i++;
+      const m = /^[a-z*][a-z0-9_\-.*]*/.exec(this.s.slice(this.i));
+      if (!m) throw new ProxyStatusSyntaxError('a parameter key expected', this.i);
+      this.i += m[0].length;
+      let v: string | number | boolean = true;
+      if (this.s[this.i] === '=') {
+        this.i++;
+        v = this.bareItem();
+      }
+      out[m[0]] = v;
+    }
+    return out;
+  }
+
+  innerList(): void {
+    this.i++; // (
+    for (;;) {
+      while (this.s[this.i] === ' ') this.i++;
+      if (this.s[this.i] === ')') {
+        this.i++;
+        return;
+      }
+      this.bareItem();
+      this.params();
+      const c = this.s[this.i];
+      if (c !== ' ' && c !== ')') throw new ProxyStatusSyntaxError('an inner list item must be followed by a space or ")"', this.i);
+    }
+  }
+}

@@ -1,5 +1,6 @@
 import type { Failure } from './failure.js';
-import { failureMember, appendMember, type ProxyStatusOptions } from './proxy-status.js';
+import { failureMember, appendMember, parseProxyStatus, type ProxyStatusMember, type ProxyStatusOptions } from './proxy-status.js';
+import { ERROR_TYPES, isProxyErrorType } from './types.js';
 
 /** One try at the upstream, as shown to programs in problem+json `attempts`. */
 export interface AttemptSummary {
@@ -94,6 +95,81 @@ function retryAdvice(f: Failure): string {
   return 'Retrying may help if the problem was temporary.';
 }
 
+/** One hop of the path an error page draws: you → this gateway (→ earlier intermediaries) → the upstream. */
+export interface PathHop {
+  role: 'client' | 'gateway' | 'intermediary' | 'upstream';
+  name: string;
+  /** `refused`: the hop works and turned the request away by policy (403, 407, 429). */
+  state: 'working' | 'failed' | 'refused' | 'not reached';
+  /** The failure's plain words (failed), or what the hop did (a status it passed on). */
+  words?: string;
+}
+
+/**
+ * The path of a gateway-made answer, from the same data as its `Proxy-Status`: the client,
+ * this gateway, the intermediaries an earlier `Proxy-Status` names (nearest this gateway
+ * first), and the upstream; the failure's side marks which hop failed.
+ */
+export function failurePath(input: Pick<RenderInput, 'failure' | 'priorProxyStatus' | 'proxyStatus'>): PathHop[] {
+  const f = input.failure;
+  let prior: ProxyStatusMember[] = [];
+  if (input.priorProxyStatus !== undefined && input.priorProxyStatus.length) {
+    try {
+      prior = parseProxyStatus(input.priorProxyStatus);
+    } catch {
+      prior = []; // a malformed field from upstream is left out of the picture, not guessed at
+    }
+  }
+  const failedPrior = prior.find((m) => typeof m.params.error === 'string');
+  const path: PathHop[] = [
+    { role: 'client', name: 'You', state: f.source === 'client' ? 'failed' : 'working', ...(f.source === 'client' ? { words: f.explain } : {}) },
+    {
+      role: 'gateway',
+      name: input.proxyStatus.name,
+      state: f.type === 'http_request_denied' ? 'refused' : f.source === 'gateway' ? 'failed' : 'working',
+      ...(f.source === 'gateway' ? { words: f.explain } : {}),
+    },
+  ];
+  // Proxy-Status lists the hop nearest the origin first; the picture walks from this gateway outwards.
+  let beyondFailure = f.source !== 'upstream';
+  for (const m of [...prior].reverse()) {
+    const err = typeof m.params.error === 'string' ? m.params.error : undefined;
+    const received = m.params['received-status'];
+    path.push({
+      role: 'intermediary',
+      name: m.name,
+      state: beyondFailure ? 'not reached' : err ? 'failed' : 'working',
+      ...(err ? { words: isProxyErrorType(err) ? ERROR_TYPES[err].explain : err } : received !== undefined ? { words: `passed on ${received}` } : {}),
+    });
+    if (err) beyondFailure = true;
+  }
+  const upstreamName = input.proxyStatus.revealTopology && f.nextHop && !failedPrior ? `Upstream ${f.nextHop}` : 'Upstream server';
+  path.push({
+    role: 'upstream',
+    name: upstreamName,
+    state: beyondFailure ? 'not reached' : 'failed',
+    ...(!beyondFailure ? { words: f.explain } : {}),
+  });
+  return path;
+}
+
+const PATH_MARK = { working: '✓ Working', failed: '✗ Failed', refused: '⛔ Refused', 'not reached': '– Not reached' } as const;
+
+function pathHtml(path: readonly PathHop[]): string {
+  const items = path.map(
+    (h, i) =>
+      `<li class="hop ${h.state === 'not reached' ? 'unreached' : h.state}" data-role="${h.role}" data-state="${h.state}">` +
+      `<span class="name">${escapeHtml(h.name)}</span><span class="state">${PATH_MARK[h.state]}</span>` +
+      `${h.words ? `<span class="words">${escapeHtml(h.words)}</span>` : ''}</li>` +
+      (i < path.length - 1 ? '<li class="arrow" aria-hidden="true"></li>' : ''),
+  );
+  return `<ol class="path" aria-label="Where the request failed">${items.join('')}</ol>`;
+}
+
+function pathText(path: readonly PathHop[]): string {
+  return path.map((h) => `${h.name} ${h.state === 'working' ? '(working)' : h.state === 'failed' || h.state === 'refused' ? `(${h.state.toUpperCase()}${h.words ? `: ${h.words}` : ''})` : '(not reached)'}`).join(' -> ');
+}
+
 function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
@@ -137,9 +213,13 @@ export function renderFailure(input: RenderInput): Rendered {
     body = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${f.status} ${escapeHtml(f.title)}</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;color:#222}h1{font-size:1.4em}code{background:#f3f3f3;padding:.1em .3em;border-radius:3px}.detail{color:#555}</style>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;color:#222}h1{font-size:1.4em}code{background:#f3f3f3;padding:.1em .3em;border-radius:3px;overflow-wrap:anywhere}.detail{color:#555;overflow-wrap:anywhere}
+.path{list-style:none;display:flex;flex-wrap:wrap;align-items:stretch;gap:.4em;padding:0;margin:1.5em 0}.hop{flex:1 1 0;min-width:min-content;max-width:100%;box-sizing:border-box;border:2px solid #ccc;border-radius:8px;padding:.6em;text-align:center;overflow-wrap:break-word;hyphens:auto}.hop .name{display:block;font-weight:600}.hop .state{display:block}.hop .words{display:block;font-size:.85em;color:#444;margin-top:.3em}
+.hop.working{border-color:#2e7d32}.hop.working .state{color:#2e7d32}.hop.failed{border-color:#c62828;background:#fdecea}.hop.failed .state{color:#c62828;font-weight:600}.hop.refused{border-color:#ef6c00;background:#fff3e0}.hop.refused .state{color:#b35300;font-weight:600}.hop.unreached{border-style:dashed;color:#777}.arrow{flex:0 0 auto;align-self:center;color:#999}.arrow::before{content:"→"}
+@media (max-width:34em){body{margin:1em auto}.path{flex-direction:column}.hop{flex:0 0 auto}.arrow::before{content:"↓"}}</style>
 </head><body>
 <h1>${f.status} — ${escapeHtml(f.title)}</h1>
+${pathHtml(failurePath(input))}
 <p>${escapeHtml(f.explain)}</p>
 <p>The problem is on the side of <strong>${escapeHtml(whoseSide(f))}</strong>. ${escapeHtml(retryAdvice(f))}</p>
 ${detail}
@@ -152,6 +232,7 @@ ${detail}
     body =
       `${f.status} ${f.title}\n${f.explain}\n` +
       `Side: ${whoseSide(f)}. ${retryAdvice(f)}\n` +
+      `Path: ${pathText(failurePath(input))}\n` +
       (reveal ? `Detail: ${f.detail}${f.nextHop ? ` (next hop ${f.nextHop})` : ''}\n` : '') +
       `Error type: ${f.type}\nRequest id: ${input.requestId}\n`;
   }

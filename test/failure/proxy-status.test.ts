@@ -71,3 +71,55 @@ test('rendered bodies name the cause, the side, the request id and attempts', ()
   assert.match(t.headers['content-type']!, /text\/plain/);
   assert.equal(renderFailure({ ...common, accept: undefined, head: true }).body.length, 0);
 });
+
+test('parseProxyStatus reads back every member the serialiser writes, in order, over a seeded family of chains', async () => {
+  const { parseProxyStatus, ERROR_TYPE_NAMES } = await import('../../src/failure/index.js');
+  const { seededRandom } = await import('../helpers/seeded.js');
+  const rand = seededRandom();
+  const printable = (n: number): string => Array.from({ length: n }, () => String.fromCharCode(0x20 + rand.int(0x5f))).join('');
+  try {
+    for (let round = 0; round < 300; round++) {
+      let field: string | undefined;
+      const expected: Array<{ name: string; error?: string; received?: number; nextHop?: string; details?: string }> = [];
+      const members = 1 + rand.int(4);
+      for (let i = 0; i < members; i++) {
+        const name = rand.next() < 0.5 ? rand.pick(['gw', 'edge-1', 'cdn.example', 'lb:8080', 'a*b']) : printable(1 + rand.int(12));
+        const opts = { name, revealTopology: rand.next() < 0.7 };
+        if (rand.next() < 0.5) {
+          const type = rand.pick(ERROR_TYPE_NAMES.filter((t) => t !== 'http_request_error'));
+          const nextHop = rand.next() < 0.5 ? `${printable(1 + rand.int(10))}:${1 + rand.int(65535)}` : undefined;
+          const detail = printable(rand.int(30));
+          field = appendMember(field, failureMember(new Failure({ type, phase: 'connect', nextHop, detail }), opts));
+          expected.push({ name, error: type, ...(opts.revealTopology ? { ...(nextHop ? { nextHop } : {}), details: detail } : {}) });
+        } else {
+          const status = 500 + rand.int(100);
+          const nextHop = rand.next() < 0.5 ? `10.0.0.${rand.int(255)}:80` : undefined;
+          field = appendMember(field, receivedMember(status, nextHop, opts));
+          expected.push({ name, received: status, ...(opts.revealTopology && nextHop ? { nextHop } : {}) });
+        }
+      }
+      // Sometimes the members arrive as separate field lines.
+      const value = rand.next() < 0.3 ? field!.split(', ') : field!;
+      const parsed = parseProxyStatus(value);
+      assert.deepEqual(
+        parsed.map((m) => ({ name: m.name, ...(m.params.error !== undefined ? { error: m.params.error } : {}), ...(m.params['received-status'] !== undefined ? { received: m.params['received-status'] } : {}), ...(m.params['next-hop'] !== undefined ? { nextHop: m.params['next-hop'] } : {}), ...(m.params.details !== undefined ? { details: m.params.details } : {}) })),
+        expected,
+        `field: ${field}`,
+      );
+    }
+  } catch (err) {
+    throw new Error(`seed ${rand.seed}: ${(err as Error).message}`);
+  }
+});
+
+test('parseProxyStatus refuses malformed fields instead of guessing', async () => {
+  const { parseProxyStatus, ProxyStatusSyntaxError } = await import('../../src/failure/index.js');
+  for (const bad of ['gw;error=', 'gw, ', '"unterminated', 'gw;error=x y', ';error=x', 'gw;ERROR=x', '"a\\q"']) {
+    assert.throws(() => parseProxyStatus(bad), ProxyStatusSyntaxError, bad);
+  }
+  assert.deepEqual(parseProxyStatus('  a;x=?1;n=-12;d=1.5, b  '), [
+    { name: 'a', params: { x: true, n: -12, d: 1.5 } },
+    { name: 'b', params: {} },
+  ]);
+  assert.deepEqual(parseProxyStatus(''), []);
+});

@@ -1,0 +1,93 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startLab } from '../../src/lab/index.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/gatewise.js', import.meta.url));
+
+function run(args: string[], timeout = 30_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { timeout }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+test('diagnose: bad input exits 64 with a message naming the flag or value, before sending anything', { timeout: 60_000 }, async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['example.com/x'], /^gatewise diagnose: URL "example\.com\/x" is not a URL: it needs a scheme, e\.g\. http:\/\/example\.com\/x/],
+    [['ftp://127.0.0.1/'], /the scheme ftp:\/\/ is not supported; use http:\/\/ or https:\/\//],
+    [['http://127.0.0.1:70000/'], /is not a valid URL/],
+    [[], /URL is required \(e\.g\. gatewise diagnose http:\/\/127\.0\.0\.1:8080\/hang\)/],
+    [['http://a/', 'http://b/'], /one URL at a time/],
+    [['http://127.0.0.1:1/', '--tries', '0'], /--tries expects a whole number from 1 to 20, got "0"/],
+    [['http://127.0.0.1:1/', '--timeout', 'forever'], /--timeout expects a duration such as 500ms, 2s or 1m, got "forever"/],
+    [['http://127.0.0.1:1/', '-H', 'nocolon'], /-H "nocolon": expected 'Name: value'/],
+    [['http://127.0.0.1:1/', '--resolve', 'example.com:443'], /--resolve "example\.com:443": expected HOST:PORT:ADDRESS/],
+    [['http://127.0.0.1:1/', '--proxy', 'socks5://127.0.0.1:1080'], /--proxy "socks5:\/\/127\.0\.0\.1:1080": the scheme socks5:\/\/ is not supported; use http:\/\//],
+    [['http://127.0.0.1:1/', '--method', 'G E T'], /--method "G E T": expected an HTTP method/],
+    [['http://127.0.0.1:1/', '--frobnicate'], /Unknown option '--frobnicate'/],
+    [['http://127.0.0.1:1/', '--tries'], /--tries needs a value \(N\)/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await run(['diagnose', ...args]);
+    assert.equal(r.code, 64, `${args.join(' ')}: exit ${r.code} ${r.stderr}`);
+    assert.equal(r.stdout, '', args.join(' '));
+    assert.match(r.stderr, message, args.join(' '));
+    assert.match(r.stderr, /usage: gatewise diagnose/, args.join(' '));
+  }
+});
+
+test('diagnose: exit codes 0 healthy and 1 site side; --json prints one object with the verdict', { timeout: 60_000 }, async () => {
+  const lab = await startLab();
+  try {
+    const ok = await run(['diagnose', `${lab.url}/ok`, '--tries', '1']);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /^Verdict: HEALTHY/m);
+    const refused = await run(['diagnose', `http://127.0.0.1:${lab.refusedPort}/`, '--tries', '1', '--json']);
+    assert.equal(refused.code, 1, refused.stderr);
+    const d = JSON.parse(refused.stdout) as { verdict: { exitCode: number; errorType: string; phase: string; side: string } };
+    assert.deepEqual([d.verdict.exitCode, d.verdict.errorType, d.verdict.phase, d.verdict.side], [1, 'connection_refused', 'connect', 'upstream']);
+    const hdr = await run(['diagnose', `${lab.url}/echo`, '--tries', '1', '--json', '-H', 'X-Probe: 42', '--method', 'POST']);
+    assert.equal(hdr.code, 0, hdr.stderr);
+    const echoed = JSON.parse(JSON.parse(hdr.stdout).main.http.body) as { method: string; headers: Record<string, string> };
+    assert.equal(echoed.method, 'POST');
+    assert.equal(echoed.headers['x-probe'], '42');
+  } finally {
+    await lab.close();
+  }
+});
+
+test('a newcomer during gatewise demo: the demo says how to run diagnose, and its verdict names the gateway, the timeout and whose side', { timeout: 90_000 }, async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'gatewise-demo-tmp-'));
+  const child = spawn(process.execPath, [BIN, 'demo', '--port', '0'], { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let out = '';
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (c: Buffer) => {
+        out += c.toString();
+        if (out.includes('Ctrl-C to stop')) resolve();
+      });
+      void exited.then((code) => reject(new Error(`demo exited ${code}: ${out}`)));
+    });
+    const printed = /^ {2}gatewise diagnose (http:\/\/127\.0\.0\.1:\d+\/hang)$/m.exec(out);
+    assert.ok(printed, `the demo prints the diagnose command:\n${out}`);
+    const r = await run(['diagnose', printed[1]!]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const verdict = r.stdout.slice(r.stdout.indexOf('Verdict:'));
+    assert.match(verdict, /^Verdict: FAILING — whose side: the SITE's side/);
+    assert.match(verdict, /gatewise-demo \(Gatewise, gateway\) answered 504 itself: http_response_timeout: The upstream server did not answer in time/);
+    assert.match(verdict, /Which hop: gatewise-demo \(Gatewise, gateway\); failed phase: headers; error type: http_response_timeout/);
+    assert.match(verdict, /Whom to contact: the operators of 127\.0\.0\.1:\d+, quoting:\n(.*\n)*? {4}- x-request-id: \S+ \(Gatewise\)/);
+    assert.match(verdict, /Exit code 1 /);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
