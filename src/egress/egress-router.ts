@@ -42,6 +42,8 @@ export interface EgressDial {
 export interface EgressEvents {
   /** An exit failed and its failure count moved (cooled: it tripped into cool-down). */
   onExitFailure?(info: { pool: string; exit: string; host: string; scope: string; cooled: boolean; failure: Failure }): void;
+  /** A sticky session moved from its exit to another (`why`: the pinned exit failed, cools down or left the pool). */
+  onRepin?(info: { pool: string; user: string | null; session: string | undefined; from: string; to: string; why: string }): void;
 }
 
 function hostMatches(pattern: string, host: string): boolean {
@@ -114,6 +116,7 @@ export class EgressRouter {
       const pick = pool.pick({ host, user: route.user, session: route.session, ttlMs: route.ttlMs, exclude: tried });
       if (!pick) break;
       repinned ||= pick.repinned;
+      if (pick.repinned) this.#events.onRepin?.({ pool: poolName, user: route.user, session: route.session, from: pick.from!, to: pick.exit.label, why: pick.why! });
       tried.add(pick.exit.id);
       try {
         const value = await attempt(pick.exit);

@@ -172,8 +172,23 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     now: deps.now,
     events: {
       onExitFailure: (e) => {
-        if (e.cooled) logger.warn({ component: 'forward', pool: e.pool, exit: e.exit, host: e.scope === 'domain' ? e.host : undefined, error: e.failure.type }, `exit ${e.exit} of pool ${e.pool} cools down${e.scope === 'domain' ? ` for ${e.host}` : ''}`);
+        if (e.cooled) {
+          const forMs = egress.pools.get(e.pool)?.marker.coolingFor(e.exit, e.scope === 'domain' ? e.host : undefined) ?? 0;
+          const reason = `${e.failure.type}${e.failure.detail ? `: ${e.failure.detail}` : ''}`;
+          logger.warn(
+            { component: 'forward', type: 'exit', event: 'cooled', pool: e.pool, exit: e.exit, host: e.scope === 'domain' ? e.host : undefined, error: e.failure.type, forMs, reason },
+            `exit ${e.exit} of pool ${e.pool} cools down${e.scope === 'domain' ? ` for ${e.host}` : ''} for ${Math.ceil(forMs / 1000)} s after failing: ${reason}`,
+          );
+          logger.flush();
+        }
         if (exitFailureChannel.hasSubscribers) exitFailureChannel.publish({ pool: e.pool, exit: e.exit, host: e.host, scope: e.scope, cooled: e.cooled, type: e.failure.type });
+      },
+      onRepin: (e) => {
+        // Users are named here as in the access log; a re-pin happens at most once per session per failing exit.
+        logger.info(
+          { component: 'forward', type: 'session', event: 'repinned', pool: e.pool, user: e.user ?? undefined, session: e.session, from: e.from, to: e.to, reason: e.why },
+          `sticky session ${e.session ?? '(pool-wide)'}${e.user ? ` of ${e.user}` : ''} in pool ${e.pool} re-pinned from exit ${e.from} to ${e.to}: ${e.why}`,
+        );
       },
     },
   });
