@@ -1,4 +1,6 @@
+import cluster from 'node:cluster';
 import { connect } from 'node:net';
+import { MemoryStore } from '../state/index.js';
 import type { Logger } from 'pino';
 import type { ForwardProxy } from '../forward/index.js';
 import { parseDuration } from '../config/duration.js';
@@ -156,6 +158,8 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
         live,
         config,
         token: config.admin.token,
+        // In a worker of --workers N: answer for the whole group. Usage is per worker while each keeps its own memory store.
+        group: cluster.isWorker ? { perProcessUsage: forward === undefined || forward.store instanceof MemoryStore } : undefined,
       });
       adminUrl = admin.url;
       closers.push(() => admin.close());

@@ -111,12 +111,14 @@ function sampled<K extends string>(registry: Registry, name: string, help: strin
 }
 
 /** A gauge filled when scraped, from state the gateway already keeps (nothing on the request path). */
-function scraped<K extends string>(registry: Registry, name: string, help: string, labelNames: readonly K[], fill: (set: (values: readonly string[], v: number) => void) => void): Gauge<K> {
+function scraped<K extends string>(registry: Registry, name: string, help: string, labelNames: readonly K[], fill: (set: (values: readonly string[], v: number) => void) => void, aggregator: 'sum' | 'max' = 'sum'): Gauge<K> {
   return new Gauge({
     name,
     help,
     labelNames,
     registers: [registry],
+    // How `--workers N` merges it (admin-group.ts): counts add up over workers; 0/1 standings take the highest.
+    aggregator,
     collect(this: Gauge<K>) {
       this.reset();
       fill((values, v) => this.set(labelsOf(labelNames, values.join(SEP)), v));
@@ -168,7 +170,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   scraped(registry, 'gatewise_endpoint_state', 'Endpoint standing, one series per state (healthy, unhealthy, unknown health; ejected; draining) set to 1 for the state it is in.', ['cluster', 'endpoint', 'state'] as const, (set) => {
     const t = Date.now();
     for (const c of opts.clusters?.() ?? []) for (const e of c.endpoints) set([c.name, e.nextHop, e.draining ? 'draining' : e.ejectedUntil > t ? 'ejected' : e.health], 1);
-  });
+  }, 'max');
   scraped(registry, 'gatewise_endpoint_inflight', 'Requests in flight to an endpoint.', ['cluster', 'endpoint'] as const, (set) => {
     for (const c of opts.clusters?.() ?? []) for (const e of c.endpoints) set([c.name, e.nextHop], e.inflight);
   });
@@ -183,7 +185,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
     for (const [name, p] of opts.egress?.()?.pools ?? []) for (const s of p.stats()) fn(name, s);
   };
   scraped(registry, 'gatewise_forward_exit_active', 'Connections open through a forward exit, by pool and exit.', ['pool', 'exit'] as const, (set) => exits((pool, s) => set([pool, s.id], s.active)));
-  scraped(registry, 'gatewise_forward_exit_down', 'A forward exit cooling down after failures (1) or usable (0), by pool and exit.', ['pool', 'exit'] as const, (set) => exits((pool, s) => set([pool, s.id], s.down ? 1 : 0)));
+  scraped(registry, 'gatewise_forward_exit_down', 'A forward exit cooling down after failures (1) or usable (0), by pool and exit.', ['pool', 'exit'] as const, (set) => exits((pool, s) => set([pool, s.id], s.down ? 1 : 0)), 'max');
   scraped(registry, 'gatewise_forward_sticky_sessions', 'Sticky sessions pinned to an exit, by pool.', ['pool'] as const, (set) => {
     for (const [name, p] of opts.egress?.()?.pools ?? []) set([name], p.sessions.size);
   });
