@@ -14,6 +14,10 @@ export interface EgressRoute {
   session?: string;
   /** Session lifetime from the username (`-ttl-10m`), ms. */
   ttlMs?: number;
+  /** `-debug-1` / `-debug-0` in the username: the Gatewise-Debug header on (off) for this request, whatever the plan says. */
+  debug?: boolean;
+  /** The pool was chosen by a `chooseEgress` hook, not the username. */
+  poolByHook?: boolean;
 }
 
 export interface RoutingRule {
@@ -81,6 +85,18 @@ export class EgressRouter {
 
   get hasPools(): boolean {
     return this.pools.size > 0;
+  }
+
+  /** What chose the pool for this route and host, for the debug header: `username`, `hook`, `rule-N` (the routing rule, from 1), `default`, `direct`. */
+  poolDecidedBy(route: EgressRoute, host: string): string {
+    if (route.pool !== undefined) return route.poolByHook ? 'hook' : 'username';
+    for (let i = 0; i < this.#rules.length; i++) {
+      const r = this.#rules[i]!;
+      if (r.users && !(route.user !== null && r.users.includes(route.user))) continue;
+      if (r.hosts && !r.hosts.some((p) => hostMatches(p, host))) continue;
+      return `rule-${i + 1}`;
+    }
+    return this.#defaultPool !== undefined ? 'default' : 'direct';
   }
 
   /** The pool name for this route and host (undefined = direct), or the refusal for an unknown pool. */

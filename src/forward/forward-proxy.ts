@@ -41,6 +41,12 @@ import { ForwardPipeline } from './pipeline.js';
 /** diagnostics_channel name carrying exit failures ({ pool, exit, host, scope, cooled, type }). */
 export const EXIT_FAILURE_CHANNEL = 'gatewise:forward:exit-failure';
 
+/** The plans with `debug: true`, or undefined when none (then the request path tests one field). */
+function debugPlansOf(plans: Record<string, { debug?: boolean | undefined }>): ReadonlySet<string> | undefined {
+  const on = Object.entries(plans).filter(([, p]) => p.debug === true).map(([name]) => name);
+  return on.length > 0 ? new Set(on) : undefined;
+}
+
 export interface ForwardDeps {
   /** Logger for the access log and warnings; default pino to stdout. */
   logger?: Logger;
@@ -222,7 +228,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     logger,
     egress,
     plans,
-    grammar: { separator: config.usernameGrammar.separator, keys: { session: config.usernameGrammar.session, ttl: config.usernameGrammar.ttl, pool: config.usernameGrammar.pool } },
+    grammar: { separator: config.usernameGrammar.separator, keys: { session: config.usernameGrammar.session, ttl: config.usernameGrammar.ttl, pool: config.usernameGrammar.pool, debug: config.usernameGrammar.debug } },
+    debugPlans: debugPlansOf(config.plans),
     tls,
     relayTimeouts: { headersMs: settings.responseHeadersMs, bodyIdleMs: settings.responseBodyIdleMs, sendMs: settings.sendMs },
     recordsObserved: () => config.accessLog || requestEnd.hasSubscribers || hooks.onFinish !== undefined,

@@ -215,7 +215,7 @@ export class ForwardPipeline {
     }
     if (hooks.chooseEgress && req.route.pool === undefined) {
       const pool = hooks.chooseEgress(req);
-      if (pool !== undefined) req.route = { ...req.route, pool };
+      if (pool !== undefined) req.route = { ...req.route, pool, poolByHook: true };
     }
     // --- plan
     const planned = admitPlan(ctx, req.route, req.kind === 'datagram' ? '*' : req.target.host);
