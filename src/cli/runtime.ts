@@ -112,7 +112,9 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
   const detachLog = (opts.accessLog ?? config.log.access) ? attachAccessLog(logger, { face: 'reverse' }) : undefined;
   // The admin API's view of the traffic (both faces): subscribed before any listener takes a request.
   const live = config.admin ? new (await import('../observe/live.js')).LiveTraffic({ failures: config.admin.failures }).attach() : undefined;
-  const gateway = config.listeners.length > 0 ? new Gateway(config) : undefined;
+  // OpenTelemetry only when enabled: the module (and @opentelemetry/api) is not even loaded otherwise.
+  const tracing = config.tracing.enabled ? await (await import('../observe/tracing.js')).startTracing(config.tracing) : undefined;
+  const gateway = config.listeners.length > 0 ? new Gateway(config, { tracing: tracing?.gateway }) : undefined;
   let forward: ForwardProxy | undefined;
   // prom-client and the admin listener load only when configured: less memory at idle.
   const metrics = config.admin
@@ -171,6 +173,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     detachLog?.();
     metrics?.detach();
     live?.detach();
+    tracing?.detach();
     throw err;
   }
   return {
@@ -183,6 +186,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
       detachLog?.();
       metrics?.detach();
       live?.detach();
+      tracing?.detach();
       flushLogger(logger);
     },
   };
