@@ -292,6 +292,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     onFinish?.(rec);
   };
   ctx.meter.on('finished', publish);
+  // `publish` is the one 'finished' listener of its own; the meter builds no record when it would go nowhere.
+  ctx.meter.recordWanted = () => accessLog !== undefined || onFinish !== undefined || requestEnd.hasSubscribers;
   const detachLog = (): void => {
     ctx.meter.off('finished', publish);
   };
