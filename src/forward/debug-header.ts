@@ -1,6 +1,7 @@
 import { sfString, sfTokenOrString } from '../failure/proxy-status.js';
-import type { ExitChoice } from '../egress/index.js';
-import type { MeterSession } from '../tenants/index.js';
+import { egressOf, type ExitChoice } from '../egress/index.js';
+import type { Failure } from '../failure/index.js';
+import { isCustomerFacing, type MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 import type { ForwardRequest } from './pipeline.js';
 
@@ -39,6 +40,30 @@ export function debugValue(ctx: ForwardContext, req: ForwardRequest, choice: Exi
   v += `, decided-by=${sfTokenOrString(ctx.egress.poolDecidedBy(req.route, req.target.host))}`;
   if (s.plan !== undefined) v += `, plan=${sfTokenOrString(s.plan)}`;
   if (bytesUp !== undefined) v += `, bytes-up=${bytesUp}`;
+  v += `, ms=${Math.round(performance.now() - s.startedAt)}`;
+  return v;
+}
+
+/**
+ * The header on a refusal or failure answered by the proxy (HTTP and CONNECT), for a user
+ * who asked: `decided-by` is what refused it (the refusal reason, such as `too_many_requests`;
+ * else the RFC 9209 type), `detail` which rule or limit (when it is shown to the client
+ * anyway: a plan's limit, a destination rule), and the pool and the exit that failed last
+ * when it went through a pool.
+ */
+export function debugRefusalValue(ctx: ForwardContext, req: ForwardRequest, f: Failure): string {
+  const s: MeterSession = req.session;
+  let v = `req-id=${sfString(s.requestId)}, error=${f.type}`;
+  const e = egressOf(f);
+  if (e !== undefined) {
+    if (e.exit !== undefined) v += `, exit=${sfString(e.exit)}`;
+    v += `, pool=${sfTokenOrString(e.pool)}`;
+    if (e.retried > 0) v += `, exit-retries=${e.retried}`;
+  }
+  v += `, decided-by=${sfTokenOrString(f.reason ?? f.type)}`;
+  // Which rule or limit, in words: what Proxy-Status shows this client anyway (a plan's limit, a rule that denies it).
+  if (isCustomerFacing(f) || ctx.settings.revealDetails) v += `, detail=${sfString(f.detail)}`;
+  if (s.plan !== undefined) v += `, plan=${sfTokenOrString(s.plan)}`;
   v += `, ms=${Math.round(performance.now() - s.startedAt)}`;
   return v;
 }

@@ -75,10 +75,10 @@ class ConnectResponder implements ForwardResponder {
     this.#early = early;
   }
 
-  refuse(f: Failure): FinishFields {
+  refuse(f: Failure, debug?: string): FinishFields {
     const socket = this.req.client;
     socket.resume(); // read (and drop) what follows, so the client's close is seen
-    writeRawFailure(this.#front.pipeline.ctx, socket, f, this.req.requestId, this.#head.headers.accept);
+    writeRawFailure(this.#front.pipeline.ctx, socket, f, this.req.requestId, this.#head.headers.accept, debug);
     return { status: f.status, method: 'CONNECT' };
   }
 

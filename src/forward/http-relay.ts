@@ -65,10 +65,10 @@ export class HttpExchange implements ForwardResponder, Relay {
     this.okFields = { method: req.method };
   }
 
-  refuse(f: Failure): FinishFields {
+  refuse(f: Failure, debug?: string): FinishFields {
     this.#req.resume();
     // A client still holding the body it was not asked for (Expect): this answer ends the connection.
-    sendFailure(this.#ctx, this.#req, this.#res, f, this.#requestId, expectsContinue(this.#req) && !this.#req.complete);
+    sendFailure(this.#ctx, this.#req, this.#res, f, this.#requestId, expectsContinue(this.#req) && !this.#req.complete, debug);
     return { status: f.status, method: this.#req.method };
   }
 

@@ -118,6 +118,45 @@ describe('Gatewise-Debug', () => {
     assert.doesNotMatch(r.stdout, /gatewise-debug/i);
   });
 
+  test('refusals: a user who asked sees what decided (the plan\'s limit, a destination rule) on plain HTTP and on CONNECT; others do not', async () => {
+    const [h1, h2] = await userHashes();
+    const q = await startTestProxy({
+      auth: { required: true, users: [{ name: USER, password: h1, plan: 'tiny', deny: [{ hosts: ['denied.test'] }] }, { name: USER2, password: h2, plan: 'tiny' }] },
+      plans: { tiny: { requestsPerSecond: 1 } },
+    });
+    try {
+      const get = (user: string, password: string, url: string, tunnel: boolean): Promise<string> =>
+        run('curl', ['-sS', '-i', ...(tunnel ? ['-p'] : []), '-x', `http://${user}:${password}@127.0.0.1:${q.port}`, url]).then((r) => r.stdout);
+      const header = (out: string): string | undefined => {
+        const line = out.split('\r\n\r\n')[0]!.split('\r\n').find((l) => /^gatewise-debug:/i.test(l));
+        return line?.slice(line.indexOf(':') + 1).trim();
+      };
+      // A destination rule: 403 before any limit is spent.
+      for (const tunnel of [false, true]) {
+        const out = await get(`${USER}-debug-1`, PASSWORD, `http://denied.test:${origin.port}/`, tunnel);
+        assert.match(out, /^HTTP\/1\.1 403/, out);
+        const d = parseDict(header(out)!);
+        assert.equal(d.get('error'), 'http_request_denied');
+        assert.equal(d.get('decided-by'), 'http_request_denied');
+        assert.match(String(d.get('detail')), /destination denied\.test:\d+ is denied by/);
+        assert.equal(d.get('plan'), 'tiny');
+        assert.equal(header(await get(USER, PASSWORD, `http://denied.test:${origin.port}/`, tunnel)), undefined, 'not for a user who did not ask');
+      }
+      // The plan's rate: the second request within the second is refused with 429.
+      let refused: string | undefined;
+      for (let i = 0; i < 5 && refused === undefined; i++) {
+        const out = await get(`${USER2}-debug-1`, PASSWORD2, `http://127.0.0.1:${origin.port}/r`, false);
+        if (/^HTTP\/1\.1 429/.test(out)) refused = out;
+      }
+      assert.ok(refused, 'a 429 within five requests at one per second');
+      const d = parseDict(header(refused)!);
+      assert.deepEqual([d.get('error'), d.get('decided-by'), d.get('plan')], ['http_request_denied', 'too_many_requests', 'tiny']);
+      assert.match(String(d.get('detail')), /^plan tiny: requestsPerSecond limit of 1 reached/);
+    } finally {
+      await q.close();
+    }
+  });
+
   test('seeded family: the parameters in any order and combination; the header comes exactly when asked for (or by the plan, unless -debug-0)', async () => {
     const rand = seededRandom();
     try {
