@@ -296,6 +296,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   ctx.meter.recordWanted = () => accessLog !== undefined || onFinish !== undefined || requestEnd.hasSubscribers;
   const detachLog = (): void => {
     ctx.meter.off('finished', publish);
+    accessLog?.drain();
   };
   if (!settings.authRequired) {
     logger.warn({ component: 'forward' }, 'forward proxy runs WITHOUT authentication (auth.required: false): anyone who can reach it may use it');
