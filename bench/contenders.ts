@@ -191,6 +191,68 @@ function gatewiseContenders(): Contender[] {
   ]);
 }
 
+/**
+ * Metrics on and off (issue 18: metrics on must cost ≤ 5 %): the same `run -c FILE` config,
+ * access log off, with and without the admin listener. With it, prom-client's metrics and
+ * the admin API's live view (per-second counts, the failure ring, users) subscribe to every
+ * record; without it nothing does. Reverse: `gatewise-metrics` / `gatewise-nometrics`;
+ * forward: `gatewise-fwd-metrics` / `gatewise-fwd-nometrics`. Only in the duels (no group).
+ */
+function metricsContenders(): Contender[] {
+  const reverse = (port: number, origin: number, admin: number | undefined): string =>
+    [
+      `listeners: [{ address: 127.0.0.1, port: ${port} }]`,
+      `clusters: { origin: { endpoints: ["http://127.0.0.1:${origin}"] } }`,
+      'routes: [{ cluster: origin }]',
+      'log: { access: false }',
+      ...(admin === undefined ? [] : [`admin: { port: ${admin} }`]),
+      '',
+    ].join('\n');
+  const forward = (port: number, admin: number | undefined): string =>
+    [
+      'log: { access: false }',
+      ...(admin === undefined ? [] : [`admin: { port: ${admin} }`]),
+      'forward:',
+      `  listeners: [{ address: 127.0.0.1, port: ${port} }]`,
+      '  accessLog: false',
+      '  auth: { required: false }',
+      '  rules: { allowPrivate: true, connectPorts: ["1-65535"] }',
+      '',
+    ].join('\n');
+  return [true, false].flatMap((on) => {
+    const suffix = on ? '-metrics' : '-nometrics';
+    const how = on ? 'admin listener on (metrics and the live view)' : 'no admin listener (no metrics)';
+    return [
+      {
+        id: `gatewise${suffix}`,
+        label: `Gatewise (${how})`,
+        groups: [] as Group[],
+        isGatewise: true,
+        config: `\`node bin/gatewise.js run -c FILE\`: one cluster, access log off, ${how}`,
+        async start(ctx: StartContext): Promise<Running> {
+          const port = await freePort();
+          const file = path.join(subdir(ctx, `gatewise${suffix}`), 'gatewise.yaml');
+          fs.writeFileSync(file, reverse(port, ctx.originPort, on ? await freePort() : undefined));
+          return gatewise(ctx, `gatewise${suffix}`, ['run', '-c', file], port);
+        },
+      },
+      {
+        id: `gatewise-fwd${suffix}`,
+        label: `Gatewise forward (${how})`,
+        groups: [] as Group[],
+        isGatewise: true,
+        config: `\`node bin/gatewise.js run -c FILE\`: the forward proxy without authentication, access log off, ${how}`,
+        async start(ctx: StartContext): Promise<Running> {
+          const port = await freePort();
+          const file = path.join(subdir(ctx, `gatewise-fwd${suffix}`), 'gatewise.yaml');
+          fs.writeFileSync(file, forward(port, on ? await freePort() : undefined));
+          return gatewise(ctx, `gatewise-fwd${suffix}`, ['run', '-c', file], port);
+        },
+      },
+    ];
+  });
+}
+
 /** The user the "service" Gatewise is loaded as. */
 const SERVICE_USER: ProxyCredentials = { user: 'bench', password: 'bench-password' };
 
@@ -287,6 +349,7 @@ export const CONTENDERS: Contender[] = [
     start: async (ctx) => ({ port: ctx.originPort, proc: undefined }),
   },
   ...gatewiseContenders(),
+  ...metricsContenders(),
   ...baselineContenders(),
   gatewiseServiceContender(),
   {

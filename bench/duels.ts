@@ -40,6 +40,9 @@ export const PAIRS: Pair[] = [
   { load: 'get-1k', a: 'gatewise', b: 'gatewise-quiet', target: 0.92 },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd', b: 'squid', target: 1 },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd', b: 'gatewise-fwd-quiet', target: 0.92 },
+  // Metrics on against off, the same config otherwise (issue 18: cost ≤ 5 %).
+  { load: 'get-1k', a: 'gatewise-metrics', b: 'gatewise-nometrics', target: 0.95 },
+  { load: 'connect-per-tunnel', a: 'gatewise-fwd-metrics', b: 'gatewise-fwd-nometrics', target: 0.95 },
   { load: 'get-1k', a: 'undici-stream', b: 'nginx', reference: 'the bare undici engine against nginx' },
   { load: 'get-1k', a: 'net-front', b: 'undici-stream', reference: 'the faster-front experiment: node:net server side against node:http, both on bare undici' },
   { load: 'get-1m', a: 'net-front', b: 'undici-stream', reference: 'the faster-front experiment on 1 MiB bodies' },

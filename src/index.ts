@@ -16,6 +16,16 @@ export { attachMetrics } from './observe/metrics.js';
 export { startAdmin, ADMIN_ROUTES, type AdminOptions, type AdminControl, type AdminForwardView, type AdminServer } from './observe/admin.js';
 export { LiveTraffic, explainReason, type LiveOptions } from './observe/live.js';
 export { redactSecrets } from './observe/redact.js';
+export type { GatewayTracing } from './gateway/tracing.js';
+export type { Tracing, TracingConfig } from './observe/tracing.js';
+
+/**
+ * OpenTelemetry spans for a gateway: `startGateway(config, { tracing: (await startTracing(config.tracing)).gateway })`.
+ * @opentelemetry/api loads only when this is called (docs/tracing.md).
+ */
+export async function startTracing(cfg: import('./observe/tracing.js').TracingConfig): Promise<import('./observe/tracing.js').Tracing> {
+  return (await import('./observe/tracing.js')).startTracing(cfg);
+}
 export { startLab, LAB_FAULTS, startLabDnsServer, type Lab, type LabOptions, type LabFault } from './lab/index.js';
 // The forward proxy service (also at the `gatewise/forward` subpath).
 export * from './forward/index.js';

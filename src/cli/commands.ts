@@ -189,7 +189,7 @@ export const COMMANDS: readonly CommandDef[] = [
       },
       { flag: 'session-ttl', value: 'DURATION', type: 'string', description: 'how long a session keeps its exit (default 10m)', configPaths: ['egress.pools.default.sessionTtl'] },
     ],
-    notes: 'Username parameters pick sessions and pools: NAME-session-ID-ttl-10m-pool-NAME\n(each part optional). The --egress and --via exits form the pool "default".',
+    notes: 'Username parameters pick sessions and pools: NAME-session-ID-ttl-10m-pool-NAME\n(each part optional; -debug-1 adds the Gatewise-Debug header). The --egress and --via exits form the pool "default".',
   },
   {
     name: 'passwd',

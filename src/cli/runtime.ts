@@ -1,4 +1,6 @@
+import cluster from 'node:cluster';
 import { connect } from 'node:net';
+import { MemoryStore } from '../state/index.js';
 import type { Logger } from 'pino';
 import type { ForwardProxy } from '../forward/index.js';
 import { parseDuration } from '../config/duration.js';
@@ -110,7 +112,9 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
   const detachLog = (opts.accessLog ?? config.log.access) ? attachAccessLog(logger, { face: 'reverse' }) : undefined;
   // The admin API's view of the traffic (both faces): subscribed before any listener takes a request.
   const live = config.admin ? new (await import('../observe/live.js')).LiveTraffic({ failures: config.admin.failures }).attach() : undefined;
-  const gateway = config.listeners.length > 0 ? new Gateway(config) : undefined;
+  // OpenTelemetry only when enabled: the module (and @opentelemetry/api) is not even loaded otherwise.
+  const tracing = config.tracing.enabled ? await (await import('../observe/tracing.js')).startTracing(config.tracing) : undefined;
+  const gateway = config.listeners.length > 0 ? new Gateway(config, { tracing: tracing?.gateway }) : undefined;
   let forward: ForwardProxy | undefined;
   // prom-client and the admin listener load only when configured: less memory at idle.
   const metrics = config.admin
@@ -156,6 +160,8 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
         live,
         config,
         token: config.admin.token,
+        // In a worker of --workers N: answer for the whole group. Usage is per worker while each keeps its own memory store.
+        group: cluster.isWorker ? { perProcessUsage: forward === undefined || forward.store instanceof MemoryStore } : undefined,
       });
       adminUrl = admin.url;
       closers.push(() => admin.close());
@@ -167,6 +173,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     detachLog?.();
     metrics?.detach();
     live?.detach();
+    tracing?.detach();
     throw err;
   }
   return {
@@ -179,6 +186,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
       detachLog?.();
       metrics?.detach();
       live?.detach();
+      tracing?.detach();
       flushLogger(logger);
     },
   };

@@ -1,5 +1,6 @@
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
+import { relayGathers } from '../observe/worker-ipc.js';
 
 /**
  * `--workers N`: the primary forks N processes that each run the same gateway on
@@ -12,6 +13,8 @@ export async function superviseWorkers(requested: number | 'auto'): Promise<numb
   if (cluster.isWorker) return undefined;
   const n = requested === 'auto' ? availableParallelism() : requested;
   cluster.schedulingPolicy = cluster.SCHED_NONE;
+  // The admin listener of whichever worker takes a scrape asks every worker through here (observe/worker-ipc.ts).
+  relayGathers();
   let stopping = false;
   const fork = (): void => {
     cluster.fork();

@@ -170,6 +170,7 @@ export const planSchema = z.strictObject({
     pools: z.array(z.string()).optional().describe('Egress pools the plan may use (absent = any); another pool: 403.'),
     allow: z.array(forwardRuleSchema).optional().describe('Allow rules for every user of the plan (before the rules for everyone).'),
     deny: z.array(forwardRuleSchema).optional().describe('Deny rules for every user of the plan (before the rules for everyone).'),
+    debug: z.boolean().optional().describe('Add the Gatewise-Debug header (exit, pool, bytes up, what decided) to every answer of this plan\'s users (a user turns it off with -debug-0). Default false; a user turns it on alone with -debug-1.'),
   })
   .describe('What a customer bought. Over a limit: HTTP 429/403 with Proxy-Status error=http_request_denied and a detail naming the limit and its reset; SOCKS reply 0x02 (SOCKS4 0x5b); UDP datagrams dropped and counted.');
 
@@ -274,9 +275,10 @@ export const forwardSchema = z.strictObject({
         session: z.string().regex(/^[A-Za-z0-9_]+$/).default('session').describe('Key for the session id: same id, same exit.'),
         ttl: z.string().regex(/^[A-Za-z0-9_]+$/).default('ttl').describe('Key for the session lifetime ("10m").'),
         pool: z.string().regex(/^[A-Za-z0-9_]+$/).default('pool').describe('Key for the egress pool.'),
+        debug: z.string().regex(/^[A-Za-z0-9_]+$/).default('debug').describe('Key for per-request debug: NAME-debug-1 adds the Gatewise-Debug header (exit, pool, bytes up, what decided) to the answers of that request or tunnel; -debug-0 turns a plan\'s debug off. See docs/forward-proxy.md.'),
       })
       .prefault({})
-      .describe('Username parameters: NAME-session-ID-ttl-10m-pool-NAME by default, each part optional, any order; NAME authenticates.'),
+      .describe('Username parameters: NAME-session-ID-ttl-10m-pool-NAME-debug-1 by default, each part optional, any order; NAME authenticates.'),
     egress: z.strictObject({
         pools: z.record(z.string().regex(POOL_NAME_RE, 'pool names are letters, digits and _'), egressPoolSchema).default({}).describe('Named pools of exits.'),
         routing: z.array(routingRuleSchema).default([]).describe('Which pool a connection uses, by user and destination host; first match wins.'),

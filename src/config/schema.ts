@@ -341,6 +341,15 @@ export const configSchema = z
       .strict()
       .optional()
       .describe('Admin listener: the JSON admin API (clusters, endpoints, exits, sessions, users, recent failures, redacted config, drain), Prometheus /metrics, /healthz (liveness), /ready (readiness: 503 while draining), /openapi.json and the live dashboard at /. See docs/admin.md. Off unless set.'),
+    tracing: z
+      .object({
+        enabled: z.boolean().default(false).describe('Make OpenTelemetry spans: one per request (reverse and forward) and, on the reverse gateway, one per try at an endpoint, with the RFC 9209 error type. Default false: @opentelemetry/api is not even loaded.'),
+        setup: z.string().optional().describe('An ES module imported at start when enabled (a path, relative to the working directory, or a package name) that registers a tracer provider and exporter with @opentelemetry/api. Without it, spans go to whatever provider is registered already (a library user\'s, or one loaded with node --import); with none, they cost next to nothing and go nowhere.'),
+        propagate: z.boolean().default(true).describe('Send W3C traceparent upstream (reverse gateway): each try carries its own span as the parent; the client\'s traceparent is continued. Default true.'),
+      })
+      .strict()
+      .default({ enabled: false, propagate: true })
+      .describe('OpenTelemetry traces. See docs/tracing.md.'),
     shutdown: z
       .object({
         drainTimeout: duration('30s', 'On SIGTERM, how long in-flight requests may take to finish.'),

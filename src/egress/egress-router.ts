@@ -14,6 +14,10 @@ export interface EgressRoute {
   session?: string;
   /** Session lifetime from the username (`-ttl-10m`), ms. */
   ttlMs?: number;
+  /** `-debug-1` / `-debug-0` in the username: the Gatewise-Debug header on (off) for this request, whatever the plan says. */
+  debug?: boolean;
+  /** The pool was chosen by a `chooseEgress` hook, not the username. */
+  poolByHook?: boolean;
 }
 
 export interface RoutingRule {
@@ -42,6 +46,8 @@ export interface EgressDial {
 export interface EgressEvents {
   /** An exit failed and its failure count moved (cooled: it tripped into cool-down). */
   onExitFailure?(info: { pool: string; exit: string; host: string; scope: string; cooled: boolean; failure: Failure }): void;
+  /** A sticky session moved from its exit to another (`why`: the pinned exit failed, cools down or left the pool). */
+  onRepin?(info: { pool: string; user: string | null; session: string | undefined; from: string; to: string; why: string }): void;
 }
 
 function hostMatches(pattern: string, host: string): boolean {
@@ -81,6 +87,18 @@ export class EgressRouter {
     return this.pools.size > 0;
   }
 
+  /** What chose the pool for this route and host, for the debug header: `username`, `hook`, `rule-N` (the routing rule, from 1), `default`, `direct`. */
+  poolDecidedBy(route: EgressRoute, host: string): string {
+    if (route.pool !== undefined) return route.poolByHook ? 'hook' : 'username';
+    for (let i = 0; i < this.#rules.length; i++) {
+      const r = this.#rules[i]!;
+      if (r.users && !(route.user !== null && r.users.includes(route.user))) continue;
+      if (r.hosts && !r.hosts.some((p) => hostMatches(p, host))) continue;
+      return `rule-${i + 1}`;
+    }
+    return this.#defaultPool !== undefined ? 'default' : 'direct';
+  }
+
   /** The pool name for this route and host (undefined = direct), or the refusal for an unknown pool. */
   poolName(route: EgressRoute, host: string): string | undefined | Failure {
     if (route.pool !== undefined) {
@@ -114,6 +132,7 @@ export class EgressRouter {
       const pick = pool.pick({ host, user: route.user, session: route.session, ttlMs: route.ttlMs, exclude: tried });
       if (!pick) break;
       repinned ||= pick.repinned;
+      if (pick.repinned) this.#events.onRepin?.({ pool: poolName, user: route.user, session: route.session, from: pick.from!, to: pick.exit.label, why: pick.why! });
       tried.add(pick.exit.id);
       try {
         const value = await attempt(pick.exit);

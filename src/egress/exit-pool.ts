@@ -44,6 +44,9 @@ export interface PickResult {
   sessionKey?: string;
   /** A live session had to move to another exit (its exit is down or just failed). */
   repinned: boolean;
+  /** When re-pinned: the exit the session was pinned to, and why it left it. */
+  from?: string;
+  why?: string;
 }
 
 export interface ExitStats {
@@ -101,7 +104,8 @@ export class ExitPool {
     const pin = this.sessions.get(key);
     if (pin) {
       const pinned = this.#byId.get(pin.exitId);
-      if (pinned && !req.exclude?.has(pinned.id) && !this.marker.down(pinned.id)) {
+      // Cooling down for this destination counts too (a hop that refuses one host is marked per domain).
+      if (pinned && !req.exclude?.has(pinned.id) && this.marker.available(pinned.id, req.host)) {
         this.sessions.touch(key);
         return { exit: pinned, sessionKey: key, repinned: false };
       }
@@ -109,7 +113,13 @@ export class ExitPool {
     if (cands.length === 0) return undefined;
     const exit = this.#weighted(cands);
     this.sessions.pin(key, exit.id, req.ttlMs ?? this.#opts.sessionTtlMs, this.#opts.sessionIdleMs);
-    return { exit, sessionKey: key, repinned: pin !== undefined };
+    if (pin === undefined) return { exit, sessionKey: key, repinned: false };
+    const why = !this.#byId.has(pin.exitId)
+      ? 'its exit is no longer in the pool'
+      : req.exclude?.has(pin.exitId)
+        ? 'its exit failed this connection'
+        : `its exit is cooling down after failures (${Math.ceil(this.marker.coolingFor(pin.exitId, req.host) / 1000)} s left)`;
+    return { exit, sessionKey: key, repinned: true, from: pin.exitId, why };
   }
 
   #choose(cands: Exit[], host: string): Exit {

@@ -126,7 +126,7 @@ export const REFUSAL_REASONS = {
   /** No, malformed or wrong proxy credentials. */
   proxy_auth_required: r('http_request_denied', 407, 'Proxy Authentication Required', 'The proxy needs a valid user name and password for this request.'),
   /** Right password, but a username parameter (-session-, -ttl-, -pool-) the proxy does not know or a value it cannot use. */
-  bad_username_parameter: r('http_request_denied', 407, 'Proxy User Name Not Understood', 'The password is right, but the proxy user name carries a parameter the proxy does not know or a value it cannot use (parameters: NAME-session-ID-ttl-10m-pool-NAME).'),
+  bad_username_parameter: r('http_request_denied', 407, 'Proxy User Name Not Understood', 'The password is right, but the proxy user name carries a parameter the proxy does not know or a value it cannot use (parameters: NAME-session-ID-ttl-10m-pool-NAME-debug-1).'),
   /** A rate, quota or connection limit of the user's plan, or one client's excess (password checks per source). */
   too_many_requests: r('http_request_denied', 429, 'Too Many Requests', 'A limit on how much or how fast this client may use the gateway was reached.'),
   /** Work of this kind is at the gateway's overall bound (password checks in progress): refused before it is done. */

@@ -27,6 +27,8 @@ export interface ForwardContext {
   readonly egress: EgressRouter;
   readonly plans: PlanEnforcer;
   readonly grammar: UsernameGrammar;
+  /** Plans whose users get the Gatewise-Debug header; undefined when no plan turns it on. */
+  readonly debugPlans: ReadonlySet<string> | undefined;
   /** TLS to destinations: `direct` for pooled Agents (sessions resumed), `pooled` for exits of a pool (never resumed). */
   readonly tls: { readonly direct: UpstreamTls; readonly pooled: UpstreamTls };
   /** The HTTP relay's waits for the response head and between body bytes. */

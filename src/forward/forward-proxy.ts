@@ -41,6 +41,12 @@ import { ForwardPipeline } from './pipeline.js';
 /** diagnostics_channel name carrying exit failures ({ pool, exit, host, scope, cooled, type }). */
 export const EXIT_FAILURE_CHANNEL = 'gatewise:forward:exit-failure';
 
+/** The plans with `debug: true`, or undefined when none (then the request path tests one field). */
+function debugPlansOf(plans: Record<string, { debug?: boolean | undefined }>): ReadonlySet<string> | undefined {
+  const on = Object.entries(plans).filter(([, p]) => p.debug === true).map(([name]) => name);
+  return on.length > 0 ? new Set(on) : undefined;
+}
+
 export interface ForwardDeps {
   /** Logger for the access log and warnings; default pino to stdout. */
   logger?: Logger;
@@ -172,8 +178,23 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     now: deps.now,
     events: {
       onExitFailure: (e) => {
-        if (e.cooled) logger.warn({ component: 'forward', pool: e.pool, exit: e.exit, host: e.scope === 'domain' ? e.host : undefined, error: e.failure.type }, `exit ${e.exit} of pool ${e.pool} cools down${e.scope === 'domain' ? ` for ${e.host}` : ''}`);
+        if (e.cooled) {
+          const forMs = egress.pools.get(e.pool)?.marker.coolingFor(e.exit, e.scope === 'domain' ? e.host : undefined) ?? 0;
+          const reason = `${e.failure.type}${e.failure.detail ? `: ${e.failure.detail}` : ''}`;
+          logger.warn(
+            { component: 'forward', type: 'exit', event: 'cooled', pool: e.pool, exit: e.exit, host: e.scope === 'domain' ? e.host : undefined, error: e.failure.type, forMs, reason },
+            `exit ${e.exit} of pool ${e.pool} cools down${e.scope === 'domain' ? ` for ${e.host}` : ''} for ${Math.ceil(forMs / 1000)} s after failing: ${reason}`,
+          );
+          logger.flush();
+        }
         if (exitFailureChannel.hasSubscribers) exitFailureChannel.publish({ pool: e.pool, exit: e.exit, host: e.host, scope: e.scope, cooled: e.cooled, type: e.failure.type });
+      },
+      onRepin: (e) => {
+        // Users are named here as in the access log; a re-pin happens at most once per session per failing exit.
+        logger.info(
+          { component: 'forward', type: 'session', event: 'repinned', pool: e.pool, user: e.user ?? undefined, session: e.session, from: e.from, to: e.to, reason: e.why },
+          `sticky session ${e.session ?? '(pool-wide)'}${e.user ? ` of ${e.user}` : ''} in pool ${e.pool} re-pinned from exit ${e.from} to ${e.to}: ${e.why}`,
+        );
       },
     },
   });
@@ -207,7 +228,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     logger,
     egress,
     plans,
-    grammar: { separator: config.usernameGrammar.separator, keys: { session: config.usernameGrammar.session, ttl: config.usernameGrammar.ttl, pool: config.usernameGrammar.pool } },
+    grammar: { separator: config.usernameGrammar.separator, keys: { session: config.usernameGrammar.session, ttl: config.usernameGrammar.ttl, pool: config.usernameGrammar.pool, debug: config.usernameGrammar.debug } },
+    debugPlans: debugPlansOf(config.plans),
     tls,
     relayTimeouts: { headersMs: settings.responseHeadersMs, bodyIdleMs: settings.responseBodyIdleMs, sendMs: settings.sendMs },
     recordsObserved: () => config.accessLog || requestEnd.hasSubscribers || hooks.onFinish !== undefined,

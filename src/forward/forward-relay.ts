@@ -52,6 +52,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   readonly #timer: ResponseTimer;
   readonly #extra: readonly string[] | undefined;
   readonly #inspect: HeadInspector | undefined;
+  readonly #debug: ((bytesUp: number) => string) | undefined;
   /** The client's request, when it expects 100-continue. */
   readonly #expect: IncomingMessage | undefined;
   /** Expecting: the destination has not asked for the body yet. */
@@ -66,6 +67,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   constructor(res: ServerResponse, session: MeterSession, pseudonym: string, body: Readable | null, timeouts: RelayTimeouts, done: (o: RelayOutcome) => void, through?: RelayThrough) {
     this.#extra = through?.extraHeaders;
     this.#inspect = through?.inspect;
+    this.#debug = through?.debug;
     this.#expect = through?.expect;
     this.#awaiting = this.#expect !== undefined;
     this.#res = res;
@@ -136,6 +138,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     if (statusCode === 204) dropField(out, 'content-length');
     out.push('via', this.#via);
     if (this.#extra !== undefined) out.push(...this.#extra);
+    if (this.#debug !== undefined) out.push('gatewise-debug', this.#debug(this.#session.bytesUp));
     // The client may still hold the body it was not asked for: the connection ends after this answer.
     if (this.#expect !== undefined && !this.#expect.complete) {
       this.#closeClient = true;
@@ -264,6 +267,8 @@ export interface RelayThrough {
   inspect?: HeadInspector;
   /** The client's request, which expects 100-continue (sent by an ExpectClient). */
   expect?: IncomingMessage;
+  /** The Gatewise-Debug value, given the bytes sent up so far (only for users who asked: debug-header.ts). */
+  debug?: ((bytesUp: number) => string) | undefined;
 }
 
 /** The relay's waits, in ms (0: none). */

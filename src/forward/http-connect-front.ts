@@ -5,6 +5,7 @@ import type { FinishFields } from '../tenants/index.js';
 import type { ConnectRequest } from './connect-head.js';
 import { newRequestId, clientAddressFor } from './context.js';
 import { exitHeaders } from './egress-admission.js';
+import { debugValue, wantsDebug } from './debug-header.js';
 import { writeRawFailure } from './http-failure.js';
 import { parseAuthorityTarget } from './http-target.js';
 import { ForwardRequest, type ForwardPipeline, type ForwardResponder } from './pipeline.js';
@@ -45,11 +46,12 @@ export class HttpConnectFront {
     void this.#pipeline.run(req, creds, responder, undefined);
   }
 
-  /** The 200 for a tunnel through `choice` (or the pre-encoded direct one). */
-  established(choice: ExitChoice | undefined): Buffer | string {
-    if (choice === undefined) return this.#established;
+  /** The 200 for a tunnel through `choice` (or the pre-encoded direct one); with Gatewise-Debug when `debug` (a user who asked). */
+  established(choice: ExitChoice | undefined, debug?: string): Buffer | string {
+    if (choice === undefined && debug === undefined) return this.#established;
     let extra = '';
     for (const [k, v] of Object.entries(exitHeaders(choice))) extra += `${k}: ${v}\r\n`;
+    if (debug !== undefined) extra += `gatewise-debug: ${debug}\r\n`;
     return `HTTP/1.1 200 Connection Established\r\nvia: 1.1 ${this.#pipeline.ctx.settings.name}\r\n${extra}\r\n`;
   }
 
@@ -73,15 +75,16 @@ class ConnectResponder implements ForwardResponder {
     this.#early = early;
   }
 
-  refuse(f: Failure): FinishFields {
+  refuse(f: Failure, debug?: string): FinishFields {
     const socket = this.req.client;
     socket.resume(); // read (and drop) what follows, so the client's close is seen
-    writeRawFailure(this.#front.pipeline.ctx, socket, f, this.req.requestId, this.#head.headers.accept);
+    writeRawFailure(this.#front.pipeline.ctx, socket, f, this.req.requestId, this.#head.headers.accept, debug);
     return { status: f.status, method: 'CONNECT' };
   }
 
   opened(_upstream: Socket, choice: ExitChoice | undefined): Buffer {
-    this.req.client.write(this.#front.established(choice));
+    const ctx = this.#front.pipeline.ctx;
+    this.req.client.write(this.#front.established(choice, wantsDebug(ctx, this.req) ? debugValue(ctx, this.req, choice, undefined) : undefined));
     return this.#early;
   }
 

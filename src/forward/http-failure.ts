@@ -20,9 +20,10 @@ export function renderForwardFailure(ctx: ForwardContext, failure: Failure, requ
 }
 
 /** Answer an ordinary request with the failure. */
-export function sendFailure(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, failure: Failure, requestId: string, close = false): void {
+export function sendFailure(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, failure: Failure, requestId: string, close = false, debug?: string): void {
   const r = renderForwardFailure(ctx, failure, requestId, req.headers.accept, req.method === 'HEAD');
   if (close) r.headers['connection'] = 'close';
+  if (debug !== undefined) r.headers['gatewise-debug'] = debug;
   if (res.headersSent) {
     res.destroy();
     return;
@@ -32,8 +33,9 @@ export function sendFailure(ctx: ForwardContext, req: IncomingMessage, res: Serv
 }
 
 /** Answer on a raw socket (CONNECT before the tunnel, parse errors) and close it. */
-export function writeRawFailure(ctx: ForwardContext, socket: Socket, failure: Failure, requestId: string, accept: string | undefined): void {
+export function writeRawFailure(ctx: ForwardContext, socket: Socket, failure: Failure, requestId: string, accept: string | undefined, debug?: string): void {
   const r = renderForwardFailure(ctx, failure, requestId, accept);
+  if (debug !== undefined) r.headers['gatewise-debug'] = debug;
   let head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? 'Error'}\r\n`;
   for (const [k, v] of Object.entries(r.headers)) head += `${k}: ${v}\r\n`;
   head += 'connection: close\r\n\r\n';

@@ -11,6 +11,7 @@ import type { FinishFields, MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 import { ClientBody } from './client-body.js';
 import { dialOptions, exitHeaders, noteExit, noteFailedExit } from './egress-admission.js';
+import { debugValue, wantsDebug } from './debug-header.js';
 import { forwardRequestHeaders, headerBytes } from './forward-headers.js';
 import { ForwardRelay, type RelayOutcome, type RelayThrough } from './forward-relay.js';
 import { sendFailure } from './http-failure.js';
@@ -64,10 +65,10 @@ export class HttpExchange implements ForwardResponder, Relay {
     this.okFields = { method: req.method };
   }
 
-  refuse(f: Failure): FinishFields {
+  refuse(f: Failure, debug?: string): FinishFields {
     this.#req.resume();
     // A client still holding the body it was not asked for (Expect): this answer ends the connection.
-    sendFailure(this.#ctx, this.#req, this.#res, f, this.#requestId, expectsContinue(this.#req) && !this.#req.complete);
+    sendFailure(this.#ctx, this.#req, this.#res, f, this.#requestId, expectsContinue(this.#req) && !this.#req.complete, debug);
     return { status: f.status, method: this.#req.method };
   }
 
@@ -93,15 +94,19 @@ export class HttpExchange implements ForwardResponder, Relay {
 
     const pool = ctx.egress.poolName(route, target.host);
     const expect = body !== null && expectsContinue(req);
+    // Gatewise-Debug for a user who asked (debug-header.ts); undefined otherwise: nothing is built.
+    const debugOn = wantsDebug(ctx, freq);
+    const debug = (choice: ExitChoice | undefined): ((bytesUp: number) => string) | undefined =>
+      debugOn ? (bytesUp) => debugValue(ctx, freq, choice, headUp + bytesUp) : undefined;
     if (expect && typeof pool !== 'string') {
       // Our own connection: undici cannot carry the expectation (http/expect-client.ts).
       const socket = await ctx.agents.connectOnce(route.user, target.scheme === 'https' ? 'https:' : 'http:', target.host, target.port);
-      return this.#expect(ctx, session, socket, target.path, headers, body, headUp, undefined);
+      return this.#expect(ctx, session, socket, target.path, headers, body, headUp, undefined, debug(undefined));
     }
     if (typeof pool !== 'string') {
       const user = route.user;
       // Without mayRetry the relay never answers AGAIN.
-      return this.#dispatch(ctx, session, ctx.agents.for(user), target.path, headers, body, headUp, () => ctx.agents.lastAddress(user, target.origin) ?? null) as Promise<FinishFields>;
+      return this.#dispatch(ctx, session, ctx.agents.for(user), target.path, headers, body, headUp, () => ctx.agents.lastAddress(user, target.origin) ?? null, debugOn ? { debug: debug(undefined) } : undefined) as Promise<FinishFields>;
     }
     // Through a pool: the exit is chosen and dialled first (a client that leaves meanwhile cancels it).
     // A hop that refuses the request (407, or its own 403/502/504) is that exit's failure: the
@@ -129,7 +134,7 @@ export class HttpExchange implements ForwardResponder, Relay {
       const path = exit.absoluteForm ? `${target.origin}${target.path}` : target.path;
       if (expect) {
         try {
-          return await this.#expect(ctx, session, exit.socket, path, h, body, headUp, exitHeaderList(exit.choice));
+          return await this.#expect(ctx, session, exit.socket, path, h, body, headUp, exitHeaderList(exit.choice), debug(exit.choice));
         } finally {
           exit.untrack();
         }
@@ -146,7 +151,7 @@ export class HttpExchange implements ForwardResponder, Relay {
       });
       let r: FinishFields | typeof AGAIN;
       try {
-        r = await this.#dispatch(ctx, session, client, path, h, body, headUp, () => exit.address, { extraHeaders: exitHeaderList(choice), inspect }, retry !== undefined);
+        r = await this.#dispatch(ctx, session, client, path, h, body, headUp, () => exit.address, { extraHeaders: exitHeaderList(choice), inspect, debug: debug(choice) }, retry !== undefined);
       } finally {
         exit.untrack();
         client.destroy().catch(() => {});
@@ -161,12 +166,12 @@ export class HttpExchange implements ForwardResponder, Relay {
    * A request that expects 100-continue, over `socket` (its own connection, closed after): the
    * expectation goes upstream by an ExpectClient driving the same ForwardRelay.
    */
-  async #expect(ctx: ForwardContext, session: MeterSession, socket: Socket, path: string, headers: string[], body: Readable | null, headUp: number, extra: readonly string[] | undefined): Promise<FinishFields> {
+  async #expect(ctx: ForwardContext, session: MeterSession, socket: Socket, path: string, headers: string[], body: Readable | null, headUp: number, extra: readonly string[] | undefined, debug: ((bytesUp: number) => string) | undefined): Promise<FinishFields> {
     const address = socket.remoteAddress ?? null;
     const client = new ExpectClient(socket);
     const send = (relay: ForwardRelay): void => client.dispatch({ path, method: this.#req.method!, headers: [...headers, 'expect', '100-continue'], body }, relay);
     try {
-      return await this.#relay(ctx, session, send, body, headUp, () => address, { extraHeaders: extra, expect: this.#req });
+      return await this.#relay(ctx, session, send, body, headUp, () => address, { extraHeaders: extra, expect: this.#req, debug });
     } finally {
       client.close();
     }

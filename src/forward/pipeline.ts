@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { debugRefusalValue, wantsDebug } from './debug-header.js';
 import { Failure, classify, type EndedBy, type Phase, type ProxyErrorType } from '../failure/index.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
 import { Cancel } from '../timing/cancel.js';
@@ -19,8 +20,12 @@ const NO_ROUTE: EgressRoute = Object.freeze({ user: null });
  * only speaks: an HTTP status with Proxy-Status, or a SOCKS reply code.
  */
 export interface ForwardResponder {
-  /** Answer the refusal or failure and close as the protocol wants; the record fields it produced (status or reply). */
-  refuse(f: Failure): FinishFields;
+  /**
+   * Answer the refusal or failure and close as the protocol wants; the record fields it
+   * produced (status or reply). `debug`: the Gatewise-Debug value, for a user who asked
+   * (HTTP fronts send it; SOCKS has no place for it).
+   */
+  refuse(f: Failure, debug?: string): FinishFields;
   /**
    * Tunnels: the connection out is open. Tell the client (a SOCKS reply carries the
    * bound address) and return the bytes it sent early (to go upstream first), or
@@ -215,7 +220,7 @@ export class ForwardPipeline {
     }
     if (hooks.chooseEgress && req.route.pool === undefined) {
       const pool = hooks.chooseEgress(req);
-      if (pool !== undefined) req.route = { ...req.route, pool };
+      if (pool !== undefined) req.route = { ...req.route, pool, poolByHook: true };
     }
     // --- plan
     const planned = admitPlan(ctx, req.route, req.kind === 'datagram' ? '*' : req.target.host);
@@ -297,7 +302,7 @@ export class ForwardPipeline {
   refuse(req: ForwardRequest, responder: ForwardResponder, f: Failure): void {
     if (req.session.finished) return;
     this.#hooks.onFailure?.(req, f);
-    const fields = responder.refuse(f);
+    const fields = responder.refuse(f, wantsDebug(this.#ctx, req) ? debugRefusalValue(this.#ctx, req, f) : undefined);
     req.session.finish(fieldsOf(fields, f.type, f.source, undefined, true, f.reason, f.phase));
   }
 }

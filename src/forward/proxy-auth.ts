@@ -99,6 +99,7 @@ function routeWithParameters(user: string | Failure | undefined, p: ReturnType<t
   if (p.session !== undefined) route.session = p.session;
   if (p.ttlMs !== undefined) route.ttlMs = p.ttlMs;
   if (p.pool !== undefined) route.pool = p.pool;
+  if (p.debug !== undefined) route.debug = p.debug;
   return route;
 }
 

@@ -10,6 +10,7 @@ import { makeLookup } from '../upstream/dns.js';
 import { ConfigError, type ConfigProblem } from '../config/load.js';
 import { balancerRegistry, type BalancerFactory } from '../upstream/balancers/balancer.js';
 import { GatewayHooksRunner, type GatewayHooks } from './hooks.js';
+import type { GatewayTracing } from './tracing.js';
 import { Router, compileRoute } from './router.js';
 
 /** Everything the per-request code reads, compiled once from the config. */
@@ -36,6 +37,8 @@ export interface GatewayContext {
   inflight: number;
   /** The registered hooks, compiled; undefined when there are none (no per-request cost). */
   readonly hooks: GatewayHooksRunner | undefined;
+  /** OpenTelemetry spans and traceparent (./tracing.ts); undefined when off (one field test per request and try). */
+  readonly tracing: GatewayTracing | undefined;
 }
 
 const DEFAULT_NAME = 'gatewise';
@@ -68,6 +71,8 @@ export interface GatewayOptions {
   hooks?: readonly GatewayHooks[];
   /** Custom balancers by name; a cluster uses one with `balancer: custom:<name>`. */
   balancers?: Readonly<Record<string, BalancerFactory>>;
+  /** Tracing: `startTracing(config.tracing)` (observe/tracing.ts; `gatewise run` does it when `tracing.enabled`). Absent: none. */
+  tracing?: GatewayTracing;
 }
 
 const CUSTOM = 'custom:';
@@ -163,6 +168,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
     draining: false,
     inflight: 0,
     hooks: GatewayHooksRunner.of(options.hooks),
+    tracing: options.tracing,
   };
 }
 

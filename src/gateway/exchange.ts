@@ -11,6 +11,7 @@ import { BodyRelay } from './body-relay.js';
 import { NO_CLIENT_LIMITS, type ClientLimits } from './client-limits.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
+import type { GatewayTracing, RequestTrace } from './tracing.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
@@ -103,6 +104,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   #headersSent = false;
   #complete = false;
   #published = false;
+  /** The request's trace, begun at its first try when tracing is on (ctx.tracing). */
+  #trace: RequestTrace | undefined;
   #error: Failure | undefined;
   #endedBy: EndedBy = 'complete';
   #bytesIn0: number;
@@ -343,7 +346,26 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     const attempt = new Attempt(this, ep, client, relay, Math.round(performance.now() - this.t0));
     this.#attempt = attempt;
     this.attempts.push(attempt.record);
-    attempt.dispatch(this.#upstreamPath, this.req.method!, expect ? [...this.#headers, 'expect', '100-continue'] : this.#headers);
+    const headers = expect ? [...this.#headers, 'expect', '100-continue'] : this.#headers;
+    const tracing = this.ctx.tracing;
+    attempt.dispatch(this.#upstreamPath, this.req.method!, tracing === undefined ? headers : this.#traced(tracing, attempt.record, headers));
+  }
+
+  /** Tracing on: the try's span, and its `traceparent` in a copy of the headers (the client's replaced). */
+  #traced(tracing: GatewayTracing, a: AttemptRecord, headers: string[]): string[] {
+    const start = performance.timeOrigin + this.t0;
+    const trace = (this.#trace ??= tracing.begin(this.req, start));
+    const parent = trace.attempt(a, start + a.startMs);
+    if (!tracing.propagate || parent === '') return headers;
+    const out = headers.slice();
+    for (let i = 0; i < out.length; i += 2) {
+      if (out[i] === 'traceparent') {
+        out[i + 1] = parent;
+        return out;
+      }
+    }
+    out.push('traceparent', parent);
+    return out;
   }
 
   // ---- what the tries report -------------------------------------------------------------
@@ -621,7 +643,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     this.#published = true;
     const hooks = this.ctx.hooks;
     const finish = hooks !== undefined && hooks.finish !== undefined;
-    if (!requestEnd.hasSubscribers && !finish) return;
+    const tracing = this.ctx.tracing;
+    if (!requestEnd.hasSubscribers && !finish && tracing === undefined) return;
     const req = this.req;
     const f = this.#error;
     const record = requestRecord(this.requestId, this.listener, plainAddress(this.#socket.remoteAddress), req, {
@@ -642,6 +665,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     });
     if (requestEnd.hasSubscribers) requestEnd.publish(record);
     if (finish) hooks.runFinish(record);
+    if (tracing !== undefined) tracing.finish(this.#trace, req, record, performance.timeOrigin + this.t0);
   }
 }
 

@@ -1,9 +1,11 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import pino, { type Logger } from 'pino';
+import { LimitLog } from './limit-log.js';
 import { LineWriter } from './line-writer.js';
 import { LIFECYCLE_CHANNEL, REQUEST_END_CHANNEL, type AttemptRecord, type Face, type LifecycleRecord, type RequestRecord } from '../record/index.js';
 import type { HealthEvent } from '../upstream/health-check.js';
 import type { OutlierEvent } from '../upstream/outlier.js';
+import { LIMIT_CHANNEL } from '../upstream/admission.js';
 
 export interface LoggerOptions {
   level?: string;
@@ -198,9 +200,11 @@ export function accessLine(r: RequestRecord): string {
 /**
  * The access log of every record published on `gatewise:request:end` (of one face, when
  * `face` is given), plus the reverse gateway's lifecycle and endpoint-standing lines.
+ * Every state change of the upstreams is a line with its reason: health transitions,
+ * ejections and returns, adaptive concurrency limit changes (`LimitLog`, rate-limited).
  * Returns a function that unsubscribes.
  */
-export function attachAccessLog(logger: Logger, opts: { face?: Face } = {}): () => void {
+export function attachAccessLog(logger: Logger, opts: { face?: Face; /** At most one adaptive-limit line per cluster this often (default 5 s; `LimitLog`). */ limitLogIntervalMs?: number } = {}): () => void {
   const log = new AccessLog(logger);
   const face = opts.face;
   const onRequest = (msg: unknown): void => {
@@ -238,10 +242,15 @@ export function attachAccessLog(logger: Logger, opts: { face?: Face } = {}): () 
       log.drain();
     };
   }
+  // Adaptive concurrency limits: old → new and why, rate-limited per cluster.
+  const limits = new LimitLog(logger, opts.limitLogIntervalMs);
   subscribe(LIFECYCLE_CHANNEL, onLifecycle);
   subscribe('gatewise:upstream:health', onHealth);
   subscribe('gatewise:upstream:outlier', onOutlier);
+  subscribe(LIMIT_CHANNEL, limits.onEvent);
   return () => {
+    unsubscribe(LIMIT_CHANNEL, limits.onEvent);
+    limits.close();
     unsubscribe(REQUEST_END_CHANNEL, onRequest);
     log.drain();
     unsubscribe(LIFECYCLE_CHANNEL, onLifecycle);

@@ -44,6 +44,12 @@ export interface AdminOptions {
   config?: unknown;
   /** When set, every route but /healthz, /ready, /openapi.json and the dashboard page needs `Authorization: Bearer TOKEN`. */
   token?: string;
+  /**
+   * In a worker of `--workers N`: answer /metrics and the JSON API for the whole process
+   * group (admin-merge.ts, gathered over IPC by worker-ipc.ts) instead of this worker alone.
+   * `perProcessUsage`: each worker counts usage in its own store (quota use is summed).
+   */
+  group?: { perProcessUsage: boolean; timeoutMs?: number };
 }
 
 export interface AdminServer {
@@ -52,13 +58,13 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-type Reply = { status: number; body: unknown; type?: string };
-interface Ctx {
+export type Reply = { status: number; body: unknown; type?: string };
+export interface Ctx {
   url: URL;
   params: string[];
   req: IncomingMessage;
 }
-interface Route {
+export interface Route {
   method: 'GET' | 'POST';
   /** OpenAPI path template, e.g. `/failures/{requestId}`. */
   path: string;
@@ -313,7 +319,7 @@ function openapi(table: readonly Route[]): unknown {
   };
 }
 
-function match(table: readonly Route[], method: string, pathname: string): { route: Route; params: string[] } | 'method' | undefined {
+export function match(table: readonly Route[], method: string, pathname: string): { route: Route; params: string[] } | 'method' | undefined {
   const parts = pathname.split('/').filter(Boolean);
   let wrongMethod = false;
   for (const r of table) {
@@ -370,9 +376,11 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
   const config = o.config === undefined ? undefined : redactSecrets(o.config);
   const table = routes(o, live, Date.now(), config);
   const want = o.token === undefined ? undefined : digest(o.token);
+  const group = o.group ? await (await import('./admin-group.js')).adminGroup(o.group, table, match, o.registry) : undefined;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const send = (r: Reply): void => {
+    const send = (r: Reply & { headers?: Record<string, string> }): void => {
       if (res.headersSent) return;
+      if (r.headers) for (const [k, v] of Object.entries(r.headers)) res.setHeader(k, v);
       const text = typeof r.body === 'string' ? r.body : JSON.stringify(r.body, null, 2) + '\n';
       res.writeHead(r.status, { 'content-type': r.type ?? (typeof r.body === 'string' ? 'text/plain; charset=utf-8' : JSON_TYPE), 'cache-control': 'no-store' });
       res.end(text);
@@ -390,8 +398,8 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
       res.setHeader('www-authenticate', 'Bearer realm="gatewise-admin"');
       return send({ status: 401, body: { error: 'this admin listener needs Authorization: Bearer TOKEN (admin.token)' } });
     }
-    Promise.resolve()
-      .then(() => m.route.handle({ url, params: m.params, req }))
+    const answer = group?.answers(m.route, url);
+    (answer ?? Promise.resolve().then(() => m.route.handle({ url, params: m.params, req })))
       .then(send, (err: unknown) => send({ status: 500, body: { error: (err as Error).message } }));
   });
   await new Promise<void>((resolve, reject) => {
@@ -399,6 +407,7 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     server.listen(o.port, o.address ?? '127.0.0.1', () => resolve());
   }).catch((err: unknown) => {
     ownLive?.detach();
+    group?.close();
     throw err;
   });
   const addr = server.address() as AddressInfo;
@@ -408,6 +417,7 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     close: () =>
       new Promise<void>((r) => {
         ownLive?.detach();
+        group?.close();
         server.close(() => r());
         server.closeAllConnections();
       }),

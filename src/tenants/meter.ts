@@ -179,6 +179,11 @@ export class MeterSession {
     return this.#finished;
   }
 
+  /** When the session opened (`performance.now()`). */
+  get startedAt(): number {
+    return this.#started;
+  }
+
   up(n: number, destination = this.destination): void {
     this.bytesUp += n;
     this.#count(destination, 'bytesUp', n);

@@ -7,11 +7,11 @@ import { editDistance } from '../text/index.js';
 export interface UsernameGrammar {
   /** Between the base name, keys and values; default "-". */
   separator: string;
-  /** The words that introduce each parameter. */
-  keys: { session: string; ttl: string; pool: string };
+  /** The words that introduce each parameter (`debug` absent: no debug parameter). */
+  keys: { session: string; ttl: string; pool: string; debug?: string };
 }
 
-export const DEFAULT_GRAMMAR: UsernameGrammar = { separator: '-', keys: { session: 'session', ttl: 'ttl', pool: 'pool' } };
+export const DEFAULT_GRAMMAR: UsernameGrammar = { separator: '-', keys: { session: 'session', ttl: 'ttl', pool: 'pool', debug: 'debug' } };
 
 export interface UsernameParams {
   /** The user name that authenticates. */
@@ -20,6 +20,8 @@ export interface UsernameParams {
   /** Session lifetime asked for, in ms. */
   ttlMs?: number;
   pool?: string;
+  /** `-debug-1`: the Gatewise-Debug response header for this request (`-debug-0`: none, even when the plan turns it on). */
+  debug?: boolean;
 }
 
 const VALUE_RE = /^[A-Za-z0-9_.]{1,64}$/;
@@ -31,7 +33,7 @@ export function parseShortDuration(s: string): number | undefined {
   return m ? Number(m[1]) * UNITS[m[2]!]! : undefined;
 }
 
-const KEYS = ['session', 'ttl', 'pool'] as const;
+const KEYS = ['session', 'ttl', 'pool', 'debug'] as const;
 
 
 /**
@@ -42,7 +44,7 @@ const KEYS = ['session', 'ttl', 'pool'] as const;
 export function explainUsername(name: string, isUser: (base: string) => boolean, grammar: UsernameGrammar = DEFAULT_GRAMMAR): { base: string; problem: string } | undefined {
   const sep = grammar.separator;
   const tokens = name.split(sep);
-  const keys = KEYS.map((k) => grammar.keys[k]);
+  const keys = KEYS.map((k) => grammar.keys[k]).filter((k): k is string => k !== undefined);
   const known = keys.map((k) => `${sep}${k}${sep}VALUE`).join(', ');
   for (let i = 1; i < tokens.length; i++) {
     const base = tokens.slice(0, i).join(sep);
@@ -61,6 +63,9 @@ export function explainUsername(name: string, isUser: (base: string) => boolean,
       if (seen.has(key)) return { base, problem: `username parameter "${key}" is given twice` };
       seen.add(key);
       if (!VALUE_RE.test(value)) return { base, problem: `username parameter "${key}" has a value that is not 1-64 letters, digits, "_" or "."` };
+      if (key === grammar.keys.debug && value !== '1' && value !== '0') {
+        return { base, problem: `username parameter "${key}" expects 1 (on) or 0 (off), got "${value}"` };
+      }
       if (key === grammar.keys.ttl && !((parseShortDuration(value) ?? 0) > 0)) {
         return { base, problem: `username parameter "${key}" expects a duration such as 10m, 30s or 1h, got "${value}"` };
       }
@@ -78,11 +83,12 @@ export function explainUsername(name: string, isUser: (base: string) => boolean,
 export function parseUsername(name: string, grammar: UsernameGrammar = DEFAULT_GRAMMAR): UsernameParams {
   const sep = grammar.separator;
   const tokens = name.split(sep);
-  const keyOf = new Map<string, 'session' | 'ttl' | 'pool'>([
+  const keyOf = new Map<string, 'session' | 'ttl' | 'pool' | 'debug'>([
     [grammar.keys.session, 'session'],
     [grammar.keys.ttl, 'ttl'],
     [grammar.keys.pool, 'pool'],
   ]);
+  if (grammar.keys.debug !== undefined) keyOf.set(grammar.keys.debug, 'debug');
   outer: for (let i = 1; i < tokens.length; i++) {
     const rest = tokens.slice(i);
     if (rest.length % 2 !== 0 || !keyOf.has(rest[0]!)) continue;
@@ -97,6 +103,9 @@ export function parseUsername(name: string, grammar: UsernameGrammar = DEFAULT_G
         const ms = parseShortDuration(value);
         if (ms === undefined || ms <= 0) continue outer;
         out.ttlMs = ms;
+      } else if (key === 'debug') {
+        if (value !== '1' && value !== '0') continue outer;
+        out.debug = value === '1';
       } else {
         out[key] = value;
       }

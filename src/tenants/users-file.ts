@@ -81,7 +81,7 @@ export class UsersFile<T> {
         const sig = await this.#sig();
         if (!force && sig === this.#lastSig) return;
         this.#lastSig = sig;
-        await this.reload();
+        await this.reload(force ? 'the file changed (watch)' : 'the file changed (poll)');
       } catch (err) {
         this.rejected++;
         this.#logger.error({ component: 'forward', usersFile: this.#file, err: (err as Error).message }, `users file ${this.#file} cannot be read; keeping the current users`);
@@ -93,18 +93,18 @@ export class UsersFile<T> {
   }
 
   /** Reload now; a bad file keeps the current users (logged, counted, not thrown). */
-  async reload(): Promise<boolean> {
+  async reload(reason = 'reload requested'): Promise<boolean> {
     let users: T;
     try {
       users = await this.read();
       this.#apply(users);
     } catch (err) {
       this.rejected++;
-      this.#logger.error({ component: 'forward', usersFile: this.#file, err: (err as Error).message }, `users file ${this.#file} is invalid; keeping the current users`);
+      this.#logger.error({ component: 'forward', type: 'users', event: 'rejected', usersFile: this.#file, reason, err: (err as Error).message }, `users file ${this.#file} is invalid (${reason}); keeping the current users`);
       return false;
     }
     this.loads++;
-    this.#logger.info({ component: 'forward', usersFile: this.#file }, `users reloaded from ${this.#file}`);
+    this.#logger.info({ component: 'forward', type: 'users', event: 'reloaded', usersFile: this.#file, reason }, `users reloaded from ${this.#file}: ${reason}`);
     return true;
   }
 

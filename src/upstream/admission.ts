@@ -12,7 +12,19 @@ export interface LimitEvent {
   inflight: number;
   /** The latency (ms) of the sample that moved it. */
   latencyMs: number;
+  /** What moved it, as a code (`LimitCause`) and in plain words. */
+  cause: LimitCause;
+  reason: string;
 }
+
+/**
+ * What moved an adaptive limit. aimd: `drop` (a request timed out, was refused or the
+ * upstream was overloaded), `latency` (a latency above the target), `grow` (limit-many
+ * successes while the limit was in use). gradient: `drop` (a drop in the window: halved),
+ * `gradient` (the window's RTT against the no-load RTT), `probe` (dropped to √limit to
+ * measure the no-load RTT afresh).
+ */
+export type LimitCause = 'drop' | 'latency' | 'grow' | 'gradient' | 'probe';
 
 /** Rejection of a queued request that waited `queueTimeoutMs` without getting a slot. */
 export class QueueTimeoutError extends Error {
@@ -54,6 +66,10 @@ export interface AdmissionOptions {
 /** Estimates how many requests the upstream can take at once from what came back. */
 interface LimitEstimator {
   readonly limit: number;
+  /** What moved the estimate last (read only when the limit changed). */
+  readonly cause: LimitCause;
+  /** The figures behind `cause`, in plain words. */
+  explain(latencyMs: number): string;
   /** One finished request: its latency, whether it was dropped, and the inflight count it finished with. */
   sample(latencyMs: number, dropped: boolean, inflight: number): void;
 }
@@ -67,6 +83,7 @@ class AimdLimit implements LimitEstimator {
   readonly #target: number;
   #estimate: number;
   #successes = 0;
+  cause: LimitCause = 'grow';
   /** Samples to ignore after a decrease: those requests were admitted under the old limit. */
   #cooldown = 0;
 
@@ -85,6 +102,7 @@ class AimdLimit implements LimitEstimator {
     if (this.#cooldown > 0) this.#cooldown--;
     if (dropped || latencyMs > this.#target) {
       if (this.#cooldown > 0) return;
+      this.cause = dropped ? 'drop' : 'latency';
       this.#estimate = Math.max(this.#min, this.#estimate * AIMD_BACKOFF);
       this.#cooldown = Math.floor(this.#estimate);
       this.#successes = 0;
@@ -94,8 +112,15 @@ class AimdLimit implements LimitEstimator {
     if (inflight * 2 < this.#estimate) return;
     if (++this.#successes >= this.#estimate) {
       this.#successes = 0;
+      this.cause = 'grow';
       this.#estimate = Math.min(this.#max, this.#estimate + 1);
     }
+  }
+
+  explain(latencyMs: number): string {
+    if (this.cause === 'drop') return `a request was dropped (timed out, refused or overloaded): limit ×${AIMD_BACKOFF}`;
+    if (this.cause === 'latency') return `latency ${Math.round(latencyMs)} ms above the target ${this.#target} ms: limit ×${AIMD_BACKOFF}`;
+    return 'limit-many requests succeeded with the limit in use: limit +1';
   }
 }
 
@@ -120,6 +145,9 @@ class GradientLimit implements LimitEstimator {
   #rttSum = 0;
   #maxInflight = 0;
   #dropped = false;
+  cause: LimitCause = 'gradient';
+  /** The last window's RTT (ms), for `explain`. */
+  #lastRtt = 0;
 
   constructor(o: AdaptiveOptions) {
     this.#min = o.min;
@@ -165,10 +193,13 @@ class GradientLimit implements LimitEstimator {
       this.#probeIn = nextProbe();
       this.#noLoadRtt = Infinity;
       this.#skip = inflight;
+      this.cause = 'probe';
       this.#estimate = clamp(queue, this.#min, this.#max);
       return;
     }
     let next: number;
+    this.#lastRtt = rtt;
+    this.cause = didDrop ? 'drop' : 'gradient';
     if (didDrop) next = L / 2;
     else {
       if (rtt <= 0) return;
@@ -180,6 +211,12 @@ class GradientLimit implements LimitEstimator {
     // Shrink smoothly (one slow window is noise), grow at once (√L per window is already gentle).
     if (next < L) next = L * (1 - GRADIENT_SMOOTHING) + next * GRADIENT_SMOOTHING;
     this.#estimate = clamp(next, this.#min, this.#max);
+  }
+
+  explain(): string {
+    if (this.cause === 'probe') return 'probe: limit dropped to √limit to measure the no-load round trip afresh';
+    if (this.cause === 'drop') return `requests were dropped (timed out, refused or overloaded) in the last ${GRADIENT_WINDOW}: limit halved`;
+    return `round trip ${Math.round(this.#lastRtt)} ms over the last ${GRADIENT_WINDOW} requests against ${Math.round(this.#noLoadRtt)} ms with no load`;
   }
 }
 
@@ -329,7 +366,8 @@ export class Admission {
       const previous = this.#limit;
       this.#limit = this.#computeLimit();
       if (this.#limit !== previous && limitChannel.hasSubscribers) {
-        const e: LimitEvent = { limit: this.#limit, previous, inflight: this.#inflight, latencyMs };
+        const est = this.#estimator;
+        const e: LimitEvent = { limit: this.#limit, previous, inflight: this.#inflight, latencyMs, cause: est.cause, reason: est.explain(latencyMs) };
         if (this.#cluster !== undefined) e.cluster = this.#cluster;
         limitChannel.publish(e);
       }

@@ -55,10 +55,17 @@ describe('users file', () => {
       if (!ok) await new Promise((r) => setTimeout(r, 50));
     }
     assert.ok(ok, 'dave works after the file changed');
+    // The reload is one line with its reason (issue 18: every state change logged with why).
+    const reloaded = lines.find((l) => l.type === 'users' && l.event === 'reloaded');
+    assert.ok(reloaded, 'a users-reloaded line');
+    assert.match(String(reloaded.reason), /^the file changed \((watch|poll)\)$/);
     assert.equal((await proxyGet(port, url, 'carol', 'c-pass')).status, 407);
     await writeFile(file, 'users: [ { name: eve, password: not-a-hash } ]\n');
     assert.equal(await proxy.reloadUsers(), false);
-    assert.ok(lines.some((l) => l.level === 'error' && /keeping the current users/.test(String(l.msg))));
+    const rejected = lines.find((l) => l.level === 'error' && /keeping the current users/.test(String(l.msg)));
+    assert.ok(rejected);
+    assert.equal(rejected.reason, 'reload requested');
+    assert.equal(rejected.event, 'rejected');
     assert.equal((await proxyGet(port, url, 'dave', 'd-pass')).status, 200);
   });
 
