@@ -11,6 +11,7 @@ import { ConfigError, type ConfigProblem } from '../config/load.js';
 import { balancerRegistry, type BalancerFactory } from '../upstream/balancers/balancer.js';
 import { GatewayHooksRunner, type GatewayHooks } from './hooks.js';
 import { Router, compileRoute } from './router.js';
+import { MemoryStore, ResponseCache } from '../cache/index.js';
 
 /** Everything the per-request code reads, compiled once from the config. */
 export interface GatewayContext {
@@ -36,6 +37,8 @@ export interface GatewayContext {
   inflight: number;
   /** The registered hooks, compiled; undefined when there are none (no per-request cost). */
   readonly hooks: GatewayHooksRunner | undefined;
+  /** The response cache, when a route has `cache` (docs/cache.md). */
+  readonly cache: ResponseCache | undefined;
 }
 
 const DEFAULT_NAME = 'gatewise';
@@ -145,7 +148,8 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
       ),
     );
   }
-  const router = new Router(cfg.routes.map((r, i) => compileRoute(r, i, clusters.get(r.cluster)!)));
+  const cache = cfg.routes.some((r) => r.cache !== undefined) ? new ResponseCache(new MemoryStore(cfg.cache.maxSize)) : undefined;
+  const router = new Router(cfg.routes.map((r, i) => compileRoute(r, i, clusters.get(r.cluster)!, cache)));
   const reveal = cfg.proxyStatus.revealTopology;
   return {
     identity: identityOf(cfg),
@@ -163,6 +167,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
     draining: false,
     inflight: 0,
     hooks: GatewayHooksRunner.of(options.hooks),
+    cache,
   };
 }
 
