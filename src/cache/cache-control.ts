@@ -28,11 +28,13 @@ export function parseCacheControl(value: string | string[] | undefined): Directi
     i = j + 1;
     if (part.length === 0) continue;
     const eq = part.indexOf('=');
-    const name = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
-    if (name.length === 0 || out.has(name)) continue;
+    // No whitespace around "=" (RFC 9111 §5.2: directive = token [ "=" ( token / quoted-string ) ]):
+    // "max-age = 5" is not a max-age.
+    const name = (eq < 0 ? part : part.slice(0, eq)).toLowerCase();
+    if (name.length === 0 || !/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(name) || out.has(name)) continue;
     let v: string | true = true;
     if (eq >= 0) {
-      v = part.slice(eq + 1).trim();
+      v = part.slice(eq + 1);
       if (v.startsWith('"') && v.endsWith('"') && v.length >= 2) v = v.slice(1, -1).replace(/\\(.)/g, '$1');
     }
     out.set(name, v);

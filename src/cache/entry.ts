@@ -146,7 +146,7 @@ export class CacheEntry {
    * The entry freshened by a 304 (§4.3.4): its header fields replace the stored ones of the
    * same name, except the fields that describe the body the 304 does not carry.
    */
-  updated(headers304: readonly string[], requestTime: number, responseTime: number): CacheEntry {
+  updated(headers304: readonly string[], requestTime: number, responseTime: number, varyValues = this.varyValues): CacheEntry {
     const replace = new Map<string, string[]>();
     for (let i = 0; i < headers304.length; i += 2) {
       const n = headers304[i]!.toLowerCase();
@@ -169,12 +169,12 @@ export class CacheEntry {
       }
     }
     for (const [n, r] of replace) if (!done.has(n)) out.push(...r);
-    return new CacheEntry({ key: this.key, status: this.status, headers: out, body: this.body, requestTime, responseTime, varyValues: this.varyValues });
+    return new CacheEntry({ key: this.key, status: this.status, headers: out, body: this.body, requestTime, responseTime, varyValues });
   }
 }
 
-/** Fields a 304 never changes in the stored response (they describe the stored body). */
-const KEEP_ON_UPDATE = new Set(['content-length', 'content-encoding', 'transfer-encoding', 'content-range', 'content-type']);
+/** Fields a 304 never changes in the stored response (RFC 9111 §3.2: Content-Length; and the fields that describe the stored body and its validator). */
+const KEEP_ON_UPDATE = new Set(['content-length', 'content-encoding', 'content-md5', 'content-range', 'etag', 'transfer-encoding']);
 
 /** Freshness lifetime in ms (RFC 9111 §4.2.1, shared cache; heuristics §4.2.2). */
 function lifetime(status: number, cc: Directives, dateMs: number, expires: string | undefined, expiresCount: number, lastModified: string | undefined): number {

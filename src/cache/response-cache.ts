@@ -31,10 +31,13 @@ export type Lookup =
    * Go forward. `entry`: a stored response that matched and may be validated (a
    * conditional request) and may answer for an error (stale-if-error).
    */
-  | { readonly kind: 'forward'; readonly fwd: Forward; readonly entry: CacheEntry | undefined };
+  | { readonly kind: 'forward'; readonly fwd: Forward; readonly entry: CacheEntry | undefined; readonly variants?: readonly CacheEntry[] };
 
 /** Why a stale copy may answer for a failure, or undefined when it may not. */
 export type StaleReason = 'stale-if-error' | 'serve-stale-on';
+
+/** The statuses http-cache-semantics stores (its `understoodStatuses`). */
+const UNDERSTOOD = new Set([200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501]);
 
 /** Upstream statuses that count as errors for stale-if-error (RFC 5861 §4). */
 const ERROR_STATUSES = new Set([500, 502, 503, 504]);
@@ -63,7 +66,9 @@ export class ResponseCache {
         break;
       }
     }
-    if (entry === undefined) return { kind: 'forward', fwd: 'vary-miss', entry: undefined };
+    // Stored, but for other values of the Vary fields: their entity tags may still be sent
+    // (RFC 9111 §4.3.1), and a 304 naming one selects it for this request too.
+    if (entry === undefined) return { kind: 'forward', fwd: 'vary-miss', entry: undefined, variants: list };
     const req = requestDirectives(headers);
     if (req.has('no-cache')) return { kind: 'forward', fwd: 'request', entry };
     const ttl = entry.ttlMs(now);
@@ -115,15 +120,19 @@ export class ResponseCache {
    * content (§3.3 lets a cache combine parts; this one does not), never `Vary: *` (it can
    * never be selected), and no `Set-Cookie` unless the response says `public` (a cookie
    * stored in a shared cache goes to every client; the library's lifetime makes the same
-   * choice).
+   * choice). Where the library is narrower than RFC 9111: it stores only the statuses it
+   * lists as understood, while §3 stores any final status whose response has explicit
+   * freshness (max-age, s-maxage, Expires, public); such a response is asked about as a 200.
    */
   storable(method: string, url: string, headers: RequestHeaders, status: number, responseHeaders: Record<string, string>): boolean {
-    if (method !== 'GET' || status === 206 || responseHeaders['content-range'] !== undefined) return false;
+    if (method !== 'GET' || status === 206 || status === 304 || status < 200) return false;
     const vary = responseHeaders.vary;
     if (vary !== undefined && vary.split(',').some((v) => v.trim() === '*')) return false;
     const cc = parseCacheControl(responseHeaders['cache-control']);
     if (responseHeaders['set-cookie'] !== undefined && !cc.has('public')) return false;
-    const policy = new CachePolicy({ method, url, headers: headers as Record<string, string> }, { status, headers: responseHeaders }, { shared: true });
+    const explicit = cc.has('max-age') || cc.has('s-maxage') || cc.has('public') || responseHeaders.expires !== undefined;
+    const asked = !UNDERSTOOD.has(status) && explicit ? 200 : status;
+    const policy = new CachePolicy({ method, url, headers: headers as Record<string, string> }, { status: asked, headers: responseHeaders }, { shared: true });
     return policy.storable();
   }
 
@@ -142,13 +151,9 @@ export class ResponseCache {
   }
 }
 
-/** The request's Cache-Control; without one, `Pragma: no-cache` means no-cache (RFC 9111 §5.4). */
+/** The request's Cache-Control. `Pragma` is not read: RFC 9111 §5.4 deprecates it and dropped its no-cache meaning. */
 export function requestDirectives(headers: RequestHeaders): Directives {
-  const cc = headers['cache-control'];
-  if (cc !== undefined) return parseCacheControl(cc);
-  const pragma = headers.pragma;
-  if (pragma !== undefined && /(^|,)\s*no-cache\s*(,|$)/i.test(Array.isArray(pragma) ? pragma.join(',') : pragma)) return parseCacheControl('no-cache');
-  return parseCacheControl(undefined);
+  return parseCacheControl(headers['cache-control']);
 }
 
 /**

@@ -42,6 +42,8 @@ export class CachePhase implements CollapseWaiter {
   #candidate: CacheEntry | undefined;
   /** Its validators were sent upstream (a 304 refreshes it). */
   #conditional = false;
+  /** On a vary miss: the stored variants with entity tags, all sent in If-None-Match (RFC 9111 §4.3.1). */
+  #variants: CacheEntry[] | undefined;
   #fwd: Forward = 'uri-miss';
   /** Leads the collapsed requests of its key (must release them once). */
   #leader = false;
@@ -96,6 +98,10 @@ export class CachePhase implements CollapseWaiter {
     // A conditional request for a stored response with validators (not for a range: the
     // client's Range goes upstream as it came).
     this.#conditional = r.entry !== undefined && (r.entry.etag !== undefined || r.entry.lastModified !== undefined) && ex.req.headers.range === undefined && method === 'GET';
+    if (r.variants !== undefined && ex.req.headers.range === undefined && method === 'GET') {
+      const tagged = r.variants.filter((v) => v.etag !== undefined);
+      if (tagged.length > 0) this.#variants = tagged;
+    }
     if (method === 'GET' && this.#rc.collapseWaitMs > 0) {
       const joined = this.#rc.cache.collapser.join(this.key, this);
       if (joined === true) this.#leader = true;
@@ -139,13 +145,12 @@ export class CachePhase implements CollapseWaiter {
   /** The upstream request's headers: the stored response's validators instead of the client's (which the cache answers itself). */
   upstreamHeaders(headers: string[]): string[] {
     const e = this.#candidate;
-    if (!this.#conditional || e === undefined) return headers;
-    const out: string[] = [];
-    for (let i = 0; i < headers.length; i += 2) {
-      const n = headers[i]!.toLowerCase();
-      if (n === 'if-none-match' || n === 'if-modified-since') continue;
-      out.push(headers[i]!, headers[i + 1]!);
+    const variants = this.#variants;
+    if (variants !== undefined) {
+      return withoutValidators(headers).concat('if-none-match', variants.map((v) => v.etag!).join(', '));
     }
+    if (!this.#conditional || e === undefined) return headers;
+    const out = withoutValidators(headers);
     if (e.etag !== undefined) out.push('if-none-match', e.etag);
     if (e.lastModified !== undefined) out.push('if-modified-since', e.lastModified);
     return out;
@@ -164,6 +169,18 @@ export class CachePhase implements CollapseWaiter {
       if (status < 400) this.#invalidate(raw);
       head.push('cache-status', cacheStatusMember(ex.ctx.identity, { fwd: 'bypass', fwdStatus: status }));
       return false;
+    }
+    if (status === 304 && this.#variants !== undefined) {
+      const tag = headerObject(raw).etag;
+      const chosen = tag === undefined ? undefined : this.#variants.find((v) => weakEqual(v.etag!, tag));
+      if (chosen !== undefined) {
+        const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, varyValuesOf(chosen.vary, ex.req.headers));
+        this.#rc.cache.put(fresh);
+        this.outcome = 'revalidated';
+        this.#answer(fresh, { fwd: 'vary-miss', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
+        this.#release();
+        return true;
+      }
     }
     const e = this.#candidate;
     if (status === 304 && this.#conditional && e !== undefined) {
@@ -315,6 +332,24 @@ export class CachePhase implements CollapseWaiter {
     if (proxyStatus !== undefined) h.push('proxy-status', proxyStatus);
     ex.answerFromCache(a.status, h, a.body);
   }
+}
+
+function isValidator(name: string): boolean {
+  const n = name.toLowerCase();
+  return n === 'if-none-match' || n === 'if-modified-since';
+}
+
+/** Header pairs without the client's If-None-Match / If-Modified-Since (the cache answers those itself). */
+function withoutValidators(headers: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) if (!isValidator(headers[i]!)) out.push(headers[i]!, headers[i + 1]!);
+  return out;
+}
+
+/** RFC 9110 §8.8.3.2 weak comparison. */
+function weakEqual(a: string, b: string): boolean {
+  const s = (t: string): string => (t.trim().startsWith('W/') ? t.trim().slice(2) : t.trim());
+  return s(a) === s(b);
 }
 
 /** A waiter that is never woken: the slot a background revalidation holds. */
