@@ -41,7 +41,8 @@ export function cacheStatusMember(name: string, s: CacheStatus): string {
   if (s.hit) m += '; hit';
   if (s.fwd !== undefined) m += `; fwd=${s.fwd}`;
   if (s.fwdStatus !== undefined) m += `; fwd-status=${s.fwdStatus}`;
-  if (s.ttl !== undefined) m += `; ttl=${Math.trunc(s.ttl)}`;
+  // Whole seconds, rounded down: a copy stale by 0.3 s has ttl=-1 (RFC 9211 §2.5: negative once stale).
+  if (s.ttl !== undefined) m += `; ttl=${Math.floor(s.ttl)}`;
   if (s.stored) m += '; stored';
   if (s.collapsed) m += '; collapsed';
   if (s.detail !== undefined) m += `; detail=${tokenOrString(s.detail)}`;

@@ -198,7 +198,8 @@ export class CachePhase implements CollapseWaiter {
         this.outcome = 'stale';
         this.recoveredFrom = String(status);
         const member = receivedMember(status, ex.currentEndpoint, proxyStatusOptions(ex.ctx, ex.clientAddress));
-        this.#answer(e, { fwd: 'stale', fwdStatus: status, ttl: e.ttlMs(now) / 1000, detail: why }, member, now);
+        // The status is the cause, said by fwd-status (and received-status in Proxy-Status).
+        this.#answer(e, { fwd: 'stale', fwdStatus: status, ttl: e.ttlMs(now) / 1000 }, member, now);
         this.#release();
         return true;
       }
