@@ -87,7 +87,7 @@ export class ResponseCache {
       const swr = deltaSeconds(entry.cc, 'stale-while-revalidate');
       if (swr !== undefined && -ttl <= swr * 1000) return { kind: 'revalidate-behind', entry };
     }
-    return { kind: 'forward', fwd: entry.lifetimeMs === 0 ? 'miss' : 'stale', entry };
+    return { kind: 'forward', fwd: 'stale', entry };
   }
 
   /**
