@@ -15,6 +15,8 @@ export interface CacheStore {
   readonly entries: number;
   readonly keys: number;
   readonly maxBytes: number;
+  /** Entries evicted to make room (not purged or replaced). */
+  readonly evictions: number;
 }
 
 /** Most variants kept per key: a Vary over a field with many values must not fill the store under one key. */
