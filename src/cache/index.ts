@@ -6,6 +6,7 @@
 export { ResponseCache, cacheKey, requestDirectives, varyValuesOf, type Lookup, type RequestHeaders, type RouteCache, type StaleReason } from './response-cache.js';
 export { CacheEntry, type StoredInit, type VaryValues } from './entry.js';
 export { MemoryStore, type CacheStore } from './memory-store.js';
+export { DiskTier } from './disk-store.js';
 export { Collapser, type CollapseWaiter } from './collapse.js';
 export { cacheStatusMember, appendCacheStatus, type CacheStatus, type Forward } from './cache-status.js';
 export { answerFrom, singleRange, type CachedAnswer } from './answer.js';

@@ -3,6 +3,7 @@ import { deltaSeconds, parseCacheControl, type Directives } from './cache-contro
 import { Collapser } from './collapse.js';
 import { CacheEntry, type VaryValues } from './entry.js';
 import type { CacheStore } from './memory-store.js';
+import type { DiskTier } from './disk-store.js';
 import type { Forward } from './cache-status.js';
 
 /** Request header values as Node gives them. */
@@ -31,7 +32,9 @@ export type Lookup =
    * Go forward. `entry`: a stored response that matched and may be validated (a
    * conditional request) and may answer for an error (stale-if-error).
    */
-  | { readonly kind: 'forward'; readonly fwd: Forward; readonly entry: CacheEntry | undefined; readonly variants?: readonly CacheEntry[] };
+  | { readonly kind: 'forward'; readonly fwd: Forward; readonly entry: CacheEntry | undefined; readonly variants?: readonly CacheEntry[] }
+  /** Not in memory but on disk: `load` it, then look again. */
+  | { readonly kind: 'on-disk' };
 
 /** Why a stale copy may answer for a failure, or undefined when it may not. */
 export type StaleReason = 'stale-if-error' | 'serve-stale-on';
@@ -49,16 +52,22 @@ const ERROR_STATUSES = new Set([500, 502, 503, 504]);
  */
 export class ResponseCache {
   readonly store: CacheStore;
+  /** The optional disk tier (`cache.dir`). */
+  readonly disk: DiskTier | undefined;
   readonly collapser = new Collapser();
 
-  constructor(store: CacheStore) {
+  constructor(store: CacheStore, disk?: DiskTier) {
     this.store = store;
+    this.disk = disk;
   }
 
-  /** The stored response a request may use, and how (RFC 9111 §4). `headOnly`: a HEAD request, answered from a GET's entry. */
-  lookup(key: string, headers: RequestHeaders, now: number): Lookup {
+  /** The stored response a request may use, and how (RFC 9111 §4). `disk`: a key only on disk answers 'on-disk'. */
+  lookup(key: string, headers: RequestHeaders, now: number, disk = true): Lookup {
     const list = this.store.get(key);
-    if (list === undefined || list.length === 0) return { kind: 'forward', fwd: 'uri-miss', entry: undefined };
+    if (list === undefined || list.length === 0) {
+      if (disk && this.disk !== undefined && this.disk.has(key)) return { kind: 'on-disk' };
+      return { kind: 'forward', fwd: 'uri-miss', entry: undefined };
+    }
     let entry: CacheEntry | undefined;
     for (const e of list) {
       if (e.matches(varyValuesOf(e.vary, headers))) {
@@ -138,16 +147,26 @@ export class ResponseCache {
 
   /** Keep a response; false when the store cannot (larger than the whole store). */
   put(entry: CacheEntry): boolean {
+    this.disk?.save(entry);
     return this.store.put(entry);
+  }
+
+  /** Read a key's responses back from disk into memory (oldest first, so the newest ends first). */
+  async load(key: string): Promise<void> {
+    const list = (await this.disk?.load(key)) ?? [];
+    for (let i = list.length - 1; i >= 0; i--) this.store.put(list[i]!);
   }
 
   /** Forget a key (RFC 9111 §4.4 invalidation, or a purge). */
   invalidate(key: string): boolean {
-    return this.store.delete(key);
+    const onDisk = this.disk?.delete(key) ?? false;
+    return this.store.delete(key) || onDisk;
   }
 
   purgePrefix(prefix: string): number {
-    return this.store.deletePrefix(prefix);
+    const mem = this.store.deletePrefix(prefix);
+    const disk = this.disk?.deletePrefix(prefix) ?? 0;
+    return Math.max(mem, disk);
   }
 }
 

@@ -79,8 +79,22 @@ export class CachePhase implements CollapseWaiter {
       this.outcome = 'bypass';
       return false;
     }
+    return this.#lookup(true);
+  }
+
+  #lookup(disk: boolean): boolean {
+    const ex = this.#ex;
+    const method = ex.method;
     const now = Date.now();
-    const r = this.#rc.cache.lookup(this.key, ex.req.headers, now);
+    const r = this.#rc.cache.lookup(this.key, ex.req.headers, now, disk);
+    if (r.kind === 'on-disk') {
+      // Read back from the disk tier, then look again (memory only).
+      this.#rc.cache.load(this.key).then(
+        () => this.#loaded(),
+        () => this.#loaded(),
+      );
+      return true;
+    }
     if (r.kind === 'fresh') {
       this.outcome = 'hit';
       this.#answer(r.entry, { hit: true, ttl: r.entry.ttlMs(now) / 1000 }, undefined, now);
@@ -114,6 +128,12 @@ export class CachePhase implements CollapseWaiter {
     return false;
   }
 
+  #loaded(): void {
+    const ex = this.#ex;
+    if (ex.clientGone) return;
+    if (!this.#lookup(false)) ex.cacheGoOn();
+  }
+
   /** The collapsed leader finished: look again; what is still a miss goes upstream (not as a leader). */
   collapseWake(): void {
     this.#waiting?.cancel();
@@ -121,7 +141,11 @@ export class CachePhase implements CollapseWaiter {
     const ex = this.#ex;
     if (ex.clientGone) return;
     const now = Date.now();
-    const r = this.#rc.cache.lookup(this.key, ex.req.headers, now);
+    const r = this.#rc.cache.lookup(this.key, ex.req.headers, now, false);
+    if (r.kind === 'on-disk') {
+      ex.cacheGoOn(); // not asked for (disk = false); a miss
+      return;
+    }
     if (r.kind === 'fresh' || r.kind === 'revalidate-behind') {
       this.outcome = 'hit';
       this.#answer(r.entry, { hit: true, ttl: r.entry.ttlMs(now) / 1000, collapsed: true }, undefined, now);

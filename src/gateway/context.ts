@@ -11,7 +11,7 @@ import { ConfigError, type ConfigProblem } from '../config/load.js';
 import { balancerRegistry, type BalancerFactory } from '../upstream/balancers/balancer.js';
 import { GatewayHooksRunner, type GatewayHooks } from './hooks.js';
 import { Router, compileRoute } from './router.js';
-import { MemoryStore, ResponseCache } from '../cache/index.js';
+import { DiskTier, MemoryStore, ResponseCache } from '../cache/index.js';
 
 /** Everything the per-request code reads, compiled once from the config. */
 export interface GatewayContext {
@@ -148,7 +148,9 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
       ),
     );
   }
-  const cache = cfg.routes.some((r) => r.cache !== undefined) ? new ResponseCache(new MemoryStore(cfg.cache.maxSize)) : undefined;
+  const cache = cfg.routes.some((r) => r.cache !== undefined)
+    ? new ResponseCache(new MemoryStore(cfg.cache.maxSize), cfg.cache.dir === undefined ? undefined : new DiskTier(cfg.cache.dir, cfg.cache.maxDiskSize))
+    : undefined;
   const router = new Router(cfg.routes.map((r, i) => compileRoute(r, i, clusters.get(r.cluster)!, cache)));
   const reveal = cfg.proxyStatus.revealTopology;
   return {
