@@ -228,6 +228,11 @@ export class CachePhase implements CollapseWaiter {
         return true;
       }
     }
+    // RFC 9111 §4.3.5: a HEAD answer for the stored GET's representation (same validators, or
+    // none and the same length) freshens its headers.
+    if (method === 'HEAD' && status === 200 && e !== undefined && e.status === 200 && sameRepresentation(e, headerObject(raw))) {
+      this.#rc.cache.put(e.updated(storedPairs(raw), this.#requestTime, now));
+    }
     const cs: CacheStatus = { fwd: this.#fwd, fwdStatus: status };
     if (method === 'GET' && this.#mayStore(status, raw)) {
       cs.stored = true;
@@ -357,6 +362,13 @@ export class CachePhase implements CollapseWaiter {
     if (proxyStatus !== undefined) h.push('proxy-status', proxyStatus);
     ex.answerFromCache(a.status, h, a.body);
   }
+}
+
+/** The HEAD answer describes the stored representation (RFC 9111 §4.3.5). */
+function sameRepresentation(e: CacheEntry, h: Record<string, string>): boolean {
+  if (h.etag !== undefined || e.etag !== undefined) return h.etag !== undefined && e.etag !== undefined && !h.etag.startsWith('W/') && h.etag === e.etag;
+  if (h['last-modified'] !== undefined || e.lastModified !== undefined) return h['last-modified'] === e.lastModified;
+  return h['content-length'] === undefined || h['content-length'] === String(e.body.length);
 }
 
 function isValidator(name: string): boolean {
