@@ -312,12 +312,14 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   }
 
   /** Answer from the cache (a hit, a revalidated or a stale stored response); the answer is complete. */
-  answerFromCache(status: number, head: string[], body: Buffer | undefined): void {
+  answerFromCache(statusCode: number, head: string[], body: Buffer | undefined): void {
     head.push('via', this.#responseVia, this.ctx.requestIdHeader, this.requestId);
     if (this.ctx.draining) head.push('connection', 'close');
+    // An upstream's head, stored (not a gateway-made answer: those go through the responder).
+    // Stored fields passed Node's checks when they were first passed on.
+    this.res.writeHead(statusCode, head);
     this.#complete = true;
     this.#headersSent = true;
-    this.res.writeHead(status, head);
     if (body !== undefined && body.length > 0) this.res.end(body);
     else this.res.end();
   }
