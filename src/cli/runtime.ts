@@ -35,6 +35,20 @@ function gatewayControl(gw: Gateway): AdminControl {
       return out;
     },
     drain: (cluster, endpoint, draining) => gw.ctx.clusters.get(cluster)?.setDraining(endpoint, draining) ?? false,
+    cacheStats: () => {
+      const c = gw.ctx.cache;
+      if (c === undefined) return undefined;
+      const st = c.store;
+      return { keys: st.keys, entries: st.entries, bytes: st.bytes, maxBytes: st.maxBytes, evictions: st.evictions, collapsing: c.collapser.inflight };
+    },
+    purgeCache: ({ key, prefix }) => {
+      const c = gw.ctx.cache;
+      if (c === undefined) return undefined;
+      let n = 0;
+      if (key) n += c.invalidate(key) ? 1 : 0;
+      if (prefix) n += c.purgePrefix(prefix);
+      return n;
+    },
   };
 }
 

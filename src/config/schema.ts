@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { forwardSchema } from './forward.js';
+import { ERROR_TYPE_NAMES, type ProxyErrorType } from '../failure/types.js';
 
 /**
  * The one config schema: zod gives the TypeScript types, validation, and (via
@@ -229,6 +230,21 @@ export const clusterSchema = z
   })
   .strict();
 
+/** Upstream statuses a stale copy may answer for (`serveStaleOn`), beside RFC 9209 error types. */
+const STALE_STATUSES = ['500', '502', '503', '504'] as const;
+
+const routeCacheSchema = z
+  .object({
+    serveStaleOn: z
+      .array(z.union([z.enum(ERROR_TYPE_NAMES as [ProxyErrorType, ...ProxyErrorType[]]), z.enum(STALE_STATUSES)]))
+      .default([])
+      .describe('Failures a stale stored copy answers for even when the response did not say stale-if-error: RFC 9209 error types (connection_refused, connection_timeout, http_response_timeout, destination_unavailable, connection_limit_reached, ...) and upstream statuses ("502", "503", "504"). The answer is 200 from the cache with Cache-Status `fwd=stale; detail=<type>` and Proxy-Status naming the failure. Never for a response with must-revalidate, proxy-revalidate, no-cache or s-maxage. Default none (stale-if-error in the response or request still applies).'),
+    maxStale: duration('1h', 'How stale a stored copy may be to answer for a serveStaleOn failure.'),
+    collapseWait: duration('5s', 'How long a miss waits for another request for the same key that is already on its way upstream (request collapsing); then it goes upstream itself. "0s": no collapsing.'),
+    maxObjectSize: z.number().int().min(0).default(1048576).describe('Responses with a larger body are passed through and not stored, in bytes. Default 1048576 (1 MiB).'),
+  })
+  .strict();
+
 const routeSchema = z
   .object({
     name: z.string().optional().describe('Name used in logs and metrics. Default: route-<index>.'),
@@ -255,6 +271,7 @@ const routeSchema = z
       .array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a protocol name (a token) such as websocket'))
       .default(['websocket'])
       .describe('Upgrade protocols tunnelled after a 101 (names compared without case or version). A request offering none of them is forwarded as plain HTTP without its Upgrade header (RFC 9110 §7.8 lets a server ignore it), so bytes after its head never reach the upstream unrouted (h2c smuggling). Default ["websocket"].'),
+    cache: routeCacheSchema.optional().describe('Cache responses of this route (RFC 9111 shared cache, stale-while-revalidate, stale-if-error, request collapsing; docs/cache.md). Off unless set; the store is the top-level `cache`.'),
     host: z
       .union([z.literal('preserve'), z.literal('endpoint'), z.string().min(1)])
       .default('preserve')
@@ -357,6 +374,15 @@ export const configSchema = z
       .strict()
       .default({ drainTimeout: '30s' })
       .describe('Stopping.'),
+    cache: z
+      .object({
+        maxSize: z.number().int().min(1024).default(67108864).describe('Bytes the in-memory store may hold (bodies, headers and a small overhead per entry); the least recently used keys go first. Default 67108864 (64 MiB).'),
+        dir: z.string().min(1).optional().describe('A directory for a disk store: stored responses are also written there and survive a restart (loaded at start, bounded by maxDiskSize). Default: memory only.'),
+        maxDiskSize: z.number().int().min(1024).default(1073741824).describe('Bytes the disk store may hold. Default 1073741824 (1 GiB).'),
+      })
+      .strict()
+      .default({ maxSize: 67108864, maxDiskSize: 1073741824 })
+      .describe('The response cache store shared by every route with `cache` (docs/cache.md).'),
     forward: forwardSchema.optional().describe('The forward proxy service (HTTP proxy, CONNECT, SOCKS).'),
   })
   .strict()

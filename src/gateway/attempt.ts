@@ -149,6 +149,14 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     this.#resume = resume;
     if (!this.#ex.writeResponseHead(this, statusCode, rawHeaders)) return false;
     this.#passedOn = true;
+    if (this.#ex.complete) {
+      // The cache answered instead (a 304 to its own validators, or a stale copy for a 5xx):
+      // nothing more of this answer goes to the client; a body-carrying one is cut short.
+      this.#endedAtHead = true;
+      this.#timer.stop();
+      if (statusCode !== 304) this.#abort?.();
+      return true;
+    }
     if (statusCode === 304) {
       // No body follows. undici would report a 304 that carries the Content-Length of the
       // representation as a length mismatch (it exempts only HEAD): end the answer here.

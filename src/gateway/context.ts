@@ -12,6 +12,7 @@ import { balancerRegistry, type BalancerFactory } from '../upstream/balancers/ba
 import { GatewayHooksRunner, type GatewayHooks } from './hooks.js';
 import type { GatewayTracing } from './tracing.js';
 import { Router, compileRoute } from './router.js';
+import { DiskTier, MemoryStore, ResponseCache } from '../cache/index.js';
 
 /** Everything the per-request code reads, compiled once from the config. */
 export interface GatewayContext {
@@ -39,6 +40,8 @@ export interface GatewayContext {
   readonly hooks: GatewayHooksRunner | undefined;
   /** OpenTelemetry spans and traceparent (./tracing.ts); undefined when off (one field test per request and try). */
   readonly tracing: GatewayTracing | undefined;
+  /** The response cache, when a route has `cache` (docs/cache.md). */
+  readonly cache: ResponseCache | undefined;
 }
 
 const DEFAULT_NAME = 'gatewise';
@@ -150,7 +153,10 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
       ),
     );
   }
-  const router = new Router(cfg.routes.map((r, i) => compileRoute(r, i, clusters.get(r.cluster)!)));
+  const cache = cfg.routes.some((r) => r.cache !== undefined)
+    ? new ResponseCache(new MemoryStore(cfg.cache.maxSize), cfg.cache.dir === undefined ? undefined : new DiskTier(cfg.cache.dir, cfg.cache.maxDiskSize))
+    : undefined;
+  const router = new Router(cfg.routes.map((r, i) => compileRoute(r, i, clusters.get(r.cluster)!, cache)));
   const reveal = cfg.proxyStatus.revealTopology;
   return {
     identity: identityOf(cfg),
@@ -169,6 +175,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
     inflight: 0,
     hooks: GatewayHooksRunner.of(options.hooks),
     tracing: options.tracing,
+    cache,
   };
 }
 

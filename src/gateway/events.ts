@@ -52,5 +52,7 @@ export function requestRecord(
     bytesDown: o.bytesDown,
     durationMs: o.durationMs,
     upgrade: o.upgrade,
+    cache: o.cache,
+    recoveredFrom: o.recoveredFrom,
   };
 }

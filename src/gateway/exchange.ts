@@ -21,6 +21,8 @@ import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type Re
 import { closeAfter, finished, isUnsafe, offer, withdrawn, type Ordered } from './connection-order.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import { rewritePath, type Route } from './router.js';
+import { CachePhase } from './cache-phase.js';
+import type { RouteCache } from '../cache/index.js';
 
 /** A new request id (src/http/request-id.ts). */
 export function newRequestId(ctx: GatewayContext): string {
@@ -110,6 +112,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   #endedBy: EndedBy = 'complete';
   #bytesIn0: number;
   #bytesOut0: number;
+  /** The cache phase (routes with `cache` only; every other request tests this one field). */
+  #cache: CachePhase | undefined;
 
   constructor(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse, listener: string, via: string, limits: ClientLimits = NO_CLIENT_LIMITS) {
     this.ctx = ctx;
@@ -253,6 +257,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       this.#upstreamPath = rewritePath(route, path);
       this.#idempotent = IDEMPOTENT.has(req.method!) || (route.retry.idempotencyKey && req.headers['idempotency-key'] !== undefined);
       if (!runRequestPhase(this.ctx.hooks, this)) return;
+      if (route.cache !== undefined && this.#cacheLookup(route.cache)) return;
       this.#admit();
     } catch (err) {
       this.fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
@@ -280,10 +285,56 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       return;
     }
     try {
+      const rc = this.route!.cache;
+      if (rc !== undefined && this.#cacheLookup(rc)) return;
       this.#admit();
     } catch (err) {
       this.fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
     }
+  }
+
+  // ---- the cache phase (./cache-phase.ts) -------------------------------------------------
+
+  /** Look the request up in the route's cache: true when answered (or waiting for a collapsed request). */
+  #cacheLookup(rc: RouteCache): boolean {
+    const phase = (this.#cache = new CachePhase(this, rc));
+    if (phase.lookup()) return true;
+    this.#headers = phase.upstreamHeaders(this.#headers);
+    return false;
+  }
+
+  /** A collapsed wait ended without an answer from the cache: go upstream. */
+  cacheGoOn(): void {
+    if (this.res.destroyed) return;
+    try {
+      this.#headers = this.#cache!.upstreamHeaders(this.#headers);
+      this.#admit();
+    } catch (err) {
+      this.fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
+    }
+  }
+
+  /** Answer from the cache (a hit, a revalidated or a stale stored response); the answer is complete. */
+  answerFromCache(statusCode: number, head: string[], body: Buffer | undefined): void {
+    head.push('via', this.#responseVia, this.ctx.requestIdHeader, this.requestId);
+    if (this.ctx.draining) head.push('connection', 'close');
+    // An upstream's head, stored (not a gateway-made answer: those go through the responder).
+    // Stored fields passed Node's checks when they were first passed on.
+    this.res.writeHead(statusCode, head);
+    this.#complete = true;
+    this.#headersSent = true;
+    if (body !== undefined && body.length > 0) this.res.end(body);
+    else this.res.end();
+  }
+
+  /** The request as it goes upstream (path and header pairs), for the cache's background revalidation. */
+  upstreamRequest(): { path: string; headers: readonly string[] } {
+    return { path: this.#upstreamPath, headers: this.#headers };
+  }
+
+  /** The next hop of the current try. */
+  get currentEndpoint(): string | undefined {
+    return this.#attempt?.endpoint.nextHop;
   }
 
   /** Take a slot of the cluster's concurrency limit (or queue for one), then try. */
@@ -443,6 +494,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     const route = this.route!;
     const wait = route.cluster.wait;
     if (wait === undefined || this.res.destroyed) return false;
+    // A stale copy that may answer now is better than holding the client.
+    if (this.#cache !== undefined && this.#cache.canAnswer(f)) return false;
     const now = performance.now();
     if (this.#heldFrom === 0) this.#heldFrom = now;
     let left = wait.timeoutMs - (now - this.#heldFrom);
@@ -502,6 +555,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     const ep = a.endpoint;
     const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#socket.remoteAddress)) : undefined;
     let head = buildResponseHead(rawHeaders, this.#responseVia, this.ctx.requestIdHeader, this.requestId, member);
+    // The cache may answer instead (a 304 to its validators, a stale copy for a 5xx): the try is then drained or cut.
+    if (this.#cache !== undefined && this.#cache.onHead(statusCode, rawHeaders, head)) return true;
     const hooks = this.ctx.hooks;
     if (hooks !== undefined && hooks.response !== undefined) {
       try {
@@ -526,6 +581,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 
   /** A body chunk for the client; false (and undici pauses) while the client's buffer is full. */
   writeBody(chunk: Buffer): boolean {
+    this.#cache?.tap(chunk);
     if (this.res.write(chunk)) return true;
     this.#attempt!.pause();
     this.res.once('drain', onResDrain);
@@ -534,6 +590,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 
   responseComplete(rawTrailers: Array<Buffer | string> | null): void {
     this.#complete = true;
+    this.#cache?.complete();
     if (rawTrailers && rawTrailers.length > 0) this.res.addTrailers(trailersObject(rawTrailers));
     this.res.end();
   }
@@ -580,6 +637,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 
   /** The final word on a failure: a gateway-made response (the responder), or an aborted client connection. */
   fail(f: Failure): void {
+    const cache = this.#cache;
+    // A stale stored copy may answer instead (stale-if-error, the route's serveStaleOn).
+    if (cache !== undefined && !this.#headersSent && !this.res.headersSent && cache.onFailure(f)) return;
     this.#error = f;
     const res = this.res;
     if (this.#headersSent || res.headersSent) {
@@ -602,6 +662,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       head: this.req.method === 'HEAD',
       close,
       hookRequest: this,
+      cacheStatus: cache?.failureStatus,
     });
   }
 
@@ -623,6 +684,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     if (this.#ended) return;
     this.#ended = true;
     this.ctx.inflight--;
+    this.#cache?.end();
     if (this.#order === 'running') finished(this.#socket, this);
     else withdrawn(this.#socket, this);
     if (this.#held !== undefined) {
@@ -662,6 +724,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       bytesDown: this.#socket.bytesWritten - this.#bytesOut0,
       durationMs: Math.round((performance.now() - this.t0) * 1000) / 1000,
       upgrade: false,
+      cache: this.#cache?.outcome,
+      recoveredFrom: this.#cache?.recoveredFrom,
     });
     if (requestEnd.hasSubscribers) requestEnd.publish(record);
     if (finish) hooks.runFinish(record);

@@ -25,6 +25,8 @@ export interface FailureAnswer {
   readonly rawForm?: 'parser' | 'upgrade';
   /** The request as hooks see it; undefined for parser errors (there is no request). */
   readonly hookRequest?: HookRequest;
+  /** RFC 9211 Cache-Status of a route with a cache (the answer was not stored and never will be). */
+  readonly cacheStatus?: string;
 }
 
 /**
@@ -46,6 +48,7 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
   });
   if (isServerResponse(to)) {
     if (a.close) out.headers.connection = 'close';
+    if (a.cacheStatus !== undefined) out.headers['cache-status'] = a.cacheStatus;
     to.writeHead(out.status, out.headers);
     to.end(out.body);
     return f;

@@ -2,6 +2,7 @@ import type { RouteConfig } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { RetryKind, RetryPolicy } from './retry-policy.js';
+import type { ResponseCache, RouteCache } from '../cache/index.js';
 
 /** A route compiled for matching: first match in config order wins. */
 export interface Route {
@@ -25,11 +26,13 @@ export interface Route {
   readonly retryAfterMaxMs: number;
   /** Upgrade protocol names (lower case) tunnelled after a 101. */
   readonly upgrades: ReadonlySet<string>;
+  /** The route's cache (docs/cache.md); undefined: off, and the exchange tests this one field. */
+  readonly cache: RouteCache | undefined;
 }
 
 const HOST_CACHE_MAX = 4096;
 
-export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster): Route {
+export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster, cache?: ResponseCache): Route {
   const hosts = cfg.match.host === undefined ? undefined : Array.isArray(cfg.match.host) ? cfg.match.host : [cfg.match.host];
   const exact = hosts?.filter((h) => !h.startsWith('*.')).map((h) => h.toLowerCase());
   const wild = hosts?.filter((h) => h.startsWith('*.')).map((h) => h.slice(1).toLowerCase());
@@ -56,6 +59,16 @@ export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster):
     deadlineMs: cfg.retry.deadline === undefined ? undefined : parseDuration(cfg.retry.deadline),
     retryAfterMaxMs: parseDuration(cfg.retry.retryAfterMax)!,
     upgrades: new Set(cfg.upgrades.map((u) => u.toLowerCase())),
+    cache:
+      cfg.cache === undefined || cache === undefined
+        ? undefined
+        : {
+            cache,
+            serveStaleOn: new Set(cfg.cache.serveStaleOn),
+            maxStaleMs: parseDuration(cfg.cache.maxStale)!,
+            collapseWaitMs: parseDuration(cfg.cache.collapseWait)!,
+            maxObjectBytes: cfg.cache.maxObjectSize,
+          },
   };
 }
 

@@ -17,6 +17,10 @@ export interface AdminControl {
   drain(cluster: string, endpoint: string, draining: boolean): boolean;
   /** Per cluster with an admission limit: the limit, requests in flight and queued. */
   admission?(): Record<string, { limit: number; inflight: number; queued: number }>;
+  /** The response cache's size (undefined: no route has a cache). */
+  cacheStats?(): Record<string, number> | undefined;
+  /** Remove stored responses by exact key or key prefix; the number of keys removed (undefined: no cache). */
+  purgeCache?(by: { key?: string; prefix?: string }): number | undefined;
 }
 
 /** The parts of a running forward proxy the admin API reads (a ForwardProxy has them all). */
@@ -195,6 +199,29 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: u
       query: [{ name: 'endpoint', description: 'The endpoint, as host:port or URL.', required: true, type: 'string' }],
       responses: { '200': 'Not draining.', '400': 'No endpoint parameter.', '404': 'No such cluster or endpoint.' },
       handle: (c) => drain(c, false),
+    },
+    {
+      method: 'GET', path: '/cache', summary: 'The response cache: keys, stored responses (variants), bytes held, the size bound, evictions, keys with a collapsed request in flight.',
+      responses: { '200': 'The store\'s counts.', '404': 'No route has a cache.' },
+      handle: () => {
+        const stats = gw?.cacheStats?.();
+        return stats === undefined ? { status: 404, body: { error: 'no route of this gateway has a cache' } } : { status: 200, body: stats };
+      },
+    },
+    {
+      method: 'POST', path: '/cache/purge', summary: 'Remove stored responses: one key (host without port, then path and query: example.com/img/a.png?v=2), or every key with a prefix (example.com/img/).',
+      query: [
+        { name: 'key', description: 'An exact cache key.', type: 'string' },
+        { name: 'prefix', description: 'A key prefix (with its host): every key starting with it.', type: 'string' },
+      ],
+      responses: { '200': 'Purged: how many keys.', '400': 'Neither key nor prefix.', '404': 'No route has a cache.' },
+      handle: (c) => {
+        const key = c.url.searchParams.get('key') ?? undefined;
+        const prefix = c.url.searchParams.get('prefix') ?? undefined;
+        if (!key && !prefix) return { status: 400, body: { error: 'key or prefix query parameter required' } };
+        const n = gw?.purgeCache?.({ key, prefix });
+        return n === undefined ? { status: 404, body: { error: 'no route of this gateway has a cache' } } : { status: 200, body: { purged: n, key: key ?? null, prefix: prefix ?? null } };
+      },
     },
     {
       method: 'GET', path: '/exits', summary: 'Egress pools of the forward proxy: strategy, live sticky sessions, and per exit connections active, uses, and whether it is down (cooling down after failures).',

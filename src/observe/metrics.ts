@@ -161,6 +161,8 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   const healthChanges = new Tally();
   const exitFailures = new Tally();
   const held = new Tally();
+  const cacheResults = new Tally();
+  const recovered = new Tally();
   const duration = new Samples();
   const connect = new Samples();
   const tls = new Samples();
@@ -176,6 +178,8 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   tallied(registry, 'gatewise_endpoint_health_changes_total', 'Active health check transitions, by cluster, endpoint and new state.', ['cluster', 'endpoint', 'to'] as const, healthChanges);
   tallied(registry, 'gatewise_forward_exit_failures_total', 'Failures of forward exits, by pool, exit, error type and whether the exit was cooled down.', ['pool', 'exit', 'error', 'cooled'] as const, exitFailures);
   tallied(registry, 'gatewise_held_requests_total', 'Requests held while every endpoint of a cluster was down, and what ended the hold (held, left, back).', ['cluster', 'event'] as const, held);
+  tallied(registry, 'gatewise_cache_responses_total', 'Requests on routes with a cache, by route and what the cache did: hit, stale (a stale copy answered), revalidated (a 304 refreshed the stored copy), miss, bypass (a method the cache does not answer).', ['route', 'result'] as const, cacheResults);
+  tallied(registry, 'gatewise_cache_recovered_total', 'Failures answered with a stale cached copy instead (recovered from cache), by route and cause: the RFC 9209 error type, or the upstream status ("503").', ['route', 'cause'] as const, recovered);
   sampled(registry, 'gatewise_request_duration_seconds', 'Time from request (or tunnel) start to its end, by face and protocol.', ['face', 'protocol'] as const, duration);
   sampled(registry, 'gatewise_upstream_connect_seconds', 'New upstream connections: time until connected (DNS, TCP and TLS included), by cluster.', ['cluster'] as const, connect);
   sampled(registry, 'gatewise_upstream_tls_seconds', 'New upstream TLS connections: handshake time, by cluster.', ['cluster'] as const, tls);
@@ -232,6 +236,10 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
         c.key = `reverse${SEP}${r.protocol}${SEP}${route}${SEP}${cluster}${SEP}${status < 0 ? '' : status}${SEP}${error}${SEP}${reason}${SEP}${r.endedBy}`;
       }
       requests.add(c.key);
+      if (r.cache !== undefined) {
+        cacheResults.add(`${r.route ?? ''}${SEP}${r.cache}`);
+        if (r.recoveredFrom !== undefined) recovered.add(`${r.route ?? ''}${SEP}${r.recoveredFrom}`);
+      }
       const n = r.attempts.length;
       if (n > 1) retries.add(cluster, n - 1);
       const t = lastTry;

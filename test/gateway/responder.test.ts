@@ -8,7 +8,7 @@ const GATEWAY = new URL('../../../src/gateway/', import.meta.url).pathname;
 /**
  * One responder writes every gateway-made answer of the reverse face. Elsewhere in
  * src/gateway a failure is never rendered, and the only `writeHead` forwards an upstream's
- * head (Exchange.writeResponseHead).
+ * head (Exchange.writeResponseHead, and Exchange.answerFromCache for a stored one).
  */
 test('only src/gateway/responder.ts renders failures and writes gateway-made answers', () => {
   const found: string[] = [];

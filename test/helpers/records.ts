@@ -47,6 +47,8 @@ export function anyRecord(rand: () => number): RequestRecord {
       cluster: maybe(rand, anyString(rand)),
       attempts: rand() < 0.5 ? [] : [{ endpoint: anyString(rand), phase: 'headers', connection: 'reused', status: 200, startMs: 0.5, detail: anyString(rand) }],
       upgrade: rand() < 0.2,
+      cache: maybe(rand, pick(['hit', 'stale', 'revalidated', 'miss', 'bypass'] as const)),
+      recoveredFrom: maybe(rand, pick(['connection_refused', '503'])),
     };
     return r;
   }

@@ -1,0 +1,55 @@
+/**
+ * RFC 9211 `Cache-Status`: one member per cache, this cache's name with parameters.
+ * `fwd` says why the request went forward (uri-miss: nothing stored under the key;
+ * vary-miss: stored, but not for these request headers; miss: stored but not usable, e.g.
+ * the response forbids it or the request's directives; request: the request asked for a
+ * fresh answer; stale: a stored response needed validation; bypass: the cache was not
+ * consulted). `detail` names, for a stale answer, the failure that it covers (an RFC 9209
+ * error type) or why the cache was bypassed.
+ */
+export type Forward = 'uri-miss' | 'vary-miss' | 'miss' | 'request' | 'stale' | 'bypass';
+
+export interface CacheStatus {
+  hit?: boolean;
+  fwd?: Forward;
+  /** The status the next hop answered a forwarded request with. */
+  fwdStatus?: number;
+  /** Freshness left in seconds (negative: stale for that long). */
+  ttl?: number;
+  stored?: boolean;
+  collapsed?: boolean;
+  detail?: string;
+}
+
+const TOKEN_RE = /^[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*$/;
+
+function tokenOrString(s: string): string {
+  if (TOKEN_RE.test(s)) return s;
+  let out = '"';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x22 || c === 0x5c) out += '\\' + s[i];
+    else if (c >= 0x20 && c <= 0x7e) out += s[i];
+    else out += '?';
+  }
+  return out + '"';
+}
+
+/** The member for this cache (`name` is the gateway's identity). */
+export function cacheStatusMember(name: string, s: CacheStatus): string {
+  let m = tokenOrString(name);
+  if (s.hit) m += '; hit';
+  if (s.fwd !== undefined) m += `; fwd=${s.fwd}`;
+  if (s.fwdStatus !== undefined) m += `; fwd-status=${s.fwdStatus}`;
+  // Whole seconds, rounded down: a copy stale by 0.3 s has ttl=-1 (RFC 9211 §2.5: negative once stale).
+  if (s.ttl !== undefined) m += `; ttl=${Math.floor(s.ttl)}`;
+  if (s.stored) m += '; stored';
+  if (s.collapsed) m += '; collapsed';
+  if (s.detail !== undefined) m += `; detail=${tokenOrString(s.detail)}`;
+  return m;
+}
+
+/** The upstream's own Cache-Status members (if any) followed by ours: the list is in order from the origin (RFC 9211 §2). */
+export function appendCacheStatus(prior: string | undefined, member: string): string {
+  return prior === undefined || prior.length === 0 ? member : `${prior}, ${member}`;
+}

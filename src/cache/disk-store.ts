@@ -1,0 +1,176 @@
+import { createHash } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readdirSync, readSync, statSync, unlinkSync } from 'node:fs';
+import { readFile, writeFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CacheEntry, type VaryValues } from './entry.js';
+
+/** The first line of an entry file: everything but the body, which follows it. */
+interface FileHead {
+  key: string;
+  status: number;
+  headers: string[];
+  requestTime: number;
+  responseTime: number;
+  varyValues: VaryValues;
+}
+
+const SUFFIX = '.entry';
+/** The longest head line read back (headers are bounded by the upstream's header limit). */
+const MAX_HEAD = 256 * 1024;
+
+/**
+ * The optional disk tier (`cache.dir`): every stored response is also written to a file
+ * under the directory (a head line of JSON, then the body), so the cache survives a restart
+ * and holds more than memory. The index (key → files, bytes) is read at start (synchronously:
+ * start-up, not the request path) and kept in memory, least recently used first; a memory
+ * miss whose key is on disk is read back asynchronously (`load`) and put into memory. Writes
+ * go to a temporary name and are renamed into place, so a crash never leaves half an entry.
+ */
+export class DiskTier {
+  readonly dir: string;
+  readonly maxBytes: number;
+  readonly #index = new Map<string, Map<string, number>>();
+  #bytes = 0;
+
+  constructor(dir: string, maxBytes: number) {
+    this.dir = dir;
+    this.maxBytes = maxBytes;
+    mkdirSync(dir, { recursive: true });
+    const found: Array<{ file: string; key: string; size: number; mtime: number }> = [];
+    for (const file of readdirSync(dir)) {
+      if (!file.endsWith(SUFFIX)) {
+        if (file.endsWith('.tmp')) tryUnlink(join(dir, file));
+        continue;
+      }
+      const head = readHead(join(dir, file));
+      if (head === undefined) {
+        tryUnlink(join(dir, file));
+        continue;
+      }
+      const st = statSync(join(dir, file));
+      found.push({ file, key: head.key, size: st.size, mtime: st.mtimeMs });
+    }
+    found.sort((a, b) => a.mtime - b.mtime);
+    for (const f of found) this.#add(f.key, f.file, f.size);
+    this.#evict();
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get keys(): number {
+    return this.#index.size;
+  }
+
+  has(key: string): boolean {
+    return this.#index.has(key);
+  }
+
+  /** Read a key's stored responses back (newest first); files that cannot be read are forgotten. */
+  async load(key: string): Promise<CacheEntry[]> {
+    const files = this.#index.get(key);
+    if (files === undefined) return [];
+    const out: CacheEntry[] = [];
+    for (const file of [...files.keys()].reverse()) {
+      try {
+        const buf = await readFile(join(this.dir, file));
+        const nl = buf.indexOf(10);
+        const head = JSON.parse(buf.subarray(0, nl).toString('utf8')) as FileHead;
+        out.push(new CacheEntry({ ...head, body: buf.subarray(nl + 1) }));
+      } catch {
+        this.#remove(key, file);
+      }
+    }
+    return out;
+  }
+
+  /** Write a stored response (replacing the file of the same key and Vary values). */
+  save(e: CacheEntry): void {
+    const file = fileName(e.key, e.varyValues);
+    const head: FileHead = { key: e.key, status: e.status, headers: [...e.headers], requestTime: e.requestTime, responseTime: e.responseTime, varyValues: e.varyValues };
+    const headBuf = Buffer.from(JSON.stringify(head) + '\n', 'utf8');
+    const size = headBuf.length + e.body.length;
+    if (size > this.maxBytes) return;
+    this.#remove(e.key, file, false);
+    this.#add(e.key, file, size);
+    this.#evict(e.key);
+    const path = join(this.dir, file);
+    const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    writeFile(tmp, [headBuf, e.body])
+      .then(() => rename(tmp, path))
+      .catch(() => {
+        // A full or read-only disk: the entry stays in memory only.
+        void unlink(tmp).catch(() => {});
+        this.#remove(e.key, file, false);
+      });
+  }
+
+  delete(key: string): boolean {
+    const files = this.#index.get(key);
+    if (files === undefined) return false;
+    for (const file of [...files.keys()]) this.#remove(key, file);
+    return true;
+  }
+
+  deletePrefix(prefix: string): number {
+    let n = 0;
+    for (const key of [...this.#index.keys()]) if (key.startsWith(prefix) && this.delete(key)) n++;
+    return n;
+  }
+
+  #add(key: string, file: string, size: number): void {
+    let files = this.#index.get(key);
+    if (files === undefined) files = new Map();
+    else this.#index.delete(key);
+    this.#index.set(key, files);
+    files.set(file, size);
+    this.#bytes += size;
+  }
+
+  #remove(key: string, file: string, unlinkFile = true): void {
+    const files = this.#index.get(key);
+    const size = files?.get(file);
+    if (files === undefined || size === undefined) return;
+    files.delete(file);
+    this.#bytes -= size;
+    if (files.size === 0) this.#index.delete(key);
+    if (unlinkFile) void unlink(join(this.dir, file)).catch(() => {});
+  }
+
+  #evict(keep?: string): void {
+    for (const key of [...this.#index.keys()]) {
+      if (this.#bytes <= this.maxBytes) return;
+      if (key !== keep) this.delete(key);
+    }
+  }
+}
+
+function fileName(key: string, vary: VaryValues): string {
+  return createHash('sha256').update(key).update('\0').update(JSON.stringify(vary)).digest('hex').slice(0, 40) + SUFFIX;
+}
+
+function readHead(path: string): FileHead | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const buf = Buffer.alloc(MAX_HEAD);
+    const n = readSync(fd, buf, 0, MAX_HEAD, 0);
+    const nl = buf.subarray(0, n).indexOf(10);
+    if (nl < 0) return undefined;
+    const head = JSON.parse(buf.subarray(0, nl).toString('utf8')) as FileHead;
+    return typeof head.key === 'string' && Array.isArray(head.headers) ? head : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+function tryUnlink(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}

@@ -1,0 +1,13 @@
+/**
+ * The reverse gateway's response cache (RFC 9111 shared cache; RFC 5861 stale-while-
+ * revalidate and stale-if-error; RFC 9211 Cache-Status): the rules, the stores and request
+ * collapsing. The gateway's cache phase (`gateway/cache-phase.ts`) drives it; docs/cache.md.
+ */
+export { ResponseCache, cacheKey, requestDirectives, varyValuesOf, type Lookup, type RequestHeaders, type RouteCache, type StaleReason } from './response-cache.js';
+export { CacheEntry, type StoredInit, type VaryValues } from './entry.js';
+export { MemoryStore, type CacheStore } from './memory-store.js';
+export { DiskTier } from './disk-store.js';
+export { Collapser, type CollapseWaiter } from './collapse.js';
+export { cacheStatusMember, appendCacheStatus, type CacheStatus, type Forward } from './cache-status.js';
+export { answerFrom, singleRange, type CachedAnswer } from './answer.js';
+export { parseCacheControl, deltaSeconds, type Directives } from './cache-control.js';

@@ -1,0 +1,202 @@
+import CachePolicy from 'http-cache-semantics';
+import { deltaSeconds, parseCacheControl, type Directives } from './cache-control.js';
+import { Collapser } from './collapse.js';
+import { CacheEntry, type VaryValues } from './entry.js';
+import type { CacheStore } from './memory-store.js';
+import type { DiskTier } from './disk-store.js';
+import type { Forward } from './cache-status.js';
+
+/** Request header values as Node gives them. */
+export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
+
+/** What a route's cache is allowed to do (compiled from `routes[].cache`). */
+export interface RouteCache {
+  /** The store and the collapsing of the gateway's one cache. */
+  readonly cache: ResponseCache;
+  /** Failure types (RFC 9209) and upstream statuses ("502") a stale copy may answer for, without the response's stale-if-error. */
+  readonly serveStaleOn: ReadonlySet<string>;
+  /** How stale a copy may be to answer for a `serveStaleOn` failure, ms. */
+  readonly maxStaleMs: number;
+  /** How long a miss waits for another request for the same key to fill it (0: no collapsing), ms. */
+  readonly collapseWaitMs: number;
+  /** Responses with larger bodies are passed through and not stored, bytes. */
+  readonly maxObjectBytes: number;
+}
+
+/** The outcome of a lookup. */
+export type Lookup =
+  | { readonly kind: 'fresh'; readonly entry: CacheEntry }
+  /** Stale, and the response allows answering with it while it is revalidated (RFC 5861 §3). */
+  | { readonly kind: 'revalidate-behind'; readonly entry: CacheEntry }
+  /**
+   * Go forward. `entry`: a stored response that matched and may be validated (a
+   * conditional request) and may answer for an error (stale-if-error).
+   */
+  | { readonly kind: 'forward'; readonly fwd: Forward; readonly entry: CacheEntry | undefined; readonly variants?: readonly CacheEntry[] }
+  /** Not in memory but on disk: `load` it, then look again. */
+  | { readonly kind: 'on-disk' };
+
+/** Why a stale copy may answer for a failure, or undefined when it may not. */
+export type StaleReason = 'stale-if-error' | 'serve-stale-on';
+
+/** The statuses http-cache-semantics stores (its `understoodStatuses`). */
+const UNDERSTOOD = new Set([200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501]);
+
+/** Upstream statuses that count as errors for stale-if-error (RFC 5861 §4). */
+const ERROR_STATUSES = new Set([500, 502, 503, 504]);
+
+/**
+ * The gateway's one response cache (RFC 9111, shared): the store, the rules for what may be
+ * stored and reused, and request collapsing. It knows nothing of sockets: the reverse
+ * gateway's cache phase (`gateway/cache-phase.ts`) asks it and writes the answers.
+ */
+export class ResponseCache {
+  readonly store: CacheStore;
+  /** The optional disk tier (`cache.dir`). */
+  readonly disk: DiskTier | undefined;
+  readonly collapser = new Collapser();
+
+  constructor(store: CacheStore, disk?: DiskTier) {
+    this.store = store;
+    this.disk = disk;
+  }
+
+  /** The stored response a request may use, and how (RFC 9111 §4). `disk`: a key only on disk answers 'on-disk'. */
+  lookup(key: string, headers: RequestHeaders, now: number, disk = true): Lookup {
+    const list = this.store.get(key);
+    if (list === undefined || list.length === 0) {
+      if (disk && this.disk !== undefined && this.disk.has(key)) return { kind: 'on-disk' };
+      return { kind: 'forward', fwd: 'uri-miss', entry: undefined };
+    }
+    let entry: CacheEntry | undefined;
+    for (const e of list) {
+      if (e.matches(varyValuesOf(e.vary, headers))) {
+        entry = e;
+        break;
+      }
+    }
+    // Stored, but for other values of the Vary fields: their entity tags may still be sent
+    // (RFC 9111 §4.3.1), and a 304 naming one selects it for this request too.
+    if (entry === undefined) return { kind: 'forward', fwd: 'vary-miss', entry: undefined, variants: list };
+    const req = requestDirectives(headers);
+    if (req.has('no-cache')) return { kind: 'forward', fwd: 'request', entry };
+    const ttl = entry.ttlMs(now);
+    const age = entry.ageMs(now);
+    const maxAge = deltaSeconds(req, 'max-age');
+    if (maxAge !== undefined && age > maxAge * 1000) return { kind: 'forward', fwd: 'request', entry };
+    const minFresh = deltaSeconds(req, 'min-fresh');
+    if (minFresh !== undefined && ttl < minFresh * 1000) return { kind: 'forward', fwd: 'request', entry };
+    if (ttl > 0) return { kind: 'fresh', entry };
+    // Stale (§4.2.4).
+    if (!entry.noStale) {
+      if (req.has('max-stale')) {
+        const ms = deltaSeconds(req, 'max-stale');
+        if (ms === undefined || -ttl <= ms * 1000) return { kind: 'fresh', entry };
+      }
+      const swr = deltaSeconds(entry.cc, 'stale-while-revalidate');
+      if (swr !== undefined && -ttl <= swr * 1000) return { kind: 'revalidate-behind', entry };
+    }
+    return { kind: 'forward', fwd: 'stale', entry };
+  }
+
+  /**
+   * Whether a stale copy may answer instead of a failure (`cause`: an RFC 9209 error type)
+   * or an upstream error status (`status`). RFC 5861 §4 stale-if-error (in the response or
+   * the request) for any failure or 500/502/503/504, within its window; or the route's
+   * `serveStaleOn` list within `maxStale`. Never for a response that forbids serving it
+   * stale (must-revalidate, proxy-revalidate, no-cache, s-maxage: §4.2.4, §5.2.2).
+   */
+  staleAllowed(entry: CacheEntry, headers: RequestHeaders, route: RouteCache, cause: string | undefined, status: number | undefined, now: number): StaleReason | undefined {
+    if (entry.noStale) return undefined;
+    const staleMs = Math.max(0, -entry.ttlMs(now));
+    const isError = cause !== undefined || (status !== undefined && ERROR_STATUSES.has(status));
+    if (isError) {
+      const sie = deltaSeconds(entry.cc, 'stale-if-error');
+      if (sie !== undefined && staleMs <= sie * 1000) return 'stale-if-error';
+      const reqSie = deltaSeconds(requestDirectives(headers), 'stale-if-error');
+      if (reqSie !== undefined && staleMs <= reqSie * 1000) return 'stale-if-error';
+    }
+    const name = cause ?? (status !== undefined ? String(status) : undefined);
+    if (name !== undefined && route.serveStaleOn.has(name) && staleMs <= route.maxStaleMs) return 'serve-stale-on';
+    return undefined;
+  }
+
+  /**
+   * Whether a response may be stored (RFC 9111 §3), by http-cache-semantics' `storable()`
+   * (method, status understood, no-store in request or response, private, Authorization
+   * §3.5, explicit freshness or a status cacheable by default), plus what it leaves out:
+   * only GET responses are stored (a HEAD answer has no body for a later GET), no partial
+   * content (§3.3 lets a cache combine parts; this one does not), never `Vary: *` (it can
+   * never be selected), and no `Set-Cookie` unless the response says `public` (a cookie
+   * stored in a shared cache goes to every client; the library's lifetime makes the same
+   * choice). Where the library is narrower than RFC 9111: it stores only the statuses it
+   * lists as understood, while §3 stores any final status whose response has explicit
+   * freshness (max-age, s-maxage, Expires, public); such a response is asked about as a 200.
+   */
+  storable(method: string, url: string, headers: RequestHeaders, status: number, responseHeaders: Record<string, string>): boolean {
+    if (method !== 'GET' || status === 206 || status === 304 || status < 200) return false;
+    const vary = responseHeaders.vary;
+    if (vary !== undefined && vary.split(',').some((v) => v.trim() === '*')) return false;
+    const cc = parseCacheControl(responseHeaders['cache-control']);
+    if (responseHeaders['set-cookie'] !== undefined && !cc.has('public')) return false;
+    const explicit = cc.has('max-age') || cc.has('s-maxage') || cc.has('public') || responseHeaders.expires !== undefined;
+    const asked = !UNDERSTOOD.has(status) && explicit ? 200 : status;
+    const policy = new CachePolicy({ method, url, headers: headers as Record<string, string> }, { status: asked, headers: responseHeaders }, { shared: true });
+    return policy.storable();
+  }
+
+  /** Keep a response; false when the store cannot (larger than the whole store). */
+  put(entry: CacheEntry): boolean {
+    this.disk?.save(entry);
+    return this.store.put(entry);
+  }
+
+  /** Read a key's responses back from disk into memory (oldest first, so the newest ends first). */
+  async load(key: string): Promise<void> {
+    const list = (await this.disk?.load(key)) ?? [];
+    for (let i = list.length - 1; i >= 0; i--) this.store.put(list[i]!);
+  }
+
+  /** Forget a key (RFC 9111 §4.4 invalidation, or a purge). */
+  invalidate(key: string): boolean {
+    const onDisk = this.disk?.delete(key) ?? false;
+    return this.store.delete(key) || onDisk;
+  }
+
+  purgePrefix(prefix: string): number {
+    const mem = this.store.deletePrefix(prefix);
+    const disk = this.disk?.deletePrefix(prefix) ?? 0;
+    return Math.max(mem, disk);
+  }
+}
+
+/** The request's Cache-Control. `Pragma` is not read: RFC 9111 §5.4 deprecates it and dropped its no-cache meaning. */
+export function requestDirectives(headers: RequestHeaders): Directives {
+  return parseCacheControl(headers['cache-control']);
+}
+
+/**
+ * The request's values of the Vary fields, normalised (RFC 9111 §4.1: whitespace around
+ * list commas and combined field lines do not make a difference).
+ */
+export function varyValuesOf(vary: readonly string[], headers: RequestHeaders): VaryValues {
+  if (vary.length === 0) return NO_VALUES;
+  const out: Array<string | undefined> = [];
+  for (const name of vary) {
+    const v = headers[name];
+    if (v === undefined) {
+      out.push(undefined);
+      continue;
+    }
+    const joined = Array.isArray(v) ? v.join(',') : v;
+    out.push(joined.split(',').map((s) => s.trim()).join(','));
+  }
+  return out;
+}
+
+const NO_VALUES: VaryValues = [];
+
+/** The cache key of a request: lower-case host and the normalised path with its query. */
+export function cacheKey(host: string, path: string): string {
+  return host.toLowerCase() + path;
+}

@@ -1,0 +1,558 @@
+import type { Dispatcher } from 'undici';
+import { Failure, failureMember, receivedMember } from '../failure/index.js';
+import { HOP_BY_HOP, connectionListed } from '../http/headers.js';
+import { Timeout } from '../timing/deadlines.js';
+import type { PooledClient } from '../upstream/connection-pool.js';
+import type { Endpoint } from '../upstream/endpoint.js';
+import {
+  CacheEntry,
+  answerFrom,
+  cacheKey,
+  cacheStatusMember,
+  varyValuesOf,
+  type CacheStatus,
+  type CollapseWaiter,
+  type Forward,
+  type RouteCache,
+} from '../cache/index.js';
+import { proxyStatusOptions } from './context.js';
+import type { Exchange } from './exchange.js';
+
+/** What the access log and metrics say the cache did (`ReverseRecord.cache`). */
+export type CacheOutcome = 'hit' | 'stale' | 'revalidated' | 'miss' | 'bypass';
+
+/** Methods whose responses invalidate the stored ones of their target (RFC 9111 §4.4): not safe. */
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+
+/**
+ * The cache phase of one request on a route with `cache` (after route and request hooks,
+ * before admit; docs/architecture.md). It looks the request up and answers a hit; sends a
+ * stale stored response's validators upstream and answers a 304 from the store; answers a
+ * failure or an upstream 5xx with a stale copy when allowed (RFC 5861 stale-if-error,
+ * the route's `serveStaleOn`), saying so in Cache-Status and Proxy-Status; waits for a
+ * request for the same key already on its way (collapsing); and taps a storable response's
+ * body into the store as it streams to the client. Gateway-made answers are never stored:
+ * only `onHead` (an upstream head) starts a tap.
+ */
+export class CachePhase implements CollapseWaiter {
+  readonly #ex: Exchange;
+  readonly #rc: RouteCache;
+  readonly key: string;
+  /** A stored response that matched: validated upstream, or answering for an error. */
+  #candidate: CacheEntry | undefined;
+  /** Its validators were sent upstream (a 304 refreshes it). */
+  #conditional = false;
+  /** On a vary miss: the stored variants with entity tags, all sent in If-None-Match (RFC 9111 §4.3.1). */
+  #variants: CacheEntry[] | undefined;
+  #fwd: Forward = 'uri-miss';
+  /** Leads the collapsed requests of its key (must release them once). */
+  #leader = false;
+  #waiting: Timeout | undefined;
+  #requestTime = 0;
+  // The body being stored.
+  #tapStatus = 0;
+  #tapHeaders: string[] | undefined;
+  #tapChunks: Buffer[] | undefined;
+  #tapBytes = 0;
+  #tapResponseTime = 0;
+  outcome: CacheOutcome = 'miss';
+  /** The failure (RFC 9209 type) or upstream status ("503") a stale copy answered for. */
+  recoveredFrom: string | undefined;
+
+  constructor(ex: Exchange, rc: RouteCache) {
+    this.#ex = ex;
+    this.#rc = rc;
+    this.key = cacheKey(ex.host, ex.path);
+  }
+
+  /** The member of Cache-Status a gateway-made answer on this route carries. */
+  get failureStatus(): string {
+    return cacheStatusMember(this.#ex.ctx.identity, { fwd: this.#fwd });
+  }
+
+  /** Look the request up: true when it was answered (or waits for a collapsed leader); false: go upstream. */
+  lookup(): boolean {
+    const ex = this.#ex;
+    const method = ex.method;
+    if (method !== 'GET' && method !== 'HEAD') {
+      this.#fwd = 'bypass';
+      this.outcome = 'bypass';
+      return false;
+    }
+    return this.#lookup(true);
+  }
+
+  #lookup(disk: boolean): boolean {
+    const ex = this.#ex;
+    const method = ex.method;
+    const now = Date.now();
+    const r = this.#rc.cache.lookup(this.key, ex.req.headers, now, disk);
+    if (r.kind === 'on-disk') {
+      // Read back from the disk tier, then look again (memory only).
+      this.#rc.cache.load(this.key).then(
+        () => this.#loaded(),
+        () => this.#loaded(),
+      );
+      return true;
+    }
+    if (r.kind === 'fresh') {
+      this.outcome = 'hit';
+      this.#answer(r.entry, { hit: true, ttl: r.entry.ttlMs(now) / 1000 }, undefined, now);
+      return true;
+    }
+    if (r.kind === 'revalidate-behind') {
+      this.outcome = 'stale';
+      this.#answer(r.entry, { hit: true, ttl: r.entry.ttlMs(now) / 1000, detail: 'stale-while-revalidate' }, undefined, now);
+      // One revalidation per key at a time: the collapser's leader slot.
+      if (this.#rc.cache.collapser.join(this.key, NOBODY) === true) new Revalidation(ex, this.#rc, this.key, r.entry).start();
+      return true;
+    }
+    this.#fwd = r.fwd;
+    this.#candidate = r.entry;
+    // A conditional request for a stored response with validators (not for a range: the
+    // client's Range goes upstream as it came).
+    this.#conditional = r.entry !== undefined && (r.entry.etag !== undefined || r.entry.lastModified !== undefined) && ex.req.headers.range === undefined && method === 'GET';
+    if (r.variants !== undefined && ex.req.headers.range === undefined && method === 'GET') {
+      const tagged = r.variants.filter((v) => v.etag !== undefined);
+      if (tagged.length > 0) this.#variants = tagged;
+    }
+    if (method === 'GET' && this.#rc.collapseWaitMs > 0) {
+      const joined = this.#rc.cache.collapser.join(this.key, this);
+      if (joined === true) this.#leader = true;
+      else if (joined === false) {
+        this.#waiting = new Timeout(() => this.#waitOver(), this.#rc.collapseWaitMs);
+        return true;
+      }
+    }
+    this.#requestTime = now;
+    return false;
+  }
+
+  #loaded(): void {
+    const ex = this.#ex;
+    if (ex.clientGone) return;
+    if (!this.#lookup(false)) ex.cacheGoOn();
+  }
+
+  /** The collapsed leader finished: look again; what is still a miss goes upstream (not as a leader). */
+  collapseWake(): void {
+    this.#waiting?.cancel();
+    this.#waiting = undefined;
+    const ex = this.#ex;
+    if (ex.clientGone) return;
+    const now = Date.now();
+    const r = this.#rc.cache.lookup(this.key, ex.req.headers, now, false);
+    if (r.kind === 'on-disk') {
+      ex.cacheGoOn(); // not asked for (disk = false); a miss
+      return;
+    }
+    if (r.kind === 'fresh' || r.kind === 'revalidate-behind') {
+      this.outcome = 'hit';
+      this.#answer(r.entry, { hit: true, ttl: r.entry.ttlMs(now) / 1000, collapsed: true }, undefined, now);
+      return;
+    }
+    this.#candidate = r.entry;
+    this.#fwd = r.fwd;
+    this.#requestTime = now;
+    ex.cacheGoOn();
+  }
+
+  #waitOver(): void {
+    this.#waiting = undefined;
+    this.#rc.cache.collapser.leave(this.key, this);
+    const ex = this.#ex;
+    if (ex.clientGone) return;
+    this.#requestTime = Date.now();
+    ex.cacheGoOn();
+  }
+
+  /** The upstream request's headers: the stored response's validators instead of the client's (which the cache answers itself). */
+  upstreamHeaders(headers: string[]): string[] {
+    const e = this.#candidate;
+    const variants = this.#variants;
+    if (variants !== undefined) {
+      return withoutValidators(headers).concat('if-none-match', variants.map((v) => v.etag!).join(', '));
+    }
+    if (!this.#conditional || e === undefined) return headers;
+    const out = withoutValidators(headers);
+    if (e.etag !== undefined) out.push('if-none-match', e.etag);
+    if (e.lastModified !== undefined) out.push('if-modified-since', e.lastModified);
+    return out;
+  }
+
+  /**
+   * The upstream's final head. Returns true when the cache answered instead (a 304 to its
+   * own validators, or a stale copy for an error status): the try's body is not passed on.
+   * Otherwise `head` gets Cache-Status, and a storable response starts being stored.
+   */
+  onHead(status: number, raw: readonly Buffer[], head: string[]): boolean {
+    const ex = this.#ex;
+    const now = Date.now();
+    const method = ex.method;
+    if (!SAFE.has(method)) {
+      if (status < 400) this.#invalidate(raw);
+      head.push('cache-status', cacheStatusMember(ex.ctx.identity, { fwd: 'bypass', fwdStatus: status }));
+      return false;
+    }
+    if (status === 304 && this.#variants !== undefined) {
+      const tag = headerObject(raw).etag;
+      const chosen = tag === undefined ? undefined : this.#variants.find((v) => weakEqual(v.etag!, tag));
+      if (chosen !== undefined) {
+        const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, varyValuesOf(chosen.vary, ex.req.headers));
+        this.#rc.cache.put(fresh);
+        this.outcome = 'revalidated';
+        this.#answer(fresh, { fwd: 'vary-miss', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
+        this.#release();
+        return true;
+      }
+    }
+    const e = this.#candidate;
+    if (status === 304 && this.#conditional && e !== undefined) {
+      const pairs = storedPairs(raw);
+      const fresh = e.updated(pairs, this.#requestTime, now);
+      this.#rc.cache.put(fresh);
+      this.outcome = 'revalidated';
+      this.#answer(fresh, { fwd: 'stale', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
+      this.#release();
+      return true;
+    }
+    if (status >= 500 && e !== undefined) {
+      const why = this.#rc.cache.staleAllowed(e, ex.req.headers, this.#rc, undefined, status, now);
+      if (why !== undefined) {
+        this.outcome = 'stale';
+        this.recoveredFrom = String(status);
+        const member = receivedMember(status, ex.currentEndpoint, proxyStatusOptions(ex.ctx, ex.clientAddress));
+        // The status is the cause, said by fwd-status (and received-status in Proxy-Status).
+        this.#answer(e, { fwd: 'stale', fwdStatus: status, ttl: e.ttlMs(now) / 1000 }, member, now);
+        this.#release();
+        return true;
+      }
+    }
+    // RFC 9111 §4.3.5: a HEAD answer for the stored GET's representation (same validators, or
+    // none and the same length) freshens its headers.
+    if (method === 'HEAD' && status === 200 && e !== undefined && e.status === 200 && sameRepresentation(e, headerObject(raw))) {
+      this.#rc.cache.put(e.updated(storedPairs(raw), this.#requestTime, now));
+    }
+    const cs: CacheStatus = { fwd: this.#fwd, fwdStatus: status };
+    if (method === 'GET' && this.#mayStore(status, raw)) {
+      cs.stored = true;
+      this.#tapStatus = status;
+      this.#tapHeaders = storedPairs(raw);
+      this.#tapChunks = [];
+      this.#tapBytes = 0;
+      this.#tapResponseTime = now;
+    } else {
+      this.#release();
+    }
+    head.push('cache-status', cacheStatusMember(ex.ctx.identity, cs));
+    return false;
+  }
+
+  #mayStore(status: number, raw: readonly Buffer[]): boolean {
+    const ex = this.#ex;
+    const obj = headerObject(raw);
+    const cl = obj['content-length'];
+    if (cl !== undefined && Number(cl) > this.#rc.maxObjectBytes) return false;
+    // Never replace a good stored response with an upstream 5xx.
+    if (status >= 500 && (this.#candidate !== undefined || this.#rc.cache.store.get(this.key) !== undefined)) return false;
+    return this.#rc.cache.storable('GET', ex.path, ex.req.headers, status, obj);
+  }
+
+  /** A body chunk on its way to the client. */
+  tap(chunk: Buffer): void {
+    const chunks = this.#tapChunks;
+    if (chunks === undefined) return;
+    this.#tapBytes += chunk.length;
+    if (this.#tapBytes > this.#rc.maxObjectBytes) {
+      // Larger than the per-object limit: passed through uncached.
+      this.#tapChunks = undefined;
+      this.#release();
+      return;
+    }
+    chunks.push(chunk);
+  }
+
+  /** The response is complete: store it. */
+  complete(): void {
+    const chunks = this.#tapChunks;
+    if (chunks !== undefined) {
+      this.#tapChunks = undefined;
+      const ex = this.#ex;
+      const headers = this.#tapHeaders!;
+      const entry = new CacheEntry({
+        key: this.key,
+        status: this.#tapStatus,
+        headers,
+        body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#tapBytes),
+        requestTime: this.#requestTime,
+        responseTime: this.#tapResponseTime,
+        varyValues: varyValuesOf(varyOf(headers), ex.req.headers),
+      });
+      this.#rc.cache.put(entry);
+    }
+    this.#release();
+  }
+
+  /** A failure is about to be answered: true when a stale copy answered it instead. */
+  onFailure(f: Failure): boolean {
+    this.#tapChunks = undefined;
+    const e = this.#candidate;
+    const ex = this.#ex;
+    if (e === undefined || f.source === 'client' || ex.clientGone) {
+      this.#release();
+      return false;
+    }
+    const now = Date.now();
+    const why = this.#rc.cache.staleAllowed(e, ex.req.headers, this.#rc, f.type, undefined, now);
+    this.#release();
+    if (why === undefined) return false;
+    this.outcome = 'stale';
+    this.recoveredFrom = f.type;
+    const member = failureMember(f, proxyStatusOptions(ex.ctx, ex.clientAddress));
+    this.#answer(e, { fwd: 'stale', ttl: e.ttlMs(now) / 1000, detail: f.type }, member, now);
+    return true;
+  }
+
+  /** Whether a stale copy would answer this failure (the exchange then does not hold the request for an endpoint). */
+  canAnswer(f: Failure): boolean {
+    const e = this.#candidate;
+    return e !== undefined && this.#rc.cache.staleAllowed(e, this.#ex.req.headers, this.#rc, f.type, undefined, Date.now()) !== undefined;
+  }
+
+  /** The exchange is over (its response closed): let collapsed waiters go, stop waiting. */
+  end(): void {
+    this.#tapChunks = undefined;
+    if (this.#waiting !== undefined) {
+      this.#waiting.cancel();
+      this.#waiting = undefined;
+      this.#rc.cache.collapser.leave(this.key, this);
+    }
+    this.#release();
+  }
+
+  #release(): void {
+    if (!this.#leader) return;
+    this.#leader = false;
+    this.#rc.cache.collapser.release(this.key);
+  }
+
+  /** RFC 9111 §4.4: a non-error answer to an unsafe method invalidates its target and its Location / Content-Location on the same host. */
+  #invalidate(raw: readonly Buffer[]): void {
+    const ex = this.#ex;
+    const cache = this.#rc.cache;
+    cache.invalidate(this.key);
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i]!.toString('latin1').toLowerCase();
+      if (n !== 'location' && n !== 'content-location') continue;
+      try {
+        const base = `http://${ex.host || 'localhost'}`;
+        const u = new URL(raw[i + 1]!.toString('latin1'), `${base}${ex.path}`);
+        if (u.host.toLowerCase() === (ex.host || 'localhost').toLowerCase()) cache.invalidate(cacheKey(ex.host, u.pathname + u.search));
+      } catch {
+        // Not a URL: nothing to invalidate.
+      }
+    }
+  }
+
+  #answer(e: CacheEntry, cs: CacheStatus, proxyStatus: string | undefined, now: number): void {
+    const ex = this.#ex;
+    const a = answerFrom(e, ex.method, ex.req.headers, now);
+    const h = a.headers;
+    h.push('cache-status', cacheStatusMember(ex.ctx.identity, cs));
+    if (proxyStatus !== undefined) h.push('proxy-status', proxyStatus);
+    ex.answerFromCache(a.status, h, a.body);
+  }
+}
+
+/** The HEAD answer describes the stored representation (RFC 9111 §4.3.5). */
+function sameRepresentation(e: CacheEntry, h: Record<string, string>): boolean {
+  if (h.etag !== undefined || e.etag !== undefined) return h.etag !== undefined && e.etag !== undefined && !h.etag.startsWith('W/') && h.etag === e.etag;
+  if (h['last-modified'] !== undefined || e.lastModified !== undefined) return h['last-modified'] === e.lastModified;
+  return h['content-length'] === undefined || h['content-length'] === String(e.body.length);
+}
+
+function isValidator(name: string): boolean {
+  const n = name.toLowerCase();
+  return n === 'if-none-match' || n === 'if-modified-since';
+}
+
+/** Header pairs without the client's If-None-Match / If-Modified-Since (the cache answers those itself). */
+function withoutValidators(headers: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) if (!isValidator(headers[i]!)) out.push(headers[i]!, headers[i + 1]!);
+  return out;
+}
+
+/** RFC 9110 §8.8.3.2 weak comparison. */
+function weakEqual(a: string, b: string): boolean {
+  const s = (t: string): string => (t.trim().startsWith('W/') ? t.trim().slice(2) : t.trim());
+  return s(a) === s(b);
+}
+
+/** A waiter that is never woken: the slot a background revalidation holds. */
+const NOBODY: CollapseWaiter = { collapseWake() {} };
+
+/** The response's fields as the store keeps them: hop-by-hop and Connection-listed ones dropped. */
+function storedPairs(raw: readonly Buffer[]): string[] {
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toString('latin1').toLowerCase() === 'connection') listed = connectionListed(raw[i + 1]!.toString('latin1'), listed);
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    const n = name.toLowerCase();
+    if (HOP_BY_HOP.response.has(n) || n === 'proxy-status' || n === 'cache-status' || listed?.has(n)) continue;
+    out.push(name, raw[i + 1]!.toString('latin1'));
+  }
+  return out;
+}
+
+/** Lower-case name → value (list fields joined) for the storability rules. */
+function headerObject(raw: readonly Buffer[]): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!.toString('latin1').toLowerCase();
+    const v = raw[i + 1]!.toString('latin1');
+    o[n] = o[n] === undefined ? v : `${o[n]}, ${v}`;
+  }
+  return o;
+}
+
+function varyOf(pairs: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < pairs.length; i += 2) {
+    if (pairs[i]!.toLowerCase() !== 'vary') continue;
+    for (const f of pairs[i + 1]!.split(',')) {
+      const t = f.trim().toLowerCase();
+      if (t.length > 0) out.push(t);
+    }
+  }
+  return out;
+}
+
+/**
+ * A background revalidation (RFC 5861 §3 stale-while-revalidate): the stored response's
+ * validators sent to one endpoint of the route's cluster on a pooled connection; a 304
+ * refreshes the entry, a storable 200 replaces it, anything else leaves it as it was. It
+ * has no client, so it is not retried, admitted or recorded: it is the cache's own request,
+ * bounded by the cluster's response timeout. It holds the key's collapsing slot, so there is
+ * one per key at a time.
+ */
+class Revalidation implements Dispatcher.DispatchHandler {
+  readonly #rc: RouteCache;
+  readonly #key: string;
+  readonly #entry: CacheEntry;
+  readonly #path: string;
+  readonly #headers: string[];
+  readonly #reqHeaders: Exchange['req']['headers'];
+  readonly #ex: Exchange;
+  #ep: Endpoint | undefined;
+  #client: PooledClient | undefined;
+  #timer: Timeout | undefined;
+  #abort: ((err?: Error) => void) | undefined;
+  #status = 0;
+  #raw: string[] | undefined;
+  #chunks: Buffer[] = [];
+  #bytes = 0;
+  #requestTime = Date.now();
+  #responseTime = 0;
+  #done = false;
+
+  constructor(ex: Exchange, rc: RouteCache, key: string, entry: CacheEntry) {
+    this.#ex = ex;
+    this.#rc = rc;
+    this.#key = key;
+    this.#entry = entry;
+    const up = ex.upstreamRequest();
+    this.#path = up.path;
+    const h: string[] = [];
+    for (let i = 0; i < up.headers.length; i += 2) {
+      const n = up.headers[i]!.toLowerCase();
+      if (n === 'if-none-match' || n === 'if-modified-since' || n === 'range' || n === 'if-range') continue;
+      h.push(up.headers[i]!, up.headers[i + 1]!);
+    }
+    if (entry.etag !== undefined) h.push('if-none-match', entry.etag);
+    if (entry.lastModified !== undefined) h.push('if-modified-since', entry.lastModified);
+    this.#headers = h;
+    this.#reqHeaders = ex.req.headers;
+  }
+
+  start(): void {
+    const ex = this.#ex;
+    const route = ex.route!;
+    const cluster = route.cluster;
+    const now = Date.now();
+    const ep = cluster.pick(now, undefined, ex.req, ex.clientAddress);
+    if (ep === undefined) {
+      this.#finish(false);
+      return;
+    }
+    if (route.host === 'endpoint') {
+      for (let i = 0; i < this.#headers.length; i += 2) if (this.#headers[i] === 'host') this.#headers[i + 1] = ep.hostHeader;
+    }
+    this.#ep = ep;
+    ep.inflight++;
+    const client = (this.#client = ep.pool.acquire(now, true, false));
+    this.#timer = new Timeout(() => this.#abort?.(new Failure({ type: 'http_response_timeout', phase: 'headers', detail: 'background revalidation timed out' })), cluster.responseTimeoutMs);
+    client.dispatch({ path: this.#path, method: 'GET', headers: this.#headers, headersTimeout: 0, bodyTimeout: 0 }, this);
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], _resume: () => void): boolean {
+    if (statusCode < 200) return true;
+    this.#status = statusCode;
+    this.#responseTime = Date.now();
+    this.#raw = storedPairs(rawHeaders);
+    if (statusCode !== 304 && !this.#rc.cache.storable('GET', this.#path, this.#reqHeaders, statusCode, headerObject(rawHeaders))) this.#raw = undefined;
+    if (statusCode >= 500) this.#raw = undefined; // never replace a good entry with a 5xx
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.#raw === undefined || this.#status === 304) return true;
+    this.#bytes += chunk.length;
+    if (this.#bytes > this.#rc.maxObjectBytes) this.#raw = undefined;
+    else this.#chunks.push(chunk);
+    return true;
+  }
+
+  onComplete(): void {
+    const raw = this.#raw;
+    if (raw !== undefined) {
+      const cache = this.#rc.cache;
+      if (this.#status === 304) cache.put(this.#entry.updated(raw, this.#requestTime, this.#responseTime));
+      else {
+        cache.put(
+          new CacheEntry({
+            key: this.#key,
+            status: this.#status,
+            headers: raw,
+            body: Buffer.concat(this.#chunks, this.#bytes),
+            requestTime: this.#requestTime,
+            responseTime: this.#responseTime,
+            varyValues: varyValuesOf(varyOf(raw), this.#reqHeaders),
+          }),
+        );
+      }
+    }
+    this.#finish(true);
+  }
+
+  onError(_err: Error): void {
+    this.#finish(false);
+  }
+
+  #finish(ok: boolean): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#timer?.cancel();
+    const ep = this.#ep;
+    if (ep !== undefined) {
+      ep.inflight--;
+      if (this.#client !== undefined) ep.pool.release(this.#client, Date.now(), ok);
+    }
+    this.#rc.cache.collapser.release(this.#key);
+  }
+}

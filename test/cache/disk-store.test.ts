@@ -1,0 +1,60 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { startTestGateway } from '../helpers/gateway.js';
+
+test('the disk store: responses survive a restart, and a key evicted from memory is read back from disk', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gatewise-cache-disk-'));
+  let hits = 0;
+  const origin = createServer((req, res) => {
+    hits++;
+    const body = Buffer.alloc(3000, req.url!.slice(1, 2));
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': String(body.length), etag: '"v"' });
+    res.end(body);
+  });
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()));
+  const port = (origin.address() as { port: number }).port;
+  // Memory holds about two of these 3 KB responses; disk holds them all.
+  const config = { clusters: { o: { endpoints: [`http://127.0.0.1:${port}`] } }, routes: [{ cluster: 'o', cache: {} }], cache: { maxSize: 7000, dir } };
+  const get = async (base: string, p: string) => {
+    const r = await request(base + p);
+    return { body: await r.body.text(), cs: String(r.headers['cache-status']) };
+  };
+  try {
+    let g = await startTestGateway(config);
+    let base = g.url.replace(/\/$/, '');
+    for (const p of ['/a', '/b', '/c', '/d']) await get(base, p);
+    assert.equal(hits, 4);
+    assert.ok(g.gw.ctx.cache!.store.keys < 4, 'some were evicted from memory');
+    // Files are written asynchronously.
+    const deadline = Date.now() + 3000;
+    while (readdirSync(dir).filter((f) => f.endsWith('.entry')).length < 4) {
+      if (Date.now() > deadline) throw new Error(`files: ${readdirSync(dir).join(',')}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const a = await get(base, '/a');
+    assert.equal(a.body, 'a'.repeat(3000));
+    assert.match(a.cs, /hit/);
+    assert.equal(hits, 4, 'read back from disk, not fetched');
+    await g.close();
+    g = await startTestGateway(config);
+    base = g.url.replace(/\/$/, '');
+    for (const p of ['/a', '/b', '/c', '/d']) {
+      const r = await get(base, p);
+      assert.equal(r.body, p.slice(1).repeat(3000));
+      assert.match(r.cs, /hit/, p);
+    }
+    assert.equal(hits, 4, 'all four answered from disk after the restart');
+    // A purge removes the file too.
+    assert.equal(g.gw.ctx.cache!.invalidate('127.0.0.1/b'), true);
+    assert.equal(g.gw.ctx.cache!.disk!.has('127.0.0.1/b'), false);
+    await g.close();
+  } finally {
+    origin.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,245 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { request } from 'undici';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+
+/**
+ * The cache's rules through real sockets: an origin whose answers are set by the query
+ * (cc: Cache-Control, etag, lm: Last-Modified, vary, status, size, delay in ms, gen: a
+ * generation the test bumps) and that counts what it is asked per path.
+ */
+let origin: Server;
+let gw: TestGateway;
+let base: string;
+const seen = new Map<string, IncomingHttpHeaders[]>();
+let generation = 1;
+/** When set, the origin answers every request with this status and `Cache-Control: max-age=60`. */
+let forceStatus: number | undefined;
+
+before(async () => {
+  origin = createServer((req, res) => {
+    const u = new URL(req.url!, 'http://x');
+    const list = seen.get(u.pathname) ?? [];
+    list.push(req.headers);
+    seen.set(u.pathname, list);
+    const q = u.searchParams;
+    const answer = (): void => {
+      const h: Record<string, string> = { 'content-type': 'text/plain' };
+      if (q.has('cc')) h['cache-control'] = q.get('cc')!;
+      if (q.has('etag')) h.etag = q.get('etag')!;
+      if (q.has('lm')) h['last-modified'] = q.get('lm')!;
+      if (q.has('vary')) h.vary = q.get('vary')!;
+      if (q.has('etag') && req.headers['if-none-match'] === q.get('etag')) {
+        res.writeHead(304, { ...h, 'x-gen': String(generation) });
+        res.end();
+        return;
+      }
+      if (forceStatus !== undefined) h['cache-control'] = 'max-age=60';
+      const status = forceStatus ?? Number(q.get('status') ?? 200);
+      const size = Number(q.get('size') ?? 0);
+      const body = size > 0 ? Buffer.alloc(size, 'a') : Buffer.from(`${u.pathname} gen ${generation} lang ${req.headers['accept-language'] ?? '-'}`);
+      res.writeHead(status, { ...h, 'x-gen': String(generation), 'content-length': String(body.length) });
+      // In pieces: the store is filled as the body streams.
+      if (size > 0) {
+        for (let i = 0; i < body.length; i += 16384) res.write(body.subarray(i, i + 16384));
+        res.end();
+      } else res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    const delay = Number(q.get('delay') ?? 0);
+    if (delay > 0) setTimeout(answer, delay);
+    else answer();
+  });
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()));
+  const port = (origin.address() as { port: number }).port;
+  gw = await startTestGateway({
+    clusters: { o: { endpoints: [`http://127.0.0.1:${port}`] } },
+    routes: [
+      { name: 'short-collapse', match: { pathPrefix: '/short' }, cluster: 'o', cache: { collapseWait: '100ms' } },
+      { name: 'cached', cluster: 'o', cache: { maxObjectSize: 100_000 } },
+    ],
+  });
+  base = gw.url.replace(/\/$/, '');
+});
+
+after(async () => {
+  await gw?.close();
+  await new Promise<void>((r) => origin.close(() => r()));
+});
+
+async function get(path: string, init: { method?: 'GET' | 'HEAD' | 'POST' | 'DELETE'; headers?: Record<string, string> } = {}) {
+  const r = await request(base + path, { method: init.method ?? 'GET', headers: init.headers });
+  const body = await r.body.text();
+  return { status: r.statusCode, headers: r.headers, body, cs: String(r.headers['cache-status']) };
+}
+
+const count = (p: string): number => seen.get(p)?.length ?? 0;
+
+describe('storing and reuse', () => {
+  test('a fresh response is a hit with Age and ttl; the body is the stored one', async () => {
+    const a = await get('/fresh?cc=max-age=60');
+    assert.match(a.cs, /fwd=uri-miss; fwd-status=200; stored$/);
+    const b = await get('/fresh?cc=max-age=60');
+    assert.equal(b.body, a.body);
+    assert.match(b.cs, /; hit; ttl=(59|60)$/);
+    assert.equal(b.headers.age, '0');
+    assert.equal(count('/fresh'), 1);
+  });
+
+  test('no-store, private and Authorization (without public/s-maxage/must-revalidate) are not stored', async () => {
+    for (const [path, headers] of [
+      ['/nostore?cc=no-store,max-age=60', {}],
+      ['/private?cc=private,max-age=60', {}],
+      ['/auth?cc=max-age=60', { authorization: 'Basic YTpi' }],
+    ] as const) {
+      await get(path, { headers });
+      const b = await get(path, { headers });
+      assert.doesNotMatch(b.cs, /hit/, path);
+    }
+    assert.equal(count('/nostore'), 2);
+    assert.equal(count('/private'), 2);
+    assert.equal(count('/auth'), 2);
+    await get('/auth-public?cc=public,max-age=60', { headers: { authorization: 'Basic YTpi' } });
+    assert.match((await get('/auth-public?cc=public,max-age=60', { headers: { authorization: 'Basic YTpi' } })).cs, /hit/);
+  });
+
+  test('a body larger than maxObjectSize is passed through whole and not stored', async () => {
+    const a = await get('/big?cc=max-age=60&size=150000');
+    assert.equal(a.body.length, 150000);
+    const b = await get('/big?cc=max-age=60&size=150000');
+    assert.equal(b.body.length, 150000);
+    assert.equal(count('/big'), 2);
+    // Within the limit, streamed in pieces: stored whole.
+    const c = await get('/mid?cc=max-age=60&size=90000');
+    const d = await get('/mid?cc=max-age=60&size=90000');
+    assert.equal(d.body, c.body);
+    assert.match(d.cs, /hit/);
+  });
+
+  test('Vary: each variant is stored and selected by the request header; another value is a vary-miss', async () => {
+    const en = await get('/vary?cc=max-age=60&vary=accept-language', { headers: { 'accept-language': 'en' } });
+    const de = await get('/vary?cc=max-age=60&vary=accept-language', { headers: { 'accept-language': 'de' } });
+    assert.match(de.cs, /fwd=vary-miss/);
+    assert.match((await get('/vary?cc=max-age=60&vary=accept-language', { headers: { 'accept-language': 'en' } })).body, /lang en/);
+    const de2 = await get('/vary?cc=max-age=60&vary=accept-language', { headers: { 'accept-language': 'de' } });
+    assert.equal(de2.body, de.body);
+    assert.match(de2.cs, /hit/);
+    assert.notEqual(en.body, de.body);
+    assert.equal(count('/vary'), 2);
+  });
+
+  test('HEAD is answered from a GET entry; Range from a complete entry (206); If-None-Match gets a 304 from the cache', async () => {
+    const a = await get('/rep?cc=max-age=60&etag="v1"');
+    const h = await get('/rep?cc=max-age=60&etag="v1"', { method: 'HEAD' });
+    assert.equal(h.status, 200);
+    assert.equal(h.body, '');
+    assert.equal(h.headers['content-length'], String(Buffer.byteLength(a.body)));
+    assert.match(h.cs, /hit/);
+    const r = await get('/rep?cc=max-age=60&etag="v1"', { headers: { range: 'bytes=1-4' } });
+    assert.equal(r.status, 206);
+    assert.equal(r.body, a.body.slice(1, 5));
+    assert.equal(r.headers['content-range'], `bytes 1-4/${Buffer.byteLength(a.body)}`);
+    const n = await get('/rep?cc=max-age=60&etag="v1"', { headers: { 'if-none-match': '"v1"' } });
+    assert.equal(n.status, 304);
+    assert.equal(count('/rep'), 1);
+  });
+});
+
+describe('validation', () => {
+  test('a stale entry is revalidated with its ETag; the 304 refreshes it and the client gets the stored body', async () => {
+    const a = await get('/val?cc=max-age=0&etag="e1"');
+    const b = await get('/val?cc=max-age=0&etag="e1"');
+    assert.equal(b.status, 200);
+    assert.equal(b.body, a.body);
+    assert.match(b.cs, /fwd=stale; fwd-status=304; ttl=-?\d+$/);
+    assert.equal(seen.get('/val')![1]!['if-none-match'], '"e1"');
+    assert.equal(b.headers['x-gen'], String(generation), 'headers updated from the 304');
+  });
+
+  test('Last-Modified is sent as If-Modified-Since', async () => {
+    const lm = 'Wed, 01 Jan 2020 00:00:00 GMT';
+    await get(`/lm?cc=max-age=0&lm=${encodeURIComponent(lm)}`);
+    await get(`/lm?cc=max-age=0&lm=${encodeURIComponent(lm)}`);
+    assert.equal(seen.get('/lm')![1]!['if-modified-since'], lm);
+  });
+});
+
+describe('invalidation and errors', () => {
+  test('a successful POST to the URI invalidates the stored response', async () => {
+    await get('/inv?cc=max-age=60');
+    assert.match((await get('/inv?cc=max-age=60')).cs, /hit/);
+    const p = await get('/inv?cc=max-age=60', { method: 'POST' });
+    assert.match(p.cs, /fwd=bypass; fwd-status=200/);
+    assert.match((await get('/inv?cc=max-age=60')).cs, /fwd=uri-miss/);
+  });
+
+  test('an upstream 5xx never replaces a good entry, even one that says max-age', async () => {
+    const good = await get('/five?cc=max-age=0');
+    forceStatus = 500;
+    try {
+      const bad = await get('/five?cc=max-age=0');
+      assert.equal(bad.status, 500, 'not in serveStaleOn, no stale-if-error: passed on');
+      assert.doesNotMatch(bad.cs, /stored/);
+    } finally {
+      forceStatus = undefined;
+    }
+    // The key is the host (without port) and the path with its query.
+    const entries = gw.gw.ctx.cache!.store.get('127.0.0.1/five?cc=max-age=0');
+    assert.equal(entries?.length, 1);
+    assert.equal(entries[0]!.status, 200);
+    assert.equal(entries[0]!.body.toString(), good.body);
+  });
+
+  test('a gateway-made answer is never stored', async () => {
+    const g = await startTestGateway({ clusters: { none: { endpoints: ['http://127.0.0.1:1'], waitForEndpoint: { timeout: '0s' } } }, routes: [{ cluster: 'none', cache: {}, retry: { tries: 1 } }] });
+    try {
+      const r = await request(`${g.url.replace(/\/$/, '')}/gone`);
+      await r.body.text();
+      assert.equal(r.statusCode, 502);
+      assert.match(String(r.headers['cache-status']), /fwd=uri-miss$/);
+      assert.equal(g.gw.ctx.cache!.store.entries, 0);
+    } finally {
+      await g.close();
+    }
+  });
+});
+
+describe('collapsing and stale-while-revalidate', () => {
+  test('concurrent misses for one key go upstream once; the others are answered from the stored response', async () => {
+    const n = 12;
+    const rs = await Promise.all(Array.from({ length: n }, () => get('/collapse?cc=max-age=60&delay=200')));
+    assert.equal(count('/collapse'), 1);
+    for (const r of rs) assert.equal(r.body, rs[0]!.body);
+    assert.equal(rs.filter((r) => /collapsed/.test(r.cs)).length, n - 1);
+  });
+
+  test('the wait is bounded: past collapseWait the waiters go upstream themselves', async () => {
+    const rs = await Promise.all(Array.from({ length: 4 }, () => get('/short/c?cc=max-age=60&delay=400')));
+    assert.equal(count('/short/c'), 4);
+    for (const r of rs) assert.equal(r.status, 200);
+  });
+
+  test('stale-while-revalidate: the stale copy answers at once and one background request refreshes it', async () => {
+    generation = 10;
+    const a = await get('/swr?cc=max-age=1,stale-while-revalidate=60');
+    await new Promise((r) => setTimeout(r, 2100));
+    generation = 11;
+    const b = await get('/swr?cc=max-age=1,stale-while-revalidate=60');
+    assert.equal(b.body, a.body, 'the stale copy');
+    assert.match(b.cs, /hit; ttl=-\d+; detail=stale-while-revalidate/);
+    const deadline = Date.now() + 3000;
+    while (count('/swr') < 2) {
+      if (Date.now() > deadline) throw new Error('no background revalidation');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    let c = await get('/swr?cc=max-age=1,stale-while-revalidate=60');
+    // The refreshed response is stored once its body completes.
+    for (let i = 0; i < 50 && !/gen 11/.test(c.body); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      c = await get('/swr?cc=max-age=1,stale-while-revalidate=60');
+    }
+    assert.match(c.body, /gen 11/);
+    assert.match(c.cs, /hit/);
+    assert.equal(count('/swr'), 2);
+  });
+});
