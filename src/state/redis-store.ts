@@ -34,7 +34,7 @@ local tolerance = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local wait = tat - tolerance - now
-if wait > 0 then return math.ceil(wait) end
+if wait > 0.5 then return math.ceil(wait) end
 local nxt = tat + interval
 redis.call('SET', KEYS[1], string.format('%.3f', nxt), 'PX', math.ceil(nxt - now) + 1)
 return 0`;
@@ -155,9 +155,13 @@ export class RedisStore implements Store {
   }
 
   #onMessage(msg: string): void {
-    const [from, scope, until] = msg.split('\n');
-    if (from === this.#id || scope === undefined || until === undefined) return;
-    for (const l of this.#cooldownListeners) l(scope, Number(until));
+    // id \n ms \n scope (the scope may hold newlines itself: last).
+    const a = msg.indexOf('\n');
+    const b = msg.indexOf('\n', a + 1);
+    if (a < 0 || b < 0 || msg.slice(0, a) === this.#id) return;
+    const forMs = Number(msg.slice(a + 1, b));
+    if (!Number.isFinite(forMs)) return;
+    for (const l of this.#cooldownListeners) l(msg.slice(b + 1), forMs);
   }
 
   incrby(key: string, n: number, ttlMs?: number): Promise<number> {
@@ -226,7 +230,7 @@ export class RedisStore implements Store {
   }
 
   async publishCooldown(scope: string, forMs: number): Promise<void> {
-    await this.#redis.publish(this.#channel, `${this.#id}\n${scope}\n${forMs}`);
+    await this.#redis.publish(this.#channel, `${this.#id}\n${forMs}\n${scope}`);
   }
 
   onCooldown(listener: (scope: string, forMs: number) => void): void {
