@@ -76,7 +76,9 @@ export class ForwardListener {
   listen(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);
-      this.#server.listen({ host: this.#spec.address, port: this.#spec.port, exclusive: true }, () => {
+      // Not `exclusive`: --workers share the primary's listening socket (exclusive made every worker
+      // but the first fail with EADDRINUSE).
+      this.#server.listen({ host: this.#spec.address, port: this.#spec.port }, () => {
         this.#server.off('error', reject);
         this.#server.on('error', (err) => this.#ctx.logger.error({ component: 'forward', err }, 'forward listener error'));
         resolve();
