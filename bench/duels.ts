@@ -85,7 +85,7 @@ interface Side {
   cpuS: number;
 }
 
-async function loadOnce(kind: DuelLoad, port: number, seconds: number, o: DuelOptions, scriptDir: string): Promise<number> {
+async function loadOnce(kind: DuelLoad, port: number, seconds: number, o: DuelOptions, scriptDir: string, auth?: Running['auth']): Promise<number> {
   if (kind === 'get-1k' || kind === 'get-1m') {
     const big = kind === 'get-1m';
     const r = await runWrk({ port, connections: big ? 10 : 50, durationS: seconds, request: { method: 'GET', path: big ? '/1m' : '/1k' }, cpus: o.loadCpu, scriptDir });
@@ -96,7 +96,8 @@ async function loadOnce(kind: DuelLoad, port: number, seconds: number, o: DuelOp
     return r.requests - r.errors.status;
   }
   const r = await runTunnelLoadProcess(
-    { proxyPort: port, protocol: 'connect', mode: 'per-tunnel', targetPort: o.ctx.originPort, path: '/1k', concurrency: 50, durationS: seconds },
+    // The contender's credentials, when it authenticates (the service contenders).
+    { proxyPort: port, protocol: 'connect', mode: 'per-tunnel', targetPort: o.ctx.originPort, path: '/1k', concurrency: 50, durationS: seconds, auth },
     o.loadCpu,
   );
   return r.ok;
@@ -108,7 +109,7 @@ async function duel(kind: DuelLoad, a: Running, b: Running, seconds: number, o: 
   const a0 = cpu(a);
   const b0 = cpu(b);
   // A script directory per side: both wrk runs would otherwise rewrite the same Lua file while the other reads it.
-  const [ua, ub] = await Promise.all([loadOnce(kind, a.port, seconds, o, `${o.scriptDir}/a`), loadOnce(kind, b.port, seconds, o, `${o.scriptDir}/b`)]);
+  const [ua, ub] = await Promise.all([loadOnce(kind, a.port, seconds, o, `${o.scriptDir}/a`, a.auth), loadOnce(kind, b.port, seconds, o, `${o.scriptDir}/b`, b.auth)]);
   return [
     { units: ua, cpuS: cpu(a) - a0 },
     { units: ub, cpuS: cpu(b) - b0 },

@@ -38,6 +38,8 @@ export interface StateHealth {
 }
 
 const TIMED_OUT = Symbol('timeout');
+/** How long released leases wait to be told to the store together. */
+const RELEASE_BATCH_MS = 20;
 
 interface Waiter {
   deadline: number;
@@ -83,6 +85,9 @@ export class SharedState {
   /** Leases granted locally (while degraded), per key. */
   readonly #localHeld = new Map<string, number>();
   readonly #cooldownListeners: Array<(scope: string, forMs: number) => void> = [];
+  /** Keys with releases not yet told to the store. */
+  readonly #released = new Set<string>();
+  #releaseTimer: NodeJS.Timeout | undefined;
   /** The store the usage ledger writes to: writes go to the shared store (a failed one stays owed in the ledger), reads are bounded. */
   readonly usage: Store;
 
@@ -311,7 +316,19 @@ export class SharedState {
     const left = (this.#held.get(key) ?? 1) - 1;
     if (left <= 0) this.#held.delete(key);
     else this.#held.set(key, left);
-    if (tell) this.#setLease(key);
+    if (!tell) return;
+    // Releases are told in batches (one count per key every RELEASE_BATCH_MS), not one write
+    // per connection's end: meanwhile the others see this holder's count too high, which only
+    // refuses sooner, never lets more through.
+    this.#released.add(key);
+    if (this.#releaseTimer === undefined) {
+      this.#releaseTimer = setTimeout(() => {
+        this.#releaseTimer = undefined;
+        for (const k of this.#released) this.#setLease(k);
+        this.#released.clear();
+      }, RELEASE_BATCH_MS);
+      this.#releaseTimer.unref();
+    }
   }
 
   #setLease(key: string): void {
@@ -332,6 +349,7 @@ export class SharedState {
   async close(): Promise<void> {
     clearInterval(this.#heartbeat);
     if (this.#sweep) clearTimeout(this.#sweep);
+    if (this.#releaseTimer) clearTimeout(this.#releaseTimer);
     for (const w of this.#waiters) if (!w.done) {
       w.done = true;
       w.resolve(TIMED_OUT);
