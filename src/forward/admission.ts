@@ -20,25 +20,18 @@ export function admit(ctx: ForwardContext, user: string | null, kind: 'request' 
   const key = user ?? ANONYMOUS;
   const own = user !== null ? ctx.settings.userLimits.get(user) : undefined;
   const planMax = own?.maxConnections === undefined ? ctx.plans.maxConnections(user) : undefined;
-  const sold = own?.maxConnections ?? planMax;
-  const maxConn = sold ?? ctx.settings.maxConnectionsPerUser;
-  const connRefused = (): Failure =>
-    planMax !== undefined
-      ? limitRefusal('too_many_requests', `plan ${ctx.plans.planName(user)}: maxConnections limit of ${planMax} reached; it frees up when one of your connections ends`, 1)
-      : new Failure({ type: 'connection_limit_reached', phase: 'admit', nextHop, detail: `user ${key} has ${maxConn} connections open already`, retryAfter: 1 });
-  const maxTun = own?.maxTunnels ?? ctx.settings.maxTunnelsPerUser;
-  const tunRefused = (): Failure => new Failure({ type: 'connection_limit_reached', phase: 'admit', nextHop, detail: `user ${key} has ${maxTun} tunnels open already`, retryAfter: 1 });
-  const shared = ctx.shared;
-  if (shared !== undefined && user !== null && (sold !== undefined || (kind === 'tunnel' && own?.maxTunnels !== undefined))) {
-    return admitShared(ctx, user, kind, sold, own?.maxTunnels, connRefused, tunRefused);
+  const maxConn = own?.maxConnections ?? planMax ?? ctx.settings.maxConnectionsPerUser;
+  if (ctx.shared !== undefined && user !== null && (own?.maxConnections !== undefined || planMax !== undefined || (kind === 'tunnel' && own?.maxTunnels !== undefined))) {
+    return admitShared(ctx, user, kind, nextHop, own?.maxConnections ?? planMax, planMax, own?.maxTunnels);
   }
   const releaseConn = ctx.limits.tryAcquire(key, 'connections', maxConn);
-  if (!releaseConn) return connRefused();
+  if (!releaseConn) return connRefused(ctx, user, key, planMax, maxConn, nextHop);
   if (kind === 'request') return releaseConn;
+  const maxTun = own?.maxTunnels ?? ctx.settings.maxTunnelsPerUser;
   const releaseTun = ctx.limits.tryAcquire(key, 'tunnels', maxTun);
   if (!releaseTun) {
     releaseConn();
-    return tunRefused();
+    return tunRefused(key, maxTun, nextHop);
   }
   return () => {
     releaseTun();
@@ -46,15 +39,25 @@ export function admit(ctx: ForwardContext, user: string | null, kind: 'request' 
   };
 }
 
-/** The same with the sold limits as shared leases (each bounded by the state budget). */
+function connRefused(ctx: ForwardContext, user: string | null, key: string, planMax: number | undefined, maxConn: number, nextHop: string): Failure {
+  return planMax !== undefined
+    ? limitRefusal('too_many_requests', `plan ${ctx.plans.planName(user)}: maxConnections limit of ${planMax} reached; it frees up when one of your connections ends`, 1)
+    : new Failure({ type: 'connection_limit_reached', phase: 'admit', nextHop, detail: `user ${key} has ${maxConn} connections open already`, retryAfter: 1 });
+}
+
+function tunRefused(key: string, maxTun: number, nextHop: string): Failure {
+  return new Failure({ type: 'connection_limit_reached', phase: 'admit', nextHop, detail: `user ${key} has ${maxTun} tunnels open already`, retryAfter: 1 });
+}
+
+/** The same with the sold limits as shared leases (each bounded by the state budget); the per-node ceilings counted here. */
 async function admitShared(
   ctx: ForwardContext,
   user: string,
   kind: 'request' | 'tunnel',
+  nextHop: string,
   soldConn: number | undefined,
+  planMax: number | undefined,
   soldTun: number | undefined,
-  connRefused: () => Failure,
-  tunRefused: () => Failure,
 ): Promise<Release | Failure> {
   const shared = ctx.shared!;
   const take = async (what: 'connections' | 'tunnels', sold: number | undefined, local: number): Promise<Release | undefined> => {
@@ -62,13 +65,15 @@ async function admitShared(
     const r = shared.acquire(`${what === 'connections' ? 'conn' : 'tun'}:${user}`, sold);
     return r instanceof Promise ? await r : r;
   };
-  const releaseConn = await take('connections', soldConn, ctx.settings.maxConnectionsPerUser);
-  if (!releaseConn) return connRefused();
+  const maxConn = soldConn ?? ctx.settings.maxConnectionsPerUser;
+  const releaseConn = await take('connections', soldConn, maxConn);
+  if (!releaseConn) return connRefused(ctx, user, user, planMax, maxConn, nextHop);
   if (kind === 'request') return releaseConn;
-  const releaseTun = await take('tunnels', soldTun, ctx.settings.maxTunnelsPerUser);
+  const maxTun = soldTun ?? ctx.settings.maxTunnelsPerUser;
+  const releaseTun = await take('tunnels', soldTun, maxTun);
   if (!releaseTun) {
     releaseConn();
-    return tunRefused();
+    return tunRefused(user, maxTun, nextHop);
   }
   return () => {
     releaseTun();
