@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { MemoryStore, SharedState, type Store } from '../../src/state/index.js';
 import { RedisStore } from '../../src/state/redis-store.js';
 import { UsageLedger } from '../../src/tenants/index.js';
+import { AddressExit, ExitPool } from '../../src/egress/index.js';
 import { NO_REDIS, TestRedis } from '../helpers/redis.js';
 import { seededRun } from '../helpers/seeded.js';
 
@@ -87,6 +88,36 @@ describe('RedisStore and MemoryStore: the same fleet operations', { skip: redis 
       // A dies (no more heartbeats): its lease lapses.
       await new Promise((r) => setTimeout(r, 450));
       assert.equal(await s.leaseAcquire('conn:u', 'B', 3, 3), true, `${name}: A's lease lapsed with its heartbeat`);
+    }
+  });
+
+  it('an exit one node finds dead cools down on the other node too (exit pools over SharedState)', async () => {
+    const mk = async (): Promise<{ pool: ExitPool; shared: SharedState }> => {
+      const remote = new RedisStore({ url: redis!.url, keyPrefix: 'pools:' });
+      assert.ok(await remote.connected(5000));
+      const shared = new SharedState(remote, { backend: 'redis' });
+      const exits = ['127.0.0.2', '127.0.0.3'].map((a) => new AddressExit(a));
+      const pool = new ExitPool(exits, { name: 'dc', strategy: 'request', sessionTtlMs: 60_000, sessionIdleMs: 60_000, maxAttempts: 2, failure: { threshold: 2, cooldownMs: 5000, maxCooldownMs: 60_000 }, shared });
+      return { pool, shared };
+    };
+    const a = await mk();
+    const b = await mk();
+    try {
+      const dead = a.pool.exits[0]!;
+      // Publish until heard (the subscriber connections may still be subscribing).
+      await until(() => {
+        a.pool.failed(dead, 'example.com', 'exit');
+        a.pool.failed(dead, 'example.com', 'exit');
+        return b.pool.marker.down(dead.id);
+      }, 5000, 'the cool-down reached the other node');
+      assert.ok(b.pool.marker.coolingFor(dead.id) > 3000 && b.pool.marker.coolingFor(dead.id) <= 60_000);
+      assert.deepEqual(b.pool.candidates('example.com').map((e) => e.id), [a.pool.exits[1]!.id]);
+      // A sticky session on b moves off the exit a found dead.
+      const pick = await b.pool.select({ host: 'example.com', user: 'u', session: 's' });
+      assert.equal(pick!.exit.id, a.pool.exits[1]!.id);
+    } finally {
+      await a.shared.close();
+      await b.shared.close();
     }
   });
 
