@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { MemoryStore, SharedState, type Store } from '../../src/state/index.js';
 import { RedisStore } from '../../src/state/redis-store.js';
 import { UsageLedger } from '../../src/tenants/index.js';
+import { startAdmin } from '../../src/observe/admin.js';
 import { AddressExit, ExitPool } from '../../src/egress/index.js';
 import { NO_REDIS, TestRedis } from '../helpers/redis.js';
 import { seededRun } from '../helpers/seeded.js';
@@ -179,6 +180,15 @@ describe('SharedState: Redis trouble is not an outage', { skip: redis ? false : 
       assert.equal(shared.health().degraded, true);
       assert.ok(shared.health().fallbacks > 0);
       assert.deepEqual(warns, ['state-degraded']);
+      // /ready stays ready, and says the state is degraded.
+      const admin = await startAdmin({ port: 0, state: () => shared.health() });
+      try {
+        const res = await fetch(`${admin.url}/ready`);
+        assert.equal(res.status, 200);
+        assert.match(await res.text(), /^ready: accepting traffic\nstate: degraded \(redis unavailable since .*\)/);
+      } finally {
+        await admin.close();
+      }
       // Usage counted meanwhile stays owed.
       ledger.add('u', 'down', 234);
       ledger.flushNow();
