@@ -295,7 +295,7 @@ export const forwardSchema = z.strictObject({
       .describe('How connections leave: local address pools and upstream proxy pools.'),
     plans: z.record(z.string().regex(POOL_NAME_RE, 'plan names are letters, digits and _'), planSchema).default({}).describe('Customer plans, referenced by users[].plan.'),
     state: z.strictObject({
-        file: z.string().optional().describe('Write usage counters to this JSON file (read by `gatewise usage --state FILE`) and load them at start.'),
+        file: z.string().optional().describe('Write usage counters to this JSON file (read by `gatewise usage --state FILE`) and load them at start. In-memory state only (with --workers: written by the primary); with `redis` the usage lives in Redis and this is not used.'),
         flushInterval: duration('10s', 'How often the state file is written.'),
         redis: z.strictObject({
             url: z
