@@ -151,10 +151,12 @@ export class SharedState {
     const lasted = this.#now() - this.#degradedSince;
     this.#degradedSince = 0;
     this.#recoveries++;
-    // Restate this holder's counts of the leases the store granted (a release may have been lost).
-    for (const key of this.#dirty) this.#setLease(key);
+    // Restate this holder's counts of the leases the store granted and that are still held, and
+    // of keys whose release may have been lost (a Redis restarted empty knows none of them).
+    const keys = new Set([...this.#held.keys(), ...this.#dirty]);
+    for (const key of keys) this.#setLease(key);
     this.#log?.info(
-      { component: 'state', type: 'lifecycle', event: 'state-recovered', backend: this.#backend, degradedMs: lasted, leasesRestated: this.#dirty.size },
+      { component: 'state', type: 'lifecycle', event: 'state-recovered', backend: this.#backend, degradedMs: lasted, leasesRestated: keys.size },
       `shared state (${this.#backend}) is back after ${lasted} ms; usage owed is written with the next batch, new sessions and limits use it again`,
     );
   }
