@@ -257,7 +257,7 @@ function metricsContenders(): Contender[] {
 const SERVICE_USER: ProxyCredentials = { user: 'bench', password: 'bench-password' };
 
 /** The forward proxy as a proxy service runs it: authentication, a plan, the access log. */
-function gatewiseServiceConfig(port: number, passwordHash: string): string {
+function gatewiseServiceConfig(port: number, passwordHash: string, redisUrl?: string): string {
   return [
     'forward:',
     '  name: bench',
@@ -267,8 +267,39 @@ function gatewiseServiceConfig(port: number, passwordHash: string): string {
     '  rules: { allowPrivate: true, connectPorts: ["1-65535"] }',
     '  plans:',
     '    service: { maxConnections: 100000, requestsPerSecond: 1000000, bytesPerDay: { up: 1TB, down: 1TB }, bytesPerMonth: { up: 10TB, down: 10TB } }',
+    ...(redisUrl ? ['  state:', `    redis: { url: "${redisUrl}" }`] : []),
     '',
   ].join('\n');
+}
+
+/**
+ * The same service with its state in Redis (a redis-server of its own, on the load
+ * generators' CPU, outside the contender's process tree: in a fleet Redis runs elsewhere,
+ * and what is compared is what the node pays to use it). Every tunnel then takes a rate
+ * cell (one Lua script) and a connection lease (one script, one HSET at its end) in Redis,
+ * and the usage goes there in batches.
+ */
+function gatewiseServiceRedisContender(): Contender {
+  return {
+    id: 'gatewise-fwd-service-redis',
+    label: 'Gatewise (auth + plan, state in Redis)',
+    groups: [],
+    isGatewise: true,
+    config: 'as gatewise-fwd-service, plus `state: { redis: { url } }` to a local redis-server (no persistence) pinned to the load generators\' CPU',
+    async start(ctx: StartContext): Promise<Running> {
+      const bin = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((f) => fs.existsSync(f));
+      if (!bin) throw new Skip('redis-server is not installed');
+      const redisPort = await freePort();
+      const redis = startProcess('redis-for-gatewise', bin, ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { cpus: '0' });
+      if (!(await waitForPort(redisPort, STARTUP_MS, () => !redis.exited))) throw new Skip('redis-server did not start');
+      const port = await freePort();
+      const dir = subdir(ctx, 'gatewise-service-redis');
+      const file = path.join(dir, 'gatewise.yaml');
+      fs.writeFileSync(file, gatewiseServiceConfig(port, await hashPassword(SERVICE_USER.password), `redis://127.0.0.1:${redisPort}`));
+      const r = await gatewise(ctx, 'gatewise-fwd-service-redis', ['run', '-c', file], port);
+      return { ...r, auth: SERVICE_USER };
+    },
+  };
 }
 
 function gatewiseServiceContender(): Contender {
@@ -352,6 +383,7 @@ export const CONTENDERS: Contender[] = [
   ...metricsContenders(),
   ...baselineContenders(),
   gatewiseServiceContender(),
+  gatewiseServiceRedisContender(),
   {
     id: 'nginx',
     label: 'nginx',

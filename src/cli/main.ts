@@ -2,12 +2,12 @@ import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { ConfigError, formatProblems, loadConfigFile, validateConfig } from '../config/load.js';
 import type { ConfigProblem } from '../config/check.js';
-import { jsonSchema, type ConfigInput } from '../config/schema.js';
+import { jsonSchema, type Config, type ConfigInput } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { startRuntime, untilSignal } from './runtime.js';
 import { UsageError } from './usage.js';
 import { COMMANDS, answerUsage, command, commandHelp, optionsError, parseCommand, topHelp } from './commands.js';
-import { leaveCluster, parseWorkers, superviseWorkers } from './workers.js';
+import { leaveCluster, parseWorkers, superviseWorkers, type WorkerStateOptions } from './workers.js';
 
 
 
@@ -83,13 +83,20 @@ function warn(file: string): (w: readonly ConfigProblem[]) => void {
   };
 }
 
+/** The primary holds the forward proxy's state for its workers, unless it lives in Redis. */
+function workerState(config: Config): WorkerStateOptions | undefined {
+  const st = config.forward?.state;
+  if (!st || st.redis) return undefined;
+  return { file: st.file, flushIntervalMs: parseDuration(st.flushInterval) ?? 10_000 };
+}
+
 async function runCommand(argv: string[]): Promise<number> {
   const values = parseCommand(command('run'), argv).values as { config: string; workers?: string };
   const workers = workersFlag(values.workers);
   // The same checks as `gatewise check` (one function): a bad config never forks or binds.
   const config = await loadConfigFile(values.config, { onWarnings: warn(values.config) });
   if (workers !== undefined) {
-    const code = await superviseWorkers(workers);
+    const code = await superviseWorkers(workers, workerState(config));
     if (code !== undefined) return code;
   }
   const rt = await startRuntime(config);
@@ -118,7 +125,7 @@ async function proxyCommand(argv: string[]): Promise<number> {
     throw err;
   }
   if (workers !== undefined) {
-    const code = await superviseWorkers(workers);
+    const code = await superviseWorkers(workers, workerState(config));
     if (code !== undefined) return code;
   }
   const rt = await startRuntime(config, { accessLog });

@@ -136,6 +136,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
         defaultMetrics: true,
         clusters: () => gateway?.ctx.clusters.values() ?? [],
         egress: () => forward?.egress,
+        state: () => forward?.stateHealth(),
       })
     : undefined;
   const closers: Array<() => Promise<unknown>> = [];
@@ -156,7 +157,9 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     }
     if (config.forward) {
       const { startForwardProxy } = await import('../forward/index.js');
-      const fwd = await startForwardProxy(config.forward, { logger });
+      // A worker of --workers without Redis: its state is the primary's, over IPC (cli/workers.ts).
+      const store = cluster.isWorker && !config.forward.state.redis ? new (await import('../state/index.js')).IpcStore() : undefined;
+      const fwd = await startForwardProxy(config.forward, { logger, store });
       forward = fwd;
       closers.push(() => fwd.close());
       logger.info({ component: 'forward', type: 'lifecycle', event: 'forward-ready', listeners: fwd.addresses() }, 'forward proxy listening');
@@ -169,6 +172,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
         port: config.admin.port,
         registry: metrics.registry,
         ready: () => !gateway?.ctx.draining,
+        state: forward && (() => forward!.stateHealth()),
         gateway: gateway && gatewayControl(gateway),
         forward,
         live,

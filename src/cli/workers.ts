@@ -1,6 +1,44 @@
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { relayGathers } from '../observe/worker-ipc.js';
+import { MemoryStore, serveIpcState } from '../state/index.js';
+
+/** What the primary holds for its workers: the forward proxy's state, unless it lives in Redis. */
+export interface WorkerStateOptions {
+  /** The state file (usage), loaded at start and written every `flushIntervalMs` and at stop. */
+  file?: string;
+  flushIntervalMs: number;
+}
+
+/**
+ * The primary's half of shared state for `--workers N` without Redis: one MemoryStore that
+ * every worker reaches over IPC (src/state/ipc-store.ts), and the state file, which only the
+ * primary reads and writes (workers flush their usage to it before they exit).
+ */
+async function hostState(opts: WorkerStateOptions): Promise<{ stop(): Promise<void> }> {
+  const store = new MemoryStore();
+  if (opts.file) {
+    try {
+      await store.load(opts.file);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENOENT') process.stderr.write(`gatewise: state file ${opts.file} unreadable (${(err as Error).message}); starting with empty usage\n`);
+    }
+  }
+  const unserve = serveIpcState(store);
+  const save = async (): Promise<void> => {
+    if (opts.file) await store.save(opts.file).catch((err: unknown) => process.stderr.write(`gatewise: cannot write the state file: ${(err as Error).message}\n`));
+  };
+  const timer = opts.file ? setInterval(() => void save(), opts.flushIntervalMs) : undefined;
+  timer?.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      unserve();
+      await save();
+      await store.close();
+    },
+  };
+}
 
 /**
  * `--workers N`: the primary forks N processes that each run the same gateway on
@@ -9,9 +47,11 @@ import { relayGathers } from '../observe/worker-ipc.js';
  * primary drain every worker; a worker that dies unexpectedly is replaced.
  * Returns undefined in a worker (the caller then runs the gateway as usual).
  */
-export async function superviseWorkers(requested: number | 'auto'): Promise<number | undefined> {
+export async function superviseWorkers(requested: number | 'auto', state?: WorkerStateOptions): Promise<number | undefined> {
   if (cluster.isWorker) return undefined;
   const n = requested === 'auto' ? availableParallelism() : requested;
+  // Serving before the first fork: a worker's first call may come before its listener is up.
+  const held = state ? await hostState(state) : undefined;
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   // The admin listener of whichever worker takes a scrape asks every worker through here (observe/worker-ipc.ts).
   relayGathers();
@@ -25,7 +65,7 @@ export async function superviseWorkers(requested: number | 'auto'): Promise<numb
     process.stderr.write(`gatewise: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
     setTimeout(fork, 250).unref();
   });
-  return new Promise<number>((resolve) => {
+  const code = await new Promise<number>((resolve) => {
     const stop = (sig: NodeJS.Signals): void => {
       if (stopping) return;
       stopping = true;
@@ -42,6 +82,9 @@ export async function superviseWorkers(requested: number | 'auto'): Promise<numb
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+  // Every worker has flushed its usage to the primary and exited: write the state file last.
+  await held?.stop();
+  return code;
 }
 
 /**

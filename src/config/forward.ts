@@ -18,6 +18,15 @@ const duration = (def: string, what: string) =>
     .default(def)
     .describe(`${what} Duration such as "30s"; default ${def}.`);
 
+function isRedisUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
 const HOST_PATTERN_RE = /^(\*|(\*\.)?[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\.?|[0-9A-Fa-f:.]+)$/;
 const SCRYPT_RE = /^scrypt\$\d{1,8}\$\d{1,3}\$\d{1,3}\$[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}$/;
 
@@ -288,11 +297,23 @@ export const forwardSchema = z.strictObject({
       .describe('How connections leave: local address pools and upstream proxy pools.'),
     plans: z.record(z.string().regex(POOL_NAME_RE, 'plan names are letters, digits and _'), planSchema).default({}).describe('Customer plans, referenced by users[].plan.'),
     state: z.strictObject({
-        file: z.string().optional().describe('Write usage counters to this JSON file (read by `gatewise usage --state FILE`) and load them at start.'),
+        file: z.string().optional().describe('Write usage counters to this JSON file (read by `gatewise usage --state FILE`) and load them at start. In-memory state only (with --workers: written by the primary); with `redis` the usage lives in Redis and this is not used.'),
         flushInterval: duration('10s', 'How often the state file is written.'),
+        redis: z.strictObject({
+            url: z
+              .string()
+              .refine(isRedisUrl, { message: 'expected a Redis URL such as "redis://127.0.0.1:6379/0" (or "rediss://" for TLS)' })
+              .describe('Where the shared Redis is: redis://[user:password@]host:port[/db], or rediss:// for TLS.'),
+            keyPrefix: z.string().min(1).max(64).default('gatewise:').describe('Put before every key and channel, so several fleets can share one Redis.'),
+            connectTimeout: duration('2s', 'Give up one connection attempt after this long (Redis is retried in the background; the node runs on local state meanwhile).'),
+          })
+          .optional()
+          .describe('Share limits, sessions, leases, cool-downs and usage with every node that names the same Redis (docs/fleet.md). Absent: this process (with --workers: the primary) holds them.'),
+        timeout: duration('50ms', 'Longest a request waits for the shared state (Redis, or the primary with --workers); past it the node answers from local state and says it is degraded.'),
+        leaseTtl: duration('15s', "A node's concurrency leases lapse this long after it stops (it renews them every third of it)."),
       })
       .prefault({})
-      .describe('Where usage counters live (in memory; optionally saved to a file).'),
+      .describe('Where usage counters, limits and sessions live: in memory (optionally saved to a file), shared by workers through the primary, or in Redis for a fleet.'),
     limits: z.strictObject({
         maxConnectionsPerUser: z.number().int().positive().default(256).describe('Requests, tunnels and associations one user may have open at once.'),
         maxTunnelsPerUser: z.number().int().positive().default(64).describe('Tunnels and UDP associations one user may have open at once.'),

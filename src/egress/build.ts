@@ -4,6 +4,7 @@ import { AddressExit, ProxyChainExit, type Exit } from './exit.js';
 import { ExitPool, type RotationStrategy } from './exit-pool.js';
 import { parseProxyUrl } from './proxy-url.js';
 import type { Resolver } from './resolver.js';
+import type { SharedState } from '../state/index.js';
 
 /** One pool as the config describes it, durations already in ms. */
 export interface PoolSpec {
@@ -38,7 +39,7 @@ export function buildExits(spec: PoolSpec, resolver?: Resolver): Exit[] {
 }
 
 /** Build the router (pools, exits, selectors, markers) from its spec. */
-export function buildEgress(spec: EgressSpec, deps: { direct: Dialer; directUdp: UdpDialer; resolver?: Resolver; events?: EgressEvents; now?: () => number; random?: () => number }): EgressRouter {
+export function buildEgress(spec: EgressSpec, deps: { direct: Dialer; directUdp: UdpDialer; resolver?: Resolver; events?: EgressEvents; now?: () => number; random?: () => number; shared?: SharedState }): EgressRouter {
   const pools = new Map<string, ExitPool>();
   for (const [name, p] of Object.entries(spec.pools)) {
     pools.set(
@@ -52,6 +53,7 @@ export function buildEgress(spec: EgressSpec, deps: { direct: Dialer; directUdp:
         maxAttempts: p.maxAttempts,
         now: deps.now,
         random: deps.random,
+        shared: deps.shared,
       }),
     );
   }

@@ -129,7 +129,8 @@ export class EgressRouter {
     let repinned = false;
     const limit = Math.max(1, Math.max(pool.maxAttempts, 1) - tried.size);
     for (let attempts = 0; attempts < limit + pool.exits.length && tried.size < pool.exits.length; ) {
-      const pick = pool.pick({ host, user: route.user, session: route.session, ttlMs: route.ttlMs, exclude: tried });
+      const picked = pool.select({ host, user: route.user, session: route.session, ttlMs: route.ttlMs, exclude: tried });
+      const pick = picked instanceof Promise ? await picked : picked;
       if (!pick) break;
       repinned ||= pick.repinned;
       if (pick.repinned) this.#events.onRepin?.({ pool: poolName, user: route.user, session: route.session, from: pick.from!, to: pick.exit.label, why: pick.why! });

@@ -3,6 +3,7 @@ import type { Exit } from './exit.js';
 import type { ExitFailureScope } from './exit-failure.js';
 import { FailureMarker, type FailurePolicy } from './failure-marker.js';
 import { SessionTable } from './session-table.js';
+import type { SharedState } from '../state/index.js';
 
 /**
  * How a pool picks an exit for a connection or request without a session:
@@ -25,6 +26,8 @@ export interface ExitPoolOptions {
   maxAttempts: number;
   now?: () => number;
   random?: () => number;
+  /** Shared state: sticky sessions and cool-downs hold across workers and nodes. */
+  shared?: SharedState;
 }
 
 export interface PickRequest {
@@ -69,6 +72,7 @@ export class ExitPool {
   readonly #active = new Map<string, number>();
   readonly #uses = new Map<string, number>();
   readonly #random: () => number;
+  readonly #shared: SharedState | undefined;
   #rr = 0;
 
   constructor(exits: Exit[], opts: ExitPoolOptions) {
@@ -81,6 +85,12 @@ export class ExitPool {
     this.#random = opts.random ?? Math.random;
     this.marker = new FailureMarker(opts.failure, opts.now);
     this.sessions = new SessionTable(opts.now);
+    this.#shared = opts.shared;
+    // Cool-downs other nodes found: scope is "pool\nexit\ndomain".
+    opts.shared?.onCooldown((scope, forMs) => {
+      const [pool, exit, domain] = scope.split('\n');
+      if (pool === this.name && exit !== undefined && this.#byId.has(exit)) this.marker.coolFor(exit, domain || undefined, forMs);
+    });
     for (const e of exits) {
       if (this.#byId.has(e.id)) throw new TypeError(`pool ${opts.name} lists ${e.label} twice`);
       this.#byId.set(e.id, e);
@@ -92,7 +102,16 @@ export class ExitPool {
     return this.exits.filter((e) => !exclude?.has(e.id) && this.marker.available(e.id, host));
   }
 
-  /** Choose an exit; undefined when every exit is excluded or cooling down. */
+  /**
+   * Choose an exit for a connection (the router's call): `pick`, except that a sticky choice
+   * with shared state asks the shared session table (a promise, bounded by the state budget).
+   */
+  select(req: PickRequest): PickResult | undefined | Promise<PickResult | undefined> {
+    if (this.#shared === undefined || (req.session === undefined && this.strategy !== 'sticky')) return this.pick(req);
+    return this.#pickShared(this.#shared, `${req.user ?? '-'}|${req.session ?? '*'}`, this.candidates(req.host, req.exclude), req);
+  }
+
+  /** Choose an exit from this process's own state; undefined when every exit is excluded or cooling down. */
   pick(req: PickRequest): PickResult | undefined {
     const cands = this.candidates(req.host, req.exclude);
     const sticky = req.session !== undefined || this.strategy === 'sticky';
@@ -120,6 +139,24 @@ export class ExitPool {
         ? 'its exit failed this connection'
         : `its exit is cooling down after failures (${Math.ceil(this.marker.coolingFor(pin.exitId, req.host) / 1000)} s left)`;
     return { exit, sessionKey: key, repinned: true, from: pin.exitId, why };
+  }
+
+  /** The sticky pick in the shared table: the pinned exit unless it is unusable here, else a new pin. */
+  async #pickShared(shared: SharedState, key: string, cands: Exit[], req: PickRequest): Promise<PickResult | undefined> {
+    const candidate = cands.length ? this.#weighted(cands) : undefined;
+    const unusable: string[] = [];
+    for (const e of this.exits) if (req.exclude?.has(e.id) || this.marker.down(e.id)) unusable.push(e.id);
+    const ttlMs = req.ttlMs ?? this.#opts.sessionTtlMs;
+    const idleMs = this.#opts.sessionIdleMs;
+    const r = shared.sessionPick(`${this.name}:${key}`, candidate?.id ?? '', unusable, ttlMs, idleMs);
+    const got = r instanceof Promise ? await r : r;
+    if (got === undefined) return undefined;
+    // An exit this node does not know (another node's config differs): the local candidate.
+    const exit = this.#byId.get(got.exitId) ?? candidate;
+    if (exit === undefined) return undefined;
+    // Mirrored locally for the admin API's session list.
+    this.sessions.pin(key, exit.id, ttlMs, idleMs);
+    return { exit, sessionKey: key, repinned: got.repinned };
   }
 
   #choose(cands: Exit[], host: string): Exit {
@@ -188,9 +225,12 @@ export class ExitPool {
 
   /** Count a failure by its scope; true when the exit (or exit+domain) started cooling down. */
   failed(exit: Exit, host: string, scope: ExitFailureScope): boolean {
-    if (scope === 'exit') return this.marker.fail(exit.id);
-    if (scope === 'domain') return this.marker.fail(exit.id, host);
-    return false;
+    if (scope === 'skip' || scope === 'none') return false;
+    const domain = scope === 'domain' ? host : undefined;
+    const cooled = this.marker.fail(exit.id, domain);
+    // Tell the other nodes, so one node's discovery spares them the failed tries.
+    if (cooled && this.#shared !== undefined) this.#shared.publishCooldown(`${this.name}\n${exit.id}\n${domain?.toLowerCase() ?? ''}`, this.marker.remaining(exit.id, domain));
+    return cooled;
   }
 
   /** Shortest time until some exit becomes usable for the host again (ms). */

@@ -65,6 +65,27 @@ export class FailureMarker {
     }
   }
 
+  /** Milliseconds left of the cool-down of exactly this mark (the exit, or the exit for one domain); 0 when none. */
+  remaining(exit: string, domain?: string): number {
+    const m = this.#marks.get(this.#key(exit, domain));
+    return m ? Math.max(0, m.until - this.#now()) : 0;
+  }
+
+  /** Another node (or worker) found this exit (for the domain) dead: cool it down here too, for `forMs`. */
+  coolFor(exit: string, domain: string | undefined, forMs: number): void {
+    const k = this.#key(exit, domain);
+    let m = this.#marks.get(k);
+    if (!m) {
+      if (this.#marks.size >= MAX_DOMAIN_MARKS) {
+        const oldest = this.#marks.keys().next();
+        if (!oldest.done) this.#marks.delete(oldest.value);
+      }
+      m = { failures: 0, trips: 0, until: 0 };
+      this.#marks.set(k, m);
+    }
+    m.until = Math.max(m.until, this.#now() + forMs);
+  }
+
   /** Whether the exit is cooling down as a whole. */
   down(exit: string): boolean {
     const m = this.#marks.get(exit);

@@ -9,6 +9,7 @@ import type { ForwardSettings } from './settings.js';
 import type { UpstreamAgents } from './upstream-agents.js';
 import type { RelayTimeouts } from './forward-relay.js';
 import type { UpstreamTls } from './upstream-tls.js';
+import type { SharedState } from '../state/index.js';
 
 /** What every protocol handler of one running forward proxy shares. */
 export interface ForwardContext {
@@ -21,6 +22,8 @@ export interface ForwardContext {
   readonly agents: UpstreamAgents;
   readonly meter: Meter;
   readonly limits: ConcurrencyLimits;
+  /** Shared state (Redis, or the primary with --workers): sold limits (plan and user maxConnections, user maxTunnels) are leases there. */
+  readonly shared: SharedState | undefined;
   readonly tracker: ResourceTracker;
   readonly logger: Logger;
   /** Pools, exits and routing (direct when no pool applies). */

@@ -17,7 +17,7 @@ import {
   type Resolver,
   type UdpDialer,
 } from '../egress/index.js';
-import { MemoryStore, type Store } from '../state/index.js';
+import { MemoryStore, SharedState, type StateHealth, type Store } from '../state/index.js';
 import type { AuthProvider } from '../tenants/index.js';
 import { ConcurrencyLimits, Meter, PlanEnforcer, UserDirectory, UsersFile, type PlanSpec } from '../tenants/index.js';
 import { AccessLog, createLogger } from '../observe/access-log.js';
@@ -58,7 +58,11 @@ export interface ForwardDeps {
   /** How connections leave when no egress pool applies (default: direct). */
   dialer?: Dialer;
   udpDialer?: UdpDialer;
-  /** Where usage counters live (default: a MemoryStore). */
+  /**
+   * Where usage counters live (default: a MemoryStore, or Redis when `state.redis` is
+   * configured). A `shared` store (an `IpcStore` in a worker) also holds rate cells, sticky
+   * sessions, leases and cool-downs, reached through `SharedState`.
+   */
   store?: Store;
   /** Clock for sessions, cool-downs and quotas (tests). */
   now?: () => number;
@@ -76,9 +80,24 @@ export interface ForwardProxy {
   readonly egress: EgressRouter;
   readonly plans: PlanEnforcer;
   readonly store: Store;
+  /** The shared state (Redis, or the primary with --workers) and whether it is degraded; undefined when state is this process's own. */
+  readonly shared: SharedState | undefined;
+  /** The state layer's health for /ready and the metrics. */
+  stateHealth(): StateHealth;
   /** Re-read auth.usersFile now; false (old users kept) when it is invalid. */
   reloadUsers(): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/** A URL without its password, for log lines. */
+function redactUrl(u: string): string {
+  try {
+    const url = new URL(u);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
 }
 
 function ms(s: string): number {
@@ -137,8 +156,28 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const logger = deps.logger ?? createLogger();
   const settings = toSettings(config);
   const resolver: Resolver = !deps.resolver ? systemResolver : deps.resolver.length >= 3 ? resolverFromLookup(deps.resolver as LookupFunction) : (deps.resolver as Resolver);
-  const store: Store = deps.store ?? new MemoryStore({ now: deps.now });
-  const ownStore = deps.store === undefined;
+  let remote: Store | undefined = deps.store?.shared ? deps.store : undefined;
+  if (config.state.redis) {
+    // Loaded only when configured: ioredis costs nothing otherwise.
+    const { RedisStore } = await import('../state/redis-store.js');
+    const r = config.state.redis;
+    remote = new RedisStore({ url: r.url, keyPrefix: r.keyPrefix, connectTimeoutMs: ms(r.connectTimeout) });
+    // Start even when Redis is down (the node runs on local state, degraded), but give it a moment to connect.
+    if (!(await (remote as InstanceType<typeof RedisStore>).connected(ms(r.connectTimeout)))) {
+      logger.warn({ component: 'state', backend: 'redis' }, `Redis at ${redactUrl(r.url)} is not reachable yet; starting on local state`);
+    }
+  }
+  const shared = remote
+    ? new SharedState(remote, {
+        backend: config.state.redis ? 'redis' : 'ipc',
+        budgetMs: ms(config.state.timeout),
+        leaseTtlMs: ms(config.state.leaseTtl),
+        log: { warn: (o, m) => logger.warn(o, m), info: (o, m) => logger.info(o, m) },
+        now: deps.now,
+      })
+    : undefined;
+  const store: Store = shared ? shared.usage : (deps.store ?? new MemoryStore({ now: deps.now }));
+  const ownStore = deps.store === undefined || shared !== undefined;
   if (config.state.file && store instanceof MemoryStore) {
     try {
       await store.load(config.state.file);
@@ -176,6 +215,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     directUdp: udpDialer,
     resolver,
     now: deps.now,
+    shared,
     events: {
       onExitFailure: (e) => {
         if (e.cooled) {
@@ -199,7 +239,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     },
   });
   const hooks = mergeForwardHooks(deps.hooks ?? []);
-  const plans = new PlanEnforcer(new Map<string, PlanSpec>(Object.entries(config.plans)), userPlans, store, deps.now);
+  const plans = new PlanEnforcer(new Map<string, PlanSpec>(Object.entries(config.plans)), userPlans, store, deps.now, shared);
   const directory = new UserDirectory(users, {
     cacheTtlMs: settings.authCacheTtlMs,
     failureCacheTtlMs: settings.authFailureCacheTtlMs,
@@ -224,6 +264,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     agents,
     meter: new Meter({ onBytes: (u, dir, n) => plans.record(u, dir, n) }),
     limits: new ConcurrencyLimits(),
+    shared,
     tracker,
     logger,
     egress,
@@ -342,6 +383,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     egress,
     plans,
     store,
+    shared,
+    stateHealth: () => shared?.health() ?? { backend: 'memory', degraded: false, fallbacks: 0, recoveries: 0 },
     reloadUsers: async () => (usersFile ? usersFile.reload() : false),
     close: () =>
       (closing ??= (async () => {

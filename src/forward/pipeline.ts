@@ -227,7 +227,8 @@ export class ForwardPipeline {
     const planRefusal = planned instanceof Promise ? await planned : planned;
     if (planRefusal) return this.refuse(req, responder, planRefusal);
     // --- admit
-    const release = admit(ctx, req.route.user, req.kind === 'request' ? 'request' : 'tunnel', req.kind === 'datagram' ? 'udp' : req.nextHop);
+    const admitted = admit(ctx, req.route.user, req.kind === 'request' ? 'request' : 'tunnel', req.kind === 'datagram' ? 'udp' : req.nextHop);
+    const release = admitted instanceof Promise ? await admitted : admitted;
     if (release instanceof Failure) return this.refuse(req, responder, release);
     // --- egress + relay
     try {

@@ -38,6 +38,8 @@ export interface AdminOptions {
   registry?: Registry;
   /** Readiness for /ready (default: always ready). */
   ready?: () => boolean;
+  /** The state layer's health: /ready stays ready while degraded but says so, /status shows it. */
+  state?: () => { backend: string; degraded: boolean; since?: string; reason?: string; fallbacks: number; recoveries: number };
   /** The reverse gateway's clusters (absent: no reverse gateway runs). */
   gateway?: AdminControl;
   /** The forward proxy (absent: none runs). */
@@ -157,7 +159,10 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: u
       responses: { '200': 'Ready (plain text).', '503': 'Draining (plain text).' }, produces: 'text/plain',
       handle: () => {
         const ok = o.ready ? o.ready() : true;
-        return { status: ok ? 200 : 503, body: ok ? 'ready: accepting traffic\n' : 'not ready: draining after a stop signal\n' };
+        // Shared state away is not an outage: still ready, on local state, and said.
+        const st = o.state?.();
+        const state = st?.degraded ? `state: degraded (${st.backend} unavailable since ${st.since}: ${st.reason}); limits and sessions are this node's own\n` : '';
+        return { status: ok ? 200 : 503, body: (ok ? 'ready: accepting traffic\n' : 'not ready: draining after a stop signal\n') + state };
       },
     },
     {
@@ -180,6 +185,7 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: u
           faces: { reverse: gw !== undefined, forward: fwd !== undefined },
           admission: gw?.admission?.() ?? {},
           forwardListeners: fwd?.connectionStats() ?? [],
+          state: o.state?.(),
         },
       }),
     },

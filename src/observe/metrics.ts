@@ -26,6 +26,8 @@ export interface MetricsOptions {
   clusters?: () => Iterable<ClusterView>;
   /** The forward proxy's egress pools, read when scraped. */
   egress?: () => EgressView | undefined;
+  /** The state layer's health (state/shared-state.ts), read when scraped. */
+  state?: () => { backend: string; degraded: boolean; fallbacks: number; recoveries: number } | undefined;
 }
 
 export interface GatewayMetrics {
@@ -205,6 +207,12 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   };
   scraped(registry, 'gatewise_forward_exit_active', 'Connections open through a forward exit, by pool and exit.', ['pool', 'exit'] as const, (set) => exits((pool, s) => set([pool, s.id], s.active)));
   scraped(registry, 'gatewise_forward_exit_down', 'A forward exit cooling down after failures (1) or usable (0), by pool and exit.', ['pool', 'exit'] as const, (set) => exits((pool, s) => set([pool, s.id], s.down ? 1 : 0)), 'max');
+  const state = (fn: (s: { backend: string; degraded: boolean; fallbacks: number; recoveries: number }) => void): void => {
+    const s = opts.state?.();
+    if (s !== undefined) fn(s);
+  };
+  scraped(registry, 'gatewise_state_degraded', 'The shared state (Redis, or the primary with --workers) is unavailable and this process runs on local state (1), or not (0), by backend.', ['backend'] as const, (set) => state((s) => set([s.backend], s.degraded ? 1 : 0)), 'max');
+  scraped(registry, 'gatewise_state_fallbacks', 'State operations answered from local state because the shared state did not answer within its budget, since start.', ['backend'] as const, (set) => state((s) => set([s.backend], s.fallbacks)));
   scraped(registry, 'gatewise_forward_sticky_sessions', 'Sticky sessions pinned to an exit, by pool.', ['pool'] as const, (set) => {
     for (const [name, p] of opts.egress?.()?.pools ?? []) set([name], p.sessions.size);
   });

@@ -1,5 +1,5 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import type { Store } from './store.js';
+import type { SessionPick, Store } from './store.js';
 
 interface Entry {
   value: number | Map<string, number>;
@@ -19,7 +19,13 @@ export interface StoreDump {
  * periodically. Optionally dumped to a JSON file (`dump`) so `gatewise usage` can read it.
  */
 export class MemoryStore implements Store {
+  readonly shared: boolean = false;
   readonly #entries = new Map<string, Entry>();
+  readonly #sessions = new Map<string, { exitId: string; expires: number; lastUsed: number; idleMs: number }>();
+  /** Lease key → holder → count; holder → when its heartbeat lapses (absent: never, this process). */
+  readonly #leases = new Map<string, Map<string, number>>();
+  readonly #holders = new Map<string, number>();
+  readonly #cooldownListeners: Array<(scope: string, forMs: number) => void> = [];
   readonly #now: () => number;
   readonly #sweep: NodeJS.Timeout;
 
@@ -42,6 +48,7 @@ export class MemoryStore implements Store {
   #sweepExpired(): void {
     const now = this.#now();
     for (const [k, e] of this.#entries) if (e.expires !== 0 && e.expires <= now) this.#entries.delete(k);
+    for (const [k, p] of this.#sessions) if (now >= p.expires || now - p.lastUsed > p.idleMs) this.#sessions.delete(k);
   }
 
   #touch(e: Entry, ttlMs: number | undefined): void {
@@ -102,6 +109,106 @@ export class MemoryStore implements Store {
 
   async del(key: string): Promise<void> {
     this.#entries.delete(key);
+  }
+
+  async rate(key: string, perSecond: number, burst: number): Promise<number> {
+    return this.rateSync(key, perSecond, burst);
+  }
+
+  /**
+   * GCRA (the generic cell rate algorithm, as the Lua script in redis-store.ts): the key
+   * holds the theoretical arrival time (TAT); a request is allowed when TAT - now is within
+   * the burst tolerance, and moves TAT one emission interval on.
+   */
+  rateSync(key: string, perSecond: number, burst: number): number {
+    const now = this.#now();
+    const interval = 1000 / perSecond;
+    const tolerance = interval * Math.max(0, burst - 1);
+    const e = this.#live(key);
+    const tat = e && typeof e.value === 'number' ? Math.max(e.value, now) : now;
+    const wait = tat - tolerance - now;
+    // Within half a millisecond counts as on time: TAT is a sum of float intervals on an
+    // epoch-ms base, whose rounding (~0.2 µs a step) adds up over a burst.
+    if (wait > 0.5) return Math.ceil(wait);
+    const next = tat + interval;
+    this.#entries.set(key, { value: next, expires: Math.ceil(next) + 1 });
+    return 0;
+  }
+
+  async sessionPick(key: string, candidate: string, unusable: readonly string[], ttlMs: number, idleMs: number): Promise<SessionPick | undefined> {
+    return this.sessionPickSync(key, candidate, unusable, ttlMs, idleMs);
+  }
+
+  sessionPickSync(key: string, candidate: string, unusable: readonly string[], ttlMs: number, idleMs: number): SessionPick | undefined {
+    const now = this.#now();
+    let p = this.#sessions.get(key);
+    if (p && (now >= p.expires || now - p.lastUsed > p.idleMs)) {
+      this.#sessions.delete(key);
+      p = undefined;
+    }
+    if (p && !unusable.includes(p.exitId)) {
+      p.lastUsed = now;
+      return { exitId: p.exitId, repinned: false };
+    }
+    if (candidate === '') return undefined;
+    if (p) {
+      p.exitId = candidate;
+      p.lastUsed = now;
+      p.idleMs = idleMs;
+      return { exitId: candidate, repinned: true };
+    }
+    this.#sessions.set(key, { exitId: candidate, expires: now + ttlMs, lastUsed: now, idleMs });
+    return { exitId: candidate, repinned: false };
+  }
+
+  async leaseAcquire(key: string, holder: string, count: number, max: number): Promise<boolean> {
+    const now = this.#now();
+    let m = this.#leases.get(key);
+    let others = 0;
+    if (m) {
+      for (const [h, n] of m) {
+        if (h === holder) continue;
+        const alive = this.#holders.get(h);
+        if (alive !== undefined && alive <= now) m.delete(h);
+        else others += n;
+      }
+    }
+    if (others + count > max) return false;
+    if (!m) this.#leases.set(key, (m = new Map()));
+    m.set(holder, count);
+    return true;
+  }
+
+  async leaseSet(key: string, holder: string, count: number): Promise<void> {
+    const m = this.#leases.get(key);
+    if (count > 0) {
+      if (m) m.set(holder, count);
+      else this.#leases.set(key, new Map([[holder, count]]));
+    } else if (m) {
+      m.delete(holder);
+      if (m.size === 0) this.#leases.delete(key);
+    }
+  }
+
+  async heartbeat(holder: string, ttlMs: number): Promise<void> {
+    this.#holders.set(holder, this.#now() + ttlMs);
+  }
+
+  /** Drop every lease of a holder at once (the IPC host, when a worker exits). */
+  dropHolder(holder: string): void {
+    for (const [k, m] of this.#leases) {
+      m.delete(holder);
+      if (m.size === 0) this.#leases.delete(k);
+    }
+    this.#holders.delete(holder);
+  }
+
+  async publishCooldown(scope: string, forMs: number): Promise<void> {
+    for (const l of this.#cooldownListeners) l(scope, forMs);
+  }
+
+  onCooldown(listener: (scope: string, forMs: number) => void): void {
+    this.#cooldownListeners.push(listener);
   }
 
   /** Everything live, as JSON-ready data. */

@@ -1,10 +1,20 @@
 /**
- * The state layer: one small, Redis-shaped interface for counters that must survive
- * across requests (and later across gateway nodes). Keys are strings; hash-like keys
- * hold named integer fields. Every write can set an expiry, as Redis INCRBY + PEXPIRE
- * (or HINCRBY + PEXPIRE) would.
+ * The state layer: one small, Redis-shaped interface for what must survive across requests
+ * and, with a shared store, across the workers of one machine and the nodes of a fleet.
+ *
+ * Counters: keys are strings; hash-like keys hold named integer fields. Every write can set
+ * an expiry, as Redis INCRBY + PEXPIRE (or HINCRBY + PEXPIRE) would.
+ *
+ * Fleet operations (each one atomic in the store, a Lua script in Redis): a request-rate
+ * check (GCRA), the sticky-session pick, concurrency leases counted per holder (a node or a
+ * worker) that lapse when the holder stops renewing them, and exit cool-downs told to every
+ * holder. A `MemoryStore` answers them for one process; `shared` stores (`RedisStore`,
+ * `IpcStore`) answer them for many, and are always used through `SharedState`, which bounds
+ * every wait and falls back to local state.
  */
 export interface Store {
+  /** True when other processes see the same state (Redis, the primary over IPC). */
+  readonly shared: boolean;
   /** Add `n` to the integer at `key` (missing = 0) and return the new value. When
    * `ttlMs` is given and the key has no expiry yet, it expires `ttlMs` from now. */
   incrby(key: string, n: number, ttlMs?: number): Promise<number>;
@@ -21,5 +31,43 @@ export interface Store {
   /** Milliseconds until `key` expires; undefined when missing or without expiry. */
   pttl(key: string): Promise<number | undefined>;
   del(key: string): Promise<void>;
+
+  /**
+   * One request against a rate of `perSecond` with a burst of `burst` (GCRA: the key holds
+   * the theoretical arrival time). Resolves to 0 when allowed (and counted), else the
+   * milliseconds until one would be.
+   */
+  rate(key: string, perSecond: number, burst: number): Promise<number>;
+  /** The same, answered at once, by stores that live in this process (MemoryStore). */
+  rateSync?(key: string, perSecond: number, burst: number): number;
+  /**
+   * The sticky session at `key`: its exit when pinned, alive (lifetime and idle time) and not
+   * in `unusable` (touched: its idle time starts again); otherwise `candidate` is pinned (a
+   * re-pin keeps the session's first lifetime). Undefined when there is no usable pin and no
+   * candidate (''). `repinned`: a live session moved to `candidate`.
+   */
+  sessionPick(key: string, candidate: string, unusable: readonly string[], ttlMs: number, idleMs: number): Promise<SessionPick | undefined>;
+  /**
+   * Concurrency lease: `holder` asks to hold `count` of `key` (its own count after taking one
+   * more); granted, and recorded, when the counts of every live holder stay within `max`.
+   */
+  leaseAcquire(key: string, holder: string, count: number, max: number): Promise<boolean>;
+  /** Set `holder`'s count of `key` (after a release; 0 removes it). */
+  leaseSet(key: string, holder: string, count: number): Promise<void>;
+  /** `holder` is alive for `ttlMs` more: its leases count until then. */
+  heartbeat(holder: string, ttlMs: number): Promise<void>;
+  /** Tell every holder that `scope` (an exit, or an exit for one domain) cools down for `forMs` more milliseconds (a duration, so nodes' clocks need not agree). */
+  publishCooldown(scope: string, forMs: number): Promise<void>;
+  /** Hear the cool-downs others published (not one's own). */
+  onCooldown(listener: (scope: string, forMs: number) => void): void;
+  /** For a remote store: whether it is connected now (undefined: always). */
+  reachable?(): boolean;
+  /** For a remote store: called each time it connects again after being unreachable. */
+  onReachable?(listener: () => void): void;
   close(): Promise<void>;
+}
+
+export interface SessionPick {
+  exitId: string;
+  repinned: boolean;
 }

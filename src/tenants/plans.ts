@@ -1,5 +1,5 @@
 import type { Failure } from '../failure/index.js';
-import type { Store } from '../state/index.js';
+import type { SharedState, Store } from '../state/index.js';
 import { limitRefusal } from './limit-refusal.js';
 import { UsageLedger, type Direction, type Period, type PeriodSpan } from './usage-ledger.js';
 
@@ -63,7 +63,11 @@ export class PlanEnforcer {
   /** user → direction → epoch ms the block ends. */
   readonly #over = new Map<string, { up: number; down: number; why: { up: string; down: string } }>();
 
-  constructor(plans: ReadonlyMap<string, PlanSpec>, userPlans: ReadonlyMap<string, string>, store: Store, now: () => number = Date.now) {
+  readonly #shared: SharedState | undefined;
+
+  /** `shared`: rate cells in the shared store (Redis, or the primary with --workers), bounded by its budget. */
+  constructor(plans: ReadonlyMap<string, PlanSpec>, userPlans: ReadonlyMap<string, string>, store: Store, now: () => number = Date.now, shared?: SharedState) {
+    this.#shared = shared;
     this.#plans = plans;
     this.#userPlans = userPlans;
     this.#store = store;
@@ -150,24 +154,30 @@ export class PlanEnforcer {
     return undefined;
   }
 
-  /** requestsPerSecond (a one-second counter in the store), then the request counts as used. */
+  /**
+   * requestsPerSecond, then the request counts as used. GCRA with a burst of one second's
+   * worth (`requestsPerSecond` at once, then one every 1/requestsPerSecond s): the same cell
+   * in the MemoryStore (answered at once), the primary (--workers) or Redis (one Lua script).
+   */
   #countRequest(user: string, plan: PlanSpec, now: number): Failure | undefined | Promise<Failure | undefined> {
-    if (plan.requestsPerSecond === undefined) {
+    const rps = plan.requestsPerSecond;
+    if (rps === undefined) {
       this.ledger.add(user, 'requests', 1);
       return undefined;
     }
-    const sec = Math.floor(now / 1000);
-    const key = `rps:${user}:${sec}`;
+    const key = `rate:${user}`;
+    if (this.#shared !== undefined) {
+      const w = this.#shared.rate(key, rps, rps);
+      return typeof w === 'number' ? this.#rateVerdict(user, rps, w) : w.then((ms) => this.#rateVerdict(user, rps, ms));
+    }
     const store = this.#store;
-    if (store.incrbySync !== undefined) return this.#rateVerdict(user, plan, now, sec, store.incrbySync(key, 1, 2000));
-    return store.incrby(key, 1, 2000).then((n) => this.#rateVerdict(user, plan, now, sec, n));
+    if (store.rateSync !== undefined) return this.#rateVerdict(user, rps, store.rateSync(key, rps, rps));
+    return store.rate(key, rps, rps).then((ms) => this.#rateVerdict(user, rps, ms));
   }
 
-  #rateVerdict(user: string, plan: PlanSpec, now: number, sec: number, n: number): Failure | undefined {
-    const rps = plan.requestsPerSecond!;
-    if (n > rps) {
-      const wait = (sec + 1) * 1000 - now;
-      return limitRefusal('too_many_requests', `plan ${this.planName(user)}: requestsPerSecond limit of ${rps} reached; resets in ${wait} ms`, 1);
+  #rateVerdict(user: string, rps: number, waitMs: number): Failure | undefined {
+    if (waitMs > 0) {
+      return limitRefusal('too_many_requests', `plan ${this.planName(user)}: requestsPerSecond limit of ${rps} reached; resets in ${waitMs} ms`, Math.max(1, Math.ceil(waitMs / 1000)));
     }
     this.ledger.add(user, 'requests', 1);
     return undefined;

@@ -1,0 +1,435 @@
+import { randomUUID } from 'node:crypto';
+import { MemoryStore } from './memory-store.js';
+import type { SessionPick, Store } from './store.js';
+
+/** pino-shaped, so the state layer needs no logger of its own. */
+export interface StateLog {
+  warn(obj: Record<string, unknown>, msg: string): void;
+  info(obj: Record<string, unknown>, msg: string): void;
+}
+
+export interface SharedStateOptions {
+  /** Longest a request waits for the shared store before local state answers (default 50 ms). */
+  budgetMs?: number;
+  /** A holder's leases lapse this long after its last heartbeat (default 15 s; heartbeats every third of it). */
+  leaseTtlMs?: number;
+  /** While degraded, one request in this interval tries the shared store again (default 1 s). */
+  probeMs?: number;
+  /** This node's (or worker's) name for its leases; default a random id. */
+  holder?: string;
+  /** What the store is, for logs and health: 'redis' or 'ipc'. */
+  backend: 'redis' | 'ipc';
+  log?: StateLog;
+  now?: () => number;
+}
+
+export interface StateHealth {
+  backend: 'memory' | 'redis' | 'ipc';
+  /** The shared store did not answer in time or is unreachable: limits and sessions are this node's own. */
+  degraded: boolean;
+  /** Since when (ISO), while degraded. */
+  since?: string;
+  /** Why it degraded (the last error's code, or "timeout"). */
+  reason?: string;
+  /** Operations answered from local state because the shared store did not answer. */
+  fallbacks: number;
+  /** Times the shared store came back and this node reconciled. */
+  recoveries: number;
+}
+
+const TIMED_OUT = Symbol('timeout');
+/** How long released leases wait to be told to the store together. */
+const RELEASE_BATCH_MS = 20;
+
+interface Waiter {
+  deadline: number;
+  done: boolean;
+  resolve: (v: unknown) => void;
+}
+
+/**
+ * What one node (or worker) uses to reach a shared store (`RedisStore`, `IpcStore`): every
+ * operation a request waits for is bounded by `budgetMs`; past it, or when the store fails,
+ * the node turns *degraded* (one warning line, `health()` says so, `fallbacks` counts) and
+ * answers from local state at once, without asking the store, until a probe succeeds or the
+ * store reports it is reachable again. Then it *reconciles*: usage deltas the ledger could
+ * not write are written by the ledger itself (its failed writes stay owed), and this node's
+ * counts of the leases the store granted are stated again; sessions, rate cells and leases
+ * taken while degraded stay local (they start afresh in the store).
+ *
+ * The deadlines are one FIFO and one timer (the budget is the same for every operation, so
+ * deadlines expire in order), not a timer per operation.
+ */
+export class SharedState {
+  readonly remote: Store;
+  readonly local: MemoryStore;
+  readonly holder: string;
+  readonly #budgetMs: number;
+  readonly #probeMs: number;
+  readonly #leaseTtlMs: number;
+  readonly #backend: 'redis' | 'ipc';
+  readonly #log: StateLog | undefined;
+  readonly #now: () => number;
+  readonly #waiters: Waiter[] = [];
+  #sweep: NodeJS.Timeout | undefined;
+  readonly #heartbeat: NodeJS.Timeout;
+  #degradedSince = 0;
+  #reason = '';
+  #lastProbe = 0;
+  #fallbacks = 0;
+  #recoveries = 0;
+  /** Leases the shared store granted, per key: this holder's count there. */
+  readonly #held = new Map<string, number>();
+  /** Keys whose count the store may not have (a lease write failed). */
+  readonly #dirty = new Set<string>();
+  /** Leases granted locally (while degraded), per key. */
+  readonly #localHeld = new Map<string, number>();
+  readonly #cooldownListeners: Array<(scope: string, forMs: number) => void> = [];
+  /** Keys with releases not yet told to the store. */
+  readonly #released = new Set<string>();
+  #releaseTimer: NodeJS.Timeout | undefined;
+  /** The store the usage ledger writes to: writes go to the shared store (a failed one stays owed in the ledger), reads are bounded. */
+  readonly usage: Store;
+
+  constructor(remote: Store, opts: SharedStateOptions) {
+    this.remote = remote;
+    this.#now = opts.now ?? Date.now;
+    this.local = new MemoryStore({ now: this.#now });
+    this.holder = opts.holder ?? randomUUID();
+    this.#budgetMs = opts.budgetMs ?? 50;
+    this.#probeMs = opts.probeMs ?? 1000;
+    this.#leaseTtlMs = opts.leaseTtlMs ?? 15_000;
+    this.#backend = opts.backend;
+    this.#log = opts.log;
+    this.usage = new UsageView(this);
+    remote.onCooldown((scope, until) => {
+      for (const l of this.#cooldownListeners) l(scope, until);
+    });
+    remote.onReachable?.(() => {
+      if (this.degraded) this.#recover();
+    });
+    this.#beat();
+    this.#heartbeat = setInterval(() => this.#beat(), Math.max(100, Math.floor(this.#leaseTtlMs / 3)));
+    this.#heartbeat.unref();
+  }
+
+  get degraded(): boolean {
+    return this.#degradedSince !== 0;
+  }
+
+  health(): StateHealth {
+    const h: StateHealth = { backend: this.#backend, degraded: this.degraded, fallbacks: this.#fallbacks, recoveries: this.#recoveries };
+    if (this.degraded) {
+      h.since = new Date(this.#degradedSince).toISOString();
+      h.reason = this.#reason;
+    }
+    return h;
+  }
+
+  #beat(): void {
+    this.remote.heartbeat(this.holder, this.#leaseTtlMs).then(
+      () => {
+        if (this.degraded && this.remote.reachable?.() !== false) this.#recover();
+      },
+      (err: unknown) => this.#degrade(err),
+    );
+  }
+
+  #degrade(err: unknown): void {
+    this.#reason = err === TIMED_OUT ? `no answer within ${this.#budgetMs} ms` : ((err as { code?: string }).code ?? (err as Error)?.message ?? String(err));
+    if (this.degraded) return;
+    this.#degradedSince = this.#now();
+    this.#lastProbe = this.#degradedSince;
+    this.#log?.warn(
+      { component: 'state', type: 'lifecycle', event: 'state-degraded', backend: this.#backend, reason: this.#reason },
+      `shared state (${this.#backend}) unavailable (${this.#reason}): limits, sessions and leases are this node's own until it is back; usage is kept and written then`,
+    );
+  }
+
+  #recover(): void {
+    if (!this.degraded) return;
+    const lasted = this.#now() - this.#degradedSince;
+    this.#degradedSince = 0;
+    this.#recoveries++;
+    // Restate this holder's counts of the leases the store granted and that are still held, and
+    // of keys whose release may have been lost (a Redis restarted empty knows none of them).
+    const keys = new Set([...this.#held.keys(), ...this.#dirty]);
+    for (const key of keys) this.#setLease(key);
+    this.#log?.info(
+      { component: 'state', type: 'lifecycle', event: 'state-recovered', backend: this.#backend, degradedMs: lasted, leasesRestated: keys.size },
+      `shared state (${this.#backend}) is back after ${lasted} ms; usage owed is written with the next batch, new sessions and limits use it again`,
+    );
+  }
+
+  /** Whether this operation should go to the shared store (false while degraded, except one probe per interval). */
+  #tryRemote(): boolean {
+    if (!this.degraded) return true;
+    const now = this.#now();
+    if (this.remote.reachable?.() === false || now - this.#lastProbe < this.#probeMs) return false;
+    this.#lastProbe = now;
+    return true;
+  }
+
+  /** `p`, or TIMED_OUT after the budget. */
+  #bounded<T>(p: Promise<T>): Promise<T | typeof TIMED_OUT> {
+    return new Promise((resolve, reject) => {
+      const w: Waiter = { deadline: this.#now() + this.#budgetMs, done: false, resolve: resolve as (v: unknown) => void };
+      this.#waiters.push(w);
+      this.#arm();
+      p.then(
+        (v) => {
+          if (w.done) return;
+          w.done = true;
+          resolve(v);
+        },
+        (err: unknown) => {
+          if (w.done) return;
+          w.done = true;
+          reject(err);
+        },
+      );
+    });
+  }
+
+  #arm(): void {
+    if (this.#sweep !== undefined) return;
+    this.#sweep = setTimeout(() => this.#expire(), Math.max(1, Math.ceil(this.#budgetMs / 4)));
+  }
+
+  #expire(): void {
+    this.#sweep = undefined;
+    const now = this.#now();
+    const q = this.#waiters;
+    let i = 0;
+    while (i < q.length && (q[i]!.done || q[i]!.deadline <= now)) {
+      const w = q[i]!;
+      if (!w.done) {
+        w.done = true;
+        w.resolve(TIMED_OUT);
+      }
+      i++;
+    }
+    if (i > 0) q.splice(0, i);
+    // Drop settled ones further on too, so the queue does not grow with fast answers.
+    if (q.length > 256) {
+      const live = q.filter((w) => !w.done);
+      q.length = 0;
+      q.push(...live);
+    }
+    if (q.length > 0) this.#arm();
+  }
+
+  /** The shared answer within the budget, else `fallback()` (and the node degrades). */
+  #ask<T>(remote: () => Promise<T>, fallback: () => T): T | Promise<T> {
+    if (!this.#tryRemote()) {
+      this.#fallbacks++;
+      return fallback();
+    }
+    return this.#bounded(remote()).then(
+      (v) => {
+        if (v === TIMED_OUT) {
+          this.#degrade(TIMED_OUT);
+          this.#fallbacks++;
+          return fallback();
+        }
+        if (this.degraded) this.#recover();
+        return v;
+      },
+      (err: unknown) => {
+        this.#degrade(err);
+        this.#fallbacks++;
+        return fallback();
+      },
+    );
+  }
+
+  /** A read the request path waits for: the store's answer within the budget, else `fallback`. */
+  read<T>(remote: () => Promise<T>, fallback: () => T): T | Promise<T> {
+    return this.#ask(remote, fallback);
+  }
+
+  /** GCRA for a request: 0 = allowed, else ms until one is. */
+  rate(key: string, perSecond: number, burst: number): number | Promise<number> {
+    return this.#ask(
+      () => this.remote.rate(key, perSecond, burst),
+      () => this.local.rateSync(key, perSecond, burst),
+    );
+  }
+
+  sessionPick(key: string, candidate: string, unusable: readonly string[], ttlMs: number, idleMs: number): SessionPick | undefined | Promise<SessionPick | undefined> {
+    return this.#ask(
+      () => this.remote.sessionPick(key, candidate, unusable, ttlMs, idleMs),
+      () => this.local.sessionPickSync(key, candidate, unusable, ttlMs, idleMs),
+    );
+  }
+
+  /**
+   * A concurrency lease on `key` within `max` across every holder: the release function, or
+   * undefined when `max` are held. Granted by the store, or locally while degraded (then
+   * this node counts alone).
+   */
+  acquire(key: string, max: number): (() => void) | undefined | Promise<(() => void) | undefined> {
+    const local = (): (() => void) | undefined => {
+      const n = this.#localHeld.get(key) ?? 0;
+      if (n >= max) return undefined;
+      this.#localHeld.set(key, n + 1);
+      return once(() => {
+        const left = (this.#localHeld.get(key) ?? 1) - 1;
+        if (left <= 0) this.#localHeld.delete(key);
+        else this.#localHeld.set(key, left);
+      });
+    };
+    if (!this.#tryRemote()) {
+      this.#fallbacks++;
+      return local();
+    }
+    const mine = (this.#held.get(key) ?? 0) + 1;
+    this.#held.set(key, mine);
+    const undo = (): void => this.#drop(key, false);
+    return this.#bounded(this.remote.leaseAcquire(key, this.holder, mine, max)).then(
+      (granted) => {
+        if (granted === TIMED_OUT) {
+          // The store may still grant it: state our count again once it answers.
+          undo();
+          this.#dirty.add(key);
+          this.#degrade(TIMED_OUT);
+          this.#fallbacks++;
+          return local();
+        }
+        if (this.degraded) this.#recover();
+        if (!granted) {
+          undo();
+          return undefined;
+        }
+        return once(() => this.#drop(key, true));
+      },
+      (err: unknown) => {
+        undo();
+        this.#dirty.add(key);
+        this.#degrade(err);
+        this.#fallbacks++;
+        return local();
+      },
+    );
+  }
+
+  /** One lease of `key` given back (or never granted); tell the store this holder's new count when `tell`. */
+  #drop(key: string, tell: boolean): void {
+    const left = (this.#held.get(key) ?? 1) - 1;
+    if (left <= 0) this.#held.delete(key);
+    else this.#held.set(key, left);
+    if (!tell) return;
+    // Releases are told in batches (one count per key every RELEASE_BATCH_MS), not one write
+    // per connection's end: meanwhile the others see this holder's count too high, which only
+    // refuses sooner, never lets more through.
+    this.#released.add(key);
+    if (this.#releaseTimer === undefined) {
+      this.#releaseTimer = setTimeout(() => {
+        this.#releaseTimer = undefined;
+        for (const k of this.#released) this.#setLease(k);
+        this.#released.clear();
+      }, RELEASE_BATCH_MS);
+      this.#releaseTimer.unref();
+    }
+  }
+
+  #setLease(key: string): void {
+    this.#dirty.delete(key);
+    this.remote.leaseSet(key, this.holder, this.#held.get(key) ?? 0).catch(() => this.#dirty.add(key));
+  }
+
+  /** This node found `scope` dead for `forMs`: tell the others (fire and forget). */
+  publishCooldown(scope: string, forMs: number): void {
+    if (this.degraded && this.remote.reachable?.() === false) return;
+    this.remote.publishCooldown(scope, forMs).catch(() => {});
+  }
+
+  onCooldown(listener: (scope: string, forMs: number) => void): void {
+    this.#cooldownListeners.push(listener);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#heartbeat);
+    if (this.#sweep) clearTimeout(this.#sweep);
+    if (this.#releaseTimer) clearTimeout(this.#releaseTimer);
+    for (const w of this.#waiters) if (!w.done) {
+      w.done = true;
+      w.resolve(TIMED_OUT);
+    }
+    // Give back this holder's leases at once rather than when its heartbeat lapses.
+    await Promise.allSettled([...this.#held.keys()].map((k) => this.remote.leaseSet(k, this.holder, 0)));
+    await this.local.close();
+    await this.remote.close();
+  }
+}
+
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    fn();
+  };
+}
+
+/**
+ * The Store the usage ledger sees. Counts are written to the shared store without a budget
+ * (no request waits for them; the ledger batches them once a second) and a failed write
+ * rejects, so the ledger keeps the count owed and writes it again: that is how usage counted
+ * while the store was away reaches it. Reads (a quota check of a user not seen for a second)
+ * wait at most the budget; without an answer they read as nothing, and the ledger's own
+ * figure (last known total plus what waits) decides.
+ */
+class UsageView implements Store {
+  readonly shared = true;
+  readonly #s: SharedState;
+  constructor(s: SharedState) {
+    this.#s = s;
+  }
+  incrby(key: string, n: number, ttlMs?: number): Promise<number> {
+    return this.#s.remote.incrby(key, n, ttlMs);
+  }
+  hincrby(key: string, field: string, n: number, ttlMs?: number): Promise<number> {
+    return this.#s.remote.hincrby(key, field, n, ttlMs);
+  }
+  async get(key: string): Promise<number | undefined> {
+    return this.#s.read(() => this.#s.remote.get(key), () => undefined);
+  }
+  async hgetall(key: string): Promise<Record<string, number>> {
+    return this.#s.read(() => this.#s.remote.hgetall(key), () => ({}));
+  }
+  keys(prefix: string): Promise<string[]> {
+    return this.#s.remote.keys(prefix);
+  }
+  pttl(key: string): Promise<number | undefined> {
+    return this.#s.remote.pttl(key);
+  }
+  del(key: string): Promise<void> {
+    return this.#s.remote.del(key);
+  }
+  rate(key: string, perSecond: number, burst: number): Promise<number> {
+    return Promise.resolve(this.#s.rate(key, perSecond, burst));
+  }
+  sessionPick(key: string, candidate: string, unusable: readonly string[], ttlMs: number, idleMs: number): Promise<SessionPick | undefined> {
+    return Promise.resolve(this.#s.sessionPick(key, candidate, unusable, ttlMs, idleMs));
+  }
+  leaseAcquire(key: string, holder: string, count: number, max: number): Promise<boolean> {
+    return this.#s.remote.leaseAcquire(key, holder, count, max);
+  }
+  leaseSet(key: string, holder: string, count: number): Promise<void> {
+    return this.#s.remote.leaseSet(key, holder, count);
+  }
+  heartbeat(holder: string, ttlMs: number): Promise<void> {
+    return this.#s.remote.heartbeat(holder, ttlMs);
+  }
+  publishCooldown(scope: string, forMs: number): Promise<void> {
+    this.#s.publishCooldown(scope, forMs);
+    return Promise.resolve();
+  }
+  onCooldown(listener: (scope: string, forMs: number) => void): void {
+    this.#s.onCooldown(listener);
+  }
+  close(): Promise<void> {
+    return this.#s.close();
+  }
+}

@@ -1,0 +1,88 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../../../bin/gatewise.js', import.meta.url));
+
+/**
+ * `gatewise run --config FILE [--workers N]` as a real process: its JSON log lines gathered
+ * (stdout), started when `readyLines` forward listeners said they listen.
+ */
+export class GatewiseProcess {
+  readonly lines: Array<Record<string, unknown>> = [];
+  stderr = '';
+  readonly #child: ChildProcess;
+  #buf = '';
+
+  private constructor(child: ChildProcess) {
+    this.#child = child;
+    child.stdout!.on('data', (c: Buffer) => {
+      this.#buf += c.toString();
+      let i;
+      while ((i = this.#buf.indexOf('\n')) >= 0) {
+        const l = this.#buf.slice(0, i);
+        this.#buf = this.#buf.slice(i + 1);
+        if (l.trim().startsWith('{')) {
+          try {
+            this.lines.push(JSON.parse(l) as Record<string, unknown>);
+          } catch {
+            // not a log line
+          }
+        }
+      }
+    });
+    child.stderr!.on('data', (c: Buffer) => (this.stderr += c.toString()));
+  }
+
+  static async start(configFile: string, config: unknown, opts: { workers?: number; readyLines?: number } = {}): Promise<GatewiseProcess> {
+    writeFileSync(configFile, JSON.stringify(config));
+    const args = [BIN, 'run', '--config', configFile, ...(opts.workers ? ['--workers', String(opts.workers)] : [])];
+    const p = new GatewiseProcess(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const want = opts.readyLines ?? opts.workers ?? 1;
+    await p.waitFor(() => p.lines.filter((l) => l.event === 'forward-ready').length >= want, 20_000, `${want} forward listeners ready`);
+    return p;
+  }
+
+  get exited(): boolean {
+    return this.#child.exitCode !== null || this.#child.signalCode !== null;
+  }
+
+  async waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (this.exited) throw new Error(`gatewise exited while waiting for ${what}: ${this.stderr}`);
+      if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}; stderr: ${this.stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Access lines (type "access"). */
+  access(): Array<Record<string, unknown>> {
+    return this.lines.filter((l) => l.type === 'access');
+  }
+
+  /** SIGTERM: drain, flush usage, exit. */
+  async stop(): Promise<number | null> {
+    if (this.exited) return this.#child.exitCode;
+    const done = once(this.#child, 'exit');
+    this.#child.kill('SIGTERM');
+    const t = setTimeout(() => this.#child.kill('SIGKILL'), 15_000);
+    const [code] = (await done) as [number | null];
+    clearTimeout(t);
+    return code;
+  }
+
+  /** SIGKILL: the node dies with whatever it holds. */
+  async kill(): Promise<void> {
+    if (this.exited) return;
+    const done = once(this.#child, 'exit');
+    this.#child.kill('SIGKILL');
+    await done;
+  }
+}
+
+/** The process that served a request: request ids start with a per-process random prefix. */
+export function processOf(requestId: unknown): string {
+  return String(requestId).split('-')[0]!;
+}

@@ -1,0 +1,79 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
+
+/** The redis-server binary, or undefined (tests that need it skip, saying so). */
+export function redisBinary(): string | undefined {
+  for (const p of ['/usr/bin/redis-server', '/usr/local/bin/redis-server']) {
+    if (spawnSync(p, ['--version']).status === 0) return p;
+  }
+  return undefined;
+}
+
+export const NO_REDIS = 'redis-server is not installed (apt-get install redis-server; .ci/run installs it)';
+
+export async function freePort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** A Redis of the test's own on a loopback port: no persistence, killed and restarted at will. */
+export class TestRedis {
+  readonly port: number;
+  readonly url: string;
+  readonly #bin: string;
+  #child: ChildProcess | undefined;
+
+  private constructor(bin: string, port: number) {
+    this.#bin = bin;
+    this.port = port;
+    this.url = `redis://127.0.0.1:${port}`;
+  }
+
+  static async start(): Promise<TestRedis | undefined> {
+    const bin = redisBinary();
+    if (bin === undefined) return undefined;
+    const r = new TestRedis(bin, await freePort());
+    await r.restart();
+    return r;
+  }
+
+  /** Start (again) on the same port; resolves when it accepts connections. */
+  async restart(): Promise<void> {
+    const child = spawn(this.#bin, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#child = child;
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10_000);
+      child.stdout!.on('data', (c: Buffer) => {
+        out += c.toString();
+        if (out.includes('Ready to accept connections')) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(t);
+        reject(new Error(`redis-server exited (${code}): ${out}`));
+      });
+    });
+    child.stdout!.resume();
+  }
+
+  /** SIGKILL: the store vanishes at once, with everything in it. */
+  async kill(): Promise<void> {
+    const c = this.#child;
+    this.#child = undefined;
+    if (!c || c.exitCode !== null) return;
+    const exited = once(c, 'exit');
+    c.kill('SIGKILL');
+    await exited;
+  }
+
+  async stop(): Promise<void> {
+    await this.kill();
+  }
+}
