@@ -10,27 +10,32 @@ import type { UpstreamAgents } from './upstream-agents.js';
 import type { RelayTimeouts } from './forward-relay.js';
 import type { UpstreamTls } from './upstream-tls.js';
 
-/** What every protocol handler of one running forward proxy shares. */
+/**
+ * What every protocol handler of one running forward proxy shares. A reload replaces the
+ * config-derived fields (settings, egress, agents, grammar, relay timeouts) in place: a
+ * request reads them as it goes, so what it has already taken (its Agent, its exit, its
+ * timers) stays the old config's until it ends; new requests read the new values.
+ */
 export interface ForwardContext {
-  readonly settings: ForwardSettings;
+  settings: ForwardSettings;
   /** Who credentials belong to: the or the library user's provider. */
   readonly users: AuthProvider;
   readonly rules: DestinationRules;
   readonly dialer: Dialer;
   readonly udpDialer: UdpDialer;
-  readonly agents: UpstreamAgents;
+  agents: UpstreamAgents;
   readonly meter: Meter;
   readonly limits: ConcurrencyLimits;
   readonly tracker: ResourceTracker;
   readonly logger: Logger;
   /** Pools, exits and routing (direct when no pool applies). */
-  readonly egress: EgressRouter;
+  egress: EgressRouter;
   readonly plans: PlanEnforcer;
-  readonly grammar: UsernameGrammar;
+  grammar: UsernameGrammar;
   /** TLS to destinations: `direct` for pooled Agents (sessions resumed), `pooled` for exits of a pool (never resumed). */
-  readonly tls: { readonly direct: UpstreamTls; readonly pooled: UpstreamTls };
+  tls: { readonly direct: UpstreamTls; readonly pooled: UpstreamTls };
   /** The HTTP relay's waits for the response head and between body bytes. */
-  readonly relayTimeouts: RelayTimeouts;
+  relayTimeouts: RelayTimeouts;
   /** Whether anything reads the finished records (access log, observers on the channel). */
   readonly recordsObserved: () => boolean;
 }

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { parseDuration } from '../config/duration.js';
-import { NO_USERS, forwardSchema, forwardUserSchema, type ForwardConfig, type ForwardConfigInput, type ForwardUser } from '../config/forward.js';
+import { NO_USERS, forwardSchema, forwardUserSchema, type ForwardConfig, type ForwardConfigInput, type ForwardListener as ForwardListenerConfig, type ForwardUser } from '../config/forward.js';
 import {
   DirectDialer,
   DirectUdpDialer,
@@ -12,6 +12,7 @@ import {
   systemResolver,
   type Dialer,
   type EgressRouter,
+  type ExitPool,
   type EgressSpec,
   type LookupFunction,
   type Resolver,
@@ -26,11 +27,11 @@ import { issuesToProblems } from '../config/check.js';
 import { requestEnd, type ForwardRecord } from '../record/index.js';
 import type { ForwardContext } from './context.js';
 import { HttpFront } from './http-front.js';
-import { ForwardListener, type ForwardProtocol } from './listener.js';
+import { ForwardListener, type ForwardProtocol, type ListenerHandlers } from './listener.js';
 import type { GateStats } from '../http/connection-gate.js';
 import { ResourceTracker } from './resource-tracker.js';
 import { DestinationRules } from './rules/destination-rules.js';
-import { toSettings } from './settings.js';
+import { toSettings, type ForwardSettings } from './settings.js';
 import { Socks4Front } from './socks/socks4-front.js';
 import { Socks5Front } from './socks/socks5-front.js';
 import { UpstreamAgents } from './upstream-agents.js';
@@ -70,8 +71,15 @@ export interface ForwardProxy {
   readonly egress: EgressRouter;
   readonly plans: PlanEnforcer;
   readonly store: Store;
+  /** The running config (validated, defaults applied). */
+  readonly config: ForwardConfig;
   /** Re-read auth.usersFile now; false (old users kept) when it is invalid. */
   reloadUsers(): Promise<boolean>;
+  /**
+   * Apply a new forward config in place (see docs/forward-proxy.md, "Reload"): throws, with
+   * nothing changed, when it is invalid (a ConfigError) or a new listener cannot bind.
+   */
+  reload(next: ForwardConfig | ForwardConfigInput): Promise<ForwardReloadSummary>;
   close(): Promise<void>;
 }
 
@@ -127,7 +135,7 @@ function parseForwardConfig(input: ForwardConfig | ForwardConfigInput, external:
  * association.
  */
 export async function startForwardProxy(input: ForwardConfig | ForwardConfigInput, deps: ForwardDeps = {}): Promise<ForwardProxy> {
-  const config = parseForwardConfig(input, deps.authProvider !== undefined);
+  let config = parseForwardConfig(input, deps.authProvider !== undefined);
   const logger = deps.logger ?? createLogger();
   const settings = toSettings(config);
   const resolver: Resolver = !deps.resolver ? systemResolver : deps.resolver.length >= 3 ? resolverFromLookup(deps.resolver as LookupFunction) : (deps.resolver as Resolver);
@@ -142,14 +150,16 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   }
 
   const userPlans = new Map<string, string>();
-  const userLimits = settings.userLimits as Map<string, { maxConnections?: number; maxTunnels?: number }>;
-  const applyUsers = (fileUsers: readonly ForwardUser[]): ForwardUser[] => {
+  /** The users file's users as last read (a reload of the config combines them with its own users). */
+  let fileUsers: readonly ForwardUser[] = [];
+  const applyUsers = (fromFile: readonly ForwardUser[]): ForwardUser[] => {
     const names = new Set(config.auth.users.map((u) => u.name));
-    const all = [...config.auth.users, ...fileUsers.filter((u) => !names.has(u.name))];
+    const all = [...config.auth.users, ...fromFile.filter((u) => !names.has(u.name))];
     for (const u of all) if (u.plan !== undefined && !config.plans[u.plan]) throw new TypeError(`user ${u.name}: no plan named ${u.plan}`);
     return all;
   };
   const setTables = (all: readonly ForwardUser[]): void => {
+    const userLimits = ctx.settings.userLimits as Map<string, { maxConnections?: number; maxTunnels?: number }>;
     userPlans.clear();
     userLimits.clear();
     for (const u of all) {
@@ -165,20 +175,23 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const udpDialer = deps.udpDialer ?? new DirectUdpDialer({ resolver });
   const trackSocket = (s: Socket): (() => void) => tracker.track(s);
   const exitFailureChannel = channel(EXIT_FAILURE_CHANNEL);
-  const egress = buildEgress(egressSpecOf(config), {
+  const egressDeps = {
     direct: dialer,
     directUdp: udpDialer,
     resolver,
     now: deps.now,
     events: {
-      onExitFailure: (e) => {
+      onExitFailure: (e: Parameters<NonNullable<NonNullable<Parameters<typeof buildEgress>[1]['events']>['onExitFailure']>>[0]) => {
         if (e.cooled) logger.warn({ component: 'forward', pool: e.pool, exit: e.exit, host: e.scope === 'domain' ? e.host : undefined, error: e.failure.type }, `exit ${e.exit} of pool ${e.pool} cools down${e.scope === 'domain' ? ` for ${e.host}` : ''}`);
         if (exitFailureChannel.hasSubscribers) exitFailureChannel.publish({ pool: e.pool, exit: e.exit, host: e.host, scope: e.scope, cooled: e.cooled, type: e.failure.type });
       },
     },
-  });
+  };
+  const egress = buildEgress(egressSpecOf(config), egressDeps);
   const hooks = mergeForwardHooks(deps.hooks ?? []);
-  const plans = new PlanEnforcer(new Map<string, PlanSpec>(Object.entries(config.plans)), userPlans, store, deps.now);
+  /** Plans by name: one map, changed in place by a reload (the enforcer keeps its usage and blocks). */
+  const planTable = new Map<string, PlanSpec>(Object.entries(config.plans));
+  const plans = new PlanEnforcer(planTable, userPlans, store, deps.now);
   const directory = new UserDirectory(users, {
     cacheTtlMs: settings.authCacheTtlMs,
     failureCacheTtlMs: settings.authFailureCacheTtlMs,
@@ -186,12 +199,15 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     maxConcurrentChecksPerSource: settings.authMaxConcurrentChecksPerSource,
     checkThreads: settings.authCheckThreads,
   });
-  setTables(users);
-  const tls = {
-    direct: new UpstreamTls({ connectTimeoutMs: settings.connectTimeoutMs, resumeSessions: true }),
-    pooled: new UpstreamTls({ connectTimeoutMs: settings.connectTimeoutMs, resumeSessions: false }),
-  };
+  const tlsFor = (s: ForwardSettings): ForwardContext['tls'] => ({
+    direct: new UpstreamTls({ connectTimeoutMs: s.connectTimeoutMs, resumeSessions: true }),
+    pooled: new UpstreamTls({ connectTimeoutMs: s.connectTimeoutMs, resumeSessions: false }),
+  });
+  const tls = tlsFor(settings);
+  const grammarOf = (c: ForwardConfig): ForwardContext['grammar'] => ({ separator: c.usernameGrammar.separator, keys: { session: c.usernameGrammar.session, ttl: c.usernameGrammar.ttl, pool: c.usernameGrammar.pool } });
+  const relayTimeoutsOf = (s: ForwardSettings): ForwardContext['relayTimeouts'] => ({ headersMs: s.responseHeadersMs, bodyIdleMs: s.responseBodyIdleMs, sendMs: s.sendMs });
   const agents = new UpstreamAgents(dialer, () => rules, settings, trackSocket, tls.direct);
+  let accessLogOn = config.accessLog;
   const ctx: ForwardContext = {
     settings,
     users: deps.authProvider ?? directory,
@@ -207,39 +223,44 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     logger,
     egress,
     plans,
-    grammar: { separator: config.usernameGrammar.separator, keys: { session: config.usernameGrammar.session, ttl: config.usernameGrammar.ttl, pool: config.usernameGrammar.pool } },
+    grammar: grammarOf(config),
     tls,
-    relayTimeouts: { headersMs: settings.responseHeadersMs, bodyIdleMs: settings.responseBodyIdleMs, sendMs: settings.sendMs },
-    recordsObserved: () => config.accessLog || requestEnd.hasSubscribers || hooks.onFinish !== undefined,
+    relayTimeouts: relayTimeoutsOf(settings),
+    recordsObserved: () => accessLogOn || requestEnd.hasSubscribers || hooks.onFinish !== undefined,
   };
+  setTables(users);
   const pipeline = new ForwardPipeline(ctx, hooks);
 
-  let usersFile: UsersFile<ForwardUser[]> | undefined;
-  if (config.auth.usersFile) {
+  const applyAll = (all: ForwardUser[]): void => {
+    const nextRules = rulesFor(config, all);
+    directory.replace(all);
+    users = all;
+    rules = nextRules;
+    setTables(all);
+    ctx.agents.reset();
+  };
+  const openUsersFile = async (file: string): Promise<UsersFile<ForwardUser[]>> => {
     const list = z.array(forwardUserSchema);
-    usersFile = new UsersFile<ForwardUser[]>(config.auth.usersFile, {
+    const f = new UsersFile<ForwardUser[]>(file, {
       parse: (raw) => {
-        const fileUsers = list.parse(raw);
+        const parsed = list.parse(raw);
         const seen = new Set<string>();
-        for (const u of fileUsers) {
+        for (const u of parsed) {
           if (seen.has(u.name)) throw new TypeError(`duplicate user ${u.name}`);
           seen.add(u.name);
         }
-        return applyUsers(fileUsers);
+        const all = applyUsers(parsed);
+        fileUsers = parsed;
+        return all;
       },
-      apply: (all) => {
-        const nextRules = rulesFor(config, all);
-        directory.replace(all);
-        users = all;
-        rules = nextRules;
-        setTables(all);
-        agents.reset();
-      },
+      apply: applyAll,
       logger: { info: (o, m) => logger.info({ component: 'users', ...o }, m), error: (o, m) => logger.error({ component: 'users', ...o }, m) },
       intervalMs: ms(config.auth.usersFileCheck),
     });
-    await usersFile.start();
-  }
+    await f.start();
+    return f;
+  };
+  let usersFile: UsersFile<ForwardUser[]> | undefined = config.auth.usersFile ? await openUsersFile(config.auth.usersFile) : undefined;
   if (settings.authRequired && directory.size === 0 && deps.authProvider === undefined) {
     usersFile?.close();
     await directory.close();
@@ -262,10 +283,10 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
 
   // This proxy's own records go to its own access log (another proxy in the same process
   // has its own); every observer (metrics, dashboard) reads them on `gatewise:request:end`.
-  const accessLog = config.accessLog ? new AccessLog(logger) : undefined;
+  const accessLog = new AccessLog(logger);
   const onFinish = hooks.onFinish;
   const publish = (rec: ForwardRecord): void => {
-    accessLog?.write(rec);
+    if (accessLogOn) accessLog.write(rec);
     if (requestEnd.hasSubscribers) requestEnd.publish(rec);
     onFinish?.(rec);
   };
@@ -273,16 +294,23 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const detachLog = (): void => {
     ctx.meter.off('finished', publish);
   };
-  if (!settings.authRequired) {
-    logger.warn({ component: 'forward' }, 'forward proxy runs WITHOUT authentication (auth.required: false): anyone who can reach it may use it');
-  }
-  if (config.rules.allowPrivate) {
-    logger.warn({ component: 'forward' }, 'forward proxy may connect to private, loopback and link-local addresses (rules.allowPrivate: true)');
-  }
+  const warnings = (c: ForwardConfig): void => {
+    if (!c.auth.required) logger.warn({ component: 'forward' }, 'forward proxy runs WITHOUT authentication (auth.required: false): anyone who can reach it may use it');
+    if (c.rules.allowPrivate) logger.warn({ component: 'forward' }, 'forward proxy may connect to private, loopback and link-local addresses (rules.allowPrivate: true)');
+  };
+  warnings(config);
 
-  const http = new HttpFront(pipeline);
-  const handlers = { http, socks5: new Socks5Front(pipeline), socks4: new Socks4Front(pipeline) };
-  const listeners = config.listeners.map((l) => new ForwardListener(l, ctx, handlers));
+  /** Every HTTP front made (a reload makes one; the older ones keep serving their connections). */
+  const httpFronts: HttpFront[] = [];
+  const frontsFor = (): ListenerHandlers => {
+    const http = new HttpFront(pipeline);
+    httpFronts.push(http);
+    return { http, socks5: socks5Front, socks4: socks4Front };
+  };
+  const socks5Front = new Socks5Front(pipeline);
+  const socks4Front = new Socks4Front(pipeline);
+  let handlers = frontsFor();
+  const listeners = config.listeners.map((l) => ({ cfg: l, listener: new ForwardListener(l, ctx, handlers) }));
   const cleanup = async (): Promise<void> => {
     usersFile?.close();
     await directory.close();
@@ -291,9 +319,9 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     if (ownStore) await store.close();
   };
   try {
-    for (const l of listeners) await l.listen();
+    for (const l of listeners) await l.listener.listen();
   } catch (err) {
-    const closed = Promise.allSettled(listeners.map((l) => l.close()));
+    const closed = Promise.allSettled(listeners.map((l) => l.listener.close()));
     tracker.destroyAll();
     await closed;
     await ctx.agents.close();
@@ -301,7 +329,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     await cleanup();
     throw err;
   }
-  for (const l of listeners) {
+  for (const { listener: l } of listeners) {
     const a = l.address();
     logger.info({ component: 'forward', ...a }, `forward proxy listening on ${a.address}:${a.port} (${a.protocols.join(', ')})`);
   }
@@ -309,25 +337,185 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     logger.info({ component: 'forward', pool: name, exits: pool.exits.map((e) => e.label), strategy: pool.strategy }, `egress pool ${name}: ${pool.exits.length} exits, ${pool.strategy}`);
   }
 
+  /** Agents replaced by reloads: closed gracefully (their requests finish), destroyed at close. */
+  const oldAgents: UpstreamAgents[] = [];
   let closing: Promise<void> | undefined;
+  let reloading: Promise<ForwardReloadSummary> | undefined;
+
+  const reload = async (nextInput: ForwardConfig | ForwardConfigInput): Promise<ForwardReloadSummary> => {
+    if (closing) throw new Error('the forward proxy is closing');
+    const next = parseForwardConfig(nextInput, deps.authProvider !== undefined);
+    const before = config;
+    const summary: ForwardReloadSummary = {
+      listeners: { added: [], removed: [], changed: [] },
+      pools: { added: [], removed: [], changed: [], kept: [] },
+      plans: diffNames(before.plans, next.plans),
+      users: 0,
+      restart: [],
+    };
+    // Everything that can fail first, with nothing changed yet: the users (file) under the new
+    // config, the egress, the new listeners' ports.
+    config = next;
+    let all: ForwardUser[];
+    let nextFile: UsersFile<ForwardUser[]> | undefined;
+    const sameFile = next.auth.usersFile === before.auth.usersFile;
+    try {
+      all = sameFile ? applyUsers(usersFile ? await usersFile.read() : []) : applyUsers([]);
+      if (!sameFile && next.auth.usersFile) {
+        nextFile = await openUsersFile(next.auth.usersFile); // applies the file's users at once
+        all = users;
+      }
+      if (next.auth.required && all.length === 0 && deps.authProvider === undefined) throw new TypeError('auth.required is true but no users are configured (auth.users and auth.usersFile are empty)');
+    } catch (err) {
+      config = before;
+      nextFile?.close();
+      if (nextFile) applyAll(applyUsers(fileUsers));
+      throw err;
+    }
+    const nextSettings = toSettings(next);
+    const spec = egressSpecOf(next);
+    let nextEgress = ctx.egress;
+    const sameEgress = JSON.stringify(next.egress) === JSON.stringify(before.egress);
+    const wanted = new Map<string, ForwardListenerConfig[]>();
+    for (const l of next.listeners) (wanted.get(fwdKey(l)) ?? wanted.set(fwdKey(l), []).get(fwdKey(l))!).push(l);
+    const keep: Array<{ entry: (typeof listeners)[number]; cfg: ForwardListenerConfig }> = [];
+    const drop: Array<(typeof listeners)[number]> = [];
+    const added: Array<(typeof listeners)[number]> = [];
+    try {
+      if (!sameEgress) {
+        nextEgress = buildEgress(spec, egressDeps);
+        const pools = nextEgress.pools as Map<string, ExitPool>;
+        for (const name of pools.keys()) {
+          const was = before.egress.pools[name];
+          if (was === undefined) summary.pools.added.push(name);
+          else if (JSON.stringify(was) === JSON.stringify(next.egress.pools[name])) {
+            // Unchanged pool: keep its sessions, cool-downs and counters.
+            pools.set(name, ctx.egress.pools.get(name)!);
+            summary.pools.kept.push(name);
+          } else summary.pools.changed.push(name);
+        }
+        for (const name of Object.keys(before.egress.pools)) if (!next.egress.pools[name]) summary.pools.removed.push(name);
+      }
+      for (const e of listeners) {
+        const cfg = wanted.get(fwdKey(e.cfg))?.shift();
+        if (cfg) keep.push({ entry: e, cfg });
+        else drop.push(e);
+      }
+      for (const list of wanted.values()) for (const l of list) added.push({ cfg: l, listener: new ForwardListener(l, ctx, handlers) });
+      await Promise.all(added.map((a) => a.listener.listen()));
+    } catch (err) {
+      for (const a of added) void a.listener.close();
+      config = before;
+      nextFile?.close();
+      if (nextFile) applyAll(applyUsers(fileUsers));
+      throw err;
+    }
+    // Nothing fails from here: swap in place.
+    const oldSettings = ctx.settings;
+    ctx.settings = nextSettings;
+    ctx.egress = nextEgress;
+    ctx.grammar = grammarOf(next);
+    ctx.relayTimeouts = relayTimeoutsOf(nextSettings);
+    if (nextSettings.connectTimeoutMs !== oldSettings.connectTimeoutMs) ctx.tls = tlsFor(nextSettings);
+    oldAgents.push(ctx.agents);
+    const retiring = ctx.agents;
+    ctx.agents = new UpstreamAgents(dialer, () => rules, nextSettings, trackSocket, ctx.tls.direct);
+    retiring.reset(); // graceful: requests on its connections finish
+    planTable.clear();
+    for (const [k, v] of Object.entries(next.plans)) planTable.set(k, v);
+    if (nextFile) {
+      usersFile?.close();
+      usersFile = nextFile;
+    } else if (!next.auth.usersFile && usersFile) {
+      usersFile.close();
+      usersFile = undefined;
+      fileUsers = [];
+      applyAll(applyUsers([]));
+    } else applyAll(all);
+    summary.users = users.length;
+    accessLogOn = next.accessLog;
+    handlers = frontsFor();
+    for (const { entry, cfg } of keep) {
+      entry.listener.swap(handlers, cfg.protocols);
+      if (JSON.stringify(entry.cfg) !== JSON.stringify(cfg)) summary.listeners.changed.push(fwdKey(cfg));
+      entry.cfg = cfg;
+    }
+    for (const d of drop) {
+      summary.listeners.removed.push(fwdKey(d.cfg));
+      void d.listener.close(); // stops accepting; its connections finish (close() ends what is left)
+      listeners.splice(listeners.indexOf(d), 1);
+    }
+    for (const a of added) {
+      const addr = a.listener.address();
+      summary.listeners.added.push(`${addr.address}:${addr.port}`);
+      listeners.push(a);
+    }
+    for (const [what, a, b] of [
+      ['limits.maxClientConnections / maxConnectionsPerSource, timeouts.handshake', [oldSettings.maxClientConnections, oldSettings.maxConnectionsPerSource, oldSettings.handshakeTimeoutMs, oldSettings.handshakeFloorMs], [nextSettings.maxClientConnections, nextSettings.maxConnectionsPerSource, nextSettings.handshakeTimeoutMs, nextSettings.handshakeFloorMs]],
+      ['auth.cacheTtl / failureCacheTtl / maxConcurrentChecks / checkThreads', [oldSettings.authCacheTtlMs, oldSettings.authFailureCacheTtlMs, oldSettings.authMaxConcurrentChecks, oldSettings.authMaxConcurrentChecksPerSource, oldSettings.authCheckThreads], [nextSettings.authCacheTtlMs, nextSettings.authFailureCacheTtlMs, nextSettings.authMaxConcurrentChecks, nextSettings.authMaxConcurrentChecksPerSource, nextSettings.authCheckThreads]],
+      ['state', before.state, next.state],
+    ] as const) {
+      if (JSON.stringify(a) !== JSON.stringify(b)) summary.restart.push(`forward.${what}`);
+    }
+    if (before.auth.required !== next.auth.required || before.rules.allowPrivate !== next.rules.allowPrivate) warnings(next);
+    return summary;
+  };
+
   return {
-    addresses: () => listeners.map((l) => l.address()),
-    connectionStats: () => listeners.map((l) => l.stats),
+    addresses: () => listeners.map((l) => l.listener.address()),
+    connectionStats: () => listeners.map((l) => l.listener.stats),
     meter: ctx.meter,
-    egress,
+    get egress() {
+      return ctx.egress;
+    },
     plans,
     store,
+    get config() {
+      return config;
+    },
     reloadUsers: async () => (usersFile ? usersFile.reload() : false),
+    reload: (next) => {
+      // One reload at a time: a second waits for the first.
+      const run = (reloading ?? Promise.resolve()).catch(() => undefined).then(() => reload(next));
+      reloading = run;
+      return run;
+    },
     close: () =>
       (closing ??= (async () => {
-        const stopped = Promise.allSettled(listeners.map((l) => l.close()));
-        http.close();
+        const stopped = Promise.allSettled(listeners.map((l) => l.listener.close()));
+        for (const h of httpFronts) h.close();
         tracker.destroyAll();
         await ctx.agents.close();
+        await Promise.allSettled(oldAgents.map((a) => a.close()));
         await stopped;
         detachLog();
         ctx.meter.off('finished', publish);
         await cleanup();
       })()),
   };
+}
+
+/** What a reload changed in the forward proxy. */
+export interface ForwardReloadSummary {
+  listeners: { added: string[]; removed: string[]; changed: string[] };
+  pools: { added: string[]; removed: string[]; changed: string[]; kept: string[] };
+  plans: { added: string[]; removed: string[]; changed: string[] };
+  /** Users after the reload (config and users file). */
+  users: number;
+  /** Settings that changed but apply only after a restart. */
+  restart: string[];
+}
+
+function fwdKey(l: ForwardListenerConfig): string {
+  return `${l.address}:${l.port}`;
+}
+
+function diffNames(a: Record<string, unknown>, b: Record<string, unknown>): { added: string[]; removed: string[]; changed: string[] } {
+  const out = { added: [] as string[], removed: [] as string[], changed: [] as string[] };
+  for (const k of Object.keys(b)) {
+    if (!(k in a)) out.added.push(k);
+    else if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) out.changed.push(k);
+  }
+  for (const k of Object.keys(a)) if (!(k in b)) out.removed.push(k);
+  return out;
 }

@@ -72,7 +72,20 @@ export interface GatewayOptions {
 
 const CUSTOM = 'custom:';
 
-export function buildContext(cfg: Config, options: GatewayOptions = {}): GatewayContext {
+/** The context a reload replaces: clusters whose config (and the DNS settings) did not change are kept, with their health and outlier state. */
+export interface PreviousContext {
+  readonly config: Config;
+  readonly ctx: GatewayContext;
+}
+
+/** Whether cluster `name` compiles the same under both configs (its own settings and the resolver's). */
+export function sameCluster(a: Config, b: Config, name: string): boolean {
+  const x = a.clusters[name];
+  const y = b.clusters[name];
+  return x !== undefined && y !== undefined && JSON.stringify(x) === JSON.stringify(y) && JSON.stringify(a.dns) === JSON.stringify(b.dns);
+}
+
+export function buildContext(cfg: Config, options: GatewayOptions = {}, previous?: PreviousContext): GatewayContext {
   const balancers = balancerRegistry(options.balancers);
   const problems: ConfigProblem[] = [];
   for (const [name, c] of Object.entries(cfg.clusters)) {
@@ -88,6 +101,11 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
   const lookup = makeLookup({ servers: cfg.dns.servers, timeoutMs: ms(cfg.dns.timeout), tries: cfg.dns.tries });
   const clusters = new Map<string, Cluster>();
   for (const [name, c] of Object.entries(cfg.clusters)) {
+    const kept = previous && sameCluster(previous.config, cfg, name) ? previous.ctx.clusters.get(name) : undefined;
+    if (kept) {
+      clusters.set(name, kept);
+      continue;
+    }
     clusters.set(
       name,
       new Cluster(
@@ -159,7 +177,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
     dropUnderscoreHeaders: cfg.underscoreHeaders === 'drop',
     requestIdHeader: cfg.requestId.header.toLowerCase(),
     trustIncomingRequestId: cfg.requestId.trustIncoming,
-    requestIds: new RequestIds(),
+    requestIds: previous?.ctx.requestIds ?? new RequestIds(),
     draining: false,
     inflight: 0,
     hooks: GatewayHooksRunner.of(options.hooks),

@@ -40,8 +40,10 @@ export interface AdminOptions {
   forward?: AdminForwardView;
   /** Traffic seen on `gatewise:request:end` (absent: the admin listener makes and attaches its own). */
   live?: LiveTraffic;
-  /** The running config; served by GET /config with its secrets redacted. */
+  /** The running config (or a function giving it, as a reload replaces it); served by GET /config with its secrets redacted. */
   config?: unknown;
+  /** Re-read the config file and apply it (`POST /reload`); absent: the route answers 404. */
+  reload?: () => Promise<{ ok: boolean; code?: string }>;
   /** When set, every route but /healthz, /ready, /openapi.json and the dashboard page needs `Authorization: Bearer TOKEN`. */
   token?: string;
 }
@@ -117,7 +119,7 @@ async function userLimits(plans: PlanEnforcer, user: string): Promise<Record<str
   };
 }
 
-function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: unknown): Route[] {
+function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: { readonly current: unknown }): Route[] {
   const gw = o.gateway;
   const fwd = o.forward;
   const notRunning = (what: string): Reply => ({ status: 404, body: { error: `no ${what} runs in this process` } });
@@ -268,9 +270,21 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: u
       },
     },
     {
+      method: 'POST', path: '/reload', summary: 'Re-read the config file and apply it in place (as SIGHUP does): listeners, clusters, routes, pools, plans and users change; requests and tunnels in flight finish on the config they started with. An invalid config is refused with its problems (the same `gatewise check` prints) and the running one stays.',
+      responses: { '200': 'Applied: what changed, and settings that need a restart.', '404': 'Not started from a config file.', '422': 'Refused: the new config is invalid (problems by path and line) or could not be applied; the running config stays.' },
+      handle: async () => {
+        if (!o.reload) return { status: 404, body: { error: 'reload is not available in this process (it was not started from a config file)' } };
+        const r = await o.reload();
+        return { status: r.ok ? 200 : r.code === 'no_config_file' ? 404 : 422, body: r };
+      },
+    },
+    {
       method: 'GET', path: '/config', summary: 'The running config with its secrets redacted (passwords and their hashes, tokens, credentials in proxy URLs).',
       responses: { '200': 'The config.', '404': 'Not given to the admin listener.' },
-      handle: () => (config === undefined ? { status: 404, body: { error: 'no config given to the admin listener' } } : { status: 200, body: config }),
+      handle: () => {
+        const c = config.current;
+        return c === undefined ? { status: 404, body: { error: 'no config given to the admin listener' } } : { status: 200, body: c };
+      },
     },
   ];
   return table;
@@ -351,7 +365,7 @@ function authorized(req: IncomingMessage, want: Buffer): boolean {
 }
 
 /** The admin routes served (method and OpenAPI path) — for tests and docs. */
-export const ADMIN_ROUTES: ReadonlyArray<{ method: string; path: string }> = routes({ port: 0 }, undefined as never, 0, undefined).map((r) => ({ method: r.method, path: r.path }));
+export const ADMIN_ROUTES: ReadonlyArray<{ method: string; path: string }> = routes({ port: 0 }, undefined as never, 0, { current: undefined }).map((r) => ({ method: r.method, path: r.path }));
 
 /**
  * The admin listener: JSON status of clusters, endpoints, exits, pools, sessions, users and
@@ -367,7 +381,8 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
   const o: AdminOptions = typeof a === 'string' ? { address: a, port: port!, registry, ready: health, gateway: control } : a;
   const ownLive = o.live === undefined ? new (await import('./live.js')).LiveTraffic().attach() : undefined;
   const live = o.live ?? ownLive!;
-  const config = o.config === undefined ? undefined : redactSecrets(o.config);
+  const cfg = o.config;
+  const config = typeof cfg === 'function' ? { get current() { return redactSecrets((cfg as () => unknown)()); } } : { current: cfg === undefined ? undefined : redactSecrets(cfg) };
   const table = routes(o, live, Date.now(), config);
   const want = o.token === undefined ? undefined : digest(o.token);
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
