@@ -397,7 +397,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         for (const name of Object.keys(before.egress.pools)) if (!next.egress.pools[name]) summary.pools.removed.push(name);
       }
       for (const e of listeners) {
-        const cfg = wanted.get(fwdKey(e.cfg))?.shift();
+        // A listener configured with port 0 is the same listener when the new config names the port it got.
+        const cfg = wanted.get(`${e.cfg.address}:${e.listener.address().port}`)?.shift() ?? wanted.get(fwdKey(e.cfg))?.shift();
         if (cfg) keep.push({ entry: e, cfg });
         else drop.push(e);
       }

@@ -163,8 +163,9 @@ export class Gateway {
     const keep: Array<{ entry: ListenerEntry; cfg: ListenerConfig }> = [];
     const drop: ListenerEntry[] = [];
     for (const e of this.#servers) {
-      const list = wanted.get(listenerKey(e.cfg));
-      const cfg = list?.shift();
+      // A listener configured with port 0 is the same listener when the new config names the port it got.
+      const bound = e.server.address() as AddressInfo | null;
+      const cfg = (bound ? wanted.get(`${e.cfg.address}:${bound.port}`)?.shift() : undefined) ?? wanted.get(listenerKey(e.cfg))?.shift();
       if (cfg) keep.push({ entry: e, cfg });
       else drop.push(e);
     }

@@ -64,8 +64,12 @@ export class UserDirectory implements AuthProvider {
    */
   #checks = new Map<string, Promise<boolean>>();
 
+  /** The stored hash of each user as written (a reload keeps the cached checks of unchanged ones). */
+  #raw: Map<string, string>;
+
   constructor(users: readonly UserEntry[], opts: UserDirectoryOptions) {
     this.#users = UserDirectory.#table(users);
+    this.#raw = new Map(users.map((u) => [u.name, u.password]));
     this.#cache = new CredentialCache(opts.cacheTtlMs, opts.cacheMaxEntries);
     this.#failed = new CredentialCache(opts.failureCacheTtlMs ?? 5 * 60_000, opts.failureCacheMaxEntries ?? 10_000, { touch: true });
     this.#hashing = new PasswordChecks({
@@ -88,9 +92,15 @@ export class UserDirectory implements AuthProvider {
   /** Swap in a new user list at once (a reload); throws, keeping the old list, when an entry is bad. */
   replace(users: readonly UserEntry[]): void {
     const next = UserDirectory.#table(users);
+    const before = this.#raw;
+    const raw = new Map(users.map((u) => [u.name, u.password]));
     this.#users = next;
-    this.#cache.clear();
-    this.#failed.clear();
+    this.#raw = raw;
+    // Checks remembered for a user whose hash did not change still hold (a reload every few
+    // seconds must not send every client back to scrypt); the rest are forgotten.
+    const unchanged = (name: string): boolean => before.has(name) && before.get(name) === raw.get(name);
+    this.#cache.retain(unchanged);
+    this.#failed.retain(unchanged);
     this.#checks = new Map();
   }
 
