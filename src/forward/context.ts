@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { RequestIds } from '../http/request-id.js';
 import type { Logger } from 'pino';
 import type { Dialer, EgressRouter, UdpDialer } from '../egress/index.js';
-import type { AuthProvider, ConcurrencyLimits, Meter, PlanEnforcer, UsernameGrammar } from '../tenants/index.js';
+import type { AuthProvider, ConcurrencyLimits, Meter, PlanEnforcer, SourceAllowlist, UsernameGrammar } from '../tenants/index.js';
 import type { ResourceTracker } from './resource-tracker.js';
 import type { DestinationRules } from './rules/destination-rules.js';
 import type { ForwardSettings } from './settings.js';
@@ -36,6 +36,10 @@ export interface ForwardContext {
   tls: { readonly direct: UpstreamTls; readonly pooled: UpstreamTls };
   /** The HTTP relay's waits for the response head and between body bytes. */
   relayTimeouts: RelayTimeouts;
+  /** IP allowlist authentication (users' allowFrom); undefined when no user has one (nothing checked). */
+  allowlist: SourceAllowlist | undefined;
+  /** Username parameters of allowlisted clients, by the local port of the listener they came to (listeners[].usernameParams). */
+  listenerParams: ReadonlyMap<number, string>;
   /** Whether anything reads the finished records (access log, observers on the channel). */
   readonly recordsObserved: () => boolean;
 }

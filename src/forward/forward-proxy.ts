@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { parseDuration } from '../config/duration.js';
-import { NO_USERS, forwardSchema, forwardUserSchema, type ForwardConfig, type ForwardConfigInput, type ForwardListener as ForwardListenerConfig, type ForwardUser } from '../config/forward.js';
+import { NO_USERS, allowlistOverlaps, forwardSchema, forwardUserSchema, type ForwardConfig, type ForwardConfigInput, type ForwardListener as ForwardListenerConfig, type ForwardUser } from '../config/forward.js';
 import {
   DirectDialer,
   DirectUdpDialer,
@@ -20,7 +20,7 @@ import {
 } from '../egress/index.js';
 import { MemoryStore, type Store } from '../state/index.js';
 import type { AuthProvider } from '../tenants/index.js';
-import { ConcurrencyLimits, Meter, PlanEnforcer, UserDirectory, UsersFile, type PlanSpec } from '../tenants/index.js';
+import { ConcurrencyLimits, Meter, PlanEnforcer, SourceAllowlist, UserDirectory, UsersFile, type PlanSpec, type UserEntry } from '../tenants/index.js';
 import { AccessLog, createLogger } from '../observe/access-log.js';
 import { ConfigError } from '../config/load.js';
 import { issuesToProblems } from '../config/check.js';
@@ -156,6 +156,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     const names = new Set(config.auth.users.map((u) => u.name));
     const all = [...config.auth.users, ...fromFile.filter((u) => !names.has(u.name))];
     for (const u of all) if (u.plan !== undefined && !config.plans[u.plan]) throw new TypeError(`user ${u.name}: no plan named ${u.plan}`);
+    const overlap = allowlistOverlaps(all)[0];
+    if (overlap) throw new TypeError(overlap.message);
     return all;
   };
   const setTables = (all: readonly ForwardUser[]): void => {
@@ -170,6 +172,11 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
 
   let users = applyUsers([]);
   let rules = rulesFor(config, users);
+  /** Users who may authenticate now: not disabled, not expired. */
+  const activeOf = (all: readonly ForwardUser[], now = Date.now()): ForwardUser[] => all.filter((u) => !u.disabled && !(u.expires !== undefined && Date.parse(u.expires) <= now));
+  const withPassword = (all: readonly ForwardUser[]): UserEntry[] => all.flatMap((u) => (u.password !== undefined ? [{ name: u.name, password: u.password }] : []));
+  const allowlistOf = (all: readonly ForwardUser[]): SourceAllowlist | undefined =>
+    SourceAllowlist.of(all.flatMap((u) => (u.allowFrom ?? []).map((e) => (typeof e === 'string' ? { user: u.name, cidr: e } : { user: u.name, cidr: e.cidr, params: e.params }))));
   const tracker = new ResourceTracker();
   const dialer = deps.dialer ?? new DirectDialer({ resolver });
   const udpDialer = deps.udpDialer ?? new DirectUdpDialer({ resolver });
@@ -192,7 +199,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   /** Plans by name: one map, changed in place by a reload (the enforcer keeps its usage and blocks). */
   const planTable = new Map<string, PlanSpec>(Object.entries(config.plans));
   const plans = new PlanEnforcer(planTable, userPlans, store, deps.now);
-  const directory = new UserDirectory(users, {
+  const directory = new UserDirectory(withPassword(activeOf(users)), {
     cacheTtlMs: settings.authCacheTtlMs,
     failureCacheTtlMs: settings.authFailureCacheTtlMs,
     maxConcurrentChecks: settings.authMaxConcurrentChecks,
@@ -226,6 +233,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     grammar: grammarOf(config),
     tls,
     relayTimeouts: relayTimeoutsOf(settings),
+    allowlist: allowlistOf(activeOf(users)),
+    listenerParams: new Map(),
     recordsObserved: () => accessLogOn || requestEnd.hasSubscribers || hooks.onFinish !== undefined,
   };
   setTables(users);
@@ -233,7 +242,9 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
 
   const applyAll = (all: ForwardUser[]): void => {
     const nextRules = rulesFor(config, all);
-    directory.replace(all);
+    const active = activeOf(all);
+    directory.replace(withPassword(active));
+    ctx.allowlist = allowlistOf(active);
     users = all;
     rules = nextRules;
     setTables(all);
@@ -261,7 +272,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     return f;
   };
   let usersFile: UsersFile<ForwardUser[]> | undefined = config.auth.usersFile ? await openUsersFile(config.auth.usersFile) : undefined;
-  if (settings.authRequired && directory.size === 0 && deps.authProvider === undefined) {
+  if (settings.authRequired && users.length === 0 && deps.authProvider === undefined) {
     usersFile?.close();
     await directory.close();
     throw new TypeError('auth.required is true but no users are configured (auth.users and auth.usersFile are empty)');
@@ -329,6 +340,12 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     await cleanup();
     throw err;
   }
+  const setListenerParams = (): void => {
+    const m = new Map<number, string>();
+    for (const { cfg, listener } of listeners) if (cfg.usernameParams !== undefined) m.set(listener.address().port, cfg.usernameParams);
+    ctx.listenerParams = m;
+  };
+  setListenerParams();
   for (const { listener: l } of listeners) {
     const a = l.address();
     logger.info({ component: 'forward', ...a }, `forward proxy listening on ${a.address}:${a.port} (${a.protocols.join(', ')})`);
@@ -451,6 +468,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
       summary.listeners.added.push(`${addr.address}:${addr.port}`);
       listeners.push(a);
     }
+    setListenerParams();
     for (const [what, a, b] of [
       ['limits.maxClientConnections / maxConnectionsPerSource, timeouts.handshake', [oldSettings.maxClientConnections, oldSettings.maxConnectionsPerSource, oldSettings.handshakeTimeoutMs, oldSettings.handshakeFloorMs], [nextSettings.maxClientConnections, nextSettings.maxConnectionsPerSource, nextSettings.handshakeTimeoutMs, nextSettings.handshakeFloorMs]],
       ['auth.cacheTtl / failureCacheTtl / maxConcurrentChecks / checkThreads', [oldSettings.authCacheTtlMs, oldSettings.authFailureCacheTtlMs, oldSettings.authMaxConcurrentChecks, oldSettings.authMaxConcurrentChecksPerSource, oldSettings.authCheckThreads], [nextSettings.authCacheTtlMs, nextSettings.authFailureCacheTtlMs, nextSettings.authMaxConcurrentChecks, nextSettings.authMaxConcurrentChecksPerSource, nextSettings.authCheckThreads]],
