@@ -212,6 +212,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
         gateway: gateway && gatewayControl(() => gateway!),
         forward: forward && forwardView(() => forward),
         reload: () => reloader.reload(),
+        accounts: () => forward?.accounts,
         live,
         config: () => reloader.running,
         token: config.admin.token,

@@ -37,6 +37,7 @@ import { Socks5Front } from './socks/socks5-front.js';
 import { UpstreamAgents } from './upstream-agents.js';
 import { UpstreamTls } from './upstream-tls.js';
 import { mergeForwardHooks, type ForwardHooks } from './hooks.js';
+import { AccountService, type UserStore } from './accounts.js';
 import { ForwardPipeline } from './pipeline.js';
 
 /** diagnostics_channel name carrying exit failures ({ pool, exit, host, scope, cooled, type }). */
@@ -73,6 +74,8 @@ export interface ForwardProxy {
   readonly store: Store;
   /** The running config (validated, defaults applied). */
   readonly config: ForwardConfig;
+  /** Service operations on users (admin API `/accounts`, `/usage`); see docs/admin.md. */
+  readonly accounts: AccountService;
   /** Re-read auth.usersFile now; false (old users kept) when it is invalid. */
   reloadUsers(): Promise<boolean>;
   /**
@@ -173,7 +176,10 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   let users = applyUsers([]);
   let rules = rulesFor(config, users);
   /** Users who may authenticate now: not disabled, not expired. */
-  const activeOf = (all: readonly ForwardUser[], now = Date.now()): ForwardUser[] => all.filter((u) => !u.disabled && !(u.expires !== undefined && Date.parse(u.expires) <= now));
+  /** Users of the config file the sweep disabled (expired, traffic limit reached): they cannot be written, so until restart. */
+  const disabledInMemory = new Map<string, string>();
+  const activeOf = (all: readonly ForwardUser[], now = Date.now()): ForwardUser[] =>
+    all.filter((u) => !u.disabled && !disabledInMemory.has(u.name) && !(u.expires !== undefined && Date.parse(u.expires) <= now));
   const withPassword = (all: readonly ForwardUser[]): UserEntry[] => all.flatMap((u) => (u.password !== undefined ? [{ name: u.name, password: u.password }] : []));
   const allowlistOf = (all: readonly ForwardUser[]): SourceAllowlist | undefined =>
     SourceAllowlist.of(all.flatMap((u) => (u.allowFrom ?? []).map((e) => (typeof e === 'string' ? { user: u.name, cidr: e } : { user: u.name, cidr: e.cidr, params: e.params }))));
@@ -354,6 +360,39 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     logger.info({ component: 'forward', pool: name, exits: pool.exits.map((e) => e.label), strategy: pool.strategy }, `egress pool ${name}: ${pool.exits.length} exits, ${pool.strategy}`);
   }
 
+  // The service operations (admin API /accounts, /usage) and the auto-disable sweep.
+  const userList = z.array(forwardUserSchema);
+  const fileStore = (f: UsersFile<ForwardUser[]>): UserStore => ({
+    list: () => fileUsers,
+    update: async (change) => {
+      await f.update((raw) => change(userList.parse(raw)));
+    },
+  });
+  const accounts = new AccountService({
+    store: () => (usersFile ? fileStore(usersFile) : undefined),
+    config: () => config,
+    plans,
+    usage: store,
+    now: deps.now,
+    disabledInMemory,
+    reapply: () => applyAll(users),
+  });
+  let sweeping = false;
+  const sweep = setInterval(() => {
+    if (sweeping || !users.some((u) => u.expires !== undefined || u.trafficLimit !== undefined)) return;
+    sweeping = true;
+    accounts
+      .sweep()
+      .then(
+        (done) => {
+          for (const d of done) logger.warn({ component: 'users', event: 'user-disabled', user: d.slice(0, d.lastIndexOf(':')), reason: d.slice(d.lastIndexOf(':') + 2) }, `user ${d} (disabled automatically)`);
+        },
+        (err: unknown) => logger.error({ component: 'users', err: (err as Error).message }, 'auto-disable sweep failed'),
+      )
+      .finally(() => (sweeping = false));
+  }, 1000);
+  sweep.unref();
+
   /** Agents replaced by reloads: closed gracefully (their requests finish), destroyed at close. */
   const oldAgents: UpstreamAgents[] = [];
   let closing: Promise<void> | undefined;
@@ -492,6 +531,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     get config() {
       return config;
     },
+    accounts,
     reloadUsers: async () => (usersFile ? usersFile.reload() : false),
     reload: (next) => {
       // One reload at a time: a second waits for the first.
@@ -501,6 +541,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     },
     close: () =>
       (closing ??= (async () => {
+        clearInterval(sweep);
         const stopped = Promise.allSettled(listeners.map((l) => l.listener.close()));
         for (const h of httpFronts) h.close();
         tracker.destroyAll();
