@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import test from 'node:test';
-import { ConfigError } from '../../src/config/load.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfigFile } from '../../src/config/load.js';
 import { startForwardProxy } from '../../src/forward/index.js';
 import { SourceAllowlist } from '../../src/tenants/index.js';
 import { accessLines, basic, memoryLogger, readUntil, startOrigin, startTestProxy, userHashes, waitFor } from './helpers.js';
@@ -108,6 +111,27 @@ test('overlapping allowlists are a config error naming both entries; a user need
   );
   // A user needs a password or an allowlist.
   await assert.rejects(startForwardProxy({ listeners: [{ address: '127.0.0.1', port: 0 }], auth: { users: [{ name: 'nobody' }] } }, { logger }), (err: unknown) => err instanceof ConfigError && err.problems.some((x) => x.path === 'auth.users[0].password'));
+});
+
+test('gatewise check (and a reload) refuse a users file whose allowlist overlaps a config user\'s, by file, path and line', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gatewise-allow-'));
+  try {
+    const users = join(dir, 'users.yaml');
+    writeFileSync(users, 'users:\n  - name: dave\n    allowFrom:\n      - 192.0.2.1\n      - 10.1.2.3\n');
+    const cfg = join(dir, 'gatewise.yaml');
+    writeFileSync(cfg, `listeners: []\nforward:\n  listeners: [{ address: 127.0.0.1, port: 0 }]\n  auth:\n    usersFile: ${users}\n    users:\n      - { name: carol, allowFrom: [10.0.0.0/8] }\n`);
+    await assert.rejects(loadConfigFile(cfg), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      const p = err.problems.find((x) => x.path === 'users[0].allowFrom[1]');
+      assert.ok(p, JSON.stringify(err.problems));
+      assert.equal(p.file, users);
+      assert.equal(p.line, 5);
+      assert.match(p.message, /10\.1\.2\.3 of user dave overlaps allowFrom 10\.0\.0\.0\/8 of user carol/);
+      return true;
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('SourceAllowlist matches by family and prefix, IPv4-mapped IPv6 included (seeded family of ranges)', () => {
