@@ -393,8 +393,6 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   }, 1000);
   sweep.unref();
 
-  /** Agents replaced by reloads: closed gracefully (their requests finish), destroyed at close. */
-  const oldAgents: UpstreamAgents[] = [];
   let closing: Promise<void> | undefined;
   let reloading: Promise<ForwardReloadSummary> | undefined;
 
@@ -474,10 +472,9 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     ctx.grammar = grammarOf(next);
     ctx.relayTimeouts = relayTimeoutsOf(nextSettings);
     if (nextSettings.connectTimeoutMs !== oldSettings.connectTimeoutMs) ctx.tls = tlsFor(nextSettings);
-    oldAgents.push(ctx.agents);
     const retiring = ctx.agents;
     ctx.agents = new UpstreamAgents(dialer, () => rules, nextSettings, trackSocket, ctx.tls.direct);
-    retiring.reset(); // graceful: requests on its connections finish
+    retiring.reset(); // graceful: requests on its connections finish, then its connections close
     planTable.clear();
     for (const [k, v] of Object.entries(next.plans)) planTable.set(k, v);
     if (nextFile) {
@@ -546,7 +543,6 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         for (const h of httpFronts) h.close();
         tracker.destroyAll();
         await ctx.agents.close();
-        await Promise.allSettled(oldAgents.map((a) => a.close()));
         await stopped;
         detachLog();
         ctx.meter.off('finished', publish);

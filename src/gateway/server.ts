@@ -59,8 +59,9 @@ export class Gateway {
   readonly #retiring = new Set<Promise<void>>();
   /** Client sockets handed over by 'upgrade' (WebSocket tunnels): the HTTP server no longer tracks them. */
   readonly #tunnels = new Set<Duplex>();
-  readonly #via11: string;
-  readonly #via10: string;
+  /** Our Via values; a reload that changes the identity (name, or the listeners under the default name) changes them. */
+  #via11: string;
+  #via10: string;
   #closing: Promise<void> | undefined;
 
   constructor(config: Config, options: GatewayOptions = {}) {
@@ -101,23 +102,21 @@ export class Gateway {
     // Connection admission: the listener's cap and a cap per client address, answered
     // with a named 503 (never a silent reset); under pressure a shorter first-head time.
     entry.gate = gateFor(l);
-    const via11 = this.#via11;
-    const via10 = this.#via10;
     server.on('connection', (socket: Socket) => this.#admit(entry.gate, socket, entry.name, entry.headMs));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       if (firstRequest(req.socket)) return refusedRequest(res);
-      new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, entry.limits).start(entry.maxHeaderCount);
+      new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? this.#via10 : this.#via11, entry.limits).start(entry.maxHeaderCount);
     });
     // Expect: 100-continue is forwarded, and the upstream's 100 (or final answer) relayed:
     // Node would otherwise answer 100 itself and read a body the upstream may refuse.
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
       if (firstRequest(req.socket)) return refusedRequest(res);
-      new Exchange(this.ctx, req, res, entry.name, via11, entry.limits).start(entry.maxHeaderCount, true);
+      new Exchange(this.ctx, req, res, entry.name, this.#via11, entry.limits).start(entry.maxHeaderCount, true);
     });
     // Any Expect but 100-continue: the gateway's own 417 with Proxy-Status and a record (Node would answer a bare one).
     server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
       if (firstRequest(req.socket)) return refusedRequest(res);
-      const x = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, entry.limits);
+      const x = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? this.#via10 : this.#via11, entry.limits);
       x.fail(new Failure({ type: 'http_request_error', phase: 'accept', reason: 'expectation_failed', detail: `Expect: ${String(req.headers.expect).slice(0, 100)} cannot be met (only 100-continue is)` }));
     });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -127,7 +126,7 @@ export class Gateway {
       }
       this.#tunnels.add(socket);
       socket.once('close', () => this.#tunnels.delete(socket));
-      new UpgradeExchange(this.ctx, req, socket, head, entry.name, via11).start(entry.maxHeaderCount);
+      new UpgradeExchange(this.ctx, req, socket, head, entry.name, this.#via11).start(entry.maxHeaderCount);
     });
     server.on('connect', (req: IncomingMessage, socket: Duplex) => {
       this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }), entry.name, req);
@@ -179,6 +178,8 @@ export class Gateway {
     }
     // From here on nothing fails: swap.
     this.ctx = ctx;
+    this.#via11 = viaValue('1.1', ctx.identity);
+    this.#via10 = viaValue('1.0', ctx.identity);
     this.config = next;
     for (const { entry, cfg } of keep) {
       if (JSON.stringify(entry.cfg) === JSON.stringify(cfg)) continue;
