@@ -122,7 +122,8 @@ export async function runDuels(o: DuelOptions): Promise<DuelResult[]> {
   const get = async (id: string): Promise<Running | string> => {
     const have = running.get(id);
     if (have !== undefined) return have;
-    const c = CONTENDERS.find((x) => x.id === id);
+    // `id#2`: a second instance of the same contender (an A/A duel measures the method's own bias).
+    const c = CONTENDERS.find((x) => x.id === id.replace(/#\d+$/, ''));
     let r: Running | string;
     try {
       if (!c) throw new Skip(`no contender ${id}`);

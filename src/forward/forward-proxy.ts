@@ -308,8 +308,11 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     onFinish?.(rec);
   };
   ctx.meter.on('finished', publish);
+  // `publish` is the one 'finished' listener of its own; the meter builds no record when it would go nowhere.
+  ctx.meter.recordWanted = () => accessLog !== undefined || onFinish !== undefined || requestEnd.hasSubscribers;
   const detachLog = (): void => {
     ctx.meter.off('finished', publish);
+    accessLog?.drain();
   };
   const warnings = (c: ForwardConfig): void => {
     if (!c.auth.required) logger.warn({ component: 'forward' }, 'forward proxy runs WITHOUT authentication (auth.required: false): anyone who can reach it may use it');

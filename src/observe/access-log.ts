@@ -23,15 +23,27 @@ export function logDestination(file: string | number = 1, sync = false): LineWri
   return new LineWriter({ dest: file, sync });
 }
 
-let stampMs = 0;
+let stampSecond = -1;
+let stampPrefix = '';
+let stampMs = -1;
 let stampIso = '';
 
-/** An ISO time, formatted once per millisecond rather than once per line. */
+/**
+ * An ISO time: the part up to the second is formatted once per second and the
+ * milliseconds appended (Date#toISOString once per millisecond was ~1 % of a proxied
+ * 1 KiB request's CPU in the duel, where a process serves a few requests per millisecond).
+ */
 function isoTime(now: number): string {
-  if (now !== stampMs) {
-    stampMs = now;
-    stampIso = new Date(now).toISOString();
+  if (now === stampMs) return stampIso;
+  if (!Number.isInteger(now)) return new Date(now).toISOString();
+  const second = Math.floor(now / 1000);
+  if (second !== stampSecond) {
+    stampSecond = second;
+    stampPrefix = new Date(second * 1000).toISOString().slice(0, 20); // "2026-12-03T09:21:09."
   }
+  const ms = now - second * 1000;
+  stampMs = now;
+  stampIso = stampPrefix + (ms < 10 ? '00' : ms < 100 ? '0' : '') + ms + 'Z';
   return stampIso;
 }
 
@@ -88,10 +100,31 @@ export class AccessLog {
     this.#stream = (logger as unknown as Record<symbol, { write(s: string): unknown }>)[pino.symbols.streamSym]!;
   }
 
+  /**
+   * Records whose lines are formatted together once the current I/O callbacks are done
+   * (setImmediate), not one by one on each request's path: in the reverse 1 KiB duel
+   * (default against `--no-access-log`, profiled) the log's share of the main thread fell
+   * from ~7.5 to ~4.9 points and the CPU ratio rose from 0.84–0.85 to 0.90; the same code
+   * run back to back stays warm. `drain` writes them at once (close, exit).
+   */
+  #pending: RequestRecord[] = [];
+
   write(r: RequestRecord): void {
     if (!this.#logger.isLevelEnabled('info')) return;
-    this.#stream.write(accessLine(r));
+    this.#pending.push(r);
+    if (this.#pending.length === 1) setImmediate(drainLog, this);
   }
+
+  drain(): void {
+    const p = this.#pending;
+    if (p.length === 0) return;
+    this.#pending = [];
+    for (let i = 0; i < p.length; i++) this.#stream.write(accessLine(p[i]!));
+  }
+}
+
+function drainLog(log: AccessLog): void {
+  log.drain();
 }
 
 /** What JSON must escape in a string (controls, quote, backslash) and lone surrogate halves. */
@@ -199,12 +232,18 @@ export function attachAccessLog(logger: Logger, opts: { face?: Face } = {}): () 
     logger.flush();
   };
   subscribe(REQUEST_END_CHANNEL, onRequest);
-  if (face === 'forward') return () => unsubscribe(REQUEST_END_CHANNEL, onRequest);
+  if (face === 'forward') {
+    return () => {
+      unsubscribe(REQUEST_END_CHANNEL, onRequest);
+      log.drain();
+    };
+  }
   subscribe(LIFECYCLE_CHANNEL, onLifecycle);
   subscribe('gatewise:upstream:health', onHealth);
   subscribe('gatewise:upstream:outlier', onOutlier);
   return () => {
     unsubscribe(REQUEST_END_CHANNEL, onRequest);
+    log.drain();
     unsubscribe(LIFECYCLE_CHANNEL, onLifecycle);
     unsubscribe('gatewise:upstream:health', onHealth);
     unsubscribe('gatewise:upstream:outlier', onOutlier);

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { ForwardRecord, ReverseRecord } from '../../src/record/index.js';
 import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startRawUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { readResponses, responseHeader } from '../helpers/http1-check.js';
 import { memoryLogger, tableResolver } from '../forward/helpers.js';
 import { announce, caseAddress, FuzzFailure, fuzzPlan, mutate, runCases, type FuzzPlan, type Rng } from './mutate.js';
@@ -49,43 +48,12 @@ interface Scripted {
   close: boolean;
 }
 
-/** A raw upstream: the request path /r/<key> picks the answer; each request head is answered once. */
-async function startRawUpstream(script: Map<string, Scripted>): Promise<{ port: number; requests: number; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const state = { port: 0, requests: 0, close: async () => {} };
-  const server: Server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    let buf = '';
-    socket.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const head = buf.slice(0, end);
-        buf = buf.slice(end + 4);
-        state.requests++;
-        const m = /^[A-Z]+ (?:http:\/\/[^/]+)?\/r\/([^/ ]+)/.exec(head);
-        const s = m ? script.get(m[1]!) : undefined;
-        if (!s) {
-          socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
-          return;
-        }
-        if (s.close) socket.end(s.bytes);
-        else socket.write(s.bytes);
-      }
-    });
+/** A raw upstream (test/helpers): the request path /r/<key> picks the scripted answer; an unknown key gets a 404 and a close. */
+function startScriptUpstream(script: Map<string, Scripted>): Promise<ScriptedUpstream> {
+  return startRawUpstream((head) => {
+    const m = /^[A-Z]+ (?:http:\/\/[^/]+)?\/r\/([^/ ]+)/.exec(head);
+    return (m ? script.get(m[1]!) : undefined) ?? { bytes: 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n', close: true };
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  state.port = (server.address() as AddressInfo).port;
-  state.close = () =>
-    new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    });
-  return state;
 }
 
 /** Cases whose upstream status outside 100–599 reached the client (finding F7). */
@@ -160,7 +128,7 @@ function checkCase(plan: FuzzPlan, i: number, answer: Scripted, r: CaseResult): 
 
 describe('fuzz: upstream responses through the reverse gateway and the forward HTTP proxy', () => {
   const script = new Map<string, Scripted>();
-  let upstream: Awaited<ReturnType<typeof startRawUpstream>>;
+  let upstream: ScriptedUpstream;
   let gw: TestGateway;
   let fwd: ForwardProxy;
   let fwdPort: number;
@@ -168,7 +136,7 @@ describe('fuzz: upstream responses through the reverse gateway and the forward H
   let fwdRecords: RecordsByAddress<ForwardRecord>;
 
   before(async () => {
-    upstream = await startRawUpstream(script);
+    upstream = await startScriptUpstream(script);
     gw = await startTestGateway({
       clusters: {
         raw: {

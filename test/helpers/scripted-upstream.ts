@@ -21,11 +21,17 @@ export async function startScriptedUpstream(handler: (req: IncomingMessage, res:
   return listenAndWrap(server, sockets, host, received);
 }
 
+/** What a raw upstream writes for one request head: the bytes, and whether it then ends the connection. */
+export interface RawAnswer {
+  bytes: Buffer | string;
+  close?: boolean;
+}
+
 /**
- * A raw TCP upstream: for each connection, reads until the end of the request head, then
- * writes `answer` (exact bytes) and, with `close`, ends the connection.
+ * A raw TCP upstream: for each request head it reads (several per connection), writes
+ * `answer`'s exact bytes and, with `close` (the option, or the answer's own), ends the connection.
  */
-export async function startRawUpstream(answer: (head: string) => Buffer | string, opts: { close?: boolean } = {}, host = '127.0.0.1'): Promise<ScriptedUpstream> {
+export async function startRawUpstream(answer: (head: string) => Buffer | string | RawAnswer, opts: { close?: boolean } = {}, host = '127.0.0.1'): Promise<ScriptedUpstream> {
   const received: ScriptedUpstream['received'] = [];
   const sockets = new Set<Socket>();
   const server: NetServer = createNetServer((socket) => {
@@ -51,8 +57,12 @@ export async function startRawUpstream(answer: (head: string) => Buffer | string
         }
         received.push({ method, url, headers, rawHeaders });
         const out = answer(head);
-        if (opts.close) socket.end(out);
-        else socket.write(out);
+        const raw = typeof out === 'string' || Buffer.isBuffer(out) ? { bytes: out, close: opts.close } : out;
+        if (raw.close) {
+          socket.end(raw.bytes);
+          return;
+        }
+        socket.write(raw.bytes);
       }
     });
   });

@@ -38,6 +38,18 @@ test('an access-log line is its record as one JSON object, for any record of eit
   });
 });
 
+test('the time of a line is the record time in ISO form, across millisecond and second boundaries (the formatted second is reused)', async () => {
+  await seededRun('access time', (rand) => {
+    const r = anyRecord(rand);
+    let t = 1_700_000_000_000 + Math.floor(rand() * 1e10);
+    for (let i = 0; i < 3000; i++) {
+      t += Math.floor(rand() * 3) * (rand() < 0.1 ? 997 : 1); // same ms, next ms, or a jump over a second
+      assert.equal(JSON.parse(accessLine({ ...r, time: t })).time, new Date(t).toISOString());
+    }
+    assert.equal(JSON.parse(accessLine({ ...r, time: t + 0.5 })).time, new Date(t + 0.5).toISOString());
+  });
+});
+
 test('both faces write the format of every other component: level word, ISO time, component, msg', () => {
   const lines: string[] = [];
   const logger = createLogger({ destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }) });
@@ -56,6 +68,7 @@ test('both faces write the format of every other component: level word, ISO time
   };
   log.write(rev);
   log.write(fwd);
+  log.drain(); // lines are formatted together at the next setImmediate, or now by drain()
   const parsed = lines.join('').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.equal(parsed.length, 3);
   for (const p of parsed) {

@@ -17,12 +17,13 @@ function flushed(w: LineWriter): Promise<void> {
   return new Promise((resolve) => w.flush(() => resolve()));
 }
 
-test('every line arrives whole and in order, whatever the line lengths and batch size (seeded)', async (t) => {
+for (const direct of [true, false]) {
+test(`every line arrives whole and in order, whatever the line lengths and batch size (seeded; ${direct ? 'direct writes' : 'thread-pool writes'})`, async (t) => {
   const dir = tempDir(t);
   await seededRun('line writer order', async (rand) => {
     for (let round = 0; round < 6; round++) {
       const file = path.join(dir, `r${round}.log`);
-      const w = new LineWriter({ dest: file, minBytes: 1 + Math.floor(rand() * 40_000) });
+      const w = new LineWriter({ dest: file, minBytes: 1 + Math.floor(rand() * 40_000), direct });
       const expected: string[] = [];
       const n = 200 + Math.floor(rand() * 800);
       for (let i = 0; i < n; i++) {
@@ -39,6 +40,27 @@ test('every line arrives whole and in order, whatever the line lengths and batch
       assert.equal(fs.readFileSync(file, 'utf8'), expected.join(''), `round ${round}`);
     }
   });
+});
+}
+
+test('a regular file is written directly (the batch is in the file when flush returns); a full device loses and counts lines, and serving goes on', (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'direct.log');
+  const w = new LineWriter({ dest: file });
+  w.write('one\n');
+  assert.equal(fs.readFileSync(file, 'utf8'), '', 'batched until a flush');
+  w.flush();
+  assert.equal(fs.readFileSync(file, 'utf8'), 'one\n');
+  w.end();
+  if (!fs.existsSync('/dev/full')) return t.skip('no /dev/full on this machine');
+  const full = new LineWriter({ dest: '/dev/full', minBytes: 10 });
+  for (let i = 0; i < 5; i++) assert.equal(full.write(`line ${i}\n`), true);
+  assert.ok(full.dropped >= 4, `lines the device refused are counted (${full.dropped})`);
+  full.end();
+  const fullSync = new LineWriter({ dest: '/dev/full', sync: true });
+  assert.equal(fullSync.write('refused\n'), false);
+  assert.equal(fullSync.dropped, 1);
+  fullSync.end();
 });
 
 test('flushSync writes what waits (the exit path), and sync mode writes at once', (t) => {
@@ -57,10 +79,11 @@ test('flushSync writes what waits (the exit path), and sync mode writes at once'
   s.end();
 });
 
-test('reopen follows a rotated file: lines before go to the moved file, lines after to a new one', async (t) => {
+for (const direct of [true, false]) {
+test(`reopen follows a rotated file: lines before go to the moved file, lines after to a new one (${direct ? 'direct writes' : 'thread-pool writes'})`, async (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, 'access.log');
-  const w = new LineWriter({ dest: file });
+  const w = new LineWriter({ dest: file, direct });
   w.write('before\n');
   await flushed(w);
   fs.renameSync(file, `${file}.1`);
@@ -72,6 +95,7 @@ test('reopen follows a rotated file: lines before go to the moved file, lines af
   assert.equal(fs.readFileSync(`${file}.1`, 'utf8'), 'before\nbetween\n');
   assert.equal(fs.readFileSync(file, 'utf8'), 'after\n');
 });
+}
 
 test('a destination that does not keep up: lines beyond the cap are dropped, counted and reported', async (t) => {
   const dir = tempDir(t);
