@@ -309,7 +309,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   };
   ctx.meter.on('finished', publish);
   // `publish` is the one 'finished' listener of its own; the meter builds no record when it would go nowhere.
-  ctx.meter.recordWanted = () => accessLog !== undefined || onFinish !== undefined || requestEnd.hasSubscribers;
+  ctx.meter.recordWanted = () => accessLogOn || onFinish !== undefined || requestEnd.hasSubscribers;
   const detachLog = (): void => {
     ctx.meter.off('finished', publish);
     accessLog?.drain();
