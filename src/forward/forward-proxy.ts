@@ -256,6 +256,11 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     setTables(all);
     ctx.agents.reset();
   };
+  const applyFromFile = (all: ForwardUser[]): void => {
+    const configNames = new Set(config.auth.users.map((u) => u.name));
+    fileUsers = all.filter((u) => !configNames.has(u.name));
+    applyAll(all);
+  };
   const openUsersFile = async (file: string): Promise<UsersFile<ForwardUser[]>> => {
     const list = z.array(forwardUserSchema);
     const f = new UsersFile<ForwardUser[]>(file, {
@@ -266,11 +271,10 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
           if (seen.has(u.name)) throw new TypeError(`duplicate user ${u.name}`);
           seen.add(u.name);
         }
-        const all = applyUsers(parsed);
-        fileUsers = parsed;
-        return all;
+        return applyUsers(parsed);
       },
-      apply: applyAll,
+      // The file's own users are known once applied (after the write, for a change by the admin API).
+      apply: applyFromFile,
       logger: { info: (o, m) => logger.info({ component: 'users', ...o }, m), error: (o, m) => logger.error({ component: 'users', ...o }, m) },
       intervalMs: ms(config.auth.usersFileCheck),
     });
@@ -413,6 +417,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     // Everything that can fail first, with nothing changed yet: the users (file) under the new
     // config, the egress, the new listeners' ports.
     config = next;
+    const prevFileUsers = fileUsers;
     let all: ForwardUser[];
     let nextFile: UsersFile<ForwardUser[]> | undefined;
     const sameFile = next.auth.usersFile === before.auth.usersFile;
@@ -426,7 +431,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     } catch (err) {
       config = before;
       nextFile?.close();
-      if (nextFile) applyAll(applyUsers(fileUsers));
+      if (nextFile) applyFromFile(applyUsers((fileUsers = prevFileUsers)));
       throw err;
     }
     const nextSettings = toSettings(next);
@@ -465,7 +470,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
       for (const a of added) void a.listener.close();
       config = before;
       nextFile?.close();
-      if (nextFile) applyAll(applyUsers(fileUsers));
+      if (nextFile) applyFromFile(applyUsers((fileUsers = prevFileUsers)));
       throw err;
     }
     // Nothing fails from here: swap in place.
@@ -488,7 +493,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
       usersFile = undefined;
       fileUsers = [];
       applyAll(applyUsers([]));
-    } else applyAll(all);
+    } else applyFromFile(all);
     summary.users = users.length;
     accessLogOn = next.accessLog;
     handlers = frontsFor();
