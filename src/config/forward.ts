@@ -205,7 +205,7 @@ export const forwardUserSchema = z.strictObject({
     expires: z.string().datetime({ offset: true }).optional().describe('ISO 8601 time after which the user is refused and disabled (e.g. "2027-01-01T00:00:00Z").'),
     trafficLimit: byteSize.optional().describe('Bytes up and down together per trafficPeriod; reaching it disables the user (within a second; connections open then keep running).'),
     trafficPeriod: z.enum(['day', 'month']).optional().describe('The period trafficLimit counts (UTC). Default month.'),
-    allowFrom: z.array(allowFromSchema).optional().describe('IP allowlist: clients from these addresses are this user without a password (HTTP proxy and CONNECT without Proxy-Authorization, SOCKS5 "no authentication"). Allowlists of two users must not overlap.'),
+    allowFrom: z.array(allowFromSchema).optional().describe('IP allowlist: clients from these addresses are this user without a password (HTTP proxy and CONNECT without Proxy-Authorization, SOCKS5 "no authentication", SOCKS4 without a name:password USERID). Allowlists of two users must not overlap.'),
   })
   .refine((u) => u.password !== undefined || (u.allowFrom?.length ?? 0) > 0, { message: 'a user needs a password, an allowFrom list, or both', path: ['password'] })
   .describe('A user of the forward proxy.');

@@ -42,7 +42,19 @@ async function socks5(proxyPort: number, from: string, methods: number[], target
   }
 }
 
-test('IP allowlist: the source address picks the user over HTTP proxy, CONNECT and SOCKS5 (no-auth); params from the entry or the listener; other addresses still need a password', async () => {
+/** A SOCKS4 CONNECT to 127.0.0.1:port with an empty USERID from `from`: the reply code. */
+async function socks4(proxyPort: number, from: string, target: number): Promise<number> {
+  const s = await dialFrom(proxyPort, from);
+  try {
+    s.write(Buffer.from([0x04, 0x01, target >> 8, target & 0xff, 127, 0, 0, 1, 0x00]));
+    const r = await readUntil(s, (b) => b.length >= 8);
+    return r[1]!;
+  } finally {
+    s.destroy();
+  }
+}
+
+test('IP allowlist: the source address picks the user over HTTP proxy, CONNECT, SOCKS5 (no-auth) and SOCKS4 (no USERID); params from the entry or the listener; other addresses still need a password', async () => {
   const origin = await startOrigin();
   const [hash] = await userHashes();
   const p = await startTestProxy({
@@ -75,7 +87,10 @@ test('IP allowlist: the source address picks the user over HTTP proxy, CONNECT a
     assert.deepEqual(await socks5(p.port, '127.0.0.4', [0x00], origin.port), { method: 0xff });
     // A client offering both gets username/password (credentials win).
     assert.deepEqual(await socks5(p.port, '127.0.0.2', [0x00, 0x02], origin.port), { method: 0x02 });
-    await waitFor(() => accessLines(p.lines).length >= 7, 3000);
+    // SOCKS4 without a USERID: the address decides too.
+    assert.equal(await socks4(p.port, '127.0.0.2', origin.port), 0x5a);
+    assert.equal(await socks4(p.port, '127.0.0.4', origin.port), 0x5b);
+    await waitFor(() => accessLines(p.lines).some((l) => l.protocol === 'socks4' && l.user === 'carol') && accessLines(p.lines).length >= 9, 5000);
     const access = accessLines(p.lines);
     const of = (proto: string, user: string) => access.filter((l) => l.protocol === proto && l.user === user);
     const carolHttp = of('http', 'carol')[0];
@@ -87,6 +102,7 @@ test('IP allowlist: the source address picks the user over HTTP proxy, CONNECT a
     assert.equal(daveTunnel.pool, 'lo2', 'the entry\'s own params');
     assert.ok(of('socks5', 'carol').length >= 1, 'SOCKS5 no-auth as carol');
     assert.ok(of('http', 'alice').length >= 1, 'credentials win');
+    assert.ok(of('socks4', 'carol').length >= 1, 'SOCKS4 as carol');
   } finally {
     await p.close();
     await origin.close();
