@@ -1,6 +1,8 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { Agent, request } from 'undici';
+import { OUTLIER_CHANNEL, type OutlierEvent } from '../../src/upstream/outlier.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
@@ -174,17 +176,32 @@ describe('health', () => {
         c: {
           endpoints: [bad.url, good.url],
           balancer: 'round-robin',
-          outlierDetection: { consecutiveGatewayFailures: 2, baseEjection: '300ms', maxEjectedPercent: 50 },
+          // Long enough that the ten requests below fit inside it on a busy machine.
+          outlierDetection: { consecutiveGatewayFailures: 2, baseEjection: '2s', maxEjectedPercent: 50 },
         },
       },
       routes: [{ cluster: 'c' }],
     });
-    for (let i = 0; i < 8; i++) assert.equal((await send(`${gw.url}/ok`)).status, 200);
-    const triedBad = bad.stats.requests;
-    assert.ok(triedBad <= 3, `ejected after 2 failures (tried ${triedBad} times)`);
-    for (let i = 0; i < 10; i++) await send(`${gw.url}/ok`);
-    assert.equal(bad.stats.requests, triedBad, 'no traffic while ejected');
-    await new Promise((r) => setTimeout(r, 400));
+    const events: OutlierEvent[] = [];
+    const listener = (m: unknown): void => void events.push(m as OutlierEvent);
+    subscribe(OUTLIER_CHANNEL, listener);
+    let triedBad = 0;
+    try {
+      for (let i = 0; i < 8; i++) assert.equal((await send(`${gw.url}/ok`)).status, 200);
+      triedBad = bad.stats.requests;
+      assert.ok(triedBad <= 3, `ejected after 2 failures (tried ${triedBad} times)`);
+      for (let i = 0; i < 10; i++) await send(`${gw.url}/ok`);
+      assert.ok(!events.some((e) => e.event === 'returned'), 'still ejected after the ten requests');
+      assert.equal(bad.stats.requests, triedBad, 'no traffic while ejected');
+      // Wait for the return itself (published when the ejection time has passed), not a guess at it.
+      for (const until = Date.now() + 10_000; !events.some((e) => e.event === 'returned') && Date.now() < until; ) {
+        await new Promise((r) => setTimeout(r, 50));
+        await send(`${gw.url}/ok`); // returns are noticed as requests pick endpoints
+      }
+      assert.ok(events.some((e) => e.event === 'returned' && e.endpoint.endsWith(`:${new URL(bad.url).port}`)), 'returned after the back-off');
+    } finally {
+      unsubscribe(OUTLIER_CHANNEL, listener);
+    }
     for (let i = 0; i < 6; i++) assert.equal((await send(`${gw.url}/ok`)).status, 200);
     assert.ok(bad.stats.requests > triedBad, 'returned on its own after the back-off');
   });
