@@ -496,7 +496,10 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     } else applyFromFile(all);
     summary.users = users.length;
     accessLogOn = next.accessLog;
-    handlers = frontsFor();
+    // The HTTP front's server is built with these settings: a new front only when they changed
+    // (connections already on the old one stay with it), so frequent reloads do not pile up fronts.
+    const frontKey = (x: ForwardSettings): string => JSON.stringify([x.maxHeaderSize, x.maxHeaderCount, x.clientKeepAliveMs]);
+    if (frontKey(oldSettings) !== frontKey(nextSettings)) handlers = frontsFor();
     for (const { entry, cfg } of keep) {
       entry.listener.swap(handlers, cfg.protocols);
       if (JSON.stringify(entry.cfg) !== JSON.stringify(cfg)) summary.listeners.changed.push(fwdKey(cfg));

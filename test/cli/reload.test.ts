@@ -63,6 +63,8 @@ function configs(p: Ports, hash: string): Record<'one' | 'two' | 'bad', unknown>
     // Pool p1 is the same in both configs (kept, with its sessions); p2 comes and goes.
     egress: { pools: { p1: { addresses: ['127.0.0.1'], strategy: 'sticky' }, ...(extraListener ? { p2: { addresses: ['127.0.0.1'] } } : {}) }, defaultPool: 'p1' },
     rules: { allowPrivate: true, connectPorts: ['1-65535'] },
+    // A new HTTP front for new connections with each change (keep-alive ones stay on theirs).
+    limits: { maxHeaderSize: extraListener ? 32768 : 16384 },
   });
   const one = {
     ...base,
