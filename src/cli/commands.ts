@@ -64,7 +64,7 @@ function endpointWords(message: string, value: unknown): string | undefined {
 export const COMMANDS: readonly CommandDef[] = [
   {
     name: 'run',
-    summary: 'run a config; SIGTERM/SIGINT drain in-flight requests, then exit',
+    summary: 'run a config; SIGHUP (or POST /reload on the admin listener) reloads it in place, an invalid one refused; SIGTERM/SIGINT drain in-flight requests, then exit',
     options: [
       { flag: 'config', short: 'c', value: 'FILE', type: 'string', required: true, description: 'the config file (YAML or JSON)' },
       { flag: 'workers', value: 'N|auto', type: 'string', description: 'run N processes on the same ports (node:cluster); auto: one per core' },

@@ -99,7 +99,7 @@ async function runCommand(argv: string[]): Promise<number> {
     const code = await superviseWorkers(workers, workerState(config));
     if (code !== undefined) return code;
   }
-  const rt = await startRuntime(config);
+  const rt = await startRuntime(config, { configFile: values.config });
   const code = await untilSignal(rt);
   leaveCluster();
   return code;

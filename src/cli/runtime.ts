@@ -1,18 +1,40 @@
 import cluster from 'node:cluster';
 import { connect } from 'node:net';
-import { MemoryStore } from '../state/index.js';
+import { MemoryStore, type Store } from '../state/index.js';
 import type { Logger } from 'pino';
 import type { ForwardProxy } from '../forward/index.js';
 import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
+import type { ForwardConfig } from '../config/forward.js';
 import { Gateway } from '../gateway/server.js';
 import { attachAccessLog, createLogger, flushLogger } from '../observe/access-log.js';
-import type { AdminControl } from '../observe/admin.js';
+import type { AdminControl, AdminForwardView } from '../observe/admin.js';
 import { raiseMallocTrimThreshold } from './malloc-tuning.js';
+import { ConfigReloader, type ReloadResult } from './reload.js';
+export type { ReloadResult } from './reload.js';
 
-function gatewayControl(gw: Gateway): AdminControl {
+/** The admin API's view of the forward proxy, following the one running now (a reload may replace it). */
+function forwardView(current: () => ForwardProxy | undefined): AdminForwardView {
+  const f = (): ForwardProxy => {
+    const v = current();
+    if (!v) throw new Error('the forward proxy was stopped by a reload');
+    return v;
+  };
+  return {
+    get egress() {
+      return f().egress;
+    },
+    get plans() {
+      return f().plans;
+    },
+    connectionStats: () => current()?.connectionStats() ?? [],
+  };
+}
+
+function gatewayControl(current: () => Gateway): AdminControl {
   return {
     status: () => {
+      const gw = current();
       const now = Date.now();
       const out: Record<string, unknown> = {};
       for (const [name, c] of gw.ctx.clusters) {
@@ -30,19 +52,20 @@ function gatewayControl(gw: Gateway): AdminControl {
       return out;
     },
     admission: () => {
+      const gw = current();
       const out: Record<string, { limit: number; inflight: number; queued: number }> = {};
       for (const [name, c] of gw.ctx.clusters) if (c.admission) out[name] = { limit: c.admission.limit, inflight: c.admission.inflight, queued: c.admission.queued };
       return out;
     },
-    drain: (cluster, endpoint, draining) => gw.ctx.clusters.get(cluster)?.setDraining(endpoint, draining) ?? false,
+    drain: (cluster, endpoint, draining) => current().ctx.clusters.get(cluster)?.setDraining(endpoint, draining) ?? false,
     cacheStats: () => {
-      const c = gw.ctx.cache;
+      const c = current().ctx.cache;
       if (c === undefined) return undefined;
       const st = c.store;
       return { keys: st.keys, entries: st.entries, bytes: st.bytes, maxBytes: st.maxBytes, evictions: st.evictions, collapsing: c.collapser.inflight };
     },
     purgeCache: ({ key, prefix }) => {
-      const c = gw.ctx.cache;
+      const c = current().ctx.cache;
       if (c === undefined) return undefined;
       let n = 0;
       if (key) n += c.invalidate(key) ? 1 : 0;
@@ -54,6 +77,14 @@ function gatewayControl(gw: Gateway): AdminControl {
 
 export interface Runtime {
   gateway: Gateway | undefined;
+  /** The forward proxy, when configured. */
+  readonly forward: ForwardProxy | undefined;
+  /**
+   * Re-read the config file (`RuntimeOptions.configFile`) and apply it in place (SIGHUP,
+   * `POST /reload`). Never throws: an invalid config is refused with its problems and the
+   * running one stays. The result is logged as one line.
+   */
+  reload(): Promise<ReloadResult>;
   logger: Logger;
   /** Settles when the start-up connect probe of every endpoint has ended (its warnings logged). */
   upstreamProbe: Promise<void>;
@@ -67,6 +98,8 @@ export interface RuntimeOptions {
   /** One connect probe per endpoint at start, unreachable ones logged as warnings. Default true. */
   probeUpstreams?: boolean;
   logger?: Logger;
+  /** The config file a reload re-reads (absent: reload answers that there is none). */
+  configFile?: string;
 }
 
 /**
@@ -118,6 +151,11 @@ function probeUpstreams(config: Config, logger: Logger): { done: Promise<void>; 
   };
 }
 
+/** A worker of --workers without Redis: its forward state is the primary's, over IPC (cli/workers.ts). */
+async function workerStore(c: ForwardConfig): Promise<Store | undefined> {
+  return cluster.isWorker && !c.state.redis ? new (await import('../state/index.js')).IpcStore() : undefined;
+}
+
 /** Wire the parts for a config: gateway, access log, metrics and admin listener. */
 export async function startRuntime(config: Config, opts: RuntimeOptions = {}): Promise<Runtime> {
   raiseMallocTrimThreshold();
@@ -128,7 +166,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
   const live = config.admin ? new (await import('../observe/live.js')).LiveTraffic({ failures: config.admin.failures }).attach() : undefined;
   // OpenTelemetry only when enabled: the module (and @opentelemetry/api) is not even loaded otherwise.
   const tracing = config.tracing.enabled ? await (await import('../observe/tracing.js')).startTracing(config.tracing) : undefined;
-  const gateway = config.listeners.length > 0 ? new Gateway(config, { tracing: tracing?.gateway }) : undefined;
+  let gateway = config.listeners.length > 0 ? new Gateway(config, { tracing: tracing?.gateway }) : undefined;
   let forward: ForwardProxy | undefined;
   // prom-client and the admin listener load only when configured: less memory at idle.
   const metrics = config.admin
@@ -142,10 +180,35 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
   const closers: Array<() => Promise<unknown>> = [];
   let probe: ReturnType<typeof probeUpstreams> | undefined;
   let adminUrl: string | undefined;
+  const reloader = new ConfigReloader({
+    file: opts.configFile,
+    logger,
+    running: config,
+    gateway: () => gateway,
+    forward: () => forward,
+    startGateway: async (c) => {
+      const gw = new Gateway(c, { tracing: tracing?.gateway });
+      await gw.listen();
+      gateway = gw;
+      closers.push(() => gw.close());
+    },
+    startForward: async (c) => {
+      const { startForwardProxy } = await import('../forward/index.js');
+      const fwd = await startForwardProxy(c, { logger, store: await workerStore(c) });
+      forward = fwd;
+      closers.push(() => fwd.close());
+    },
+    stopForward: async () => {
+      const f = forward;
+      forward = undefined;
+      await f?.close();
+    },
+  });
   try {
     if (gateway) {
-      const addrs = await gateway.listen();
-      closers.push(() => gateway.close());
+      const gw = gateway;
+      const addrs = await gw.listen();
+      closers.push(() => gw.close());
       logger.info({ component: 'gateway', type: 'lifecycle', event: 'ready', listeners: addrs.map((a) => a.url), identity: gateway.ctx.identity }, 'gateway listening');
       logger.flush(); // lifecycle lines go out now, not with the next batch
       if (opts.probeUpstreams !== false) {
@@ -157,9 +220,8 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     }
     if (config.forward) {
       const { startForwardProxy } = await import('../forward/index.js');
-      // A worker of --workers without Redis: its state is the primary's, over IPC (cli/workers.ts).
-      const store = cluster.isWorker && !config.forward.state.redis ? new (await import('../state/index.js')).IpcStore() : undefined;
-      const fwd = await startForwardProxy(config.forward, { logger, store });
+      const fwd = await startForwardProxy(config.forward, { logger, store: await workerStore(config.forward) });
+      // The admin API's and the metrics' view follow `forward`: a reload may start or stop it.
       forward = fwd;
       closers.push(() => fwd.close());
       logger.info({ component: 'forward', type: 'lifecycle', event: 'forward-ready', listeners: fwd.addresses() }, 'forward proxy listening');
@@ -173,10 +235,12 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
         registry: metrics.registry,
         ready: () => !gateway?.ctx.draining,
         state: forward && (() => forward!.stateHealth()),
-        gateway: gateway && gatewayControl(gateway),
-        forward,
+        gateway: gateway && gatewayControl(() => gateway!),
+        forward: forward && forwardView(() => forward),
+        reload: () => reloader.reload(),
+        accounts: () => forward?.accounts,
         live,
-        config,
+        config: () => reloader.running,
         token: config.admin.token,
         // In a worker of --workers N: answer for the whole group. Usage is per worker while each keeps its own memory store.
         group: cluster.isWorker ? { perProcessUsage: forward === undefined || forward.store instanceof MemoryStore } : undefined,
@@ -195,7 +259,13 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     throw err;
   }
   return {
-    gateway,
+    get gateway() {
+      return gateway;
+    },
+    get forward() {
+      return forward;
+    },
+    reload: () => reloader.reload(),
     logger,
     upstreamProbe: probe?.done ?? Promise.resolve(),
     adminUrl,
@@ -221,7 +291,10 @@ export function untilSignal(rt: Runtime): Promise<number> {
       rt.logger.flush(); // lifecycle lines go out now, not with the next batch
       rt.close().then(() => resolve(0), () => resolve(1));
     };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
+    // SIGHUP: re-read the config file; the result is logged (the reloader never throws).
+    const onHup = (): void => void rt.reload();
+    process.on('SIGHUP', onHup);
+    process.once('SIGTERM', (s) => (process.off('SIGHUP', onHup), onSignal(s)));
+    process.once('SIGINT', (s) => (process.off('SIGHUP', onHup), onSignal(s)));
   });
 }

@@ -44,7 +44,7 @@ async function hostState(opts: WorkerStateOptions): Promise<{ stop(): Promise<vo
  * `--workers N`: the primary forks N processes that each run the same gateway on
  * shared listening sockets (node:cluster). The kernel spreads connections
  * (SCHED_NONE: no round-robin hop through the primary). SIGTERM/SIGINT to the
- * primary drain every worker; a worker that dies unexpectedly is replaced.
+ * primary drain every worker; SIGHUP to the primary reloads every worker's config; a worker that dies unexpectedly is replaced.
  * Returns undefined in a worker (the caller then runs the gateway as usual).
  */
 export async function superviseWorkers(requested: number | 'auto', state?: WorkerStateOptions): Promise<number | undefined> {
@@ -65,8 +65,15 @@ export async function superviseWorkers(requested: number | 'auto', state?: Worke
     process.stderr.write(`gatewise: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
     setTimeout(fork, 250).unref();
   });
+  // SIGHUP: every worker re-reads the config file and reloads in place (each checks it the
+  // same way, so all take it or all refuse it; each logs its result).
+  const hup = (): void => {
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
+  };
+  process.on('SIGHUP', hup);
   const code = await new Promise<number>((resolve) => {
     const stop = (sig: NodeJS.Signals): void => {
+      process.off('SIGHUP', hup);
       if (stopping) return;
       stopping = true;
       const workers = Object.values(cluster.workers ?? {});

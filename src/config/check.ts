@@ -5,7 +5,7 @@ import { networkInterfaces } from 'node:os';
 import { dirname } from 'node:path';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import { z } from 'zod';
-import { forwardCrossChecks, forwardUserSchema } from './forward.js';
+import { allowlistOverlaps, forwardCrossChecks, forwardUserSchema } from './forward.js';
 import { configCrossChecks, configSchema, type Config } from './schema.js';
 import { didYouMean, keysAt } from './schema-walk.js';
 
@@ -157,7 +157,7 @@ function writeDirProblem(file: string, what: string): string | undefined {
 const usersList = z.array(forwardUserSchema);
 
 /** A forward users file: it reads, parses, and every user validates (problems located in that file). */
-export function checkUsersFile(file: string, plans: Record<string, unknown> | undefined): ConfigProblem[] {
+export function checkUsersFile(file: string, plans: Record<string, unknown> | undefined, configUsers: readonly unknown[] = []): ConfigProblem[] {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -191,6 +191,14 @@ export function checkUsersFile(file: string, plans: Record<string, unknown> | un
       out.push({ file, path: pathString([...prefix, i, 'plan']), message: `no plan named ${u.plan} (plans are set in the config's forward.plans)`, ...(locate(src, [...prefix, i, 'plan']) ?? {}) });
     }
   });
+  // Allowlists of the file's users against each other and the config's users (whose own overlaps the schema reports).
+  const asUser = (u: unknown): { name: string; allowFrom: unknown[] } => (isObj(u) ? { name: String(u.name), allowFrom: listOf(u.allowFrom) } : { name: '', allowFrom: [] });
+  const cfg = configUsers.map(asUser);
+  for (const o of allowlistOverlaps([...cfg, ...listOf(list).map(asUser)])) {
+    if (o.b.user < cfg.length) continue;
+    const at = [...prefix, o.b.user - cfg.length, 'allowFrom', o.b.index];
+    out.push({ file, path: pathString(at), message: o.message, ...(locate(src, at) ?? {}) });
+  }
   return out;
 }
 
@@ -241,7 +249,7 @@ function hostChecks(raw: Record<string, unknown>, opts: CheckOptions): { problem
   if (fwd) {
     const auth = isObj(fwd.auth) ? fwd.auth : {};
     if (typeof auth.usersFile === 'string') {
-      const found = checkUsersFile(auth.usersFile, isObj(fwd.plans) ? fwd.plans : undefined);
+      const found = checkUsersFile(auth.usersFile, isObj(fwd.plans) ? fwd.plans : undefined, listOf(auth.users));
       for (const p of found) {
         if (p.file) files.push(p);
         else push(problems, ['forward', 'auth', 'usersFile'], p.message);

@@ -1,4 +1,4 @@
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 
@@ -72,6 +72,15 @@ export const forwardRuleSchema = z.strictObject({
 
 const ruleList = (what: string) => z.array(forwardRuleSchema).default([]).describe(what);
 
+const usernameParams = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.\-]+$/, 'expected username parameters such as "pool-dc" or "session-a1-ttl-10m"');
+
+const cidr = z.string().refine(isCidr, { message: 'expected an IP address or CIDR range such as "203.0.113.0/24"' });
+
+/** One entry of a user's address allowlist: a CIDR, or a CIDR with its own username parameters. */
+export const allowFromSchema = z
+  .union([cidr, z.strictObject({ cidr: cidr.describe('The client addresses.'), params: usernameParams.optional().describe('Username parameters for clients from these addresses (e.g. "pool-dc-session-a1"); absent: the listener\'s usernameParams.') })])
+  .describe('Client addresses that authenticate as this user without a password: a CIDR ("203.0.113.7", "198.51.100.0/24") or { cidr, params }.');
+
 export const forwardListenerSchema = z.strictObject({
     address: z.string().refine((s) => isIP(s) !== 0, { message: 'expected an IP address' }).default('127.0.0.1').describe('Local address to listen on.'),
     port: z.number().int().min(0).max(65535).describe('TCP port; 0 picks a free one.'),
@@ -80,6 +89,7 @@ export const forwardListenerSchema = z.strictObject({
       .min(1)
       .default(['http', 'socks5', 'socks4'])
       .describe('Protocols served on this port, told apart by the first byte (0x05 SOCKS5, 0x04 SOCKS4, else HTTP).'),
+    usernameParams: usernameParams.optional().describe('Username parameters (as after the user name, e.g. "pool-dc-session-a1") for clients this listener identifies by their address (users[].allowFrom) whose allowlist entry has no params of its own.'),
   })
   .describe('One listening socket of the forward proxy.');
 
@@ -193,13 +203,21 @@ export const forwardUserSchema = z.strictObject({
     password: z
       .string()
       .regex(SCRYPT_RE, 'expected a scrypt hash (scrypt$N$r$p$salt$hash); create one with `gatewise passwd`')
-      .describe('Password hash in the form scrypt$N$r$p$saltB64$hashB64, as printed by `gatewise passwd`.'),
+      .optional()
+      .describe('Password hash in the form scrypt$N$r$p$saltB64$hashB64, as printed by `gatewise passwd`. Optional for a user with allowFrom (address allowlist only).'),
     allow: z.array(forwardRuleSchema).optional().describe("This user's allow rules; checked before the rules for everyone."),
     deny: z.array(forwardRuleSchema).optional().describe("This user's deny rules; checked before the rules for everyone."),
     maxConnections: z.number().int().positive().optional().describe('Most requests, tunnels and associations this user may have open at once (overrides limits.maxConnectionsPerUser).'),
     maxTunnels: z.number().int().positive().optional().describe('Most CONNECT/SOCKS tunnels and UDP associations this user may have open at once (overrides limits.maxTunnelsPerUser).'),
     plan: z.string().optional().describe('The plan (key of plans) whose limits apply to this user.'),
+    disabled: z.boolean().optional().describe('A disabled user is refused as a wrong password would be (407; SOCKS5 auth failure); set by the admin API, or automatically at expires or trafficLimit.'),
+    disabledReason: z.string().max(200).optional().describe('Why the user was disabled (written by the admin API: "expired", "trafficLimit", or the operator\'s words).'),
+    expires: z.string().datetime({ offset: true }).optional().describe('ISO 8601 time after which the user is refused and disabled (e.g. "2027-01-01T00:00:00Z").'),
+    trafficLimit: byteSize.optional().describe('Bytes up and down together per trafficPeriod; reaching it disables the user (within a second; connections open then keep running).'),
+    trafficPeriod: z.enum(['day', 'month']).optional().describe('The period trafficLimit counts (UTC). Default month.'),
+    allowFrom: z.array(allowFromSchema).optional().describe('IP allowlist: clients from these addresses are this user without a password (HTTP proxy and CONNECT without Proxy-Authorization, SOCKS5 "no authentication", SOCKS4 without a name:password USERID). Allowlists of two users must not overlap.'),
   })
+  .refine((u) => u.password !== undefined || (u.allowFrom?.length ?? 0) > 0, { message: 'a user needs a password, an allowFrom list, or both', path: ['password'] })
   .describe('A user of the forward proxy.');
 
 export const forwardSchema = z.strictObject({
@@ -375,6 +393,9 @@ export function forwardCrossChecks(raw: unknown): Array<{ path: Array<string | n
   users.forEach((u, i) => {
     if (isObj(u) && typeof u.plan === 'string' && !has(plans, u.plan)) out.push({ path: ['auth', 'users', i, 'plan'], message: `no plan named ${u.plan}` });
   });
+  for (const o of allowlistOverlaps(users.map((u) => (isObj(u) ? { name: String(u.name), allowFrom: listOf(u.allowFrom) } : { name: '', allowFrom: [] })))) {
+    out.push({ path: ['auth', 'users', o.b.user, 'allowFrom', o.b.index], message: o.message });
+  }
   listOf(egress.routing).forEach((r, i) => {
     if (isObj(r) && typeof r.pool === 'string' && !has(pools, r.pool)) out.push({ path: ['egress', 'routing', i, 'pool'], message: `no pool named ${r.pool}` });
   });
@@ -394,6 +415,49 @@ export function forwardCrossChecks(raw: unknown): Array<{ path: Array<string | n
     if (bound.has(k)) out.push({ path: ['listeners', i, 'port'], message: `${k.replace('|', ':')} is listed twice` });
     bound.add(k);
   });
+  return out;
+}
+
+/** A CIDR's address and prefix length (a bare address is a /32 or /128). */
+function cidrParts(s: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+  if (typeof s !== 'string' || !isCidr(s)) return undefined;
+  const [address, p] = s.split('/') as [string, string | undefined];
+  const family = isIP(address) === 4 ? 'ipv4' : 'ipv6';
+  return { address, prefix: p === undefined ? (family === 'ipv4' ? 32 : 128) : Number(p), family };
+}
+
+/** The CIDR of an allowFrom entry (a string or { cidr }). */
+export function allowFromCidr(e: unknown): string | undefined {
+  return typeof e === 'string' ? e : isObj(e) && typeof e.cidr === 'string' ? e.cidr : undefined;
+}
+
+/**
+ * Allowlist entries of two users that overlap (one client address would pick two users):
+ * CIDR ranges are nested or apart, so two overlap exactly when the wider one holds the
+ * narrower one's address. Each pair is named by user index and entry index, both ways.
+ */
+export function allowlistOverlaps(users: ReadonlyArray<{ name: string; allowFrom?: readonly unknown[] }>): Array<{ a: { user: number; index: number }; b: { user: number; index: number }; message: string }> {
+  const entries: Array<{ user: number; index: number; name: string; cidr: string; parts: NonNullable<ReturnType<typeof cidrParts>> }> = [];
+  users.forEach((u, ui) =>
+    (u.allowFrom ?? []).forEach((e, index) => {
+      const c = allowFromCidr(e);
+      const parts = c === undefined ? undefined : cidrParts(c);
+      if (parts) entries.push({ user: ui, index, name: u.name, cidr: c!, parts });
+    }),
+  );
+  const out: Array<{ a: { user: number; index: number }; b: { user: number; index: number }; message: string }> = [];
+  for (let i = 0; i < entries.length; i++) {
+    for (let j = i + 1; j < entries.length; j++) {
+      const x = entries[i]!;
+      const y = entries[j]!;
+      if (x.user === y.user || x.parts.family !== y.parts.family) continue;
+      const [wide, narrow] = x.parts.prefix <= y.parts.prefix ? [x, y] : [y, x];
+      const list = new BlockList();
+      list.addSubnet(wide.parts.address, wide.parts.prefix, wide.parts.family);
+      if (!list.check(narrow.parts.address, narrow.parts.family)) continue;
+      out.push({ a: { user: x.user, index: x.index }, b: { user: y.user, index: y.index }, message: `allowFrom ${y.cidr} of user ${y.name} overlaps allowFrom ${x.cidr} of user ${x.name}: one client address would be two users` });
+    }
+  }
   return out;
 }
 

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { RequestIds } from '../http/request-id.js';
 import type { Logger } from 'pino';
 import type { Dialer, EgressRouter, UdpDialer } from '../egress/index.js';
-import type { AuthProvider, ConcurrencyLimits, Meter, PlanEnforcer, UsernameGrammar } from '../tenants/index.js';
+import type { AuthProvider, ConcurrencyLimits, Meter, PlanEnforcer, SourceAllowlist, UsernameGrammar } from '../tenants/index.js';
 import type { ResourceTracker } from './resource-tracker.js';
 import type { DestinationRules } from './rules/destination-rules.js';
 import type { ForwardSettings } from './settings.js';
@@ -11,15 +11,20 @@ import type { RelayTimeouts } from './forward-relay.js';
 import type { UpstreamTls } from './upstream-tls.js';
 import type { SharedState } from '../state/index.js';
 
-/** What every protocol handler of one running forward proxy shares. */
+/**
+ * What every protocol handler of one running forward proxy shares. A reload replaces the
+ * config-derived fields (settings, egress, agents, grammar, relay timeouts) in place: a
+ * request reads them as it goes, so what it has already taken (its Agent, its exit, its
+ * timers) stays the old config's until it ends; new requests read the new values.
+ */
 export interface ForwardContext {
-  readonly settings: ForwardSettings;
+  settings: ForwardSettings;
   /** Who credentials belong to: the or the library user's provider. */
   readonly users: AuthProvider;
   readonly rules: DestinationRules;
   readonly dialer: Dialer;
   readonly udpDialer: UdpDialer;
-  readonly agents: UpstreamAgents;
+  agents: UpstreamAgents;
   readonly meter: Meter;
   readonly limits: ConcurrencyLimits;
   /** Shared state (Redis, or the primary with --workers): sold limits (plan and user maxConnections, user maxTunnels) are leases there. */
@@ -27,15 +32,19 @@ export interface ForwardContext {
   readonly tracker: ResourceTracker;
   readonly logger: Logger;
   /** Pools, exits and routing (direct when no pool applies). */
-  readonly egress: EgressRouter;
+  egress: EgressRouter;
   readonly plans: PlanEnforcer;
-  readonly grammar: UsernameGrammar;
-  /** Plans whose users get the Gatewise-Debug header; undefined when no plan turns it on. */
-  readonly debugPlans: ReadonlySet<string> | undefined;
+  grammar: UsernameGrammar;
+  /** Plans whose users get the Gatewise-Debug header; undefined when no plan turns it on (a reload replaces it with the plans). */
+  debugPlans: ReadonlySet<string> | undefined;
   /** TLS to destinations: `direct` for pooled Agents (sessions resumed), `pooled` for exits of a pool (never resumed). */
-  readonly tls: { readonly direct: UpstreamTls; readonly pooled: UpstreamTls };
+  tls: { readonly direct: UpstreamTls; readonly pooled: UpstreamTls };
   /** The HTTP relay's waits for the response head and between body bytes. */
-  readonly relayTimeouts: RelayTimeouts;
+  relayTimeouts: RelayTimeouts;
+  /** IP allowlist authentication (users' allowFrom); undefined when no user has one (nothing checked). */
+  allowlist: SourceAllowlist | undefined;
+  /** Username parameters of allowlisted clients, by the local port of the listener they came to (listeners[].usernameParams). */
+  listenerParams: ReadonlyMap<number, string>;
   /** Whether anything reads the finished records (access log, observers on the channel). */
   readonly recordsObserved: () => boolean;
 }

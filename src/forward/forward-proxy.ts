@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { parseDuration } from '../config/duration.js';
-import { NO_USERS, forwardSchema, forwardUserSchema, type ForwardConfig, type ForwardConfigInput, type ForwardUser } from '../config/forward.js';
+import { NO_USERS, allowlistOverlaps, forwardSchema, forwardUserSchema, type ForwardConfig, type ForwardConfigInput, type ForwardListener as ForwardListenerConfig, type ForwardUser } from '../config/forward.js';
 import {
   DirectDialer,
   DirectUdpDialer,
@@ -12,6 +12,7 @@ import {
   systemResolver,
   type Dialer,
   type EgressRouter,
+  type ExitPool,
   type EgressSpec,
   type LookupFunction,
   type Resolver,
@@ -19,23 +20,24 @@ import {
 } from '../egress/index.js';
 import { MemoryStore, SharedState, type StateHealth, type Store } from '../state/index.js';
 import type { AuthProvider } from '../tenants/index.js';
-import { ConcurrencyLimits, Meter, PlanEnforcer, UserDirectory, UsersFile, type PlanSpec } from '../tenants/index.js';
+import { ConcurrencyLimits, Meter, PlanEnforcer, SourceAllowlist, UserDirectory, UsersFile, type PlanSpec, type UserEntry } from '../tenants/index.js';
 import { AccessLog, createLogger } from '../observe/access-log.js';
 import { ConfigError } from '../config/load.js';
 import { issuesToProblems } from '../config/check.js';
 import { requestEnd, type ForwardRecord } from '../record/index.js';
 import type { ForwardContext } from './context.js';
 import { HttpFront } from './http-front.js';
-import { ForwardListener, type ForwardProtocol } from './listener.js';
+import { ForwardListener, type ForwardProtocol, type ListenerHandlers } from './listener.js';
 import type { GateStats } from '../http/connection-gate.js';
 import { ResourceTracker } from './resource-tracker.js';
 import { DestinationRules } from './rules/destination-rules.js';
-import { toSettings } from './settings.js';
+import { toSettings, type ForwardSettings } from './settings.js';
 import { Socks4Front } from './socks/socks4-front.js';
 import { Socks5Front } from './socks/socks5-front.js';
 import { UpstreamAgents } from './upstream-agents.js';
 import { UpstreamTls } from './upstream-tls.js';
 import { mergeForwardHooks, type ForwardHooks } from './hooks.js';
+import { AccountService, type UserStore } from './accounts.js';
 import { ForwardPipeline } from './pipeline.js';
 
 /** diagnostics_channel name carrying exit failures ({ pool, exit, host, scope, cooled, type }). */
@@ -84,8 +86,17 @@ export interface ForwardProxy {
   readonly shared: SharedState | undefined;
   /** The state layer's health for /ready and the metrics. */
   stateHealth(): StateHealth;
+  /** The running config (validated, defaults applied). */
+  readonly config: ForwardConfig;
+  /** Service operations on users (admin API `/accounts`, `/usage`); see docs/admin.md. */
+  readonly accounts: AccountService;
   /** Re-read auth.usersFile now; false (old users kept) when it is invalid. */
   reloadUsers(): Promise<boolean>;
+  /**
+   * Apply a new forward config in place (see docs/forward-proxy.md, "Reload"): throws, with
+   * nothing changed, when it is invalid (a ConfigError) or a new listener cannot bind.
+   */
+  reload(next: ForwardConfig | ForwardConfigInput): Promise<ForwardReloadSummary>;
   close(): Promise<void>;
 }
 
@@ -152,7 +163,7 @@ function parseForwardConfig(input: ForwardConfig | ForwardConfigInput, external:
  * association.
  */
 export async function startForwardProxy(input: ForwardConfig | ForwardConfigInput, deps: ForwardDeps = {}): Promise<ForwardProxy> {
-  const config = parseForwardConfig(input, deps.authProvider !== undefined);
+  let config = parseForwardConfig(input, deps.authProvider !== undefined);
   const logger = deps.logger ?? createLogger();
   const settings = toSettings(config);
   const resolver: Resolver = !deps.resolver ? systemResolver : deps.resolver.length >= 3 ? resolverFromLookup(deps.resolver as LookupFunction) : (deps.resolver as Resolver);
@@ -187,14 +198,18 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   }
 
   const userPlans = new Map<string, string>();
-  const userLimits = settings.userLimits as Map<string, { maxConnections?: number; maxTunnels?: number }>;
-  const applyUsers = (fileUsers: readonly ForwardUser[]): ForwardUser[] => {
+  /** The users file's users as last read (a reload of the config combines them with its own users). */
+  let fileUsers: readonly ForwardUser[] = [];
+  const applyUsers = (fromFile: readonly ForwardUser[]): ForwardUser[] => {
     const names = new Set(config.auth.users.map((u) => u.name));
-    const all = [...config.auth.users, ...fileUsers.filter((u) => !names.has(u.name))];
+    const all = [...config.auth.users, ...fromFile.filter((u) => !names.has(u.name))];
     for (const u of all) if (u.plan !== undefined && !config.plans[u.plan]) throw new TypeError(`user ${u.name}: no plan named ${u.plan}`);
+    const overlap = allowlistOverlaps(all)[0];
+    if (overlap) throw new TypeError(overlap.message);
     return all;
   };
   const setTables = (all: readonly ForwardUser[]): void => {
+    const userLimits = ctx.settings.userLimits as Map<string, { maxConnections?: number; maxTunnels?: number }>;
     userPlans.clear();
     userLimits.clear();
     for (const u of all) {
@@ -205,21 +220,30 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
 
   let users = applyUsers([]);
   let rules = rulesFor(config, users);
+  /** Users who may authenticate now: not disabled, not expired. */
+  /** Users of the config file the sweep disabled (expired, traffic limit reached): they cannot be written, so until restart. */
+  const disabledInMemory = new Map<string, string>();
+  const activeOf = (all: readonly ForwardUser[], now = Date.now()): ForwardUser[] =>
+    all.filter((u) => !u.disabled && !disabledInMemory.has(u.name) && !(u.expires !== undefined && Date.parse(u.expires) <= now));
+  const withPassword = (all: readonly ForwardUser[]): UserEntry[] => all.flatMap((u) => (u.password !== undefined ? [{ name: u.name, password: u.password }] : []));
+  const allowlistOf = (all: readonly ForwardUser[]): SourceAllowlist | undefined =>
+    SourceAllowlist.of(all.flatMap((u) => (u.allowFrom ?? []).map((e) => (typeof e === 'string' ? { user: u.name, cidr: e } : { user: u.name, cidr: e.cidr, params: e.params }))));
   const tracker = new ResourceTracker();
   const dialer = deps.dialer ?? new DirectDialer({ resolver });
   const udpDialer = deps.udpDialer ?? new DirectUdpDialer({ resolver });
   const trackSocket = (s: Socket): (() => void) => tracker.track(s);
   const exitFailureChannel = channel(EXIT_FAILURE_CHANNEL);
-  const egress = buildEgress(egressSpecOf(config), {
+  const egressDeps = {
     direct: dialer,
     directUdp: udpDialer,
     resolver,
     now: deps.now,
     shared,
     events: {
-      onExitFailure: (e) => {
+      onExitFailure: (e: Parameters<NonNullable<NonNullable<Parameters<typeof buildEgress>[1]['events']>['onExitFailure']>>[0]) => {
         if (e.cooled) {
-          const forMs = egress.pools.get(e.pool)?.marker.coolingFor(e.exit, e.scope === 'domain' ? e.host : undefined) ?? 0;
+          // The egress of now (a reload may have replaced it; the pools it kept are the same objects).
+          const forMs = ctx.egress.pools.get(e.pool)?.marker.coolingFor(e.exit, e.scope === 'domain' ? e.host : undefined) ?? 0;
           const reason = `${e.failure.type}${e.failure.detail ? `: ${e.failure.detail}` : ''}`;
           logger.warn(
             { component: 'forward', type: 'exit', event: 'cooled', pool: e.pool, exit: e.exit, host: e.scope === 'domain' ? e.host : undefined, error: e.failure.type, forMs, reason },
@@ -229,7 +253,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         }
         if (exitFailureChannel.hasSubscribers) exitFailureChannel.publish({ pool: e.pool, exit: e.exit, host: e.host, scope: e.scope, cooled: e.cooled, type: e.failure.type });
       },
-      onRepin: (e) => {
+      onRepin: (e: Parameters<NonNullable<NonNullable<Parameters<typeof buildEgress>[1]['events']>['onRepin']>>[0]) => {
         // Users are named here as in the access log; a re-pin happens at most once per session per failing exit.
         logger.info(
           { component: 'forward', type: 'session', event: 'repinned', pool: e.pool, user: e.user ?? undefined, session: e.session, from: e.from, to: e.to, reason: e.why },
@@ -237,22 +261,28 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         );
       },
     },
-  });
+  };
+  const egress = buildEgress(egressSpecOf(config), egressDeps);
   const hooks = mergeForwardHooks(deps.hooks ?? []);
-  const plans = new PlanEnforcer(new Map<string, PlanSpec>(Object.entries(config.plans)), userPlans, store, deps.now, shared);
-  const directory = new UserDirectory(users, {
+  /** Plans by name: one map, changed in place by a reload (the enforcer keeps its usage and blocks). */
+  const planTable = new Map<string, PlanSpec>(Object.entries(config.plans));
+  const plans = new PlanEnforcer(planTable, userPlans, store, deps.now, shared);
+  const directory = new UserDirectory(withPassword(activeOf(users)), {
     cacheTtlMs: settings.authCacheTtlMs,
     failureCacheTtlMs: settings.authFailureCacheTtlMs,
     maxConcurrentChecks: settings.authMaxConcurrentChecks,
     maxConcurrentChecksPerSource: settings.authMaxConcurrentChecksPerSource,
     checkThreads: settings.authCheckThreads,
   });
-  setTables(users);
-  const tls = {
-    direct: new UpstreamTls({ connectTimeoutMs: settings.connectTimeoutMs, resumeSessions: true }),
-    pooled: new UpstreamTls({ connectTimeoutMs: settings.connectTimeoutMs, resumeSessions: false }),
-  };
+  const tlsFor = (s: ForwardSettings): ForwardContext['tls'] => ({
+    direct: new UpstreamTls({ connectTimeoutMs: s.connectTimeoutMs, resumeSessions: true }),
+    pooled: new UpstreamTls({ connectTimeoutMs: s.connectTimeoutMs, resumeSessions: false }),
+  });
+  const tls = tlsFor(settings);
+  const grammarOf = (c: ForwardConfig): ForwardContext['grammar'] => ({ separator: c.usernameGrammar.separator, keys: { session: c.usernameGrammar.session, ttl: c.usernameGrammar.ttl, pool: c.usernameGrammar.pool, debug: c.usernameGrammar.debug } });
+  const relayTimeoutsOf = (s: ForwardSettings): ForwardContext['relayTimeouts'] => ({ headersMs: s.responseHeadersMs, bodyIdleMs: s.responseBodyIdleMs, sendMs: s.sendMs });
   const agents = new UpstreamAgents(dialer, () => rules, settings, trackSocket, tls.direct);
+  let accessLogOn = config.accessLog;
   const ctx: ForwardContext = {
     settings,
     users: deps.authProvider ?? directory,
@@ -269,41 +299,54 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     logger,
     egress,
     plans,
-    grammar: { separator: config.usernameGrammar.separator, keys: { session: config.usernameGrammar.session, ttl: config.usernameGrammar.ttl, pool: config.usernameGrammar.pool, debug: config.usernameGrammar.debug } },
+    grammar: grammarOf(config),
     debugPlans: debugPlansOf(config.plans),
     tls,
-    relayTimeouts: { headersMs: settings.responseHeadersMs, bodyIdleMs: settings.responseBodyIdleMs, sendMs: settings.sendMs },
-    recordsObserved: () => config.accessLog || requestEnd.hasSubscribers || hooks.onFinish !== undefined,
+    relayTimeouts: relayTimeoutsOf(settings),
+    allowlist: allowlistOf(activeOf(users)),
+    listenerParams: new Map(),
+    recordsObserved: () => accessLogOn || requestEnd.hasSubscribers || hooks.onFinish !== undefined,
   };
+  setTables(users);
   const pipeline = new ForwardPipeline(ctx, hooks);
 
-  let usersFile: UsersFile<ForwardUser[]> | undefined;
-  if (config.auth.usersFile) {
+  const applyAll = (all: ForwardUser[]): void => {
+    const nextRules = rulesFor(config, all);
+    const active = activeOf(all);
+    directory.replace(withPassword(active));
+    ctx.allowlist = allowlistOf(active);
+    users = all;
+    rules = nextRules;
+    setTables(all);
+    ctx.agents.reset();
+  };
+  const applyFromFile = (all: ForwardUser[]): void => {
+    const configNames = new Set(config.auth.users.map((u) => u.name));
+    fileUsers = all.filter((u) => !configNames.has(u.name));
+    applyAll(all);
+  };
+  const openUsersFile = async (file: string): Promise<UsersFile<ForwardUser[]>> => {
     const list = z.array(forwardUserSchema);
-    usersFile = new UsersFile<ForwardUser[]>(config.auth.usersFile, {
+    const f = new UsersFile<ForwardUser[]>(file, {
       parse: (raw) => {
-        const fileUsers = list.parse(raw);
+        const parsed = list.parse(raw);
         const seen = new Set<string>();
-        for (const u of fileUsers) {
+        for (const u of parsed) {
           if (seen.has(u.name)) throw new TypeError(`duplicate user ${u.name}`);
           seen.add(u.name);
         }
-        return applyUsers(fileUsers);
+        return applyUsers(parsed);
       },
-      apply: (all) => {
-        const nextRules = rulesFor(config, all);
-        directory.replace(all);
-        users = all;
-        rules = nextRules;
-        setTables(all);
-        agents.reset();
-      },
+      // The file's own users are known once applied (after the write, for a change by the admin API).
+      apply: applyFromFile,
       logger: { info: (o, m) => logger.info({ component: 'users', ...o }, m), error: (o, m) => logger.error({ component: 'users', ...o }, m) },
       intervalMs: ms(config.auth.usersFileCheck),
     });
-    await usersFile.start();
-  }
-  if (settings.authRequired && directory.size === 0 && deps.authProvider === undefined) {
+    await f.start();
+    return f;
+  };
+  let usersFile: UsersFile<ForwardUser[]> | undefined = config.auth.usersFile ? await openUsersFile(config.auth.usersFile) : undefined;
+  if (settings.authRequired && users.length === 0 && deps.authProvider === undefined) {
     usersFile?.close();
     await directory.close();
     throw new TypeError('auth.required is true but no users are configured (auth.users and auth.usersFile are empty)');
@@ -325,30 +368,37 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
 
   // This proxy's own records go to its own access log (another proxy in the same process
   // has its own); every observer (metrics, dashboard) reads them on `gatewise:request:end`.
-  const accessLog = config.accessLog ? new AccessLog(logger) : undefined;
+  const accessLog = new AccessLog(logger);
   const onFinish = hooks.onFinish;
   const publish = (rec: ForwardRecord): void => {
-    accessLog?.write(rec);
+    if (accessLogOn) accessLog.write(rec);
     if (requestEnd.hasSubscribers) requestEnd.publish(rec);
     onFinish?.(rec);
   };
   ctx.meter.on('finished', publish);
   // `publish` is the one 'finished' listener of its own; the meter builds no record when it would go nowhere.
-  ctx.meter.recordWanted = () => accessLog !== undefined || onFinish !== undefined || requestEnd.hasSubscribers;
+  ctx.meter.recordWanted = () => accessLogOn || onFinish !== undefined || requestEnd.hasSubscribers;
   const detachLog = (): void => {
     ctx.meter.off('finished', publish);
     accessLog?.drain();
   };
-  if (!settings.authRequired) {
-    logger.warn({ component: 'forward' }, 'forward proxy runs WITHOUT authentication (auth.required: false): anyone who can reach it may use it');
-  }
-  if (config.rules.allowPrivate) {
-    logger.warn({ component: 'forward' }, 'forward proxy may connect to private, loopback and link-local addresses (rules.allowPrivate: true)');
-  }
+  const warnings = (c: ForwardConfig): void => {
+    if (!c.auth.required) logger.warn({ component: 'forward' }, 'forward proxy runs WITHOUT authentication (auth.required: false): anyone who can reach it may use it');
+    if (c.rules.allowPrivate) logger.warn({ component: 'forward' }, 'forward proxy may connect to private, loopback and link-local addresses (rules.allowPrivate: true)');
+  };
+  warnings(config);
 
-  const http = new HttpFront(pipeline);
-  const handlers = { http, socks5: new Socks5Front(pipeline), socks4: new Socks4Front(pipeline) };
-  const listeners = config.listeners.map((l) => new ForwardListener(l, ctx, handlers));
+  /** Every HTTP front made (a reload makes one; the older ones keep serving their connections). */
+  const httpFronts: HttpFront[] = [];
+  const frontsFor = (): ListenerHandlers => {
+    const http = new HttpFront(pipeline);
+    httpFronts.push(http);
+    return { http, socks5: socks5Front, socks4: socks4Front };
+  };
+  const socks5Front = new Socks5Front(pipeline);
+  const socks4Front = new Socks4Front(pipeline);
+  let handlers = frontsFor();
+  const listeners = config.listeners.map((l) => ({ cfg: l, listener: new ForwardListener(l, ctx, handlers) }));
   const cleanup = async (): Promise<void> => {
     usersFile?.close();
     await directory.close();
@@ -357,9 +407,9 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     if (ownStore) await store.close();
   };
   try {
-    for (const l of listeners) await l.listen();
+    for (const l of listeners) await l.listener.listen();
   } catch (err) {
-    const closed = Promise.allSettled(listeners.map((l) => l.close()));
+    const closed = Promise.allSettled(listeners.map((l) => l.listener.close()));
     tracker.destroyAll();
     await closed;
     await ctx.agents.close();
@@ -367,7 +417,13 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     await cleanup();
     throw err;
   }
-  for (const l of listeners) {
+  const setListenerParams = (): void => {
+    const m = new Map<number, string>();
+    for (const { cfg, listener } of listeners) if (cfg.usernameParams !== undefined) m.set(listener.address().port, cfg.usernameParams);
+    ctx.listenerParams = m;
+  };
+  setListenerParams();
+  for (const { listener: l } of listeners) {
     const a = l.address();
     logger.info({ component: 'forward', ...a }, `forward proxy listening on ${a.address}:${a.port} (${a.protocols.join(', ')})`);
   }
@@ -375,21 +431,194 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     logger.info({ component: 'forward', pool: name, exits: pool.exits.map((e) => e.label), strategy: pool.strategy }, `egress pool ${name}: ${pool.exits.length} exits, ${pool.strategy}`);
   }
 
+  // The service operations (admin API /accounts, /usage) and the auto-disable sweep.
+  const userList = z.array(forwardUserSchema);
+  const fileStore = (f: UsersFile<ForwardUser[]>): UserStore => ({
+    list: () => fileUsers,
+    update: async (change) => {
+      await f.update((raw) => change(userList.parse(raw)));
+    },
+  });
+  const accounts = new AccountService({
+    store: () => (usersFile ? fileStore(usersFile) : undefined),
+    config: () => config,
+    plans,
+    usage: store,
+    now: deps.now,
+    disabledInMemory,
+    reapply: () => applyAll(users),
+  });
+  let sweeping = false;
+  const sweep = setInterval(() => {
+    if (sweeping || !users.some((u) => u.expires !== undefined || u.trafficLimit !== undefined)) return;
+    sweeping = true;
+    accounts
+      .sweep()
+      .then(
+        (done) => {
+          for (const d of done) logger.warn({ component: 'users', event: 'user-disabled', user: d.slice(0, d.lastIndexOf(':')), reason: d.slice(d.lastIndexOf(':') + 2) }, `user ${d} (disabled automatically)`);
+        },
+        (err: unknown) => logger.error({ component: 'users', err: (err as Error).message }, 'auto-disable sweep failed'),
+      )
+      .finally(() => (sweeping = false));
+  }, 1000);
+  sweep.unref();
+
   let closing: Promise<void> | undefined;
+  let reloading: Promise<ForwardReloadSummary> | undefined;
+
+  const reload = async (nextInput: ForwardConfig | ForwardConfigInput): Promise<ForwardReloadSummary> => {
+    if (closing) throw new Error('the forward proxy is closing');
+    const next = parseForwardConfig(nextInput, deps.authProvider !== undefined);
+    const before = config;
+    const summary: ForwardReloadSummary = {
+      listeners: { added: [], removed: [], changed: [] },
+      pools: { added: [], removed: [], changed: [], kept: [] },
+      plans: diffNames(before.plans, next.plans),
+      users: 0,
+      restart: [],
+    };
+    // Everything that can fail first, with nothing changed yet: the users (file) under the new
+    // config, the egress, the new listeners' ports.
+    config = next;
+    const prevFileUsers = fileUsers;
+    let all: ForwardUser[];
+    let nextFile: UsersFile<ForwardUser[]> | undefined;
+    const sameFile = next.auth.usersFile === before.auth.usersFile;
+    try {
+      all = sameFile ? applyUsers(usersFile ? await usersFile.read() : []) : applyUsers([]);
+      if (!sameFile && next.auth.usersFile) {
+        nextFile = await openUsersFile(next.auth.usersFile); // applies the file's users at once
+        all = users;
+      }
+      if (next.auth.required && all.length === 0 && deps.authProvider === undefined) throw new TypeError('auth.required is true but no users are configured (auth.users and auth.usersFile are empty)');
+    } catch (err) {
+      config = before;
+      nextFile?.close();
+      if (nextFile) applyFromFile(applyUsers((fileUsers = prevFileUsers)));
+      throw err;
+    }
+    const nextSettings = toSettings(next);
+    const spec = egressSpecOf(next);
+    let nextEgress = ctx.egress;
+    const sameEgress = JSON.stringify(next.egress) === JSON.stringify(before.egress);
+    const wanted = new Map<string, ForwardListenerConfig[]>();
+    for (const l of next.listeners) (wanted.get(fwdKey(l)) ?? wanted.set(fwdKey(l), []).get(fwdKey(l))!).push(l);
+    const keep: Array<{ entry: (typeof listeners)[number]; cfg: ForwardListenerConfig }> = [];
+    const drop: Array<(typeof listeners)[number]> = [];
+    const added: Array<(typeof listeners)[number]> = [];
+    try {
+      if (!sameEgress) {
+        nextEgress = buildEgress(spec, egressDeps);
+        const pools = nextEgress.pools as Map<string, ExitPool>;
+        for (const name of pools.keys()) {
+          const was = before.egress.pools[name];
+          if (was === undefined) summary.pools.added.push(name);
+          else if (JSON.stringify(was) === JSON.stringify(next.egress.pools[name])) {
+            // Unchanged pool: keep its sessions, cool-downs and counters.
+            pools.set(name, ctx.egress.pools.get(name)!);
+            summary.pools.kept.push(name);
+          } else summary.pools.changed.push(name);
+        }
+        for (const name of Object.keys(before.egress.pools)) if (!next.egress.pools[name]) summary.pools.removed.push(name);
+      }
+      for (const e of listeners) {
+        // A listener configured with port 0 is the same listener when the new config names the port it got.
+        const cfg = wanted.get(`${e.cfg.address}:${e.listener.address().port}`)?.shift() ?? wanted.get(fwdKey(e.cfg))?.shift();
+        if (cfg) keep.push({ entry: e, cfg });
+        else drop.push(e);
+      }
+      for (const list of wanted.values()) for (const l of list) added.push({ cfg: l, listener: new ForwardListener(l, ctx, handlers) });
+      await Promise.all(added.map((a) => a.listener.listen()));
+    } catch (err) {
+      for (const a of added) void a.listener.close();
+      config = before;
+      nextFile?.close();
+      if (nextFile) applyFromFile(applyUsers((fileUsers = prevFileUsers)));
+      throw err;
+    }
+    // Nothing fails from here: swap in place.
+    const oldSettings = ctx.settings;
+    ctx.settings = nextSettings;
+    ctx.egress = nextEgress;
+    ctx.grammar = grammarOf(next);
+    ctx.debugPlans = debugPlansOf(next.plans);
+    ctx.relayTimeouts = relayTimeoutsOf(nextSettings);
+    if (nextSettings.connectTimeoutMs !== oldSettings.connectTimeoutMs) ctx.tls = tlsFor(nextSettings);
+    const retiring = ctx.agents;
+    ctx.agents = new UpstreamAgents(dialer, () => rules, nextSettings, trackSocket, ctx.tls.direct);
+    retiring.reset(); // graceful: requests on its connections finish, then its connections close
+    planTable.clear();
+    for (const [k, v] of Object.entries(next.plans)) planTable.set(k, v);
+    if (nextFile) {
+      usersFile?.close();
+      usersFile = nextFile;
+    } else if (!next.auth.usersFile && usersFile) {
+      usersFile.close();
+      usersFile = undefined;
+      fileUsers = [];
+      applyAll(applyUsers([]));
+    } else applyFromFile(all);
+    summary.users = users.length;
+    accessLogOn = next.accessLog;
+    // The HTTP front's server is built with these settings: a new front only when they changed
+    // (connections already on the old one stay with it), so frequent reloads do not pile up fronts.
+    const frontKey = (x: ForwardSettings): string => JSON.stringify([x.maxHeaderSize, x.maxHeaderCount, x.clientKeepAliveMs]);
+    if (frontKey(oldSettings) !== frontKey(nextSettings)) handlers = frontsFor();
+    for (const { entry, cfg } of keep) {
+      entry.listener.swap(handlers, cfg.protocols);
+      if (JSON.stringify(entry.cfg) !== JSON.stringify(cfg)) summary.listeners.changed.push(fwdKey(cfg));
+      entry.cfg = cfg;
+    }
+    for (const d of drop) {
+      summary.listeners.removed.push(fwdKey(d.cfg));
+      void d.listener.close(); // stops accepting; its connections finish (close() ends what is left)
+      listeners.splice(listeners.indexOf(d), 1);
+    }
+    for (const a of added) {
+      const addr = a.listener.address();
+      summary.listeners.added.push(`${addr.address}:${addr.port}`);
+      listeners.push(a);
+    }
+    setListenerParams();
+    for (const [what, a, b] of [
+      ['limits.maxClientConnections / maxConnectionsPerSource, timeouts.handshake', [oldSettings.maxClientConnections, oldSettings.maxConnectionsPerSource, oldSettings.handshakeTimeoutMs, oldSettings.handshakeFloorMs], [nextSettings.maxClientConnections, nextSettings.maxConnectionsPerSource, nextSettings.handshakeTimeoutMs, nextSettings.handshakeFloorMs]],
+      ['auth.cacheTtl / failureCacheTtl / maxConcurrentChecks / checkThreads', [oldSettings.authCacheTtlMs, oldSettings.authFailureCacheTtlMs, oldSettings.authMaxConcurrentChecks, oldSettings.authMaxConcurrentChecksPerSource, oldSettings.authCheckThreads], [nextSettings.authCacheTtlMs, nextSettings.authFailureCacheTtlMs, nextSettings.authMaxConcurrentChecks, nextSettings.authMaxConcurrentChecksPerSource, nextSettings.authCheckThreads]],
+      ['state', before.state, next.state],
+    ] as const) {
+      if (JSON.stringify(a) !== JSON.stringify(b)) summary.restart.push(`forward.${what}`);
+    }
+    if (before.auth.required !== next.auth.required || before.rules.allowPrivate !== next.rules.allowPrivate) warnings(next);
+    return summary;
+  };
+
   return {
-    addresses: () => listeners.map((l) => l.address()),
-    connectionStats: () => listeners.map((l) => l.stats),
+    addresses: () => listeners.map((l) => l.listener.address()),
+    connectionStats: () => listeners.map((l) => l.listener.stats),
     meter: ctx.meter,
-    egress,
+    get egress() {
+      return ctx.egress;
+    },
     plans,
     store,
     shared,
     stateHealth: () => shared?.health() ?? { backend: 'memory', degraded: false, fallbacks: 0, recoveries: 0 },
+    get config() {
+      return config;
+    },
+    accounts,
     reloadUsers: async () => (usersFile ? usersFile.reload() : false),
+    reload: (next) => {
+      // One reload at a time: a second waits for the first.
+      const run = (reloading ?? Promise.resolve()).catch(() => undefined).then(() => reload(next));
+      reloading = run;
+      return run;
+    },
     close: () =>
       (closing ??= (async () => {
-        const stopped = Promise.allSettled(listeners.map((l) => l.close()));
-        http.close();
+        clearInterval(sweep);
+        const stopped = Promise.allSettled(listeners.map((l) => l.listener.close()));
+        for (const h of httpFronts) h.close();
         tracker.destroyAll();
         await ctx.agents.close();
         await stopped;
@@ -398,4 +627,29 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         await cleanup();
       })()),
   };
+}
+
+/** What a reload changed in the forward proxy. */
+export interface ForwardReloadSummary {
+  listeners: { added: string[]; removed: string[]; changed: string[] };
+  pools: { added: string[]; removed: string[]; changed: string[]; kept: string[] };
+  plans: { added: string[]; removed: string[]; changed: string[] };
+  /** Users after the reload (config and users file). */
+  users: number;
+  /** Settings that changed but apply only after a restart. */
+  restart: string[];
+}
+
+function fwdKey(l: ForwardListenerConfig): string {
+  return `${l.address}:${l.port}`;
+}
+
+function diffNames(a: Record<string, unknown>, b: Record<string, unknown>): { added: string[]; removed: string[]; changed: string[] } {
+  const out = { added: [] as string[], removed: [] as string[], changed: [] as string[] };
+  for (const k of Object.keys(b)) {
+    if (!(k in a)) out.added.push(k);
+    else if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) out.changed.push(k);
+  }
+  for (const k of Object.keys(a)) if (!(k in b)) out.removed.push(k);
+  return out;
 }

@@ -1,4 +1,4 @@
-export { startForwardProxy, EXIT_FAILURE_CHANNEL, type ForwardProxy, type ForwardDeps } from './forward-proxy.js';
+export { startForwardProxy, EXIT_FAILURE_CHANNEL, type ForwardProxy, type ForwardDeps, type ForwardReloadSummary } from './forward-proxy.js';
 export type { ForwardHooks, ForwardHookRequest, ForwardKind } from './hooks.js';
 export type { ForwardProtocol } from './listener.js';
 export { DestinationRules, type RuleSpec, type RuleSetSpec, type GlobalRulesSpec } from './rules/destination-rules.js';

@@ -31,9 +31,9 @@ export type ListenerHandlers = Record<ForwardProtocol, ConnectionFront>;
  * answered in its protocol once its first bytes tell which, never reset.
  */
 export class ForwardListener {
-  readonly #spec: ListenerSpec;
+  #spec: ListenerSpec;
   readonly #ctx: ForwardContext;
-  readonly #handlers: ListenerHandlers;
+  #handlers: ListenerHandlers;
   readonly #server: Server;
   readonly #gate: ConnectionGate;
   readonly #onFirstData: (this: Socket, first: Buffer) => void;
@@ -66,6 +66,15 @@ export class ForwardListener {
     // No `server.maxConnections`: Node closes connections past it without a word; the
     // gate answers them instead.
     this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (c) => this.#onConnection(c));
+  }
+
+  /**
+   * A reload: new connections go to these fronts and protocols; connections already handed
+   * to a front stay with it until they close.
+   */
+  swap(handlers: ListenerHandlers, protocols: readonly ForwardProtocol[]): void {
+    this.#handlers = handlers;
+    this.#spec = { ...this.#spec, protocols };
   }
 
   /** The gate's counters (connections admitted, refused ones waiting, shed, refused). */

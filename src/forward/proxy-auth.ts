@@ -32,8 +32,28 @@ export function parseBasicCredentials(header: string | undefined): Credentials |
 
 export type AuthOutcome = { ok: true; user: string | null; route: EgressRoute } | { ok: false; failure: Failure; user?: string };
 
-/** Who is asking: the client's socket will do. Its address is read only when a password must be checked. */
-export type AuthSource = CheckSource;
+/** Who is asking: the client's socket will do. Its address is read only when a password must be checked or an allowlist is configured. */
+export type AuthSource = CheckSource & { readonly localPort?: number | undefined };
+
+/**
+ * IP allowlist authentication: the user whose `allowFrom` holds the client's address, with
+ * the username parameters of the matching entry or else of the listener the client came to
+ * (`listeners[].usernameParams`). Undefined when the address is on no allowlist; a Failure
+ * when the parameters name something that does not parse (the operator's config).
+ */
+export function allowlistRoute(ctx: ForwardContext, source: AuthSource | undefined): EgressRoute | Failure | undefined {
+  const hit = ctx.allowlist?.match(source?.remoteAddress);
+  if (hit === undefined) return undefined;
+  const params = hit.params ?? (source?.localPort !== undefined ? ctx.listenerParams.get(source.localPort) : undefined);
+  if (params === undefined) return { user: hit.user };
+  const sep = ctx.grammar.separator;
+  const p = parseUsername(`${hit.user}${sep}${params}`, ctx.grammar);
+  if (p.base !== hit.user) {
+    const why = explainUsername(`${hit.user}${sep}${params}`, (b) => b === hit.user, ctx.grammar);
+    return badParameter(hit.user, why?.problem ?? `username parameters "${params}" of the allowlist do not parse`);
+  }
+  return routeWithParameters(hit.user, p);
+}
 
 /**
  * Check a presented name and password. The name may carry username parameters
@@ -117,6 +137,11 @@ export function authenticate(ctx: ForwardContext, creds: Credentials | undefined
   if (!creds) {
     // Decided without a password check: no promise (this runs once per tunnel).
     if (malformed) return refused('malformed proxy credentials');
+    // No credentials: the client's address may be a user's (IP allowlist). One field test when no user has an allowlist.
+    if (ctx.allowlist !== undefined) {
+      const route = allowlistRoute(ctx, source);
+      if (route !== undefined) return route instanceof Failure ? { ok: false, failure: route, user: refusedUser.get(route) } : { ok: true, user: route.user, route };
+    }
     return ctx.settings.authRequired ? refused('proxy authentication required') : { ok: true, user: null, route: { user: null } };
   }
   const route = authenticateNameFrom(ctx, creds.user, creds.password, source);

@@ -80,7 +80,20 @@ export interface GatewayOptions {
 
 const CUSTOM = 'custom:';
 
-export function buildContext(cfg: Config, options: GatewayOptions = {}): GatewayContext {
+/** The context a reload replaces: clusters whose config (and the DNS settings) did not change are kept, with their health and outlier state. */
+export interface PreviousContext {
+  readonly config: Config;
+  readonly ctx: GatewayContext;
+}
+
+/** Whether cluster `name` compiles the same under both configs (its own settings and the resolver's). */
+export function sameCluster(a: Config, b: Config, name: string): boolean {
+  const x = a.clusters[name];
+  const y = b.clusters[name];
+  return x !== undefined && y !== undefined && JSON.stringify(x) === JSON.stringify(y) && JSON.stringify(a.dns) === JSON.stringify(b.dns);
+}
+
+export function buildContext(cfg: Config, options: GatewayOptions = {}, previous?: PreviousContext): GatewayContext {
   const balancers = balancerRegistry(options.balancers);
   const problems: ConfigProblem[] = [];
   for (const [name, c] of Object.entries(cfg.clusters)) {
@@ -96,6 +109,11 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
   const lookup = makeLookup({ servers: cfg.dns.servers, timeoutMs: ms(cfg.dns.timeout), tries: cfg.dns.tries });
   const clusters = new Map<string, Cluster>();
   for (const [name, c] of Object.entries(cfg.clusters)) {
+    const kept = previous && sameCluster(previous.config, cfg, name) ? previous.ctx.clusters.get(name) : undefined;
+    if (kept) {
+      clusters.set(name, kept);
+      continue;
+    }
     clusters.set(
       name,
       new Cluster(
@@ -153,8 +171,12 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
       ),
     );
   }
+  // A reload keeps the stored responses when the cache's own settings did not change.
+  const keepCache = previous?.ctx.cache !== undefined && JSON.stringify(previous.config.cache) === JSON.stringify(cfg.cache);
   const cache = cfg.routes.some((r) => r.cache !== undefined)
-    ? new ResponseCache(new MemoryStore(cfg.cache.maxSize), cfg.cache.dir === undefined ? undefined : new DiskTier(cfg.cache.dir, cfg.cache.maxDiskSize))
+    ? keepCache
+      ? previous!.ctx.cache
+      : new ResponseCache(new MemoryStore(cfg.cache.maxSize), cfg.cache.dir === undefined ? undefined : new DiskTier(cfg.cache.dir, cfg.cache.maxDiskSize))
     : undefined;
   const router = new Router(cfg.routes.map((r, i) => compileRoute(r, i, clusters.get(r.cluster)!, cache)));
   const reveal = cfg.proxyStatus.revealTopology;
@@ -170,7 +192,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}): Gateway
     dropUnderscoreHeaders: cfg.underscoreHeaders === 'drop',
     requestIdHeader: cfg.requestId.header.toLowerCase(),
     trustIncomingRequestId: cfg.requestId.trustIncoming,
-    requestIds: new RequestIds(),
+    requestIds: previous?.ctx.requestIds ?? new RequestIds(),
     draining: false,
     inflight: 0,
     hooks: GatewayHooksRunner.of(options.hooks),

@@ -7,7 +7,7 @@ import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connectio
 import { viaValue } from '../http/headers.js';
 import { Timeout } from '../timing/deadlines.js';
 import { plainAddress } from '../http/trust.js';
-import { clientLimits } from './client-limits.js';
+import { clientLimits, type ClientLimits } from './client-limits.js';
 import { buildContext, ms, type GatewayContext, type GatewayOptions } from './context.js';
 import { gatewayLifecycle, requestEnd, requestRecord, type LifecycleRecord } from './events.js';
 import { Exchange, exchangeOf, newRequestId } from './exchange.js';
@@ -20,79 +20,219 @@ export interface ListeningAddress {
   url: string;
 }
 
+/** One listener's server and the settings its handlers read (changed in place by a reload). */
+interface ListenerEntry {
+  server: Server;
+  cfg: ListenerConfig;
+  name: string;
+  gate: ConnectionGate;
+  limits: ClientLimits;
+  maxHeaderCount: number;
+  headMs: number;
+}
+
+/** What a reload changed in the reverse gateway (names; `restart`: settings that only a restart applies). */
+export interface GatewayReloadSummary {
+  listeners: { added: string[]; removed: string[]; changed: string[] };
+  clusters: { added: string[]; removed: string[]; changed: string[]; kept: string[] };
+  routes: number;
+  restart: string[];
+}
+
+/** The key a listener is matched by across a reload: its configured address and port. */
+function listenerKey(l: ListenerConfig): string {
+  return `${l.address}:${l.port}`;
+}
+
 /**
  * The reverse gateway: one HTTP server per listener, all sharing one compiled context.
+ * A reload (`reload`) compiles a new context and swaps the reference: requests in flight
+ * keep the context they started with (an `Exchange` holds its own), new ones get the new.
  */
 export class Gateway {
-  readonly ctx: GatewayContext;
-  readonly config: Config;
-  readonly #servers: Array<{ server: Server; cfg: ListenerConfig; name: string; gate: ConnectionGate }> = [];
+  ctx: GatewayContext;
+  config: Config;
+  readonly #options: GatewayOptions;
+  readonly #servers: ListenerEntry[] = [];
+  /** Contexts replaced by a reload whose requests are still in flight (close waits for them). */
+  readonly #retired = new Set<GatewayContext>();
+  readonly #retiring = new Set<Promise<void>>();
   /** Client sockets handed over by 'upgrade' (WebSocket tunnels): the HTTP server no longer tracks them. */
   readonly #tunnels = new Set<Duplex>();
+  /** Our Via values; a reload that changes the identity (name, or the listeners under the default name) changes them. */
+  #via11: string;
+  #via10: string;
   #closing: Promise<void> | undefined;
 
   constructor(config: Config, options: GatewayOptions = {}) {
     this.config = config;
+    this.#options = options;
     this.ctx = buildContext(config, options);
-    const via11 = viaValue('1.1', this.ctx.identity);
-    const via10 = viaValue('1.0', this.ctx.identity);
-    for (const l of config.listeners) {
-      const entry = { server: undefined as unknown as Server, cfg: l, name: `${l.address}:${l.port}`, gate: undefined as unknown as ConnectionGate };
-      const server = createServer({
-        maxHeaderSize: l.maxHeaderSize,
-        headersTimeout: ms(l.requestHeaderTimeout),
-        // Node checks headersTimeout only every connectionsCheckingInterval (30 s by default),
-        // so a 10 s timeout fired after 10–40 s: check often enough to answer on time.
-        connectionsCheckingInterval: headerCheckInterval(ms(l.requestHeaderTimeout)),
-        requestTimeout: 0,
-        keepAliveTimeout: ms(l.keepAliveTimeout),
-        // Host is checked by the gateway (request-target.ts), so a missing one gets its named 400.
-        requireHostHeader: false,
-        insecureHTTPParser: false,
-        joinDuplicateHeaders: false,
-      });
-      // Node keeps at most this many header fields and drops the rest silently (Content-Length
-      // too): one more than the limit lets the exchange see the excess and refuse it with 431.
-      server.maxHeadersCount = l.maxHeaderCount + 1;
-      const maxHeaderCount = l.maxHeaderCount;
-      const limits = clientLimits(l);
-      // Connection admission: the listener's cap and a cap per client address, answered
-      // with a named 503 (never a silent reset); under pressure a shorter first-head time.
-      const gate = new ConnectionGate({ maxConnections: l.maxConnections, maxPerSource: l.maxConnectionsPerSource, handshakeMs: ms(l.requestHeaderTimeout), handshakeFloorMs: ms(l.handshakeFloor) });
-      entry.gate = gate;
-      server.on('connection', (socket: Socket) => this.#admit(gate, socket, entry.name, ms(l.requestHeaderTimeout)));
-      server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-        if (firstRequest(req.socket)) return refusedRequest(res);
-        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, limits).start(maxHeaderCount);
-      });
-      // Expect: 100-continue is forwarded, and the upstream's 100 (or final answer) relayed:
-      // Node would otherwise answer 100 itself and read a body the upstream may refuse.
-      server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-        if (firstRequest(req.socket)) return refusedRequest(res);
-        new Exchange(this.ctx, req, res, entry.name, via11, limits).start(maxHeaderCount, true);
-      });
-      // Any Expect but 100-continue: the gateway's own 417 with Proxy-Status and a record (Node would answer a bare one).
-      server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-        if (firstRequest(req.socket)) return refusedRequest(res);
-        const x = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, limits);
-        x.fail(new Failure({ type: 'http_request_error', phase: 'accept', reason: 'expectation_failed', detail: `Expect: ${String(req.headers.expect).slice(0, 100)} cannot be met (only 100-continue is)` }));
-      });
-      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-        if (firstRequest(socket as Socket)) {
-          socket.destroy();
-          return;
-        }
-        this.#tunnels.add(socket);
-        socket.once('close', () => this.#tunnels.delete(socket));
-        new UpgradeExchange(this.ctx, req, socket, head, entry.name, via11).start(maxHeaderCount);
-      });
-      server.on('connect', (req: IncomingMessage, socket: Duplex) => {
-        this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }), entry.name, req);
-      });
-      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket, entry.name));
-      entry.server = server;
-      this.#servers.push(entry);
+    this.#via11 = viaValue('1.1', this.ctx.identity);
+    this.#via10 = viaValue('1.0', this.ctx.identity);
+    for (const l of config.listeners) this.#servers.push(this.#openListener(l));
+  }
+
+  #openListener(l: ListenerConfig): ListenerEntry {
+    const entry: ListenerEntry = {
+      server: undefined as unknown as Server,
+      cfg: l,
+      name: `${l.address}:${l.port}`,
+      gate: undefined as unknown as ConnectionGate,
+      limits: clientLimits(l),
+      maxHeaderCount: l.maxHeaderCount,
+      headMs: ms(l.requestHeaderTimeout),
+    };
+    const server = createServer({
+      maxHeaderSize: l.maxHeaderSize,
+      headersTimeout: ms(l.requestHeaderTimeout),
+      // Node checks headersTimeout only every connectionsCheckingInterval (30 s by default),
+      // so a 10 s timeout fired after 10–40 s: check often enough to answer on time.
+      connectionsCheckingInterval: headerCheckInterval(ms(l.requestHeaderTimeout)),
+      requestTimeout: 0,
+      keepAliveTimeout: ms(l.keepAliveTimeout),
+      // Host is checked by the gateway (request-target.ts), so a missing one gets its named 400.
+      requireHostHeader: false,
+      insecureHTTPParser: false,
+      joinDuplicateHeaders: false,
+    });
+    // Node keeps at most this many header fields and drops the rest silently (Content-Length
+    // too): one more than the limit lets the exchange see the excess and refuse it with 431.
+    server.maxHeadersCount = l.maxHeaderCount + 1;
+    // Connection admission: the listener's cap and a cap per client address, answered
+    // with a named 503 (never a silent reset); under pressure a shorter first-head time.
+    entry.gate = gateFor(l);
+    server.on('connection', (socket: Socket) => this.#admit(entry.gate, socket, entry.name, entry.headMs));
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      if (firstRequest(req.socket)) return refusedRequest(res);
+      new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? this.#via10 : this.#via11, entry.limits).start(entry.maxHeaderCount);
+    });
+    // Expect: 100-continue is forwarded, and the upstream's 100 (or final answer) relayed:
+    // Node would otherwise answer 100 itself and read a body the upstream may refuse.
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      if (firstRequest(req.socket)) return refusedRequest(res);
+      new Exchange(this.ctx, req, res, entry.name, this.#via11, entry.limits).start(entry.maxHeaderCount, true);
+    });
+    // Any Expect but 100-continue: the gateway's own 417 with Proxy-Status and a record (Node would answer a bare one).
+    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      if (firstRequest(req.socket)) return refusedRequest(res);
+      const x = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? this.#via10 : this.#via11, entry.limits);
+      x.fail(new Failure({ type: 'http_request_error', phase: 'accept', reason: 'expectation_failed', detail: `Expect: ${String(req.headers.expect).slice(0, 100)} cannot be met (only 100-continue is)` }));
+    });
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (firstRequest(socket as Socket)) {
+        socket.destroy();
+        return;
+      }
+      this.#tunnels.add(socket);
+      socket.once('close', () => this.#tunnels.delete(socket));
+      new UpgradeExchange(this.ctx, req, socket, head, entry.name, this.#via11).start(entry.maxHeaderCount);
+    });
+    server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+      this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }), entry.name, req);
+    });
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket, entry.name));
+    entry.server = server;
+    return entry;
+  }
+
+  /**
+   * Apply a new, validated config in place: a new compiled context for new requests (clusters
+   * whose settings did not change are kept, with their health, outlier and pool state);
+   * listeners added, removed (stop accepting; their connections finish) or changed (the
+   * settings Node lets change on a running server; `maxHeaderSize` needs a restart, said in
+   * `restart`). Requests in flight finish on the context they started with; the clusters only
+   * the old context used are closed once its requests have finished (or after the drain time).
+   * Throws (nothing changed) when the new context cannot be compiled or a new listener cannot bind.
+   */
+  async reload(next: Config): Promise<GatewayReloadSummary> {
+    if (this.#closing) throw new Error('the gateway is closing');
+    const prev = { config: this.config, ctx: this.ctx };
+    const ctx = buildContext(next, this.#options, prev);
+    const summary: GatewayReloadSummary = { listeners: { added: [], removed: [], changed: [] }, clusters: { added: [], removed: [], changed: [], kept: [] }, routes: next.routes.length, restart: [] };
+    for (const name of Object.keys(next.clusters)) {
+      if (!prev.config.clusters[name]) summary.clusters.added.push(name);
+      else if (ctx.clusters.get(name) === prev.ctx.clusters.get(name)) summary.clusters.kept.push(name);
+      else summary.clusters.changed.push(name);
     }
+    for (const name of Object.keys(prev.config.clusters)) if (!next.clusters[name]) summary.clusters.removed.push(name);
+    // Listeners: bind the new ones first, so a port that cannot be bound refuses the whole reload.
+    const wanted = new Map<string, ListenerConfig[]>();
+    for (const l of next.listeners) (wanted.get(listenerKey(l)) ?? wanted.set(listenerKey(l), []).get(listenerKey(l))!).push(l);
+    const keep: Array<{ entry: ListenerEntry; cfg: ListenerConfig }> = [];
+    const drop: ListenerEntry[] = [];
+    for (const e of this.#servers) {
+      // A listener configured with port 0 is the same listener when the new config names the port it got.
+      const bound = e.server.address() as AddressInfo | null;
+      const cfg = (bound ? wanted.get(`${e.cfg.address}:${bound.port}`)?.shift() : undefined) ?? wanted.get(listenerKey(e.cfg))?.shift();
+      if (cfg) keep.push({ entry: e, cfg });
+      else drop.push(e);
+    }
+    const added: ListenerEntry[] = [];
+    for (const list of wanted.values()) for (const l of list) added.push(this.#openListener(l));
+    try {
+      await Promise.all(added.map((e) => listenOn(e)));
+    } catch (err) {
+      for (const e of added) e.server.close();
+      throw err;
+    }
+    // From here on nothing fails: swap.
+    this.ctx = ctx;
+    this.#via11 = viaValue('1.1', ctx.identity);
+    this.#via10 = viaValue('1.0', ctx.identity);
+    this.config = next;
+    for (const { entry, cfg } of keep) {
+      if (JSON.stringify(entry.cfg) === JSON.stringify(cfg)) continue;
+      summary.listeners.changed.push(entry.name);
+      if (cfg.maxHeaderSize !== entry.cfg.maxHeaderSize) summary.restart.push(`listeners ${entry.name}: maxHeaderSize`);
+      entry.limits = clientLimits(cfg);
+      entry.maxHeaderCount = cfg.maxHeaderCount;
+      entry.headMs = ms(cfg.requestHeaderTimeout);
+      entry.server.maxHeadersCount = cfg.maxHeaderCount + 1;
+      entry.server.headersTimeout = ms(cfg.requestHeaderTimeout);
+      entry.server.keepAliveTimeout = ms(cfg.keepAliveTimeout);
+      const gateBefore = JSON.stringify([entry.cfg.maxConnections, entry.cfg.maxConnectionsPerSource, entry.cfg.requestHeaderTimeout, entry.cfg.handshakeFloor]);
+      const gateAfter = JSON.stringify([cfg.maxConnections, cfg.maxConnectionsPerSource, cfg.requestHeaderTimeout, cfg.handshakeFloor]);
+      // A new gate counts connections from now on; those open keep their place in the old one.
+      if (gateBefore !== gateAfter) entry.gate = gateFor(cfg);
+      entry.cfg = cfg;
+    }
+    for (const e of drop) {
+      summary.listeners.removed.push(e.name);
+      e.server.close();
+      e.server.closeIdleConnections();
+      this.#servers.splice(this.#servers.indexOf(e), 1);
+    }
+    for (const e of added) {
+      const a = e.server.address() as AddressInfo;
+      e.name = `${a.address}:${a.port}`;
+      summary.listeners.added.push(e.name);
+      this.#servers.push(e);
+    }
+    this.#retire(prev.ctx);
+    lifecycle({ event: 'reloaded', detail: `clusters +${summary.clusters.added.length} -${summary.clusters.removed.length} ~${summary.clusters.changed.length}; listeners +${summary.listeners.added.length} -${summary.listeners.removed.length} ~${summary.listeners.changed.length}` });
+    return summary;
+  }
+
+  /** The old context's clusters that the new one does not use close once its requests have finished. */
+  #retire(old: GatewayContext): void {
+    const stale = [...old.clusters.values()].filter((c) => ![...this.ctx.clusters.values()].includes(c));
+    this.#retired.add(old);
+    const done = (async () => {
+      const deadline = Date.now() + ms(this.config.shutdown.drainTimeout);
+      while (old.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      this.#retired.delete(old);
+      await Promise.all(stale.map((c) => c.close()));
+    })();
+    this.#retiring.add(done);
+    void done.finally(() => this.#retiring.delete(done));
+  }
+
+  /** Requests in flight on the current context and on contexts a reload replaced. */
+  #inflight(): number {
+    let n = this.ctx.inflight;
+    for (const c of this.#retired) n += c.inflight;
+    return n;
   }
 
   /** Client connections per listener, as the connection gate counts them. */
@@ -129,19 +269,7 @@ export class Gateway {
   }
 
   async listen(): Promise<ListeningAddress[]> {
-    await Promise.all(
-      this.#servers.map(
-        ({ server, cfg }) =>
-          new Promise<void>((resolve, reject) => {
-            const onError = (err: Error): void => reject(err);
-            server.once('error', onError);
-            server.listen(cfg.port, cfg.address, () => {
-              server.off('error', onError);
-              resolve();
-            });
-          }),
-      ),
-    );
+    await Promise.all(this.#servers.map((e) => listenOn(e)));
     const addrs = this.addresses();
     addrs.forEach((a, i) => {
       this.#servers[i]!.name = `${a.address}:${a.port}`;
@@ -170,11 +298,12 @@ export class Gateway {
 
   async #close(drainMs: number): Promise<void> {
     this.ctx.draining = true;
-    lifecycle({ event: 'draining', detail: `${this.ctx.inflight} requests in flight` });
+    for (const c of this.#retired) c.draining = true;
+    lifecycle({ event: 'draining', detail: `${this.#inflight()} requests in flight` });
     const closed = this.#servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const { server } of this.#servers) server.closeIdleConnections();
     const deadline = Date.now() + drainMs;
-    while ((this.ctx.inflight > 0 || this.#tunnels.size > 0) && Date.now() < deadline) {
+    while ((this.#inflight() > 0 || this.#tunnels.size > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 25));
       for (const { server } of this.#servers) server.closeIdleConnections();
     }
@@ -182,6 +311,7 @@ export class Gateway {
     for (const t of this.#tunnels) t.destroy();
     await Promise.all(closed);
     await Promise.all([...this.ctx.clusters.values()].map((c) => c.close()));
+    await Promise.all([...this.#retiring]);
     lifecycle({ event: 'closed', detail: '' });
   }
 
@@ -240,6 +370,21 @@ export class Gateway {
       requestEnd.publish(record);
     }
   }
+}
+
+function gateFor(l: ListenerConfig): ConnectionGate {
+  return new ConnectionGate({ maxConnections: l.maxConnections, maxPerSource: l.maxConnectionsPerSource, handshakeMs: ms(l.requestHeaderTimeout), handshakeFloorMs: ms(l.handshakeFloor) });
+}
+
+function listenOn(e: ListenerEntry): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    e.server.once('error', onError);
+    e.server.listen(e.cfg.port, e.cfg.address, () => {
+      e.server.off('error', onError);
+      resolve();
+    });
+  });
 }
 
 /** How often Node looks for slow request heads: a twentieth of the timeout, 50–500 ms (the 408 comes at most that late). */

@@ -30,6 +30,21 @@ export interface AdminForwardView {
   connectionStats(): GateStats[];
 }
 
+/**
+ * The service operations the admin API drives (the forward proxy's `AccountService`). A
+ * refusal is thrown as an error with a numeric `status` and a `problem` body (RFC 9457), sent
+ * as application/problem+json.
+ */
+export interface AdminAccounts {
+  list(): unknown[];
+  get(name: string): unknown;
+  create(body: unknown): Promise<unknown>;
+  update(name: string, body: unknown): Promise<unknown>;
+  setDisabled(name: string, disabled: boolean, reason?: string): Promise<unknown>;
+  remove(name: string): Promise<unknown>;
+  usage(q: { period: string | null; at: string | null; user: string | null }): Promise<unknown>;
+}
+
 export interface AdminOptions {
   /** Default 127.0.0.1. */
   address?: string;
@@ -46,8 +61,12 @@ export interface AdminOptions {
   forward?: AdminForwardView;
   /** Traffic seen on `gatewise:request:end` (absent: the admin listener makes and attaches its own). */
   live?: LiveTraffic;
-  /** The running config; served by GET /config with its secrets redacted. */
+  /** The running config (or a function giving it, as a reload replaces it); served by GET /config with its secrets redacted. */
   config?: unknown;
+  /** Service operations on forward users (`/accounts`, `/usage`): the forward proxy's AccountService. */
+  accounts?: () => AdminAccounts | undefined;
+  /** Re-read the config file and apply it (`POST /reload`); absent: the route answers 404. */
+  reload?: () => Promise<{ ok: boolean; code?: string }>;
   /** When set, every route but /healthz, /ready, /openapi.json and the dashboard page needs `Authorization: Bearer TOKEN`. */
   token?: string;
   /**
@@ -71,7 +90,9 @@ export interface Ctx {
   req: IncomingMessage;
 }
 export interface Route {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
+  /** What the JSON request body holds (OpenAPI), for routes that read one. */
+  body?: string;
   /** OpenAPI path template, e.g. `/failures/{requestId}`. */
   path: string;
   summary: string;
@@ -129,7 +150,7 @@ async function userLimits(plans: PlanEnforcer, user: string): Promise<Record<str
   };
 }
 
-function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: unknown): Route[] {
+function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: { readonly current: unknown }): Route[] {
   const gw = o.gateway;
   const fwd = o.forward;
   const notRunning = (what: string): Reply => ({ status: 404, body: { error: `no ${what} runs in this process` } });
@@ -307,12 +328,83 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: u
       },
     },
     {
+      method: 'GET', path: '/accounts', summary: 'Every forward user (config file and users file) with plan, limits, allowlist, expiry and whether it may authenticate now; never the password hash.',
+      responses: { '200': 'Accounts.', '404': 'No forward proxy runs.' },
+      handle: () => withAccounts((a) => ({ status: 200, body: { accounts: a.list() } })),
+    },
+    {
+      method: 'POST', path: '/accounts', summary: 'Create a user in the users file (written atomically, applied at once).',
+      body: 'An account: name, and password (plain, hashed before it is stored) or passwordHash, or allowFrom; optional plan, maxConnections, maxTunnels, trafficLimit, trafficPeriod, expires, disabled, allowFrom, allow, deny.',
+      responses: { '201': 'Created: the account.', '400': 'Invalid input (problem+json naming each field).', '409': 'The name is taken, or no users file is configured.' },
+      handle: (c) => withAccounts(async (a) => ({ status: 201, body: await a.create(await jsonBody(c.req)) })),
+    },
+    {
+      method: 'GET', path: '/accounts/{user}', summary: 'One forward user.',
+      responses: { '200': 'The account.', '404': 'No such user.' },
+      handle: (c) => withAccounts((a) => ({ status: 200, body: a.get(c.params[0]!) })),
+    },
+    {
+      method: 'PATCH', path: '/accounts/{user}', summary: 'Change a user of the users file: any field of POST /accounts but name; null removes a field (a limit, the expiry, the plan).',
+      body: 'The fields to change.',
+      responses: { '200': 'The account after the change.', '400': 'Invalid input (problem+json naming each field).', '404': 'No such user in the users file.', '409': 'The user is in the config file, or no users file is configured.' },
+      handle: (c) => withAccounts(async (a) => ({ status: 200, body: await a.update(c.params[0]!, await jsonBody(c.req)) })),
+    },
+    {
+      method: 'DELETE', path: '/accounts/{user}', summary: 'Delete a user of the users file.',
+      responses: { '200': 'Deleted.', '404': 'No such user in the users file.', '409': 'The user is in the config file, or no users file is configured.' },
+      handle: (c) => withAccounts(async (a) => ({ status: 200, body: await a.remove(c.params[0]!) })),
+    },
+    {
+      method: 'POST', path: '/accounts/{user}/disable', summary: 'Disable a user (refused from now on, as a wrong password is; open connections keep running).',
+      query: [{ name: 'reason', description: 'Why (kept as disabledReason).', type: 'string' }],
+      responses: { '200': 'The account, disabled.', '404': 'No such user in the users file.', '409': 'The user is in the config file, or no users file is configured.' },
+      handle: (c) => withAccounts(async (a) => ({ status: 200, body: await a.setDisabled(c.params[0]!, true, c.url.searchParams.get('reason') ?? undefined) })),
+    },
+    {
+      method: 'POST', path: '/accounts/{user}/enable', summary: 'Enable a disabled user again (a user over its trafficLimit is disabled again by the next sweep: raise or remove the limit first).',
+      responses: { '200': 'The account, enabled.', '404': 'No such user in the users file.', '409': 'The user is in the config file, or no users file is configured.' },
+      handle: (c) => withAccounts(async (a) => ({ status: 200, body: await a.setDisabled(c.params[0]!, false) })),
+    },
+    {
+      method: 'GET', path: '/usage', summary: 'Usage by user for one day or month (UTC): bytes up, down, total and requests, with each user\'s trafficLimit for that period.',
+      query: [
+        { name: 'period', description: 'day (default) or month.', type: 'string' },
+        { name: 'at', description: 'Which one: 2026-12-03 or 2026-12 (default: the current one). Days are kept two days, months 32 days.', type: 'string' },
+        { name: 'user', description: 'One user (default: every user).', type: 'string' },
+      ],
+      responses: { '200': 'Usage.', '400': 'Bad period or at (problem+json).', '404': 'No such user, or no forward proxy runs.' },
+      handle: (c) => withAccounts(async (a) => ({ status: 200, body: await a.usage({ period: c.url.searchParams.get('period'), at: c.url.searchParams.get('at'), user: c.url.searchParams.get('user') }) })),
+    },
+    {
+      method: 'POST', path: '/reload', summary: 'Re-read the config file and apply it in place (as SIGHUP does): listeners, clusters, routes, pools, plans and users change; requests and tunnels in flight finish on the config they started with. An invalid config is refused with its problems (the same `gatewise check` prints) and the running one stays.',
+      responses: { '200': 'Applied: what changed, and settings that need a restart.', '404': 'Not started from a config file.', '422': 'Refused: the new config is invalid (problems by path and line) or could not be applied; the running config stays.' },
+      handle: async () => {
+        if (!o.reload) return { status: 404, body: { error: 'reload is not available in this process (it was not started from a config file)' } };
+        const r = await o.reload();
+        return { status: r.ok ? 200 : r.code === 'no_config_file' ? 404 : 422, body: r };
+      },
+    },
+    {
       method: 'GET', path: '/config', summary: 'The running config with its secrets redacted (passwords and their hashes, tokens, credentials in proxy URLs).',
       responses: { '200': 'The config.', '404': 'Not given to the admin listener.' },
-      handle: () => (config === undefined ? { status: 404, body: { error: 'no config given to the admin listener' } } : { status: 200, body: config }),
+      handle: () => {
+        const c = config.current;
+        return c === undefined ? { status: 404, body: { error: 'no config given to the admin listener' } } : { status: 200, body: c };
+      },
     },
   ];
   return table;
+  async function withAccounts(fn: (a: AdminAccounts) => Reply | Promise<Reply>): Promise<Reply> {
+    const a = o.accounts?.();
+    if (!a) return notRunning('forward proxy');
+    try {
+      return await fn(a);
+    } catch (err) {
+      const e = err as { status?: unknown; problem?: unknown };
+      if (typeof e.status === 'number' && e.problem !== undefined) return { status: e.status, body: e.problem, type: 'application/problem+json' };
+      throw err;
+    }
+  }
   function drain(c: Ctx, draining: boolean): Reply {
     if (!gw) return notRunning('reverse gateway');
     const endpoint = c.url.searchParams.get('endpoint');
@@ -332,13 +424,14 @@ function openapi(table: readonly Route[]): unknown {
     for (const q of r.query ?? []) params.push({ name: q.name, in: 'query', required: q.required ?? false, schema: { type: q.type }, description: q.description } as never);
     const responses: Record<string, unknown> = {};
     for (const [code, description] of Object.entries(r.responses)) {
-      const type = code === '200' ? (r.produces ?? JSON_TYPE) : r.produces && r.produces !== 'text/html' ? r.produces : JSON_TYPE;
+      const type = code === '200' || code === '201' ? (r.produces ?? JSON_TYPE) : code === '400' && r.path.startsWith('/accounts') ? 'application/problem+json' : r.produces && r.produces !== 'text/html' ? r.produces : JSON_TYPE;
       responses[code] = { description, content: { [type]: {} } };
     }
     if (!r.open) responses['401'] = { description: 'A bearer token is configured and the request did not carry it.' };
     (paths[r.path] ??= {})[r.method.toLowerCase()] = {
       summary: r.summary,
       ...(params.length ? { parameters: params } : {}),
+      ...(r.body ? { requestBody: { required: true, description: r.body, content: { [JSON_TYPE]: {} } } } : {}),
       ...(r.open ? { security: [] } : {}),
       responses,
     };
@@ -379,6 +472,28 @@ export function match(table: readonly Route[], method: string, pathname: string)
   return wrongMethod ? 'method' : undefined;
 }
 
+/** A request's JSON body (at most 64 KiB); a bad one is a 400 problem naming the body. */
+async function jsonBody(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of req) {
+    n += (c as Buffer).length;
+    if (n > 65536) throw bodyProblem('the request body is larger than 64 KiB');
+    chunks.push(c as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') throw bodyProblem('a JSON object is expected in the request body (Content-Type: application/json)');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw bodyProblem(`the request body is not JSON: ${(err as Error).message}`);
+  }
+}
+
+function bodyProblem(message: string): Error & { status: number; problem: unknown } {
+  return Object.assign(new Error(message), { status: 400, problem: { type: 'tag:gatewise,2026:admin:invalid-input', title: 'the request body is not a valid account', status: 400, detail: message, errors: [{ field: '(body)', message }] } });
+}
+
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
@@ -390,7 +505,7 @@ function authorized(req: IncomingMessage, want: Buffer): boolean {
 }
 
 /** The admin routes served (method and OpenAPI path) — for tests and docs. */
-export const ADMIN_ROUTES: ReadonlyArray<{ method: string; path: string }> = routes({ port: 0 }, undefined as never, 0, undefined).map((r) => ({ method: r.method, path: r.path }));
+export const ADMIN_ROUTES: ReadonlyArray<{ method: string; path: string }> = routes({ port: 0 }, undefined as never, 0, { current: undefined }).map((r) => ({ method: r.method, path: r.path }));
 
 /**
  * The admin listener: JSON status of clusters, endpoints, exits, pools, sessions, users and
@@ -406,7 +521,8 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
   const o: AdminOptions = typeof a === 'string' ? { address: a, port: port!, registry, ready: health, gateway: control } : a;
   const ownLive = o.live === undefined ? new (await import('./live.js')).LiveTraffic().attach() : undefined;
   const live = o.live ?? ownLive!;
-  const config = o.config === undefined ? undefined : redactSecrets(o.config);
+  const cfg = o.config;
+  const config = typeof cfg === 'function' ? { get current() { return redactSecrets((cfg as () => unknown)()); } } : { current: cfg === undefined ? undefined : redactSecrets(cfg) };
   const table = routes(o, live, Date.now(), config);
   const want = o.token === undefined ? undefined : digest(o.token);
   const group = o.group ? await (await import('./admin-group.js')).adminGroup(o.group, table, match, o.registry) : undefined;

@@ -122,6 +122,6 @@ export const LIFECYCLE_CHANNEL = 'gatewise:gateway:lifecycle';
 export const gatewayLifecycle = channel(LIFECYCLE_CHANNEL);
 
 export interface LifecycleRecord {
-  event: 'listening' | 'draining' | 'closed' | 'config-warning';
+  event: 'listening' | 'draining' | 'closed' | 'config-warning' | 'reloaded';
   detail: string;
 }

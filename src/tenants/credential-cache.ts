@@ -74,6 +74,11 @@ export class CredentialCache {
     this.#entries.clear();
   }
 
+  /** Forget the entries of users `keep` says no to (a reload changed their password or added them). */
+  retain(keep: (user: string) => boolean): void {
+    for (const [k, e] of this.#entries) if (!keep(e.user)) this.#entries.delete(k);
+  }
+
   get size(): number {
     return this.#entries.size;
   }

@@ -10,3 +10,4 @@ export { limitRefusal, customerFacingFailure, isCustomerFacing } from './limit-r
 export { PlanEnforcer, periodOf, usageKey, type PlanSpec, type ByteLimits, type Period } from './plans.js';
 export { UsageLedger, type PeriodSpan, type Direction } from './usage-ledger.js';
 export { UsersFile, type UsersFileLogger } from './users-file.js';
+export { SourceAllowlist, type AllowlistEntry } from './source-allowlist.js';

@@ -1,6 +1,6 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
+import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 
 export interface UsersFileLogger {
   info(obj: object, msg: string): void;
@@ -39,11 +39,57 @@ export class UsersFile<T> {
 
   /** Read, parse and validate the file; throws when any step fails. */
   async read(): Promise<T> {
-    const text = await readFile(this.#file, 'utf8');
-    const raw: unknown = /\.json$/i.test(this.#file) ? JSON.parse(text) : parseYaml(text);
-    const list = raw && typeof raw === 'object' && !Array.isArray(raw) && 'users' in raw ? (raw as { users: unknown }).users : raw;
-    return this.#parse(list);
+    return this.#parse((await this.#readRaw()).list);
   }
+
+  /** The file's document and its list of users (a list, or `{ users: [...] }`). */
+  async #readRaw(): Promise<{ doc: unknown; list: unknown }> {
+    const text = await readFile(this.#file, 'utf8');
+    const doc: unknown = /\.json$/i.test(this.#file) ? JSON.parse(text) : parseYaml(text);
+    const list = doc && typeof doc === 'object' && !Array.isArray(doc) && 'users' in doc ? (doc as { users: unknown }).users : doc;
+    return { doc, list: list ?? [] };
+  }
+
+  /**
+   * Change the users in the file (the admin API): `change` gets the file's entries as read and
+   * returns the new ones; they are validated by `parse` (a bad result throws and the file is
+   * left as it was), written atomically (a temporary file beside it, synced, renamed over it:
+   * a reader never sees half a file), and applied at once. One change at a time, queued with
+   * the watcher's reloads, and the watcher takes the written version as already seen, so the
+   * two never fight. Comments in a YAML users file do not survive a change.
+   */
+  update(change: (entries: unknown[]) => unknown[]): Promise<T> {
+    const run = this.#queue.then(async () => {
+      const { doc, list } = await this.#readRaw();
+      const next = change(Array.isArray(list) ? [...list] : []);
+      const users = this.#parse(next);
+      const wrapped = doc && typeof doc === 'object' && !Array.isArray(doc) ? { ...(doc as object), users: next } : next;
+      const text = /\.json$/i.test(this.#file) ? JSON.stringify(wrapped, null, 2) + '\n' : stringifyYaml(wrapped);
+      const tmp = `${this.#file}.${process.pid}.${Date.now()}.tmp`;
+      const fh = await open(tmp, 'w', 0o600);
+      try {
+        await fh.writeFile(text);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      try {
+        await rename(tmp, this.#file);
+      } catch (err) {
+        await unlink(tmp).catch(() => {});
+        throw err;
+      }
+      this.#lastSig = await this.#sig();
+      this.#apply(users);
+      this.loads++;
+      return users;
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Changes and reloads, one at a time. */
+  #queue: Promise<unknown> = Promise.resolve();
 
   async #sig(): Promise<string> {
     const s = await stat(this.#file);
@@ -76,7 +122,9 @@ export class UsersFile<T> {
 
   async #check(force = false): Promise<void> {
     if (this.#loading) return;
+    const previous = this.#queue;
     this.#loading = (async () => {
+      await previous;
       try {
         const sig = await this.#sig();
         if (!force && sig === this.#lastSig) return;
@@ -89,6 +137,7 @@ export class UsersFile<T> {
     })().finally(() => {
       this.#loading = undefined;
     });
+    this.#queue = this.#loading;
     await this.#loading;
   }
 

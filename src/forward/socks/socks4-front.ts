@@ -6,6 +6,7 @@ import { SocksFront, SocksResponder } from './socks-front.js';
 import { ByteReader, HandshakeEnded, type ReadEnd } from './byte-reader.js';
 import { SOCKS4_REPLY } from './reply-codes.js';
 import { checkDomain } from './socks-address.js';
+import { allowlistRoute } from '../proxy-auth.js';
 import { protocolError } from './socks-refusal.js';
 import { destroyAfter } from '../../timing/deadlines.js';
 
@@ -90,6 +91,14 @@ export class Socks4Front extends SocksFront<Socks4Responder> {
       req.target = { host, port };
       if (port === 0) return this.#portZero(req, responder, found.user);
       return pipeline.serve(req, found, responder, undefined);
+    }
+    // No credentials: the client's address may be a user's (IP allowlist; one field test when none is configured).
+    const listed = pipeline.ctx.allowlist !== undefined ? allowlistRoute(pipeline.ctx, socket) : undefined;
+    if (listed instanceof Failure) return refuse(listed);
+    if (listed !== undefined) {
+      req.target = { host, port };
+      if (port === 0) return this.#portZero(req, responder, listed.user);
+      return pipeline.serve(req, listed, responder, undefined);
     }
     if (pipeline.ctx.settings.authRequired) {
       return refuse(new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'SOCKS4 needs USERID name:password when authentication is required' }));

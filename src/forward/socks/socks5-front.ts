@@ -8,6 +8,7 @@ import { HandshakeEnded, type ByteReader } from './byte-reader.js';
 import { AUTH_STATUS, SOCKS5_REPLY, socks5ReplyFor } from './reply-codes.js';
 import { AddressTypeError, encodeAddress, readAddress, type SocksTarget } from './socks-address.js';
 import { protocolError } from './socks-refusal.js';
+import { allowlistRoute } from '../proxy-auth.js';
 import { UdpAssociation, type ControlConnection } from './socks5-udp-relay.js';
 import { destroyAfter } from '../../timing/deadlines.js';
 
@@ -88,15 +89,21 @@ export class Socks5Front extends SocksFront<Socks5Responder> {
     if (nMethods === 0) return refuse(protocolError('SOCKS5 greeting offers no methods'));
     const methods = await r.read(nMethods!);
     let method: number = METHOD.noAcceptable;
+    // Credentials offered win; else an allowlisted address (users[].allowFrom) may take "no authentication".
+    let listed: EgressRoute | Failure | undefined;
     if (!ctx.settings.authRequired && methods.includes(METHOD.none)) method = METHOD.none;
     else if (methods.includes(METHOD.userPass)) method = METHOD.userPass;
+    else if (ctx.allowlist !== undefined && methods.includes(METHOD.none) && (listed = allowlistRoute(ctx, socket)) !== undefined) method = METHOD.none;
+    if (method === METHOD.none && listed === undefined && ctx.allowlist !== undefined) listed = allowlistRoute(ctx, socket);
     if (method === METHOD.noAcceptable) {
       return refuse(new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'client offers no acceptable authentication method' }));
     }
+    if (listed instanceof Failure) return refuse(listed);
     socket.write(Buffer.from([VERSION, method]));
 
     // --- RFC 1929: VER ULEN UNAME PLEN PASSWD
     let route: EgressRoute = { user: null };
+    if (listed !== undefined && !(listed instanceof Failure)) route = listed;
     if (method === METHOD.userPass) {
       responder.stage = 'auth';
       const authVer = await r.byte();
