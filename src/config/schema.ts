@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { forwardSchema } from './forward.js';
+import { listenerTlsSchema, redirectSchema } from './tls.js';
 
 /**
  * The one config schema: zod gives the TypeScript types, validation, and (via
@@ -64,6 +65,8 @@ export const listenerSchema = z
       '1s',
       'Under pressure the time for a first request head shrinks toward this floor: a connection accepted while the listener holds more than half of maxConnections gets max(handshakeFloor, requestHeaderTimeout × 2 × (1 − load)), load = connections / cap; then 408.',
     ),
+    tls: listenerTlsSchema.optional(),
+    redirectToHttps: redirectSchema.optional(),
   })
   .strict();
 
@@ -408,6 +411,11 @@ export function configCrossChecks(raw: unknown): CrossProblem[] {
       }
     });
   }
+  listeners.forEach((l, i) => {
+    if (isObj(l) && l.tls !== undefined && l.redirectToHttps !== undefined) {
+      out.push({ path: ['listeners', i, 'redirectToHttps'], message: 'a TLS listener cannot redirect to HTTPS (it is HTTPS): set redirectToHttps on a plain listener' });
+    }
+  });
   if (listeners.length > 0 && routes.length === 0) {
     out.push({ path: ['routes'], message: 'listeners are configured but no route sends requests anywhere' });
   }

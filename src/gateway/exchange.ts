@@ -12,7 +12,9 @@ import { NO_CLIENT_LIMITS, type ClientLimits } from './client-limits.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { buildUpstreamHead } from './request-headers.js';
-import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
+import { respondToOptionsAsterisk, respondWithFailure, respondWithRedirect } from './responder.js';
+import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
+import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
@@ -56,6 +58,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   readonly via: string;
   /** The listener's limits on the client's own slowness (request body, reading the response). */
   readonly clientLimits: ClientLimits;
+  /** TLS, HSTS, redirect to HTTPS: undefined on a plain listener without a redirect. */
+  readonly front: ListenerFront | undefined;
   /** Via for the response: received from the upstream over HTTP/1.1, whatever the client spoke. */
   readonly #responseVia: string;
   readonly requestId: string;
@@ -108,9 +112,10 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   #bytesIn0: number;
   #bytesOut0: number;
 
-  constructor(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse, listener: string, via: string, limits: ClientLimits = NO_CLIENT_LIMITS) {
+  constructor(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse, listener: string, via: string, limits: ClientLimits = NO_CLIENT_LIMITS, front?: ListenerFront) {
     this.ctx = ctx;
     this.clientLimits = limits;
+    this.front = front;
     this.req = req;
     this.res = res;
     this.listener = listener;
@@ -157,6 +162,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 
   get upgrade(): boolean {
     return false;
+  }
+
+  /** The connection's TLS (server name, protocol, verified client certificate); undefined on plain HTTP. */
+  get tls(): TlsInfo | undefined {
+    return tlsInfoOf(this.#socket);
   }
 
   header(name: string): string | string[] | undefined {
@@ -235,13 +245,18 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       const target = checkRequestTarget(req);
       const path = (this.#path = target.path);
       const host = (this.#host = target.routeHost);
+      const front = this.front;
+      if (front !== undefined && front.redirect !== undefined) {
+        this.#redirectToHttps(front, target.hostValue ?? '', path);
+        return;
+      }
       const route = this.ctx.router.match(host, req.method!, path, req.headers);
       if (!route) {
         throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${host || '(no host)'}${path.split('?')[0]}` });
       }
       this.route = route;
       const hostValue = route.host === 'preserve' || route.host === 'endpoint' ? undefined : route.host;
-      const head = buildUpstreamHead(this.ctx, req, this.requestId, hostValue, this.via, 'http', target.hostValue);
+      const head = buildUpstreamHead(this.ctx, req, this.requestId, hostValue, this.via, front === undefined ? 'http' : front.scheme, target.hostValue);
       this.#headers = head.headers;
       this.#hasBody = head.hasBody;
       // RFC 9110 §10.1.1: forward the expectation; the client sends its body once the
@@ -268,7 +283,15 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     respondToOptionsAsterisk(this.res, this.ctx, this.requestId);
   }
 
-  /** An asynchronous `onRequest` hook finished: refuse, or go on. */
+  /** A plain listener that redirects to HTTPS: the gateway's own answer, not a failure. */
+  #redirectToHttps(front: ListenerFront, host: string, path: string): void {
+    if (host === '') {
+      throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'a redirect to HTTPS needs the Host the client asked for' });
+    }
+    this.#complete = true;
+    respondWithRedirect(this.res, this.ctx, this.requestId, front.redirect!.status, httpsLocation(front.redirect!, host, path));
+  }
+
   /** The asynchronous `onRequest` hooks settled (runRequestPhase): refuse, or go on. */
   afterRequestHooks(f: Failure | undefined): void {
     if (this.res.destroyed) return;
@@ -489,6 +512,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         return false;
       }
     }
+    const front = this.front;
+    if (front !== undefined && front.hsts !== undefined && !hasHsts(head)) head.push('strict-transport-security', front.hsts);
     // The client was never told to send its body: close rather than read it as the next request.
     if (this.ctx.draining || (this.#expectContinue && !this.#continued)) head.push('connection', 'close');
     try {
@@ -580,6 +605,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       head: this.req.method === 'HEAD',
       close,
       hookRequest: this,
+      hsts: this.front?.hsts,
     });
   }
 

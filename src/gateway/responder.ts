@@ -25,6 +25,8 @@ export interface FailureAnswer {
   readonly rawForm?: 'parser' | 'upgrade';
   /** The request as hooks see it; undefined for parser errors (there is no request). */
   readonly hookRequest?: HookRequest;
+  /** Strict-Transport-Security value of a TLS listener with hsts. */
+  readonly hsts?: string;
 }
 
 /**
@@ -44,6 +46,7 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
     proxyStatus: proxyStatusOptions(a.ctx, a.clientAddress),
     head: a.head,
   });
+  if (a.hsts !== undefined) out.headers['strict-transport-security'] = a.hsts;
   if (isServerResponse(to)) {
     if (a.close) out.headers.connection = 'close';
     to.writeHead(out.status, out.headers);
@@ -69,6 +72,15 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
  */
 export function respondToOptionsAsterisk(res: ServerResponse, ctx: GatewayContext, requestId: string): void {
   res.writeHead(204, { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS', 'proxy-status': `${ctx.identity};error=proxy_internal_response`, [ctx.requestIdHeader]: requestId });
+  res.end();
+}
+
+/**
+ * A plain listener with `redirectToHttps`: the same host and path over HTTPS. Like `OPTIONS *`,
+ * a gateway-made answer that is not a failure (Proxy-Status proxy_internal_response).
+ */
+export function respondWithRedirect(res: ServerResponse, ctx: GatewayContext, requestId: string, status: number, location: string): void {
+  res.writeHead(status, { location, 'content-length': '0', 'proxy-status': `${ctx.identity};error=proxy_internal_response`, [ctx.requestIdHeader]: requestId });
   res.end();
 }
 

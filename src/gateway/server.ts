@@ -1,5 +1,7 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Config, ListenerConfig } from '../config/schema.js';
 import { Failure, parserRefusal } from '../failure/index.js';
@@ -13,6 +15,8 @@ import { gatewayLifecycle, requestEnd, requestRecord, type LifecycleRecord } fro
 import { Exchange, exchangeOf, newRequestId } from './exchange.js';
 import { respondWithFailure } from './responder.js';
 import { UpgradeExchange } from './upgrade.js';
+import { listenerFront } from './front.js';
+import { CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
 
 export interface ListeningAddress {
   address: string;
@@ -26,7 +30,7 @@ export interface ListeningAddress {
 export class Gateway {
   readonly ctx: GatewayContext;
   readonly config: Config;
-  readonly #servers: Array<{ server: Server; cfg: ListenerConfig; name: string; gate: ConnectionGate }> = [];
+  readonly #servers: Array<{ server: Server; cfg: ListenerConfig; name: string; gate: ConnectionGate; certs: CertificateStore | undefined }> = [];
   /** Client sockets handed over by 'upgrade' (WebSocket tunnels): the HTTP server no longer tracks them. */
   readonly #tunnels = new Set<Duplex>();
   #closing: Promise<void> | undefined;
@@ -36,9 +40,9 @@ export class Gateway {
     this.ctx = buildContext(config, options);
     const via11 = viaValue('1.1', this.ctx.identity);
     const via10 = viaValue('1.0', this.ctx.identity);
-    for (const l of config.listeners) {
-      const entry = { server: undefined as unknown as Server, cfg: l, name: `${l.address}:${l.port}`, gate: undefined as unknown as ConnectionGate };
-      const server = createServer({
+    config.listeners.forEach((l, index) => {
+      const entry = { server: undefined as unknown as Server, cfg: l, name: `${l.address}:${l.port}`, gate: undefined as unknown as ConnectionGate, certs: undefined as CertificateStore | undefined };
+      const httpOptions: ServerOptions = {
         maxHeaderSize: l.maxHeaderSize,
         headersTimeout: ms(l.requestHeaderTimeout),
         // Node checks headersTimeout only every connectionsCheckingInterval (30 s by default),
@@ -50,7 +54,15 @@ export class Gateway {
         requireHostHeader: false,
         insecureHTTPParser: false,
         joinDuplicateHeaders: false,
-      });
+      };
+      // A TLS listener: certificates by server name (a ConfigError names a file that cannot be used).
+      const certs = l.tls !== undefined ? new CertificateStore(l.tls, entry.name, `listeners[${index}].tls`) : undefined;
+      entry.certs = certs;
+      const server = certs === undefined ? createServer(httpOptions) : (createHttpsServer({ ...httpOptions, ...certs.serverOptions(ms(l.requestHeaderTimeout)) }) as unknown as Server);
+      const front = listenerFront(l);
+      const tls = certs !== undefined;
+      // Requests arrive on the TLS socket; the gate's marks are on the TCP socket under it.
+      const first = tls ? firstTlsRequest : firstRequest;
       // Node keeps at most this many header fields and drops the rest silently (Content-Length
       // too): one more than the limit lets the exchange see the excess and refuse it with 431.
       server.maxHeadersCount = l.maxHeaderCount + 1;
@@ -60,25 +72,25 @@ export class Gateway {
       // with a named 503 (never a silent reset); under pressure a shorter first-head time.
       const gate = new ConnectionGate({ maxConnections: l.maxConnections, maxPerSource: l.maxConnectionsPerSource, handshakeMs: ms(l.requestHeaderTimeout), handshakeFloorMs: ms(l.handshakeFloor) });
       entry.gate = gate;
-      server.on('connection', (socket: Socket) => this.#admit(gate, socket, entry.name, ms(l.requestHeaderTimeout)));
+      server.on('connection', (socket: Socket) => this.#admit(gate, socket, entry.name, ms(l.requestHeaderTimeout), tls));
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-        if (firstRequest(req.socket)) return refusedRequest(res);
-        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, limits).start(maxHeaderCount);
+        if (first(req.socket)) return refusedRequest(res);
+        new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, limits, front).start(maxHeaderCount);
       });
       // Expect: 100-continue is forwarded, and the upstream's 100 (or final answer) relayed:
       // Node would otherwise answer 100 itself and read a body the upstream may refuse.
       server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-        if (firstRequest(req.socket)) return refusedRequest(res);
-        new Exchange(this.ctx, req, res, entry.name, via11, limits).start(maxHeaderCount, true);
+        if (first(req.socket)) return refusedRequest(res);
+        new Exchange(this.ctx, req, res, entry.name, via11, limits, front).start(maxHeaderCount, true);
       });
       // Any Expect but 100-continue: the gateway's own 417 with Proxy-Status and a record (Node would answer a bare one).
       server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-        if (firstRequest(req.socket)) return refusedRequest(res);
-        const x = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, limits);
+        if (first(req.socket)) return refusedRequest(res);
+        const x = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? via10 : via11, limits, front);
         x.fail(new Failure({ type: 'http_request_error', phase: 'accept', reason: 'expectation_failed', detail: `Expect: ${String(req.headers.expect).slice(0, 100)} cannot be met (only 100-continue is)` }));
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-        if (firstRequest(socket as Socket)) {
+        if (first(socket as Socket)) {
           socket.destroy();
           return;
         }
@@ -90,9 +102,63 @@ export class Gateway {
         this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }), entry.name, req);
       });
       server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket, entry.name));
+      if (certs !== undefined) {
+        const mode = l.tls!.clientAuth?.mode;
+        server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => this.#tlsFailed(classifyClientTlsError(err, socket), socket, entry.name));
+        server.prependListener('secureConnection', (socket: TLSSocket) => this.#secured(socket, entry.name, mode));
+        certs.attach(server as unknown as import('node:tls').Server);
+      }
       entry.server = server;
       this.#servers.push(entry);
+    });
+  }
+
+  /** The certificate stores of the TLS listeners (for reloads, the admin API and metrics). */
+  certificateStores(): CertificateStore[] {
+    return this.#servers.flatMap((s) => (s.certs !== undefined ? [s.certs] : []));
+  }
+
+  /**
+   * A TLS handshake finished: a connection refused at the gate gets its 503 now (over TLS),
+   * and a client certificate the listener asks for is checked (a failure closes the connection, named).
+   */
+  #secured(socket: TLSSocket, listener: string, clientAuth: 'require' | 'optional' | undefined): void {
+    const raw = rawOf(socket);
+    raw[kTls] = socket;
+    const refused = raw[kRefusal];
+    if (refused !== undefined) {
+      this.#refuseRaw(socket, refused, listener);
+      return;
     }
+    if (clientAuth === undefined) return;
+    const f = checkClientCertificate(socket, clientAuth);
+    if (f === undefined) return;
+    this.#tlsFailed(f, socket, listener);
+    socket.destroy();
+  }
+
+  /** A TLS failure on the client's side: no HTTP answer is possible; the record names it. */
+  #tlsFailed(f: ClientTlsFailure, socket: TLSSocket, listener: string): void {
+    if (!requestEnd.hasSubscribers) return;
+    const raw = rawOf(socket);
+    const accepted = raw[kAcceptedAt];
+    requestEnd.publish(
+      requestRecord(newRequestId(this.ctx), listener, plainAddress(raw.remoteAddress ?? raw[kPeer]), undefined, {
+        route: undefined,
+        cluster: undefined,
+        status: undefined,
+        error: f.type,
+        reason: f.reason,
+        phase: 'tls',
+        endedBy: 'client',
+        detail: f.detail,
+        attempts: [],
+        bytesUp: raw.bytesRead,
+        bytesDown: raw.bytesWritten,
+        durationMs: accepted === undefined ? 0 : Math.round((performance.now() - accepted) * 1000) / 1000,
+        upgrade: false,
+      }),
+    );
   }
 
   /** Client connections per listener, as the connection gate counts them. */
@@ -101,8 +167,14 @@ export class Gateway {
   }
 
   /** A new client connection: admitted (with a first-head deadline under pressure), or refused by name. */
-  #admit(gate: ConnectionGate, socket: Socket, listener: string, headMs: number): void {
+  #admit(gate: ConnectionGate, socket: Socket, listener: string, headMs: number, tls: boolean): void {
     const now = performance.now();
+    if (tls) {
+      const g = socket as GatedSocket;
+      g[kAcceptedAt] = now;
+      // Kept for the record of a handshake that fails after the socket is gone.
+      g[kPeer] = socket.remoteAddress;
+    }
     const decision = gate.admit(socket, now);
     if (decision === 'shed') {
       // The refused connections waiting are at their bound (a flood): no answer is owed.
@@ -113,7 +185,9 @@ export class Gateway {
     const s = socket as GatedSocket;
     if (decision === 'refused') {
       s[kRefused] = true;
-      this.#refuseRaw(socket, gate.refusal(socket), listener);
+      // On a TLS listener the 503 can only be read after the handshake (#secured).
+      if (tls) s[kRefusal] = gate.refusal(socket);
+      else this.#refuseRaw(socket, gate.refusal(socket), listener);
       return;
     }
     // Node's headersTimeout is the listener's; a connection admitted under pressure gets less.
@@ -121,7 +195,13 @@ export class Gateway {
     if (left > 0 && left < headMs) {
       const t = new Timeout(() => {
         if (s[kServed] || socket.destroyed) return;
-        this.#refuseRaw(socket, parserRefusal('HPE_HEADERS_TIMEOUT'), listener);
+        if (!tls) this.#refuseRaw(socket, parserRefusal('HPE_HEADERS_TIMEOUT'), listener);
+        else if (s[kTls] !== undefined) this.#refuseRaw(s[kTls], parserRefusal('HPE_HEADERS_TIMEOUT'), listener);
+        else {
+          // Still in the handshake: no HTTP answer can be read; named as a handshake timeout.
+          this.#tlsFailed(classifyClientTlsError(Object.assign(new Error('handshake timeout'), { code: 'ERR_TLS_HANDSHAKE_TIMEOUT' }), undefined), socket as unknown as TLSSocket, listener);
+          socket.destroy();
+        }
       }, left);
       s[kHeadDeadline] = t;
       socket.once('close', () => t.cancel());
@@ -144,17 +224,19 @@ export class Gateway {
     );
     const addrs = this.addresses();
     addrs.forEach((a, i) => {
-      this.#servers[i]!.name = `${a.address}:${a.port}`;
+      const s = this.#servers[i]!;
+      s.name = `${a.address}:${a.port}`;
+      if (s.certs !== undefined) s.certs.listener = s.name;
     });
     lifecycle({ event: 'listening', detail: addrs.map((a) => a.url).join(' ') });
     return addrs;
   }
 
   addresses(): ListeningAddress[] {
-    return this.#servers.map(({ server }) => {
+    return this.#servers.map(({ server, certs }) => {
       const a = server.address() as AddressInfo;
       const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-      return { address: a.address, port: a.port, url: `http://${host}:${a.port}` };
+      return { address: a.address, port: a.port, url: `${certs !== undefined ? 'https' : 'http'}://${host}:${a.port}` };
     });
   }
 
@@ -170,6 +252,7 @@ export class Gateway {
 
   async #close(drainMs: number): Promise<void> {
     this.ctx.draining = true;
+    for (const { certs } of this.#servers) certs?.close();
     lifecycle({ event: 'draining', detail: `${this.ctx.inflight} requests in flight` });
     const closed = this.#servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const { server } of this.#servers) server.closeIdleConnections();
@@ -261,7 +344,26 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
 const kRefused = Symbol('gatewise.refusedConnection');
 const kServed = Symbol('gatewise.firstRequestSeen');
 const kHeadDeadline = Symbol('gatewise.headDeadline');
-type GatedSocket = Socket & { [kRefused]?: boolean; [kServed]?: boolean; [kHeadDeadline]?: Timeout };
+/** TLS listeners only: the refusal owed once the handshake is done, the TLS socket over this one, accept time, peer. */
+const kRefusal = Symbol('gatewise.refusal');
+const kTls = Symbol('gatewise.tlsSocket');
+const kAcceptedAt = Symbol('gatewise.acceptedAt');
+const kPeer = Symbol('gatewise.peer');
+type GatedSocket = Socket & { [kRefused]?: boolean; [kServed]?: boolean; [kHeadDeadline]?: Timeout; [kRefusal]?: Failure; [kTls]?: TLSSocket; [kAcceptedAt]?: number; [kPeer]?: string };
+
+/**
+ * The TCP socket under a server-side TLS socket. Node's tls.Server wraps each accepted
+ * socket and keeps it as `_parent` (not public API, stable since Node 0.11; checked by
+ * test/gateway/tls-listener.test.ts): the connection gate's marks are on it.
+ */
+function rawOf(socket: TLSSocket): GatedSocket {
+  return ((socket as TLSSocket & { _parent?: Socket })._parent ?? socket) as GatedSocket;
+}
+
+/** firstRequest for a request on a TLS socket. */
+function firstTlsRequest(socket: Socket): boolean {
+  return firstRequest(rawOf(socket as TLSSocket));
+}
 
 /**
  * A request head arrived on `socket`: true when the connection was refused at the gate
