@@ -31,6 +31,8 @@ export class Gateway {
   readonly ctx: GatewayContext;
   readonly config: Config;
   readonly #servers: Array<{ server: Server; cfg: ListenerConfig; name: string; gate: ConnectionGate; certs: CertificateStore | undefined }> = [];
+  /** TLS listeners: TCP connections still in their handshake (the HTTP server does not track them yet). */
+  readonly #handshaking = new Set<Socket>();
   /** Client sockets handed over by 'upgrade' (WebSocket tunnels): the HTTP server no longer tracks them. */
   readonly #tunnels = new Set<Duplex>();
   #closing: Promise<void> | undefined;
@@ -104,7 +106,11 @@ export class Gateway {
       server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket, entry.name));
       if (certs !== undefined) {
         const mode = l.tls!.clientAuth?.mode;
-        server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => this.#tlsFailed(classifyClientTlsError(err, socket), socket, entry.name));
+        server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+          this.#tlsFailed(classifyClientTlsError(err, socket), socket, entry.name);
+          // Node leaves a timed-out handshake open once someone listens for this event.
+          socket.destroy();
+        });
         server.prependListener('secureConnection', (socket: TLSSocket) => this.#secured(socket, entry.name, mode));
         certs.attach(server as unknown as import('node:tls').Server);
       }
@@ -125,6 +131,7 @@ export class Gateway {
   #secured(socket: TLSSocket, listener: string, clientAuth: 'require' | 'optional' | undefined): void {
     const raw = rawOf(socket);
     raw[kTls] = socket;
+    this.#handshaking.delete(raw);
     const refused = raw[kRefusal];
     if (refused !== undefined) {
       this.#refuseRaw(socket, refused, listener);
@@ -174,6 +181,8 @@ export class Gateway {
       g[kAcceptedAt] = now;
       // Kept for the record of a handshake that fails after the socket is gone.
       g[kPeer] = socket.remoteAddress;
+      this.#handshaking.add(socket);
+      socket.once('close', () => this.#handshaking.delete(socket));
     }
     const decision = gate.admit(socket, now);
     if (decision === 'shed') {
@@ -262,6 +271,7 @@ export class Gateway {
       for (const { server } of this.#servers) server.closeIdleConnections();
     }
     for (const { server } of this.#servers) server.closeAllConnections();
+    for (const s of this.#handshaking) s.destroy();
     for (const t of this.#tunnels) t.destroy();
     await Promise.all(closed);
     await Promise.all([...this.ctx.clusters.values()].map((c) => c.close()));
@@ -379,7 +389,12 @@ function firstRequest(socket: Socket): boolean {
   return false;
 }
 
-/** A request on a connection already answered 503 at the gate: nothing more is written. */
+/**
+ * A request on a connection already answered 503 at the gate: nothing more is written. On
+ * a TLS socket the 503 may still be in the socket's queue (written after the handshake,
+ * ended): the socket closes when it is out, and destroying it now would lose it.
+ */
 function refusedRequest(res: ServerResponse): void {
+  if (res.socket !== null && res.socket.writableEnded) return;
   res.destroy();
 }

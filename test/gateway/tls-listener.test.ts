@@ -377,6 +377,51 @@ describe('client certificates (mutual TLS)', () => {
   });
 });
 
+describe('connection limits and slow handshakes on a TLS listener', () => {
+  let tg: TestGateway;
+  before(async () => {
+    tg = await startTestGateway({
+      ...baseConfig({ certificates: [{ cert: a.certFile, key: a.keyFile }] }),
+      listeners: [{ address: '127.0.0.1', port: 0, maxConnections: 2, maxConnectionsPerSource: 1, requestHeaderTimeout: '400ms', tls: { certificates: [{ cert: a.certFile, key: a.keyFile }] } }],
+    });
+  });
+  after(() => tg.close());
+
+  test('a connection over the per-address cap gets its 503 connection_limit_reached over TLS (readable, never plaintext on a TLS port)', async () => {
+    const first = tlsConnect({ host: '127.0.0.1', port: tg.port, ca: ca.cert, servername: 'a.test' });
+    first.on('error', () => {});
+    await new Promise<void>((resolve) => first.once('secureConnect', () => resolve()));
+    try {
+      const second = await handshake(tg.port, { servername: 'a.test' }, '/app');
+      assert.match(String(second.answer), /^HTTP\/1\.1 503 /);
+      assert.match(String(second.answer), /proxy-status: [^\r]*error=connection_limit_reached/i);
+    } finally {
+      first.destroy();
+    }
+  });
+
+  test('a client that opens a connection and never starts the handshake is cut at requestHeaderTimeout: tls_protocol_error, handshake_timeout', async () => {
+    await tg.close();
+    tg = await startTestGateway({
+      ...baseConfig({ certificates: [{ cert: a.certFile, key: a.keyFile }] }),
+      listeners: [{ address: '127.0.0.1', port: 0, requestHeaderTimeout: '400ms', tls: { certificates: [{ cert: a.certFile, key: a.keyFile }] } }],
+    });
+    const { connect } = await import('node:net');
+    const t0 = Date.now();
+    await new Promise<void>((resolve) => {
+      const c = connect(tg.port, '127.0.0.1');
+      c.on('error', () => {});
+      c.on('close', () => resolve());
+      c.resume();
+    });
+    const waited = Date.now() - t0;
+    assert.ok(waited >= 350 && waited < 3000, `cut after ${waited} ms`);
+    const line = await waitLog(tg, (l) => l.reason === 'handshake_timeout', 'for handshake_timeout');
+    assert.equal(line.error, 'tls_protocol_error');
+    assert.ok(Number(line.durationMs) >= 350, `durationMs ${String(line.durationMs)}`);
+  });
+});
+
 describe('configuration problems name the file', () => {
   test('a missing certificate file is a ConfigError naming the path (library use)', () => {
     const cfg = validateConfig(baseConfig({ certificates: [{ cert: '/nonexistent/x.pem', key: a.keyFile }] }));
