@@ -29,6 +29,7 @@ import { HttpFront } from './http-front.js';
 import { ForwardListener, type ForwardProtocol } from './listener.js';
 import type { GateStats } from '../http/connection-gate.js';
 import { ResourceTracker } from './resource-tracker.js';
+import type { CertificateStore } from '../tls/index.js';
 import { DestinationRules } from './rules/destination-rules.js';
 import { toSettings } from './settings.js';
 import { Socks4Front } from './socks/socks4-front.js';
@@ -66,6 +67,8 @@ export interface ForwardProxy {
   addresses(): Array<{ protocols: ForwardProtocol[]; address: string; port: number }>;
   /** Per listener: connections admitted, refused ones waiting for their first bytes, shed, refused in all. */
   connectionStats(): GateStats[];
+  /** The certificates of the HTTPS proxy listeners (reload, metrics). */
+  certificateStores(): CertificateStore[];
   readonly meter: Meter;
   readonly egress: EgressRouter;
   readonly plans: PlanEnforcer;
@@ -282,7 +285,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
 
   const http = new HttpFront(pipeline);
   const handlers = { http, socks5: new Socks5Front(pipeline), socks4: new Socks4Front(pipeline) };
-  const listeners = config.listeners.map((l) => new ForwardListener(l, ctx, handlers));
+  const listeners = config.listeners.map((l, i) => new ForwardListener(l, ctx, handlers, `forward.listeners[${i}]`));
   const cleanup = async (): Promise<void> => {
     usersFile?.close();
     await directory.close();
@@ -313,6 +316,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   return {
     addresses: () => listeners.map((l) => l.address()),
     connectionStats: () => listeners.map((l) => l.stats),
+    certificateStores: () => listeners.flatMap((l) => (l.certificates !== undefined ? [l.certificates] : [])),
     meter: ctx.meter,
     egress,
     plans,

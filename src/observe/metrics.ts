@@ -26,6 +26,15 @@ export interface MetricsOptions {
   clusters?: () => Iterable<ClusterView>;
   /** The forward proxy's egress pools, read when scraped. */
   egress?: () => EgressView | undefined;
+  /** The certificates the TLS listeners serve, read when scraped. */
+  certificates?: () => Iterable<CertificateView>;
+}
+
+/** What the metrics read of a certificate in use (src/tls `CertificateInfo`, structurally). */
+export interface CertificateView {
+  readonly listener: string;
+  readonly cert: string;
+  readonly notAfter: Date;
 }
 
 export interface GatewayMetrics {
@@ -144,6 +153,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   const healthChanges = new Tally();
   const exitFailures = new Tally();
   const held = new Tally();
+  const certReloads = new Tally();
   const duration = new Samples();
   const connect = new Samples();
   const tls = new Samples();
@@ -159,6 +169,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   tallied(registry, 'gatewise_endpoint_health_changes_total', 'Active health check transitions, by cluster, endpoint and new state.', ['cluster', 'endpoint', 'to'] as const, healthChanges);
   tallied(registry, 'gatewise_forward_exit_failures_total', 'Failures of forward exits, by pool, exit, error type and whether the exit was cooled down.', ['pool', 'exit', 'error', 'cooled'] as const, exitFailures);
   tallied(registry, 'gatewise_held_requests_total', 'Requests held while every endpoint of a cluster was down, and what ended the hold (held, left, back).', ['cluster', 'event'] as const, held);
+  tallied(registry, 'gatewise_tls_certificate_reloads_total', 'Certificate files of TLS listeners reloaded after they changed, by listener, file and result (reloaded; failed: the old certificate stays).', ['listener', 'cert', 'result'] as const, certReloads);
   sampled(registry, 'gatewise_request_duration_seconds', 'Time from request (or tunnel) start to its end, by face and protocol.', ['face', 'protocol'] as const, duration);
   sampled(registry, 'gatewise_upstream_connect_seconds', 'New upstream connections: time until connected (DNS, TCP and TLS included), by cluster.', ['cluster'] as const, connect);
   sampled(registry, 'gatewise_upstream_tls_seconds', 'New upstream TLS connections: handshake time, by cluster.', ['cluster'] as const, tls);
@@ -178,6 +189,10 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
       set([c.name], c.admission.queued);
       limits.set({ cluster: c.name }, c.admission.limit);
     }
+  });
+  scraped(registry, 'gatewise_tls_certificate_days_left', 'Days until the certificate a TLS listener serves expires (negative: expired), by listener and certificate file.', ['listener', 'cert'] as const, (set) => {
+    const t = Date.now();
+    for (const c of opts.certificates?.() ?? []) set([c.listener, c.cert], Math.round(((c.notAfter.getTime() - t) / 86_400_000) * 1000) / 1000);
   });
   const exits = (fn: (pool: string, s: { id: string; active: number; down: boolean }) => void): void => {
     for (const [name, p] of opts.egress?.()?.pools ?? []) for (const s of p.stats()) fn(name, s);
@@ -229,6 +244,10 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
     const e = msg as { cluster: string; event: string };
     if (e.event !== 'unreachable') held.add(`${e.cluster}${SEP}${e.event}`);
   };
+  const onCertificate = (msg: unknown): void => {
+    const e = msg as { event: string; listener: string; cert: string };
+    if (e.event !== 'loaded') certReloads.add(`${e.listener}${SEP}${e.cert}${SEP}${e.event === 'reloaded' ? 'reloaded' : 'failed'}`);
+  };
   const onLimit = (msg: unknown): void => {
     const e = msg as { cluster?: string; limit: number };
     limits.set({ cluster: e.cluster ?? '' }, e.limit);
@@ -240,6 +259,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
     ['gatewise:forward:exit-failure', onExitFailure],
     ['gatewise:upstream:endpoint-wait', onWait],
     ['gatewise:upstream:limit', onLimit],
+    ['gatewise:tls:certificate', onCertificate],
   ];
   for (const [name, fn] of channels) subscribe(name, fn);
   return { registry, detach: () => channels.forEach(([name, fn]) => unsubscribe(name, fn)) };
