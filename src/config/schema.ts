@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { forwardSchema } from './forward.js';
-import { listenerTlsSchema, redirectSchema } from './tls.js';
+import { http2Schema, listenerTlsSchema, redirectSchema } from './tls.js';
 
 /**
  * The one config schema: zod gives the TypeScript types, validation, and (via
@@ -67,6 +67,7 @@ export const listenerSchema = z
     ),
     tls: listenerTlsSchema.optional(),
     redirectToHttps: redirectSchema.optional(),
+    http2: http2Schema.optional(),
   })
   .strict();
 
@@ -412,6 +413,9 @@ export function configCrossChecks(raw: unknown): CrossProblem[] {
     });
   }
   listeners.forEach((l, i) => {
+    if (isObj(l) && l.http2 !== undefined && l.tls === undefined) {
+      out.push({ path: ['listeners', i, 'http2'], message: 'http2 needs tls on the same listener (h2 is negotiated by ALPN; h2c is not served)' });
+    }
     if (isObj(l) && l.tls !== undefined && l.redirectToHttps !== undefined) {
       out.push({ path: ['listeners', i, 'redirectToHttps'], message: 'a TLS listener cannot redirect to HTTPS (it is HTTPS): set redirectToHttps on a plain listener' });
     }

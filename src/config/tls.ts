@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseDuration } from './duration.js';
 
 /**
  * TLS on a listener (reverse gateway listeners and forward proxy listeners share it).
@@ -78,6 +79,24 @@ export const redirectSchema = z
   })
   .describe('Answer every request on this (plain HTTP) listener with a redirect to the same host and path over HTTPS. Off unless set.');
 
+export const http2Schema = z
+  .strictObject({
+    maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100).describe('Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused by the client library or reset with REFUSED_STREAM. Default 100.'),
+    maxResets: z
+      .number()
+      .int()
+      .min(1)
+      .default(200)
+      .describe('Streams one client may reset (RST_STREAM before its answer) within resetWindow before the connection is closed with GOAWAY ENHANCE_YOUR_CALM: the HTTP/2 rapid-reset attack (CVE-2023-44487) is bounded per connection. Logged as http_request_error, reason h2_rapid_reset. Default 200.'),
+    resetWindow: z
+      .string()
+      .refine((v) => parseDuration(v) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
+      .default('10s')
+      .describe('The window maxResets counts over (duration). Default 10s.'),
+  })
+  .describe('Serve HTTP/2 (ALPN h2) on this TLS listener beside HTTP/1.1, through the same pipeline: every gateway-made answer and Proxy-Status the same. Needs tls (h2c is not served). Off unless set.');
+
+export type Http2Config = z.output<typeof http2Schema>;
 export type ListenerTlsConfig = z.output<typeof listenerTlsSchema>;
 export type CertificateConfig = z.output<typeof certificateSchema>;
 export type RedirectConfig = z.output<typeof redirectSchema>;

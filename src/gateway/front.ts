@@ -13,6 +13,8 @@ export interface ListenerFront {
   readonly hsts: string | undefined;
   /** Answer every request with a redirect to HTTPS (plain listeners). */
   readonly redirect: RedirectConfig | undefined;
+  /** The request is an HTTP/2 stream (./h2.ts): no connection order, no Connection header. */
+  readonly h2: boolean;
 }
 
 /** The front of a listener, or undefined when it is plain HTTP with nothing to add. */
@@ -20,7 +22,7 @@ export function listenerFront(l: ListenerConfig): ListenerFront | undefined {
   if (l.tls === undefined && l.redirectToHttps === undefined) return undefined;
   const h = l.tls?.hsts;
   const hsts = h === undefined ? undefined : `max-age=${h.maxAge}${h.includeSubDomains ? '; includeSubDomains' : ''}${h.preload ? '; preload' : ''}`;
-  return { scheme: l.tls !== undefined ? 'https' : 'http', hsts, redirect: l.redirectToHttps };
+  return { scheme: l.tls !== undefined ? 'https' : 'http', hsts, redirect: l.redirectToHttps, h2: false };
 }
 
 /** The Location of the redirect to HTTPS for a request's host (port dropped) and target. */

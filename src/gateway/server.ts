@@ -15,7 +15,9 @@ import { gatewayLifecycle, requestEnd, requestRecord, type LifecycleRecord } fro
 import { Exchange, exchangeOf, newRequestId } from './exchange.js';
 import { respondWithFailure } from './responder.js';
 import { UpgradeExchange } from './upgrade.js';
-import { listenerFront } from './front.js';
+import { listenerFront, type ListenerFront } from './front.js';
+import { H2Front } from './h2.js';
+import type { ServerHttp2Session } from 'node:http2';
 import { CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
 
 export interface ListeningAddress {
@@ -30,7 +32,7 @@ export interface ListeningAddress {
 export class Gateway {
   readonly ctx: GatewayContext;
   readonly config: Config;
-  readonly #servers: Array<{ server: Server; cfg: ListenerConfig; name: string; gate: ConnectionGate; certs: CertificateStore | undefined }> = [];
+  readonly #servers: Array<{ server: Server; cfg: ListenerConfig; name: string; gate: ConnectionGate; certs: CertificateStore | undefined; h2: H2Front | undefined }> = [];
   /** TLS listeners: TCP connections still in their handshake (the HTTP server does not track them yet). */
   readonly #handshaking = new Set<Socket>();
   /** Client sockets handed over by 'upgrade' (WebSocket tunnels): the HTTP server no longer tracks them. */
@@ -43,7 +45,7 @@ export class Gateway {
     const via11 = viaValue('1.1', this.ctx.identity);
     const via10 = viaValue('1.0', this.ctx.identity);
     config.listeners.forEach((l, index) => {
-      const entry = { server: undefined as unknown as Server, cfg: l, name: `${l.address}:${l.port}`, gate: undefined as unknown as ConnectionGate, certs: undefined as CertificateStore | undefined };
+      const entry = { server: undefined as unknown as Server, cfg: l, name: `${l.address}:${l.port}`, gate: undefined as unknown as ConnectionGate, certs: undefined as CertificateStore | undefined, h2: undefined as H2Front | undefined };
       const httpOptions: ServerOptions = {
         maxHeaderSize: l.maxHeaderSize,
         headersTimeout: ms(l.requestHeaderTimeout),
@@ -60,7 +62,9 @@ export class Gateway {
       // A TLS listener: certificates by server name (a ConfigError names a file that cannot be used).
       const certs = l.tls !== undefined ? new CertificateStore(l.tls, entry.name, `listeners[${index}].tls`) : undefined;
       entry.certs = certs;
-      const server = certs === undefined ? createServer(httpOptions) : (createHttpsServer({ ...httpOptions, ...certs.serverOptions(ms(l.requestHeaderTimeout)) }) as unknown as Server);
+      // HTTP/2 is negotiated by ALPN on the same TLS listener (./h2.ts); HTTP/1.1 stays as it is.
+      const alpn = l.http2 !== undefined ? { ALPNProtocols: ['h2', 'http/1.1'] } : {};
+      const server = certs === undefined ? createServer(httpOptions) : (createHttpsServer({ ...httpOptions, ...certs.serverOptions(ms(l.requestHeaderTimeout)), ...alpn }) as unknown as Server);
       const front = listenerFront(l);
       const tls = certs !== undefined;
       // Requests arrive on the TLS socket; the gate's marks are on the TCP socket under it.
@@ -111,12 +115,71 @@ export class Gateway {
           // Node leaves a timed-out handshake open once someone listens for this event.
           socket.destroy();
         });
-        server.prependListener('secureConnection', (socket: TLSSocket) => this.#secured(socket, entry.name, mode));
+        if (l.http2 === undefined) {
+          server.prependListener('secureConnection', (socket: TLSSocket) => this.#secured(socket, entry.name, mode));
+        } else {
+          const h2 = this.#h2Front(l, entry, { ...front!, h2: true }, limits, first);
+          entry.h2 = h2;
+          // One dispatcher after the handshake: h2 to the HTTP/2 server, the rest to HTTP/1.1.
+          const http1 = server.listeners('secureConnection') as Array<(s: TLSSocket) => void>;
+          server.removeAllListeners('secureConnection');
+          server.on('secureConnection', (socket: TLSSocket) => {
+            if (!this.#secured(socket, entry.name, mode)) return;
+            if (socket.alpnProtocol === 'h2') h2.take(socket);
+            else for (const fn of http1) fn.call(server, socket);
+          });
+        }
         certs.attach(server as unknown as import('node:tls').Server);
       }
       entry.server = server;
       this.#servers.push(entry);
     });
+  }
+
+  /** The HTTP/2 side of a TLS listener: streams become exchanges with an h2 front. */
+  #h2Front(l: ListenerConfig, entry: { name: string }, front: ListenerFront, limits: ReturnType<typeof clientLimits>, first: (s: Socket) => boolean): H2Front {
+    const via2 = viaValue('2', this.ctx.identity);
+    const maxHeaderCount = l.maxHeaderCount;
+    const start = (req: IncomingMessage, res: ServerResponse, expect: boolean): void => {
+      if (first(req.socket)) {
+        res.destroy();
+        return;
+      }
+      const x = new Exchange(this.ctx, req, res, entry.name, via2, limits, front);
+      if (req.method === 'CONNECT') {
+        x.fail(new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }));
+        return;
+      }
+      x.start(maxHeaderCount, expect);
+    };
+    return new H2Front(l.http2!, { maxHeaderSize: l.maxHeaderSize, idleMs: ms(l.sendTimeout) }, {
+      request: (req, res) => start(req, res, false),
+      checkContinue: (req, res) => start(req, res, true),
+      abuse: (session, detail) => this.#h2Abuse(session, detail, entry.name),
+    });
+  }
+
+  /** A client that resets streams as fast as it opens them: its connection was closed; the record names it. */
+  #h2Abuse(session: ServerHttp2Session, detail: string, listener: string): void {
+    if (!requestEnd.hasSubscribers) return;
+    const socket = session.socket as TLSSocket | undefined;
+    requestEnd.publish(
+      requestRecord(newRequestId(this.ctx), listener, plainAddress(socket?.remoteAddress), { method: undefined, url: '', httpVersion: '2.0', headers: {} }, {
+        route: undefined,
+        cluster: undefined,
+        status: undefined,
+        error: 'http_request_error',
+        reason: 'h2_rapid_reset',
+        phase: 'accept',
+        endedBy: 'client',
+        detail,
+        attempts: [],
+        bytesUp: socket?.bytesRead ?? 0,
+        bytesDown: socket?.bytesWritten ?? 0,
+        durationMs: 0,
+        upgrade: false,
+      }),
+    );
   }
 
   /** The certificate stores of the TLS listeners (for reloads, the admin API and metrics). */
@@ -128,20 +191,25 @@ export class Gateway {
    * A TLS handshake finished: a connection refused at the gate gets its 503 now (over TLS),
    * and a client certificate the listener asks for is checked (a failure closes the connection, named).
    */
-  #secured(socket: TLSSocket, listener: string, clientAuth: 'require' | 'optional' | undefined): void {
+  #secured(socket: TLSSocket, listener: string, clientAuth: 'require' | 'optional' | undefined): boolean {
     const raw = rawOf(socket);
     raw[kTls] = socket;
     this.#handshaking.delete(raw);
     const refused = raw[kRefusal];
     if (refused !== undefined) {
-      this.#refuseRaw(socket, refused, listener);
-      return;
+      if (socket.alpnProtocol === 'h2') {
+        // An HTTP/1.1 answer cannot be read on an h2 connection: closed, recorded.
+        this.#tlsFailed({ type: refused.type, reason: 'connection_limit', detail: refused.detail }, socket, listener);
+        socket.destroy();
+      } else this.#refuseRaw(socket, refused, listener);
+      return false;
     }
-    if (clientAuth === undefined) return;
+    if (clientAuth === undefined) return true;
     const f = checkClientCertificate(socket, clientAuth);
-    if (f === undefined) return;
+    if (f === undefined) return true;
     this.#tlsFailed(f, socket, listener);
     socket.destroy();
+    return false;
   }
 
   /** A TLS failure on the client's side: no HTTP answer is possible; the record names it. */
@@ -261,7 +329,10 @@ export class Gateway {
 
   async #close(drainMs: number): Promise<void> {
     this.ctx.draining = true;
-    for (const { certs } of this.#servers) certs?.close();
+    for (const { certs, h2 } of this.#servers) {
+      certs?.close();
+      h2?.close();
+    }
     lifecycle({ event: 'draining', detail: `${this.ctx.inflight} requests in flight` });
     const closed = this.#servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const { server } of this.#servers) server.closeIdleConnections();
@@ -272,6 +343,7 @@ export class Gateway {
     }
     for (const { server } of this.#servers) server.closeAllConnections();
     for (const s of this.#handshaking) s.destroy();
+    for (const { h2 } of this.#servers) h2?.destroy();
     for (const t of this.#tunnels) t.destroy();
     await Promise.all(closed);
     await Promise.all([...this.ctx.clusters.values()].map((c) => c.close()));
