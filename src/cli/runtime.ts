@@ -12,6 +12,8 @@ import type { AdminControl, AdminForwardView } from '../observe/admin.js';
 import { raiseMallocTrimThreshold } from './malloc-tuning.js';
 import { ConfigReloader, type ReloadResult } from './reload.js';
 export type { ReloadResult } from './reload.js';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { CERTIFICATE_CHANNEL, type CertificateEvent } from '../tls/index.js';
 
 /** The admin API's view of the forward proxy, following the one running now (a reload may replace it). */
 function forwardView(current: () => ForwardProxy | undefined): AdminForwardView {
@@ -161,7 +163,19 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
   raiseMallocTrimThreshold();
   const logger = opts.logger ?? createLogger({ level: config.log.level, file: config.log.file });
   // The reverse gateway's records; the forward proxy writes its own through the same writer.
-  const detachLog = (opts.accessLog ?? config.log.access) ? attachAccessLog(logger, { face: 'reverse' }) : undefined;
+  const detachAccess = (opts.accessLog ?? config.log.access) ? attachAccessLog(logger, { face: 'reverse' }) : undefined;
+  // Certificates of TLS listeners: loaded, reloaded after a change, or a reload refused (the old one stays).
+  const onCertificate = (m: unknown): void => {
+    const e = m as CertificateEvent;
+    const fields = { component: 'tls', type: 'lifecycle', event: `certificate-${e.event}`, listener: e.listener, cert: e.cert, names: e.names, notAfter: e.notAfter, detail: e.detail };
+    if (e.event === 'reload-failed') logger.warn(fields, `certificate ${e.cert} was not reloaded: ${e.detail ?? ''}; the one loaded before stays in use`);
+    else logger.info(fields, `certificate ${e.cert} ${e.event} for ${e.names.join(', ')} (expires ${e.notAfter ?? '?'})`);
+  };
+  subscribe(CERTIFICATE_CHANNEL, onCertificate);
+  const detachLog = (): void => {
+    detachAccess?.();
+    unsubscribe(CERTIFICATE_CHANNEL, onCertificate);
+  };
   // The admin API's view of the traffic (both faces): subscribed before any listener takes a request.
   const live = config.admin ? new (await import('../observe/live.js')).LiveTraffic({ failures: config.admin.failures }).attach() : undefined;
   // OpenTelemetry only when enabled: the module (and @opentelemetry/api) is not even loaded otherwise.
@@ -175,6 +189,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
         clusters: () => gateway?.ctx.clusters.values() ?? [],
         egress: () => forward?.egress,
         state: () => forward?.stateHealth(),
+        certificates: () => [...(gateway?.certificateStores() ?? []), ...(forward?.certificateStores() ?? [])].flatMap((s) => s.certificates()),
       })
     : undefined;
   const closers: Array<() => Promise<unknown>> = [];

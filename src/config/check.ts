@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import { z } from 'zod';
 import { allowlistOverlaps, forwardCrossChecks, forwardUserSchema } from './forward.js';
+import { CertificateFileError, readCaFile, readCertificatePair } from './tls-files.js';
 import { configCrossChecks, configSchema, type Config } from './schema.js';
 import { didYouMean, keysAt } from './schema-walk.js';
 
@@ -143,6 +144,17 @@ function caProblem(file: string): string | undefined {
   return undefined;
 }
 
+/** The sentence of a TLS file problem, or undefined when the files are fine. */
+function tlsFileProblem(read: () => unknown): string | undefined {
+  try {
+    read();
+    return undefined;
+  } catch (err) {
+    if (err instanceof CertificateFileError) return err.message;
+    throw err;
+  }
+}
+
 /** A directory a file will be written into must exist. */
 function writeDirProblem(file: string, what: string): string | undefined {
   const dir = dirname(file);
@@ -244,6 +256,20 @@ function hostChecks(raw: Record<string, unknown>, opts: CheckOptions): { problem
       if (isObj(c) && isObj(c.tls) && typeof c.tls.ca === 'string') push(problems, ['clusters', name, 'tls', 'ca'], caProblem(c.tls.ca));
     }
   }
+  // TLS listeners: every certificate and key reads, parses and pairs; client CA files parse.
+  const tlsOf = (l: unknown, at: PropertyKey[]): void => {
+    if (!isObj(l) || !isObj(l.tls)) return;
+    listOf(l.tls.certificates).forEach((c, i) => {
+      if (!isObj(c) || typeof c.cert !== 'string' || typeof c.key !== 'string') return;
+      push(problems, [...at, 'tls', 'certificates', i], tlsFileProblem(() => readCertificatePair(c.cert as string, c.key as string)));
+    });
+    if (isObj(l.tls.clientAuth) && typeof l.tls.clientAuth.ca === 'string') {
+      const ca = l.tls.clientAuth.ca;
+      push(problems, [...at, 'tls', 'clientAuth', 'ca'], tlsFileProblem(() => readCaFile(ca)));
+    }
+  };
+  listOf(raw.listeners).forEach((l, i) => tlsOf(l, ['listeners', i]));
+  if (isObj(raw.forward)) listOf(raw.forward.listeners).forEach((l, i) => tlsOf(l, ['forward', 'listeners', i]));
   if (isObj(raw.log) && typeof raw.log.file === 'string') push(problems, ['log', 'file'], writeDirProblem(raw.log.file, 'log file'));
   const fwd = isObj(raw.forward) ? raw.forward : undefined;
   if (fwd) {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { forwardSchema } from './forward.js';
 import { ERROR_TYPE_NAMES, type ProxyErrorType } from '../failure/types.js';
+import { http2Schema, listenerTlsSchema, redirectSchema } from './tls.js';
 
 /**
  * The one config schema: zod gives the TypeScript types, validation, and (via
@@ -65,6 +66,9 @@ export const listenerSchema = z
       '1s',
       'Under pressure the time for a first request head shrinks toward this floor: a connection accepted while the listener holds more than half of maxConnections gets max(handshakeFloor, requestHeaderTimeout × 2 × (1 − load)), load = connections / cap; then 408.',
     ),
+    tls: listenerTlsSchema.optional(),
+    redirectToHttps: redirectSchema.optional(),
+    http2: http2Schema.optional(),
   })
   .strict();
 
@@ -443,6 +447,14 @@ export function configCrossChecks(raw: unknown): CrossProblem[] {
       }
     });
   }
+  listeners.forEach((l, i) => {
+    if (isObj(l) && l.http2 !== undefined && l.tls === undefined) {
+      out.push({ path: ['listeners', i, 'http2'], message: 'http2 needs tls on the same listener (h2 is negotiated by ALPN; h2c is not served)' });
+    }
+    if (isObj(l) && l.tls !== undefined && l.redirectToHttps !== undefined) {
+      out.push({ path: ['listeners', i, 'redirectToHttps'], message: 'a TLS listener cannot redirect to HTTPS (it is HTTPS): set redirectToHttps on a plain listener' });
+    }
+  });
   if (listeners.length > 0 && routes.length === 0) {
     out.push({ path: ['routes'], message: 'listeners are configured but no route sends requests anywhere' });
   }

@@ -30,6 +30,7 @@ import { HttpFront } from './http-front.js';
 import { ForwardListener, type ForwardProtocol, type ListenerHandlers } from './listener.js';
 import type { GateStats } from '../http/connection-gate.js';
 import { ResourceTracker } from './resource-tracker.js';
+import type { CertificateStore } from '../tls/index.js';
 import { DestinationRules } from './rules/destination-rules.js';
 import { toSettings, type ForwardSettings } from './settings.js';
 import { Socks4Front } from './socks/socks4-front.js';
@@ -78,6 +79,8 @@ export interface ForwardProxy {
   addresses(): Array<{ protocols: ForwardProtocol[]; address: string; port: number }>;
   /** Per listener: connections admitted, refused ones waiting for their first bytes, shed, refused in all. */
   connectionStats(): GateStats[];
+  /** The certificates of the HTTPS proxy listeners (reload, metrics). */
+  certificateStores(): CertificateStore[];
   readonly meter: Meter;
   readonly egress: EgressRouter;
   readonly plans: PlanEnforcer;
@@ -398,7 +401,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const socks5Front = new Socks5Front(pipeline);
   const socks4Front = new Socks4Front(pipeline);
   let handlers = frontsFor();
-  const listeners = config.listeners.map((l) => ({ cfg: l, listener: new ForwardListener(l, ctx, handlers) }));
+  const listeners = config.listeners.map((l, i) => ({ cfg: l, listener: new ForwardListener(l, ctx, handlers, `forward.listeners[${i}]`) }));
   const cleanup = async (): Promise<void> => {
     usersFile?.close();
     await directory.close();
@@ -528,7 +531,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         if (cfg) keep.push({ entry: e, cfg });
         else drop.push(e);
       }
-      for (const list of wanted.values()) for (const l of list) added.push({ cfg: l, listener: new ForwardListener(l, ctx, handlers) });
+      for (const list of wanted.values()) for (const l of list) added.push({ cfg: l, listener: new ForwardListener(l, ctx, handlers, `forward.listeners[${next.listeners.indexOf(l)}]`) });
       await Promise.all(added.map((a) => a.listener.listen()));
     } catch (err) {
       for (const a of added) void a.listener.close();
@@ -595,6 +598,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   return {
     addresses: () => listeners.map((l) => l.listener.address()),
     connectionStats: () => listeners.map((l) => l.listener.stats),
+    certificateStores: () => listeners.flatMap((l) => (l.listener.certificates !== undefined ? [l.listener.certificates] : [])),
     meter: ctx.meter,
     get egress() {
       return ctx.egress;

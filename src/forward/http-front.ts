@@ -117,7 +117,7 @@ export class HttpFront {
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     writeRawFailure(this.#ctx, socket, f, requestId, undefined);
-    session.finish({ status: f.status, error: f.type, reason: f.reason, phase: f.phase, refused: true, endedBy });
+    session.finish({ status: f.status, error: f.type, reason: f.reason, phase: f.phase, refused: true, endedBy, detail: f.detail });
   }
 
   /** A request with more header lines than the listener takes: 431, recorded, the connection closed. */

@@ -1,5 +1,9 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { Failure } from '../failure/index.js';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { Failure } from '../failure/index.js';
+import type { ListenerTlsConfig } from '../config/tls.js';
+import { CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
+import { newRequestId, clientAddressFor } from './context.js';
 import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
 import type { ForwardContext } from './context.js';
@@ -10,6 +14,8 @@ export interface ListenerSpec {
   address: string;
   port: number;
   protocols: readonly ForwardProtocol[];
+  /** An HTTPS proxy listener: TLS first, then the protocols inside it. */
+  tls?: ListenerTlsConfig | undefined;
 }
 
 /** A protocol front as the listener sees it. */
@@ -38,8 +44,11 @@ export class ForwardListener {
   readonly #gate: ConnectionGate;
   readonly #onFirstData: (this: Socket, first: Buffer) => void;
   readonly #onClose: (this: Socket) => void;
+  /** TLS listeners: the certificates and the (never listening) TLS server that runs handshakes. */
+  readonly #certs: CertificateStore | undefined;
+  readonly #tlsServer: TlsServer | undefined;
 
-  constructor(spec: ListenerSpec, ctx: ForwardContext, handlers: ListenerHandlers) {
+  constructor(spec: ListenerSpec, ctx: ForwardContext, handlers: ListenerHandlers, configPath = 'listeners') {
     this.#spec = spec;
     this.#ctx = ctx;
     this.#handlers = handlers;
@@ -66,6 +75,24 @@ export class ForwardListener {
     // No `server.maxConnections`: Node closes connections past it without a word; the
     // gate answers them instead.
     this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (c) => this.#onConnection(c));
+    if (spec.tls !== undefined) {
+      const certs = new CertificateStore(spec.tls, `${spec.address}:${spec.port}`, `${configPath}.tls`);
+      this.#certs = certs;
+      const server = createTlsServer(certs.serverOptions(s.handshakeTimeoutMs));
+      this.#tlsServer = server;
+      const mode = spec.tls.clientAuth?.mode;
+      server.on('secureConnection', (t: TLSSocket) => this.#secured(t, mode));
+      server.on('tlsClientError', (err: NodeJS.ErrnoException, t: TLSSocket) => {
+        this.#tlsFailed(classifyClientTlsError(err, t), t);
+        t.destroy();
+      });
+      certs.attach(server);
+    }
+  }
+
+  /** The certificates of a TLS listener (undefined: plain). */
+  get certificates(): CertificateStore | undefined {
+    return this.#certs;
   }
 
   /**
@@ -89,6 +116,7 @@ export class ForwardListener {
       // exclusive bind made the second worker fail with EADDRINUSE; found by test/observe/workers.test.ts).
       this.#server.listen({ host: this.#spec.address, port: this.#spec.port }, () => {
         this.#server.off('error', reject);
+        if (this.#certs !== undefined) this.#certs.listener = `${this.address().address}:${this.address().port}`;
         this.#server.on('error', (err) => this.#ctx.logger.error({ component: 'forward', err }, 'forward listener error'));
         resolve();
       });
@@ -131,6 +159,81 @@ export class ForwardListener {
 
   /** The first bytes of a connection: hand it to the protocol they start. */
   #sniffed(socket: Socket, first: Buffer): void {
+    if (this.#tlsServer !== undefined) {
+      this.#sniffedOuter(socket, first);
+      return;
+    }
+    this.#sniffedInner(socket, first);
+  }
+
+  /**
+   * A TLS listener's first bytes: a ClientHello (a TLS handshake record, 0x16) starts TLS;
+   * plain HTTP is told in HTTP that this port speaks TLS; anything else is closed.
+   */
+  #sniffedOuter(socket: Socket, first: Buffer): void {
+    if (first[0] === 0x16) {
+      // Put the bytes back (paused, or a flowing socket would emit them to no one): Node's
+      // TLSSocket feeds what the socket has buffered to OpenSSL before reading the handle.
+      socket.pause();
+      socket.unshift(first);
+      this.#tlsServer!.emit('connection', socket);
+      return;
+    }
+    const b = first[0];
+    if (b !== 0x05 && b !== 0x04 && this.#spec.protocols.includes('http')) {
+      const f = new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'this proxy port speaks TLS (an HTTPS proxy): use an https:// proxy URL' });
+      this.#handlers.http.refuseConnection(socket, first, f);
+      return;
+    }
+    socket.destroy();
+  }
+
+  /** The handshake is done: check a client certificate, then read the first bytes inside TLS. */
+  #secured(t: TLSSocket, clientAuth: 'require' | 'optional' | undefined): void {
+    t.on('error', ignore);
+    if (clientAuth !== undefined) {
+      const f = checkClientCertificate(t, clientAuth);
+      if (f !== undefined) {
+        this.#tlsFailed(f, t);
+        t.destroy();
+        return;
+      }
+    }
+    const raw = (t as TLSSocket & { _parent?: Socket })._parent;
+    const tracker = this.#ctx.tracker;
+    tracker.add(t);
+    t.once('close', () => tracker.forget(t));
+    // The raw socket's marks (refused at the gate, per-address count) stay on it; its
+    // refusal is answered inside TLS, in the protocol the first bytes tell.
+    const refused = raw !== undefined && (raw as WaitingSocket)[kRefused] === true;
+    const onInner = (first: Buffer): void => {
+      t.removeListener('data', onInner);
+      if (refused) {
+        const p = this.#protocolOf(first);
+        if (p === undefined) t.destroy();
+        else this.#handlers[p].refuseConnection(t, first, this.#gate.refusal(raw!));
+        return;
+      }
+      this.#sniffedInner(t, first);
+    };
+    t.on('data', onInner);
+  }
+
+  /** A TLS failure on the client's side: recorded (no answer is possible). */
+  #tlsFailed(f: ClientTlsFailure, t: TLSSocket): void {
+    const raw = (t as TLSSocket & { _parent?: Socket })._parent ?? t;
+    const session = this.#ctx.meter.open({ protocol: 'http', requestId: newRequestId(), user: null, clientAddress: clientAddressFor(this.#ctx, raw) });
+    session.finish({ error: f.type, reason: f.reason, phase: 'tls', detail: f.detail, refused: true, endedBy: 'client' });
+  }
+
+  #protocolOf(first: Buffer): ForwardProtocol | undefined {
+    const protocols = this.#spec.protocols;
+    const b = first[0];
+    return b === 0x05 ? (protocols.includes('socks5') ? 'socks5' : undefined) : b === 0x04 ? (protocols.includes('socks4') ? 'socks4' : undefined) : protocols.includes('http') ? 'http' : undefined;
+  }
+
+  /** The first bytes of the protocol (on the TCP socket, or inside TLS). */
+  #sniffedInner(socket: Socket, first: Buffer): void {
     const protocols = this.#spec.protocols;
     const b = first[0];
     const protocol: ForwardProtocol | undefined =
@@ -142,6 +245,7 @@ export class ForwardListener {
 
   /** Stop accepting; resolves once the connections are gone (the proxy's tracker ends them). */
   close(): Promise<void> {
+    this.#certs?.close();
     return new Promise((resolve) => {
       this.#server.close(() => resolve());
     });

@@ -13,7 +13,9 @@ import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import type { GatewayTracing, RequestTrace } from './tracing.js';
 import { buildUpstreamHead } from './request-headers.js';
-import { respondToOptionsAsterisk, respondWithFailure } from './responder.js';
+import { respondToOptionsAsterisk, respondWithFailure, respondWithRedirect } from './responder.js';
+import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
+import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
@@ -59,6 +61,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   readonly via: string;
   /** The listener's limits on the client's own slowness (request body, reading the response). */
   readonly clientLimits: ClientLimits;
+  /** TLS, HSTS, redirect to HTTPS: undefined on a plain listener without a redirect. */
+  readonly front: ListenerFront | undefined;
   /** Via for the response: received from the upstream over HTTP/1.1, whatever the client spoke. */
   readonly #responseVia: string;
   readonly requestId: string;
@@ -109,15 +113,18 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   /** The request's trace, begun at its first try when tracing is on (ctx.tracing). */
   #trace: RequestTrace | undefined;
   #error: Failure | undefined;
+  /** HTTP/2: why the client's stream ended before its answer (RST_STREAM code, GOAWAY). */
+  #h2Gone: string | undefined;
   #endedBy: EndedBy = 'complete';
   #bytesIn0: number;
   #bytesOut0: number;
   /** The cache phase (routes with `cache` only; every other request tests this one field). */
   #cache: CachePhase | undefined;
 
-  constructor(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse, listener: string, via: string, limits: ClientLimits = NO_CLIENT_LIMITS) {
+  constructor(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse, listener: string, via: string, limits: ClientLimits = NO_CLIENT_LIMITS, front?: ListenerFront) {
     this.ctx = ctx;
     this.clientLimits = limits;
+    this.front = front;
     this.req = req;
     this.res = res;
     this.listener = listener;
@@ -125,7 +132,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     this.#responseVia = req.httpVersion === '1.1' ? via : viaValue('1.1', ctx.identity);
     const incoming = ctx.trustIncomingRequestId ? req.headers[ctx.requestIdHeader] : undefined;
     this.requestId = typeof incoming === 'string' && incoming.length > 0 && incoming.length <= 200 ? incoming : newRequestId(ctx);
-    this.#socket = req.socket;
+    // HTTP/2: req.socket is Node's proxy of the stream, which forgets the connection once the
+    // stream closes; keep the TLS connection itself (its byte counts are the connection's).
+    this.#socket = front !== undefined && front.h2 ? h2Connection(req) : req.socket;
     this.#bytesIn0 = req.socket.bytesRead;
     this.#bytesOut0 = req.socket.bytesWritten;
     // Module-level listeners that find the exchange on the response: no closures per request.
@@ -164,6 +173,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 
   get upgrade(): boolean {
     return false;
+  }
+
+  /** The connection's TLS (server name, protocol, verified client certificate); undefined on plain HTTP. */
+  get tls(): TlsInfo | undefined {
+    return tlsInfoOf(this.#socket);
   }
 
   header(name: string): string | string[] | undefined {
@@ -213,6 +227,12 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   start(maxHeaderCount = Infinity, expectContinue = false): void {
     this.#maxHeaderCount = maxHeaderCount;
     this.#expectArg = expectContinue;
+    const front = this.front;
+    // HTTP/2 streams are independent: no order across them.
+    if (front !== undefined && front.h2) {
+      this.begin();
+      return;
+    }
     // Pipelined requests start in their connection's order (./connection-order.ts).
     offer(this.#socket, this);
   }
@@ -242,13 +262,18 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       const target = checkRequestTarget(req);
       const path = (this.#path = target.path);
       const host = (this.#host = target.routeHost);
+      const front = this.front;
+      if (front !== undefined && front.redirect !== undefined) {
+        this.#redirectToHttps(front, target.hostValue ?? '', path);
+        return;
+      }
       const route = this.ctx.router.match(host, req.method!, path, req.headers);
       if (!route) {
         throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${host || '(no host)'}${path.split('?')[0]}` });
       }
       this.route = route;
       const hostValue = route.host === 'preserve' || route.host === 'endpoint' ? undefined : route.host;
-      const head = buildUpstreamHead(this.ctx, req, this.requestId, hostValue, this.via, 'http', target.hostValue);
+      const head = buildUpstreamHead(this.ctx, req, this.requestId, hostValue, this.via, front === undefined ? 'http' : front.scheme, target.hostValue);
       this.#headers = head.headers;
       this.#hasBody = head.hasBody;
       // RFC 9110 §10.1.1: forward the expectation; the client sends its body once the
@@ -276,7 +301,15 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     respondToOptionsAsterisk(this.res, this.ctx, this.requestId);
   }
 
-  /** An asynchronous `onRequest` hook finished: refuse, or go on. */
+  /** A plain listener that redirects to HTTPS: the gateway's own answer, not a failure. */
+  #redirectToHttps(front: ListenerFront, host: string, path: string): void {
+    if (host === '') {
+      throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'a redirect to HTTPS needs the Host the client asked for' });
+    }
+    this.#complete = true;
+    respondWithRedirect(this.res, this.ctx, this.requestId, front.redirect!.status, httpsLocation(front.redirect!, host, path));
+  }
+
   /** The asynchronous `onRequest` hooks settled (runRequestPhase): refuse, or go on. */
   afterRequestHooks(f: Failure | undefined): void {
     if (this.res.destroyed) return;
@@ -566,8 +599,10 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         return false;
       }
     }
+    const front = this.front;
+    if (front !== undefined && front.hsts !== undefined && !hasHsts(head)) head.push('strict-transport-security', front.hsts);
     // The client was never told to send its body: close rather than read it as the next request.
-    if (this.ctx.draining || (this.#expectContinue && !this.#continued)) head.push('connection', 'close');
+    if ((this.ctx.draining || (this.#expectContinue && !this.#continued)) && (front === undefined || !front.h2)) head.push('connection', 'close');
     try {
       this.res.writeHead(statusCode, head);
     } catch (err) {
@@ -645,13 +680,18 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     if (this.#headersSent || res.headersSent) {
       // A truncated body must never look complete: cut the connection.
       this.#endedBy = f.source === 'client' ? 'client' : 'upstream';
-      res.destroy();
+      const front = this.front;
+      // HTTP/2: RST_STREAM INTERNAL_ERROR (a plain destroy would end the stream with NO_ERROR, complete-looking).
+      if (front !== undefined && front.h2) (res as unknown as { stream: { close(code: number): void } }).stream.close(H2_INTERNAL_ERROR);
+      else res.destroy();
       return;
     }
     if (res.destroyed || this.#ended) return; // no one to answer
     this.#endedBy = f.source;
-    // An unread request body would be parsed as the next request: close instead.
-    const close = f.source === 'client' || this.ctx.draining || (this.#hasBody && !this.req.complete);
+    // An unread request body would be parsed as the next request: close instead (HTTP/2: the
+    // stream ends on its own, the connection and its other streams stay).
+    const h2 = this.front !== undefined && this.front.h2;
+    const close = !h2 && (f.source === 'client' || this.ctx.draining || (this.#hasBody && !this.req.complete));
     if (close) closeAfter(this.#socket);
     this.#error = respondWithFailure(res, f, {
       ctx: this.ctx,
@@ -663,6 +703,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       close,
       hookRequest: this,
       cacheStatus: cache?.failureStatus,
+      hsts: this.front?.hsts,
     });
   }
 
@@ -685,7 +726,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     this.#ended = true;
     this.ctx.inflight--;
     this.#cache?.end();
-    if (this.#order === 'running') finished(this.#socket, this);
+    const h2 = this.front !== undefined && this.front.h2;
+    if (h2) {
+      // A stream reset by the client, or a connection gone: named in the record.
+      if (!this.#complete && this.#error === undefined) this.#h2Gone = h2GoneDetail(this.res);
+    } else if (this.#order === 'running') finished(this.#socket, this);
     else withdrawn(this.#socket, this);
     if (this.#held !== undefined) {
       this.route!.cluster.wait?.cancel(this);
@@ -718,7 +763,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       reason: f?.reason,
       phase: f?.phase ?? (this.#endedBy === 'client' ? (this.#attempt?.record.phase ?? 'accept') : undefined),
       endedBy: this.#endedBy,
-      detail: f?.detail,
+      detail: f?.detail ?? this.#h2Gone,
       attempts: this.attempts,
       bytesUp: this.#socket.bytesRead - this.#bytesIn0,
       bytesDown: this.#socket.bytesWritten - this.#bytesOut0,
@@ -748,6 +793,41 @@ function onResClose(this: ServerResponse): void {
 function onResDrain(this: ServerResponse): void {
   (this as ExchangeResponse)[kExchange]!.resumeUpstream();
 }
+
+/** The TLS connection an HTTP/2 stream is on. */
+function h2Connection(req: IncomingMessage): Socket {
+  const session = (req as unknown as { stream?: { session?: { socket?: Socket } } }).stream?.session;
+  return session?.socket ?? req.socket;
+}
+
+/** Why an HTTP/2 stream closed before its answer was complete. */
+function h2GoneDetail(res: ServerResponse): string | undefined {
+  const stream = (res as unknown as { stream?: { rstCode?: number; session?: { closed?: boolean; destroyed?: boolean } } }).stream;
+  if (stream === undefined) return undefined;
+  const code = stream.rstCode;
+  if (code !== undefined && code !== 0) return `the client reset the HTTP/2 stream (RST_STREAM ${H2_ERRORS[code] ?? code})`;
+  if (stream.session === undefined || stream.session.closed === true || stream.session.destroyed === true) return 'the client closed the HTTP/2 connection (GOAWAY or close) before the answer was complete';
+  return undefined;
+}
+
+const H2_INTERNAL_ERROR = 2;
+
+/** RFC 9113 §7 error codes by number. */
+const H2_ERRORS: Record<number, string> = {
+  1: 'PROTOCOL_ERROR',
+  2: 'INTERNAL_ERROR',
+  3: 'FLOW_CONTROL_ERROR',
+  4: 'SETTINGS_TIMEOUT',
+  5: 'STREAM_CLOSED',
+  6: 'FRAME_SIZE_ERROR',
+  7: 'REFUSED_STREAM',
+  8: 'CANCEL',
+  9: 'COMPRESSION_ERROR',
+  10: 'CONNECT_ERROR',
+  11: 'ENHANCE_YOUR_CALM',
+  12: 'INADEQUATE_SECURITY',
+  13: 'HTTP_1_1_REQUIRED',
+};
 
 function retryLater(ex: Exchange): void {
   ex.retryNow();

@@ -1,5 +1,6 @@
 import { Failure, classify } from '../failure/index.js';
 import type { ReverseRecord as RequestRecord } from './events.js';
+import type { TlsInfo } from '../tls/index.js';
 
 /**
  * The request as a hook sees it: read-only facts. (The gateway's own request object
@@ -20,6 +21,8 @@ export interface HookRequest {
   header(name: string): string | string[] | undefined;
   /** true for WebSocket and other Upgrade requests. */
   readonly upgrade: boolean;
+  /** The connection's TLS on an HTTPS listener (server name, protocol, the verified client certificate); undefined on plain HTTP. */
+  readonly tls: TlsInfo | undefined;
 }
 
 /** The upstream's response head as `onResponse` sees it. */

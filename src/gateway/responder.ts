@@ -27,6 +27,8 @@ export interface FailureAnswer {
   readonly hookRequest?: HookRequest;
   /** RFC 9211 Cache-Status of a route with a cache (the answer was not stored and never will be). */
   readonly cacheStatus?: string;
+  /** Strict-Transport-Security value of a TLS listener with hsts. */
+  readonly hsts?: string;
 }
 
 /**
@@ -46,6 +48,7 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
     proxyStatus: proxyStatusOptions(a.ctx, a.clientAddress),
     head: a.head,
   });
+  if (a.hsts !== undefined) out.headers['strict-transport-security'] = a.hsts;
   if (isServerResponse(to)) {
     if (a.close) out.headers.connection = 'close';
     if (a.cacheStatus !== undefined) out.headers['cache-status'] = a.cacheStatus;
@@ -72,6 +75,15 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
  */
 export function respondToOptionsAsterisk(res: ServerResponse, ctx: GatewayContext, requestId: string): void {
   res.writeHead(204, { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS', 'proxy-status': `${ctx.identity};error=proxy_internal_response`, [ctx.requestIdHeader]: requestId });
+  res.end();
+}
+
+/**
+ * A plain listener with `redirectToHttps`: the same host and path over HTTPS. Like `OPTIONS *`,
+ * a gateway-made answer that is not a failure (Proxy-Status proxy_internal_response).
+ */
+export function respondWithRedirect(res: ServerResponse, ctx: GatewayContext, requestId: string, status: number, location: string): void {
+  res.writeHead(status, { location, 'content-length': '0', 'proxy-status': `${ctx.identity};error=proxy_internal_response`, [ctx.requestIdHeader]: requestId });
   res.end();
 }
 

@@ -1,5 +1,7 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Config, ListenerConfig } from '../config/schema.js';
 import { Failure, parserRefusal } from '../failure/index.js';
@@ -13,6 +15,10 @@ import { gatewayLifecycle, requestEnd, requestRecord, type LifecycleRecord } fro
 import { Exchange, exchangeOf, newRequestId } from './exchange.js';
 import { respondWithFailure } from './responder.js';
 import { UpgradeExchange } from './upgrade.js';
+import { listenerFront, type ListenerFront } from './front.js';
+import { H2Front } from './h2.js';
+import type { ServerHttp2Session } from 'node:http2';
+import { CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
 
 export interface ListeningAddress {
   address: string;
@@ -29,6 +35,10 @@ interface ListenerEntry {
   limits: ClientLimits;
   maxHeaderCount: number;
   headMs: number;
+  /** A TLS listener's certificates by server name. */
+  certs: CertificateStore | undefined;
+  /** A TLS listener's HTTP/2 side (ALPN h2). */
+  h2: H2Front | undefined;
 }
 
 /** What a reload changed in the reverse gateway (names; `restart`: settings that only a restart applies). */
@@ -57,6 +67,8 @@ export class Gateway {
   /** Contexts replaced by a reload whose requests are still in flight (close waits for them). */
   readonly #retired = new Set<GatewayContext>();
   readonly #retiring = new Set<Promise<void>>();
+  /** TLS listeners: TCP connections still in their handshake (the HTTP server does not track them yet). */
+  readonly #handshaking = new Set<Socket>();
   /** Client sockets handed over by 'upgrade' (WebSocket tunnels): the HTTP server no longer tracks them. */
   readonly #tunnels = new Set<Duplex>();
   /** Our Via values; a reload that changes the identity (name, or the listeners under the default name) changes them. */
@@ -73,17 +85,21 @@ export class Gateway {
     for (const l of config.listeners) this.#servers.push(this.#openListener(l));
   }
 
-  #openListener(l: ListenerConfig): ListenerEntry {
+  #openListener(l: ListenerConfig, index = this.config.listeners.indexOf(l)): ListenerEntry {
+    const name = `${l.address}:${l.port}`;
     const entry: ListenerEntry = {
       server: undefined as unknown as Server,
       cfg: l,
-      name: `${l.address}:${l.port}`,
+      name,
       gate: undefined as unknown as ConnectionGate,
       limits: clientLimits(l),
       maxHeaderCount: l.maxHeaderCount,
       headMs: ms(l.requestHeaderTimeout),
+      // A TLS listener: certificates by server name (a ConfigError names a file that cannot be used).
+      certs: l.tls !== undefined ? new CertificateStore(l.tls, name, `listeners[${index}].tls`) : undefined,
+      h2: undefined,
     };
-    const server = createServer({
+    const httpOptions: ServerOptions = {
       maxHeaderSize: l.maxHeaderSize,
       headersTimeout: ms(l.requestHeaderTimeout),
       // Node checks headersTimeout only every connectionsCheckingInterval (30 s by default),
@@ -95,32 +111,40 @@ export class Gateway {
       requireHostHeader: false,
       insecureHTTPParser: false,
       joinDuplicateHeaders: false,
-    });
+    };
+    const certs = entry.certs;
+    // HTTP/2 is negotiated by ALPN on the same TLS listener (./h2.ts); HTTP/1.1 stays as it is.
+    const alpn = l.http2 !== undefined ? { ALPNProtocols: ['h2', 'http/1.1'] } : {};
+    const server = certs === undefined ? createServer(httpOptions) : (createHttpsServer({ ...httpOptions, ...certs.serverOptions(ms(l.requestHeaderTimeout)), ...alpn }) as unknown as Server);
+    const front = listenerFront(l);
+    const tls = certs !== undefined;
+    // Requests arrive on the TLS socket; the gate's marks are on the TCP socket under it.
+    const first = tls ? firstTlsRequest : firstRequest;
     // Node keeps at most this many header fields and drops the rest silently (Content-Length
     // too): one more than the limit lets the exchange see the excess and refuse it with 431.
     server.maxHeadersCount = l.maxHeaderCount + 1;
     // Connection admission: the listener's cap and a cap per client address, answered
     // with a named 503 (never a silent reset); under pressure a shorter first-head time.
     entry.gate = gateFor(l);
-    server.on('connection', (socket: Socket) => this.#admit(entry.gate, socket, entry.name, entry.headMs));
+    server.on('connection', (socket: Socket) => this.#admit(entry.gate, socket, entry.name, entry.headMs, tls));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      if (firstRequest(req.socket)) return refusedRequest(res);
-      new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? this.#via10 : this.#via11, entry.limits).start(entry.maxHeaderCount);
+      if (first(req.socket)) return refusedRequest(res);
+      new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? this.#via10 : this.#via11, entry.limits, front).start(entry.maxHeaderCount);
     });
     // Expect: 100-continue is forwarded, and the upstream's 100 (or final answer) relayed:
     // Node would otherwise answer 100 itself and read a body the upstream may refuse.
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-      if (firstRequest(req.socket)) return refusedRequest(res);
-      new Exchange(this.ctx, req, res, entry.name, this.#via11, entry.limits).start(entry.maxHeaderCount, true);
+      if (first(req.socket)) return refusedRequest(res);
+      new Exchange(this.ctx, req, res, entry.name, this.#via11, entry.limits, front).start(entry.maxHeaderCount, true);
     });
     // Any Expect but 100-continue: the gateway's own 417 with Proxy-Status and a record (Node would answer a bare one).
     server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-      if (firstRequest(req.socket)) return refusedRequest(res);
-      const x = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? this.#via10 : this.#via11, entry.limits);
+      if (first(req.socket)) return refusedRequest(res);
+      const x = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? this.#via10 : this.#via11, entry.limits, front);
       x.fail(new Failure({ type: 'http_request_error', phase: 'accept', reason: 'expectation_failed', detail: `Expect: ${String(req.headers.expect).slice(0, 100)} cannot be met (only 100-continue is)` }));
     });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      if (firstRequest(socket as Socket)) {
+      if (first(socket as Socket)) {
         socket.destroy();
         return;
       }
@@ -132,6 +156,29 @@ export class Gateway {
       this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }), entry.name, req);
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket, entry.name));
+    if (certs !== undefined) {
+      const mode = l.tls!.clientAuth?.mode;
+      server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+        this.#tlsFailed(classifyClientTlsError(err, socket), socket, entry.name);
+        // Node leaves a timed-out handshake open once someone listens for this event.
+        socket.destroy();
+      });
+      if (l.http2 === undefined) {
+        server.prependListener('secureConnection', (socket: TLSSocket) => this.#secured(socket, entry.name, mode));
+      } else {
+        const h2 = this.#h2Front(l, entry, { ...front!, h2: true }, entry.limits, first);
+        entry.h2 = h2;
+        // One dispatcher after the handshake: h2 to the HTTP/2 server, the rest to HTTP/1.1.
+        const http1 = server.listeners('secureConnection') as Array<(s: TLSSocket) => void>;
+        server.removeAllListeners('secureConnection');
+        server.on('secureConnection', (socket: TLSSocket) => {
+          if (!this.#secured(socket, entry.name, mode)) return;
+          if (socket.alpnProtocol === 'h2') h2.take(socket);
+          else for (const fn of http1) fn.call(server, socket);
+        });
+      }
+      certs.attach(server as unknown as import('node:tls').Server);
+    }
     entry.server = server;
     return entry;
   }
@@ -169,7 +216,7 @@ export class Gateway {
       else drop.push(e);
     }
     const added: ListenerEntry[] = [];
-    for (const list of wanted.values()) for (const l of list) added.push(this.#openListener(l));
+    for (const list of wanted.values()) for (const l of list) added.push(this.#openListener(l, next.listeners.indexOf(l)));
     try {
       await Promise.all(added.map((e) => listenOn(e)));
     } catch (err) {
@@ -185,6 +232,8 @@ export class Gateway {
       if (JSON.stringify(entry.cfg) === JSON.stringify(cfg)) continue;
       summary.listeners.changed.push(entry.name);
       if (cfg.maxHeaderSize !== entry.cfg.maxHeaderSize) summary.restart.push(`listeners ${entry.name}: maxHeaderSize`);
+      // TLS and HTTP/2 settings of a running listener (certificate files reload on their own when they change).
+      if (JSON.stringify([cfg.tls, cfg.http2, cfg.redirectToHttps]) !== JSON.stringify([entry.cfg.tls, entry.cfg.http2, entry.cfg.redirectToHttps])) summary.restart.push(`listeners ${entry.name}: tls, http2, redirectToHttps`);
       entry.limits = clientLimits(cfg);
       entry.maxHeaderCount = cfg.maxHeaderCount;
       entry.headMs = ms(cfg.requestHeaderTimeout);
@@ -199,6 +248,8 @@ export class Gateway {
     }
     for (const e of drop) {
       summary.listeners.removed.push(e.name);
+      e.certs?.close();
+      e.h2?.close();
       e.server.close();
       e.server.closeIdleConnections();
       this.#servers.splice(this.#servers.indexOf(e), 1);
@@ -235,14 +286,122 @@ export class Gateway {
     return n;
   }
 
+  /** The HTTP/2 side of a TLS listener: streams become exchanges with an h2 front. */
+  #h2Front(l: ListenerConfig, entry: { name: string }, front: ListenerFront, limits: ReturnType<typeof clientLimits>, first: (s: Socket) => boolean): H2Front {
+    const via2 = viaValue('2', this.ctx.identity);
+    const maxHeaderCount = l.maxHeaderCount;
+    const start = (req: IncomingMessage, res: ServerResponse, expect: boolean): void => {
+      if (first(req.socket)) {
+        res.destroy();
+        return;
+      }
+      const x = new Exchange(this.ctx, req, res, entry.name, via2, limits, front);
+      if (req.method === 'CONNECT') {
+        x.fail(new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }));
+        return;
+      }
+      x.start(maxHeaderCount, expect);
+    };
+    return new H2Front(l.http2!, { maxHeaderSize: l.maxHeaderSize, idleMs: ms(l.sendTimeout) }, {
+      request: (req, res) => start(req, res, false),
+      checkContinue: (req, res) => start(req, res, true),
+      abuse: (session, detail) => this.#h2Abuse(session, detail, entry.name),
+    });
+  }
+
+  /** A client that resets streams as fast as it opens them: its connection was closed; the record names it. */
+  #h2Abuse(session: ServerHttp2Session, detail: string, listener: string): void {
+    if (!requestEnd.hasSubscribers) return;
+    const socket = session.socket as TLSSocket | undefined;
+    requestEnd.publish(
+      requestRecord(newRequestId(this.ctx), listener, plainAddress(socket?.remoteAddress), { method: undefined, url: '', httpVersion: '2.0', headers: {} }, {
+        route: undefined,
+        cluster: undefined,
+        status: undefined,
+        error: 'http_request_error',
+        reason: 'h2_rapid_reset',
+        phase: 'accept',
+        endedBy: 'client',
+        detail,
+        attempts: [],
+        bytesUp: socket?.bytesRead ?? 0,
+        bytesDown: socket?.bytesWritten ?? 0,
+        durationMs: 0,
+        upgrade: false,
+      }),
+    );
+  }
+
+  /** The certificate stores of the TLS listeners (for reloads, the admin API and metrics). */
+  certificateStores(): CertificateStore[] {
+    return this.#servers.flatMap((s) => (s.certs !== undefined ? [s.certs] : []));
+  }
+
+  /**
+   * A TLS handshake finished: a connection refused at the gate gets its 503 now (over TLS),
+   * and a client certificate the listener asks for is checked (a failure closes the connection, named).
+   */
+  #secured(socket: TLSSocket, listener: string, clientAuth: 'require' | 'optional' | undefined): boolean {
+    const raw = rawOf(socket);
+    raw[kTls] = socket;
+    this.#handshaking.delete(raw);
+    const refused = raw[kRefusal];
+    if (refused !== undefined) {
+      if (socket.alpnProtocol === 'h2') {
+        // An HTTP/1.1 answer cannot be read on an h2 connection: closed, recorded.
+        this.#tlsFailed({ type: refused.type, reason: 'connection_limit', detail: refused.detail }, socket, listener);
+        socket.destroy();
+      } else this.#refuseRaw(socket, refused, listener);
+      return false;
+    }
+    if (clientAuth === undefined) return true;
+    const f = checkClientCertificate(socket, clientAuth);
+    if (f === undefined) return true;
+    this.#tlsFailed(f, socket, listener);
+    socket.destroy();
+    return false;
+  }
+
+  /** A TLS failure on the client's side: no HTTP answer is possible; the record names it. */
+  #tlsFailed(f: ClientTlsFailure, socket: TLSSocket, listener: string): void {
+    if (!requestEnd.hasSubscribers) return;
+    const raw = rawOf(socket);
+    const accepted = raw[kAcceptedAt];
+    requestEnd.publish(
+      requestRecord(newRequestId(this.ctx), listener, plainAddress(raw.remoteAddress ?? raw[kPeer]), undefined, {
+        route: undefined,
+        cluster: undefined,
+        status: undefined,
+        error: f.type,
+        reason: f.reason,
+        phase: 'tls',
+        endedBy: 'client',
+        detail: f.detail,
+        attempts: [],
+        bytesUp: raw.bytesRead,
+        bytesDown: raw.bytesWritten,
+        durationMs: accepted === undefined ? 0 : Math.round((performance.now() - accepted) * 1000) / 1000,
+        upgrade: false,
+      }),
+    );
+  }
+
   /** Client connections per listener, as the connection gate counts them. */
   connectionStats(): GateStats[] {
     return this.#servers.map((s) => s.gate.stats);
   }
 
   /** A new client connection: admitted (with a first-head deadline under pressure), or refused by name. */
-  #admit(gate: ConnectionGate, socket: Socket, listener: string, headMs: number): void {
+  #admit(gate: ConnectionGate, socket: Socket, listener: string, headMs: number, tls: boolean): void {
     const now = performance.now();
+    if (tls) {
+      const g = socket as GatedSocket;
+      g[kAcceptedAt] = now;
+      // Kept for the record of a handshake that fails after the socket is gone.
+      g[kPeer] = socket.remoteAddress;
+      this.#handshaking.add(socket);
+      socket.once('close', () => this.#handshaking.delete(socket));
+    }
     const decision = gate.admit(socket, now);
     if (decision === 'shed') {
       // The refused connections waiting are at their bound (a flood): no answer is owed.
@@ -253,7 +412,9 @@ export class Gateway {
     const s = socket as GatedSocket;
     if (decision === 'refused') {
       s[kRefused] = true;
-      this.#refuseRaw(socket, gate.refusal(socket), listener);
+      // On a TLS listener the 503 can only be read after the handshake (#secured).
+      if (tls) s[kRefusal] = gate.refusal(socket);
+      else this.#refuseRaw(socket, gate.refusal(socket), listener);
       return;
     }
     // Node's headersTimeout is the listener's; a connection admitted under pressure gets less.
@@ -261,7 +422,13 @@ export class Gateway {
     if (left > 0 && left < headMs) {
       const t = new Timeout(() => {
         if (s[kServed] || socket.destroyed) return;
-        this.#refuseRaw(socket, parserRefusal('HPE_HEADERS_TIMEOUT'), listener);
+        if (!tls) this.#refuseRaw(socket, parserRefusal('HPE_HEADERS_TIMEOUT'), listener);
+        else if (s[kTls] !== undefined) this.#refuseRaw(s[kTls], parserRefusal('HPE_HEADERS_TIMEOUT'), listener);
+        else {
+          // Still in the handshake: no HTTP answer can be read; named as a handshake timeout.
+          this.#tlsFailed(classifyClientTlsError(Object.assign(new Error('handshake timeout'), { code: 'ERR_TLS_HANDSHAKE_TIMEOUT' }), undefined), socket as unknown as TLSSocket, listener);
+          socket.destroy();
+        }
       }, left);
       s[kHeadDeadline] = t;
       socket.once('close', () => t.cancel());
@@ -272,17 +439,19 @@ export class Gateway {
     await Promise.all(this.#servers.map((e) => listenOn(e)));
     const addrs = this.addresses();
     addrs.forEach((a, i) => {
-      this.#servers[i]!.name = `${a.address}:${a.port}`;
+      const s = this.#servers[i]!;
+      s.name = `${a.address}:${a.port}`;
+      if (s.certs !== undefined) s.certs.listener = s.name;
     });
     lifecycle({ event: 'listening', detail: addrs.map((a) => a.url).join(' ') });
     return addrs;
   }
 
   addresses(): ListeningAddress[] {
-    return this.#servers.map(({ server }) => {
+    return this.#servers.map(({ server, certs }) => {
       const a = server.address() as AddressInfo;
       const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-      return { address: a.address, port: a.port, url: `http://${host}:${a.port}` };
+      return { address: a.address, port: a.port, url: `${certs !== undefined ? 'https' : 'http'}://${host}:${a.port}` };
     });
   }
 
@@ -299,6 +468,10 @@ export class Gateway {
   async #close(drainMs: number): Promise<void> {
     this.ctx.draining = true;
     for (const c of this.#retired) c.draining = true;
+    for (const { certs, h2 } of this.#servers) {
+      certs?.close();
+      h2?.close();
+    }
     lifecycle({ event: 'draining', detail: `${this.#inflight()} requests in flight` });
     const closed = this.#servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const { server } of this.#servers) server.closeIdleConnections();
@@ -308,6 +481,8 @@ export class Gateway {
       for (const { server } of this.#servers) server.closeIdleConnections();
     }
     for (const { server } of this.#servers) server.closeAllConnections();
+    for (const s of this.#handshaking) s.destroy();
+    for (const { h2 } of this.#servers) h2?.destroy();
     for (const t of this.#tunnels) t.destroy();
     await Promise.all(closed);
     await Promise.all([...this.ctx.clusters.values()].map((c) => c.close()));
@@ -406,7 +581,26 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
 const kRefused = Symbol('gatewise.refusedConnection');
 const kServed = Symbol('gatewise.firstRequestSeen');
 const kHeadDeadline = Symbol('gatewise.headDeadline');
-type GatedSocket = Socket & { [kRefused]?: boolean; [kServed]?: boolean; [kHeadDeadline]?: Timeout };
+/** TLS listeners only: the refusal owed once the handshake is done, the TLS socket over this one, accept time, peer. */
+const kRefusal = Symbol('gatewise.refusal');
+const kTls = Symbol('gatewise.tlsSocket');
+const kAcceptedAt = Symbol('gatewise.acceptedAt');
+const kPeer = Symbol('gatewise.peer');
+type GatedSocket = Socket & { [kRefused]?: boolean; [kServed]?: boolean; [kHeadDeadline]?: Timeout; [kRefusal]?: Failure; [kTls]?: TLSSocket; [kAcceptedAt]?: number; [kPeer]?: string };
+
+/**
+ * The TCP socket under a server-side TLS socket. Node's tls.Server wraps each accepted
+ * socket and keeps it as `_parent` (not public API, stable since Node 0.11; checked by
+ * test/gateway/tls-listener.test.ts): the connection gate's marks are on it.
+ */
+function rawOf(socket: TLSSocket): GatedSocket {
+  return ((socket as TLSSocket & { _parent?: Socket })._parent ?? socket) as GatedSocket;
+}
+
+/** firstRequest for a request on a TLS socket. */
+function firstTlsRequest(socket: Socket): boolean {
+  return firstRequest(rawOf(socket as TLSSocket));
+}
 
 /**
  * A request head arrived on `socket`: true when the connection was refused at the gate
@@ -422,7 +616,12 @@ function firstRequest(socket: Socket): boolean {
   return false;
 }
 
-/** A request on a connection already answered 503 at the gate: nothing more is written. */
+/**
+ * A request on a connection already answered 503 at the gate: nothing more is written. On
+ * a TLS socket the 503 may still be in the socket's queue (written after the handshake,
+ * ended): the socket closes when it is out, and destroying it now would lose it.
+ */
 function refusedRequest(res: ServerResponse): void {
+  if (res.socket !== null && res.socket.writableEnded) return;
   res.destroy();
 }

@@ -2,6 +2,8 @@ import { destroyAfter } from '../timing/deadlines.js';
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import type { Dispatcher } from 'undici';
 import { Failure, classify } from '../failure/index.js';
 import { plainAddress } from '../http/trust.js';
@@ -121,6 +123,10 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     return true;
   }
 
+  get tls(): TlsInfo | undefined {
+    return tlsInfoOf(this.#req.socket);
+  }
+
   header(name: string): string | string[] | undefined {
     return this.#req.headers[name];
   }
@@ -144,7 +150,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       if (!route) throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${target.routeHost}${path}` });
       this.#route = route;
       const hostValue = route.host === 'preserve' ? undefined : route.host === 'endpoint' ? undefined : route.host;
-      const head = buildUpstreamHead(this.#ctx, req, this.requestId, hostValue, this.#via, 'http', target.hostValue);
+      const head = buildUpstreamHead(this.#ctx, req, this.requestId, hostValue, this.#via, (req.socket as TLSSocket).encrypted === true ? 'https' : 'http', target.hostValue);
       this.#headers = head.headers;
       // Only the route's protocols are tunnelled; for any other the request goes upstream as
       // plain HTTP without Upgrade, and what the client sent after its head is dropped.

@@ -28,6 +28,15 @@ export interface MetricsOptions {
   egress?: () => EgressView | undefined;
   /** The state layer's health (state/shared-state.ts), read when scraped. */
   state?: () => { backend: string; degraded: boolean; fallbacks: number; recoveries: number } | undefined;
+  /** The certificates the TLS listeners serve, read when scraped. */
+  certificates?: () => Iterable<CertificateView>;
+}
+
+/** What the metrics read of a certificate in use (src/tls `CertificateInfo`, structurally). */
+export interface CertificateView {
+  readonly listener: string;
+  readonly cert: string;
+  readonly notAfter: Date;
 }
 
 export interface GatewayMetrics {
@@ -165,6 +174,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   const held = new Tally();
   const cacheResults = new Tally();
   const recovered = new Tally();
+  const certReloads = new Tally();
   const duration = new Samples();
   const connect = new Samples();
   const tls = new Samples();
@@ -182,6 +192,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   tallied(registry, 'gatewise_held_requests_total', 'Requests held while every endpoint of a cluster was down, and what ended the hold (held, left, back).', ['cluster', 'event'] as const, held);
   tallied(registry, 'gatewise_cache_responses_total', 'Requests on routes with a cache, by route and what the cache did: hit, stale (a stale copy answered), revalidated (a 304 refreshed the stored copy), miss, bypass (a method the cache does not answer).', ['route', 'result'] as const, cacheResults);
   tallied(registry, 'gatewise_cache_recovered_total', 'Failures answered with a stale cached copy instead (recovered from cache), by route and cause: the RFC 9209 error type, or the upstream status ("503").', ['route', 'cause'] as const, recovered);
+  tallied(registry, 'gatewise_tls_certificate_reloads_total', 'Certificate files of TLS listeners reloaded after they changed, by listener, file and result (reloaded; failed: the old certificate stays).', ['listener', 'cert', 'result'] as const, certReloads);
   sampled(registry, 'gatewise_request_duration_seconds', 'Time from request (or tunnel) start to its end, by face and protocol.', ['face', 'protocol'] as const, duration);
   sampled(registry, 'gatewise_upstream_connect_seconds', 'New upstream connections: time until connected (DNS, TCP and TLS included), by cluster.', ['cluster'] as const, connect);
   sampled(registry, 'gatewise_upstream_tls_seconds', 'New upstream TLS connections: handshake time, by cluster.', ['cluster'] as const, tls);
@@ -202,6 +213,10 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
       limits.set({ cluster: c.name }, c.admission.limit);
     }
   });
+  scraped(registry, 'gatewise_tls_certificate_days_left', 'Days until the certificate a TLS listener serves expires (negative: expired), by listener and certificate file.', ['listener', 'cert'] as const, (set) => {
+    const t = Date.now();
+    for (const c of opts.certificates?.() ?? []) set([c.listener, c.cert], Math.round(((c.notAfter.getTime() - t) / 86_400_000) * 1000) / 1000);
+  }, 'max'); // every worker serves the same files: the group's value is theirs, not their sum
   const exits = (fn: (pool: string, s: { id: string; active: number; down: boolean }) => void): void => {
     for (const [name, p] of opts.egress?.()?.pools ?? []) for (const s of p.stats()) fn(name, s);
   };
@@ -307,6 +322,10 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
     const e = msg as { cluster: string; event: string };
     if (e.event !== 'unreachable') held.add(`${e.cluster}${SEP}${e.event}`);
   };
+  const onCertificate = (msg: unknown): void => {
+    const e = msg as { event: string; listener: string; cert: string };
+    if (e.event !== 'loaded') certReloads.add(`${e.listener}${SEP}${e.cert}${SEP}${e.event === 'reloaded' ? 'reloaded' : 'failed'}`);
+  };
   const onLimit = (msg: unknown): void => {
     const e = msg as { cluster?: string; limit: number };
     limits.set({ cluster: e.cluster ?? '' }, e.limit);
@@ -318,6 +337,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
     ['gatewise:forward:exit-failure', onExitFailure],
     ['gatewise:upstream:endpoint-wait', onWait],
     ['gatewise:upstream:limit', onLimit],
+    ['gatewise:tls:certificate', onCertificate],
   ];
   for (const [name, fn] of channels) subscribe(name, fn);
   return { registry, detach: () => channels.forEach(([name, fn]) => unsubscribe(name, fn)) };

@@ -1,0 +1,102 @@
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+
+/**
+ * TLS on a listener (reverse gateway listeners and forward proxy listeners share it).
+ * The defaults follow Mozilla's "intermediate" profile: TLS 1.2 and 1.3, AEAD ciphers
+ * with forward secrecy only.
+ */
+
+/** TLS 1.3 suites (always offered when TLS 1.3 is allowed) and the TLS 1.2 AEAD + ECDHE suites. */
+export const DEFAULT_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+const hostName = z
+  .string()
+  .regex(/^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, 'a lower-case host name, or *.example.com for one level of subdomains')
+  .describe('A host name (exact) or *.example.com (any one label in front).');
+
+export const certificateSchema = z.strictObject({
+  cert: z.string().min(1).describe('Path to the PEM certificate chain (leaf first).'),
+  key: z.string().min(1).describe('Path to the PEM private key of the leaf.'),
+  hosts: z
+    .array(hostName)
+    .min(1)
+    .optional()
+    .describe('Server names (SNI) this certificate answers for. Default: the DNS names of its subjectAltName (its CN when it has none).'),
+});
+
+export const listenerTlsSchema = z
+  .strictObject({
+    certificates: z
+      .array(certificateSchema)
+      .min(1, 'a TLS listener needs at least one certificate')
+      .describe('Certificates, chosen by the server name the client sends (SNI); the first is also the default for a client that sends no name or an unknown one (unless strictSni). Files are watched and reloaded when they change; connections already open keep their certificate.'),
+    strictSni: z
+      .boolean()
+      .default(false)
+      .describe('Refuse the handshake of a client whose server name (SNI) no certificate lists, or that sends none, instead of answering with the first certificate. Logged as tls_protocol_error, reason unknown_server_name. Default false.'),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2').describe('Oldest TLS version accepted. Default TLSv1.2.'),
+    ciphers: z
+      .string()
+      .min(1)
+      .default(DEFAULT_CIPHERS)
+      .describe('OpenSSL cipher list (TLS 1.3 suite names included); checked when the listener starts. Default: AEAD ciphers with forward secrecy (Mozilla intermediate).'),
+    clientAuth: z
+      .strictObject({
+        ca: z.string().min(1).describe('Path to a PEM file of the CA certificates client certificates must chain to.'),
+        mode: z
+          .enum(['require', 'optional'])
+          .default('require')
+          .describe('require: a connection without a valid client certificate is closed after the handshake; optional: a client may send none, but one it sends must be valid. Default require.'),
+      })
+      .optional()
+      .describe('Client certificates (mutual TLS). The verified identity is given to hooks (HookRequest.tls). Expired, untrusted or absent (when required) certificates close the connection and are logged as tls_certificate_error. Off unless set.'),
+    hsts: z
+      .strictObject({
+        maxAge: z.number().int().min(0).default(31_536_000).describe('max-age in seconds. Default 31536000 (one year).'),
+        includeSubDomains: z.boolean().default(false).describe('Add includeSubDomains. Default false.'),
+        preload: z.boolean().default(false).describe('Add preload. Default false.'),
+      })
+      .optional()
+      .describe('Send Strict-Transport-Security on every response of this listener (proxied ones that have none, and the gateway\'s own). Off unless set.'),
+  })
+  .describe('Serve HTTPS on this listener. Off unless set.');
+
+export const redirectSchema = z
+  .strictObject({
+    port: z.number().int().min(1).max(65535).default(443).describe('The HTTPS port named in the Location (omitted when 443). Default 443.'),
+    status: z.union([z.literal(301), z.literal(302), z.literal(307), z.literal(308)]).default(308).describe('Redirect status. Default 308 (keeps the method and body).'),
+  })
+  .describe('Answer every request on this (plain HTTP) listener with a redirect to the same host and path over HTTPS. Off unless set.');
+
+export const http2Schema = z
+  .strictObject({
+    maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100).describe('Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused by the client library or reset with REFUSED_STREAM. Default 100.'),
+    maxResets: z
+      .number()
+      .int()
+      .min(1)
+      .default(200)
+      .describe('Streams one client may reset (RST_STREAM before its answer) within resetWindow before the connection is closed with GOAWAY ENHANCE_YOUR_CALM: the HTTP/2 rapid-reset attack (CVE-2023-44487) is bounded per connection. Logged as http_request_error, reason h2_rapid_reset. Default 200.'),
+    resetWindow: z
+      .string()
+      .refine((v) => parseDuration(v) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
+      .default('10s')
+      .describe('The window maxResets counts over (duration). Default 10s.'),
+  })
+  .describe('Serve HTTP/2 (ALPN h2) on this TLS listener beside HTTP/1.1, through the same pipeline: every gateway-made answer and Proxy-Status the same. Needs tls (h2c is not served). Off unless set.');
+
+export type Http2Config = z.output<typeof http2Schema>;
+export type ListenerTlsConfig = z.output<typeof listenerTlsSchema>;
+export type CertificateConfig = z.output<typeof certificateSchema>;
+export type RedirectConfig = z.output<typeof redirectSchema>;

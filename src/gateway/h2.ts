@@ -1,0 +1,178 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants, createServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Stream, type ServerHttp2Session } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import { parseDuration } from '../config/duration.js';
+import type { Http2Config } from '../config/tls.js';
+
+/**
+ * HTTP/2 downstream on a TLS listener. The listener's HTTPS server negotiates ALPN; a
+ * connection that chose `h2` is handed here (a `http2` server that never listens itself),
+ * the others stay with the HTTP/1.1 server and its limits. Streams arrive through Node's
+ * compatibility API (`Http2ServerRequest`/`Response`, close to `IncomingMessage`/
+ * `ServerResponse`) and go through the same `Exchange` as HTTP/1.1, with an `h2` front:
+ * no connection order (streams are independent), no `Connection` header, the stream ends
+ * instead of the connection. Pseudo-headers are taken out of the head and `:authority`
+ * becomes `Host` before the pipeline sees it (`adaptRequest`).
+ *
+ * The rapid-reset attack (CVE-2023-44487: open a stream, reset it at once, repeat) is
+ * bounded per connection: more than `maxResets` streams the client reset before their
+ * answer within `resetWindow`, and the connection gets GOAWAY ENHANCE_YOUR_CALM and is
+ * closed (`onAbuse` records it). Counted on the session, no per-stream closure. What is
+ * counted is a stream the gateway began to handle (Node emitted it) and the client reset:
+ * a HEADERS frame nghttp2 drops together with its RST_STREAM before Node sees it cost no
+ * request work, and nghttp2's own reset rate limit covers those.
+ */
+export class H2Front {
+  readonly server: Http2Server;
+  readonly #sessions = new Set<ServerHttp2Session>();
+  readonly #maxResets: number;
+  readonly #windowMs: number;
+  readonly #onAbuse: (session: ServerHttp2Session, detail: string) => void;
+  /** The TLS socket being handed to the HTTP/2 server (its session is made synchronously). */
+  #taking: TLSSocket | undefined;
+
+  constructor(
+    cfg: Http2Config,
+    limits: { maxHeaderSize: number; idleMs: number },
+    handlers: {
+      request(req: IncomingMessage, res: ServerResponse): void;
+      checkContinue(req: IncomingMessage, res: ServerResponse): void;
+      abuse(session: ServerHttp2Session, detail: string): void;
+    },
+  ) {
+    this.#maxResets = cfg.maxResets;
+    this.#windowMs = parseDuration(cfg.resetWindow) ?? 10_000;
+    this.#onAbuse = handlers.abuse;
+    this.server = createServer({
+      settings: { maxConcurrentStreams: cfg.maxConcurrentStreams, enablePush: false, maxHeaderListSize: limits.maxHeaderSize },
+      maxSendHeaderBlockLength: 64 * 1024,
+    });
+    if (limits.idleMs > 0) this.server.setTimeout(limits.idleMs);
+    const request = handlers.request;
+    const checkContinue = handlers.checkContinue;
+    this.server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+      adaptRequest(req);
+      request(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+    });
+    this.server.on('checkContinue', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+      adaptRequest(req);
+      checkContinue(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+    });
+    this.server.on('session', (session: ServerHttp2Session) => {
+      const s = session as GuardedSession;
+      s[kGuard] = { front: this, resets: 0, windowStart: performance.now(), socket: this.#taking };
+      this.#sessions.add(session);
+      session.once('close', () => this.#sessions.delete(session));
+      session.on('error', ignore);
+      session.on('stream', onStream);
+    });
+    this.server.on('timeout', () => {});
+  }
+
+  /** A TLS connection that negotiated h2. */
+  take(socket: TLSSocket): void {
+    this.#taking = socket;
+    this.server.emit('connection', socket);
+    this.#taking = undefined;
+  }
+
+  /** Sessions open now. */
+  get sessions(): number {
+    return this.#sessions.size;
+  }
+
+  /** A stream the client reset before its answer: count it, and close an abuser's connection. */
+  reset(session: ServerHttp2Session): void {
+    const g = (session as GuardedSession)[kGuard];
+    if (g === undefined || session.destroyed) return;
+    const now = performance.now();
+    if (now - g.windowStart > this.#windowMs) {
+      g.windowStart = now;
+      g.resets = 0;
+    }
+    if (++g.resets <= this.#maxResets) return;
+    g.front = undefined;
+    const detail = `the client reset more than ${this.#maxResets} HTTP/2 streams within ${this.#windowMs} ms (rapid reset, CVE-2023-44487): GOAWAY ENHANCE_YOUR_CALM`;
+    this.#onAbuse(session, detail);
+    // Out of nghttp2's callback: destroy with a code sends the final GOAWAY with it, then closes.
+    setImmediate(destroyCalm, session);
+  }
+
+  /** Graceful: GOAWAY to every connection (streams in flight finish). */
+  close(): void {
+    for (const s of this.#sessions) s.close();
+  }
+
+  /** Cut whatever is left. */
+  destroy(): void {
+    for (const s of this.#sessions) s.destroy();
+  }
+}
+
+const kGuard = Symbol('gatewise.h2Guard');
+interface Guard {
+  front: H2Front | undefined;
+  resets: number;
+  windowStart: number;
+  /** The connection itself (session.socket is a proxy that refuses destroy). */
+  socket: { destroy(): void } | undefined;
+}
+type GuardedSession = ServerHttp2Session & { [kGuard]?: Guard };
+
+function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
+  stream.once('aborted', onAborted);
+}
+
+/** The client reset the stream before its answer was complete (module function: no closure per stream). */
+function onAborted(this: Http2Stream): void {
+  const session = this.session as GuardedSession | undefined;
+  session?.[kGuard]?.front?.reset(session);
+}
+
+function destroyCalm(session: ServerHttp2Session): void {
+  // session.socket is Node's proxy, which refuses destroy; the TCP socket under the TLS one is
+  // reachable through it (_parent), and closing it ends the connection for certain.
+  const socket = (session as GuardedSession)[kGuard]?.socket ?? (session.socket as unknown as { _parent?: { destroy(): void } } | undefined)?._parent;
+  session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  // Give the GOAWAY a moment to leave, then cut the connection whatever the client does.
+  setTimeout(() => {
+    session.destroy();
+    socket?.destroy();
+  }, 50).unref();
+}
+
+function ignore(): void {}
+
+/**
+ * The head as the pipeline reads it: pseudo-headers out of `rawHeaders` (what is forwarded),
+ * `:authority` as `Host` when the client sent no Host, cookies joined into one field
+ * (RFC 9113 §8.2.3, for an HTTP/1.1 upstream).
+ */
+export function adaptRequest(req: Http2ServerRequest): void {
+  const raw = req.rawHeaders;
+  const out: string[] = [];
+  let authority: string | undefined;
+  let host = false;
+  let cookie: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':authority') authority = raw[i + 1];
+      continue;
+    }
+    if (name === 'cookie') {
+      cookie = cookie === undefined ? raw[i + 1] : `${cookie}; ${raw[i + 1]}`;
+      continue;
+    }
+    if (name === 'host') host = true;
+    out.push(name, raw[i + 1]!);
+  }
+  if (cookie !== undefined) out.push('cookie', cookie);
+  // req.headers keeps its pseudo-headers: Node's compat request reads method, url and authority from them.
+  const headers = req.headers as Record<string, string | string[] | undefined>;
+  if (!host && authority !== undefined) {
+    out.unshift('host', authority);
+    headers.host = authority;
+  }
+  Object.defineProperty(req, 'rawHeaders', { value: out, configurable: true });
+}

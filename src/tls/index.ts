@@ -1,0 +1,9 @@
+/**
+ * TLS at the front: certificates by server name with reload (certificate-store.ts), client
+ * TLS failures named for the record (client-failure.ts), and what hooks see of a
+ * connection's TLS (identity.ts). Used by the reverse gateway's and the forward proxy's
+ * listeners.
+ */
+export { CERTIFICATE_CHANNEL, CertificateStore, UNKNOWN_SERVER_NAME, certificateEvents, servernameOf, type CertificateEvent, type CertificateInfo } from './certificate-store.js';
+export { checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from './client-failure.js';
+export { tlsInfoOf, type ClientCertificate, type TlsInfo } from './identity.js';
