@@ -7,6 +7,7 @@
  * consulted). `detail` names, for a stale answer, the failure that it covers (an RFC 9209
  * error type) or why the cache was bypassed.
  */
+import { sfTokenOrString } from '../failure/index.js';
 export type Forward = 'uri-miss' | 'vary-miss' | 'miss' | 'request' | 'stale' | 'bypass';
 
 export interface CacheStatus {
@@ -21,23 +22,9 @@ export interface CacheStatus {
   detail?: string;
 }
 
-const TOKEN_RE = /^[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*$/;
-
-function tokenOrString(s: string): string {
-  if (TOKEN_RE.test(s)) return s;
-  let out = '"';
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x22 || c === 0x5c) out += '\\' + s[i];
-    else if (c >= 0x20 && c <= 0x7e) out += s[i];
-    else out += '?';
-  }
-  return out + '"';
-}
-
 /** The member for this cache (`name` is the gateway's identity). */
 export function cacheStatusMember(name: string, s: CacheStatus): string {
-  let m = tokenOrString(name);
+  let m = sfTokenOrString(name);
   if (s.hit) m += '; hit';
   if (s.fwd !== undefined) m += `; fwd=${s.fwd}`;
   if (s.fwdStatus !== undefined) m += `; fwd-status=${s.fwdStatus}`;
@@ -45,7 +32,7 @@ export function cacheStatusMember(name: string, s: CacheStatus): string {
   if (s.ttl !== undefined) m += `; ttl=${Math.floor(s.ttl)}`;
   if (s.stored) m += '; stored';
   if (s.collapsed) m += '; collapsed';
-  if (s.detail !== undefined) m += `; detail=${tokenOrString(s.detail)}`;
+  if (s.detail !== undefined) m += `; detail=${sfTokenOrString(s.detail)}`;
   return m;
 }
 

@@ -32,9 +32,8 @@ export class FailureMarker {
     return domain === undefined ? exit : `${exit}\0${domain.toLowerCase()}`;
   }
 
-  /** Count a failure; returns true when this failure started a cool-down. */
-  fail(exit: string, domain?: string): boolean {
-    const k = this.#key(exit, domain);
+  /** The mark of `k`, made when there is none (the oldest dropped beyond MAX_DOMAIN_MARKS). */
+  #mark(k: string): Mark {
     let m = this.#marks.get(k);
     if (!m) {
       if (this.#marks.size >= MAX_DOMAIN_MARKS) {
@@ -44,6 +43,13 @@ export class FailureMarker {
       m = { failures: 0, trips: 0, until: 0 };
       this.#marks.set(k, m);
     }
+    return m;
+  }
+
+  /** Count a failure; returns true when this failure started a cool-down. */
+  fail(exit: string, domain?: string): boolean {
+    const k = this.#key(exit, domain);
+    const m = this.#mark(k);
     m.failures++;
     if (m.failures >= this.#policy.threshold) {
       const p = this.#policy;
@@ -74,15 +80,7 @@ export class FailureMarker {
   /** Another node (or worker) found this exit (for the domain) dead: cool it down here too, for `forMs`. */
   coolFor(exit: string, domain: string | undefined, forMs: number): void {
     const k = this.#key(exit, domain);
-    let m = this.#marks.get(k);
-    if (!m) {
-      if (this.#marks.size >= MAX_DOMAIN_MARKS) {
-        const oldest = this.#marks.keys().next();
-        if (!oldest.done) this.#marks.delete(oldest.value);
-      }
-      m = { failures: 0, trips: 0, until: 0 };
-      this.#marks.set(k, m);
-    }
+    const m = this.#mark(k);
     m.until = Math.max(m.until, this.#now() + forMs);
   }
 
