@@ -1,13 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { execFile } from 'node:child_process';
 import { startLab } from '../../src/lab/index.js';
+import { BIN, startDemo } from '../helpers/gatewise-process.js';
 
-const BIN = fileURLToPath(new URL('../../../bin/gatewise.js', import.meta.url));
 
 function run(args: string[], timeout = 30_000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -63,18 +59,9 @@ test('diagnose: exit codes 0 healthy and 1 site side; --json prints one object w
 });
 
 test('a newcomer during gatewise demo: the demo says how to run diagnose, and its verdict names the gateway, the timeout and whose side', { timeout: 90_000 }, async () => {
-  const tmp = mkdtempSync(join(tmpdir(), 'gatewise-demo-tmp-'));
-  const child = spawn(process.execPath, [BIN, 'demo', '--port', '0'], { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let out = '';
+  const demo = await startDemo();
+  const out = demo.out();
   try {
-    await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (c: Buffer) => {
-        out += c.toString();
-        if (out.includes('Ctrl-C to stop')) resolve();
-      });
-      void exited.then((code) => reject(new Error(`demo exited ${code}: ${out}`)));
-    });
     const printed = /^ {2}gatewise diagnose (http:\/\/127\.0\.0\.1:\d+\/hang)$/m.exec(out);
     assert.ok(printed, `the demo prints the diagnose command:\n${out}`);
     const r = await run(['diagnose', printed[1]!]);
@@ -86,8 +73,6 @@ test('a newcomer during gatewise demo: the demo says how to run diagnose, and it
     assert.match(verdict, /Whom to contact: the operators of 127\.0\.0\.1:\d+, quoting:\n(.*\n)*? {4}- x-request-id: \S+ \(Gatewise\)/);
     assert.match(verdict, /Exit code 1 /);
   } finally {
-    child.kill('SIGTERM');
-    await exited;
-    rmSync(tmp, { recursive: true, force: true });
+    await demo.stop();
   }
 });

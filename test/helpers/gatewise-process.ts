@@ -86,3 +86,42 @@ export class GatewiseProcess {
 export function processOf(requestId: unknown): string {
   return String(requestId).split('-')[0]!;
 }
+
+/** `gatewise demo --port 0` as a real process, once it printed its table ("Ctrl-C to stop"). */
+export interface DemoProcess {
+  /** Everything it printed on stdout so far. */
+  readonly out: () => string;
+  /** Its exit code, once it exits. */
+  readonly exited: Promise<number | null>;
+  /** Signal it, wait for it to exit and remove its temp directory; its exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function startDemo(): Promise<DemoProcess> {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const tmp = mkdtempSync(join(tmpdir(), 'gatewise-demo-tmp-'));
+  const child = spawn(process.execPath, [BIN, 'demo', '--port', '0'], { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let out = '';
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
+    child.kill(signal);
+    const code = await exited;
+    rmSync(tmp, { recursive: true, force: true });
+    return code;
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (c: Buffer) => {
+        out += c.toString();
+        if (out.includes('Ctrl-C to stop')) resolve();
+      });
+      void exited.then((code) => reject(new Error(`demo exited ${code}: ${out}`)));
+    });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { out: () => out, exited, stop };
+}

@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { startDemo } from '../helpers/gatewise-process.js';
 import { ADMIN_TOKEN, FWD_PASSWORD, FWD_USER, eventually, startAdminStack } from '../helpers/admin-stack.js';
 
 const CHROMIUM = process.env.GATEWISE_CHROMIUM ?? '/usr/bin/chromium';
@@ -85,23 +86,14 @@ test('the dashboard, in a real browser, shows each lab fault under its own cause
 
 test('gatewise demo: the dashboard URL it prints shows, in a real browser, every lab fault under its own cause, and a new failure within 2 s', { skip, timeout: 60_000 }, async () => {
   const { chromium } = await import('playwright-core');
-  const { spawn } = await import('node:child_process');
-  const { fileURLToPath } = await import('node:url');
   const { LAB_FAULTS } = await import('../../src/lab/index.js');
-  const tmp = mkdtempSync(join(tmpdir(), 'gatewise-demo-tmp-'));
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../../../bin/gatewise.js', import.meta.url)), 'demo', '--port', '0'], { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let out = '';
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  const demo = await startDemo();
+  const out = demo.out();
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] }).catch(async (err: unknown) => {
+    await demo.stop();
+    throw err;
+  });
   try {
-    // The demo prints the table and "Ctrl-C to stop" once it has probed every cause.
-    await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (c: Buffer) => {
-        out += c.toString();
-        if (out.includes('Ctrl-C to stop')) resolve();
-      });
-      void exited.then((code) => reject(new Error(`demo exited ${code}: ${out}`)));
-    });
     const dashboard = /^Dashboard: (http:\/\/127\.0\.0\.1:\d+\/) /m.exec(out)?.[1];
     assert.ok(dashboard, out);
     const gateway = /the gateway at (http:\/\/127\.0\.0\.1:\d+) /.exec(out)![1]!;
@@ -127,8 +119,6 @@ test('gatewise demo: the dashboard URL it prints shows, in a real browser, every
     assert.ok(Date.now() - sent <= 2000);
   } finally {
     await browser.close();
-    child.kill('SIGINT');
-    assert.equal(await exited, 0, out);
-    rmSync(tmp, { recursive: true, force: true });
+    assert.equal(await demo.stop('SIGINT'), 0, out);
   }
 });
