@@ -12,6 +12,9 @@ export interface PoolSetOptions {
   create: (key: string) => ConnectionPool;
 }
 
+/** How many of the least recently used pools are looked at for staleness when a pool is made. */
+const EVICT_SCAN = 8;
+
 interface Entry {
   readonly pool: ConnectionPool;
   usedAt: number;
@@ -21,8 +24,9 @@ interface Entry {
  * Connection pools by key (for the forward proxy: rules scope and origin), what undici's
  * Agent is to its Pools, for `ConnectionPool`. A proxy that visits many origins must not
  * keep a pool for each forever: the set is bounded (`maxPools`, least recently used closed
- * first) and drops pools that have been empty for `emptyTtlMs` whenever it makes a new one
- * (no timer: an empty pool holds no socket, only what it learned).
+ * first) and drops pools that have been empty for `emptyTtlMs` when it makes a new one (the
+ * few least recently used are looked at; no timer: an empty pool holds no socket, only what
+ * it learned).
  *
  * The Map's order is the order of last use: a hit moves its entry to the end, unless it is
  * already the newest (one origin under load costs no Map write per request).
@@ -64,13 +68,20 @@ export class PoolSet {
     return e.pool;
   }
 
-  /** Drop the oldest pools while they are empty and stale, then close the least recently used ones over the bound. */
+  /**
+   * Before a new pool: close the least recently used ones while the set is at its bound, then
+   * drop the stale empty ones among the next few least recently used (a few, so making a pool
+   * costs O(1); a pool busy for long at the front only delays the others until they come first).
+   */
   #evict(now: number): void {
     const pools = this.#pools;
     const ttl = this.#opts.emptyTtlMs;
+    let looked = 0;
     for (const [key, e] of pools) {
-      const over = pools.size >= this.#opts.maxPools;
-      if (!over && !(e.pool.size === 0 && now - e.usedAt > ttl)) break;
+      if (pools.size < this.#opts.maxPools) {
+        if (++looked > EVICT_SCAN) break;
+        if (e.pool.size !== 0 || now - e.usedAt <= ttl) continue;
+      }
       pools.delete(key);
       if (e === this.#newest) this.#newest = undefined;
       this.#retire(e.pool);
