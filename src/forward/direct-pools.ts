@@ -41,11 +41,6 @@ export class DirectPools {
     this.#pools = new PoolSet({ maxPools: MAX_POOLS, emptyTtlMs: EMPTY_POOL_TTL_MS, create: (key) => this.#create(key) });
   }
 
-  /** Pools held now (for tests and the admin view). */
-  get size(): number {
-    return this.#pools.size;
-  }
-
   scopeOf(user: string | null): string {
     return this.#rulesOf().hasOwnRules(user) ? `user:${user}` : '*';
   }
