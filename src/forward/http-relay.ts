@@ -211,6 +211,7 @@ export class HttpExchange implements ForwardResponder, Relay {
       };
       const r = await this.#dispatch(ctx, session, client, path, headers, body, headUp, () => client.remoteAddress ?? null, through, settled);
       if (r !== AGAIN) return r;
+      if (this.#res.destroyed) return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
       fresh = true;
     }
   }

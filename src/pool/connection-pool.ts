@@ -10,8 +10,9 @@ export type TimedExpectClient = ExpectClient & { readonly timings: ConnectTiming
  * Connections to one origin: a reverse endpoint (upstream/endpoint.ts), or a destination of
  * the forward proxy's direct exit (forward/direct-pools.ts, through a PoolSet). The caller
  * supplies the connector (the reverse side's undici connector with its TLS options; the
- * forward side's Dialer under the user's destination rules, with its upstream TLS). Written here rather than using undici's Pool because
- * the keep-alive race needs per-connection choices that Pool does not expose:
+ * forward side's Dialer under the user's destination rules, with its upstream TLS).
+ * Written here rather than using undici's Pool because the keep-alive race needs
+ * per-connection choices that Pool does not expose:
  *  - idle connections are reused newest-first (LIFO), so the one most likely to be
  *    still open upstream goes first;
  *  - a connection idle longer than the endpoint's safe idle time is never reused: its
@@ -62,8 +63,6 @@ export interface ConnectionPoolOptions {
   connector: buildConnector.connector;
 }
 
-export type PoolEvent = { kind: 'idle-close'; idleMs: number } | { kind: 'connect' };
-
 export class ConnectionPool {
   readonly #opts: ConnectionPoolOptions;
   /** Idle connections, most recently used last. */
@@ -82,7 +81,6 @@ export class ConnectionPool {
     this.#opts = opts;
     this.#connector = opts.connector;
   }
-
 
   get size(): number {
     return this.#all.size;
