@@ -36,7 +36,7 @@ import { DestinationRules } from './rules/destination-rules.js';
 import { toSettings, type ForwardSettings } from './settings.js';
 import { Socks4Front } from './socks/socks4-front.js';
 import { Socks5Front } from './socks/socks5-front.js';
-import { UpstreamAgents } from './upstream-agents.js';
+import { DirectPools } from './direct-pools.js';
 import { UpstreamTls } from './upstream-tls.js';
 import { mergeForwardHooks, type ForwardHooks } from './hooks.js';
 import { AccountService, type UserStore } from './accounts.js';
@@ -291,7 +291,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const tls = tlsFor(settings);
   const grammarOf = (c: ForwardConfig): ForwardContext['grammar'] => ({ separator: c.usernameGrammar.separator, keys: { session: c.usernameGrammar.session, ttl: c.usernameGrammar.ttl, pool: c.usernameGrammar.pool, debug: c.usernameGrammar.debug } });
   const relayTimeoutsOf = (s: ForwardSettings): ForwardContext['relayTimeouts'] => ({ headersMs: s.responseHeadersMs, bodyIdleMs: s.responseBodyIdleMs, sendMs: s.sendMs });
-  const agents = new UpstreamAgents(dialer, () => rules, settings, trackSocket, tls.direct);
+  const direct = new DirectPools(dialer, () => rules, settings, trackSocket, tls.direct);
   let accessLogOn = config.accessLog;
   const ctx: ForwardContext = {
     settings,
@@ -301,7 +301,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     },
     dialer,
     udpDialer,
-    agents,
+    direct,
     meter: new Meter({ onBytes: (u, dir, n) => plans.record(u, dir, n) }),
     limits: new ConcurrencyLimits(),
     shared,
@@ -328,7 +328,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     users = all;
     rules = nextRules;
     setTables(all);
-    ctx.agents.reset();
+    ctx.direct.reset();
   };
   const applyFromFile = (all: ForwardUser[]): void => {
     const configNames = new Set(config.auth.users.map((u) => u.name));
@@ -422,7 +422,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     const closed = Promise.allSettled(listeners.map((l) => l.listener.close()));
     tracker.destroyAll();
     await closed;
-    await ctx.agents.close();
+    await ctx.direct.close();
     detachLog();
     await cleanup();
     throw err;
@@ -555,8 +555,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     ctx.debugPlans = debugPlansOf(next.plans);
     ctx.relayTimeouts = relayTimeoutsOf(nextSettings);
     if (nextSettings.connectTimeoutMs !== oldSettings.connectTimeoutMs) ctx.tls = tlsFor(nextSettings);
-    const retiring = ctx.agents;
-    ctx.agents = new UpstreamAgents(dialer, () => rules, nextSettings, trackSocket, ctx.tls.direct);
+    const retiring = ctx.direct;
+    ctx.direct = new DirectPools(dialer, () => rules, nextSettings, trackSocket, ctx.tls.direct);
     retiring.reset(); // graceful: requests on its connections finish, then its connections close
     planTable.clear();
     for (const [k, v] of Object.entries(next.plans)) planTable.set(k, v);
@@ -631,7 +631,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         const stopped = Promise.allSettled(listeners.map((l) => l.listener.close()));
         for (const h of httpFronts) h.close();
         tracker.destroyAll();
-        await ctx.agents.close();
+        await ctx.direct.close();
         await stopped;
         detachLog();
         ctx.meter.off('finished', publish);

@@ -2,7 +2,7 @@ import type { Dispatcher } from 'undici';
 import { Failure, failureMember, receivedMember } from '../failure/index.js';
 import { HOP_BY_HOP, connectionListed } from '../http/headers.js';
 import { Timeout } from '../timing/deadlines.js';
-import type { PooledClient } from '../upstream/connection-pool.js';
+import type { PooledClient } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import {
   CacheEntry,

@@ -3,6 +3,7 @@ import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Failure, classify, receivedMember, type AttemptSummary } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
+import { IDEMPOTENT_METHODS } from '../http/methods.js';
 import { plainAddress } from '../http/trust.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { EndpointWaiter } from '../upstream/endpoint-wait.js';
@@ -33,9 +34,6 @@ export function newRequestId(ctx: GatewayContext): string {
 
 /** Methods of HTTP (Node's registry); llhttp also parses RTSP methods, which must not be forwarded as HTTP. */
 const HTTP_METHODS = new Set(METHODS);
-
-/** RFC 9110 §9.2.2. */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /**
  * Request bodies up to this size are kept while in flight so a retry can send them again
@@ -280,7 +278,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       // upstream's 100 is relayed (continueClient), or not at all after a final answer.
       this.#expectContinue = expectContinue && head.hasBody;
       this.#upstreamPath = rewritePath(route, path);
-      this.#idempotent = IDEMPOTENT.has(req.method!) || (route.retry.idempotencyKey && req.headers['idempotency-key'] !== undefined);
+      this.#idempotent = IDEMPOTENT_METHODS.has(req.method!) || (route.retry.idempotencyKey && req.headers['idempotency-key'] !== undefined);
       if (!runRequestPhase(this.ctx.hooks, this)) return;
       if (route.cache !== undefined && this.#cacheLookup(route.cache)) return;
       this.#admit();
