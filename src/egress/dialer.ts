@@ -37,6 +37,26 @@ export interface DialOptions {
  */
 export interface Dialer {
   dial(target: DialTarget, opts: DialOptions): Promise<Socket>;
+  /**
+   * The same dial with callbacks instead of a promise (optional: the router falls back to
+   * `dial`). For the tunnel path, which runs once per CONNECT: no promise, no `then`, and
+   * the caller can cancel through the handle instead of a signal. The sink is called once,
+   * possibly before this returns (a refusal that needs no I/O). `opts.signal` is ignored.
+   */
+  dialTo?(target: DialTarget, opts: DialOptions, sink: DialSink): DialHandle;
+}
+
+/** Where a callback dial reports: once, the socket or the failure. */
+export interface DialSink {
+  /** Connected to `address` (the one approved; undefined when the dialer does not know it). */
+  dialed(socket: Socket, address: string | undefined): void;
+  /** A Failure, or an error to classify. */
+  dialFailed(err: unknown): void;
+}
+
+/** A dial in flight: `abort` ends it (the sink then hears a failure, if it has not heard yet). */
+export interface DialHandle {
+  abort(): void;
 }
 
 export interface UdpOpenOptions {

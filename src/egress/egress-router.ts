@@ -1,7 +1,8 @@
 import type { Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import { customerFacingFailure } from '../tenants/limit-refusal.js';
-import type { DialOptions, DialTarget, Dialer, UdpDialer, UdpEgress, UdpOpenOptions } from './dialer.js';
+import type { DialHandle, DialOptions, DialSink, DialTarget, Dialer, UdpDialer, UdpEgress, UdpOpenOptions } from './dialer.js';
+import { Cancel } from '../timing/cancel.js';
 import { scopeOf, withEgress, withScope } from './exit-failure.js';
 import type { Exit } from './exit.js';
 import type { ExitPool } from './exit-pool.js';
@@ -176,6 +177,28 @@ export class EgressRouter {
     return this.#dialPool(name, target, opts, route);
   }
 
+  /**
+   * `dial` with callbacks, for tunnels (once per CONNECT): a direct dial goes to the
+   * dialer's `dialTo` when it has one (no promise at all for an IP literal); a pool, or a
+   * dialer without it, runs `dial` and reports its outcome. The sink is called once,
+   * possibly before this returns; `abort` cancels the dial (the client left).
+   */
+  dialTo(target: DialTarget, opts: DialOptions, route: EgressRoute, sink: TunnelDialSink): DialHandle {
+    const name = this.poolName(route, target.host);
+    if (name instanceof Failure) {
+      sink.dialFailed(name);
+      return NO_HANDLE;
+    }
+    if (name === undefined && this.#direct.dialTo !== undefined) return this.#direct.dialTo(target, opts, sink);
+    const cancel = new Cancel();
+    const dial = name === undefined ? this.#direct.dial(target, { ...opts, signal: cancel }).then(directDial) : this.#dialPool(name, target, { ...opts, signal: cancel }, route);
+    dial.then(
+      (d) => sink.dialedThrough(d.socket, d.choice),
+      (err: unknown) => sink.dialFailed(err),
+    );
+    return cancel;
+  }
+
   async #dialPool(name: string, target: DialTarget, opts: DialOptions, route: EgressRoute): Promise<EgressDial> {
     const pool = this.pools.get(name)!;
     const { value, choice } = await this.#through(name, target.host, route, (exit) => exit.dial(target, opts));
@@ -241,6 +264,13 @@ export class EgressRouter {
     return out;
   }
 }
+
+/** A tunnel's dial sink: also told which exit carried the connection (a pool), when it is not direct. */
+export interface TunnelDialSink extends DialSink {
+  dialedThrough(socket: Socket, choice: ExitChoice | undefined): void;
+}
+
+const NO_HANDLE: DialHandle = { abort(): void {} };
 
 function directDial(socket: Socket): EgressDial {
   return { socket };

@@ -1,4 +1,4 @@
-export type { Dialer, DialOptions, DialTarget, ResolvedAddress, AddressGuard, UdpDialer, UdpEgress, UdpOpenOptions, UdpSource } from './dialer.js';
+export type { Dialer, DialHandle, DialSink, DialOptions, DialTarget, ResolvedAddress, AddressGuard, UdpDialer, UdpEgress, UdpOpenOptions, UdpSource } from './dialer.js';
 export { DirectDialer, type DirectDialerOptions } from './direct-dialer.js';
 export { DirectUdpDialer, type DirectUdpDialerOptions } from './direct-udp-dialer.js';
 export { systemResolver, dnsServerResolver, resolverFromLookup, resolveHost, literalAddress, unbracket, type Resolver, type LookupFunction } from './resolver.js';
@@ -10,6 +10,6 @@ export { AddressExit, ProxyChainExit, type Exit } from './exit.js';
 export { FailureMarker, type FailurePolicy } from './failure-marker.js';
 export { SessionTable, type SessionPin } from './session-table.js';
 export { ExitPool, ROTATION_STRATEGIES, type RotationStrategy, type ExitPoolOptions, type PickRequest, type PickResult, type ExitStats } from './exit-pool.js';
-export { EgressRouter, type EgressRoute, type RoutingRule, type ExitChoice, type EgressDial, type EgressEvents } from './egress-router.js';
+export { EgressRouter, type EgressRoute, type RoutingRule, type ExitChoice, type EgressDial, type EgressEvents, type TunnelDialSink } from './egress-router.js';
 export { buildEgress, buildExits, type PoolSpec, type EgressSpec } from './build.js';
 export { Socks5UdpDialer } from './socks5-udp-dialer.js';

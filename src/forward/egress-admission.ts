@@ -1,10 +1,7 @@
-import { runTunnel, type TunnelEnd, type TunnelOptions } from './tunnel.js';
-import type { Socket } from 'node:net';
 import { Failure } from '../failure/index.js';
 import { egressOf, type EgressRoute, type ExitChoice } from '../egress/index.js';
 import type { MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
-import type { ForwardRequest } from './pipeline.js';
 import type { CancelSignal } from '../timing/cancel.js';
 
 /**
@@ -45,71 +42,4 @@ export function exitHeaders(choice: ExitChoice | undefined): Record<string, stri
 /** Dial options every handler uses. */
 export function dialOptions(ctx: ForwardContext, user: string | null, signal?: CancelSignal): { guard: ReturnType<ForwardContext['rules']['guardFor']>; connectTimeoutMs: number; dnsTimeoutMs: number; signal?: CancelSignal } {
   return { guard: ctx.rules.guardFor(user), connectTimeoutMs: ctx.settings.connectTimeoutMs, dnsTimeoutMs: ctx.settings.dnsTimeoutMs, signal };
-}
-
-export type { Socket };
-
-/**
- * A tunnel's byte callbacks: meter, and once the user's plan is over a byte quota, end
- * the tunnel (the quota is counted as bytes move, so the cut comes at the next chunk).
- * A class rather than closures: one object per tunnel, and the tunnel calls its methods.
- */
-class MeteredTunnel implements TunnelOptions {
-  readonly idleMs: number;
-  readonly sendMs: number;
-  readonly #ctx: ForwardContext;
-  readonly #req: ForwardRequest;
-  readonly #session: MeterSession;
-  readonly #upstream: Socket;
-  #cut = false;
-
-  constructor(ctx: ForwardContext, req: ForwardRequest, upstream: Socket) {
-    this.idleMs = ctx.settings.tunnelIdleMs;
-    this.sendMs = ctx.settings.sendMs;
-    this.#ctx = ctx;
-    this.#req = req;
-    this.#session = req.session;
-    this.#upstream = upstream;
-  }
-
-  onNotReading(detail: string): void {
-    this.#session.cutDetail = detail;
-  }
-
-  // The quota is checked before a chunk is counted: the chunk that crosses the limit still
-  // goes through (the user's bytes up to the limit arrive whole) and the next one is cut.
-  onUp(n: number): void {
-    const user = this.#req.route.user;
-    if (user !== null) this.#checkQuota(user);
-    this.#session.up(n);
-  }
-
-  onDown(n: number): void {
-    const user = this.#req.route.user;
-    if (user !== null) this.#checkQuota(user);
-    this.#session.down(n);
-  }
-
-  #checkQuota(user: string): void {
-    if (this.#cut) return;
-    const plans = this.#ctx.plans;
-    const over = plans.allowBytes(user, 'up') ?? plans.allowBytes(user, 'down');
-    if (!over) return;
-    this.#cut = true;
-    this.#session.quotaCut = over.detail;
-    this.#req.client.destroy();
-    this.#upstream.destroy();
-  }
-}
-
-/**
- * Once the client was told the tunnel is open: pass on the bytes it sent early, then
- * splice both ways, metered and under the plan's byte quota, until either side ends.
- */
-export function spliceMetered(ctx: ForwardContext, req: ForwardRequest, upstream: Socket, early: Buffer): Promise<TunnelEnd> {
-  if (early.length > 0) {
-    req.session.up(early.length);
-    upstream.write(early);
-  }
-  return runTunnel(req.client, upstream, new MeteredTunnel(ctx, req, upstream));
 }

@@ -34,9 +34,9 @@ export class HttpConnectFront {
     // CONNECT) wait in the socket's buffer until the tunnel reads them; flowing with no
     // listener, they would be dropped.
     socket.pause();
-    socket.on('error', ignore);
+    // No 'error' listener here: the listener put one on every connection it hands on.
     const ctx = this.#pipeline.ctx;
-    const session = ctx.meter.open({ protocol: 'connect', requestId: newRequestId(), user: null, clientAddress: clientAddressFor(ctx, socket) });
+    const session = ctx.meter.open({ protocol: 'connect', requestId: newRequestId, user: null, clientAddress: clientAddressFor(ctx, socket) });
     const target = parseAuthorityTarget(head.url);
     const req = new ForwardRequest({ kind: 'tunnel', target: target instanceof Failure ? { host: '', port: 0 } : target, method: 'CONNECT', session, client: socket });
     const responder = new ConnectResponder(this, req, head, early);
@@ -92,5 +92,3 @@ class ConnectResponder implements ForwardResponder {
     return GONE;
   }
 }
-
-function ignore(): void {}

@@ -56,6 +56,8 @@ export function parseAbsoluteTarget(url: string | undefined): HttpTarget | Failu
 /** Split a CONNECT authority-form target (`host:port`, `[v6]:port`). */
 export function parseAuthorityTarget(target: string | undefined): { host: string; port: number } | Failure {
   if (!target) return bad('missing CONNECT target');
+  const plain = plainAuthority(target);
+  if (plain !== undefined) return plain;
   const m = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(target) ?? /^([A-Za-z0-9_\-.]+):(\d{1,5})$/.exec(target);
   if (!m) return bad('CONNECT target must be host:port');
   const port = Number(m[2]);
@@ -71,6 +73,32 @@ export function parseAuthorityTarget(target: string | undefined): { host: string
     }
   }
   return { host, port };
+}
+
+/**
+ * The common CONNECT target without a regular expression (once per tunnel): `name:port` or
+ * `a.b.c.d:port` with a host already lower-case, canonical (`isCanonicalHost`) and a valid
+ * port. The same result the general path gives for it; anything else (upper case, IPv6,
+ * a bad port) goes the general way, which also words the refusals.
+ */
+function plainAuthority(t: string): { host: string; port: number } | undefined {
+  const colon = t.indexOf(':');
+  const n = t.length;
+  if (colon <= 0 || n - colon - 1 < 1 || n - colon - 1 > 5) return undefined;
+  let port = 0;
+  for (let i = colon + 1; i < n; i++) {
+    const c = t.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return undefined;
+    port = port * 10 + (c - 0x30);
+  }
+  if (port < 1 || port > 65535) return undefined;
+  for (let i = 0; i < colon; i++) {
+    const c = t.charCodeAt(i);
+    // [a-z0-9_.-]: nothing to lower-case
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f)) return undefined;
+  }
+  const host = t.slice(0, colon);
+  return isCanonicalHost(host) ? { host, port } : undefined;
 }
 
 /** Lower-case ASCII labels of letters, digits, '-' and '_' (the WHATWG host parser keeps them as they are). */

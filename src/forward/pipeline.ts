@@ -1,17 +1,15 @@
 import type { Socket } from 'node:net';
 import { debugRefusalValue, wantsDebug } from './debug-header.js';
-import { Failure, classify, type EndedBy, type Phase, type ProxyErrorType } from '../failure/index.js';
+import { Failure, classify } from '../failure/index.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
-import { Cancel } from '../timing/cancel.js';
-import { literalAddress } from '../egress/resolver.js';
 import type { FinishFields, MeterSession, MeteredProtocol } from '../tenants/index.js';
 import { admit } from './admission.js';
 import { hostPort, type ForwardContext } from './context.js';
-import { admitPlan, dialOptions, noteExit, noteFailedExit, spliceMetered } from './egress-admission.js';
+import { admitPlan } from './egress-admission.js';
 import type { ForwardHookRequest, ForwardKind, MergedForwardHooks } from './hooks.js';
 import { authenticate, authenticateNameFrom, type AuthOutcome, type Credentials } from './proxy-auth.js';
-
-const NOT_CONNECTED = { connected: false, responseStarted: false, headersReceived: false } as const;
+import { NOT_CONNECTED, fieldsOf } from './record-fields.js';
+import { TunnelRun } from './tunnel-run.js';
 /** Before authentication: nobody (shared, never changed: `serve` assigns the request its own). */
 const NO_ROUTE: EgressRoute = Object.freeze({ user: null });
 
@@ -197,53 +195,83 @@ export class ForwardPipeline {
     return this.serve(req, auth.route, responder, relay);
   }
 
-  /** Phases 2–6 for an authenticated request. Never throws. */
+  /**
+   * Phases 2–6 for an authenticated request. Never throws. Written as steps that return a
+   * plain value and chain a promise only where a phase really waits (a hook, a shared-state
+   * limit, a relay): a tunnel with no hooks and in-memory limits runs from here to its dial
+   * without a promise or an async frame, and its relay (`TunnelRun`) works by callbacks.
+   * A promise returned here settles when the phases that wait are done, not when a tunnel ends.
+   */
   serve(req: ForwardRequest, route: EgressRoute, responder: ForwardResponder, relay: Relay | undefined): Promise<void> | void {
     req.route = route;
     req.session.user = route.user;
     req.session.plan = this.#ctx.plans.planName(route.user);
     if (req.kind !== 'datagram') req.session.destination = req.nextHop;
-    return this.#serve(req, responder, relay).catch((err: unknown) => {
-      if (!req.session.finished) this.refuse(req, responder, classify(err, NOT_CONNECTED));
-    });
+    try {
+      const r = this.#authorizeStep(req, responder, relay);
+      if (r instanceof Promise) return r.catch((err: unknown) => this.#crashed(req, responder, err));
+    } catch (err) {
+      this.#crashed(req, responder, err);
+    }
   }
 
-  async #serve(req: ForwardRequest, responder: ForwardResponder, relay: Relay | undefined): Promise<void> {
-    const ctx = this.#ctx;
-    const hooks = this.#hooks;
-    // --- authorize
+  /** A phase threw (a hook, a bug): refused, unless it was already recorded. */
+  #crashed(req: ForwardRequest, responder: ForwardResponder, err: unknown): void {
+    if (!req.session.finished) this.refuse(req, responder, classify(err, NOT_CONNECTED));
+  }
+
+  // --- authorize: the built-in checks, then the hook (only when one is registered)
+  #authorizeStep(req: ForwardRequest, responder: ForwardResponder, relay: Relay | undefined): Promise<void> | void {
     const denied = this.#authorize(req);
     if (denied) return this.refuse(req, responder, denied);
-    if (hooks.authorize) {
-      const f = await hooks.authorize(req);
-      if (f) return this.refuse(req, responder, f);
-    }
-    if (hooks.chooseEgress && req.route.pool === undefined) {
-      const pool = hooks.chooseEgress(req);
+    const hook = this.#hooks.authorize;
+    if (hook) return this.#hookAuthorize(hook, req, responder, relay);
+    return this.#planStep(req, responder, relay);
+  }
+
+  async #hookAuthorize(hook: NonNullable<MergedForwardHooks['authorize']>, req: ForwardRequest, responder: ForwardResponder, relay: Relay | undefined): Promise<void> {
+    const f = await hook(req);
+    if (f) return this.refuse(req, responder, f);
+    return this.#planStep(req, responder, relay);
+  }
+
+  // --- plan: the pool (a chooseEgress hook first), the plan's pools, rate and quotas
+  #planStep(req: ForwardRequest, responder: ForwardResponder, relay: Relay | undefined): Promise<void> | void {
+    const choose = this.#hooks.chooseEgress;
+    if (choose && req.route.pool === undefined) {
+      const pool = choose(req);
       if (pool !== undefined) req.route = { ...req.route, pool, poolByHook: true };
     }
-    // --- plan
-    const planned = admitPlan(ctx, req.route, req.kind === 'datagram' ? '*' : req.target.host);
-    const planRefusal = planned instanceof Promise ? await planned : planned;
-    if (planRefusal) return this.refuse(req, responder, planRefusal);
-    // --- admit
-    const admitted = admit(ctx, req.route.user, req.kind === 'request' ? 'request' : 'tunnel', req.kind === 'datagram' ? 'udp' : req.nextHop);
-    const release = admitted instanceof Promise ? await admitted : admitted;
+    const planned = admitPlan(this.#ctx, req.route, req.kind === 'datagram' ? '*' : req.target.host);
+    if (planned instanceof Promise) return planned.then((f) => (f ? this.refuse(req, responder, f) : this.#admitStep(req, responder, relay)));
+    if (planned) return this.refuse(req, responder, planned);
+    return this.#admitStep(req, responder, relay);
+  }
+
+  // --- admit: the connection and tunnel slots
+  #admitStep(req: ForwardRequest, responder: ForwardResponder, relay: Relay | undefined): Promise<void> | void {
+    const admitted = admit(this.#ctx, req.route.user, req.kind === 'request' ? 'request' : 'tunnel', req.kind === 'datagram' ? 'udp' : req.nextHop);
+    if (admitted instanceof Promise) return admitted.then((r) => this.#relayStep(req, responder, relay, r));
+    return this.#relayStep(req, responder, relay, admitted);
+  }
+
+  // --- egress + relay (by kind), then finish once; the slot is released after the record
+  #relayStep(req: ForwardRequest, responder: ForwardResponder, relay: Relay | undefined, release: (() => void) | Failure): Promise<void> | void {
     if (release instanceof Failure) return this.refuse(req, responder, release);
-    // --- egress + relay
+    if (relay !== undefined) return this.#runRelay(req, responder, relay, release);
+    new TunnelRun(this, req, responder, release).start();
+  }
+
+  async #runRelay(req: ForwardRequest, responder: ForwardResponder, relay: Relay, release: () => void): Promise<void> {
     try {
-      if (relay !== undefined) {
-        let fields: FinishFields;
-        try {
-          fields = await relay.run(req, this);
-        } catch (err) {
-          if (req.session.finished) return;
-          return this.refuse(req, responder, err instanceof Failure ? err : classify(err, { ...NOT_CONNECTED, nextHop: req.session.destination ?? undefined }));
-        }
-        req.session.finish(fields);
-        return;
+      let fields: FinishFields;
+      try {
+        fields = await relay.run(req, this);
+      } catch (err) {
+        if (req.session.finished) return;
+        return this.refuse(req, responder, err instanceof Failure ? err : classify(err, { ...NOT_CONNECTED, nextHop: req.session.destination ?? undefined }));
       }
-      await this.#tunnel(req, responder);
+      req.session.finish(fields);
     } finally {
       release();
     }
@@ -259,46 +287,6 @@ export class ForwardPipeline {
     return this.#ctx.rules.checkName(req.route.user, host, port);
   }
 
-  /** Tunnels: dial through the egress (a client that leaves meanwhile cancels it), tell the client, splice. */
-  async #tunnel(req: ForwardRequest, responder: ForwardResponder): Promise<void> {
-    const ctx = this.#ctx;
-    const session = req.session;
-    const socket = req.client;
-    const cancel = new Cancel();
-    (socket as CancelSocket)[kCancel] = cancel;
-    socket.on('close', cancelDial);
-    let upstream: Socket;
-    let choice: ExitChoice | undefined;
-    try {
-      const d = await ctx.egress.dial(req.target, dialOptions(ctx, req.route.user, cancel), req.route);
-      upstream = d.socket;
-      choice = d.choice;
-      noteExit(session, choice);
-    } catch (err) {
-      if (cancel.aborted) {
-        session.finish(fieldsOf(responder.gone(), null, 'client', undefined));
-        return;
-      }
-      const f = err instanceof Failure ? err : classify(err, { ...NOT_CONNECTED, nextHop: session.destination ?? undefined });
-      noteFailedExit(session, f, req.route.session);
-      return this.refuse(req, responder, f);
-    } finally {
-      socket.removeListener('close', cancelDial);
-    }
-    // Dialled directly to an IP literal: that is the address (saves a getpeername call).
-    const address = (choice === undefined ? literalAddress(req.target.host)?.address : undefined) ?? upstream.remoteAddress ?? null;
-    const early = socket.destroyed ? undefined : responder.opened!(upstream, choice);
-    if (early === undefined) {
-      upstream.destroy();
-      session.finish(fieldsOf(responder.gone(), null, 'client', address));
-      return;
-    }
-    ctx.tracker.add(upstream);
-    const endedBy = await spliceMetered(ctx, req, upstream, early);
-    ctx.tracker.forget(upstream);
-    session.finish(fieldsOf(responder.okFields, null, endedBy, address));
-  }
-
   /** Answer a refusal or failure through the front, record it once. */
   refuse(req: ForwardRequest, responder: ForwardResponder, f: Failure): void {
     if (req.session.finished) return;
@@ -306,21 +294,4 @@ export class ForwardPipeline {
     const fields = responder.refuse(f, wantsDebug(this.#ctx, req) ? debugRefusalValue(this.#ctx, req, f) : undefined);
     req.session.finish(fieldsOf(fields, f.type, f.source, undefined, true, f.reason, f.phase));
   }
-}
-
-/**
- * A record's fields from the front's (status, reply, method) and the outcome, as one
- * object literal of a fixed shape: spreading the front's fields into a literal made V8
- * build it key by key on every tunnel.
- */
-function fieldsOf(front: FinishFields, error: ProxyErrorType | null, endedBy: EndedBy, address: string | null | undefined, refused = false, reason?: string, phase?: Phase): FinishFields {
-  return { status: front.status, reply: front.reply, method: front.method, error, endedBy, address, refused, reason, phase };
-}
-
-const kCancel = Symbol('gatewise.dialCancel');
-type CancelSocket = Socket & { [kCancel]?: Cancel };
-
-/** The client closed while its tunnel was being dialled. A module function: no closure per tunnel. */
-function cancelDial(this: CancelSocket): void {
-  this[kCancel]?.abort();
 }

@@ -5,16 +5,6 @@ import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 /** Who ended a tunnel (the EndedBy words: the side that closed first, idle, or the gateway). */
 export type TunnelEnd = Extract<EndedBy, 'client' | 'upstream' | 'idle' | 'gateway'>;
 
-export interface TunnelOptions {
-  idleMs: number;
-  /** Longest time the client may leave bytes unread (its socket's buffer full) before the tunnel is cut; 0: no limit. */
-  sendMs: number;
-  onUp(bytes: number): void;
-  onDown(bytes: number): void;
-  /** The tunnel is being cut because the client did not read for `sendMs`. */
-  onNotReading?(detail: string): void;
-}
-
 /** After one side closed, how long the other may take to flush before it is destroyed. */
 const LINGER_MS = 1000;
 
@@ -24,53 +14,82 @@ type TunnelSocket = Socket & { [kTunnel]: Tunnel };
 /**
  * Move bytes both ways between the client and the destination with backpressure,
  * half-close passed on, and an idle timer that any byte in either direction resets.
- * Resolves once both sockets are closed, telling who ended it.
+ * Tells `tunnelEnded` once both sockets are closed, with who ended it.
+ *
+ * One object per tunnel: a subclass (the forward pipeline's `TunnelRun`) is also the dial's
+ * callback target and the tunnel's meter, so a tunnel allocates no promise and no closure.
+ * `watchClient` puts the one 'close' listener on the client before the destination exists
+ * (a client that leaves while the dial is on calls `clientLeftEarly`); `splice` starts moving
+ * bytes. Per socket: 'data', 'end' and 'close' listeners, module functions that find the
+ * tunnel on the socket. No 'error' listener of its own: an error ends in 'close' with
+ * `hadError`, which destroys the peer; a socket without an 'error' listener gets a no-op one
+ * (the listener and the dialer already put one on theirs).
  *
  * Written with 'data' + write() instead of `pipe()`: one listener per direction does
  * the metering and the write, where pipe() adds a second 'data' listener and its own
  * event plumbing (~60 µs less CPU per tunnel of ~500, same backpressure: pause on a
- * full write buffer, resume on 'drain'). The listeners are module functions that find
- * the tunnel on the socket, so opening a tunnel allocates no closures. Bytes only stamp
- * the time; the idle deadline checks the stamp when it is reached (no timer work per
- * chunk). Idle and linger are one deadline on the process list (timing/deadlines.ts), not
- * Node timers: no timer object per tunnel, and a finished tunnel leaves the list at once, so
- * its sockets are not held for another second (they would reach the old generation).
+ * full write buffer, resume on 'drain'). Bytes only stamp the time; the idle deadline
+ * checks the stamp when it is reached (no timer work per chunk). Idle and linger are one
+ * deadline on the process list (timing/deadlines.ts), not Node timers: no timer object per
+ * tunnel, and a finished tunnel leaves the list at once, so its sockets are not held for
+ * another second (they would reach the old generation).
  *
  * A client that does not read while the destination sends is not idle by this measure
  * for long: the destination is paused and nothing moves. The send timeout (`sendMs`)
  * names it: once the client's buffer has stayed full that long, both sides are cut
  * (ended by the client) and the destination connection is freed.
  */
-export function runTunnel(client: Socket, server: Socket, opts: TunnelOptions): Promise<TunnelEnd> {
-  return new Promise<TunnelEnd>((resolve) => {
-    const t = new Tunnel(client, server, opts, resolve);
-    attach(client, t);
-    attach(server, t);
-    client.resume();
-    server.resume();
-  });
-}
-
-class Tunnel extends DeadlineEntry {
+export abstract class Tunnel extends DeadlineEntry {
   readonly client: Socket;
-  readonly server: Socket;
-  readonly opts: TunnelOptions;
-  readonly resolve: (end: TunnelEnd) => void;
-  endedBy: TunnelEnd | undefined;
+  /** The destination, once `splice` was called. */
+  server: Socket | undefined = undefined;
+  endedBy: TunnelEnd | undefined = undefined;
   closed = 0;
-  activeAt = performance.now();
+  activeAt = 0;
   /** When a write to the client found its buffer full (NaN: it is taking what it is sent). */
   clientBlockedAt = NaN;
   /** The side left open once the other closed: destroyed when the linger time is up. */
-  lingering: Socket | undefined;
+  lingering: Socket | undefined = undefined;
 
-  constructor(client: Socket, server: Socket, opts: TunnelOptions, resolve: (end: TunnelEnd) => void) {
+  constructor(client: Socket) {
     super();
     this.client = client;
+  }
+
+  /** Idle time (0: none). */
+  abstract readonly idleMs: number;
+  /** Longest time the client may leave bytes unread (its socket's buffer full) before the tunnel is cut; 0: no limit. */
+  abstract readonly sendMs: number;
+  abstract onUp(bytes: number): void;
+  abstract onDown(bytes: number): void;
+  /** The tunnel is being cut because the client did not read for `sendMs`. */
+  abstract onNotReading(detail: string): void;
+  /** Both sides closed (once). */
+  abstract tunnelEnded(end: TunnelEnd): void;
+  /** The client closed before `splice` (while the destination was being dialled). */
+  abstract clientLeftEarly(): void;
+
+  /** From now on the client's 'close' reaches this tunnel. */
+  watchClient(): void {
+    const c = this.client as TunnelSocket;
+    c[kTunnel] = this;
+    c.on('close', onClose);
+  }
+
+  /** Start moving bytes between the client (watched already) and `server`. */
+  splice(server: Socket): void {
     this.server = server;
-    this.opts = opts;
-    this.resolve = resolve;
-    if (opts.idleMs > 0) deadlines.add(this, this.activeAt, opts.idleMs);
+    const client = this.client;
+    (server as TunnelSocket)[kTunnel] = this;
+    server.on('close', onClose);
+    attach(client);
+    attach(server);
+    const now = performance.now();
+    this.activeAt = now;
+    const idleMs = this.idleMs;
+    if (idleMs > 0) deadlines.add(this, now, idleMs);
+    client.resume();
+    server.resume();
   }
 
   /**
@@ -82,15 +101,16 @@ class Tunnel extends DeadlineEntry {
       this.lingering.destroy();
       return;
     }
-    const { idleMs, sendMs } = this.opts;
+    const idleMs = this.idleMs;
+    const sendMs = this.sendMs;
     let wait = Infinity;
     if (sendMs > 0 && !Number.isNaN(this.clientBlockedAt)) {
       const waited = now - this.clientBlockedAt;
       if (waited >= sendMs) {
         this.endedBy ??= 'client';
-        this.opts.onNotReading?.(`the client did not read for ${Math.round(waited)} ms (send timeout ${sendMs} ms)`);
+        this.onNotReading(`the client did not read for ${Math.round(waited)} ms (send timeout ${sendMs} ms)`);
         this.client.destroy();
-        this.server.destroy();
+        this.server!.destroy();
         return;
       }
       wait = sendMs - waited;
@@ -100,7 +120,7 @@ class Tunnel extends DeadlineEntry {
       if (quiet >= idleMs) {
         this.endedBy ??= 'idle';
         this.client.destroy();
-        this.server.destroy();
+        this.server!.destroy();
         return;
       }
       if (idleMs - quiet < wait) wait = idleMs - quiet;
@@ -111,12 +131,12 @@ class Tunnel extends DeadlineEntry {
   /** A write to the client found its buffer full: the send timeout runs from `now`. */
   clientBlocked(now: number): void {
     this.clientBlockedAt = now;
-    const sendMs = this.opts.sendMs;
+    const sendMs = this.sendMs;
     if (sendMs > 0 && this.lingering === undefined && !(this.deadlineAt <= now + sendMs)) deadlines.add(this, now, sendMs);
   }
 
   peer(s: Socket): Socket {
-    return s === this.client ? this.server : this.client;
+    return s === this.client ? this.server! : this.client;
   }
 
   who(s: Socket): TunnelEnd {
@@ -124,23 +144,23 @@ class Tunnel extends DeadlineEntry {
   }
 }
 
-function attach(s: Socket, t: Tunnel): void {
-  (s as TunnelSocket)[kTunnel] = t;
+function attach(s: Socket): void {
   s.on('data', onData);
   s.on('end', onEnd);
-  s.on('error', onError);
-  s.once('close', onClose);
+  if (s.listenerCount('error') === 0) s.on('error', ignore);
 }
+
+function ignore(): void {}
 
 function onData(this: TunnelSocket, chunk: Buffer): void {
   const t = this[kTunnel];
   const now = (t.activeAt = performance.now());
   let to: Socket;
   if (this === t.client) {
-    t.opts.onUp(chunk.length);
-    to = t.server;
+    t.onUp(chunk.length);
+    to = t.server!;
   } else {
-    t.opts.onDown(chunk.length);
+    t.onDown(chunk.length);
     to = t.client;
   }
   if (!to.write(chunk)) {
@@ -163,20 +183,23 @@ function onEnd(this: TunnelSocket): void {
   t.peer(this).end();
 }
 
-function onError(this: TunnelSocket): void {
+function onClose(this: TunnelSocket, hadError: boolean): void {
   const t = this[kTunnel];
-  t.endedBy ??= t.who(this);
-  t.peer(this).destroy();
-}
-
-function onClose(this: TunnelSocket): void {
-  const t = this[kTunnel];
+  if (t.server === undefined) {
+    t.clientLeftEarly();
+    return;
+  }
   t.endedBy ??= t.who(this);
   t.closed++;
   if (t.closed === 1) {
-    // One side is gone for good: give the other a moment to flush, then end it.
     const to = t.peer(this);
     if (!to.destroyed) {
+      // An error on one side: the other is cut at once (as a reset would). A close: give the
+      // other a moment to flush, then end it.
+      if (hadError) {
+        to.destroy();
+        return;
+      }
       to.end();
       t.lingering = to;
       deadlines.add(t, performance.now(), LINGER_MS);
@@ -184,5 +207,5 @@ function onClose(this: TunnelSocket): void {
     return;
   }
   deadlines.remove(t);
-  t.resolve(t.endedBy);
+  t.tunnelEnded(t.endedBy);
 }

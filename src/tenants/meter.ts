@@ -90,7 +90,7 @@ export class Meter extends EventEmitter<MeterEvents> {
   }
 
   /** Start metering one request, tunnel or association. */
-  open(init: { protocol: MeteredProtocol; requestId: string; user: string | null; destination?: string | null; clientAddress?: string }): MeterSession {
+  open(init: { protocol: MeteredProtocol; requestId: string | (() => string); user: string | null; destination?: string | null; clientAddress?: string }): MeterSession {
     return new MeterSession(this, init);
   }
 
@@ -142,7 +142,8 @@ export class Meter extends EventEmitter<MeterEvents> {
 export class MeterSession {
   readonly #meter: Meter;
   readonly #started = performance.now();
-  readonly requestId: string;
+  /** The id, or the function that makes it on first read (no id is made for a record nobody reads). */
+  #requestId: string | (() => string);
   protocol: MeteredProtocol;
   readonly clientAddress: string | undefined;
   user: string | null;
@@ -166,13 +167,19 @@ export class MeterSession {
   #countedUser: string | null = null;
   #countedDestination: string | null = null;
 
-  constructor(meter: Meter, init: { protocol: MeteredProtocol; requestId: string; user: string | null; destination?: string | null; clientAddress?: string }) {
+  constructor(meter: Meter, init: { protocol: MeteredProtocol; requestId: string | (() => string); user: string | null; destination?: string | null; clientAddress?: string }) {
     this.#meter = meter;
     this.protocol = init.protocol;
-    this.requestId = init.requestId;
+    this.#requestId = init.requestId;
     this.user = init.user;
     this.destination = init.destination ?? null;
     this.clientAddress = init.clientAddress;
+  }
+
+  /** The request id (made now if it was given as a function: a tunnel whose record nobody reads never makes one). */
+  get requestId(): string {
+    const id = this.#requestId;
+    return typeof id === 'string' ? id : (this.#requestId = id());
   }
 
   get finished(): boolean {

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Failure } from '../../src/failure/index.js';
+import { isIP } from 'node:net';
 import { isCanonicalHost, parseAuthorityTarget } from '../../src/forward/http-target.js';
+import { seededRandom } from '../helpers/seeded.js';
 
 /** Hosts the fast path must get right: it may only skip the URL parser where the parser changes nothing. */
 const HOSTS = [
@@ -40,4 +42,35 @@ test('parseAuthorityTarget: fast path and URL path agree on the result', () => {
   }
   assert.ok(parseAuthorityTarget('1.2.3.4.5:80') instanceof Failure);
   assert.ok(parseAuthorityTarget('example.com:0') instanceof Failure);
+});
+
+/** The general path as it was before the regex-free one (the oracle): regex split, lower-case, URL parser unless canonical. */
+function referenceAuthority(target: string): { host: string; port: number } | 'refused' {
+  const m = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(target) ?? /^([A-Za-z0-9_\-.]+):(\d{1,5})$/.exec(target);
+  if (!m) return 'refused';
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return 'refused';
+  let host = m[1]!.toLowerCase();
+  if (m[0].startsWith('[')) return isIP(host) === 6 ? { host, port } : 'refused';
+  if (!isCanonicalHost(host)) {
+    try {
+      host = new URL(`http://${host}/`).hostname;
+    } catch {
+      return 'refused';
+    }
+  }
+  return { host, port };
+}
+
+test('parseAuthorityTarget (regex-free path for plain name:port) agrees with the general path (seeded family of targets)', () => {
+  const rand = seededRandom();
+  const hostChars = 'abcxyzAZ0129._-:[]% ';
+  const ports = ['0', '1', '80', '443', '00080', '65535', '65536', '99999', '123456', '', 'x1', '8o'];
+  for (let i = 0; i < 5000; i++) {
+    const host = rand.int(4) === 0 ? rand.pick(HOSTS) : Array.from({ length: 1 + rand.int(12) }, () => hostChars[rand.int(hostChars.length)]).join('');
+    const target = rand.int(10) === 0 ? host : `${host}:${rand.pick(ports)}`;
+    const got = parseAuthorityTarget(target);
+    const want = referenceAuthority(target);
+    assert.deepEqual(got instanceof Failure ? 'refused' : got, want, `${JSON.stringify(target)} (GATEWISE_SEED=${rand.seed})`);
+  }
 });

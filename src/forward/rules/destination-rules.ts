@@ -77,6 +77,9 @@ class RuleSet {
   }
 }
 
+/** `checkName` at one level: no rule decided, go on to the next level. */
+const CONTINUE = Symbol('continue');
+
 function label(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
@@ -112,52 +115,80 @@ export class DestinationRules {
     return customerFacingFailure({ type: 'http_request_denied', phase: 'route', nextHop, detail: `destination ${nextHop} is denied by ${whose}` });
   }
 
-  #levels(user: string | null): RuleSet[] {
-    const own = user !== null ? this.#users.get(user) : undefined;
-    return own ? [own, this.#global] : [this.#global];
+  /** The user's own rules (and their plan's), when they have any; the global ones apply after them. */
+  #own(user: string | null): RuleSet | undefined {
+    return user !== null ? this.#users.get(user) : undefined;
   }
 
-  /** Before resolution: refuse names that no address could make acceptable. */
+  /**
+   * Before resolution: refuse names that no address could make acceptable. The user's own
+   * level first, then the global one; no array, and the `host:port` label is made only for a
+   * refusal (this runs once per tunnel).
+   */
   checkName(user: string | null, host: string, port: number): Failure | undefined {
-    const nextHop = label(host, port);
-    for (const level of this.#levels(user)) {
-      for (const r of level.deny) {
-        if (!r.cidrs && r.matchesName(host, port)) return this.#denied(level, user, nextHop);
-      }
-      // An allow rule that may match (by name) ends the name stage: the address stage decides.
-      if (level.allow.some((r) => r.matchesName(host, port))) return undefined;
+    const own = this.#own(user);
+    if (own !== undefined) {
+      const r = this.#checkNameAt(own, user, host, port);
+      if (r !== CONTINUE) return r;
     }
-    return undefined;
+    const r = this.#checkNameAt(this.#global, user, host, port);
+    return r === CONTINUE ? undefined : r;
+  }
+
+  #checkNameAt(level: RuleSet, user: string | null, host: string, port: number): Failure | undefined | typeof CONTINUE {
+    const deny = level.deny;
+    for (let i = 0; i < deny.length; i++) {
+      const r = deny[i]!;
+      if (!r.cidrs && r.matchesName(host, port)) return this.#denied(level, user, label(host, port));
+    }
+    // An allow rule that may match (by name) ends the name stage: the address stage decides.
+    const allow = level.allow;
+    for (let i = 0; i < allow.length; i++) if (allow[i]!.matchesName(host, port)) return undefined;
+    return CONTINUE;
   }
 
   /** After resolution: judge the address the connection would go to. */
   checkAddress(user: string | null, host: string, port: number, address: string): Failure | undefined {
     const canon = canonicalAddress(address);
-    const nextHop = label(host, port);
-    if (!canon) return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `not an IP address: ${address}` });
+    if (!canon) return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop: label(host, port), detail: `not an IP address: ${address}` });
     const addr = canon.address;
     let allowedBy: Rule | undefined;
-    outer: for (const level of this.#levels(user)) {
-      for (const r of level.deny) {
-        if (r.matches(host, port, addr)) {
-          return r.cidrs
-            ? new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `address ${addr} of ${nextHop} is denied by a rule` })
-            : this.#denied(level, user, nextHop);
-        }
-      }
-      for (const r of level.allow) {
-        if (r.matches(host, port, addr)) {
-          allowedBy = r;
-          break outer;
-        }
-      }
+    const own = this.#own(user);
+    if (own !== undefined) {
+      const r = this.#checkAddressAt(own, user, host, port, addr);
+      if (r instanceof Failure) return r;
+      allowedBy = r;
+    }
+    if (allowedBy === undefined) {
+      const r = this.#checkAddressAt(this.#global, user, host, port, addr);
+      if (r instanceof Failure) return r;
+      allowedBy = r;
     }
     if (!this.#allowPrivate && isPrivateAddress(addr) && !allowedBy?.cidrs?.has(addr)) {
+      const nextHop = label(host, port);
       return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `address ${addr} of ${nextHop} is private, loopback or link-local` });
     }
     if (!allowedBy && this.#defaultDeny) {
+      const nextHop = label(host, port);
       return new Failure({ type: 'http_request_denied', phase: 'route', nextHop, detail: `destination ${nextHop} is not allowed by any rule` });
     }
+    return undefined;
+  }
+
+  /** One level's rules for an address: a deny's refusal, the allow rule that matched, or undefined (none). */
+  #checkAddressAt(level: RuleSet, user: string | null, host: string, port: number, addr: string): Failure | Rule | undefined {
+    const deny = level.deny;
+    for (let i = 0; i < deny.length; i++) {
+      const r = deny[i]!;
+      if (r.matches(host, port, addr)) {
+        const nextHop = label(host, port);
+        return r.cidrs
+          ? new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `address ${addr} of ${nextHop} is denied by a rule` })
+          : this.#denied(level, user, nextHop);
+      }
+    }
+    const allow = level.allow;
+    for (let i = 0; i < allow.length; i++) if (allow[i]!.matches(host, port, addr)) return allow[i];
     return undefined;
   }
 

@@ -21,8 +21,13 @@ export class PortSet {
     }
   }
 
+  /** An indexed loop: `for…of` with destructuring allocated an iterator per call (checked once per tunnel). */
   has(port: number): boolean {
-    for (const [lo, hi] of this.#ranges) if (port >= lo && port <= hi) return true;
+    const ranges = this.#ranges;
+    for (let i = 0; i < ranges.length; i++) {
+      const r = ranges[i]!;
+      if (port >= r[0] && port <= r[1]) return true;
+    }
     return false;
   }
 }

@@ -46,7 +46,7 @@ export abstract class SocksFront<R extends ForwardResponder> {
   accept(socket: Socket, first: Buffer): void {
     const ctx = this.pipeline.ctx;
     const protocol = this.#protocol;
-    const session = ctx.meter.open({ protocol, requestId: newRequestId(), user: null, clientAddress: clientAddressFor(ctx, socket) });
+    const session = ctx.meter.open({ protocol, requestId: newRequestId, user: null, clientAddress: clientAddressFor(ctx, socket) });
     // The handshake time counts from the connection's accept (shorter under pressure: connection-gate.ts).
     const reader = new ByteReader(socket, first, { timeoutMs: handshakeLeft(socket, ctx.settings.handshakeTimeoutMs) });
     const responder = new this.#Responder(socket, reader);
