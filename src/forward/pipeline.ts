@@ -5,9 +5,9 @@ import type { EgressRoute, ExitChoice } from '../egress/index.js';
 import { Cancel } from '../timing/cancel.js';
 import { literalAddress } from '../egress/resolver.js';
 import type { FinishFields, MeterSession, MeteredProtocol } from '../tenants/index.js';
-import { admit } from './admission.js';
+import { admitRequest } from './admission.js';
 import { hostPort, type ForwardContext } from './context.js';
-import { admitPlan, dialOptions, noteExit, noteFailedExit, spliceMetered } from './egress-admission.js';
+import { dialOptions, noteExit, noteFailedExit, spliceMetered } from './egress-admission.js';
 import type { ForwardHookRequest, ForwardKind, MergedForwardHooks } from './hooks.js';
 import { authenticate, authenticateNameFrom, type AuthOutcome, type Credentials } from './proxy-auth.js';
 
@@ -222,12 +222,8 @@ export class ForwardPipeline {
       const pool = hooks.chooseEgress(req);
       if (pool !== undefined) req.route = { ...req.route, pool, poolByHook: true };
     }
-    // --- plan
-    const planned = admitPlan(ctx, req.route, req.kind === 'datagram' ? '*' : req.target.host);
-    const planRefusal = planned instanceof Promise ? await planned : planned;
-    if (planRefusal) return this.refuse(req, responder, planRefusal);
-    // --- admit
-    const admitted = admit(ctx, req.route.user, req.kind === 'request' ? 'request' : 'tunnel', req.kind === 'datagram' ? 'udp' : req.nextHop);
+    // --- plan + admit
+    const admitted = admitRequest(ctx, req.route, req.kind === 'datagram' ? '*' : req.target.host, req.kind === 'request' ? 'request' : 'tunnel', req.kind === 'datagram' ? 'udp' : req.nextHop);
     const release = admitted instanceof Promise ? await admitted : admitted;
     if (release instanceof Failure) return this.refuse(req, responder, release);
     // --- egress + relay
