@@ -255,21 +255,30 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     }
     if (config.admin && metrics) {
       const { startAdmin } = await import('../observe/admin.js');
+      const gatewayView = gatewayControl(() => gateway!);
+      const forwardAdminView = forwardView(() => forward);
       const admin = await startAdmin({
         address: config.admin.address,
         port: config.admin.port,
         registry: metrics.registry,
         ready: () => !gateway?.ctx.draining,
-        state: forward && (() => forward!.stateHealth()),
-        gateway: gateway && gatewayControl(() => gateway!),
-        forward: forward && forwardView(() => forward),
+        // Faces asked at each request: a reload may start the gateway or start or stop the forward proxy.
+        state: () => forward?.stateHealth(),
+        gateway: () => (gateway ? gatewayView : undefined),
+        forward: () => (forward ? forwardAdminView : undefined),
         reload: () => reloader.reload(),
         accounts: () => forward?.accounts,
         live,
         config: () => reloader.running,
         token: config.admin.token,
         // In a worker of --workers N: answer for the whole group. Usage is per worker while each keeps its own memory store.
-        group: cluster.isWorker ? { perProcessUsage: forward === undefined || forward.store instanceof MemoryStore } : undefined,
+        group: cluster.isWorker
+          ? {
+              get perProcessUsage() {
+                return forward === undefined || forward.store instanceof MemoryStore;
+              },
+            }
+          : undefined,
       });
       adminUrl = admin.url;
       closers.push(() => admin.close());

@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { relayGathers } from '../observe/worker-ipc.js';
-import { MemoryStore, serveIpcState } from '../state/index.js';
+import { MemoryStore, serveIpcLocks, serveIpcState } from '../state/index.js';
 
 /** What the primary holds for its workers: the forward proxy's state, unless it lives in Redis. */
 export interface WorkerStateOptions {
@@ -55,6 +55,8 @@ export async function superviseWorkers(requested: number | 'auto', state?: Worke
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   // The admin listener of whichever worker takes a scrape asks every worker through here (observe/worker-ipc.ts).
   relayGathers();
+  // Users-file changes from the admin API of any worker, one at a time (state/ipc-lock.ts).
+  serveIpcLocks();
   let stopping = false;
   const fork = (): void => {
     cluster.fork();

@@ -225,6 +225,8 @@ export class AccountService {
       await store.update(change);
     } catch (err) {
       if (err instanceof AccountError) throw err;
+      // --workers: the primary did not hand over the users file's write lock in time.
+      if ((err as { code?: string }).code === 'GATEWISE_IPC_LOCK') throw new AccountError(503, 'busy', `the users file could not be written now: ${(err as Error).message}; try again`);
       // The whole list failed the users file's own validation (another user's entry, a plan renamed by a reload): said as it is.
       throw new AccountError(400, 'invalid-input', `the users file would be invalid: ${(err as Error).message}`, [{ field: '(body)', message: (err as Error).message }]);
     }

@@ -1,10 +1,92 @@
 import { Failure } from '../failure/index.js';
 import { limitRefusal } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
+import type { EgressRoute } from '../egress/index.js';
+import type { AdmitResult, SharedState } from '../state/index.js';
+import { admitPlan } from './egress-admission.js';
 
 const ANONYMOUS = '-';
 
 type Release = () => void;
+
+/**
+ * The whole admission of one request, tunnel or association once it is authorised: the
+ * plan (pool, byte quotas, requests per second), then a concurrency slot. Returns the
+ * release function or the refusal. With a store that answers an admission whole (Redis),
+ * the plan's checks and the sold limits' leases are one call to it (one round trip, nothing
+ * taken when refused); otherwise the plan, then `admit`.
+ */
+export function admitRequest(ctx: ForwardContext, route: EgressRoute, host: string, kind: 'request' | 'tunnel', nextHop: string): Release | Failure | Promise<Release | Failure> {
+  const shared = ctx.shared;
+  if (shared !== undefined && shared.combined && route.user !== null) return admitCombined(ctx, shared, route, route.user, host, kind, nextHop);
+  const planned = admitPlan(ctx, route, host);
+  if (planned instanceof Promise) return planned.then((refusal) => refusal ?? admit(ctx, route.user, kind, nextHop));
+  return planned ?? admit(ctx, route.user, kind, nextHop);
+}
+
+/** `admitRequest` through `SharedState.admit`: per-node ceilings counted here first (no I/O when they refuse), then one call for the rest. */
+function admitCombined(
+  ctx: ForwardContext,
+  shared: SharedState,
+  route: EgressRoute,
+  user: string,
+  host: string,
+  kind: 'request' | 'tunnel',
+  nextHop: string,
+): Release | Failure | Promise<Release | Failure> {
+  const pool = ctx.egress.poolName(route, host);
+  if (pool instanceof Failure) return pool;
+  const notInPlan = ctx.plans.checkPool(user, pool);
+  if (notInPlan) return notInPlan;
+  const plan = ctx.plans.ask(user);
+  if (plan instanceof Failure) return plan;
+  const own = ctx.settings.userLimits.get(user);
+  const planMax = own?.maxConnections === undefined ? ctx.plans.maxConnections(user) : undefined;
+  const soldConn = own?.maxConnections ?? planMax;
+  const soldTun = kind === 'tunnel' ? own?.maxTunnels : undefined;
+  let releaseConn: Release | undefined;
+  let releaseTun: Release | undefined;
+  if (soldConn === undefined) {
+    const max = ctx.settings.maxConnectionsPerUser;
+    releaseConn = ctx.limits.tryAcquire(user, 'connections', max);
+    if (!releaseConn) return connRefused(ctx, user, user, undefined, max, nextHop);
+  }
+  if (kind === 'tunnel' && soldTun === undefined) {
+    const max = ctx.settings.maxTunnelsPerUser;
+    releaseTun = ctx.limits.tryAcquire(user, 'tunnels', max);
+    if (!releaseTun) {
+      releaseConn?.();
+      return tunRefused(user, max, nextHop);
+    }
+  }
+  const releaseLocal = (): void => {
+    releaseTun?.();
+    releaseConn?.();
+  };
+  const leases: Array<{ key: string; max: number }> = [];
+  if (soldConn !== undefined) leases.push({ key: `conn:${user}`, max: soldConn });
+  if (soldTun !== undefined) leases.push({ key: `tun:${user}`, max: soldTun });
+  const settle = (res: AdmitResult): Release | Failure => {
+    const refusal = plan === undefined ? undefined : ctx.plans.settle(user, plan, res);
+    if (refusal !== undefined || !res.ok) {
+      if (res.ok) res.release();
+      releaseLocal();
+      if (refusal !== undefined) return refusal;
+      if (!res.ok && res.refused === 'lease' && leases[res.index]?.key.startsWith('tun:')) return tunRefused(user, soldTun!, nextHop);
+      return connRefused(ctx, user, user, planMax, soldConn ?? ctx.settings.maxConnectionsPerUser, nextHop);
+    }
+    const release = res.release;
+    return () => {
+      release();
+      releaseLocal();
+    };
+  };
+  if (leases.length === 0 && (plan === undefined || (plan.rate === undefined && plan.quota.length === 0))) return settle({ ok: true, release: noop, usage: undefined });
+  const r = shared.admit({ rate: plan?.rate, quota: plan?.quota, leases });
+  return r instanceof Promise ? r.then(settle) : settle(r);
+}
+
+function noop(): void {}
 
 /**
  * Take a slot for one request (kind 'request') or one tunnel / association (kind

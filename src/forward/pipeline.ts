@@ -3,9 +3,8 @@ import { debugRefusalValue, wantsDebug } from './debug-header.js';
 import { Failure, classify } from '../failure/index.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
 import type { FinishFields, MeterSession, MeteredProtocol } from '../tenants/index.js';
-import { admit } from './admission.js';
+import { admitRequest } from './admission.js';
 import { hostPort, type ForwardContext } from './context.js';
-import { admitPlan } from './egress-admission.js';
 import type { ForwardHookRequest, ForwardKind, MergedForwardHooks } from './hooks.js';
 import { authenticate, authenticateNameFrom, type AuthOutcome, type Credentials } from './proxy-auth.js';
 import { NOT_CONNECTED, fieldsOf } from './record-fields.js';
@@ -242,15 +241,8 @@ export class ForwardPipeline {
       const pool = choose(req);
       if (pool !== undefined) req.route = { ...req.route, pool, poolByHook: true };
     }
-    const planned = admitPlan(this.#ctx, req.route, req.kind === 'datagram' ? '*' : req.target.host);
-    if (planned instanceof Promise) return planned.then((f) => (f ? this.refuse(req, responder, f) : this.#admitStep(req, responder, relay)));
-    if (planned) return this.refuse(req, responder, planned);
-    return this.#admitStep(req, responder, relay);
-  }
-
-  // --- admit: the connection and tunnel slots
-  #admitStep(req: ForwardRequest, responder: ForwardResponder, relay: Relay | undefined): Promise<void> | void {
-    const admitted = admit(this.#ctx, req.route.user, req.kind === 'request' ? 'request' : 'tunnel', req.kind === 'datagram' ? 'udp' : req.nextHop);
+    // --- plan + admit: the plan's pools, rate and quotas, and the connection and tunnel slots (one call: one round trip to a shared store)
+    const admitted = admitRequest(this.#ctx, req.route, req.kind === 'datagram' ? '*' : req.target.host, req.kind === 'request' ? 'request' : 'tunnel', req.kind === 'datagram' ? 'udp' : req.nextHop);
     if (admitted instanceof Promise) return admitted.then((r) => this.#relayStep(req, responder, relay, r));
     return this.#relayStep(req, responder, relay, admitted);
   }

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * The admin API's answers of a `--workers N` process group: each worker answers from its own
  * state (worker-ipc.ts gathers them) and these functions merge the answers into one, route by
@@ -212,7 +214,20 @@ function limitOf(url: URL, dflt: number, max: number): number {
  * listed answer for the worker that took the request (the dashboard page, `/openapi.json`,
  * `/healthz`, `/ready`, `/config`: the same in every worker, or about this process).
  */
+/**
+ * The account list is the same in every worker once a change has reached them all (the users
+ * file is re-read by every worker after each write): the first worker's list, and under
+ * `workers` each worker's digest of its own, with `consistent` saying whether they agree.
+ */
+function mergeAccounts(parts: readonly WorkerReply[]): ReplyPart {
+  const ok = parts.filter((p) => p.status === 200 && isObj(p.body));
+  if (ok.length === 0) return first(parts);
+  const workers = ok.map((p) => ({ worker: p.pid, digest: createHash('sha256').update(JSON.stringify((p.body as Obj).accounts)).digest('hex').slice(0, 16) }));
+  return { status: 200, body: { ...(ok[0]!.body as Obj), workers, consistent: new Set(workers.map((w) => w.digest)).size === 1 } };
+}
+
 export const GROUP_MERGES: Readonly<Record<string, (parts: readonly WorkerReply[], url: URL) => ReplyPart>> = {
+  'GET /accounts': (parts) => mergeAccounts(parts),
   'GET /status': (parts) => ({ status: 200, body: mergeStatus(parts) }),
   'GET /clusters': (parts) => (first(parts).status === 200 ? { status: 200, body: mergeClusters(parts.filter((p) => p.status === 200)) } : first(parts)),
   // Drain and undrain act in every worker (each has its own endpoints); 200 when one knew the endpoint.

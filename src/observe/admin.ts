@@ -54,11 +54,11 @@ export interface AdminOptions {
   /** Readiness for /ready (default: always ready). */
   ready?: () => boolean;
   /** The state layer's health: /ready stays ready while degraded but says so, /status shows it. */
-  state?: () => { backend: string; degraded: boolean; since?: string; reason?: string; fallbacks: number; recoveries: number };
-  /** The reverse gateway's clusters (absent: no reverse gateway runs). */
-  gateway?: AdminControl;
-  /** The forward proxy (absent: none runs). */
-  forward?: AdminForwardView;
+  state?: () => { backend: string; degraded: boolean; since?: string; reason?: string; fallbacks: number; recoveries: number } | undefined;
+  /** The reverse gateway's clusters (absent: no reverse gateway runs). A function is asked at each request, so a gateway a reload starts is seen. */
+  gateway?: AdminControl | (() => AdminControl | undefined);
+  /** The forward proxy (absent: none runs). A function is asked at each request, so a forward proxy a reload starts (or stops) is seen (or gone). */
+  forward?: AdminForwardView | (() => AdminForwardView | undefined);
   /** Traffic seen on `gatewise:request:end` (absent: the admin listener makes and attaches its own). */
   live?: LiveTraffic;
   /** The running config (or a function giving it, as a reload replaces it); served by GET /config with its secrets redacted. */
@@ -151,8 +151,9 @@ async function userLimits(plans: PlanEnforcer, user: string): Promise<Record<str
 }
 
 function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: { readonly current: unknown }): Route[] {
-  const gw = o.gateway;
-  const fwd = o.forward;
+  // Asked at each request: a reload may start a face (or stop the forward proxy).
+  const gwOf = (): AdminControl | undefined => (typeof o.gateway === 'function' ? o.gateway() : o.gateway);
+  const fwdOf = (): AdminForwardView | undefined => (typeof o.forward === 'function' ? o.forward() : o.forward);
   const notRunning = (what: string): Reply => ({ status: 404, body: { error: `no ${what} runs in this process` } });
   const table: Route[] = [
     {
@@ -203,9 +204,9 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
           ready: o.ready ? o.ready() : true,
           startedAt: new Date(startedAt).toISOString(),
           uptimeMs: Date.now() - startedAt,
-          faces: { reverse: gw !== undefined, forward: fwd !== undefined },
-          admission: gw?.admission?.() ?? {},
-          forwardListeners: fwd?.connectionStats() ?? [],
+          faces: { reverse: gwOf() !== undefined, forward: fwdOf() !== undefined },
+          admission: gwOf()?.admission?.() ?? {},
+          forwardListeners: fwdOf()?.connectionStats() ?? [],
           state: o.state?.(),
         },
       }),
@@ -213,7 +214,10 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
     {
       method: 'GET', path: '/clusters', summary: 'Every cluster of the reverse gateway and the status of its endpoints: available, health, ejected (for how long), draining, in-flight requests, pooled connections.',
       responses: { '200': 'Clusters by name, each an array of endpoints.', '404': 'No reverse gateway runs.' },
-      handle: () => (gw ? { status: 200, body: gw.status() } : notRunning('reverse gateway')),
+      handle: () => {
+        const gw = gwOf();
+        return gw ? { status: 200, body: gw.status() } : notRunning('reverse gateway');
+      },
     },
     {
       method: 'POST', path: '/clusters/{cluster}/drain', summary: 'Stop sending new requests to one endpoint (rolling restarts); in-flight ones finish.',
@@ -231,7 +235,7 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       method: 'GET', path: '/cache', summary: 'The response cache: keys, stored responses (variants), bytes held, the size bound, evictions, keys with a collapsed request in flight.',
       responses: { '200': 'The store\'s counts.', '404': 'No route has a cache.' },
       handle: () => {
-        const stats = gw?.cacheStats?.();
+        const stats = gwOf()?.cacheStats?.();
         return stats === undefined ? { status: 404, body: { error: 'no route of this gateway has a cache' } } : { status: 200, body: stats };
       },
     },
@@ -246,7 +250,7 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
         const key = c.url.searchParams.get('key') ?? undefined;
         const prefix = c.url.searchParams.get('prefix') ?? undefined;
         if (!key && !prefix) return { status: 400, body: { error: 'key or prefix query parameter required' } };
-        const n = gw?.purgeCache?.({ key, prefix });
+        const n = gwOf()?.purgeCache?.({ key, prefix });
         return n === undefined ? { status: 404, body: { error: 'no route of this gateway has a cache' } } : { status: 200, body: { purged: n, key: key ?? null, prefix: prefix ?? null } };
       },
     },
@@ -254,6 +258,7 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       method: 'GET', path: '/exits', summary: 'Egress pools of the forward proxy: strategy, live sticky sessions, and per exit connections active, uses, and whether it is down (cooling down after failures).',
       responses: { '200': 'Pools by name.', '404': 'No forward proxy runs.' },
       handle: () => {
+        const fwd = fwdOf();
         if (!fwd) return notRunning('forward proxy');
         const pools: Record<string, unknown> = {};
         for (const [name, p] of fwd.egress.pools) {
@@ -268,6 +273,7 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       query: [{ name: 'limit', description: 'At most this many (default 1000).', type: 'integer' }],
       responses: { '200': 'Sessions.', '404': 'No forward proxy runs.' },
       handle: (c) => {
+        const fwd = fwdOf();
         if (!fwd) return notRunning('forward proxy');
         const limit = intParam(c.url, 'limit', 1000, 100_000);
         const now = Date.now();
@@ -291,6 +297,7 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       query: [{ name: 'limit', description: 'At most this many users (default 50).', type: 'integer' }],
       responses: { '200': 'Users.', '404': 'No forward proxy runs.' },
       handle: async (c) => {
+        const fwd = fwdOf();
         if (!fwd) return notRunning('forward proxy');
         const top = live.users().slice(0, intParam(c.url, 'limit', 50, 1000));
         return { status: 200, body: { users: await Promise.all(top.map(async (u) => ({ ...userView(u), ...(await userLimits(fwd.plans, u.user)) }))) } };
@@ -300,6 +307,7 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       method: 'GET', path: '/users/{user}', summary: 'One forward user: usage, plan, limits, quota use and top refusal reasons.',
       responses: { '200': 'The user.', '404': 'Not seen since start, or no forward proxy runs.' },
       handle: async (c) => {
+        const fwd = fwdOf();
         if (!fwd) return notRunning('forward proxy');
         const u = live.user(c.params[0]!);
         if (!u) return { status: 404, body: { error: `user ${c.params[0]} has not been seen since start` } };
@@ -406,6 +414,7 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
     }
   }
   function drain(c: Ctx, draining: boolean): Reply {
+    const gw = gwOf();
     if (!gw) return notRunning('reverse gateway');
     const endpoint = c.url.searchParams.get('endpoint');
     if (!endpoint) return { status: 400, body: { error: 'endpoint query parameter required (host:port or URL)' } };

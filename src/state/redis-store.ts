@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import type { SessionPick, Store } from './store.js';
+import type { SessionPick, Store, StoreAdmitAnswer, StoreAdmitAsk } from './store.js';
 
 export interface RedisStoreOptions {
   /** `redis://[user:password@]host:port/db` (or `rediss://` for TLS). */
@@ -79,7 +79,84 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], 86400000)
 return 1`;
 
+/**
+ * A whole admission in one script, so a tunnel's admission is one round trip (it was a rate
+ * script, then a lease script per sold limit, waited for one after the other). KEYS: the rate
+ * cell (when ARGV[3] is not ''), the quota usage hashes, the lease hashes. ARGV: holder,
+ * node-key prefix, emission interval ('' = no rate), burst tolerance, the number of quota
+ * hashes and each one's up and down limit ('' = none), the number of leases and each one's
+ * count after taking one and max. Checks in the order the in-process path refuses (quota,
+ * rate, leases) and writes only when all pass. Returns {verdict, a, b, up1, down1, ...}:
+ * verdict 0 = admitted, 1 = quota (a = index, b = 0 up / 1 down), 2 = rate (a = ms to
+ * wait), 3 = lease (a = index); then the usage totals read.
+ */
+const ADMIT = `${NOW_MS}
+local holder = ARGV[1]
+local np = ARGV[2]
+local hasRate = ARGV[3] ~= ''
+local nq = tonumber(ARGV[5])
+local L = 6 + 2 * nq
+local nl = tonumber(ARGV[L])
+local k = 1
+if hasRate then k = 2 end
+local out = {0, 0, 0}
+local verdict = nil
+for i = 1, nq do
+  local u = redis.call('HMGET', KEYS[k], 'up', 'down')
+  k = k + 1
+  local up = tonumber(u[1] or '0')
+  local down = tonumber(u[2] or '0')
+  out[#out + 1] = up
+  out[#out + 1] = down
+  if not verdict then
+    local lu = ARGV[4 + 2 * i]
+    local ld = ARGV[5 + 2 * i]
+    if lu ~= '' and up >= tonumber(lu) then verdict = {1, i, 0}
+    elseif ld ~= '' and down >= tonumber(ld) then verdict = {1, i, 1} end
+  end
+end
+if verdict then
+  out[1] = verdict[1] out[2] = verdict[2] out[3] = verdict[3]
+  return out
+end
+local nxt = 0
+if hasRate then
+  local interval = tonumber(ARGV[3])
+  local tolerance = tonumber(ARGV[4])
+  local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if tat < now then tat = now end
+  local wait = tat - tolerance - now
+  if wait > 0.5 then
+    out[1] = 2 out[2] = math.ceil(wait)
+    return out
+  end
+  nxt = tat + interval
+end
+for j = 1, nl do
+  local key = KEYS[k + j - 1]
+  local h = redis.call('HGETALL', key)
+  local others = 0
+  for i = 1, #h, 2 do
+    if h[i] ~= holder then
+      if redis.call('EXISTS', np .. h[i]) == 1 then others = others + tonumber(h[i + 1])
+      else redis.call('HDEL', key, h[i]) end
+    end
+  end
+  if others + tonumber(ARGV[L + 2 * j - 1]) > tonumber(ARGV[L + 2 * j]) then
+    out[1] = 3 out[2] = j
+    return out
+  end
+end
+if hasRate then redis.call('SET', KEYS[1], string.format('%.3f', nxt), 'PX', math.ceil(nxt - now) + 1) end
+for j = 1, nl do
+  local key = KEYS[k + j - 1]
+  redis.call('HSET', key, holder, ARGV[L + 2 * j - 1])
+  redis.call('PEXPIRE', key, 86400000)
+end
+return out`;
+
 type Scripted = Redis & {
+  gwAdmit(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number[]>;
   gwIncr(key: string, n: number, ttl: number, field: string): Promise<number>;
   gwRate(key: string, interval: number, tolerance: number): Promise<number>;
   gwSession(key: string, candidate: string, ttl: number, idle: number, unusable: string): Promise<[string, number] | null>;
@@ -120,6 +197,8 @@ export class RedisStore implements Store {
     this.#redis.defineCommand('gwRate', { numberOfKeys: 1, lua: RATE });
     this.#redis.defineCommand('gwSession', { numberOfKeys: 1, lua: SESSION });
     this.#redis.defineCommand('gwLease', { numberOfKeys: 1, lua: LEASE });
+    // The number of keys varies (rate cell, quota hashes, leases): given first at each call.
+    this.#redis.defineCommand('gwAdmit', { lua: ADMIT });
     // ioredis reports connection errors as 'error' events; SharedState logs the state change.
     this.#redis.on('error', () => {});
     this.#redis.on('ready', () => {
@@ -217,6 +296,40 @@ export class RedisStore implements Store {
 
   async leaseAcquire(key: string, holder: string, count: number, max: number): Promise<boolean> {
     return (await this.#redis.gwLease(`${this.#prefix}lease:${key}`, holder, count, max, `${this.#prefix}node:`)) === 1;
+  }
+
+  async admit(ask: StoreAdmitAsk): Promise<StoreAdmitAnswer> {
+    const p = this.#prefix;
+    const keys: string[] = [];
+    const args: Array<string | number> = [ask.holder, `${p}node:`];
+    if (ask.rate) {
+      const interval = 1000 / ask.rate.perSecond;
+      keys.push(p + ask.rate.key);
+      args.push(interval, interval * Math.max(0, ask.rate.burst - 1));
+    } else args.push('', '');
+    args.push(ask.quota.length);
+    for (const q of ask.quota) {
+      keys.push(p + q.key);
+      args.push(q.up ?? '', q.down ?? '');
+    }
+    args.push(ask.leases.length);
+    for (const l of ask.leases) {
+      keys.push(`${p}lease:${l.key}`);
+      args.push(l.count, l.max);
+    }
+    const r = await this.#redis.gwAdmit(keys.length, ...keys, ...args);
+    const usage: Array<{ up: number; down: number }> = [];
+    for (let i = 3; i + 1 < r.length; i += 2) usage.push({ up: Number(r[i]), down: Number(r[i + 1]) });
+    switch (r[0]) {
+      case 0:
+        return { ok: true, usage };
+      case 1:
+        return { ok: false, refused: 'quota', index: Number(r[1]) - 1, dir: r[2] === 1 ? 'down' : 'up', usage };
+      case 2:
+        return { ok: false, refused: 'rate', waitMs: Number(r[1]), usage };
+      default:
+        return { ok: false, refused: 'lease', index: Number(r[1]) - 1, usage };
+    }
   }
 
   async leaseSet(key: string, holder: string, count: number): Promise<void> {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { MemoryStore } from './memory-store.js';
-import type { SessionPick, Store } from './store.js';
+import type { AdmitAsk, SessionPick, Store, StoreAdmitAnswer } from './store.js';
 
 /** pino-shaped, so the state layer needs no logger of its own. */
 export interface StateLog {
@@ -36,6 +36,14 @@ export interface StateHealth {
   /** Times the shared store came back and this node reconciled. */
   recoveries: number;
 }
+
+/** What `SharedState.admit` answers: a store's verdict, with the release of the leases when admitted. `usage` is undefined when answered from local state. */
+export type AdmitResult = { usage: StoreAdmitAnswer['usage'] | undefined } & (
+  | { ok: true; release: () => void }
+  | { ok: false; refused: 'quota'; index: number; dir: 'up' | 'down' }
+  | { ok: false; refused: 'rate'; waitMs: number }
+  | { ok: false; refused: 'lease'; index: number }
+);
 
 const TIMED_OUT = Symbol('timeout');
 /** How long released leases wait to be told to the store together. */
@@ -269,16 +277,7 @@ export class SharedState {
    * this node counts alone).
    */
   acquire(key: string, max: number): (() => void) | undefined | Promise<(() => void) | undefined> {
-    const local = (): (() => void) | undefined => {
-      const n = this.#localHeld.get(key) ?? 0;
-      if (n >= max) return undefined;
-      this.#localHeld.set(key, n + 1);
-      return once(() => {
-        const left = (this.#localHeld.get(key) ?? 1) - 1;
-        if (left <= 0) this.#localHeld.delete(key);
-        else this.#localHeld.set(key, left);
-      });
-    };
+    const local = (): (() => void) | undefined => this.#localLease(key, max);
     if (!this.#tryRemote()) {
       this.#fallbacks++;
       return local();
@@ -311,6 +310,105 @@ export class SharedState {
         return local();
       },
     );
+  }
+
+  /** A lease counted by this node alone (while degraded). */
+  #localLease(key: string, max: number): (() => void) | undefined {
+    const n = this.#localHeld.get(key) ?? 0;
+    if (n >= max) return undefined;
+    this.#localHeld.set(key, n + 1);
+    return once(() => {
+      const left = (this.#localHeld.get(key) ?? 1) - 1;
+      if (left <= 0) this.#localHeld.delete(key);
+      else this.#localHeld.set(key, left);
+    });
+  }
+
+  /** Whether the store answers a whole admission in one call (`Store.admit`: Redis). */
+  get combined(): boolean {
+    return this.remote.admit !== undefined;
+  }
+
+  /**
+   * A whole admission (byte quotas whose totals must be read, the rate cell, the leases) in
+   * one call to the store, bounded by the budget: one round trip per request or tunnel. Only
+   * for stores with `admit` (see `combined`). Nothing is taken when it is refused. Answered
+   * from local state when the store does not answer (the quota then reads as nothing: the
+   * caller's own estimate decides).
+   */
+  admit(ask: AdmitAsk): AdmitResult | Promise<AdmitResult> {
+    const leases = ask.leases ?? [];
+    if (!this.#tryRemote()) {
+      this.#fallbacks++;
+      return this.#admitLocal(ask);
+    }
+    const counts = leases.map((l) => {
+      const mine = (this.#held.get(l.key) ?? 0) + 1;
+      this.#held.set(l.key, mine);
+      return { key: l.key, count: mine, max: l.max };
+    });
+    const undo = (): void => {
+      for (const l of leases) this.#drop(l.key, false);
+    };
+    return this.#bounded(this.remote.admit!({ holder: this.holder, rate: ask.rate, quota: ask.quota ?? [], leases: counts })).then(
+      (answer): AdmitResult => {
+        if (answer === TIMED_OUT) {
+          // The store may still grant the leases: state our counts again once it answers.
+          undo();
+          for (const l of leases) this.#dirty.add(l.key);
+          this.#degrade(TIMED_OUT);
+          this.#fallbacks++;
+          return this.#admitLocal(ask);
+        }
+        if (this.degraded) this.#recover();
+        if (!answer.ok) {
+          undo();
+          return answer;
+        }
+        return {
+          ok: true,
+          usage: answer.usage,
+          release:
+            leases.length === 0
+              ? noop
+              : once(() => {
+                  for (const l of leases) this.#drop(l.key, true);
+                }),
+        };
+      },
+      (err: unknown): AdmitResult => {
+        undo();
+        for (const l of leases) this.#dirty.add(l.key);
+        this.#degrade(err);
+        this.#fallbacks++;
+        return this.#admitLocal(ask);
+      },
+    );
+  }
+
+  /** `admit` from local state: the rate cell, then the leases, counted by this node alone. */
+  #admitLocal(ask: AdmitAsk): AdmitResult {
+    if (ask.rate) {
+      const waitMs = this.local.rateSync(ask.rate.key, ask.rate.perSecond, ask.rate.burst);
+      if (waitMs > 0) return { ok: false, refused: 'rate', waitMs, usage: undefined };
+    }
+    const releases: Array<() => void> = [];
+    const leases = ask.leases ?? [];
+    for (let i = 0; i < leases.length; i++) {
+      const r = this.#localLease(leases[i]!.key, leases[i]!.max);
+      if (r === undefined) {
+        for (const x of releases) x();
+        return { ok: false, refused: 'lease', index: i, usage: undefined };
+      }
+      releases.push(r);
+    }
+    return {
+      ok: true,
+      usage: undefined,
+      release: once(() => {
+        for (const x of releases) x();
+      }),
+    };
   }
 
   /** One lease of `key` given back (or never granted); tell the store this holder's new count when `tell`. */
@@ -362,6 +460,8 @@ export class SharedState {
     await this.remote.close();
   }
 }
+
+function noop(): void {}
 
 function once(fn: () => void): () => void {
   let done = false;

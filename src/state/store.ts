@@ -54,6 +54,14 @@ export interface Store {
   leaseAcquire(key: string, holder: string, count: number, max: number): Promise<boolean>;
   /** Set `holder`'s count of `key` (after a release; 0 removes it). */
   leaseSet(key: string, holder: string, count: number): Promise<void>;
+  /**
+   * One whole admission in one step (a single Lua script in Redis: one round trip): read the
+   * usage totals of `quota`, refuse when one has reached its limit; check the rate cell;
+   * check every lease; then, only when all pass, count the rate cell and record the leases.
+   * Nothing is taken when anything refuses. Offered by stores that answer it in one call
+   * (`RedisStore`); without it, `SharedState` asks the parts one by one.
+   */
+  admit?(ask: StoreAdmitAsk): Promise<StoreAdmitAnswer>;
   /** `holder` is alive for `ttlMs` more: its leases count until then. */
   heartbeat(holder: string, ttlMs: number): Promise<void>;
   /** Tell every holder that `scope` (an exit, or an exit for one domain) cools down for `forMs` more milliseconds (a duration, so nodes' clocks need not agree). */
@@ -71,3 +79,35 @@ export interface SessionPick {
   exitId: string;
   repinned: boolean;
 }
+
+/** A byte quota an admission checks in the store: refused when the store's total has reached `up` or `down` (the limit less what this node has not written yet). */
+export interface QuotaAsk {
+  /** The usage hash (fields up, down). */
+  key: string;
+  up?: number;
+  down?: number;
+}
+
+/** The parts of one admission (see `Store.admit`). */
+export interface AdmitAsk {
+  rate?: { key: string; perSecond: number; burst: number };
+  quota?: readonly QuotaAsk[];
+  /** Concurrency leases, each within `max` across every live holder. */
+  leases?: readonly { key: string; max: number }[];
+}
+
+/** `AdmitAsk` as the store sees it: the holder and its count of each lease after taking one. */
+export interface StoreAdmitAsk {
+  holder: string;
+  rate?: { key: string; perSecond: number; burst: number };
+  quota: readonly QuotaAsk[];
+  leases: readonly { key: string; count: number; max: number }[];
+}
+
+/** The store's verdict. `usage`: the totals read for `quota`, in its order. */
+export type StoreAdmitAnswer = { usage: Array<{ up: number; down: number }> } & (
+  | { ok: true }
+  | { ok: false; refused: 'quota'; index: number; dir: 'up' | 'down' }
+  | { ok: false; refused: 'rate'; waitMs: number }
+  | { ok: false; refused: 'lease'; index: number }
+);

@@ -1,5 +1,5 @@
 import type { Failure } from '../failure/index.js';
-import type { SharedState, Store } from '../state/index.js';
+import type { AdmitResult, QuotaAsk, SharedState, Store } from '../state/index.js';
 import { limitRefusal } from './limit-refusal.js';
 import { UsageLedger, type Direction, type Period, type PeriodSpan } from './usage-ledger.js';
 
@@ -19,6 +19,15 @@ export interface PlanSpec {
 }
 
 export { periodOf, usageKey, type Period } from './usage-ledger.js';
+
+/** A plan's part of one admission through a store that answers it whole (`SharedState.admit`). */
+export interface PlanAsk {
+  rate?: { key: string; perSecond: number; burst: number };
+  /** Byte quotas whose totals the store reads (not seen in the last second), limits less what waits here. */
+  quota: QuotaAsk[];
+  /** The period of each `quota` entry. */
+  periods: Period[];
+}
 
 const PERIODS = ['day', 'month'] as const;
 const DIRECTIONS = ['up', 'down'] as const;
@@ -129,6 +138,69 @@ export class PlanEnforcer {
       if (refusal) return refusal;
     }
     return this.#countRequest(user, plan, now);
+  }
+
+  /**
+   * `admit` split for a store that answers a whole admission in one round trip (Redis): what
+   * to ask it (the rate cell; the byte quotas whose totals are not known from the last
+   * second, with their limits less what waits here), the refusal known without asking
+   * (blocked, or over a quota by fresh totals), or undefined when the user has no plan.
+   * `settle` then reads the answer.
+   */
+  ask(user: string | null): Failure | PlanAsk | undefined {
+    const plan = this.planOf(user);
+    if (!plan || user === null) return undefined;
+    const now = this.#now();
+    const over = this.#blocked(user, now);
+    if (over) return over;
+    const ask: PlanAsk = { quota: [], periods: [] };
+    for (const period of PERIODS) {
+      const limits = byteLimits(plan, period);
+      if (limits === undefined) continue;
+      const used = this.ledger.fresh(user, period, now);
+      if (used === undefined) {
+        const w = this.ledger.waitingFor(user, period);
+        ask.quota.push({ key: w.key, up: limits.up === undefined ? undefined : limits.up - w.up, down: limits.down === undefined ? undefined : limits.down - w.down });
+        ask.periods.push(period);
+        continue;
+      }
+      const refusal = this.#quotaRefusal(user, now, limits, used);
+      if (refusal) return refusal;
+    }
+    const rps = plan.requestsPerSecond;
+    if (rps !== undefined) ask.rate = { key: `rate:${user}`, perSecond: rps, burst: rps };
+    return ask;
+  }
+
+  /**
+   * The plan's verdict on the answer to `ask`: the totals read are remembered, a quota or rate
+   * refusal becomes the 429, and an admitted request counts. Answered from local state
+   * (`usage` undefined), the quotas asked are checked against this node's estimate.
+   */
+  settle(user: string, ask: PlanAsk, res: AdmitResult): Failure | undefined {
+    const now = this.#now();
+    const plan = this.planOf(user);
+    for (let i = 0; i < ask.quota.length; i++) {
+      const period = ask.periods[i]!;
+      if (res.usage !== undefined) this.ledger.learn(user, period, ask.quota[i]!.key, res.usage[i]!);
+      else if (plan !== undefined && res.ok) {
+        const limits = byteLimits(plan, period);
+        if (limits === undefined) continue;
+        const refusal = this.#quotaRefusal(user, now, limits, { span: this.ledger.span(period, now), up: this.ledger.estimate(user, period, 'up'), down: this.ledger.estimate(user, period, 'down') });
+        if (refusal) return refusal;
+      }
+    }
+    if (!res.ok) {
+      if (res.refused === 'quota') {
+        const period = ask.periods[res.index]!;
+        this.#block(user, res.dir, this.ledger.span(period, now).resetsAt, quotaName(period, res.dir));
+        return this.#blocked(user, now);
+      }
+      if (res.refused === 'rate') return this.#rateVerdict(user, ask.rate!.perSecond, res.waitMs);
+      return undefined; // a lease: the caller's refusal
+    }
+    this.ledger.add(user, 'requests', 1);
+    return undefined;
   }
 
   /** Admission that first reads the user's usage from the store (not seen in the last second). */

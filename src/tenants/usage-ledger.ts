@@ -192,6 +192,23 @@ export class UsageLedger {
     return { span: period === 'day' ? a.day : a.month, up: (k.up ?? 0) + a.waiting(period, 'up'), down: (k.down ?? 0) + a.waiting(period, 'down') };
   }
 
+  /** The user's usage hash for the current period and what waits here for it (not yet in the store). */
+  waitingFor(user: string, period: Period): { key: string; up: number; down: number } {
+    const a = this.#account(user, this.#now());
+    return { key: a.key(period), up: a.waiting(period, 'up'), down: a.waiting(period, 'down') };
+  }
+
+  /** The store's totals for a period, read elsewhere (the shared admission): remembered as known while `key` is still the current one. */
+  learn(user: string, period: Period, key: string, used: { up: number; down: number }): void {
+    const now = this.#now();
+    const a = this.#account(user, now);
+    if (a.key(period) !== key) return;
+    const k = a.known[period];
+    k.up = Math.max(k.up ?? 0, used.up);
+    k.down = Math.max(k.down ?? 0, used.down);
+    a.knownAt[period] = { up: now, down: now };
+  }
+
   /** Read the store's usage for the current period (remembered as known), plus what waits here. */
   async read(user: string, period: Period): Promise<{ span: PeriodSpan; up: number; down: number }> {
     const now = this.#now();

@@ -1,6 +1,8 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { onIpcLockChanged, withIpcLock } from '../state/ipc-lock.js';
 
 export interface UsersFileLogger {
   info(obj: object, msg: string): void;
@@ -13,6 +15,10 @@ export interface UsersFileLogger {
  * reliable on every filesystem or across editors' rename-on-save). Every version is
  * validated by `parse` before it replaces the current users; a bad file keeps the old
  * users and logs an error.
+ *
+ * With `--workers N`, changes are made one worker at a time under a lock the primary holds
+ * (state/ipc-lock.ts), each reading the file as the one before left it, and the other workers
+ * re-read it as soon as it is written.
  */
 export class UsersFile<T> {
   readonly #file: string;
@@ -25,12 +31,15 @@ export class UsersFile<T> {
   #debounce: NodeJS.Timeout | undefined;
   #lastSig = '';
   #loading: Promise<void> | undefined;
+  readonly #lockName: string;
+  #unlisten: (() => void) | undefined;
   /** How many versions were applied (the first load included) and rejected. */
   loads = 0;
   rejected = 0;
 
   constructor(file: string, opts: { parse: (raw: unknown) => T; apply: (users: T) => void; logger: UsersFileLogger; intervalMs?: number }) {
     this.#file = file;
+    this.#lockName = `users-file:${resolve(file)}`;
     this.#parse = opts.parse;
     this.#apply = opts.apply;
     this.#logger = opts.logger;
@@ -59,33 +68,36 @@ export class UsersFile<T> {
    * two never fight. Comments in a YAML users file do not survive a change.
    */
   update(change: (entries: unknown[]) => unknown[]): Promise<T> {
-    const run = this.#queue.then(async () => {
-      const { doc, list } = await this.#readRaw();
-      const next = change(Array.isArray(list) ? [...list] : []);
-      const users = this.#parse(next);
-      const wrapped = doc && typeof doc === 'object' && !Array.isArray(doc) ? { ...(doc as object), users: next } : next;
-      const text = /\.json$/i.test(this.#file) ? JSON.stringify(wrapped, null, 2) + '\n' : stringifyYaml(wrapped);
-      const tmp = `${this.#file}.${process.pid}.${Date.now()}.tmp`;
-      const fh = await open(tmp, 'w', 0o600);
-      try {
-        await fh.writeFile(text);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      try {
-        await rename(tmp, this.#file);
-      } catch (err) {
-        await unlink(tmp).catch(() => {});
-        throw err;
-      }
-      this.#lastSig = await this.#sig();
-      this.#apply(users);
-      this.loads++;
-      return users;
-    });
+    const run = this.#queue.then(() => withIpcLock(this.#lockName, () => this.#change(change)));
     this.#queue = run.catch(() => undefined);
     return run;
+  }
+
+  /** One read-change-write (under the group's lock with --workers). */
+  async #change(change: (entries: unknown[]) => unknown[]): Promise<T> {
+    const { doc, list } = await this.#readRaw();
+    const next = change(Array.isArray(list) ? [...list] : []);
+    const users = this.#parse(next);
+    const wrapped = doc && typeof doc === 'object' && !Array.isArray(doc) ? { ...(doc as object), users: next } : next;
+    const text = /\.json$/i.test(this.#file) ? JSON.stringify(wrapped, null, 2) + '\n' : stringifyYaml(wrapped);
+    const tmp = `${this.#file}.${process.pid}.${Date.now()}.tmp`;
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(text);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await rename(tmp, this.#file);
+    } catch (err) {
+      await unlink(tmp).catch(() => {});
+      throw err;
+    }
+    this.#lastSig = await this.#sig();
+    this.#apply(users);
+    this.loads++;
+    return users;
   }
 
   /** Changes and reloads, one at a time. */
@@ -111,6 +123,8 @@ export class UsersFile<T> {
     }
     this.#timer = setInterval(() => this.#check(), this.#intervalMs);
     this.#timer.unref();
+    // Another worker changed the file (--workers): read it now, after any check under way.
+    this.#unlisten = onIpcLockChanged(this.#lockName, () => void this.#recheck());
     return users;
   }
 
@@ -118,6 +132,11 @@ export class UsersFile<T> {
     clearTimeout(this.#debounce);
     this.#debounce = setTimeout(() => this.#check(true), 50);
     this.#debounce.unref();
+  }
+
+  async #recheck(): Promise<void> {
+    while (this.#loading) await this.#loading;
+    await this.#check(true);
   }
 
   async #check(force = false): Promise<void> {
@@ -158,6 +177,7 @@ export class UsersFile<T> {
   }
 
   close(): void {
+    this.#unlisten?.();
     this.#watcher?.close();
     clearInterval(this.#timer);
     clearTimeout(this.#debounce);
