@@ -147,6 +147,12 @@ export class TestPebble {
     return [...this.output.matchAll(/Added order "/g)].length;
   }
 
+  /** Accounts Pebble holds (its log's last "There are now N accounts in memory"). */
+  accounts(): number {
+    const all = [...this.output.matchAll(/There are now (\d+) accounts/g)];
+    return all.length === 0 ? 0 : Number(all[all.length - 1]![1]);
+  }
+
   async #until(check: () => Promise<boolean>, what: string): Promise<void> {
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {

@@ -1,6 +1,6 @@
 import { channel } from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
-import { Agent } from 'node:https';
+import { Agent, get as httpsGet } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import type { AcmeConfig } from '../../config/tls.js';
 import { parseDuration } from '../../config/duration.js';
@@ -50,10 +50,21 @@ function loadAcme(): Promise<AcmeModule> {
   return acmeModule;
 }
 
-/** Node error codes of a connection that did not happen or broke (axios passes Node's code on). */
-function unreachable(err: unknown): boolean {
-  const e = err as { isAxiosError?: boolean; response?: unknown; code?: unknown };
-  return e?.isAxiosError === true && e.response === undefined && typeof e.code === 'string';
+/**
+ * Whether the directory can be reached: undefined when it answers, else the Node error code
+ * (ECONNREFUSED, ETIMEDOUT, a certificate error …). Asked after a failed order because
+ * acme-client does not pass a transport error on (its axios interceptor turns one it no
+ * longer retries into a TypeError), and failures are classified by code, never by message.
+ */
+function probeDirectory(url: string, agent: Agent | undefined): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const req = httpsGet(url, { agent, timeout: 10_000 }, (res) => {
+      res.resume();
+      resolve(undefined);
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error('directory timeout'), { code: 'ETIMEDOUT' })));
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'EIO'));
+  });
 }
 
 /**
@@ -166,8 +177,11 @@ export class AcmeManager {
       const base = Math.min(parseDuration(b.initial)! * 2 ** (this.failures - 1), parseDuration(b.max)!);
       // Up to 10 % more, so nodes that failed together do not all try again at the same moment.
       const wait = Math.round(base * (1 + Math.random() * 0.1));
-      const reason = err instanceof AcmeOrderError ? (unreachable(err.cause) ? 'unreachable' : err.step) : 'internal';
-      this.#publish({ event: 'failed', notAfter: before?.notAfter.toISOString(), reason, detail: (err as Error).message, nextInMs: wait });
+      const down = err instanceof AcmeOrderError && err.step !== 'storage' ? await probeDirectory(this.#cfg.directory, this.#httpsAgent) : undefined;
+      if (this.#closed) return;
+      const reason = down !== undefined ? 'unreachable' : err instanceof AcmeOrderError ? err.step : 'internal';
+      const detail = down !== undefined ? `the ACME directory ${this.#cfg.directory} cannot be reached (${down})` : (err as Error).message;
+      this.#publish({ event: 'failed', notAfter: before?.notAfter.toISOString(), reason, detail, nextInMs: wait });
       this.#schedule(wait);
       return;
     }
@@ -191,6 +205,10 @@ export class AcmeManager {
       }
     };
     const acme = await loadAcme();
+    // acme-client retries a request that found no server itself (5 times, waiting 5 to 25 s, on
+    // timers that hold the process open): the manager's back-off is the one retry policy, so a
+    // failure is seen, logged and counted at once.
+    (acme.axios.defaults as { acmeSettings?: { retryMaxAttempts: number } }).acmeSettings!.retryMaxAttempts = 0;
     const directory = this.#cfg.directory;
     if (this.#httpsAgent !== undefined) {
       // acme-client has one axios instance per process: the agent trusts the system roots too, so other directories still verify.
@@ -203,11 +221,12 @@ export class AcmeManager {
         this.#storage.writeAccountKey(directory, keyPem);
         stored = { keyPem, url: undefined };
       }
-      const c = new acme.Client({ directoryUrl: directory, accountKey: stored.keyPem, ...(stored.url !== undefined ? { accountUrl: stored.url } : {}), backoffAttempts: 10, backoffMin: 100, backoffMax: 5000 });
-      if (stored.url === undefined) {
-        await c.createAccount({ termsOfServiceAgreed: this.#cfg.acceptTerms, ...(this.#cfg.email !== undefined ? { contact: [`mailto:${this.#cfg.email}`] } : {}) });
-        this.#storage.writeAccountUrl(directory, c.getAccountUrl());
-      }
+      const c = new acme.Client({ directoryUrl: directory, accountKey: stored.keyPem, backoffAttempts: 10, backoffMin: 100, backoffMax: 5000 });
+      // newAccount with the stored key (RFC 8555 §7.3): the server answers with the account it
+      // has for this key (no new account), or makes one when it no longer knows it (a reset
+      // staging or test server). One request per order, so a forgotten account is not an outage.
+      await c.createAccount({ termsOfServiceAgreed: this.#cfg.acceptTerms, ...(this.#cfg.email !== undefined ? { contact: [`mailto:${this.#cfg.email}`] } : {}) });
+      if (c.getAccountUrl() !== stored.url) this.#storage.writeAccountUrl(directory, c.getAccountUrl());
       return c;
     });
     const order = await step('order', () => client.createOrder({ identifiers: this.names.map((value) => ({ type: 'dns', value })) }));
