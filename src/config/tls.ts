@@ -129,7 +129,7 @@ export const reverseListenerTlsSchema = listenerTlsSchema.extend({
     .default([])
     .describe('Certificates, chosen by the server name the client sends (SNI); the first is also the default for a client that sends no name or an unknown one (unless strictSni). Files are watched and reloaded when they change; connections already open keep their certificate. May be empty when acme is set (the ACME certificate is then the default).'),
   acme: acmeSchema.optional(),
-});
+}).describe('Serve HTTPS on this listener: certificates from files, or obtained automatically (acme). Off unless set.');
 
 export const redirectSchema = z
   .strictObject({
