@@ -237,6 +237,10 @@ export class Gateway {
     this.#via10 = viaValue('1.0', ctx.identity);
     this.config = next;
     for (const { entry, cfg } of keep) {
+      // ACME names taken from the routes: new route hosts need a new certificate, ordered at the next start.
+      if (entry.acme !== undefined && cfg.tls?.acme !== undefined && cfg.tls.acme.hosts === undefined && JSON.stringify(acmeHostsOfRoutes(next.routes)) !== JSON.stringify(entry.acme.names)) {
+        summary.restart.push(`listeners ${entry.name}: tls.acme host names (from the routes)`);
+      }
       if (JSON.stringify(entry.cfg) === JSON.stringify(cfg)) continue;
       summary.listeners.changed.push(entry.name);
       if (cfg.maxHeaderSize !== entry.cfg.maxHeaderSize) summary.restart.push(`listeners ${entry.name}: maxHeaderSize`);

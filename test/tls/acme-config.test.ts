@@ -158,3 +158,32 @@ describe('HTTP-01 answers on plain listeners', () => {
     }
   });
 });
+
+test('a reload whose routes give the ACME certificate other names says a restart is needed', async () => {
+  const certs = certDir();
+  try {
+    const httpPort = await freePort();
+    const tlsPort = await freePort();
+    const closed = await freePort();
+    const input = (hosts: string[]): Parameters<typeof startTestGateway>[0] => ({
+      listeners: [
+        { address: '127.0.0.1', port: httpPort },
+        { address: '127.0.0.1', port: tlsPort, tls: { acme: { ...ACME, hosts: undefined, directory: `https://127.0.0.1:${closed}/dir`, storage: `${certs.dir}/acme`, backoff: { initial: '1h' } } } },
+      ] as never,
+      clusters: { up: { endpoints: ['http://127.0.0.1:9'] } },
+      routes: [{ match: { host: hosts }, cluster: 'up' }],
+    });
+    const gw = await startTestGateway(input(['a.example.com']));
+    try {
+      assert.deepEqual(gw.gw.acmeManagers()[0]!.names, ['a.example.com']);
+      const same = await gw.gw.reload(validateConfig(input(['a.example.com'])));
+      assert.deepEqual(same.restart, []);
+      const other = await gw.gw.reload(validateConfig(input(['a.example.com', 'b.example.com'])));
+      assert.ok(other.restart.some((r) => r.includes('tls.acme host names')), JSON.stringify(other.restart));
+    } finally {
+      await gw.close();
+    }
+  } finally {
+    certs.remove();
+  }
+});
