@@ -88,7 +88,7 @@ export class Gateway {
     for (const l of config.listeners) this.#servers.push(this.#openListener(l));
   }
 
-  #openListener(l: ListenerConfig, index = this.config.listeners.indexOf(l)): ListenerEntry {
+  #openListener(l: ListenerConfig, index = this.config.listeners.indexOf(l), routes: Config['routes'] = this.config.routes): ListenerEntry {
     const name = `${l.address}:${l.port}`;
     const entry: ListenerEntry = {
       server: undefined as unknown as Server,
@@ -105,7 +105,7 @@ export class Gateway {
     };
     if (entry.certs !== undefined && l.tls!.acme !== undefined) {
       // A stored certificate that is not due is served from the start; otherwise one is ordered once the listeners are bound.
-      entry.acme = new AcmeManager(l.tls!.acme, l.tls!.acme.hosts ?? acmeHostsOfRoutes(this.config.routes), entry.certs, this.ctx.acme!);
+      entry.acme = new AcmeManager(l.tls!.acme, l.tls!.acme.hosts ?? acmeHostsOfRoutes(routes), entry.certs, this.ctx.acme!, `listeners[${index}].tls.acme`);
     }
     const httpOptions: ServerOptions = {
       maxHeaderSize: l.maxHeaderSize,
@@ -224,7 +224,7 @@ export class Gateway {
       else drop.push(e);
     }
     const added: ListenerEntry[] = [];
-    for (const list of wanted.values()) for (const l of list) added.push(this.#openListener(l, next.listeners.indexOf(l)));
+    for (const list of wanted.values()) for (const l of list) added.push(this.#openListener(l, next.listeners.indexOf(l), next.routes));
     try {
       await Promise.all(added.map((e) => listenOn(e)));
     } catch (err) {

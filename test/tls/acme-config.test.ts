@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { request } from 'undici';
 import { ConfigError, validateConfig } from '../../src/config/load.js';
 import { acmeHostsOfRoutes } from '../../src/config/schema.js';
+import { checkConfigText } from '../../src/config/check.js';
+import { Gateway } from '../../src/gateway/server.js';
+import { writeFileSync } from 'node:fs';
 import { ACME_CHALLENGE_PREFIX } from '../../src/tls/acme/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { freePort } from '../helpers/redis.js';
@@ -183,6 +186,37 @@ test('a reload whose routes give the ACME certificate other names says a restart
     } finally {
       await gw.close();
     }
+  } finally {
+    certs.remove();
+  }
+});
+
+test('files named by tls.acme that cannot be used are ConfigErrors at start, and gatewise check names directoryCa', async () => {
+  const certs = certDir();
+  try {
+    const raw = (acme: Record<string, unknown>): unknown => ({
+      listeners: [{ address: '127.0.0.1', port: 0 }, { address: '127.0.0.1', port: 0, tls: { acme: { ...ACME, ...acme } } }],
+      clusters: { up: { endpoints: ['http://127.0.0.1:9'] } },
+      routes: [{ cluster: 'up' }],
+    });
+    const missingCa = `${certs.dir}/no-such-ca.pem`;
+    const startProblems = (acme: Record<string, unknown>): string[] => {
+      try {
+        new Gateway(validateConfig(raw(acme))).close(0).catch(() => {});
+        return [];
+      } catch (err) {
+        if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
+        throw err;
+      }
+    };
+    assert.deepEqual(startProblems({ storage: `${certs.dir}/acme`, directoryCa: missingCa }), [`listeners[1].tls.acme.directoryCa: CA file ${missingCa} cannot be read (ENOENT)`]);
+    // A folder under a regular file cannot be made (even by root).
+    writeFileSync(`${certs.dir}/file`, 'x');
+    const under = startProblems({ storage: `${certs.dir}/file/acme` });
+    assert.equal(under.length, 1);
+    assert.match(under[0]!, /^listeners\[1\]\.tls\.acme\.storage: the ACME storage folder .* cannot be created or written \(ENOTDIR\)$/);
+    const checked = checkConfigText(JSON.stringify(raw({ storage: `${certs.dir}/acme`, directoryCa: missingCa })));
+    assert.ok(checked.problems.some((p) => p.path === 'listeners[1].tls.acme.directoryCa' && /cannot be read/.test(p.message)), JSON.stringify(checked.problems));
   } finally {
     certs.remove();
   }

@@ -1,10 +1,10 @@
 import { channel } from 'node:diagnostics_channel';
-import { readFileSync } from 'node:fs';
 import { Agent, get as httpsGet } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import type { AcmeConfig } from '../../config/tls.js';
 import { parseDuration } from '../../config/duration.js';
-import { CertificateFileError, readCertificatePair, type CertificatePair } from '../../config/tls-files.js';
+import { CertificateFileError, readCaFile, readCertificatePair, type CertificatePair } from '../../config/tls-files.js';
+import { ConfigError, type ConfigProblem } from '../../config/load.js';
 import type { CertificateStore } from '../certificate-store.js';
 import type { AcmeChallenges } from './challenges.js';
 import { AcmeDiskStorage } from './storage.js';
@@ -97,7 +97,8 @@ export class AcmeManager {
   /** When the next check or try is due (epoch ms), undefined when none is scheduled. */
   nextAt: number | undefined;
 
-  constructor(cfg: AcmeConfig, names: readonly string[], certs: CertificateStore, challenges: AcmeChallenges) {
+  /** Throws a ConfigError (at `configPath`) when the storage folder cannot be written or directoryCa cannot be read. */
+  constructor(cfg: AcmeConfig, names: readonly string[], certs: CertificateStore, challenges: AcmeChallenges, configPath = 'tls.acme') {
     this.#cfg = cfg;
     this.names = names;
     this.#certs = certs;
@@ -105,7 +106,20 @@ export class AcmeManager {
     this.#storage = new AcmeDiskStorage(cfg.storage);
     this.#files = this.#storage.certificateFiles(names[0]!);
     // The directory's own TLS: the system roots plus the configured CA (a test directory such as Pebble).
-    this.#httpsAgent = cfg.directoryCa !== undefined ? new Agent({ ca: [...rootCertificates, readFileSync(cfg.directoryCa, 'utf8')], keepAlive: true }) : undefined;
+    const problems: ConfigProblem[] = [];
+    let ca: string | undefined;
+    if (cfg.directoryCa !== undefined) {
+      try {
+        ca = readCaFile(cfg.directoryCa);
+      } catch (err) {
+        if (!(err instanceof CertificateFileError)) throw err;
+        problems.push({ path: `${configPath}.directoryCa`, message: err.message });
+      }
+    }
+    const unwritable = this.#storage.writable();
+    if (unwritable !== undefined) problems.push({ path: `${configPath}.storage`, message: unwritable });
+    if (problems.length > 0) throw new ConfigError(problems);
+    this.#httpsAgent = ca !== undefined ? new Agent({ ca: [...rootCertificates, ca], keepAlive: true }) : undefined;
     this.#loadStored();
   }
 

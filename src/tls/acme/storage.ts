@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -13,6 +13,17 @@ export class AcmeDiskStorage {
 
   constructor(dir: string) {
     this.dir = dir;
+  }
+
+  /** Undefined when the folder exists (or was created) and can be written; else a sentence saying why not. */
+  writable(): string | undefined {
+    try {
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      accessSync(this.dir, constants.W_OK);
+      return undefined;
+    } catch (err) {
+      return `the ACME storage folder ${this.dir} cannot be created or written (${(err as NodeJS.ErrnoException).code ?? 'EIO'})`;
+    }
   }
 
   /** The files of an account at one directory URL (one account per directory). */
