@@ -17,6 +17,7 @@ import {
   type LookupFunction,
   type Resolver,
   type UdpDialer,
+  type EgressEvents,
 } from '../egress/index.js';
 import { MemoryStore, SharedState, type StateHealth, type Store } from '../state/index.js';
 import type { AuthProvider } from '../tenants/index.js';
@@ -243,7 +244,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     now: deps.now,
     shared,
     events: {
-      onExitFailure: (e: Parameters<NonNullable<NonNullable<Parameters<typeof buildEgress>[1]['events']>['onExitFailure']>>[0]) => {
+      onExitFailure: (e: Parameters<NonNullable<EgressEvents['onExitFailure']>>[0]) => {
         if (e.cooled) {
           // The egress of now (a reload may have replaced it; the pools it kept are the same objects).
           const forMs = ctx.egress.pools.get(e.pool)?.marker.coolingFor(e.exit, e.scope === 'domain' ? e.host : undefined) ?? 0;
@@ -256,7 +257,13 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         }
         if (exitFailureChannel.hasSubscribers) exitFailureChannel.publish({ pool: e.pool, exit: e.exit, host: e.host, scope: e.scope, cooled: e.cooled, type: e.failure.type });
       },
-      onRepin: (e: Parameters<NonNullable<NonNullable<Parameters<typeof buildEgress>[1]['events']>['onRepin']>>[0]) => {
+      onExitReturn: (e: Parameters<NonNullable<EgressEvents['onExitReturn']>>[0]) => {
+        logger.info(
+          { component: 'forward', type: 'exit', event: 'returned', pool: e.pool, exit: e.exit, host: e.host, forMs: e.forMs },
+          `exit ${e.exit} of pool ${e.pool} is back in service${e.host !== undefined ? ` for ${e.host}` : ''} after a ${Math.ceil(e.forMs / 1000)} s cool-down`,
+        );
+      },
+      onRepin: (e: Parameters<NonNullable<EgressEvents['onRepin']>>[0]) => {
         // Users are named here as in the access log; a re-pin happens at most once per session per failing exit.
         logger.info(
           { component: 'forward', type: 'session', event: 'repinned', pool: e.pool, user: e.user ?? undefined, session: e.session, from: e.from, to: e.to, reason: e.why },

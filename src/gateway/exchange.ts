@@ -11,7 +11,7 @@ import { BodyRelay } from './body-relay.js';
 import { NO_CLIENT_LIMITS, type ClientLimits } from './client-limits.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
-import type { GatewayTracing, RequestTrace } from './tracing.js';
+import { traceTry, type GatewayTracing, type RequestTrace } from './tracing.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondToOptionsAsterisk, respondWithAcmeChallenge, respondWithFailure, respondWithRedirect } from './responder.js';
 import { ACME_CHALLENGE_PREFIX } from '../tls/acme/index.js';
@@ -451,21 +451,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     attempt.dispatch(this.#upstreamPath, this.req.method!, tracing === undefined ? headers : this.#traced(tracing, attempt.record, headers));
   }
 
-  /** Tracing on: the try's span, and its `traceparent` in a copy of the headers (the client's replaced). */
+  /** Tracing on: the try's span, and its `traceparent` in a copy of the headers. */
   #traced(tracing: GatewayTracing, a: AttemptRecord, headers: string[]): string[] {
-    const start = performance.timeOrigin + this.t0;
-    const trace = (this.#trace ??= tracing.begin(this.req, start));
-    const parent = trace.attempt(a, start + a.startMs);
-    if (!tracing.propagate || parent === '') return headers;
-    const out = headers.slice();
-    for (let i = 0; i < out.length; i += 2) {
-      if (out[i] === 'traceparent') {
-        out[i + 1] = parent;
-        return out;
-      }
-    }
-    out.push('traceparent', parent);
-    return out;
+    const t = traceTry(tracing, this.#trace, this.req, performance.timeOrigin + this.t0, a, headers);
+    this.#trace = t.trace;
+    return t.headers;
   }
 
   // ---- what the tries report -------------------------------------------------------------

@@ -1,4 +1,4 @@
-import { Client, buildConnector } from 'undici';
+import { Client, buildConnector, type Dispatcher } from 'undici';
 import { ExpectClient } from '../http/expect-client.js';
 import { timedConnector, type ConnectTimings } from './timed-connector.js';
 
@@ -41,6 +41,18 @@ export class PooledClient extends Client {
   connected = false;
   /** DNS, TCP and TLS times of this connection. */
   readonly timings: ConnectTimings = {};
+  /**
+   * https: the endpoint's TLS name, put on every request. undici otherwise takes a request's
+   * servername from its Host header (the client's, in a gateway) and closes the connection
+   * whenever it differs from the last request's: keep-alive would end at each new Host.
+   * The connector (timed-connector.ts) then names the server after the endpoint itself.
+   */
+  servername: string | undefined;
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    if (this.servername !== undefined) (opts as { servername?: string }).servername = this.servername;
+    return super.dispatch(opts, handler);
+  }
 }
 
 export interface ConnectionPoolOptions {
@@ -151,6 +163,7 @@ export class ConnectionPool {
     const timings: ConnectTimings = {};
     const c = new PooledClient(this.#opts.origin, { ...this.#opts.clientOptions, pipelining: 1, connect: timedConnector(this.#connector, timings) });
     Object.assign(c, { timings });
+    if (this.#opts.origin.startsWith('https:')) c.servername = (this.#opts.connectOptions as { servername?: string }).servername ?? new URL(this.#opts.origin).hostname;
     c.active = 1;
     c.lastUsed = Date.now();
     this.#all.add(c);
