@@ -401,3 +401,63 @@ describe('ACME: a restart reuses the stored account and certificate', { skip }, 
     }
   });
 });
+
+describe('ACME: processes sharing the storage folder order once (workers, nodes on a shared disk)', { skip }, () => {
+  let pebble: TestPebble;
+  let events: ReturnType<typeof acmeEvents>;
+
+  before(async () => {
+    events = acmeEvents();
+  });
+
+  after(async () => {
+    events?.stop();
+    await pebble?.close();
+  });
+
+  test('two gateways on one storage: one order, both serve its certificate; the validation reaches either', async () => {
+    const a = await ports('shared');
+    const b = { ...(await ports('shared')), storage: a.storage };
+    // Validations go to gateway A's plain listener only: when B holds the lock, A answers B's token from the shared folder.
+    pebble = (await TestPebble.start({ httpPort: a.httpPort }))!;
+    const [ga, gb] = await Promise.all([startTestGateway(gatewayConfig(a, pebble)), startTestGateway(gatewayConfig(b, pebble))]);
+    try {
+      const got = await events.next((x) => x.event === 'obtained' || x.event === 'failed');
+      assert.equal(got.event, 'obtained', JSON.stringify(got));
+      const adopted = await events.next((x) => x.event === 'reused' || x.event === 'obtained' || x.event === 'failed');
+      assert.equal(adopted.event, 'reused', JSON.stringify(adopted));
+      assert.equal(pebble.orders(), 1);
+      const root = await pebble.root();
+      const ca = await peerCert(HOSTS[0]!, a.httpsPort, root);
+      const cb = await peerCert(HOSTS[0]!, b.httpsPort, root);
+      ca.socket.destroy();
+      cb.socket.destroy();
+      assert.equal(ca.serial, cb.serial);
+    } finally {
+      await Promise.all([ga.close(), gb.close()]);
+    }
+  });
+
+  test('a validation that reaches another process sharing the folder is answered from the token file', async () => {
+    const a = await ports('shared-tokens');
+    const b = { ...(await ports('shared-tokens')), storage: a.storage };
+    await pebble?.close();
+    pebble = (await TestPebble.start({ httpPort: a.httpPort }))!;
+    // A orders nothing that succeeds (its directory is a closed port) but shares the folder; B's validations reach A only.
+    const deadDirectory = `https://127.0.0.1:${await freePort()}/dir`;
+    const ga = await startTestGateway(gatewayConfig(a, pebble, { directory: deadDirectory, hosts: ['other.gatewise.test'], backoff: { initial: '1h', max: '1h' } }));
+    try {
+      events.list.length = 0;
+      const gb = await startTestGateway(gatewayConfig(b, pebble));
+      try {
+        const got = await events.next((x) => x.names[0] === HOSTS[0] && (x.event === 'obtained' || x.event === 'failed'));
+        assert.equal(got.event, 'obtained', JSON.stringify(got));
+        assert.equal(gb.gw.acmeManagers()[0]!.current()?.names.join(','), HOSTS.join(','));
+      } finally {
+        await gb.close();
+      }
+    } finally {
+      await ga.close();
+    }
+  });
+});

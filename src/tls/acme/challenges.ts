@@ -9,6 +9,13 @@ export const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
  */
 export class AcmeChallenges {
   readonly #tokens = new Map<string, string>();
+  /** Storage folders shared with other processes: a token one of them is being validated for is answered too. */
+  readonly #shared = new Set<{ readChallenge(token: string): string | undefined }>();
+
+  /** Answer the tokens another process writes to this storage as well (workers, nodes on a shared disk). */
+  share(storage: { readChallenge(token: string): string | undefined }): void {
+    this.#shared.add(storage);
+  }
 
   set(token: string, keyAuthorization: string): void {
     this.#tokens.set(token, keyAuthorization);
@@ -23,7 +30,14 @@ export class AcmeChallenges {
     let token = path.slice(ACME_CHALLENGE_PREFIX.length);
     const q = token.indexOf('?');
     if (q >= 0) token = token.slice(0, q);
-    return this.#tokens.get(token);
+    const mine = this.#tokens.get(token);
+    if (mine !== undefined) return mine;
+    // Only requests for this path get here (validations, or a scan): a file read is no cost to traffic.
+    for (const s of this.#shared) {
+      const theirs = s.readChallenge(token);
+      if (theirs !== undefined) return theirs;
+    }
+    return undefined;
   }
 
   get size(): number {

@@ -39,6 +39,10 @@ export class AcmeOrderError extends Error {
 }
 
 const DAY_MS = 86_400_000;
+/** An order lock older than this was left by a process that died. */
+const LOCK_STALE_MS = 10 * 60_000;
+/** How soon a process that found the lock taken looks again (at most; backoff.initial when shorter). */
+const LOCK_WAIT_MS = 2_000;
 /** setTimeout's longest delay is 2^31-1 ms (24.8 days); renewals further off are checked again after this. */
 const MAX_TIMER_MS = 12 * 3_600_000;
 
@@ -120,6 +124,7 @@ export class AcmeManager {
     if (unwritable !== undefined) problems.push({ path: `${configPath}.storage`, message: unwritable });
     if (problems.length > 0) throw new ConfigError(problems);
     this.#httpsAgent = ca !== undefined ? new Agent({ ca: [...rootCertificates, ca], keepAlive: true }) : undefined;
+    challenges.share(this.#storage);
     this.#loadStored();
   }
 
@@ -179,6 +184,35 @@ export class AcmeManager {
   }
 
   async #renew(): Promise<void> {
+    // One process orders at a time for a storage folder; the others wait and then find its certificate.
+    const release = this.#storage.tryLock(this.names[0]!, LOCK_STALE_MS);
+    if (release === undefined) return this.#schedule(Math.min(parseDuration(this.#cfg.backoff.initial)!, LOCK_WAIT_MS));
+    try {
+      if (this.#adoptStored()) return;
+      await this.#renewLocked();
+    } finally {
+      release();
+    }
+  }
+
+  /** A certificate another process sharing the storage wrote since ours, not due: served without an order. */
+  #adoptStored(): boolean {
+    let pair: CertificatePair;
+    try {
+      pair = readCertificatePair(this.#files.cert, this.#files.key);
+    } catch (err) {
+      if (err instanceof CertificateFileError) return false;
+      throw err;
+    }
+    const mine = this.current();
+    if (!sameNames(pair.names, this.names) || this.#dueAt(pair) <= Date.now() || (mine !== undefined && pair.notAfter.getTime() <= mine.notAfter.getTime())) return false;
+    this.#certs.install(this.#files.cert, this.#files.key);
+    this.#publish({ event: 'reused', notAfter: pair.notAfter.toISOString(), reason: undefined, detail: this.#files.cert, nextInMs: this.#dueAt(pair) - Date.now() });
+    this.#schedule(this.#dueAt(pair) - Date.now());
+    return true;
+  }
+
+  async #renewLocked(): Promise<void> {
     const before = this.current();
     this.#publish({ event: 'ordering', notAfter: before?.notAfter.toISOString(), reason: undefined, detail: this.#cfg.directory, nextInMs: undefined });
     let pair: CertificatePair;
@@ -253,6 +287,7 @@ export class AcmeManager {
         const keyAuthorization = await client.getChallengeKeyAuthorization(challenge);
         const token = (challenge as { token: string }).token;
         this.#challenges.set(token, keyAuthorization);
+        this.#storage.writeChallenge(token, keyAuthorization);
         try {
           // acme-client's own check before telling the server is skipped: it would resolve the name
           // itself; the gateway answers the token from memory, and the server's validation is the check.
@@ -260,6 +295,7 @@ export class AcmeManager {
           await client.waitForValidStatus(authz);
         } finally {
           this.#challenges.delete(token);
+          this.#storage.deleteChallenge(token);
         }
       });
     }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { accessSync, chmodSync, constants, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -71,6 +71,66 @@ export class AcmeDiskStorage {
     return f;
   }
 
+  /**
+   * Take the order lock of a certificate: the processes that share this folder (the workers of
+   * `--workers`, nodes on a shared disk) order one at a time, and the others then find the new
+   * certificate on disk. A lock older than `staleMs` (its holder died) is broken. Returns the
+   * release, or undefined when another process holds it.
+   */
+  tryLock(firstHost: string, staleMs: number): (() => void) | undefined {
+    const file = join(this.dir, `${firstHost}.lock`);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = openSync(file, 'wx', 0o600);
+        writeSync(fd, `${process.pid} ${new Date().toISOString()}\n`);
+        closeSync(fd);
+        return () => {
+          try {
+            unlinkSync(file);
+          } catch {
+            // already broken by another process as stale
+          }
+        };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        let age: number;
+        try {
+          age = Date.now() - statSync(file).mtimeMs;
+        } catch {
+          continue; // released meanwhile: try again
+        }
+        if (age < staleMs) return undefined;
+        try {
+          unlinkSync(file);
+        } catch {
+          // another process broke it first
+        }
+      }
+    }
+    return undefined;
+  }
+
+  /** HTTP-01 tokens are also written here, so a process that shares the folder answers a validation that reaches it. */
+  writeChallenge(token: string, keyAuthorization: string): void {
+    if (!TOKEN.test(token)) return;
+    mkdirSync(join(this.dir, 'challenges'), { recursive: true, mode: 0o700 });
+    this.#write(join(this.dir, 'challenges', token), keyAuthorization);
+  }
+
+  deleteChallenge(token: string): void {
+    if (!TOKEN.test(token)) return;
+    try {
+      unlinkSync(join(this.dir, 'challenges', token));
+    } catch {
+      // gone already
+    }
+  }
+
+  /** A token written by any process sharing the folder (undefined: none, or not a token). */
+  readChallenge(token: string): string | undefined {
+    return TOKEN.test(token) ? readOptional(join(this.dir, 'challenges', token)) : undefined;
+  }
+
   #write(file: string, text: string): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const tmp = `${file}.${process.pid}.tmp`;
@@ -80,11 +140,15 @@ export class AcmeDiskStorage {
   }
 }
 
+/** ACME tokens are base64url (RFC 8555 §8.1); anything else is never a file name here. */
+const TOKEN = /^[A-Za-z0-9_-]{1,256}$/;
+
 function readOptional(file: string): string | undefined {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     throw err;
   }
 }
