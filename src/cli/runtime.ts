@@ -13,7 +13,7 @@ import { raiseMallocTrimThreshold } from './malloc-tuning.js';
 import { ConfigReloader, type ReloadResult } from './reload.js';
 export type { ReloadResult } from './reload.js';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { CERTIFICATE_CHANNEL, OCSP_CHANNEL, type CertificateEvent, type OcspEvent } from '../tls/index.js';
+import { ACME_CHANNEL, CERTIFICATE_CHANNEL, OCSP_CHANNEL, type AcmeEvent, type CertificateEvent, type OcspEvent } from '../tls/index.js';
 
 /** The admin API's view of the forward proxy, following the one running now (a reload may replace it). */
 function forwardView(current: () => ForwardProxy | undefined): AdminForwardView {
@@ -182,10 +182,19 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     else logger.debug(fields, `no OCSP stapling for ${e.cert}: ${e.detail ?? ''}`);
   };
   subscribe(OCSP_CHANNEL, onOcsp);
+  // ACME orders: a failure names its step and when the next try is (the certificate in use keeps serving).
+  const onAcme = (m: unknown): void => {
+    const e = m as AcmeEvent;
+    const fields = { component: 'tls', type: 'lifecycle', event: `acme-${e.event}`, listener: e.listener, names: e.names, notAfter: e.notAfter, reason: e.reason, detail: e.detail, nextInMs: e.nextInMs };
+    if (e.event === 'failed') logger.warn(fields, `ACME order for ${e.names.join(', ')} failed at ${e.reason ?? '?'}: ${e.detail ?? ''}; next try in ${Math.round((e.nextInMs ?? 0) / 1000)} s, the certificate in use keeps serving`);
+    else logger.info(fields, `ACME certificate for ${e.names.join(', ')}: ${e.event}${e.notAfter !== undefined ? ` (expires ${e.notAfter})` : ''}`);
+  };
+  subscribe(ACME_CHANNEL, onAcme);
   const detachLog = (): void => {
     detachAccess?.();
     unsubscribe(CERTIFICATE_CHANNEL, onCertificate);
     unsubscribe(OCSP_CHANNEL, onOcsp);
+    unsubscribe(ACME_CHANNEL, onAcme);
   };
   // The admin API's view of the traffic (both faces): subscribed before any listener takes a request.
   const live = config.admin ? new (await import('../observe/live.js')).LiveTraffic({ failures: config.admin.failures }).attach() : undefined;

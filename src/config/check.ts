@@ -267,6 +267,10 @@ function hostChecks(raw: Record<string, unknown>, opts: CheckOptions): { problem
       const ca = l.tls.clientAuth.ca;
       push(problems, [...at, 'tls', 'clientAuth', 'ca'], tlsFileProblem(() => readCaFile(ca)));
     }
+    if (isObj(l.tls.acme) && typeof l.tls.acme.directoryCa === 'string') {
+      const ca = l.tls.acme.directoryCa;
+      push(problems, [...at, 'tls', 'acme', 'directoryCa'], tlsFileProblem(() => readCaFile(ca)));
+    }
   };
   listOf(raw.listeners).forEach((l, i) => tlsOf(l, ['listeners', i]));
   if (isObj(raw.forward)) listOf(raw.forward.listeners).forEach((l, i) => tlsOf(l, ['forward', 'listeners', i]));

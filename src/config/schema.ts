@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { forwardSchema } from './forward.js';
 import { ERROR_TYPE_NAMES, type ProxyErrorType } from '../failure/types.js';
-import { http2Schema, listenerTlsSchema, redirectSchema } from './tls.js';
+import { http2Schema, redirectSchema, reverseListenerTlsSchema } from './tls.js';
 
 /**
  * The one config schema: zod gives the TypeScript types, validation, and (via
@@ -66,7 +66,7 @@ export const listenerSchema = z
       '1s',
       'Under pressure the time for a first request head shrinks toward this floor: a connection accepted while the listener holds more than half of maxConnections gets max(handshakeFloor, requestHeaderTimeout × 2 × (1 − load)), load = connections / cap; then 408.',
     ),
-    tls: listenerTlsSchema.optional(),
+    tls: reverseListenerTlsSchema.optional(),
     redirectToHttps: redirectSchema.optional(),
     http2: http2Schema.optional(),
   })
@@ -454,6 +454,7 @@ export function configCrossChecks(raw: unknown): CrossProblem[] {
     if (isObj(l) && l.tls !== undefined && l.redirectToHttps !== undefined) {
       out.push({ path: ['listeners', i, 'redirectToHttps'], message: 'a TLS listener cannot redirect to HTTPS (it is HTTPS): set redirectToHttps on a plain listener' });
     }
+    if (isObj(l) && isObj(l.tls)) out.push(...acmeChecks(l.tls, i, routes, listeners));
   });
   if (listeners.length > 0 && routes.length === 0) {
     out.push({ path: ['routes'], message: 'listeners are configured but no route sends requests anywhere' });
@@ -462,6 +463,36 @@ export function configCrossChecks(raw: unknown): CrossProblem[] {
     out.push({ path: ['listeners'], message: 'nothing to run: configure at least one listener (or the forward proxy)' });
   }
   return out;
+}
+
+/** A TLS listener needs certificates or acme; acme needs host names and a plain listener to answer HTTP-01 on. */
+function acmeChecks(tls: Record<string, unknown>, i: number, routes: unknown[], listeners: unknown[]): CrossProblem[] {
+  const out: CrossProblem[] = [];
+  const acme = tls.acme;
+  if (listOf(tls.certificates).length === 0 && !isObj(acme)) {
+    out.push({ path: ['listeners', i, 'tls', 'certificates'], message: 'a TLS listener needs at least one certificate, or acme to obtain one' });
+  }
+  if (!isObj(acme)) return out;
+  if (acme.hosts === undefined && acmeHostsOfRoutes(routes).length === 0) {
+    out.push({ path: ['listeners', i, 'tls', 'acme', 'hosts'], message: 'acme needs host names: list them in acme.hosts, or give routes exact match.host names (wildcards cannot be validated by HTTP-01)' });
+  }
+  if (!listeners.some((o) => isObj(o) && o.tls === undefined)) {
+    out.push({ path: ['listeners', i, 'tls', 'acme'], message: 'acme answers HTTP-01 challenges on a plain HTTP listener (port 80 for a public CA): add one (it may redirect to HTTPS)' });
+  }
+  return out;
+}
+
+/** The exact (not wildcard) host names the routes match, lower-case, in order, once each: acme's default names. */
+export function acmeHostsOfRoutes(routes: readonly unknown[]): string[] {
+  const names = new Set<string>();
+  for (const r of routes) {
+    if (!isObj(r) || !isObj(r.match)) continue;
+    const h = r.match.host;
+    for (const n of typeof h === 'string' ? [h] : listOf(h)) {
+      if (typeof n === 'string' && n !== '' && !n.includes('*')) names.add(n.toLowerCase());
+    }
+  }
+  return [...names];
 }
 
 export type ConfigInput = z.input<typeof configSchema>;

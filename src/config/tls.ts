@@ -76,6 +76,65 @@ export const listenerTlsSchema = z
   })
   .describe('Serve HTTPS on this listener. Off unless set.');
 
+const positiveDuration = (def: string, what: string) =>
+  z
+    .string()
+    .refine((v) => (parseDuration(v) ?? 0) > 0, { message: 'expected a duration above zero such as "30s", "5m" or "1h"' })
+    .default(def)
+    .describe(what);
+
+/** Automatic certificates (ACME, RFC 8555) for a reverse TLS listener: src/tls/acme/. */
+export const acmeSchema = z
+  .strictObject({
+    directory: z
+      .string()
+      .url('expected the https:// URL of an ACME directory, e.g. https://acme-v02.api.letsencrypt.org/directory')
+      .refine((v) => v.startsWith('https://'), { message: 'an ACME directory is served over https://' })
+      .describe('The ACME directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory (Let\'s Encrypt), https://acme-staging-v02.api.letsencrypt.org/directory (its staging).'),
+    email: z.string().email('expected an e-mail address for the ACME account contact').optional().describe('Contact e-mail of the ACME account (expiry notices). Optional.'),
+    acceptTerms: z
+      .literal(true, { message: 'set acceptTerms: true to agree to the ACME server\'s terms of service (certificates cannot be ordered without it)' })
+      .describe('You agree to the ACME server\'s terms of service. Required (true).'),
+    hosts: z
+      .array(z.string().regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, 'a lower-case host name (HTTP-01 cannot validate wildcards)'))
+      .min(1)
+      .optional()
+      .describe('Host names of the certificate (one certificate names them all). Default: the exact host names of the routes (match.host); wildcards are not allowed (HTTP-01 cannot validate them).'),
+    storage: z.string().min(1).describe('Folder for the account key, the account URL and the certificates with their keys (files 0600, created when missing). Kept across restarts: a restart reuses the account and a certificate that is not due.'),
+    renewBefore: z
+      .number()
+      .positive('renewBefore is a number of days above zero')
+      .default(30)
+      .describe('Renew when the certificate expires within this many days (fractions allowed). Default 30.'),
+    challenges: z
+      .array(z.literal('http-01', { message: 'only http-01 is served (tls-alpn-01 and dns-01 are not built)' }))
+      .min(1)
+      .default(['http-01'])
+      .describe('Challenge types, in order of preference. http-01: answered by the gateway itself on its plain HTTP listeners (port 80 for a public CA), before routing and before a redirect to HTTPS. Default [http-01].'),
+    directoryCa: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('PEM file of CA certificates trusted for the directory\'s own HTTPS, in addition to the system roots: for a test directory such as Pebble. Optional.'),
+    backoff: z
+      .strictObject({
+        initial: positiveDuration('1m', 'Wait after the first failed order before the next try; doubled after each failure. Default 1m.'),
+        max: positiveDuration('6h', 'Longest wait between tries. Default 6h.'),
+      })
+      .default({ initial: '1m', max: '6h' })
+      .describe('Retries after a failed order (directory down, challenge failed): exponential back-off. The certificate in use keeps serving.'),
+  })
+  .describe('Obtain and renew this listener\'s certificate automatically from an ACME server (Let\'s Encrypt and the like), answering HTTP-01 challenges itself. Off unless set. docs/tls.md.');
+
+/** A reverse listener's TLS: the shared settings, plus ACME (certificates may then be empty). */
+export const reverseListenerTlsSchema = listenerTlsSchema.extend({
+  certificates: z
+    .array(certificateSchema)
+    .default([])
+    .describe('Certificates, chosen by the server name the client sends (SNI); the first is also the default for a client that sends no name or an unknown one (unless strictSni). Files are watched and reloaded when they change; connections already open keep their certificate. May be empty when acme is set (the ACME certificate is then the default).'),
+  acme: acmeSchema.optional(),
+}).describe('Serve HTTPS on this listener: certificates from files, or obtained automatically (acme). Off unless set.');
+
 export const redirectSchema = z
   .strictObject({
     port: z.number().int().min(1).max(65535).default(443).describe('The HTTPS port named in the Location (omitted when 443). Default 443.'),
@@ -102,5 +161,7 @@ export const http2Schema = z
 
 export type Http2Config = z.output<typeof http2Schema>;
 export type ListenerTlsConfig = z.output<typeof listenerTlsSchema>;
+export type ReverseListenerTlsConfig = z.output<typeof reverseListenerTlsSchema>;
+export type AcmeConfig = z.output<typeof acmeSchema>;
 export type CertificateConfig = z.output<typeof certificateSchema>;
 export type RedirectConfig = z.output<typeof redirectSchema>;

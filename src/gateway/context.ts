@@ -13,6 +13,7 @@ import { GatewayHooksRunner, type GatewayHooks } from './hooks.js';
 import type { GatewayTracing } from './tracing.js';
 import { Router, compileRoute } from './router.js';
 import { DiskTier, MemoryStore, ResponseCache } from '../cache/index.js';
+import { AcmeChallenges } from '../tls/acme/index.js';
 
 /** Everything the per-request code reads, compiled once from the config. */
 export interface GatewayContext {
@@ -42,6 +43,8 @@ export interface GatewayContext {
   readonly tracing: GatewayTracing | undefined;
   /** The response cache, when a route has `cache` (docs/cache.md). */
   readonly cache: ResponseCache | undefined;
+  /** HTTP-01 challenges pending, when a listener has tls.acme (answered on plain listeners before routing); kept across reloads. */
+  readonly acme: AcmeChallenges | undefined;
 }
 
 const DEFAULT_NAME = 'gatewise';
@@ -198,6 +201,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
     hooks: GatewayHooksRunner.of(options.hooks),
     tracing: options.tracing,
     cache,
+    acme: previous?.ctx.acme ?? (cfg.listeners.some((l) => l.tls?.acme !== undefined) ? new AcmeChallenges() : undefined),
   };
 }
 

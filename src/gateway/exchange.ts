@@ -14,7 +14,8 @@ import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { traceTry, type GatewayTracing, type RequestTrace } from './tracing.js';
 import { buildUpstreamHead } from './request-headers.js';
-import { respondToOptionsAsterisk, respondWithFailure, respondWithRedirect } from './responder.js';
+import { respondToOptionsAsterisk, respondWithAcmeChallenge, respondWithFailure, respondWithRedirect } from './responder.js';
+import { ACME_CHALLENGE_PREFIX } from '../tls/acme/index.js';
 import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
 import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import { buildResponseHead, trailersObject } from './response-headers.js';
@@ -261,6 +262,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       const path = (this.#path = target.path);
       const host = (this.#host = target.routeHost);
       const front = this.front;
+      // ACME HTTP-01 validations come over plain HTTP, before routing and before a redirect (one field test when off).
+      if (this.ctx.acme !== undefined && front?.scheme !== 'https' && path.startsWith(ACME_CHALLENGE_PREFIX)) {
+        this.#answerAcmeChallenge(path);
+        return;
+      }
       if (front !== undefined && front.redirect !== undefined) {
         this.#redirectToHttps(front, target.hostValue ?? '', path);
         return;
@@ -297,6 +303,16 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     }
     this.#complete = true;
     respondToOptionsAsterisk(this.res, this.ctx, this.requestId);
+  }
+
+  /** An ACME HTTP-01 validation: the pending challenge's key authorization, or 404 when no challenge has this token. */
+  #answerAcmeChallenge(path: string): void {
+    const keyAuthorization = this.ctx.acme!.answer(path);
+    if (keyAuthorization === undefined) {
+      throw new Failure({ type: 'destination_not_found', phase: 'route', detail: 'no ACME challenge is pending for this token' });
+    }
+    this.#complete = true;
+    respondWithAcmeChallenge(this.res, this.ctx, this.requestId, keyAuthorization);
   }
 
   /** A plain listener that redirects to HTTPS: the gateway's own answer, not a failure. */

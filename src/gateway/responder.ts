@@ -87,6 +87,15 @@ export function respondWithRedirect(res: ServerResponse, ctx: GatewayContext, re
   res.end();
 }
 
+/**
+ * An ACME HTTP-01 validation (RFC 8555 §8.3) on a plain listener: the key authorization of a
+ * pending challenge (src/tls/acme/). A gateway-made answer that is not a failure.
+ */
+export function respondWithAcmeChallenge(res: ServerResponse, ctx: GatewayContext, requestId: string, keyAuthorization: string): void {
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(Buffer.byteLength(keyAuthorization)), 'cache-control': 'no-store', 'proxy-status': `${ctx.identity};error=proxy_internal_response`, [ctx.requestIdHeader]: requestId });
+  res.end(keyAuthorization);
+}
+
 function isServerResponse(to: ServerResponse | Duplex): to is ServerResponse {
   return typeof (to as ServerResponse).writeHead === 'function';
 }

@@ -18,7 +18,8 @@ import { UpgradeExchange } from './upgrade.js';
 import { listenerFront, type ListenerFront } from './front.js';
 import { H2Front } from './h2.js';
 import type { ServerHttp2Session } from 'node:http2';
-import { CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
+import { AcmeManager, CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
+import { acmeHostsOfRoutes } from '../config/schema.js';
 
 export interface ListeningAddress {
   address: string;
@@ -39,6 +40,8 @@ interface ListenerEntry {
   certs: CertificateStore | undefined;
   /** A TLS listener's HTTP/2 side (ALPN h2). */
   h2: H2Front | undefined;
+  /** A TLS listener with acme: its certificate's orders and renewals (started once the listeners are bound). */
+  acme: AcmeManager | undefined;
 }
 
 /** What a reload changed in the reverse gateway (names; `restart`: settings that only a restart applies). */
@@ -85,7 +88,7 @@ export class Gateway {
     for (const l of config.listeners) this.#servers.push(this.#openListener(l));
   }
 
-  #openListener(l: ListenerConfig, index = this.config.listeners.indexOf(l)): ListenerEntry {
+  #openListener(l: ListenerConfig, index = this.config.listeners.indexOf(l), routes: Config['routes'] = this.config.routes): ListenerEntry {
     const name = `${l.address}:${l.port}`;
     const entry: ListenerEntry = {
       server: undefined as unknown as Server,
@@ -98,7 +101,12 @@ export class Gateway {
       // A TLS listener: certificates by server name (a ConfigError names a file that cannot be used).
       certs: l.tls !== undefined ? new CertificateStore(l.tls, name, `listeners[${index}].tls`) : undefined,
       h2: undefined,
+      acme: undefined,
     };
+    if (entry.certs !== undefined && l.tls!.acme !== undefined) {
+      // A stored certificate that is not due is served from the start; otherwise one is ordered once the listeners are bound.
+      entry.acme = new AcmeManager(l.tls!.acme, l.tls!.acme.hosts ?? acmeHostsOfRoutes(routes), entry.certs, this.ctx.acme!, `listeners[${index}].tls.acme`);
+    }
     const httpOptions: ServerOptions = {
       maxHeaderSize: l.maxHeaderSize,
       headersTimeout: ms(l.requestHeaderTimeout),
@@ -216,7 +224,7 @@ export class Gateway {
       else drop.push(e);
     }
     const added: ListenerEntry[] = [];
-    for (const list of wanted.values()) for (const l of list) added.push(this.#openListener(l, next.listeners.indexOf(l)));
+    for (const list of wanted.values()) for (const l of list) added.push(this.#openListener(l, next.listeners.indexOf(l), next.routes));
     try {
       await Promise.all(added.map((e) => listenOn(e)));
     } catch (err) {
@@ -229,6 +237,10 @@ export class Gateway {
     this.#via10 = viaValue('1.0', ctx.identity);
     this.config = next;
     for (const { entry, cfg } of keep) {
+      // ACME names taken from the routes: new route hosts need a new certificate, ordered at the next start.
+      if (entry.acme !== undefined && cfg.tls?.acme !== undefined && cfg.tls.acme.hosts === undefined && JSON.stringify(acmeHostsOfRoutes(next.routes)) !== JSON.stringify(entry.acme.names)) {
+        summary.restart.push(`listeners ${entry.name}: tls.acme host names (from the routes)`);
+      }
       if (JSON.stringify(entry.cfg) === JSON.stringify(cfg)) continue;
       summary.listeners.changed.push(entry.name);
       if (cfg.maxHeaderSize !== entry.cfg.maxHeaderSize) summary.restart.push(`listeners ${entry.name}: maxHeaderSize`);
@@ -249,6 +261,7 @@ export class Gateway {
     for (const e of drop) {
       summary.listeners.removed.push(e.name);
       e.certs?.close();
+      e.acme?.close();
       e.h2?.close();
       e.server.close();
       e.server.closeIdleConnections();
@@ -259,6 +272,8 @@ export class Gateway {
       e.name = `${a.address}:${a.port}`;
       summary.listeners.added.push(e.name);
       this.#servers.push(e);
+      if (e.certs !== undefined) e.certs.listener = e.name;
+      e.acme?.start();
     }
     this.#retire(prev.ctx);
     lifecycle({ event: 'reloaded', detail: `clusters +${summary.clusters.added.length} -${summary.clusters.removed.length} ~${summary.clusters.changed.length}; listeners +${summary.listeners.added.length} -${summary.listeners.removed.length} ~${summary.listeners.changed.length}` });
@@ -330,6 +345,11 @@ export class Gateway {
         upgrade: false,
       }),
     );
+  }
+
+  /** The ACME managers of the TLS listeners with acme (admin, tests). */
+  acmeManagers(): AcmeManager[] {
+    return this.#servers.flatMap((s) => (s.acme !== undefined ? [s.acme] : []));
   }
 
   /** The certificate stores of the TLS listeners (for reloads, the admin API and metrics). */
@@ -443,6 +463,8 @@ export class Gateway {
       s.name = `${a.address}:${a.port}`;
       if (s.certs !== undefined) s.certs.listener = s.name;
     });
+    // ACME orders need the plain listeners bound: their HTTP-01 validations come there.
+    for (const s of this.#servers) s.acme?.start();
     lifecycle({ event: 'listening', detail: addrs.map((a) => a.url).join(' ') });
     return addrs;
   }
@@ -468,8 +490,9 @@ export class Gateway {
   async #close(drainMs: number): Promise<void> {
     this.ctx.draining = true;
     for (const c of this.#retired) c.draining = true;
-    for (const { certs, h2 } of this.#servers) {
+    for (const { certs, h2, acme } of this.#servers) {
       certs?.close();
+      acme?.close();
       h2?.close();
     }
     lifecycle({ event: 'draining', detail: `${this.#inflight()} requests in flight` });

@@ -175,6 +175,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   const cacheResults = new Tally();
   const recovered = new Tally();
   const certReloads = new Tally();
+  const acmeOrders = new Tally();
   const duration = new Samples();
   const connect = new Samples();
   const tls = new Samples();
@@ -193,6 +194,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   tallied(registry, 'gatewise_cache_responses_total', 'Requests on routes with a cache, by route and what the cache did: hit, stale (a stale copy answered), revalidated (a 304 refreshed the stored copy), miss, bypass (a method the cache does not answer).', ['route', 'result'] as const, cacheResults);
   tallied(registry, 'gatewise_cache_recovered_total', 'Failures answered with a stale cached copy instead (recovered from cache), by route and cause: the RFC 9209 error type, or the upstream status ("503").', ['route', 'cause'] as const, recovered);
   tallied(registry, 'gatewise_tls_certificate_reloads_total', 'Certificate files of TLS listeners reloaded after they changed, by listener, file and result (reloaded; failed: the old certificate stays).', ['listener', 'cert', 'result'] as const, certReloads);
+  tallied(registry, 'gatewise_tls_acme_orders_total', 'ACME certificate orders of TLS listeners, by listener, result (obtained, renewed, failed) and, for failures, the step that failed (unreachable, account, order, challenge, finalize, storage).', ['listener', 'result', 'reason'] as const, acmeOrders);
   sampled(registry, 'gatewise_request_duration_seconds', 'Time from request (or tunnel) start to its end, by face and protocol.', ['face', 'protocol'] as const, duration);
   sampled(registry, 'gatewise_upstream_connect_seconds', 'New upstream connections: time until connected (DNS, TCP and TLS included), by cluster.', ['cluster'] as const, connect);
   sampled(registry, 'gatewise_upstream_tls_seconds', 'New upstream TLS connections: handshake time, by cluster.', ['cluster'] as const, tls);
@@ -326,6 +328,10 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
     const e = msg as { event: string; listener: string; cert: string };
     if (e.event !== 'loaded') certReloads.add(`${e.listener}${SEP}${e.cert}${SEP}${e.event === 'reloaded' ? 'reloaded' : 'failed'}`);
   };
+  const onAcme = (msg: unknown): void => {
+    const e = msg as { event: string; listener: string; reason?: string };
+    if (e.event === 'obtained' || e.event === 'renewed' || e.event === 'failed') acmeOrders.add(`${e.listener}${SEP}${e.event}${SEP}${e.reason ?? ''}`);
+  };
   const onLimit = (msg: unknown): void => {
     const e = msg as { cluster?: string; limit: number };
     limits.set({ cluster: e.cluster ?? '' }, e.limit);
@@ -338,6 +344,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
     ['gatewise:upstream:endpoint-wait', onWait],
     ['gatewise:upstream:limit', onLimit],
     ['gatewise:tls:certificate', onCertificate],
+    ['gatewise:tls:acme', onAcme],
   ];
   for (const [name, fn] of channels) subscribe(name, fn);
   return { registry, detach: () => channels.forEach(([name, fn]) => unsubscribe(name, fn)) };

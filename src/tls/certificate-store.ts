@@ -176,9 +176,10 @@ export class CertificateStore {
 
   /** Options for `https.createServer` / `tls.createServer` / `http2.createSecureServer`. */
   serverOptions(handshakeTimeoutMs: number): TlsOptions {
-    const first = this.#entries[0]!;
+    const first = this.#entries[0];
     return {
-      ...this.#contextOptions(first.pair),
+      // No certificate yet (an ACME listener before its first order): handshakes fail until one is installed.
+      ...(first !== undefined ? this.#contextOptions(first.pair) : { minVersion: this.#cfg.minVersion, ciphers: this.#cfg.ciphers, honorCipherOrder: true }),
       SNICallback: this.#sni,
       handshakeTimeout: handshakeTimeoutMs,
       // Client certificates are checked after the handshake (clientAuth.ts), so a failure is
@@ -193,7 +194,7 @@ export class CertificateStore {
     const e = this.lookup(servername);
     if (e !== undefined) return cb(null, e.context);
     if (this.#cfg.strictSni) return cb(new UnknownServerNameError(servername));
-    cb(null, this.#entries[0]!.context);
+    cb(null, this.#entries[0]?.context);
   };
 
   /** The server whose default certificate follows reloads of the first certificate; starts watching the files. */
@@ -234,6 +235,31 @@ export class CertificateStore {
     // Writers replace a certificate and its key one after the other: wait for both.
     this.#debounce = setTimeout(() => this.check(), 100);
     this.#debounce.unref();
+  }
+
+  /**
+   * Serve a certificate written by someone else (the ACME manager, src/tls/acme/): a new
+   * entry, or the entry of the same file reloaded. The next handshakes get it, connections
+   * already open keep theirs. Throws CertificateFileError when the pair cannot be used.
+   */
+  install(certFile: string, keyFile: string): void {
+    const sig = `${fileSig(certFile)}/${fileSig(keyFile)}`;
+    const known = this.#entries.find((e) => e.certFile === certFile);
+    if (known !== undefined) {
+      if (!this.#reload(known, sig)) throw new CertificateFileError(certFile, `certificate ${certFile} could not be loaded`);
+      return;
+    }
+    const pair = readCertificatePair(certFile, keyFile);
+    const e: Entry = { certFile, keyFile, configured: undefined, names: pair.names, pair, context: this.#context(pair), sig };
+    this.#entries.push(e);
+    this.#index();
+    if (e === this.#entries[0] && this.#server !== undefined) this.#server.setSecureContext(this.#contextOptions(pair));
+    publish({ event: 'loaded', listener: this.listener, cert: certFile, names: [...e.names], notAfter: pair.notAfter.toISOString(), detail: undefined });
+  }
+
+  /** The certificate in use from a file, if this store serves it. */
+  pairOf(certFile: string): CertificatePair | undefined {
+    return this.#entries.find((e) => e.certFile === certFile)?.pair;
   }
 
   /** Reload the certificates whose files changed since they were loaded. */

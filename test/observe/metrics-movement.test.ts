@@ -272,6 +272,32 @@ describe('reverse series move with reverse traffic', () => {
   });
 });
 
+describe('ACME orders move their counter', () => {
+  test('gatewise_tls_acme_orders_total counts a failed order by its step (the directory is a closed loopback port)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatewise-movement-acme-'));
+    closers.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dead = await closedPort();
+    const s = await start({
+      listeners: [
+        { address: '127.0.0.1', port: 0 },
+        { address: '127.0.0.1', port: 0, tls: { acme: { directory: `https://127.0.0.1:${dead}/dir`, acceptTerms: true, hosts: ['movement.gatewise.test'], storage: dir, backoff: { initial: '1h' } } } },
+      ],
+      admin: { port: 0 },
+      clusters: { up: { endpoints: [`http://127.0.0.1:${dead}`] } },
+      routes: [{ cluster: 'up' }],
+    });
+    // Ordered at start; its failure is counted once the directory was found unreachable (a refused connect: bounded wait).
+    const deadline = Date.now() + 10_000;
+    let failed = 0;
+    while (failed === 0 && Date.now() < deadline) {
+      const text = await s.scrape();
+      failed = sum(text, 'gatewise_tls_acme_orders_total', { result: 'failed', reason: 'unreachable' });
+      if (failed === 0) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(failed, 1, 'one failed order, the next one an hour away');
+  });
+});
+
 describe('the shared state standing moves when Redis goes away', () => {
   test('gatewise_state_degraded and gatewise_state_fallbacks', async (t) => {
     const redis = await TestRedis.start();

@@ -1,0 +1,329 @@
+import { channel } from 'node:diagnostics_channel';
+import { Agent, get as httpsGet } from 'node:https';
+import { rootCertificates } from 'node:tls';
+import type { AcmeConfig } from '../../config/tls.js';
+import { parseDuration } from '../../config/duration.js';
+import { CertificateFileError, readCaFile, readCertificatePair, type CertificatePair } from '../../config/tls-files.js';
+import { ConfigError, type ConfigProblem } from '../../config/load.js';
+import type { CertificateStore } from '../certificate-store.js';
+import type { AcmeChallenges } from './challenges.js';
+import { AcmeDiskStorage } from './storage.js';
+
+/** What the ACME manager of a listener did: an order began, a certificate came, an order failed, a stored one was reused. */
+export interface AcmeEvent {
+  event: 'ordering' | 'obtained' | 'renewed' | 'failed' | 'reused';
+  listener: string;
+  names: string[];
+  /** The certificate in use expires (ISO); undefined while there is none. */
+  notAfter: string | undefined;
+  /** failed: the step that failed (`unreachable`: the ACME server could not be reached; `account`, `order`, `challenge`, `finalize`, `storage`). */
+  reason: string | undefined;
+  detail: string | undefined;
+  /** failed: the next try in this many milliseconds (back-off); else the next renewal check. */
+  nextInMs: number | undefined;
+}
+
+export const ACME_CHANNEL = 'gatewise:tls:acme';
+export const acmeEvents = channel(ACME_CHANNEL);
+
+/** A failed order: which step, with what underneath (`cause`). Classified by step, never by message. */
+export class AcmeOrderError extends Error {
+  readonly code = 'GATEWISE_ACME_ORDER_FAILED';
+  readonly step: string;
+
+  constructor(step: string, cause: unknown) {
+    super(`${step}: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = 'AcmeOrderError';
+    this.step = step;
+  }
+}
+
+const DAY_MS = 86_400_000;
+/** An order lock older than this was left by a process that died. */
+const LOCK_STALE_MS = 10 * 60_000;
+/** How soon a process that found the lock taken looks again (at most; backoff.initial when shorter). */
+const LOCK_WAIT_MS = 2_000;
+/** setTimeout's longest delay is 2^31-1 ms (24.8 days); renewals further off are checked again after this. */
+const MAX_TIMER_MS = 12 * 3_600_000;
+
+type AcmeModule = typeof import('acme-client');
+let acmeModule: Promise<AcmeModule> | undefined;
+/** acme-client (with axios, node-forge and @peculiar/x509) is loaded only by a gateway with acme. */
+function loadAcme(): Promise<AcmeModule> {
+  acmeModule ??= import('acme-client');
+  return acmeModule;
+}
+
+/**
+ * Whether the directory can be reached: undefined when it answers, else the Node error code
+ * (ECONNREFUSED, ETIMEDOUT, a certificate error …). Asked after a failed order because
+ * acme-client does not pass a transport error on (its axios interceptor turns one it no
+ * longer retries into a TypeError), and failures are classified by code, never by message.
+ */
+function probeDirectory(url: string, agent: Agent | undefined): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const req = httpsGet(url, { agent, timeout: 10_000 }, (res) => {
+      res.resume();
+      resolve(undefined);
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error('directory timeout'), { code: 'ETIMEDOUT' })));
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'EIO'));
+  });
+}
+
+/**
+ * Automatic certificates for one TLS listener (RFC 8555, through acme-client): the account
+ * (key and URL stored on disk, created once), an order for the listener's host names
+ * answered by HTTP-01 from the gateway's plain listeners (`AcmeChallenges`), the key and
+ * certificate written to disk (0600) and installed into the listener's certificate store
+ * (the next handshakes get it; open connections keep theirs). A renewal timer fires
+ * `renewBefore` days ahead of expiry; a failed order is retried with exponential back-off
+ * while the certificate in use (or the listener's default) keeps serving.
+ *
+ * Timers: one Node timer per listener, unref'd (process-level periodic work, like the
+ * certificate files' watch; the deadline list is for short per-request deadlines).
+ */
+export class AcmeManager {
+  readonly names: readonly string[];
+  readonly #cfg: AcmeConfig;
+  readonly #certs: CertificateStore;
+  readonly #challenges: AcmeChallenges;
+  readonly #storage: AcmeDiskStorage;
+  readonly #files: { cert: string; key: string };
+  readonly #httpsAgent: Agent | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #closed = false;
+  /** Orders failed in a row (the back-off's exponent); 0 after a success. */
+  failures = 0;
+  /** Orders that succeeded since start. */
+  orders = 0;
+  /** When the next check or try is due (epoch ms), undefined when none is scheduled. */
+  nextAt: number | undefined;
+
+  /** Throws a ConfigError (at `configPath`) when the storage folder cannot be written or directoryCa cannot be read. */
+  constructor(cfg: AcmeConfig, names: readonly string[], certs: CertificateStore, challenges: AcmeChallenges, configPath = 'tls.acme') {
+    this.#cfg = cfg;
+    this.names = names;
+    this.#certs = certs;
+    this.#challenges = challenges;
+    this.#storage = new AcmeDiskStorage(cfg.storage);
+    this.#files = this.#storage.certificateFiles(names[0]!);
+    // The directory's own TLS: the system roots plus the configured CA (a test directory such as Pebble).
+    const problems: ConfigProblem[] = [];
+    let ca: string | undefined;
+    if (cfg.directoryCa !== undefined) {
+      try {
+        ca = readCaFile(cfg.directoryCa);
+      } catch (err) {
+        if (!(err instanceof CertificateFileError)) throw err;
+        problems.push({ path: `${configPath}.directoryCa`, message: err.message });
+      }
+    }
+    const unwritable = this.#storage.writable();
+    if (unwritable !== undefined) problems.push({ path: `${configPath}.storage`, message: unwritable });
+    if (problems.length > 0) throw new ConfigError(problems);
+    this.#httpsAgent = ca !== undefined ? new Agent({ ca: [...rootCertificates, ca], keepAlive: true }) : undefined;
+    challenges.share(this.#storage);
+    this.#loadStored();
+  }
+
+  /** A stored certificate for exactly these names is served from the start (a restart orders nothing when it is not due). */
+  #loadStored(): void {
+    let pair: CertificatePair;
+    try {
+      pair = readCertificatePair(this.#files.cert, this.#files.key);
+    } catch (err) {
+      if (err instanceof CertificateFileError) return; // none yet, or unusable: ordered on start
+      throw err;
+    }
+    if (!sameNames(pair.names, this.names) || pair.notAfter.getTime() <= Date.now()) return;
+    this.#certs.install(this.#files.cert, this.#files.key);
+    this.#publish({ event: 'reused', notAfter: pair.notAfter.toISOString(), reason: undefined, detail: this.#files.cert, nextInMs: Math.max(0, this.#dueAt(pair) - Date.now()) });
+  }
+
+  /** The certificate this manager serves, if any. */
+  current(): CertificatePair | undefined {
+    return this.#certs.pairOf(this.#files.cert);
+  }
+
+  #dueAt(pair: CertificatePair): number {
+    return pair.notAfter.getTime() - this.#cfg.renewBefore * DAY_MS;
+  }
+
+  /** Start: order now when there is no certificate or it is due, else wait for its renewal time. */
+  start(): void {
+    if (this.#closed) return;
+    const pair = this.current();
+    this.#schedule(pair === undefined ? 0 : this.#dueAt(pair) - Date.now());
+  }
+
+  #schedule(delayMs: number): void {
+    clearTimeout(this.#timer);
+    if (this.#closed) return;
+    const d = Math.max(0, delayMs);
+    this.nextAt = Date.now() + d;
+    this.#timer = setTimeout(() => void this.#tick(), Math.min(d, MAX_TIMER_MS));
+    this.#timer.unref();
+  }
+
+  async #tick(): Promise<void> {
+    const pair = this.current();
+    const due = pair === undefined ? 0 : this.#dueAt(pair);
+    // A renewal further off than one timer can wait: look again later.
+    if (due > Date.now()) return this.#schedule(due - Date.now());
+    await this.renew();
+  }
+
+  /** Order a certificate now (one at a time); resolves when it is installed or the failure is scheduled for a retry. */
+  renew(): Promise<void> {
+    this.#running ??= this.#renew().finally(() => {
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+
+  async #renew(): Promise<void> {
+    // One process orders at a time for a storage folder; the others wait and then find its certificate.
+    const release = this.#storage.tryLock(this.names[0]!, LOCK_STALE_MS);
+    if (release === undefined) return this.#schedule(Math.min(parseDuration(this.#cfg.backoff.initial)!, LOCK_WAIT_MS));
+    try {
+      if (this.#adoptStored()) return;
+      await this.#renewLocked();
+    } finally {
+      release();
+    }
+  }
+
+  /** A certificate another process sharing the storage wrote since ours, not due: served without an order. */
+  #adoptStored(): boolean {
+    let pair: CertificatePair;
+    try {
+      pair = readCertificatePair(this.#files.cert, this.#files.key);
+    } catch (err) {
+      if (err instanceof CertificateFileError) return false;
+      throw err;
+    }
+    const mine = this.current();
+    if (!sameNames(pair.names, this.names) || this.#dueAt(pair) <= Date.now() || (mine !== undefined && pair.notAfter.getTime() <= mine.notAfter.getTime())) return false;
+    this.#certs.install(this.#files.cert, this.#files.key);
+    this.#publish({ event: 'reused', notAfter: pair.notAfter.toISOString(), reason: undefined, detail: this.#files.cert, nextInMs: this.#dueAt(pair) - Date.now() });
+    this.#schedule(this.#dueAt(pair) - Date.now());
+    return true;
+  }
+
+  async #renewLocked(): Promise<void> {
+    const before = this.current();
+    this.#publish({ event: 'ordering', notAfter: before?.notAfter.toISOString(), reason: undefined, detail: this.#cfg.directory, nextInMs: undefined });
+    let pair: CertificatePair;
+    try {
+      pair = await this.#order();
+    } catch (err) {
+      if (this.#closed) return;
+      this.failures++;
+      const b = this.#cfg.backoff;
+      const base = Math.min(parseDuration(b.initial)! * 2 ** (this.failures - 1), parseDuration(b.max)!);
+      // Up to 10 % more, so nodes that failed together do not all try again at the same moment.
+      const wait = Math.round(base * (1 + Math.random() * 0.1));
+      const down = err instanceof AcmeOrderError && err.step !== 'storage' ? await probeDirectory(this.#cfg.directory, this.#httpsAgent) : undefined;
+      if (this.#closed) return;
+      const reason = down !== undefined ? 'unreachable' : err instanceof AcmeOrderError ? err.step : 'internal';
+      const detail = down !== undefined ? `the ACME directory ${this.#cfg.directory} cannot be reached (${down})` : (err as Error).message;
+      this.#publish({ event: 'failed', notAfter: before?.notAfter.toISOString(), reason, detail, nextInMs: wait });
+      this.#schedule(wait);
+      return;
+    }
+    if (this.#closed) return;
+    this.failures = 0;
+    this.orders++;
+    let next = this.#dueAt(pair) - Date.now();
+    // A certificate due on arrival (validity shorter than renewBefore) is not ordered again at once.
+    if (next <= 0) next = parseDuration(this.#cfg.backoff.initial)!;
+    this.#publish({ event: before === undefined ? 'obtained' : 'renewed', notAfter: pair.notAfter.toISOString(), reason: undefined, detail: this.#files.cert, nextInMs: next });
+    this.#schedule(next);
+  }
+
+  /** One order (RFC 8555 §7.4), step by step so a failure names its step. */
+  async #order(): Promise<CertificatePair> {
+    const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+      try {
+        return await fn();
+      } catch (err) {
+        throw err instanceof AcmeOrderError ? err : new AcmeOrderError(name, err);
+      }
+    };
+    const acme = await loadAcme();
+    // acme-client retries a request that found no server itself (5 times, waiting 5 to 25 s, on
+    // timers that hold the process open): the manager's back-off is the one retry policy, so a
+    // failure is seen, logged and counted at once.
+    (acme.axios.defaults as { acmeSettings?: { retryMaxAttempts: number } }).acmeSettings!.retryMaxAttempts = 0;
+    const directory = this.#cfg.directory;
+    if (this.#httpsAgent !== undefined) {
+      // acme-client has one axios instance per process: the agent trusts the system roots too, so other directories still verify.
+      acme.axios.defaults.httpsAgent = this.#httpsAgent;
+    }
+    const client = await step('account', async () => {
+      let stored = this.#storage.readAccount(directory);
+      if (stored === undefined) {
+        const keyPem = (await acme.crypto.createPrivateEcdsaKey('P-256')).toString();
+        this.#storage.writeAccountKey(directory, keyPem);
+        stored = { keyPem, url: undefined };
+      }
+      const c = new acme.Client({ directoryUrl: directory, accountKey: stored.keyPem, backoffAttempts: 10, backoffMin: 100, backoffMax: 5000 });
+      // newAccount with the stored key (RFC 8555 §7.3): the server answers with the account it
+      // has for this key (no new account), or makes one when it no longer knows it (a reset
+      // staging or test server). One request per order, so a forgotten account is not an outage.
+      await c.createAccount({ termsOfServiceAgreed: this.#cfg.acceptTerms, ...(this.#cfg.email !== undefined ? { contact: [`mailto:${this.#cfg.email}`] } : {}) });
+      if (c.getAccountUrl() !== stored.url) this.#storage.writeAccountUrl(directory, c.getAccountUrl());
+      return c;
+    });
+    const order = await step('order', () => client.createOrder({ identifiers: this.names.map((value) => ({ type: 'dns', value })) }));
+    const authorizations = await step('order', () => client.getAuthorizations(order));
+    for (const authz of authorizations) {
+      if (authz.status === 'valid') continue;
+      await step('challenge', async () => {
+        const challenge = authz.challenges.find((c) => this.#cfg.challenges.includes(c.type as 'http-01'));
+        if (challenge === undefined) throw new Error(`the server offers no ${this.#cfg.challenges.join(' or ')} challenge for ${authz.identifier.value}`);
+        const keyAuthorization = await client.getChallengeKeyAuthorization(challenge);
+        const token = (challenge as { token: string }).token;
+        this.#challenges.set(token, keyAuthorization);
+        this.#storage.writeChallenge(token, keyAuthorization);
+        try {
+          // acme-client's own check before telling the server is skipped: it would resolve the name
+          // itself; the gateway answers the token from memory, and the server's validation is the check.
+          await client.completeChallenge(challenge);
+          await client.waitForValidStatus(authz);
+        } finally {
+          this.#challenges.delete(token);
+          this.#storage.deleteChallenge(token);
+        }
+      });
+    }
+    const [keyPem, csr] = await step('finalize', async () => acme.crypto.createCsr({ commonName: this.names[0]!, altNames: [...this.names] }, await acme.crypto.createPrivateEcdsaKey('P-256')));
+    const certPem = await step('finalize', async () => {
+      const finalized = await client.finalizeOrder(order, csr);
+      return client.getCertificate(finalized);
+    });
+    return step('storage', async () => {
+      if (this.#closed) throw new Error('the gateway closed during the order');
+      const f = this.#storage.writeCertificate(this.names[0]!, certPem, keyPem.toString());
+      this.#certs.install(f.cert, f.key);
+      return this.current()!;
+    });
+  }
+
+  #publish(e: Omit<AcmeEvent, 'listener' | 'names'>): void {
+    if (acmeEvents.hasSubscribers) acmeEvents.publish({ listener: this.#certs.listener, names: [...this.names], ...e } satisfies AcmeEvent);
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.nextAt = undefined;
+    this.#httpsAgent?.destroy();
+  }
+}
+
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && b.every((n) => a.includes(n));
+}
