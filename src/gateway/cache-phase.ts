@@ -9,6 +9,7 @@ import {
   answerFrom,
   cacheKey,
   cacheStatusMember,
+  requestDirectives,
   varyValuesOf,
   type CacheStatus,
   type CollapseWaiter,
@@ -44,7 +45,9 @@ export class CachePhase implements CollapseWaiter {
   #conditional = false;
   /** On a vary miss: the stored variants with entity tags, all sent in If-None-Match (RFC 9111 §4.3.1). */
   #variants: CacheEntry[] | undefined;
-  #fwd: Forward = 'uri-miss';
+  #fwd: Forward | undefined = 'uri-miss';
+  /** Cache-Status `detail` of a gateway-made answer (only-if-cached). */
+  #failureDetail: string | undefined;
   /** Leads the collapsed requests of its key (must release them once). */
   #leader = false;
   #waiting: Timeout | undefined;
@@ -67,7 +70,7 @@ export class CachePhase implements CollapseWaiter {
 
   /** The member of Cache-Status a gateway-made answer on this route carries. */
   get failureStatus(): string {
-    return cacheStatusMember(this.#ex.ctx.identity, { fwd: this.#fwd });
+    return cacheStatusMember(this.#ex.ctx.identity, { fwd: this.#fwd, detail: this.#failureDetail });
   }
 
   /** Look the request up: true when it was answered (or waits for a collapsed leader); false: go upstream. */
@@ -105,6 +108,14 @@ export class CachePhase implements CollapseWaiter {
       this.#answer(r.entry, { hit: true, ttl: r.entry.ttlMs(now) / 1000, detail: 'stale-while-revalidate' }, undefined, now);
       // One revalidation per key at a time: the collapser's leader slot.
       if (this.#rc.cache.collapser.join(this.key, NOBODY) === true) new Revalidation(ex, this.#rc, this.key, r.entry).start();
+      return true;
+    }
+    if (requestDirectives(ex.req.headers).has('only-if-cached')) {
+      // RFC 9111 §5.2.1.7: a stored response the request's other directives allow, or a 504;
+      // never the upstream. Not a stale copy for this "failure" either (nothing failed).
+      this.#fwd = undefined;
+      this.#failureDetail = 'only-if-cached';
+      ex.fail(new Failure({ type: 'proxy_internal_response', reason: 'only_if_cached', phase: 'route', detail: `only-if-cached: ${r.fwd === 'uri-miss' || r.fwd === 'vary-miss' ? 'nothing stored for this request' : 'the stored response may not be used without going to the upstream'}` }));
       return true;
     }
     this.#fwd = r.fwd;

@@ -243,3 +243,37 @@ describe('collapsing and stale-while-revalidate', () => {
     assert.equal(count('/swr'), 2);
   });
 });
+
+describe('only-if-cached (RFC 9111 §5.2.1.7)', () => {
+  const oic = { 'cache-control': 'only-if-cached' };
+  test('a miss is a 504 the gateway made (proxy_internal_response), nothing goes upstream and nothing is stored', async () => {
+    const r = await get('/oic-miss?cc=max-age=60', { headers: oic });
+    assert.equal(r.status, 504);
+    assert.equal(count('/oic-miss'), 0, 'the upstream was not asked');
+    assert.match(String(r.headers['proxy-status']), /;error=proxy_internal_response;details="only-if-cached: nothing stored for this request"/);
+    assert.match(r.cs, /; detail=only-if-cached$/);
+    assert.doesNotMatch(r.cs, /fwd=|stored/);
+    const line = await gw.logFor(String(r.headers['x-request-id']));
+    assert.equal(line.error, 'proxy_internal_response');
+    assert.equal(line.reason, 'only_if_cached');
+    // Still a miss afterwards: the 504 was not stored.
+    assert.match((await get('/oic-miss?cc=max-age=60')).cs, /fwd=uri-miss/);
+  });
+
+  test('a fresh stored response answers; a stale one is a 504 (even with stale-if-error), unless max-stale allows it', async () => {
+    await get('/oic-hit?cc=max-age=60');
+    const hit = await get('/oic-hit?cc=max-age=60', { headers: oic });
+    assert.equal(hit.status, 200);
+    assert.match(hit.cs, /hit/);
+    await get('/oic-stale?cc=max-age=1,stale-if-error=600');
+    await new Promise((r) => setTimeout(r, 2100));
+    const before = count('/oic-stale');
+    const stale = await get('/oic-stale?cc=max-age=1,stale-if-error=600', { headers: oic });
+    assert.equal(stale.status, 504);
+    assert.match(String(stale.headers['proxy-status']), /only-if-cached: the stored response may not be used/);
+    const allowed = await get('/oic-stale?cc=max-age=1,stale-if-error=600', { headers: { 'cache-control': 'only-if-cached, max-stale=60' } });
+    assert.equal(allowed.status, 200);
+    assert.match(allowed.cs, /hit/);
+    assert.equal(count('/oic-stale'), before, 'the upstream was not asked');
+  });
+});
