@@ -239,8 +239,14 @@ export class CachePhase implements CollapseWaiter {
     }
     // RFC 9111 §4.3.5: a HEAD answer for the stored GET's representation (same validators, or
     // none and the same length) freshens its headers.
+    // The client gets the freshened stored headers (fields the HEAD answer left out are kept).
     if (method === 'HEAD' && status === 200 && e !== undefined && e.status === 200 && sameRepresentation(e, headerObject(raw))) {
-      this.#rc.cache.put(e.updated(storedPairs(raw), this.#requestTime, now));
+      const fresh = e.updated(storedPairs(raw), this.#requestTime, now);
+      this.#rc.cache.put(fresh);
+      this.outcome = 'revalidated';
+      this.#answer(fresh, { fwd: this.#fwd, fwdStatus: status, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
+      this.#release();
+      return true;
     }
     const cs: CacheStatus = { fwd: this.#fwd, fwdStatus: status };
     if (method === 'GET' && this.#mayStore(status, raw)) {

@@ -30,6 +30,7 @@ before(async () => {
       if (q.has('etag')) h.etag = q.get('etag')!;
       if (q.has('lm')) h['last-modified'] = q.get('lm')!;
       if (q.has('vary')) h.vary = q.get('vary')!;
+      if (q.has('getonly') && req.method === 'GET') h['x-get-only'] = '1';
       if (q.has('etag') && req.headers['if-none-match'] === q.get('etag')) {
         res.writeHead(304, { ...h, 'x-gen': String(generation) });
         res.end();
@@ -275,5 +276,35 @@ describe('only-if-cached (RFC 9111 §5.2.1.7)', () => {
     assert.equal(allowed.status, 200);
     assert.match(allowed.cs, /hit/);
     assert.equal(count('/oic-stale'), before, 'the upstream was not asked');
+  });
+});
+
+describe('must-understand and HEAD', () => {
+  test('must-understand (RFC 9111 §5.2.2.3): an unknown status is not stored even with max-age; a known one is stored despite no-store', async () => {
+    const a = await get('/mu599?status=599&cc=max-age=3600,must-understand');
+    assert.equal(a.status, 599);
+    assert.doesNotMatch(a.cs, /stored/);
+    assert.match((await get('/mu599?status=599&cc=max-age=3600,must-understand')).cs, /fwd=uri-miss/);
+    // Without must-understand the same status with explicit freshness is stored (RFC 9111 §3).
+    assert.match((await get('/plain599?status=599&cc=max-age=3600')).cs, /stored/);
+    assert.match((await get('/mu200?cc=max-age=3600,must-understand,no-store')).cs, /stored/);
+    assert.match((await get('/mu200?cc=max-age=3600,must-understand,no-store')).cs, /hit/);
+    assert.match((await get('/ns200?cc=max-age=3600,no-store')).cs, /fwd=uri-miss; fwd-status=200$/);
+  });
+
+  test('a HEAD that freshens a stale GET entry is answered from it: stored fields the HEAD answer left out are kept (RFC 9111 §4.3.5)', async () => {
+    const path = '/headretain?cc=max-age=1&etag=%22h1%22&getonly=1';
+    const g = await get(path);
+    assert.equal(g.headers['x-get-only'], '1');
+    await new Promise((r) => setTimeout(r, 2100));
+    const h = await get(path, { method: 'HEAD' });
+    assert.equal(h.status, 200);
+    assert.equal(h.headers['x-get-only'], '1', 'kept from the stored GET');
+    assert.match(h.cs, /fwd-status=200; ttl=[01]$/);
+    assert.equal(seen.get('/headretain')!.length, 2, 'the HEAD went upstream');
+    // The entry is fresh again: the next GET is a hit with the stored body.
+    const again = await get(path);
+    assert.match(again.cs, /hit/);
+    assert.equal(again.body, g.body);
   });
 });
