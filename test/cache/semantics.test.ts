@@ -31,6 +31,7 @@ before(async () => {
       if (q.has('lm')) h['last-modified'] = q.get('lm')!;
       if (q.has('vary')) h.vary = q.get('vary')!;
       if (q.has('getonly') && req.method === 'GET') h['x-get-only'] = '1';
+      for (const pair of q.get('hdr')?.split(',') ?? []) h[pair.split(':')[0]!] = pair.split(':')[1]!;
       if (q.has('etag') && req.headers['if-none-match'] === q.get('etag')) {
         res.writeHead(304, { ...h, 'x-gen': String(generation) });
         res.end();
@@ -307,4 +308,18 @@ describe('must-understand and HEAD', () => {
     assert.match(again.cs, /hit/);
     assert.equal(again.body, g.body);
   });
+});
+
+test('qualified no-cache="a" (RFC 9111 §5.2.2.4): the response is reused without the named fields; unqualified no-cache is validated every time', async () => {
+  const path = '/ncq?cc=no-cache=%22x-a%22,max-age=3600&hdr=x-a:1,x-b:2';
+  const first = await get(path);
+  assert.equal(first.headers['x-a'], '1', 'the upstream\'s answer is passed on whole');
+  const hit = await get(path);
+  assert.match(hit.cs, /hit/);
+  assert.equal(hit.headers['x-a'], undefined, 'a named field is never sent from the store');
+  assert.equal(hit.headers['x-b'], '2');
+  assert.equal(count('/ncq'), 1);
+  await get('/ncu?cc=no-cache,max-age=3600');
+  assert.match((await get('/ncu?cc=no-cache,max-age=3600')).cs, /fwd=stale/);
+  assert.equal(count('/ncu'), 2);
 });
