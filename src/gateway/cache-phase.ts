@@ -205,7 +205,9 @@ export class CachePhase implements CollapseWaiter {
     }
     if (status === 304 && this.#variants !== undefined) {
       const tag = headerObject(raw).etag;
-      const chosen = tag === undefined ? undefined : this.#variants.find((v) => weakEqual(v.etag!, tag));
+      // A 304 without an ETag to our one entity tag can only mean that one (RFC 9110 §13.1.2);
+      // passed on, it would be a 304 to a client that asked nothing conditional.
+      const chosen = tag === undefined ? (this.#variants.length === 1 ? this.#variants[0] : undefined) : this.#variants.find((v) => weakEqual(v.etag!, tag));
       if (chosen !== undefined) {
         const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, varyValuesOf(chosen.vary, ex.req.headers));
         this.#rc.cache.put(fresh);

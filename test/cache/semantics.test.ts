@@ -33,7 +33,7 @@ before(async () => {
       if (q.has('getonly') && req.method === 'GET') h['x-get-only'] = '1';
       for (const pair of q.get('hdr')?.split(',') ?? []) h[pair.split(':')[0]!] = pair.split(':')[1]!;
       if (q.has('etag') && req.headers['if-none-match'] === q.get('etag')) {
-        res.writeHead(304, { ...h, 'x-gen': String(generation) });
+        res.writeHead(304, q.has('bare304') ? {} : { ...h, 'x-gen': String(generation) });
         res.end();
         return;
       }
@@ -322,4 +322,15 @@ test('qualified no-cache="a" (RFC 9111 §5.2.2.4): the response is reused withou
   await get('/ncu?cc=no-cache,max-age=3600');
   assert.match((await get('/ncu?cc=no-cache,max-age=3600')).cs, /fwd=stale/);
   assert.equal(count('/ncu'), 2);
+});
+
+test('a Vary miss validated with the one stored entity tag: a 304 without an ETag selects that variant, the client (who asked nothing conditional) gets a 200', async () => {
+  const path = '/varybare?cc=max-age=60&etag=%22v1%22&vary=accept-language&bare304=1';
+  const a = await get(path, { headers: { 'accept-language': 'a' } });
+  assert.equal(a.status, 200);
+  const b = await get(path, { headers: { 'accept-language': 'b' } });
+  assert.equal(seen.get('/varybare')!.at(-1)!['if-none-match'], '"v1"', 'the stored variant\'s tag was sent');
+  assert.equal(b.status, 200);
+  assert.equal(b.body, a.body);
+  assert.match(b.cs, /fwd=vary-miss; fwd-status=304/);
 });
