@@ -104,8 +104,9 @@ export class CachePhase implements CollapseWaiter {
     if (r.kind === 'revalidate-behind') {
       this.outcome = 'stale';
       this.#answer(r.entry, { hit: true, ttl: r.entry.ttlMs(now) / 1000, detail: 'stale-while-revalidate' }, undefined, now);
-      // One revalidation per key at a time: the collapser's leader slot.
-      if (this.#rc.cache.collapser.join(this.key, NOBODY) === true) new Revalidation(ex, this.#rc, this.key, r.entry).start();
+      // One revalidation per key at a time: the collapser's leader slot. None is started while
+      // the gateway drains (the stale copy answered; the next start revalidates).
+      if (!ex.ctx.draining && this.#rc.cache.collapser.join(this.key, NOBODY) === true) new Revalidation(ex, this.#rc, this.key, r.entry).start();
       return true;
     }
     if (requestDirectives(ex.req.headers).has('only-if-cached')) {

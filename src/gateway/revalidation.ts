@@ -106,10 +106,6 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable {
   admitted(): void {
     this.#admitted = this.#route.cluster.admission !== undefined;
     this.#admittedAt = performance.now();
-    if (this.#ctx.draining) {
-      this.#end(new Failure({ type: 'destination_unavailable', phase: 'admit', detail: 'the gateway is draining: background revalidation not started' }));
-      return;
-    }
     const cluster = this.#route.cluster;
     const now = Date.now();
     const ep = cluster.pick(now, undefined, this.#req, this.#clientAddress);
