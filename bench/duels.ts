@@ -14,8 +14,11 @@ import { runWrk } from './wrk.js';
 
 export const DUEL_WARMUP_S = 3;
 
-/** `post-1k`: POST /post with a 1 KiB body (what a fresh upstream connection per non-idempotent request costs); get-1m: GET 1 MiB over 10 keep-alive connections (the large-body check of a front). */
-export type DuelLoad = 'get-1k' | 'post-1k' | 'get-1m' | 'connect-per-tunnel';
+/**
+ * `post-1k`: POST /post with a 1 KiB body (what a fresh upstream connection per non-idempotent request costs); get-1m: GET 1 MiB over 10 keep-alive connections (the large-body check of a front);
+ * `fwd-get-1k`: absolute-form `GET http://origin/1k` through a forward proxy without authentication, 50 keep-alive connections (the forward HTTP relay and its direct pools).
+ */
+export type DuelLoad = 'get-1k' | 'post-1k' | 'get-1m' | 'fwd-get-1k' | 'connect-per-tunnel';
 
 export interface Pair {
   load: DuelLoad;
@@ -59,6 +62,7 @@ export const PAIRS: Pair[] = [
         { load: 'get-1k', a: 'gatewise-quiet', b: 'gatewise-base-quiet', reference: 'this build against the baseline checkout' },
         { load: 'post-1k', a: 'gatewise-quiet', b: 'gatewise-base-quiet', reference: 'this build against the baseline checkout, POST' },
         { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'gatewise-fwd-base-quiet', reference: 'this build against the baseline checkout' },
+        { load: 'fwd-get-1k', a: 'gatewise-fwd-quiet', b: 'gatewise-fwd-base-quiet', reference: 'this build against the baseline checkout, forward absolute-form GET' },
       ] satisfies Pair[])
     : []),
 ];
@@ -92,6 +96,11 @@ async function loadOnce(kind: DuelLoad, port: number, seconds: number, o: DuelOp
   if (kind === 'get-1k' || kind === 'get-1m') {
     const big = kind === 'get-1m';
     const r = await runWrk({ port, connections: big ? 10 : 50, durationS: seconds, request: { method: 'GET', path: big ? '/1m' : '/1k' }, cpus: o.loadCpu, scriptDir });
+    return r.requests - r.errors.status;
+  }
+  if (kind === 'fwd-get-1k') {
+    const origin = `127.0.0.1:${o.ctx.originPort}`;
+    const r = await runWrk({ port, connections: 50, durationS: seconds, request: { method: 'GET', path: `http://${origin}/1k`, host: origin }, cpus: o.loadCpu, scriptDir });
     return r.requests - r.errors.status;
   }
   if (kind === 'post-1k') {

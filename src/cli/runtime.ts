@@ -13,7 +13,7 @@ import { raiseMallocTrimThreshold } from './malloc-tuning.js';
 import { ConfigReloader, type ReloadResult } from './reload.js';
 export type { ReloadResult } from './reload.js';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { CERTIFICATE_CHANNEL, type CertificateEvent } from '../tls/index.js';
+import { CERTIFICATE_CHANNEL, OCSP_CHANNEL, type CertificateEvent, type OcspEvent } from '../tls/index.js';
 
 /** The admin API's view of the forward proxy, following the one running now (a reload may replace it). */
 function forwardView(current: () => ForwardProxy | undefined): AdminForwardView {
@@ -172,9 +172,20 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     else logger.info(fields, `certificate ${e.cert} ${e.event} for ${e.names.join(', ')} (expires ${e.notAfter ?? '?'})`);
   };
   subscribe(CERTIFICATE_CHANNEL, onCertificate);
+  // Stapled OCSP statuses: fetched (info), a fetch that failed (warn: the last good one stays until it expires), revoked (error).
+  const onOcsp = (m: unknown): void => {
+    const e = m as OcspEvent;
+    const fields = { component: 'tls', type: 'ocsp', event: e.event, listener: e.listener, cert: e.cert, url: e.url, nextUpdate: e.nextUpdate, detail: e.detail };
+    if (e.event === 'stapled') logger.info(fields, `OCSP status of ${e.cert} stapled (good until ${e.nextUpdate ?? '?'})`);
+    else if (e.event === 'revoked') logger.error(fields, `certificate ${e.cert} is revoked (OCSP, ${e.url ?? ''}): no status is stapled; replace the certificate`);
+    else if (e.event === 'failed') logger.warn(fields, `OCSP status of ${e.cert} not refreshed: ${e.detail ?? ''}${e.nextUpdate ? `; the last good one stays until ${e.nextUpdate}` : ''}`);
+    else logger.debug(fields, `no OCSP stapling for ${e.cert}: ${e.detail ?? ''}`);
+  };
+  subscribe(OCSP_CHANNEL, onOcsp);
   const detachLog = (): void => {
     detachAccess?.();
     unsubscribe(CERTIFICATE_CHANNEL, onCertificate);
+    unsubscribe(OCSP_CHANNEL, onOcsp);
   };
   // The admin API's view of the traffic (both faces): subscribed before any listener takes a request.
   const live = config.admin ? new (await import('../observe/live.js')).LiveTraffic({ failures: config.admin.failures }).attach() : undefined;

@@ -45,6 +45,10 @@ export const listenerTlsSchema = z
       .boolean()
       .default(false)
       .describe('Refuse the handshake of a client whose server name (SNI) no certificate lists, or that sends none, instead of answering with the first certificate. Logged as tls_protocol_error, reason unknown_server_name. Default false.'),
+    ocspStapling: z
+      .boolean()
+      .default(true)
+      .describe('Staple the OCSP status of each certificate to handshakes of clients that ask for it (RFC 6066 §8): fetched from the responder the certificate names (its file must hold the issuer after the leaf), checked (signature, status good, current), refreshed half-way through its validity; a revoked status is never stapled and is logged. Certificates without a responder are served without. Default true.'),
     minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2').describe('Oldest TLS version accepted. Default TLSv1.2.'),
     ciphers: z
       .string()

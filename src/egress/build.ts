@@ -54,6 +54,7 @@ export function buildEgress(spec: EgressSpec, deps: { direct: Dialer; directUdp:
         now: deps.now,
         random: deps.random,
         shared: deps.shared,
+        onCooldownEnd: deps.events?.onExitReturn && ((exit, host, forMs) => deps.events?.onExitReturn?.({ pool: name, exit, host, forMs })),
       }),
     );
   }

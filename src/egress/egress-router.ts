@@ -48,6 +48,8 @@ export interface EgressEvents {
   onExitFailure?(info: { pool: string; exit: string; host: string; scope: string; cooled: boolean; failure: Failure }): void;
   /** A sticky session moved from its exit to another (`why`: the pinned exit failed, cools down or left the pool). */
   onRepin?(info: { pool: string; user: string | null; session: string | undefined; from: string; to: string; why: string }): void;
+  /** An exit's cool-down (for one host, or as a whole) ended after `forMs`: it is back in service. */
+  onExitReturn?(info: { pool: string; exit: string; host: string | undefined; forMs: number }): void;
 }
 
 function hostMatches(pattern: string, host: string): boolean {

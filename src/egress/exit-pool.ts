@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Exit } from './exit.js';
 import type { ExitFailureScope } from './exit-failure.js';
-import { FailureMarker, type FailurePolicy } from './failure-marker.js';
+import { FailureMarker, type CooldownEnd, type FailurePolicy } from './failure-marker.js';
 import { SessionTable } from './session-table.js';
 import type { SharedState } from '../state/index.js';
 
@@ -28,6 +28,8 @@ export interface ExitPoolOptions {
   random?: () => number;
   /** Shared state: sticky sessions and cool-downs hold across workers and nodes. */
   shared?: SharedState;
+  /** A cool-down ended (the exit, or the exit for `domain`, is back in service). */
+  onCooldownEnd?: CooldownEnd;
 }
 
 export interface PickRequest {
@@ -83,7 +85,7 @@ export class ExitPool {
     this.maxAttempts = opts.maxAttempts;
     this.#opts = opts;
     this.#random = opts.random ?? Math.random;
-    this.marker = new FailureMarker(opts.failure, opts.now);
+    this.marker = new FailureMarker(opts.failure, opts.now, opts.onCooldownEnd);
     this.sessions = new SessionTable(opts.now);
     this.#shared = opts.shared;
     // Cool-downs other nodes found: scope is "pool\nexit\ndomain".

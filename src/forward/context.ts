@@ -6,15 +6,15 @@ import type { AuthProvider, ConcurrencyLimits, Meter, PlanEnforcer, SourceAllowl
 import type { ResourceTracker } from './resource-tracker.js';
 import type { DestinationRules } from './rules/destination-rules.js';
 import type { ForwardSettings } from './settings.js';
-import type { UpstreamAgents } from './upstream-agents.js';
+import type { DirectPools } from './direct-pools.js';
 import type { RelayTimeouts } from './forward-relay.js';
 import type { UpstreamTls } from './upstream-tls.js';
 import type { SharedState } from '../state/index.js';
 
 /**
  * What every protocol handler of one running forward proxy shares. A reload replaces the
- * config-derived fields (settings, egress, agents, grammar, relay timeouts) in place: a
- * request reads them as it goes, so what it has already taken (its Agent, its exit, its
+ * config-derived fields (settings, egress, direct pools, grammar, relay timeouts) in place: a
+ * request reads them as it goes, so what it has already taken (its pool, its exit, its
  * timers) stays the old config's until it ends; new requests read the new values.
  */
 export interface ForwardContext {
@@ -24,7 +24,8 @@ export interface ForwardContext {
   readonly rules: DestinationRules;
   readonly dialer: Dialer;
   readonly udpDialer: UdpDialer;
-  agents: UpstreamAgents;
+  /** The direct exit's connection pools, by rules scope and origin. */
+  direct: DirectPools;
   readonly meter: Meter;
   readonly limits: ConcurrencyLimits;
   /** Shared state (Redis, or the primary with --workers): sold limits (plan and user maxConnections, user maxTunnels) are leases there. */
@@ -37,7 +38,7 @@ export interface ForwardContext {
   grammar: UsernameGrammar;
   /** Plans whose users get the Gatewise-Debug header; undefined when no plan turns it on (a reload replaces it with the plans). */
   debugPlans: ReadonlySet<string> | undefined;
-  /** TLS to destinations: `direct` for pooled Agents (sessions resumed), `pooled` for exits of a pool (never resumed). */
+  /** TLS to destinations: `direct` for the direct pools (sessions resumed), `pooled` for exits of a pool (never resumed). */
   tls: { readonly direct: UpstreamTls; readonly pooled: UpstreamTls };
   /** The HTTP relay's waits for the response head and between body bytes. */
   relayTimeouts: RelayTimeouts;

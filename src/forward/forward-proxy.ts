@@ -17,6 +17,7 @@ import {
   type LookupFunction,
   type Resolver,
   type UdpDialer,
+  type EgressEvents,
 } from '../egress/index.js';
 import { MemoryStore, SharedState, type StateHealth, type Store } from '../state/index.js';
 import type { AuthProvider } from '../tenants/index.js';
@@ -35,7 +36,7 @@ import { DestinationRules } from './rules/destination-rules.js';
 import { toSettings, type ForwardSettings } from './settings.js';
 import { Socks4Front } from './socks/socks4-front.js';
 import { Socks5Front } from './socks/socks5-front.js';
-import { UpstreamAgents } from './upstream-agents.js';
+import { DirectPools } from './direct-pools.js';
 import { UpstreamTls } from './upstream-tls.js';
 import { mergeForwardHooks, type ForwardHooks } from './hooks.js';
 import { AccountService, type UserStore } from './accounts.js';
@@ -243,7 +244,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     now: deps.now,
     shared,
     events: {
-      onExitFailure: (e: Parameters<NonNullable<NonNullable<Parameters<typeof buildEgress>[1]['events']>['onExitFailure']>>[0]) => {
+      onExitFailure: (e: Parameters<NonNullable<EgressEvents['onExitFailure']>>[0]) => {
         if (e.cooled) {
           // The egress of now (a reload may have replaced it; the pools it kept are the same objects).
           const forMs = ctx.egress.pools.get(e.pool)?.marker.coolingFor(e.exit, e.scope === 'domain' ? e.host : undefined) ?? 0;
@@ -256,7 +257,13 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         }
         if (exitFailureChannel.hasSubscribers) exitFailureChannel.publish({ pool: e.pool, exit: e.exit, host: e.host, scope: e.scope, cooled: e.cooled, type: e.failure.type });
       },
-      onRepin: (e: Parameters<NonNullable<NonNullable<Parameters<typeof buildEgress>[1]['events']>['onRepin']>>[0]) => {
+      onExitReturn: (e: Parameters<NonNullable<EgressEvents['onExitReturn']>>[0]) => {
+        logger.info(
+          { component: 'forward', type: 'exit', event: 'returned', pool: e.pool, exit: e.exit, host: e.host, forMs: e.forMs },
+          `exit ${e.exit} of pool ${e.pool} is back in service${e.host !== undefined ? ` for ${e.host}` : ''} after a ${Math.ceil(e.forMs / 1000)} s cool-down`,
+        );
+      },
+      onRepin: (e: Parameters<NonNullable<EgressEvents['onRepin']>>[0]) => {
         // Users are named here as in the access log; a re-pin happens at most once per session per failing exit.
         logger.info(
           { component: 'forward', type: 'session', event: 'repinned', pool: e.pool, user: e.user ?? undefined, session: e.session, from: e.from, to: e.to, reason: e.why },
@@ -284,7 +291,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const tls = tlsFor(settings);
   const grammarOf = (c: ForwardConfig): ForwardContext['grammar'] => ({ separator: c.usernameGrammar.separator, keys: { session: c.usernameGrammar.session, ttl: c.usernameGrammar.ttl, pool: c.usernameGrammar.pool, debug: c.usernameGrammar.debug } });
   const relayTimeoutsOf = (s: ForwardSettings): ForwardContext['relayTimeouts'] => ({ headersMs: s.responseHeadersMs, bodyIdleMs: s.responseBodyIdleMs, sendMs: s.sendMs });
-  const agents = new UpstreamAgents(dialer, () => rules, settings, trackSocket, tls.direct);
+  const direct = new DirectPools(dialer, () => rules, settings, trackSocket, tls.direct);
   let accessLogOn = config.accessLog;
   const ctx: ForwardContext = {
     settings,
@@ -294,7 +301,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     },
     dialer,
     udpDialer,
-    agents,
+    direct,
     meter: new Meter({ onBytes: (u, dir, n) => plans.record(u, dir, n) }),
     limits: new ConcurrencyLimits(),
     shared,
@@ -321,7 +328,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     users = all;
     rules = nextRules;
     setTables(all);
-    ctx.agents.reset();
+    ctx.direct.reset();
   };
   const applyFromFile = (all: ForwardUser[]): void => {
     const configNames = new Set(config.auth.users.map((u) => u.name));
@@ -415,7 +422,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     const closed = Promise.allSettled(listeners.map((l) => l.listener.close()));
     tracker.destroyAll();
     await closed;
-    await ctx.agents.close();
+    await ctx.direct.close();
     detachLog();
     await cleanup();
     throw err;
@@ -548,8 +555,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     ctx.debugPlans = debugPlansOf(next.plans);
     ctx.relayTimeouts = relayTimeoutsOf(nextSettings);
     if (nextSettings.connectTimeoutMs !== oldSettings.connectTimeoutMs) ctx.tls = tlsFor(nextSettings);
-    const retiring = ctx.agents;
-    ctx.agents = new UpstreamAgents(dialer, () => rules, nextSettings, trackSocket, ctx.tls.direct);
+    const retiring = ctx.direct;
+    ctx.direct = new DirectPools(dialer, () => rules, nextSettings, trackSocket, ctx.tls.direct);
     retiring.reset(); // graceful: requests on its connections finish, then its connections close
     planTable.clear();
     for (const [k, v] of Object.entries(next.plans)) planTable.set(k, v);
@@ -624,7 +631,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         const stopped = Promise.allSettled(listeners.map((l) => l.listener.close()));
         for (const h of httpFronts) h.close();
         tracker.destroyAll();
-        await ctx.agents.close();
+        await ctx.direct.close();
         await stopped;
         detachLog();
         ctx.meter.off('finished', publish);

@@ -15,11 +15,13 @@ export interface RelayOutcome {
   failure?: Failure;
   /** Set when the response was cut short after its head (the client connection was aborted). */
   error?: Failure;
+  /** With `failure`: some of the response had arrived (not the keep-alive race). */
+  responseStarted?: true;
   endedBy: EndedBy;
 }
 
 /**
- * One absolute-form request forwarded through a pooled undici Agent, as an undici
+ * One absolute-form request forwarded on a pooled connection (or an exit's), as an undici
  * dispatch handler writing straight into the client's response: raw header buffers,
  * no response stream object, no pipeline. (The same choice as the reverse gateway's
  * Exchange: measured here, `request()` + `pipeline()` ran at ~1,500 req/s where this
@@ -62,6 +64,8 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   #abort: ((err?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   #headersSent = false;
+  /** A response byte arrived. */
+  #responseStarted = false;
   #settled = false;
 
   constructor(res: ServerResponse, session: MeterSession, pseudonym: string, body: Readable | null, timeouts: RelayTimeouts, done: (o: RelayOutcome) => void, through?: RelayThrough) {
@@ -108,6 +112,10 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
       return;
     }
     this.#timer.headers(this.#timeouts.headersMs, performance.now());
+  }
+
+  onResponseStarted(): void {
+    this.#responseStarted = true;
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
@@ -203,7 +211,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     }
     if (!this.#headersSent) {
       const f = classify(err, { connected: true, responseStarted: false, headersReceived: false, nextHop: this.#session.destination ?? undefined });
-      this.#settle({ status: f.status, failure: f, endedBy: f.source });
+      this.#settle(this.#responseStarted ? { status: f.status, failure: f, endedBy: f.source, responseStarted: true } : { status: f.status, failure: f, endedBy: f.source });
       return;
     }
     if (this.#res.destroyed || this.#res.socket?.destroyed) {

@@ -6,6 +6,8 @@ import { CLIENT_CLOSED_STATUS, Failure } from '../failure/index.js';
 import { unbracket, type EgressDial, type ExitChoice } from '../egress/index.js';
 import { withScope } from '../egress/exit-failure.js';
 import { ExpectClient } from '../http/expect-client.js';
+import { IDEMPOTENT_METHODS } from '../http/methods.js';
+import { lostKeepAliveRace, type PooledClient } from '../pool/index.js';
 import { Cancel } from '../timing/cancel.js';
 import type { FinishFields, MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
@@ -25,10 +27,7 @@ export function expectsContinue(req: IncomingMessage): boolean {
   return e !== undefined && e.toLowerCase() === '100-continue';
 }
 
-/** RFC 9110 §9.2.2. */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-
-/** `#dispatch`'s answer when a hop refused the request and it is to go through another exit. */
+/** `#relay`'s answer when the request is to be sent again: a hop refused it and it goes through another exit, or it lost the keep-alive race. */
 const AGAIN = Symbol('again');
 
 function hasBody(req: IncomingMessage): boolean {
@@ -40,8 +39,9 @@ function hasBody(req: IncomingMessage): boolean {
  * One absolute-form HTTP request: its responder (a refusal is a full response with
  * Proxy-Status) and its relay, which forwards it and streams the response back by one
  * dispatch handler (`ForwardRelay`, timed by the ResponseTimer), whatever the way out:
- * - direct: the user's pooled undici Agent (keep-alive connections opened by the dialer
- *   under the user's rules);
+ * - direct: the connection pool of the user's rules scope and the origin (`DirectPools`,
+ *   the reverse gateway's `ConnectionPool` with its keep-alive race defence; connections
+ *   opened by the dialer under the user's rules);
  * - through an egress pool: a fresh connection through the chosen exit per request
  *   (rotation and sessions decide per request, so pooled connections would defeat them),
  *   handed to a one-request undici Client; through an HTTP upstream proxy, plain HTTP
@@ -100,14 +100,10 @@ export class HttpExchange implements ForwardResponder, Relay {
       debugOn ? (bytesUp) => debugValue(ctx, freq, choice, headUp + bytesUp) : undefined;
     if (expect && typeof pool !== 'string') {
       // Our own connection: undici cannot carry the expectation (http/expect-client.ts).
-      const socket = await ctx.agents.connectOnce(route.user, target.scheme === 'https' ? 'https:' : 'http:', target.host, target.port);
+      const socket = await ctx.direct.connectOnce(route.user, target.scheme === 'https' ? 'https:' : 'http:', target.host, target.port);
       return this.#expect(ctx, session, socket, target.path, headers, body, headUp, undefined, debug(undefined));
     }
-    if (typeof pool !== 'string') {
-      const user = route.user;
-      // Without mayRetry the relay never answers AGAIN.
-      return this.#dispatch(ctx, session, ctx.agents.for(user), target.path, headers, body, headUp, () => ctx.agents.lastAddress(user, target.origin) ?? null, debugOn ? { debug: debug(undefined) } : undefined) as Promise<FinishFields>;
-    }
+    if (typeof pool !== 'string') return this.#direct(ctx, session, route.user, target.path, headers, body, headUp, debugOn ? { debug: debug(undefined) } : undefined);
     // Through a pool: the exit is chosen and dialled first (a client that leaves meanwhile cancels it).
     // A hop that refuses the request (407, or its own 403/502/504) is that exit's failure: the
     // request goes through another exit when that is safe — no body (nothing of it was sent) and
@@ -142,7 +138,7 @@ export class HttpExchange implements ForwardResponder, Relay {
       const choice = exit.choice;
       // Exits tried so far, this one included (the router counts the ones refused here among its `retried`).
       const tries = 1 + (choice?.retried ?? 0);
-      const retry = body === null && choice !== undefined && tries < maxTries ? (IDEMPOTENT.has(req.method!) ? 'idempotent' : 'refused-only') : undefined;
+      const retry = body === null && choice !== undefined && tries < maxTries ? (IDEMPOTENT_METHODS.has(req.method!) ? 'idempotent' : 'refused-only') : undefined;
       const inspect = exit.absoluteForm && choice ? (status: number, list: readonly string[]) => inspectHop(ctx, choice, unbracket(target.host), status, list, retry) : undefined;
       const client = new Client(target.origin, {
         // undici wants the connector to answer asynchronously.
@@ -151,7 +147,7 @@ export class HttpExchange implements ForwardResponder, Relay {
       });
       let r: FinishFields | typeof AGAIN;
       try {
-        r = await this.#dispatch(ctx, session, client, path, h, body, headUp, () => exit.address, { extraHeaders: exitHeaderList(choice), inspect, debug: debug(choice) }, retry !== undefined);
+        r = await this.#dispatch(ctx, session, client, path, h, body, headUp, () => exit.address, { extraHeaders: exitHeaderList(choice), inspect, debug: debug(choice) }, retry !== undefined ? hopRefused : undefined);
       } finally {
         exit.untrack();
         client.destroy().catch(() => {});
@@ -194,7 +190,33 @@ export class HttpExchange implements ForwardResponder, Relay {
     return fields;
   }
 
-  /** Through an undici dispatcher (the user's Agent, or a one-request Client on an exit's connection). */
+  /**
+   * Direct: on a connection of the origin's pool (`DirectPools`). The pool's keep-alive race
+   * defence, as on the reverse gateway: a request that could not be sent again (not
+   * idempotent, or with a body, which is streamed and not kept) never goes on a reused
+   * connection; an idempotent bodiless one whose reused connection closed before any response
+   * byte (`lostKeepAliveRace`) is sent once more, at once, on a fresh connection.
+   */
+  async #direct(ctx: ForwardContext, session: MeterSession, user: string | null, path: string, headers: string[], body: Readable | null, headUp: number, through: RelayThrough | undefined): Promise<FinishFields> {
+    const pool = ctx.direct.for(user, this.target!.origin, Date.now());
+    const retryable = body === null && IDEMPOTENT_METHODS.has(this.#req.method!);
+    let fresh = false;
+    for (;;) {
+      const client: PooledClient = pool.acquire(Date.now(), retryable, fresh);
+      const reused = client.connected;
+      const mayRetry = retryable && !fresh;
+      const settled = (o: RelayOutcome): boolean => {
+        pool.release(client, Date.now(), o.endedBy === 'complete');
+        return mayRetry && o.failure !== undefined && lostKeepAliveRace(o.failure, reused, o.responseStarted === true);
+      };
+      const r = await this.#dispatch(ctx, session, client, path, headers, body, headUp, () => client.remoteAddress ?? null, through, settled);
+      if (r !== AGAIN) return r;
+      if (this.#res.destroyed) return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
+      fresh = true;
+    }
+  }
+
+  /** Through an undici dispatcher (a pooled connection, or a one-request Client on an exit's connection). */
   #dispatch(
     ctx: ForwardContext,
     session: MeterSession,
@@ -205,7 +227,7 @@ export class HttpExchange implements ForwardResponder, Relay {
     headUp: number,
     address: () => string | null,
     through?: RelayThrough,
-    mayRetry = false,
+    again?: (o: RelayOutcome) => boolean,
   ): Promise<FinishFields | typeof AGAIN> {
     const origin = this.target!.origin;
     const method = this.#req.method as Dispatcher.HttpMethod;
@@ -213,12 +235,16 @@ export class HttpExchange implements ForwardResponder, Relay {
     const send = (relay: ForwardRelay): void => {
       dispatcher.dispatch({ origin, path, method, headers, body, headersTimeout: 0, bodyTimeout: 0 }, relay);
     };
-    return this.#relay(ctx, session, send, body, headUp, address, through, mayRetry);
+    return this.#relay(ctx, session, send, body, headUp, address, through, again);
   }
 
-  /** One request sent by `send` driving a ForwardRelay; resolves with the record's fields once it ended. */
-  #relay(ctx: ForwardContext, session: MeterSession, send: (relay: ForwardRelay) => void, body: Readable | null, headUp: number, address: () => string | null, through: RelayThrough | undefined, mayRetry?: false): Promise<FinishFields>;
-  #relay(ctx: ForwardContext, session: MeterSession, send: (relay: ForwardRelay) => void, body: Readable | null, headUp: number, address: () => string | null, through: RelayThrough | undefined, mayRetry: boolean): Promise<FinishFields | typeof AGAIN>;
+  /**
+   * One request sent by `send` driving a ForwardRelay; resolves with the record's fields once
+   * it ended, or AGAIN when `again` (told every outcome, once) says nothing was answered and
+   * the request is to be sent again.
+   */
+  #relay(ctx: ForwardContext, session: MeterSession, send: (relay: ForwardRelay) => void, body: Readable | null, headUp: number, address: () => string | null, through: RelayThrough | undefined): Promise<FinishFields>;
+  #relay(ctx: ForwardContext, session: MeterSession, send: (relay: ForwardRelay) => void, body: Readable | null, headUp: number, address: () => string | null, through: RelayThrough | undefined, again: ((o: RelayOutcome) => boolean) | undefined): Promise<FinishFields | typeof AGAIN>;
   #relay(
     ctx: ForwardContext,
     session: MeterSession,
@@ -227,12 +253,11 @@ export class HttpExchange implements ForwardResponder, Relay {
     headUp: number,
     address: () => string | null,
     through: RelayThrough | undefined,
-    mayRetry = false,
+    again?: (o: RelayOutcome) => boolean,
   ): Promise<FinishFields | typeof AGAIN> {
     return new Promise<FinishFields | typeof AGAIN>((resolve) => {
       const done = (o: RelayOutcome): void => {
-        // A hop's refusal marked for another exit (inspectHop): nothing was answered yet.
-        if (mayRetry && o.failure !== undefined && HOP_RETRY.has(o.failure)) {
+        if (again !== undefined && again(o)) {
           resolve(AGAIN);
           return;
         }
@@ -292,6 +317,11 @@ async function openExit(ctx: ForwardContext, tls: UpstreamTls, route: ForwardReq
 
 /** Hop refusals to be retried through another exit (never answered to the client). */
 const HOP_RETRY = new WeakSet<Failure>();
+
+/** A hop's refusal marked for another exit (inspectHop): nothing was answered yet. */
+function hopRefused(o: RelayOutcome): boolean {
+  return o.failure !== undefined && HOP_RETRY.has(o.failure);
+}
 
 /** The `error=` of an upstream Proxy-Status member, when the hop made this answer itself. */
 function hopMadeIt(headers: readonly string[]): boolean {

@@ -7,7 +7,7 @@ export type ConnectCallback = buildConnector.Callback;
 
 /**
  * TLS to a destination over a socket the dialer or an egress exit opened: the one place
- * the forward proxy speaks TLS upstream, for pooled Agents and for per-request exits.
+ * the forward proxy speaks TLS upstream, for the direct pools and for per-request exits.
  * undici's own connector does the handshake (`httpSocket`): server name from the host,
  * ALPN http/1.1, and its ConnectTimeoutError (a real `UND_ERR_CONNECT_TIMEOUT`, no
  * forged code) when the handshake outlasts the connect timeout. A failure is classified

@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { Failure, classify } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
-import { PooledClient, type TimedExpectClient } from '../upstream/connection-pool.js';
+import { PooledClient, lostKeepAliveRace, type TimedExpectClient } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { BodyRelay } from './body-relay.js';
 import type { AttemptRecord } from './events.js';
@@ -213,7 +213,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     if (!this.#responseStarted && this.#headWaitFrom > 0) ex.headWaitEnded(performance.now() - this.#headWaitFrom);
     // A reused connection closed before any response byte is the keep-alive race (the pool's
     // risk, retried on a fresh connection), not evidence against the endpoint.
-    const race = f.type === 'connection_terminated' && this.reused && !this.#responseStarted;
+    const race = lostKeepAliveRace(f, this.reused, this.#responseStarted);
     if (f.source === 'upstream' && !race) ex.route!.cluster.recordOutcome(this.endpoint, f.type === 'http_response_timeout' ? 'timeout' : 'gateway-failure', Date.now());
     ex.tryFailed(this, f, this.#passedOn || this.#retry !== undefined);
   }

@@ -3,6 +3,7 @@ import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Failure, classify, receivedMember, type AttemptSummary } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
+import { IDEMPOTENT_METHODS } from '../http/methods.js';
 import { plainAddress } from '../http/trust.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { EndpointWaiter } from '../upstream/endpoint-wait.js';
@@ -11,7 +12,7 @@ import { BodyRelay } from './body-relay.js';
 import { NO_CLIENT_LIMITS, type ClientLimits } from './client-limits.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
-import type { GatewayTracing, RequestTrace } from './tracing.js';
+import { traceTry, type GatewayTracing, type RequestTrace } from './tracing.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondToOptionsAsterisk, respondWithFailure, respondWithRedirect } from './responder.js';
 import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
@@ -33,9 +34,6 @@ export function newRequestId(ctx: GatewayContext): string {
 
 /** Methods of HTTP (Node's registry); llhttp also parses RTSP methods, which must not be forwarded as HTTP. */
 const HTTP_METHODS = new Set(METHODS);
-
-/** RFC 9110 §9.2.2. */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /**
  * Request bodies up to this size are kept while in flight so a retry can send them again
@@ -280,7 +278,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       // upstream's 100 is relayed (continueClient), or not at all after a final answer.
       this.#expectContinue = expectContinue && head.hasBody;
       this.#upstreamPath = rewritePath(route, path);
-      this.#idempotent = IDEMPOTENT.has(req.method!) || (route.retry.idempotencyKey && req.headers['idempotency-key'] !== undefined);
+      this.#idempotent = IDEMPOTENT_METHODS.has(req.method!) || (route.retry.idempotencyKey && req.headers['idempotency-key'] !== undefined);
       if (!runRequestPhase(this.ctx.hooks, this)) return;
       if (route.cache !== undefined && this.#cacheLookup(route.cache)) return;
       this.#admit();
@@ -435,21 +433,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     attempt.dispatch(this.#upstreamPath, this.req.method!, tracing === undefined ? headers : this.#traced(tracing, attempt.record, headers));
   }
 
-  /** Tracing on: the try's span, and its `traceparent` in a copy of the headers (the client's replaced). */
+  /** Tracing on: the try's span, and its `traceparent` in a copy of the headers. */
   #traced(tracing: GatewayTracing, a: AttemptRecord, headers: string[]): string[] {
-    const start = performance.timeOrigin + this.t0;
-    const trace = (this.#trace ??= tracing.begin(this.req, start));
-    const parent = trace.attempt(a, start + a.startMs);
-    if (!tracing.propagate || parent === '') return headers;
-    const out = headers.slice();
-    for (let i = 0; i < out.length; i += 2) {
-      if (out[i] === 'traceparent') {
-        out[i + 1] = parent;
-        return out;
-      }
-    }
-    out.push('traceparent', parent);
-    return out;
+    const t = traceTry(tracing, this.#trace, this.req, performance.timeOrigin + this.t0, a, headers);
+    this.#trace = t.trace;
+    return t.headers;
   }
 
   // ---- what the tries report -------------------------------------------------------------

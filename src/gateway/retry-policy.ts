@@ -1,4 +1,5 @@
 import type { Failure } from '../failure/index.js';
+import { lostKeepAliveRace } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { RetryBudget } from '../upstream/retry-budget.js';
 
@@ -125,7 +126,7 @@ export function decideOnFailure(f: Failure, t: TryFacts, rules: RetryRules, budg
   // is wrong with the endpoint (the pool lost its own bet on a reused connection), and a budget
   // meant to stop retry storms against a failing upstream must not turn these into 502s (an
   // upstream that closes every connection after one request makes every reused try race).
-  const race = kind === 'reset' && t.reused;
+  const race = lostKeepAliveRace(f, t.reused, t.responseStarted);
   const no = refusal(kind, t, rules, race ? undefined : budget, now);
   if (no !== undefined) return no;
   return { action: 'retry', fresh: race, delayMs: race ? 0 : backoffMs(rules.retry, t.tries), avoid: t.endpoint };

@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { Failure, classify, type AttemptProgress } from '../failure/index.js';
 import { Timeout } from '../timing/deadlines.js';
-import type { PooledClient } from '../upstream/connection-pool.js';
+import type { PooledClient } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { CacheEntry, varyValuesOf, type RouteCache } from '../cache/index.js';
 import { admitPhase, type Admittable } from './admit.js';

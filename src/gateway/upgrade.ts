@@ -18,6 +18,7 @@ import { buildUpstreamHead } from './request-headers.js';
 import { respondWithFailure } from './responder.js';
 import { buildResponseHead } from './response-headers.js';
 import { allowedUpgrade, rewritePath, type Route } from './router.js';
+import { traceTry, type RequestTrace } from './tracing.js';
 
 function headBytes(status: number, headers: readonly string[]): string {
   let s = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
@@ -56,6 +57,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   /** The protocol(s) asked of the upstream; undefined: none is allowed, a plain request. */
   #upgradeProtocol: string | undefined;
   #attempt: AttemptRecord | undefined;
+  /** The upgrade's trace, begun at its try when tracing is on (ctx.tracing). */
+  #trace: RequestTrace | undefined;
   #endpoint: Endpoint | undefined;
   #connected = false;
   #responseStarted = false;
@@ -225,11 +228,18 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       ep.inflight--;
       ep.pool.release(client, Date.now(), false);
     };
+    const tracing = this.#ctx.tracing;
+    let headers = this.#headers;
+    if (tracing !== undefined) {
+      const t = traceTry(tracing, this.#trace, req, performance.timeOrigin + this.#t0, this.#attempt!, headers);
+      this.#trace = t.trace;
+      headers = t.headers;
+    }
     client.dispatch(
       {
         path: rewritePath(route, this.#path),
         method: req.method as Dispatcher.HttpMethod,
-        headers: this.#headers,
+        headers,
         upgrade: this.#upgradeProtocol,
         body: null,
       },
@@ -389,7 +399,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     this.#published = true;
     const hooks = this.#ctx.hooks;
     const finish = hooks !== undefined && hooks.finish !== undefined;
-    if (!requestEnd.hasSubscribers && !finish) return;
+    const tracing = this.#ctx.tracing;
+    if (!requestEnd.hasSubscribers && !finish && tracing === undefined) return;
     const req = this.#req;
     const record = requestRecord(this.requestId, this.#listener, plainAddress(req.socket.remoteAddress), req, {
       route: this.#route?.name,
@@ -408,6 +419,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     });
     if (requestEnd.hasSubscribers) requestEnd.publish(record);
     if (finish) hooks.runFinish(record);
+    if (tracing !== undefined) tracing.finish(this.#trace, req, record, performance.timeOrigin + this.#t0);
   }
 }
 

@@ -156,6 +156,7 @@ export async function startTracing(cfg: TracingConfig): Promise<Tracing> {
       const attrs: Attributes = {};
       set(attrs, 'gatewise.route', record.route);
       set(attrs, 'gatewise.cluster', record.cluster);
+      if (record.upgrade) attrs['gatewise.upgrade'] = true;
       span.setAttributes(attrs);
       outcome(span, record);
       for (let i = 0; i < rt.tries.length; i++) {

@@ -5,6 +5,7 @@ import { createSecureContext, type SecureContext, type SecureContextOptions, typ
 import { ConfigError, type ConfigProblem } from '../config/load.js';
 import { CertificateFileError, readCaFile, readCertificatePair, type CertificatePair } from '../config/tls-files.js';
 import type { ListenerTlsConfig } from '../config/tls.js';
+import { OcspStapler } from './ocsp.js';
 
 /** A certificate loaded, reloaded, or a reload that failed (the old one stays). */
 export interface CertificateEvent {
@@ -90,6 +91,8 @@ export class CertificateStore {
   #debounce: NodeJS.Timeout | undefined;
   /** The listener's name in events (set to address:port once bound). */
   listener: string;
+  /** Stapled OCSP statuses (tls.ocspStapling), fetched once the listener is attached. */
+  readonly #ocsp: OcspStapler | undefined;
   /** Reloads applied and refused since start. */
   reloads = 0;
   failedReloads = 0;
@@ -121,6 +124,7 @@ export class CertificateStore {
       }
     });
     if (problems.length > 0) throw new ConfigError(problems);
+    this.#ocsp = cfg.ocspStapling ? new OcspStapler({ listener }) : undefined;
     this.#index();
     for (const e of this.#entries) publish({ event: 'loaded', listener, cert: e.certFile, names: [...e.names], notAfter: e.pair.notAfter.toISOString(), detail: undefined });
   }
@@ -195,6 +199,12 @@ export class CertificateStore {
   /** The server whose default certificate follows reloads of the first certificate; starts watching the files. */
   attach(server: TlsServer, opts: { intervalMs?: number; watch?: boolean } = {}): void {
     this.#server = server;
+    const ocsp = this.#ocsp;
+    if (ocsp !== undefined) {
+      for (const e of this.#entries) ocsp.track(e.certFile, e.pair.certPem);
+      // Node asks only when the client's hello asked for a status (status_request).
+      server.on('OCSPRequest', (cert: Buffer, _issuer: Buffer | null, cb: (err: Error | null, resp: Buffer | null) => void) => cb(null, ocsp.responseFor(cert) ?? null));
+    }
     if (opts.watch === false) return;
     const dirs = new Map<string, Set<string>>();
     for (const e of this.#entries) {
@@ -261,6 +271,7 @@ export class CertificateStore {
       this.#index();
     }
     if (e === this.#entries[0] && this.#server !== undefined) this.#server.setSecureContext(this.#contextOptions(pair));
+    if (this.#server !== undefined) this.#ocsp?.track(e.certFile, pair.certPem);
     this.reloads++;
     publish({ event: 'reloaded', listener: this.listener, cert: e.certFile, names: [...e.names], notAfter: pair.notAfter.toISOString(), detail: undefined });
     return true;
@@ -271,7 +282,13 @@ export class CertificateStore {
     return this.#entries.map((e) => ({ listener: this.listener, cert: e.certFile, names: e.names, notAfter: e.pair.notAfter, subject: e.pair.leaf.subject, issuer: e.pair.leaf.issuer }));
   }
 
+  /** Fetch every stapled status now (tests, admin); resolves when each was tried. */
+  refreshOcsp(): Promise<void> {
+    return this.#ocsp?.refreshAll() ?? Promise.resolve();
+  }
+
   close(): void {
+    this.#ocsp?.close();
     for (const w of this.#watchers) w.close();
     this.#watchers = [];
     clearInterval(this.#timer);

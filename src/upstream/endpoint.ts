@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
-import { ConnectionPool } from './connection-pool.js';
+import { buildConnector } from 'undici';
+import { ConnectionPool } from '../pool/index.js';
 
 export interface EndpointOptions {
   url: string;
@@ -75,7 +76,8 @@ export class Endpoint {
         keepAliveTimeoutThreshold: 1000,
         maxHeaderSize: opts.maxResponseHeaderSize,
       },
-      connectOptions: connect,
+      connector: buildConnector(connect),
+      servername: opts.tls.servername,
     });
   }
 

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { ExitPool, FailureMarker, SessionTable, type Exit, type RotationStrategy } from '../../src/egress/index.js';
 import { parseUsername } from '../../src/tenants/index.js';
+import { runSeed, seededRandom, withSeed } from '../helpers/seeded.js';
 
 function fakeExit(id: string, weight = 1): Exit {
   return { id, label: id, kind: 'address', weight, dial: async () => ({}) as Socket };
@@ -166,6 +167,74 @@ describe('failure markers', () => {
     m.succeed('x');
     m.fail('x');
     assert.equal(m.coolingFor('x'), 1000);
+  });
+
+  it('every cool-down reports its end exactly once: when it runs out, or when a success ends it early (seeded family of fail/succeed/shared-cool sequences)', async () => {
+    const rand = seededRandom(runSeed());
+    await withSeed(rand, async () => {
+      for (let round = 0; round < 3; round++) {
+        const ends: Array<{ key: string; at: number; forMs: number; bySuccess: boolean; over: boolean }> = [];
+        let inSucceed = false;
+        // The marker's clock is the wall clock, held still during each step so the model reads exact times.
+        let held: number | undefined;
+        const now = (): number => held ?? Date.now();
+        const m: FailureMarker = new FailureMarker({ threshold: 1 + rand.int(2), cooldownMs: 20 + rand.int(60), maxCooldownMs: 200 }, now, (exit, domain, forMs) =>
+          ends.push({ key: `${exit}|${domain ?? ''}`, at: now(), forMs, bySuccess: inSucceed, over: m.remaining(exit, domain) === 0 }),
+        );
+        // The model: per key, whether a cool-down is running (until) and how many began.
+        const running = new Map<string, number>();
+        const began = new Map<string, number>();
+        const keyOf = (exit: string, domain?: string): string => `${exit}|${domain ?? ''}`;
+        const start = (k: string, until: number): void => {
+          if (!running.has(k)) began.set(k, (began.get(k) ?? 0) + 1);
+          running.set(k, Math.max(running.get(k) ?? 0, until));
+        };
+        // Ends the timer has reported take the key out of `running`.
+        const settle = (): void => {
+          for (const e of ends) if (running.has(e.key) && (running.get(e.key) ?? 0) <= e.at) running.delete(e.key);
+        };
+        for (let i = 0; i < 40; i++) {
+          settle();
+          const exit = rand.pick(['a', 'b']);
+          const domain = rand.next() < 0.5 ? undefined : rand.pick(['x.test', 'y.test']);
+          const k = keyOf(exit, domain);
+          const op = rand.int(3);
+          held = Date.now();
+          if (op === 0) {
+            if (m.fail(exit, domain)) start(k, held + m.remaining(exit, domain));
+          } else if (op === 1) {
+            running.delete(k);
+            inSucceed = true;
+            m.succeed(exit, domain);
+            inSucceed = false;
+            // A success for a domain also forgets the exit's whole mark once its cool-down ran out.
+            if (domain !== undefined && m.remaining(exit) === 0) running.delete(keyOf(exit));
+          } else {
+            const forMs = 10 + rand.int(100);
+            m.coolFor(exit, domain, forMs);
+            if (m.remaining(exit, domain) > 0) start(k, held + m.remaining(exit, domain));
+          }
+          held = undefined;
+          await new Promise((r) => setImmediate(r));
+          if (rand.next() < 0.3) await new Promise((r) => setTimeout(r, rand.int(40)));
+        }
+        // Every cool-down still running ends on its own: wait for the reports (bounded).
+        const deadline = Date.now() + 3000;
+        while (Date.now() < deadline) {
+          const want = [...began.values()].reduce((a, b) => a + b, 0);
+          if (ends.length >= want) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await new Promise((r) => setTimeout(r, 250)); // room for a wrong extra report to show
+        for (const [k, n] of began) assert.equal(ends.filter((e) => e.key === k).length, n, `round ${round}: ${k} began ${n} cool-down(s)`);
+        assert.equal(ends.length, [...began.values()].reduce((a, b) => a + b, 0), `round ${round}: no report without a cool-down`);
+        for (const e of ends) {
+          assert.ok(e.over, `round ${round}: ${e.key}: reported while the cool-down still ran`);
+          // Ended by the clock: it lasted at least the shortest cool-down set (10 ms); a success may end one at once.
+          assert.ok(e.bySuccess ? e.forMs >= 0 : e.forMs >= 9, `round ${round}: ${e.key} lasted ${e.forMs} ms`);
+        }
+      }
+    });
   });
 
   it('returns nothing when every exit is cooling down', () => {

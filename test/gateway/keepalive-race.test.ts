@@ -6,6 +6,7 @@ import { Agent, request } from 'undici';
 import { startLab, type Lab, type LabOptions } from '../../src/lab/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { between, prng, seededRun } from '../helpers/seeded.js';
+import { assertNoErrors, driveGetPost, type RaceLoadResult } from '../helpers/race-load.js';
 
 /**
  * The keep-alive race as property tests: families of upstreams that close reused
@@ -33,68 +34,14 @@ async function gateway(endpoints: string[], extra: Record<string, unknown> = {})
   return g;
 }
 
-interface LoadResult {
-  get: number;
-  post: number;
-  failures: string[];
-}
-
-/**
- * `clients` clients, each on its own keep-alive connections to the gateway, send GET and
- * POST (random body size) with random gaps in [0, gapMaxMs] for `durationMs`; each client
- * draws from its own generator seeded from the case's seed. A failure is anything but a 200
- * whose echo matches what was sent.
- */
-async function drive(url: string, seed: number, clients: number, durationMs: number, gapMaxMs: number, check: (body: Echo, method: string, bytes: number) => string | undefined): Promise<LoadResult> {
+/** The race load (test/helpers/race-load.ts) through the gateway, on keep-alive connections of its own. */
+async function drive(url: string, seed: number, clients: number, durationMs: number, gapMaxMs: number): Promise<RaceLoadResult> {
   const agent = new Agent({ keepAliveTimeout: 10_000, connections: clients });
-  const r: LoadResult = { get: 0, post: 0, failures: [] };
-  const stopAt = Date.now() + durationMs;
-  const worker = async (w: number): Promise<void> => {
-    const rand = prng(seed + 7919 * (w + 1));
-    for (let i = 0; Date.now() < stopAt; i++) {
-      // Load shaping, not synchronisation: the gaps make idle ages straddle the upstream's closes.
-      const gap = rand() * gapMaxMs;
-      if (gap >= 1) await new Promise((res) => setTimeout(res, gap));
-      const post = rand() < 0.5;
-      const bytes = post ? 1 + Math.floor(rand() * 4096) : 0;
-      const method = post ? 'POST' : 'GET';
-      if (post) r.post++;
-      else r.get++;
-      try {
-        const res = await request(`${url}/echo?c=${w}&i=${i}`, { dispatcher: agent, method, body: post ? 'p'.repeat(bytes) : undefined });
-        const text = await res.body.text();
-        if (res.statusCode !== 200) {
-          r.failures.push(`${method} → ${res.statusCode} ${String(res.headers['proxy-status'] ?? '')}`);
-          continue;
-        }
-        const wrong = check(JSON.parse(text) as Echo, method, bytes);
-        if (wrong !== undefined) r.failures.push(`${method}: ${wrong}`);
-      } catch (err) {
-        r.failures.push(`${method} → client error ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: clients }, (_, w) => worker(w)));
-  await agent.close();
-  return r;
-}
-
-interface Echo {
-  method: string;
-  bodyBytes: number;
-}
-
-function echoCheck(body: Echo, method: string, bytes: number): string | undefined {
-  if (body.method !== method) return `the upstream saw ${body.method}`;
-  if (body.bodyBytes !== bytes) return `the upstream saw ${body.bodyBytes} of ${bytes} body bytes`;
-  return undefined;
-}
-
-/** Assert the property, naming the family's parameters. */
-function assertNoErrors(r: LoadResult, family: string): void {
-  assert.ok(r.get > 0 && r.post > 0, `${family}: both methods were sent (GET ${r.get}, POST ${r.post})`);
-  const shown = r.failures.slice(0, 10).join('; ');
-  assert.equal(r.failures.length, 0, `${family}: ${r.failures.length} of ${r.get + r.post} requests failed (GET ${r.get}, POST ${r.post}): ${shown}`);
+  try {
+    return await driveGetPost({ dispatcher: agent, url, seed, clients, durationMs, gapMaxMs });
+  } finally {
+    await agent.close();
+  }
 }
 
 describe('the keep-alive race, by family of upstream', () => {
@@ -109,7 +56,7 @@ describe('the keep-alive race, by family of upstream', () => {
         const family = `idle close uniform 0–${maxMs} ms, ${clients} clients`;
         const up = await lab({ idleCloseMs: [0, maxMs], advertiseKeepAlive: false, random: prng(seed ^ 0x5eed) });
         const gw = await gateway([up.url]);
-        const r = await drive(gw.url, seed, clients, 3000, maxMs * 1.5, echoCheck);
+        const r = await drive(gw.url, seed, clients, 3000, maxMs * 1.5);
         assertNoErrors(r, family);
       }));
   }
@@ -123,7 +70,7 @@ describe('the keep-alive race, by family of upstream', () => {
       const family = `Keep-Alive: timeout=${hintS}, idle close uniform ${lo}–${hi} ms, ${clients} clients`;
       const up = await lab({ idleCloseMs: [lo, hi], advertiseKeepAlive: hintS, random: prng(seed ^ 0x5eed) });
       const gw = await gateway([up.url]);
-      const r = await drive(gw.url, seed, clients, 3000, hi * 1.5 + 5, echoCheck);
+      const r = await drive(gw.url, seed, clients, 3000, hi * 1.5 + 5);
       assertNoErrors(r, family);
     }));
 
@@ -136,7 +83,7 @@ describe('the keep-alive race, by family of upstream', () => {
         const family = `close after ${n} requests, ${closeHeader ? 'with' : 'without'} Connection: close, gaps 0–${gapMax} ms, ${clients} clients`;
         const up = await lab({ maxRequestsPerConnection: n, closeHeaderOnLast: closeHeader });
         const gw = await gateway([up.url]);
-        const r = await drive(gw.url, seed, clients, 3000, gapMax, echoCheck);
+        const r = await drive(gw.url, seed, clients, 3000, gapMax);
         assertNoErrors(r, family);
       }));
   }

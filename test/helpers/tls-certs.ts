@@ -19,7 +19,11 @@ export interface IssuedCert {
 export interface TestCa extends IssuedCert {
   readonly name: string;
   /** A leaf signed by this CA. */
-  issue(name: string, opts?: { dns?: string[]; ip?: string[]; client?: boolean; expired?: boolean; days?: number }): IssuedCert;
+  issue(name: string, opts?: { dns?: string[]; ip?: string[]; client?: boolean; expired?: boolean; days?: number; /** An OCSP responder URL in the certificate (Authority Information Access). */ ocsp?: string }): IssuedCert;
+  /** Revoke a certificate this CA issued (its database then says so to an OCSP responder). */
+  revoke(cert: IssuedCert): void;
+  /** The CA's database (index.txt), for `openssl ocsp -index`. */
+  readonly index: string;
 }
 
 export interface CertDir {
@@ -78,6 +82,7 @@ export function certDir(prefix = 'gatewise-tls-'): CertDir {
             '[ext]',
             opts.client ? 'extendedKeyUsage = clientAuth' : 'extendedKeyUsage = serverAuth',
             ...(san.length ? [`subjectAltName = ${san.join(',')}`] : []),
+            ...(opts.ocsp ? [`authorityInfoAccess = OCSP;URI:${opts.ocsp}`] : []),
             '',
           ];
           writeFileSync(ext, lines.join('\n'));
@@ -86,6 +91,10 @@ export function certDir(prefix = 'gatewise-tls-'): CertDir {
           openssl(['ca', '-batch', '-config', join(base, 'ca.cnf'), '-cert', certFile, '-keyfile', keyFile, '-in', csr, '-out', crt, '-notext', ...validity], base);
           return { certFile: crt, keyFile: key, cert: readFileSync(crt, 'utf8'), key: readFileSync(key, 'utf8') };
         },
+        revoke(cert) {
+          openssl(['ca', '-config', join(base, 'ca.cnf'), '-cert', certFile, '-keyfile', keyFile, '-revoke', cert.certFile], base);
+        },
+        index: join(db, 'index.txt'),
       };
     },
     remove() {

@@ -27,6 +27,13 @@ test('docs/metrics.md lists exactly the metrics Gatewise registers (process metr
   }
 });
 
+test('every documented metric is moved by traffic in a test: named in a movement assertion (moved(…) or sum(…)) of this file or metrics-movement.test.ts', () => {
+  const sources = ['metrics.test.ts', 'metrics-movement.test.ts'].map((f) => readFileSync(new URL(`../../../test/observe/${f}`, import.meta.url), 'utf8')).join('\n');
+  const asserted = new Set([...sources.matchAll(/(?:moved|sum)\(\s*(?:[a-zA-Z]+,\s*)?'(gatewise_[a-z_]+?)(?:_count|_sum|_bucket)?'/g)].map((m) => m[1]!));
+  const missing = documented().filter((n) => !asserted.has(n));
+  assert.deepEqual(missing, [], `documented metrics no test moves: ${missing.join(', ')}`);
+});
+
 /** A port that refuses connections (bound, then closed). */
 async function refusedPort(): Promise<number> {
   const s = net.createServer();

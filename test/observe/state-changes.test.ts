@@ -177,4 +177,35 @@ describe('forward state changes are logged with their reason', () => {
     assert.match(String(second.reason), /^its exit is cooling down after failures \(\d+ s left\)$/);
     assert.equal(p.lines.filter((l) => l.type === 'exit').length, 1, 'no second cool-down: the exit was not tried');
   });
+
+  test('the end of a cool-down is logged when it comes, with no traffic asking for the exit (seeded cool-down lengths)', async () => {
+    const rand = seededRandom();
+    try {
+      const resolver = tableResolver({ 'origin.test': ['127.0.0.1'] });
+      const origin = await whoAmI();
+      opened.push(origin);
+      const good = await startUpstreamGatewise('good2', resolver);
+      opened.push(good);
+      const bad = await refusingHop();
+      opened.push(bad);
+      const cooldownMs = 150 + rand.int(600);
+      const p = await startPoolProxy({ egress: { pools: { rot: { proxies: [bad.url, `http://${USER}:${PASSWORD}@127.0.0.1:${good.port}`], failure: { threshold: 1, cooldown: `${cooldownMs}ms` } } }, defaultPool: 'rot' } });
+      opened.push(p);
+      p.proxy.egress.pools.get('rot')!.sessions.pin(`${USER}|s1`, bad.label, 600_000, 600_000);
+      const t0 = Date.now();
+      const c = await connectGet(p.port, 'origin.test', origin.port, `${USER}-session-s1`);
+      assert.match(c.connect, /^HTTP\/1\.1 200/);
+      assert.ok(await waitFor(() => p.lines.some((l) => l.type === 'exit' && l.event === 'returned'), cooldownMs + 3000), `seed ${rand.seed}: a return line within the cool-down and 3 s`);
+      const cooled = p.lines.filter((l) => l.type === 'exit' && l.event === 'cooled');
+      const back = p.lines.filter((l) => l.type === 'exit' && l.event === 'returned');
+      assert.equal(cooled.length, 1, `seed ${rand.seed}`);
+      assert.equal(back.length, 1, `seed ${rand.seed}: one return line`);
+      assert.ok(Date.now() - t0 >= cooldownMs - 5, `seed ${rand.seed}: not before the cool-down ran out`);
+      assert.deepEqual([back[0]!.level, back[0]!.pool, back[0]!.exit, back[0]!.forMs], ['info', 'rot', bad.label, cooldownMs], `seed ${rand.seed}`);
+      assert.match(String(back[0]!.msg), new RegExp(`^exit .* of pool rot is back in service.* after a \\d+ s cool-down$`));
+    } catch (err) {
+      console.log(`failing seed: GATEWISE_SEED=${rand.seed}`);
+      throw err;
+    }
+  });
 });

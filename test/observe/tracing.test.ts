@@ -12,6 +12,25 @@ import { closedPort } from '../helpers/admin-stack.js';
 import { seededRandom } from '../helpers/seeded.js';
 import { PASSWORD, USER, startOrigin, startTestProxy, waitFor } from '../forward/helpers.js';
 import { ProxyAgent } from 'undici';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+
+/** A raw upgrade request through `url`; resolves with the head the client got, after the connection closes. */
+async function rawUpgrade(url: string, path: string, traceparent?: string): Promise<string> {
+  const u = new URL(url);
+  const sock = connect(Number(u.port), u.hostname);
+  await once(sock, 'connect');
+  sock.write(`GET ${path} HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${traceparent ? `traceparent: ${traceparent}\r\n` : ''}\r\n`);
+  let got = '';
+  sock.on('data', (d: Buffer) => {
+    got += d.toString('latin1');
+    if (got.startsWith('HTTP/1.1 101') && got.includes('\r\n\r\n') && !got.includes('ping')) sock.write('ping');
+  });
+  await once(sock, 'close');
+  return got;
+}
 
 /**
  * Issue 18: OpenTelemetry traces through @opentelemetry/api, with a real in-process tracer
@@ -33,11 +52,25 @@ const firstAvailable: BalancerFactory = () => ({
 
 let lab: Lab;
 let dead: number;
+/** An upstream that accepts every WebSocket-style upgrade and keeps the traceparent it got. */
+let upgrades: { port: number; traceparents: Array<string | undefined> };
 const closers: Array<() => Promise<unknown> | void> = [];
 before(async () => {
   assert.ok(trace.setGlobalTracerProvider(provider), 'the test registers the only tracer provider');
   lab = await startLab();
   dead = await closedPort();
+  const seen: Array<string | undefined> = [];
+  const up = createServer((_req, res) => res.end('no'));
+  up.on('upgrade', (req, socket: Duplex) => {
+    seen.push(req.headers.traceparent as string | undefined);
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    socket.on('data', (d: Buffer) => socket.end(d)); // echo the first bytes, then close
+    socket.on('error', () => {});
+  });
+  up.listen(0, '127.0.0.1');
+  await once(up, 'listening');
+  closers.push(() => new Promise<void>((r) => up.close(() => r())));
+  upgrades = { port: (up.address() as AddressInfo).port, traceparents: seen };
 });
 after(async () => {
   for (const c of closers.reverse()) await c();
@@ -53,8 +86,11 @@ async function gatewayWith(tracing: Tracing | undefined): Promise<string> {
       // The dead endpoint comes first: the first try is refused, the second reaches the lab.
       mixed: { endpoints: [`http://127.0.0.1:${dead}`, lab.url], balancer: 'custom:first', outlierDetection: { enabled: false }, waitForEndpoint: { timeout: '0s' } },
       dead: { endpoints: [`http://127.0.0.1:${dead}`], waitForEndpoint: { timeout: '0s' } },
+      ws: { endpoints: [`http://127.0.0.1:${upgrades.port}`] },
     },
     routes: [
+      { name: 'ws', match: { pathPrefix: '/ws' }, cluster: 'ws', upgrades: ['websocket'] },
+      { name: 'ws-dead', match: { pathPrefix: '/updead' }, cluster: 'dead', upgrades: ['websocket'], retry: { tries: 1 } },
       { name: 'dead', match: { pathPrefix: '/dead' }, cluster: 'dead', retry: { tries: 1 } },
       { name: 'mixed', match: { pathPrefix: '/echo' }, cluster: 'mixed', retry: { tries: 2 } },
     ],
@@ -138,6 +174,40 @@ describe('OpenTelemetry traces (reverse gateway)', () => {
     const only = exporter.getFinishedSpans();
     assert.equal(only.length, 1);
     assert.equal(only[0]!.attributes['error.type'], 'destination_not_found');
+  });
+});
+
+describe('OpenTelemetry traces (upgrades)', () => {
+  let url: string;
+  before(async () => {
+    const tracing = await startTracing({ enabled: true, propagate: true });
+    closers.push(() => tracing.detach());
+    url = await gatewayWith(tracing);
+  });
+
+  test('an upgrade gets a request span and a try span like any request; the upstream gets the try\'s span as traceparent; a refused upgrade names its failure', async () => {
+    exporter.reset();
+    const got = await rawUpgrade(url, '/ws', `00-${TRACE_ID}-${CLIENT_SPAN}-01`);
+    assert.match(got, /^HTTP\/1\.1 101 /);
+    assert.ok(got.endsWith('ping'), 'the tunnel carried bytes both ways');
+    assert.ok(await waitFor(() => spansOf(TRACE_ID).length === 2), `2 spans; got ${spansOf(TRACE_ID).length}`);
+    const server = spansOf(TRACE_ID).find((s) => s.kind === SpanKind.SERVER)!;
+    const tryspan = spansOf(TRACE_ID).find((s) => s.kind === SpanKind.CLIENT)!;
+    assert.equal(server.name, 'GET ws');
+    assert.equal(server.parentSpanContext?.spanId, CLIENT_SPAN);
+    assert.equal(server.attributes['http.response.status_code'], 101);
+    assert.equal(server.attributes['gatewise.upgrade'], true);
+    assert.equal(server.attributes['error.type'], undefined);
+    assert.equal(tryspan.parentSpanContext?.spanId, server.spanContext().spanId);
+    assert.equal(upgrades.traceparents.at(-1), `00-${TRACE_ID}-${tryspan.spanContext().spanId}-01`, 'the upstream got the try\'s span as its parent');
+    exporter.reset();
+    const refused = await rawUpgrade(url, '/updead', `00-${TRACE_ID}-${CLIENT_SPAN}-01`);
+    assert.match(refused, /^HTTP\/1\.1 502 /);
+    assert.ok(await waitFor(() => spansOf(TRACE_ID).length === 2));
+    const failed = spansOf(TRACE_ID).find((s) => s.kind === SpanKind.SERVER)!;
+    assert.equal(failed.attributes['error.type'], 'connection_refused');
+    assert.equal(failed.status.code, SpanStatusCode.ERROR);
+    assert.equal(spansOf(TRACE_ID).find((s) => s.kind === SpanKind.CLIENT)!.attributes['error.type'], 'connection_refused');
   });
 });
 

@@ -1,4 +1,5 @@
-import { Client, buildConnector } from 'undici';
+import type { Socket } from 'node:net';
+import { Client, type buildConnector, type Dispatcher } from 'undici';
 import { ExpectClient } from '../http/expect-client.js';
 import { timedConnector, type ConnectTimings } from './timed-connector.js';
 
@@ -6,8 +7,12 @@ import { timedConnector, type ConnectTimings } from './timed-connector.js';
 export type TimedExpectClient = ExpectClient & { readonly timings: ConnectTimings };
 
 /**
- * Connections to one endpoint. Written here rather than using undici's Pool because
- * the keep-alive race needs per-connection choices that Pool does not expose:
+ * Connections to one origin: a reverse endpoint (upstream/endpoint.ts), or a destination of
+ * the forward proxy's direct exit (forward/direct-pools.ts, through a PoolSet). The caller
+ * supplies the connector (the reverse side's undici connector with its TLS options; the
+ * forward side's Dialer under the user's destination rules, with its upstream TLS).
+ * Written here rather than using undici's Pool because the keep-alive race needs
+ * per-connection choices that Pool does not expose:
  *  - idle connections are reused newest-first (LIFO), so the one most likely to be
  *    still open upstream goes first;
  *  - a connection idle longer than the endpoint's safe idle time is never reused: its
@@ -20,6 +25,9 @@ export type TimedExpectClient = ExpectClient & { readonly timings: ConnectTiming
  *    lose that race). Afterwards the connection joins the idle list like any other;
  *  - a retry can ask for a fresh connection.
  * Each connection is an undici Client (one socket, no pipelining).
+ *
+ * "Idempotent" for `acquire` means "may be retried on a fresh connection if it loses the
+ * race": a caller that cannot resend a request's body passes false for it whatever its method.
  */
 
 /**
@@ -41,6 +49,21 @@ export class PooledClient extends Client {
   connected = false;
   /** DNS, TCP and TLS times of this connection. */
   readonly timings: ConnectTimings = {};
+  /**
+   * https: the endpoint's TLS name, put on every request. undici otherwise takes a request's
+   * servername from its Host header (the client's, in a gateway) and closes the connection
+   * whenever it differs from the last request's: keep-alive would end at each new Host.
+   * The connector (timed-connector.ts) then names the server after the endpoint itself.
+   */
+  servername: string | undefined;
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    if (this.servername !== undefined) (opts as { servername?: string }).servername = this.servername;
+    return super.dispatch(opts, handler);
+  }
+
+  /** The address the connection went to (for the forward access log). */
+  remoteAddress: string | undefined;
 }
 
 export interface ConnectionPoolOptions {
@@ -49,17 +72,19 @@ export interface ConnectionPoolOptions {
   /** Configured keep-alive: the longest a connection may sit idle and still be reused. */
   keepAliveMs: number;
   clientOptions: Client.Options;
-  /** Options for undici's connector (TLS, lookup, timeout); timed per connection. */
-  connectOptions: buildConnector.BuildOptions;
+  /** Opens (and, for https, secures) one connection to the origin; timed per connection. */
+  connector: buildConnector.connector;
+  /** https: the TLS name every request carries (PooledClient.servername); default the origin's host name. */
+  servername?: string;
 }
-
-export type PoolEvent = { kind: 'idle-close'; idleMs: number } | { kind: 'connect' };
 
 export class ConnectionPool {
   readonly #opts: ConnectionPoolOptions;
   /** Idle connections, most recently used last. */
   readonly #idle: PooledClient[] = [];
   readonly #all = new Set<PooledClient>();
+  /** Retired connections still finishing a request (closed gracefully): `destroy` reaches them too. */
+  readonly #retiring = new Set<PooledClient>();
   /** Shortest idle age at which the upstream closed a connection (ms), forgotten after LEARN_TTL_MS. */
   learnedIdleMs = Infinity;
   #learnedAt = 0;
@@ -69,7 +94,7 @@ export class ConnectionPool {
 
   constructor(opts: ConnectionPoolOptions) {
     this.#opts = opts;
-    this.#connector = buildConnector(opts.connectOptions);
+    this.#connector = opts.connector;
   }
 
   get size(): number {
@@ -149,8 +174,18 @@ export class ConnectionPool {
 
   #open(): PooledClient {
     const timings: ConnectTimings = {};
-    const c = new PooledClient(this.#opts.origin, { ...this.#opts.clientOptions, pipelining: 1, connect: timedConnector(this.#connector, timings) });
+    const timed = timedConnector(this.#connector, timings);
+    const c: PooledClient = new PooledClient(this.#opts.origin, {
+      ...this.#opts.clientOptions,
+      pipelining: 1,
+      connect: (o, cb) =>
+        timed(o, (err, s) => {
+          if (s) c.remoteAddress = (s as Socket).remoteAddress;
+          (cb as (e: Error | null, s: unknown) => void)(err, s);
+        }),
+    });
     Object.assign(c, { timings });
+    if (this.#opts.origin.startsWith('https:')) c.servername = this.#opts.servername ?? new URL(this.#opts.origin).hostname;
     c.active = 1;
     c.lastUsed = Date.now();
     this.#all.add(c);
@@ -181,20 +216,26 @@ export class ConnectionPool {
     if (!this.#all.delete(c)) return;
     const i = this.#idle.indexOf(c);
     if (i >= 0) this.#idle.splice(i, 1);
-    c.close().catch(() => c.destroy().catch(() => undefined));
+    const retiring = this.#retiring;
+    retiring.add(c);
+    c.close()
+      .catch(() => c.destroy())
+      .catch(() => undefined)
+      .finally(() => retiring.delete(c));
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     this.#idle.length = 0;
-    await Promise.allSettled([...this.#all].map((c) => c.close()));
+    await Promise.allSettled([...this.#all, ...this.#retiring].map((c) => c.close()));
     this.#all.clear();
   }
 
   async destroy(): Promise<void> {
     this.#closed = true;
     this.#idle.length = 0;
-    await Promise.allSettled([...this.#all].map((c) => c.destroy()));
+    await Promise.allSettled([...this.#all, ...this.#retiring].map((c) => c.destroy()));
     this.#all.clear();
+    this.#retiring.clear();
   }
 }

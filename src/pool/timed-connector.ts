@@ -17,6 +17,10 @@ export function timedConnector(base: buildConnector.connector, into: ConnectTimi
   return (opts, callback) => {
     const t0 = performance.now();
     let tcpAt = 0;
+    // The TLS server is named after the endpoint: the configured `tls.servername`, else the
+    // endpoint's host name (none for an IP literal), as nginx's proxy_ssl_name and Caddy do,
+    // never after a request's Host header, from which undici would take it (see PooledClient).
+    if (opts.servername !== undefined && opts.servername !== null) opts = { ...opts, servername: undefined as unknown as string };
     const socket = (base as unknown as (o: buildConnector.Options, cb: buildConnector.Callback) => Socket | undefined)(opts, (err, s) => {
       if (!err && opts.protocol === 'https:' && tcpAt > 0) into.tlsMs = round(performance.now() - tcpAt);
       callback(err as null, s as Socket);

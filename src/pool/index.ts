@@ -1,0 +1,9 @@
+/**
+ * Upstream HTTP/1.1 connection pools, shared by both faces: `ConnectionPool` (the connections
+ * to one origin, written for the keep-alive race), `PoolSet` (pools by key, for a face that
+ * reaches many origins), the connect timings and the race rule.
+ */
+export { ConnectionPool, PooledClient, type ConnectionPoolOptions, type TimedExpectClient } from './connection-pool.js';
+export { PoolSet, type PoolSetOptions } from './pool-set.js';
+export { timedConnector, type ConnectTimings } from './timed-connector.js';
+export { lostKeepAliveRace } from './race.js';
