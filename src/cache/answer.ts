@@ -25,9 +25,10 @@ const NOT_IN_304 = new Set(['content-length', 'content-type', 'content-encoding'
 export function answerFrom(entry: CacheEntry, method: string, headers: RequestHeaders, now: number): CachedAnswer {
   const out: string[] = [];
   const notModified = entry.status === 200 && clientNotModified(entry, method, headers);
+  const omitted = entry.omitted;
   for (let i = 0; i < entry.headers.length; i += 2) {
     const n = entry.headers[i]!.toLowerCase();
-    if (NOT_COPIED.has(n)) continue;
+    if (NOT_COPIED.has(n) || omitted?.has(n)) continue;
     if (notModified && NOT_IN_304.has(n)) continue;
     out.push(entry.headers[i]!, entry.headers[i + 1]!);
   }

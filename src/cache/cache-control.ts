@@ -55,10 +55,33 @@ export function deltaSeconds(d: Directives, name: string): number | undefined {
   return n > 2_147_483_648 ? 2_147_483_648 : n;
 }
 
-/** An HTTP-date (RFC 9110 §5.6.7) in ms since the epoch, or NaN. */
-export function httpDate(v: string | undefined): number {
+const RFC850 = /^\s*(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT\s*$/;
+const ASCTIME = /^\s*(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})\s*$/;
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/**
+ * An HTTP-date (RFC 9110 §5.6.7) in ms since the epoch, or NaN. IMF-fixdate is left to
+ * `Date.parse`; the two obsolete forms are read here: `Date.parse` reads an asctime-date in the
+ * process's local time zone (HTTP-dates are GMT), and puts an rfc850-date's two-digit year in
+ * the 1900s while §5.6.7 says a year more than 50 years ahead is the most recent past year with
+ * those digits (so "50" is 2050 until 2000 + 50 is more than 50 years away).
+ */
+export function httpDate(v: string | undefined, now = Date.now()): number {
   if (v === undefined) return NaN;
-  return Date.parse(v);
+  const a = ASCTIME.exec(v);
+  if (a !== null) return utc(Number(a[6]), a[1]!, Number(a[2]!.trim()), a[3]!, a[4]!, a[5]!);
+  const m = RFC850.exec(v);
+  if (m === null) return Date.parse(v);
+  const thisYear = new Date(now).getUTCFullYear();
+  let year = Math.floor(thisYear / 100) * 100 + Number(m[3]);
+  if (year > thisYear + 50) year -= 100;
+  else if (year <= thisYear - 50) year += 100;
+  return utc(year, m[2]!, Number(m[1]), m[4]!, m[5]!, m[6]!);
+}
+
+function utc(year: number, month: string, day: number, h: string, m: string, s: string): number {
+  const t = Date.UTC(year, MONTHS.indexOf(month), day, Number(h), Number(m), Number(s));
+  return new Date(t).getUTCDate() === day ? t : NaN; // 31-Feb is not a date
 }
 
 /** A header's value as one string (list fields joined with ", "). */

@@ -54,6 +54,11 @@ export class CacheEntry {
   readonly initialAgeMs: number;
   /** Bytes it takes in a store (body, headers, a fixed overhead). */
   readonly size: number;
+  /**
+   * Lower-case fields named by a qualified `no-cache="a, b"` (RFC 9111 §5.2.2.4): the rest of
+   * the response may be reused, these fields are never sent from the store. undefined: none.
+   */
+  readonly omitted: ReadonlySet<string> | undefined;
 
   constructor(init: StoredInit) {
     this.key = init.key;
@@ -88,6 +93,7 @@ export class CacheEntry {
       else if (n === 'last-modified') lastModified ??= v;
     }
     this.cc = parseCacheControl(cc);
+    this.omitted = qualifiedNoCache(this.cc);
     this.vary = vary === undefined ? [] : vary.join(',').split(',').map((s) => s.trim().toLowerCase()).filter((s) => s.length > 0);
     this.etag = etag;
     this.lastModified = lastModified;
@@ -122,7 +128,7 @@ export class CacheEntry {
   /** It may not be served stale at all (§4.2.4): must-revalidate, proxy-revalidate, no-cache, or s-maxage (§5.2.2.10) in a shared cache. */
   get noStale(): boolean {
     const cc = this.cc;
-    return cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('no-cache') || cc.has('s-maxage');
+    return cc.has('must-revalidate') || cc.has('proxy-revalidate') || unqualifiedNoCache(cc) || cc.has('s-maxage');
   }
 
   /** The header value (first) of a lower-case name. */
@@ -176,10 +182,23 @@ export class CacheEntry {
 /** Fields a 304 never changes in the stored response (RFC 9111 §3.2: Content-Length; and the fields that describe the stored body and its validator). */
 const KEEP_ON_UPDATE = new Set(['content-length', 'content-encoding', 'content-md5', 'content-range', 'etag', 'transfer-encoding']);
 
+/** `no-cache` without a field list (or with an empty one): the whole response needs validation. */
+function unqualifiedNoCache(cc: Directives): boolean {
+  const v = cc.get('no-cache');
+  return v === true || (v !== undefined && v.trim() === '');
+}
+
+function qualifiedNoCache(cc: Directives): ReadonlySet<string> | undefined {
+  const v = cc.get('no-cache');
+  if (v === undefined || v === true || v.trim() === '') return undefined;
+  return new Set(v.split(',').map((f) => f.trim().toLowerCase()).filter((f) => f.length > 0));
+}
+
 /** Freshness lifetime in ms (RFC 9111 §4.2.1, shared cache; heuristics §4.2.2). */
 function lifetime(status: number, cc: Directives, dateMs: number, expires: string | undefined, expiresCount: number, lastModified: string | undefined): number {
-  // no-cache: never fresh; every use is validated first (§5.2.2.4).
-  if (cc.has('no-cache')) return 0;
+  // no-cache: never fresh; every use is validated first (§5.2.2.4). Its qualified form
+  // (no-cache="field") only keeps the named fields out of answers from the store (`omitted`).
+  if (unqualifiedNoCache(cc)) return 0;
   const s = deltaSeconds(cc, 's-maxage');
   if (s !== undefined) return s * 1000;
   const m = deltaSeconds(cc, 'max-age');

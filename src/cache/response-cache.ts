@@ -139,9 +139,16 @@ export class ResponseCache {
     if (vary !== undefined && vary.split(',').some((v) => v.trim() === '*')) return false;
     const cc = parseCacheControl(responseHeaders['cache-control']);
     if (responseHeaders['set-cookie'] !== undefined && !cc.has('public')) return false;
+    let asked = responseHeaders;
+    if (cc.has('must-understand')) {
+      // RFC 9111 §5.2.2.3 (http-cache-semantics 4.3 does not know it): stored only by a cache
+      // that understands the status's caching rules, and then its no-store is ignored.
+      if (!UNDERSTOOD.has(status)) return false;
+      asked = { ...responseHeaders, 'cache-control': withoutDirective(responseHeaders['cache-control']!, 'no-store') };
+    }
     const explicit = cc.has('max-age') || cc.has('s-maxage') || cc.has('public') || responseHeaders.expires !== undefined;
-    const asked = !UNDERSTOOD.has(status) && explicit ? 200 : status;
-    const policy = new CachePolicy({ method, url, headers: headers as Record<string, string> }, { status: asked, headers: responseHeaders }, { shared: true });
+    const askedStatus = !UNDERSTOOD.has(status) && explicit ? 200 : status;
+    const policy = new CachePolicy({ method, url, headers: headers as Record<string, string> }, { status: askedStatus, headers: asked }, { shared: true });
     return policy.storable();
   }
 
@@ -168,6 +175,14 @@ export class ResponseCache {
     const disk = this.disk?.deletePrefix(prefix) ?? 0;
     return Math.max(mem, disk);
   }
+}
+
+/** A Cache-Control value without one directive (by name, any case, with or without a value). */
+function withoutDirective(value: string, name: string): string {
+  return value
+    .split(',')
+    .filter((d) => d.split('=')[0]!.trim().toLowerCase() !== name)
+    .join(',');
 }
 
 /** The request's Cache-Control. `Pragma` is not read: RFC 9111 §5.4 deprecates it and dropped its no-cache meaning. */

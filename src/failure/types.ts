@@ -131,6 +131,12 @@ export const REFUSAL_REASONS = {
   too_many_requests: r('http_request_denied', 429, 'Too Many Requests', 'A limit on how much or how fast this client may use the gateway was reached.'),
   /** Work of this kind is at the gateway's overall bound (password checks in progress): refused before it is done. */
   overloaded: r('http_request_denied', 503, 'Service Unavailable', 'The gateway has too much of this work in progress right now.'),
+  /**
+   * `Cache-Control: only-if-cached` (RFC 9111 §5.2.1.7) and the cache holds no response it may
+   * use: the gateway answers itself without trying the next hop (RFC 9209 §2.3.31), with the
+   * 504 the RFC names.
+   */
+  only_if_cached: r('proxy_internal_response', 504, 'Gateway Timeout', 'The request asked for a stored response only (Cache-Control: only-if-cached), and the cache holds none it may use.'),
 } as const satisfies Record<string, RefusalInfo>;
 
 export type RefusalReason = keyof typeof REFUSAL_REASONS;

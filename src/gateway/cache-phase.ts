@@ -1,21 +1,20 @@
-import type { Dispatcher } from 'undici';
 import { Failure, failureMember, receivedMember } from '../failure/index.js';
-import { HOP_BY_HOP, connectionListed } from '../http/headers.js';
 import { Timeout } from '../timing/deadlines.js';
-import type { PooledClient } from '../pool/index.js';
-import type { Endpoint } from '../upstream/endpoint.js';
 import {
   CacheEntry,
   answerFrom,
   cacheKey,
   cacheStatusMember,
+  requestDirectives,
   varyValuesOf,
   type CacheStatus,
   type CollapseWaiter,
   type Forward,
   type RouteCache,
 } from '../cache/index.js';
+import { headerObject, storedPairs, varyOf } from './cache-fields.js';
 import { proxyStatusOptions } from './context.js';
+import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
 
 /** What the access log and metrics say the cache did (`ReverseRecord.cache`). */
@@ -44,7 +43,9 @@ export class CachePhase implements CollapseWaiter {
   #conditional = false;
   /** On a vary miss: the stored variants with entity tags, all sent in If-None-Match (RFC 9111 §4.3.1). */
   #variants: CacheEntry[] | undefined;
-  #fwd: Forward = 'uri-miss';
+  #fwd: Forward | undefined = 'uri-miss';
+  /** Cache-Status `detail` of a gateway-made answer (only-if-cached). */
+  #failureDetail: string | undefined;
   /** Leads the collapsed requests of its key (must release them once). */
   #leader = false;
   #waiting: Timeout | undefined;
@@ -67,7 +68,7 @@ export class CachePhase implements CollapseWaiter {
 
   /** The member of Cache-Status a gateway-made answer on this route carries. */
   get failureStatus(): string {
-    return cacheStatusMember(this.#ex.ctx.identity, { fwd: this.#fwd });
+    return cacheStatusMember(this.#ex.ctx.identity, { fwd: this.#fwd, detail: this.#failureDetail });
   }
 
   /** Look the request up: true when it was answered (or waits for a collapsed leader); false: go upstream. */
@@ -103,8 +104,17 @@ export class CachePhase implements CollapseWaiter {
     if (r.kind === 'revalidate-behind') {
       this.outcome = 'stale';
       this.#answer(r.entry, { hit: true, ttl: r.entry.ttlMs(now) / 1000, detail: 'stale-while-revalidate' }, undefined, now);
-      // One revalidation per key at a time: the collapser's leader slot.
-      if (this.#rc.cache.collapser.join(this.key, NOBODY) === true) new Revalidation(ex, this.#rc, this.key, r.entry).start();
+      // One revalidation per key at a time: the collapser's leader slot. None is started while
+      // the gateway drains (the stale copy answered; the next start revalidates).
+      if (!ex.ctx.draining && this.#rc.cache.collapser.join(this.key, NOBODY) === true) new Revalidation(ex, this.#rc, this.key, r.entry).start();
+      return true;
+    }
+    if (requestDirectives(ex.req.headers).has('only-if-cached')) {
+      // RFC 9111 §5.2.1.7: a stored response the request's other directives allow, or a 504;
+      // never the upstream. Not a stale copy for this "failure" either (nothing failed).
+      this.#fwd = undefined;
+      this.#failureDetail = 'only-if-cached';
+      ex.fail(new Failure({ type: 'proxy_internal_response', reason: 'only_if_cached', phase: 'route', detail: `only-if-cached: ${r.fwd === 'uri-miss' || r.fwd === 'vary-miss' ? 'nothing stored for this request' : 'the stored response may not be used without going to the upstream'}` }));
       return true;
     }
     this.#fwd = r.fwd;
@@ -196,7 +206,9 @@ export class CachePhase implements CollapseWaiter {
     }
     if (status === 304 && this.#variants !== undefined) {
       const tag = headerObject(raw).etag;
-      const chosen = tag === undefined ? undefined : this.#variants.find((v) => weakEqual(v.etag!, tag));
+      // A 304 without an ETag to our one entity tag can only mean that one (RFC 9110 §13.1.2);
+      // passed on, it would be a 304 to a client that asked nothing conditional.
+      const chosen = tag === undefined ? (this.#variants.length === 1 ? this.#variants[0] : undefined) : this.#variants.find((v) => weakEqual(v.etag!, tag));
       if (chosen !== undefined) {
         const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, varyValuesOf(chosen.vary, ex.req.headers));
         this.#rc.cache.put(fresh);
@@ -230,8 +242,14 @@ export class CachePhase implements CollapseWaiter {
     }
     // RFC 9111 §4.3.5: a HEAD answer for the stored GET's representation (same validators, or
     // none and the same length) freshens its headers.
+    // The client gets the freshened stored headers (fields the HEAD answer left out are kept).
     if (method === 'HEAD' && status === 200 && e !== undefined && e.status === 200 && sameRepresentation(e, headerObject(raw))) {
-      this.#rc.cache.put(e.updated(storedPairs(raw), this.#requestTime, now));
+      const fresh = e.updated(storedPairs(raw), this.#requestTime, now);
+      this.#rc.cache.put(fresh);
+      this.outcome = 'revalidated';
+      this.#answer(fresh, { fwd: this.#fwd, fwdStatus: status, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
+      this.#release();
+      return true;
     }
     const cs: CacheStatus = { fwd: this.#fwd, fwdStatus: status };
     if (method === 'GET' && this.#mayStore(status, raw)) {
@@ -391,168 +409,3 @@ function weakEqual(a: string, b: string): boolean {
 
 /** A waiter that is never woken: the slot a background revalidation holds. */
 const NOBODY: CollapseWaiter = { collapseWake() {} };
-
-/** The response's fields as the store keeps them: hop-by-hop and Connection-listed ones dropped. */
-function storedPairs(raw: readonly Buffer[]): string[] {
-  let listed: Set<string> | undefined;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toString('latin1').toLowerCase() === 'connection') listed = connectionListed(raw[i + 1]!.toString('latin1'), listed);
-  const out: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1');
-    const n = name.toLowerCase();
-    if (HOP_BY_HOP.response.has(n) || n === 'proxy-status' || n === 'cache-status' || listed?.has(n)) continue;
-    out.push(name, raw[i + 1]!.toString('latin1'));
-  }
-  return out;
-}
-
-/** Lower-case name → value (list fields joined) for the storability rules. */
-function headerObject(raw: readonly Buffer[]): Record<string, string> {
-  const o: Record<string, string> = {};
-  for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i]!.toString('latin1').toLowerCase();
-    const v = raw[i + 1]!.toString('latin1');
-    o[n] = o[n] === undefined ? v : `${o[n]}, ${v}`;
-  }
-  return o;
-}
-
-function varyOf(pairs: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < pairs.length; i += 2) {
-    if (pairs[i]!.toLowerCase() !== 'vary') continue;
-    for (const f of pairs[i + 1]!.split(',')) {
-      const t = f.trim().toLowerCase();
-      if (t.length > 0) out.push(t);
-    }
-  }
-  return out;
-}
-
-/**
- * A background revalidation (RFC 5861 §3 stale-while-revalidate): the stored response's
- * validators sent to one endpoint of the route's cluster on a pooled connection; a 304
- * refreshes the entry, a storable 200 replaces it, anything else leaves it as it was. It
- * has no client, so it is not retried, admitted or recorded: it is the cache's own request,
- * bounded by the cluster's response timeout. It holds the key's collapsing slot, so there is
- * one per key at a time.
- */
-class Revalidation implements Dispatcher.DispatchHandler {
-  readonly #rc: RouteCache;
-  readonly #key: string;
-  readonly #entry: CacheEntry;
-  readonly #path: string;
-  readonly #headers: string[];
-  readonly #reqHeaders: Exchange['req']['headers'];
-  readonly #ex: Exchange;
-  #ep: Endpoint | undefined;
-  #client: PooledClient | undefined;
-  #timer: Timeout | undefined;
-  #abort: ((err?: Error) => void) | undefined;
-  #status = 0;
-  #raw: string[] | undefined;
-  #chunks: Buffer[] = [];
-  #bytes = 0;
-  #requestTime = Date.now();
-  #responseTime = 0;
-  #done = false;
-
-  constructor(ex: Exchange, rc: RouteCache, key: string, entry: CacheEntry) {
-    this.#ex = ex;
-    this.#rc = rc;
-    this.#key = key;
-    this.#entry = entry;
-    const up = ex.upstreamRequest();
-    this.#path = up.path;
-    const h: string[] = [];
-    for (let i = 0; i < up.headers.length; i += 2) {
-      const n = up.headers[i]!.toLowerCase();
-      if (n === 'if-none-match' || n === 'if-modified-since' || n === 'range' || n === 'if-range') continue;
-      h.push(up.headers[i]!, up.headers[i + 1]!);
-    }
-    if (entry.etag !== undefined) h.push('if-none-match', entry.etag);
-    if (entry.lastModified !== undefined) h.push('if-modified-since', entry.lastModified);
-    this.#headers = h;
-    this.#reqHeaders = ex.req.headers;
-  }
-
-  start(): void {
-    const ex = this.#ex;
-    const route = ex.route!;
-    const cluster = route.cluster;
-    const now = Date.now();
-    const ep = cluster.pick(now, undefined, ex.req, ex.clientAddress);
-    if (ep === undefined) {
-      this.#finish(false);
-      return;
-    }
-    if (route.host === 'endpoint') {
-      for (let i = 0; i < this.#headers.length; i += 2) if (this.#headers[i] === 'host') this.#headers[i + 1] = ep.hostHeader;
-    }
-    this.#ep = ep;
-    ep.inflight++;
-    const client = (this.#client = ep.pool.acquire(now, true, false));
-    this.#timer = new Timeout(() => this.#abort?.(new Failure({ type: 'http_response_timeout', phase: 'headers', detail: 'background revalidation timed out' })), cluster.responseTimeoutMs);
-    client.dispatch({ path: this.#path, method: 'GET', headers: this.#headers, headersTimeout: 0, bodyTimeout: 0 }, this);
-  }
-
-  onConnect(abort: (err?: Error) => void): void {
-    this.#abort = abort;
-  }
-
-  onHeaders(statusCode: number, rawHeaders: Buffer[], _resume: () => void): boolean {
-    if (statusCode < 200) return true;
-    this.#status = statusCode;
-    this.#responseTime = Date.now();
-    this.#raw = storedPairs(rawHeaders);
-    if (statusCode !== 304 && !this.#rc.cache.storable('GET', this.#path, this.#reqHeaders, statusCode, headerObject(rawHeaders))) this.#raw = undefined;
-    if (statusCode >= 500) this.#raw = undefined; // never replace a good entry with a 5xx
-    return true;
-  }
-
-  onData(chunk: Buffer): boolean {
-    if (this.#raw === undefined || this.#status === 304) return true;
-    this.#bytes += chunk.length;
-    if (this.#bytes > this.#rc.maxObjectBytes) this.#raw = undefined;
-    else this.#chunks.push(chunk);
-    return true;
-  }
-
-  onComplete(): void {
-    const raw = this.#raw;
-    if (raw !== undefined) {
-      const cache = this.#rc.cache;
-      if (this.#status === 304) cache.put(this.#entry.updated(raw, this.#requestTime, this.#responseTime));
-      else {
-        cache.put(
-          new CacheEntry({
-            key: this.#key,
-            status: this.#status,
-            headers: raw,
-            body: Buffer.concat(this.#chunks, this.#bytes),
-            requestTime: this.#requestTime,
-            responseTime: this.#responseTime,
-            varyValues: varyValuesOf(varyOf(raw), this.#reqHeaders),
-          }),
-        );
-      }
-    }
-    this.#finish(true);
-  }
-
-  onError(_err: Error): void {
-    this.#finish(false);
-  }
-
-  #finish(ok: boolean): void {
-    if (this.#done) return;
-    this.#done = true;
-    this.#timer?.cancel();
-    const ep = this.#ep;
-    if (ep !== undefined) {
-      ep.inflight--;
-      if (this.#client !== undefined) ep.pool.release(this.#client, Date.now(), ok);
-    }
-    this.#rc.cache.collapser.release(this.#key);
-  }
-}

@@ -24,7 +24,7 @@ export type OutcomeFields = Omit<ReverseRecord, 'face' | 'protocol' | 'time' | '
 export function requestRecord(
   requestId: string,
   listener: string,
-  clientAddress: string,
+  clientAddress: string | undefined,
   req: { method?: string; url?: string; httpVersion?: string; headers: { host?: string } } | undefined,
   o: OutcomeFields,
 ): ReverseRecord {

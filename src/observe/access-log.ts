@@ -191,7 +191,7 @@ export function accessLine(r: RequestRecord): string {
   if (r.face === 'reverse') {
     if (r.attempts.length > 0) line += `,"attempts":[${r.attempts.map(attemptJson).join(',')}]`;
     if (r.upgrade) line += ',"upgrade":true';
-    line += s('cache', r.cache) + s('recoveredFrom', r.recoveredFrom);
+    line += s('cache', r.cache) + s('recoveredFrom', r.recoveredFrom) + s('background', r.background) + s('revalidation', r.revalidation) + s('triggeredBy', r.triggeredBy);
   } else {
     line += s('quota', r.quota) + n('datagramsUp', r.datagramsUp) + n('datagramsDown', r.datagramsDown) + n('datagramsDropped', r.datagramsDropped);
   }

@@ -89,6 +89,8 @@ export class LiveTraffic {
   }
 
   add(r: RequestRecord): void {
+    // The cache's background revalidations are the gateway's own requests, not traffic (metrics count them).
+    if (r.face === 'reverse' && r.background !== undefined) return;
     this.#totals[r.face]++;
     const sec = this.#second(Math.floor(this.#now() / 1000));
     sec[r.face]++;

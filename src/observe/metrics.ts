@@ -1,6 +1,6 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { REQUEST_END_CHANNEL, type RequestRecord } from '../record/index.js';
+import { REQUEST_END_CHANNEL, type RequestRecord, type ReverseRecord } from '../record/index.js';
 
 /** What the metrics read of a cluster at scrape time (the gateway's `Cluster`, structurally). */
 export interface ClusterView {
@@ -174,6 +174,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   const held = new Tally();
   const cacheResults = new Tally();
   const recovered = new Tally();
+  const revalidations = new Tally();
   const certReloads = new Tally();
   const acmeOrders = new Tally();
   const duration = new Samples();
@@ -193,6 +194,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   tallied(registry, 'gatewise_held_requests_total', 'Requests held while every endpoint of a cluster was down, and what ended the hold (held, left, back).', ['cluster', 'event'] as const, held);
   tallied(registry, 'gatewise_cache_responses_total', 'Requests on routes with a cache, by route and what the cache did: hit, stale (a stale copy answered), revalidated (a 304 refreshed the stored copy), miss, bypass (a method the cache does not answer).', ['route', 'result'] as const, cacheResults);
   tallied(registry, 'gatewise_cache_recovered_total', 'Failures answered with a stale cached copy instead (recovered from cache), by route and cause: the RFC 9209 error type, or the upstream status ("503").', ['route', 'cause'] as const, recovered);
+  tallied(registry, 'gatewise_cache_revalidations_total', 'Background revalidations of stale cached responses (stale-while-revalidate), by route and result: refreshed (a 304 freshened the stored copy), replaced (a new response was stored), kept (the answer was not stored), failed, refused (no admission slot).', ['route', 'result'] as const, revalidations);
   tallied(registry, 'gatewise_tls_certificate_reloads_total', 'Certificate files of TLS listeners reloaded after they changed, by listener, file and result (reloaded; failed: the old certificate stays).', ['listener', 'cert', 'result'] as const, certReloads);
   tallied(registry, 'gatewise_tls_acme_orders_total', 'ACME certificate orders of TLS listeners, by listener, result (obtained, renewed, failed) and, for failures, the step that failed (unreachable, account, order, challenge, finalize, storage).', ['listener', 'result', 'reason'] as const, acmeOrders);
   sampled(registry, 'gatewise_request_duration_seconds', 'Time from request (or tunnel) start to its end, by face and protocol.', ['face', 'protocol'] as const, duration);
@@ -241,6 +243,27 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   const lastRev = { protocol: '', route: '', cluster: '', status: -2, error: '', reason: '', endedBy: '', key: '' };
   const lastFwd = { protocol: '', status: -2, error: '', reason: '', endedBy: '', plan: '', pool: '', key: '', traffic: '' };
   const lastTry = { cluster: '', endpoint: '', connection: '', error: '', key: '' };
+  const countAttempts = (r: ReverseRecord, cluster: string): void => {
+    const n = r.attempts.length;
+    if (n > 1) retries.add(cluster, n - 1);
+    const t = lastTry;
+    for (let i = 0; i < n; i++) {
+      const a = r.attempts[i]!;
+      const connection = a.connection ?? '';
+      const aError = a.error ?? '';
+      if (t.cluster !== cluster || t.endpoint !== a.endpoint || t.connection !== connection || t.error !== aError) {
+        t.cluster = cluster;
+        t.endpoint = a.endpoint;
+        t.connection = connection;
+        t.error = aError;
+        t.key = `${cluster}${SEP}${a.endpoint}${SEP}${connection}${SEP}${aError}`;
+      }
+      attempts.add(t.key);
+      if (a.connection === 'new' && a.connectedMs !== undefined) connect.add(cluster, (a.connectedMs - a.startMs) / 1000);
+      if (a.tlsMs !== undefined) tls.add(cluster, a.tlsMs / 1000);
+      if (a.headersMs !== undefined) head.add(cluster, (a.headersMs - a.startMs) / 1000);
+    }
+  };
   const onRequest = (msg: unknown): void => {
     const r = msg as RequestRecord;
     const status = r.status ?? -1;
@@ -249,6 +272,12 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
     if (r.face === 'reverse') {
       const cluster = r.cluster ?? '';
       const route = r.route ?? '';
+      if (r.background !== undefined) {
+        // The cache's own request (background revalidation): its tries count, it is not a client request.
+        revalidations.add(`${route}${SEP}${r.revalidation ?? ''}`);
+        countAttempts(r, cluster);
+        return;
+      }
       const c = lastRev;
       if (c.protocol !== r.protocol || c.route !== route || c.cluster !== cluster || c.status !== status || c.error !== error || c.reason !== reason || c.endedBy !== r.endedBy) {
         c.protocol = r.protocol;
@@ -265,25 +294,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
         cacheResults.add(`${r.route ?? ''}${SEP}${r.cache}`);
         if (r.recoveredFrom !== undefined) recovered.add(`${r.route ?? ''}${SEP}${r.recoveredFrom}`);
       }
-      const n = r.attempts.length;
-      if (n > 1) retries.add(cluster, n - 1);
-      const t = lastTry;
-      for (let i = 0; i < n; i++) {
-        const a = r.attempts[i]!;
-        const connection = a.connection ?? '';
-        const aError = a.error ?? '';
-        if (t.cluster !== cluster || t.endpoint !== a.endpoint || t.connection !== connection || t.error !== aError) {
-          t.cluster = cluster;
-          t.endpoint = a.endpoint;
-          t.connection = connection;
-          t.error = aError;
-          t.key = `${cluster}${SEP}${a.endpoint}${SEP}${connection}${SEP}${aError}`;
-        }
-        attempts.add(t.key);
-        if (a.connection === 'new' && a.connectedMs !== undefined) connect.add(cluster, (a.connectedMs - a.startMs) / 1000);
-        if (a.tlsMs !== undefined) tls.add(cluster, a.tlsMs / 1000);
-        if (a.headersMs !== undefined) head.add(cluster, (a.headersMs - a.startMs) / 1000);
-      }
+      countAttempts(r, cluster);
     } else {
       const plan = r.plan ?? '';
       const pool = r.pool ?? '';

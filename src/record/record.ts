@@ -81,6 +81,16 @@ export interface ReverseRecord extends RecordBase {
   cache?: 'hit' | 'stale' | 'revalidated' | 'miss' | 'bypass' | undefined;
   /** A stale cached copy answered for this failure: an RFC 9209 error type, or the upstream's status ("503"). */
   recoveredFrom?: string | undefined;
+  /**
+   * A request the gateway made on its own, not a client's: `revalidation` is the cache's
+   * background revalidation of a stale entry (stale-while-revalidate). Its `status` is the
+   * upstream's; `clientAddress` is absent.
+   */
+  background?: 'revalidation' | undefined;
+  /** What the background revalidation did: refreshed (304), replaced (a new response stored), kept (the answer was not stored), failed, refused (admission). */
+  revalidation?: 'refreshed' | 'replaced' | 'kept' | 'failed' | 'refused' | undefined;
+  /** The request id of the client request whose stale answer started this background request. */
+  triggeredBy?: string | undefined;
 }
 
 /** A request, tunnel or UDP association the forward proxy carried or refused. */

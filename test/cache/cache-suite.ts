@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createServer } from 'node:net';
 import type { ConfigInput } from '../../src/config/schema.js';
 
@@ -14,7 +15,25 @@ export function suiteDir(): string {
   return dirname(require.resolve('http-cache-tests/package.json'));
 }
 
-export async function freePort(): Promise<number> {
+export interface SuiteTest {
+  id: string;
+  kind?: string;
+  browser_only?: boolean;
+}
+
+/** The tests the suite's command-line runner runs: its index plus the Surrogate-Control group (cli.mjs adds it). */
+export async function suiteTests(): Promise<SuiteTest[]> {
+  const load = async (f: string): Promise<unknown> => ((await import(pathToFileURL(join(suiteDir(), 'tests', f)).href)) as { default: unknown }).default;
+  const groups = [...((await load('index.mjs')) as Array<{ tests: SuiteTest[] }>), (await load('surrogate-control.mjs')) as { tests: SuiteTest[] }];
+  return groups.flatMap((s) => s.tests);
+}
+/** The suite's tests about stale-if-error or stale-while-revalidate (by what they send, not by name). */
+export async function staleTestIds(): Promise<string[]> {
+  return (await suiteTests()).filter((s) => !s.browser_only && /stale-if-error|stale-while-revalidate/.test(JSON.stringify(s))).map((s) => s.id);
+}
+
+export async function freePort
+(): Promise<number> {
   const s = createServer();
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
   const port = (s.address() as { port: number }).port;

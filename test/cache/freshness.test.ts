@@ -134,3 +134,29 @@ test('through the gateway: a response whose Age reaches its max-age is never a h
     }
   });
 });
+
+test('HTTP-dates: rfc850-date two-digit years are the most recent past year when more than 50 years ahead (RFC 9110 §5.6.7); the three formats agree (seeded)', async () => {
+  const { httpDate } = await import('../../src/cache/cache-control.js');
+  const rand = seededRandom();
+  const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+  const MON = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const two = (n: number): string => String(n).padStart(2, '0');
+  await withSeed(rand, async () => {
+    for (let i = 0; i < 3000; i++) {
+      const nowYear = 1990 + rand.int(120);
+      const now = Date.UTC(nowYear, rand.int(12), 1 + rand.int(28));
+      // A date within 49 years either side of now: its two digits name it unambiguously.
+      const t = Math.floor((now + (rand.int(2 * 49 * 365) - 49 * 365) * 86_400_000 + rand.int(86_400_000)) / 1000) * 1000;
+      const d = new Date(t);
+      const rfc850 = `${DAYS[d.getUTCDay()]}, ${two(d.getUTCDate())}-${MON[d.getUTCMonth()]}-${two(d.getUTCFullYear() % 100)} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} GMT`;
+      assert.equal(httpDate(rfc850, now), t, `${rfc850} in ${nowYear}`);
+      assert.equal(httpDate(d.toUTCString(), now), t, 'IMF-fixdate');
+      const asctime = `${d.toUTCString().slice(0, 3)} ${MON[d.getUTCMonth()]} ${String(d.getUTCDate()).padStart(2, ' ')} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} ${d.getUTCFullYear()}`;
+      assert.equal(httpDate(asctime, now), t, `asctime ${asctime}`);
+    }
+  });
+  assert.ok(Number.isNaN(httpDate('Thursday, 31-Feb-50 02:01:18 GMT')), 'not a day of February');
+  // An Expires in rfc850 form (two-digit year) ahead of the Date is fresh.
+  const t0 = Date.UTC(2026, 11, 3);
+  assert.ok(entry(['Date', new Date(t0).toUTCString(), 'Expires', 'Thursday, 18-Aug-50 02:01:18 GMT'], t0).lifetimeMs > 20 * 365 * 86_400_000);
+});

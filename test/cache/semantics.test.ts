@@ -30,8 +30,10 @@ before(async () => {
       if (q.has('etag')) h.etag = q.get('etag')!;
       if (q.has('lm')) h['last-modified'] = q.get('lm')!;
       if (q.has('vary')) h.vary = q.get('vary')!;
+      if (q.has('getonly') && req.method === 'GET') h['x-get-only'] = '1';
+      for (const pair of q.get('hdr')?.split(',') ?? []) h[pair.split(':')[0]!] = pair.split(':')[1]!;
       if (q.has('etag') && req.headers['if-none-match'] === q.get('etag')) {
-        res.writeHead(304, { ...h, 'x-gen': String(generation) });
+        res.writeHead(304, q.has('bare304') ? {} : { ...h, 'x-gen': String(generation) });
         res.end();
         return;
       }
@@ -242,4 +244,93 @@ describe('collapsing and stale-while-revalidate', () => {
     assert.match(c.cs, /hit/);
     assert.equal(count('/swr'), 2);
   });
+});
+
+describe('only-if-cached (RFC 9111 §5.2.1.7)', () => {
+  const oic = { 'cache-control': 'only-if-cached' };
+  test('a miss is a 504 the gateway made (proxy_internal_response), nothing goes upstream and nothing is stored', async () => {
+    const r = await get('/oic-miss?cc=max-age=60', { headers: oic });
+    assert.equal(r.status, 504);
+    assert.equal(count('/oic-miss'), 0, 'the upstream was not asked');
+    assert.match(String(r.headers['proxy-status']), /;error=proxy_internal_response;details="only-if-cached: nothing stored for this request"/);
+    assert.match(r.cs, /; detail=only-if-cached$/);
+    assert.doesNotMatch(r.cs, /fwd=|stored/);
+    const line = await gw.logFor(String(r.headers['x-request-id']));
+    assert.equal(line.error, 'proxy_internal_response');
+    assert.equal(line.reason, 'only_if_cached');
+    // Still a miss afterwards: the 504 was not stored.
+    assert.match((await get('/oic-miss?cc=max-age=60')).cs, /fwd=uri-miss/);
+  });
+
+  test('a fresh stored response answers; a stale one is a 504 (even with stale-if-error), unless max-stale allows it', async () => {
+    await get('/oic-hit?cc=max-age=60');
+    const hit = await get('/oic-hit?cc=max-age=60', { headers: oic });
+    assert.equal(hit.status, 200);
+    assert.match(hit.cs, /hit/);
+    await get('/oic-stale?cc=max-age=1,stale-if-error=600');
+    await new Promise((r) => setTimeout(r, 2100));
+    const before = count('/oic-stale');
+    const stale = await get('/oic-stale?cc=max-age=1,stale-if-error=600', { headers: oic });
+    assert.equal(stale.status, 504);
+    assert.match(String(stale.headers['proxy-status']), /only-if-cached: the stored response may not be used/);
+    const allowed = await get('/oic-stale?cc=max-age=1,stale-if-error=600', { headers: { 'cache-control': 'only-if-cached, max-stale=60' } });
+    assert.equal(allowed.status, 200);
+    assert.match(allowed.cs, /hit/);
+    assert.equal(count('/oic-stale'), before, 'the upstream was not asked');
+  });
+});
+
+describe('must-understand and HEAD', () => {
+  test('must-understand (RFC 9111 §5.2.2.3): an unknown status is not stored even with max-age; a known one is stored despite no-store', async () => {
+    const a = await get('/mu599?status=599&cc=max-age=3600,must-understand');
+    assert.equal(a.status, 599);
+    assert.doesNotMatch(a.cs, /stored/);
+    assert.match((await get('/mu599?status=599&cc=max-age=3600,must-understand')).cs, /fwd=uri-miss/);
+    // Without must-understand the same status with explicit freshness is stored (RFC 9111 §3).
+    assert.match((await get('/plain599?status=599&cc=max-age=3600')).cs, /stored/);
+    assert.match((await get('/mu200?cc=max-age=3600,must-understand,no-store')).cs, /stored/);
+    assert.match((await get('/mu200?cc=max-age=3600,must-understand,no-store')).cs, /hit/);
+    assert.match((await get('/ns200?cc=max-age=3600,no-store')).cs, /fwd=uri-miss; fwd-status=200$/);
+  });
+
+  test('a HEAD that freshens a stale GET entry is answered from it: stored fields the HEAD answer left out are kept (RFC 9111 §4.3.5)', async () => {
+    const path = '/headretain?cc=max-age=1&etag=%22h1%22&getonly=1';
+    const g = await get(path);
+    assert.equal(g.headers['x-get-only'], '1');
+    await new Promise((r) => setTimeout(r, 2100));
+    const h = await get(path, { method: 'HEAD' });
+    assert.equal(h.status, 200);
+    assert.equal(h.headers['x-get-only'], '1', 'kept from the stored GET');
+    assert.match(h.cs, /fwd-status=200; ttl=[01]$/);
+    assert.equal(seen.get('/headretain')!.length, 2, 'the HEAD went upstream');
+    // The entry is fresh again: the next GET is a hit with the stored body.
+    const again = await get(path);
+    assert.match(again.cs, /hit/);
+    assert.equal(again.body, g.body);
+  });
+});
+
+test('qualified no-cache="a" (RFC 9111 §5.2.2.4): the response is reused without the named fields; unqualified no-cache is validated every time', async () => {
+  const path = '/ncq?cc=no-cache=%22x-a%22,max-age=3600&hdr=x-a:1,x-b:2';
+  const first = await get(path);
+  assert.equal(first.headers['x-a'], '1', 'the upstream\'s answer is passed on whole');
+  const hit = await get(path);
+  assert.match(hit.cs, /hit/);
+  assert.equal(hit.headers['x-a'], undefined, 'a named field is never sent from the store');
+  assert.equal(hit.headers['x-b'], '2');
+  assert.equal(count('/ncq'), 1);
+  await get('/ncu?cc=no-cache,max-age=3600');
+  assert.match((await get('/ncu?cc=no-cache,max-age=3600')).cs, /fwd=stale/);
+  assert.equal(count('/ncu'), 2);
+});
+
+test('a Vary miss validated with the one stored entity tag: a 304 without an ETag selects that variant, the client (who asked nothing conditional) gets a 200', async () => {
+  const path = '/varybare?cc=max-age=60&etag=%22v1%22&vary=accept-language&bare304=1';
+  const a = await get(path, { headers: { 'accept-language': 'a' } });
+  assert.equal(a.status, 200);
+  const b = await get(path, { headers: { 'accept-language': 'b' } });
+  assert.equal(seen.get('/varybare')!.at(-1)!['if-none-match'], '"v1"', 'the stored variant\'s tag was sent');
+  assert.equal(b.status, 200);
+  assert.equal(b.body, a.body);
+  assert.match(b.cs, /fwd=vary-miss; fwd-status=304/);
 });

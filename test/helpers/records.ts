@@ -49,6 +49,9 @@ export function anyRecord(rand: () => number): RequestRecord {
       upgrade: rand() < 0.2,
       cache: maybe(rand, pick(['hit', 'stale', 'revalidated', 'miss', 'bypass'] as const)),
       recoveredFrom: maybe(rand, pick(['connection_refused', '503'])),
+      background: maybe(rand, 'revalidation' as const),
+      revalidation: maybe(rand, pick(['refreshed', 'replaced', 'kept', 'failed', 'refused'] as const)),
+      triggeredBy: maybe(rand, anyString(rand)),
     };
     return r;
   }

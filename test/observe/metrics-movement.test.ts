@@ -192,6 +192,11 @@ describe('reverse series move with reverse traffic', () => {
     const fading: Server = createServer((_req, res) => res.writeHead(200, { 'cache-control': 'max-age=0', 'content-type': 'text/plain' }).end('stale soon\n'));
     fading.listen(0, '127.0.0.1');
     await once(fading, 'listening');
+    // An origin whose answers are stale at once but may be served while revalidated in the background.
+    const swr: Server = createServer((_req, res) => res.writeHead(200, { 'cache-control': 'max-age=0, stale-while-revalidate=60', 'content-type': 'text/plain' }).end('revalidated behind\n'));
+    swr.listen(0, '127.0.0.1');
+    await once(swr, 'listening');
+    closers.push(() => new Promise<void>((r) => swr.close(() => r())));
     const s = await start({
       listeners: [{ address: '127.0.0.1', port: 0, tls: { certificates: [{ cert: live.cert, key: live.key }] } }],
       admin: { port: 0 },
@@ -202,6 +207,7 @@ describe('reverse series move with reverse traffic', () => {
         fading: { endpoints: [`http://127.0.0.1:${(fading.address() as AddressInfo).port}`], waitForEndpoint: { timeout: '0s' } },
         // One request at a time: a second waits in the admission queue.
         narrow: { endpoints: [lab.url], limits: { maxConcurrent: 1, maxQueued: 10 } },
+        swr: { endpoints: [`http://127.0.0.1:${(swr.address() as AddressInfo).port}`] },
       },
       routes: [
         { name: 'cached', match: { pathPrefix: '/cached' }, cluster: 'cached', cache: {} },
@@ -209,6 +215,7 @@ describe('reverse series move with reverse traffic', () => {
         { name: 'held', match: { pathPrefix: '/held' }, cluster: 'held', retry: { tries: 1 } },
         { name: 'fading', match: { pathPrefix: '/fading' }, cluster: 'fading', retry: { tries: 1 }, cache: { serveStaleOn: ['connection_refused'] } },
         { name: 'narrow', match: { pathPrefix: '/narrow' }, cluster: 'narrow', stripPrefix: true },
+        { name: 'swr', match: { pathPrefix: '/swr' }, cluster: 'swr', cache: {} },
       ],
       cache: { maxSize: 1_000_000 },
     });
@@ -229,6 +236,11 @@ describe('reverse series move with reverse traffic', () => {
     assert.equal(await get('/secure/ok'), '200');
     assert.match(await get('/held/x'), /^50[23] .*error=(connection_refused|destination_unavailable)/);
     assert.equal(await get('/fading/x'), '200');
+    // Stored stale, then a stale hit: one background revalidation replaces it.
+    assert.equal(await get('/swr/x'), '200');
+    assert.equal(await get('/swr/x'), '200');
+    let revalidated = await s.scrape();
+    for (const end = Date.now() + 3000; sum(revalidated, 'gatewise_cache_revalidations_total', { route: 'swr' }) === 0 && Date.now() < end; ) revalidated = await s.scrape();
     await new Promise<void>((r) => fading.close(() => r()));
     assert.match(await get('/fading/x'), /^200 .*error=connection_refused/, 'the stale copy answers, saying why');
     // Two slow requests on a cluster that takes one at a time: one in flight at the lab, one queued.
@@ -264,6 +276,7 @@ describe('reverse series move with reverse traffic', () => {
     moved('gatewise_upstream_tls_seconds_count', { cluster: 'secure' }, 1);
     moved('gatewise_held_requests_total', { cluster: 'held', event: 'held' }, 1);
     moved('gatewise_cache_recovered_total', { route: 'fading', cause: 'connection_refused' }, 1);
+    moved('gatewise_cache_revalidations_total', { route: 'swr', result: 'replaced' }, 1);
     assert.equal(sum(after, 'gatewise_endpoint_inflight', { cluster: 'narrow' }), 0, 'nothing in flight once they finished');
     assert.equal(sum(after, 'gatewise_admission_queued', { cluster: 'narrow' }), 0, 'nothing queued');
     moved('gatewise_tls_certificate_reloads_total', { cert: live.cert, result: 'reloaded' });

@@ -1,0 +1,40 @@
+import { HOP_BY_HOP, connectionListed } from '../http/headers.js';
+
+/** Response header helpers of the cache phase and its background revalidation. */
+
+/** The response's fields as the store keeps them: hop-by-hop and Connection-listed ones dropped. */
+export function storedPairs(raw: readonly Buffer[]): string[] {
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toString('latin1').toLowerCase() === 'connection') listed = connectionListed(raw[i + 1]!.toString('latin1'), listed);
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    const n = name.toLowerCase();
+    if (HOP_BY_HOP.response.has(n) || n === 'proxy-status' || n === 'cache-status' || listed?.has(n)) continue;
+    out.push(name, raw[i + 1]!.toString('latin1'));
+  }
+  return out;
+}
+
+/** Lower-case name → value (list fields joined) for the storability rules. */
+export function headerObject(raw: readonly Buffer[]): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!.toString('latin1').toLowerCase();
+    const v = raw[i + 1]!.toString('latin1');
+    o[n] = o[n] === undefined ? v : `${o[n]}, ${v}`;
+  }
+  return o;
+}
+
+export function varyOf(pairs: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < pairs.length; i += 2) {
+    if (pairs[i]!.toLowerCase() !== 'vary') continue;
+    for (const f of pairs[i + 1]!.split(',')) {
+      const t = f.trim().toLowerCase();
+      if (t.length > 0) out.push(t);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,264 @@
+import type { Dispatcher } from 'undici';
+import { Failure, classify, type AttemptProgress } from '../failure/index.js';
+import { Timeout } from '../timing/deadlines.js';
+import type { PooledClient } from '../pool/index.js';
+import type { Endpoint } from '../upstream/endpoint.js';
+import { CacheEntry, varyValuesOf, type RouteCache } from '../cache/index.js';
+import { admitPhase, type Admittable } from './admit.js';
+import { headerObject, storedPairs, varyOf } from './cache-fields.js';
+import type { GatewayContext } from './context.js';
+import { requestEnd, requestRecord, type AttemptRecord, type ReverseRecord } from './events.js';
+import type { Exchange } from './exchange.js';
+import type { Route } from './router.js';
+
+/** What a background revalidation did (`ReverseRecord.revalidation`, `gatewise_cache_revalidations_total`). */
+export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'failed' | 'refused';
+
+/**
+ * A background revalidation (RFC 5861 §3 stale-while-revalidate): the stored response's
+ * validators sent to one endpoint of the route's cluster; a 304 refreshes the entry, a
+ * storable answer (never a 5xx) replaces it, anything else leaves it as it was.
+ *
+ * It is a request of the gateway's own, and is treated like one: it takes a slot of the
+ * cluster's admission (or waits in its queue; a full queue or the queue timeout drops it,
+ * and the stale entry stays for the next hit to try again), counts in the context's
+ * in-flight requests (a drain or a reload waits for it), feeds the endpoint's outlier and
+ * latency records, and ends with a `ReverseRecord` on `gatewise:request:end` marked
+ * `background: 'revalidation'` with its result and the request id of the stale answer that
+ * started it (the access log writes it; the metrics count it in
+ * `gatewise_cache_revalidations_total`, not as a client request). It is not retried and
+ * runs no hooks (there is no client to answer). It holds the key's collapsing slot, so
+ * there is one per key at a time, and misses for the key wait for it like for any leader.
+ */
+export class Revalidation implements Dispatcher.DispatchHandler, Admittable {
+  readonly #ctx: GatewayContext;
+  readonly #route: Route;
+  readonly #rc: RouteCache;
+  readonly #key: string;
+  readonly #entry: CacheEntry;
+  readonly #path: string;
+  readonly #headers: string[];
+  readonly #req: Exchange['req'];
+  readonly #clientAddress: string | undefined;
+  readonly #listener: string;
+  readonly #recordPath: string;
+  readonly #triggeredBy: string;
+  readonly #requestId: string;
+  readonly #t0 = performance.now();
+  #admitted = false;
+  #admittedAt = 0;
+  #headersAt = 0;
+  #ep: Endpoint | undefined;
+  #client: PooledClient | undefined;
+  #timer: Timeout | undefined;
+  #abort: ((err?: Error) => void) | undefined;
+  #attempt: AttemptRecord | undefined;
+  #progress: AttemptProgress = { connected: false, responseStarted: false, headersReceived: false };
+  #status = 0;
+  #raw: string[] | undefined;
+  #chunks: Buffer[] = [];
+  #bytes = 0;
+  #bytesDown = 0;
+  #requestTime = Date.now();
+  #responseTime = 0;
+  #done = false;
+
+  constructor(ex: Exchange, rc: RouteCache, key: string, entry: CacheEntry) {
+    this.#ctx = ex.ctx;
+    this.#route = ex.route!;
+    this.#rc = rc;
+    this.#key = key;
+    this.#entry = entry;
+    const up = ex.upstreamRequest();
+    this.#path = up.path;
+    const h: string[] = [];
+    for (let i = 0; i < up.headers.length; i += 2) {
+      const n = up.headers[i]!.toLowerCase();
+      if (n === 'if-none-match' || n === 'if-modified-since' || n === 'range' || n === 'if-range') continue;
+      h.push(up.headers[i]!, up.headers[i + 1]!);
+    }
+    if (entry.etag !== undefined) h.push('if-none-match', entry.etag);
+    if (entry.lastModified !== undefined) h.push('if-modified-since', entry.lastModified);
+    this.#headers = h;
+    this.#req = ex.req;
+    this.#clientAddress = ex.clientAddress;
+    this.#listener = ex.listener;
+    this.#recordPath = ex.path;
+    this.#triggeredBy = ex.requestId;
+    this.#requestId = ex.ctx.requestIds.next();
+  }
+
+  /** Admit it like a request; the caller holds the key's collapsing slot, released at the end. */
+  start(): void {
+    const ctx = this.#ctx;
+    ctx.inflight++;
+    const cluster = this.#route.cluster;
+    cluster.onRequest(Date.now());
+    try {
+      if (!admitPhase(cluster, this)) return; // queued: admitted() or queueRefused() follows
+    } catch (err) {
+      this.#end(err instanceof Failure ? err : classify(err, this.#progress));
+      return;
+    }
+    this.admitted();
+  }
+
+  admitted(): void {
+    this.#admitted = this.#route.cluster.admission !== undefined;
+    this.#admittedAt = performance.now();
+    const cluster = this.#route.cluster;
+    const now = Date.now();
+    const ep = cluster.pick(now, undefined, this.#req, this.#clientAddress);
+    if (ep === undefined) {
+      this.#end(new Failure({ type: 'destination_unavailable', phase: 'pick', detail: `no endpoint of cluster ${cluster.name} is available (${cluster.describeAvailability(now)})` }));
+      return;
+    }
+    if (this.#route.host === 'endpoint') {
+      for (let i = 0; i < this.#headers.length; i += 2) if (this.#headers[i] === 'host') this.#headers[i + 1] = ep.hostHeader;
+    }
+    this.#ep = ep;
+    this.#progress.nextHop = ep.nextHop;
+    ep.inflight++;
+    const client = (this.#client = ep.pool.acquire(now, true, false));
+    this.#attempt = { endpoint: ep.nextHop, phase: 'connect', connection: client.connected ? 'reused' : 'new', startMs: this.#ms() };
+    this.#timer = new Timeout(
+      () => this.#abort?.(new Failure({ type: 'http_response_timeout', phase: 'headers', nextHop: ep.nextHop, detail: `background revalidation: no response head within ${cluster.responseTimeoutMs} ms` })),
+      cluster.responseTimeoutMs,
+    );
+    client.dispatch({ path: this.#path, method: 'GET', headers: this.#headers, headersTimeout: 0, bodyTimeout: 0 }, this);
+  }
+
+  queueRefused(f: Failure): void {
+    this.#end(f);
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
+    this.#progress.connected = true;
+    if (this.#attempt !== undefined) {
+      this.#attempt.connectedMs = this.#ms();
+      this.#attempt.phase = 'send';
+    }
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], _resume: () => void): boolean {
+    if (statusCode < 200) return true;
+    this.#progress.responseStarted = true;
+    this.#progress.headersReceived = true;
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    this.#status = statusCode;
+    this.#responseTime = Date.now();
+    this.#headersAt = performance.now();
+    const a = this.#attempt!;
+    a.headersMs = this.#ms();
+    a.status = statusCode;
+    a.phase = 'body';
+    const ep = this.#ep!;
+    const cluster = this.#route.cluster;
+    cluster.observeLatency(ep, a.headersMs - a.startMs, this.#responseTime);
+    cluster.recordOutcome(ep, statusCode >= 500 ? 'upstream-5xx' : 'success', this.#responseTime);
+    this.#raw = storedPairs(rawHeaders);
+    if (statusCode !== 304 && !this.#rc.cache.storable('GET', this.#path, this.#req.headers, statusCode, headerObject(rawHeaders))) this.#raw = undefined;
+    if (statusCode >= 500) this.#raw = undefined; // never replace a good entry with a 5xx
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.#bytesDown += chunk.length;
+    if (this.#raw === undefined || this.#status === 304) return true;
+    this.#bytes += chunk.length;
+    if (this.#bytes > this.#rc.maxObjectBytes) this.#raw = undefined;
+    else this.#chunks.push(chunk);
+    return true;
+  }
+
+  onComplete(): void {
+    const raw = this.#raw;
+    let result: RevalidationResult = 'kept';
+    if (raw !== undefined) {
+      const cache = this.#rc.cache;
+      if (this.#status === 304) {
+        cache.put(this.#entry.updated(raw, this.#requestTime, this.#responseTime));
+        result = 'refreshed';
+      } else {
+        cache.put(
+          new CacheEntry({
+            key: this.#key,
+            status: this.#status,
+            headers: raw,
+            body: Buffer.concat(this.#chunks, this.#bytes),
+            requestTime: this.#requestTime,
+            responseTime: this.#responseTime,
+            varyValues: varyValuesOf(varyOf(raw), this.#req.headers),
+          }),
+        );
+        result = 'replaced';
+      }
+    }
+    this.#end(undefined, result);
+  }
+
+  onError(err: Error): void {
+    const f = classify(err, this.#progress);
+    if (f.source === 'upstream' && this.#ep !== undefined) this.#route.cluster.recordOutcome(this.#ep, f.type === 'http_response_timeout' ? 'timeout' : 'gateway-failure', Date.now());
+    this.#end(f);
+  }
+
+  #ms(): number {
+    return Math.round((performance.now() - this.#t0) * 1000) / 1000;
+  }
+
+  #end(f: Failure | undefined, result: RevalidationResult = f === undefined ? 'kept' : f.type === 'connection_limit_reached' ? 'refused' : 'failed'): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#timer?.cancel();
+    const ep = this.#ep;
+    if (ep !== undefined) {
+      ep.inflight--;
+      if (this.#client !== undefined) ep.pool.release(this.#client, Date.now(), f === undefined);
+    }
+    if (this.#admitted) {
+      const end = this.#headersAt > this.#admittedAt ? this.#headersAt : performance.now();
+      this.#route.cluster.admission!.release(end - this.#admittedAt, f !== undefined);
+    }
+    this.#rc.cache.collapser.release(this.#key);
+    this.#ctx.inflight--;
+    const a = this.#attempt;
+    if (a !== undefined) {
+      a.endMs = this.#ms();
+      if (f !== undefined) {
+        a.error = f.type;
+        a.detail = f.detail;
+        a.phase = f.phase;
+      }
+    }
+    if (requestEnd.hasSubscribers) requestEnd.publish(this.#record(f, result));
+  }
+
+  #record(f: Failure | undefined, result: RevalidationResult): ReverseRecord {
+    const r = requestRecord(this.#requestId, this.#listener, undefined, { method: 'GET', httpVersion: '1.1', headers: { host: this.#req.headers.host } }, {
+      path: this.#recordPath,
+      route: this.#route.name,
+      cluster: this.#route.cluster.name,
+      // The upstream's status (there is no client answer); none when it failed before one.
+      status: this.#status === 0 ? undefined : this.#status,
+      error: f?.type,
+      reason: f?.reason,
+      phase: f?.phase,
+      endedBy: f === undefined ? 'complete' : f.source,
+      detail: f?.detail,
+      attempts: this.#attempt === undefined ? [] : [this.#attempt],
+      bytesUp: 0,
+      bytesDown: this.#bytesDown,
+      durationMs: this.#ms(),
+      upgrade: false,
+      cache: undefined,
+      recoveredFrom: undefined,
+    });
+    r.background = 'revalidation';
+    r.revalidation = result;
+    r.triggeredBy = this.#triggeredBy;
+    return r;
+  }
+}
