@@ -16,7 +16,7 @@ import { buildUpstreamHead } from './request-headers.js';
 import { respondToOptionsAsterisk, respondWithFailure, respondWithRedirect } from './responder.js';
 import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
 import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
-import { buildResponseHead, trailersObject } from './response-headers.js';
+import { buildResponseHead, trailersOf, type UpstreamTrailers } from './response-headers.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
@@ -623,10 +623,13 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     return false;
   }
 
-  responseComplete(rawTrailers: Array<Buffer | string> | null): void {
+  responseComplete(rawTrailers: UpstreamTrailers): void {
     this.#complete = true;
     this.#cache?.complete();
-    if (rawTrailers && rawTrailers.length > 0) this.res.addTrailers(trailersObject(rawTrailers));
+    if (rawTrailers != null) {
+      const t = trailersOf(rawTrailers);
+      if (t !== undefined) this.res.addTrailers(t);
+    }
     this.res.end();
   }
 

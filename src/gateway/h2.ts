@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants, createServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Stream, type ServerHttp2Session } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
 import { parseDuration } from '../config/duration.js';
 import type { Http2Config } from '../config/tls.js';
 
@@ -28,8 +29,8 @@ export class H2Front {
   readonly #maxResets: number;
   readonly #windowMs: number;
   readonly #onAbuse: (session: ServerHttp2Session, detail: string) => void;
-  /** The TLS socket being handed to the HTTP/2 server (its session is made synchronously). */
-  #taking: TLSSocket | undefined;
+  /** The socket being handed to the HTTP/2 server (its session is made synchronously). */
+  #taking: TLSSocket | Socket | undefined;
 
   constructor(
     cfg: Http2Config,
@@ -69,8 +70,8 @@ export class H2Front {
     this.server.on('timeout', () => {});
   }
 
-  /** A TLS connection that negotiated h2. */
-  take(socket: TLSSocket): void {
+  /** A TLS connection that negotiated h2, or a plain one that began with the HTTP/2 preface (h2c, bytes put back). */
+  take(socket: TLSSocket | Socket): void {
     this.#taking = socket;
     this.server.emit('connection', socket);
     this.#taking = undefined;
