@@ -1,7 +1,7 @@
 import { Timeout } from '../timing/deadlines.js';
 import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Failure, classify, receivedMember, type AttemptSummary } from '../failure/index.js';
+import { Failure, classify, failureMember, grpcTrailers, isGrpc, receivedMember, type AttemptSummary } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
 import type { Endpoint } from '../upstream/endpoint.js';
@@ -275,7 +275,10 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       const hostValue = route.host === 'preserve' || route.host === 'endpoint' ? undefined : route.host;
       const head = buildUpstreamHead(this.ctx, req, this.requestId, hostValue, this.via, front === undefined ? 'http' : front.scheme, target.hostValue);
       this.#headers = head.headers;
-      this.#hasBody = head.hasBody;
+      // HTTP/2 has no chunked coding: a body without content-length is DATA frames, and only
+      // END_STREAM on the HEADERS frame says there is none (h2.test / h2c.test finding: such
+      // a body was dropped, gRPC's messages among them).
+      this.#hasBody = head.hasBody || (front !== undefined && front.h2 && (req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders === false);
       // RFC 9110 §10.1.1: forward the expectation; the client sends its body once the
       // upstream's 100 is relayed (continueClient), or not at all after a final answer.
       this.#expectContinue = expectContinue && head.hasBody;
@@ -684,6 +687,16 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       // A truncated body must never look complete: cut the connection.
       this.#endedBy = f.source === 'client' ? 'client' : 'upstream';
       const front = this.front;
+      if (front !== undefined && front.h2 && !res.writableEnded && isGrpc(this.req.headers['content-type'])) {
+        // gRPC over h2: the call ends with the failure's grpc-status in the trailers (a status
+        // other than OK never looks like a complete answer), so a stream cut upstream or an
+        // upstream that stops sending gives the client UNAVAILABLE / DEADLINE_EXCEEDED, not INTERNAL.
+        // Proxy-Status goes in the trailers too (RFC 9209 §2: a failure after the head).
+        const ps = proxyStatusOptions(this.ctx, this.#socket.remoteAddress);
+        res.addTrailers({ ...grpcTrailers(f, ps.revealTopology), 'proxy-status': failureMember(f, ps) });
+        res.end();
+        return;
+      }
       // HTTP/2: RST_STREAM INTERNAL_ERROR (a plain destroy would end the stream with NO_ERROR, complete-looking).
       if (front !== undefined && front.h2) (res as unknown as { stream: { close(code: number): void } }).stream.close(H2_INTERNAL_ERROR);
       else res.destroy();
@@ -707,6 +720,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       hookRequest: this,
       cacheStatus: cache?.failureStatus,
       hsts: this.front?.hsts,
+      grpc: isGrpc(this.req.headers['content-type']),
     });
   }
 

@@ -76,6 +76,30 @@ describe('h2c with prior knowledge beside HTTP/1.1', () => {
     }
   });
 
+  test('a request body without content-length (HTTP/2 has DATA frames, no chunking) reaches the upstream whole (finding: it was dropped)', async () => {
+    const s = h2connect(gw.url);
+    s.on('error', () => {});
+    try {
+      for (const size of [1, 5000, 70_000]) {
+        const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const req = s.request({ ':method': 'POST', ':path': '/echo' });
+          let head: IncomingHttpHeaders = {};
+          let body = '';
+          req.setEncoding('utf8');
+          req.on('response', (h) => (head = h));
+          req.on('data', (c: string) => (body += c));
+          req.on('end', () => resolve({ status: Number(head[':status']), body }));
+          req.on('error', reject);
+          req.end(Buffer.alloc(size, 97));
+        });
+        assert.equal(r.status, 200);
+        assert.equal((JSON.parse(r.body) as { bodyBytes: number }).bodyBytes, size, `body of ${size} bytes`);
+      }
+    } finally {
+      s.close();
+    }
+  });
+
   test('undici H2CClient and undici HTTP/1.1 both served', async () => {
     const c = new H2CClient(gw.url);
     try {
