@@ -76,6 +76,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   #upstreamPath = '';
   #headers: string[] = [];
   #hasBody = false;
+  /** A gRPC answer's grpc-status / grpc-message found in its head (Trailers-Only), repeated as trailers. */
+  #grpcHeadStatus: Record<string, string> | undefined;
   #idempotent = false;
   #admitted = false;
   #refused = false;
@@ -606,6 +608,10 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     if (front !== undefined && front.hsts !== undefined && !hasHsts(head)) head.push('strict-transport-security', front.hsts);
     // The client was never told to send its body: close rather than read it as the next request.
     if ((this.ctx.draining || (this.#expectContinue && !this.#continued)) && (front === undefined || !front.h2)) head.push('connection', 'close');
+    // gRPC "Trailers-Only" (grpc-status in a head that ends the stream): undici does not say
+    // the head ended the stream, and the client's head is sent before the end is known, so the
+    // status is kept and sent again as trailers at the end, where every gRPC client reads it.
+    if (front !== undefined && front.h2 && isGrpc(this.req.headers['content-type'])) this.#grpcHeadStatus = grpcStatusIn(head);
     try {
       this.res.writeHead(statusCode, head);
     } catch (err) {
@@ -629,10 +635,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   responseComplete(rawTrailers: UpstreamTrailers): void {
     this.#complete = true;
     this.#cache?.complete();
-    if (rawTrailers != null) {
-      const t = trailersOf(rawTrailers);
-      if (t !== undefined) this.res.addTrailers(t);
-    }
+    const t = rawTrailers != null ? trailersOf(rawTrailers) : undefined;
+    if (t !== undefined) this.res.addTrailers(t);
+    else if (this.#grpcHeadStatus !== undefined) this.res.addTrailers(this.#grpcHeadStatus);
     this.res.end();
   }
 
@@ -852,4 +857,14 @@ function retryLater(ex: Exchange): void {
 
 function toSummary(a: AttemptRecord): AttemptSummary {
   return { endpoint: a.endpoint, phase: a.phase, error: a.error, status: a.status, durationMs: (a.endMs ?? a.startMs) - a.startMs };
+}
+
+/** grpc-status and grpc-message of a response head (flat name, value pairs), when it has them. */
+function grpcStatusIn(head: readonly string[]): Record<string, string> | undefined {
+  let out: Record<string, string> | undefined;
+  for (let i = 0; i < head.length; i += 2) {
+    const n = head[i]!.toLowerCase();
+    if (n === 'grpc-status' || n === 'grpc-message') (out ??= {})[n] = head[i + 1]!;
+  }
+  return out !== undefined && out['grpc-status'] !== undefined ? out : undefined;
 }

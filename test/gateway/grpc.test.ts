@@ -38,8 +38,8 @@ before(async () => {
       down: { endpoints: [`http://127.0.0.1:${closedPort}`], protocol: 'h2c', timeouts, waitForEndpoint: { timeout: '0s' } },
     },
     routes: [
-      { match: { pathPrefix: '/down.' }, cluster: 'down', rewritePrefix: '/lab.' },
-      { match: { pathPrefix: '/lab.Echo/' }, cluster: 'grpc', retry: { tries: 1 } },
+      { match: { pathPrefix: '/down.Echo' }, cluster: 'down', rewritePrefix: '/lab.Echo' },
+      { match: { pathPrefix: '/lab.Echo' }, cluster: 'grpc', retry: { tries: 1 } },
     ],
   });
   client = echoClient(`127.0.0.1:${gw.port}`);
@@ -93,7 +93,8 @@ describe('gRPC passes through', () => {
     const r = await unary('Say', Buffer.from('not-found'));
     assert.equal(r.err?.code, status.NOT_FOUND);
     assert.equal(r.err?.details, 'no such thing here');
-    assert.deepEqual(r.trailers?.get('x-upstream'), ['lab']);
+    // grpc-js answers an error Trailers-Only: its metadata is in the one head, which the client reads as such.
+    assert.deepEqual([...(r.headers?.get('x-upstream') ?? []), ...(r.trailers?.get('x-upstream') ?? [])], ['lab']);
   });
 
   test('server streaming: every message in order, then OK', async () => {
