@@ -17,6 +17,8 @@ import { respondToOptionsAsterisk, respondWithFailure, respondWithRedirect } fro
 import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
 import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import { buildResponseHead, trailersOf, type UpstreamTrailers } from './response-headers.js';
+import { sessionConnection } from './h2.js';
+import type { ServerHttp2Session } from 'node:http2';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
@@ -818,8 +820,8 @@ function onResDrain(this: ServerResponse): void {
 
 /** The TLS connection an HTTP/2 stream is on. */
 function h2Connection(req: IncomingMessage): Socket {
-  const session = (req as unknown as { stream?: { session?: { socket?: Socket } } }).stream?.session;
-  return session?.socket ?? req.socket;
+  const session = (req as unknown as { stream?: { session?: ServerHttp2Session } }).stream?.session;
+  return (session !== undefined ? sessionConnection(session) : undefined) ?? req.socket;
 }
 
 /** Why an HTTP/2 stream closed before its answer was complete. */

@@ -116,9 +116,19 @@ interface Guard {
   resets: number;
   windowStart: number;
   /** The connection itself (session.socket is a proxy that refuses destroy). */
-  socket: { destroy(): void } | undefined;
+  socket: TLSSocket | Socket | undefined;
 }
 type GuardedSession = ServerHttp2Session & { [kGuard]?: Guard };
+
+/**
+ * The connection under an HTTP/2 session: the TLS socket (or the plain one, h2c) handed to
+ * `take`. Not `session.socket`: that is Node's proxy, which throws ERR_HTTP2_SOCKET_UNBOUND
+ * on every property read once the client has closed the connection (an exchange reading the
+ * byte counts for its record then took the process down).
+ */
+export function sessionConnection(session: ServerHttp2Session): Socket | undefined {
+  return (session as GuardedSession)[kGuard]?.socket as Socket | undefined;
+}
 
 function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
   stream.once('aborted', onAborted);

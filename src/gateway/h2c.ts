@@ -39,6 +39,10 @@ export function sniffPreface(socket: Socket, headMs: number, routes: PrefaceRout
     deadline?.cancel();
     if (same) {
       // Paused and put back: the HTTP/2 session reads what the socket has buffered first.
+      // HTTP/2 has no half-closed connection: the client's FIN ends it (as on node:http2's own
+      // server). The HTTP/1.1 server's sockets allow half-open, and the session then never
+      // saw its client leave: its streams ran on to their end (h2c-faults.test finding).
+      socket.allowHalfOpen = false;
       socket.pause();
       socket.unshift(buf);
       routes.h2();

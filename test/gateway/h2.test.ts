@@ -166,6 +166,34 @@ describe('over h2, the same pipeline', () => {
   });
 });
 
+describe('a client that closes its connection mid-request', () => {
+  test('the gateway survives (finding: it threw ERR_HTTP2_SOCKET_UNBOUND and the process died), cancels the upstream request and records it as ended by the client', async () => {
+    const s = session();
+    const path = '/slow?ms=2500&close=1';
+    const req = s.request({ ':path': path });
+    req.on('error', () => {});
+    const until = async (cond: () => boolean, what: string): Promise<void> => {
+      const deadline = Date.now() + 3000;
+      while (!cond()) {
+        if (Date.now() > deadline) throw new Error(`${what} not within 3 s`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    await until(() => gw.gw.ctx.inflight > 0, 'the request in flight');
+    const t0 = Date.now();
+    s.destroy();
+    await until(() => gw.gw.ctx.inflight === 0, 'the request ended');
+    assert.ok(Date.now() - t0 < 1000, `ended ${Date.now() - t0} ms after the close (the upstream answers after 2.5 s)`);
+    await until(() => gw.logs.some((l) => l.type === 'access' && l.path === path), 'the record');
+    const line = gw.logs.find((l) => l.type === 'access' && l.path === path)!;
+    assert.equal(line.endedBy, 'client');
+    assert.match(String(line.detail), /client (closed the HTTP\/2 connection|reset the HTTP\/2 stream)/);
+    const other = session();
+    assert.equal((await h2get(other, '/ok')).status, 200);
+    other.close();
+  });
+});
+
 describe('rapid reset (CVE-2023-44487) is bounded per connection', () => {
   test('a client that opens and cancels streams fast is detected (GOAWAY ENHANCE_YOUR_CALM, connection closed) and the record names it; others are served', async () => {
     const s = session();
