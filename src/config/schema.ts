@@ -231,6 +231,10 @@ export const clusterSchema = z
     retryBudget: retryBudgetSchema.default({ ratio: 0.2, minPerSecond: 3, window: '10s' }).describe('Caps retries so they never multiply an overload.'),
     maxConnections: z.number().int().min(1).optional().describe('Most connections to each endpoint. Default: unlimited.'),
     maxResponseHeaderSize: z.number().int().min(1024).default(16384).describe('Largest response header section accepted from an endpoint, in bytes. Default 16384.'),
+    protocol: z
+      .enum(['http1', 'h2', 'h2c'])
+      .default('http1')
+      .describe('HTTP version toward the endpoints: http1 (HTTP/1.1), h2 (HTTP/2 over TLS, https:// endpoints; an endpoint that does not offer h2 by ALPN is spoken to in HTTP/1.1) or h2c (HTTP/2 with prior knowledge over cleartext, http:// endpoints). gRPC needs h2 or h2c: its trailers (grpc-status) are passed through to the client. Default http1.'),
   })
   .strict();
 
@@ -444,12 +448,19 @@ export function configCrossChecks(raw: unknown): CrossProblem[] {
         out.push({ path, message: `"${url}" is not an http:// or https:// URL` });
       } else if (u.pathname !== '/' || u.search || u.username) {
         out.push({ path, message: `endpoint "${url}" must be scheme://host[:port] only (no path, query or credentials)` });
+      } else if (c.protocol === 'h2c' && u.protocol !== 'http:') {
+        out.push({ path, message: `protocol h2c is HTTP/2 without TLS: endpoint "${url}" must be http:// (use protocol h2 for https://)` });
+      } else if (c.protocol === 'h2' && u.protocol !== 'https:') {
+        out.push({ path, message: `protocol h2 is HTTP/2 over TLS: endpoint "${url}" must be https:// (use protocol h2c for http://)` });
       }
     });
   }
   listeners.forEach((l, i) => {
-    if (isObj(l) && l.http2 !== undefined && l.tls === undefined) {
-      out.push({ path: ['listeners', i, 'http2'], message: 'http2 needs tls on the same listener (h2 is negotiated by ALPN; h2c is not served)' });
+    if (isObj(l) && isObj(l.http2) && l.tls === undefined && l.http2.h2c !== true) {
+      out.push({ path: ['listeners', i, 'http2'], message: 'http2 on a plain listener needs h2c: true (HTTP/2 with prior knowledge), or tls on the same listener (h2 negotiated by ALPN)' });
+    }
+    if (isObj(l) && isObj(l.http2) && l.tls !== undefined && l.http2.h2c === true) {
+      out.push({ path: ['listeners', i, 'http2', 'h2c'], message: 'h2c is HTTP/2 without TLS: on a TLS listener HTTP/2 is negotiated by ALPN (remove h2c)' });
     }
     if (isObj(l) && l.tls !== undefined && l.redirectToHttps !== undefined) {
       out.push({ path: ['listeners', i, 'redirectToHttps'], message: 'a TLS listener cannot redirect to HTTPS (it is HTTPS): set redirectToHttps on a plain listener' });

@@ -156,8 +156,12 @@ export const http2Schema = z
       .refine((v) => parseDuration(v) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
       .default('10s')
       .describe('The window maxResets counts over (duration). Default 10s.'),
+    h2c: z
+      .boolean()
+      .default(false)
+      .describe('On a plain (non-TLS) listener: serve HTTP/2 over cleartext to clients that start with the HTTP/2 connection preface (h2c with prior knowledge, RFC 9113 §3.3; curl --http2-prior-knowledge, gRPC clients on http://). HTTP/1.1 clients on the same listener are served as before: the first bytes of a connection tell which. The HTTP/1.1 Upgrade: h2c dance is not offered. Only on a listener without tls. Default false.'),
   })
-  .describe('Serve HTTP/2 (ALPN h2) on this TLS listener beside HTTP/1.1, through the same pipeline: every gateway-made answer and Proxy-Status the same. Needs tls (h2c is not served). Off unless set.');
+  .describe('Serve HTTP/2 on this listener beside HTTP/1.1, through the same pipeline: every gateway-made answer and Proxy-Status the same. On a TLS listener it is negotiated by ALPN (h2); on a plain listener it needs h2c: true (prior knowledge). Off unless set.');
 
 export type Http2Config = z.output<typeof http2Schema>;
 export type ListenerTlsConfig = z.output<typeof listenerTlsSchema>;

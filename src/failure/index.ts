@@ -3,3 +3,5 @@ export { Failure, isFailure, type FailureInit } from './failure.js';
 export { classify, parserRefusal, type AttemptProgress } from './classify.js';
 export { sfString, sfTokenOrString, failureMember, receivedMember, appendMember, parseProxyStatus, ProxyStatusSyntaxError, type ProxyStatusMember, type ProxyStatusOptions } from './proxy-status.js';
 export { renderFailure, failurePath, negotiate, errorAnchor, type PathHop, PROBLEM_TYPE_BASE, type AttemptSummary, type RenderInput, type Rendered, type BodyFormat } from './render.js';
+export { isGrpc, grpcStatus, grpcStatusName, grpcMessage, grpcTrailers, renderGrpcFailure, type GrpcRendered } from './grpc.js';
+export { GRPC_CODES, GRPC_STATUS_OF_TYPE, GRPC_STATUS_OF_REFUSAL, type GrpcCodeName } from './types.js';

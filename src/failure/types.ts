@@ -143,3 +143,83 @@ export type RefusalReason = keyof typeof REFUSAL_REASONS;
 
 /** The status a record carries when the client left before an answer (nginx's 499; never sent). */
 export const CLIENT_CLOSED_STATUS = 499;
+
+/**
+ * gRPC status codes (grpc/doc/statuscodes.md) the gateway answers a gRPC request with
+ * (content-type application/grpc) instead of an HTTP error status: HTTP 200, `grpc-status`
+ * and `grpc-message` in the trailers, `Proxy-Status` as always. Names as gRPC spells them.
+ */
+export const GRPC_CODES = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const;
+
+export type GrpcCodeName = keyof typeof GRPC_CODES;
+
+/**
+ * The gRPC status of each error type: the one mapping (beside the status table above, and
+ * like it complete: the compiler refuses a type without one). UNAVAILABLE where the call
+ * never reached a server, or the server went away, so a gRPC client may retry it (gRPC
+ * retries UNAVAILABLE; the connect timeouts count here: nothing was started);
+ * DEADLINE_EXCEEDED where the upstream took the call and did not answer in time;
+ * RESOURCE_EXHAUSTED for the gateway's limits; INTERNAL for answers that are not valid
+ * HTTP/gRPC; UNIMPLEMENTED for no route (gRPC's own mapping of HTTP 404).
+ */
+export const GRPC_STATUS_OF_TYPE: Record<ProxyErrorType, GrpcCodeName> = {
+  dns_timeout: 'UNAVAILABLE',
+  dns_error: 'UNAVAILABLE',
+  destination_not_found: 'UNIMPLEMENTED',
+  destination_unavailable: 'UNAVAILABLE',
+  destination_ip_prohibited: 'PERMISSION_DENIED',
+  destination_ip_unroutable: 'UNAVAILABLE',
+  connection_refused: 'UNAVAILABLE',
+  connection_terminated: 'UNAVAILABLE',
+  connection_timeout: 'UNAVAILABLE',
+  connection_read_timeout: 'DEADLINE_EXCEEDED',
+  connection_write_timeout: 'DEADLINE_EXCEEDED',
+  connection_limit_reached: 'RESOURCE_EXHAUSTED',
+  tls_protocol_error: 'UNAVAILABLE',
+  tls_certificate_error: 'UNAVAILABLE',
+  tls_alert_received: 'UNAVAILABLE',
+  http_request_error: 'INTERNAL',
+  http_request_denied: 'PERMISSION_DENIED',
+  http_response_incomplete: 'INTERNAL',
+  http_response_header_section_size: 'INTERNAL',
+  http_response_header_size: 'INTERNAL',
+  http_response_body_size: 'RESOURCE_EXHAUSTED',
+  http_response_trailer_section_size: 'INTERNAL',
+  http_response_trailer_size: 'INTERNAL',
+  http_response_transfer_coding: 'INTERNAL',
+  http_response_content_coding: 'INTERNAL',
+  http_response_timeout: 'DEADLINE_EXCEEDED',
+  http_upgrade_failed: 'INTERNAL',
+  http_protocol_error: 'INTERNAL',
+  proxy_internal_response: 'OK',
+  proxy_internal_error: 'INTERNAL',
+  proxy_configuration_error: 'INTERNAL',
+  proxy_loop_detected: 'INTERNAL',
+};
+
+/** Refusals whose gRPC status is not their type's (as REFUSAL_REASONS' statuses are not). */
+export const GRPC_STATUS_OF_REFUSAL: Partial<Record<RefusalReason, GrpcCodeName>> = {
+  request_timeout: 'DEADLINE_EXCEEDED',
+  content_too_large: 'RESOURCE_EXHAUSTED',
+  header_fields_too_large: 'RESOURCE_EXHAUSTED',
+  method_not_allowed: 'UNIMPLEMENTED',
+  not_implemented: 'UNIMPLEMENTED',
+  version_not_supported: 'UNIMPLEMENTED',
+  proxy_auth_required: 'UNAUTHENTICATED',
+  bad_username_parameter: 'UNAUTHENTICATED',
+  too_many_requests: 'RESOURCE_EXHAUSTED',
+  overloaded: 'RESOURCE_EXHAUSTED',
+};

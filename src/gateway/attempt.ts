@@ -7,6 +7,7 @@ import type { BodyRelay } from './body-relay.js';
 import type { AttemptRecord } from './events.js';
 import type { Exchange } from './exchange.js';
 import type { RetryAgain } from './retry-policy.js';
+import type { UpstreamTrailers } from './response-headers.js';
 
 /**
  * One try of a request at one endpoint: the pooled connection, the body relay, the
@@ -174,7 +175,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     return this.#ex.writeBody(chunk);
   }
 
-  onComplete(rawTrailers: Array<Buffer | string> | null): void {
+  onComplete(rawTrailers: UpstreamTrailers): void {
     this.#timer.stop();
     this.#settle(true);
     if (this.#endedAtHead) return;

@@ -130,6 +130,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
           keepAliveMs: ms(c.keepAlive),
           maxConnections: c.maxConnections,
           maxResponseHeaderSize: c.maxResponseHeaderSize,
+          protocol: c.protocol,
           balancer: c.balancer.startsWith(CUSTOM) ? c.balancer.slice(CUSTOM.length) : c.balancer,
           balancers,
           hashOn: c.hashOn,

@@ -1,7 +1,7 @@
 import { Timeout } from '../timing/deadlines.js';
 import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Failure, classify, receivedMember, type AttemptSummary } from '../failure/index.js';
+import { Failure, classify, failureMember, grpcTrailers, isGrpc, receivedMember, type AttemptSummary } from '../failure/index.js';
 import { viaValue } from '../http/headers.js';
 import { IDEMPOTENT_METHODS } from '../http/methods.js';
 import { plainAddress } from '../http/trust.js';
@@ -18,7 +18,9 @@ import { respondToOptionsAsterisk, respondWithAcmeChallenge, respondWithFailure,
 import { ACME_CHALLENGE_PREFIX } from '../tls/acme/index.js';
 import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
 import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
-import { buildResponseHead, trailersObject } from './response-headers.js';
+import { buildResponseHead, trailersOf, type UpstreamTrailers } from './response-headers.js';
+import { sessionConnection } from './h2.js';
+import type { ServerHttp2Session } from 'node:http2';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
@@ -75,6 +77,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   #upstreamPath = '';
   #headers: string[] = [];
   #hasBody = false;
+  /** A gRPC answer's grpc-status / grpc-message found in its head (Trailers-Only), repeated as trailers. */
+  #grpcHeadStatus: Record<string, string> | undefined;
   #idempotent = false;
   #admitted = false;
   #refused = false;
@@ -279,7 +283,10 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       const hostValue = route.host === 'preserve' || route.host === 'endpoint' ? undefined : route.host;
       const head = buildUpstreamHead(this.ctx, req, this.requestId, hostValue, this.via, front === undefined ? 'http' : front.scheme, target.hostValue);
       this.#headers = head.headers;
-      this.#hasBody = head.hasBody;
+      // HTTP/2 has no chunked coding: a body without content-length is DATA frames, and only
+      // END_STREAM on the HEADERS frame says there is none (h2.test / h2c.test finding: such
+      // a body was dropped, gRPC's messages among them).
+      this.#hasBody = head.hasBody || (front !== undefined && front.h2 && (req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders === false);
       // RFC 9110 §10.1.1: forward the expectation; the client sends its body once the
       // upstream's 100 is relayed (continueClient), or not at all after a final answer.
       this.#expectContinue = expectContinue && head.hasBody;
@@ -607,6 +614,10 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     if (front !== undefined && front.hsts !== undefined && !hasHsts(head)) head.push('strict-transport-security', front.hsts);
     // The client was never told to send its body: close rather than read it as the next request.
     if ((this.ctx.draining || (this.#expectContinue && !this.#continued)) && (front === undefined || !front.h2)) head.push('connection', 'close');
+    // gRPC "Trailers-Only" (grpc-status in a head that ends the stream): undici does not say
+    // the head ended the stream, and the client's head is sent before the end is known, so the
+    // status is kept and sent again as trailers at the end, where every gRPC client reads it.
+    if (front !== undefined && front.h2 && isGrpc(this.req.headers['content-type'])) this.#grpcHeadStatus = grpcStatusIn(head);
     try {
       this.res.writeHead(statusCode, head);
     } catch (err) {
@@ -627,10 +638,12 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     return false;
   }
 
-  responseComplete(rawTrailers: Array<Buffer | string> | null): void {
+  responseComplete(rawTrailers: UpstreamTrailers): void {
     this.#complete = true;
     this.#cache?.complete();
-    if (rawTrailers && rawTrailers.length > 0) this.res.addTrailers(trailersObject(rawTrailers));
+    const t = rawTrailers != null ? trailersOf(rawTrailers) : undefined;
+    if (t !== undefined) this.res.addTrailers(t);
+    else if (this.#grpcHeadStatus !== undefined) this.res.addTrailers(this.#grpcHeadStatus);
     this.res.end();
   }
 
@@ -685,6 +698,16 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       // A truncated body must never look complete: cut the connection.
       this.#endedBy = f.source === 'client' ? 'client' : 'upstream';
       const front = this.front;
+      if (front !== undefined && front.h2 && !res.writableEnded && isGrpc(this.req.headers['content-type'])) {
+        // gRPC over h2: the call ends with the failure's grpc-status in the trailers (a status
+        // other than OK never looks like a complete answer), so a stream cut upstream or an
+        // upstream that stops sending gives the client UNAVAILABLE / DEADLINE_EXCEEDED, not INTERNAL.
+        // Proxy-Status goes in the trailers too (RFC 9209 §2: a failure after the head).
+        const ps = proxyStatusOptions(this.ctx, this.#socket.remoteAddress);
+        res.addTrailers({ ...grpcTrailers(f, ps.revealTopology), 'proxy-status': failureMember(f, ps) });
+        res.end();
+        return;
+      }
       // HTTP/2: RST_STREAM INTERNAL_ERROR (a plain destroy would end the stream with NO_ERROR, complete-looking).
       if (front !== undefined && front.h2) (res as unknown as { stream: { close(code: number): void } }).stream.close(H2_INTERNAL_ERROR);
       else res.destroy();
@@ -708,6 +731,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       hookRequest: this,
       cacheStatus: cache?.failureStatus,
       hsts: this.front?.hsts,
+      grpc: isGrpc(this.req.headers['content-type']),
     });
   }
 
@@ -800,8 +824,8 @@ function onResDrain(this: ServerResponse): void {
 
 /** The TLS connection an HTTP/2 stream is on. */
 function h2Connection(req: IncomingMessage): Socket {
-  const session = (req as unknown as { stream?: { session?: { socket?: Socket } } }).stream?.session;
-  return session?.socket ?? req.socket;
+  const session = (req as unknown as { stream?: { session?: ServerHttp2Session } }).stream?.session;
+  return (session !== undefined ? sessionConnection(session) : undefined) ?? req.socket;
 }
 
 /** Why an HTTP/2 stream closed before its answer was complete. */
@@ -839,4 +863,14 @@ function retryLater(ex: Exchange): void {
 
 function toSummary(a: AttemptRecord): AttemptSummary {
   return { endpoint: a.endpoint, phase: a.phase, error: a.error, status: a.status, durationMs: (a.endMs ?? a.startMs) - a.startMs };
+}
+
+/** grpc-status and grpc-message of a response head (flat name, value pairs), when it has them. */
+function grpcStatusIn(head: readonly string[]): Record<string, string> | undefined {
+  let out: Record<string, string> | undefined;
+  for (let i = 0; i < head.length; i += 2) {
+    const n = head[i]!.toLowerCase();
+    if (n === 'grpc-status' || n === 'grpc-message') (out ??= {})[n] = head[i + 1]!;
+  }
+  return out !== undefined && out['grpc-status'] !== undefined ? out : undefined;
 }

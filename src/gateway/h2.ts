@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants, createServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Stream, type ServerHttp2Session } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
 import { parseDuration } from '../config/duration.js';
 import type { Http2Config } from '../config/tls.js';
 
@@ -28,8 +29,8 @@ export class H2Front {
   readonly #maxResets: number;
   readonly #windowMs: number;
   readonly #onAbuse: (session: ServerHttp2Session, detail: string) => void;
-  /** The TLS socket being handed to the HTTP/2 server (its session is made synchronously). */
-  #taking: TLSSocket | undefined;
+  /** The socket being handed to the HTTP/2 server (its session is made synchronously). */
+  #taking: TLSSocket | Socket | undefined;
 
   constructor(
     cfg: Http2Config,
@@ -69,8 +70,8 @@ export class H2Front {
     this.server.on('timeout', () => {});
   }
 
-  /** A TLS connection that negotiated h2. */
-  take(socket: TLSSocket): void {
+  /** A TLS connection that negotiated h2, or a plain one that began with the HTTP/2 preface (h2c, bytes put back). */
+  take(socket: TLSSocket | Socket): void {
     this.#taking = socket;
     this.server.emit('connection', socket);
     this.#taking = undefined;
@@ -115,9 +116,19 @@ interface Guard {
   resets: number;
   windowStart: number;
   /** The connection itself (session.socket is a proxy that refuses destroy). */
-  socket: { destroy(): void } | undefined;
+  socket: TLSSocket | Socket | undefined;
 }
 type GuardedSession = ServerHttp2Session & { [kGuard]?: Guard };
+
+/**
+ * The connection under an HTTP/2 session: the TLS socket (or the plain one, h2c) handed to
+ * `take`. Not `session.socket`: that is Node's proxy, which throws ERR_HTTP2_SOCKET_UNBOUND
+ * on every property read once the client has closed the connection (an exchange reading the
+ * byte counts for its record then took the process down).
+ */
+export function sessionConnection(session: ServerHttp2Session): Socket | undefined {
+  return (session as GuardedSession)[kGuard]?.socket as Socket | undefined;
+}
 
 function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
   stream.once('aborted', onAborted);

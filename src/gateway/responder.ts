@@ -1,6 +1,6 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { renderFailure, type AttemptSummary, type Failure } from '../failure/index.js';
+import { renderFailure, renderGrpcFailure, type AttemptSummary, type Failure } from '../failure/index.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import type { HookRequest } from './hooks.js';
 
@@ -29,6 +29,8 @@ export interface FailureAnswer {
   readonly cacheStatus?: string;
   /** Strict-Transport-Security value of a TLS listener with hsts. */
   readonly hsts?: string;
+  /** A gRPC request (failure/grpc.ts `isGrpc`): answered 200 with grpc-status in the trailers. */
+  readonly grpc?: boolean;
 }
 
 /**
@@ -40,6 +42,15 @@ export interface FailureAnswer {
 export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: FailureAnswer): Failure {
   const hooks = a.ctx.hooks;
   if (hooks !== undefined && a.hookRequest !== undefined) f = hooks.failure(a.hookRequest, f);
+  if (a.grpc === true && isServerResponse(to)) {
+    const g = renderGrpcFailure({ failure: f, requestId: a.requestId, proxyStatus: proxyStatusOptions(a.ctx, a.clientAddress) });
+    if (a.hsts !== undefined) g.headers['strict-transport-security'] = a.hsts;
+    if (a.close) g.headers.connection = 'close';
+    to.writeHead(g.status, g.headers);
+    to.addTrailers(g.trailers);
+    to.end();
+    return f;
+  }
   const out = renderFailure({
     failure: f,
     requestId: a.requestId,

@@ -77,6 +77,26 @@ function dropListed(pairs: string[], listed: Set<string>): string[] {
   return kept;
 }
 
+/**
+ * Trailers as an object for `res.addTrailers`, or undefined when there are none. undici
+ * hands over raw buffers from an HTTP/1.1 upstream and Node's header object from an
+ * HTTP/2 one (gRPC's grpc-status, grpc-message).
+ */
+export function trailersOf(raw: UpstreamTrailers): Record<string, string | string[]> | undefined {
+  if (raw === null || raw === undefined) return undefined;
+  if (Array.isArray(raw)) return raw.length > 0 ? trailersObject(raw) : undefined;
+  let t: Record<string, string | string[]> | undefined;
+  for (const k in raw as Record<string, string | string[] | undefined>) {
+    const v = (raw as Record<string, string | string[] | undefined>)[k];
+    if (v === undefined || k.charCodeAt(0) === 58 /* : */) continue;
+    (t ??= {})[k] = v;
+  }
+  return t;
+}
+
+/** What undici's onComplete gives: raw buffers (HTTP/1.1), a header object (HTTP/2), or nothing. */
+export type UpstreamTrailers = ReadonlyArray<Buffer | string> | Readonly<Record<string, string | string[] | undefined>> | null | undefined;
+
 /** Trailers from undici's raw buffers as an object for `res.addTrailers`. */
 export function trailersObject(raw: ReadonlyArray<Buffer | string>): Record<string, string> {
   const t: Record<string, string> = {};

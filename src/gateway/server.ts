@@ -17,6 +17,7 @@ import { respondWithFailure } from './responder.js';
 import { UpgradeExchange } from './upgrade.js';
 import { listenerFront, type ListenerFront } from './front.js';
 import { H2Front } from './h2.js';
+import { sniffPreface } from './h2c.js';
 import type { ServerHttp2Session } from 'node:http2';
 import { AcmeManager, CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
 import { acmeHostsOfRoutes } from '../config/schema.js';
@@ -134,7 +135,33 @@ export class Gateway {
     // Connection admission: the listener's cap and a cap per client address, answered
     // with a named 503 (never a silent reset); under pressure a shorter first-head time.
     entry.gate = gateFor(l);
-    server.on('connection', (socket: Socket) => this.#admit(entry.gate, socket, entry.name, entry.headMs, tls));
+    if (!tls && l.http2?.h2c === true) {
+      // h2c with prior knowledge (./h2c.ts): the first bytes tell an HTTP/2 client (its
+      // connection preface) from an HTTP/1.1 one; Node's own HTTP/1.1 connection listener
+      // is called only for the latter.
+      const h2 = this.#h2Front(l, entry, { ...(front ?? { scheme: 'http', hsts: undefined, redirect: undefined }), h2: true }, entry.limits, first);
+      entry.h2 = h2;
+      const http1 = server.listeners('connection') as Array<(s: Socket) => void>;
+      server.removeAllListeners('connection');
+      server.on('connection', (socket: Socket) => {
+        this.#admit(entry.gate, socket, entry.name, entry.headMs, false);
+        const s = socket as GatedSocket;
+        if (socket.destroyed) return;
+        if (s[kRefused]) {
+          for (const fn of http1) fn.call(server, socket);
+          return;
+        }
+        sniffPreface(socket, entry.headMs, {
+          h2: () => h2.take(socket),
+          http1: () => {
+            for (const fn of http1) fn.call(server, socket);
+          },
+          silent: () => {
+            if (!socket.destroyed) this.#refuseRaw(socket, parserRefusal('HPE_HEADERS_TIMEOUT'), entry.name);
+          },
+        });
+      });
+    } else server.on('connection', (socket: Socket) => this.#admit(entry.gate, socket, entry.name, entry.headMs, tls));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       if (first(req.socket)) return refusedRequest(res);
       new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? this.#via10 : this.#via11, entry.limits, front).start(entry.maxHeaderCount);

@@ -18,6 +18,8 @@ export interface ClusterSettings {
   keepAliveMs: number;
   maxConnections?: number;
   maxResponseHeaderSize: number;
+  /** HTTP version toward the endpoints (default http1). */
+  protocol?: 'http1' | 'h2' | 'h2c';
   /** A built-in balancer's name, or a custom one's in `balancers`. */
   balancer: string;
   /** Where `balancer` is looked up; default the built-ins. */
@@ -97,6 +99,7 @@ export class Cluster {
           keepAliveMs: s.keepAliveMs,
           maxConnections: s.maxConnections,
           maxResponseHeaderSize: s.maxResponseHeaderSize,
+          protocol: s.protocol,
           tls: s.tls,
           lookup,
         }),

@@ -12,6 +12,8 @@ export interface EndpointOptions {
   keepAliveMs: number;
   maxConnections?: number;
   maxResponseHeaderSize: number;
+  /** HTTP version toward the endpoint: h2 offers HTTP/2 by ALPN, h2c speaks it with prior knowledge. Default http1. */
+  protocol?: 'http1' | 'h2' | 'h2c';
   draining?: boolean;
   tls: { verify: boolean; ca?: string; servername?: string };
   lookup: LookupFunction;
@@ -62,6 +64,10 @@ export class Endpoint {
       if (opts.tls.ca) connect.ca = readFileSync(opts.tls.ca, 'utf8');
       if (opts.tls.servername) connect.servername = opts.tls.servername;
     }
+    // HTTP/2 upstream (gRPC): undici's connector offers h2 by ALPN, or marks a cleartext
+    // socket as h2 (prior knowledge); its Client then speaks HTTP/2 on that socket.
+    if (opts.protocol === 'h2') connect.allowH2 = true;
+    else if (opts.protocol === 'h2c') Object.assign(connect, { allowH2: true, useH2c: true });
     this.draining = opts.draining ?? false;
     this.pool = new ConnectionPool({
       origin: this.origin,
