@@ -6,7 +6,8 @@
 // Both proxies answer from the same origin (node:http, 1 KiB) with a certificate made for
 // the run (P-256). A short run on a shared machine: compare the columns of one run.
 //   npm run bench:tls  [seconds=5] [rounds=3]
-import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { connect } from 'node:net';
@@ -85,9 +86,12 @@ for (const end = Date.now() + 5000; ; ) {
   await new Promise((r) => setTimeout(r, 50));
 }
 
+// The load tools run asynchronously: Gatewise serves from this process's event loop.
+const run = promisify(execFile);
+
 /** h2load's req/s and its failed count. */
-function h2load(args: string[]): { rps: number; failed: number } {
-  const out = execFileSync('h2load', args, { encoding: 'utf8', maxBuffer: 1 << 24 });
+async function h2load(args: string[]): Promise<{ rps: number; failed: number }> {
+  const { stdout: out } = await run('h2load', args, { encoding: 'utf8', maxBuffer: 1 << 24, timeout: (seconds + 30) * 1000 });
   const done = /finished in [\d.]+\w*, ([\d.]+) req\/s/.exec(out);
   const reqs = /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
   if (!done || !reqs) throw new Error(`h2load output not understood:\n${out}`);
@@ -95,8 +99,8 @@ function h2load(args: string[]): { rps: number; failed: number } {
 }
 
 /** wrk with Connection: close: a new TLS connection per request. */
-function wrkClose(port: number): { rps: number; errors: number } {
-  const out = execFileSync('wrk', ['-t1', '-c20', `-d${seconds}s`, '-H', 'Connection: close', `https://127.0.0.1:${port}/`], { encoding: 'utf8' });
+async function wrkClose(port: number): Promise<{ rps: number; errors: number }> {
+  const { stdout: out } = await run('wrk', ['-t1', '-c20', `-d${seconds}s`, '-H', 'Connection: close', `https://127.0.0.1:${port}/`], { encoding: 'utf8', timeout: (seconds + 30) * 1000 });
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
   const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
@@ -104,10 +108,10 @@ function wrkClose(port: number): { rps: number; errors: number } {
   return { rps: Number(rps[1]), errors: (errs ? Number(errs[1]) + Number(errs[3]) + Number(errs[4]) : 0) + (non2xx ? Number(non2xx[1]) : 0) };
 }
 
-const loads: Array<{ name: string; run(port: number): number }> = [
-  { name: 'TLS keep-alive (HTTP/1.1, h2load --h1 -c50)', run: (p) => check(h2load(['--h1', '-c50', '-t1', `-D${seconds}`, `https://127.0.0.1:${p}/`])) },
-  { name: 'TLS new connection per request (wrk -c20, Connection: close)', run: (p) => checkWrk(wrkClose(p)) },
-  { name: 'HTTP/2 (h2load -c10 -m10)', run: (p) => check(h2load(['-c10', '-m10', '-t1', `-D${seconds}`, `https://127.0.0.1:${p}/`])) },
+const loads: Array<{ name: string; run(port: number): Promise<number> }> = [
+  { name: 'TLS keep-alive (HTTP/1.1, h2load --h1 -c50)', run: async (p) => check(await h2load(['--h1', '-c50', '-t1', `-D${seconds}`, `https://127.0.0.1:${p}/`])) },
+  { name: 'TLS new connection per request (wrk -c20, Connection: close)', run: async (p) => checkWrk(await wrkClose(p)) },
+  { name: 'HTTP/2 (h2load -c10 -m10)', run: async (p) => check(await h2load(['-c10', '-m10', '-t1', `-D${seconds}`, `https://127.0.0.1:${p}/`])) },
 ];
 function check(r: { rps: number; failed: number }): number {
   if (r.failed > 0) throw new Error(`${r.failed} requests failed`);
@@ -121,10 +125,10 @@ function checkWrk(r: { rps: number; errors: number }): number {
 
 const rows = loads.map(() => ({ gatewise: [] as number[], nginx: [] as number[] }));
 for (let i = 0; i < rounds; i++) {
-  loads.forEach((l, j) => {
-    rows[j]!.gatewise.push(l.run(addr!.port));
-    rows[j]!.nginx.push(l.run(nginxPort));
-  });
+  for (const [j, l] of loads.entries()) {
+    rows[j]!.gatewise.push(await l.run(addr!.port));
+    rows[j]!.nginx.push(await l.run(nginxPort));
+  }
 }
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const span = (xs: number[]): string => `${Math.round(Math.min(...xs))}–${Math.round(Math.max(...xs))}`;
