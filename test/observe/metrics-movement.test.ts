@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
+import { sumOf } from '../helpers/metrics-text.js';
 import { Agent, ProxyAgent, request } from 'undici';
 import { startRuntime, type Runtime } from '../../src/cli/runtime.js';
 import { validateConfig } from '../../src/config/load.js';
@@ -32,16 +33,7 @@ after(async () => {
   for (const c of closers.reverse()) await c();
 });
 
-/** Sum of a metric's samples whose labels include `labels` (exposition text). */
-function sum(text: string, name: string, labels: Record<string, string> = {}): number {
-  let n = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    n += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return n;
-}
+const sum = sumOf;
 
 interface Started {
   rt: Runtime;

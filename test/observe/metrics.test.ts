@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { sumOf } from '../helpers/metrics-text.js';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -43,16 +44,7 @@ async function refusedPort(): Promise<number> {
   return port;
 }
 
-/** Sum of a metric's samples whose labels include `labels`. */
-function sum(text: string, name: string, labels: Record<string, string> = {}): number {
-  let n = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    n += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return n;
-}
+const sum = sumOf;
 
 test('the metrics move with the traffic that should move them, on both faces', async () => {
   const lab = await startLab();

@@ -5,6 +5,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { echoServer } from '../helpers/echo-server.js';
 import { Redis } from 'ioredis';
 import { GatewiseProcess } from '../helpers/gatewise-process.js';
 import { NO_REDIS, TestRedis, freePort } from '../helpers/redis.js';
@@ -21,16 +22,6 @@ const LIMIT = 100_000;
 const CHUNK = 10_000;
 const PREFIX = 'fleet:';
 
-/** An echo server for long tunnels. */
-async function echoServer(): Promise<Server & { port: number }> {
-  const s = createServer((c) => {
-    c.on('error', () => {});
-    c.pipe(c);
-  });
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  return Object.assign(s, { port: (s.address() as AddressInfo).port });
-}
 
 /** A CONNECT tunnel through a node: the socket when 200, else the status line. */
 async function tunnel(port: number, target: number, user: string, password: string): Promise<Socket | string> {

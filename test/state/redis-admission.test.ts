@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { echoServer } from '../helpers/echo-server.js';
 import { Redis } from 'ioredis';
 import { NO_REDIS, TestRedis } from '../helpers/redis.js';
 import { between, seededRun } from '../helpers/seeded.js';
@@ -17,15 +18,6 @@ import type { ForwardConfigInput } from '../../src/config/forward.js';
  */
 const redis = await TestRedis.start();
 
-async function echoServer(): Promise<Server & { port: number }> {
-  const s = createServer((c) => {
-    c.on('error', () => {});
-    c.pipe(c);
-  });
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  return Object.assign(s, { port: (s.address() as AddressInfo).port });
-}
 
 /** A CONNECT through `port`: the open socket when 200, else the status line. */
 async function tunnel(port: number, target: number): Promise<Socket | string> {
