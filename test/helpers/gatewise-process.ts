@@ -40,7 +40,14 @@ export class GatewiseProcess {
     const args = [BIN, 'run', '--config', configFile, ...(opts.workers ? ['--workers', String(opts.workers)] : [])];
     const p = new GatewiseProcess(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     const want = opts.readyLines ?? opts.workers ?? 1;
-    await p.waitFor(() => p.lines.filter((l) => l.event === 'forward-ready').length >= want, 20_000, `${want} forward listeners ready`);
+    try {
+      // Generous: a CI machine that stalls may take long to load and start N workers.
+      await p.waitFor(() => p.lines.filter((l) => l.event === 'forward-ready').length >= want, 60_000, `${want} forward listeners ready`);
+    } catch (err) {
+      // Never leave a half-started group behind: its pipes would keep the test process alive.
+      await p.kill();
+      throw err;
+    }
     return p;
   }
 

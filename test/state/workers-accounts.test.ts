@@ -124,7 +124,7 @@ describe('--workers 2: concurrent account changes through either worker all land
         for (const [user, ops] of chains) for (const op of ops) apply(want, user, op);
         assert.deepEqual(Object.fromEntries([...fileView()].sort()), Object.fromEntries([...want].sort()), `round ${round}: the users file holds every change (chains: ${JSON.stringify([...chains])})`);
         // Both workers see that file (each re-reads it when the other writes).
-        const end = Date.now() + 10_000;
+        const end = Date.now() + 30_000; // generous: a stalling machine
         let last: { consistent?: boolean; workers?: unknown[]; accounts?: Array<{ name: string; source: string; plan?: string; disabled?: boolean }> } = {};
         while (Date.now() < end) {
           const r = await call('GET', '/accounts');
