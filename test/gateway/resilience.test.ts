@@ -239,7 +239,7 @@ describe('health', () => {
     assert.equal(r.status, 503);
     assert.match(r.ps, /error=destination_unavailable/);
     assert.ok(r.retryAfter, 'Retry-After is set');
-    assert.ok(Date.now() - t0 < 200, 'never a hang');
+    assert.ok(Date.now() - t0 < 1500, 'never a hang'); // the hold it skips is 3 s; slack for a stalling machine
     assert.equal((await gw.logFor(r.rid)).error, 'destination_unavailable');
     await lab({ port });
     await new Promise((r) => setTimeout(r, 350));

@@ -178,7 +178,9 @@ describe('SharedState: Redis trouble is not an outage', { skip: redis ? false : 
         assert.equal(typeof release, 'function');
         release!();
         assert.equal(pick!.exitId, 'x');
-        assert.ok(took < 3 * (50 + 20), `answered in ${took.toFixed(1)} ms (budget 50 ms each)`);
+        // A dead Redis without the budget holds a request until ioredis gives up (seconds); the
+        // slack over 3 × 50 ms is for a stalling machine.
+        assert.ok(took < 3 * 50 + 400, `answered in ${took.toFixed(1)} ms (budget 50 ms each)`);
       }
       assert.equal(shared.health().degraded, true);
       assert.ok(shared.health().fallbacks > 0);
@@ -219,7 +221,8 @@ describe('SharedState: Redis trouble is not an outage', { skip: redis ? false : 
       const t0 = performance.now();
       assert.equal(await shared.rate('k', 10, 10), 0);
       const took = performance.now() - t0;
-      assert.ok(took < 30 + 40, `waited ${took.toFixed(1)} ms with a 30 ms budget`);
+      // The store answers after 500 ms; the slack over the 30 ms budget is for a stalling machine.
+      assert.ok(took < 30 + 300, `waited ${took.toFixed(1)} ms with a 30 ms budget`);
       assert.equal(shared.health().degraded, true);
       assert.match(shared.health().reason ?? '', /no answer within 30 ms/);
     } finally {
