@@ -452,6 +452,18 @@ export const CONTENDERS: Contender[] = [
     },
   },
   {
+    id: 'raw-client',
+    label: 'node:http + raw keep-alive client (bare)',
+    groups: [],
+    config:
+      '`bench/peers/raw-client.ts`: the server side of `undici-stream` (node:http), with the upstream side a raw keep-alive client on `node:net` (a strict response-head parser, ' +
+      'Content-Length/chunked/close framing, idle sockets in a stack; no undici): the upstream half of the "faster front" study, duel pairs only',
+    async start(ctx) {
+      const port = await freePort();
+      return nodePeer(ctx, 'raw-client', 'raw-client.js', [String(port), String(ctx.originPort)], port);
+    },
+  },
+  {
     id: 'squid',
     label: 'Squid',
     groups: ['forward'],

@@ -49,6 +49,8 @@ export const PAIRS: Pair[] = [
   { load: 'get-1k', a: 'undici-stream', b: 'nginx', reference: 'the bare undici engine against nginx' },
   { load: 'get-1k', a: 'net-front', b: 'undici-stream', reference: 'the faster-front experiment: node:net server side against node:http, both on bare undici' },
   { load: 'get-1m', a: 'net-front', b: 'undici-stream', reference: 'the faster-front experiment on 1 MiB bodies' },
+  { load: 'get-1k', a: 'raw-client', b: 'undici-stream', reference: 'the upstream half of the study: a raw keep-alive client against undici, both behind node:http' },
+  { load: 'get-1m', a: 'raw-client', b: 'undici-stream', reference: 'the raw client on 1 MiB bodies' },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'squid', target: 1 },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd-quiet', b: 'connect-floor' },
   { load: 'connect-per-tunnel', a: 'connect-floor', b: 'squid', reference: 'bare Node sockets against Squid' },
