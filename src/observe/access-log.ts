@@ -2,7 +2,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import pino, { type Logger } from 'pino';
 import { LimitLog } from './limit-log.js';
 import { LineWriter } from './line-writer.js';
-import { LIFECYCLE_CHANNEL, REQUEST_END_CHANNEL, type AttemptRecord, type Face, type LifecycleRecord, type RequestRecord, type ReverseRecord } from '../record/index.js';
+import { LIFECYCLE_CHANNEL, REQUEST_END_CHANNEL, type AttemptRecord, type Face, type LifecycleRecord, type ForwardRecord, type RequestRecord, type ReverseRecord } from '../record/index.js';
 import type { HealthEvent } from '../upstream/health-check.js';
 import type { OutlierEvent } from '../upstream/outlier.js';
 import { LIMIT_CHANNEL } from '../upstream/admission.js';
@@ -170,6 +170,10 @@ const mRoute = new Memo();
 const mCluster = new Memo();
 const mClient = new Memo();
 const mEndpoint = new Memo();
+const mFwdClient = new Memo();
+const mUser = new Memo();
+const mPlan = new Memo();
+const mPool = new Memo();
 
 /** One attempt, fields in a fixed order (JSON.stringify walked each record's own key order). */
 function attemptJson(a: AttemptRecord): string {
@@ -187,15 +191,6 @@ function attemptJson(a: AttemptRecord): string {
   if (a.headersMs !== undefined) j += ',"headersMs":' + a.headersMs;
   if (a.endMs !== undefined) j += ',"endMs":' + a.endMs;
   return j + '}';
-}
-
-/** A JSON string field, or nothing for undefined. */
-function s(key: string, v: string | undefined): string {
-  return v === undefined ? '' : `,"${key}":${str(v)}`;
-}
-
-function n(key: string, v: number | undefined): string {
-  return v === undefined ? '' : `,"${key}":${v}`;
 }
 
 /**
@@ -234,27 +229,39 @@ function reverseLine(r: ReverseRecord): string {
   return line + ',"durationMs":' + r.durationMs + ',"msg":"request"}\n';
 }
 
+/** The forward face's line of one record, built the same way as `reverseLine`. */
+function forwardLine(r: ForwardRecord): string {
+  let line = '{"level":"info","time":"' + isoTime(r.time) + '","component":"forward","type":"access","face":"forward","protocol":"' + r.protocol + '"';
+  if (r.requestId !== undefined) line += ',"requestId":' + str(r.requestId);
+  if (r.clientAddress !== undefined) line += ',"clientAddress":' + mFwdClient.of(r.clientAddress);
+  if (r.method !== undefined) line += ',"method":' + str(r.method);
+  if (r.user !== undefined) line += ',"user":' + mUser.of(r.user);
+  if (r.destination !== undefined) line += ',"destination":' + str(r.destination);
+  if (r.address !== undefined) line += ',"address":' + str(r.address);
+  if (r.plan !== undefined) line += ',"plan":' + mPlan.of(r.plan);
+  if (r.pool !== undefined) line += ',"pool":' + mPool.of(r.pool);
+  if (r.exit !== undefined) line += ',"exit":' + str(r.exit);
+  if (r.session !== undefined) line += ',"session":' + str(r.session);
+  if (r.repinned) line += ',"repinned":true';
+  if (r.exitRetries !== undefined) line += ',"exitRetries":' + r.exitRetries;
+  if (r.reply !== undefined) line += ',"reply":' + r.reply;
+  if (r.status !== undefined) line += ',"status":' + r.status;
+  if (r.error !== undefined) line += ',"error":' + str(r.error);
+  if (r.reason !== undefined) line += ',"reason":' + str(r.reason);
+  if (r.phase !== undefined) line += ',"phase":' + str(r.phase);
+  line += ',"endedBy":"' + r.endedBy + '"';
+  if (r.detail !== undefined) line += ',"detail":' + str(r.detail);
+  line += ',"bytesUp":' + r.bytesUp + ',"bytesDown":' + r.bytesDown;
+  if (r.quota !== undefined) line += ',"quota":' + str(r.quota);
+  if (r.datagramsUp !== undefined) line += ',"datagramsUp":' + r.datagramsUp;
+  if (r.datagramsDown !== undefined) line += ',"datagramsDown":' + r.datagramsDown;
+  if (r.datagramsDropped !== undefined) line += ',"datagramsDropped":' + r.datagramsDropped;
+  return line + ',"durationMs":' + r.durationMs + (r.protocol === 'http' ? ',"msg":"forward request"}\n' : r.protocol === 'socks5-udp' ? ',"msg":"forward association"}\n' : ',"msg":"forward tunnel"}\n');
+}
+
 /** The access-log line of one record (exported for the tests that compare it with the record). */
 export function accessLine(r: RequestRecord): string {
-  if (r.face === 'reverse') return reverseLine(r);
-  let line =
-    `{"level":"info","time":"${isoTime(r.time)}","component":"forward","type":"access","face":"${r.face}","protocol":"${r.protocol}"` +
-    s('requestId', r.requestId) +
-    s('clientAddress', r.clientAddress) +
-    s('method', r.method);
-  line += s('user', r.user) + s('destination', r.destination) + s('address', r.address) + s('plan', r.plan) + s('pool', r.pool) + s('exit', r.exit) + s('session', r.session);
-  if (r.repinned) line += ',"repinned":true';
-  line += n('exitRetries', r.exitRetries) + n('reply', r.reply);
-  line +=
-    n('status', r.status) +
-    s('error', r.error) +
-    s('reason', r.reason) +
-    s('phase', r.phase) +
-    `,"endedBy":"${r.endedBy}"` +
-    s('detail', r.detail) +
-    `,"bytesUp":${r.bytesUp},"bytesDown":${r.bytesDown}`;
-  line += s('quota', r.quota) + n('datagramsUp', r.datagramsUp) + n('datagramsDown', r.datagramsDown) + n('datagramsDropped', r.datagramsDropped);
-  return line + `,"durationMs":${r.durationMs},"msg":"${r.protocol === 'http' ? 'forward request' : r.protocol === 'socks5-udp' ? 'forward association' : 'forward tunnel'}"}\n`;
+  return r.face === 'reverse' ? reverseLine(r) : forwardLine(r);
 }
 
 /**
