@@ -100,7 +100,11 @@ export class AccessLog {
   constructor(logger: Logger) {
     this.#logger = logger;
     this.#stream = (logger as unknown as Record<symbol, { write(s: string): unknown }>)[pino.symbols.streamSym]!;
+    this.#batches = this.#stream instanceof LineWriter;
   }
+
+  /** Whether the destination is a `LineWriter`, which takes several whole lines per write. */
+  readonly #batches: boolean;
 
   /**
    * Records whose lines are formatted together once the current I/O callbacks are done
@@ -121,6 +125,11 @@ export class AccessLog {
     const p = this.#pending;
     if (p.length === 0) return;
     this.#pending = [];
+    if (!this.#batches) {
+      // Another destination (a user's logger) gets one line per write, as pino writes them.
+      for (let i = 0; i < p.length; i++) this.#stream.write(accessLine(p[i]!));
+      return;
+    }
     // Several lines per write (up to ~8 KiB): the destination encodes one string per call
     // instead of one per line (format + write of a 600-byte reverse line into a LineWriter
     // to /dev/null, 300,000 lines: ~1.7 µs against ~2.1 µs one write per line).
