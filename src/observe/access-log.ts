@@ -2,7 +2,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import pino, { type Logger } from 'pino';
 import { LimitLog } from './limit-log.js';
 import { LineWriter } from './line-writer.js';
-import { LIFECYCLE_CHANNEL, REQUEST_END_CHANNEL, type AttemptRecord, type Face, type LifecycleRecord, type RequestRecord } from '../record/index.js';
+import { LIFECYCLE_CHANNEL, REQUEST_END_CHANNEL, type AttemptRecord, type Face, type LifecycleRecord, type ForwardRecord, type RequestRecord, type ReverseRecord } from '../record/index.js';
 import type { HealthEvent } from '../upstream/health-check.js';
 import type { OutlierEvent } from '../upstream/outlier.js';
 import { LIMIT_CHANNEL } from '../upstream/admission.js';
@@ -100,7 +100,11 @@ export class AccessLog {
   constructor(logger: Logger) {
     this.#logger = logger;
     this.#stream = (logger as unknown as Record<symbol, { write(s: string): unknown }>)[pino.symbols.streamSym]!;
+    this.#batches = this.#stream instanceof LineWriter;
   }
+
+  /** Whether the destination is a `LineWriter`, which takes several whole lines per write. */
+  readonly #batches: boolean;
 
   /**
    * Records whose lines are formatted together once the current I/O callbacks are done
@@ -121,7 +125,23 @@ export class AccessLog {
     const p = this.#pending;
     if (p.length === 0) return;
     this.#pending = [];
-    for (let i = 0; i < p.length; i++) this.#stream.write(accessLine(p[i]!));
+    if (!this.#batches) {
+      // Another destination (a user's logger) gets one line per write, as pino writes them.
+      for (let i = 0; i < p.length; i++) this.#stream.write(accessLine(p[i]!));
+      return;
+    }
+    // Several lines per write (up to ~8 KiB): the destination encodes one string per call
+    // instead of one per line (format + write of a 600-byte reverse line into a LineWriter
+    // to /dev/null, 300,000 lines: ~1.7 µs against ~2.1 µs one write per line).
+    let batch = '';
+    for (let i = 0; i < p.length; i++) {
+      batch += accessLine(p[i]!);
+      if (batch.length >= 8192) {
+        this.#stream.write(batch);
+        batch = '';
+      }
+    }
+    if (batch !== '') this.#stream.write(batch);
   }
 }
 
@@ -137,65 +157,120 @@ function str(v: string): string {
   return NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : `"${v}"`;
 }
 
-/** A JSON string field, or nothing for undefined. */
-function s(key: string, v: string | undefined): string {
-  return v === undefined ? '' : `,"${key}":${str(v)}`;
+/**
+ * A JSON string for a field whose value mostly repeats from line to line (listener, host,
+ * route, cluster, endpoint, client address): the last value and its JSON are kept, so a
+ * repeat costs one comparison instead of the escape test and a new string.
+ */
+class Memo {
+  last: string | undefined = undefined;
+  json = '';
+  of(v: string): string {
+    if (v === this.last) return this.json;
+    this.last = v;
+    this.json = str(v);
+    return this.json;
+  }
 }
 
-function n(key: string, v: number | undefined): string {
-  return v === undefined ? '' : `,"${key}":${v}`;
-}
+const mListener = new Memo();
+const mHost = new Memo();
+const mRoute = new Memo();
+const mCluster = new Memo();
+const mClient = new Memo();
+const mEndpoint = new Memo();
+const mFwdClient = new Memo();
+const mUser = new Memo();
+const mPlan = new Memo();
+const mPool = new Memo();
 
 /** One attempt, fields in a fixed order (JSON.stringify walked each record's own key order). */
 function attemptJson(a: AttemptRecord): string {
-  return (
-    `{"endpoint":${str(a.endpoint)},"phase":"${a.phase}"` +
-    s('connection', a.connection) +
-    n('status', a.status) +
-    s('error', a.error) +
-    s('detail', a.detail) +
-    `,"startMs":${a.startMs}` +
-    n('dnsMs', a.dnsMs) +
-    n('tcpMs', a.tcpMs) +
-    n('tlsMs', a.tlsMs) +
-    n('connectedMs', a.connectedMs) +
-    n('firstByteMs', a.firstByteMs) +
-    n('headersMs', a.headersMs) +
-    n('endMs', a.endMs) +
-    '}'
-  );
+  let j = '{"endpoint":' + mEndpoint.of(a.endpoint) + ',"phase":"' + a.phase + '"';
+  if (a.connection !== undefined) j += ',"connection":"' + a.connection + '"';
+  if (a.status !== undefined) j += ',"status":' + a.status;
+  if (a.error !== undefined) j += ',"error":"' + a.error + '"';
+  if (a.detail !== undefined) j += ',"detail":' + str(a.detail);
+  j += ',"startMs":' + a.startMs;
+  if (a.dnsMs !== undefined) j += ',"dnsMs":' + a.dnsMs;
+  if (a.tcpMs !== undefined) j += ',"tcpMs":' + a.tcpMs;
+  if (a.tlsMs !== undefined) j += ',"tlsMs":' + a.tlsMs;
+  if (a.connectedMs !== undefined) j += ',"connectedMs":' + a.connectedMs;
+  if (a.firstByteMs !== undefined) j += ',"firstByteMs":' + a.firstByteMs;
+  if (a.headersMs !== undefined) j += ',"headersMs":' + a.headersMs;
+  if (a.endMs !== undefined) j += ',"endMs":' + a.endMs;
+  return j + '}';
+}
+
+/**
+ * The reverse face's line of one record: one chain of appends, the constant keys as
+ * literals, repeated values through `Memo`. Against the generic `s()`/`n()` helpers
+ * (a template string per field): ~0.8–1.0 µs against ~1.6–1.8 µs per line to format
+ * (300,000 lines of the 1 KiB duel's shape, same process, interleaved; issue 17).
+ */
+function reverseLine(r: ReverseRecord): string {
+  let line = '{"level":"info","time":"' + isoTime(r.time) + '","component":"gateway","type":"access","face":"reverse","protocol":"' + r.protocol + '"';
+  if (r.requestId !== undefined) line += ',"requestId":' + str(r.requestId);
+  if (r.clientAddress !== undefined) line += ',"clientAddress":' + mClient.of(r.clientAddress);
+  if (r.method !== undefined) line += ',"method":' + str(r.method);
+  if (r.listener !== undefined) line += ',"listener":' + mListener.of(r.listener);
+  if (r.host !== undefined) line += ',"host":' + mHost.of(r.host);
+  if (r.path !== undefined) line += ',"path":' + str(r.path);
+  if (r.httpVersion !== undefined) line += ',"httpVersion":' + str(r.httpVersion);
+  if (r.route !== undefined) line += ',"route":' + mRoute.of(r.route);
+  if (r.cluster !== undefined) line += ',"cluster":' + mCluster.of(r.cluster);
+  if (r.status !== undefined) line += ',"status":' + r.status;
+  if (r.error !== undefined) line += ',"error":' + str(r.error);
+  if (r.reason !== undefined) line += ',"reason":' + str(r.reason);
+  if (r.phase !== undefined) line += ',"phase":' + str(r.phase);
+  line += ',"endedBy":"' + r.endedBy + '"';
+  if (r.detail !== undefined) line += ',"detail":' + str(r.detail);
+  line += ',"bytesUp":' + r.bytesUp + ',"bytesDown":' + r.bytesDown;
+  const at = r.attempts;
+  if (at.length === 1) line += ',"attempts":[' + attemptJson(at[0]!) + ']';
+  else if (at.length > 1) line += ',"attempts":[' + at.map(attemptJson).join(',') + ']';
+  if (r.upgrade) line += ',"upgrade":true';
+  if (r.cache !== undefined) line += ',"cache":' + str(r.cache);
+  if (r.recoveredFrom !== undefined) line += ',"recoveredFrom":' + str(r.recoveredFrom);
+  if (r.background !== undefined) line += ',"background":' + str(r.background);
+  if (r.revalidation !== undefined) line += ',"revalidation":' + str(r.revalidation);
+  if (r.triggeredBy !== undefined) line += ',"triggeredBy":' + str(r.triggeredBy);
+  return line + ',"durationMs":' + r.durationMs + ',"msg":"request"}\n';
+}
+
+/** The forward face's line of one record, built the same way as `reverseLine`. */
+function forwardLine(r: ForwardRecord): string {
+  let line = '{"level":"info","time":"' + isoTime(r.time) + '","component":"forward","type":"access","face":"forward","protocol":"' + r.protocol + '"';
+  if (r.requestId !== undefined) line += ',"requestId":' + str(r.requestId);
+  if (r.clientAddress !== undefined) line += ',"clientAddress":' + mFwdClient.of(r.clientAddress);
+  if (r.method !== undefined) line += ',"method":' + str(r.method);
+  if (r.user !== undefined) line += ',"user":' + mUser.of(r.user);
+  if (r.destination !== undefined) line += ',"destination":' + str(r.destination);
+  if (r.address !== undefined) line += ',"address":' + str(r.address);
+  if (r.plan !== undefined) line += ',"plan":' + mPlan.of(r.plan);
+  if (r.pool !== undefined) line += ',"pool":' + mPool.of(r.pool);
+  if (r.exit !== undefined) line += ',"exit":' + str(r.exit);
+  if (r.session !== undefined) line += ',"session":' + str(r.session);
+  if (r.repinned) line += ',"repinned":true';
+  if (r.exitRetries !== undefined) line += ',"exitRetries":' + r.exitRetries;
+  if (r.reply !== undefined) line += ',"reply":' + r.reply;
+  if (r.status !== undefined) line += ',"status":' + r.status;
+  if (r.error !== undefined) line += ',"error":' + str(r.error);
+  if (r.reason !== undefined) line += ',"reason":' + str(r.reason);
+  if (r.phase !== undefined) line += ',"phase":' + str(r.phase);
+  line += ',"endedBy":"' + r.endedBy + '"';
+  if (r.detail !== undefined) line += ',"detail":' + str(r.detail);
+  line += ',"bytesUp":' + r.bytesUp + ',"bytesDown":' + r.bytesDown;
+  if (r.quota !== undefined) line += ',"quota":' + str(r.quota);
+  if (r.datagramsUp !== undefined) line += ',"datagramsUp":' + r.datagramsUp;
+  if (r.datagramsDown !== undefined) line += ',"datagramsDown":' + r.datagramsDown;
+  if (r.datagramsDropped !== undefined) line += ',"datagramsDropped":' + r.datagramsDropped;
+  return line + ',"durationMs":' + r.durationMs + (r.protocol === 'http' ? ',"msg":"forward request"}\n' : r.protocol === 'socks5-udp' ? ',"msg":"forward association"}\n' : ',"msg":"forward tunnel"}\n');
 }
 
 /** The access-log line of one record (exported for the tests that compare it with the record). */
 export function accessLine(r: RequestRecord): string {
-  let line =
-    `{"level":"info","time":"${isoTime(r.time)}","component":"${r.face === 'reverse' ? 'gateway' : 'forward'}","type":"access","face":"${r.face}","protocol":"${r.protocol}"` +
-    s('requestId', r.requestId) +
-    s('clientAddress', r.clientAddress) +
-    s('method', r.method);
-  if (r.face === 'reverse') {
-    line += s('listener', r.listener) + s('host', r.host) + s('path', r.path) + s('httpVersion', r.httpVersion) + s('route', r.route) + s('cluster', r.cluster);
-  } else {
-    line += s('user', r.user) + s('destination', r.destination) + s('address', r.address) + s('plan', r.plan) + s('pool', r.pool) + s('exit', r.exit) + s('session', r.session);
-    if (r.repinned) line += ',"repinned":true';
-    line += n('exitRetries', r.exitRetries) + n('reply', r.reply);
-  }
-  line +=
-    n('status', r.status) +
-    s('error', r.error) +
-    s('reason', r.reason) +
-    s('phase', r.phase) +
-    `,"endedBy":"${r.endedBy}"` +
-    s('detail', r.detail) +
-    `,"bytesUp":${r.bytesUp},"bytesDown":${r.bytesDown}`;
-  if (r.face === 'reverse') {
-    if (r.attempts.length > 0) line += `,"attempts":[${r.attempts.map(attemptJson).join(',')}]`;
-    if (r.upgrade) line += ',"upgrade":true';
-    line += s('cache', r.cache) + s('recoveredFrom', r.recoveredFrom) + s('background', r.background) + s('revalidation', r.revalidation) + s('triggeredBy', r.triggeredBy);
-  } else {
-    line += s('quota', r.quota) + n('datagramsUp', r.datagramsUp) + n('datagramsDown', r.datagramsDown) + n('datagramsDropped', r.datagramsDropped);
-  }
-  return line + `,"durationMs":${r.durationMs},"msg":"${r.face === 'reverse' ? 'request' : r.protocol === 'http' ? 'forward request' : r.protocol === 'socks5-udp' ? 'forward association' : 'forward tunnel'}"}\n`;
+  return r.face === 'reverse' ? reverseLine(r) : forwardLine(r);
 }
 
 /**

@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { accessLine, AccessLog, createLogger } from '../../src/observe/access-log.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { accessLine, AccessLog, createLogger, flushLogger } from '../../src/observe/access-log.js';
 import type { ForwardRecord, RequestRecord, ReverseRecord } from '../../src/record/index.js';
 import { seededRun } from '../helpers/seeded.js';
 import { anyRecord } from '../helpers/records.js';
@@ -91,4 +94,63 @@ test('the access log writes nothing when the level is above info', () => {
     route: undefined, cluster: undefined, attempts: [], upgrade: false,
   });
   assert.equal(lines.length, 0);
+});
+
+test('fields whose value repeats from line to line (listener, host, route, cluster, client, endpoint) are right however values alternate and whatever they hold (seeded)', async () => {
+  await seededRun('access line repeats', (rand) => {
+    // A few values per field, some that need escaping, drawn in any order: the line keeps
+    // the last value's JSON per field, so a change, a return and an escape must all show.
+    const pool = ['a', '127.0.0.1:8080', 'quote"d', 'back\\slash', 'nl\n', 'é😀', '\ud800', ''];
+    const pick = (): string => pool[Math.floor(rand() * pool.length)]!;
+    for (let i = 0; i < 3000; i++) {
+      const r = anyRecord(rand);
+      if (r.face !== 'reverse') continue;
+      r.listener = pick();
+      r.host = pick();
+      r.route = rand() < 0.2 ? undefined : pick();
+      r.cluster = rand() < 0.2 ? undefined : pick();
+      r.clientAddress = rand() < 0.2 ? undefined : pick();
+      const n = Math.floor(rand() * 3);
+      r.attempts = Array.from({ length: n }, () => ({ endpoint: pick(), phase: 'body' as const, startMs: Math.floor(rand() * 10), endMs: rand() < 0.5 ? 3 : undefined }));
+      const parsed = JSON.parse(accessLine(r)) as Record<string, unknown>;
+      const { level: _l, time: _t, component: _c, type: _ty, msg: _m, ...fields } = parsed;
+      assert.deepEqual(fields, JSON.parse(JSON.stringify(expectedFields(r))), `record ${i}`);
+    }
+  });
+});
+
+test('lines gathered in one turn of the event loop go out whole and in order: several per write to the LineWriter, one per write to any other destination; drain writes what waits at once (seeded over counts and sizes)', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewise-test-alog-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  await seededRun('access log batches', async (rand) => {
+    for (let round = 0; round < 8; round++) {
+      const toFile = rand() < 0.5;
+      const file = path.join(dir, `r${round}-${Math.floor(rand() * 1e9)}.log`);
+      const writes: string[] = [];
+      const logger = toFile ? createLogger({ file }) : createLogger({ destination: new Writable({ write: (c: Buffer, _e, cb) => (writes.push(c.toString()), cb()) }) });
+      const log = new AccessLog(logger);
+      const count = 1 + Math.floor(rand() * 300);
+      const expected: string[] = [];
+      for (let i = 0; i < count; i++) {
+        const r = anyRecord(rand);
+        if (r.face === 'reverse') r.path = '/' + 'p'.repeat(Math.floor(rand() * (rand() < 0.05 ? 20_000 : 400)));
+        expected.push(accessLine(r));
+        log.write(r);
+      }
+      const viaDrain = rand() < 0.5;
+      if (viaDrain) log.drain();
+      else await new Promise<void>((resolve) => setImmediate(resolve));
+      const want = expected.join('');
+      const what = `round ${round}: ${count} lines, ${viaDrain ? 'drain' : 'setImmediate'}, ${toFile ? 'LineWriter' : 'Writable'}`;
+      if (toFile) {
+        flushLogger(logger);
+        assert.equal(fs.readFileSync(file, 'utf8'), want, what);
+        continue;
+      }
+      // pino hands a Writable its lines asynchronously: wait (bounded) until every byte has arrived.
+      const deadline = Date.now() + 20_000;
+      while (writes.join('').length < want.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(writes, expected, what);
+    }
+  });
 });

@@ -57,6 +57,8 @@ test('a regular file is written directly (the batch is in the file when flush re
   for (let i = 0; i < 5; i++) assert.equal(full.write(`line ${i}\n`), true);
   assert.ok(full.dropped >= 4, `lines the device refused are counted (${full.dropped})`);
   full.end();
+  // Each refused line counted once; the note about them is tried only once the destination takes a batch again.
+  assert.equal(full.dropped, 5);
   const fullSync = new LineWriter({ dest: '/dev/full', sync: true });
   assert.equal(fullSync.write('refused\n'), false);
   assert.equal(fullSync.dropped, 1);
@@ -129,4 +131,26 @@ test('a destination that does not keep up: lines beyond the cap are dropped, cou
   fs.closeSync(fd);
   reader.resume();
   await closed;
+});
+
+test('direct writes reuse one buffer: a long run of batches, lines longer than the buffer among them, arrives whole and in order after each flushSync (seeded)', async (t) => {
+  const dir = tempDir(t);
+  await seededRun('line writer reuse', (rand) => {
+    const file = path.join(dir, `reuse-${Math.floor(rand() * 1e9)}.log`);
+    const w = new LineWriter({ dest: file, minBytes: 1 + Math.floor(rand() * 20_000), direct: true });
+    let expected = '';
+    for (let i = 0; i < 2000; i++) {
+      const len = rand() < 0.01 ? 70_000 + Math.floor(rand() * 50_000) : Math.floor(rand() * 700);
+      const line = `${i}:${(rand() < 0.1 ? 'é' : 'x').repeat(len)}\n`;
+      expected += line;
+      w.write(line);
+      if (rand() < 0.01) {
+        w.flushSync();
+        assert.equal(fs.readFileSync(file, 'utf8'), expected, `after line ${i}`);
+      }
+    }
+    w.end();
+    assert.equal(fs.readFileSync(file, 'utf8'), expected);
+    assert.equal(w.dropped, 0);
+  });
 });
