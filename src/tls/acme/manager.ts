@@ -221,10 +221,7 @@ export class AcmeManager {
     } catch (err) {
       if (this.#closed) return;
       this.failures++;
-      const b = this.#cfg.backoff;
-      const base = Math.min(parseDuration(b.initial)! * 2 ** (this.failures - 1), parseDuration(b.max)!);
-      // Up to 10 % more, so nodes that failed together do not all try again at the same moment.
-      const wait = Math.round(base * (1 + Math.random() * 0.1));
+      const wait = backoffWait(this.failures, parseDuration(this.#cfg.backoff.initial)!, parseDuration(this.#cfg.backoff.max)!);
       const down = err instanceof AcmeOrderError && err.step !== 'storage' ? await probeDirectory(this.#cfg.directory, this.#httpsAgent) : undefined;
       if (this.#closed) return;
       const reason = down !== undefined ? 'unreachable' : err instanceof AcmeOrderError ? err.step : 'internal';
@@ -322,6 +319,19 @@ export class AcmeManager {
     this.nextAt = undefined;
     this.#httpsAgent?.destroy();
   }
+}
+
+/**
+ * The wait after the `failures`-th failed order in a row (1 = the first): `initialMs` doubled
+ * for each failure before it, at most `maxMs`, plus up to 10 % (`random` in [0, 1)) so nodes
+ * that failed together do not all try again at the same moment. Never below the smaller of `initialMs` and `maxMs`, never
+ * above `maxMs` × 1.1, never shorter than the wait before it (for the same `random`).
+ */
+export function backoffWait(failures: number, initialMs: number, maxMs: number, random: number = Math.random()): number {
+  // 2 ** n grows past Number.MAX_VALUE after ~1000 failures: cap the exponent once the max is reached.
+  const exp = Math.min(Math.max(0, failures - 1), 60);
+  const base = Math.min(initialMs * 2 ** exp, maxMs);
+  return Math.round(base * (1 + random * 0.1));
 }
 
 function sameNames(a: readonly string[], b: readonly string[]): boolean {
