@@ -107,10 +107,11 @@ export const acmeSchema = z
       .default(30)
       .describe('Renew when the certificate expires within this many days (fractions allowed). Default 30.'),
     challenges: z
-      .array(z.literal('http-01', { message: 'only http-01 is served (tls-alpn-01 and dns-01 are not built)' }))
+      .array(z.enum(['http-01', 'tls-alpn-01'], { message: 'expected http-01 or tls-alpn-01 (dns-01 is not built)' }))
       .min(1)
+      .refine((a) => new Set(a).size === a.length, { message: 'each challenge type once' })
       .default(['http-01'])
-      .describe('Challenge types, in order of preference. http-01: answered by the gateway itself on its plain HTTP listeners (port 80 for a public CA), before routing and before a redirect to HTTPS. Default [http-01].'),
+      .describe('Challenge types, in order of preference (the first the ACME server offers is used). http-01: answered by the gateway itself on its plain HTTP listeners (port 80 for a public CA), before routing and before a redirect to HTTPS. tls-alpn-01 (RFC 8737): answered on this TLS listener itself (port 443 for a public CA): a validation\'s handshake (ALPN acme-tls/1) gets the challenge certificate, other connections are not touched; no plain listener is needed. Default [http-01].'),
     directoryCa: z
       .string()
       .min(1)

@@ -279,20 +279,37 @@ export class AcmeManager {
     for (const authz of authorizations) {
       if (authz.status === 'valid') continue;
       await step('challenge', async () => {
-        const challenge = authz.challenges.find((c) => this.#cfg.challenges.includes(c.type as 'http-01'));
+        // The configured types in order of preference, the first the server offers.
+        let challenge: (typeof authz.challenges)[number] | undefined;
+        for (const type of this.#cfg.challenges) {
+          challenge = authz.challenges.find((c) => (c.type as string) === type);
+          if (challenge !== undefined) break;
+        }
         if (challenge === undefined) throw new Error(`the server offers no ${this.#cfg.challenges.join(' or ')} challenge for ${authz.identifier.value}`);
         const keyAuthorization = await client.getChallengeKeyAuthorization(challenge);
-        const token = (challenge as { token: string }).token;
-        this.#challenges.set(token, keyAuthorization);
-        this.#storage.writeChallenge(token, keyAuthorization);
+        let withdraw: () => void;
+        if ((challenge.type as string) === 'tls-alpn-01') {
+          // RFC 8737: the listener answers a validation's handshake (ALPN acme-tls/1) for this name with this certificate.
+          const name = authz.identifier.value;
+          const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
+          this.#challenges.setAlpn(name, alpnCert.toString(), alpnKey.toString());
+          withdraw = () => this.#challenges.deleteAlpn(name);
+        } else {
+          const token = (challenge as { token: string }).token;
+          this.#challenges.set(token, keyAuthorization);
+          this.#storage.writeChallenge(token, keyAuthorization);
+          withdraw = () => {
+            this.#challenges.delete(token);
+            this.#storage.deleteChallenge(token);
+          };
+        }
         try {
           // acme-client's own check before telling the server is skipped: it would resolve the name
-          // itself; the gateway answers the token from memory, and the server's validation is the check.
+          // itself; the gateway answers from memory, and the server's validation is the check.
           await client.completeChallenge(challenge);
           await client.waitForValidStatus(authz);
         } finally {
-          this.#challenges.delete(token);
-          this.#storage.deleteChallenge(token);
+          withdraw();
         }
       });
     }
