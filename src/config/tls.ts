@@ -76,6 +76,15 @@ export const listenerTlsSchema = z
   })
   .describe('Serve HTTPS on this listener. Off unless set.');
 
+function isRedisUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
 const positiveDuration = (def: string, what: string) =>
   z
     .string()
@@ -112,6 +121,17 @@ export const acmeSchema = z
       .refine((a) => new Set(a).size === a.length, { message: 'each challenge type once' })
       .default(['http-01'])
       .describe('Challenge types, in order of preference (the first the ACME server offers is used). http-01: answered by the gateway itself on its plain HTTP listeners (port 80 for a public CA), before routing and before a redirect to HTTPS. tls-alpn-01 (RFC 8737): answered on this TLS listener itself (port 443 for a public CA): a validation\'s handshake (ALPN acme-tls/1) gets the challenge certificate, other connections are not touched; no plain listener is needed. Default [http-01].'),
+    redis: z
+      .strictObject({
+        url: z
+          .string()
+          .refine(isRedisUrl, { message: 'expected a Redis URL such as "redis://127.0.0.1:6379/0" (or "rediss://" for TLS)' })
+          .describe('Where the fleet\'s Redis is: redis://[user:password@]host:port[/db], or rediss:// for TLS (the same as forward.state.redis.url, if the fleet shares one).'),
+        keyPrefix: z.string().min(1).max(64).default('gatewise:').describe('Put before every key and channel, so several fleets can share one Redis. Default gatewise:.'),
+        connectTimeout: positiveDuration('2s', 'Give up one connection attempt after this long (a failed order step is retried with the back-off). Default 2s.'),
+      })
+      .optional()
+      .describe('Share the certificate, its key, the ACME account and the challenges being validated with every node naming the same Redis: one node orders at a time (a lock in Redis that expires after 10 minutes, so a node that dies frees it), the others install its certificate when it is stored and pick up its renewals; a validation that reaches any node is answered. Each node still keeps its copy in storage. Off unless set. docs/tls.md.'),
     directoryCa: z
       .string()
       .min(1)
