@@ -156,6 +156,28 @@ export const reverseListenerTlsSchema = listenerTlsSchema.extend({
   acme: acmeSchema.optional(),
 }).describe('Serve HTTPS on this listener: certificates from files, or obtained automatically (acme). Off unless set.');
 
+/**
+ * A forward proxy listener's TLS (an HTTPS proxy): the shared settings, plus ACME validated by
+ * TLS-ALPN-01 on the proxy's own port (the forward proxy serves no HTTP-01 tokens: it has no
+ * origin-form requests to answer them with).
+ */
+export const forwardListenerTlsSchema = listenerTlsSchema
+  .extend({
+    certificates: z
+      .array(certificateSchema)
+      .default([])
+      .describe('Certificates, chosen by the server name the client sends (SNI); the first is also the default for a client that sends no name or an unknown one (unless strictSni). Files are watched and reloaded when they change; connections already open keep their certificate. May be empty when acme is set.'),
+    acme: acmeSchema
+      .optional()
+      .describe('Obtain and renew the proxy\'s certificate automatically from an ACME server, validated by TLS-ALPN-01 on this port (challenges: [tls-alpn-01], hosts required: the names clients reach the proxy by). Off unless set. docs/tls.md.'),
+  })
+  .superRefine((v, ctx) => {
+    if (v.certificates.length === 0 && v.acme === undefined) ctx.addIssue({ code: 'custom', path: ['certificates'], message: 'a TLS listener needs at least one certificate, or acme to obtain one' });
+    if (v.acme === undefined) return;
+    if (v.acme.hosts === undefined) ctx.addIssue({ code: 'custom', path: ['acme', 'hosts'], message: 'acme on a forward proxy listener needs hosts: the names clients reach the proxy by' });
+    if (v.acme.challenges.some((c) => c !== 'tls-alpn-01')) ctx.addIssue({ code: 'custom', path: ['acme', 'challenges'], message: 'a forward proxy listener is validated by tls-alpn-01 only (set challenges: [tls-alpn-01]; http-01 tokens are served by reverse listeners)' });
+  });
+
 export const redirectSchema = z
   .strictObject({
     port: z.number().int().min(1).max(65535).default(443).describe('The HTTPS port named in the Location (omitted when 443). Default 443.'),
@@ -186,6 +208,7 @@ export const http2Schema = z
 
 export type Http2Config = z.output<typeof http2Schema>;
 export type ListenerTlsConfig = z.output<typeof listenerTlsSchema>;
+export type ForwardListenerTlsConfig = z.output<typeof forwardListenerTlsSchema>;
 export type ReverseListenerTlsConfig = z.output<typeof reverseListenerTlsSchema>;
 export type AcmeConfig = z.output<typeof acmeSchema>;
 export type CertificateConfig = z.output<typeof certificateSchema>;

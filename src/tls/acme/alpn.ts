@@ -88,11 +88,12 @@ export function parseClientHello(buf: Buffer): ClientHelloInfo | 'more' | undefi
  * Read a connection's first bytes until its ClientHello is known (at most one record, at most
  * `waitMs`), put them back (paused: Node's TLSSocket feeds what the socket has buffered to
  * OpenSSL first) and call `done` with what the hello said (undefined: not a ClientHello, or
- * it did not come in time, or the socket closed — `done` is then not called).
+ * it did not come in time, or the socket closed — `done` is then not called). `head`: bytes
+ * the caller already read from the socket (they come first).
  * Used only while a TLS-ALPN-01 validation is pending on the listener.
  */
-export function peekClientHello(socket: Socket, waitMs: number, done: (hello: ClientHelloInfo | undefined) => void): void {
-  let buf: Buffer | undefined;
+export function peekClientHello(socket: Socket, waitMs: number, done: (hello: ClientHelloInfo | undefined) => void, head?: Buffer): void {
+  let buf: Buffer | undefined = head;
   const finish = (hello: ClientHelloInfo | undefined): void => {
     socket.removeListener('data', onData);
     socket.removeListener('close', onClose);
@@ -111,6 +112,13 @@ export function peekClientHello(socket: Socket, waitMs: number, done: (hello: Cl
     socket.removeListener('data', onData);
     deadline?.cancel();
   };
+  // Bytes already read by the caller (the forward listener's first-byte sniff) may hold the whole hello.
+  if (buf !== undefined && parseClientHello(buf) !== 'more') {
+    const r = parseClientHello(buf);
+    socket.pause();
+    socket.unshift(buf);
+    return done(r === 'more' ? undefined : r);
+  }
   const deadline = waitMs > 0 ? new Timeout(() => finish(undefined), waitMs) : undefined;
   socket.on('data', onData);
   socket.once('close', onClose);

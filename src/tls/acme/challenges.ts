@@ -74,16 +74,23 @@ export class AcmeChallenges {
    * A new connection of a TLS listener that answers TLS-ALPN-01: while a challenge is pending,
    * its ClientHello is read first, and a validation (acme-tls/1 only, for a pending name) is
    * answered with the challenge certificate; everything else goes to `normal` with its bytes
-   * put back. With none pending, `normal` at once (one field test).
+   * put back. With none pending, `normal` at once (one field test). `head`: bytes the caller
+   * already read (put back before `normal` in every case).
    */
-  route(socket: Socket, waitMs: number, normal: () => void): void {
-    if (this.#alpn.size === 0) return normal();
+  route(socket: Socket, waitMs: number, normal: () => void, head?: Buffer): void {
+    if (this.#alpn.size === 0) {
+      if (head !== undefined) {
+        socket.pause();
+        socket.unshift(head);
+      }
+      return normal();
+    }
     peekClientHello(socket, waitMs, (hello) => {
       if (socket.destroyed) return;
       if (hello !== undefined && isAlpnValidation(hello) && this.#alpn.has(hello.servername)) {
         this.#responder ??= new AlpnResponder((n) => this.#alpn.get(n));
         this.#responder.take(socket);
       } else normal();
-    });
+    }, head);
   }
 }
