@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
-import { listenerTlsSchema } from './tls.js';
+import { forwardListenerTlsSchema } from './tls.js';
 import { parseDuration } from './duration.js';
 
 /**
@@ -91,9 +91,9 @@ export const forwardListenerSchema = z.strictObject({
       .default(['http', 'socks5', 'socks4'])
       .describe('Protocols served on this port, told apart by the first byte (0x05 SOCKS5, 0x04 SOCKS4, else HTTP).'),
     usernameParams: usernameParams.optional().describe('Username parameters (as after the user name, e.g. "pool-dc-session-a1") for clients this listener identifies by their address (users[].allowFrom) whose allowlist entry has no params of its own.'),
-    tls: listenerTlsSchema
+    tls: forwardListenerTlsSchema
       .optional()
-      .describe('An HTTPS proxy: clients speak TLS to the proxy (a ClientHello, first byte 0x16), then the listener\'s protocols inside it (HTTP proxy requests and CONNECT; SOCKS too when listed). Plain connections are refused (HTTP with a 400 saying so). Certificates, policy and client certificates as on reverse listeners (docs/tls.md); hsts does not apply. Off unless set.'),
+      .describe('An HTTPS proxy: clients speak TLS to the proxy (a ClientHello, first byte 0x16), then the listener\'s protocols inside it (HTTP proxy requests and CONNECT; SOCKS too when listed). Plain connections are refused (HTTP with a 400 saying so). Certificates, policy and client certificates as on reverse listeners (docs/tls.md), or a certificate obtained by ACME (acme, TLS-ALPN-01); hsts does not apply. Off unless set.'),
   })
   .describe('One listening socket of the forward proxy.');
 

@@ -476,7 +476,7 @@ export function configCrossChecks(raw: unknown): CrossProblem[] {
   return out;
 }
 
-/** A TLS listener needs certificates or acme; acme needs host names and a plain listener to answer HTTP-01 on. */
+/** A TLS listener needs certificates or acme; acme needs host names, and a plain listener to answer HTTP-01 on when it uses http-01. */
 function acmeChecks(tls: Record<string, unknown>, i: number, routes: unknown[], listeners: unknown[]): CrossProblem[] {
   const out: CrossProblem[] = [];
   const acme = tls.acme;
@@ -487,8 +487,10 @@ function acmeChecks(tls: Record<string, unknown>, i: number, routes: unknown[], 
   if (acme.hosts === undefined && acmeHostsOfRoutes(routes).length === 0) {
     out.push({ path: ['listeners', i, 'tls', 'acme', 'hosts'], message: 'acme needs host names: list them in acme.hosts, or give routes exact match.host names (wildcards cannot be validated by HTTP-01)' });
   }
-  if (!listeners.some((o) => isObj(o) && o.tls === undefined)) {
-    out.push({ path: ['listeners', i, 'tls', 'acme'], message: 'acme answers HTTP-01 challenges on a plain HTTP listener (port 80 for a public CA): add one (it may redirect to HTTPS)' });
+  // tls-alpn-01 is answered on the TLS listener itself; http-01 (the default) needs a plain one.
+  const types = Array.isArray(acme.challenges) ? acme.challenges : ['http-01'];
+  if (types.includes('http-01') && !listeners.some((o) => isObj(o) && o.tls === undefined)) {
+    out.push({ path: ['listeners', i, 'tls', 'acme'], message: 'acme answers HTTP-01 challenges on a plain HTTP listener (port 80 for a public CA): add one (it may redirect to HTTPS), or use challenges: [tls-alpn-01]' });
   }
   return out;
 }

@@ -76,6 +76,15 @@ export const listenerTlsSchema = z
   })
   .describe('Serve HTTPS on this listener. Off unless set.');
 
+function isRedisUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
 const positiveDuration = (def: string, what: string) =>
   z
     .string()
@@ -107,10 +116,22 @@ export const acmeSchema = z
       .default(30)
       .describe('Renew when the certificate expires within this many days (fractions allowed). Default 30.'),
     challenges: z
-      .array(z.literal('http-01', { message: 'only http-01 is served (tls-alpn-01 and dns-01 are not built)' }))
+      .array(z.enum(['http-01', 'tls-alpn-01'], { message: 'expected http-01 or tls-alpn-01 (dns-01 is not built)' }))
       .min(1)
+      .refine((a) => new Set(a).size === a.length, { message: 'each challenge type once' })
       .default(['http-01'])
-      .describe('Challenge types, in order of preference. http-01: answered by the gateway itself on its plain HTTP listeners (port 80 for a public CA), before routing and before a redirect to HTTPS. Default [http-01].'),
+      .describe('Challenge types, in order of preference (the first the ACME server offers is used). http-01: answered by the gateway itself on its plain HTTP listeners (port 80 for a public CA), before routing and before a redirect to HTTPS. tls-alpn-01 (RFC 8737): answered on this TLS listener itself (port 443 for a public CA): a validation\'s handshake (ALPN acme-tls/1) gets the challenge certificate, other connections are not touched; no plain listener is needed. Default [http-01].'),
+    redis: z
+      .strictObject({
+        url: z
+          .string()
+          .refine(isRedisUrl, { message: 'expected a Redis URL such as "redis://127.0.0.1:6379/0" (or "rediss://" for TLS)' })
+          .describe('Where the fleet\'s Redis is: redis://[user:password@]host:port[/db], or rediss:// for TLS (the same as forward.state.redis.url, if the fleet shares one).'),
+        keyPrefix: z.string().min(1).max(64).default('gatewise:').describe('Put before every key and channel, so several fleets can share one Redis. Default gatewise:.'),
+        connectTimeout: positiveDuration('2s', 'Give up one connection attempt after this long (a failed order step is retried with the back-off). Default 2s.'),
+      })
+      .optional()
+      .describe('Share the certificate, its key, the ACME account and the challenges being validated with every node naming the same Redis: one node orders at a time (a lock in Redis that expires after 10 minutes, so a node that dies frees it), the others install its certificate when it is stored and pick up its renewals; a validation that reaches any node is answered. Each node still keeps its copy in storage. Off unless set. docs/tls.md.'),
     directoryCa: z
       .string()
       .min(1)
@@ -134,6 +155,28 @@ export const reverseListenerTlsSchema = listenerTlsSchema.extend({
     .describe('Certificates, chosen by the server name the client sends (SNI); the first is also the default for a client that sends no name or an unknown one (unless strictSni). Files are watched and reloaded when they change; connections already open keep their certificate. May be empty when acme is set (the ACME certificate is then the default).'),
   acme: acmeSchema.optional(),
 }).describe('Serve HTTPS on this listener: certificates from files, or obtained automatically (acme). Off unless set.');
+
+/**
+ * A forward proxy listener's TLS (an HTTPS proxy): the shared settings, plus ACME validated by
+ * TLS-ALPN-01 on the proxy's own port (the forward proxy serves no HTTP-01 tokens: it has no
+ * origin-form requests to answer them with).
+ */
+export const forwardListenerTlsSchema = listenerTlsSchema
+  .extend({
+    certificates: z
+      .array(certificateSchema)
+      .default([])
+      .describe('Certificates, chosen by the server name the client sends (SNI); the first is also the default for a client that sends no name or an unknown one (unless strictSni). Files are watched and reloaded when they change; connections already open keep their certificate. May be empty when acme is set.'),
+    acme: acmeSchema
+      .optional()
+      .describe('Obtain and renew the proxy\'s certificate automatically from an ACME server, validated by TLS-ALPN-01 on this port (challenges: [tls-alpn-01], hosts required: the names clients reach the proxy by). Off unless set. docs/tls.md.'),
+  })
+  .superRefine((v, ctx) => {
+    if (v.certificates.length === 0 && v.acme === undefined) ctx.addIssue({ code: 'custom', path: ['certificates'], message: 'a TLS listener needs at least one certificate, or acme to obtain one' });
+    if (v.acme === undefined) return;
+    if (v.acme.hosts === undefined) ctx.addIssue({ code: 'custom', path: ['acme', 'hosts'], message: 'acme on a forward proxy listener needs hosts: the names clients reach the proxy by' });
+    if (v.acme.challenges.some((c) => c !== 'tls-alpn-01')) ctx.addIssue({ code: 'custom', path: ['acme', 'challenges'], message: 'a forward proxy listener is validated by tls-alpn-01 only (set challenges: [tls-alpn-01]; http-01 tokens are served by reverse listeners)' });
+  });
 
 export const redirectSchema = z
   .strictObject({
@@ -165,6 +208,7 @@ export const http2Schema = z
 
 export type Http2Config = z.output<typeof http2Schema>;
 export type ListenerTlsConfig = z.output<typeof listenerTlsSchema>;
+export type ForwardListenerTlsConfig = z.output<typeof forwardListenerTlsSchema>;
 export type ReverseListenerTlsConfig = z.output<typeof reverseListenerTlsSchema>;
 export type AcmeConfig = z.output<typeof acmeSchema>;
 export type CertificateConfig = z.output<typeof certificateSchema>;

@@ -1,8 +1,8 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Failure } from '../failure/index.js';
-import type { ListenerTlsConfig } from '../config/tls.js';
-import { CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
+import type { ForwardListenerTlsConfig, ListenerTlsConfig } from '../config/tls.js';
+import { AcmeChallenges, AcmeManager, CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
 import { newRequestId, clientAddressFor } from './context.js';
 import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
@@ -15,7 +15,7 @@ export interface ListenerSpec {
   port: number;
   protocols: readonly ForwardProtocol[];
   /** An HTTPS proxy listener: TLS first, then the protocols inside it. */
-  tls?: ListenerTlsConfig | undefined;
+  tls?: ListenerTlsConfig | ForwardListenerTlsConfig | undefined;
 }
 
 /** A protocol front as the listener sees it. */
@@ -47,6 +47,9 @@ export class ForwardListener {
   /** TLS listeners: the certificates and the (never listening) TLS server that runs handshakes. */
   readonly #certs: CertificateStore | undefined;
   readonly #tlsServer: TlsServer | undefined;
+  /** A TLS listener with acme: its certificate's orders (TLS-ALPN-01 on this port) and the challenges pending. */
+  readonly #acme: AcmeManager | undefined;
+  readonly #challenges: AcmeChallenges | undefined;
 
   constructor(spec: ListenerSpec, ctx: ForwardContext, handlers: ListenerHandlers, configPath = 'listeners') {
     this.#spec = spec;
@@ -87,7 +90,18 @@ export class ForwardListener {
         t.destroy();
       });
       certs.attach(server);
+      const acme = (spec.tls as ForwardListenerTlsConfig).acme;
+      if (acme !== undefined) {
+        // TLS-ALPN-01 only (the config says so): a validation reaches this port's ClientHello sniff.
+        this.#challenges = new AcmeChallenges();
+        this.#acme = new AcmeManager(acme, acme.hosts!, certs, this.#challenges, `${configPath}.tls.acme`);
+      }
     }
+  }
+
+  /** The ACME manager of a TLS listener with acme (admin, tests). */
+  get acme(): AcmeManager | undefined {
+    return this.#acme;
   }
 
   /** The certificates of a TLS listener (undefined: plain). */
@@ -117,6 +131,8 @@ export class ForwardListener {
       this.#server.listen({ host: this.#spec.address, port: this.#spec.port }, () => {
         this.#server.off('error', reject);
         if (this.#certs !== undefined) this.#certs.listener = `${this.address().address}:${this.address().port}`;
+        // Orders start once the port is bound: the validations come here.
+        this.#acme?.start();
         this.#server.on('error', (err) => this.#ctx.logger.error({ component: 'forward', err }, 'forward listener error'));
         resolve();
       });
@@ -174,6 +190,12 @@ export class ForwardListener {
     if (first[0] === 0x16) {
       // Put the bytes back (paused, or a flowing socket would emit them to no one): Node's
       // TLSSocket feeds what the socket has buffered to OpenSSL before reading the handle.
+      const challenges = this.#challenges;
+      if (challenges !== undefined && challenges.alpnPending > 0) {
+        // A TLS-ALPN-01 validation pending: its ClientHello gets the challenge certificate (tls/acme/alpn.ts).
+        challenges.route(socket, this.#ctx.settings.handshakeTimeoutMs, () => this.#tlsServer!.emit('connection', socket), first);
+        return;
+      }
       socket.pause();
       socket.unshift(first);
       this.#tlsServer!.emit('connection', socket);
@@ -246,6 +268,7 @@ export class ForwardListener {
   /** Stop accepting; resolves once the connections are gone (the proxy's tracker ends them). */
   close(): Promise<void> {
     this.#certs?.close();
+    this.#acme?.close();
     return new Promise((resolve) => {
       this.#server.close(() => resolve());
     });

@@ -161,6 +161,21 @@ export class Gateway {
           },
         });
       });
+    } else if (tls && l.tls!.acme?.challenges.includes('tls-alpn-01') === true) {
+      // TLS-ALPN-01 (RFC 8737) on this listener: while a validation is pending, a connection's
+      // ClientHello is read before the handshake, and one offering only acme-tls/1 for a name
+      // being validated gets the challenge certificate (tls/acme/alpn.ts); every other connection
+      // goes to the HTTPS server with its bytes put back. Nothing pending: one field test.
+      const challenges = this.ctx.acme!;
+      const toTls = server.listeners('connection') as Array<(s: Socket) => void>;
+      server.removeAllListeners('connection');
+      server.on('connection', (socket: Socket) => {
+        this.#admit(entry.gate, socket, entry.name, entry.headMs, true);
+        if (socket.destroyed) return;
+        challenges.route(socket, entry.headMs, () => {
+          for (const fn of toTls) fn.call(server, socket);
+        });
+      });
     } else server.on('connection', (socket: Socket) => this.#admit(entry.gate, socket, entry.name, entry.headMs, tls));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       if (first(req.socket)) return refusedRequest(res);

@@ -29,6 +29,8 @@ export const NO_PEBBLE = 'pebble is not installed (apt-get install pebble; .ci/r
 export interface PebbleOptions {
   /** Where validations go: the gateway's plain listener port (Pebble's httpPort). */
   httpPort: number;
+  /** Where TLS-ALPN-01 validations go: the gateway's TLS listener port (Pebble's tlsPort). Default: a free port where nothing listens. */
+  tlsPort?: number;
   /** Seconds a certificate is valid (Pebble's certificateValidityPeriod). Default: Pebble's (about five years). */
   validitySeconds?: number;
 }
@@ -73,7 +75,7 @@ export class TestPebble {
     const certs = certDir('gatewise-pebble-');
     const ca = certs.ca('Pebble WFE Test CA');
     const wfe = ca.issue('127.0.0.1', { dns: ['localhost'], ip: ['127.0.0.1'] });
-    const ports: Ports = { acme: await freePort(), mgmt: await freePort(), dns: await freePort(), dnsMgmt: await freePort(), tls: await freePort() };
+    const ports: Ports = { acme: await freePort(), mgmt: await freePort(), dns: await freePort(), dnsMgmt: await freePort(), tls: opts.tlsPort ?? (await freePort()) };
     const config = {
       pebble: {
         listenAddress: `127.0.0.1:${ports.acme}`,

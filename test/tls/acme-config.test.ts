@@ -45,7 +45,9 @@ describe('tls.acme configuration errors name the key and say what to do', () => 
     ['no names anywhere', config({ ...ACME, hosts: undefined }), /acme\.hosts: acme needs host names/],
     ['only wildcard routes', config({ ...ACME, hosts: undefined }, { routes: [{ match: { host: '*.example.com' }, cluster: 'app' }] }), /acme\.hosts: acme needs host names/],
     ['no plain listener', config(ACME, { plain: false }), /tls\.acme: acme answers HTTP-01 challenges on a plain HTTP listener/],
-    ['tls-alpn-01', config({ ...ACME, challenges: ['tls-alpn-01'] }), /acme\.challenges\[0\]: only http-01 is served/],
+    ['dns-01', config({ ...ACME, challenges: ['dns-01'] }), /acme\.challenges\[0\]: expected http-01 or tls-alpn-01 \(dns-01 is not built\)/],
+    ['a type twice', config({ ...ACME, challenges: ['tls-alpn-01', 'tls-alpn-01'] }), /acme\.challenges: each challenge type once/],
+    ['http-01 among others, no plain listener', config({ ...ACME, challenges: ['tls-alpn-01', 'http-01'] }, { plain: false }), /tls\.acme: acme answers HTTP-01 challenges on a plain HTTP listener .*or use challenges: \[tls-alpn-01\]/],
     ['renewBefore 0', config({ ...ACME, renewBefore: 0 }), /acme\.renewBefore: renewBefore is a number of days above zero/],
     ['backoff 0s', config({ ...ACME, backoff: { initial: '0s' } }), /acme\.backoff\.initial: expected a duration above zero/],
     ['bad e-mail', config({ ...ACME, email: 'ops' }), /acme\.email: expected an e-mail address/],
@@ -67,6 +69,11 @@ describe('tls.acme configuration errors name the key and say what to do', () => 
     assert.deepEqual(acme.challenges, ['http-01']);
     assert.deepEqual(acme.backoff, { initial: '1m', max: '6h' });
     assert.deepEqual(cfg.listeners[1]!.tls!.certificates, []);
+  });
+
+  test('valid: tls-alpn-01 alone needs no plain listener', () => {
+    const cfg = validateConfig(config({ ...ACME, challenges: ['tls-alpn-01'] }, { plain: false }));
+    assert.deepEqual(cfg.listeners[0]!.tls!.acme!.challenges, ['tls-alpn-01']);
   });
 });
 

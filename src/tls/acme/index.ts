@@ -5,5 +5,5 @@
  * (account and certificate files, 0600). Events on `gatewise:tls:acme`. docs/tls.md.
  */
 export { ACME_CHALLENGE_PREFIX, AcmeChallenges } from './challenges.js';
-export { ACME_CHANNEL, AcmeManager, AcmeOrderError, acmeEvents, type AcmeEvent } from './manager.js';
+export { ACME_CHANNEL, AcmeManager, AcmeOrderError, acmeEvents, backoffWait, type AcmeEvent } from './manager.js';
 export { AcmeDiskStorage } from './storage.js';

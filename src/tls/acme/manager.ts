@@ -8,6 +8,9 @@ import { ConfigError, type ConfigProblem } from '../../config/load.js';
 import type { CertificateStore } from '../certificate-store.js';
 import type { AcmeChallenges } from './challenges.js';
 import { AcmeDiskStorage } from './storage.js';
+import { X509Certificate } from 'node:crypto';
+import { AcmeRedisShare, type AcmeShare, type SharedChallenge } from './redis-share.js';
+import { certificateNames } from '../../config/tls-files.js';
 
 /** What the ACME manager of a listener did: an order began, a certificate came, an order failed, a stored one was reused. */
 export interface AcmeEvent {
@@ -92,6 +95,8 @@ export class AcmeManager {
   readonly #files: { cert: string; key: string };
   readonly #httpsAgent: Agent | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** The fleet's shared state (tls.acme.redis), connecting; undefined without it. */
+  readonly #share: Promise<AcmeShare> | undefined;
   #running: Promise<void> | undefined;
   #closed = false;
   /** Orders failed in a row (the back-off's exponent); 0 after a success. */
@@ -126,6 +131,57 @@ export class AcmeManager {
     this.#httpsAgent = ca !== undefined ? new Agent({ ca: [...rootCertificates, ca], keepAlive: true }) : undefined;
     challenges.share(this.#storage);
     this.#loadStored();
+    const r = cfg.redis;
+    if (r !== undefined) {
+      this.#share = AcmeRedisShare.open(r.url, r.keyPrefix, parseDuration(r.connectTimeout)!).then((share) => {
+        share.listen({ challenge: (c) => this.#onSharedChallenge(c), certificate: (host) => void this.#onSharedCertificate(host) });
+        return share;
+      });
+    }
+  }
+
+  /** Another node's challenge: answered here too while it is validated. */
+  #onSharedChallenge(c: SharedChallenge): void {
+    if (this.#closed) return;
+    if (c.type === 'http-01') {
+      if (c.done === true) this.#challenges.delete(c.token);
+      else this.#challenges.set(c.token, c.keyAuthorization);
+    } else if (c.done === true) this.#challenges.deleteAlpn(c.name);
+    else this.#challenges.setAlpn(c.name, c.cert, c.key);
+  }
+
+  /** Another node stored a new certificate for these names: install it now (no order here). */
+  async #onSharedCertificate(host: string): Promise<void> {
+    if (this.#closed || host !== this.names[0] || this.#share === undefined) return;
+    try {
+      await this.#adoptShared(await this.#share);
+    } catch {
+      // Redis away: the next renewal check takes the lock and looks again.
+    }
+  }
+
+  /**
+   * The certificate in the shared store, when it names exactly these names, is not due and is
+   * newer than the one in use: written to this node's storage and installed. True when adopted.
+   */
+  async #adoptShared(share: AcmeShare): Promise<boolean> {
+    const stored = await share.readCertificate(this.names[0]!);
+    if (stored === undefined || this.#closed) return false;
+    let leaf: X509Certificate;
+    try {
+      leaf = new X509Certificate(stored.cert);
+    } catch {
+      return false; // damaged: ordered again
+    }
+    const notAfter = new Date(leaf.validTo).getTime();
+    const mine = this.current();
+    const due = notAfter - this.#cfg.renewBefore * DAY_MS;
+    if (!sameNames(certificateNames(leaf), this.names) || due <= Date.now() || (mine !== undefined && notAfter <= mine.notAfter.getTime())) return false;
+    const f = this.#storage.writeCertificate(this.names[0]!, stored.cert, stored.key);
+    this.#certs.install(f.cert, f.key);
+    this.#publish({ event: 'reused', notAfter: new Date(notAfter).toISOString(), reason: undefined, detail: 'shared store', nextInMs: due - Date.now() });
+    this.#schedule(due - Date.now());
+    return true;
   }
 
   /** A stored certificate for exactly these names is served from the start (a restart orders nothing when it is not due). */
@@ -172,26 +228,41 @@ export class AcmeManager {
     const due = pair === undefined ? 0 : this.#dueAt(pair);
     // A renewal further off than one timer can wait: look again later.
     if (due > Date.now()) return this.#schedule(due - Date.now());
-    await this.renew();
+    await this.renew(true);
   }
 
-  /** Order a certificate now (one at a time); resolves when it is installed or the failure is scheduled for a retry. */
-  renew(): Promise<void> {
-    this.#running ??= this.#renew().finally(() => {
+  /** Order a certificate now (`onlyIfDue`: only when the one in use is due, checked under the lock) (one at a time); resolves when it is installed or the failure is scheduled for a retry. */
+  renew(onlyIfDue = false): Promise<void> {
+    this.#running ??= this.#renew(onlyIfDue).finally(() => {
       this.#running = undefined;
     });
     return this.#running;
   }
 
-  async #renew(): Promise<void> {
-    // One process orders at a time for a storage folder; the others wait and then find its certificate.
-    const release = this.#storage.tryLock(this.names[0]!, LOCK_STALE_MS);
+  async #renew(onlyIfDue: boolean): Promise<void> {
+    // One process orders at a time for a storage folder (or, with redis, for the fleet); the others wait and then find its certificate.
+    let share: AcmeShare | undefined;
+    let release: (() => void | Promise<void>) | undefined;
+    try {
+      share = await this.#share;
+      release = share !== undefined ? await share.tryLock(this.names[0]!, LOCK_STALE_MS) : this.#storage.tryLock(this.names[0]!, LOCK_STALE_MS);
+    } catch (err) {
+      // The shared store cannot be reached: no order without its lock (two nodes would order at once).
+      return this.#failed(new AcmeOrderError('storage', new Error(`the shared store (tls.acme.redis) cannot be reached: ${(err as Error).message}`)), this.current());
+    }
+    if (this.#closed) return void (await release?.());
     if (release === undefined) return this.#schedule(Math.min(parseDuration(this.#cfg.backoff.initial)!, LOCK_WAIT_MS));
     try {
-      if (this.#adoptStored()) return;
-      await this.#renewLocked();
+      // Another node's certificate may have been installed while the lock was asked for (its word came first).
+      const cur = this.current();
+      if (onlyIfDue && cur !== undefined && this.#dueAt(cur) > Date.now()) return this.#schedule(this.#dueAt(cur) - Date.now());
+      const adopted = share !== undefined ? await this.#adoptShared(share).catch((e: unknown) => Promise.reject(new AcmeOrderError('storage', e))) : this.#adoptStored();
+      if (adopted) return;
+      await this.#renewLocked(share);
+    } catch (err) {
+      await this.#failed(err, this.current());
     } finally {
-      release();
+      await release();
     }
   }
 
@@ -212,26 +283,14 @@ export class AcmeManager {
     return true;
   }
 
-  async #renewLocked(): Promise<void> {
+  async #renewLocked(share: AcmeShare | undefined): Promise<void> {
     const before = this.current();
     this.#publish({ event: 'ordering', notAfter: before?.notAfter.toISOString(), reason: undefined, detail: this.#cfg.directory, nextInMs: undefined });
     let pair: CertificatePair;
     try {
-      pair = await this.#order();
+      pair = await this.#order(share);
     } catch (err) {
-      if (this.#closed) return;
-      this.failures++;
-      const b = this.#cfg.backoff;
-      const base = Math.min(parseDuration(b.initial)! * 2 ** (this.failures - 1), parseDuration(b.max)!);
-      // Up to 10 % more, so nodes that failed together do not all try again at the same moment.
-      const wait = Math.round(base * (1 + Math.random() * 0.1));
-      const down = err instanceof AcmeOrderError && err.step !== 'storage' ? await probeDirectory(this.#cfg.directory, this.#httpsAgent) : undefined;
-      if (this.#closed) return;
-      const reason = down !== undefined ? 'unreachable' : err instanceof AcmeOrderError ? err.step : 'internal';
-      const detail = down !== undefined ? `the ACME directory ${this.#cfg.directory} cannot be reached (${down})` : (err as Error).message;
-      this.#publish({ event: 'failed', notAfter: before?.notAfter.toISOString(), reason, detail, nextInMs: wait });
-      this.#schedule(wait);
-      return;
+      return this.#failed(err, before);
     }
     if (this.#closed) return;
     this.failures = 0;
@@ -243,8 +302,21 @@ export class AcmeManager {
     this.#schedule(next);
   }
 
+  /** A failed order (or lock): counted, published with its step, tried again after the back-off. */
+  async #failed(err: unknown, before: CertificatePair | undefined): Promise<void> {
+    if (this.#closed) return;
+    this.failures++;
+    const wait = backoffWait(this.failures, parseDuration(this.#cfg.backoff.initial)!, parseDuration(this.#cfg.backoff.max)!);
+    const down = err instanceof AcmeOrderError && err.step !== 'storage' ? await probeDirectory(this.#cfg.directory, this.#httpsAgent) : undefined;
+    if (this.#closed) return;
+    const reason = down !== undefined ? 'unreachable' : err instanceof AcmeOrderError ? err.step : 'internal';
+    const detail = down !== undefined ? `the ACME directory ${this.#cfg.directory} cannot be reached (${down})` : (err as Error).message;
+    this.#publish({ event: 'failed', notAfter: before?.notAfter.toISOString(), reason, detail, nextInMs: wait });
+    this.#schedule(wait);
+  }
+
   /** One order (RFC 8555 §7.4), step by step so a failure names its step. */
-  async #order(): Promise<CertificatePair> {
+  async #order(share: AcmeShare | undefined): Promise<CertificatePair> {
     const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
       try {
         return await fn();
@@ -263,18 +335,32 @@ export class AcmeManager {
       acme.axios.defaults.httpsAgent = this.#httpsAgent;
     }
     const client = await step('account', async () => {
-      let stored = this.#storage.readAccount(directory);
+      // With a shared store the fleet has one account: the one stored there first.
+      let stored = (await share?.readAccount(directory)) ?? this.#storage.readAccount(directory);
       if (stored === undefined) {
         const keyPem = (await acme.crypto.createPrivateEcdsaKey('P-256')).toString();
         this.#storage.writeAccountKey(directory, keyPem);
         stored = { keyPem, url: undefined };
       }
+      if (share !== undefined) {
+        await share.writeAccount(directory, stored.keyPem, undefined);
+        const fleet = await share.readAccount(directory);
+        if (fleet !== undefined && fleet.keyPem !== stored.keyPem) stored = fleet;
+      }
       const c = new acme.Client({ directoryUrl: directory, accountKey: stored.keyPem, backoffAttempts: 10, backoffMin: 100, backoffMax: 5000 });
       // newAccount with the stored key (RFC 8555 §7.3): the server answers with the account it
       // has for this key (no new account), or makes one when it no longer knows it (a reset
       // staging or test server). One request per order, so a forgotten account is not an outage.
-      await c.createAccount({ termsOfServiceAgreed: this.#cfg.acceptTerms, ...(this.#cfg.email !== undefined ? { contact: [`mailto:${this.#cfg.email}`] } : {}) });
-      if (c.getAccountUrl() !== stored.url) this.#storage.writeAccountUrl(directory, c.getAccountUrl());
+      // Without an e-mail, acme-client follows an existing account's 200 with an update carrying
+      // only termsOfServiceAgreed, which servers refuse ("use POST-as-GET"): every order after the
+      // first failed at `account`. A known account is looked up with onlyReturnExisting instead
+      // (its update is then a POST-as-GET); a new one is made with the terms.
+      const known = this.#cfg.email === undefined && stored.url !== undefined ? await c.createAccount({ onlyReturnExisting: true }).then(() => true, () => false) : false;
+      if (!known) await c.createAccount({ termsOfServiceAgreed: this.#cfg.acceptTerms, ...(this.#cfg.email !== undefined ? { contact: [`mailto:${this.#cfg.email}`] } : {}) });
+      if (c.getAccountUrl() !== stored.url) {
+        this.#storage.writeAccountUrl(directory, c.getAccountUrl());
+        await share?.writeAccount(directory, stored.keyPem, c.getAccountUrl());
+      }
       return c;
     });
     const order = await step('order', () => client.createOrder({ identifiers: this.names.map((value) => ({ type: 'dns', value })) }));
@@ -282,20 +368,45 @@ export class AcmeManager {
     for (const authz of authorizations) {
       if (authz.status === 'valid') continue;
       await step('challenge', async () => {
-        const challenge = authz.challenges.find((c) => this.#cfg.challenges.includes(c.type as 'http-01'));
+        // The configured types in order of preference, the first the server offers.
+        let challenge: (typeof authz.challenges)[number] | undefined;
+        for (const type of this.#cfg.challenges) {
+          challenge = authz.challenges.find((c) => (c.type as string) === type);
+          if (challenge !== undefined) break;
+        }
         if (challenge === undefined) throw new Error(`the server offers no ${this.#cfg.challenges.join(' or ')} challenge for ${authz.identifier.value}`);
         const keyAuthorization = await client.getChallengeKeyAuthorization(challenge);
-        const token = (challenge as { token: string }).token;
-        this.#challenges.set(token, keyAuthorization);
-        this.#storage.writeChallenge(token, keyAuthorization);
+        let withdraw: () => void;
+        if ((challenge.type as string) === 'tls-alpn-01') {
+          // RFC 8737: the listener answers a validation's handshake (ALPN acme-tls/1) for this name with this certificate.
+          const name = authz.identifier.value;
+          const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
+          const shared: SharedChallenge = { type: 'tls-alpn-01', name, cert: alpnCert.toString(), key: alpnKey.toString() };
+          this.#challenges.setAlpn(name, shared.cert, shared.key);
+          // The other nodes answer it too (a validation may reach any of them): told before the server is.
+          await share?.publishChallenge(shared);
+          withdraw = () => {
+            this.#challenges.deleteAlpn(name);
+            void share?.publishChallenge({ ...shared, done: true }).catch(() => {});
+          };
+        } else {
+          const token = (challenge as { token: string }).token;
+          this.#challenges.set(token, keyAuthorization);
+          this.#storage.writeChallenge(token, keyAuthorization);
+          await share?.publishChallenge({ type: 'http-01', token, keyAuthorization });
+          withdraw = () => {
+            this.#challenges.delete(token);
+            this.#storage.deleteChallenge(token);
+            void share?.publishChallenge({ type: 'http-01', token, keyAuthorization, done: true }).catch(() => {});
+          };
+        }
         try {
           // acme-client's own check before telling the server is skipped: it would resolve the name
-          // itself; the gateway answers the token from memory, and the server's validation is the check.
+          // itself; the gateway answers from memory, and the server's validation is the check.
           await client.completeChallenge(challenge);
           await client.waitForValidStatus(authz);
         } finally {
-          this.#challenges.delete(token);
-          this.#storage.deleteChallenge(token);
+          withdraw();
         }
       });
     }
@@ -308,6 +419,8 @@ export class AcmeManager {
       if (this.#closed) throw new Error('the gateway closed during the order');
       const f = this.#storage.writeCertificate(this.names[0]!, certPem, keyPem.toString());
       this.#certs.install(f.cert, f.key);
+      // The fleet's copy, and the word to the other nodes to install it.
+      await share?.writeCertificate(this.names[0]!, certPem, keyPem.toString());
       return this.current()!;
     });
   }
@@ -318,10 +431,24 @@ export class AcmeManager {
 
   close(): void {
     this.#closed = true;
+    void this.#share?.then((s) => s.close(), () => {});
     clearTimeout(this.#timer);
     this.nextAt = undefined;
     this.#httpsAgent?.destroy();
   }
+}
+
+/**
+ * The wait after the `failures`-th failed order in a row (1 = the first): `initialMs` doubled
+ * for each failure before it, at most `maxMs`, plus up to 10 % (`random` in [0, 1)) so nodes
+ * that failed together do not all try again at the same moment. Never below the smaller of `initialMs` and `maxMs`, never
+ * above `maxMs` × 1.1, never shorter than the wait before it (for the same `random`).
+ */
+export function backoffWait(failures: number, initialMs: number, maxMs: number, random: number = Math.random()): number {
+  // 2 ** n grows past Number.MAX_VALUE after ~1000 failures: cap the exponent once the max is reached.
+  const exp = Math.min(Math.max(0, failures - 1), 60);
+  const base = Math.min(initialMs * 2 ** exp, maxMs);
+  return Math.round(base * (1 + random * 0.1));
 }
 
 function sameNames(a: readonly string[], b: readonly string[]): boolean {
