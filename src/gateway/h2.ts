@@ -66,6 +66,8 @@ export class H2Front {
       session.once('close', () => this.#sessions.delete(session));
       session.on('error', ignore);
       session.on('stream', onStream);
+      // Own property, a module function (no closure): see destroyWithConnectionErrorCode.
+      session.destroy = destroyWithConnectionErrorCode;
     });
     this.server.on('timeout', () => {});
   }
@@ -153,6 +155,36 @@ function destroyCalm(session: ServerHttp2Session): void {
 }
 
 function ignore(): void {}
+
+/**
+ * RFC 9113 connection errors with their own code, not INTERNAL_ERROR. When nghttp2 finds a
+ * connection error (HEADERS on stream 0 or on an even stream id: §5.1.1, §6.2), Node's
+ * invalid-frame callback calls `session.destroy(new NghttpError(-505))` before nghttp2 sends
+ * its own GOAWAY PROTOCOL_ERROR, and `destroy(err)` without a code closes with INTERNAL_ERROR
+ * (h2-conformance.test finding, the same on a bare `http2.createServer()` of Node 20). Node
+ * has no option for it; the session's `destroy` is the one place all those calls pass, so
+ * the session gets its own `destroy` that gives the library error its RFC code, by the
+ * error's number (nghttp2's own `get_error_code_from_lib_error_code` table), then calls
+ * Node's. Every other call (a code given, another error) goes through unchanged.
+ */
+function destroyWithConnectionErrorCode(this: ServerHttp2Session, error?: Error | number, code?: number): void {
+  if (code === undefined && typeof error === 'object' && (error as NodeJS.ErrnoException).code === 'ERR_HTTP2_ERROR') {
+    code = CONNECTION_ERROR_CODE[(error as NodeJS.ErrnoException).errno ?? 0];
+  }
+  (Object.getPrototypeOf(this) as ServerHttp2Session).destroy.call(this, error as Error, code);
+}
+
+/** nghttp2's library error numbers (`NGHTTP2_ERR_*`) → RFC 9113 §7 error codes. */
+const CONNECTION_ERROR_CODE: Record<number, number> = {
+  [-505]: constants.NGHTTP2_PROTOCOL_ERROR, // NGHTTP2_ERR_PROTO
+  [-531]: constants.NGHTTP2_PROTOCOL_ERROR, // NGHTTP2_ERR_HTTP_HEADER
+  [-532]: constants.NGHTTP2_PROTOCOL_ERROR, // NGHTTP2_ERR_HTTP_MESSAGING
+  [-510]: constants.NGHTTP2_STREAM_CLOSED, // NGHTTP2_ERR_STREAM_CLOSED
+  [-522]: constants.NGHTTP2_FRAME_SIZE_ERROR, // NGHTTP2_ERR_FRAME_SIZE_ERROR
+  [-523]: constants.NGHTTP2_COMPRESSION_ERROR, // NGHTTP2_ERR_HEADER_COMP
+  [-524]: constants.NGHTTP2_FLOW_CONTROL_ERROR, // NGHTTP2_ERR_FLOW_CONTROL
+  [-533]: constants.NGHTTP2_REFUSED_STREAM, // NGHTTP2_ERR_REFUSED_STREAM
+};
 
 /**
  * The head as the pipeline reads it: pseudo-headers out of `rawHeaders` (what is forwarded),
