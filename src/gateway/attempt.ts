@@ -112,7 +112,10 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
       a.tcpMs = t.connectMs;
       a.tlsMs = t.tlsMs;
     }
-    if (ex.res.destroyed) {
+    // The client left while the request waited for its connection (cancel() had no abort to
+    // call then). clientGone, not res.destroyed: an HTTP/2 response has no `destroyed`, and a
+    // reset stream's request was written upstream after all (h2-rapid-reset.test finding).
+    if (ex.clientGone) {
       abort();
       return;
     }

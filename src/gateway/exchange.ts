@@ -19,8 +19,8 @@ import { ACME_CHALLENGE_PREFIX } from '../tls/acme/index.js';
 import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
 import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import { buildResponseHead, trailersOf, type UpstreamTrailers } from './response-headers.js';
-import { sessionConnection } from './h2.js';
-import type { ServerHttp2Session } from 'node:http2';
+import { resetStream, sessionConnection } from './h2.js';
+import type { Http2Stream, ServerHttp2Session } from 'node:http2';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
@@ -243,8 +243,10 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   /** Its turn on the connection came (Ordered). */
   begin(): void {
     this.#order = 'running';
-    if (this.res.destroyed || this.#socket.destroyed) {
-      // The client left while it waited (a response never assigned to the socket gets no 'close').
+    if (this.res.destroyed || this.#socket.destroyed || (this.front !== undefined && this.front.h2 && h2StreamClosed(this.res))) {
+      // The client left while it waited (a response never assigned to the socket gets no 'close');
+      // an HTTP/2 stream the client reset in the same read as its HEADERS is closed before Node
+      // emits it (h2-rapid-reset.test finding: it went upstream all the same).
       this.responseClosed();
       return;
     }
@@ -709,7 +711,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         return;
       }
       // HTTP/2: RST_STREAM INTERNAL_ERROR (a plain destroy would end the stream with NO_ERROR, complete-looking).
-      if (front !== undefined && front.h2) (res as unknown as { stream: { close(code: number): void } }).stream.close(H2_INTERNAL_ERROR);
+      if (front !== undefined && front.h2) resetStream((res as unknown as { stream: Http2Stream }).stream, H2_INTERNAL_ERROR);
       else res.destroy();
       return;
     }
@@ -826,6 +828,12 @@ function onResDrain(this: ServerResponse): void {
 function h2Connection(req: IncomingMessage): Socket {
   const session = (req as unknown as { stream?: { session?: ServerHttp2Session } }).stream?.session;
   return (session !== undefined ? sessionConnection(session) : undefined) ?? req.socket;
+}
+
+/** The HTTP/2 stream under a response is closed already (Http2ServerResponse has no `destroyed`). */
+function h2StreamClosed(res: ServerResponse): boolean {
+  const stream = (res as unknown as { stream?: { closed: boolean; destroyed: boolean } }).stream;
+  return stream === undefined || stream.closed || stream.destroyed;
 }
 
 /** Why an HTTP/2 stream closed before its answer was complete. */
