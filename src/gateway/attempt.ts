@@ -63,6 +63,11 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     return this.#neverRead;
   }
 
+  /** The try's connection speaks HTTP/2 (its ALPN result, or h2c). Read while the try has its connection. */
+  get h2(): boolean {
+    return this.#client?.timings.h2 === true;
+  }
+
   get reused(): boolean {
     return this.record.connection === 'reused';
   }

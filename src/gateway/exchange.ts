@@ -2,7 +2,6 @@ import { Timeout } from '../timing/deadlines.js';
 import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Failure, classify, failureMember, grpcTrailers, isGrpc, receivedMember, type AttemptSummary } from '../failure/index.js';
-import { viaValue } from '../http/headers.js';
 import { IDEMPOTENT_METHODS } from '../http/methods.js';
 import { plainAddress } from '../http/trust.js';
 import type { Endpoint } from '../upstream/endpoint.js';
@@ -65,7 +64,6 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   /** TLS, HSTS, redirect to HTTPS: undefined on a plain listener without a redirect. */
   readonly front: ListenerFront | undefined;
   /** Via for the response: received from the upstream over HTTP/1.1, whatever the client spoke. */
-  readonly #responseVia: string;
   readonly requestId: string;
   readonly t0 = performance.now();
   readonly attempts: AttemptRecord[] = [];
@@ -132,7 +130,6 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     this.res = res;
     this.listener = listener;
     this.via = via;
-    this.#responseVia = req.httpVersion === '1.1' ? via : viaValue('1.1', ctx.identity);
     const incoming = ctx.trustIncomingRequestId ? req.headers[ctx.requestIdHeader] : undefined;
     this.requestId = typeof incoming === 'string' && incoming.length > 0 && incoming.length <= 200 ? incoming : newRequestId(ctx);
     // HTTP/2: req.socket is Node's proxy of the stream, which forgets the connection once the
@@ -372,7 +369,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 
   /** Answer from the cache (a hit, a revalidated or a stale stored response); the answer is complete. */
   answerFromCache(statusCode: number, head: string[], body: Buffer | undefined): void {
-    head.push('via', this.#responseVia, this.ctx.requestIdHeader, this.requestId);
+    // A stored response: received over HTTP/1.1 or h2 once; which one is not stored, 1.1 is said.
+    head.push('via', this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId);
     if (this.ctx.draining) head.push('connection', 'close');
     // An upstream's head, stored (not a gateway-made answer: those go through the responder).
     // Stored fields passed Node's checks when they were first passed on.
@@ -600,7 +598,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   writeResponseHead(a: Attempt, statusCode: number, rawHeaders: Buffer[]): boolean {
     const ep = a.endpoint;
     const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#socket.remoteAddress)) : undefined;
-    let head = buildResponseHead(rawHeaders, this.#responseVia, this.ctx.requestIdHeader, this.requestId, member);
+    // Via names the protocol this response was received in: the try's connection's (RFC 9110 §7.6.3).
+    let head = buildResponseHead(rawHeaders, a.h2 ? this.ctx.responseVia.h2 : this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId, member);
     // The cache may answer instead (a 304 to its validators, a stale copy for a 5xx): the try is then drained or cut.
     if (this.#cache !== undefined && this.#cache.onHead(statusCode, rawHeaders, head)) return true;
     const hooks = this.ctx.hooks;
