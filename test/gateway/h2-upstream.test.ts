@@ -126,3 +126,55 @@ describe('Via names the protocol each hop received', () => {
     }
   }
 });
+
+describe('HTTP/2 upstream multiplexing', () => {
+  test('concurrent requests to an h2 cluster share one upstream connection (counted by the upstream), each answered', { timeout: 60_000 }, async () => {
+    let sessions = 0;
+    let open = 0;
+    let most = 0;
+    const leaf = ca.issue('localhost', { dns: ['localhost'], ip: ['127.0.0.1'] });
+    const server = createSecureServer({ cert: leaf.cert, key: leaf.key, allowHTTP1: false });
+    server.on('session', () => sessions++);
+    // Each answer waits until all 8 are in flight at once (bounded: 20 s), so they overlap for certain.
+    const waiting: Array<() => void> = [];
+    server.on('stream', (stream, headers) => {
+      if (headers[':path'] === '/warm') {
+        stream.respond({ ':status': 200 });
+        stream.end('warm');
+        return;
+      }
+      open++;
+      most = Math.max(most, open);
+      const answer = (): void => {
+        open--;
+        if (!stream.destroyed) {
+          stream.respond({ ':status': 200 });
+          stream.end(String(headers[':path']));
+        }
+      };
+      waiting.push(answer);
+      if (waiting.length === 8) for (const w of waiting.splice(0)) w();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const g = await startTestGateway({
+      clusters: { up: { endpoints: [`https://127.0.0.1:${port(server)}`], protocol: 'h2', tls: { ca: ca.certFile, servername: 'localhost' } } },
+      routes: [{ cluster: 'up' }],
+    });
+    try {
+      const warm = await request(g.url + '/warm');
+      assert.equal(await warm.body.text(), 'warm');
+      assert.equal(sessions, 1);
+      const answers = await Promise.all(Array.from({ length: 8 }, async (_, i) => {
+        const r = await request(`${g.url}/m${i}`, { headersTimeout: 20_000 });
+        return { status: r.statusCode, body: await r.body.text() };
+      }));
+      for (const [i, a] of answers.entries()) assert.deepEqual(a, { status: 200, body: `/m${i}` });
+      assert.equal(most, 8, 'the 8 requests were in flight at the upstream at once');
+      assert.equal(sessions, 1, `upstream connections: ${sessions}`);
+    } finally {
+      await g.close();
+      server.close();
+    }
+  });
+});
