@@ -63,6 +63,11 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     return this.#neverRead;
   }
 
+  /** The try's connection speaks HTTP/2 (its ALPN result, or h2c). Read while the try has its connection. */
+  get h2(): boolean {
+    return this.#client?.timings.h2 === true;
+  }
+
   get reused(): boolean {
     return this.record.connection === 'reused';
   }
@@ -112,7 +117,10 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
       a.tcpMs = t.connectMs;
       a.tlsMs = t.tlsMs;
     }
-    if (ex.res.destroyed) {
+    // The client left while the request waited for its connection (cancel() had no abort to
+    // call then). clientGone, not res.destroyed: an HTTP/2 response has no `destroyed`, and a
+    // reset stream's request was written upstream after all (h2-rapid-reset.test finding).
+    if (ex.clientGone) {
       abort();
       return;
     }

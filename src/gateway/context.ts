@@ -5,6 +5,7 @@ import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import type { ProxyStatusOptions } from '../failure/index.js';
 import { AddressSet } from '../http/trust.js';
+import { viaValue } from '../http/headers.js';
 import { Cluster } from '../upstream/cluster.js';
 import { makeLookup } from '../upstream/dns.js';
 import { ConfigError, type ConfigProblem } from '../config/load.js';
@@ -19,6 +20,12 @@ import { AcmeChallenges } from '../tls/acme/index.js';
 export interface GatewayContext {
   /** Our name in Proxy-Status and our Via pseudonym (loop detection). */
   readonly identity: string;
+  /**
+   * The Via value put on a response passed on to the client, by the protocol it was received
+   * in from the upstream (RFC 9110 §7.6.3): `1.1 <identity>`, or `2 <identity>` from an h2
+   * connection. Made once: no string per response.
+   */
+  readonly responseVia: { readonly http1: string; readonly h2: string };
   readonly router: Router;
   readonly clusters: ReadonlyMap<string, Cluster>;
   readonly trustedProxies: AddressSet;
@@ -184,8 +191,10 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
     : undefined;
   const router = new Router(cfg.routes.map((r, i) => compileRoute(r, i, clusters.get(r.cluster)!, cache)));
   const reveal = cfg.proxyStatus.revealTopology;
+  const identity = identityOf(cfg);
   return {
-    identity: identityOf(cfg),
+    identity,
+    responseVia: { http1: viaValue('1.1', identity), h2: viaValue('2', identity) },
     router,
     clusters,
     trustedProxies: new AddressSet(cfg.trustedProxies),

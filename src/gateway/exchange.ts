@@ -2,7 +2,6 @@ import { Timeout } from '../timing/deadlines.js';
 import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Failure, classify, failureMember, grpcTrailers, isGrpc, receivedMember, type AttemptSummary } from '../failure/index.js';
-import { viaValue } from '../http/headers.js';
 import { IDEMPOTENT_METHODS } from '../http/methods.js';
 import { plainAddress } from '../http/trust.js';
 import type { Endpoint } from '../upstream/endpoint.js';
@@ -19,8 +18,8 @@ import { ACME_CHALLENGE_PREFIX } from '../tls/acme/index.js';
 import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
 import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import { buildResponseHead, trailersOf, type UpstreamTrailers } from './response-headers.js';
-import { sessionConnection } from './h2.js';
-import type { ServerHttp2Session } from 'node:http2';
+import { resetStream, sessionConnection } from './h2.js';
+import type { Http2Stream, ServerHttp2Session } from 'node:http2';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
@@ -65,7 +64,6 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   /** TLS, HSTS, redirect to HTTPS: undefined on a plain listener without a redirect. */
   readonly front: ListenerFront | undefined;
   /** Via for the response: received from the upstream over HTTP/1.1, whatever the client spoke. */
-  readonly #responseVia: string;
   readonly requestId: string;
   readonly t0 = performance.now();
   readonly attempts: AttemptRecord[] = [];
@@ -132,7 +130,6 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     this.res = res;
     this.listener = listener;
     this.via = via;
-    this.#responseVia = req.httpVersion === '1.1' ? via : viaValue('1.1', ctx.identity);
     const incoming = ctx.trustIncomingRequestId ? req.headers[ctx.requestIdHeader] : undefined;
     this.requestId = typeof incoming === 'string' && incoming.length > 0 && incoming.length <= 200 ? incoming : newRequestId(ctx);
     // HTTP/2: req.socket is Node's proxy of the stream, which forgets the connection once the
@@ -243,8 +240,10 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   /** Its turn on the connection came (Ordered). */
   begin(): void {
     this.#order = 'running';
-    if (this.res.destroyed || this.#socket.destroyed) {
-      // The client left while it waited (a response never assigned to the socket gets no 'close').
+    if (this.res.destroyed || this.#socket.destroyed || (this.front !== undefined && this.front.h2 && h2StreamClosed(this.res))) {
+      // The client left while it waited (a response never assigned to the socket gets no 'close');
+      // an HTTP/2 stream the client reset in the same read as its HEADERS is closed before Node
+      // emits it (h2-rapid-reset.test finding: it went upstream all the same).
       this.responseClosed();
       return;
     }
@@ -370,7 +369,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 
   /** Answer from the cache (a hit, a revalidated or a stale stored response); the answer is complete. */
   answerFromCache(statusCode: number, head: string[], body: Buffer | undefined): void {
-    head.push('via', this.#responseVia, this.ctx.requestIdHeader, this.requestId);
+    // A stored response: received over HTTP/1.1 or h2 once; which one is not stored, 1.1 is said.
+    head.push('via', this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId);
     if (this.ctx.draining) head.push('connection', 'close');
     // An upstream's head, stored (not a gateway-made answer: those go through the responder).
     // Stored fields passed Node's checks when they were first passed on.
@@ -598,7 +598,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   writeResponseHead(a: Attempt, statusCode: number, rawHeaders: Buffer[]): boolean {
     const ep = a.endpoint;
     const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#socket.remoteAddress)) : undefined;
-    let head = buildResponseHead(rawHeaders, this.#responseVia, this.ctx.requestIdHeader, this.requestId, member);
+    // Via names the protocol this response was received in: the try's connection's (RFC 9110 §7.6.3).
+    let head = buildResponseHead(rawHeaders, a.h2 ? this.ctx.responseVia.h2 : this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId, member);
     // The cache may answer instead (a 304 to its validators, a stale copy for a 5xx): the try is then drained or cut.
     if (this.#cache !== undefined && this.#cache.onHead(statusCode, rawHeaders, head)) return true;
     const hooks = this.ctx.hooks;
@@ -709,7 +710,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         return;
       }
       // HTTP/2: RST_STREAM INTERNAL_ERROR (a plain destroy would end the stream with NO_ERROR, complete-looking).
-      if (front !== undefined && front.h2) (res as unknown as { stream: { close(code: number): void } }).stream.close(H2_INTERNAL_ERROR);
+      if (front !== undefined && front.h2) resetStream((res as unknown as { stream: Http2Stream }).stream, H2_INTERNAL_ERROR);
       else res.destroy();
       return;
     }
@@ -826,6 +827,12 @@ function onResDrain(this: ServerResponse): void {
 function h2Connection(req: IncomingMessage): Socket {
   const session = (req as unknown as { stream?: { session?: ServerHttp2Session } }).stream?.session;
   return (session !== undefined ? sessionConnection(session) : undefined) ?? req.socket;
+}
+
+/** The HTTP/2 stream under a response is closed already (Http2ServerResponse has no `destroyed`). */
+function h2StreamClosed(res: ServerResponse): boolean {
+  const stream = (res as unknown as { stream?: { closed: boolean; destroyed: boolean } }).stream;
+  return stream === undefined || stream.closed || stream.destroyed;
 }
 
 /** Why an HTTP/2 stream closed before its answer was complete. */

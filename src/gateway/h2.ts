@@ -19,9 +19,12 @@ import type { Http2Config } from '../config/tls.js';
  * bounded per connection: more than `maxResets` streams the client reset before their
  * answer within `resetWindow`, and the connection gets GOAWAY ENHANCE_YOUR_CALM and is
  * closed (`onAbuse` records it). Counted on the session, no per-stream closure. What is
- * counted is a stream the gateway began to handle (Node emitted it) and the client reset:
- * a HEADERS frame nghttp2 drops together with its RST_STREAM before Node sees it cost no
- * request work, and nghttp2's own reset rate limit covers those.
+ * counted is every stream Node emitted that closed before its answer and that the gateway
+ * did not reset itself (`resetStream`): a stream with its `aborted` flag when Node emits it
+ * (HEADERS and RST_STREAM in one read), or its 'aborted' event later. Such a stream never
+ * goes upstream when it is closed before the exchange begins (`Exchange.begin`), nor once it
+ * waits for its upstream connection (`Attempt.onConnect`). Streams Node refuses itself (over
+ * SETTINGS_MAX_CONCURRENT_STREAMS) are never emitted and cost no request work.
  */
 export class H2Front {
   readonly server: Http2Server;
@@ -52,10 +55,12 @@ export class H2Front {
     const request = handlers.request;
     const checkContinue = handlers.checkContinue;
     this.server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+      if (refusedForAbuse(req)) return;
       adaptRequest(req);
       request(req as unknown as IncomingMessage, res as unknown as ServerResponse);
     });
     this.server.on('checkContinue', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+      if (refusedForAbuse(req)) return;
       adaptRequest(req);
       checkContinue(req as unknown as IncomingMessage, res as unknown as ServerResponse);
     });
@@ -66,6 +71,8 @@ export class H2Front {
       session.once('close', () => this.#sessions.delete(session));
       session.on('error', ignore);
       session.on('stream', onStream);
+      // Own property, a module function (no closure): see destroyWithConnectionErrorCode.
+      session.destroy = destroyWithConnectionErrorCode;
     });
     this.server.on('timeout', () => {});
   }
@@ -95,8 +102,11 @@ export class H2Front {
     g.front = undefined;
     const detail = `the client reset more than ${this.#maxResets} HTTP/2 streams within ${this.#windowMs} ms (rapid reset, CVE-2023-44487): GOAWAY ENHANCE_YOUR_CALM`;
     this.#onAbuse(session, detail);
-    // Out of nghttp2's callback: destroy with a code sends the final GOAWAY with it, then closes.
-    setImmediate(destroyCalm, session);
+    // On the next tick: out of Node's stream-close callback (the session destroys its streams,
+    // this one among them), but before nghttp2 reads the next frame of the same read (Node
+    // drains the tick queue after each callback into JavaScript), so no further stream of
+    // the abuser's reaches the pipeline. setImmediate let a whole read's streams through.
+    process.nextTick(goawayCalm, session);
   }
 
   /** Graceful: GOAWAY to every connection (streams in flight finish). */
@@ -130,29 +140,100 @@ export function sessionConnection(session: ServerHttp2Session): Socket | undefin
   return (session as GuardedSession)[kGuard]?.socket as Socket | undefined;
 }
 
+/** A stream of a connection being closed for rapid reset, emitted before the close: refused, never a request. */
+function refusedForAbuse(req: Http2ServerRequest): boolean {
+  if ((req.stream.session as GuardedSession | undefined)?.[kGuard]?.front !== undefined) return false;
+  resetStream(req.stream, constants.NGHTTP2_REFUSED_STREAM);
+  return true;
+}
+
 function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
-  stream.once('aborted', onAborted);
+  // HEADERS and RST_STREAM read together: Node closed the stream before it emitted it, so its
+  // 'aborted' is past (h2-rapid-reset.test finding: such resets were never counted).
+  if (stream.aborted) clientReset(stream, this);
+  else stream.once('aborted', onAborted);
 }
 
-/** The client reset the stream before its answer was complete (module function: no closure per stream). */
+/** The stream closed before its answer was complete (module function: no closure per stream). */
 function onAborted(this: Http2Stream): void {
-  const session = this.session as GuardedSession | undefined;
-  session?.[kGuard]?.front?.reset(session);
+  clientReset(this, this.session as ServerHttp2Session | undefined);
 }
 
-function destroyCalm(session: ServerHttp2Session): void {
-  // session.socket is Node's proxy, which refuses destroy; the TCP socket under the TLS one is
-  // reachable through it (_parent), and closing it ends the connection for certain.
-  const socket = (session as GuardedSession)[kGuard]?.socket ?? (session.socket as unknown as { _parent?: { destroy(): void } } | undefined)?._parent;
+const kOwnReset = Symbol('gatewise.h2OwnReset');
+type MarkedStream = Http2Stream & { [kOwnReset]?: true };
+
+/** A stream closed before its answer: counted unless the gateway reset it itself (`resetStream`). */
+function clientReset(stream: Http2Stream, session: ServerHttp2Session | undefined): void {
+  if ((stream as MarkedStream)[kOwnReset] === true || session === undefined) return;
+  (session as GuardedSession)[kGuard]?.front?.reset(session);
+}
+
+/**
+ * The gateway resets a stream itself (a body cut upstream): RST_STREAM with `code`. Marked so
+ * the rapid-reset count, which sees every stream closed before its answer, leaves it out.
+ */
+export function resetStream(stream: Http2Stream, code: number): void {
+  (stream as MarkedStream)[kOwnReset] = true;
+  stream.close(code);
+}
+
+/**
+ * The first step, on the next tick (still inside the read, before nghttp2 parses its next
+ * frame): GOAWAY ENHANCE_YOUR_CALM submitted, so nghttp2 takes no stream above the last one
+ * it saw, and streams emitted meanwhile are refused (the guard is off: see the 'request'
+ * handler). Not `destroy` here: called from inside nghttp2's send (a stream closing as its
+ * frame is written), Node's destroy found the session "sending", skipped writing, and the
+ * client saw the connection close without the GOAWAY (h2-rapid-reset.test finding, TLS).
+ */
+function goawayCalm(session: ServerHttp2Session): void {
+  if (session.destroyed) return;
   session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
-  // Give the GOAWAY a moment to leave, then cut the connection whatever the client does.
-  setTimeout(() => {
-    session.destroy();
-    socket?.destroy();
-  }, 50).unref();
+  setImmediate(closeCalm, session);
+}
+
+/**
+ * Then, out of every nghttp2 callback: `destroy(err, code)` sends its own GOAWAY with the
+ * same code (a bare `destroy()` sent a second one with NO_ERROR) and ends the socket once
+ * written; a client that does not read could hold that end, so the connection is cut a
+ * second later whatever it does.
+ */
+function closeCalm(session: ServerHttp2Session): void {
+  const socket = (session as GuardedSession)[kGuard]?.socket;
+  if (!session.destroyed) session.destroy(new Error('HTTP/2 rapid reset: GOAWAY ENHANCE_YOUR_CALM'), constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  if (socket !== undefined && !socket.destroyed) setTimeout(() => socket.destroy(), 1000).unref();
 }
 
 function ignore(): void {}
+
+/**
+ * RFC 9113 connection errors with their own code, not INTERNAL_ERROR. When nghttp2 finds a
+ * connection error (HEADERS on stream 0 or on an even stream id: §5.1.1, §6.2), Node's
+ * invalid-frame callback calls `session.destroy(new NghttpError(-505))` before nghttp2 sends
+ * its own GOAWAY PROTOCOL_ERROR, and `destroy(err)` without a code closes with INTERNAL_ERROR
+ * (h2-conformance.test finding, the same on a bare `http2.createServer()` of Node 20). Node
+ * has no option for it; the session's `destroy` is the one place all those calls pass, so
+ * the session gets its own `destroy` that gives the library error its RFC code, by the
+ * error's number (nghttp2's own `get_error_code_from_lib_error_code` table), then calls
+ * Node's. Every other call (a code given, another error) goes through unchanged.
+ */
+function destroyWithConnectionErrorCode(this: ServerHttp2Session, error?: Error | number, code?: number): void {
+  if (code === undefined && error instanceof Error && (error as NodeJS.ErrnoException).code === 'ERR_HTTP2_ERROR') {
+    code = CONNECTION_ERROR_CODE[(error as NodeJS.ErrnoException).errno ?? 0];
+  }
+  (Object.getPrototypeOf(this) as ServerHttp2Session).destroy.call(this, error as Error, code);
+}
+
+/** nghttp2's library error numbers (`NGHTTP2_ERR_*`) → RFC 9113 §7 error codes. */
+const CONNECTION_ERROR_CODE: Record<number, number> = {
+  [-505]: constants.NGHTTP2_PROTOCOL_ERROR, // NGHTTP2_ERR_PROTO
+  [-531]: constants.NGHTTP2_PROTOCOL_ERROR, // NGHTTP2_ERR_HTTP_HEADER
+  [-532]: constants.NGHTTP2_PROTOCOL_ERROR, // NGHTTP2_ERR_HTTP_MESSAGING
+  [-510]: constants.NGHTTP2_STREAM_CLOSED, // NGHTTP2_ERR_STREAM_CLOSED
+  [-522]: constants.NGHTTP2_FRAME_SIZE_ERROR, // NGHTTP2_ERR_FRAME_SIZE_ERROR
+  [-523]: constants.NGHTTP2_COMPRESSION_ERROR, // NGHTTP2_ERR_HEADER_COMP
+  [-524]: constants.NGHTTP2_FLOW_CONTROL_ERROR, // NGHTTP2_ERR_FLOW_CONTROL
+  [-533]: constants.NGHTTP2_REFUSED_STREAM, // NGHTTP2_ERR_REFUSED_STREAM
+};
 
 /**
  * The head as the pipeline reads it: pseudo-headers out of `rawHeaders` (what is forwarded),

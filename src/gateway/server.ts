@@ -519,6 +519,13 @@ export class Gateway {
     });
   }
 
+  /** HTTP/2 connections open now, over every listener (a session lives until its connection closes). */
+  h2Sessions(): number {
+    let n = 0;
+    for (const { h2 } of this.#servers) n += h2?.sessions ?? 0;
+    return n;
+  }
+
   /**
    * Stop accepting, let in-flight requests finish (idle keep-alive connections are
    * closed at once; busy ones get `Connection: close`), then cut what is left after

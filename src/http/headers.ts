@@ -51,9 +51,14 @@ export function stripHopByHop(raw: readonly string[], direction: 'request' | 're
   return out;
 }
 
-/** The `Via` value this hop adds, for the received protocol version. */
+/**
+ * The `Via` value this hop adds, for the received protocol version: `1.0`, `1.1`, or `2`
+ * (given as `2` or as Node's `httpVersion` `2.0`; HTTP/2's Via version is "2", RFC 9110
+ * §7.6.3). Finding: `viaValue('2', …)` gave `1.1`, so requests from h2 clients went upstream
+ * with `Via: 1.1`.
+ */
 export function viaValue(httpVersion: string, pseudonym: string): string {
-  return `${httpVersion === '1.0' ? '1.0' : httpVersion === '2.0' ? '2' : '1.1'} ${pseudonym}`;
+  return `${httpVersion === '1.0' ? '1.0' : httpVersion === '2.0' || httpVersion === '2' ? '2' : '1.1'} ${pseudonym}`;
 }
 
 /** True when any Via element names `pseudonym` (loop detection). */

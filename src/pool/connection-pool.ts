@@ -76,6 +76,12 @@ export interface ConnectionPoolOptions {
   connector: buildConnector.connector;
   /** https: the TLS name every request carries (PooledClient.servername); default the origin's host name. */
   servername?: string;
+  /**
+   * HTTP/2 multiplexing: requests one connection that negotiated h2 carries at once (undici's
+   * `pipelining` is the stream limit of an h2 Client). Default 1: a request per connection.
+   * An HTTP/1.1 connection (an h2 cluster whose upstream agreed only to http/1.1) keeps 1.
+   */
+  maxStreams?: number;
 }
 
 export class ConnectionPool {
@@ -118,6 +124,17 @@ export class ConnectionPool {
    * the race) and non-idempotent requests get a new connection.
    */
   acquire(now: number, idempotent: boolean, fresh: boolean): PooledClient {
+    const streams = this.#opts.maxStreams ?? 1;
+    if (streams > 1 && !fresh) {
+      // HTTP/2: another stream on a busy h2 connection (no keep-alive race on a connection in
+      // use; an idle one goes through the idle rules below).
+      for (const c of this.#all) {
+        if (c.active > 0 && c.active < streams && c.connected && c.timings.h2 === true && !c.destroyed && !c.closed) {
+          c.active++;
+          return c;
+        }
+      }
+    }
     const idle = this.#idle;
     if (!fresh && idempotent) {
       const limit = this.safeIdleMs();
@@ -189,8 +206,10 @@ export class ConnectionPool {
     c.active = 1;
     c.lastUsed = Date.now();
     this.#all.add(c);
+    const streams = this.#opts.maxStreams ?? 1;
     c.on('connect', () => {
       c.connected = true;
+      if (streams > 1 && timings.h2 === true) c.pipelining = streams;
     });
     c.on('disconnect', (_origin: unknown, _targets: unknown, err: { code?: string } | undefined) => {
       const wasIdle = c.connected && c.active === 0 && c.uses > 0;

@@ -6,6 +6,12 @@ export interface ConnectTimings {
   dnsMs?: number;
   connectMs?: number;
   tlsMs?: number;
+  /**
+   * The connection speaks HTTP/2: ALPN chose `h2`, or h2c with prior knowledge (undici marks
+   * that socket `alpnProtocol: 'h2'` too). Set once connected; the fact each response's Via
+   * version is taken from.
+   */
+  h2?: boolean;
 }
 
 /**
@@ -23,6 +29,7 @@ export function timedConnector(base: buildConnector.connector, into: ConnectTimi
     if (opts.servername !== undefined && opts.servername !== null) opts = { ...opts, servername: undefined as unknown as string };
     const socket = (base as unknown as (o: buildConnector.Options, cb: buildConnector.Callback) => Socket | undefined)(opts, (err, s) => {
       if (!err && opts.protocol === 'https:' && tcpAt > 0) into.tlsMs = round(performance.now() - tcpAt);
+      if (!err) into.h2 = (s as { alpnProtocol?: string | false } | null)?.alpnProtocol === 'h2';
       callback(err as null, s as Socket);
     });
     if (socket && typeof socket.once === 'function') {

@@ -3,6 +3,9 @@ import type { LookupFunction } from 'node:net';
 import { buildConnector } from 'undici';
 import { ConnectionPool } from '../pool/index.js';
 
+/** Requests one upstream HTTP/2 connection carries at once (as Node's and nghttp2's default stream limit). */
+const H2_STREAMS_PER_CONNECTION = 100;
+
 export interface EndpointOptions {
   url: string;
   weight: number;
@@ -84,6 +87,8 @@ export class Endpoint {
       },
       connector: buildConnector(connect),
       servername: opts.tls.servername,
+      // HTTP/2 upstream: up to 100 requests at once on one connection (multiplexed).
+      maxStreams: opts.protocol === 'h2' || opts.protocol === 'h2c' ? H2_STREAMS_PER_CONNECTION : 1,
     });
   }
 

@@ -223,12 +223,12 @@ describe('rapid reset (CVE-2023-44487) is bounded per connection', () => {
     return s;
   }
 
-  // Known open (todo, runs and reports without failing the suite): the gateway's bound fires
-  // (the h2_rapid_reset record is written) but the abuser's connection is not always seen
-  // closed by the client within 3 s; counting resets on stream 'close' instead of 'aborted'
-  // made every round close, but by Node's own bound (GOAWAY INTERNAL_ERROR, no record), not
-  // understood in the time there was, so not committed.
-  test('seeded family of reset rates: every abuser gets GOAWAY ENHANCE_YOUR_CALM (or its socket closed) and its connection closes; the record names it; others are served', { timeout: 60_000, todo: 'the abuser\'s connection is not always closed (see the comment above)' }, async () => {
+  // Finding (fixed): the bound fired but the abuser's connection was not always closed, or
+  // closed by Node's own bound (GOAWAY INTERNAL_ERROR, no record). Streams reset in the read
+  // that opened them were never counted, a deferred close let whole reads through, and a
+  // destroy inside nghttp2's send lost the GOAWAY (h2-rapid-reset.test has the raw-frame
+  // interleavings).
+  test('seeded family of reset rates (Node client): every abuser\'s connection is closed by the gateway (any GOAWAY seen is ENHANCE_YOUR_CALM); one record names it; others are served', { timeout: 120_000 }, async () => {
     const rand = seededRandom();
     console.log(`rapid-reset family seed ${rand.seed} (replay: GATEWISE_SEED=${rand.seed})`);
     let recorded = 0;
@@ -255,24 +255,26 @@ describe('rapid reset (CVE-2023-44487) is bounded per connection', () => {
           opened++;
           if (opened % burst === 0) await new Promise((r) => setTimeout(r, pauseMs));
         }
-        const deadline = Date.now() + 3000;
-        while (!closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        // Closed as the gateway sees it: its session ends when the connection does. The
+        // client's own view is not always usable: Node's client, after queueing thousands of
+        // streams, can sit with its frames unsent and stop reading while its write is
+        // "in progress" (its session showed outboundQueueSize 1919, nothing read), so it
+        // may never see the GOAWAY or the close (h2-rapid-reset.test reads every frame).
+        const deadline = Date.now() + 20_000;
+        while (!closed && g.gw.h2Sessions() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
         const rate = `burst ${burst}, pause ${pauseMs} ms, ${opened} streams`;
-        assert.ok(closed, `the abuser's connection was not closed (${rate}; GOAWAY ${code}; records ${g.logs.filter((l) => l.reason === 'h2_rapid_reset').length - recordsBefore})`);
-        // ENHANCE_YOUR_CALM is the gateway's; a flood that keeps writing after it may instead be
-        // cut by Node's own bound on refused streams (GOAWAY INTERNAL_ERROR), or see only the close.
-        assert.ok(code === -1 || code === constants.NGHTTP2_ENHANCE_YOUR_CALM || code === constants.NGHTTP2_INTERNAL_ERROR, `GOAWAY code ${code} (${rate})`);
+        assert.ok(closed || g.gw.h2Sessions() === 0, `the abuser's connection was not closed (${rate}; GOAWAY ${code}; records ${g.logs.filter((l) => l.reason === 'h2_rapid_reset').length - recordsBefore})`);
+        assert.ok(code === -1 || code === constants.NGHTTP2_ENHANCE_YOUR_CALM, `GOAWAY code ${code} (${rate})`);
         let records = 0;
-        while (records <= recordsBefore && Date.now() < deadline + 500) {
+        while (records <= recordsBefore && Date.now() < deadline + 1000) {
           records = g.logs.filter((l) => l.reason === 'h2_rapid_reset').length;
           if (records <= recordsBefore) await new Promise((r) => setTimeout(r, 10));
         }
-        // The record is there when the gateway's own bound closed the connection; a flood with no
-        // pause is at times closed first by Node's bound on refused streams (no record then).
-        if (records > recordsBefore) recorded++;
+        assert.equal(records - recordsBefore, 1, `h2_rapid_reset records (${rate})`);
+        recorded++;
         s.destroy();
       }
-      assert.ok(recorded > 0, 'no round of the family was closed by the gateway\'s bound (h2_rapid_reset record)');
+      assert.equal(recorded, 5);
     });
     const other = session2();
     assert.equal((await h2get(other, '/ok')).status, 200);

@@ -1,0 +1,122 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setImmediate as tick } from 'node:timers/promises';
+import { startLab, type Lab } from '../../src/lab/index.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { certDir, type CertDir, type TestCa } from '../helpers/tls-certs.js';
+import { E, FLAG, RawH2, T, errorCode, frame, headerBlock, rstStream } from '../helpers/h2-frames.js';
+import { seededRandom, withSeed } from '../helpers/seeded.js';
+
+/**
+ * The HTTP/2 rapid-reset attack (CVE-2023-44487) over raw frames, so the test chooses how the
+ * frames are packed: HEADERS and RST_STREAM in one write (Node then closes the stream before
+ * it emits it, and emits no 'aborted' to a listener added on 'stream': the finding this file
+ * guards), in separate writes, with DATA between. Over h2c and over TLS (ALPN h2). For every
+ * interleaving the abusive connection gets GOAWAY ENHANCE_YOUR_CALM and is closed, the
+ * gateway records it (h2_rapid_reset), and the upstream sees a bounded number of requests.
+ */
+
+const MAX_RESETS = 20;
+const MAX_STREAMS = 100;
+
+let dir: CertDir;
+let ca: TestCa;
+let lab: Lab;
+let gw: TestGateway;
+let tlsPort: number;
+
+before(async () => {
+  dir = certDir();
+  ca = dir.ca('Rapid reset CA');
+  const leaf = ca.issue('localhost', { dns: ['localhost'], ip: ['127.0.0.1'] });
+  lab = await startLab();
+  const http2 = { h2c: true, maxConcurrentStreams: MAX_STREAMS, maxResets: MAX_RESETS, resetWindow: '60s' };
+  gw = await startTestGateway({
+    listeners: [
+      { address: '127.0.0.1', port: 0, http2 },
+      { address: '127.0.0.1', port: 0, tls: { certificates: [{ cert: leaf.certFile, key: leaf.keyFile }] }, http2: { ...http2, h2c: false } },
+    ],
+    clusters: { lab: { endpoints: [lab.url] } },
+    routes: [{ cluster: 'lab' }],
+  });
+  tlsPort = (gw.gw.addresses()[1] as { port: number }).port;
+});
+
+after(async () => {
+  await gw?.close();
+  await lab?.close();
+  dir?.remove();
+});
+
+type Mode = 'together' | 'separate' | 'data';
+
+/** One abusive connection: `count` streams opened and reset, `batch` streams per write. */
+async function abuse(opts: { tls: boolean; mode: Mode; count: number; batch: number }): Promise<{ goaway: number | undefined; closed: boolean; sent: number; upstream: number; recorded: number }> {
+  const c = new RawH2(opts.tls ? tlsPort : gw.port, opts.tls ? { ca: ca.cert, servername: 'localhost' } : undefined);
+  const upstream0 = lab.stats.byPath.get('/slow') ?? 0;
+  const records0 = gw.logs.filter((l) => l.reason === 'h2_rapid_reset').length;
+  // The server's SETTINGS first: the connection is up and the session made.
+  assert.ok(await c.until((fs) => fs.some((f) => f.type === T.SETTINGS), 20_000), 'no SETTINGS from the gateway');
+  const block = headerBlock({ path: '/slow?ms=5000', method: opts.mode === 'data' ? 'POST' : 'GET' });
+  let sent = 0;
+  for (let first = 0; first < opts.count && !c.closed && c.goaway() === undefined; first += opts.batch) {
+    const ids: number[] = [];
+    for (let i = first; i < Math.min(opts.count, first + opts.batch); i++) ids.push(1 + 2 * i);
+    const heads = ids.map((id) => frame(T.HEADERS, FLAG.END_HEADERS | (opts.mode === 'data' ? 0 : FLAG.END_STREAM), id, block));
+    const resets = ids.map((id) => rstStream(id, E.CANCEL));
+    if (opts.mode === 'together') {
+      await c.write(Buffer.concat(ids.flatMap((_, k) => [heads[k]!, resets[k]!])));
+    } else if (opts.mode === 'separate') {
+      await c.write(Buffer.concat(heads));
+      await tick();
+      await c.write(Buffer.concat(resets));
+    } else {
+      await c.write(Buffer.concat(ids.flatMap((id, k) => [heads[k]!, frame(T.DATA, 0, id, Buffer.alloc(64, 0x61))])));
+      await tick();
+      await c.write(Buffer.concat(resets));
+    }
+    sent += ids.length;
+  }
+  const got = await c.until((fs) => fs.some((f) => f.type === T.GOAWAY), 20_000);
+  const closed = await c.closedWithin(20_000);
+  const g = c.goaway();
+  c.destroy();
+  // Every exchange of the connection has ended (so the upstream count is final for it).
+  const deadline = Date.now() + 20_000;
+  while (gw.gw.ctx.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  let recorded = gw.logs.filter((l) => l.reason === 'h2_rapid_reset').length - records0;
+  while (recorded === 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 10));
+    recorded = gw.logs.filter((l) => l.reason === 'h2_rapid_reset').length - records0;
+  }
+  return { goaway: got && g !== undefined ? errorCode(g) : undefined, closed, sent, upstream: (lab.stats.byPath.get('/slow') ?? 0) - upstream0, recorded };
+}
+
+describe('rapid reset (CVE-2023-44487): every interleaving of HEADERS and RST_STREAM is bounded', () => {
+  for (const mode of ['together', 'separate', 'data'] as const) {
+    test(`seeded family, ${mode === 'together' ? 'HEADERS and RST_STREAM in one write' : mode === 'separate' ? 'HEADERS, then RST_STREAM in a later write' : 'HEADERS and DATA, then RST_STREAM'}: GOAWAY ENHANCE_YOUR_CALM, the connection closed, recorded, the upstream bounded`, { timeout: 180_000 }, async () => {
+      const rand = seededRandom();
+      console.log(`rapid-reset ${mode} seed ${rand.seed} (replay: GATEWISE_SEED=${rand.seed})`);
+      await withSeed(rand, async () => {
+        for (let round = 0; round < 6; round++) {
+          const tls = round % 2 === 1;
+          const count = MAX_RESETS + 1 + rand.int(400);
+          const batch = 1 + rand.int(64);
+          const r = await abuse({ tls, mode, count, batch });
+          const what = `${tls ? 'TLS' : 'h2c'}, ${count} streams, ${batch} per write, sent ${r.sent}, upstream ${r.upstream}`;
+          assert.equal(r.goaway, E.ENHANCE_YOUR_CALM, `GOAWAY ${r.goaway} (${what})`);
+          assert.ok(r.closed, `the connection was not closed (${what})`);
+          assert.equal(r.recorded, 1, `h2_rapid_reset records: ${r.recorded} (${what})`);
+          // Each reset stream counted once it reached the gateway: more than MAX_RESETS close the
+          // connection; a stream whose RST_STREAM is still in a later write may have gone upstream.
+          assert.ok(r.upstream <= MAX_RESETS + batch + 1, `the upstream saw ${r.upstream} requests (${what})`);
+        }
+      });
+      // Others are still served.
+      const ok = new RawH2(gw.port);
+      await ok.write(frame(T.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock({ path: '/ok' })));
+      assert.ok(await ok.until((fs) => fs.some((f) => f.type === T.HEADERS && f.stream === 1), 20_000), 'a well-behaved client was not answered');
+      ok.destroy();
+    });
+  }
+});
