@@ -3,7 +3,7 @@ import { Failure, classify, type AttemptProgress } from '../failure/index.js';
 import { Timeout } from '../timing/deadlines.js';
 import type { PooledClient } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
-import { CacheEntry, selectFor304, varyValuesOf, type RouteCache } from '../cache/index.js';
+import { CacheEntry, varyValuesOf, type RouteCache } from '../cache/index.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { headerObject, storedPairs, varyOf } from './cache-fields.js';
 import type { GatewayContext } from './context.js';
@@ -16,7 +16,7 @@ export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'failed' | 
 
 /**
  * A background revalidation (RFC 5861 §3 stale-while-revalidate): the stored response's
- * validators sent to one endpoint of the route's cluster; a 304 (naming it) refreshes the entry, a
+ * validators sent to one endpoint of the route's cluster; a 304 refreshes the entry, a
  * storable answer (never a 5xx) replaces it, anything else leaves it as it was.
  *
  * It is a request of the gateway's own, and is treated like one: it takes a slot of the
@@ -159,8 +159,6 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable {
     cluster.observeLatency(ep, a.headersMs - a.startMs, this.#responseTime);
     cluster.recordOutcome(ep, statusCode >= 500 ? 'upstream-5xx' : 'success', this.#responseTime);
     this.#raw = storedPairs(rawHeaders);
-    // A 304 naming another entity tag than the stored one is not about it (RFC 9111 §4.3.4): kept as it was.
-    if (statusCode === 304 && selectFor304([this.#entry], headerObject(rawHeaders).etag) === undefined) this.#raw = undefined;
     if (statusCode !== 304 && !this.#rc.cache.storable('GET', this.#path, this.#req.headers, statusCode, headerObject(rawHeaders))) this.#raw = undefined;
     if (statusCode >= 500) this.#raw = undefined; // never replace a good entry with a 5xx
     return true;
