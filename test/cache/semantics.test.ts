@@ -57,7 +57,20 @@ before(async () => {
       } else res.end(req.method === 'HEAD' ? undefined : body);
     };
     const delay = Number(q.get('delay') ?? 0);
-    if (delay > 0) setTimeout(answer, delay);
+    // holdwaiters=N: answer once N requests wait behind this one in the gateway (collapsing);
+    // holdcount=N: once N requests for this path arrived here. Bounded (30 s) either way: the
+    // test then fails on what it counts, never hangs. Events, not time, on a slow machine.
+    const holdWaiters = Number(q.get('holdwaiters') ?? 0);
+    const holdCount = Number(q.get('holdcount') ?? 0);
+    if (holdWaiters > 0 || holdCount > 0) {
+      const key = `127.0.0.1${req.url}`;
+      const until = Date.now() + 30_000;
+      const poll = (): void => {
+        if (Date.now() > until || (holdWaiters > 0 && gw.gw.ctx.cache!.collapser.waiting(key) >= holdWaiters) || (holdCount > 0 && count(u.pathname) >= holdCount)) answer();
+        else setTimeout(poll, 5);
+      };
+      poll();
+    } else if (delay > 0) setTimeout(answer, delay);
     else answer();
   });
   await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()));
@@ -217,14 +230,16 @@ describe('invalidation and errors', () => {
 describe('collapsing and stale-while-revalidate', () => {
   test('concurrent misses for one key go upstream once; the others are answered from the stored response', async () => {
     const n = 12;
-    const rs = await Promise.all(Array.from({ length: n }, () => get('/collapse?cc=max-age=60&delay=200')));
+    const rs = await Promise.all(Array.from({ length: n }, () => get(`/collapse?cc=max-age=60&holdwaiters=${n - 1}`)));
     assert.equal(count('/collapse'), 1);
     for (const r of rs) assert.equal(r.body, rs[0]!.body);
     assert.equal(rs.filter((r) => /collapsed/.test(r.cs)).length, n - 1);
   });
 
   test('the wait is bounded: past collapseWait the waiters go upstream themselves', async () => {
-    const rs = await Promise.all(Array.from({ length: 4 }, () => get('/short/c?cc=max-age=60&delay=400')));
+    // The leader's answer is held until all four reached the origin: the three waiters can only
+    // get there by giving up their wait (collapseWait 100ms).
+    const rs = await Promise.all(Array.from({ length: 4 }, () => get('/short/c?cc=max-age=60&holdcount=4')));
     assert.equal(count('/short/c'), 4);
     for (const r of rs) assert.equal(r.status, 200);
   });
@@ -237,14 +252,14 @@ describe('collapsing and stale-while-revalidate', () => {
     const b = await get('/swr?cc=max-age=1,stale-while-revalidate=60');
     assert.equal(b.body, a.body, 'the stale copy');
     assert.match(b.cs, /hit; ttl=-\d+; detail=stale-while-revalidate/);
-    const deadline = Date.now() + 3000;
+    const deadline = Date.now() + 20_000;
     while (count('/swr') < 2) {
       if (Date.now() > deadline) throw new Error('no background revalidation');
       await new Promise((r) => setTimeout(r, 10));
     }
     let c = await get('/swr?cc=max-age=1,stale-while-revalidate=60');
     // The refreshed response is stored once its body completes.
-    for (let i = 0; i < 50 && !/gen 11/.test(c.body); i++) {
+    for (const until = Date.now() + 20_000; !/gen 11/.test(c.body) && Date.now() < until; ) {
       await new Promise((r) => setTimeout(r, 10));
       c = await get('/swr?cc=max-age=1,stale-while-revalidate=60');
     }
