@@ -1,10 +1,11 @@
 // Cache hit, 1 KiB body: Gatewise's response cache and nginx proxy_cache side by side, in one
 // run (wrk, one thread, 50 connections, rounds interleaved). A short run on a shared machine:
 // compare the two columns of one run, not runs of different days.
-//   npm run build && node dist/bench/cache-hit.js [seconds=5] [rounds=3]
+//   npm run bench:cache -- [seconds=5] [rounds=3]   (after a 1 s warm-up of each, not counted)
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateConfig } from '../src/config/load.js';
@@ -51,11 +52,24 @@ http {
 }`,
   );
   ngx = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'inherit' });
-  await new Promise((r) => setTimeout(r, 500));
+  // Wait until it accepts (bounded), not for a fixed time.
+  for (const until = Date.now() + 10_000; ; ) {
+    const up = await new Promise<boolean>((r) => {
+      const s = connect(nginxPort, '127.0.0.1');
+      s.once('connect', () => (s.destroy(), r(true)));
+      s.once('error', () => r(false));
+    });
+    if (up) break;
+    if (Date.now() > until) throw new Error('nginx did not start listening in 10 s');
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 const request = { method: 'GET' as const, path: '/item-1k' };
 const rows: Record<string, number[]> = { gatewise: [], nginx: [] };
+// Warm-up, not counted: both fill the key, and Gatewise's code is compiled before the first round.
+await runWrk({ port: addr!.port, connections: 50, durationS: 1, request, scriptDir: dir });
+if (nginx) await runWrk({ port: nginxPort, connections: 50, durationS: 1, request, scriptDir: dir });
 for (let i = 0; i < rounds; i++) {
   const g = await runWrk({ port: addr!.port, connections: 50, durationS: seconds, request, scriptDir: dir });
   if (g.errors.status + g.errors.connect + g.errors.read > 0) throw new Error(`Gatewise answered errors: ${JSON.stringify(g.errors)}`);

@@ -1,5 +1,6 @@
 import { httpDate } from './cache-control.js';
 import type { CacheEntry } from './entry.js';
+import { weakEqual } from './validate.js';
 import type { RequestHeaders } from './response-cache.js';
 
 /** A response made from a stored one, before the gateway adds Via, its request id and Cache-Status. */
@@ -76,17 +77,12 @@ function clientNotModified(entry: CacheEntry, method: string, headers: RequestHe
     if (list.includes('*')) return true;
     const etag = entry.etag;
     if (etag === undefined) return false;
-    const bare = weakless(etag);
-    return list.some((t) => weakless(t) === bare);
+    return list.some((t) => weakEqual(t, etag));
   }
   const ims = httpDate(oneHeader(headers['if-modified-since']));
   if (Number.isNaN(ims)) return false;
   const lm = httpDate(entry.lastModified ?? entry.header('date'));
   return !Number.isNaN(lm) && lm <= ims;
-}
-
-function weakless(tag: string): string {
-  return tag.startsWith('W/') ? tag.slice(2) : tag;
 }
 
 /** RFC 9110 §13.1.5: a strong entity tag equal to the stored one, or the exact Last-Modified date. */

@@ -44,6 +44,11 @@ export class Collapser {
     for (const w of q) w.collapseWake();
   }
 
+  /** Requests waiting behind the leader of a key. */
+  waiting(key: string): number {
+    return this.#leading.get(key)?.length ?? 0;
+  }
+
   /** Keys with a leader in flight. */
   get inflight(): number {
     return this.#leading.size;

@@ -9,19 +9,8 @@ const HEURISTIC_FRACTION = 0.1;
 /** Request header values a stored response was selected with, for its Vary fields. */
 export type VaryValues = ReadonlyArray<string | undefined>;
 
-/** What a stored response is made from. */
-export interface StoredInit {
-  readonly key: string;
-  readonly status: number;
-  /** Header pairs as the upstream sent them, hop-by-hop fields removed: [name, value, ...]. */
-  readonly headers: readonly string[];
-  readonly body: Buffer;
-  /** ms since the epoch: when the request that fetched it was sent, and when its head arrived. */
-  readonly requestTime: number;
-  readonly responseTime: number;
-  /** The request's values of the Vary fields (lower-case names), in the order of `vary`. */
-  readonly varyValues: VaryValues;
-}
+/** What a stored response is made from: the fields of `CacheEntry` it is given (the rest it computes). */
+export type StoredInit = Pick<CacheEntry, 'key' | 'status' | 'headers' | 'body' | 'requestTime' | 'responseTime' | 'varyValues'>;
 
 /**
  * One stored response (a variant of its key): header pairs, the whole body, and its
@@ -37,10 +26,14 @@ export interface StoredInit {
 export class CacheEntry {
   readonly key: string;
   readonly status: number;
+  /** Header pairs as the upstream sent them, hop-by-hop fields removed: [name, value, ...]. */
   readonly headers: readonly string[];
+  /** The whole body. */
   readonly body: Buffer;
+  /** ms since the epoch: when the request that fetched it was sent, and when its head arrived. */
   readonly requestTime: number;
   readonly responseTime: number;
+  /** The request's values of the Vary fields (lower-case names), in the order of `vary`. */
   readonly varyValues: VaryValues;
   /** The stored response's Cache-Control. */
   readonly cc: Directives;

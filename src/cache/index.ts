@@ -9,5 +9,6 @@ export { MemoryStore, type CacheStore } from './memory-store.js';
 export { DiskTier } from './disk-store.js';
 export { Collapser, type CollapseWaiter } from './collapse.js';
 export { cacheStatusMember, appendCacheStatus, type CacheStatus, type Forward } from './cache-status.js';
+export { selectFor304, weakEqual } from './validate.js';
 export { answerFrom, singleRange, type CachedAnswer } from './answer.js';
 export { parseCacheControl, deltaSeconds, type Directives } from './cache-control.js';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { forwardSchema } from './forward.js';
-import { ERROR_TYPE_NAMES, type ProxyErrorType } from '../failure/types.js';
+import type { ProxyErrorType } from '../failure/types.js';
 import { http2Schema, redirectSchema, reverseListenerTlsSchema } from './tls.js';
 
 /**
@@ -241,12 +241,40 @@ export const clusterSchema = z
 /** Upstream statuses a stale copy may answer for (`serveStaleOn`), beside RFC 9209 error types. */
 const STALE_STATUSES = ['500', '502', '503', '504'] as const;
 
+/**
+ * The RFC 9209 types a stale copy can answer for: the failures the reverse gateway names
+ * before a response head is passed on (failure/classify.ts, and the exchange's pick and admit
+ * refusals). Any other type would never apply (the client's faults, what happens before the
+ * cache phase, a body cut after its head went out), so it is refused rather than ignored.
+ * test/cache/serve-stale.test.ts causes each of them for real (but two loopback cannot make).
+ */
+const STALE_TYPES = [
+  'dns_timeout',
+  'dns_error',
+  'destination_unavailable',
+  'destination_ip_unroutable',
+  'connection_refused',
+  'connection_terminated',
+  'connection_timeout',
+  'connection_limit_reached',
+  'tls_protocol_error',
+  'tls_certificate_error',
+  'tls_alert_received',
+  'http_response_incomplete',
+  'http_response_header_section_size',
+  'http_response_timeout',
+  'http_protocol_error',
+] as const satisfies readonly ProxyErrorType[];
+
+/** Every value `routes[].cache.serveStaleOn` accepts. */
+export const SERVE_STALE_ON: readonly string[] = [...STALE_TYPES, ...STALE_STATUSES];
+
 const routeCacheSchema = z
   .object({
     serveStaleOn: z
-      .array(z.union([z.enum(ERROR_TYPE_NAMES as [ProxyErrorType, ...ProxyErrorType[]]), z.enum(STALE_STATUSES)]))
+      .array(z.enum([...STALE_TYPES, ...STALE_STATUSES], { error: (iss) => `${JSON.stringify(iss.input)} is not a failure a stale copy can answer for; one of ${SERVE_STALE_ON.join(', ')}` }))
       .default([])
-      .describe('Failures a stale stored copy answers for even when the response did not say stale-if-error: RFC 9209 error types (connection_refused, connection_timeout, http_response_timeout, destination_unavailable, connection_limit_reached, ...) and upstream statuses ("502", "503", "504"). The answer is 200 from the cache with Cache-Status `fwd=stale; detail=<type>` and Proxy-Status naming the failure. Never for a response with must-revalidate, proxy-revalidate, no-cache or s-maxage. Default none (stale-if-error in the response or request still applies).'),
+      .describe('Failures a stale stored copy answers for even when the response did not say stale-if-error: RFC 9209 error types (connection_refused, connection_timeout, http_response_timeout, destination_unavailable, connection_limit_reached, ...) and upstream statuses ("500", "502", "503", "504"); the types that can happen before a response head is passed on are accepted, any other is refused. The answer is 200 from the cache with Cache-Status `fwd=stale; detail=<type>` and Proxy-Status naming the failure. Never for a response with must-revalidate, proxy-revalidate, no-cache or s-maxage. Default none (stale-if-error in the response or request still applies).'),
     maxStale: duration('1h', 'How stale a stored copy may be to answer for a serveStaleOn failure.'),
     collapseWait: duration('5s', 'How long a miss waits for another request for the same key that is already on its way upstream (request collapsing); then it goes upstream itself. "0s": no collapsing.'),
     maxObjectSize: z.number().int().min(0).default(1048576).describe('Responses with a larger body are passed through and not stored, in bytes. Default 1048576 (1 MiB).'),

@@ -157,6 +157,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     if (this.#judge(statusCode, rawHeaders)) return true;
     this.#resume = resume;
     if (!this.#ex.writeResponseHead(this, statusCode, rawHeaders)) return false;
+    if (this.#retry !== undefined) return true; // sendAgain: drained, then sent again
     this.#passedOn = true;
     if (this.#ex.complete) {
       // The cache answered instead (a 304 to its own validators, or a stale copy for a 5xx):
@@ -225,6 +226,16 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     const race = lostKeepAliveRace(f, this.reused, this.#responseStarted);
     if (f.source === 'upstream' && !race) ex.route!.cluster.recordOutcome(this.endpoint, f.type === 'http_response_timeout' ? 'timeout' : 'gateway-failure', Date.now());
     ex.tryFailed(this, f, this.#passedOn || this.#retry !== undefined);
+  }
+
+  /**
+   * The cache cannot use this answer (a 304 to its own validators naming none of its stored
+   * responses): it is drained and the request goes again at once, like a retry but neither
+   * the retry policy's nor the budget's (the gateway's own question was the cause).
+   */
+  sendAgain(detail: string): void {
+    this.record.detail = detail;
+    this.#retry = { action: 'retry', fresh: false, delayMs: 0, avoid: this.endpoint };
   }
 
   // ---- the steps of a response head ------------------------------------------------------

@@ -6,6 +6,7 @@ import {
   cacheKey,
   cacheStatusMember,
   requestDirectives,
+  selectFor304,
   varyValuesOf,
   type CacheStatus,
   type CollapseWaiter,
@@ -16,6 +17,9 @@ import { headerObject, storedPairs, varyOf } from './cache-fields.js';
 import { proxyStatusOptions } from './context.js';
 import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
+
+/** What the cache made of an upstream head: it answered instead, or the request must be sent again (a 304 it cannot use); undefined: pass it on. */
+export type HeadVerdict = 'answered' | 'resend' | undefined;
 
 /** What the access log and metrics say the cache did (`ReverseRecord.cache`). */
 export type CacheOutcome = 'hit' | 'stale' | 'revalidated' | 'miss' | 'bypass';
@@ -43,6 +47,8 @@ export class CachePhase implements CollapseWaiter {
   #conditional = false;
   /** On a vary miss: the stored variants with entity tags, all sent in If-None-Match (RFC 9111 §4.3.1). */
   #variants: CacheEntry[] | undefined;
+  /** The request's headers before the cache put its validators in (sent again after a 304 it cannot use). */
+  #clientHeaders: string[] | undefined;
   #fwd: Forward | undefined = 'uri-miss';
   /** Cache-Status `detail` of a gateway-made answer (only-if-cached). */
   #failureDetail: string | undefined;
@@ -181,9 +187,11 @@ export class CachePhase implements CollapseWaiter {
     const e = this.#candidate;
     const variants = this.#variants;
     if (variants !== undefined) {
-      return withoutValidators(headers).concat('if-none-match', variants.map((v) => v.etag!).join(', '));
+      this.#clientHeaders = headers;
+      return withoutValidators(headers).concat('if-none-match', [...new Set(variants.map((v) => v.etag!))].join(', '));
     }
     if (!this.#conditional || e === undefined) return headers;
+    this.#clientHeaders = headers;
     const out = withoutValidators(headers);
     if (e.etag !== undefined) out.push('if-none-match', e.etag);
     if (e.lastModified !== undefined) out.push('if-modified-since', e.lastModified);
@@ -191,42 +199,41 @@ export class CachePhase implements CollapseWaiter {
   }
 
   /**
-   * The upstream's final head. Returns true when the cache answered instead (a 304 to its
-   * own validators, or a stale copy for an error status): the try's body is not passed on.
-   * Otherwise `head` gets Cache-Status, and a storable response starts being stored.
+   * The upstream's final head. 'answered' when the cache answered instead (a 304 to its own
+   * validators, or a stale copy for an error status): the try's body is not passed on.
+   * 'resend': a 304 to the cache's validators that names none of the stored responses they
+   * came from (RFC 9111 §4.3.4): nothing is updated, and the request goes again as the client
+   * sent it (`resendHeaders`), once. Otherwise `head` gets Cache-Status, and a storable
+   * response starts being stored.
    */
-  onHead(status: number, raw: readonly Buffer[], head: string[]): boolean {
+  onHead(status: number, raw: readonly Buffer[], head: string[]): HeadVerdict {
     const ex = this.#ex;
     const now = Date.now();
     const method = ex.method;
     if (!SAFE.has(method)) {
       if (status < 400) this.#invalidate(raw);
       head.push('cache-status', cacheStatusMember(ex.ctx.identity, { fwd: 'bypass', fwdStatus: status }));
-      return false;
-    }
-    if (status === 304 && this.#variants !== undefined) {
-      const tag = headerObject(raw).etag;
-      // A 304 without an ETag to our one entity tag can only mean that one (RFC 9110 §13.1.2);
-      // passed on, it would be a 304 to a client that asked nothing conditional.
-      const chosen = tag === undefined ? (this.#variants.length === 1 ? this.#variants[0] : undefined) : this.#variants.find((v) => weakEqual(v.etag!, tag));
-      if (chosen !== undefined) {
-        const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, varyValuesOf(chosen.vary, ex.req.headers));
-        this.#rc.cache.put(fresh);
-        this.outcome = 'revalidated';
-        this.#answer(fresh, { fwd: 'vary-miss', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
-        this.#release();
-        return true;
-      }
+      return undefined;
     }
     const e = this.#candidate;
-    if (status === 304 && this.#conditional && e !== undefined) {
-      const pairs = storedPairs(raw);
-      const fresh = e.updated(pairs, this.#requestTime, now);
+    const variants = this.#variants;
+    if (status === 304 && (variants !== undefined || (this.#conditional && e !== undefined))) {
+      const chosen = selectFor304(variants ?? [e!], headerObject(raw).etag);
+      if (chosen === undefined) {
+        // Passed on, it would be a 304 to a client that asked nothing conditional (or a
+        // different question than the client's own).
+        this.#variants = undefined;
+        this.#conditional = false;
+        this.#requestTime = now;
+        return 'resend';
+      }
+      // On a Vary miss the variant the 304 named is now also the one for this request's values.
+      const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, variants !== undefined ? varyValuesOf(chosen.vary, ex.req.headers) : chosen.varyValues);
       this.#rc.cache.put(fresh);
       this.outcome = 'revalidated';
-      this.#answer(fresh, { fwd: 'stale', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
+      this.#answer(fresh, { fwd: variants !== undefined ? 'vary-miss' : 'stale', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
       this.#release();
-      return true;
+      return 'answered';
     }
     if (status >= 500 && e !== undefined) {
       const why = this.#rc.cache.staleAllowed(e, ex.req.headers, this.#rc, undefined, status, now);
@@ -237,7 +244,7 @@ export class CachePhase implements CollapseWaiter {
         // The status is the cause, said by fwd-status (and received-status in Proxy-Status).
         this.#answer(e, { fwd: 'stale', fwdStatus: status, ttl: e.ttlMs(now) / 1000 }, member, now);
         this.#release();
-        return true;
+        return 'answered';
       }
     }
     // RFC 9111 §4.3.5: a HEAD answer for the stored GET's representation (same validators, or
@@ -249,7 +256,7 @@ export class CachePhase implements CollapseWaiter {
       this.outcome = 'revalidated';
       this.#answer(fresh, { fwd: this.#fwd, fwdStatus: status, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
       this.#release();
-      return true;
+      return 'answered';
     }
     const cs: CacheStatus = { fwd: this.#fwd, fwdStatus: status };
     if (method === 'GET' && this.#mayStore(status, raw)) {
@@ -263,7 +270,7 @@ export class CachePhase implements CollapseWaiter {
       this.#release();
     }
     head.push('cache-status', cacheStatusMember(ex.ctx.identity, cs));
-    return false;
+    return undefined;
   }
 
   #mayStore(status: number, raw: readonly Buffer[]): boolean {
@@ -274,6 +281,13 @@ export class CachePhase implements CollapseWaiter {
     // Never replace a good stored response with an upstream 5xx.
     if (status >= 500 && (this.#candidate !== undefined || this.#rc.cache.store.get(this.key) !== undefined)) return false;
     return this.#rc.cache.storable('GET', ex.path, ex.req.headers, status, obj);
+  }
+
+  /** The request's headers as they were before the cache's validators replaced the client's (after 'resend'). */
+  resendHeaders(): string[] {
+    const h = this.#clientHeaders!;
+    this.#clientHeaders = undefined;
+    return h;
   }
 
   /** A body chunk on its way to the client. */
@@ -399,12 +413,6 @@ function withoutValidators(headers: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < headers.length; i += 2) if (!isValidator(headers[i]!)) out.push(headers[i]!, headers[i + 1]!);
   return out;
-}
-
-/** RFC 9110 §8.8.3.2 weak comparison. */
-function weakEqual(a: string, b: string): boolean {
-  const s = (t: string): string => (t.trim().startsWith('W/') ? t.trim().slice(2) : t.trim());
-  return s(a) === s(b);
 }
 
 /** A waiter that is never woken: the slot a background revalidation holds. */

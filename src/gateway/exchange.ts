@@ -600,8 +600,17 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#socket.remoteAddress)) : undefined;
     // Via names the protocol this response was received in: the try's connection's (RFC 9110 §7.6.3).
     let head = buildResponseHead(rawHeaders, a.h2 ? this.ctx.responseVia.h2 : this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId, member);
-    // The cache may answer instead (a 304 to its validators, a stale copy for a 5xx): the try is then drained or cut.
-    if (this.#cache !== undefined && this.#cache.onHead(statusCode, rawHeaders, head)) return true;
+    // The cache may answer instead (a 304 to its validators, a stale copy for a 5xx): the try is
+    // then drained or cut; or a 304 it cannot use goes again as the client sent it, once.
+    if (this.#cache !== undefined) {
+      const v = this.#cache.onHead(statusCode, rawHeaders, head);
+      if (v === 'answered') return true;
+      if (v === 'resend') {
+        this.#headers = this.#cache.resendHeaders();
+        a.sendAgain('a 304 naming none of the stored responses the cache asked about; sent again without its validators');
+        return true;
+      }
+    }
     const hooks = this.ctx.hooks;
     if (hooks !== undefined && hooks.response !== undefined) {
       try {

@@ -31,7 +31,7 @@ test('the disk store: responses survive a restart, and a key evicted from memory
     assert.equal(hits, 4);
     assert.ok(g.gw.ctx.cache!.store.keys < 4, 'some were evicted from memory');
     // Files are written asynchronously.
-    const deadline = Date.now() + 3000;
+    const deadline = Date.now() + 20_000;
     while (readdirSync(dir).filter((f) => f.endsWith('.entry')).length < 4) {
       if (Date.now() > deadline) throw new Error(`files: ${readdirSync(dir).join(',')}`);
       await new Promise((r) => setTimeout(r, 10));

@@ -21,6 +21,8 @@ const seen = new Map<string, number>();
 const conditional = new Map<string, number>();
 /** Held `/slow` answers, released by the test. */
 const held: Array<() => void> = [];
+/** Held 304s to background revalidations of `/open/…`, released by the test. */
+const held304: Array<() => void> = [];
 
 before(async () => {
   origin = createServer((req, res) => {
@@ -33,11 +35,14 @@ before(async () => {
     const h = { 'cache-control': 'max-age=1, stale-while-revalidate=60', etag: '"v1"', 'content-type': 'text/plain' };
     if (req.headers['if-none-match'] === '"v1"') {
       conditional.set(u.pathname, (conditional.get(u.pathname) ?? 0) + 1);
-      // A little later: concurrent stale hits arrive while it is on its way.
-      setTimeout(() => {
-        res.writeHead(304, h);
+      // The 304 makes the entry fresh for a minute (so "fresh again" holds on a slow machine).
+      const answer = (): void => {
+        res.writeHead(304, { ...h, 'cache-control': 'max-age=60, stale-while-revalidate=60' });
         res.end();
-      }, 100);
+      };
+      // /open/…: held until the test lets it go, so concurrent stale hits all arrive while it is on its way.
+      if (u.pathname.startsWith('/open/')) held304.push(answer);
+      else answer();
       return;
     }
     res.writeHead(200, h);
@@ -65,7 +70,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const release of held.splice(0)) release();
+  for (const release of [...held.splice(0), ...held304.splice(0)]) release();
   await gw?.close();
   await new Promise<void>((r) => origin.close(() => r()));
 });
@@ -76,7 +81,7 @@ async function get(path: string): Promise<{ status: number; cs: string; id: stri
   return { status: r.statusCode, cs: String(r.headers['cache-status']), id: String(r.headers['x-request-id']), body };
 }
 
-async function until<T>(what: string, fn: () => T | undefined, timeoutMs = 3000): Promise<T> {
+async function until<T>(what: string, fn: () => T | undefined, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = fn();
@@ -107,6 +112,9 @@ test('a background revalidation is logged (marked, with the stale answer it foll
   // Eight stale hits at once: one revalidation.
   const hits = await Promise.all(Array.from({ length: 8 }, () => get('/open/a')));
   for (const h of hits) assert.match(h.cs, /hit; ttl=-\d+; detail=stale-while-revalidate/);
+  // All eight answered while the one revalidation waits for its 304.
+  await until('the revalidation upstream', () => (held304.length === 1 ? true : undefined));
+  held304.shift()!();
   const [line] = await until('the revalidation line', () => (background('/open/a').length > 0 ? background('/open/a') : undefined));
   assert.equal(conditional.get('/open/a'), 1, 'one conditional request upstream for eight stale hits');
   assert.equal(background('/open/a').length, 1);

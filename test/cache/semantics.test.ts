@@ -27,13 +27,21 @@ before(async () => {
     const answer = (): void => {
       const h: Record<string, string> = { 'content-type': 'text/plain' };
       if (q.has('cc')) h['cache-control'] = q.get('cc')!;
-      if (q.has('etag')) h.etag = q.get('etag')!;
+      // etag=lang: one representation per Accept-Language ("lang-<value>"); alias=c:a makes
+      // language c the same representation as a (a server that says 304 for it to a's tag).
+      const alias = new Map((q.get('alias') ?? '').split(',').filter(Boolean).map((p) => p.split(':') as [string, string]));
+      const lang = String(req.headers['accept-language'] ?? '-');
+      if (q.has('etag')) h.etag = q.get('etag') === 'lang' ? `"lang-${alias.get(lang) ?? lang}"` : q.get('etag')!;
       if (q.has('lm')) h['last-modified'] = q.get('lm')!;
       if (q.has('vary')) h.vary = q.get('vary')!;
       if (q.has('getonly') && req.method === 'GET') h['x-get-only'] = '1';
       for (const pair of q.get('hdr')?.split(',') ?? []) h[pair.split(':')[0]!] = pair.split(':')[1]!;
-      if (q.has('etag') && req.headers['if-none-match'] === q.get('etag')) {
-        res.writeHead(304, q.has('bare304') ? {} : { ...h, 'x-gen': String(generation) });
+      const inm = (req.headers['if-none-match'] ?? '').split(',').map((t) => t.trim());
+      if (h.etag !== undefined && inm.includes(h.etag)) {
+        // bare304: a 304 with no fields at all; etag304: a 304 naming another entity tag.
+        const h304 = q.has('bare304') ? {} : { ...h, 'x-gen': String(generation) };
+        if (q.has('etag304')) (h304 as Record<string, string>).etag = q.get('etag304')!;
+        res.writeHead(304, h304);
         res.end();
         return;
       }
@@ -49,7 +57,20 @@ before(async () => {
       } else res.end(req.method === 'HEAD' ? undefined : body);
     };
     const delay = Number(q.get('delay') ?? 0);
-    if (delay > 0) setTimeout(answer, delay);
+    // holdwaiters=N: answer once N requests wait behind this one in the gateway (collapsing);
+    // holdcount=N: once N requests for this path arrived here. Bounded (30 s) either way: the
+    // test then fails on what it counts, never hangs. Events, not time, on a slow machine.
+    const holdWaiters = Number(q.get('holdwaiters') ?? 0);
+    const holdCount = Number(q.get('holdcount') ?? 0);
+    if (holdWaiters > 0 || holdCount > 0) {
+      const key = `127.0.0.1${req.url}`;
+      const until = Date.now() + 30_000;
+      const poll = (): void => {
+        if (Date.now() > until || (holdWaiters > 0 && gw.gw.ctx.cache!.collapser.waiting(key) >= holdWaiters) || (holdCount > 0 && count(u.pathname) >= holdCount)) answer();
+        else setTimeout(poll, 5);
+      };
+      poll();
+    } else if (delay > 0) setTimeout(answer, delay);
     else answer();
   });
   await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()));
@@ -209,14 +230,16 @@ describe('invalidation and errors', () => {
 describe('collapsing and stale-while-revalidate', () => {
   test('concurrent misses for one key go upstream once; the others are answered from the stored response', async () => {
     const n = 12;
-    const rs = await Promise.all(Array.from({ length: n }, () => get('/collapse?cc=max-age=60&delay=200')));
+    const rs = await Promise.all(Array.from({ length: n }, () => get(`/collapse?cc=max-age=60&holdwaiters=${n - 1}`)));
     assert.equal(count('/collapse'), 1);
     for (const r of rs) assert.equal(r.body, rs[0]!.body);
     assert.equal(rs.filter((r) => /collapsed/.test(r.cs)).length, n - 1);
   });
 
   test('the wait is bounded: past collapseWait the waiters go upstream themselves', async () => {
-    const rs = await Promise.all(Array.from({ length: 4 }, () => get('/short/c?cc=max-age=60&delay=400')));
+    // The leader's answer is held until all four reached the origin: the three waiters can only
+    // get there by giving up their wait (collapseWait 100ms).
+    const rs = await Promise.all(Array.from({ length: 4 }, () => get('/short/c?cc=max-age=60&holdcount=4')));
     assert.equal(count('/short/c'), 4);
     for (const r of rs) assert.equal(r.status, 200);
   });
@@ -229,14 +252,14 @@ describe('collapsing and stale-while-revalidate', () => {
     const b = await get('/swr?cc=max-age=1,stale-while-revalidate=60');
     assert.equal(b.body, a.body, 'the stale copy');
     assert.match(b.cs, /hit; ttl=-\d+; detail=stale-while-revalidate/);
-    const deadline = Date.now() + 3000;
+    const deadline = Date.now() + 20_000;
     while (count('/swr') < 2) {
       if (Date.now() > deadline) throw new Error('no background revalidation');
       await new Promise((r) => setTimeout(r, 10));
     }
     let c = await get('/swr?cc=max-age=1,stale-while-revalidate=60');
     // The refreshed response is stored once its body completes.
-    for (let i = 0; i < 50 && !/gen 11/.test(c.body); i++) {
+    for (const until = Date.now() + 20_000; !/gen 11/.test(c.body) && Date.now() < until; ) {
       await new Promise((r) => setTimeout(r, 10));
       c = await get('/swr?cc=max-age=1,stale-while-revalidate=60');
     }
@@ -333,4 +356,65 @@ test('a Vary miss validated with the one stored entity tag: a 304 without an ETa
   assert.equal(b.status, 200);
   assert.equal(b.body, a.body);
   assert.match(b.cs, /fwd=vary-miss; fwd-status=304/);
+});
+
+describe('a 304 that names no stored response the cache nominated (RFC 9111 §4.3.4)', () => {
+  test('several variants\' tags sent, a 304 without an ETag: nothing is updated, the request is sent again without them and the client (who asked nothing conditional) gets a 200', async () => {
+    const path = '/varyamb?cc=max-age=60&etag=lang&vary=accept-language&bare304=1&alias=c:a,e:a';
+    const a = await get(path, { headers: { 'accept-language': 'a' } });
+    const b = await get(path, { headers: { 'accept-language': 'b' } });
+    assert.equal(a.status, 200);
+    assert.equal(b.status, 200);
+    const stored = gw.gw.ctx.cache!.store.get(`127.0.0.1${path}`)!.map((e) => e.headers.join('|'));
+    const c = await get(path, { headers: { 'accept-language': 'c' } });
+    const sent = seen.get('/varyamb')!;
+    assert.equal(sent[2]!['if-none-match'], '"lang-b", "lang-a"', 'both stored tags were nominated');
+    assert.equal(c.status, 200, `a 304 naming none of them is not passed on: ${c.cs}`);
+    assert.match(c.body, /lang c/);
+    assert.equal(sent.length, 4, 'sent again');
+    assert.equal(sent[3]!['if-none-match'], undefined, 'the second time without the stored tags');
+    assert.match(c.cs, /fwd=vary-miss; fwd-status=200; stored$/);
+    assert.deepEqual(gw.gw.ctx.cache!.store.get(`127.0.0.1${path}`)!.slice(1).map((e) => e.headers.join('|')), stored, 'the stored variants were not updated');
+    // A client that asked a condition of its own: the second time its condition goes upstream, and the 304 is its answer.
+    const e = await get(path, { headers: { 'accept-language': 'e', 'if-none-match': '"lang-a"' } });
+    assert.equal(e.status, 304, e.cs);
+    assert.equal(sent.at(-2)!['if-none-match'], '"lang-a", "lang-b"', 'the stored tags first (each once)');
+    assert.equal(sent.at(-1)!['if-none-match'], '"lang-a"', 'then the client\'s own');
+  });
+
+  test('several variants\' tags sent, a 304 with an ETag that is none of them: the same', async () => {
+    const path = '/varyother?cc=max-age=60&etag=lang&vary=accept-language&etag304=%22zz%22&alias=c:a';
+    await get(path, { headers: { 'accept-language': 'a' } });
+    await get(path, { headers: { 'accept-language': 'b' } });
+    const c = await get(path, { headers: { 'accept-language': 'c' } });
+    assert.equal(c.status, 200, c.cs);
+    assert.match(c.body, /lang c/);
+    assert.equal(count('/varyother'), 4);
+  });
+
+  test('several variants\' tags sent, a 304 naming one: that variant is updated and answers', async () => {
+    const path = '/varyone?cc=max-age=60&etag=lang&vary=accept-language&alias=c:a';
+    const a = await get(path, { headers: { 'accept-language': 'a' } });
+    await get(path, { headers: { 'accept-language': 'b' } });
+    const c = await get(path, { headers: { 'accept-language': 'c' } });
+    assert.equal(c.status, 200);
+    assert.equal(c.body, a.body, 'the stored body of the variant the 304 named');
+    assert.match(c.cs, /fwd=vary-miss; fwd-status=304/);
+    assert.equal(count('/varyone'), 3);
+  });
+
+  test('one stored response validated, a 304 naming another entity tag: it answered the one condition sent, so the entry is freshened and keeps its own ETag (the suite\'s 304-etag-update-response-ETag)', async () => {
+    const path = '/other304?cc=max-age=0&etag=%22e1%22&etag304=%22e9%22';
+    const a = await get(path);
+    generation++;
+    const b = await get(path);
+    const sent = seen.get('/other304')!;
+    assert.equal(sent.length, 2, 'not sent again');
+    assert.equal(sent[1]!['if-none-match'], '"e1"');
+    assert.equal(b.status, 200);
+    assert.equal(b.body, a.body, 'the stored body');
+    assert.equal(b.headers.etag, '"e1"', 'the stored ETag is kept');
+    assert.equal(b.headers['x-gen'], String(generation), 'the other fields freshened');
+    assert.match(b.cs, /fwd=stale; fwd-status=304/);
+  });
 });

@@ -3,73 +3,101 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { request } from 'undici';
-import { startLab, type Lab } from '../../src/lab/index.js';
+import { startLab, startLabDnsServer, type Lab, type LabDnsServer } from '../../src/lab/index.js';
+import { SERVE_STALE_ON } from '../../src/config/schema.js';
+import { validateConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
 /**
- * Every `serveStaleOn` failure type, each caused for real by the lab (or a socket that never
- * accepts, or the gateway's own limits): a good response is stored first, the fault then
- * happens on the same cache key, and the client gets the stored copy with 200, Cache-Status
- * `fwd=stale` naming the failure and Proxy-Status naming it too; the access log and the
- * metrics count the request as recovered from cache.
+ * Every `serveStaleOn` failure the reverse gateway can meet before a response head is passed
+ * on, each caused for real on loopback: by the lab (its catalogue's faults, a port where
+ * nothing listens, TLS faults), a socket that never accepts, a DNS server that answers
+ * NXDOMAIN or nothing, or the gateway's own limits. A good response is stored first, the fault
+ * then happens on the same cache key, and the client gets the stored copy with 200,
+ * Cache-Status `fwd=stale` naming the failure and Proxy-Status naming it too; the access log
+ * and the metrics count the request as recovered from cache.
  *
  * One key per fault: `/k/<fault>`. Two routes share each key (the cache is keyed by host and
- * path, not by route): `x-phase: good` goes to the lab's /ok, `x-phase: fault` to the fault.
+ * path, not by route): `x-phase: good` goes to the lab's /ok, `x-phase: fault` to the fault,
+ * through a cluster of its own (so one fault's passive health never turns into another's).
+ *
+ * Not reproducible here without a packet leaving loopback or a peer that sends TLS alerts:
+ * `destination_ip_unroutable`, `tls_alert_received` (both accepted by `serveStaleOn` and
+ * answered by the same code path: the failure's type is the list's key).
  */
-const FAULTS = ['connection_refused', 'connection_timeout', 'http_response_timeout', 'destination_unavailable', 'connection_limit_reached', '502', '503', '504'] as const;
-type Fault = (typeof FAULTS)[number];
+interface FaultCase {
+  /** What the route's `serveStaleOn` lists: an RFC 9209 type or an upstream status. */
+  readonly fault: string;
+  /** The fault cluster's endpoint and extra settings. */
+  readonly endpoint: (lab: Lab, blackholePort: number) => string;
+  readonly cluster?: Record<string, unknown>;
+  /** The path the fault route asks the endpoint for. */
+  readonly upstreamPath: string;
+}
+
+const NO_WAIT = { waitForEndpoint: { timeout: '0s' } };
+const CASES: readonly FaultCase[] = [
+  // The issue's list.
+  { fault: 'connection_refused', endpoint: (l) => `http://127.0.0.1:${l.refusedPort}`, upstreamPath: '/ok' },
+  { fault: 'connection_timeout', endpoint: (_l, p) => `http://127.0.0.1:${p}`, cluster: { timeouts: { connect: '300ms' } }, upstreamPath: '/ok' },
+  { fault: 'http_response_timeout', endpoint: (l) => l.url, cluster: { timeouts: { response: '300ms' } }, upstreamPath: '/hang' },
+  { fault: 'destination_unavailable', endpoint: (l) => l.url, upstreamPath: '/ok' },
+  { fault: 'connection_limit_reached', endpoint: (l) => l.url, cluster: { limits: { maxConcurrent: 1, maxQueued: 0 } }, upstreamPath: '/ok' },
+  { fault: '502', endpoint: (l) => l.url, upstreamPath: '/status/502' },
+  { fault: '503', endpoint: (l) => l.url, upstreamPath: '/status/503' },
+  { fault: '504', endpoint: (l) => l.url, upstreamPath: '/status/504' },
+  // The rest of what can fail before a head is passed on.
+  { fault: '500', endpoint: (l) => l.url, upstreamPath: '/status/500' },
+  { fault: 'connection_terminated', endpoint: (l) => l.url, upstreamPath: '/close' },
+  { fault: 'http_response_incomplete', endpoint: (l) => l.url, upstreamPath: '/cut-headers' },
+  { fault: 'http_protocol_error', endpoint: (l) => l.url, upstreamPath: '/garbage' },
+  { fault: 'http_response_header_section_size', endpoint: (l) => l.url, upstreamPath: '/oversized-headers' },
+  { fault: 'tls_certificate_error', endpoint: (l) => l.tlsSelfSignedUrl!, upstreamPath: '/ok' },
+  // TLS to a port that speaks plain HTTP.
+  { fault: 'tls_protocol_error', endpoint: (l) => `https://127.0.0.1:${l.port}`, upstreamPath: '/ok' },
+  { fault: 'dns_error', endpoint: (l) => `http://missing.gatewise.test:${l.port}`, upstreamPath: '/ok' },
+  { fault: 'dns_timeout', endpoint: (l) => `http://silent.gatewise.test:${l.port}`, upstreamPath: '/ok' },
+];
+const LISTED = CASES.map((c) => c.fault);
 
 let lab: Lab;
+let dns: LabDnsServer;
 let gw: TestGateway;
 let backlogHolder: ChildProcess;
 let filler: Socket;
 
 /** A port whose accept queue is full (backlog 0, never accepting, one connection in it): later SYNs are dropped, so connects time out. */
 async function fullBacklogPort(): Promise<{ port: number; child: ChildProcess; filler: Socket }> {
-  const child = spawn('python3', ['-c', 'import socket,time\ns=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(0); print(s.getsockname()[1], flush=True)\ntime.sleep(60)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('python3', ['-c', 'import socket,time\ns=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(0); print(s.getsockname()[1], flush=True)\ntime.sleep(600)'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve) => child.stdout!.once('data', (d) => resolve(Number(String(d).trim()))));
   const filler = connect(port, '127.0.0.1');
   await new Promise<void>((r) => filler.once('connect', () => r()));
   return { port, child, filler };
 }
 
-function routesFor(fault: Fault, cluster: string, upstreamPath: string): NonNullable<ConfigInput['routes']> {
-  const cache = { serveStaleOn: [...FAULTS], maxStale: '1m' };
-  return [
-    { name: `good-${fault}`, match: { pathPrefix: `/k/${fault}`, headers: { 'x-phase': 'good' } }, cluster: 'good', rewritePrefix: '/ok', cache, retry: { tries: 1 } },
-    { name: `fault-${fault}`, match: { pathPrefix: `/k/${fault}`, headers: { 'x-phase': 'fault' } }, cluster, rewritePrefix: upstreamPath, cache, retry: { tries: 1 } },
-  ];
-}
-
 before(async () => {
-  lab = await startLab();
+  lab = await startLab({ tls: true });
+  dns = await startLabDnsServer({ records: {}, timeout: ['silent.gatewise.test'] });
   const backlog = await fullBacklogPort();
   backlogHolder = backlog.child;
   filler = backlog.filler;
-  const noWait = { waitForEndpoint: { timeout: '0s' } };
+  const cache = { serveStaleOn: LISTED, maxStale: '1m' };
+  const clusters: Record<string, unknown> = { good: { endpoints: [lab.url] } };
+  const routes: unknown[] = [];
+  for (const c of CASES) {
+    clusters[`c-${c.fault}`] = { endpoints: [c.endpoint(lab, backlog.port)], ...NO_WAIT, ...c.cluster };
+    routes.push(
+      { name: `good-${c.fault}`, match: { pathPrefix: `/k/${c.fault}`, headers: { 'x-phase': 'good' } }, cluster: 'good', rewritePrefix: '/ok', cache, retry: { tries: 1 } },
+      { name: `fault-${c.fault}`, match: { pathPrefix: `/k/${c.fault}`, headers: { 'x-phase': 'fault' } }, cluster: `c-${c.fault}`, rewritePrefix: c.upstreamPath, cache, retry: { tries: 1 } },
+    );
+  }
+  // Holds the limited cluster's one slot until the test lets it go.
+  routes.push({ name: 'hold', match: { pathPrefix: '/hold' }, cluster: 'c-connection_limit_reached', rewritePrefix: '/slow' });
   gw = await startTestGateway({
-    clusters: {
-      good: { endpoints: [lab.url] },
-      refused: { endpoints: [`http://127.0.0.1:${lab.refusedPort}`], ...noWait },
-      blackhole: { endpoints: [`http://127.0.0.1:${backlog.port}`], timeouts: { connect: '300ms' }, ...noWait },
-      hang: { endpoints: [lab.url], timeouts: { response: '300ms' } },
-      drained: { endpoints: [lab.url], ...noWait },
-      limited: { endpoints: [lab.url], limits: { maxConcurrent: 1, maxQueued: 0 } },
-      app: { endpoints: [lab.url] },
-    },
-    routes: [
-      ...routesFor('connection_refused', 'refused', '/ok'),
-      ...routesFor('connection_timeout', 'blackhole', '/ok'),
-      ...routesFor('http_response_timeout', 'hang', '/hang'),
-      ...routesFor('destination_unavailable', 'drained', '/ok'),
-      ...routesFor('connection_limit_reached', 'limited', '/ok'),
-      ...routesFor('502', 'app', '/status/502'),
-      ...routesFor('503', 'app', '/status/503'),
-      ...routesFor('504', 'app', '/status/504'),
-      // Holds the limited cluster's one slot.
-      { name: 'hold', match: { pathPrefix: '/hold' }, cluster: 'limited', rewritePrefix: '/slow' },
-    ],
+    dns: { servers: [`127.0.0.1:${dns.port}`], timeout: '300ms', tries: 1 },
+    clusters: clusters as ConfigInput['clusters'],
+    routes: routes as ConfigInput['routes'],
   });
 });
 
@@ -77,6 +105,7 @@ after(async () => {
   filler?.destroy();
   backlogHolder?.kill('SIGKILL');
   await gw?.close();
+  await dns?.close();
   await lab?.close();
 });
 
@@ -93,25 +122,32 @@ async function counted(metric: string, labels: Record<string, string>): Promise<
 }
 
 describe('a stale copy answers for every serveStaleOn failure, and says why', () => {
-  for (const fault of FAULTS) {
+  for (const { fault } of CASES) {
     test(fault, async () => {
       const path = `/k/${fault}`;
       const good = await get(path, 'good');
       assert.equal(good.status, 200);
       assert.match(String(good.headers['cache-status']), /fwd=uri-miss; fwd-status=200; stored/);
-      if (fault === 'destination_unavailable') gw.gw.ctx.clusters.get('drained')!.setDraining(lab.url, true);
-      let hold: Promise<unknown> | undefined;
+      if (fault === 'destination_unavailable') gw.gw.ctx.clusters.get(`c-${fault}`)!.setDraining(lab.url, true);
+      let hold: { done: Promise<unknown>; stop: AbortController } | undefined;
       if (fault === 'connection_limit_reached') {
-        hold = request(`${gw.url.replace(/\/$/, '')}/hold?ms=1500`).then((r) => r.body.text());
-        // The slot is taken once the lab sees the request.
-        const deadline = Date.now() + 3000;
-        while (gw.gw.ctx.clusters.get('limited')!.admission!.inflight < 1) {
+        // The slot is held until this test lets it go (no time window a slow machine could close).
+        const stop = new AbortController();
+        const done = request(`${gw.url.replace(/\/$/, '')}/hold?ms=60000`, { signal: stop.signal }).then((r) => r.body.text()).catch(() => undefined);
+        hold = { done, stop };
+        const deadline = Date.now() + 20_000;
+        while (gw.gw.ctx.clusters.get(`c-${fault}`)!.admission!.inflight < 1) {
           if (Date.now() > deadline) throw new Error('the holding request never took the slot');
           await new Promise((r) => setTimeout(r, 5));
         }
       }
-      const r = await get(path, 'fault');
-      await hold;
+      let r: Awaited<ReturnType<typeof get>>;
+      try {
+        r = await get(path, 'fault');
+      } finally {
+        hold?.stop.abort();
+        await hold?.done;
+      }
       assert.equal(r.status, 200, `${fault}: ${JSON.stringify(r.headers)} ${r.body}`);
       assert.equal(r.body, good.body, 'the stored body');
       const cs = String(r.headers['cache-status']);
@@ -123,7 +159,7 @@ describe('a stale copy answers for every serveStaleOn failure, and says why', ()
         assert.match(cs, new RegExp(`fwd=stale; ttl=-\\d+; detail=${fault}$`), cs);
         assert.match(ps, new RegExp(`error=${fault}`), ps);
       }
-      const line = await gw.logFor(String(r.headers['x-request-id']));
+      const line = await gw.logFor(String(r.headers['x-request-id']), 20_000);
       assert.equal(line.status, 200);
       assert.equal(line.cache, 'stale');
       assert.equal(line.recoveredFrom, fault);
@@ -131,6 +167,19 @@ describe('a stale copy answers for every serveStaleOn failure, and says why', ()
       assert.equal(await counted('gatewise_cache_recovered_total', { route: `fault-${fault}`, cause: fault }), 1);
     });
   }
+});
+
+test('the cases are every value serveStaleOn accepts (but the two loopback cannot produce), the issue\'s list among them; any other type is refused', () => {
+  const issue = ['connection_refused', 'connection_timeout', 'http_response_timeout', 'destination_unavailable', 'connection_limit_reached', '502', '503', '504'];
+  for (const f of issue) assert.ok(SERVE_STALE_ON.includes(f), f);
+  const notHere = ['destination_ip_unroutable', 'tls_alert_received'];
+  assert.deepEqual([...LISTED, ...notHere].sort(), [...SERVE_STALE_ON].sort());
+  const config = (serveStaleOn: string[]) => validateConfig({ listeners: [{ port: 0 }], clusters: { a: { endpoints: ['http://127.0.0.1:1'] } }, routes: [{ cluster: 'a', cache: { serveStaleOn } }] });
+  // A type that can never happen where a stale copy could answer (the client's fault; after the head went out).
+  for (const never of ['http_request_error', 'connection_read_timeout', 'proxy_loop_detected', '501']) {
+    assert.throws(() => config(['503', never]), (e: Error) => e.message.includes(`routes[0].cache.serveStaleOn[1]: "${never}" is not a failure a stale copy can answer for`), never);
+  }
+  assert.doesNotThrow(() => config([...SERVE_STALE_ON]));
 });
 
 test('a failure not listed in serveStaleOn, on a response without stale-if-error, is answered as the failure', async () => {
