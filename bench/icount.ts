@@ -1,0 +1,124 @@
+// Instructions per request of one Gatewise process under callgrind (issues 13, 17, 18):
+// a count instead of a wall-clock duel, for comparing two builds on a busy machine.
+//
+//   node dist/bench/icount.js ROOT MODE [WARM] [N]
+//   ROOT: a built checkout (this one, or BENCH_BASELINE's); MODE: quiet | default | metrics | nometrics
+//   (the duel contenders gatewise-quiet, gatewise, gatewise-metrics, gatewise-nometrics).
+//
+// Gatewise runs under `valgrind --tool=callgrind` with instrumentation off while WARM requests
+// (default 30,000) warm the JIT, then on: 300 more, counters zeroed, N requests (default 3,000)
+// counted, dumped; the figure is every thread's instructions divided by N. 50 keep-alive
+// connections from undici in this process, GET /1k from a local nginx origin, loopback only.
+//
+// What was learnt making it (2026-12-03), so the figures are read right:
+// - V8 flags `--single-threaded --no-memory-reducer --no-flush-bytecode` are passed to the
+//   process under test. Without them the counts of one build swung 175k–395k per request:
+//   TurboFan compiles on helper threads still running in the counted window (under valgrind
+//   the helpers are starved; 10,000 warm requests were not enough, 30,000 are), the memory
+//   reducer's time-driven full GCs (valgrind makes the allocation rate look idle), and
+//   bytecode flushed and compiled again.
+// - Even so, on a machine at load average 11–16 (two cores), one build measured 170k–280k
+//   instructions per request, the count rising with the wall time of the counted window
+//   (time-driven work: timers, Date, GC scheduling). Compare builds only when run one after
+//   the other on a quiet machine, several times each, and look at the spread.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Pool } from 'undici';
+import { nginxOrigin } from './configs.js';
+import { installCleanupHandlers, startProcess, stopAll } from './procs.js';
+import { freePort, waitForPort } from './util.js';
+
+const V8_FLAGS = ['--single-threaded', '--no-memory-reducer', '--no-flush-bytecode'];
+const CONNECTIONS = 50;
+
+type Mode = 'quiet' | 'default' | 'metrics' | 'nometrics';
+
+async function gatewiseArgs(mode: Mode, dir: string, port: number, origin: number): Promise<string[]> {
+  if (mode === 'quiet' || mode === 'default') {
+    return ['proxy', '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${origin}`, ...(mode === 'quiet' ? ['--no-access-log'] : [])];
+  }
+  // As bench/contenders.ts's gatewise-metrics / gatewise-nometrics.
+  const admin = mode === 'metrics' ? await freePort() : undefined;
+  const file = path.join(dir, 'gatewise.yaml');
+  fs.writeFileSync(
+    file,
+    [
+      `listeners: [{ address: 127.0.0.1, port: ${port} }]`,
+      `clusters: { origin: { endpoints: ["http://127.0.0.1:${origin}"] } }`,
+      'routes: [{ cluster: origin }]',
+      'log: { access: false }',
+      ...(admin === undefined ? [] : [`admin: { port: ${admin} }`]),
+      '',
+    ].join('\n'),
+  );
+  return ['run', '-c', file];
+}
+
+/** N GETs over the pool's connections, each answer read to its end; returns the non-200 count. */
+async function load(pool: Pool, n: number): Promise<number> {
+  let started = 0;
+  let bad = 0;
+  const worker = async (): Promise<void> => {
+    while (started < n) {
+      started++;
+      const r = await pool.request({ method: 'GET', path: '/1k' });
+      if (r.statusCode !== 200) bad++;
+      await r.body.dump();
+    }
+  };
+  await Promise.all(Array.from({ length: CONNECTIONS }, worker));
+  return bad;
+}
+
+async function main(): Promise<void> {
+  const [root, modeArg = 'quiet', warmArg = '30000', nArg = '3000'] = process.argv.slice(2);
+  if (!root || !['quiet', 'default', 'metrics', 'nometrics'].includes(modeArg)) throw new Error('usage: icount ROOT quiet|default|metrics|nometrics [WARM] [N]');
+  const mode = modeArg as Mode;
+  const warm = Number(warmArg);
+  const n = Number(nArg);
+  installCleanupHandlers();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewise-icount-'));
+  fs.chmodSync(dir, 0o755); // the origin's nginx worker reads its files from here
+  try {
+    const originPort = await freePort();
+    fs.writeFileSync(path.join(dir, 'nginx.conf'), nginxOrigin(dir, originPort));
+    const origin = startProcess('origin', '/usr/sbin/nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir, '-e', path.join(dir, 'error.log')]);
+    if (!(await waitForPort(originPort, 10_000, () => !origin.exited))) throw new Error(`origin nginx did not start: ${origin.problem() ?? ''}`);
+    const port = await freePort();
+    const out = path.join(dir, 'callgrind.out');
+    const args = ['--tool=callgrind', `--callgrind-out-file=${out}`, '--instr-atstart=no', '--separate-threads=yes', process.execPath, ...V8_FLAGS, path.join(root, 'bin', 'gatewise.js'), ...(await gatewiseArgs(mode, dir, port, originPort))];
+    const gw = startProcess('gatewise', 'valgrind', args, { cwd: root });
+    if (!(await waitForPort(port, 300_000, () => !gw.exited))) throw new Error(`gatewise under valgrind did not listen: ${gw.problem() ?? ''}`);
+    const ctl = (...flags: string[]): string => execFileSync('callgrind_control', [...flags, String(gw.pid)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const pool = new Pool(`http://127.0.0.1:${port}`, { connections: CONNECTIONS, pipelining: 1 });
+    let bad = await load(pool, warm);
+    ctl('-i', 'on');
+    bad += await load(pool, 300);
+    ctl('-z');
+    const t0 = Date.now();
+    bad += await load(pool, n);
+    const seconds = (Date.now() - t0) / 1000;
+    ctl('-d');
+    await pool.close();
+    let total = 0;
+    for (const f of fs.readdirSync(dir).filter((x) => x.startsWith('callgrind.out.'))) {
+      const m = /^summary: (\d+)/m.exec(fs.readFileSync(path.join(dir, f), 'utf8'));
+      if (m) total += Number(m[1]);
+    }
+    process.stdout.write(`${JSON.stringify({ root, mode, warm, n, instructionsPerRequest: Math.round(total / n), countedSeconds: seconds, non200: bad, loadavg: os.loadavg()[0] })}\n`);
+  } finally {
+    await stopAll();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  async (err: unknown) => {
+    process.stderr.write(`icount: ${err instanceof Error ? err.message : String(err)}\n`);
+    await stopAll();
+    process.exit(1);
+  },
+);
