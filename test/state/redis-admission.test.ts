@@ -41,17 +41,17 @@ async function shortTunnel(port: number, target: number): Promise<void> {
 }
 
 let prefixN = 0;
-function redisConfig(plan: Record<string, unknown>, prefix: string): Partial<ForwardConfigInput> {
+function redisConfig(plan: Record<string, unknown>, prefix: string, credit?: { max: number; share?: number }): Partial<ForwardConfigInput> {
   return {
     plans: { p: plan },
-    state: { redis: { url: redis!.url, keyPrefix: prefix }, timeout: '1s' },
+    state: { redis: { url: redis!.url, keyPrefix: prefix }, timeout: '1s', ...(credit ? { credit } : {}) },
   } as Partial<ForwardConfigInput>;
 }
 
 /** A test proxy in Redis state (keys under `prefix`) whose alice is on plan `p`. */
-async function startWithPlan(plan: Record<string, unknown>, prefix: string): Promise<TestProxy> {
+async function startWithPlan(plan: Record<string, unknown>, prefix: string, credit?: { max: number; share?: number }): Promise<TestProxy> {
   const [h1] = await userHashes();
-  return startTestProxy({ ...redisConfig(plan, prefix), auth: { required: true, users: [{ name: USER, password: h1, plan: 'p' }] } } as Partial<ForwardConfigInput>);
+  return startTestProxy({ ...redisConfig(plan, prefix, credit), auth: { required: true, users: [{ name: USER, password: h1, plan: 'p' }] } } as Partial<ForwardConfigInput>);
 }
 
 describe('Redis admission: one round trip per request or tunnel', { skip: redis ? false : NO_REDIS, timeout: 120_000 }, () => {
@@ -75,16 +75,16 @@ describe('Redis admission: one round trip per request or tunnel', { skip: redis 
     await redis?.stop();
   });
 
-  const start = async (plan: Record<string, unknown>): Promise<{ proxies: TestProxy[]; prefix: string }> => {
+  const start = async (plan: Record<string, unknown>, credit?: { max: number; share?: number }): Promise<{ proxies: TestProxy[]; prefix: string }> => {
     const prefix = `adm${prefixN++}:`;
-    const a = await startWithPlan(plan, prefix);
-    const b = await startWithPlan(plan, prefix);
+    const a = await startWithPlan(plan, prefix, credit);
+    const b = await startWithPlan(plan, prefix, credit);
     proxies.push(a, b);
     return { proxies: [a, b], prefix };
   };
 
-  it('30 tunnels (6 waves of 5 at once): 30 admission scripts, each with the quota, rate cell and lease together; releases batched', async () => {
-    const { proxies: [p], prefix } = await start({ maxConnections: 50, requestsPerSecond: 1000, bytesPerDay: { up: 1e12, down: 1e12 }, bytesPerMonth: { up: 1e13, down: 1e13 } });
+  it('credit blocks off: 30 tunnels (6 waves of 5 at once): 30 admission scripts, each with the quota, rate cell and lease together; releases batched', async () => {
+    const { proxies: [p], prefix } = await start({ maxConnections: 50, requestsPerSecond: 1000, bytesPerDay: { up: 1e12, down: 1e12 }, bytesPerMonth: { up: 1e13, down: 1e13 } }, { max: 0 });
     const from = seen.length;
     for (let wave = 0; wave < 6; wave++) await Promise.all(Array.from({ length: 5 }, () => shortTunnel(p!.port, echo.port)));
     // Let the release batch and the usage ledger write.
