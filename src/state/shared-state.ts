@@ -542,7 +542,10 @@ export class SharedState {
   /** One of every part from spare credit, when there is some for each (else nothing taken). */
   #takeSpare(ask: AdmitAsk): boolean {
     if (this.#shortPart(ask) !== undefined) return false;
-    if (ask.rate !== undefined) this.#spend(ask.rate.key);
+    if (ask.rate !== undefined) {
+      this.#spend(ask.rate.key);
+      this.#spareUsed.add(ask.rate.key);
+    }
     for (const l of ask.leases ?? []) {
       this.#spend(l.key);
       this.#spareUsed.add(l.key);
@@ -589,12 +592,17 @@ export class SharedState {
     else this.#held.set(key, left);
   }
 
-  /** At each heartbeat: lease slots held spare for a user not admitted since the last one go back to the store. */
+  /**
+   * At each heartbeat: the spare credit of a user not admitted since the last one is dropped
+   * (so the map does not grow with every user ever seen): lease slots go back to the store;
+   * rate tokens are forgotten (counted in the cell long enough ago that it has refilled).
+   */
   #returnIdleSpare(): void {
     if (this.#credit === undefined) return;
     for (const [key, n] of this.#spare) {
-      if (!this.#held.has(key) || this.#spareUsed.has(key)) continue;
+      if (this.#spareUsed.has(key)) continue;
       this.#spare.delete(key);
+      if (!this.#held.has(key)) continue;
       this.#unhold(key, n);
       this.#tellReleased(key);
     }
