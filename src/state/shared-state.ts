@@ -114,7 +114,7 @@ export class SharedState {
   readonly #spare = new Map<string, number>();
   /** Credit asked beyond the waiting admissions and not answered yet, per key (so a node holds at most a block). */
   readonly #asking = new Map<string, number>();
-  /** Lease keys whose spare credit was used since the last heartbeat (the others give theirs back then). */
+  /** Keys whose spare credit was used since the last heartbeat (the others drop theirs then). */
   readonly #spareUsed = new Set<string>();
   readonly #batches = new Map<string, AdmitBatch>();
   #flushing = false;
