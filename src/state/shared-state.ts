@@ -137,6 +137,10 @@ export class SharedState {
       for (const l of this.#cooldownListeners) l(scope, until);
     });
     remote.onReachable?.(() => {
+      // A Redis restarted empty knows no heartbeat: write this holder's at once (before the
+      // leases restated by the recovery, same connection), or the other nodes would drop this
+      // node's leases as a dead holder's until its next periodic heartbeat and let more in.
+      this.remote.heartbeat(this.holder, this.#leaseTtlMs).catch(() => {});
       if (this.degraded) this.#recover();
     });
     this.#beat();
