@@ -333,6 +333,13 @@ export const forwardSchema = z.strictObject({
           .describe('Share limits, sessions, leases, cool-downs and usage with every node that names the same Redis (docs/fleet.md). Absent: this process (with --workers: the primary) holds them.'),
         timeout: duration('50ms', 'Longest a request waits for the shared state (Redis, or the primary with --workers); past it the node answers from local state and says it is degraded.'),
         leaseTtl: duration('15s', "A node's concurrency leases lapse this long after it stops (it renews them every third of it)."),
+        credit: z
+          .strictObject({
+            max: z.number().int().min(0).max(10_000).default(64).describe('Largest credit block: how many requests (of requestsPerSecond) and connection slots (of maxConnections, maxTunnels) a node takes from Redis at once and spends without asking it. 0: off (one Redis call per admission).'),
+            share: z.number().gt(0).max(0.5).default(0.02).describe("A block is at most this share of the limit (floor): limits under 1/share get no block, only one Redis call for the admissions of one event-loop turn."),
+          })
+          .prefault({})
+          .describe('Credit blocks (with redis): a node keeps up to a block of a busy user\'s rate and connection limits to spend locally, so most admissions ask Redis nothing. Bound: over any interval the fleet admits at most N × block requests past requestsPerSecond (N nodes); maxConnections is never exceeded, but a node may be refused while other nodes hold up to a block each unused (docs/fleet.md).'),
       })
       .prefault({})
       .describe('Where usage counters, limits and sessions live: in memory (optionally saved to a file), shared by workers through the primary, or in Redis for a fleet.'),

@@ -189,6 +189,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         leaseTtlMs: ms(config.state.leaseTtl),
         log: { warn: (o, m) => logger.warn(o, m), info: (o, m) => logger.info(o, m) },
         now: deps.now,
+        credit: config.state.redis && config.state.credit.max > 0 ? { max: config.state.credit.max, share: config.state.credit.share } : undefined,
       })
     : undefined;
   const store: Store = shared ? shared.usage : (deps.store ?? new MemoryStore({ now: deps.now }));

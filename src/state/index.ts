@@ -4,3 +4,4 @@ export { SharedState, type AdmitResult, type SharedStateOptions, type StateHealt
 export { IpcStore, serveIpcState } from './ipc-store.js';
 export type { RedisStoreOptions } from './redis-store.js';
 export { withIpcLock, onIpcLockChanged, serveIpcLocks, IpcLockError } from './ipc-lock.js';
+export { creditBlock, rateOvershootBound, DEFAULT_CREDIT, type CreditPolicy } from './credit.js';

@@ -81,25 +81,31 @@ return 1`;
 
 /**
  * A whole admission in one script, so a tunnel's admission is one round trip (it was a rate
- * script, then a lease script per sold limit, waited for one after the other). KEYS: the rate
- * cell (when ARGV[3] is not ''), the quota usage hashes, the lease hashes. ARGV: holder,
- * node-key prefix, emission interval ('' = no rate), burst tolerance, the number of quota
- * hashes and each one's up and down limit ('' = none), the number of leases and each one's
- * count after taking one and max. Checks in the order the in-process path refuses (quota,
- * rate, leases) and writes only when all pass. Returns {verdict, a, b, up1, down1, ...}:
- * verdict 0 = admitted, 1 = quota (a = index, b = 0 up / 1 down), 2 = rate (a = ms to
- * wait), 3 = lease (a = index); then the usage totals read.
+ * script, then a lease script per sold limit, waited for one after the other). It also takes
+ * several at once: a node's batch of admissions of one event-loop turn plus its credit block
+ * (src/state/credit.ts) asks for up to `want` of the rate cell and of each lease and gets as
+ * many as fit (at least one, else refused, nothing taken).
+ * KEYS: the rate cell (when ARGV[3] is not ''), the quota usage hashes, the lease hashes.
+ * ARGV: holder, node-key prefix, emission interval ('' = no rate), burst tolerance, rate want,
+ * the number of quota hashes and each one's up and down limit ('' = none), the number of
+ * leases and each one's count after taking its want, max and want. Checks in the order the
+ * in-process path refuses (quota, rate, leases) and writes only when all pass. Returns
+ * {verdict, a, b, rate granted, lease granted 1..n, up1, down1, ...}: verdict 0 = admitted,
+ * 1 = quota (a = index, b = 0 up / 1 down), 2 = rate (a = ms to wait), 3 = lease (a = index);
+ * the grants (0 when refused); then the usage totals read. Integers only (RESP integers: no
+ * string parsing in the node).
  */
 const ADMIT = `${NOW_MS}
 local holder = ARGV[1]
 local np = ARGV[2]
 local hasRate = ARGV[3] ~= ''
-local nq = tonumber(ARGV[5])
-local L = 6 + 2 * nq
+local nq = tonumber(ARGV[6])
+local L = 7 + 2 * nq
 local nl = tonumber(ARGV[L])
 local k = 1
 if hasRate then k = 2 end
-local out = {0, 0, 0}
+local out = {0, 0, 0, 0}
+for j = 1, nl do out[4 + j] = 0 end
 local verdict = nil
 for i = 1, nq do
   local u = redis.call('HMGET', KEYS[k], 'up', 'down')
@@ -109,8 +115,8 @@ for i = 1, nq do
   out[#out + 1] = up
   out[#out + 1] = down
   if not verdict then
-    local lu = ARGV[4 + 2 * i]
-    local ld = ARGV[5 + 2 * i]
+    local lu = ARGV[5 + 2 * i]
+    local ld = ARGV[6 + 2 * i]
     if lu ~= '' and up >= tonumber(lu) then verdict = {1, i, 0}
     elseif ld ~= '' and down >= tonumber(ld) then verdict = {1, i, 1} end
   end
@@ -120,6 +126,7 @@ if verdict then
   return out
 end
 local nxt = 0
+local gr = 0
 if hasRate then
   local interval = tonumber(ARGV[3])
   local tolerance = tonumber(ARGV[4])
@@ -130,8 +137,10 @@ if hasRate then
     out[1] = 2 out[2] = math.ceil(wait)
     return out
   end
-  nxt = tat + interval
+  gr = math.min(tonumber(ARGV[5]), math.floor((now + tolerance + 0.5 - tat) / interval) + 1)
+  nxt = tat + gr * interval
 end
+local counts = {}
 for j = 1, nl do
   local key = KEYS[k + j - 1]
   local h = redis.call('HGETALL', key)
@@ -142,15 +151,24 @@ for j = 1, nl do
       else redis.call('HDEL', key, h[i]) end
     end
   end
-  if others + tonumber(ARGV[L + 2 * j - 1]) > tonumber(ARGV[L + 2 * j]) then
+  local want = tonumber(ARGV[L + 3 * j])
+  local base = tonumber(ARGV[L + 3 * j - 2]) - want
+  local avail = tonumber(ARGV[L + 3 * j - 1]) - others - base
+  if avail < 1 then
     out[1] = 3 out[2] = j
     return out
   end
+  local g = math.min(want, avail)
+  out[4 + j] = g
+  counts[j] = base + g
 end
-if hasRate then redis.call('SET', KEYS[1], string.format('%.3f', nxt), 'PX', math.ceil(nxt - now) + 1) end
+if hasRate then
+  out[4] = gr
+  redis.call('SET', KEYS[1], string.format('%.3f', nxt), 'PX', math.ceil(nxt - now) + 1)
+end
 for j = 1, nl do
   local key = KEYS[k + j - 1]
-  redis.call('HSET', key, holder, ARGV[L + 2 * j - 1])
+  redis.call('HSET', key, holder, counts[j])
   redis.call('PEXPIRE', key, 86400000)
 end
 return out`;
@@ -305,30 +323,34 @@ export class RedisStore implements Store {
     if (ask.rate) {
       const interval = 1000 / ask.rate.perSecond;
       keys.push(p + ask.rate.key);
-      args.push(interval, interval * Math.max(0, ask.rate.burst - 1));
-    } else args.push('', '');
+      args.push(interval, interval * Math.max(0, ask.rate.burst - 1), ask.rate.want ?? 1);
+    } else args.push('', '', 0);
     args.push(ask.quota.length);
     for (const q of ask.quota) {
       keys.push(p + q.key);
       args.push(q.up ?? '', q.down ?? '');
     }
-    args.push(ask.leases.length);
+    const nl = ask.leases.length;
+    args.push(nl);
     for (const l of ask.leases) {
       keys.push(`${p}lease:${l.key}`);
-      args.push(l.count, l.max);
+      args.push(l.count, l.max, l.want ?? 1);
     }
     const r = await this.#redis.gwAdmit(keys.length, ...keys, ...args);
     const usage: Array<{ up: number; down: number }> = [];
-    for (let i = 3; i + 1 < r.length; i += 2) usage.push({ up: Number(r[i]), down: Number(r[i + 1]) });
+    for (let i = 4 + nl; i + 1 < r.length; i += 2) usage.push({ up: r[i]!, down: r[i + 1]! });
     switch (r[0]) {
-      case 0:
-        return { ok: true, usage };
+      case 0: {
+        const leases: number[] = [];
+        for (let j = 0; j < nl; j++) leases.push(r[4 + j]!);
+        return { ok: true, usage, granted: { rate: r[3]!, leases } };
+      }
       case 1:
-        return { ok: false, refused: 'quota', index: Number(r[1]) - 1, dir: r[2] === 1 ? 'down' : 'up', usage };
+        return { ok: false, refused: 'quota', index: r[1]! - 1, dir: r[2] === 1 ? 'down' : 'up', usage };
       case 2:
-        return { ok: false, refused: 'rate', waitMs: Number(r[1]), usage };
+        return { ok: false, refused: 'rate', waitMs: r[1]!, usage };
       default:
-        return { ok: false, refused: 'lease', index: Number(r[1]) - 1, usage };
+        return { ok: false, refused: 'lease', index: r[1]! - 1, usage };
     }
   }
 

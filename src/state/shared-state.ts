@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { MemoryStore } from './memory-store.js';
+import { creditBlock, type CreditPolicy } from './credit.js';
 import type { AdmitAsk, SessionPick, Store, StoreAdmitAnswer } from './store.js';
 
 /** pino-shaped, so the state layer needs no logger of its own. */
@@ -21,6 +22,12 @@ export interface SharedStateOptions {
   backend: 'redis' | 'ipc';
   log?: StateLog;
   now?: () => number;
+  /**
+   * Credit blocks for `admit` (src/state/credit.ts): undefined, one store call per admission
+   * as it comes. Given: the admissions of one event-loop turn go in one call, and a node keeps
+   * up to a block of each limit to spend locally.
+   */
+  credit?: CreditPolicy;
 }
 
 export interface StateHealth {
@@ -48,6 +55,12 @@ export type AdmitResult = { usage: StoreAdmitAnswer['usage'] | undefined } & (
 const TIMED_OUT = Symbol('timeout');
 /** How long released leases wait to be told to the store together. */
 const RELEASE_BATCH_MS = 20;
+
+/** Admissions of one event-loop turn with the same keys, answered by one store call. */
+interface AdmitBatch {
+  ask: AdmitAsk;
+  waiters: Array<{ ask: AdmitAsk; resolve: (r: AdmitResult) => void }>;
+}
 
 interface Waiter {
   deadline: number;
@@ -96,6 +109,15 @@ export class SharedState {
   /** Keys with releases not yet told to the store. */
   readonly #released = new Set<string>();
   #releaseTimer: NodeJS.Timeout | undefined;
+  readonly #credit: CreditPolicy | undefined;
+  /** Credit held here unspent, per key: rate tokens counted in the store, lease slots recorded there (part of `#held`). */
+  readonly #spare = new Map<string, number>();
+  /** Credit asked beyond the waiting admissions and not answered yet, per key (so a node holds at most a block). */
+  readonly #asking = new Map<string, number>();
+  /** Keys whose spare credit was used since the last heartbeat (the others drop theirs then). */
+  readonly #spareUsed = new Set<string>();
+  readonly #batches = new Map<string, AdmitBatch>();
+  #flushing = false;
   /** The store the usage ledger writes to: writes go to the shared store (a failed one stays owed in the ledger), reads are bounded. */
   readonly usage: Store;
 
@@ -108,12 +130,17 @@ export class SharedState {
     this.#probeMs = opts.probeMs ?? 1000;
     this.#leaseTtlMs = opts.leaseTtlMs ?? 15_000;
     this.#backend = opts.backend;
+    this.#credit = opts.credit;
     this.#log = opts.log;
     this.usage = new UsageView(this);
     remote.onCooldown((scope, until) => {
       for (const l of this.#cooldownListeners) l(scope, until);
     });
     remote.onReachable?.(() => {
+      // A Redis restarted empty knows no heartbeat: write this holder's at once (before the
+      // leases restated by the recovery, same connection), or the other nodes would drop this
+      // node's leases as a dead holder's until its next periodic heartbeat and let more in.
+      this.remote.heartbeat(this.holder, this.#leaseTtlMs).catch(() => {});
       if (this.degraded) this.#recover();
     });
     this.#beat();
@@ -135,6 +162,7 @@ export class SharedState {
   }
 
   #beat(): void {
+    this.#returnIdleSpare();
     this.remote.heartbeat(this.holder, this.#leaseTtlMs).then(
       () => {
         if (this.degraded && this.remote.reachable?.() !== false) this.#recover();
@@ -337,11 +365,12 @@ export class SharedState {
    * caller's own estimate decides).
    */
   admit(ask: AdmitAsk): AdmitResult | Promise<AdmitResult> {
-    const leases = ask.leases ?? [];
+    if (this.#credit !== undefined) return this.#admitCredit(ask);
     if (!this.#tryRemote()) {
       this.#fallbacks++;
       return this.#admitLocal(ask);
     }
+    const leases = ask.leases ?? [];
     const counts = leases.map((l) => {
       const mine = (this.#held.get(l.key) ?? 0) + 1;
       this.#held.set(l.key, mine);
@@ -386,6 +415,204 @@ export class SharedState {
     );
   }
 
+  /**
+   * `admit` with credit blocks (src/state/credit.ts): from credit held here when there is some
+   * for every part and no quota total must be read (no I/O at all); else joined to the
+   * admissions of this event-loop turn with the same keys, answered together by one store
+   * call that also takes up to a block of spare credit.
+   */
+  #admitCredit(ask: AdmitAsk): AdmitResult | Promise<AdmitResult> {
+    if ((ask.quota === undefined || ask.quota.length === 0) && this.#takeSpare(ask)) return this.#creditAdmitted(ask, undefined);
+    if (!this.#tryRemote()) {
+      this.#fallbacks++;
+      return this.#admitLocal(ask);
+    }
+    const sig = batchKey(ask);
+    let batch = this.#batches.get(sig);
+    if (batch === undefined) {
+      batch = { ask, waiters: [] };
+      this.#batches.set(sig, batch);
+      if (!this.#flushing) {
+        this.#flushing = true;
+        // After the I/O callbacks of this turn: every admission they started joins its batch.
+        setImmediate(() => this.#flushBatches());
+      }
+    }
+    const b = batch;
+    return new Promise((resolve) => b.waiters.push({ ask, resolve }));
+  }
+
+  #flushBatches(): void {
+    this.#flushing = false;
+    const batches = [...this.#batches.values()];
+    this.#batches.clear();
+    for (const b of batches) this.#sendBatch(b);
+  }
+
+  /** Extra credit to ask for `key` with a block of `block`: enough to hold a block again, counting what is held and asked already. */
+  #extra(key: string, block: number): number {
+    const extra = Math.max(0, block - (this.#spare.get(key) ?? 0) - (this.#asking.get(key) ?? 0));
+    if (extra > 0) this.#asking.set(key, (this.#asking.get(key) ?? 0) + extra);
+    return extra;
+  }
+
+  #asked(key: string, extra: number): void {
+    if (extra === 0) return;
+    const left = (this.#asking.get(key) ?? 0) - extra;
+    if (left <= 0) this.#asking.delete(key);
+    else this.#asking.set(key, left);
+  }
+
+  #sendBatch(batch: AdmitBatch): void {
+    const n = batch.waiters.length;
+    const ask = batch.ask;
+    const policy = this.#credit!;
+    const leases = ask.leases ?? [];
+    const rate = ask.rate;
+    const rateExtra = rate === undefined ? 0 : this.#extra(rate.key, creditBlock(policy, rate.perSecond));
+    const leaseExtra = leases.map((l) => this.#extra(l.key, creditBlock(policy, l.max)));
+    // Optimistic, as in `admit`: this holder's counts include what it asks for, so a release
+    // batch written meanwhile never states less than the store may grant.
+    const wants = leaseExtra.map((e) => n + e);
+    const counts = leases.map((l, i) => {
+      const mine = (this.#held.get(l.key) ?? 0) + wants[i]!;
+      this.#held.set(l.key, mine);
+      return { key: l.key, count: mine, max: l.max, want: wants[i]! };
+    });
+    const settled = (): void => {
+      if (rate !== undefined) this.#asked(rate.key, rateExtra);
+      leases.forEach((l, i) => this.#asked(l.key, leaseExtra[i]!));
+    };
+    const unheld = (granted: readonly number[] | undefined): void => {
+      leases.forEach((l, i) => this.#unhold(l.key, wants[i]! - (granted?.[i] ?? 0)));
+    };
+    const storeAsk = { holder: this.holder, rate: rate === undefined ? undefined : { ...rate, want: n + rateExtra }, quota: ask.quota ?? [], leases: counts };
+    this.#bounded(this.remote.admit!(storeAsk)).then(
+      (answer) => {
+        settled();
+        if (answer === TIMED_OUT) {
+          unheld(undefined);
+          for (const l of leases) this.#dirty.add(l.key);
+          this.#degrade(TIMED_OUT);
+          this.#fallbacks += n;
+          for (const w of batch.waiters) w.resolve(this.#admitLocal(w.ask));
+          return;
+        }
+        if (this.degraded) this.#recover();
+        if (!answer.ok) {
+          unheld(undefined);
+          for (const w of batch.waiters) w.resolve(answer);
+          return;
+        }
+        const granted = answer.granted ?? { rate: n, leases: wants };
+        unheld(granted.leases);
+        if (rate !== undefined) this.#addSpare(rate.key, granted.rate);
+        leases.forEach((l, i) => this.#addSpare(l.key, granted.leases[i]!));
+        // The waiters in order: each takes one of every part, from what came back (and any
+        // credit released meanwhile); one left without is refused as the store would have.
+        for (const w of batch.waiters) {
+          const short = this.#shortPart(w.ask);
+          if (short === undefined) {
+            this.#takeSpare(w.ask);
+            w.resolve(this.#creditAdmitted(w.ask, answer.usage));
+          } else if (short === -1) {
+            w.resolve({ ok: false, refused: 'rate', waitMs: Math.max(1, Math.ceil(1000 / w.ask.rate!.perSecond)), usage: answer.usage });
+          } else w.resolve({ ok: false, refused: 'lease', index: short, usage: answer.usage });
+        }
+      },
+      (err: unknown) => {
+        settled();
+        unheld(undefined);
+        for (const l of leases) this.#dirty.add(l.key);
+        this.#degrade(err);
+        this.#fallbacks += n;
+        for (const w of batch.waiters) w.resolve(this.#admitLocal(w.ask));
+      },
+    );
+  }
+
+  #addSpare(key: string, n: number): void {
+    if (n > 0) this.#spare.set(key, (this.#spare.get(key) ?? 0) + n);
+  }
+
+  /** Which part has no spare credit: undefined (none short), -1 the rate cell, else the lease index. */
+  #shortPart(ask: AdmitAsk): number | undefined {
+    if (ask.rate !== undefined && (this.#spare.get(ask.rate.key) ?? 0) < 1) return -1;
+    const leases = ask.leases ?? [];
+    for (let i = 0; i < leases.length; i++) if ((this.#spare.get(leases[i]!.key) ?? 0) < 1) return i;
+    return undefined;
+  }
+
+  /** One of every part from spare credit, when there is some for each (else nothing taken). */
+  #takeSpare(ask: AdmitAsk): boolean {
+    if (this.#shortPart(ask) !== undefined) return false;
+    if (ask.rate !== undefined) {
+      this.#spend(ask.rate.key);
+      this.#spareUsed.add(ask.rate.key);
+    }
+    for (const l of ask.leases ?? []) {
+      this.#spend(l.key);
+      this.#spareUsed.add(l.key);
+    }
+    return true;
+  }
+
+  #spend(key: string): void {
+    const left = this.#spare.get(key)! - 1;
+    if (left === 0) this.#spare.delete(key);
+    else this.#spare.set(key, left);
+  }
+
+  #creditAdmitted(ask: AdmitAsk, usage: StoreAdmitAnswer['usage'] | undefined): AdmitResult {
+    const leases = ask.leases ?? [];
+    if (leases.length === 0) return { ok: true, usage, release: noop };
+    return {
+      ok: true,
+      usage,
+      release: once(() => {
+        for (const l of leases) this.#giveBack(l.key, creditBlock(this.#credit!, l.max));
+      }),
+    };
+  }
+
+  /** A lease slot given back: kept as spare credit up to a block; past it, no longer held (told to the store with the release batch). */
+  #giveBack(key: string, block: number): void {
+    const spare = (this.#spare.get(key) ?? 0) + 1;
+    if (spare <= block) {
+      this.#spare.set(key, spare);
+      return;
+    }
+    if (block > 0) this.#spare.set(key, block);
+    else this.#spare.delete(key);
+    this.#unhold(key, spare - block);
+    this.#tellReleased(key);
+  }
+
+  /** `n` fewer of `key` held here (not told to the store). */
+  #unhold(key: string, n: number): void {
+    if (n <= 0) return;
+    const left = (this.#held.get(key) ?? n) - n;
+    if (left <= 0) this.#held.delete(key);
+    else this.#held.set(key, left);
+  }
+
+  /**
+   * At each heartbeat: the spare credit of a user not admitted since the last one is dropped
+   * (so the map does not grow with every user ever seen): lease slots go back to the store;
+   * rate tokens are forgotten (counted in the cell long enough ago that it has refilled).
+   */
+  #returnIdleSpare(): void {
+    if (this.#credit === undefined) return;
+    for (const [key, n] of this.#spare) {
+      if (this.#spareUsed.has(key)) continue;
+      this.#spare.delete(key);
+      if (!this.#held.has(key)) continue;
+      this.#unhold(key, n);
+      this.#tellReleased(key);
+    }
+    this.#spareUsed.clear();
+  }
+
   /** `admit` from local state: the rate cell, then the leases, counted by this node alone. */
   #admitLocal(ask: AdmitAsk): AdmitResult {
     if (ask.rate) {
@@ -416,7 +643,10 @@ export class SharedState {
     const left = (this.#held.get(key) ?? 1) - 1;
     if (left <= 0) this.#held.delete(key);
     else this.#held.set(key, left);
-    if (!tell) return;
+    if (tell) this.#tellReleased(key);
+  }
+
+  #tellReleased(key: string): void {
     // Releases are told in batches (one count per key every RELEASE_BATCH_MS), not one write
     // per connection's end: meanwhile the others see this holder's count too high, which only
     // refuses sooner, never lets more through.
@@ -462,6 +692,15 @@ export class SharedState {
 }
 
 function noop(): void {}
+
+/** Admissions with the same keys (user, kind, quota periods) go in one batch. */
+function batchKey(ask: AdmitAsk): string {
+  let k = ask.rate?.key ?? '';
+  for (const q of ask.quota ?? []) k += `\n${q.key}`;
+  k += '\n';
+  for (const l of ask.leases ?? []) k += `\n${l.key}`;
+  return k;
+}
 
 function once(fn: () => void): () => void {
   let done = false;

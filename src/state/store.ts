@@ -96,17 +96,22 @@ export interface AdmitAsk {
   leases?: readonly { key: string; max: number }[];
 }
 
-/** `AdmitAsk` as the store sees it: the holder and its count of each lease after taking one. */
+/**
+ * `AdmitAsk` as the store sees it: the holder and its count of each lease after taking
+ * `want` more. `want` (default 1): take between 1 and `want` of the rate cell or lease (as
+ * many as fit; a credit block, src/state/credit.ts), refused only when not even one fits;
+ * `granted` in the answer says how many were taken.
+ */
 export interface StoreAdmitAsk {
   holder: string;
-  rate?: { key: string; perSecond: number; burst: number };
+  rate?: { key: string; perSecond: number; burst: number; want?: number };
   quota: readonly QuotaAsk[];
-  leases: readonly { key: string; count: number; max: number }[];
+  leases: readonly { key: string; count: number; max: number; want?: number }[];
 }
 
-/** The store's verdict. `usage`: the totals read for `quota`, in its order. */
+/** The store's verdict. `usage`: the totals read for `quota`, in its order. `granted` (when admitted): how many of the rate cell (0 without one) and of each lease were taken. */
 export type StoreAdmitAnswer = { usage: Array<{ up: number; down: number }> } & (
-  | { ok: true }
+  | { ok: true; granted?: { rate: number; leases: number[] } }
   | { ok: false; refused: 'quota'; index: number; dir: 'up' | 'down' }
   | { ok: false; refused: 'rate'; waitMs: number }
   | { ok: false; refused: 'lease'; index: number }

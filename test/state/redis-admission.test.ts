@@ -41,17 +41,19 @@ async function shortTunnel(port: number, target: number): Promise<void> {
 }
 
 let prefixN = 0;
-function redisConfig(plan: Record<string, unknown>, prefix: string): Partial<ForwardConfigInput> {
+type StateExtra = { credit?: { max: number; share?: number }; leaseTtl?: string };
+
+function redisConfig(plan: Record<string, unknown>, prefix: string, extra: StateExtra = {}): Partial<ForwardConfigInput> {
   return {
     plans: { p: plan },
-    state: { redis: { url: redis!.url, keyPrefix: prefix }, timeout: '1s' },
+    state: { redis: { url: redis!.url, keyPrefix: prefix }, timeout: '5s', ...extra },
   } as Partial<ForwardConfigInput>;
 }
 
 /** A test proxy in Redis state (keys under `prefix`) whose alice is on plan `p`. */
-async function startWithPlan(plan: Record<string, unknown>, prefix: string): Promise<TestProxy> {
+async function startWithPlan(plan: Record<string, unknown>, prefix: string, extra?: StateExtra): Promise<TestProxy> {
   const [h1] = await userHashes();
-  return startTestProxy({ ...redisConfig(plan, prefix), auth: { required: true, users: [{ name: USER, password: h1, plan: 'p' }] } } as Partial<ForwardConfigInput>);
+  return startTestProxy({ ...redisConfig(plan, prefix, extra), auth: { required: true, users: [{ name: USER, password: h1, plan: 'p' }] } } as Partial<ForwardConfigInput>);
 }
 
 describe('Redis admission: one round trip per request or tunnel', { skip: redis ? false : NO_REDIS, timeout: 120_000 }, () => {
@@ -75,16 +77,16 @@ describe('Redis admission: one round trip per request or tunnel', { skip: redis 
     await redis?.stop();
   });
 
-  const start = async (plan: Record<string, unknown>): Promise<{ proxies: TestProxy[]; prefix: string }> => {
+  const start = async (plan: Record<string, unknown>, extra?: StateExtra): Promise<{ proxies: TestProxy[]; prefix: string }> => {
     const prefix = `adm${prefixN++}:`;
-    const a = await startWithPlan(plan, prefix);
-    const b = await startWithPlan(plan, prefix);
+    const a = await startWithPlan(plan, prefix, extra);
+    const b = await startWithPlan(plan, prefix, extra);
     proxies.push(a, b);
     return { proxies: [a, b], prefix };
   };
 
-  it('30 tunnels (6 waves of 5 at once): 30 admission scripts, each with the quota, rate cell and lease together; releases batched', async () => {
-    const { proxies: [p], prefix } = await start({ maxConnections: 50, requestsPerSecond: 1000, bytesPerDay: { up: 1e12, down: 1e12 }, bytesPerMonth: { up: 1e13, down: 1e13 } });
+  it('credit blocks off: 30 tunnels (6 waves of 5 at once): 30 admission scripts, each with the quota, rate cell and lease together; releases batched', async () => {
+    const { proxies: [p], prefix } = await start({ maxConnections: 50, requestsPerSecond: 1000, bytesPerDay: { up: 1e12, down: 1e12 }, bytesPerMonth: { up: 1e13, down: 1e13 } }, { credit: { max: 0 } });
     const from = seen.length;
     for (let wave = 0; wave < 6; wave++) await Promise.all(Array.from({ length: 5 }, () => shortTunnel(p!.port, echo.port)));
     // Let the release batch and the usage ledger write.
@@ -104,6 +106,19 @@ describe('Redis admission: one round trip per request or tunnel', { skip: redis 
     assert.deepEqual(perTunnel, [], 'no separate lease or usage read');
     const releases = others.filter((c) => (c[0] === 'hset' || c[0] === 'hdel') && c[1] === leaseKey);
     assert.ok(releases.length < 30, `releases are batched: ${releases.length} writes for 30 tunnels`);
+  });
+
+  it('credit blocks (the defaults): 40 tunnels of a busy plan (8 waves of 5 at once) take a few scripts, and the spare slots go back once idle', async () => {
+    // leaseTtl 1.5 s: heartbeats every 500 ms, at which idle spare credit goes back.
+    const { proxies: [p], prefix } = await start({ maxConnections: 5000, requestsPerSecond: 100_000 }, { leaseTtl: '1500ms' });
+    const from = seen.length;
+    for (let wave = 0; wave < 8; wave++) await Promise.all(Array.from({ length: 5 }, () => shortTunnel(p!.port, echo.port)));
+    const leaseKey = `${prefix}lease:conn:alice`;
+    // Idle: within a few heartbeats the node's spare slots (up to a block of 64) go back.
+    assert.ok(await waitFor(() => seen.slice(from).some((c) => c[0] === 'hdel' && c[1] === leaseKey), 30_000), 'the spare slots were given back');
+    const admissions = seen.slice(from).filter((c) => (c[0] === 'evalsha' || c[0] === 'eval') && c.includes(`${prefix}rate:alice`));
+    // Blocks of 64: the first admission takes one for both limits; later ones only to read the usage totals (once a second) or when a wave outruns it.
+    assert.ok(admissions.length >= 1 && admissions.length <= 10, `${admissions.length} admission scripts for 40 tunnels`);
   });
 
   it('maxConnections across two nodes through the one script: exactly max granted, refused ones take nothing (seeded, max 1-5)', async () => {
