@@ -37,7 +37,7 @@ export class H2Front {
 
   constructor(
     cfg: Http2Config,
-    limits: { maxHeaderSize: number; idleMs: number },
+    limits: { maxHeaderSize: number; keepAliveMs: number },
     handlers: {
       request(req: IncomingMessage, res: ServerResponse): void;
       checkContinue(req: IncomingMessage, res: ServerResponse): void;
@@ -51,7 +51,7 @@ export class H2Front {
       settings: { maxConcurrentStreams: cfg.maxConcurrentStreams, enablePush: false, maxHeaderListSize: limits.maxHeaderSize },
       maxSendHeaderBlockLength: 64 * 1024,
     });
-    if (limits.idleMs > 0) this.server.setTimeout(limits.idleMs);
+    const keepAliveMs = limits.keepAliveMs;
     const request = handlers.request;
     const checkContinue = handlers.checkContinue;
     this.server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
@@ -66,15 +66,22 @@ export class H2Front {
     });
     this.server.on('session', (session: ServerHttp2Session) => {
       const s = session as GuardedSession;
-      s[kGuard] = { front: this, resets: 0, windowStart: performance.now(), socket: this.#taking };
+      s[kGuard] = { front: this, resets: 0, windowStart: performance.now(), socket: this.#taking, open: 0 };
       this.#sessions.add(session);
       session.once('close', () => this.#sessions.delete(session));
       session.on('error', ignore);
       session.on('stream', onStream);
       // Own property, a module function (no closure): see destroyWithConnectionErrorCode.
       session.destroy = destroyWithConnectionErrorCode;
+      // keepAliveTimeout for HTTP/2: a session with no frame for that long and no stream open
+      // is closed with GOAWAY NO_ERROR; one with streams open is left to their timers. On the
+      // session with a lasting listener: the server's setTimeout listens once only, so after a
+      // first timeout with a stream open the session was never closed.
+      if (keepAliveMs > 0) {
+        session.setTimeout(keepAliveMs);
+        session.on('timeout', onSessionTimeout);
+      }
     });
-    this.server.on('timeout', () => {});
   }
 
   /** A TLS connection that negotiated h2, or a plain one that began with the HTTP/2 preface (h2c, bytes put back). */
@@ -127,6 +134,8 @@ interface Guard {
   windowStart: number;
   /** The connection itself (session.socket is a proxy that refuses destroy). */
   socket: TLSSocket | Socket | undefined;
+  /** Streams open now (the idle timeout closes only a session without any). */
+  open: number;
 }
 type GuardedSession = ServerHttp2Session & { [kGuard]?: Guard };
 
@@ -148,10 +157,37 @@ function refusedForAbuse(req: Http2ServerRequest): boolean {
 }
 
 function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
+  const g = (this as GuardedSession)[kGuard];
+  if (g !== undefined) {
+    g.open++;
+    (stream as CountedStream)[kCounted] = g;
+    stream.once('close', onStreamClose);
+  }
   // HEADERS and RST_STREAM read together: Node closed the stream before it emitted it, so its
   // 'aborted' is past (h2-rapid-reset.test finding: such resets were never counted).
   if (stream.aborted) clientReset(stream, this);
   else stream.once('aborted', onAborted);
+}
+
+const kCounted = Symbol('gatewise.h2Counted');
+type CountedStream = Http2Stream & { [kCounted]?: Guard };
+
+function onStreamClose(this: Http2Stream): void {
+  const g = (this as CountedStream)[kCounted];
+  if (g !== undefined) g.open--;
+}
+
+/**
+ * No frame for keepAliveTimeout. Idle (no stream open): closed gracefully, GOAWAY NO_ERROR, as
+ * an HTTP/1.1 connection is after its keep-alive timeout. With streams open, a slow upstream or
+ * a long poll is not cut here: the request's own timers bound it. (Node destroys a session
+ * whose timeout nobody handles, streams and all; before this, a no-op handler kept idle
+ * sessions open for ever.) Runs again after the next quiet spell: frames refresh the timer.
+ */
+function onSessionTimeout(this: ServerHttp2Session): void {
+  const g = (this as GuardedSession)[kGuard];
+  if (this.closed || this.destroyed || (g !== undefined && g.open > 0)) return;
+  this.close();
 }
 
 /** The stream closed before its answer was complete (module function: no closure per stream). */

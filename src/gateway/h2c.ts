@@ -28,14 +28,23 @@ export function sniffPreface(socket: Socket, headMs: number, routes: PrefaceRout
   let buf: Buffer | undefined;
   const deadline = headMs > 0 ? new Timeout(() => {
     socket.removeListener('data', onData);
+    socket.removeListener('error', onError);
     routes.silent();
   }, headMs) : undefined;
+  // Until it is handed over, the connection is ours: a client that resets it (ECONNRESET)
+  // must not become an uncaught error (h2c.test finding). Node's HTTP/1.1 listener and the
+  // HTTP/2 session each add their own once they have it.
+  const onError = (): void => {
+    deadline?.cancel();
+    socket.destroy();
+  };
   const onData = (chunk: Buffer): void => {
     buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
     const n = Math.min(buf.length, H2_PREFACE.length);
     const same = buf.compare(H2_PREFACE, 0, n, 0, n) === 0;
     if (same && n < H2_PREFACE.length) return; // a prefix of the preface: wait for more
     socket.removeListener('data', onData);
+    socket.removeListener('error', onError);
     deadline?.cancel();
     if (same) {
       // Paused and put back: the HTTP/2 session reads what the socket has buffered first.
@@ -52,5 +61,6 @@ export function sniffPreface(socket: Socket, headMs: number, routes: PrefaceRout
     socket.emit('data', buf);
   };
   socket.on('data', onData);
+  socket.on('error', onError);
   socket.once('close', () => deadline?.cancel());
 }

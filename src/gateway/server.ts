@@ -157,7 +157,10 @@ export class Gateway {
             for (const fn of http1) fn.call(server, socket);
           },
           silent: () => {
-            if (!socket.destroyed) this.#refuseRaw(socket, parserRefusal('HPE_HEADERS_TIMEOUT'), entry.name);
+            // A client that left (its FIN ended our side too) has nobody to read a 408: let it go
+            // (writing one threw ERR_STREAM_WRITE_AFTER_END, uncaught: h2c.test finding).
+            if (socket.destroyed || !socket.writable) socket.destroy();
+            else this.#refuseRaw(socket, parserRefusal('HPE_HEADERS_TIMEOUT'), entry.name);
           },
         });
       });
@@ -359,7 +362,7 @@ export class Gateway {
       }
       x.start(maxHeaderCount, expect);
     };
-    return new H2Front(l.http2!, { maxHeaderSize: l.maxHeaderSize, idleMs: ms(l.sendTimeout) }, {
+    return new H2Front(l.http2!, { maxHeaderSize: l.maxHeaderSize, keepAliveMs: ms(l.keepAliveTimeout) }, {
       request: (req, res) => start(req, res, false),
       checkContinue: (req, res) => start(req, res, true),
       abuse: (session, detail) => this.#h2Abuse(session, detail, entry.name),

@@ -1,6 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import { promisify } from 'node:util';
@@ -163,6 +164,38 @@ describe('h2c with prior knowledge beside HTTP/1.1', () => {
     });
     assert.match(got, /^HTTP\/1\.1 408 /);
     assert.ok(Date.now() - t0 < 3000, `took ${Date.now() - t0} ms`);
+  });
+
+  test('a connection that leaves before its first byte is let go quietly: no answer written after its end (found: write after end, uncaught)', async () => {
+    const uncaught: Error[] = [];
+    const onUncaught = (e: Error): void => void uncaught.push(e);
+    process.on('uncaughtExceptionMonitor', onUncaught);
+    try {
+      // Seeded over when the client leaves within the 700 ms first-head time, and how (FIN or RST).
+      const rand = seededRandom();
+      await withSeed(rand, async () => {
+        const closes: Array<Promise<unknown>> = [];
+        for (let i = 0; i < 6; i++) {
+          const sock = netConnect(gw.port, '127.0.0.1');
+          sock.on('error', () => {});
+          sock.resume(); // read the 408 a FIN still gets, so the close comes
+          const fin = rand.int(2) === 0;
+          const after = rand.int(600);
+          sock.once('connect', () => setTimeout(() => (fin ? sock.end() : sock.resetAndDestroy()), after));
+          // Bounded: a connection the gateway never closes is closed here after 5 s.
+          const bound = setTimeout(() => sock.destroy(), 5000);
+          closes.push(once(sock, 'close').then(() => clearTimeout(bound)));
+        }
+        await Promise.all(closes);
+        // Past every first-head deadline of those connections: the sniffer's deadline has fired or been cancelled.
+        const probe = await request(`${gw.url}/ok`);
+        await probe.body.text();
+        await new Promise((r) => setTimeout(r, 900));
+        assert.deepEqual(uncaught.map((e) => e.message), []);
+      });
+    } finally {
+      process.off('uncaughtExceptionMonitor', onUncaught);
+    }
   });
 });
 
