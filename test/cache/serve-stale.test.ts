@@ -2,7 +2,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { request } from 'undici';
+import { loadLabCerts } from '../../src/lab/certs.js';
 import { startLab, startLabDnsServer, type Lab, type LabDnsServer } from '../../src/lab/index.js';
 import { SERVE_STALE_ON } from '../../src/config/schema.js';
 import { validateConfig } from '../../src/config/load.js';
@@ -22,9 +27,10 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
  * path, not by route): `x-phase: good` goes to the lab's /ok, `x-phase: fault` to the fault,
  * through a cluster of its own (so one fault's passive health never turns into another's).
  *
- * Not reproducible here without a packet leaving loopback or a peer that sends TLS alerts:
- * `destination_ip_unroutable`, `tls_alert_received` (both accepted by `serveStaleOn` and
- * answered by the same code path: the failure's type is the list's key).
+ * Not reproducible here without a packet leaving loopback: `destination_ip_unroutable`
+ * (accepted by `serveStaleOn` and answered by the same code path: the failure's type is the
+ * list's key). `tls_alert_received` comes from a TLS 1.2 peer that demands a client
+ * certificate the gateway does not have (it answers the handshake with an alert).
  */
 interface FaultCase {
   /** What the route's `serveStaleOn` lists: an RFC 9209 type or an upstream status. */
@@ -58,6 +64,8 @@ const CASES: readonly FaultCase[] = [
   { fault: 'tls_protocol_error', endpoint: (l) => `https://127.0.0.1:${l.port}`, upstreamPath: '/ok' },
   { fault: 'dns_error', endpoint: (l) => `http://missing.gatewise.test:${l.port}`, upstreamPath: '/ok' },
   { fault: 'dns_timeout', endpoint: (l) => `http://silent.gatewise.test:${l.port}`, upstreamPath: '/ok' },
+  // A trusted certificate, then handshake_failure: the gateway sent no client certificate.
+  { fault: 'tls_alert_received', endpoint: () => `https://127.0.0.1:${alertPort}`, upstreamPath: '/ok' },
 ];
 const LISTED = CASES.map((c) => c.fault);
 
@@ -66,6 +74,9 @@ let dns: LabDnsServer;
 let gw: TestGateway;
 let backlogHolder: ChildProcess;
 let filler: Socket;
+let alertServer: TlsServer;
+let alertPort = 0;
+let caDir: string;
 
 /** A port whose accept queue is full (backlog 0, never accepting, one connection in it): later SYNs are dropped, so connects time out. */
 async function fullBacklogPort(): Promise<{ port: number; child: ChildProcess; filler: Socket }> {
@@ -78,6 +89,14 @@ async function fullBacklogPort(): Promise<{ port: number; child: ChildProcess; f
 
 before(async () => {
   lab = await startLab({ tls: true });
+  const certs = loadLabCerts();
+  caDir = mkdtempSync(join(tmpdir(), 'gatewise-serve-stale-'));
+  const caFile = join(caDir, 'lab-ca.pem');
+  writeFileSync(caFile, certs.ca);
+  alertServer = createTlsServer({ cert: certs.caSignedCert, key: certs.caSignedKey, ca: certs.ca, requestCert: true, rejectUnauthorized: true, maxVersion: 'TLSv1.2' }, (s) => s.destroy());
+  alertServer.on('tlsClientError', () => {});
+  await new Promise<void>((r) => alertServer.listen(0, '127.0.0.1', () => r()));
+  alertPort = (alertServer.address() as { port: number }).port;
   dns = await startLabDnsServer({ records: {}, timeout: ['silent.gatewise.test'] });
   const backlog = await fullBacklogPort();
   backlogHolder = backlog.child;
@@ -86,7 +105,8 @@ before(async () => {
   const clusters: Record<string, unknown> = { good: { endpoints: [lab.url] } };
   const routes: unknown[] = [];
   for (const c of CASES) {
-    clusters[`c-${c.fault}`] = { endpoints: [c.endpoint(lab, backlog.port)], ...NO_WAIT, ...c.cluster };
+    const cluster = c.fault === 'tls_alert_received' ? { tls: { ca: caFile } } : c.cluster;
+    clusters[`c-${c.fault}`] = { endpoints: [c.endpoint(lab, backlog.port)], ...NO_WAIT, ...cluster };
     routes.push(
       { name: `good-${c.fault}`, match: { pathPrefix: `/k/${c.fault}`, headers: { 'x-phase': 'good' } }, cluster: 'good', rewritePrefix: '/ok', cache, retry: { tries: 1 } },
       { name: `fault-${c.fault}`, match: { pathPrefix: `/k/${c.fault}`, headers: { 'x-phase': 'fault' } }, cluster: `c-${c.fault}`, rewritePrefix: c.upstreamPath, cache, retry: { tries: 1 } },
@@ -107,6 +127,8 @@ after(async () => {
   await gw?.close();
   await dns?.close();
   await lab?.close();
+  await new Promise((r) => (alertServer ? alertServer.close(r) : r(undefined)));
+  if (caDir) rmSync(caDir, { recursive: true, force: true });
 });
 
 async function get(path: string, phase: 'good' | 'fault'): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
@@ -169,10 +191,10 @@ describe('a stale copy answers for every serveStaleOn failure, and says why', ()
   }
 });
 
-test('the cases are every value serveStaleOn accepts (but the two loopback cannot produce), the issue\'s list among them; any other type is refused', () => {
+test('the cases are every value serveStaleOn accepts (but the one loopback cannot produce), the issue\'s list among them; any other type is refused', () => {
   const issue = ['connection_refused', 'connection_timeout', 'http_response_timeout', 'destination_unavailable', 'connection_limit_reached', '502', '503', '504'];
   for (const f of issue) assert.ok(SERVE_STALE_ON.includes(f), f);
-  const notHere = ['destination_ip_unroutable', 'tls_alert_received'];
+  const notHere = ['destination_ip_unroutable'];
   assert.deepEqual([...LISTED, ...notHere].sort(), [...SERVE_STALE_ON].sort());
   const config = (serveStaleOn: string[]) => validateConfig({ listeners: [{ port: 0 }], clusters: { a: { endpoints: ['http://127.0.0.1:1'] } }, routes: [{ cluster: 'a', cache: { serveStaleOn } }] });
   // A type that can never happen where a stale copy could answer (the client's fault; after the head went out).
