@@ -186,3 +186,15 @@ socks pass {
 }
 `;
 }
+
+/** Gatewise in front of the origin, no access log, metrics on when an admin port is given (the metrics duels, bench/icount). */
+export function metricsReverseConfig(port: number, origin: number, admin: number | undefined): string {
+  return [
+    `listeners: [{ address: 127.0.0.1, port: ${port} }]`,
+    `clusters: { origin: { endpoints: ["http://127.0.0.1:${origin}"] } }`,
+    'routes: [{ cluster: origin }]',
+    'log: { access: false }',
+    ...(admin === undefined ? [] : [`admin: { port: ${admin} }`]),
+    '',
+  ].join('\n');
+}

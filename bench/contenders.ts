@@ -199,15 +199,7 @@ function gatewiseContenders(): Contender[] {
  * forward: `gatewise-fwd-metrics` / `gatewise-fwd-nometrics`. Only in the duels (no group).
  */
 function metricsContenders(): Contender[] {
-  const reverse = (port: number, origin: number, admin: number | undefined): string =>
-    [
-      `listeners: [{ address: 127.0.0.1, port: ${port} }]`,
-      `clusters: { origin: { endpoints: ["http://127.0.0.1:${origin}"] } }`,
-      'routes: [{ cluster: origin }]',
-      'log: { access: false }',
-      ...(admin === undefined ? [] : [`admin: { port: ${admin} }`]),
-      '',
-    ].join('\n');
+  const reverse = configs.metricsReverseConfig;
   const forward = (port: number, admin: number | undefined): string =>
     [
       'log: { access: false }',

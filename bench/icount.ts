@@ -26,7 +26,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
-import { nginxOrigin } from './configs.js';
+import { metricsReverseConfig, nginxOrigin } from './configs.js';
 import { installCleanupHandlers, startProcess, stopAll } from './procs.js';
 import { freePort, waitForPort } from './util.js';
 
@@ -39,20 +39,10 @@ async function gatewiseArgs(mode: Mode, dir: string, port: number, origin: numbe
   if (mode === 'quiet' || mode === 'default') {
     return ['proxy', '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${origin}`, ...(mode === 'quiet' ? ['--no-access-log'] : [])];
   }
-  // As bench/contenders.ts's gatewise-metrics / gatewise-nometrics.
+  // The config of bench/contenders.ts's gatewise-metrics / gatewise-nometrics.
   const admin = mode === 'metrics' ? await freePort() : undefined;
   const file = path.join(dir, 'gatewise.yaml');
-  fs.writeFileSync(
-    file,
-    [
-      `listeners: [{ address: 127.0.0.1, port: ${port} }]`,
-      `clusters: { origin: { endpoints: ["http://127.0.0.1:${origin}"] } }`,
-      'routes: [{ cluster: origin }]',
-      'log: { access: false }',
-      ...(admin === undefined ? [] : [`admin: { port: ${admin} }`]),
-      '',
-    ].join('\n'),
-  );
+  fs.writeFileSync(file, metricsReverseConfig(port, origin, admin));
   return ['run', '-c', file];
 }
 

@@ -1,5 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
+import { redisUrl } from './redis-url.js';
 import { forwardListenerTlsSchema } from './tls.js';
 import { parseDuration } from './duration.js';
 
@@ -19,14 +20,6 @@ const duration = (def: string, what: string) =>
     .default(def)
     .describe(`${what} Duration such as "30s"; default ${def}.`);
 
-function isRedisUrl(s: string): boolean {
-  try {
-    const u = new URL(s);
-    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '';
-  } catch {
-    return false;
-  }
-}
 
 const HOST_PATTERN_RE = /^(\*|(\*\.)?[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\.?|[0-9A-Fa-f:.]+)$/;
 const SCRYPT_RE = /^scrypt\$\d{1,8}\$\d{1,3}\$\d{1,3}\$[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}$/;
@@ -322,10 +315,7 @@ export const forwardSchema = z.strictObject({
         file: z.string().optional().describe('Write usage counters to this JSON file (read by `gatewise usage --state FILE`) and load them at start. In-memory state only (with --workers: written by the primary); with `redis` the usage lives in Redis and this is not used.'),
         flushInterval: duration('10s', 'How often the state file is written.'),
         redis: z.strictObject({
-            url: z
-              .string()
-              .refine(isRedisUrl, { message: 'expected a Redis URL such as "redis://127.0.0.1:6379/0" (or "rediss://" for TLS)' })
-              .describe('Where the shared Redis is: redis://[user:password@]host:port[/db], or rediss:// for TLS.'),
+            url: redisUrl('Where the shared Redis is: redis://[user:password@]host:port[/db], or rediss:// for TLS.'),
             keyPrefix: z.string().min(1).max(64).default('gatewise:').describe('Put before every key and channel, so several fleets can share one Redis.'),
             connectTimeout: duration('2s', 'Give up one connection attempt after this long (Redis is retried in the background; the node runs on local state meanwhile).'),
           })

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { redisUrl } from './redis-url.js';
 import { parseDuration } from './duration.js';
 
 /**
@@ -76,15 +77,6 @@ export const listenerTlsSchema = z
   })
   .describe('Serve HTTPS on this listener. Off unless set.');
 
-function isRedisUrl(s: string): boolean {
-  try {
-    const u = new URL(s);
-    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '';
-  } catch {
-    return false;
-  }
-}
-
 const positiveDuration = (def: string, what: string) =>
   z
     .string()
@@ -123,10 +115,7 @@ export const acmeSchema = z
       .describe('Challenge types, in order of preference (the first the ACME server offers is used). http-01: answered by the gateway itself on its plain HTTP listeners (port 80 for a public CA), before routing and before a redirect to HTTPS. tls-alpn-01 (RFC 8737): answered on this TLS listener itself (port 443 for a public CA): a validation\'s handshake (ALPN acme-tls/1) gets the challenge certificate, other connections are not touched; no plain listener is needed. Default [http-01].'),
     redis: z
       .strictObject({
-        url: z
-          .string()
-          .refine(isRedisUrl, { message: 'expected a Redis URL such as "redis://127.0.0.1:6379/0" (or "rediss://" for TLS)' })
-          .describe('Where the fleet\'s Redis is: redis://[user:password@]host:port[/db], or rediss:// for TLS (the same as forward.state.redis.url, if the fleet shares one).'),
+        url: redisUrl('Where the fleet\'s Redis is: redis://[user:password@]host:port[/db], or rediss:// for TLS (the same as forward.state.redis.url, if the fleet shares one).'),
         keyPrefix: z.string().min(1).max(64).default('gatewise:').describe('Put before every key and channel, so several fleets can share one Redis. Default gatewise:.'),
         connectTimeout: positiveDuration('2s', 'Give up one connection attempt after this long (a failed order step is retried with the back-off). Default 2s.'),
       })

@@ -219,13 +219,7 @@ function reverseLine(r: ReverseRecord): string {
   if (r.httpVersion !== undefined) line += ',"httpVersion":' + str(r.httpVersion);
   if (r.route !== undefined) line += ',"route":' + mRoute.of(r.route);
   if (r.cluster !== undefined) line += ',"cluster":' + mCluster.of(r.cluster);
-  if (r.status !== undefined) line += ',"status":' + r.status;
-  if (r.error !== undefined) line += ',"error":' + str(r.error);
-  if (r.reason !== undefined) line += ',"reason":' + str(r.reason);
-  if (r.phase !== undefined) line += ',"phase":' + str(r.phase);
-  line += ',"endedBy":"' + r.endedBy + '"';
-  if (r.detail !== undefined) line += ',"detail":' + str(r.detail);
-  line += ',"bytesUp":' + r.bytesUp + ',"bytesDown":' + r.bytesDown;
+  line += outcomeFields(r);
   const at = r.attempts;
   if (at.length === 1) line += ',"attempts":[' + attemptJson(at[0]!) + ']';
   else if (at.length > 1) line += ',"attempts":[' + at.map(attemptJson).join(',') + ']';
@@ -236,6 +230,18 @@ function reverseLine(r: ReverseRecord): string {
   if (r.revalidation !== undefined) line += ',"revalidation":' + str(r.revalidation);
   if (r.triggeredBy !== undefined) line += ',"triggeredBy":' + str(r.triggeredBy);
   return line + ',"durationMs":' + r.durationMs + ',"msg":"request"}\n';
+}
+
+/** The fields every record has, in both faces' lines: how it ended and the bytes moved. */
+function outcomeFields(r: ReverseRecord | ForwardRecord): string {
+  let out = '';
+  if (r.status !== undefined) out += ',"status":' + r.status;
+  if (r.error !== undefined) out += ',"error":' + str(r.error);
+  if (r.reason !== undefined) out += ',"reason":' + str(r.reason);
+  if (r.phase !== undefined) out += ',"phase":' + str(r.phase);
+  out += ',"endedBy":"' + r.endedBy + '"';
+  if (r.detail !== undefined) out += ',"detail":' + str(r.detail);
+  return out + ',"bytesUp":' + r.bytesUp + ',"bytesDown":' + r.bytesDown;
 }
 
 /** The forward face's line of one record, built the same way as `reverseLine`. */
@@ -254,13 +260,7 @@ function forwardLine(r: ForwardRecord): string {
   if (r.repinned) line += ',"repinned":true';
   if (r.exitRetries !== undefined) line += ',"exitRetries":' + r.exitRetries;
   if (r.reply !== undefined) line += ',"reply":' + r.reply;
-  if (r.status !== undefined) line += ',"status":' + r.status;
-  if (r.error !== undefined) line += ',"error":' + str(r.error);
-  if (r.reason !== undefined) line += ',"reason":' + str(r.reason);
-  if (r.phase !== undefined) line += ',"phase":' + str(r.phase);
-  line += ',"endedBy":"' + r.endedBy + '"';
-  if (r.detail !== undefined) line += ',"detail":' + str(r.detail);
-  line += ',"bytesUp":' + r.bytesUp + ',"bytesDown":' + r.bytesDown;
+  line += outcomeFields(r);
   if (r.quota !== undefined) line += ',"quota":' + str(r.quota);
   if (r.datagramsUp !== undefined) line += ',"datagramsUp":' + r.datagramsUp;
   if (r.datagramsDown !== undefined) line += ',"datagramsDown":' + r.datagramsDown;
