@@ -464,8 +464,5 @@ export function allowlistOverlaps(users: ReadonlyArray<{ name: string; allowFrom
 
 export type ForwardConfig = z.output<typeof forwardSchema>;
 export type ForwardConfigInput = z.input<typeof forwardSchema>;
-export type ForwardRule = z.output<typeof forwardRuleSchema>;
 export type ForwardListener = z.output<typeof forwardListenerSchema>;
 export type ForwardUser = z.output<typeof forwardUserSchema>;
-export type EgressPoolConfig = z.output<typeof egressPoolSchema>;
-export type PlanConfig = z.output<typeof planSchema>;
