@@ -134,9 +134,27 @@ async function proxyCommand(argv: string[]): Promise<number> {
   return code;
 }
 
+type CommandRunner = (argv: string[]) => Promise<number>;
+
+/**
+ * The commands whose module is loaded only when they run, so that `gatewise run` and
+ * `gatewise check` do not load the lab, the diagnoser, the password hasher and the rest.
+ */
+const LAZY_COMMANDS: ReadonlyMap<string, () => Promise<CommandRunner>> = new Map([
+  ['init', async () => (await import('./init.js')).initCommand],
+  ['forward', async () => (await import('./forward.js')).forwardCommand],
+  ['passwd', async () => (await import('./passwd.js')).passwdCommand],
+  ['usage', async () => (await import('./usage-command.js')).usageCommand],
+  ['lab', async () => (await import('./lab.js')).labCommand],
+  ['diagnose', async () => (await import('./diagnose.js')).diagnoseCommand],
+  ['demo', async () => (await import('./demo.js')).demoCommand],
+]);
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
+    const lazy = cmd === undefined ? undefined : LAZY_COMMANDS.get(cmd);
+    if (lazy) return await (await lazy())(rest);
     switch (cmd) {
       case 'run':
         return await runCommand(rest);
@@ -148,34 +166,6 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'proxy':
         return await proxyCommand(rest);
-      case 'init': {
-        const { initCommand } = await import('./init.js');
-        return await initCommand(rest);
-      }
-      case 'forward': {
-        const { forwardCommand } = await import('./forward.js');
-        return await forwardCommand(rest);
-      }
-      case 'passwd': {
-        const { passwdCommand } = await import('./passwd.js');
-        return await passwdCommand(rest);
-      }
-      case 'usage': {
-        const { usageCommand } = await import('./usage-command.js');
-        return await usageCommand(rest);
-      }
-      case 'lab': {
-        const { labCommand } = await import('./lab.js');
-        return await labCommand(rest);
-      }
-      case 'diagnose': {
-        const { diagnoseCommand } = await import('./diagnose.js');
-        return await diagnoseCommand(rest);
-      }
-      case 'demo': {
-        const { demoCommand } = await import('./demo.js');
-        return await demoCommand(rest);
-      }
       case '--version':
       case '-v':
       case 'version':
