@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { StoreDump } from '../state/index.js';
 import { periodOf } from '../tenants/index.js';
+import { formatBytes } from '../text/index.js';
 import { answerUsage, command, parseCommand, shortUsage } from './commands.js';
 
 export interface UserUsage {
@@ -30,16 +31,6 @@ export function usageFromDump(dump: StoreDump, at: number): UserUsage[] {
     slot.requests += e.value.requests ?? 0;
   }
   return [...users.values()].sort((a, b) => a.user.localeCompare(b.user));
-}
-
-function size(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
 }
 
 /** `gatewise usage`: returns the exit code. Output goes to `out` (stdout by default). */
@@ -75,7 +66,7 @@ export async function usageCommand(argv: string[], out: { write(s: string): unkn
     return 0;
   }
   const head = ['user', 'day up', 'day down', 'day req', 'month up', 'month down', 'month req'];
-  const table = rows.map((r) => [r.user, size(r.day.up), size(r.day.down), String(r.day.requests), size(r.month.up), size(r.month.down), String(r.month.requests)]);
+  const table = rows.map((r) => [r.user, formatBytes(r.day.up, 'column'), formatBytes(r.day.down, 'column'), String(r.day.requests), formatBytes(r.month.up, 'column'), formatBytes(r.month.down, 'column'), String(r.month.requests)]);
   const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   out.write(`usage on ${periodOf('day', at).id} and in ${periodOf('month', at).id} (UTC), state saved ${dump.savedAt}\n`);

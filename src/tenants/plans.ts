@@ -1,5 +1,6 @@
 import type { Failure } from '../failure/index.js';
 import type { AdmitResult, QuotaAsk, SharedState, Store } from '../state/index.js';
+import { formatBytes } from '../text/index.js';
 import { limitRefusal } from './limit-refusal.js';
 import { UsageLedger, type Direction, type Period, type PeriodSpan } from './usage-ledger.js';
 
@@ -41,16 +42,6 @@ function byteLimits(plan: PlanSpec, period: Period): ByteLimits | undefined {
 /** The plan field a byte quota comes from, e.g. "bytesPerDay.down". */
 function quotaName(period: Period, dir: Direction): string {
   return `bytesPer${period === 'day' ? 'Day' : 'Month'}.${dir}`;
-}
-
-function human(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${Math.round(n * 10) / 10} ${units[i]}`;
 }
 
 /**
@@ -307,7 +298,7 @@ export class PlanEnforcer {
     const lim = plan?.[field]?.[dir];
     return limitRefusal(
       'too_many_requests',
-      `plan ${this.planName(user)}: ${why} limit${lim !== undefined ? ` of ${human(lim)}` : ''} reached; resets at ${new Date(until).toISOString()}`,
+      `plan ${this.planName(user)}: ${why} limit${lim !== undefined ? ` of ${formatBytes(lim)}` : ''} reached; resets at ${new Date(until).toISOString()}`,
       Math.ceil((until - now) / 1000),
     );
   }

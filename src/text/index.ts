@@ -1,1 +1,2 @@
 export { editDistance } from './edit-distance.js';
+export { formatBytes } from './bytes.js';
