@@ -13,19 +13,17 @@ export const reset: Route = ({ req, lab }) => {
   lab.sockets.reset(takeSocket(req));
 };
 
-const GARBAGE = rawBytes('\x00\xff\xfe gatewise-lab: these bytes are not HTTP \x01\x02\x03\r\n\r\n');
+/** A route that answers with these exact bytes, whatever the request, then half-closes. */
+function answerRaw(text: string): Route {
+  const bytes = rawBytes(text);
+  return ({ req }) => writeThenEnd(takeSocket(req), bytes);
+}
 
 /** `/garbage`: bytes that are not HTTP, then close. */
-export const garbage: Route = ({ req }) => {
-  writeThenEnd(takeSocket(req), GARBAGE);
-};
-
-const HTTP09 = rawBytes('<html><body>an HTTP/0.9-style answer: a body without any status line</body></html>\n');
+export const garbage = answerRaw('\x00\xff\xfe gatewise-lab: these bytes are not HTTP \x01\x02\x03\r\n\r\n');
 
 /** `/http09`: a body with no status line (HTTP/0.9 style), then close. */
-export const http09: Route = ({ req }) => {
-  writeThenEnd(takeSocket(req), HTTP09);
-};
+export const http09 = answerRaw('<html><body>an HTTP/0.9-style answer: a body without any status line</body></html>\n');
 
 const INVALID_HEADER_NUL = rawBytes('HTTP/1.1 200 OK\r\nX-Lab-Bad: before\x00after\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n');
 const INVALID_HEADER_CR = rawBytes('HTTP/1.1 200 OK\r\nX-Lab-Bad: before\rafter\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n');
@@ -57,19 +55,11 @@ export const oversizedHeaders: Route = ({ res, query }) => {
   res.end('ok\n');
 };
 
-const TWO_CONTENT_LENGTH = rawBytes('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello!');
-
 /** `/two-content-length`: two different Content-Length values. */
-export const twoContentLength: Route = ({ req }) => {
-  writeThenEnd(takeSocket(req), TWO_CONTENT_LENGTH);
-};
-
-const CUT_HEADERS = rawBytes('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\nX-Lab-Cut: the header section stops he');
+export const twoContentLength = answerRaw('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello!');
 
 /** `/cut-headers`: half a header section, then close. */
-export const cutHeaders: Route = ({ req }) => {
-  writeThenEnd(takeSocket(req), CUT_HEADERS);
-};
+export const cutHeaders = answerRaw('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\nX-Lab-Cut: the header section stops he');
 
 const FIRST_100 = 'abcdefghij'.repeat(10);
 /** Content-Length 1000 with the first 100 bytes of the body; the server meant to keep the connection. */
@@ -85,16 +75,12 @@ export const cutBody: Route = ({ req, query }) => {
   writeThenEnd(takeSocket(req), query.get('close') === '1' ? PARTIAL_BODY_ANNOUNCED : PARTIAL_BODY);
 };
 
-const BAD_CHUNK = rawBytes(
+/** `/bad-chunk`: a valid first chunk, then a chunk with an invalid size, then close. */
+export const badChunk = answerRaw(
   'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n' +
     '10\r\nfirst chunk ok.\n\r\n' +
     'zz\r\nthe chunk size above is not hex\r\n0\r\n\r\n',
 );
-
-/** `/bad-chunk`: a valid first chunk, then a chunk with an invalid size, then close. */
-export const badChunk: Route = ({ req }) => {
-  writeThenEnd(takeSocket(req), BAD_CHUNK);
-};
 
 /** `/hang`: reads the request and never answers; the socket stays open until the client or `close()` ends it. */
 export const hang: Route = ({ req }) => {
