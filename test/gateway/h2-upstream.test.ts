@@ -6,6 +6,7 @@ import { connect as h2connect, createSecureServer, createServer as createH2cServ
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { h2request } from '../helpers/h2-request.js';
 import { certDir, type CertDir, type TestCa } from '../helpers/tls-certs.js';
 
 /**
@@ -89,20 +90,9 @@ async function viaH2(path: string): Promise<Seen> {
   const s = h2connect(gw.url);
   s.on('error', () => {});
   try {
-    return await new Promise<Seen>((resolve, reject) => {
-      const req = s.request({ ':path': path });
-      let head: IncomingHttpHeaders = {};
-      let body = '';
-      req.setEncoding('utf8');
-      req.on('response', (h) => (head = h));
-      req.on('data', (c: string) => (body += c));
-      req.on('end', () => {
-        assert.equal(Number(head[':status']), 200, body);
-        resolve({ via: head.via as string | undefined, upstream: JSON.parse(body) as Seen['upstream'] });
-      });
-      req.on('error', reject);
-      req.end();
-    });
+    const r = await h2request(s, path);
+    assert.equal(r.status, 200, r.body);
+    return { via: r.headers.via as string | undefined, upstream: JSON.parse(r.body) as Seen['upstream'] };
   } finally {
     s.close();
   }

@@ -2,11 +2,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect as h2connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { connect as h2connect, constants, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { Agent, request } from 'undici';
 import { LAB_FAULTS, startLab, type Lab, type LabFault } from '../../src/lab/index.js';
 import { labGatewayConfig } from '../../src/cli/demo.js';
 import { startTestGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
+import { h2request, type H2Answer } from '../helpers/h2-request.js';
 import { certDir, type CertDir, type TestCa, type IssuedCert } from '../helpers/tls-certs.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
 
@@ -54,29 +55,9 @@ function session(): ClientHttp2Session {
   return s;
 }
 
-interface H2Answer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-  /** The stream ended with an error (reset) after its head. */
-  reset: string | undefined;
-}
-
+/** Every answer read whole, its bytes as they are (latin1), a reset after the head reported. */
 function h2get(s: ClientHttp2Session, path: string, headers: Record<string, string> = {}): Promise<H2Answer> {
-  return new Promise((resolve, reject) => {
-    const req = s.request({ ':path': path, ...headers });
-    let head: IncomingHttpHeaders | undefined;
-    let body = '';
-    req.setEncoding('latin1');
-    req.on('response', (h) => (head = h));
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => resolve({ status: Number(head?.[':status']), headers: head ?? {}, body, reset: undefined }));
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      if (head === undefined) reject(err);
-      else resolve({ status: Number(head[':status']), headers: head, body, reset: err.code ?? 'error' });
-    });
-    req.end();
-  });
+  return h2request(s, path, { headers, encoding: 'latin1', allowReset: true });
 }
 
 describe('over h2, the same pipeline', () => {

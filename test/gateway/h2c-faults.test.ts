@@ -3,11 +3,12 @@ import assert from 'node:assert/strict';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as h2connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
+import { connect as h2connect, constants, type ClientHttp2Session } from 'node:http2';
 import { request } from 'undici';
 import { LAB_FAULTS, startLab, type Lab } from '../../src/lab/index.js';
 import { labGatewayConfig } from '../../src/cli/demo.js';
 import { startTestGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
+import { h2request, type H2Answer } from '../helpers/h2-request.js';
 
 /**
  * The failure suite over h2c (HTTP/2 with prior knowledge on a plain listener) beside
@@ -45,19 +46,8 @@ function errorType(proxyStatus: string | string[] | undefined): string | undefin
   return v ? /;error=([a-z_]+)/.exec(v)?.[1] : undefined;
 }
 
-function h2get(s: ClientHttp2Session, path: string): Promise<{ status: number; headers: IncomingHttpHeaders; reset: string | undefined }> {
-  return new Promise((resolve, reject) => {
-    const req = s.request({ ':path': path });
-    let head: IncomingHttpHeaders | undefined;
-    req.on('response', (h) => (head = h));
-    req.resume();
-    req.on('end', () => resolve({ status: Number(head?.[':status']), headers: head ?? {}, reset: undefined }));
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      if (head === undefined) reject(err);
-      else resolve({ status: Number(head[':status']), headers: head, reset: err.code ?? 'error' });
-    });
-    req.end();
-  });
+function h2get(s: ClientHttp2Session, path: string): Promise<H2Answer> {
+  return h2request(s, path, { allowReset: true });
 }
 
 async function until(cond: () => boolean): Promise<void> {

@@ -3,13 +3,14 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
-import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
+import { connect as h2connect } from 'node:http2';
 import { promisify } from 'node:util';
 import { H2CClient, request } from 'undici';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { validateConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/config/load.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { h2request } from '../helpers/h2-request.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
 
 /**
@@ -37,20 +38,6 @@ after(async () => {
   await lab?.close();
 });
 
-function h2get(s: ClientHttp2Session, path: string): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = s.request({ ':path': path });
-    let head: IncomingHttpHeaders = {};
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('response', (h) => (head = h));
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => resolve({ status: Number(head[':status']), headers: head, body }));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 describe('h2c with prior knowledge beside HTTP/1.1', () => {
   test('curl --http2-prior-knowledge gets HTTP/2, plain curl HTTP/1.1, on the same port', async () => {
     const h2 = await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code} %{http_version}', '--http2-prior-knowledge', `${gw.url}/ok`]);
@@ -63,7 +50,7 @@ describe('h2c with prior knowledge beside HTTP/1.1', () => {
     const s = h2connect(gw.url);
     s.on('error', () => {});
     try {
-      const r = await h2get(s, '/echo');
+      const r = await h2request(s, '/echo');
       assert.equal(r.status, 200);
       const echo = JSON.parse(r.body) as { headers: Record<string, string> };
       assert.equal(echo.headers['x-forwarded-proto'], 'http');
@@ -82,17 +69,7 @@ describe('h2c with prior knowledge beside HTTP/1.1', () => {
     s.on('error', () => {});
     try {
       for (const size of [1, 5000, 70_000]) {
-        const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-          const req = s.request({ ':method': 'POST', ':path': '/echo' });
-          let head: IncomingHttpHeaders = {};
-          let body = '';
-          req.setEncoding('utf8');
-          req.on('response', (h) => (head = h));
-          req.on('data', (c: string) => (body += c));
-          req.on('end', () => resolve({ status: Number(head[':status']), body }));
-          req.on('error', reject);
-          req.end(Buffer.alloc(size, 97));
-        });
+        const r = await h2request(s, '/echo', { method: 'POST', body: Buffer.alloc(size, 97) });
         assert.equal(r.status, 200);
         assert.equal((JSON.parse(r.body) as { bodyBytes: number }).bodyBytes, size, `body of ${size} bytes`);
       }
