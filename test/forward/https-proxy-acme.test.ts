@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProxyAgent, request } from 'undici';
 import { ConfigError } from '../../src/index.js';
 import { NO_PEBBLE, TestPebble, pebbleBinaries } from '../helpers/pebble.js';
 import { freePort } from '../helpers/redis.js';
-import { acmeEvents } from '../helpers/acme.js';
+import { acmeEvents, expectObtained, pebbleAcme, writePebbleRoot, type AcmeEvents } from '../helpers/acme.js';
 import { PASSWORD, USER, run, startOrigin, startTestProxy, type Origin, type TestProxy } from './helpers.js';
 
 /**
@@ -24,7 +24,7 @@ describe('HTTPS proxy listener with an ACME certificate (TLS-ALPN-01)', { skip }
   let p: TestProxy;
   let origin: Origin;
   let work: string;
-  let events: ReturnType<typeof acmeEvents>;
+  let events: AcmeEvents;
   let port: number;
 
   before(async () => {
@@ -34,7 +34,7 @@ describe('HTTPS proxy listener with an ACME certificate (TLS-ALPN-01)', { skip }
     origin = await startOrigin();
     events = acmeEvents();
     p = await startTestProxy({
-      listeners: [{ address: '127.0.0.1', port, tls: { acme: { directory: pebble.dirUrl, directoryCa: pebble.directoryCaFile, acceptTerms: true, storage: join(work, 'acme'), hosts: [PROXY_HOST], challenges: ['tls-alpn-01'], backoff: { initial: '500ms', max: '5s' } } } }],
+      listeners: [{ address: '127.0.0.1', port, tls: { acme: pebbleAcme(pebble, { storage: join(work, 'acme'), hosts: [PROXY_HOST], challenges: ['tls-alpn-01'], backoff: { initial: '500ms', max: '5s' } }) } }],
     } as never);
   });
 
@@ -47,12 +47,10 @@ describe('HTTPS proxy listener with an ACME certificate (TLS-ALPN-01)', { skip }
   });
 
   it('the certificate is obtained at the proxy port; curl --proxy https:// and undici ProxyAgent go through it', async () => {
-    const e = await events.next((x) => x.event === 'obtained' || x.event === 'failed');
-    assert.equal(e.event, 'obtained', `${JSON.stringify(e)}\n${pebble.output.slice(-2000)}`);
+    const e = await expectObtained(events, pebble);
     assert.deepEqual(e.names, [PROXY_HOST]);
-    const root = await pebble.root();
     const rootFile = join(work, 'root.pem');
-    writeFileSync(rootFile, root);
+    const root = await writePebbleRoot(pebble, rootFile);
     // curl checks the proxy's certificate against Pebble's root and the name proxy.gatewise.test.
     const r = await run('curl', ['-sS', '--resolve', `${PROXY_HOST}:${port}:127.0.0.1`, '--proxy', `https://${USER}:${PASSWORD}@${PROXY_HOST}:${port}`, '--proxy-cacert', rootFile, `http://127.0.0.1:${origin.port}/via-acme-proxy`], { timeoutMs: 30_000 });
     assert.equal(r.code, 0, r.stderr);

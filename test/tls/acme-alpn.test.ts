@@ -1,7 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -10,7 +9,7 @@ import { parseClientHello } from '../../src/tls/acme/alpn.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { NO_PEBBLE, TestPebble, pebbleBinaries } from '../helpers/pebble.js';
 import { freePort } from '../helpers/redis.js';
-import { acmeEvents } from '../helpers/acme.js';
+import { acmeEvents, curl, curlH2, expectObtained, pebbleAcme, writePebbleRoot, type AcmeEvents } from '../helpers/acme.js';
 import { certDir, type CertDir } from '../helpers/tls-certs.js';
 import { seededRun } from '../helpers/seeded.js';
 
@@ -49,16 +48,10 @@ function handshake(port: number, servername: string, alpn: string[], opts: { max
   });
 }
 
-function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: 30_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
-  });
-}
-
 describe('TLS-ALPN-01 against Pebble: a TLS listener alone (no plain listener) obtains its certificate', { skip: skipPebble }, () => {
   let pebble: TestPebble;
   let gw: TestGateway;
-  let events: ReturnType<typeof acmeEvents>;
+  let events: AcmeEvents;
   let httpsPort: number;
 
   before(async () => {
@@ -71,7 +64,7 @@ describe('TLS-ALPN-01 against Pebble: a TLS listener alone (no plain listener) o
         {
           address: '127.0.0.1',
           port: httpsPort,
-          tls: { acme: { directory: pebble.dirUrl, directoryCa: pebble.directoryCaFile, acceptTerms: true, storage: join(work, 'pebble'), challenges: ['tls-alpn-01'], backoff: { initial: '500ms', max: '5s' } } },
+          tls: { acme: pebbleAcme(pebble, { storage: join(work, 'pebble'), challenges: ['tls-alpn-01'], backoff: { initial: '500ms', max: '5s' } }) },
           http2: {},
         },
       ] as never,
@@ -87,16 +80,15 @@ describe('TLS-ALPN-01 against Pebble: a TLS listener alone (no plain listener) o
   });
 
   test('obtained through tls-alpn-01 on the listener itself; curl --http2 then gets 200 through it', async () => {
-    const e = await events.next((x) => x.event === 'obtained' || x.event === 'failed');
-    assert.equal(e.event, 'obtained', `${JSON.stringify(e)}\n${pebble.output.slice(-3000)}`);
+    const e = await expectObtained(events, pebble);
     assert.deepEqual(e.names, HOSTS);
     // Validated by tls-alpn-01 (HTTP-01 would go to a closed port): every name's validation handshakes were answered here.
     assert.ok(gw.gw.ctx.acme!.alpnAnswered >= HOSTS.length, `validation handshakes answered: ${gw.gw.ctx.acme!.alpnAnswered}`);
     assert.equal(gw.gw.ctx.acme!.alpnPending, 0, 'no challenge left pending');
     const rootFile = join(work, 'pebble-root.pem');
-    writeFileSync(rootFile, await pebble.root());
+    await writePebbleRoot(pebble, rootFile);
     for (const host of HOSTS) {
-      const r = await run('curl', ['--silent', '--show-error', '--http2', '--cacert', rootFile, '--resolve', `${host}:${httpsPort}:127.0.0.1`, '--output', '/dev/null', '--write-out', '%{http_version} %{http_code}', `https://${host}:${httpsPort}/bytes?n=10`]);
+      const r = await curlH2(host, httpsPort, rootFile, '/bytes?n=10');
       assert.equal(r.stdout, '2 200', `${host}: ${r.stderr}`);
     }
   });
@@ -157,7 +149,7 @@ describe('TLS-ALPN-01 on a listener: only the validation handshake gets the chal
           assert.notEqual(other.alpn, 'acme-tls/1');
         }
         // A request over HTTP/1.1 on the same listener still reaches the lab.
-        const r = await run('curl', ['--silent', '--insecure', '--http1.1', '--resolve', `site.gatewise.test:${port}:127.0.0.1`, '--output', '/dev/null', '--write-out', '%{http_code}', `https://site.gatewise.test:${port}/bytes?n=5`]);
+        const r = await curl(['--silent', '--insecure', '--http1.1', '--resolve', `site.gatewise.test:${port}:127.0.0.1`, '--output', '/dev/null', '--write-out', '%{http_code}', `https://site.gatewise.test:${port}/bytes?n=5`]);
         assert.equal(r.stdout, '200', r.stderr);
       } finally {
         acme.deleteAlpn('site.gatewise.test');

@@ -8,7 +8,7 @@ import { startLab, type Lab } from '../../src/lab/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { NO_PEBBLE, TestPebble, pebbleBinaries } from '../helpers/pebble.js';
 import { NO_REDIS, TestRedis, freePort, redisBinary } from '../helpers/redis.js';
-import { acmeEvents } from '../helpers/acme.js';
+import { acmeEvents, acmeSite, expectObtained, pebbleAcme, type AcmeEvents, type AcmeSite } from '../helpers/acme.js';
 
 /**
  * ACME certificates shared by a fleet through Redis (tls.acme.redis): two gateways, each with
@@ -38,24 +38,14 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-interface Node {
-  httpPort: number;
-  httpsPort: number;
-  storage: string;
-}
-
-async function node(name: string): Promise<Node> {
-  return { httpPort: await freePort(), httpsPort: await freePort(), storage: join(work, name) };
-}
-
-function config(n: Node, pebble: TestPebble, prefix: string, acme: Record<string, unknown> = {}): Parameters<typeof startTestGateway>[0] {
+function config(n: AcmeSite, pebble: TestPebble, prefix: string, acme: Record<string, unknown> = {}): Parameters<typeof startTestGateway>[0] {
   return {
     listeners: [
       { address: '127.0.0.1', port: n.httpPort },
       {
         address: '127.0.0.1',
         port: n.httpsPort,
-        tls: { acme: { directory: pebble.dirUrl, directoryCa: pebble.directoryCaFile, acceptTerms: true, storage: n.storage, hosts: HOSTS, backoff: { initial: '300ms', max: '3s' }, redis: { url: redis.url, keyPrefix: prefix }, ...acme } },
+        tls: { acme: pebbleAcme(pebble, { storage: n.storage, hosts: HOSTS, backoff: { initial: '300ms', max: '3s' }, redis: { url: redis.url, keyPrefix: prefix }, ...acme }) },
       },
     ] as never,
     clusters: { lab: { endpoints: [lab.url] } },
@@ -76,7 +66,7 @@ function fingerprint(port: number, host: string, root: string): Promise<string> 
 
 describe('ACME through Redis: two gateways, no shared disk', { skip }, () => {
   let pebble: TestPebble | undefined;
-  let events: ReturnType<typeof acmeEvents>;
+  let events: AcmeEvents;
 
   before(() => {
     events = acmeEvents();
@@ -88,16 +78,15 @@ describe('ACME through Redis: two gateways, no shared disk', { skip }, () => {
   });
 
   test('one order for both; both serve the same certificate; a renewal by one is installed by the other', async () => {
-    const a = await node('a');
-    const b = await node('b');
+    const a = await acmeSite(work, 'a');
+    const b = await acmeSite(work, 'b');
     // Certificates valid 120 s, renewed 100 s before expiry: due 20 s after issue. Validations reach A's plain listener only.
     pebble = (await TestPebble.start({ httpPort: a.httpPort, validitySeconds: 120 }))!;
     events.list.length = 0;
     const renewBefore = 100 / 86_400;
     const [ga, gb] = await Promise.all([startTestGateway(config(a, pebble, 'fleet1:', { renewBefore })), startTestGateway(config(b, pebble, 'fleet1:', { renewBefore }))]);
     try {
-      const got = await events.next((x) => x.event === 'obtained' || x.event === 'failed');
-      assert.equal(got.event, 'obtained', `${JSON.stringify(got)}\n${pebble.output.slice(-2000)}`);
+      await expectObtained(events, pebble);
       const adopted = await events.next((x) => x.event === 'reused' || x.event === 'obtained' || x.event === 'failed');
       assert.equal(adopted.event, 'reused', JSON.stringify(adopted));
       assert.equal(adopted.detail, 'shared store');
@@ -127,8 +116,8 @@ describe('ACME through Redis: two gateways, no shared disk', { skip }, () => {
 
   for (const challenge of ['http-01', 'tls-alpn-01'] as const) {
     test(`${challenge}: a validation that reaches only the node that did not order is answered there`, async () => {
-      const a = await node(`a-${challenge}`);
-      const b = await node(`b-${challenge}`);
+      const a = await acmeSite(work, `a-${challenge}`);
+      const b = await acmeSite(work, `b-${challenge}`);
       await pebble?.close();
       // Every validation goes to A (its plain port for HTTP-01, its TLS port for TLS-ALPN-01).
       pebble = (await TestPebble.start({ httpPort: a.httpPort, tlsPort: a.httpsPort }))!;
@@ -139,8 +128,7 @@ describe('ACME through Redis: two gateways, no shared disk', { skip }, () => {
         events.list.length = 0;
         const gb = await startTestGateway(config(b, pebble, prefix, { challenges: [challenge] }));
         try {
-          const got = await events.next((x) => x.names[0] === HOSTS[0] && (x.event === 'obtained' || x.event === 'failed'));
-          assert.equal(got.event, 'obtained', `${JSON.stringify(got)}\n${pebble.output.slice(-2000)}`);
+          await expectObtained(events, pebble, (x) => x.names[0] === HOSTS[0]);
           if (challenge === 'tls-alpn-01') assert.ok(ga.gw.ctx.acme!.alpnAnswered >= HOSTS.length, `A answered the validations: ${ga.gw.ctx.acme!.alpnAnswered}`);
           assert.equal(gb.gw.acmeManagers()[0]!.current()?.names.join(','), HOSTS.join(','));
           // The word that the challenges are done reaches A (pub/sub): waited for, bounded.

@@ -1,6 +1,5 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +15,7 @@ import { certDir, type CertDir } from '../helpers/tls-certs.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { NO_PEBBLE, TestPebble, pebbleBinaries } from '../helpers/pebble.js';
 import { freePort } from '../helpers/redis.js';
-import { acmeEvents, peerCert } from '../helpers/acme.js';
+import { acmeEvents, acmeSite, curlH2, expectObtained, pebbleAcme, peerCert, writePebbleRoot, type AcmeEvents, type AcmeSite } from '../helpers/acme.js';
 
 /**
  * Automatic certificates against a real ACME server: Pebble (Debian's `pebble`), on
@@ -42,17 +41,7 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-interface Setup {
-  httpPort: number;
-  httpsPort: number;
-  storage: string;
-}
-
-async function ports(name: string): Promise<Setup> {
-  return { httpPort: await freePort(), httpsPort: await freePort(), storage: join(work, name) };
-}
-
-function gatewayConfig(s: Setup, pebble: TestPebble, acme: Record<string, unknown> = {}): Parameters<typeof startTestGateway>[0] {
+function gatewayConfig(s: AcmeSite, pebble: TestPebble, acme: Record<string, unknown> = {}): Parameters<typeof startTestGateway>[0] {
   return {
     listeners: [
       // Plain HTTP redirects to HTTPS; ACME validations are answered before the redirect.
@@ -60,7 +49,7 @@ function gatewayConfig(s: Setup, pebble: TestPebble, acme: Record<string, unknow
       {
         address: '127.0.0.1',
         port: s.httpsPort,
-        tls: { acme: { directory: pebble.dirUrl, directoryCa: pebble.directoryCaFile, acceptTerms: true, email: 'ops@gatewise.test', storage: s.storage, backoff: { initial: '200ms', max: '2s' }, ...acme } },
+        tls: { acme: pebbleAcme(pebble, { email: 'ops@gatewise.test', storage: s.storage, backoff: { initial: '200ms', max: '2s' }, ...acme }) },
         http2: {},
       },
     ] as never,
@@ -70,26 +59,15 @@ function gatewayConfig(s: Setup, pebble: TestPebble, acme: Record<string, unknow
   };
 }
 
-function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: 15_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
-  });
-}
-
-/** curl --http2 https://host:port/path through the gateway, trusting Pebble's root only. */
-async function curlH2(host: string, port: number, rootFile: string, path = '/bytes?n=100'): Promise<{ code: number; stdout: string; stderr: string }> {
-  return run('curl', ['--silent', '--show-error', '--http2', '--cacert', rootFile, '--resolve', `${host}:${port}:127.0.0.1`, '--output', '/dev/null', '--write-out', '%{http_version} %{http_code}', `https://${host}:${port}${path}`]);
-}
-
 describe('ACME: obtain on start', { skip }, () => {
   let pebble: TestPebble;
   let gw: TestGateway;
-  let s: Setup;
-  let events: ReturnType<typeof acmeEvents>;
+  let s: AcmeSite;
+  let events: AcmeEvents;
   let rootFile: string;
 
   before(async () => {
-    s = await ports('obtain');
+    s = await acmeSite(work, 'obtain');
     pebble = (await TestPebble.start({ httpPort: s.httpPort }))!;
     events = acmeEvents();
     gw = await startTestGateway(gatewayConfig(s, pebble));
@@ -103,10 +81,9 @@ describe('ACME: obtain on start', { skip }, () => {
   });
 
   test('the certificate is obtained, stored 0600, and curl --http2 gets 200 from the lab through it', async () => {
-    const e = await events.next((x) => x.event === 'obtained' || x.event === 'failed');
-    assert.equal(e.event, 'obtained', `${JSON.stringify(e)}\n${pebble.output.slice(-3000)}`);
+    const e = await expectObtained(events, pebble);
     assert.deepEqual(e.names, HOSTS);
-    writeFileSync(rootFile, await pebble.root());
+    await writePebbleRoot(pebble, rootFile);
     for (const host of HOSTS) {
       const r = await curlH2(host, s.httpsPort, rootFile);
       assert.equal(r.stdout, '2 200', `${host}: ${r.stderr}`);
@@ -150,11 +127,11 @@ function requestOn(socket: TLSSocket, host: string): Promise<number> {
 describe('ACME: renewal ahead of expiry', { skip }, () => {
   let pebble: TestPebble;
   let gw: TestGateway;
-  let s: Setup;
-  let events: ReturnType<typeof acmeEvents>;
+  let s: AcmeSite;
+  let events: AcmeEvents;
 
   before(async () => {
-    s = await ports('renew');
+    s = await acmeSite(work, 'renew');
     // Certificates valid for 60 s; renewal 55 s before expiry: due about 5 s after each is issued.
     pebble = (await TestPebble.start({ httpPort: s.httpPort, validitySeconds: 60 }))!;
     events = acmeEvents();
@@ -168,8 +145,7 @@ describe('ACME: renewal ahead of expiry', { skip }, () => {
   });
 
   test('a certificate within renewBefore is renewed: new connections get the new one, an open keep-alive connection keeps working', async () => {
-    const first = await events.next((x) => x.event === 'obtained' || x.event === 'failed');
-    assert.equal(first.event, 'obtained', JSON.stringify(first));
+    const first = await expectObtained(events, pebble);
     assert.ok(first.nextInMs !== undefined && first.nextInMs > 0 && first.nextInMs <= 6_000, `renewal scheduled ${first.nextInMs} ms ahead`);
     const root = await pebble.root();
     const old = await peerCert(HOSTS[0]!, s.httpsPort, root);
@@ -190,13 +166,13 @@ describe('ACME: renewal ahead of expiry', { skip }, () => {
 describe('ACME: failures back off, are logged and counted, and the certificate in use keeps serving', { skip }, () => {
   let pebble: TestPebble;
   let rt: Runtime;
-  let s: Setup;
-  let events: ReturnType<typeof acmeEvents>;
+  let s: AcmeSite;
+  let events: AcmeEvents;
   let metrics: ReturnType<typeof attachMetrics>;
   const lines: Array<Record<string, unknown>> = [];
 
   before(async () => {
-    s = await ports('fail');
+    s = await acmeSite(work, 'fail');
     pebble = (await TestPebble.start({ httpPort: s.httpPort, validitySeconds: 60 }))!;
     events = acmeEvents();
     metrics = attachMetrics(new Registry());
@@ -212,8 +188,7 @@ describe('ACME: failures back off, are logged and counted, and the certificate i
   });
 
   test('directory down: failed (unreachable) with doubling waits, a warning line, the failure metric; the old certificate serves', async () => {
-    const first = await events.next((x) => x.event === 'obtained' || x.event === 'failed');
-    assert.equal(first.event, 'obtained', JSON.stringify(first));
+    await expectObtained(events, pebble);
     const root = await pebble.root();
     const before = await peerCert(HOSTS[0]!, s.httpsPort, root);
     before.socket.destroy();
@@ -253,12 +228,12 @@ describe('ACME: failures back off, are logged and counted, and the certificate i
 describe('ACME: a challenge that fails leaves the default certificate serving', { skip }, () => {
   let pebble: TestPebble;
   let gw: TestGateway;
-  let s: Setup;
-  let events: ReturnType<typeof acmeEvents>;
+  let s: AcmeSite;
+  let events: AcmeEvents;
   let certs: CertDir;
 
   before(async () => {
-    s = await ports('challenge');
+    s = await acmeSite(work, 'challenge');
     // Pebble validates at a port where nothing listens: every HTTP-01 challenge fails.
     pebble = (await TestPebble.start({ httpPort: await freePort() }))!;
     certs = certDir();
@@ -296,11 +271,11 @@ describe('ACME: a challenge that fails leaves the default certificate serving', 
 
 describe('ACME: a restart reuses the stored account and certificate', { skip }, () => {
   let pebble: TestPebble;
-  let s: Setup;
-  let events: ReturnType<typeof acmeEvents>;
+  let s: AcmeSite;
+  let events: AcmeEvents;
 
   before(async () => {
-    s = await ports('restart');
+    s = await acmeSite(work, 'restart');
     pebble = (await TestPebble.start({ httpPort: s.httpPort }))!;
     events = acmeEvents();
   });
@@ -312,8 +287,7 @@ describe('ACME: a restart reuses the stored account and certificate', { skip }, 
 
   test('no new order while the stored certificate is not due; a due one is ordered with the same account', async () => {
     const one = await startTestGateway(gatewayConfig(s, pebble));
-    const got = await events.next((x) => x.event === 'obtained' || x.event === 'failed');
-    assert.equal(got.event, 'obtained', JSON.stringify(got));
+    await expectObtained(events, pebble);
     const root = await pebble.root();
     const served = await peerCert(HOSTS[0]!, s.httpsPort, root);
     served.socket.destroy();
@@ -353,7 +327,7 @@ describe('ACME: a restart reuses the stored account and certificate', { skip }, 
 
 describe('ACME: processes sharing the storage folder order once (workers, nodes on a shared disk)', { skip }, () => {
   let pebble: TestPebble;
-  let events: ReturnType<typeof acmeEvents>;
+  let events: AcmeEvents;
 
   before(async () => {
     events = acmeEvents();
@@ -365,14 +339,13 @@ describe('ACME: processes sharing the storage folder order once (workers, nodes 
   });
 
   test('two gateways on one storage: one order, both serve its certificate; the validation reaches either', async () => {
-    const a = await ports('shared');
-    const b = { ...(await ports('shared')), storage: a.storage };
+    const a = await acmeSite(work, 'shared');
+    const b = { ...(await acmeSite(work, 'shared')), storage: a.storage };
     // Validations go to gateway A's plain listener only: when B holds the lock, A answers B's token from the shared folder.
     pebble = (await TestPebble.start({ httpPort: a.httpPort }))!;
     const [ga, gb] = await Promise.all([startTestGateway(gatewayConfig(a, pebble)), startTestGateway(gatewayConfig(b, pebble))]);
     try {
-      const got = await events.next((x) => x.event === 'obtained' || x.event === 'failed');
-      assert.equal(got.event, 'obtained', JSON.stringify(got));
+      await expectObtained(events, pebble);
       const adopted = await events.next((x) => x.event === 'reused' || x.event === 'obtained' || x.event === 'failed');
       assert.equal(adopted.event, 'reused', JSON.stringify(adopted));
       assert.equal(pebble.orders(), 1);
@@ -388,8 +361,8 @@ describe('ACME: processes sharing the storage folder order once (workers, nodes 
   });
 
   test('a validation that reaches another process sharing the folder is answered from the token file', async () => {
-    const a = await ports('shared-tokens');
-    const b = { ...(await ports('shared-tokens')), storage: a.storage };
+    const a = await acmeSite(work, 'shared-tokens');
+    const b = { ...(await acmeSite(work, 'shared-tokens')), storage: a.storage };
     await pebble?.close();
     pebble = (await TestPebble.start({ httpPort: a.httpPort }))!;
     // A orders nothing that succeeds (its directory is a closed port) but shares the folder; B's validations reach A only.
@@ -399,8 +372,7 @@ describe('ACME: processes sharing the storage folder order once (workers, nodes 
       events.list.length = 0;
       const gb = await startTestGateway(gatewayConfig(b, pebble));
       try {
-        const got = await events.next((x) => x.names[0] === HOSTS[0] && (x.event === 'obtained' || x.event === 'failed'));
-        assert.equal(got.event, 'obtained', JSON.stringify(got));
+        await expectObtained(events, pebble, (x) => x.names[0] === HOSTS[0]);
         assert.equal(gb.gw.acmeManagers()[0]!.current()?.names.join(','), HOSTS.join(','));
       } finally {
         await gb.close();
