@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { listenOnFreePort } from './listen.js';
 import { checkRequestStream, type StreamCheck } from './http1-check.js';
 
 /**
@@ -107,14 +108,10 @@ export async function startStrictUpstream(host = '127.0.0.1'): Promise<StrictUps
     else socket.destroy();
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const { port, url } = await listenOnFreePort(server, host);
 
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url,
     port,
     connections,
     seen,

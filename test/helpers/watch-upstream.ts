@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { listenOnFreePort } from './listen.js';
 
 /**
  * An upstream on loopback that reports what happens to each request's connection, for
@@ -123,11 +124,7 @@ export async function startWatchUpstream(host = '127.0.0.1'): Promise<WatchUpstr
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const { port, url } = await listenOnFreePort(server, host);
 
   const waitFor = (what: string, timeoutMs: number, ok: () => WatchedRequest | undefined): Promise<WatchedRequest> =>
     new Promise((resolve, reject) => {
@@ -151,7 +148,7 @@ export async function startWatchUpstream(host = '127.0.0.1'): Promise<WatchUpstr
     });
 
   return {
-    url: `http://${host}:${port}`,
+    url,
     port,
     requests,
     arrived: (id, timeoutMs = 3000) => waitFor(`request ${id} arriving`, timeoutMs, () => requests.get(id)),
