@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createSocket } from 'node:dgram';
 import { after, before, describe, it } from 'node:test';
-import { SocksClient } from 'socks';
 import { accessLines, waitFor } from '../forward/helpers.js';
+import { associate, udpClient, udpFrame } from '../helpers/socks-udp.js';
 import { PASSWORD, USER, connectGet, proxyGet, socksGet, startPoolProxy, whoAmI, type PoolProxy, type WhoAmI } from './helpers.js';
 
 const EXITS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
@@ -98,25 +98,10 @@ describe('address pools (datacenter exits)', () => {
     });
     echo.bind(0, '0.0.0.0');
     await once(echo, 'listening');
-    const client = createSocket('udp4');
-    client.bind(0, '127.0.0.1');
-    await once(client, 'listening');
+    const { sock: client, port, inbox } = await udpClient();
     try {
-      const sc = new SocksClient({
-        proxy: { host: '127.0.0.1', port: p.port, type: 5, userId: USER, password: PASSWORD },
-        command: 'associate',
-        destination: { host: '0.0.0.0', port: client.address().port },
-        timeout: 3000,
-      });
-      const assoc = await new Promise<Awaited<ReturnType<typeof SocksClient.createConnection>>>((resolve, reject) => {
-        sc.once('established', resolve);
-        sc.once('error', reject);
-        sc.connect();
-      });
-      const inbox: Buffer[] = [];
-      client.on('message', (m) => inbox.push(m));
-      const frame = SocksClient.createUDPFrame({ remoteHost: { host: '127.0.0.1', port: echo.address().port }, data: Buffer.from('ping') });
-      client.send(frame, assoc.remoteHost!.port, assoc.remoteHost!.host);
+      const assoc = await associate(p.port, { user: USER, password: PASSWORD }, port);
+      client.send(udpFrame('127.0.0.1', echo.address().port, 'ping'), assoc.remoteHost!.port, assoc.remoteHost!.host);
       assert.ok(await waitFor(() => inbox.length > 0));
       assert.ok(EXITS.includes(from), from);
       assoc.socket.destroy();

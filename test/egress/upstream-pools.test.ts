@@ -7,8 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { accessLines, refusedPort, tableResolver, udpEcho, waitFor } from '../forward/helpers.js';
-import { createSocket } from 'node:dgram';
-import { once } from 'node:events';
+import { associate, udpClient, udpFrame } from '../helpers/socks-udp.js';
 import { SocksClient } from 'socks';
 import { PASSWORD, USER, connectGet, proxyGet, socksGet, startPoolProxy, startUpstreamGatewise, whoAmI, type PoolProxy, type WhoAmI } from './helpers.js';
 
@@ -137,19 +136,10 @@ describe('upstream proxy pools (rotating exits)', () => {
   it('SOCKS5 UDP goes through a SOCKS5 upstream (its UDP ASSOCIATE)', async () => {
     const p = await startPoolProxy({ egress: { pools: { s: { proxies: [`http://127.0.0.1:${dead}`, socksUrl(u2)] } }, defaultPool: 's' } });
     const echo = await udpEcho();
-    const client = createSocket('udp4');
-    client.bind(0, '127.0.0.1');
-    await once(client, 'listening');
-    const inbox: Buffer[] = [];
-    client.on('message', (m) => inbox.push(m));
+    const { sock: client, port, inbox } = await udpClient();
     try {
-      const sc = new SocksClient({ proxy: { host: '127.0.0.1', port: p.port, type: 5, userId: USER, password: PASSWORD }, command: 'associate', destination: { host: '0.0.0.0', port: client.address().port }, timeout: 3000 });
-      const assoc = await new Promise<Awaited<ReturnType<typeof SocksClient.createConnection>>>((resolve, reject) => {
-        sc.once('established', resolve);
-        sc.once('error', reject);
-        sc.connect();
-      });
-      client.send(SocksClient.createUDPFrame({ remoteHost: { host: '127.0.0.1', port: echo.port }, data: Buffer.from('hello') }), assoc.remoteHost!.port, assoc.remoteHost!.host);
+      const assoc = await associate(p.port, { user: USER, password: PASSWORD }, port);
+      client.send(udpFrame('127.0.0.1', echo.port, 'hello'), assoc.remoteHost!.port, assoc.remoteHost!.host);
       assert.ok(await waitFor(() => inbox.length > 0), 'a reply came back');
       const reply = SocksClient.parseUDPFrame(inbox[0]!);
       assert.equal(reply.data.toString(), 'echo:hello');

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { createSocket } from 'node:dgram';
-import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
-import { SocksClient } from 'socks';
 import type { FinishedRecord } from '../../src/tenants/index.js';
 import { PASSWORD, USER, accessLines, readUntil, run, startOrigin, startTestProxy, udpEcho, waitFor, type Origin, type TestProxy } from './helpers.js';
+import { associate, udpClient, udpFrame } from '../helpers/socks-udp.js';
 
 describe('metering and the access log across protocols', () => {
   let origin: Origin;
@@ -27,18 +25,9 @@ describe('metering and the access log across protocols', () => {
     await run('curl', ['-sS', '-x', p.authUrl, '-p', `http://${dest}/m2`]);
     await run('curl', ['-sS', '-x', `socks5h://${USER}:${PASSWORD}@127.0.0.1:${p.port}`, `http://${dest}/m3`]);
     const echo = await udpEcho();
-    const c = createSocket('udp4');
-    c.bind(0, '127.0.0.1');
-    await once(c, 'listening');
-    const client = new SocksClient({ proxy: { host: '127.0.0.1', port: p.port, type: 5, userId: USER, password: PASSWORD }, command: 'associate', destination: { host: '0.0.0.0', port: c.address().port }, timeout: 3000 });
-    const info = await new Promise<{ socket: import('node:net').Socket; remoteHost?: { host: string; port: number } }>((resolve, reject) => {
-      client.once('established', resolve);
-      client.once('error', reject);
-      client.connect();
-    });
-    const got: Buffer[] = [];
-    c.on('message', (m) => got.push(m));
-    c.send(SocksClient.createUDPFrame({ remoteHost: { host: '127.0.0.1', port: echo.port }, data: Buffer.from('12345') }), info.remoteHost!.port, info.remoteHost!.host);
+    const { sock: c, port, inbox: got } = await udpClient();
+    const info = await associate(p.port, { user: USER, password: PASSWORD }, port);
+    c.send(udpFrame('127.0.0.1', echo.port, '12345'), info.remoteHost!.port, info.remoteHost!.host);
     assert.ok(await waitFor(() => got.length === 1));
     info.socket.destroy();
     c.close();

@@ -1,40 +1,12 @@
 import assert from 'node:assert/strict';
-import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { SocksClient } from 'socks';
-
-type SocksClientEstablishedEvent = Awaited<ReturnType<typeof SocksClient.createConnection>>;
 import { PASSWORD, USER, accessLines, startTestProxy, tableResolver, udpEcho, waitFor, type TestProxy } from './helpers.js';
+import { associate, udpClient, udpFrame } from '../helpers/socks-udp.js';
 
-async function udpClient(): Promise<{ sock: UdpSocket; port: number; inbox: Buffer[] }> {
-  const sock = createSocket('udp4');
-  const inbox: Buffer[] = [];
-  sock.on('message', (m) => inbox.push(m));
-  sock.bind(0, '127.0.0.1');
-  await once(sock, 'listening');
-  return { sock, port: sock.address().port, inbox };
-}
-
-async function associate(proxyPort: number, announcedPort = 0, user = USER, password = PASSWORD): Promise<SocksClientEstablishedEvent> {
-  const client = new SocksClient({
-    proxy: { host: '127.0.0.1', port: proxyPort, type: 5, userId: user, password },
-    command: 'associate',
-    destination: { host: '0.0.0.0', port: announcedPort },
-    timeout: 3000,
-  });
-  return new Promise((resolve, reject) => {
-    client.once('established', resolve);
-    client.once('error', reject);
-    client.connect();
-  });
-}
-
-function frame(host: string, port: number, data: Buffer | string, frameNumber = 0): Buffer {
-  const f = SocksClient.createUDPFrame({ remoteHost: { host, port }, data: Buffer.from(data) });
-  f[2] = frameNumber;
-  return f;
-}
+const ALICE = { user: USER, password: PASSWORD };
 
 /** A tiny DNS server: answers every A question with 192.0.2.7. */
 async function dnsLikeServer(): Promise<{ port: number; close(): void }> {
@@ -78,10 +50,10 @@ describe('SOCKS5 UDP ASSOCIATE', () => {
 
   it('relays datagrams both ways (echo) and a DNS-like exchange by name', async () => {
     const c = await udpClient();
-    const { socket, remoteHost } = await associate(p.port, c.port);
+    const { socket, remoteHost } = await associate(p.port, ALICE, c.port);
     try {
       assert.equal(remoteHost!.host, '127.0.0.1');
-      c.sock.send(frame('127.0.0.1', echo.port, 'hello'), remoteHost!.port, remoteHost!.host);
+      c.sock.send(udpFrame('127.0.0.1', echo.port, 'hello'), remoteHost!.port, remoteHost!.host);
       assert.ok(await waitFor(() => c.inbox.length >= 1));
       const back = SocksClient.parseUDPFrame(c.inbox[0]!);
       assert.equal(back.data.toString(), 'echo:hello');
@@ -90,7 +62,7 @@ describe('SOCKS5 UDP ASSOCIATE', () => {
 
       const dns = await dnsLikeServer();
       try {
-        c.sock.send(frame('dns.test', dns.port, dnsQuery(0x4242, 'www.example.test')), remoteHost!.port, remoteHost!.host);
+        c.sock.send(udpFrame('dns.test', dns.port, dnsQuery(0x4242, 'www.example.test')), remoteHost!.port, remoteHost!.host);
         assert.ok(await waitFor(() => c.inbox.length >= 2));
         const ans = SocksClient.parseUDPFrame(c.inbox[1]!).data;
         assert.equal(ans.readUInt16BE(0), 0x4242, 'the answer carries the query id');
@@ -113,13 +85,13 @@ describe('SOCKS5 UDP ASSOCIATE', () => {
   it('drops fragments and datagrams from other sources, then keeps relaying', async () => {
     const c = await udpClient();
     const other = await udpClient();
-    const { socket, remoteHost } = await associate(p.port, c.port);
+    const { socket, remoteHost } = await associate(p.port, ALICE, c.port);
     try {
       const before = echo.received.length;
-      c.sock.send(frame('127.0.0.1', echo.port, 'fragment', 1), remoteHost!.port, remoteHost!.host);
-      other.sock.send(frame('127.0.0.1', echo.port, 'intruder'), remoteHost!.port, remoteHost!.host);
+      c.sock.send(udpFrame('127.0.0.1', echo.port, 'fragment', 1), remoteHost!.port, remoteHost!.host);
+      other.sock.send(udpFrame('127.0.0.1', echo.port, 'intruder'), remoteHost!.port, remoteHost!.host);
       c.sock.send(Buffer.from([0, 0]), remoteHost!.port, remoteHost!.host); // truncated header
-      c.sock.send(frame('127.0.0.1', echo.port, 'after'), remoteHost!.port, remoteHost!.host);
+      c.sock.send(udpFrame('127.0.0.1', echo.port, 'after'), remoteHost!.port, remoteHost!.host);
       assert.ok(await waitFor(() => c.inbox.length >= 1));
       await new Promise((r) => setTimeout(r, 100));
       const got = echo.received.slice(before).map((b) => b.toString());
@@ -135,8 +107,8 @@ describe('SOCKS5 UDP ASSOCIATE', () => {
 
   it('ends the association when its TCP control connection closes', async () => {
     const c = await udpClient();
-    const { socket, remoteHost } = await associate(p.port);
-    c.sock.send(frame('echo.test', echo.port, 'one'), remoteHost!.port, remoteHost!.host);
+    const { socket, remoteHost } = await associate(p.port, ALICE);
+    c.sock.send(udpFrame('echo.test', echo.port, 'one'), remoteHost!.port, remoteHost!.host);
     assert.ok(await waitFor(() => c.inbox.length >= 1));
     const ended = accessLines(p.lines).length;
     socket.destroy();
@@ -150,9 +122,9 @@ describe('SOCKS5 UDP ASSOCIATE', () => {
         probe.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
         setTimeout(() => resolve('none'), 1500);
       });
-      probe.send(frame('127.0.0.1', echo.port, 'late'));
+      probe.send(udpFrame('127.0.0.1', echo.port, 'late'));
       await new Promise((r) => setTimeout(r, 50));
-      probe.send(frame('127.0.0.1', echo.port, 'late'));
+      probe.send(udpFrame('127.0.0.1', echo.port, 'late'));
       assert.equal(await err, 'ECONNREFUSED');
     } finally {
       probe.close();
@@ -163,7 +135,7 @@ describe('SOCKS5 UDP ASSOCIATE', () => {
   it('ends an idle association and closes its control connection', async () => {
     const q = await startTestProxy({ timeouts: { udpIdle: '300ms' } });
     try {
-      const { socket } = await associate(q.port);
+      const { socket } = await associate(q.port, ALICE);
       const t0 = Date.now();
       await once(socket, 'close');
       assert.ok(Date.now() - t0 < 3000);
@@ -177,10 +149,10 @@ describe('SOCKS5 UDP ASSOCIATE', () => {
     const q = await startTestProxy({ rules: { allowPrivate: false } }, { resolver: tableResolver({ localhost: ['127.0.0.1'] }) });
     const c = await udpClient();
     try {
-      const { socket, remoteHost } = await associate(q.port, c.port);
+      const { socket, remoteHost } = await associate(q.port, ALICE, c.port);
       const before = echo.received.length;
-      c.sock.send(frame('localhost', echo.port, 'denied'), remoteHost!.port, remoteHost!.host);
-      c.sock.send(frame('127.0.0.1', echo.port, 'denied'), remoteHost!.port, remoteHost!.host);
+      c.sock.send(udpFrame('localhost', echo.port, 'denied'), remoteHost!.port, remoteHost!.host);
+      c.sock.send(udpFrame('127.0.0.1', echo.port, 'denied'), remoteHost!.port, remoteHost!.host);
       await new Promise((r) => setTimeout(r, 200));
       assert.equal(echo.received.length, before);
       socket.destroy();

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { SocksClient } from 'socks';
 import { accessLines, readUntil, udpEcho, waitFor } from '../forward/helpers.js';
+import { associate, udpClient, udpFrame } from '../helpers/socks-udp.js';
 import { PASSWORD, PASSWORD2, USER, USER2, basicOf, connectGet, proxyGet, socks4Reply, socksGet, startPoolProxy, whoAmI, type PoolProxy, type WhoAmI } from '../egress/helpers.js';
 import { MemoryStore } from '../../src/state/index.js';
 
@@ -104,19 +103,10 @@ describe('plans: limits per protocol', () => {
 
   it('UDP: datagrams over the quota are dropped and counted', async () => {
     const echo = await udpEcho();
-    const client = createSocket('udp4');
-    client.bind(0, '127.0.0.1');
-    await once(client, 'listening');
-    const inbox: Buffer[] = [];
-    client.on('message', (m) => inbox.push(m));
+    const { sock: client, port, inbox } = await udpClient();
     try {
-      const sc = new SocksClient({ proxy: { host: '127.0.0.1', port: p.port, type: 5, userId: USER2, password: PASSWORD2 }, command: 'associate', destination: { host: '0.0.0.0', port: client.address().port }, timeout: 3000 });
-      const assoc = await new Promise<Awaited<ReturnType<typeof SocksClient.createConnection>>>((resolve, reject) => {
-        sc.once('established', resolve);
-        sc.once('error', reject);
-        sc.connect();
-      });
-      const frame = SocksClient.createUDPFrame({ remoteHost: { host: '127.0.0.1', port: echo.port }, data: Buffer.from('ping-ping') });
+      const assoc = await associate(p.port, { user: USER2, password: PASSWORD2 }, port);
+      const frame = udpFrame('127.0.0.1', echo.port, 'ping-ping');
       client.send(frame, assoc.remoteHost!.port, assoc.remoteHost!.host);
       assert.ok(await waitFor(() => inbox.length === 1));
       await new Promise((r) => setTimeout(r, 30));
