@@ -143,14 +143,21 @@ describe('a hung endpoint beside a live one (issue 15)', () => {
     }
   });
 
-  test('a POST that reached the hung endpoint is not retried: 504 http_response_timeout naming the endpoint', async () => {
+  /** A live lab and a silent hung endpoint behind `gatewise proxy`, round robin, 800 ms response timeout; `adjust` changes the rest of the config. */
+  async function liveAndSilent(adjust?: (c: ConfigInput) => void): Promise<{ url: string; hung: Awaited<ReturnType<typeof hungEndpoint>> }> {
     const live = await startLab();
     opened.push(live);
     const hung = await hungEndpoint('silent');
     opened.push(hung);
     const { url } = await proxy(['--to', live.url, '--to', hung.url, '--response-timeout', '800ms'], (c) => {
       c.clusters!.default!.balancer = 'round-robin';
+      adjust?.(c);
     });
+    return { url, hung };
+  }
+
+  test('a POST that reached the hung endpoint is not retried: 504 http_response_timeout naming the endpoint', async () => {
+    const { url, hung } = await liveAndSilent();
     const client = new Agent();
     try {
       let seen: { status: number; ps: string; ms: number } | undefined;
@@ -172,12 +179,7 @@ describe('a hung endpoint beside a live one (issue 15)', () => {
   });
 
   test('a POST with an Idempotency-Key is retried on a timeout when the route trusts the key', async () => {
-    const live = await startLab();
-    opened.push(live);
-    const hung = await hungEndpoint('silent');
-    opened.push(hung);
-    const { url } = await proxy(['--to', live.url, '--to', hung.url, '--response-timeout', '800ms'], (c) => {
-      c.clusters!.default!.balancer = 'round-robin';
+    const { url, hung } = await liveAndSilent((c) => {
       c.routes![0]!.retry = { idempotencyKey: true };
     });
     const client = new Agent();
