@@ -183,7 +183,7 @@ class Memo {
   of(v: string): string {
     if (v === this.last) return this.json;
     this.last = v;
-    this.json = flat(str(v));
+    this.json = str(v);
     return this.json;
   }
 }
@@ -193,7 +193,7 @@ const UNSET: unique symbol = Symbol('unset');
 
 /**
  * The JSON of neighbouring fields that repeat together from line to line (a listener's
- * client, method and host; a try's endpoint and outcome; how a request ended): the last
+ * method and host; a try's endpoint and outcome; how a request ended): the last
  * values and their JSON are kept, and a line whose values are the same costs one comparison
  * per field and one append, instead of an append, an escape test and a new string per
  * field. Lines are chains of appends, and each append is a string object V8 must later
@@ -218,7 +218,7 @@ class Group<A, B = undefined, C = undefined, D = undefined, E = undefined, F = u
   }
 
   /** The JSON of these values (the slots a group does not use are left out: undefined). */
-  of(a: A, b: B, c?: C, d?: D, e?: E, f?: F, g?: G): string {
+  of(a: A, b?: B, c?: C, d?: D, e?: E, f?: F, g?: G): string {
     if (a === this.#a && b === this.#b && c === this.#c && d === this.#d && e === this.#e && f === this.#f && g === this.#g) return this.#json;
     this.#a = a;
     this.#b = b;
@@ -227,7 +227,7 @@ class Group<A, B = undefined, C = undefined, D = undefined, E = undefined, F = u
     this.#e = e;
     this.#f = f;
     this.#g = g;
-    return (this.#json = flat(this.#build(a, b, c as C, d as D, e as E, f as F, g as G)));
+    return (this.#json = flat(this.#build(a, b as B, c as C, d as D, e as E, f as F, g as G)));
   }
 }
 
@@ -243,16 +243,21 @@ function numField(key: string, v: Num): string {
   return v === undefined ? '' : ',"' + key + '":' + v;
 }
 
-/** The start of a line: level, time, component, type, face, protocol (the same for every line of one millisecond). */
-const headOf = (component: string, face: string): Group<number, string> =>
-  new Group((time: number, protocol: string) => '{"level":"info","time":"' + isoTime(time) + '","component":"' + component + '","type":"access","face":"' + face + '","protocol":"' + protocol + '"');
-const revHead = headOf('gateway', 'reverse');
-const fwdHead = headOf('forward', 'forward');
+/** What follows the time at the start of a line: component, type, face, protocol. */
+const afterTime = (component: string, face: string): Group<string> =>
+  new Group((protocol: string) => '","component":"' + component + '","type":"access","face":"' + face + '","protocol":"' + protocol + '"');
+const revAfterTime = afterTime('gateway', 'reverse');
+const fwdAfterTime = afterTime('forward', 'forward');
 
-const revWho = new Group((client: Str, method: Str, listener: Str, host: Str) => field('clientAddress', client) + field('method', method) + field('listener', listener) + field('host', host));
+// Client addresses and users change from line to line in most traffic: each is kept on its
+// own, so a new one does not rebuild a group.
+const mClient = new Memo();
+const revWho = new Group((method: Str, listener: Str, host: Str) => field('method', method) + field('listener', listener) + field('host', host));
 const revWhere = new Group((httpVersion: Str, route: Str, cluster: Str) => field('httpVersion', httpVersion) + field('route', route) + field('cluster', cluster));
 const mPath = new Memo();
-const fwdWho = new Group((client: Str, method: Str, user: Str) => field('clientAddress', client) + field('method', method) + field('user', user));
+const mFwdClient = new Memo();
+const mMethod = new Memo();
+const mUser = new Memo();
 const mDestination = new Memo();
 const mAddress = new Memo();
 const fwdEgress = new Group((plan: Str, pool: Str, exit: Str, session: Str, repinned: boolean | undefined, exitRetries: Num, reply: Num) =>
@@ -289,9 +294,10 @@ function attemptJson(a: AttemptRecord): string {
  * format (300,000 lines of the 1 KiB duel's shape, same process, interleaved; issue 17).
  */
 function reverseLine(r: ReverseRecord): string {
-  let line = revHead.of(r.time, r.protocol);
+  let line = '{"level":"info","time":"' + isoTime(r.time) + revAfterTime.of(r.protocol);
   if (r.requestId !== undefined) line += ',"requestId":' + str(r.requestId);
-  line += revWho.of(r.clientAddress, r.method, r.listener, r.host);
+  if (r.clientAddress !== undefined) line += ',"clientAddress":' + mClient.of(r.clientAddress);
+  line += revWho.of(r.method, r.listener, r.host);
   if (r.path !== undefined) line += ',"path":' + mPath.of(r.path);
   line += revWhere.of(r.httpVersion, r.route, r.cluster);
   line += revOutcome.of(r.status, r.error, r.reason, r.phase, r.endedBy, r.detail) + ',"bytesUp":' + r.bytesUp + ',"bytesDown":' + r.bytesDown;
@@ -309,9 +315,11 @@ function reverseLine(r: ReverseRecord): string {
 
 /** The forward face's line of one record, built the same way as `reverseLine`. */
 function forwardLine(r: ForwardRecord): string {
-  let line = fwdHead.of(r.time, r.protocol);
+  let line = '{"level":"info","time":"' + isoTime(r.time) + fwdAfterTime.of(r.protocol);
   if (r.requestId !== undefined) line += ',"requestId":' + str(r.requestId);
-  line += fwdWho.of(r.clientAddress, r.method, r.user);
+  if (r.clientAddress !== undefined) line += ',"clientAddress":' + mFwdClient.of(r.clientAddress);
+  if (r.method !== undefined) line += ',"method":' + mMethod.of(r.method);
+  if (r.user !== undefined) line += ',"user":' + mUser.of(r.user);
   if (r.destination !== undefined) line += ',"destination":' + mDestination.of(r.destination);
   if (r.address !== undefined) line += ',"address":' + mAddress.of(r.address);
   line += fwdEgress.of(r.plan, r.pool, r.exit, r.session, r.repinned, r.exitRetries, r.reply);
