@@ -199,8 +199,8 @@ const UNSET: unique symbol = Symbol('unset');
  * field. Lines are chains of appends, and each append is a string object V8 must later
  * copy when the batch is encoded, so fewer, longer pieces are cheaper twice. Measured with
  * `flat` below (`bench/access-line.ts`: the 1 KiB duel's records, formatted, batched and
- * written to /dev/null, the record's own cost taken out): ~1.5–1.8 µs and ~3.4 KB of
- * garbage per line before, ~1.0–1.1 µs and ~2.0 KB after (docs/benchmarks.md §14).
+ * written to /dev/null, the record's own cost taken out): ~1.65–2.15 µs and ~3.4 KB of
+ * garbage per line before, ~1.1–1.3 µs and ~2.3 KB after (docs/benchmarks.md §14).
  */
 class Group<A, B = undefined, C = undefined, D = undefined, E = undefined, F = undefined, G = undefined> {
   #a: unknown = UNSET;
