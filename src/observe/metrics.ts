@@ -1,5 +1,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+// prom-client's own label hash (the key of a series in a metric's `hashMap`), for `sampled`.
+import { hashObject } from 'prom-client/lib/util.js';
 import { REQUEST_END_CHANNEL, type RequestRecord, type ReverseRecord } from '../record/index.js';
 
 /** What the metrics read of a cluster at scrape time (the gateway's `Cluster`, structurally). */
@@ -53,57 +55,90 @@ const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
  * prom-client hashes the label object on every `inc`/`observe` (sorting and joining the
  * keys); doing that for a request counter, a duration, the attempts and three phase
  * histograms cost ~6 µs per proxied request, ~7 % of a 1 KiB request's CPU (the issue's bar
- * for metrics on by default is 5 %). Here a request builds one key string per series and
- * adds to a number; `collect()` moves the deltas into the prom-client metrics.
+ * for metrics on by default is 5 %). Here each series is a cell found by its label key,
+ * and the request path keeps the cells of the last labels it saw, so a request whose labels
+ * repeat adds to numbers without a map lookup; `collect()` moves the counts into the
+ * prom-client metrics. A cell stays once made (series are bounded by design: no label per
+ * user or destination), so a kept cell never goes stale between scrapes.
  */
-class Tally {
-  readonly #counts = new Map<string, number>();
+interface Cell {
+  n: number;
+}
 
-  add(key: string, n = 1): void {
-    this.#counts.set(key, (this.#counts.get(key) ?? 0) + n);
+class Tally {
+  readonly #cells = new Map<string, Cell>();
+
+  /** The cell of one series, made on first use. */
+  cell(key: string): Cell {
+    let c = this.#cells.get(key);
+    if (c === undefined) this.#cells.set(key, (c = { n: 0 }));
+    return c;
   }
 
-  /** Hand the counts gathered since the last call to `fn`, and forget them. */
+  add(key: string, n = 1): void {
+    this.cell(key).n += n;
+  }
+
+  /** Hand the counts gathered since the last call to `fn`, and start again from 0. */
   drain(fn: (key: string, n: number) => void): void {
-    for (const [k, n] of this.#counts) fn(k, n);
-    this.#counts.clear();
+    for (const [k, c] of this.#cells) {
+      if (c.n === 0) continue;
+      fn(k, c.n);
+      c.n = 0;
+    }
   }
 }
 
-/** Observations waiting for a histogram, by label key. */
+/**
+ * One histogram series' observations since the last scrape, counted into its buckets as
+ * they come: `counts[i]` for values up to `BUCKETS[i]` (and above the previous bound), the
+ * last slot for values above every bound. Counted, not kept: a list of values bounded at
+ * 10,000 between scrapes had to drop observations past that, and the series' `_count` and
+ * `_sum` under-counted (5,000,000 records published between two scrapes came out as 20,000).
+ */
+interface Series {
+  readonly counts: number[];
+  sum: number;
+  n: number;
+}
+
+/** Histogram series by label key; like a `Tally`'s cells, a series stays once made. */
 class Samples {
-  readonly #values = new Map<string, number[]>();
+  readonly #series = new Map<string, Series>();
+
+  list(key: string): Series {
+    let s = this.#series.get(key);
+    if (s === undefined) this.#series.set(key, (s = { counts: new Array<number>(BUCKETS.length + 1).fill(0), sum: 0, n: 0 }));
+    return s;
+  }
 
   add(key: string, v: number): void {
-    let list = this.#values.get(key);
-    if (list === undefined) this.#values.set(key, (list = []));
-    // Bounded between scrapes: past 10,000 waiting, keep every other (the shape survives).
-    if (list.length >= 10_000) list.splice(0, list.length, ...list.filter((_, i) => i % 2 === 0));
-    list.push(v);
+    sample(this.list(key), v);
   }
 
-  drain(fn: (key: string, v: number) => void): void {
-    for (const [k, list] of this.#values) for (const v of list) fn(k, v);
-    this.#values.clear();
+  /** Hand each series with observations since the last call to `fn`, and start it again from 0. */
+  drain(fn: (key: string, s: Series) => void): void {
+    for (const [k, s] of this.#series) {
+      if (s.n === 0) continue;
+      fn(k, s);
+      s.counts.fill(0);
+      s.sum = 0;
+      s.n = 0;
+    }
   }
+}
+
+/** One observation: the first bucket whose bound it does not exceed (prom-client's `findBound`), its sum and count. */
+function sample(s: Series, v: number): void {
+  let i = 0;
+  while (i < BUCKETS.length && v > BUCKETS[i]!) i++;
+  s.counts[i]!++;
+  s.sum += v;
+  s.n++;
 }
 
 const SEP = '\u0000';
 
-/** Constant keys per face (built once: a literal's hash is kept). */
-function faceKeys(face: string): { up: string; down: string; protocol(p: string): string } {
-  const byProtocol = new Map<string, string>();
-  return {
-    up: `${face}${SEP}up`,
-    down: `${face}${SEP}down`,
-    protocol(p) {
-      let k = byProtocol.get(p);
-      if (k === undefined) byProtocol.set(p, (k = `${face}${SEP}${p}`));
-      return k;
-    },
-  };
-}
-const FACE_KEYS = { reverse: faceKeys('reverse'), forward: faceKeys('forward') };
 const labelsOf = <K extends string>(names: readonly K[], key: string): Record<K, string> => {
   const parts = key.split(SEP);
   const out = {} as Record<K, string>;
@@ -123,7 +158,15 @@ function tallied<K extends string>(registry: Registry, name: string, help: strin
   });
 }
 
+/** What `sampled` reaches inside prom-client's `Histogram` (15.x): a series' entry by its label hash. */
+interface HistogramEntry {
+  bucketValues: Record<number, number>;
+  sum: number;
+  count: number;
+}
+
 function sampled<K extends string>(registry: Registry, name: string, help: string, labelNames: readonly K[], samples: Samples): Histogram<K> {
+  const sortedNames = [...labelNames].sort();
   return new Histogram({
     name,
     help,
@@ -131,7 +174,23 @@ function sampled<K extends string>(registry: Registry, name: string, help: strin
     buckets: BUCKETS,
     registers: [registry],
     collect(this: Histogram<K>) {
-      samples.drain((key, v) => this.observe(labelsOf(labelNames, key), v));
+      // prom-client's Histogram adds one observation at a time; counts gathered here go into
+      // its series entry directly (`zero` makes the entry through the public API, with its
+      // label checks). Pinned by test/observe/metrics-histogram.test.ts: an upgrade that
+      // changes the entry's shape fails there.
+      const map = (this as unknown as { hashMap: Record<string, HistogramEntry> }).hashMap;
+      samples.drain((key, s) => {
+        const labels = labelsOf(labelNames, key);
+        const hash = hashObject(labels, sortedNames);
+        let entry = map[hash];
+        if (entry === undefined) {
+          this.zero(labels as Partial<Record<K, string>>);
+          entry = map[hash]!;
+        }
+        for (let i = 0; i < BUCKETS.length; i++) entry.bucketValues[BUCKETS[i]!]! += s.counts[i]!;
+        entry.sum += s.sum;
+        entry.count += s.n;
+      });
     },
   });
 }
@@ -236,13 +295,27 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
     for (const [name, p] of opts.egress?.()?.pools ?? []) set([name], p.sessions.size);
   });
 
-  // The label keys of the last record of each face and of the last attempt, rebuilt only when
-  // a label changed: steady traffic repeats its labels, and a key string built afresh must be
-  // flattened and hashed for every map lookup (~1 µs of the ~1.7 µs this subscriber took per
-  // record in a microbenchmark; the same string object keeps its hash).
-  const lastRev = { protocol: '', route: '', cluster: '', status: -2, error: '', reason: '', endedBy: '', key: '' };
-  const lastFwd = { protocol: '', status: -2, error: '', reason: '', endedBy: '', plan: '', pool: '', key: '', traffic: '' };
-  const lastTry = { cluster: '', endpoint: '', connection: '', error: '', key: '' };
+  // The label keys of the last record of each face and of the last attempt, with their
+  // cells, rebuilt only when a label changed: steady traffic repeats its labels, and a key
+  // string built afresh must be flattened and hashed for every map lookup (~1 µs of the
+  // ~1.7 µs this subscriber took per record in a microbenchmark; the same string object
+  // keeps its hash). Keeping the cells too leaves no map lookup on a repeat (a loop
+  // publishing the reverse 1 KiB duel's record: ~0.18 µs to ~0.05 µs per record; in the
+  // running gateway this subscriber's share of the main thread fell from 0.83 % to 0.44 %,
+  // docs/benchmarks.md §14), and adds
+  // to a number in place rather than storing a new one in a map (a byte count past 2^30 is
+  // a heap number: one allocation per request per direction before).
+  const lastRev = { protocol: '', route: '', cluster: '', status: -2, error: '', reason: '', endedBy: '', cell: requests.cell('') };
+  const lastFwd = { protocol: '', status: -2, error: '', reason: '', endedBy: '', plan: '', pool: '', cell: requests.cell(''), traffic: forwardTraffic.cell('') };
+  const lastTry = { cluster: '', endpoint: '', connection: '', error: '', cell: attempts.cell(''), connect: connect.list(''), tls: tls.list(''), head: head.list('') };
+  /** Per face: its byte cells, and the duration list of its last protocol. */
+  const faceOf = (face: string): { up: Cell; down: Cell; protocol: string; duration: Series } => ({
+    up: bytes.cell(`${face}${SEP}up`),
+    down: bytes.cell(`${face}${SEP}down`),
+    protocol: '',
+    duration: duration.list(''),
+  });
+  const faces = { reverse: faceOf('reverse'), forward: faceOf('forward') };
   const countAttempts = (r: ReverseRecord, cluster: string): void => {
     const n = r.attempts.length;
     if (n > 1) retries.add(cluster, n - 1);
@@ -252,16 +325,21 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
       const connection = a.connection ?? '';
       const aError = a.error ?? '';
       if (t.cluster !== cluster || t.endpoint !== a.endpoint || t.connection !== connection || t.error !== aError) {
+        if (t.cluster !== cluster) {
+          t.connect = connect.list(cluster);
+          t.tls = tls.list(cluster);
+          t.head = head.list(cluster);
+        }
         t.cluster = cluster;
         t.endpoint = a.endpoint;
         t.connection = connection;
         t.error = aError;
-        t.key = `${cluster}${SEP}${a.endpoint}${SEP}${connection}${SEP}${aError}`;
+        t.cell = attempts.cell(`${cluster}${SEP}${a.endpoint}${SEP}${connection}${SEP}${aError}`);
       }
-      attempts.add(t.key);
-      if (a.connection === 'new' && a.connectedMs !== undefined) connect.add(cluster, (a.connectedMs - a.startMs) / 1000);
-      if (a.tlsMs !== undefined) tls.add(cluster, a.tlsMs / 1000);
-      if (a.headersMs !== undefined) head.add(cluster, (a.headersMs - a.startMs) / 1000);
+      t.cell.n++;
+      if (a.connection === 'new' && a.connectedMs !== undefined) sample(t.connect, (a.connectedMs - a.startMs) / 1000);
+      if (a.tlsMs !== undefined) sample(t.tls, a.tlsMs / 1000);
+      if (a.headersMs !== undefined) sample(t.head, (a.headersMs - a.startMs) / 1000);
     }
   };
   const onRequest = (msg: unknown): void => {
@@ -287,9 +365,9 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
         c.error = error;
         c.reason = reason;
         c.endedBy = r.endedBy;
-        c.key = `reverse${SEP}${r.protocol}${SEP}${route}${SEP}${cluster}${SEP}${status < 0 ? '' : status}${SEP}${error}${SEP}${reason}${SEP}${r.endedBy}`;
+        c.cell = requests.cell(`reverse${SEP}${r.protocol}${SEP}${route}${SEP}${cluster}${SEP}${status < 0 ? '' : status}${SEP}${error}${SEP}${reason}${SEP}${r.endedBy}`);
       }
-      requests.add(c.key);
+      c.cell.n++;
       if (r.cache !== undefined) {
         cacheResults.add(`${r.route ?? ''}${SEP}${r.cache}`);
         if (r.recoveredFrom !== undefined) recovered.add(`${r.route ?? ''}${SEP}${r.recoveredFrom}`);
@@ -307,17 +385,21 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
         c.endedBy = r.endedBy;
         c.plan = plan;
         c.pool = pool;
-        c.key = `forward${SEP}${r.protocol}${SEP}${SEP}${SEP}${status < 0 ? '' : status}${SEP}${error}${SEP}${reason}${SEP}${r.endedBy}`;
-        c.traffic = `${r.protocol}${SEP}${plan}${SEP}${pool}${SEP}${error}`;
+        c.cell = requests.cell(`forward${SEP}${r.protocol}${SEP}${SEP}${SEP}${status < 0 ? '' : status}${SEP}${error}${SEP}${reason}${SEP}${r.endedBy}`);
+        c.traffic = forwardTraffic.cell(`${r.protocol}${SEP}${plan}${SEP}${pool}${SEP}${error}`);
       }
-      requests.add(c.key);
-      forwardTraffic.add(c.traffic);
+      c.cell.n++;
+      c.traffic.n++;
       if (r.quota !== undefined) quotaHits.add(plan);
     }
-    const keys = FACE_KEYS[r.face];
-    if (r.bytesUp > 0) bytes.add(keys.up, r.bytesUp);
-    if (r.bytesDown > 0) bytes.add(keys.down, r.bytesDown);
-    duration.add(keys.protocol(r.protocol), r.durationMs / 1000);
+    const f = faces[r.face];
+    f.up.n += r.bytesUp;
+    f.down.n += r.bytesDown;
+    if (f.protocol !== r.protocol) {
+      f.protocol = r.protocol;
+      f.duration = duration.list(`${r.face}${SEP}${r.protocol}`);
+    }
+    sample(f.duration, r.durationMs / 1000);
   };
   const onOutlier = (msg: unknown): void => {
     const e = msg as { cluster?: string; endpoint: string; event: string };
