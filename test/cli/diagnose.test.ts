@@ -13,7 +13,8 @@ function run(args: string[], timeout = 30_000): Promise<{ code: number; stdout: 
   });
 }
 
-test('diagnose: bad input exits 64 with a message naming the flag or value, before sending anything', { timeout: 60_000 }, async () => {
+// 13 CLI processes one after another: each starts Node and loads the CLI (seconds each on a loaded machine).
+test('diagnose: bad input exits 64 with a message naming the flag or value, before sending anything', { timeout: 180_000 }, async () => {
   const cases: Array<[string[], RegExp]> = [
     [['example.com/x'], /^gatewise diagnose: URL "example\.com\/x" is not a URL: it needs a scheme, e\.g\. http:\/\/example\.com\/x/],
     [['ftp://127.0.0.1/'], /the scheme ftp:\/\/ is not supported; use http:\/\/ or https:\/\//],
