@@ -127,3 +127,65 @@ describe('rapid reset (CVE-2023-44487): every interleaving of HEADERS and RST_ST
     assert.deepEqual(overBound, []);
   });
 });
+
+/**
+ * Finding (fixed): a stream the client reset while its request waited in the cluster's queue
+ * (`limits.maxConcurrent`) was still given a slot when one came free; the gateway tested
+ * `res.destroyed`, which an HTTP/2 response does not have, so the request was dispatched and
+ * its slot was never given back. A few such resets and the cluster served no one until the
+ * queue timeout. Now every step that may start upstream work later tests `clientGone`.
+ */
+describe('HTTP/2 streams reset while queued for a cluster slot', () => {
+  let qlab: Lab;
+  let qgw: TestGateway;
+  before(async () => {
+    qlab = await startLab();
+    qgw = await startTestGateway({
+      listeners: [{ address: '127.0.0.1', port: 0, http2: { h2c: true, maxConcurrentStreams: 100, maxResets: 1000, resetWindow: '60s' } }],
+      clusters: { lab: { endpoints: [qlab.url], limits: { maxConcurrent: 1, maxQueued: 100, queueTimeout: '15s' } } },
+      routes: [{ cluster: 'lab' }],
+    });
+  });
+  after(async () => {
+    await qgw?.close();
+    await qlab?.close();
+  });
+
+  test('seeded family: never dispatched, and the slot is not lost (the next request is served)', { timeout: 180_000 }, async () => {
+    const rand = seededRandom();
+    console.log(`queued-reset seed ${rand.seed} (replay: GATEWISE_SEED=${rand.seed})`);
+    await withSeed(rand, async () => {
+      for (let round = 0; round < 4; round++) {
+        const queued = 1 + rand.int(30);
+        const together = rand.next() < 0.5;
+        const what = `round ${round}: ${queued} queued streams reset ${together ? 'in one write' : 'one write each'}`;
+        const c = new RawH2(qgw.port);
+        const slow0 = qlab.stats.byPath.get('/slow') ?? 0;
+        const access0 = qgw.logs.filter((l) => l.type === 'access').length;
+        // Stream 1 holds the one slot until the queued streams are reset.
+        await c.write(frame(T.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock({ path: '/slow?ms=1500' })));
+        let deadline = Date.now() + 20_000;
+        while ((qlab.stats.byPath.get('/slow') ?? 0) === slow0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+        assert.equal(qlab.stats.byPath.get('/slow') ?? 0, slow0 + 1, `the holder never reached the upstream (${what})`);
+        const ids = Array.from({ length: queued }, (_, k) => 3 + 2 * k);
+        await c.write(Buffer.concat(ids.map((id) => frame(T.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, headerBlock({ path: '/slow?ms=1' })))));
+        await tick();
+        if (together) await c.write(Buffer.concat(ids.map((id) => rstStream(id, E.CANCEL))));
+        else for (const id of ids) await c.write(rstStream(id, E.CANCEL));
+        // Each reset stream recorded (ended), then the holder answered.
+        deadline = Date.now() + 20_000;
+        while (qgw.logs.filter((l) => l.type === 'access').length < access0 + queued && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+        assert.ok(qgw.logs.filter((l) => l.type === 'access').length >= access0 + queued, `the reset streams were not all recorded (${what})`);
+        assert.ok(await c.until((fs) => fs.some((f) => f.type === T.HEADERS && f.stream === 1), 20_000), `the holder was not answered (${what})`);
+        // The slot is free again: a new stream is served, not refused at the queue timeout.
+        const next = 3 + 2 * queued;
+        await c.write(frame(T.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, next, headerBlock({ path: '/ok' })));
+        assert.ok(await c.until((fs) => fs.some((f) => f.type === T.HEADERS && f.stream === next), 20_000), `the next request was not answered (${what})`);
+        const status = c.frames.find((f) => f.type === T.HEADERS && f.stream === next)!.payload[0];
+        c.destroy();
+        assert.equal(status, 0x88, `the next request was not answered 200 (first HPACK byte 0x${status?.toString(16)}: ${what})`);
+        assert.equal(qlab.stats.byPath.get('/slow') ?? 0, slow0 + 1, `a reset stream went upstream (${what})`);
+      }
+    });
+  });
+});
