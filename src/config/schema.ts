@@ -530,7 +530,7 @@ function acmeChecks(tls: Record<string, unknown>, i: number, routes: unknown[], 
   // tls-alpn-01 is answered on the TLS listener itself; http-01 (the default) needs a plain one.
   const types = Array.isArray(acme.challenges) ? acme.challenges : ['http-01'];
   if (types.includes('http-01') && !listeners.some((o) => isObj(o) && o.tls === undefined)) {
-    out.push({ path: ['listeners', i, 'tls', 'acme'], message: 'acme answers HTTP-01 challenges on a plain HTTP listener (port 80 for a public CA): add one (it may redirect to HTTPS), or use challenges: [tls-alpn-01]' });
+    out.push({ path: ['listeners', i, 'tls', 'acme'], message: 'acme answers HTTP-01 challenges on a plain HTTP listener (port 80 for a public CA): add one (it may redirect to HTTPS), or use challenges: [tls-alpn-01] or [dns-01]' });
   }
   return out;
 }
