@@ -6,7 +6,7 @@ export { parseDuration } from './config/duration.js';
 export { Gateway, startGateway, type ListeningAddress } from './gateway/server.js';
 export type { GatewayOptions } from './gateway/context.js';
 export type { GatewayHooks, HookRequest, ResponseHead } from './gateway/hooks.js';
-export { CERTIFICATE_CHANNEL, type CertificateEvent, type CertificateInfo, type ClientCertificate, type TlsInfo } from './tls/index.js';
+export { CERTIFICATE_CHANNEL, registerDnsProvider, type CertificateEvent, type CertificateInfo, type ClientCertificate, type TlsInfo, type DnsProvider, type DnsProviderFactory } from './tls/index.js';
 export type { RetryDecision, TryFacts, RetryRules } from './gateway/retry-policy.js';
 export { BALANCER_KINDS, type Balancer, type BalancerFactory, type BalancerOptions, type BalancerKind, type PickContext } from './upstream/balancers/balancer.js';
 export type { Endpoint } from './upstream/endpoint.js';

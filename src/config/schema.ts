@@ -231,6 +231,13 @@ export const clusterSchema = z
     retryBudget: retryBudgetSchema.default({ ratio: 0.2, minPerSecond: 3, window: '10s' }).describe('Caps retries so they never multiply an overload.'),
     maxConnections: z.number().int().min(1).optional().describe('Most connections to each endpoint. Default: unlimited.'),
     maxResponseHeaderSize: z.number().int().min(1024).default(16384).describe('Largest response header section accepted from an endpoint, in bytes. Default 16384.'),
+    h2MaxStreams: z
+      .number()
+      .int()
+      .min(1)
+      .max(2 ** 31 - 1)
+      .optional()
+      .describe('HTTP/2 toward the endpoints (protocol h2 or h2c): requests carried at once on one upstream connection; one more opens another connection (within maxConnections). An endpoint that announces a lower SETTINGS_MAX_CONCURRENT_STREAMS holds the excess in the connection\'s queue instead. Only with protocol h2 or h2c. Default 100.'),
     protocol: z
       .enum(['http1', 'h2', 'h2c'])
       .default('http1')
@@ -483,6 +490,11 @@ export function configCrossChecks(raw: unknown): CrossProblem[] {
       }
     });
   }
+  for (const [name, c] of Object.entries(clusters)) {
+    if (isObj(c) && c.h2MaxStreams !== undefined && c.protocol !== 'h2' && c.protocol !== 'h2c') {
+      out.push({ path: ['clusters', name, 'h2MaxStreams'], message: `h2MaxStreams is the HTTP/2 stream limit per upstream connection: it needs protocol h2 or h2c (cluster "${name}" speaks ${typeof c.protocol === 'string' ? c.protocol : 'http1'})` });
+    }
+  }
   listeners.forEach((l, i) => {
     if (isObj(l) && isObj(l.http2) && l.tls === undefined && l.http2.h2c !== true) {
       out.push({ path: ['listeners', i, 'http2'], message: 'http2 on a plain listener needs h2c: true (HTTP/2 with prior knowledge), or tls on the same listener (h2 negotiated by ALPN)' });
@@ -518,7 +530,7 @@ function acmeChecks(tls: Record<string, unknown>, i: number, routes: unknown[], 
   // tls-alpn-01 is answered on the TLS listener itself; http-01 (the default) needs a plain one.
   const types = Array.isArray(acme.challenges) ? acme.challenges : ['http-01'];
   if (types.includes('http-01') && !listeners.some((o) => isObj(o) && o.tls === undefined)) {
-    out.push({ path: ['listeners', i, 'tls', 'acme'], message: 'acme answers HTTP-01 challenges on a plain HTTP listener (port 80 for a public CA): add one (it may redirect to HTTPS), or use challenges: [tls-alpn-01]' });
+    out.push({ path: ['listeners', i, 'tls', 'acme'], message: 'acme answers HTTP-01 challenges on a plain HTTP listener (port 80 for a public CA): add one (it may redirect to HTTPS), or use challenges: [tls-alpn-01] or [dns-01]' });
   }
   return out;
 }

@@ -97,10 +97,10 @@ export const acmeSchema = z
       .literal(true, { message: 'set acceptTerms: true to agree to the ACME server\'s terms of service (certificates cannot be ordered without it)' })
       .describe('You agree to the ACME server\'s terms of service. Required (true).'),
     hosts: z
-      .array(z.string().regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, 'a lower-case host name (HTTP-01 cannot validate wildcards)'))
+      .array(z.string().regex(/^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, 'a lower-case host name, or *.name for a wildcard (dns-01 only)'))
       .min(1)
       .optional()
-      .describe('Host names of the certificate (one certificate names them all). Default: the exact host names of the routes (match.host); wildcards are not allowed (HTTP-01 cannot validate them).'),
+      .describe('Host names of the certificate (one certificate names them all; the first names its files). Default: the exact host names of the routes (match.host). A wildcard (*.example.com) needs challenges with dns-01: only DNS-01 can validate it.'),
     storage: z.string().min(1).describe('Folder for the account key, the account URL and the certificates with their keys (files 0600, created when missing). Kept across restarts: a restart reuses the account and a certificate that is not due.'),
     renewBefore: z
       .number()
@@ -108,11 +108,35 @@ export const acmeSchema = z
       .default(30)
       .describe('Renew when the certificate expires within this many days (fractions allowed). Default 30.'),
     challenges: z
-      .array(z.enum(['http-01', 'tls-alpn-01'], { message: 'expected http-01 or tls-alpn-01 (dns-01 is not built)' }))
+      .array(z.enum(['http-01', 'tls-alpn-01', 'dns-01'], { message: 'expected http-01, tls-alpn-01 or dns-01' }))
       .min(1)
       .refine((a) => new Set(a).size === a.length, { message: 'each challenge type once' })
       .default(['http-01'])
-      .describe('Challenge types, in order of preference (the first the ACME server offers is used). http-01: answered by the gateway itself on its plain HTTP listeners (port 80 for a public CA), before routing and before a redirect to HTTPS. tls-alpn-01 (RFC 8737): answered on this TLS listener itself (port 443 for a public CA): a validation\'s handshake (ALPN acme-tls/1) gets the challenge certificate, other connections are not touched; no plain listener is needed. Default [http-01].'),
+      .describe('Challenge types, in order of preference (the first the ACME server offers is used). http-01: answered by the gateway itself on its plain HTTP listeners (port 80 for a public CA), before routing and before a redirect to HTTPS. tls-alpn-01 (RFC 8737): answered on this TLS listener itself (port 443 for a public CA): a validation\'s handshake (ALPN acme-tls/1) gets the challenge certificate, other connections are not touched; no plain listener is needed. dns-01: a TXT record _acme-challenge.<name> put in the zone by the dns provider (needs dns); the only type that validates a wildcard. Default [http-01].'),
+    dns: z
+      .strictObject({
+        provider: z.string().min(1).default('exec').describe('Who puts the TXT record in the zone: exec (built in: runs command), or the name of a provider registered with registerDnsProvider (library API). Default exec.'),
+        command: z
+          .array(z.string().min(1))
+          .min(1)
+          .optional()
+          .describe('exec provider: the program and its first arguments (no shell); the action (present or cleanup), the record name (_acme-challenge.<name>., with its final dot) and the value are appended, as lego\'s exec provider. Exit status 0 is success.'),
+        timeout: positiveDuration('60s', 'exec provider: longest run of the command; then the challenge fails. Default 60s.'),
+        options: z.record(z.string(), z.unknown()).optional().describe('A registered provider\'s own settings, passed to its factory as they are. Optional.'),
+        propagation: z
+          .strictObject({
+            resolvers: z
+              .array(z.string().regex(/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):\d{1,5}$/, 'an IP address and port, e.g. 192.0.2.53:53 or [2001:db8::53]:53'))
+              .min(1)
+              .describe('DNS servers asked for the record (IP:port), e.g. the zone\'s authoritative servers.'),
+            timeout: positiveDuration('120s', 'Longest wait for the record to be seen; then the challenge fails. Default 120s.'),
+            interval: positiveDuration('2s', 'Time between two looks. Default 2s.'),
+          })
+          .optional()
+          .describe('Before the CA is told, wait until every resolver answers the TXT record with the challenge value. Off unless set (the CA is told once the provider returns).'),
+      })
+      .optional()
+      .describe('DNS-01 challenges (challenges: [dns-01]): the provider that writes the TXT records. Required with dns-01.'),
     redis: z
       .strictObject({
         url: redisUrl('Where the fleet\'s Redis is: redis://[user:password@]host:port[/db], or rediss:// for TLS (the same as forward.state.redis.url, if the fleet shares one).'),
@@ -133,6 +157,16 @@ export const acmeSchema = z
       })
       .default({ initial: '1m', max: '6h' })
       .describe('Retries after a failed order (directory down, challenge failed): exponential back-off. The certificate in use keeps serving.'),
+  })
+  .superRefine((v, ctx) => {
+    const wildcard = v.hosts?.find((h) => h.startsWith('*.'));
+    if (wildcard !== undefined && !v.challenges.includes('dns-01')) {
+      ctx.addIssue({ code: 'custom', path: ['hosts'], message: `${wildcard} is a wildcard: only DNS-01 validates it (add dns-01 to challenges, with dns)` });
+    }
+    if (v.challenges.includes('dns-01')) {
+      if (v.dns === undefined) ctx.addIssue({ code: 'custom', path: ['dns'], message: 'dns-01 needs dns: the provider that writes the TXT records (provider: exec with command, or a registered provider)' });
+      else if (v.dns.provider === 'exec' && v.dns.command === undefined) ctx.addIssue({ code: 'custom', path: ['dns', 'command'], message: 'the exec DNS provider needs command: the program run as <command> present|cleanup <name> <value>' });
+    }
   })
   .describe('Obtain and renew this listener\'s certificate automatically from an ACME server (Let\'s Encrypt and the like), answering HTTP-01 challenges itself. Off unless set. docs/tls.md.');
 

@@ -184,7 +184,14 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     return this.req.headers[name];
   }
 
-  /** The client is gone: its response closed, or its connection closed before the response was begun. */
+  /**
+   * The client is gone: its response closed, or its connection closed before the response was
+   * begun. The one test of every step that may start upstream work later (a queued slot, a
+   * retry, a held request, the hooks, a collapsed cache wait): `res.destroyed` alone is
+   * undefined on an HTTP/2 response, so a stream the client reset while it waited in the
+   * cluster's queue was dispatched when its slot came, and its slot was never given back
+   * (h2-rapid-reset.test finding).
+   */
   get clientGone(): boolean {
     return this.#ended || this.res.destroyed;
   }
@@ -332,7 +339,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 
   /** The asynchronous `onRequest` hooks settled (runRequestPhase): refuse, or go on. */
   afterRequestHooks(f: Failure | undefined): void {
-    if (this.res.destroyed) return;
+    if (this.clientGone) return;
     if (f !== undefined) {
       this.fail(f);
       return;
@@ -358,7 +365,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 
   /** A collapsed wait ended without an answer from the cache: go upstream. */
   cacheGoOn(): void {
-    if (this.res.destroyed) return;
+    if (this.clientGone) return;
     try {
       this.#headers = this.#cache!.upstreamHeaders(this.#headers);
       this.#admit();
@@ -405,7 +412,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   admitted(): void {
     this.#admitted = true;
     this.#admittedAt = performance.now();
-    if (this.res.destroyed) {
+    if (this.clientGone) {
       this.#releaseAdmission(true);
       return;
     }
@@ -496,7 +503,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       replayable: a.relay === undefined || a.relay.replayable,
       tries: this.attempts.length,
       elapsedMs: performance.now() - this.t0,
-      clientGone: this.res.destroyed,
+      clientGone: this.clientGone,
     };
   }
 
@@ -537,7 +544,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   #hold(f: Failure): boolean {
     const route = this.route!;
     const wait = route.cluster.wait;
-    if (wait === undefined || this.res.destroyed) return false;
+    if (wait === undefined || this.clientGone) return false;
     // A stale copy that may answer now is better than holding the client.
     if (this.#cache !== undefined && this.#cache.canAnswer(f)) return false;
     const now = performance.now();
@@ -553,7 +560,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   /** An endpoint came back while held (EndpointWaiter): try again, on a new connection. */
   endpointBack(): void {
     this.#held = undefined;
-    if (this.res.destroyed) return;
+    if (this.clientGone) return;
     this.#attemptNow(true);
   }
 
@@ -561,7 +568,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   waitExpired(): void {
     const f = this.#held;
     this.#held = undefined;
-    if (f === undefined || this.res.destroyed) return;
+    if (f === undefined || this.clientGone) return;
     this.fail(f);
   }
 
@@ -590,7 +597,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   retryNow(): void {
     const d = this.#pending;
     this.#pending = undefined;
-    if (this.res.destroyed || d === undefined) return;
+    if (this.clientGone || d === undefined) return;
     this.#attemptNow(d.fresh);
   }
 

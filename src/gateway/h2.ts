@@ -73,6 +73,7 @@ export class H2Front {
       session.on('stream', onStream);
       // Own property, a module function (no closure): see destroyWithConnectionErrorCode.
       session.destroy = destroyWithConnectionErrorCode;
+      closeWhenNghttp2IsDone(session);
       // keepAliveTimeout for HTTP/2: a session with no frame for that long and no stream open
       // is closed with GOAWAY NO_ERROR; one with streams open is left to their timers. On the
       // session with a lasting listener: the server's setTimeout listens once only, so after a
@@ -240,6 +241,50 @@ function closeCalm(session: ServerHttp2Session): void {
 }
 
 function ignore(): void {}
+
+/**
+ * RFC 9113 §5.4.1: after the GOAWAY of a connection error the endpoint MUST close the TCP
+ * connection. For the errors nghttp2 handles alone (a frame over SETTINGS_MAX_FRAME_SIZE:
+ * nghttp2 sends GOAWAY FRAME_SIZE_ERROR by itself) Node emits nothing to JavaScript and only
+ * stops reading (`Http2Session::MaybeStopReading`), so the connection stayed open until the
+ * client left (h2-conformance.test finding). Node 20.19+ has the one native signal for it:
+ * with the session's graceful-close flag set, the native session calls
+ * `ongracefulclosecomplete` once nghttp2 wants neither to read nor to write and nothing is
+ * pending (`MaybeNotifyGracefulCloseComplete`, made for `session.close()`). The flag is set
+ * here at the start, and the callback destroys the session: the GOAWAY is written by then, and
+ * `destroy` adds no second one (nghttp2 ignores a terminate after its own). The same state is
+ * reached when a GOAWAY was sent or received and no stream is left, where closing is right
+ * too. A session being closed (`close()`, shutdown) keeps Node's own callback; one closed for
+ * rapid reset keeps its own two-step close (`closeCalm`). The handle is Node's internal
+ * (`kHandle`, found by its description once): where it or the method is missing (an older
+ * Node), nothing changes and such a connection closes at its idle timeout instead.
+ */
+function closeWhenNghttp2IsDone(session: ServerHttp2Session): void {
+  const handle = nativeHandle(session);
+  if (handle === undefined) return;
+  const nodeOwn = handle.ongracefulclosecomplete;
+  handle.setGracefulClose();
+  handle.ongracefulclosecomplete = function onNghttp2Done(): void {
+    if (session.closed || session.destroyed) {
+      nodeOwn?.();
+      return;
+    }
+    if ((session as GuardedSession)[kGuard]?.front === undefined) return; // rapid reset: closeCalm
+    session.destroy();
+  };
+}
+
+interface NativeSession {
+  setGracefulClose(): void;
+  ongracefulclosecomplete?: () => void;
+}
+let kHandle: symbol | null | undefined;
+function nativeHandle(session: ServerHttp2Session): NativeSession | undefined {
+  if (kHandle === undefined) kHandle = Object.getOwnPropertySymbols(session).find((k) => k.description === 'kHandle') ?? null;
+  if (kHandle === null) return undefined;
+  const h = (session as unknown as Record<symbol, Partial<NativeSession> | undefined>)[kHandle];
+  return typeof h?.setGracefulClose === 'function' ? (h as NativeSession) : undefined;
+}
 
 /**
  * RFC 9113 connection errors with their own code, not INTERNAL_ERROR. When nghttp2 finds a

@@ -8,4 +8,4 @@ export { CERTIFICATE_CHANNEL, CertificateStore, UNKNOWN_SERVER_NAME, certificate
 export { checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from './client-failure.js';
 export { tlsInfoOf, type ClientCertificate, type TlsInfo } from './identity.js';
 export { OCSP_CHANNEL, OcspStapler, checkResponse, ocspUrlOf, type OcspEvent } from './ocsp.js';
-export { ACME_CHANNEL, AcmeChallenges, AcmeManager, type AcmeEvent } from './acme/index.js';
+export { ACME_CHANNEL, AcmeChallenges, AcmeManager, DnsProviderError, ExecDnsProvider, registerDnsProvider, type AcmeEvent, type DnsProvider, type DnsProviderFactory } from './acme/index.js';

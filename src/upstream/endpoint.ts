@@ -3,7 +3,7 @@ import type { LookupFunction } from 'node:net';
 import { buildConnector } from 'undici';
 import { ConnectionPool } from '../pool/index.js';
 
-/** Requests one upstream HTTP/2 connection carries at once (as Node's and nghttp2's default stream limit). */
+/** Requests one upstream HTTP/2 connection carries at once by default (undici's own default, and nghttp2's usual limit). */
 const H2_STREAMS_PER_CONNECTION = 100;
 
 export interface EndpointOptions {
@@ -17,6 +17,8 @@ export interface EndpointOptions {
   maxResponseHeaderSize: number;
   /** HTTP version toward the endpoint: h2 offers HTTP/2 by ALPN, h2c speaks it with prior knowledge. Default http1. */
   protocol?: 'http1' | 'h2' | 'h2c';
+  /** HTTP/2 only: requests at once on one connection before the pool opens another (default 100). */
+  h2MaxStreams?: number;
   draining?: boolean;
   tls: { verify: boolean; ca?: string; servername?: string };
   lookup: LookupFunction;
@@ -72,6 +74,8 @@ export class Endpoint {
     if (opts.protocol === 'h2') connect.allowH2 = true;
     else if (opts.protocol === 'h2c') Object.assign(connect, { allowH2: true, useH2c: true });
     this.draining = opts.draining ?? false;
+    const h2 = opts.protocol === 'h2' || opts.protocol === 'h2c';
+    const h2Streams = opts.h2MaxStreams ?? H2_STREAMS_PER_CONNECTION;
     this.pool = new ConnectionPool({
       origin: this.origin,
       maxConnections: opts.maxConnections ?? Infinity,
@@ -84,11 +88,14 @@ export class Endpoint {
         keepAliveMaxTimeout: opts.keepAliveMs,
         keepAliveTimeoutThreshold: 1000,
         maxHeaderSize: opts.maxResponseHeaderSize,
+        // undici's own per-session cap (its default is 100): the same number, or a higher
+        // limit would queue inside undici instead of opening a connection.
+        ...(h2 ? { maxConcurrentStreams: h2Streams } : {}),
       },
       connector: buildConnector(connect),
       servername: opts.tls.servername,
-      // HTTP/2 upstream: up to 100 requests at once on one connection (multiplexed).
-      maxStreams: opts.protocol === 'h2' || opts.protocol === 'h2c' ? H2_STREAMS_PER_CONNECTION : 1,
+      // HTTP/2 upstream: up to `h2MaxStreams` requests at once on one connection (multiplexed).
+      maxStreams: h2 ? h2Streams : 1,
     });
   }
 

@@ -46,6 +46,10 @@ interface Ports {
 export class TestPebble {
   readonly dirUrl: string;
   readonly managementUrl: string;
+  /** pebble-challtestsrv's management API (`/set-txt`, `/clear-txt`: the DNS-01 records Pebble's validations see). */
+  readonly dnsManagementUrl: string;
+  /** pebble-challtestsrv's DNS server (IP:port), Pebble's resolver. */
+  readonly dnsServer: string;
   /** Pebble's own TLS certificate's CA (made for the test): trust it for the directory (acme.directoryCa). */
   readonly directoryCaFile: string;
   readonly #certs: CertDir;
@@ -66,6 +70,8 @@ export class TestPebble {
     this.directoryCaFile = p.caFile;
     this.dirUrl = `https://127.0.0.1:${p.ports.acme}/dir`;
     this.managementUrl = `https://127.0.0.1:${p.ports.mgmt}`;
+    this.dnsManagementUrl = `http://127.0.0.1:${p.ports.dnsMgmt}`;
+    this.dnsServer = `127.0.0.1:${p.ports.dns}`;
     this.#agent = new Agent({ connect: { ca: p.caPem } });
   }
 

@@ -7,3 +7,4 @@
 export { ACME_CHALLENGE_PREFIX, AcmeChallenges } from './challenges.js';
 export { ACME_CHANNEL, AcmeManager, AcmeOrderError, acmeEvents, backoffWait, type AcmeEvent } from './manager.js';
 export { AcmeDiskStorage } from './storage.js';
+export { registerDnsProvider, ExecDnsProvider, DnsProviderError, type DnsProvider, type DnsProviderFactory } from './dns.js';

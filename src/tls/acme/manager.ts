@@ -11,6 +11,7 @@ import { AcmeDiskStorage } from './storage.js';
 import { X509Certificate } from 'node:crypto';
 import { AcmeRedisShare, type AcmeShare, type SharedChallenge } from './redis-share.js';
 import { certificateNames } from '../../config/tls-files.js';
+import { challengeRecordName, dnsProvider, dnsProviderNames, waitForTxt, type DnsProvider } from './dns.js';
 
 /** What the ACME manager of a listener did: an order began, a certificate came, an order failed, a stored one was reused. */
 export interface AcmeEvent {
@@ -94,6 +95,9 @@ export class AcmeManager {
   readonly #storage: AcmeDiskStorage;
   readonly #files: { cert: string; key: string };
   readonly #httpsAgent: Agent | undefined;
+  /** DNS-01: the provider that writes the TXT records (undefined without dns-01). */
+  readonly #dns: DnsProvider | undefined;
+  readonly #propagation: { resolvers: readonly string[]; timeoutMs: number; intervalMs: number } | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** The fleet's shared state (tls.acme.redis), connecting; undefined without it. */
   readonly #share: Promise<AcmeShare> | undefined;
@@ -124,6 +128,13 @@ export class AcmeManager {
         if (!(err instanceof CertificateFileError)) throw err;
         problems.push({ path: `${configPath}.directoryCa`, message: err.message });
       }
+    }
+    const d = cfg.dns;
+    if (cfg.challenges.includes('dns-01') && d !== undefined) {
+      this.#dns = dnsProvider({ provider: d.provider, command: d.command, timeoutMs: parseDuration(d.timeout)!, options: d.options });
+      if (this.#dns === undefined) problems.push({ path: `${configPath}.dns.provider`, message: `no DNS-01 provider is registered as "${d.provider}" (known: ${dnsProviderNames().join(', ')}; register one with registerDnsProvider before the gateway starts)` });
+      const p = d.propagation;
+      this.#propagation = p === undefined ? undefined : { resolvers: p.resolvers, timeoutMs: parseDuration(p.timeout)!, intervalMs: parseDuration(p.interval)! };
     }
     const unwritable = this.#storage.writable();
     if (unwritable !== undefined) problems.push({ path: `${configPath}.storage`, message: unwritable });
@@ -376,8 +387,23 @@ export class AcmeManager {
         }
         if (challenge === undefined) throw new Error(`the server offers no ${this.#cfg.challenges.join(' or ')} challenge for ${authz.identifier.value}`);
         const keyAuthorization = await client.getChallengeKeyAuthorization(challenge);
-        let withdraw: () => void;
-        if ((challenge.type as string) === 'tls-alpn-01') {
+        let withdraw: () => void | Promise<void>;
+        if ((challenge.type as string) === 'dns-01') {
+          // RFC 8555 §8.4: the digest as a TXT record, written by the provider; the same record name
+          // for a wildcard and its base name (each authorization adds and removes its own value).
+          const fqdn = challengeRecordName(authz.identifier.value);
+          const dns = this.#dns!;
+          await dns.present(fqdn, keyAuthorization);
+          withdraw = () => dns.cleanup(fqdn, keyAuthorization).catch(() => {});
+          if (this.#propagation !== undefined) {
+            try {
+              await waitForTxt(fqdn, keyAuthorization, this.#propagation);
+            } catch (err) {
+              await withdraw();
+              throw err;
+            }
+          }
+        } else if ((challenge.type as string) === 'tls-alpn-01') {
           // RFC 8737: the listener answers a validation's handshake (ALPN acme-tls/1) for this name with this certificate.
           const name = authz.identifier.value;
           const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
@@ -406,7 +432,7 @@ export class AcmeManager {
           await client.completeChallenge(challenge);
           await client.waitForValidStatus(authz);
         } finally {
-          withdraw();
+          await withdraw();
         }
       });
     }
