@@ -87,11 +87,11 @@ describe('adaptive concurrency against the lab (issue 15)', () => {
         // Slow: every request now takes 150 ms at the lab.
         serviceMs = 150;
         const before = admission.limit;
-        const low = await limitEvent(cluster, (e) => e.limit <= before * 0.6, 15_000, `${kind} limit falls from ${before} as the lab slows`);
+        const low = await limitEvent(cluster, (e) => e.limit <= before * 0.6, 40_000, `${kind} limit falls from ${before} as the lab slows`);
         // Recovered: fast again; the limit must climb back.
         serviceMs = 5;
         const floor = admission.limit;
-        const high = await limitEvent(cluster, (e) => e.limit >= floor + 4, 15_000, `${kind} limit rises from ${floor} as the lab recovers`);
+        const high = await limitEvent(cluster, (e) => e.limit >= floor + 4, 40_000, `${kind} limit rises from ${floor} as the lab recovers`);
         console.log(`${kind}: limit ${before} → ${low.limit} (lab at 150 ms, last sample ${Math.round(low.latencyMs)} ms) → ${high.limit} (lab at 5 ms again, from ${floor})`);
         assert.ok(high.limit > low.limit);
       } finally {
