@@ -30,8 +30,9 @@ export interface PlanAsk {
 }
 
 const PERIODS = ['day', 'month'] as const;
-const NO_QUOTA: QuotaAsk[] = [];
-const NO_PERIODS: Period[] = [];
+/** The shared asks' empty lists: frozen, so that a push into a shared ask throws instead of leaking into every admission. */
+const NO_QUOTA = Object.freeze([]) as unknown as QuotaAsk[];
+const NO_PERIODS = Object.freeze([]) as unknown as Period[];
 /** Cached asks kept at most (one per user seen; cleared past it). */
 const MAX_CACHED_ASKS = 10_000;
 const DIRECTIONS = ['up', 'down'] as const;
