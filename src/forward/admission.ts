@@ -99,7 +99,7 @@ const MAX_CACHED_USERS = 10_000;
 /**
  * The shared leases of one admission (`conn:USER` for a sold connection limit, `tun:USER` for
  * a sold tunnel limit), made once per user and limits: an array, one or two objects and their
- * key strings per tunnel less on the Redis path (docs/benchmarks.md section 14).
+ * key strings per tunnel less on the Redis path (docs/benchmarks.md section 15).
  */
 function leasesFor(ctx: ForwardContext, user: string, conn: number | undefined, tun: number | undefined): Leases {
   let byUser = leaseCache.get(ctx);

@@ -216,7 +216,7 @@ export class RedisStore implements Store {
     // dozen properties copied per defined script, a promise, an exec), and the commands this
     // store sends are few (credit blocks: ~0.13 per tunnel, from timers and batches). A lone
     // EVALSHA cost 125–180 µs of CPU with it and 67–80 µs without (this machine, 5,000
-    // sequential calls each; docs/benchmarks.md section 14). What auto-pipelining gave, the
+    // sequential calls each; docs/benchmarks.md section 15). What auto-pipelining gave, the
     // commands of one turn in one write (Redis then runs them back to back, as the GCRA
     // tests expect of a burst), `#r()` keeps by corking the socket until the turn ends.
     this.#redis = new Redis(opts.url, { ...common, enableAutoPipelining: false }) as Scripted;

@@ -16,7 +16,7 @@ export class ConcurrencyLimits {
   /**
    * A connection and a tunnel slot together (a tunnel counts as both): one release function
    * instead of two and the closure joining them (~0.15 KB per tunnel less; docs/benchmarks.md
-   * section 14). The kind that is full when refused (nothing taken then).
+   * section 15). The kind that is full when refused (nothing taken then).
    */
   tryAcquireTunnel(user: string, maxConnections: number, maxTunnels: number): (() => void) | LimitKind {
     const conns = this.#counts.connections;

@@ -65,7 +65,7 @@ export class CredentialCache {
     // same HMAC-SHA256 as `createHmac` gives (test/tenants/credential-cache.test.ts), made
     // with two one-shot `crypto.hash` calls: this runs once per authenticated request or
     // tunnel, and `createHmac` (a native Hmac object and a key import per call) cost about
-    // twice as much (docs/benchmarks.md section 14).
+    // twice as much (docs/benchmarks.md section 15).
     if (HMAC !== undefined) return HMAC.digest(`${user}\0${password}`);
     return crypto.createHmac('sha256', KEY).update(`${user}\0${password}`).digest('binary');
   }

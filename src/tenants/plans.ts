@@ -185,7 +185,7 @@ export class PlanEnforcer {
    * The ask of an admission with no quota total to read (nearly every one: the totals come
    * back with each usage write), made once per user and rate and shared: nobody changes an
    * ask. Saves the ask, its two arrays, the rate object and its key string per admission
-   * (~0.2 KB per tunnel on the Redis path; docs/benchmarks.md section 14).
+   * (~0.2 KB per tunnel on the Redis path; docs/benchmarks.md section 15).
    */
   #rateOnlyAsk(user: string, rps: number | undefined): PlanAsk {
     const had = this.#asks.get(user);
