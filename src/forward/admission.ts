@@ -63,9 +63,7 @@ function admitCombined(
     releaseTun?.();
     releaseConn?.();
   };
-  const leases: Array<{ key: string; max: number }> = [];
-  if (soldConn !== undefined) leases.push({ key: `conn:${user}`, max: soldConn });
-  if (soldTun !== undefined) leases.push({ key: `tun:${user}`, max: soldTun });
+  const leases = leasesFor(ctx, user, soldConn, soldTun);
   const settle = (res: AdmitResult): Release | Failure => {
     const refusal = plan === undefined ? undefined : ctx.plans.settle(user, plan, res);
     if (refusal !== undefined || !res.ok) {
@@ -88,6 +86,34 @@ function admitCombined(
 
 function noop(): void {}
 
+type Leases = ReadonlyArray<{ readonly key: string; readonly max: number }>;
+interface CachedLeases {
+  conn: number | undefined;
+  tun: number | undefined;
+  leases: Leases;
+}
+/** Lease lists per context and user, kept while the limits stay the same (nobody changes one). */
+const leaseCache = new WeakMap<ForwardContext, Map<string, CachedLeases>>();
+const MAX_CACHED_USERS = 10_000;
+
+/**
+ * The shared leases of one admission (`conn:USER` for a sold connection limit, `tun:USER` for
+ * a sold tunnel limit), made once per user and limits: an array, one or two objects and their
+ * key strings per tunnel less on the Redis path (docs/benchmarks.md section 15).
+ */
+function leasesFor(ctx: ForwardContext, user: string, conn: number | undefined, tun: number | undefined): Leases {
+  let byUser = leaseCache.get(ctx);
+  if (byUser === undefined) leaseCache.set(ctx, (byUser = new Map()));
+  const had = byUser.get(user);
+  if (had !== undefined && had.conn === conn && had.tun === tun) return had.leases;
+  const leases: Array<{ key: string; max: number }> = [];
+  if (conn !== undefined) leases.push({ key: `conn:${user}`, max: conn });
+  if (tun !== undefined) leases.push({ key: `tun:${user}`, max: tun });
+  if (byUser.size >= MAX_CACHED_USERS) byUser.clear();
+  byUser.set(user, { conn, tun, leases });
+  return leases;
+}
+
 /**
  * Take a slot for one request (kind 'request') or one tunnel / association (kind
  * 'tunnel', which also counts as a connection). Returns the release function, or the
@@ -106,19 +132,15 @@ export function admit(ctx: ForwardContext, user: string | null, kind: 'request' 
   if (ctx.shared !== undefined && user !== null && (own?.maxConnections !== undefined || planMax !== undefined || (kind === 'tunnel' && own?.maxTunnels !== undefined))) {
     return admitShared(ctx, user, kind, nextHop, own?.maxConnections ?? planMax, planMax, own?.maxTunnels);
   }
-  const releaseConn = ctx.limits.tryAcquire(key, 'connections', maxConn);
-  if (!releaseConn) return connRefused(ctx, user, key, planMax, maxConn, nextHop);
-  if (kind === 'request') return releaseConn;
-  const maxTun = own?.maxTunnels ?? ctx.settings.maxTunnelsPerUser;
-  const releaseTun = ctx.limits.tryAcquire(key, 'tunnels', maxTun);
-  if (!releaseTun) {
-    releaseConn();
-    return tunRefused(key, maxTun, nextHop);
+  if (kind === 'request') {
+    const releaseConn = ctx.limits.tryAcquire(key, 'connections', maxConn);
+    return releaseConn ?? connRefused(ctx, user, key, planMax, maxConn, nextHop);
   }
-  return () => {
-    releaseTun();
-    releaseConn();
-  };
+  const maxTun = own?.maxTunnels ?? ctx.settings.maxTunnelsPerUser;
+  const release = ctx.limits.tryAcquireTunnel(key, maxConn, maxTun);
+  if (release === 'connections') return connRefused(ctx, user, key, planMax, maxConn, nextHop);
+  if (release === 'tunnels') return tunRefused(key, maxTun, nextHop);
+  return release;
 }
 
 function connRefused(ctx: ForwardContext, user: string | null, key: string, planMax: number | undefined, maxConn: number, nextHop: string): Failure {

@@ -39,6 +39,24 @@ export function exitHeaders(choice: ExitChoice | undefined): Record<string, stri
   return h;
 }
 
+type TunnelDialOptions = { readonly guard: ReturnType<ForwardContext['rules']['guardFor']>; readonly connectTimeoutMs: number; readonly dnsTimeoutMs: number };
+/** Options without a signal per guard (the dialers only read them). */
+const tunnelOptions = new WeakMap<ReturnType<ForwardContext['rules']['guardFor']>, TunnelDialOptions>();
+
+/**
+ * `dialOptions` without a signal (a tunnel's dial: the client leaving aborts it through its
+ * handle), one object per guard and timeouts instead of one per tunnel.
+ */
+export function tunnelDialOptions(ctx: ForwardContext, user: string | null): TunnelDialOptions {
+  const guard = ctx.rules.guardFor(user);
+  const s = ctx.settings;
+  const had = tunnelOptions.get(guard);
+  if (had !== undefined && had.connectTimeoutMs === s.connectTimeoutMs && had.dnsTimeoutMs === s.dnsTimeoutMs) return had;
+  const opts = { guard, connectTimeoutMs: s.connectTimeoutMs, dnsTimeoutMs: s.dnsTimeoutMs };
+  tunnelOptions.set(guard, opts);
+  return opts;
+}
+
 /** Dial options every handler uses. */
 export function dialOptions(ctx: ForwardContext, user: string | null, signal?: CancelSignal): { guard: ReturnType<ForwardContext['rules']['guardFor']>; connectTimeoutMs: number; dnsTimeoutMs: number; signal?: CancelSignal } {
   return { guard: ctx.rules.guardFor(user), connectTimeoutMs: ctx.settings.connectTimeoutMs, dnsTimeoutMs: ctx.settings.dnsTimeoutMs, signal };

@@ -3,7 +3,7 @@ import { Failure, classify } from '../failure/index.js';
 import type { DialHandle, ExitChoice, TunnelDialSink } from '../egress/index.js';
 import type { FinishFields } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
-import { dialOptions, noteExit, noteFailedExit } from './egress-admission.js';
+import { noteExit, noteFailedExit, tunnelDialOptions } from './egress-admission.js';
 import type { ForwardPipeline, ForwardRequest, ForwardResponder } from './pipeline.js';
 import { NOT_CONNECTED, fieldsOf } from './record-fields.js';
 import { Tunnel, type TunnelEnd } from './tunnel.js';
@@ -57,7 +57,7 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
       this.watchClient();
       const ctx = this.#ctx;
       const req = this.#req;
-      const dial = ctx.egress.dialTo(req.target, dialOptions(ctx, req.route.user), req.route, this);
+      const dial = ctx.egress.dialTo(req.target, tunnelDialOptions(ctx, req.route.user), req.route, this);
       if (!this.#done && this.server === undefined) this.#dial = dial;
     } catch (err) {
       this.#crashed(err);

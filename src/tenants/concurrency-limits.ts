@@ -13,6 +13,29 @@ export class ConcurrencyLimits {
     return this.#counts[kind].get(user) ?? 0;
   }
 
+  /**
+   * A connection and a tunnel slot together (a tunnel counts as both): one release function
+   * instead of two and the closure joining them (~0.15 KB per tunnel less; docs/benchmarks.md
+   * section 15). The kind that is full when refused (nothing taken then).
+   */
+  tryAcquireTunnel(user: string, maxConnections: number, maxTunnels: number): (() => void) | LimitKind {
+    const conns = this.#counts.connections;
+    const tuns = this.#counts.tunnels;
+    const c = conns.get(user) ?? 0;
+    if (c >= maxConnections) return 'connections';
+    const t = tuns.get(user) ?? 0;
+    if (t >= maxTunnels) return 'tunnels';
+    conns.set(user, c + 1);
+    tuns.set(user, t + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      decrement(tuns, user);
+      decrement(conns, user);
+    };
+  }
+
   /** Undefined when `user` already holds `max` of `kind`. */
   tryAcquire(user: string, kind: LimitKind, max: number): (() => void) | undefined {
     const counts = this.#counts[kind];
@@ -28,4 +51,10 @@ export class ConcurrencyLimits {
       else counts.set(user, left);
     };
   }
+}
+
+function decrement(counts: Map<string, number>, user: string): void {
+  const left = (counts.get(user) ?? 1) - 1;
+  if (left <= 0) counts.delete(user);
+  else counts.set(user, left);
 }

@@ -31,6 +31,11 @@ export interface PlanAsk {
 }
 
 const PERIODS = ['day', 'month'] as const;
+/** The shared asks' empty lists: frozen, so that a push into a shared ask throws instead of leaking into every admission. */
+const NO_QUOTA = Object.freeze([]) as unknown as QuotaAsk[];
+const NO_PERIODS = Object.freeze([]) as unknown as Period[];
+/** Cached asks kept at most (one per user seen; cleared past it). */
+const MAX_CACHED_ASKS = 10_000;
 const DIRECTIONS = ['up', 'down'] as const;
 
 /** A plan's byte limits for a period; undefined when it limits neither direction. */
@@ -61,6 +66,8 @@ export class PlanEnforcer {
   /** Usage per user, day and month, written to the Store in batches. */
   readonly ledger: UsageLedger;
   /** user → direction → epoch ms the block ends. */
+  /** Shared asks per user (`#rateOnlyAsk`). */
+  readonly #asks = new Map<string, PlanAsk>();
   readonly #over = new Map<string, { up: number; down: number; why: { up: string; down: string } }>();
 
   readonly #shared: SharedState | undefined;
@@ -144,13 +151,14 @@ export class PlanEnforcer {
     const now = this.#now();
     const over = this.#blocked(user, now);
     if (over) return over;
-    const ask: PlanAsk = { quota: [], periods: [] };
+    let ask: PlanAsk | undefined;
     for (const period of PERIODS) {
       const limits = byteLimits(plan, period);
       if (limits === undefined) continue;
       const used = this.ledger.fresh(user, period, now);
       if (used === undefined) {
         const w = this.ledger.waitingFor(user, period);
+        ask ??= { quota: [], periods: [] };
         ask.quota.push({ key: w.key, up: limits.up === undefined ? undefined : limits.up - w.up, down: limits.down === undefined ? undefined : limits.down - w.down });
         ask.periods.push(period);
         continue;
@@ -159,7 +167,23 @@ export class PlanEnforcer {
       if (refusal) return refusal;
     }
     const rps = plan.requestsPerSecond;
+    if (ask === undefined) return this.#rateOnlyAsk(user, rps);
     if (rps !== undefined) ask.rate = { key: `rate:${user}`, perSecond: rps, burst: rps };
+    return ask;
+  }
+
+  /**
+   * The ask of an admission with no quota total to read (nearly every one: the totals come
+   * back with each usage write), made once per user and rate and shared: nobody changes an
+   * ask. Saves the ask, its two arrays, the rate object and its key string per admission
+   * (~0.2 KB per tunnel on the Redis path; docs/benchmarks.md section 15).
+   */
+  #rateOnlyAsk(user: string, rps: number | undefined): PlanAsk {
+    const had = this.#asks.get(user);
+    if (had !== undefined && had.rate?.perSecond === rps) return had;
+    const ask: PlanAsk = { quota: NO_QUOTA, periods: NO_PERIODS, rate: rps === undefined ? undefined : { key: `rate:${user}`, perSecond: rps, burst: rps } };
+    if (this.#asks.size >= MAX_CACHED_ASKS) this.#asks.clear();
+    this.#asks.set(user, ask);
     return ask;
   }
 

@@ -84,6 +84,8 @@ function label(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+const MAX_USER_GUARDS = 10_000;
+
 export class DestinationRules {
   readonly #global: RuleSet;
   readonly #allowPrivate: boolean;
@@ -195,9 +197,17 @@ export class DestinationRules {
   /** The dialer's guard for one user. */
   /** The guard of requests without a user (no authentication): made once, not per tunnel. */
   #anonymousGuard: AddressGuard | undefined;
+  readonly #userGuards = new Map<string, AddressGuard>();
 
   guardFor(user: string | null): AddressGuard {
     if (user === null) return (this.#anonymousGuard ??= (a: ResolvedAddress, t: DialTarget) => this.checkAddress(null, t.host, t.port, a.address));
-    return (a: ResolvedAddress, t: DialTarget) => this.checkAddress(user, t.host, t.port, a.address);
+    // One guard per user, kept (a closure per tunnel before; bounded like the other per-user maps).
+    let g = this.#userGuards.get(user);
+    if (g === undefined) {
+      if (this.#userGuards.size >= MAX_USER_GUARDS) this.#userGuards.clear();
+      g = (a: ResolvedAddress, t: DialTarget) => this.checkAddress(user, t.host, t.port, a.address);
+      this.#userGuards.set(user, g);
+    }
+    return g;
   }
 }
