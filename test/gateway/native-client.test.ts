@@ -160,11 +160,37 @@ describe('upgrade', () => {
     });
     echo.listen(0, '127.0.0.1');
     await once(echo, 'listening');
-    ugw = await startTestGateway({ clusters: { ws: { endpoints: [`http://127.0.0.1:${(echo.address() as AddressInfo).port}`], client: 'native' } }, routes: [{ cluster: 'ws' }] });
+    ugw = await startTestGateway({
+      clusters: {
+        ws: { endpoints: [`http://127.0.0.1:${(echo.address() as AddressInfo).port}`], client: 'native' },
+        // An upstream that reads the upgrade request and never answers.
+        mute: { endpoints: [up.url], client: 'native', timeouts: { response: '1s' }, outlierDetection: { enabled: false } },
+      },
+      routes: [{ match: { pathPrefix: '/mute' }, cluster: 'mute' }, { cluster: 'ws' }],
+    });
   });
   after(async () => {
     await ugw?.close();
     echo?.close();
+  });
+
+  test('an upgrade the upstream never answers ends in 504 http_response_timeout (the wait undici timed itself)', { timeout: 30_000 }, async () => {
+    answerNext = () => ({ pieces: [] });
+    const sock = connect(ugw.port, '127.0.0.1');
+    await once(sock, 'connect');
+    let text = '';
+    sock.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+    });
+    sock.write('GET /mute/ws HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    const deadline = Date.now() + 20_000;
+    while (!text.includes('\r\n\r\n')) {
+      if (Date.now() > deadline) throw new Error(`no answer: ${JSON.stringify(text)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    sock.destroy();
+    assert.match(text, /^HTTP\/1\.1 504 /);
+    assert.match(text, /error=http_response_timeout/);
   });
 
   test('a 101 hands the socket over: bytes after the head and the tunnel both pass', { timeout: 20_000 }, async () => {
