@@ -903,8 +903,10 @@ export class NativeClient extends EventEmitter {
         line = cr + 2;
       }
       this.#checkedTo = lineStart - base;
-      const upTo = buf[buf.length - 1] === CR ? buf.length - 1 : buf.length; // a CR at the end may be the line's
-      if (lineStart < upTo) checkHeadLine(buf, lineStart, upTo, lineStart === base, false);
+      // A CR at the end can only end the line: the line before it is then judged whole.
+      const crEnd = buf[buf.length - 1] === CR;
+      const upTo = crEnd ? buf.length - 1 : buf.length;
+      if (lineStart < upTo) checkHeadLine(buf, lineStart, upTo, lineStart === base, crEnd);
       this.#partial = base === 0 ? buf : buf.subarray(base);
       this.#scanFrom = lineStart - base;
       return d.length;
@@ -1086,9 +1088,11 @@ export class NativeClient extends EventEmitter {
     const lf = buf.indexOf(LF, start);
     if (lf < 0) {
       // Judge what is there now (llhttp refuses a bad byte as it comes, not at the line's end).
-      const upTo = buf[buf.length - 1] === CR ? buf.length - 1 : buf.length; // a CR at the end may be the line's
-      if (this.#state === S_CHUNK_SIZE) chunkLine(buf, start, upTo, false);
-      else if (this.#state === S_TRAILERS) checkHeadLine(buf, start, upTo, false, false);
+      // A CR at the end can only end the line: the line before it is then judged whole.
+      const crEnd = buf[buf.length - 1] === CR;
+      const upTo = crEnd ? buf.length - 1 : buf.length;
+      if (this.#state === S_CHUNK_SIZE) chunkLine(buf, start, upTo, crEnd);
+      else if (this.#state === S_TRAILERS && upTo > start) checkHeadLine(buf, start, upTo, false, crEnd);
       const bound = this.#state === S_TRAILERS ? this.#opts.maxHeaderSize * 4 + 1024 : MAX_CHUNK_LINE;
       if (buf.length - start > bound) {
         if (this.#state === S_TRAILERS) throw new HeadersOverflowError();
