@@ -1229,6 +1229,3 @@ export class NativeClient extends EventEmitter {
     this.#next();
   }
 }
-
-/** The response's Content-Length did not match its body (kept for the classifier's vocabulary). */
-export const contentLengthMismatch = (): Error => new ResponseContentLengthMismatchError();
