@@ -139,6 +139,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
           maxResponseHeaderSize: c.maxResponseHeaderSize,
           protocol: c.protocol,
           h2MaxStreams: c.h2MaxStreams,
+          client: c.client,
           balancer: c.balancer.startsWith(CUSTOM) ? c.balancer.slice(CUSTOM.length) : c.balancer,
           balancers,
           hashOn: c.hashOn,

@@ -1,4 +1,4 @@
-import { destroyAfter } from '../timing/deadlines.js';
+import { Timeout, destroyAfter } from '../timing/deadlines.js';
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -7,6 +7,7 @@ import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import type { Dispatcher } from 'undici';
 import { Failure, classify } from '../failure/index.js';
 import { plainAddress } from '../http/trust.js';
+import { NativeClient } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
@@ -74,6 +75,9 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   #bytesIn = 0;
   #bytesOut = 0;
   #release: (() => void) | undefined;
+  /** client native: the wait for the upstream's head (undici's Client times it with the cluster's response timeout itself). */
+  #headTimer: Timeout | undefined;
+  #abortUp: ((err?: Error) => void) | undefined;
 
   constructor(ctx: GatewayContext, req: IncomingMessage, socket: Duplex, head: Buffer, listener: string, via: string) {
     this.#ctx = ctx;
@@ -228,6 +232,10 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       ep.inflight--;
       ep.pool.release(client, Date.now(), false);
     };
+    if (client instanceof NativeClient) {
+      const ms = route.cluster.responseTimeoutMs;
+      this.#headTimer = new Timeout(() => this.#abortUp?.(new Failure({ type: 'http_response_timeout', phase: 'headers', nextHop: ep.nextHop, detail: `no upgrade answer within ${ms} ms` })), ms);
+    }
     const tracing = this.#ctx.tracing;
     let headers = this.#headers;
     if (tracing !== undefined) {
@@ -250,6 +258,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   // ---- undici dispatch handler -----------------------------------------------------------
 
   onConnect(abort: (err?: Error) => void): void {
+    this.#abortUp = abort;
     this.#connected = true;
     this.#attempt!.phase = 'send';
     if (this.#socket.destroyed) abort();
@@ -325,6 +334,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
 
   /** The upstream's final head (101 or another answer): record it, passive health, give back the admission slot. */
   #finalHead(statusCode: number): void {
+    this.#headTimer?.cancel();
     this.#status = statusCode;
     const a = this.#attempt!;
     a.status = statusCode;
@@ -361,6 +371,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   }
 
   #settle(): void {
+    this.#headTimer?.cancel();
     const r = this.#release;
     this.#release = undefined;
     r?.();

@@ -22,6 +22,8 @@ export interface ClusterSettings {
   protocol?: 'http1' | 'h2' | 'h2c';
   /** HTTP/2 only: requests at once on one upstream connection (default 100). */
   h2MaxStreams?: number;
+  /** The HTTP/1.1 client toward the endpoints (default undici). */
+  client?: 'undici' | 'native';
   /** A built-in balancer's name, or a custom one's in `balancers`. */
   balancer: string;
   /** Where `balancer` is looked up; default the built-ins. */
@@ -103,6 +105,7 @@ export class Cluster {
           maxResponseHeaderSize: s.maxResponseHeaderSize,
           protocol: s.protocol,
           h2MaxStreams: s.h2MaxStreams,
+          client: s.client,
           tls: s.tls,
           lookup,
         }),

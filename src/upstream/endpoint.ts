@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
 import { buildConnector } from 'undici';
-import { ConnectionPool } from '../pool/index.js';
+import { ConnectionPool, type PoolConnection } from '../pool/index.js';
 
 /** Requests one upstream HTTP/2 connection carries at once by default (undici's own default, and nghttp2's usual limit). */
 const H2_STREAMS_PER_CONNECTION = 100;
@@ -19,6 +19,8 @@ export interface EndpointOptions {
   protocol?: 'http1' | 'h2' | 'h2c';
   /** HTTP/2 only: requests at once on one connection before the pool opens another (default 100). */
   h2MaxStreams?: number;
+  /** The HTTP/1.1 client: undici's (default) or the hand-written one (pool/native-client.ts). HTTP/1.1 only. */
+  client?: 'undici' | 'native';
   draining?: boolean;
   tls: { verify: boolean; ca?: string; servername?: string };
   lookup: LookupFunction;
@@ -33,7 +35,7 @@ export class Endpoint {
   /** Host header value when a route asks for the endpoint's own. */
   readonly hostHeader: string;
   readonly weight: number;
-  readonly pool: ConnectionPool;
+  readonly pool: ConnectionPool<PoolConnection>;
   /** Requests in flight to this endpoint. */
   inflight = 0;
   // ---- status: health checks and the outlier detector write it; balancers only read it ----
@@ -76,7 +78,7 @@ export class Endpoint {
     this.draining = opts.draining ?? false;
     const h2 = opts.protocol === 'h2' || opts.protocol === 'h2c';
     const h2Streams = opts.h2MaxStreams ?? H2_STREAMS_PER_CONNECTION;
-    this.pool = new ConnectionPool({
+    this.pool = new ConnectionPool<PoolConnection>({
       origin: this.origin,
       maxConnections: opts.maxConnections ?? Infinity,
       keepAliveMs: opts.keepAliveMs,
@@ -96,6 +98,7 @@ export class Endpoint {
       servername: opts.tls.servername,
       // HTTP/2 upstream: up to `h2MaxStreams` requests at once on one connection (multiplexed).
       maxStreams: h2 ? h2Streams : 1,
+      native: opts.client === 'native',
     });
   }
 
