@@ -90,6 +90,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   #tried: Set<Endpoint> | undefined;
   /** A retry decided and waiting for its delay. */
   #pending: RetryAgain | undefined;
+  /** Retries after a lost keep-alive race: they give their try back (`#facts`). */
+  #raceRetries = 0;
   /** Held while every endpoint is down: the failure to answer with if none comes back. */
   #held: Failure | undefined;
   /** performance.now() when it was first held (0: never); the hold time counts from there. */
@@ -501,7 +503,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       responseStarted,
       idempotent: this.#idempotent,
       replayable: a.relay === undefined || a.relay.replayable,
-      tries: this.attempts.length,
+      // A lost keep-alive race gives its try back (as nginx's ngx_http_upstream_next does for a
+      // cached connection): `retry.tries: 1` still sends a GET again on a fresh connection.
+      tries: this.attempts.length - this.#raceRetries,
       elapsedMs: performance.now() - this.t0,
       clientGone: this.clientGone,
     };
@@ -574,8 +578,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 
   #decided(a: Attempt, d: RetryDecision, now: number): void {
     if (d.action === 'retry') {
-      // A keep-alive race retry (fresh) did not need the budget and does not spend it.
+      // A keep-alive race retry (fresh) did not need the budget and does not spend it, nor a try.
       if (!d.fresh) this.route!.cluster.retryBudget.onRetry(now);
+      else this.#raceRetries++;
       (this.#tried ??= new Set()).add(d.avoid);
     } else if (d.budget) {
       a.record.detail = `${a.record.detail ?? ''} (retry budget exhausted)`.trim();

@@ -127,7 +127,7 @@ export function decideOnFailure(f: Failure, t: TryFacts, rules: RetryRules, budg
   // meant to stop retry storms against a failing upstream must not turn these into 502s (an
   // upstream that closes every connection after one request makes every reused try race).
   const race = lostKeepAliveRace(f, t.reused, t.responseStarted);
-  const no = refusal(kind, t, rules, race ? undefined : budget, now);
+  const no = refusal(kind, t, rules, race ? undefined : budget, now, race);
   if (no !== undefined) return no;
   return { action: 'retry', fresh: race, delayMs: race ? 0 : backoffMs(rules.retry, t.tries), avoid: t.endpoint };
 }
@@ -146,9 +146,13 @@ export function decideOnStatus(status: number, raw: readonly Buffer[], t: TryFac
   return { action: 'retry', fresh: false, delayMs: Math.max(wait ?? 0, backoffMs(rules.retry, t.tries)), avoid: t.endpoint };
 }
 
-/** Why another try is not allowed for a failure of this kind, or undefined when it is. */
-function refusal(kind: RetryKind, t: TryFacts, rules: RetryRules, budget: RetryBudget | undefined, now: number): RetryDecision | undefined {
-  if (t.tries >= rules.retry.tries || t.clientGone) return FAIL;
+/**
+ * Why another try is not allowed for a failure of this kind, or undefined when it is. A lost
+ * keep-alive race (`race`) uses up no try (the caller does not count it in `t.tries` either):
+ * its retry goes on a fresh connection, which cannot lose the race, so it cannot repeat.
+ */
+function refusal(kind: RetryKind, t: TryFacts, rules: RetryRules, budget: RetryBudget | undefined, now: number, race = false): RetryDecision | undefined {
+  if ((!race && t.tries >= rules.retry.tries) || t.clientGone) return FAIL;
   if (!rules.retryOn.has(kind)) return FAIL;
   // A timeout retried on the endpoint that just timed out would only double the wait.
   if (kind === 'timeout' && !t.alternative) return FAIL;

@@ -68,9 +68,13 @@ test('the keep-alive race needs no retry budget: the pool lost its own bet, the 
   // a budget for upstream failures must not turn those into 502s (found by the race family).
   const b = new RetryBudget({ ratio: 0, minPerSecond: 0, windowMs: 10_000 });
   assert.deepEqual(decideOnFailure(reset, facts({ reused: true }), rules, b, Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep });
-  // Still only for idempotent requests, and within the tries.
+  // Still only for idempotent requests; but it uses up no try (nginx gives a cached connection's
+  // try back too): at the last try, and with tries: 1, it is sent again on a fresh connection.
   assert.deepEqual(decideOnFailure(reset, facts({ reused: true, idempotent: false }), rules, b, Date.now()), { action: 'fail' });
-  assert.deepEqual(decideOnFailure(reset, facts({ reused: true, tries: 3 }), rules, b, Date.now()), { action: 'fail' });
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true, tries: 3 }), rules, b, Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep });
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true }), { ...rules, retry: { ...rules.retry, tries: 1 } }, b, Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep });
+  // A client that left is not retried for.
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true, clientGone: true }), rules, b, Date.now()), { action: 'fail' });
   // Any other reset still needs the budget.
   assert.deepEqual(decideOnFailure(reset, facts({ reused: false }), rules, b, Date.now()), { action: 'fail', budget: true });
 });

@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { request } from 'undici';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startPiecewiseUpstream, type PiecewiseUpstream } from '../helpers/piecewise-upstream.js';
+import { between, seededRun } from '../helpers/seeded.js';
+
+/**
+ * A lost keep-alive race (a reused connection closed before any response byte) is the pool's
+ * own bet lost, not a failure of the endpoint: the request is sent again on a fresh connection
+ * whatever the route's `retry.tries` (1 included), and that retry does not use up a try
+ * (nginx does the same for a cached connection's error: ngx_http_upstream_next gives the try
+ * back). Found with `client: native` and `tries: 1`: a GET that lost the race got a 502.
+ *
+ * The upstream here answers the first request of every connection and ends the connection
+ * (FIN) or resets it (RST), unanswered, when a second request comes on it: every request on a
+ * reused connection loses the race, deterministically.
+ */
+
+const opened: Array<TestGateway | PiecewiseUpstream> = [];
+after(async () => {
+  for (const o of opened.reverse()) await o.close();
+});
+
+describe('a lost keep-alive race does not use up a try', () => {
+  for (const client of ['undici', 'native'] as const) {
+    test(`${client}: GETs on reused connections that the upstream ends unanswered are all answered, for tries 1..3 (FIN and RST)`, { timeout: 120_000 }, async () => {
+      await seededRun(`race retry tries (${client})`, async (rand) => {
+        for (let round = 0; round < 6; round++) {
+          const tries = between(rand, 1, 3);
+          const reset = rand() < 0.5;
+          const up = await startPiecewiseUpstream((req) => (req.index === 0 ? { pieces: [`HTTP/1.1 200 OK\r\nContent-Length: ${req.path.length}\r\n\r\n${req.path}`] } : reset ? { pieces: [], closeAfterMs: 0 } : { pieces: [], close: true }));
+          opened.push(up);
+          const gw = await startTestGateway({
+            clusters: { up: { endpoints: [up.url], client, outlierDetection: { enabled: false }, keepAlive: '30s' } },
+            routes: [{ cluster: 'up', retry: { tries } }],
+          });
+          opened.push(gw);
+          const n = between(rand, 3, 12);
+          for (let i = 0; i < n; i++) {
+            const path = `/r${round}/${i}`;
+            const res = await request(`${gw.url}${path}`);
+            const body = await res.body.text();
+            assert.equal(res.statusCode, 200, `round ${round} (tries ${tries}, ${reset ? 'RST' : 'FIN'}), request ${i}: ${body.slice(0, 300)}`);
+            assert.equal(body, path);
+          }
+          // Every request after the first found the previous connection idle and reused it: one race each, then a fresh connection.
+          const lines = gw.logs.filter((l) => l.type === 'access');
+          assert.equal(lines.length, n);
+          const raced = lines.filter((l) => (l.attempts?.length ?? 0) === 2);
+          for (const l of raced) {
+            const [first, second] = l.attempts as unknown as Array<{ connection: string; error?: string }>;
+            assert.equal(first!.connection, 'reused', JSON.stringify(l.attempts));
+            assert.equal(first!.error, 'connection_terminated', JSON.stringify(l.attempts));
+            assert.equal(second!.connection, 'new', JSON.stringify(l.attempts));
+          }
+          assert.ok(raced.length >= 1, `round ${round}: some request raced (${lines.map((l) => l.attempts?.length).join(',')})`);
+          await gw.close();
+          await up.close();
+          opened.length = 0;
+        }
+      });
+    });
+  }
+});
