@@ -22,7 +22,7 @@ import { caseAddress, mutate, Rng } from './mutate.js';
  * after the case's bytes is compared too. Cases: a hand-written corpus of valid and hostile
  * responses, then seeded mutations of the valid ones.
  *
- * Knobs: GATEWISE_SEED (printed), DIFF_CASES (mutated cases, default 120), DIFF_SECONDS
+ * Knobs: GATEWISE_SEED (printed), DIFF_CASES (mutated cases, default 200), DIFF_SECONDS
  * (time budget of the mutated cases, default 60), DIFF_CASE (run only the case with this
  * name or index), GATEWISE_DIFF_AA=1 (A/A control: undici on both sides; also used while
  * the config has no `client` field).
@@ -671,7 +671,7 @@ describe('differential: the native upstream client against undici (llhttp) throu
 
   it('the same upstream bytes, split at random points, give the same client-visible answer and record through both clients', { timeout: 900_000 }, async () => {
     const onlyCase = process.env.DIFF_CASE;
-    const mutatedCount = Number(process.env.DIFF_CASES ?? 120);
+    const mutatedCount = Number(process.env.DIFF_CASES ?? 200);
     const budgetMs = Number(process.env.DIFF_SECONDS ?? 60) * 1000;
     const all: DiffCase[] = [...HAND];
     for (let i = 0; i < mutatedCount; i++) all.push(mutatedCase(new Rng((seed ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0), i));
