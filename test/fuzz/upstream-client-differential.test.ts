@@ -22,8 +22,9 @@ import { caseAddress, mutate, Rng } from './mutate.js';
  * after the case's bytes is compared too. Cases: a hand-written corpus of valid and hostile
  * responses, then seeded mutations of the valid ones.
  *
- * Knobs: GATEWISE_SEED (printed), DIFF_CASES (mutated cases, default 200), DIFF_SECONDS
- * (time budget of the mutated cases, default 60), DIFF_CASE (run only the case with this
+ * Knobs: GATEWISE_SEED (printed; else FUZZ_SEED, else random), DIFF_CASES (mutated cases,
+ * default 200, or FUZZ_CASES), DIFF_SECONDS (time budget of the mutated cases, default 60, or
+ * FUZZ_SECONDS), DIFF_CASE (run only the case with this
  * name or index), GATEWISE_DIFF_AA=1 (A/A control: undici on both sides; also used while
  * the config has no `client` field).
  *
@@ -601,7 +602,8 @@ interface Outcome {
 }
 
 describe('differential: the native upstream client against undici (llhttp) through the reverse gateway', () => {
-  const seed = runSeed();
+  // `npm run fuzz` passes its FUZZ_SEED and FUZZ_SECONDS; GATEWISE_SEED wins.
+  const seed = process.env.GATEWISE_SEED || !process.env.FUZZ_SEED ? runSeed() : Number(process.env.FUZZ_SEED) >>> 0;
   let h: Harness;
   let native: Side = 'native';
   let aa = false;
@@ -671,8 +673,9 @@ describe('differential: the native upstream client against undici (llhttp) throu
 
   it('the same upstream bytes, split at random points, give the same client-visible answer and record through both clients', { timeout: 900_000 }, async () => {
     const onlyCase = process.env.DIFF_CASE;
-    const mutatedCount = Number(process.env.DIFF_CASES ?? 200);
-    const budgetMs = Number(process.env.DIFF_SECONDS ?? 60) * 1000;
+    const env = process.env;
+    const mutatedCount = Number(env.DIFF_CASES ?? env.FUZZ_CASES ?? (env.FUZZ_SECONDS ? 100_000 : 200));
+    const budgetMs = Number(env.DIFF_SECONDS ?? env.FUZZ_SECONDS ?? 60) * 1000;
     const all: DiffCase[] = [...HAND];
     for (let i = 0; i < mutatedCount; i++) all.push(mutatedCase(new Rng((seed ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0), i));
     const chosen = all.map((kase, index) => ({ kase, index })).filter(({ kase, index }) => onlyCase === undefined || onlyCase === '' || kase.name === onlyCase || String(index) === onlyCase);
