@@ -235,6 +235,10 @@ export const clusterSchema = z
       .enum(['http1', 'h2', 'h2c'])
       .default('http1')
       .describe('HTTP version toward the endpoints: http1 (HTTP/1.1), h2 (HTTP/2 over TLS, https:// endpoints; an endpoint that does not offer h2 by ALPN is spoken to in HTTP/1.1) or h2c (HTTP/2 with prior knowledge over cleartext, http:// endpoints). gRPC needs h2 or h2c: its trailers (grpc-status) are passed through to the client. Default http1.'),
+    client: z
+      .enum(['undici', 'native'])
+      .default('undici')
+      .describe('The HTTP/1.1 client toward the endpoints: undici (default), or native, Gatewise\'s own keep-alive client on node:net (less CPU per request; HTTP/1.1 only, so not with protocol h2 or h2c). Both keep the same pool, timeouts, retries and error types (docs/upstream-client.md).'),
   })
   .strict();
 
@@ -458,6 +462,9 @@ export function configCrossChecks(raw: unknown): CrossProblem[] {
     if (!isObj(c)) continue;
     if ((c.balancer === 'ring-hash' || c.balancer === 'maglev') && !c.hashOn) {
       out.push({ path: ['clusters', name, 'hashOn'], message: `balancer ${c.balancer} needs hashOn (header, cookie or clientAddress)` });
+    }
+    if (c.client === 'native' && (c.protocol === 'h2' || c.protocol === 'h2c')) {
+      out.push({ path: ['clusters', name, 'client'], message: `client native speaks HTTP/1.1 only: it cannot serve protocol ${c.protocol} (use client undici, or protocol http1)` });
     }
     if (isObj(c.limits) && c.limits.adaptive && c.limits.maxConcurrent) {
       out.push({ path: ['clusters', name, 'limits'], message: 'use either maxConcurrent or adaptive, not both' });

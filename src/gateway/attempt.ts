@@ -1,7 +1,8 @@
 import type { Dispatcher } from 'undici';
 import { Failure, classify } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
-import { PooledClient, lostKeepAliveRace, type TimedExpectClient } from '../pool/index.js';
+import { ExpectClient } from '../http/expect-client.js';
+import { lostKeepAliveRace, type PoolConnection, type TimedExpectClient } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { BodyRelay } from './body-relay.js';
 import type { AttemptRecord } from './events.js';
@@ -23,7 +24,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   /** The waits for the response head and between body bytes. */
   readonly #timer = new ResponseTimer(this);
   /** A pooled connection, or a connection of its own for an `Expect: 100-continue` request. */
-  #client: PooledClient | TimedExpectClient | undefined;
+  #client: PoolConnection | TimedExpectClient | undefined;
   #abort: ((err?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   /** The connection was usable (request bytes may have left). */
@@ -45,7 +46,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
    */
   #endedAtHead = false;
 
-  constructor(ex: Exchange, ep: Endpoint, client: PooledClient | TimedExpectClient, relay: BodyRelay | undefined, startMs: number) {
+  constructor(ex: Exchange, ep: Endpoint, client: PoolConnection | TimedExpectClient, relay: BodyRelay | undefined, startMs: number) {
     this.#ex = ex;
     this.#timer.sendMs = ex.clientLimits.sendMs;
     this.endpoint = ep;
@@ -80,7 +81,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   /** Send the request (once). */
   dispatch(path: string, method: string, headers: string[]): void {
     const client = this.#client!;
-    if (!(client instanceof PooledClient)) {
+    if (client instanceof ExpectClient) {
       client.dispatch({ path, method, headers, body: this.relay ?? null }, this);
       return;
     }
@@ -345,8 +346,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     const client = this.#client;
     if (client !== undefined) {
       this.#client = undefined;
-      if (client instanceof PooledClient) ep.pool.release(client, Date.now(), ok);
-      else client.close();
+      if (client instanceof ExpectClient) client.close();
+      else ep.pool.release(client, Date.now(), ok);
     }
   }
 }

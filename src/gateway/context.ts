@@ -138,6 +138,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
           maxConnections: c.maxConnections,
           maxResponseHeaderSize: c.maxResponseHeaderSize,
           protocol: c.protocol,
+          client: c.client,
           balancer: c.balancer.startsWith(CUSTOM) ? c.balancer.slice(CUSTOM.length) : c.balancer,
           balancers,
           hashOn: c.hashOn,

@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { Failure, classify, type AttemptProgress } from '../failure/index.js';
 import { Timeout } from '../timing/deadlines.js';
-import type { PooledClient } from '../pool/index.js';
+import type { PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { CacheEntry, varyValuesOf, type RouteCache } from '../cache/index.js';
 import { admitPhase, type Admittable } from './admit.js';
@@ -49,7 +49,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable {
   #admittedAt = 0;
   #headersAt = 0;
   #ep: Endpoint | undefined;
-  #client: PooledClient | undefined;
+  #client: PoolConnection | undefined;
   #timer: Timeout | undefined;
   #abort: ((err?: Error) => void) | undefined;
   #attempt: AttemptRecord | undefined;

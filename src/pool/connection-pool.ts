@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { Client, type buildConnector, type Dispatcher } from 'undici';
 import { ExpectClient } from '../http/expect-client.js';
+import { NativeClient } from './native-client.js';
 import { timedConnector, type ConnectTimings } from './timed-connector.js';
 
 /** An ExpectClient over the endpoint's connector, with the timings of its connect. */
@@ -24,7 +25,9 @@ export type TimedExpectClient = ExpectClient & { readonly timings: ConnectTiming
  *    last response, §9.6; only a connection with no idle time before the request cannot
  *    lose that race). Afterwards the connection joins the idle list like any other;
  *  - a retry can ask for a fresh connection.
- * Each connection is an undici Client (one socket, no pipelining).
+ * Each connection is an undici Client (one socket, no pipelining), or with `native` set a
+ * `NativeClient` (native-client.ts: the hand-written HTTP/1.1 client), both seen through
+ * `PoolConnection`.
  *
  * "Idempotent" for `acquire` means "may be retried on a fresh connection if it loses the
  * race": a caller that cannot resend a request's body passes false for it whatever its method.
@@ -66,6 +69,29 @@ export class PooledClient extends Client {
   remoteAddress: string | undefined;
 }
 
+/**
+ * What the pool and its users (the gateway's Attempt, revalidation and upgrade, the forward
+ * relay) use of a connection: undici's `Client` surface, which `PooledClient` and
+ * `NativeClient` both have. `connected` is kept by the pool from the 'connect' and
+ * 'disconnect' events.
+ */
+export interface PoolConnection {
+  active: number;
+  uses: number;
+  lastUsed: number;
+  connected: boolean;
+  readonly timings: ConnectTimings;
+  servername: string | undefined;
+  remoteAddress: string | undefined;
+  pipelining: number | undefined;
+  readonly destroyed: boolean;
+  readonly closed: boolean;
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  close(): Promise<void>;
+  destroy(err?: Error | null): Promise<void>;
+  on(event: string, listener: (...args: any[]) => void): this;
+}
+
 export interface ConnectionPoolOptions {
   origin: string;
   maxConnections: number;
@@ -82,15 +108,26 @@ export interface ConnectionPoolOptions {
    * An HTTP/1.1 connection (an h2 cluster whose upstream agreed only to http/1.1) keeps 1.
    */
   maxStreams?: number;
+  /**
+   * The hand-written HTTP/1.1 client (native-client.ts) instead of undici's for every
+   * connection (a cluster's `client: native`). HTTP/1.1 only: never with `maxStreams` > 1.
+   * Its header limit and keep-alive come from `clientOptions` (maxHeaderSize, keepAliveTimeout,
+   * keepAliveTimeoutThreshold).
+   */
+  native?: boolean;
 }
 
-export class ConnectionPool {
+/**
+ * `C` is the connection type its users see: `PooledClient` (undici) unless the pool was made
+ * with `native` (then `PoolConnection`, which both are).
+ */
+export class ConnectionPool<C extends PoolConnection = PooledClient> {
   readonly #opts: ConnectionPoolOptions;
   /** Idle connections, most recently used last. */
-  readonly #idle: PooledClient[] = [];
-  readonly #all = new Set<PooledClient>();
+  readonly #idle: C[] = [];
+  readonly #all = new Set<C>();
   /** Retired connections still finishing a request (closed gracefully): `destroy` reaches them too. */
-  readonly #retiring = new Set<PooledClient>();
+  readonly #retiring = new Set<C>();
   /** Shortest idle age at which the upstream closed a connection (ms), forgotten after LEARN_TTL_MS. */
   learnedIdleMs = Infinity;
   #learnedAt = 0;
@@ -123,7 +160,7 @@ export class ConnectionPool {
    * connection within the safe idle time (and closes older ones); `fresh` (a retry after
    * the race) and non-idempotent requests get a new connection.
    */
-  acquire(now: number, idempotent: boolean, fresh: boolean): PooledClient {
+  acquire(now: number, idempotent: boolean, fresh: boolean): C {
     const streams = this.#opts.maxStreams ?? 1;
     if (streams > 1 && !fresh) {
       // HTTP/2: another stream on a busy h2 connection (no keep-alive race on a connection in
@@ -158,7 +195,7 @@ export class ConnectionPool {
     if (this.#all.size < this.#opts.maxConnections || this.#all.size === 0) return this.#open();
     // Every connection is busy: queue on the least busy one (the one case in which a
     // non-idempotent request follows another request on its connection).
-    let best: PooledClient | undefined;
+    let best: C | undefined;
     for (const c of this.#all) if (!c.destroyed && !c.closed && (!best || c.active < best.active)) best = c;
     if (!best) return this.#open();
     const i = idle.indexOf(best);
@@ -168,13 +205,14 @@ export class ConnectionPool {
   }
 
   /** The request on `c` finished; `reusable` false when its connection must not be reused. */
-  release(c: PooledClient, now: number, reusable: boolean): void {
+  release(c: C, now: number, reusable: boolean): void {
     c.active--;
     c.uses++;
     c.lastUsed = now;
     if (c.active > 0) return;
     if (!reusable || this.#closed || c.destroyed || c.closed) {
-      if (!reusable) this.#retire(c);
+      // A connection already gone (its 'disconnect' came while it was busy) is retired here.
+      if (!reusable || !c.connected) this.#retire(c);
       return;
     }
     this.#idle.push(c);
@@ -189,24 +227,13 @@ export class ConnectionPool {
     return Object.assign(new ExpectClient({ origin: this.#opts.origin, connector: timedConnector(this.#connector, timings) }), { timings });
   }
 
-  #open(): PooledClient {
-    const timings: ConnectTimings = {};
-    const timed = timedConnector(this.#connector, timings);
-    const c: PooledClient = new PooledClient(this.#opts.origin, {
-      ...this.#opts.clientOptions,
-      pipelining: 1,
-      connect: (o, cb) =>
-        timed(o, (err, s) => {
-          if (s) c.remoteAddress = (s as Socket).remoteAddress;
-          (cb as (e: Error | null, s: unknown) => void)(err, s);
-        }),
-    });
-    Object.assign(c, { timings });
-    if (this.#opts.origin.startsWith('https:')) c.servername = this.#opts.servername ?? new URL(this.#opts.origin).hostname;
+  #open(): C {
+    const c = this.#opts.native === true ? this.#openNative() : this.#openUndici();
     c.active = 1;
     c.lastUsed = Date.now();
     this.#all.add(c);
     const streams = this.#opts.maxStreams ?? 1;
+    const timings = c.timings;
     c.on('connect', () => {
       c.connected = true;
       if (streams > 1 && timings.h2 === true) c.pipelining = streams;
@@ -231,7 +258,39 @@ export class ConnectionPool {
     return c;
   }
 
-  #retire(c: PooledClient): void {
+  /** The hand-written HTTP/1.1 client, over the same timed connector (TLS in one place). */
+  #openNative(): C {
+    const timings: ConnectTimings = {};
+    const o = this.#opts.clientOptions;
+    const c = new NativeClient({
+      origin: this.#opts.origin,
+      connector: timedConnector(this.#connector, timings),
+      maxHeaderSize: o.maxHeaderSize ?? 16384,
+      keepAliveMs: o.keepAliveTimeout ?? this.#opts.keepAliveMs,
+      keepAliveThresholdMs: o.keepAliveTimeoutThreshold ?? 1000,
+      timings,
+    });
+    return c as unknown as C;
+  }
+
+  #openUndici(): C {
+    const timings: ConnectTimings = {};
+    const timed = timedConnector(this.#connector, timings);
+    const c: PooledClient = new PooledClient(this.#opts.origin, {
+      ...this.#opts.clientOptions,
+      pipelining: 1,
+      connect: (o, cb) =>
+        timed(o, (err, s) => {
+          if (s) c.remoteAddress = (s as Socket).remoteAddress;
+          (cb as (e: Error | null, s: unknown) => void)(err, s);
+        }),
+    });
+    Object.assign(c, { timings });
+    if (this.#opts.origin.startsWith('https:')) c.servername = this.#opts.servername ?? new URL(this.#opts.origin).hostname;
+    return c as unknown as C;
+  }
+
+  #retire(c: C): void {
     if (!this.#all.delete(c)) return;
     const i = this.#idle.indexOf(c);
     if (i >= 0) this.#idle.splice(i, 1);

@@ -3,7 +3,8 @@
  * to one origin, written for the keep-alive race), `PoolSet` (pools by key, for a face that
  * reaches many origins), the connect timings and the race rule.
  */
-export { ConnectionPool, PooledClient, type ConnectionPoolOptions, type TimedExpectClient } from './connection-pool.js';
+export { ConnectionPool, PooledClient, type ConnectionPoolOptions, type PoolConnection, type TimedExpectClient } from './connection-pool.js';
+export { NativeClient, type NativeClientOptions } from './native-client.js';
 export { PoolSet, type PoolSetOptions } from './pool-set.js';
 export { timedConnector, type ConnectTimings } from './timed-connector.js';
 export { lostKeepAliveRace } from './race.js';

@@ -20,6 +20,8 @@ export interface ClusterSettings {
   maxResponseHeaderSize: number;
   /** HTTP version toward the endpoints (default http1). */
   protocol?: 'http1' | 'h2' | 'h2c';
+  /** The HTTP/1.1 client toward the endpoints (default undici). */
+  client?: 'undici' | 'native';
   /** A built-in balancer's name, or a custom one's in `balancers`. */
   balancer: string;
   /** Where `balancer` is looked up; default the built-ins. */
@@ -100,6 +102,7 @@ export class Cluster {
           maxConnections: s.maxConnections,
           maxResponseHeaderSize: s.maxResponseHeaderSize,
           protocol: s.protocol,
+          client: s.client,
           tls: s.tls,
           lookup,
         }),

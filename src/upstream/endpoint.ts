@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
 import { buildConnector } from 'undici';
-import { ConnectionPool } from '../pool/index.js';
+import { ConnectionPool, type PoolConnection } from '../pool/index.js';
 
 /** Requests one upstream HTTP/2 connection carries at once (as Node's and nghttp2's default stream limit). */
 const H2_STREAMS_PER_CONNECTION = 100;
@@ -17,6 +17,8 @@ export interface EndpointOptions {
   maxResponseHeaderSize: number;
   /** HTTP version toward the endpoint: h2 offers HTTP/2 by ALPN, h2c speaks it with prior knowledge. Default http1. */
   protocol?: 'http1' | 'h2' | 'h2c';
+  /** The HTTP/1.1 client: undici's (default) or the hand-written one (pool/native-client.ts). HTTP/1.1 only. */
+  client?: 'undici' | 'native';
   draining?: boolean;
   tls: { verify: boolean; ca?: string; servername?: string };
   lookup: LookupFunction;
@@ -31,7 +33,7 @@ export class Endpoint {
   /** Host header value when a route asks for the endpoint's own. */
   readonly hostHeader: string;
   readonly weight: number;
-  readonly pool: ConnectionPool;
+  readonly pool: ConnectionPool<PoolConnection>;
   /** Requests in flight to this endpoint. */
   inflight = 0;
   // ---- status: health checks and the outlier detector write it; balancers only read it ----
@@ -72,7 +74,7 @@ export class Endpoint {
     if (opts.protocol === 'h2') connect.allowH2 = true;
     else if (opts.protocol === 'h2c') Object.assign(connect, { allowH2: true, useH2c: true });
     this.draining = opts.draining ?? false;
-    this.pool = new ConnectionPool({
+    this.pool = new ConnectionPool<PoolConnection>({
       origin: this.origin,
       maxConnections: opts.maxConnections ?? Infinity,
       keepAliveMs: opts.keepAliveMs,
@@ -89,6 +91,7 @@ export class Endpoint {
       servername: opts.tls.servername,
       // HTTP/2 upstream: up to 100 requests at once on one connection (multiplexed).
       maxStreams: opts.protocol === 'h2' || opts.protocol === 'h2c' ? H2_STREAMS_PER_CONNECTION : 1,
+      native: opts.client === 'native',
     });
   }
 
