@@ -198,3 +198,19 @@ export function metricsReverseConfig(port: number, origin: number, admin: number
     '',
   ].join('\n');
 }
+
+/**
+ * The reverse gateway as `gatewise proxy --listen … --to …` builds it (src/cli/main.ts
+ * proxyConfig: one cluster `default`, one route), as a file for `run -c`, with the cluster's
+ * upstream client named: the native-client duels (issue 17) differ from gatewise /
+ * gatewise-quiet in `client` only.
+ */
+export function reverseClientConfig(port: number, origin: number, client: 'undici' | 'native', accessLog: boolean): string {
+  return [
+    `listeners: [{ address: 127.0.0.1, port: ${port} }]`,
+    `clusters: { default: { endpoints: ["http://127.0.0.1:${origin}"], client: ${client} } }`,
+    'routes: [{ name: default, cluster: default }]',
+    `log: { access: ${accessLog} }`,
+    '',
+  ].join('\n');
+}

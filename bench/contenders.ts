@@ -192,6 +192,30 @@ function gatewiseContenders(): Contender[] {
 }
 
 /**
+ * The hand-written upstream client (issue 17, src/pool/native-client.ts): gatewise and
+ * gatewise-quiet with the bench cluster's `client: native`, started from a config file that
+ * `gatewise proxy` would build (bench/configs.ts reverseClientConfig). Only in the duels (no group).
+ */
+function nativeClientContenders(): Contender[] {
+  return [false, true].map((quiet) => {
+    const id = `gatewise-native${quiet ? '-quiet' : ''}`;
+    return {
+      id,
+      label: `Gatewise, native upstream client${quiet ? ' (no access log)' : ''}`,
+      groups: [] as Group[],
+      isGatewise: true,
+      config: `\`node bin/gatewise.js run -c FILE\`: gatewise${quiet ? '-quiet' : ''}'s config with \`client: native\` on its cluster`,
+      async start(ctx: StartContext): Promise<Running> {
+        const port = await freePort();
+        const file = path.join(subdir(ctx, id), 'gatewise.yaml');
+        fs.writeFileSync(file, configs.reverseClientConfig(port, ctx.originPort, 'native', !quiet));
+        return gatewise(ctx, id, ['run', '-c', file], port);
+      },
+    };
+  });
+}
+
+/**
  * Metrics on and off (issue 18: metrics on must cost ≤ 5 %): the same `run -c FILE` config,
  * access log off, with and without the admin listener. With it, prom-client's metrics and
  * the admin API's live view (per-second counts, the failure ring, users) subscribe to every
@@ -373,6 +397,7 @@ export const CONTENDERS: Contender[] = [
   },
   ...gatewiseContenders(),
   ...metricsContenders(),
+  ...nativeClientContenders(),
   ...baselineContenders(),
   gatewiseServiceContender(),
   gatewiseServiceRedisContender(),
