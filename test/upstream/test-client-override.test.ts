@@ -27,10 +27,12 @@ describe('test helper: the upstream-client override', () => {
   });
 
   it('without the variable the config is the test\'s own; a value other than undici or native is refused', () => {
-    assert.equal(withTestUpstreamClient(input, undefined), input);
     assert.equal(withTestUpstreamClient('not a config', 'native'), 'not a config');
     const before = process.env.GATEWISE_TEST_UPSTREAM_CLIENT;
     try {
+      delete process.env.GATEWISE_TEST_UPSTREAM_CLIENT;
+      assert.equal(testUpstreamClient(), undefined);
+      assert.equal(withTestUpstreamClient(input), input);
       process.env.GATEWISE_TEST_UPSTREAM_CLIENT = 'nativ';
       assert.throws(() => testUpstreamClient(), /must be "undici" or "native"/);
     } finally {
