@@ -981,8 +981,10 @@ export class NativeClient extends EventEmitter {
         i++;
       }
       if (i === start) throw parserError('invalid chunk size in the response', 'INVALID_CHUNK_SIZE');
-      // BWS, then extensions (; name[=value]) of visible characters.
+      // Extensions (BWS ; name[=value]) of visible characters; whitespace only before a ';' (RFC 9112 §7.1.1, as llhttp).
+      const digitsEnd = i;
       while (i < lineEnd && (buf[i] === 0x20 || buf[i] === 0x09)) i++;
+      if (i === lineEnd && i !== digitsEnd) throw parserError('whitespace after a chunk size in the response', 'INVALID_CHUNK_SIZE');
       if (i < lineEnd) {
         if (buf[i] !== 0x3b) throw parserError('invalid chunk size in the response', 'INVALID_CHUNK_SIZE');
         for (; i < lineEnd; i++) if (VALUE[buf[i]!] === 0) throw parserError('invalid character in a chunk extension', 'INVALID_CHUNK_SIZE');

@@ -349,6 +349,8 @@ describe('native client: limits and malformed answers', () => {
     ['chunk size not hex', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n', 'http_response_transfer_coding'],
     ['chunk size too large', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\nok\r\n0\r\n\r\n', 'http_response_transfer_coding'],
     ['chunk data longer than its size', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokk\r\n0\r\n\r\n', 'http_response_transfer_coding'],
+    ['whitespace after a chunk size with no extension', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nok\r\n0\r\n\r\n', 'http_response_transfer_coding'],
+    ['DEL in a value', 'HTTP/1.1 200 OK\r\nX-A: a\x7fb\r\nContent-Length: 2\r\n\r\nok', 'http_protocol_error'],
     ['bare LF after a chunk size', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nok\r\n0\r\n\r\n', 'http_response_transfer_coding'],
     ['body cut short (Content-Length)', 'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort', 'http_response_incomplete'],
     ['head cut short', 'HTTP/1.1 200 OK\r\nContent-Len', 'http_response_incomplete'],
@@ -381,7 +383,7 @@ describe('native client: limits and malformed answers', () => {
     try {
       answerNext = () => ({ pieces: ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok'] });
       assert.equal((await send(pool, { path: '/dup' })).body.toString(), 'ok');
-      answerNext = () => ({ pieces: ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\nA;x=1;y="a b"\r\n0123456789\r\n0;z\r\nT: v\r\n\r\n'] });
+      answerNext = () => ({ pieces: ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\nA ;x=1;y="a b"\r\n0123456789\r\n0;z\r\nT: v\r\n\r\n'] });
       const r = await send(pool, { path: '/ext' });
       assert.equal(r.error, undefined, r.error?.message);
       assert.equal(r.body.toString(), '0123456789');
