@@ -612,7 +612,7 @@ export class NativeClient extends EventEmitter {
   }
 
   /** The request in flight ends with an error: its handler told once, its body and socket destroyed. */
-  #fail(err: Error): void {
+  #fail(err: Error, later = false): void {
     const p = this.#req;
     if (p === undefined) return;
     this.#aborted = true;
@@ -627,6 +627,16 @@ export class NativeClient extends EventEmitter {
     if (body !== undefined && !body.destroyed) body.destroy();
     this.#socketError ??= err;
     this.#socket?.destroy();
+    if (later) {
+      setImmediate(() => {
+        try {
+          p.handler.onError?.(err);
+        } finally {
+          this.#closeIfDone();
+        }
+      });
+      return;
+    }
     try {
       p.handler.onError?.(err);
     } finally {
@@ -651,13 +661,18 @@ export class NativeClient extends EventEmitter {
     this.#parse(d, 0);
   }
 
-  /** Parse `d` from `at`; errors (a broken response, a throwing handler) fail the request. */
+  /**
+   * Parse `d` from `at`; errors (a broken response, a throwing handler) fail the request. The
+   * handler hears of a parse error a loop turn later, as with undici (whose parser errors come
+   * back through the socket's 'error' event): what it passed on in this turn (a response head
+   * and body bytes written to the client) is flushed before it learns the answer broke.
+   */
   #parse(d: Buffer, at: number): void {
     this.#parsing = true;
     try {
       this.#run(d, at);
     } catch (err) {
-      this.#fail(err as Error);
+      this.#fail(err as Error, true);
     } finally {
       this.#parsing = false;
     }
@@ -844,6 +859,7 @@ export class NativeClient extends EventEmitter {
     let contentLength = -1;
     let chunked = false;
     let te = false;
+    let chunkedSeen = false;
     let connClose = minor === 0x30;
     let keepAliveHint: string | undefined;
     const last = end - 2; // the empty line
@@ -880,13 +896,17 @@ export class NativeClient extends EventEmitter {
           if (contentLength >= 0 && contentLength !== n) throw parserError('conflicting Content-Length values in the response', 'UNEXPECTED_CONTENT_LENGTH');
           contentLength = n;
         } else if (lower === 'transfer-encoding') {
-          // Codings are a list over every Transfer-Encoding field; chunked only once and last.
+          // Codings are a list over every Transfer-Encoding field: chunked counts when it is the
+          // last one (else the body runs until the close, RFC 9112 §6.3), and only once.
           const codings = latin1(buf, vStart, vEnd).toLowerCase().split(',');
           for (const raw of codings) {
             const c = raw.trim();
             if (c === '') continue;
-            if (chunked) throw parserError('a transfer coding after chunked in the response', 'INVALID_TRANSFER_ENCODING');
-            if (c === 'chunked') chunked = true;
+            if (c === 'chunked') {
+              if (chunkedSeen) throw parserError('chunked applied twice in the response', 'INVALID_TRANSFER_ENCODING');
+              chunkedSeen = true;
+              chunked = true;
+            } else chunked = false;
           }
           te = true;
         } else if (lower === 'connection') {
@@ -901,7 +921,6 @@ export class NativeClient extends EventEmitter {
       p = q + 2;
       if (buf[q + 1] !== LF) throw parserError('CR without LF in the response head', 'LF_EXPECTED');
     }
-    if (te && !chunked) throw parserError('Transfer-Encoding without chunked as its last coding in the response', 'INVALID_TRANSFER_ENCODING');
     if (te && contentLength >= 0) throw parserError('Content-Length with Transfer-Encoding in the response', 'UNEXPECTED_CONTENT_LENGTH');
 
     const p0 = this.#req!;

@@ -110,6 +110,17 @@ describe('through the gateway', () => {
     });
   });
 
+  test('a broken chunk after a valid one, all in one read: the client gets the 200 head, then a cut body (lab fault /bad-chunk finding)', { timeout: 20_000 }, async () => {
+    answerNext = () => ({ pieces: ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nbroken\r\n'], close: true });
+    const res = await request(`${gw.url}/bad-chunk`);
+    assert.equal(res.statusCode, 200);
+    await assert.rejects(res.body.text(), 'a broken body must never look complete');
+    answerNext = () => ({ pieces: ['HTTP/1.1 200 OK\r\nTransfer-Encoding: x-custom\r\n\r\nuntil close'], close: true });
+    const te = await request(`${gw.url}/te-custom`);
+    assert.equal(te.statusCode, 200, 'a last coding other than chunked: the body runs until the close (http-cache-tests headers-store-Transfer-Encoding finding)');
+    assert.equal(await te.body.text(), 'until close');
+  });
+
   test('a client that does not read holds the upstream back; once it reads, the whole body arrives', { timeout: 60_000 }, async () => {
     const size = 24 * 1024 * 1024;
     const big = bodyOf(size, 5);
