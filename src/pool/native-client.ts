@@ -122,6 +122,87 @@ function parserError(message: string, code: string): Error {
   return new E(message, code);
 }
 
+/**
+ * Judge one head line buf[s, e) (e: its CR, or the end of the bytes so far when not
+ * `complete`): the status line, or a field line (token, ':', value bytes). Throws the parser
+ * error llhttp would give; a partial line is judged as far as it goes.
+ */
+function checkHeadLine(buf: Buffer, s: number, e: number, status: boolean, complete: boolean): void {
+  if (status) {
+    const PREFIX = 'HTTP/1.';
+    let i = s;
+    for (let k = 0; k < PREFIX.length && i < e; k++, i++) if (buf[i] !== PREFIX.charCodeAt(k)) throw parserError('the response does not start with HTTP/1.x', 'INVALID_CONSTANT');
+    if (i < e && buf[i] !== 0x30 && buf[i] !== 0x31) throw parserError('unsupported HTTP version in the response', 'INVALID_VERSION');
+    i++;
+    if (i < e && buf[i] !== 0x20) throw parserError('invalid status line in the response', 'INVALID_STATUS');
+    i++;
+    for (let k = 0; k < 3 && i < e; k++, i++) if (buf[i]! < 0x30 || buf[i]! > 0x39) throw parserError('invalid status code in the response', 'INVALID_STATUS');
+    if (i < e && buf[i] !== 0x20) throw parserError('invalid status line in the response', 'INVALID_STATUS');
+    for (i++; i < e; i++) if (VALUE[buf[i]!] === 0) throw parserError('invalid character in the reason phrase', 'INVALID_STATUS');
+    if (complete && e - s < 12) throw parserError('invalid status line in the response', 'INVALID_STATUS');
+    return;
+  }
+  if (s < e && (buf[s] === 0x20 || buf[s] === 0x09)) throw parserError('obsolete line folding in the response head', 'INVALID_HEADER_TOKEN');
+  let i = s;
+  while (i < e && TOKEN[buf[i]!] === 1) i++;
+  if (i === e) {
+    if (complete) throw parserError('invalid header field name in the response', 'INVALID_HEADER_TOKEN');
+    return;
+  }
+  if (i === s || buf[i] !== 0x3a) throw parserError('invalid header field name in the response', 'INVALID_HEADER_TOKEN');
+  for (i++; i < e; i++) if (VALUE[buf[i]!] === 0) throw parserError('invalid character in a response header value', 'INVALID_HEADER_TOKEN');
+}
+
+/**
+ * A chunk-size line buf[s, e) (without its CRLF; when not `complete`, the bytes so far):
+ * 1*HEXDIG *( ";" token [ "=" ( token / quoted-string ) ] ), no whitespace outside quotes
+ * (llhttp refuses it; a proxy laxer than the parser behind it about chunk framing is a
+ * smuggling gap). Returns the size.
+ */
+function chunkLine(buf: Buffer, s: number, e: number, complete: boolean): number {
+  const bad = (what: string): Error => parserError(what, 'INVALID_CHUNK_SIZE');
+  let i = s;
+  let size = 0;
+  while (i < e && HEX[buf[i]!]! >= 0) {
+    size = size * 16 + HEX[buf[i]!]!;
+    if (size > Number.MAX_SAFE_INTEGER) throw bad('chunk size too large in the response');
+    i++;
+  }
+  if (i === s && (complete || i < e)) throw bad('invalid chunk size in the response');
+  // Extensions: a small state machine (0 after ';' wants a name, 1 in a name, 2 after '=' wants a value, 3 in a token value, 4 in quotes, 5 after a backslash, 6 after the closing quote).
+  let st = -1;
+  for (; i < e; i++) {
+    const c = buf[i]!;
+    if (st === 4) {
+      if (c === 0x22) st = 6;
+      else if (c === 0x5c) st = 5;
+      else if (VALUE[c] === 0) throw bad('invalid character in a chunk extension');
+      continue;
+    }
+    if (st === 5) {
+      if (VALUE[c] === 0) throw bad('invalid character in a chunk extension');
+      st = 4;
+      continue;
+    }
+    if (c === 0x3b) {
+      if (st === 0 || st === 2) throw bad('empty chunk extension');
+      st = 0;
+    } else if (c === 0x3d) {
+      if (st !== 1) throw bad('invalid chunk extension');
+      st = 2;
+    } else if (c === 0x22) {
+      if (st !== 2) throw bad('invalid chunk extension');
+      st = 4;
+    } else if (TOKEN[c] === 1) {
+      if (st === 0) st = 1;
+      else if (st === 2) st = 3;
+      else if (st !== 1 && st !== 3) throw bad(st === -1 ? 'invalid chunk size in the response' : 'invalid chunk extension');
+    } else throw bad(st === -1 ? 'invalid character in a chunk size' : 'invalid character in a chunk extension');
+  }
+  if (complete && (st === 0 || st === 2 || st === 4 || st === 5)) throw bad('unfinished chunk extension');
+  return size;
+}
+
 /** Methods whose request defines a body: an empty one is sent as `content-length: 0` (as undici does). */
 function expectsPayload(method: string): boolean {
   return method === 'POST' || method === 'PUT' || method === 'PATCH' || method === 'QUERY' || method === 'PROPFIND' || method === 'PROPPATCH';
@@ -188,6 +269,8 @@ export class NativeClient extends EventEmitter {
   #partial: Buffer | undefined;
   /** Where the search for the head's end resumes in #partial. */
   #scanFrom = 0;
+  /** Head lines before this offset (in #partial) were judged already. */
+  #checkedTo = 0;
   #status = 0;
   #keepAlive = true;
   /** Bytes still due: Content-Length body, or the current chunk. */
@@ -457,6 +540,7 @@ export class NativeClient extends EventEmitter {
     if (this.#aborted || this.#req !== p) return;
     this.#state = S_HEAD;
     this.#scanFrom = 0;
+    this.#checkedTo = 0;
     this.#partial = undefined;
     // HEAD (a body may follow it from a broken server), upgrades: the connection is not reused (as undici).
     if (method === 'HEAD' || this.#upgrade) this.#keepAlive = false;
@@ -789,6 +873,11 @@ export class NativeClient extends EventEmitter {
       this.#req!.handler.onResponseStarted();
       if (this.#req === undefined || this.#aborted) return d.length;
     }
+    // Empty lines before the status line are skipped (as llhttp does: a stray CRLF after a body is a known server bug).
+    while (from === base && buf[base] === CR && buf[base + 1] === LF) {
+      base += 2;
+      from = base;
+    }
     const rawLimit = this.#opts.maxHeaderSize * 4 + 1024;
     // Find the empty line that ends the head; every LF must follow a CR.
     let lineStart = from;
@@ -805,6 +894,17 @@ export class NativeClient extends EventEmitter {
     }
     if (headEnd < 0) {
       if (buf.length - base > rawLimit) throw new HeadersOverflowError();
+      // Judge the lines so far now, as llhttp does byte by byte: garbage is a protocol error at
+      // once, not a wait for a head that never ends (a response timeout).
+      let line = base + this.#checkedTo;
+      while (line < lineStart) {
+        const cr = buf.indexOf(LF, line) - 1;
+        checkHeadLine(buf, line, cr, line === base, true);
+        line = cr + 2;
+      }
+      this.#checkedTo = lineStart - base;
+      const upTo = buf[buf.length - 1] === CR ? buf.length - 1 : buf.length; // a CR at the end may be the line's
+      if (lineStart < upTo) checkHeadLine(buf, lineStart, upTo, lineStart === base, false);
       this.#partial = base === 0 ? buf : buf.subarray(base);
       this.#scanFrom = lineStart - base;
       return d.length;
@@ -812,6 +912,7 @@ export class NativeClient extends EventEmitter {
     if (headEnd - base > rawLimit) throw new HeadersOverflowError();
     this.#partial = undefined;
     this.#scanFrom = 0;
+    this.#checkedTo = 0;
     this.#onHead(buf, base, headEnd);
     // Where the head ended, in d's terms.
     return partial === undefined ? headEnd : headEnd + at;
@@ -850,6 +951,8 @@ export class NativeClient extends EventEmitter {
     } else if (sep !== CR) {
       throw parserError('invalid status line in the response', 'INVALID_STATUS');
     }
+    // A CR ends a line only before an LF: a bare CR is never a line end (RFC 9112 §2.2).
+    if (buf[p + 1] !== LF) throw parserError('CR without LF in the status line', 'LF_EXPECTED');
     p += 2; // CRLF
 
     // Header fields.
@@ -894,6 +997,12 @@ export class NativeClient extends EventEmitter {
             n = n * 10 + c;
           }
           if (contentLength >= 0 && contentLength !== n) throw parserError('conflicting Content-Length values in the response', 'UNEXPECTED_CONTENT_LENGTH');
+          if (contentLength >= 0) {
+            // The same length again: one field is passed on (RFC 9110 §8.6).
+            if (buf[q + 1] !== LF) throw parserError('CR without LF in the response head', 'LF_EXPECTED');
+            p = q + 2;
+            continue;
+          }
           contentLength = n;
         } else if (lower === 'transfer-encoding') {
           // Codings are a list over every Transfer-Encoding field: chunked counts when it is the
@@ -959,6 +1068,10 @@ export class NativeClient extends EventEmitter {
       this.#keepAlive = false;
     }
     if (handler.onHeaders?.(status, headers, this.#resumeFn, statusText) === false) this.#pause();
+    // A 204 has no body, so a non-zero Content-Length on it is false (RFC 9110 §8.6): the answer
+    // fails after its head, as undici's length check fails it. (A 304 may carry the length of
+    // the representation it stands for.)
+    if (status === 204 && contentLength > 0 && this.#req === p0) throw new ResponseContentLengthMismatchError();
   }
 
   /** Chunk-size lines, the CRLF after chunk data, and trailer lines. Returns where parsing goes on. */
@@ -972,6 +1085,10 @@ export class NativeClient extends EventEmitter {
     }
     const lf = buf.indexOf(LF, start);
     if (lf < 0) {
+      // Judge what is there now (llhttp refuses a bad byte as it comes, not at the line's end).
+      const upTo = buf[buf.length - 1] === CR ? buf.length - 1 : buf.length; // a CR at the end may be the line's
+      if (this.#state === S_CHUNK_SIZE) chunkLine(buf, start, upTo, false);
+      else if (this.#state === S_TRAILERS) checkHeadLine(buf, start, upTo, false, false);
       const bound = this.#state === S_TRAILERS ? this.#opts.maxHeaderSize * 4 + 1024 : MAX_CHUNK_LINE;
       if (buf.length - start > bound) {
         if (this.#state === S_TRAILERS) throw new HeadersOverflowError();
@@ -992,22 +1109,7 @@ export class NativeClient extends EventEmitter {
       return next;
     }
     if (state === S_CHUNK_SIZE) {
-      let i = start;
-      let size = 0;
-      while (i < lineEnd && HEX[buf[i]!]! >= 0) {
-        size = size * 16 + HEX[buf[i]!]!;
-        if (size > Number.MAX_SAFE_INTEGER) throw parserError('chunk size too large in the response', 'INVALID_CHUNK_SIZE');
-        i++;
-      }
-      if (i === start) throw parserError('invalid chunk size in the response', 'INVALID_CHUNK_SIZE');
-      // Extensions (BWS ; name[=value]) of visible characters; whitespace only before a ';' (RFC 9112 §7.1.1, as llhttp).
-      const digitsEnd = i;
-      while (i < lineEnd && (buf[i] === 0x20 || buf[i] === 0x09)) i++;
-      if (i === lineEnd && i !== digitsEnd) throw parserError('whitespace after a chunk size in the response', 'INVALID_CHUNK_SIZE');
-      if (i < lineEnd) {
-        if (buf[i] !== 0x3b) throw parserError('invalid chunk size in the response', 'INVALID_CHUNK_SIZE');
-        for (; i < lineEnd; i++) if (VALUE[buf[i]!] === 0) throw parserError('invalid character in a chunk extension', 'INVALID_CHUNK_SIZE');
-      }
+      const size = chunkLine(buf, start, lineEnd, true);
       if (size === 0) this.#state = S_TRAILERS;
       else {
         this.#state = S_CHUNK_DATA;
@@ -1034,6 +1136,12 @@ export class NativeClient extends EventEmitter {
     for (; q < lineEnd; q++) if (VALUE[buf[q]!] === 0) throw parserError('invalid character in a response trailer value', 'INVALID_HEADER_TOKEN');
     let vEnd = lineEnd;
     while (vEnd > vStart && (buf[vEnd - 1] === 0x20 || buf[vEnd - 1] === 0x09)) vEnd--;
+    const nameLen = nameEnd - start;
+    if (nameLen === 14 || nameLen === 17 || nameLen === 4) {
+      const lower = latin1(buf, start, nameEnd).toLowerCase();
+      // Framing and routing fields may not be trailers (RFC 9110 §6.5.1; llhttp refuses them too).
+      if (lower === 'content-length' || lower === 'transfer-encoding' || lower === 'host') throw parserError(`${lower} in the response trailers`, 'INVALID_TRAILER');
+    }
     this.#trailerSize += nameEnd - start + (vEnd - vStart);
     if (this.#trailerSize >= this.#opts.maxHeaderSize) throw new HeadersOverflowError();
     this.#trailers.push(buf.subarray(start, nameEnd), buf.subarray(vStart, vEnd));

@@ -350,6 +350,13 @@ describe('native client: limits and malformed answers', () => {
     ['chunk data longer than its size', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokk\r\n0\r\n\r\n', 'http_response_transfer_coding'],
     ['whitespace after a chunk size with no extension', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nok\r\n0\r\n\r\n', 'http_response_transfer_coding'],
     ['DEL in a value', 'HTTP/1.1 200 OK\r\nX-A: a\x7fb\r\nContent-Length: 2\r\n\r\nok', 'http_protocol_error'],
+    ['bare CR ending the status line (rawdiff N2)', 'HTTP/1.1 200 OK\rContent-Length: 2\r\n\r\nok', 'http_protocol_error'],
+    ['bare CR in the reason phrase (rawdiff N2)', 'HTTP/1.1 304 Not Mo[ified\r65536Tag: "x"\r\n\r\n', 'http_protocol_error'],
+    ['whitespace before a chunk extension (rawdiff N4)', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3 ;a=b\r\nabc\r\n0\r\n\r\n', 'http_response_transfer_coding'],
+    ['whitespace after a chunk extension\'s ;', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3; a=b\r\nabc\r\n0\r\n\r\n', 'http_response_transfer_coding'],
+    ['whitespace around a chunk extension\'s =', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;a = b\r\nabc\r\n0\r\n\r\n', 'http_response_transfer_coding'],
+    ['Content-Length in the trailers (rawdiff N5)', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nContent-Length: 50\r\n\r\n', 'http_response_transfer_coding'],
+    ['204 with a Content-Length and a body (rawdiff N6)', 'HTTP/1.1 204 No Content\r\nContent-Length: 4\r\n\r\nbody', 'http_response_incomplete'],
     ['bare LF after a chunk size', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nok\r\n0\r\n\r\n', 'http_response_transfer_coding'],
     ['body cut short (Content-Length)', 'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort', 'http_response_incomplete'],
     ['head cut short', 'HTTP/1.1 200 OK\r\nContent-Len', 'http_response_incomplete'],
@@ -377,6 +384,21 @@ describe('native client: limits and malformed answers', () => {
     });
   });
 
+  test('garbage in an unfinished head or chunk-size line fails at once, on a connection the upstream keeps open (rawdiff N1, N1b)', { timeout: 30_000 }, async () => {
+    const pool = newPool();
+    try {
+      for (const text of ['HT^P/1.1 ', 'HTTP/1.0 2\xb49mH6', 'HTTP/1.1 \r00 OK\r\nContent-Length: ', 'HTTP/1.1 200 OK\r\nSet;Cookie: a=b\r\nSet-Coo', 'HTTP/1.t 200 OK\r\n', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ept=1\r\nabc\r\nontent-']) {
+        // No close: without judging the bytes as they come, this would wait for a response timeout (none here: it would hang).
+        answerNext = () => ({ pieces: [Buffer.from(text, 'latin1')] });
+        const r = await send(pool, { path: '/garbage' });
+        assert.ok(r.error !== undefined, JSON.stringify(text));
+        assert.match(String(r.error.code), /^HPE_/, JSON.stringify(text));
+      }
+    } finally {
+      await pool.destroy();
+    }
+  });
+
   test('identical repeated Content-Lengths are one length (RFC 9110 §8.6); chunk extensions and upper-case hex are accepted; a last coding other than chunked runs until the close', { timeout: 10_000 }, async () => {
     const pool = newPool();
     try {
@@ -387,8 +409,12 @@ describe('native client: limits and malformed answers', () => {
         assert.equal(r.body.toString(), '2\r\nok\r\n', te);
       }
       answerNext = () => ({ pieces: ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok'] });
-      assert.equal((await send(pool, { path: '/dup' })).body.toString(), 'ok');
-      answerNext = () => ({ pieces: ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\nA ;x=1;y="a b"\r\n0123456789\r\n0;z\r\nT: v\r\n\r\n'] });
+      const dup = await send(pool, { path: '/dup' });
+      assert.equal(dup.body.toString(), 'ok');
+      assert.deepEqual(dup.headers, ['Content-Length', '2'], 'one Content-Length passed on (rawdiff N3)');
+      answerNext = () => ({ pieces: ['\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'] });
+      assert.equal((await send(pool, { path: '/leading-crlf' })).body.toString(), 'ok', 'empty lines before the status line are skipped, as llhttp');
+      answerNext = () => ({ pieces: ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\nA;x=1;y="a b\\"c"\r\n0123456789\r\n0;z\r\nT: v\r\n\r\n'] });
       const r = await send(pool, { path: '/ext' });
       assert.equal(r.error, undefined, r.error?.message);
       assert.equal(r.body.toString(), '0123456789');
