@@ -619,6 +619,14 @@ function nativeRefused(undici: StepView[], native: StepView[], error: string): b
   return n.record.phase === 'body' ? n.closed : n.responses.some((r) => r.status === 502 && r.proxyStatusError === error);
 }
 
+/** Only the case's own request differs: undici refused it (502 http_protocol_error), native answered it in full. */
+function nativeAnswered(undici: StepView[], native: StepView[]): boolean {
+  const same = (k: number): boolean => JSON.stringify(undici[k]) === JSON.stringify(native[k]);
+  const u = undici[1];
+  const n = native[1];
+  return same(0) && same(2) && !!u && !!n && u.record !== 'none' && u.record.error === 'http_protocol_error' && n.record !== 'none' && n.record.error === undefined && n.responses.some((r) => r.status >= 200 && r.complete);
+}
+
 const fieldValues = (kase: DiffCase, name: string): string[] =>
   headLines(kase)
     .slice(1)
@@ -638,8 +646,18 @@ const ALLOWED: Allowed[] = [
   },
   {
     id: 'reason-phrase-ctl',
-    reason: 'RFC 9112 §4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ); llhttp passes control bytes in it, native refuses (502 http_protocol_error).',
-    covers: (kase, u, n) => /^HTTP\/1\.[01] \d{3} [^\r\n]*[\x00-\x08\x0a-\x1f\x7f]/.test(headLines(kase)[0] ?? '') && nativeRefused(u, n, 'http_protocol_error'),
+    reason: 'RFC 9112 §4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ); llhttp passes control bytes in it (in a final or an interim status line), native refuses (502 http_protocol_error).',
+    // Any status line of the answer: a final one, or an interim one before it.
+    covers: (kase, u, n) => /(?:^|\r\n\r\n)HTTP\/1\.[01] \d{3} [^\r\n]*[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(kase.bytes.toString('latin1')) && nativeRefused(u, n, 'http_protocol_error'),
+  },
+  {
+    id: 'identical-content-lengths',
+    reason: 'RFC 9110 §8.6: a recipient of a Content-Length list or repeated field with one value may either refuse it or replace it by that single value. llhttp refuses; native (finding N3, fixed in rawup e842bb3) takes the one length and passes exactly one Content-Length on, so nothing downstream can read the framing differently.',
+    covers: (kase, u, n) => {
+      const values = fieldValues(kase, 'content-length').flatMap((v) => v.split(',').map((x) => x.trim()));
+      const cl = n[1]?.responses.find((r) => r.status >= 200)?.headers.filter(([k]) => k === 'content-length') ?? [];
+      return values.length > 1 && new Set(values).size === 1 && cl.length === 1 && cl[0]![1] === values[0] && nativeAnswered(u, n);
+    },
   },
   {
     id: 'length-beyond-2^53',
@@ -662,6 +680,68 @@ function shorten(s: string): string {
   return s.replace(/([^"\\])\1{40,}/g, (run, ch: string) => `${ch.repeat(8)}…(${run.length}×${ch})…`);
 }
 
+/**
+ * Differences that are findings against the native client still open (each written up in
+ * /work/rawdiff-findings.md and docs/upstream-client.md): counted and printed by the main
+ * test, failed by the `todo` test after it (the project's convention for open fuzz
+ * findings, docs/fuzzing.md). DIFF_STRICT=1 fails the main test on them too. When one is
+ * fixed, remove its entry: a case it covered then has to agree.
+ */
+interface Open {
+  id: string;
+  finding: string;
+  covers(kase: DiffCase, undici: StepView[], native: StepView[]): boolean;
+}
+
+/** Only the case's own request differs; `u` and `n` judge its two views. */
+function onlyCaseDiffers(undici: StepView[], native: StepView[], u: (v: StepView) => boolean, n: (v: StepView) => boolean): boolean {
+  const same = (k: number): boolean => JSON.stringify(undici[k]) === JSON.stringify(native[k]);
+  return same(0) && same(2) && !!undici[1] && !!native[1] && u(undici[1]) && n(native[1]);
+}
+const rec = (v: StepView): { status?: number; error?: string; phase?: string } => (v.record === 'none' ? {} : v.record);
+
+const OPEN: Open[] = [
+  {
+    id: 'N1',
+    finding: 'a head that cannot be HTTP is judged only once complete: native ends with http_response_incomplete at the close, or 504 http_response_timeout when the upstream keeps the connection, where llhttp refuses at the first bad byte (502 http_protocol_error)',
+    covers: (_k, u, n) => onlyCaseDiffers(u, n, (v) => rec(v).error === 'http_protocol_error' && rec(v).phase === 'headers', (v) => ['http_response_incomplete', 'http_response_timeout'].includes(rec(v).error ?? '') && rec(v).phase === 'headers'),
+  },
+  {
+    id: 'N1b',
+    finding: 'a chunk-size line that cannot be one is judged only at its line end (http_response_incomplete / connection_read_timeout instead of http_response_transfer_coding)',
+    covers: (_k, u, n) => onlyCaseDiffers(u, n, (v) => rec(v).error === 'http_response_transfer_coding' && rec(v).phase === 'body', (v) => ['http_response_incomplete', 'connection_read_timeout'].includes(rec(v).error ?? '') && rec(v).phase === 'body'),
+  },
+  {
+    id: 'N2',
+    finding: 'a bare CR in the head is taken as a line end (and the byte after it lost) instead of refused',
+    covers: (k, u, n) => /\r(?!\n)/.test(headLines(k).join('\r\n')) && onlyCaseDiffers(u, n, (v) => rec(v).error === 'http_protocol_error', (v) => rec(v).error === undefined),
+  },
+  {
+    id: 'N4',
+    finding: 'whitespace in a chunk-size line (before or after ";", around "=") is accepted; llhttp refuses it',
+    covers: (k, u, n) => {
+      const text = k.bytes.toString('latin1');
+      const body = text.slice(text.indexOf('\r\n\r\n') + 4);
+      return /(?:^|\n)[0-9a-fA-F]+(?: +;|;[^\r\n]*[ \t])/.test(body) && onlyCaseDiffers(u, n, (v) => rec(v).error === 'http_response_transfer_coding', (v) => rec(v).error !== 'http_response_transfer_coding' || v.responses.length > 0);
+    },
+  },
+  {
+    id: 'N5',
+    finding: 'a Content-Length field in the trailer section is accepted (dropped); llhttp refuses the body',
+    covers: (k, u, n) => /\r\n0\r\n(?:[^\r\n]*\r\n)*content-length:/i.test(k.bytes.toString('latin1')) && onlyCaseDiffers(u, n, (v) => rec(v).error === 'http_response_transfer_coding', (v) => rec(v).error === undefined),
+  },
+  {
+    id: 'N6',
+    finding: 'a 204 or 304 with Content-Length and body bytes is passed on with its Content-Length (undici fails it as incomplete)',
+    covers: (k, u, n) => /^HTTP\/1\.[01] (204|304) /.test(headLines(k)[0] ?? '') && fieldValues(k, 'content-length').length > 0 && onlyCaseDiffers(u, n, (v) => rec(v).error === 'http_response_incomplete', (v) => rec(v).error === undefined),
+  },
+  {
+    id: 'N8-leading-crlf',
+    finding: 'an empty line before the status line is refused (llhttp skips it)',
+    covers: (k, u, n) => /^(\r?\n)+HTTP\//.test(k.bytes.toString('latin1')) && onlyCaseDiffers(u, n, (v) => rec(v).error === undefined, (v) => rec(v).error === 'http_protocol_error'),
+  },
+];
+
 function escapeBytes(buf: Buffer): string {
   return shorten(JSON.stringify(buf.toString('latin1')));
 }
@@ -673,6 +753,7 @@ interface Outcome {
   native: StepView[];
   same: boolean;
   allowed?: string;
+  open?: string;
 }
 
 describe('differential: the native upstream client against undici (llhttp) through the reverse gateway', () => {
@@ -681,6 +762,8 @@ describe('differential: the native upstream client against undici (llhttp) throu
   let h: Harness;
   let native: Side = 'native';
   let aa = false;
+  /** Differences of open findings the main test saw (the todo test fails on them). */
+  const openSeen: string[] = [];
 
   before(async () => {
     const upstream = new SplitUpstream();
@@ -742,7 +825,8 @@ describe('differential: the native upstream client against undici (llhttp) throu
     const same = JSON.stringify(u) === JSON.stringify(n);
     if (process.env.DIFF_DUMP) process.stdout.write(`${kase.name}: ${JSON.stringify(u)}${same ? '' : `\n  native: ${JSON.stringify(n)}`}\n`);
     const allowed = same ? undefined : ALLOWED.find((a) => a.covers(kase, u, n))?.id;
-    return { kase, split: answers.map((a) => a.pieces.map((p) => p.length)), undici: u, native: n, same, allowed };
+    const open = same || allowed ? undefined : OPEN.find((a) => a.covers(kase, u, n))?.id;
+    return { kase, split: answers.map((a) => a.pieces.map((p) => p.length)), undici: u, native: n, same, allowed, open };
   }
 
   it('the same upstream bytes, split at random points, give the same client-visible answer and record through both clients', { timeout: 900_000 }, async () => {
@@ -755,6 +839,7 @@ describe('differential: the native upstream client against undici (llhttp) throu
     const chosen = all.map((kase, index) => ({ kase, index })).filter(({ kase, index }) => onlyCase === undefined || onlyCase === '' || kase.name === onlyCase || String(index) === onlyCase);
     const differences: string[] = [];
     const unstable: string[] = [];
+    const strict = process.env.DIFF_STRICT === '1';
     const allowedSeen = new Map<string, number>();
     const startedAt = Date.now();
     let ran = 0;
@@ -781,18 +866,24 @@ describe('differential: the native upstream client against undici (llhttp) throu
           const again = await runCase(kase, lane, index, new Rng(caseSeedValue), 1);
           const report = describeDiff(o, index) + (again.same ? '\n  (did not reproduce on a second run: timing-dependent)' : '');
           if (again.same) unstable.push(report);
+          else if (again.open && !strict) openSeen.push(`${again.open}: ${report}`);
           else differences.push(report);
         }
       }),
     );
     process.stdout.write(`differential: ${ran} cases (${HAND.length} hand-written, ${ran - Math.min(ran, HAND.length)} mutated) in ${Date.now() - startedAt} ms, seed ${seed}; ${differences.length} differences, ${unstable.length} timing-dependent, allowlisted: ${JSON.stringify(Object.fromEntries(allowedSeen))}\n`);
     for (const u of unstable) process.stdout.write(`differential: timing-dependent difference (not failing)\n${u}\n`);
+    if (openSeen.length) process.stdout.write(`differential: ${openSeen.length} differences of open findings (${[...new Set(openSeen.map((o) => o.split(':')[0]))].join(', ')}; failed by the todo test; DIFF_STRICT=1 fails here)\n${openSeen.join('\n\n')}\n`);
     if (process.env.DIFF_REPORT) {
       const { writeFileSync } = await import('node:fs');
-      writeFileSync(process.env.DIFF_REPORT, [...differences, ...unstable].join('\n\n'));
+      writeFileSync(process.env.DIFF_REPORT, [...differences, ...openSeen, ...unstable].join('\n\n'));
     }
     assert.ok(ran >= (onlyCase ? 1 : HAND.length), `only ${ran} cases ran`);
     assert.deepEqual(differences, [], `[seed ${seed}: replay with GATEWISE_SEED=${seed} DIFF_CASE=<case>] ${differences.length} differences between undici and ${native}:\n${differences.join('\n\n')}`);
+  });
+
+  it('no difference of an open finding against the native client was seen', { todo: `open findings ${OPEN.map((o) => o.id).join(', ')} (test/fuzz/upstream-client-differential.test.ts, OPEN)` }, () => {
+    assert.deepEqual(openSeen, [], `${openSeen.length} differences of open findings:\n${openSeen.join('\n\n')}`);
   });
 
   function describeDiff(o: Outcome, index: number): string {
