@@ -5,6 +5,7 @@ import type { ConfigInput } from '../../src/config/schema.js';
 import { Gateway } from '../../src/gateway/server.js';
 import { attachAccessLog, createLogger } from '../../src/observe/access-log.js';
 import { attachMetrics } from '../../src/observe/metrics.js';
+import { withTestUpstreamClient } from './upstream-client.js';
 
 export interface LogLine {
   type: string;
@@ -30,9 +31,9 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-/** A gateway on an ephemeral port with its access log captured in memory. */
+/** A gateway on an ephemeral port with its access log captured in memory (HTTP/1.1 clusters on GATEWISE_TEST_UPSTREAM_CLIENT's client when set). */
 export async function startTestGateway(input: Omit<ConfigInput, 'listeners'> & { listeners?: ConfigInput['listeners'] }): Promise<TestGateway> {
-  const config = validateConfig({ listeners: [{ address: '127.0.0.1', port: 0 }], ...input });
+  const config = validateConfig(withTestUpstreamClient({ listeners: [{ address: '127.0.0.1', port: 0 }], ...input }));
   const logs: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
