@@ -139,7 +139,8 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
           maxResponseHeaderSize: c.maxResponseHeaderSize,
           protocol: c.protocol,
           h2MaxStreams: c.h2MaxStreams,
-          client: c.client,
+          // HTTP/1.1 clusters default to the native client (adopted on the duel figures, docs/upstream-client.md); HTTP/2 is undici's.
+          client: c.client ?? (c.protocol === 'http1' ? 'native' : 'undici'),
           balancer: c.balancer.startsWith(CUSTOM) ? c.balancer.slice(CUSTOM.length) : c.balancer,
           balancers,
           hashOn: c.hashOn,

@@ -22,7 +22,7 @@ export interface ClusterSettings {
   protocol?: 'http1' | 'h2' | 'h2c';
   /** HTTP/2 only: requests at once on one upstream connection (default 100). */
   h2MaxStreams?: number;
-  /** The HTTP/1.1 client toward the endpoints (default undici). */
+  /** The HTTP/1.1 client toward the endpoints (the config's default: native for http1, undici for h2/h2c). */
   client?: 'undici' | 'native';
   /** A built-in balancer's name, or a custom one's in `balancers`. */
   balancer: string;

@@ -5,6 +5,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { request } from 'undici';
 import { ConfigError, validateConfig } from '../../src/config/load.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { testUpstreamClient } from '../helpers/upstream-client.js';
 import { between, seededRun } from '../helpers/seeded.js';
 import { splitAt, startPiecewiseUpstream, type PieceAnswer, type PiecewiseUpstream, type PieceRequest } from '../helpers/piecewise-upstream.js';
 
@@ -52,12 +53,36 @@ describe('config', () => {
     }
     const ok = validateConfig({ listeners: [{ port: 8080 }], clusters: { api: { endpoints: ['http://127.0.0.1:8080'], client: 'native' } }, routes: [{ cluster: 'api' }] });
     assert.equal(ok.clusters.api!.client, 'native');
+    // No client named: left to the gateway, which gives HTTP/1.1 clusters the native client and
+    // HTTP/2 ones undici's (gateway/context.ts), so h2 and h2c validate without naming one.
     const dflt = validateConfig({ listeners: [{ port: 8080 }], clusters: { api: { endpoints: ['http://127.0.0.1:8080'] } }, routes: [{ cluster: 'api' }] });
-    assert.equal(dflt.clusters.api!.client, 'undici');
+    assert.equal(dflt.clusters.api!.client, undefined);
+    for (const [protocol, url] of [['h2', 'https://127.0.0.1:8443'], ['h2c', 'http://127.0.0.1:8080']] as const) {
+      assert.equal(validateConfig({ listeners: [{ port: 8080 }], clusters: { api: { endpoints: [url], protocol } }, routes: [{ cluster: 'api' }] }).clusters.api!.protocol, protocol);
+    }
   });
 });
 
 describe('through the gateway', () => {
+  // The suite's undici pass (GATEWISE_TEST_UPSTREAM_CLIENT) names a client on every cluster: then there is no default to see.
+  test('an HTTP/1.1 cluster that names no client gets the native one (an answer only native refuses tells: chunked applied twice)', { skip: testUpstreamClient() !== undefined ? 'the run names a client on every cluster' : false, timeout: 30_000 }, async () => {
+    const twice = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n';
+    const dflt = await startTestGateway({ clusters: { d: { endpoints: [up.url] } }, routes: [{ cluster: 'd', retry: { tries: 1 } }] });
+    const undici = await startTestGateway({ clusters: { u: { endpoints: [up.url], client: 'undici' } }, routes: [{ cluster: 'u', retry: { tries: 1 } }] });
+    try {
+      answerNext = () => ({ pieces: [twice] });
+      const a = await request(`${dflt.url}/default`);
+      await a.body.text();
+      const b = await request(`${undici.url}/undici`);
+      assert.equal(await b.body.text(), 'abc');
+      assert.deepEqual([a.statusCode, String(a.headers['proxy-status'] ?? '').match(/error=(\w+)/)?.[1], b.statusCode], [502, 'http_response_transfer_coding', 200]);
+    } finally {
+      answerNext = () => ({ pieces: ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'] });
+      await dflt.close();
+      await undici.close();
+    }
+  });
+
   test('seeded: answers split at random points (Content-Length, chunked, close-delimited; 0..1 MiB) reach the client whole', { timeout: 120_000 }, async () => {
     await seededRun('gateway native framing', async (rand, seed) => {
       for (let i = 0; i < 30; i++) {

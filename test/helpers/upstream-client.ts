@@ -1,10 +1,10 @@
 /**
  * The suite-wide upstream-client override of the tests (issue 17): with
- * GATEWISE_TEST_UPSTREAM_CLIENT=native, every reverse config a test helper builds gets
- * `client: 'native'` on each cluster that speaks HTTP/1.1 (protocol absent or `http1`) and
- * does not name a client itself, so the whole reverse suite runs on the native upstream
- * client (`npm run test:native`). h2/h2c clusters are left alone (the native client is
- * HTTP/1.1 only). This is a test-helper switch: nothing in src/ reads the variable.
+ * GATEWISE_TEST_UPSTREAM_CLIENT=undici (or =native), every reverse config a test helper builds
+ * gets that `client` on each cluster that speaks HTTP/1.1 (protocol absent or `http1`) and
+ * does not name a client itself, so the whole reverse suite runs on undici's client too
+ * (`npm run test:undici`; HTTP/1.1 clusters default to native). h2/h2c clusters are left alone
+ * (the native client is HTTP/1.1 only). This is a test-helper switch: nothing in src/ reads the variable.
  */
 
 export type UpstreamClientKind = 'undici' | 'native';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { testUpstreamClient, withTestUpstreamClient } from '../helpers/upstream-client.js';
 
-/** The tests' GATEWISE_TEST_UPSTREAM_CLIENT override (npm run test:native) touches HTTP/1.1 clusters only. */
+/** The tests' GATEWISE_TEST_UPSTREAM_CLIENT override (npm run test:undici) touches HTTP/1.1 clusters only. */
 describe('test helper: the upstream-client override', () => {
   const input = {
     listeners: [{ port: 0 }],
