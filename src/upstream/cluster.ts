@@ -3,27 +3,19 @@ import type { LookupFunction } from 'node:net';
 import { Admission } from './admission.js';
 import { createBalancer, type Balancer, type BalancerRegistry, type PickContext } from './balancers/balancer.js';
 import { observeLatency } from './balancers/peak-ewma.js';
-import { Endpoint } from './endpoint.js';
+import { Endpoint, type EndpointOptions } from './endpoint.js';
 import { EndpointWait } from './endpoint-wait.js';
 import { HealthChecker, type HealthCheckOptions } from './health-check.js';
 import { OutlierDetector } from './outlier.js';
 import { RetryBudget } from './retry-budget.js';
 
-export interface ClusterSettings {
+/** What every endpoint of the cluster is given as it is (protocol, client, TLS, connection limits: see EndpointOptions). */
+type SharedEndpointSettings = Pick<EndpointOptions, 'tls' | 'connectTimeoutMs' | 'keepAliveMs' | 'maxConnections' | 'maxResponseHeaderSize' | 'protocol' | 'h2MaxStreams' | 'client'>;
+
+export interface ClusterSettings extends SharedEndpointSettings {
   endpoints: ReadonlyArray<string | { url: string; weight?: number; draining?: boolean }>;
-  tls: { verify: boolean; ca?: string; servername?: string };
-  connectTimeoutMs: number;
   responseTimeoutMs: number;
   idleTimeoutMs: number;
-  keepAliveMs: number;
-  maxConnections?: number;
-  maxResponseHeaderSize: number;
-  /** HTTP version toward the endpoints (default http1). */
-  protocol?: 'http1' | 'h2' | 'h2c';
-  /** HTTP/2 only: requests at once on one upstream connection (default 100). */
-  h2MaxStreams?: number;
-  /** The HTTP/1.1 client toward the endpoints (the config's default: native for http1, undici for h2/h2c). */
-  client?: 'undici' | 'native';
   /** A built-in balancer's name, or a custom one's in `balancers`. */
   balancer: string;
   /** Where `balancer` is looked up; default the built-ins. */

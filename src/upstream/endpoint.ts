@@ -19,7 +19,7 @@ export interface EndpointOptions {
   protocol?: 'http1' | 'h2' | 'h2c';
   /** HTTP/2 only: requests at once on one connection before the pool opens another (default 100). */
   h2MaxStreams?: number;
-  /** The HTTP/1.1 client: undici's (default) or the hand-written one (pool/native-client.ts). HTTP/1.1 only. */
+  /** The HTTP/1.1 client: the hand-written one (pool/native-client.ts; gateway/context.ts gives it to HTTP/1.1 clusters that name none) or undici's. */
   client?: 'undici' | 'native';
   draining?: boolean;
   tls: { verify: boolean; ca?: string; servername?: string };
