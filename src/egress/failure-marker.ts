@@ -89,9 +89,12 @@ export class FailureMarker {
     }
   }
 
-  /** Cool `m` down until `until`; its end is reported when it comes. */
-  #coolUntil(m: Mark, until: number): void {
-    const now = this.#now();
+  /**
+   * Cool `m` down until `until`, computed by the caller from `now`; its end is reported when it
+   * comes. One clock reading for both: a second one could fall in the next millisecond and
+   * report a 302 ms cool-down as 301 (state-changes.test finding).
+   */
+  #coolUntil(m: Mark, until: number, now: number): void {
     m.until = until;
     if (this.#onEnd === undefined) return;
     if (Number.isNaN(m.deadlineAt)) m.since = now;
@@ -115,7 +118,8 @@ export class FailureMarker {
       const ms = Math.min(p.maxCooldownMs, p.cooldownMs * 2 ** m.trips);
       m.trips++;
       m.failures = 0;
-      this.#coolUntil(m, this.#now() + ms);
+      const now = this.#now();
+      this.#coolUntil(m, now + ms, now);
       return true;
     }
     return false;
@@ -140,8 +144,9 @@ export class FailureMarker {
   coolFor(exit: string, domain: string | undefined, forMs: number): void {
     const k = this.#key(exit, domain);
     const m = this.#mark(k, exit, domain);
-    const until = this.#now() + forMs;
-    if (until > m.until) this.#coolUntil(m, until);
+    const now = this.#now();
+    const until = now + forMs;
+    if (until > m.until) this.#coolUntil(m, until, now);
   }
 
   /** Whether the exit is cooling down as a whole. */

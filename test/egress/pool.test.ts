@@ -169,6 +169,27 @@ describe('failure markers', () => {
     assert.equal(m.coolingFor('x'), 1000);
   });
 
+  it('a cool-down that runs out reports exactly its length, even on a clock that moves between readings (seeded lengths)', async () => {
+    // state-changes.test finding: the start was read from the clock a second time, so a
+    // 302 ms cool-down whose start fell into the next millisecond was reported as 301.
+    const rand = seededRandom(runSeed());
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 20; i++) {
+        let t = 1_000_000;
+        const now = (): number => (t += 1 + rand.int(3)); // every reading is later than the one before
+        const ends: number[] = [];
+        const cooldownMs = 50 + rand.int(500);
+        const m = new FailureMarker({ threshold: 1, cooldownMs, maxCooldownMs: 10_000 }, now, (_exit, _domain, forMs) => ends.push(forMs));
+        const shared = rand.next() < 0.5;
+        if (shared) m.coolFor('a', undefined, cooldownMs);
+        else assert.ok(m.fail('a'));
+        t += cooldownMs + 10; // past its end; a success now reports it (as the sweep would), from its start to its end
+        m.succeed('a');
+        assert.deepEqual(ends, [cooldownMs], `${shared ? 'coolFor' : 'fail'} ${cooldownMs} ms`);
+      }
+    });
+  });
+
   it('every cool-down reports its end exactly once: when it runs out, or when a success ends it early (seeded family of fail/succeed/shared-cool sequences)', async () => {
     const rand = seededRandom(runSeed());
     await withSeed(rand, async () => {

@@ -37,7 +37,9 @@ before(async () => {
       { address: '127.0.0.1', port: 0, http2 },
       { address: '127.0.0.1', port: 0, tls: { certificates: [{ cert: leaf.certFile, key: leaf.keyFile }] }, http2: { ...http2, h2c: false } },
     ],
-    clusters: { lab: { endpoints: [lab.url] } },
+    // undici's client, named: what the gateway wrote upstream is counted from undici's
+    // sendHeaders channel below, which the native client (the HTTP/1.1 default) does not publish.
+    clusters: { lab: { endpoints: [lab.url], client: 'undici' } },
     routes: [{ cluster: 'lab' }],
   });
   tlsPort = (gw.gw.addresses()[1] as { port: number }).port;
