@@ -651,6 +651,14 @@ const ALLOWED: Allowed[] = [
     covers: (kase, u, n) => /(?:^|\r\n\r\n)HTTP\/1\.[01] \d{3} [^\r\n]*[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(kase.bytes.toString('latin1')) && nativeRefused(u, n, 'http_protocol_error', true),
   },
   {
+    id: 'content-length-htab-ows',
+    reason: 'RFC 9110 §5.5 and RFC 9112 §5: optional whitespace (SP or HTAB) around a field value is not part of it, so "Content-Length: 2<HTAB>" is the length 2. llhttp refuses a tab there; native strips it like a space and frames the body by that length (found by the CI run of this session, mutated-18).',
+    covers: (kase, u, n) => {
+      const raw = headLines(kase).slice(1).filter((l) => /^content-length:/i.test(l));
+      return raw.length === 1 && /^content-length:[ \t]*\d+[ \t]*$/i.test(raw[0]!) && raw[0]!.includes('\t') && nativeAnswered(u, n);
+    },
+  },
+  {
     id: 'identical-content-lengths',
     reason: 'RFC 9110 §8.6: a recipient of a Content-Length list or repeated field with one value may either refuse it or replace it by that single value. llhttp refuses; native (finding N3, fixed in rawup e842bb3) takes the one length and passes exactly one Content-Length on, so nothing downstream can read the framing differently.',
     covers: (kase, u, n) => {
