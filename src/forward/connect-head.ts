@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { TCHAR } from '../http/token.js';
 
 /** What the CONNECT handler needs of a request: its target and header fields. */
 export interface ConnectRequest {
@@ -20,12 +21,6 @@ const HTAB = 0x09;
 const PREFIX = 'CONNECT ';
 const MAX_FIELDS = 64;
 
-// tchar (RFC 9110 §5.6.2)
-const TCHAR = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
-for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
-for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 1;
-for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
 
 // Characters of an authority-form target this fast path accepts: host names, IPv4,
 // bracketed IPv6 and the port. Anything else (percent-encoding, zone ids, userinfo)

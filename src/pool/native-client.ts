@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { errors, type buildConnector, type Dispatcher } from 'undici';
 import type { ConnectTimings } from './timed-connector.js';
+import { TCHAR } from '../http/token.js';
 
 /*
  * A hand-written HTTP/1.1 client for one upstream connection, beside undici's `Client`
@@ -90,12 +91,6 @@ const EMPTY = Buffer.alloc(0);
 /** Longest chunk-size line (size, extensions), as Node's own parser bounds it. */
 const MAX_CHUNK_LINE = 8 * 1024;
 
-/** tchar (RFC 9110 §5.6.2) by byte. */
-const TOKEN = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~") TOKEN[c.charCodeAt(0)] = 1;
-for (let c = 0x30; c <= 0x39; c++) TOKEN[c] = 1;
-for (let c = 0x41; c <= 0x5a; c++) TOKEN[c] = 1;
-for (let c = 0x61; c <= 0x7a; c++) TOKEN[c] = 1;
 /** field-vchar, SP and HTAB (RFC 9110 §5.5): what a field value or reason phrase may hold. */
 const VALUE = new Uint8Array(256);
 VALUE[9] = 1;
@@ -144,7 +139,7 @@ function checkHeadLine(buf: Buffer, s: number, e: number, status: boolean, compl
   }
   if (s < e && (buf[s] === 0x20 || buf[s] === 0x09)) throw parserError('obsolete line folding in the response head', 'INVALID_HEADER_TOKEN');
   let i = s;
-  while (i < e && TOKEN[buf[i]!] === 1) i++;
+  while (i < e && TCHAR[buf[i]!] === 1) i++;
   if (i === e) {
     if (complete) throw parserError('invalid header field name in the response', 'INVALID_HEADER_TOKEN');
     return;
@@ -193,7 +188,7 @@ function chunkLine(buf: Buffer, s: number, e: number, complete: boolean): number
     } else if (c === 0x22) {
       if (st !== 2) throw bad('invalid chunk extension');
       st = 4;
-    } else if (TOKEN[c] === 1) {
+    } else if (TCHAR[c] === 1) {
       if (st === 0) st = 1;
       else if (st === 2) st = 3;
       else if (st !== 1 && st !== 3) throw bad(st === -1 ? 'invalid chunk size in the response' : 'invalid chunk extension');
@@ -972,7 +967,7 @@ export class NativeClient extends EventEmitter {
       const c0 = buf[p]!;
       if (c0 === 0x20 || c0 === 0x09) throw parserError('obsolete line folding in the response head', 'INVALID_HEADER_TOKEN');
       let q = p;
-      while (TOKEN[buf[q]!] === 1) q++;
+      while (TCHAR[buf[q]!] === 1) q++;
       if (q === p || buf[q] !== 0x3a) throw parserError('invalid header field name in the response', 'INVALID_HEADER_TOKEN');
       const nameEnd = q;
       q++;
@@ -1131,7 +1126,7 @@ export class NativeClient extends EventEmitter {
     const c0 = buf[start]!;
     if (c0 === 0x20 || c0 === 0x09) throw parserError('obsolete line folding in the response trailers', 'INVALID_HEADER_TOKEN');
     let q = start;
-    while (TOKEN[buf[q]!] === 1) q++;
+    while (TCHAR[buf[q]!] === 1) q++;
     if (q === start || buf[q] !== 0x3a) throw parserError('invalid trailer field name in the response', 'INVALID_HEADER_TOKEN');
     const nameEnd = q;
     q++;
