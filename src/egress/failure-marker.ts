@@ -119,7 +119,9 @@ export class FailureMarker {
       m.trips++;
       m.failures = 0;
       const now = this.#now();
-      this.#coolUntil(m, now + ms, now);
+      // A trip never shortens a cool-down already running (one shared by another node, or a
+      // longer earlier trip): a failure must not make an exit usable sooner.
+      if (now + ms > m.until) this.#coolUntil(m, now + ms, now);
       return true;
     }
     return false;

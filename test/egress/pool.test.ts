@@ -190,6 +190,33 @@ describe('failure markers', () => {
     });
   });
 
+  it('a failure never shortens a cool-down that is running (shared or tripped earlier), over seeded lengths', async () => {
+    // CI finding (seed 922811734 of the family below): a shared 108 ms cool-down, then a local
+    // trip of 62 ms, ended the exit's cool-down 46 ms early and reported it as over.
+    const rand = seededRandom(runSeed());
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 50; i++) {
+        const clock = { t: 1_000_000 };
+        const ends: number[] = [];
+        const cooldownMs = 10 + rand.int(200);
+        const m = new FailureMarker({ threshold: 1, cooldownMs, maxCooldownMs: 10_000 }, () => clock.t, (_e, _d, forMs) => ends.push(forMs));
+        const domain = rand.next() < 0.5 ? undefined : 'x.test';
+        const first = cooldownMs + 1 + rand.int(300); // longer than the trip below
+        if (rand.next() < 0.5) m.coolFor('a', domain, first);
+        else {
+          const other = new FailureMarker({ threshold: 1, cooldownMs: first, maxCooldownMs: 10_000 }, () => clock.t);
+          assert.ok(other.fail('a', domain)); // the same lengths, from the policy
+          m.coolFor('a', domain, other.remaining('a', domain));
+        }
+        clock.t += rand.int(Math.min(first - cooldownMs, 50));
+        const left = m.remaining('a', domain);
+        assert.ok(m.fail('a', domain));
+        assert.equal(m.remaining('a', domain), Math.max(left, cooldownMs), `first ${first} ms, trip ${cooldownMs} ms`);
+        assert.deepEqual(ends, [], 'nothing ended');
+      }
+    });
+  });
+
   it('every cool-down reports its end exactly once: when it runs out, or when a success ends it early (seeded family of fail/succeed/shared-cool sequences)', async () => {
     const rand = seededRandom(runSeed());
     await withSeed(rand, async () => {
