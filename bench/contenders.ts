@@ -105,9 +105,11 @@ function reverseCommandText(extra: string[]): string {
  * other contenders log nothing either; in the scaling group the single worker.
  */
 export const GATEWISE_REFERENCE: Record<Group, string[]> = {
-  reverse: ['gatewise-quiet', 'gatewise'],
-  forward: ['gatewise-fwd-quiet', 'gatewise-fwd'],
-  socks: ['gatewise-fwd-quiet', 'gatewise-fwd'],
+  // Issue 17: targets are judged on the default configuration (access log on, metrics as
+  // shipped); the second, the quiet build, is shown beside it.
+  reverse: ['gatewise', 'gatewise-quiet'],
+  forward: ['gatewise-fwd', 'gatewise-fwd-quiet'],
+  socks: ['gatewise-fwd', 'gatewise-fwd-quiet'],
   scaling: ['gatewise-w1', 'gatewise-w2'],
 };
 
@@ -160,7 +162,7 @@ function baselineContenders(): Contender[] {
 
 function gatewiseContenders(): Contender[] {
   const variants = [
-    { suffix: '', label: 'Gatewise', quiet: false, note: 'default logging (access log to /dev/null)' },
+    { suffix: '', label: 'Gatewise (default)', quiet: false, note: 'default logging (access log to /dev/null)' },
     { suffix: '-quiet', label: 'Gatewise (no access log)', quiet: true, note: `\`${GATEWISE_CLI.quiet}\`` },
   ];
   return variants.flatMap((v) => [

@@ -22,6 +22,8 @@ export interface TargetResult {
   result: string;
   /** The bare Node engine's own ratio to the same contender, e.g. "0.26× (duel)"; "—" when not measured or not a ratio target. */
   engine: string;
+  /** The same ratio for the quiet build (no access log), e.g. "1.85× (duel)"; "—" when it did not run or is the one judged. */
+  quiet: string;
   note: string;
 }
 
@@ -84,9 +86,9 @@ function judged(margin: number, strict = false): Pick<TargetResult, 'met' | 'mar
   return { met, margin, result: met ? `met, +${fmtPct(100 * margin)} %` : `**missed by ${fmtPct(100 * margin)} %**` };
 }
 
-const notMeasured = (target: string, note: string): TargetResult => ({ target, measured: 'not measured', met: undefined, result: 'not measured', engine: '—', note });
+const notMeasured = (target: string, note: string): TargetResult => ({ target, measured: 'not measured', met: undefined, result: 'not measured', engine: '—', quiet: '—', note });
 
-/** The Gatewise row of a scenario: the preferred variant (no access log) if it ran, else the next. */
+/** The Gatewise row of a scenario: the preferred variant (the default configuration) if it ran, else the next. */
 function gatewiseRow(rep: Report, scenario: string): Summary | undefined {
   const sc = SCENARIOS.find((s) => s.id === scenario);
   if (!sc) return undefined;
@@ -116,17 +118,34 @@ function duel(rep: Report, first: string, second: string): number | undefined {
  * The bare engine's ratio to the other contender: from its own duel, else from the two
  * duels of Gatewise (CPU(other)/CPU(gw) ÷ CPU(engine)/CPU(gw)), else from the interleaved medians.
  */
-function engineRatio(rep: Report, t: RatioTarget, gwId: string | undefined): string {
+function engineRatio(rep: Report, t: RatioTarget, gwIds: readonly string[]): string {
   if (t.metric === 'rate') {
     const own = duel(rep, t.engine, t.other);
     if (own !== undefined) return `${own.toFixed(2)}× (duel)`;
-    const viaGw = gwId === undefined ? undefined : duel(rep, gwId, t.other);
-    const gwEngine = gwId === undefined ? undefined : duel(rep, gwId, t.engine);
-    if (viaGw !== undefined && gwEngine !== undefined) return `${(viaGw / gwEngine).toFixed(2)}× (from the duels with Gatewise)`;
+    // Through any Gatewise variant that duelled both (the duels pair the engine with the quiet build).
+    for (const gwId of gwIds) {
+      const viaGw = duel(rep, gwId, t.other);
+      const gwEngine = duel(rep, gwId, t.engine);
+      if (viaGw !== undefined && gwEngine !== undefined) return `${(viaGw / gwEngine).toFixed(2)}× (from the duels with Gatewise)`;
+    }
   }
   const e = rep.summaries.find((s) => s.scenario === t.scenario && s.contender === t.engine);
   const o = rep.summaries.find((s) => s.scenario === t.scenario && s.contender === t.other);
   const a = e && value(e, t.metric);
+  const b = o && value(o, t.metric);
+  return a !== undefined && b !== undefined ? `${(a / b).toFixed(2)}× (interleaved)` : '—';
+}
+
+/** The quiet build's ratio to the same contender (duel first, then interleaved), when it is not the one judged. */
+function quietRatio(rep: Report, t: RatioTarget, judgedId: string | undefined): string {
+  const sc = SCENARIOS.find((s) => s.id === t.scenario);
+  const quietId = sc ? GATEWISE_REFERENCE[sc.group][1] : undefined;
+  if (quietId === undefined || quietId === judgedId) return '—';
+  const d = t.metric === 'rate' ? duel(rep, quietId, t.other) : undefined;
+  if (d !== undefined) return `${d.toFixed(2)}× (duel)`;
+  const q = rep.summaries.find((s) => s.scenario === t.scenario && s.contender === quietId);
+  const o = rep.summaries.find((s) => s.scenario === t.scenario && s.contender === t.other);
+  const a = q && value(q, t.metric);
   const b = o && value(o, t.metric);
   return a !== undefined && b !== undefined ? `${(a / b).toFixed(2)}× (interleaved)` : '—';
 }
@@ -140,8 +159,9 @@ function ratioTarget(rep: Report, t: RatioTarget): TargetResult {
   const a = gw && value(gw, t.metric);
   const b = other && value(other, t.metric);
   // Throughput is judged on the duel when one ran: the interleaved medians carry the machine's drift.
-  const duelGwId = sc ? GATEWISE_REFERENCE[sc.group][0] : undefined;
-  const duelled = t.metric === 'rate' && duelGwId !== undefined ? duel(rep, duelGwId, t.other) : undefined;
+  // The preferred variant's duel (the default configuration), else the next one's that ran.
+  const duelGwId = sc && t.metric === 'rate' ? GATEWISE_REFERENCE[sc.group].find((id) => duel(rep, id, t.other) !== undefined) : undefined;
+  const duelled = duelGwId !== undefined ? duel(rep, duelGwId, t.other) : undefined;
   const interleaved = gw && other && a !== undefined && b !== undefined ? a / b : undefined;
   const ratio = duelled ?? interleaved;
   if (ratio === undefined) {
@@ -156,8 +176,8 @@ function ratioTarget(rep: Report, t: RatioTarget): TargetResult {
     parts.push(`${duelled !== undefined ? 'interleaved: ' : ''}${show(a!, t.metric)} / ${show(b!, t.metric)}${t.metric === 'mbps' ? ' MB/s' : ''} = ${fmtRatio(interleaved)}`);
   }
   const notes: string[] = [];
-  if (gw) notes.push(gatewiseNote(rep, gw.contender, sc && GATEWISE_REFERENCE[sc.group][0]));
-  else if (duelGwId) notes.push(label(rep, duelGwId));
+  const judgedId = duelGwId ?? gw?.contender;
+  if (judgedId) notes.push(gatewiseNote(rep, judgedId, sc && GATEWISE_REFERENCE[sc.group][0]));
   if (duelled !== undefined) notes.push('judged on the duel');
   const errs = [gw, other].filter((s): s is Summary => s !== undefined && s.errors > 0).map((s) => `${label(rep, s.contender)} ${fmtInt(s.errors)}`);
   if (errs.length) notes.push(`errors: ${errs.join(', ')}`);
@@ -165,7 +185,8 @@ function ratioTarget(rep: Report, t: RatioTarget): TargetResult {
     target,
     measured: parts.join('; '),
     ...judged(margin),
-    engine: engineRatio(rep, t, duelGwId),
+    engine: engineRatio(rep, t, sc ? GATEWISE_REFERENCE[sc.group] : []),
+    quiet: quietRatio(rep, t, judgedId),
     note: notes.join('; '),
   };
 }
@@ -176,7 +197,7 @@ function idleRssTarget(rep: Report): TargetResult {
   if (!info?.idleRssKb) return notMeasured(target, 'no reverse Gatewise was started');
   const mib = info.idleRssKb / 1024;
   const note = `${gatewiseNote(rep, info.id, GATEWISE_REFERENCE.reverse[0])}, after start, before any load`;
-  return { target, measured: `${mib.toFixed(1)} MiB`, ...judged(1 - mib / IDLE_RSS_LIMIT_MIB, true), engine: '—', note };
+  return { target, measured: `${mib.toFixed(1)} MiB`, ...judged(1 - mib / IDLE_RSS_LIMIT_MIB, true), engine: '—', quiet: '—', note };
 }
 
 /** RSS change from the first to the last window of the soak, in % (median and peak). */
@@ -201,6 +222,7 @@ function soakTarget(rep: Report): TargetResult {
     margin: points / 100,
     result: met ? `met, ${points.toFixed(1)} points to spare` : `**missed by ${Math.abs(points).toFixed(1)} points**`,
     engine: '—',
+    quiet: '—',
     note: [`${s.contender}, ${s.seconds} s, first vs last ${s.windowS} s after warm-up`, ...(s.note ? [s.note] : [])].join('; '),
   };
 }

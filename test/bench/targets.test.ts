@@ -73,3 +73,42 @@ test('latency targets never use duels', () => {
   assert.equal(t.met, false);
   assert.equal(t.engine, '2.50× (interleaved)');
 });
+
+test('issue 17: every target is judged on the default configuration (access log on), with the quiet build beside it', () => {
+  const rep = report(
+    [
+      row('rev-1k-c50', 'gatewise', 2800),
+      row('rev-1k-c50', 'gatewise-quiet', 3000),
+      row('rev-1k-c50', 'http-proxy', 1700),
+      row('rev-1k-c50-fixed', 'gatewise', 2000, 2600),
+      row('rev-1k-c50-fixed', 'gatewise-quiet', 2000, 2200),
+      row('rev-1k-c50-fixed', 'nginx', 2000, 1000),
+      row('fwd-connect-c50', 'gatewise-fwd', 1400),
+      row('fwd-connect-c50', 'gatewise-fwd-quiet', 1500),
+      row('fwd-connect-c50', 'squid', 2000),
+    ],
+    [
+      duel('gatewise', 'http-proxy', [1.6, 1.65, 1.62]),
+      duel('gatewise-quiet', 'http-proxy', [1.8, 1.9, 1.85]),
+      duel('gatewise-fwd', 'squid', [0.7, 0.72, 0.71], 'connect-per-tunnel'),
+      duel('gatewise-fwd-quiet', 'squid', [0.8], 'connect-per-tunnel'),
+    ],
+  );
+  const proxy = find(rep, '`rev-1k-c50` req/s: Gatewise ≥ 1.7× node-http-proxy');
+  assert.equal(proxy.met, false, 'the default (1.62×) misses 1.7× although the quiet build (1.85×) meets it');
+  assert.match(proxy.measured, /duel: \*\*1\.62×\*\*/);
+  assert.equal(proxy.quiet, '1.85× (duel)');
+  assert.match(proxy.note, /^Gatewise \(default/);
+  const p99 = find(rep, '`rev-1k-c50-fixed` p99');
+  assert.equal(p99.measured, '2.6 ms / 1.0 ms = 2.60×');
+  assert.equal(p99.quiet, '2.20× (interleaved)');
+  const connect = find(rep, '`fwd-connect-c50` tunnels/s');
+  assert.match(connect.measured, /duel: \*\*0\.71×\*\*/);
+  assert.equal(connect.quiet, '0.80× (duel)');
+  // Without the default's rows the quiet build is judged, and the note says so.
+  const quietOnly = report([row('rev-1k-c50', 'gatewise-quiet', 3000), row('rev-1k-c50', 'http-proxy', 1700)], [duel('gatewise-quiet', 'http-proxy', [1.8])]);
+  const q = find(quietOnly, '`rev-1k-c50` req/s: Gatewise ≥ 1.7× node-http-proxy');
+  assert.match(q.measured, /duel: \*\*1\.80×\*\*/);
+  assert.match(q.note, /as Gatewise \(default.*did not run/);
+  assert.equal(q.quiet, '—');
+});
