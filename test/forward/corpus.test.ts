@@ -46,7 +46,7 @@ describe('hostile-request corpora through the HTTP proxy (absolute-form)', () =>
     assert.equal(cases.length, 128);
     const results = await pool(cases, 16, async (c, i) => {
       const raw = toAbsoluteForm(Buffer.from(c.raw, 'base64').toString('latin1'), dest.port, `c${i}`);
-      return { c, i, responses: splitResponses(await replay(p.port, Buffer.from(raw, 'latin1'))) };
+      return { c, i, responses: splitResponses(await replay(p.port, Buffer.from(raw, 'latin1'), 120, 6000)) };
     });
     assert.deepEqual(dest.violations, [], 'the destination saw an ambiguous request');
     for (const { c, i, responses } of results) {

@@ -25,20 +25,32 @@ export interface RaceLoad {
   clients: number;
   durationMs: number;
   gapMaxMs: number;
+  /**
+   * What the case needs to have happened (say, the destination dropped requests): the load
+   * goes on past `durationMs` until it holds, up to `maxDurationMs` (default 4 × durationMs).
+   * A stalled machine sends fewer requests in the same time; the case is judged on what it exercised.
+   */
+  until?: () => boolean;
+  maxDurationMs?: number;
 }
 
 /**
  * `clients` clients send GET and POST (random body size) with random gaps in [0, gapMaxMs]
- * for `durationMs` (and at most 10,000 requests each); each client draws from its own
+ * for `durationMs` (longer while `until` does not hold; at most 10,000 requests each); each client draws from its own
  * generator seeded from the case's seed. A failure is anything but a 200 whose echo matches
  * what was sent (`echoCheck`). The keep-alive race tests of both faces drive their families with it.
  */
 export async function driveGetPost(o: RaceLoad): Promise<RaceLoadResult> {
   const r: RaceLoadResult = { get: 0, post: 0, failures: [] };
   const stopAt = Date.now() + o.durationMs;
+  const hardStopAt = Date.now() + (o.maxDurationMs ?? 4 * o.durationMs);
+  const more = (): boolean => {
+    const now = Date.now();
+    return now < stopAt || (o.until !== undefined && !o.until() && now < hardStopAt);
+  };
   const worker = async (w: number): Promise<void> => {
     const rand = prng(o.seed + 7919 * (w + 1));
-    for (let i = 0; Date.now() < stopAt && i < 10_000; i++) {
+    for (let i = 0; more() && i < 10_000; i++) {
       // Load shaping, not synchronisation: the gaps make idle ages straddle the upstream's closes.
       const gap = rand() * o.gapMaxMs;
       if (gap >= 1) await new Promise((res) => setTimeout(res, gap));
