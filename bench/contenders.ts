@@ -554,6 +554,18 @@ export const CONTENDERS: Contender[] = [
   ...scalingContenders(),
 ];
 
+/**
+ * `BENCH_BASELINE=DIR`: `base-<id>` runs any Gatewise contender of this list (same config,
+ * written by this checkout's bench) from DIR's build, so a pair such as metrics on/off or
+ * Redis/memory can be duelled before and after a change in one run
+ * (`DUEL_PAIRS=base-gatewise-metrics:base-gatewise-nometrics@get-1k,…`).
+ */
+if (BASELINE_ROOT !== undefined) {
+  for (const c of CONTENDERS.filter((x) => x.isGatewise === true && !x.id.startsWith('gatewise-base'))) {
+    CONTENDERS.push({ ...c, id: `base-${c.id}`, label: `${c.label}, baseline build`, groups: [], start: (ctx) => c.start({ ...ctx, root: BASELINE_ROOT }) });
+  }
+}
+
 /** The origin: nginx, one worker, fixed bodies. Retries on another port if ours was taken meanwhile. */
 export async function startOrigin(dir: string, nginx: string, cpus: string | undefined): Promise<{ port: number; proc: Proc }> {
   const odir = path.join(dir, 'origin');

@@ -10,7 +10,7 @@ import { Attempt } from './attempt.js';
 import { BodyRelay } from './body-relay.js';
 import { NO_CLIENT_LIMITS, type ClientLimits } from './client-limits.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
-import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
+import { requestEnd, type AttemptRecord, type EndedBy, type ReverseRecord } from './events.js';
 import { traceTry, type GatewayTracing, type RequestTrace } from './tracing.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondToOptionsAsterisk, respondWithAcmeChallenge, respondWithFailure, respondWithRedirect } from './responder.js';
@@ -804,8 +804,20 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     if (!requestEnd.hasSubscribers && !finish && tracing === undefined) return;
     const req = this.req;
     const f = this.#error;
-    const record = requestRecord(this.requestId, this.listener, plainAddress(this.#socket.remoteAddress), req, {
+    // Built here as one literal in requestRecord's field order (the same shape for every
+    // subscriber), not as an options object that requestRecord copies: one object of 25
+    // fields per request less, on the path every request with metrics or a log takes.
+    const record: ReverseRecord = {
+      face: 'reverse',
+      protocol: 'http',
+      time: Date.now(),
+      requestId: this.requestId,
+      listener: this.listener,
+      clientAddress: plainAddress(this.#socket.remoteAddress),
+      method: req.method,
+      host: req.headers.host ?? '',
       path: this.#path || (req.url ?? ''),
+      httpVersion: req.httpVersion ?? '',
       route: this.route?.name,
       cluster: this.route?.cluster.name,
       status: this.res.statusCode,
@@ -821,7 +833,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       upgrade: false,
       cache: this.#cache?.outcome,
       recoveredFrom: this.#cache?.recoveredFrom,
-    });
+    };
     if (requestEnd.hasSubscribers) requestEnd.publish(record);
     if (finish) hooks.runFinish(record);
     if (tracing !== undefined) tracing.finish(this.#trace, req, record, performance.timeOrigin + this.t0);

@@ -59,6 +59,8 @@ function causeOf(r: RequestRecord): string | undefined {
 
 export class LiveTraffic {
   readonly #now: () => number;
+  /** A clock given in the options (tests): records are counted at its time, else at their own `time`. */
+  readonly #clocked: boolean;
   readonly #window: number;
   readonly #max: number;
   readonly #maxUsers: number;
@@ -73,6 +75,7 @@ export class LiveTraffic {
 
   constructor(opts: LiveOptions = {}) {
     this.#now = opts.now ?? Date.now;
+    this.#clocked = opts.now !== undefined;
     this.#window = opts.windowSeconds ?? 600;
     this.#max = opts.failures ?? 1000;
     this.#maxUsers = opts.maxUsers ?? 10_000;
@@ -92,7 +95,8 @@ export class LiveTraffic {
     // The cache's background revalidations are the gateway's own requests, not traffic (metrics count them).
     if (r.face === 'reverse' && r.background !== undefined) return;
     this.#totals[r.face]++;
-    const sec = this.#second(Math.floor(this.#now() / 1000));
+    // A record's `time` is when it finished, read just before it was published: no second clock read per record.
+    const sec = this.#second(Math.floor((this.#clocked ? this.#now() : r.time) / 1000));
     sec[r.face]++;
     const cause = causeOf(r);
     if (cause !== undefined) {

@@ -7,7 +7,8 @@
  * is b = min(max, floor(L × share)). A node keeps at most b unspent units of each limit per
  * user (rate tokens already counted in the store's GCRA cell, connection slots already
  * recorded as its lease), and asks the store for more (the admissions waiting in this
- * event-loop turn plus enough to hold b again) only when it has none left. So:
+ * event-loop turn plus enough to hold b again: b spare rate tokens, b lease slots open and spare
+ * together) only when it has none left. So:
  *
  * - `requestsPerSecond`: across N nodes, over any interval, the fleet admits at most what one
  *   GCRA cell admits in it plus N × b (tokens taken before the interval, spent in it); a node

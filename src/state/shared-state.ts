@@ -112,7 +112,7 @@ export class SharedState {
   readonly #credit: CreditPolicy | undefined;
   /** Credit held here unspent, per key: rate tokens counted in the store, lease slots recorded there (part of `#held`). */
   readonly #spare = new Map<string, number>();
-  /** Credit asked beyond the waiting admissions and not answered yet, per key (so a node holds at most a block). */
+  /** Rate credit asked beyond the waiting admissions and not answered yet, per key (so a node holds at most a block; lease slots count what `#held` says). */
   readonly #asking = new Map<string, number>();
   /** Keys whose spare credit was used since the last heartbeat (the others drop theirs then). */
   readonly #spareUsed = new Set<string>();
@@ -470,21 +470,37 @@ export class SharedState {
     const leases = ask.leases ?? [];
     const rate = ask.rate;
     const rateExtra = rate === undefined ? 0 : this.#extra(rate.key, creditBlock(policy, rate.perSecond));
-    const leaseExtra = leases.map((l) => this.#extra(l.key, creditBlock(policy, l.max)));
-    // Optimistic, as in `admit`: this holder's counts include what it asks for, so a release
-    // batch written meanwhile never states less than the store may grant.
-    const wants = leaseExtra.map((e) => n + e);
-    const counts = leases.map((l, i) => {
+    // Lease slots: spare ones held here serve the waiters first (set aside until the answer),
+    // the extra asked fills what this node holds (open, spare and asked for) up to a block, and
+    // a lease the spare covers whole is not sent: the store records only slots this node does
+    // not hold yet. Asking `n` more, and enough to refill the spare alone, whenever the rate
+    // cell ran dry grew this node's slots past a block while some were open, and their
+    // releases then trimmed them back with a write: ~0.05 HSET per tunnel on the service bench
+    // (bench/redis-trips.ts) and a lease hash read in every script, for nothing.
+    const leaseExtra = leases.map((l) => Math.max(0, creditBlock(policy, l.max) - (this.#held.get(l.key) ?? 0)));
+    const reserved = leases.map((l) => this.#setAside(l.key, n));
+    const wants = leases.map((_, i) => n - reserved[i]! + leaseExtra[i]!);
+    /** The leases asked of the store: their indexes in `leases`. */
+    const sent: number[] = [];
+    const counts: Array<{ key: string; count: number; max: number; want: number }> = [];
+    leases.forEach((l, i) => {
+      if (wants[i] === 0) return;
+      // Optimistic, as in `admit`: this holder's counts include what it asks for, so a release
+      // batch written meanwhile never states less than the store may grant.
       const mine = (this.#held.get(l.key) ?? 0) + wants[i]!;
       this.#held.set(l.key, mine);
-      return { key: l.key, count: mine, max: l.max, want: wants[i]! };
+      sent.push(i);
+      counts.push({ key: l.key, count: mine, max: l.max, want: wants[i]! });
     });
     const settled = (): void => {
       if (rate !== undefined) this.#asked(rate.key, rateExtra);
-      leases.forEach((l, i) => this.#asked(l.key, leaseExtra[i]!));
+      leases.forEach((l, i) => this.#addSpare(l.key, reserved[i]!));
     };
     const unheld = (granted: readonly number[] | undefined): void => {
-      leases.forEach((l, i) => this.#unhold(l.key, wants[i]! - (granted?.[i] ?? 0)));
+      sent.forEach((i, j) => this.#unhold(leases[i]!.key, wants[i]! - (granted?.[j] ?? 0)));
+    };
+    const failed = (): void => {
+      for (const i of sent) this.#dirty.add(leases[i]!.key);
     };
     const storeAsk = { holder: this.holder, rate: rate === undefined ? undefined : { ...rate, want: n + rateExtra }, quota: ask.quota ?? [], leases: counts };
     this.#bounded(this.remote.admit!(storeAsk)).then(
@@ -492,7 +508,7 @@ export class SharedState {
         settled();
         if (answer === TIMED_OUT) {
           unheld(undefined);
-          for (const l of leases) this.#dirty.add(l.key);
+          failed();
           this.#degrade(TIMED_OUT);
           this.#fallbacks += n;
           for (const w of batch.waiters) w.resolve(this.#admitLocal(w.ask));
@@ -501,13 +517,14 @@ export class SharedState {
         if (this.degraded) this.#recover();
         if (!answer.ok) {
           unheld(undefined);
-          for (const w of batch.waiters) w.resolve(answer);
+          const refused: AdmitResult = answer.refused === 'lease' ? { ...answer, index: sent[answer.index] ?? answer.index } : answer;
+          for (const w of batch.waiters) w.resolve(refused);
           return;
         }
-        const granted = answer.granted ?? { rate: n, leases: wants };
+        const granted = answer.granted ?? { rate: n, leases: sent.map((i) => wants[i]!) };
         unheld(granted.leases);
         if (rate !== undefined) this.#addSpare(rate.key, granted.rate);
-        leases.forEach((l, i) => this.#addSpare(l.key, granted.leases[i]!));
+        sent.forEach((i, j) => this.#addSpare(leases[i]!.key, granted.leases[j]!));
         // The waiters in order: each takes one of every part, from what came back (and any
         // credit released meanwhile); one left without is refused as the store would have.
         for (const w of batch.waiters) {
@@ -523,12 +540,22 @@ export class SharedState {
       (err: unknown) => {
         settled();
         unheld(undefined);
-        for (const l of leases) this.#dirty.add(l.key);
+        failed();
         this.#degrade(err);
         this.#fallbacks += n;
         for (const w of batch.waiters) w.resolve(this.#admitLocal(w.ask));
       },
     );
+  }
+
+  /** Up to `n` of the spare credit of `key` taken out of spare (still held), for a batch's waiters; how many. */
+  #setAside(key: string, n: number): number {
+    const spare = this.#spare.get(key) ?? 0;
+    const r = Math.min(n, spare);
+    if (r === 0) return 0;
+    if (r === spare) this.#spare.delete(key);
+    else this.#spare.set(key, spare - r);
+    return r;
   }
 
   #addSpare(key: string, n: number): void {
@@ -566,12 +593,17 @@ export class SharedState {
   #creditAdmitted(ask: AdmitAsk, usage: StoreAdmitAnswer['usage'] | undefined): AdmitResult {
     const leases = ask.leases ?? [];
     if (leases.length === 0) return { ok: true, usage, release: noop };
+    // One closure with its own flag rather than `once` around a closure: one function less per
+    // admission on the credit path (docs/benchmarks.md §18, sampling heap profile).
+    let done = false;
     return {
       ok: true,
       usage,
-      release: once(() => {
+      release: () => {
+        if (done) return;
+        done = true;
         for (const l of leases) this.#giveBack(l.key, creditBlock(this.#credit!, l.max));
-      }),
+      },
     };
   }
 

@@ -198,4 +198,42 @@ describe('credit blocks across nodes (seeded)', { skip: redis ? false : NO_REDIS
       await closeAll([node!]);
     }
   });
+
+  it('steady traffic under a block writes the lease hash only while the node gathers its block: a rate refill asks no lease slots the node holds spare (seeded block, concurrency, rounds)', async () => {
+    // Found by bench/redis-trips.ts (docs/benchmarks.md, issue 19): each refill of the rate
+    // cell asked `n` new lease slots as well, so the releases then trimmed the slots held past
+    // the block with a write: two HSETs per refill, for nothing.
+    await seededRun('credit lease refill', async (rand) => {
+      const b = between(rand, 4, 16);
+      const c = between(rand, 1, b);
+      const rounds = Math.ceil((6 * b) / c) + between(rand, 0, 10);
+      const prefix = `cl${prefixN++}:`;
+      const [node] = await nodes(1, { max: b, share: 1 }, prefix);
+      const monitor = new Redis(redis!.url);
+      const hsets = async (): Promise<number> => Number((await monitor.info('commandstats')).match(/cmdstat_hset:calls=(\d+)/)?.[1] ?? 0);
+      try {
+        const ask = { rate: { key: 'rate:u', perSecond: 1_000_000, burst: 1_000_000 }, leases: [{ key: 'conn:u', max: 1_000_000 }] };
+        // The first round gathers the block (one script) and gives back what it took past it (one release write).
+        const first = await Promise.all(Array.from({ length: c }, () => node!.shared.admit(ask)));
+        for (const r of first) (r.ok ? r.release : assert.fail)();
+        await sleep(60);
+        const before = await hsets();
+        for (let round = 0; round < rounds; round++) {
+          const rs = await Promise.all(Array.from({ length: c }, () => node!.shared.admit(ask)));
+          for (const r of rs) assert.ok(r.ok, 'admitted');
+          await sleep(between(rand, 0, 3));
+          for (const r of rs) if (r.ok) r.release();
+        }
+        await sleep(60);
+        const writes = (await hsets()) - before;
+        // Rounds of c ≤ b open at once: the rate cell runs dry every ~b / c rounds; the lease never does.
+        assert.equal(writes, 0, `${writes} HSETs of the lease hash over ${rounds} rounds of ${c} (block ${b})`);
+        const held = Number((await monitor.hgetall(`${prefix}lease:conn:u`)).node0 ?? 0);
+        assert.ok(held <= b, `held in Redis ${held} ≤ one block (${b})`);
+      } finally {
+        monitor.disconnect();
+        await closeAll([node!]);
+      }
+    });
+  });
 });
