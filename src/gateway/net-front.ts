@@ -82,6 +82,9 @@ function dateLine(): string {
   return dateField;
 }
 
+/** A Link value as Node's writeEarlyHints accepts it. */
+const LINK = /^(?:<[^>]*>)(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\1)?)*$/;
+
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
 /** A request on the net front: its head as parsed, its body as a Readable (pushed by the connection). */
@@ -166,6 +169,12 @@ export class NetResponse extends EventEmitter implements FrontResponse {
 
   writeHead(status: number, headers?: readonly string[] | Record<string, string | number | readonly string[]>): this {
     if (this.headersSent) throw invalid('ERR_HTTP_HEADERS_SENT', 'Cannot write headers after they are sent to the client');
+    this.#setHead(status, headers);
+    return this;
+  }
+
+  /** The status line and the given fields (checked as Node checks them: a bad name or value throws). */
+  #setHead(status: number, headers: readonly string[] | Record<string, string | number | readonly string[]> | undefined): void {
     let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
     if (headers !== undefined) {
       if (Array.isArray(headers)) {
@@ -185,7 +194,6 @@ export class NetResponse extends EventEmitter implements FrontResponse {
     this.headersSent = true;
     this.#head = head;
     if (status === 204 || status === 304 || (status >= 100 && status < 200)) this.#bodyAllowed = false;
-    return this;
   }
 
   #field(name: string, value: string): string {
@@ -205,7 +213,7 @@ export class NetResponse extends EventEmitter implements FrontResponse {
 
   /** The head's last lines: Date, Connection, framing (as Node adds them), and the blank line. `endLength`: the whole body when end() comes first. */
   #finishHead(endLength: number): string {
-    if (this.#head === undefined) this.writeHead(this.statusCode);
+    if (this.#head === undefined) this.#setHead(this.statusCode, undefined);
     let head = this.#head!;
     if (!this.#hasDate) head += dateLine();
     if (this.#bodyAllowed && !this.#hasLength && !this.#te) {
@@ -277,6 +285,11 @@ export class NetResponse extends EventEmitter implements FrontResponse {
   }
 
   writeEarlyHints(hints: Record<string, string | string[]>): void {
+    // Node's check of Link values (validateLinkHeaderValue): a value that is not a link throws, and the hint is dropped.
+    const link = hints.link;
+    for (const v of Array.isArray(link) ? link : [link]) {
+      if (typeof v !== 'string' || !LINK.test(v)) throw invalid('ERR_INVALID_ARG_VALUE', 'The arguments link is invalid');
+    }
     let head = 'HTTP/1.1 103 Early Hints\r\n';
     for (const k in hints) {
       const v = hints[k]!;
