@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
-import { Readable } from 'node:stream';
 import { ChunkedDecoder, HEAD_DONE, NEED_MORE, RequestHeadParser, headersObject, type ParsedHead } from '../http/request-head.js';
 import { TCHAR } from '../http/token.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
@@ -24,8 +23,12 @@ import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
  * config load (src/config/schema.ts).
  */
 
-/** What the pipeline reads of a request (IncomingMessage's part of it); both fronts have it. */
-export interface FrontRequest extends Readable {
+/**
+ * What the pipeline reads of a request (IncomingMessage's part of it); both fronts have it.
+ * The body is read as the body relay reads it (src/http/client-body.ts): 'data', 'end',
+ * 'error' and 'close' events, pause() and resume(), readableEnded and complete.
+ */
+export interface FrontRequest extends EventEmitter {
   readonly method: string;
   readonly url: string;
   readonly httpVersion: string;
@@ -33,6 +36,9 @@ export interface FrontRequest extends Readable {
   readonly rawHeaders: string[];
   readonly socket: Socket;
   readonly complete: boolean;
+  readonly readableEnded: boolean;
+  pause(): this;
+  resume(): this;
 }
 
 /** What the pipeline does with a response (ServerResponse's part of it); both fronts have it. */
@@ -87,8 +93,12 @@ const LINK = /^(?:<[^>]*>)(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\1)?)*$/;
 
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
-/** A request on the net front: its head as parsed, its body as a Readable (pushed by the connection). */
-export class NetRequest extends Readable implements FrontRequest {
+/**
+ * A request on the net front: its head as parsed, and its body as the few stream events the
+ * body relay listens to (not a Readable: most requests have no body, and a Readable's state
+ * and its end-of-stream ticks were paid for each of them).
+ */
+export class NetRequest extends EventEmitter implements FrontRequest {
   readonly method: string;
   readonly url: string;
   readonly httpVersion: string;
@@ -97,18 +107,27 @@ export class NetRequest extends Readable implements FrontRequest {
   readonly rawHeaders: string[];
   readonly socket: Socket;
   complete = false;
+  readableEnded = false;
+  destroyed = false;
   trailers: Record<string, string | string[]> = {};
   rawTrailers: string[] = [];
   #headers: Record<string, string | string[]> | undefined;
   readonly #keep: number;
   readonly #conn: NetConnection;
+  /** Body bytes taken from the connection and not yet given to a reader. */
+  #held: Buffer[] | undefined;
+  #flowing = false;
+  /** pause() was called: a 'data' listener does not start the flow (as in a Readable). */
+  #paused = false;
+  /** All of the body was taken from the connection. */
+  #ended = false;
 
   constructor(head: ParsedHead, socket: Socket, conn: NetConnection) {
-    super({ highWaterMark: 64 * 1024 });
+    super();
     this.method = head.method;
     this.url = head.url;
     this.httpVersion = head.httpVersion;
-    this.httpVersionMinor = head.httpVersion === '1.1' ? 1 : 0;
+    this.httpVersionMinor = head.httpVersion === '1.0' ? 0 : 1;
     this.rawHeaders = head.rawHeaders;
     this.#keep = head.keep;
     this.socket = socket;
@@ -120,8 +139,67 @@ export class NetRequest extends Readable implements FrontRequest {
     return (this.#headers ??= headersObject(this.rawHeaders, this.#keep));
   }
 
-  override _read(): void {
-    this.#conn.bodyWanted();
+  /** A piece of body from the connection; false when the reader does not take it now (the connection pauses). */
+  push(chunk: Buffer): boolean {
+    if (this.destroyed) return true;
+    if (this.#flowing && this.#held === undefined) {
+      this.emit('data', chunk);
+      return this.#flowing;
+    }
+    (this.#held ??= []).push(chunk);
+    return false;
+  }
+
+  /** The body is complete. */
+  finish(): void {
+    this.complete = true;
+    this.#ended = true;
+    if (this.#flowing && this.#held === undefined) this.#end();
+  }
+
+  #end(): void {
+    if (this.readableEnded) return;
+    this.readableEnded = true;
+    this.emit('end');
+    this.emit('close');
+  }
+
+  pause(): this {
+    this.#flowing = false;
+    this.#paused = true;
+    return this;
+  }
+
+  /** As a Readable: a 'data' listener starts the flow (on the next tick) unless paused. */
+  override on(event: string | symbol, fn: (...args: any[]) => void): this {
+    super.on(event, fn);
+    if (event === 'data' && !this.#flowing && !this.#paused) process.nextTick(resumeLater, this);
+    return this;
+  }
+
+  /** Flowing: held bytes go to the reader (or are dropped when nobody listens, as Node's resume() drops them). */
+  resume(): this {
+    if (this.destroyed) return this;
+    this.#flowing = true;
+    this.#paused = false;
+    const held = this.#held;
+    if (held !== undefined) {
+      while (held.length > 0 && this.#flowing) this.emit('data', held.shift()!);
+      if (held.length > 0) return this;
+      this.#held = undefined;
+    }
+    if (this.#ended) this.#end();
+    else this.#conn.bodyWanted();
+    return this;
+  }
+
+  /** The connection closed before the body was complete. */
+  destroy(): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    this.#held = undefined;
+    this.emit('close');
+    return this;
   }
 }
 
@@ -314,14 +392,12 @@ export class NetResponse extends EventEmitter implements FrontResponse {
     if (this.attached) {
       const s = this.socket;
       if (s.destroyed) return false;
-      if (b === undefined) return s.write(a!, 'latin1');
-      if (a === undefined && c === undefined) return s.write(b);
-      // The head (or a chunk-size line) goes out in one writev with its body bytes.
-      s.cork();
+      // Everything written in this tick goes out in one writev: the head with the first body
+      // chunk, and for a small answer the end too.
+      this.#conn.corkForTick();
       if (a !== undefined) s.write(a, 'latin1');
-      s.write(b);
+      if (b !== undefined) s.write(b);
       if (c !== undefined) s.write(c, 'latin1');
-      s.uncork();
       return !s.writableNeedDrain;
     }
     const held = (this.#held ??= []);
@@ -543,8 +619,7 @@ export class NetConnection extends DeadlineEntry {
   #bodyDone(req: NetRequest): void {
     this.#body = undefined;
     this.#chunks = undefined;
-    req.complete = true;
-    req.push(null);
+    req.finish();
     if (this.#paused) {
       this.#paused = false;
       this.socket.resume();
@@ -556,6 +631,11 @@ export class NetConnection extends DeadlineEntry {
     this.#stopped = true;
     this.#buf = undefined;
     const res = this.#queue.find((r) => r.req === this.#body);
+    if (res !== undefined && res.writableEnded) {
+      // Already answered (a refusal before the body was read): the connection closes after that answer.
+      res.close = true;
+      return;
+    }
     const s = this.socket as ConnSocket;
     s._httpMessage = res;
     this.#server.emit('clientError', parserError(code), this.socket);
@@ -590,10 +670,7 @@ export class NetConnection extends DeadlineEntry {
       this.#body = req;
       if (head.chunked) this.#chunks = new ChunkedDecoder(this.#server.settings.maxHeaderSize);
       else this.#bodyLeft = head.contentLength;
-    } else {
-      req.complete = true;
-      req.push(null);
-    }
+    } else req.finish();
     const server = this.#server;
     if (head.expect !== undefined && head.httpVersion === '1.1') {
       if (CONTINUE.test(head.expect)) server.emit('checkContinue', req, res);
@@ -633,17 +710,38 @@ export class NetConnection extends DeadlineEntry {
     this.#server.emit('clientError', parserError(code), this.socket);
   }
 
-  /** A response's last bytes, written corked; it is finished once they are out. */
+  /** A response's last bytes, written with the rest of this tick's; it is finished once they are out. */
   writeLast(res: NetResponse, a: string | undefined, b: Buffer | string | undefined, c: string | undefined): void {
     const s = this.socket;
     if (s.destroyed) return;
-    const done = (): void => this.#finished(res);
-    s.cork();
+    if (a === undefined && b === undefined && c === undefined) {
+      // Nothing more to write: finished on the next tick, as Node's ServerResponse does (no empty write).
+      process.nextTick(finishLater, this, res);
+      return;
+    }
+    this.corkForTick();
     if (a !== undefined) s.write(a, 'latin1');
     if (b !== undefined) s.write(b);
-    if (c !== undefined) s.write(c, 'latin1');
-    s.write(EMPTY, done);
-    s.uncork();
+    s.write(c ?? EMPTY, 'latin1', () => this.#finished(res));
+  }
+
+  #corked = false;
+
+  /** Cork the socket until the end of this tick (once per tick). */
+  corkForTick(): void {
+    if (this.#corked) return;
+    this.#corked = true;
+    this.socket.cork();
+    process.nextTick(uncorkLater, this);
+  }
+
+  uncork(): void {
+    this.#corked = false;
+    this.socket.uncork();
+  }
+
+  finishNow(res: NetResponse): void {
+    this.#finished(res);
   }
 
   #finished(res: NetResponse): void {
@@ -694,6 +792,16 @@ export class NetConnection extends DeadlineEntry {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+function resumeLater(req: NetRequest): void {
+  req.resume();
+}
+function uncorkLater(c: NetConnection): void {
+  c.uncork();
+}
+function finishLater(c: NetConnection, res: NetResponse): void {
+  c.finishNow(res);
+}
 
 function parserError(code: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`Parse Error: ${code}`), { code });
