@@ -218,8 +218,9 @@ export class RequestHeadParser {
     this.#size += i - t0;
     if (this.#size >= this.limits.maxHeaderSize) return 'HPE_HEADER_OVERFLOW';
     if (i === e) {
-      // HTTP/0.9 (no version): llhttp takes it for GET only, then reads fields as usual.
-      if (this.#method !== 'GET') return 'HPE_INVALID_CONSTANT';
+      // HTTP/0.9 (no version): llhttp takes it with any method but CONNECT, then reads fields as
+      // usual; the exchange refuses it by name (505), as it does behind node:http.
+      if (this.#method === 'CONNECT') return 'HPE_INVALID_CONSTANT';
       this.#version = '0.9';
       return undefined;
     }
