@@ -214,3 +214,18 @@ export function reverseClientConfig(port: number, origin: number, client: 'undic
     '',
   ].join('\n');
 }
+
+/**
+ * The reverse gateway as `gatewise proxy --listen … --to …` builds it, as a file for `run -c`,
+ * with the listener's server front named (issue 17): the net-front duels differ in `front` only
+ * (gatewise-nodefront against gatewise-netfront: both started the same way).
+ */
+export function reverseFrontConfig(port: number, origin: number, front: 'node' | 'net', accessLog: boolean): string {
+  return [
+    `listeners: [{ address: 127.0.0.1, port: ${port}, front: ${front} }]`,
+    `clusters: { default: { endpoints: ["http://127.0.0.1:${origin}"] } }`,
+    'routes: [{ name: default, cluster: default }]',
+    `log: { access: ${accessLog} }`,
+    '',
+  ].join('\n');
+}

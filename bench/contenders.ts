@@ -218,6 +218,34 @@ function nativeClientContenders(): Contender[] {
 }
 
 /**
+ * The server front of the reverse listener (issue 17, src/gateway/net-front.ts): gatewise's
+ * config (`gatewise proxy` as a file, bench/configs.ts reverseFrontConfig) with `front: node`
+ * (`gatewise-nodefront`, what gatewise runs) or `front: net` (`gatewise-netfront`), each with
+ * default logging and quiet (`-quiet`). Started the same way, so a duel differs in the front
+ * only. Only in the duels (no group).
+ */
+function frontContenders(): Contender[] {
+  return (['node', 'net'] as const).flatMap((front) =>
+    [false, true].map((quiet) => {
+      const id = `gatewise-${front}front${quiet ? '-quiet' : ''}`;
+      return {
+        id,
+        label: `Gatewise, ${front} front${quiet ? ' (no access log)' : ''}`,
+        groups: [] as Group[],
+        isGatewise: true,
+        config: `\`node bin/gatewise.js run -c FILE\`: gatewise${quiet ? '-quiet' : ''}'s config with \`front: ${front}\` on its listener`,
+        async start(ctx: StartContext): Promise<Running> {
+          const port = await freePort();
+          const file = path.join(subdir(ctx, id), 'gatewise.yaml');
+          fs.writeFileSync(file, configs.reverseFrontConfig(port, ctx.originPort, front, !quiet));
+          return gatewise(ctx, id, ['run', '-c', file], port);
+        },
+      };
+    }),
+  );
+}
+
+/**
  * Metrics on and off (issue 18: metrics on must cost ≤ 5 %): the same `run -c FILE` config,
  * access log off, with and without the admin listener. With it, prom-client's metrics and
  * the admin API's live view (per-second counts, the failure ring, users) subscribe to every
@@ -400,6 +428,7 @@ export const CONTENDERS: Contender[] = [
   ...gatewiseContenders(),
   ...metricsContenders(),
   ...nativeClientContenders(),
+  ...frontContenders(),
   ...baselineContenders(),
   gatewiseServiceContender(),
   gatewiseServiceRedisContender(),

@@ -69,6 +69,10 @@ export const listenerSchema = z
     tls: reverseListenerTlsSchema.optional(),
     redirectToHttps: redirectSchema.optional(),
     http2: http2Schema.optional(),
+    front: z
+      .enum(['node', 'net'])
+      .default('node')
+      .describe('The HTTP/1.1 server side of this listener: node (node:http, the default) or net, Gatewise\'s own front on node:net sockets (a strict request-head parser, corked pre-built response heads; an experiment measured in docs/benchmarks.md, plain HTTP only: refused with tls or http2). Both answer parser errors, timeouts and limits with the same statuses.'),
   })
   .strict();
 
@@ -513,6 +517,12 @@ export function configCrossChecks(raw: unknown): CrossProblem[] {
       out.push({ path: ['listeners', i, 'redirectToHttps'], message: 'a TLS listener cannot redirect to HTTPS (it is HTTPS): set redirectToHttps on a plain listener' });
     }
     if (isObj(l) && isObj(l.tls)) out.push(...acmeChecks(l.tls, i, routes, listeners));
+    if (isObj(l) && l.front === 'net' && l.tls !== undefined) {
+      out.push({ path: ['listeners', i, 'front'], message: 'front: net is plain HTTP/1.1 only: a TLS listener uses front: node' });
+    }
+    if (isObj(l) && l.front === 'net' && l.http2 !== undefined) {
+      out.push({ path: ['listeners', i, 'front'], message: 'front: net speaks HTTP/1.1 only: a listener with http2 (h2c) uses front: node' });
+    }
   });
   if (listeners.length > 0 && routes.length === 0) {
     out.push({ path: ['routes'], message: 'listeners are configured but no route sends requests anywhere' });

@@ -18,6 +18,7 @@ import { UpgradeExchange } from './upgrade.js';
 import { listenerFront, type ListenerFront } from './front.js';
 import { H2Front } from './h2.js';
 import { sniffPreface } from './h2c.js';
+import { NetFrontServer } from './net-front.js';
 import type { ServerHttp2Session } from 'node:http2';
 import { AcmeManager, CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
 import { acmeHostsOfRoutes } from '../config/schema.js';
@@ -124,7 +125,14 @@ export class Gateway {
     const certs = entry.certs;
     // HTTP/2 is negotiated by ALPN on the same TLS listener (./h2.ts); HTTP/1.1 stays as it is.
     const alpn = l.http2 !== undefined ? { ALPNProtocols: ['h2', 'http/1.1'] } : {};
-    const server = certs === undefined ? createServer(httpOptions) : (createHttpsServer({ ...httpOptions, ...certs.serverOptions(ms(l.requestHeaderTimeout)), ...alpn }) as unknown as Server);
+    // front: net (./net-front.ts) emits the same events as an http.Server, with requests and
+    // responses that have the part of IncomingMessage / ServerResponse the exchange uses.
+    const server =
+      l.front === 'net'
+        ? (new NetFrontServer({ maxHeaderSize: l.maxHeaderSize, maxHeadersCount: l.maxHeaderCount + 1, headersTimeout: ms(l.requestHeaderTimeout), keepAliveTimeout: ms(l.keepAliveTimeout) }) as unknown as Server)
+        : certs === undefined
+          ? createServer(httpOptions)
+          : (createHttpsServer({ ...httpOptions, ...certs.serverOptions(ms(l.requestHeaderTimeout)), ...alpn }) as unknown as Server);
     const front = listenerFront(l);
     const tls = certs !== undefined;
     // Requests arrive on the TLS socket; the gate's marks are on the TCP socket under it.
@@ -289,6 +297,7 @@ export class Gateway {
       if (JSON.stringify(entry.cfg) === JSON.stringify(cfg)) continue;
       summary.listeners.changed.push(entry.name);
       if (cfg.maxHeaderSize !== entry.cfg.maxHeaderSize) summary.restart.push(`listeners ${entry.name}: maxHeaderSize`);
+      if (cfg.front !== entry.cfg.front) summary.restart.push(`listeners ${entry.name}: front`);
       // TLS and HTTP/2 settings of a running listener (certificate files reload on their own when they change).
       if (JSON.stringify([cfg.tls, cfg.http2, cfg.redirectToHttps]) !== JSON.stringify([entry.cfg.tls, entry.cfg.http2, entry.cfg.redirectToHttps])) summary.restart.push(`listeners ${entry.name}: tls, http2, redirectToHttps`);
       entry.limits = clientLimits(cfg);

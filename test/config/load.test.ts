@@ -93,3 +93,17 @@ test('the JSON Schema describes the config for editors', () => {
   assert.ok(s.properties.clusters);
   assert.match(String(s.properties.name!.description), /Proxy-Status/);
 });
+
+test('front: net is plain HTTP/1.1: refused with tls or http2 by the field; node is the default', () => {
+  const base = "clusters: { a: { endpoints: ['http://127.0.0.1:1'] } }\nroutes: [{ cluster: a }]\n";
+  assert.equal(parseConfigText(`listeners: [{ port: 8080 }]\n${base}`).listeners[0]!.front, 'node');
+  assert.equal(parseConfigText(`listeners: [{ port: 8080, front: net }]\n${base}`).listeners[0]!.front, 'net');
+  const refused = (listener: string, why: RegExp): void =>
+    assert.throws(
+      () => parseConfigText(`listeners: [${listener}]\n${base}`),
+      (e: ConfigError) => e.problems.some((p) => p.path === 'listeners[0].front' && why.test(p.message)),
+    );
+  refused('{ port: 8080, front: net, http2: { h2c: true } }', /HTTP\/1\.1 only/);
+  refused('{ port: 8443, front: net, tls: { certificates: [{ cert: /x.pem, key: /x.key }] } }', /TLS listener/);
+  assert.throws(() => parseConfigText(`listeners: [{ port: 8080, front: fast }]\n${base}`), (e: ConfigError) => e.problems.some((p) => p.path === 'listeners[0].front'));
+});

@@ -8,6 +8,7 @@ import { createLogger } from '../../src/observe/access-log.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { hashPassword } from '../../src/tenants/password-hash.js';
 import { withTestUpstreamClient } from './upstream-client.js';
+import { withTestFront } from './front.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 export const FWD_USER = 'alice';
@@ -53,7 +54,7 @@ export async function startAdminStack(): Promise<AdminStack> {
   const hash = await hashPassword(FWD_PASSWORD, { N: 1024, r: 8, p: 1 });
   const lines: string[] = [];
   const logger = createLogger({ destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }) });
-  const config = validateConfig(withTestUpstreamClient({
+  const config = validateConfig(withTestFront(withTestUpstreamClient({
     listeners: [{ port: 0 }],
     admin: { port: 0, token: ADMIN_TOKEN, failures: 100 },
     clusters: { app: { endpoints: [lab.url] }, dead: { endpoints: [`http://127.0.0.1:${dead}`], waitForEndpoint: { timeout: '0s' } } },
@@ -72,7 +73,7 @@ export async function startAdminStack(): Promise<AdminStack> {
       },
       timeouts: { connect: '2s', dns: '2s', handshake: '3s' },
     },
-  }));
+  })));
   const rt = await startRuntime(config, { logger, probeUpstreams: false });
   const admin = rt.adminUrl!;
   const gateway = rt.gateway!.addresses()[0]!.url;

@@ -6,6 +6,7 @@ import { Gateway } from '../../src/gateway/server.js';
 import { attachAccessLog, createLogger } from '../../src/observe/access-log.js';
 import { attachMetrics } from '../../src/observe/metrics.js';
 import { withTestUpstreamClient } from './upstream-client.js';
+import { withTestFront } from './front.js';
 
 export interface LogLine {
   type: string;
@@ -33,7 +34,7 @@ export interface TestGateway {
 
 /** A gateway on an ephemeral port with its access log captured in memory (HTTP/1.1 clusters on GATEWISE_TEST_UPSTREAM_CLIENT's client when set). */
 export async function startTestGateway(input: Omit<ConfigInput, 'listeners'> & { listeners?: ConfigInput['listeners'] }): Promise<TestGateway> {
-  const config = validateConfig(withTestUpstreamClient({ listeners: [{ address: '127.0.0.1', port: 0 }], ...input }));
+  const config = validateConfig(withTestFront(withTestUpstreamClient({ listeners: [{ address: '127.0.0.1', port: 0 }], ...input })));
   const logs: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { withTestUpstreamClient } from './upstream-client.js';
+import { withTestFront } from './front.js';
 
 export const BIN = fileURLToPath(new URL('../../../bin/gatewise.js', import.meta.url));
 
@@ -37,7 +38,7 @@ export class GatewiseProcess {
   }
 
   static async start(configFile: string, config: unknown, opts: { workers?: number; readyLines?: number } = {}): Promise<GatewiseProcess> {
-    writeFileSync(configFile, JSON.stringify(withTestUpstreamClient(config)));
+    writeFileSync(configFile, JSON.stringify(withTestFront(withTestUpstreamClient(config))));
     const args = [BIN, 'run', '--config', configFile, ...(opts.workers ? ['--workers', String(opts.workers)] : [])];
     const p = new GatewiseProcess(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     const want = opts.readyLines ?? opts.workers ?? 1;

@@ -1,0 +1,864 @@
+import { EventEmitter } from 'node:events';
+import { STATUS_CODES } from 'node:http';
+import { Server as NetServer, type Socket } from 'node:net';
+import { ChunkedDecoder, HEAD_DONE, NEED_MORE, RequestHeadParser, headersObject, type ParsedHead } from '../http/request-head.js';
+import { TCHAR } from '../http/token.js';
+import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
+
+/**
+ * The `net` front of a reverse listener (`listeners[].front: net`, issue 17): HTTP/1.1 on
+ * node:net sockets instead of node:http. It emits the events the gateway already listens
+ * for on an http.Server ('request', 'checkContinue', 'checkExpectation', 'upgrade',
+ * 'connect', 'clientError'), so src/gateway/server.ts wires both fronts the same way, and
+ * hands the exchange a request and a response that have the part of IncomingMessage /
+ * ServerResponse the pipeline uses (`FrontRequest` / `FrontResponse` below) and no more.
+ *
+ * What it does instead of Node: one strict parser (src/http/request-head.ts) whose errors
+ * carry llhttp's codes (so parser errors are answered by the one responder with the same
+ * statuses); a response head built as one string and written corked with the first body
+ * chunk; chunked coding when the length is unknown; pipelined requests parsed ahead and
+ * answered in order (responses behind the first are buffered until their turn); the
+ * listener's head and keep-alive timeouts on the process deadline list (no Node timer per
+ * connection). Plain HTTP only: TLS, h2c and redirectToHttps listeners are refused at
+ * config load (src/config/schema.ts).
+ */
+
+/**
+ * What the pipeline reads of a request (IncomingMessage's part of it); both fronts have it.
+ * The body is read as the body relay reads it (src/http/client-body.ts): 'data', 'end',
+ * 'error' and 'close' events, pause() and resume(), readableEnded and complete.
+ */
+export interface FrontRequest extends EventEmitter {
+  readonly method: string;
+  readonly url: string;
+  readonly httpVersion: string;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly rawHeaders: string[];
+  readonly socket: Socket;
+  readonly complete: boolean;
+  readonly readableEnded: boolean;
+  pause(): this;
+  resume(): this;
+}
+
+/** What the pipeline does with a response (ServerResponse's part of it); both fronts have it. */
+export interface FrontResponse extends EventEmitter {
+  statusCode: number;
+  readonly headersSent: boolean;
+  readonly destroyed: boolean;
+  readonly writableEnded: boolean;
+  readonly writableFinished: boolean;
+  writeHead(status: number, headers?: readonly string[] | Record<string, string | number | readonly string[]>): this;
+  write(chunk: Buffer | string): boolean;
+  end(chunk?: Buffer | string): this;
+  addTrailers(t: Record<string, string | readonly string[]>): void;
+  writeContinue(): void;
+  writeEarlyHints(hints: Record<string, string | string[]>): void;
+  hasHeader(name: string): boolean;
+  destroy(): void;
+}
+
+const CRLF = '\r\n';
+/** Fields of a response head: a token name; a value of VCHAR, obs-text, SP, HTAB (what Node's checks allow). */
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+function checkName(name: string): void {
+  if (name.length === 0) throw invalid('ERR_INVALID_HTTP_TOKEN', `Header name must be a valid HTTP token ["${name}"]`);
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c > 255 || TCHAR[c] === 0) throw invalid('ERR_INVALID_HTTP_TOKEN', `Header name must be a valid HTTP token ["${name}"]`);
+  }
+}
+function checkValue(name: string, value: string): void {
+  if (BAD_VALUE.test(value)) throw invalid('ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
+}
+function invalid(code: string, message: string): Error {
+  return Object.assign(new TypeError(message), { code });
+}
+
+/** The Date field, made once a second (Node caches its own the same way). */
+let dateSecond = 0;
+let dateField = '';
+function dateLine(): string {
+  const now = Date.now();
+  const s = Math.floor(now / 1000);
+  if (s !== dateSecond) {
+    dateSecond = s;
+    dateField = `Date: ${new Date(now).toUTCString()}\r\n`;
+  }
+  return dateField;
+}
+
+/** A Link value as Node's writeEarlyHints accepts it. */
+const LINK = /^(?:<[^>]*>)(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\1)?)*$/;
+
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
+
+/**
+ * A request on the net front: its head as parsed, and its body as the few stream events the
+ * body relay listens to (not a Readable: most requests have no body, and a Readable's state
+ * and its end-of-stream ticks were paid for each of them).
+ */
+export class NetRequest extends EventEmitter implements FrontRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly httpVersion: string;
+  readonly httpVersionMajor = 1;
+  readonly httpVersionMinor: number;
+  readonly rawHeaders: string[];
+  readonly socket: Socket;
+  complete = false;
+  readableEnded = false;
+  destroyed = false;
+  trailers: Record<string, string | string[]> = {};
+  rawTrailers: string[] = [];
+  #headers: Record<string, string | string[]> | undefined;
+  readonly #keep: number;
+  readonly #conn: NetConnection;
+  /** Body bytes taken from the connection and not yet given to a reader. */
+  #held: Buffer[] | undefined;
+  #flowing = false;
+  /** pause() was called: a 'data' listener does not start the flow (as in a Readable). */
+  #paused = false;
+  /** All of the body was taken from the connection. */
+  #ended = false;
+
+  constructor(head: ParsedHead, socket: Socket, conn: NetConnection) {
+    super();
+    this.method = head.method;
+    this.url = head.url;
+    this.httpVersion = head.httpVersion;
+    this.httpVersionMinor = head.httpVersion === '1.0' ? 0 : 1;
+    this.rawHeaders = head.rawHeaders;
+    this.#keep = head.keep;
+    this.socket = socket;
+    this.#conn = conn;
+  }
+
+  /** Node's lower-case headers object, built when first read. */
+  get headers(): Record<string, string | string[]> {
+    return (this.#headers ??= headersObject(this.rawHeaders, this.#keep));
+  }
+
+  /** A piece of body from the connection; false when the reader does not take it now (the connection pauses). */
+  push(chunk: Buffer): boolean {
+    if (this.destroyed) return true;
+    if (this.#flowing && this.#held === undefined) {
+      this.emit('data', chunk);
+      return this.#flowing;
+    }
+    (this.#held ??= []).push(chunk);
+    return false;
+  }
+
+  /** The body is complete. */
+  finish(): void {
+    this.complete = true;
+    this.#ended = true;
+    if (this.#flowing && this.#held === undefined) this.#end();
+  }
+
+  #end(): void {
+    if (this.readableEnded) return;
+    this.readableEnded = true;
+    this.emit('end');
+    this.emit('close');
+  }
+
+  pause(): this {
+    this.#flowing = false;
+    this.#paused = true;
+    return this;
+  }
+
+  /** As a Readable: a 'data' listener starts the flow (on the next tick) unless paused. */
+  override on(event: string | symbol, fn: (...args: any[]) => void): this {
+    super.on(event, fn);
+    if (event === 'data' && !this.#flowing && !this.#paused) process.nextTick(resumeLater, this);
+    return this;
+  }
+
+  /** Flowing: held bytes go to the reader (or are dropped when nobody listens, as Node's resume() drops them). */
+  resume(): this {
+    if (this.destroyed) return this;
+    this.#flowing = true;
+    this.#paused = false;
+    const held = this.#held;
+    if (held !== undefined) {
+      while (held.length > 0 && this.#flowing) this.emit('data', held.shift()!);
+      if (held.length > 0) return this;
+      this.#held = undefined;
+    }
+    if (this.#ended) this.#end();
+    else this.#conn.bodyWanted();
+    return this;
+  }
+
+  /** The connection closed before the body was complete. */
+  destroy(): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    this.#held = undefined;
+    this.emit('close');
+    return this;
+  }
+}
+
+/** A response on the net front. Written straight to the socket when first in its connection's order, else held until its turn. */
+export class NetResponse extends EventEmitter implements FrontResponse {
+  statusCode = 200;
+  headersSent = false;
+  destroyed = false;
+  writableEnded = false;
+  writableFinished = false;
+  readonly req: NetRequest;
+  readonly socket: Socket;
+  readonly #conn: NetConnection;
+  /** The head's status line and fields (without the framing fields and the blank line), once writeHead ran. */
+  #head: string | undefined;
+  #hasLength = false;
+  #te = false;
+  #hasDate = false;
+  #hasConnection = false;
+  #chunked = false;
+  /** The connection closes after this response. */
+  close: boolean;
+  #bodyAllowed: boolean;
+  #trailers = '';
+  /** The head has gone out (to the socket, or to the held bytes). */
+  #started = false;
+  attached = false;
+  /** Bytes written before its turn (in order); undefined once attached. */
+  #held: Array<string | Buffer> | undefined;
+  #heldBytes = 0;
+  #heldFull = false;
+
+  constructor(conn: NetConnection, req: NetRequest, close: boolean) {
+    super();
+    this.#conn = conn;
+    this.req = req;
+    this.socket = req.socket;
+    this.close = close;
+    this.#bodyAllowed = req.method !== 'HEAD';
+  }
+
+  hasHeader(name: string): boolean {
+    return name.toLowerCase() === 'content-length' ? this.#hasLength : false;
+  }
+
+  writeHead(status: number, headers?: readonly string[] | Record<string, string | number | readonly string[]>): this {
+    if (this.headersSent) throw invalid('ERR_HTTP_HEADERS_SENT', 'Cannot write headers after they are sent to the client');
+    this.#setHead(status, headers);
+    return this;
+  }
+
+  /** The status line and the given fields (checked as Node checks them: a bad name or value throws). */
+  #setHead(status: number, headers: readonly string[] | Record<string, string | number | readonly string[]> | undefined): void {
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
+    if (headers !== undefined) {
+      if (Array.isArray(headers)) {
+        const h = headers as readonly string[];
+        for (let i = 0; i < h.length; i += 2) head += this.#field(h[i]!, String(h[i + 1]));
+      } else {
+        const o = headers as Record<string, string | number | readonly string[]>;
+        for (const k in o) {
+          const v = o[k];
+          if (v === undefined) continue;
+          if (Array.isArray(v)) for (const one of v as readonly string[]) head += this.#field(k, String(one));
+          else head += this.#field(k, String(v));
+        }
+      }
+    }
+    this.statusCode = status;
+    this.headersSent = true;
+    this.#head = head;
+    if (status === 204 || status === 304 || (status >= 100 && status < 200)) this.#bodyAllowed = false;
+  }
+
+  #field(name: string, value: string): string {
+    checkName(name);
+    checkValue(name, value);
+    const n = name.length;
+    if (n === 14 && name.toLowerCase() === 'content-length') this.#hasLength = true;
+    else if (n === 17 && name.toLowerCase() === 'transfer-encoding') {
+      this.#te = true;
+      if (/chunked/i.test(value)) this.#chunked = true;
+    } else if (n === 10 && name.toLowerCase() === 'connection') {
+      this.#hasConnection = true;
+      if (/(?:^|,)\s*close\s*(?:,|$)/i.test(value)) this.close = true;
+    } else if (n === 4 && name.toLowerCase() === 'date') this.#hasDate = true;
+    return `${name}: ${value}\r\n`;
+  }
+
+  /** The head's last lines: Date, Connection, framing (as Node adds them), and the blank line. `endLength`: the whole body when end() comes first. */
+  #finishHead(endLength: number): string {
+    if (this.#head === undefined) this.#setHead(this.statusCode, undefined);
+    let head = this.#head!;
+    if (!this.#hasDate) head += dateLine();
+    if (this.#bodyAllowed && !this.#hasLength && !this.#te) {
+      if (endLength >= 0) head += `Content-Length: ${endLength}\r\n`;
+      else if (this.req.httpVersionMinor === 1) {
+        head += 'Transfer-Encoding: chunked\r\n';
+        this.#chunked = true;
+      } else this.close = true; // HTTP/1.0: the body ends with the connection
+    }
+    if (!this.#bodyAllowed) this.#chunked = false;
+    if (!this.#hasConnection) head += this.close ? 'Connection: close\r\n' : this.#conn.keepAliveLines;
+    return head + CRLF;
+  }
+
+  write(chunk: Buffer | string): boolean {
+    if (this.writableEnded || this.destroyed) return false;
+    let out = chunk;
+    if (!this.#started) {
+      this.#started = true;
+      const head = this.#finishHead(-1);
+      if (!this.#bodyAllowed || chunk.length === 0) return this.#out(head, undefined, undefined);
+      return this.#out(this.#chunked ? `${head}${chunk.length.toString(16)}\r\n` : head, out, this.#chunked ? CRLF : undefined);
+    }
+    if (!this.#bodyAllowed || chunk.length === 0) return true;
+    if (this.#chunked) return this.#out(`${chunk.length.toString(16)}\r\n`, out, CRLF);
+    out = chunk;
+    return this.#out(undefined, out, undefined);
+  }
+
+  addTrailers(t: Record<string, string | readonly string[]>): void {
+    for (const k in t) {
+      const v = t[k]!;
+      if (Array.isArray(v)) for (const one of v as readonly string[]) this.#trailers += this.#trailerField(k, one);
+      else this.#trailers += this.#trailerField(k, v as string);
+    }
+  }
+
+  #trailerField(name: string, value: string): string {
+    checkName(name);
+    checkValue(name, value);
+    return `${name}: ${value}\r\n`;
+  }
+
+  end(chunk?: Buffer | string): this {
+    if (this.writableEnded) return this;
+    let before: string | undefined;
+    let body: Buffer | string | undefined = chunk !== undefined && chunk.length > 0 && this.#bodyAllowed ? chunk : undefined;
+    if (!this.#started) {
+      this.#started = true;
+      const len = chunk === undefined ? 0 : typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+      before = this.#finishHead(len);
+      if (this.#chunked && body !== undefined) before += `${body.length.toString(16)}\r\n`;
+    } else if (this.#chunked && body !== undefined) before = `${body.length.toString(16)}\r\n`;
+    this.writableEnded = true;
+    let after: string | undefined;
+    if (this.#chunked) after = `${body !== undefined ? CRLF : ''}0\r\n${this.#trailers}\r\n`;
+    if (this.destroyed) return this;
+    if (!this.attached) {
+      // Held until its turn; attach() writes it and finishes it.
+      if (before !== undefined || body !== undefined || after !== undefined) this.#out(before, body, after);
+      return this;
+    }
+    this.#conn.writeLast(this, before, body, after);
+    return this;
+  }
+
+  writeContinue(): void {
+    this.#interim('HTTP/1.1 100 Continue\r\n\r\n');
+  }
+
+  writeEarlyHints(hints: Record<string, string | string[]>): void {
+    // Node's check of Link values (validateLinkHeaderValue): a value that is not a link throws, and the hint is dropped.
+    const link = hints.link;
+    for (const v of Array.isArray(link) ? link : [link]) {
+      if (typeof v !== 'string' || !LINK.test(v)) throw invalid('ERR_INVALID_ARG_VALUE', 'The arguments link is invalid');
+    }
+    let head = 'HTTP/1.1 103 Early Hints\r\n';
+    for (const k in hints) {
+      const v = hints[k]!;
+      if (Array.isArray(v)) for (const one of v) head += this.#trailerField(k, one);
+      else head += this.#trailerField(k, v);
+    }
+    this.#interim(`${head}\r\n`);
+  }
+
+  #interim(bytes: string): void {
+    if (this.#started || this.destroyed) return;
+    this.#out(bytes, undefined, undefined);
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.socket.destroy();
+  }
+
+  /** Bytes out: to the socket when attached (corked together), else held in order. */
+  #out(a: string | undefined, b: Buffer | string | undefined, c: string | undefined): boolean {
+    if (this.attached) {
+      const s = this.socket;
+      if (s.destroyed) return false;
+      // Everything written in this tick goes out in one writev: the head with the first body
+      // chunk, and for a small answer the end too.
+      this.#conn.corkForTick();
+      if (a !== undefined) s.write(a, 'latin1');
+      if (b !== undefined) s.write(b);
+      if (c !== undefined) s.write(c, 'latin1');
+      return !s.writableNeedDrain;
+    }
+    const held = (this.#held ??= []);
+    if (a !== undefined) held.push(a);
+    if (b !== undefined) held.push(b);
+    if (c !== undefined) held.push(c);
+    this.#heldBytes += (a?.length ?? 0) + (b?.length ?? 0) + (c?.length ?? 0);
+    if (this.#heldBytes >= 64 * 1024) this.#heldFull = true;
+    return !this.#heldFull;
+  }
+
+  /** Its turn came: what it wrote before goes out now. */
+  attach(): void {
+    this.attached = true;
+    const held = this.#held;
+    this.#held = undefined;
+    if (held !== undefined && held.length > 0) {
+      const s = this.socket;
+      s.cork();
+      for (const x of held) typeof x === 'string' ? s.write(x, 'latin1') : s.write(x);
+      s.uncork();
+    }
+    if (this.writableEnded) {
+      this.#conn.writeLast(this, undefined, undefined, undefined);
+      return;
+    }
+    if (this.#heldFull) {
+      this.#heldFull = false;
+      this.emit('drain');
+    }
+  }
+
+  /** The connection closed before this response was finished. */
+  gone(): void {
+    if (this.destroyed || this.writableFinished) return;
+    this.destroyed = true;
+    this.emit('close');
+  }
+
+  /** All of it was written. */
+  finished(): void {
+    if (this.writableFinished) return;
+    this.writableFinished = true;
+    this.emit('finish');
+    this.destroyed = true;
+    this.emit('close');
+  }
+}
+
+/** What the server gives each connection. */
+interface FrontSettings {
+  maxHeaderSize: number;
+  maxHeadersCount: number;
+  headersTimeout: number;
+  keepAliveTimeout: number;
+}
+
+const T_NONE = 0;
+const T_HEAD = 1;
+const T_IDLE = 2;
+
+/** One client connection of the net front. */
+export class NetConnection extends DeadlineEntry {
+  readonly socket: Socket;
+  readonly #server: NetFrontServer;
+  readonly #parser: RequestHeadParser;
+  /** Bytes not parsed yet. */
+  #buf: Buffer | undefined;
+  /** Responses not finished, in request order; the first is written to the socket. */
+  readonly #queue: NetResponse[] = [];
+  /** The request whose body is arriving. */
+  #body: NetRequest | undefined;
+  #bodyLeft = 0;
+  #chunks: ChunkedDecoder | undefined;
+  /** Paused for a body the consumer does not take yet. */
+  #paused = false;
+  /** No more requests are read (an error, an upgrade, a closed socket). */
+  #stopped = false;
+  /** The last request of the connection was read (Connection: close, HTTP/1.0): bytes after it are not parsed. */
+  #last = false;
+  /** A refusal owed once the responses before it are out. */
+  #owed: string | undefined;
+  #upgrade: { req: NetRequest; rest: Buffer } | undefined;
+  #timer = T_NONE;
+  /** 'Connection: keep-alive' and its Keep-Alive timeout, as Node writes them. */
+  readonly keepAliveLines: string;
+
+  constructor(server: NetFrontServer, socket: Socket) {
+    super();
+    this.#server = server;
+    this.socket = socket;
+    const st = server.settings;
+    this.#parser = new RequestHeadParser({ maxHeaderSize: st.maxHeaderSize, keep: st.maxHeadersCount });
+    this.keepAliveLines = st.keepAliveTimeout > 0 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(st.keepAliveTimeout / 1000)}\r\n` : 'Connection: keep-alive\r\n';
+    socket.setNoDelay(true);
+    socket.on('data', onSocketData);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+    socket.on('drain', onSocketDrain);
+    (socket as ConnSocket)[kConn] = this;
+    this.#arm(T_HEAD, st.headersTimeout);
+  }
+
+  /** Idle: no request in progress (closeIdleConnections closes these). */
+  get idle(): boolean {
+    return this.#queue.length === 0 && this.#body === undefined && !this.#parser.started && this.#buf === undefined && this.#upgrade === undefined;
+  }
+
+  #arm(kind: number, ms: number): void {
+    if (ms <= 0) {
+      if (this.#timer !== T_NONE) this.#disarm();
+      return;
+    }
+    this.#timer = kind;
+    deadlines.add(this, performance.now(), ms);
+  }
+
+  #disarm(): void {
+    if (this.#timer === T_NONE) return;
+    this.#timer = T_NONE;
+    deadlines.remove(this);
+  }
+
+  deadlineReached(): void {
+    const kind = this.#timer;
+    this.#timer = T_NONE;
+    if (this.socket.destroyed) return;
+    if (kind === T_IDLE) this.socket.destroy();
+    else if (kind === T_HEAD) this.#refuse('HPE_HEADERS_TIMEOUT');
+  }
+
+  onData(chunk: Buffer): void {
+    if (this.#stopped) return;
+    const b = this.#buf;
+    this.#buf = b === undefined ? chunk : Buffer.concat([b, chunk]);
+    if (this.#timer === T_IDLE) this.#arm(T_HEAD, this.#server.settings.headersTimeout);
+    this.#run();
+  }
+
+  #run(): void {
+    while (!this.#stopped) {
+      const buf = this.#buf;
+      if (buf === undefined) return;
+      if (this.#body !== undefined) {
+        if (this.#paused) return;
+        if (!this.#bodyBytes(buf)) return;
+        continue;
+      }
+      if (this.#last) {
+        // Bytes after a message that ends the connection are not a request (Node: HPE_CLOSED_CONNECTION, ignored).
+        this.#buf = undefined;
+        return;
+      }
+      const p = this.#parser;
+      const r = p.feed(buf);
+      if (r === NEED_MORE) {
+        this.#buf = p.pos >= buf.length ? undefined : p.pos === 0 ? buf : buf.subarray(p.pos);
+        p.pos = 0;
+        if (this.#timer !== T_HEAD && (p.started || this.#buf !== undefined)) this.#arm(T_HEAD, this.#server.settings.headersTimeout);
+        return;
+      }
+      if (r !== HEAD_DONE) {
+        this.#refuse(r);
+        return;
+      }
+      const head = p.head!;
+      this.#buf = p.pos >= buf.length ? undefined : buf.subarray(p.pos);
+      p.reset(0);
+      this.#request(head);
+    }
+  }
+
+  /** Body bytes from the buffer to the request; false when it must wait (more bytes, or the consumer). */
+  #bodyBytes(buf: Buffer): boolean {
+    const req = this.#body!;
+    const chunks = this.#chunks;
+    if (chunks === undefined) {
+      const n = Math.min(this.#bodyLeft, buf.length);
+      const piece = n === buf.length ? buf : buf.subarray(0, n);
+      this.#buf = n === buf.length ? undefined : buf.subarray(n);
+      this.#bodyLeft -= n;
+      const more = req.push(piece);
+      if (this.#bodyLeft === 0) this.#bodyDone(req);
+      else if (!more) this.#pause();
+      return this.#buf !== undefined;
+    }
+    let more = true;
+    const r = chunks.decode(buf, 0, (b) => {
+      if (!req.push(b)) more = false;
+    });
+    if (typeof r === 'string') {
+      this.#bodyFailed(r);
+      return false;
+    }
+    this.#buf = r >= buf.length ? undefined : buf.subarray(r);
+    if (chunks.state === 4) {
+      req.rawTrailers = chunks.trailers;
+      req.trailers = headersObject(chunks.trailers);
+      this.#bodyDone(req);
+      return this.#buf !== undefined;
+    }
+    if (!more) this.#pause();
+    return false;
+  }
+
+  #pause(): void {
+    this.#paused = true;
+    this.socket.pause();
+  }
+
+  /** The body's consumer wants more. */
+  bodyWanted(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.socket.resume();
+    this.#run();
+  }
+
+  #bodyDone(req: NetRequest): void {
+    this.#body = undefined;
+    this.#chunks = undefined;
+    req.finish();
+    if (this.#paused) {
+      this.#paused = false;
+      this.socket.resume();
+    }
+  }
+
+  /** A malformed body: refused through the exchange answering that request (the gateway's clientError handler finds it). */
+  #bodyFailed(code: string): void {
+    this.#stopped = true;
+    this.#buf = undefined;
+    const res = this.#queue.find((r) => r.req === this.#body);
+    if (res !== undefined && res.writableEnded) {
+      // Already answered (a refusal before the body was read): the connection closes after that answer.
+      res.close = true;
+      return;
+    }
+    const s = this.socket as ConnSocket;
+    s._httpMessage = res;
+    this.#server.emit('clientError', parserError(code), this.socket);
+    s._httpMessage = undefined;
+  }
+
+  #request(head: ParsedHead): void {
+    const socket = this.socket;
+    const req = new NetRequest(head, socket, this);
+    const hasBody = head.chunked || head.contentLength > 0;
+    if (head.method === 'CONNECT') {
+      this.#stopped = true;
+      this.#disarm();
+      this.#server.emit('connect', req, socket, this.#buf ?? EMPTY);
+      return;
+    }
+    if (head.upgrade) {
+      // Handed to the upgrade path once the answers before it are out.
+      this.#stopped = true;
+      this.#disarm();
+      this.#upgrade = { req, rest: this.#buf ?? EMPTY };
+      this.#buf = undefined;
+      if (this.#queue.length === 0) this.#handOver();
+      return;
+    }
+    if (head.close) this.#last = true;
+    const res = new NetResponse(this, req, head.close);
+    this.#queue.push(res);
+    if (this.#queue.length === 1) res.attach();
+    this.#disarm();
+    if (hasBody) {
+      this.#body = req;
+      if (head.chunked) this.#chunks = new ChunkedDecoder(this.#server.settings.maxHeaderSize);
+      else this.#bodyLeft = head.contentLength;
+    } else req.finish();
+    const server = this.#server;
+    if (head.expect !== undefined && head.httpVersion === '1.1') {
+      if (CONTINUE.test(head.expect)) server.emit('checkContinue', req, res);
+      else server.emit('checkExpectation', req, res);
+    } else server.emit('request', req, res);
+  }
+
+  #handOver(): void {
+    const u = this.#upgrade!;
+    this.#upgrade = undefined;
+    const socket = this.socket;
+    this.#detach();
+    this.#server.emit('upgrade', u.req, socket, u.rest);
+  }
+
+  /** The socket is no longer this front's (upgrade): its listeners go, and it waits paused for its new reader. */
+  #detach(): void {
+    const socket = this.socket;
+    socket.off('data', onSocketData);
+    socket.off('error', onSocketError);
+    socket.off('close', onSocketClose);
+    socket.off('drain', onSocketDrain);
+    socket.pause();
+    this.#disarm();
+    this.#server.forget(this);
+  }
+
+  /** A parser refusal: answered once the responses before it are out, then the connection closes. */
+  #refuse(code: string): void {
+    this.#stopped = true;
+    this.#buf = undefined;
+    this.#disarm();
+    if (this.#queue.length > 0) {
+      this.#owed = code;
+      return;
+    }
+    this.#server.emit('clientError', parserError(code), this.socket);
+  }
+
+  /** A response's last bytes, written with the rest of this tick's; it is finished once they are out. */
+  writeLast(res: NetResponse, a: string | undefined, b: Buffer | string | undefined, c: string | undefined): void {
+    const s = this.socket;
+    if (s.destroyed) return;
+    if (a === undefined && b === undefined && c === undefined) {
+      // Nothing more to write: finished on the next tick, as Node's ServerResponse does (no empty write).
+      process.nextTick(finishLater, this, res);
+      return;
+    }
+    this.corkForTick();
+    if (a !== undefined) s.write(a, 'latin1');
+    if (b !== undefined) s.write(b);
+    s.write(c ?? EMPTY, 'latin1', () => this.#finished(res));
+  }
+
+  #corked = false;
+
+  /** Cork the socket until the end of this tick (once per tick). */
+  corkForTick(): void {
+    if (this.#corked) return;
+    this.#corked = true;
+    this.socket.cork();
+    process.nextTick(uncorkLater, this);
+  }
+
+  uncork(): void {
+    this.#corked = false;
+    this.socket.uncork();
+  }
+
+  finishNow(res: NetResponse): void {
+    this.#finished(res);
+  }
+
+  #finished(res: NetResponse): void {
+    const q = this.#queue;
+    if (q[0] !== res) return;
+    q.shift();
+    const req = res.req;
+    // A body nobody read is read and dropped so the next request can be parsed (Node's dump).
+    if (!req.complete && !res.close) req.resume();
+    res.finished();
+    if (res.close) {
+      this.#stopped = true;
+      this.socket.end();
+      return;
+    }
+    const next = q[0];
+    if (next !== undefined) {
+      next.attach();
+      return;
+    }
+    if (this.#owed !== undefined) {
+      const code = this.#owed;
+      this.#owed = undefined;
+      this.#server.emit('clientError', parserError(code), this.socket);
+      return;
+    }
+    if (this.#upgrade !== undefined) {
+      this.#handOver();
+      return;
+    }
+    if (this.#stopped) return;
+    if (this.idle) this.#arm(T_IDLE, this.#server.settings.keepAliveTimeout);
+    else if (this.#buf !== undefined && this.#body === undefined) this.#run();
+  }
+
+  onClose(): void {
+    this.#disarm();
+    this.#stopped = true;
+    const body = this.#body;
+    if (body !== undefined && !body.complete) body.destroy();
+    for (const r of this.#queue.splice(0)) r.gone();
+    this.#server.forget(this);
+  }
+
+  onDrain(): void {
+    this.#queue[0]?.emit('drain');
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function resumeLater(req: NetRequest): void {
+  req.resume();
+}
+function uncorkLater(c: NetConnection): void {
+  c.uncork();
+}
+function finishLater(c: NetConnection, res: NetResponse): void {
+  c.finishNow(res);
+}
+
+function parserError(code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`Parse Error: ${code}`), { code });
+}
+
+const kConn = Symbol('gatewise.netConnection');
+type ConnSocket = Socket & { [kConn]?: NetConnection; _httpMessage?: NetResponse };
+
+function onSocketData(this: Socket, chunk: Buffer): void {
+  (this as ConnSocket)[kConn]!.onData(chunk);
+}
+function onSocketError(this: Socket): void {
+  this.destroy();
+}
+function onSocketClose(this: Socket): void {
+  (this as ConnSocket)[kConn]!.onClose();
+}
+function onSocketDrain(this: Socket): void {
+  (this as ConnSocket)[kConn]!.onDrain();
+}
+
+/**
+ * The net front's server: a net.Server with the part of http.Server the gateway uses
+ * (the request events, the timeouts changed by a reload, closeIdleConnections,
+ * closeAllConnections).
+ */
+export class NetFrontServer extends NetServer {
+  readonly settings: FrontSettings;
+  readonly #conns = new Set<NetConnection>();
+
+  constructor(settings: FrontSettings) {
+    super({ noDelay: true });
+    this.settings = settings;
+    this.on('connection', (socket: Socket) => {
+      this.#conns.add(new NetConnection(this, socket));
+    });
+  }
+
+  set headersTimeout(ms: number) {
+    this.settings.headersTimeout = ms;
+  }
+  set keepAliveTimeout(ms: number) {
+    this.settings.keepAliveTimeout = ms;
+  }
+  set maxHeadersCount(n: number) {
+    this.settings.maxHeadersCount = n;
+  }
+
+  forget(c: NetConnection): void {
+    this.#conns.delete(c);
+  }
+
+  closeIdleConnections(): void {
+    for (const c of this.#conns) if (c.idle) c.socket.destroy();
+  }
+
+  closeAllConnections(): void {
+    for (const c of this.#conns) c.socket.destroy();
+  }
+}
