@@ -1,6 +1,7 @@
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import { withScope } from './exit-failure.js';
+import { openTcp } from './open-tcp.js';
 import type { DialHandle, DialOptions, DialSink, DialTarget, Dialer, ResolvedAddress } from './dialer.js';
 import { literalAddress, resolveHost, systemResolver, type Resolver } from './resolver.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
@@ -60,7 +61,7 @@ export class DirectDialer implements Dialer {
         sink.dialFailed(refusal);
         return NO_HANDLE;
       }
-      const sock = connect({ host: literal.address, port: target.port, family: literal.family, localAddress: this.#localAddress, noDelay: true, allowHalfOpen: true });
+      const sock = openTcp({ host: literal.address, port: target.port, family: literal.family, localAddress: this.#localAddress });
       return new ConnectAttempt(sock, literal, target.port, opts.connectTimeoutMs, hostPort(target), undefined, sink);
     }
     const cancel = new Cancel();
@@ -118,7 +119,7 @@ export class DirectDialer implements Dialer {
         reject(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop, detail: 'aborted: the client went away' }));
         return;
       }
-      const sock = connect({ host: a.address, port, family: a.family, localAddress: this.#localAddress, noDelay: true, allowHalfOpen: true });
+      const sock = openTcp({ host: a.address, port, family: a.family, localAddress: this.#localAddress });
       new ConnectAttempt(sock, a, port, timeoutMs, nextHop, signal, { dialed: resolve, dialFailed: reject });
     });
   }
