@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import { withScope } from './exit-failure.js';
-import { openTcp } from './open-tcp.js';
+import { kSocketUser, openTcp } from './open-tcp.js';
 import type { DialHandle, DialOptions, DialSink, DialTarget, Dialer, ResolvedAddress } from './dialer.js';
 import { literalAddress, resolveHost, systemResolver, type Resolver } from './resolver.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
@@ -125,10 +125,9 @@ export class DirectDialer implements Dialer {
   }
 }
 
-const kAttempt = Symbol('gatewise.connectAttempt');
 /** The address a general dial connected to (read by `dialTo`'s promise path). */
 const kAddress = Symbol('gatewise.dialedAddress');
-type AttemptSocket = Socket & { [kAttempt]?: ConnectAttempt; [kAddress]?: string };
+type AttemptSocket = Socket & { [kSocketUser]?: unknown; [kAddress]?: string };
 
 const NO_HANDLE: DialHandle = { abort(): void {} };
 
@@ -172,7 +171,7 @@ class ConnectAttempt extends DeadlineEntry implements DialHandle {
     this.#nextHop = nextHop;
     this.#signal = signal;
     this.#sink = sink;
-    this.#sock[kAttempt] = this;
+    this.#sock[kSocketUser] = this;
     sock.on('connect', onAttemptConnect);
     sock.on('error', onAttemptError);
     if (signal !== undefined) {
@@ -184,9 +183,9 @@ class ConnectAttempt extends DeadlineEntry implements DialHandle {
 
   #settle(): boolean {
     const sock = this.#sock;
-    if (sock[kAttempt] !== this) return false;
+    if (sock[kSocketUser] !== this) return false;
     deadlines.remove(this);
-    sock[kAttempt] = undefined;
+    sock[kSocketUser] = undefined;
     if (this.#onAbort !== undefined) this.#signal!.removeEventListener('abort', this.#onAbort);
     return true;
   }
@@ -216,11 +215,14 @@ class ConnectAttempt extends DeadlineEntry implements DialHandle {
   }
 }
 
+// The slot holds the attempt while it connects; afterwards nothing or the tunnel (kSocketUser).
 function onAttemptConnect(this: AttemptSocket): void {
-  this[kAttempt]?.connected();
+  const a = this[kSocketUser];
+  if (a instanceof ConnectAttempt) a.connected();
 }
 
 /** While connecting: the attempt fails. Afterwards: nothing (the socket's user has its own ways to see the end: 'close'). */
 function onAttemptError(this: AttemptSocket, err: Error): void {
-  this[kAttempt]?.failed(err);
+  const a = this[kSocketUser];
+  if (a instanceof ConnectAttempt) a.failed(err);
 }
