@@ -26,6 +26,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
+import { callgrindTotal } from './callgrind.js';
 import { metricsReverseConfig, nginxOrigin } from './configs.js';
 import { installCleanupHandlers, startProcess, stopAll } from './procs.js';
 import { freePort, waitForPort } from './util.js';
@@ -92,11 +93,7 @@ async function main(): Promise<void> {
     const seconds = (Date.now() - t0) / 1000;
     ctl('-d');
     await pool.close();
-    let total = 0;
-    for (const f of fs.readdirSync(dir).filter((x) => x.startsWith('callgrind.out.'))) {
-      const m = /^summary: (\d+)/m.exec(fs.readFileSync(path.join(dir, f), 'utf8'));
-      if (m) total += Number(m[1]);
-    }
+    const total = callgrindTotal(dir);
     process.stdout.write(`${JSON.stringify({ root, mode, warm, n, instructionsPerRequest: Math.round(total / n), countedSeconds: seconds, non200: bad, loadavg: os.loadavg()[0] })}\n`);
   } finally {
     await stopAll();

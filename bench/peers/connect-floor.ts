@@ -5,20 +5,9 @@
 // measured against it (and Squid against both).
 // Usage: node dist/bench/peers/connect-floor.js PORT
 import net from 'node:net';
+import { relay } from './floor-relay.js';
 
 const port = Number(process.argv[2]);
-
-function relay(from: net.Socket, to: net.Socket): void {
-  from.on('data', (d: Buffer) => {
-    if (!to.write(d)) {
-      from.pause();
-      to.once('drain', () => from.resume());
-    }
-  });
-  from.on('end', () => to.end());
-  from.on('error', () => to.destroy());
-  from.on('close', () => to.destroy());
-}
 
 net
   .createServer({ allowHalfOpen: true, noDelay: true }, (client) => {

@@ -1,6 +1,7 @@
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import { withScope } from './exit-failure.js';
+import { kSocketUser, openTcp } from './open-tcp.js';
 import type { DialHandle, DialOptions, DialSink, DialTarget, Dialer, ResolvedAddress } from './dialer.js';
 import { literalAddress, resolveHost, systemResolver, type Resolver } from './resolver.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
@@ -60,7 +61,7 @@ export class DirectDialer implements Dialer {
         sink.dialFailed(refusal);
         return NO_HANDLE;
       }
-      const sock = connect({ host: literal.address, port: target.port, family: literal.family, localAddress: this.#localAddress, noDelay: true, allowHalfOpen: true });
+      const sock = openTcp({ host: literal.address, port: target.port, family: literal.family, localAddress: this.#localAddress });
       return new ConnectAttempt(sock, literal, target.port, opts.connectTimeoutMs, hostPort(target), undefined, sink);
     }
     const cancel = new Cancel();
@@ -118,16 +119,15 @@ export class DirectDialer implements Dialer {
         reject(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop, detail: 'aborted: the client went away' }));
         return;
       }
-      const sock = connect({ host: a.address, port, family: a.family, localAddress: this.#localAddress, noDelay: true, allowHalfOpen: true });
+      const sock = openTcp({ host: a.address, port, family: a.family, localAddress: this.#localAddress });
       new ConnectAttempt(sock, a, port, timeoutMs, nextHop, signal, { dialed: resolve, dialFailed: reject });
     });
   }
 }
 
-const kAttempt = Symbol('gatewise.connectAttempt');
 /** The address a general dial connected to (read by `dialTo`'s promise path). */
 const kAddress = Symbol('gatewise.dialedAddress');
-type AttemptSocket = Socket & { [kAttempt]?: ConnectAttempt; [kAddress]?: string };
+type AttemptSocket = Socket & { [kSocketUser]?: unknown; [kAddress]?: string };
 
 const NO_HANDLE: DialHandle = { abort(): void {} };
 
@@ -171,7 +171,7 @@ class ConnectAttempt extends DeadlineEntry implements DialHandle {
     this.#nextHop = nextHop;
     this.#signal = signal;
     this.#sink = sink;
-    this.#sock[kAttempt] = this;
+    this.#sock[kSocketUser] = this;
     sock.on('connect', onAttemptConnect);
     sock.on('error', onAttemptError);
     if (signal !== undefined) {
@@ -183,9 +183,9 @@ class ConnectAttempt extends DeadlineEntry implements DialHandle {
 
   #settle(): boolean {
     const sock = this.#sock;
-    if (sock[kAttempt] !== this) return false;
+    if (sock[kSocketUser] !== this) return false;
     deadlines.remove(this);
-    sock[kAttempt] = undefined;
+    sock[kSocketUser] = undefined;
     if (this.#onAbort !== undefined) this.#signal!.removeEventListener('abort', this.#onAbort);
     return true;
   }
@@ -215,11 +215,14 @@ class ConnectAttempt extends DeadlineEntry implements DialHandle {
   }
 }
 
+// The slot holds the attempt while it connects; afterwards nothing or the tunnel (kSocketUser).
 function onAttemptConnect(this: AttemptSocket): void {
-  this[kAttempt]?.connected();
+  const a = this[kSocketUser];
+  if (a instanceof ConnectAttempt) a.connected();
 }
 
 /** While connecting: the attempt fails. Afterwards: nothing (the socket's user has its own ways to see the end: 'close'). */
 function onAttemptError(this: AttemptSocket, err: Error): void {
-  this[kAttempt]?.failed(err);
+  const a = this[kSocketUser];
+  if (a instanceof ConnectAttempt) a.failed(err);
 }

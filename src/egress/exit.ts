@@ -1,9 +1,10 @@
-import { connect, isIP, type Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import type { DialOptions, DialTarget, UdpDialer } from './dialer.js';
 import { DirectDialer } from './direct-dialer.js';
 import { DirectUdpDialer } from './direct-udp-dialer.js';
 import { scopeOf, withScope } from './exit-failure.js';
+import { openTcp } from './open-tcp.js';
 import { httpConnect } from './http-connector.js';
 import { literalAddress, type Resolver } from './resolver.js';
 import { socks5Connect } from './socks5-connector.js';
@@ -82,7 +83,7 @@ function openTransport(p: ProxyEndpoint, timeoutMs: number, signal?: CancelSigna
       reject(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop, detail: 'aborted: the client went away' }));
       return;
     }
-    const sock = connect({ host: p.host, port: p.port, noDelay: true, allowHalfOpen: true });
+    const sock = openTcp({ host: p.host, port: p.port });
     const done = (): void => {
       timer.cancel();
       sock.off('connect', onConnect);

@@ -7,6 +7,7 @@ import { newRequestId, clientAddressFor } from './context.js';
 import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
 import type { ForwardContext } from './context.js';
+import { reserveSocketUser } from '../egress/index.js';
 
 export type ForwardProtocol = 'http' | 'socks5' | 'socks4';
 
@@ -167,6 +168,8 @@ export class ForwardListener {
       (socket as WaitingSocket)[kWait] = wait;
       deadlines.add(wait, now, ms);
     }
+    // The tunnel's slot now, not when the CONNECT comes: the socket keeps one map from here on (egress/open-tcp.ts).
+    reserveSocketUser(socket);
     if (decision === 'refused') (socket as WaitingSocket)[kRefused] = true;
     socket.on('close', this.#onClose);
     socket.on('error', ignore);

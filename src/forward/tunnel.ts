@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { EndedBy } from '../failure/index.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
+import { kSocketUser } from '../egress/index.js';
 
 /** Who ended a tunnel (the EndedBy words: the side that closed first, idle, or the gateway). */
 export type TunnelEnd = Extract<EndedBy, 'client' | 'upstream' | 'idle' | 'gateway'>;
@@ -8,7 +9,8 @@ export type TunnelEnd = Extract<EndedBy, 'client' | 'upstream' | 'idle' | 'gatew
 /** After one side closed, how long the other may take to flush before it is destroyed. */
 const LINGER_MS = 1000;
 
-const kTunnel = Symbol('gatewise.tunnel');
+// The tunnel sits in the socket's one Gatewise slot (egress/open-tcp.ts), where the dial's attempt was.
+const kTunnel = kSocketUser;
 type TunnelSocket = Socket & { [kTunnel]: Tunnel };
 
 /**

@@ -1,0 +1,47 @@
+import { Socket } from 'node:net';
+
+/**
+ * The one Gatewise property on a tunnel's sockets: the object their event listeners serve
+ * (the connect attempt while the upstream connects, then the tunnel on both sides). One
+ * slot, given when the socket is accepted or made, so a socket keeps one map for its life
+ * instead of moving to a new one at each stage; Node's stream code then meets fewer maps
+ * per site. Measured on the floor (bench/peers/connect-floor-steps.ts, callgrind): Gatewise's
+ * properties added at each stage cost +13.5k instructions per tunnel, given at once +4.4k.
+ */
+export const kSocketUser = Symbol('gatewise.socketUser');
+export type UsedSocket = Socket & { [kSocketUser]?: unknown };
+
+/** Give an accepted socket its slot before anything reads from it (the listener). */
+export function reserveSocketUser(s: Socket): void {
+  (s as UsedSocket)[kSocketUser] = undefined;
+}
+
+export interface TcpTarget {
+  host: string;
+  port: number;
+  family?: 4 | 6 | undefined;
+  localAddress?: string | undefined;
+}
+
+/**
+ * A TCP connection with Nagle off and half-close allowed: what `net.connect({ ..., noDelay:
+ * true, allowHalfOpen: true })` makes, without handing Node's Socket constructor an options
+ * object.
+ *
+ * Why: the constructor copies its options (`{ ...options }`) and reads some thirty fields of
+ * the copy at megamorphic sites, and V8 has never seen the copy's map there, so every one of
+ * those reads is a runtime IC miss, on every socket. Measured with callgrind (instructions per
+ * CONNECT tunnel, user space, after 3,000 tunnels of warm-up; docs/benchmarks.md): the bare
+ * CONNECT floor 282k with `net.connect(options)` for its upstream, 224k with this; in Gatewise
+ * the same change took its IC-miss runtime from 150k to 91k instructions per tunnel. A `Socket`
+ * made without options reads none of them; half-close and Nagle are then set on it before it
+ * connects, as the constructor would set them from the options (`allowHalfOpen` is read when
+ * the peer ends, `setNoDelay` before the handle exists is applied when the connection is made).
+ */
+export function openTcp(t: TcpTarget): Socket {
+  const sock = new Socket();
+  (sock as UsedSocket)[kSocketUser] = undefined;
+  sock.allowHalfOpen = true;
+  sock.setNoDelay(true);
+  return sock.connect({ host: t.host, port: t.port, family: t.family, localAddress: t.localAddress });
+}
