@@ -28,7 +28,7 @@ import path from 'node:path';
 import { Pool } from 'undici';
 import { callgrindTotal } from './callgrind.js';
 import { metricsReverseConfig, nginxOrigin } from './configs.js';
-import { installCleanupHandlers, startProcess, stopAll } from './procs.js';
+import { installCleanupHandlers, runMain, startProcess, stopAll } from './procs.js';
 import { freePort, waitForPort } from './util.js';
 
 const V8_FLAGS = ['--single-threaded', '--no-memory-reducer', '--no-flush-bytecode'];
@@ -101,11 +101,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  async (err: unknown) => {
-    process.stderr.write(`icount: ${err instanceof Error ? err.message : String(err)}\n`);
-    await stopAll();
-    process.exit(1);
-  },
-);
+runMain('icount', main);

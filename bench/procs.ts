@@ -150,3 +150,15 @@ export function installCleanupHandlers(): void {
     });
   }
 }
+
+/** Run a bench command's main: exit 0 when it resolves; on an error print it under `name`, stop what it started, exit 1. */
+export function runMain(name: string, main: () => Promise<unknown>): void {
+  main().then(
+    () => process.exit(0),
+    async (err: unknown) => {
+      process.stderr.write(`${name}: ${err instanceof Error ? err.message : String(err)}\n`);
+      await stopAll();
+      process.exit(1);
+    },
+  );
+}

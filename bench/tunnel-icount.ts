@@ -25,7 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { callgrindTotal } from './callgrind.js';
 import { startOrigin } from './contenders.js';
-import { installCleanupHandlers, startProcess, stopAll } from './procs.js';
+import { installCleanupHandlers, runMain, startProcess, stopAll } from './procs.js';
 import { probeTunnel, type TunnelLoadOptions } from './tunnel-load.js';
 import { freePort, waitForPort } from './util.js';
 
@@ -88,11 +88,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  async (err: unknown) => {
-    process.stderr.write(`tunnel-icount: ${err instanceof Error ? err.message : String(err)}\n`);
-    await stopAll();
-    process.exit(1);
-  },
-);
+runMain('tunnel-icount', main);

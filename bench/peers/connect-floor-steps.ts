@@ -10,7 +10,7 @@
 //   STABLE  with SYM: every symbol property given at once when the socket is accepted or made (one map for its life)
 //   UPNEW   the upstream made as `new Socket()` + `connect()` instead of `net.connect(options)`
 import net from 'node:net';
-import { relay } from './floor-relay.js';
+import { connectHead, relay } from './floor-relay.js';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -59,21 +59,16 @@ net
     if (PEER) void client.remoteAddress;
     client.on('error', () => client.destroy());
     client.once('data', (first: Buffer) => {
-      const head = first.toString('latin1');
-      const end = head.indexOf('\r\n\r\n');
-      const target = head.slice(0, head.indexOf('\r\n')).split(' ')[1] ?? '';
-      const colon = target.lastIndexOf(':');
-      if (end < 0 || !head.startsWith('CONNECT ') || colon < 0) {
-        client.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-        return;
-      }
+      const h = connectHead(client, first);
+      if (h === null) return;
+      const end = h.end;
       if (PAUSE) client.pause();
       if (SYM) {
         c[kWait] = undefined;
         c[kTunnel] = {};
       }
-      const host = target.slice(0, colon);
-      const tport = Number(target.slice(colon + 1));
+      const host = h.host;
+      const tport = h.port;
       let upstream: net.Socket;
       const opened = (): void => {
         if (SYM) {

@@ -5,7 +5,7 @@
 // measured against it (and Squid against both).
 // Usage: node dist/bench/peers/connect-floor.js PORT
 import net from 'node:net';
-import { relay } from './floor-relay.js';
+import { connectHead, relay } from './floor-relay.js';
 
 const port = Number(process.argv[2]);
 
@@ -13,15 +13,10 @@ net
   .createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
     client.on('error', () => client.destroy());
     client.once('data', (first: Buffer) => {
-      const head = first.toString('latin1');
-      const end = head.indexOf('\r\n\r\n');
-      const target = head.slice(0, head.indexOf('\r\n')).split(' ')[1] ?? '';
-      const colon = target.lastIndexOf(':');
-      if (end < 0 || !head.startsWith('CONNECT ') || colon < 0) {
-        client.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-        return;
-      }
-      const upstream = net.connect({ host: target.slice(0, colon), port: Number(target.slice(colon + 1)), allowHalfOpen: true, noDelay: true }, () => {
+      const h = connectHead(client, first);
+      if (h === null) return;
+      const end = h.end;
+      const upstream = net.connect({ host: h.host, port: h.port, allowHalfOpen: true, noDelay: true }, () => {
         client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
         if (end + 4 < first.length) upstream.write(first.subarray(end + 4));
         relay(client, upstream);
