@@ -21,8 +21,6 @@ interface ErrLike {
   syscall?: unknown;
   errno?: unknown;
   cause?: unknown;
-  /** undici's HTTPParserError: the bytes from the refused one on ('' when llhttp refused the end of the stream). */
-  data?: unknown;
 }
 
 const CERT_CODES = new Set([
@@ -129,11 +127,6 @@ export function classify(err: unknown, progress: AttemptProgress): Failure {
   }
   if (name === 'HTTPParserError' || code.startsWith('HPE_')) {
     if (code === 'HPE_HEADER_OVERFLOW') return mk('http_response_header_section_size', 'headers', 'response header section over the limit', false);
-    // llhttp refused the end of the stream itself (its finish, which undici calls when a
-    // response that cannot be kept alive, such as HTTP/1.0, closes): undici passes no bytes
-    // after an error there, where a refused byte always comes with the bytes from it on. The
-    // upstream closed before the body was complete, as with HTTP/1.1 (CI finding, mutated-178).
-    if (afterHeaders && e.data === '') return mk('http_response_incomplete', 'body', 'upstream closed the connection before the body was complete', false);
     // undici leaves `code` empty on most parser errors, so the structure decides: a parser
     // error inside a chunked body is a transfer-coding error.
     if (afterHeaders && (progress.bodyChunked || code === 'HPE_INVALID_CHUNK_SIZE' || code === 'HPE_INVALID_TRANSFER_ENCODING' || code === 'HPE_STRICT' || code === 'HPE_CR_EXPECTED' || code === 'HPE_LF_EXPECTED')) {
