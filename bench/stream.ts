@@ -104,7 +104,7 @@ function curl(args: string[]): Promise<Transfer> {
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
     child.on('error', reject);
-    child.on('exit', (code) => {
+    child.on('close', (code) => { // 'close': all of stdout read (see wrk.ts)
       const [status, bytes, seconds] = out.trim().split(' ');
       if (code !== 0 || status !== '200') reject(new Error(`curl ${args.join(' ')}: exit ${code}, status ${status}: ${err.trim()}`));
       else resolve({ bytes: Number(bytes), seconds: Number(seconds) });

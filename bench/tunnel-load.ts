@@ -267,7 +267,7 @@ export function runTunnelLoadProcess(opts: TunnelLoadOptions, cpus?: string): Pr
       clearTimeout(killer);
       reject(e);
     });
-    child.on('exit', (code) => {
+    child.on('close', (code) => { // 'close': all of stdout read (see wrk.ts)
       clearTimeout(killer);
       const line = out.split('\n').find((l) => l.startsWith('TUNNELJSON '));
       if (!line) reject(new Error(`tunnel load generator exited ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`));

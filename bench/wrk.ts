@@ -90,7 +90,9 @@ export function runWrk(opts: WrkRun): Promise<WrkResult> {
       clearTimeout(killer);
       reject(e);
     });
-    child.on('exit', (code) => {
+    // 'close', not 'exit': 'exit' can come before the last of stdout is read, which made a
+    // whole duel batch stop on "wrk exited 0:" with the summary line still in the pipe.
+    child.on('close', (code) => {
       clearTimeout(killer);
       const line = out.split('\n').find((l) => l.startsWith('WRKJSON '));
       if (!line) {
