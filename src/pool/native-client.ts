@@ -1037,9 +1037,10 @@ export class NativeClient extends EventEmitter {
         this.#switch(status, headers, buf.subarray(end), statusText);
         return;
       }
-      // 100 Continue was never asked for (Expect requests go on their own client); undici refuses it the same way.
-      if (status === 100) throw new SocketError('bad response');
-      // 102, 103 …: handed on, then the final head is awaited (no body, no framing).
+      // 100, 102, 103 …: handed on, then the final head is awaited (no body, no framing). A 100
+      // here was never asked for (Expect requests go on their own client), but RFC 9110 §15.2
+      // has a client parse 1xx answers it does not expect: the handler skips it. (undici's
+      // client ends the connection on any 100, which made the gateway's 502 of a good answer.)
       this.#status = 0;
       handler.onHeaders?.(status, headers, this.#resumeFn, statusText);
       this.#state = S_HEAD;

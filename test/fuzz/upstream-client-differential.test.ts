@@ -645,7 +645,25 @@ const fieldValues = (kase: DiffCase, name: string): string[] =>
     .filter((l) => l.toLowerCase().startsWith(`${name}:`))
     .map((l) => l.slice(name.length + 1).trim());
 
+/** The answer reaches a complete `100` head after interim heads only (so llhttp read the 100 whole before anything else). */
+const UNASKED_100 = /^(?:HTTP\/1\.[01] 1\d\d[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n)*?HTTP\/1\.[01] 100 [^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n/;
+
 const ALLOWED: Allowed[] = [
+  {
+    id: 'unasked-100',
+    reason:
+      'RFC 9110 §15.2: a client must be able to parse 1xx answers it does not expect. The gateway never asks for a 100 on these requests (no Expect), and undici ends the connection on any 100 (SocketError "bad response", which the gateway reads as a head cut short: 502 http_response_incomplete); native reads past the 100 and goes on with what follows, which this entry does not compare (undici never reads it). Session 13.',
+    covers: (kase, u, n) => {
+      const same = (k: number): boolean => JSON.stringify(u[k]) === JSON.stringify(n[k]);
+      const ur = u[1]?.record;
+      return (
+        UNASKED_100.test(kase.bytes.toString('latin1')) &&
+        same(0) &&
+        ur !== undefined && ur !== 'none' && ur.error === 'http_response_incomplete' && ur.phase === 'headers' &&
+        n[1] !== undefined && !n[1].responses.some((r) => r.status === 100)
+      );
+    },
+  },
   {
     id: 'chunked-twice',
     reason: 'RFC 9112 §6.1: a sender must not apply chunked more than once, so two Transfer-Encoding: chunked fields (or "chunked, chunked") are an invalid response; llhttp reads them as one, native refuses with 502 http_response_transfer_coding.',

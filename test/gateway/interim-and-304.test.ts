@@ -1,13 +1,16 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { testUpstreamClient } from '../helpers/upstream-client.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { startRawUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 
 /**
  * Issue 14, finding 7 (reverse part): a 304 carrying the representation's Content-Length
  * (allowed, RFC 9110 §8.6) became an empty reply logged as http_response_incomplete; a 103
- * with an invalid Link became the gateway's 500 proxy_internal_error.
+ * with an invalid Link became the gateway's 500 proxy_internal_error. Session 13: a 100 Continue
+ * the gateway never asked for (no Expect on the request) was a 502 http_protocol_error, though
+ * RFC 9110 §15.2 says a client must be able to parse 1xx answers it does not expect.
  */
 
 let up: ScriptedUpstream;
@@ -21,6 +24,8 @@ before(async () => {
     if (path === '/hint-bad') return 'HTTP/1.1 103 Early Hints\r\nLink: not a link\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal';
     if (path === '/hint-mixed') return 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nLink: <broken\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal';
     if (path === '/hint-good') return 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal';
+    if (path === '/100') return 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal';
+    if (path === '/100-103-100') return 'HTTP/1.1 100 Continue\r\nX-A: 1\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal';
     if (path === '/102') return 'HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal';
     return 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
   });
@@ -69,6 +74,35 @@ describe('304 and 1xx from the upstream', () => {
       assert.equal(head.status, 200, `${path}: ${text.slice(0, 300)}`);
       assert.equal(text.slice(head.end), 'final', path);
       assert.deepEqual(interim, path === '/hint-good' ? [103] : [], `${path}: interim answers relayed`);
+    }
+  });
+
+  test('a 100 Continue nobody asked for is read past: the final answer is relayed, the 100 is not (undici\'s client refuses it)', { timeout: 10_000 }, async () => {
+    const undici = testUpstreamClient() === 'undici';
+    for (const path of ['/100', '/100-103-100']) {
+      for (const close of [true, false]) {
+        const conn = new RawConn(gw.port);
+        await conn.write(`GET ${path} HTTP/1.1\r\nHost: gw.test\r\n${close ? 'Connection: close\r\n' : ''}\r\n`);
+        const text = close ? await conn.closed(3000) : await conn.waitFor((t) => /\r\n\r\n(final|[^]*"type")/.test(t) || /^HTTP\/1\.1 5/m.test(t), 3000, `${path}: the answer`);
+        conn.destroy();
+        let head = parseHead(text)!;
+        const interim: number[] = [];
+        while (head.status < 200) {
+          interim.push(head.status);
+          head = parseHead(text, head.end)!;
+        }
+        const line = await gw.logFor(head.get('x-request-id')!);
+        if (undici) {
+          // undici's client (the opt-in `client: undici`) ends the connection on any 100 (its parser's rule).
+          assert.equal(head.status, 502, `${path} on undici: ${text.slice(0, 300)}`);
+          assert.notEqual(line.error, undefined, `${path} on undici: the record`);
+          continue;
+        }
+        assert.equal(line.error, undefined, `${path}: the record's error`);
+        assert.equal(head.status, 200, `${path}: ${text.slice(0, 300)}`);
+        assert.equal(text.slice(head.end), 'final', path);
+        assert.deepEqual(interim, path === '/100' ? [] : [103], `${path}: only the 103 is relayed, never an unasked 100`);
+      }
     }
   });
 });
