@@ -211,7 +211,7 @@ export class Gateway {
       }
       this.#tunnels.add(socket);
       socket.once('close', () => this.#tunnels.delete(socket));
-      new UpgradeExchange(this.ctx, req, socket, head, entry.name, this.#via11).start(entry.maxHeaderCount);
+      new UpgradeExchange(this.ctx, req, socket, head, entry.name, this.#via11, entry.limits.sendMs).start(entry.maxHeaderCount);
     });
     server.on('connect', (req: IncomingMessage, socket: Duplex) => {
       this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }), entry.name, req);

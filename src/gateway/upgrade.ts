@@ -1,4 +1,5 @@
-import { Timeout, destroyAfter } from '../timing/deadlines.js';
+import { destroyAfter } from '../timing/deadlines.js';
+import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -41,7 +42,7 @@ function headBytes(status: number, headers: readonly string[]): string {
  * keep a slot from every plain request, so a few hundred open WebSockets would turn all
  * other traffic of the cluster into 503s. Open tunnels are bounded by `maxConnections`.
  */
-export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedRequest, Admittable {
+export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedRequest, Admittable, ResponseTimerOwner {
   readonly #ctx: GatewayContext;
   readonly #req: IncomingMessage;
   readonly #socket: Duplex;
@@ -75,12 +76,20 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   #bytesIn = 0;
   #bytesOut = 0;
   #release: (() => void) | undefined;
-  /** client native: the wait for the upstream's head (undici's Client times it with the cluster's response timeout itself). */
-  #headTimer: Timeout | undefined;
+  /**
+   * client native: the wait for the upstream's head, then (an answer that does not switch)
+   * between its body bytes, with the client's send timeout while it does not read (undici's
+   * Client times the head and the body itself, with the cluster's timeouts).
+   */
+  #timer: ResponseTimer | undefined;
   #abortUp: ((err?: Error) => void) | undefined;
+  /** Reads the upstream again after the client's buffer drained (an answer that does not switch). */
+  #resumeUp: (() => void) | undefined;
+  readonly #sendMs: number;
 
-  constructor(ctx: GatewayContext, req: IncomingMessage, socket: Duplex, head: Buffer, listener: string, via: string) {
+  constructor(ctx: GatewayContext, req: IncomingMessage, socket: Duplex, head: Buffer, listener: string, via: string, sendMs = 0) {
     this.#ctx = ctx;
+    this.#sendMs = sendMs;
     this.#req = req;
     this.#socket = socket;
     this.#head = head;
@@ -233,8 +242,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       ep.pool.release(client, Date.now(), false);
     };
     if (client instanceof NativeClient) {
-      const ms = route.cluster.responseTimeoutMs;
-      this.#headTimer = new Timeout(() => this.#abortUp?.(new Failure({ type: 'http_response_timeout', phase: 'headers', nextHop: ep.nextHop, detail: `no upgrade answer within ${ms} ms` })), ms);
+      this.#timer = new ResponseTimer(this, this.#sendMs);
+      this.#timer.headers(route.cluster.responseTimeoutMs, performance.now());
     }
     const tracing = this.#ctx.tracing;
     let headers = this.#headers;
@@ -296,10 +305,15 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     client.pipe(upstream);
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], _resume: () => void): boolean {
-    if (statusCode < 200) return true;
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) {
+      this.#timer?.restart(performance.now());
+      return true;
+    }
     // No switch: pass the answer back, then close (the client expected a new protocol).
     this.#finalHead(statusCode);
+    this.#timer?.body(this.#route!.cluster.idleTimeoutMs, performance.now());
+    this.#resumeUp = resume;
     const head = this.#responseHead(statusCode, buildResponseHead(rawHeaders, this.#via, this.#ctx.requestIdHeader, this.requestId, undefined));
     head.push('connection', 'close');
     this.#socket.write(headBytes(statusCode, head));
@@ -309,7 +323,41 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
 
   onData(chunk: Buffer): boolean {
     this.#bytesOut += chunk.length;
-    return this.#socket.write(chunk);
+    const timer = this.#timer;
+    if (timer !== undefined) timer.progressAt = performance.now();
+    if (this.#socket.write(chunk)) return true;
+    // The client's buffer is full: the upstream waits until it drains (returning false pauses
+    // the client below; without the resume the answer stalled for good past the buffers).
+    timer?.pause(performance.now());
+    this.#socket.once('drain', this.#onDrain);
+    return false;
+  }
+
+  readonly #onDrain = (): void => {
+    this.#timer?.resume(performance.now());
+    this.#resumeUp?.();
+  };
+
+  // ---- the response timer (ResponseTimerOwner, client native) ------------------------------
+
+  uploading(): undefined {
+    return undefined; // an upgrade request has no body
+  }
+
+  uploadedBytes(): number {
+    return 0;
+  }
+
+  timedOut(err: Error): void {
+    const timer = this.#timer!;
+    if (timer.phase === 'headers') {
+      const ms = this.#route!.cluster.responseTimeoutMs;
+      this.#abortUp?.(new Failure({ type: 'http_response_timeout', phase: 'headers', nextHop: this.#attempt?.endpoint, detail: `no upgrade answer within ${ms} ms` }));
+    } else this.#abortUp?.(err);
+  }
+
+  notReading(detail: string): void {
+    this.#abortUp?.(new Failure({ type: 'http_request_error', phase: 'body', detail }));
   }
 
   onComplete(): void {
@@ -334,7 +382,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
 
   /** The upstream's final head (101 or another answer): record it, passive health, give back the admission slot. */
   #finalHead(statusCode: number): void {
-    this.#headTimer?.cancel();
+    this.#timer?.stop();
     this.#status = statusCode;
     const a = this.#attempt!;
     a.status = statusCode;
@@ -371,7 +419,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   }
 
   #settle(): void {
-    this.#headTimer?.cancel();
+    this.#timer?.stop();
     const r = this.#release;
     this.#release = undefined;
     r?.();
