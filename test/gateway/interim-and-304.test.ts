@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { testUpstreamClient } from '../helpers/upstream-client.js';
-import { RawConn, parseHead } from '../helpers/raw-conn.js';
+import { RawConn, parseHead, type Head } from '../helpers/raw-conn.js';
 import { startRawUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 
 /**
@@ -12,6 +12,17 @@ import { startRawUpstream, type ScriptedUpstream } from '../helpers/scripted-ups
  * the gateway never asked for (no Expect on the request) was a 502 http_protocol_error, though
  * RFC 9110 §15.2 says a client must be able to parse 1xx answers it does not expect.
  */
+
+/** The final answer's head in a client's bytes, and the statuses of the interim answers before it. */
+function finalAnswer(text: string): { head: Head; interim: number[] } {
+  let head = parseHead(text)!;
+  const interim: number[] = [];
+  while (head.status < 200) {
+    interim.push(head.status);
+    head = parseHead(text, head.end)!;
+  }
+  return { head, interim };
+}
 
 let up: ScriptedUpstream;
 let gw: TestGateway;
@@ -65,12 +76,7 @@ describe('304 and 1xx from the upstream', () => {
       await conn.write(`GET ${path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n`);
       const text = await conn.closed(3000);
       conn.destroy();
-      let head = parseHead(text)!;
-      const interim: number[] = [];
-      while (head.status < 200) {
-        interim.push(head.status);
-        head = parseHead(text, head.end)!;
-      }
+      const { head, interim } = finalAnswer(text);
       assert.equal(head.status, 200, `${path}: ${text.slice(0, 300)}`);
       assert.equal(text.slice(head.end), 'final', path);
       assert.deepEqual(interim, path === '/hint-good' ? [103] : [], `${path}: interim answers relayed`);
@@ -85,12 +91,7 @@ describe('304 and 1xx from the upstream', () => {
         await conn.write(`GET ${path} HTTP/1.1\r\nHost: gw.test\r\n${close ? 'Connection: close\r\n' : ''}\r\n`);
         const text = close ? await conn.closed(3000) : await conn.waitFor((t) => /\r\n\r\n(final|[^]*"type")/.test(t) || /^HTTP\/1\.1 5/m.test(t), 3000, `${path}: the answer`);
         conn.destroy();
-        let head = parseHead(text)!;
-        const interim: number[] = [];
-        while (head.status < 200) {
-          interim.push(head.status);
-          head = parseHead(text, head.end)!;
-        }
+        const { head, interim } = finalAnswer(text);
         const line = await gw.logFor(head.get('x-request-id')!);
         if (undici) {
           // undici's client (the opt-in `client: undici`) ends the connection on any 100 (its parser's rule).
