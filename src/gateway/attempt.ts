@@ -317,6 +317,10 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   // ---- the response timer (ResponseTimerOwner) ---------------------------------------------
 
   uploading(): BodyRelay | undefined {
+    // A client waiting for its 100 Continue sends nothing until the upstream answers, so its
+    // body is not "still going up": counting it so extended the head wait for ever against a
+    // silent upstream (the stall hunt of session 13, test/gateway/stall-expect-silent.test.ts).
+    if (this.#ex.bodyDeferred) return undefined;
     const relay = this.relay;
     return relay !== undefined && !relay.readableEnded ? relay : undefined;
   }

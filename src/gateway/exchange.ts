@@ -1,4 +1,4 @@
-import { Timeout } from '../timing/deadlines.js';
+import { DeadlineEntry, Timeout, deadlines } from '../timing/deadlines.js';
 import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Failure, classify, failureMember, grpcTrailers, isGrpc, receivedMember, type AttemptSummary } from '../failure/index.js';
@@ -388,6 +388,12 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     this.#headersSent = true;
     if (body !== undefined && body.length > 0) this.res.end(body);
     else this.res.end();
+    // Written whole with one end(): no try's ResponseTimer watches the client take it. A client
+    // that stops reading held the connection and the stored bytes queued for it for ever (the
+    // stall hunt of session 13); the listener's send timeout applies as to a streamed answer.
+    const sendMs = this.clientLimits.sendMs;
+    const front = this.front;
+    if (sendMs > 0 && !this.res.writableFinished && (front === undefined || !front.h2)) new SendWatch(this, this.#socket, sendMs);
   }
 
   /** The request as it goes upstream (path and header pairs), for the cache's background revalidation. */
@@ -837,6 +843,38 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     if (requestEnd.hasSubscribers) requestEnd.publish(record);
     if (finish) hooks.runFinish(record);
     if (tracing !== undefined) tracing.finish(this.#trace, req, record, performance.timeOrigin + this.t0);
+  }
+}
+
+/**
+ * The send timeout of an answer written whole (a cache hit): the client's connection must
+ * take some of what is queued for it every `ms`, or the exchange is told (`clientNotReading`).
+ */
+class SendWatch extends DeadlineEntry {
+  readonly #ex: Exchange;
+  readonly #socket: Socket;
+  readonly #ms: number;
+  #left: number;
+
+  constructor(ex: Exchange, socket: Socket, ms: number) {
+    super();
+    this.#ex = ex;
+    this.#socket = socket;
+    this.#ms = ms;
+    this.#left = socket.writableLength;
+    deadlines.add(this, performance.now(), ms);
+  }
+
+  deadlineReached(now: number): void {
+    const s = this.#socket;
+    const left = s.writableLength;
+    if (s.destroyed || left === 0) return;
+    if (left < this.#left) {
+      this.#left = left; // it took some: wait again
+      deadlines.add(this, now, this.#ms);
+      return;
+    }
+    this.#ex.clientNotReading(`the client took nothing of the stored answer for ${this.#ms} ms (send timeout)`);
   }
 }
 

@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import { Failure, classify, type AttemptProgress } from '../failure/index.js';
-import { Timeout } from '../timing/deadlines.js';
+import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import type { PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { CacheEntry, varyValuesOf, type RouteCache } from '../cache/index.js';
@@ -30,7 +30,7 @@ export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'failed' | 
  * runs no hooks (there is no client to answer). It holds the key's collapsing slot, so
  * there is one per key at a time, and misses for the key wait for it like for any leader.
  */
-export class Revalidation implements Dispatcher.DispatchHandler, Admittable {
+export class Revalidation implements Dispatcher.DispatchHandler, Admittable, ResponseTimerOwner {
   readonly #ctx: GatewayContext;
   readonly #route: Route;
   readonly #rc: RouteCache;
@@ -50,7 +50,13 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable {
   #headersAt = 0;
   #ep: Endpoint | undefined;
   #client: PoolConnection | undefined;
-  #timer: Timeout | undefined;
+  /**
+   * The wait for the head (the cluster's response timeout), then between body bytes (its idle
+   * timeout), as a client request's try is timed. Before session 13 only the head was timed:
+   * an upstream that stopped mid-body held the revalidation, the key's collapsing slot, the
+   * admission slot and the in-flight counts for ever (the stall hunt).
+   */
+  readonly #timer = new ResponseTimer(this);
   #abort: ((err?: Error) => void) | undefined;
   #attempt: AttemptRecord | undefined;
   #progress: AttemptProgress = { connected: false, responseStarted: false, headersReceived: false };
@@ -121,10 +127,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable {
     ep.inflight++;
     const client = (this.#client = ep.pool.acquire(now, true, false));
     this.#attempt = { endpoint: ep.nextHop, phase: 'connect', connection: client.connected ? 'reused' : 'new', startMs: this.#ms() };
-    this.#timer = new Timeout(
-      () => this.#abort?.(new Failure({ type: 'http_response_timeout', phase: 'headers', nextHop: ep.nextHop, detail: `background revalidation: no response head within ${cluster.responseTimeoutMs} ms` })),
-      cluster.responseTimeoutMs,
-    );
+    this.#timer.headers(cluster.responseTimeoutMs, performance.now());
     client.dispatch({ path: this.#path, method: 'GET', headers: this.#headers, headersTimeout: 0, bodyTimeout: 0 }, this);
   }
 
@@ -145,8 +148,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable {
     if (statusCode < 200) return true;
     this.#progress.responseStarted = true;
     this.#progress.headersReceived = true;
-    this.#timer?.cancel();
-    this.#timer = undefined;
+    this.#timer.body(this.#route.cluster.idleTimeoutMs, performance.now());
     this.#status = statusCode;
     this.#responseTime = Date.now();
     this.#headersAt = performance.now();
@@ -165,6 +167,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable {
   }
 
   onData(chunk: Buffer): boolean {
+    this.#timer.progressAt = performance.now();
     this.#bytesDown += chunk.length;
     if (this.#raw === undefined || this.#status === 304) return true;
     this.#bytes += chunk.length;
@@ -205,6 +208,27 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable {
     this.#end(f);
   }
 
+  // ---- the response timer (ResponseTimerOwner) ---------------------------------------------
+
+  uploading(): undefined {
+    return undefined; // a GET without a body
+  }
+
+  uploadedBytes(): number {
+    return 0;
+  }
+
+  timedOut(err: Error): void {
+    if (this.#timer.phase === 'headers') {
+      const ms = this.#route.cluster.responseTimeoutMs;
+      this.#abort?.(new Failure({ type: 'http_response_timeout', phase: 'headers', nextHop: this.#ep?.nextHop, detail: `background revalidation: no response head within ${ms} ms` }));
+    } else this.#abort?.(err);
+  }
+
+  notReading(): void {
+    // No client reads a background revalidation (no send timeout is set).
+  }
+
   #ms(): number {
     return Math.round((performance.now() - this.#t0) * 1000) / 1000;
   }
@@ -212,7 +236,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable {
   #end(f: Failure | undefined, result: RevalidationResult = f === undefined ? 'kept' : f.type === 'connection_limit_reached' ? 'refused' : 'failed'): void {
     if (this.#done) return;
     this.#done = true;
-    this.#timer?.cancel();
+    this.#timer.stop();
     const ep = this.#ep;
     if (ep !== undefined) {
       ep.inflight--;

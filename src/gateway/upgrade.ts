@@ -22,6 +22,9 @@ import { buildResponseHead } from './response-headers.js';
 import { allowedUpgrade, rewritePath, type Route } from './router.js';
 import { traceTry, type RequestTrace } from './tracing.js';
 
+/** How long a tunnel's client side may take to read what is left once the upstream ended it. */
+const TUNNEL_LINGER_MS = 5000;
+
 function headBytes(status: number, headers: readonly string[]): string {
   let s = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
   for (let i = 0; i < headers.length; i += 2) s += `${headers[i]}: ${headers[i + 1]}\r\n`;
@@ -104,6 +107,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       ctx.inflight--;
       if (!this.#upstream && !this.#error && this.#status === 0) this.#endedBy = 'client';
       this.#upstream?.destroy();
+      // No switch (yet): the upstream request is still under way; the client that asked is gone.
+      if (this.#upstream === undefined && this.#release !== undefined) this.#abortUp?.();
       this.#releaseAdmission(true);
       this.#publish();
     });
@@ -300,7 +305,14 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       this.#endedBy = 'upstream';
       client.destroy();
     });
-    upstream.on('close', () => client.destroy());
+    // The upstream's end is passed on by the pipe (client.end()); destroying the client here
+    // dropped what its buffer still held (an 8 MiB tail to a slow reader lost its last ~16 KB,
+    // the stall hunt of session 13). After an error the 'error' handler has destroyed it.
+    upstream.on('close', () => {
+      if (client.destroyed) return;
+      client.end();
+      destroyAfter(client, TUNNEL_LINGER_MS);
+    });
     upstream.pipe(client);
     client.pipe(upstream);
   }
