@@ -592,6 +592,10 @@ export class Gateway {
 
   /** Answer on a raw socket (parser errors, CONNECT) and close it. */
   #refuseRaw(socket: Duplex, f: Failure, listener: string, req?: IncomingMessage): void {
+    // Answered and ended already (a refusal or a parser error, then the head deadline of a
+    // connection admitted under pressure): a second answer would be a write after end, an
+    // uncaught error on a socket Node no longer watches (found by the half-close stall test).
+    if (socket.destroyed || socket.writableEnded) return;
     const sock = socket as Socket & { _httpMessage?: ServerResponse };
     const pending = sock._httpMessage;
     if (pending && !pending.writableFinished && !pending.req.complete) {
