@@ -2,7 +2,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createServer } from 'node:net';
 import type { ConfigInput } from '../../src/config/schema.js';
 
 /**
@@ -32,14 +31,7 @@ export async function staleTestIds(): Promise<string[]> {
   return (await suiteTests()).filter((s) => !s.browser_only && /stale-if-error|stale-while-revalidate/.test(JSON.stringify(s))).map((s) => s.id);
 }
 
-export async function freePort
-(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+export { freePort } from '../helpers/redis.js';
 
 /** Start the suite's origin on `port`; resolves when it listens. */
 export async function startSuiteOrigin(port: number, pidfile: string): Promise<ChildProcess> {

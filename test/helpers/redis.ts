@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 
 /** The redis-server binary, or undefined (tests that need it skip, saying so). */
@@ -12,12 +13,41 @@ export function redisBinary(): string | undefined {
 
 export const NO_REDIS = 'redis-server is not installed (apt-get install redis-server; .ci/run installs it)';
 
+/**
+ * A loopback port free now, for a server whose port must be known before it starts (Redis,
+ * Pebble's validation targets). Taken outside the kernel's ephemeral range
+ * (/proc/sys/net/ipv4/ip_local_port_range, 32768-60999 here): a port from `listen(0)` is in
+ * that range, so between its close and the server's listen any outgoing connection could take
+ * it (CI run of session 13: EADDRINUSE in the ACME-through-Redis test). Ports below it are
+ * never handed out by the kernel; the tests run one file at a time.
+ */
 export async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
+  const [low] = ephemeralRange();
+  const from = 20_000;
+  const to = Math.min(low, 32_768) - 1;
+  for (let i = 0; i < 50; i++) {
+    const port = from + Math.floor(Math.random() * (to - from + 1));
+    const s = createServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (ok) {
+      await new Promise((r) => s.close(r));
+      return port;
+    }
+  }
+  throw new Error(`freePort: no free port found in ${from}-${to} after 50 tries`);
+}
+
+function ephemeralRange(): [number, number] {
+  try {
+    const [a, b] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (a! > 21_000 && b! >= a!) return [a!, b!];
+  } catch {
+    // not Linux: the IANA dynamic range starts at 49152
+  }
+  return [32_768, 60_999];
 }
 
 /** A Redis of the test's own on a loopback port: no persistence, killed and restarted at will. */
