@@ -391,9 +391,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     // Written whole with one end(): no try's ResponseTimer watches the client take it. A client
     // that stops reading held the connection and the stored bytes queued for it for ever (the
     // stall hunt of session 13); the listener's send timeout applies as to a streamed answer.
+    // Only when bytes are left in the socket's own buffer (the kernel did not take them all):
+    // a watch per hit would keep one deadline entry alive per hit for the whole send timeout.
     const sendMs = this.clientLimits.sendMs;
     const front = this.front;
-    if (sendMs > 0 && !this.res.writableFinished && (front === undefined || !front.h2)) new SendWatch(this, this.#socket, sendMs);
+    if (sendMs > 0 && (front === undefined || !front.h2) && this.#socket.writableLength > 0) new SendWatch(this, this.#socket, sendMs);
   }
 
   /** The request as it goes upstream (path and header pairs), for the cache's background revalidation. */
