@@ -4,7 +4,7 @@ import { renderFailure, type Failure, type Rendered } from '../failure/index.js'
 import { isCustomerFacing } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 import { proxyAuthenticateValue } from './proxy-auth.js';
-import { destroyAfter } from '../timing/deadlines.js';
+import { CLOSE_LINGER_MS, destroyAfter } from '../timing/deadlines.js';
 
 /** The gateway-made response for a failure, with Proxy-Authenticate on 407. */
 export function renderForwardFailure(ctx: ForwardContext, failure: Failure, requestId: string, accept: string | undefined, head = false): Rendered {
@@ -45,5 +45,5 @@ export function writeRawFailure(ctx: ForwardContext, socket: Socket, failure: Fa
   }
   socket.end(Buffer.concat([Buffer.from(head, 'latin1'), r.body]));
   // Do not wait forever for a client that never reads.
-  destroyAfter(socket, 2000);
+  destroyAfter(socket, CLOSE_LINGER_MS);
 }

@@ -3,7 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
 import { ChunkedDecoder, HEAD_DONE, NEED_MORE, RequestHeadParser, headersObject, type ParsedHead } from '../http/request-head.js';
 import { TCHAR } from '../http/token.js';
-import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
+import { CLOSE_LINGER_MS, DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
 
 /**
  * The `net` front of a reverse listener (`listeners[].front: net`, issue 17): HTTP/1.1 on
@@ -59,8 +59,6 @@ export interface FrontResponse extends EventEmitter {
 }
 
 const CRLF = '\r\n';
-/** How long a connection closed after its last answer may stay half-open. */
-const CLOSE_LINGER_MS = 2000;
 /** Fields of a response head: a token name; a value of VCHAR, obs-text, SP, HTAB (what Node's checks allow). */
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 function checkName(name: string): void {

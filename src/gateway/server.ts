@@ -7,7 +7,7 @@ import type { Config, ListenerConfig } from '../config/schema.js';
 import { Failure, parserRefusal } from '../failure/index.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
 import { viaValue } from '../http/headers.js';
-import { Timeout, destroyAfter } from '../timing/deadlines.js';
+import { CLOSE_LINGER_MS, Timeout, destroyAfter } from '../timing/deadlines.js';
 import { plainAddress } from '../http/trust.js';
 import { clientLimits, type ClientLimits } from './client-limits.js';
 import { buildContext, ms, type GatewayContext, type GatewayOptions } from './context.js';
@@ -22,9 +22,6 @@ import { NetFrontServer } from './net-front.js';
 import type { ServerHttp2Session } from 'node:http2';
 import { AcmeManager, CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
 import { acmeHostsOfRoutes } from '../config/schema.js';
-
-/** How long a connection the gateway answered and closed on its side may stay half-open. */
-const REFUSED_LINGER_MS = 2000;
 
 export interface ListeningAddress {
   address: string;
@@ -621,7 +618,7 @@ export class Gateway {
     // CONNECT's socket, which nothing reads any more) is let go of after a linger, as the
     // forward proxy's refusals are (the stall hunt of session 13: held for ever before).
     socket.resume();
-    destroyAfter(socket, REFUSED_LINGER_MS);
+    destroyAfter(socket, CLOSE_LINGER_MS);
     if (requestEnd.hasSubscribers) {
       const record = requestRecord(requestId, listener, plainAddress(sock.remoteAddress), req, {
         route: undefined,

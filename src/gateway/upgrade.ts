@@ -22,7 +22,7 @@ import { buildResponseHead } from './response-headers.js';
 import { allowedUpgrade, rewritePath, type Route } from './router.js';
 import { traceTry, type RequestTrace } from './tracing.js';
 
-/** How long a tunnel's client side may take to read what is left once the upstream ended it. */
+/** How long an upgrade's client may take to read what is left once its answer or tunnel ended. */
 const TUNNEL_LINGER_MS = 5000;
 
 function headBytes(status: number, headers: readonly string[]): string {
@@ -427,7 +427,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     const s = this.#socket;
     if (!s.writableEnded) s.end();
     s.resume();
-    destroyAfter(s, 5000);
+    destroyAfter(s, TUNNEL_LINGER_MS);
   }
 
   #settle(): void {

@@ -177,6 +177,9 @@ class Linger extends DeadlineEntry {
   }
 }
 
+/** How long a peer whose connection was answered and ended on our side may take to close it (`destroyAfter`). */
+export const CLOSE_LINGER_MS = 2000;
+
 /**
  * After an answer was written with `end()`, give the peer `ms` to read it and close, then
  * destroy the socket: a client that never reads must not hold it. Every refusal that ends a
