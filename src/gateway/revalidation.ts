@@ -210,14 +210,6 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
 
   // ---- the response timer (ResponseTimerOwner) ---------------------------------------------
 
-  uploading(): undefined {
-    return undefined; // a GET without a body
-  }
-
-  uploadedBytes(): number {
-    return 0;
-  }
-
   timedOut(err: Error): void {
     if (this.#timer.phase === 'headers') {
       const ms = this.#route.cluster.responseTimeoutMs;

@@ -352,14 +352,6 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
 
   // ---- the response timer (ResponseTimerOwner, client native) ------------------------------
 
-  uploading(): undefined {
-    return undefined; // an upgrade request has no body
-  }
-
-  uploadedBytes(): number {
-    return 0;
-  }
-
   timedOut(err: Error): void {
     const timer = this.#timer!;
     if (timer.phase === 'headers') {

@@ -4,10 +4,10 @@ import { DeadlineEntry, deadlines } from './deadlines.js';
 
 /** What a response timer serves: an upstream request in flight. */
 export interface ResponseTimerOwner {
-  /** The request body while it is still being sent; undefined once sent, or without one. */
-  uploading(): Readable | undefined;
-  /** Request body bytes sent so far. */
-  uploadedBytes(): number;
+  /** The request body while it is still being sent; undefined once sent, or without one (absent: a request never has one). */
+  uploading?(): Readable | undefined;
+  /** Request body bytes sent so far (absent: a request never has a body). */
+  uploadedBytes?(): number;
   /** Time is up: abort the upstream request with this error (undici's own timeout errors). */
   timedOut(err: Error): void;
   /** The client has not taken the response for the send timeout: cut it and the upstream request. */
@@ -60,7 +60,7 @@ export class ResponseTimer extends DeadlineEntry {
 
   /** Wait `ms` for the response head (0: no limit). */
   headers(ms: number, now: number): void {
-    this.#sentAtCheck = this.#owner.uploadedBytes();
+    this.#sentAtCheck = this.#owner.uploadedBytes?.() ?? 0;
     this.#start('headers', ms, now);
   }
 
@@ -107,9 +107,9 @@ export class ResponseTimer extends DeadlineEntry {
    * (nothing moved since the last check and the buffer towards it is full).
    */
   #stillSending(): boolean {
-    const body = this.#owner.uploading();
+    const body = this.#owner.uploading?.();
     if (body === undefined) return false;
-    const sent = this.#owner.uploadedBytes();
+    const sent = this.#owner.uploadedBytes?.() ?? 0;
     const moved = sent !== this.#sentAtCheck;
     this.#sentAtCheck = sent;
     return moved || body.readableLength < body.readableHighWaterMark;
