@@ -1,8 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Socket, connect, createServer, type AddressInfo, type Server } from 'node:net';
+import { Socket, connect } from 'node:net';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { seededRandom } from '../helpers/seeded.js';
+import { startRawUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 
 /**
  * Stall hunt (session 13): the last answer of a connection (the request said
@@ -21,32 +22,13 @@ import { seededRandom } from '../helpers/seeded.js';
 
 const CLOSE_WITHIN = 4000;
 
-let upstream: Server;
-const upSockets = new Set<Socket>();
+let upstream: ScriptedUpstream;
 
 before(async () => {
-  upstream = createServer((s) => {
-    upSockets.add(s);
-    s.on('close', () => upSockets.delete(s));
-    s.on('error', () => {});
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        buf = buf.slice(end + 4);
-        s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-      }
-    });
-  });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  upstream = await startRawUpstream(() => 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
 });
 
-after(async () => {
-  for (const s of upSockets) s.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
+after(() => upstream.close());
 
 /** Send `request` on a client that never ends its side; resolves once the gateway's FIN came (bounded: 5 s). */
 function halfClosedClient(port: number, request: string, ctx: string): Promise<Socket> {
@@ -73,7 +55,7 @@ for (const front of ['node', 'net'] as const) {
     before(async () => {
       gw = await startTestGateway({
         listeners: [{ address: '127.0.0.1', port: 0, front, keepAliveTimeout: '300ms', requestHeaderTimeout: '500ms' }],
-        clusters: { up: { endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`], outlierDetection: { enabled: false } } },
+        clusters: { up: { endpoints: [upstream.url], outlierDetection: { enabled: false } } },
         routes: [{ cluster: 'up', retry: { tries: 1 } }],
       } as never);
     });

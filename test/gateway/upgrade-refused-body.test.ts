@@ -1,8 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { seededRandom } from '../helpers/seeded.js';
+import { startRawUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 
 /**
  * An upgrade request the upstream answers without switching (a 200, 401, 426 … with a
@@ -20,42 +21,24 @@ const UPGRADE = (path: string): string =>
 /** The idle timeout of the cluster (the wait between body bytes). */
 const IDLE_MS = 300;
 
-let upstream: Server;
-const upSockets = new Set<Socket>();
+let upstream: ScriptedUpstream;
 
 /** `/body/<n>`: a 200 with n bytes; `/stall/<n>/<of>`: the head of `of` bytes, n of them, then silence. */
 before(async () => {
-  upstream = createServer((s) => {
-    upSockets.add(s);
-    s.on('close', () => upSockets.delete(s));
-    s.on('error', () => {});
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      if (!buf.includes('\r\n\r\n')) return;
-      const path = /^GET (\S+)/.exec(buf)![1]!;
-      buf = '';
-      const body = /^\/body\/(\d+)$/.exec(path);
-      if (body) {
-        const n = Number(body[1]);
-        s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${n}\r\n\r\n`);
-        s.end(Buffer.alloc(n, 0x61));
-        return;
-      }
-      const stall = /^\/stall\/(\d+)\/(\d+)$/.exec(path);
-      if (stall) {
-        s.write(`HTTP/1.1 426 Upgrade Required\r\nContent-Length: ${stall[2]}\r\n\r\n`);
-        if (Number(stall[1]) > 0) s.write(Buffer.alloc(Number(stall[1]), 0x62));
-      }
-    });
+  upstream = await startRawUpstream((head) => {
+    const path = /^GET (\S+)/.exec(head)![1]!;
+    const body = /^\/body\/(\d+)$/.exec(path);
+    if (body) {
+      const n = Number(body[1]);
+      return { bytes: Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${n}\r\n\r\n`), Buffer.alloc(n, 0x61)]), close: true };
+    }
+    const stall = /^\/stall\/(\d+)\/(\d+)$/.exec(path);
+    if (stall) return Buffer.concat([Buffer.from(`HTTP/1.1 426 Upgrade Required\r\nContent-Length: ${stall[2]}\r\n\r\n`), Buffer.alloc(Number(stall[1]), 0x62)]);
+    return { bytes: 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n', close: true };
   });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
 });
 
-after(async () => {
-  for (const s of upSockets) s.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
+after(() => upstream.close());
 
 /** An upgrade request on a new connection; resolves with all the bytes once the gateway closes it (fails past 10 s, with what came). */
 function exchange(port: number, path: string, readDelayMs = 0): Promise<{ data: Buffer; ms: number }> {
@@ -89,7 +72,7 @@ describe('a non-switching answer to an upgrade request', () => {
   let gw: TestGateway;
   before(async () => {
     gw = await startTestGateway({
-      clusters: { up: { endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`], timeouts: { idle: `${IDLE_MS}ms` }, outlierDetection: { enabled: false } } },
+      clusters: { up: { endpoints: [upstream.url], timeouts: { idle: `${IDLE_MS}ms` }, outlierDetection: { enabled: false } } },
       routes: [{ cluster: 'up', retry: { tries: 1 } }],
     });
   });
