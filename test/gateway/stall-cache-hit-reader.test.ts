@@ -1,8 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { startTestGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
 import { seededRandom } from '../helpers/seeded.js';
+import { startRawUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 
 /**
  * Stall hunt (session 13): an answer written whole with one `end(body)` — a cache hit
@@ -23,42 +24,20 @@ const SEND_MS = 500;
 /** What the gateway may take beyond the send timeout (deadline resolution, a busy 2-core machine). */
 const SLACK_MS = 4000;
 
-let upstream: Server;
-const upSockets = new Set<Socket>();
+let upstream: ScriptedUpstream;
 
 /** `/big/<n>` and `/nocache/<n>`: a 200 of n bytes (the first fresh for a minute, the second not storable). */
 before(async () => {
-  upstream = createServer((s) => {
-    upSockets.add(s);
-    s.on('close', () => upSockets.delete(s));
-    s.on('error', () => {});
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const head = buf.slice(0, end);
-        buf = buf.slice(end + 4);
-        const m = /^GET \/(big|nocache)\/(\d+)/.exec(head);
-        if (m === null) {
-          s.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
-          return;
-        }
-        const n = Number(m[2]);
-        const cc = m[1] === 'big' ? 'max-age=60' : 'no-store';
-        s.write(`HTTP/1.1 200 OK\r\nCache-Control: ${cc}\r\nContent-Length: ${n}\r\n\r\n`);
-        s.write(Buffer.alloc(n, 0x63));
-      }
-    });
+  upstream = await startRawUpstream((head) => {
+    const m = /^GET \/(big|nocache)\/(\d+)/.exec(head);
+    if (m === null) return { bytes: 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n', close: true };
+    const n = Number(m[2]);
+    const cc = m[1] === 'big' ? 'max-age=60' : 'no-store';
+    return Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nCache-Control: ${cc}\r\nContent-Length: ${n}\r\n\r\n`), Buffer.alloc(n, 0x63)]);
   });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
 });
 
-after(async () => {
-  for (const s of upSockets) s.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
+after(() => upstream.close());
 
 /** GET `path` on a fresh connection and read it all (bounded: 20 s). */
 function readAll(port: number, path: string): Promise<Buffer> {
@@ -113,7 +92,7 @@ describe('a client that stops reading a large answer', () => {
     gw = await startTestGateway({
       listeners: [{ address: '127.0.0.1', port: 0, sendTimeout: `${SEND_MS}ms` }],
       cache: { maxSize: 256 * 1024 * 1024 },
-      clusters: { up: { endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`], outlierDetection: { enabled: false } } },
+      clusters: { up: { endpoints: [upstream.url], outlierDetection: { enabled: false } } },
       routes: [{ cluster: 'up', retry: { tries: 1 }, cache: { maxObjectSize: 64 * 1024 * 1024 } }],
     } as never);
   });
