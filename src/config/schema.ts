@@ -233,7 +233,7 @@ export const clusterSchema = z
       .default({ timeout: '3s', maxWaiting: 1000 })
       .describe('Ride out a restart: hold requests briefly while every endpoint is down.'),
     retryBudget: retryBudgetSchema.default({ ratio: 0.2, minPerSecond: 3, window: '10s' }).describe('Caps retries so they never multiply an overload.'),
-    maxConnections: z.number().int().min(1).optional().describe('Most connections to each endpoint. Default: unlimited.'),
+    maxConnections: z.number().int().min(1).optional().describe('Most connections to each endpoint. With all of them busy a request waits behind one in flight, at most its response timeout; then 503 connection_limit_reached (never sent, so retried on another endpoint where the retry policy allows). Default: unlimited.'),
     maxResponseHeaderSize: z.number().int().min(1024).default(16384).describe('Largest response header section accepted from an endpoint, in bytes. Default 16384.'),
     h2MaxStreams: z
       .number()

@@ -45,6 +45,17 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
    * Content-Length says, RFC 9110 §8.6): what undici reports afterwards only settles the try.
    */
   #endedAtHead = false;
+  /**
+   * The request waits behind another one on a busy connection (the endpoint at its
+   * `maxConnections`): nothing times it from onConnect, which comes only when the request
+   * ahead ends (a long download or an event stream: for ever), so the wait is timed from
+   * the dispatch, as long as the try's wait for its head.
+   */
+  #queued = false;
+  /** The try gave up waiting in the connection's queue: it was answered; what the client reports later only settles it. */
+  #gaveUp = false;
+  /** The failure it gave up with (the one error that still reaches the exchange). */
+  #gaveUpWith: Failure | undefined;
 
   constructor(ex: Exchange, ep: Endpoint, client: PoolConnection | TimedExpectClient, relay: BodyRelay | undefined, startMs: number) {
     this.#ex = ex;
@@ -85,6 +96,11 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
       client.dispatch({ path, method, headers, body: this.relay ?? null }, this);
       return;
     }
+    if (client.active > 1 && this.endpoint.pool.queuedOn(client)) {
+      this.#queued = true;
+      const now = performance.now();
+      this.#timer.headers(this.#ex.tryTimeoutMs(this, Date.now(), now), now);
+    }
     client.dispatch(
       {
         path,
@@ -104,6 +120,12 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   // ---- undici dispatch handler -----------------------------------------------------------
 
   onConnect(abort: (err?: Error) => void): void {
+    if (this.#gaveUp) {
+      // undici's Client kept the request queued after the try gave up (it cannot drop one): not sent.
+      abort();
+      return;
+    }
+    this.#queued = false;
     this.#abort = abort;
     this.#connected = true;
     const a = this.record;
@@ -196,7 +218,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   onError(err: Error): void {
     this.#timer.stop();
-    if (this.#abandoned || this.#endedAtHead) {
+    if (this.#abandoned || this.#endedAtHead || (this.#gaveUp && err !== this.#gaveUpWith)) {
       this.#settle(false);
       return;
     }
@@ -299,7 +321,11 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     this.#timer.stop();
     const abort = this.#abort;
     if (abort !== undefined && this.record.endMs === undefined) abort();
-    else this.#settle(false);
+    else {
+      // Still queued behind another request: out of the queue where the client can (else aborted at its onConnect).
+      if (this.#queued && this.record.endMs === undefined) (this.#client as PoolConnection | undefined)?.drop?.(this);
+      this.#settle(false);
+    }
     this.relay?.destroy();
   }
 
@@ -330,8 +356,21 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   }
 
   timedOut(err: Error): void {
-    if (this.#abort === undefined || this.record.endMs !== undefined) return;
+    if (this.record.endMs !== undefined) return;
+    if (this.#abort === undefined) {
+      if (this.#queued) this.#queueTimedOut();
+      return;
+    }
     this.#abort(err);
+  }
+
+  /** The try waited its whole head timeout behind the request ahead on its connection: given up unsent (ConnectionPool.busyFailure). */
+  #queueTimedOut(): void {
+    const ep = this.endpoint;
+    this.#gaveUp = true;
+    (this.#client as PoolConnection).drop?.(this);
+    const waited = performance.now() - this.#ex.t0 - this.record.startMs;
+    this.onError((this.#gaveUpWith = ep.pool.busyFailure(ep.nextHop, waited)));
   }
 
   /** The client did not take the response for the send timeout. */

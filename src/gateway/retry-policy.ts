@@ -23,6 +23,9 @@ export interface RetryPolicy {
  */
 export function retryKindOf(f: Failure, connected: boolean): RetryKind | undefined {
   if (!connected && (f.phase === 'dns' || f.phase === 'connect' || f.phase === 'tls')) return 'connect-failure';
+  // A try that waited its whole head timeout behind the request ahead on a busy connection
+  // (the endpoint at maxConnections, attempt.ts): never sent, so it may go elsewhere like a connect failure.
+  if (!connected && f.type === 'connection_limit_reached' && f.phase === 'admit') return 'connect-failure';
   if (f.type === 'connection_terminated') return 'reset';
   if (f.type === 'http_response_timeout') return 'timeout';
   // A broken response head: nothing was passed on yet, so an idempotent request can go elsewhere.

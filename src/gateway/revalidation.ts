@@ -58,6 +58,8 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
    */
   readonly #timer = new ResponseTimer(this);
   #abort: ((err?: Error) => void) | undefined;
+  /** Dispatched behind another request on a busy connection (the endpoint at maxConnections): timed from the dispatch. */
+  #queuedAt = 0;
   #attempt: AttemptRecord | undefined;
   #progress: AttemptProgress = { connected: false, responseStarted: false, headersReceived: false };
   #status = 0;
@@ -127,7 +129,9 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     ep.inflight++;
     const client = (this.#client = ep.pool.acquire(now, true, false));
     this.#attempt = { endpoint: ep.nextHop, phase: 'connect', connection: client.connected ? 'reused' : 'new', startMs: this.#ms() };
-    this.#timer.headers(cluster.responseTimeoutMs, performance.now());
+    const t = performance.now();
+    if (client.active > 1 && ep.pool.queuedOn(client)) this.#queuedAt = t;
+    this.#timer.headers(cluster.responseTimeoutMs, t);
     client.dispatch({ path: this.#path, method: 'GET', headers: this.#headers, headersTimeout: 0, bodyTimeout: 0 }, this);
   }
 
@@ -136,6 +140,12 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
   }
 
   onConnect(abort: (err?: Error) => void): void {
+    if (this.#done) {
+      // Given up while queued; undici's Client kept the request (it cannot drop one): not sent.
+      abort();
+      return;
+    }
+    this.#queuedAt = 0;
     this.#abort = abort;
     this.#progress.connected = true;
     if (this.#attempt !== undefined) {
@@ -211,6 +221,12 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
   // ---- the response timer (ResponseTimerOwner) ---------------------------------------------
 
   timedOut(err: Error): void {
+    if (this.#abort === undefined && this.#queuedAt > 0) {
+      // Still behind the request ahead on its connection: given up unsent.
+      this.#client?.drop?.(this);
+      this.#end(this.#ep!.pool.busyFailure(this.#ep!.nextHop, performance.now() - this.#queuedAt));
+      return;
+    }
     if (this.#timer.phase === 'headers') {
       const ms = this.#route.cluster.responseTimeoutMs;
       this.#abort?.(new Failure({ type: 'http_response_timeout', phase: 'headers', nextHop: this.#ep?.nextHop, detail: `background revalidation: no response head within ${ms} ms` }));

@@ -8,7 +8,7 @@ import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import type { Dispatcher } from 'undici';
 import { Failure, classify } from '../failure/index.js';
 import { plainAddress } from '../http/trust.js';
-import { NativeClient } from '../pool/index.js';
+import { NativeClient, type PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
@@ -86,6 +86,15 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
    */
   #timer: ResponseTimer | undefined;
   #abortUp: ((err?: Error) => void) | undefined;
+  /**
+   * Dispatched behind another request on a busy connection (the endpoint at maxConnections):
+   * when (performance.now()). Nothing times it from onConnect, which comes only when the
+   * request ahead ends, so the timer runs from the dispatch with either client.
+   */
+  #queuedAt = 0;
+  /** Given up while queued: answered; what the client reports later only settles it. */
+  #gaveUp = false;
+  #client: PoolConnection | undefined;
   /** Reads the upstream again after the client's buffer drained (an answer that does not switch). */
   #resumeUp: (() => void) | undefined;
   readonly #sendMs: number;
@@ -246,9 +255,13 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       ep.inflight--;
       ep.pool.release(client, Date.now(), false);
     };
-    if (client instanceof NativeClient) {
+    const queued = client.active > 1 && ep.pool.queuedOn(client);
+    if (client instanceof NativeClient || queued) {
+      const t = performance.now();
+      this.#client = client;
+      if (queued) this.#queuedAt = t;
       this.#timer = new ResponseTimer(this, this.#sendMs);
-      this.#timer.headers(route.cluster.responseTimeoutMs, performance.now());
+      this.#timer.headers(route.cluster.responseTimeoutMs, t);
     }
     const tracing = this.#ctx.tracing;
     let headers = this.#headers;
@@ -272,6 +285,17 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   // ---- undici dispatch handler -----------------------------------------------------------
 
   onConnect(abort: (err?: Error) => void): void {
+    if (this.#gaveUp) {
+      // undici's Client kept the request queued after the wait was given up (it cannot drop one): not sent.
+      abort();
+      return;
+    }
+    this.#queuedAt = 0;
+    if (!(this.#client instanceof NativeClient)) {
+      // undici times the head and the body itself from here.
+      this.#timer?.stop();
+      this.#timer = undefined;
+    }
     this.#abortUp = abort;
     this.#connected = true;
     this.#attempt!.phase = 'send';
@@ -354,6 +378,14 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
 
   timedOut(err: Error): void {
     const timer = this.#timer!;
+    if (this.#abortUp === undefined && this.#queuedAt > 0) {
+      // Still behind the request ahead on its connection: given up unsent.
+      this.#gaveUp = true;
+      this.#client!.drop?.(this);
+      const ep = this.#endpoint!;
+      this.onError(ep.pool.busyFailure(ep.nextHop, performance.now() - this.#queuedAt));
+      return;
+    }
     if (timer.phase === 'headers') {
       const ms = this.#route!.cluster.responseTimeoutMs;
       this.#abortUp?.(new Failure({ type: 'http_response_timeout', phase: 'headers', nextHop: this.#attempt?.endpoint, detail: `no upgrade answer within ${ms} ms` }));
@@ -371,7 +403,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
 
   onError(err: Error): void {
     this.#settle();
-    if (this.#socket.destroyed) return;
+    if (this.#socket.destroyed || (this.#gaveUp && this.#error !== undefined)) return;
     const f = err instanceof Failure ? err : classify(err, { connected: this.#connected, responseStarted: this.#responseStarted, headersReceived: this.#headersSent, nextHop: this.#attempt?.endpoint });
     if (this.#attempt) {
       this.#attempt.error = f.type;

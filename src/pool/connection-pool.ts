@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { Client, type buildConnector, type Dispatcher } from 'undici';
 import { ExpectClient } from '../http/expect-client.js';
+import { Failure } from '../failure/index.js';
 import { NativeClient } from './native-client.js';
 import { timedConnector, type ConnectTimings } from './timed-connector.js';
 
@@ -87,6 +88,13 @@ export interface PoolConnection {
   readonly destroyed: boolean;
   readonly closed: boolean;
   dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  /**
+   * Take a request that has not started out of the connection's queue (its try gave up
+   * waiting behind the request ahead): true when it was still there. Only the native client
+   * can; undici's Client cannot drop a queued request, so its try aborts at onConnect instead,
+   * which closes the connection.
+   */
+  drop?(handler: Dispatcher.DispatchHandler): boolean;
   close(): Promise<void>;
   destroy(err?: Error | null): Promise<void>;
   on(event: string, listener: (...args: any[]) => void): this;
@@ -146,6 +154,35 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
 
   get idleCount(): number {
     return this.#idle.length;
+  }
+
+  /** The most connections to the origin (the endpoint's `maxConnections`). */
+  get maxConnections(): number {
+    return this.#opts.maxConnections;
+  }
+
+  /**
+   * Whether a request just given `c` by `acquire` waits behind another request on it (every
+   * connection was busy at `maxConnections`): nothing is sent until the request ahead ends.
+   */
+  queuedOn(c: C): boolean {
+    return c.active > Math.max(1, c.pipelining ?? 1);
+  }
+
+  /**
+   * A request that waited its whole head timeout in a busy connection's queue (`queuedOn`)
+   * and was given up unsent: `connection_limit_reached` in the admit phase. The endpoint is
+   * not unreachable (no hold for it), and nothing reached the upstream, so any request may go
+   * to another endpoint (gateway/retry-policy.ts).
+   */
+  busyFailure(nextHop: string, waitedMs: number): Failure {
+    return new Failure({
+      type: 'connection_limit_reached',
+      phase: 'admit',
+      retrySafe: true,
+      nextHop,
+      detail: `every connection to ${nextHop} was busy (maxConnections ${this.#opts.maxConnections}) for ${Math.round(waitedMs)} ms; the request was not sent`,
+    });
   }
 
   /** The longest idle age at which a connection is still reused. */

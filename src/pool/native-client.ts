@@ -304,6 +304,18 @@ export class NativeClient extends EventEmitter {
     return true;
   }
 
+  /** Take a request that has not started out of the queue (PoolConnection.drop): true when it was there. */
+  drop(handler: Handler): boolean {
+    const q = this.#queue;
+    for (let i = 0; i < q.length; i++) {
+      if (q[i]!.handler !== handler) continue;
+      q.splice(i, 1);
+      this.#closeIfDone();
+      return true;
+    }
+    return false;
+  }
+
   /** Finish the queued requests, then close the socket. */
   close(): Promise<void> {
     if (this.#destroyed) return Promise.resolve();

@@ -19,6 +19,12 @@ test('a failure to connect retries any method elsewhere; the request never left'
   assert.deepEqual(decideOnFailure(refused, facts({ connected: false, idempotent: false }), rules, budget(), Date.now()), { action: 'retry', fresh: false, delayMs: 0, avoid: ep });
 });
 
+test('a try given up in a busy connection\'s queue (the endpoint at maxConnections) was never sent: retried elsewhere like a connect failure', () => {
+  const queued = new Failure({ type: 'connection_limit_reached', phase: 'admit', retrySafe: true });
+  assert.deepEqual(decideOnFailure(queued, facts({ connected: false, idempotent: false }), rules, budget(), Date.now()), { action: 'retry', fresh: false, delayMs: 0, avoid: ep });
+  assert.deepEqual(decideOnFailure(queued, facts({ connected: false, tries: 3 }), rules, budget(), Date.now()), { action: 'fail' });
+});
+
 test('a reused connection closed before any response byte (keep-alive race): retried on a fresh connection, idempotent only', () => {
   assert.deepEqual(decideOnFailure(reset, facts({ reused: true }), rules, budget(), Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep });
   assert.deepEqual(decideOnFailure(reset, facts({ reused: true, idempotent: false }), rules, budget(), Date.now()), { action: 'fail' });
