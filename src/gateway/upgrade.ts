@@ -23,6 +23,9 @@ import { allowedUpgrade, rewritePath, type Route } from './router.js';
 import { traceTry, type RequestTrace } from './tracing.js';
 
 /** How long an upgrade's client may take to read what is left once its answer or tunnel ended. */
+/** Bytes of an upgrade request's client read (and kept) while its answer is awaited. */
+const EARLY_LIMIT = 64 * 1024;
+
 const TUNNEL_LINGER_MS = 5000;
 
 function headBytes(status: number, headers: readonly string[]): string {
@@ -50,6 +53,24 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   readonly #req: IncomingMessage;
   readonly #socket: Duplex;
   readonly #head: Buffer;
+  /**
+   * What the client sent after its request while the answer is awaited. The socket is read
+   * (not left paused, as Node hands it over) so that a client leaving before the answer is
+   * seen and the upstream request aborted, as nginx does for any request; the bytes are put
+   * back in front of the socket's buffer at a 101, behind `#head`. Bounded: past
+   * EARLY_LIMIT the socket is paused again (a WebSocket client sends nothing before its 101).
+   */
+  #early: Buffer[] = [];
+  #earlyBytes = 0;
+  readonly #onEarlyData = (c: Buffer): void => {
+    this.#early.push(c);
+    this.#earlyBytes += c.length;
+    if (this.#earlyBytes >= EARLY_LIMIT) this.#socket.pause();
+  };
+  /** The client ended before any answer: it left (nginx's "client prematurely closed connection"). */
+  readonly #onEarlyEnd = (): void => {
+    if (this.#status === 0 && !this.#headersSent) this.#socket.destroy();
+  };
   readonly #via: string;
   readonly #listener: string;
   readonly requestId: string;
@@ -121,6 +142,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       this.#releaseAdmission(true);
       this.#publish();
     });
+    socket.on('data', this.#onEarlyData);
+    socket.once('end', this.#onEarlyEnd);
   }
 
   // ---- HookRequest -----------------------------------------------------------------------
@@ -247,7 +270,6 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     this.#endpoint = ep;
     this.#attempt = { endpoint: ep.nextHop, phase: 'connect', startMs: Math.round(performance.now() - this.#t0) };
     this.#attempts.push(this.#attempt);
-    if (this.#head.length > 0 && this.#upgradeProtocol !== undefined) this.#socket.unshift(this.#head);
     // The socket leaves the pool once upgraded: always a connection of its own.
     const client = ep.pool.acquire(now, false, true);
     ep.inflight++;
@@ -317,6 +339,13 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       upstream.destroy();
       return;
     }
+    // What the client sent behind its request goes up first, in order (the pipe below reads it).
+    client.removeListener('data', this.#onEarlyData);
+    client.removeListener('end', this.#onEarlyEnd);
+    client.pause();
+    const early = this.#head.length > 0 ? [this.#head, ...this.#early] : this.#early;
+    this.#early = [];
+    if (early.length > 0) client.unshift(early.length === 1 ? early[0]! : Buffer.concat(early));
     client.write(headBytes(statusCode, head));
     this.#headersSent = true;
     upstream.on('data', (c: Buffer) => {

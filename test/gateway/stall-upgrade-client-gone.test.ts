@@ -127,7 +127,7 @@ for (const client of ['native', 'undici'] as const) {
       }
     });
 
-    test('while waiting for the answer: the upstream request is aborted', { timeout: 30_000, todo: 'open (session 13): before a 101 the client socket is not read, so its leaving is not seen; the fix needs it read into a bounded buffer and put back on a 101' }, async () => {
+    test('while waiting for the answer: the upstream request is aborted', { timeout: 30_000 }, async () => {
       const id = `h${++seq}`;
       const s = connect(gw.port, '127.0.0.1', () => s.write(UPGRADE(`/hang/${id}`)));
       s.on('error', () => {});
