@@ -458,6 +458,13 @@ interface FrontSettings {
 const T_NONE = 0;
 const T_HEAD = 1;
 const T_IDLE = 2;
+/**
+ * The answer is out and the rest of its request's body is being read and dropped: idle for
+ * the keep-alive timeout (each read starts it again), then closed, as node:http's front
+ * arms `socket.setTimeout(keepAliveTimeout)` when an answer finishes. Before, nothing was
+ * armed in this state and a client that stopped mid-body held the connection for ever.
+ */
+const T_DUMP = 3;
 
 /** One client connection of the net front. */
 export class NetConnection extends DeadlineEntry {
@@ -525,7 +532,7 @@ export class NetConnection extends DeadlineEntry {
     const kind = this.#timer;
     this.#timer = T_NONE;
     if (this.socket.destroyed) return;
-    if (kind === T_IDLE) this.socket.destroy();
+    if (kind === T_IDLE || kind === T_DUMP) this.socket.destroy();
     else if (kind === T_HEAD) this.#refuse('HPE_HEADERS_TIMEOUT');
   }
 
@@ -533,7 +540,9 @@ export class NetConnection extends DeadlineEntry {
     if (this.#stopped) return;
     const b = this.#buf;
     this.#buf = b === undefined ? chunk : Buffer.concat([b, chunk]);
-    if (this.#timer === T_IDLE) this.#arm(T_HEAD, this.#server.settings.headersTimeout);
+    const t = this.#timer;
+    if (t === T_IDLE) this.#arm(T_HEAD, this.#server.settings.headersTimeout);
+    else if (t === T_DUMP) this.#arm(T_DUMP, this.#server.settings.keepAliveTimeout);
     this.#run();
   }
 
@@ -619,6 +628,9 @@ export class NetConnection extends DeadlineEntry {
   #bodyDone(req: NetRequest): void {
     this.#body = undefined;
     this.#chunks = undefined;
+    // The dropped body is complete: the connection waits for its next request (a head already
+    // begun in the buffer re-arms the head timer as it is parsed).
+    if (this.#timer === T_DUMP && this.#queue.length === 0) this.#arm(T_IDLE, this.#server.settings.keepAliveTimeout);
     req.finish();
     if (this.#paused) {
       this.#paused = false;
@@ -777,6 +789,7 @@ export class NetConnection extends DeadlineEntry {
     }
     if (this.#stopped) return;
     if (this.idle) this.#arm(T_IDLE, this.#server.settings.keepAliveTimeout);
+    else if (this.#body === req && !req.complete) this.#arm(T_DUMP, this.#server.settings.keepAliveTimeout);
     else if (this.#buf !== undefined && this.#body === undefined) this.#run();
   }
 
