@@ -92,3 +92,12 @@ export class Failure extends Error {
 export function isFailure(e: unknown): e is Failure {
   return e instanceof Failure;
 }
+
+/**
+ * The answer to a request whose asynchronous extension hook (the reverse gateway's
+ * `onRequest`, the forward proxy's `authorize`) did not settle within the hook timeout: the
+ * gateway's own fault, like a hook that throws.
+ */
+export function hookTimedOut(hook: string, ms: number): Failure {
+  return new Failure({ type: 'proxy_internal_error', phase: 'internal', detail: `an ${hook} hook did not settle within ${ms} ms (hook timeout)` });
+}

@@ -74,6 +74,11 @@ export interface ForwardDeps {
   authProvider?: AuthProvider;
   /** Extension hooks at the pipeline's fixed phases (see docs/extending.md), run in this order. */
   hooks?: readonly ForwardHooks[];
+  /**
+   * The longest the `authorize` hooks of one request may take together, in ms; past it the
+   * request is refused 500 `proxy_internal_error`. Default 10,000; 0: no bound.
+   */
+  hookTimeoutMs?: number;
 }
 
 export interface ForwardProxy {
@@ -274,7 +279,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     },
   };
   const egress = buildEgress(egressSpecOf(config), egressDeps);
-  const hooks = mergeForwardHooks(deps.hooks ?? []);
+  const hooks = mergeForwardHooks(deps.hooks ?? [], deps.hookTimeoutMs);
   /** Plans by name: one map, changed in place by a reload (the enforcer keeps its usage and blocks). */
   const planTable = new Map<string, PlanSpec>(Object.entries(config.plans));
   const plans = new PlanEnforcer(planTable, userPlans, store, deps.now, shared);

@@ -1,4 +1,5 @@
-import type { Failure } from '../failure/index.js';
+import { hookTimedOut, type Failure } from '../failure/index.js';
+import { DEFAULT_HOOK_TIMEOUT_MS, within } from '../timing/within.js';
 import type { MeteredProtocol } from '../tenants/index.js';
 import type { ForwardRecord } from '../record/index.js';
 
@@ -54,8 +55,12 @@ export interface MergedForwardHooks {
   onFinish: ((record: ForwardRecord) => void) | undefined;
 }
 
-/** Merge a list of hooks: each phase becomes one function, or undefined when no hook has it. */
-export function mergeForwardHooks(list: readonly ForwardHooks[]): MergedForwardHooks {
+/**
+ * Merge a list of hooks: each phase becomes one function, or undefined when no hook has it.
+ * The `authorize` hooks of one request are bounded together by `timeoutMs` (0: no bound):
+ * past it the request is refused 500 `proxy_internal_error` and what they settle later is ignored.
+ */
+export function mergeForwardHooks(list: readonly ForwardHooks[], timeoutMs = DEFAULT_HOOK_TIMEOUT_MS): MergedForwardHooks {
   const authorizers = list.filter((h) => h.authorize).map((h) => h.authorize!.bind(h));
   const choosers = list.filter((h) => h.chooseEgress).map((h) => h.chooseEgress!.bind(h));
   const onFailure = list.filter((h) => h.onFailure).map((h) => h.onFailure!.bind(h));
@@ -64,13 +69,7 @@ export function mergeForwardHooks(list: readonly ForwardHooks[]): MergedForwardH
     authorize:
       authorizers.length === 0
         ? undefined
-        : async (req) => {
-            for (const a of authorizers) {
-              const f = await a(req);
-              if (f) return f;
-            }
-            return undefined;
-          },
+        : (req) => within(authorizeAll(authorizers, req), timeoutMs, () => hookTimedOut('authorize', timeoutMs)),
     chooseEgress:
       choosers.length === 0
         ? undefined
@@ -84,4 +83,12 @@ export function mergeForwardHooks(list: readonly ForwardHooks[]): MergedForwardH
     onFailure: onFailure.length === 0 ? undefined : (req, f) => onFailure.forEach((h) => h(req, f)),
     onFinish: onFinish.length === 0 ? undefined : (rec) => onFinish.forEach((h) => h(rec)),
   };
+}
+
+async function authorizeAll(authorizers: ReadonlyArray<(req: ForwardHookRequest) => Failure | undefined | Promise<Failure | undefined>>, req: ForwardHookRequest): Promise<Failure | undefined> {
+  for (const a of authorizers) {
+    const f = await a(req);
+    if (f) return f;
+  }
+  return undefined;
 }

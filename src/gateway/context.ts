@@ -82,6 +82,13 @@ export function ms(d: string): number {
 export interface GatewayOptions {
   /** Hooks at the reverse gateway's phases, run in this order (./hooks.ts). */
   hooks?: readonly GatewayHooks[];
+  /**
+   * The longest the asynchronous `onRequest` hooks of one request may take together, in ms;
+   * past it the request is answered 500 `proxy_internal_error` (a hook calling an outside
+   * service that never answers would otherwise hold the request and its client for ever).
+   * Default 10,000; 0: no bound.
+   */
+  hookTimeoutMs?: number;
   /** Custom balancers by name; a cluster uses one with `balancer: custom:<name>`. */
   balancers?: Readonly<Record<string, BalancerFactory>>;
   /** Tracing: `startTracing(config.tracing)` (observe/tracing.ts; `gatewise run` does it when `tracing.enabled`). Absent: none. */
@@ -211,7 +218,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
     requestIds: previous?.ctx.requestIds ?? new RequestIds(),
     draining: false,
     inflight: 0,
-    hooks: GatewayHooksRunner.of(options.hooks),
+    hooks: GatewayHooksRunner.of(options.hooks, options.hookTimeoutMs),
     tracing: options.tracing,
     cache,
     acme: previous?.ctx.acme ?? (cfg.listeners.some((l) => l.tls?.acme !== undefined) ? new AcmeChallenges() : undefined),

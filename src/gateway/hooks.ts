@@ -1,4 +1,5 @@
-import { Failure, classify } from '../failure/index.js';
+import { Failure, classify, hookTimedOut } from '../failure/index.js';
+import { DEFAULT_HOOK_TIMEOUT_MS, within } from '../timing/within.js';
 import type { ReverseRecord as RequestRecord } from './events.js';
 import type { TlsInfo } from '../tls/index.js';
 
@@ -65,8 +66,11 @@ export class GatewayHooksRunner {
   readonly response: readonly ResponseHook[] | undefined;
   readonly #failure: readonly FailureHook[] | undefined;
   readonly finish: readonly FinishHook[] | undefined;
+  /** The longest the asynchronous `onRequest` hooks of one request may take together (0: no bound). */
+  readonly #timeoutMs: number;
 
-  private constructor(hooks: readonly GatewayHooks[]) {
+  private constructor(hooks: readonly GatewayHooks[], timeoutMs: number) {
+    this.#timeoutMs = timeoutMs;
     this.request = collect(hooks, 'onRequest');
     this.response = collect(hooks, 'onResponse');
     this.#failure = collect(hooks, 'onFailure');
@@ -74,22 +78,27 @@ export class GatewayHooksRunner {
   }
 
   /** A runner for these hooks, or undefined when none hooks any phase. */
-  static of(hooks: readonly GatewayHooks[] | undefined): GatewayHooksRunner | undefined {
+  static of(hooks: readonly GatewayHooks[] | undefined, timeoutMs = DEFAULT_HOOK_TIMEOUT_MS): GatewayHooksRunner | undefined {
     if (hooks === undefined || hooks.length === 0) return undefined;
-    const r = new GatewayHooksRunner(hooks);
+    const r = new GatewayHooksRunner(hooks, timeoutMs);
     return r.request || r.response || r.#failure || r.finish ? r : undefined;
   }
 
   /**
    * `onRequest` hooks in order until one refuses. Synchronous hooks are run synchronously
    * (no promise per request); the first that returns a promise makes the rest wait for it.
+   * The asynchronous part is bounded by the hook timeout: past it the request is answered
+   * 500 `proxy_internal_error` and what the hooks settle later is ignored.
    */
   runRequest(req: HookRequest): Failure | undefined | Promise<Failure | undefined> {
     const list = this.request!;
     for (let i = 0; i < list.length; i++) {
       const out = list[i]!(req);
       if (out instanceof Failure) return out;
-      if (out !== undefined && typeof (out as Promise<unknown>).then === 'function') return this.#continueRequest(req, out as Promise<Failure | void>, i + 1);
+      if (out !== undefined && typeof (out as Promise<unknown>).then === 'function') {
+        const ms = this.#timeoutMs;
+        return within(this.#continueRequest(req, out as Promise<Failure | void>, i + 1), ms, () => hookTimedOut('onRequest', ms));
+      }
     }
     return undefined;
   }

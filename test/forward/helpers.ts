@@ -84,7 +84,7 @@ export interface TestProxy {
 }
 
 /** A forward proxy on 127.0.0.1:0 with alice/secret and bob/hunter2, loopback allowed unless overridden. */
-export async function startTestProxy(overrides: Partial<ForwardConfigInput> = {}, deps: { resolver?: Resolver | LookupFunction; hooks?: ForwardHooks[] } = {}): Promise<TestProxy> {
+export async function startTestProxy(overrides: Partial<ForwardConfigInput> = {}, deps: { resolver?: Resolver | LookupFunction; hooks?: ForwardHooks[]; hookTimeoutMs?: number } = {}): Promise<TestProxy> {
   const [h1, h2] = await userHashes();
   const { logger, lines } = memoryLogger();
   const base: ForwardConfigInput = {
@@ -100,7 +100,7 @@ export async function startTestProxy(overrides: Partial<ForwardConfigInput> = {}
     rules: { ...base.rules, ...overrides.rules },
     timeouts: { ...base.timeouts, ...overrides.timeouts },
   };
-  const proxy = await startForwardProxy(cfg, { logger, resolver: deps.resolver, hooks: deps.hooks });
+  const proxy = await startForwardProxy(cfg, { logger, resolver: deps.resolver, hooks: deps.hooks, hookTimeoutMs: deps.hookTimeoutMs });
   const port = proxy.addresses()[0]!.port;
   return {
     proxy,

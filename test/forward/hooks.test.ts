@@ -6,6 +6,7 @@ import { planRefusal, startForwardProxy, type AuthProvider, type ForwardDeps, ty
 import type { ForwardConfigInput } from '../../src/config/forward.js';
 import type { FinishedRecord } from '../../src/tenants/index.js';
 import { refusePort25ForStarter } from '../../examples/refuse-port-25.js';
+import { seededRandom } from '../helpers/seeded.js';
 import { PASSWORD, PASSWORD2, USER, USER2, accessLines, basic, memoryLogger, rawExchange, refusedPort, startOrigin, startTestProxy, userHashes, waitFor, type Origin, type TestProxy } from './helpers.js';
 
 describe('forward hooks: one place for a rule, every protocol', () => {
@@ -99,6 +100,47 @@ describe('forward hooks: async authorize and chooseEgress', () => {
       assert.ok(await waitFor(() => accessLines(p.lines).some((l) => l.pool === 'local' && l.status === 200)));
       const unknown = await rawExchange(p.port, `DELETE http://localhost:${refused}/ HTTP/1.1\r\nHost: localhost\r\nProxy-Authorization: ${basic()}\r\nConnection: close\r\n\r\n`);
       assert.match(unknown, /^HTTP\/1\.1 403 /);
+    } finally {
+      await p.close();
+      await origin.close();
+    }
+  });
+});
+
+describe('forward hooks: the hook timeout', () => {
+  it('an authorize hook that never settles is answered 500 proxy_internal_error at the hook timeout, over CONNECT and SOCKS5 (seeded timeout); one in time is not', { timeout: 30_000 }, async () => {
+    const rand = seededRandom();
+    const timeoutMs = 100 + rand.int(500);
+    const ctx = `seed ${rand.seed} (GATEWISE_SEED=${rand.seed}): hook timeout ${timeoutMs} ms`;
+    const origin = await startOrigin();
+    let late = 0;
+    const hooks: ForwardHooks[] = [
+      {
+        authorize(req) {
+          // Port 1 (never dialled): a hook that never answers; the origin: one that answers just in time.
+          if (req.target.port === 1) return new Promise<undefined>(() => {});
+          return new Promise<undefined>((r) => setTimeout(() => { late++; r(undefined); }, Math.floor(timeoutMs / 3)));
+        },
+      },
+    ];
+    const p = await startTestProxy({ revealDetails: true }, { hooks, hookTimeoutMs: timeoutMs });
+    try {
+      const t0 = performance.now();
+      const hung = await rawExchange(p.port, `CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+      const took = performance.now() - t0;
+      assert.match(hung, /^HTTP\/1\.1 500 /, ctx);
+      assert.match(hung, /error=proxy_internal_error/, ctx);
+      assert.match(hung, /did not settle within \d+ ms/, ctx);
+      assert.ok(took >= timeoutMs - 20 && took < timeoutMs + 2500, `${ctx}: answered after ${Math.round(took)} ms`);
+      await assert.rejects(
+        SocksClient.createConnection({ proxy: { host: '127.0.0.1', port: p.port, type: 5, userId: USER, password: PASSWORD }, command: 'connect', destination: { host: '127.0.0.1', port: 1 }, timeout: timeoutMs + 3000 }),
+        /Socks5 proxy rejected connection/,
+        ctx,
+      );
+      const ok = await rawExchange(p.port, `GET http://127.0.0.1:${origin.port}/in-time HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Authorization: ${basic()}\r\nConnection: close\r\n\r\n`);
+      assert.match(ok, /^HTTP\/1\.1 200 /, `${ctx}: a hook that settles within the timeout`);
+      assert.equal(late, 1, ctx);
+      assert.ok(await waitFor(() => accessLines(p.lines).filter((l) => l.error === 'proxy_internal_error').length === 2), `${ctx}: both refusals recorded`);
     } finally {
       await p.close();
       await origin.close();

@@ -6,6 +6,7 @@ import { apiVersionHeader, firstAvailable, startExampleGateway } from '../../exa
 import { ConfigError, Failure, Gateway, validateConfig, type GatewayHooks, type ReverseRecord as RequestRecord } from '../../src/index.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
+import { seededRandom } from '../helpers/seeded.js';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 
 /** The public extension API of the reverse gateway: hooks at fixed phases and custom balancers. */
@@ -125,6 +126,45 @@ describe('hooks: phases and guarantees', () => {
       );
     } finally {
       await gw.close(1000);
+    }
+  });
+
+  test('an onRequest hook that never settles is answered 500 proxy_internal_error at the hook timeout (seeded); the client is not held, the drain is not blocked', { timeout: 30_000 }, async () => {
+    const rand = seededRandom();
+    const timeoutMs = 100 + rand.int(500);
+    const ctx = `seed ${rand.seed} (GATEWISE_SEED=${rand.seed}): hook timeout ${timeoutMs} ms`;
+    const settleLater: Array<() => void> = [];
+    const hooks: GatewayHooks = {
+      onRequest(req) {
+        if (req.path === '/hang') return new Promise<void>(() => {});
+        if (req.path === '/late') return new Promise<void>((r) => settleLater.push(r));
+        return new Promise<void>((r) => setTimeout(r, Math.floor(timeoutMs / 3)));
+      },
+    };
+    const config = validateConfig({ listeners: [{ address: '127.0.0.1', port: 0 }], clusters: { app: { endpoints: [primary.url] } }, routes: [{ cluster: 'app' }] });
+    const gw = new Gateway(config, { hooks: [hooks], hookTimeoutMs: timeoutMs });
+    const [addr] = await gw.listen();
+    const before = primary.received.length;
+    try {
+      const t0 = performance.now();
+      const hung = await get(`${addr!.url}/hang`, { accept: 'application/problem+json' });
+      const took = performance.now() - t0;
+      assert.equal(hung.status, 500, ctx);
+      assert.match(String(hung.headers['proxy-status']), /error=proxy_internal_error/, ctx);
+      assert.match((JSON.parse(hung.text) as { detail: string }).detail, /onRequest hook did not settle within \d+ ms/, ctx);
+      assert.ok(took >= timeoutMs - 20 && took < timeoutMs + 2500, `${ctx}: answered after ${Math.round(took)} ms`);
+      // A hook that settles after the timeout changes nothing: answered once, never forwarded.
+      const late = await get(`${addr!.url}/late`);
+      assert.equal(late.status, 500, ctx);
+      for (const r of settleLater) r();
+      await new Promise((r) => setImmediate(r));
+      assert.equal(primary.received.length, before, `${ctx}: a timed-out request was forwarded`);
+      const ok = await get(`${addr!.url}/in-time`);
+      assert.equal(ok.status, 200, `${ctx}: a hook that settles within the timeout`);
+    } finally {
+      const t0 = performance.now();
+      await gw.close(5000);
+      assert.ok(performance.now() - t0 < 4000, `${ctx}: the drain waited on a request held by a hook`);
     }
   });
 
