@@ -201,7 +201,8 @@ export function duelMethod(seconds: number, repeats: number): string {
     'which interleaved rounds cannot do: the same command ran at 6,200 and at 3,800–4,400 req/s a few minutes apart. "CPU ratio" is the second ' +
     "contender's CPU time per request (or tunnel) divided by the first's: how many times more work it needs for the same traffic. \"done ratio\" " +
     "is the first's requests over the second's in the same seconds (equal to the CPU ratio when both are CPU-bound and share the core evenly). " +
-    'Gatewise runs without access log (`gatewise-quiet`, `gatewise-fwd-quiet`), like the others.'
+    '`gatewise` and `gatewise-fwd` are the default configuration (access log on, metrics as shipped), judged against each peer; ' +
+    '`gatewise-quiet` and `gatewise-fwd-quiet` (no access log) are shown beside them.'
   );
 }
 
