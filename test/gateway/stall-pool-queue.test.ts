@@ -70,24 +70,29 @@ after(async () => {
   await new Promise<void>((r) => upstream.close(() => r()));
 });
 
+/** A gateway whose one endpoint takes one connection (`maxConnections: 1`), with the seeded response timeout. */
+function busyGateway(responseMs: number, extra: { client?: 'native' | 'undici'; cache?: boolean } = {}): Promise<TestGateway> {
+  return startTestGateway({
+    clusters: {
+      up: {
+        endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
+        maxConnections: 1,
+        ...(extra.client !== undefined ? { client: extra.client } : {}),
+        timeouts: { response: `${responseMs}ms`, idle: '5s' },
+        outlierDetection: { enabled: false },
+      },
+    },
+    routes: [{ cluster: 'up', retry: { tries: 1 }, ...(extra.cache === true ? { cache: {} } : {}) }],
+  } as never);
+}
+
 for (const client of ['native', 'undici'] as const) {
   describe(`a request queued behind a busy upstream connection (maxConnections; client ${client})`, () => {
     const rand = seededRandom();
     const responseMs = 300 + rand.int(500);
     let gw: TestGateway;
     before(async () => {
-      gw = await startTestGateway({
-        clusters: {
-          up: {
-            endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
-            maxConnections: 1,
-            client,
-            timeouts: { response: `${responseMs}ms`, idle: '5s' },
-            outlierDetection: { enabled: false },
-          },
-        },
-        routes: [{ cluster: 'up', retry: { tries: 1 } }],
-      } as never);
+      gw = await busyGateway(responseMs, { client });
     });
     after(() => gw.close());
 
@@ -161,17 +166,7 @@ describe('a background revalidation queued behind a busy upstream connection (ma
   const responseMs = 300 + rand.int(500);
   let gw: TestGateway;
   before(async () => {
-    gw = await startTestGateway({
-      clusters: {
-        up: {
-          endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
-          maxConnections: 1,
-          timeouts: { response: `${responseMs}ms`, idle: '5s' },
-          outlierDetection: { enabled: false },
-        },
-      },
-      routes: [{ cluster: 'up', retry: { tries: 1 }, cache: {} }],
-    } as never);
+    gw = await busyGateway(responseMs, { cache: true });
   });
   after(() => gw.close());
 
