@@ -22,10 +22,10 @@ import { buildResponseHead } from './response-headers.js';
 import { allowedUpgrade, rewritePath, type Route } from './router.js';
 import { traceTry, type RequestTrace } from './tracing.js';
 
-/** How long an upgrade's client may take to read what is left once its answer or tunnel ended. */
 /** Bytes of an upgrade request's client read (and kept) while its answer is awaited. */
 const EARLY_LIMIT = 64 * 1024;
 
+/** How long an upgrade's client may take to read what is left once its answer or tunnel ended. */
 const TUNNEL_LINGER_MS = 5000;
 
 function headBytes(status: number, headers: readonly string[]): string {
@@ -144,6 +144,9 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     });
     socket.on('data', this.#onEarlyData);
     socket.once('end', this.#onEarlyEnd);
+    // node:http hands the socket over neither flowing nor paused (a 'data' listener starts it);
+    // the net front hands it over paused.
+    socket.resume();
   }
 
   // ---- HookRequest -----------------------------------------------------------------------
