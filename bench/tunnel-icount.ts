@@ -4,7 +4,8 @@
 //
 //   node dist/bench/tunnel-icount.js CONTENDER [WARM] [N] [CALLGRIND_OUT]
 //   CONTENDER: floor | floor-steps | gatewise | base   (base: the checkout in BENCH_BASELINE)
-//   FLOOR_STEPS=... for floor-steps (bench/peers/connect-floor-steps.ts); NODE_EXTRA_FLAGS for V8 flags.
+//   FLOOR_STEPS=... for floor-steps (bench/peers/connect-floor-steps.ts); NODE_EXTRA_FLAGS for V8 flags;
+//   ICOUNT_ACCESS_LOG=1 counts Gatewise's default configuration (access log on) instead of the quiet build.
 //
 // The proxy runs under `valgrind --tool=callgrind --instr-atstart=no` with
 // `--single-threaded --no-memory-reducer --no-flush-bytecode` (see icount.ts for why); WARM
@@ -34,7 +35,9 @@ const V8_FLAGS = ['--single-threaded', '--no-memory-reducer', '--no-flush-byteco
 const CONCURRENCY = 16;
 
 function script(contender: string, port: number): string[] {
-  const gw = (root: string): string[] => [path.join(root, 'bin', 'gatewise.js'), 'forward', '--listen', `127.0.0.1:${port}`, '--no-auth', '--allow-private', '--connect-ports', '1-65535', '--no-access-log'];
+  // ICOUNT_ACCESS_LOG=1: the default configuration (access log on, to /dev/null), not the quiet build.
+  const quiet = process.env.ICOUNT_ACCESS_LOG === '1' ? [] : ['--no-access-log'];
+  const gw = (root: string): string[] => [path.join(root, 'bin', 'gatewise.js'), 'forward', '--listen', `127.0.0.1:${port}`, '--no-auth', '--allow-private', '--connect-ports', '1-65535', ...quiet];
   if (contender === 'floor') return [path.join(ROOT, 'dist', 'bench', 'peers', 'connect-floor.js'), String(port)];
   if (contender === 'floor-steps') return [path.join(ROOT, 'dist', 'bench', 'peers', 'connect-floor-steps.js'), String(port)];
   if (contender === 'gatewise') return gw(ROOT);
