@@ -123,3 +123,52 @@ describe('a tunnel client whose FIN comes before the reply (request, early data 
     assert.ok(await waitFor(() => accessLines(p.lines).length - before >= 6, 3000), `seed ${rand.seed}: ${accessLines(p.lines).length - before} of 6 tunnels recorded`);
   });
 });
+
+describe('a SOCKS5 UDP ASSOCIATE whose control connection sends its FIN with the request', () => {
+  const UDP_IDLE_MS = 5000;
+  /** The association must end once its control connection has ended, well before udpIdle. */
+  const END_WITHIN_MS = 1500;
+  const rand = seededRandom();
+  /** The pipeline waits this long before the association opens (an async authorize hook): the FIN lands in that wait. */
+  const waitMs = 20 + rand.int(80);
+  let p: TestProxy;
+  before(async () => {
+    const hooks = [{ authorize: () => new Promise<undefined>((r) => setTimeout(r, waitMs)) }];
+    p = await startTestProxy({ auth: { required: false }, timeouts: { udpIdle: `${UDP_IDLE_MS}ms` } }, { hooks });
+  });
+  after(() => p.close());
+
+  it('ends the association (recorded, ended by the client, control closed) long before udpIdle (seeded write splits and authorize wait)', { timeout: 30_000 }, async () => {
+    const failures: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const split = rand.int(3); // 0: one write; 1: FIN after the request; 2: FIN after the reply came
+      const ctx = `seed ${rand.seed} (GATEWISE_SEED=${rand.seed}), authorize wait ${waitMs} ms, case ${i}, ${['request and FIN in one write', 'FIN in a second write', 'FIN after the reply'][split]}`;
+      const before = accessLines(p.lines).length;
+      const s: Socket = connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true });
+      s.on('error', () => {});
+      await once(s, 'connect');
+      const req = Buffer.from([5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0]);
+      let got = 0;
+      const replied = new Promise<void>((resolve) => s.on('data', (d: Buffer) => (got += d.length) >= 12 && resolve()));
+      const t0 = performance.now();
+      if (split === 0) s.end(req);
+      else s.write(req);
+      if (split === 1) s.end();
+      const closed = new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => resolve(false), UDP_IDLE_MS + 1000);
+        s.once('close', () => (clearTimeout(t), resolve(true)));
+        s.once('end', () => (clearTimeout(t), resolve(true)));
+      });
+      await Promise.race([replied, closed]);
+      if (split === 2) s.end();
+      const ended = await closed;
+      const ms = Math.round(performance.now() - t0);
+      const rec = accessLines(p.lines).slice(before).find((l) => l.protocol === 'socks5-udp');
+      s.destroy();
+      if (got < 12) failures.push(`${ctx}: no association reply (${got} bytes)`);
+      else if (!ended || ms > END_WITHIN_MS) failures.push(`${ctx}: the association outlived its ended control connection: ${ended ? `closed after ${ms} ms` : 'still open'} (udpIdle ${UDP_IDLE_MS} ms, expected within ${END_WITHIN_MS} ms); record: ${JSON.stringify(rec?.endedBy)}`);
+      else if (!(await waitFor(() => accessLines(p.lines).slice(before).some((l) => l.protocol === 'socks5-udp' && l.endedBy === 'client'), 1000))) failures.push(`${ctx}: no record ended by the client`);
+    }
+    assert.deepEqual(failures, [], failures.join('\n'));
+  });
+});
