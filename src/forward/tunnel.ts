@@ -92,6 +92,9 @@ export abstract class Tunnel extends DeadlineEntry {
     if (idleMs > 0) deadlines.add(this, now, idleMs);
     client.resume();
     server.resume();
+    // A FIN that came before the splice (with the request: a front's reader took its 'end')
+    // is never emitted again: pass it on now, behind the early bytes already written.
+    if (client.readableEnded) onEnd.call(client as TunnelSocket);
   }
 
   /**

@@ -172,6 +172,8 @@ export class UdpAssociation implements Relay {
     control.once('end', () => done('client'));
     control.once('close', () => done('client'));
     control.on('error', () => done('client'));
+    // A FIN that came before the reply (the handshake's reader took its 'end') is not emitted again.
+    if (control.readableEnded) done('client');
 
     const endedBy = await finished;
     idle.cancel();
