@@ -671,6 +671,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     if (t !== undefined) this.res.addTrailers(t);
     else if (this.#grpcHeadStatus !== undefined) this.res.addTrailers(this.#grpcHeadStatus);
     this.res.end();
+    // The upstream's part is over: the admission slot goes back now, not when the client has
+    // taken the answer. A pipelined answer waits for its turn behind the answers before it (an
+    // event stream: for as long as that lasts, RFC 9112 §9.3.2), and held the slot all that
+    // time (test/gateway/stall-pipelined-behind-stream.test.ts).
+    this.#releaseAdmission(false);
     this.#watchSend();
   }
 
@@ -736,6 +741,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     // A stale stored copy may answer instead (stale-if-error, the route's serveStaleOn).
     if (cache !== undefined && !this.#headersSent && !this.res.headersSent && cache.onFailure(f)) return;
     this.#error = f;
+    // The upstream work is over (failed, or aborted with the client's request): the slot goes
+    // back now, as at responseComplete, not when the answer has reached the client.
+    this.#releaseAdmission(f.source !== 'client');
     const res = this.res;
     if (this.#headersSent || res.headersSent) {
       // A truncated body must never look complete: cut the connection.
