@@ -263,11 +263,18 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   // ---- the steps of a response head ------------------------------------------------------
 
-  /** 1xx: relay 100 Continue to a client that expects it, forward 103 Early Hints, and wait for the final head in full again. */
+  /**
+   * 1xx: relay 100 Continue to a client that expects it, forward 103 Early Hints. The wait for
+   * the final head goes on as it was: an interim answer is not the head the response timeout
+   * waits for. Restarting it at each 1xx let an upstream that sends 103s or 102s more often
+   * than the timeout, and never a final status, hold the request, its client, its upstream
+   * connection and its admission slot for ever (the stall hunt of session 15,
+   * test/gateway/stall-interim-forever.test.ts). After a 100 the body goes up, and the wait is
+   * extended while it moves and restarted once it is sent (`bodySent`).
+   */
   #interim(statusCode: number, rawHeaders: Buffer[]): boolean {
     if (statusCode === 100) this.#ex.continueClient();
     else if (statusCode === 103 && this.#retry === undefined) this.#ex.earlyHints(rawHeaders);
-    this.#timer.restart(performance.now());
     return true;
   }
 

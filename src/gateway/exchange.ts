@@ -391,11 +391,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     // Written whole with one end(): no try's ResponseTimer watches the client take it. A client
     // that stops reading held the connection and the stored bytes queued for it for ever (the
     // stall hunt of session 13); the listener's send timeout applies as to a streamed answer.
-    // Only when bytes are left in the socket's own buffer (the kernel did not take them all):
-    // a watch per hit would keep one deadline entry alive per hit for the whole send timeout.
-    const sendMs = this.clientLimits.sendMs;
-    const front = this.front;
-    if (sendMs > 0 && (front === undefined || !front.h2) && this.#socket.writableLength > 0) new SendWatch(this, this.#socket, sendMs);
+    this.#watchSend();
   }
 
   /** The request as it goes upstream (path and header pairs), for the cache's background revalidation. */
@@ -675,6 +671,28 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     if (t !== undefined) this.res.addTrailers(t);
     else if (this.#grpcHeadStatus !== undefined) this.res.addTrailers(this.#grpcHeadStatus);
     this.res.end();
+    // The upstream's part is over: the admission slot goes back now, not when the client has
+    // taken the answer. A pipelined answer waits for its turn behind the answers before it (an
+    // event stream: for as long as that lasts, RFC 9112 §9.3.2), and held the slot all that
+    // time (test/gateway/stall-pipelined-behind-stream.test.ts).
+    this.#releaseAdmission(false);
+    this.#watchSend();
+  }
+
+  /**
+   * An answer just ended with `end()`: when bytes are left in the client socket's own buffer
+   * (the kernel's are full), the response finishes only once the client takes them, and
+   * nothing else times that (the try's ResponseTimer stopped at the upstream's end; node:http
+   * arms its keep-alive timer only at 'finish'). The listener's send timeout applies, as to
+   * an answer still streaming; a client that never read held the connection, the request's
+   * in-flight count and its admission slot for ever (the stall hunt of session 15,
+   * test/gateway/stall-sent-unread.test.ts). No watch when the buffer is empty: a deadline
+   * entry per answer would live for the whole send timeout.
+   */
+  #watchSend(): void {
+    const sendMs = this.clientLimits.sendMs;
+    const front = this.front;
+    if (sendMs > 0 && (front === undefined || !front.h2) && this.#socket.writableLength > 0) new SendWatch(this, this.#socket, sendMs);
   }
 
   /** The upstream answered 100 Continue: tell the client (once) to send its body. */
@@ -723,6 +741,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     // A stale stored copy may answer instead (stale-if-error, the route's serveStaleOn).
     if (cache !== undefined && !this.#headersSent && !this.res.headersSent && cache.onFailure(f)) return;
     this.#error = f;
+    // The upstream work is over (failed, or aborted with the client's request): the slot goes
+    // back now, as at responseComplete, not when the answer has reached the client.
+    this.#releaseAdmission(f.source !== 'client');
     const res = this.res;
     if (this.#headersSent || res.headersSent) {
       // A truncated body must never look complete: cut the connection.
@@ -849,7 +870,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 }
 
 /**
- * The send timeout of an answer written whole (a cache hit): the client's connection must
+ * The send timeout of an answer ended with bytes still queued for the client (a cache hit
+ * written whole, the end of a streamed answer): the client's connection must
  * take some of what is queued for it every `ms`, or the exchange is told (`clientNotReading`).
  */
 class SendWatch extends DeadlineEntry {
@@ -870,13 +892,14 @@ class SendWatch extends DeadlineEntry {
   deadlineReached(now: number): void {
     const s = this.#socket;
     const left = s.writableLength;
-    if (s.destroyed || left === 0) return;
+    // Taken, cut, or finished (the bytes queued now are a later answer's, timed by its own exchange).
+    if (s.destroyed || left === 0 || this.#ex.clientGone) return;
     if (left < this.#left) {
       this.#left = left; // it took some: wait again
       deadlines.add(this, now, this.#ms);
       return;
     }
-    this.#ex.clientNotReading(`the client took nothing of the stored answer for ${this.#ms} ms (send timeout)`);
+    this.#ex.clientNotReading(`the client took nothing of the answer queued for it for ${this.#ms} ms (send timeout)`);
   }
 }
 

@@ -8,7 +8,7 @@ import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import type { Dispatcher } from 'undici';
 import { Failure, classify } from '../failure/index.js';
 import { plainAddress } from '../http/trust.js';
-import { NativeClient, type PoolConnection } from '../pool/index.js';
+import type { PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
@@ -101,9 +101,9 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   #bytesOut = 0;
   #release: (() => void) | undefined;
   /**
-   * client native: the wait for the upstream's head, then (an answer that does not switch)
-   * between its body bytes, with the client's send timeout while it does not read (undici's
-   * Client times the head and the body itself, with the cluster's timeouts).
+   * The wait for the upstream's head, then (an answer that does not switch) between its body
+   * bytes, with the client's send timeout while it does not read; on both clients (undici's
+   * own timers are off for the dispatch).
    */
   #timer: ResponseTimer | undefined;
   #abortUp: ((err?: Error) => void) | undefined;
@@ -281,13 +281,14 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       ep.pool.release(client, Date.now(), false);
     };
     const queued = client.active > 1 && ep.pool.queuedOn(client);
-    if (client instanceof NativeClient || queued) {
-      const t = performance.now();
-      this.#client = client;
-      if (queued) this.#queuedAt = t;
-      this.#timer = new ResponseTimer(this, this.#sendMs);
-      this.#timer.headers(route.cluster.responseTimeoutMs, t);
-    }
+    // Timed by its own ResponseTimer on either client (undici's timers are off below): undici
+    // restarts its headersTimeout at every 1xx, so an upstream sending 103s for ever held the
+    // upgrade for ever (test/gateway/stall-interim-forever.test.ts).
+    const t = performance.now();
+    this.#client = client;
+    if (queued) this.#queuedAt = t;
+    this.#timer = new ResponseTimer(this, this.#sendMs);
+    this.#timer.headers(route.cluster.responseTimeoutMs, t);
     const tracing = this.#ctx.tracing;
     let headers = this.#headers;
     if (tracing !== undefined) {
@@ -302,6 +303,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
         headers,
         upgrade: this.#upgradeProtocol,
         body: null,
+        headersTimeout: 0,
+        bodyTimeout: 0,
       },
       this,
     );
@@ -316,11 +319,6 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       return;
     }
     this.#queuedAt = 0;
-    if (!(this.#client instanceof NativeClient)) {
-      // undici times the head and the body itself from here.
-      this.#timer?.stop();
-      this.#timer = undefined;
-    }
     this.#abortUp = abort;
     this.#connected = true;
     this.#attempt!.phase = 'send';
@@ -374,10 +372,9 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    if (statusCode < 200) {
-      this.#timer?.restart(performance.now());
-      return true;
-    }
+    // 1xx: not the answer the response timeout waits for; restarting the wait at each let an
+    // upstream sending 103s for ever hold the upgrade (test/gateway/stall-interim-forever.test.ts).
+    if (statusCode < 200) return true;
     // No switch: pass the answer back, then close (the client expected a new protocol).
     this.#finalHead(statusCode);
     this.#timer?.body(this.#route!.cluster.idleTimeoutMs, performance.now());

@@ -71,7 +71,7 @@ export class ResponseTimer extends DeadlineEntry {
     this.#start('body', ms, now);
   }
 
-  /** Start the current wait again in full (an interim response; the request body sent). */
+  /** Start the current wait again in full (the request body sent). */
   restart(now: number): void {
     if (this.armed) deadlines.add(this, now, this.#ms);
   }
