@@ -125,9 +125,14 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
       return false;
     }
     if (statusCode < 200) {
-      // 1xx interim responses are not passed on (but a 100 the client expects); the wait for the final head starts again
-      this.#timer.restart(performance.now());
-      if (statusCode === 100 && this.#expect !== undefined) this.#continue();
+      // 1xx interim responses are not passed on (but a 100 the client expects, whose body then
+      // goes up: the wait starts again from it). Any other 1xx leaves the wait for the final
+      // head as it was: restarting it at each let a destination that sends 102s more often
+      // than the timeout hold the request for ever (as on the reverse gateway, attempt.ts).
+      if (statusCode === 100 && this.#expect !== undefined) {
+        this.#timer.restart(performance.now());
+        this.#continue();
+      }
       return true;
     }
     if (this.#settled) return false;

@@ -268,7 +268,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
    * the final head goes on as it was: an interim answer is not the head the response timeout
    * waits for. Restarting it at each 1xx let an upstream that sends 103s or 102s more often
    * than the timeout, and never a final status, hold the request, its client, its upstream
-   * connection and its admission slot for ever (the stall hunt of session 15,
+   * connection and its admission slot for ever (the stall hunt of session 14,
    * test/gateway/stall-interim-forever.test.ts). After a 100 the body goes up, and the wait is
    * extended while it moves and restarted once it is sent (`bodySent`).
    */

@@ -685,7 +685,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
    * nothing else times that (the try's ResponseTimer stopped at the upstream's end; node:http
    * arms its keep-alive timer only at 'finish'). The listener's send timeout applies, as to
    * an answer still streaming; a client that never read held the connection, the request's
-   * in-flight count and its admission slot for ever (the stall hunt of session 15,
+   * in-flight count and its admission slot for ever (the stall hunt of session 14,
    * test/gateway/stall-sent-unread.test.ts). No watch when the buffer is empty: a deadline
    * entry per answer would live for the whole send timeout.
    */

@@ -6,7 +6,7 @@ import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
 
 /**
- * Stall hunt (session 15): a client that announces a body (Content-Length) and then sends it
+ * Stall hunt (session 14): a client that announces a body (Content-Length) and then sends it
  * very slowly or stops, to an upstream that waits for the whole body before it answers.
  * With `Expect: 100-continue` the upstream's 100 is relayed first and the client then sends
  * nothing (or only part).

@@ -6,7 +6,7 @@ import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
 
 /**
- * Stall hunt (session 15): an upstream that answers interim responses (103 Early Hints, an
+ * Stall hunt (session 14): an upstream that answers interim responses (103 Early Hints, an
  * unsolicited 102 Processing) one after another and never a final status. Each 1xx went to
  * Attempt.#interim, which restarted the try's wait for the head in full
  * (ResponseTimer.restart), so an upstream sending a 1xx more often than the response timeout

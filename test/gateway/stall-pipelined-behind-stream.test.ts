@@ -6,7 +6,7 @@ import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
 
 /**
- * Stall hunt (session 15): a request pipelined behind one whose answer is a long stream
+ * Stall hunt (session 14): a request pipelined behind one whose answer is a long stream
  * (server-sent events, a byte every 100 ms). RFC 9112 §9.3.2: the answers go in the order of
  * the requests, so the second answer cannot be written before the stream ends. Safe requests
  * may be processed in parallel (connection-order.ts starts a safe one at once, an unsafe one

@@ -6,7 +6,7 @@ import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
 
 /**
- * Stall hunt (session 15): a streamed answer whose last bytes the gateway has accepted from
+ * Stall hunt (session 14): a streamed answer whose last bytes the gateway has accepted from
  * the upstream and written with `res.end()`, while the client has stopped reading. The
  * client's socket buffers (the kernel's) are full, and a few KiB (under the 16 KiB mark at
  * which `write()` returns false) wait in the gateway's own socket buffer. `write()` never said
