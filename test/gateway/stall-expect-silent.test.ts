@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startOneUpstreamGateway, type TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
 
@@ -49,17 +49,7 @@ for (const front of ['node', 'net'] as const) {
     const responseMs = 300 + rand.int(700);
     let gw: TestGateway;
     before(async () => {
-      gw = await startTestGateway({
-        listeners: [{ address: '127.0.0.1', port: 0, front }],
-        clusters: {
-          up: {
-            endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
-            timeouts: { response: `${responseMs}ms` },
-            outlierDetection: { enabled: false },
-          },
-        },
-        routes: [{ cluster: 'up', retry: { tries: 1 } }],
-      } as never);
+      gw = await startOneUpstreamGateway((upstream.address() as AddressInfo).port, { listener: { front }, cluster: { timeouts: { response: `${responseMs}ms` } } });
     });
     after(() => gw.close());
 

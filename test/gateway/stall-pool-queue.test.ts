@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startOneUpstreamGateway, type TestGateway } from '../helpers/gateway.js';
 import { requestEnd, type ReverseRecord } from '../../src/gateway/events.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
@@ -72,18 +72,10 @@ after(async () => {
 
 /** A gateway whose one endpoint takes one connection (`maxConnections: 1`), with the seeded response timeout. */
 function busyGateway(responseMs: number, extra: { client?: 'native' | 'undici'; cache?: boolean } = {}): Promise<TestGateway> {
-  return startTestGateway({
-    clusters: {
-      up: {
-        endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
-        maxConnections: 1,
-        ...(extra.client !== undefined ? { client: extra.client } : {}),
-        timeouts: { response: `${responseMs}ms`, idle: '5s' },
-        outlierDetection: { enabled: false },
-      },
-    },
-    routes: [{ cluster: 'up', retry: { tries: 1 }, ...(extra.cache === true ? { cache: {} } : {}) }],
-  } as never);
+  return startOneUpstreamGateway((upstream.address() as AddressInfo).port, {
+    cluster: { maxConnections: 1, ...(extra.client !== undefined ? { client: extra.client } : {}), timeouts: { response: `${responseMs}ms`, idle: '5s' } },
+    route: extra.cache === true ? { cache: {} } : {},
+  });
 }
 
 for (const client of ['native', 'undici'] as const) {

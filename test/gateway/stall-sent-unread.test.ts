@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Socket, createServer, type AddressInfo, type Server } from 'node:net';
-import { startTestGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
+import { startOneUpstreamGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
 
@@ -83,11 +83,7 @@ for (const front of ['node', 'net'] as const) {
   describe(`front ${front}: a whole answer written, its last bytes stuck in the socket buffer of a client that stopped reading`, () => {
     let gw: TestGateway;
     before(async () => {
-      gw = await startTestGateway({
-        listeners: [{ address: '127.0.0.1', port: 0, front, sendTimeout: `${SEND_MS}ms`, keepAliveTimeout: '300ms' }],
-        clusters: { up: { endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`], outlierDetection: { enabled: false } } },
-        routes: [{ cluster: 'up', retry: { tries: 1 } }],
-      } as never);
+      gw = await startOneUpstreamGateway((upstream.address() as AddressInfo).port, { listener: { front, sendTimeout: `${SEND_MS}ms`, keepAliveTimeout: '300ms' } });
     });
     after(() => gw.close());
 

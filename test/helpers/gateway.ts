@@ -77,3 +77,20 @@ export async function startTestGateway(input: Omit<ConfigInput, 'listeners'> & {
     },
   };
 }
+
+/**
+ * A gateway in front of one upstream (cluster `up`, outlier detection off, one try per
+ * request): the shape of the stall tests. `listener`, `cluster` and `route` add or replace
+ * keys; without `listener` the default test listener (and GATEWISE_TEST_FRONT) applies.
+ */
+export function startOneUpstreamGateway(
+  upstream: string | number,
+  o: { listener?: Record<string, unknown>; cluster?: Record<string, unknown>; route?: Record<string, unknown> } = {},
+): Promise<TestGateway> {
+  const url = typeof upstream === 'number' ? `http://127.0.0.1:${upstream}` : upstream;
+  return startTestGateway({
+    ...(o.listener !== undefined ? { listeners: [{ address: '127.0.0.1', port: 0, ...o.listener }] } : {}),
+    clusters: { up: { endpoints: [url], outlierDetection: { enabled: false }, ...o.cluster } },
+    routes: [{ cluster: 'up', retry: { tries: 1 }, ...o.route }],
+  } as never);
+}
