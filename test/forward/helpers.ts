@@ -135,7 +135,13 @@ export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
   };
   o.server = createHttpServer(async (req, res) => {
     const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
+    try {
+      for await (const c of req) chunks.push(c as Buffer);
+    } catch {
+      // The proxy cut the upload (a refused or timed-out request): nothing to answer, and no
+      // unhandled rejection ("aborted") from this handler.
+      return;
+    }
     const body = Buffer.concat(chunks).toString('utf8');
     o.requests.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, body });
     if (req.url?.startsWith('/big/')) {
