@@ -691,8 +691,15 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
    */
   #watchSend(): void {
     const sendMs = this.clientLimits.sendMs;
+    if (sendMs <= 0) return;
     const front = this.front;
-    if (sendMs > 0 && (front === undefined || !front.h2) && this.#socket.writableLength > 0) new SendWatch(this, this.#socket, sendMs);
+    // HTTP/2: the bytes wait in the stream (its flow-control window is shut, or the connection's
+    // buffer is full), not in the connection, which the other streams share. The stream finishes
+    // (and the response closes) only once the client opens its window; a client that never did
+    // held the stream, the request's in-flight count and its record for ever (the HTTP/2 stall
+    // hunt, test/gateway/stall-h2.test.ts).
+    const queue: Queued = front !== undefined && front.h2 ? h2Stream(this.res) : this.#socket;
+    if (queue.writableLength > 0) new SendWatch(this, queue, sendMs);
   }
 
   /** The upstream answered 100 Continue: tell the client (once) to send its body. */
@@ -869,18 +876,24 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   }
 }
 
+/** Where an ended answer's bytes wait for the client: its connection (HTTP/1.1) or its HTTP/2 stream. */
+interface Queued {
+  readonly writableLength: number;
+  readonly destroyed: boolean;
+}
+
 /**
  * The send timeout of an answer ended with bytes still queued for the client (a cache hit
- * written whole, the end of a streamed answer): the client's connection must
- * take some of what is queued for it every `ms`, or the exchange is told (`clientNotReading`).
+ * written whole, the end of a streamed answer): the client's connection (HTTP/2: its stream)
+ * must take some of what is queued for it every `ms`, or the exchange is told (`clientNotReading`).
  */
 class SendWatch extends DeadlineEntry {
   readonly #ex: Exchange;
-  readonly #socket: Socket;
+  readonly #socket: Queued;
   readonly #ms: number;
   #left: number;
 
-  constructor(ex: Exchange, socket: Socket, ms: number) {
+  constructor(ex: Exchange, socket: Queued, ms: number) {
     super();
     this.#ex = ex;
     this.#socket = socket;
@@ -924,6 +937,12 @@ function h2Connection(req: IncomingMessage): Socket {
   const session = (req as unknown as { stream?: { session?: ServerHttp2Session } }).stream?.session;
   return (session !== undefined ? sessionConnection(session) : undefined) ?? req.socket;
 }
+
+/** The HTTP/2 stream under a response (a destroyed stand-in when Node has let go of it). */
+function h2Stream(res: ServerResponse): Queued {
+  return (res as unknown as { stream?: Http2Stream }).stream ?? GONE;
+}
+const GONE: Queued = { writableLength: 0, destroyed: true };
 
 /** The HTTP/2 stream under a response is closed already (Http2ServerResponse has no `destroyed`). */
 function h2StreamClosed(res: ServerResponse): boolean {
