@@ -57,11 +57,13 @@ export class H2Front {
     this.server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
       if (refusedForAbuse(req)) return;
       adaptRequest(req);
+      req.stream.once('finish', onAnswerSent);
       request(req as unknown as IncomingMessage, res as unknown as ServerResponse);
     });
     this.server.on('checkContinue', (req: Http2ServerRequest, res: Http2ServerResponse) => {
       if (refusedForAbuse(req)) return;
       adaptRequest(req);
+      req.stream.once('finish', onAnswerSent);
       checkContinue(req as unknown as IncomingMessage, res as unknown as ServerResponse);
     });
     this.server.on('session', (session: ServerHttp2Session) => {
@@ -189,6 +191,22 @@ function onSessionTimeout(this: ServerHttp2Session): void {
   const g = (this as GuardedSession)[kGuard];
   if (this.closed || this.destroyed || (g !== undefined && g.open > 0)) return;
   this.close();
+}
+
+/**
+ * The answer is sent whole (the stream's 'finish': its END_STREAM taken by nghttp2; the compat
+ * response's own 'finish' comes only with the stream's close): a stream whose request the client has
+ * not ended (a body cut short, a refusal or an early answer before the body was read) is
+ * closed with RST_STREAM NO_ERROR, as RFC 9113 §8.1 lets a server that has answered ask the
+ * client to stop sending. Node leaves such a stream half-closed, open until the client ends its
+ * side: a client that never did held the stream, the request's in-flight count (the drain waits
+ * for it) and its record for ever, and kept the session from its idle close (the HTTP/2 stall
+ * hunt, test/gateway/stall-h2.test.ts: a 408 for a body that stopped, a 200 the upstream gave
+ * before the body). Module function: no closure per stream.
+ */
+function onAnswerSent(this: Http2Stream): void {
+  // Only when the client's side is still open: a stream both sides ended needs no frame more.
+  if (!this.closed && !this.destroyed && this.state.remoteClose === 0) resetStream(this, constants.NGHTTP2_NO_ERROR);
 }
 
 /** The stream closed before its answer was complete (module function: no closure per stream). */

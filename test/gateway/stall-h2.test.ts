@@ -189,39 +189,48 @@ describe('HTTP/2: a request body that never comes, or stops (no END_STREAM)', ()
   });
   after(() => g.close());
 
-  test('clientBodyTimeout answers 408 (or resets the stream), records it and aborts the upstream request (seeded)', { timeout: 90_000, todo: 'open: the 408 leaves the stream half-closed (remote still open), nothing closes it' }, async () => {
-    const rand = seededRandom();
-    await withSeed(rand, async () => {
-      for (let i = 0; i < 5; i++) {
-        const length = 1 + rand.int(50_000);
-        const withLength = rand.next() < 0.6;
-        const sent = rand.int(Math.min(length, 40_000));
-        const path = `/post/${rand.seed}/${i}`;
-        const ctx = `seed ${rand.seed}, case ${i}: POST ${withLength ? `content-length ${length}` : 'without content-length'}, ${sent} bytes sent, then silence`;
-        const s = session(g);
-        try {
-          const req = s.request({ ':method': 'POST', ':path': path, ...(withLength ? { 'content-length': String(length) } : {}) }, { endStream: false });
-          req.on('error', () => {});
-          let status: number | undefined;
-          req.on('response', (h) => (status = Number(h[':status'])));
-          req.resume();
-          if (sent > 0) req.write(Buffer.alloc(sent, 0x62));
-          assert.ok(await until(() => upstreamBy.has(path), 5000), `${ctx}: the request did not reach the upstream`);
-          const t0 = performance.now();
-          const line = await recordFor(g, (l) => l.path === path, BODY_MS + SLACK_MS);
-          assert.ok(line, `${ctx}: ${Math.round(performance.now() - t0)} ms after the request went upstream (clientBodyTimeout ${BODY_MS} ms), the request is still held: no access-log line (in flight ${g.gw.ctx.inflight})`);
-          assert.equal(line.status, 408, `${ctx}: ${JSON.stringify(line)}`);
-          assert.ok(await until(() => upstreamBy.get(path)!.closed, SLACK_MS), `${ctx}: the request ended but its upstream request (connection) is still open`);
-          assert.ok(await until(() => status !== undefined || req.closed, SLACK_MS), `${ctx}: the client's stream got neither an answer nor a reset`);
-          if (status !== undefined) assert.equal(status, 408, ctx);
-          assert.ok(await until(() => req.closed, SLACK_MS), `${ctx}: the client's stream is still open after its 408`);
-          assert.ok(await until(() => g.gw.ctx.inflight === 0, SLACK_MS), `${ctx}: ${g.gw.ctx.inflight} requests still in flight`);
-        } finally {
-          s.destroy();
+  // Both end with an answer sent whole while the client's side of the stream is still open:
+  // Node leaves such a stream half-closed once the request body was read from, so nothing
+  // closed it (found: the 408 reached the client, and the stream, the in-flight count and the
+  // record were held until the client left; the same after an early upstream answer).
+  for (const answer of ['408 from clientBodyTimeout', 'an early upstream answer'] as const) {
+    test(`${answer}: the stream is closed (RST_STREAM NO_ERROR) once the answer is sent, the request recorded and its upstream request ended (seeded)`, { timeout: 90_000 }, async () => {
+      const rand = seededRandom();
+      await withSeed(rand, async () => {
+        for (let i = 0; i < 5; i++) {
+          const length = 1 + rand.int(50_000);
+          const withLength = rand.next() < 0.6;
+          const sent = rand.int(Math.min(length, 40_000));
+          const early = answer === 'an early upstream answer';
+          const path = early ? `/len/${1 + rand.int(5000)}/${rand.int(2)}/${rand.seed}/early${i}` : `/post/${rand.seed}/${i}`;
+          const ctx = `seed ${rand.seed}, ${answer}, case ${i}: POST ${withLength ? `content-length ${length}` : 'without content-length'}, ${sent} bytes sent, then silence`;
+          const s = session(g);
+          try {
+            const req = s.request({ ':method': 'POST', ':path': path, ...(withLength ? { 'content-length': String(length) } : {}) }, { endStream: false });
+            req.on('error', () => {});
+            let status: number | undefined;
+            req.on('response', (h) => (status = Number(h[':status'])));
+            req.resume();
+            if (sent > 0) req.write(Buffer.alloc(sent, 0x62));
+            assert.ok(await until(() => upstreamBy.has(path), 5000), `${ctx}: the request did not reach the upstream`);
+            const t0 = performance.now();
+            const line = await recordFor(g, (l) => l.path === path, BODY_MS + SLACK_MS);
+            assert.ok(
+              line,
+              `${ctx}: ${Math.round(performance.now() - t0)} ms after the request went upstream (clientBodyTimeout ${BODY_MS} ms), the request is still held: no access-log line (in flight ${g.gw.ctx.inflight}; client saw ${status ?? 'no answer'}, its stream ${req.closed ? 'closed' : 'open'})`,
+            );
+            assert.equal(line.status, early ? 200 : 408, `${ctx}: ${JSON.stringify(line)}`);
+            if (!early) assert.ok(await until(() => upstreamBy.get(path)!.closed, SLACK_MS), `${ctx}: the request ended but its upstream request (connection) is still open`);
+            assert.ok(await until(() => req.closed, SLACK_MS), `${ctx}: the client's stream is still open after its answer`);
+            assert.equal(status, early ? 200 : 408, ctx);
+            assert.ok(await until(() => g.gw.ctx.inflight === 0, SLACK_MS), `${ctx}: ${g.gw.ctx.inflight} requests still in flight`);
+          } finally {
+            s.destroy();
+          }
         }
-      }
+      });
     });
-  });
+  }
 });
 
 describe('HTTP/2: a connection that goes silent in the middle of a header block, or right after its SETTINGS', () => {
