@@ -3,6 +3,7 @@ import { constants, createServer, type Http2Server, type Http2ServerRequest, typ
 import type { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import { parseDuration } from '../config/duration.js';
+import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import type { Http2Config } from '../config/tls.js';
 
 /**
@@ -68,7 +69,7 @@ export class H2Front {
     });
     this.server.on('session', (session: ServerHttp2Session) => {
       const s = session as GuardedSession;
-      s[kGuard] = { front: this, resets: 0, windowStart: performance.now(), socket: this.#taking, open: 0 };
+      s[kGuard] = { front: this, resets: 0, windowStart: performance.now(), socket: this.#taking, open: 0, keepAliveMs };
       this.#sessions.add(session);
       session.once('close', () => this.#sessions.delete(session));
       session.on('error', ignore);
@@ -139,6 +140,8 @@ interface Guard {
   socket: TLSSocket | Socket | undefined;
   /** Streams open now (the idle timeout closes only a session without any). */
   open: number;
+  /** The listener's keepAliveTimeout (ms). */
+  keepAliveMs: number;
 }
 type GuardedSession = ServerHttp2Session & { [kGuard]?: Guard };
 
@@ -191,6 +194,39 @@ function onSessionTimeout(this: ServerHttp2Session): void {
   const g = (this as GuardedSession)[kGuard];
   if (this.closed || this.destroyed || (g !== undefined && g.open > 0)) return;
   this.close();
+  if (g !== undefined && !this.destroyed) new IdleClose(this, g);
+}
+
+/**
+ * A session closed at its idle timeout that is still there a keepAliveTimeout later, with no
+ * stream the gateway knows of, is destroyed. `close()` waits for nghttp2 to be done with every
+ * stream, and nghttp2 counts a stream whose header block never ended (HEADERS without
+ * END_HEADERS, the CONTINUATION never sent): Node emits no stream for it and has nothing to
+ * time it, the session's timer fires once per quiet spell, so such a connection was held for
+ * ever (the HTTP/2 stall hunt, test/gateway/stall-h2.test.ts). One entry on the deadline list
+ * per idle close, never per stream; streams the gateway runs keep their own timers and are
+ * waited for.
+ */
+class IdleClose extends DeadlineEntry {
+  readonly #session: ServerHttp2Session;
+  readonly #guard: Guard;
+
+  constructor(session: ServerHttp2Session, guard: Guard) {
+    super();
+    this.#session = session;
+    this.#guard = guard;
+    deadlines.add(this, performance.now(), guard.keepAliveMs);
+  }
+
+  deadlineReached(now: number): void {
+    const session = this.#session;
+    if (session.destroyed) return;
+    if (this.#guard.open > 0) {
+      deadlines.add(this, now, this.#guard.keepAliveMs);
+      return;
+    }
+    session.destroy();
+  }
 }
 
 /**
