@@ -125,9 +125,14 @@ export class H2Front {
     for (const s of this.#sessions) s.close();
   }
 
-  /** Cut whatever is left. */
+  /**
+   * Cut whatever is left (the drain timeout passed): every stream still open is reset with
+   * INTERNAL_ERROR (Node's `destroy` with an error does so before its GOAWAY), so an answer cut
+   * here never looks complete. A bare `destroy()` reset them with NO_ERROR, and a client read
+   * the cut body as whole (the HTTP/2 stall hunt, test/gateway/stall-h2.test.ts).
+   */
   destroy(): void {
-    for (const s of this.#sessions) s.destroy();
+    for (const s of this.#sessions) s.destroy(new Error('the gateway closed the connection: the drain timeout passed'), constants.NGHTTP2_INTERNAL_ERROR);
   }
 }
 
