@@ -49,9 +49,9 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
    * The request waits behind another one on a busy connection (the endpoint at its
    * `maxConnections`): nothing times it from onConnect, which comes only when the request
    * ahead ends (a long download or an event stream: for ever), so the wait is timed from
-   * the dispatch, as long as the try's wait for its head.
+   * the dispatch, as long as the try's wait for its head (ConnectionPool.queuedOn: when, else 0).
    */
-  #queued = false;
+  #queuedAt = 0;
   /** The try gave up waiting in the connection's queue: it was answered; what the client reports later only settles it. */
   #gaveUp = false;
   /** The failure it gave up with (the one error that still reaches the exchange). */
@@ -96,9 +96,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
       client.dispatch({ path, method, headers, body: this.relay ?? null }, this);
       return;
     }
-    if (client.active > 1 && this.endpoint.pool.queuedOn(client)) {
-      this.#queued = true;
-      const now = performance.now();
+    if (this.endpoint.pool.queuedOn(client)) {
+      const now = (this.#queuedAt = performance.now());
       this.#timer.headers(this.#ex.tryTimeoutMs(this, Date.now(), now), now);
     }
     client.dispatch(
@@ -125,7 +124,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
       abort();
       return;
     }
-    this.#queued = false;
+    this.#queuedAt = 0;
     this.#abort = abort;
     this.#connected = true;
     const a = this.record;
@@ -330,7 +329,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     if (abort !== undefined && this.record.endMs === undefined) abort();
     else {
       // Still queued behind another request: out of the queue where the client can (else aborted at its onConnect).
-      if (this.#queued && this.record.endMs === undefined) (this.#client as PoolConnection | undefined)?.drop?.(this);
+      if (this.#queuedAt > 0 && this.record.endMs === undefined) (this.#client as PoolConnection | undefined)?.drop?.(this);
       this.#settle(false);
     }
     this.relay?.destroy();
@@ -365,19 +364,17 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   timedOut(err: Error): void {
     if (this.record.endMs !== undefined) return;
     if (this.#abort === undefined) {
-      if (this.#queued) this.#queueTimedOut();
+      if (this.#queuedAt > 0) this.#queueTimedOut();
       return;
     }
     this.#abort(err);
   }
 
-  /** The try waited its whole head timeout behind the request ahead on its connection: given up unsent (ConnectionPool.busyFailure). */
+  /** The try waited its whole head timeout behind the request ahead on its connection: given up unsent (ConnectionPool.giveUpQueued). */
   #queueTimedOut(): void {
     const ep = this.endpoint;
     this.#gaveUp = true;
-    (this.#client as PoolConnection).drop?.(this);
-    const waited = performance.now() - this.#ex.t0 - this.record.startMs;
-    this.onError((this.#gaveUpWith = ep.pool.busyFailure(ep.nextHop, waited)));
+    this.onError((this.#gaveUpWith = ep.pool.giveUpQueued(this.#client as PoolConnection, this, ep.nextHop, this.#queuedAt, performance.now())));
   }
 
   /** The client did not take the response for the send timeout. */

@@ -58,7 +58,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
    */
   readonly #timer = new ResponseTimer(this);
   #abort: ((err?: Error) => void) | undefined;
-  /** Dispatched behind another request on a busy connection (the endpoint at maxConnections): timed from the dispatch. */
+  /** Dispatched behind another request on a busy connection (the endpoint at maxConnections): when, timed from then (ConnectionPool.queuedOn; 0: sent at once). */
   #queuedAt = 0;
   #attempt: AttemptRecord | undefined;
   #progress: AttemptProgress = { connected: false, responseStarted: false, headersReceived: false };
@@ -130,7 +130,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     const client = (this.#client = ep.pool.acquire(now, true, false));
     this.#attempt = { endpoint: ep.nextHop, phase: 'connect', connection: client.connected ? 'reused' : 'new', startMs: this.#ms() };
     const t = performance.now();
-    if (client.active > 1 && ep.pool.queuedOn(client)) this.#queuedAt = t;
+    if (ep.pool.queuedOn(client)) this.#queuedAt = t;
     this.#timer.headers(cluster.responseTimeoutMs, t);
     client.dispatch({ path: this.#path, method: 'GET', headers: this.#headers, headersTimeout: 0, bodyTimeout: 0 }, this);
   }
@@ -223,8 +223,8 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
   timedOut(err: Error): void {
     if (this.#abort === undefined && this.#queuedAt > 0) {
       // Still behind the request ahead on its connection: given up unsent.
-      this.#client?.drop?.(this);
-      this.#end(this.#ep!.pool.busyFailure(this.#ep!.nextHop, performance.now() - this.#queuedAt));
+      const ep = this.#ep!;
+      this.#end(ep.pool.giveUpQueued(this.#client!, this, ep.nextHop, this.#queuedAt, performance.now()));
       return;
     }
     if (this.#timer.phase === 'headers') {

@@ -110,7 +110,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   /**
    * Dispatched behind another request on a busy connection (the endpoint at maxConnections):
    * when (performance.now()). Nothing times it from onConnect, which comes only when the
-   * request ahead ends, so the timer runs from the dispatch with either client.
+   * request ahead ends, so the timer runs from the dispatch with either client
+   * (ConnectionPool.queuedOn; 0: sent at once).
    */
   #queuedAt = 0;
   /** Given up while queued: answered; what the client reports later only settles it. */
@@ -280,13 +281,12 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       ep.inflight--;
       ep.pool.release(client, Date.now(), false);
     };
-    const queued = client.active > 1 && ep.pool.queuedOn(client);
     // Timed by its own ResponseTimer on either client (undici's timers are off below): undici
     // restarts its headersTimeout at every 1xx, so an upstream sending 103s for ever held the
     // upgrade for ever (test/gateway/stall-interim-forever.test.ts).
     const t = performance.now();
     this.#client = client;
-    if (queued) this.#queuedAt = t;
+    if (ep.pool.queuedOn(client)) this.#queuedAt = t;
     this.#timer = new ResponseTimer(this, this.#sendMs);
     this.#timer.headers(route.cluster.responseTimeoutMs, t);
     const tracing = this.#ctx.tracing;
@@ -410,9 +410,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     if (this.#abortUp === undefined && this.#queuedAt > 0) {
       // Still behind the request ahead on its connection: given up unsent.
       this.#gaveUp = true;
-      this.#client!.drop?.(this);
       const ep = this.#endpoint!;
-      this.onError(ep.pool.busyFailure(ep.nextHop, performance.now() - this.#queuedAt));
+      this.onError(ep.pool.giveUpQueued(this.#client!, this, ep.nextHop, this.#queuedAt, performance.now()));
       return;
     }
     if (timer.phase === 'headers') {

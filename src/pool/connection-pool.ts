@@ -162,26 +162,37 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
   }
 
   /**
-   * Whether a request just given `c` by `acquire` waits behind another request on it (every
-   * connection was busy at `maxConnections`): nothing is sent until the request ahead ends.
+   * A request queued behind another on a busy connection, one wait shared by every dispatcher
+   * of the pool (gateway/attempt.ts, gateway/revalidation.ts, gateway/upgrade.ts). At
+   * `maxConnections` with every connection busy, `acquire` queues the request on the least busy
+   * one, and the client calls its handler's onConnect only when the request ahead ends (a
+   * download, an event stream: possibly never), so the dispatcher times it from the dispatch:
+   * - `queuedOn(c)` at the dispatch (`c` just given by `acquire`): whether the request waits.
+   *   If so the dispatcher keeps when (its `queuedAt`, performance.now(); 0 again at
+   *   onConnect) and starts its head timer then. The common case (sent at once) costs one
+   *   comparison and allocates nothing;
+   * - `giveUpQueued(c, handler, nextHop, queuedAt, now)` when its head timeout passes before
+   *   onConnect: takes it out of `c`'s queue (`drop`, native client; undici's cannot, so the
+   *   dispatcher aborts at the onConnect that still comes) and returns the Failure to end it with.
    */
   queuedOn(c: C): boolean {
-    return c.active > Math.max(1, c.pipelining ?? 1);
+    return c.active > 1 && c.active > Math.max(1, c.pipelining ?? 1);
   }
 
   /**
-   * A request that waited its whole head timeout in a busy connection's queue (`queuedOn`)
-   * and was given up unsent: `connection_limit_reached` in the admit phase. The endpoint is
+   * Gives up a request that waited its whole head timeout in a busy connection's queue
+   * (`queuedOn`), unsent: `connection_limit_reached` in the admit phase. The endpoint is
    * not unreachable (no hold for it), and nothing reached the upstream, so any request may go
    * to another endpoint (gateway/retry-policy.ts).
    */
-  busyFailure(nextHop: string, waitedMs: number): Failure {
+  giveUpQueued(c: C, handler: Dispatcher.DispatchHandler, nextHop: string, queuedAt: number, now: number): Failure {
+    c.drop?.(handler);
     return new Failure({
       type: 'connection_limit_reached',
       phase: 'admit',
       retrySafe: true,
       nextHop,
-      detail: `every connection to ${nextHop} was busy (maxConnections ${this.#opts.maxConnections}) for ${Math.round(waitedMs)} ms; the request was not sent`,
+      detail: `every connection to ${nextHop} was busy (maxConnections ${this.#opts.maxConnections}) for ${Math.round(now - queuedAt)} ms; the request was not sent`,
     });
   }
 
