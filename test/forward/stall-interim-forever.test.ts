@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { onFirstHead, startRawServer, tick, type RawServer } from '../helpers/scripted-upstream.js';
 import { seededRandom } from '../helpers/seeded.js';
 import { accessLines, basic, rawExchange, startTestProxy, waitFor, type TestProxy } from './helpers.js';
 
@@ -12,37 +12,20 @@ import { accessLines, basic, rawExchange, startTestProxy, waitFor, type TestProx
  * destination connection were held for ever. The wait must end at the timeout (504).
  */
 
-let dest: Server;
-const sockets = new Set<Socket>();
+let dest: RawServer;
 let periodMs = 100;
 
 before(async () => {
-  dest = createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => {});
-    let head = '';
-    s.on('data', (d: Buffer) => {
-      if (head.includes('\r\n\r\n')) return;
-      head += d.toString('latin1');
-      if (!head.includes('\r\n\r\n')) return;
+  dest = await startRawServer((s) =>
+    onFirstHead(s, (head) => {
       const kind = /^GET \/(\w+)/.exec(head)?.[1] ?? '102';
-      let n = 0;
-      const tick = setInterval(() => {
-        // Bounded: at most 100 interim answers (10 s at the longest period), then silence.
-        if (s.destroyed || ++n > 100) return clearInterval(tick);
-        s.write(kind === '103' || (kind === 'mix' && n % 2 === 0) ? 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n' : 'HTTP/1.1 102 Processing\r\n\r\n');
-      }, periodMs);
-      s.once('close', () => clearInterval(tick));
-    });
-  });
-  await new Promise<void>((r) => dest.listen(0, '127.0.0.1', r));
+      // Bounded: at most 100 interim answers (10 s at the longest period), then silence.
+      tick(s, periodMs, (n) => (n >= 100 ? undefined : kind === '103' || (kind === 'mix' && (n + 1) % 2 === 0) ? 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n' : 'HTTP/1.1 102 Processing\r\n\r\n'));
+    }),
+  );
 });
 
-after(async () => {
-  for (const s of sockets) s.destroy();
-  await new Promise<void>((r) => dest.close(() => r()));
-});
+after(() => dest.close());
 
 describe('a destination that sends interim answers for ever', () => {
   const rand = seededRandom();
@@ -57,7 +40,7 @@ describe('a destination that sends interim answers for ever', () => {
     it(`is answered 504 at the response-head timeout, not held (${kind}; seeded timeout and period)`, { timeout: 20_000 }, async () => {
       periodMs = Math.max(20, Math.floor(timeoutMs / (2 + rand.int(4))));
       const ctx = `seed ${rand.seed} (GATEWISE_SEED=${rand.seed}): ${kind} every ${periodMs} ms, responseHeaders ${timeoutMs} ms`;
-      const port = (dest.address() as AddressInfo).port;
+      const port = dest.port;
       const t0 = performance.now();
       const answer = await Promise.race([
         rawExchange(p.port, `GET http://127.0.0.1:${port}/${kind} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nProxy-Authorization: ${basic()}\r\nConnection: close\r\n\r\n`),

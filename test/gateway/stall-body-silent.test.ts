@@ -1,9 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { startOneUpstreamGateway, type TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
+import { startRawServer, type RawServer } from '../helpers/scripted-upstream.js';
 
 /**
  * Stall hunt (session 14): a client that announces a body (Content-Length) and then sends it
@@ -21,15 +21,11 @@ import { seededRandom } from '../helpers/seeded.js';
 
 const SLACK_MS = 2500;
 
-let upstream: Server;
-const upSockets = new Set<Socket>();
+let upstream: RawServer;
 
 /** Reads a head; with Expect, answers 100 at once; answers 200 only once the whole body came. */
 before(async () => {
-  upstream = createServer((s) => {
-    upSockets.add(s);
-    s.on('close', () => upSockets.delete(s));
-    s.on('error', () => {});
+  upstream = await startRawServer((s) => {
     let buf = Buffer.alloc(0);
     let want = -1;
     s.on('data', (d: Buffer) => {
@@ -45,13 +41,9 @@ before(async () => {
       if (buf.length >= want) s.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok');
     });
   });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
 });
 
-after(async () => {
-  for (const s of upSockets) s.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
+after(() => upstream.close());
 
 for (const front of ['node', 'net'] as const) {
   describe(`front ${front}: a request body that stops or trickles`, () => {
@@ -59,7 +51,7 @@ for (const front of ['node', 'net'] as const) {
     const gapMs = 300 + rand.int(400);
     let gw: TestGateway;
     before(async () => {
-      gw = await startOneUpstreamGateway((upstream.address() as AddressInfo).port, { listener: { front, clientBodyTimeout: `${gapMs}ms`, clientBodyMinRate: 500 }, cluster: { timeouts: { response: '200ms' } } });
+      gw = await startOneUpstreamGateway(upstream.port, { listener: { front, clientBodyTimeout: `${gapMs}ms`, clientBodyMinRate: 500 }, cluster: { timeouts: { response: '200ms' } } });
     });
     after(() => gw.close());
 
@@ -108,8 +100,8 @@ for (const front of ['node', 'net'] as const) {
         }),
       );
       const t1 = performance.now();
-      while (upSockets.size > 0 && performance.now() - t1 < SLACK_MS) await new Promise((r) => setTimeout(r, 25));
-      assert.equal(upSockets.size, 0, `seed ${rand.seed} (GATEWISE_SEED=${rand.seed}), front ${front}: ${upSockets.size} upstream connections still open after the 408s`);
+      while (upstream.sockets.size > 0 && performance.now() - t1 < SLACK_MS) await new Promise((r) => setTimeout(r, 25));
+      assert.equal(upstream.sockets.size, 0, `seed ${rand.seed} (GATEWISE_SEED=${rand.seed}), front ${front}: ${upstream.sockets.size} upstream connections still open after the 408s`);
     });
   });
 }

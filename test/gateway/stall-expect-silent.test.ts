@@ -1,9 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { startOneUpstreamGateway, type TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
+import { startRawServer, type RawServer } from '../helpers/scripted-upstream.js';
 
 /**
  * Stall hunt (session 13): a request with `Expect: 100-continue` to an upstream that reads
@@ -25,23 +25,13 @@ import { seededRandom } from '../helpers/seeded.js';
 
 const SLACK_MS = 3000;
 
-let upstream: Server;
-const upSockets = new Set<Socket>();
+let upstream: RawServer;
 
 before(async () => {
-  upstream = createServer((s) => {
-    upSockets.add(s);
-    s.on('close', () => upSockets.delete(s));
-    s.on('error', () => {});
-    s.on('data', () => {}); // reads the head (and anything else), answers nothing
-  });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  upstream = await startRawServer((s) => s.on('data', () => {})); // reads the head (and anything else), answers nothing
 });
 
-after(async () => {
-  for (const s of upSockets) s.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
+after(() => upstream.close());
 
 for (const front of ['node', 'net'] as const) {
   describe(`front ${front}: Expect: 100-continue to an upstream that never answers`, () => {
@@ -49,7 +39,7 @@ for (const front of ['node', 'net'] as const) {
     const responseMs = 300 + rand.int(700);
     let gw: TestGateway;
     before(async () => {
-      gw = await startOneUpstreamGateway((upstream.address() as AddressInfo).port, { listener: { front }, cluster: { timeouts: { response: `${responseMs}ms` } } });
+      gw = await startOneUpstreamGateway(upstream.port, { listener: { front }, cluster: { timeouts: { response: `${responseMs}ms` } } });
     });
     after(() => gw.close());
 

@@ -1,10 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { connect as h2connect, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { startOneUpstreamGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
 import { FLAG, RawH2, T, frame, headerBlock } from '../helpers/h2-frames.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { startRawServer, tick, type RawServer } from '../helpers/scripted-upstream.js';
+import { until as untilEvery } from '../helpers/until.js';
 
 /**
  * Stall hunt on the HTTP/2 front (h2c with prior knowledge on a plain listener, a real
@@ -33,13 +35,10 @@ interface UpConn {
   closed: boolean;
 }
 const upstreamBy = new Map<string, UpConn>();
-const upstreamSockets = new Set<Socket>();
-let upstream: Server;
+let upstream: RawServer;
 
 before(async () => {
-  upstream = createServer((s) => {
-    upstreamSockets.add(s);
-    s.on('error', () => {});
+  upstream = await startRawServer((s) => {
     let buf = '';
     let inHead = true;
     s.on('data', (d: Buffer) => {
@@ -52,10 +51,7 @@ before(async () => {
       buf = '';
       const conn: UpConn = { socket: s, closed: false };
       upstreamBy.set(path, conn);
-      s.once('close', () => {
-        conn.closed = true;
-        upstreamSockets.delete(s);
-      });
+      s.once('close', () => (conn.closed = true));
       const parts = path.split('/');
       if (parts[1] === 'len') {
         const n = Number(parts[2]);
@@ -66,39 +62,24 @@ before(async () => {
       } else if (parts[1] === 'trickle') {
         const count = Math.min(Number(parts[2]), MAX_TRICKLE);
         s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n');
-        let sent = 0;
-        const t = setInterval(() => {
-          if (conn.closed) return clearInterval(t);
-          if (sent++ < count) s.write('4\r\ntick\r\n');
-          else {
-            clearInterval(t);
-            s.write('0\r\n\r\n');
-            inHead = true;
-          }
-        }, TRICKLE_MS);
+        tick(s, TRICKLE_MS, (n) => {
+          if (n < count) return '4\r\ntick\r\n';
+          inHead = true; // with the last chunk (written next): the next request on this connection
+          return undefined;
+        }, '0\r\n\r\n');
       }
     });
   });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
 });
 
-after(async () => {
-  for (const s of upstreamSockets) s.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
+after(() => upstream.close());
 
 function upstreamPort(): number {
-  return (upstream.address() as AddressInfo).port;
+  return upstream.port;
 }
 
-async function until(ok: () => boolean, ms: number): Promise<boolean> {
-  const t0 = performance.now();
-  while (!ok()) {
-    if (performance.now() - t0 > ms) return false;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return true;
-}
+/** Polled every 5 ms. */
+const until = (ok: () => boolean, ms: number): Promise<boolean> => untilEvery(ok, ms, 5);
 
 function h2gateway(listener: Record<string, unknown> = {}): Promise<TestGateway> {
   return startOneUpstreamGateway(upstreamPort(), {

@@ -1,9 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { startOneUpstreamGateway, type TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
+import { onFirstHead, startRawServer, tick, type RawServer } from '../helpers/scripted-upstream.js';
 
 /**
  * Stall hunt (session 14): an upstream that answers interim responses (103 Early Hints, an
@@ -26,39 +26,20 @@ const INTERIM: Record<string, string> = {
   '102': 'HTTP/1.1 102 Processing\r\n\r\n',
 };
 
-let upstream: Server;
-const upSockets = new Set<Socket>();
+let upstream: RawServer;
 /** Interim kind and period by request path: /interim/<kind>/<ms>. */
 before(async () => {
-  upstream = createServer((s) => {
-    upSockets.add(s);
-    let timer: NodeJS.Timeout | undefined;
-    s.on('close', () => {
-      upSockets.delete(s);
-      clearInterval(timer);
-    });
-    s.on('error', () => {});
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      if (timer !== undefined) return;
-      buf += d.toString('latin1');
-      const m = /^GET \/interim\/(\w+)\/(\d+) /.exec(buf);
-      if (m === null || !buf.includes('\r\n\r\n')) return;
+  upstream = await startRawServer((s) =>
+    onFirstHead(s, (head) => {
+      const m = /^GET \/interim\/(\w+)\/(\d+) /.exec(head);
+      if (m === null) return;
       const kinds = m[1] === 'mixed' ? ['103', '102'] : [m[1]!];
-      let n = 0;
-      timer = setInterval(() => {
-        if (n >= MAX_INTERIM || s.destroyed) return clearInterval(timer);
-        s.write(INTERIM[kinds[n++ % kinds.length]!]!);
-      }, Number(m[2]));
-    });
-  });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+      tick(s, Number(m[2]), (n) => (n >= MAX_INTERIM ? undefined : INTERIM[kinds[n % kinds.length]!]!));
+    }),
+  );
 });
 
-after(async () => {
-  for (const s of upSockets) s.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
+after(() => upstream.close());
 
 for (const front of ['node', 'net'] as const) {
   describe(`front ${front}: an upstream that answers 1xx for ever and never a final status`, () => {
@@ -66,7 +47,7 @@ for (const front of ['node', 'net'] as const) {
     const responseMs = 300 + rand.int(500);
     let gw: TestGateway;
     before(async () => {
-      gw = await startOneUpstreamGateway((upstream.address() as AddressInfo).port, { listener: { front }, cluster: { timeouts: { response: `${responseMs}ms` } } });
+      gw = await startOneUpstreamGateway(upstream.port, { listener: { front }, cluster: { timeouts: { response: `${responseMs}ms` } } });
     });
     after(() => gw.close());
 
@@ -108,8 +89,8 @@ for (const front of ['node', 'net'] as const) {
       );
       // The upstream connections of the timed-out tries are let go of.
       const t1 = performance.now();
-      while (upSockets.size > 0 && performance.now() - t1 < SLACK_MS) await new Promise((r) => setTimeout(r, 25));
-      assert.equal(upSockets.size, 0, `seed ${rand.seed} (GATEWISE_SEED=${rand.seed}), front ${front}: ${upSockets.size} upstream connections still open ${SLACK_MS} ms after the 504s`);
+      while (upstream.sockets.size > 0 && performance.now() - t1 < SLACK_MS) await new Promise((r) => setTimeout(r, 25));
+      assert.equal(upstream.sockets.size, 0, `seed ${rand.seed} (GATEWISE_SEED=${rand.seed}), front ${front}: ${upstream.sockets.size} upstream connections still open ${SLACK_MS} ms after the 504s`);
     });
   });
 }

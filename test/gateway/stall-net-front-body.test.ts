@@ -1,9 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
+import { onFirstHead, startRawServer, type RawServer } from '../helpers/scripted-upstream.js';
 
 /**
  * Stall hunt (session 13): a request whose answer is complete before its body is (the
@@ -25,32 +25,14 @@ import { seededRandom } from '../helpers/seeded.js';
 
 const CLOSE_WITHIN = 5000;
 
-let upstream: Server;
-const upSockets = new Set<Socket>();
+let upstream: RawServer;
 
 /** Answers every request head at once with a complete `200 ok`, and never reads a body (bytes are dropped). */
 before(async () => {
-  upstream = createServer((s) => {
-    upSockets.add(s);
-    s.on('close', () => upSockets.delete(s));
-    s.on('error', () => {});
-    let buf = '';
-    let answered = false;
-    s.on('data', (d: Buffer) => {
-      if (answered) return; // the body (and anything after it) is never read
-      buf += d.toString('latin1');
-      if (!buf.includes('\r\n\r\n')) return;
-      answered = true;
-      s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-    });
-  });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  upstream = await startRawServer((s) => onFirstHead(s, () => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')));
 });
 
-after(async () => {
-  for (const s of upSockets) s.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
+after(() => upstream.close());
 
 for (const front of ['node', 'net'] as const) {
   describe(`front ${front}: an answer complete before the request body`, () => {
@@ -58,7 +40,7 @@ for (const front of ['node', 'net'] as const) {
     before(async () => {
       gw = await startTestGateway({
         listeners: [{ address: '127.0.0.1', port: 0, front, keepAliveTimeout: '300ms', requestHeaderTimeout: '500ms', clientBodyTimeout: '500ms' }],
-        clusters: { up: { endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`], outlierDetection: { enabled: false } } },
+        clusters: { up: { endpoints: [upstream.url], outlierDetection: { enabled: false } } },
         routes: [{ cluster: 'up', retry: { tries: 1 } }],
       } as never);
     });

@@ -1,9 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { startOneUpstreamGateway, type TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
+import { onHeads, startRawServer, tick, type RawServer } from '../helpers/scripted-upstream.js';
+import { until } from '../helpers/until.js';
 
 /**
  * Stall hunt (session 14): a request pipelined behind one whose answer is a long stream
@@ -26,58 +28,24 @@ const MAX_EVENTS = 400; // the stream ends by itself after 40 s: every loop boun
 
 /** Upstream connections by the request path that came on them. */
 const upstreamBy = new Map<string, Socket>();
-let upstream: Server;
+let upstream: RawServer;
 
 before(async () => {
-  upstream = createServer((s) => {
-    s.on('error', () => {});
-    let timer: NodeJS.Timeout | undefined;
-    s.on('close', () => clearInterval(timer));
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const head = buf.slice(0, end);
-        buf = buf.slice(end + 4);
-        const path = head.split(' ')[1]!;
-        upstreamBy.set(path, s);
-        if (path.startsWith('/sse')) {
-          s.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n');
-          let n = 0;
-          timer = setInterval(() => {
-            if (s.destroyed) return clearInterval(timer);
-            if (n++ >= MAX_EVENTS) {
-              clearInterval(timer);
-              s.write('0\r\n\r\n');
-              return;
-            }
-            s.write('1\r\n:\r\n');
-          }, 100);
-        } else if (path.startsWith('/small')) {
-          s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsmall');
-        }
-        // /hang: read, never answered
+  upstream = await startRawServer((s) =>
+    onHeads(s, (_head, path) => {
+      upstreamBy.set(path, s);
+      if (path.startsWith('/sse')) {
+        s.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n');
+        tick(s, 100, (n) => (n >= MAX_EVENTS ? undefined : '1\r\n:\r\n'), '0\r\n\r\n');
+      } else if (path.startsWith('/small')) {
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsmall');
       }
-    });
-  });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+      // /hang: read, never answered
+    }),
+  );
 });
 
-after(async () => {
-  for (const s of upstreamBy.values()) s.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
-
-async function until(ok: () => boolean, ms: number): Promise<boolean> {
-  const t0 = performance.now();
-  while (!ok()) {
-    if (performance.now() - t0 > ms) return false;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return true;
-}
+after(() => upstream.close());
 
 /** A request on a fresh connection; its status (bounded). */
 async function statusOf(port: number, path: string, ctx: string): Promise<number> {
@@ -98,7 +66,7 @@ for (const front of ['node', 'net'] as const) {
     let gw: TestGateway;
     before(async () => {
       // The stream takes one slot; the second request's slot is the other.
-      gw = await startOneUpstreamGateway((upstream.address() as AddressInfo).port, { listener: { front }, cluster: { timeouts: { response: `${responseMs}ms`, idle: '5s' }, limits: { maxConcurrent: 2, maxQueued: 0 } } });
+      gw = await startOneUpstreamGateway(upstream.port, { listener: { front }, cluster: { timeouts: { response: `${responseMs}ms`, idle: '5s' }, limits: { maxConcurrent: 2, maxQueued: 0 } } });
     });
     after(() => gw.close());
 

@@ -1,10 +1,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { startOneUpstreamGateway, type TestGateway } from '../helpers/gateway.js';
 import { requestEnd, type ReverseRecord } from '../../src/gateway/events.js';
-import { RawConn, parseHead } from '../helpers/raw-conn.js';
+import { RawConn, parseHead, type Head } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
+import { onHeads, startRawServer, tick, type RawServer } from '../helpers/scripted-upstream.js';
 
 /**
  * Stall hunt (session 13): a cluster with `maxConnections` whose connections are all busy
@@ -22,57 +22,59 @@ import { seededRandom } from '../helpers/seeded.js';
 
 const STREAM_MS = 8000;
 
-let upstream: Server;
-const upSockets = new Set<Socket>();
+let upstream: RawServer;
 
 /** `/stream`: chunked, a chunk every 100 ms for STREAM_MS; `/c`: a cacheable `v1`, stale at once; anything else: `200 q`. */
 before(async () => {
-  upstream = createServer((s) => {
-    upSockets.add(s);
-    s.on('close', () => upSockets.delete(s));
-    s.on('error', () => {});
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const head = buf.slice(0, end);
-        buf = buf.slice(end + 4);
-        if (head.startsWith('GET /stream ')) {
-          s.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n');
-          const t0 = Date.now();
-          const tick = setInterval(() => {
-            if (s.destroyed) return clearInterval(tick);
-            if (Date.now() - t0 >= STREAM_MS) {
-              clearInterval(tick);
-              s.write('0\r\n\r\n');
-              return;
-            }
-            s.write('7\r\ndata: x\r\n');
-          }, 100);
-          continue;
-        }
-        if (head.startsWith('GET /c ')) {
-          // Stale at once, served stale while revalidated (the revalidation case).
-          s.write('HTTP/1.1 200 OK\r\nCache-Control: max-age=0, stale-while-revalidate=60\r\nETag: "v1"\r\nContent-Length: 2\r\n\r\nv1');
-          continue;
-        }
-        s.write('HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nq');
-      }
-    });
-  });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  upstream = await startRawServer((s) =>
+    onHeads(s, (head) => {
+      if (head.startsWith('GET /stream ')) {
+        s.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n');
+        const t0 = Date.now();
+        tick(s, 100, () => (Date.now() - t0 >= STREAM_MS ? undefined : '7\r\ndata: x\r\n'), '0\r\n\r\n');
+      } else if (head.startsWith('GET /c ')) {
+        // Stale at once, served stale while revalidated (the revalidation case).
+        s.write('HTTP/1.1 200 OK\r\nCache-Control: max-age=0, stale-while-revalidate=60\r\nETag: "v1"\r\nContent-Length: 2\r\n\r\nv1');
+      } else s.write('HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nq');
+    }),
+  );
 });
 
-after(async () => {
-  for (const s of upSockets) s.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
+after(() => upstream.close());
+
+/** A connection to `port` with the `/stream` answer running on it (its first event read): the endpoint's one connection is busy. */
+async function streamAhead(port: number, ctx: string): Promise<RawConn> {
+  const stream = new RawConn(port);
+  try {
+    await stream.write('GET /stream HTTP/1.1\r\nHost: app.test\r\n\r\n');
+    await stream.waitFor((t) => t.includes('data: x'), 3000, `${ctx}: the stream's first event`);
+  } catch (err) {
+    stream.destroy();
+    throw err;
+  }
+  return stream;
+}
+
+/**
+ * Sends `request` on `c` while the stream ahead holds the endpoint's one connection: the
+ * answer's head and how long it took, bounded by the response timeout and 2.5 s (else the
+ * test fails: `what` had no answer, `why` said after it).
+ */
+async function answerBehindStream(c: RawConn, request: string, responseMs: number, ctx: string, what: string, why = ''): Promise<{ head: Head; waited: number }> {
+  const t0 = performance.now();
+  await c.write(request);
+  try {
+    await c.waitFor((t) => parseHead(t) !== undefined, responseMs + 2500, 'the answer');
+  } catch {
+    assert.fail(`${ctx}: ${what} queued behind the stream had no answer ${Math.round(performance.now() - t0)} ms after it was sent${why}`);
+  }
+  const waited = performance.now() - t0;
+  return { head: parseHead(c.text)!, waited };
+}
 
 /** A gateway whose one endpoint takes one connection (`maxConnections: 1`), with the seeded response timeout. */
 function busyGateway(responseMs: number, extra: { client?: 'native' | 'undici'; cache?: boolean } = {}): Promise<TestGateway> {
-  return startOneUpstreamGateway((upstream.address() as AddressInfo).port, {
+  return startOneUpstreamGateway(upstream.port, {
     cluster: { maxConnections: 1, ...(extra.client !== undefined ? { client: extra.client } : {}), timeouts: { response: `${responseMs}ms`, idle: '5s' } },
     route: extra.cache === true ? { cache: {} } : {},
   });
@@ -90,21 +92,10 @@ for (const client of ['native', 'undici'] as const) {
 
     test('is answered within its response timeout, not when the stream ahead ends (seeded timeout)', { timeout: 30_000 }, async () => {
       const ctx = `seed ${rand.seed} (GATEWISE_SEED=${rand.seed}): client ${client}, response timeout ${responseMs} ms`;
-      const stream = new RawConn(gw.port);
+      const stream = await streamAhead(gw.port, ctx);
       const queued = new RawConn(gw.port);
       try {
-        await stream.write('GET /stream HTTP/1.1\r\nHost: app.test\r\n\r\n');
-        await stream.waitFor((t) => t.includes('data: x'), 3000, `${ctx}: the stream's first event`);
-        const t0 = performance.now();
-        await queued.write('GET /quick HTTP/1.1\r\nHost: app.test\r\n\r\n');
-        const bound = responseMs + 2500;
-        try {
-          await queued.waitFor((t) => parseHead(t) !== undefined, bound, 'the answer');
-        } catch {
-          assert.fail(`${ctx}: the request queued behind the stream had no answer ${Math.round(performance.now() - t0)} ms after it was sent (it waits for the stream ahead, ${STREAM_MS} ms, with no timer)`);
-        }
-        const waited = performance.now() - t0;
-        const head = parseHead(queued.text)!;
+        const { head, waited } = await answerBehindStream(queued, 'GET /quick HTTP/1.1\r\nHost: app.test\r\n\r\n', responseMs, ctx, 'the request', ` (it waits for the stream ahead, ${STREAM_MS} ms, with no timer)`);
         // Never sent upstream, so named as the endpoint's connection limit, not as the upstream's slowness.
         assert.equal(head.status, 503, `${ctx}: status`);
         assert.match(head.get('proxy-status') ?? '', /error=connection_limit_reached/, `${ctx}: Proxy-Status`);
@@ -129,19 +120,10 @@ for (const client of ['native', 'undici'] as const) {
 
     test('an upgrade queued the same way is answered within the response timeout too', { timeout: 30_000 }, async () => {
       const ctx = `seed ${rand.seed} (GATEWISE_SEED=${rand.seed}): client ${client}, response timeout ${responseMs} ms`;
-      const stream = new RawConn(gw.port);
+      const stream = await streamAhead(gw.port, ctx);
       const ws = new RawConn(gw.port);
       try {
-        await stream.write('GET /stream HTTP/1.1\r\nHost: app.test\r\n\r\n');
-        await stream.waitFor((t) => t.includes('data: x'), 3000, `${ctx}: the stream's first event`);
-        const t0 = performance.now();
-        await ws.write('GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
-        try {
-          await ws.waitFor((t) => parseHead(t) !== undefined, responseMs + 2500, 'the answer');
-        } catch {
-          assert.fail(`${ctx}: the upgrade queued behind the stream had no answer ${Math.round(performance.now() - t0)} ms after it was sent`);
-        }
-        const head = parseHead(ws.text)!;
+        const { head } = await answerBehindStream(ws, 'GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', responseMs, ctx, 'the upgrade');
         assert.equal(head.status, 503, `${ctx}: status`);
         assert.match(head.get('proxy-status') ?? '', /error=connection_limit_reached/, `${ctx}: Proxy-Status`);
         assert.ok(!stream.ended, `${ctx}: the stream ahead was cut`);
@@ -172,11 +154,9 @@ describe('a background revalidation queued behind a busy upstream connection (ma
     } finally {
       first.destroy();
     }
-    const stream = new RawConn(gw.port);
+    const stream = await streamAhead(gw.port, ctx);
     const stale = new RawConn(gw.port);
     try {
-      await stream.write('GET /stream HTTP/1.1\r\nHost: app.test\r\n\r\n');
-      await stream.waitFor((t) => t.includes('data: x'), 3000, `${ctx}: the stream's first event`);
       // The revalidation's record, waited for on the records' channel (bounded by the response timeout and slack).
       const recorded = new Promise<ReverseRecord | undefined>((resolve) => {
         const done = (r: ReverseRecord | undefined): void => {

@@ -1,9 +1,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { startTestGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
+import { onHeads, startRawServer, type RawServer } from '../helpers/scripted-upstream.js';
 
 /**
  * Stall hunt (session 13): a background revalidation (stale-while-revalidate) whose
@@ -22,8 +22,7 @@ const IDLE_MS = 300;
 /** What the gateway may take beyond the idle timeout (deadline resolution, a busy 2-core machine). */
 const SLACK_MS = 3000;
 
-let upstream: Server;
-const upSockets = new Set<Socket>();
+let upstream: RawServer;
 /** Conditional requests (background revalidations) seen per path. */
 const conditional = new Map<string, number>();
 
@@ -33,44 +32,29 @@ const conditional = new Map<string, number>();
  * of a new 200 announcing `of` body bytes, `sent` of them, then silence (the socket stays open).
  */
 before(async () => {
-  upstream = createServer((s) => {
-    upSockets.add(s);
-    s.on('close', () => upSockets.delete(s));
-    s.on('error', () => {});
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const head = buf.slice(0, end);
-        buf = buf.slice(end + 4);
-        const path = /^GET (\S+)/.exec(head)?.[1] ?? '/';
-        const m = /^\/r\/\d+\/(\d+)\/(\d+)$/.exec(path);
-        if (m === null) {
-          s.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
-          return;
-        }
-        if (/\r\nif-none-match:/i.test(head)) {
-          conditional.set(path, (conditional.get(path) ?? 0) + 1);
-          const sent = Number(m[1]);
-          const of = Number(m[2]);
-          s.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=1, stale-while-revalidate=60\r\nETag: "v2"\r\nContent-Length: ${of}\r\n\r\n`);
-          if (sent > 0) s.write(Buffer.alloc(sent, 0x62));
-          return; // then nothing: the upstream stalls mid-body
-        }
-        s.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=1, stale-while-revalidate=60\r\nETag: "v1"\r\nContent-Length: 2\r\n\r\nv1`);
+  upstream = await startRawServer((s) =>
+    onHeads(s, (head) => {
+      const path = /^GET (\S+)/.exec(head)?.[1] ?? '/';
+      const m = /^\/r\/\d+\/(\d+)\/(\d+)$/.exec(path);
+      if (m === null) {
+        s.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+        return;
       }
-    });
-  });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+      if (/\r\nif-none-match:/i.test(head)) {
+        conditional.set(path, (conditional.get(path) ?? 0) + 1);
+        const sent = Number(m[1]);
+        const of = Number(m[2]);
+        s.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=1, stale-while-revalidate=60\r\nETag: "v2"\r\nContent-Length: ${of}\r\n\r\n`);
+        if (sent > 0) s.write(Buffer.alloc(sent, 0x62));
+        return; // then nothing: the upstream stalls mid-body
+      }
+      s.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=1, stale-while-revalidate=60\r\nETag: "v1"\r\nContent-Length: 2\r\n\r\nv1`);
+    }),
+  );
   await startGateway();
 });
 
-after(async () => {
-  for (const s of upSockets) s.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
+after(() => upstream.close());
 
 /** One GET on a fresh connection: status and Cache-Status (bounded: 5 s). */
 async function get(port: number, path: string): Promise<{ status: number; cs: string }> {
@@ -104,7 +88,7 @@ async function startGateway(): Promise<void> {
   gw = await startTestGateway({
     clusters: {
       up: {
-        endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
+        endpoints: [upstream.url],
         timeouts: { response: '2s', idle: `${IDLE_MS}ms` },
         outlierDetection: { enabled: false },
       },
@@ -114,7 +98,6 @@ async function startGateway(): Promise<void> {
 }
 
 after(async () => {
-  for (const s of upSockets) s.destroy();
   await gw?.close();
 });
 

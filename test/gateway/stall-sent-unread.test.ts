@@ -1,9 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Socket, createServer, type AddressInfo, type Server } from 'node:net';
+import { Socket } from 'node:net';
 import { startOneUpstreamGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { seededRandom } from '../helpers/seeded.js';
+import { onHeads, startRawServer, type RawServer } from '../helpers/scripted-upstream.js';
+import { until as untilEvery } from '../helpers/until.js';
 
 /**
  * Stall hunt (session 14): a streamed answer whose last bytes the gateway has accepted from
@@ -35,33 +37,22 @@ const FILL_WITHIN_MS = 20_000;
 
 /** The upstream connections, by the request path that came on them. */
 const upstreamBy = new Map<string, Socket>();
-let upstream: Server;
+let upstream: RawServer;
 
 before(async () => {
-  upstream = createServer((s) => {
-    s.on('error', () => {});
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const path = buf.slice(0, end).split(' ')[1]!;
-      buf = buf.slice(end + 4);
+  upstream = await startRawServer((s) =>
+    onHeads(s, (_head, path) => {
       if (path.startsWith('/small')) {
         s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
         return;
       }
       upstreamBy.set(path, s);
       s.write('HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n');
-    });
-  });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    }),
+  );
 });
 
-after(async () => {
-  for (const s of upstreamBy.values()) s.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
+after(() => upstream.close());
 
 /** The gateway's side of a client connection (in this process). */
 function gatewaySide(gwPort: number, client: Socket): Socket {
@@ -70,20 +61,14 @@ function gatewaySide(gwPort: number, client: Socket): Socket {
   throw new Error(`no gateway socket for client port ${client.localPort}`);
 }
 
-async function until(ok: () => boolean, ms: number): Promise<boolean> {
-  const t0 = performance.now();
-  while (!ok()) {
-    if (performance.now() - t0 > ms) return false;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  return true;
-}
+/** Polled every millisecond: the fill loop waits on each chunk. */
+const until = (ok: () => boolean, ms: number): Promise<boolean> => untilEvery(ok, ms, 1);
 
 for (const front of ['node', 'net'] as const) {
   describe(`front ${front}: a whole answer written, its last bytes stuck in the socket buffer of a client that stopped reading`, () => {
     let gw: TestGateway;
     before(async () => {
-      gw = await startOneUpstreamGateway((upstream.address() as AddressInfo).port, { listener: { front, sendTimeout: `${SEND_MS}ms`, keepAliveTimeout: '300ms' } });
+      gw = await startOneUpstreamGateway(upstream.port, { listener: { front, sendTimeout: `${SEND_MS}ms`, keepAliveTimeout: '300ms' } });
     });
     after(() => gw.close());
 

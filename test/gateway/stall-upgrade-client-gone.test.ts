@@ -1,8 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Socket, connect, createServer, type AddressInfo, type Server } from 'node:net';
+import { Socket, connect } from 'node:net';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { seededRandom } from '../helpers/seeded.js';
+import { onHeads, startRawServer, type RawServer } from '../helpers/scripted-upstream.js';
 
 /**
  * Stall hunt (session 13): an upgrade request whose client leaves before a 101. An ordinary
@@ -24,22 +25,17 @@ const CLOSE_WITHIN = 3000;
 const UPGRADE = (path: string): string =>
   `GET ${path} HTTP/1.1\r\nHost: up.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
 
-let upstream: Server;
+let upstream: RawServer;
 /** Upstream connections by the id in their request path, with a promise of their close. */
 const conns = new Map<string, { socket: Socket; closed: Promise<number> }>();
 const arrivedWaiters = new Map<string, () => void>();
 
 /** `/big/<id>/<n>`: a 426 of n bytes (written as fast as the gateway takes it); `/hang/<id>`: no answer. */
 before(async () => {
-  upstream = createServer((s) => {
-    s.on('error', () => {});
+  upstream = await startRawServer((s) => {
     const closed = new Promise<number>((r) => s.once('close', () => r(performance.now())));
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      if (!buf.includes('\r\n\r\n')) return;
-      const path = /^GET (\S+)/.exec(buf)?.[1] ?? '/';
-      buf = '';
+    onHeads(s, (head) => {
+      const path = /^GET (\S+)/.exec(head)?.[1] ?? '/';
       const id = path.split('/')[2] ?? '';
       conns.set(id, { socket: s, closed });
       arrivedWaiters.get(id)?.();
@@ -52,13 +48,9 @@ before(async () => {
       // /hang: nothing
     });
   });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
 });
 
-after(async () => {
-  for (const c of conns.values()) c.socket.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
+after(() => upstream.close());
 
 function arrived(id: string, ms: number): Promise<void> {
   if (conns.has(id)) return Promise.resolve();
@@ -88,7 +80,7 @@ for (const client of ['native', 'undici'] as const) {
     let gw: TestGateway;
     before(async () => {
       gw = await startTestGateway({
-        clusters: { up: { endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`], client, outlierDetection: { enabled: false } } },
+        clusters: { up: { endpoints: [upstream.url], client, outlierDetection: { enabled: false } } },
         routes: [{ cluster: 'up', retry: { tries: 1 } }],
       } as never);
     });
@@ -98,7 +90,7 @@ for (const client of ['native', 'undici'] as const) {
     after(async () => {
       const closed = await Promise.race([gw.close().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 5000).unref())]);
       if (closed) return;
-      const port = (upstream.address() as AddressInfo).port;
+      const port = upstream.port;
       const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
       for (const h of handles) if (h instanceof Socket && h.remotePort === port) h.destroy();
     });

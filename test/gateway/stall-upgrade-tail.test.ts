@@ -1,8 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { seededRandom } from '../helpers/seeded.js';
+import { onFirstHead, startRawServer, type RawServer } from '../helpers/scripted-upstream.js';
 
 /**
  * Stall hunt (session 13), the tail of an upgraded tunnel: after a 101 the gateway pipes
@@ -21,34 +22,20 @@ import { seededRandom } from '../helpers/seeded.js';
 const UPGRADE = (path: string): string =>
   `GET ${path} HTTP/1.1\r\nHost: up.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
 
-let upstream: Server;
-const upSockets = new Set<Socket>();
+let upstream: RawServer;
 
 /** `/send/<n>`: 101, then n bytes (a byte pattern), then end. */
 before(async () => {
-  upstream = createServer((s) => {
-    upSockets.add(s);
-    s.on('close', () => upSockets.delete(s));
-    s.on('error', () => {});
-    let buf = '';
-    const onData = (d: Buffer): void => {
-      buf += d.toString('latin1');
-      if (!buf.includes('\r\n\r\n')) return;
-      s.off('data', onData);
-      s.resume();
-      const n = Number(/^GET \/send\/(\d+)/.exec(buf)?.[1] ?? 0);
+  upstream = await startRawServer((s) =>
+    onFirstHead(s, (head) => {
+      const n = Number(/^GET \/send\/(\d+)/.exec(head)?.[1] ?? 0);
       s.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n');
       s.end(pattern(n));
-    };
-    s.on('data', onData);
-  });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    }),
+  );
 });
 
-after(async () => {
-  for (const s of upSockets) s.destroy();
-  await new Promise<void>((r) => upstream.close(() => r()));
-});
+after(() => upstream.close());
 
 function pattern(n: number): Buffer {
   const b = Buffer.alloc(n);
@@ -86,7 +73,7 @@ describe('an upgraded tunnel whose upstream sends its last bytes and closes', ()
   let gw: TestGateway;
   before(async () => {
     gw = await startTestGateway({
-      clusters: { up: { endpoints: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`], outlierDetection: { enabled: false } } },
+      clusters: { up: { endpoints: [upstream.url], outlierDetection: { enabled: false } } },
       routes: [{ cluster: 'up', retry: { tries: 1 } }],
     });
   });
