@@ -769,7 +769,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         return;
       }
       // HTTP/2: RST_STREAM INTERNAL_ERROR (a plain destroy would end the stream with NO_ERROR, complete-looking).
-      if (front !== undefined && front.h2) resetStream((res as unknown as { stream: Http2Stream }).stream, H2_INTERNAL_ERROR);
+      // Watched for the send timeout: a connection that takes no frame any more never writes
+      // the RST_STREAM, and the stream (with this record) would never close (h2.ts StuckResets).
+      if (front !== undefined && front.h2) resetStream((res as unknown as { stream: Http2Stream }).stream, H2_INTERNAL_ERROR, this.clientLimits.sendMs);
       else res.destroy();
       return;
     }

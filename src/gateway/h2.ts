@@ -147,6 +147,8 @@ interface Guard {
   open: number;
   /** The listener's keepAliveTimeout (ms). */
   keepAliveMs: number;
+  /** Streams the gateway reset that have not closed yet (made at the first watched reset). */
+  stuck?: StuckResets;
 }
 type GuardedSession = ServerHttp2Session & { [kGuard]?: Guard };
 
@@ -185,7 +187,9 @@ type CountedStream = Http2Stream & { [kCounted]?: Guard };
 
 function onStreamClose(this: Http2Stream): void {
   const g = (this as CountedStream)[kCounted];
-  if (g !== undefined) g.open--;
+  if (g === undefined) return;
+  g.open--;
+  if ((this as WatchedStream)[kWatched] === true) g.stuck?.closed();
 }
 
 /**
@@ -267,10 +271,77 @@ function clientReset(stream: Http2Stream, session: ServerHttp2Session | undefine
 /**
  * The gateway resets a stream itself (a body cut upstream): RST_STREAM with `code`. Marked so
  * the rapid-reset count, which sees every stream closed before its answer, leaves it out.
+ * `watchMs` (the listener's send timeout; 0: none): the stream must be closed by then, or its
+ * connection is cut (`StuckResets`).
  */
-export function resetStream(stream: Http2Stream, code: number): void {
+export function resetStream(stream: Http2Stream, code: number, watchMs = 0): void {
   (stream as MarkedStream)[kOwnReset] = true;
   stream.close(code);
+  if (watchMs <= 0 || stream.destroyed) return;
+  const g = (stream.session as GuardedSession | undefined)?.[kGuard];
+  // Only streams counted open (onStream): their 'close' takes them out of the watch again.
+  if (g === undefined || (stream as CountedStream)[kCounted] !== g || (stream as WatchedStream)[kWatched] === true) return;
+  (stream as WatchedStream)[kWatched] = true;
+  (g.stuck ??= new StuckResets(stream.session as ServerHttp2Session, g)).watch(watchMs);
+}
+
+const kWatched = Symbol('gatewise.h2ResetWatched');
+type WatchedStream = Http2Stream & { [kWatched]?: true };
+
+/**
+ * Streams of one session that the gateway reset and whose close has not come. A stream closes
+ * once its RST_STREAM is written; a client that stopped reading TCP altogether (the
+ * connection's socket buffers full) takes no frame any more, so the stream of a send timeout
+ * was reset and never closed: the request's in-flight count and its record (written at the
+ * close) were held for ever, and so were the session and its other streams (the HTTP/2 stall
+ * hunt, second round: test/gateway/stall-h2-client.test.ts). Such a stream still open a
+ * `watchMs` later, with not one byte more written on the connection meanwhile, means the
+ * connection takes nothing: the session is destroyed (INTERNAL_ERROR), which closes all its
+ * streams. Bytes still moving: waited for again. One deadline entry per session, made at the
+ * first such reset, never per stream.
+ */
+class StuckResets extends DeadlineEntry {
+  readonly #session: ServerHttp2Session;
+  readonly #guard: Guard;
+  /** Watched streams not closed yet. */
+  open = 0;
+  #ms = 0;
+  #written = 0;
+
+  constructor(session: ServerHttp2Session, guard: Guard) {
+    super();
+    this.#session = session;
+    this.#guard = guard;
+  }
+
+  watch(ms: number): void {
+    this.open++;
+    if (!Number.isNaN(this.deadlineAt)) return; // armed: the first reset's wait covers this one
+    this.#ms = ms;
+    this.#written = this.#guard.socket?.bytesWritten ?? 0;
+    deadlines.add(this, performance.now(), ms);
+  }
+
+  closed(): void {
+    if (--this.open === 0) deadlines.remove(this);
+  }
+
+  deadlineReached(now: number): void {
+    const session = this.#session;
+    if (session.destroyed || this.open === 0) return;
+    const written = this.#guard.socket?.bytesWritten ?? 0;
+    if (written !== this.#written) {
+      this.#written = written;
+      deadlines.add(this, now, this.#ms);
+      return;
+    }
+    session.destroy(new Error(`the client's connection took nothing for ${this.#ms} ms, not even the RST_STREAM of a reset stream (send timeout)`), constants.NGHTTP2_INTERNAL_ERROR);
+    // Node's destroy waits for the write in progress, then ends the socket and waits for that
+    // end to be written: neither ever happens on a connection that takes nothing (found: the
+    // streams were closed and recorded, the session stayed). The connection itself is cut.
+    const socket = this.#guard.socket;
+    if (socket !== undefined && !socket.destroyed) socket.destroy();
+  }
 }
 
 /**
