@@ -12,10 +12,17 @@ import { seededRandom, withSeed } from '../helpers/seeded.js';
  * record, the in-flight count back to 0, the upstream connection's close, the client
  * connection's close); a failure names the state held and the seed:
  * - a failure answer the gateway makes itself (502, 504, 503, 404 problem pages) written into
- *   a stream whose flow-control window the client keeps shut;
- * - a client that stops reading TCP altogether while one or several streams answer;
- * - a header block left open while other frames come (PING, SETTINGS, WINDOW_UPDATE), and a
- *   session with no stream kept busy by PINGs or SETTINGS only.
+ *   a stream whose flow-control window the client keeps shut (found: held for ever, nothing
+ *   timed it; fixed: the send timeout applies);
+ * - a client that stops reading TCP altogether while one or several streams answer (found: the
+ *   send timeout reset each stream, but the RST_STREAM was never written and the streams never
+ *   closed; fixed: such a connection is cut, gateway/h2.ts StuckResets);
+ * - guards, found not to stall: a header block left open while other frames come (PING,
+ *   SETTINGS, WINDOW_UPDATE, PRIORITY: nghttp2 answers GOAWAY PROTOCOL_ERROR), or kept open by
+ *   CONTINUATIONs without END_HEADERS; a session with no stream kept busy by PING, SETTINGS,
+ *   PRIORITY or WINDOW_UPDATE (they do not restart its idle timer); an ended answer whose window
+ *   the client opens a few bytes at a time (the stream's queue moves by whole chunks, so the
+ *   send timeout sees no progress).
  *
  * The upstream is a raw TCP server that answers by the request path (all under `/up/`, the
  * route's prefix; other paths get the gateway's 404):
@@ -308,6 +315,30 @@ describe('HTTP/2: a session kept busy without a request', () => {
     });
   });
 
+  test('guard: a header block kept open by CONTINUATION frames without END_HEADERS (empty or a byte of the block each): the connection is closed (seeded)', { timeout: 90_000 }, async () => {
+    const rand = seededRandom();
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 4; i++) {
+        const block = headerBlock({ path: `/up/len/10/${rand.seed}/cf${i}`, extra: [['x-pad', 'p'.repeat(100 + rand.int(27))]] });
+        const cut = 1 + rand.int(20);
+        const empty = rand.next() < 0.5;
+        const every = Math.round(KEEPALIVE_MS / (2 + rand.int(3)));
+        const ctx = `seed ${rand.seed}, case ${i}: HEADERS cut at ${cut} of ${block.length}, then ${empty ? 'empty CONTINUATIONs' : 'one byte of the block per CONTINUATION'} every ${every} ms`;
+        const c = new RawH2(g.port);
+        try {
+          await c.write(frame(T.HEADERS, FLAG.END_STREAM, 1, block.subarray(0, cut)));
+          let at = cut;
+          const t0 = performance.now();
+          const closed = await keepBusy(c, () => frame(9 /* CONTINUATION */, 0, 1, empty || at >= block.length - 1 ? Buffer.alloc(0) : block.subarray(at, ++at)), every, 2 * KEEPALIVE_MS + SLACK_MS);
+          assert.ok(closed, `${ctx}: the connection is still open ${Math.round(performance.now() - t0)} ms on (keepAliveTimeout ${KEEPALIVE_MS} ms); sessions ${g.gw.h2Sessions()}`);
+          assert.equal(g.gw.ctx.inflight, 0, `${ctx}: a request of a header block never ended is in flight`);
+        } finally {
+          c.destroy();
+        }
+      }
+    });
+  });
+
   test('guard: no stream open, only PING, SETTINGS, PRIORITY or WINDOW_UPDATE inside keepAliveTimeout: the session is closed as idle (seeded)', { timeout: 90_000 }, async () => {
     const rand = seededRandom();
     await withSeed(rand, async () => {
@@ -327,6 +358,56 @@ describe('HTTP/2: a session kept busy without a request', () => {
           const closed = await keepBusy(c, keepers[keeper], every, 2 * KEEPALIVE_MS + SLACK_MS);
           assert.ok(closed, `${ctx}: the session is still open ${Math.round(performance.now() - t0)} ms on without a stream (keepAliveTimeout ${KEEPALIVE_MS} ms); sessions ${g.gw.h2Sessions()}`);
           assert.ok(c.goaway() !== undefined, `${ctx}: closed without GOAWAY`);
+        } finally {
+          c.destroy();
+        }
+      }
+    });
+  });
+});
+
+describe('HTTP/2: a client that opens its stream window a few bytes at a time (data dribble)', () => {
+  let g: TestGateway;
+  before(async () => {
+    g = await h2gateway();
+  });
+  after(() => g.close());
+
+  /** SETTINGS_INITIAL_WINDOW_SIZE 0: nothing of any answer goes until the client says so. */
+  function shutWindows(): Buffer {
+    const settings = Buffer.alloc(6);
+    settings.writeUInt16BE(0x4, 0);
+    settings.writeUInt32BE(0, 2);
+    return frame(T.SETTINGS, 0, 0, settings);
+  }
+
+  test('guard: an ended answer taken a few bytes per WINDOW_UPDATE is still cut by the send timeout, not held for its length × sendTimeout (seeded)', { timeout: 90_000 }, async () => {
+    const rand = seededRandom();
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 4; i++) {
+        const size = 4000 + rand.int(60_000);
+        const step = 1 + rand.int(64);
+        const every = Math.round(SEND_MS / (2 + rand.int(3)));
+        const path = `/up/len/${size}/${rand.seed}/drip${i}`;
+        const ctx = `seed ${rand.seed}, case ${i}: a ${size}-byte answer, the stream window opened by ${step} bytes every ${every} ms`;
+        const c = new RawH2(g.port);
+        try {
+          await c.write(Buffer.concat([shutWindows(), frame(T.HEADERS, FLAG.END_STREAM | FLAG.END_HEADERS, 1, headerBlock({ path }))]));
+          assert.ok(await c.until((fs) => fs.some((f) => f.type === T.HEADERS && f.stream === 1), 5000), `${ctx}: no response head`);
+          const inc = Buffer.alloc(4);
+          inc.writeUInt32BE(step, 0);
+          const t0 = performance.now();
+          let line: LogLine | undefined;
+          // At this pace the whole answer would take size / step × every ms (minutes).
+          while ((line = g.logs.find((l) => l.type === 'access' && l.path === path)) === undefined && !c.closed && performance.now() - t0 < 4 * SEND_MS + SLACK_MS) {
+            await c.write(frame(T.WINDOW_UPDATE, 0, 1, inc));
+            await c.until(() => c.closed, every);
+          }
+          line ??= await recordFor(g, (l) => l.path === path, 100);
+          assert.ok(line, `${ctx}: ${Math.round(performance.now() - t0)} ms on, the answer is still held (send timeout ${SEND_MS} ms): no access-log line (in flight ${g.gw.ctx.inflight})`);
+          assert.equal(line.endedBy, 'client', `${ctx}: ${JSON.stringify(line)}`);
+          assert.ok(await c.until((fs) => fs.some((f) => f.type === T.RST_STREAM && f.stream === 1), SLACK_MS), `${ctx}: the stream was not reset`);
+          assert.ok(await until(() => g.gw.ctx.inflight === 0, SLACK_MS), `${ctx}: ${g.gw.ctx.inflight} requests still in flight`);
         } finally {
           c.destroy();
         }
