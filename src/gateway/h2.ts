@@ -149,6 +149,8 @@ interface Guard {
   keepAliveMs: number;
   /** Streams the gateway reset that have not closed yet (made at the first watched reset). */
   stuck?: StuckResets;
+  /** The session was destroyed: its connection is cut if it is still open a while later. */
+  cut?: CutLeft;
 }
 type GuardedSession = ServerHttp2Session & { [kGuard]?: Guard };
 
@@ -432,6 +434,41 @@ function destroyWithConnectionErrorCode(this: ServerHttp2Session, error?: Error 
     code = CONNECTION_ERROR_CODE[(error as NodeJS.ErrnoException).errno ?? 0];
   }
   (Object.getPrototypeOf(this) as ServerHttp2Session).destroy.call(this, error as Error, code);
+  cutWhenLeft(this);
+}
+
+/**
+ * Node's `destroy` closes the connection only once the write in progress is done, then ends
+ * the socket and waits for that end to be written: on a connection the client no longer reads
+ * (its socket buffers full) neither ever happens, and the destroyed session and its connection
+ * stayed for ever. Found at the graceful drain: the drain timeout destroyed the sessions, and
+ * `close()` never resolved while such a client stayed (the HTTP/2 stall hunt, second round:
+ * test/gateway/stall-h2-client.test.ts). Every destroy passes here: a connection still open
+ * `CUT_AFTER_DESTROY_MS` later is cut. One deadline entry per destroyed session; a connection
+ * that takes its last frames is closed long before and the entry finds nothing to do.
+ */
+function cutWhenLeft(session: ServerHttp2Session): void {
+  const g = (session as GuardedSession)[kGuard];
+  const socket = g?.socket;
+  if (g === undefined || socket === undefined || socket.destroyed || g.cut !== undefined) return;
+  g.cut = new CutLeft(socket);
+}
+
+/** As long as the rapid-reset close gives an abuser's connection to take its GOAWAY (closeCalm). */
+const CUT_AFTER_DESTROY_MS = 1000;
+
+class CutLeft extends DeadlineEntry {
+  readonly #socket: TLSSocket | Socket;
+
+  constructor(socket: TLSSocket | Socket) {
+    super();
+    this.#socket = socket;
+    deadlines.add(this, performance.now(), CUT_AFTER_DESTROY_MS);
+  }
+
+  deadlineReached(): void {
+    if (!this.#socket.destroyed) this.#socket.destroy();
+  }
 }
 
 /** nghttp2's library error numbers (`NGHTTP2_ERR_*`) → RFC 9113 §7 error codes. */

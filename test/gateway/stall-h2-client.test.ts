@@ -98,7 +98,7 @@ async function until(ok: () => boolean, ms: number): Promise<boolean> {
 function h2gateway(listener: Record<string, unknown> = {}, cluster: Record<string, unknown> = {}): Promise<TestGateway> {
   return startOneUpstreamGateway((upstream.address() as AddressInfo).port, {
     listener: { http2: { h2c: true }, sendTimeout: `${SEND_MS}ms`, clientBodyTimeout: `${SEND_MS}ms`, keepAliveTimeout: `${KEEPALIVE_MS}ms`, ...listener },
-    cluster: { timeouts: { response: `${RESPONSE_MS}ms`, idle: '20s' }, ...cluster },
+    cluster: { timeouts: { response: '20s', idle: '20s' }, ...cluster },
     route: { match: { pathPrefix: '/up' } },
   });
 }
@@ -133,7 +133,7 @@ describe('HTTP/2: a failure answer of the gateway written into a stream whose wi
   let g: TestGateway;
   before(async () => {
     // One slot, no queue: a request while the slot is held gets the cluster's 503.
-    g = await h2gateway({}, { limits: { maxConcurrent: 1, maxQueued: 0 } });
+    g = await h2gateway({}, { limits: { maxConcurrent: 1, maxQueued: 0 }, timeouts: { response: `${RESPONSE_MS}ms`, idle: '20s' } });
   });
   after(() => g.close());
 
@@ -255,6 +255,37 @@ describe('HTTP/2: a client that stops reading TCP while streams answer (its wind
           assert.ok(await until(() => g.gw.h2Sessions() === 0, KEEPALIVE_MS + SLACK_MS), `${ctx}: the session of a client that reads nothing is still open (${g.gw.h2Sessions()} sessions)`);
         } finally {
           c.destroy();
+        }
+      }
+    });
+  });
+});
+
+describe('HTTP/2: graceful drain while a client reads no TCP at all', () => {
+  test('close(ms) resolves soon after the drain timeout: the session destroyed there is not left waiting for a write that never ends (seeded)', { timeout: 90_000 }, async () => {
+    const rand = seededRandom();
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 3; i++) {
+        const drainMs = 200 + rand.int(400);
+        const streams = 1 + rand.int(2);
+        const paths = Array.from({ length: streams }, (_, k) => `/up/len/${12 * 1024 * 1024 + rand.int(8 * 1024 * 1024)}/${rand.seed}/drain${i}/${k}`);
+        const ctx = `seed ${rand.seed}, case ${i}: drain ${drainMs} ms, ${streams} stream(s) answering, the client reading nothing`;
+        // A send timeout far beyond the drain: the drain's own cut is what is tested.
+        const g = await h2gateway({ sendTimeout: '30s', keepAliveTimeout: '30s' });
+        const c = new RawH2(g.port);
+        try {
+          c.socket.pause();
+          await c.write(Buffer.concat([bigWindows(), ...paths.map((p, k) => frame(T.HEADERS, FLAG.END_STREAM | FLAG.END_HEADERS, 1 + 2 * k, headerBlock({ path: p })))]));
+          assert.ok(await until(() => paths.every((p) => upstreamBy.has(p)), 5000), `${ctx}: the requests did not all reach the upstream`);
+          const t0 = performance.now();
+          const closing = g.gw.close(drainMs).then(() => performance.now() - t0);
+          const took = await Promise.race([closing, new Promise<number>((r) => setTimeout(() => r(-1), drainMs + SLACK_MS))]);
+          assert.ok(took >= 0, `${ctx}: close(${drainMs}) has not resolved ${drainMs + SLACK_MS} ms on (in flight ${g.gw.ctx.inflight}, sessions ${g.gw.h2Sessions()})`);
+          assert.ok(await until(() => g.gw.h2Sessions() === 0, SLACK_MS), `${ctx}: ${g.gw.h2Sessions()} sessions still open after close()`);
+          for (const p of paths) assert.ok(g.logs.some((l) => l.type === 'access' && l.path === p && l.endedBy !== 'complete'), `${ctx}: ${p} not recorded as cut`);
+        } finally {
+          c.destroy();
+          await g.close();
         }
       }
     });
