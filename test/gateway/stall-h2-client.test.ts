@@ -17,7 +17,11 @@ import { seededRandom, withSeed } from '../helpers/seeded.js';
  * - a client that stops reading TCP altogether while one or several streams answer (found: the
  *   send timeout reset each stream, but the RST_STREAM was never written and the streams never
  *   closed; fixed: such a connection is cut, gateway/h2.ts StuckResets);
- * - guards, found not to stall: a header block left open while other frames come (PING,
+ * - a graceful drain while such a client stays (found: the drain timeout destroyed its session,
+ *   but Node's destroy waits for a write that never ends, and close() never resolved; fixed:
+ *   a destroyed session's connection still open a second later is cut);
+ * - guards, found not to stall: PINGs or SETTINGS by the tens of thousands with nothing read
+ *   (nghttp2's bound on queued ACKs closes the connection); a header block left open while other frames come (PING,
  *   SETTINGS, WINDOW_UPDATE, PRIORITY: nghttp2 answers GOAWAY PROTOCOL_ERROR), or kept open by
  *   CONTINUATIONs without END_HEADERS; a session with no stream kept busy by PING, SETTINGS,
  *   PRIORITY or WINDOW_UPDATE (they do not restart its idle timer); an ended answer whose window
@@ -253,6 +257,38 @@ describe('HTTP/2: a client that stops reading TCP while streams answer (its wind
           assert.ok(await until(() => paths.every((p) => upstreamBy.get(p)!.closed), SLACK_MS), `${ctx}: an upstream connection is still open after its request ended`);
           assert.ok(await until(() => g.gw.ctx.inflight === 0, SLACK_MS), `${ctx}: ${g.gw.ctx.inflight} requests still in flight`);
           assert.ok(await until(() => g.gw.h2Sessions() === 0, KEEPALIVE_MS + SLACK_MS), `${ctx}: the session of a client that reads nothing is still open (${g.gw.h2Sessions()} sessions)`);
+        } finally {
+          c.destroy();
+        }
+      }
+    });
+  });
+});
+
+describe('HTTP/2: a client that reads no TCP at all and sends frames the gateway must acknowledge', () => {
+  let g: TestGateway;
+  before(async () => {
+    g = await h2gateway({ sendTimeout: '30s', keepAliveTimeout: '30s' });
+  });
+  after(() => g.close());
+
+  test('guard: PINGs or SETTINGS by the tens of thousands, their ACKs never read: the connection is closed (nghttp2 bounds the queued ACKs), not held (seeded)', { timeout: 90_000 }, async () => {
+    const rand = seededRandom();
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 3; i++) {
+        const settings = rand.next() < 0.4;
+        const count = 50_000 + rand.int(150_000);
+        const ctx = `seed ${rand.seed}, case ${i}: ${count} ${settings ? 'SETTINGS' : 'PING'} frames in one write, nothing read`;
+        const one = settings ? frame(T.SETTINGS, 0, 0) : frame(T.PING, 0, 0, Buffer.alloc(8, 1 + rand.int(200)));
+        const c = new RawH2(g.port);
+        try {
+          c.socket.pause();
+          void c.write(Buffer.concat(Array.from({ length: count }, () => one)));
+          const t0 = performance.now();
+          assert.ok(await until(() => g.gw.h2Sessions() === 0, SLACK_MS), `${ctx}: the session is still open ${Math.round(performance.now() - t0)} ms on`);
+          // The client reads again: what was queued for it, then the connection's end.
+          c.socket.resume();
+          assert.ok(await c.closedWithin(SLACK_MS), `${ctx}: the gateway's session is gone but the connection is still open`);
         } finally {
           c.destroy();
         }
