@@ -11,7 +11,7 @@ import { seededRandom, withSeed } from '../helpers/seeded.js';
  * misbehaving client could hold for ever, each ended by a bounded wait on what must come (the
  * record, the in-flight count back to 0, the upstream connection's close, the client
  * connection's close); a failure names the state held and the seed:
- * - a failure answer the gateway makes itself (502, 504, 503, 404 problem pages) written into
+ * - a failure answer the gateway makes itself (502, 504, 503, 404, 408 problem pages) written into
  *   a stream whose flow-control window the client keeps shut (found: held for ever, nothing
  *   timed it; fixed: the send timeout applies);
  * - a client that stops reading TCP altogether while one or several streams answer (found: the
@@ -141,7 +141,7 @@ describe('HTTP/2: a failure answer of the gateway written into a stream whose wi
   });
   after(() => g.close());
 
-  const kinds = ['502 upstream closed', '504 response timeout', '503 no slot', '404 no route'] as const;
+  const kinds = ['502 upstream closed', '504 response timeout', '503 no slot', '404 no route', '408 body stopped'] as const;
   test('the send timeout ends the request: recorded, in-flight count back, stream reset (seeded over failures and Accept)', { timeout: 90_000 }, async () => {
     const rand = seededRandom();
     await withSeed(rand, async () => {
@@ -150,7 +150,13 @@ describe('HTTP/2: a failure answer of the gateway written into a stream whose wi
         const accept = rand.pick([undefined, 'application/json', 'text/html', 'application/problem+json', '*/*']);
         const status = Number(kind.slice(0, 3));
         const path =
-          kind === '502 upstream closed' ? `/up/close/${rand.seed}/${i}` : kind === '504 response timeout' ? `/up/wait/${rand.seed}/${i}` : kind === '404 no route' ? `/other/${rand.seed}/${i}` : `/up/x/${rand.seed}/${i}`;
+          kind === '502 upstream closed'
+            ? `/up/close/${rand.seed}/${i}`
+            : kind === '504 response timeout' || kind === '408 body stopped'
+              ? `/up/wait/${rand.seed}/${i}`
+              : kind === '404 no route'
+                ? `/other/${rand.seed}/${i}`
+                : `/up/x/${rand.seed}/${i}`;
         const ctx = `seed ${rand.seed}, case ${i}: ${kind}, accept ${accept ?? '(none)'}`;
         // The 503: another client holds the cluster's one slot with an answer that never ends.
         const holder = kind === '503 no slot' ? session(g) : undefined;
@@ -160,8 +166,11 @@ describe('HTTP/2: a failure answer of the gateway written into a stream whose wi
         if (held !== undefined) await headOf(held, `${ctx} (the holder)`);
         const s = session(g, 0);
         try {
-          const req = s.request({ ':path': path, ...(accept !== undefined ? { accept } : {}) });
+          // The 408: a POST whose body stops (clientBodyTimeout, here the send timeout's length).
+          const post = kind === '408 body stopped';
+          const req = s.request({ ':path': path, ...(accept !== undefined ? { accept } : {}), ...(post ? { ':method': 'POST', 'content-length': '100000' } : {}) }, { endStream: !post });
           req.on('error', () => {});
+          if (post) req.write(Buffer.alloc(1 + rand.int(5000), 0x62));
           const head = await headOf(req, ctx);
           assert.equal(head[':status'], status, ctx);
           const id = String(head['x-request-id']);
