@@ -24,7 +24,10 @@ import { seededRandom, withSeed } from '../helpers/seeded.js';
  *   (nghttp2's bound on queued ACKs closes the connection); a header block left open while other frames come (PING,
  *   SETTINGS, WINDOW_UPDATE, PRIORITY: nghttp2 answers GOAWAY PROTOCOL_ERROR), or kept open by
  *   CONTINUATIONs without END_HEADERS; a session with no stream kept busy by PING, SETTINGS,
- *   PRIORITY or WINDOW_UPDATE (they do not restart its idle timer); an ended answer whose window
+ *   PRIORITY or WINDOW_UPDATE (they do not restart its idle timer: Node calls into JavaScript
+ *   for a PING or a PRIORITY only when the session or stream has a 'ping' / 'priority' listener,
+ *   and its handler restarts the timer; a listener added one day would let PINGs hold an idle
+ *   session for ever, which this guard would catch); an ended answer whose window
  *   the client opens a few bytes at a time (the stream's queue moves by whole chunks, so the
  *   send timeout sees no progress).
  *
