@@ -5,6 +5,7 @@ import { connect as h2connect, type ClientHttp2Session, type ClientHttp2Stream, 
 import { startOneUpstreamGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
 import { E, FLAG, RawH2, T, errorCode, frame, headerBlock } from '../helpers/h2-frames.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { certDir, type CertDir, type TestCa } from '../helpers/tls-certs.js';
 
 /**
  * Stall hunt on the HTTP/2 front, second round (the first: ./stall-h2.test.ts). States a
@@ -239,21 +240,37 @@ function bigWindows(): Buffer {
 
 describe('HTTP/2: a client that stops reading TCP while streams answer (its windows wide open)', () => {
   let g: TestGateway;
+  /** The same over TLS (ALPN h2): the session's connection is the TLS socket. */
+  let tlsGateway: TestGateway;
+  let ca: TestCa;
+  let dir: CertDir;
   before(async () => {
     g = await h2gateway();
+    dir = certDir();
+    ca = dir.ca('stall-h2-client CA');
+    const leaf = ca.issue('localhost', { dns: ['localhost'], ip: ['127.0.0.1'] });
+    tlsGateway = await h2gateway({ http2: {}, tls: { certificates: [{ cert: leaf.certFile, key: leaf.keyFile }] } });
   });
-  after(() => g.close());
+  after(async () => {
+    await g.close();
+    await tlsGateway.close();
+    dir.remove();
+  });
 
-  test('every stream is ended by the send timeout and recorded, the upstream connections let go of, the connection closed (seeded over stream counts and sizes)', { timeout: 120_000 }, async () => {
+  test('every stream is ended by the send timeout and recorded, the upstream connections let go of, the connection closed (seeded over stream counts and sizes, h2c and TLS)', { timeout: 120_000 }, async () => {
+    const gw = g;
     const rand = seededRandom();
     await withSeed(rand, async () => {
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 4; i++) {
+        const tls = i % 2 === 1;
+        const g = tls ? tlsGateway : gw;
         const streams = 1 + rand.int(3);
         // Far more than the loopback socket buffers of both ends can hold.
         const sizes = Array.from({ length: streams }, () => 12 * 1024 * 1024 + rand.int(8 * 1024 * 1024));
-        const ctx = `seed ${rand.seed}, case ${i}: ${streams} stream(s) of ${sizes.map((n) => Math.round(n / 1024)).join(', ')} KiB, the client reading nothing`;
-        const c = new RawH2(g.port);
+        const ctx = `seed ${rand.seed}, case ${i} (${tls ? 'TLS' : 'h2c'}): ${streams} stream(s) of ${sizes.map((n) => Math.round(n / 1024)).join(', ')} KiB, the client reading nothing`;
+        const c = new RawH2(g.port, tls ? { ca: ca.cert, servername: 'localhost' } : undefined);
         try {
+          if (tls) await new Promise((r) => c.socket.once('secureConnect', r));
           c.socket.pause();
           const paths = sizes.map((n, k) => `/up/len/${n}/${rand.seed}/${i}/${k}`);
           await c.write(Buffer.concat([bigWindows(), ...paths.map((p, k) => frame(T.HEADERS, FLAG.END_STREAM | FLAG.END_HEADERS, 1 + 2 * k, headerBlock({ path: p })))]));
