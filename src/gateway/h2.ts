@@ -364,12 +364,10 @@ function goawayCalm(session: ServerHttp2Session): void {
  * Then, out of every nghttp2 callback: `destroy(err, code)` sends its own GOAWAY with the
  * same code (a bare `destroy()` sent a second one with NO_ERROR) and ends the socket once
  * written; a client that does not read could hold that end, so the connection is cut a
- * second later whatever it does.
+ * second later whatever it does (every destroy passes `cutWhenLeft`).
  */
 function closeCalm(session: ServerHttp2Session): void {
-  const socket = (session as GuardedSession)[kGuard]?.socket;
   if (!session.destroyed) session.destroy(new Error('HTTP/2 rapid reset: GOAWAY ENHANCE_YOUR_CALM'), constants.NGHTTP2_ENHANCE_YOUR_CALM);
-  if (socket !== undefined && !socket.destroyed) setTimeout(() => socket.destroy(), 1000).unref();
 }
 
 function ignore(): void {}

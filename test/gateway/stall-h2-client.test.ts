@@ -6,6 +6,7 @@ import { startOneUpstreamGateway, type LogLine, type TestGateway } from '../help
 import { E, FLAG, RawH2, T, errorCode, frame, headerBlock } from '../helpers/h2-frames.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
 import { certDir, type CertDir, type TestCa } from '../helpers/tls-certs.js';
+import { until as untilEvery } from '../helpers/until.js';
 
 /**
  * Stall hunt on the HTTP/2 front, second round (the first: ./stall-h2.test.ts). States a
@@ -94,14 +95,8 @@ after(async () => {
   await new Promise<void>((r) => upstream.close(() => r()));
 });
 
-async function until(ok: () => boolean, ms: number): Promise<boolean> {
-  const t0 = performance.now();
-  while (!ok()) {
-    if (performance.now() - t0 > ms) return false;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return true;
-}
+/** Bounded polling for states nothing announces (an in-flight count), every 5 ms. */
+const until = (ok: () => boolean, ms: number): Promise<boolean> => untilEvery(ok, ms, 5);
 
 function h2gateway(listener: Record<string, unknown> = {}, cluster: Record<string, unknown> = {}): Promise<TestGateway> {
   return startOneUpstreamGateway((upstream.address() as AddressInfo).port, {
