@@ -328,6 +328,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     }
     this.#complete = true;
     respondWithAcmeChallenge(this.res, this.ctx, this.requestId, keyAuthorization);
+    this.#watchSend(); // a body, as a failure answer has (see fail)
   }
 
   /** A plain listener that redirects to HTTPS: the gateway's own answer, not a failure. */
@@ -764,10 +765,13 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         const ps = proxyStatusOptions(this.ctx, this.#socket.remoteAddress);
         res.addTrailers({ ...grpcTrailers(f, ps.revealTopology), 'proxy-status': failureMember(f, ps) });
         res.end();
+        this.#watchSend(); // the body's rest may still be queued before the trailers (see below)
         return;
       }
       // HTTP/2: RST_STREAM INTERNAL_ERROR (a plain destroy would end the stream with NO_ERROR, complete-looking).
-      if (front !== undefined && front.h2) resetStream((res as unknown as { stream: Http2Stream }).stream, H2_INTERNAL_ERROR);
+      // Watched for the send timeout: a connection that takes no frame any more never writes
+      // the RST_STREAM, and the stream (with this record) would never close (h2.ts StuckResets).
+      if (front !== undefined && front.h2) resetStream((res as unknown as { stream: Http2Stream }).stream, H2_INTERNAL_ERROR, this.clientLimits.sendMs);
       else res.destroy();
       return;
     }
@@ -791,6 +795,12 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       hsts: this.front?.hsts,
       grpc: isGrpc(this.req.headers['content-type']),
     });
+    // The gateway's own answer (a problem page, a 502/503/504) is ended with end() like an
+    // upstream's: over HTTP/2 its body waits in the stream while the client keeps the stream's
+    // flow-control window shut (initial window 0, no WINDOW_UPDATE), and nothing timed it. The
+    // stream, the request's in-flight count and its record were held for ever (the HTTP/2 stall
+    // hunt, second round: test/gateway/stall-h2-client.test.ts). The send timeout applies.
+    this.#watchSend();
   }
 
   #releaseAdmission(dropped: boolean): void {

@@ -147,6 +147,10 @@ interface Guard {
   open: number;
   /** The listener's keepAliveTimeout (ms). */
   keepAliveMs: number;
+  /** Streams the gateway reset that have not closed yet (made at the first watched reset). */
+  stuck?: StuckResets;
+  /** The session was destroyed: its connection is cut if it is still open a while later. */
+  cut?: CutLeft;
 }
 type GuardedSession = ServerHttp2Session & { [kGuard]?: Guard };
 
@@ -185,7 +189,9 @@ type CountedStream = Http2Stream & { [kCounted]?: Guard };
 
 function onStreamClose(this: Http2Stream): void {
   const g = (this as CountedStream)[kCounted];
-  if (g !== undefined) g.open--;
+  if (g === undefined) return;
+  g.open--;
+  if ((this as WatchedStream)[kWatched] === true) g.stuck?.closed();
 }
 
 /**
@@ -267,10 +273,77 @@ function clientReset(stream: Http2Stream, session: ServerHttp2Session | undefine
 /**
  * The gateway resets a stream itself (a body cut upstream): RST_STREAM with `code`. Marked so
  * the rapid-reset count, which sees every stream closed before its answer, leaves it out.
+ * `watchMs` (the listener's send timeout; 0: none): the stream must be closed by then, or its
+ * connection is cut (`StuckResets`).
  */
-export function resetStream(stream: Http2Stream, code: number): void {
+export function resetStream(stream: Http2Stream, code: number, watchMs = 0): void {
   (stream as MarkedStream)[kOwnReset] = true;
   stream.close(code);
+  if (watchMs <= 0 || stream.destroyed) return;
+  const g = (stream.session as GuardedSession | undefined)?.[kGuard];
+  // Only streams counted open (onStream): their 'close' takes them out of the watch again.
+  if (g === undefined || (stream as CountedStream)[kCounted] !== g || (stream as WatchedStream)[kWatched] === true) return;
+  (stream as WatchedStream)[kWatched] = true;
+  (g.stuck ??= new StuckResets(stream.session as ServerHttp2Session, g)).watch(watchMs);
+}
+
+const kWatched = Symbol('gatewise.h2ResetWatched');
+type WatchedStream = Http2Stream & { [kWatched]?: true };
+
+/**
+ * Streams of one session that the gateway reset and whose close has not come. A stream closes
+ * once its RST_STREAM is written; a client that stopped reading TCP altogether (the
+ * connection's socket buffers full) takes no frame any more, so the stream of a send timeout
+ * was reset and never closed: the request's in-flight count and its record (written at the
+ * close) were held for ever, and so were the session and its other streams (the HTTP/2 stall
+ * hunt, second round: test/gateway/stall-h2-client.test.ts). Such a stream still open a
+ * `watchMs` later, with not one byte more written on the connection meanwhile, means the
+ * connection takes nothing: the session is destroyed (INTERNAL_ERROR), which closes all its
+ * streams. Bytes still moving: waited for again. One deadline entry per session, made at the
+ * first such reset, never per stream.
+ */
+class StuckResets extends DeadlineEntry {
+  readonly #session: ServerHttp2Session;
+  readonly #guard: Guard;
+  /** Watched streams not closed yet. */
+  open = 0;
+  #ms = 0;
+  #written = 0;
+
+  constructor(session: ServerHttp2Session, guard: Guard) {
+    super();
+    this.#session = session;
+    this.#guard = guard;
+  }
+
+  watch(ms: number): void {
+    this.open++;
+    if (!Number.isNaN(this.deadlineAt)) return; // armed: the first reset's wait covers this one
+    this.#ms = ms;
+    this.#written = this.#guard.socket?.bytesWritten ?? 0;
+    deadlines.add(this, performance.now(), ms);
+  }
+
+  closed(): void {
+    if (--this.open === 0) deadlines.remove(this);
+  }
+
+  deadlineReached(now: number): void {
+    const session = this.#session;
+    if (session.destroyed || this.open === 0) return;
+    const written = this.#guard.socket?.bytesWritten ?? 0;
+    if (written !== this.#written) {
+      this.#written = written;
+      deadlines.add(this, now, this.#ms);
+      return;
+    }
+    session.destroy(new Error(`the client's connection took nothing for ${this.#ms} ms, not even the RST_STREAM of a reset stream (send timeout)`), constants.NGHTTP2_INTERNAL_ERROR);
+    // Node's destroy waits for the write in progress, then ends the socket and waits for that
+    // end to be written: neither ever happens on a connection that takes nothing (found: the
+    // streams were closed and recorded, the session stayed). The connection itself is cut.
+    const socket = this.#guard.socket;
+    if (socket !== undefined && !socket.destroyed) socket.destroy();
+  }
 }
 
 /**
@@ -291,12 +364,10 @@ function goawayCalm(session: ServerHttp2Session): void {
  * Then, out of every nghttp2 callback: `destroy(err, code)` sends its own GOAWAY with the
  * same code (a bare `destroy()` sent a second one with NO_ERROR) and ends the socket once
  * written; a client that does not read could hold that end, so the connection is cut a
- * second later whatever it does.
+ * second later whatever it does (every destroy passes `cutWhenLeft`).
  */
 function closeCalm(session: ServerHttp2Session): void {
-  const socket = (session as GuardedSession)[kGuard]?.socket;
   if (!session.destroyed) session.destroy(new Error('HTTP/2 rapid reset: GOAWAY ENHANCE_YOUR_CALM'), constants.NGHTTP2_ENHANCE_YOUR_CALM);
-  if (socket !== undefined && !socket.destroyed) setTimeout(() => socket.destroy(), 1000).unref();
 }
 
 function ignore(): void {}
@@ -361,6 +432,41 @@ function destroyWithConnectionErrorCode(this: ServerHttp2Session, error?: Error 
     code = CONNECTION_ERROR_CODE[(error as NodeJS.ErrnoException).errno ?? 0];
   }
   (Object.getPrototypeOf(this) as ServerHttp2Session).destroy.call(this, error as Error, code);
+  cutWhenLeft(this);
+}
+
+/**
+ * Node's `destroy` closes the connection only once the write in progress is done, then ends
+ * the socket and waits for that end to be written: on a connection the client no longer reads
+ * (its socket buffers full) neither ever happens, and the destroyed session and its connection
+ * stayed for ever. Found at the graceful drain: the drain timeout destroyed the sessions, and
+ * `close()` never resolved while such a client stayed (the HTTP/2 stall hunt, second round:
+ * test/gateway/stall-h2-client.test.ts). Every destroy passes here: a connection still open
+ * `CUT_AFTER_DESTROY_MS` later is cut. One deadline entry per destroyed session; a connection
+ * that takes its last frames is closed long before and the entry finds nothing to do.
+ */
+function cutWhenLeft(session: ServerHttp2Session): void {
+  const g = (session as GuardedSession)[kGuard];
+  const socket = g?.socket;
+  if (g === undefined || socket === undefined || socket.destroyed || g.cut !== undefined) return;
+  g.cut = new CutLeft(socket);
+}
+
+/** As long as the rapid-reset close gives an abuser's connection to take its GOAWAY (closeCalm). */
+const CUT_AFTER_DESTROY_MS = 1000;
+
+class CutLeft extends DeadlineEntry {
+  readonly #socket: TLSSocket | Socket;
+
+  constructor(socket: TLSSocket | Socket) {
+    super();
+    this.#socket = socket;
+    deadlines.add(this, performance.now(), CUT_AFTER_DESTROY_MS);
+  }
+
+  deadlineReached(): void {
+    if (!this.#socket.destroyed) this.#socket.destroy();
+  }
 }
 
 /** nghttp2's library error numbers (`NGHTTP2_ERR_*`) → RFC 9113 §7 error codes. */
