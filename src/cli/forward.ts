@@ -103,7 +103,7 @@ export async function forwardCommand(argv: string[]): Promise<number> {
     process.stderr.write(`gatewise forward: ${(err as Error).message}\n`);
     return 2;
   }
-  raiseMallocTrimThreshold();
+  void raiseMallocTrimThreshold(); // resolves once its scratch input is released; nothing waits for it
   const logger = createLogger();
   let proxy: ForwardProxy;
   try {

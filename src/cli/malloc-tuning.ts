@@ -1,3 +1,4 @@
+import { MessageChannel } from 'node:worker_threads';
 import zlib from 'node:zlib';
 
 let tuned = false;
@@ -19,15 +20,31 @@ let tuned = false;
  * was mmap()ed is freed: mmap threshold = that chunk's size (at most 32 MiB), trim threshold =
  * twice that. One synchronous Brotli call with a 15 MiB input allocates and frees a ~31.5 MiB
  * ring buffer, so the trim threshold becomes ~63 MiB (64 MiB measured: as good as 256 MiB).
- * It costs ~10 ms and a transient 15 MiB once per process; on musl it is a harmless Brotli call
- * (not made off Linux). The price: up to ~63 MiB that a burst freed may stay mapped to the
+ * It costs ~10 ms and a transient ~31.5 MiB once per process; on musl it is a harmless Brotli
+ * call (not made off Linux). The price: up to ~63 MiB that a burst freed may stay mapped to the
  * process instead of going back to the kernel. Skipped when the operator set the variable.
+ *
+ * The 15 MiB input is released as soon as the call returns, not at V8's next collection: Brotli
+ * reads every page of it, so it was resident, and an idle gateway may not collect for a long
+ * time (~15 MiB of the idle RSS: 104 → 89 MiB for `gatewise proxy`, docs/benchmarks.md §25).
+ * JavaScript cannot free a buffer, but transferring its ArrayBuffer into a message that is never
+ * received hands the memory to that message, and closing the channel drops it (an unused
+ * `MessageChannel`: nothing leaves the process). Resolves once the input is gone.
  */
-export function raiseMallocTrimThreshold(): void {
-  if (tuned || process.platform !== 'linux') return;
+export function raiseMallocTrimThreshold(): Promise<void> {
+  if (tuned || process.platform !== 'linux') return Promise.resolve();
   tuned = true;
-  if (process.env.MALLOC_TRIM_THRESHOLD_ !== undefined || process.env.MALLOC_TOP_PAD_ !== undefined) return;
-  zlib.brotliCompressSync(Buffer.alloc(15 * 2 ** 20), {
+  if (process.env.MALLOC_TRIM_THRESHOLD_ !== undefined || process.env.MALLOC_TOP_PAD_ !== undefined) return Promise.resolve();
+  // Not zero-filled: its content does not matter, and a larger-than-pool buffer owns its
+  // ArrayBuffer whole, so it can be transferred.
+  const input = Buffer.allocUnsafe(15 * 2 ** 20);
+  zlib.brotliCompressSync(input, {
     params: { [zlib.constants.BROTLI_PARAM_LGWIN]: 24, [zlib.constants.BROTLI_PARAM_QUALITY]: 0 },
   });
+  const { port1, port2 } = new MessageChannel();
+  const released = new Promise<void>((resolve) => port2.once('close', () => resolve()));
+  port1.postMessage(input.buffer, [input.buffer]);
+  port1.close();
+  port2.close(); // drops the undelivered message, and with it the memory
+  return released;
 }

@@ -160,7 +160,7 @@ async function workerStore(c: ForwardConfig): Promise<Store | undefined> {
 
 /** Wire the parts for a config: gateway, access log, metrics and admin listener. */
 export async function startRuntime(config: Config, opts: RuntimeOptions = {}): Promise<Runtime> {
-  raiseMallocTrimThreshold();
+  void raiseMallocTrimThreshold(); // resolves once its scratch input is released; nothing waits for it
   const logger = opts.logger ?? createLogger({ level: config.log.level, file: config.log.file });
   // The reverse gateway's records; the forward proxy writes its own through the same writer.
   const detachAccess = (opts.accessLog ?? config.log.access) ? attachAccessLog(logger, { face: 'reverse' }) : undefined;
