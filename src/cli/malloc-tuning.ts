@@ -43,7 +43,11 @@ export function raiseMallocTrimThreshold(): Promise<void> {
   });
   const { port1, port2 } = new MessageChannel();
   const released = new Promise<void>((resolve) => port2.once('close', () => resolve()));
-  port1.postMessage(input.buffer, [input.buffer]);
+  try {
+    port1.postMessage(input.buffer, [input.buffer]);
+  } catch {
+    // Not transferable (a Node that marks it so): freed at the next collection, as before.
+  }
   port1.close();
   port2.close(); // drops the undelivered message, and with it the memory
   return released;
