@@ -1,8 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { connect as h2connect, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
-import { startOneUpstreamGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
+import { accessRecord, startOneUpstreamGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
+import { h2session, responseHead } from '../helpers/h2-request.js';
 import { E, FLAG, RawH2, T, errorCode, frame, headerBlock } from '../helpers/h2-frames.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
 import { certDir, type CertDir, type TestCa } from '../helpers/tls-certs.js';
@@ -106,31 +106,8 @@ function h2gateway(listener: Record<string, unknown> = {}, cluster: Record<strin
   });
 }
 
-function session(g: TestGateway, initialWindowSize?: number): ClientHttp2Session {
-  const s = h2connect(g.url, initialWindowSize === undefined ? {} : { settings: { initialWindowSize } });
-  s.on('error', () => {});
-  return s;
-}
 
-function headOf(req: ClientHttp2Stream, ctx: string): Promise<IncomingHttpHeaders> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${ctx}: no response head within 5 s`)), 5000);
-    req.once('response', (h) => {
-      clearTimeout(t);
-      resolve(h);
-    });
-    req.once('error', (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
-  });
-}
 
-async function recordFor(g: TestGateway, pred: (l: LogLine) => boolean, ms: number): Promise<LogLine | undefined> {
-  let line: LogLine | undefined;
-  await until(() => (line = g.logs.find((l) => l.type === 'access' && pred(l))) !== undefined, ms);
-  return line;
-}
 
 describe('HTTP/2: a failure answer of the gateway written into a stream whose window the client keeps shut', () => {
   let g: TestGateway;
@@ -158,25 +135,25 @@ describe('HTTP/2: a failure answer of the gateway written into a stream whose wi
                 : `/up/x/${rand.seed}/${i}`;
         const ctx = `seed ${rand.seed}, case ${i}: ${kind}, accept ${accept ?? '(none)'}`;
         // The 503: another client holds the cluster's one slot with an answer that never ends.
-        const holder = kind === '503 no slot' ? session(g) : undefined;
+        const holder = kind === '503 no slot' ? h2session(g.url) : undefined;
         const held = holder?.request({ ':path': `/up/trickle/${rand.seed}/${i}` });
         held?.on('error', () => {});
         held?.resume();
-        if (held !== undefined) await headOf(held, `${ctx} (the holder)`);
-        const s = session(g, 0);
+        if (held !== undefined) await responseHead(held, `${ctx} (the holder)`);
+        const s = h2session(g.url, 0);
         try {
           // The 408: a POST whose body stops (clientBodyTimeout, here the send timeout's length).
           const post = kind === '408 body stopped';
           const req = s.request({ ':path': path, ...(accept !== undefined ? { accept } : {}), ...(post ? { ':method': 'POST', 'content-length': '100000' } : {}) }, { endStream: !post });
           req.on('error', () => {});
           if (post) req.write(Buffer.alloc(1 + rand.int(5000), 0x62));
-          const head = await headOf(req, ctx);
+          const head = await responseHead(req, ctx);
           assert.equal(head[':status'], status, ctx);
           const id = String(head['x-request-id']);
           const closed = new Promise<number>((r) => req.once('close', () => r(req.rstCode ?? -1)));
           // The client never opens its window: the problem page stays queued in the stream.
           const t0 = performance.now();
-          const line = await recordFor(g, (l) => l.requestId === id, SEND_MS + SLACK_MS);
+          const line = await accessRecord(g, (l) => l.requestId === id, SEND_MS + SLACK_MS);
           assert.ok(
             line,
             `${ctx}: ${Math.round(performance.now() - t0)} ms after the head, the client's window shut (send timeout ${SEND_MS} ms), the ${status} is still held: no access-log line (in flight ${g.gw.ctx.inflight})`,
@@ -203,14 +180,14 @@ describe('HTTP/2: a failure answer of the gateway written into a stream whose wi
         const headOnly = rand.next() < 0.5;
         const path = kind === '502 upstream closed' ? `/up/close/${rand.seed}/g${i}` : `/other/${rand.seed}/g${i}`;
         const ctx = `seed ${rand.seed}, guard case ${i}: ${kind}, ${headOnly ? 'HEAD, window 0' : 'GET, default window'}`;
-        const s = session(g, headOnly ? 0 : undefined);
+        const s = h2session(g.url, headOnly ? 0 : undefined);
         try {
           const req = s.request({ ':path': path, ':method': headOnly ? 'HEAD' : 'GET' });
           req.on('error', () => {});
           req.resume();
-          const head = await headOf(req, ctx);
+          const head = await responseHead(req, ctx);
           const id = String(head['x-request-id']);
-          const line = await recordFor(g, (l) => l.requestId === id, SLACK_MS);
+          const line = await accessRecord(g, (l) => l.requestId === id, SLACK_MS);
           assert.ok(line, `${ctx}: no access-log line`);
           assert.equal(line.status, Number(kind.slice(0, 3)), ctx);
           assert.notEqual(line.endedBy, 'client', `${ctx}: an answer the client could take was cut: ${JSON.stringify(line)}`);
@@ -494,7 +471,7 @@ describe('HTTP/2: a client that opens its stream window a few bytes at a time (d
             await c.write(frame(T.WINDOW_UPDATE, 0, 1, inc));
             await c.until(() => c.closed, every);
           }
-          line ??= await recordFor(g, (l) => l.path === path, 100);
+          line ??= await accessRecord(g, (l) => l.path === path, 100);
           assert.ok(line, `${ctx}: ${Math.round(performance.now() - t0)} ms on, the answer is still held (send timeout ${SEND_MS} ms): no access-log line (in flight ${g.gw.ctx.inflight})`);
           assert.equal(line.endedBy, 'client', `${ctx}: ${JSON.stringify(line)}`);
           assert.ok(await c.until((fs) => fs.some((f) => f.type === T.RST_STREAM && f.stream === 1), SLACK_MS), `${ctx}: the stream was not reset`);

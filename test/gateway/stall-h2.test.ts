@@ -1,8 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { connect as h2connect, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
-import { startOneUpstreamGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
+import { accessRecord, startOneUpstreamGateway, type TestGateway } from '../helpers/gateway.js';
+import { h2session, responseHead } from '../helpers/h2-request.js';
 import { FLAG, RawH2, T, frame, headerBlock } from '../helpers/h2-frames.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
 import { startRawServer, tick, type RawServer } from '../helpers/scripted-upstream.js';
@@ -88,32 +88,8 @@ function h2gateway(listener: Record<string, unknown> = {}): Promise<TestGateway>
   });
 }
 
-function session(g: TestGateway, initialWindowSize?: number): ClientHttp2Session {
-  const s = h2connect(g.url, initialWindowSize === undefined ? {} : { settings: { initialWindowSize } });
-  s.on('error', () => {});
-  return s;
-}
 
-/** The response head of a stream (bounded). */
-function headOf(req: ClientHttp2Stream, ctx: string): Promise<IncomingHttpHeaders> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${ctx}: no response head within 5 s`)), 5000);
-    req.once('response', (h) => {
-      clearTimeout(t);
-      resolve(h);
-    });
-    req.once('error', (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
-  });
-}
 
-async function recordFor(g: TestGateway, pred: (l: LogLine) => boolean, ms: number): Promise<LogLine | undefined> {
-  let line: LogLine | undefined;
-  await until(() => (line = g.logs.find((l) => l.type === 'access' && pred(l))) !== undefined, ms);
-  return line;
-}
 
 describe('HTTP/2: a client that never reads its answer (stream window 0 or a small one)', () => {
   let g: TestGateway;
@@ -134,17 +110,17 @@ describe('HTTP/2: a client that never reads its answer (stream window 0 or a sma
           const size = state === 'still streaming' ? 256 * 1024 + rand.int(2 * 1024 * 1024) : window + 1 + rand.int(12_000);
           const path = `/len/${size}/${chunked}/${rand.seed}/${state === 'still streaming' ? 's' : 'e'}${i}`;
           const ctx = `seed ${rand.seed}, ${state}, case ${i}: window ${window}, body ${size} bytes${chunked ? ' chunked' : ''}`;
-          const s = session(g, window);
+          const s = h2session(g.url, window);
           try {
             const req = s.request({ ':path': path });
             req.on('error', () => {});
-            const head = await headOf(req, ctx);
+            const head = await responseHead(req, ctx);
             assert.equal(head[':status'], 200, ctx);
             const id = String(head['x-request-id']);
             const closed = new Promise<number>((r) => req.once('close', () => r(req.rstCode ?? -1)));
             // The client reads nothing: its window stays where it is.
             const t0 = performance.now();
-            const line = await recordFor(g, (l) => l.requestId === id, SEND_MS + SLACK_MS);
+            const line = await accessRecord(g, (l) => l.requestId === id, SEND_MS + SLACK_MS);
             assert.ok(
               line,
               `${ctx}: ${Math.round(performance.now() - t0)} ms after the head, the client reading nothing (send timeout ${SEND_MS} ms), the request is still held: no access-log line (in flight ${g.gw.ctx.inflight}, upstream connection ${upstreamBy.get(path)?.closed === false ? 'open' : 'closed'})`,
@@ -185,7 +161,7 @@ describe('HTTP/2: a request body that never comes, or stops (no END_STREAM)', ()
           const early = answer === 'an early upstream answer';
           const path = early ? `/len/${1 + rand.int(5000)}/${rand.int(2)}/${rand.seed}/early${i}` : `/post/${rand.seed}/${i}`;
           const ctx = `seed ${rand.seed}, ${answer}, case ${i}: POST ${withLength ? `content-length ${length}` : 'without content-length'}, ${sent} bytes sent, then silence`;
-          const s = session(g);
+          const s = h2session(g.url);
           try {
             const req = s.request({ ':method': 'POST', ':path': path, ...(withLength ? { 'content-length': String(length) } : {}) }, { endStream: false });
             req.on('error', () => {});
@@ -195,7 +171,7 @@ describe('HTTP/2: a request body that never comes, or stops (no END_STREAM)', ()
             if (sent > 0) req.write(Buffer.alloc(sent, 0x62));
             assert.ok(await until(() => upstreamBy.has(path), 5000), `${ctx}: the request did not reach the upstream`);
             const t0 = performance.now();
-            const line = await recordFor(g, (l) => l.path === path, BODY_MS + SLACK_MS);
+            const line = await accessRecord(g, (l) => l.path === path, BODY_MS + SLACK_MS);
             assert.ok(
               line,
               `${ctx}: ${Math.round(performance.now() - t0)} ms after the request went upstream (clientBodyTimeout ${BODY_MS} ms), the request is still held: no access-log line (in flight ${g.gw.ctx.inflight}; client saw ${status ?? 'no answer'}, its stream ${req.closed ? 'closed' : 'open'})`,
@@ -263,19 +239,19 @@ describe('HTTP/2: RST_STREAM from the client while its request waits or streams'
         const midBody = i < 2 ? i === 1 : rand.next() < 0.5;
         const path = midBody ? `/trickle/${MAX_TRICKLE}/${rand.seed}/${i}` : `/wait/${rand.seed}/${i}`;
         const ctx = `seed ${rand.seed}, case ${i}: reset ${midBody ? 'while the body streams' : 'while the head is awaited'}`;
-        const s = session(g);
+        const s = h2session(g.url);
         try {
           const req = s.request({ ':path': path });
           req.on('error', () => {});
           req.resume();
-          const head = headOf(req, ctx);
+          const head = responseHead(req, ctx);
           head.catch(() => {});
           assert.ok(await until(() => upstreamBy.has(path), 5000), `${ctx}: the request did not reach the upstream`);
           if (midBody) await head;
           await new Promise((r) => setTimeout(r, rand.int(100)));
           req.close(8 /* CANCEL */);
           assert.ok(await until(() => upstreamBy.get(path)!.closed, SLACK_MS), `${ctx}: the upstream connection is still open after the client reset its stream`);
-          const line = await recordFor(g, (l) => l.path === path, SLACK_MS);
+          const line = await accessRecord(g, (l) => l.path === path, SLACK_MS);
           assert.ok(line, `${ctx}: no access-log line after the reset`);
           assert.equal(line.endedBy, 'client', `${ctx}: ${JSON.stringify(line)}`);
           assert.ok(await until(() => g.gw.ctx.inflight === 0, SLACK_MS), `${ctx}: ${g.gw.ctx.inflight} requests still in flight`);
@@ -299,7 +275,7 @@ describe('HTTP/2: graceful drain with a long-running stream', () => {
         const path = `/trickle/${ticks}/${rand.seed}/drain${i}`;
         const ctx = `seed ${rand.seed}, case ${i}: drain ${drainMs} ms, a stream of ${ticks} ticks (${finishes ? 'ends within the drain' : 'runs beyond it'})`;
         const g = await h2gateway({ keepAliveTimeout: '20s' });
-        const s = session(g);
+        const s = h2session(g.url);
         let goaway: number | undefined;
         s.on('goaway', (code: number) => (goaway = code));
         try {
@@ -311,7 +287,7 @@ describe('HTTP/2: graceful drain with a long-running stream', () => {
           req.on('data', (c: string) => (body += c));
           req.on('end', () => (ended = true));
           req.on('error', () => (error = true));
-          await headOf(req, ctx);
+          await responseHead(req, ctx);
           const t0 = performance.now();
           const closing = g.gw.close(drainMs).then(() => performance.now() - t0);
           const took = await Promise.race([closing, new Promise<number>((r) => setTimeout(() => r(-1), drainMs + SLACK_MS))]);

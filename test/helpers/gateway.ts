@@ -7,6 +7,7 @@ import { attachAccessLog, createLogger } from '../../src/observe/access-log.js';
 import { attachMetrics } from '../../src/observe/metrics.js';
 import { withTestUpstreamClient } from './upstream-client.js';
 import { withTestFront } from './front.js';
+import { until } from './until.js';
 
 export interface LogLine {
   type: string;
@@ -93,4 +94,11 @@ export function startOneUpstreamGateway(
     clusters: { up: { endpoints: [url], outlierDetection: { enabled: false }, ...o.cluster } },
     routes: [{ cluster: 'up', retry: { tries: 1 }, ...o.route }],
   } as never);
+}
+
+/** The first access-log line of `g` that `pred` picks, waited for up to `ms` (polled every 5 ms); undefined if none came. */
+export async function accessRecord(g: TestGateway, pred: (l: LogLine) => boolean, ms: number): Promise<LogLine | undefined> {
+  let line: LogLine | undefined;
+  await until(() => (line = g.logs.find((l) => l.type === 'access' && pred(l))) !== undefined, ms, 5);
+  return line;
 }

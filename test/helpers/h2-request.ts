@@ -1,4 +1,4 @@
-import type { ClientHttp2Session, IncomingHttpHeaders } from 'node:http2';
+import { connect, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 
 export interface H2Answer {
   status: number;
@@ -40,5 +40,27 @@ export function h2request(s: ClientHttp2Session, path: string, o: H2RequestOptio
       else resolve({ status: Number(head[':status']), headers: head, body, reset: err.code ?? 'error' });
     });
     req.end(o.body);
+  });
+}
+
+/** An HTTP/2 client session to `url` whose errors are the test's to see on its streams (optionally with its own initial stream window). */
+export function h2session(url: string, initialWindowSize?: number): ClientHttp2Session {
+  const s = connect(url, initialWindowSize === undefined ? {} : { settings: { initialWindowSize } });
+  s.on('error', () => {});
+  return s;
+}
+
+/** The response head of a stream, or a rejection naming `ctx` if none comes within 5 s. */
+export function responseHead(req: ClientHttp2Stream, ctx: string): Promise<IncomingHttpHeaders> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${ctx}: no response head within 5 s`)), 5000);
+    req.once('response', (h) => {
+      clearTimeout(t);
+      resolve(h);
+    });
+    req.once('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
   });
 }
