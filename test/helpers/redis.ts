@@ -40,6 +40,18 @@ export async function freePort(): Promise<number> {
   throw new Error(`freePort: no free port found in ${from}-${to} after 50 tries`);
 }
 
+/**
+ * `n` distinct loopback ports free now (`freePort`'s way: outside the kernel's ephemeral
+ * range). Two `listen(0)`-then-close picks in a row can return the same port (CI run of session
+ * 15: the workers test's admin port and forward listener collided), so the ports are checked
+ * against each other.
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
+}
+
 function ephemeralRange(): [number, number] {
   try {
     const [a, b] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -11,6 +10,7 @@ import { request } from 'undici';
 import { startLab } from '../../src/lab/index.js';
 import { hashPassword } from '../../src/tenants/password-hash.js';
 import { closedPort } from '../helpers/admin-stack.js';
+import { freePorts } from '../helpers/redis.js';
 
 /**
  * Issue 18: with `gatewise run --workers 2`, a scrape of /metrics and the admin API answer
@@ -22,15 +22,6 @@ import { closedPort } from '../helpers/admin-stack.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/gatewise.js', import.meta.url));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /** One request on its own connection (agent: false): the kernel picks the worker afresh. */
 function fresh(opts: { port: number; path: string; headers?: Record<string, string> }): Promise<{ status: number; requestId: string }> {
@@ -54,7 +45,7 @@ function total(text: string, name: string, match: string): number {
 test('--workers 2: /metrics and the admin API answer for the whole group', { timeout: 90_000 }, async () => {
   const lab = await startLab();
   const dead = await closedPort();
-  const [gwPort, adminPort, fwdPort] = [await freePort(), await freePort(), await freePort()];
+  const [gwPort, adminPort, fwdPort] = await freePorts(3);
   const dir = mkdtempSync(join(tmpdir(), 'gatewise-workers-'));
   const file = join(dir, 'gatewise.json');
   const password = 'wonderland-pass';
