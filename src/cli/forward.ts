@@ -7,6 +7,7 @@ import { createLogger, flushLogger } from '../observe/access-log.js';
 import { answerUsage, command, optionsError, parseCommand } from './commands.js';
 import { UsageError } from './usage.js';
 import { raiseMallocTrimThreshold } from './malloc-tuning.js';
+import { releaseYoungGeneration } from './young-generation.js';
 
 const STRATEGIES = ['request', 'round-robin', 'random', 'least-used', 'hash', 'sticky'] as const;
 type Strategy = (typeof STRATEGIES)[number];
@@ -112,6 +113,7 @@ export async function forwardCommand(argv: string[]): Promise<number> {
     process.stderr.write(`gatewise forward: cannot start: ${(err as Error).message}\n`);
     return 1;
   }
+  releaseYoungGeneration(); // started: traffic gets V8's own young-generation growth
   for (const a of proxy.addresses()) {
     const kinds = a.protocols.map((p) => (p === 'http' ? `http://${urlOf(a)}` : `${p}://${urlOf(a)}`));
     process.stderr.write(`gatewise forward: listening on ${kinds.join(' ')}\n`);

@@ -1,5 +1,6 @@
 import { LAB_FAULTS, faultUrl, startLab } from '../lab/index.js';
 import { UsageError } from './usage.js';
+import { releaseYoungGeneration } from './young-generation.js';
 import { command, parseCommand } from './commands.js';
 
 /** `gatewise lab`: the failure lab as a standalone upstream. */
@@ -36,6 +37,7 @@ export async function labCommand(argv: string[]): Promise<number> {
     maxRequestsPerConnection: values['max-requests'] === undefined ? undefined : num(values['max-requests'], '--max-requests'),
     closeHeaderOnLast: values['close-header'] === true,
   });
+  releaseYoungGeneration(); // started (src/cli/young-generation.ts)
   const out: string[] = [`gatewise lab listening on ${lab.url}`];
   if (lab.tlsSelfSignedUrl) out.push(`  TLS, self-signed certificate: ${lab.tlsSelfSignedUrl}`);
   if (lab.tlsCaUrl) out.push(`  TLS, lab CA certificate:      ${lab.tlsCaUrl}`);

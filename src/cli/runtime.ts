@@ -10,6 +10,7 @@ import { Gateway } from '../gateway/server.js';
 import { attachAccessLog, createLogger, flushLogger } from '../observe/access-log.js';
 import type { AdminControl, AdminForwardView } from '../observe/admin.js';
 import { raiseMallocTrimThreshold } from './malloc-tuning.js';
+import { releaseYoungGeneration } from './young-generation.js';
 import { ConfigReloader, type ReloadResult } from './reload.js';
 export type { ReloadResult } from './reload.js';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
@@ -302,6 +303,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     tracing?.detach();
     throw err;
   }
+  releaseYoungGeneration(); // started: traffic gets V8's own young-generation growth
   return {
     get gateway() {
       return gateway;

@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { relayGathers } from '../observe/worker-ipc.js';
+import { releaseYoungGeneration } from './young-generation.js';
 import { MemoryStore, serveIpcLocks, serveIpcState } from '../state/index.js';
 
 /** What the primary holds for its workers: the forward proxy's state, unless it lives in Redis. */
@@ -62,6 +63,8 @@ export async function superviseWorkers(requested: number | 'auto', state?: Worke
     cluster.fork();
   };
   for (let i = 0; i < n; i++) fork();
+  // The primary serves its workers (state, gathers, locks) from here on (src/cli/young-generation.ts).
+  releaseYoungGeneration();
   cluster.on('exit', (worker, code, signal) => {
     if (stopping) return;
     process.stderr.write(`gatewise: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);

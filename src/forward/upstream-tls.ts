@@ -1,9 +1,10 @@
 import type { Socket } from 'node:net';
-import { buildConnector } from 'undici';
+import type { buildConnector as Connector } from 'undici';
+import { buildConnector } from '../http/undici.js';
 import { classify } from '../failure/index.js';
 
 /** What a connector hands undici: the socket, or the classified failure. */
-export type ConnectCallback = buildConnector.Callback;
+export type ConnectCallback = Connector.Callback;
 
 /**
  * TLS to a destination over a socket the dialer or an egress exit opened: the one place
@@ -14,7 +15,7 @@ export type ConnectCallback = buildConnector.Callback;
  * here, while it is known that nothing was sent (a certificate error stays one).
  */
 export class UpstreamTls {
-  readonly #connect: buildConnector.connector;
+  readonly #connect: Connector.connector;
 
   /**
    * `resumeSessions: false` for exits of a rotating pool: a TLS session ticket would let
@@ -27,7 +28,7 @@ export class UpstreamTls {
   /** Upgrade `socket` to TLS with `host`; `callback` gets the TLS socket or a Failure. */
   upgrade(socket: Socket, host: string, port: number, callback: ConnectCallback): void {
     const hostname = host.includes(':') ? `[${host}]` : host;
-    this.#connect({ hostname, host: `${hostname}:${port}`, protocol: 'https:', port: String(port), httpSocket: socket } as buildConnector.Options, (err, tls) => {
+    this.#connect({ hostname, host: `${hostname}:${port}`, protocol: 'https:', port: String(port), httpSocket: socket } as Connector.Options, (err, tls) => {
       if (err) {
         socket.destroy();
         callback(classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop: `${hostname}:${port}` }), null);

@@ -1,7 +1,8 @@
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { errors, type buildConnector, type Dispatcher } from 'undici';
+import type { buildConnector, Dispatcher } from 'undici';
+import { errors } from './undici.js';
 
 /** What `ExpectClient.dispatch` sends. */
 export interface ExpectRequest {

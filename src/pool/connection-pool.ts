@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
-import { Client, type buildConnector, type Dispatcher } from 'undici';
+import type { Client, buildConnector, Dispatcher } from 'undici';
 import { ExpectClient } from '../http/expect-client.js';
+import { undici } from '../http/undici.js';
 import { Failure } from '../failure/index.js';
 import { NativeClient } from './native-client.js';
 import { timedConnector, type ConnectTimings } from './timed-connector.js';
@@ -41,34 +42,53 @@ export type TimedExpectClient = ExpectClient & { readonly timings: ConnectTiming
  */
 const LEARN_TTL_MS = 60_000;
 
-/** One upstream connection and what the pool knows of it. */
-export class PooledClient extends Client {
-  /** Requests dispatched and not yet finished. */
-  active = 0;
-  /** Completed requests: >0 means the socket is being reused. */
-  uses = 0;
-  /** When the last request finished (ms since epoch). */
-  lastUsed = 0;
-  /** The socket is connected (between undici's connect and disconnect events). */
-  connected = false;
-  /** DNS, TCP and TLS times of this connection. */
-  readonly timings: ConnectTimings = {};
-  /**
-   * https: the endpoint's TLS name, put on every request. undici otherwise takes a request's
-   * servername from its Host header (the client's, in a gateway) and closes the connection
-   * whenever it differs from the last request's: keep-alive would end at each new Host.
-   * The connector (timed-connector.ts) then names the server after the endpoint itself.
-   */
+/**
+ * One upstream connection on undici's Client and what the pool knows of it. The class is made
+ * when the first pool on undici's client is (src/http/undici.ts: the whole of undici is loaded
+ * only where one of its clients is used).
+ */
+function definePooledClient(Base: typeof Client): PooledClientClass {
+  return class PooledClient extends Base {
+    /** Requests dispatched and not yet finished. */
+    active = 0;
+    /** Completed requests: >0 means the socket is being reused. */
+    uses = 0;
+    /** When the last request finished (ms since epoch). */
+    lastUsed = 0;
+    /** The socket is connected (between undici's connect and disconnect events). */
+    connected = false;
+    /** DNS, TCP and TLS times of this connection. */
+    readonly timings: ConnectTimings = {};
+    /**
+     * https: the endpoint's TLS name, put on every request. undici otherwise takes a request's
+     * servername from its Host header (the client's, in a gateway) and closes the connection
+     * whenever it differs from the last request's: keep-alive would end at each new Host.
+     * The connector (timed-connector.ts) then names the server after the endpoint itself.
+     */
+    servername: string | undefined;
+
+    override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+      if (this.servername !== undefined) (opts as { servername?: string }).servername = this.servername;
+      return super.dispatch(opts, handler);
+    }
+
+    /** The address the connection went to (for the forward access log). */
+    remoteAddress: string | undefined;
+  };
+}
+
+/** One upstream connection on undici's Client (see definePooledClient for the fields). */
+export interface PooledClient extends Client {
+  active: number;
+  uses: number;
+  lastUsed: number;
+  connected: boolean;
+  readonly timings: ConnectTimings;
   servername: string | undefined;
-
-  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    if (this.servername !== undefined) (opts as { servername?: string }).servername = this.servername;
-    return super.dispatch(opts, handler);
-  }
-
-  /** The address the connection went to (for the forward access log). */
   remoteAddress: string | undefined;
 }
+type PooledClientClass = new (origin: string, options: Client.Options) => PooledClient;
+let pooledClientClass: PooledClientClass | undefined;
 
 /**
  * What the pool and its users (the gateway's Attempt, revalidation and upgrade, the forward
@@ -146,6 +166,8 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
   constructor(opts: ConnectionPoolOptions) {
     this.#opts = opts;
     this.#connector = opts.connector;
+    // Loaded here, with the configuration, rather than at the first request on undici.
+    if (!opts.native) pooledClientClass ??= definePooledClient(undici().Client);
   }
 
   get size(): number {
@@ -328,7 +350,7 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
   #openUndici(): C {
     const timings: ConnectTimings = {};
     const timed = timedConnector(this.#connector, timings);
-    const c: PooledClient = new PooledClient(this.#opts.origin, {
+    const c: PooledClient = new pooledClientClass!(this.#opts.origin, {
       ...this.#opts.clientOptions,
       pipelining: 1,
       connect: (o, cb) =>

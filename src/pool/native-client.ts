@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { errors, type buildConnector, type Dispatcher } from 'undici';
+import type { buildConnector, Dispatcher } from 'undici';
+import { errors } from '../http/undici.js';
 import type { ConnectTimings } from './timed-connector.js';
 import { TCHAR } from '../http/token.js';
 

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { errors as undiciErrors } from 'undici';
+import { errors as undiciErrors } from '../http/undici.js';
 import { DeadlineEntry, deadlines } from './deadlines.js';
 
 /** What a response timer serves: an upstream request in flight. */

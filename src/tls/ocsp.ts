@@ -1,7 +1,7 @@
 import { channel } from 'node:diagnostics_channel';
 import { X509Certificate, webcrypto } from 'node:crypto';
 import type * as Pkijs from 'pkijs';
-import { request } from 'undici';
+import { undici } from '../http/undici.js';
 
 /**
  * OCSP stapling for the certificates of TLS listeners (RFC 6960, stapled per RFC 6066 §8):
@@ -184,7 +184,7 @@ export class OcspStapler {
     const body = Buffer.from(req.toSchema(true).toBER(false));
     let der: Buffer;
     try {
-      const res = await request(t.url, {
+      const res = await undici().request(t.url, {
         method: 'POST',
         headers: { 'content-type': 'application/ocsp-request', accept: 'application/ocsp-response' },
         body,

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
-import { buildConnector } from 'undici';
+import { buildConnector } from '../http/undici.js';
 import { ConnectionPool, type PoolConnection } from '../pool/index.js';
 
 /** Requests one upstream HTTP/2 connection carries at once by default (undici's own default, and nghttp2's usual limit). */

@@ -1,7 +1,8 @@
 import { channel } from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
 import { connect, type LookupFunction } from 'node:net';
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
+import { undici } from '../http/undici.js';
 import type { Endpoint } from './endpoint.js';
 import type { CancelSignal } from '../timing/cancel.js';
 import { Timeout } from '../timing/deadlines.js';
@@ -95,7 +96,7 @@ export class HealthChecker {
         if (opts.tls.ca) connect.ca = readFileSync(opts.tls.ca, 'utf8');
         if (opts.tls.servername) connect.servername = opts.tls.servername;
       }
-      this.#agent = new Agent({ connections: 2, pipelining: 1, keepAliveTimeout: 1000, connect });
+      this.#agent = new (undici().Agent)({ connections: 2, pipelining: 1, keepAliveTimeout: 1000, connect });
     }
   }
 
@@ -167,7 +168,7 @@ export class HealthChecker {
     const o = this.#opts;
     const headers: Record<string, string> = { 'user-agent': 'gatewise-health-check' };
     if (o.host) headers.host = o.host;
-    const res = await request(ep.origin + o.path, {
+    const res = await undici().request(ep.origin + o.path, {
       method: 'GET',
       dispatcher: this.#agent,
       headers,
