@@ -7,11 +7,13 @@ import v8 from 'node:v8';
  * survives, and V8 doubles the young generation (the semi-spaces) after each scavenge with a
  * high survival rate, so a process that has only started holds semi-spaces grown to 16 MiB,
  * ~10 MiB of them resident and empty. V8 gives them back only when its memory reducer runs,
- * ~8 s after start; until then an idle `gatewise proxy` measured 78–81 MiB, then 65 MiB.
+ * ~8 s after start; until then an idle `gatewise proxy` measured 77–81 MiB, then 65 MiB.
  * Growing by a factor of 1 while starting keeps them at their first size (2 MiB with both
- * halves): 69–71 MiB right after start (docs/benchmarks.md §27). Startup pays a few more
- * scavenges (its time: §27); traffic is served with V8's own growth (factor 2), restored once
- * the listeners are up, so under load the semi-spaces grow as they always did.
+ * halves): 70–73 MiB right after start (docs/benchmarks.md §27). Startup pays a few more
+ * scavenges (no difference in its time measured: 646–695 against 634–741 ms); traffic is
+ * served with V8's own growth (factor 2), restored once the listeners are up, so under load
+ * the semi-spaces grow as they always did (duels against the build before: 1.03 reverse,
+ * 0.99 CONNECT).
  *
  * How: `--semi-space-growth-factor` is read by V8 at each growth, so it can be changed while
  * the process runs (`v8.setFlagsFromString`). `bin/gatewise.js` holds it before it loads the

@@ -5,7 +5,7 @@
 // error classes (thrown and classified by both clients) and the connector (TCP and TLS for
 // the native client). Measured at idle, Node 20, undici 7.30: `import('undici')` adds
 // 11.3 MiB of resident memory to a process, `lib/core/errors.js` with `lib/core/connect.js`
-// 0.3 MiB; `gatewise proxy` at idle went from 92–93 to 8x MiB (docs/benchmarks.md §27).
+// 0.3 MiB; `gatewise proxy` at idle went from 92–93 to 77–82 MiB (docs/benchmarks.md §27).
 //
 // The two files are reached by path. undici has no `exports` map, so Node's resolver serves
 // them as it serves the index, and they are the very modules the index re-exports
