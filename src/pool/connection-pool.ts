@@ -77,8 +77,8 @@ function definePooledClient(Base: typeof Client): PooledClientClass {
   };
 }
 
-/** One upstream connection on undici's Client (see definePooledClient for the fields). */
-export interface PooledClient extends Client {
+/** What the pool keeps on each connection, whichever client it is (the fields: definePooledClient). */
+interface ConnectionState {
   active: number;
   uses: number;
   lastUsed: number;
@@ -87,6 +87,9 @@ export interface PooledClient extends Client {
   servername: string | undefined;
   remoteAddress: string | undefined;
 }
+
+/** One upstream connection on undici's Client (see definePooledClient). */
+export interface PooledClient extends Client, ConnectionState {}
 type PooledClientClass = new (origin: string, options: Client.Options) => PooledClient;
 let pooledClientClass: PooledClientClass | undefined;
 
@@ -96,14 +99,7 @@ let pooledClientClass: PooledClientClass | undefined;
  * `NativeClient` both have. `connected` is kept by the pool from the 'connect' and
  * 'disconnect' events.
  */
-export interface PoolConnection {
-  active: number;
-  uses: number;
-  lastUsed: number;
-  connected: boolean;
-  readonly timings: ConnectTimings;
-  servername: string | undefined;
-  remoteAddress: string | undefined;
+export interface PoolConnection extends ConnectionState {
   pipelining: number | undefined;
   readonly destroyed: boolean;
   readonly closed: boolean;
