@@ -70,9 +70,9 @@ interface Located {
 /** The line of the closest node in the YAML document for a path (the key's own line when `key` is given). */
 function locate(src: Located | undefined, path: readonly PropertyKey[], key?: string): { line: number; column: number } | undefined {
   if (!src) return undefined;
+  const { isMap, isNode, isScalar } = yaml();
   if (key !== undefined) {
     const parent = path.length ? src.doc.getIn(path as unknown[], true) : src.doc.contents;
-    const { isMap, isNode, isScalar } = yaml();
     if (isMap(parent)) {
       const pair = parent.items.find((p) => isScalar(p.key) && String(p.key.value) === key);
       if (pair && isNode(pair.key) && pair.key.range) {
@@ -83,7 +83,7 @@ function locate(src: Located | undefined, path: readonly PropertyKey[], key?: st
   }
   for (let n = path.length; n >= 0; n--) {
     const node = n === 0 ? src.doc.contents : src.doc.getIn(path.slice(0, n) as unknown[], true);
-    if (yaml().isNode(node) && node.range) {
+    if (isNode(node) && node.range) {
       const pos = src.lc.linePos(node.range[0]);
       return { line: pos.line, column: pos.col };
     }

@@ -93,6 +93,11 @@ export interface PooledClient extends Client, ConnectionState {}
 type PooledClientClass = new (origin: string, options: Client.Options) => PooledClient;
 let pooledClientClass: PooledClientClass | undefined;
 
+/** The PooledClient class, made on first use (which loads undici). */
+function pooledClient(): PooledClientClass {
+  return (pooledClientClass ??= definePooledClient(undici().Client));
+}
+
 /**
  * What the pool and its users (the gateway's Attempt, revalidation and upgrade, the forward
  * relay) use of a connection: undici's `Client` surface, which `PooledClient` and
@@ -163,7 +168,7 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
     this.#opts = opts;
     this.#connector = opts.connector;
     // Loaded here, with the configuration, rather than at the first request on undici.
-    if (!opts.native) pooledClientClass ??= definePooledClient(undici().Client);
+    if (!opts.native) pooledClient();
   }
 
   get size(): number {
@@ -346,7 +351,7 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
   #openUndici(): C {
     const timings: ConnectTimings = {};
     const timed = timedConnector(this.#connector, timings);
-    const c: PooledClient = new pooledClientClass!(this.#opts.origin, {
+    const c: PooledClient = new (pooledClient())(this.#opts.origin, {
       ...this.#opts.clientOptions,
       pipelining: 1,
       connect: (o, cb) =>
