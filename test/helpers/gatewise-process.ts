@@ -9,7 +9,8 @@ export const BIN = fileURLToPath(new URL('../../../bin/gatewise.js', import.meta
 
 /**
  * `gatewise run --config FILE [--workers N]` as a real process: its JSON log lines gathered
- * (stdout), started when `readyLines` forward listeners said they listen.
+ * (stdout), started when `readyLines` forward listeners said they listen (and, with `admin`
+ * in the config, each process's admin listener).
  */
 export class GatewiseProcess {
   readonly lines: Array<Record<string, unknown>> = [];
@@ -45,6 +46,11 @@ export class GatewiseProcess {
     try {
       // Generous: a CI machine that stalls may take long to load and start N workers.
       await p.waitFor(() => p.lines.filter((l) => l.event === 'forward-ready').length >= want, 60_000, `${want} forward listeners ready`);
+      // Each process starts its admin listener after its forward listeners: a test that calls
+      // the admin API right after 'forward-ready' could find nothing listening yet.
+      if ((config as { admin?: unknown }).admin !== undefined) {
+        await p.waitFor(() => p.lines.filter((l) => l.event === 'admin').length >= (opts.workers ?? 1), 60_000, 'the admin listener of each process');
+      }
     } catch (err) {
       // Never leave a half-started group behind: its pipes would keep the test process alive.
       await p.kill();
