@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { CLIENT_CLOSED_STATUS, Failure, classify, type EndedBy } from '../failure/index.js';
-import { stripHopByHop, viaValue } from '../http/headers.js';
+import { stripHopByHop, viaValue, fieldText, type RawField } from '../http/headers.js';
 import type { MeterSession } from '../tenants/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import { ClientBody } from './client-body.js';
@@ -118,7 +118,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     this.#responseStarted = true;
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+  onHeaders(statusCode: number, rawHeaders: RawField[], resume: () => void, statusText: string): boolean {
     if (statusCode < 100 || statusCode > 599) {
       // RFC 9110 §15: a status outside 100–599 is not HTTP (fuzz finding F7): an invalid response, never passed on.
       this.#abort?.(new Failure({ type: 'http_protocol_error', phase: 'headers', nextHop: this.#session.destination ?? undefined, detail: `the destination answered status ${statusCode}, outside 100-599` }));
@@ -138,7 +138,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     if (this.#settled) return false;
     this.#timer.body(this.#timeouts.bodyIdleMs, performance.now());
     const list: string[] = new Array<string>(rawHeaders.length);
-    for (let i = 0; i < rawHeaders.length; i++) list[i] = rawHeaders[i]!.toString('latin1');
+    for (let i = 0; i < rawHeaders.length; i++) list[i] = fieldText(rawHeaders[i]!);
     if (this.#inspect !== undefined) {
       const refused = this.#inspect(statusCode, list);
       if (refused) {

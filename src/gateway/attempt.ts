@@ -9,6 +9,7 @@ import type { AttemptRecord } from './events.js';
 import type { Exchange } from './exchange.js';
 import type { RetryAgain } from './retry-policy.js';
 import type { UpstreamTrailers } from './response-headers.js';
+import type { RawField } from '../http/headers.js';
 
 /**
  * One try of a request at one endpoint: the pooled connection, the body relay, the
@@ -168,7 +169,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     a.firstByteMs = Math.round(performance.now() - this.#ex.t0);
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, _statusText: string): boolean {
+  onHeaders(statusCode: number, rawHeaders: RawField[], resume: () => void, _statusText: string): boolean {
     if (statusCode < 100 || statusCode > 599) {
       // RFC 9110 §15: a status outside 100–599 is not HTTP (fuzz finding F7): an invalid response, never passed on.
       this.abort(invalidStatus(statusCode, this.endpoint.nextHop));
@@ -271,7 +272,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
    * test/gateway/stall-interim-forever.test.ts). After a 100 the body goes up, and the wait is
    * extended while it moves and restarted once it is sent (`bodySent`).
    */
-  #interim(statusCode: number, rawHeaders: Buffer[]): boolean {
+  #interim(statusCode: number, rawHeaders: RawField[]): boolean {
     if (statusCode === 100) this.#ex.continueClient();
     else if (statusCode === 103 && this.#retry === undefined) this.#ex.earlyHints(rawHeaders);
     return true;
@@ -292,7 +293,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   }
 
   /** Passive health from the status, and whether this answer is drained for a retry instead of passed on. */
-  #judge(statusCode: number, rawHeaders: Buffer[]): boolean {
+  #judge(statusCode: number, rawHeaders: RawField[]): boolean {
     const cluster = this.#ex.route!.cluster;
     const wall = Date.now();
     if (statusCode < 500) {

@@ -1,27 +1,27 @@
-import { HOP_BY_HOP, connectionListed } from '../http/headers.js';
+import { HOP_BY_HOP, connectionListed, fieldText, type RawField } from '../http/headers.js';
 
 /** Response header helpers of the cache phase and its background revalidation. */
 
 /** The response's fields as the store keeps them: hop-by-hop and Connection-listed ones dropped. */
-export function storedPairs(raw: readonly Buffer[]): string[] {
+export function storedPairs(raw: readonly RawField[]): string[] {
   let listed: Set<string> | undefined;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toString('latin1').toLowerCase() === 'connection') listed = connectionListed(raw[i + 1]!.toString('latin1'), listed);
+  for (let i = 0; i < raw.length; i += 2) if (fieldText(raw[i]!).toLowerCase() === 'connection') listed = connectionListed(fieldText(raw[i + 1]!), listed);
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1');
+    const name = fieldText(raw[i]!);
     const n = name.toLowerCase();
     if (HOP_BY_HOP.response.has(n) || n === 'proxy-status' || n === 'cache-status' || listed?.has(n)) continue;
-    out.push(name, raw[i + 1]!.toString('latin1'));
+    out.push(name, fieldText(raw[i + 1]!));
   }
   return out;
 }
 
 /** Lower-case name → value (list fields joined) for the storability rules. */
-export function headerObject(raw: readonly Buffer[]): Record<string, string> {
+export function headerObject(raw: readonly RawField[]): Record<string, string> {
   const o: Record<string, string> = {};
   for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i]!.toString('latin1').toLowerCase();
-    const v = raw[i + 1]!.toString('latin1');
+    const n = fieldText(raw[i]!).toLowerCase();
+    const v = fieldText(raw[i + 1]!);
     o[n] = o[n] === undefined ? v : `${o[n]}, ${v}`;
   }
   return o;

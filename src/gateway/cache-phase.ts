@@ -17,6 +17,7 @@ import { headerObject, storedPairs, varyOf } from './cache-fields.js';
 import { proxyStatusOptions } from './context.js';
 import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
+import { fieldText, type RawField } from '../http/headers.js';
 
 /** What the cache made of an upstream head: it answered instead, or the request must be sent again (a 304 it cannot use); undefined: pass it on. */
 export type HeadVerdict = 'answered' | 'resend' | undefined;
@@ -206,7 +207,7 @@ export class CachePhase implements CollapseWaiter {
    * sent it (`resendHeaders`), once. Otherwise `head` gets Cache-Status, and a storable
    * response starts being stored.
    */
-  onHead(status: number, raw: readonly Buffer[], head: string[]): HeadVerdict {
+  onHead(status: number, raw: readonly RawField[], head: string[]): HeadVerdict {
     const ex = this.#ex;
     const now = Date.now();
     const method = ex.method;
@@ -273,7 +274,7 @@ export class CachePhase implements CollapseWaiter {
     return undefined;
   }
 
-  #mayStore(status: number, raw: readonly Buffer[]): boolean {
+  #mayStore(status: number, raw: readonly RawField[]): boolean {
     const ex = this.#ex;
     const obj = headerObject(raw);
     const cl = obj['content-length'];
@@ -369,16 +370,16 @@ export class CachePhase implements CollapseWaiter {
   }
 
   /** RFC 9111 §4.4: a non-error answer to an unsafe method invalidates its target and its Location / Content-Location on the same host. */
-  #invalidate(raw: readonly Buffer[]): void {
+  #invalidate(raw: readonly RawField[]): void {
     const ex = this.#ex;
     const cache = this.#rc.cache;
     cache.invalidate(this.key);
     for (let i = 0; i < raw.length; i += 2) {
-      const n = raw[i]!.toString('latin1').toLowerCase();
+      const n = fieldText(raw[i]!).toLowerCase();
       if (n !== 'location' && n !== 'content-location') continue;
       try {
         const base = `http://${ex.host || 'localhost'}`;
-        const u = new URL(raw[i + 1]!.toString('latin1'), `${base}${ex.path}`);
+        const u = new URL(fieldText(raw[i + 1]!), `${base}${ex.path}`);
         if (u.host.toLowerCase() === (ex.host || 'localhost').toLowerCase()) cache.invalidate(cacheKey(ex.host, u.pathname + u.search));
       } catch {
         // Not a URL: nothing to invalidate.

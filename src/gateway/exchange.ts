@@ -28,6 +28,7 @@ import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import { rewritePath, type Route } from './router.js';
 import { CachePhase } from './cache-phase.js';
 import type { RouteCache } from '../cache/index.js';
+import { fieldText, type RawField } from '../http/headers.js';
 
 /** A new request id (src/http/request-id.ts). */
 export function newRequestId(ctx: GatewayContext): string {
@@ -517,7 +518,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   }
 
   /** An upstream 5xx: the policy decides whether it is drained and retried (the budget is spent now). */
-  decideOnStatus(a: Attempt, status: number, raw: Buffer[]): RetryDecision {
+  decideOnStatus(a: Attempt, status: number, raw: readonly RawField[]): RetryDecision {
     const route = this.route!;
     const now = Date.now();
     const d = decideOnStatus(status, raw, this.#facts(a, false), route, route.cluster.retryBudget, now);
@@ -612,7 +613,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   }
 
   /** Write the upstream's response head to the client; false when it cannot be forwarded (the try is aborted). */
-  writeResponseHead(a: Attempt, statusCode: number, rawHeaders: Buffer[]): boolean {
+  writeResponseHead(a: Attempt, statusCode: number, rawHeaders: RawField[]): boolean {
     const ep = a.endpoint;
     const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#socket.remoteAddress)) : undefined;
     // Via names the protocol this response was received in: the try's connection's (RFC 9110 §7.6.3).
@@ -712,11 +713,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   }
 
   /** A 103 from the upstream: passed on when Node accepts it as valid, else dropped. */
-  earlyHints(raw: Buffer[]): void {
+  earlyHints(raw: readonly RawField[]): void {
     const hints: Record<string, string | string[]> = {};
     for (let i = 0; i < raw.length; i += 2) {
-      const k = raw[i]!.toString('latin1').toLowerCase();
-      const v = raw[i + 1]!.toString('latin1');
+      const k = fieldText(raw[i]!).toLowerCase();
+      const v = fieldText(raw[i + 1]!);
       const prev = hints[k];
       hints[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
     }

@@ -2,6 +2,7 @@ import type { Failure } from '../failure/index.js';
 import { lostKeepAliveRace } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { RetryBudget } from '../upstream/retry-budget.js';
+import { fieldText, type RawField } from '../http/headers.js';
 
 /** The failure classes a route can choose to retry (config `retry.on`). */
 export type RetryKind = 'connect-failure' | 'reset' | 'invalid-response' | 'timeout' | '502' | '503' | '504';
@@ -42,11 +43,11 @@ export function backoffMs(p: RetryPolicy, attemptsSoFar: number): number {
 }
 
 /** Retry-After from raw response headers, in ms (delta-seconds or HTTP-date). */
-export function retryAfterMs(raw: readonly Buffer[]): number | undefined {
+export function retryAfterMs(raw: readonly RawField[]): number | undefined {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (name.length !== 11 || name.toString('latin1').toLowerCase() !== 'retry-after') continue;
-    const v = raw[i + 1]!.toString('latin1').trim();
+    if (name.length !== 11 || fieldText(name).toLowerCase() !== 'retry-after') continue;
+    const v = fieldText(raw[i + 1]!).trim();
     if (/^\d+$/.test(v)) return Number(v) * 1000;
     const t = Date.parse(v);
     return Number.isNaN(t) ? undefined : Math.max(0, t - Date.now());
@@ -140,7 +141,7 @@ export function decideOnFailure(f: Failure, t: TryFacts, rules: RetryRules, budg
  * its Retry-After (when within the route's maximum) or the back-off, whichever is longer;
  * the connection is kept (the answer is drained), so no fresh one is needed.
  */
-export function decideOnStatus(status: number, raw: readonly Buffer[], t: TryFacts, rules: RetryRules, budget: RetryBudget, now: number): RetryDecision {
+export function decideOnStatus(status: number, raw: readonly RawField[], t: TryFacts, rules: RetryRules, budget: RetryBudget, now: number): RetryDecision {
   if (status !== 502 && status !== 503 && status !== 504) return FAIL;
   const wait = retryAfterMs(raw);
   if (wait !== undefined && wait > rules.retryAfterMaxMs) return FAIL;

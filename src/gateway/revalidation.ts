@@ -10,6 +10,7 @@ import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type ReverseRecord } from './events.js';
 import type { Exchange } from './exchange.js';
 import type { Route } from './router.js';
+import type { RawField } from '../http/headers.js';
 
 /** What a background revalidation did (`ReverseRecord.revalidation`, `gatewise_cache_revalidations_total`). */
 export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'failed' | 'refused';
@@ -154,7 +155,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     }
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], _resume: () => void): boolean {
+  onHeaders(statusCode: number, rawHeaders: RawField[], _resume: () => void): boolean {
     if (statusCode < 200) return true;
     this.#progress.responseStarted = true;
     this.#progress.headersReceived = true;

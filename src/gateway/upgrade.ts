@@ -21,6 +21,7 @@ import { respondWithFailure } from './responder.js';
 import { buildResponseHead } from './response-headers.js';
 import { allowedUpgrade, rewritePath, type Route } from './router.js';
 import { traceTry, type RequestTrace } from './tracing.js';
+import type { RawField } from '../http/headers.js';
 
 /** Bytes of an upgrade request's client read (and kept) while its answer is awaited. */
 const EARLY_LIMIT = 64 * 1024;
@@ -330,11 +331,11 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     this.#attempt!.phase = 'headers';
   }
 
-  onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
+  onUpgrade(statusCode: number, rawHeaders: RawField[] | null, upstream: Duplex): void {
     this.#settle();
     this.#finalHead(statusCode);
     this.#upstream = upstream;
-    const head = this.#responseHead(statusCode, buildResponseHead((rawHeaders ?? []) as Buffer[], this.#via, this.#ctx.requestIdHeader, this.requestId, undefined, true));
+    const head = this.#responseHead(statusCode, buildResponseHead(rawHeaders ?? [], this.#via, this.#ctx.requestIdHeader, this.requestId, undefined, true));
     const client = this.#socket;
     if (client.destroyed) {
       upstream.destroy();
@@ -371,7 +372,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     client.pipe(upstream);
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+  onHeaders(statusCode: number, rawHeaders: RawField[], resume: () => void): boolean {
     // 1xx: not the answer the response timeout waits for; restarting the wait at each let an
     // upstream sending 103s for ever hold the upgrade (test/gateway/stall-interim-forever.test.ts).
     if (statusCode < 200) return true;

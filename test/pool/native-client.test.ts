@@ -24,6 +24,8 @@ interface Result {
   status: number;
   interim: number[];
   headers: string[];
+  /** The final head's fields as the handler got them. */
+  raw: unknown[];
   body: Buffer;
   trailers: string[];
   error: (Error & { code?: string }) | undefined;
@@ -56,7 +58,7 @@ function send(pool: ConnectionPool<PoolConnection>, opts: { method?: string; pat
   const method = opts.method ?? 'GET';
   const c = pool.acquire(Date.now(), opts.idempotent ?? (method === 'GET' || method === 'HEAD'), false);
   return new Promise((resolve) => {
-    const r: Result = { status: 0, interim: [], headers: [], body: Buffer.alloc(0), trailers: [], error: undefined };
+    const r: Result = { status: 0, interim: [], headers: [], raw: [], body: Buffer.alloc(0), trailers: [], error: undefined };
     const chunks: Buffer[] = [];
     let resume: (() => void) | undefined;
     let stalled = false;
@@ -73,6 +75,7 @@ function send(pool: ConnectionPool<PoolConnection>, opts: { method?: string; pat
           if (status < 200) r.interim.push(status);
           else {
             r.status = status;
+            r.raw = raw;
             r.headers = raw.map((b) => b.toString('latin1'));
           }
           resume = res;
@@ -158,6 +161,97 @@ describe('native client: framing and reuse', () => {
           // HEAD (as undici: a broken server may send a body) and close-delimited bodies end their connection.
           const reusable = kind !== 'close' && kind !== 'head';
           assert.equal(lastConn() === caseConn, reusable, `${what}: connection ${reusable ? 'reused' : 'not reused'} by the next request`);
+        }
+      } finally {
+        await pool.destroy();
+      }
+    });
+  });
+
+  test('seeded: header fields are handed on as latin1 strings, names as sent and values without OWS, whatever their count, bytes and split points', { timeout: 60_000 }, async () => {
+    const TOKEN = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    const framing = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive']);
+    /** A value byte: visible ASCII or obs-text (0x80–0xff), never OWS at its ends. */
+    const vchar = (rand: () => number): string => String.fromCharCode(rand() < 0.2 ? between(rand, 0x80, 0xff) : between(rand, 0x21, 0x7e));
+    const ows = (rand: () => number): string => [' ', '\t', '  ', ' \t', ''][between(rand, 0, 4)]!;
+    await seededRun('native header fields family', async (rand) => {
+      const pool = newPool();
+      try {
+        for (let i = 0; i < 60; i++) {
+          const expected: string[] = [];
+          let head = `HTTP/1.1 200 OK\r\n`;
+          const count = rand() < 0.1 ? 0 : between(rand, 1, rand() < 0.2 ? 60 : 12);
+          for (let f = 0; f < count; f++) {
+            let name = '';
+            for (let n = between(rand, 1, 24); n > 0; n--) name += TOKEN[between(rand, 0, TOKEN.length - 1)];
+            if (framing.has(name.toLowerCase())) continue;
+            let value = '';
+            const len = rand() < 0.15 ? 0 : between(rand, 1, 40);
+            for (let k = 0; k < len; k++) value += k > 0 && k < len - 1 && rand() < 0.1 ? (rand() < 0.5 ? ' ' : '\t') : vchar(rand);
+            head += `${name}:${value === '' ? ows(rand) : `${ows(rand)}${value}${ows(rand)}`}\r\n`;
+            expected.push(name, value);
+          }
+          // Framing fields among them, in any case, are handed on too.
+          const cl = ['Content-Length', 'content-length', 'CONTENT-LENGTH'][between(rand, 0, 2)]!;
+          head += `${cl}: 2\r\n`;
+          expected.push(cl, '2');
+          const bytes = Buffer.from(`${head}\r\nok`, 'latin1');
+          const pieces = splitAt(bytes, between(rand, 0, 10), rand);
+          answerNext = () => ({ pieces });
+          const r = await send(pool, { path: `/fields/${i}` });
+          const seen = r.raw;
+          const what = `case ${i} (${count} fields, ${pieces.length} pieces)`;
+          assert.equal(r.error, undefined, `${what}: ${r.error?.code} ${r.error?.message}`);
+          assert.equal(r.body.toString(), 'ok', `${what}: body`);
+          assert.ok(seen.every((x) => typeof x === 'string'), `${what}: every field a string`);
+          assert.deepEqual(seen, expected, `${what}: the fields`);
+        }
+      } finally {
+        await pool.destroy();
+      }
+    });
+  });
+
+  test('seeded: a request field with a faulty name or value is refused before anything is written (UND_ERR_INVALID_ARG, naming it), wherever it is among valid ones', { timeout: 60_000 }, async () => {
+    const TOKEN = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    // Bytes a name may not have (RFC 9110 §5.1: a token), and a value may not (§5.5: no CTL but HTAB).
+    const BAD_NAME = [' ', ':', '\r', '\n', '\0', '"', '(', '@', '\x7f', '\u00e9', '/', '[', '{', ';', '='];
+    const BAD_VALUE = ['\r', '\n', '\0', '\x01', '\x1f', '\x7f', '\r\n'];
+    await seededRun('native request field family', async (rand) => {
+      const pool = newPool();
+      try {
+        for (let i = 0; i < 50; i++) {
+          const headers: string[] = ['host', 'up.test'];
+          const count = between(rand, 1, 10);
+          const faultAt = rand() < 0.7 ? between(rand, 0, count - 1) : -1;
+          const faultKind = rand() < 0.5 ? 'name' : 'value';
+          for (let f = 0; f < count; f++) {
+            let name = 'x-';
+            for (let n = between(rand, 1, 12); n > 0; n--) name += TOKEN[between(rand, 0, TOKEN.length - 1)];
+            let value = '';
+            for (let n = between(rand, 0, 20); n > 0; n--) value += String.fromCharCode(rand() < 0.1 ? between(rand, 0x80, 0xff) : between(rand, 0x20, 0x7e));
+            if (f === faultAt) {
+              const bad = faultKind === 'name' ? BAD_NAME[between(rand, 0, BAD_NAME.length - 1)]! : BAD_VALUE[between(rand, 0, BAD_VALUE.length - 1)]!;
+              const s = faultKind === 'name' ? name : value;
+              const at = between(rand, 0, s.length);
+              if (faultKind === 'name') name = s.slice(0, at) + bad + s.slice(at);
+              else value = s.slice(0, at) + bad + s.slice(at);
+            }
+            headers.push(name, value);
+          }
+          const before = up.requests.length;
+          const r = await send(pool, { path: `/req-fields/${i}`, headers });
+          const what = `case ${i} (${count} fields, fault ${faultAt < 0 ? 'none' : `${faultKind} of field ${faultAt}`})`;
+          if (faultAt < 0) {
+            assert.equal(r.error, undefined, `${what}: ${r.error?.message}`);
+            const got = up.requests[up.requests.length - 1]!.head;
+            for (let k = 2; k < headers.length; k += 2) assert.ok(got.includes(`\r\n${headers[k]}: ${headers[k + 1]}`), `${what}: field ${headers[k]} arrived`);
+          } else {
+            assert.equal(r.error?.code, 'UND_ERR_INVALID_ARG', `${what}: refused`);
+            assert.equal(up.requests.length, before, `${what}: nothing written upstream`);
+            const faulty = headers[2 + faultAt * 2]!;
+            assert.equal(r.error?.message, faultKind === 'name' ? 'invalid header key' : `invalid ${faulty} header`, `${what}: the error names it`);
+          }
         }
       } finally {
         await pool.destroy();
