@@ -701,7 +701,12 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     // held the stream, the request's in-flight count and its record for ever (the HTTP/2 stall
     // hunt, test/gateway/stall-h2.test.ts).
     const queue: Queued = front !== undefined && front.h2 ? h2Stream(this.res) : this.#socket;
-    if (queue.writableLength > 0) new SendWatch(this, queue, sendMs);
+    if (queue.writableLength === 0) return;
+    // A corked socket (the net front's, until the end of the tick) has not tried to write yet:
+    // judged once it has. Every answer there got a watch, which held its exchange for the whole
+    // send timeout (test/gateway/send-watch-retention.test.ts).
+    if (queue.writableCorked > 0) process.nextTick(watchSendLater, this, queue, sendMs);
+    else new SendWatch(this, queue, sendMs);
   }
 
   /** The upstream answered 100 Continue: tell the client (once) to send its body. */
@@ -890,7 +895,13 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 /** Where an ended answer's bytes wait for the client: its connection (HTTP/1.1) or its HTTP/2 stream. */
 interface Queued {
   readonly writableLength: number;
+  readonly writableCorked: number;
   readonly destroyed: boolean;
+}
+
+/** The tick's corked writes were tried: watch what is still queued. */
+function watchSendLater(ex: Exchange, queue: Queued, ms: number): void {
+  if (queue.writableLength > 0 && !queue.destroyed && !ex.clientGone) new SendWatch(ex, queue, ms);
 }
 
 /**
@@ -953,7 +964,7 @@ function h2Connection(req: IncomingMessage): Socket {
 function h2Stream(res: ServerResponse): Queued {
   return (res as unknown as { stream?: Http2Stream }).stream ?? GONE;
 }
-const GONE: Queued = { writableLength: 0, destroyed: true };
+const GONE: Queued = { writableLength: 0, writableCorked: 0, destroyed: true };
 
 /** The HTTP/2 stream under a response is closed already (Http2ServerResponse has no `destroyed`). */
 function h2StreamClosed(res: ServerResponse): boolean {
