@@ -3,7 +3,8 @@
 //
 //   node dist/bench/icount.js ROOT MODE [WARM] [N]
 //   ROOT: a built checkout (this one, or BENCH_BASELINE's); MODE: quiet | default | metrics | nometrics
-//   (the duel contenders gatewise-quiet, gatewise, gatewise-metrics, gatewise-nometrics).
+//   (the duel contenders gatewise-quiet, gatewise, gatewise-metrics, gatewise-nometrics) | netfront |
+//   nodefront (gatewise-netfront / gatewise-nodefront: the default with `front: net` or `node` set).
 //
 // Gatewise runs under `valgrind --tool=callgrind` with instrumentation off while WARM requests
 // (default 30,000) warm the JIT, then on: 300 more, counters zeroed, N requests (default 3,000)
@@ -27,22 +28,27 @@ import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
 import { callgrindTotal } from './callgrind.js';
-import { metricsReverseConfig, nginxOrigin } from './configs.js';
+import { metricsReverseConfig, nginxOrigin, reverseFrontConfig } from './configs.js';
 import { installCleanupHandlers, runMain, startProcess, stopAll } from './procs.js';
 import { freePort, waitForPort } from './util.js';
 
 const V8_FLAGS = ['--single-threaded', '--no-memory-reducer', '--no-flush-bytecode'];
 const CONNECTIONS = 50;
 
-type Mode = 'quiet' | 'default' | 'metrics' | 'nometrics';
+type Mode = 'quiet' | 'default' | 'metrics' | 'nometrics' | 'netfront' | 'nodefront';
+const MODES: readonly Mode[] = ['quiet', 'default', 'metrics', 'nometrics', 'netfront', 'nodefront'];
 
 async function gatewiseArgs(mode: Mode, dir: string, port: number, origin: number): Promise<string[]> {
   if (mode === 'quiet' || mode === 'default') {
     return ['proxy', '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${origin}`, ...(mode === 'quiet' ? ['--no-access-log'] : [])];
   }
+  const file = path.join(dir, 'gatewise.yaml');
+  if (mode === 'netfront' || mode === 'nodefront') {
+    fs.writeFileSync(file, reverseFrontConfig(port, origin, mode === 'netfront' ? 'net' : 'node', true));
+    return ['run', '-c', file];
+  }
   // The config of bench/contenders.ts's gatewise-metrics / gatewise-nometrics.
   const admin = mode === 'metrics' ? await freePort() : undefined;
-  const file = path.join(dir, 'gatewise.yaml');
   fs.writeFileSync(file, metricsReverseConfig(port, origin, admin));
   return ['run', '-c', file];
 }
@@ -65,7 +71,7 @@ async function load(pool: Pool, n: number): Promise<number> {
 
 async function main(): Promise<void> {
   const [root, modeArg = 'quiet', warmArg = '30000', nArg = '3000'] = process.argv.slice(2);
-  if (!root || !['quiet', 'default', 'metrics', 'nometrics'].includes(modeArg)) throw new Error('usage: icount ROOT quiet|default|metrics|nometrics [WARM] [N]');
+  if (!root || !(MODES as readonly string[]).includes(modeArg)) throw new Error(`usage: icount ROOT ${MODES.join('|')} [WARM] [N]`);
   const mode = modeArg as Mode;
   const warm = Number(warmArg);
   const n = Number(nArg);
@@ -79,7 +85,9 @@ async function main(): Promise<void> {
     if (!(await waitForPort(originPort, 10_000, () => !origin.exited))) throw new Error(`origin nginx did not start: ${origin.problem() ?? ''}`);
     const port = await freePort();
     const out = path.join(dir, 'callgrind.out');
-    const args = ['--tool=callgrind', `--callgrind-out-file=${out}`, '--instr-atstart=no', '--separate-threads=yes', process.execPath, ...V8_FLAGS, path.join(root, 'bin', 'gatewise.js'), ...(await gatewiseArgs(mode, dir, port, originPort))];
+    // With ICOUNT_KEEP, V8 also writes its perf map (/tmp/perf-PID.map), kept beside the dumps to name the JIT code's addresses.
+    const mapFlags = process.env.ICOUNT_KEEP ? ['--perf-basic-prof'] : [];
+    const args = ['--tool=callgrind', `--callgrind-out-file=${out}`, '--instr-atstart=no', '--separate-threads=yes', process.execPath, ...V8_FLAGS, ...mapFlags, path.join(root, 'bin', 'gatewise.js'), ...(await gatewiseArgs(mode, dir, port, originPort))];
     const gw = startProcess('gatewise', 'valgrind', args, { cwd: root });
     if (!(await waitForPort(port, 300_000, () => !gw.exited))) throw new Error(`gatewise under valgrind did not listen: ${gw.problem() ?? ''}`);
     const ctl = (...flags: string[]): string => execFileSync('callgrind_control', [...flags, String(gw.pid)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -94,6 +102,14 @@ async function main(): Promise<void> {
     ctl('-d');
     await pool.close();
     const total = callgrindTotal(dir);
+    // ICOUNT_KEEP=DIR keeps the dumps there, for callgrind_annotate.
+    const keep = process.env.ICOUNT_KEEP;
+    if (keep) {
+      fs.mkdirSync(keep, { recursive: true });
+      for (const f of fs.readdirSync(dir).filter((x) => x.startsWith('callgrind.out'))) fs.copyFileSync(path.join(dir, f), path.join(keep, f));
+      const map = `/tmp/perf-${gw.pid}.map`;
+      if (fs.existsSync(map)) fs.renameSync(map, path.join(keep, 'perf.map'));
+    }
     process.stdout.write(`${JSON.stringify({ root, mode, warm, n, instructionsPerRequest: Math.round(total / n), countedSeconds: seconds, non200: bad, loadavg: os.loadavg()[0] })}\n`);
   } finally {
     await stopAll();
