@@ -47,6 +47,10 @@ export const PAIRS: Pair[] = [
   { load: 'get-1k', a: 'gatewise-metrics', b: 'gatewise-nometrics', target: 0.95 },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd-metrics', b: 'gatewise-fwd-nometrics', target: 0.95 },
   { load: 'get-1k', a: 'undici-stream', b: 'nginx', reference: 'the bare undici engine against nginx' },
+  // The front inside Gatewise (issue 17: the net front becomes the default at ≥ 1.3× on 1 KiB and no worse on 1 MiB).
+  { load: 'get-1k', a: 'gatewise-netfront', b: 'gatewise-nodefront', target: 1.3 },
+  { load: 'get-1m', a: 'gatewise-netfront', b: 'gatewise-nodefront', target: 1 },
+  { load: 'get-1k', a: 'gatewise-netfront-quiet', b: 'gatewise-nodefront-quiet', reference: 'the fronts without the access log' },
   { load: 'get-1k', a: 'net-front', b: 'undici-stream', reference: 'the faster-front experiment: node:net server side against node:http, both on bare undici' },
   { load: 'get-1m', a: 'net-front', b: 'undici-stream', reference: 'the faster-front experiment on 1 MiB bodies' },
   { load: 'get-1k', a: 'raw-client', b: 'undici-stream', reference: 'the upstream half of the study: a raw keep-alive client against undici, both behind node:http' },
