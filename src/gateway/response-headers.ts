@@ -12,7 +12,7 @@ const SPECIAL_KEYS = new Set<number>();
 for (const n of [...RESPONSE_DROP, 'proxy-status']) SPECIAL_KEYS.add((n.length << 8) | n.charCodeAt(0));
 
 /**
- * Build the client response head from undici's raw header buffers in one pass:
+ * Build the client response head from the upstream's raw fields (Buffers or strings) in one pass:
  * hop-by-hop and Connection-listed fields removed, Via added, Proxy-Status extended
  * with `proxyStatusMember` when given, the request id set.
  * `keepUpgrade` keeps Connection/Upgrade (for a 101 answer).
@@ -95,5 +95,3 @@ export function trailersObject(raw: ReadonlyArray<RawField>): Record<string, str
   }
   return t;
 }
-
-

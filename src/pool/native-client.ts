@@ -604,8 +604,8 @@ export class NativeClient extends EventEmitter {
     let fields = '';
     // Every name and every value is judged at once, as one string each: a character is valid
     // in the concatenation exactly when it is in its own field, so one test of each stands for
-    // one per field (measured, docs/benchmarks.md §30: ~3k instructions less per request with
-    // the gateway's 7 fields). The first faulty field is then found for the error.
+    // one per field (measured, docs/benchmarks.md §30: the regular-expression calls of a proxied
+    // request ~2k instructions fewer). The first faulty field is then found for the error.
     let names = '';
     let values = '';
     let host: string | undefined;
@@ -1006,10 +1006,10 @@ export class NativeClient extends EventEmitter {
     let connClose = minor === 0x30;
     let keepAliveHint: string | undefined;
     // One regular expression vouches for every field line at once (token, ':', value bytes,
-    // CRLF); the lines are then cut at their colon and CR. Measured (docs/benchmarks.md §30):
-    // V8's compiled expression and String#indexOf take ~2k instructions for nginx's 8 fields
-    // where the byte loops below took ~10k. A head it refuses goes through those loops, which
-    // name the first fault as llhttp does.
+    // CRLF); the lines are then cut at their colon and CR. Measured (docs/benchmarks.md §30,
+    // bench/icount.ts): ~2k instructions less per proxied request of nginx's 8 fields than the
+    // byte loops below. A head it refuses goes through those loops, which name the first fault
+    // as llhttp does.
     const valid = FIELD_LINES.test(text);
     while (p < last) {
       let nameEnd: number;
