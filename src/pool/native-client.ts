@@ -5,6 +5,7 @@ import type { buildConnector, Dispatcher } from 'undici';
 import { errors } from '../http/undici.js';
 import type { ConnectTimings } from './timed-connector.js';
 import { TCHAR } from '../http/token.js';
+import { latin1 } from '../http/headers.js';
 
 /*
  * A hand-written HTTP/1.1 client for one upstream connection, beside undici's `Client`
@@ -111,8 +112,6 @@ const FIELD_LINES = /^(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const KEEPALIVE_TIMEOUT = /timeout=(\d+)/;
 
-type Latin1Sliceable = Buffer & { latin1Slice?: (start: number, end: number) => string };
-const latin1 = (b: Buffer, start: number, end: number): string => ((b as Latin1Sliceable).latin1Slice ? (b as Latin1Sliceable).latin1Slice!(start, end) : b.toString('latin1', start, end));
 
 /** The first field of a request head whose value or name is not valid (the head as #buildHead reads it). */
 function faultyField(flat: readonly unknown[]): Error {
