@@ -4,7 +4,6 @@ import { ConfigError, formatProblems, loadConfigFile, validateConfig } from '../
 import type { ConfigProblem } from '../config/check.js';
 import { jsonSchema, type Config, type ConfigInput } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
-import { startRuntime, untilSignal } from './runtime.js';
 import { UsageError } from './usage.js';
 import { COMMANDS, answerUsage, command, commandHelp, optionsError, parseCommand, topHelp } from './commands.js';
 import { leaveCluster, parseWorkers, superviseWorkers, type WorkerStateOptions } from './workers.js';
@@ -99,6 +98,7 @@ async function runCommand(argv: string[]): Promise<number> {
     const code = await superviseWorkers(workers, workerState(config));
     if (code !== undefined) return code;
   }
+  const { startRuntime, untilSignal } = await import('./runtime.js');
   const rt = await startRuntime(config, { configFile: values.config });
   const code = await untilSignal(rt);
   leaveCluster();
@@ -128,6 +128,7 @@ async function proxyCommand(argv: string[]): Promise<number> {
     const code = await superviseWorkers(workers, workerState(config));
     if (code !== undefined) return code;
   }
+  const { startRuntime, untilSignal } = await import('./runtime.js');
   const rt = await startRuntime(config, { accessLog });
   const code = await untilSignal(rt);
   leaveCluster();
