@@ -18,9 +18,9 @@ type TunnelSocket = Socket & { [kTunnel]: Tunnel };
  * two (the bare floor's sockets too: ~1 KB of every tunnel survives a scavenge there), and
  * whatever the socket still points to survives with it: through this slot, the tunnel, its
  * request, meter session, responder and CONNECT head. Cut, Gatewise's survivors per tunnel
- * fell from 1.7 KB to the floor's 1.1 KB one tunnel at a time, and from 2.6 to 1.8 KB at 16
- * at once; scavenge time per 1,000 tunnels from 11.2 to 8.3 ms (`--trace-gc-nvp`,
- * docs/benchmarks.md §31).
+ * fell from 1.7 KB to the floor's 1.1 KB one tunnel at a time, and from 2.6–3.0 to 1.5–1.7 KB
+ * at 16 at once; scavenge time per 1,000 tunnels from 14.5–15.2 to 9.5–10.3 ms
+ * (`--trace-gc-nvp`, docs/benchmarks.md §31).
  */
 function release(s: Socket | undefined): void {
   if (s !== undefined) (s as UsedSocket)[kSocketUser] = undefined;

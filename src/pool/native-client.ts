@@ -112,7 +112,6 @@ const FIELD_LINES = /^(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const KEEPALIVE_TIMEOUT = /timeout=(\d+)/;
 
-
 /** The first field of a request head whose value or name is not valid (the head as #buildHead reads it). */
 function faultyField(flat: readonly unknown[]): Error {
   for (let i = 0; i < flat.length; i += 2) {

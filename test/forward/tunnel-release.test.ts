@@ -95,7 +95,6 @@ describe('a closed tunnel is not held by its sockets', () => {
       t.watchClient();
       if (how === 'client-leaves-early') {
         c.far.resetAndDestroy(); // a FIN alone is a half-close: the tunnel waits for its destination
-
         await t.done;
         s.near.destroy();
         s.far.destroy();
