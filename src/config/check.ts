@@ -3,21 +3,14 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { dirname } from 'node:path';
-import { createRequire } from 'node:module';
 import type { Document, LineCounter } from 'yaml';
 import { z } from 'zod';
 import { allowlistOverlaps, forwardCrossChecks, forwardUserSchema } from './forward.js';
 import { CertificateFileError, readCaFile, readCertificatePair } from './tls-files.js';
 import { configCrossChecks, configSchema, type Config } from './schema.js';
 import { didYouMean, keysAt } from './schema-walk.js';
+import { yaml } from '../text/index.js';
 
-/**
- * The YAML parser, loaded when a configuration text is first parsed: a gateway started from
- * command-line flags has none, and the parser holds ~2 MiB resident once loaded (measured at
- * idle, `gatewise proxy`). It is CommonJS, so it loads synchronously.
- */
-const requireModule = createRequire(import.meta.url);
-const yaml = (): typeof import('yaml') => requireModule('yaml') as typeof import('yaml');
 
 /**
  * Everything `gatewise run` checks before it binds a socket, in one function that `check`

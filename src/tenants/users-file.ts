@@ -1,8 +1,8 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { onIpcLockChanged, withIpcLock } from '../state/ipc-lock.js';
+import { yaml } from '../text/index.js';
 
 export interface UsersFileLogger {
   info(obj: object, msg: string): void;
@@ -54,7 +54,7 @@ export class UsersFile<T> {
   /** The file's document and its list of users (a list, or `{ users: [...] }`). */
   async #readRaw(): Promise<{ doc: unknown; list: unknown }> {
     const text = await readFile(this.#file, 'utf8');
-    const doc: unknown = /\.json$/i.test(this.#file) ? JSON.parse(text) : parseYaml(text);
+    const doc: unknown = /\.json$/i.test(this.#file) ? JSON.parse(text) : yaml().parse(text);
     const list = doc && typeof doc === 'object' && !Array.isArray(doc) && 'users' in doc ? (doc as { users: unknown }).users : doc;
     return { doc, list: list ?? [] };
   }
@@ -79,7 +79,7 @@ export class UsersFile<T> {
     const next = change(Array.isArray(list) ? [...list] : []);
     const users = this.#parse(next);
     const wrapped = doc && typeof doc === 'object' && !Array.isArray(doc) ? { ...(doc as object), users: next } : next;
-    const text = /\.json$/i.test(this.#file) ? JSON.stringify(wrapped, null, 2) + '\n' : stringifyYaml(wrapped);
+    const text = /\.json$/i.test(this.#file) ? JSON.stringify(wrapped, null, 2) + '\n' : yaml().stringify(wrapped);
     const tmp = `${this.#file}.${process.pid}.${Date.now()}.tmp`;
     const fh = await open(tmp, 'w', 0o600);
     try {

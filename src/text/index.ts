@@ -1,2 +1,3 @@
 export { editDistance } from './edit-distance.js';
 export { formatBytes } from './bytes.js';
+export { yaml } from './yaml.js';

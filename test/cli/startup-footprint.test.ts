@@ -16,7 +16,9 @@ import { freePorts } from '../helpers/redis.js';
  * on its stdin it writes the young generation's size and which large modules are loaded.
  *  - The young generation stays at its first size while starting (src/cli/young-generation.ts)
  *    and grows again under traffic (the hold is released once the listeners are up).
- *  - Neither undici's index (src/http/undici.ts) nor the YAML parser (no config file) is loaded.
+ *  - Neither undici's index (src/http/undici.ts) nor the YAML parser (no config file) is loaded;
+ *    a forward proxy loads undici's index with the first request its relay hands to an undici
+ *    Client (an absolute-form request), not before.
  */
 const PROBE = `
 import v8 from 'node:v8';
@@ -136,7 +138,7 @@ test('a started gatewise proxy: young generation at its first size, undici index
   }
 });
 
-test('a started gatewise forward: young generation at its first size, and it grows under traffic', { timeout: 120_000 }, async () => {
+test('a started gatewise forward: young generation at its first size, undici index and YAML not loaded until a request needs them; the young generation grows under traffic', { timeout: 120_000 }, async () => {
   const g = await startWithProbe(
     (port) => ['forward', '--listen', `127.0.0.1:${port}`, '--no-auth', '--allow-private', '--no-access-log'],
     /gatewise forward: listening on/,
@@ -144,8 +146,11 @@ test('a started gatewise forward: young generation at its first size, and it gro
   );
   try {
     const started = await g.report();
+    assert.equal(started.undiciIndex, false, 'undici index loaded by a forward proxy before any request (a tunnel never needs it)');
+    assert.equal(started.yaml, false, 'the YAML parser loaded without a config or users file');
     assert.ok(started.youngMiB <= 4, `young generation ${started.youngMiB} MiB right after start`);
     await growsUnderTraffic(g, started.youngMiB);
+    assert.equal((await g.report()).undiciIndex, true, 'the absolute-form requests went through undici Clients, loaded on demand');
   } finally {
     g.stop();
   }
