@@ -71,6 +71,18 @@ function checkName(name: string): void {
 function checkValue(name: string, value: string): void {
   if (BAD_VALUE.test(value)) throw invalid('ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
 }
+/** An object of fields as name/value pairs (a list value is one pair per member). */
+function pairsOf(o: Record<string, string | number | readonly string[]>): string[] {
+  const out: string[] = [];
+  for (const k in o) {
+    const v = o[k];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const one of v as readonly string[]) out.push(k, String(one));
+    else out.push(k, String(v));
+  }
+  return out;
+}
+
 function invalid(code: string, message: string): Error {
   return Object.assign(new TypeError(message), { code });
 }
@@ -251,42 +263,48 @@ export class NetResponse extends EventEmitter implements FrontResponse {
     return this;
   }
 
-  /** The status line and the given fields (checked as Node checks them: a bad name or value throws). */
+  /**
+   * The status line and the given fields, checked as Node checks them: a bad name or value
+   * throws, and nothing of the head is kept (the error page written next starts clean: a
+   * refused head's Date or Content-Length once stayed and the 502 went out without a Date).
+   */
   #setHead(status: number, headers: readonly string[] | Record<string, string | number | readonly string[]> | undefined): void {
     let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
+    let hasLength = false;
+    let te = false;
+    let chunked = false;
+    let hasConnection = false;
+    let close = this.close;
+    let hasDate = false;
     if (headers !== undefined) {
-      if (Array.isArray(headers)) {
-        const h = headers as readonly string[];
-        for (let i = 0; i < h.length; i += 2) head += this.#field(h[i]!, String(h[i + 1]));
-      } else {
-        const o = headers as Record<string, string | number | readonly string[]>;
-        for (const k in o) {
-          const v = o[k];
-          if (v === undefined) continue;
-          if (Array.isArray(v)) for (const one of v as readonly string[]) head += this.#field(k, String(one));
-          else head += this.#field(k, String(v));
-        }
+      const h = Array.isArray(headers) ? (headers as readonly unknown[]) : pairsOf(headers as Record<string, string | number | readonly string[]>);
+      for (let i = 0; i < h.length; i += 2) {
+        const name = h[i] as string;
+        const value = String(h[i + 1]);
+        checkName(name);
+        checkValue(name, value);
+        const n = name.length;
+        if (n === 14 && name.toLowerCase() === 'content-length') hasLength = true;
+        else if (n === 17 && name.toLowerCase() === 'transfer-encoding') {
+          te = true;
+          if (/chunked/i.test(value)) chunked = true;
+        } else if (n === 10 && name.toLowerCase() === 'connection') {
+          hasConnection = true;
+          if (/(?:^|,)\s*close\s*(?:,|$)/i.test(value)) close = true;
+        } else if (n === 4 && name.toLowerCase() === 'date') hasDate = true;
+        head += name + ': ' + value + CRLF;
       }
     }
+    this.#hasLength = hasLength;
+    this.#te = te;
+    this.#chunked = chunked;
+    this.#hasConnection = hasConnection;
+    this.close = close;
+    this.#hasDate = hasDate;
     this.statusCode = status;
     this.headersSent = true;
     this.#head = head;
     if (status === 204 || status === 304 || (status >= 100 && status < 200)) this.#bodyAllowed = false;
-  }
-
-  #field(name: string, value: string): string {
-    checkName(name);
-    checkValue(name, value);
-    const n = name.length;
-    if (n === 14 && name.toLowerCase() === 'content-length') this.#hasLength = true;
-    else if (n === 17 && name.toLowerCase() === 'transfer-encoding') {
-      this.#te = true;
-      if (/chunked/i.test(value)) this.#chunked = true;
-    } else if (n === 10 && name.toLowerCase() === 'connection') {
-      this.#hasConnection = true;
-      if (/(?:^|,)\s*close\s*(?:,|$)/i.test(value)) this.close = true;
-    } else if (n === 4 && name.toLowerCase() === 'date') this.#hasDate = true;
-    return `${name}: ${value}\r\n`;
   }
 
   /** The head's last lines: Date, Connection, framing (as Node adds them), and the blank line. `endLength`: the whole body when end() comes first. */

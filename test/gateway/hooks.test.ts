@@ -168,6 +168,45 @@ describe('hooks: phases and guarantees', () => {
     }
   });
 
+  test('an onResponse hook that adds a field no front may send (seeded family): 502 http_protocol_error, and the answer is made whole (its own Date and length), nothing of the refused head kept; both fronts', { timeout: 30_000 }, async () => {
+    const rand = seededRandom();
+    const badNames = ['', 'a b', 'x:y', 'caf\u00e9', 'x\ty', '(x)', 'x\u0100'];
+    const badValues = ['a\nb', 'a\rb', 'a\u0000b', '\u007f', 'x\u0100', 'line\r\nx-injected: 1'];
+    for (const front of ['node', 'net'] as const) {
+      // A bad field among good ones, anywhere in the head: first, between, last.
+      const cases: Array<[string, string]> = [];
+      for (let i = 0; i < 6; i++) cases.push(rand.int(2) === 0 ? [rand.pick(badNames), 'ok'] : ['x-bad', rand.pick(badValues)]);
+      const where: number[] = [];
+      const hooks: GatewayHooks = {
+        onResponse(req, head) {
+          const k = Number(req.path.slice(1));
+          const [name, value] = cases[k]!;
+          const at = where[k]!;
+          head.headers.splice(Math.min(at * 2, head.headers.length), 0, name, value);
+        },
+      };
+      const config = validateConfig({ listeners: [{ address: '127.0.0.1', port: 0, front }], clusters: { app: { endpoints: [primary.url] } }, routes: [{ cluster: 'app' }] });
+      const gw = new Gateway(config, { hooks: [hooks] });
+      const [addr] = await gw.listen();
+      try {
+        for (let k = 0; k < cases.length; k++) {
+          where[k] = rand.int(8);
+          const ctx = `seed ${rand.seed} (GATEWISE_SEED=${rand.seed}), front ${front}: field ${JSON.stringify(cases[k])} at ${where[k]}`;
+          const r = await get(`${addr!.url}/${k}`, { accept: 'application/problem+json' });
+          assert.equal(r.status, 502, ctx);
+          assert.match(String(r.headers['proxy-status']), /error=http_protocol_error/, ctx);
+          assert.equal(r.headers['x-bad'], undefined, ctx);
+          assert.equal(r.headers['x-injected'], undefined, ctx);
+          assert.ok(typeof r.headers.date === 'string' && !Number.isNaN(Date.parse(r.headers.date)), `${ctx}: the answer has its own Date`);
+          assert.equal(Number(r.headers['content-length']), Buffer.byteLength(r.text), ctx);
+          assert.equal((JSON.parse(r.text) as { errorType: string }).errorType, 'http_protocol_error', ctx);
+        }
+      } finally {
+        await gw.close(1000);
+      }
+    }
+  });
+
   test('no hooks: nothing is compiled, so no per-request hook call', async () => {
     const g = await startTestGateway({ clusters: { app: { endpoints: [primary.url] } }, routes: [{ cluster: 'app' }] });
     try {
