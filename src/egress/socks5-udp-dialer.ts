@@ -1,12 +1,22 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createRequire } from 'node:module';
 import { connect, isIP, type Socket } from 'node:net';
-import { SocksClient } from 'socks';
+import type { SocksClient as SocksClientType } from 'socks';
 import { Failure, classify } from '../failure/index.js';
 import type { DialTarget, ResolvedAddress, UdpDialer, UdpEgress, UdpOpenOptions, UdpSource } from './dialer.js';
 import { withScope } from './exit-failure.js';
 import { socks5Handshake } from './socks5-client.js';
 import type { ProxyEndpoint } from './proxy-url.js';
 import { resolveHost, systemResolver, type Resolver } from './resolver.js';
+
+const requireModule = createRequire(import.meta.url);
+/**
+ * The `socks` package (with ip-address and smart-buffer, ~25 modules), for its UDP frame
+ * codec, loaded by the first association through an upstream SOCKS5 proxy: a forward proxy
+ * whose exits are direct never holds it (docs/benchmarks.md §32). CommonJS: loads synchronously.
+ */
+let loaded: typeof SocksClientType | undefined;
+const socksClient = (): typeof SocksClientType => (loaded ??= (requireModule('socks') as { SocksClient: typeof SocksClientType }).SocksClient);
 
 /**
  * UDP through an upstream SOCKS5 proxy (its UDP ASSOCIATE): one control connection and
@@ -36,7 +46,7 @@ class Socks5UdpEgress implements UdpEgress {
       if (rinfo.port !== relay.port) return;
       let frame;
       try {
-        frame = SocksClient.parseUDPFrame(msg);
+        frame = socksClient().parseUDPFrame(msg);
       } catch {
         return;
       }
@@ -62,7 +72,7 @@ class Socks5UdpEgress implements UdpEgress {
       }
     }
     if (!chosen) throw refusal!;
-    const frame = SocksClient.createUDPFrame({ remoteHost: { host: chosen.address, port: target.port }, data: payload });
+    const frame = socksClient().createUDPFrame({ remoteHost: { host: chosen.address, port: target.port }, data: payload });
     await new Promise<void>((resolve, reject) => {
       this.#sock.send(frame, this.#relay.port, this.#relay.host, (err) => (err ? reject(classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop })) : resolve()));
     });

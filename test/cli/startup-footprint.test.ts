@@ -18,7 +18,8 @@ import { freePorts } from '../helpers/redis.js';
  *    and grows again under traffic (the hold is released once the listeners are up).
  *  - Neither undici's index (src/http/undici.ts) nor the YAML parser (no config file) is loaded;
  *    a forward proxy loads undici's index with the first request its relay hands to an undici
- *    Client (an absolute-form request), not before.
+ *    Client (an absolute-form request), not before; the `socks` package only with a SOCKS5
+ *    upstream's UDP association.
  */
 const PROBE = `
 import v8 from 'node:v8';
@@ -33,6 +34,7 @@ readline.createInterface({ input: process.stdin }).on('line', () => {
     undiciIndex: loaded('/node_modules/undici/index.js'),
     undiciErrors: loaded('/node_modules/undici/lib/core/errors.js'),
     yaml: loaded('/node_modules/yaml/dist/index.js'),
+    socks: loaded('/node_modules/socks/build/index.js'),
   }) + '\\n');
 });
 `;
@@ -42,6 +44,7 @@ interface Report {
   undiciIndex: boolean;
   undiciErrors: boolean;
   yaml: boolean;
+  socks: boolean;
 }
 
 interface Started {
@@ -148,6 +151,7 @@ test('a started gatewise forward: young generation at its first size, undici ind
     const started = await g.report();
     assert.equal(started.undiciIndex, false, 'undici index loaded by a forward proxy before any request (a tunnel never needs it)');
     assert.equal(started.yaml, false, 'the YAML parser loaded without a config or users file');
+    assert.equal(started.socks, false, 'the socks package (UDP through an upstream SOCKS5 proxy) loaded with direct exits only');
     assert.ok(started.youngMiB <= 4, `young generation ${started.youngMiB} MiB right after start`);
     await growsUnderTraffic(g, started.youngMiB);
     assert.equal((await g.report()).undiciIndex, true, 'the absolute-form requests went through undici Clients, loaded on demand');
