@@ -11,7 +11,6 @@ import { configCrossChecks, configSchema, type Config } from './schema.js';
 import { didYouMean, keysAt } from './schema-walk.js';
 import { yaml } from '../text/index.js';
 
-
 /**
  * Everything `gatewise run` checks before it binds a socket, in one function that `check`
  * and `run` both call: the YAML, the schema, references across keys, the files the config
