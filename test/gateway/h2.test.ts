@@ -165,7 +165,8 @@ describe('a client that closes its connection mid-request', () => {
     const t0 = Date.now();
     s.destroy();
     await until(() => gw.gw.ctx.inflight === 0, 'the request ended');
-    assert.ok(Date.now() - t0 < 1000, `ended ${Date.now() - t0} ms after the close (the upstream answers after 2.5 s)`);
+    // Under 2 s: well before the upstream would answer (2.5 s), with slack for a slow machine.
+    assert.ok(Date.now() - t0 < 2000, `ended ${Date.now() - t0} ms after the close (the upstream answers after 2.5 s)`);
     await until(() => gw.logs.some((l) => l.type === 'access' && l.path === path), 'the record');
     const line = gw.logs.find((l) => l.type === 'access' && l.path === path)!;
     assert.equal(line.endedBy, 'client');

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { Agent, request } from 'undici';
 import { OUTLIER_CHANNEL, type OutlierEvent } from '../../src/upstream/outlier.js';
+import type { HealthEvent } from '../../src/upstream/health-check.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
@@ -236,17 +237,30 @@ describe('health', () => {
     });
     assert.equal((await send(`${gw.url}/ok`)).status, 200);
     const port = a.port;
+    // The endpoint's health changes are waited for on their channel (an event, not a sleep).
+    const turned = (to: string): Promise<void> =>
+      new Promise((resolve) => {
+        const on = (m: unknown): void => {
+          if ((m as HealthEvent).endpoint === `127.0.0.1:${port}` && (m as HealthEvent).to === to) {
+            unsubscribe('gatewise:upstream:health', on);
+            resolve();
+          }
+        };
+        subscribe('gatewise:upstream:health', on);
+      });
+    const down = turned('unhealthy');
     await a.close();
-    await new Promise((r) => setTimeout(r, 350));
+    await down;
     const t0 = Date.now();
     const r = await send(`${gw.url}/ok`);
     assert.equal(r.status, 503);
     assert.match(r.ps, /error=destination_unavailable/);
     assert.ok(r.retryAfter, 'Retry-After is set');
-    assert.ok(Date.now() - t0 < 1500, 'never a hang'); // the hold it skips is 3 s; slack for a stalling machine
+    assert.ok(Date.now() - t0 < 2500, 'never a hang'); // the hold it skips is 3 s; slack for a stalling machine
     assert.equal((await gw.logFor(r.rid)).error, 'destination_unavailable');
+    const up = turned('healthy');
     await lab({ port });
-    await new Promise((r) => setTimeout(r, 350));
+    await up;
     assert.equal((await send(`${gw.url}/ok`)).status, 200);
   });
 });
