@@ -23,7 +23,9 @@ export const errors = require('undici/lib/core/errors.js') as typeof Undici.erro
 /** undici's connector factory (`undici.buildConnector`). */
 export const buildConnector = require('undici/lib/core/connect.js') as typeof Undici.buildConnector;
 
-/** All of undici, loaded on the first call (synchronously: undici is CommonJS). */
+let all: typeof Undici | undefined;
+
+/** All of undici, loaded on the first call (synchronously: undici is CommonJS) and kept: later calls (one per absolute-form forward request) skip the resolver. */
 export function undici(): typeof Undici {
-  return require('undici') as typeof Undici;
+  return (all ??= require('undici') as typeof Undici);
 }
