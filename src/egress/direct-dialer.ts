@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import { withScope } from './exit-failure.js';
+import { kDialedAddress, type SlottedSocket } from '../net/index.js';
 import { kSocketUser, openTcp } from './open-tcp.js';
 import type { DialHandle, DialOptions, DialSink, DialTarget, Dialer, ResolvedAddress } from './dialer.js';
 import { literalAddress, resolveHost, systemResolver, type Resolver } from './resolver.js';
@@ -103,7 +104,7 @@ export class DirectDialer implements Dialer {
       if (left <= 0) break;
       try {
         const sock = await this.#connectOne(a, target.port, left, nextHop, opts.signal);
-        (sock as AttemptSocket)[kAddress] = a.address;
+        (sock as AttemptSocket)[kDialedAddress] = a.address;
         return sock;
       } catch (err) {
         last = err instanceof Failure ? err : classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop });
@@ -125,9 +126,8 @@ export class DirectDialer implements Dialer {
   }
 }
 
-/** The address a general dial connected to (read by `dialTo`'s promise path). */
-const kAddress = Symbol('gatewise.dialedAddress');
-type AttemptSocket = Socket & { [kSocketUser]?: unknown; [kAddress]?: string };
+/** The address a general dial connected to (read by `dialTo`'s promise path; a common slot, net/socket-slots.ts). */
+type AttemptSocket = SlottedSocket;
 
 const NO_HANDLE: DialHandle = { abort(): void {} };
 
@@ -137,7 +137,7 @@ class PromiseSink {
   readonly reject: (err: unknown) => void;
 
   constructor(sink: DialSink) {
-    this.resolve = (s: Socket) => sink.dialed(s, (s as AttemptSocket)[kAddress]);
+    this.resolve = (s: Socket) => sink.dialed(s, (s as AttemptSocket)[kDialedAddress]);
     this.reject = (err: unknown) => sink.dialFailed(err);
   }
 }

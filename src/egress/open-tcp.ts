@@ -1,20 +1,14 @@
 import { Socket } from 'node:net';
+import { kSocketUser, shapeSocket, type SlottedSocket } from '../net/index.js';
 
 /**
- * The one Gatewise property on a tunnel's sockets: the object their event listeners serve
- * (the connect attempt while the upstream connects, then the tunnel on both sides). One
- * slot, given when the socket is accepted or made, so a socket keeps one map for its life
- * instead of moving to a new one at each stage; Node's stream code then meets fewer maps
- * per site. Measured on the floor (bench/peers/connect-floor-steps.ts, callgrind): Gatewise's
- * properties added at each stage cost +13.5k instructions per tunnel, given at once +4.4k.
+ * The one Gatewise property on a tunnel's sockets is the object their event listeners serve
+ * (the connect attempt while the upstream connects, then the tunnel on both sides). It lives
+ * with the other Gatewise slots in net/socket-slots.ts, which gives a socket all of them at
+ * once so it keeps one map for its life.
  */
-export const kSocketUser = Symbol('gatewise.socketUser');
-export type UsedSocket = Socket & { [kSocketUser]?: unknown };
-
-/** Give an accepted socket its slot before anything reads from it (the listener). */
-export function reserveSocketUser(s: Socket): void {
-  (s as UsedSocket)[kSocketUser] = undefined;
-}
+export { kSocketUser };
+export type UsedSocket = SlottedSocket;
 
 export interface TcpTarget {
   host: string;
@@ -40,7 +34,7 @@ export interface TcpTarget {
  */
 export function openTcp(t: TcpTarget): Socket {
   const sock = new Socket();
-  (sock as UsedSocket)[kSocketUser] = undefined;
+  shapeSocket(sock);
   sock.allowHalfOpen = true;
   sock.setNoDelay(true);
   return sock.connect({ host: t.host, port: t.port, family: t.family, localAddress: t.localAddress });

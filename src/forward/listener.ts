@@ -7,7 +7,7 @@ import { newRequestId, clientAddressFor } from './context.js';
 import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
 import type { ForwardContext } from './context.js';
-import { reserveSocketUser } from '../egress/index.js';
+import { kHandshakeWait, kRefusedAtLimit, shapeSocket } from '../net/index.js';
 
 export type ForwardProtocol = 'http' | 'socks5' | 'socks4';
 
@@ -154,6 +154,8 @@ export class ForwardListener {
    * re-arms it on every read while set.)
    */
   #onConnection(socket: Socket): void {
+    // Every Gatewise slot first, before the gate or Node reads the socket: it keeps one map from here on (net/socket-slots.ts).
+    shapeSocket(socket);
     const now = performance.now();
     const decision = this.#gate.admit(socket, now);
     if (decision === 'shed') {
@@ -165,12 +167,10 @@ export class ForwardListener {
     const ms = handshakeLeft(socket, 0, now);
     if (ms > 0) {
       const wait = new HandshakeWait(socket);
-      (socket as WaitingSocket)[kWait] = wait;
+      (socket as WaitingSocket)[kHandshakeWait] = wait;
       deadlines.add(wait, now, ms);
     }
-    // The tunnel's slot now, not when the CONNECT comes: the socket keeps one map from here on (egress/open-tcp.ts).
-    reserveSocketUser(socket);
-    if (decision === 'refused') (socket as WaitingSocket)[kRefused] = true;
+    if (decision === 'refused') (socket as WaitingSocket)[kRefusedAtLimit] = true;
     socket.on('close', this.#onClose);
     socket.on('error', ignore);
     socket.on('data', this.#onFirstData);
@@ -230,7 +230,7 @@ export class ForwardListener {
     t.once('close', () => tracker.forget(t));
     // The raw socket's marks (refused at the gate, per-address count) stay on it; its
     // refusal is answered inside TLS, in the protocol the first bytes tell.
-    const refused = raw !== undefined && (raw as WaitingSocket)[kRefused] === true;
+    const refused = raw !== undefined && (raw as WaitingSocket)[kRefusedAtLimit] === true;
     const onInner = (first: Buffer): void => {
       t.removeListener('data', onInner);
       if (refused) {
@@ -264,7 +264,7 @@ export class ForwardListener {
     const protocol: ForwardProtocol | undefined =
       b === 0x05 ? (protocols.includes('socks5') ? 'socks5' : undefined) : b === 0x04 ? (protocols.includes('socks4') ? 'socks4' : undefined) : protocols.includes('http') ? 'http' : undefined;
     if (protocol === undefined) socket.destroy();
-    else if ((socket as WaitingSocket)[kRefused]) this.#handlers[protocol].refuseConnection(socket, first, this.#gate.refusal(socket));
+    else if ((socket as WaitingSocket)[kRefusedAtLimit]) this.#handlers[protocol].refuseConnection(socket, first, this.#gate.refusal(socket));
     else this.#handlers[protocol].accept(socket, first);
   }
 
@@ -278,9 +278,7 @@ export class ForwardListener {
   }
 }
 
-const kWait = Symbol('gatewise.handshakeWait');
-const kRefused = Symbol('gatewise.refusedAtLimit');
-type WaitingSocket = Socket & { [kWait]?: HandshakeWait; [kRefused]?: boolean };
+type WaitingSocket = Socket & { [kHandshakeWait]?: HandshakeWait | undefined; [kRefusedAtLimit]?: boolean | undefined };
 
 /** A connection that must send its first bytes in time. */
 class HandshakeWait extends DeadlineEntry {
@@ -293,7 +291,7 @@ class HandshakeWait extends DeadlineEntry {
 
   deadlineReached(): void {
     // Nothing was asked, so no answer is due; a refused connection ends with a FIN.
-    if ((this.socket as WaitingSocket)[kRefused]) {
+    if ((this.socket as WaitingSocket)[kRefusedAtLimit]) {
       this.socket.end();
       destroyAfter(this.socket, REFUSED_LINGER_MS);
     } else {
@@ -306,10 +304,10 @@ class HandshakeWait extends DeadlineEntry {
 const REFUSED_LINGER_MS = 1000;
 
 function endHandshakeWait(s: WaitingSocket): void {
-  const w = s[kWait];
+  const w = s[kHandshakeWait];
   if (w === undefined) return;
   deadlines.remove(w);
-  s[kWait] = undefined;
+  s[kHandshakeWait] = undefined;
 }
 
 function ignore(): void {}

@@ -1,5 +1,7 @@
 import type { Socket } from 'node:net';
 import { Failure } from '../failure/index.js';
+import { peerAddress } from './peer.js';
+import { kGateCounted, kGateHandshakeEnd, kGateOverSource, kGateSource, type SlottedSocket } from '../net/index.js';
 
 /** Seconds a client refused at a connection limit is told to wait (Retry-After). */
 export const CONNECTION_LIMIT_RETRY_AFTER_S = 1;
@@ -7,11 +9,8 @@ export const CONNECTION_LIMIT_RETRY_AFTER_S = 1;
 /** What the listener decided for one accepted connection. */
 export type GateDecision = 'admitted' | 'refused' | 'shed';
 
-const kSource = Symbol('gatewise.source');
-const kHandshakeEnd = Symbol('gatewise.handshakeEnd');
-const kCounted = Symbol('gatewise.counted');
-const kOverSource = Symbol('gatewise.overSource');
-type GatedSocket = Socket & { [kSource]?: string; [kHandshakeEnd]?: number; [kCounted]?: 'open' | 'waiting'; [kOverSource]?: boolean };
+// The gate's marks live in the sockets' common slots (net/socket-slots.ts: one map for every socket).
+type GatedSocket = SlottedSocket;
 
 /** One client address's connections: admitted, and refused ones waiting for their first bytes. */
 interface SourceCount {
@@ -100,37 +99,37 @@ export class ConnectionGate {
         // docs/benchmarks.md). It is read once the total reaches the cap (#countSources).
         this.#open++;
         this.#unsourced.add(s);
-        s[kCounted] = 'open';
-        if (l.handshakeMs > 0) s[kHandshakeEnd] = now + handshakeUnderLoad(l.handshakeMs, l.handshakeFloorMs, this.#open / l.maxConnections);
+        s[kGateCounted] = 'open';
+        if (l.handshakeMs > 0) s[kGateHandshakeEnd] = now + handshakeUnderLoad(l.handshakeMs, l.handshakeFloorMs, this.#open / l.maxConnections);
         return 'admitted';
       }
       this.#countSources();
-      const source = socket.remoteAddress ?? '';
+      const source = peerAddress(socket) ?? '';
       count = this.#bySource.get(source);
       if (count === undefined) this.#bySource.set(source, (count = { open: 0, waiting: 0 }));
-      s[kSource] = source;
+      s[kGateSource] = source;
     }
     const overSource = count !== undefined && count.open >= l.maxPerSource;
     if (overSource || this.#open >= l.maxConnections) {
       // A source's own excess waits too, up to its limit again: past that it is flooding.
       if (this.#waiting >= l.maxConnections || (count !== undefined && count.waiting >= l.maxPerSource)) {
         this.#shed++;
-        if (count !== undefined && count.open + count.waiting === 0) this.#bySource.delete(s[kSource]!);
-        s[kSource] = undefined;
+        if (count !== undefined && count.open + count.waiting === 0) this.#bySource.delete(s[kGateSource]!);
+        s[kGateSource] = undefined;
         return 'shed';
       }
       this.#waiting++;
       this.#refused++;
       if (count !== undefined) count.waiting++;
-      s[kCounted] = 'waiting';
-      s[kOverSource] = overSource;
-      s[kHandshakeEnd] = now + Math.min(l.handshakeMs > 0 ? l.handshakeMs : Infinity, l.handshakeFloorMs);
+      s[kGateCounted] = 'waiting';
+      s[kGateOverSource] = overSource;
+      s[kGateHandshakeEnd] = now + Math.min(l.handshakeMs > 0 ? l.handshakeMs : Infinity, l.handshakeFloorMs);
       return 'refused';
     }
     this.#open++;
     if (count !== undefined) count.open++;
-    s[kCounted] = 'open';
-    if (l.handshakeMs > 0) s[kHandshakeEnd] = now + handshakeUnderLoad(l.handshakeMs, l.handshakeFloorMs, this.#open / l.maxConnections);
+    s[kGateCounted] = 'open';
+    if (l.handshakeMs > 0) s[kGateHandshakeEnd] = now + handshakeUnderLoad(l.handshakeMs, l.handshakeFloorMs, this.#open / l.maxConnections);
     return 'admitted';
   }
 
@@ -139,11 +138,13 @@ export class ConnectionGate {
     if (this.#unsourced.size === 0) return;
     for (const s of this.#unsourced) {
       // A socket already closed but not yet released reads as '' and is released as ''.
-      const source = s.remoteAddress ?? '';
+      // Through the handle, not `remoteAddress`: that caches `_peername` on the socket, a new
+      // property on an admitted socket, so a new map (http/peer.ts, net/socket-slots.ts).
+      const source = peerAddress(s) ?? '';
       let count = this.#bySource.get(source);
       if (count === undefined) this.#bySource.set(source, (count = { open: 0, waiting: 0 }));
       count.open++;
-      s[kSource] = source;
+      s[kGateSource] = source;
     }
     this.#unsourced.clear();
   }
@@ -156,12 +157,12 @@ export class ConnectionGate {
   /** The connection closed: give back what it counted. */
   release(socket: Socket): void {
     const s = socket as GatedSocket;
-    const counted = s[kCounted];
+    const counted = s[kGateCounted];
     if (counted === undefined) return;
-    s[kCounted] = undefined;
+    s[kGateCounted] = undefined;
     if (counted === 'waiting') this.#waiting--;
     else this.#open--;
-    const source = s[kSource];
+    const source = s[kGateSource];
     if (source === undefined) {
       this.#unsourced.delete(s);
       return;
@@ -175,9 +176,9 @@ export class ConnectionGate {
   /** The failure a refused connection is answered with. */
   refusal(socket: Socket): Failure {
     const s = socket as GatedSocket;
-    const source = s[kSource];
+    const source = s[kGateSource];
     const detail =
-      s[kOverSource] && source !== undefined
+      s[kGateOverSource] && source !== undefined
         ? `too many connections from ${source} (limit ${this.#limits.maxPerSource}); retry later`
         : `the listener is at its connection limit (${this.#limits.maxConnections}); retry later`;
     return new Failure({ type: 'connection_limit_reached', phase: 'accept', detail, retryAfter: CONNECTION_LIMIT_RETRY_AFTER_S });
@@ -199,7 +200,7 @@ export function handshakeUnderLoad(full: number, floor: number, load: number): n
  * At least 1: a deadline already passed fires at the next sweep.
  */
 export function handshakeLeft(socket: Socket, fallback: number, now = performance.now()): number {
-  const end = (socket as GatedSocket)[kHandshakeEnd];
+  const end = (socket as GatedSocket)[kGateHandshakeEnd];
   if (end === undefined) return fallback;
   return Math.max(1, end - now);
 }

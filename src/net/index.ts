@@ -1,0 +1,1 @@
+export * from './socket-slots.js';
