@@ -1,8 +1,8 @@
 import type { Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import { withScope } from './exit-failure.js';
-import { kDialedAddress, type SlottedSocket } from '../net/index.js';
-import { kSocketUser, openTcp } from './open-tcp.js';
+import { kDialedAddress, kSocketUser, type SlottedSocket } from '../net/index.js';
+import { openTcp } from './open-tcp.js';
 import type { DialHandle, DialOptions, DialSink, DialTarget, Dialer, ResolvedAddress } from './dialer.js';
 import { literalAddress, resolveHost, systemResolver, type Resolver } from './resolver.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
@@ -104,7 +104,8 @@ export class DirectDialer implements Dialer {
       if (left <= 0) break;
       try {
         const sock = await this.#connectOne(a, target.port, left, nextHop, opts.signal);
-        (sock as AttemptSocket)[kDialedAddress] = a.address;
+        // The address a general dial connected to, read by `dialTo`'s promise path.
+        (sock as SlottedSocket)[kDialedAddress] = a.address;
         return sock;
       } catch (err) {
         last = err instanceof Failure ? err : classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop });
@@ -126,9 +127,6 @@ export class DirectDialer implements Dialer {
   }
 }
 
-/** The address a general dial connected to (read by `dialTo`'s promise path; a common slot, net/socket-slots.ts). */
-type AttemptSocket = SlottedSocket;
-
 const NO_HANDLE: DialHandle = { abort(): void {} };
 
 /** `dialTo` over the general (promise) path: the sink hears the promise's outcome. */
@@ -137,7 +135,7 @@ class PromiseSink {
   readonly reject: (err: unknown) => void;
 
   constructor(sink: DialSink) {
-    this.resolve = (s: Socket) => sink.dialed(s, (s as AttemptSocket)[kDialedAddress]);
+    this.resolve = (s: Socket) => sink.dialed(s, (s as SlottedSocket)[kDialedAddress]);
     this.reject = (err: unknown) => sink.dialFailed(err);
   }
 }
@@ -152,7 +150,7 @@ class PromiseSink {
  * 'error' one means a tunnel need not add its own.
  */
 class ConnectAttempt extends DeadlineEntry implements DialHandle {
-  readonly #sock: AttemptSocket;
+  readonly #sock: SlottedSocket;
   readonly #address: ResolvedAddress;
   readonly #port: number;
   readonly #timeoutMs: number;
@@ -216,13 +214,13 @@ class ConnectAttempt extends DeadlineEntry implements DialHandle {
 }
 
 // The slot holds the attempt while it connects; afterwards nothing or the tunnel (kSocketUser).
-function onAttemptConnect(this: AttemptSocket): void {
+function onAttemptConnect(this: SlottedSocket): void {
   const a = this[kSocketUser];
   if (a instanceof ConnectAttempt) a.connected();
 }
 
 /** While connecting: the attempt fails. Afterwards: nothing (the socket's user has its own ways to see the end: 'close'). */
-function onAttemptError(this: AttemptSocket, err: Error): void {
+function onAttemptError(this: SlottedSocket, err: Error): void {
   const a = this[kSocketUser];
   if (a instanceof ConnectAttempt) a.failed(err);
 }

@@ -13,4 +13,4 @@ export { ExitPool, ROTATION_STRATEGIES, type RotationStrategy, type ExitPoolOpti
 export { EgressRouter, type EgressRoute, type RoutingRule, type ExitChoice, type EgressDial, type EgressEvents, type TunnelDialSink } from './egress-router.js';
 export { buildEgress, buildExits, type PoolSpec, type EgressSpec } from './build.js';
 export { Socks5UdpDialer } from './socks5-udp-dialer.js';
-export { kSocketUser, openTcp, type UsedSocket } from './open-tcp.js';
+export { openTcp } from './open-tcp.js';

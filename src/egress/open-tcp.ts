@@ -1,14 +1,5 @@
 import { Socket } from 'node:net';
-import { kSocketUser, shapeSocket, type SlottedSocket } from '../net/index.js';
-
-/**
- * The one Gatewise property on a tunnel's sockets is the object their event listeners serve
- * (the connect attempt while the upstream connects, then the tunnel on both sides). It lives
- * with the other Gatewise slots in net/socket-slots.ts, which gives a socket all of them at
- * once so it keeps one map for its life.
- */
-export { kSocketUser };
-export type UsedSocket = SlottedSocket;
+import { shapeSocket } from '../net/index.js';
 
 export interface TcpTarget {
   host: string;

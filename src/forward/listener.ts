@@ -7,7 +7,7 @@ import { newRequestId, clientAddressFor } from './context.js';
 import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
 import type { ForwardContext } from './context.js';
-import { kHandshakeWait, kRefusedAtLimit, shapeSocket } from '../net/index.js';
+import { kHandshakeWait, kRefusedAtLimit, shapeSocket, type SlottedSocket } from '../net/index.js';
 
 export type ForwardProtocol = 'http' | 'socks5' | 'socks4';
 
@@ -278,7 +278,7 @@ export class ForwardListener {
   }
 }
 
-type WaitingSocket = Socket & { [kHandshakeWait]?: HandshakeWait | undefined; [kRefusedAtLimit]?: boolean | undefined };
+type WaitingSocket = SlottedSocket & { [kHandshakeWait]?: HandshakeWait | undefined };
 
 /** A connection that must send its first bytes in time. */
 class HandshakeWait extends DeadlineEntry {

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { EndedBy } from '../failure/index.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
-import { kSocketUser, type UsedSocket } from '../egress/index.js';
+import { kSocketUser, type SlottedSocket } from '../net/index.js';
 
 /** Who ended a tunnel (the EndedBy words: the side that closed first, idle, or the gateway). */
 export type TunnelEnd = Extract<EndedBy, 'client' | 'upstream' | 'idle' | 'gateway'>;
@@ -9,7 +9,7 @@ export type TunnelEnd = Extract<EndedBy, 'client' | 'upstream' | 'idle' | 'gatew
 /** After one side closed, how long the other may take to flush before it is destroyed. */
 const LINGER_MS = 1000;
 
-// The tunnel sits in the socket's one Gatewise slot (egress/open-tcp.ts), where the dial's attempt was.
+// The tunnel sits in the socket's user slot (net/socket-slots.ts), where the dial's attempt was.
 const kTunnel = kSocketUser;
 type TunnelSocket = Socket & { [kTunnel]: Tunnel };
 
@@ -23,7 +23,7 @@ type TunnelSocket = Socket & { [kTunnel]: Tunnel };
  * (`--trace-gc-nvp`, docs/benchmarks.md §31).
  */
 function release(s: Socket | undefined): void {
-  if (s !== undefined) (s as UsedSocket)[kSocketUser] = undefined;
+  if (s !== undefined) (s as SlottedSocket)[kSocketUser] = undefined;
 }
 
 /**

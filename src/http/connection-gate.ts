@@ -10,7 +10,6 @@ export const CONNECTION_LIMIT_RETRY_AFTER_S = 1;
 export type GateDecision = 'admitted' | 'refused' | 'shed';
 
 // The gate's marks live in the sockets' common slots (net/socket-slots.ts: one map for every socket).
-type GatedSocket = SlottedSocket;
 
 /** One client address's connections: admitted, and refused ones waiting for their first bytes. */
 interface SourceCount {
@@ -67,7 +66,7 @@ export class ConnectionGate {
    * Admitted connections not yet counted by address: while fewer than the per-address cap
    * are open in all, no address can reach it, so the address is not read (see admit).
    */
-  readonly #unsourced = new Set<GatedSocket>();
+  readonly #unsourced = new Set<SlottedSocket>();
   #open = 0;
   #waiting = 0;
   #shed = 0;
@@ -87,7 +86,7 @@ export class ConnectionGate {
    * its handshake deadline (`handshakeLeft`); a refused one waits for its first bytes.
    */
   admit(socket: Socket, now: number): GateDecision {
-    const s = socket as GatedSocket;
+    const s = socket as SlottedSocket;
     const l = this.#limits;
     this.#accepted++;
     let count: SourceCount | undefined;
@@ -156,7 +155,7 @@ export class ConnectionGate {
 
   /** The connection closed: give back what it counted. */
   release(socket: Socket): void {
-    const s = socket as GatedSocket;
+    const s = socket as SlottedSocket;
     const counted = s[kGateCounted];
     if (counted === undefined) return;
     s[kGateCounted] = undefined;
@@ -175,7 +174,7 @@ export class ConnectionGate {
 
   /** The failure a refused connection is answered with. */
   refusal(socket: Socket): Failure {
-    const s = socket as GatedSocket;
+    const s = socket as SlottedSocket;
     const source = s[kGateSource];
     const detail =
       s[kGateOverSource] && source !== undefined
@@ -200,7 +199,7 @@ export function handshakeUnderLoad(full: number, floor: number, load: number): n
  * At least 1: a deadline already passed fires at the next sweep.
  */
 export function handshakeLeft(socket: Socket, fallback: number, now = performance.now()): number {
-  const end = (socket as GatedSocket)[kGateHandshakeEnd];
+  const end = (socket as SlottedSocket)[kGateHandshakeEnd];
   if (end === undefined) return fallback;
   return Math.max(1, end - now);
 }

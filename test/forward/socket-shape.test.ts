@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import dc from 'node:diagnostics_channel';
-import { once } from 'node:events';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import v8 from 'node:v8';
-import { kSocketUser } from '../../src/egress/index.js';
+import { kSocketUser, type SlottedSocket } from '../../src/net/index.js';
 import type { Tunnel } from '../../src/forward/tunnel.js';
 import { prng } from '../helpers/seeded.js';
-import { readUntil, startOrigin, startTestProxy, waitFor, type Origin } from './helpers.js';
+import { dial, readUntil, startOrigin, startTestProxy, waitFor, type Origin } from './helpers.js';
 
 /**
  * Every socket of a tunnel, accepted or dialed, on every path through the listener's gate,
@@ -30,7 +29,6 @@ const SEED = Number(process.env.GATEWISE_SEED ?? Date.now() % 1_000_000);
 v8.setFlagsFromString('--allow-natives-syntax');
 const haveSameMap = new Function('a', 'b', 'return %HaveSameMap(a, b)') as (a: object, b: object) => boolean;
 
-type Slotted = Socket & { [kSocketUser]?: unknown };
 
 /** Accepted sockets of the given local port, as Node hands them to the listener. */
 function acceptedOn(port: () => number): { sockets: Socket[]; stop: () => void } {
@@ -57,9 +55,8 @@ const heads = (b: Buffer): number => b.toString('latin1').split('\r\n\r\n').leng
 
 /** One tunnel to the origin: open it, send a GET through, read the answer's head; returns the client socket. */
 async function tunnel(proxyPort: number, origin: Origin, shape: Shape): Promise<Socket> {
-  const c = connect({ port: proxyPort, host: '127.0.0.1' });
+  const c = await dial(proxyPort);
   c.on('error', () => {});
-  await once(c, 'connect');
   const get = getRequest(origin, false);
   if (shape.protocol === 'connect') {
     c.write(`CONNECT 127.0.0.1:${origin.port} HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\n\r\n${shape.earlyData ? get : ''}`);
@@ -117,7 +114,7 @@ describe('the sockets of a tunnel share one map', () => {
         // While the tunnels are open: each accepted socket and its dialed one.
         const pairs: Array<[Socket, Socket]> = [];
         for (const a of seen.sockets) {
-          const t = (a as Slotted)[kSocketUser] as Tunnel | undefined;
+          const t = (a as SlottedSocket)[kSocketUser] as Tunnel | undefined;
           if (t?.server !== undefined) pairs.push([a, t.server]);
         }
         assert.equal(pairs.length, open, `${label}: each open tunnel found from its accepted socket`);
@@ -129,10 +126,9 @@ describe('the sockets of a tunnel share one map', () => {
 
         // Over the per-address cap: refused (answered, then closed), still in the same map.
         if (perSource > 0 && n > perSource) {
-          const extra = connect({ port: p.port, host: '127.0.0.1' });
+          const extra = await dial(p.port);
           extra.on('error', () => {});
           clients.push(extra);
-          await once(extra, 'connect');
           extra.write(`CONNECT 127.0.0.1:${origin.port} HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\n\r\n`);
           const answer = await readUntil(extra, (b) => b.includes('\r\n\r\n'), 5000);
           assert.match(answer.toString('latin1'), /^HTTP\/1\.1 503 /, `${label}: over the per-address cap`);

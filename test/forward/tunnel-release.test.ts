@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { kSocketUser } from '../../src/egress/index.js';
+import { kSocketUser, type SlottedSocket } from '../../src/net/index.js';
 import { Tunnel, type TunnelEnd } from '../../src/forward/tunnel.js';
 import { seededRandom } from '../helpers/seeded.js';
 
@@ -39,7 +39,6 @@ class ProbeTunnel extends Tunnel {
   }
 }
 
-type Slotted = Socket & { [kSocketUser]?: unknown };
 
 /** A server whose accepted sockets come out of `next()`, paired with the client side that made them. */
 class Pairs {
@@ -118,7 +117,7 @@ describe('a closed tunnel is not held by its sockets', () => {
       assert.ok(t.ended !== undefined, `${label}: the tunnel ended`);
       for (const [name, sock] of [['client', c.near], ['server', s.near]] as const) {
         if (how === 'client-leaves-early' && name === 'server') continue; // never spliced
-        assert.notEqual((sock as Slotted)[kSocketUser], t, `${label}: the ${name} socket still points to its tunnel after it ended (${String(t.ended)})`);
+        assert.notEqual((sock as SlottedSocket)[kSocketUser], t, `${label}: the ${name} socket still points to its tunnel after it ended (${String(t.ended)})`);
       }
       c.far.destroy();
       s.far.destroy();
