@@ -7,7 +7,7 @@ import { newRequestId, clientAddressFor } from './context.js';
 import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
 import type { ForwardContext } from './context.js';
-import { kHandshakeWait, kRefusedAtLimit, shapeSocket, type SlottedSocket } from '../net/index.js';
+import { installAccept, kHandshakeWait, kRefusedAtLimit, shapeSocket, type SlottedSocket } from '../net/index.js';
 
 export type ForwardProtocol = 'http' | 'socks5' | 'socks4';
 
@@ -131,6 +131,8 @@ export class ForwardListener {
       // exclusive bind made the second worker fail with EADDRINUSE; found by test/observe/workers.test.ts).
       this.#server.listen({ host: this.#spec.address, port: this.#spec.port }, () => {
         this.#server.off('error', reject);
+        // Accepted sockets made with one options map (net/accept.ts): before any connection comes.
+        installAccept(this.#server);
         if (this.#certs !== undefined) this.#certs.listener = `${this.address().address}:${this.address().port}`;
         // Orders start once the port is bound: the validations come here.
         this.#acme?.start();

@@ -1,1 +1,2 @@
 export * from './socket-slots.js';
+export * from './accept.js';
