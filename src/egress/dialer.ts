@@ -31,6 +31,16 @@ export interface DialOptions {
 }
 
 /**
+ * `opts` with a cancel signal, as an object literal of its own. Not `{ ...opts, signal }`: in
+ * Node 20's V8 a spread copy's map keeps no transitions, so every copy with a property added
+ * gets new maps, and each read of it in the dialers (guard, timeouts, signal) misses to V8's
+ * runtime, once per tunnel to a name or through a pool (docs/benchmarks.md §35).
+ */
+export function withSignal(opts: DialOptions, signal: CancelSignal): DialOptions {
+  return { guard: opts.guard, connectTimeoutMs: opts.connectTimeoutMs, dnsTimeoutMs: opts.dnsTimeoutMs, signal };
+}
+
+/**
  * Opens the transport to the next hop (gost's vocabulary). Resolves the name itself,
  * checks every resolved address with `opts.guard` and connects only to approved ones.
  * Rejects with a `Failure` (dns_*, destination_ip_prohibited, connection_*).

@@ -3,7 +3,7 @@ import { Failure, classify } from '../failure/index.js';
 import { withScope } from './exit-failure.js';
 import { kDialedAddress, kSocketUser, type SlottedSocket } from '../net/index.js';
 import { openTcp } from './open-tcp.js';
-import type { DialHandle, DialOptions, DialSink, DialTarget, Dialer, ResolvedAddress } from './dialer.js';
+import { withSignal, type DialHandle, type DialOptions, type DialSink, type DialTarget, type Dialer, type ResolvedAddress } from './dialer.js';
 import { literalAddress, resolveHost, systemResolver, type Resolver } from './resolver.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { Cancel, type CancelSignal } from '../timing/cancel.js';
@@ -67,7 +67,7 @@ export class DirectDialer implements Dialer {
     }
     const cancel = new Cancel();
     const sinkOf = new PromiseSink(sink);
-    this.#dial(target, { ...opts, signal: cancel }, literalAddress(target.host)).then(sinkOf.resolve, sinkOf.reject);
+    this.#dial(target, withSignal(opts, cancel), literalAddress(target.host)).then(sinkOf.resolve, sinkOf.reject);
     return cancel;
   }
 

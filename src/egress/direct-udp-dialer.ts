@@ -105,7 +105,8 @@ class DirectUdpEgress implements UdpEgress {
         else resolve();
       });
     });
-    return { ...addr, port: target.port };
+    // A literal, not `{ ...addr, port }` (a spread copy with a property added gets new V8 maps per datagram in Node 20; withSignal in dialer.ts).
+    return { address: addr.address, family: addr.family, port: target.port };
   }
 
   onMessage(listener: (payload: Buffer, from: UdpSource) => void): void {

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import { customerFacingFailure } from '../tenants/limit-refusal.js';
-import type { DialHandle, DialOptions, DialSink, DialTarget, Dialer, UdpDialer, UdpEgress, UdpOpenOptions } from './dialer.js';
+import { withSignal, type DialHandle, type DialOptions, type DialSink, type DialTarget, type Dialer, type UdpDialer, type UdpEgress, type UdpOpenOptions } from './dialer.js';
 import { Cancel } from '../timing/cancel.js';
 import { scopeOf, withEgress, withScope } from './exit-failure.js';
 import type { Exit } from './exit.js';
@@ -191,7 +191,7 @@ export class EgressRouter {
     }
     if (name === undefined && this.#direct.dialTo !== undefined) return this.#direct.dialTo(target, opts, sink);
     const cancel = new Cancel();
-    const dial = name === undefined ? this.#direct.dial(target, { ...opts, signal: cancel }).then(directDial) : this.#dialPool(name, target, { ...opts, signal: cancel }, route);
+    const dial = name === undefined ? this.#direct.dial(target, withSignal(opts, cancel)).then(directDial) : this.#dialPool(name, target, withSignal(opts, cancel), route);
     dial.then(
       (d) => sink.dialedThrough(d.socket, d.choice),
       (err: unknown) => sink.dialFailed(err),

@@ -76,7 +76,8 @@ class Socks5UdpEgress implements UdpEgress {
     await new Promise<void>((resolve, reject) => {
       this.#sock.send(frame, this.#relay.port, this.#relay.host, (err) => (err ? reject(classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop })) : resolve()));
     });
-    return { ...chosen, port: target.port };
+    // A literal, not `{ ...chosen, port }` (a spread copy with a property added gets new V8 maps per datagram in Node 20; withSignal in dialer.ts).
+    return { address: chosen.address, family: chosen.family, port: target.port };
   }
 
   onMessage(listener: (payload: Buffer, from: UdpSource) => void): void {

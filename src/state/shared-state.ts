@@ -502,7 +502,7 @@ export class SharedState {
     const failed = (): void => {
       for (const i of sent) this.#dirty.add(leases[i]!.key);
     };
-    const storeAsk = { holder: this.holder, rate: rate === undefined ? undefined : { ...rate, want: n + rateExtra }, quota: ask.quota ?? [], leases: counts };
+    const storeAsk = { holder: this.holder, rate: rate === undefined ? undefined : { key: rate.key, perSecond: rate.perSecond, burst: rate.burst, want: n + rateExtra } /* not `{ ...rate, want }`: new V8 maps per request in Node 20 (egress/dialer.ts withSignal) */, quota: ask.quota ?? [], leases: counts };
     this.#bounded(this.remote.admit!(storeAsk)).then(
       (answer) => {
         settled();
