@@ -52,6 +52,7 @@ interface Seen {
   paused: boolean;
   noDelay: unknown;
   keepAlive: unknown;
+  keepAliveDelay: unknown;
   got: string;
   /** After the client's FIN: whether the server socket could still write (half-open). */
   writableAfterEnd: boolean;
@@ -81,6 +82,7 @@ async function observe(shape: ServerShape, clients: ClientShape[], ours: boolean
       paused: s.isPaused(),
       noDelay: symbolValue(s, 'kSetNoDelay'),
       keepAlive: symbolValue(s, 'kSetKeepAlive'),
+      keepAliveDelay: symbolValue(s, 'kSetKeepAliveInitialDelay'),
       got: '',
       writableAfterEnd: false,
       echoed: '',
