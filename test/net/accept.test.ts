@@ -9,6 +9,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { installAccept, kAccepting } from '../../src/net/index.js';
+import { freePort } from '../helpers/redis.js';
 import { seededRandom } from '../helpers/seeded.js';
 
 /**
@@ -223,16 +224,6 @@ describe(`accepted sockets with one options map (seed ${SEED}, replay: GATEWISE_
     }
   });
 });
-
-/** A free loopback port (listened on and closed). */
-function freePort(): Promise<number> {
-  return new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /**
  * `gatewise forward` under `--log-maps`, `n` CONNECT tunnels through it one after another, then
