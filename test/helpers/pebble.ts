@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
-import { freePort } from './redis.js';
+import { freePorts } from './redis.js';
 import { certDir, type CertDir } from './tls-certs.js';
 
 /**
@@ -81,7 +81,10 @@ export class TestPebble {
     const certs = certDir('gatewise-pebble-');
     const ca = certs.ca('Pebble WFE Test CA');
     const wfe = ca.issue('127.0.0.1', { dns: ['localhost'], ip: ['127.0.0.1'] });
-    const ports: Ports = { acme: await freePort(), mgmt: await freePort(), dns: await freePort(), dnsMgmt: await freePort(), tls: opts.tlsPort ?? (await freePort()) };
+    // Distinct ports (two picks in a row can return the same free port: a CI run had Pebble's
+    // management interface and the DNS server on one port, and Pebble could not start).
+    const [acme, mgmt, dns, dnsMgmt, tls] = (await freePorts(6)).filter((p) => p !== opts.tlsPort) as [number, number, number, number, number];
+    const ports: Ports = { acme, mgmt, dns, dnsMgmt, tls: opts.tlsPort ?? tls };
     const config = {
       pebble: {
         listenAddress: `127.0.0.1:${ports.acme}`,
