@@ -19,6 +19,7 @@ import { listenerFront, type ListenerFront } from './front.js';
 import { H2Front } from './h2.js';
 import { sniffPreface } from './h2c.js';
 import { NetFrontServer } from './net-front.js';
+import { installAccept } from '../net/index.js';
 import type { ServerHttp2Session } from 'node:http2';
 import { AcmeManager, CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
 import { acmeHostsOfRoutes } from '../config/schema.js';
@@ -650,6 +651,7 @@ function listenOn(e: ListenerEntry): Promise<void> {
     e.server.once('error', onError);
     e.server.listen(e.cfg.port, e.cfg.address, () => {
       e.server.off('error', onError);
+      installAccept(e.server);
       resolve();
     });
   });

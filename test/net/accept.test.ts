@@ -22,8 +22,8 @@ import { seededRandom } from '../helpers/seeded.js';
  *    show the same things: the 'connection' socket and its `server`, half-open handling, the
  *    paused start, the socket's no-delay and keep-alive marks, `getConnections()`, `close()`
  *    waiting for the sockets, the `net.server.socket` channel; `maxConnections` stays Node's.
- * 2. The finding itself, on `gatewise forward`: V8's map log (`--log-maps`) shows no new map per
- *    accepted connection. Node's own accept makes ~3 per connection (the `Socket` constructor's
+ * 2. The finding itself, on `gatewise forward` and on `gatewise proxy` (the reverse gateway's
+ *    node:http front): V8's map log (`--log-maps`) shows no new map per accepted connection. Node's own accept makes ~3 per connection (the `Socket` constructor's
  *    copy of its options gains `emitClose`, `autoDestroy`, `decodeStrings` on a map that keeps
  *    no transitions, in Node 20's V8), each read of which then misses to V8's runtime:
  *    ~80k of ~286k instructions per CONNECT tunnel (docs/benchmarks.md §35). Failed first.
@@ -203,38 +203,46 @@ describe(`accepted sockets with one options map (seed ${SEED}, replay: GATEWISE_
     }
   });
 
-  it('gatewise forward makes no new V8 map per accepted connection (--log-maps)', async () => {
-    const r = seededRandom(SEED + 1);
-    const origin = net.createServer((s) => {
-      s.on('error', () => {});
-      s.on('data', () => s.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok'));
+  for (const kind of ['forward', 'reverse'] as const) {
+    it(`gatewise ${kind === 'forward' ? 'forward' : 'proxy'} makes no new V8 map per accepted connection (--log-maps)`, async () => {
+      const r = seededRandom(SEED + (kind === 'forward' ? 1 : 2));
+      const origin = net.createServer((s) => {
+        s.on('error', () => {});
+        // The reverse gateway keeps its upstream connections (its dials are not what is counted).
+        s.on('data', () => (kind === 'forward' ? s.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok') : s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok')));
+      });
+      await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', () => resolve()));
+      const originPort = (origin.address() as AddressInfo).port;
+      try {
+        // Start-up makes such maps too (stdio's sockets, the first of each kind): the difference
+        // between a run of `few` connections and one of `few + n` is what the connections cost.
+        const few = 10 + r.int(10);
+        const n = 40 + r.int(80);
+        const base = await optionsMaps(kind, originPort, few);
+        const more = await optionsMaps(kind, originPort, few + n);
+        assert.ok(more - base < n / 4, `seed ${SEED}: ${more - base} more options maps for ${n} more accepted connections (${base} for ${few}, ${more} for ${few + n}; Node's own accept makes ~3 each)`);
+      } finally {
+        await new Promise<void>((resolve) => origin.close(() => resolve()));
+      }
     });
-    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', () => resolve()));
-    const originPort = (origin.address() as AddressInfo).port;
-    try {
-      // Start-up makes such maps too (stdio's sockets, the first of each kind): the difference
-      // between a run of `few` tunnels and one of `few + n` is what the connections cost.
-      const few = 10 + r.int(10);
-      const n = 40 + r.int(80);
-      const base = await optionsMaps(originPort, few);
-      const more = await optionsMaps(originPort, few + n);
-      assert.ok(more - base < n / 4, `seed ${SEED}: ${more - base} more options maps for ${n} more accepted connections (${base} for ${few}, ${more} for ${few + n}; Node's own accept makes ~3 each)`);
-    } finally {
-      await new Promise<void>((resolve) => origin.close(() => resolve()));
-    }
-  });
+  }
 });
 
 /**
- * `gatewise forward` under `--log-maps`, `n` CONNECT tunnels through it one after another, then
- * stopped: the maps V8 made for the three properties Node's Socket constructor adds to its options
- * copy (`emitClose`, `autoDestroy`, `decodeStrings`).
+ * `gatewise forward` (or `gatewise proxy`, the reverse gateway's node:http front) under
+ * `--log-maps`, `n` connections through it one after another (a CONNECT tunnel each, or a GET with
+ * `Connection: close`), then stopped: the maps V8 made for the three properties Node's Socket
+ * constructor adds to its options copy (`emitClose`, `autoDestroy`, `decodeStrings`).
  */
-async function optionsMaps(originPort: number, n: number): Promise<number> {
+async function optionsMaps(kind: 'forward' | 'reverse', originPort: number, n: number): Promise<number> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewise-accept-maps-'));
   const log = path.join(dir, 'v8.log');
   const port = await freePort();
-  const child = spawn(process.execPath, ['--log-maps', `--logfile=${log}`, '--no-logfile-per-isolate', path.join(ROOT, 'bin', 'gatewise.js'), 'forward', '--listen', `127.0.0.1:${port}`, '--no-auth', '--allow-private', '--connect-ports', '1-65535', '--no-access-log'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const command =
+    kind === 'forward'
+      ? ['forward', '--listen', `127.0.0.1:${port}`, '--no-auth', '--allow-private', '--connect-ports', '1-65535', '--no-access-log']
+      : ['proxy', '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${originPort}`, '--no-access-log'];
+  const child = spawn(process.execPath, ['--log-maps', `--logfile=${log}`, '--no-logfile-per-isolate', path.join(ROOT, 'bin', 'gatewise.js'), ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -242,7 +250,7 @@ async function optionsMaps(originPort: number, n: number): Promise<number> {
     await new Promise<void>((resolve, reject) => {
       const check = (): void => {
         if (out.includes('listening')) resolve();
-        else if (child.exitCode !== null) reject(new Error(`gatewise forward exited: ${out}`));
+        else if (child.exitCode !== null) reject(new Error(`gatewise ${command[0]!} exited: ${out}`));
         else setTimeout(check, 20);
       };
       check();
@@ -255,9 +263,10 @@ async function optionsMaps(originPort: number, n: number): Promise<number> {
       await once(c, 'connect');
       let got = '';
       c.on('data', (d: Buffer) => (got += d.toString('latin1')));
-      c.write(`CONNECT 127.0.0.1:${originPort} HTTP/1.1\r\nHost: 127.0.0.1:${originPort}\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n`);
+      if (kind === 'forward') c.write(`CONNECT 127.0.0.1:${originPort} HTTP/1.1\r\nHost: 127.0.0.1:${originPort}\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n`);
+      else c.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
       await once(c, 'end');
-      assert.match(got, /^HTTP\/1\.1 200 [^\r]*\r\n(?:[^\r]*\r\n)*\r\nHTTP\/1\.1 200 OK/);
+      assert.match(got, kind === 'forward' ? /^HTTP\/1\.1 200 [^\r]*\r\n(?:[^\r]*\r\n)*\r\nHTTP\/1\.1 200 OK/ : /^HTTP\/1\.1 200 OK\r\n(?:[^\r]*\r\n)*\r\nok$/);
       c.destroy();
     }
     child.kill();
