@@ -64,8 +64,8 @@ function subdir(ctx: StartContext, name: string, mode = 0o755): string {
 }
 
 /** Start a process and wait until it listens; on failure stop it and throw Skip. */
-async function launch(ctx: StartContext, name: string, cmd: string, args: string[], port: number, cwd?: string): Promise<Running> {
-  const proc = startProcess(name, cmd, args, { cpus: ctx.cpus, ...(cwd ? { cwd } : {}) });
+async function launch(ctx: StartContext, name: string, cmd: string, args: string[], port: number, cwd?: string, stdoutFile?: string): Promise<Running> {
+  const proc = startProcess(name, cmd, args, { cpus: ctx.cpus, ...(cwd ? { cwd } : {}), ...(stdoutFile ? { stdoutFile } : {}) });
   const up = await waitForPort(port, STARTUP_MS, () => !proc.exited);
   if (!up) {
     await proc.stop();
@@ -113,10 +113,10 @@ export const GATEWISE_REFERENCE: Record<Group, string[]> = {
   scaling: ['gatewise-w1', 'gatewise-w2'],
 };
 
-function gatewise(ctx: StartContext, name: string, args: string[], port: number, root = ctx.root): Promise<Running> {
+function gatewise(ctx: StartContext, name: string, args: string[], port: number, root = ctx.root, stdoutFile?: string): Promise<Running> {
   const bin = path.join(root, 'bin', 'gatewise.js');
   if (!fs.existsSync(bin)) throw new Skip(`${bin} not found`);
-  return launch(ctx, name, process.execPath, [bin, ...args], port, root);
+  return launch(ctx, name, process.execPath, [bin, ...args], port, root, stdoutFile);
 }
 
 /**
@@ -191,6 +191,25 @@ function gatewiseContenders(): Contender[] {
       },
     },
   ]);
+}
+
+/**
+ * The default configuration as it runs in production: the access log on standard output
+ * redirected to a regular file (here in the run's temp directory, removed with it), not to
+ * /dev/null, so the write(2) into the page cache is counted too. Duel pairs only.
+ */
+function fileLogContender(): Contender {
+  return {
+    id: 'gatewise-filelog',
+    label: 'Gatewise (default, access log to a file)',
+    groups: [],
+    isGatewise: true,
+    config: `${reverseCommandText([])}, one process; default logging, standard output appended to a regular file on the benchmark's disk`,
+    async start(ctx: StartContext): Promise<Running> {
+      const port = await freePort();
+      return gatewise(ctx, 'gatewise-filelog', GATEWISE_CLI.reverse(port, ctx.originPort), port, ctx.root, path.join(ctx.dir, `gatewise-filelog-${port}.log`));
+    },
+  };
 }
 
 /**
@@ -426,6 +445,7 @@ export const CONTENDERS: Contender[] = [
     start: async (ctx) => ({ port: ctx.originPort, proc: undefined }),
   },
   ...gatewiseContenders(),
+  fileLogContender(),
   ...metricsContenders(),
   ...nativeClientContenders(),
   ...frontContenders(),
@@ -509,6 +529,18 @@ export const CONTENDERS: Contender[] = [
     async start(ctx) {
       const port = await freePort();
       return nodePeer(ctx, 'raw-client', 'raw-client.js', [String(port), String(ctx.originPort)], port);
+    },
+  },
+  {
+    id: 'floor-proxy',
+    label: 'node:net both sides (bare floor)',
+    groups: [],
+    config:
+      '`bench/peers/floor-proxy.ts`: node:net on both sides with the least a reverse proxy must do (a strict head parser for body-less requests, hop-by-hop fields dropped, ' +
+      'idle upstream sockets in a stack, Content-Length answers only, the head rebuilt and written corked with the body; no timers, logging or error pages): what any Node proxy costs per request, duel pairs only',
+    async start(ctx) {
+      const port = await freePort();
+      return nodePeer(ctx, 'floor-proxy', 'floor-proxy.js', [String(port), String(ctx.originPort)], port);
     },
   },
   {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { verifyOrigin } from './checks.js';
 import { startOrigin, type StartContext } from './contenders.js';
-import { PAIRS, duelMethod, duelTable, runDuels, type Pair } from './duels.js';
+import { DUEL_LOADS, PAIRS, duelMethod, duelTable, runDuels, type Pair } from './duels.js';
 import { installCleanupHandlers, stopAll } from './procs.js';
 import { describeMachine, ensureTools, gitCommit } from './system.js';
 import { envList, envNumber, log } from './util.js';
@@ -26,8 +26,8 @@ function selectedPairs(): Pair[] {
   return want.flatMap((w) => {
     const found = PAIRS.filter((x) => `${x.a}:${x.b}` === w || `${x.a}:${x.b}@${x.load}` === w);
     // Any two contenders on a named load, e.g. a pair swapped or an A/A control (`gatewise-quiet:gatewise-quiet#2@get-1k`).
-    const adHoc = /^([\w-]+(?:#\d+)?):([\w-]+(?:#\d+)?)@(get-1k|post-1k|get-1m|fwd-get-1k|connect-per-tunnel)$/.exec(w);
-    if (found.length === 0 && adHoc) return [{ load: adHoc[3] as Pair['load'], a: adHoc[1]!, b: adHoc[2]!, reference: 'ad hoc pair' }];
+    const adHoc = /^([\w-]+(?:#\d+)?):([\w-]+(?:#\d+)?)@([\w-]+)$/.exec(w);
+    if (found.length === 0 && adHoc && (DUEL_LOADS as readonly string[]).includes(adHoc[3]!)) return [{ load: adHoc[3] as Pair['load'], a: adHoc[1]!, b: adHoc[2]!, reference: 'ad hoc pair' }];
     if (found.length === 0) throw new Error(`DUEL_PAIRS: no pair ${w}; pairs are ${PAIRS.map((x) => `${x.a}:${x.b}@${x.load}`).join(', ')}`);
     return found;
   });

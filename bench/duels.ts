@@ -16,9 +16,11 @@ export const DUEL_WARMUP_S = 3;
 
 /**
  * `post-1k`: POST /post with a 1 KiB body (what a fresh upstream connection per non-idempotent request costs); get-1m: GET 1 MiB over 10 keep-alive connections (the large-body check of a front);
- * `fwd-get-1k`: absolute-form `GET http://origin/1k` through a forward proxy without authentication, 50 keep-alive connections (the forward HTTP relay and its direct pools).
+ * `fwd-get-1k`: absolute-form `GET http://origin/1k` through a forward proxy without authentication, 50 keep-alive connections (the forward HTTP relay and its direct pools);
+ * `close-1k`: GET 1 KiB with `Connection: close`, a new client connection per request, 50 at once (what accepting a connection costs a reverse front).
  */
-export type DuelLoad = 'get-1k' | 'post-1k' | 'get-1m' | 'fwd-get-1k' | 'connect-per-tunnel';
+export const DUEL_LOADS = ['get-1k', 'close-1k', 'post-1k', 'get-1m', 'fwd-get-1k', 'connect-per-tunnel'] as const;
+export type DuelLoad = (typeof DUEL_LOADS)[number];
 
 export interface Pair {
   load: DuelLoad;
@@ -41,6 +43,11 @@ export const PAIRS: Pair[] = [
   { load: 'get-1k', a: 'gatewise', b: 'fastify', target: 1.5 },
   { load: 'get-1k', a: 'gatewise', b: 'nginx', reference: 'the default configuration against nginx' },
   { load: 'get-1k', a: 'gatewise', b: 'gatewise-quiet', target: 0.92 },
+  { load: 'get-1k', a: 'gatewise-filelog', b: 'gatewise-quiet', reference: 'the access log to a regular file (as deployed) against no log' },
+  { load: 'close-1k', a: 'gatewise', b: 'http-proxy', reference: 'a new client connection per request' },
+  // What any Node reverse proxy can reach: node:net on both sides, doing the least a proxy must.
+  { load: 'get-1k', a: 'floor-proxy', b: 'http-proxy', reference: 'the bare Node floor against node-http-proxy' },
+  { load: 'get-1k', a: 'gatewise-quiet', b: 'floor-proxy', reference: 'Gatewise against the bare Node floor' },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd', b: 'squid', target: 1 },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd', b: 'gatewise-fwd-quiet', target: 0.92 },
   // Metrics on against off, the same config otherwise (issue 18: cost ≤ 5 %).
@@ -99,9 +106,9 @@ interface Side {
 }
 
 async function loadOnce(kind: DuelLoad, port: number, seconds: number, o: DuelOptions, scriptDir: string, auth?: Running['auth']): Promise<number> {
-  if (kind === 'get-1k' || kind === 'get-1m') {
+  if (kind === 'get-1k' || kind === 'get-1m' || kind === 'close-1k') {
     const big = kind === 'get-1m';
-    const r = await runWrk({ port, connections: big ? 10 : 50, durationS: seconds, request: { method: 'GET', path: big ? '/1m' : '/1k' }, cpus: o.loadCpu, scriptDir });
+    const r = await runWrk({ port, connections: big ? 10 : 50, durationS: seconds, request: { method: 'GET', path: big ? '/1m' : '/1k', connectionClose: kind === 'close-1k' }, cpus: o.loadCpu, scriptDir });
     return r.requests - r.errors.status;
   }
   if (kind === 'fwd-get-1k') {

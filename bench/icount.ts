@@ -4,7 +4,8 @@
 //   node dist/bench/icount.js ROOT MODE [WARM] [N]
 //   ROOT: a built checkout (this one, or BENCH_BASELINE's); MODE: quiet | default | metrics | nometrics
 //   (the duel contenders gatewise-quiet, gatewise, gatewise-metrics, gatewise-nometrics) | netfront |
-//   nodefront (gatewise-netfront / gatewise-nodefront: the default with `front: net` or `node` set).
+//   nodefront (gatewise-netfront / gatewise-nodefront: the default with `front: net` or `node` set) |
+//   floor (bench/peers/floor-proxy.ts: node:net on both sides, the least a proxy does).
 //
 // Gatewise runs under `valgrind --tool=callgrind` with instrumentation off while WARM requests
 // (default 30,000) warm the JIT, then on: 300 more, counters zeroed, N requests (default 3,000)
@@ -35,8 +36,8 @@ import { freePort, waitForPort } from './util.js';
 const V8_FLAGS = ['--single-threaded', '--no-memory-reducer', '--no-flush-bytecode'];
 const CONNECTIONS = 50;
 
-type Mode = 'quiet' | 'default' | 'metrics' | 'nometrics' | 'netfront' | 'nodefront';
-const MODES: readonly Mode[] = ['quiet', 'default', 'metrics', 'nometrics', 'netfront', 'nodefront'];
+type Mode = 'quiet' | 'default' | 'metrics' | 'nometrics' | 'netfront' | 'nodefront' | 'floor';
+const MODES: readonly Mode[] = ['quiet', 'default', 'metrics', 'nometrics', 'netfront', 'nodefront', 'floor'];
 
 async function gatewiseArgs(mode: Mode, dir: string, port: number, origin: number): Promise<string[]> {
   if (mode === 'quiet' || mode === 'default') {
@@ -87,7 +88,9 @@ async function main(): Promise<void> {
     const out = path.join(dir, 'callgrind.out');
     // With ICOUNT_KEEP, V8 also writes its perf map (/tmp/perf-PID.map), kept beside the dumps to name the JIT code's addresses.
     const mapFlags = process.env.ICOUNT_KEEP ? ['--perf-basic-prof'] : [];
-    const args = ['--tool=callgrind', `--callgrind-out-file=${out}`, '--instr-atstart=no', '--separate-threads=yes', process.execPath, ...V8_FLAGS, ...mapFlags, path.join(root, 'bin', 'gatewise.js'), ...(await gatewiseArgs(mode, dir, port, originPort))];
+    // `floor`: bench/peers/floor-proxy.ts, the least a Node reverse proxy does, counted the same way.
+    const program = mode === 'floor' ? [path.join(root, 'dist', 'bench', 'peers', 'floor-proxy.js'), String(port), String(originPort)] : [path.join(root, 'bin', 'gatewise.js'), ...(await gatewiseArgs(mode, dir, port, originPort))];
+    const args = ['--tool=callgrind', `--callgrind-out-file=${out}`, '--instr-atstart=no', '--separate-threads=yes', process.execPath, ...V8_FLAGS, ...mapFlags, ...program];
     const gw = startProcess('gatewise', 'valgrind', args, { cwd: root });
     if (!(await waitForPort(port, 300_000, () => !gw.exited))) throw new Error(`gatewise under valgrind did not listen: ${gw.problem() ?? ''}`);
     const ctl = (...flags: string[]): string => execFileSync('callgrind_control', [...flags, String(gw.pid)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
