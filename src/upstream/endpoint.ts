@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
-import { buildConnector } from '../http/undici.js';
-import { ConnectionPool, type PoolConnection } from '../pool/index.js';
+import { ConnectionPool, upstreamConnector, type PoolConnection } from '../pool/index.js';
 
 /** Requests one upstream HTTP/2 connection carries at once by default (undici's own default, and nghttp2's usual limit). */
 const H2_STREAMS_PER_CONNECTION = 100;
@@ -94,7 +93,7 @@ export class Endpoint {
         // limit would queue inside undici instead of opening a connection.
         ...(h2 ? { maxConcurrentStreams: h2Streams } : {}),
       },
-      connector: buildConnector(connect),
+      connector: upstreamConnector(connect),
       servername: opts.tls.servername,
       // HTTP/2 upstream: up to `h2MaxStreams` requests at once on one connection (multiplexed).
       maxStreams: h2 ? h2Streams : 1,
