@@ -93,6 +93,8 @@ function plainConnect(
     cb = undefined;
     c?.(err, null);
   });
+  // Destroyed by its owner before it connected (no 'error'): the timer lets go of it now.
+  socket.once('close', settle);
   socket.connect({ host, port, localAddress, lookup });
   return socket;
 }
