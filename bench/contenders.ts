@@ -81,6 +81,12 @@ function nodePeer(ctx: StartContext, name: string, script: string, args: string[
   return launch(ctx, name, process.execPath, [file, ...args], port, ctx.root);
 }
 
+/** A reverse peer of bench/peers/ taking `PORT ORIGIN_PORT`, on a free port. */
+async function reversePeer(ctx: StartContext, name: string, script: string): Promise<Running> {
+  const port = await freePort();
+  return nodePeer(ctx, name, script, [String(port), String(ctx.originPort)], port);
+}
+
 /**
  * The Gatewise command lines. The CLI is young: if it changes, change it here.
  * SOCKS5 is expected on the forward listener (protocol detected from the first byte).
@@ -479,8 +485,7 @@ export const CONTENDERS: Contender[] = [
     groups: ['reverse'],
     config: '`bench/peers/http-proxy.ts`: `http.createServer` + `proxy.web()`, `http.Agent({ keepAlive: true })` to the origin, one process',
     async start(ctx) {
-      const port = await freePort();
-      return nodePeer(ctx, 'http-proxy', 'http-proxy.js', [String(port), String(ctx.originPort)], port);
+      return reversePeer(ctx, 'http-proxy', 'http-proxy.js');
     },
   },
   {
@@ -491,8 +496,7 @@ export const CONTENDERS: Contender[] = [
       '`bench/peers/fastify-proxy.ts`: fastify `logger: false`, @fastify/http-proxy with an undici pool (256 connections, pipelining 1) to the origin, one process. ' +
       'To a `Connection: close` request it copies the origin\'s `Connection: keep-alive` into its answer and then closes, so wrk reuses a closed connection (errors in `rev-close-c50`)',
     async start(ctx) {
-      const port = await freePort();
-      return nodePeer(ctx, 'fastify', 'fastify-proxy.js', [String(port), String(ctx.originPort)], port);
+      return reversePeer(ctx, 'fastify', 'fastify-proxy.js');
     },
   },
   {
@@ -503,8 +507,7 @@ export const CONTENDERS: Contender[] = [
       "`bench/peers/undici-stream.ts`: `http.createServer` + undici `Pool.stream()` writing into the response, no routing, header rules, retries or error pages: " +
       "the cost of any undici-based Node proxy before it does anything (the issue's 'bare undici streaming pass-through')",
     async start(ctx) {
-      const port = await freePort();
-      return nodePeer(ctx, 'undici-stream', 'undici-stream.js', [String(port), String(ctx.originPort)], port);
+      return reversePeer(ctx, 'undici-stream', 'undici-stream.js');
     },
   },
   {
@@ -515,8 +518,7 @@ export const CONTENDERS: Contender[] = [
       '`bench/peers/net-front.ts`: the bare undici engine of `undici-stream`, with the server side on `node:net` (a strict head parser for body-less requests, ' +
       'the response head built once and written corked with the body; no IncomingMessage or ServerResponse): the "faster front" experiment, duel pairs only',
     async start(ctx) {
-      const port = await freePort();
-      return nodePeer(ctx, 'net-front', 'net-front.js', [String(port), String(ctx.originPort)], port);
+      return reversePeer(ctx, 'net-front', 'net-front.js');
     },
   },
   {
@@ -527,8 +529,7 @@ export const CONTENDERS: Contender[] = [
       '`bench/peers/raw-client.ts`: the server side of `undici-stream` (node:http), with the upstream side a raw keep-alive client on `node:net` (a strict response-head parser, ' +
       'Content-Length/chunked/close framing, idle sockets in a stack; no undici): the upstream half of the "faster front" study, duel pairs only',
     async start(ctx) {
-      const port = await freePort();
-      return nodePeer(ctx, 'raw-client', 'raw-client.js', [String(port), String(ctx.originPort)], port);
+      return reversePeer(ctx, 'raw-client', 'raw-client.js');
     },
   },
   {
@@ -539,8 +540,7 @@ export const CONTENDERS: Contender[] = [
       '`bench/peers/floor-proxy.ts`: node:net on both sides with the least a reverse proxy must do (a strict head parser for body-less requests, hop-by-hop fields dropped, ' +
       'idle upstream sockets in a stack, Content-Length answers only, the head rebuilt and written corked with the body; no timers, logging or error pages): what any Node proxy costs per request, duel pairs only',
     async start(ctx) {
-      const port = await freePort();
-      return nodePeer(ctx, 'floor-proxy', 'floor-proxy.js', [String(port), String(ctx.originPort)], port);
+      return reversePeer(ctx, 'floor-proxy', 'floor-proxy.js');
     },
   },
   {
