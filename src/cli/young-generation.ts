@@ -21,6 +21,12 @@ import v8 from 'node:v8';
  * `--workers` primary (once it has forked) release it (a command that never serves exits with it held). Left alone when the operator chose a
  * semi-space flag of their own (command line or NODE_OPTIONS), and a no-op for a program that
  * embeds Gatewise without the bin.
+ *
+ * The shipped launchers (Dockerfile, deploy/gatewise.service) give Node such a flag,
+ * `--min-semi-space-size=4`, so this hold is off there: a young generation that may shrink to
+ * 1 MiB sent about half the processes measured into a regime where a large streamed body ran
+ * V8's mark-compact dozens of times a second (twice the CPU per GiB); a 4 MiB floor, which only
+ * a command-line flag can set, ended it for ~8 MiB of idle RSS (docs/benchmarks.md §37).
  */
 const DEFAULT_GROWTH_FACTOR = 2; // V8's default for --semi-space-growth-factor
 

@@ -56,7 +56,7 @@ interface Started {
 }
 
 /** A gatewise command with the probe, once it printed `ready`; requests through it go to a 1 KiB upstream. */
-async function startWithProbe(args: (port: number, upstream: number) => string[], ready: RegExp, requestPath: (upstream: number) => string): Promise<Started> {
+async function startWithProbe(args: (port: number, upstream: number) => string[], ready: RegExp, requestPath: (upstream: number) => string, nodeFlags: string[] = []): Promise<Started> {
   const dir = mkdtempSync(path.join(tmpdir(), 'gatewise-footprint-'));
   const probe = path.join(dir, 'probe.mjs');
   writeFileSync(probe, PROBE);
@@ -67,7 +67,7 @@ async function startWithProbe(args: (port: number, upstream: number) => string[]
   const [port] = await freePorts(1);
   // The operator's own semi-space flags turn the hold off: none here.
   const env = { ...process.env, NODE_OPTIONS: '' };
-  const child = spawn(process.execPath, ['--import', probe, BIN, ...args(port!, up)], { stdio: ['pipe', 'pipe', 'pipe'], env });
+  const child = spawn(process.execPath, [...nodeFlags, '--import', probe, BIN, ...args(port!, up)], { stdio: ['pipe', 'pipe', 'pipe'], env });
   let out = '';
   const waiters: Array<() => void> = [];
   const wake = (): void => {
@@ -155,6 +155,20 @@ test('a started gatewise forward: young generation at its first size, undici ind
     assert.ok(started.youngMiB <= 4, `young generation ${started.youngMiB} MiB right after start`);
     await growsUnderTraffic(g, started.youngMiB);
     assert.equal((await g.report()).undiciIndex, true, 'the absolute-form requests went through undici Clients, loaded on demand');
+  } finally {
+    g.stop();
+  }
+});
+
+test('started as the shipped launchers start it (--min-semi-space-size=4): the young generation has its 4 MiB floor from the start and keeps it under traffic (the hold leaves an operator flag alone)', { timeout: 120_000 }, async () => {
+  const g = await startWithProbe((port, up) => ['proxy', '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${up}`, '--no-access-log'], /"event":"ready"/, () => '/', ['--min-semi-space-size=4']);
+  try {
+    // Both semi-spaces: 2 × 4 MiB.
+    const started = await g.report();
+    assert.ok(started.youngMiB >= 8, `young generation ${started.youngMiB} MiB right after start, with a 4 MiB floor`);
+    for (let i = 0; i < 2000; i += 8) await Promise.all(Array.from({ length: 8 }, g.get));
+    const after = await g.report();
+    assert.ok(after.youngMiB >= 8, `young generation ${after.youngMiB} MiB after 2,000 requests, with a 4 MiB floor`);
   } finally {
     g.stop();
   }

@@ -43,6 +43,9 @@ function parseUnit(text: string): Map<string, Array<[string, string]>> {
 
 const get = (sec: Array<[string, string]>, key: string): string[] => sec.filter(([k]) => k === key).map(([, v]) => v);
 
+/** The Node flag both shipped launchers give (docs/deployment.md "Sizing", docs/benchmarks.md §37). */
+const YOUNG_GENERATION_FLOOR = '--min-semi-space-size=4';
+
 /** The config a deployment would use, written by `gatewise init` into the temp dir. */
 async function starterConfig(name: string): Promise<string> {
   const r = await node([BIN, 'init', '--to', 'http://127.0.0.1:9', '--listen', '127.0.0.1:0', '-c', name]);
@@ -70,6 +73,13 @@ test('deploy/gatewise.service parses, runs unprivileged with only CAP_NET_BIND_S
     assert.equal(bin, '/usr/bin/gatewise');
     return args.map((a) => (a === '/etc/gatewise/gatewise.yaml' ? config : a));
   };
+  // ExecStart starts Node itself, with the young generation's floor (Node refuses the flag in
+  // NODE_OPTIONS), on the same /usr/bin/gatewise: `env node FLAGS /usr/bin/gatewise ARGS`.
+  const nodeFlagsOf = (line: string): { flags: string[]; rest: string } => {
+    const m = /^\/usr\/bin\/env node((?: --[\w-]+(?:=\S+)?)*) (\/usr\/bin\/gatewise .*)$/.exec(line);
+    assert.ok(m, `ExecStart is env node FLAGS /usr/bin/gatewise ARGS: ${line}`);
+    return { flags: m[1]!.trim().split(/\s+/), rest: m[2]! };
+  };
   // ExecStartPre is `gatewise check` as written; it passes on the starter config.
   const preArgs = argvOf(pre!);
   assert.equal(preArgs[0], 'check');
@@ -77,10 +87,12 @@ test('deploy/gatewise.service parses, runs unprivileged with only CAP_NET_BIND_S
   assert.equal(checked.code, 0, checked.stderr);
   // ExecStart's command line parses (flags and values) and names the same config: `check` with the
   // same -c passes, and `run` with the same flags answers --help (its parser accepted every flag).
-  const startArgs = argvOf(start!);
+  const { flags, rest } = nodeFlagsOf(start!);
+  assert.deepEqual(flags, [YOUNG_GENERATION_FLOOR]);
+  const startArgs = argvOf(rest);
   assert.equal(startArgs[0], 'run');
   assert.deepEqual(startArgs.slice(startArgs.indexOf('-c'), startArgs.indexOf('-c') + 2), ['-c', config]);
-  const parsed = await node([BIN, ...startArgs, '--help']);
+  const parsed = await node([...flags, BIN, ...startArgs, '--help']);
   assert.equal(parsed.code, 0, parsed.stderr);
   assert.match(parsed.stdout, /^usage: gatewise run/);
 });
@@ -110,7 +122,7 @@ test('Dockerfile: node:20-slim, a non-root user, COPY sources that exist, and it
   }
   const entrypoint = JSON.parse(final.find((s) => s.op === 'ENTRYPOINT')!.args) as string[];
   const cmd = JSON.parse(final.find((s) => s.op === 'CMD')!.args) as string[];
-  assert.deepEqual(entrypoint, ['node', '/app/bin/gatewise.js']);
+  assert.deepEqual(entrypoint, ['node', YOUNG_GENERATION_FLOOR, '/app/bin/gatewise.js']);
   // The image's command line, with the repository for /app and a generated config for the mounted one.
   const config = await starterConfig('image.yaml');
   const argv = [...entrypoint.slice(1), ...cmd].map((a) => (a === '/app/bin/gatewise.js' ? BIN : a === '/etc/gatewise/gatewise.yaml' ? config : a));
