@@ -6,7 +6,8 @@
 // core is what limits it; "direct" is curl against the origin. Besides MiB/s (noisy when other
 // work shares the machine) it reports the proxy's CPU seconds per GiB, which is steadier.
 //
-// Environment: STREAM_REPEATS (3), STREAM_MIB (1024), STREAM_CONTENDERS (direct,nginx,gatewise[,gatewise-base]),
+// Environment: STREAM_REPEATS (3), STREAM_MIB (1024), STREAM_CONTENDERS (direct,nginx,gatewise,gatewise-yg4[,gatewise-base];
+// gatewise-yg4: Node started with --min-semi-space-size=4, as the Dockerfile and deploy/gatewise.service start it),
 // BENCH_BASELINE (adds gatewise-base: a built checkout of an earlier commit), STREAM_DOCS (a markdown file for the table).
 // Loopback only; every transfer is bounded by curl --max-time.
 import { spawn } from 'node:child_process';
@@ -77,6 +78,8 @@ const STARTERS: Record<string, (dir: string, origin: number) => Promise<Running>
     return launch('nginx', 'nginx', ['-c', path.join(d, 'nginx.conf'), '-p', d, '-e', path.join(d, 'error.log')], port);
   },
   gatewise: async (_dir, origin) => gatewiseAt(ROOT, 'gatewise', origin),
+  // As the shipped launchers start it (Dockerfile ENTRYPOINT, deploy/gatewise.service): a 4 MiB floor under V8's young generation.
+  'gatewise-yg4': async (_dir, origin) => gatewiseAt(ROOT, 'gatewise-yg4', origin, ['--min-semi-space-size=4']),
   'gatewise-base': async (_dir, origin) => {
     const base = process.env.BENCH_BASELINE;
     if (!base) throw new Error('gatewise-base needs BENCH_BASELINE');
@@ -84,9 +87,9 @@ const STARTERS: Record<string, (dir: string, origin: number) => Promise<Running>
   },
 };
 
-async function gatewiseAt(root: string, name: string, origin: number): Promise<Running> {
+async function gatewiseAt(root: string, name: string, origin: number, nodeFlags: string[] = []): Promise<Running> {
   const port = await freePort();
-  return launch(name, process.execPath, [path.join(root, 'bin', 'gatewise.js'), 'proxy', '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${origin}`], port, root);
+  return launch(name, process.execPath, [...nodeFlags, path.join(root, 'bin', 'gatewise.js'), 'proxy', '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${origin}`], port, root);
 }
 
 interface Transfer {
@@ -137,7 +140,7 @@ async function main(): Promise<void> {
   installCleanupHandlers();
   const tools = ensureTools();
   if (!tools.get('nginx')?.path) log('nginx not available: its rows are skipped');
-  const ids = envList('STREAM_CONTENDERS') ?? ['direct', 'nginx', 'gatewise', ...(process.env.BENCH_BASELINE ? ['gatewise-base'] : [])];
+  const ids = envList('STREAM_CONTENDERS') ?? ['direct', 'nginx', 'gatewise', 'gatewise-yg4', ...(process.env.BENCH_BASELINE ? ['gatewise-base'] : [])];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewise-stream-'));
   const file = path.join(dir, 'upload.bin');
   const block = Buffer.alloc(64 * 2 ** 20, 'u');
