@@ -152,38 +152,42 @@ async function main(): Promise<void> {
     const originPort = await freePort();
     const origin = startProcess('stream-origin', process.execPath, [path.join(ROOT, 'dist', 'bench', 'peers', 'stream-origin.js'), String(originPort)], { cpus: LOAD_CPU });
     if (!(await waitForPort(originPort, 10_000, () => !origin.exited))) throw new Error(`origin did not start: ${origin.problem()}`);
-    const running = new Map<string, Running>();
     for (const id of ids) {
-      const start = STARTERS[id];
-      if (!start) throw new Error(`STREAM_CONTENDERS: no contender ${id}; contenders are ${Object.keys(STARTERS).join(', ')}`);
-      running.set(id, await start(dir, originPort));
+      if (!STARTERS[id]) throw new Error(`STREAM_CONTENDERS: no contender ${id}; contenders are ${Object.keys(STARTERS).join(', ')}`);
       results.set(id, { down: [], up: [] });
-      // Warm-up: a short transfer each way.
-      await curl(['-w', '%{http_code} %{size_download} %{time_total}', `http://127.0.0.1:${running.get(id)!.port}/big?bytes=${64 * 2 ** 20}`]);
     }
     for (let i = 0; i < REPEATS; i++) {
-      // Interleaved: every contender once per round, the order rotated.
+      // Interleaved: every contender once per round, the order rotated. A new process per
+      // repeat: a Node process falls early into one of two GC regimes for a large stream
+      // and mostly stays there (docs/benchmarks.md §37), so one process for every repeat
+      // measured one draw of that, not its spread.
       const order = ids.map((_, k) => ids[(k + i) % ids.length]!);
       for (const id of order) {
-        const r = running.get(id)!;
+        const r = await STARTERS[id]!(dir, originPort);
+        // Warm-up: a short transfer.
+        await curl(['-w', '%{http_code} %{size_download} %{time_total}', `http://127.0.0.1:${r.port}/big?bytes=${64 * 2 ** 20}`]);
         const d = await measure(r, () => download(r.port));
         const u = await measure(r, () => upload(r.port, file));
-        results.get(id)!.down.push(d);
-        results.get(id)!.up.push(u);
+        const res = results.get(id)!;
+        res.down.push(d);
+        res.up.push(u);
+        if (r.proc) {
+          res.rssMiB = Math.max(res.rssMiB ?? 0, treeRssKb(r.proc.pid) / 1024);
+          await r.proc.stop();
+        }
         const cpu = (s: Sample): string => (s.cpuPerGiB === undefined ? '' : `, ${s.cpuPerGiB.toFixed(2)} CPU s/GiB`);
         log(`#${i + 1} ${id}: download ${d.mibs.toFixed(0)} MiB/s${cpu(d)}; upload ${u.mibs.toFixed(0)} MiB/s${cpu(u)}`);
       }
     }
-    for (const [id, r] of running) if (r.proc) results.get(id)!.rssMiB = treeRssKb(r.proc.pid) / 1024;
   } finally {
     await stopAll();
     fs.rmSync(dir, { recursive: true, force: true });
   }
   const nginx = results.get('nginx');
   const lines = [
-    `One stream of ${MIB} MiB over one connection, ${REPEATS} interleaved repeats (min–max; median); curl and the origin on CPU ${LOAD_CPU}, the proxy alone on CPU ${PROXY_CPU}.`,
+    `One stream of ${MIB} MiB over one connection, ${REPEATS} interleaved repeats, each on a new proxy process (min–max; median); curl and the origin on CPU ${LOAD_CPU}, the proxy alone on CPU ${PROXY_CPU}.`,
     '',
-    '| contender | download MiB/s | upload MiB/s | download proxy CPU s/GiB | upload proxy CPU s/GiB | download vs nginx (median) | upload vs nginx (median) | proxy RSS at the end, MiB |',
+    '| contender | download MiB/s | upload MiB/s | download proxy CPU s/GiB | upload proxy CPU s/GiB | download vs nginx (median) | upload vs nginx (median) | proxy RSS after its transfers (largest), MiB |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const [id, r] of results) {
