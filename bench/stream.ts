@@ -19,6 +19,7 @@ import { installCleanupHandlers, startProcess, stopAll, trackChild, type Proc } 
 import { treeCpuSeconds, treeRssKb } from './rss.js';
 import { ensureTools, gitCommit } from './system.js';
 import { envList, envNumber, freePort, log, median, waitForPort } from './util.js';
+import { YOUNG_GENERATION_FLOOR_FLAG } from '../src/cli/young-generation.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const REPEATS = envNumber('STREAM_REPEATS', 3);
@@ -79,7 +80,7 @@ const STARTERS: Record<string, (dir: string, origin: number) => Promise<Running>
   },
   gatewise: async (_dir, origin) => gatewiseAt(ROOT, 'gatewise', origin),
   // As the shipped launchers start it (Dockerfile ENTRYPOINT, deploy/gatewise.service): a 4 MiB floor under V8's young generation.
-  'gatewise-yg4': async (_dir, origin) => gatewiseAt(ROOT, 'gatewise-yg4', origin, ['--min-semi-space-size=4']),
+  'gatewise-yg4': async (_dir, origin) => gatewiseAt(ROOT, 'gatewise-yg4', origin, [YOUNG_GENERATION_FLOOR_FLAG]),
   'gatewise-base': async (_dir, origin) => {
     const base = process.env.BENCH_BASELINE;
     if (!base) throw new Error('gatewise-base needs BENCH_BASELINE');

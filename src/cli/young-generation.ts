@@ -30,6 +30,9 @@ import v8 from 'node:v8';
  */
 const DEFAULT_GROWTH_FACTOR = 2; // V8's default for --semi-space-growth-factor
 
+/** The Node flag the shipped launchers (Dockerfile, deploy/gatewise.service) start Gatewise with; their tests and `bench:stream` read it here. */
+export const YOUNG_GENERATION_FLOOR_FLAG = '--min-semi-space-size=4';
+
 let held = false;
 
 /** Keep the young generation from growing (until `releaseYoungGeneration`). */

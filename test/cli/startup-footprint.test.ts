@@ -9,6 +9,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { BIN } from '../helpers/gatewise-process.js';
 import { freePorts } from '../helpers/redis.js';
+import { seededRun } from '../helpers/seeded.js';
+import { YOUNG_GENERATION_FLOOR_FLAG } from '../../src/cli/young-generation.js';
 
 /**
  * What a started `gatewise proxy` holds before any traffic (the idle RSS of docs/benchmarks.md
@@ -160,16 +162,24 @@ test('a started gatewise forward: young generation at its first size, undici ind
   }
 });
 
-test('started as the shipped launchers start it (--min-semi-space-size=4): the young generation has its 4 MiB floor from the start and keeps it under traffic (the hold leaves an operator flag alone)', { timeout: 120_000 }, async () => {
-  const g = await startWithProbe((port, up) => ['proxy', '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${up}`, '--no-access-log'], /"event":"ready"/, () => '/', ['--min-semi-space-size=4']);
-  try {
-    // Both semi-spaces: 2 × 4 MiB.
-    const started = await g.report();
-    assert.ok(started.youngMiB >= 8, `young generation ${started.youngMiB} MiB right after start, with a 4 MiB floor`);
-    for (let i = 0; i < 2000; i += 8) await Promise.all(Array.from({ length: 8 }, g.get));
-    const after = await g.report();
-    assert.ok(after.youngMiB >= 8, `young generation ${after.youngMiB} MiB after 2,000 requests, with a 4 MiB floor`);
-  } finally {
-    g.stop();
-  }
+test('given a floor under the young generation (the shipped launchers\' flag, and a seeded other size), the process has it from the start and keeps it under traffic (the hold leaves an operator flag alone)', { timeout: 240_000 }, async () => {
+  const shipped = Number(YOUNG_GENERATION_FLOOR_FLAG.split('=')[1]);
+  await seededRun('young-generation floor', async (rand) => {
+    // The shipped size, and one more of V8's semi-space sizes above its 1 MiB default.
+    const others = [2, 8, 16].filter((m) => m !== shipped);
+    const other = others[Math.floor(rand() * others.length)]!;
+    for (const mib of [shipped, other]) {
+      const g = await startWithProbe((port, up) => ['proxy', '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${up}`, '--no-access-log'], /"event":"ready"/, () => '/', [`--min-semi-space-size=${mib}`]);
+      try {
+        // Both semi-spaces: 2 × the floor.
+        const started = await g.report();
+        assert.ok(started.youngMiB >= 2 * mib, `young generation ${started.youngMiB} MiB right after start, with a ${mib} MiB floor`);
+        for (let i = 0; i < 2000; i += 8) await Promise.all(Array.from({ length: 8 }, g.get));
+        const after = await g.report();
+        assert.ok(after.youngMiB >= 2 * mib, `young generation ${after.youngMiB} MiB after 2,000 requests, with a ${mib} MiB floor`);
+      } finally {
+        g.stop();
+      }
+    }
+  });
 });

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { configSchema } from '../../src/config/schema.js';
+import { YOUNG_GENERATION_FLOOR_FLAG } from '../../src/cli/young-generation.js';
 
 const ROOT = new URL('../../../', import.meta.url);
 const BIN = fileURLToPath(new URL('bin/gatewise.js', ROOT));
@@ -43,8 +44,6 @@ function parseUnit(text: string): Map<string, Array<[string, string]>> {
 
 const get = (sec: Array<[string, string]>, key: string): string[] => sec.filter(([k]) => k === key).map(([, v]) => v);
 
-/** The Node flag both shipped launchers give (docs/deployment.md "Sizing", docs/benchmarks.md §37). */
-const YOUNG_GENERATION_FLOOR = '--min-semi-space-size=4';
 
 /** The config a deployment would use, written by `gatewise init` into the temp dir. */
 async function starterConfig(name: string): Promise<string> {
@@ -88,7 +87,7 @@ test('deploy/gatewise.service parses, runs unprivileged with only CAP_NET_BIND_S
   // ExecStart's command line parses (flags and values) and names the same config: `check` with the
   // same -c passes, and `run` with the same flags answers --help (its parser accepted every flag).
   const { flags, rest } = nodeFlagsOf(start!);
-  assert.deepEqual(flags, [YOUNG_GENERATION_FLOOR]);
+  assert.deepEqual(flags, [YOUNG_GENERATION_FLOOR_FLAG]);
   const startArgs = argvOf(rest);
   assert.equal(startArgs[0], 'run');
   assert.deepEqual(startArgs.slice(startArgs.indexOf('-c'), startArgs.indexOf('-c') + 2), ['-c', config]);
@@ -122,7 +121,7 @@ test('Dockerfile: node:20-slim, a non-root user, COPY sources that exist, and it
   }
   const entrypoint = JSON.parse(final.find((s) => s.op === 'ENTRYPOINT')!.args) as string[];
   const cmd = JSON.parse(final.find((s) => s.op === 'CMD')!.args) as string[];
-  assert.deepEqual(entrypoint, ['node', YOUNG_GENERATION_FLOOR, '/app/bin/gatewise.js']);
+  assert.deepEqual(entrypoint, ['node', YOUNG_GENERATION_FLOOR_FLAG, '/app/bin/gatewise.js']);
   // The image's command line, with the repository for /app and a generated config for the mounted one.
   const config = await starterConfig('image.yaml');
   const argv = [...entrypoint.slice(1), ...cmd].map((a) => (a === '/app/bin/gatewise.js' ? BIN : a === '/etc/gatewise/gatewise.yaml' ? config : a));
