@@ -71,6 +71,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   route: Route | undefined;
   /** Kept: Node detaches req.socket once the response closes. */
   readonly #socket: Socket;
+  /** The client's address. */
+  readonly #peer: string | undefined;
   #path = '';
   #host = '';
   #upstreamPath = '';
@@ -138,6 +140,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     // HTTP/2: req.socket is Node's proxy of the stream, which forgets the connection once the
     // stream closes; keep the TLS connection itself (its byte counts are the connection's).
     this.#socket = front !== undefined && front.h2 ? h2Connection(req) : req.socket;
+    // Read once: Node's getter goes through _getpeername() each time (~500 instructions, read
+    // five times a request before), and the address stays known after the socket has closed.
+    this.#peer = this.#socket.remoteAddress;
     this.#bytesIn0 = req.socket.bytesRead;
     this.#bytesOut0 = req.socket.bytesWritten;
     // Module-level listeners that find the exchange on the response: no closures per request.
@@ -171,7 +176,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   }
 
   get clientAddress(): string | undefined {
-    return this.#socket.remoteAddress;
+    return this.#peer;
   }
 
   get upgrade(): boolean {
@@ -290,7 +295,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       }
       this.route = route;
       const hostValue = route.host === 'preserve' || route.host === 'endpoint' ? undefined : route.host;
-      const head = buildUpstreamHead(this.ctx, req, this.requestId, hostValue, this.via, front === undefined ? 'http' : front.scheme, target.hostValue);
+      const head = buildUpstreamHead(this.ctx, req, this.#peer, this.requestId, hostValue, this.via, front === undefined ? 'http' : front.scheme, target.hostValue);
       this.#headers = head.headers;
       // HTTP/2 has no chunked coding: a body without content-length is DATA frames, and only
       // END_STREAM on the HEADERS frame says there is none (h2.test / h2c.test finding: such
@@ -437,8 +442,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     const route = this.route!;
     const cluster = route.cluster;
     const now = Date.now();
-    let ep = cluster.pick(now, this.#tried, this.req, this.#socket.remoteAddress);
-    if (ep === undefined && this.#tried !== undefined) ep = cluster.pick(now, undefined, this.req, this.#socket.remoteAddress);
+    let ep = cluster.pick(now, this.#tried, this.req, this.#peer);
+    if (ep === undefined && this.#tried !== undefined) ep = cluster.pick(now, undefined, this.req, this.#peer);
     if (ep === undefined) {
       const f = new Failure({
         type: 'destination_unavailable',
@@ -615,7 +620,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   /** Write the upstream's response head to the client; false when it cannot be forwarded (the try is aborted). */
   writeResponseHead(a: Attempt, statusCode: number, rawHeaders: RawField[]): boolean {
     const ep = a.endpoint;
-    const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#socket.remoteAddress)) : undefined;
+    const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#peer)) : undefined;
     // Via names the protocol this response was received in: the try's connection's (RFC 9110 §7.6.3).
     let head = buildResponseHead(rawHeaders, a.h2 ? this.ctx.responseVia.h2 : this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId, member);
     // The cache may answer instead (a 304 to its validators, a stale copy for a 5xx): the try is
@@ -768,7 +773,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         // other than OK never looks like a complete answer), so a stream cut upstream or an
         // upstream that stops sending gives the client UNAVAILABLE / DEADLINE_EXCEEDED, not INTERNAL.
         // Proxy-Status goes in the trailers too (RFC 9209 §2: a failure after the head).
-        const ps = proxyStatusOptions(this.ctx, this.#socket.remoteAddress);
+        const ps = proxyStatusOptions(this.ctx, this.#peer);
         res.addTrailers({ ...grpcTrailers(f, ps.revealTopology), 'proxy-status': failureMember(f, ps) });
         res.end();
         this.#watchSend(); // the body's rest may still be queued before the trailers (see below)
@@ -792,7 +797,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       ctx: this.ctx,
       requestId: this.requestId,
       accept: this.req.headers.accept,
-      clientAddress: this.#socket.remoteAddress,
+      clientAddress: this.#peer,
       attempts: this.attempts.length ? this.attempts.map(toSummary) : undefined,
       head: this.req.method === 'HEAD',
       close,
@@ -865,7 +870,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       time: Date.now(),
       requestId: this.requestId,
       listener: this.listener,
-      clientAddress: plainAddress(this.#socket.remoteAddress),
+      clientAddress: plainAddress(this.#peer),
       method: req.method,
       host: req.headers.host ?? '',
       path: this.#path || (req.url ?? ''),

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { isIPv6 } from 'node:net';
 import { Failure } from '../failure/index.js';
+import { lowerCase, nameIs } from '../http/token.js';
 
 /**
  * The request-target and Host of a reverse-gateway request, checked and normalised before
@@ -80,7 +81,7 @@ function routeHostOf(v: string): string {
     if (colon >= 0) h = h.slice(0, colon);
   }
   if (h.endsWith('.')) h = h.slice(0, -1);
-  return h.toLowerCase();
+  return lowerCase(h);
 }
 
 /**
@@ -98,7 +99,7 @@ export function checkRequestTarget(req: IncomingMessage): RequestTarget {
   let hosts = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i]!;
-    if (n.length === 4 && n.toLowerCase() === 'host') {
+    if (nameIs(n, 'host')) {
       hosts++;
       hostHeader = raw[i + 1]!;
     }

@@ -1,5 +1,6 @@
 import { appendMember } from '../failure/index.js';
 import { HOP_BY_HOP, connectionListed, fieldText, type RawField } from '../http/headers.js';
+import { lowerCase } from '../http/token.js';
 
 // Response fields never passed on: the one hop-by-hop table's (http/headers.ts).
 const RESPONSE_DROP = HOP_BY_HOP.response;
@@ -36,7 +37,7 @@ export function buildResponseHead(
       out.push(name, fieldText(raw[i + 1]!));
       continue;
     }
-    const lower = name.toLowerCase();
+    const lower = lowerCase(name);
     if (RESPONSE_DROP.has(lower)) {
       if (lower === 'connection') listed = connectionListed(fieldText(raw[i + 1]!), listed);
       if (keepUpgrade && (lower === 'upgrade' || lower === 'connection')) out.push(name, fieldText(raw[i + 1]!));

@@ -208,7 +208,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       if (!route) throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${target.routeHost}${path}` });
       this.#route = route;
       const hostValue = route.host === 'preserve' ? undefined : route.host === 'endpoint' ? undefined : route.host;
-      const head = buildUpstreamHead(this.#ctx, req, this.requestId, hostValue, this.#via, (req.socket as TLSSocket).encrypted === true ? 'https' : 'http', target.hostValue);
+      const head = buildUpstreamHead(this.#ctx, req, req.socket.remoteAddress, this.requestId, hostValue, this.#via, (req.socket as TLSSocket).encrypted === true ? 'https' : 'http', target.hostValue);
       this.#headers = head.headers;
       // Only the route's protocols are tunnelled; for any other the request goes upstream as
       // plain HTTP without Upgrade, and what the client sent after its head is dropped.

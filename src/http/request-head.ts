@@ -1,5 +1,5 @@
 import { METHODS } from 'node:http';
-import { TCHAR } from './token.js';
+import { TCHAR, VALUE_BYTE, lowerCase, nameIs } from './token.js';
 
 /**
  * A strict HTTP/1.1 request-head parser written for speed (RFC 9112), for the `net` front of
@@ -53,11 +53,6 @@ const VERSION_PREFIXES = ['HTTP/1.1', 'HTTP/1.0', 'HTTP/2.0'];
 const KNOWN_METHODS = new Set(METHODS.filter((m) => m !== 'PRI'));
 /** Every prefix of a known method: llhttp refuses a method at its first byte that leads to none. */
 const METHOD_PREFIXES = new Set([...KNOWN_METHODS].flatMap((m) => Array.from({ length: m.length }, (_, i) => m.slice(0, i + 1))));
-/** Bytes a field value may hold: VCHAR, obs-text, SP, HTAB (RFC 9110 §5.5). */
-const VALUE = new Uint8Array(256);
-for (let c = 0x20; c <= 0x7e; c++) VALUE[c] = 1;
-for (let c = 0x80; c <= 0xff; c++) VALUE[c] = 1;
-VALUE[HTAB] = 1;
 
 export interface HeadLimits {
   /** Node's maxHeaderSize: bytes of the target, the field names and the values together. */
@@ -194,7 +189,7 @@ export class RequestHeadParser {
     if (buf[i] !== COLON || i === s) return 'HPE_INVALID_HEADER_TOKEN';
     for (i++; i < e; i++) {
       const c = buf[i]!;
-      if (VALUE[c] === 0) return c === CR && i + 1 === e ? undefined : 'HPE_INVALID_HEADER_TOKEN';
+      if (VALUE_BYTE[c] === 0) return c === CR && i + 1 === e ? undefined : 'HPE_INVALID_HEADER_TOKEN';
     }
     return undefined;
   }
@@ -247,7 +242,7 @@ export class RequestHeadParser {
     i++;
     while (i < e && (buf[i] === SP || buf[i] === HTAB)) i++;
     const v0 = i;
-    for (; i < e; i++) if (VALUE[buf[i]!] === 0) return 'HPE_INVALID_HEADER_TOKEN';
+    for (; i < e; i++) if (VALUE_BYTE[buf[i]!] === 0) return 'HPE_INVALID_HEADER_TOKEN';
     let v1 = e;
     while (v1 > v0 && (buf[v1 - 1] === SP || buf[v1 - 1] === HTAB)) v1--;
     this.#size += colon - s + (e - v0);
@@ -258,7 +253,7 @@ export class RequestHeadParser {
     this.#raw.push(name, value);
     const n = colon - s;
     // The fields that frame the message or steer the connection (by length first: one compare for most).
-    if (n === 14 && name.toLowerCase() === 'content-length') {
+    if (n === 14 && nameIs(name, 'content-length')) {
       if (this.#clSeen) return 'HPE_UNEXPECTED_CONTENT_LENGTH';
       if (this.#te) return 'HPE_INVALID_TRANSFER_ENCODING';
       this.#clSeen = true;
@@ -272,7 +267,7 @@ export class RequestHeadParser {
         cl = cl * 10 + d;
       }
       this.#cl = cl;
-    } else if (n === 17 && name.toLowerCase() === 'transfer-encoding') {
+    } else if (n === 17 && nameIs(name, 'transfer-encoding')) {
       if (this.#clSeen) return 'HPE_INVALID_TRANSFER_ENCODING';
       this.#te = true;
       // Codings are a list over every field: chunked counts when it is the last one.
@@ -284,15 +279,15 @@ export class RequestHeadParser {
         if (this.#chunked) return 'HPE_INVALID_TRANSFER_ENCODING';
         this.#chunked = c === 'chunked';
       }
-    } else if (n === 10 && name.toLowerCase() === 'connection') {
+    } else if (n === 10 && nameIs(name, 'connection')) {
       for (const p of value.split(',')) {
         const c = p.trim().toLowerCase();
         if (c === 'close') this.#connClose = true;
         else if (c === 'keep-alive') this.#connKeepAlive = true;
         else if (c === 'upgrade') this.#connUpgrade = true;
       }
-    } else if (n === 7 && name.toLowerCase() === 'upgrade') this.#upgradeField = true;
-    else if (n === 6 && this.#fields <= this.limits.keep && name.toLowerCase() === 'expect') this.#expect = this.#expect === undefined ? value : `${this.#expect}, ${value}`;
+    } else if (n === 7 && nameIs(name, 'upgrade')) this.#upgradeField = true;
+    else if (n === 6 && this.#fields <= this.limits.keep && nameIs(name, 'expect')) this.#expect = this.#expect === undefined ? value : `${this.#expect}, ${value}`;
     return undefined;
   }
 
@@ -330,7 +325,7 @@ export function headersObject(raw: readonly string[], keep = Infinity): Record<s
   const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
   const n = Math.min(raw.length, keep * 2);
   for (let i = 0; i < n; i += 2) {
-    const k = raw[i]!.toLowerCase();
+    const k = lowerCase(raw[i]!);
     const v = raw[i + 1]!;
     const prev = out[k];
     if (prev === undefined) out[k] = k === 'set-cookie' ? [v] : v;
@@ -411,7 +406,7 @@ export class ChunkedDecoder {
       const colon = i++;
       while (i < e && (buf[i] === SP || buf[i] === HTAB)) i++;
       const v0 = i;
-      for (; i < e; i++) if (VALUE[buf[i]!] === 0) return 'HPE_INVALID_HEADER_TOKEN';
+      for (; i < e; i++) if (VALUE_BYTE[buf[i]!] === 0) return 'HPE_INVALID_HEADER_TOKEN';
       let v1 = e;
       while (v1 > v0 && (buf[v1 - 1] === SP || buf[v1 - 1] === HTAB)) v1--;
       this.#trailerSize += e - s;
@@ -452,7 +447,7 @@ export class ChunkedDecoder {
         if (i < e && buf[i] === 0x22 /* " */) {
           for (i++; i < e && buf[i] !== 0x22; i++) {
             if (buf[i] === 0x5c) i++;
-            else if (VALUE[buf[i]!] === 0) return 'HPE_STRICT';
+            else if (VALUE_BYTE[buf[i]!] === 0) return 'HPE_STRICT';
           }
           if (i >= e) return 'HPE_STRICT';
           i++;

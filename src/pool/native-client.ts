@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import type { buildConnector, Dispatcher } from 'undici';
 import { errors } from '../http/undici.js';
 import type { ConnectTimings } from './timed-connector.js';
-import { TCHAR } from '../http/token.js';
+import { BAD_VALUE_RE, TCHAR, TOKEN_RE, VALUE_BYTE, nameIs } from '../http/token.js';
 import { latin1 } from '../http/headers.js';
 
 /*
@@ -93,11 +93,6 @@ const EMPTY = Buffer.alloc(0);
 /** Longest chunk-size line (size, extensions), as Node's own parser bounds it. */
 const MAX_CHUNK_LINE = 8 * 1024;
 
-/** field-vchar, SP and HTAB (RFC 9110 §5.5): what a field value or reason phrase may hold. */
-const VALUE = new Uint8Array(256);
-VALUE[9] = 1;
-for (let c = 0x20; c <= 0x7e; c++) VALUE[c] = 1;
-for (let c = 0x80; c <= 0xff; c++) VALUE[c] = 1;
 /** Hex digit values, -1 for anything else. */
 const HEX = new Int8Array(256).fill(-1);
 for (let c = 0; c < 10; c++) HEX[0x30 + c] = c;
@@ -106,10 +101,8 @@ for (let c = 0; c < 6; c++) {
   HEX[0x61 + c] = 10 + c;
 }
 
-const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 /** A response's field lines, each a token, ':', value bytes (RFC 9110 §5.5: VCHAR, obs-text, SP, HTAB) and CRLF. */
 const FIELD_LINES = /^(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*$/;
-const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const KEEPALIVE_TIMEOUT = /timeout=(\d+)/;
 
 /** The first field of a request head whose value or name is not valid (the head as #buildHead reads it). */
@@ -119,11 +112,29 @@ function faultyField(flat: readonly unknown[]): Error {
     const v = flat[i + 1];
     if (v === undefined) continue;
     for (const one of Array.isArray(v) ? (v as unknown[]) : [v]) {
-      if (INVALID_VALUE.test(one === null ? '' : String(one))) return new InvalidArgumentError(`invalid ${name} header`);
+      if (BAD_VALUE_RE.test(one === null ? '' : String(one))) return new InvalidArgumentError(`invalid ${name} header`);
       if (!TOKEN_RE.test(name)) return new InvalidArgumentError('invalid header key');
     }
   }
   return new InvalidArgumentError('invalid header');
+}
+
+/** The lower-case name when `name` is one of the fields that frame a message or its connection, else ''. */
+function framingName(name: string): string {
+  switch (name.length) {
+    case 4:
+      return nameIs(name, 'host') ? 'host' : '';
+    case 7:
+      return nameIs(name, 'upgrade') ? 'upgrade' : '';
+    case 10:
+      return nameIs(name, 'connection') ? 'connection' : nameIs(name, 'keep-alive') ? 'keep-alive' : '';
+    case 14:
+      return nameIs(name, 'content-length') ? 'content-length' : '';
+    case 17:
+      return nameIs(name, 'transfer-encoding') ? 'transfer-encoding' : '';
+    default:
+      return '';
+  }
 }
 
 function parserError(message: string, code: string): Error {
@@ -148,7 +159,7 @@ function checkHeadLine(buf: Buffer, s: number, e: number, status: boolean, compl
     i++;
     for (let k = 0; k < 3 && i < e; k++, i++) if (buf[i]! < 0x30 || buf[i]! > 0x39) throw parserError('invalid status code in the response', 'INVALID_STATUS');
     if (i < e && buf[i] !== 0x20) throw parserError('invalid status line in the response', 'INVALID_STATUS');
-    for (i++; i < e; i++) if (VALUE[buf[i]!] === 0) throw parserError('invalid character in the reason phrase', 'INVALID_STATUS');
+    for (i++; i < e; i++) if (VALUE_BYTE[buf[i]!] === 0) throw parserError('invalid character in the reason phrase', 'INVALID_STATUS');
     if (complete && e - s < 12) throw parserError('invalid status line in the response', 'INVALID_STATUS');
     return;
   }
@@ -160,7 +171,7 @@ function checkHeadLine(buf: Buffer, s: number, e: number, status: boolean, compl
     return;
   }
   if (i === s || buf[i] !== 0x3a) throw parserError('invalid header field name in the response', 'INVALID_HEADER_TOKEN');
-  for (i++; i < e; i++) if (VALUE[buf[i]!] === 0) throw parserError('invalid character in a response header value', 'INVALID_HEADER_TOKEN');
+  for (i++; i < e; i++) if (VALUE_BYTE[buf[i]!] === 0) throw parserError('invalid character in a response header value', 'INVALID_HEADER_TOKEN');
 }
 
 /**
@@ -186,11 +197,11 @@ function chunkLine(buf: Buffer, s: number, e: number, complete: boolean): number
     if (st === 4) {
       if (c === 0x22) st = 6;
       else if (c === 0x5c) st = 5;
-      else if (VALUE[c] === 0) throw bad('invalid character in a chunk extension');
+      else if (VALUE_BYTE[c] === 0) throw bad('invalid character in a chunk extension');
       continue;
     }
     if (st === 5) {
-      if (VALUE[c] === 0) throw bad('invalid character in a chunk extension');
+      if (VALUE_BYTE[c] === 0) throw bad('invalid character in a chunk extension');
       st = 4;
       continue;
     }
@@ -598,7 +609,7 @@ export class NativeClient extends EventEmitter {
   #buildHead(opts: Dispatcher.DispatchOptions, method: string): string {
     if (!TOKEN_RE.test(method)) throw new InvalidArgumentError('invalid method');
     const path = opts.path;
-    if (typeof path !== 'string' || path.length === 0 || INVALID_VALUE.test(path) || path.includes(' ')) throw new InvalidArgumentError('invalid request path');
+    if (typeof path !== 'string' || path.length === 0 || BAD_VALUE_RE.test(path) || path.includes(' ')) throw new InvalidArgumentError('invalid request path');
     let fields = '';
     // Every name and every value is judged at once, as one string each: a character is valid
     // in the concatenation exactly when it is in its own field, so one test of each stands for
@@ -618,7 +629,7 @@ export class NativeClient extends EventEmitter {
       for (const one of list) {
         const value = one === null ? '' : String(one);
         values += value;
-        const lower = name.length === 4 || name.length === 14 || name.length === 17 || name.length === 10 || name.length === 7 ? name.toLowerCase() : '';
+        const lower = framingName(name);
         if (lower === 'host') {
           if (host !== undefined) throw new InvalidArgumentError('duplicate host header');
           host = value;
@@ -642,7 +653,7 @@ export class NativeClient extends EventEmitter {
         fields += `${name}: ${value}\r\n`;
       }
     }
-    if (INVALID_VALUE.test(values) || (names.length > 0 && !TOKEN_RE.test(names))) throw faultyField(flat);
+    if (BAD_VALUE_RE.test(values) || (names.length > 0 && !TOKEN_RE.test(names))) throw faultyField(flat);
     this.#bodyLength = length;
     const connection = this.#upgrade ? `connection: upgrade\r\nupgrade: ${opts.upgrade as string}\r\n` : method === 'HEAD' || !this.#keepAlive ? 'connection: close\r\n' : 'connection: keep-alive\r\n';
     return `${method} ${path} HTTP/1.1\r\n${host === undefined ? this.#hostHeader : `host: ${host}\r\n`}${connection}${fields}`;
@@ -977,7 +988,7 @@ export class NativeClient extends EventEmitter {
     const sep = buf[p];
     if (sep === 0x20) {
       const lineEnd = buf.indexOf(CR, p);
-      for (let i = p + 1; i < lineEnd; i++) if (VALUE[buf[i]!] === 0) throw parserError('invalid character in the reason phrase', 'INVALID_STATUS');
+      for (let i = p + 1; i < lineEnd; i++) if (VALUE_BYTE[buf[i]!] === 0) throw parserError('invalid character in the reason phrase', 'INVALID_STATUS');
       statusText = latin1(buf, p + 1, lineEnd);
       p = lineEnd;
     } else if (sep !== CR) {
@@ -1029,7 +1040,7 @@ export class NativeClient extends EventEmitter {
         while (buf[q] === 0x20 || buf[q] === 0x09) q++;
         vStart = q;
         while (buf[q] !== CR) {
-          if (VALUE[buf[q]!] === 0) throw parserError('invalid character in a response header value', 'INVALID_HEADER_TOKEN');
+          if (VALUE_BYTE[buf[q]!] === 0) throw parserError('invalid character in a response header value', 'INVALID_HEADER_TOKEN');
           q++;
         }
       }
@@ -1042,7 +1053,7 @@ export class NativeClient extends EventEmitter {
       const name = text.slice(p - at, nameEnd - at);
       const value = text.slice(vStart - at, vEnd - at);
       if (nameLen === 14 || nameLen === 17 || nameLen === 10) {
-        const lower = name.toLowerCase();
+        const lower = framingName(name);
         if (lower === 'content-length') {
           if (vEnd === vStart || vEnd - vStart > 15) throw parserError('invalid Content-Length in the response', 'INVALID_CONTENT_LENGTH');
           let n = 0;
@@ -1193,7 +1204,7 @@ export class NativeClient extends EventEmitter {
     q++;
     while (q < lineEnd && (buf[q] === 0x20 || buf[q] === 0x09)) q++;
     const vStart = q;
-    for (; q < lineEnd; q++) if (VALUE[buf[q]!] === 0) throw parserError('invalid character in a response trailer value', 'INVALID_HEADER_TOKEN');
+    for (; q < lineEnd; q++) if (VALUE_BYTE[buf[q]!] === 0) throw parserError('invalid character in a response trailer value', 'INVALID_HEADER_TOKEN');
     let vEnd = lineEnd;
     while (vEnd > vStart && (buf[vEnd - 1] === 0x20 || buf[vEnd - 1] === 0x09)) vEnd--;
     const nameLen = nameEnd - start;
