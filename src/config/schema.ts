@@ -324,7 +324,7 @@ const routeSchema = z
       .describe('Upgrade protocols tunnelled after a 101 (names compared without case or version). A request offering none of them is forwarded as plain HTTP without its Upgrade header (RFC 9110 §7.8 lets a server ignore it), so bytes after its head never reach the upstream unrouted (h2c smuggling). Default ["websocket"].'),
     cache: routeCacheSchema.optional().describe('Cache responses of this route (RFC 9111 shared cache, stale-while-revalidate, stale-if-error, request collapsing; docs/cache.md). Off unless set; the store is the top-level `cache`.'),
     host: z
-      .union([z.literal('preserve'), z.literal('endpoint'), z.string().min(1)])
+      .union([z.literal('preserve'), z.literal('endpoint'), z.string().min(1).regex(/^[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?$/, 'a Host value: visible ASCII, no control bytes, no space at either end')])
       .default('preserve')
       .describe('Host header sent upstream: "preserve" (the client\'s), "endpoint" (the endpoint\'s host:port), or a literal value.'),
   })
@@ -355,7 +355,11 @@ export const configSchema = z
       .describe('Which forwarding headers to send upstream. Default x-forwarded.'),
     requestId: z
       .object({
-        header: z.string().default('x-request-id').describe('Header carrying the request id. Default x-request-id.'),
+        header: z
+          .string()
+          .regex(/^[!#$%&'*+.^_`|~0-9a-z-]+$/, 'a lower-case header name (a token), such as x-request-id')
+          .default('x-request-id')
+          .describe('Header carrying the request id (a lower-case name). Default x-request-id.'),
         trustIncoming: z.boolean().default(false).describe('Take the id from the incoming request when present. Default false.'),
       })
       .strict()

@@ -2,7 +2,7 @@ import type { Dispatcher } from 'undici';
 import { Failure, classify } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import { ExpectClient } from '../http/expect-client.js';
-import { lostKeepAliveRace, type PoolConnection, type TimedExpectClient } from '../pool/index.js';
+import { lostKeepAliveRace, type CheckedDispatchOptions, type PoolConnection, type TimedExpectClient } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { BodyRelay } from './body-relay.js';
 import type { AttemptRecord } from './events.js';
@@ -91,7 +91,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   }
 
   /** Send the request (once). */
-  dispatch(path: string, method: string, headers: string[]): void {
+  /** `fieldsChecked`: every name and value of `headers` is known valid (pool/native-client.ts, CheckedDispatchOptions). */
+  dispatch(path: string, method: string, headers: string[], fieldsChecked: boolean): void {
     const client = this.#client!;
     if (client instanceof ExpectClient) {
       client.dispatch({ path, method, headers, body: this.relay ?? null }, this);
@@ -112,7 +113,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
         // generation and made RSS climb ~25 MB between major GCs under load.
         headersTimeout: 0,
         bodyTimeout: 0,
-      },
+        fieldsChecked,
+      } as CheckedDispatchOptions,
       this,
     );
   }

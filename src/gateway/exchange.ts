@@ -77,6 +77,16 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   #host = '';
   #upstreamPath = '';
   #headers: string[] = [];
+  /**
+   * Every name and value of #headers is known valid, so the native client does not judge them
+   * again (pool/native-client.ts, CheckedDispatchOptions): the head was built only from a
+   * request an HTTP/1.1 front parsed (Node's llhttp, strict, or http/request-head.ts: each
+   * refuses any other byte in a name or value), config values the schema judged (route host,
+   * request-id header, name), and the gateway's own (Via, X-Forwarded-*, request id,
+   * traceparent, the endpoint's host). Any hook on requests, a cache phase (stored
+   * validators) or HTTP/2 (its parser lets other control bytes through) clears it.
+   */
+  #fieldsChecked = false;
   #hasBody = false;
   /** A gRPC answer's grpc-status / grpc-message found in its head (Trailers-Only), repeated as trailers. */
   #grpcHeadStatus: Record<string, string> | undefined;
@@ -297,6 +307,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       const hostValue = route.host === 'preserve' || route.host === 'endpoint' ? undefined : route.host;
       const head = buildUpstreamHead(this.ctx, req, this.#peer, this.requestId, hostValue, this.via, front === undefined ? 'http' : front.scheme, target.hostValue);
       this.#headers = head.headers;
+      this.#fieldsChecked = (front === undefined || !front.h2) && this.ctx.hooks?.request === undefined;
       // HTTP/2 has no chunked coding: a body without content-length is DATA frames, and only
       // END_STREAM on the HEADERS frame says there is none (h2.test / h2c.test finding: such
       // a body was dropped, gRPC's messages among them).
@@ -367,6 +378,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   /** Look the request up in the route's cache: true when answered (or waiting for a collapsed request). */
   #cacheLookup(rc: RouteCache): boolean {
     const phase = (this.#cache = new CachePhase(this, rc));
+    this.#fieldsChecked = false;
     if (phase.lookup()) return true;
     this.#headers = phase.upstreamHeaders(this.#headers);
     return false;
@@ -473,7 +485,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     this.attempts.push(attempt.record);
     const headers = expect ? [...this.#headers, 'expect', '100-continue'] : this.#headers;
     const tracing = this.ctx.tracing;
-    attempt.dispatch(this.#upstreamPath, this.req.method!, tracing === undefined ? headers : this.#traced(tracing, attempt.record, headers));
+    attempt.dispatch(this.#upstreamPath, this.req.method!, tracing === undefined ? headers : this.#traced(tracing, attempt.record, headers), this.#fieldsChecked);
   }
 
   /** Tracing on: the try's span, and its `traceparent` in a copy of the headers. */

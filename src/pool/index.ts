@@ -4,7 +4,7 @@
  * reaches many origins), the connect timings and the race rule.
  */
 export { ConnectionPool, PooledClient, type ConnectionPoolOptions, type PoolConnection, type TimedExpectClient } from './connection-pool.js';
-export { NativeClient, type NativeClientOptions } from './native-client.js';
+export { NativeClient, type CheckedDispatchOptions, type NativeClientOptions } from './native-client.js';
 export { PoolSet, type PoolSetOptions } from './pool-set.js';
 export { timedConnector, type ConnectTimings } from './timed-connector.js';
 export { upstreamConnector, type UpstreamConnectOptions } from './plain-connector.js';

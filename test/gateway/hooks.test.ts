@@ -207,6 +207,51 @@ describe('hooks: phases and guarantees', () => {
     }
   });
 
+  test('an onRequest hook that adds a field no upstream may receive (seeded family): the request is not forwarded with it, on either front', { timeout: 30_000 }, async () => {
+    // The native client skips judging a head the gateway built only from parsed fields
+    // (gateway/exchange.ts, #fieldsChecked). HookRequest is read-only, but a hook is handed
+    // the exchange itself and JavaScript can reach past an interface: with any request hook
+    // configured, every head is judged again. This family guards that rule.
+    const rand = seededRandom();
+    const badNames = ['', 'a b', 'x:y', 'caf\u00e9', 'x\ty', '(x)', 'x\u0100', 'x: y'];
+    const badValues = ['a\nb', 'a\rb', 'a\u0000b', '\u007f', 'x\u0100', 'line\r\nx-injected: 1', '\r\n\r\nGET /smuggled HTTP/1.1'];
+    const seen: string[] = [];
+    const recorder = await startScriptedUpstream((req, res) => {
+      seen.push(`${req.url} ${JSON.stringify(req.rawHeaders)}`);
+      res.end('ok');
+    });
+    try {
+      for (const front of ['node', 'net'] as const) {
+        const cases: Array<[string, string]> = [];
+        for (let i = 0; i < 6; i++) cases.push(rand.int(2) === 0 ? [rand.pick(badNames), 'ok'] : ['x-bad', rand.pick(badValues)]);
+        const hooks: GatewayHooks = {
+          onRequest(req) {
+            const k = Number(req.path.slice(1));
+            const [name, value] = cases[k]!;
+            const h = (req as unknown as { upstreamRequest(): { headers: string[] } }).upstreamRequest().headers;
+            h.splice(Math.min(rand.int(8) * 2, h.length), 0, name, value);
+          },
+        };
+        const config = validateConfig({ listeners: [{ address: '127.0.0.1', port: 0, front }], clusters: { app: { endpoints: [recorder.url] } }, routes: [{ cluster: 'app', retry: { tries: 1 } }] });
+        const gw = new Gateway(config, { hooks: [hooks] });
+        const [addr] = await gw.listen();
+        try {
+          for (let k = 0; k < cases.length; k++) {
+            const ctx = `seed ${rand.seed} (GATEWISE_SEED=${rand.seed}), front ${front}: field ${JSON.stringify(cases[k])}`;
+            const before = seen.length;
+            const r = await get(`${addr!.url}/${k}`);
+            assert.ok(r.status >= 500, `${ctx}: answered ${r.status}`);
+            assert.equal(seen.length, before, `${ctx}: forwarded as ${seen.at(-1)}`);
+          }
+        } finally {
+          await gw.close(1000);
+        }
+      }
+    } finally {
+      await recorder.close();
+    }
+  });
+
   test('no hooks: nothing is compiled, so no per-request hook call', async () => {
     const g = await startTestGateway({ clusters: { app: { endpoints: [primary.url] } }, routes: [{ cluster: 'app' }] });
     try {
