@@ -357,9 +357,9 @@ export const configSchema = z
       .object({
         header: z
           .string()
-          .regex(/^[!#$%&'*+.^_`|~0-9a-z-]+$/, 'a lower-case header name (a token), such as x-request-id')
+          .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a header name (a token), such as x-request-id')
           .default('x-request-id')
-          .describe('Header carrying the request id (a lower-case name). Default x-request-id.'),
+          .describe('Header carrying the request id (a header name, compared without case). Default x-request-id.'),
         trustIncoming: z.boolean().default(false).describe('Take the id from the incoming request when present. Default false.'),
       })
       .strict()

@@ -90,8 +90,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     return this.#retry !== undefined;
   }
 
-  /** Send the request (once). */
-  /** `fieldsChecked`: every name and value of `headers` is known valid (pool/native-client.ts, CheckedDispatchOptions). */
+  /** Send the request (once). `fieldsChecked`: every name and value of `headers` is known valid (pool/native-client.ts, CheckedDispatchOptions). */
   dispatch(path: string, method: string, headers: string[], fieldsChecked: boolean): void {
     const client = this.#client!;
     if (client instanceof ExpectClient) {

@@ -6,6 +6,7 @@ import { parseDuration } from '../config/duration.js';
 import type { ProxyStatusOptions } from '../failure/index.js';
 import { AddressSet } from '../http/trust.js';
 import { viaValue } from '../http/headers.js';
+import { BAD_VALUE_RE, TOKEN_RE } from '../http/token.js';
 import { Cluster } from '../upstream/cluster.js';
 import { makeLookup } from '../upstream/dns.js';
 import { ConfigError, type ConfigProblem } from '../config/load.js';
@@ -39,6 +40,13 @@ export interface GatewayContext {
   /** Lower-case request id header name. */
   readonly requestIdHeader: string;
   readonly trustIncomingRequestId: boolean;
+  /**
+   * The config values the gateway writes into upstream heads (the request-id header's name,
+   * the name in Via, a route's literal Host) are valid fields. The schema makes them so; this
+   * is true of a Config that skipped it too, and the exchange gives the native client its word
+   * about a head only when it holds (Exchange, #fieldsChecked).
+   */
+  readonly configFieldsValid: boolean;
   readonly requestIds: RequestIds;
   /** Set while draining: responses close their connections. */
   draining: boolean;
@@ -215,6 +223,8 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
     dropUnderscoreHeaders: cfg.underscoreHeaders === 'drop',
     requestIdHeader: cfg.requestId.header.toLowerCase(),
     trustIncomingRequestId: cfg.requestId.trustIncoming,
+    configFieldsValid:
+      TOKEN_RE.test(cfg.requestId.header) && !BAD_VALUE_RE.test(identity) && cfg.routes.every((r) => r.host === 'preserve' || r.host === 'endpoint' || !BAD_VALUE_RE.test(r.host)),
     requestIds: previous?.ctx.requestIds ?? new RequestIds(),
     draining: false,
     inflight: 0,

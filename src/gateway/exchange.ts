@@ -82,7 +82,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
    * again (pool/native-client.ts, CheckedDispatchOptions): the head was built only from a
    * request an HTTP/1.1 front parsed (Node's llhttp, strict, or http/request-head.ts: each
    * refuses any other byte in a name or value), config values the schema judged (route host,
-   * request-id header, name), and the gateway's own (Via, X-Forwarded-*, request id,
+   * request-id header, name; ctx.configFieldsValid), and the gateway's own (Via, X-Forwarded-*, request id,
    * traceparent, the endpoint's host). Any hook on requests, a cache phase (stored
    * validators) or HTTP/2 (its parser lets other control bytes through) clears it.
    */
@@ -307,7 +307,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       const hostValue = route.host === 'preserve' || route.host === 'endpoint' ? undefined : route.host;
       const head = buildUpstreamHead(this.ctx, req, this.#peer, this.requestId, hostValue, this.via, front === undefined ? 'http' : front.scheme, target.hostValue);
       this.#headers = head.headers;
-      this.#fieldsChecked = (front === undefined || !front.h2) && this.ctx.hooks?.request === undefined;
+      this.#fieldsChecked = (front === undefined || !front.h2) && this.ctx.hooks?.request === undefined && this.ctx.configFieldsValid;
       // HTTP/2 has no chunked coding: a body without content-length is DATA frames, and only
       // END_STREAM on the HEADERS frame says there is none (h2.test / h2c.test finding: such
       // a body was dropped, gRPC's messages among them).

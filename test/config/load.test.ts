@@ -108,13 +108,13 @@ test('front: net is plain HTTP/1.1: refused with tls or http2 by the field; node
   assert.throws(() => parseConfigText(`listeners: [{ port: 8080, front: fast }]\n${base}`), (e: ConfigError) => e.problems.some((p) => p.path === 'listeners[0].front'));
 });
 
-test('values the gateway sends upstream without judging them again are judged at load: the request-id header is a lower-case token, a literal route host holds no control byte', () => {
+test('values the gateway sends upstream without judging them again are judged at load: the request-id header is a token, a literal route host holds no control byte', () => {
   // gateway/exchange.ts (#fieldsChecked) sends these as they are: a bad one is a config error
   // with its path and line, not a request refused at run time or a field injected upstream.
   const bad: Array<[string, string, RegExp]> = [
-    ['requestId:\n  header: "X-Request-Id"\n', 'requestId.header', /lower-case header name/],
-    ['requestId:\n  header: "x request id"\n', 'requestId.header', /lower-case header name/],
-    ['requestId:\n  header: ""\n', 'requestId.header', /lower-case header name/],
+    ['requestId:\n  header: "x request id"\n', 'requestId.header', /a header name/],
+    ['requestId:\n  header: "x-id\\r\\nx-injected: 1"\n', 'requestId.header', /a header name/],
+    ['requestId:\n  header: ""\n', 'requestId.header', /a header name/],
     ['routes:\n  - cluster: app\n    host: "a\\r\\nx-injected: 1"\n', 'routes[0].host', /a Host value/],
     ['routes:\n  - cluster: app\n    host: "a\\u0000b"\n', 'routes[0].host', /a Host value/],
     ['routes:\n  - cluster: app\n    host: " padded"\n', 'routes[0].host', /a Host value/],
@@ -127,7 +127,7 @@ test('values the gateway sends upstream without judging them again are judged at
       JSON.stringify(text),
     );
   }
-  for (const ok of ['requestId:\n  header: x-correlation-id\n', 'routes:\n  - cluster: app\n    host: api.internal:8443\n']) {
+  for (const ok of ['requestId:\n  header: x-correlation-id\n', 'requestId:\n  header: X-Correlation-Id\n', 'routes:\n  - cluster: app\n    host: api.internal:8443\n']) {
     parseConfigText(base + (ok.startsWith('routes') ? ok : `routes:\n  - cluster: app\n${ok}`));
   }
 });

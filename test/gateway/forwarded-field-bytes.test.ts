@@ -69,3 +69,32 @@ for (const front of ['node', 'net'] as const) {
     });
   });
 }
+
+describe('a Config that skipped the schema', () => {
+  test('config values that reach the upstream head unjudged (request-id header, a literal route Host) are judged after all when invalid: nothing is injected', { timeout: 20_000 }, async () => {
+    // The schema refuses these at load (test/config/load.test.ts); a program can still build a
+    // Config by hand, and ctx.configFieldsValid then keeps the native client judging every head.
+    const cases: Array<(c: ReturnType<typeof validateConfig>) => void> = [
+      (c) => {
+        (c.requestId as { header: string }).header = 'x-id\r\nx-injected';
+      },
+      (c) => {
+        (c.routes[0] as { host: string }).host = 'app\r\nx-injected: 1';
+      },
+    ];
+    for (const [k, mutate] of cases.entries()) {
+      const config = validateConfig({ listeners: [{ address: '127.0.0.1', port: 0 }], clusters: { app: { endpoints: [upstream.url] } }, routes: [{ cluster: 'app', retry: { tries: 1 } }] });
+      mutate(config);
+      const gw = new Gateway(config);
+      const [addr] = await gw.listen();
+      const from = receivedHeads().length;
+      try {
+        const r = await replayRaw(`GET /skipped-${k} HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n`, { port: Number(new URL(addr!.url).port), deadlineMs: 3000 });
+        assert.ok((r.responses[0]?.status ?? 0) >= 500, `case ${k}: answered ${r.responses[0]?.status}`);
+        for (const lines of receivedHeads().slice(from)) for (const line of lines) assert.doesNotMatch(line, /^x-injected/i, `case ${k}`);
+      } finally {
+        await gw.close(1000);
+      }
+    }
+  });
+});
