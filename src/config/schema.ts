@@ -4,6 +4,9 @@ import { forwardSchema } from './forward.js';
 import type { ProxyErrorType } from '../failure/types.js';
 import { http2Schema, redirectSchema, reverseListenerTlsSchema } from './tls.js';
 
+/** A token (RFC 9110 §5.6.2): an upgrade protocol's name, a header name. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
 /**
  * The one config schema: zod gives the TypeScript types, validation, and (via
  * `z.toJSONSchema`) the JSON Schema that `gatewise schema` prints for editors.
@@ -319,7 +322,7 @@ const routeSchema = z
       .default({ tries: 3, on: ['connect-failure', 'reset', 'invalid-response', 'timeout', '502', '503', '504'], backoff: { base: '25ms', max: '250ms' }, retryAfterMax: '1s', idempotencyKey: false })
       .describe('Automatic retries. Idempotent methods only, except failures that prove the request never left the gateway.'),
     upgrades: z
-      .array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a protocol name (a token) such as websocket'))
+      .array(z.string().regex(TOKEN, 'a protocol name (a token) such as websocket'))
       .default(['websocket'])
       .describe('Upgrade protocols tunnelled after a 101 (names compared without case or version). A request offering none of them is forwarded as plain HTTP without its Upgrade header (RFC 9110 §7.8 lets a server ignore it), so bytes after its head never reach the upstream unrouted (h2c smuggling). Default ["websocket"].'),
     cache: routeCacheSchema.optional().describe('Cache responses of this route (RFC 9111 shared cache, stale-while-revalidate, stale-if-error, request collapsing; docs/cache.md). Off unless set; the store is the top-level `cache`.'),
@@ -357,7 +360,7 @@ export const configSchema = z
       .object({
         header: z
           .string()
-          .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a header name (a token), such as x-request-id')
+          .regex(TOKEN, 'a header name (a token), such as x-request-id')
           .default('x-request-id')
           .describe('Header carrying the request id (a header name, compared without case). Default x-request-id.'),
         trustIncoming: z.boolean().default(false).describe('Take the id from the incoming request when present. Default false.'),
