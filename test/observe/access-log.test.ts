@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { accessLine, AccessLog, createLogger, flushLogger } from '../../src/observe/access-log.js';
+import { accessLine, AccessLog, createLogger, flushLogger, jsonNumber } from '../../src/observe/access-log.js';
 import type { ForwardRecord, RequestRecord, ReverseRecord } from '../../src/record/index.js';
 import { seededRun } from '../helpers/seeded.js';
 import { anyRecord } from '../helpers/records.js';
@@ -211,6 +211,34 @@ test('an access line has the exact bytes of the plain serialisation, however fie
       }
       last[r.face] = r;
       assert.equal(accessLine(r), referenceLine(r), `record ${i}`);
+    }
+  });
+});
+
+/** The double next to `v` upwards or downwards: a value one unit off a thousandth. */
+function nextDouble(v: number, up: boolean): number {
+  const b = new DataView(new ArrayBuffer(8));
+  b.setFloat64(0, v);
+  const bits = b.getBigUint64(0);
+  b.setBigUint64(0, v >= 0 === up ? bits + 1n : bits - 1n);
+  return b.getFloat64(0);
+}
+
+test('numbers in a line are written as JSON.stringify writes them: thousandths of a millisecond at every magnitude, their neighbours, integers and the values JSON has no number for (seeded)', async () => {
+  await seededRun('json number', (rand) => {
+    const fixed = [0, -0, 1, 0.001, 0.999, 0.5, 0.25, 0.1, 1.1, 10.01, 2147483.647, 2147483.646, 2147483.648, 2147483.6475, 1e-7, 1e-6, 0.0005, 1 / 3, 4294967295, 4294967296, 2 ** 53, 1e21, 1e300, -1.5, -0.001,
+      Number.MIN_VALUE, Number.EPSILON, NaN, Infinity, -Infinity];
+    for (const v of fixed) assert.equal(jsonNumber(v), JSON.stringify(v), `value ${v}`);
+    for (let i = 0; i < 100_000; i++) {
+      // Thousandths below and above the fast path's limit, at every magnitude from 0.001 ms up.
+      const magnitude = 10 ** Math.floor(rand() * 10);
+      const m = Math.floor(rand() * magnitude * 1000) + 1;
+      const v = m / 1000;
+      assert.equal(jsonNumber(v), JSON.stringify(v), `value ${v}`);
+      const near = nextDouble(v, rand() < 0.5);
+      assert.equal(jsonNumber(near), JSON.stringify(near), `value ${near}`);
+      const any = (rand() - 0.2) * magnitude;
+      assert.equal(jsonNumber(any), JSON.stringify(any), `value ${any}`);
     }
   });
 });
