@@ -306,11 +306,6 @@ const tryHead = new Group((endpoint: string, phase: string, connection: Str, sta
 const tryTimes = new Group((dnsMs: Num, tcpMs: Num, tlsMs: Num, connectedMs: Num, firstByteMs: Num, headersMs: Num, endMs: Num) =>
   numField('dnsMs', dnsMs) + numField('tcpMs', tcpMs) + numField('tlsMs', tlsMs) + numField('connectedMs', connectedMs) + numField('firstByteMs', firstByteMs) + numField('headersMs', headersMs) + numField('endMs', endMs) + '}');
 
-/** Bytes up and down: the same sizes repeat in most traffic (one page, one API answer). */
-const upDown = (): Group<number, number> => new Group((up: number, down: number) => ',"bytesUp":' + jsonNumber(up) + ',"bytesDown":' + jsonNumber(down));
-const revUpDown = upDown();
-const fwdUpDown = upDown();
-
 /** One attempt, fields in a fixed order (JSON.stringify walked each record's own key order). */
 function attemptJson(a: AttemptRecord): string {
   return tryHead.of(a.endpoint, a.phase, a.connection, a.status, a.error, a.detail, a.startMs) + tryTimes.of(a.dnsMs, a.tcpMs, a.tlsMs, a.connectedMs, a.firstByteMs, a.headersMs, a.endMs);
@@ -329,7 +324,7 @@ function reverseLine(r: ReverseRecord): string {
   line += revWho.of(r.method, r.listener, r.host);
   if (r.path !== undefined) line += ',"path":' + mPath.of(r.path);
   line += revWhere.of(r.httpVersion, r.route, r.cluster);
-  line += revOutcome.of(r.status, r.error, r.reason, r.phase, r.endedBy, r.detail) + revUpDown.of(r.bytesUp, r.bytesDown);
+  line += revOutcome.of(r.status, r.error, r.reason, r.phase, r.endedBy, r.detail) + ',"bytesUp":' + jsonNumber(r.bytesUp) + ',"bytesDown":' + jsonNumber(r.bytesDown);
   const at = r.attempts;
   if (at.length === 1) line += ',"attempts":[' + attemptJson(at[0]!) + ']';
   else if (at.length > 1) line += ',"attempts":[' + at.map(attemptJson).join(',') + ']';
@@ -352,7 +347,7 @@ function forwardLine(r: ForwardRecord): string {
   if (r.destination !== undefined) line += ',"destination":' + mDestination.of(r.destination);
   if (r.address !== undefined) line += ',"address":' + mAddress.of(r.address);
   line += fwdEgress.of(r.plan, r.pool, r.exit, r.session, r.repinned, r.exitRetries, r.reply);
-  line += fwdOutcome.of(r.status, r.error, r.reason, r.phase, r.endedBy, r.detail) + fwdUpDown.of(r.bytesUp, r.bytesDown);
+  line += fwdOutcome.of(r.status, r.error, r.reason, r.phase, r.endedBy, r.detail) + ',"bytesUp":' + jsonNumber(r.bytesUp) + ',"bytesDown":' + jsonNumber(r.bytesDown);
   if (r.quota !== undefined) line += ',"quota":' + str(r.quota);
   line += numField('datagramsUp', r.datagramsUp) + numField('datagramsDown', r.datagramsDown) + numField('datagramsDropped', r.datagramsDropped);
   return line + ',"durationMs":' + jsonNumber(r.durationMs) + (r.protocol === 'http' ? ',"msg":"forward request"}\n' : r.protocol === 'socks5-udp' ? ',"msg":"forward association"}\n' : ',"msg":"forward tunnel"}\n');
