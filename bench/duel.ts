@@ -1,7 +1,8 @@
 // `npm run bench:duel`: only the duels of bench/duels.ts (two contenders on one core at
 // the same time), written to docs/benchmarks-duel.md. `npm run bench` runs them too.
 //
-// Environment: DUEL_SECONDS (6), DUEL_REPEATS (3), DUEL_PAIRS (a:b or a:b@load,… e.g. gatewise-quiet:nginx; default all),
+// Environment: DUEL_SECONDS (6), DUEL_REPEATS (3), DUEL_FRESH (1: both contenders started anew for each repeat;
+// 0: once for all repeats and pairs), DUEL_PAIRS (a:b or a:b@load,… e.g. gatewise-quiet:nginx; default all),
 // DUEL_DOCS (docs/benchmarks-duel.md). Needs nginx (origin), wrk; Squid for its pairs.
 // Loopback only, every load bounded in time.
 import fs from 'node:fs';
@@ -18,6 +19,7 @@ import { envList, envNumber, log } from './util.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SECONDS = envNumber('DUEL_SECONDS', 6);
 const REPEATS = envNumber('DUEL_REPEATS', 3);
+const FRESH = envNumber('DUEL_FRESH', 1) !== 0;
 
 function selectedPairs(): Pair[] {
   const want = envList('DUEL_PAIRS');
@@ -51,7 +53,7 @@ async function main(): Promise<number> {
     const origin = await startOrigin(dir, nginx, '1');
     await verifyOrigin(origin.port);
     const ctx: StartContext = { dir, root: ROOT, originPort: origin.port, origin: origin.proc, tools, cpus: '1' };
-    results = await runDuels({ ctx, seconds: SECONDS, repeats: REPEATS, loadCpu: '0', scriptDir, pairs });
+    results = await runDuels({ ctx, seconds: SECONDS, repeats: REPEATS, fresh: FRESH, loadCpu: '0', scriptDir, pairs });
   } finally {
     await stopAll();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -61,11 +63,11 @@ async function main(): Promise<number> {
   const doc = [
     '# Duels',
     '',
-    `Produced by \`npm run bench:duel\` (DUEL_SECONDS=${SECONDS}, DUEL_REPEATS=${REPEATS}${process.env.DUEL_PAIRS ? `, DUEL_PAIRS=${process.env.DUEL_PAIRS}` : ''}) on ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}${commit ? ` at commit ${commit.slice(0, 7)}` : ''}. \`npm run bench\` runs the same duels after its interleaved rounds and judges the ratio targets on them ([benchmarks.md](benchmarks.md)).`,
+    `Produced by \`npm run bench:duel\` (DUEL_SECONDS=${SECONDS}, DUEL_REPEATS=${REPEATS}, DUEL_FRESH=${FRESH ? 1 : 0}${process.env.DUEL_PAIRS ? `, DUEL_PAIRS=${process.env.DUEL_PAIRS}` : ''}) on ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}${commit ? ` at commit ${commit.slice(0, 7)}` : ''}. \`npm run bench\` runs the same duels after its interleaved rounds and judges the ratio targets on them ([benchmarks.md](benchmarks.md)).`,
     '',
     `**Machine:** ${m.cpus} cores, ${m.cpuModel}, Node ${process.version}.`,
     '',
-    duelMethod(SECONDS, REPEATS),
+    duelMethod(SECONDS, REPEATS, FRESH),
     '',
     duelTable(results),
     '',

@@ -98,6 +98,15 @@ export interface DuelOptions {
   /** A directory per side for wrk's Lua scripts (`${scriptDir}/a`, `${scriptDir}/b`, created by the caller). */
   scriptDir: string;
   pairs?: Pair[];
+  /**
+   * Start both contenders anew for every repeat (warm-up included) instead of once for all
+   * repeats and pairs. Why: a process draws its own state early (the young generation's size,
+   * where its GC settles; docs/benchmarks.md §37 for a stream), and one draw then decides every
+   * repeat of a run. Measured on GET 1 KiB, the same two builds: one run gave 0.87–0.95 (all 8
+   * repeats under 1), the next two 0.99–1.06 each (docs/benchmarks.md §39). With fresh
+   * processes the median is taken over several draws, as people meet them.
+   */
+  fresh?: boolean;
 }
 
 interface Side {
@@ -142,8 +151,9 @@ async function duel(kind: DuelLoad, a: Running, b: Running, seconds: number, o: 
 }
 
 /**
- * Every pair: start both (each contender once, shared by its pairs), warm up together,
- * then `repeats` duels, alternating which load starts first. Stops what it started.
+ * Every pair: start both, warm up together, then `repeats` duels, alternating which load
+ * starts first. Without `fresh`, each contender is started once and shared by its pairs;
+ * with it, both are started anew (and warmed up) for every repeat. Stops what it started.
  */
 export async function runDuels(o: DuelOptions): Promise<DuelResult[]> {
   const running = new Map<string, Running | string>();
@@ -164,19 +174,27 @@ export async function runDuels(o: DuelOptions): Promise<DuelResult[]> {
     return r;
   };
   const results: DuelResult[] = [];
+  const stop = async (...ids: string[]): Promise<void> => {
+    for (const id of ids) {
+      const r = running.get(id);
+      running.delete(id);
+      if (r !== undefined && typeof r !== 'string') await r.proc?.stop();
+    }
+  };
   try {
     for (const pair of o.pairs ?? PAIRS) {
-      const a = await get(pair.a);
-      const b = await get(pair.b);
       const res: DuelResult = { pair, cpuRatios: [], unitRatios: [], cpuPerUnitUs: { a: [], b: [] } };
       results.push(res);
-      if (typeof a === 'string' || typeof b === 'string') {
-        res.skipped = typeof a === 'string' ? `${pair.a}: ${a}` : `${pair.b}: ${b as string}`;
-        log(`duel ${pair.a} vs ${pair.b}: not run — ${res.skipped}`);
-        continue;
-      }
-      await duel(pair.load, a, b, DUEL_WARMUP_S, o);
       for (let i = 0; i < o.repeats; i++) {
+        if (o.fresh) await stop(pair.a, pair.b);
+        const a = await get(pair.a);
+        const b = await get(pair.b);
+        if (typeof a === 'string' || typeof b === 'string') {
+          res.skipped = typeof a === 'string' ? `${pair.a}: ${a}` : `${pair.b}: ${b as string}`;
+          log(`duel ${pair.a} vs ${pair.b}: not run — ${res.skipped}`);
+          break;
+        }
+        if (o.fresh || i === 0) await duel(pair.load, a, b, DUEL_WARMUP_S, o);
         const [sa, sb] = i % 2 === 0 ? await duel(pair.load, a, b, o.seconds, o) : await duel(pair.load, b, a, o.seconds, o).then(([x, y]) => [y, x] as [Side, Side]);
         if (sa.units === 0 || sb.units === 0) throw new Error(`duel ${pair.a} vs ${pair.b}: a side did no work (${sa.units} / ${sb.units})`);
         const ua = (sa.cpuS * 1e6) / sa.units;
@@ -205,10 +223,10 @@ const fmt = (x: number, digits = 2): string => x.toFixed(digits);
 const pct = (x: number): string => (Math.abs(100 * x) < 10 ? Math.abs(100 * x).toFixed(1) : Math.abs(100 * x).toFixed(0));
 
 /** What the duels are, for both reports. */
-export function duelMethod(seconds: number, repeats: number): string {
+export function duelMethod(seconds: number, repeats: number, fresh: boolean): string {
   return (
     `Two contenders run on CPU 1 at the same time, with the origin; each has its own load generator on CPU 0 (wrk, or the tunnel load generator), for the same ${seconds} s ` +
-    `(${repeats} repeat${repeats === 1 ? '' : 's'}, after a ${DUEL_WARMUP_S} s warm-up together). Both see the same machine, so a drift in its speed cancels out, ` +
+    `(${repeats} repeat${repeats === 1 ? '' : 's'}, ${fresh ? `each with both contenders started anew and warmed up together for ${DUEL_WARMUP_S} s, so the median is taken over several processes` : `after a ${DUEL_WARMUP_S} s warm-up together, one process per contender for all repeats`}). Both see the same machine, so a drift in its speed cancels out, ` +
     'which interleaved rounds cannot do: the same command ran at 6,200 and at 3,800–4,400 req/s a few minutes apart. "CPU ratio" is the second ' +
     "contender's CPU time per request (or tunnel) divided by the first's: how many times more work it needs for the same traffic. \"done ratio\" " +
     "is the first's requests over the second's in the same seconds (equal to the CPU ratio when both are CPU-bound and share the core evenly). " +

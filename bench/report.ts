@@ -87,7 +87,7 @@ export interface Report {
   summaries: Summary[];
   soak?: SoakResult;
   /** The duels run after the interleaved rounds (duels.ts). */
-  duels?: { seconds: number; repeats: number; results: DuelResult[] };
+  duels?: { seconds: number; repeats: number; fresh: boolean; results: DuelResult[] };
   notes: string[];
 }
 
@@ -279,7 +279,7 @@ export function targetsSection(rep: Report): string {
 /** The duels of this run, when any ran. */
 export function duelSection(rep: Report): string {
   if (!rep.duels || rep.duels.results.length === 0) return '';
-  return ['## Duels', duelMethod(rep.duels.seconds, rep.duels.repeats), duelTable(rep.duels.results)].join('\n\n');
+  return ['## Duels', duelMethod(rep.duels.seconds, rep.duels.repeats, rep.duels.fresh), duelTable(rep.duels.results)].join('\n\n');
 }
 
 export function backgroundLine(rep: Report): string {
@@ -354,7 +354,8 @@ writes this file and \`bench/.work/results.json\`, and stops everything it start
 \`BENCH_ROUNDS\` (3), \`BENCH_DURATION\` seconds per run (5), \`BENCH_WARMUP\` (3), \`BENCH_QUICK=1\` (1 round of 2 s, fewer
 scenarios, writes \`bench/.work/benchmarks.md\` instead of this file), \`BENCH_SOAK=120\` (Gatewise alone at 50 connections,
 RSS every second), \`BENCH_SCENARIOS\` / \`BENCH_CONTENDERS\` (comma-separated ids), \`BENCH_PIN\` (\`auto\`, \`none\` or
-\`load:0,origin:0,proxy:1\`), \`BENCH_DUEL_REPEATS\` (3; 0 in quick mode; 0 = no duels), \`BENCH_DUEL_SECONDS\` (6),
+\`load:0,origin:0,proxy:1\`), \`BENCH_DUEL_REPEATS\` (3; 0 in quick mode; 0 = no duels), \`BENCH_DUEL_SECONDS\` (6), \`BENCH_DUEL_FRESH\` (1: both
+contenders started anew for each repeat of a duel; 0: each started once for all its duels),
 \`BENCH_NO_INSTALL=1\`, \`BENCH_KEEP=1\` (keep configs and logs), \`BENCH_DOCS\` (output path).
 
 ## Contenders

@@ -115,8 +115,8 @@ async function main(): Promise<number> {
         const duelScripts = path.join(dir, 'duel-lua');
         fs.mkdirSync(path.join(duelScripts, 'a'), { recursive: true });
         fs.mkdirSync(path.join(duelScripts, 'b'), { recursive: true });
-        const results = await runDuels({ ctx, seconds: s.duelSeconds, repeats: s.duelRepeats, loadCpu: pin.load, scriptDir: duelScripts, pairs });
-        duels = { seconds: s.duelSeconds, repeats: s.duelRepeats, results };
+        const results = await runDuels({ ctx, seconds: s.duelSeconds, repeats: s.duelRepeats, fresh: s.duelFresh, loadCpu: pin.load, scriptDir: duelScripts, pairs });
+        duels = { seconds: s.duelSeconds, repeats: s.duelRepeats, fresh: s.duelFresh, results };
       }
     }
 

@@ -14,6 +14,8 @@ export interface Settings {
   /** Duels after the interleaved rounds (duels.ts): repeats per pair (0 = none) and seconds each. */
   duelRepeats: number;
   duelSeconds: number;
+  /** Both contenders of a duel started anew for each repeat (duels.ts `fresh`). */
+  duelFresh: boolean;
   scenarios: Scenario[];
   contenders: Contender[];
   docsPath: string;
@@ -38,6 +40,7 @@ export function readSettings(root: string): Settings {
     soakS: Math.round(envNumber('BENCH_SOAK', 0)),
     duelRepeats: Math.max(0, Math.round(envNumber('BENCH_DUEL_REPEATS', quick ? 0 : 3))),
     duelSeconds: Math.max(1, Math.round(envNumber('BENCH_DUEL_SECONDS', 6))),
+    duelFresh: envNumber('BENCH_DUEL_FRESH', 1) !== 0,
     scenarios: SCENARIOS.filter((s) => (wantScenarios ? wantScenarios.includes(s.id) : !quick || s.quick)),
     contenders: CONTENDERS.filter((c) => !wantContenders || c.id === 'direct' || wantContenders.includes(c.id)),
     docsPath: process.env.BENCH_DOCS ?? path.join(root, quick ? 'bench/.work/benchmarks.md' : 'docs/benchmarks.md'),
