@@ -186,7 +186,6 @@ export async function runDuels(o: DuelOptions): Promise<DuelResult[]> {
       const res: DuelResult = { pair, cpuRatios: [], unitRatios: [], cpuPerUnitUs: { a: [], b: [] } };
       results.push(res);
       for (let i = 0; i < o.repeats; i++) {
-        if (o.fresh) await stop(pair.a, pair.b);
         const a = await get(pair.a);
         const b = await get(pair.b);
         if (typeof a === 'string' || typeof b === 'string') {
@@ -204,7 +203,10 @@ export async function runDuels(o: DuelOptions): Promise<DuelResult[]> {
         res.cpuRatios.push(ub / ua);
         res.unitRatios.push(sa.units / sb.units);
         log(`duel ${pair.a} vs ${pair.b} #${i + 1}: ${sa.units} / ${sb.units} done, CPU ${ua.toFixed(0)} / ${ub.toFixed(0)} µs per unit → ${(ub / ua).toFixed(2)}×`);
+        // Nothing of this repeat stays on the contenders' core while the next ones run.
+        if (o.fresh) await stop(pair.a, pair.b);
       }
+      if (o.fresh) await stop(pair.a, pair.b); // a skipped pair's contender that did start
     }
   } finally {
     await Promise.all([...running.values()].map((r) => (typeof r === 'string' ? undefined : r.proc?.stop())));
