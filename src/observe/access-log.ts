@@ -250,12 +250,15 @@ function numField(key: string, v: Num): string {
 const THOUSANDTHS = Array.from({ length: 1000 }, (_, i) => (i === 0 ? '' : '.' + String(i).padStart(3, '0').replace(/0+$/, '')));
 
 /**
- * A number as `JSON.stringify` writes it. Durations are milliseconds rounded to thousandths:
- * written as a whole part (a small integer, whose string V8 keeps in its number cache) and a
- * kept fraction, not through V8's double-to-shortest conversion, which was ~0.7k of the
- * ~13k instructions the log adds to a proxied request (bench/icount.ts). Below 2^31 ms a
- * double holds a thousandth exactly enough that this is also the shortest form, which is
- * what `String(v)` writes (test/observe/access-log.test.ts compares a seeded family).
+ * A number as `JSON.stringify` writes it (`null` for NaN and the infinities). Durations are
+ * milliseconds rounded to thousandths: written as a whole part (a small integer, whose string
+ * V8 keeps in its number cache) and a kept fraction, not through V8's double-to-shortest
+ * conversion, which was ~0.7k of the ~13k instructions the log adds to a proxied request
+ * (bench/icount.ts). Measured with the kept try times below: young-generation collections per
+ * line −22 % (`bench/access-line.ts`), CPU in the duel within its noise (docs/benchmarks.md
+ * §39). Below 2^31 thousandths (~36 minutes) a double holds a thousandth exactly enough that
+ * this is also the shortest form, which is what `String(v)` writes
+ * (test/observe/access-log.test.ts compares a seeded family).
  */
 export function jsonNumber(v: number): string {
   if (v > 0 && v < 2147483.647 && (v | 0) !== v) {
