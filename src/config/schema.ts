@@ -3,9 +3,9 @@ import { parseDuration } from './duration.js';
 import { forwardSchema } from './forward.js';
 import type { ProxyErrorType } from '../failure/types.js';
 import { http2Schema, redirectSchema, reverseListenerTlsSchema } from './tls.js';
+// A token (RFC 9110 §5.6.2): an upgrade protocol's name, a header name; the pattern the parsers judge names with.
+import { TOKEN_RE as TOKEN } from '../http/token.js';
 
-/** A token (RFC 9110 §5.6.2): an upgrade protocol's name, a header name. */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /**
  * The one config schema: zod gives the TypeScript types, validation, and (via
