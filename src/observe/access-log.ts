@@ -264,7 +264,7 @@ export function jsonNumber(v: number): string {
   if (v > 0 && v < 2147483.647 && (v | 0) !== v) {
     const m = Math.round(v * 1000);
     if (m / 1000 === v) {
-      const whole = (m / 1000) | 0;
+      const whole = v | 0;
       return whole + THOUSANDTHS[m - whole * 1000]!;
     }
   }
