@@ -13,7 +13,7 @@ import { ConfigError, type ConfigProblem } from '../config/load.js';
 import { balancerRegistry, type BalancerFactory } from '../upstream/balancers/balancer.js';
 import { GatewayHooksRunner, type GatewayHooks } from './hooks.js';
 import type { GatewayTracing } from './tracing.js';
-import { Router, compileRoute } from './router.js';
+import { Router, compileRoute, literalHost } from './router.js';
 import { DiskTier, MemoryStore, ResponseCache } from '../cache/index.js';
 import { AcmeChallenges } from '../tls/acme/index.js';
 
@@ -224,7 +224,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
     requestIdHeader: cfg.requestId.header.toLowerCase(),
     trustIncomingRequestId: cfg.requestId.trustIncoming,
     configFieldsValid:
-      TOKEN_RE.test(cfg.requestId.header) && !BAD_VALUE_RE.test(identity) && cfg.routes.every((r) => r.host === 'preserve' || r.host === 'endpoint' || !BAD_VALUE_RE.test(r.host)),
+      TOKEN_RE.test(cfg.requestId.header) && !BAD_VALUE_RE.test(identity) && cfg.routes.every((r) => !BAD_VALUE_RE.test(literalHost(r.host) ?? '')),
     requestIds: previous?.ctx.requestIds ?? new RequestIds(),
     draining: false,
     inflight: 0,

@@ -25,7 +25,7 @@ import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
 import { closeAfter, finished, isUnsafe, offer, withdrawn, type Ordered } from './connection-order.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
-import { rewritePath, type Route } from './router.js';
+import { literalHost, rewritePath, type Route } from './router.js';
 import { CachePhase } from './cache-phase.js';
 import type { RouteCache } from '../cache/index.js';
 import { fieldText, type RawField } from '../http/headers.js';
@@ -304,7 +304,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${host || '(no host)'}${path.split('?')[0]}` });
       }
       this.route = route;
-      const hostValue = route.host === 'preserve' || route.host === 'endpoint' ? undefined : route.host;
+      const hostValue = literalHost(route.host);
       const head = buildUpstreamHead(this.ctx, req, this.#peer, this.requestId, hostValue, this.via, front === undefined ? 'http' : front.scheme, target.hostValue);
       this.#headers = head.headers;
       this.#fieldsChecked = (front === undefined || !front.h2) && this.ctx.hooks?.request === undefined && this.ctx.configFieldsValid;

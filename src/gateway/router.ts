@@ -32,6 +32,11 @@ export interface Route {
 
 const HOST_CACHE_MAX = 4096;
 
+/** A route's `host` setting as the Host value it sends, or undefined for `preserve` and `endpoint` (the request's or the endpoint's own). */
+export function literalHost(host: string): string | undefined {
+  return host === 'preserve' || host === 'endpoint' ? undefined : host;
+}
+
 export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster, cache?: ResponseCache): Route {
   const hosts = cfg.match.host === undefined ? undefined : Array.isArray(cfg.match.host) ? cfg.match.host : [cfg.match.host];
   const exact = hosts?.filter((h) => !h.startsWith('*.')).map((h) => h.toLowerCase());
