@@ -533,6 +533,17 @@ export const CONTENDERS: Contender[] = [
     },
   },
   {
+    id: 'native-layer',
+    label: "node:http + Gatewise's pool and native client (bare)",
+    groups: [],
+    config:
+      "`bench/peers/native-layer.ts`: raw-client's server side (node:http), with Gatewise's own upstream socket layer (a `ConnectionPool` of `NativeClient`s over its cleartext connector) " +
+      'driven by a handler of a few lines; no exchange, checks, rewrites, timers, retries or record: what that layer costs against raw-client, duel pairs only',
+    async start(ctx) {
+      return reversePeer(ctx, 'native-layer', 'native-layer.js');
+    },
+  },
+  {
     id: 'floor-proxy',
     label: 'node:net both sides (bare floor)',
     groups: [],

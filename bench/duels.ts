@@ -6,6 +6,7 @@
 //
 // `npm run bench` runs them after its interleaved rounds (BENCH_DUEL_REPEATS); `npm run
 // bench:duel` runs them alone. Both use the contenders of contenders.ts.
+import fs from 'node:fs';
 import { BASELINE_ROOT, CONTENDERS, Skip, type Running, type StartContext } from './contenders.js';
 import { treeCpuSeconds } from './rss.js';
 import { runTunnelLoadProcess } from './tunnel-load.js';
@@ -48,6 +49,9 @@ export const PAIRS: Pair[] = [
   // What any Node reverse proxy can reach: node:net on both sides, doing the least a proxy must.
   { load: 'get-1k', a: 'floor-proxy', b: 'http-proxy', reference: 'the bare Node floor against node-http-proxy' },
   { load: 'get-1k', a: 'gatewise-quiet', b: 'floor-proxy', reference: 'Gatewise against the bare Node floor' },
+  // Where Gatewise's cost above node:http is (docs/benchmarks.md §40): its upstream socket layer (pool + native client) against a raw client, and its pipeline on top of that layer.
+  { load: 'get-1k', a: 'native-layer', b: 'raw-client', reference: "Gatewise's pool and native client against a raw client, both behind node:http" },
+  { load: 'get-1k', a: 'gatewise-quiet', b: 'native-layer', reference: "the whole pipeline against Gatewise's socket layer alone" },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd', b: 'squid', target: 1 },
   { load: 'connect-per-tunnel', a: 'gatewise-fwd', b: 'gatewise-fwd-quiet', target: 0.92 },
   // Metrics on against off, the same config otherwise (issue 18: cost ≤ 5 %).
@@ -112,6 +116,10 @@ export interface DuelOptions {
 interface Side {
   units: number;
   cpuS: number;
+  /** The main thread's context switches in the window: voluntary, involuntary. */
+  switches: [number, number];
+  /** CPU seconds in the kernel (main process). */
+  systemS: number;
 }
 
 async function loadOnce(kind: DuelLoad, port: number, seconds: number, o: DuelOptions, scriptDir: string, auth?: Running['auth']): Promise<number> {
@@ -142,12 +150,41 @@ async function duel(kind: DuelLoad, a: Running, b: Running, seconds: number, o: 
   const cpu = (r: Running): number => (r.proc ? treeCpuSeconds(r.proc.pid) : 0);
   const a0 = cpu(a);
   const b0 = cpu(b);
+  const sa0 = switches(a);
+  const sb0 = switches(b);
+  const ka0 = systemSeconds(a);
+  const kb0 = systemSeconds(b);
   // A script directory per side: both wrk runs would otherwise rewrite the same Lua file while the other reads it.
   const [ua, ub] = await Promise.all([loadOnce(kind, a.port, seconds, o, `${o.scriptDir}/a`, a.auth), loadOnce(kind, b.port, seconds, o, `${o.scriptDir}/b`, b.auth)]);
   return [
-    { units: ua, cpuS: cpu(a) - a0 },
-    { units: ub, cpuS: cpu(b) - b0 },
+    { units: ua, cpuS: cpu(a) - a0, switches: diff(switches(a), sa0), systemS: systemSeconds(a) - ka0 },
+    { units: ub, cpuS: cpu(b) - b0, switches: diff(switches(b), sb0), systemS: systemSeconds(b) - kb0 },
   ];
+}
+
+/** The contender's main process's CPU time in the kernel (all its threads; /proc/PID/stat field 15). */
+function systemSeconds(r: Running): number {
+  if (!r.proc) return 0;
+  try {
+    const t = fs.readFileSync(`/proc/${r.proc.pid}/stat`, 'utf8');
+    return Number(t.slice(t.lastIndexOf(')') + 2).split(' ')[12]) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** The main thread's voluntary and involuntary context switches (/proc/PID/status). */
+function switches(r: Running): [number, number] {
+  if (!r.proc) return [0, 0];
+  try {
+    const t = fs.readFileSync(`/proc/${r.proc.pid}/status`, 'utf8');
+    return [Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(t)?.[1] ?? 0), Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(t)?.[1] ?? 0)];
+  } catch {
+    return [0, 0];
+  }
+}
+function diff(x: [number, number], y: [number, number]): [number, number] {
+  return [x[0] - y[0], x[1] - y[1]];
 }
 
 /**
@@ -202,7 +239,8 @@ export async function runDuels(o: DuelOptions): Promise<DuelResult[]> {
         res.cpuPerUnitUs.b.push(ub);
         res.cpuRatios.push(ub / ua);
         res.unitRatios.push(sa.units / sb.units);
-        log(`duel ${pair.a} vs ${pair.b} #${i + 1}: ${sa.units} / ${sb.units} done, CPU ${ua.toFixed(0)} / ${ub.toFixed(0)} µs per unit → ${(ub / ua).toFixed(2)}×`);
+        const sw = (x: Side): string => `${((1000 * x.switches[0]) / x.units).toFixed(0)}+${((1000 * x.switches[1]) / x.units).toFixed(0)}`;
+        log(`duel ${pair.a} vs ${pair.b} #${i + 1}: ${sa.units} / ${sb.units} done, CPU ${ua.toFixed(0)} / ${ub.toFixed(0)} µs per unit → ${(ub / ua).toFixed(2)}×; system µs per unit ${((sa.systemS * 1e6) / sa.units).toFixed(0)} / ${((sb.systemS * 1e6) / sb.units).toFixed(0)}; switches per 1000 units ${sw(sa)} / ${sw(sb)}`);
         // Nothing of this repeat stays on the contenders' core while the next ones run.
         if (o.fresh) await stop(pair.a, pair.b);
       }
