@@ -243,6 +243,13 @@ export class NetResponse extends EventEmitter implements FrontResponse {
   /** The head has gone out (to the socket, or to the held bytes). */
   #started = false;
   attached = false;
+  /**
+   * The request asked for `100-continue` and no 100 has gone out yet: a final answer closes
+   * the connection (node:http does the same), since the client may send the body it held back,
+   * or may not, and nothing tells which. Kept open before, the next request's first bytes were
+   * read as that body and it was refused as malformed.
+   */
+  expectsContinue = false;
   /** Bytes written before its turn (in order); undefined once attached. */
   #held: Array<string | Buffer> | undefined;
   #heldBytes = 0;
@@ -278,7 +285,7 @@ export class NetResponse extends EventEmitter implements FrontResponse {
     let te = false;
     let chunked = false;
     let hasConnection = false;
-    let close = this.close;
+    let close = this.close || this.expectsContinue;
     let hasDate = false;
     if (headers !== undefined) {
       const h = Array.isArray(headers) ? (headers as readonly unknown[]) : pairsOf(headers as Record<string, string | number | readonly string[]>);
@@ -397,6 +404,8 @@ export class NetResponse extends EventEmitter implements FrontResponse {
   }
 
   writeContinue(): void {
+    if (this.#started || this.destroyed) return;
+    this.expectsContinue = false;
     this.#interim('HTTP/1.1 100 Continue\r\n\r\n');
   }
 
@@ -723,7 +732,10 @@ export class NetConnection extends DeadlineEntry {
     } else req.finish();
     const server = this.#server;
     if (head.expect !== undefined && head.httpVersion === '1.1') {
-      if (CONTINUE.test(head.expect)) server.emit('checkContinue', req, res);
+      if (CONTINUE.test(head.expect)) {
+        res.expectsContinue = true;
+        server.emit('checkContinue', req, res);
+      }
       else server.emit('checkExpectation', req, res);
     } else server.emit('request', req, res);
   }

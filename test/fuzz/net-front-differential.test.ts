@@ -176,6 +176,14 @@ const HAND: Array<[string, string]> = [
   ['chunked', 'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nA\r\n0123456789\r\n0\r\n\r\n'],
   ['chunked-ext', 'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;a=b;c="d e"\r\nabc\r\n0\r\n\r\n'],
   ['chunked-trailers', 'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\nY: two\r\n\r\n'],
+  // Whitespace in chunk extensions: RFC 9112's BWS, refused by llhttp's strict mode at every place.
+  ...[' ;a=b', '\t;a=b', '; a=b', ';a =b', ';a= b', ';a=b ', ';a="x" ', ';a=b ;c', ';a=b;c', ';a="x y"', ';a', ';'].map(
+    (ext, i): [string, string] => [`chunked-ext-ws-${i}`, `POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3${ext}\r\nabc\r\n0\r\n\r\n`],
+  ),
+  // Framing fields as trailers (RFC 9110 §6.5.1): llhttp refuses them.
+  ...['Content-Length: 5', 'content-length: 0', 'Transfer-Encoding: chunked', 'transfer-encoding: gzip', 'X-Content-Length: 5', 'Connection: close'].map(
+    (t, i): [string, string] => [`chunked-trailer-framing-${i}`, `POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n${t}\r\n\r\n`],
+  ),
   ['chunked-bad-size', 'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n'],
   ['chunked-no-crlf-after-data', 'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n'],
   ['chunked-lf-only', 'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n'],
@@ -225,9 +233,10 @@ function generate(rng: Rng): Buffer {
     const k = rng.int(4);
     for (let i = 0; i < k; i++) {
       const size = 1 + rng.int(40);
-      body += `${size.toString(16)}${rng.chance(0.2) ? ';e=1' : ''}\r\n${'c'.repeat(size)}\r\n`;
+      const ext = rng.chance(0.25) ? rng.pick([';e=1', ';e', ';e="a b"', ';e=1;f', ' ;e=1', '\t;e=1', '; e=1', ';e =1', ';e= 1', ';e=1 ']) : '';
+      body += `${size.toString(16)}${ext}\r\n${'c'.repeat(size)}\r\n`;
     }
-    body += `0\r\n${rng.chance(0.3) ? 'X-Trailer: t\r\n' : ''}\r\n`;
+    body += `0\r\n${rng.chance(0.3) ? rng.pick(['X-Trailer: t\r\n', 'Content-Length: 3\r\n', 'Transfer-Encoding: chunked\r\n', 'X-Trailer: t\r\nContent-Length: 0\r\n']) : ''}\r\n`;
   }
   return b(`${head}\r\n${body}`);
 }
