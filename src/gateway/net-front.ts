@@ -586,14 +586,51 @@ export class NetConnection extends DeadlineEntry {
   onData(chunk: Buffer): void {
     if (this.#stopped) return;
     const b = this.#buf;
-    this.#buf = b === undefined ? chunk : Buffer.concat([b, chunk]);
+    this.#buf = b === undefined ? chunk : this.#append(b, chunk);
     const t = this.#timer;
     if (t === T_IDLE) this.#arm(T_HEAD, this.#server.settings.headersTimeout);
     else if (t === T_DUMP) this.#arm(T_DUMP, this.#server.settings.keepAliveTimeout);
     this.#run();
   }
 
+  /** A buffer that unparsed bytes are appended to (`#storeEnd` bytes used); dropped once they are all taken. */
+  #store: Buffer | undefined;
+  #storeEnd = 0;
+
+  /**
+   * `b` (bytes not parsed yet) followed by `chunk`. Appended in place to `#store` when `b` ends
+   * where it does, else both are copied into a new one of twice the size. Why: a
+   * `Buffer.concat` per read copied the whole partial head again each time, so a head
+   * trickled a few bytes per read cost time quadratic in its length, and each read allocated
+   * a new buffer (adversarial review, session 26). Only bytes past the end of `b` are ever
+   * written, and nothing before them is handed out again, so body pieces already given to a
+   * reader (views of the store) never change.
+   */
+  #append(b: Buffer, chunk: Buffer): Buffer {
+    const store = this.#store;
+    const end = this.#storeEnd;
+    if (store !== undefined && b.buffer === store.buffer && b.byteOffset + b.length === end && end + chunk.length <= store.length) {
+      chunk.copy(store, end);
+      this.#storeEnd = end + chunk.length;
+      return store.subarray(b.byteOffset, this.#storeEnd);
+    }
+    const need = b.length + chunk.length;
+    // Its own memory (not the shared pool): offsets in it are the store's own.
+    const next = Buffer.allocUnsafeSlow(Math.max(2 * need, 4096));
+    b.copy(next, 0);
+    chunk.copy(next, b.length);
+    this.#store = next;
+    this.#storeEnd = need;
+    return next.subarray(0, need);
+  }
+
   #run(): void {
+    this.#parse();
+    // Nothing is waiting: an idle keep-alive connection holds no store.
+    if (this.#buf === undefined) this.#store = undefined;
+  }
+
+  #parse(): void {
     while (!this.#stopped) {
       const buf = this.#buf;
       if (buf === undefined) return;
