@@ -10,8 +10,10 @@ import { TCHAR, VALUE_BYTE, lowerCase, nameIs } from './token.js';
  * Content-Length, Transfer-Encoding not ending in chunked, too large a head. Differences from
  * llhttp found by test/fuzz/net-front-differential.test.ts are fixed or allowlisted there.
  *
- * The parser is incremental by line: each complete line is parsed once, however the head is
- * split over reads (a head trickled byte by byte costs what it costs in one read).
+ * The parser is incremental: each complete line is parsed once, and a line still arriving is
+ * checked only past where the last read left it, so a head trickled byte by byte costs time
+ * linear in its length (with the connection's buffer grown by doubling, net-front.ts
+ * `#append`; `npm run bench:trickle`).
  */
 
 export interface ParsedHead {
