@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { MAX_PIPELINED_RUNNING } from '../http/pipelining.js';
 
 /** RFC 9110 §9.2.1: methods that change nothing on the server. */
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
@@ -19,8 +20,8 @@ const kUnsafe = Symbol('gatewise.unsafe');
  * they come, a POST behind a POST ran in parallel with it. Here a request is started only
  * when that is safe: an unsafe request (not GET, HEAD, OPTIONS, TRACE) waits until every
  * earlier request of the connection has finished, and any request waits while an
- * earlier unsafe one is in flight. Safe requests behind safe ones still run at once
- * (Node writes their responses in order).
+ * earlier unsafe one is in flight. Safe requests behind safe ones still run at once, at
+ * most MAX_PIPELINED_RUNNING (http/pipelining.ts; Node writes their responses in order).
  *
  * One small object per connection (made at its first request), a counter bump and a
  * 'close' listener (a module function) per request.
@@ -55,7 +56,7 @@ export class RequestOrder {
 
   #mayStart(req: IncomingMessage): boolean {
     if (this.#unsafeRunning > 0) return false;
-    return this.#running === 0 || isSafeMethod(req.method);
+    return this.#running === 0 || (isSafeMethod(req.method) && this.#running < MAX_PIPELINED_RUNNING);
   }
 
   #run(req: IncomingMessage, res: ServerResponse): void {

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { MAX_PIPELINED_RUNNING } from '../http/pipelining.js';
 
 /**
  * The order of pipelined requests on one client connection. Node's HTTP server writes the
@@ -6,7 +7,8 @@ import type { Socket } from 'node:net';
  * so two POSTs would run at the upstream at the same time. RFC 9112 §9.3.2 allows parallel
  * processing of pipelined requests only when all of them are safe: an unsafe request
  * (POST, PUT, DELETE, PATCH...) starts only when no earlier request of the connection is in
- * flight, and nothing starts while an unsafe one is (as nginx and Squid serialise).
+ * flight, and nothing starts while an unsafe one is (as nginx and Squid serialise); safe ones
+ * run at most MAX_PIPELINED_RUNNING at once (http/pipelining.ts).
  *
  * One small object per connection, kept on the socket under a symbol (not in a WeakMap).
  */
@@ -46,7 +48,7 @@ export function isUnsafe(method: string): boolean {
 }
 
 function mayStart(line: Line, r: Ordered): boolean {
-  return line.active.length === 0 || (!r.unsafe && line.unsafe === 0);
+  return line.active.length === 0 || (!r.unsafe && line.unsafe === 0 && line.active.length < MAX_PIPELINED_RUNNING);
 }
 
 /** Start `r` now if the connection allows it, else queue it; true when it started. */

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { basic, dial, readUntil, startTestProxy, type TestProxy } from './helpers.js';
 import { prng } from '../helpers/seeded.js';
+import { MAX_PIPELINED_RUNNING } from '../../src/http/pipelining.js';
 
 /**
  * Issue 14, finding 10 (forward part): pipelined requests on one client connection of the
@@ -103,6 +104,28 @@ describe('pipelined requests on one HTTP proxy connection', () => {
       const where = `${methods.join(' ')}; events ${JSON.stringify(events)}; rerun with GATEWISE_SEED=${SEED}`;
       assert.deepEqual(ids, methods.map((_, i) => i), where);
       assert.deepEqual(violations(methods, events), [], where);
+    }
+  });
+
+  it(`a seeded family of long pipelines of GETs: at most MAX_PIPELINED_RUNNING run at once, every answer in order (seed ${SEED})`, { timeout: 60_000 }, async () => {
+    // Adversarial review, session 26: every pipelined safe request started at once, so a client
+    // that pipelined thousands and never read had them all sent and their answers held.
+    const rand = prng(SEED ^ 0x5eed);
+    for (let round = 0; round < 3; round++) {
+      const n = MAX_PIPELINED_RUNNING + 1 + Math.floor(rand() * 40);
+      const methods = Array.from({ length: n }, () => (rand() < 0.8 ? 'GET' : 'HEAD'));
+      events = [];
+      delays = new Map(methods.map((_, i) => [i, 15 + Math.floor(rand() * 15)]));
+      const ids = await pipeline(methods);
+      assert.deepEqual(ids, methods.map((_, i) => i), `rerun with GATEWISE_SEED=${SEED}`);
+      let running = 0;
+      let most = 0;
+      for (const e of events) {
+        running += e.at === 'start' ? 1 : -1;
+        most = Math.max(most, running);
+      }
+      assert.ok(most <= MAX_PIPELINED_RUNNING, `${most} of ${n} pipelined requests ran at once (rerun with GATEWISE_SEED=${SEED})`);
+      assert.ok(most > 1, 'pipelined GETs were serialised');
     }
   });
 

@@ -5,7 +5,8 @@ import diagnostics_channel from 'node:diagnostics_channel';
 import type { AddressInfo } from 'node:net';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { RawConn } from '../helpers/raw-conn.js';
-import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { seededRandom, seededRun, withSeed } from '../helpers/seeded.js';
+import { MAX_PIPELINED_RUNNING } from '../../src/http/pipelining.js';
 
 /**
  * Issue 14, finding 10: pipelined non-idempotent requests ran in parallel. Node's server
@@ -129,4 +130,73 @@ describe('pipelined requests on one connection', () => {
     }
     assert.equal(gw.gw.ctx.inflight, 0, 'a pipelined request stayed in flight after its client left');
   });
+});
+
+/**
+ * At most MAX_PIPELINED_RUNNING safe pipelined requests of one connection run at once (adversarial
+ * review, session 26: a client that pipelined 5,000 GETs and never read had all 5,000 sent
+ * upstream and ~450 MB held). Both fronts, a seeded family of pipeline lengths: the origin holds
+ * every request it gets; once it holds the bound, nothing more may arrive (checked at each arrival,
+ * and over a bounded window: without the bound the rest arrive within milliseconds), then it
+ * answers everything and every answer comes back in order.
+ */
+describe('pipelined requests run at most MAX_PIPELINED_RUNNING at once', () => {
+  for (const front of ['node', 'net'] as const) {
+    test(`front: ${front}`, { timeout: 60_000 }, async () => {
+      const held: ServerResponse[] = [];
+      let over = '';
+      let releasing = false;
+      let waiter: (() => void) | undefined;
+      const origin = createServer((req, res) => {
+        req.resume();
+        if (releasing) {
+          res.writeHead(200, { 'x-n': req.url!.slice(1), 'content-length': '2' });
+          res.end('ok');
+          return;
+        }
+        (res as ServerResponse & { n?: string }).n = req.url!.slice(1);
+        held.push(res);
+        if (held.length > MAX_PIPELINED_RUNNING) over = `${held.length} requests of one connection at the origin at once`;
+        if (held.length >= MAX_PIPELINED_RUNNING) waiter?.();
+      });
+      await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+      const g = await startTestGateway({
+        listeners: [{ address: '127.0.0.1', port: 0, front }],
+        clusters: { up: { endpoints: [`http://127.0.0.1:${(origin.address() as AddressInfo).port}`], outlierDetection: { enabled: false } } },
+        routes: [{ cluster: 'up', retry: { tries: 1 } }],
+      });
+      try {
+        await seededRun(`pipelining bound, front ${front}`, async (rand) => {
+          for (let k = 0; k < 3; k++) {
+            held.length = 0;
+            releasing = false;
+            const n = MAX_PIPELINED_RUNNING + 1 + Math.floor(rand() * 200);
+            let bytes = '';
+            for (let i = 0; i < n; i++) bytes += `${rand() < 0.8 ? 'GET' : 'HEAD'} /${i} HTTP/1.1\r\nHost: gw.test\r\n${i === n - 1 ? 'Connection: close\r\n' : ''}\r\n`;
+            const reached = new Promise<void>((resolve) => (waiter = resolve));
+            const conn = new RawConn(g.port);
+            await conn.write(bytes);
+            await reached;
+            // A bounded window for the ones that must not come (they would within milliseconds).
+            for (let t = 0; t < 25 && over === ''; t++) await new Promise((r) => setTimeout(r, 10));
+            assert.equal(over, '', `${n} pipelined`);
+            assert.equal(held.length, MAX_PIPELINED_RUNNING, `${n} pipelined: the origin holds the bound`);
+            releasing = true;
+            for (const res of held.splice(0)) {
+              res.writeHead(200, { 'x-n': (res as ServerResponse & { n?: string }).n!, 'content-length': '2' });
+              res.end('ok');
+            }
+            const text = await conn.closed(20_000);
+            conn.destroy();
+            const order = [...text.matchAll(/x-n: (\d+)/gi)].map((m) => Number(m[1]));
+            assert.deepEqual(order, Array.from({ length: n }, (_, i) => i), `${n} pipelined: every answer, in order`);
+          }
+        });
+      } finally {
+        await g.close();
+        origin.closeAllConnections();
+        await new Promise<void>((r) => origin.close(() => r()));
+      }
+    });
+  }
 });
