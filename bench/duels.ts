@@ -8,7 +8,7 @@
 // bench:duel` runs them alone. Both use the contenders of contenders.ts.
 import fs from 'node:fs';
 import { BASELINE_ROOT, CONTENDERS, Skip, type Running, type StartContext } from './contenders.js';
-import { treeCpuSeconds } from './rss.js';
+import { treeCpuSeconds, treeSystemSeconds } from './rss.js';
 import { runTunnelLoadProcess } from './tunnel-load.js';
 import { log, median } from './util.js';
 import { runWrk } from './wrk.js';
@@ -118,7 +118,7 @@ interface Side {
   cpuS: number;
   /** The main thread's context switches in the window: voluntary, involuntary. */
   switches: [number, number];
-  /** CPU seconds in the kernel (main process). */
+  /** The part of cpuS spent in the kernel. */
   systemS: number;
 }
 
@@ -148,6 +148,7 @@ async function loadOnce(kind: DuelLoad, port: number, seconds: number, o: DuelOp
 /** Both loads at once; CPU time of each contender's process tree over the same window. */
 async function duel(kind: DuelLoad, a: Running, b: Running, seconds: number, o: DuelOptions): Promise<[Side, Side]> {
   const cpu = (r: Running): number => (r.proc ? treeCpuSeconds(r.proc.pid) : 0);
+  const systemSeconds = (r: Running): number => (r.proc ? treeSystemSeconds(r.proc.pid) : 0);
   const a0 = cpu(a);
   const b0 = cpu(b);
   const sa0 = switches(a);
@@ -160,17 +161,6 @@ async function duel(kind: DuelLoad, a: Running, b: Running, seconds: number, o: 
     { units: ua, cpuS: cpu(a) - a0, switches: diff(switches(a), sa0), systemS: systemSeconds(a) - ka0 },
     { units: ub, cpuS: cpu(b) - b0, switches: diff(switches(b), sb0), systemS: systemSeconds(b) - kb0 },
   ];
-}
-
-/** The contender's main process's CPU time in the kernel (all its threads; /proc/PID/stat field 15). */
-function systemSeconds(r: Running): number {
-  if (!r.proc) return 0;
-  try {
-    const t = fs.readFileSync(`/proc/${r.proc.pid}/stat`, 'utf8');
-    return Number(t.slice(t.lastIndexOf(')') + 2).split(' ')[12]) / 100;
-  } catch {
-    return 0;
-  }
 }
 
 /** The main thread's voluntary and involuntary context switches (/proc/PID/status). */

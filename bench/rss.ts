@@ -26,7 +26,10 @@ export function treePids(root: number): number[] {
 
 interface Stat {
   ppid: number;
+  /** User and system time, the reaped children's included. */
   ticks: number;
+  /** System time alone (field 15, and cstime). */
+  systemTicks: number;
 }
 
 function readStat(pid: number): Stat | undefined {
@@ -37,7 +40,8 @@ function readStat(pid: number): Stat | undefined {
     // rest[0] = state (field 3), ppid = field 4, utime = 14, stime = 15, cutime = 16, cstime = 17.
     // cutime/cstime hold the CPU of children that exited and were reaped, so a tree whose
     // helpers come and go (Dante) does not lose their time when they leave /proc.
-    return { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14]) };
+    const systemTicks = Number(rest[12]) + Number(rest[14]);
+    return { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[13]) + systemTicks, systemTicks };
   } catch {
     return undefined;
   }
@@ -58,6 +62,11 @@ export function treeRssKb(root: number): number {
 
 export function treeCpuSeconds(root: number): number {
   return treePids(root).reduce((sum, pid) => sum + (readStat(pid)?.ticks ?? 0), 0) / CLK_TCK;
+}
+
+/** The part of `treeCpuSeconds` spent in the kernel. */
+export function treeSystemSeconds(root: number): number {
+  return treePids(root).reduce((sum, pid) => sum + (readStat(pid)?.systemTicks ?? 0), 0) / CLK_TCK;
 }
 
 export interface SampleResult {

@@ -14,19 +14,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { reverseFrontConfig } from './configs.js';
 import { installCleanupHandlers, runMain, startProcess, stopAll } from './procs.js';
+import { treeCpuSeconds } from './rss.js';
 import { envNumber, freePort, log, sleep, waitForPort } from './util.js';
 
 const CLIENTS = envNumber('TRICKLE_CLIENTS', 40);
 const STEP = envNumber('TRICKLE_STEP', 4);
 const LINE = envNumber('TRICKLE_LINE', 15000);
 const SECONDS = envNumber('TRICKLE_SECONDS', 8);
-const CLK_TCK = 100;
-
-function cpuSeconds(pid: number): number {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
-}
 
 /** One client: a head whose one field line grows by STEP bytes per write; returns the writes made. */
 async function trickle(port: number, until: number): Promise<number> {
@@ -66,11 +60,11 @@ async function main(): Promise<void> {
       fronts.push({ front, port, proc });
     }
     await sleep(500);
-    const cpu0 = fronts.map((f) => cpuSeconds(f.proc.pid));
+    const cpu0 = fronts.map((f) => treeCpuSeconds(f.proc.pid));
     const until = Date.now() + SECONDS * 1000;
     const writes = await Promise.all(fronts.map(async (f) => (await Promise.all(Array.from({ length: CLIENTS }, () => trickle(f.port, until)))).reduce((a, b) => a + b, 0)));
     const rows = fronts.map((f, i) => {
-      const cpu = cpuSeconds(f.proc.pid) - cpu0[i]!;
+      const cpu = treeCpuSeconds(f.proc.pid) - cpu0[i]!;
       return { front: f.front, writes: writes[i]!, cpuS: cpu, usPerRead: (cpu * 1e6) / writes[i]! };
     });
     for (const r of rows) log(`front ${r.front}: ${r.writes} writes of ${STEP} B, ${r.cpuS.toFixed(2)} s CPU, ${r.usPerRead.toFixed(1)} µs per write`);

@@ -17,7 +17,7 @@ const pool = new ConnectionPool<PoolConnection>({
   maxConnections: Infinity,
   keepAliveMs: 60_000,
   clientOptions: { keepAliveTimeout: 60_000, keepAliveMaxTimeout: 60_000, keepAliveTimeoutThreshold: 1000, maxHeaderSize: 16 * 1024 },
-  connector: upstreamConnector({ timeout: 10_000 } as never),
+  connector: upstreamConnector({ timeout: 10_000 }),
   native: true,
 });
 

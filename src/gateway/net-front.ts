@@ -404,7 +404,6 @@ export class NetResponse extends EventEmitter implements FrontResponse {
   }
 
   writeContinue(): void {
-    if (this.#started || this.destroyed) return;
     this.expectsContinue = false;
     this.#interim('HTTP/1.1 100 Continue\r\n\r\n');
   }

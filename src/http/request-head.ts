@@ -454,9 +454,10 @@ export class ChunkedDecoder {
       while (i < e && TCHAR[buf[i]!] === 1) i++;
       if (i === s || buf[i] !== COLON) return 'HPE_INVALID_HEADER_TOKEN';
       const colon = i++;
+      const name = buf.toString('latin1', s, colon);
       // Framing fields are never trailers (RFC 9110 §6.5.1); llhttp refuses them there by these codes.
-      if (colon - s === 14 && nameIs(buf.toString('latin1', s, colon), 'content-length')) return 'HPE_INVALID_CONTENT_LENGTH';
-      if (colon - s === 17 && nameIs(buf.toString('latin1', s, colon), 'transfer-encoding')) return 'HPE_INVALID_TRANSFER_ENCODING';
+      if (nameIs(name, 'content-length')) return 'HPE_INVALID_CONTENT_LENGTH';
+      if (nameIs(name, 'transfer-encoding')) return 'HPE_INVALID_TRANSFER_ENCODING';
       while (i < e && (buf[i] === SP || buf[i] === HTAB)) i++;
       const v0 = i;
       for (; i < e; i++) if (VALUE_BYTE[buf[i]!] === 0) return 'HPE_INVALID_HEADER_TOKEN';
@@ -464,7 +465,7 @@ export class ChunkedDecoder {
       while (v1 > v0 && (buf[v1 - 1] === SP || buf[v1 - 1] === HTAB)) v1--;
       this.#trailerSize += e - s;
       if (this.#trailerSize > this.#maxTrailer) return 'HPE_HEADER_OVERFLOW';
-      this.trailers.push(buf.toString('latin1', s, colon), buf.toString('latin1', v0, v1));
+      this.trailers.push(name, buf.toString('latin1', v0, v1));
       s = lf + 1;
     }
     return s;
