@@ -1,12 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { MAX_PIPELINED_RUNNING } from '../http/pipelining.js';
-
-/** RFC 9110 §9.2.1: methods that change nothing on the server. */
-const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+import { SAFE_METHODS } from '../http/methods.js';
 
 export function isSafeMethod(method: string | undefined): boolean {
-  return method !== undefined && SAFE.has(method);
+  return method !== undefined && SAFE_METHODS.has(method);
 }
 
 const kOrder = Symbol('gatewise.requestOrder');

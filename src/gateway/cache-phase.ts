@@ -18,15 +18,13 @@ import { proxyStatusOptions } from './context.js';
 import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
 import { fieldText, type RawField } from '../http/headers.js';
+import { SAFE_METHODS } from '../http/methods.js';
 
 /** What the cache made of an upstream head: it answered instead, or the request must be sent again (a 304 it cannot use); undefined: pass it on. */
 export type HeadVerdict = 'answered' | 'resend' | undefined;
 
 /** What the access log and metrics say the cache did (`ReverseRecord.cache`). */
 export type CacheOutcome = 'hit' | 'stale' | 'revalidated' | 'miss' | 'bypass';
-
-/** Methods whose responses invalidate the stored ones of their target (RFC 9111 §4.4): not safe. */
-const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 
 /**
  * The cache phase of one request on a route with `cache` (after route and request hooks,
@@ -211,7 +209,8 @@ export class CachePhase implements CollapseWaiter {
     const ex = this.#ex;
     const now = Date.now();
     const method = ex.method;
-    if (!SAFE.has(method)) {
+    // Not safe: its response invalidates the stored ones of its target (RFC 9111 §4.4).
+    if (!SAFE_METHODS.has(method)) {
       if (status < 400) this.#invalidate(raw);
       head.push('cache-status', cacheStatusMember(ex.ctx.identity, { fwd: 'bypass', fwdStatus: status }));
       return undefined;

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { MAX_PIPELINED_RUNNING } from '../http/pipelining.js';
+import { SAFE_METHODS } from '../http/methods.js';
 
 /**
  * The order of pipelined requests on one client connection. Node's HTTP server writes the
@@ -12,9 +13,6 @@ import { MAX_PIPELINED_RUNNING } from '../http/pipelining.js';
  *
  * One small object per connection, kept on the socket under a symbol (not in a WeakMap).
  */
-
-/** RFC 9110 §9.2.1. */
-const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 
 /** What the connection order needs from a request. */
 export interface Ordered {
@@ -44,7 +42,7 @@ const kLine = Symbol('gatewise.connection-order');
 type OrderedSocket = Socket & { [kLine]?: Line };
 
 export function isUnsafe(method: string): boolean {
-  return !SAFE.has(method);
+  return !SAFE_METHODS.has(method);
 }
 
 function mayStart(line: Line, r: Ordered): boolean {
