@@ -36,8 +36,10 @@ import { freePort, waitForPort } from './util.js';
 const V8_FLAGS = ['--single-threaded', '--no-memory-reducer', '--no-flush-bytecode'];
 const CONNECTIONS = 50;
 
-type Mode = 'quiet' | 'default' | 'metrics' | 'nometrics' | 'netfront' | 'nodefront' | 'floor';
-const MODES: readonly Mode[] = ['quiet', 'default', 'metrics', 'nometrics', 'netfront', 'nodefront', 'floor'];
+type Mode = 'quiet' | 'default' | 'metrics' | 'nometrics' | 'netfront' | 'nodefront' | 'floor' | 'native-layer';
+const MODES: readonly Mode[] = ['quiet', 'default', 'metrics', 'nometrics', 'netfront', 'nodefront', 'floor', 'native-layer'];
+/** The modes that run a peer of bench/peers/ (PORT ORIGIN_PORT) instead of Gatewise. */
+const PEERS: Partial<Record<Mode, string>> = { floor: 'floor-proxy.js', 'native-layer': 'native-layer.js' };
 
 async function gatewiseArgs(mode: Mode, dir: string, port: number, origin: number): Promise<string[]> {
   if (mode === 'quiet' || mode === 'default') {
@@ -88,8 +90,9 @@ async function main(): Promise<void> {
     const out = path.join(dir, 'callgrind.out');
     // With ICOUNT_KEEP, V8 also writes its perf map (/tmp/perf-PID.map), kept beside the dumps to name the JIT code's addresses.
     const mapFlags = process.env.ICOUNT_KEEP ? ['--perf-basic-prof'] : [];
-    // `floor`: bench/peers/floor-proxy.ts, the least a Node reverse proxy does, counted the same way.
-    const program = mode === 'floor' ? [path.join(root, 'dist', 'bench', 'peers', 'floor-proxy.js'), String(port), String(originPort)] : [path.join(root, 'bin', 'gatewise.js'), ...(await gatewiseArgs(mode, dir, port, originPort))];
+    // A peer (`floor`: the least a Node reverse proxy does; `native-layer`), counted the same way.
+    const peer = PEERS[mode];
+    const program = peer !== undefined ? [path.join(root, 'dist', 'bench', 'peers', peer), String(port), String(originPort)] : [path.join(root, 'bin', 'gatewise.js'), ...(await gatewiseArgs(mode, dir, port, originPort))];
     const args = ['--tool=callgrind', `--callgrind-out-file=${out}`, '--instr-atstart=no', '--separate-threads=yes', process.execPath, ...V8_FLAGS, ...mapFlags, ...program];
     const gw = startProcess('gatewise', 'valgrind', args, { cwd: root });
     if (!(await waitForPort(port, 300_000, () => !gw.exited))) throw new Error(`gatewise under valgrind did not listen: ${gw.problem() ?? ''}`);

@@ -75,6 +75,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   readonly #peer: string | undefined;
   #path = '';
   #host = '';
+  /**
+   * The client's Host field, for the record, once checkRequestTarget found it ('' without one);
+   * undefined before: the record then reads `req.headers` (see Router#match for why not always).
+   */
+  #hostField: string | undefined;
   #upstreamPath = '';
   #headers: string[] = [];
   /**
@@ -289,6 +294,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       const target = checkRequestTarget(req);
       const path = (this.#path = target.path);
       const host = (this.#host = target.routeHost);
+      this.#hostField = target.hostField ?? '';
       const front = this.front;
       // ACME HTTP-01 validations come over plain HTTP, before routing and before a redirect (one field test when off).
       if (this.ctx.acme !== undefined && front?.scheme !== 'https' && path.startsWith(ACME_CHALLENGE_PREFIX)) {
@@ -299,7 +305,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         this.#redirectToHttps(front, target.hostValue ?? '', path);
         return;
       }
-      const route = this.ctx.router.match(host, req.method!, path, req.headers);
+      const route = this.ctx.router.match(host, req.method!, path, req);
       if (!route) {
         throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${host || '(no host)'}${path.split('?')[0]}` });
       }
@@ -884,7 +890,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       listener: this.listener,
       clientAddress: plainAddress(this.#peer),
       method: req.method,
-      host: req.headers.host ?? '',
+      host: this.#hostField ?? req.headers.host ?? '',
       path: this.#path || (req.url ?? ''),
       httpVersion: req.httpVersion ?? '',
       route: this.route?.name,

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Failure } from '../failure/index.js';
 import { HOP_BY_HOP, connectionListed, viaContains } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
-import { lowerCase } from '../http/token.js';
+import { lowerCase, nameIs } from '../http/token.js';
 import type { GatewayContext } from './context.js';
 
 /** What the one pass over the client's request head produced. */
@@ -81,9 +81,13 @@ export function buildUpstreamHead(
   let hasBody = false;
   let upgrade: string | undefined;
 
-  // Connection-listed names first, so the main pass is a single lookup per field.
-  const conn = req.headers.connection;
-  if (conn) listed = connectionListed(conn);
+  // Connection-listed names first, so the main pass is a single lookup per field. Read from
+  // rawHeaders, every Connection field in turn: `req.headers` would build the whole headers
+  // object for this one field (router.ts, Router#match).
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (nameIs(n, 'connection')) listed = connectionListed(raw[i + 1]!, listed);
+  }
 
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;

@@ -24,6 +24,8 @@ export interface RequestTarget {
   readonly hostValue: string | undefined;
   /** The normalised origin-form path and query. */
   readonly path: string;
+  /** The one Host header field's value as the client sent it (undefined when none). */
+  readonly hostField: string | undefined;
 }
 
 function refuse(detail: string): Failure {
@@ -129,7 +131,7 @@ export function checkRequestTarget(req: IncomingMessage): RequestTarget {
   const q = rest.indexOf('?');
   const path = q < 0 ? normalizePath(rest) : normalizePath(rest.slice(0, q)) + rest.slice(q);
   const effective = authority ?? hostHeader;
-  return { routeHost: effective === undefined ? '' : routeHostOf(effective), hostValue: authority ?? hostHeader, path };
+  return { routeHost: effective === undefined ? '' : routeHostOf(effective), hostValue: authority ?? hostHeader, path, hostField: hostHeader };
 }
 
 const HEX = '0123456789ABCDEF';

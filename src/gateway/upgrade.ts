@@ -204,7 +204,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
         throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'an upgrade request must not carry a body' });
       }
       this.#path = path;
-      const route = this.#ctx.router.match((this.#host = target.routeHost), req.method!, path, req.headers);
+      const route = this.#ctx.router.match((this.#host = target.routeHost), req.method!, path, req);
       if (!route) throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${target.routeHost}${path}` });
       this.#route = route;
       const hostValue = route.host === 'preserve' ? undefined : route.host === 'endpoint' ? undefined : route.host;
