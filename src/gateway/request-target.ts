@@ -74,6 +74,27 @@ export function hostProblem(v: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Host values already found valid, each with its host name for routing: a keep-alive client
+ * sends the same Host on every request, and most gateways serve a few names, so the check
+ * and the lower-casing run once per value instead of once per request (bench/icount.ts,
+ * docs/benchmarks.md §41). Bounded: emptied when full, so a client that sends a new Host
+ * each time costs what it did before, plus a Map insert.
+ */
+const VALID_HOSTS = new Map<string, string>();
+const VALID_HOSTS_MAX = 512;
+
+/** The routing host of a valid Host value or URI authority; undefined when hostProblem finds it invalid (and says why). */
+function validRouteHost(v: string): string | undefined {
+  const known = VALID_HOSTS.get(v);
+  if (known !== undefined) return known;
+  if (hostProblem(v) !== undefined) return undefined;
+  const route = routeHostOf(v);
+  if (VALID_HOSTS.size >= VALID_HOSTS_MAX) VALID_HOSTS.clear();
+  VALID_HOSTS.set(v, route);
+  return route;
+}
+
 /** Host value → lower-case host name for routing (port and trailing dot removed). */
 function routeHostOf(v: string): string {
   let h = v;
@@ -108,13 +129,12 @@ export function checkRequestTarget(req: IncomingMessage): RequestTarget {
   }
   if (hosts > 1) throw refuse(`${hosts} Host header fields (RFC 9112 §3.2 allows one)`);
   if (hosts === 0 && req.httpVersion === '1.1') throw refuse('an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)');
-  if (hostHeader !== undefined) {
-    const p = hostProblem(hostHeader);
-    if (p !== undefined) throw refuse(`invalid Host header: ${p}`);
-  }
+  const hostRoute = hostHeader === undefined ? undefined : validRouteHost(hostHeader);
+  if (hostHeader !== undefined && hostRoute === undefined) throw refuse(`invalid Host header: ${hostProblem(hostHeader)!}`);
   const url = req.url ?? '';
   if (url.includes('#')) throw refuse('a request-target with a fragment ("#")');
   let authority: string | undefined;
+  let authorityRoute: string | undefined;
   let rest: string;
   if (url.charCodeAt(0) === 47 /* / */) {
     rest = url;
@@ -123,15 +143,14 @@ export function checkRequestTarget(req: IncomingMessage): RequestTarget {
     if (m === null) throw refuse('invalid request-target');
     authority = m[2]!;
     if (authority.includes('@')) throw refuse('userinfo in the request-target authority');
-    const p = hostProblem(authority);
-    if (p !== undefined || authority === '') throw refuse(`invalid request-target authority: ${p ?? 'empty'}`);
+    authorityRoute = authority === '' ? undefined : validRouteHost(authority);
+    if (authorityRoute === undefined) throw refuse(`invalid request-target authority: ${authority === '' ? 'empty' : hostProblem(authority)!}`);
     rest = url.slice(m[0].length);
     if (rest === '' || rest.charCodeAt(0) === 63 /* ? */) rest = '/' + rest;
   }
   const q = rest.indexOf('?');
   const path = q < 0 ? normalizePath(rest) : normalizePath(rest.slice(0, q)) + rest.slice(q);
-  const effective = authority ?? hostHeader;
-  return { routeHost: effective === undefined ? '' : routeHostOf(effective), hostValue: authority ?? hostHeader, path, hostField: hostHeader };
+  return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path, hostField: hostHeader };
 }
 
 const HEX = '0123456789ABCDEF';
