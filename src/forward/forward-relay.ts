@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { CLIENT_CLOSED_STATUS, Failure, classify, type EndedBy } from '../failure/index.js';
-import { stripHopByHop, viaValue, fieldText, type RawField } from '../http/headers.js';
+import { nameIs } from '../http/token.js';
+import { stripHopByHop, transferCodingRefusal, viaValue, fieldText, type RawField } from '../http/headers.js';
 import type { MeterSession } from '../tenants/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import { ClientBody } from './client-body.js';
@@ -139,6 +140,14 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     this.#timer.body(this.#timeouts.bodyIdleMs, performance.now());
     const list: string[] = new Array<string>(rawHeaders.length);
     for (let i = 0; i < rawHeaders.length; i++) list[i] = fieldText(rawHeaders[i]!);
+    // A transfer coding other than chunked would reach the client still applied (http/headers.ts).
+    for (let i = 0; i < list.length; i += 2) {
+      if (!nameIs(list[i]!, 'transfer-encoding')) continue;
+      const detail = transferCodingRefusal(list[i + 1]!);
+      if (detail === undefined) continue;
+      this.#abort?.(new Failure({ type: 'http_response_transfer_coding', phase: 'headers', nextHop: this.#session.destination ?? undefined, detail }));
+      return false;
+    }
     if (this.#inspect !== undefined) {
       const refused = this.#inspect(statusCode, list);
       if (refused) {

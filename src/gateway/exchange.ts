@@ -640,7 +640,15 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     const ep = a.endpoint;
     const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#peer)) : undefined;
     // Via names the protocol this response was received in: the try's connection's (RFC 9110 §7.6.3).
-    let head = buildResponseHead(rawHeaders, a.h2 ? this.ctx.responseVia.h2 : this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId, member);
+    let head: string[];
+    try {
+      head = buildResponseHead(rawHeaders, a.h2 ? this.ctx.responseVia.h2 : this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId, member, false, ep.nextHop);
+    } catch (err) {
+      // A transfer coding the gateway does not decode (response-headers.ts): never passed on.
+      if (!(err instanceof Failure)) throw err;
+      a.abort(err);
+      return false;
+    }
     // The cache may answer instead (a 304 to its validators, a stale copy for a 5xx): the try is
     // then drained or cut; or a 304 it cannot use goes again as the client sent it, once.
     if (this.#cache !== undefined) {

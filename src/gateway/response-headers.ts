@@ -1,5 +1,5 @@
-import { appendMember } from '../failure/index.js';
-import { HOP_BY_HOP, connectionListed, fieldText, type RawField } from '../http/headers.js';
+import { Failure, appendMember } from '../failure/index.js';
+import { HOP_BY_HOP, connectionListed, fieldText, transferCodingRefusal, type RawField } from '../http/headers.js';
 import { lowerCase } from '../http/token.js';
 
 // Response fields never passed on: the one hop-by-hop table's (http/headers.ts).
@@ -16,7 +16,9 @@ for (const n of [...RESPONSE_DROP, 'proxy-status']) SPECIAL_KEYS.add((n.length <
  * Build the client response head from the upstream's raw fields (Buffers or strings) in one pass:
  * hop-by-hop and Connection-listed fields removed, Via added, Proxy-Status extended
  * with `proxyStatusMember` when given, the request id set.
- * `keepUpgrade` keeps Connection/Upgrade (for a 101 answer).
+ * `keepUpgrade` keeps Connection/Upgrade (for a 101 answer). Throws a Failure
+ * (`http_response_transfer_coding`, naming `nextHop`) for a Transfer-Encoding that applies a
+ * coding other than chunked (http/headers.ts, transferCodingRefusal); a 101 has no body.
  */
 export function buildResponseHead(
   raw: readonly RawField[],
@@ -25,6 +27,7 @@ export function buildResponseHead(
   requestId: string,
   proxyStatusMember: string | undefined,
   keepUpgrade = false,
+  nextHop?: string,
 ): string[] {
   const out: string[] = [];
   let listed: Set<string> | undefined;
@@ -40,6 +43,10 @@ export function buildResponseHead(
     const lower = lowerCase(name);
     if (RESPONSE_DROP.has(lower)) {
       if (lower === 'connection') listed = connectionListed(fieldText(raw[i + 1]!), listed);
+      else if (lower === 'transfer-encoding' && !keepUpgrade) {
+        const detail = transferCodingRefusal(fieldText(raw[i + 1]!));
+        if (detail !== undefined) throw new Failure({ type: 'http_response_transfer_coding', phase: 'headers', nextHop, detail });
+      }
       if (keepUpgrade && (lower === 'upgrade' || lower === 'connection')) out.push(name, fieldText(raw[i + 1]!));
       continue;
     }

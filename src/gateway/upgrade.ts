@@ -376,11 +376,20 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     // 1xx: not the answer the response timeout waits for; restarting the wait at each let an
     // upstream sending 103s for ever hold the upgrade (test/gateway/stall-interim-forever.test.ts).
     if (statusCode < 200) return true;
+    let built: string[];
+    try {
+      built = buildResponseHead(rawHeaders, this.#via, this.#ctx.requestIdHeader, this.requestId, undefined, false, this.#attempt?.endpoint);
+    } catch (err) {
+      // A transfer coding the gateway does not decode (response-headers.ts): never passed on.
+      if (!(err instanceof Failure)) throw err;
+      this.#abortUp?.(err);
+      return false;
+    }
     // No switch: pass the answer back, then close (the client expected a new protocol).
     this.#finalHead(statusCode);
     this.#timer?.body(this.#route!.cluster.idleTimeoutMs, performance.now());
     this.#resumeUp = resume;
-    const head = this.#responseHead(statusCode, buildResponseHead(rawHeaders, this.#via, this.#ctx.requestIdHeader, this.requestId, undefined));
+    const head = this.#responseHead(statusCode, built);
     head.push('connection', 'close');
     this.#socket.write(headBytes(statusCode, head));
     this.#headersSent = true;

@@ -41,6 +41,47 @@ export const HOP_BY_HOP = {
 } as const;
 
 /**
+ * The registered transfer codings that change the bytes (IANA's HTTP Transfer Coding
+ * registry, RFC 9112 §7), and br and zstd, which servers send there too, lower-case.
+ */
+const BYTE_CODINGS: ReadonlySet<string> = new Set(['gzip', 'x-gzip', 'deflate', 'compress', 'x-compress', 'br', 'zstd']);
+
+/**
+ * Why a response whose Transfer-Encoding field has this value cannot be passed on, or
+ * undefined when it can. Both faces take chunked off and frame the body anew for their
+ * client, and Transfer-Encoding is hop-by-hop, so a coding that changes the bytes (gzip,
+ * deflate, compress, br, zstd) would stay applied with nothing left to name it, and the client
+ * would take a coded body for the content (session 26's review, finding 7). nginx refuses such
+ * an answer too ("upstream sent unknown Transfer-Encoding"); the faces answer 502
+ * `http_response_transfer_coding`. Each Transfer-Encoding field of a head is judged on its
+ * own, so a coding in a field before the one with chunked is found as well.
+ *
+ * A coding nobody registered (and the obsolete `identity`) is taken as framing only and
+ * passes, as it did before: the public HTTP caching suite (test/cache, headers-store-
+ * Transfer-Encoding) sends a made-up coding over plain bytes and expects the answer served
+ * and cached without the field.
+ *
+ * An empty list element is refused, though RFC 9110 §5.6.1 has recipients skip it: the
+ * upstream clients disagree on it (undici's llhttp reads `chunked ,` as not chunked and passes
+ * the chunk framing on as body bytes; the native client skips the element), and a framing
+ * field two parsers read two ways is not passed on. So is a tab in the value: llhttp reads
+ * `chunked` followed by a tab as another coding and the body as running to the close
+ * (test/gateway/transfer-coding.test.ts).
+ */
+export function transferCodingRefusal(value: string): string | undefined {
+  if (value === 'chunked') return undefined; // nearly every chunked answer: no split
+  if (value.includes('\t')) return `the response's Transfer-Encoding has a tab in it (Transfer-Encoding: ${JSON.stringify(value.slice(0, 100))}), which parsers read differently`;
+  for (const part of value.split(',')) {
+    const c = part.trim().toLowerCase();
+    if (c === '') return `the response's Transfer-Encoding has an empty list element (Transfer-Encoding: ${value.slice(0, 100)}), which parsers read differently`;
+    if (BYTE_CODINGS.has(c)) {
+      return `the response applies the transfer coding ${c} (Transfer-Encoding: ${value.slice(0, 100)}), which is not decoded here: passed on, its body would reach the client still coded`;
+    }
+  }
+  return undefined;
+}
+
+/**
  * Add the names a Connection value lists (lower-case) to `listed`, beyond its own options
  * (close, keep-alive, upgrade), and return the set (undefined when none).
  */

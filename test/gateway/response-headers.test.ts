@@ -1,19 +1,31 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { appendMember } from '../../src/failure/index.js';
+import { Failure, appendMember } from '../../src/failure/index.js';
 import { buildResponseHead } from '../../src/gateway/response-headers.js';
 
 /**
  * buildResponseHead is written for speed (one pass, names told apart by length and first
  * byte before decoding). Here it is checked against a plain reading of the rules on
- * thousands of generated heads.
+ * thousands of generated heads, Transfer-Encoding values among them (a coding that changes
+ * the bytes, an empty element or a tab: refused).
  */
 
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te']);
 
-function reference(raw: Buffer[], via: string, idHeader: string, requestId: string, member: string | undefined, keepUpgrade: boolean): string[] {
+/** Transfer codings that change the bytes: a head that applies one is refused (http/headers.ts). */
+const BYTE_CODINGS = ['gzip', 'x-gzip', 'deflate', 'compress', 'x-compress', 'br', 'zstd'];
+const TE_VALUES = ['chunked', 'Chunked', ' chunked', 'CHUNKED', 'gzip, chunked', 'GZip', 'x-custom', 'identity, chunked', 'chunked,', ', chunked', 'chunked\tx', 'br', 'deflate , chunked', 'zstd', 'x-compress'];
+
+/** Refused, by a plain reading: a tab, an empty list element, or a coding that changes the bytes. */
+function teRefused(v: string): boolean {
+  return v.includes('\t') || v.split(',').some((p) => p.trim() === '' || BYTE_CODINGS.includes(p.trim().toLowerCase()));
+}
+
+function reference(raw: Buffer[], via: string, idHeader: string, requestId: string, member: string | undefined, keepUpgrade: boolean): string[] | 'refused' {
   const pairs: Array<[string, string]> = [];
   for (let i = 0; i < raw.length; i += 2) pairs.push([raw[i]!.toString('latin1'), raw[i + 1]!.toString('latin1')]);
+  // A 101 carries no body: its Transfer-Encoding is dropped unread.
+  if (!keepUpgrade && pairs.some(([n, v]) => n.toLowerCase() === 'transfer-encoding' && teRefused(v))) return 'refused';
   const listed = new Set<string>();
   for (const [n, v] of pairs) {
     if (n.toLowerCase() !== 'connection') continue;
@@ -69,13 +81,25 @@ describe('buildResponseHead', () => {
       for (let i = 0; i < count; i++) {
         const base = NAMES[Math.floor(r() * NAMES.length)]!;
         const name = r() < 0.3 ? randomCase(base, r) : base;
-        const value = name.toLowerCase() === 'connection' ? CONNECTION_VALUES[Math.floor(r() * CONNECTION_VALUES.length)]! : `v${i}-${Math.floor(r() * 1000)}`;
+        const lower = name.toLowerCase();
+        const value =
+          lower === 'connection'
+            ? CONNECTION_VALUES[Math.floor(r() * CONNECTION_VALUES.length)]!
+            : lower === 'transfer-encoding' && r() < 0.7
+              ? TE_VALUES[Math.floor(r() * TE_VALUES.length)]!
+              : `v${i}-${Math.floor(r() * 1000)}`;
         raw.push(Buffer.from(name, 'latin1'), Buffer.from(value, 'latin1'));
       }
       const idHeader = r() < 0.5 ? 'x-request-id' : 'trace-id';
       const member = r() < 0.3 ? 'gatewise; received-status=503' : undefined;
       const keepUpgrade = r() < 0.2;
-      const got = buildResponseHead(raw, '1.1 gw', idHeader, 'rid-1', member, keepUpgrade);
+      let got: string[] | 'refused';
+      try {
+        got = buildResponseHead(raw, '1.1 gw', idHeader, 'rid-1', member, keepUpgrade, 'up:80');
+      } catch (err) {
+        assert.ok(err instanceof Failure && err.type === 'http_response_transfer_coding' && err.nextHop === 'up:80', String(err));
+        got = 'refused';
+      }
       const want = reference(raw, '1.1 gw', idHeader, 'rid-1', member, keepUpgrade);
       assert.deepEqual(got, want, `case ${n}: ${raw.map((b) => b.toString('latin1')).join(' | ')} (id ${idHeader}, member ${member}, keepUpgrade ${keepUpgrade})`);
     }
