@@ -69,7 +69,7 @@ export const ERROR_TYPES = {
   http_response_body_size: t(502, 'upstream', true, 'Response Body Too Large', 'The upstream server sent a larger response body than the gateway accepts.'),
   http_response_trailer_section_size: t(502, 'upstream', true, 'Response Trailer Section Too Large', 'The upstream server sent more trailers than the gateway accepts.'),
   http_response_trailer_size: t(502, 'upstream', true, 'Response Trailer Too Large', 'The upstream server sent a trailer larger than the gateway accepts.'),
-  http_response_transfer_coding: t(502, 'upstream', true, 'Response Transfer-Coding Error', 'The upstream server sent a body with broken transfer coding (chunking), or applied a transfer coding other than chunked (gzip, deflate...), which the gateway does not decode and will not pass on still coded.'),
+  http_response_transfer_coding: t(502, 'upstream', true, 'Response Transfer-Coding Error', 'The upstream server sent a body with broken transfer coding (chunking), or applied a transfer coding that changes the bytes (gzip, deflate...), which the gateway does not decode and will not pass on still coded.'),
   http_response_content_coding: t(502, 'upstream', true, 'Response Content-Coding Error', 'The upstream server sent a body with broken content coding (compression).'),
   http_response_timeout: t(504, 'upstream', true, 'Response Timeout', 'The upstream server did not answer in time.'),
   http_upgrade_failed: t(502, 'upstream', false, 'Upgrade Failed', 'The upstream server did not accept the protocol upgrade (for example WebSocket).'),

@@ -140,7 +140,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     this.#timer.body(this.#timeouts.bodyIdleMs, performance.now());
     const list: string[] = new Array<string>(rawHeaders.length);
     for (let i = 0; i < rawHeaders.length; i++) list[i] = fieldText(rawHeaders[i]!);
-    // A transfer coding other than chunked would reach the client still applied (http/headers.ts).
+    // A transfer coding that changes the bytes would reach the client still applied (http/headers.ts).
     for (let i = 0; i < list.length; i += 2) {
       if (!nameIs(list[i]!, 'transfer-encoding')) continue;
       const detail = transferCodingRefusal(list[i + 1]!);

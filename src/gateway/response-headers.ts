@@ -18,7 +18,8 @@ for (const n of [...RESPONSE_DROP, 'proxy-status']) SPECIAL_KEYS.add((n.length <
  * with `proxyStatusMember` when given, the request id set.
  * `keepUpgrade` keeps Connection/Upgrade (for a 101 answer). Throws a Failure
  * (`http_response_transfer_coding`, naming `nextHop`) for a Transfer-Encoding that applies a
- * coding other than chunked (http/headers.ts, transferCodingRefusal); a 101 has no body.
+ * coding that changes the bytes, or that parsers read two ways (http/headers.ts,
+ * transferCodingRefusal); a 101 has no body.
  */
 export function buildResponseHead(
   raw: readonly RawField[],

@@ -156,7 +156,7 @@ after(async () => {
 });
 
 for (const face of ['reverse', 'forward'] as const) {
-  describe(`${face}: transfer codings other than chunked in a response`, () => {
+  describe(`${face}: transfer codings that change the bytes in a response`, () => {
     test('refused with 502 http_response_transfer_coding, never passed on still coded; chunked alone passes intact (seeded family)', { timeout: 60_000 }, async () => {
       const rand = seededRandom();
       await withSeed(rand, async () => {
