@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { RawConn, parseHead } from '../helpers/raw-conn.js';
+import { RawConn, decodeChunkedStrict, parseHead } from '../helpers/raw-conn.js';
 import { startRawUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { seededRandom, withSeed, type Rand } from '../helpers/seeded.js';
 import { memoryLogger, tableResolver } from '../forward/helpers.js';
@@ -113,19 +113,9 @@ async function send(port: number, head: string): Promise<{ status: number; text:
   return { status: h?.status ?? 0, text, head: h };
 }
 
-/** The body of a chunked or length-delimited answer read whole (the connection closed after it). */
+/** The body of a chunked or close-delimited answer read whole (the connection closed after it). */
 function bodyOf(text: string, h: NonNullable<ReturnType<typeof parseHead>>): string {
-  const rest = text.slice(h.end);
-  if (!/chunked/i.test(h.get('transfer-encoding') ?? '')) return rest;
-  let out = '';
-  let p = 0;
-  for (;;) {
-    const eol = rest.indexOf('\r\n', p);
-    const n = parseInt(rest.slice(p, eol), 16);
-    if (!(n > 0)) return out;
-    out += rest.slice(eol + 2, eol + 2 + n);
-    p = eol + 4 + n;
-  }
+  return /chunked/i.test(h.get('transfer-encoding') ?? '') ? decodeChunkedStrict(text, h.end).body : text.slice(h.end);
 }
 
 before(async () => {
