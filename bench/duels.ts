@@ -8,7 +8,7 @@
 // bench:duel` runs them alone. Both use the contenders of contenders.ts.
 import fs from 'node:fs';
 import { BASELINE_ROOT, CONTENDERS, Skip, type Running, type StartContext } from './contenders.js';
-import { treeCpuSeconds, treeSystemSeconds } from './rss.js';
+import { treeCpuSeconds, treeMinorFaults, treeSystemSeconds } from './rss.js';
 import { runTunnelLoadProcess } from './tunnel-load.js';
 import { log, median } from './util.js';
 import { runWrk } from './wrk.js';
@@ -120,6 +120,8 @@ interface Side {
   switches: [number, number];
   /** The part of cpuS spent in the kernel. */
   systemS: number;
+  /** Minor page faults of the process tree in the window. */
+  faults: number;
 }
 
 async function loadOnce(kind: DuelLoad, port: number, seconds: number, o: DuelOptions, scriptDir: string, auth?: Running['auth']): Promise<number> {
@@ -155,11 +157,14 @@ async function duel(kind: DuelLoad, a: Running, b: Running, seconds: number, o: 
   const sb0 = switches(b);
   const ka0 = systemSeconds(a);
   const kb0 = systemSeconds(b);
+  const faults = (r: Running): number => (r.proc ? treeMinorFaults(r.proc.pid) : 0);
+  const fa0 = faults(a);
+  const fb0 = faults(b);
   // A script directory per side: both wrk runs would otherwise rewrite the same Lua file while the other reads it.
   const [ua, ub] = await Promise.all([loadOnce(kind, a.port, seconds, o, `${o.scriptDir}/a`, a.auth), loadOnce(kind, b.port, seconds, o, `${o.scriptDir}/b`, b.auth)]);
   return [
-    { units: ua, cpuS: cpu(a) - a0, switches: diff(switches(a), sa0), systemS: systemSeconds(a) - ka0 },
-    { units: ub, cpuS: cpu(b) - b0, switches: diff(switches(b), sb0), systemS: systemSeconds(b) - kb0 },
+    { units: ua, cpuS: cpu(a) - a0, switches: diff(switches(a), sa0), systemS: systemSeconds(a) - ka0, faults: faults(a) - fa0 },
+    { units: ub, cpuS: cpu(b) - b0, switches: diff(switches(b), sb0), systemS: systemSeconds(b) - kb0, faults: faults(b) - fb0 },
   ];
 }
 
@@ -230,7 +235,7 @@ export async function runDuels(o: DuelOptions): Promise<DuelResult[]> {
         res.cpuRatios.push(ub / ua);
         res.unitRatios.push(sa.units / sb.units);
         const sw = (x: Side): string => `${((1000 * x.switches[0]) / x.units).toFixed(0)}+${((1000 * x.switches[1]) / x.units).toFixed(0)}`;
-        log(`duel ${pair.a} vs ${pair.b} #${i + 1}: ${sa.units} / ${sb.units} done, CPU ${ua.toFixed(0)} / ${ub.toFixed(0)} µs per unit → ${(ub / ua).toFixed(2)}×; system µs per unit ${((sa.systemS * 1e6) / sa.units).toFixed(0)} / ${((sb.systemS * 1e6) / sb.units).toFixed(0)}; switches per 1000 units ${sw(sa)} / ${sw(sb)}`);
+        log(`duel ${pair.a} vs ${pair.b} #${i + 1}: ${sa.units} / ${sb.units} done, CPU ${ua.toFixed(0)} / ${ub.toFixed(0)} µs per unit → ${(ub / ua).toFixed(2)}×; system µs per unit ${((sa.systemS * 1e6) / sa.units).toFixed(0)} / ${((sb.systemS * 1e6) / sb.units).toFixed(0)}; switches per 1000 units ${sw(sa)} / ${sw(sb)}; minor faults per 1000 units ${((1000 * sa.faults) / sa.units).toFixed(0)} / ${((1000 * sb.faults) / sb.units).toFixed(0)}`);
         // Nothing of this repeat stays on the contenders' core while the next ones run.
         if (o.fresh) await stop(pair.a, pair.b);
       }

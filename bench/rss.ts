@@ -30,6 +30,8 @@ interface Stat {
   ticks: number;
   /** System time alone (field 15, and cstime). */
   systemTicks: number;
+  /** Minor page faults (field 10, and cminflt): pages the kernel mapped in without I/O. */
+  minorFaults: number;
 }
 
 function readStat(pid: number): Stat | undefined {
@@ -41,7 +43,7 @@ function readStat(pid: number): Stat | undefined {
     // cutime/cstime hold the CPU of children that exited and were reaped, so a tree whose
     // helpers come and go (Dante) does not lose their time when they leave /proc.
     const systemTicks = Number(rest[12]) + Number(rest[14]);
-    return { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[13]) + systemTicks, systemTicks };
+    return { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[13]) + systemTicks, systemTicks, minorFaults: Number(rest[7]) + Number(rest[8]) };
   } catch {
     return undefined;
   }
@@ -67,6 +69,11 @@ export function treeCpuSeconds(root: number): number {
 /** The part of `treeCpuSeconds` spent in the kernel. */
 export function treeSystemSeconds(root: number): number {
   return treePids(root).reduce((sum, pid) => sum + (readStat(pid)?.systemTicks ?? 0), 0) / CLK_TCK;
+}
+
+/** Minor page faults of the tree so far (each a kernel entry that maps a page, zeroed when new). */
+export function treeMinorFaults(root: number): number {
+  return treePids(root).reduce((sum, pid) => sum + (readStat(pid)?.minorFaults ?? 0), 0);
 }
 
 export interface SampleResult {
