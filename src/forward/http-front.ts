@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Failure, parserRefusal, type EndedBy } from '../failure/index.js';
+import { CLIENT_CLOSED_STATUS, Failure, parserRefusal, type EndedBy } from '../failure/index.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { handshakeLeft } from '../http/connection-gate.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
@@ -8,7 +8,7 @@ import { parseConnectHead } from './connect-head.js';
 import { HttpConnectFront } from './http-connect-front.js';
 import { sendFailure, writeRawFailure } from './http-failure.js';
 import { HttpProxyFront } from './http-proxy-front.js';
-import { RequestOrder } from './request-order.js';
+import { OrderedRequest } from './ordered-request.js';
 import type { ForwardPipeline } from './pipeline.js';
 
 /** The early bytes of a CONNECT that sent none (never written to). */
@@ -62,12 +62,13 @@ export class HttpFront {
     this.#connect = connect;
     const maxFields = s.maxHeaderCount;
     const start = (req: IncomingMessage, res: ServerResponse): void => proxy.handle(req, res);
+    const dropped = (req: IncomingMessage, clientAddress: string | undefined): void => this.#neverStarted(req, clientAddress);
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       stopHeadTimer(req.socket);
       res.once('finish', onResFinish);
       if (req.rawHeaders.length > 2 * maxFields) return this.#tooManyFields(req, res);
       // Pipelined requests start in an order that is safe (RFC 9112 §9.3.2).
-      RequestOrder.admit(req, res, start);
+      OrderedRequest.admit(req, res, start, dropped);
     };
     this.#server.on('request', onRequest);
     // `Expect: 100-continue`: never answered 100 by Node itself; the relay passes on the
@@ -118,6 +119,17 @@ export class HttpFront {
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     writeRawFailure(this.#ctx, socket, f, requestId, undefined);
     session.finish({ status: f.status, error: f.type, reason: f.reason, phase: f.phase, refused: true, endedBy, detail: f.detail });
+  }
+
+  /**
+   * A pipelined request whose client left while it waited for its turn: never forwarded,
+   * recorded as ended by the client (as the reverse gateway records its own), so every
+   * request the client sent has its line.
+   */
+  #neverStarted(req: IncomingMessage, clientAddress: string | undefined): void {
+    const ctx = this.#ctx;
+    const session = ctx.meter.open({ protocol: 'http', requestId: newRequestId(), user: null, clientAddress: ctx.recordsObserved() ? clientAddress : undefined });
+    session.finish({ status: CLIENT_CLOSED_STATUS, phase: 'accept', method: req.method, endedBy: 'client', detail: 'the client closed its connection before this pipelined request had its turn; not forwarded' });
   }
 
   /** A request with more header lines than the listener takes: 431, recorded, the connection closed. */

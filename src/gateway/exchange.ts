@@ -23,7 +23,7 @@ import type { Http2Stream, ServerHttp2Session } from 'node:http2';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
-import { closeAfter, finished, isUnsafe, offer, withdrawn, type Ordered } from './connection-order.js';
+import { closeAfter, finished, isUnsafe, offer, withdrawn, type Ordered } from '../http/connection-order.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import { literalHost, rewritePath, type Route } from './router.js';
 import { CachePhase } from './cache-phase.js';

@@ -1,8 +1,8 @@
 /**
  * The most pipelined requests of one client connection that run at once, on both faces
- * (gateway/connection-order.ts, forward/request-order.ts). RFC 9112 §9.3.2 lets a server
- * process safe pipelined requests in parallel, but their answers still go out in order, so
- * every running request behind the first holds its answer (up to an upstream read, 64 KiB,
+ * (http/connection-order.ts). RFC 9112 §9.3.2 lets a server process safe pipelined requests
+ * in parallel, but their answers still go out in order, so every running request behind the
+ * first holds its answer (up to an upstream read, 64 KiB,
  * before backpressure stops it) until its turn. Unbounded, a client that pipelined 5,000 GETs
  * in one write and never read made the gateway send all 5,000 upstream and hold ~450 MB
  * (adversarial review, session 26). The rest wait, not yet sent upstream, and start as

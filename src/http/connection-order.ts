@@ -1,10 +1,11 @@
 import type { Socket } from 'node:net';
-import { MAX_PIPELINED_RUNNING } from '../http/pipelining.js';
-import { SAFE_METHODS } from '../http/methods.js';
+import { MAX_PIPELINED_RUNNING } from './pipelining.js';
+import { SAFE_METHODS } from './methods.js';
 
 /**
- * The order of pipelined requests on one client connection. Node's HTTP server writes the
- * responses in order but hands pipelined requests to the gateway as fast as it parses them,
+ * The order of pipelined requests on one client connection, for both faces (the reverse
+ * gateway's `Exchange`, the HTTP proxy's `forward/ordered-request.ts`). Node's HTTP server writes the
+ * responses in order but hands pipelined requests to the proxy as fast as it parses them,
  * so two POSTs would run at the upstream at the same time. RFC 9112 §9.3.2 allows parallel
  * processing of pipelined requests only when all of them are safe: an unsafe request
  * (POST, PUT, DELETE, PATCH...) starts only when no earlier request of the connection is in
