@@ -17,7 +17,7 @@ import { respondToOptionsAsterisk, respondWithAcmeChallenge, respondWithFailure,
 import { ACME_CHALLENGE_PREFIX } from '../tls/acme/index.js';
 import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
 import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
-import { buildResponseHead, trailersOf, type UpstreamTrailers } from './response-headers.js';
+import { finalResponseHead, trailersOf, type UpstreamTrailers } from './response-headers.js';
 import { resetStream, sessionConnection } from './h2.js';
 import type { Http2Stream, ServerHttp2Session } from 'node:http2';
 import { admitPhase, type Admittable } from './admit.js';
@@ -640,15 +640,12 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     const ep = a.endpoint;
     const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#peer)) : undefined;
     // Via names the protocol this response was received in: the try's connection's (RFC 9110 §7.6.3).
-    let head: string[];
-    try {
-      head = buildResponseHead(rawHeaders, a.h2 ? this.ctx.responseVia.h2 : this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId, member, false, ep.nextHop);
-    } catch (err) {
-      // A transfer coding the gateway does not decode (response-headers.ts): never passed on.
-      if (!(err instanceof Failure)) throw err;
-      a.abort(err);
+    const built = finalResponseHead(rawHeaders, a.h2 ? this.ctx.responseVia.h2 : this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId, member, ep.nextHop);
+    if (built instanceof Failure) {
+      a.abort(built);
       return false;
     }
+    let head = built;
     // The cache may answer instead (a 304 to its validators, a stale copy for a 5xx): the try is
     // then drained or cut; or a 304 it cannot use goes again as the client sent it, once.
     if (this.#cache !== undefined) {

@@ -66,6 +66,20 @@ export function buildResponseHead(
   return head;
 }
 
+/**
+ * The head of a final answer that is passed on (`buildResponseHead` without `keepUpgrade`),
+ * or the Failure of a transfer coding the gateway does not decode, never passed on: the
+ * caller aborts the try with it (the exchange, and an upgrade that was answered without a switch).
+ */
+export function finalResponseHead(raw: readonly RawField[], via: string, idHeader: string, requestId: string, proxyStatusMember: string | undefined, nextHop: string | undefined): string[] | Failure {
+  try {
+    return buildResponseHead(raw, via, idHeader, requestId, proxyStatusMember, false, nextHop);
+  } catch (err) {
+    if (err instanceof Failure) return err;
+    throw err;
+  }
+}
+
 function dropListed(pairs: string[], listed: Set<string>): string[] {
   const kept: string[] = [];
   for (let i = 0; i < pairs.length; i += 2) {

@@ -18,7 +18,7 @@ import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondWithFailure } from './responder.js';
-import { buildResponseHead } from './response-headers.js';
+import { buildResponseHead, finalResponseHead } from './response-headers.js';
 import { allowedUpgrade, rewritePath, type Route } from './router.js';
 import { traceTry, type RequestTrace } from './tracing.js';
 import type { RawField } from '../http/headers.js';
@@ -376,13 +376,9 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     // 1xx: not the answer the response timeout waits for; restarting the wait at each let an
     // upstream sending 103s for ever hold the upgrade (test/gateway/stall-interim-forever.test.ts).
     if (statusCode < 200) return true;
-    let built: string[];
-    try {
-      built = buildResponseHead(rawHeaders, this.#via, this.#ctx.requestIdHeader, this.requestId, undefined, false, this.#attempt?.endpoint);
-    } catch (err) {
-      // A transfer coding the gateway does not decode (response-headers.ts): never passed on.
-      if (!(err instanceof Failure)) throw err;
-      this.#abortUp?.(err);
+    const built = finalResponseHead(rawHeaders, this.#via, this.#ctx.requestIdHeader, this.requestId, undefined, this.#attempt?.endpoint);
+    if (built instanceof Failure) {
+      this.#abortUp?.(built);
       return false;
     }
     // No switch: pass the answer back, then close (the client expected a new protocol).
