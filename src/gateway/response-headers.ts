@@ -13,23 +13,36 @@ const SPECIAL_KEYS = new Set<number>();
 for (const n of [...RESPONSE_DROP, 'proxy-status']) SPECIAL_KEYS.add((n.length << 8) | n.charCodeAt(0));
 
 /**
- * Build the client response head from the upstream's raw fields (Buffers or strings) in one pass:
- * hop-by-hop and Connection-listed fields removed, Via added, Proxy-Status extended
- * with `proxyStatusMember` when given, the request id set.
- * `keepUpgrade` keeps Connection/Upgrade (for a 101 answer). Throws a Failure
- * (`http_response_transfer_coding`, naming `nextHop`) for a Transfer-Encoding that applies a
- * coding that changes the bytes, or that parsers read two ways (http/headers.ts,
- * transferCodingRefusal); a 101 has no body.
+ * The head of a final answer that is passed on, built from the upstream's raw fields (Buffers
+ * or strings) in one pass: hop-by-hop and Connection-listed fields removed, Via added,
+ * Proxy-Status extended with `proxyStatusMember` when given, the request id set. Or the
+ * Failure (`http_response_transfer_coding`, naming `nextHop`) of a Transfer-Encoding that
+ * applies a coding that changes the bytes, or that parsers read two ways (http/headers.ts,
+ * transferCodingRefusal): such an answer is never passed on, and the caller aborts the try
+ * with it (the exchange, and an upgrade that was answered without a switch).
  */
-export function buildResponseHead(
+export function finalResponseHead(raw: readonly RawField[], via: string, idHeader: string, requestId: string, proxyStatusMember: string | undefined, nextHop: string | undefined): string[] | Failure {
+  return responseHead(raw, via, idHeader, requestId, proxyStatusMember, false, nextHop);
+}
+
+/**
+ * The head of a 101 (Switching Protocols) passed on: as `finalResponseHead`, but Connection
+ * and Upgrade are kept, and no transfer coding is judged (a 101 has no body), so it never
+ * refuses.
+ */
+export function switchResponseHead(raw: readonly RawField[], via: string, idHeader: string, requestId: string): string[] {
+  return responseHead(raw, via, idHeader, requestId, undefined, true, undefined) as string[];
+}
+
+function responseHead(
   raw: readonly RawField[],
   via: string,
   idHeader: string,
   requestId: string,
   proxyStatusMember: string | undefined,
-  keepUpgrade = false,
-  nextHop?: string,
-): string[] {
+  keepUpgrade: boolean,
+  nextHop: string | undefined,
+): string[] | Failure {
   const out: string[] = [];
   let listed: Set<string> | undefined;
   let priorProxyStatus: string | undefined;
@@ -46,7 +59,7 @@ export function buildResponseHead(
       if (lower === 'connection') listed = connectionListed(fieldText(raw[i + 1]!), listed);
       else if (lower === 'transfer-encoding' && !keepUpgrade) {
         const detail = transferCodingRefusal(fieldText(raw[i + 1]!));
-        if (detail !== undefined) throw new Failure({ type: 'http_response_transfer_coding', phase: 'headers', nextHop, detail });
+        if (detail !== undefined) return new Failure({ type: 'http_response_transfer_coding', phase: 'headers', nextHop, detail });
       }
       if (keepUpgrade && (lower === 'upgrade' || lower === 'connection')) out.push(name, fieldText(raw[i + 1]!));
       continue;
@@ -64,20 +77,6 @@ export function buildResponseHead(
   head.push('via', via, idHeader, requestId);
   if (proxyStatusMember !== undefined) head.push('proxy-status', appendMember(priorProxyStatus, proxyStatusMember));
   return head;
-}
-
-/**
- * The head of a final answer that is passed on (`buildResponseHead` without `keepUpgrade`),
- * or the Failure of a transfer coding the gateway does not decode, never passed on: the
- * caller aborts the try with it (the exchange, and an upgrade that was answered without a switch).
- */
-export function finalResponseHead(raw: readonly RawField[], via: string, idHeader: string, requestId: string, proxyStatusMember: string | undefined, nextHop: string | undefined): string[] | Failure {
-  try {
-    return buildResponseHead(raw, via, idHeader, requestId, proxyStatusMember, false, nextHop);
-  } catch (err) {
-    if (err instanceof Failure) return err;
-    throw err;
-  }
 }
 
 function dropListed(pairs: string[], listed: Set<string>): string[] {

@@ -18,7 +18,7 @@ import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondWithFailure } from './responder.js';
-import { buildResponseHead, finalResponseHead } from './response-headers.js';
+import { finalResponseHead, switchResponseHead } from './response-headers.js';
 import { allowedUpgrade, rewritePath, type Route } from './router.js';
 import { traceTry, type RequestTrace } from './tracing.js';
 import type { RawField } from '../http/headers.js';
@@ -335,7 +335,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     this.#settle();
     this.#finalHead(statusCode);
     this.#upstream = upstream;
-    const head = this.#responseHead(statusCode, buildResponseHead(rawHeaders ?? [], this.#via, this.#ctx.requestIdHeader, this.requestId, undefined, true));
+    const head = this.#responseHead(statusCode, switchResponseHead(rawHeaders ?? [], this.#via, this.#ctx.requestIdHeader, this.requestId));
     const client = this.#socket;
     if (client.destroyed) {
       upstream.destroy();
