@@ -44,6 +44,17 @@ const SPECIAL = new Map<string, number>([
   ['content-length', CONTENT_LENGTH],
 ]);
 
+/**
+ * The forwarding fields the gateway does not write itself (X-Forwarded-Port, -Prefix,
+ * -Server, -Ssl, … and X-Real-IP): frameworks build absolute links and client addresses from
+ * them, so from a client that is not a trusted proxy they are dropped, as X-Forwarded-For,
+ * -Proto, -Host and Forwarded are replaced (finding: an untrusted client's
+ * `X-Forwarded-Prefix: /evil` reached the upstream, and its answer the cache).
+ */
+function forwardingClaim(lower: string): boolean {
+  return lower.charCodeAt(0) === 120 /* x */ && (lower.startsWith('x-forwarded-') || lower === 'x-real-ip');
+}
+
 function quoteForwarded(addr: string): string {
   return addr.includes(':') ? `"[${addr}]"` : addr;
 }
@@ -95,7 +106,7 @@ export function buildUpstreamHead(
     const lower = lowerCase(name);
     const code = SPECIAL.get(lower);
     if (code === undefined) {
-      if (lower === idHeader || listed?.has(lower) || (dropUnderscore && lower.includes('_'))) continue;
+      if (lower === idHeader || listed?.has(lower) || (dropUnderscore && lower.includes('_')) || (!trusted && forwardingClaim(lower))) continue;
       out.push(name, value);
       continue;
     }

@@ -381,6 +381,32 @@ describe('header rules', () => {
     assert.equal(echo.headers.forwarded, 'for=127.0.0.1;proto=http;host=site.example:8080');
   });
 
+  test('the forwarding fields the gateway does not write (X-Forwarded-Port, -Prefix, … X-Real-IP) are dropped from an untrusted client, kept from a trusted proxy (seeded)', { timeout: 20_000 }, async () => {
+    const rand = seededRandom();
+    const seed = rand.seed;
+    const r = rand.next;
+    const claims = ['x-forwarded-port', 'x-forwarded-prefix', 'x-forwarded-server', 'x-forwarded-ssl', 'x-forwarded-scheme', 'x-forwarded-uri', 'x-forwarded-method', 'x-forwarded-client-cert', 'x-real-ip'];
+    const kept = ['x-forwarded', 'x-forwardedfor', 'x-real-ipv6', 'x-request-start', 'real-ip'];
+    for (let n = 0; n < 12; n++) {
+      const headers: Record<string, string> = { host: 'site.example' };
+      const sent: string[] = [];
+      for (const name of [...claims, ...kept]) {
+        if (r() < 0.5) continue;
+        const cased = [...name].map((c) => (r() < 0.4 ? c.toUpperCase() : c)).join('');
+        headers[cased] = `v${n}-${Math.floor(r() * 1000)}`;
+        sent.push(name);
+      }
+      const untrusted = await echoVia(gw, '/echo', headers);
+      const trusted = await echoVia(gwTrust, '/echo', headers);
+      for (const name of sent) {
+        const value = Object.entries(headers).find(([k]) => k.toLowerCase() === name)![1];
+        const why = `seed ${seed}, case ${n}, ${name}`;
+        assert.equal(untrusted.echo.headers[name], claims.includes(name) ? undefined : value, `untrusted: ${why}`);
+        assert.equal(trusted.echo.headers[name], value, `trusted: ${why}`);
+      }
+    }
+  });
+
   test('an IPv6 client: X-Forwarded-For ::1 and Forwarded for="[::1]"', { timeout: 10_000 }, async () => {
     const v6 = gw.gw.addresses()[1]!;
     const { head, text } = await rawRequest(v6.port, 'GET /echo HTTP/1.1\r\nHost: v6.example\r\nConnection: close\r\n\r\n', { host: '::1' });
