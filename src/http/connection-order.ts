@@ -37,6 +37,12 @@ interface Line {
   waiting: Ordered[];
   /** The connection closes after an answer already given: nothing later starts. */
   closing: boolean;
+  /** Waiting requests are being started (`startWaiting` is on the stack): a nested call leaves it to that loop. */
+  starting: boolean;
+}
+
+function newLine(): Line {
+  return { active: [], unsafe: 0, waiting: [], closing: false, starting: false };
 }
 
 const kLine = Symbol('gatewise.connection-order');
@@ -55,7 +61,7 @@ export function offer(socket: Socket, r: Ordered): boolean {
   const s = socket as OrderedSocket;
   let line = s[kLine];
   if (line === undefined) {
-    line = s[kLine] = { active: [], unsafe: 0, waiting: [], closing: false };
+    line = s[kLine] = newLine();
     socket.once('close', onLineClose);
   }
   if (line.closing) {
@@ -80,12 +86,30 @@ export function finished(socket: Socket, r: Ordered): void {
   if (i < 0) return;
   line.active.splice(i, 1);
   if (r.unsafe) line.unsafe--;
-  const w = line.waiting;
-  while (w.length > 0 && mayStart(line, w[0]!)) {
-    const next = w.shift()!;
-    line.active.push(next);
-    if (next.unsafe) line.unsafe++;
-    next.begin();
+  startWaiting(line);
+}
+
+/**
+ * Start the waiting requests that may start now, in order. A request may finish inside its
+ * own `begin` (the forward proxy's, when its client already left), and that calls `finished`
+ * again: the nested call only does its bookkeeping and this loop goes on. Finding (adversarial
+ * review, session 29): each nested call started the next request itself, one stack frame
+ * deeper per waiting request, and a client that reset a connection with ~8,000 pipelined
+ * requests queued overflowed the stack and took the forward proxy down.
+ */
+function startWaiting(line: Line): void {
+  if (line.starting) return;
+  line.starting = true;
+  try {
+    const w = line.waiting;
+    while (w.length > 0 && mayStart(line, w[0]!)) {
+      const next = w.shift()!;
+      line.active.push(next);
+      if (next.unsafe) line.unsafe++;
+      next.begin();
+    }
+  } finally {
+    line.starting = false;
   }
 }
 
@@ -113,7 +137,7 @@ function onLineClose(this: Socket): void {
  */
 export function closeAfter(socket: Socket): void {
   const s = socket as OrderedSocket;
-  const line = (s[kLine] ??= { active: [], unsafe: 0, waiting: [], closing: false });
+  const line = (s[kLine] ??= newLine());
   if (line.closing) return;
   line.closing = true;
   const waiting = line.waiting;

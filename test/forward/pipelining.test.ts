@@ -3,8 +3,10 @@ import { after, before, describe, it } from 'node:test';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { basic, dial, rawExchange, readUntil, startTestProxy, type TestProxy } from './helpers.js';
 import { prng } from '../helpers/seeded.js';
+import { until as pollUntil } from '../helpers/until.js';
 import { MAX_PIPELINED_RUNNING } from '../../src/http/pipelining.js';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { Socket } from 'node:net';
 import { REQUEST_END_CHANNEL, type ForwardRecord } from '../../src/record/index.js';
 
 /**
@@ -243,6 +245,50 @@ describe('a client connection that closes with pipelined requests in flight', ()
       const fresh = await rawExchange(p.port, `GET http://127.0.0.1:${upstream.port}/99 HTTP/1.1\r\nHost: 127.0.0.1:${upstream.port}\r\nProxy-Authorization: ${basic()}\r\nConnection: close\r\n\r\n`);
       assert.match(fresh, /^HTTP\/1\.1 200 /);
       assert.equal(started.size, running, `a request queued behind the running ones was forwarded after its client left: ${where()}`);
+    }
+  });
+
+  it(`a seeded family of floods: thousands pipelined in one write, then a reset: every request read has its record, the proxy lives (seed ${SEED})`, { timeout: 120_000 }, async () => {
+    // Adversarial review, session 29: a client that reset a connection with ~8,000 pipelined
+    // requests queued overflowed the stack (each dropped request started the next one a frame
+    // deeper, http/connection-order.ts) and took the proxy down.
+    const rand = prng(SEED ^ 0xf100d);
+    let accepted: Socket | undefined;
+    const onAccept = (m: unknown): void => {
+      const sock = (m as { socket: Socket }).socket;
+      if (sock.localPort === p.port) accepted = sock;
+    };
+    subscribe('net.server.socket', onAccept);
+    try {
+      for (let round = 0; round < 3; round++) {
+        started.clear();
+        gone.clear();
+        records.length = 0;
+        accepted = undefined;
+        const n = 8000 + Math.floor(rand() * 12_000);
+        const pad = 'p'.repeat(Math.floor(rand() * 200));
+        // Ids of one width: every request has the same length, so the bytes read count the requests read.
+        const request = (i: number): Buffer => Buffer.from(`GET http://127.0.0.1:${hold.port}/${String(i).padStart(5, '0')} HTTP/1.1\r\nHost: 127.0.0.1:${hold.port}\r\nProxy-Authorization: ${basic()}\r\nX-Pad: ${pad}\r\n\r\n`);
+        const one = request(0);
+        const s = await dial(p.port);
+        s.on('error', () => {});
+        s.write(Buffer.concat(Array.from({ length: n }, (_, i) => request(i))));
+        const where = (): string => `${n} requests of ${one.length} bytes, round ${round} (rerun with GATEWISE_SEED=${SEED})`;
+        // The proxy has read the whole flood (it parses on, queueing what may not run yet).
+        assert.ok(await pollUntil(() => accepted !== undefined && accepted.bytesRead === n * one.length && started.size === MAX_PIPELINED_RUNNING, 60_000), `the flood was not read: ${(accepted as Socket | undefined)?.bytesRead} bytes, ${started.size} forwarded: ${where()}`);
+        const sock = accepted!;
+        s.resetAndDestroy();
+        await new Promise((resolve) => (sock.destroyed ? resolve(undefined) : sock.once('close', resolve)));
+        // Every request it read is recorded, ended by the client; none was forwarded after the reset.
+        await until(() => records.length === n && gone.size === started.size, 20_000, () => `${records.length} of ${n} recorded, ${gone.size} of ${started.size} let go: ${where()}`);
+        for (const r of records) assert.equal(r.endedBy, 'client', `${JSON.stringify(r)}: ${where()}`);
+        assert.equal(records.filter((r) => r.status === 499 && r.destination === undefined).length, n - MAX_PIPELINED_RUNNING, where());
+        assert.equal(started.size, MAX_PIPELINED_RUNNING, where());
+        const fresh = await rawExchange(p.port, `GET http://127.0.0.1:${upstream.port}/98 HTTP/1.1\r\nHost: 127.0.0.1:${upstream.port}\r\nProxy-Authorization: ${basic()}\r\nConnection: close\r\n\r\n`);
+        assert.match(fresh, /^HTTP\/1\.1 200 /, where());
+      }
+    } finally {
+      unsubscribe('net.server.socket', onAccept);
     }
   });
 });
