@@ -4,7 +4,7 @@ import { customerFacingFailure } from '../tenants/limit-refusal.js';
 import { withSignal, type DialHandle, type DialOptions, type DialSink, type DialTarget, type Dialer, type UdpDialer, type UdpEgress, type UdpOpenOptions } from './dialer.js';
 import { Cancel } from '../timing/cancel.js';
 import { scopeOf, withEgress, withScope } from './exit-failure.js';
-import type { Exit } from './exit.js';
+import { refuseLiteral, type Exit } from './exit.js';
 import type { ExitPool } from './exit-pool.js';
 
 /** Who is asking and what the username parameters said. */
@@ -220,6 +220,7 @@ export class EgressRouter {
     const pool = this.pools.get(name)!;
     const { value, choice } = await this.#through(name, target.host, route, async (exit) => {
       if (!exit.httpProxy) return { socket: await exit.dial(target, opts), absolute: false };
+      refuseLiteral(target, opts);
       return { socket: await exit.httpProxy.open(opts), absolute: true };
     }, exclude);
     const release = pool.opened(choice.exit);

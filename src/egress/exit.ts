@@ -122,6 +122,20 @@ function openTransport(p: ProxyEndpoint, timeoutMs: number, signal?: CancelSigna
  * next one, the last for the destination. Names are resolved by the last hop; the
  * address guard applies to IP literals here (names are checked by the handlers).
  */
+/**
+ * The address rules for a destination given as an IP literal, before any exit is asked to
+ * reach it: the exit (a proxy) resolves names itself, so a literal is the one address this
+ * hop can judge. Every way out through an upstream proxy checks it first, the CONNECT or
+ * SOCKS dial of a chain and the plain-HTTP request written to an HTTP proxy alike (finding,
+ * session 29: the latter skipped it, so a denied literal was reachable through an HTTP exit).
+ */
+export function refuseLiteral(target: DialTarget, opts: DialOptions): void {
+  const lit = literalAddress(target.host);
+  if (lit === undefined) return;
+  const refusal = opts.guard(lit, target);
+  if (refusal) throw refusal;
+}
+
 export class ProxyChainExit implements Exit {
   readonly id: string;
   readonly kind = 'proxy' as const;
@@ -144,11 +158,7 @@ export class ProxyChainExit implements Exit {
   }
 
   async dial(target: DialTarget, opts: DialOptions): Promise<Socket> {
-    const lit = literalAddress(target.host);
-    if (lit) {
-      const refusal = opts.guard(lit, target);
-      if (refusal) throw refusal;
-    }
+    refuseLiteral(target, opts);
     const deadline = performance.now() + opts.connectTimeoutMs;
     const left = (): number => Math.max(1, Math.round(deadline - performance.now()));
     let sock = await openTransport(this.hops[0]!, opts.connectTimeoutMs, opts.signal);

@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { accessLines, refusedPort, tableResolver, udpEcho, waitFor } from '../forward/helpers.js';
 import { associate, udpClient, udpFrame } from '../helpers/socks-udp.js';
 import { SocksClient } from 'socks';
+import { seededRandom, withSeed } from '../helpers/seeded.js';
 import { PASSWORD, USER, connectGet, proxyGet, socksGet, startPoolProxy, startUpstreamGatewise, whoAmI, type PoolProxy, type WhoAmI } from './helpers.js';
 
 const resolver = tableResolver({ 'good.test': ['127.0.0.1'], 'bad.test': ['127.0.0.1'], 'origin.test': ['127.0.0.1'] });
@@ -152,6 +153,37 @@ describe('upstream proxy pools (rotating exits)', () => {
       echo.close();
       await p.close();
     }
+  });
+
+  it('a denied IP literal is refused through every way out: direct, an HTTP upstream (plain HTTP and CONNECT), a SOCKS5 upstream (seeded)', async () => {
+    // Finding (adversarial review, session 29): a plain-HTTP request through an HTTP upstream
+    // proxy went out in absolute-form without the address rules, so a denied literal was reached.
+    const rand = seededRandom();
+    await withSeed(rand, async () => {
+      for (let round = 0; round < 2; round++) {
+        const denied = `127.0.${rand.int(250) + 1}.${rand.int(250) + 2}`;
+        const secret = await whoAmI(denied);
+        const p = await startPoolProxy({
+          rules: { deny: [{ cidrs: [`${denied}/32`] }] },
+          egress: { pools: { h: { proxies: [httpUrl(u1)] }, s: { proxies: [socksUrl(u2)] } } },
+        });
+        try {
+          for (const pool of [undefined, 'h', 's']) {
+            const user = pool === undefined ? USER : `${USER}-pool-${pool}`;
+            const where = `${denied}, ${pool ?? 'direct'}, round ${round}`;
+            const r = await proxyGet(p.port, `http://${denied}:${secret.port}/`, user);
+            assert.equal(r.status, 502, `${where}: ${r.status} ${r.body}`);
+            assert.match(String(r.headers['proxy-status']), /error=destination_ip_prohibited/, where);
+            const c = await connectGet(p.port, denied, secret.port, user);
+            assert.match(c.connect, /^HTTP\/1\.1 502 /, `${where}: ${c.connect}`);
+          }
+          assert.deepEqual(secret.seen, [], `the denied address was reached (seed ${rand.seed})`);
+        } finally {
+          await p.close();
+          await secret.close();
+        }
+      }
+    });
   });
 
   it('re-pins a session when its exit dies, and says so', async () => {
