@@ -13,6 +13,8 @@ export type RequestHeaders = Readonly<Record<string, string | string[] | undefin
 export interface RouteCache {
   /** The store and the collapsing of the gateway's one cache. */
   readonly cache: ResponseCache;
+  /** The route's name: part of its keys (`cacheKey`), so no other route answers from its responses. */
+  readonly route: string;
   /** Failure types (RFC 9209) and upstream statuses ("502") a stale copy may answer for, without the response's stale-if-error. */
   readonly serveStaleOn: ReadonlySet<string>;
   /** How stale a copy may be to answer for a `serveStaleOn` failure, ms. */
@@ -164,10 +166,28 @@ export class ResponseCache {
     for (let i = list.length - 1; i >= 0; i--) this.store.put(list[i]!);
   }
 
-  /** Forget a key (RFC 9111 §4.4 invalidation, or a purge). */
+  /** Forget a key (one route's responses for one target). */
   invalidate(key: string): boolean {
     const onDisk = this.disk?.delete(key) ?? false;
     return this.store.delete(key) || onDisk;
+  }
+
+  /** The routes that store here (their names end their keys). */
+  readonly #routes = new Set<string>();
+
+  /** A route with a cache stores here (`compileRoute`). */
+  addRoute(name: string): void {
+    this.#routes.add(name);
+  }
+
+  /**
+   * Forget a target (`targetKey`: host and path) on every route: RFC 9111 §4.4 invalidation
+   * after an unsafe request, or a purge by key. Returns how many keys (routes) held it.
+   */
+  invalidateTarget(target: string): number {
+    let n = 0;
+    for (const route of this.#routes) if (this.invalidate(cacheKey(target, route))) n++;
+    return n;
   }
 
   purgePrefix(prefix: string): number {
@@ -211,7 +231,18 @@ export function varyValuesOf(vary: readonly string[], headers: RequestHeaders): 
 
 const NO_VALUES: VaryValues = [];
 
-/** The cache key of a request: lower-case host and the normalised path with its query. */
-export function cacheKey(host: string, path: string): string {
+/** A request's target as the cache names it: lower-case host and the normalised path with its query (what a purge by key gives). */
+export function targetKey(host: string, path: string): string {
   return host.toLowerCase() + path;
+}
+
+/**
+ * The cache key of a request: its target, then the route that answers it. Routes share one
+ * store, and two routes can answer the same target (one chosen by a header match, to another
+ * cluster): keyed by target alone, a response of one was a hit for the other (finding,
+ * adversarial review, session 29). A target has no space, so a purge by prefix of targets
+ * still finds every route's keys.
+ */
+export function cacheKey(target: string, route: string): string {
+  return target + ' ' + route;
 }

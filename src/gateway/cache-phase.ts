@@ -4,6 +4,7 @@ import {
   CacheEntry,
   answerFrom,
   cacheKey,
+  targetKey,
   cacheStatusMember,
   requestDirectives,
   selectFor304,
@@ -68,7 +69,7 @@ export class CachePhase implements CollapseWaiter {
   constructor(ex: Exchange, rc: RouteCache) {
     this.#ex = ex;
     this.#rc = rc;
-    this.key = cacheKey(ex.host, ex.path);
+    this.key = cacheKey(targetKey(ex.host, ex.path), rc.route);
   }
 
   /** The member of Cache-Status a gateway-made answer on this route carries. */
@@ -372,14 +373,14 @@ export class CachePhase implements CollapseWaiter {
   #invalidate(raw: readonly RawField[]): void {
     const ex = this.#ex;
     const cache = this.#rc.cache;
-    cache.invalidate(this.key);
+    cache.invalidateTarget(targetKey(ex.host, ex.path));
     for (let i = 0; i < raw.length; i += 2) {
       const n = fieldText(raw[i]!).toLowerCase();
       if (n !== 'location' && n !== 'content-location') continue;
       try {
         const base = `http://${ex.host || 'localhost'}`;
         const u = new URL(fieldText(raw[i + 1]!), `${base}${ex.path}`);
-        if (u.host.toLowerCase() === (ex.host || 'localhost').toLowerCase()) cache.invalidate(cacheKey(ex.host, u.pathname + u.search));
+        if (u.host.toLowerCase() === (ex.host || 'localhost').toLowerCase()) cache.invalidateTarget(targetKey(ex.host, u.pathname + u.search));
       } catch {
         // Not a URL: nothing to invalidate.
       }

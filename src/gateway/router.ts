@@ -38,12 +38,14 @@ export function literalHost(host: string): string | undefined {
 }
 
 export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster, cache?: ResponseCache): Route {
+  const name = cfg.name ?? `route-${index}`;
+  if (cfg.cache !== undefined) cache?.addRoute(name);
   const hosts = cfg.match.host === undefined ? undefined : Array.isArray(cfg.match.host) ? cfg.match.host : [cfg.match.host];
   const exact = hosts?.filter((h) => !h.startsWith('*.')).map((h) => h.toLowerCase());
   const wild = hosts?.filter((h) => h.startsWith('*.')).map((h) => h.slice(1).toLowerCase());
   const prefix = cfg.match.pathPrefix;
   return {
-    name: cfg.name ?? `route-${index}`,
+    name,
     cluster,
     pathPrefix: prefix,
     prefixIsDir: prefix.endsWith('/'),
@@ -69,6 +71,7 @@ export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster, 
         ? undefined
         : {
             cache,
+            route: name,
             serveStaleOn: new Set(cfg.cache.serveStaleOn),
             maxStaleMs: parseDuration(cfg.cache.maxStale)!,
             collapseWaitMs: parseDuration(cfg.cache.collapseWait)!,

@@ -240,12 +240,12 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       },
     },
     {
-      method: 'POST', path: '/cache/purge', summary: 'Remove stored responses: one key (host without port, then path and query: example.com/img/a.png?v=2), or every key with a prefix (example.com/img/).',
+      method: 'POST', path: '/cache/purge', summary: 'Remove stored responses: one target on every route that stored it (host without port, then path and query: example.com/img/a.png?v=2), or every target with a prefix (example.com/img/).',
       query: [
-        { name: 'key', description: 'An exact cache key.', type: 'string' },
+        { name: 'key', description: 'An exact target (host and path), purged on every route.', type: 'string' },
         { name: 'prefix', description: 'A key prefix (with its host): every key starting with it.', type: 'string' },
       ],
-      responses: { '200': 'Purged: how many keys.', '400': 'Neither key nor prefix.', '404': 'No route has a cache.' },
+      responses: { '200': 'Purged: how many keys (one per route that held a target).', '400': 'Neither key nor prefix.', '404': 'No route has a cache.' },
       handle: (c) => {
         const key = c.url.searchParams.get('key') ?? undefined;
         const prefix = c.url.searchParams.get('prefix') ?? undefined;

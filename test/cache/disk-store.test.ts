@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { startTestGateway } from '../helpers/gateway.js';
+import { cacheKey } from '../../src/cache/index.js';
 
 test('the disk store: responses survive a restart, and a key evicted from memory is read back from disk', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'gatewise-cache-disk-'));
@@ -50,8 +51,9 @@ test('the disk store: responses survive a restart, and a key evicted from memory
     }
     assert.equal(hits, 4, 'all four answered from disk after the restart');
     // A purge removes the file too.
-    assert.equal(g.gw.ctx.cache!.invalidate('127.0.0.1/b'), true);
-    assert.equal(g.gw.ctx.cache!.disk!.has('127.0.0.1/b'), false);
+    assert.equal(g.gw.ctx.cache!.disk!.has(cacheKey('127.0.0.1/b', 'route-0')), true);
+    assert.equal(g.gw.ctx.cache!.invalidateTarget('127.0.0.1/b'), 1);
+    assert.equal(g.gw.ctx.cache!.disk!.has(cacheKey('127.0.0.1/b', 'route-0')), false);
     await g.close();
   } finally {
     origin.close();

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { request } from 'undici';
+import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { seededRandom, withSeed } from '../helpers/seeded.js';
+
+/**
+ * Routes share the gateway's one store, and two routes can answer the same target: one chosen
+ * by a header match, to another cluster. Finding (adversarial review, session 29): keyed by
+ * host and path alone, the internal route's response was a hit for the public route's
+ * clients. The key now ends with the route; an unsafe request still invalidates its target
+ * on every route (RFC 9111 §4.4).
+ */
+describe('the cache keeps each route’s responses to that route', () => {
+  let internal: ScriptedUpstream;
+  let pub: ScriptedUpstream;
+  let g: TestGateway;
+  const answer = (who: string) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void => {
+    req.resume();
+    req.on('end', () => {
+      const body = `${who} ${req.method} ${req.url}`;
+      res.writeHead(req.method === 'POST' ? 204 : 200, { 'cache-control': 'max-age=600', 'content-type': 'text/plain', ...(req.method === 'POST' ? {} : { 'content-length': String(Buffer.byteLength(body)) }) });
+      res.end(req.method === 'POST' ? undefined : body);
+    });
+  };
+
+  before(async () => {
+    internal = await startScriptedUpstream(answer('internal'));
+    pub = await startScriptedUpstream(answer('public'));
+    g = await startTestGateway({
+      clusters: {
+        internal: { endpoints: [`http://127.0.0.1:${internal.port}`], outlierDetection: { enabled: false } },
+        pub: { endpoints: [`http://127.0.0.1:${pub.port}`], outlierDetection: { enabled: false } },
+      },
+      routes: [
+        { name: 'internal', match: { host: 'a.test', headers: { 'x-internal-key': 'k' } }, cluster: 'internal', cache: {} },
+        { name: 'public', match: { host: 'a.test' }, cluster: 'pub', cache: {} },
+      ],
+    } as never);
+  });
+
+  after(async () => {
+    await g?.close();
+    await internal?.close();
+    await pub?.close();
+  });
+
+  async function get(path: string, inside: boolean): Promise<{ body: string; cache: string }> {
+    const r = await request(`${g.url.replace(/\/$/, '')}${path}`, { headers: { host: 'a.test', ...(inside ? { 'x-internal-key': 'k' } : {}) } });
+    return { body: await r.body.text(), cache: String(r.headers['cache-status'] ?? '') };
+  }
+
+  test('a seeded family of interleaved requests: every answer comes from its own route, stored or not', async () => {
+    const rand = seededRandom();
+    await withSeed(rand, async () => {
+      const paths = Array.from({ length: 4 }, (_, i) => `/r${rand.seed % 1000}-${i}?q=${i}`);
+      const hits = { internal: 0, public: 0 };
+      for (let i = 0; i < 60; i++) {
+        const path = rand.pick(paths);
+        const inside = rand.next() < 0.5;
+        const who = inside ? 'internal' : 'public';
+        const r = await get(path, inside);
+        assert.equal(r.body, `${who} GET ${path}`, `request ${i}: ${path} on route ${who} (${r.cache})`);
+        if (/; hit/.test(r.cache)) hits[who]++;
+      }
+      // Both routes did answer from the store.
+      assert.ok(hits.internal > 0 && hits.public > 0, JSON.stringify(hits));
+    });
+  });
+
+  test('an unsafe request invalidates its target on every route; a purge by key reaches every route', async () => {
+    const path = `/inv-${Date.now()}`;
+    await get(path, true);
+    await get(path, false);
+    assert.match((await get(path, true)).cache, /; hit/);
+    assert.match((await get(path, false)).cache, /; hit/);
+    const post = await request(`${g.url.replace(/\/$/, '')}${path}`, { method: 'POST', headers: { host: 'a.test' }, body: 'x' });
+    await post.body.text();
+    assert.equal(post.statusCode, 204);
+    assert.doesNotMatch((await get(path, true)).cache, /; hit/);
+    assert.doesNotMatch((await get(path, false)).cache, /; hit/);
+    const cache = g.gw.ctx.cache!;
+    // The two misses stored the target again, once per route.
+    assert.equal(cache.invalidateTarget(`a.test${path}`), 2);
+    assert.doesNotMatch((await get(path, true)).cache, /; hit/);
+    assert.doesNotMatch((await get(path, false)).cache, /; hit/);
+  });
+});
