@@ -2,11 +2,12 @@ import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { ConfigError, formatProblems, loadConfigFile, validateConfig } from '../config/load.js';
 import type { ConfigProblem } from '../config/check.js';
+import type { RuntimeOptions } from './runtime.js';
 import { jsonSchema, type Config, type ConfigInput } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { UsageError } from './usage.js';
 import { COMMANDS, answerUsage, command, commandHelp, optionsError, parseCommand, topHelp } from './commands.js';
-import { leaveCluster, parseWorkers, superviseWorkers, type WorkerStateOptions } from './workers.js';
+import { announceStarted, leaveCluster, parseWorkers, superviseWorkers, type WorkerStateOptions } from './workers.js';
 
 
 
@@ -98,11 +99,20 @@ async function runCommand(argv: string[]): Promise<number> {
     const code = await superviseWorkers(workers, workerState(config));
     if (code !== undefined) return code;
   }
+  return serve(config, { configFile: values.config });
+}
+
+/** Run the runtime until a signal; in a worker, tell the primary once started, and leave its channel at the end. */
+async function serve(config: Config, opts: RuntimeOptions): Promise<number> {
   const { startRuntime, untilSignal } = await import('./runtime.js');
-  const rt = await startRuntime(config, { configFile: values.config });
-  const code = await untilSignal(rt);
-  leaveCluster();
-  return code;
+  try {
+    const rt = await startRuntime(config, opts);
+    announceStarted();
+    return await untilSignal(rt);
+  } finally {
+    // Whether it served or could not start: the channel alone kept a worker up.
+    leaveCluster();
+  }
 }
 
 async function checkCommand(argv: string[]): Promise<number> {
@@ -128,11 +138,7 @@ async function proxyCommand(argv: string[]): Promise<number> {
     const code = await superviseWorkers(workers, workerState(config));
     if (code !== undefined) return code;
   }
-  const { startRuntime, untilSignal } = await import('./runtime.js');
-  const rt = await startRuntime(config, { accessLog });
-  const code = await untilSignal(rt);
-  leaveCluster();
-  return code;
+  return serve(config, { accessLog });
 }
 
 type CommandRunner = (argv: string[]) => Promise<number>;

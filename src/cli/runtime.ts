@@ -71,7 +71,7 @@ function gatewayControl(current: () => Gateway): AdminControl {
       const c = current().ctx.cache;
       if (c === undefined) return undefined;
       let n = 0;
-      if (key) n += c.invalidate(key) ? 1 : 0;
+      if (key) n += c.invalidateTarget(key);
       if (prefix) n += c.purgePrefix(prefix);
       return n;
     },
@@ -224,7 +224,13 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     forward: () => forward,
     startGateway: async (c) => {
       const gw = new Gateway(c, { tracing: tracing?.gateway });
-      await gw.listen();
+      try {
+        await gw.listen();
+      } catch (err) {
+        // Refused: its clusters (health checks) go with it.
+        await gw.close(0);
+        throw err;
+      }
       gateway = gw;
       closers.push(() => gw.close());
     },
@@ -243,8 +249,9 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
   try {
     if (gateway) {
       const gw = gateway;
-      const addrs = await gw.listen();
+      // Closed on a failed start too: its clusters run health checks from the start.
       closers.push(() => gw.close());
+      const addrs = await gw.listen();
       logger.info({ component: 'gateway', type: 'lifecycle', event: 'ready', listeners: addrs.map((a) => a.url), identity: gateway.ctx.identity }, 'gateway listening');
       logger.flush(); // lifecycle lines go out now, not with the next batch
       if (opts.probeUpstreams !== false) {

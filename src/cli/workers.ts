@@ -65,10 +65,10 @@ export async function superviseWorkers(requested: number | 'auto', state?: Worke
   for (let i = 0; i < n; i++) fork();
   // The primary serves its workers (state, gathers, locks) from here on (src/cli/young-generation.ts).
   releaseYoungGeneration();
-  cluster.on('exit', (worker, code, signal) => {
-    if (stopping) return;
-    process.stderr.write(`gatewise: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
-    setTimeout(fork, 250).unref();
+  // Workers that started (all their listeners bound): one that exits before it did could not start.
+  const listened = new Set<number>();
+  cluster.on('message', (worker, msg: unknown) => {
+    if ((msg as { gatewise?: unknown } | null)?.gatewise === STARTED) listened.add(worker.id);
   });
   // SIGHUP: every worker re-reads the config file and reloads in place (each checks it the
   // same way, so all take it or all refuse it; each logs its result).
@@ -77,26 +77,47 @@ export async function superviseWorkers(requested: number | 'auto', state?: Worke
   };
   process.on('SIGHUP', hup);
   const code = await new Promise<number>((resolve) => {
-    const stop = (sig: NodeJS.Signals): void => {
+    const stop = (sig: NodeJS.Signals, exitCode = 0): void => {
       process.off('SIGHUP', hup);
       if (stopping) return;
       stopping = true;
-      const workers = Object.values(cluster.workers ?? {});
+      const workers = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined && !w.isDead());
       let left = workers.length;
-      if (left === 0) resolve(0);
+      if (left === 0) resolve(exitCode);
       for (const w of workers) {
-        w?.once('exit', () => {
-          if (--left === 0) resolve(0);
+        w!.once('exit', () => {
+          if (--left === 0) resolve(exitCode);
         });
-        w?.process.kill(sig);
+        w!.process.kill(sig);
       }
     };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    cluster.on('exit', (worker, code, signal) => {
+      if (stopping) return;
+      if (!listened.has(worker.id)) {
+        // It could not start (it said why: a port in use, a file it cannot read): so will the
+        // next one. Finding (session 29): the primary forked again every 250 ms for ever, and
+        // a worker that failed stayed up on its IPC channel, so nothing ever exited.
+        process.stderr.write(`gatewise: worker ${worker.process.pid} could not start (${signal ?? code}); stopping the others\n`);
+        stop('SIGTERM', 1);
+        return;
+      }
+      listened.delete(worker.id);
+      process.stderr.write(`gatewise: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
+      setTimeout(fork, 250).unref();
+    });
+    process.once('SIGTERM', (sig) => stop(sig));
+    process.once('SIGINT', (sig) => stop(sig));
   });
   // Every worker has flushed its usage to the primary and exited: write the state file last.
   await held?.stop();
   return code;
+}
+
+const STARTED = 'started';
+
+/** A worker has started (its runtime is up, every listener bound): its primary may replace it if it dies later. */
+export function announceStarted(): void {
+  if (cluster.isWorker) process.send?.({ gatewise: STARTED });
 }
 
 /**

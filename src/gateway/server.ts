@@ -280,9 +280,12 @@ export class Gateway {
     const added: ListenerEntry[] = [];
     for (const list of wanted.values()) for (const l of list) added.push(this.#openListener(l, next.listeners.indexOf(l), next.routes));
     try {
-      await Promise.all(added.map((e) => listenOn(e)));
+      await listenAll(added);
     } catch (err) {
-      for (const e of added) e.server.close();
+      // Refused: nothing of the new context may outlive it. Its new clusters already run
+      // health checks and outlier sweeps (finding, session 29: each refused reload left a set
+      // of them probing for ever).
+      for (const [name, c] of ctx.clusters) if (prev.ctx.clusters.get(name) !== c) void c.close();
       throw err;
     }
     // From here on nothing fails: swap.
@@ -511,7 +514,7 @@ export class Gateway {
   }
 
   async listen(): Promise<ListeningAddress[]> {
-    await Promise.all(this.#servers.map((e) => listenOn(e)));
+    await listenAll(this.#servers);
     const addrs = this.addresses();
     addrs.forEach((a, i) => {
       const s = this.#servers[i]!;
@@ -643,6 +646,19 @@ export class Gateway {
 
 function gateFor(l: ListenerConfig): ConnectionGate {
   return new ConnectionGate({ maxConnections: l.maxConnections, maxPerSource: l.maxConnectionsPerSource, handshakeMs: ms(l.requestHeaderTimeout), handshakeFloorMs: ms(l.handshakeFloor) });
+}
+
+/**
+ * Bind every listener, or none: when one cannot bind, the ones that did are closed before the
+ * error goes on (finding, session 29: a start with one port in use left the others bound and
+ * serving, and the process never exited).
+ */
+async function listenAll(entries: readonly ListenerEntry[]): Promise<void> {
+  const results = await Promise.allSettled(entries.map((e) => listenOn(e)));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed === undefined) return;
+  await Promise.all(entries.map((e) => new Promise<void>((resolve) => (e.server.listening ? e.server.close(() => resolve()) : resolve()))));
+  throw failed.reason;
 }
 
 function listenOn(e: ListenerEntry): Promise<void> {

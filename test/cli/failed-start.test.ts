@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import test from 'node:test';
+import { stringify } from 'yaml';
+import { startRuntime } from '../../src/cli/runtime.js';
+import { loadConfigFile } from '../../src/config/load.js';
+import { createLogger } from '../../src/observe/access-log.js';
+import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { until } from '../helpers/until.js';
+
+/**
+ * A start or a reload that cannot bind one of its listeners leaves nothing behind: no other
+ * listener bound, no health checker probing, no process waiting (findings of session 29's
+ * review: the other listeners stayed bound and served, and `gatewise run` never exited; with
+ * `--workers` the primary forked again for ever; a refused reload left its new clusters'
+ * health checks running).
+ */
+
+const BIN = fileURLToPath(new URL('../../../bin/gatewise.js', import.meta.url));
+
+async function freePort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => s.once('listening', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+async function holdPort(): Promise<Server> {
+  const s = createServer((c) => c.destroy()).listen(0, '127.0.0.1');
+  await new Promise((r) => s.once('listening', r));
+  return s;
+}
+
+/** True when nothing listens on the port (it can be bound). */
+async function portFree(port: number): Promise<boolean> {
+  const s = createServer();
+  return new Promise((resolve) => {
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+test('gatewise run with one listener port in use exits 1, leaving no other listener bound (seeded positions, with and without --workers)', { timeout: 120_000 }, async () => {
+  const rand = seededRandom();
+  const dir = mkdtempSync(join(tmpdir(), 'gw-failed-start-'));
+  const held = await holdPort();
+  const heldPort = (held.address() as AddressInfo).port;
+  try {
+    await withSeed(rand, async () => {
+      for (const workers of [undefined, 2]) {
+        const n = 2 + rand.int(3);
+        const at = rand.int(n);
+        const ports: number[] = [];
+        for (let i = 0; i < n; i++) ports.push(i === at ? heldPort : await freePort());
+        const file = join(dir, `c-${workers ?? 0}.yaml`);
+        writeFileSync(file, stringify({
+          listeners: ports.map((port) => ({ address: '127.0.0.1', port })),
+          admin: rand.next() < 0.5 ? { port: await freePort() } : undefined,
+          clusters: { app: { endpoints: ['http://127.0.0.1:9'], healthCheck: { path: '/h', interval: '1s' } } },
+          routes: [{ cluster: 'app' }],
+        }));
+        const child = spawn(process.execPath, [BIN, 'run', '-c', file, ...(workers ? ['--workers', String(workers)] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let err = '';
+        child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+        const code = await new Promise<number | null>((resolve) => {
+          const t = setTimeout(() => {
+            child.kill('SIGKILL');
+            resolve(-1);
+          }, 20_000);
+          child.once('exit', (c) => {
+            clearTimeout(t);
+            resolve(c);
+          });
+        });
+        const where = `${n} listeners, port in use at ${at}, workers ${workers ?? 'none'}: ${err}`;
+        assert.equal(code, 1, `did not exit 1 (-1: still running after 20 s): ${where}`);
+        assert.match(err, /cannot listen/, where);
+        for (const [i, port] of ports.entries()) if (i !== at) assert.ok(await portFree(port), `listener ${i} (${port}) still bound: ${where}`);
+      }
+    });
+  } finally {
+    held.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a reload refused because a new listener cannot bind leaves no listener and no health checker of the new config', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-failed-reload-'));
+  let hits = 0;
+  const checked = createHttpServer((req, res) => {
+    hits++;
+    res.end('ok');
+  });
+  await new Promise<void>((r) => checked.listen(0, '127.0.0.1', r));
+  const checkedPort = (checked.address() as AddressInfo).port;
+  const held = await holdPort();
+  const file = join(dir, 'gw.yaml');
+  const first = { listeners: [{ address: '127.0.0.1', port: 0 }], log: { access: false }, clusters: { app: { endpoints: ['http://127.0.0.1:9'] } }, routes: [{ cluster: 'app' }] };
+  writeFileSync(file, stringify(first));
+  const rt = await startRuntime(await loadConfigFile(file), { configFile: file, logger: createLogger({ destination: new Writable({ write: (_c, _e, cb) => cb() }) }), probeUpstreams: false });
+  try {
+    for (let round = 0; round < 3; round++) {
+      const extra = await freePort();
+      writeFileSync(file, stringify({
+        ...first,
+        listeners: [...first.listeners, { address: '127.0.0.1', port: extra }, { address: '127.0.0.1', port: (held.address() as AddressInfo).port }],
+        clusters: { ...first.clusters, hc: { endpoints: [`http://127.0.0.1:${checkedPort}`], healthCheck: { path: '/h', interval: '100ms' } } },
+        routes: [{ cluster: 'app' }, { cluster: 'hc', match: { pathPrefix: '/hc' } }],
+      }));
+      const r = await rt.reload();
+      assert.equal(r.ok, false, `round ${round}: ${JSON.stringify(r)}`);
+      assert.ok(await portFree(extra), `round ${round}: the refused config's listener ${extra} is bound`);
+    }
+    // A health checker of a refused config would have probed ten times over by now.
+    assert.equal(await until(() => hits > 0, 1500), false, `${hits} health checks from configs that were refused`);
+  } finally {
+    await rt.close();
+    held.close();
+    checked.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
