@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { SocksClient } from 'socks';
+import { seededRandom, withSeed } from '../helpers/seeded.js';
 import { PASSWORD, USER, accessLines, dial, readUntil, refusedPort, run, startOrigin, startTestProxy, tableResolver, waitFor, type Origin, type TestProxy } from './helpers.js';
 
 function greetingAndAuth(user = USER, password = PASSWORD): Buffer {
@@ -136,5 +137,46 @@ describe('SOCKS5 CONNECT', () => {
     const out = await readUntil(s, (b) => b.includes('"/split"'), 3000);
     assert.match(out.toString('latin1'), /"\/split"/);
     s.destroy();
+  });
+});
+
+describe('SOCKS5 where authentication is optional', () => {
+  let p: TestProxy;
+  before(async () => {
+    p = await startTestProxy({ auth: { required: false } });
+  });
+  after(async () => {
+    await p.close();
+  });
+
+  it('credentials offered win, as on the HTTP face: the right ones are the user, wrong ones are refused; no credentials is anonymous (seeded method lists)', async () => {
+    // Finding (adversarial review, session 29): "no authentication" was chosen whenever it was
+    // offered, so a client offering both (as curl does) passed with any password and without its plan.
+    const rand = seededRandom();
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 12; i++) {
+        const offersCreds = rand.next() < 0.7;
+        const methods = offersCreds ? (rand.next() < 0.5 ? [0, 2] : [2, 0]) : [0];
+        if (offersCreds && rand.next() < 0.3) methods.splice(methods.indexOf(0), 1);
+        const right = rand.next() < 0.5;
+        const s = await dial(p.port);
+        s.on('error', () => {});
+        s.write(Buffer.from([5, methods.length, ...methods]));
+        const g = await readUntil(s, (b) => b.length >= 2);
+        const where = `case ${i}: methods ${methods.join(',')}, ${right ? 'right' : 'wrong'} password`;
+        if (!offersCreds) {
+          assert.deepEqual([...g.subarray(0, 2)], [5, 0], where);
+          s.destroy();
+          continue;
+        }
+        assert.deepEqual([...g.subarray(0, 2)], [5, 2], where);
+        const u = Buffer.from(USER);
+        const pw = Buffer.from(right ? PASSWORD : 'not-the-password');
+        s.write(Buffer.concat([Buffer.from([1, u.length]), u, Buffer.from([pw.length]), pw]));
+        const a = await readUntil(s, (b) => b.length >= 2);
+        assert.deepEqual([...a.subarray(0, 2)], [1, right ? 0 : 1], where);
+        s.destroy();
+      }
+    });
   });
 });

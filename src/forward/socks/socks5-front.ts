@@ -89,10 +89,13 @@ export class Socks5Front extends SocksFront<Socks5Responder> {
     if (nMethods === 0) return refuse(protocolError('SOCKS5 greeting offers no methods'));
     const methods = await r.read(nMethods!);
     let method: number = METHOD.noAcceptable;
-    // Credentials offered win; else an allowlisted address (users[].allowFrom) may take "no authentication".
+    // Credentials offered win, as on the HTTP face (even where auth is optional: a client that
+    // offers both gets its user's plan, and a wrong password is refused; finding, session 29:
+    // "no authentication" was chosen first, so any password passed and no plan applied); else
+    // "no authentication" where auth is optional, or for an allowlisted address (users[].allowFrom).
     let listed: EgressRoute | Failure | undefined;
-    if (!ctx.settings.authRequired && methods.includes(METHOD.none)) method = METHOD.none;
-    else if (methods.includes(METHOD.userPass)) method = METHOD.userPass;
+    if (methods.includes(METHOD.userPass)) method = METHOD.userPass;
+    else if (!ctx.settings.authRequired && methods.includes(METHOD.none)) method = METHOD.none;
     else if (ctx.allowlist !== undefined && methods.includes(METHOD.none) && (listed = allowlistRoute(ctx, socket)) !== undefined) method = METHOD.none;
     if (method === METHOD.none && listed === undefined && ctx.allowlist !== undefined) listed = allowlistRoute(ctx, socket);
     if (method === METHOD.noAcceptable) {
