@@ -36,6 +36,9 @@ export abstract class DeadlineEntry implements Timed {
   abstract deadlineReached(now: number): void;
 }
 
+/** The longest delay Node's timers take (2^31 − 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class Deadlines {
   readonly resolutionMs: number;
   #head: Timed | undefined;
@@ -85,7 +88,10 @@ export class Deadlines {
 
   #wake(at: number, now: number): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
-    const delay = Math.max(this.resolutionMs, Math.ceil(at - now));
+    // At most Node's longest timer (~24.8 days): it turns a longer delay into 1 ms, and the
+    // sweep then re-armed it every millisecond (finding, session 29: a `1000h` timeout spun a
+    // core and wrote a TimeoutOverflowWarning per turn). Woken early, the sweep re-arms for the rest.
+    const delay = Math.min(MAX_TIMER_MS, Math.max(this.resolutionMs, Math.ceil(at - now)));
     this.#wakeAt = now + delay;
     // Unref'd: pending deadlines alone do not keep the process alive (their sockets do).
     this.#timer = setTimeout(sweep, delay, this).unref();

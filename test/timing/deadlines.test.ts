@@ -18,6 +18,31 @@ class Entry extends DeadlineEntry {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('Deadlines', () => {
+  test('deadlines beyond Node\'s longest timer (~24.8 days) do not spin: no sweep until due, no overflow warning (seeded lengths)', async () => {
+    // Finding (session 29): Node turns a delay above 2^31 - 1 ms into 1 ms, and each sweep re-armed it.
+    const seed = Number(process.env.GATEWISE_SEED ?? Date.now() % 2 ** 31);
+    let x = seed;
+    const next = (): number => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => {
+      if (w.name === 'TimeoutOverflowWarning') warnings.push(w.message);
+    };
+    process.on('warning', onWarning);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const d = new Deadlines(10);
+        const ms = 2 ** 31 + Math.floor(next() * 1e12); // 24.9 days to ~32 years
+        d.add(new Entry(`far${i}`), performance.now(), ms);
+        // Under the fault the timer ran every millisecond: ~30 sweeps in this window.
+        await sleep(30);
+        assert.equal(d.sweeps, 0, `a deadline ${ms} ms away swept ${d.sweeps} times in 30 ms (seed ${seed})`);
+      }
+      assert.deepEqual(warnings, [], `seed ${seed}`);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   test('each deadline fires once, not before it is due and within the resolution after', async () => {
     const d = new Deadlines(10);
     const t0 = performance.now();
