@@ -47,14 +47,14 @@ export interface GrpcRendered {
  * no message, and the failure as grpc-status / grpc-message in the trailers. Proxy-Status
  * and the request id are in the head, as on every gateway-made answer.
  */
-export function renderGrpcFailure(input: { failure: Failure; requestId: string; proxyStatus: ProxyStatusOptions; priorProxyStatus?: string | string[] }): GrpcRendered {
+export function renderGrpcFailure(input: { failure: Failure; requestId: string; proxyStatus: ProxyStatusOptions; priorProxyStatus?: string | string[]; requestIdHeader?: string }): GrpcRendered {
   const f = input.failure;
   return {
     status: 200,
     headers: {
       'content-type': 'application/grpc',
       'proxy-status': appendMember(input.priorProxyStatus, failureMember(f, input.proxyStatus)),
-      'x-request-id': input.requestId,
+      [input.requestIdHeader ?? 'x-request-id']: input.requestId,
       'cache-control': 'no-store',
     },
     trailers: grpcTrailers(f, input.proxyStatus.revealTopology),

@@ -21,6 +21,8 @@ export interface RenderInput {
   proxyStatus: ProxyStatusOptions;
   /** HEAD requests get the headers without a body. */
   head?: boolean;
+  /** The header that carries the request id (`requestId.header`); default x-request-id. */
+  requestIdHeader?: string;
 }
 
 export interface Rendered {
@@ -180,7 +182,7 @@ export function renderFailure(input: RenderInput): Rendered {
   const reveal = input.proxyStatus.revealTopology;
   const headers: Record<string, string> = {
     'proxy-status': appendMember(input.priorProxyStatus, failureMember(f, input.proxyStatus)),
-    'x-request-id': input.requestId,
+    [input.requestIdHeader ?? 'x-request-id']: input.requestId,
     'cache-control': 'no-store',
   };
   if (f.retryAfter !== undefined) headers['retry-after'] = String(Math.max(0, Math.ceil(f.retryAfter)));

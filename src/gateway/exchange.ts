@@ -821,7 +821,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       requestId: this.requestId,
       accept: this.req.headers.accept,
       clientAddress: this.#peer,
-      attempts: this.attempts.length ? this.attempts.map(toSummary) : undefined,
+      attempts: this.attempts,
       head: this.req.method === 'HEAD',
       close,
       hookRequest: this,
@@ -1031,10 +1031,6 @@ const H2_ERRORS: Record<number, string> = {
 
 function retryLater(ex: Exchange): void {
   ex.retryNow();
-}
-
-function toSummary(a: AttemptRecord): AttemptSummary {
-  return { endpoint: a.endpoint, phase: a.phase, error: a.error, status: a.status, durationMs: (a.endMs ?? a.startMs) - a.startMs };
 }
 
 /** grpc-status and grpc-message of a response head (flat name, value pairs), when it has them. */

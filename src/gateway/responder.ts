@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { renderFailure, renderGrpcFailure, type AttemptSummary, type Failure } from '../failure/index.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import type { HookRequest } from './hooks.js';
+import type { AttemptRecord } from './events.js';
 
 /** What the responder needs to know about the request it answers. */
 export interface FailureAnswer {
@@ -11,7 +12,8 @@ export interface FailureAnswer {
   readonly accept: string | undefined;
   readonly clientAddress: string | undefined;
   /** The upstream tries so far (shown in problem+json). */
-  readonly attempts?: readonly AttemptSummary[];
+  /** The tries so far (their endpoints, phases and outcomes go into the problem+json body). */
+  readonly attempts?: readonly AttemptRecord[];
   /** A HEAD request: headers without a body. */
   readonly head?: boolean;
   /** Close the client connection after the answer. */
@@ -43,7 +45,7 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
   const hooks = a.ctx.hooks;
   if (hooks !== undefined && a.hookRequest !== undefined) f = hooks.failure(a.hookRequest, f);
   if (a.grpc === true && isServerResponse(to)) {
-    const g = renderGrpcFailure({ failure: f, requestId: a.requestId, proxyStatus: proxyStatusOptions(a.ctx, a.clientAddress) });
+    const g = renderGrpcFailure({ failure: f, requestId: a.requestId, proxyStatus: proxyStatusOptions(a.ctx, a.clientAddress), requestIdHeader: idHeader(a.ctx) });
     if (a.hsts !== undefined) g.headers['strict-transport-security'] = a.hsts;
     if (a.close) g.headers.connection = 'close';
     to.writeHead(g.status, g.headers);
@@ -55,9 +57,10 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
     failure: f,
     requestId: a.requestId,
     accept: a.accept,
-    attempts: a.attempts,
+    attempts: a.attempts !== undefined && a.attempts.length > 0 ? a.attempts.map(toSummary) : undefined,
     proxyStatus: proxyStatusOptions(a.ctx, a.clientAddress),
     head: a.head,
+    requestIdHeader: idHeader(a.ctx),
   });
   if (a.hsts !== undefined) out.headers['strict-transport-security'] = a.hsts;
   if (isServerResponse(to)) {
@@ -109,4 +112,13 @@ export function respondWithAcmeChallenge(res: ServerResponse, ctx: GatewayContex
 
 function isServerResponse(to: ServerResponse | Duplex): to is ServerResponse {
   return typeof (to as ServerResponse).writeHead === 'function';
+}
+
+function toSummary(a: AttemptRecord): AttemptSummary {
+  return { endpoint: a.endpoint, phase: a.phase, error: a.error, status: a.status, durationMs: (a.endMs ?? a.startMs) - a.startMs };
+}
+
+/** The request id's header on a gateway-made answer: the configured one, unless a Config built by hand (not through the schema) holds an invalid one. */
+function idHeader(ctx: GatewayContext): string | undefined {
+  return ctx.configFieldsValid ? ctx.requestIdHeader : undefined;
 }

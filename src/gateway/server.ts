@@ -212,7 +212,7 @@ export class Gateway {
       }
       this.#tunnels.add(socket);
       socket.once('close', () => this.#tunnels.delete(socket));
-      new UpgradeExchange(this.ctx, req, socket, head, entry.name, this.#via11, entry.limits.sendMs).start(entry.maxHeaderCount);
+      new UpgradeExchange(this.ctx, req, socket, head, entry.name, this.#via11, entry.limits.sendMs, front?.hsts).start(entry.maxHeaderCount);
     });
     server.on('connect', (req: IncomingMessage, socket: Duplex) => {
       this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }), entry.name, req);
@@ -617,7 +617,10 @@ export class Gateway {
       return;
     }
     const requestId = newRequestId(this.ctx);
-    const answered = respondWithFailure(socket, f, { ctx: this.ctx, requestId, accept: req?.headers.accept, clientAddress: sock.remoteAddress, close: true, rawForm: 'parser' });
+    // A rare path: the listener's HSTS found by its name.
+    const entry = this.#servers.find((e) => e.name === listener);
+    const hsts = entry === undefined ? undefined : listenerFront(entry.cfg)?.hsts;
+    const answered = respondWithFailure(socket, f, { ctx: this.ctx, requestId, accept: req?.headers.accept, clientAddress: sock.remoteAddress, close: true, rawForm: 'parser', hsts });
     // The answer ends our side; a client that never closes its own (a half-open socket, or a
     // CONNECT's socket, which nothing reads any more) is let go of after a linger, as the
     // forward proxy's refusals are (the stall hunt of session 13: held for ever before).

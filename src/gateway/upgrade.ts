@@ -19,6 +19,7 @@ import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { buildUpstreamHead } from './request-headers.js';
 import { respondWithFailure } from './responder.js';
 import { finalResponseHead, switchResponseHead } from './response-headers.js';
+import { hasHsts } from './front.js';
 import { allowedUpgrade, rewritePath, type Route } from './router.js';
 import { traceTry, type RequestTrace } from './tracing.js';
 import type { RawField } from '../http/headers.js';
@@ -122,8 +123,12 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   #resumeUp: (() => void) | undefined;
   readonly #sendMs: number;
 
-  constructor(ctx: GatewayContext, req: IncomingMessage, socket: Duplex, head: Buffer, listener: string, via: string, sendMs = 0) {
+  /** Strict-Transport-Security of a TLS listener with hsts: on every answer, this one's too. */
+  readonly #hsts: string | undefined;
+
+  constructor(ctx: GatewayContext, req: IncomingMessage, socket: Duplex, head: Buffer, listener: string, via: string, sendMs = 0, hsts?: string) {
     this.#ctx = ctx;
+    this.#hsts = hsts;
     this.#sendMs = sendMs;
     this.#req = req;
     this.#socket = socket;
@@ -468,6 +473,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
 
   /** The response head through the onResponse hooks, if any. */
   #responseHead(statusCode: number, head: string[]): string[] {
+    if (this.#hsts !== undefined && !hasHsts(head)) head.push('strict-transport-security', this.#hsts);
     const hooks = this.#ctx.hooks;
     if (hooks === undefined || hooks.response === undefined) return head;
     try {
@@ -515,9 +521,12 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       requestId: this.requestId,
       accept: this.#req.headers.accept,
       clientAddress: this.#req.socket.remoteAddress,
+      attempts: this.#attempts,
+      head: this.#req.method === 'HEAD',
       close: true,
       rawForm: 'upgrade',
       hookRequest: this,
+      hsts: this.#hsts,
     });
     this.#status = this.#error.status;
     this.#endClient();

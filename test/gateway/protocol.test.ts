@@ -464,6 +464,28 @@ describe('header rules', () => {
     assert.ok(none.headers['x-request-id']);
   });
 
+  test('request ids: a configured requestId.header carries them on every answer, proxied or gateway-made (a 404, a 502, a gRPC failure)', { timeout: 20_000 }, async () => {
+    // Finding (adversarial review, session 29): gateway-made failures wrote x-request-id whatever the setting.
+    const g = await startTestGateway({ requestId: { header: 'X-Correlation-Id' }, clusters: { lab: { endpoints: [lab.url] }, refused: { endpoints: [`http://127.0.0.1:${lab.refusedPort}`], outlierDetection: { enabled: false } } }, routes: [{ match: { pathPrefix: '/refused' }, cluster: 'refused', retry: { tries: 1 } }, { match: { host: 'api.test' }, cluster: 'lab' }] } as never);
+    try {
+      const cases: Array<[string, Record<string, string>, number]> = [
+        ['/echo', { host: 'api.test' }, 200],
+        ['/nowhere', { host: 'www.test' }, 404],
+        ['/refused/x', { host: 'www.test' }, 502],
+        ['/refused/x', { host: 'www.test', 'content-type': 'application/grpc' }, 200],
+      ];
+      for (const [path, headers, status] of cases) {
+        const res = await request(g.url.replace(/\/$/, '') + path, { dispatcher: client, headers });
+        await res.body.text();
+        assert.equal(res.statusCode, status, path);
+        assert.match(String(res.headers['x-correlation-id']), /\S/, `${path} ${JSON.stringify(headers)}: ${JSON.stringify(res.headers)}`);
+        assert.equal(res.headers['x-request-id'], undefined, `${path}: x-request-id beside the configured header`);
+      }
+    } finally {
+      await g.close();
+    }
+  });
+
   test('request ids: on gateway-made error responses too', { timeout: 10_000 }, async () => {
     const res = await request(gwApi.url + '/x', { dispatcher: client, headers: { host: 'www.test' } });
     await res.body.text();

@@ -294,6 +294,38 @@ describe('HSTS and the redirect to HTTPS', () => {
     await agent.close();
   });
 
+  test('every answer of the TLS listener carries Strict-Transport-Security: an upgrade refused, an upgrade answered without a switch, a request Node cannot parse; a HEAD gets no body (seeded)', async () => {
+    // Finding (adversarial review, session 29): the upgrade path and parser errors had no HSTS,
+    // and a failing HEAD with Upgrade got the 460-byte page after its head.
+    const rand = seededRandom();
+    const raw = (text: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const s = tlsConnect({ host: '127.0.0.1', port: tls.port, servername: 'a.test', ca: ca.cert });
+        let got = '';
+        s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+        s.on('error', reject);
+        s.on('close', () => resolve(got));
+        s.once('secureConnect', () => s.write(text));
+        s.setTimeout(5000, () => s.destroy());
+      });
+    const cases = [
+      { what: 'an upgrade no route takes', req: (m: string) => `${m} /nowhere HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`, status: /^HTTP\/1\.1 404 / },
+      { what: 'an upgrade the upstream answers without a switch', req: (m: string) => `${m} /app/ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`, status: /^HTTP\/1\.1 200 / },
+      { what: 'a request Node cannot parse', req: () => `GET /app HTTP/1.1\r\nHost: a.test\r\nBad Header: x\r\n\r\n`, status: /^HTTP\/1\.1 400 / },
+    ];
+    for (let i = 0; i < 6; i++) {
+      const c = rand.pick(cases);
+      const method = rand.next() < 0.5 ? 'HEAD' : 'GET';
+      const text = await raw(c.req(method));
+      const where = `${c.what}, ${method} (seed ${rand.seed}): ${JSON.stringify(text.slice(0, 300))}`;
+      assert.match(text, c.status, where);
+      const end = text.indexOf('\r\n\r\n');
+      const head = text.slice(0, end).toLowerCase();
+      assert.match(head, /\r\nstrict-transport-security: max-age=600; includesubdomains/, where);
+      if (method === 'HEAD' && c.what !== 'a request Node cannot parse') assert.equal(text.length, end + 4, `a body after a HEAD's head: ${where}`);
+    }
+  });
+
   test('a plain listener with redirectToHttps answers every request with 308 to the same host and path, not a failure', async () => {
     const r = await request(`${plain.url}/app/x?q=1`, { method: 'POST', body: 'x', headers: { host: 'shop.test:8080' } });
     await r.body.text();
