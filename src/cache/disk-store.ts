@@ -15,6 +15,10 @@ interface FileHead {
 }
 
 const SUFFIX = '.entry';
+/** An entry's file name (`fileName`): 40 hex digits of a hash. */
+const OWN_ENTRY = /^[0-9a-f]{40}\.entry$/;
+/** A write in progress, left by a crash (`put`): the entry's name, a pid, a random tag. */
+const OWN_TEMP = /^[0-9a-f]{40}\.entry\.\d+\.[0-9a-z]+\.tmp$/;
 /** The longest head line read back (headers are bounded by the upstream's header limit). */
 const MAX_HEAD = 256 * 1024;
 
@@ -38,8 +42,11 @@ export class DiskTier {
     mkdirSync(dir, { recursive: true });
     const found: Array<{ file: string; key: string; size: number; mtime: number }> = [];
     for (const file of readdirSync(dir)) {
-      if (!file.endsWith(SUFFIX)) {
-        if (file.endsWith('.tmp')) tryUnlink(join(dir, file));
+      // Only this tier's own names are read or removed: the directory may hold other files
+      // (finding, session 29: every *.tmp and unreadable *.entry of the configured directory
+      // was deleted, `cache.dir: /tmp` included).
+      if (!OWN_ENTRY.test(file)) {
+        if (OWN_TEMP.test(file)) tryUnlink(join(dir, file));
         continue;
       }
       const head = readHead(join(dir, file));

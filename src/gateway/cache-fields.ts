@@ -38,3 +38,19 @@ export function varyOf(pairs: readonly string[]): string[] {
   }
   return out;
 }
+
+/**
+ * Whether a response's Vary names a request field the gateway writes itself on its way
+ * upstream (Via, Forwarded, X-Forwarded-*, X-Real-IP, the request id): the store matches
+ * variants on the client's fields, which for these are not what the upstream saw (finding,
+ * adversarial review, session 29: `Vary: X-Forwarded-For` answers for one client address
+ * were hits for every other client). Such a response is not stored.
+ */
+export function variesOnGatewayField(vary: string | undefined, requestIdHeader: string): boolean {
+  if (vary === undefined) return false;
+  for (const f of vary.split(',')) {
+    const n = f.trim().toLowerCase();
+    if (n === 'via' || n === 'forwarded' || n === 'x-real-ip' || n === requestIdHeader || n.startsWith('x-forwarded-')) return true;
+  }
+  return false;
+}

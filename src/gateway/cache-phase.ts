@@ -14,7 +14,7 @@ import {
   type Forward,
   type RouteCache,
 } from '../cache/index.js';
-import { headerObject, storedPairs, varyOf } from './cache-fields.js';
+import { headerObject, storedPairs, variesOnGatewayField, varyOf } from './cache-fields.js';
 import { proxyStatusOptions } from './context.js';
 import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
@@ -281,6 +281,7 @@ export class CachePhase implements CollapseWaiter {
     if (cl !== undefined && Number(cl) > this.#rc.maxObjectBytes) return false;
     // Never replace a good stored response with an upstream 5xx.
     if (status >= 500 && (this.#candidate !== undefined || this.#rc.cache.store.get(this.key) !== undefined)) return false;
+    if (variesOnGatewayField(obj.vary, ex.ctx.requestIdHeader)) return false;
     return this.#rc.cache.storable('GET', ex.path, ex.req.headers, status, obj);
   }
 

@@ -5,7 +5,7 @@ import type { PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { CacheEntry, varyValuesOf, type RouteCache } from '../cache/index.js';
 import { admitPhase, type Admittable } from './admit.js';
-import { headerObject, storedPairs, varyOf } from './cache-fields.js';
+import { headerObject, storedPairs, variesOnGatewayField, varyOf } from './cache-fields.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type ReverseRecord } from './events.js';
 import type { Exchange } from './exchange.js';
@@ -172,7 +172,10 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     cluster.observeLatency(ep, a.headersMs - a.startMs, this.#responseTime);
     cluster.recordOutcome(ep, statusCode >= 500 ? 'upstream-5xx' : 'success', this.#responseTime);
     this.#raw = storedPairs(rawHeaders);
-    if (statusCode !== 304 && !this.#rc.cache.storable('GET', this.#path, this.#req.headers, statusCode, headerObject(rawHeaders))) this.#raw = undefined;
+    if (statusCode !== 304) {
+      const obj = headerObject(rawHeaders);
+      if (variesOnGatewayField(obj.vary, this.#ctx.requestIdHeader) || !this.#rc.cache.storable('GET', this.#path, this.#req.headers, statusCode, obj)) this.#raw = undefined;
+    }
     if (statusCode >= 500) this.#raw = undefined; // never replace a good entry with a 5xx
     return true;
   }

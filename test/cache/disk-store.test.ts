@@ -1,12 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { startTestGateway } from '../helpers/gateway.js';
 import { cacheKey } from '../../src/cache/index.js';
+import { DiskTier } from '../../src/cache/disk-store.js';
+import { seededRandom } from '../helpers/seeded.js';
 
 test('the disk store: responses survive a restart, and a key evicted from memory is read back from disk', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'gatewise-cache-disk-'));
@@ -57,6 +59,26 @@ test('the disk store: responses survive a restart, and a key evicted from memory
     await g.close();
   } finally {
     origin.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the disk tier touches only its own files in its directory: other files stay, its own leftovers go (seeded names)', () => {
+  // Finding (adversarial review, session 29): every *.tmp and every *.entry it could not read was deleted.
+  const rand = seededRandom();
+  const dir = mkdtempSync(join(tmpdir(), 'gatewise-cache-shared-'));
+  try {
+    const hex = (n: number): string => Array.from({ length: n }, () => '0123456789abcdef'[rand.int(16)]).join('');
+    const others = ['draft.tmp', 'notes.entry', `${hex(40)}.entry.bak`, `${hex(39)}.entry`, `${hex(40).toUpperCase()}.entry`, 'x.entry.1.a.tmp', `${hex(8)}.tmp`];
+    for (const f of others) writeFileSync(join(dir, f), 'not the cache\n');
+    const leftover = `${hex(40)}.entry.${1000 + rand.int(9000)}.${hex(6)}.tmp`;
+    const broken = `${hex(40)}.entry`;
+    writeFileSync(join(dir, leftover), 'half');
+    writeFileSync(join(dir, broken), 'not json\n');
+    new DiskTier(dir, 1 << 20);
+    const left = readdirSync(dir).sort();
+    assert.deepEqual(left, [...others].sort(), `seed ${rand.seed}`);
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { get } from 'node:http';
 import { request } from 'undici';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -87,3 +88,46 @@ describe('the cache keeps each route’s responses to that route', () => {
     assert.doesNotMatch((await get(path, false)).cache, /; hit/);
   });
 });
+
+describe('a response that varies on a field the gateway writes itself is not stored', () => {
+  test('Vary naming X-Forwarded-*, Forwarded, Via, X-Real-IP or the request id header: each client gets its own answer (seeded)', async () => {
+    // Finding (adversarial review, session 29): with `Vary: X-Forwarded-For`, clients 127.0.0.3 and
+    // 127.0.0.4 got the answer made for 127.0.0.2, as a hit.
+    const rand = seededRandom();
+    const fields = ['X-Forwarded-For', 'x-forwarded-proto', 'X-Forwarded-Host', 'Forwarded', 'Via', 'X-Real-IP', 'X-Request-Id'];
+    const up = await startScriptedUpstream((req, res) => {
+      const vary = new URL(req.url!, 'http://x').searchParams.get('vary')!;
+      const body = `for ${String(req.headers['x-forwarded-for'])}`;
+      res.writeHead(200, { 'cache-control': 'public, max-age=600', vary: `Accept-Encoding, ${vary}`, 'content-length': String(body.length) });
+      res.end(body);
+    });
+    const g = await startTestGateway({ clusters: { up: { endpoints: [`http://127.0.0.1:${up.port}`] } }, routes: [{ cluster: 'up', cache: {} }] } as never);
+    try {
+      await withSeed(rand, async () => {
+        for (let i = 0; i < 6; i++) {
+          const vary = rand.pick(fields);
+          const path = `/v${i}-${rand.seed}?vary=${encodeURIComponent(vary)}`;
+          for (const from of ['127.0.0.2', '127.0.0.3', '127.0.0.4']) {
+            const r = await getFrom(from, g.port, path);
+            assert.equal(r.body, `for ${from}`, `Vary ${vary}, client ${from}: ${r.cacheStatus}`);
+          }
+        }
+      });
+    } finally {
+      await g.close();
+      await up.close();
+    }
+  });
+});
+
+/** A GET from a given loopback address (node:http: its localAddress binds the client side). */
+function getFrom(from: string, port: number, path: string): Promise<{ body: string; cacheStatus: string }> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path, localAddress: from, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ body, cacheStatus: String(res.headers['cache-status'] ?? '') }));
+    }).on('error', reject);
+  });
+}
