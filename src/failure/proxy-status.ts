@@ -63,7 +63,16 @@ export function receivedMember(status: number, nextHop: string | undefined, opts
 export function appendMember(existing: string | string[] | undefined, member: string): string {
   if (existing === undefined || existing.length === 0) return member;
   const prior = Array.isArray(existing) ? existing.join(', ') : existing;
-  return prior.trim() ? `${prior}, ${member}` : member;
+  if (!prior.trim()) return member;
+  // A received list that does not parse is ignored whole by its readers (RFC 8941 §4.2), and
+  // ours with it once appended (finding, session 29: an upstream's unterminated string hid the
+  // gateway's member from every client and from `gatewise diagnose`): it is dropped.
+  try {
+    parseProxyStatus(prior);
+  } catch {
+    return member;
+  }
+  return `${prior}, ${member}`;
 }
 
 /** One member of a received `Proxy-Status` list: the intermediary's name and its parameters. */

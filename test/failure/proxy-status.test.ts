@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Failure, appendMember, classify, failureMember, negotiate, receivedMember, renderFailure, sfString } from '../../src/failure/index.js';
+import { Failure, appendMember, classify, failureMember, negotiate, parseProxyStatus, receivedMember, renderFailure, sfString } from '../../src/failure/index.js';
+import { seededRandom } from '../helpers/seeded.js';
 
 test('sf-string escapes quotes and backslashes and replaces non-printable bytes', () => {
   assert.equal(sfString('a "b" \\ c\n\u00e9'), '"a \\"b\\" \\\\ c??"');
@@ -22,6 +23,30 @@ test('received-status member for a passed-through 5xx has no error, and earlier 
   const m = receivedMember(503, 'a:1', { name: 'gw', revealTopology: true });
   assert.equal(m, 'gw;received-status=503;next-hop="a:1"');
   assert.equal(appendMember('origin-cache;error=http_request_error', m), `origin-cache;error=http_request_error, ${m}`);
+});
+
+test('a received Proxy-Status that does not parse is dropped, so the list with ours appended parses (seeded damage)', () => {
+  // Finding (adversarial review, session 29): `inner;details="unterminated` swallowed the gateway's member.
+  const rand = seededRandom();
+  const m = receivedMember(502, 'a:1', { name: 'gw', revealTopology: true });
+  const good = ['inner;error=http_response_timeout', 'a, b;received-status=503', '"name with space";error=dns_error;rcode="SERVFAIL"'];
+  const damage = [(v: string) => `${v};details="unterminated`, (v: string) => `${v},,`, (v: string) => `${v} junk`, (v: string) => `${v};=1`, (v: string) => `(${v}`];
+  for (let i = 0; i < 60; i++) {
+    const base = rand.pick(good);
+    const broken = rand.next() < 0.6;
+    const prior = broken ? rand.pick(damage)(base) : base;
+    const out = appendMember(prior, m);
+    const where = `seed ${rand.seed}, case ${i}: ${JSON.stringify(prior)} -> ${JSON.stringify(out)}`;
+    const members = parseProxyStatus(out);
+    assert.equal(members[members.length - 1]!.name, 'gw', where);
+    let priorParses = true;
+    try {
+      parseProxyStatus(prior);
+    } catch {
+      priorParses = false;
+    }
+    assert.equal(out, priorParses ? `${prior}, ${m}` : m, where);
+  }
 });
 
 test('content negotiation: programs get problem+json, browsers html, the rest text', () => {
