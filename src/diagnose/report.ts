@@ -97,7 +97,7 @@ export function formatDiagnosis(d: Diagnosis): string {
     for (const q of v.contact.quote) L.push(`    - ${q}`);
   }
   L.push(`  Exit code ${v.exitCode} (0 healthy, 1 site's side, 2 your side, 3 could not tell).`);
-  return L.join('\n') + '\n';
+  return printable(L.join('\n')) + '\n';
 }
 
 /** The diagnosis for programs: one JSON object (bodies cut to their first 2 KiB). */
@@ -105,4 +105,14 @@ export function diagnosisJson(d: Diagnosis): Record<string, unknown> {
   const cut = (s: string): string => (s.length > 2048 ? s.slice(0, 2048) : s);
   const main = { ...d.main, ...(d.main.http ? { http: { ...d.main.http, body: cut(d.main.http.body) } } : {}) };
   return { ...d, main };
+}
+
+/**
+ * The report as a terminal may show it: control characters other than the line breaks between
+ * its lines (ESC, BEL, CR, C1 controls…) written as visible escapes. The report quotes what
+ * the remote side sent (its page's words, its headers), and a hostile page could otherwise
+ * clear the screen, retitle the window or fake a verdict line (finding, session 29).
+ */
+export function printable(s: string): string {
+  return s.replace(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

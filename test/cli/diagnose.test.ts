@@ -77,3 +77,25 @@ test('a newcomer during gatewise demo: the demo says how to run diagnose, and it
     await demo.stop();
   }
 });
+
+test('diagnose: what the remote side sent reaches the terminal without its control characters (a hostile page title and body)', { timeout: 60_000 }, async () => {
+  // Finding (adversarial review, session 29): a page whose title held `&#27;[2J…&#7;` wrote a raw
+  // ESC sequence and BEL to the operator's terminal.
+  const { createServer } = await import('node:http');
+  const controls = ['&#27;[2J', '&#x1b;]0;pwned&#7;', '&#155;31m', '\u001b[31m', '&#13;Verdict: HEALTHY'];
+  const server = createServer((req, res) => {
+    const body = `<html><head><title>Oops ${controls.join(' ')}</title></head><body><h1>Bad \u0007 gateway</h1></body></html>`;
+    res.writeHead(502, { 'content-type': 'text/html', server: 'evil' });
+    res.end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const port = (server.address() as { port: number }).port;
+    const r = await run(['diagnose', `http://127.0.0.1:${port}/`, '--tries', '1']);
+    assert.match(r.stdout, /the page says/, r.stdout);
+    assert.doesNotMatch(r.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, JSON.stringify(r.stdout));
+    assert.match(r.stdout, /\\u001b\[2J/, 'shown as a visible escape');
+  } finally {
+    server.close();
+  }
+});
