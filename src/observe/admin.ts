@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { EgressRouter } from '../egress/egress-router.js';
 import type { GateStats } from '../http/connection-gate.js';
@@ -507,6 +507,44 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/**
+ * Why a request that a browser was made to send is refused, or undefined. The admin listener
+ * is bound to loopback, and a browser on the same machine reaches loopback too (finding,
+ * session 29: a page elsewhere could POST a drain cross-site, and a DNS-rebound name could
+ * read `/config`):
+ * - a request that changes state (not GET, HEAD or OPTIONS) whose `Origin` is not the
+ *   listener's own, or that the browser marks `Sec-Fetch-Site: cross-site`;
+ * - without `admin.token`, a `Host` that is not an IP address or `localhost` (with the token
+ *   a rebound page cannot send it, so names are allowed: an operator's own front may use one).
+ */
+function browserRefusal(req: IncomingMessage, token: boolean): string | undefined {
+  const host = req.headers.host;
+  if (!token && host !== undefined) {
+    const name = hostName(host);
+    if (isIP(name) === 0 && name.toLowerCase() !== 'localhost') return `Host ${JSON.stringify(host)} is not an address of this listener: without admin.token the admin API answers only to an IP address or localhost (a guard against DNS rebinding)`;
+  }
+  const method = req.method ?? 'GET';
+  if (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') return undefined;
+  if (req.headers['sec-fetch-site'] === 'cross-site') return 'a cross-site request from a browser may not change the gateway (Sec-Fetch-Site: cross-site)';
+  const origin = req.headers.origin;
+  if (origin === undefined) return undefined;
+  let from: string | undefined;
+  try {
+    from = new URL(origin).host;
+  } catch {
+    from = undefined;
+  }
+  if (from === undefined || from !== host) return `a request from ${JSON.stringify(origin)} may not change the gateway: only the admin listener's own pages (Origin http://${host ?? ''})`;
+  return undefined;
+}
+
+/** The host part of a Host value (brackets of an IPv6 literal taken off, the port dropped). */
+function hostName(host: string): string {
+  if (host.startsWith('[')) return host.slice(1, host.indexOf(']') < 0 ? undefined : host.indexOf(']'));
+  const colon = host.lastIndexOf(':');
+  return colon < 0 ? host : host.slice(0, colon);
+}
+
 /** Whether the request carries the bearer token (compared in constant time). */
 function authorized(req: IncomingMessage, want: Buffer): boolean {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
@@ -552,6 +590,8 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     const m = match(table, req.method ?? 'GET', url.pathname);
     if (m === undefined) return send({ status: 404, body: { error: `not found: ${url.pathname}; every route is listed in /openapi.json` } });
     if (m === 'method') return send({ status: 405, body: { error: `method ${req.method} not allowed on ${url.pathname}; see /openapi.json` } });
+    const refused = browserRefusal(req, want !== undefined);
+    if (refused !== undefined) return send({ status: 403, body: { error: refused } });
     if (want && !m.route.open && !authorized(req, want)) {
       res.setHeader('www-authenticate', 'Bearer realm="gatewise-admin"');
       return send({ status: 401, body: { error: 'this admin listener needs Authorization: Bearer TOKEN (admin.token)' } });

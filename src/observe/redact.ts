@@ -2,11 +2,14 @@
 export const REDACTED = '[redacted]';
 
 /** Keys whose string values are secrets: passwords, password hashes, tokens, keys, credentials. */
-const SECRET_KEY = /(password|passwd|secret|token|apikey|api_key|authorization|credential|privatekey)s?$|^(hash|key|cookie)$/i;
+const SECRET_KEY = /(password|passwd|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|authorization|credential)s?$|^(hash|key|cookie)$/i;
 
-/** `scheme://user:pass@host` → `scheme://[redacted]@host`, anywhere in a string. */
+/**
+ * `scheme://user:pass@host` → `scheme://[redacted]@host`, anywhere in a string. Up to the last
+ * `@` of the authority: a password may hold an `@` (finding, session 29: the part after it was shown).
+ */
 function stripUserinfo(s: string): string {
-  return s.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@]+@/gi, `$1${REDACTED}@`);
+  return s.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#]*@/gi, `$1${REDACTED}@`);
 }
 
 /**

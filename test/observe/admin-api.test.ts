@@ -6,6 +6,7 @@ import { accessLine } from '../../src/observe/access-log.js';
 import { ADMIN_ROUTES } from '../../src/observe/admin.js';
 import { LiveTraffic } from '../../src/observe/live.js';
 import { redactSecrets, REDACTED } from '../../src/observe/redact.js';
+import { seededRandom } from '../helpers/seeded.js';
 import { REFUSAL_REASONS, ERROR_TYPES } from '../../src/failure/types.js';
 import type { RequestRecord } from '../../src/record/index.js';
 import { ADMIN_TOKEN, FWD_PASSWORD, FWD_USER, PROXY_SECRET, eventually, startAdminStack } from '../helpers/admin-stack.js';
@@ -208,4 +209,19 @@ test('redaction: password hashes, tokens, Authorization and the credentials of p
   assert.equal(out.forward.egress.pools.p.proxies[1].weight, 2);
   assert.deepEqual(out.clusters.c, { hashOn: { header: 'x-user' }, endpoints: ['http://h:1'] });
   assert.equal(out.headers.authorization, REDACTED);
+});
+
+test('redaction: a password holding @ and the secret keys of DNS providers and header matches are hidden whole (seeded)', () => {
+  // Finding (adversarial review, session 29): `http://bob:pa@SECRET@h` showed `SECRET`, and
+  // secretAccessKey, api-key and a route's x-api-key match value were shown.
+  const rand = seededRandom();
+  for (let i = 0; i < 40; i++) {
+    const secret = `S${rand.int(1e9)}x`;
+    const extra = rand.pick(['@', '@@', '%40', ':']);
+    const scheme = rand.pick(['http', 'socks5', 'redis', 'https']);
+    const key = rand.pick(['secretAccessKey', 'api-key', 'x-api-key', 'apiKey', 'accessKey', 'private_key', 'clientSecret', 'AWS_SECRET_ACCESS_KEY']);
+    const out = JSON.stringify(redactSecrets({ url: `${scheme}://user:pa${extra}${secret}@127.0.0.1:9/p?q=1`, dns: { options: { [key]: secret } }, match: { headers: { [key]: secret } } }));
+    assert.ok(!out.includes(secret), `seed ${rand.seed}: ${out}`);
+    assert.ok(out.includes('127.0.0.1:9/p?q=1'), `the host and path stay: ${out}`);
+  }
 });

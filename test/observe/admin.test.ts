@@ -43,6 +43,31 @@ test('admin API: metrics, cluster status, drain and undrain', async () => {
     const unknown = await request(`${admin}/clusters/app/drain?endpoint=1.2.3.4:1`, { method: 'POST' });
     assert.equal(unknown.statusCode, 404);
     await unknown.body.text();
+    // What a browser is made to send (finding, session 29): a cross-site POST, and a page on a
+    // DNS-rebound name reading the config. Refused, and the endpoint stays in service.
+    const own = new URL(admin).host;
+    const browser: Array<[string, string, Record<string, string>]> = [
+      ['POST', `/clusters/app/drain?endpoint=${ep}`, { origin: 'https://evil.example', 'content-type': 'text/plain' }],
+      ['POST', `/clusters/app/drain?endpoint=${ep}`, { origin: 'null' }],
+      ['POST', `/clusters/app/drain?endpoint=${ep}`, { 'sec-fetch-site': 'cross-site' }],
+      ['POST', `/clusters/app/drain?endpoint=${ep}`, { origin: `http://${own}.evil.example` }],
+      ['GET', '/config', { host: `rebound.evil.example:${new URL(admin).port}` }],
+      ['POST', `/clusters/app/drain?endpoint=${ep}`, { host: 'rebound.evil.example', origin: 'http://rebound.evil.example' }],
+    ];
+    for (const [method, path, headers] of browser) {
+      const b = await request(`${admin}${path}`, { method: method as 'GET', headers });
+      assert.equal(b.statusCode, 403, `${method} ${path} ${JSON.stringify(headers)}`);
+      await b.body.text();
+    }
+    assert.equal((await request(`${gw}/ok`)).statusCode, 200, 'still in service');
+    // Its own pages (same origin) and programs (no Origin) may.
+    const same = await request(`${admin}/clusters/app/drain?endpoint=${ep}`, { method: 'POST', headers: { origin: `http://${own}` } });
+    assert.equal(same.statusCode, 200);
+    await same.body.text();
+    await (await request(`${admin}/clusters/app/undrain?endpoint=${ep}`, { method: 'POST', headers: { origin: `http://${own}`, 'sec-fetch-site': 'same-origin' } })).body.text();
+    const local = await request(`${admin}/clusters`, { headers: { host: `localhost:${new URL(admin).port}` } });
+    assert.equal(local.statusCode, 200);
+    await local.body.text();
   } finally {
     await rt.close();
     await lab.close();
