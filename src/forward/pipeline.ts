@@ -284,6 +284,7 @@ export class ForwardPipeline {
     if (req.session.finished) return;
     this.#hooks.onFailure?.(req, f);
     const fields = responder.refuse(f, wantsDebug(this.#ctx, req) ? debugRefusalValue(this.#ctx, req, f) : undefined);
-    req.session.finish(fieldsOf(fields, f.type, f.source, undefined, true, f.reason, f.phase));
+    // The detail says which rule, limit or malformed field (docs/access-log.md): the operator's, whatever the client was shown.
+    req.session.finish(fieldsOf(fields, f.type, f.source, undefined, true, f.reason, f.phase, f.detail));
   }
 }

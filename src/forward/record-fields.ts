@@ -9,6 +9,6 @@ export const NOT_CONNECTED = { connected: false, responseStarted: false, headers
  * object literal of a fixed shape: spreading the front's fields into a literal made V8
  * build it key by key on every tunnel.
  */
-export function fieldsOf(front: FinishFields, error: ProxyErrorType | null, endedBy: EndedBy, address: string | null | undefined, refused = false, reason?: string, phase?: Phase): FinishFields {
-  return { status: front.status, reply: front.reply, method: front.method, error, endedBy, address, refused, reason, phase };
+export function fieldsOf(front: FinishFields, error: ProxyErrorType | null, endedBy: EndedBy, address: string | null | undefined, refused = false, reason?: string, phase?: Phase, detail?: string): FinishFields {
+  return { status: front.status, reply: front.reply, method: front.method, error, endedBy, address, refused, reason, phase, detail };
 }

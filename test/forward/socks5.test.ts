@@ -107,6 +107,12 @@ describe('SOCKS5 CONNECT', () => {
       assert.equal(out[4], 5, what);
       assert.equal(out[5], code, `${what}: reply ${out[5]}`);
     }
+    // Each refusal's record says what was wrong (finding, session 29: every malformed request
+    // logged the same line with no detail).
+    await waitFor(() => accessLines(p.lines).filter((l) => l.protocol === 'socks5' && l.error !== undefined).length >= cases.length);
+    const refusals = accessLines(p.lines).filter((l) => l.protocol === 'socks5' && l.error !== undefined && l.error !== 'connection_refused' && l.error !== 'dns_error');
+    assert.ok(refusals.length >= 4, JSON.stringify(refusals));
+    for (const l of refusals) assert.match(String(l.detail ?? ''), /\S/, `no detail: ${JSON.stringify(l)}`);
   });
 
   it('answers 0x02 for destinations the rules deny (localhost under defaults), without connecting', async () => {

@@ -57,7 +57,7 @@ export abstract class SocksFront<R extends ForwardResponder> {
       if (err instanceof HandshakeEnded && err.reason === 'overflow') return this.pipeline.refuse(req, responder, handshakeFailure(err, what));
       const f = err instanceof HandshakeEnded ? handshakeFailure(err, what) : classify(err, { connected: false, responseStarted: false, headersReceived: false });
       socket.destroy();
-      session.finish({ error: f.type, reason: f.reason, phase: f.phase, refused: true, endedBy: err instanceof HandshakeEnded ? 'client' : f.source });
+      session.finish({ error: f.type, reason: f.reason, phase: f.phase, detail: f.detail, refused: true, endedBy: err instanceof HandshakeEnded ? 'client' : f.source });
     });
   }
 }
