@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { checkConfigText } from '../config/check.js';
@@ -93,6 +93,8 @@ export async function initCommand(argv: string[]): Promise<number> {
     const file = resolve(v.config);
     const usersFile = v.proxy ? (isAbsolute(v.users) || v.users.includes('/') ? resolve(v.users) : join(dirname(file), v.users)) : undefined;
     const listen = v.listen !== undefined ? hostPort(v.listen) : undefined;
+    // One file for two contents would keep only the second (finding, session 29: the config was lost).
+    if (usersFile === file) throw new UsageError(`--users and --config name the same file (${file}): the users file is a file of its own`);
     for (const f of [file, usersFile]) {
       if (f && existsSync(f) && !v.force) {
         process.stderr.write(`gatewise init: ${f} exists; --force overwrites it\n`);
@@ -116,12 +118,20 @@ export async function initCommand(argv: string[]): Promise<number> {
     // The same checks as \`gatewise check\`, short of the users file that is not written yet.
     const r = checkConfigText(text, v.config, { host: false });
     if (r.problems.length) throw optionsError(def, r.problems, parseYaml(text));
-    writeFileSync(file, text);
-    const wrote = [file];
-    if (usersFile) {
-      writeFileSync(usersFile, usersFileText('alice', await hashPassword(password)), { mode: 0o600 });
-      wrote.push(usersFile);
+    // Both files or neither: each is written beside itself first and renamed into place once
+    // both are written (finding, session 29: a users file that could not be written left a
+    // config pointing at it, and the retry was refused because the config existed).
+    const users = usersFile === undefined ? undefined : usersFileText('alice', await hashPassword(password));
+    const staged: Array<[string, string]> = [];
+    try {
+      staged.push(stage(file, text, 'config', '--config'));
+      if (usersFile !== undefined) staged.push(stage(usersFile, users!, 'users file', '--users', 0o600));
+    } catch (err) {
+      for (const [tmp] of staged) rmSync(tmp, { force: true });
+      throw err;
     }
+    for (const [tmp, to] of staged) renameSync(tmp, to);
+    const wrote = staged.map(([, to]) => to);
     process.stdout.write(`gatewise init: wrote ${wrote.join(' and ')}\n`);
     if (usersFile) process.stdout.write(`gatewise init: user alice, password ${password} (shown once; only its hash is stored)\n`);
     process.stdout.write(`next: gatewise check -c ${v.config} && gatewise run -c ${v.config}\n`);
@@ -131,4 +141,16 @@ export async function initCommand(argv: string[]): Promise<number> {
     if (code !== undefined) return code;
     throw err;
   }
+}
+
+/** Write `text` beside `file` (a temporary name in its directory); a failure names the flag and the file. */
+function stage(file: string, text: string, what: string, flag: string, mode?: number): [string, string] {
+  const tmp = `${file}.${process.pid}.init.tmp`;
+  try {
+    writeFileSync(tmp, text, mode === undefined ? undefined : { mode });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new UsageError(`${flag} ${file}: cannot write the ${what} there (${e.code ?? e.message})`);
+  }
+  return [tmp, file];
 }

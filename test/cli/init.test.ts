@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -129,4 +129,23 @@ test('init refuses a command line that says nothing to start from, and a bad --t
   const bad = await cli(['init', '--to', '127.0.0.1:3000', '-c', 'never.yaml']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--to 127\.0\.0\.1:3000: must be an http:\/\/ or https:\/\/ URL, e\.g\. http:\/\/127\.0\.0\.1:3000/);
+});
+
+test('init --proxy writes both files or neither: an unwritable --users or --config leaves nothing, names the flag, and a retry works; one file for both is refused', async () => {
+  // Findings (session 29): a users file that could not be written left a config pointing at it
+  // (the retry then refused: "exists"), and `--users` naming the config overwrote it, exit 0.
+  const cases: Array<[string[], RegExp]> = [
+    [['-c', 'half.yaml', '--users', join(dir, 'no-such-dir', 'u.yaml')], /--users .*no-such-dir.*cannot write the users file there \(ENOENT\)/],
+    [['-c', join(dir, 'no-such-dir', 'c.yaml'), '--users', 'half-users.yaml'], /--config .*no-such-dir.*cannot write the config there \(ENOENT\)/],
+    [['-c', 'same.yaml', '--users', 'same.yaml'], /--users and --config name the same file/],
+  ];
+  for (const [args, message] of cases) {
+    const before = readdirSync(dir).sort();
+    const r = await cli(['init', '--proxy', ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message, args.join(' '));
+    assert.deepEqual(readdirSync(dir).sort(), before, `${args.join(' ')} left files behind`);
+  }
+  const ok = await cli(['init', '--proxy', '-c', 'half.yaml', '--users', 'half-users.yaml']);
+  assert.equal(ok.code, 0, ok.stderr);
 });
