@@ -130,3 +130,26 @@ test('isLocalAddress: wildcards, localhost, 127/8 and the interfaces\' addresses
   assert.ok(!isLocalAddress('10.9.9.9', ['10.1.2.3']));
   assert.ok(isLocalAddress('::1'));
 });
+
+test('YAML trouble is a located problem: a key given twice is named, aliases expand up to the limit and an alias bomb is refused with its line (seeded counts)', () => {
+  // Findings (session 29): a duplicate key said only "(root): Map keys must be unique", and a DRY
+  // config of ~100 aliases escaped as a bare "Excessive alias count" with no file or line.
+  const seed = Number(process.env.GATEWISE_SEED ?? Date.now() % 2 ** 31);
+  let x = seed;
+  const rnd = (n: number): number => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) % n;
+  const dup = checkConfigText(`listeners:\n  - port: 8080\n    port: ${8081 + rnd(100)}\nclusters: {a: {endpoints: ["http://127.0.0.1:1"]}}\nroutes: [{cluster: a}]\n`, 'd.yaml', { host: false });
+  assert.equal(dup.problems.length, 1, JSON.stringify(dup.problems));
+  assert.match(dup.problems[0]!.message, /the key "port" appears twice/);
+  assert.equal(dup.problems[0]!.line, 3);
+  const n = 100 + rnd(200);
+  const clusters = Array.from({ length: n }, (_, i) => (i === 0 ? `  c0: {endpoints: ["http://127.0.0.1:1"], timeouts: &t {connect: 2s, response: 10s}}` : `  c${i}: {endpoints: ["http://127.0.0.1:1"], timeouts: *t}`)).join('\n');
+  const dry = checkConfigText(`clusters:\n${clusters}\nroutes: [{cluster: c0}]\nlisteners: [{port: 8080}]\n`, 'dry.yaml', { host: false });
+  assert.deepEqual(dry.problems, [], `${n} aliases (seed ${seed})`);
+  // A billion laughs: each level doubles the one before.
+  let bomb = 'a: &a0 ["x", "x"]\n';
+  for (let i = 1; i < 30; i++) bomb += `a${i}: &a${i} [*a${i - 1}, *a${i - 1}]\n`;
+  const b = checkConfigText(bomb, 'bomb.yaml', { host: false });
+  assert.equal(b.config, undefined);
+  assert.match(b.problems[0]!.message, /expands YAML aliases .* more than 1000 times/, JSON.stringify(b.problems));
+  assert.equal(b.problems[0]!.line, 1);
+});
