@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { dirname } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Document, LineCounter } from 'yaml';
 import { z } from 'zod';
 import { allowlistOverlaps, forwardCrossChecks, forwardUserSchema } from './forward.js';
@@ -158,6 +158,28 @@ function tlsFileProblem(read: () => unknown): string | undefined {
 }
 
 /** A directory a file will be written into must exist. */
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** The cache's directory: one that exists, or can be made (the nearest existing ancestor is a directory). */
+function cacheDirProblem(dir: string): string | undefined {
+  let at = resolve(dir);
+  for (;;) {
+    try {
+      return statSync(at).isDirectory() ? undefined : `cache directory ${dir}: ${at} is not a directory`;
+    } catch {
+      const up = dirname(at);
+      if (up === at) return undefined;
+      at = up;
+    }
+  }
+}
+
 function writeDirProblem(file: string, what: string): string | undefined {
   const dir = dirname(file);
   try {
@@ -270,7 +292,14 @@ function hostChecks(raw: Record<string, unknown>, opts: CheckOptions): { problem
   };
   listOf(raw.listeners).forEach((l, i) => tlsOf(l, ['listeners', i]));
   if (isObj(raw.forward)) listOf(raw.forward.listeners).forEach((l, i) => tlsOf(l, ['forward', 'listeners', i]));
-  if (isObj(raw.log) && typeof raw.log.file === 'string') push(problems, ['log', 'file'], writeDirProblem(raw.log.file, 'log file'));
+  // What `run` would open or create, looked at here so that `check` says it (finding, session 29:
+  // each passed check and failed run with a bare ENOTDIR, EISDIR or "Cannot find module").
+  if (isObj(raw.log) && typeof raw.log.file === 'string') push(problems, ['log', 'file'], isDirectory(raw.log.file) ? `log file ${raw.log.file} is a directory` : writeDirProblem(raw.log.file, 'log file'));
+  if (isObj(raw.cache) && typeof raw.cache.dir === 'string') push(problems, ['cache', 'dir'], cacheDirProblem(raw.cache.dir));
+  if (isObj(raw.tracing) && raw.tracing.enabled === true && typeof raw.tracing.setup === 'string') {
+    const setup = raw.tracing.setup;
+    if ((setup.startsWith('.') || isAbsolute(setup)) && !existsSync(resolve(setup))) push(problems, ['tracing', 'setup'], `tracing setup module ${setup} does not exist (${resolve(setup)})`);
+  }
   const fwd = isObj(raw.forward) ? raw.forward : undefined;
   if (fwd) {
     const auth = isObj(fwd.auth) ? fwd.auth : {};

@@ -153,3 +153,25 @@ test('YAML trouble is a located problem: a key given twice is named, aliases exp
   assert.match(b.problems[0]!.message, /expands YAML aliases .* more than 1000 times/, JSON.stringify(b.problems));
   assert.equal(b.problems[0]!.line, 1);
 });
+
+test('check looks at what run would open: a cache.dir under a file, a log.file that is a directory, a tracing.setup that does not exist', () => {
+  // Finding (session 29): each passed check, then run failed with a bare ENOTDIR, EISDIR or "Cannot find module".
+  const aFile = join(dir, 'a-file');
+  writeFileSync(aFile, 'x');
+  const text = [
+    'listeners: [{ port: 0 }]',
+    'clusters: { a: { endpoints: ["http://127.0.0.1:1"] } }',
+    'routes: [{ cluster: a, cache: {} }]',
+    `cache: { dir: ${join(aFile, 'sub')} }`,
+    `log: { file: ${dir} }`,
+    `tracing: { enabled: true, setup: ${join(dir, 'no-such-setup.mjs')} }`,
+  ].join('\n');
+  const r = checkConfigText(text, 'host.yaml');
+  const said = r.problems.map((p) => `${p.line} ${p.path}: ${p.message}`);
+  assert.ok(said.some((p) => /^4 cache\.dir: cache directory .*a-file\/sub: .*a-file is not a directory$/.test(p)), said.join('\n'));
+  assert.ok(said.some((p) => /^5 log\.file: log file .* is a directory$/.test(p)), said.join('\n'));
+  assert.ok(said.some((p) => /^6 tracing\.setup: tracing setup module .*no-such-setup\.mjs does not exist/.test(p)), said.join('\n'));
+  // A cache.dir that does not exist yet but can be made is fine.
+  const ok = checkConfigText(text.replace(join(aFile, 'sub'), join(dir, 'new', 'cache')).replace(`log: { file: ${dir} }`, '').replace(/tracing: .*/, ''), 'ok.yaml');
+  assert.deepEqual(ok.problems, []);
+});
