@@ -16,9 +16,11 @@ export async function labCommand(argv: string[]): Promise<number> {
     'max-requests'?: string;
     'close-header'?: boolean;
   };
-  const num = (v: string, flag: string): number => {
+  // Each flag's range here, so a bad value is a usage error naming its flag (exit 2), not the
+  // lab's own error after the parse (finding, session 29: "options.port should be >= 0 …", exit 1).
+  const num = (v: string, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} expects a whole number, got "${v}"`);
+    if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag} expects a whole number from ${min}${max === Number.MAX_SAFE_INTEGER ? '' : ` to ${max}`}, got "${v}"`);
     return n;
   };
   const range = (v: string): [number, number] => {
@@ -28,13 +30,13 @@ export async function labCommand(argv: string[]): Promise<number> {
   };
   const lab = await startLab({
     host: values.host,
-    port: num(values.port, '--port'),
+    port: num(values.port, '--port', 0, 65535),
     tls: !values['no-tls'],
-    capacity: num(values.capacity, '--capacity'),
+    capacity: num(values.capacity, '--capacity', 1),
     queue: num(values.queue, '--queue'),
     keepAliveTimeoutMs: num(values['keep-alive-timeout'], '--keep-alive-timeout'),
     idleCloseMs: values['idle-close'] === undefined ? undefined : range(values['idle-close']),
-    maxRequestsPerConnection: values['max-requests'] === undefined ? undefined : num(values['max-requests'], '--max-requests'),
+    maxRequestsPerConnection: values['max-requests'] === undefined ? undefined : num(values['max-requests'], '--max-requests', 1),
     closeHeaderOnLast: values['close-header'] === true,
   });
   releaseYoungGeneration(); // started (src/cli/young-generation.ts)

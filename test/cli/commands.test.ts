@@ -169,3 +169,20 @@ test('gatewise help COMMAND is the command\'s help; a missing value or a stray a
   assert.equal(stray.code, 2);
   assert.match(stray.stderr, /^gatewise check: unexpected argument 'gatewise\.yaml'/);
 });
+
+test('gatewise lab: a number flag out of its range is a usage error naming the flag (exit 2), before anything listens', async () => {
+  // Finding (session 29): `lab --port 70000` answered the lab's own error ("options.port should be …") with exit 1.
+  const cases: Array<[string[], RegExp]> = [
+    [['--port', '70000'], /--port expects a whole number from 0 to 65535, got "70000"/],
+    [['--port=-1'], /--port expects a whole number/],
+    [['--capacity', '0'], /--capacity expects a whole number from 1, got "0"/],
+    [['--max-requests', '0'], /--max-requests expects a whole number from 1, got "0"/],
+    [['--queue', '1.5'], /--queue expects a whole number from 0, got "1\.5"/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await run(['lab', ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message, args.join(' '));
+    assert.match(r.stderr, /usage: gatewise lab/);
+  }
+});
