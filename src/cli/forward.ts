@@ -75,7 +75,11 @@ export async function forwardConfigFromArgs(argv: string[]): Promise<ForwardConf
     };
   } else if (values.rotate) {
     throw new UsageError('--rotate needs --egress or --via');
+  } else if (values['session-ttl']) {
+    // A flag that would do nothing is said, not dropped (finding, session 29).
+    throw new UsageError('--session-ttl needs --egress or --via (sticky sessions are kept per pool)');
   }
+  if (values['no-auth'] && users.length > 0) throw new UsageError('--user and --no-auth together: with --no-auth nobody is asked for a password, so the users would not be used');
   const checked = forwardSchema.safeParse(input);
   // Problems are said as the flags that set them, never echoing a proxy URL's credentials.
   if (!checked.success) throw optionsError(command('forward'), checked.error.issues, input);

@@ -139,6 +139,9 @@ test('forward: config problems are said as --no-auth, --user, --egress, --via, -
     assert.ok(!err.message.includes('scrypt'), 'no password hash echoed');
     return true;
   });
+  // Flags that would do nothing are said, not dropped (finding, session 29).
+  await assert.rejects(forwardConfigFromArgs(['--no-auth', '--session-ttl', '5m']), /--session-ttl needs --egress or --via/);
+  await assert.rejects(forwardConfigFromArgs(['--no-auth', '--user', 'bob:pw']), /--user and --no-auth together/);
   // An address that is not this host's is refused at start, naming the flag (192.0.2.0/24 is TEST-NET-1).
   await assert.rejects(forwardConfigFromArgs(['--user', 'a:b', '--egress', '127.0.0.2,192.0.2.199']), /: --egress 192\.0\.2\.199: not an address of this host/);
   const foreign = await run(['forward', '--listen', '127.0.0.1:0', '--user', 'a:b', '--egress', '192.0.2.199']);
