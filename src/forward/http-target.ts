@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
-import { Failure } from '../failure/index.js';
+import type { Failure } from '../failure/index.js';
+import { customerFacingFailure } from '../tenants/index.js';
 
 export interface HttpTarget {
   scheme: 'http' | 'https';
@@ -16,8 +17,13 @@ export interface HttpTarget {
 
 const ABSOLUTE_RE = /^(https?):\/\/([^/?#]*)([^#]*)/i;
 
+/**
+ * A request target refused: its detail says what is wrong with the client's own input (no
+ * topology), so the client is shown it even where details are hidden (finding, session 29:
+ * an origin-form `GET /` got only "not valid HTTP", never "use http://host/path").
+ */
 function bad(detail: string): Failure {
-  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail });
+  return customerFacingFailure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail });
 }
 
 /**

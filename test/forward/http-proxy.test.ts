@@ -162,6 +162,8 @@ describe('HTTP proxy (absolute-form)', () => {
     const bad = await rawExchange(p.port, `GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
     assert.match(bad, /^HTTP\/1\.1 400/);
     assert.match(bad, /error=http_request_error/);
+    // What was wrong is the client's own input: said even where details are hidden (finding, session 29).
+    assert.match(bad, /use http:\/\/host\/path/);
     const loop = await rawExchange(p.port, `GET http://127.0.0.1:${origin.port}/ HTTP/1.1\r\nHost: x\r\nVia: 1.1 gatewise\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
     assert.match(loop, /^HTTP\/1\.1 502/);
     assert.match(loop, /error=proxy_loop_detected/);
