@@ -184,6 +184,8 @@ export function renderFailure(input: RenderInput): Rendered {
     'proxy-status': appendMember(input.priorProxyStatus, failureMember(f, input.proxyStatus)),
     [input.requestIdHeader ?? 'x-request-id']: input.requestId,
     'cache-control': 'no-store',
+    // The page quotes the request (its path, its host): a browser must not read a text page as HTML.
+    'x-content-type-options': 'nosniff',
   };
   if (f.retryAfter !== undefined) headers['retry-after'] = String(Math.max(0, Math.ceil(f.retryAfter)));
   const format = negotiate(input.accept);

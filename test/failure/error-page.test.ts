@@ -83,6 +83,13 @@ test('the text body carries the same path in one line', async () => {
   const text = await r.text();
   assert.equal(r.status, 502);
   assert.match(text, /^Path: You \(working\) -> edge-gw \(working\) -> Upstream 127\.0\.0\.1:\d+ \(FAILED: The upstream server refused the connection: nothing is listening there\.\)$/m);
+  // The page quotes the request: a browser must not sniff a text page into HTML (review, session 29).
+  assert.equal(r.headers.get('x-content-type-options'), 'nosniff');
+  for (const accept of ['text/html', 'application/json']) {
+    const other = await fetch(`${gw.url}/x`, { headers: { accept } });
+    await other.text();
+    assert.equal(other.headers.get('x-content-type-options'), 'nosniff', accept);
+  }
 });
 
 const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
