@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import { request } from 'undici';
 import type { CacheEntry } from '../../src/cache/index.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { cacheKey } from '../../src/cache/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
 /**
@@ -94,7 +95,7 @@ async function get(path: string, headers: Record<string, string> = {}): Promise<
   }
 }
 
-const stored = (path: string): readonly CacheEntry[] | undefined => gw.gw.ctx.cache!.store.get(`127.0.0.1${path}`);
+const stored = (path: string): readonly CacheEntry[] | undefined => gw.gw.ctx.cache!.store.get(cacheKey(`127.0.0.1${path}`, 'route-0'));
 
 test('no gateway-made answer, upstream 5xx or 206 is ever stored, and none replaces a stored response (seeded over statuses × Cache-Control × faults)', { timeout: 120_000 }, async () => {
   const rand = seededRandom();

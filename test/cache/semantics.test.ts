@@ -2,6 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { request } from 'undici';
+import { cacheKey } from '../../src/cache/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
 /**
@@ -63,7 +64,7 @@ before(async () => {
     const holdWaiters = Number(q.get('holdwaiters') ?? 0);
     const holdCount = Number(q.get('holdcount') ?? 0);
     if (holdWaiters > 0 || holdCount > 0) {
-      const key = `127.0.0.1${req.url}`;
+      const key = cacheKey(`127.0.0.1${req.url}`, req.url!.startsWith('/short') ? 'short-collapse' : 'cached');
       const until = Date.now() + 30_000;
       const poll = (): void => {
         if (Date.now() > until || (holdWaiters > 0 && gw.gw.ctx.cache!.collapser.waiting(key) >= holdWaiters) || (holdCount > 0 && count(u.pathname) >= holdCount)) answer();
@@ -210,8 +211,8 @@ describe('invalidation and errors', () => {
     } finally {
       forceStatus = undefined;
     }
-    // The key is the host (without port) and the path with its query.
-    const entries = gw.gw.ctx.cache!.store.get('127.0.0.1/five?cc=max-age=0');
+    // The key is the target (the host without port, the path with its query), then the route.
+    const entries = gw.gw.ctx.cache!.store.get(cacheKey('127.0.0.1/five?cc=max-age=0', 'cached'));
     assert.equal(entries?.length, 1);
     assert.equal(entries[0]!.status, 200);
     assert.equal(entries[0]!.body.toString(), good.body);
@@ -371,7 +372,7 @@ describe('a 304 that names no stored response the cache nominated (RFC 9111 §4.
     const b = await get(path, { headers: { 'accept-language': 'b' } });
     assert.equal(a.status, 200);
     assert.equal(b.status, 200);
-    const stored = gw.gw.ctx.cache!.store.get(`127.0.0.1${path}`)!.map((e) => e.headers.join('|'));
+    const stored = gw.gw.ctx.cache!.store.get(cacheKey(`127.0.0.1${path}`, 'cached'))!.map((e) => e.headers.join('|'));
     const c = await get(path, { headers: { 'accept-language': 'c' } });
     const sent = seen.get('/varyamb')!;
     assert.equal(sent[2]!['if-none-match'], '"lang-b", "lang-a"', 'both stored tags were nominated');
@@ -380,7 +381,7 @@ describe('a 304 that names no stored response the cache nominated (RFC 9111 §4.
     assert.equal(sent.length, 4, 'sent again');
     assert.equal(sent[3]!['if-none-match'], undefined, 'the second time without the stored tags');
     assert.match(c.cs, /fwd=vary-miss; fwd-status=200; stored$/);
-    assert.deepEqual(gw.gw.ctx.cache!.store.get(`127.0.0.1${path}`)!.slice(1).map((e) => e.headers.join('|')), stored, 'the stored variants were not updated');
+    assert.deepEqual(gw.gw.ctx.cache!.store.get(cacheKey(`127.0.0.1${path}`, 'cached'))!.slice(1).map((e) => e.headers.join('|')), stored, 'the stored variants were not updated');
     // A client that asked a condition of its own: the second time its condition goes upstream, and the 304 is its answer.
     const e = await get(path, { headers: { 'accept-language': 'e', 'if-none-match': '"lang-a"' } });
     assert.equal(e.status, 304, e.cs);

@@ -23,9 +23,10 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
  * Cache-Status `fwd=stale` naming the failure and Proxy-Status naming it too; the access log
  * and the metrics count the request as recovered from cache.
  *
- * One key per fault: `/k/<fault>`. Two routes share each key (the cache is keyed by host and
- * path, not by route): `x-phase: good` goes to the lab's /ok, `x-phase: fault` to the fault,
- * through a cluster of its own (so one fault's passive health never turns into another's).
+ * One key per fault: `/k/<fault>`, on one route per fault (a cache key ends with its route).
+ * The route first goes to the lab's /ok and stores the good copy; the gateway is then
+ * reloaded (the store kept) with that route going to the fault, through a cluster of its own
+ * (so one fault's passive health never turns into another's): the upstream went bad.
  *
  * `tls_alert_received` comes from a TLS 1.2 peer that demands a client certificate the
  * gateway does not have (it answers the handshake with an alert). `destination_ip_unroutable`
@@ -118,23 +119,25 @@ before(async () => {
   filler = backlog.filler;
   const cache = { serveStaleOn: LISTED, maxStale: '1m' };
   const clusters: Record<string, unknown> = { good: { endpoints: [lab.url] } };
-  const routes: unknown[] = [];
   for (const c of CASES) {
     const cluster = c.fault === 'tls_alert_received' ? { tls: { ca: caFile } } : c.cluster;
     clusters[`c-${c.fault}`] = { endpoints: [c.endpoint(lab, backlog.port)], ...NO_WAIT, ...cluster };
-    routes.push(
-      { name: `good-${c.fault}`, match: { pathPrefix: `/k/${c.fault}`, headers: { 'x-phase': 'good' } }, cluster: 'good', rewritePrefix: '/ok', cache, retry: { tries: 1 } },
-      { name: `fault-${c.fault}`, match: { pathPrefix: `/k/${c.fault}`, headers: { 'x-phase': 'fault' } }, cluster: `c-${c.fault}`, rewritePrefix: c.upstreamPath, cache, retry: { tries: 1 } },
-    );
   }
-  // Holds the limited cluster's one slot until the test lets it go.
-  routes.push({ name: 'hold', match: { pathPrefix: '/hold' }, cluster: 'c-connection_limit_reached', rewritePrefix: '/slow' });
-  gw = await startTestGateway({
-    dns: { servers: [`127.0.0.1:${dns.port}`], timeout: '300ms', tries: 1 },
-    clusters: clusters as ConfigInput['clusters'],
-    routes: routes as ConfigInput['routes'],
-  });
+  inputFor = (faulty: string | undefined) => {
+    const routes: unknown[] = CASES.map((c) =>
+      c.fault === faulty
+        ? { name: `fault-${c.fault}`, match: { pathPrefix: `/k/${c.fault}` }, cluster: `c-${c.fault}`, rewritePrefix: c.upstreamPath, cache, retry: { tries: 1 } }
+        : { name: `fault-${c.fault}`, match: { pathPrefix: `/k/${c.fault}` }, cluster: 'good', rewritePrefix: '/ok', cache, retry: { tries: 1 } },
+    );
+    // Holds the limited cluster's one slot until the test lets it go.
+    routes.push({ name: 'hold', match: { pathPrefix: '/hold' }, cluster: 'c-connection_limit_reached', rewritePrefix: '/slow' });
+    return { dns: { servers: [`127.0.0.1:${dns.port}`], timeout: '300ms', tries: 1 }, clusters: clusters as ConfigInput['clusters'], routes: routes as ConfigInput['routes'] };
+  };
+  gw = await startTestGateway(inputFor(undefined));
 });
+
+/** The gateway's input with the route of `faulty` going to its fault (every other route to the lab's /ok). */
+let inputFor: (faulty: string | undefined) => Parameters<typeof startTestGateway>[0];
 
 after(async () => {
   filler?.destroy();
@@ -147,8 +150,8 @@ after(async () => {
   if (unroutableMissing === undefined) unroutableRoute('del');
 });
 
-async function get(path: string, phase: 'good' | 'fault'): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
-  const r = await request(`${gw.url.replace(/\/$/, '')}${path}`, { headers: { 'x-phase': phase } });
+async function get(path: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  const r = await request(`${gw.url.replace(/\/$/, '')}${path}`);
   return { status: r.statusCode, headers: r.headers, body: await r.body.text() };
 }
 
@@ -167,9 +170,11 @@ describe('a stale copy answers for every serveStaleOn failure, and says why', ()
         return;
       }
       const path = `/k/${fault}`;
-      const good = await get(path, 'good');
+      const good = await get(path);
       assert.equal(good.status, 200);
       assert.match(String(good.headers['cache-status']), /fwd=uri-miss; fwd-status=200; stored/);
+      // The upstream goes bad: the route now reaches the fault (the store is kept across the reload).
+      await gw.reload(inputFor(fault));
       if (fault === 'destination_unavailable') gw.gw.ctx.clusters.get(`c-${fault}`)!.setDraining(lab.url, true);
       let hold: { done: Promise<unknown>; stop: AbortController } | undefined;
       if (fault === 'connection_limit_reached') {
@@ -185,7 +190,7 @@ describe('a stale copy answers for every serveStaleOn failure, and says why', ()
       }
       let r: Awaited<ReturnType<typeof get>>;
       try {
-        r = await get(path, 'fault');
+        r = await get(path);
       } finally {
         hold?.stop.abort();
         await hold?.done;
@@ -224,17 +229,16 @@ test('the cases are every value serveStaleOn accepts, the issue\'s list among th
 });
 
 test('a failure not listed in serveStaleOn, on a response without stale-if-error, is answered as the failure', async () => {
-  const g = await startTestGateway({
-    clusters: { good: { endpoints: [lab.url] }, refused: { endpoints: [`http://127.0.0.1:${lab.refusedPort}`], waitForEndpoint: { timeout: '0s' } } },
-    routes: [
-      { match: { pathPrefix: '/x', headers: { 'x-phase': 'good' } }, cluster: 'good', rewritePrefix: '/ok', cache: { serveStaleOn: ['503'] } },
-      { match: { pathPrefix: '/x', headers: { 'x-phase': 'fault' } }, cluster: 'refused', rewritePrefix: '/ok', cache: { serveStaleOn: ['503'] }, retry: { tries: 1 } },
-    ],
-  });
+  const clusters = { good: { endpoints: [lab.url] }, refused: { endpoints: [`http://127.0.0.1:${lab.refusedPort}`], waitForEndpoint: { timeout: '0s' } } };
+  const routeTo = (cluster: string) => [{ name: 'x', match: { pathPrefix: '/x' }, cluster, rewritePrefix: '/ok', cache: { serveStaleOn: ['503' as const] }, retry: { tries: 1 } }];
+  const g = await startTestGateway({ clusters, routes: routeTo('good') });
   try {
     const base = g.url.replace(/\/$/, '');
-    assert.equal((await request(`${base}/x`, { headers: { 'x-phase': 'good' } })).statusCode, 200);
-    const r = await request(`${base}/x`, { headers: { 'x-phase': 'fault' } });
+    const first = await request(`${base}/x`);
+    await first.body.text();
+    assert.equal(first.statusCode, 200);
+    await g.reload({ clusters, routes: routeTo('refused') });
+    const r = await request(`${base}/x`);
     await r.body.text();
     assert.equal(r.statusCode, 502);
     assert.match(String(r.headers['proxy-status']), /error=connection_refused/);

@@ -30,12 +30,15 @@ export interface TestGateway {
   logFor(requestId: string, timeoutMs?: number): Promise<LogLine>;
   /** Value of gatewise_requests_total for the given labels (summed over the others). */
   requestsCounted(labels: Record<string, string>): Promise<number>;
+  /** Reload the gateway with another input (the same test front, upstream client and listeners). */
+  reload(input: Omit<ConfigInput, 'listeners'> & { listeners?: ConfigInput['listeners'] }): Promise<void>;
   close(): Promise<void>;
 }
 
 /** A gateway on an ephemeral port with its access log captured in memory (HTTP/1.1 clusters on GATEWISE_TEST_UPSTREAM_CLIENT's client when set). */
 export async function startTestGateway(input: Omit<ConfigInput, 'listeners'> & { listeners?: ConfigInput['listeners'] }): Promise<TestGateway> {
-  const config = validateConfig(withTestFront(withTestUpstreamClient({ listeners: [{ address: '127.0.0.1', port: 0 }], ...input })));
+  const configOf = (i: typeof input) => validateConfig(withTestFront(withTestUpstreamClient({ listeners: [{ address: '127.0.0.1', port: 0 }], ...i })));
+  const config = configOf(input);
   const logs: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -70,6 +73,9 @@ export async function startTestGateway(input: Omit<ConfigInput, 'listeners'> & {
         if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) n += v.value;
       }
       return n;
+    },
+    async reload(next) {
+      await gw.reload(configOf(next));
     },
     async close() {
       await gw.close(1000);
