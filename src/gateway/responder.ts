@@ -11,8 +11,7 @@ export interface FailureAnswer {
   readonly requestId: string;
   readonly accept: string | undefined;
   readonly clientAddress: string | undefined;
-  /** The upstream tries so far (shown in problem+json). */
-  /** The tries so far (their endpoints, phases and outcomes go into the problem+json body). */
+  /** The upstream tries so far (their endpoints, phases and outcomes go into the problem+json body). */
   readonly attempts?: readonly AttemptRecord[];
   /** A HEAD request: headers without a body. */
   readonly head?: boolean;
