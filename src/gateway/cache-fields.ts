@@ -1,4 +1,5 @@
 import { HOP_BY_HOP, connectionListed, fieldText, type RawField } from '../http/headers.js';
+import { gatewayWrites } from './request-headers.js';
 
 /** Response header helpers of the cache phase and its background revalidation. */
 
@@ -48,9 +49,6 @@ export function varyOf(pairs: readonly string[]): string[] {
  */
 export function variesOnGatewayField(vary: string | undefined, requestIdHeader: string): boolean {
   if (vary === undefined) return false;
-  for (const f of vary.split(',')) {
-    const n = f.trim().toLowerCase();
-    if (n === 'via' || n === 'forwarded' || n === 'x-real-ip' || n === requestIdHeader || n.startsWith('x-forwarded-')) return true;
-  }
+  for (const f of vary.split(',')) if (gatewayWrites(f.trim().toLowerCase(), requestIdHeader)) return true;
   return false;
 }

@@ -55,6 +55,15 @@ function forwardingClaim(lower: string): boolean {
   return lower.charCodeAt(0) === 120 /* x */ && (lower.startsWith('x-forwarded-') || lower === 'x-real-ip');
 }
 
+/**
+ * Whether the value of this request field upstream is the gateway's, not the client's: it
+ * writes Via, Forwarded, X-Forwarded-For/-Proto/-Host and the request id, and drops the other
+ * forwarding fields from untrusted clients (lower-case name).
+ */
+export function gatewayWrites(lower: string, idHeader: string): boolean {
+  return lower === 'via' || lower === 'forwarded' || lower === idHeader || forwardingClaim(lower);
+}
+
 function quoteForwarded(addr: string): string {
   return addr.includes(':') ? `"[${addr}]"` : addr;
 }
