@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
 import { ChunkedDecoder, HEAD_DONE, NEED_MORE, RequestHeadParser, headersObject, type ParsedHead } from '../http/request-head.js';
+import { MAX_PIPELINED_RUNNING, MAX_PIPELINED_WAITING } from '../http/pipelining.js';
 import { BAD_VALUE_RE, TOKEN_RE, nameIs } from '../http/token.js';
 import { CLOSE_LINGER_MS, DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
 
@@ -501,6 +502,13 @@ interface FrontSettings {
   keepAliveTimeout: number;
 }
 
+/**
+ * The most requests of one connection read and not yet answered: the net front stops parsing
+ * (and reading) there and goes on when half of them are answered, as the node front's
+ * connection order holds its reading (http/pipelining.ts, http/read-hold.ts).
+ */
+const MAX_QUEUED = MAX_PIPELINED_RUNNING + MAX_PIPELINED_WAITING;
+
 const T_NONE = 0;
 const T_HEAD = 1;
 const T_IDLE = 2;
@@ -527,6 +535,8 @@ export class NetConnection extends DeadlineEntry {
   #chunks: ChunkedDecoder | undefined;
   /** Paused for a body the consumer does not take yet. */
   #paused = false;
+  /** Not parsing (nor reading) on: MAX_QUEUED requests are not answered yet. */
+  #full = false;
   /** No more requests are read (an error, an upgrade, a closed socket). */
   #stopped = false;
   /** The last request of the connection was read (Connection: close, HTTP/1.0): bytes after it are not parsed. */
@@ -641,6 +651,13 @@ export class NetConnection extends DeadlineEntry {
       if (this.#last) {
         // Bytes after a message that ends the connection are not a request (Node: HPE_CLOSED_CONNECTION, ignored).
         this.#buf = undefined;
+        return;
+      }
+      if (this.#queue.length >= MAX_QUEUED) {
+        if (!this.#full) {
+          this.#full = true;
+          this.socket.pause();
+        }
         return;
       }
       const p = this.#parser;
@@ -850,6 +867,11 @@ export class NetConnection extends DeadlineEntry {
     // A body nobody read is read and dropped so the next request can be parsed (Node's dump).
     if (!req.complete && !res.close) req.resume();
     res.finished();
+    const parseOn = this.#full && q.length <= MAX_QUEUED / 2 && !res.close;
+    if (parseOn) {
+      this.#full = false;
+      if (!this.#paused) this.socket.resume();
+    }
     if (res.close) {
       this.#stopped = true;
       this.socket.end();
@@ -861,6 +883,8 @@ export class NetConnection extends DeadlineEntry {
     const next = q[0];
     if (next !== undefined) {
       next.attach();
+      // The requests read while it was full: parsed now (a body being read goes on as its reader asks).
+      if (parseOn && this.#body === undefined && q[0] === next) this.#run();
       return;
     }
     if (this.#owed !== undefined) {

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
-import { MAX_PIPELINED_RUNNING } from './pipelining.js';
+import { MAX_PIPELINED_RUNNING, MAX_PIPELINED_WAITING } from './pipelining.js';
 import { SAFE_METHODS } from './methods.js';
+import { holdReading, releaseReading } from './read-hold.js';
 
 /**
  * The order of pipelined requests on one client connection, for both faces (the reverse
@@ -10,7 +11,8 @@ import { SAFE_METHODS } from './methods.js';
  * processing of pipelined requests only when all of them are safe: an unsafe request
  * (POST, PUT, DELETE, PATCH...) starts only when no earlier request of the connection is in
  * flight, and nothing starts while an unsafe one is (as nginx and Squid serialise); safe ones
- * run at most MAX_PIPELINED_RUNNING at once (http/pipelining.ts).
+ * run at most MAX_PIPELINED_RUNNING at once (http/pipelining.ts). When MAX_PIPELINED_WAITING
+ * requests wait, the connection is not read until half of them have started (http/read-hold.ts).
  *
  * One small object per connection, kept on the socket under a symbol (not in a WeakMap).
  */
@@ -39,10 +41,13 @@ interface Line {
   closing: boolean;
   /** Waiting requests are being started (`startWaiting` is on the stack): a nested call leaves it to that loop. */
   starting: boolean;
+  /** The connection is not read: too many requests wait (http/read-hold.ts). */
+  held: boolean;
+  readonly socket: Socket;
 }
 
-function newLine(): Line {
-  return { active: [], unsafe: 0, waiting: [], closing: false, starting: false };
+function newLine(socket: Socket): Line {
+  return { active: [], unsafe: 0, waiting: [], closing: false, starting: false, held: false, socket };
 }
 
 const kLine = Symbol('gatewise.connection-order');
@@ -61,7 +66,7 @@ export function offer(socket: Socket, r: Ordered): boolean {
   const s = socket as OrderedSocket;
   let line = s[kLine];
   if (line === undefined) {
-    line = s[kLine] = newLine();
+    line = s[kLine] = newLine(socket);
     socket.once('close', onLineClose);
   }
   if (line.closing) {
@@ -69,7 +74,9 @@ export function offer(socket: Socket, r: Ordered): boolean {
     return false;
   }
   if (line.waiting.length > 0 || !mayStart(line, r)) {
-    line.waiting.push(r);
+    // Asked again at each request over the bound: node:http may have read on after a hold
+    // (its own resume on 'drain' restarts the reads), and a second hold stops it again.
+    if (line.waiting.push(r) >= MAX_PIPELINED_WAITING) line.held = holdReading(socket) || line.held;
     return false;
   }
   line.active.push(r);
@@ -111,6 +118,15 @@ function startWaiting(line: Line): void {
   } finally {
     line.starting = false;
   }
+  mayRead(line);
+}
+
+/** Read the connection again once half of the waiting requests have started or gone. */
+function mayRead(line: Line): void {
+  if (line.held && line.waiting.length <= MAX_PIPELINED_WAITING / 2) {
+    line.held = false;
+    releaseReading(line.socket);
+  }
 }
 
 /** A queued request that will never start (its response closed first): forget it. */
@@ -119,6 +135,7 @@ export function withdrawn(socket: Socket, r: Ordered): void {
   if (line === undefined) return;
   const i = line.waiting.indexOf(r);
   if (i >= 0) line.waiting.splice(i, 1);
+  mayRead(line);
 }
 
 /** The connection closed: what waits will never start, what runs has no one to answer. A module function: no closure per connection. */
@@ -137,7 +154,7 @@ function onLineClose(this: Socket): void {
  */
 export function closeAfter(socket: Socket): void {
   const s = socket as OrderedSocket;
-  const line = (s[kLine] ??= newLine());
+  const line = (s[kLine] ??= newLine(socket));
   if (line.closing) return;
   line.closing = true;
   const waiting = line.waiting;

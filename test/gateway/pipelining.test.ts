@@ -2,11 +2,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import diagnostics_channel from 'node:diagnostics_channel';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { RawConn } from '../helpers/raw-conn.js';
 import { seededRandom, seededRun, withSeed } from '../helpers/seeded.js';
-import { MAX_PIPELINED_RUNNING } from '../../src/http/pipelining.js';
+import { MAX_PIPELINED_RUNNING, MAX_PIPELINED_WAITING } from '../../src/http/pipelining.js';
 
 /**
  * Issue 14, finding 10: pipelined non-idempotent requests ran in parallel. Node's server
@@ -193,6 +193,100 @@ describe('pipelined requests run at most MAX_PIPELINED_RUNNING at once', () => {
           }
         });
       } finally {
+        await g.close();
+        origin.closeAllConnections();
+        await new Promise<void>((r) => origin.close(() => r()));
+      }
+    });
+  }
+});
+
+/**
+ * The requests a connection pipelines ahead of their turn are bounded (found in session 30: a
+ * client that pipelined 940 KB of small GETs and never read its answers had all 20,000 of them
+ * parsed and waiting, ~60 MB of heap for one connection). Both fronts, a seeded family of
+ * request sizes (an X-Pad field of 0–1,500 bytes), method mixes (GET, HEAD, OPTIONS, and
+ * POSTs with a body, which run alone) and flood lengths (at least 600 KiB, in one write): the
+ * origin holds what reaches it; once it holds what may run, and a request on another
+ * connection has been answered, the gateway must have read at most the bound's requests and
+ * three reads of the socket (64 KiB each) of the flood. Then the origin answers everything and
+ * every request of the flood is answered, in order: reading goes on as answers go out.
+ */
+describe('the pipelined requests read ahead of their turn are bounded', () => {
+  for (const front of ['node', 'net'] as const) {
+    test(`front: ${front}`, { timeout: 120_000 }, async () => {
+      const held: ServerResponse[] = [];
+      let releasing = false;
+      let want = 0;
+      let waiter: (() => void) | undefined;
+      const origin = createServer((req, res) => {
+        req.resume();
+        const n = req.url!.slice(1);
+        if (releasing || n === 'fresh') {
+          res.writeHead(200, { 'x-n': n, 'content-length': '2' });
+          res.end('ok');
+          return;
+        }
+        (res as ServerResponse & { n?: string }).n = n;
+        held.push(res);
+        if (held.length >= want) waiter?.();
+      });
+      await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+      const g = await startTestGateway({
+        listeners: [{ address: '127.0.0.1', port: 0, front }],
+        clusters: { up: { endpoints: [`http://127.0.0.1:${(origin.address() as AddressInfo).port}`], outlierDetection: { enabled: false } } },
+        routes: [{ cluster: 'up', retry: { tries: 1 } }],
+      });
+      let accepted: Socket | undefined;
+      const onAccept = (m: unknown): void => {
+        const s = (m as { socket: Socket }).socket;
+        if (s.localPort === g.port) accepted ??= s; // the flood's connection, not the other one
+      };
+      diagnostics_channel.subscribe('net.server.socket', onAccept);
+      try {
+        await seededRun(`pipelined read-ahead bound, front ${front}`, async (rand) => {
+          for (let k = 0; k < 3; k++) {
+            held.length = 0;
+            releasing = false;
+            accepted = undefined;
+            const pad = 'p'.repeat(Math.floor(rand() * 1500));
+            const unsafeShare = rand() < 0.5 ? 0 : rand() * 0.3;
+            const request = (i: number, method: string, last: boolean): string =>
+              `${method} /${i} HTTP/1.1\r\nHost: gw.test\r\nX-Pad: ${pad}\r\n${last ? 'Connection: close\r\n' : ''}` + (method === 'POST' ? 'Content-Length: 2\r\n\r\nhi' : '\r\n');
+            const per = request(0, 'GET', false).length;
+            const n = Math.ceil((600 * 1024) / per) + Math.floor(rand() * 2000);
+            const methods = Array.from({ length: n }, () => (rand() < unsafeShare ? 'POST' : rand() < 0.7 ? 'GET' : rand() < 0.5 ? 'HEAD' : 'OPTIONS'));
+            const firstUnsafe = methods.indexOf('POST');
+            want = firstUnsafe === 0 ? 1 : Math.min(MAX_PIPELINED_RUNNING, firstUnsafe < 0 ? n : firstUnsafe);
+            const bytes = Buffer.from(methods.map((m, i) => request(i, m, i === n - 1)).join(''), 'latin1');
+            const where = `${n} pipelined of ~${per} bytes (${bytes.length} in all), ${Math.round(unsafeShare * 100)} % POSTs, round ${k}`;
+            const reached = new Promise<void>((resolve) => (waiter = resolve));
+            const conn = new RawConn(g.port);
+            void conn.write(bytes).catch(() => {});
+            await reached;
+            // Another connection's request, answered: the gateway has had its turns to read on.
+            const other = new RawConn(g.port);
+            await other.write('GET /fresh HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n');
+            assert.match(await other.closed(10_000), /^HTTP\/1\.1 200 /, where);
+            other.destroy();
+            const read = accepted === undefined ? -1 : (accepted as Socket).bytesRead;
+            const bound = 3 * 64 * 1024 + (MAX_PIPELINED_RUNNING + MAX_PIPELINED_WAITING + 1) * (per + 20);
+            assert.ok(read > 0 && read <= bound, `the gateway read ${read} bytes of the flood, more than ${bound}: ${where}`);
+            assert.equal(held.length, want, `the origin holds what may run: ${where}`);
+            releasing = true;
+            for (const res of held.splice(0)) {
+              res.writeHead(200, { 'x-n': (res as ServerResponse & { n?: string }).n!, 'content-length': '2' });
+              res.end('ok');
+            }
+            const text = await conn.closed(60_000);
+            conn.destroy();
+            const order = [...text.matchAll(/x-n: (\d+)/gi)].map((m) => Number(m[1]));
+            assert.equal(order.length, n, `every request answered: ${where}`);
+            assert.deepEqual(order, Array.from({ length: n }, (_, i) => i), `in order: ${where}`);
+          }
+        });
+      } finally {
+        diagnostics_channel.unsubscribe('net.server.socket', onAccept);
         await g.close();
         origin.closeAllConnections();
         await new Promise<void>((r) => origin.close(() => r()));
