@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import diagnostics_channel from 'node:diagnostics_channel';
 import type { AddressInfo, Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { certDir } from '../helpers/tls-certs.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { RawConn } from '../helpers/raw-conn.js';
 import { seededRandom, seededRun, withSeed } from '../helpers/seeded.js';
@@ -213,8 +215,8 @@ describe('pipelined requests run at most MAX_PIPELINED_RUNNING at once', () => {
  * every request of the flood is answered, in order: reading goes on as answers go out.
  */
 describe('the pipelined requests read ahead of their turn are bounded', () => {
-  for (const front of ['node', 'net'] as const) {
-    test(`front: ${front}`, { timeout: 120_000 }, async () => {
+  for (const kind of ['node', 'net', 'tls'] as const) {
+    test(kind === 'tls' ? 'a TLS listener (node front)' : `front: ${kind}`, { timeout: 120_000 }, async () => {
       const held: ServerResponse[] = [];
       let releasing = false;
       let want = 0;
@@ -232,8 +234,11 @@ describe('the pipelined requests read ahead of their turn are bounded', () => {
         if (held.length >= want) waiter?.();
       });
       await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+      const certs = kind === 'tls' ? certDir('gatewise-pipelining-') : undefined;
+      const ca = certs?.ca('Pipelining Test CA');
+      const cert = ca?.issue('gw.test', { dns: ['gw.test'], ip: ['127.0.0.1'] });
       const g = await startTestGateway({
-        listeners: [{ address: '127.0.0.1', port: 0, front }],
+        listeners: [kind === 'tls' ? { address: '127.0.0.1', port: 0, tls: { certificates: [{ cert: cert!.certFile, key: cert!.keyFile }] } } : { address: '127.0.0.1', port: 0, front: kind }],
         clusters: { up: { endpoints: [`http://127.0.0.1:${(origin.address() as AddressInfo).port}`], outlierDetection: { enabled: false } } },
         routes: [{ cluster: 'up', retry: { tries: 1 } }],
       });
@@ -244,7 +249,29 @@ describe('the pipelined requests read ahead of their turn are bounded', () => {
       };
       diagnostics_channel.subscribe('net.server.socket', onAccept);
       try {
-        await seededRun(`pipelined read-ahead bound, front ${front}`, async (rand) => {
+        /** A client connection of this listener's kind: bytes in, everything read until the gateway closes. */
+        const open = (): { write(b: Buffer | string): void; closed(ms: number): Promise<string>; destroy(): void } => {
+          if (kind !== 'tls') {
+            const c = new RawConn(g.port);
+            return { write: (b) => void c.write(b).catch(() => {}), closed: (ms) => c.closed(ms), destroy: () => c.destroy() };
+          }
+          const t = tlsConnect({ host: '127.0.0.1', port: g.port, ca: ca!.cert, servername: 'gw.test' });
+          const chunks: Buffer[] = [];
+          t.on('data', (d: Buffer) => chunks.push(d));
+          t.on('error', () => {});
+          const ended = new Promise<void>((resolve) => t.once('close', () => resolve()));
+          return {
+            write: (b) => void t.write(b),
+            closed: async (ms) => {
+              let timer: NodeJS.Timeout | undefined;
+              await Promise.race([ended, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`not closed in ${ms} ms`)), ms)))]);
+              clearTimeout(timer);
+              return Buffer.concat(chunks).toString('latin1');
+            },
+            destroy: () => t.destroy(),
+          };
+        };
+        await seededRun(`pipelined read-ahead bound, ${kind}`, async (rand) => {
           for (let k = 0; k < 3; k++) {
             held.length = 0;
             releasing = false;
@@ -261,12 +288,12 @@ describe('the pipelined requests read ahead of their turn are bounded', () => {
             const bytes = Buffer.from(methods.map((m, i) => request(i, m, i === n - 1)).join(''), 'latin1');
             const where = `${n} pipelined of ~${per} bytes (${bytes.length} in all), ${Math.round(unsafeShare * 100)} % POSTs, round ${k}`;
             const reached = new Promise<void>((resolve) => (waiter = resolve));
-            const conn = new RawConn(g.port);
-            void conn.write(bytes).catch(() => {});
+            const conn = open();
+            conn.write(bytes);
             await reached;
             // Another connection's request, answered: the gateway has had its turns to read on.
-            const other = new RawConn(g.port);
-            await other.write('GET /fresh HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n');
+            const other = open();
+            other.write('GET /fresh HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n');
             assert.match(await other.closed(10_000), /^HTTP\/1\.1 200 /, where);
             other.destroy();
             const read = accepted === undefined ? -1 : (accepted as Socket).bytesRead;
@@ -290,6 +317,7 @@ describe('the pipelined requests read ahead of their turn are bounded', () => {
         await g.close();
         origin.closeAllConnections();
         await new Promise<void>((r) => origin.close(() => r()));
+        certs?.remove();
       }
     });
   }
