@@ -83,11 +83,23 @@ function whoseSide(f: Failure): string {
   }
 }
 
+/**
+ * Whether the same request may succeed if sent again: a 503 or 504 (the upstream or the gateway
+ * busy or slow), or a failure the taxonomy calls safe to retry. Not only-if-cached's 504: it is
+ * the gateway's answer to what the request asked (a stored response only), the same until
+ * something is stored.
+ */
+function retryable(f: Failure): boolean {
+  if (f.reason === 'only_if_cached') return false;
+  return f.status === 503 || f.status === 504 || f.retrySafe;
+}
+
 function retryAdvice(f: Failure): string {
   if (f.retryAfter !== undefined) return `Retrying after ${Math.max(0, Math.ceil(f.retryAfter))} s may help.`;
   if (f.reason === 'proxy_auth_required') return 'Send the request again with valid proxy credentials.';
   if (f.reason === 'bad_username_parameter') return 'Send the request again with the parameter in the user name fixed.';
   if (f.reason === 'request_timeout') return 'Retrying may help if the client sends the whole request in time.';
+  if (f.reason === 'only_if_cached') return 'The same request will fail the same way until the cache holds a response it may use; sent without only-if-cached, it goes to the upstream.';
   if (f.source === 'client') return 'Retrying the same request will fail the same way; the request must be fixed.';
   if (f.status === 503 || f.status === 504) return 'Retrying later may help.';
   if (f.type === 'proxy_loop_detected' || f.type === 'proxy_configuration_error' || f.type === 'destination_not_found') {
@@ -201,7 +213,7 @@ export function renderFailure(input: RenderInput): Rendered {
       phase: f.phase,
       source: f.source,
       requestId: input.requestId,
-      retryable: f.status === 503 || f.status === 504 || f.retrySafe,
+      retryable: retryable(f),
     };
     if (reveal && f.nextHop) problem.nextHop = f.nextHop;
     if (input.attempts) {

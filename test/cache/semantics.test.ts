@@ -290,6 +290,17 @@ describe('only-if-cached (RFC 9111 §5.2.1.7)', () => {
     assert.match((await get('/oic-miss?cc=max-age=60')).cs, /fwd=uri-miss/);
   });
 
+  test('the miss is not called retryable: the same request fails the same way until something is stored (problem+json and the page)', async () => {
+    const p = await get('/oic-advice?cc=max-age=60', { headers: { ...oic, accept: 'application/problem+json' } });
+    assert.equal(p.status, 504);
+    const problem = JSON.parse(p.body) as { retryable: boolean; status: number };
+    assert.equal(problem.status, 504);
+    assert.equal(problem.retryable, false, p.body);
+    const t = await get('/oic-advice?cc=max-age=60', { headers: { ...oic, accept: 'text/plain' } });
+    assert.match(t.body, /without only-if-cached/, t.body);
+    assert.doesNotMatch(t.body, /Retrying later may help/, t.body);
+  });
+
   test('a fresh stored response answers; a stale one is a 504 (even with stale-if-error), unless max-stale allows it', async () => {
     await get('/oic-hit?cc=max-age=60');
     const hit = await get('/oic-hit?cc=max-age=60', { headers: oic });
