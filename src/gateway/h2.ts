@@ -95,6 +95,21 @@ export class H2Front {
     this.#taking = undefined;
   }
 
+  /**
+   * The connection handed over by `take` got no stream in its first-request time (a connection
+   * admitted under pressure, server.ts #admit): its session is closed with GOAWAY NO_ERROR.
+   * Never an HTTP/1.1 answer: bytes written under a live session broke its frame stream, and on
+   * a TLS connection Node's HTTP/2 binding aborted the process (adversarial review, session 30).
+   */
+  closeIdle(socket: TLSSocket | Socket): void {
+    for (const session of this.#sessions) {
+      const g = (session as GuardedSession)[kGuard];
+      if (g?.socket !== socket) continue;
+      if (g.open === 0 && !session.closed && !session.destroyed) session.close();
+      return;
+    }
+  }
+
   /** Sessions open now. */
   get sessions(): number {
     return this.#sessions.size;

@@ -161,7 +161,10 @@ export class Gateway {
           return;
         }
         sniffPreface(socket, entry.headMs, {
-          h2: () => h2.take(socket),
+          h2: () => {
+            (socket as GatedSocket)[kH2] = h2;
+            h2.take(socket);
+          },
           http1: () => {
             for (const fn of http1) fn.call(server, socket);
           },
@@ -235,7 +238,10 @@ export class Gateway {
         server.removeAllListeners('secureConnection');
         server.on('secureConnection', (socket: TLSSocket) => {
           if (!this.#secured(socket, entry.name, mode)) return;
-          if (socket.alpnProtocol === 'h2') h2.take(socket);
+          if (socket.alpnProtocol === 'h2') {
+            rawOf(socket)[kH2] = h2;
+            h2.take(socket);
+          }
           else for (const fn of http1) fn.call(server, socket);
         });
       }
@@ -500,7 +506,10 @@ export class Gateway {
     if (left > 0 && left < headMs) {
       const t = new Timeout(() => {
         if (s[kServed] || socket.destroyed) return;
-        if (!tls) this.#refuseRaw(socket, parserRefusal('HPE_HEADERS_TIMEOUT'), listener);
+        // An HTTP/2 connection with no stream yet: closed as HTTP/2 closes (GOAWAY), never answered in HTTP/1.1.
+        const h2 = s[kH2];
+        if (h2 !== undefined) h2.closeIdle(tls ? s[kTls]! : socket);
+        else if (!tls) this.#refuseRaw(socket, parserRefusal('HPE_HEADERS_TIMEOUT'), listener);
         else if (s[kTls] !== undefined) this.#refuseRaw(s[kTls], parserRefusal('HPE_HEADERS_TIMEOUT'), listener);
         else {
           // Still in the handshake: no HTTP answer can be read; named as a handshake timeout.
@@ -700,7 +709,9 @@ const kRefusal = Symbol('gatewise.refusal');
 const kTls = Symbol('gatewise.tlsSocket');
 const kAcceptedAt = Symbol('gatewise.acceptedAt');
 const kPeer = Symbol('gatewise.peer');
-type GatedSocket = Socket & { [kRefused]?: boolean; [kServed]?: boolean; [kHeadDeadline]?: Timeout; [kRefusal]?: Failure; [kTls]?: TLSSocket; [kAcceptedAt]?: number; [kPeer]?: string };
+/** The connection went to HTTP/2 (ALPN h2, or the h2c preface): its HTTP/2 front. */
+const kH2 = Symbol('gatewise.h2');
+type GatedSocket = Socket & { [kRefused]?: boolean; [kServed]?: boolean; [kHeadDeadline]?: Timeout; [kRefusal]?: Failure; [kTls]?: TLSSocket; [kAcceptedAt]?: number; [kPeer]?: string; [kH2]?: H2Front };
 
 /**
  * The TCP socket under a server-side TLS socket. Node's tls.Server wraps each accepted
