@@ -160,6 +160,27 @@ export class ResponseCache {
     return this.store.put(entry);
   }
 
+  /**
+   * A stored response freshened by a 304 or a HEAD answer (RFC 9111 §4.3.4, §4.3.5), kept only
+   * when it may still be stored: the update's fields replace the stored ones, so its
+   * `Set-Cookie`, `private` or `no-store` now describe the stored response. Such an update was
+   * kept before, and one client's session cookie from a 304 was served from the store to every
+   * client (adversarial review, session 30). When it may not be kept, the key's stored
+   * responses are dropped (the request that brought it is still answered with it). Returns
+   * whether it was kept.
+   */
+  keepUpdated(entry: CacheEntry, url: string, headers: RequestHeaders): boolean {
+    const h = entry.headers;
+    const obj: Record<string, string> = {};
+    for (let i = 0; i < h.length; i += 2) {
+      const n = h[i]!.toLowerCase();
+      obj[n] = obj[n] === undefined ? h[i + 1]! : `${obj[n]}, ${h[i + 1]!}`;
+    }
+    if (this.storable('GET', url, headers, entry.status, obj)) return this.put(entry);
+    this.invalidate(entry.key);
+    return false;
+  }
+
   /** Read a key's responses back from disk into memory (oldest first, so the newest ends first). */
   async load(key: string): Promise<void> {
     const list = (await this.disk?.load(key)) ?? [];

@@ -1,4 +1,5 @@
 import { HOP_BY_HOP, connectionListed, fieldText, type RawField } from '../http/headers.js';
+import { varyValuesOf, type RequestHeaders } from '../cache/index.js';
 import { gatewayWrites } from './request-headers.js';
 
 /** Response header helpers of the cache phase and its background revalidation. */
@@ -41,14 +42,30 @@ export function varyOf(pairs: readonly string[]): string[] {
 }
 
 /**
- * Whether a response's Vary names a request field the gateway writes itself on its way
- * upstream (Via, Forwarded, X-Forwarded-*, X-Real-IP, the request id): the store matches
- * variants on the client's fields, which for these are not what the upstream saw (finding,
- * adversarial review, session 29: `Vary: X-Forwarded-For` answers for one client address
- * were hits for every other client). Such a response is not stored.
+ * Whether a response's Vary names a request field that went upstream other than the client
+ * sent it: dropped (hop-by-hop, listed in Connection, an underscore name), written or changed
+ * by the gateway (Via, Forwarded, X-Forwarded-*, X-Real-IP, the request id: these always, as
+ * `request-headers.ts` `gatewayWrites` names them) or by a request hook. The response
+ * describes the value the upstream saw, and the store matches variants on the client's
+ * values: stored, it would answer other clients with another variant. Findings:
+ * `Vary: X-Forwarded-For` answers for one client address were hits for every other client
+ * (adversarial review, session 29); `Accept-Language: fr` with `Connection: accept-language`
+ * stored the upstream's default page as the French one (session 30). Such a response is not
+ * stored (nor is a stored one renamed for this request's values). Values compare as the
+ * store compares them (`varyValuesOf`: list members trimmed, field lines joined).
  */
-export function variesOnGatewayField(vary: string | undefined, requestIdHeader: string): boolean {
-  if (vary === undefined) return false;
-  for (const f of vary.split(',')) if (gatewayWrites(f.trim().toLowerCase(), requestIdHeader)) return true;
+export function variesOnAlteredField(vary: readonly string[], client: RequestHeaders, forwarded: readonly string[], requestIdHeader: string): boolean {
+  if (vary.length === 0) return false;
+  // The fields the gateway may write: never stored on, whatever this request's values (the
+  // upstream's answer may follow what the gateway writes for other clients).
+  for (const f of vary) if (gatewayWrites(f, requestIdHeader)) return true;
+  const sent = varyValuesOf(vary, client);
+  const seen: Record<string, string[] | undefined> = {};
+  for (let i = 0; i < forwarded.length; i += 2) {
+    const n = forwarded[i]!.toLowerCase();
+    if (vary.includes(n)) (seen[n] ??= []).push(forwarded[i + 1]!);
+  }
+  const upstream = varyValuesOf(vary, seen);
+  for (let i = 0; i < vary.length; i++) if (sent[i] !== upstream[i]) return true;
   return false;
 }

@@ -14,7 +14,7 @@ import {
   type Forward,
   type RouteCache,
 } from '../cache/index.js';
-import { headerObject, storedPairs, variesOnGatewayField, varyOf } from './cache-fields.js';
+import { headerObject, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import { proxyStatusOptions } from './context.js';
 import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
@@ -229,8 +229,10 @@ export class CachePhase implements CollapseWaiter {
         return 'resend';
       }
       // On a Vary miss the variant the 304 named is now also the one for this request's values.
-      const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, variants !== undefined ? varyValuesOf(chosen.vary, ex.req.headers) : chosen.varyValues);
-      this.#rc.cache.put(fresh);
+      // Renamed for this request's values only when it went upstream with them as the client sent them.
+      const rename = variants !== undefined && !variesOnAlteredField(chosen.vary, ex.req.headers, ex.upstreamRequest().headers, ex.ctx.requestIdHeader);
+      const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, rename ? varyValuesOf(chosen.vary, ex.req.headers) : chosen.varyValues);
+      this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers);
       this.outcome = 'revalidated';
       this.#answer(fresh, { fwd: variants !== undefined ? 'vary-miss' : 'stale', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
       this.#release();
@@ -253,7 +255,7 @@ export class CachePhase implements CollapseWaiter {
     // The client gets the freshened stored headers (fields the HEAD answer left out are kept).
     if (method === 'HEAD' && status === 200 && e !== undefined && e.status === 200 && sameRepresentation(e, headerObject(raw))) {
       const fresh = e.updated(storedPairs(raw), this.#requestTime, now);
-      this.#rc.cache.put(fresh);
+      this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers);
       this.outcome = 'revalidated';
       this.#answer(fresh, { fwd: this.#fwd, fwdStatus: status, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
       this.#release();
@@ -281,7 +283,7 @@ export class CachePhase implements CollapseWaiter {
     if (cl !== undefined && Number(cl) > this.#rc.maxObjectBytes) return false;
     // Never replace a good stored response with an upstream 5xx.
     if (status >= 500 && (this.#candidate !== undefined || this.#rc.cache.store.get(this.key) !== undefined)) return false;
-    if (variesOnGatewayField(obj.vary, ex.ctx.requestIdHeader)) return false;
+    if (obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), ex.req.headers, ex.upstreamRequest().headers, ex.ctx.requestIdHeader)) return false;
     return this.#rc.cache.storable('GET', ex.path, ex.req.headers, status, obj);
   }
 

@@ -5,7 +5,7 @@ import type { PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { CacheEntry, varyValuesOf, type RouteCache } from '../cache/index.js';
 import { admitPhase, type Admittable } from './admit.js';
-import { headerObject, storedPairs, variesOnGatewayField, varyOf } from './cache-fields.js';
+import { headerObject, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type ReverseRecord } from './events.js';
 import type { Exchange } from './exchange.js';
@@ -13,7 +13,7 @@ import type { Route } from './router.js';
 import type { RawField } from '../http/headers.js';
 
 /** What a background revalidation did (`ReverseRecord.revalidation`, `gatewise_cache_revalidations_total`). */
-export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'failed' | 'refused';
+export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'dropped' | 'failed' | 'refused';
 
 /**
  * A background revalidation (RFC 5861 §3 stale-while-revalidate): the stored response's
@@ -174,7 +174,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     this.#raw = storedPairs(rawHeaders);
     if (statusCode !== 304) {
       const obj = headerObject(rawHeaders);
-      if (variesOnGatewayField(obj.vary, this.#ctx.requestIdHeader) || !this.#rc.cache.storable('GET', this.#path, this.#req.headers, statusCode, obj)) this.#raw = undefined;
+      if ((obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), this.#req.headers, this.#headers, this.#ctx.requestIdHeader)) || !this.#rc.cache.storable('GET', this.#path, this.#req.headers, statusCode, obj)) this.#raw = undefined;
     }
     if (statusCode >= 500) this.#raw = undefined; // never replace a good entry with a 5xx
     return true;
@@ -196,8 +196,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     if (raw !== undefined) {
       const cache = this.#rc.cache;
       if (this.#status === 304) {
-        cache.put(this.#entry.updated(raw, this.#requestTime, this.#responseTime));
-        result = 'refreshed';
+        result = cache.keepUpdated(this.#entry.updated(raw, this.#requestTime, this.#responseTime), this.#path, this.#req.headers) ? 'refreshed' : 'dropped';
       } else {
         cache.put(
           new CacheEntry({

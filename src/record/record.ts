@@ -88,7 +88,7 @@ export interface ReverseRecord extends RecordBase {
    */
   background?: 'revalidation' | undefined;
   /** What the background revalidation did: refreshed (304), replaced (a new response stored), kept (the answer was not stored), failed, refused (admission). */
-  revalidation?: 'refreshed' | 'replaced' | 'kept' | 'failed' | 'refused' | undefined;
+  revalidation?: 'refreshed' | 'replaced' | 'kept' | 'dropped' | 'failed' | 'refused' | undefined;
   /** The request id of the client request whose stale answer started this background request. */
   triggeredBy?: string | undefined;
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { get } from 'node:http';
+import { connect } from 'node:net';
 import { request } from 'undici';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -129,5 +130,66 @@ function getFrom(from: string, port: number, path: string): Promise<{ body: stri
       res.on('data', (c: string) => (body += c));
       res.on('end', () => resolve({ body, cacheStatus: String(res.headers['cache-status'] ?? '') }));
     }).on('error', reject);
+  });
+}
+
+describe('a response that varies on a field the gateway did not forward as the client sent it is not stored', () => {
+  test('Vary naming a field the client listed in Connection, or an underscore name the gateway drops: the variant is not filed under the client’s value (seeded)', async () => {
+    // Finding (adversarial review, session 30): `Accept-Language: fr` with `Connection:
+    // accept-language` went upstream without the field, the origin answered its default page,
+    // and the cache filed it as the French variant: every French client then got it as a hit.
+    const rand = seededRandom();
+    const up = await startScriptedUpstream((req, res) => {
+      const field = new URL(req.url!, 'http://x').searchParams.get('field')!;
+      const body = `value ${String(req.headers[field] ?? 'none')}`;
+      res.writeHead(200, { 'cache-control': 'public, max-age=600', vary: field, 'content-type': 'text/plain', 'content-length': String(body.length) });
+      res.end(body);
+    });
+    const g = await startTestGateway({ clusters: { up: { endpoints: [`http://127.0.0.1:${up.port}`] } }, routes: [{ cluster: 'up', cache: {} }] } as never);
+    try {
+      await withSeed(rand, async () => {
+        for (let i = 0; i < 8; i++) {
+          // The field and how the attacker's copy of it is lost on the way upstream.
+          const underscore = rand.next() < 0.3;
+          const field = underscore ? rand.pick(['x_tenant', 'x_lang']) : rand.pick(['accept-language', 'x-variant', 'accept']);
+          const value = `v${Math.floor(rand.next() * 1000)}`;
+          const path = `/c${i}-${rand.seed}?field=${field}`;
+          const listed = underscore ? '' : `Connection: ${rand.pick(['', 'keep-alive, '])}${rand.next() < 0.5 ? field.toUpperCase() : field}\r\n`;
+          const attack = await rawGet(g.port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${field}: ${value}\r\n${listed}\r\n`);
+          assert.match(attack, /value none/, `the field was not forwarded (${field}, ${JSON.stringify(listed)})`);
+          assert.doesNotMatch(attack, /stored/, `the answer for the field as forwarded is not stored under ${value} (${field}, ${JSON.stringify(listed)})`);
+          if (underscore) continue;
+          // A client that sends the same value plainly gets the variant for it, and it is stored.
+          const victim = await rawGet(g.port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${field}: ${value}\r\n\r\n`);
+          assert.match(victim, new RegExp(`value ${value}`), `${field}: ${value}`);
+          assert.match(victim, /stored/, `${field}: ${value}`);
+          const again = await rawGet(g.port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${field}: ${value}\r\n\r\n`);
+          assert.match(again, new RegExp(`value ${value}`), `${field}: ${value}`);
+          assert.match(again, /; hit/, `${field}: ${value}`);
+        }
+      });
+    } finally {
+      await g.close();
+      await up.close();
+    }
+  });
+});
+
+/** One raw HTTP/1.1 exchange (fields a client library would refuse to send), read until the server closes. */
+function rawGet(port: number, head: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    let out = '';
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => {
+      out += d;
+      // One answer with a Content-Length body: done when it is all here.
+      const end = out.indexOf('\r\n\r\n');
+      const m = /\r\ncontent-length: (\d+)/i.exec(out);
+      if (end >= 0 && m !== null && out.length >= end + 4 + Number(m[1])) s.destroy();
+    });
+    s.on('close', () => resolve(out));
+    s.on('error', reject);
+    s.write(head);
   });
 }
