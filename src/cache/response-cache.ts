@@ -207,14 +207,24 @@ export class ResponseCache {
    */
   invalidateTarget(target: string): number {
     let n = 0;
-    for (const route of this.#routes) if (this.invalidate(cacheKey(target, route))) n++;
+    const bare = target.startsWith(HTTPS_TARGET) ? target.slice(HTTPS_TARGET.length) : target;
+    for (const route of this.#routes) {
+      if (this.invalidate(cacheKey(bare, route))) n++;
+      if (this.invalidate(cacheKey(HTTPS_TARGET + bare, route))) n++;
+    }
     return n;
   }
 
+  /** Forget every key that starts with `prefix` (a target prefix: on plain and https listeners alike). */
   purgePrefix(prefix: string): number {
-    const mem = this.store.deletePrefix(prefix);
-    const disk = this.disk?.deletePrefix(prefix) ?? 0;
-    return Math.max(mem, disk);
+    const bare = prefix.startsWith(HTTPS_TARGET) ? prefix.slice(HTTPS_TARGET.length) : prefix;
+    let n = 0;
+    for (const p of [bare, HTTPS_TARGET + bare]) {
+      const mem = this.store.deletePrefix(p);
+      const disk = this.disk?.deletePrefix(p) ?? 0;
+      n += Math.max(mem, disk);
+    }
+    return n;
   }
 }
 
@@ -251,6 +261,9 @@ export function varyValuesOf(vary: readonly string[], headers: RequestHeaders): 
 }
 
 const NO_VALUES: VaryValues = [];
+
+/** What starts the target of a request on an https listener in a key (`targetKey` after it): the same route on a plain and a TLS listener keeps two copies. */
+export const HTTPS_TARGET = 'https://';
 
 /** A request's target as the cache names it: lower-case host and the normalised path with its query (what a purge by key gives). */
 export function targetKey(host: string, path: string): string {

@@ -15,6 +15,7 @@ import {
   type RouteCache,
 } from '../cache/index.js';
 import { headerObject, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
+import { HTTPS_TARGET } from '../cache/index.js';
 import { proxyStatusOptions } from './context.js';
 import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
@@ -69,8 +70,18 @@ export class CachePhase implements CollapseWaiter {
   constructor(ex: Exchange, rc: RouteCache) {
     this.#ex = ex;
     this.#rc = rc;
-    this.key = cacheKey(targetKey(ex.host, ex.path), rc.route);
+    const scheme = ex.front === undefined ? 'http' : ex.front.scheme;
+    this.key = cacheKey(schemeTarget(scheme, targetKey(ex.host, ex.path)), rc.route);
+    this.#unkeyedHost = unkeyedHost(ex, scheme);
   }
+
+  /**
+   * The Host the upstream gets carries what the key leaves out: a port other than the
+   * listener's own or the scheme's default, or a trailing dot. Such a request neither reads
+   * nor fills the store (finding, adversarial review, session 30: `Host: site:1337` went
+   * upstream as sent, and its 301 to port 1337 was stored under `site` for every client).
+   */
+  readonly #unkeyedHost: boolean;
 
   /** The member of Cache-Status a gateway-made answer on this route carries. */
   get failureStatus(): string {
@@ -81,7 +92,7 @@ export class CachePhase implements CollapseWaiter {
   lookup(): boolean {
     const ex = this.#ex;
     const method = ex.method;
-    if (method !== 'GET' && method !== 'HEAD') {
+    if ((method !== 'GET' && method !== 'HEAD') || (this.#unkeyedHost && SAFE_METHODS.has(method))) {
       this.#fwd = 'bypass';
       this.outcome = 'bypass';
       return false;
@@ -262,7 +273,8 @@ export class CachePhase implements CollapseWaiter {
       return 'answered';
     }
     const cs: CacheStatus = { fwd: this.#fwd, fwdStatus: status };
-    if (method === 'GET' && this.#mayStore(status, raw)) {
+    if (this.#unkeyedHost) cs.detail = 'unkeyed-host';
+    if (method === 'GET' && !this.#unkeyedHost && this.#mayStore(status, raw)) {
       cs.stored = true;
       this.#tapStatus = status;
       this.#tapHeaders = storedPairs(raw);
@@ -421,3 +433,38 @@ function withoutValidators(headers: readonly string[]): string[] {
 
 /** A waiter that is never woken: the slot a background revalidation holds. */
 const NOBODY: CollapseWaiter = { collapseWake() {} };
+
+/**
+ * A target as the key names it: an https listener's with a mark before it, so the same route
+ * on a plain and a TLS listener keeps two copies (finding, adversarial review, session 30: a
+ * plain listener's cacheable "go to https" 301 was a hit for the https clients, a redirect
+ * loop). A plain one's is the target alone (the keys of the stores before this stay valid).
+ * `ResponseCache.invalidateTarget` and `purgePrefix` cover both.
+ */
+function schemeTarget(scheme: string, target: string): string {
+  return scheme === 'https' ? HTTPS_TARGET + target : target;
+}
+
+/** The Host sent upstream (the client's, unless the route sets one) has a port or a trailing dot the key does not. */
+function unkeyedHost(ex: Exchange, scheme: string): boolean {
+  const headers = ex.upstreamRequest().headers;
+  let sent: string | undefined;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i]!.length === 4 && headers[i]!.toLowerCase() === 'host') {
+      sent = headers[i + 1]!.toLowerCase();
+      break;
+    }
+  }
+  const host = ex.host.toLowerCase();
+  if (sent === undefined || sent === host) return false;
+  if (!sent.startsWith(host)) return true;
+  const rest = sent.slice(host.length);
+  if (rest === `:${scheme === 'https' ? 443 : 80}`) return false;
+  let local: number | undefined;
+  try {
+    local = ex.req.socket.localPort;
+  } catch {
+    // An HTTP/2 stream's socket is Node's proxy, which throws once the connection is gone.
+  }
+  return !(local !== undefined && rest === `:${local}`);
+}

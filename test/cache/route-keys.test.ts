@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { get } from 'node:http';
 import { connect } from 'node:net';
+import { request as httpsRequest } from 'node:https';
+import { certDir } from '../helpers/tls-certs.js';
 import { request } from 'undici';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -191,5 +193,76 @@ function rawGet(port: number, head: string): Promise<string> {
     s.on('close', () => resolve(out));
     s.on('error', reject);
     s.write(head);
+  });
+}
+
+describe('what the key leaves out of a request does not reach the store', () => {
+  test('a Host with a port other than the listener’s or the default, or a trailing dot, neither reads nor fills the store; the same route on http and https keeps two copies (seeded)', async () => {
+    // Findings (adversarial review, session 30): `Host: 127.0.0.1:1337` went upstream as sent and
+    // the origin's cacheable redirect to port 1337 was stored under the host alone, for every
+    // client; a plain listener's cacheable "go to https" redirect was a hit on the https one.
+    const rand = seededRandom();
+    const dir = certDir('gatewise-cache-keys-');
+    const ca = dir.ca('Cache Keys CA');
+    const cert = ca.issue('127.0.0.1', { ip: ['127.0.0.1'] });
+    const up = await startScriptedUpstream((req, res) => {
+      const proto = String(req.headers['x-forwarded-proto']);
+      // A site that sends plain HTTP to https, and builds its redirects from the Host it got.
+      const location = proto === 'http' && req.url!.startsWith('/force') ? `https://${String(req.headers.host)}${req.url}` : `http://${String(req.headers.host)}/login`;
+      res.writeHead(301, { location, 'cache-control': 'public, max-age=600', 'content-length': '0' });
+      res.end();
+    });
+    const g = await startTestGateway({
+      listeners: [
+        { address: '127.0.0.1', port: 0 },
+        { address: '127.0.0.1', port: 0, tls: { certificates: [{ cert: cert.certFile, key: cert.keyFile }] } },
+      ],
+      clusters: { up: { endpoints: [`http://127.0.0.1:${up.port}`] } },
+      routes: [{ cluster: 'up', cache: {} }],
+    } as never);
+    const plainPort = g.port;
+    const tlsPort = (g.gw.addresses() as Array<{ port: number }>)[1]!.port;
+    try {
+      await withSeed(rand, async () => {
+        for (let i = 0; i < 6; i++) {
+          const path = `/r${i}-${rand.seed}`;
+          const other = 1024 + Math.floor(rand.next() * 60000);
+          const bad = rand.pick([`127.0.0.1:${other === plainPort ? other + 1 : other}`, '127.0.0.1.', `127.0.0.1.:${plainPort}`]);
+          const attack = await rawGet(plainPort, `GET ${path} HTTP/1.1\r\nHost: ${bad}\r\n\r\n`);
+          assert.match(attack, /fwd=bypass/, `Host ${bad}`);
+          assert.doesNotMatch(attack, /stored/, `Host ${bad}`);
+          // Each canonical form: stored or hit, and never the attacker's redirect.
+          for (const good of ['127.0.0.1', `127.0.0.1:${plainPort}`, '127.0.0.1:80']) {
+            const r = await rawGet(plainPort, `GET ${path} HTTP/1.1\r\nHost: ${good}\r\n\r\n`);
+            assert.doesNotMatch(r, new RegExp(bad.replace(/\./g, '\\.')), `Host ${good} after ${bad}: ${r.split('\r\n\r\n')[0]}`);
+            assert.match(r, /stored|; hit/, `Host ${good}`);
+          }
+        }
+        // The scheme: a plain listener's redirect to https, stored, is not the https listener's answer.
+        const force = `/force-${rand.seed}`;
+        const plain = await rawGet(plainPort, `GET ${force} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+        assert.match(plain, /location: https:\/\//i);
+        assert.match(plain, /stored/);
+        const secure = await httpsGet(tlsPort, force, ca.cert);
+        assert.doesNotMatch(String(secure.location), /^https:/, `the https listener got the plain one's redirect from the store: ${secure.cacheStatus}`);
+        assert.doesNotMatch(secure.cacheStatus, /; hit/);
+      });
+    } finally {
+      await g.close();
+      await up.close();
+      dir.remove();
+    }
+  });
+});
+
+/** A GET over TLS to the gateway (node:https, the test CA). */
+function httpsGet(port: number, path: string, ca: string): Promise<{ location: string | undefined; cacheStatus: string }> {
+  return new Promise((resolve, reject) => {
+    httpsRequest({ host: '127.0.0.1', port, path, ca, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ location: res.headers.location, cacheStatus: String(res.headers['cache-status'] ?? '') }));
+    })
+      .on('error', reject)
+      .end();
   });
 }
