@@ -155,7 +155,7 @@ describe('upstream proxy pools (rotating exits)', () => {
     }
   });
 
-  it('a denied IP literal is refused through every way out: direct, an HTTP upstream (plain HTTP and CONNECT), a SOCKS5 upstream (seeded)', async () => {
+  it('a denied IP literal, in any spelling a resolver reads as that address, is refused through every way out: direct, an HTTP upstream (plain HTTP and CONNECT), a SOCKS5 upstream (seeded)', async () => {
     // Finding (adversarial review, session 29): a plain-HTTP request through an HTTP upstream
     // proxy went out in absolute-form without the address rules, so a denied literal was reached.
     const rand = seededRandom();
@@ -168,14 +168,31 @@ describe('upstream proxy pools (rotating exits)', () => {
           egress: { pools: { h: { proxies: [httpUrl(u1)] }, s: { proxies: [socksUrl(u2)] } } },
         });
         try {
+          // The address as written, and as a resolver also reads it (inet_aton forms, a trailing
+          // dot): named as a host, such a spelling went to an upstream proxy unjudged (session 30).
+          const [a, b, c, d] = denied.split('.').map(Number) as [number, number, number, number];
+          const spellings = [
+            denied,
+            `${denied}.`,
+            `${a}.${b}.${c * 256 + d}`,
+            `${a}.${b * 65536 + c * 256 + d}`,
+            String(((a << 24) | (b << 16) | (c << 8) | d) >>> 0),
+            `0x${a.toString(16)}.${b}.${c}.${d}`,
+            `0${a.toString(8)}.${b}.0x${c.toString(16)}.${d}`,
+          ];
           for (const pool of [undefined, 'h', 's']) {
             const user = pool === undefined ? USER : `${USER}-pool-${pool}`;
-            const where = `${denied}, ${pool ?? 'direct'}, round ${round}`;
-            const r = await proxyGet(p.port, `http://${denied}:${secret.port}/`, user);
-            assert.equal(r.status, 502, `${where}: ${r.status} ${r.body}`);
-            assert.match(String(r.headers['proxy-status']), /error=destination_ip_prohibited/, where);
-            const c = await connectGet(p.port, denied, secret.port, user);
-            assert.match(c.connect, /^HTTP\/1\.1 502 /, `${where}: ${c.connect}`);
+            for (const host of [denied, rand.pick(spellings), rand.pick(spellings)]) {
+              const where = `${host} (${denied}), ${pool ?? 'direct'}, round ${round}`;
+              const r = await proxyGet(p.port, `http://${host}:${secret.port}/`, user);
+              assert.equal(r.status, 502, `${where}: ${r.status} ${r.body}`);
+              assert.match(String(r.headers['proxy-status']), /error=destination_ip_prohibited/, where);
+              const cn = await connectGet(p.port, host, secret.port, user);
+              assert.match(cn.connect, /^HTTP\/1\.1 502 /, `${where}: ${cn.connect}`);
+              assert.match(cn.connect, /destination_ip_prohibited/, `${where}: ${cn.connect}`);
+              // SOCKS5 names the host as a domain (ATYP 3) unless it is a dotted quad.
+              await assert.rejects(socksGet(p.port, host, secret.port, user, PASSWORD), /NotAllowed/, where);
+            }
           }
           assert.deepEqual(secret.seen, [], `the denied address was reached (seed ${rand.seed})`);
         } finally {
