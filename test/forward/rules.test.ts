@@ -16,6 +16,42 @@ describe('destination rules', () => {
     assert.equal(canonicalAddress('example.com'), undefined);
   });
 
+  it('judges an IPv6 address that carries an IPv4 one (NAT64 64:ff9b::/96, 6to4 2002::/16, SIIT) by the IPv4 address, in any spelling (seeded)', () => {
+    // Adversarial review, session 30: with allowPrivate false, 64:ff9b::a9fe:a9fe (169.254.169.254
+    // through NAT64), 2002:7f00:1:: and ::ffff:0:7f00:1 were allowed.
+    const seed = Number(process.env.GATEWISE_SEED ?? Date.now() % 1_000_000);
+    let a = seed >>> 0;
+    const rand = (): number => ((a = (a * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const int = (n: number): number => Math.floor(rand() * n);
+    const def = new DestinationRules({ allowPrivate: false, defaultAction: 'allow' });
+    const privates = [() => `10.${int(256)}.${int(256)}.${int(256)}`, () => `127.${int(256)}.${int(256)}.${1 + int(254)}`, () => '169.254.169.254', () => `192.168.${int(256)}.${int(256)}`, () => `172.${16 + int(16)}.${int(256)}.${int(256)}`, () => `100.${64 + int(64)}.${int(256)}.${int(256)}`];
+    const publics = [() => `8.8.${int(256)}.${int(256)}`, () => `93.184.${int(256)}.${int(256)}`, () => `203.0.113.${int(256)}`];
+    const hex = (v4: string): [string, string] => {
+      const q = v4.split('.').map(Number) as [number, number, number, number];
+      return [((q[0] << 8) | q[1]).toString(16), ((q[2] << 8) | q[3]).toString(16)];
+    };
+    const spell = (v4: string): string => {
+      const [hi, lo] = hex(v4);
+      switch (int(5)) {
+        case 0: return `64:ff9b::${hi}:${lo}`;
+        case 1: return `64:ff9b::${v4}`;
+        case 2: return `0064:FF9B:0:0:0:0:${hi.toUpperCase()}:${lo}`;
+        case 3: return `2002:${hi}:${lo}::${(1 + int(0xfffe)).toString(16)}`;
+        default: return `::ffff:0:${hi}:${lo}`;
+      }
+    };
+    for (let i = 0; i < 200; i++) {
+      const priv = privates[int(privates.length)]!();
+      const p6 = spell(priv);
+      assert.equal(def.checkAddress(null, 'x', 80, p6)?.type, 'destination_ip_prohibited', `${p6} (${priv}), seed ${seed}`);
+      const pub = publics[int(publics.length)]!();
+      const q6 = spell(pub);
+      // 203.0.113.0/24 is documentation space, not in the private list: allowed like its IPv4 form.
+      assert.equal(def.checkAddress(null, 'x', 80, q6), undefined, `${q6} (${pub}), seed ${seed}`);
+    }
+    assert.equal(isPrivateAddress('100::1'), true, 'discard-only');
+  });
+
   it('denies private addresses by default; allowPrivate or a covering allow cidr opens them', () => {
     const def = new DestinationRules({ allowPrivate: false, defaultAction: 'allow' });
     assert.equal(def.checkAddress(null, 'localhost', 80, '127.0.0.1')?.type, 'destination_ip_prohibited');
