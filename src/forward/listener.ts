@@ -2,7 +2,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Failure } from '../failure/index.js';
 import type { ForwardListenerTlsConfig, ListenerTlsConfig } from '../config/tls.js';
-import { AcmeChallenges, AcmeManager, CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
+import { AcmeChallenges, AcmeManager, CertificateStore, checkClientCertificate, classifyClientTlsError, namelessClient, type ClientTlsFailure } from '../tls/index.js';
 import { newRequestId, clientAddressFor } from './context.js';
 import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
@@ -85,7 +85,8 @@ export class ForwardListener {
       const server = createTlsServer(certs.serverOptions(s.handshakeTimeoutMs));
       this.#tlsServer = server;
       const mode = spec.tls.clientAuth?.mode;
-      server.on('secureConnection', (t: TLSSocket) => this.#secured(t, mode));
+      const strictSni = spec.tls.strictSni;
+      server.on('secureConnection', (t: TLSSocket) => this.#secured(t, mode, strictSni));
       server.on('tlsClientError', (err: NodeJS.ErrnoException, t: TLSSocket) => {
         this.#tlsFailed(classifyClientTlsError(err, t), t);
         t.destroy();
@@ -216,8 +217,14 @@ export class ForwardListener {
   }
 
   /** The handshake is done: check a client certificate, then read the first bytes inside TLS. */
-  #secured(t: TLSSocket, clientAuth: 'require' | 'optional' | undefined): void {
+  #secured(t: TLSSocket, clientAuth: 'require' | 'optional' | undefined, strictSni: boolean): void {
     t.on('error', ignore);
+    const nameless = namelessClient(t, strictSni);
+    if (nameless !== undefined) {
+      this.#tlsFailed(nameless, t);
+      t.destroy();
+      return;
+    }
     if (clientAuth !== undefined) {
       const f = checkClientCertificate(t, clientAuth);
       if (f !== undefined) {

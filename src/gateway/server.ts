@@ -21,7 +21,7 @@ import { sniffPreface } from './h2c.js';
 import { NetFrontServer } from './net-front.js';
 import { installAccept } from '../net/index.js';
 import type { ServerHttp2Session } from 'node:http2';
-import { AcmeManager, CertificateStore, checkClientCertificate, classifyClientTlsError, type ClientTlsFailure } from '../tls/index.js';
+import { AcmeManager, CertificateStore, checkClientCertificate, classifyClientTlsError, namelessClient, type ClientTlsFailure } from '../tls/index.js';
 import { acmeHostsOfRoutes } from '../config/schema.js';
 
 export interface ListeningAddress {
@@ -223,13 +223,14 @@ export class Gateway {
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket, entry.name));
     if (certs !== undefined) {
       const mode = l.tls!.clientAuth?.mode;
+      const strictSni = l.tls!.strictSni;
       server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
         this.#tlsFailed(classifyClientTlsError(err, socket), socket, entry.name);
         // Node leaves a timed-out handshake open once someone listens for this event.
         socket.destroy();
       });
       if (l.http2 === undefined) {
-        server.prependListener('secureConnection', (socket: TLSSocket) => this.#secured(socket, entry.name, mode));
+        server.prependListener('secureConnection', (socket: TLSSocket) => this.#secured(socket, entry.name, mode, strictSni));
       } else {
         const h2 = this.#h2Front(l, entry, { ...front!, h2: true }, entry.limits, first);
         entry.h2 = h2;
@@ -237,7 +238,7 @@ export class Gateway {
         const http1 = server.listeners('secureConnection') as Array<(s: TLSSocket) => void>;
         server.removeAllListeners('secureConnection');
         server.on('secureConnection', (socket: TLSSocket) => {
-          if (!this.#secured(socket, entry.name, mode)) return;
+          if (!this.#secured(socket, entry.name, mode, strictSni)) return;
           if (socket.alpnProtocol === 'h2') {
             rawOf(socket)[kH2] = h2;
             h2.take(socket);
@@ -425,7 +426,7 @@ export class Gateway {
    * A TLS handshake finished: a connection refused at the gate gets its 503 now (over TLS),
    * and a client certificate the listener asks for is checked (a failure closes the connection, named).
    */
-  #secured(socket: TLSSocket, listener: string, clientAuth: 'require' | 'optional' | undefined): boolean {
+  #secured(socket: TLSSocket, listener: string, clientAuth: 'require' | 'optional' | undefined, strictSni: boolean): boolean {
     const raw = rawOf(socket);
     raw[kTls] = socket;
     this.#handshaking.delete(raw);
@@ -436,6 +437,12 @@ export class Gateway {
         this.#tlsFailed({ type: refused.type, reason: 'connection_limit', detail: refused.detail }, socket, listener);
         socket.destroy();
       } else this.#refuseRaw(socket, refused, listener);
+      return false;
+    }
+    const nameless = namelessClient(socket, strictSni);
+    if (nameless !== undefined) {
+      this.#tlsFailed(nameless, socket, listener);
+      socket.destroy();
       return false;
     }
     if (clientAuth === undefined) return true;

@@ -45,6 +45,16 @@ const HANDSHAKE_REASONS: Record<string, string> = {
   ERR_SSL_RECORD_LENGTH_MISMATCH: 'not_tls',
 };
 
+/**
+ * `strictSni` and a client that sent no server name: refused once its handshake is done (Node
+ * calls the SNI callback only for a name, so it cannot be refused during it). The listeners
+ * served such a client the first certificate before session 30, against what strictSni says.
+ */
+export function namelessClient(socket: TLSSocket, strictSni: boolean | undefined): ClientTlsFailure | undefined {
+  if (strictSni !== true || servernameOf(socket) !== undefined) return undefined;
+  return { type: 'tls_protocol_error', reason: 'unknown_server_name', detail: 'the client sent no server name (strictSni)' };
+}
+
 /** A failed handshake (the server's `tlsClientError`), classified by its error code. */
 export function classifyClientTlsError(err: NodeJS.ErrnoException, socket: TLSSocket | undefined): ClientTlsFailure {
   const code = err.code ?? '';

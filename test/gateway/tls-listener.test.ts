@@ -171,6 +171,21 @@ describe('strictSni and the minimum version: refused handshakes are named in the
     assert.equal(await tg.requestsCounted({ error: 'tls_protocol_error', reason: 'unknown_server_name' }), 1);
   });
 
+  test('a client that sends no server name is closed after its handshake, unserved: tls_protocol_error, unknown_server_name', async () => {
+    // Adversarial review, session 30: Node calls the SNI callback only for a name, so a client
+    // connecting by IP address got the first certificate and was served, against strictSni.
+    for (const alpn of [['http/1.1'], ['h2', 'http/1.1'], undefined]) {
+      const before = await tg.requestsCounted({ error: 'tls_protocol_error', reason: 'unknown_server_name' });
+      const h = await handshake(tg.port, { checkServerIdentity: () => undefined, ...(alpn !== undefined ? { ALPNProtocols: alpn } : {}) }, '/');
+      assert.equal(h.answer ?? '', '', `no HTTP answer (ALPN ${String(alpn)}): ${String(h.answer)}`);
+      const line = await waitLog(tg, (l) => l.reason === 'unknown_server_name' && /no server name/.test(String(l.detail)), 'for a client without a server name');
+      assert.equal(line.error, 'tls_protocol_error');
+      assert.equal(line.phase, 'tls');
+      assert.equal(await tg.requestsCounted({ error: 'tls_protocol_error', reason: 'unknown_server_name' }), before + 1);
+      tg.logs.splice(tg.logs.indexOf(line), 1);
+    }
+  });
+
   test('a client that offers only TLS 1.2 to a TLS 1.3 listener: tls_protocol_error, protocol_version', async () => {
     const h = await handshake(tg.port, { servername: 'a.test', maxVersion: 'TLSv1.2' });
     assert.equal(h.ok, false);
