@@ -402,9 +402,24 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   }
 
   /** Answer from the cache (a hit, a revalidated or a stale stored response); the answer is complete. */
-  answerFromCache(statusCode: number, head: string[], body: Buffer | undefined): void {
+  answerFromCache(statusCode: number, stored: string[], body: Buffer | undefined): void {
     // A stored response: received over HTTP/1.1 or h2 once; which one is not stored, 1.1 is said.
-    head.push('via', this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId);
+    stored.push('via', this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId);
+    // What every response of the listener gets, as a relayed head does (#writeResponseHead):
+    // the onResponse hooks and HSTS. A stored answer skipped both before session 30 (a hook's
+    // added CSP missing on hits, a field it strips back; hits on a TLS listener without HSTS).
+    let head = stored;
+    const hooks = this.ctx.hooks;
+    if (hooks !== undefined && hooks.response !== undefined) {
+      try {
+        head = hooks.runResponse(this, statusCode, head);
+      } catch (err) {
+        this.fail(new Failure({ type: 'proxy_internal_error', phase: 'headers', detail: 'an onResponse hook failed', cause: err }));
+        return;
+      }
+    }
+    const front = this.front;
+    if (front !== undefined && front.hsts !== undefined && !hasHsts(head)) head.push('strict-transport-security', front.hsts);
     if (this.ctx.draining) head.push('connection', 'close');
     // An upstream's head, stored (not a gateway-made answer: those go through the responder).
     // Stored fields passed Node's checks when they were first passed on.
