@@ -505,7 +505,6 @@ export function adaptRequest(req: Http2ServerRequest): void {
   const raw = req.rawHeaders;
   const out: string[] = [];
   let authority: string | undefined;
-  let host = false;
   let cookie: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
@@ -517,15 +516,26 @@ export function adaptRequest(req: Http2ServerRequest): void {
       cookie = cookie === undefined ? raw[i + 1] : `${cookie}; ${raw[i + 1]}`;
       continue;
     }
-    if (name === 'host') host = true;
+    if (name === 'host') {
+      // RFC 9113 §8.3.1: with :authority, the Host an intermediary sends is :authority's; a
+      // Host field of another value routed and went upstream before (adversarial review,
+      // session 30: the name a TLS client and anything judging :authority saw was not the one served).
+      if (authority !== undefined || hasAuthority(raw, i)) continue;
+    }
     out.push(name, raw[i + 1]!);
   }
   if (cookie !== undefined) out.push('cookie', cookie);
   // req.headers keeps its pseudo-headers: Node's compat request reads method, url and authority from them.
   const headers = req.headers as Record<string, string | string[] | undefined>;
-  if (!host && authority !== undefined) {
+  if (authority !== undefined) {
     out.unshift('host', authority);
     headers.host = authority;
   }
   Object.defineProperty(req, 'rawHeaders', { value: out, configurable: true });
+}
+
+/** An :authority pseudo-header after index `from` (pseudo-headers come first, but Node's raw list is not checked for it here). */
+function hasAuthority(raw: readonly string[], from: number): boolean {
+  for (let i = from + 2; i < raw.length; i += 2) if (raw[i] === ':authority') return true;
+  return false;
 }

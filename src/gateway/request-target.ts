@@ -138,6 +138,11 @@ export function checkRequestTarget(req: IncomingMessage): RequestTarget {
   let rest: string;
   if (url.charCodeAt(0) === 47 /* / */) {
     rest = url;
+  } else if (req.httpVersion === '2.0') {
+    // RFC 9113 §8.3.1: :path holds a path and query, never a URI. nghttp2 checks it for http
+    // and https only, so with another :scheme an absolute URI came through and was routed by
+    // its authority over :authority (adversarial review, session 30).
+    throw refuse('an HTTP/2 :path that is not a path (RFC 9113 §8.3.1)');
   } else {
     const m = /^(https?):\/\/([^/?]*)/i.exec(url);
     if (m === null) throw refuse('invalid request-target');

@@ -178,3 +178,59 @@ describe('HTTP/2 conformance (raw frames over h2c)', () => {
     assert.ok(code === 7 || code === E.PROTOCOL_ERROR, `code ${code}`);
   });
 });
+
+describe(':authority and :path (RFC 9113 §8.3.1)', () => {
+  /** An HPACK block (no dynamic table) with the given pseudo-header values and literal fields. */
+  const block = (scheme: string, path: string, authority: string, extra: Array<[string, string]>): Buffer => {
+    const lit = (index: number, v: string): Buffer => Buffer.concat([Buffer.from([index, v.length]), Buffer.from(v, 'latin1')]);
+    const fields = extra.map(([n, v]) => Buffer.concat([Buffer.from([0x00, n.length]), Buffer.from(n, 'latin1'), Buffer.from([v.length]), Buffer.from(v, 'latin1')]));
+    return Buffer.concat([Buffer.from([0x82]), lit(0x06, scheme), lit(0x04, path), lit(0x01, authority), ...fields]);
+  };
+  const recordOf = async (path: string): Promise<Record<string, unknown>> => {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const line = gw.logs.find((l) => l.type === 'access' && l.path === path);
+      if (line !== undefined) return line;
+      if (Date.now() > deadline) throw new Error(`no record for ${path}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+
+  test('a Host field other than :authority is not the host routed or sent: :authority is (seeded)', async () => {
+    // Adversarial review, session 30: Host won over :authority for routing and upstream.
+    const rand = seededRandom();
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 6; i++) {
+        const authority = `a${rand.int(1000)}.test`;
+        const host = rand.pick([`b${rand.int(1000)}.test`, authority.toUpperCase(), `${authority}:8080`]);
+        const path = `/authority-${rand.seed}-${i}`;
+        const r = await exchange([frame(T.HEADERS, 0x5, 1, block('http', path, authority, [['host', host]]))], (fs) => fs.some((f) => f.type === T.HEADERS && f.stream === 1));
+        assert.ok(r.frames.some((f) => f.type === T.HEADERS && f.stream === 1), `an answer (Host ${host}, :authority ${authority})`);
+        const rec = await recordOf(path);
+        assert.equal(rec.host, authority, `Host ${host}, :authority ${authority}`);
+      }
+    });
+  });
+
+  test('a :path that is not a path (an absolute URI under another :scheme) is refused 400, not routed by its authority', async () => {
+    for (const [scheme, path] of [['foo', 'http://evil.test/x'], ['gopher', 'https://evil.test/'], ['foo', 'evil.test/x']] as const) {
+      const r = await exchange([frame(T.HEADERS, 0x5, 1, block(scheme, path, 'a.test', []))], (fs) => fs.some((f) => (f.type === T.HEADERS || f.type === T.RST_STREAM) && f.stream === 1) || goaway(fs) !== undefined);
+      const answered = r.frames.some((f) => f.type === T.HEADERS && f.stream === 1);
+      if (!answered) continue; // refused by nghttp2 itself (a stream error): nothing routed either
+      const rec = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        const deadline = Date.now() + 10_000;
+        const look = (): void => {
+          const line = gw.logs.find((l) => l.type === 'access' && String(l.detail ?? '').includes(':path that is not a path') && !(l as { seen?: boolean }).seen);
+          if (line !== undefined) {
+            (line as { seen?: boolean }).seen = true;
+            resolve(line);
+          } else if (Date.now() > deadline) reject(new Error(`no refusal recorded for :scheme ${scheme} :path ${path}`));
+          else setTimeout(look, 10);
+        };
+        look();
+      });
+      assert.equal(rec.status, 400, `:scheme ${scheme} :path ${path}`);
+      assert.equal(rec.error, 'http_request_error');
+    }
+  });
+});
