@@ -72,16 +72,19 @@ export class CachePhase implements CollapseWaiter {
     this.#rc = rc;
     const scheme = ex.front === undefined ? 'http' : ex.front.scheme;
     this.key = cacheKey(schemeTarget(scheme, targetKey(ex.host, ex.path)), rc.route);
-    this.#unkeyedHost = unkeyedHost(ex, scheme);
+    this.#unkeyed = unkeyedHost(ex, scheme) ? 'unkeyed-host' : hasContent(ex.req.headers) ? 'request-content' : undefined;
   }
 
   /**
-   * The Host the upstream gets carries what the key leaves out: a port other than the
-   * listener's own or the scheme's default, or a trailing dot. Such a request neither reads
-   * nor fills the store (finding, adversarial review, session 30: `Host: site:1337` went
-   * upstream as sent, and its 301 to port 1337 was stored under `site` for every client).
+   * What the upstream gets that the key leaves out, when it does; such a request neither reads
+   * nor fills the store (findings, adversarial review, session 30). `unkeyed-host`: the Host
+   * sent has a port other than the listener's own or the scheme's default, or a trailing dot
+   * (`Host: site:1337` went upstream as sent, and its 301 to port 1337 was stored under `site`
+   * for every client). `request-content`: a GET with a body, forwarded with it (an upstream
+   * that reads GET bodies answered one client's body for every client of the URL; RFC 9110
+   * §9.3.1 gives such content no meaning a cache could key on).
    */
-  readonly #unkeyedHost: boolean;
+  readonly #unkeyed: 'unkeyed-host' | 'request-content' | undefined;
 
   /** The member of Cache-Status a gateway-made answer on this route carries. */
   get failureStatus(): string {
@@ -92,7 +95,7 @@ export class CachePhase implements CollapseWaiter {
   lookup(): boolean {
     const ex = this.#ex;
     const method = ex.method;
-    if ((method !== 'GET' && method !== 'HEAD') || (this.#unkeyedHost && SAFE_METHODS.has(method))) {
+    if ((method !== 'GET' && method !== 'HEAD') || (this.#unkeyed !== undefined && SAFE_METHODS.has(method))) {
       this.#fwd = 'bypass';
       this.outcome = 'bypass';
       return false;
@@ -273,8 +276,8 @@ export class CachePhase implements CollapseWaiter {
       return 'answered';
     }
     const cs: CacheStatus = { fwd: this.#fwd, fwdStatus: status };
-    if (this.#unkeyedHost) cs.detail = 'unkeyed-host';
-    if (method === 'GET' && !this.#unkeyedHost && this.#mayStore(status, raw)) {
+    if (this.#unkeyed !== undefined) cs.detail = this.#unkeyed;
+    if (method === 'GET' && this.#unkeyed === undefined && this.#mayStore(status, raw)) {
       cs.stored = true;
       this.#tapStatus = status;
       this.#tapHeaders = storedPairs(raw);
@@ -467,4 +470,10 @@ function unkeyedHost(ex: Exchange, scheme: string): boolean {
     // An HTTP/2 stream's socket is Node's proxy, which throws once the connection is gone.
   }
   return !(local !== undefined && rest === `:${local}`);
+}
+
+/** The request says it has content (Content-Length above 0, or Transfer-Encoding). */
+function hasContent(headers: Readonly<Record<string, string | string[] | undefined>>): boolean {
+  const cl = headers['content-length'];
+  return headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
 }

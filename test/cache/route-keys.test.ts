@@ -238,6 +238,16 @@ describe('what the key leaves out of a request does not reach the store', () => 
             assert.match(r, /stored|; hit/, `Host ${good}`);
           }
         }
+        // A GET with content (forwarded with it, not keyed on it): neither reads nor fills the store.
+        const search = `/search-${rand.seed}`;
+        for (let i = 0; i < 3; i++) {
+          const body = `q=${'x'.repeat(1 + rand.int(200))}`;
+          const framing = rand.next() < 0.5 ? `Content-Length: ${body.length}\r\n\r\n${body}` : `Transfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`;
+          const withBody = await rawGet(plainPort, `GET ${search} HTTP/1.1\r\nHost: 127.0.0.1\r\n${framing}`);
+          assert.match(withBody, /fwd=bypass[^\r]*detail=request-content/, withBody.split('\r\n\r\n')[0]);
+        }
+        const plainSearch = await rawGet(plainPort, `GET ${search} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+        assert.match(plainSearch, /fwd=uri-miss/, 'nothing was stored for the GETs with content');
         // The scheme: a plain listener's redirect to https, stored, is not the https listener's answer.
         const force = `/force-${rand.seed}`;
         const plain = await rawGet(plainPort, `GET ${force} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
