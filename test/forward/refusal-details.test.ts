@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { accessLines, basic, rawExchange, startOrigin, startTestProxy, userHashes, waitFor, USER } from './helpers.js';
+import { connect } from 'node:net';
+import { accessLines, basic, rawExchange, startOrigin, startTestProxy, userHashes, waitFor, PASSWORD, USER } from './helpers.js';
 
 function get(port: number, target: string, auth: string): Promise<string> {
   return rawExchange(port, `GET ${target} HTTP/1.1\r\nHost: ${new URL(target).host}\r\nProxy-Authorization: ${auth}\r\nConnection: close\r\n\r\n`);
@@ -59,3 +60,45 @@ test('an unknown pool and a plan deny rule are 403 with details (the customer\'s
     await origin.close();
   }
 });
+
+test('over SOCKS5 and SOCKS4 too, a refused username parameter (right password) is recorded with the user', async () => {
+  // Adversarial review, session 30: the SOCKS fronts refused such a name without setting the
+  // user on the record, which the HTTP front and the docs do.
+  const p = await startTestProxy();
+  const origin = await startOrigin();
+  try {
+    const names = [`${USER}-sesion-x1`, `${USER}-ttl-0s`, `${USER}-ttl-forever`];
+    for (const name of names) {
+      // SOCKS5: greeting (user/password), RFC 1929 sub-negotiation, then a CONNECT it never reaches.
+      const u = Buffer.from(name);
+      const pw = Buffer.from(PASSWORD);
+      const s5 = await rawBytes(p.port, Buffer.concat([Buffer.from([5, 1, 2]), Buffer.from([1, u.length]), u, Buffer.from([pw.length]), pw]));
+      assert.deepEqual([...s5.subarray(0, 4)], [5, 2, 1, 1], `${name}: method 02, then auth failure`);
+      // SOCKS4: USERID name:password.
+      const s4 = await rawBytes(p.port, Buffer.concat([Buffer.from([4, 1, origin.port >> 8, origin.port & 255, 127, 0, 0, 1]), Buffer.from(`${name}:${PASSWORD}`), Buffer.from([0])]));
+      assert.equal(s4[1], 0x5b, `${name}: SOCKS4 refused`);
+    }
+    assert.ok(await waitFor(() => accessLines(p.lines).filter((l) => l.reason === 'bad_username_parameter').length >= 2 * names.length));
+    const refusals = accessLines(p.lines).filter((l) => l.reason === 'bad_username_parameter');
+    for (const r of refusals) assert.equal(r.user, USER, JSON.stringify(r));
+  } finally {
+    await p.close();
+    await origin.close();
+  }
+});
+
+/** Write `bytes` on a new connection to the proxy and read until it closes (bounded). */
+function rawBytes(port: number, bytes: Buffer): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => s.destroy(), 5000);
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('error', () => {});
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    });
+    s.on('connect', () => s.write(bytes));
+  });
+}

@@ -6,7 +6,7 @@ import { SocksFront, SocksResponder } from './socks-front.js';
 import { ByteReader, HandshakeEnded, type ReadEnd } from './byte-reader.js';
 import { SOCKS4_REPLY } from './reply-codes.js';
 import { checkDomain } from './socks-address.js';
-import { allowlistRoute } from '../proxy-auth.js';
+import { allowlistRoute, userOfRefusal } from '../proxy-auth.js';
 import { protocolError } from './socks-refusal.js';
 import { destroyAfter } from '../../timing/deadlines.js';
 
@@ -86,7 +86,11 @@ export class Socks4Front extends SocksFront<Socks4Responder> {
     const colon = userId.indexOf(':');
     if (colon > 0) {
       const found = await pipeline.authenticateName(userId.slice(0, colon), userId.slice(colon + 1), socket);
-      if (found instanceof Failure) return refuse(found);
+      if (found instanceof Failure) {
+        // Refused after the password was verified (a username parameter): the record names the user.
+        req.session.user = userOfRefusal(found) ?? null;
+        return refuse(found);
+      }
       if (found === undefined) return refuse(new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'wrong user name or password' }));
       req.target = { host, port };
       if (port === 0) return this.#portZero(req, responder, found.user);

@@ -8,7 +8,7 @@ import { HandshakeEnded, type ByteReader } from './byte-reader.js';
 import { AUTH_STATUS, SOCKS5_REPLY, socks5ReplyFor } from './reply-codes.js';
 import { AddressTypeError, encodeAddress, readAddress, type SocksTarget } from './socks-address.js';
 import { protocolError } from './socks-refusal.js';
-import { allowlistRoute } from '../proxy-auth.js';
+import { allowlistRoute, userOfRefusal } from '../proxy-auth.js';
 import { UdpAssociation, type ControlConnection } from './socks5-udp-relay.js';
 import { destroyAfter } from '../../timing/deadlines.js';
 
@@ -114,7 +114,11 @@ export class Socks5Front extends SocksFront<Socks5Responder> {
       const name = (await r.read(await r.byte())).toString('utf8');
       const password = (await r.read(await r.byte())).toString('utf8');
       const found = name.length > 0 ? await pipeline.authenticateName(name, password, socket) : undefined;
-      if (found instanceof Failure) return refuse(found);
+      if (found instanceof Failure) {
+        // Refused after the password was verified (a username parameter): the record names the user.
+        req.session.user = userOfRefusal(found) ?? null;
+        return refuse(found);
+      }
       if (found === undefined) {
         return refuse(new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'wrong user name or password' }));
       }
