@@ -104,14 +104,47 @@ export class DiskTier {
     this.#evict(e.key);
     const path = join(this.dir, file);
     const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-    writeFile(tmp, [headBuf, e.body])
-      .then(() => rename(tmp, path))
+    // The newest write of a file wins, and a delete cancels the writes under way: each write has
+    // a generation, and is renamed into place only while it is still the file's newest. Before
+    // (adversarial review, session 30), a slow older write was renamed over a newer one, and a
+    // write finishing after a purge put the purged response back (served after a restart).
+    const gen = ++this.#generation;
+    this.#writing.set(file, gen);
+    const current = (): boolean => this.#writing.get(file) === gen;
+    const done = writeFile(tmp, [headBuf, e.body])
+      .then(async () => {
+        if (!current()) {
+          await unlink(tmp);
+          return;
+        }
+        await rename(tmp, path);
+        // Deleted or superseded while it was being renamed: the file goes again.
+        if (!current()) await unlink(path).catch(() => {});
+        else this.#writing.delete(file);
+      })
       .catch(() => {
         // A full or read-only disk: the entry stays in memory only.
         void unlink(tmp).catch(() => {});
-        this.#remove(e.key, file, false);
-      });
+        if (current()) {
+          this.#writing.delete(file);
+          this.#remove(e.key, file, false);
+        }
+      })
+      .finally(() => this.#pending.delete(done));
+    this.#pending.add(done);
   }
+
+  /** Writes under way (settled or not). */
+  readonly #pending = new Set<Promise<void>>();
+
+  /** Resolves once every write started so far has settled (renamed, dropped or failed). */
+  async flushed(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  /** The newest write under way per file, by generation (`save`). */
+  readonly #writing = new Map<string, number>();
+  #generation = 0;
 
   delete(key: string): boolean {
     const files = this.#index.get(key);
@@ -142,7 +175,11 @@ export class DiskTier {
     files.delete(file);
     this.#bytes -= size;
     if (files.size === 0) this.#index.delete(key);
-    if (unlinkFile) void unlink(join(this.dir, file)).catch(() => {});
+    if (unlinkFile) {
+      // A write of it under way is not renamed into place (save).
+      this.#writing.delete(file);
+      void unlink(join(this.dir, file)).catch(() => {});
+    }
   }
 
   #evict(keep?: string): void {

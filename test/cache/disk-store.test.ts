@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { startTestGateway } from '../helpers/gateway.js';
-import { cacheKey } from '../../src/cache/index.js';
+import { CacheEntry, cacheKey } from '../../src/cache/index.js';
 import { DiskTier } from '../../src/cache/disk-store.js';
 import { seededRandom } from '../helpers/seeded.js';
 
@@ -78,6 +78,53 @@ test('the disk tier touches only its own files in its directory: other files sta
     new DiskTier(dir, 1 << 20);
     const left = readdirSync(dir).sort();
     assert.deepEqual(left, [...others].sort(), `seed ${rand.seed}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * Adversarial review, session 30: a write finishing after a purge renamed the purged response
+ * into place (served again after a restart), and of two writes of one key the slower, older one
+ * was renamed last (the old response won on disk). A seeded family of body sizes (up to 8 MB,
+ * so writes overlap), orders and deletes: once the writes settle, a tier opened again on the
+ * directory holds exactly what the last save or delete left.
+ */
+test('the disk tier: the newest write of a key wins, and a delete cancels the writes under way (seeded)', async () => {
+  const rand = seededRandom();
+  const dir = mkdtempSync(join(tmpdir(), 'gatewise-disk-race-'));
+  const entry = (key: string, tag: string, size: number): CacheEntry =>
+    new CacheEntry({ key, status: 200, headers: ['x-tag', tag, 'cache-control', 'max-age=600'], body: Buffer.alloc(size, tag.charCodeAt(0)), requestTime: Date.now(), responseTime: Date.now(), varyValues: [] });
+  try {
+    const tier = new DiskTier(dir, 1 << 30);
+    const want = new Map<string, string | undefined>();
+    for (let i = 0; i < 12; i++) {
+      const key = `h/k${i}`;
+      const writes = 1 + rand.int(3);
+      let last: string | undefined;
+      for (let w = 0; w < writes; w++) {
+        // Earlier writes larger (slower) than later ones, so they finish after them.
+        const size = w === writes - 1 ? 1 + rand.int(100) : (1 + rand.int(8)) << 20;
+        last = `${String.fromCharCode(97 + w)}${i}`;
+        tier.save(entry(key, last, size));
+      }
+      if (rand.next() < 0.4) {
+        tier.delete(key);
+        last = undefined;
+      }
+      want.set(key, last);
+    }
+    await tier.flushed();
+    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], `no temporary file left (seed ${rand.seed})`);
+    const again = new DiskTier(dir, 1 << 30);
+    for (const [key, tag] of want) {
+      const got = await again.load(key);
+      if (tag === undefined) assert.equal(got.length, 0, `${key} was deleted, and is back (seed ${rand.seed})`);
+      else {
+        assert.equal(got.length, 1, `${key} (seed ${rand.seed})`);
+        assert.equal(got[0]!.headers[1], tag, `${key}: the last write wins (seed ${rand.seed})`);
+      }
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
