@@ -181,9 +181,30 @@ export class ResponseCache {
     return false;
   }
 
-  /** Read a key's responses back from disk into memory (oldest first, so the newest ends first). */
-  async load(key: string): Promise<void> {
-    const list = (await this.disk?.load(key)) ?? [];
+  /**
+   * Read a key's responses back from disk into memory (oldest first, so the newest ends first).
+   * One read per key at a time: the requests that miss in memory meanwhile wait for it. Before
+   * (adversarial review, session 30), 60 concurrent requests for a 4 MB key on disk made 60
+   * whole-file reads at once, 60 copies in memory beyond `cache.maxSize`. A read the key was
+   * purged or invalidated during puts nothing back (it put the purged response in memory).
+   */
+  load(key: string): Promise<void> {
+    let p = this.#loading.get(key);
+    if (p === undefined) {
+      p = this.#read(key).finally(() => this.#loading.delete(key));
+      this.#loading.set(key, p);
+    }
+    return p;
+  }
+
+  readonly #loading = new Map<string, Promise<void>>();
+
+  async #read(key: string): Promise<void> {
+    const disk = this.disk;
+    if (disk === undefined) return;
+    const list = await disk.load(key);
+    // Deleted from the disk tier while it was read (a purge, an invalidation): not put back.
+    if (!disk.has(key)) return;
     for (let i = list.length - 1; i >= 0; i--) this.store.put(list[i]!);
   }
 
