@@ -408,18 +408,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     // What every response of the listener gets, as a relayed head does (#writeResponseHead):
     // the onResponse hooks and HSTS. A stored answer skipped both before session 30 (a hook's
     // added CSP missing on hits, a field it strips back; hits on a TLS listener without HSTS).
-    let head = stored;
-    const hooks = this.ctx.hooks;
-    if (hooks !== undefined && hooks.response !== undefined) {
-      try {
-        head = hooks.runResponse(this, statusCode, head);
-      } catch (err) {
-        this.fail(new Failure({ type: 'proxy_internal_error', phase: 'headers', detail: 'an onResponse hook failed', cause: err }));
-        return;
-      }
+    const head = this.#listenerHead(statusCode, stored);
+    if (head instanceof Failure) {
+      this.fail(head);
+      return;
     }
-    const front = this.front;
-    if (front !== undefined && front.hsts !== undefined && !hasHsts(head)) head.push('strict-transport-security', front.hsts);
     if (this.ctx.draining) head.push('connection', 'close');
     // An upstream's head, stored (not a gateway-made answer: those go through the responder).
     // Stored fields passed Node's checks when they were first passed on.
@@ -432,6 +425,22 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     // that stops reading held the connection and the stored bytes queued for it for ever (the
     // stall hunt of session 13); the listener's send timeout applies as to a streamed answer.
     this.#watchSend();
+  }
+
+  /** What every upstream answer of the listener gets, relayed or stored: the onResponse hooks, then HSTS. A hook that throws is a Failure. */
+  #listenerHead(statusCode: number, head: string[]): string[] | Failure {
+    let out = head;
+    const hooks = this.ctx.hooks;
+    if (hooks !== undefined && hooks.response !== undefined) {
+      try {
+        out = hooks.runResponse(this, statusCode, out);
+      } catch (err) {
+        return new Failure({ type: 'proxy_internal_error', phase: 'headers', detail: 'an onResponse hook failed', cause: err });
+      }
+    }
+    const front = this.front;
+    if (front !== undefined && front.hsts !== undefined && !hasHsts(out)) out.push('strict-transport-security', front.hsts);
+    return out;
   }
 
   /** The request as it goes upstream (path and header pairs), for the cache's background revalidation. */
@@ -672,17 +681,13 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         return true;
       }
     }
-    const hooks = this.ctx.hooks;
-    if (hooks !== undefined && hooks.response !== undefined) {
-      try {
-        head = hooks.runResponse(this, statusCode, head);
-      } catch (err) {
-        a.abort(new Failure({ type: 'proxy_internal_error', phase: 'headers', detail: 'an onResponse hook failed', cause: err }));
-        return false;
-      }
+    const listened = this.#listenerHead(statusCode, head);
+    if (listened instanceof Failure) {
+      a.abort(listened);
+      return false;
     }
+    head = listened;
     const front = this.front;
-    if (front !== undefined && front.hsts !== undefined && !hasHsts(head)) head.push('strict-transport-security', front.hsts);
     // The client was never told to send its body: close rather than read it as the next request.
     if ((this.ctx.draining || (this.#expectContinue && !this.#continued)) && (front === undefined || !front.h2)) head.push('connection', 'close');
     // gRPC "Trailers-Only" (grpc-status in a head that ends the stream): undici does not say
