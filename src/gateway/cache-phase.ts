@@ -448,8 +448,10 @@ function schemeTarget(scheme: string, target: string): string {
   return scheme === 'https' ? HTTPS_TARGET + target : target;
 }
 
-/** The Host sent upstream (the client's, unless the route sets one) has a port or a trailing dot the key does not. */
+/** The Host sent upstream is the client's (`host: preserve`, the default) and has a port or a trailing dot the key does not. */
 function unkeyedHost(ex: Exchange, scheme: string): boolean {
+  // A route with `host: endpoint` or a literal sends a Host of its own, not the client's.
+  if (ex.route === undefined || ex.route.host !== 'preserve') return false;
   const headers = ex.upstreamRequest().headers;
   let sent: string | undefined;
   for (let i = 0; i < headers.length; i += 2) {

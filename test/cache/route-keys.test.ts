@@ -276,3 +276,28 @@ function httpsGet(port: number, path: string, ca: string): Promise<{ location: s
       .end();
   });
 }
+
+test('a route that sends a Host of its own (`host: endpoint` or a literal) caches whatever Host the client sent', async () => {
+  // The unkeyed-host rule is about the client's Host reaching the upstream; these routes never send it.
+  const up = await startScriptedUpstream((req, res) => {
+    const body = `host ${String(req.headers.host)}`;
+    res.writeHead(200, { 'cache-control': 'public, max-age=600', 'content-length': String(body.length) });
+    res.end(body);
+  });
+  try {
+    for (const host of ['endpoint', 'site.example']) {
+      const g = await startTestGateway({ clusters: { up: { endpoints: [`http://127.0.0.1:${up.port}`] } }, routes: [{ cluster: 'up', host, cache: {} }] } as never);
+      try {
+        const path = `/own-host-${host}`;
+        const first = await rawGet(g.port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:1337\r\n\r\n`);
+        assert.match(first, /stored/, `host: ${host}`);
+        const second = await rawGet(g.port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:1337\r\n\r\n`);
+        assert.match(second, /; hit/, `host: ${host}`);
+      } finally {
+        await g.close();
+      }
+    }
+  } finally {
+    await up.close();
+  }
+});
