@@ -167,16 +167,10 @@ export class ResponseCache {
    * kept before, and one client's session cookie from a 304 was served from the store to every
    * client (adversarial review, session 30). When it may not be kept, the key's stored
    * responses are dropped (the request that brought it is still answered with it). Returns
-   * whether it was kept.
+   * whether it was kept. `responseHeaders`: the entry's fields as `storable` reads them.
    */
-  keepUpdated(entry: CacheEntry, url: string, headers: RequestHeaders): boolean {
-    const h = entry.headers;
-    const obj: Record<string, string> = {};
-    for (let i = 0; i < h.length; i += 2) {
-      const n = h[i]!.toLowerCase();
-      obj[n] = obj[n] === undefined ? h[i + 1]! : `${obj[n]}, ${h[i + 1]!}`;
-    }
-    if (this.storable('GET', url, headers, entry.status, obj)) return this.put(entry);
+  keepUpdated(entry: CacheEntry, url: string, headers: RequestHeaders, responseHeaders: Record<string, string>): boolean {
+    if (this.storable('GET', url, headers, entry.status, responseHeaders)) return this.put(entry);
     this.invalidate(entry.key);
     return false;
   }
@@ -228,7 +222,7 @@ export class ResponseCache {
    */
   invalidateTarget(target: string): number {
     let n = 0;
-    const bare = target.startsWith(HTTPS_TARGET) ? target.slice(HTTPS_TARGET.length) : target;
+    const bare = withoutScheme(target);
     for (const route of this.#routes) {
       if (this.invalidate(cacheKey(bare, route))) n++;
       if (this.invalidate(cacheKey(HTTPS_TARGET + bare, route))) n++;
@@ -238,7 +232,7 @@ export class ResponseCache {
 
   /** Forget every key that starts with `prefix` (a target prefix: on plain and https listeners alike). */
   purgePrefix(prefix: string): number {
-    const bare = prefix.startsWith(HTTPS_TARGET) ? prefix.slice(HTTPS_TARGET.length) : prefix;
+    const bare = withoutScheme(prefix);
     let n = 0;
     for (const p of [bare, HTTPS_TARGET + bare]) {
       const mem = this.store.deletePrefix(p);
@@ -285,6 +279,11 @@ const NO_VALUES: VaryValues = [];
 
 /** What starts the target of a request on an https listener in a key (`targetKey` after it): the same route on a plain and a TLS listener keeps two copies. */
 export const HTTPS_TARGET = 'https://';
+
+/** A target (or a prefix of one) without the https mark: what purges and invalidation name, for both schemes. */
+function withoutScheme(target: string): string {
+  return target.startsWith(HTTPS_TARGET) ? target.slice(HTTPS_TARGET.length) : target;
+}
 
 /** A request's target as the cache names it: lower-case host and the normalised path with its query (what a purge by key gives). */
 export function targetKey(host: string, path: string): string {

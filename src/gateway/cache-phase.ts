@@ -246,7 +246,7 @@ export class CachePhase implements CollapseWaiter {
       // Renamed for this request's values only when it went upstream with them as the client sent them.
       const rename = variants !== undefined && !variesOnAlteredField(chosen.vary, ex.req.headers, ex.upstreamRequest().headers, ex.ctx.requestIdHeader);
       const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, rename ? varyValuesOf(chosen.vary, ex.req.headers) : chosen.varyValues);
-      this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers);
+      this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers));
       this.outcome = 'revalidated';
       this.#answer(fresh, { fwd: variants !== undefined ? 'vary-miss' : 'stale', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
       this.#release();
@@ -269,7 +269,7 @@ export class CachePhase implements CollapseWaiter {
     // The client gets the freshened stored headers (fields the HEAD answer left out are kept).
     if (method === 'HEAD' && status === 200 && e !== undefined && e.status === 200 && sameRepresentation(e, headerObject(raw))) {
       const fresh = e.updated(storedPairs(raw), this.#requestTime, now);
-      this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers);
+      this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers));
       this.outcome = 'revalidated';
       this.#answer(fresh, { fwd: this.#fwd, fwdStatus: status, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
       this.#release();

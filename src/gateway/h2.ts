@@ -71,7 +71,12 @@ export class H2Front {
       const s = session as GuardedSession;
       s[kGuard] = { front: this, resets: 0, windowStart: performance.now(), socket: this.#taking, open: 0, keepAliveMs };
       this.#sessions.add(session);
-      session.once('close', () => this.#sessions.delete(session));
+      const taken = this.#taking;
+      if (taken !== undefined) this.#bySocket.set(taken, session);
+      session.once('close', () => {
+        this.#sessions.delete(session);
+        if (taken !== undefined) this.#bySocket.delete(taken);
+      });
       session.on('error', ignore);
       session.on('stream', onStream);
       // Own property, a module function (no closure): see destroyWithConnectionErrorCode.
@@ -102,13 +107,14 @@ export class H2Front {
    * a TLS connection Node's HTTP/2 binding aborted the process (adversarial review, session 30).
    */
   closeIdle(socket: TLSSocket | Socket): void {
-    for (const session of this.#sessions) {
-      const g = (session as GuardedSession)[kGuard];
-      if (g?.socket !== socket) continue;
-      if (g.open === 0 && !session.closed && !session.destroyed) session.close();
-      return;
-    }
+    const session = this.#bySocket.get(socket);
+    if (session === undefined) return;
+    const g = (session as GuardedSession)[kGuard];
+    if (g !== undefined && g.open === 0 && !session.closed && !session.destroyed) session.close();
   }
+
+  /** Each open session by the connection `take` was given (closeIdle: no scan of every session under pressure). */
+  readonly #bySocket = new Map<TLSSocket | Socket, ServerHttp2Session>();
 
   /** Sessions open now. */
   get sessions(): number {
@@ -516,12 +522,11 @@ export function adaptRequest(req: Http2ServerRequest): void {
       cookie = cookie === undefined ? raw[i + 1] : `${cookie}; ${raw[i + 1]}`;
       continue;
     }
-    if (name === 'host') {
-      // RFC 9113 §8.3.1: with :authority, the Host an intermediary sends is :authority's; a
-      // Host field of another value routed and went upstream before (adversarial review,
-      // session 30: the name a TLS client and anything judging :authority saw was not the one served).
-      if (authority !== undefined || hasAuthority(raw, i)) continue;
-    }
+    // RFC 9113 §8.3.1: with :authority, the Host an intermediary sends is :authority's; a Host
+    // field of another value routed and went upstream before (adversarial review, session 30).
+    // Pseudo-headers come before every field (nghttp2 refuses a block where they do not), so
+    // :authority is known by now.
+    if (name === 'host' && authority !== undefined) continue;
     out.push(name, raw[i + 1]!);
   }
   if (cookie !== undefined) out.push('cookie', cookie);
@@ -532,10 +537,4 @@ export function adaptRequest(req: Http2ServerRequest): void {
     headers.host = authority;
   }
   Object.defineProperty(req, 'rawHeaders', { value: out, configurable: true });
-}
-
-/** An :authority pseudo-header after index `from` (pseudo-headers come first, but Node's raw list is not checked for it here). */
-function hasAuthority(raw: readonly string[], from: number): boolean {
-  for (let i = from + 2; i < raw.length; i += 2) if (raw[i] === ':authority') return true;
-  return false;
 }

@@ -196,7 +196,8 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     if (raw !== undefined) {
       const cache = this.#rc.cache;
       if (this.#status === 304) {
-        result = cache.keepUpdated(this.#entry.updated(raw, this.#requestTime, this.#responseTime), this.#path, this.#req.headers) ? 'refreshed' : 'dropped';
+        const fresh = this.#entry.updated(raw, this.#requestTime, this.#responseTime);
+        result = cache.keepUpdated(fresh, this.#path, this.#req.headers, headerObject(fresh.headers)) ? 'refreshed' : 'dropped';
       } else {
         cache.put(
           new CacheEntry({

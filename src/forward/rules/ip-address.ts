@@ -48,7 +48,29 @@ export function unmapIPv4(address: string): string | undefined {
   const g = ipv6Groups(address);
   if (!g) return undefined;
   if (g[0] || g[1] || g[2] || g[3] || g[4] || g[5] !== 0xffff) return undefined;
-  return `${g[6]! >> 8}.${g[6]! & 0xff}.${g[7]! >> 8}.${g[7]! & 0xff}`;
+  return quad(g[6]!, g[7]!);
+}
+
+/** The dotted quad of two 16-bit groups. */
+function quad(hi: number, lo: number): string {
+  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+}
+
+/**
+ * The IPv4 address an IPv6 one carries to an IPv4 host on the way: the well-known NAT64
+ * prefix 64:ff9b::/96 (RFC 6052), 6to4's 2002::/16 (RFC 3056: the relay's address in bits
+ * 16–47) and SIIT's ::ffff:0:0:0/96 (RFC 2765). On a host with NAT64, `64:ff9b::a9fe:a9fe`
+ * is 169.254.169.254: judged by the IPv4 ranges (adversarial review, session 30: these were
+ * allowed with allowPrivate false). Undefined for any other address.
+ */
+export function embeddedIPv4(address: string): string | undefined {
+  if (!address.includes(':')) return undefined;
+  const g = ipv6Groups(address);
+  if (g === undefined) return undefined;
+  if (g[0] === 0x64 && g[1] === 0xff9b && !g[2] && !g[3] && !g[4] && !g[5]) return quad(g[6]!, g[7]!);
+  if (g[0] === 0x2002) return quad(g[1]!, g[2]!);
+  if (!g[0] && !g[1] && !g[2] && !g[3] && g[4] === 0xffff && !g[5]) return quad(g[6]!, g[7]!);
+  return undefined;
 }
 
 /** The canonical form of an IP literal, or undefined when `input` is not one. */

@@ -1,5 +1,5 @@
 import { CidrSet } from './cidr-set.js';
-import { ipv6Groups } from './ip-address.js';
+import { embeddedIPv4 } from './ip-address.js';
 
 /**
  * Addresses the forward proxy refuses by default: private networks, loopback, link-local
@@ -41,22 +41,4 @@ export function isPrivateAddress(address: string): boolean {
   if (privateRanges().has(address)) return true;
   const v4 = embeddedIPv4(address);
   return v4 !== undefined && privateRanges().has(v4);
-}
-
-/**
- * The IPv4 address an IPv6 one carries to an IPv4 host on the way: the well-known NAT64
- * prefix 64:ff9b::/96 (RFC 6052), 6to4's 2002::/16 (RFC 3056: the relay's address in bits
- * 16–47) and SIIT's ::ffff:0:0:0/96 (RFC 2765). On a host with NAT64, `64:ff9b::a9fe:a9fe`
- * is 169.254.169.254: judged by the IPv4 ranges (adversarial review, session 30: these were
- * allowed with allowPrivate false). Undefined for any other address.
- */
-export function embeddedIPv4(address: string): string | undefined {
-  if (!address.includes(':')) return undefined;
-  const g = ipv6Groups(address);
-  if (g === undefined) return undefined;
-  const quad = (hi: number, lo: number): string => `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
-  if (g[0] === 0x64 && g[1] === 0xff9b && !g[2] && !g[3] && !g[4] && !g[5]) return quad(g[6]!, g[7]!);
-  if (g[0] === 0x2002) return quad(g[1]!, g[2]!);
-  if (!g[0] && !g[1] && !g[2] && !g[3] && g[4] === 0xffff && !g[5]) return quad(g[6]!, g[7]!);
-  return undefined;
 }
