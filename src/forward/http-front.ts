@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { CLIENT_CLOSED_STATUS, Failure, parserRefusal, type EndedBy } from '../failure/index.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { handshakeLeft } from '../http/connection-gate.js';
+import { refusalAccept, type ParserRefusalError } from '../http/headers.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
 import { HttpConnectFront } from './http-connect-front.js';
@@ -25,11 +26,7 @@ const kBusy = Symbol('gatewise.busy');
 /** kBusy: requests of the connection whose responses have not finished. */
 type TimedSocket = Socket & { [kHeadTimer]?: HeadTimer; [kBusy]?: number };
 
-interface ParserError extends Error {
-  code?: string;
-  bytesParsed?: number;
-  rawPacket?: Buffer;
-}
+type ParserError = ParserRefusalError & { bytesParsed?: number };
 
 /**
  * The HTTP side of a listener: one http.Server that never listens itself; listeners hand
@@ -171,7 +168,7 @@ export class HttpFront {
     const f = parserRefusal(code);
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
-    writeRawFailure(this.#ctx, socket, f, requestId, undefined);
+    writeRawFailure(this.#ctx, socket, f, requestId, refusalAccept(err));
     session.finish({ status: f.status, error: f.type, reason: f.reason, phase: f.phase, refused: true, endedBy: f.source });
   }
 

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
+import { acceptInRawHead, type ParserRefusalError } from '../http/headers.js';
 import { ChunkedDecoder, HEAD_DONE, NEED_MORE, RequestHeadParser, headersObject, type ParsedHead } from '../http/request-head.js';
 import { MAX_PIPELINED_RUNNING, MAX_PIPELINED_WAITING } from '../http/pipelining.js';
 import { BAD_VALUE_RE, TOKEN_RE, nameIs } from '../http/token.js';
@@ -542,7 +543,7 @@ export class NetConnection extends DeadlineEntry {
   /** The last request of the connection was read (Connection: close, HTTP/1.0): bytes after it are not parsed. */
   #last = false;
   /** A refusal owed once the responses before it are out. */
-  #owed: string | undefined;
+  #owed: ParserRefusalError | undefined;
   #upgrade: { req: NetRequest; rest: Buffer } | undefined;
   #timer = T_NONE;
   /** 'Connection: keep-alive' and its Keep-Alive timeout, as Node writes them. */
@@ -816,13 +817,15 @@ export class NetConnection extends DeadlineEntry {
   /** A parser refusal: answered once the responses before it are out, then the connection closes. */
   #refuse(code: string): void {
     this.#stopped = true;
+    // The refusal's format follows the head's Accept: a field parsed already, else in the bytes not parsed.
+    const err = parserError(code, this.#parser.fieldSoFar('accept') ?? acceptInRawHead(this.#buf));
     this.#buf = undefined;
     this.#disarm();
     if (this.#queue.length > 0) {
-      this.#owed = code;
+      this.#owed = err;
       return;
     }
-    this.#server.emit('clientError', parserError(code), this.socket);
+    this.#server.emit('clientError', err, this.socket);
   }
 
   /** A response's last bytes, written with the rest of this tick's; it is finished once they are out. */
@@ -888,9 +891,9 @@ export class NetConnection extends DeadlineEntry {
       return;
     }
     if (this.#owed !== undefined) {
-      const code = this.#owed;
+      const err = this.#owed;
       this.#owed = undefined;
-      this.#server.emit('clientError', parserError(code), this.socket);
+      this.#server.emit('clientError', err, this.socket);
       return;
     }
     if (this.#upgrade !== undefined) {
@@ -929,8 +932,9 @@ function finishLater(c: NetConnection, res: NetResponse): void {
   c.finishNow(res);
 }
 
-function parserError(code: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`Parse Error: ${code}`), { code });
+/** A parser refusal as node:http reports one ('clientError'), with the head's Accept when known (`ParserRefusalError`). */
+function parserError(code: string, accept?: string): ParserRefusalError {
+  return Object.assign(new Error(`Parse Error: ${code}`), { code, accept });
 }
 
 const kConn = Symbol('gatewise.netConnection');

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Config, ListenerConfig } from '../config/schema.js';
 import { Failure, parserRefusal } from '../failure/index.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
-import { viaValue } from '../http/headers.js';
+import { refusalAccept, viaValue, type ParserRefusalError } from '../http/headers.js';
 import { CLOSE_LINGER_MS, Timeout, destroyAfter } from '../timing/deadlines.js';
 import { plainAddress } from '../http/trust.js';
 import { clientLimits, type ClientLimits } from './client-limits.js';
@@ -594,7 +594,7 @@ export class Gateway {
     lifecycle({ event: 'closed', detail: '' });
   }
 
-  #onClientError(err: NodeJS.ErrnoException, socket: Duplex, listener: string): void {
+  #onClientError(err: ParserRefusalError, socket: Duplex, listener: string): void {
     const code = err.code;
     // Bytes after a message that ends the connection (Connection: close, HTTP/1.0) are not a
     // request: nothing is answered or recorded, and the response in flight still goes out
@@ -604,11 +604,12 @@ export class Gateway {
       socket.destroy();
       return;
     }
-    this.#refuseRaw(socket, parserRefusal(code), listener);
+    // No request object: the refusal's format comes from the Accept field in the bytes read.
+    this.#refuseRaw(socket, parserRefusal(code), listener, undefined, refusalAccept(err));
   }
 
   /** Answer on a raw socket (parser errors, CONNECT) and close it. */
-  #refuseRaw(socket: Duplex, f: Failure, listener: string, req?: IncomingMessage): void {
+  #refuseRaw(socket: Duplex, f: Failure, listener: string, req?: IncomingMessage, accept: string | undefined = req?.headers.accept): void {
     // Answered and ended already (a refusal or a parser error, then the head deadline of a
     // connection admitted under pressure): a second answer would be a write after end, an
     // uncaught error on a socket Node no longer watches (found by the half-close stall test).
@@ -626,7 +627,7 @@ export class Gateway {
     if (pending && !pending.writableFinished) {
       // A pipelined request failed to parse while the previous one is still being answered:
       // the refusal must not overtake that response. Answer once it is finished.
-      pending.once('finish', () => this.#refuseRaw(socket, f, listener, req));
+      pending.once('finish', () => this.#refuseRaw(socket, f, listener, req, accept));
       pending.once('close', () => {
         if (!pending.writableFinished) socket.destroy();
       });
@@ -636,7 +637,7 @@ export class Gateway {
     // A rare path: the listener's HSTS found by its name.
     const entry = this.#servers.find((e) => e.name === listener);
     const hsts = entry === undefined ? undefined : listenerFront(entry.cfg)?.hsts;
-    const answered = respondWithFailure(socket, f, { ctx: this.ctx, requestId, accept: req?.headers.accept, clientAddress: sock.remoteAddress, close: true, rawForm: 'parser', hsts });
+    const answered = respondWithFailure(socket, f, { ctx: this.ctx, requestId, accept, clientAddress: sock.remoteAddress, close: true, rawForm: 'parser', hsts });
     // The answer ends our side; a client that never closes its own (a half-open socket, or a
     // CONNECT's socket, which nothing reads any more) is let go of after a linger, as the
     // forward proxy's refusals are (the stall hunt of session 13: held for ever before).

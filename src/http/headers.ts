@@ -133,3 +133,41 @@ export function viaContains(viaValues: readonly string[], pseudonym: string): bo
   }
   return false;
 }
+
+/** How far into a refused head `acceptInRawHead` looks: past the largest `maxHeaderSize` a listener takes, no further. */
+const RAW_ACCEPT_SCAN = 1 << 20;
+
+/**
+ * The Accept field of a request head the parser refused, read from the bytes it saw (Node's
+ * `err.rawPacket`, the net front's unparsed bytes); undefined when there is none. Only to pick
+ * the format of the refusal (a page for a browser, problem+json for a program), as every other
+ * answer of the gateway does: the head is malformed, so nothing else of it is trusted. The first
+ * line named `accept` (any case; whitespace before the colon is not valid and not taken) before
+ * the blank line that ends the head wins.
+ */
+export function acceptInRawHead(raw: Buffer | undefined): string | undefined {
+  if (raw === undefined || raw.length === 0) return undefined;
+  const end = Math.min(raw.length, RAW_ACCEPT_SCAN);
+  // Every line from the start: the request line cannot be an Accept field (a method has no
+  // ':'), and the bytes may start at any line of the head (the net front's unparsed rest).
+  let line = 0;
+  while (line >= 0 && line < end) {
+    const next = raw.indexOf(10, line);
+    const stop = next < 0 || next > end ? end : next;
+    if (line > 0 && stop - line <= 1) return undefined; // the blank line: the head ended without Accept
+    if (stop - line > 7 && raw[line + 6] === 0x3a && (raw[line]! | 0x20) === 0x61 && latin1(raw, line, line + 6).toLowerCase() === 'accept') {
+      const value = latin1(raw, line + 7, stop).trim();
+      return value === '' ? undefined : value;
+    }
+    line = next < 0 ? -1 : next + 1;
+  }
+  return undefined;
+}
+
+/** A parser's refusal as a front reports it ('clientError'): node:http's bytes read, or the net front's Accept found already. */
+export type ParserRefusalError = NodeJS.ErrnoException & { rawPacket?: Buffer; accept?: string };
+
+/** The Accept of a refused head, for its answer's format (`acceptInRawHead`). */
+export function refusalAccept(err: ParserRefusalError): string | undefined {
+  return err.accept ?? acceptInRawHead(err.rawPacket);
+}

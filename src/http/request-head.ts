@@ -130,6 +130,13 @@ export class RequestHeadParser {
     this.#phase = 0;
   }
 
+  /** The value of the first field read so far named `name` (lower-case): a refused head's Accept, for its answer's format. */
+  fieldSoFar(name: string): string | undefined {
+    const raw = this.#raw;
+    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name) return raw[i + 1];
+    return undefined;
+  }
+
   /** Whether any byte of a head has been taken (a keep-alive connection between requests has none). */
   get started(): boolean {
     return !this.#line0;
