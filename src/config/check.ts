@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { SocketAddress, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Document, LineCounter } from 'yaml';
@@ -42,6 +42,8 @@ export interface CheckOptions {
   localAddresses?: readonly string[];
   /** false: the schema and references only, nothing read from this host (library use, doc samples). */
   host?: boolean;
+  /** The hosts file that maps listener names to addresses (default /etc/hosts). */
+  hostsFile?: string;
 }
 
 /** A config path as the problems name it: `a.b[0].c`. */
@@ -259,6 +261,43 @@ function binds(raw: Record<string, unknown>): Bind[] {
 
 const WILDCARD = new Set(['0.0.0.0', '::']);
 
+/** Names and their addresses in a hosts file (names lower-case, no trailing dot); empty when it cannot be read. */
+function hostsFileMap(file: string): Map<string, string[]> {
+  const map = new Map<string, string[]>();
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return map;
+  }
+  for (const line of text.split('\n')) {
+    const [address, ...names] = line.replace(/#.*/, '').trim().split(/\s+/);
+    if (address === undefined || isIP(address) === 0) continue;
+    const canonical = canonicalAddress(address);
+    for (const n of names) {
+      const key = n.toLowerCase();
+      const list = map.get(key) ?? map.set(key, []).get(key)!;
+      if (!list.includes(canonical)) list.push(canonical);
+    }
+  }
+  return map;
+}
+
+/** An IP address in one spelling (IPv6 lower-case and shortened, zone kept). */
+function canonicalAddress(address: string): string {
+  if (isIP(address) !== 6) return address;
+  const zone = address.indexOf('%');
+  const bare = zone < 0 ? address : address.slice(0, zone);
+  return new SocketAddress({ address: bare, family: 'ipv6' }).address + (zone < 0 ? '' : address.slice(zone));
+}
+
+/** The addresses a listener's `address` may bind: itself when an IP, else the hosts file's for the name, else the name. */
+function boundAddresses(address: string, hosts: Map<string, string[]>): string[] {
+  if (isIP(address) !== 0) return [canonicalAddress(address)];
+  const name = address.toLowerCase().replace(/\.$/, '');
+  return hosts.get(name) ?? [name];
+}
+
 /** The checks that look at this host: files, listeners, addresses. */
 function hostChecks(raw: Record<string, unknown>, opts: CheckOptions): { problems: Array<ConfigProblem & { at: PropertyKey[] }>; warnings: Array<ConfigProblem & { at: PropertyKey[] }>; files: ConfigProblem[] } {
   const problems: Array<ConfigProblem & { at: PropertyKey[] }> = [];
@@ -339,15 +378,31 @@ function hostChecks(raw: Record<string, unknown>, opts: CheckOptions): { problem
       push(problems, [...b.path, ...(b.implied ? [] : ['address'])], `cannot listen on ${b.address}: not an address of this host (it has ${['0.0.0.0', '::', ...local].join(', ')})`);
     }
   }
+  // Each address as a socket would bind it: a name through the hosts file (finding: `localhost`
+  // and 127.0.0.1 on one port passed check and failed run with EADDRINUSE), IPv6 canonical.
+  const hosts = hostsFileMap(opts.hostsFile ?? '/etc/hosts');
+  const bound = all.map((b) => boundAddresses(b.address, hosts));
   all.forEach((b, i) => {
-    for (const a of all.slice(0, i)) {
+    for (let j = 0; j < i; j++) {
+      const a = all[j]!;
       if (a.port !== b.port) continue;
+      const as = bound[j]!;
+      const bs = bound[i]!;
+      const wildcard = as.some((x) => WILDCARD.has(x)) || bs.some((x) => WILDCARD.has(x));
+      const overlap = as.some((x) => bs.includes(x));
+      if (!wildcard && !overlap) continue;
       const same = a.address === b.address;
-      if (!same && !WILDCARD.has(a.address) && !WILDCARD.has(b.address)) continue;
       // Two forward listeners on one address:port is the forward schema's own problem.
       if (same && a.forward && b.forward && !a.implied && !b.implied) continue;
       const where = (x: Bind): string => `${x.address.includes(':') ? `[${x.address}]` : x.address}:${x.port}`;
-      push(problems, [...b.path, ...(b.implied ? [] : ['port'])], `${where(b)}${b.implied ? ' (the default forward listener)' : ''} collides with ${pathString(a.path)} (${where(a)}): one socket cannot be bound twice`);
+      const at = [...b.path, ...(b.implied ? [] : ['port'])];
+      if (wildcard || (as.length === 1 && bs.length === 1)) {
+        push(problems, at, `${where(b)}${b.implied ? ' (the default forward listener)' : ''} collides with ${pathString(a.path)} (${where(a)}): one socket cannot be bound twice`);
+      } else {
+        // A name with several addresses binds the first the resolver gives: which one is not known here.
+        const named = (x: Bind, xs: readonly string[]): string => (xs.length > 1 ? `${x.address} (${xs.join(', ')})` : x.address);
+        push(warnings, at, `${named(b, bs)} may collide with ${pathString(a.path)} (${named(a, as)}) on port ${b.port}: a name is bound at the first address the resolver gives`);
+      }
     }
   });
   return { problems, warnings, files };
