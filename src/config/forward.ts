@@ -300,6 +300,7 @@ export const forwardSchema = z.strictObject({
         ttl: z.string().regex(/^[A-Za-z0-9_]+$/).default('ttl').describe('Key for the session lifetime ("10m").'),
         pool: z.string().regex(/^[A-Za-z0-9_]+$/).default('pool').describe('Key for the egress pool.'),
         debug: z.string().regex(/^[A-Za-z0-9_]+$/).default('debug').describe('Key for per-request debug: NAME-debug-1 adds the Gatewise-Debug header (exit, pool, bytes up, what decided) to the answers of that request or tunnel; -debug-0 turns a plan\'s debug off. See docs/forward-proxy.md.'),
+        maxTtl: duration('24h', 'The longest session lifetime a username may ask for with the ttl key; a longer one is refused (407 Proxy User Name Not Understood, the parameter and this cap named).'),
       })
       .prefault({})
       .describe('Username parameters: NAME-session-ID-ttl-10m-pool-NAME-debug-1 by default, each part optional, any order; NAME authenticates.'),

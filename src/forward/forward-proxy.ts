@@ -295,7 +295,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     pooled: new UpstreamTls({ connectTimeoutMs: s.connectTimeoutMs, resumeSessions: false }),
   });
   const tls = tlsFor(settings);
-  const grammarOf = (c: ForwardConfig): ForwardContext['grammar'] => ({ separator: c.usernameGrammar.separator, keys: { session: c.usernameGrammar.session, ttl: c.usernameGrammar.ttl, pool: c.usernameGrammar.pool, debug: c.usernameGrammar.debug } });
+  const grammarOf = (c: ForwardConfig): ForwardContext['grammar'] => ({ separator: c.usernameGrammar.separator, keys: { session: c.usernameGrammar.session, ttl: c.usernameGrammar.ttl, pool: c.usernameGrammar.pool, debug: c.usernameGrammar.debug }, maxTtlMs: ms(c.usernameGrammar.maxTtl) });
   const relayTimeoutsOf = (s: ForwardSettings): ForwardContext['relayTimeouts'] => ({ headersMs: s.responseHeadersMs, bodyIdleMs: s.responseBodyIdleMs, sendMs: s.sendMs });
   const direct = new DirectPools(dialer, () => rules, settings, trackSocket, tls.direct);
   let accessLogOn = config.accessLog;

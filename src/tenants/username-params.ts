@@ -9,9 +9,18 @@ export interface UsernameGrammar {
   separator: string;
   /** The words that introduce each parameter (`debug` absent: no debug parameter). */
   keys: { session: string; ttl: string; pool: string; debug?: string };
+  /**
+   * The longest session lifetime a name may ask for, in ms (`usernameGrammar.maxTtl`); a longer
+   * `-ttl-` does not parse and is refused as a parameter that cannot be used. Without a cap a
+   * session held its exit for as long as it was kept busy (up to 999,999,999 days asked).
+   */
+  maxTtlMs: number;
 }
 
-export const DEFAULT_GRAMMAR: UsernameGrammar = { separator: '-', keys: { session: 'session', ttl: 'ttl', pool: 'pool', debug: 'debug' } };
+/** The default cap of `-ttl-`: a day, longer than the sessions commercial providers sell. */
+export const DEFAULT_MAX_TTL_MS = 86_400_000;
+
+export const DEFAULT_GRAMMAR: UsernameGrammar = { separator: '-', keys: { session: 'session', ttl: 'ttl', pool: 'pool', debug: 'debug' }, maxTtlMs: DEFAULT_MAX_TTL_MS };
 
 export interface UsernameParams {
   /** The user name that authenticates. */
@@ -31,6 +40,12 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000,
 export function parseShortDuration(s: string): number | undefined {
   const m = /^(\d{1,9})(ms|s|m|h|d)$/.exec(s);
   return m ? Number(m[1]) * UNITS[m[2]!]! : undefined;
+}
+
+/** A lifetime as the parameter spells one, in the largest unit that divides it ("24h", "90m"). */
+function shortDuration(ms: number): string {
+  for (const u of ['d', 'h', 'm', 's'] as const) if (ms % UNITS[u]! === 0) return `${ms / UNITS[u]!}${u}`;
+  return `${ms}ms`;
 }
 
 const KEYS = ['session', 'ttl', 'pool', 'debug'] as const;
@@ -66,8 +81,10 @@ export function explainUsername(name: string, isUser: (base: string) => boolean,
       if (key === grammar.keys.debug && value !== '1' && value !== '0') {
         return { base, problem: `username parameter "${key}" expects 1 (on) or 0 (off), got "${value}"` };
       }
-      if (key === grammar.keys.ttl && !((parseShortDuration(value) ?? 0) > 0)) {
-        return { base, problem: `username parameter "${key}" expects a duration such as 10m, 30s or 1h, got "${value}"` };
+      if (key === grammar.keys.ttl) {
+        const ms = parseShortDuration(value) ?? 0;
+        if (!(ms > 0)) return { base, problem: `username parameter "${key}" expects a duration such as 10m, 30s or 1h, got "${value}"` };
+        if (ms > grammar.maxTtlMs) return { base, problem: `username parameter "${key}" asks for ${value}; sessions last at most ${shortDuration(grammar.maxTtlMs)}` };
       }
     }
     return { base, problem: 'the user name does not parse as NAME followed by parameters' };
@@ -101,7 +118,7 @@ export function parseUsername(name: string, grammar: UsernameGrammar = DEFAULT_G
       seen.add(key);
       if (key === 'ttl') {
         const ms = parseShortDuration(value);
-        if (ms === undefined || ms <= 0) continue outer;
+        if (ms === undefined || ms <= 0 || ms > grammar.maxTtlMs) continue outer;
         out.ttlMs = ms;
       } else if (key === 'debug') {
         if (value !== '1' && value !== '0') continue outer;

@@ -317,7 +317,7 @@ describe('username parameters', () => {
   });
 
   it('follows a configured grammar', () => {
-    const g = { separator: '_', keys: { session: 'sid', ttl: 'life', pool: 'zone' } };
+    const g = { separator: '_', keys: { session: 'sid', ttl: 'life', pool: 'zone' }, maxTtlMs: 3_600_000 };
     assert.deepEqual(parseUsername('bob_zone_resi_sid_42_life_30s', g), { base: 'bob', session: '42', ttlMs: 30_000, pool: 'resi' });
   });
 });
