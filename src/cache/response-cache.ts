@@ -38,6 +38,16 @@ export type Lookup =
   /** Not in memory but on disk: `load` it, then look again. */
   | { readonly kind: 'on-disk' };
 
+/**
+ * A store under way: a response for `key` still being received (a client's miss, a background
+ * revalidation) or a disk read of it. A purge or an invalidation that covers the key marks it
+ * cancelled, and what it brings is then not stored (`ResponseCache.begin`).
+ */
+export class StoreTicket {
+  cancelled = false;
+  constructor(readonly key: string) {}
+}
+
 /** Why a stale copy may answer for a failure, or undefined when it may not. */
 export type StaleReason = 'stale-if-error' | 'serve-stale-on';
 
@@ -154,8 +164,42 @@ export class ResponseCache {
     return policy.storable();
   }
 
-  /** Keep a response; false when the store cannot (larger than the whole store). */
-  put(entry: CacheEntry): boolean {
+  /**
+   * A store of `key` starts (the request goes upstream, a revalidation or a disk read starts):
+   * a purge or invalidation of the key from now until `finish` cancels it. Before (adversarial
+   * review, session 30), a response still streaming when its key was purged was stored when it
+   * ended, and the purged content answered again; a revalidation answered after a purge put the
+   * purged response back.
+   */
+  begin(key: string): StoreTicket {
+    const t = new StoreTicket(key);
+    const set = this.#underway.get(key);
+    if (set === undefined) this.#underway.set(key, new Set([t]));
+    else set.add(t);
+    return t;
+  }
+
+  /** The store `t` is over (stored, not stored, or the exchange ended). */
+  finish(t: StoreTicket): void {
+    const set = this.#underway.get(t.key);
+    if (set !== undefined && set.delete(t) && set.size === 0) this.#underway.delete(t.key);
+  }
+
+  /** The stores under way, by key. */
+  readonly #underway = new Map<string, Set<StoreTicket>>();
+
+  #cancel(key: string): void {
+    const set = this.#underway.get(key);
+    if (set !== undefined) for (const t of set) t.cancelled = true;
+  }
+
+  #cancelPrefix(prefix: string): void {
+    for (const [key, set] of this.#underway) if (key.startsWith(prefix)) for (const t of set) t.cancelled = true;
+  }
+
+  /** Keep a response; false when the store cannot (larger than the whole store) or when `ticket`, its store, was cancelled by a purge. */
+  put(entry: CacheEntry, ticket?: StoreTicket): boolean {
+    if (ticket?.cancelled === true) return false;
     this.disk?.save(entry);
     return this.store.put(entry);
   }
@@ -167,11 +211,13 @@ export class ResponseCache {
    * kept before, and one client's session cookie from a 304 was served from the store to every
    * client (adversarial review, session 30). When it may not be kept, the key's stored
    * responses are dropped (the request that brought it is still answered with it). Returns
-   * whether it was kept. `responseHeaders`: the entry's fields as `storable` reads them.
+   * whether it was kept. `responseHeaders`: the entry's fields as `storable` reads them. A
+   * `ticket` a purge cancelled keeps nothing and drops nothing (the purge did).
    */
-  keepUpdated(entry: CacheEntry, url: string, headers: RequestHeaders, responseHeaders: Record<string, string>): boolean {
+  keepUpdated(entry: CacheEntry, url: string, headers: RequestHeaders, responseHeaders: Record<string, string>, ticket?: StoreTicket): boolean {
+    if (ticket?.cancelled === true) return false;
     if (this.storable('GET', url, headers, entry.status, responseHeaders)) return this.put(entry);
-    this.invalidate(entry.key);
+    this.#drop(entry.key);
     return false;
   }
 
@@ -196,14 +242,25 @@ export class ResponseCache {
   async #read(key: string): Promise<void> {
     const disk = this.disk;
     if (disk === undefined) return;
-    const list = await disk.load(key);
-    // Deleted from the disk tier while it was read (a purge, an invalidation): not put back.
-    if (!disk.has(key)) return;
-    for (let i = list.length - 1; i >= 0; i--) this.store.put(list[i]!);
+    const ticket = this.begin(key);
+    try {
+      const list = await disk.load(key);
+      // Purged or invalidated while it was read: not put back.
+      if (ticket.cancelled || !disk.has(key)) return;
+      for (let i = list.length - 1; i >= 0; i--) this.store.put(list[i]!);
+    } finally {
+      this.finish(ticket);
+    }
   }
 
-  /** Forget a key (one route's responses for one target). */
+  /** Forget a key (one route's responses for one target), and cancel its stores under way (a purge, an invalidation). */
   invalidate(key: string): boolean {
+    this.#cancel(key);
+    return this.#drop(key);
+  }
+
+  /** Forget a key's stored responses (memory and disk). */
+  #drop(key: string): boolean {
     const onDisk = this.disk?.delete(key) ?? false;
     return this.store.delete(key) || onDisk;
   }
@@ -230,11 +287,12 @@ export class ResponseCache {
     return n;
   }
 
-  /** Forget every key that starts with `prefix` (a target prefix: on plain and https listeners alike). */
+  /** Forget every key that starts with `prefix` (a target prefix: on plain and https listeners alike), and cancel their stores under way. */
   purgePrefix(prefix: string): number {
     const bare = withoutScheme(prefix);
     let n = 0;
     for (const p of [bare, HTTPS_TARGET + bare]) {
+      this.#cancelPrefix(p);
       const mem = this.store.deletePrefix(p);
       const disk = this.disk?.deletePrefix(p) ?? 0;
       n += Math.max(mem, disk);

@@ -13,6 +13,7 @@ import {
   type CollapseWaiter,
   type Forward,
   type RouteCache,
+  type StoreTicket,
 } from '../cache/index.js';
 import { headerObject, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import { HTTPS_TARGET } from '../cache/index.js';
@@ -57,6 +58,8 @@ export class CachePhase implements CollapseWaiter {
   #leader = false;
   #waiting: Timeout | undefined;
   #requestTime = 0;
+  /** From going upstream to the end: a purge or invalidation of the key meanwhile cancels storing what comes back. */
+  #ticket: StoreTicket | undefined;
   // The body being stored.
   #tapStatus = 0;
   #tapHeaders: string[] | undefined;
@@ -154,8 +157,14 @@ export class CachePhase implements CollapseWaiter {
         return true;
       }
     }
-    this.#requestTime = now;
+    this.#upstream(now);
     return false;
+  }
+
+  /** The request goes upstream now: its answer may be stored unless the key is purged from now on. */
+  #upstream(now: number): void {
+    this.#requestTime = now;
+    this.#ticket ??= this.#rc.cache.begin(this.key);
   }
 
   #loaded(): void {
@@ -183,7 +192,7 @@ export class CachePhase implements CollapseWaiter {
     }
     this.#candidate = r.entry;
     this.#fwd = r.fwd;
-    this.#requestTime = now;
+    this.#upstream(now);
     ex.cacheGoOn();
   }
 
@@ -192,7 +201,7 @@ export class CachePhase implements CollapseWaiter {
     this.#rc.cache.collapser.leave(this.key, this);
     const ex = this.#ex;
     if (ex.clientGone) return;
-    this.#requestTime = Date.now();
+    this.#upstream(Date.now());
     ex.cacheGoOn();
   }
 
@@ -246,7 +255,7 @@ export class CachePhase implements CollapseWaiter {
       // Renamed for this request's values only when it went upstream with them as the client sent them.
       const rename = variants !== undefined && !variesOnAlteredField(chosen.vary, ex.req.headers, ex.upstreamRequest().headers, ex.ctx.requestIdHeader);
       const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, rename ? varyValuesOf(chosen.vary, ex.req.headers) : chosen.varyValues);
-      this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers));
+      this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket);
       this.outcome = 'revalidated';
       this.#answer(fresh, { fwd: variants !== undefined ? 'vary-miss' : 'stale', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
       this.#release();
@@ -269,7 +278,7 @@ export class CachePhase implements CollapseWaiter {
     // The client gets the freshened stored headers (fields the HEAD answer left out are kept).
     if (method === 'HEAD' && status === 200 && e !== undefined && e.status === 200 && sameRepresentation(e, headerObject(raw))) {
       const fresh = e.updated(storedPairs(raw), this.#requestTime, now);
-      this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers));
+      this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket);
       this.outcome = 'revalidated';
       this.#answer(fresh, { fwd: this.#fwd, fwdStatus: status, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
       this.#release();
@@ -293,6 +302,8 @@ export class CachePhase implements CollapseWaiter {
 
   #mayStore(status: number, raw: readonly RawField[]): boolean {
     const ex = this.#ex;
+    // Purged or invalidated since the request went upstream: what it brings is from before.
+    if (this.#ticket?.cancelled === true) return false;
     const obj = headerObject(raw);
     const cl = obj['content-length'];
     if (cl !== undefined && Number(cl) > this.#rc.maxObjectBytes) return false;
@@ -339,9 +350,16 @@ export class CachePhase implements CollapseWaiter {
         responseTime: this.#tapResponseTime,
         varyValues: varyValuesOf(varyOf(headers), ex.req.headers),
       });
-      this.#rc.cache.put(entry);
+      this.#rc.cache.put(entry, this.#ticket);
     }
+    this.#finish();
     this.#release();
+  }
+
+  #finish(): void {
+    if (this.#ticket === undefined) return;
+    this.#rc.cache.finish(this.#ticket);
+    this.#ticket = undefined;
   }
 
   /** A failure is about to be answered: true when a stale copy answered it instead. */
@@ -373,6 +391,7 @@ export class CachePhase implements CollapseWaiter {
   /** The exchange is over (its response closed): let collapsed waiters go, stop waiting. */
   end(): void {
     this.#tapChunks = undefined;
+    this.#finish();
     if (this.#waiting !== undefined) {
       this.#waiting.cancel();
       this.#waiting = undefined;

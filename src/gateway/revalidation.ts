@@ -3,7 +3,7 @@ import { Failure, classify, type AttemptProgress } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import type { PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
-import { CacheEntry, varyValuesOf, type RouteCache } from '../cache/index.js';
+import { CacheEntry, varyValuesOf, type RouteCache, type StoreTicket } from '../cache/index.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { headerObject, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import type { GatewayContext } from './context.js';
@@ -71,6 +71,8 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
   #requestTime = Date.now();
   #responseTime = 0;
   #done = false;
+  /** A purge or invalidation of the key while it runs cancels storing its answer (`ResponseCache.begin`). */
+  #ticket: StoreTicket | undefined;
 
   constructor(ex: Exchange, rc: RouteCache, key: string, entry: CacheEntry) {
     this.#ctx = ex.ctx;
@@ -99,6 +101,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
 
   /** Admit it like a request; the caller holds the key's collapsing slot, released at the end. */
   start(): void {
+    this.#ticket = this.#rc.cache.begin(this.#key);
     const ctx = this.#ctx;
     ctx.inflight++;
     const cluster = this.#route.cluster;
@@ -177,6 +180,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
       if ((obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), this.#req.headers, this.#headers, this.#ctx.requestIdHeader)) || !this.#rc.cache.storable('GET', this.#path, this.#req.headers, statusCode, obj)) this.#raw = undefined;
     }
     if (statusCode >= 500) this.#raw = undefined; // never replace a good entry with a 5xx
+    if (this.#ticket?.cancelled === true) this.#raw = undefined; // purged meanwhile
     return true;
   }
 
@@ -193,11 +197,12 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
   onComplete(): void {
     const raw = this.#raw;
     let result: RevalidationResult = 'kept';
-    if (raw !== undefined) {
+    // Purged or invalidated while it ran: neither the freshened purged response nor the new one is stored.
+    if (raw !== undefined && this.#ticket?.cancelled !== true) {
       const cache = this.#rc.cache;
       if (this.#status === 304) {
         const fresh = this.#entry.updated(raw, this.#requestTime, this.#responseTime);
-        result = cache.keepUpdated(fresh, this.#path, this.#req.headers, headerObject(fresh.headers)) ? 'refreshed' : 'dropped';
+        result = cache.keepUpdated(fresh, this.#path, this.#req.headers, headerObject(fresh.headers), this.#ticket) ? 'refreshed' : 'dropped';
       } else {
         cache.put(
           new CacheEntry({
@@ -209,6 +214,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
             responseTime: this.#responseTime,
             varyValues: varyValuesOf(varyOf(raw), this.#req.headers),
           }),
+          this.#ticket,
         );
         result = 'replaced';
       }
@@ -258,6 +264,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
       const end = this.#headersAt > this.#admittedAt ? this.#headersAt : performance.now();
       this.#route.cluster.admission!.release(end - this.#admittedAt, f !== undefined);
     }
+    if (this.#ticket !== undefined) this.#rc.cache.finish(this.#ticket);
     this.#rc.cache.collapser.release(this.#key);
     this.#ctx.inflight--;
     const a = this.#attempt;
