@@ -10,7 +10,7 @@ const HEURISTIC_FRACTION = 0.1;
 export type VaryValues = ReadonlyArray<string | undefined>;
 
 /** What a stored response is made from: the fields of `CacheEntry` it is given (the rest it computes). */
-export type StoredInit = Pick<CacheEntry, 'key' | 'status' | 'headers' | 'body' | 'requestTime' | 'responseTime' | 'varyValues'>;
+export type StoredInit = Pick<CacheEntry, 'key' | 'status' | 'headers' | 'body' | 'requestTime' | 'responseTime' | 'varyValues'> & Partial<Pick<CacheEntry, 'credentials'>>;
 
 /**
  * One stored response (a variant of its key): header pairs, the whole body, and its
@@ -52,6 +52,13 @@ export class CacheEntry {
    * the response may be reused, these fields are never sent from the store. undefined: none.
    */
   readonly omitted: ReadonlySet<string> | undefined;
+  /**
+   * A keyed digest of the credentials (Cookie, Authorization, Proxy-Authorization) of the request
+   * that stored it, undefined when it had none (`gateway/cache-fields.ts` credentialDigest). A
+   * background revalidation sends credentials only when the triggering client's have this
+   * digest. In memory only: the disk tier does not keep it (an entry read back has none).
+   */
+  readonly credentials: string | undefined;
 
   constructor(init: StoredInit) {
     this.key = init.key;
@@ -61,6 +68,7 @@ export class CacheEntry {
     this.requestTime = init.requestTime;
     this.responseTime = init.responseTime;
     this.varyValues = init.varyValues;
+    this.credentials = init.credentials;
     const h = init.headers;
     let cc: string[] | undefined;
     let vary: string[] | undefined;
@@ -168,7 +176,7 @@ export class CacheEntry {
       }
     }
     for (const [n, r] of replace) if (!done.has(n)) out.push(...r);
-    return new CacheEntry({ key: this.key, status: this.status, headers: out, body: this.body, requestTime, responseTime, varyValues });
+    return new CacheEntry({ key: this.key, status: this.status, headers: out, body: this.body, requestTime, responseTime, varyValues, credentials: this.credentials });
   }
 }
 

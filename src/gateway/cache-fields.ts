@@ -1,3 +1,4 @@
+import { createHmac, randomBytes } from 'node:crypto';
 import { HOP_BY_HOP, connectionListed, fieldText, type RawField } from '../http/headers.js';
 import { varyValuesOf, type RequestHeaders } from '../cache/index.js';
 import { gatewayWrites } from './request-headers.js';
@@ -27,6 +28,31 @@ export function headerObject(raw: readonly RawField[]): Record<string, string> {
     o[n] = o[n] === undefined ? v : `${o[n]}, ${v}`;
   }
   return o;
+}
+
+/** The request fields that say who the client is: a background revalidation never sends another client's. */
+const CREDENTIALS = new Set(['cookie', 'authorization', 'proxy-authorization']);
+
+export function isCredential(name: string): boolean {
+  return CREDENTIALS.has(name.toLowerCase());
+}
+
+/** The key of `credentialDigest`, new in every process (digests are never written anywhere). */
+const DIGEST_KEY = randomBytes(32);
+
+/**
+ * A keyed digest (HMAC-SHA256, a per-process key) of the credential fields among request header
+ * pairs, in their order; undefined when there are none. It tells whether two requests carried the
+ * same credentials without keeping them: `CacheEntry.credentials`.
+ */
+export function credentialDigest(pairs: readonly string[]): string | undefined {
+  let h: ReturnType<typeof createHmac> | undefined;
+  for (let i = 0; i < pairs.length; i += 2) {
+    const n = pairs[i]!.toLowerCase();
+    if (!CREDENTIALS.has(n)) continue;
+    (h ??= createHmac('sha256', DIGEST_KEY)).update(n).update('\0').update(pairs[i + 1]!).update('\0');
+  }
+  return h?.digest('base64');
 }
 
 export function varyOf(pairs: readonly string[]): string[] {

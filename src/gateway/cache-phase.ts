@@ -15,7 +15,7 @@ import {
   type RouteCache,
   type StoreTicket,
 } from '../cache/index.js';
-import { headerObject, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
+import { credentialDigest, headerObject, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import { HTTPS_TARGET } from '../cache/index.js';
 import { proxyStatusOptions } from './context.js';
 import { Revalidation } from './revalidation.js';
@@ -349,6 +349,7 @@ export class CachePhase implements CollapseWaiter {
         requestTime: this.#requestTime,
         responseTime: this.#tapResponseTime,
         varyValues: varyValuesOf(varyOf(headers), ex.req.headers),
+        credentials: credentialDigest(ex.upstreamRequest().headers),
       });
       this.#rc.cache.put(entry, this.#ticket);
     }

@@ -3,9 +3,9 @@ import { Failure, classify, type AttemptProgress } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import type { PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
-import { CacheEntry, varyValuesOf, type RouteCache, type StoreTicket } from '../cache/index.js';
+import { CacheEntry, varyValuesOf, type RequestHeaders, type RouteCache, type StoreTicket } from '../cache/index.js';
 import { admitPhase, type Admittable } from './admit.js';
-import { headerObject, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
+import { credentialDigest, headerObject, isCredential, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type ReverseRecord } from './events.js';
 import type { Exchange } from './exchange.js';
@@ -30,6 +30,13 @@ export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'dropped' |
  * `gatewise_cache_revalidations_total`, not as a client request). It is not retried and
  * runs no hooks (there is no client to answer). It holds the key's collapsing slot, so
  * there is one per key at a time, and misses for the key wait for it like for any leader.
+ *
+ * It validates the stored response, so it goes with the credentials (Cookie, Authorization,
+ * Proxy-Authorization) of the request that stored it, never another client's: the triggering
+ * client's go only when they are the same (`CacheEntry.credentials`), and otherwise none go.
+ * Before (session 31) the triggering client's went, and an origin that personalises for them
+ * had that client's page stored for every client. Its answer is judged for storing against the
+ * request as it went (credentials included or not), by the rules of any store.
  */
 export class Revalidation implements Dispatcher.DispatchHandler, Admittable, ResponseTimerOwner {
   readonly #ctx: GatewayContext;
@@ -40,6 +47,10 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
   readonly #path: string;
   readonly #headers: string[];
   readonly #req: Exchange['req'];
+  /** The client's request fields as the revalidation sent them: without its credentials unless they are the entry's. */
+  readonly #reqHeaders: RequestHeaders;
+  /** The stored entry's credential digest when they went again; undefined: none went. */
+  readonly #credentials: string | undefined;
   readonly #clientAddress: string | undefined;
   readonly #listener: string;
   readonly #recordPath: string;
@@ -82,10 +93,15 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     this.#entry = entry;
     const up = ex.upstreamRequest();
     this.#path = up.path;
+    // The triggering client's credentials go only when they are those the entry was stored with.
+    const same = entry.credentials !== undefined && credentialDigest(up.headers) === entry.credentials;
+    this.#credentials = same ? entry.credentials : undefined;
+    this.#reqHeaders = same ? ex.req.headers : withoutCredentials(ex.req.headers);
     const h: string[] = [];
     for (let i = 0; i < up.headers.length; i += 2) {
       const n = up.headers[i]!.toLowerCase();
       if (n === 'if-none-match' || n === 'if-modified-since' || n === 'range' || n === 'if-range') continue;
+      if (!same && isCredential(n)) continue;
       h.push(up.headers[i]!, up.headers[i + 1]!);
     }
     if (entry.etag !== undefined) h.push('if-none-match', entry.etag);
@@ -177,7 +193,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     this.#raw = storedPairs(rawHeaders);
     if (statusCode !== 304) {
       const obj = headerObject(rawHeaders);
-      if ((obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), this.#req.headers, this.#headers, this.#ctx.requestIdHeader)) || !this.#rc.cache.storable('GET', this.#path, this.#req.headers, statusCode, obj)) this.#raw = undefined;
+      if ((obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), this.#reqHeaders, this.#headers, this.#ctx.requestIdHeader)) || !this.#rc.cache.storable('GET', this.#path, this.#reqHeaders, statusCode, obj)) this.#raw = undefined;
     }
     if (statusCode >= 500) this.#raw = undefined; // never replace a good entry with a 5xx
     if (this.#ticket?.cancelled === true) this.#raw = undefined; // purged meanwhile
@@ -202,7 +218,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
       const cache = this.#rc.cache;
       if (this.#status === 304) {
         const fresh = this.#entry.updated(raw, this.#requestTime, this.#responseTime);
-        result = cache.keepUpdated(fresh, this.#path, this.#req.headers, headerObject(fresh.headers), this.#ticket) ? 'refreshed' : 'dropped';
+        result = cache.keepUpdated(fresh, this.#path, this.#reqHeaders, headerObject(fresh.headers), this.#ticket) ? 'refreshed' : 'dropped';
       } else {
         cache.put(
           new CacheEntry({
@@ -212,7 +228,8 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
             body: Buffer.concat(this.#chunks, this.#bytes),
             requestTime: this.#requestTime,
             responseTime: this.#responseTime,
-            varyValues: varyValuesOf(varyOf(raw), this.#req.headers),
+            varyValues: varyValuesOf(varyOf(raw), this.#reqHeaders),
+            credentials: this.#credentials,
           }),
           this.#ticket,
         );
@@ -304,4 +321,11 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     r.triggeredBy = this.#triggeredBy;
     return r;
   }
+}
+
+/** Request fields without the credential ones. */
+function withoutCredentials(headers: RequestHeaders): RequestHeaders {
+  const out: Record<string, string | string[] | undefined> = {};
+  for (const n of Object.keys(headers)) if (!isCredential(n)) out[n] = headers[n];
+  return out;
 }
