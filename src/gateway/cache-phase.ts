@@ -75,7 +75,7 @@ export class CachePhase implements CollapseWaiter {
     this.#rc = rc;
     const scheme = ex.front === undefined ? 'http' : ex.front.scheme;
     this.key = cacheKey(schemeTarget(scheme, targetKey(ex.host, ex.path)), rc.route);
-    this.#unkeyed = unkeyedHost(ex, scheme) ? 'unkeyed-host' : hasContent(ex.req.headers) ? 'request-content' : undefined;
+    this.#unkeyed = unkeyedHost(ex, scheme) ? 'unkeyed-host' : hasContent(ex) ? 'request-content' : undefined;
   }
 
   /**
@@ -85,7 +85,8 @@ export class CachePhase implements CollapseWaiter {
    * (`Host: site:1337` went upstream as sent, and its 301 to port 1337 was stored under `site`
    * for every client). `request-content`: a GET with a body, forwarded with it (an upstream
    * that reads GET bodies answered one client's body for every client of the URL; RFC 9110
-   * §9.3.1 gives such content no meaning a cache could key on).
+   * §9.3.1 gives such content no meaning a cache could key on; over HTTP/2 without
+   * Content-Length too, session 31).
    */
   readonly #unkeyed: 'unkeyed-host' | 'request-content' | undefined;
 
@@ -494,8 +495,18 @@ function unkeyedHost(ex: Exchange, scheme: string): boolean {
   return !(local !== undefined && rest === `:${local}`);
 }
 
-/** The request says it has content (Content-Length above 0, or Transfer-Encoding). */
-function hasContent(headers: Readonly<Record<string, string | string[] | undefined>>): boolean {
+/**
+ * The request has content: Content-Length above 0, or Transfer-Encoding, or over HTTP/2 DATA
+ * frames without a Content-Length (the exchange's `hasBody`: the HEADERS frame did not end the
+ * stream; read from the frame, so a GET that ends its stream with its HEADERS waits for
+ * nothing). An HTTP/2 request that says `content-length: 0` has none whatever its frames (the
+ * HTTP/2 layer refuses DATA beyond a stated length). Before session 31 only the fields were
+ * read, and an HTTP/2 GET's body without Content-Length was stored under the URL alone.
+ */
+function hasContent(ex: Exchange): boolean {
+  const headers = ex.req.headers;
   const cl = headers['content-length'];
-  return headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
+  if (headers['transfer-encoding'] !== undefined) return true;
+  if (cl !== undefined) return cl !== '0';
+  return ex.hasBody;
 }

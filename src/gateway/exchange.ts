@@ -443,6 +443,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     return out;
   }
 
+  /** The request has content to relay: Content-Length above 0, Transfer-Encoding, or (HTTP/2) a HEADERS frame that did not end the stream. */
+  get hasBody(): boolean {
+    return this.#hasBody;
+  }
+
   /** The request as it goes upstream (path and header pairs), for the cache's background revalidation. */
   upstreamRequest(): { path: string; headers: readonly string[] } {
     return { path: this.#upstreamPath, headers: this.#headers };
