@@ -188,6 +188,11 @@ export class ResponseCache {
   /** The stores under way, by key. */
   readonly #underway = new Map<string, Set<StoreTicket>>();
 
+  /** How many keys have a store under way (none once every request and revalidation has ended). */
+  get keysUnderway(): number {
+    return this.#underway.size;
+  }
+
   #cancel(key: string): void {
     const set = this.#underway.get(key);
     if (set !== undefined) for (const t of set) t.cancelled = true;

@@ -198,6 +198,8 @@ test('a purge or an invalidation cancels the stores under way of the keys it cov
         assert.doesNotMatch(next.cs, /; hit/, `${what} (${purged}): the purged response answered from the store: ${next.cs}`);
         assert.equal(next.gen, 'later', `${what} (${purged})`);
         assert.equal(s.origin.seen(path), before + 1, `${what}: the next request went to the origin`);
+        await within(s.records.wait((r) => r.requestId === next.id), 10_000, `${what}: the record of the next request`);
+        assert.equal(s.g.gw.ctx.cache!.keysUnderway, 0, `${what}: every store under way was finished`);
       }
     });
   } finally {
@@ -237,7 +239,10 @@ test('a purge during a background revalidation: neither its 304 nor its new resp
         const before = s.origin.seen(path);
         const next = await get(s, scheme, path);
         assert.doesNotMatch(next.cs, /; hit/, `${what} (${purged}): answered from the store after the purge: ${next.cs}`);
+        assert.equal(next.gen, 'later', `${what} (${purged})`);
         assert.equal(s.origin.seen(path), before + 1, `${what}: the next request went to the origin`);
+        await within(s.records.wait((r) => r.requestId === next.id), 10_000, `${what}: the record of the next request`);
+        assert.equal(s.g.gw.ctx.cache!.keysUnderway, 0, `${what}: every store under way was finished`);
       }
     });
   } finally {
