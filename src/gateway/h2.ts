@@ -42,6 +42,8 @@ export class H2Front {
     handlers: {
       request(req: IncomingMessage, res: ServerResponse): void;
       checkContinue(req: IncomingMessage, res: ServerResponse): void;
+      /** An Expect the gateway cannot meet (anything but 100-continue). */
+      expectation(req: IncomingMessage, res: ServerResponse): void;
       abuse(session: ServerHttp2Session, detail: string): void;
     },
   ) {
@@ -55,17 +57,24 @@ export class H2Front {
     const keepAliveMs = limits.keepAliveMs;
     const request = handlers.request;
     const checkContinue = handlers.checkContinue;
-    this.server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+    const expectation = handlers.expectation;
+    const take = (handler: (req: IncomingMessage, res: ServerResponse) => void, req: Http2ServerRequest, res: Http2ServerResponse): void => {
       if (refusedForAbuse(req)) return;
       adaptRequest(req);
       req.stream.once('finish', onAnswerSent);
-      request(req as unknown as IncomingMessage, res as unknown as ServerResponse);
-    });
-    this.server.on('checkContinue', (req: Http2ServerRequest, res: Http2ServerResponse) => {
-      if (refusedForAbuse(req)) return;
-      adaptRequest(req);
-      req.stream.once('finish', onAnswerSent);
-      checkContinue(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+      handler(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+    };
+    this.server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => take(request, req, res));
+    this.server.on('checkContinue', (req: Http2ServerRequest, res: Http2ServerResponse) => take(checkContinue, req, res));
+    // Node's Http2Server answers CONNECT (405) and any Expect but exactly `100-continue` (417)
+    // itself, bare, when nobody listens: no Proxy-Status, no request id, no record (adversarial
+    // review of the h2 front). Both go to the pipeline's own answer path instead, as over
+    // HTTP/1.1: CONNECT reaches `request` (the listener refuses it by method, named), and
+    // Expect is read by HTTP/1.1's rule (100-continue anywhere in the value, any case, is the
+    // continue expectation; anything else the gateway's 417).
+    this.server.on('connect', (req: Http2ServerRequest, res: Http2ServerResponse) => take(request, req, res));
+    this.server.on('checkExpectation', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+      take(CONTINUE.test(String(req.headers.expect)) ? checkContinue : expectation, req, res);
     });
     this.server.on('session', (session: ServerHttp2Session) => {
       const s = session as GuardedSession;
@@ -156,6 +165,9 @@ export class H2Front {
     for (const s of this.#sessions) s.destroy(new Error('the gateway closed the connection: the drain timeout passed'), constants.NGHTTP2_INTERNAL_ERROR);
   }
 }
+
+/** The continue expectation, as Node's HTTP/1.1 server and the net front read it (RFC 9110 §10.1.1). */
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
 const kGuard = Symbol('gatewise.h2Guard');
 interface Guard {

@@ -206,7 +206,7 @@ export class Gateway {
     server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
       if (first(req.socket)) return refusedRequest(res);
       const x = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? this.#via10 : this.#via11, entry.limits, front);
-      x.fail(new Failure({ type: 'http_request_error', phase: 'accept', reason: 'expectation_failed', detail: `Expect: ${String(req.headers.expect).slice(0, 100)} cannot be met (only 100-continue is)` }));
+      x.fail(expectationFailed(req));
     });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (first(socket as Socket)) {
@@ -218,7 +218,7 @@ export class Gateway {
       new UpgradeExchange(this.ctx, req, socket, head, entry.name, this.#via11, entry.limits.sendMs, front?.hsts).start(entry.maxHeaderCount);
     });
     server.on('connect', (req: IncomingMessage, socket: Duplex) => {
-      this.#refuseRaw(socket, new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }), entry.name, req);
+      this.#refuseRaw(socket, connectRefused(), entry.name, req);
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket, entry.name));
     if (certs !== undefined) {
@@ -377,7 +377,7 @@ export class Gateway {
       }
       const x = new Exchange(this.ctx, req, res, entry.name, via2, limits, front);
       if (req.method === 'CONNECT') {
-        x.fail(new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' }));
+        x.fail(connectRefused());
         return;
       }
       x.start(maxHeaderCount, expect);
@@ -385,6 +385,13 @@ export class Gateway {
     return new H2Front(l.http2!, { maxHeaderSize: l.maxHeaderSize, keepAliveMs: ms(l.keepAliveTimeout) }, {
       request: (req, res) => start(req, res, false),
       checkContinue: (req, res) => start(req, res, true),
+      expectation: (req, res) => {
+        if (first(req.socket)) {
+          res.destroy();
+          return;
+        }
+        new Exchange(this.ctx, req, res, entry.name, via2, limits, front).fail(expectationFailed(req));
+      },
       abuse: (session, detail) => this.#h2Abuse(session, detail, entry.name),
     });
   }
@@ -717,6 +724,16 @@ const kRefusal = Symbol('gatewise.refusal');
 const kTls = Symbol('gatewise.tlsSocket');
 const kAcceptedAt = Symbol('gatewise.acceptedAt');
 const kPeer = Symbol('gatewise.peer');
+/** CONNECT on the reverse gateway (either protocol): refused by method. */
+function connectRefused(): Failure {
+  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' });
+}
+
+/** An Expect other than 100-continue (either protocol): the gateway's 417, not Node's bare one. */
+function expectationFailed(req: IncomingMessage): Failure {
+  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'expectation_failed', detail: `Expect: ${String(req.headers.expect).slice(0, 100)} cannot be met (only 100-continue is)` });
+}
+
 /** The connection went to HTTP/2 (ALPN h2, or the h2c preface): its HTTP/2 front. */
 const kH2 = Symbol('gatewise.h2');
 type GatedSocket = Socket & { [kRefused]?: boolean; [kServed]?: boolean; [kHeadDeadline]?: Timeout; [kRefusal]?: Failure; [kTls]?: TLSSocket; [kAcceptedAt]?: number; [kPeer]?: string; [kH2]?: H2Front };
