@@ -18,7 +18,7 @@ import { ACME_CHALLENGE_PREFIX } from '../tls/acme/index.js';
 import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
 import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import { finalResponseHead, trailersOf, type UpstreamTrailers } from './response-headers.js';
-import { resetStream, sessionConnection } from './h2.js';
+import { closedByClient, resetStream, sessionConnection } from './h2.js';
 import type { Http2Stream, ServerHttp2Session } from 'node:http2';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
@@ -1025,20 +1025,31 @@ function h2StreamClosed(res: ServerResponse): boolean {
   return stream === undefined || stream.closed || stream.destroyed;
 }
 
-/** Why an HTTP/2 stream closed before its answer was complete. */
+/**
+ * Why an HTTP/2 stream closed before its answer was complete: the client's RST_STREAM (any
+ * code, NO_ERROR included), or its connection gone (`closedByClient` tells them apart; the
+ * stream's rstCode cannot: Node closes the streams of a closed connection with CANCEL).
+ */
 function h2GoneDetail(res: ServerResponse): string | undefined {
-  const stream = (res as unknown as { stream?: { rstCode?: number; session?: { closed?: boolean; destroyed?: boolean } } }).stream;
+  const stream = (res as unknown as { stream?: Http2Stream & { rstCode?: number } }).stream;
   if (stream === undefined) return undefined;
-  const code = stream.rstCode;
-  if (code !== undefined && code !== 0) return `the client reset the HTTP/2 stream (RST_STREAM ${H2_ERRORS[code] ?? code})`;
-  if (stream.session === undefined || stream.session.closed === true || stream.session.destroyed === true) return 'the client closed the HTTP/2 connection (GOAWAY or close) before the answer was complete';
+  const code = stream.rstCode ?? 0;
+  const by = closedByClient(stream);
+  if (by === 'stream') return `the client reset the HTTP/2 stream (RST_STREAM ${H2_ERRORS[code] ?? code})`;
+  if (by === 'connection') return H2_CONNECTION_GONE;
+  if (code !== 0) return `the client reset the HTTP/2 stream (RST_STREAM ${H2_ERRORS[code] ?? code})`;
+  const session = stream.session as { closed?: boolean; destroyed?: boolean } | undefined;
+  if (session === undefined || session.closed === true || session.destroyed === true) return H2_CONNECTION_GONE;
   return undefined;
 }
+
+const H2_CONNECTION_GONE = 'the client closed the HTTP/2 connection (GOAWAY or close) before the answer was complete';
 
 const H2_INTERNAL_ERROR = 2;
 
 /** RFC 9113 §7 error codes by number. */
 const H2_ERRORS: Record<number, string> = {
+  0: 'NO_ERROR',
   1: 'PROTOCOL_ERROR',
   2: 'INTERNAL_ERROR',
   3: 'FLOW_CONTROL_ERROR',

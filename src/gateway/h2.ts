@@ -213,8 +213,10 @@ function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
   }
   // HEADERS and RST_STREAM read together: Node closed the stream before it emitted it, so its
   // 'aborted' is past (h2-rapid-reset.test finding: such resets were never counted).
-  if (stream.aborted) clientReset(stream, this);
-  else stream.once('aborted', onAborted);
+  if (stream.aborted) {
+    noteClientReset(stream, this);
+    clientReset(stream, this);
+  } else stream.once('aborted', onAborted);
 }
 
 const kCounted = Symbol('gatewise.h2Counted');
@@ -291,7 +293,33 @@ function onAnswerSent(this: Http2Stream): void {
 
 /** The stream closed before its answer was complete (module function: no closure per stream). */
 function onAborted(this: Http2Stream): void {
-  clientReset(this, this.session as ServerHttp2Session | undefined);
+  const session = this.session as ServerHttp2Session | undefined;
+  noteClientReset(this, session);
+  clientReset(this, session);
+}
+
+const kClosedBy = Symbol('gatewise.h2ClosedBy');
+type NotedStream = Http2Stream & { [kClosedBy]?: 'stream' | 'connection' };
+
+/**
+ * How a stream closed before its answer, noted when it happens, since the stream's `rstCode`
+ * cannot tell: the client's own RST_STREAM, whatever its code, arrives while the connection
+ * is there ('stream'); when the connection goes, Node closes each of its streams with CANCEL
+ * (its socket's 'close') ('connection'). A client may reset with NO_ERROR (RFC 9113 §8.1):
+ * such a reset was recorded as the connection closed, and a closed connection as "RST_STREAM
+ * CANCEL" (test/gateway/h2-client-reset.test.ts). A stream of a session destroyed first (the
+ * gateway's own close, a GOAWAY with an error) is not noted.
+ */
+function noteClientReset(stream: Http2Stream, session: ServerHttp2Session | undefined): void {
+  if ((stream as MarkedStream)[kOwnReset] === true || session === undefined || session.destroyed) return;
+  const socket = (session as GuardedSession)[kGuard]?.socket;
+  if (socket === undefined) return;
+  (stream as NotedStream)[kClosedBy] = socket.destroyed ? 'connection' : 'stream';
+}
+
+/** How the client closed this stream before its answer: its own RST_STREAM ('stream'), its connection gone ('connection'), or not known. */
+export function closedByClient(stream: Http2Stream): 'stream' | 'connection' | undefined {
+  return (stream as NotedStream)[kClosedBy];
 }
 
 const kOwnReset = Symbol('gatewise.h2OwnReset');
