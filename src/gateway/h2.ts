@@ -577,4 +577,7 @@ export function adaptRequest(req: Http2ServerRequest): void {
     headers.host = authority;
   }
   Object.defineProperty(req, 'rawHeaders', { value: out, configurable: true });
+  // CONNECT has no :path: its target is :authority (RFC 9113 §8.5), as HTTP/1.1's is in
+  // authority-form, so its refusal is recorded with the same path over both.
+  if (authority !== undefined && req.method === 'CONNECT' && req.url === undefined) Object.defineProperty(req, 'url', { value: authority, configurable: true });
 }

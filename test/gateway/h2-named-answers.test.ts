@@ -6,6 +6,7 @@ import { accessRecord, startTestGateway, type LogLine, type TestGateway } from '
 import { E, RawH2, T, errorCode, frame } from '../helpers/h2-frames.js';
 import { RawConn } from '../helpers/raw-conn.js';
 import { seededRandom, withSeed, type Rand } from '../helpers/seeded.js';
+import { certDir } from '../helpers/tls-certs.js';
 
 /**
  * The answers the gateway makes itself over HTTP/2 are named as over HTTP/1.1: CONNECT (405
@@ -102,6 +103,7 @@ describe('HTTP/2: CONNECT and Expect get the gateway\'s named answer, as over HT
       assert.match(h1, /^HTTP\/1\.1 405 /);
       const h1line = await accessRecord(gw, (l) => l.method === 'CONNECT' && l.httpVersion === '1.1', 10_000);
       assert.ok(h1line, 'no record of the HTTP/1.1 CONNECT');
+      assert.equal(h1line.path, 'a.test:443');
       const authorities = ['a.test:443', 'a.test', '127.0.0.1:8080', '[::1]:443', 'xn--bcher-kva.test:65535', 'A.Test:1', 'a.test:0'];
       const s = session(gw);
       try {
@@ -110,12 +112,46 @@ describe('HTTP/2: CONNECT and Expect get the gateway\'s named answer, as over HT
           const a = await h2ask(s, { ':method': 'CONNECT', ':authority': authority, accept });
           const line = await assertNamed(gw, a, 405, 'http_request_error', accept, `CONNECT ${authority}`);
           assert.deepEqual(named(line), named(h1line), `CONNECT ${authority}: the record differs from HTTP/1.1's`);
+          // The target of a CONNECT is its authority (RFC 9113 §8.5, RFC 9112 §3.2.3): the record's path, as over HTTP/1.1.
+          assert.equal(line.path, authority, `CONNECT ${authority}: recorded path`);
+          assert.equal(line.host, authority, `CONNECT ${authority}: recorded host`);
         }
       } finally {
         s.close();
         s.destroy();
       }
     });
+  });
+
+  test('over TLS (ALPN h2) too: CONNECT → 405 and Expect: foo → 417, named and recorded', { timeout: 60_000 }, async () => {
+    const dir = certDir();
+    const lab = await startLab();
+    let gw: TestGateway | undefined;
+    let s: ClientHttp2Session | undefined;
+    try {
+      const ca = dir.ca('H2 named CA');
+      const leaf = ca.issue('localhost', { dns: ['localhost'], ip: ['127.0.0.1'] });
+      gw = await startTestGateway({
+        listeners: [{ address: '127.0.0.1', port: 0, tls: { certificates: [{ cert: leaf.certFile, key: leaf.keyFile }] }, http2: {} }],
+        clusters: { lab: { endpoints: [lab.url] } },
+        routes: [{ cluster: 'lab' }],
+      });
+      s = h2connect(gw.url, { ca: ca.cert, servername: 'localhost' });
+      s.on('error', () => {});
+      const c = await h2ask(s, { ':method': 'CONNECT', ':authority': 'a.test:443', accept: 'application/json' });
+      const cl = await assertNamed(gw, c, 405, 'http_request_error', 'application/json', 'TLS CONNECT');
+      assert.equal(cl.reason, 'method_not_allowed');
+      const before = lab.stats.requests;
+      const e = await h2ask(s, { ':method': 'GET', ':path': '/echo', expect: 'foo', accept: 'text/html' });
+      const el = await assertNamed(gw, e, 417, 'http_request_error', 'text/html', 'TLS Expect: foo');
+      assert.equal(el.reason, 'expectation_failed');
+      assert.equal(lab.stats.requests, before, 'the 417 went upstream');
+    } finally {
+      s?.destroy();
+      await gw?.close();
+      await lab.close();
+      dir.remove();
+    }
   });
 
   test('CONNECT that nghttp2 finds malformed, and extended CONNECT (RFC 8441, not enabled): RST_STREAM PROTOCOL_ERROR, the connection stays', { timeout: 60_000 }, async () => {
