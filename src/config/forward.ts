@@ -1,6 +1,7 @@
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 import { redisUrl } from './redis-url.js';
+import { passwordHashProblem } from './scrypt-hash.js';
 import { forwardListenerTlsSchema } from './tls.js';
 import { parseDuration } from './duration.js';
 
@@ -22,7 +23,6 @@ const duration = (def: string, what: string) =>
 
 
 const HOST_PATTERN_RE = /^(\*|(\*\.)?[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\.?|[0-9A-Fa-f:.]+)$/;
-const SCRYPT_RE = /^scrypt\$\d{1,8}\$\d{1,3}\$\d{1,3}\$[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}$/;
 
 function isCidr(s: string): boolean {
   const [addr, prefix, extra] = s.split('/');
@@ -199,7 +199,10 @@ export const forwardUserSchema = z.strictObject({
       .describe('User name, as sent in Proxy-Authorization or the SOCKS5 username.'),
     password: z
       .string()
-      .regex(SCRYPT_RE, 'expected a scrypt hash (scrypt$N$r$p$salt$hash); create one with `gatewise passwd`')
+      .superRefine((v, ctx) => {
+        const problem = passwordHashProblem(v);
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+      })
       .optional()
       .describe('Password hash in the form scrypt$N$r$p$saltB64$hashB64, as printed by `gatewise passwd`. Optional for a user with allowFrom (address allowlist only).'),
     allow: z.array(forwardRuleSchema).optional().describe("This user's allow rules; checked before the rules for everyone."),

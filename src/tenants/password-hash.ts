@@ -1,4 +1,7 @@
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { HASH_RE, passwordHashProblem } from '../config/scrypt-hash.js';
+
+export { MAX_SCRYPT_MEMORY, MAX_SCRYPT_WORK, passwordHashProblem } from '../config/scrypt-hash.js';
 
 /**
  * Password hashes in a self-describing string: `scrypt$N$r$p$saltB64$hashB64`.
@@ -16,7 +19,6 @@ export const DEFAULT_SCRYPT: ScryptParams = { N: 16384, r: 8, p: 1 };
 
 const KEY_LENGTH = 32;
 const SALT_LENGTH = 16;
-const HASH_RE = /^scrypt\$(\d{1,8})\$(\d{1,3})\$(\d{1,3})\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})$/;
 
 export interface ParsedHash extends ScryptParams {
   salt: Buffer;
@@ -35,15 +37,13 @@ export function scryptMemoryFor(p: ScryptParams): number {
   return 256 * p.N * p.r + 1024 * 1024;
 }
 
-/** Parse a stored hash; undefined when it is not a well-formed scrypt string. */
+/** Parse a stored hash; undefined when it cannot be used (`passwordHashProblem` says why). */
 export function parsePasswordHash(s: string): ParsedHash | undefined {
-  const m = HASH_RE.exec(s);
-  if (!m) return undefined;
+  if (passwordHashProblem(s) !== undefined) return undefined;
+  const m = HASH_RE.exec(s)!;
   const N = Number(m[1]);
   const r = Number(m[2]);
   const p = Number(m[3]);
-  // N must be a power of two above 1; keep parameters in a range that cannot exhaust memory.
-  if (N < 2 || (N & (N - 1)) !== 0 || N > 2 ** 20 || r < 1 || r > 32 || p < 1 || p > 16) return undefined;
   const salt = Buffer.from(m[4]!, 'base64');
   const hash = Buffer.from(m[5]!, 'base64');
   if (salt.length < 8 || hash.length < 16) return undefined;
