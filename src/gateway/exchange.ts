@@ -1,7 +1,7 @@
 import { DeadlineEntry, Timeout, deadlines } from '../timing/deadlines.js';
 import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Failure, classify, failureMember, grpcTrailers, isGrpc, receivedMember, type AttemptSummary } from '../failure/index.js';
+import { CLIENT_CLOSED_STATUS, Failure, classify, failureMember, grpcTrailers, isGrpc, receivedMember, type AttemptSummary } from '../failure/index.js';
 import { IDEMPOTENT_METHODS } from '../http/methods.js';
 import { plainAddress } from '../http/trust.js';
 import type { Endpoint } from '../upstream/endpoint.js';
@@ -925,7 +925,10 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       httpVersion: req.httpVersion ?? '',
       route: this.route?.name,
       cluster: this.route?.cluster.name,
-      status: this.res.statusCode,
+      // Left before any answer: 499, as the forward face and nginx record it (docs/access-log.md);
+      // Node's default 200 made abandoned requests count as successes (session 31). A client that
+      // left during the body keeps the status of the head it got.
+      status: this.res.headersSent || this.#endedBy !== 'client' ? this.res.statusCode : CLIENT_CLOSED_STATUS,
       error: f?.type,
       reason: f?.reason,
       phase: f?.phase ?? (this.#endedBy === 'client' ? (this.#attempt?.record.phase ?? 'accept') : undefined),
