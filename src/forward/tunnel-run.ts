@@ -54,6 +54,14 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
   /** Dial; the rest follows from the callbacks. Never throws. */
   start(): void {
     try {
+      // A client that left before this point (a reset during its password check, a hook, a
+      // shared-state admission) has emitted its 'close' already: the listener `watchClient`
+      // adds would never hear it, and the destination would be dialled for no one (review
+      // finding). No dial: recorded as ended by the client, the slot given back.
+      if (this.client.destroyed) {
+        this.#end(fieldsOf(this.#responder.gone(), null, 'client', null));
+        return;
+      }
       this.watchClient();
       const ctx = this.#ctx;
       const req = this.#req;

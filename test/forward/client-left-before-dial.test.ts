@@ -1,0 +1,243 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { describe, it } from 'node:test';
+import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
+import type { ForwardRecord } from '../../src/record/index.js';
+import type { AuthProvider } from '../../src/tenants/index.js';
+import { between, seededRun } from '../helpers/seeded.js';
+import { memoryLogger, PASSWORD, USER, userHashes } from './helpers.js';
+
+/**
+ * A client that goes away before its destination is dialled gets no dial: whatever it was
+ * waiting on (its password check, an `authorize` hook, the name's resolution), the
+ * destination sees no connection, the record says the client ended it, and its tunnel slot
+ * comes back. The client resets (RST), so its socket is closed on the proxy's side before
+ * the pipeline reaches the dial: the tunnel's 'close' listener, added at the dial, came too
+ * late (review finding: the destination was dialled after the first scrypt check).
+ *
+ * The moments are waited on as events where the test can see them: the auth provider, the
+ * hook and the resolver hold until the proxy's side of the client socket has closed (then a
+ * seeded few ms more). The real scrypt check cannot be held: there the client resets a
+ * seeded 0–5 ms after sending, far inside one scrypt run (~50 ms at N=16384).
+ */
+
+type Moment = 'check' | 'authorize' | 'dns' | 'scrypt';
+type Front = 'socks5' | 'connect';
+
+const MOMENTS: readonly Moment[] = ['check', 'authorize', 'dns', 'scrypt'];
+const FRONTS: readonly Front[] = ['socks5', 'connect'];
+
+/** A destination that counts the connections it accepts. */
+async function countingServer(): Promise<{ server: Server; port: number; accepted: number; sockets: Socket[] }> {
+  const st = {
+    server: createServer((s) => {
+      st.accepted++;
+      st.sockets.push(s);
+      s.on('error', () => {});
+    }),
+    port: 0,
+    accepted: 0,
+    sockets: [] as Socket[],
+  };
+  st.server.listen(0, '127.0.0.1');
+  await once(st.server, 'listening');
+  st.port = (st.server.address() as AddressInfo).port;
+  return st;
+}
+
+/** Resolves once `s` has closed, then `ms` later (a seeded extra delay, not a synchronisation). */
+function closedThen(s: Socket, ms: number): Promise<void> {
+  // Not events.once: it rejects on the reset's 'error', which comes before 'close'.
+  const closed = s.closed ? Promise.resolve() : new Promise<void>((r) => s.once('close', () => r()));
+  return closed.then(() => new Promise<void>((r) => setTimeout(r, ms)));
+}
+
+function socks5Bytes(host: string, port: number): Buffer {
+  const u = Buffer.from(USER);
+  const p = Buffer.from(PASSWORD);
+  const isName = !/^\d+\.\d+\.\d+\.\d+$/.test(host);
+  const addr = isName ? Buffer.concat([Buffer.from([3, host.length]), Buffer.from(host, 'latin1')]) : Buffer.from([1, ...host.split('.').map(Number)]);
+  const pb = Buffer.alloc(2);
+  pb.writeUInt16BE(port);
+  return Buffer.concat([Buffer.from([5, 1, 2, 1, u.length]), u, Buffer.from([p.length]), p, Buffer.from([5, 1, 0]), addr, pb]);
+}
+
+function connectBytes(host: string, port: number): string {
+  const creds = Buffer.from(`${USER}:${PASSWORD}`).toString('base64');
+  return `CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\nProxy-Authorization: Basic ${creds}\r\n\r\n`;
+}
+
+/** The first `n` bytes `s` receives (or what came before it closed). */
+function readAtLeast(s: Socket, n: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    const onData = (c: Buffer): void => {
+      got = Buffer.concat([got, c]);
+      if (got.length >= n) done();
+    };
+    const done = (): void => {
+      s.off('data', onData);
+      s.off('close', done);
+      resolve(got);
+    };
+    s.on('data', onData);
+    s.on('close', done);
+  });
+}
+
+/** `p`, or a rejection naming `what` after `ms` (every wait of this test is bounded). */
+function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_r, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms)));
+  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
+}
+
+interface Harness {
+  proxy: ForwardProxy;
+  port: number;
+  records: ForwardRecord[];
+  /** The first client's request has reached the held moment (the provider, the hook, the resolver). */
+  reached: Promise<void>;
+  next(): Promise<ForwardRecord>;
+}
+
+/** A proxy whose password check, authorize hook and resolver wait for the client to leave at `moment`. */
+async function startHarness(moment: Moment, extraMs: number): Promise<Harness> {
+  const { logger } = memoryLogger();
+  const records: ForwardRecord[] = [];
+  let waiter: ((r: ForwardRecord) => void) | undefined;
+  let authorized = 0;
+  // The first client, the one that leaves: only its request waits (the next tunnel does not).
+  let client: Socket | undefined;
+  const held = (s: Socket | undefined, at: Moment): boolean => s !== undefined && s === client && moment === at;
+  let reach!: () => void;
+  const reached = new Promise<void>((r) => (reach = r));
+  /** The request is held at its moment: tell the test (it resets the client now), then wait for the client's close. */
+  const hold = (): Promise<void> => {
+    reach();
+    return closedThen(client!, extraMs);
+  };
+  const provider: AuthProvider = {
+    has: (name) => name === USER,
+    authenticate(name, password, source) {
+      client ??= source as Socket;
+      const who = name === USER && password === PASSWORD ? USER : undefined;
+      return held(source as Socket, 'check') ? hold().then(() => who) : who;
+    },
+  };
+  const [h1] = await userHashes();
+  const proxy = await startForwardProxy(
+    {
+      listeners: [{ address: '127.0.0.1', port: 0, protocols: ['http', 'socks5'] }],
+      // scrypt: the real user directory (a fresh proxy: the first check is a real scrypt run).
+      auth: { required: true, users: moment === 'scrypt' ? [{ name: USER, password: h1 }] : [] },
+      rules: { allowPrivate: true, connectPorts: ['1-65535'] },
+      timeouts: { connect: '2s', dns: '5s', handshake: '5s' },
+      limits: { maxTunnelsPerUser: 1 },
+    },
+    {
+      logger,
+      authProvider: moment === 'scrypt' ? undefined : provider,
+      resolver: (host: string) =>
+        moment === 'dns' && host === 'dest.test' && client !== undefined ? hold().then(() => [{ address: '127.0.0.1', family: 4 }]) : Promise.resolve([{ address: '127.0.0.1', family: 4 }]),
+      hooks: [
+        {
+          // Only the first client's request is held (the next tunnel comes from another client, with no provider in the scrypt case).
+          authorize: () => (moment === 'authorize' && client !== undefined && !authorized++ ? hold().then(() => undefined) : undefined),
+          onFinish: (r) => {
+            records.push(r);
+            waiter?.(r);
+          },
+        },
+      ],
+    },
+  );
+  const port = proxy.addresses()[0]!.port;
+  return {
+    proxy,
+    port,
+    records,
+    reached,
+    next: () => new Promise((resolve) => (waiter = (r) => { waiter = undefined; resolve(r); })),
+  };
+}
+
+async function oneCase(rand: () => number, front: Front, moment: Moment): Promise<string> {
+  const extraMs = between(rand, 0, 3);
+  const rstMs = between(rand, 0, 5);
+  const dest = await countingServer();
+  const h = await startHarness(moment, extraMs);
+  const sockets: Socket[] = [];
+  try {
+    const host = moment === 'dns' ? 'dest.test' : '127.0.0.1';
+    const c = connect(h.port, '127.0.0.1');
+    sockets.push(c);
+    c.on('error', () => {});
+    await bounded(once(c, 'connect'), 5000, 'connect to the proxy');
+    const recorded = h.next();
+    // The SOCKS5 method reply comes before the password check starts (the auth was sent with it).
+    const methodReply = readAtLeast(c, 2);
+    const written = new Promise<void>((resolve, reject) => c.write(front === 'socks5' ? socks5Bytes(host, dest.port) : connectBytes(host, dest.port), (err) => (err ? reject(err) : resolve())));
+    await bounded(written, 5000, 'the client write');
+    if (moment === 'scrypt') {
+      // A real scrypt check cannot be held: leave a seeded few ms into it (a run takes ~50 ms).
+      if (front === 'socks5') await bounded(methodReply, 5000, 'the method reply');
+      await new Promise((r) => setTimeout(r, rstMs));
+    } else {
+      await bounded(h.reached, 5000, `the ${moment} moment`);
+    }
+    c.resetAndDestroy();
+    const what = `${front} leaving at ${moment} (+${moment === 'scrypt' ? rstMs : extraMs} ms)`;
+    const rec = await bounded(recorded, 5000, `${what}: the record`);
+    const dialled = `${what}: the destination saw a connection for a client already gone; record ${JSON.stringify(rec)}`;
+    assert.equal(dest.accepted, 0, dialled);
+    assert.equal(rec.endedBy, 'client', `${what}: ${JSON.stringify(rec)}`);
+    assert.equal(rec.error, undefined, `${what}: no failure type, the client left: ${JSON.stringify(rec)}`);
+    if (front === 'connect') assert.equal(rec.status, 499, `${what}: ${JSON.stringify(rec)}`);
+    else assert.equal(rec.reply, undefined, `${what}: no reply was sent: ${JSON.stringify(rec)}`);
+    // The tunnel slot came back (one per user): the next tunnel is carried.
+    const d = connect(h.port, '127.0.0.1');
+    sockets.push(d);
+    d.on('error', () => {});
+    await bounded(once(d, 'connect'), 5000, 'connect to the proxy');
+    const second = h.next();
+    const answer = readAtLeast(d, front === 'socks5' ? 2 + 2 + 10 : 12);
+    d.write(front === 'socks5' ? socks5Bytes('127.0.0.1', dest.port) : connectBytes('127.0.0.1', dest.port));
+    const got = await bounded(answer, 5000, `${what}: the next tunnel's answer`);
+    if (front === 'connect') assert.match(got.toString('latin1'), /^HTTP\/1\.1 200/, `${what}: the next tunnel`);
+    else assert.equal(got[5], 0x00, `${what}: the next tunnel's reply: ${got.toString('hex')}`);
+    d.destroy();
+    const r2 = await bounded(second, 5000, `${what}: the next tunnel's record`);
+    // The destination accepts in order: by the next tunnel's record it has seen any earlier dial.
+    assert.equal(dest.accepted, 1, dialled);
+    assert.ok(r2.status === 200 || r2.reply === 0, `${what}: the next tunnel: ${JSON.stringify(r2)}`);
+    return what;
+  } finally {
+    for (const s of sockets) s.destroy();
+    await h.proxy.close();
+    for (const s of dest.sockets) s.destroy();
+    dest.server.close();
+  }
+}
+
+describe('a client gone before its dial gets none', () => {
+  it('no destination connection, a record ended by the client, the slot back (seeded family of moments and fronts)', { timeout: 90_000 }, async () => {
+    await seededRun('client-left-before-dial', async (rand) => {
+      // Every moment on both fronts, then seeded extra cases.
+      const cases: Array<[Front, Moment]> = [];
+      for (const f of FRONTS) for (const m of MOMENTS) cases.push([f, m]);
+      for (let i = 0; i < 8; i++) cases.push([FRONTS[between(rand, 0, 1)]!, MOMENTS[between(rand, 0, MOMENTS.length - 1)]!]);
+      // Every case runs (each closes what it opened), then all failures are told at once.
+      const failed: string[] = [];
+      for (const [f, m] of cases) {
+        try {
+          await oneCase(rand, f, m);
+        } catch (err) {
+          failed.push((err as Error).message.split('\n')[0]!);
+        }
+      }
+      assert.deepEqual(failed, [], `${failed.length} of ${cases.length} cases failed`);
+    });
+  });
+});
