@@ -2,7 +2,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { Failure, classify } from '../failure/index.js';
 import type { DialTarget, ResolvedAddress, UdpDialer, UdpEgress, UdpOpenOptions, UdpSource } from './dialer.js';
-import { resolveHost, systemResolver, type Resolver } from './resolver.js';
+import { resolveHost, systemResolver, unmappedAddress, type Resolver } from './resolver.js';
 
 export interface DirectUdpDialerOptions {
   resolver?: Resolver;
@@ -84,7 +84,11 @@ class DirectUdpEgress implements UdpEgress {
     const families = this.#opts.families;
     let refusal: Failure | undefined;
     let chosen: ResolvedAddress | undefined;
-    for (const a of addrs) {
+    for (const found of addrs) {
+      // An IPv4-mapped address goes out as the IPv4 address it maps, on the udp4 socket (the
+      // udp6 one is IPv6-only and cannot reach it): the guard judges the same address, and a
+      // TCP CONNECT to it reaches that host too (review finding: such datagrams were dropped).
+      const a = unmappedAddress(found);
       if (families && !families.includes(a.family)) continue;
       const f = this.#opts.guard(a, target);
       if (f) {

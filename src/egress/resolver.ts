@@ -57,6 +57,28 @@ export function literalAddress(host: string): ResolvedAddress | undefined {
   return v4 === undefined ? undefined : { address: v4, family: 4 };
 }
 
+/**
+ * The IPv4 address an IPv4-mapped IPv6 one (`::ffff:a.b.c.d`, any spelling: `::ffff:7f00:1`,
+ * upper-case, uncompressed) stands for, as family 4; the address itself otherwise. The
+ * destination rules judge the mapped address as that IPv4 one, so it is also the address
+ * to send to: a UDP socket that is IPv6-only cannot reach a mapped address at all.
+ */
+export function unmappedAddress(a: ResolvedAddress): ResolvedAddress {
+  if (a.family !== 6 || !/ffff/i.test(a.address)) return a;
+  let host: string;
+  try {
+    // WHATWG URL serialises an IPv6 host compressed and lower-case: a mapped one is [::ffff:HHHH:HHHH].
+    host = new URL(`http://[${unbracket(a.address)}]/`).hostname;
+  } catch {
+    return a;
+  }
+  const m = /^\[::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})\]$/.exec(host);
+  if (m === null) return a;
+  const hi = parseInt(m[1]!, 16);
+  const lo = parseInt(m[2]!, 16);
+  return { address: `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`, family: 4 };
+}
+
 /** The dotted quad of an inet_aton(3) form (1–4 parts, each decimal, octal with a leading 0, or hex with 0x; one trailing dot allowed), or undefined. */
 export function inetAton(name: string): string | undefined {
   const n = name.endsWith('.') ? name.slice(0, -1) : name;
