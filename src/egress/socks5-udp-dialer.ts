@@ -7,7 +7,7 @@ import type { DialTarget, ResolvedAddress, UdpDialer, UdpEgress, UdpOpenOptions,
 import { withScope } from './exit-failure.js';
 import { socks5Handshake } from './socks5-client.js';
 import type { ProxyEndpoint } from './proxy-url.js';
-import { resolveHost, systemResolver, type Resolver } from './resolver.js';
+import { resolveHost, systemResolver, unmappedAddress, type Resolver } from './resolver.js';
 
 const requireModule = createRequire(import.meta.url);
 /**
@@ -42,8 +42,13 @@ class Socks5UdpEgress implements UdpEgress {
     this.#proxy = proxy;
     control.on('close', () => this.close());
     control.on('error', () => {});
+    // Frames come from the upstream's relay only: its address and its port. The socket listens
+    // on the wildcard address, so anyone could send to it from the relay's port number on
+    // another address (review finding: the port alone was checked).
+    const relayAddress = unmappedAddress({ address: relay.host, family: isIP(relay.host) === 6 ? 6 : 4 }).address;
     sock.on('message', (msg, rinfo) => {
       if (rinfo.port !== relay.port) return;
+      if (rinfo.address !== relayAddress && unmappedAddress({ address: rinfo.address, family: rinfo.family === 'IPv6' ? 6 : 4 }).address !== relayAddress) return;
       let frame;
       try {
         frame = socksClient().parseUDPFrame(msg);
@@ -124,9 +129,12 @@ export class Socks5UdpDialer implements UdpDialer {
       control.on('error', () => {});
       const { socket, bound } = await socks5Handshake(control, p, 'associate', { host: family === 6 ? '::' : '0.0.0.0', port: sock.address().port }, this.#timeoutMs);
       const remoteHost = bound;
-      let relayHost = remoteHost?.host ?? p.host;
-      // A relay bound to the wildcard address is reached at the proxy's own address.
-      if (relayHost === '0.0.0.0' || relayHost === '::') relayHost = p.host;
+      // The relay's address, as an IP (frames are taken from it alone): the one the reply
+      // names (a name resolved once, here), or for a relay bound to the wildcard address, the
+      // address the control connection reached (the proxy's own).
+      let relayHost = remoteHost?.host ?? '';
+      if (relayHost === '' || relayHost === '0.0.0.0' || relayHost === '::') relayHost = socket.remoteAddress ?? p.host;
+      if (isIP(relayHost) === 0) relayHost = (await resolveHost(this.#resolver, relayHost, this.#timeoutMs, p.label))[0]!.address;
       return new Socks5UdpEgress(socket, sock, { host: relayHost, port: remoteHost?.port ?? 0 }, opts, this.#resolver, p);
     } catch (err) {
       sock.close();

@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { once } from 'node:events';
+import { createServer, type Server, type Socket } from 'node:net';
+import { describe, it } from 'node:test';
+import { SocksClient } from 'socks';
+import { parseProxyUrl } from '../../src/egress/proxy-url.js';
+import { Socks5UdpDialer } from '../../src/egress/socks5-udp-dialer.js';
+import type { UdpSource } from '../../src/egress/index.js';
+import { between, seededRun } from '../helpers/seeded.js';
+
+/**
+ * UDP through an upstream SOCKS5 proxy takes frames only from that proxy's relay: its
+ * address and its port. Review finding: the local socket listened on the wildcard address
+ * and checked the port alone, so anyone who sent from the relay's port number on another
+ * address could inject answers. Here a fake upstream (loopback: a TCP control server whose
+ * UDP ASSOCIATE names a relay on 127.0.0.1:P) and impostors on other 127/8 addresses bound
+ * to the same port P (seeded) send frames that claim to come from the destination.
+ */
+
+/** A minimal SOCKS5 upstream: no authentication, UDP ASSOCIATE only, relay on 127.0.0.1. */
+async function fakeUpstream(): Promise<{ server: Server; port: number; relay: UdpSocket; relayPort: number; controls: Socket[]; clientPort: Promise<number> }> {
+  const relay = createSocket('udp4');
+  relay.bind(0, '127.0.0.1');
+  await once(relay, 'listening');
+  const relayPort = relay.address().port;
+  // The egress's local port, learnt from its first frame.
+  const clientPort = new Promise<number>((resolve) => relay.once('message', (_m, r) => resolve(r.port)));
+  const controls: Socket[] = [];
+  const server = createServer((c) => {
+    controls.push(c);
+    c.on('error', () => {});
+    let stage = 0;
+    let buf = Buffer.alloc(0);
+    c.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (stage === 0 && buf.length >= 2 && buf.length >= 2 + buf[1]!) {
+        buf = buf.subarray(2 + buf[1]!);
+        stage = 1;
+        c.write(Buffer.from([5, 0]));
+      }
+      if (stage === 1 && buf.length >= 10) {
+        stage = 2;
+        const pb = Buffer.alloc(2);
+        pb.writeUInt16BE(relayPort);
+        c.write(Buffer.concat([Buffer.from([5, 0, 0, 1, 127, 0, 0, 1]), pb]));
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as { port: number }).port, relay, relayPort, controls, clientPort };
+}
+
+function frameFrom(host: string, port: number, data: string): Buffer {
+  return SocksClient.createUDPFrame({ remoteHost: { host, port }, data: Buffer.from(data) });
+}
+
+function send(sock: UdpSocket, msg: Buffer, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => sock.send(msg, port, host, (err) => (err ? reject(err) : resolve())));
+}
+
+describe('UDP through an upstream SOCKS5 proxy', () => {
+  it('takes frames from the relay\'s address and port only, not from another address on the same port (seeded impostors)', { timeout: 30_000 }, async () => {
+    await seededRun('socks5-udp-source', async (rand) => {
+      const up = await fakeUpstream();
+      const impostors: UdpSocket[] = [];
+      const got: Array<{ data: string; from: UdpSource }> = [];
+      let egress: Awaited<ReturnType<Socks5UdpDialer['open']>> | undefined;
+      try {
+        const dialer = new Socks5UdpDialer(parseProxyUrl(`socks5://127.0.0.1:${up.port}`), { timeoutMs: 3000 });
+        egress = await dialer.open({ guard: () => undefined, dnsTimeoutMs: 1000 });
+        let wake: (() => void) | undefined;
+        egress.onMessage((payload, from) => {
+          got.push({ data: payload.toString(), from });
+          if (payload.toString() === 'genuine') wake?.();
+        });
+        // The destination the answers claim to come from (never contacted: the relay is fake).
+        await egress.send({ host: '127.0.0.1', port: 9 }, Buffer.from('hello'));
+        const clientPort = await up.clientPort;
+        const n = 3 + between(rand, 0, 3);
+        for (let i = 0; i < n; i++) {
+          const addr = `127.${between(rand, 0, 255)}.${between(rand, 0, 255)}.${between(rand, 2, 254)}`;
+          if (addr === '127.0.0.1') continue;
+          const s = createSocket('udp4');
+          impostors.push(s);
+          s.bind(up.relayPort, addr);
+          await once(s, 'listening');
+          await send(s, frameFrom('127.0.0.1', 9, `forged from ${addr}`), clientPort, '127.0.0.1');
+        }
+        // The relay's own frame, sent last: once it is in, every impostor's frame was read before it.
+        const arrived = new Promise<void>((resolve) => (wake = resolve));
+        await send(up.relay, frameFrom('127.0.0.1', 9, 'genuine'), clientPort, '127.0.0.1');
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([arrived, new Promise((_r, reject) => (timer = setTimeout(() => reject(new Error('the relay\'s frame did not arrive within 3 s')), 3000)))]).finally(() => clearTimeout(timer));
+        assert.deepEqual(got.map((g) => g.data), ['genuine'], `frames taken: ${JSON.stringify(got)}`);
+        assert.equal(got[0]!.from.address, '127.0.0.1');
+        assert.equal(got[0]!.from.port, 9);
+      } finally {
+        egress?.close();
+        for (const s of impostors) s.close();
+        for (const c of up.controls) c.destroy();
+        up.relay.close();
+        up.server.close();
+      }
+    });
+  });
+});
