@@ -123,10 +123,42 @@ function isProxyUrlString(s: string): boolean {
   }
 }
 
+/** RFC 1929: the user name and the password each have one length byte. */
+const SOCKS5_CREDENTIAL_MAX_BYTES = 255;
+
+/**
+ * A SOCKS5 proxy URL whose user name or password is longer than RFC 1929 can carry (255
+ * bytes each, UTF-8, after percent-decoding): the problem, or undefined. Never the value.
+ */
+function socks5CredentialProblem(s: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol === 'http:') return undefined;
+  const bytes = (part: string): number => {
+    try {
+      return Buffer.byteLength(decodeURIComponent(part), 'utf8');
+    } catch {
+      return Buffer.byteLength(part, 'utf8');
+    }
+  };
+  const user = bytes(u.username);
+  const pass = bytes(u.password);
+  const what = user > SOCKS5_CREDENTIAL_MAX_BYTES ? `user name is ${user} bytes` : pass > SOCKS5_CREDENTIAL_MAX_BYTES ? `password is ${pass} bytes` : undefined;
+  return what && `this SOCKS5 proxy URL's ${what} (UTF-8, percent-decoded); RFC 1929 carries at most ${SOCKS5_CREDENTIAL_MAX_BYTES}`;
+}
+
 const proxyUrl = z
   .string()
   .refine(isProxyUrlString, { message: 'expected a proxy URL such as "http://user:pass@host:3128" or "socks5://user:pass@host:1080"' })
-  .describe('An upstream proxy: http://[user:pass@]host:port (CONNECT, absolute-form for plain HTTP) or socks5://[user:pass@]host:port.');
+  .superRefine((s, ctx) => {
+    const problem = socks5CredentialProblem(s);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  })
+  .describe('An upstream proxy: http://[user:pass@]host:port (CONNECT, absolute-form for plain HTTP) or socks5://[user:pass@]host:port (user name and password at most 255 bytes each once percent-decoded, as RFC 1929 carries them; longer is refused).');
 
 const POOL_NAME_RE = /^[A-Za-z0-9_]{1,64}$/;
 

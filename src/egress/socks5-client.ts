@@ -172,6 +172,13 @@ export async function socks5Handshake(sock: Socket | Duplex, proxy: ProxyEndpoin
   const h = new Handshake(sock, proxy, what, timeoutMs);
   try {
     const withAuth = proxy.username !== undefined;
+    // RFC 1929 has one length byte each for the name and the password: longer ones are
+    // refused here (the config check refuses them too), never sent with a wrapped length.
+    const user = Buffer.from(proxy.username ?? '', 'utf8');
+    const pass = Buffer.from(proxy.password ?? '', 'utf8');
+    if (user.length > 255 || pass.length > 255) {
+      throw failure('proxy_configuration_error', 'exit', proxy, `the ${user.length > 255 ? `user name (${user.length} bytes)` : `password (${pass.length} bytes)`} for upstream SOCKS5 proxy ${proxy.label} is longer than the 255 bytes RFC 1929 carries`);
+    }
     h.write(Buffer.from(withAuth ? [VERSION, 2, METHOD_NONE, METHOD_USERPASS] : [VERSION, 1, METHOD_NONE]));
     const [ver, method] = await h.read(2);
     if (ver !== VERSION) throw failure('proxy_configuration_error', 'exit', proxy, `upstream ${proxy.label} does not speak SOCKS5`);
@@ -179,8 +186,6 @@ export async function socks5Handshake(sock: Socket | Duplex, proxy: ProxyEndpoin
       throw failure('proxy_configuration_error', 'exit', proxy, `upstream SOCKS5 proxy ${proxy.label} accepts none of our authentication methods`);
     }
     if (method === METHOD_USERPASS) {
-      const user = Buffer.from(proxy.username ?? '', 'utf8');
-      const pass = Buffer.from(proxy.password ?? '', 'utf8');
       h.write(Buffer.concat([Buffer.from([0x01, user.length]), user, Buffer.from([pass.length]), pass]));
       const [, status] = await h.read(2);
       if (status !== 0x00) throw failure('proxy_configuration_error', 'exit', proxy, `upstream SOCKS5 proxy ${proxy.label} refused our credentials`);
