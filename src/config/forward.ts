@@ -205,7 +205,7 @@ export const egressPoolSchema = z.strictObject({
 
 export const routingRuleSchema = z.strictObject({
     users: z.array(z.string()).optional().describe('Users this rule applies to (absent = everyone).'),
-    hosts: z.array(z.string().regex(HOST_PATTERN_RE, 'expected a host name, "*.example.com" or "*"')).optional().describe('Destination host patterns (absent = any).'),
+    hosts: z.array(z.string().regex(HOST_PATTERN_RE, 'expected a host name, "*.example.com" or "*"')).optional().describe('Destination host patterns (absent = any). SOCKS5 UDP datagrams are routed by them one by one, as TCP connections to the same host.'),
     pool: z.string().describe('The pool for matching connections.'),
   })
   .describe('Routing rule: first match wins; a -pool-NAME username parameter overrides the rules.');

@@ -247,6 +247,15 @@ export class EgressRouter {
   async openUdp(opts: UdpOpenOptions, route: EgressRoute): Promise<{ egress: UdpEgress; choice?: ExitChoice }> {
     const name = this.poolName(route, '*');
     if (name instanceof Failure) throw name;
+    return this.openUdpThrough(name, opts, route);
+  }
+
+  /**
+   * UDP through pool `name` (undefined: directly), as `openUdp` opens it: the association's
+   * datagrams to hosts a routing rule sends to another pool go through an egress of that
+   * pool, opened by this when the first of them comes (forward/socks/socks5-udp-relay.ts).
+   */
+  async openUdpThrough(name: string | undefined, opts: UdpOpenOptions, route: EgressRoute): Promise<{ egress: UdpEgress; choice?: ExitChoice }> {
     if (name === undefined) return { egress: await this.#directUdp.open(opts) };
     const pool = this.pools.get(name)!;
     if (!pool.exits.some((e) => e.udp)) {

@@ -71,8 +71,9 @@ export class UdpAssociation implements Relay {
     } catch (err) {
       throw new Failure({ type: 'proxy_internal_error', phase: 'accept', detail: 'could not open the UDP relay socket', cause: err });
     }
+    const udpOpts = { guard: ctx.rules.guardFor(user), dnsTimeoutMs: ctx.settings.dnsTimeoutMs };
     try {
-      const opened = await ctx.egress.openUdp({ guard: ctx.rules.guardFor(user), dnsTimeoutMs: ctx.settings.dnsTimeoutMs }, route);
+      const opened = await ctx.egress.openUdp(udpOpts, route);
       egress = opened.egress;
       noteExit(session, opened.choice);
     } catch (err) {
@@ -92,6 +93,34 @@ export class UdpAssociation implements Relay {
     control.on('data', () => {});
     control.resume();
     const requested = this.#requested;
+
+    // The association's egress is its route's pool for any host (`openUdp`). A routing rule
+    // that names hosts sends the datagrams to those hosts through its own pool, as it would a
+    // TCP connection: a serious user's rule "*.bank.example leaves through resi" must hold
+    // for QUIC and DNS too (review finding: rules with hosts never applied to datagrams).
+    // Each other pool gets one egress for the association, opened by its first datagram; one
+    // that fails to open (no exit carries UDP, the upstream refused) drops that pool's
+    // datagrams for the rest of the association rather than retrying per datagram. At most
+    // one egress per configured pool, plus direct.
+    const basePool = ctx.egress.poolName(route, '*');
+    const others = new Map<string | undefined, Promise<UdpEgress>>();
+    let ended = false;
+    const through = (pool: string | undefined): Promise<UdpEgress> => {
+      let opening = others.get(pool);
+      if (opening === undefined) {
+        opening = ctx.egress.openUdpThrough(pool, udpOpts, route).then(({ egress: other }) => {
+          if (ended) {
+            other.close();
+            throw new Failure({ type: 'proxy_internal_error', phase: 'connect', detail: 'UDP association ended' });
+          }
+          other.onMessage(onReply);
+          return other;
+        });
+        opening.catch(ignore);
+        others.set(pool, opening);
+      }
+      return opening;
+    };
 
     const announcedPort = requested.port;
     let clientPort: number | undefined = announcedPort !== 0 ? announcedPort : undefined;
@@ -133,8 +162,17 @@ export class UdpAssociation implements Relay {
         session.dropped();
         return;
       }
+      // The routing rules decide per datagram, as for a TCP connection to the same host: a
+      // host a rule sends to another pool goes through that pool (a pool the plan leaves out
+      // drops it, as it refuses a tunnel).
+      const pool = ctx.egress.poolName(route, target.host);
+      if (pool instanceof Failure || ctx.plans.checkPool(user, pool) !== undefined) {
+        session.dropped();
+        return;
+      }
       inFlight++;
-      egress.send({ host: target.host, port: target.port }, payload).then(
+      const to = { host: target.host, port: target.port };
+      (pool === basePool ? egress.send(to, payload) : through(pool).then((other) => other.send(to, payload))).then(
         (sent: UdpSource) => {
           inFlight--;
           const key = `${canonicalAddress(sent.address)?.address ?? sent.address}|${sent.port}`;
@@ -153,7 +191,7 @@ export class UdpAssociation implements Relay {
     });
     relay.on('error', () => {});
 
-    egress.onMessage((payload, from) => {
+    const onReply = (payload: Buffer, from: UdpSource): void => {
       const addr = canonicalAddress(from.address)?.address ?? from.address;
       const label = peers.get(`${addr}|${from.port}`);
       if (label === undefined || clientPort === undefined) return; // unsolicited: drop
@@ -166,7 +204,8 @@ export class UdpAssociation implements Relay {
       relay.send(Buffer.concat([header, payload]), clientPort, clientIp.address, (err) => {
         if (!err) session.datagram('down', payload.length, label);
       });
-    });
+    };
+    egress.onMessage(onReply);
 
     const untrack = ctx.tracker.track({ destroy: () => done('gateway') });
     control.once('end', () => done('client'));
@@ -184,8 +223,12 @@ export class UdpAssociation implements Relay {
       // already closed
     }
     egress.close();
+    ended = true;
+    for (const opening of others.values()) opening.then((other) => other.close(), ignore);
     control.end();
     destroyAfter(control, 1000);
     return { error: null, reply: SOCKS5_REPLY.succeeded, endedBy, address: null };
   }
 }
+
+function ignore(): void {}
