@@ -4,9 +4,9 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { describe, it } from 'node:test';
 import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
 import type { ForwardRecord } from '../../src/record/index.js';
-import type { AuthProvider } from '../../src/tenants/index.js';
+import { hashPassword, type AuthProvider } from '../../src/tenants/index.js';
 import { between, seededRun } from '../helpers/seeded.js';
-import { memoryLogger, PASSWORD, USER, userHashes } from './helpers.js';
+import { memoryLogger, PASSWORD, USER } from './helpers.js';
 
 /**
  * A client that goes away before its destination is dialled gets no dial: whatever it was
@@ -19,7 +19,7 @@ import { memoryLogger, PASSWORD, USER, userHashes } from './helpers.js';
  * The moments are waited on as events where the test can see them: the auth provider, the
  * hook and the resolver hold until the proxy's side of the client socket has closed (then a
  * seeded few ms more). The real scrypt check cannot be held: there the client resets a
- * seeded 0–5 ms after sending, far inside one scrypt run (~50 ms at N=16384).
+ * seeded 0–5 ms after sending, far inside one scrypt run (~200 ms at N=2^16).
  */
 
 type Moment = 'check' | 'authorize' | 'dns' | 'scrypt';
@@ -126,7 +126,10 @@ async function startHarness(moment: Moment, extraMs: number): Promise<Harness> {
       return held(source as Socket, 'check') ? hold().then(() => who) : who;
     },
   };
-  const [h1] = await userHashes();
+  // A dear hash for the real check (N=2^16: ~64 MiB, ~4× a default run): the client's reset a
+  // few ms in must land inside it even when this process is slowed by others (a default run of
+  // ~50 ms was passed once on a loaded machine, and the dial was then legitimate).
+  const h1 = await hashPassword(PASSWORD, { N: 2 ** 16, r: 8, p: 1 });
   const proxy = await startForwardProxy(
     {
       listeners: [{ address: '127.0.0.1', port: 0, protocols: ['http', 'socks5'] }],
@@ -181,7 +184,7 @@ async function oneCase(rand: () => number, front: Front, moment: Moment): Promis
     const written = new Promise<void>((resolve, reject) => c.write(front === 'socks5' ? socks5Bytes(host, dest.port) : connectBytes(host, dest.port), (err) => (err ? reject(err) : resolve())));
     await bounded(written, 5000, 'the client write');
     if (moment === 'scrypt') {
-      // A real scrypt check cannot be held: leave a seeded few ms into it (a run takes ~50 ms).
+      // A real scrypt check cannot be held: leave a seeded few ms into it (a run of this hash takes ~200 ms).
       if (front === 'socks5') await bounded(methodReply, 5000, 'the method reply');
       await new Promise((r) => setTimeout(r, rstMs));
     } else {
