@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import type { Dispatcher } from 'undici';
-import { Failure, classify } from '../failure/index.js';
+import { CLIENT_CLOSED_STATUS, Failure, classify } from '../failure/index.js';
 import { plainAddress } from '../http/trust.js';
 import type { PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
@@ -543,7 +543,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     const record = requestRecord(this.requestId, this.#listener, plainAddress(req.socket.remoteAddress), req, {
       route: this.#route?.name,
       cluster: this.#route?.cluster.name,
-      status: this.#status,
+      // Left before any answer: 499, as a plain request records it (docs/access-log.md), not 0.
+      status: this.#status === 0 && this.#endedBy === 'client' ? CLIENT_CLOSED_STATUS : this.#status,
       error: this.#error?.type,
       reason: this.#error?.reason,
       phase: this.#error?.phase,

@@ -88,3 +88,41 @@ for (const front of ['node', 'net'] as const) {
     });
   });
 }
+
+describe('client gone before its upgrade was answered', () => {
+  test('seeded family: RST or FIN while the upstream holds the upgrade → 499', { timeout: 60_000 }, async () => {
+    let arrived: (s: net.Socket) => void = () => {};
+    const up = http.createServer();
+    up.on('upgrade', (_req: IncomingMessage, socket: net.Socket) => arrived(socket));
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const gw = await startTestGateway({
+      clusters: { up: { endpoints: [`http://127.0.0.1:${(up.address() as net.AddressInfo).port}`], outlierDetection: { enabled: false } } },
+      routes: [{ cluster: 'up', retry: { tries: 1 } }],
+    } as never);
+    const records = endedRecords();
+    try {
+      const rand = seededRandom();
+      for (let i = 0; i < 6; i++) {
+        const path = `/ws-gone-${i}`;
+        const held = new Promise<net.Socket>((r) => (arrived = r));
+        const s = net.connect(gw.port, '127.0.0.1', () =>
+          s.write(`GET ${path} HTTP/1.1\r\nHost: gone.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`),
+        );
+        s.on('error', () => {});
+        const upstream = await within(held, 5000, `seed ${rand.seed}, case ${i}: the upgrade upstream`);
+        const rst = rand.next() < 0.5;
+        if (rst) s.resetAndDestroy();
+        else s.end();
+        const r = await within(records.wait((x) => x.path === path), 5000, `seed ${rand.seed}, case ${i}: the record`);
+        upstream.destroy();
+        assert.equal(r.endedBy, 'client', `seed ${rand.seed}, case ${i}`);
+        assert.equal(r.status, 499, `seed ${rand.seed}, case ${i} (${rst ? 'RST' : 'FIN'}): status ${r.status}`);
+      }
+    } finally {
+      records.close();
+      await gw.close();
+      up.closeAllConnections();
+      up.close();
+    }
+  });
+});
