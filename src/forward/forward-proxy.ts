@@ -41,6 +41,7 @@ import { UpstreamTls } from './upstream-tls.js';
 import { mergeForwardHooks, type ForwardHooks } from './hooks.js';
 import { AccountService, type UserStore } from './accounts.js';
 import { ForwardPipeline } from './pipeline.js';
+import { redactUrl } from '../observe/redact.js';
 
 /** diagnostics_channel name carrying exit failures ({ pool, exit, host, scope, cooled, type }). */
 export const EXIT_FAILURE_CHANNEL = 'gatewise:forward:exit-failure';
@@ -110,16 +111,6 @@ export interface ForwardProxy {
 }
 
 /** A URL without its password, for log lines. */
-function redactUrl(u: string): string {
-  try {
-    const url = new URL(u);
-    if (url.password) url.password = '***';
-    return url.toString();
-  } catch {
-    return '(unparsable URL)';
-  }
-}
-
 function ms(s: string): number {
   const v = parseDuration(s);
   if (v === undefined) throw new TypeError(`not a duration: ${s}`);
