@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SocketAddress, isIP } from 'node:net';
 import { parseDuration } from './duration.js';
 import { forwardSchema } from './forward.js';
 import type { ProxyErrorType } from '../failure/types.js';
@@ -411,6 +412,10 @@ export const configSchema = z
           .regex(/^[\x21-\x7e]+$/, 'an admin token is printable ASCII without spaces')
           .optional()
           .describe('Bearer token: when set, every admin route but /healthz, /ready, /openapi.json and the dashboard page needs `Authorization: Bearer TOKEN` (open the dashboard as /#token=TOKEN). Default: none (loopback only is the protection).'),
+        allowUnauthenticated: z
+          .boolean()
+          .default(false)
+          .describe('Serve the admin API without `token` on an address that is not loopback (127.0.0.0/8, ::1, localhost). Without a token every peer that reaches the address can create forward users (an open proxy), reload the config, drain endpoints and read the redacted config, so `gatewise check` and `run` refuse that combination unless this is true: set it only when something else guards the address (a private management network, a firewall). Default false.'),
         failures: z.number().int().min(1).max(100_000).default(1000).describe('Recent failures kept for GET /failures and /failures/ID (a ring buffer: the oldest go first). Default 1000.'),
       })
       .strict()
@@ -456,6 +461,16 @@ export interface CrossProblem {
 const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 const listOf = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
+/** Whether an address (as `admin.address` is given) is this host's loopback: 127.0.0.0/8, ::1 (or its IPv4-mapped form of 127.x), `localhost`. */
+export function isLoopbackAddress(address: string): boolean {
+  const a = address.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (a === 'localhost' || a.endsWith('.localhost')) return true;
+  const v4 = /^(?:::ffff:)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(a);
+  if (v4) return v4.slice(1).every((o) => Number(o) <= 255) && Number(v4[1]) === 127;
+  if (isIP(a) === 6) return new SocketAddress({ address: a, family: 'ipv6' }).address === '::1';
+  return false;
+}
+
 /**
  * The checks across keys (references, endpoint URLs, combinations). They read the config
  * defensively, so `gatewise check` runs them on a config that also has type errors and
@@ -467,6 +482,13 @@ export function configCrossChecks(raw: unknown): CrossProblem[] {
   const clusters = isObj(raw.clusters) ? raw.clusters : {};
   const routes = listOf(raw.routes);
   const listeners = listOf(raw.listeners);
+  const admin = raw.admin;
+  if (isObj(admin) && admin.token === undefined && admin.allowUnauthenticated !== true) {
+    const address = typeof admin.address === 'string' ? admin.address : '127.0.0.1';
+    if (!isLoopbackAddress(address)) {
+      out.push({ path: ['admin', 'address'], message: `the admin listener on ${address} is not loopback and has no admin.token: anyone who reaches it could create forward users, reload the config and drain endpoints. Set admin.token, bind it to 127.0.0.1 (or ::1), or set admin.allowUnauthenticated: true when something else guards that address` });
+    }
+  }
   routes.forEach((r, i) => {
     if (!isObj(r)) return;
     if (typeof r.cluster === 'string' && !Object.prototype.hasOwnProperty.call(clusters, r.cluster)) {
