@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { isIP, type AddressInfo } from 'node:net';
+import { isIP, type AddressInfo, type Socket } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { EgressRouter } from '../egress/egress-router.js';
 import type { GateStats } from '../http/connection-gate.js';
@@ -75,6 +75,23 @@ export interface AdminOptions {
    * `perProcessUsage`: each worker counts usage in its own store (quota use is summed).
    */
   group?: { perProcessUsage: boolean; timeoutMs?: number };
+  /** The listener's own bounds (defaults: ADMIN_LIMITS). */
+  limits?: Partial<AdminLimits>;
+}
+
+/** The admin listener's bounds: a few operators and scrapers need few connections and no slow clients. */
+export const ADMIN_LIMITS: Readonly<AdminLimits> = { maxConnections: 64, headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 2_000 };
+
+/** Bounds of the admin listener's connections. */
+export interface AdminLimits {
+  /** Connections open at once; a new one past it closes the oldest that is not in a request, or is answered 503 when every one is. */
+  maxConnections: number;
+  /** Time a client has to send a request head (Node's headersTimeout). */
+  headersTimeoutMs: number;
+  /** Time a client has to send a whole request, body included (Node's requestTimeout). */
+  requestTimeoutMs: number;
+  /** How long an idle keep-alive connection is kept. */
+  keepAliveTimeoutMs: number;
 }
 
 export interface AdminServer {
@@ -573,7 +590,27 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
   const table = routes(o, live, Date.now(), config);
   const want = o.token === undefined ? undefined : digest(o.token);
   const group = o.group ? await (await import('./admin-group.js')).adminGroup(o.group, table, match, o.registry) : undefined;
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const lim: AdminLimits = { ...ADMIN_LIMITS, ...o.limits };
+  // Connections open, oldest activity first; `busy`: requests in progress on it. Their deadlines
+  // (head, whole request, idle keep-alive) are Node's own, set below.
+  const open = new Map<Socket, { busy: number }>();
+  const server = createServer({
+    headersTimeout: lim.headersTimeoutMs,
+    requestTimeout: lim.requestTimeoutMs,
+    keepAliveTimeout: lim.keepAliveTimeoutMs,
+    // Node looks for connections past their deadlines this often (its default, 30 s, would let them overstay).
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(lim.headersTimeoutMs / 2))),
+  }, (req: IncomingMessage, res: ServerResponse) => {
+    const conn = open.get(req.socket);
+    if (conn) {
+      const sock = req.socket;
+      conn.busy++;
+      res.once('close', () => {
+        conn.busy--;
+        // Active again: the last to be closed to make room.
+        if (open.delete(sock)) open.set(sock, conn);
+      });
+    }
     const send = (r: Reply & { headers?: Record<string, string> }): void => {
       if (res.headersSent) return;
       if (r.headers) for (const [k, v] of Object.entries(r.headers)) res.setHeader(k, v);
@@ -599,6 +636,30 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     const answer = group?.answers(m.route, url);
     (answer ?? Promise.resolve().then(() => m.route.handle({ url, params: m.params, req })))
       .then(send, (err: unknown) => send({ status: 500, body: { error: (err as Error).message } }));
+  });
+  server.on('connection', (sock: Socket) => {
+    if (open.size >= lim.maxConnections) {
+      // Full: the oldest connection not in a request (idle, or still sending its head) makes room,
+      // so a flood of idle or slow connections cannot keep a probe or an operator out.
+      let victim: Socket | undefined;
+      for (const [s, c] of open) {
+        if (c.busy === 0) {
+          victim = s;
+          break;
+        }
+      }
+      if (victim) {
+        open.delete(victim);
+        victim.destroy();
+      } else {
+        const body = JSON.stringify({ error: `the admin listener has ${lim.maxConnections} connections with a request in progress; try again` }) + '\n';
+        sock.once('finish', () => sock.destroy());
+        sock.end(`HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        return;
+      }
+    }
+    open.set(sock, { busy: 0 });
+    sock.once('close', () => open.delete(sock));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
