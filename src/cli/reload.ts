@@ -16,7 +16,7 @@ export type ReloadResult =
       summary: string;
       gateway: GatewayReloadSummary | 'started' | null;
       forward: ForwardReloadSummary | 'started' | 'stopped' | null;
-      /** Settings that changed but apply only after a restart (`log`, `admin`, listener `maxHeaderSize`, …). */
+      /** Settings that changed but apply only after a restart (`log`, `admin` but its token, listener `maxHeaderSize`, …). */
       restart: string[];
     }
   | {
@@ -114,7 +114,10 @@ export class ConfigReloader {
     }
     const prev = this.#running;
     const restart: string[] = [];
-    for (const key of ['log', 'admin'] as const) if (JSON.stringify(prev[key]) !== JSON.stringify(next[key])) restart.push(key);
+    if (JSON.stringify(prev.log) !== JSON.stringify(next.log)) restart.push('log');
+    // The admin token applies at once (read from the running config at each request); the rest of `admin` at a restart.
+    const adminBut = (a: Config['admin']): string => JSON.stringify(a === undefined ? undefined : { ...a, token: undefined });
+    if (adminBut(prev.admin) !== adminBut(next.admin)) restart.push('admin');
     let gateway: GatewayReloadSummary | 'started' | null = null;
     let forward: ForwardReloadSummary | 'started' | 'stopped' | null = null;
     try {

@@ -287,7 +287,16 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
         accounts: () => forward?.accounts,
         live,
         config: () => reloader.running,
-        token: config.admin.token,
+        // Read from the running config at each request: a reload that changes the token revokes the old one at once.
+        // A reload that removes the admin section (the listener runs until a restart) keeps the last token.
+        token: (() => {
+          let last = config.admin.token;
+          return () => {
+            const admin = reloader.running.admin;
+            if (admin) last = admin.token;
+            return last;
+          };
+        })(),
         // In a worker of --workers N: answer for the whole group. Usage is per worker while each keeps its own memory store.
         group: cluster.isWorker
           ? {

@@ -411,7 +411,7 @@ export const configSchema = z
           .min(16, 'an admin token is at least 16 characters')
           .regex(/^[\x21-\x7e]+$/, 'an admin token is printable ASCII without spaces')
           .optional()
-          .describe('Bearer token: when set, every admin route but /healthz, /ready, /openapi.json and the dashboard page needs `Authorization: Bearer TOKEN` (open the dashboard as /#token=TOKEN). Default: none (loopback only is the protection).'),
+          .describe('Bearer token: when set, every admin route but /healthz, /ready, /openapi.json and the dashboard page needs `Authorization: Bearer TOKEN` (open the dashboard as /#token=TOKEN). A reload (POST /reload, SIGHUP) applies a changed token at once: the old one is refused from then on. Default: none (loopback only is the protection; required on any other address unless allowUnauthenticated).'),
         allowUnauthenticated: z
           .boolean()
           .default(false)

@@ -67,8 +67,12 @@ export interface AdminOptions {
   accounts?: () => AdminAccounts | undefined;
   /** Re-read the config file and apply it (`POST /reload`); absent: the route answers 404. */
   reload?: () => Promise<{ ok: boolean; code?: string }>;
-  /** When set, every route but /healthz, /ready, /openapi.json and the dashboard page needs `Authorization: Bearer TOKEN`. */
-  token?: string;
+  /**
+   * When set, every route but /healthz, /ready, /openapi.json and the dashboard page needs
+   * `Authorization: Bearer TOKEN`. A function is asked at each request, so a token a reload
+   * changes (or revokes) applies at once.
+   */
+  token?: string | (() => string | undefined);
   /**
    * In a worker of `--workers N`: answer /metrics and the JSON API for the whole process
    * group (admin-merge.ts, gathered over IPC by worker-ipc.ts) instead of this worker alone.
@@ -588,7 +592,13 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
   const cfg = o.config;
   const config = typeof cfg === 'function' ? { get current() { return redactSecrets((cfg as () => unknown)()); } } : { current: cfg === undefined ? undefined : redactSecrets(cfg) };
   const table = routes(o, live, Date.now(), config);
-  const want = o.token === undefined ? undefined : digest(o.token);
+  // The token's digest, made again only when the token changes (a reload).
+  let seen: { token: string | undefined; digest: Buffer | undefined } = { token: undefined, digest: undefined };
+  const wanted = (): Buffer | undefined => {
+    const token = typeof o.token === 'function' ? o.token() : o.token;
+    if (token !== seen.token) seen = { token, digest: token === undefined ? undefined : digest(token) };
+    return seen.digest;
+  };
   const group = o.group ? await (await import('./admin-group.js')).adminGroup(o.group, table, match, o.registry) : undefined;
   const lim: AdminLimits = { ...ADMIN_LIMITS, ...o.limits };
   // Connections open, oldest activity first; `busy`: requests in progress on it. Their deadlines
@@ -627,6 +637,7 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     const m = match(table, req.method ?? 'GET', url.pathname);
     if (m === undefined) return send({ status: 404, body: { error: `not found: ${url.pathname}; every route is listed in /openapi.json` } });
     if (m === 'method') return send({ status: 405, body: { error: `method ${req.method} not allowed on ${url.pathname}; see /openapi.json` } });
+    const want = wanted();
     const refused = browserRefusal(req, want !== undefined);
     if (refused !== undefined) return send({ status: 403, body: { error: refused } });
     if (want && !m.route.open && !authorized(req, want)) {
