@@ -5,7 +5,7 @@ import type { Registry } from 'prom-client';
 import type { EgressRouter } from '../egress/egress-router.js';
 import type { GateStats } from '../http/connection-gate.js';
 import type { PlanEnforcer } from '../tenants/plans.js';
-import { DASHBOARD_HTML } from './dashboard.js';
+import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard.js';
 import { explainReason, type LiveTraffic, type UserTraffic } from './live.js';
 import { redactSecrets } from './redact.js';
 
@@ -104,7 +104,7 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-export type Reply = { status: number; body: unknown; type?: string };
+export type Reply = { status: number; body: unknown; type?: string; headers?: Record<string, string> };
 export interface Ctx {
   url: URL;
   params: string[];
@@ -119,6 +119,8 @@ export interface Route {
   summary: string;
   /** No bearer token needed even when one is configured. */
   open?: boolean;
+  /** A GET route HEAD also answers (the same status and headers, no body): the probes, for load balancers that probe with HEAD. */
+  head?: boolean;
   query?: Array<{ name: string; description: string; required?: boolean; type: 'string' | 'integer' }>;
   responses: Record<string, string>;
   /** The media type of a 200 (default application/json). */
@@ -127,6 +129,23 @@ export interface Route {
 }
 
 const JSON_TYPE = 'application/json';
+
+/** The dashboard page with its Content-Security-Policy (inline script and style allowed by their hashes, API calls to this listener only) and no framing. */
+function dashboardPage(): Reply {
+  return { status: 200, body: DASHBOARD_HTML, type: 'text/html; charset=utf-8', headers: { 'content-security-policy': DASHBOARD_CSP, 'x-frame-options': 'DENY', 'referrer-policy': 'no-referrer' } };
+}
+
+/** Whether a request carries a body (a length above zero, or chunked). */
+function hasBody(req: IncomingMessage): boolean {
+  const len = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (len !== undefined && len.trim() !== '0');
+}
+
+/** `application/json` or an `application/…+json` type, parameters allowed: what a web page cannot send cross-site without a CORS preflight. */
+function isJsonType(type: string | undefined): boolean {
+  const media = (type ?? '').split(';')[0]!.trim().toLowerCase();
+  return media === 'application/json' || /^application\/[a-z0-9!#$&^_.-]+\+json$/.test(media);
+}
 
 function intParam(url: URL, name: string, dflt: number, max: number): number {
   const v = Number(url.searchParams.get(name) ?? dflt);
@@ -180,12 +199,12 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
     {
       method: 'GET', path: '/', summary: 'The live dashboard: one HTML page (inline script and style, no external assets) that polls this API every second.', open: true,
       responses: { '200': 'The dashboard page.' }, produces: 'text/html',
-      handle: () => ({ status: 200, body: DASHBOARD_HTML, type: 'text/html; charset=utf-8' }),
+      handle: () => dashboardPage(),
     },
     {
       method: 'GET', path: '/dashboard', summary: 'The same dashboard page as /.', open: true,
       responses: { '200': 'The dashboard page.' }, produces: 'text/html',
-      handle: () => ({ status: 200, body: DASHBOARD_HTML, type: 'text/html; charset=utf-8' }),
+      handle: () => dashboardPage(),
     },
     {
       method: 'GET', path: '/openapi.json', summary: 'This description of the admin API (OpenAPI 3.1).', open: true,
@@ -193,12 +212,12 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       handle: () => ({ status: 200, body: openapi(table) }),
     },
     {
-      method: 'GET', path: '/healthz', summary: 'Liveness: 200 while the process runs. Says nothing about upstreams.', open: true,
+      method: 'GET', path: '/healthz', summary: 'Liveness: 200 while the process runs. Says nothing about upstreams. HEAD answers the same without a body.', open: true, head: true,
       responses: { '200': 'Alive (plain text).' }, produces: 'text/plain',
       handle: () => ({ status: 200, body: 'alive: the process runs; this says nothing about upstreams (readiness: /ready)\n' }),
     },
     {
-      method: 'GET', path: '/ready', summary: 'Readiness: 200 while accepting traffic, 503 while draining after a stop signal.', open: true,
+      method: 'GET', path: '/ready', summary: 'Readiness: 200 while accepting traffic, 503 while draining after a stop signal. HEAD answers the same without a body.', open: true, head: true,
       responses: { '200': 'Ready (plain text).', '503': 'Draining (plain text).' }, produces: 'text/plain',
       handle: () => {
         const ok = o.ready ? o.ready() : true;
@@ -458,13 +477,15 @@ function openapi(table: readonly Route[]): unknown {
       responses[code] = { description, content: { [type]: {} } };
     }
     if (!r.open) responses['401'] = { description: 'A bearer token is configured and the request did not carry it.' };
-    (paths[r.path] ??= {})[r.method.toLowerCase()] = {
+    const op = {
       summary: r.summary,
       ...(params.length ? { parameters: params } : {}),
       ...(r.body ? { requestBody: { required: true, description: r.body, content: { [JSON_TYPE]: {} } } } : {}),
       ...(r.open ? { security: [] } : {}),
       responses,
     };
+    (paths[r.path] ??= {})[r.method.toLowerCase()] = op;
+    if (r.head) paths[r.path]!.head = { ...op, summary: `As GET ${r.path}, without a body.`, responses: Object.fromEntries(Object.entries(r.responses).map(([code, description]) => [code, { description }])) };
   }
   return {
     openapi: '3.1.0',
@@ -493,7 +514,7 @@ export function match(table: readonly Route[], method: string, pathname: string)
       } else ok = tpl[i] === parts[i];
     }
     if (!ok) continue;
-    if (r.method !== method) {
+    if (r.method !== method && !(method === 'HEAD' && r.method === 'GET' && r.head)) {
       wrongMethod = true;
       continue;
     }
@@ -573,7 +594,7 @@ function authorized(req: IncomingMessage, want: Buffer): boolean {
 }
 
 /** The admin routes served (method and OpenAPI path) — for tests and docs. */
-export const ADMIN_ROUTES: ReadonlyArray<{ method: string; path: string }> = routes({ port: 0 }, undefined as never, 0, { current: undefined }).map((r) => ({ method: r.method, path: r.path }));
+export const ADMIN_ROUTES: ReadonlyArray<{ method: string; path: string }> = routes({ port: 0 }, undefined as never, 0, { current: undefined }).flatMap((r) => [{ method: r.method, path: r.path }, ...(r.head ? [{ method: 'HEAD', path: r.path }] : [])]);
 
 /**
  * The admin listener: JSON status of clusters, endpoints, exits, pools, sessions, users and
@@ -625,7 +646,9 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
       if (res.headersSent) return;
       if (r.headers) for (const [k, v] of Object.entries(r.headers)) res.setHeader(k, v);
       const text = typeof r.body === 'string' ? r.body : JSON.stringify(r.body, null, 2) + '\n';
-      res.writeHead(r.status, { 'content-type': r.type ?? (typeof r.body === 'string' ? 'text/plain; charset=utf-8' : JSON_TYPE), 'cache-control': 'no-store' });
+      // nosniff on every answer: a JSON or text body that carries client data is never read as HTML or script.
+      // A HEAD gets the GET's headers, Content-Length included, and Node sends no body.
+      res.writeHead(r.status, { 'content-type': r.type ?? (typeof r.body === 'string' ? 'text/plain; charset=utf-8' : JSON_TYPE), 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
       res.end(text);
     };
     let url: URL;
@@ -643,6 +666,15 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     if (want && !m.route.open && !authorized(req, want)) {
       res.setHeader('www-authenticate', 'Bearer realm="gatewise-admin"');
       return send({ status: 401, body: { error: 'this admin listener needs Authorization: Bearer TOKEN (admin.token)' } });
+    }
+    // A body that changes state must say it is JSON: a web page can send text/plain, a form or
+    // multipart cross-site without asking (a "simple" request), but not application/json (the
+    // browser asks first, and this listener answers no CORS). A second guard besides Origin.
+    const method = req.method ?? 'GET';
+    if ((method === 'POST' || method === 'PATCH' || method === 'DELETE') && hasBody(req) && !isJsonType(req.headers['content-type'])) {
+      const detail = `a request body must be JSON: send Content-Type: application/json (got ${req.headers['content-type'] === undefined ? 'none' : JSON.stringify(req.headers['content-type'])})`;
+      res.setHeader('connection', 'close'); // its body is not read
+      return send({ status: 415, type: 'application/problem+json', body: { type: 'tag:gatewise,2026:admin:unsupported-media-type', title: 'the request body is not JSON', status: 415, detail, errors: [{ field: '(content-type)', message: detail }] } });
     }
     const answer = group?.answers(m.route, url);
     (answer ?? Promise.resolve().then(() => m.route.handle({ url, params: m.params, req })))

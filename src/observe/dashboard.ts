@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * The live dashboard: one HTML page, style and script inline, nothing fetched from elsewhere.
  * It polls the admin API once a second (/traffic, /status, /clusters, /exits, /users,
@@ -86,6 +88,8 @@ export const DASHBOARD_HTML = `<!doctype html>
 <script>
 "use strict";
 const token = new URLSearchParams(location.hash.slice(1)).get('token');
+// Read once and kept in memory only: the fragment leaves the address bar (and the history).
+if (token !== null) history.replaceState(null, '', location.pathname + location.search);
 const headers = token ? { authorization: 'Bearer ' + token } : {};
 const PALETTE = ['#d64545','#d99a1e','#8e44ad','#16a085','#c0392b','#2c3e50','#e67e22','#7f8c8d','#27ae60','#2980b9','#b03a2e','#6c3483'];
 const colours = new Map();
@@ -215,3 +219,26 @@ loop();
 </body>
 </html>
 `;
+
+const sha256 = (text: string): string => `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`;
+const inline = (tag: string): string => {
+  const m = new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`).exec(DASHBOARD_HTML);
+  if (!m) throw new Error(`the dashboard has no inline <${tag}>`);
+  return m[1]!;
+};
+
+/**
+ * The dashboard's Content-Security-Policy: nothing loads from anywhere, its one inline script
+ * and one inline style run by their hashes (no 'unsafe-inline'), it talks only to this
+ * listener, and no page may frame it. Styles set through the CSSOM (`el.style`) are allowed.
+ */
+export const DASHBOARD_CSP = [
+  "default-src 'none'",
+  `script-src ${sha256(inline('script'))}`,
+  `style-src ${sha256(inline('style'))}`,
+  "connect-src 'self'",
+  "img-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
