@@ -110,7 +110,6 @@ export interface ForwardProxy {
   close(): Promise<void>;
 }
 
-/** A URL without its password, for log lines. */
 function ms(s: string): number {
   const v = parseDuration(s);
   if (v === undefined) throw new TypeError(`not a duration: ${s}`);
