@@ -75,8 +75,10 @@ interface Waiter {
  * answers from local state at once, without asking the store, until a probe succeeds or the
  * store reports it is reachable again. Then it *reconciles*: usage deltas the ledger could
  * not write are written by the ledger itself (its failed writes stay owed), and this node's
- * counts of the leases the store granted are stated again; sessions, rate cells and leases
- * taken while degraded stay local (they start afresh in the store).
+ * counts of the leases it holds are stated again, the slots granted locally while degraded
+ * included (local leases count the store's slots held here too, so a node alone stays
+ * within the limit); sessions and rate cells taken while degraded stay local (they start
+ * afresh in the store).
  *
  * The deadlines are one FIFO and one timer (the budget is the same for every operation, so
  * deadlines expire in order), not a timer per operation.
@@ -103,7 +105,7 @@ export class SharedState {
   readonly #held = new Map<string, number>();
   /** Keys whose count the store may not have (a lease write failed). */
   readonly #dirty = new Set<string>();
-  /** Leases granted locally (while degraded), per key. */
+  /** Leases granted locally (while degraded) and not yet handed to the store (`#recover`), per key. */
   readonly #localHeld = new Map<string, number>();
   readonly #cooldownListeners: Array<(scope: string, forMs: number) => void> = [];
   /** Keys with releases not yet told to the store. */
@@ -187,8 +189,12 @@ export class SharedState {
     const lasted = this.#now() - this.#degradedSince;
     this.#degradedSince = 0;
     this.#recoveries++;
-    // Restate this holder's counts of the leases the store granted and that are still held, and
-    // of keys whose release may have been lost (a Redis restarted empty knows none of them).
+    // The slots granted locally meanwhile become this holder's in the store (their releases
+    // then tell it), so later admissions anywhere count them. Then restate this holder's counts
+    // of the leases it holds, and of keys whose release may have been lost (a Redis restarted
+    // empty knows none of them).
+    for (const [key, n] of this.#localHeld) this.#held.set(key, (this.#held.get(key) ?? 0) + n);
+    this.#localHeld.clear();
     const keys = new Set([...this.#held.keys(), ...this.#dirty]);
     for (const key of keys) this.#setLease(key);
     this.#log?.info(
@@ -310,8 +316,7 @@ export class SharedState {
       this.#fallbacks++;
       return local();
     }
-    const mine = (this.#held.get(key) ?? 0) + 1;
-    this.#held.set(key, mine);
+    const mine = this.#count(key, 1);
     const undo = (): void => this.#drop(key, false);
     return this.#bounded(this.remote.leaseAcquire(key, this.holder, mine, max)).then(
       (granted) => {
@@ -340,16 +345,32 @@ export class SharedState {
     );
   }
 
-  /** A lease counted by this node alone (while degraded). */
+  /**
+   * A lease counted by this node alone (while degraded): within `max` together with the slots
+   * the store granted this node before (`#held`: open or spare), so a node alone never holds
+   * more than the plan. Its release: one fewer granted locally, or, once the store is back and
+   * the local slots were handed to it (`#recover`), one fewer held there (told to the store).
+   */
   #localLease(key: string, max: number): (() => void) | undefined {
     const n = this.#localHeld.get(key) ?? 0;
-    if (n >= max) return undefined;
+    if (n + (this.#held.get(key) ?? 0) >= max) return undefined;
     this.#localHeld.set(key, n + 1);
     return once(() => {
-      const left = (this.#localHeld.get(key) ?? 1) - 1;
-      if (left <= 0) this.#localHeld.delete(key);
-      else this.#localHeld.set(key, left);
+      const local = this.#localHeld.get(key) ?? 0;
+      if (local === 0) {
+        this.#drop(key, true);
+        return;
+      }
+      if (local === 1) this.#localHeld.delete(key);
+      else this.#localHeld.set(key, local - 1);
     });
+  }
+
+  /** This holder's count of `key` for the store: the slots it holds there plus `n`, and those granted locally not yet handed over. */
+  #count(key: string, n: number): number {
+    const mine = (this.#held.get(key) ?? 0) + n;
+    this.#held.set(key, mine);
+    return this.#localHeld.size === 0 ? mine : mine + (this.#localHeld.get(key) ?? 0);
   }
 
   /** Whether the store answers a whole admission in one call (`Store.admit`: Redis). */
@@ -371,11 +392,7 @@ export class SharedState {
       return this.#admitLocal(ask);
     }
     const leases = ask.leases ?? [];
-    const counts = leases.map((l) => {
-      const mine = (this.#held.get(l.key) ?? 0) + 1;
-      this.#held.set(l.key, mine);
-      return { key: l.key, count: mine, max: l.max };
-    });
+    const counts = leases.map((l) => ({ key: l.key, count: this.#count(l.key, 1), max: l.max }));
     const undo = (): void => {
       for (const l of leases) this.#drop(l.key, false);
     };
@@ -487,8 +504,7 @@ export class SharedState {
       if (wants[i] === 0) return;
       // Optimistic, as in `admit`: this holder's counts include what it asks for, so a release
       // batch written meanwhile never states less than the store may grant.
-      const mine = (this.#held.get(l.key) ?? 0) + wants[i]!;
-      this.#held.set(l.key, mine);
+      const mine = this.#count(l.key, wants[i]!);
       sent.push(i);
       counts.push({ key: l.key, count: mine, max: l.max, want: wants[i]! });
     });

@@ -105,13 +105,23 @@ export class TestRedis {
     child.stdout!.resume();
   }
 
+  /** SIGSTOP: Redis hangs (connections stay open, nothing is answered) until `resume`. */
+  pause(): void {
+    if (this.#child?.exitCode === null) this.#child.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after `pause`: Redis answers what waited, in order. */
+  resume(): void {
+    if (this.#child?.exitCode === null) this.#child.kill('SIGCONT');
+  }
+
   /** SIGKILL: the store vanishes at once, with everything in it. */
   async kill(): Promise<void> {
     const c = this.#child;
     this.#child = undefined;
     if (!c || c.exitCode !== null) return;
     const exited = once(c, 'exit');
-    c.kill('SIGKILL');
+    c.kill('SIGKILL'); // also ends a paused (SIGSTOPped) one
     await exited;
   }
 

@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { SharedState, type AdmitResult, type CreditPolicy } from '../../src/state/index.js';
+import { RedisStore } from '../../src/state/redis-store.js';
+import { NO_REDIS, TestRedis } from '../helpers/redis.js';
+import { between, seededRun } from '../helpers/seeded.js';
+
+/**
+ * Fleet limits around Redis trouble (docs/fleet.md, "When Redis is away or slow"): nodes
+ * (SharedState over a real RedisStore each) sharing the test's own redis-server, which the
+ * tests hang (SIGSTOP/SIGCONT). Every wait is on the state module's own events
+ * (state-degraded, state-recovered) or a bounded poll of Redis; everything is closed in
+ * `finally`.
+ */
+const redis = await TestRedis.start();
+let prefixN = 0;
+
+interface Node {
+  name: string;
+  shared: SharedState;
+  store: RedisStore;
+  events: string[];
+  /** Resolves at the next log line with this event. */
+  next(event: string): Promise<void>;
+}
+
+async function node(name: string, prefix: string, opts: { budgetMs: number; probeMs: number; credit?: CreditPolicy }): Promise<Node> {
+  const store = new RedisStore({ url: redis!.url, keyPrefix: prefix });
+  assert.ok(await store.connected(10_000), 'connected to the test Redis');
+  const events: string[] = [];
+  const waiting: Array<{ event: string; resolve: () => void }> = [];
+  const heard = (o: Record<string, unknown>): void => {
+    const e = String(o.event);
+    events.push(e);
+    for (let i = waiting.length - 1; i >= 0; i--) {
+      if (waiting[i]!.event === e) {
+        waiting[i]!.resolve();
+        waiting.splice(i, 1);
+      }
+    }
+  };
+  const shared = new SharedState(store, { backend: 'redis', holder: name, leaseTtlMs: 60_000, log: { warn: heard, info: heard }, ...opts });
+  return { name, shared, store, events, next: (event) => new Promise((resolve) => waiting.push({ event, resolve })) };
+}
+
+/** Resolves `p`, or rejects after `ms` naming `what`. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what}`)), ms)))]);
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+/** Poll `cond` (a read of Redis) until true, at most `ms`. */
+async function until(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  for (let i = 0; i < 10_000; i++) {
+    if (await cond()) return;
+    if (Date.now() > end) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`not within ${ms} ms: ${what}`);
+}
+
+/** Probe a degraded node (one probe per `probeMs`, the module's own schedule) until it logs state-recovered. */
+async function recovered(n: Node, probeMs: number): Promise<void> {
+  if (!n.shared.degraded) return;
+  const back = n.next('state-recovered');
+  let done = false;
+  void back.then(() => (done = true));
+  for (let i = 0; i < 200 && !done; i++) {
+    await Promise.race([back, new Promise((r) => setTimeout(r, probeMs))]);
+    if (!done) await n.shared.read(() => n.store.get('probe'), () => undefined);
+  }
+  await within(back, 1000, `${n.name} recovered`);
+}
+
+const leaseAsk = (max: number) => ({ leases: [{ key: 'conn:u', max }] });
+
+/** `tries` admissions one after the other: the admitted ones' releases. */
+async function admitSome(n: Node, max: number, tries: number): Promise<Array<() => void>> {
+  const out: Array<() => void> = [];
+  for (let i = 0; i < tries; i++) {
+    const r: AdmitResult = await n.shared.admit(leaseAsk(max));
+    if (r.ok) out.push(r.release);
+  }
+  return out;
+}
+
+describe('fleet limits while Redis hangs (seeded)', { skip: redis ? false : NO_REDIS, timeout: 300_000 }, () => {
+  after(async () => {
+    await redis?.stop();
+  });
+
+  it('degraded, a node counts the slots it holds from Redis (alone at most the plan, the fleet at most N × plan); back, Redis learns the slots granted locally', async () => {
+    await seededRun('degraded leases', async (rand) => {
+      for (let round = 0; round < 4; round++) {
+        const max = between(rand, 2, 8);
+        const pre = between(rand, 1, max);
+        const credit: CreditPolicy | undefined = rand() < 0.5 ? undefined : { max: 64, share: 0.02 };
+        const prefix = `dg${prefixN++}:`;
+        const probeMs = 100;
+        const a = await node('A', prefix, { budgetMs: 50, probeMs, credit });
+        const b = await node('B', prefix, { budgetMs: 50, probeMs, credit });
+        const peek = new Redis(redis!.url, { maxRetriesPerRequest: 1 });
+        const open: Array<() => void> = [];
+        let paused = false;
+        try {
+          const before = await admitSome(a, max, pre);
+          assert.equal(before.length, pre, `round ${round}: ${pre} of ${max} before the outage`);
+          open.push(...before);
+
+          redis!.pause();
+          paused = true;
+          const degA = a.next('state-degraded');
+          const degB = b.next('state-degraded');
+          const localA = await admitSome(a, max, max + 3);
+          const localB = await admitSome(b, max, max + 3);
+          await within(Promise.all([degA, degB]), 5000, 'both nodes degraded');
+          open.push(...localA, ...localB);
+          assert.ok(pre + localA.length <= max, `round ${round} (max ${max}, ${pre} held from Redis, credit ${credit !== undefined}): node A alone holds ${pre + localA.length}`);
+          assert.ok(localB.length <= max, `round ${round}: node B holds ${localB.length}`);
+          assert.equal(localA.length, max - pre, `round ${round}: A fills up to the plan`);
+
+          redis!.resume();
+          paused = false;
+          await recovered(a, probeMs);
+          await recovered(b, probeMs);
+          // Redis learns every slot open on each node, those granted locally included.
+          const counts = async (): Promise<Record<string, string>> => peek.hgetall(`${prefix}lease:conn:u`);
+          await until(async () => {
+            const c = await counts();
+            return Number(c.A ?? 0) === pre + localA.length && Number(c.B ?? 0) === localB.length;
+          }, 10_000, `lease hash states A ${pre + localA.length} and B ${localB.length}: ${JSON.stringify(await counts())}`);
+
+          // The pre-outage slots end: the locally granted ones still count in Redis.
+          for (const r of before) r();
+          open.splice(0, before.length);
+          await until(async () => Number((await counts()).A ?? 0) === localA.length, 10_000, `A's count down to ${localA.length}: ${JSON.stringify(await counts())}`);
+          const after = await admitSome(b, max, max + 2);
+          open.push(...after);
+          const expected = Math.max(0, max - localA.length - localB.length);
+          assert.equal(after.length, expected, `round ${round}: after recovery, ${localA.length + localB.length} open, plan ${max}: admitted ${after.length}`);
+        } finally {
+          if (paused) redis!.resume();
+          for (const r of open) r();
+          peek.disconnect();
+          await a.shared.close();
+          await b.shared.close();
+        }
+      }
+    });
+  });
+});
