@@ -50,6 +50,8 @@ class Account {
   pending: Counts = zero();
   /** Writes that failed, owed to one period only (the other period's write may have worked). */
   retry: Record<Period, Counts> = { day: zero(), month: zero() };
+  /** Failed writes owed to periods already over, per usage key (undefined: none; the usual case). */
+  past: Map<string, { span: PeriodSpan; counts: Counts }> | undefined;
   /** The store's totals at the last write or read, per period (undefined: not seen yet). */
   known: Record<Period, Partial<Record<Direction, number>>> = { day: {}, month: {} };
   /** When `known` last came from the store, per period and direction (0: never). */
@@ -74,6 +76,7 @@ class Account {
 
   get hasPending(): boolean {
     const r = this.retry;
+    if (this.past !== undefined) return true;
     return this.pending.up + this.pending.down + this.pending.requests + r.day.up + r.day.down + r.day.requests + r.month.up + r.month.down + r.month.requests !== 0;
   }
 }
@@ -246,8 +249,15 @@ export class UsageLedger {
    * A failed write of one period's count: owed to that period only (the other period's
    * write may have worked), so it waits in the account's `retry` and goes out with the next write.
    */
-  #requeue(a: Account, period: Period, field: keyof Counts, n: number): void {
-    a.retry[period][field] += n;
+  #requeue(a: Account, span: PeriodSpan, key: string, field: keyof Counts, n: number): void {
+    if (a.key(span.period) === key) a.retry[span.period][field] += n;
+    else {
+      // Its period is over (Redis was away at midnight or a month's end): still owed to it.
+      a.past ??= new Map();
+      let owed = a.past.get(key);
+      if (owed === undefined) a.past.set(key, (owed = { span, counts: zero() }));
+      owed.counts[field] += n;
+    }
     this.#dirty.add(a);
     this.#schedule();
   }
@@ -256,33 +266,46 @@ export class UsageLedger {
     const p = a.pending;
     a.pending = zero();
     this.#dirty.delete(a);
+    if (a.past !== undefined) {
+      const past = a.past;
+      a.past = undefined;
+      for (const [key, owed] of past) this.#writeCounts(a, owed.span, key, owed.counts);
+    }
     for (const span of [a.day, a.month]) {
       const period = span.period;
-      const key = a.key(period);
       const owed = a.retry[period];
       a.retry[period] = zero();
-      for (const field of ['up', 'down', 'requests'] as const) {
-        const n = p[field] + owed[field];
-        if (n === 0) continue;
-        const w = this.#store.hincrby(key, field, n, KEEP_MS[period]).then(
-          (total) => {
-            if (field === 'requests') return;
-            // Only while the account still counts in that period.
-            if (a.key(period) === key) {
-              const k = a.known[period];
-              k[field] = Math.max(k[field] ?? 0, total);
-              a.knownAt[period][field] = this.#now();
-            }
-            this.#onTotal?.(a.user, span, field, total);
-          },
-          () => {
-            // Not written (the store is unreachable): owed with the next write, unless its period is over.
-            if (a.key(period) === key) this.#requeue(a, period, field, n);
-          },
-        );
-        this.#writes.add(w);
-        void w.finally(() => this.#writes.delete(w));
-      }
+      owed.up += p.up;
+      owed.down += p.down;
+      owed.requests += p.requests;
+      this.#writeCounts(a, span, a.key(period), owed);
+    }
+  }
+
+  /** One HINCRBY per field of `counts` to `key` (the usage hash of `span`); a failed one stays owed (`#requeue`). */
+  #writeCounts(a: Account, span: PeriodSpan, key: string, counts: Counts): void {
+    const period = span.period;
+    for (const field of ['up', 'down', 'requests'] as const) {
+      const n = counts[field];
+      if (n === 0) continue;
+      const w = this.#store.hincrby(key, field, n, KEEP_MS[period]).then(
+        (total) => {
+          if (field === 'requests') return;
+          // Only while the account still counts in that period.
+          if (a.key(period) === key) {
+            const k = a.known[period];
+            k[field] = Math.max(k[field] ?? 0, total);
+            a.knownAt[period][field] = this.#now();
+          }
+          this.#onTotal?.(a.user, span, field, total);
+        },
+        () => {
+          // Not written (the store is unreachable): owed with the next write, to the period it was counted in.
+          this.#requeue(a, span, key, field, n);
+        },
+      );
+      this.#writes.add(w);
+      void w.finally(() => this.#writes.delete(w));
     }
   }
 }

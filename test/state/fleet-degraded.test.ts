@@ -3,6 +3,7 @@ import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { SharedState, type AdmitResult, type CreditPolicy } from '../../src/state/index.js';
 import { RedisStore } from '../../src/state/redis-store.js';
+import { UsageLedger, periodOf, usageKey } from '../../src/tenants/index.js';
 import { NO_REDIS, TestRedis } from '../helpers/redis.js';
 import { between, seededRun } from '../helpers/seeded.js';
 
@@ -150,6 +151,54 @@ describe('fleet limits while Redis hangs (seeded)', { skip: redis ? false : NO_R
           peek.disconnect();
           await a.shared.close();
           await b.shared.close();
+        }
+      }
+    });
+  });
+
+  it('usage owed when Redis is away across midnight (or a month end) is written to the period it was counted in once Redis is back', async () => {
+    await seededRun('owed across a period boundary', async (rand) => {
+      for (let round = 0; round < 3; round++) {
+        // The last second of a day: of a month's last day or of a day in mid-month.
+        const monthEnd = rand() < 0.5;
+        const y = between(rand, 2025, 2030);
+        const m = between(rand, 0, 11);
+        const day = monthEnd ? new Date(Date.UTC(y, m + 1, 0)).getUTCDate() : between(rand, 1, 27);
+        let now = Date.UTC(y, m, day, 23, 59, 59, 500);
+        const oldDay = periodOf('day', now);
+        const oldMonth = periodOf('month', now);
+        const before = between(rand, 1, 1_000_000);
+        const after = between(rand, 1, 1_000_000);
+        const own = (await TestRedis.start())!;
+        const store = new RedisStore({ url: own.url, keyPrefix: 'ledger:' });
+        const ledger = new UsageLedger(store, () => now, { flushMs: 50 });
+        try {
+          assert.ok(await store.connected(10_000));
+          await own.kill();
+          ledger.add('u', 'down', before);
+          ledger.add('u', 'requests', 1);
+          await ledger.flush(); // fails: owed
+          now += 1000; // the next day (and month, when monthEnd)
+          const newDay = periodOf('day', now);
+          const newMonth = periodOf('month', now);
+          assert.notEqual(newDay.id, oldDay.id);
+          ledger.add('u', 'down', after);
+          await ledger.flush(); // fails again: both periods owed
+          await own.restart();
+          assert.ok(await store.connected(10_000), 'reconnected');
+          await ledger.flush();
+          const down = async (period: 'day' | 'month', id: string): Promise<number> => (await store.hgetall(usageKey('u', period, id))).down ?? 0;
+          assert.equal(await down('day', oldDay.id), before, `round ${round}: the old day's bytes (${oldDay.id})`);
+          assert.equal(await down('day', newDay.id), after, `round ${round}: the new day's bytes`);
+          if (monthEnd) {
+            assert.notEqual(newMonth.id, oldMonth.id);
+            assert.equal(await down('month', oldMonth.id), before, `round ${round}: the old month's bytes (${oldMonth.id})`);
+            assert.equal(await down('month', newMonth.id), after, `round ${round}: the new month's bytes`);
+          } else assert.equal(await down('month', oldMonth.id), before + after, `round ${round}: the month's bytes`);
+          assert.equal((await store.hgetall(usageKey('u', 'day', oldDay.id))).requests, 1);
+        } finally {
+          await store.close();
+          await own.stop();
         }
       }
     });
