@@ -10,7 +10,7 @@ export interface StateLog {
 }
 
 export interface SharedStateOptions {
-  /** Longest a request waits for the shared store before local state answers (default 50 ms). */
+  /** Longest a request waits for the shared store before local state answers (default 50 ms); time this node's event loop was blocked is not counted, up to 4 budgets in all. */
   budgetMs?: number;
   /** A holder's leases lapse this long after its last heartbeat (default 15 s; heartbeats every third of it). */
   leaseTtlMs?: number;
@@ -53,6 +53,8 @@ export type AdmitResult = { usage: StoreAdmitAnswer['usage'] | undefined } & (
 );
 
 const TIMED_OUT = Symbol('timeout');
+/** However blocked this node's event loop was, an operation waits at most this many budgets for the store. */
+const MAX_WAIT_BUDGETS = 4;
 /** How long released leases wait to be told to the store together. */
 const RELEASE_BATCH_MS = 20;
 
@@ -64,6 +66,8 @@ interface AdmitBatch {
 
 interface Waiter {
   deadline: number;
+  /** The deadline is moved by the time this node's event loop was blocked, never past this. */
+  latest: number;
   done: boolean;
   resolve: (v: unknown) => void;
 }
@@ -82,6 +86,14 @@ interface Waiter {
  *
  * The deadlines are one FIFO and one timer (the budget is the same for every operation, so
  * deadlines expire in order), not a timer per operation.
+ *
+ * The budget is the store's time, not this node's: degraded means the store is away, not that
+ * this node is busy (a burst of its own connections held the event loop past the budget while
+ * Redis had answered long before, and the node then let every limit go local: review F3). So
+ * (1) a sweep that fires late (the event loop was blocked: no command written, no answer
+ * read) moves every pending deadline by that lag, at most to `MAX_WAIT_BUDGETS` budgets after
+ * the operation began, and (2) an operation past its deadline times out only after the poll
+ * phase that follows (a `setImmediate`): an answer already in the socket is read first.
  */
 export class SharedState {
   readonly remote: Store;
@@ -95,6 +107,10 @@ export class SharedState {
   readonly #now: () => number;
   readonly #waiters: Waiter[] = [];
   #sweep: NodeJS.Timeout | undefined;
+  /** When the armed sweep should fire (a later one measures how long the event loop was blocked). */
+  #sweepDue = 0;
+  /** Operations past their deadline, timed out after the next poll phase unless answered by then. */
+  #late: Waiter[] = [];
   readonly #heartbeat: NodeJS.Timeout;
   #degradedSince = 0;
   #reason = '';
@@ -215,7 +231,8 @@ export class SharedState {
   /** `p`, or TIMED_OUT after the budget. */
   #bounded<T>(p: Promise<T>): Promise<T | typeof TIMED_OUT> {
     return new Promise((resolve, reject) => {
-      const w: Waiter = { deadline: this.#now() + this.#budgetMs, done: false, resolve: resolve as (v: unknown) => void };
+      const now = this.#now();
+      const w: Waiter = { deadline: now + this.#budgetMs, latest: now + MAX_WAIT_BUDGETS * this.#budgetMs, done: false, resolve: resolve as (v: unknown) => void };
       this.#waiters.push(w);
       this.#arm();
       p.then(
@@ -235,19 +252,28 @@ export class SharedState {
 
   #arm(): void {
     if (this.#sweep !== undefined) return;
-    this.#sweep = setTimeout(() => this.#expire(), Math.max(1, Math.ceil(this.#budgetMs / 4)));
+    const every = Math.max(1, Math.ceil(this.#budgetMs / 4));
+    this.#sweepDue = this.#now() + every;
+    this.#sweep = setTimeout(() => this.#expire(), every);
   }
 
   #expire(): void {
     this.#sweep = undefined;
     const now = this.#now();
     const q = this.#waiters;
+    const lag = now - this.#sweepDue;
+    if (lag > this.#budgetMs / 4) {
+      // The event loop was blocked for `lag`: this node could not write commands nor read
+      // answers meanwhile, and that time is not the store's. (Deadlines and their caps both
+      // follow the start order, so the queue stays in deadline order.)
+      for (const w of q) if (!w.done) w.deadline = Math.min(w.deadline + lag, w.latest);
+    }
     let i = 0;
     while (i < q.length && (q[i]!.done || q[i]!.deadline <= now)) {
       const w = q[i]!;
       if (!w.done) {
-        w.done = true;
-        w.resolve(TIMED_OUT);
+        if (this.#late.length === 0) setImmediate(() => this.#timeOutLate());
+        this.#late.push(w);
       }
       i++;
     }
@@ -259,6 +285,17 @@ export class SharedState {
       q.push(...live);
     }
     if (q.length > 0) this.#arm();
+  }
+
+  /** After the poll phase that followed the sweep: what is still unanswered times out. */
+  #timeOutLate(): void {
+    const late = this.#late;
+    this.#late = [];
+    for (const w of late) {
+      if (w.done) continue;
+      w.done = true;
+      w.resolve(TIMED_OUT);
+    }
   }
 
   /** The shared answer within the budget, else `fallback()` (and the node degrades). */

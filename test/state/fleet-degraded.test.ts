@@ -203,4 +203,65 @@ describe('fleet limits while Redis hangs (seeded)', { skip: redis ? false : NO_R
       }
     });
   });
+
+  it("a node's own burst (busy event loop, Redis healthy) does not degrade it: maxConnections and maxTunnels hold across the fleet", async () => {
+    await seededRun('self-made burst', async (rand) => {
+      for (let round = 0; round < 4; round++) {
+        const budgetMs = 50;
+        const maxConn = between(rand, 5, 120);
+        const maxTun = between(rand, 3, maxConn);
+        const credit: CreditPolicy | undefined = rand() < 0.5 ? undefined : { max: 64, share: 0.02 };
+        const prefix = `burst${prefixN++}:`;
+        const a = await node('A', prefix, { budgetMs, probeMs: 1000, credit });
+        const b = await node('B', prefix, { budgetMs, probeMs: 1000, credit });
+        const ask = { leases: [{ key: 'conn:u', max: maxConn }, { key: 'tun:u', max: maxTun }] };
+        const held: Array<() => void> = [];
+        let open = 0;
+        let most = 0;
+        try {
+          // A burst of CONNECTs, each handled in its own callback that costs this node CPU time
+          // (parsing, a password check): groups of callbacks one event-loop turn each, a turn
+          // longer than the budget, so answers Redis sent at once wait to be read.
+          const size = between(rand, 100, 300);
+          const costMs = 0.2 + rand() * 0.8;
+          const perTurn = Math.ceil((budgetMs * (1.2 + rand())) / costMs);
+          let started = 0;
+          const answers: Array<Promise<void>> = [];
+          const spin = (ms: number): void => {
+            const end = performance.now() + ms;
+            while (performance.now() < end);
+          };
+          const one = (n: Node): void => {
+            spin(costMs);
+            const r = n.shared.admit(ask);
+            answers.push(
+              Promise.resolve(r).then((res) => {
+                if (!res.ok) return;
+                held.push(res.release);
+                open++;
+                most = Math.max(most, open);
+              }),
+            );
+          };
+          await new Promise<void>((resolve) => {
+            const turn = (): void => {
+              for (let i = 0; i < perTurn && started < size; i++, started++) one(started % 2 === 0 ? a : b);
+              if (started < size) setImmediate(turn);
+              else resolve();
+            };
+            setImmediate(turn);
+          });
+          await within(Promise.all(answers), 30_000, 'every admission answered');
+          const what = `round ${round} (${size} CONNECTs, ${costMs.toFixed(2)} ms each, ${perTurn} a turn, maxConnections ${maxConn}, maxTunnels ${maxTun}, credit ${credit !== undefined})`;
+          assert.deepEqual([...a.events, ...b.events], [], `${what}: no node degraded`);
+          assert.ok(most <= Math.min(maxConn, maxTun), `${what}: ${most} open at once`);
+          assert.equal(most, Math.min(maxConn, maxTun), `${what}: the plan is filled`);
+        } finally {
+          for (const r of held) r();
+          await a.shared.close();
+          await b.shared.close();
+        }
+      }
+    });
+  });
 });
