@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { SharedState, type AdmitResult, type CreditPolicy } from '../../src/state/index.js';
+import { SharedState, creditBlock, type AdmitResult, type CreditPolicy } from '../../src/state/index.js';
 import { RedisStore } from '../../src/state/redis-store.js';
 import { UsageLedger, periodOf, usageKey } from '../../src/tenants/index.js';
 import { NO_REDIS, TestRedis } from '../helpers/redis.js';
@@ -208,7 +208,7 @@ describe('fleet limits while Redis hangs (seeded)', { skip: redis ? false : NO_R
     await seededRun('self-made burst', async (rand) => {
       for (let round = 0; round < 4; round++) {
         const budgetMs = 50;
-        const maxConn = between(rand, 5, 120);
+        const maxConn = between(rand, 5, 100); // at most the smallest burst
         const maxTun = between(rand, 3, maxConn);
         const credit: CreditPolicy | undefined = rand() < 0.5 ? undefined : { max: 64, share: 0.02 };
         const prefix = `burst${prefixN++}:`;
@@ -255,7 +255,9 @@ describe('fleet limits while Redis hangs (seeded)', { skip: redis ? false : NO_R
           const what = `round ${round} (${size} CONNECTs, ${costMs.toFixed(2)} ms each, ${perTurn} a turn, maxConnections ${maxConn}, maxTunnels ${maxTun}, credit ${credit !== undefined})`;
           assert.deepEqual([...a.events, ...b.events], [], `${what}: no node degraded`);
           assert.ok(most <= Math.min(maxConn, maxTun), `${what}: ${most} open at once`);
-          assert.equal(most, Math.min(maxConn, maxTun), `${what}: the plan is filled`);
+          // Filled, but for the spare slots the other node may hold unused (docs/fleet.md, credit blocks).
+          const slack = credit === undefined ? 0 : creditBlock(credit, maxConn) + creditBlock(credit, maxTun);
+          assert.ok(most >= Math.min(maxConn, maxTun) - slack, `${what}: the plan is filled (${most} open, slack ${slack})`);
         } finally {
           for (const r of held) r();
           await a.shared.close();
