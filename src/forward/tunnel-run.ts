@@ -142,27 +142,31 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
 
   // The quota is checked before a chunk is counted: the chunk that crosses the limit still
   // goes through (the user's bytes up to the limit arrive whole) and the next one is cut.
+  // The chunk that is cut is never passed on (both sockets are destroyed before `onData`
+  // writes it), so it is not counted either: a user is billed for what was delivered.
   onUp(n: number): void {
     const user = this.#req.route.user;
-    if (user !== null) this.#checkQuota(user);
+    if (user !== null && this.#cutByQuota(user)) return;
     this.#req.session.up(n);
   }
 
   onDown(n: number): void {
     const user = this.#req.route.user;
-    if (user !== null) this.#checkQuota(user);
+    if (user !== null && this.#cutByQuota(user)) return;
     this.#req.session.down(n);
   }
 
-  #checkQuota(user: string): void {
-    if (this.#cut) return;
+  /** Whether this tunnel is (now) cut by a byte quota. */
+  #cutByQuota(user: string): boolean {
+    if (this.#cut) return true;
     const plans = this.#ctx.plans;
     const over = plans.allowBytes(user, 'up') ?? plans.allowBytes(user, 'down');
-    if (!over) return;
+    if (!over) return false;
     this.#cut = true;
     this.#req.session.quotaCut = over.detail;
     this.client.destroy();
     this.server?.destroy();
+    return true;
   }
 
   /** Record once, then give the slot back. */
