@@ -44,6 +44,31 @@ function byteLimits(plan: PlanSpec, period: Period): ByteLimits | undefined {
   return limits === undefined || (limits.up === undefined && limits.down === undefined) ? undefined : limits;
 }
 
+/** A plan's limit on one direction of a period; undefined when unlimited. */
+function limitOf(plan: PlanSpec | undefined, period: Period, dir: Direction): number | undefined {
+  return plan === undefined ? undefined : (period === 'day' ? plan.bytesPerDay : plan.bytesPerMonth)?.[dir];
+}
+
+/**
+ * A user held at a byte quota: until the period resets, judged against `limit`. It stands
+ * only while the usage is at or over the user's current limit: a plan change or a reload
+ * that raises (or removes) the limit re-judges it against the usage (`PlanEnforcer.#stands`).
+ */
+interface Block {
+  until: number;
+  period: Period;
+  dir: 'up' | 'down';
+  /** The limit the usage was found at or over. */
+  limit: number;
+}
+
+/** Blocks per user: [day.up, day.down, month.up, month.down]. */
+type Blocks = [Block | undefined, Block | undefined, Block | undefined, Block | undefined];
+
+function slot(period: Period, dir: 'up' | 'down'): 0 | 1 | 2 | 3 {
+  return ((period === 'day' ? 0 : 2) + (dir === 'up' ? 0 : 1)) as 0 | 1 | 2 | 3;
+}
+
 /** The plan field a byte quota comes from, e.g. "bytesPerDay.down". */
 function quotaName(period: Period, dir: Direction): string {
   return `bytesPer${period === 'day' ? 'Day' : 'Month'}.${dir}`;
@@ -65,10 +90,10 @@ export class PlanEnforcer {
   readonly #now: () => number;
   /** Usage per user, day and month, written to the Store in batches. */
   readonly ledger: UsageLedger;
-  /** user → direction → epoch ms the block ends. */
   /** Shared asks per user (`#rateOnlyAsk`). */
   readonly #asks = new Map<string, PlanAsk>();
-  readonly #over = new Map<string, { up: number; down: number; why: { up: string; down: string } }>();
+  /** Users held at a byte quota (only they: the per-chunk check of everyone else is one failed lookup). */
+  readonly #over = new Map<string, Blocks>();
 
   readonly #shared: SharedState | undefined;
 
@@ -208,7 +233,9 @@ export class PlanEnforcer {
     if (!res.ok) {
       if (res.refused === 'quota') {
         const period = ask.periods[res.index]!;
-        this.#block(user, res.dir, this.ledger.span(period, now).resetsAt, quotaName(period, res.dir));
+        const lim = limitOf(plan, period, res.dir);
+        if (lim === undefined) return undefined; // the plan changed meanwhile: no such limit now
+        this.#block(user, res.dir, this.ledger.span(period, now).resetsAt, period, lim);
         return this.#blocked(user, now);
       }
       if (res.refused === 'rate') return this.#rateVerdict(user, ask.rate!.perSecond, res.waitMs);
@@ -234,7 +261,7 @@ export class PlanEnforcer {
     for (const dir of DIRECTIONS) {
       const lim = limits[dir];
       if (lim !== undefined && used[dir] >= lim) {
-        this.#block(user, dir, used.span.resetsAt, quotaName(used.span.period, dir));
+        this.#block(user, dir, used.span.resetsAt, used.span.period, lim);
         return this.#blocked(user, now);
       }
     }
@@ -276,8 +303,9 @@ export class PlanEnforcer {
     const o = this.#over.get(user);
     if (!o) return undefined;
     const now = this.#now();
-    if (o[dir] > now) return this.#refusal(user, o.why[dir], o[dir], now);
-    return undefined;
+    const b = this.#stands(user, o, slot('month', dir), now) ?? this.#stands(user, o, slot('day', dir), now);
+    if (o[0] === undefined && o[1] === undefined && o[2] === undefined && o[3] === undefined) this.#over.delete(user);
+    return b === undefined ? undefined : this.#refusal(user, b, now);
   }
 
   /** Count bytes moved for a user (the meter calls this, for every chunk). */
@@ -288,7 +316,7 @@ export class PlanEnforcer {
     if (plan === undefined) return;
     for (const period of PERIODS) {
       const lim = byteLimits(plan, period)?.[dir];
-      if (lim !== undefined && this.ledger.estimate(user, period, dir) >= lim) this.#block(user, dir, this.ledger.span(period).resetsAt, quotaName(period, dir));
+      if (lim !== undefined && this.ledger.estimate(user, period, dir) >= lim) this.#block(user, dir, this.ledger.span(period).resetsAt, period, lim);
     }
   }
 
@@ -296,34 +324,62 @@ export class PlanEnforcer {
   #checkTotal(user: string, span: PeriodSpan, dir: Direction, total: number): void {
     const plan = this.planOf(user);
     const lim = plan === undefined ? undefined : byteLimits(plan, span.period)?.[dir];
-    if (lim !== undefined && total >= lim) this.#block(user, dir, span.resetsAt, quotaName(span.period, dir));
+    if (lim !== undefined && total >= lim) this.#block(user, dir, span.resetsAt, span.period, lim);
   }
 
-  #block(user: string, dir: 'up' | 'down', until: number, why: string): void {
+  #block(user: string, dir: 'up' | 'down', until: number, period: Period, limit: number): void {
     let o = this.#over.get(user);
-    if (!o) this.#over.set(user, (o = { up: 0, down: 0, why: { up: '', down: '' } }));
-    if (until > o[dir]) {
-      o[dir] = until;
-      o.why[dir] = why;
-    }
+    if (!o) this.#over.set(user, (o = [undefined, undefined, undefined, undefined]));
+    const i = slot(period, dir);
+    const b = o[i];
+    if (b === undefined || until > b.until || b.until <= this.#now()) o[i] = { until, period, dir, limit };
+    else b.limit = limit;
   }
 
-  #blocked(user: string, now: number): Failure | undefined {
-    const o = this.#over.get(user);
-    if (!o) return undefined;
-    for (const dir of ['up', 'down'] as const) if (o[dir] > now) return this.#refusal(user, o.why[dir], o[dir], now);
-    if (o.up <= now && o.down <= now) this.#over.delete(user);
+  /**
+   * The block in `o[i]` if it still stands: its period has not reset, and the usage is at or
+   * over the user's current limit. A limit not raised since the block leaves it standing
+   * (the usage only grows within a period); a raised one is judged against the usage now
+   * (the ledger's estimate: this node's last store total plus what waits here; a usage read
+   * at the next admission, or the next write's total, blocks again if other nodes' bytes put
+   * the user over); a removed one (no limit, another plan, no plan) lifts it.
+   */
+  #stands(user: string, o: Blocks, i: 0 | 1 | 2 | 3, now: number): Block | undefined {
+    const b = o[i];
+    if (b === undefined) return undefined;
+    if (b.until > now) {
+      const lim = limitOf(this.planOf(user), b.period, b.dir);
+      if (lim !== undefined && (lim <= b.limit || this.ledger.estimate(user, b.period, b.dir) >= lim)) {
+        b.limit = lim;
+        return b;
+      }
+    }
+    o[i] = undefined;
     return undefined;
   }
 
-  #refusal(user: string, why: string, until: number, now: number): Failure {
-    const plan = this.planOf(user);
-    const [field, dir] = why.split('.') as ['bytesPerDay' | 'bytesPerMonth', 'up' | 'down'];
-    const lim = plan?.[field]?.[dir];
+  /** The refusal of the block that ends last among those standing; undefined when none stands. */
+  #blocked(user: string, now: number): Failure | undefined {
+    const o = this.#over.get(user);
+    if (!o) return undefined;
+    let last: Block | undefined;
+    for (let i = 0; i < 4; i++) {
+      const b = this.#stands(user, o, i as 0 | 1 | 2 | 3, now);
+      if (b !== undefined && (last === undefined || b.until > last.until)) last = b;
+    }
+    if (last === undefined) {
+      this.#over.delete(user);
+      return undefined;
+    }
+    return this.#refusal(user, last, now);
+  }
+
+  /** The 429 of a standing block: the user's current limit, which the usage is at or over. */
+  #refusal(user: string, b: Block, now: number): Failure {
     return limitRefusal(
       'too_many_requests',
-      `plan ${this.planName(user)}: ${why} limit${lim !== undefined ? ` of ${formatBytes(lim)}` : ''} reached; resets at ${new Date(until).toISOString()}`,
-      Math.ceil((until - now) / 1000),
+      `plan ${this.planName(user)}: ${quotaName(b.period, b.dir)} limit of ${formatBytes(b.limit)} reached; resets at ${new Date(b.until).toISOString()}`,
+      Math.ceil((b.until - now) / 1000),
     );
   }
 }
