@@ -4,10 +4,11 @@ import type { Dispatcher } from 'undici';
 import { CLIENT_CLOSED_STATUS, Failure, classify, type EndedBy } from '../failure/index.js';
 import { nameIs } from '../http/token.js';
 import { stripHopByHop, transferCodingRefusal, viaValue, fieldText, type RawField } from '../http/headers.js';
-import type { MeterSession } from '../tenants/index.js';
+import type { MeterSession, PlanEnforcer } from '../tenants/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import { ClientBody } from './client-body.js';
 import { headerBytes } from './forward-headers.js';
+import { quotaOver } from './quota-gate.js';
 
 /** How a relayed request ended, for the access log. */
 export interface RelayOutcome {
@@ -35,6 +36,13 @@ export interface RelayOutcome {
  *
  * The waits for the response head and between body bytes are a ResponseTimer (the reverse
  * gateway's), so dispatch it with undici's `headersTimeout: 0, bodyTimeout: 0`.
+ *
+ * Byte quotas (`plans`, for `user`): checked before each response chunk is counted, as a
+ * tunnel checks them. The chunk that crosses the limit still goes through; at the next one the
+ * client connection is cut (Content-Length or chunked framing left short: an incomplete
+ * response), the request aborted, and the record says `endedBy: "quota"`. A user already
+ * held when the response head arrives (another request, tunnel or this upload crossed the
+ * limit) is answered the quota's 429 instead. The upload is checked by `ClientBody`.
  *
  * A request with `Expect: 100-continue` (RFC 9110 §10.1.1; `through.expect`, the client's
  * request) is sent by an `ExpectClient` (undici cannot carry the expectation) driving this
@@ -68,8 +76,12 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   /** A response byte arrived. */
   #responseStarted = false;
   #settled = false;
+  readonly #plans: PlanEnforcer | undefined;
+  readonly #user: string | null;
 
-  constructor(res: ServerResponse, session: MeterSession, pseudonym: string, body: Readable | null, timeouts: RelayTimeouts, done: (o: RelayOutcome) => void, through?: RelayThrough) {
+  constructor(res: ServerResponse, session: MeterSession, pseudonym: string, body: Readable | null, timeouts: RelayTimeouts, done: (o: RelayOutcome) => void, through?: RelayThrough, plans?: PlanEnforcer, user: string | null = null) {
+    this.#plans = plans;
+    this.#user = user;
     this.#extra = through?.extraHeaders;
     this.#inspect = through?.inspect;
     this.#debug = through?.debug;
@@ -137,6 +149,11 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
       return true;
     }
     if (this.#settled) return false;
+    const over = this.#overQuota();
+    if (over !== undefined) {
+      this.#abort?.(over);
+      return false;
+    }
     this.#timer.body(this.#timeouts.bodyIdleMs, performance.now());
     const list: string[] = new Array<string>(rawHeaders.length);
     for (let i = 0; i < rawHeaders.length; i++) list[i] = fieldText(rawHeaders[i]!);
@@ -187,12 +204,32 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
       this.#onResClose();
       return false;
     }
+    const over = this.#overQuota();
+    if (over !== undefined) {
+      // The chunk is neither passed on nor counted: cut the client connection (the response is
+      // left short of its framing) and the destination's request. The head was counted when it
+      // was passed on: it goes out first (Node holds a head back until the first body write).
+      this.#res.flushHeaders();
+      this.#res.destroy();
+      this.#settle({ status: this.#res.statusCode, error: over, endedBy: 'gateway' });
+      this.#abort?.(over);
+      return false;
+    }
     this.#timer.progressAt = performance.now();
     this.#session.down(chunk.length);
     if (this.#res.write(chunk)) return true;
     this.#timer.pause(this.#timer.progressAt);
     this.#res.once('drain', this.#onDrain);
     return false;
+  }
+
+  /** The refusal when the user is held at a byte quota (noted on the session for the record). */
+  #overQuota(): Failure | undefined {
+    const user = this.#user;
+    if (user === null || this.#plans === undefined) return undefined;
+    const over = quotaOver(this.#plans, user);
+    if (over !== undefined) this.#session.quotaCut ??= over.detail;
+    return over;
   }
 
   onComplete(): void {

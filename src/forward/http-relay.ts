@@ -57,6 +57,8 @@ export class HttpExchange implements ForwardResponder, Relay {
   readonly #requestId: string;
   /** Set by the front once the target parsed. */
   target: HttpTarget | undefined;
+  /** The request's user, whose byte quotas the relay checks per chunk (set by `run`). */
+  #user: string | null = null;
 
   constructor(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, requestId: string) {
     this.#ctx = ctx;
@@ -83,12 +85,13 @@ export class HttpExchange implements ForwardResponder, Relay {
     const target = this.target!;
     const session = freq.session;
     const route = freq.route;
+    this.#user = route.user;
     const headers = forwardRequestHeaders(req.rawHeaders, target.authority, req.httpVersion, ctx.settings.name);
     const headUp = headerBytes(headers) + (req.method?.length ?? 0) + target.path.length + 12;
     let body: Readable | null = null;
     if (hasBody(req)) {
       const s = ctx.settings;
-      body = new ClientBody(req, session, { gapMs: s.clientBodyMs, minRate: s.clientBodyMinRate }, expectsContinue(req));
+      body = new ClientBody(req, session, { gapMs: s.clientBodyMs, minRate: s.clientBodyMinRate }, expectsContinue(req), ctx.plans, route.user);
     } else {
       req.resume();
     }
@@ -179,6 +182,8 @@ export class HttpExchange implements ForwardResponder, Relay {
   /** How a relay ended, as the record's fields; a failure before the response head is answered here. */
   #settled(ctx: ForwardContext, session: MeterSession, o: RelayOutcome, headUp: number, address: string | null, close: boolean): FinishFields {
     const fields: FinishFields = { method: this.#req.method, address, endedBy: o.endedBy };
+    // Cut or refused by a byte quota: the record names the refusal's reason (its `quota` the limit).
+    if (session.quotaCut !== undefined) fields.reason = (o.failure ?? o.error)?.reason;
     if (o.failure) {
       sendFailure(ctx, this.#req, this.#res, o.failure, session.requestId, close);
       fields.status = o.failure.status;
@@ -264,11 +269,13 @@ export class HttpExchange implements ForwardResponder, Relay {
           resolve(AGAIN);
           return;
         }
-        // The client's own failure (a stalled body), or a client still holding a body it was
-        // not asked for (Expect): the rest of its body is never read, so close.
-        resolve(this.#settled(ctx, session, o, headUp, address(), o.failure?.source === 'client' || through?.expect !== undefined));
+        // The client's own failure (a stalled body), a client still holding a body it was not
+        // asked for (Expect), or an upload cut by a byte quota: the rest of its body is never
+        // read, so close.
+        const cutUpload = body !== null && session.quotaCut !== undefined && !this.#req.complete;
+        resolve(this.#settled(ctx, session, o, headUp, address(), o.failure?.source === 'client' || through?.expect !== undefined || cutUpload));
       };
-      const relay = new ForwardRelay(this.#res, session, ctx.settings.name, body, ctx.relayTimeouts, done, through);
+      const relay = new ForwardRelay(this.#res, session, ctx.settings.name, body, ctx.relayTimeouts, done, through, ctx.plans, this.#user);
       try {
         send(relay);
       } catch (err) {

@@ -39,7 +39,7 @@ export abstract class ClientBodyStream extends Readable {
     this.#timer = t;
   }
 
-  /** A chunk taken from the client, before it is passed on (count, meter, keep). */
+  /** A chunk taken from the client, before it is passed on (count, meter, keep). A subclass that destroys the stream here (a byte quota) stops the chunk: it is not passed on. */
   protected abstract taken(chunk: Buffer): void;
 
   /** All of the body was read. */
@@ -74,6 +74,7 @@ export abstract class ClientBodyStream extends Readable {
 
   #onData = (chunk: Buffer): void => {
     this.taken(chunk);
+    if (this.destroyed) return;
     const timer = this.#timer;
     if (timer !== undefined) {
       if (!this.#timing) this.startTiming();

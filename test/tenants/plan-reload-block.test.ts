@@ -55,11 +55,12 @@ describe('plans: a quota block is judged against the current plan', () => {
         plans: { small: { bytesPerDay: { down: small } }, big: { bytesPerDay: { down: big } }, b: { bytesPerDay: { down: bobLimit } } },
       });
       writeUsers({ plan: 'small' });
-      const { logger } = memoryLogger();
+      const { logger, lines } = memoryLogger();
+      const accessLinesOf = () => lines.filter((l) => l.type === "access").map((l) => [l.user, l.status, l.endedBy, l.bytesDown, l.error]);
       const proxy = await startForwardProxy(cfg(small), { logger, now: () => T0 });
       const port = proxy.addresses()[0]!.port;
       const url = `http://127.0.0.1:${origin.port}/big/${fetchN}`;
-      const get = (user: string, pw: string) => headOf(port, url, user, pw);
+      const get = async (user: string, pw: string) => { try { return await headOf(port, url, user, pw); } catch (e) { throw new Error(`${user}: ${(e as Error).message} ${JSON.stringify(accessLinesOf())}`); } };
       const used = async (user: string): Promise<number> => {
         await proxy.plans.flush();
         return (await proxy.store.hgetall(usageKey(user, 'day', periodOf('day', T0).id))).down ?? 0;
