@@ -245,7 +245,7 @@ export const forwardUserSchema = z.strictObject({
     disabled: z.boolean().optional().describe('A disabled user is refused as a wrong password would be (407; SOCKS5 auth failure); set by the admin API, or automatically at expires or trafficLimit.'),
     disabledReason: z.string().max(200).optional().describe('Why the user was disabled (written by the admin API: "expired", "trafficLimit", or the operator\'s words).'),
     expires: z.string().datetime({ offset: true }).optional().describe('ISO 8601 time after which the user is refused and disabled (e.g. "2027-01-01T00:00:00Z").'),
-    trafficLimit: byteSize.optional().describe('Bytes up and down together per trafficPeriod; reaching it disables the user (within a second; connections open then keep running).'),
+    trafficLimit: byteSize.optional().describe('Bytes up and down together per trafficPeriod; reaching it refuses new requests of the user (429) and cuts open tunnels and HTTP bodies at their next chunk, and disables the user within a second.'),
     trafficPeriod: z.enum(['day', 'month']).optional().describe('The period trafficLimit counts (UTC). Default month.'),
     allowFrom: z.array(allowFromSchema).optional().describe('IP allowlist: clients from these addresses are this user without a password (HTTP proxy and CONNECT without Proxy-Authorization, SOCKS5 "no authentication", SOCKS4 without a name:password USERID). Allowlists of two users must not overlap.'),
   })

@@ -21,7 +21,7 @@ import {
 } from '../egress/index.js';
 import { MemoryStore, SharedState, type StateHealth, type Store } from '../state/index.js';
 import type { AuthProvider } from '../tenants/index.js';
-import { ConcurrencyLimits, Meter, PlanEnforcer, SourceAllowlist, UserDirectory, UsersFile, type PlanSpec, type UserEntry } from '../tenants/index.js';
+import { ConcurrencyLimits, Meter, PlanEnforcer, SourceAllowlist, type TrafficLimit, UserDirectory, UsersFile, type PlanSpec, type UserEntry } from '../tenants/index.js';
 import { AccessLog, createLogger } from '../observe/access-log.js';
 import { ConfigError } from '../config/load.js';
 import { issuesToProblems } from '../config/check.js';
@@ -198,6 +198,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   }
 
   const userPlans = new Map<string, string>();
+  /** Users' own trafficLimit, enforced by the plan enforcer as a byte quota (and by the sweep, which disables). */
+  const userTraffic = new Map<string, TrafficLimit>();
   /** The users file's users as last read (a reload of the config combines them with its own users). */
   let fileUsers: readonly ForwardUser[] = [];
   const applyUsers = (fromFile: readonly ForwardUser[]): ForwardUser[] => {
@@ -211,9 +213,11 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const setTables = (all: readonly ForwardUser[]): void => {
     const userLimits = ctx.settings.userLimits as Map<string, { maxConnections?: number; maxTunnels?: number }>;
     userPlans.clear();
+    userTraffic.clear();
     userLimits.clear();
     for (const u of all) {
       if (u.plan !== undefined) userPlans.set(u.name, u.plan);
+      if (u.trafficLimit !== undefined) userTraffic.set(u.name, { limit: u.trafficLimit, period: u.trafficPeriod ?? 'month' });
       userLimits.set(u.name, { maxConnections: u.maxConnections, maxTunnels: u.maxTunnels });
     }
   };
@@ -272,7 +276,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const hooks = mergeForwardHooks(deps.hooks ?? [], deps.hookTimeoutMs);
   /** Plans by name: one map, changed in place by a reload (the enforcer keeps its usage and blocks). */
   const planTable = new Map<string, PlanSpec>(Object.entries(config.plans));
-  const plans = new PlanEnforcer(planTable, userPlans, store, deps.now, shared);
+  const plans = new PlanEnforcer(planTable, userPlans, store, deps.now, shared, userTraffic);
   const directory = new UserDirectory(withPassword(activeOf(users)), {
     cacheTtlMs: settings.authCacheTtlMs,
     failureCacheTtlMs: settings.authFailureCacheTtlMs,

@@ -7,7 +7,7 @@ export { ConcurrencyLimits, type LimitKind } from './concurrency-limits.js';
 export { Meter, MeterSession, type ExitFields, type Counters, type MeterSnapshot, type FinishedRecord, type FinishFields, type MeteredProtocol, type MeterEvents } from './meter.js';
 export { parseUsername, explainUsername, parseShortDuration, DEFAULT_GRAMMAR, type UsernameGrammar, type UsernameParams } from './username-params.js';
 export { limitRefusal, customerFacingFailure, isCustomerFacing } from './limit-refusal.js';
-export { PlanEnforcer, periodOf, usageKey, type PlanSpec, type PlanAsk, type ByteLimits, type Period } from './plans.js';
+export { PlanEnforcer, periodOf, usageKey, type TrafficLimit, type PlanSpec, type PlanAsk, type ByteLimits, type Period } from './plans.js';
 export { UsageLedger, type PeriodSpan, type Direction } from './usage-ledger.js';
 export { UsersFile, type UsersFileLogger } from './users-file.js';
 export { SourceAllowlist, type AllowlistEntry } from './source-allowlist.js';

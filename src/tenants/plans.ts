@@ -30,6 +30,12 @@ export interface PlanAsk {
   periods: Period[];
 }
 
+/** A user's own `trafficLimit`: bytes up and down together per `period`. */
+export interface TrafficLimit {
+  limit: number;
+  period: Period;
+}
+
 const PERIODS = ['day', 'month'] as const;
 /** The shared asks' empty lists: frozen, so that a push into a shared ask throws instead of leaking into every admission. */
 const NO_QUOTA = Object.freeze([]) as unknown as QuotaAsk[];
@@ -57,16 +63,19 @@ function limitOf(plan: PlanSpec | undefined, period: Period, dir: Direction): nu
 interface Block {
   until: number;
   period: Period;
-  dir: 'up' | 'down';
+  /** `total`: the user's own trafficLimit (up and down together). */
+  dir: 'up' | 'down' | 'total';
   /** The limit the usage was found at or over. */
   limit: number;
 }
 
-/** Blocks per user: [day.up, day.down, month.up, month.down]. */
-type Blocks = [Block | undefined, Block | undefined, Block | undefined, Block | undefined];
+/** Blocks per user: [day.up, day.down, month.up, month.down, trafficLimit]. */
+type Blocks = [Block | undefined, Block | undefined, Block | undefined, Block | undefined, Block | undefined];
+type Slot = 0 | 1 | 2 | 3 | 4;
+const TRAFFIC: Slot = 4;
 
-function slot(period: Period, dir: 'up' | 'down'): 0 | 1 | 2 | 3 {
-  return ((period === 'day' ? 0 : 2) + (dir === 'up' ? 0 : 1)) as 0 | 1 | 2 | 3;
+function slot(period: Period, dir: 'up' | 'down' | 'total'): Slot {
+  return dir === 'total' ? TRAFFIC : (((period === 'day' ? 0 : 2) + (dir === 'up' ? 0 : 1)) as Slot);
 }
 
 /** The plan field a byte quota comes from, e.g. "bytesPerDay.down". */
@@ -98,7 +107,11 @@ export class PlanEnforcer {
   readonly #shared: SharedState | undefined;
 
   /** `shared`: rate cells in the shared store (Redis, or the primary with --workers), bounded by its budget. */
-  constructor(plans: ReadonlyMap<string, PlanSpec>, userPlans: ReadonlyMap<string, string>, store: Store, now: () => number = Date.now, shared?: SharedState) {
+  /** user → trafficLimit (bytes up and down together per period); changed in place by a reload. */
+  readonly #traffic: ReadonlyMap<string, TrafficLimit>;
+
+  constructor(plans: ReadonlyMap<string, PlanSpec>, userPlans: ReadonlyMap<string, string>, store: Store, now: () => number = Date.now, shared?: SharedState, traffic: ReadonlyMap<string, TrafficLimit> = new Map()) {
+    this.#traffic = traffic;
     this.#shared = shared;
     this.#plans = plans;
     this.#userPlans = userPlans;
@@ -147,10 +160,11 @@ export class PlanEnforcer {
    * request and tunnel of a customer.
    */
   admit(user: string | null): Failure | undefined | Promise<Failure | undefined> {
+    if (user === null) return undefined;
     const plan = this.planOf(user);
-    if (!plan || user === null) return undefined;
+    if (!plan) return this.#trafficOnly(user);
     const now = this.#now();
-    const over = this.#blocked(user, now);
+    const over = this.#blocked(user, now) ?? this.#trafficOver(user, now);
     if (over) return over;
     for (const period of PERIODS) {
       const limits = byteLimits(plan, period);
@@ -171,10 +185,11 @@ export class PlanEnforcer {
    * `settle` then reads the answer.
    */
   ask(user: string | null): Failure | PlanAsk | undefined {
+    if (user === null) return undefined;
     const plan = this.planOf(user);
-    if (!plan || user === null) return undefined;
+    if (!plan) return this.#trafficOnly(user);
     const now = this.#now();
-    const over = this.#blocked(user, now);
+    const over = this.#blocked(user, now) ?? this.#trafficOver(user, now);
     if (over) return over;
     let ask: PlanAsk | undefined;
     for (const period of PERIODS) {
@@ -195,6 +210,31 @@ export class PlanEnforcer {
     if (ask === undefined) return this.#rateOnlyAsk(user, rps);
     if (rps !== undefined) ask.rate = { key: `rate:${user}`, perSecond: rps, burst: rps };
     return ask;
+  }
+
+  /** Admission of a user without a plan: only their own trafficLimit (none: nothing to do, one size test). */
+  #trafficOnly(user: string): Failure | undefined {
+    if (this.#traffic.size === 0) return undefined;
+    const now = this.#now();
+    return this.#blocked(user, now) ?? this.#trafficOver(user, now);
+  }
+
+  /** The user's bytes up and down together this period (the ledger's estimate). */
+  #total(user: string, period: Period): number {
+    return this.ledger.estimate(user, period, 'up') + this.ledger.estimate(user, period, 'down');
+  }
+
+  /**
+   * The refusal when the user's own trafficLimit is reached (and the block it sets, so that
+   * open tunnels and bodies are cut at their next chunk). The once-a-second sweep then
+   * disables the user (accounts.ts); this holds them until it has.
+   */
+  #trafficOver(user: string, now: number): Failure | undefined {
+    if (this.#traffic.size === 0) return undefined;
+    const t = this.#traffic.get(user);
+    if (t === undefined || this.#total(user, t.period) < t.limit) return undefined;
+    this.#block(user, 'total', this.ledger.span(t.period, now).resetsAt, t.period, t.limit);
+    return this.#blocked(user, now);
   }
 
   /**
@@ -303,8 +343,8 @@ export class PlanEnforcer {
     const o = this.#over.get(user);
     if (!o) return undefined;
     const now = this.#now();
-    const b = this.#stands(user, o, slot('month', dir), now) ?? this.#stands(user, o, slot('day', dir), now);
-    if (o[0] === undefined && o[1] === undefined && o[2] === undefined && o[3] === undefined) this.#over.delete(user);
+    const b = this.#stands(user, o, slot('month', dir), now) ?? this.#stands(user, o, slot('day', dir), now) ?? this.#stands(user, o, TRAFFIC, now);
+    if (o[0] === undefined && o[1] === undefined && o[2] === undefined && o[3] === undefined && o[4] === undefined) this.#over.delete(user);
     return b === undefined ? undefined : this.#refusal(user, b, now);
   }
 
@@ -312,6 +352,10 @@ export class PlanEnforcer {
   record(user: string | null, dir: Direction, n: number): void {
     if (user === null || n <= 0) return;
     this.ledger.add(user, dir, n);
+    if (this.#traffic.size !== 0) {
+      const t = this.#traffic.get(user);
+      if (t !== undefined && this.#total(user, t.period) >= t.limit) this.#block(user, 'total', this.ledger.span(t.period).resetsAt, t.period, t.limit);
+    }
     const plan = this.planOf(user);
     if (plan === undefined) return;
     for (const period of PERIODS) {
@@ -322,14 +366,16 @@ export class PlanEnforcer {
 
   /** The store's total after a write: over the limit (other nodes' bytes included) blocks. */
   #checkTotal(user: string, span: PeriodSpan, dir: Direction, total: number): void {
+    const t = this.#traffic.size === 0 ? undefined : this.#traffic.get(user);
+    if (t !== undefined && t.period === span.period && this.#total(user, t.period) >= t.limit) this.#block(user, 'total', span.resetsAt, t.period, t.limit);
     const plan = this.planOf(user);
     const lim = plan === undefined ? undefined : byteLimits(plan, span.period)?.[dir];
     if (lim !== undefined && total >= lim) this.#block(user, dir, span.resetsAt, span.period, lim);
   }
 
-  #block(user: string, dir: 'up' | 'down', until: number, period: Period, limit: number): void {
+  #block(user: string, dir: 'up' | 'down' | 'total', until: number, period: Period, limit: number): void {
     let o = this.#over.get(user);
-    if (!o) this.#over.set(user, (o = [undefined, undefined, undefined, undefined]));
+    if (!o) this.#over.set(user, (o = [undefined, undefined, undefined, undefined, undefined]));
     const i = slot(period, dir);
     const b = o[i];
     if (b === undefined || until > b.until || b.until <= this.#now()) o[i] = { until, period, dir, limit };
@@ -344,12 +390,12 @@ export class PlanEnforcer {
    * at the next admission, or the next write's total, blocks again if other nodes' bytes put
    * the user over); a removed one (no limit, another plan, no plan) lifts it.
    */
-  #stands(user: string, o: Blocks, i: 0 | 1 | 2 | 3, now: number): Block | undefined {
+  #stands(user: string, o: Blocks, i: Slot, now: number): Block | undefined {
     const b = o[i];
     if (b === undefined) return undefined;
     if (b.until > now) {
-      const lim = limitOf(this.planOf(user), b.period, b.dir);
-      if (lim !== undefined && (lim <= b.limit || this.ledger.estimate(user, b.period, b.dir) >= lim)) {
+      const lim = this.#limitNow(user, b);
+      if (lim !== undefined && (lim <= b.limit || (b.dir === 'total' ? this.#total(user, b.period) : this.ledger.estimate(user, b.period, b.dir)) >= lim)) {
         b.limit = lim;
         return b;
       }
@@ -358,13 +404,20 @@ export class PlanEnforcer {
     return undefined;
   }
 
+  /** The user's current limit of the kind `b` holds them at (undefined: none now). */
+  #limitNow(user: string, b: Block): number | undefined {
+    if (b.dir !== 'total') return limitOf(this.planOf(user), b.period, b.dir);
+    const t = this.#traffic.get(user);
+    return t !== undefined && t.period === b.period ? t.limit : undefined;
+  }
+
   /** The refusal of the block that ends last among those standing; undefined when none stands. */
   #blocked(user: string, now: number): Failure | undefined {
     const o = this.#over.get(user);
     if (!o) return undefined;
     let last: Block | undefined;
-    for (let i = 0; i < 4; i++) {
-      const b = this.#stands(user, o, i as 0 | 1 | 2 | 3, now);
+    for (let i = 0; i < 5; i++) {
+      const b = this.#stands(user, o, i as Slot, now);
       if (b !== undefined && (last === undefined || b.until > last.until)) last = b;
     }
     if (last === undefined) {
@@ -378,7 +431,9 @@ export class PlanEnforcer {
   #refusal(user: string, b: Block, now: number): Failure {
     return limitRefusal(
       'too_many_requests',
-      `plan ${this.planName(user)}: ${quotaName(b.period, b.dir)} limit of ${formatBytes(b.limit)} reached; resets at ${new Date(b.until).toISOString()}`,
+      b.dir === 'total'
+        ? `user ${user}: trafficLimit of ${formatBytes(b.limit)} per ${b.period} reached; resets at ${new Date(b.until).toISOString()}`
+        : `plan ${this.planName(user)}: ${quotaName(b.period, b.dir)} limit of ${formatBytes(b.limit)} reached; resets at ${new Date(b.until).toISOString()}`,
       Math.ceil((b.until - now) / 1000),
     );
   }
