@@ -86,11 +86,13 @@ function quotaName(period: Period, dir: Direction): string {
 /**
  * Enforces plans: requests per second (a one-second window counter in the Store),
  * bytes per day and month (usage hashes in the Store, fed by the meter through the
- * batching UsageLedger), allowed pools. Byte quotas are checked when a request, tunnel
+ * batching UsageLedger), allowed pools; and each user's own trafficLimit (bytes up and down
+ * together per period) as a byte quota too. Byte quotas are checked when a request, tunnel
  * or association starts, as bytes move (against the ledger's estimate: the user is over
- * quota as soon as a counted chunk crosses the limit, and a tunnel checks before it counts
- * the next chunk, so that one is cut) and for every UDP datagram (from a local mirror of
- * "over quota").
+ * quota as soon as a counted chunk crosses the limit, and a tunnel or an HTTP body checks
+ * before it counts the next chunk, so that one is cut, neither passed on nor counted) and
+ * for every UDP datagram (from a local mirror of "over quota"). A block is judged against
+ * the user's current limits, so a plan change or a reload that raises a limit lifts it.
  */
 export class PlanEnforcer {
   readonly #plans: ReadonlyMap<string, PlanSpec>;
