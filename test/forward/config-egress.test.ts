@@ -22,7 +22,7 @@ describe('forward config: egress, plans, grammar', () => {
     assert.deepEqual(dc.failure, { threshold: 3, cooldown: '30s', maxCooldown: '10m' });
     assert.equal(c.plans.basic!.bytesPerDay!.down, 1e9);
     assert.equal(c.plans.basic!.bytesPerMonth!.up, 10 * 1024 ** 3);
-    assert.deepEqual(c.usernameGrammar, { separator: '-', session: 'session', ttl: 'ttl', pool: 'pool', debug: 'debug' });
+    assert.deepEqual(c.usernameGrammar, { separator: '-', session: 'session', ttl: 'ttl', pool: 'pool', debug: 'debug', maxTtl: '24h' });
     const spec = egressSpecOf(c);
     assert.equal(spec.pools.dc!.sessionTtlMs, 600_000);
     assert.equal(spec.pools.rot!.failure.cooldownMs, 30_000);
