@@ -82,6 +82,11 @@ export class HttpExchange implements ForwardResponder, Relay {
   async run(freq: ForwardRequest, pipeline: ForwardPipeline): Promise<FinishFields> {
     const ctx = pipeline.ctx;
     const req = this.#req;
+    // A client that left before this point (a reset during its password check, a hook, a
+    // shared-state admission): no dial for no one. Before (session 31) the origin was dialled
+    // and the request recorded as a gateway fault (500 proxy_internal_error), as tunnels were
+    // before TunnelRun.start checked the same.
+    if (this.#res.destroyed || req.socket.destroyed) return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
     const target = this.target!;
     const session = freq.session;
     const route = freq.route;

@@ -23,10 +23,10 @@ import { memoryLogger, PASSWORD, USER } from './helpers.js';
  */
 
 type Moment = 'check' | 'authorize' | 'dns' | 'scrypt';
-type Front = 'socks5' | 'connect';
+type Front = 'socks5' | 'connect' | 'http';
 
 const MOMENTS: readonly Moment[] = ['check', 'authorize', 'dns', 'scrypt'];
-const FRONTS: readonly Front[] = ['socks5', 'connect'];
+const FRONTS: readonly Front[] = ['socks5', 'connect', 'http'];
 
 /** A destination that counts the connections it accepts. */
 async function countingServer(): Promise<{ server: Server; port: number; accepted: number; sockets: Socket[] }> {
@@ -35,6 +35,8 @@ async function countingServer(): Promise<{ server: Server; port: number; accepte
       st.accepted++;
       st.sockets.push(s);
       s.on('error', () => {});
+      // An answer for an absolute-form request (a tunnel's client reads it as tunnel bytes, after the proxy's reply).
+      s.write('HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n');
     }),
     port: 0,
     accepted: 0,
@@ -66,6 +68,16 @@ function socks5Bytes(host: string, port: number): Buffer {
 function connectBytes(host: string, port: number): string {
   const creds = Buffer.from(`${USER}:${PASSWORD}`).toString('base64');
   return `CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\nProxy-Authorization: Basic ${creds}\r\n\r\n`;
+}
+
+/** An absolute-form GET through the HTTP proxy (the relay's path, not a tunnel's). */
+function getBytes(host: string, port: number): string {
+  const creds = Buffer.from(`${USER}:${PASSWORD}`).toString('base64');
+  return `GET http://${host}:${port}/ HTTP/1.1\r\nHost: ${host}:${port}\r\nProxy-Authorization: Basic ${creds}\r\n\r\n`;
+}
+
+function frontBytes(front: Front, host: string, port: number): Buffer | string {
+  return front === 'socks5' ? socks5Bytes(host, port) : front === 'connect' ? connectBytes(host, port) : getBytes(host, port);
 }
 
 /** The first `n` bytes `s` receives (or what came before it closed). */
@@ -181,7 +193,7 @@ async function oneCase(rand: () => number, front: Front, moment: Moment): Promis
     const recorded = h.next();
     // The SOCKS5 method reply comes before the password check starts (the auth was sent with it).
     const methodReply = readAtLeast(c, 2);
-    const written = new Promise<void>((resolve, reject) => c.write(front === 'socks5' ? socks5Bytes(host, dest.port) : connectBytes(host, dest.port), (err) => (err ? reject(err) : resolve())));
+    const written = new Promise<void>((resolve, reject) => c.write(frontBytes(front, host, dest.port), (err) => (err ? reject(err) : resolve())));
     await bounded(written, 5000, 'the client write');
     if (moment === 'scrypt') {
       // A real scrypt check cannot be held: leave a seeded few ms into it (a run of this hash takes ~200 ms).
@@ -194,10 +206,14 @@ async function oneCase(rand: () => number, front: Front, moment: Moment): Promis
     const what = `${front} leaving at ${moment} (+${moment === 'scrypt' ? rstMs : extraMs} ms)`;
     const rec = await bounded(recorded, 5000, `${what}: the record`);
     const dialled = `${what}: the destination saw a connection for a client already gone; record ${JSON.stringify(rec)}`;
-    assert.equal(dest.accepted, 0, dialled);
+    // An absolute-form request left during its name's resolution: the request is cancelled, but the
+    // connection its pool was opening goes on (pooled, it may serve the user's next request), so
+    // the destination may see a connection with no request on it. Every other case: no dial.
+    const pooled = front === 'http' && moment === 'dns';
+    if (!pooled) assert.equal(dest.accepted, 0, dialled);
     assert.equal(rec.endedBy, 'client', `${what}: ${JSON.stringify(rec)}`);
     assert.equal(rec.error, undefined, `${what}: no failure type, the client left: ${JSON.stringify(rec)}`);
-    if (front === 'connect') assert.equal(rec.status, 499, `${what}: ${JSON.stringify(rec)}`);
+    if (front !== 'socks5') assert.equal(rec.status, 499, `${what}: ${JSON.stringify(rec)}`);
     else assert.equal(rec.reply, undefined, `${what}: no reply was sent: ${JSON.stringify(rec)}`);
     // The tunnel slot came back (one per user): the next tunnel is carried.
     const d = connect(h.port, '127.0.0.1');
@@ -206,14 +222,14 @@ async function oneCase(rand: () => number, front: Front, moment: Moment): Promis
     await bounded(once(d, 'connect'), 5000, 'connect to the proxy');
     const second = h.next();
     const answer = readAtLeast(d, front === 'socks5' ? 2 + 2 + 10 : 12);
-    d.write(front === 'socks5' ? socks5Bytes('127.0.0.1', dest.port) : connectBytes('127.0.0.1', dest.port));
+    d.write(frontBytes(front, '127.0.0.1', dest.port));
     const got = await bounded(answer, 5000, `${what}: the next tunnel's answer`);
-    if (front === 'connect') assert.match(got.toString('latin1'), /^HTTP\/1\.1 200/, `${what}: the next tunnel`);
+    if (front !== 'socks5') assert.match(got.toString('latin1'), /^HTTP\/1\.1 200/, `${what}: the next tunnel`);
     else assert.equal(got[5], 0x00, `${what}: the next tunnel's reply: ${got.toString('hex')}`);
     d.destroy();
     const r2 = await bounded(second, 5000, `${what}: the next tunnel's record`);
     // The destination accepts in order: by the next tunnel's record it has seen any earlier dial.
-    assert.equal(dest.accepted, 1, dialled);
+    if (!pooled) assert.equal(dest.accepted, 1, dialled);
     assert.ok(r2.status === 200 || r2.reply === 0, `${what}: the next tunnel: ${JSON.stringify(r2)}`);
     return what;
   } finally {
@@ -230,7 +246,7 @@ describe('a client gone before its dial gets none', () => {
       // Every moment on both fronts, then seeded extra cases.
       const cases: Array<[Front, Moment]> = [];
       for (const f of FRONTS) for (const m of MOMENTS) cases.push([f, m]);
-      for (let i = 0; i < 8; i++) cases.push([FRONTS[between(rand, 0, 1)]!, MOMENTS[between(rand, 0, MOMENTS.length - 1)]!]);
+      for (let i = 0; i < 8; i++) cases.push([FRONTS[between(rand, 0, FRONTS.length - 1)]!, MOMENTS[between(rand, 0, MOMENTS.length - 1)]!]);
       // Every case runs (each closes what it opened), then all failures are told at once.
       const failed: string[] = [];
       for (const [f, m] of cases) {
