@@ -6,6 +6,7 @@ import type { ForwardContext } from './context.js';
 import { noteExit, noteFailedExit, tunnelDialOptions } from './egress-admission.js';
 import type { ForwardPipeline, ForwardRequest, ForwardResponder } from './pipeline.js';
 import { NOT_CONNECTED, fieldsOf } from './record-fields.js';
+import { quotaOver } from './quota-gate.js';
 import { Tunnel, type TunnelEnd } from './tunnel.js';
 
 /**
@@ -159,8 +160,7 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
   /** Whether this tunnel is (now) cut by a byte quota. */
   #cutByQuota(user: string): boolean {
     if (this.#cut) return true;
-    const plans = this.#ctx.plans;
-    const over = plans.allowBytes(user, 'up') ?? plans.allowBytes(user, 'down');
+    const over = quotaOver(this.#ctx.plans, user);
     if (!over) return false;
     this.#cut = true;
     this.#req.session.quotaCut = over.detail;

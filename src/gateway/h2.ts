@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import { parseDuration } from '../config/duration.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import type { Http2Config } from '../config/tls.js';
+import { CONTINUE_EXPECTATION } from '../http/headers.js';
 
 /**
  * HTTP/2 downstream on a TLS listener. The listener's HTTPS server negotiates ALPN; a
@@ -74,7 +75,7 @@ export class H2Front {
     // continue expectation; anything else the gateway's 417).
     this.server.on('connect', (req: Http2ServerRequest, res: Http2ServerResponse) => take(request, req, res));
     this.server.on('checkExpectation', (req: Http2ServerRequest, res: Http2ServerResponse) => {
-      take(CONTINUE.test(String(req.headers.expect)) ? checkContinue : expectation, req, res);
+      take(CONTINUE_EXPECTATION.test(String(req.headers.expect)) ? checkContinue : expectation, req, res);
     });
     this.server.on('session', (session: ServerHttp2Session) => {
       const s = session as GuardedSession;
@@ -165,9 +166,6 @@ export class H2Front {
     for (const s of this.#sessions) s.destroy(new Error('the gateway closed the connection: the drain timeout passed'), constants.NGHTTP2_INTERNAL_ERROR);
   }
 }
-
-/** The continue expectation, as Node's HTTP/1.1 server and the net front read it (RFC 9110 §10.1.1). */
-const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
 const kGuard = Symbol('gatewise.h2Guard');
 interface Guard {

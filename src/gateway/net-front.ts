@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
-import { acceptInRawHead, type ParserRefusalError } from '../http/headers.js';
+import { CONTINUE_EXPECTATION, acceptInRawHead, type ParserRefusalError } from '../http/headers.js';
 import { ChunkedDecoder, HEAD_DONE, NEED_MORE, RequestHeadParser, headersObject, type ParsedHead } from '../http/request-head.js';
 import { MAX_PIPELINED_RUNNING, MAX_PIPELINED_WAITING } from '../http/pipelining.js';
 import { BAD_VALUE_RE, TOKEN_RE, nameIs } from '../http/token.js';
@@ -109,7 +109,6 @@ function dateLine(): string {
 /** A Link value as Node's writeEarlyHints accepts it. */
 const LINK = /^(?:<[^>]*>)(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\1)?)*$/;
 
-const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
 /**
  * A request on the net front: its head as parsed, and its body as the few stream events the
@@ -786,7 +785,7 @@ export class NetConnection extends DeadlineEntry {
     } else req.finish();
     const server = this.#server;
     if (head.expect !== undefined && head.httpVersion === '1.1') {
-      if (CONTINUE.test(head.expect)) {
+      if (CONTINUE_EXPECTATION.test(head.expect)) {
         res.expectsContinue = true;
         server.emit('checkContinue', req, res);
       }

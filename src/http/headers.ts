@@ -171,3 +171,10 @@ export type ParserRefusalError = NodeJS.ErrnoException & { rawPacket?: Buffer; a
 export function refusalAccept(err: ParserRefusalError): string | undefined {
   return err.accept ?? acceptInRawHead(err.rawPacket);
 }
+
+/**
+ * The continue expectation in an Expect value, as Node's HTTP/1.1 server reads it (RFC 9110
+ * §10.1.1): `100-continue` anywhere in the value, in any case. The net front and the HTTP/2
+ * front judge Expect by it, as node:http does.
+ */
+export const CONTINUE_EXPECTATION = /(?:^|\W)100-continue(?:$|\W)/i;
