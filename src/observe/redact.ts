@@ -18,17 +18,17 @@ export function isSecretName(name: string): boolean {
   return ANYWHERE.test(words.join('')) || LAST_WORD.has(words[words.length - 1] ?? '');
 }
 
-/** Config paths whose every value is a secret whatever its key: header matches (often a shared secret) and a certificate provider's own options. */
+/** Config paths whose every value is a secret whatever its key: header and query matches (often a shared secret) and a certificate provider's own options. */
 function secretSubtree(path: readonly string[]): boolean {
   const n = path.length;
-  if (n >= 2 && path[n - 2] === 'match' && path[n - 1] === 'headers') return true;
+  if (n >= 2 && path[n - 2] === 'match' && (path[n - 1] === 'headers' || path[n - 1] === 'query')) return true;
   return n >= 2 && path[n - 1] === 'options' && (path[n - 2] === 'dns' || path.includes('acme'));
 }
 
-/** Keys that name a secret but hold something else in the config: a TLS key's file path, the cookie a balancer hashes on. */
+/** Keys that name a secret but hold something else in the config: a TLS key's file path, the cookie a balancer hashes on, the retry flag for an Idempotency-Key. */
 function notSecret(path: readonly string[], key: string): boolean {
   const parent = path[path.length - 2];
-  return (key === 'key' && parent === 'certificates') || (key === 'cookie' && parent === 'hashOn');
+  return (key === 'key' && parent === 'certificates') || (key === 'cookie' && parent === 'hashOn') || (key === 'idempotencyKey' && parent === 'retry');
 }
 
 /** A PEM private key, under whatever key it sits. */
@@ -77,6 +77,8 @@ function walk(value: unknown, path: string[]): unknown {
     if (PEM_PRIVATE.test(value)) return REDACTED;
     return isSecretName(key) && !notSecret(path, key) ? REDACTED : redactUrl(value);
   }
+  // A number or a boolean can be a secret too (a PIN, a numeric key): hidden under a secret's name as a string is.
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return isSecretName(key) && !notSecret(path, key) ? REDACTED : value;
   if (Array.isArray(value)) return value.map((v) => walk(v, path));
   if (value instanceof Map) return walk(Object.fromEntries(value), path);
   if (value !== null && typeof value === 'object') {
@@ -90,11 +92,12 @@ function walk(value: unknown, path: string[]): unknown {
 
 /**
  * A deep copy of a config (or any JSON-like value) with its secrets replaced: the values of
- * secret-named keys (passwords and their scrypt hashes, tokens, keys, Authorization), every
- * value of `routes[].match.headers` and of a certificate provider's `options`
- * (`tls.acme.dns.options`), PEM private keys, and the credentials in URLs (an upstream
- * proxy's `http://user:pass@host`, a Redis URL's `?password=`). Numbers, booleans and the
- * shape stay, so the running config can be read and compared.
+ * secret-named keys (passwords and their scrypt hashes, tokens, keys, Authorization), strings,
+ * numbers and booleans alike, every value of `routes[].match.headers`, `routes[].match.query`
+ * and of a certificate provider's `options` (`tls.acme.dns.options`), PEM private keys, and
+ * the credentials in URLs (an upstream proxy's `http://user:pass@host`, a Redis URL's
+ * `?password=`). Other numbers and booleans, the keys and the shape stay, so the running
+ * config can be read and compared.
  */
 export function redactSecrets(value: unknown, key = ''): unknown {
   return walk(value, key === '' ? [] : [key]);

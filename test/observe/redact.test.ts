@@ -105,3 +105,50 @@ test('the "Redis is not reachable" startup warning does not print a query-string
     await p.close();
   }
 });
+
+// Finding (admin review, session 32): numbers and booleans under secret-named keys were shown
+// (`{ pin: …, hmacKey: 123456 }`), and so were the values of a route's `match.query`.
+test('redaction: numbers and booleans under secret-named keys, at any depth and in arrays, are hidden like strings; under plain keys they stay (seeded)', async () => {
+  await seededRun('redact non-string secrets', (rand) => {
+    for (let i = 0; i < 200; i++) {
+      const key = SECRET_KEYS[between(rand, 0, SECRET_KEYS.length - 1)]!;
+      const n = 100_000_000 + Math.floor(rand() * 8e8);
+      const kind = between(rand, 0, 3);
+      const value: unknown = kind === 0 ? n : kind === 1 ? rand() < 0.5 : kind === 2 ? [n, rand() < 0.5] : -n / 7;
+      const expected: unknown = Array.isArray(value) ? value.map(() => REDACTED) : REDACTED;
+      const depth = between(rand, 0, 3);
+      let cfg: unknown = { [key]: value, port: n + 1, enabled: true };
+      let want: unknown = { [key]: expected, port: n + 1, enabled: true };
+      for (let d = 0; d < depth; d++) {
+        if (rand() < 0.5) {
+          cfg = { ['k' + d]: cfg };
+          want = { ['k' + d]: want };
+        } else {
+          cfg = [cfg];
+          want = [want];
+        }
+      }
+      assert.deepEqual(redactSecrets(cfg), want, `${key}: ${JSON.stringify(cfg)}`);
+    }
+  });
+  // A flag whose name only looks like a secret's stays: retry.idempotencyKey.
+  assert.deepEqual(redactSecrets({ routes: [{ retry: { idempotencyKey: true, tries: 3 } }] }), { routes: [{ retry: { idempotencyKey: true, tries: 3 } }] });
+});
+
+test('redaction: every value of routes[].match.query, whatever the parameter name and value type (seeded)', async () => {
+  await seededRun('redact match.query', (rand) => {
+    for (let i = 0; i < 100; i++) {
+      const secret = `M${Math.floor(rand() * 1e9)}q`;
+      const name = ['tenant', 'v', 'signature', 'api_key', 'x', 'debug'][between(rand, 0, 5)]!;
+      const kind = between(rand, 0, 3);
+      const value: unknown = kind === 0 ? secret : kind === 1 ? [secret, 'b'] : kind === 2 ? Number(secret.slice(1, -1)) : { nested: secret };
+      const cfg = { routes: [{ name: 'r', match: { pathPrefix: '/p', query: { [name]: value }, headers: { 'x-a': secret } }, cluster: 'c' }] };
+      const out = redactSecrets(cfg) as { routes: Array<{ name: string; match: { pathPrefix: string; query: Record<string, unknown> }; cluster: string }> };
+      const text = JSON.stringify(out);
+      assert.ok(!text.includes(secret.slice(1, -1)), text);
+      assert.deepEqual(Object.keys(out.routes[0]!.match.query), [name], 'the parameter names stay');
+      assert.equal(out.routes[0]!.match.pathPrefix, '/p');
+      assert.equal(out.routes[0]!.name, 'r');
+    }
+  });
+});
