@@ -1,4 +1,5 @@
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
+import { ipValue } from '../net/ip-address.js';
 import { z } from 'zod';
 import { redisUrl } from './redis-url.js';
 import { passwordHashProblem } from './scrypt-hash.js';
@@ -468,34 +469,80 @@ export function allowFromCidr(e: unknown): string | undefined {
   return typeof e === 'string' ? e : isObj(e) && typeof e.cidr === 'string' ? e.cidr : undefined;
 }
 
+type Overlap = { a: { user: number; index: number }; b: { user: number; index: number }; message: string };
+interface RangeEntry {
+  /** Position in the order the users list them (the order the pairs are named in). */
+  pos: number;
+  user: number;
+  index: number;
+  name: string;
+  cidr: string;
+}
+/** One range (start, prefix) and the entries that list it, by user. */
+interface RangeGroup {
+  start: bigint;
+  end: bigint;
+  byUser: Map<number, RangeEntry[]>;
+}
+
 /**
  * Allowlist entries of two users that overlap (one client address would pick two users):
  * CIDR ranges are nested or apart, so two overlap exactly when the wider one holds the
- * narrower one's address. Each pair is named by user index and entry index, both ways.
+ * narrower one. Each pair is named by user index and entry index, both ways, in the order the
+ * entries are listed. O(n log n) plus the pairs found: the ranges of a family sorted by start
+ * (wider first), a sweep keeps the chain of ranges that hold the current one (at most 33 or
+ * 129 deep), and entries that list the same range are grouped by user.
  */
-export function allowlistOverlaps(users: ReadonlyArray<{ name: string; allowFrom?: readonly unknown[] }>): Array<{ a: { user: number; index: number }; b: { user: number; index: number }; message: string }> {
-  const entries: Array<{ user: number; index: number; name: string; cidr: string; parts: NonNullable<ReturnType<typeof cidrParts>> }> = [];
+export function allowlistOverlaps(users: ReadonlyArray<{ name: string; allowFrom?: readonly unknown[] }>): Overlap[] {
+  const keyed: Array<{ e: RangeEntry; family: 'ipv4' | 'ipv6'; start: bigint; end: bigint; prefix: number }> = [];
+  const all: RangeEntry[] = [];
   users.forEach((u, ui) =>
-    (u.allowFrom ?? []).forEach((e, index) => {
-      const c = allowFromCidr(e);
+    (u.allowFrom ?? []).forEach((entry, index) => {
+      const c = allowFromCidr(entry);
       const parts = c === undefined ? undefined : cidrParts(c);
-      if (parts) entries.push({ user: ui, index, name: u.name, cidr: c!, parts });
+      if (!parts) return;
+      const e: RangeEntry = { pos: all.length, user: ui, index, name: u.name, cidr: c! };
+      all.push(e);
+      const host = BigInt((parts.family === 'ipv4' ? 32 : 128) - parts.prefix);
+      const start = (ipValue(parts.address, parts.family) >> host) << host;
+      keyed.push({ e, family: parts.family, start, end: start + (1n << host) - 1n, prefix: parts.prefix });
     }),
   );
-  const out: Array<{ a: { user: number; index: number }; b: { user: number; index: number }; message: string }> = [];
-  for (let i = 0; i < entries.length; i++) {
-    for (let j = i + 1; j < entries.length; j++) {
-      const x = entries[i]!;
-      const y = entries[j]!;
-      if (x.user === y.user || x.parts.family !== y.parts.family) continue;
-      const [wide, narrow] = x.parts.prefix <= y.parts.prefix ? [x, y] : [y, x];
-      const list = new BlockList();
-      list.addSubnet(wide.parts.address, wide.parts.prefix, wide.parts.family);
-      if (!list.check(narrow.parts.address, narrow.parts.family)) continue;
-      out.push({ a: { user: x.user, index: x.index }, b: { user: y.user, index: y.index }, message: `allowFrom ${y.cidr} of user ${y.name} overlaps allowFrom ${x.cidr} of user ${x.name}: one client address would be two users` });
+  const pairs: Array<[number, number]> = [];
+  const emit = (xs: readonly RangeEntry[], ys: readonly RangeEntry[]): void => {
+    for (const p of xs) for (const q of ys) pairs.push(p.pos < q.pos ? [p.pos, q.pos] : [q.pos, p.pos]);
+  };
+  // Entries of different users in two groups (one holding the other).
+  const cross = (x: RangeGroup, y: RangeGroup): void => {
+    for (const [ux, xs] of x.byUser) for (const [uy, ys] of y.byUser) if (ux !== uy) emit(xs, ys);
+  };
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const sorted = keyed.filter((k) => k.family === family).sort((p, q) => (p.start < q.start ? -1 : p.start > q.start ? 1 : p.prefix - q.prefix || p.e.pos - q.e.pos));
+    const chain: RangeGroup[] = [];
+    for (let i = 0; i < sorted.length; ) {
+      const first = sorted[i]!;
+      const group: RangeGroup = { start: first.start, end: first.end, byUser: new Map() };
+      for (; i < sorted.length && sorted[i]!.start === first.start && sorted[i]!.prefix === first.prefix; i++) {
+        const e = sorted[i]!.e;
+        const list = group.byUser.get(e.user);
+        if (list) list.push(e);
+        else group.byUser.set(e.user, [e]);
+      }
+      while (chain.length > 0 && chain[chain.length - 1]!.end < group.start) chain.pop();
+      // Every range left in the chain holds this one (nested or apart).
+      for (const outer of chain) cross(outer, group);
+      // Users listing the same range.
+      const lists = [...group.byUser.values()];
+      for (let x = 0; x < lists.length; x++) for (let y = x + 1; y < lists.length; y++) emit(lists[x]!, lists[y]!);
+      chain.push(group);
     }
   }
-  return out;
+  pairs.sort((p, q) => p[0] - q[0] || p[1] - q[1]);
+  return pairs.map(([i, j]) => {
+    const x = all[i]!;
+    const y = all[j]!;
+    return { a: { user: x.user, index: x.index }, b: { user: y.user, index: y.index }, message: `allowFrom ${y.cidr} of user ${y.name} overlaps allowFrom ${x.cidr} of user ${x.name}: one client address would be two users` };
+  });
 }
 
 export type ForwardConfig = z.output<typeof forwardSchema>;

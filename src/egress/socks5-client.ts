@@ -5,6 +5,7 @@ import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { withScope, type ExitFailureScope } from './exit-failure.js';
 import type { DialTarget } from './dialer.js';
 import type { ProxyEndpoint } from './proxy-url.js';
+import { ipv6Bytes } from '../net/ip-address.js';
 
 /**
  * The client side of a SOCKS5 handshake (RFC 1928, RFC 1929) over a transport to an
@@ -56,23 +57,6 @@ export function encodeSocks5Address(host: string, port: number): Buffer {
   const p = Buffer.alloc(2);
   p.writeUInt16BE(port);
   return Buffer.concat([addr, p]);
-}
-
-function ipv6Bytes(host: string): Buffer {
-  const out = Buffer.alloc(16);
-  let h = host;
-  // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two groups.
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(h);
-  if (v4) {
-    const b = v4[1]!.split('.').map(Number);
-    h = h.slice(0, -v4[1]!.length) + `${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
-  }
-  const [head, tail] = h.split('::') as [string, string | undefined];
-  const a = head ? head.split(':') : [];
-  const b = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const groups = tail === undefined ? a : [...a, ...new Array<string>(8 - a.length - b.length).fill('0'), ...b];
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
-  return out;
 }
 
 /** One handshake: reads exactly what each step needs from the transport, times out as a whole. */

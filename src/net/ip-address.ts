@@ -1,0 +1,27 @@
+/**
+ * The 16 bytes of an IPv6 address, which the caller has checked with `isIPv6`: `::` expanded,
+ * an embedded IPv4 tail (`::ffff:1.2.3.4`) as its two groups, a zone id (`%eth0`) dropped.
+ */
+export function ipv6Bytes(host: string): Buffer {
+  const out = Buffer.alloc(16);
+  const zone = host.indexOf('%');
+  let h = zone < 0 ? host : host.slice(0, zone);
+  // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two groups.
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(h);
+  if (v4) {
+    const b = v4[1]!.split('.').map(Number);
+    h = h.slice(0, -v4[1]!.length) + `${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
+  }
+  const [head, tail] = h.split('::') as [string, string | undefined];
+  const a = head ? head.split(':') : [];
+  const b = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const groups = tail === undefined ? a : [...a, ...new Array<string>(8 - a.length - b.length).fill('0'), ...b];
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  return out;
+}
+
+/** An IP address (checked with `isIP`) as a number: 32 bits for IPv4, 128 for IPv6. */
+export function ipValue(address: string, family: 'ipv4' | 'ipv6'): bigint {
+  if (family === 'ipv4') return BigInt(address.split('.').reduce((n, octet) => n * 256 + Number(octet), 0));
+  return BigInt(`0x${ipv6Bytes(address).toString('hex')}`);
+}
