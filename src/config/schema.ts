@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SocketAddress, isIP } from 'node:net';
+import { isLoopbackAddress } from '../net/ip-address.js';
 import { parseDuration } from './duration.js';
 import { forwardSchema } from './forward.js';
 import type { ProxyErrorType } from '../failure/types.js';
@@ -461,15 +461,6 @@ export interface CrossProblem {
 const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 const listOf = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
-/** Whether an address (as `admin.address` is given) is this host's loopback: 127.0.0.0/8, ::1 (or its IPv4-mapped form of 127.x), `localhost`. */
-export function isLoopbackAddress(address: string): boolean {
-  const a = address.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
-  if (a === 'localhost' || a.endsWith('.localhost')) return true;
-  const v4 = /^(?:::ffff:)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(a);
-  if (v4) return v4.slice(1).every((o) => Number(o) <= 255) && Number(v4[1]) === 127;
-  if (isIP(a) === 6) return new SocketAddress({ address: a, family: 'ipv6' }).address === '::1';
-  return false;
-}
 
 /**
  * The checks across keys (references, endpoint URLs, combinations). They read the config

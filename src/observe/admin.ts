@@ -8,6 +8,7 @@ import type { PlanEnforcer } from '../tenants/plans.js';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard.js';
 import { explainReason, type LiveTraffic, type UserTraffic } from './live.js';
 import { redactSecrets } from './redact.js';
+import { isLoopbackAddress } from '../net/ip-address.js';
 
 /** What the admin API may read and change in the running gateway. */
 export interface AdminControl {
@@ -109,6 +110,8 @@ export interface Ctx {
   url: URL;
   params: string[];
   req: IncomingMessage;
+  /** The caller carries the token, or no token is set and the listener is on loopback: it may read details an open route keeps from others (why /ready's state degraded). */
+  trusted?: boolean;
 }
 export interface Route {
   method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
@@ -217,13 +220,14 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       handle: () => ({ status: 200, body: 'alive: the process runs; this says nothing about upstreams (readiness: /ready)\n' }),
     },
     {
-      method: 'GET', path: '/ready', summary: 'Readiness: 200 while accepting traffic, 503 while draining after a stop signal. HEAD answers the same without a body.', open: true, head: true,
+      method: 'GET', path: '/ready', summary: 'Readiness: 200 while accepting traffic, 503 while draining after a stop signal; a degraded shared state is said, and why only to a caller with the token (or to any caller of a loopback listener without one). HEAD answers the same without a body.', open: true, head: true,
       responses: { '200': 'Ready (plain text).', '503': 'Draining (plain text).' }, produces: 'text/plain',
-      handle: () => {
+      handle: (c) => {
         const ok = o.ready ? o.ready() : true;
-        // Shared state away is not an outage: still ready, on local state, and said.
+        // Shared state away is not an outage: still ready, on local state, and said. Why it is
+        // away (an error that may name an internal host) only to a trusted caller: the route is open.
         const st = o.state?.();
-        const state = st?.degraded ? `state: degraded (${st.backend} unavailable since ${st.since}: ${st.reason}); limits and sessions are this node's own\n` : '';
+        const state = !st?.degraded ? '' : c.trusted ? `state: degraded (${st.backend} unavailable since ${st.since}: ${st.reason}); limits and sessions are this node's own\n` : 'state: degraded\n';
         return { status: ok ? 200 : 503, body: (ok ? 'ready: accepting traffic\n' : 'not ready: draining after a stop signal\n') + state };
       },
     },
@@ -625,6 +629,8 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
   // Connections open, oldest activity first; `busy`: requests in progress on it. Their deadlines
   // (head, whole request, idle keep-alive) are Node's own, set below.
   const open = new Map<Socket, { busy: number }>();
+  // Whether the listener is bound to loopback (set once it listens): without a token, only its own host's callers reach it.
+  let loopback = false;
   const server = createServer({
     headersTimeout: lim.headersTimeoutMs,
     requestTimeout: lim.requestTimeoutMs,
@@ -663,7 +669,8 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     const want = wanted();
     const refused = browserRefusal(req, want !== undefined);
     if (refused !== undefined) return send({ status: 403, body: { error: refused } });
-    if (want && !m.route.open && !authorized(req, want)) {
+    const trusted = want !== undefined ? authorized(req, want) : loopback;
+    if (want && !m.route.open && !trusted) {
       res.setHeader('www-authenticate', 'Bearer realm="gatewise-admin"');
       return send({ status: 401, body: { error: 'this admin listener needs Authorization: Bearer TOKEN (admin.token)' } });
     }
@@ -677,7 +684,7 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
       return send({ status: 415, type: 'application/problem+json', body: { type: 'tag:gatewise,2026:admin:unsupported-media-type', title: 'the request body is not JSON', status: 415, detail, errors: [{ field: '(content-type)', message: detail }] } });
     }
     const answer = group?.answers(m.route, url);
-    (answer ?? Promise.resolve().then(() => m.route.handle({ url, params: m.params, req })))
+    (answer ?? Promise.resolve().then(() => m.route.handle({ url, params: m.params, req, trusted })))
       .then(send, (err: unknown) => send({ status: 500, body: { error: (err as Error).message } }));
   });
   server.on('connection', (sock: Socket) => {
@@ -713,6 +720,7 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     throw err;
   });
   const addr = server.address() as AddressInfo;
+  loopback = isLoopbackAddress(addr.address);
   return {
     server,
     url: `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`,
