@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { isIP, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { isLoopbackAddress } from '../net/ip-address.js';
 import type { Registry } from 'prom-client';
 import type { EgressRouter } from '../egress/egress-router.js';
 import type { GateStats } from '../http/connection-gate.js';
@@ -8,7 +9,7 @@ import type { PlanEnforcer } from '../tenants/plans.js';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard.js';
 import { explainReason, type LiveTraffic, type UserTraffic } from './live.js';
 import { redactSecrets } from './redact.js';
-import { isLoopbackAddress } from '../net/ip-address.js';
+import { browserRefusal, shapeProblem, shapeRefusal } from './admin-guard.js';
 
 /** What the admin API may read and change in the running gateway. */
 export interface AdminControl {
@@ -136,18 +137,6 @@ const JSON_TYPE = 'application/json';
 /** The dashboard page with its Content-Security-Policy (inline script and style allowed by their hashes, API calls to this listener only) and no framing. */
 function dashboardPage(): Reply {
   return { status: 200, body: DASHBOARD_HTML, type: 'text/html; charset=utf-8', headers: { 'content-security-policy': DASHBOARD_CSP, 'x-frame-options': 'DENY', 'referrer-policy': 'no-referrer' } };
-}
-
-/** Whether a request carries a body (a length above zero, or chunked). */
-function hasBody(req: IncomingMessage): boolean {
-  const len = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (len !== undefined && len.trim() !== '0');
-}
-
-/** `application/json` or an `application/…+json` type, parameters allowed: what a web page cannot send cross-site without a CORS preflight. */
-function isJsonType(type: string | undefined): boolean {
-  const media = (type ?? '').split(';')[0]!.trim().toLowerCase();
-  return media === 'application/json' || /^application\/[a-z0-9!#$&^_.-]+\+json$/.test(media);
 }
 
 function intParam(url: URL, name: string, dflt: number, max: number): number {
@@ -475,6 +464,7 @@ function openapi(table: readonly Route[]): unknown {
   for (const r of table) {
     const params = [...r.path.matchAll(/\{([^}]+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
     for (const q of r.query ?? []) params.push({ name: q.name, in: 'query', required: q.required ?? false, schema: { type: q.type }, description: q.description } as never);
+    if (r.method !== 'GET' && !r.body) params.push({ name: 'Gatewise-Admin', in: 'header', required: false, schema: { type: 'string' }, description: 'Send 1 (any value). A request without a body must carry this header, Authorization: Bearer or a JSON Content-Type, none of which a cross-site page can send without a preflight; else 403.' } as never);
     const responses: Record<string, unknown> = {};
     for (const [code, description] of Object.entries(r.responses)) {
       const type = code === '200' || code === '201' ? (r.produces ?? JSON_TYPE) : code === '400' && r.path.startsWith('/accounts') ? 'application/problem+json' : r.produces && r.produces !== 'text/html' ? r.produces : JSON_TYPE;
@@ -551,44 +541,6 @@ function bodyProblem(message: string): Error & { status: number; problem: unknow
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
-}
-
-/**
- * Why a request that a browser was made to send is refused, or undefined. The admin listener
- * is bound to loopback, and a browser on the same machine reaches loopback too (finding,
- * session 29: a page elsewhere could POST a drain cross-site, and a DNS-rebound name could
- * read `/config`):
- * - a request that changes state (not GET, HEAD or OPTIONS) whose `Origin` is not the
- *   listener's own, or that the browser marks `Sec-Fetch-Site: cross-site`;
- * - without `admin.token`, a `Host` that is not an IP address or `localhost` (with the token
- *   a rebound page cannot send it, so names are allowed: an operator's own front may use one).
- */
-function browserRefusal(req: IncomingMessage, token: boolean): string | undefined {
-  const host = req.headers.host;
-  if (!token && host !== undefined) {
-    const name = hostName(host);
-    if (isIP(name) === 0 && name.toLowerCase() !== 'localhost') return `Host ${JSON.stringify(host)} is not an address of this listener: without admin.token the admin API answers only to an IP address or localhost (a guard against DNS rebinding)`;
-  }
-  const method = req.method ?? 'GET';
-  if (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') return undefined;
-  if (req.headers['sec-fetch-site'] === 'cross-site') return 'a cross-site request from a browser may not change the gateway (Sec-Fetch-Site: cross-site)';
-  const origin = req.headers.origin;
-  if (origin === undefined) return undefined;
-  let from: string | undefined;
-  try {
-    from = new URL(origin).host;
-  } catch {
-    from = undefined;
-  }
-  if (from === undefined || from !== host) return `a request from ${JSON.stringify(origin)} may not change the gateway: only the admin listener's own pages (Origin http://${host ?? ''})`;
-  return undefined;
-}
-
-/** The host part of a Host value (brackets of an IPv6 literal taken off, the port dropped). */
-function hostName(host: string): string {
-  if (host.startsWith('[')) return host.slice(1, host.indexOf(']') < 0 ? undefined : host.indexOf(']'));
-  const colon = host.lastIndexOf(':');
-  return colon < 0 ? host : host.slice(0, colon);
 }
 
 /** Whether the request carries the bearer token (compared in constant time). */
@@ -674,14 +626,12 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
       res.setHeader('www-authenticate', 'Bearer realm="gatewise-admin"');
       return send({ status: 401, body: { error: 'this admin listener needs Authorization: Bearer TOKEN (admin.token)' } });
     }
-    // A body that changes state must say it is JSON: a web page can send text/plain, a form or
-    // multipart cross-site without asking (a "simple" request), but not application/json (the
-    // browser asks first, and this listener answers no CORS). A second guard besides Origin.
-    const method = req.method ?? 'GET';
-    if ((method === 'POST' || method === 'PATCH' || method === 'DELETE') && hasBody(req) && !isJsonType(req.headers['content-type'])) {
-      const detail = `a request body must be JSON: send Content-Type: application/json (got ${req.headers['content-type'] === undefined ? 'none' : JSON.stringify(req.headers['content-type'])})`;
-      res.setHeader('connection', 'close'); // its body is not read
-      return send({ status: 415, type: 'application/problem+json', body: { type: 'tag:gatewise,2026:admin:unsupported-media-type', title: 'the request body is not JSON', status: 415, detail, errors: [{ field: '(content-type)', message: detail }] } });
+    // A second guard besides Origin (admin-guard.ts): a body that changes state must be JSON,
+    // and a request without one must carry a header a cross-site simple request cannot.
+    const shape = shapeRefusal(req);
+    if (shape !== undefined) {
+      if (shape.code === 'unsupported-media-type') res.setHeader('connection', 'close'); // its body is not read
+      return send(shapeProblem(shape));
     }
     const answer = group?.answers(m.route, url);
     (answer ?? Promise.resolve().then(() => m.route.handle({ url, params: m.params, req, trusted })))

@@ -129,7 +129,7 @@ test('admin listener: when every connection up to the cap has a request in progr
         let got = '';
         s.on('data', (b: Buffer) => (got += b.toString('latin1')));
         s.on('close', () => resolve(got));
-        s.write('POST /reload HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        s.write('POST /reload HTTP/1.1\r\nHost: 127.0.0.1\r\nGatewise-Admin: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       }));
     }
     // Both requests are in the handler once two reloads wait (bounded: 200 looks at the event loop's pace).

@@ -29,7 +29,7 @@ test('admin API: metrics, cluster status, drain and undrain', async () => {
     const status = (await (await request(`${admin}/clusters`)).body.json()) as Record<string, Array<{ endpoint: string; available: boolean }>>;
     const ep = status.app![0]!.endpoint;
     assert.equal(status.app![0]!.available, true);
-    const d = await request(`${admin}/clusters/app/drain?endpoint=${ep}`, { method: 'POST' });
+    const d = await request(`${admin}/clusters/app/drain?endpoint=${ep}`, { method: 'POST', headers: { 'gatewise-admin': '1' } });
     assert.equal(d.statusCode, 200);
     await d.body.text();
     const r = await request(`${gw}/ok`);
@@ -38,9 +38,9 @@ test('admin API: metrics, cluster status, drain and undrain', async () => {
     await r.body.text();
     const after = await (await request(`${admin}/metrics`)).body.text();
     assert.match(after, /gatewise_requests_total\{[^}]*status="503",error="destination_unavailable"[^}]*\} 1/);
-    await (await request(`${admin}/clusters/app/undrain?endpoint=${ep}`, { method: 'POST' })).body.text();
+    await (await request(`${admin}/clusters/app/undrain?endpoint=${ep}`, { method: 'POST', headers: { 'gatewise-admin': '1' } })).body.text();
     assert.equal((await request(`${gw}/ok`)).statusCode, 200);
-    const unknown = await request(`${admin}/clusters/app/drain?endpoint=1.2.3.4:1`, { method: 'POST' });
+    const unknown = await request(`${admin}/clusters/app/drain?endpoint=1.2.3.4:1`, { method: 'POST', headers: { 'gatewise-admin': '1' } });
     assert.equal(unknown.statusCode, 404);
     await unknown.body.text();
     // What a browser is made to send (finding, session 29): a cross-site POST, and a page on a
@@ -60,11 +60,11 @@ test('admin API: metrics, cluster status, drain and undrain', async () => {
       await b.body.text();
     }
     assert.equal((await request(`${gw}/ok`)).statusCode, 200, 'still in service');
-    // Its own pages (same origin) and programs (no Origin) may.
-    const same = await request(`${admin}/clusters/app/drain?endpoint=${ep}`, { method: 'POST', headers: { origin: `http://${own}` } });
+    // Its own pages (same origin) and programs (no Origin) may, with the header a cross-site simple request cannot carry.
+    const same = await request(`${admin}/clusters/app/drain?endpoint=${ep}`, { method: 'POST', headers: { origin: `http://${own}`, 'gatewise-admin': '1' } });
     assert.equal(same.statusCode, 200);
     await same.body.text();
-    await (await request(`${admin}/clusters/app/undrain?endpoint=${ep}`, { method: 'POST', headers: { origin: `http://${own}`, 'sec-fetch-site': 'same-origin' } })).body.text();
+    await (await request(`${admin}/clusters/app/undrain?endpoint=${ep}`, { method: 'POST', headers: { origin: `http://${own}`, 'sec-fetch-site': 'same-origin', 'gatewise-admin': '1' } })).body.text();
     const local = await request(`${admin}/clusters`, { headers: { host: `localhost:${new URL(admin).port}` } });
     assert.equal(local.statusCode, 200);
     await local.body.text();

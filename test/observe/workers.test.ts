@@ -132,7 +132,7 @@ test('--workers 2: /metrics and the admin API answer for the whole group', { tim
       assert.equal(total(t, 'gatewise_request_duration_seconds_count', 'face="reverse"'), sent, `scrape ${i}: histogram counts add up`);
     }
     const api = async <T>(path: string, method = 'GET'): Promise<T> => {
-      const res = await request(`${admin}${path}`, { method, reset: true });
+      const res = await request(`${admin}${path}`, { method, reset: true, headers: method === 'GET' ? {} : { 'gatewise-admin': '1' } });
       assert.equal(res.headers['gatewise-workers'], '2', path);
       return (await res.body.json()) as T;
     };
