@@ -12,8 +12,12 @@ import type { Exchange } from './exchange.js';
 import type { Route } from './router.js';
 import type { RawField } from '../http/headers.js';
 
-/** What a background revalidation did (`ReverseRecord.revalidation`, `gatewise_cache_revalidations_total`). */
-export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'dropped' | 'failed' | 'refused';
+/**
+ * What a background revalidation did (`ReverseRecord.revalidation`, `gatewise_cache_revalidations_total`):
+ * `purged`: the key was purged or invalidated while it ran, so its answer was not stored (its
+ * `StoreTicket` was cancelled); before session 32 that was recorded as `kept`.
+ */
+export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'purged' | 'dropped' | 'failed' | 'refused';
 
 /**
  * A background revalidation (RFC 5861 §3 stale-while-revalidate): the stored response's
@@ -212,9 +216,9 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
 
   onComplete(): void {
     const raw = this.#raw;
-    let result: RevalidationResult = 'kept';
     // Purged or invalidated while it ran: neither the freshened purged response nor the new one is stored.
-    if (raw !== undefined && this.#ticket?.cancelled !== true) {
+    let result: RevalidationResult = this.#ticket?.cancelled === true ? 'purged' : 'kept';
+    if (raw !== undefined && result !== 'purged') {
       const cache = this.#rc.cache;
       if (this.#status === 304) {
         const fresh = this.#entry.updated(raw, this.#requestTime, this.#responseTime);

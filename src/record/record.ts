@@ -87,8 +87,8 @@ export interface ReverseRecord extends RecordBase {
    * upstream's; `clientAddress` is absent.
    */
   background?: 'revalidation' | undefined;
-  /** What the background revalidation did: refreshed (304), replaced (a new response stored), kept (the answer was not stored), failed, refused (admission). */
-  revalidation?: 'refreshed' | 'replaced' | 'kept' | 'dropped' | 'failed' | 'refused' | undefined;
+  /** What the background revalidation did: refreshed (304), replaced (a new response stored), kept (the answer was not stored), purged (the key was purged or invalidated while it ran: nothing stored), dropped, failed, refused (admission). */
+  revalidation?: 'refreshed' | 'replaced' | 'kept' | 'purged' | 'dropped' | 'failed' | 'refused' | undefined;
   /** The request id of the client request whose stale answer started this background request. */
   triggeredBy?: string | undefined;
 }

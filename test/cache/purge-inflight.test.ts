@@ -141,6 +141,14 @@ async function get(s: Setup, scheme: 'http' | 'https', path: string): Promise<{ 
   return { cs: String(r.headers['cache-status']), gen: String(r.headers['x-gen']), id: String(r.headers['x-request-id']) };
 }
 
+/** `gatewise_cache_revalidations_total` for one result, summed over routes. */
+async function revalidations(s: Setup, result: string): Promise<number> {
+  const m = await s.g.registry.getSingleMetric('gatewise_cache_revalidations_total')!.get();
+  let n = 0;
+  for (const v of m.values) if ((v.labels as Record<string, unknown>).result === result) n += v.value;
+  return n;
+}
+
 const FORMS: readonly PurgeForm[] = ['key', 'prefix', 'https-prefix', 'post-http', 'post-https'];
 
 test('a purge or an invalidation cancels the stores under way of the keys it covers: before the head, between chunks, before the end (seeded)', { timeout: 120_000 }, async () => {
@@ -207,7 +215,7 @@ test('a purge or an invalidation cancels the stores under way of the keys it cov
   }
 });
 
-test('a purge during a background revalidation: neither its 304 nor its new response is stored (seeded)', { timeout: 120_000 }, async () => {
+test('a purge during a background revalidation: neither its 304 nor its new response is stored, and it is recorded and counted as purged (seeded)', { timeout: 120_000 }, async () => {
   const rand = seededRandom();
   const s = await setup();
   try {
@@ -235,7 +243,11 @@ test('a purge during a background revalidation: neither its 304 nor its new resp
           held.res.end('placed');
         }
         const rec = await within(s.records.wait((r) => r.background === 'revalidation' && r.triggeredBy === stale.id), 10_000, `${what}: the revalidation's record`);
-        assert.equal(rec.revalidation, 'kept', `${what}: the revalidation stored nothing`);
+        // Recorded as what happened: cancelled by the purge, not `kept` (before session 32 it said
+        // `kept`, which claims the answer was judged and not stored, and counted it so).
+        assert.equal(rec.revalidation, 'purged', `${what}: the revalidation is recorded as cancelled by the purge`);
+        assert.equal(await revalidations(s, 'purged'), i + 1, `${what}: counted as purged`);
+        assert.equal(await revalidations(s, 'kept'), 0, `${what}: not counted as kept`);
         const before = s.origin.seen(path);
         const next = await get(s, scheme, path);
         assert.doesNotMatch(next.cs, /; hit/, `${what} (${purged}): answered from the store after the purge: ${next.cs}`);
