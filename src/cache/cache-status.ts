@@ -18,6 +18,11 @@ export interface CacheStatus {
   /** Freshness left in seconds (negative: stale for that long). */
   ttl?: number;
   stored?: boolean;
+  /**
+   * The request waited for another request's fetch of its key (RFC 9211 §2.7; only with `fwd`):
+   * true, that response answered it; false, it was not usable (or the wait ran out) and the
+   * request went forward itself. undefined: it did not wait.
+   */
   collapsed?: boolean;
   detail?: string;
 }
@@ -31,7 +36,7 @@ export function cacheStatusMember(name: string, s: CacheStatus): string {
   // Whole seconds, rounded down: a copy stale by 0.3 s has ttl=-1 (RFC 9211 §2.5: negative once stale).
   if (s.ttl !== undefined) m += `; ttl=${Math.floor(s.ttl)}`;
   if (s.stored) m += '; stored';
-  if (s.collapsed) m += '; collapsed';
+  if (s.collapsed !== undefined) m += s.collapsed ? '; collapsed' : '; collapsed=?0';
   if (s.detail !== undefined) m += `; detail=${sfTokenOrString(s.detail)}`;
   return m;
 }

@@ -26,8 +26,13 @@ import { SAFE_METHODS } from '../http/methods.js';
 /** What the cache made of an upstream head: it answered instead, or the request must be sent again (a 304 it cannot use); undefined: pass it on. */
 export type HeadVerdict = 'answered' | 'resend' | undefined;
 
-/** What the access log and metrics say the cache did (`ReverseRecord.cache`). */
-export type CacheOutcome = 'hit' | 'stale' | 'revalidated' | 'miss' | 'bypass';
+/**
+ * What the access log and metrics say the cache did (`ReverseRecord.cache`). `collapsed`: it
+ * waited for another request's fetch of its key and was answered from what that stored
+ * (Cache-Status `fwd=…; collapsed`, RFC 9211 §2.7); a waiter that then went upstream itself is
+ * a `miss`.
+ */
+export type CacheOutcome = 'hit' | 'stale' | 'revalidated' | 'collapsed' | 'miss' | 'bypass';
 
 /**
  * The cache phase of one request on a route with `cache` (after route and request hooks,
@@ -57,6 +62,8 @@ export class CachePhase implements CollapseWaiter {
   /** Leads the collapsed requests of its key (must release them once). */
   #leader = false;
   #waiting: Timeout | undefined;
+  /** It waited behind a leader and then went upstream itself (Cache-Status `collapsed=?0`). */
+  #collapsedMiss = false;
   #requestTime = 0;
   /** From going upstream to the end: a purge or invalidation of the key meanwhile cancels storing what comes back. */
   #ticket: StoreTicket | undefined;
@@ -92,7 +99,7 @@ export class CachePhase implements CollapseWaiter {
 
   /** The member of Cache-Status a gateway-made answer on this route carries. */
   get failureStatus(): string {
-    return cacheStatusMember(this.#ex.ctx.identity, { fwd: this.#fwd, detail: this.#failureDetail });
+    return cacheStatusMember(this.#ex.ctx.identity, { fwd: this.#fwd, collapsed: this.#collapsedMiss ? false : undefined, detail: this.#failureDetail });
   }
 
   /** Look the request up: true when it was answered (or waits for a collapsed leader); false: go upstream. */
@@ -187,12 +194,15 @@ export class CachePhase implements CollapseWaiter {
       return;
     }
     if (r.kind === 'fresh' || r.kind === 'revalidate-behind') {
-      this.outcome = 'hit';
-      this.#answer(r.entry, { hit: true, ttl: r.entry.ttlMs(now) / 1000, collapsed: true }, undefined, now);
+      // Not a hit (RFC 9211 §2.1: answered without going forward): it went forward in the
+      // leader's request, for the reason its own lookup found (§2.7: `collapsed` goes with `fwd`).
+      this.outcome = 'collapsed';
+      this.#answer(r.entry, { fwd: this.#fwd, ttl: r.entry.ttlMs(now) / 1000, collapsed: true }, undefined, now);
       return;
     }
     this.#candidate = r.entry;
     this.#fwd = r.fwd;
+    this.#collapsedMiss = true;
     this.#upstream(now);
     ex.cacheGoOn();
   }
@@ -202,6 +212,7 @@ export class CachePhase implements CollapseWaiter {
     this.#rc.cache.collapser.leave(this.key, this);
     const ex = this.#ex;
     if (ex.clientGone) return;
+    this.#collapsedMiss = true;
     this.#upstream(Date.now());
     ex.cacheGoOn();
   }
@@ -286,6 +297,7 @@ export class CachePhase implements CollapseWaiter {
       return 'answered';
     }
     const cs: CacheStatus = { fwd: this.#fwd, fwdStatus: status };
+    if (this.#collapsedMiss) cs.collapsed = false;
     if (this.#unkeyed !== undefined) cs.detail = this.#unkeyed;
     if (method === 'GET' && this.#unkeyed === undefined && this.#mayStore(status, raw)) {
       cs.stored = true;

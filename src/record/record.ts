@@ -77,8 +77,8 @@ export interface ReverseRecord extends RecordBase {
   cluster: string | undefined;
   attempts: AttemptRecord[];
   upgrade: boolean;
-  /** Routes with a cache: hit, stale (answered with a stale copy), revalidated (a 304 refreshed it), miss, bypass (a method the cache does not answer). */
-  cache?: 'hit' | 'stale' | 'revalidated' | 'miss' | 'bypass' | undefined;
+  /** Routes with a cache: hit, stale (answered with a stale copy), revalidated (a 304 refreshed it), collapsed (answered from what another request for the key, which it waited for, stored), miss, bypass (a method the cache does not answer). */
+  cache?: 'hit' | 'stale' | 'revalidated' | 'collapsed' | 'miss' | 'bypass' | undefined;
   /** A stale cached copy answered for this failure: an RFC 9209 error type, or the upstream's status ("503"). */
   recoveredFrom?: string | undefined;
   /**

@@ -47,7 +47,7 @@ export function anyRecord(rand: () => number): RequestRecord {
       cluster: maybe(rand, anyString(rand)),
       attempts: rand() < 0.5 ? [] : [{ endpoint: anyString(rand), phase: 'headers', connection: 'reused', status: 200, startMs: 0.5, detail: anyString(rand) }],
       upgrade: rand() < 0.2,
-      cache: maybe(rand, pick(['hit', 'stale', 'revalidated', 'miss', 'bypass'] as const)),
+      cache: maybe(rand, pick(['hit', 'stale', 'revalidated', 'collapsed', 'miss', 'bypass'] as const)),
       recoveredFrom: maybe(rand, pick(['connection_refused', '503'])),
       background: maybe(rand, 'revalidation' as const),
       revalidation: maybe(rand, pick(['refreshed', 'replaced', 'kept', 'purged', 'dropped', 'failed', 'refused'] as const)),
