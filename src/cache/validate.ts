@@ -4,23 +4,26 @@ import type { CacheEntry } from './entry.js';
  * Which stored response a 304 is about (RFC 9111 §4.3.4), among the ones whose validators
  * the cache sent (`nominated`, newest first).
  *
- * - One nominated: that one. The upstream evaluated the cache's one condition as true (RFC
- *   9110 §13.1.2), so the 304 is about it whatever `ETag` it carries; a different `ETag` does
- *   not replace the stored one (`CacheEntry.updated` keeps the fields that describe the
- *   stored body). §4.3.4 read to the letter would identify nothing when the 304's strong
- *   validator differs; the caching test suite (`304-etag-update-response-ETag`, on the
- *   must-pass list) wants the stored response freshened and its `ETag` kept, and so does this.
- * - Several (a Vary miss that sent every stored variant's entity tag, §4.3.1): the newest
- *   whose entity tag matches the 304's `ETag` (weak comparison, RFC 9110 §8.8.3.2).
+ * - The 304 has a strong `ETag`: the newest nominated whose entity tag is the same strong
+ *   validator (RFC 9110 §8.8.3.2 strong comparison). None: nothing may be updated ("the cache
+ *   MUST NOT use the new response to update any stored responses"), even when the cache sent
+ *   one response's validators: the upstream says its current representation is another one.
+ *   Before session 32 the one nominated response was freshened whatever `ETag` the 304 carried
+ *   (its own kept), and its old body answered as revalidated; the caching test suite's
+ *   `304-etag-update-response-ETag` wants that, RFC 9111 does not (docs/cache.md).
+ * - A weak `ETag`: the newest nominated whose entity tag matches it by weak comparison.
+ * - No `ETag`: the one nominated, when there is one (its `Last-Modified` or the upstream's word
+ *   for the one condition asked); with several it cannot say which.
  *
- * undefined: several were nominated and the 304 names none of them or has no `ETag`, so it
- * cannot say which. Then no stored response may be updated, and the 304 is no answer for a
- * client that asked nothing conditional: the request is sent again as the client sent it.
+ * undefined: no stored response may be updated, and the 304 is no answer for a client that
+ * asked nothing conditional: the request is sent again as the client sent it (a background
+ * revalidation leaves the stored response as it was).
  */
 export function selectFor304(nominated: readonly CacheEntry[], etag304: string | undefined): CacheEntry | undefined {
-  if (nominated.length === 1) return nominated[0];
-  if (etag304 === undefined) return undefined;
-  for (const e of nominated) if (e.etag !== undefined && weakEqual(e.etag, etag304)) return e;
+  if (etag304 === undefined) return nominated.length === 1 ? nominated[0] : undefined;
+  const tag = etag304.trim();
+  const weak = tag.startsWith('W/');
+  for (const e of nominated) if (e.etag !== undefined && (weak ? weakEqual(e.etag, tag) : e.etag.trim() === tag)) return e;
   return undefined;
 }
 

@@ -3,7 +3,7 @@ import { Failure, classify, type AttemptProgress } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import type { PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
-import { CacheEntry, varyValuesOf, type RequestHeaders, type RouteCache, type StoreTicket } from '../cache/index.js';
+import { CacheEntry, selectFor304, varyValuesOf, type RequestHeaders, type RouteCache, type StoreTicket } from '../cache/index.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { credentialDigest, headerObject, isCredential, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import type { GatewayContext } from './context.js';
@@ -195,7 +195,11 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     cluster.observeLatency(ep, a.headersMs - a.startMs, this.#responseTime);
     cluster.recordOutcome(ep, statusCode >= 500 ? 'upstream-5xx' : 'success', this.#responseTime);
     this.#raw = storedPairs(rawHeaders);
-    if (statusCode !== 304) {
+    if (statusCode === 304) {
+      // A 304 whose entity tag names another representation than the stored one updates nothing
+      // (RFC 9111 §4.3.4): the stored response stays as it was, and the result is `kept`.
+      if (selectFor304([this.#entry], headerObject(rawHeaders).etag) === undefined) this.#raw = undefined;
+    } else {
       const obj = headerObject(rawHeaders);
       if ((obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), this.#reqHeaders, this.#headers, this.#ctx.requestIdHeader)) || !this.#rc.cache.storable('GET', this.#path, this.#reqHeaders, statusCode, obj)) this.#raw = undefined;
     }
