@@ -9,6 +9,7 @@ import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connectio
 import { refusalAccept, viaValue, type ParserRefusalError } from '../http/headers.js';
 import { CLOSE_LINGER_MS, Timeout, destroyAfter } from '../timing/deadlines.js';
 import { plainAddress } from '../http/trust.js';
+import { heldHead } from '../http/read-hold.js';
 import { clientLimits, type ClientLimits } from './client-limits.js';
 import { buildContext, ms, type GatewayContext, type GatewayOptions } from './context.js';
 import { gatewayLifecycle, requestEnd, requestRecord, type LifecycleRecord } from './events.js';
@@ -611,6 +612,8 @@ export class Gateway {
       socket.destroy();
       return;
     }
+    // A head the gateway itself stopped reading (too many pipelined requests wait): not late.
+    if (code === 'ERR_HTTP_REQUEST_TIMEOUT' && heldHead(socket)) return;
     // No request object: the refusal's format comes from the Accept field in the bytes read.
     this.#refuseRaw(socket, parserRefusal(code), listener, undefined, refusalAccept(err));
   }

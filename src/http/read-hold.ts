@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 /**
  * Stop and restart reading a node:http server connection (the reverse gateway's node front,
@@ -22,16 +23,52 @@ import type { Socket } from 'node:net';
  *   even when stopped, so a held TLS connection broke mid-request that way in a first try: so
  *   `_paused` is not used here, and the parser parses what reaches it (at most that last read).
  * No public API stops a consumed connection's reads.
+ *
+ * A held connection's parser usually holds the start of a head (the last read ended inside
+ * it), and node:http times that head from its first byte (headersTimeout): a hold longer than
+ * the timeout answered a client that had sent everything at once with a 408 and closed it
+ * (found in session 32 as a flaky pipelining test on a loaded machine: one 64 KiB read is
+ * ~700 small requests to answer before reading goes on). The gateway's own wait is not the
+ * client's: `heldHead` tells the refusal path to let that timeout pass while the connection
+ * is held and for one timeout after it is released (node:http checks a head once: after the
+ * timeout it passes, nothing times that head again), and a release arms one timeout of its
+ * own for the head held (the one begun before the release and still not complete then gets
+ * the same 408 through the server's 'clientError', as node:http would give it).
  */
 
 interface HeldSocket {
   _read: (n: number) => void;
-  parser?: unknown;
+  parser?: { headersCompleted?(): boolean; duration?(): number } | null;
+  server?: { headersTimeout?: number; emit(event: 'clientError', err: Error, socket: Socket): boolean };
   _handle?: { reading?: boolean; readStop(): number; readStart(): number } | null;
   [kHeld]?: boolean;
+  /** When reading was last released (performance.now()). */
+  [kReleased]?: number;
 }
 
 const kHeld = Symbol('gatewise.readHold');
+const kReleased = Symbol('gatewise.readReleased');
+
+/** node:http's code for a request head not received in time (what its connection check gives). */
+export class HeldHeadTimeoutError extends Error {
+  readonly code = 'ERR_HTTP_REQUEST_TIMEOUT';
+  constructor() {
+    super('the request head did not arrive in time after the connection was read again');
+    this.name = 'HeldHeadTimeoutError';
+  }
+}
+
+/**
+ * Whether a head timeout node:http reports for `socket` is the gateway's own wait: the
+ * connection is held, or was released less than its server's headersTimeout ago (the head
+ * then in progress is timed from the release, see releaseReading).
+ */
+export function heldHead(socket: Duplex): boolean {
+  const s = socket as unknown as HeldSocket;
+  if (s[kHeld] === true) return true;
+  const at = s[kReleased];
+  return at !== undefined && performance.now() - at < (s.server?.headersTimeout ?? 0);
+}
 
 /** Stop reading `socket` if it is a node:http server connection; true when it is held (else nothing was done). */
 export function holdReading(socket: Socket): boolean {
@@ -55,6 +92,11 @@ export function releaseReading(socket: Socket): void {
   socket.off('resume', stopHandle);
   if (s._read === readNothing) delete (s as Partial<HeldSocket>)._read;
   if (socket.destroyed) return;
+  const timeoutMs = s.server?.headersTimeout ?? 0;
+  if (timeoutMs > 0) {
+    s[kReleased] = performance.now();
+    setTimeout(headDue, timeoutMs, socket, timeoutMs).unref();
+  }
   const handle = s._handle;
   if (handle !== undefined && handle !== null && handle.reading === false) {
     handle.reading = true;
@@ -70,6 +112,18 @@ function stopHandle(this: Socket): void {
     handle.reading = false;
     handle.readStop();
   }
+}
+
+/**
+ * One head timeout after a release: the head begun before it (a parser's message older than
+ * the timeout) and still not complete is refused as node:http refuses a late head.
+ */
+function headDue(socket: Socket, timeoutMs: number): void {
+  const s = socket as unknown as HeldSocket;
+  const parser = s.parser;
+  if (socket.destroyed || s[kHeld] === true || parser === undefined || parser === null) return;
+  if (parser.headersCompleted?.() !== false || (parser.duration?.() ?? 0) < timeoutMs) return;
+  s.server?.emit('clientError', new HeldHeadTimeoutError(), socket);
 }
 
 /** A held socket's `_read`: no read starts while it is held. */
