@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import diagnostics_channel from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
+import type { Worker } from 'node:worker_threads';
 import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
 import type { ForwardRecord } from '../../src/record/index.js';
 import { hashPassword, type AuthProvider } from '../../src/tenants/index.js';
@@ -16,10 +18,15 @@ import { memoryLogger, PASSWORD, USER } from './helpers.js';
  * the pipeline reaches the dial: the tunnel's 'close' listener, added at the dial, came too
  * late (review finding: the destination was dialled after the first scrypt check).
  *
- * The moments are waited on as events where the test can see them: the auth provider, the
- * hook and the resolver hold until the proxy's side of the client socket has closed (then a
- * seeded few ms more). The real scrypt check cannot be held: there the client resets a
- * seeded 0–5 ms after sending, far inside one scrypt run (~200 ms at N=2^16).
+ * The moments are waited on as events, never as time: the auth provider, the hook and the
+ * resolver hold until the proxy's side of the client socket has closed (then a seeded few ms
+ * more). The real scrypt check cannot be held; the client resets when the check has been
+ * handed to its thread (Node's process 'worker' event: the fresh proxy's first check starts
+ * its scrypt thread and posts the check to it in the same tick, and the event comes on the
+ * next). Before, the client reset a seeded 0–5 ms after sending and a slow run of the test
+ * process could land it after the check. The reset reaches the proxy's side at once on
+ * loopback, while the thread still boots and derives the key; that the proxy saw the reset
+ * before the check's answer is asserted, not assumed.
  */
 
 type Moment = 'check' | 'authorize' | 'dns' | 'scrypt';
@@ -46,6 +53,28 @@ async function countingServer(): Promise<{ server: Server; port: number; accepte
   await once(st.server, 'listening');
   st.port = (st.server.address() as AddressInfo).port;
   return st;
+}
+
+/**
+ * The next worker thread this process starts, and a way to stop waiting. In the scrypt case
+ * that is the proxy's password-check thread, with the check already posted to it
+ * (tenants/scrypt-threads.ts starts threads on first use).
+ */
+function nextThread(): { started: Promise<Worker>; stop(): void } {
+  let listener: ((w: Worker) => void) | undefined;
+  const started = new Promise<Worker>((resolve) => process.once('worker', (listener = resolve)));
+  return { started, stop: () => process.off('worker', listener!) };
+}
+
+/** The proxy's side of the next connection accepted on `port` (Node's net.server.socket channel), and a way to stop listening. */
+function acceptedOn(port: () => number): { socket(): Socket | undefined; stop(): void } {
+  let accepted: Socket | undefined;
+  const onAccept = (m: unknown): void => {
+    const s = (m as { socket: Socket }).socket;
+    if (s.localPort === port()) accepted ??= s;
+  };
+  diagnostics_channel.subscribe('net.server.socket', onAccept);
+  return { socket: () => accepted, stop: () => diagnostics_channel.unsubscribe('net.server.socket', onAccept) };
 }
 
 /** Resolves once `s` has closed, then `ms` later (a seeded extra delay, not a synchronisation). */
@@ -138,10 +167,8 @@ async function startHarness(moment: Moment, extraMs: number): Promise<Harness> {
       return held(source as Socket, 'check') ? hold().then(() => who) : who;
     },
   };
-  // A dear hash for the real check (N=2^16: ~64 MiB, ~4× a default run): the client's reset a
-  // few ms in must land inside it even when this process is slowed by others (a default run of
-  // ~50 ms was passed once on a loaded machine, and the dial was then legitimate).
-  const h1 = await hashPassword(PASSWORD, { N: 2 ** 16, r: 8, p: 1 });
+  // A hash of the default cost: the reset is ordered by events, not by the check's length.
+  const h1 = await hashPassword(PASSWORD);
   const proxy = await startForwardProxy(
     {
       listeners: [{ address: '127.0.0.1', port: 0, protocols: ['http', 'socks5'] }],
@@ -180,10 +207,11 @@ async function startHarness(moment: Moment, extraMs: number): Promise<Harness> {
 
 async function oneCase(rand: () => number, front: Front, moment: Moment): Promise<string> {
   const extraMs = between(rand, 0, 3);
-  const rstMs = between(rand, 0, 5);
   const dest = await countingServer();
   const h = await startHarness(moment, extraMs);
   const sockets: Socket[] = [];
+  const thread = nextThread();
+  const proxySide = acceptedOn(() => h.port);
   try {
     const host = moment === 'dns' ? 'dest.test' : '127.0.0.1';
     const c = connect(h.port, '127.0.0.1');
@@ -191,20 +219,22 @@ async function oneCase(rand: () => number, front: Front, moment: Moment): Promis
     c.on('error', () => {});
     await bounded(once(c, 'connect'), 5000, 'connect to the proxy');
     const recorded = h.next();
-    // The SOCKS5 method reply comes before the password check starts (the auth was sent with it).
-    const methodReply = readAtLeast(c, 2);
     const written = new Promise<void>((resolve, reject) => c.write(frontBytes(front, host, dest.port), (err) => (err ? reject(err) : resolve())));
     await bounded(written, 5000, 'the client write');
+    const what = `${front} leaving at ${moment}${moment === 'scrypt' ? '' : ` (+${extraMs} ms)`}`;
+    /** Whether the proxy's side of the client had closed when the check's answer came (scrypt). */
+    let goneAtAnswer: boolean | undefined;
     if (moment === 'scrypt') {
-      // A real scrypt check cannot be held: leave a seeded few ms into it (a run of this hash takes ~200 ms).
-      if (front === 'socks5') await bounded(methodReply, 5000, 'the method reply');
-      await new Promise((r) => setTimeout(r, rstMs));
+      // The check is on its thread: leave now. This listener runs after the proxy's own, in
+      // the same event, before the proxy acts on the answer (its promise settles after).
+      const w = await bounded(thread.started, 5000, 'the password check on its thread');
+      w.once('message', () => (goneAtAnswer = proxySide.socket()?.destroyed === true));
     } else {
       await bounded(h.reached, 5000, `the ${moment} moment`);
     }
     c.resetAndDestroy();
-    const what = `${front} leaving at ${moment} (+${moment === 'scrypt' ? rstMs : extraMs} ms)`;
     const rec = await bounded(recorded, 5000, `${what}: the record`);
+    if (moment === 'scrypt') assert.notEqual(goneAtAnswer, false, `${what}: the proxy saw the reset before the check's answer (else the case did not happen)`);
     const dialled = `${what}: the destination saw a connection for a client already gone; record ${JSON.stringify(rec)}`;
     // An absolute-form request left during its name's resolution: the request is cancelled, but the
     // connection its pool was opening goes on (pooled, it may serve the user's next request), so
@@ -233,6 +263,8 @@ async function oneCase(rand: () => number, front: Front, moment: Moment): Promis
     assert.ok(r2.status === 200 || r2.reply === 0, `${what}: the next tunnel: ${JSON.stringify(r2)}`);
     return what;
   } finally {
+    thread.stop();
+    proxySide.stop();
     for (const s of sockets) s.destroy();
     await h.proxy.close();
     for (const s of dest.sockets) s.destroy();
