@@ -166,12 +166,12 @@ const retrySchema = z
       .string()
       .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
       .optional()
-      .describe('Response-head timeout of every attempt. Default: a try that may be retried on a timeout (idempotent, tries left, another endpoint available) waits half of the cluster\'s response timeout, any other try what is left of it, so the response timeout bounds the whole wait.'),
+      .describe('Response-head timeout of every attempt (a retry\'s cut to what is left of `deadline`). Default: a try that may be retried on a timeout (idempotent, tries left, another endpoint available) waits half of the cluster\'s response timeout, any other try what is left of it, so the response timeout bounds the whole wait.'),
     deadline: z
       .string()
       .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
       .optional()
-      .describe('No retry starts after this much time since the request arrived. Default: none.'),
+      .describe('No retry starts after this much time since the request arrived, and none waits past it: a retry whose wait (back-off, Retry-After) would end at or past it is not made, and the client gets the last answer (an upstream 502/503/504 with its Retry-After) or failure; a retry\'s response-head timeout is cut to what is left. Default: none.'),
     backoff: z
       .object({ base: duration('25ms', 'First back-off.'), max: duration('250ms', 'Largest back-off.') })
       .strict()

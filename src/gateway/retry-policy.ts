@@ -36,10 +36,18 @@ export function retryKindOf(f: Failure, connected: boolean): RetryKind | undefin
   return undefined;
 }
 
-/** Exponential back-off with full jitter (AWS architecture blog's "full jitter"). */
-export function backoffMs(p: RetryPolicy, attemptsSoFar: number): number {
-  const cap = Math.min(p.backoffMaxMs, p.backoffBaseMs * 2 ** Math.max(0, attemptsSoFar - 1));
+/**
+ * Exponential back-off with full jitter (AWS architecture blog's "full jitter"), drawn below
+ * `leftMs` (what is left of the route's deadline) so the retry still starts before it.
+ */
+export function backoffMs(p: RetryPolicy, attemptsSoFar: number, leftMs = Infinity): number {
+  const cap = Math.min(p.backoffMaxMs, p.backoffBaseMs * 2 ** Math.max(0, attemptsSoFar - 1), leftMs);
   return Math.floor(Math.random() * cap);
+}
+
+/** ms left before the route's deadline (Infinity without one). */
+function deadlineLeftMs(rules: RetryRules, elapsedMs: number): number {
+  return rules.deadlineMs === undefined ? Infinity : rules.deadlineMs - elapsedMs;
 }
 
 /** Retry-After from raw response headers, in ms (delta-seconds or HTTP-date). */
@@ -133,21 +141,25 @@ export function decideOnFailure(f: Failure, t: TryFacts, rules: RetryRules, budg
   const race = lostKeepAliveRace(f, t.reused, t.responseStarted);
   const no = refusal(kind, t, rules, race ? undefined : budget, now, race);
   if (no !== undefined) return no;
-  return { action: 'retry', fresh: race, delayMs: race ? 0 : backoffMs(rules.retry, t.tries), avoid: t.endpoint };
+  return { action: 'retry', fresh: race, delayMs: race ? 0 : backoffMs(rules.retry, t.tries, deadlineLeftMs(rules, t.elapsedMs)), avoid: t.endpoint };
 }
 
 /**
  * An upstream answered 502, 503 or 504 (any other status is never retried): retry after
  * its Retry-After (when within the route's maximum) or the back-off, whichever is longer;
- * the connection is kept (the answer is drained), so no fresh one is needed.
+ * the connection is kept when the answer is short (it is drained, attempt.ts), so no fresh
+ * one is needed. A Retry-After that would end at or past the route's deadline is not waited
+ * for: the answer is passed on, Retry-After included (the client learns more from it than
+ * from a 504 the gateway would make).
  */
 export function decideOnStatus(status: number, raw: readonly RawField[], t: TryFacts, rules: RetryRules, budget: RetryBudget, now: number): RetryDecision {
   if (status !== 502 && status !== 503 && status !== 504) return FAIL;
   const wait = retryAfterMs(raw);
-  if (wait !== undefined && wait > rules.retryAfterMaxMs) return FAIL;
+  const left = deadlineLeftMs(rules, t.elapsedMs);
+  if (wait !== undefined && (wait > rules.retryAfterMaxMs || wait >= left)) return FAIL;
   const no = refusal(String(status) as RetryKind, t, rules, budget, now);
   if (no !== undefined) return no;
-  return { action: 'retry', fresh: false, delayMs: Math.max(wait ?? 0, backoffMs(rules.retry, t.tries)), avoid: t.endpoint };
+  return { action: 'retry', fresh: false, delayMs: Math.max(wait ?? 0, backoffMs(rules.retry, t.tries, left)), avoid: t.endpoint };
 }
 
 /**
@@ -192,12 +204,15 @@ export interface TryTimeoutFacts {
  * endpoint costs at most half and the retry elsewhere still has the other half; any other
  * try waits what is left of it. The cluster's response timeout so bounds the whole wait
  * (nginx waits the full proxy_read_timeout per try; Envoy has no per-try timeout unless set).
+ * Either way a retry never waits past the route's deadline (the first try is not a retry:
+ * the deadline does not time it).
  */
 export function tryTimeoutMs(rules: RetryRules, t: TryTimeoutFacts): number {
-  if (rules.perTryTimeoutMs !== undefined) return rules.perTryTimeoutMs;
-  let left = Math.max(1, t.overallMs - t.spentMs);
-  // A route deadline bounds the total as well: a retry never waits past it.
-  if (rules.deadlineMs !== undefined && t.tries > 1) left = Math.max(1, Math.min(left, rules.deadlineMs - t.elapsedMs));
+  const deadlineLeft = t.tries > 1 ? Math.max(1, deadlineLeftMs(rules, t.elapsedMs)) : Infinity;
+  const perTry = rules.perTryTimeoutMs;
+  // perTryTimeout 0: no limit of its own (ResponseTimer), the deadline's still holds.
+  if (perTry !== undefined) return perTry > 0 ? Math.min(perTry, deadlineLeft) : deadlineLeft === Infinity ? 0 : deadlineLeft;
+  const left = Math.max(1, Math.min(t.overallMs - t.spentMs, deadlineLeft));
   const retriable = t.idempotent && t.alternative && t.tries < rules.retry.tries && rules.retryOn.has('timeout');
   return retriable ? Math.min(left, Math.max(1, Math.round(t.overallMs / 2))) : left;
 }

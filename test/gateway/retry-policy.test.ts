@@ -4,6 +4,7 @@ import { Failure } from '../../src/failure/index.js';
 import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryKind, type RetryRules, type TryFacts } from '../../src/gateway/retry-policy.js';
 import type { Endpoint } from '../../src/upstream/endpoint.js';
 import { RetryBudget } from '../../src/upstream/retry-budget.js';
+import { between, seededRun } from '../helpers/seeded.js';
 
 /** The retry policy as a function: what happened in → a decision out (Pingora's fail_to_connect / error_while_proxy). */
 
@@ -114,4 +115,35 @@ test('the try timeout: half the response timeout for a try that may be retried o
   assert.equal(tryTimeoutMs({ ...rules, retryOn: new Set(['reset']) }, t), 2000, 'timeouts not retried: the whole wait');
   assert.equal(tryTimeoutMs({ ...rules, deadlineMs: 1200 }, { ...t, tries: 2, spentMs: 1000, elapsedMs: 1050 }), 150, 'a retry never waits past the route deadline');
   assert.equal(tryTimeoutMs({ ...rules, perTryTimeoutMs: 300 }, { ...t, idempotent: false }), 300, 'a configured perTryTimeout applies to every try');
+});
+
+test('a retry whose wait would end at or past the route deadline is not made; a back-off is drawn within what is left of it (resilience review F5)', async () => {
+  const now = Date.now();
+  const ra = (s: string) => [Buffer.from('Retry-After'), Buffer.from(s)];
+  const withDeadline = { ...rules, deadlineMs: 1500 };
+  assert.deepEqual(decideOnStatus(503, ra('1'), facts({ elapsedMs: 499 }), withDeadline, budget(), now), { action: 'retry', fresh: false, delayMs: 1000, avoid: ep });
+  assert.deepEqual(decideOnStatus(503, ra('1'), facts({ elapsedMs: 500 }), withDeadline, budget(), now), { action: 'fail' }, 'the answer is passed on');
+  assert.deepEqual(decideOnStatus(503, ra('1'), facts(), { ...rules, deadlineMs: 195 }, budget(), now), { action: 'fail' });
+  const slow: RetryRules = { ...rules, retry: { ...rules.retry, backoffBaseMs: 10_000, backoffMaxMs: 10_000 } };
+  await seededRun('back-off within the deadline', (rand) => {
+    for (let i = 0; i < 200; i++) {
+      const deadlineMs = between(rand, 1, 2000);
+      const elapsedMs = between(rand, 0, deadlineMs - 1);
+      const what = `deadline ${deadlineMs}, elapsed ${elapsedMs}`;
+      for (const d of [decideOnFailure(reset, facts({ elapsedMs }), { ...slow, deadlineMs }, budget(), now), decideOnStatus(502, [], facts({ elapsedMs }), { ...slow, deadlineMs }, budget(), now)]) {
+        assert.equal(d.action, 'retry', what);
+        assert.ok(d.action === 'retry' && elapsedMs + d.delayMs < deadlineMs, `${what}: delay ${JSON.stringify(d)}`);
+      }
+    }
+  });
+});
+
+test('a retry\'s perTryTimeout is cut to what is left of the route deadline; the first try is not a retry (resilience review F8)', () => {
+  const t = { overallMs: 5000, idempotent: true, tries: 2, alternative: true, spentMs: 271, elapsedMs: 348 };
+  const r = { ...rules, perTryTimeoutMs: 271, deadlineMs: 415 };
+  assert.equal(tryTimeoutMs(r, t), 67);
+  assert.equal(tryTimeoutMs(r, { ...t, elapsedMs: 100 }), 271, 'room enough: the configured value');
+  assert.equal(tryTimeoutMs(r, { ...t, tries: 1, elapsedMs: 0 }), 271);
+  assert.equal(tryTimeoutMs({ ...r, perTryTimeoutMs: 0 }, t), 67, 'perTryTimeout 0 (no limit of its own): the deadline still bounds a retry');
+  assert.equal(tryTimeoutMs({ ...r, perTryTimeoutMs: 0 }, { ...t, tries: 1 }), 0);
 });
