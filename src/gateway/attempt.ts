@@ -1,6 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { Failure, classify } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
+import { timeout, type Timeout } from '../timing/deadlines.js';
 import { ExpectClient } from '../http/expect-client.js';
 import { lostKeepAliveRace, type CheckedDispatchOptions, type PoolConnection, type TimedExpectClient } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
@@ -10,6 +11,15 @@ import type { Exchange } from './exchange.js';
 import type { RetryAgain } from './retry-policy.js';
 import type { UpstreamTrailers } from './response-headers.js';
 import type { RawField } from '../http/headers.js';
+
+/**
+ * An answer dropped for a retry (a 502/503/504, or a 304 the cache cannot use) is read to its
+ * end so its connection can serve again, but only this much of it: past it the connection is
+ * discarded (nginx and Envoy drop it at once). An error page is a few KiB.
+ */
+const DRAIN_MAX_BYTES = 64 * 1024;
+/** The longest a dropped answer is drained, or the retry's own delay when that is longer (the wait costs nothing then). */
+const DRAIN_MAX_MS = 100;
 
 /**
  * One try of a request at one endpoint: the pooled connection, the body relay, the
@@ -37,6 +47,11 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   #passedOn = false;
   /** A 5xx is being drained (the connection is kept) before this retry. */
   #retry: RetryAgain | undefined;
+  /** performance.now() when the retry was decided: its delay counts from then, the drain included. */
+  #retryFrom = 0;
+  /** Bytes of the dropped answer drained so far, and the bound on the drain's time. */
+  #drained = 0;
+  #drainLimit: Timeout | undefined;
   /** performance.now() when the wait for the response head began (0: not yet). */
   #headWaitFrom = 0;
   /** The exchange gave up on this try (the client's request was refused): errors only settle it. */
@@ -204,7 +219,10 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   onData(chunk: Buffer): boolean {
     if (this.#endedAtHead) return true;
     this.#timer.progressAt = performance.now();
-    if (this.#retry !== undefined) return true;
+    if (this.#retry !== undefined) {
+      if ((this.#drained += chunk.length) > DRAIN_MAX_BYTES) this.#discard(`more than ${DRAIN_MAX_BYTES} bytes`);
+      return true;
+    }
     return this.#ex.writeBody(chunk);
   }
 
@@ -212,8 +230,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     this.#timer.stop();
     this.#settle(true);
     if (this.#endedAtHead) return;
-    const retry = this.#retry;
-    if (retry !== undefined) this.#ex.retry(retry);
+    if (this.#retry !== undefined) this.#retryAfterDrain();
     else this.#ex.responseComplete(rawTrailers);
   }
 
@@ -227,6 +244,12 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     this.#settle(false);
     const ex = this.#ex;
     if (ex.clientGone && !ex.complete) return; // the client left; our abort came back here
+    // The answer dropped for a retry ended early (cut at its drain bound, reset, timed out):
+    // nothing of it was passed on, so the retry decided goes on, on another connection.
+    if (this.#retry !== undefined) {
+      this.#retryAfterDrain();
+      return;
+    }
     const f = err instanceof Failure
       ? err
       : classify(err, {
@@ -249,7 +272,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     // risk, retried on a fresh connection), not evidence against the endpoint.
     const race = lostKeepAliveRace(f, this.reused, this.#responseStarted);
     if (f.source === 'upstream' && !race) ex.route!.cluster.recordOutcome(this.endpoint, f.type === 'http_response_timeout' ? 'timeout' : 'gateway-failure', Date.now());
-    ex.tryFailed(this, f, this.#passedOn || this.#retry !== undefined);
+    ex.tryFailed(this, f, this.#passedOn);
   }
 
   /**
@@ -259,7 +282,38 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
    */
   sendAgain(detail: string): void {
     this.record.detail = detail;
-    this.#retry = { action: 'retry', fresh: false, delayMs: 0, avoid: this.endpoint };
+    this.#draining({ action: 'retry', fresh: false, delayMs: 0, avoid: this.endpoint });
+  }
+
+  /**
+   * Drop this answer for `retry`: drain it within its bounds (DRAIN_MAX_BYTES, and
+   * DRAIN_MAX_MS or the retry's delay, never past the route's deadline), else discard it
+   * with its connection. A slow or endless error body held the request for its whole length.
+   */
+  #draining(retry: RetryAgain): void {
+    this.#retry = retry;
+    const now = (this.#retryFrom = performance.now());
+    const ex = this.#ex;
+    const deadline = ex.route!.deadlineMs;
+    const ms = Math.min(Math.max(DRAIN_MAX_MS, retry.delayMs), deadline === undefined ? Infinity : deadline - (now - ex.t0));
+    if (ms <= 0) this.#discard('the deadline');
+    else this.#drainLimit = timeout(() => this.#discard(`${Math.round(ms)} ms`), ms);
+  }
+
+  /** The dropped answer's drain went past a bound: cut it, and its connection (undici and NativeClient destroy the socket of an aborted request). */
+  #discard(bound: string): void {
+    if (this.record.endMs !== undefined) return;
+    this.record.detail = `${this.record.detail ?? ''} (its body discarded after ${bound})`.trim();
+    this.#abort?.();
+  }
+
+  /** The dropped answer is over (drained, or cut): the retry, after what is left of its delay. */
+  #retryAfterDrain(): void {
+    const retry = this.#retry!;
+    this.#drainLimit?.cancel();
+    this.#drainLimit = undefined;
+    const left = Math.max(0, Math.round(this.#retryFrom + retry.delayMs - performance.now()));
+    this.#ex.retry(left === retry.delayMs ? retry : { ...retry, delayMs: left });
   }
 
   // ---- the steps of a response head ------------------------------------------------------
@@ -306,7 +360,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     if (d.action !== 'retry') return false;
     this.record.error = undefined;
     this.record.detail = `upstream answered ${statusCode}; retrying`;
-    this.#retry = d;
+    this.#draining(d);
     return true;
   }
 
