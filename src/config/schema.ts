@@ -148,7 +148,7 @@ const limitsSchema = z
 const retryBudgetSchema = z
   .object({
     ratio: z.number().min(0).max(10).default(0.2).describe('Retries allowed as a share of requests over the window. Default 0.2.'),
-    minPerSecond: z.number().min(0).default(3).describe('Retries always allowed per second, for quiet clusters. Default 3.'),
+    minPerSecond: z.number().min(0).default(3).describe('Retries always allowed in any one second, for quiet clusters: a rate, not a reserve (a burst gets at most this many beyond the ratio in its second). Default 3.'),
     window: duration('10s', 'Window the ratio is measured over.'),
   })
   .strict();

@@ -1,17 +1,22 @@
 export interface RetryBudgetOptions {
   /** Retries allowed per original request over the window. Default 0.2 (20%). */
   ratio?: number;
-  /** Retries per second allowed whatever the traffic, so a quiet cluster can still retry. Default 3. */
+  /** Retries allowed in any one second whatever the traffic, so a quiet cluster can still retry. Default 3. */
   minPerSecond?: number;
   /** Sliding window (ms), kept as one-second buckets. Default 10 s. */
   windowMs?: number;
 }
 
 /**
- * Caps retries at `ratio` × requests over the last `windowMs`, plus a floor of `minPerSecond` ×
- * window seconds (Finagle's RetryBudget). Per-request retry limits alone multiply load exactly
- * when an upstream is failing (3 tries each = 3× traffic into an overloaded server); a budget
- * lets isolated failures be retried while turning a failure storm into fast errors.
+ * Caps retries at `ratio` × requests over the last `windowMs`, and always allows
+ * `minPerSecond` retries in each second (the floor is a rate, refilled each second, not a
+ * reserve: Finagle deposits minRetriesPerSec × ttl at once, and that whole reserve could be
+ * spent in one burst: 20 requests against an outage sent 34 retries in a second). A retry is
+ * allowed when it fits under the ratio or under this second's floor; it counts against both.
+ * Per-request retry limits alone multiply load exactly when an upstream is failing (3 tries
+ * each = 3× traffic into an overloaded server); a budget lets isolated failures be retried
+ * while turning a failure storm into fast errors. (Envoy's retry budget bounds retries in
+ * flight instead: a share of the active requests, at least `min_retry_concurrency`.)
  *
  * Counts live in a ring of one-second buckets: each call advances the ring by the seconds that
  * passed (bounded by the ring length) and keeps running totals, so every method is O(1) and
@@ -22,6 +27,7 @@ export interface RetryBudgetOptions {
  */
 export class RetryBudget {
   readonly #ratio: number;
+  /** Retries always allowed in one second. */
   readonly #floor: number;
   readonly #requests: Float64Array;
   readonly #retries: Float64Array;
@@ -33,7 +39,7 @@ export class RetryBudget {
   constructor(opts: RetryBudgetOptions = {}) {
     const buckets = Math.max(1, Math.ceil((opts.windowMs ?? 10_000) / 1000));
     this.#ratio = opts.ratio ?? 0.2;
-    this.#floor = (opts.minPerSecond ?? 3) * buckets;
+    this.#floor = opts.minPerSecond ?? 3;
     this.#requests = new Float64Array(buckets);
     this.#retries = new Float64Array(buckets);
   }
@@ -44,9 +50,9 @@ export class RetryBudget {
   }
 
   canRetry(now: number): boolean {
-    this.#advance(now);
-    // Whole retries only: one more must still fit under the budget.
-    return this.#retryTotal + 1 <= this.#ratio * this.#requestTotal + this.#floor + 1e-9; // 0.57 × 100 = 56.99999999999999
+    const i = this.#advance(now);
+    // Whole retries only: one more must still fit under the ratio or this second's floor.
+    return this.#retryTotal + 1 <= this.#ratio * this.#requestTotal + 1e-9 /* 0.57 × 100 = 56.99999999999999 */ || this.#retries[i]! + 1 <= this.#floor;
   }
 
   onRetry(now: number): void {
@@ -61,10 +67,10 @@ export class RetryBudget {
     return true;
   }
 
-  /** Retries still allowed in the current window (for metrics and tests). */
+  /** Retries allowed now: what the ratio leaves in the window, or this second's floor (for metrics and tests). */
   remaining(now: number): number {
-    this.#advance(now);
-    return Math.max(0, Math.floor(this.#ratio * this.#requestTotal + this.#floor + 1e-9 - this.#retryTotal));
+    const i = this.#advance(now);
+    return Math.max(0, Math.floor(this.#ratio * this.#requestTotal + 1e-9 - this.#retryTotal), Math.floor(this.#floor - this.#retries[i]!));
   }
 
   /** Index of the current second's bucket, after clearing the buckets of seconds that passed. */

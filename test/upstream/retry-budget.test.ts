@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RetryBudget } from '../../src/upstream/retry-budget.js';
+import { between, seededRun } from '../helpers/seeded.js';
 
 const T0 = 1_700_000_000_000;
 
@@ -10,22 +11,47 @@ function retriesAllowed(b: RetryBudget, now: number): number {
   return n;
 }
 
-test('retries are capped at ratio × requests plus the floor', () => {
+test('retries are capped at ratio × requests; the floor adds none in a second that already retried that much', () => {
   const b = new RetryBudget({ ratio: 0.2, minPerSecond: 1, windowMs: 10_000 });
   for (let i = 0; i < 1000; i++) b.onRequest(T0 + i * 5);
-  assert.equal(retriesAllowed(b, T0 + 5000), 200 + 10);
+  assert.equal(retriesAllowed(b, T0 + 5000), 200);
   assert.equal(b.canRetry(T0 + 5000), false);
+  assert.equal(retriesAllowed(b, T0 + 6000), 1, 'the next second: its floor');
 });
 
-test('a quiet cluster can still retry: the floor; fractions of a retry do not count', () => {
+test('a quiet cluster can still retry: the floor, minPerSecond in each second; fractions of a retry do not count', () => {
   const b = new RetryBudget({ ratio: 0.2, minPerSecond: 3, windowMs: 10_000 });
   b.onRequest(T0);
-  assert.equal(retriesAllowed(b, T0), 30);
+  assert.equal(retriesAllowed(b, T0), 3);
+  assert.equal(retriesAllowed(b, T0 + 999), 0);
+  assert.equal(retriesAllowed(b, T0 + 1000), 3);
   const none = new RetryBudget({ ratio: 0.2, minPerSecond: 0, windowMs: 10_000 });
   for (let i = 0; i < 4; i++) none.onRequest(T0);
   assert.equal(none.canRetry(T0), false, '0.8 of a retry');
   none.onRequest(T0);
   assert.equal(retriesAllowed(none, T0), 1);
+});
+
+test('the floor is a rate, not a reserve: a burst spends at most ratio × requests or minPerSecond in its second, whichever is more (seeded bursts)', async () => {
+  await seededRun('retry budget burst', (rand) => {
+    for (let round = 0; round < 200; round++) {
+      const ratio = between(rand, 0, 50) / 100;
+      const floor = between(rand, 0, 5);
+      const n = between(rand, 1, 300);
+      const second = T0 + between(rand, 0, 100) * 1000;
+      const b = new RetryBudget({ ratio, minPerSecond: floor, windowMs: between(rand, 1, 10) * 1000 });
+      // Each request fails and asks for two retries at once, inside one second.
+      let retries = 0;
+      for (let i = 0; i < n; i++) {
+        const now = second + Math.floor((i * 1000) / n);
+        b.onRequest(now);
+        for (let k = 0; k < 2; k++) if (b.tryRetry(now)) retries++;
+      }
+      const what = `round ${round}: ${n} requests, ratio ${ratio}, minPerSecond ${floor}: ${retries} retries`;
+      assert.ok(retries <= Math.max(Math.floor(ratio * n + 1e-9), floor), what);
+      assert.ok(retries >= Math.min(2 * n, floor), what);
+    }
+  });
 });
 
 test('the window slides: old requests and old retries stop counting', () => {
