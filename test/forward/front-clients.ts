@@ -1,0 +1,84 @@
+import { once } from 'node:events';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { PASSWORD, USER } from './helpers.js';
+
+/**
+ * Raw clients of the three fronts a password check stands in front of (SOCKS5 with RFC 1929
+ * sent with its greeting, CONNECT and absolute-form HTTP with Basic credentials), and a
+ * destination that counts what it accepts: whether a refused or abandoned request was dialled.
+ */
+
+/** The fronts: SOCKS5, CONNECT, absolute-form HTTP. */
+export type Front = 'socks5' | 'connect' | 'http';
+export const FRONTS: readonly Front[] = ['socks5', 'connect', 'http'];
+
+/** A destination that counts the connections it accepts. */
+export async function countingServer(): Promise<{ server: Server; port: number; accepted: number; sockets: Socket[] }> {
+  const st = {
+    server: createServer((s) => {
+      st.accepted++;
+      st.sockets.push(s);
+      s.on('error', () => {});
+      // An answer for an absolute-form request (a tunnel's client reads it as tunnel bytes, after the proxy's reply).
+      s.write('HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n');
+    }),
+    port: 0,
+    accepted: 0,
+    sockets: [] as Socket[],
+  };
+  st.server.listen(0, '127.0.0.1');
+  await once(st.server, 'listening');
+  st.port = (st.server.address() as AddressInfo).port;
+  return st;
+}
+
+export function socks5Bytes(host: string, port: number, user = USER, password = PASSWORD): Buffer {
+  const u = Buffer.from(user);
+  const p = Buffer.from(password);
+  const isName = !/^\d+\.\d+\.\d+\.\d+$/.test(host);
+  const addr = isName ? Buffer.concat([Buffer.from([3, host.length]), Buffer.from(host, 'latin1')]) : Buffer.from([1, ...host.split('.').map(Number)]);
+  const pb = Buffer.alloc(2);
+  pb.writeUInt16BE(port);
+  return Buffer.concat([Buffer.from([5, 1, 2, 1, u.length]), u, Buffer.from([p.length]), p, Buffer.from([5, 1, 0]), addr, pb]);
+}
+
+export function connectBytes(host: string, port: number, user = USER, password = PASSWORD): string {
+  const creds = Buffer.from(`${user}:${password}`).toString('base64');
+  return `CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\nProxy-Authorization: Basic ${creds}\r\n\r\n`;
+}
+
+/** An absolute-form GET through the HTTP proxy (the relay's path, not a tunnel's). */
+export function getBytes(host: string, port: number, user = USER, password = PASSWORD): string {
+  const creds = Buffer.from(`${user}:${password}`).toString('base64');
+  return `GET http://${host}:${port}/ HTTP/1.1\r\nHost: ${host}:${port}\r\nProxy-Authorization: Basic ${creds}\r\n\r\n`;
+}
+
+export function frontBytes(front: Front, host: string, port: number, user = USER, password = PASSWORD): Buffer | string {
+  return front === 'socks5' ? socks5Bytes(host, port, user, password) : front === 'connect' ? connectBytes(host, port, user, password) : getBytes(host, port, user, password);
+}
+
+/** The first `n` bytes `s` receives (or what came before it closed). */
+export function readAtLeast(s: Socket, n: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    const onData = (c: Buffer): void => {
+      got = Buffer.concat([got, c]);
+      if (got.length >= n) done();
+    };
+    const done = (): void => {
+      s.off('data', onData);
+      s.off('close', done);
+      resolve(got);
+    };
+    s.on('data', onData);
+    s.on('close', done);
+  });
+}
+
+/** `p`, or a rejection naming `what` after `ms` (every wait of this test is bounded). */
+export function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_r, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms)));
+  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
+}
+
