@@ -72,6 +72,27 @@ export function authenticateNameFrom(
   password: string,
   source?: AuthSource,
 ): EgressRoute | Failure | undefined | Promise<EgressRoute | Failure | undefined> {
+  // An AuthProvider that throws or rejects (its LDAP, database or token service failed) is
+  // the gateway's failure, whatever the error's code: its ECONNRESET is its own backend's, not
+  // the destination's, which classify() would make it (review finding: recorded 502
+  // connection_terminated ended by the upstream; a synchronous throw was uncaught).
+  let r: EgressRoute | Failure | undefined | Promise<EgressRoute | Failure | undefined>;
+  try {
+    r = checkName(ctx, name, password, source);
+  } catch (err) {
+    return checkFailed(err);
+  }
+  return r instanceof Promise ? r.catch(checkFailed) : r;
+}
+
+/** A password check that failed (not a wrong password): a refusal it threw stands; anything else is the gateway's. */
+function checkFailed(err: unknown): Failure {
+  if (err instanceof Failure) return err;
+  const code = err instanceof Error && typeof (err as { code?: unknown }).code === 'string' ? ` (${(err as unknown as { code: string }).code})` : '';
+  return new Failure({ type: 'proxy_internal_error', phase: 'accept', detail: `the password check failed${code}`, cause: err });
+}
+
+function checkName(ctx: ForwardContext, name: string, password: string, source: AuthSource | undefined): EgressRoute | Failure | undefined | Promise<EgressRoute | Failure | undefined> {
   if (ctx.users.has(name)) {
     const u = ctx.users.authenticate(name, password, source);
     return u instanceof Promise ? u.then(plainRoute) : plainRoute(u);
