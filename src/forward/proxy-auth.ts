@@ -97,10 +97,11 @@ function checkName(ctx: ForwardContext, name: string, password: string, source: 
     const u = ctx.users.authenticate(name, password, source);
     return u instanceof Promise ? u.then(plainRoute) : plainRoute(u);
   }
-  const p = parseUsername(name, ctx.grammar);
+  // Parameters parse only behind a base that is a user (username-params.ts).
+  const p = parseUsername(name, ctx.grammar, (base) => ctx.users.has(base));
   if (p.base === name) {
-    // Not a user, and no parameters parse: a user's name with a mistyped parameter? Only
-    // with the right password is the parameter named (else it is a wrong password).
+    // Not a user, and no parameters parse: a user's name with a mistyped, repeated or empty
+    // parameter? Only with the right password is the parameter named (else it is a wrong password).
     const why = explainUsername(name, (base) => ctx.users.has(base), ctx.grammar);
     if (why) {
       const u = ctx.users.authenticate(why.base, password, source);

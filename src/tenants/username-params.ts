@@ -75,6 +75,8 @@ export function explainUsername(name: string, isUser: (base: string) => boolean,
         return { base, problem: `unknown username parameter "${key}"${hint}; the parameters are ${known}` };
       }
       if (value === undefined || value === '') return { base, problem: `username parameter "${key}" has no value (${sep}${key}${sep}VALUE)` };
+      // A parameter's name where a value belongs: the value was left out (alice-session-pool-dc).
+      if (keys.includes(value)) return { base, problem: `username parameter "${key}" has no value: "${value}" is a parameter name (${sep}${key}${sep}VALUE)` };
       if (seen.has(key)) return { base, problem: `username parameter "${key}" is given twice` };
       seen.add(key);
       if (!VALUE_RE.test(value)) return { base, problem: `username parameter "${key}" has a value that is not 1-64 letters, digits, "_" or "."` };
@@ -96,8 +98,14 @@ export function explainUsername(name: string, isUser: (base: string) => boolean,
  * Split a presented username into its base name and parameters. The shortest base that
  * leaves only well-formed KEY-VALUE pairs wins; when nothing parses, the whole name is
  * the base (and simply will not authenticate if it is not a user).
+ *
+ * A value is never a parameter's name (`alice-session-pool-dc` is a session whose value was
+ * left out, not the session "pool"), and a key appears once. With `isUser`, only a base that
+ * is a user counts: `alice-pool-dc-pool-dc` does not parse as the user "alice-pool-dc" with
+ * pool dc unless there is such a user (review finding: it did, and a repeated parameter was
+ * refused as a wrong password); `explainUsername` then names the parameter.
  */
-export function parseUsername(name: string, grammar: UsernameGrammar = DEFAULT_GRAMMAR): UsernameParams {
+export function parseUsername(name: string, grammar: UsernameGrammar = DEFAULT_GRAMMAR, isUser?: (base: string) => boolean): UsernameParams {
   const sep = grammar.separator;
   const tokens = name.split(sep);
   const keyOf = new Map<string, 'session' | 'ttl' | 'pool' | 'debug'>([
@@ -114,7 +122,7 @@ export function parseUsername(name: string, grammar: UsernameGrammar = DEFAULT_G
     for (let j = 0; j < rest.length; j += 2) {
       const key = keyOf.get(rest[j]!);
       const value = rest[j + 1]!;
-      if (!key || seen.has(key) || !VALUE_RE.test(value)) continue outer;
+      if (!key || seen.has(key) || !VALUE_RE.test(value) || keyOf.has(value)) continue outer;
       seen.add(key);
       if (key === 'ttl') {
         const ms = parseShortDuration(value);
@@ -127,7 +135,7 @@ export function parseUsername(name: string, grammar: UsernameGrammar = DEFAULT_G
         out[key] = value;
       }
     }
-    if (out.base.length === 0) continue;
+    if (out.base.length === 0 || (isUser !== undefined && !isUser(out.base))) continue;
     return out;
   }
   return { base: name };
