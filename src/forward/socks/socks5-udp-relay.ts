@@ -12,7 +12,7 @@ import { SOCKS5_REPLY } from './reply-codes.js';
 import { encodeAddress, parseAddress, type SocksTarget } from './socks-address.js';
 import { destroyAfter, Timeout } from '../../timing/deadlines.js';
 
-/** Most destinations an association remembers as allowed to answer. */
+/** Most destinations an egress socket of an association remembers as allowed to answer. */
 const MAX_PEERS = 1024;
 /** Most datagrams waiting for name resolution at once, per association. */
 const MAX_IN_FLIGHT = 256;
@@ -42,7 +42,8 @@ function bindUdp(address: string, family: 4 | 6): Promise<UdpSocket> {
  * address the client reached us on and the egress, answers the reply, and relays.
  * Datagrams are accepted only from the client's IP (and the port it announced, or else
  * the first one it uses); fragments (FRAG ≠ 0) are dropped; each destination is checked
- * like a TCP one; replies are accepted only from destinations the client has sent to.
+ * like a TCP one; replies are accepted on each egress socket only from destinations the
+ * client has sent to through that socket.
  * The association ends when its TCP control connection closes or nothing moves for
  * `udpIdle`. A failure before the reply is thrown (the pipeline refuses with it).
  */
@@ -103,9 +104,12 @@ export class UdpAssociation implements Relay {
     // datagrams for the rest of the association rather than retrying per datagram. At most
     // one egress per configured pool, plus direct.
     const basePool = ctx.egress.poolName(route, '*');
-    const others = new Map<string | undefined, Promise<UdpEgress>>();
+    // Each egress socket with the destinations it alone accepts answers from (Peers).
+    type Out = { egress: UdpEgress; peers: Peers };
+    const base: Out = { egress, peers: new Peers() };
+    const others = new Map<string | undefined, Promise<Out>>();
     let ended = false;
-    const through = (pool: string | undefined): Promise<UdpEgress> => {
+    const through = (pool: string | undefined): Promise<Out> => {
       let opening = others.get(pool);
       if (opening === undefined) {
         opening = ctx.egress.openUdpThrough(pool, udpOpts, route).then(({ egress: other }) => {
@@ -113,8 +117,9 @@ export class UdpAssociation implements Relay {
             other.close();
             throw new Failure({ type: 'proxy_internal_error', phase: 'connect', detail: 'UDP association ended' });
           }
-          other.onMessage(onReply);
-          return other;
+          const out: Out = { egress: other, peers: new Peers() };
+          other.onMessage((payload, from) => onReply(out.peers, payload, from));
+          return out;
         });
         opening.catch(ignore);
         others.set(pool, opening);
@@ -124,7 +129,6 @@ export class UdpAssociation implements Relay {
 
     const announcedPort = requested.port;
     let clientPort: number | undefined = announcedPort !== 0 ? announcedPort : undefined;
-    const peers = new Map<string, string>(); // "addr|port" → destination label (as the client named it)
     let inFlight = 0;
     let done!: (endedBy: EndedBy) => void;
     const finished = new Promise<EndedBy>((resolve) => {
@@ -172,15 +176,10 @@ export class UdpAssociation implements Relay {
       }
       inFlight++;
       const to = { host: target.host, port: target.port };
-      (pool === basePool ? egress.send(to, payload) : through(pool).then((other) => other.send(to, payload))).then(
-        (sent: UdpSource) => {
+      const sendThrough = (o: Out): Promise<void> => o.egress.send(to, payload).then((sent) => o.peers.sent(sent, label));
+      (pool === basePool ? sendThrough(base) : through(pool).then(sendThrough)).then(
+        () => {
           inFlight--;
-          const key = `${canonicalAddress(sent.address)?.address ?? sent.address}|${sent.port}`;
-          if (!peers.has(key) && peers.size >= MAX_PEERS) {
-            const oldest = peers.keys().next();
-            if (!oldest.done) peers.delete(oldest.value);
-          }
-          peers.set(key, label);
           session.datagram('up', payload.length, label);
         },
         () => {
@@ -191,10 +190,10 @@ export class UdpAssociation implements Relay {
     });
     relay.on('error', () => {});
 
-    const onReply = (payload: Buffer, from: UdpSource): void => {
+    const onReply = (peers: Peers, payload: Buffer, from: UdpSource): void => {
+      const label = peers.label(from);
+      if (label === undefined || clientPort === undefined) return; // unsolicited here: drop
       const addr = canonicalAddress(from.address)?.address ?? from.address;
-      const label = peers.get(`${addr}|${from.port}`);
-      if (label === undefined || clientPort === undefined) return; // unsolicited: drop
       idle.refresh();
       if (ctx.plans.allowBytes(user, 'down')) {
         session.dropped();
@@ -205,7 +204,7 @@ export class UdpAssociation implements Relay {
         if (!err) session.datagram('down', payload.length, label);
       });
     };
-    egress.onMessage(onReply);
+    egress.onMessage((payload, from) => onReply(base.peers, payload, from));
 
     const untrack = ctx.tracker.track({ destroy: () => done('gateway') });
     control.once('end', () => done('client'));
@@ -224,7 +223,7 @@ export class UdpAssociation implements Relay {
     }
     egress.close();
     ended = true;
-    for (const opening of others.values()) opening.then((other) => other.close(), ignore);
+    for (const opening of others.values()) opening.then((other) => other.egress.close(), ignore);
     control.end();
     destroyAfter(control, 1000);
     return { error: null, reply: SOCKS5_REPLY.succeeded, endedBy, address: null };
@@ -232,3 +231,32 @@ export class UdpAssociation implements Relay {
 }
 
 function ignore(): void {}
+
+/**
+ * The destinations one egress socket of an association has sent to, which alone may answer
+ * on it ("addr|port" → the destination as the client named it; the oldest forgotten past
+ * MAX_PEERS). One per egress socket, never shared: a destination reached through one pool
+ * is not let in through another pool's socket (review finding: one set for the association).
+ */
+class Peers {
+  readonly #labels = new Map<string, string>();
+
+  sent(to: UdpSource, label: string): void {
+    const key = peerKey(to);
+    const labels = this.#labels;
+    if (!labels.has(key) && labels.size >= MAX_PEERS) {
+      const oldest = labels.keys().next();
+      if (!oldest.done) labels.delete(oldest.value);
+    }
+    labels.set(key, label);
+  }
+
+  /** The destination's label when `from` may answer here. */
+  label(from: UdpSource): string | undefined {
+    return this.#labels.get(peerKey(from));
+  }
+}
+
+function peerKey(a: UdpSource): string {
+  return `${canonicalAddress(a.address)?.address ?? a.address}|${a.port}`;
+}
