@@ -51,6 +51,34 @@ const DNS_RCODES: Record<string, string> = {
   ECONNREFUSED: 'REFUSED',
 };
 
+/**
+ * The upstream ended one HTTP/2 stream without a complete response, by code: RST_STREAM with
+ * an error code (Node's ERR_HTTP2_STREAM_ERROR: REFUSED_STREAM, INTERNAL_ERROR,
+ * ENHANCE_YOUR_CALM…), or a bare RST_STREAM (CANCEL, NO_ERROR) or END_STREAM before a
+ * complete response (undici's InformationalError, UND_ERR_INFO). Node names the RST_STREAM
+ * code only in the message, so the classes of reset are not told apart.
+ */
+const H2_STREAM_ENDED = new Set(['ERR_HTTP2_STREAM_ERROR', 'UND_ERR_INFO']);
+
+/**
+ * The connection to the upstream closed or failed under the request: a TCP FIN or RST, an
+ * undici client closed or destroyed under it, or an HTTP/2 session that ended (GOAWAY with an
+ * error code: ERR_HTTP2_SESSION_ERROR; a stream opened on a session going away:
+ * ERR_HTTP2_GOAWAY_SESSION, ERR_HTTP2_INVALID_SESSION; a stream cancelled as its session was
+ * destroyed: ERR_HTTP2_STREAM_CANCEL).
+ */
+const CONNECTION_CLOSED = new Set([
+  'ECONNRESET',
+  'UND_ERR_SOCKET',
+  'EPIPE',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+  'ERR_HTTP2_SESSION_ERROR',
+  'ERR_HTTP2_GOAWAY_SESSION',
+  'ERR_HTTP2_INVALID_SESSION',
+  'ERR_HTTP2_STREAM_CANCEL',
+]);
+
 function str(v: unknown): string {
   return typeof v === 'string' ? v : '';
 }
@@ -135,7 +163,13 @@ export function classify(err: unknown, progress: AttemptProgress): Failure {
     if (code === 'HPE_INVALID_TRANSFER_ENCODING') return mk('http_response_transfer_coding', 'headers', detailOf('invalid Transfer-Encoding in the response'), false);
     return mk('http_protocol_error', afterHeaders ? 'body' : 'headers', detailOf('the response is not valid HTTP'), false);
   }
-  if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE' || code === 'UND_ERR_CLOSED' || code === 'UND_ERR_DESTROYED') {
+  if (H2_STREAM_ENDED.has(code)) {
+    // The connection stays up: the upstream ended this one stream (RST_STREAM) instead of answering.
+    if (afterHeaders) return mk('http_response_incomplete', 'body', detailOf('upstream reset the HTTP/2 stream before the body was complete'), false);
+    if (progress.responseStarted) return mk('http_response_incomplete', 'headers', detailOf('upstream reset the HTTP/2 stream in the middle of the response headers'), false);
+    return mk('connection_terminated', 'headers', detailOf('upstream reset the HTTP/2 stream before any response byte'), false);
+  }
+  if (CONNECTION_CLOSED.has(code)) {
     if (afterHeaders) return mk('http_response_incomplete', 'body', 'upstream closed the connection before the body was complete', false);
     if (progress.responseStarted) return mk('http_response_incomplete', 'headers', 'upstream closed the connection in the middle of the response headers', false);
     return mk('connection_terminated', 'send', detailOf('upstream closed the connection before any response byte'), false);

@@ -10,7 +10,8 @@ import type { AttemptRecord } from './events.js';
 import type { Exchange } from './exchange.js';
 import type { RetryAgain } from './retry-policy.js';
 import type { UpstreamTrailers } from './response-headers.js';
-import type { RawField } from '../http/headers.js';
+import { fieldText, type RawField } from '../http/headers.js';
+import { errors } from '../http/undici.js';
 
 /**
  * An answer dropped for a retry (a 502/503/504, or a 304 the cache cannot use) is read to its
@@ -72,6 +73,14 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   #gaveUp = false;
   /** The failure it gave up with (the one error that still reaches the exchange). */
   #gaveUpWith: Failure | undefined;
+  /**
+   * HTTP/2 only: the response's Content-Length (-1: none, or a response without a body) and
+   * the body bytes that came. undici's h2 client reports a stream the upstream reset mid-body
+   * with CANCEL or NO_ERROR as complete (Node ends its readable side), where its HTTP/1.1
+   * client reports the short body: so the length is checked here.
+   */
+  #h2Length = -1;
+  #h2Received = 0;
 
   constructor(ex: Exchange, ep: Endpoint, client: PoolConnection | TimedExpectClient, relay: BodyRelay | undefined, startMs: number) {
     this.#ex = ex;
@@ -193,6 +202,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     }
     if (statusCode < 200) return this.#interim(statusCode, rawHeaders);
     this.#headersArrived(statusCode);
+    if (this.h2 && statusCode !== 204 && statusCode !== 304 && this.#ex.method !== 'HEAD') this.#h2Length = contentLength(rawHeaders);
     if (this.#judge(statusCode, rawHeaders)) return true;
     this.#resume = resume;
     if (!this.#ex.writeResponseHead(this, statusCode, rawHeaders)) return false;
@@ -219,6 +229,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   onData(chunk: Buffer): boolean {
     if (this.#endedAtHead) return true;
     this.#timer.progressAt = performance.now();
+    if (this.#h2Length >= 0) this.#h2Received += chunk.length;
     if (this.#retry !== undefined) {
       if ((this.#drained += chunk.length) > DRAIN_MAX_BYTES) this.#discard(`more than ${DRAIN_MAX_BYTES} bytes`);
       return true;
@@ -227,6 +238,10 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   }
 
   onComplete(rawTrailers: UpstreamTrailers): void {
+    if (this.#h2Length >= 0 && this.#h2Received !== this.#h2Length && this.#retry === undefined && !this.#endedAtHead) {
+      this.onError(new errors.ResponseContentLengthMismatchError());
+      return;
+    }
     this.#timer.stop();
     this.#settle(true);
     if (this.#endedAtHead) return;
@@ -453,6 +468,17 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
       else ep.pool.release(client, Date.now(), ok);
     }
   }
+}
+
+/** The Content-Length of a response head, or -1 when it has none (or not one number). */
+function contentLength(raw: readonly RawField[]): number {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length !== 14 || fieldText(name).toLowerCase() !== 'content-length') continue;
+    const v = fieldText(raw[i + 1]!).trim();
+    return /^\d{1,15}$/.test(v) ? Number(v) : -1;
+  }
+  return -1;
 }
 
 /** A module function, not a closure per request: the relay knows the try sending it. */
