@@ -145,6 +145,8 @@ export function classify(err: unknown, progress: AttemptProgress): Failure {
   // --- after the request was (being) written ------------------------------------------------
   const afterHeaders = progress.headersReceived;
   if (code === 'UND_ERR_HEADERS_TIMEOUT') return mk('http_response_timeout', 'headers', 'no response headers in time', false);
+  // timing/response-timer.ts UpstreamNotReadingError: the head wait ran out with the request body stalled towards the upstream.
+  if (code === 'GATEWISE_UPSTREAM_NOT_READING') return mk('connection_write_timeout', 'send', 'the upstream stopped reading the request body', false);
   if (code === 'UND_ERR_BODY_TIMEOUT') return mk('connection_read_timeout', 'body', 'the response body stalled', false);
   if (code === 'UND_ERR_HEADERS_OVERFLOW') return mk('http_response_header_section_size', 'headers', 'response header section over the limit', false);
   if (code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') return mk('http_response_body_size', 'body', 'response body over the limit', false);

@@ -8,7 +8,7 @@ import type { Endpoint } from '../upstream/endpoint.js';
 import type { BodyRelay } from './body-relay.js';
 import type { AttemptRecord } from './events.js';
 import type { Exchange } from './exchange.js';
-import type { RetryAgain } from './retry-policy.js';
+import { retryKindOf, type RetryAgain } from './retry-policy.js';
 import type { UpstreamTrailers } from './response-headers.js';
 import { fieldText, type RawField } from '../http/headers.js';
 import { errors } from '../http/undici.js';
@@ -286,7 +286,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     // A reused connection closed before any response byte is the keep-alive race (the pool's
     // risk, retried on a fresh connection), not evidence against the endpoint.
     const race = lostKeepAliveRace(f, this.reused, this.#responseStarted);
-    if (f.source === 'upstream' && !race) ex.route!.cluster.recordOutcome(this.endpoint, f.type === 'http_response_timeout' ? 'timeout' : 'gateway-failure', Date.now());
+    if (f.source === 'upstream' && !race) ex.route!.cluster.recordOutcome(this.endpoint, retryKindOf(f, connected) === 'timeout' ? 'timeout' : 'gateway-failure', Date.now());
     ex.tryFailed(this, f, this.#passedOn);
   }
 

@@ -28,7 +28,8 @@ export function retryKindOf(f: Failure, connected: boolean): RetryKind | undefin
   // (the endpoint at maxConnections, attempt.ts): never sent, so it may go elsewhere like a connect failure.
   if (!connected && f.type === 'connection_limit_reached' && f.phase === 'admit') return 'connect-failure';
   if (f.type === 'connection_terminated') return 'reset';
-  if (f.type === 'http_response_timeout') return 'timeout';
+  // No response head in time, or the upstream stopped reading the request before it: a timeout of the try.
+  if (f.type === 'http_response_timeout' || f.type === 'connection_write_timeout') return 'timeout';
   // A broken response head: nothing was passed on yet, so an idempotent request can go elsewhere.
   if (f.phase === 'headers' && (f.type === 'http_protocol_error' || f.type === 'http_response_incomplete' || f.type === 'http_response_header_section_size' || f.type === 'http_response_transfer_coding')) {
     return 'invalid-response';

@@ -2,6 +2,20 @@ import type { Readable } from 'node:stream';
 import { errors as undiciErrors } from '../http/undici.js';
 import { DeadlineEntry, deadlines } from './deadlines.js';
 
+/**
+ * The wait for the response head ran out while the upstream had stopped taking the request
+ * body (nothing of it moved, the buffer towards it full): it never had the whole request, so
+ * this is not a response timeout. The classifier names it `connection_write_timeout` by its code.
+ */
+export class UpstreamNotReadingError extends Error {
+  readonly code = 'GATEWISE_UPSTREAM_NOT_READING';
+  override readonly name = 'UpstreamNotReadingError';
+
+  constructor() {
+    super('the upstream stopped reading the request body');
+  }
+}
+
 /** What a response timer serves: an upstream request in flight. */
 export interface ResponseTimerOwner {
   /** The request body while it is still being sent; undefined once sent, or without one (absent: a request never has one). */
@@ -102,24 +116,26 @@ export class ResponseTimer extends DeadlineEntry {
   }
 
   /**
-   * The wait for the head ran out while the request body is still going up: the wait goes
-   * on (it restarts once the body is sent) unless the upstream stopped taking the body
-   * (nothing moved since the last check and the buffer towards it is full).
+   * The wait for the head ran out: is the request body still going up? `sent` (all of it, or
+   * none), `moving` (the wait goes on; it restarts once the body is sent), or `stalled`: the
+   * upstream stopped taking it (nothing moved since the last check and the buffer towards it
+   * is full).
    */
-  #stillSending(): boolean {
+  #upload(): 'sent' | 'moving' | 'stalled' {
     const body = this.#owner.uploading?.();
-    if (body === undefined) return false;
+    if (body === undefined) return 'sent';
     const sent = this.#owner.uploadedBytes?.() ?? 0;
     const moved = sent !== this.#sentAtCheck;
     this.#sentAtCheck = sent;
-    return moved || body.readableLength < body.readableHighWaterMark;
+    return moved || body.readableLength < body.readableHighWaterMark ? 'moving' : 'stalled';
   }
 
   deadlineReached(now: number): void {
     const ms = this.#ms;
     if (this.#phase === 'headers') {
-      if (this.#stillSending()) deadlines.add(this, now, ms);
-      else this.#owner.timedOut(new undiciErrors.HeadersTimeoutError());
+      const upload = this.#upload();
+      if (upload === 'moving') deadlines.add(this, now, ms);
+      else this.#owner.timedOut(upload === 'stalled' ? new UpstreamNotReadingError() : new undiciErrors.HeadersTimeoutError());
       return;
     }
     if (this.paused) {
