@@ -125,14 +125,16 @@ describe('an upstream HTTP/2 stream reset is an upstream failure', () => {
     try {
       await withSeed(rand, async () => {
         // One gateway with the resetting endpoint alone (what the client sees), one with a healthy
-        // endpoint beside it (where the retry goes).
+        // endpoint beside it (where the retry goes). Budgets that never run out: this family is
+        // about how a reset is classified and retried, not the retry budget (12 cases in well
+        // under a second would spend minPerSecond's 3).
         const alone = await startTestGateway({
-          clusters: { up: { endpoints: [bad.url], protocol: 'h2c', outlierDetection: { enabled: false } } },
+          clusters: { up: { endpoints: [bad.url], protocol: 'h2c', outlierDetection: { enabled: false }, retryBudget: { ratio: 10, minPerSecond: 1000 } } },
           routes: [{ cluster: 'up', retry: { tries: 2 } }],
         });
         gws.push(alone);
         const pair = await startTestGateway({
-          clusters: { up: { endpoints: [bad.url, good.url], protocol: 'h2c', balancer: 'round-robin', outlierDetection: { enabled: false } } },
+          clusters: { up: { endpoints: [bad.url, good.url], protocol: 'h2c', balancer: 'round-robin', outlierDetection: { enabled: false }, retryBudget: { ratio: 10, minPerSecond: 1000 } } },
           routes: [{ cluster: 'up', retry: { tries: 2 } }],
         });
         gws.push(pair);
