@@ -514,7 +514,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     const expect = this.#expectContinue && !this.#continued;
     const client = expect ? ep.pool.openExpectClient() : ep.pool.acquire(now, this.#idempotent, fresh);
     const prev = this.#attempt?.relay;
-    const relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, route.retry.tries > 1 ? REPLAY_LIMIT : 0, undefined, this);
+    // The body is kept for a retry: with `tries` > 1, and for an idempotent request whatever
+    // `tries` says (a lost keep-alive race is sent again with `tries: 1` too). A non-idempotent
+    // request with one try is sent again only after a reset before any byte of it was written,
+    // when nothing was taken from the body either (both clients write it as they take it).
+    const relay = !this.#hasBody ? undefined : prev !== undefined ? prev.replay() : new BodyRelay(this.req, route.retry.tries > 1 || this.#idempotent ? REPLAY_LIMIT : 0, undefined, this);
     const attempt = new Attempt(this, ep, client, relay, Math.round(performance.now() - this.t0));
     this.#attempt = attempt;
     this.attempts.push(attempt.record);

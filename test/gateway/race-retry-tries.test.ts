@@ -63,3 +63,39 @@ describe('a lost keep-alive race does not use up a try', () => {
     });
   }
 });
+
+describe('a request body is kept for the race retry whatever tries says', () => {
+  // Resilience review F4: with `retry.tries: 1` the body was not kept, so a PUT that lost the
+  // race got a 502 although the race retry is documented to work whatever `tries` says.
+  for (const client of ['undici', 'native'] as const) {
+    test(`${client}: PUT and DELETE with bodies up to 64 KiB on reused connections that the upstream ends unanswered are all answered, tries 1..2 (FIN and RST)`, { timeout: 120_000 }, async () => {
+      await seededRun(`race retry with a body (${client})`, async (rand) => {
+        for (let round = 0; round < 4; round++) {
+          const tries = between(rand, 1, 2);
+          const reset = rand() < 0.5;
+          const up = await startPiecewiseUpstream((req) => (req.index === 0 ? { pieces: [`HTTP/1.1 200 OK\r\nContent-Length: ${req.body.length}\r\n\r\n`, req.body] } : reset ? { pieces: [], closeAfterMs: 0 } : { pieces: [], close: true }));
+          opened.push(up);
+          const gw = await startTestGateway({
+            clusters: { up: { endpoints: [up.url], client, outlierDetection: { enabled: false }, keepAlive: '30s' } },
+            routes: [{ cluster: 'up', retry: { tries } }],
+          });
+          opened.push(gw);
+          const n = between(rand, 3, 8);
+          for (let i = 0; i < n; i++) {
+            const method = rand() < 0.7 ? 'PUT' : 'DELETE';
+            const body = Buffer.alloc(between(rand, 1, 64 * 1024), 0x61 + (i % 26));
+            const res = await request(`${gw.url}/r${round}/${i}`, { method, body });
+            const got = Buffer.from(await res.body.arrayBuffer());
+            assert.equal(res.statusCode, 200, `round ${round} (tries ${tries}, ${reset ? 'RST' : 'FIN'}), ${method} ${i} of ${body.length} bytes: ${got.toString().slice(0, 300)}`);
+            assert.ok(got.equals(body), `round ${round}, ${method} ${i}: the body the upstream answered is the one sent`);
+          }
+          const raced = gw.logs.filter((l) => l.type === 'access' && (l.attempts?.length ?? 0) === 2);
+          assert.ok(raced.length >= 1, `round ${round}: some request raced`);
+          await gw.close();
+          await up.close();
+          opened.length = 0;
+        }
+      });
+    });
+  }
+});
