@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { Failure, classify } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
@@ -42,8 +43,11 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   /** The connection was usable (request bytes may have left). */
   #connected = false;
   #responseStarted = false;
-  /** The upstream reset the connection before any response byte: the request was never read whole (retry-policy.ts). */
+  /** The upstream reset the connection before any byte of the request was written on it: provably unread (retry-policy.ts). */
   #neverRead = false;
+  /** The connection's socket when the request was handed to it (onConnect), and its bytesWritten then. */
+  #socket: Socket | undefined;
+  #writtenBefore = 0;
   /** Its response head was written to the client. */
   #passedOn = false;
   /** A 5xx is being drained (the connection is kept) before this retry. */
@@ -156,6 +160,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     const a = this.record;
     const ex = this.#ex;
     a.phase = 'send';
+    this.#sentOn();
     const now = performance.now();
     a.connectedMs = Math.round(now - ex.t0);
     if (a.connection === 'new' && this.#client) {
@@ -180,6 +185,18 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
       relay.sender = this;
       relay.once('end', onRelayEnd);
     }
+  }
+
+  /**
+   * The request is about to be written on its connection's socket (both clients call
+   * onConnect before writing any of it): note how much that socket carried so far.
+   */
+  #sentOn(): void {
+    const client = this.#client;
+    const socket = client instanceof ExpectClient ? undefined : client?.socket;
+    if (socket === undefined) return;
+    this.#socket = socket;
+    this.#writtenBefore = socket.bytesWritten;
   }
 
   /** The request body has been sent (BodyRelay 'end'). */
@@ -276,7 +293,10 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
         });
     if (connected && !this.#responseStarted && !(err instanceof Failure)) {
       const code = (err as { code?: unknown }).code;
-      this.#neverRead = code === 'ECONNRESET' || code === 'EPIPE';
+      // A reset proves the request unread only while nothing of it was written: an upstream
+      // that read the head, acted and died with the body unread resets the connection too.
+      // bytesWritten counts what was handed to the socket, sent or not (so it errs toward "written").
+      this.#neverRead = (code === 'ECONNRESET' || code === 'EPIPE') && this.#socket !== undefined && this.#socket.bytesWritten === this.#writtenBefore;
     }
     const a = this.record;
     a.phase = f.phase;

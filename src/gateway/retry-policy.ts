@@ -85,11 +85,12 @@ export interface TryFacts {
   /** The try used a pooled connection that had served requests before. */
   readonly reused: boolean;
   /**
-   * The upstream reset the connection (ECONNRESET, EPIPE: a TCP RST) before any response
-   * byte. A RST before an answer means the request bytes met a socket closed with them
-   * unread (or after it closed): the upstream never read the whole request, so never
-   * applied it, whatever its method. An orderly close (FIN) proves nothing: a server may
-   * read a request, act on it and close without answering.
+   * The upstream reset the connection (ECONNRESET, EPIPE: a TCP RST) before any byte of the
+   * request was written on it: nothing of the request reached the upstream, so it was never
+   * applied, whatever its method. A reset after some of the request was written proves
+   * nothing: an upstream that read the head, acted on it and died with the body unread resets
+   * the connection just as one that read nothing (the kernel answers unread data with a RST);
+   * nor does an orderly close (FIN). RFC 9110 §9.2.2; Envoy's `reset-before-request`.
    */
   readonly neverRead?: boolean;
   /** Part of a response was passed on to the client (or is being drained for a retry already decided). */
@@ -125,8 +126,8 @@ const FAIL_BUDGET: RetryDecision = { action: 'fail', budget: true };
 
 /**
  * A failed try: retry or fail. A failure before the connection was usable
- * (`connect-failure`) and a reset that left the request unread (`neverRead`) retry any
- * method; anything later only idempotent requests whose body can be sent again, never
+ * (`connect-failure`) and a reset before any byte of the request was written (`neverRead`)
+ * retry any method; anything later only idempotent requests whose body can be sent again, never
  * once a response reached the client. A reused connection
  * closed before any response byte (the keep-alive race) is retried on a fresh connection.
  * The policy reads the budget; the caller spends it when it acts on a retry.
@@ -176,7 +177,8 @@ function refusal(kind: RetryKind, t: TryFacts, rules: RetryRules, budget: RetryB
   // A body is streamed; one that was (partly) sent can be sent again only if it was small enough to keep.
   if (!t.replayable) return FAIL;
   // RFC 9110 §9.2.2, RFC 9112 §9.3.1: a non-idempotent request is retried only when the failure
-  // proves it was never applied: it never left the gateway, or the upstream reset it unread.
+  // proves it was never applied: it never left the gateway, or the upstream reset the connection
+  // before any byte of it was written.
   if (kind !== 'connect-failure' && !t.idempotent && !(kind === 'reset' && t.neverRead === true)) return FAIL;
   if (rules.deadlineMs !== undefined && t.elapsedMs >= rules.deadlineMs) return FAIL;
   if (budget !== undefined && !budget.canRetry(now)) return FAIL_BUDGET;

@@ -74,6 +74,9 @@ function definePooledClient(Base: typeof Client): PooledClientClass {
 
     /** The address the connection went to (for the forward access log). */
     remoteAddress: string | undefined;
+
+    /** The socket of the current connection (set by the pool's connector). */
+    socket: Socket | undefined;
   };
 }
 
@@ -86,6 +89,12 @@ interface ConnectionState {
   readonly timings: ConnectTimings;
   servername: string | undefined;
   remoteAddress: string | undefined;
+  /**
+   * The connection's current socket (undefined before it connects). Its `bytesWritten` tells
+   * whether a request was written on it (gateway/attempt.ts: whether a try's connection was
+   * reused, and whether a reset came before any byte of the request was written).
+   */
+  socket: Socket | undefined;
 }
 
 /** One upstream connection on undici's Client (see definePooledClient). */
@@ -356,7 +365,10 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
       pipelining: 1,
       connect: (o, cb) =>
         timed(o, (err, s) => {
-          if (s) c.remoteAddress = (s as Socket).remoteAddress;
+          if (s) {
+            c.remoteAddress = (s as Socket).remoteAddress;
+            c.socket = s as Socket;
+          }
           (cb as (e: Error | null, s: unknown) => void)(err, s);
         }),
     });

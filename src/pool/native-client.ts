@@ -329,6 +329,11 @@ export class NativeClient extends EventEmitter {
     return this.#destroyed;
   }
 
+  /** The current socket (the pool's shared surface: whether a request was written on it). */
+  get socket(): Socket | undefined {
+    return this.#socket;
+  }
+
   /** No further request will go on this connection (close() was called, or its socket is ending). */
   get closed(): boolean {
     return this.#closeRequested || this.#doomed;

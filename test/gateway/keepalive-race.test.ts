@@ -182,7 +182,7 @@ class GracefulOrigin {
 }
 
 describe('graceful rolling restarts', () => {
-  test('each endpoint in turn stops listening, closes idle connections, answers what it read with Connection: close, exits and comes back: GET and POST, zero errors, no POST run twice', () =>
+  test('each endpoint in turn stops listening, closes idle connections, answers what it read with Connection: close, exits and comes back: zero GET errors, no POST run twice, a POST fails only unprocessed', () =>
     seededRun('graceful rolling restart', async (rand, seed) => {
       const count = between(rand, 2, 3);
       const clients = between(rand, 10, 40);
@@ -201,6 +201,7 @@ describe('graceful rolling restarts', () => {
       let posts = 0;
       const agent = new Agent({ keepAliveTimeout: 10_000, connections: clients });
       const failures: string[] = [];
+      const unsent: string[] = [];
       let get = 0;
       let stop = false;
       const worker = async (w: number): Promise<void> => {
@@ -215,7 +216,11 @@ describe('graceful rolling restarts', () => {
           try {
             const res = await request(`${gw.url}/`, { dispatcher: agent, method: post ? 'POST' : 'GET', body: post ? 'p'.repeat(bytes) : undefined, headers: id ? { 'x-post-id': id } : {} });
             const text = await res.body.text();
-            if (res.statusCode !== 200) failures.push(`${post ? 'POST' : 'GET'} → ${res.statusCode} ${String(res.headers['proxy-status'] ?? '')}`);
+            // A POST written on a connection the restart reset unaccepted (its listener closed with
+            // it in the backlog) cannot be told from one an upstream read and died on: it is not
+            // sent again (resilience review F3) and gets a 502; checked below never to have run.
+            if (post && res.statusCode === 502 && String(res.headers['proxy-status'] ?? '').includes('error=connection_terminated')) unsent.push(id!);
+            else if (res.statusCode !== 200) failures.push(`${post ? 'POST' : 'GET'} → ${res.statusCode} ${String(res.headers['proxy-status'] ?? '')}`);
             else if (JSON.parse(text).bodyBytes !== bytes) failures.push(`${post ? 'POST' : 'GET'}: body not relayed whole`);
           } catch (err) {
             failures.push(`${post ? 'POST' : 'GET'} → client error ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
@@ -239,6 +244,8 @@ describe('graceful rolling restarts', () => {
       const twice = [...origins.flatMap((o) => [...o.posts])].reduce((m, [id, n]) => m.set(id, (m.get(id) ?? 0) + n), new Map<string, number>());
       const dup = [...twice].filter(([, n]) => n > 1);
       assert.deepEqual(dup, [], `${family}: POSTs processed more than once`);
-      assert.equal(twice.size, posts, `${family}: every POST reached an upstream once`);
+      assert.deepEqual(unsent.filter((id) => twice.has(id)), [], `${family}: a POST answered 502 was processed`);
+      assert.ok(unsent.length <= Math.max(2, posts / 2), `${family}: ${unsent.length} of ${posts} POSTs failed unprocessed`);
+      assert.equal(twice.size, posts - unsent.length, `${family}: every other POST reached an upstream once`);
     }));
 });

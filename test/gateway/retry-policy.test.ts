@@ -31,9 +31,9 @@ test('a reused connection closed before any response byte (keep-alive race): ret
   assert.deepEqual(decideOnFailure(reset, facts({ reused: true, idempotent: false }), rules, budget(), Date.now()), { action: 'fail' });
 });
 
-test('a reset that left the request unread (a RST before any response byte) retries a non-idempotent request; an orderly close does not', () => {
+test('a reset before any byte of the request was written (neverRead) retries a non-idempotent request; any other close does not', () => {
   const now = Date.now();
-  // Fresh connection (a restart reset it unread): any method, after the back-off, elsewhere.
+  // Reset before any of the request was written: any method, after the back-off, elsewhere.
   assert.deepEqual(decideOnFailure(reset, facts({ idempotent: false, neverRead: true }), rules, budget(), now), { action: 'retry', fresh: false, delayMs: 0, avoid: ep });
   assert.deepEqual(decideOnFailure(reset, facts({ idempotent: false, neverRead: false }), rules, budget(), now), { action: 'fail' });
   // Still bounded by what it must be able to resend and by the route's retry classes.
