@@ -157,7 +157,7 @@ export const RETRY_ON = ['connect-failure', 'reset', 'invalid-response', 'timeou
 
 const retrySchema = z
   .object({
-    tries: z.number().int().min(1).max(10).default(3).describe('Most attempts per request, the first included. 1 turns retries off. A request that lost the keep-alive race (a reused connection closed before any response byte) is sent again on a fresh connection whatever this says, and that does not count as a try (as nginx). Default 3.'),
+    tries: z.number().int().min(1).max(10).default(3).describe('Most attempts per request, the first included. 1 turns retries off. A request that lost the keep-alive race (a reused connection closed before any response byte) is sent again on a fresh connection whatever this says, and that does not count as a try (as nginx), up to 3 times per request (at maxConnections the retry may have to wait behind a busy connection and lose again; later losses count as tries). Default 3.'),
     on: z
       .array(z.enum(RETRY_ON))
       .default(['connect-failure', 'reset', 'invalid-response', 'timeout', '502', '503', '504'])

@@ -160,7 +160,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     const a = this.record;
     const ex = this.#ex;
     a.phase = 'send';
-    this.#sentOn();
+    this.#sentOn(a);
     const now = performance.now();
     a.connectedMs = Math.round(now - ex.t0);
     if (a.connection === 'new' && this.#client) {
@@ -189,14 +189,19 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   /**
    * The request is about to be written on its connection's socket (both clients call
-   * onConnect before writing any of it): note how much that socket carried so far.
+   * onConnect before writing any of it): note how much that socket carried so far. An HTTP/1.1
+   * socket that carried bytes carried another request, so this one is sent on a reused
+   * connection, whatever the connection was at `acquire` (at `maxConnections` a request waits
+   * behind another on a connection that may still have been opening; undici may also have
+   * reopened the socket of an idle connection). An HTTP/2 socket is shared: its label stays.
    */
-  #sentOn(): void {
+  #sentOn(a: AttemptRecord): void {
     const client = this.#client;
     const socket = client instanceof ExpectClient ? undefined : client?.socket;
     if (socket === undefined) return;
     this.#socket = socket;
     this.#writtenBefore = socket.bytesWritten;
+    if (client!.timings.h2 !== true) a.connection = this.#writtenBefore > 0 ? 'reused' : 'new';
   }
 
   /** The request body has been sent (BodyRelay 'end'). */

@@ -108,7 +108,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   #tried: Set<Endpoint> | undefined;
   /** A retry decided and waiting for its delay. */
   #pending: RetryAgain | undefined;
-  /** Retries after a lost keep-alive race: they give their try back (`#facts`). */
+  /** Retries after a lost keep-alive race that gave their try back (`#facts`; at most FREE_RACE_RETRIES). */
   #raceRetries = 0;
   /** Held while every endpoint is down: the failure to answer with if none comes back. */
   #held: Failure | undefined;
@@ -568,6 +568,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       // A lost keep-alive race gives its try back (as nginx's ngx_http_upstream_next does for a
       // cached connection): `retry.tries: 1` still sends a GET again on a fresh connection.
       tries: this.attempts.length - this.#raceRetries,
+      racesGivenBack: this.#raceRetries,
       elapsedMs: performance.now() - this.t0,
       clientGone: this.clientGone,
     };
@@ -640,9 +641,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 
   #decided(a: Attempt, d: RetryDecision, now: number): void {
     if (d.action === 'retry') {
-      // A keep-alive race retry (fresh) did not need the budget and does not spend it, nor a try.
+      // A keep-alive race retry (fresh) did not need the budget and does not spend it; a free one not a try either.
       if (!d.fresh) this.route!.cluster.retryBudget.onRetry(now);
-      else this.#raceRetries++;
+      if (d.free === true) this.#raceRetries++;
       (this.#tried ??= new Set()).add(d.avoid);
     } else if (d.budget) {
       a.record.detail = `${a.record.detail ?? ''} (retry budget exhausted)`.trim();

@@ -99,8 +99,10 @@ export interface TryFacts {
   readonly idempotent: boolean;
   /** No body, or every byte of it taken so far is kept and can be sent again. */
   readonly replayable: boolean;
-  /** Tries made so far, this one included. */
+  /** Tries made so far, this one included (a race retry that gave its try back not counted). */
   readonly tries: number;
+  /** Lost keep-alive races of this request that gave their try back so far (at most FREE_RACE_RETRIES). */
+  readonly racesGivenBack?: number;
   /** ms since the request arrived. */
   readonly elapsedMs: number;
   /** The client has gone: nobody to answer. */
@@ -112,10 +114,11 @@ export interface TryFacts {
 /**
  * The policy's answer (Pingora's `fail_to_connect` / `error_while_proxy` contract): try
  * again (on a fresh connection or not, after a delay, avoiding the endpoint that failed),
- * or give up and let the responder answer. `budget` says the retry budget refused.
+ * or give up and let the responder answer. `budget` says the retry budget refused; `free`
+ * says a lost keep-alive race gives its try back (the caller does not count it in `tries`).
  */
 export type RetryDecision =
-  | { readonly action: 'retry'; readonly fresh: boolean; readonly delayMs: number; readonly avoid: Endpoint }
+  | { readonly action: 'retry'; readonly fresh: boolean; readonly delayMs: number; readonly avoid: Endpoint; readonly free?: true }
   | { readonly action: 'fail'; readonly budget?: true };
 
 /** The decision to try again. */
@@ -123,6 +126,15 @@ export type RetryAgain = Extract<RetryDecision, { action: 'retry' }>;
 
 const FAIL: RetryDecision = { action: 'fail' };
 const FAIL_BUDGET: RetryDecision = { action: 'fail', budget: true };
+
+/**
+ * Lost keep-alive races one request may have given back as free retries (no try used up).
+ * A race retry asks for a fresh connection, which cannot lose the race; but at the endpoint's
+ * `maxConnections` with every connection busy it must wait behind a busy one like any
+ * request (the limit holds), and so can lose the race again. After this many, a lost race
+ * counts as a try, so a request makes at most `retry.tries` + this many attempts.
+ */
+export const FREE_RACE_RETRIES = 3;
 
 /**
  * A failed try: retry or fail. A failure before the connection was usable
@@ -141,9 +153,11 @@ export function decideOnFailure(f: Failure, t: TryFacts, rules: RetryRules, budg
   // meant to stop retry storms against a failing upstream must not turn these into 502s (an
   // upstream that closes every connection after one request makes every reused try race).
   const race = lostKeepAliveRace(f, t.reused, t.responseStarted);
-  const no = refusal(kind, t, rules, race ? undefined : budget, now, race);
+  const free = race && (t.racesGivenBack ?? 0) < FREE_RACE_RETRIES;
+  const no = refusal(kind, t, rules, race ? undefined : budget, now, free);
   if (no !== undefined) return no;
-  return { action: 'retry', fresh: race, delayMs: race ? 0 : backoffMs(rules.retry, t.tries, deadlineLeftMs(rules, t.elapsedMs)), avoid: t.endpoint };
+  if (race) return free ? { action: 'retry', fresh: true, delayMs: 0, avoid: t.endpoint, free: true } : { action: 'retry', fresh: true, delayMs: 0, avoid: t.endpoint };
+  return { action: 'retry', fresh: false, delayMs: backoffMs(rules.retry, t.tries, deadlineLeftMs(rules, t.elapsedMs)), avoid: t.endpoint };
 }
 
 /**
@@ -166,11 +180,11 @@ export function decideOnStatus(status: number, raw: readonly RawField[], t: TryF
 
 /**
  * Why another try is not allowed for a failure of this kind, or undefined when it is. A lost
- * keep-alive race (`race`) uses up no try (the caller does not count it in `t.tries` either):
- * its retry goes on a fresh connection, which cannot lose the race, so it cannot repeat.
+ * keep-alive race that gives its try back (`free`) uses up no try (the caller does not count
+ * it in `t.tries` either); at most FREE_RACE_RETRIES of them per request.
  */
-function refusal(kind: RetryKind, t: TryFacts, rules: RetryRules, budget: RetryBudget | undefined, now: number, race = false): RetryDecision | undefined {
-  if ((!race && t.tries >= rules.retry.tries) || t.clientGone) return FAIL;
+function refusal(kind: RetryKind, t: TryFacts, rules: RetryRules, budget: RetryBudget | undefined, now: number, free = false): RetryDecision | undefined {
+  if ((!free && t.tries >= rules.retry.tries) || t.clientGone) return FAIL;
   if (!rules.retryOn.has(kind)) return FAIL;
   // A timeout retried on the endpoint that just timed out would only double the wait.
   if (kind === 'timeout' && !t.alternative) return FAIL;

@@ -26,7 +26,9 @@ export type TimedExpectClient = ExpectClient & { readonly timings: ConnectTiming
  *    processed, and an upstream may close a reused connection at any moment after its
  *    last response, §9.6; only a connection with no idle time before the request cannot
  *    lose that race). Afterwards the connection joins the idle list like any other;
- *  - a retry can ask for a fresh connection.
+ *  - a retry can ask for a fresh connection (at `maxConnections`, with every connection
+ *    busy, it queues like any request: the limit holds, and gateway/retry-policy.ts bounds
+ *    the races such a retry can lose).
  * Each connection is an undici Client (one socket, no pipelining), or with `native` set a
  * `NativeClient` (native-client.ts: the hand-written HTTP/1.1 client), both seen through
  * `PoolConnection`.

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Failure } from '../../src/failure/index.js';
-import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryKind, type RetryRules, type TryFacts } from '../../src/gateway/retry-policy.js';
+import { FREE_RACE_RETRIES, decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryKind, type RetryRules, type TryFacts } from '../../src/gateway/retry-policy.js';
 import type { Endpoint } from '../../src/upstream/endpoint.js';
 import { RetryBudget } from '../../src/upstream/retry-budget.js';
 import { between, seededRun } from '../helpers/seeded.js';
@@ -27,8 +27,20 @@ test('a try given up in a busy connection\'s queue (the endpoint at maxConnectio
 });
 
 test('a reused connection closed before any response byte (keep-alive race): retried on a fresh connection, idempotent only', () => {
-  assert.deepEqual(decideOnFailure(reset, facts({ reused: true }), rules, budget(), Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep });
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true }), rules, budget(), Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep, free: true });
   assert.deepEqual(decideOnFailure(reset, facts({ reused: true, idempotent: false }), rules, budget(), Date.now()), { action: 'fail' });
+});
+
+test('lost keep-alive races give their try back at most FREE_RACE_RETRIES times per request; later ones count as tries (maxConnections, review F7)', () => {
+  const one = { ...rules, retry: { ...rules.retry, tries: 1 } };
+  for (let given = 0; given < FREE_RACE_RETRIES; given++) {
+    assert.deepEqual(decideOnFailure(reset, facts({ reused: true, racesGivenBack: given }), one, budget(), Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep, free: true });
+  }
+  // Used up: the race counts as a try (still fresh, at once, not paid from the budget).
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true, racesGivenBack: FREE_RACE_RETRIES }), one, budget(), Date.now()), { action: 'fail' });
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true, racesGivenBack: FREE_RACE_RETRIES }), rules, budget(), Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep });
+  const empty = new RetryBudget({ ratio: 0, minPerSecond: 0, windowMs: 10_000 });
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true, racesGivenBack: FREE_RACE_RETRIES }), rules, empty, Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep });
 });
 
 test('a reset before any byte of the request was written (neverRead) retries a non-idempotent request; any other close does not', () => {
@@ -74,12 +86,12 @@ test('the keep-alive race needs no retry budget: the pool lost its own bet, the 
   // An upstream that closes every connection after one request makes every reused try race;
   // a budget for upstream failures must not turn those into 502s (found by the race family).
   const b = new RetryBudget({ ratio: 0, minPerSecond: 0, windowMs: 10_000 });
-  assert.deepEqual(decideOnFailure(reset, facts({ reused: true }), rules, b, Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep });
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true }), rules, b, Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep, free: true });
   // Still only for idempotent requests; but it uses up no try (nginx gives a cached connection's
   // try back too): at the last try, and with tries: 1, it is sent again on a fresh connection.
   assert.deepEqual(decideOnFailure(reset, facts({ reused: true, idempotent: false }), rules, b, Date.now()), { action: 'fail' });
-  assert.deepEqual(decideOnFailure(reset, facts({ reused: true, tries: 3 }), rules, b, Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep });
-  assert.deepEqual(decideOnFailure(reset, facts({ reused: true }), { ...rules, retry: { ...rules.retry, tries: 1 } }, b, Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep });
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true, tries: 3 }), rules, b, Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep, free: true });
+  assert.deepEqual(decideOnFailure(reset, facts({ reused: true }), { ...rules, retry: { ...rules.retry, tries: 1 } }, b, Date.now()), { action: 'retry', fresh: true, delayMs: 0, avoid: ep, free: true });
   // A client that left is not retried for.
   assert.deepEqual(decideOnFailure(reset, facts({ reused: true, clientGone: true }), rules, b, Date.now()), { action: 'fail' });
   // Any other reset still needs the budget.
