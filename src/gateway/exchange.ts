@@ -18,8 +18,8 @@ import { ACME_CHALLENGE_PREFIX } from '../tls/acme/index.js';
 import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
 import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import { finalResponseHead, trailersOf, type UpstreamTrailers } from './response-headers.js';
-import { closedByClient, resetStream, sessionConnection } from './h2.js';
-import type { Http2Stream, ServerHttp2Session } from 'node:http2';
+import { closedByClient, resetStream, streamConnection } from './h2.js';
+import type { Http2Stream } from 'node:http2';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
@@ -158,8 +158,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     // Read once: Node's getter goes through _getpeername() each time (~500 instructions, read
     // five times a request before), and the address stays known after the socket has closed.
     this.#peer = this.#socket.remoteAddress;
-    this.#bytesIn0 = req.socket.bytesRead;
-    this.#bytesOut0 = req.socket.bytesWritten;
+    this.#bytesIn0 = this.#socket.bytesRead;
+    this.#bytesOut0 = this.#socket.bytesWritten;
     // Module-level listeners that find the exchange on the response: no closures per request.
     (res as ExchangeResponse)[kExchange] = this;
     // 'close' comes once per response, and the response is this exchange's: on(), not once() (no wrapper, no removal).
@@ -1017,8 +1017,8 @@ function onResDrain(this: ServerResponse): void {
 
 /** The TLS connection an HTTP/2 stream is on. */
 function h2Connection(req: IncomingMessage): Socket {
-  const session = (req as unknown as { stream?: { session?: ServerHttp2Session } }).stream?.session;
-  return (session !== undefined ? sessionConnection(session) : undefined) ?? req.socket;
+  const stream = (req as unknown as { stream?: Http2Stream }).stream;
+  return (stream !== undefined ? streamConnection(stream) : undefined) ?? req.socket;
 }
 
 /** The HTTP/2 stream under a response (a destroyed stand-in when Node has let go of it). */

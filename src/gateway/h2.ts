@@ -23,9 +23,11 @@ import { CONTINUE_EXPECTATION } from '../http/headers.js';
  * closed (`onAbuse` records it). Counted on the session, no per-stream closure. What is
  * counted is every stream Node emitted that closed before its answer and that the gateway
  * did not reset itself (`resetStream`): a stream with its `aborted` flag when Node emits it
- * (HEADERS and RST_STREAM in one read), or its 'aborted' event later. Such a stream never
- * goes upstream when it is closed before the exchange begins (`Exchange.begin`), nor once it
- * waits for its upstream connection (`Attempt.onConnect`). Streams Node refuses itself (over
+ * (HEADERS and RST_STREAM in one read), or its 'aborted' event later. Each stream reaches the
+ * pipeline only once the read that brought it is parsed (`startAfterRead`), so one reset in
+ * that read is never dialled for; a stream closed before the exchange begins never goes
+ * upstream (`Exchange.begin`), nor once it waits for its upstream connection
+ * (`Attempt.onConnect`). Streams Node refuses itself (over
  * SETTINGS_MAX_CONCURRENT_STREAMS) are never emitted and cost no request work.
  */
 export class H2Front {
@@ -59,11 +61,11 @@ export class H2Front {
     const request = handlers.request;
     const checkContinue = handlers.checkContinue;
     const expectation = handlers.expectation;
-    const take = (handler: (req: IncomingMessage, res: ServerResponse) => void, req: Http2ServerRequest, res: Http2ServerResponse): void => {
+    const take = (handler: StreamHandler, req: Http2ServerRequest, res: Http2ServerResponse): void => {
       if (refusedForAbuse(req)) return;
       adaptRequest(req);
       req.stream.once('finish', onAnswerSent);
-      handler(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+      startAfterRead(handler, req, res);
     };
     this.server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => take(request, req, res));
     this.server.on('checkContinue', (req: Http2ServerRequest, res: Http2ServerResponse) => take(checkContinue, req, res));
@@ -186,18 +188,58 @@ interface Guard {
 type GuardedSession = ServerHttp2Session & { [kGuard]?: Guard };
 
 /**
- * The connection under an HTTP/2 session: the TLS socket (or the plain one, h2c) handed to
- * `take`. Not `session.socket`: that is Node's proxy, which throws ERR_HTTP2_SOCKET_UNBOUND
- * on every property read once the client has closed the connection (an exchange reading the
- * byte counts for its record then took the process down).
+ * The connection a stream came on: the TLS socket (or the plain one, h2c) handed to `take`.
+ * Not `session.socket`: that is Node's proxy, which throws ERR_HTTP2_SOCKET_UNBOUND on every
+ * property read once the client has closed the connection (an exchange reading the byte
+ * counts for its record then took the process down); and not through `stream.session`,
+ * which Node forgets once the stream is destroyed (a stream started after its reset,
+ * `startAfterRead`).
  */
-export function sessionConnection(session: ServerHttp2Session): Socket | undefined {
-  return (session as GuardedSession)[kGuard]?.socket as Socket | undefined;
+export function streamConnection(stream: Http2Stream): Socket | undefined {
+  return guardOf(stream)?.socket as Socket | undefined;
+}
+
+/** The guard of the session a stream came on: kept on the stream by `onStream`, else read from its session. */
+function guardOf(stream: Http2Stream): Guard | undefined {
+  return (stream as CountedStream)[kCounted] ?? (stream.session as GuardedSession | undefined)?.[kGuard];
+}
+
+type StreamHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** Streams emitted while the current reads are parsed, flat (handler, request, response), started by `startDeferred`. */
+let deferred: unknown[] = [];
+
+/**
+ * A stream is handed to the pipeline once the read that brought it has been parsed, not at
+ * its HEADERS: Node emits the stream from nghttp2's HEADERS callback, before it parses the
+ * frames after it in the same read, so a stream whose RST_STREAM came in that read (node:http2's
+ * own client writes a request and its reset together; the rapid-reset flood's pairs) was
+ * dispatched at once and dialled the upstream, cancelled only when the reset was parsed a
+ * moment later (h2-reset-before-dial.test finding: one upstream connection per reset stream).
+ * Started on the check phase after the poll phase's reads, the stream is already closed: the
+ * exchange records it 499 ended by the client, untried (`Exchange.begin`), as HTTP/1.1 does a
+ * client gone before its dial, and a session closed for rapid reset by then has its streams
+ * refused. One setImmediate per loop turn for every stream of every session, none per stream.
+ */
+function startAfterRead(handler: StreamHandler, req: Http2ServerRequest, res: Http2ServerResponse): void {
+  if (deferred.length === 0) setImmediate(startDeferred);
+  deferred.push(handler, req, res);
+}
+
+function startDeferred(): void {
+  const batch = deferred;
+  deferred = [];
+  for (let i = 0; i < batch.length; i += 3) {
+    const req = batch[i + 1] as Http2ServerRequest;
+    if (refusedForAbuse(req)) continue;
+    (batch[i] as StreamHandler)(req as unknown as IncomingMessage, batch[i + 2] as ServerResponse);
+  }
 }
 
 /** A stream of a connection being closed for rapid reset, emitted before the close: refused, never a request. */
 function refusedForAbuse(req: Http2ServerRequest): boolean {
-  if ((req.stream.session as GuardedSession | undefined)?.[kGuard]?.front !== undefined) return false;
+  const g = guardOf(req.stream);
+  if (g === undefined || g.front !== undefined) return false;
   resetStream(req.stream, constants.NGHTTP2_REFUSED_STREAM);
   return true;
 }

@@ -13,6 +13,8 @@ export interface LabRequestRecord {
 export interface LabStats {
   /** Requests received on every listener (WebSocket upgrades included). */
   requests: number;
+  /** TCP connections accepted on its HTTP and HTTPS listeners (a test can say nothing was even dialled). */
+  connections: number;
   /** Requests per path (without the query). */
   byPath: Map<string, number>;
   lastRequest?: LabRequestRecord;
@@ -24,6 +26,7 @@ export interface LabStats {
 
 export class LabStatsRecorder implements LabStats {
   requests = 0;
+  connections = 0;
   byPath = new Map<string, number>();
   lastRequest?: LabRequestRecord;
   readonly #work: WorkQueue;
@@ -44,6 +47,7 @@ export class LabStatsRecorder implements LabStats {
 
   reset(): void {
     this.requests = 0;
+    this.connections = 0;
     this.byPath.clear();
     this.lastRequest = undefined;
     this.#work.resetCounters();

@@ -184,6 +184,8 @@ class RunningLab implements Lab, LabRuntime {
   #wire(server: Server, tls: boolean): Server {
     server.keepAliveTimeout = this.#keepAliveMs;
     const sockets = this.sockets;
+    const stats = this.stats;
+    server.on('connection', () => stats.connections++);
     if (tls) {
       server.on('connection', (socket: Socket) => sockets.track(socket, true));
       server.on('secureConnection', (socket: Socket) => sockets.track(socket));
