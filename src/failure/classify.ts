@@ -193,3 +193,24 @@ export function parserRefusal(code: string | undefined): Failure {
   }
   return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: `malformed request (${code || 'parse error'})` });
 }
+
+/**
+ * A request whose HTTP/2 connection the gateway closed itself before its answer was complete,
+ * by the stable code of the error the connection was closed with (gateway/h2.ts notes it), in
+ * the phase the request had reached: the drain timeout at shutdown (the gateway's own doing),
+ * the rapid-reset close (a limit on how fast this client may use the gateway), a send timeout
+ * (a client that took nothing, as `Exchange.clientNotReading`), or a connection error nghttp2
+ * found in the client's frames (`ERR_HTTP2_ERROR`). Anything else is the gateway's own error.
+ */
+export function connectionClosedByGateway(code: string, phase: Phase, detail: string): Failure {
+  switch (code) {
+    case 'GATEWISE_H2_RAPID_RESET':
+      return new Failure({ type: 'http_request_denied', phase, reason: 'too_many_requests', detail });
+    case 'GATEWISE_H2_SEND_TIMEOUT':
+    case 'ERR_HTTP2_ERROR':
+      return new Failure({ type: 'http_request_error', phase, detail });
+    case 'GATEWISE_H2_DRAIN_TIMEOUT':
+    default:
+      return new Failure({ type: 'proxy_internal_error', phase, detail });
+  }
+}

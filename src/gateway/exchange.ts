@@ -18,7 +18,8 @@ import { ACME_CHALLENGE_PREFIX } from '../tls/acme/index.js';
 import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
 import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import { finalResponseHead, trailersOf, type UpstreamTrailers } from './response-headers.js';
-import { closedByClient, resetStream, streamConnection } from './h2.js';
+import { closedByClient, gatewayCut, resetStream, streamConnection } from './h2.js';
+import { h2ErrorName } from './h2-errors.js';
 import type { Http2Stream } from 'node:http2';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
@@ -887,21 +888,28 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     this.ctx.inflight--;
     this.#cache?.end();
     const h2 = this.front !== undefined && this.front.h2;
+    /** HTTP/2: the gateway closed the stream's connection itself (shutdown, a protocol error, rapid reset): its failure. */
+    let cut: Failure | undefined;
     if (h2) {
-      // A stream reset by the client, or a connection gone: named in the record.
-      if (!this.#complete && this.#error === undefined) this.#h2Gone = h2GoneDetail(this.res);
+      if (!this.#complete && this.#error === undefined) {
+        cut = gatewayCut((this.res as unknown as { stream: Http2Stream }).stream, this.#attempt?.record.phase ?? 'accept');
+        // Else a stream reset by the client, or a connection gone: named in the record.
+        if (cut === undefined) this.#h2Gone = h2GoneDetail(this.res);
+      }
     } else if (this.#order === 'running') finished(this.#socket, this);
     else withdrawn(this.#socket, this);
     if (this.#held !== undefined) {
       this.route!.cluster.wait?.cancel(this);
       this.#held = undefined;
     }
+    const dropped = this.#error !== undefined && this.#error.source !== 'client';
     if (!this.#complete && !this.#error) {
-      // The client left before the response was complete: stop the upstream work.
-      this.#endedBy = 'client';
+      // The client left (or the gateway closed its HTTP/2 connection) before the response was complete: stop the upstream work.
+      this.#endedBy = cut === undefined ? 'client' : 'gateway';
+      this.#error = cut;
       if (!this.#refused) this.#attempt?.cancel();
     }
-    this.#releaseAdmission(this.#error !== undefined && this.#error.source !== 'client');
+    this.#releaseAdmission(dropped);
     this.#publish();
   }
 
@@ -933,7 +941,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       // Left before any answer: 499, as the forward face and nginx record it (docs/access-log.md);
       // Node's default 200 made abandoned requests count as successes (session 31). A client that
       // left during the body keeps the status of the head it got.
-      status: this.res.headersSent || this.#endedBy !== 'client' ? this.res.statusCode : CLIENT_CLOSED_STATUS,
+      // Cut by the gateway before any answer (its HTTP/2 connection closed): no status was sent.
+      status: this.res.headersSent || (this.#endedBy !== 'client' && this.#endedBy !== 'gateway') ? this.res.statusCode : this.#endedBy === 'client' ? CLIENT_CLOSED_STATUS : undefined,
       error: f?.type,
       reason: f?.reason,
       phase: f?.phase ?? (this.#endedBy === 'client' ? (this.#attempt?.record.phase ?? 'accept') : undefined),
@@ -1043,9 +1052,9 @@ function h2GoneDetail(res: ServerResponse): string | undefined {
   if (stream === undefined) return undefined;
   const code = stream.rstCode ?? 0;
   const by = closedByClient(stream);
-  if (by === 'stream') return `the client reset the HTTP/2 stream (RST_STREAM ${H2_ERRORS[code] ?? code})`;
+  if (by === 'stream') return `the client reset the HTTP/2 stream (RST_STREAM ${h2ErrorName(code)})`;
   if (by === 'connection') return H2_CONNECTION_GONE;
-  if (code !== 0) return `the client reset the HTTP/2 stream (RST_STREAM ${H2_ERRORS[code] ?? code})`;
+  if (code !== 0) return `the client reset the HTTP/2 stream (RST_STREAM ${h2ErrorName(code)})`;
   const session = stream.session as { closed?: boolean; destroyed?: boolean } | undefined;
   if (session === undefined || session.closed === true || session.destroyed === true) return H2_CONNECTION_GONE;
   return undefined;
@@ -1054,24 +1063,6 @@ function h2GoneDetail(res: ServerResponse): string | undefined {
 const H2_CONNECTION_GONE = 'the client closed the HTTP/2 connection (GOAWAY or close) before the answer was complete';
 
 const H2_INTERNAL_ERROR = 2;
-
-/** RFC 9113 §7 error codes by number. */
-const H2_ERRORS: Record<number, string> = {
-  0: 'NO_ERROR',
-  1: 'PROTOCOL_ERROR',
-  2: 'INTERNAL_ERROR',
-  3: 'FLOW_CONTROL_ERROR',
-  4: 'SETTINGS_TIMEOUT',
-  5: 'STREAM_CLOSED',
-  6: 'FRAME_SIZE_ERROR',
-  7: 'REFUSED_STREAM',
-  8: 'CANCEL',
-  9: 'COMPRESSION_ERROR',
-  10: 'CONNECT_ERROR',
-  11: 'ENHANCE_YOUR_CALM',
-  12: 'INADEQUATE_SECURITY',
-  13: 'HTTP_1_1_REQUIRED',
-};
 
 function retryLater(ex: Exchange): void {
   ex.retryNow();

@@ -6,6 +6,8 @@ import { parseDuration } from '../config/duration.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import type { Http2Config } from '../config/tls.js';
 import { CONTINUE_EXPECTATION } from '../http/headers.js';
+import { connectionClosedByGateway, type Failure, type Phase } from '../failure/index.js';
+import { H2ConnectionClosed, h2ErrorName } from './h2-errors.js';
 
 /**
  * HTTP/2 downstream on a TLS listener. The listener's HTTPS server negotiates ALPN; a
@@ -165,7 +167,7 @@ export class H2Front {
    * the cut body as whole (the HTTP/2 stall hunt, test/gateway/stall-h2.test.ts).
    */
   destroy(): void {
-    for (const s of this.#sessions) s.destroy(new Error('the gateway closed the connection: the drain timeout passed'), constants.NGHTTP2_INTERNAL_ERROR);
+    for (const s of this.#sessions) s.destroy(new H2ConnectionClosed('GATEWISE_H2_DRAIN_TIMEOUT', 'the gateway closed the HTTP/2 connection at shutdown: the drain timeout passed'), constants.NGHTTP2_INTERNAL_ERROR);
   }
 }
 
@@ -184,6 +186,8 @@ interface Guard {
   stuck?: StuckResets;
   /** The session was destroyed: its connection is cut if it is still open a while later. */
   cut?: CutLeft;
+  /** The gateway destroyed the session itself, with this error (`destroyWithConnectionErrorCode`): its streams are cut by the gateway. */
+  closedBy?: Error & { code: string };
 }
 type GuardedSession = ServerHttp2Session & { [kGuard]?: Guard };
 
@@ -438,7 +442,7 @@ class StuckResets extends DeadlineEntry {
       deadlines.add(this, now, this.#ms);
       return;
     }
-    session.destroy(new Error(`the client's connection took nothing for ${this.#ms} ms, not even the RST_STREAM of a reset stream (send timeout)`), constants.NGHTTP2_INTERNAL_ERROR);
+    session.destroy(new H2ConnectionClosed('GATEWISE_H2_SEND_TIMEOUT', `the gateway closed the HTTP/2 connection: it took nothing for ${this.#ms} ms, not even the RST_STREAM of a reset stream (send timeout)`), constants.NGHTTP2_INTERNAL_ERROR);
     // Node's destroy waits for the write in progress, then ends the socket and waits for that
     // end to be written: neither ever happens on a connection that takes nothing (found: the
     // streams were closed and recorded, the session stayed). The connection itself is cut.
@@ -468,7 +472,7 @@ function goawayCalm(session: ServerHttp2Session): void {
  * second later whatever it does (every destroy passes `cutWhenLeft`).
  */
 function closeCalm(session: ServerHttp2Session): void {
-  if (!session.destroyed) session.destroy(new Error('HTTP/2 rapid reset: GOAWAY ENHANCE_YOUR_CALM'), constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  if (!session.destroyed) session.destroy(new H2ConnectionClosed('GATEWISE_H2_RAPID_RESET', 'the gateway closed the HTTP/2 connection for rapid reset (CVE-2023-44487): GOAWAY ENHANCE_YOUR_CALM'), constants.NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
 function ignore(): void {}
@@ -529,12 +533,40 @@ function nativeHandle(session: ServerHttp2Session): NativeSession | undefined {
  * Node's. Every other call (a code given, another error) goes through unchanged.
  */
 function destroyWithConnectionErrorCode(this: ServerHttp2Session, error?: Error | number, code?: number): void {
-  if (code === undefined && error instanceof Error && (error as NodeJS.ErrnoException).code === 'ERR_HTTP2_ERROR') {
-    code = CONNECTION_ERROR_CODE[(error as NodeJS.ErrnoException).errno ?? 0];
-  }
+  const protocol = error instanceof Error && (error as NodeJS.ErrnoException).code === 'ERR_HTTP2_ERROR';
+  if (code === undefined && protocol) code = CONNECTION_ERROR_CODE[(error as NodeJS.ErrnoException).errno ?? 0];
+  noteGatewayClose(this, error, protocol ? (code ?? constants.NGHTTP2_INTERNAL_ERROR) : undefined);
   (Object.getPrototypeOf(this) as ServerHttp2Session).destroy.call(this, error as Error, code);
   cutWhenLeft(this);
 }
+
+/**
+ * Noted before Node's destroy closes the streams (their records are written after): the
+ * gateway's own closes (`H2ConnectionClosed`), and a connection error nghttp2 found in the
+ * client's frames (`ERR_HTTP2_ERROR`, closed with its RFC 9113 code). Every other destroy is
+ * the client's doing (its connection gone, reset, or a GOAWAY with an error) and is not noted.
+ * The first one counts.
+ */
+function noteGatewayClose(session: ServerHttp2Session, error: Error | number | undefined, protocolCode: number | undefined): void {
+  const g = (session as GuardedSession)[kGuard];
+  if (g === undefined || g.closedBy !== undefined || session.destroyed) return;
+  if (error instanceof H2ConnectionClosed) g.closedBy = error;
+  else if (error instanceof Error && protocolCode !== undefined) {
+    g.closedBy = Object.assign(new Error(`the gateway closed the HTTP/2 connection with GOAWAY ${h2ErrorName(protocolCode)}: a connection error in the frames it received`), { code: 'ERR_HTTP2_ERROR' });
+  }
+}
+
+/**
+ * A stream the gateway cut by closing its connection itself (`noteGatewayClose`): the failure
+ * it ends with, in the phase its request had reached; undefined when the client closed it (its
+ * own RST_STREAM or its connection gone, noted first) or the connection was not closed by the gateway.
+ */
+export function gatewayCut(stream: Http2Stream, phase: Phase): Failure | undefined {
+  if (closedByClient(stream) !== undefined) return undefined;
+  const e = guardOf(stream)?.closedBy;
+  return e === undefined ? undefined : connectionClosedByGateway(e.code, phase, e.message);
+}
+
 
 /**
  * Node's `destroy` closes the connection only once the write in progress is done, then ends
