@@ -22,17 +22,10 @@ import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
 import { fieldText, type RawField } from '../http/headers.js';
 import { SAFE_METHODS } from '../http/methods.js';
+import type { CacheOutcome } from '../record/index.js';
 
 /** What the cache made of an upstream head: it answered instead, or the request must be sent again (a 304 it cannot use); undefined: pass it on. */
 export type HeadVerdict = 'answered' | 'resend' | undefined;
-
-/**
- * What the access log and metrics say the cache did (`ReverseRecord.cache`). `collapsed`: it
- * waited for another request's fetch of its key and was answered from what that stored
- * (Cache-Status `fwd=…; collapsed`, RFC 9211 §2.7); a waiter that then went upstream itself is
- * a `miss`.
- */
-export type CacheOutcome = 'hit' | 'stale' | 'revalidated' | 'collapsed' | 'miss' | 'bypass';
 
 /**
  * The cache phase of one request on a route with `cache` (after route and request hooks,

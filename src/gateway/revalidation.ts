@@ -8,16 +8,10 @@ import { admitPhase, type Admittable } from './admit.js';
 import { credentialDigest, headerObject, isCredential, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type ReverseRecord } from './events.js';
+import type { RevalidationResult } from '../record/index.js';
 import type { Exchange } from './exchange.js';
 import type { Route } from './router.js';
 import type { RawField } from '../http/headers.js';
-
-/**
- * What a background revalidation did (`ReverseRecord.revalidation`, `gatewise_cache_revalidations_total`):
- * `purged`: the key was purged or invalidated while it ran, so its answer was not stored (its
- * `StoreTicket` was cancelled); before session 32 that was recorded as `kept`.
- */
-export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'purged' | 'dropped' | 'failed' | 'refused';
 
 /**
  * A background revalidation (RFC 5861 §3 stale-while-revalidate): the stored response's

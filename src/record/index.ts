@@ -8,6 +8,8 @@ export {
   type ForwardRecord,
   type RecordBase,
   type AttemptRecord,
+  type CacheOutcome,
+  type RevalidationResult,
   type Face,
   type RecordProtocol,
   type EndedBy,

@@ -16,6 +16,24 @@ export type Face = 'reverse' | 'forward';
 /** How the client spoke to us. */
 export type RecordProtocol = 'http' | 'connect' | 'socks5' | 'socks4' | 'socks5-udp';
 
+/**
+ * What the cache did for a request (`ReverseRecord.cache`; gateway/cache-phase.ts decides it):
+ * hit, stale (answered with a stale copy), revalidated (a 304 refreshed it), collapsed
+ * (it waited for another request's fetch of its key and was answered from what that stored:
+ * Cache-Status `fwd=…; collapsed`, RFC 9211 §2.7; a waiter that then went upstream itself is a
+ * `miss`), miss, bypass (a method or request the cache does not answer).
+ */
+export type CacheOutcome = 'hit' | 'stale' | 'revalidated' | 'collapsed' | 'miss' | 'bypass';
+
+/**
+ * What a background revalidation did (`ReverseRecord.revalidation`,
+ * `gatewise_cache_revalidations_total`; gateway/revalidation.ts decides it): refreshed (304),
+ * replaced (a new response stored), kept (the answer was not stored), purged (the key was
+ * purged or invalidated while it ran, so its answer was not stored: its `StoreTicket` was
+ * cancelled; before session 32 that was recorded as `kept`), dropped, failed, refused (admission).
+ */
+export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'purged' | 'dropped' | 'failed' | 'refused';
+
 /** One try at an upstream endpoint (reverse). */
 export interface AttemptRecord {
   endpoint: string;
@@ -77,8 +95,8 @@ export interface ReverseRecord extends RecordBase {
   cluster: string | undefined;
   attempts: AttemptRecord[];
   upgrade: boolean;
-  /** Routes with a cache: hit, stale (answered with a stale copy), revalidated (a 304 refreshed it), collapsed (answered from what another request for the key, which it waited for, stored), miss, bypass (a method the cache does not answer). */
-  cache?: 'hit' | 'stale' | 'revalidated' | 'collapsed' | 'miss' | 'bypass' | undefined;
+  /** Routes with a cache: what the cache did (CacheOutcome). */
+  cache?: CacheOutcome | undefined;
   /** A stale cached copy answered for this failure: an RFC 9209 error type, or the upstream's status ("503"). */
   recoveredFrom?: string | undefined;
   /**
@@ -87,8 +105,8 @@ export interface ReverseRecord extends RecordBase {
    * upstream's; `clientAddress` is absent.
    */
   background?: 'revalidation' | undefined;
-  /** What the background revalidation did: refreshed (304), replaced (a new response stored), kept (the answer was not stored), purged (the key was purged or invalidated while it ran: nothing stored), dropped, failed, refused (admission). */
-  revalidation?: 'refreshed' | 'replaced' | 'kept' | 'purged' | 'dropped' | 'failed' | 'refused' | undefined;
+  /** What the background revalidation did (RevalidationResult). */
+  revalidation?: RevalidationResult | undefined;
   /** The request id of the client request whose stale answer started this background request. */
   triggeredBy?: string | undefined;
 }
