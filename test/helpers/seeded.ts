@@ -1,3 +1,5 @@
+import { inspect } from 'node:util';
+
 /**
  * A seeded pseudo-random source for property tests (mulberry32). The seed comes from
  * GATEWISE_SEED when set, else from the clock; tests print it when a case fails, so the
@@ -39,10 +41,28 @@ export async function withSeed<T>(rand: Rand, fn: () => Promise<T>): Promise<T> 
   try {
     return await fn();
   } catch (err) {
-    const e = err as Error;
-    e.message = `[seed ${rand.seed}: replay with GATEWISE_SEED=${rand.seed}] ${e.message}`;
-    throw e;
+    throw prefixed(err, `[seed ${rand.seed}: replay with GATEWISE_SEED=${rand.seed}] `);
   }
+}
+
+/**
+ * `err` with `prefix` before its message, for any thrown value: the error itself when its
+ * message can be set, else a new Error saying the prefix and what was thrown, with the thrown
+ * value as its `cause` (a DOMException's message, such as AbortSignal.timeout's reason, has a
+ * getter only, and setting it threw a TypeError that hid both the seed and the failure; a
+ * frozen error, a thrown string or undefined have no message to set either).
+ */
+function prefixed(err: unknown, prefix: string): Error {
+  if (err instanceof Error) {
+    const message = `${prefix}${err.message}`;
+    try {
+      err.message = message;
+    } catch {
+      // read-only: wrapped below
+    }
+    if (err.message === message) return err;
+  }
+  return new Error(`${prefix}${err instanceof Error ? String(err) : inspect(err)}`, { cause: err });
 }
 
 /** The seed of this run: GATEWISE_SEED from the environment, else a fresh one (printed by `withSeed` on failure). */
@@ -58,8 +78,7 @@ export async function seededRun<T>(what: string, fn: (rand: () => number, seed: 
   } catch (err) {
     const msg = `${what}: failed with seed ${seed} (replay: GATEWISE_SEED=${seed} node --test <file>)`;
     console.error(msg);
-    if (err instanceof Error) err.message = `${msg}\n${err.message}`;
-    throw err;
+    throw prefixed(err, `${msg}\n`);
   }
 }
 
