@@ -584,7 +584,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     return d;
   }
 
-  /** A try failed; `responseStarted`: its response reached the client (or is being drained for a retry). */
+  /**
+   * A try failed; `responseStarted`: its response head was passed on to the client, so it is not
+   * retried. (An answer dropped for a retry never comes here: its Attempt drains it and goes on
+   * with the retry already decided, whatever ends the drain.)
+   */
   tryFailed(a: Attempt, f: Failure, responseStarted: boolean): void {
     if (!responseStarted) {
       const route = this.route!;
