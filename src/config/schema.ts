@@ -266,6 +266,10 @@ const STALE_STATUSES = ['500', '502', '503', '504'] as const;
  * refusals). Any other type would never apply (the client's faults, what happens before the
  * cache phase, a body cut after its head went out), so it is refused rather than ignored.
  * test/cache/serve-stale.test.ts causes each of them for real (but two loopback cannot make).
+ * `connection_write_timeout` (an upstream that stopped reading the request body, a timeout of
+ * the try like `http_response_timeout`) is refused too: a request with a body never reads the
+ * cache (gateway/cache-phase.ts `request-content`), so no stored copy is there to answer it,
+ * stale-if-error or not (test/cache/stale-write-timeout.test.ts).
  */
 const STALE_TYPES = [
   'dns_timeout',
