@@ -10,8 +10,6 @@ import { writeRawFailure } from './http-failure.js';
 import { parseAuthorityTarget } from './http-target.js';
 import { ForwardRequest, type ForwardPipeline, type ForwardResponder } from './pipeline.js';
 import { parseBasicCredentials } from './proxy-auth.js';
-import { ByteReader } from './socks/byte-reader.js';
-import { leaveOnFin } from './client-fin.js';
 
 const OK: FinishFields = { status: 200, method: 'CONNECT' };
 const GONE: FinishFields = { status: CLIENT_CLOSED_STATUS, method: 'CONNECT' };
@@ -33,18 +31,15 @@ export class HttpConnectFront {
 
   handle(head: ConnectRequest, socket: Socket, early: Buffer): void {
     // Bytes the client sends before the tunnel opens (a TLS ClientHello right behind the
-    // CONNECT) are kept by a reader until the tunnel takes them. The socket flows meanwhile
-    // (a paused one would never tell its FIN): a FIN before the dial is the client leaving
-    // (client-fin.ts). The handshake's time limit ended with the head: none here.
-    const reader = new ByteReader(socket, early, { timeoutMs: 0 });
-    socket.resume();
-    leaveOnFin(socket);
+    // CONNECT) wait in the socket's buffer until the tunnel reads them; flowing with no
+    // listener, they would be dropped.
+    socket.pause();
     // No 'error' listener here: the listener put one on every connection it hands on.
     const ctx = this.#pipeline.ctx;
     const session = ctx.meter.open({ protocol: 'connect', requestId: newRequestId, user: null, clientAddress: clientAddressFor(ctx, socket) });
     const target = parseAuthorityTarget(head.url);
     const req = new ForwardRequest({ kind: 'tunnel', target: target instanceof Failure ? { host: '', port: 0 } : target, method: 'CONNECT', session, client: socket });
-    const responder = new ConnectResponder(this, req, head, reader);
+    const responder = new ConnectResponder(this, req, head, early);
     const authHeader = head.headers['proxy-authorization'];
     const creds = parseBasicCredentials(authHeader) ?? (authHeader !== undefined ? 'malformed' : undefined);
     if (target instanceof Failure) return this.#pipeline.refuseAfterAuth(req, creds, responder, target);
@@ -71,19 +66,17 @@ class ConnectResponder implements ForwardResponder {
   readonly req: ForwardRequest;
   readonly #front: HttpConnectFront;
   readonly #head: ConnectRequest;
-  /** The bytes the client sent behind its head, until the answer. */
-  readonly #reader: ByteReader;
+  readonly #early: Buffer;
 
-  constructor(front: HttpConnectFront, req: ForwardRequest, head: ConnectRequest, reader: ByteReader) {
+  constructor(front: HttpConnectFront, req: ForwardRequest, head: ConnectRequest, early: Buffer) {
     this.#front = front;
     this.req = req;
     this.#head = head;
-    this.#reader = reader;
+    this.#early = early;
   }
 
   refuse(f: Failure, debug?: string): FinishFields {
     const socket = this.req.client;
-    this.#reader.detach();
     socket.resume(); // read (and drop) what follows, so the client's close is seen
     writeRawFailure(this.#front.pipeline.ctx, socket, f, this.req.requestId, this.#head.headers.accept, debug);
     return { status: f.status, method: 'CONNECT' };
@@ -91,13 +84,11 @@ class ConnectResponder implements ForwardResponder {
 
   opened(_upstream: Socket, choice: ExitChoice | undefined): Buffer {
     const ctx = this.#front.pipeline.ctx;
-    const early = this.#reader.detach();
     this.req.client.write(this.#front.established(choice, wantsDebug(ctx, this.req) ? debugValue(ctx, this.req, choice, undefined) : undefined));
-    return early;
+    return this.#early;
   }
 
   gone(): FinishFields {
-    this.#reader.detach();
     return GONE;
   }
 }

@@ -9,7 +9,6 @@ import type { ForwardHookRequest, ForwardKind, MergedForwardHooks } from './hook
 import { authenticate, authenticateNameFrom, type AuthOutcome, type Credentials } from './proxy-auth.js';
 import { NOT_CONNECTED, fieldsOf } from './record-fields.js';
 import { TunnelRun } from './tunnel-run.js';
-import { keepOnFin } from './client-fin.js';
 /** Before authentication: nobody (shared, never changed: `serve` assigns the request its own). */
 const NO_ROUTE: EgressRoute = Object.freeze({ user: null });
 
@@ -283,8 +282,6 @@ export class ForwardPipeline {
   /** Answer a refusal or failure through the front, record it once. */
   refuse(req: ForwardRequest, responder: ForwardResponder, f: Failure): void {
     if (req.session.finished) return;
-    // Answered now: a FIN from here on does not cut the answer (client-fin.ts).
-    keepOnFin(req.client);
     this.#hooks.onFailure?.(req, f);
     const fields = responder.refuse(f, wantsDebug(this.#ctx, req) ? debugRefusalValue(this.#ctx, req, f) : undefined);
     // The detail says which rule, limit or malformed field (docs/access-log.md): the operator's, whatever the client was shown.

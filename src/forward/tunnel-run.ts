@@ -7,7 +7,7 @@ import { noteExit, noteFailedExit, tunnelDialOptions } from './egress-admission.
 import type { ForwardPipeline, ForwardRequest, ForwardResponder } from './pipeline.js';
 import { NOT_CONNECTED, fieldsOf } from './record-fields.js';
 import { quotaOver } from './quota-gate.js';
-import { keepOnFin } from './client-fin.js';
+import { clientLeft } from './client-fin.js';
 import { Tunnel, type TunnelEnd } from './tunnel.js';
 
 /**
@@ -60,9 +60,9 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
       // shared-state admission) has emitted its 'close' already: the listener `watchClient`
       // adds would never hear it, and the destination would be dialled for no one (review
       // finding). No dial: recorded as ended by the client, the slot given back. A FIN before
-      // this point destroyed the client too (client-fin.ts); from here a FIN is passed on at the splice.
-      keepOnFin(this.client);
-      if (this.client.destroyed) {
+      // this point is the client leaving too (client-fin.ts); from here it is passed on at the splice.
+      if (clientLeft(this.client)) {
+        this.client.destroy();
         this.#end(fieldsOf(this.#responder.gone(), null, 'client', null));
         return;
       }

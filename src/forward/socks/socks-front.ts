@@ -7,7 +7,6 @@ import { newRequestId, clientAddressFor } from '../context.js';
 import { ForwardRequest, type ForwardPipeline, type ForwardResponder } from '../pipeline.js';
 import { ByteReader, HandshakeEnded } from './byte-reader.js';
 import { handshakeFailure } from './socks-refusal.js';
-import { leaveOnFin } from '../client-fin.js';
 
 /**
  * What the SOCKS4 and SOCKS5 fronts share: a meter session and a byte reader per
@@ -50,8 +49,6 @@ export abstract class SocksFront<R extends ForwardResponder> {
     const session = ctx.meter.open({ protocol, requestId: newRequestId, user: null, clientAddress: clientAddressFor(ctx, socket) });
     // The handshake time counts from the connection's accept (shorter under pressure: connection-gate.ts).
     const reader = new ByteReader(socket, first, { timeoutMs: handshakeLeft(socket, ctx.settings.handshakeTimeoutMs) });
-    // A FIN before the tunnel is dialled (during the password check, a hook, the name's resolution) is the client leaving.
-    leaveOnFin(socket);
     const responder = new this.#Responder(socket, reader);
     const req = new ForwardRequest({ kind: 'tunnel', target: { host: '', port: 0 }, session, client: socket });
     this.run(socket, reader, req, responder).catch((err: unknown) => {

@@ -11,7 +11,6 @@ import { protocolError } from './socks-refusal.js';
 import { allowlistRoute, userOfRefusal } from '../proxy-auth.js';
 import { UdpAssociation, type ControlConnection } from './socks5-udp-relay.js';
 import { destroyAfter } from '../../timing/deadlines.js';
-import { keepOnFin } from '../client-fin.js';
 
 const VERSION = 0x05;
 const METHOD = { none: 0x00, userPass: 0x02, noAcceptable: 0xff } as const;
@@ -150,8 +149,6 @@ export class Socks5Front extends SocksFront<Socks5Responder> {
     if (cmd === CMD.udpAssociate) {
       req.session.protocol = 'socks5-udp';
       req.kind = 'datagram';
-      // An association's control connection: its FIN ends the association once open (socks5-udp-relay.ts), as before.
-      keepOnFin(socket);
       req.target = target;
       return pipeline.serve(req, route, responder, new UdpAssociation(responder, target));
     }
