@@ -12,6 +12,7 @@ import type { Exchange } from './exchange.js';
 import { retryKindOf, type RetryAgain } from './retry-policy.js';
 import type { UpstreamTrailers } from './response-headers.js';
 import { fieldText, type RawField } from '../http/headers.js';
+import { nameIs } from '../http/token.js';
 import { errors } from '../http/undici.js';
 
 /**
@@ -499,7 +500,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 function contentLength(raw: readonly RawField[]): number {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (name.length !== 14 || fieldText(name).toLowerCase() !== 'content-length') continue;
+    if (!nameIs(fieldText(name), 'content-length')) continue;
     const v = fieldText(raw[i + 1]!).trim();
     return /^\d{1,15}$/.test(v) ? Number(v) : -1;
   }
