@@ -169,7 +169,7 @@ export function classify(err: unknown, progress: AttemptProgress): Failure {
     // The connection stays up: the upstream ended this one stream (RST_STREAM) instead of answering.
     if (afterHeaders) return mk('http_response_incomplete', 'body', detailOf('upstream reset the HTTP/2 stream before the body was complete'), false);
     if (progress.responseStarted) return mk('http_response_incomplete', 'headers', detailOf('upstream reset the HTTP/2 stream in the middle of the response headers'), false);
-    return mk('connection_terminated', 'headers', detailOf('upstream reset the HTTP/2 stream before any response byte'), false);
+    return new Failure({ type: 'connection_terminated', phase: 'headers', nextHop, detail: detailOf('upstream reset the HTTP/2 stream before any response byte'), retrySafe: false, streamOnly: true, cause: err });
   }
   if (CONNECTION_CLOSED.has(code)) {
     if (afterHeaders) return mk('http_response_incomplete', 'body', 'upstream closed the connection before the body was complete', false);

@@ -18,6 +18,8 @@ export interface FailureInit {
   params?: Record<string, string | number>;
   /** Seconds for a Retry-After header. */
   retryAfter?: number;
+  /** The upstream ended only this HTTP/2 stream (RST_STREAM); its connection stayed up. */
+  streamOnly?: boolean;
   cause?: unknown;
 }
 
@@ -37,6 +39,12 @@ export class Failure extends Error {
   readonly reason: RefusalReason | undefined;
   readonly params: Record<string, string | number> | undefined;
   readonly retryAfter: number | undefined;
+  /**
+   * The upstream ended only this HTTP/2 stream (RST_STREAM) and kept its connection: the
+   * upstream refused this one request, which tells a stream reset from a closed connection
+   * (pool/race.ts: a closed connection under a reused request is the keep-alive race).
+   */
+  readonly streamOnly: boolean;
   /** Stable code for programs: GATEWISE_<TYPE>. */
   readonly code: string;
 
@@ -64,6 +72,7 @@ export class Failure extends Error {
     this.reason = init.reason;
     this.params = params;
     this.retryAfter = init.retryAfter;
+    this.streamOnly = init.streamOnly === true;
     this.code = `GATEWISE_${init.type.toUpperCase()}`;
   }
 

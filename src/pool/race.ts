@@ -9,8 +9,7 @@ import type { Failure } from '../failure/index.js';
  * neither against the endpoint (outlier detection) nor against the retry budget.
  */
 export function lostKeepAliveRace(f: Failure, reused: boolean, responseStarted: boolean): boolean {
-  // An HTTP/2 stream reset is `connection_terminated` in phase 'headers' (failure/classify.ts):
-  // its connection stayed up and the upstream itself refused this request, so it is no race
-  // and counts against the endpoint. Any other phase: the connection closed under the request.
-  return reused && !responseStarted && f.type === 'connection_terminated' && f.phase !== 'headers';
+  // An HTTP/2 stream reset (`streamOnly`, failure/classify.ts) left its connection up: the
+  // upstream itself refused this request, so it is no race and counts against the endpoint.
+  return reused && !responseStarted && f.type === 'connection_terminated' && !f.streamOnly;
 }
