@@ -50,7 +50,12 @@ export class CachePhase implements CollapseWaiter {
   /** The request's headers before the cache put its validators in (sent again after a 304 it cannot use). */
   #clientHeaders: string[] | undefined;
   #fwd: Forward | undefined = 'uri-miss';
-  /** Cache-Status `detail` of a gateway-made answer (only-if-cached). */
+  /**
+   * Cache-Status `detail` of a gateway-made answer: only-if-cached, or why a GET or HEAD was
+   * not looked up (`#unkeyed`; a relayed answer says it in `onHead`). Before session 33 a
+   * bypassed GET with content that the gateway answered itself (a 502 for a refused
+   * connection) said a bare `fwd=bypass`, as a method the cache does not answer does.
+   */
   #failureDetail: string | undefined;
   /** Leads the collapsed requests of its key (must release them once). */
   #leader = false;
@@ -99,9 +104,15 @@ export class CachePhase implements CollapseWaiter {
   lookup(): boolean {
     const ex = this.#ex;
     const method = ex.method;
-    if ((method !== 'GET' && method !== 'HEAD') || (this.#unkeyed !== undefined && SAFE_METHODS.has(method))) {
+    if (method !== 'GET' && method !== 'HEAD') {
       this.#fwd = 'bypass';
       this.outcome = 'bypass';
+      return false;
+    }
+    if (this.#unkeyed !== undefined) {
+      this.#fwd = 'bypass';
+      this.outcome = 'bypass';
+      this.#failureDetail = this.#unkeyed;
       return false;
     }
     return this.#lookup(true);
