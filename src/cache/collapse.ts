@@ -28,6 +28,17 @@ export class Collapser {
     return false;
   }
 
+  /**
+   * Take the key's slot only when nobody holds it, never queueing (a background revalidation:
+   * one per key, and a stale hit that finds one in flight has nothing to wait for). True: the
+   * caller holds it and must `release` it.
+   */
+  lead(key: string): boolean {
+    if (this.#leading.has(key)) return false;
+    this.#leading.set(key, []);
+    return true;
+  }
+
   /** A waiter gave up (its deadline, or its client left). */
   leave(key: string, w: CollapseWaiter): void {
     const q = this.#leading.get(key);

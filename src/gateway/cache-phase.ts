@@ -139,9 +139,7 @@ export class CachePhase implements CollapseWaiter {
     if (r.kind === 'revalidate-behind') {
       this.outcome = 'stale';
       this.#answer(r.entry, { hit: true, ttl: r.entry.ttlMs(now) / 1000, detail: 'stale-while-revalidate' }, undefined, now);
-      // One revalidation per key at a time: the collapser's leader slot. None is started while
-      // the gateway drains (the stale copy answered; the next start revalidates).
-      if (!ex.ctx.draining && this.#rc.cache.collapser.join(this.key, NOBODY) === true) new Revalidation(ex, this.#rc, this.key, r.entry).start();
+      this.#revalidateBehind(r.entry);
       return true;
     }
     if (requestDirectives(ex.req.headers).has('only-if-cached')) {
@@ -173,6 +171,17 @@ export class CachePhase implements CollapseWaiter {
     return false;
   }
 
+  /**
+   * A stale copy answered under stale-while-revalidate (a lookup's or a woken waiter's): make
+   * sure one background revalidation of the key is in flight. It holds the collapser's slot for
+   * the key (`lead`: taken only when free, never queued), so there is one per key at a time.
+   * None is started while the gateway drains (the stale copy answered; the next start revalidates).
+   */
+  #revalidateBehind(entry: CacheEntry): void {
+    const ex = this.#ex;
+    if (!ex.ctx.draining && this.#rc.cache.collapser.lead(this.key)) new Revalidation(ex, this.#rc, this.key, entry).start();
+  }
+
   /** The request goes upstream now: its answer may be stored unless the key is purged from now on. */
   #upstream(now: number): void {
     this.#requestTime = now;
@@ -202,6 +211,10 @@ export class CachePhase implements CollapseWaiter {
       // leader's request, for the reason its own lookup found (§2.7: `collapsed` goes with `fwd`).
       this.outcome = 'collapsed';
       this.#answer(r.entry, { fwd: this.#fwd, ttl: r.entry.ttlMs(now) / 1000, collapsed: true }, undefined, now);
+      // A stale copy answered under stale-while-revalidate goes with a revalidation here too
+      // (the leader stored a response stale on arrival); before session 33 a woken waiter
+      // started none. The first waiter woken so starts it; the others find it in flight.
+      if (r.kind === 'revalidate-behind') this.#revalidateBehind(r.entry);
       return;
     }
     this.#candidate = r.entry;
@@ -470,9 +483,6 @@ function withoutValidators(headers: readonly string[]): string[] {
   for (let i = 0; i < headers.length; i += 2) if (!isValidator(headers[i]!)) out.push(headers[i]!, headers[i + 1]!);
   return out;
 }
-
-/** A waiter that is never woken: the slot a background revalidation holds. */
-const NOBODY: CollapseWaiter = { collapseWake() {} };
 
 /**
  * A target as the key names it: an https listener's with a mark before it, so the same route

@@ -24,6 +24,10 @@ export function endedRecords() {
       if (r !== undefined) return Promise.resolve(r);
       return new Promise((resolve) => waiters.push({ pred, resolve }));
     },
+    /** The records published so far that `pred` picks (a count of what happened, not a wait). */
+    matching(pred: (r: ReverseRecord) => boolean): ReverseRecord[] {
+      return seen.filter(pred);
+    },
     close: () => unsubscribe(REQUEST_END_CHANNEL, on),
   };
 }
