@@ -48,6 +48,9 @@ export class StoreTicket {
   constructor(readonly key: string) {}
 }
 
+/** What became of a stored response freshened by a 304 or a HEAD answer (`ResponseCache.keepUpdated`). */
+export type UpdateResult = 'kept' | 'dropped' | 'too-large' | 'cancelled';
+
 /** Why a stale copy may answer for a failure, or undefined when it may not. */
 export type StaleReason = 'stale-if-error' | 'serve-stale-on';
 
@@ -202,11 +205,18 @@ export class ResponseCache {
     for (const [key, set] of this.#underway) if (key.startsWith(prefix)) for (const t of set) t.cancelled = true;
   }
 
-  /** Keep a response; false when the store cannot (larger than the whole store) or when `ticket`, its store, was cancelled by a purge. */
+  /**
+   * Keep a response; false when the store cannot (larger than the whole store: nothing is
+   * changed, the key's stored responses stay as they were) or when `ticket`, its store, was
+   * cancelled by a purge. The disk tier gets only what memory took: before session 33 it wrote
+   * a response memory had refused over the key's file, where it could never be read back into
+   * memory (each read of it put nothing back) and stood in for the response still in memory.
+   */
   put(entry: CacheEntry, ticket?: StoreTicket): boolean {
     if (ticket?.cancelled === true) return false;
+    if (!this.store.put(entry)) return false;
     this.disk?.save(entry);
-    return this.store.put(entry);
+    return true;
   }
 
   /**
@@ -215,15 +225,18 @@ export class ResponseCache {
    * `Set-Cookie`, `private` or `no-store` now describe the stored response. Such an update was
    * kept before, and one client's session cookie from a 304 was served from the store to every
    * client (adversarial review, session 30). When it may not be kept, the key's stored
-   * responses are dropped (the request that brought it is still answered with it). Returns
-   * whether it was kept. `responseHeaders`: the entry's fields as `storable` reads them. A
-   * `ticket` a purge cancelled keeps nothing and drops nothing (the purge did).
+   * responses are dropped (the request that brought it is still answered with it).
+   * `responseHeaders`: the entry's fields as `storable` reads them. A `ticket` a purge
+   * cancelled keeps nothing and drops nothing (the purge did). What became of it: `kept`,
+   * `dropped`, `too-large` (the update's fields made it larger than the whole store, which
+   * refused it: the stored response stays as it was; before session 33 a revalidation said
+   * `dropped` for it) or `cancelled`.
    */
-  keepUpdated(entry: CacheEntry, url: string, headers: RequestHeaders, responseHeaders: Record<string, string>, ticket?: StoreTicket): boolean {
-    if (ticket?.cancelled === true) return false;
-    if (this.storable('GET', url, headers, entry.status, responseHeaders)) return this.put(entry);
+  keepUpdated(entry: CacheEntry, url: string, headers: RequestHeaders, responseHeaders: Record<string, string>, ticket?: StoreTicket): UpdateResult {
+    if (ticket?.cancelled === true) return 'cancelled';
+    if (this.storable('GET', url, headers, entry.status, responseHeaders)) return this.put(entry) ? 'kept' : 'too-large';
     this.#drop(entry.key);
-    return false;
+    return 'dropped';
   }
 
   /**

@@ -3,7 +3,7 @@ import { Failure, classify, type AttemptProgress } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import type { PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
-import { CacheEntry, selectFor304, varyValuesOf, type RequestHeaders, type RouteCache, type StoreTicket } from '../cache/index.js';
+import { CacheEntry, selectFor304, varyValuesOf, type RequestHeaders, type RouteCache, type StoreTicket, type UpdateResult } from '../cache/index.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { credentialDigest, headerObject, isCredential, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import type { GatewayContext } from './context.js';
@@ -77,6 +77,8 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
   #chunks: Buffer[] = [];
   #bytes = 0;
   #bytesDown = 0;
+  /** The answer was storable but larger than the route's maxObjectSize: `too-large`, not `kept`. */
+  #tooLarge = false;
   #requestTime = Date.now();
   #responseTime = 0;
   #done = false;
@@ -196,6 +198,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     } else {
       const obj = headerObject(rawHeaders);
       if ((obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), this.#reqHeaders, this.#headers, this.#ctx.requestIdHeader)) || !this.#rc.cache.storable('GET', this.#path, this.#reqHeaders, statusCode, obj)) this.#raw = undefined;
+      else if (obj['content-length'] !== undefined && Number(obj['content-length']) > this.#rc.maxObjectBytes) this.#tooBig();
     }
     if (statusCode >= 500) this.#raw = undefined; // never replace a good entry with a 5xx
     if (this.#ticket?.cancelled === true) this.#raw = undefined; // purged meanwhile
@@ -207,22 +210,31 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     this.#bytesDown += chunk.length;
     if (this.#raw === undefined || this.#status === 304) return true;
     this.#bytes += chunk.length;
-    if (this.#bytes > this.#rc.maxObjectBytes) this.#raw = undefined;
+    if (this.#bytes > this.#rc.maxObjectBytes) this.#tooBig();
     else this.#chunks.push(chunk);
     return true;
+  }
+
+  /** Larger than the route's maxObjectSize: passed by, recorded `too-large`. */
+  #tooBig(): void {
+    this.#raw = undefined;
+    this.#chunks = [];
+    this.#tooLarge = true;
   }
 
   onComplete(): void {
     const raw = this.#raw;
     // Purged or invalidated while it ran: neither the freshened purged response nor the new one is stored.
-    let result: RevalidationResult = this.#ticket?.cancelled === true ? 'purged' : 'kept';
-    if (raw !== undefined && result !== 'purged') {
+    let result: RevalidationResult = this.#ticket?.cancelled === true ? 'purged' : this.#tooLarge ? 'too-large' : 'kept';
+    if (raw !== undefined && result === 'kept') {
       const cache = this.#rc.cache;
       if (this.#status === 304) {
         const fresh = this.#entry.updated(raw, this.#requestTime, this.#responseTime);
-        result = cache.keepUpdated(fresh, this.#path, this.#reqHeaders, headerObject(fresh.headers), this.#ticket) ? 'refreshed' : 'dropped';
+        result = UPDATED[cache.keepUpdated(fresh, this.#path, this.#reqHeaders, headerObject(fresh.headers), this.#ticket)];
       } else {
-        cache.put(
+        // The store refuses what is larger than all of it (cache.maxSize, which a route's
+        // maxObjectSize may exceed): not `replaced` then, the stale response is still the one stored.
+        const stored = cache.put(
           new CacheEntry({
             key: this.#key,
             status: this.#status,
@@ -235,7 +247,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
           }),
           this.#ticket,
         );
-        result = 'replaced';
+        result = stored ? 'replaced' : 'too-large';
       }
     }
     this.#end(undefined, result);
@@ -324,6 +336,9 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     return r;
   }
 }
+
+/** A revalidation's result from what became of the response its 304 freshened. */
+const UPDATED: Readonly<Record<UpdateResult, RevalidationResult>> = { kept: 'refreshed', dropped: 'dropped', 'too-large': 'too-large', cancelled: 'purged' };
 
 /** Request fields without the credential ones. */
 function withoutCredentials(headers: RequestHeaders): RequestHeaders {

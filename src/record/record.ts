@@ -28,11 +28,15 @@ export type CacheOutcome = 'hit' | 'stale' | 'revalidated' | 'collapsed' | 'miss
 /**
  * What a background revalidation did (`ReverseRecord.revalidation`,
  * `gatewise_cache_revalidations_total`; gateway/revalidation.ts decides it): refreshed (304),
- * replaced (a new response stored), kept (the answer was not stored), purged (the key was
- * purged or invalidated while it ran, so its answer was not stored: its `StoreTicket` was
- * cancelled; before session 32 that was recorded as `kept`), dropped, failed, refused (admission).
+ * replaced (a new response stored), kept (the answer was not stored), too-large (a storable
+ * answer, or the response a 304 freshened, larger than the route's `maxObjectSize` or than the
+ * whole store, which refused it: not stored, the stored response as it was; before session 33
+ * the store's refusal was recorded `replaced`, or `dropped` after a 304, and `maxObjectSize`
+ * `kept`), purged (the key was purged or invalidated while it ran, so its answer was not
+ * stored: its `StoreTicket` was cancelled; before session 32 that was recorded as `kept`),
+ * dropped, failed, refused (admission).
  */
-export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'purged' | 'dropped' | 'failed' | 'refused';
+export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'too-large' | 'purged' | 'dropped' | 'failed' | 'refused';
 
 /** One try at an upstream endpoint (reverse). */
 export interface AttemptRecord {

@@ -50,7 +50,7 @@ export function anyRecord(rand: () => number): RequestRecord {
       cache: maybe(rand, pick(['hit', 'stale', 'revalidated', 'collapsed', 'miss', 'bypass'] as const)),
       recoveredFrom: maybe(rand, pick(['connection_refused', '503'])),
       background: maybe(rand, 'revalidation' as const),
-      revalidation: maybe(rand, pick(['refreshed', 'replaced', 'kept', 'purged', 'dropped', 'failed', 'refused'] as const)),
+      revalidation: maybe(rand, pick(['refreshed', 'replaced', 'kept', 'too-large', 'purged', 'dropped', 'failed', 'refused'] as const)),
       triggeredBy: maybe(rand, anyString(rand)),
     };
     return r;
