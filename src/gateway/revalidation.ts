@@ -16,7 +16,8 @@ import type { RawField } from '../http/headers.js';
 /**
  * A background revalidation (RFC 5861 §3 stale-while-revalidate): the stored response's
  * validators sent to one endpoint of the route's cluster; a 304 refreshes the entry, a
- * storable answer (never a 5xx) replaces it, anything else leaves it as it was.
+ * storable answer (never a 5xx) replaces it, anything else leaves it as it was. A 304 that
+ * names no stored response sends the request again without validators, once (`#again`).
  *
  * It is a request of the gateway's own, and is treated like one: it takes a slot of the
  * cluster's admission (or waits in its queue; a full queue or the queue timeout drops it,
@@ -43,7 +44,8 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
   readonly #key: string;
   readonly #entry: CacheEntry;
   readonly #path: string;
-  readonly #headers: string[];
+  /** The request's fields: the stored response's validators in, until a 304 naming none of them sends it again without. */
+  #headers: string[];
   readonly #req: Exchange['req'];
   /** The client's request fields as the revalidation sent them: without its credentials unless they are the entry's. */
   readonly #reqHeaders: RequestHeaders;
@@ -71,6 +73,12 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
   /** Dispatched behind another request on a busy connection (the endpoint at maxConnections): when, timed from then (ConnectionPool.queuedOn; 0: sent at once). */
   #queuedAt = 0;
   #attempt: AttemptRecord | undefined;
+  /** Tries before this one (the try whose 304 named no stored response). */
+  #tries: AttemptRecord[] = [];
+  /** The 304 just received names none of the stored responses: send the request again, without validators, once it is over. */
+  #resend = false;
+  /** This is that request, sent again: a 304 to it freshens nothing. */
+  #resent = false;
   #progress: AttemptProgress = { connected: false, responseStarted: false, headersReceived: false };
   #status = 0;
   #raw: string[] | undefined;
@@ -147,12 +155,52 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     this.#ep = ep;
     this.#progress.nextHop = ep.nextHop;
     ep.inflight++;
+    this.#send(ep, now);
+  }
+
+  /** One try at `ep`: a pooled connection, the head timer, the request. */
+  #send(ep: Endpoint, now: number): void {
     const client = (this.#client = ep.pool.acquire(now, true, false));
     this.#attempt = { endpoint: ep.nextHop, phase: 'connect', connection: client.connected ? 'reused' : 'new', startMs: this.#ms() };
     const t = performance.now();
     if (ep.pool.queuedOn(client)) this.#queuedAt = t;
-    this.#timer.headers(cluster.responseTimeoutMs, t);
+    this.#timer.headers(this.#route.cluster.responseTimeoutMs, t);
     client.dispatch({ path: this.#path, method: 'GET', headers: this.#headers, headersTimeout: 0, bodyTimeout: 0 }, this);
+  }
+
+  /**
+   * The 304 named none of the stored responses (RFC 9111 §4.3.4: it updates nothing): the
+   * request goes again at once, once, to the same endpoint, without the validators, and what
+   * it brings is stored by the usual rules, as a client's request does after such a 304
+   * (`CachePhase.onHead` 'resend'). Before session 33 the revalidation stopped at the 304
+   * (`kept`): the entry stayed stale, and every later stale-while-revalidate hit revalidated
+   * again and got the same 304, for the whole window. Both tries are in its record.
+   */
+  #again(): void {
+    const ep = this.#ep!;
+    const a = this.#attempt!;
+    a.endMs = this.#ms();
+    a.detail = 'a 304 naming none of the stored responses the cache asked about; sent again without its validators';
+    this.#tries.push(a);
+    this.#timer.stop();
+    ep.pool.release(this.#client!, Date.now(), true);
+    this.#client = undefined;
+    this.#abort = undefined;
+    this.#queuedAt = 0;
+    this.#progress = { connected: false, responseStarted: false, headersReceived: false, nextHop: ep.nextHop };
+    this.#status = 0;
+    this.#raw = undefined;
+    this.#resend = false;
+    this.#resent = true;
+    const h: string[] = [];
+    for (let i = 0; i < this.#headers.length; i += 2) {
+      const n = this.#headers[i]!;
+      if (n !== 'if-none-match' && n !== 'if-modified-since') h.push(n, this.#headers[i + 1]!);
+    }
+    this.#headers = h;
+    const now = Date.now();
+    this.#requestTime = now;
+    this.#send(ep, now);
   }
 
   queueRefused(f: Failure): void {
@@ -193,8 +241,13 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     this.#raw = storedPairs(rawHeaders);
     if (statusCode === 304) {
       // A 304 whose entity tag names another representation than the stored one updates nothing
-      // (RFC 9111 §4.3.4): the stored response stays as it was, and the result is `kept`.
-      if (selectFor304([this.#entry], headerObject(rawHeaders).etag) === undefined) this.#raw = undefined;
+      // (RFC 9111 §4.3.4): the request goes again without validators (`#again`). A 304 to that
+      // request (it asked nothing conditional) freshens nothing either, and is not followed.
+      if (this.#resent) this.#raw = undefined;
+      else if (selectFor304([this.#entry], headerObject(rawHeaders).etag) === undefined) {
+        this.#raw = undefined;
+        this.#resend = true;
+      }
     } else {
       const obj = headerObject(rawHeaders);
       if ((obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), this.#reqHeaders, this.#headers, this.#ctx.requestIdHeader)) || !this.#rc.cache.storable('GET', this.#path, this.#reqHeaders, statusCode, obj)) this.#raw = undefined;
@@ -223,6 +276,11 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
   }
 
   onComplete(): void {
+    // Not when the key was purged meanwhile: nothing it brought would be stored (`purged`).
+    if (this.#resend && this.#ticket?.cancelled !== true) {
+      this.#again();
+      return;
+    }
     const raw = this.#raw;
     // Purged or invalidated while it ran: neither the freshened purged response nor the new one is stored.
     let result: RevalidationResult = this.#ticket?.cancelled === true ? 'purged' : this.#tooLarge ? 'too-large' : 'kept';
@@ -322,7 +380,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
       phase: f?.phase,
       endedBy: f === undefined ? 'complete' : f.source,
       detail: f?.detail,
-      attempts: this.#attempt === undefined ? [] : [this.#attempt],
+      attempts: this.#attempt === undefined ? this.#tries : [...this.#tries, this.#attempt],
       bytesUp: 0,
       bytesDown: this.#bytesDown,
       durationMs: this.#ms(),
