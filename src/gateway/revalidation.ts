@@ -251,7 +251,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     } else {
       const obj = headerObject(rawHeaders);
       if ((obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), this.#reqHeaders, this.#headers, this.#ctx.requestIdHeader)) || !this.#rc.cache.storable('GET', this.#path, this.#reqHeaders, statusCode, obj)) this.#raw = undefined;
-      else if (obj['content-length'] !== undefined && Number(obj['content-length']) > this.#rc.maxObjectBytes) this.#tooBig();
+      else if (statusCode < 500 && obj['content-length'] !== undefined && Number(obj['content-length']) > this.#rc.maxObjectBytes) this.#tooBig();
     }
     if (statusCode >= 500) this.#raw = undefined; // never replace a good entry with a 5xx
     if (this.#ticket?.cancelled === true) this.#raw = undefined; // purged meanwhile
