@@ -1,10 +1,11 @@
 import type { Socket } from 'node:net';
-import type { Client, buildConnector, Dispatcher } from 'undici';
+import type { Client, Dispatcher } from 'undici';
 import { ExpectClient } from '../http/expect-client.js';
 import { undici } from '../http/undici.js';
 import { Failure } from '../failure/index.js';
+import type { CancelSignal } from '../timing/cancel.js';
 import { NativeClient } from './native-client.js';
-import { timedConnector, type ConnectTimings } from './timed-connector.js';
+import { timedConnector, type ConnectTimings, type PoolConnector } from './timed-connector.js';
 
 /** An ExpectClient over the endpoint's connector, with the timings of its connect. */
 export type TimedExpectClient = ExpectClient & { readonly timings: ConnectTimings };
@@ -79,6 +80,9 @@ function definePooledClient(Base: typeof Client): PooledClientClass {
 
     /** The socket of the current connection (set by the pool's connector). */
     socket: Socket | undefined;
+
+    /** The signal of the request this connection is being opened for (see ConnectionState). */
+    opener: CancelSignal | undefined = undefined;
   };
 }
 
@@ -97,6 +101,13 @@ interface ConnectionState {
    * reused, and whether a reset came before any byte of the request was written).
    */
   socket: Socket | undefined;
+  /**
+   * The signal of the request this connection is opened for (`acquire`'s `opener`), handed to
+   * the connector with the dial, and only while that request is the one request on it: another
+   * request queued on the connection before it connects clears it, and so does the connect's
+   * answer (a pooled connection must not keep its first request alive).
+   */
+  opener: CancelSignal | undefined;
 }
 
 /** One upstream connection on undici's Client (see definePooledClient). */
@@ -138,8 +149,11 @@ export interface ConnectionPoolOptions {
   /** Configured keep-alive: the longest a connection may sit idle and still be reused. */
   keepAliveMs: number;
   clientOptions: Client.Options;
-  /** Opens (and, for https, secures) one connection to the origin; timed per connection. */
-  connector: buildConnector.connector;
+  /**
+   * Opens (and, for https, secures) one connection to the origin; timed per connection. Given
+   * the opening request's signal as a third argument (`PoolConnector`), which it may ignore.
+   */
+  connector: PoolConnector;
   /** https: the TLS name every request carries (PooledClient.servername); default the origin's host name. */
   servername?: string;
   /**
@@ -173,7 +187,7 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
   #learnedAt = 0;
   #closed = false;
 
-  readonly #connector: buildConnector.connector;
+  readonly #connector: PoolConnector;
 
   constructor(opts: ConnectionPoolOptions) {
     this.#opts = opts;
@@ -241,8 +255,13 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
    * A connection for the next request. An idempotent request reuses the newest idle
    * connection within the safe idle time (and closes older ones); `fresh` (a retry after
    * the race) and non-idempotent requests get a new connection.
+   *
+   * `opener`: the request's cancel signal. A connection opened for this request hands it to
+   * the connector with its dial, so a dial for a request already abandoned (the forward
+   * proxy's client left while the name resolved) is skipped or stopped rather than made for
+   * no one. It is read, not listened to, by the pool; a reused connection never sees it.
    */
-  acquire(now: number, idempotent: boolean, fresh: boolean): C {
+  acquire(now: number, idempotent: boolean, fresh: boolean, opener?: CancelSignal): C {
     const streams = this.#opts.maxStreams ?? 1;
     if (streams > 1 && !fresh) {
       // HTTP/2: another stream on a busy h2 connection (no keep-alive race on a connection in
@@ -272,17 +291,19 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
     // safely): one opened per POST would otherwise pile up idle until the keep-alive time.
     if (idle.length > 0) {
       this.#retire(idle[0]!);
-      return this.#open();
+      return this.#open(opener);
     }
-    if (this.#all.size < this.#opts.maxConnections || this.#all.size === 0) return this.#open();
+    if (this.#all.size < this.#opts.maxConnections || this.#all.size === 0) return this.#open(opener);
     // Every connection is busy: queue on the least busy one (the one case in which a
     // non-idempotent request follows another request on its connection).
     let best: C | undefined;
     for (const c of this.#all) if (!c.destroyed && !c.closed && (!best || c.active < best.active)) best = c;
-    if (!best) return this.#open();
+    if (!best) return this.#open(opener);
     const i = idle.indexOf(best);
     if (i >= 0) idle.splice(i, 1);
     best.active++;
+    // A connection still opening now serves a second request: its opener's leaving no longer stops its dial.
+    best.opener = undefined;
     return best;
   }
 
@@ -309,8 +330,9 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
     return Object.assign(new ExpectClient({ origin: this.#opts.origin, connector: timedConnector(this.#connector, timings) }), { timings });
   }
 
-  #open(): C {
+  #open(opener: CancelSignal | undefined): C {
     const c = this.#opts.native === true ? this.#openNative() : this.#openUndici();
+    c.opener = opener;
     c.active = 1;
     c.lastUsed = Date.now();
     this.#all.add(c);
@@ -366,13 +388,18 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
       ...this.#opts.clientOptions,
       pipelining: 1,
       connect: (o, cb) =>
-        timed(o, (err, s) => {
-          if (s) {
-            c.remoteAddress = (s as Socket).remoteAddress;
-            c.socket = s as Socket;
-          }
-          (cb as (e: Error | null, s: unknown) => void)(err, s);
-        }),
+        timed(
+          o,
+          (err, s) => {
+            c.opener = undefined;
+            if (s) {
+              c.remoteAddress = (s as Socket).remoteAddress;
+              c.socket = s as Socket;
+            }
+            (cb as (e: Error | null, s: unknown) => void)(err, s);
+          },
+          c.opener,
+        ),
     });
     Object.assign(c, { timings });
     if (this.#opts.origin.startsWith('https:')) c.servername = this.#opts.servername ?? new URL(this.#opts.origin).hostname;

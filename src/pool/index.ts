@@ -6,6 +6,6 @@
 export { ConnectionPool, PooledClient, type ConnectionPoolOptions, type PoolConnection, type TimedExpectClient } from './connection-pool.js';
 export { NativeClient, type CheckedDispatchOptions, type NativeClientOptions } from './native-client.js';
 export { PoolSet, type PoolSetOptions } from './pool-set.js';
-export { timedConnector, type ConnectTimings } from './timed-connector.js';
+export { timedConnector, type ConnectTimings, type PoolConnector } from './timed-connector.js';
 export { upstreamConnector, type UpstreamConnectOptions } from './plain-connector.js';
 export { lostKeepAliveRace } from './race.js';

@@ -3,7 +3,8 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { buildConnector, Dispatcher } from 'undici';
 import { errors } from '../http/undici.js';
-import type { ConnectTimings } from './timed-connector.js';
+import type { ConnectTimings, PoolConnector } from './timed-connector.js';
+import type { CancelSignal } from '../timing/cancel.js';
 import { BAD_VALUE_RE, TCHAR, TOKEN_RE, VALUE_BYTE, nameIs } from '../http/token.js';
 import { latin1 } from '../http/headers.js';
 
@@ -50,8 +51,8 @@ const { SocketError, HeadersOverflowError, ResponseContentLengthMismatchError, R
 export interface NativeClientOptions {
   /** The origin, `http://host:port` or `https://host:port`. */
   origin: string;
-  /** Opens (and secures) the socket; the pool's timed connector. */
-  connector: buildConnector.connector;
+  /** Opens (and secures) the socket; the pool's timed connector (told the opening request's signal, `opener`). */
+  connector: PoolConnector;
   /** Header section limit (bytes of names and values, as undici counts them). */
   maxHeaderSize: number;
   /** Longest idle time before the connection is closed (the cluster's keepAlive). */
@@ -266,6 +267,8 @@ export class NativeClient extends EventEmitter {
   remoteAddress: string | undefined;
   /** HTTP/1.1: one request at a time. */
   pipelining = 1;
+  /** The signal of the request this connection is being opened for, handed to the connector (the pool's; connection-pool.ts). */
+  opener: CancelSignal | undefined = undefined;
 
   readonly #opts: NativeClientOptions;
   readonly #url: URL;
@@ -442,8 +445,10 @@ export class NativeClient extends EventEmitter {
       localAddress: null,
       httpSocket: undefined,
     } as unknown as buildConnector.Options;
-    (this.#opts.connector as unknown as (o: buildConnector.Options, cb: buildConnector.Callback) => void)(opts, (err, socket) => {
+    const opener = this.opener;
+    this.#opts.connector(opts, (err, socket) => {
       this.#connecting = false;
+      this.opener = undefined;
       if (err !== null || socket === null) {
         this.emit('connectionError', this.#opts.origin, [this], err);
         // Every queued request fails with the connect error (as undici fails its pending ones).
@@ -458,7 +463,7 @@ export class NativeClient extends EventEmitter {
         return;
       }
       this.#attach(s);
-    });
+    }, opener);
   }
 
   #attach(s: Socket): void {

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { buildConnector } from 'undici';
+import type { CancelSignal } from '../timing/cancel.js';
 
 /** How long each step of opening one upstream connection took. */
 export interface ConnectTimings {
@@ -15,23 +16,37 @@ export interface ConnectTimings {
 }
 
 /**
+ * How a pool opens one connection: undici's connector, and a third argument, the signal of
+ * the request the connection is opened for (`ConnectionPool.acquire`'s `opener`), while that
+ * request is the only one on it. A connector may skip the dial, or stop it, once the signal is
+ * aborted (the forward proxy's direct exit: the client has left); it reports that as a connect
+ * error, which fails only the request that asked. A connector that takes two arguments (the
+ * reverse gateway's) ignores it.
+ */
+export type PoolConnector = (opts: buildConnector.Options, callback: buildConnector.Callback, opener?: CancelSignal) => void;
+
+/**
  * undici's connector, with the socket's own events timed: 'lookup' (DNS done),
  * 'connect' (TCP established), 'secureConnect' (TLS done). The result lands in
  * `into`, which belongs to the one connection this connector opens.
  */
-export function timedConnector(base: buildConnector.connector, into: ConnectTimings): buildConnector.connector {
-  return (opts, callback) => {
+export function timedConnector(base: PoolConnector, into: ConnectTimings): PoolConnector {
+  return (opts, callback, opener) => {
     const t0 = performance.now();
     let tcpAt = 0;
     // The TLS server is named after the endpoint: the configured `tls.servername`, else the
     // endpoint's host name (none for an IP literal), as nginx's proxy_ssl_name and Caddy do,
     // never after a request's Host header, from which undici would take it (see PooledClient).
     if (opts.servername !== undefined && opts.servername !== null) opts = { ...opts, servername: undefined as unknown as string };
-    const socket = (base as unknown as (o: buildConnector.Options, cb: buildConnector.Callback) => Socket | undefined)(opts, (err, s) => {
-      if (!err && opts.protocol === 'https:' && tcpAt > 0) into.tlsMs = round(performance.now() - tcpAt);
-      if (!err) into.h2 = (s as { alpnProtocol?: string | false } | null)?.alpnProtocol === 'h2';
-      callback(err as null, s as Socket);
-    });
+    const socket = (base as unknown as (o: buildConnector.Options, cb: buildConnector.Callback, opener?: CancelSignal) => Socket | undefined)(
+      opts,
+      (err, s) => {
+        if (!err && opts.protocol === 'https:' && tcpAt > 0) into.tlsMs = round(performance.now() - tcpAt);
+        if (!err) into.h2 = (s as { alpnProtocol?: string | false } | null)?.alpnProtocol === 'h2';
+        callback(err as null, s as Socket);
+      },
+      opener,
+    );
     if (socket && typeof socket.once === 'function') {
       socket.once('lookup', () => {
         into.dnsMs = round(performance.now() - t0);
