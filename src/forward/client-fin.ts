@@ -17,6 +17,11 @@ import type { Socket } from 'node:net';
  * name for "EOF read, not yet emitted": `_readableState.ended` is it. A first version read
  * CONNECT's early bytes with a flowing reader and destroyed the socket on 'end': a CONNECT
  * tunnel then cost ~14 % more CPU in the duel (docs/benchmarks.md §46).
+ *
+ * An absolute-form request reads it too, through `HttpExchange.aborted` (http-relay.ts), the
+ * cancel signal its new connection's dial is given: the dialer reads it once the name has
+ * resolved, so a client that left meanwhile (a FIN included: node:http ends such a connection)
+ * gets no dial.
  */
 export function clientLeft(socket: Socket): boolean {
   return socket.destroyed || socket.readableEnded || (socket as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended === true;

@@ -2,7 +2,8 @@ import type { Socket } from 'node:net';
 import type { buildConnector } from 'undici';
 import { unbracket } from '../egress/index.js';
 import type { Dialer } from '../egress/index.js';
-import { ConnectionPool, PoolSet } from '../pool/index.js';
+import { ConnectionPool, PoolSet, type PoolConnector } from '../pool/index.js';
+import type { CancelSignal } from '../timing/cancel.js';
 import type { DestinationRules } from './rules/destination-rules.js';
 import type { ForwardSettings } from './settings.js';
 import type { UpstreamTls } from './upstream-tls.js';
@@ -53,22 +54,30 @@ export class DirectPools {
 
   /**
    * One connection to `protocol//host:port` under `user`'s rules, outside the pools (a
-   * request undici cannot carry: `Expect: 100-continue`). TLS for https.
+   * request undici cannot carry: `Expect: 100-continue`). TLS for https. `opener` as for a
+   * pooled connection: the request's signal, read by the dialer (no dial for a client gone).
    */
-  connectOnce(user: string | null, protocol: 'http:' | 'https:', hostname: string, port: number): Promise<Socket> {
+  connectOnce(user: string | null, protocol: 'http:' | 'https:', hostname: string, port: number, opener?: CancelSignal): Promise<Socket> {
     return new Promise((resolve, reject) => {
-      this.#connector(user)({ protocol, hostname, port: String(port), host: `${hostname}:${port}` } as buildConnector.Options, (err, sock) => (err ? reject(err) : resolve(sock as Socket)));
+      this.#connector(user)({ protocol, hostname, port: String(port), host: `${hostname}:${port}` } as buildConnector.Options, (err, sock) => (err ? reject(err) : resolve(sock as Socket)), opener);
     });
   }
 
-  #connector(user: string | null): buildConnector.connector {
+  /**
+   * The pools' connector: the Dialer under `user`'s rules. The opening request's signal goes
+   * to the dialer (`DialOptions.signal`), which reads it before it resolves and before each
+   * connect, and stops a dial in flight when it is aborted: a request whose client left while
+   * the name resolved gets no connection (http-relay.ts records it 499, ended by the client).
+   */
+  #connector(user: string | null): PoolConnector {
     const guard = this.#rulesOf().guardFor(user);
     const s = this.#settings;
-    return (opts, callback) => {
+    return (opts, callback, opener) => {
       const https = opts.protocol === 'https:';
       const host = unbracket(opts.hostname);
       const port = Number(opts.port) || (https ? 443 : 80);
-      this.#dialer.dial({ host, port }, { guard, connectTimeoutMs: s.connectTimeoutMs, dnsTimeoutMs: s.dnsTimeoutMs }).then(
+      // Every field written, the signal too when there is none: one object shape (egress/dialer.ts withSignal).
+      this.#dialer.dial({ host, port }, { guard, connectTimeoutMs: s.connectTimeoutMs, dnsTimeoutMs: s.dnsTimeoutMs, signal: opener }).then(
         (sock) => {
           const untrack = this.#onSocket(sock);
           sock.once('close', untrack);

@@ -9,10 +9,11 @@ import { ExpectClient } from '../http/expect-client.js';
 import { undici } from '../http/undici.js';
 import { IDEMPOTENT_METHODS } from '../http/methods.js';
 import { lostKeepAliveRace, type PooledClient } from '../pool/index.js';
-import { Cancel } from '../timing/cancel.js';
+import { Cancel, type CancelSignal } from '../timing/cancel.js';
 import type { FinishFields, MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 import { ClientBody } from './client-body.js';
+import { clientLeft } from './client-fin.js';
 import { dialOptions, exitHeaders, noteExit, noteFailedExit } from './egress-admission.js';
 import { debugValue, wantsDebug } from './debug-header.js';
 import { forwardRequestHeaders, headerBytes } from './forward-headers.js';
@@ -48,8 +49,17 @@ function hasBody(req: IncomingMessage): boolean {
  *   handed to a one-request undici Client; through an HTTP upstream proxy, plain HTTP
  *   goes in absolute-form with the exit's credentials.
  * TLS to the destination is `UpstreamTls` in both cases.
+ *
+ * The exchange is also the cancel signal of the connection it opens (the pool's `opener`,
+ * `DirectPools.connectOnce`): `aborted` once its client has left, read from the sockets'
+ * state, so a request whose client left while the destination's name resolved gets no
+ * connection (client-fin.ts: the same reading as a tunnel's at its dial). It costs nothing per
+ * request: no object, no listener on a socket; the dialer reads it before it resolves and
+ * before each connect, and the listeners a dial adds are told when the relay hears the
+ * client's close (the relay's own 'close' listener), which stops a resolution or a connect in
+ * flight.
  */
-export class HttpExchange implements ForwardResponder, Relay {
+export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
   readonly okFields: FinishFields;
   readonly #ctx: ForwardContext;
   readonly #req: IncomingMessage;
@@ -59,6 +69,8 @@ export class HttpExchange implements ForwardResponder, Relay {
   target: HttpTarget | undefined;
   /** The request's user, whose byte quotas the relay checks per chunk (set by `run`). */
   #user: string | null = null;
+  /** The abort listeners of a dial in flight for this request (a resolution, a connect); none mostly. */
+  #onAbort: (() => void)[] | undefined = undefined;
 
   constructor(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, requestId: string) {
     this.#ctx = ctx;
@@ -79,6 +91,45 @@ export class HttpExchange implements ForwardResponder, Relay {
     return { method: this.#req.method };
   }
 
+  // ---- the cancel signal of this request's dial (CancelSignal) -----------------------------
+
+  /**
+   * The client has left: its response or socket is destroyed (a reset, a close), or it sent
+   * its FIN before any answer (read from the socket's state, client-fin.ts; node:http, which
+   * does not keep a half-open client connection, then ends it too).
+   */
+  get aborted(): boolean {
+    return this.#res.destroyed || clientLeft(this.#req.socket);
+  }
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    (this.#onAbort ??= []).push(listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    const l = this.#onAbort;
+    const i = l === undefined ? -1 : l.indexOf(listener);
+    if (i >= 0) l!.splice(i, 1);
+  }
+
+  /** The client left (the relay heard it): stop a dial still in flight for it. */
+  #abortDial(): void {
+    const l = this.#onAbort;
+    if (l === undefined || l.length === 0) return;
+    this.#onAbort = undefined;
+    for (const f of l) f();
+  }
+
+  /**
+   * A request whose client left before its answer: no answer is written, the connection is
+   * closed (a half-closed client's too, as Squid's `half_closed_clients off` and node:http
+   * close it), and the record says the client ended it (499).
+   */
+  #left(): FinishFields {
+    this.#res.destroy();
+    return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
+  }
+
   async run(freq: ForwardRequest, pipeline: ForwardPipeline): Promise<FinishFields> {
     const ctx = pipeline.ctx;
     const req = this.#req;
@@ -86,7 +137,7 @@ export class HttpExchange implements ForwardResponder, Relay {
     // shared-state admission): no dial for no one. Before (session 31) the origin was dialled
     // and the request recorded as a gateway fault (500 proxy_internal_error), as tunnels were
     // before TunnelRun.start checked the same.
-    if (this.#res.destroyed || req.socket.destroyed) return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
+    if (this.aborted) return this.#left();
     const target = this.target!;
     const session = freq.session;
     const route = freq.route;
@@ -109,7 +160,14 @@ export class HttpExchange implements ForwardResponder, Relay {
       debugOn ? (bytesUp) => debugValue(ctx, freq, choice, headUp + bytesUp) : undefined;
     if (expect && typeof pool !== 'string') {
       // Our own connection: undici cannot carry the expectation (http/expect-client.ts).
-      const socket = await ctx.direct.connectOnce(route.user, target.scheme === 'https' ? 'https:' : 'http:', target.host, target.port);
+      let socket: Socket;
+      try {
+        socket = await ctx.direct.connectOnce(route.user, target.scheme === 'https' ? 'https:' : 'http:', target.host, target.port, this);
+      } catch (err) {
+        // No relay listens yet: a client that left while the name resolved is read here (its dial was not made).
+        if (this.aborted) return this.#left();
+        throw err;
+      }
       return this.#expect(ctx, session, socket, target.path, headers, body, headUp, undefined, debug(undefined));
     }
     if (typeof pool !== 'string') return this.#direct(ctx, session, route.user, target.path, headers, body, headUp, debugOn ? { debug: debug(undefined) } : undefined);
@@ -128,7 +186,7 @@ export class HttpExchange implements ForwardResponder, Relay {
       try {
         exit = await openExit(ctx, ctx.tls.pooled, route, target, cancel, session, tried);
       } catch (err) {
-        if (cancel.aborted) return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
+        if (cancel.aborted) return this.#left();
         // The record names the pool, the exit that failed last and the exits tried.
         if (err instanceof Failure) noteFailedExit(session, err, route.session);
         throw err;
@@ -165,7 +223,7 @@ export class HttpExchange implements ForwardResponder, Relay {
       }
       if (r !== AGAIN) return r;
       tried.add(choice!.exit.id);
-      if (this.#res.destroyed) return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
+      if (this.aborted) return this.#left();
     }
   }
 
@@ -215,7 +273,8 @@ export class HttpExchange implements ForwardResponder, Relay {
     const retryable = body === null && IDEMPOTENT_METHODS.has(this.#req.method!);
     let fresh = false;
     for (;;) {
-      const client: PooledClient = pool.acquire(Date.now(), retryable, fresh);
+      // A new connection is opened for this request, with it as the dial's signal (see the class comment).
+      const client: PooledClient = pool.acquire(Date.now(), retryable, fresh, this);
       const reused = client.connected;
       const mayRetry = retryable && !fresh;
       const settled = (o: RelayOutcome): boolean => {
@@ -224,7 +283,7 @@ export class HttpExchange implements ForwardResponder, Relay {
       };
       const r = await this.#dispatch(ctx, session, client, path, headers, body, headUp, () => client.remoteAddress ?? null, through, settled);
       if (r !== AGAIN) return r;
-      if (this.#res.destroyed) return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
+      if (this.aborted) return this.#left();
       fresh = true;
     }
   }
@@ -270,8 +329,19 @@ export class HttpExchange implements ForwardResponder, Relay {
   ): Promise<FinishFields | typeof AGAIN> {
     return new Promise<FinishFields | typeof AGAIN>((resolve) => {
       const done = (o: RelayOutcome): void => {
+        // The relay heard the client leave: a dial still in flight for it stops.
+        if (o.endedBy === 'client') this.#abortDial();
         if (again !== undefined && again(o)) {
           resolve(AGAIN);
+          return;
+        }
+        // A failure before any answer while the client has gone: its dial refused for it (the
+        // dialer read `aborted` before the relay heard the close, as after a FIN), or an
+        // upstream failure it is no longer there to read. It ended the request, as a tunnel's
+        // client does whose dial failed after it left (tunnel-run.ts). The client's own
+        // failures (a stalled or cut upload) keep their record.
+        if (o.failure !== undefined && o.failure.source !== 'client' && this.aborted) {
+          resolve(this.#left());
           return;
         }
         // The client's own failure (a stalled body), a client still holding a body it was not
