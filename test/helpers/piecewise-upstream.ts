@@ -18,6 +18,8 @@ export interface PieceAnswer {
   close?: boolean;
   /** Destroy the connection this long after the answer (the upstream's idle close), without a Connection: close. */
   closeAfterMs?: number;
+  /** Reset the connection after the answer (a TCP RST: `resetAndDestroy`; a plain destroy with nothing unread sends a FIN). */
+  reset?: boolean;
 }
 
 export interface PiecewiseUpstream {
@@ -60,6 +62,10 @@ export async function startPiecewiseUpstream(answer: (req: PieceRequest) => Piec
             if (socket.destroyed) return;
             socket.write(p);
             await new Promise((res) => setImmediate(res));
+          }
+          if (a.reset) {
+            socket.resetAndDestroy();
+            return;
           }
           if (a.close) {
             socket.end();
