@@ -61,3 +61,18 @@ export class BodyRelay extends ClientBodyStream {
     }
   }
 }
+
+/**
+ * A body of unknown length (chunked, or HTTP/2 DATA without a Content-Length) can be kept whole
+ * for a replay: all of it has come from the client (`complete`), and what is still buffered
+ * there, with what an earlier try's relay took and kept (`prev`), is at most `limit` bytes.
+ * Known only once the client has sent all of it, so mostly for a retry or a request that
+ * waited for its slot: at a first try dispatched as its head arrives, the rest of the read it
+ * came in is not parsed yet. A front that cannot say what it buffers (no `readableLength`)
+ * is taken at its word that it cannot be kept.
+ */
+export function wholeBodyWithin(src: IncomingMessage, prev: BodyRelay | undefined, limit: number): boolean {
+  if (!src.complete) return false;
+  const taken = prev === undefined ? 0 : prev.replayable ? prev.bytes : Infinity;
+  return taken + src.readableLength <= limit;
+}

@@ -7,7 +7,7 @@ import { plainAddress } from '../http/trust.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { EndpointWaiter } from '../upstream/endpoint-wait.js';
 import { Attempt } from './attempt.js';
-import { BodyRelay } from './body-relay.js';
+import { BodyRelay, wholeBodyWithin } from './body-relay.js';
 import { NO_CLIENT_LIMITS, type ClientLimits } from './client-limits.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, type AttemptRecord, type EndedBy, type ReverseRecord } from './events.js';
@@ -41,7 +41,8 @@ const HTTP_METHODS = new Set(METHODS);
 
 /**
  * Request bodies up to this size are kept while in flight so a retry can send them again
- * (every method: a non-idempotent request is resent after a reset that left it unread).
+ * (every method: a non-idempotent request is resent after a reset that left it unread). A
+ * body that may grow past it is never sent on a reused connection (`#bodyKept`).
  */
 const REPLAY_LIMIT = 64 * 1024;
 
@@ -94,6 +95,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
    */
   #fieldsChecked = false;
   #hasBody = false;
+  /** The body's declared length (Content-Length), or -1: chunked or none (request-headers.ts). */
+  #bodyLength = -1;
   /** A gRPC answer's grpc-status / grpc-message found in its head (Trailers-Only), repeated as trailers. */
   #grpcHeadStatus: Record<string, string> | undefined;
   #idempotent = false;
@@ -314,6 +317,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       const hostValue = literalHost(route.host);
       const head = buildUpstreamHead(this.ctx, req, this.#peer, this.requestId, hostValue, this.via, front === undefined ? 'http' : front.scheme, target.hostValue);
       this.#headers = head.headers;
+      this.#bodyLength = head.bodyLength;
       this.#fieldsChecked = (front === undefined || !front.h2) && this.ctx.hooks?.request === undefined && this.ctx.configFieldsValid;
       // HTTP/2 has no chunked coding: a body without content-length is DATA frames, and only
       // END_STREAM on the HEADERS frame says there is none (h2.test / h2c.test finding: such
@@ -513,8 +517,10 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     }
     // Until the client was told to go on, the expectation goes upstream (undici cannot send it).
     const expect = this.#expectContinue && !this.#continued;
-    const client = expect ? ep.pool.openExpectClient() : ep.pool.acquire(now, this.#idempotent, fresh);
     const prev = this.#attempt?.relay;
+    // A body that cannot be kept whole for a replay goes on a connection opened for it, as a
+    // non-idempotent request does: a lost keep-alive race could not be recovered (#bodyKept).
+    const client = expect ? ep.pool.openExpectClient() : ep.pool.acquire(now, this.#idempotent && (!this.#hasBody || this.#bodyKept(prev)), fresh);
     // The body is kept for a retry: with `tries` > 1, and for an idempotent request whatever
     // `tries` says (a lost keep-alive race is sent again with `tries: 1` too). A non-idempotent
     // request with one try is sent again only after a reset before any byte of it was written,
@@ -526,6 +532,21 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     const headers = expect ? [...this.#headers, 'expect', '100-continue'] : this.#headers;
     const tracing = this.ctx.tracing;
     attempt.dispatch(this.#upstreamPath, this.req.method!, tracing === undefined ? headers : this.#traced(tracing, attempt.record, headers), this.#fieldsChecked);
+  }
+
+  /**
+   * The whole body will be kept for a replay, whatever this try meets, so it may go on a
+   * reused connection: its declared length is within REPLAY_LIMIT, or (chunked, or HTTP/2
+   * without a Content-Length) all of it has come from the client and fits (`wholeBodyWithin`).
+   * Otherwise a reused connection the upstream closed as the body was written (the keep-alive
+   * race, RFC 9112 §9.6) would end in a 502 once more than REPLAY_LIMIT of it was taken: such
+   * a body goes on a fresh connection, where no idle time precedes it, without buffering it.
+   * Measured by nothing but what is known now: no wait for the body to show its length.
+   */
+  #bodyKept(prev: BodyRelay | undefined): boolean {
+    const length = this.#bodyLength;
+    if (length >= 0) return length <= REPLAY_LIMIT;
+    return wholeBodyWithin(this.req, prev, REPLAY_LIMIT);
   }
 
   /** Tracing on: the try's span, and its `traceparent` in a copy of the headers. */

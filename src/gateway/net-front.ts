@@ -28,7 +28,8 @@ import { CLOSE_LINGER_MS, DeadlineEntry, deadlines, destroyAfter } from '../timi
 /**
  * What the pipeline reads of a request (IncomingMessage's part of it); both fronts have it.
  * The body is read as the body relay reads it (src/http/client-body.ts): 'data', 'end',
- * 'error' and 'close' events, pause() and resume(), readableEnded and complete.
+ * 'error' and 'close' events, pause() and resume(), readableEnded and complete (and
+ * readableLength, read only for a body of unknown length: body-relay.ts wholeBodyWithin).
  */
 export interface FrontRequest extends EventEmitter {
   readonly method: string;
@@ -39,6 +40,7 @@ export interface FrontRequest extends EventEmitter {
   readonly socket: Socket;
   readonly complete: boolean;
   readonly readableEnded: boolean;
+  readonly readableLength: number;
   pause(): this;
   resume(): this;
 }
@@ -165,6 +167,14 @@ export class NetRequest extends EventEmitter implements FrontRequest {
     }
     (this.#held ??= []).push(chunk);
     return false;
+  }
+
+  /** Body bytes taken from the connection and not yet given to a reader (as a Readable's; body-relay.ts wholeBodyWithin). */
+  get readableLength(): number {
+    const held = this.#held;
+    let n = 0;
+    if (held !== undefined) for (const c of held) n += c.length;
+    return n;
   }
 
   /** The body is complete. */

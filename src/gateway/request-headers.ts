@@ -11,6 +11,11 @@ export interface UpstreamHead {
   headers: string[];
   /** Whether the request has a body to stream (Content-Length > 0 or chunked). */
   hasBody: boolean;
+  /**
+   * The body's declared length (its Content-Length), or -1 when it has none: chunked, or no
+   * body (gateway/exchange.ts: whether the body can be kept whole for a replay).
+   */
+  bodyLength: number;
   /** The Upgrade header value (for upgrade requests). */
   upgrade: string | undefined;
 }
@@ -99,6 +104,8 @@ export function buildUpstreamHead(
   let fwd: string | undefined;
   let origHost: string | undefined;
   let hasBody = false;
+  let declared = -1;
+  let chunked = false;
   let upgrade: string | undefined;
 
   // Connection-listed names first, so the main pass is a single lookup per field. Read from
@@ -151,9 +158,13 @@ export function buildUpstreamHead(
           });
         }
         hasBody = true;
+        chunked = true;
         break;
       case CONTENT_LENGTH:
-        if (value !== '0') hasBody = true;
+        if (value !== '0') {
+          hasBody = true;
+          declared = Number(value);
+        }
         out.push(name, value);
         break;
       case UPGRADE:
@@ -178,5 +189,5 @@ export function buildUpstreamHead(
     if (origHost) el += `;host=${/^[\w.:[\]-]+$/.test(origHost) ? origHost : JSON.stringify(origHost)}`;
     out.push('forwarded', fwd ? `${fwd}, ${el}` : el);
   }
-  return { headers: out, hasBody, upgrade };
+  return { headers: out, hasBody, bodyLength: chunked ? -1 : declared, upgrade };
 }
