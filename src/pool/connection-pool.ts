@@ -35,7 +35,11 @@ export type TimedExpectClient = ExpectClient & { readonly timings: ConnectTiming
  * `PoolConnection`.
  *
  * "Idempotent" for `acquire` means "may be retried on a fresh connection if it loses the
- * race": a caller that cannot resend a request's body passes false for it whatever its method.
+ * race": a caller that cannot resend a request's body passes false for it whatever its method
+ * (the reverse gateway for a body it cannot keep whole, gateway/exchange.ts #bodyKept; the
+ * forward relay for any body). At `maxConnections` with every connection busy even such a
+ * request waits behind another on its connection (`acquire`): no idle time precedes it there,
+ * but it is the one case in which it can still lose the race.
  */
 
 /**
