@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { request } from 'undici';
 import { startTestGateway } from '../helpers/gateway.js';
 import { startPiecewiseUpstream, type PieceAnswer, type PieceRequest } from '../helpers/piecewise-upstream.js';
 import { between, seededRun } from '../helpers/seeded.js';
+import { until } from '../helpers/until.js';
 
 /**
  * A request body larger than the gateway keeps for a replay (64 KiB, gateway/exchange.ts
@@ -190,6 +193,92 @@ describe('the ordinary case is unchanged', () => {
           }
         } finally {
           for (const o of opened.reverse()) await o.close();
+        }
+      }));
+  }
+});
+
+/** One raw request on its own connection, written in one write; its answer's status and body. */
+async function rawRequest(port: number, bytes: Buffer): Promise<{ status: number; body: Buffer; rid: string }> {
+  const s = connect(port, '127.0.0.1');
+  try {
+    await once(s, 'connect');
+    s.write(bytes);
+    let buf = Buffer.alloc(0);
+    for await (const d of s as AsyncIterable<Buffer>) {
+      buf = Buffer.concat([buf, d]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) continue;
+      const head = buf.toString('latin1', 0, end);
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? -1);
+      if (length < 0 || buf.length < end + 4 + length) continue;
+      return { status: Number(head.split(' ')[1]), body: buf.subarray(end + 4, end + 4 + length), rid: /\r\nx-request-id: *([^\r]+)/i.exec(head)?.[1] ?? '' };
+    }
+    throw new Error(`the connection closed before a whole answer: ${buf.toString('latin1').slice(0, 200)}`);
+  } finally {
+    s.destroy();
+  }
+}
+
+describe('a chunked body that has all come by its dispatch', () => {
+  for (const client of ['undici', 'native'] as const) {
+    test(`${client}: is kept whole when it fits (it may reuse a connection, and the lost race is sent again), and goes on a fresh connection when it does not (seeded)`, { timeout: 120_000 }, () =>
+      seededRun(`chunked body whole at dispatch (${client})`, async (rand) => {
+        for (let round = 0; round < 4; round++) {
+          const opened: Array<{ close(): Promise<void> }> = [];
+          try {
+            const reset = rand() < 0.5;
+            // A holds the cluster's one slot until it is let go; B, chunked, waits in the queue meanwhile.
+            let held!: () => void;
+            const holding = new Promise<void>((r) => (held = r));
+            let letGo!: () => void;
+            const released = new Promise<void>((r) => (letGo = r));
+            const race = echoFirst(reset);
+            const up = await startPiecewiseUpstream(async (req) => {
+              if (req.path === '/hold') {
+                held();
+                await released;
+              }
+              return race(req);
+            });
+            opened.push(up);
+            const gw = await startTestGateway({
+              clusters: { up: { endpoints: [up.url], client, outlierDetection: { enabled: false }, keepAlive: '30s', limits: { maxConcurrent: 1, maxQueued: 4, queueTimeout: '30s' } } },
+              routes: [{ cluster: 'up', retry: { tries: 1 } }],
+            });
+            opened.push(gw);
+            const a = request(`${gw.url}/hold`);
+            await holding;
+            // Small enough to come in one read (the whole of it parsed with its head), or over the replay limit.
+            const small = rand() < 0.6;
+            const body = bodyOf(small ? between(rand, 1, 8192) : between(rand, LIMIT + 1, 2 * LIMIT), rand);
+            const raw = Buffer.concat([Buffer.from(`PUT /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n0\r\n\r\n')]);
+            const b = rawRequest(gw.port, raw);
+            const admission = gw.gw.ctx.clusters.get('up')!.admission!;
+            assert.ok(await until(() => admission.queued === 1, 5000), 'B waits in the queue');
+            letGo();
+            const ra = await a;
+            assert.equal(ra.statusCode, 200);
+            assert.equal(await ra.body.text(), '/hold');
+            const rb = await b;
+            const what = `round ${round} (${reset ? 'RST' : 'FIN'}), chunked PUT of ${body.length} bytes`;
+            assert.equal(rb.status, 200, `${what}: ${rb.body.toString().slice(0, 300)}`);
+            assert.ok(rb.body.equals(body), `${what}: the body the upstream echoed is the one sent`);
+            const attempts = ((await gw.logFor(rb.rid)).attempts ?? []) as unknown as Try[];
+            const detail = `${what}: ${JSON.stringify(attempts)}`;
+            if (small) {
+              // Whole and within the limit at its dispatch: A's idle connection is reused, the race lost, the body sent again.
+              assert.equal(attempts.length, 2, detail);
+              assert.equal(attempts[0]!.connection, 'reused', detail);
+              assert.equal(attempts[0]!.error, 'connection_terminated', detail);
+              assert.equal(attempts[1]!.connection, 'new', detail);
+            } else {
+              assert.equal(attempts.length, 1, detail);
+              assert.equal(attempts[0]!.connection, 'new', detail);
+            }
+          } finally {
+            for (const o of opened.reverse()) await o.close();
+          }
         }
       }));
   }
