@@ -68,8 +68,10 @@ export class BodyRelay extends ClientBodyStream {
  * there, with what an earlier try's relay took and kept (`prev`), is at most `limit` bytes.
  * Known only once the client has sent all of it, so mostly for a retry or a request that
  * waited for its slot: at a first try dispatched as its head arrives, the rest of the read it
- * came in is not parsed yet. A front that cannot say what it buffers (no `readableLength`)
- * is taken at its word that it cannot be kept.
+ * came in is not parsed yet. `readableLength`: what node:http's request (a Readable) and the
+ * net front's `NetRequest` hold unread. An HTTP/2 request says `complete` only once read to
+ * its end or closed, so an unread HTTP/2 body of unknown length counts as not kept (a fresh
+ * connection: the safe side).
  */
 export function wholeBodyWithin(src: IncomingMessage, prev: BodyRelay | undefined, limit: number): boolean {
   if (!src.complete) return false;
