@@ -195,8 +195,9 @@ export function parserRefusal(code: string | undefined): Failure {
 }
 
 /**
- * A request whose HTTP/2 connection the gateway closed itself before its answer was complete,
- * by the stable code of the error the connection was closed with (gateway/h2.ts notes it), in
+ * A request whose connection the gateway closed itself before its answer was complete, by the
+ * stable code of why (gateway/h2.ts notes it on an HTTP/2 session, gateway/connections-cut.ts
+ * on the context for HTTP/1.1 connections: `GATEWISE_DRAIN_TIMEOUT`), in
  * the phase the request had reached: the drain timeout at shutdown (the gateway's own doing),
  * the rapid-reset close (a limit on how fast this client may use the gateway), a send timeout
  * (a client that took nothing, as `Exchange.clientNotReading`), or a connection error nghttp2
@@ -210,6 +211,7 @@ export function connectionClosedByGateway(code: string, phase: Phase, detail: st
     case 'ERR_HTTP2_ERROR':
       return new Failure({ type: 'http_request_error', phase, detail });
     case 'GATEWISE_H2_DRAIN_TIMEOUT':
+    case 'GATEWISE_DRAIN_TIMEOUT':
     default:
       return new Failure({ type: 'proxy_internal_error', phase, detail });
   }

@@ -16,6 +16,7 @@ import type { GatewayTracing } from './tracing.js';
 import { Router, compileRoute, literalHost } from './router.js';
 import { DiskTier, MemoryStore, ResponseCache } from '../cache/index.js';
 import { AcmeChallenges } from '../tls/acme/index.js';
+import type { ConnectionsCut } from './connections-cut.js';
 
 /** Everything the per-request code reads, compiled once from the config. */
 export interface GatewayContext {
@@ -50,6 +51,11 @@ export interface GatewayContext {
   readonly requestIds: RequestIds;
   /** Set while draining: responses close their connections. */
   draining: boolean;
+  /**
+   * Set when the gateway cuts the client connections still open (the drain timeout): the
+   * requests they end unanswered are recorded as its doing (./connections-cut.ts), not the client's.
+   */
+  cut: ConnectionsCut | undefined;
   /** Requests (and upgrades) not finished yet (graceful shutdown waits for 0). */
   inflight: number;
   /** The registered hooks, compiled; undefined when there are none (no per-request cost). */
@@ -227,6 +233,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
       TOKEN_RE.test(cfg.requestId.header) && !BAD_VALUE_RE.test(identity) && cfg.routes.every((r) => !BAD_VALUE_RE.test(literalHost(r.host) ?? '')),
     requestIds: previous?.ctx.requestIds ?? new RequestIds(),
     draining: false,
+    cut: undefined,
     inflight: 0,
     hooks: GatewayHooksRunner.of(options.hooks, options.hookTimeoutMs),
     tracing: options.tracing,

@@ -20,6 +20,7 @@ import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import { finalResponseHead, trailersOf, type UpstreamTrailers } from './response-headers.js';
 import { closedByClient, gatewayCut, resetStream, streamConnection } from './h2.js';
 import { h2ErrorName } from './h2-errors.js';
+import { connectionCut } from './connections-cut.js';
 import type { Http2Stream } from 'node:http2';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
@@ -913,7 +914,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     this.ctx.inflight--;
     this.#cache?.end();
     const h2 = this.front !== undefined && this.front.h2;
-    /** HTTP/2: the gateway closed the stream's connection itself (shutdown, a protocol error, rapid reset): its failure. */
+    /** The gateway closed the client's connection itself (shutdown; HTTP/2: a protocol error, rapid reset): its failure. */
     let cut: Failure | undefined;
     if (h2) {
       if (!this.#complete && this.#error === undefined) {
@@ -921,15 +922,19 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         // Else a stream reset by the client, or a connection gone: named in the record.
         if (cut === undefined) this.#h2Gone = h2GoneDetail(this.res);
       }
-    } else if (this.#order === 'running') finished(this.#socket, this);
-    else withdrawn(this.#socket, this);
+    } else {
+      if (this.#order === 'running') finished(this.#socket, this);
+      else withdrawn(this.#socket, this);
+      // Cut at the drain timeout, unless the client had left first.
+      if (!this.#complete && this.#error === undefined) cut = connectionCut(this.ctx.cut, this.#socket, this.#attempt?.record.phase ?? 'accept');
+    }
     if (this.#held !== undefined) {
       this.route!.cluster.wait?.cancel(this);
       this.#held = undefined;
     }
     const dropped = this.#error !== undefined && this.#error.source !== 'client';
     if (!this.#complete && !this.#error) {
-      // The client left (or the gateway closed its HTTP/2 connection) before the response was complete: stop the upstream work.
+      // The client left (or the gateway closed its connection) before the response was complete: stop the upstream work.
       this.#endedBy = cut === undefined ? 'client' : 'gateway';
       this.#error = cut;
       if (!this.#refused) this.#attempt?.cancel();
