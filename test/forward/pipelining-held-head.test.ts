@@ -1,0 +1,160 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { RawConn } from '../helpers/raw-conn.js';
+import { seededRun } from '../helpers/seeded.js';
+import { MAX_PIPELINED_RUNNING, MAX_PIPELINED_WAITING } from '../../src/http/pipelining.js';
+import { accessLines, basic, startTestProxy, type TestProxy } from './helpers.js';
+
+/**
+ * The HTTP proxy's front: a connection the proxy stops reading (too many of its pipelined
+ * requests wait, http/read-hold.ts) is not answered 408, nor closed, for the head it holds,
+ * however long the hold outlasts the head timeout (`timeouts.handshake`; the wait for a later
+ * head, `clientKeepAlive + handshake`). The proxy's own wait is not the client's slowness.
+ * The reverse gateway's node front had that fault (test/gateway/pipelining-held-head.test.ts);
+ * the forward front times heads itself (`HeadTimer`, not node:http's headersTimeout, which its
+ * `requestTimeout: 0` turns off), and this guards it.
+ *
+ * The client's own slowness still gets its timeout: a head begun in the held bytes and never
+ * completed is answered 408 `request_timeout` (and recorded) a head timeout after the answers
+ * before it, as a partial head that arrives after them is (slow-head.test.ts), not closed
+ * without a word as an idle connection is.
+ *
+ * Seeded over the number of requests pipelined past the hold, the handshake and keep-alive
+ * times, and whether the held head is completed after the release or never. Synchronised on
+ * events: the destination holds what may run; another client's head, begun after the held
+ * connection was accepted, gets its 408 first, so the held connection's own head deadline has
+ * passed too.
+ */
+describe('HTTP proxy: a head held while its connection is not read is not timed out', () => {
+  test('seeded family: pipelined past the hold × handshake / keep-alive times × held head completed or never', { timeout: 120_000 }, async () => {
+    const held: ServerResponse[] = [];
+    let releasing = false;
+    let waiter: (() => void) | undefined;
+    const dest = createServer((req, res) => {
+      req.resume();
+      const n = req.url!.slice(1);
+      if (releasing) {
+        res.writeHead(200, { 'x-n': n, 'content-length': '2' });
+        res.end('ok');
+        return;
+      }
+      (res as ServerResponse & { n?: string }).n = n;
+      held.push(res);
+      if (held.length >= MAX_PIPELINED_RUNNING) waiter?.();
+    });
+    await new Promise<void>((r) => dest.listen(0, '127.0.0.1', r));
+    const origin = `127.0.0.1:${(dest.address() as AddressInfo).port}`;
+    const auth = basic();
+    const head = (path: string): string => `GET http://${origin}/${path} HTTP/1.1\r\nHost: ${origin}\r\nProxy-Authorization: ${auth}\r\n`;
+    const conns: RawConn[] = [];
+    let p: TestProxy | undefined;
+    try {
+      await seededRun('forward held head', async (rand) => {
+        for (const completes of [true, false, rand() < 0.5]) {
+          const handshakeMs = 150 + Math.floor(rand() * 250);
+          const keepAliveMs = 150 + Math.floor(rand() * 350);
+          p = await startTestProxy({ timeouts: { handshake: `${handshakeMs}ms`, clientKeepAlive: `${keepAliveMs}ms` } });
+          try {
+            held.length = 0;
+            releasing = false;
+            // Enough complete requests to fill what runs and what waits, then the start of one more head.
+            const k = MAX_PIPELINED_RUNNING + MAX_PIPELINED_WAITING + 1 + Math.floor(rand() * 16);
+            let bytes = '';
+            for (let i = 0; i < k; i++) bytes += `${head(String(i))}\r\n`;
+            bytes += head(String(k));
+            const where = `${k} pipelined and a head begun, handshake ${handshakeMs} ms, keep-alive ${keepAliveMs} ms, ${completes ? 'completed after the release' : 'never completed'}`;
+            const reached = new Promise<void>((resolve) => (waiter = resolve));
+            const conn = new RawConn(p.port);
+            conns.push(conn);
+            await conn.write(bytes);
+            await reached;
+            // Another client's head, begun later than the held one, timed out: the held connection's head deadline has passed too.
+            const probe = new RawConn(p.port);
+            conns.push(probe);
+            await probe.write(head('probe'));
+            assert.match(await probe.closed(10_000), /^HTTP\/1\.1 408 /, `${where}: the probe's head timed out`);
+            assert.equal(conn.ended, false, `${where}: the held connection was closed: ${JSON.stringify(conn.text.slice(-300))}`);
+            assert.doesNotMatch(conn.text, / 408 /, `${where}: the held connection was answered 408`);
+            releasing = true;
+            for (const res of held.splice(0)) {
+              res.writeHead(200, { 'x-n': (res as ServerResponse & { n?: string }).n!, 'content-length': '2' });
+              res.end('ok');
+            }
+            if (completes) {
+              // Every answer before it out first: a refusal of the held head would go out now.
+              await conn.waitFor((t) => [...t.matchAll(/x-n: \d+/gi)].length >= k || / 408 /.test(t), 20_000, `${where}: the answers before the held head`);
+              assert.doesNotMatch(conn.text, / 408 /, `${where}: the held head was answered 408`);
+              await conn.write('Connection: close\r\n\r\n');
+            }
+            const text = await conn.closed(20_000);
+            const order = [...text.matchAll(/x-n: (\d+)/gi)].map((m) => Number(m[1]));
+            const n = completes ? k + 1 : k;
+            assert.deepEqual(order, Array.from({ length: n }, (_, i) => i), `${where}: every answer, in order`);
+            if (completes) {
+              assert.doesNotMatch(text, / 408 /, `${where}: no 408`);
+            } else {
+              // The head never completed is the client's slowness: a 408 after the answers, recorded.
+              const last = /HTTP\/1\.1 (\d{3}) [^]*$/.exec(text.slice(text.lastIndexOf('HTTP/1.1 ')));
+              assert.equal(last?.[1], '408', `${where}: the last answer is a 408 (got ${JSON.stringify(text.slice(-200))})`);
+              const rid = /\r\nx-request-id: ([^\r]*)[^]*$/i.exec(text.slice(text.lastIndexOf('HTTP/1.1 ')))?.[1];
+              assert.ok(rid !== undefined, `${where}: the 408 has a request id`);
+              const line = accessLines(p.lines).find((l) => l.requestId === rid);
+              assert.equal(line?.reason, 'request_timeout', `${where}: the 408 recorded`);
+            }
+          } finally {
+            for (const c of conns.splice(0)) c.destroy();
+            for (const res of held.splice(0)) res.destroy();
+            await p.close();
+          }
+        }
+      });
+    } finally {
+      await p?.close();
+      dest.closeAllConnections();
+      await new Promise<void>((r) => dest.close(() => r()));
+    }
+  });
+
+  test('seeded: a partial head pipelined behind a complete request (no hold) gets its 408 after the answer, not a silent close', { timeout: 60_000 }, async () => {
+    const dest = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'x-n': req.url!.slice(1), 'content-length': '2' });
+      res.end('ok');
+    });
+    await new Promise<void>((r) => dest.listen(0, '127.0.0.1', r));
+    const origin = `127.0.0.1:${(dest.address() as AddressInfo).port}`;
+    const head = (path: string): string => `GET http://${origin}/${path} HTTP/1.1\r\nHost: ${origin}\r\nProxy-Authorization: ${basic()}\r\n`;
+    try {
+      await seededRun('forward pipelined partial head', async (rand) => {
+        for (let round = 0; round < 3; round++) {
+          const handshakeMs = 100 + Math.floor(rand() * 300);
+          const keepAliveMs = 100 + Math.floor(rand() * 300);
+          const complete = 1 + Math.floor(rand() * 4);
+          const where = `${complete} complete and a partial head in one write, handshake ${handshakeMs} ms, keep-alive ${keepAliveMs} ms`;
+          const p = await startTestProxy({ timeouts: { handshake: `${handshakeMs}ms`, clientKeepAlive: `${keepAliveMs}ms` } });
+          const conn = new RawConn(p.port);
+          try {
+            let bytes = '';
+            for (let i = 0; i < complete; i++) bytes += `${head(String(i))}\r\n`;
+            await conn.write(bytes + head('partial').slice(0, 20 + Math.floor(rand() * 40)));
+            const text = await conn.closed(10_000);
+            const order = [...text.matchAll(/x-n: (\d+)/gi)].map((m) => Number(m[1]));
+            assert.deepEqual(order, Array.from({ length: complete }, (_, i) => i), `${where}: every answer, in order`);
+            const last = text.slice(text.lastIndexOf('HTTP/1.1 '));
+            assert.match(last, /^HTTP\/1\.1 408 /, `${where}: the last answer is a 408 (got ${JSON.stringify(text.slice(-200))})`);
+            const rid = /\r\nx-request-id: ([^\r]*)/i.exec(last)?.[1];
+            assert.equal(accessLines(p.lines).find((l) => l.requestId === rid)?.reason, 'request_timeout', `${where}: the 408 recorded`);
+          } finally {
+            conn.destroy();
+            await p.close();
+          }
+        }
+      });
+    } finally {
+      dest.closeAllConnections();
+      await new Promise<void>((r) => dest.close(() => r()));
+    }
+  });
+});
