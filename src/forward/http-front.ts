@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { CLIENT_CLOSED_STATUS, Failure, parserRefusal, type EndedBy } from '../failure/index.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { handshakeLeft } from '../http/connection-gate.js';
+import { headBegun } from '../http/read-hold.js';
 import { refusalAccept, type ParserRefusalError } from '../http/headers.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
@@ -47,6 +48,10 @@ export class HttpFront {
       requireHostHeader: false,
       maxHeaderSize: s.maxHeaderSize,
       keepAliveTimeout: s.clientKeepAliveMs,
+      // Also turns node:http's headersTimeout off (its default is min(60 s, requestTimeout)), and
+      // with it node:http's connection checks: HeadTimer below is the front's only head timer,
+      // and it never runs while a request of the connection is unanswered, so a connection the
+      // front stopped reading (http/read-hold.ts) is never timed out for the head it holds.
       requestTimeout: 0,
       insecureHTTPParser: false,
       joinDuplicateHeaders: false,
@@ -224,7 +229,10 @@ class HeadTimer extends DeadlineEntry {
   deadlineReached(): void {
     const socket = this.#socket;
     if (socket[kBusy] || socket.destroyed) return;
-    this.#front.headTimedOut(socket, this.#readAtStart < 0 || socket.bytesRead > this.#readAtStart);
+    // Part of a head arrived: since the wait began, or before it (pipelined behind the last
+    // request, or read before the connection was held), which the byte count alone missed and
+    // closed such a connection without a word, as an idle one.
+    this.#front.headTimedOut(socket, this.#readAtStart < 0 || socket.bytesRead > this.#readAtStart || headBegun(socket));
   }
 
   cancel(): void {

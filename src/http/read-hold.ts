@@ -70,6 +70,18 @@ export function heldHead(socket: Duplex): boolean {
   return at !== undefined && performance.now() - at < (s.server?.headersTimeout ?? 0);
 }
 
+/**
+ * Whether the node:http parser of `socket` holds the start of a request head (its message
+ * begun, its head not complete): bytes of a next head may have been read long before a wait
+ * for it starts (pipelined behind the previous request, or held with its connection), so a
+ * count of bytes read since then cannot tell a partial head from an idle connection.
+ */
+export function headBegun(socket: Socket): boolean {
+  const parser = (socket as unknown as HeldSocket).parser;
+  if (parser === undefined || parser === null) return false;
+  return parser.headersCompleted?.() === false && (parser.duration?.() ?? 0) > 0;
+}
+
 /** Stop reading `socket` if it is a node:http server connection; true when it is held (else nothing was done). */
 export function holdReading(socket: Socket): boolean {
   const s = socket as unknown as HeldSocket;
