@@ -2,9 +2,11 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
+import type { ReverseRecord } from '../../src/record/index.js';
 import { accessRecord, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { endedRecords, within } from '../helpers/ended-records.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { onHeads, startRawServer } from '../helpers/scripted-upstream.js';
 
 /**
  * HTTP/1.1 requests the gateway itself cuts at the end of a graceful drain (the drain timeout
@@ -107,5 +109,96 @@ describe('drain timeout: HTTP/1.1 requests the gateway cuts are ended by the gat
         }
       }
     });
+  });
+
+  test('seeded family: upgrades cut at the drain timeout, waiting for the 101 or switched × node or net front → endedBy gateway (a tunnel the upstream ended, or the client left, stays theirs)', { timeout: 120_000 }, async () => {
+    const rand = seededRandom();
+    console.log(`drain-cut upgrades seed ${rand.seed} (replay: GATEWISE_SEED=${rand.seed})`);
+    type UpMoment = 'waiting' | 'switched' | 'left' | 'upstream-ended';
+    const upstreams = new Map<string, (s: Socket) => void>();
+    const up = await startRawServer((s) => {
+      onHeads(s, (head) => upstreams.get(/^GET (\S+)/.exec(head)?.[1] ?? '')?.(s));
+    });
+    try {
+      await withSeed(rand, async () => {
+        for (let i = 0; i < 6; i++) {
+          const front = i % 2 === 0 ? 'node' : 'net';
+          const n = 1 + rand.int(3);
+          const moments: UpMoment[] = Array.from({ length: n }, () => rand.pick<UpMoment>(['waiting', 'switched', 'switched', 'waiting', 'left', 'upstream-ended']));
+          const where = `case ${i}: ${front} front, ${moments.join(', ')}`;
+          const clients: Socket[] = [];
+          const upSockets: Socket[] = [];
+          let gw: TestGateway | undefined;
+          const records = endedRecords();
+          try {
+            gw = await startTestGateway({
+              listeners: [{ address: '127.0.0.1', port: 0, front }],
+              clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
+              routes: [{ cluster: 'up', retry: { tries: 1 } }],
+              shutdown: { drainTimeout: '300ms' },
+            });
+            const paths = moments.map((_, k) => `/ws-${rand.seed}-${i}-${k}`);
+            const upstreamEnded: Array<Promise<ReverseRecord>> = [];
+            for (let k = 0; k < n; k++) {
+              const path = paths[k]!;
+              const m = moments[k]!;
+              const arrived = new Promise<Socket>((r) => upstreams.set(path, r));
+              const c = connect(gw.port, '127.0.0.1');
+              c.on('error', () => {});
+              clients.push(c);
+              let got = '';
+              const switched = new Promise<void>((r) => c.on('data', (d: Buffer) => ((got += d.toString('latin1')).includes('\r\n\r\n') ? r() : undefined)));
+              c.write(`GET ${path} HTTP/1.1\r\nHost: drain.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+              const u = await within(arrived, 10_000, `${where}: upgrade ${k} upstream`);
+              upSockets.push(u);
+              if (m !== 'waiting' && m !== 'left') {
+                u.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+                await within(switched, 10_000, `${where}: upgrade ${k}'s 101 at the client`);
+                assert.match(got, /^HTTP\/1\.1 101 /, `${where}: upgrade ${k} switched`);
+                // The upstream ends this tunnel itself before the drain: its record is written first.
+                if (m === 'upstream-ended') {
+                  upstreamEnded.push(records.wait((x) => x.path === path));
+                  u.end();
+                }
+              }
+            }
+            // A tunnel the upstream ended is over before the drain (its client linger aside).
+            await within(Promise.all(upstreamEnded), 10_000, `${where}: the tunnels the upstream ended`);
+            const closing = gw.gw.close();
+            for (let k = 0; k < n; k++) if (moments[k] === 'left') clients[k]!.destroy();
+            for (let k = 0; k < n; k++) {
+              const path = paths[k]!;
+              const m = moments[k]!;
+              const r = await within(records.wait((x) => x.path === path), 10_000, `${where}: upgrade ${k}'s record`);
+              const line = await accessRecord(gw, (l) => l.requestId === r.requestId, 2000);
+              assert.ok(line !== undefined, `${where}: upgrade ${k}: no access-log line`);
+              const what = `${where}: upgrade ${k} (${m}; detail: ${String(line.detail)})`;
+              if (m === 'left') {
+                assert.equal(line.endedBy, 'client', `${what}: endedBy`);
+                assert.equal(line.status, 499, `${what}: status`);
+                continue;
+              }
+              if (m === 'upstream-ended') {
+                assert.notEqual(line.endedBy, 'gateway', `${what}: endedBy`);
+                assert.equal(line.status, 101, `${what}: status`);
+                continue;
+              }
+              assert.equal(line.endedBy, 'gateway', `${what}: endedBy`);
+              assert.equal(line.error, 'proxy_internal_error', `${what}: error`);
+              assert.equal(line.status, m === 'switched' ? 101 : undefined, `${what}: status`);
+              assert.match(String(line.detail), /drain timeout/, `${what}: detail`);
+            }
+            await within(closing, 10_000, `${where}: the close`);
+          } finally {
+            records.close();
+            for (const c of clients) c.destroy();
+            for (const u of upSockets) u.destroy();
+            await gw?.close();
+          }
+        }
+      });
+    } finally {
+      await up.close();
+    }
   });
 });
