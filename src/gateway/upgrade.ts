@@ -13,6 +13,7 @@ import type { Endpoint } from '../upstream/endpoint.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { newRequestId } from './exchange.js';
+import { connectionCut } from './connections-cut.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
@@ -142,7 +143,15 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     socket.once('close', () => {
       this.#closed = true;
       ctx.inflight--;
-      if (!this.#upstream && !this.#error && this.#status === 0) this.#endedBy = 'client';
+      if (this.#error === undefined && this.#endedBy === 'complete') {
+        // Cut by the gateway itself (the drain timeout), waiting for the answer or switched,
+        // unless the client had left or the upstream had ended the tunnel first (./connections-cut.ts).
+        const cut = this.#upstream?.destroyed === true ? undefined : connectionCut(ctx.cut, socket, this.#attempt?.phase ?? 'accept');
+        if (cut !== undefined) {
+          this.#error = cut;
+          this.#endedBy = 'gateway';
+        } else if (!this.#upstream && this.#status === 0) this.#endedBy = 'client';
+      }
       this.#upstream?.destroy();
       // No switch (yet): the upstream request is still under way; the client that asked is gone.
       if (this.#upstream === undefined && this.#release !== undefined) this.#abortUp?.();
@@ -544,7 +553,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       route: this.#route?.name,
       cluster: this.#route?.cluster.name,
       // Left before any answer: 499, as a plain request records it (docs/access-log.md), not 0.
-      status: this.#status === 0 && this.#endedBy === 'client' ? CLIENT_CLOSED_STATUS : this.#status,
+      // Cut by the gateway before any answer: no status was sent.
+      status: this.#status !== 0 ? this.#status : this.#endedBy === 'client' ? CLIENT_CLOSED_STATUS : this.#endedBy === 'gateway' ? undefined : 0,
       error: this.#error?.type,
       reason: this.#error?.reason,
       phase: this.#error?.phase,
