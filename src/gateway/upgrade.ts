@@ -144,9 +144,10 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       this.#closed = true;
       ctx.inflight--;
       if (this.#error === undefined && this.#endedBy === 'complete') {
-        // Cut by the gateway itself (the drain timeout), waiting for the answer or switched,
-        // unless the client had left or the upstream had ended the tunnel first (./connections-cut.ts).
-        const cut = this.#upstream?.destroyed === true ? undefined : connectionCut(ctx.cut, socket, this.#attempt?.phase ?? 'accept');
+        // Cut by the gateway itself (the drain timeout), waiting for the answer, in it or
+        // switched, unless the client had left first (./connections-cut.ts) or the gateway had
+        // ended its side already (the answer written, or the tunnel ended by the upstream).
+        const cut = socket.writableEnded ? undefined : connectionCut(ctx.cut, socket, this.#attempt?.phase ?? 'accept');
         if (cut !== undefined) {
           this.#error = cut;
           this.#endedBy = 'gateway';
