@@ -10,6 +10,7 @@ import type { ForwardConfigInput } from '../../src/config/forward.js';
 import type { LookupFunction, Resolver } from '../../src/egress/index.js';
 import { startForwardProxy, type ForwardHooks, type ForwardProxy } from '../../src/forward/index.js';
 import { hashPassword } from '../../src/tenants/index.js';
+import { GUARD_MS } from '../helpers/time-bounds.js';
 
 export const USER = 'alice';
 export const PASSWORD = 'secret';
@@ -58,16 +59,59 @@ export function run(cmd: string, args: string[], opts: { input?: string; timeout
   });
 }
 
-/** A logger whose JSON lines land in an array. */
+/** Who waits for a new line of each memory logger's array (see `linesUntil`). */
+const lineWaiters = new WeakMap<Array<Record<string, unknown>>, Set<() => void>>();
+
+/** A logger whose JSON lines land in an array; `linesUntil` waits on that array's new lines. */
 export function memoryLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
+  const waiters = new Set<() => void>();
+  lineWaiters.set(lines, waiters);
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
       for (const l of chunk.toString('utf8').split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+      for (const w of [...waiters]) w();
       cb();
     },
   });
   return { logger: createLogger({ destination: sink }), lines };
+}
+
+/**
+ * Waits until `cond()` holds, checking it now and each time a line lands in `lines` (an
+ * array from `memoryLogger`): the event a test synchronises on for "this was logged",
+ * instead of polling. False once `guardMs` passed without it (a failure guard, long enough
+ * for a loaded machine; never what the test waits for when things work).
+ */
+export function linesUntil(lines: Array<Record<string, unknown>>, cond: () => boolean, guardMs = GUARD_MS): Promise<boolean> {
+  const waiters = lineWaiters.get(lines);
+  if (waiters === undefined) throw new Error('linesUntil: not the lines of a memoryLogger');
+  if (cond()) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const check = (): void => {
+      if (!cond()) return;
+      done();
+      resolve(true);
+    };
+    const timer = setTimeout(() => {
+      done();
+      resolve(cond());
+    }, guardMs);
+    const done = (): void => {
+      clearTimeout(timer);
+      waiters.delete(check);
+    };
+    waiters.add(check);
+  });
+}
+
+/** The first access line that satisfies `pred`, waited for on the log's own lines (bounded by a failure guard). */
+export async function accessLine(lines: Array<Record<string, unknown>>, pred: (l: Record<string, unknown>) => boolean, what = 'an access log line', guardMs = GUARD_MS): Promise<Record<string, unknown>> {
+  const find = (): Record<string, unknown> | undefined => accessLines(lines).find(pred);
+  if (!(await linesUntil(lines, () => find() !== undefined, guardMs))) {
+    throw new Error(`${what}: not logged within ${guardMs} ms; access lines: ${JSON.stringify(accessLines(lines)).slice(0, 2000)}`);
+  }
+  return find()!;
 }
 
 export function accessLines(lines: Array<Record<string, unknown>>): Array<Record<string, unknown>> {

@@ -8,6 +8,7 @@ import { attachMetrics } from '../../src/observe/metrics.js';
 import { withTestUpstreamClient } from './upstream-client.js';
 import { withTestFront } from './front.js';
 import { until } from './until.js';
+import { GUARD_MS } from './time-bounds.js';
 
 export interface LogLine {
   type: string;
@@ -26,8 +27,10 @@ export interface TestGateway {
   port: number;
   logs: LogLine[];
   registry: Registry;
-  /** The access-log line for a request id (waits briefly: the line is written when the response closes). */
+  /** The access-log line for a request id (waited for as lines are written: the line is written when the response closes; the bound is a failure guard). */
   logFor(requestId: string, timeoutMs?: number): Promise<LogLine>;
+  /** The first access-log line `pred` picks, waited for as lines are written; rejects after `timeoutMs` (a failure guard). */
+  logWhere(pred: (l: LogLine) => boolean, timeoutMs?: number, what?: string): Promise<LogLine>;
   /** Value of gatewise_requests_total for the given labels (summed over the others). */
   requestsCounted(labels: Record<string, string>): Promise<number>;
   /** Reload the gateway with another input (the same test front, upstream client and listeners). */
@@ -40,12 +43,37 @@ export async function startTestGateway(input: Omit<ConfigInput, 'listeners'> & {
   const configOf = (i: typeof input) => validateConfig(withTestFront(withTestUpstreamClient({ listeners: [{ address: '127.0.0.1', port: 0 }], ...i })));
   const config = configOf(input);
   const logs: LogLine[] = [];
+  /** Told of each chunk of lines written (logWhere's waits). */
+  const waiters = new Set<() => void>();
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
       for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as LogLine);
+      for (const w of [...waiters]) w();
       cb();
     },
   });
+  const logWhere = (pred: (l: LogLine) => boolean, timeoutMs = GUARD_MS, what = 'an access-log line'): Promise<LogLine> => {
+    const find = (): LogLine | undefined => logs.find((l) => l.type === 'access' && pred(l));
+    const now = find();
+    if (now !== undefined) return Promise.resolve(now);
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        const l = find();
+        if (l === undefined) return;
+        done();
+        resolve(l);
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`${what}: not written within ${timeoutMs} ms; have ${logs.map((l) => l.requestId).join(',')}`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+    });
+  };
   const logger = createLogger({ destination: sink });
   const detach = attachAccessLog(logger, { face: 'reverse' });
   const metrics = attachMetrics(new Registry());
@@ -57,15 +85,10 @@ export async function startTestGateway(input: Omit<ConfigInput, 'listeners'> & {
     port: addr!.port,
     logs,
     registry: metrics.registry,
-    async logFor(requestId, timeoutMs = 2000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const line = logs.find((l) => l.type === 'access' && l.requestId === requestId);
-        if (line) return line;
-        if (Date.now() > deadline) throw new Error(`no access-log line for ${requestId}; have ${logs.map((l) => l.requestId).join(',')}`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    },
+    // It polled for 2 s: a loaded machine can take longer between the client's answer and the
+    // line (the record is written at the response's close), and polling is not waiting on it.
+    logFor: (requestId, timeoutMs = GUARD_MS) => logWhere((l) => l.requestId === requestId, timeoutMs, `the access-log line of ${requestId}`),
+    logWhere,
     async requestsCounted(labels) {
       const m = await metrics.registry.getSingleMetric('gatewise_requests_total')!.get();
       let n = 0;
