@@ -3,7 +3,8 @@ import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { seededRandom } from '../helpers/seeded.js';
-import { accessLines, startTestProxy, waitFor, type TestProxy } from './helpers.js';
+import { GUARD_MS, LATE_MS } from '../helpers/time-bounds.js';
+import { accessLines, linesUntil, startTestProxy, type TestProxy } from './helpers.js';
 
 /**
  * Stall hunt (forward proxy), the other side of a stall: a tunnel whose destination sent
@@ -17,7 +18,12 @@ import { accessLines, startTestProxy, waitFor, type TestProxy } from './helpers.
  * Kept as a regression guard: the case must really outlive the linger (asserted).
  */
 
-const SEND_MS = 3000;
+/**
+ * The client reads all the time, but a loaded machine can hold its reading timer back for
+ * seconds; the send timeout is past that (it was 3 s), so the client is never cut for not
+ * reading. The property here is the linger (1 s) after the destination's close.
+ */
+const SEND_MS = LATE_MS;
 
 let origin: Server;
 let originPort: number;
@@ -39,13 +45,18 @@ before(async () => {
 });
 after(() => origin.close());
 
-/** Read `s` at about `rate` bytes a second (at most `step` bytes each 10 ms) until it ends; the byte count, bounded by `limitMs`. */
+/**
+ * Read `s` at about `rate` bytes a second until it ends; the byte count, bounded by `limitMs`.
+ * Paced by the clock, not by the count of ticks: each 10 ms tick reads what the rate allows
+ * since the start, less what was read (it read `rate / 100` bytes a tick, so a loaded machine
+ * that ran the ticks late read slower than `rate` and overran the bound).
+ */
 function slowRead(s: Socket, rate: number, limitMs: number): Promise<{ bytes: number; ended: boolean }> {
   return new Promise((resolve) => {
     let bytes = 0;
-    const step = Math.max(1, Math.round(rate / 100));
+    const started = performance.now();
     const timer = setInterval(() => {
-      let left = step;
+      let left = Math.max(1, Math.round(((performance.now() - started) * rate) / 1000) - bytes);
       while (left > 0) {
         const c = s.read(Math.min(left, s.readableLength)) as Buffer | null;
         if (c === null || c.length === 0) break;
@@ -72,7 +83,7 @@ function slowRead(s: Socket, rate: number, limitMs: number): Promise<{ bytes: nu
 describe('a tunnel whose destination closed, to a client that reads the rest slowly', () => {
   let p: TestProxy;
   before(async () => {
-    p = await startTestProxy({ auth: { required: false }, timeouts: { send: `${SEND_MS}ms`, tunnelIdle: '10s' } });
+    p = await startTestProxy({ auth: { required: false }, timeouts: { send: `${SEND_MS}ms`, tunnelIdle: `${3 * LATE_MS}ms` } });
   });
   after(() => p.close());
 
@@ -112,7 +123,7 @@ describe('a tunnel whose destination closed, to a client that reads the rest slo
       ask.writeUInt32BE(n);
       s.write(ask);
       const t0 = performance.now();
-      const { bytes, ended } = await slowRead(s, rate, (n / rate) * 1000 + 10_000);
+      const { bytes, ended } = await slowRead(s, rate, (n / rate) * 1000 + GUARD_MS);
       const ms = Math.round(performance.now() - t0);
       const tail = Math.round(performance.now() - originClosedAt);
       longestTail = Math.max(longestTail, tail);
@@ -121,6 +132,6 @@ describe('a tunnel whose destination closed, to a client that reads the rest slo
     }
     assert.deepEqual(failures, [], failures.join('\n'));
     assert.ok(longestTail > 1500, `seed ${rand.seed}: no case read past the linger time (longest tail after the destination's close: ${longestTail} ms)`);
-    assert.ok(await waitFor(() => accessLines(p.lines).length >= 3, 3000));
+    assert.ok(await linesUntil(p.lines, () => accessLines(p.lines).length >= 3));
   });
 });
