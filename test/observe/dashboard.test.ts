@@ -3,23 +3,71 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Page } from 'playwright-core';
 import { request } from 'undici';
+import { DASHBOARD_HTML } from '../../src/observe/dashboard.js';
 import { startDemo } from '../helpers/gatewise-process.js';
 import { ADMIN_TOKEN, FWD_PASSWORD, FWD_USER, eventually, startAdminStack } from '../helpers/admin-stack.js';
+import { GUARD_MS } from '../helpers/time-bounds.js';
 
 const CHROMIUM = process.env.GATEWISE_CHROMIUM ?? '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM}: install Debian's chromium (apt-get install chromium; .ci/run does) to run the dashboard test`;
 
-test('the dashboard, in a real browser, shows each lab fault under its own cause within 2 s of the traffic, with endpoints, exits, users and failures', { skip }, async () => {
+/**
+ * "Within 2 s" without a clock on a loaded machine. The page refreshes itself: each refresh
+ * fetches the API (`traffic`, `status`, … at once), renders, and schedules the next one
+ * second later. The gateway records a request before its client has the answer (the record
+ * is published at the response's close), so the first refresh the page starts after the
+ * traffic was answered must show it; with the one-second cadence (asserted on the page's
+ * source) that is "within about 2 s" on a quiet machine, and it stays true, and checkable, on
+ * a loaded one, where the wall clock measured the machine rather than the dashboard (the
+ * 2 s bounds failed under load in CI).
+ */
+const REFRESH_MS = 1000;
+
+/** Keep every resource timing entry: a refresh makes six, and the default buffer holds 250 (about 40 s). */
+async function keepResourceTimings(page: Page): Promise<void> {
+  await page.addInitScript(() => performance.setResourceTimingBufferSize(1_000_000));
+}
+
+/**
+ * Waits (on the page, guarded) until every `[selector, text]` holds (the element exists;
+ * with a text, its textContent is that text), and returns how many of the page's own
+ * refreshes had started after `afterEpochMs` and finished when it first held. A refresh is
+ * one `traffic?` fetch. 20 ms of margin for the two processes' clocks: a refresh that began
+ * just before the traffic is not counted as after it.
+ */
+async function refreshesUntilShown(page: Page, afterEpochMs: number, want: Array<[string, string | null]>): Promise<number> {
+  const handle = await page.waitForFunction(
+    ({ after, want }) => {
+      for (const [sel, text] of want) {
+        const e = document.querySelector(sel);
+        if (e === null || (text !== null && e.textContent !== text)) return false;
+      }
+      const polls = performance.getEntriesByType('resource').filter((r) => r.name.includes('/traffic?') && performance.timeOrigin + r.startTime >= after + 20 && (r as PerformanceResourceTiming).responseEnd > 0);
+      return { n: polls.length };
+    },
+    { after: afterEpochMs, want },
+    { timeout: GUARD_MS },
+  );
+  return ((await handle.jsonValue()) as { n: number }).n;
+}
+
+test('the dashboard refreshes itself every second', () => {
+  assert.match(DASHBOARD_HTML, new RegExp(`setTimeout\\(loop, ${REFRESH_MS}\\)`));
+});
+
+test('the dashboard, in a real browser, shows each lab fault under its own cause at its first refresh after the traffic (within 2 s), with endpoints, exits, users and failures', { skip, timeout: 120_000 }, async () => {
   const { chromium } = await import('playwright-core');
   const s = await startAdminStack();
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   const dir = mkdtempSync(join(tmpdir(), 'gatewise-dashboard-'));
   try {
     const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+    await keepResourceTimings(page);
     // The token travels in the fragment: the page sends it as a bearer token to the API.
     await page.goto(`${s.admin}/#token=${ADMIN_TOKEN}`);
-    await page.waitForSelector('#updated:text-matches("updated")', { timeout: 5000 });
+    await page.waitForSelector('#updated:text-matches("updated")', { timeout: GUARD_MS });
     assert.equal(await page.locator('#ready').textContent(), 'ready');
     assert.equal(await page.locator('#causes tbody').textContent(), 'No failures yet.');
     assert.equal(await page.locator('#error').textContent(), '');
@@ -43,28 +91,26 @@ test('the dashboard, in a real browser, shows each lab fault under its own cause
     assert.equal(ok.statusCode, 200);
     await ok.body.dump();
     await s.viaProxy(`${FWD_USER}-session-s9`, FWD_PASSWORD, `${s.lab.url}/bytes?n=8000`);
-    await eventually(async () => ((await s.viaProxy(FWD_USER, FWD_PASSWORD, `${s.lab.url}/ok`)).status === 429 ? true : undefined), 5000, 'a 429 past the quota');
+    // A client's retries until the quota refuses (each a request, not a synchronisation); the bound is a failure guard.
+    await eventually(async () => ((await s.viaProxy(FWD_USER, FWD_PASSWORD, `${s.lab.url}/ok`)).status === 429 ? true : undefined), GUARD_MS, 'a 429 past the quota');
     const sent = Date.now();
 
-    // Within 2 s the page shows every cause with its count and plain words.
-    for (const cause of Object.keys(ids)) {
-      // The row may already be there from a poll during the traffic: wait for the final count.
-      await page.waitForFunction(
-        (c) => document.querySelector(`#causes tr[data-cause="${c}"] td:nth-child(3)`)?.textContent === '2',
-        cause,
-        { timeout: Math.max(1, 2000 - (Date.now() - sent)) },
-      );
-    }
-    assert.ok(Date.now() - sent <= 2000, `the causes took ${Date.now() - sent} ms to show`);
+    // The first refresh the page starts after the traffic shows every cause with its final
+    // count (a row may be there earlier from a refresh during the traffic), the quota's 429,
+    // the failure by its request id and the user: within 2 s at the page's cadence.
+    const refreshes = await refreshesUntilShown(page, sent, [
+      ...Object.keys(ids).map((c): [string, string] => [`#causes tr[data-cause="${c}"] td:nth-child(3)`, '2']),
+      ['#causes tr[data-cause="too_many_requests"]', null],
+      [`#failures tr[data-request-id="${ids.http_protocol_error}"]`, null],
+      [`#users tr[data-user="${FWD_USER}"]`, null],
+    ]);
+    assert.ok(refreshes <= 1, `shown only after ${refreshes} refreshes started after the traffic`);
     assert.match((await page.locator('#causes tr[data-cause="connection_refused"]').textContent()) ?? '', /The upstream server refused the connection: nothing is listening there\./);
-    await page.locator('#causes tr[data-cause="too_many_requests"]').waitFor({ timeout: 2000 });
     // Each failure is listed by its request id with its explanation.
     const failureRow = page.locator(`#failures tr[data-request-id="${ids.http_protocol_error}"]`);
-    await failureRow.waitFor({ timeout: 2000 });
     assert.match((await failureRow.textContent()) ?? '', /HTTP Protocol Error — The upstream server sent a response that is not valid HTTP\./);
     // The user with their quota bar full and their top refusal.
     const user = page.locator(`#users tr[data-user="${FWD_USER}"]`);
-    await user.waitFor({ timeout: 2000 });
     assert.match((await user.textContent()) ?? '', /small.*100% of bytesPerDay\.down.*too_many_requests/);
     assert.equal(await user.locator('.bar > i').getAttribute('style'), 'width: 100%;');
     // The chart draws bars per cause; the header counts.
@@ -84,7 +130,7 @@ test('the dashboard, in a real browser, shows each lab fault under its own cause
   }
 });
 
-test('gatewise demo: the dashboard URL it prints shows, in a real browser, every lab fault under its own cause, and a new failure within 2 s', { skip, timeout: 60_000 }, async () => {
+test('gatewise demo: the dashboard URL it prints shows, in a real browser, every lab fault under its own cause, and a new failure at its first refresh after it (within 2 s)', { skip, timeout: 120_000 }, async () => {
   const { chromium } = await import('playwright-core');
   const { LAB_FAULTS } = await import('../../src/lab/index.js');
   const demo = await startDemo();
@@ -98,25 +144,37 @@ test('gatewise demo: the dashboard URL it prints shows, in a real browser, every
     assert.ok(dashboard, out);
     const gateway = /the gateway at (http:\/\/127\.0\.0\.1:\d+) /.exec(out)![1]!;
     const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+    await keepResourceTimings(page);
+    // The demo has probed every fault before it printed its table: the page's first refresh,
+    // so the first refresh after it is opened, shows them all (it was "within 2 s of opening").
     const opened = Date.now();
     await page.goto(dashboard);
     // Every cause the lab catalogue expects is on the page, each under its own name.
     const causes = new Set(LAB_FAULTS.flatMap((f) => (f.expectType ? [f.expectType] : [])));
     assert.ok(causes.size >= 8);
-    for (const cause of causes) {
-      const f = LAB_FAULTS.find((x) => x.expectType === cause)!;
-      const accepted = [cause, ...((f as { alsoAccept?: string[] }).alsoAccept ?? [])];
-      await page.waitForFunction((cs) => cs.some((c) => document.querySelector(`#causes tr[data-cause="${c}"]`) !== null), accepted, { timeout: Math.max(1, 2000 - (Date.now() - opened)) });
-    }
-    // A fault tried now shows within 2 s: the count of connection_refused goes up by one.
+    const shownAt = await page.waitForFunction(
+      ({ groups, after }) => {
+        if (!groups.every((cs) => cs.some((c) => document.querySelector(`#causes tr[data-cause="${c}"]`) !== null))) return false;
+        const polls = performance.getEntriesByType('resource').filter((r) => r.name.includes('/traffic?') && performance.timeOrigin + r.startTime >= after + 20 && (r as PerformanceResourceTiming).responseEnd > 0);
+        return { n: polls.length };
+      },
+      {
+        groups: [...causes].map((cause) => [cause, ...((LAB_FAULTS.find((x) => x.expectType === cause) as { alsoAccept?: string[] }).alsoAccept ?? [])]),
+        after: opened,
+      },
+      { timeout: GUARD_MS },
+    );
+    const first = ((await shownAt.jsonValue()) as { n: number }).n;
+    assert.ok(first <= 1, `every cause shown only at refresh ${first} of the page`);
+    // A fault tried now shows at the first refresh after it: the count of connection_refused goes up by one.
     const cell = page.locator('#causes tr[data-cause="connection_refused"] td:nth-child(3)');
     const before = Number(await cell.textContent());
     const r = await request(`${gateway}/_refused/ok`);
     assert.equal(r.statusCode, 502);
     await r.body.dump();
     const sent = Date.now();
-    await page.waitForFunction((n) => document.querySelector('#causes tr[data-cause="connection_refused"] td:nth-child(3)')?.textContent === String(n), before + 1, { timeout: 2000 });
-    assert.ok(Date.now() - sent <= 2000);
+    const refreshes = await refreshesUntilShown(page, sent, [['#causes tr[data-cause="connection_refused"] td:nth-child(3)', String(before + 1)]]);
+    assert.ok(refreshes <= 1, `shown only after ${refreshes} refreshes started after the failure`);
   } finally {
     await browser.close();
     assert.equal(await demo.stop('SIGINT'), 0, out);
