@@ -3,7 +3,8 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ProxyAgent, request } from 'undici';
-import { PASSWORD, USER, accessLines, basic, dial, rawExchange, readUntil, refusedPort, run, startTestProxy, waitFor, type TestProxy } from './helpers.js';
+import { PASSWORD, USER, accessLines, basic, dial, linesUntil, rawExchange, readUntil, refusedPort, run, startTestProxy, waitFor, type TestProxy } from './helpers.js';
+import { GUARD_MS, LATE_MS, assertFiredOnTime } from '../helpers/time-bounds.js';
 import { startTlsOrigin, type TlsOrigin } from './tls-origin.js';
 
 describe('CONNECT tunnels', () => {
@@ -92,11 +93,12 @@ describe('CONNECT tunnels', () => {
     const q = await startTestProxy({ timeouts: { handshake: '300ms' } });
     const { sink, port } = await echoSink();
     try {
+      // Before the connection: the handshake time runs from the accept, which cannot be earlier
+      // (it was taken after 'connect', which a loaded machine may run well after the accept).
+      const t0 = performance.now();
       const silent = await dial(q.port);
-      const t0 = Date.now();
       await once(silent, 'close');
-      const waited = Date.now() - t0;
-      assert.ok(waited >= 250 && waited < 2000, `silent connection closed after ${waited} ms`);
+      assertFiredOnTime(performance.now() - t0, 300, 'the silent connection closed at the handshake time');
 
       const s = await openTunnel(q.port, port);
       await new Promise((r) => setTimeout(r, 700));
@@ -144,17 +146,20 @@ describe('CONNECT tunnels', () => {
       const s = await openTunnel(q.port, port);
       let closed = false;
       s.once('close', () => (closed = true));
-      // 8 pings 150 ms apart: 1.2 s in all, four times the idle timeout, never 300 ms quiet.
-      for (let i = 0; i < 8; i++) {
+      // Pings back to back, each sent when the last one's echo came, for four times the idle
+      // timeout: never quiet for longer than an echo's round trip. (They were 150 ms apart:
+      // a loaded machine stretched a 150 ms sleep plus an echo past the 300 ms.)
+      const from = performance.now();
+      for (let i = 0; performance.now() - from < 4 * 300 && !closed; i++) {
         s.write(`ping${i};`);
-        await readUntil(s, (b) => b.includes(`ping${i};`));
-        await new Promise((r) => setTimeout(r, 150));
+        await readUntil(s, (b) => b.includes(`ping${i};`), GUARD_MS);
       }
       assert.equal(closed, false, 'an active tunnel is not idle');
-      const t0 = Date.now();
+      // Before the last echo was read, so after the proxy's last byte: a later start only shortens this.
+      const t0 = performance.now();
       await once(s, 'close');
-      const waited = Date.now() - t0;
-      assert.ok(waited < 1500, `then closed ${waited} ms after the last byte`);
+      const waited = performance.now() - t0;
+      assert.ok(waited < 300 + LATE_MS, `then closed ${Math.round(waited)} ms after the last byte`);
     } finally {
       await q.close();
       sink.close();
@@ -166,14 +171,15 @@ describe('CONNECT tunnels', () => {
     const { sink, port } = await echoSink();
     try {
       const s = await openTunnel(q.port, port);
+      // Before the last bytes: the idle time runs from them, so it cannot start earlier (it was
+      // taken after the echo was read, which a loaded machine may run well after they passed).
+      const t0 = performance.now();
       s.write('ping');
-      const echo = await readUntil(s, (b) => b.includes('ping'));
+      const echo = await readUntil(s, (b) => b.includes('ping'), GUARD_MS);
       assert.match(echo.toString(), /ping/);
-      const t0 = Date.now();
       await once(s, 'close');
-      const waited = Date.now() - t0;
-      assert.ok(waited >= 200 && waited < 3000, `closed after ${waited} ms`);
-      assert.ok(await waitFor(() => accessLines(q.lines).some((l) => l.protocol === 'connect' && l.endedBy === 'idle')));
+      assertFiredOnTime(performance.now() - t0, 300, 'the idle tunnel closed at tunnelIdle');
+      assert.ok(await linesUntil(q.lines, () => accessLines(q.lines).some((l) => l.protocol === 'connect' && l.endedBy === 'idle')));
     } finally {
       await q.close();
       sink.close();
