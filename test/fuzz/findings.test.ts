@@ -5,6 +5,8 @@ import { after, before, describe, it } from 'node:test';
 import { BadAddressError, checkDomain } from '../../src/forward/socks/socks-address.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { replayRaw } from '../helpers/raw-http.js';
+import { GUARD_MS } from '../helpers/time-bounds.js';
+import { until } from '../helpers/until.js';
 import { responseHeader } from '../helpers/http1-check.js';
 import { startCountingOrigin, type CountingOrigin } from './origin.js';
 
@@ -64,7 +66,12 @@ describe('fuzz findings: reverse gateway', () => {
     ch.subscribe(on);
     try {
       const r = await replayRaw('GET /a HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\nXYZ\r\n\r\n', { port: gw.port, deadlineMs: 2000 });
-      await new Promise((res) => setTimeout(res, 300)); // records are published when the response closes
+      // Records are published when the response closes: the first is waited for (a failure
+      // guard bounds it; a 300 ms sleep alone could end before it on a loaded machine), then
+      // 300 ms of room for a wrong second one to show (an absence needs a wait; a loaded
+      // machine can only make this check miss a wrong record, never fail a right run).
+      assert.ok(await until(() => seen.length > 0, GUARD_MS), 'a record');
+      await new Promise((res) => setTimeout(res, 300));
       assert.deepEqual(r.responses.map((x) => x.status), [200]);
       assert.deepEqual(seen.map((x) => x.status), [200], 'one record per response sent');
     } finally {
