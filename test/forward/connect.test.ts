@@ -61,7 +61,9 @@ describe('CONNECT tunnels', () => {
   it('allows only configured CONNECT ports (443 by default)', async () => {
     const q = await startTestProxy({ rules: { connectPorts: [443] } });
     try {
-      const r = await rawExchange(q.port, `CONNECT 127.0.0.1:${tls.port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+      // The bound is a failure guard (rawExchange's 3 s default was overrun under load: the
+      // first request's password check runs on a thread, seconds on a loaded machine).
+      const r = await rawExchange(q.port, `CONNECT 127.0.0.1:${tls.port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`, GUARD_MS);
       assert.match(r, /^HTTP\/1\.1 403/);
       assert.match(r, /error=http_request_denied/);
       const c = await run('curl', ['-sS', '-k', '-o', '/dev/null', '-w', '%{http_code}', '-x', q.authUrl, `https://127.0.0.1:${tls.port}/`]);
@@ -128,7 +130,7 @@ describe('CONNECT tunnels', () => {
         } else {
           s.write(head + `early-${i};`);
         }
-        const got = await readUntil(s, (b) => b.includes(`early-${i};`), 2000);
+        const got = await readUntil(s, (b) => b.includes(`early-${i};`), GUARD_MS);
         assert.match(got.toString(), /^HTTP\/1\.1 200/);
         assert.ok(got.toString().includes(`early-${i};`), `tunnel ${i}: the early bytes came back (${JSON.stringify(got.toString())})`);
         s.destroy();
@@ -243,7 +245,7 @@ describe('handshake "0s" means no limit', () => {
 async function openTunnel(proxyPort: number, port: number): Promise<Socket> {
   const s = await dial(proxyPort);
   s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
-  const head = await readUntil(s, (b) => b.includes('\r\n\r\n'));
+  const head = await readUntil(s, (b) => b.includes('\r\n\r\n'), GUARD_MS);
   assert.match(head.toString(), /^HTTP\/1\.1 200/);
   return s;
 }

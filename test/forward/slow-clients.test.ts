@@ -149,14 +149,17 @@ describe('HTTP proxy: client body timeout', () => {
       const p = await proxyWith({ clientBody: `${gap}ms`, clientBodyMinRate: 500 });
       const c = new RawConn(p.port);
       let sent = 0;
-      // The client's behaviour, not synchronisation: one byte every 50 ms, bounded in count.
-      const trickle = setInterval(() => {
-        if (c.ended || sent >= 400) return;
-        sent++;
-        c.socket.write('y');
-      }, 50);
+      let trickle: NodeJS.Timeout | undefined;
       try {
         await c.write(post('/upload?id=fwd-trickle', 1_000_000) + 'x');
+        // The client's behaviour, not synchronisation: one byte every 50 ms, bounded in count,
+        // from once the head is written (started before it, a tick that came before a slow
+        // connect queued its byte ahead of the head: a 400, seen under load).
+        trickle = setInterval(() => {
+          if (c.ended || sent >= 400) return;
+          sent++;
+          c.socket.write('y');
+        }, 50);
         const text = await c.waitFor((t, ended) => ended || parseHead(t) !== undefined, 2 * gap + SLACK, 'the answer to a trickled upload');
         assert.equal(parseHead(text)?.status, 408, text.slice(0, 300));
         assert.ok(sent >= 2, `the trickle was moving (${sent} bytes)`);

@@ -149,7 +149,10 @@ describe('admission slots come back on every exit path (maxConnections 1, maxTun
     const [h1, h2] = await userHashes();
     p = await startTestProxy({
       auth: { users: [{ name: USER, password: h1, maxConnections: 1, maxTunnels: 1 }, { name: 'bob', password: h2 }] },
-      timeouts: { responseHeaders: '1s', clientBody: '150ms', udpIdle: '5s' },
+      // responseHeaders is LATE_MS (it was 1 s): the large answer's origin, in this process,
+      // must answer its head within it, and under load it took longer, a 504 on a path that
+      // wanted a 200; the silent destination's path then takes LATE_MS to its 504.
+      timeouts: { responseHeaders: `${LATE_MS}ms`, clientBody: '150ms', udpIdle: '5s' },
     });
   });
   after(() => p.close());
