@@ -107,7 +107,10 @@ export abstract class ClientBodyStream extends Readable {
     const src = this.src;
     src.off('data', this.#onData);
     src.off('end', this.#onEnd);
-    src.off('error', this.#onError);
+    // The 'error' listener stays: destroying a request emits its error a tick after it checked
+    // for listeners (node:http's abortIncoming, a client gone mid-body), and an 'error' with
+    // none left is an uncaught exception that ends the process. It only destroys this stream
+    // again, which does nothing now.
     src.off('close', this.#onClose);
     cb(err);
   }
