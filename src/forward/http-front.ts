@@ -170,6 +170,13 @@ export class HttpFront {
       socket.destroy();
       return;
     }
+    // The client closed or half-closed (EOF) in the middle of a request's body: the parser
+    // reports the body cut short, but that request is already on its way and its own record
+    // says the client ended it (499). No second record, no answer: the connection is done.
+    if (code === 'HPE_INVALID_EOF_STATE' && bodyCutShort(socket)) {
+      socket.destroy();
+      return;
+    }
     const f = parserRefusal(code);
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
@@ -185,6 +192,16 @@ export class HttpFront {
 
 function tooManyFields(max: number): Failure {
   return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'header_fields_too_large', detail: `more than ${max} request header lines` });
+}
+
+/**
+ * Whether the connection's parser was reading a request's body when its client's EOF came:
+ * that request (its head parsed, handed on) has not got all of its body. node:http keeps the
+ * request it parses on the parser (`parser.incoming`, no public name for it).
+ */
+function bodyCutShort(socket: Socket): boolean {
+  const incoming = (socket as unknown as { parser?: { incoming?: IncomingMessage | null } | null }).parser?.incoming;
+  return incoming != null && !incoming.complete;
 }
 
 /** A request head arrived: the connection is busy until its response has finished. */

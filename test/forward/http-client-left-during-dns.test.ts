@@ -39,9 +39,9 @@ import { bounded, countingServer, readAtLeast } from './front-clients.js';
  * (GET, POST): an `Expect` request's own connection has no relay listening yet, and is
  * refused when its resolution finishes (the first family).
  *
- * A client that sends an `Expect: 100-continue` head and leaves without its body also gets a
- * parser record from Node (400 http_request_error, the body cut short, no destination); the
- * request's own record is the one asserted here.
+ * One record per request, and nothing else: a client that sends an `Expect: 100-continue`
+ * head and leaves without its body is not recorded a second time for Node's parser finding
+ * the body cut short at its EOF (http-front.ts; test/forward/http-client-left-mid-body.test.ts).
  */
 
 type Leave = 'rst' | 'close' | 'half';
@@ -98,7 +98,6 @@ async function oneRound(round: Round, abandoned = false): Promise<void> {
     });
   };
   const records: ForwardRecord[] = [];
-  const others: ForwardRecord[] = [];
   let recorded: (() => void) | undefined;
   const proxySides: Socket[] = [];
   let proxyPort = 0;
@@ -127,9 +126,7 @@ async function oneRound(round: Round, abandoned = false): Promise<void> {
         hooks: [
           {
             onFinish: (r) => {
-              // The requests' records (a connection's parser refusal has no destination).
-              if (r.destination !== undefined) records.push(r);
-              else others.push(r);
+              records.push(r);
               recorded?.();
             },
           },
@@ -176,6 +173,9 @@ async function oneRound(round: Round, abandoned = false): Promise<void> {
     );
     await Promise.all(finished);
     await bounded(allRecorded, 5000, `${what}: the records (${records.length} of ${k})`);
+    // A second record for a request would come by its connection's close, which the proxy had seen.
+    await new Promise<void>((r) => setImmediate(r));
+    assert.equal(records.length, k, `${what}: one record per request: ${JSON.stringify(records)}`);
     for (const rec of records) {
       const line = JSON.stringify(rec);
       assert.equal(rec.status, 499, `${what}: recorded 499: ${line}`);
@@ -184,7 +184,7 @@ async function oneRound(round: Round, abandoned = false): Promise<void> {
     }
     // The access log says the same (it writes its lines once the current I/O is done).
     await new Promise<void>((r) => setImmediate(r));
-    const lines = accessLines(p.lines).filter((l) => l.destination === `dest.test:${dest.port}`);
+    const lines = accessLines(p.lines);
     assert.equal(lines.length, k, `${what}: an access line per request: ${JSON.stringify(lines)}`);
     for (const l of lines) {
       assert.equal(l.status, 499, `${what}: ${JSON.stringify(l)}`);
