@@ -9,7 +9,7 @@ import { ExpectClient } from '../http/expect-client.js';
 import { undici } from '../http/undici.js';
 import { IDEMPOTENT_METHODS } from '../http/methods.js';
 import { lostKeepAliveRace, type PooledClient } from '../pool/index.js';
-import { Cancel, type CancelSignal } from '../timing/cancel.js';
+import type { CancelSignal } from '../timing/cancel.js';
 import type { FinishFields, MeterSession } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 import { ClientBody } from './client-body.js';
@@ -19,6 +19,7 @@ import { debugValue, wantsDebug } from './debug-header.js';
 import { forwardRequestHeaders, headerBytes } from './forward-headers.js';
 import { ForwardRelay, type RelayOutcome, type RelayThrough } from './forward-relay.js';
 import { sendFailure } from './http-failure.js';
+import { OrderedRequest } from './ordered-request.js';
 import type { HttpTarget } from './http-target.js';
 import type { ForwardPipeline, ForwardRequest, ForwardResponder, Relay } from './pipeline.js';
 import type { UpstreamTls } from './upstream-tls.js';
@@ -51,13 +52,16 @@ function hasBody(req: IncomingMessage): boolean {
  * TLS to the destination is `UpstreamTls` in both cases.
  *
  * The exchange is also the cancel signal of the connection it opens (the pool's `opener`,
- * `DirectPools.connectOnce`): `aborted` once its client has left, read from the sockets'
+ * `DirectPools.connectOnce`, an egress pool's exit through `openExit`): `aborted` once its client has left, read from the sockets'
  * state, so a request whose client left while the destination's name resolved gets no
  * connection (client-fin.ts: the same reading as a tunnel's at its dial). It costs nothing per
  * request: no object, no listener on a socket; the dialer reads it before it resolves and
  * before each connect, and the listeners a dial adds are told when the relay hears the
  * client's close (the relay's own 'close' listener), which stops a resolution or a connect in
- * flight.
+ * flight. An exit's connection is made before any relay exists: there the response's order
+ * listener (OrderedRequest.watch, one per request already) tells the exchange, so a client
+ * that leaves during the exit's handshake stops it at once too (before, a `Cancel` and a
+ * 'close' listener of its own per request did).
  */
 export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
   readonly okFields: FinishFields;
@@ -110,6 +114,11 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
     const l = this.#onAbort;
     const i = l === undefined ? -1 : l.indexOf(listener);
     if (i >= 0) l!.splice(i, 1);
+  }
+
+  /** The response closed while a dial was made with no relay listening (OrderedRequest.watch). */
+  responseClosed(): void {
+    this.#abortDial();
   }
 
   /** The client left (the relay heard it): stop a dial still in flight for it. */
@@ -179,19 +188,19 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
     const maxExits = ctx.egress.pools.get(pool)!.exits.length;
     const maxTries = Math.min(maxExits, Math.max(1, ctx.egress.pools.get(pool)!.maxAttempts));
     for (;;) {
-      const cancel = new Cancel();
-      const onGone = (): void => cancel.abort();
-      this.#res.once('close', onGone);
+      // The exchange is the dial's signal, as on the direct path; no relay listens yet, so the
+      // client's close reaches the dial through the response's order listener (OrderedRequest.watch).
       let exit: ExitConnection;
+      OrderedRequest.watch(this.#res, this);
       try {
-        exit = await openExit(ctx, ctx.tls.pooled, route, target, cancel, session, tried);
+        exit = await openExit(ctx, ctx.tls.pooled, route, target, this, session, tried);
       } catch (err) {
-        if (cancel.aborted) return this.#left();
+        if (this.aborted) return this.#left();
         // The record names the pool, the exit that failed last and the exits tried.
         if (err instanceof Failure) noteFailedExit(session, err, route.session);
         throw err;
       } finally {
-        this.#res.off('close', onGone);
+        OrderedRequest.watch(this.#res, undefined);
       }
       const h = exit.proxyAuthorization !== undefined ? [...headers, 'proxy-authorization', exit.proxyAuthorization] : headers;
       const path = exit.absoluteForm ? `${target.origin}${target.path}` : target.path;
@@ -371,7 +380,7 @@ interface ExitConnection {
   untrack: () => void;
 }
 
-async function openExit(ctx: ForwardContext, tls: UpstreamTls, route: ForwardRequest['route'], target: HttpTarget, cancel: Cancel, session: MeterSession, exclude?: ReadonlySet<string>): Promise<ExitConnection> {
+async function openExit(ctx: ForwardContext, tls: UpstreamTls, route: ForwardRequest['route'], target: HttpTarget, cancel: CancelSignal, session: MeterSession, exclude?: ReadonlySet<string>): Promise<ExitConnection> {
   const https = target.scheme === 'https';
   const host = unbracket(target.host);
   const dest = { host, port: target.port };

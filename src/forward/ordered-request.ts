@@ -8,6 +8,11 @@ export type StartRequest = (req: IncomingMessage, res: ServerResponse) => void;
 /** A request that never started: its client left while it waited (the client's address, read when it was queued). */
 export type RequestDropped = (req: IncomingMessage, clientAddress: string | undefined) => void;
 
+/** Told once when a running request's response closes (its client left, or it finished). */
+export interface ResponseCloseWatcher {
+  responseClosed(): void;
+}
+
 const kTurn = Symbol('gatewise.orderedRequest');
 type TurnResponse = ServerResponse & { [kTurn]?: OrderedRequest };
 
@@ -18,7 +23,10 @@ type TurnResponse = ServerResponse & { [kTurn]?: OrderedRequest };
  *
  * A request that waited and never started (its client left first) is handed to `dropped`,
  * so it is recorded like every other request. One object and a 'close' listener (a module
- * function) per request.
+ * function) per request. That listener also tells a `ResponseCloseWatcher` the request set
+ * for a while (`watch`): an absolute-form request dialling its own connection before any
+ * relay listens (through an egress pool's exit, or for `Expect`) hears its client's close
+ * through it, with no listener of its own.
  */
 export class OrderedRequest implements Ordered {
   readonly unsafe: boolean;
@@ -31,6 +39,7 @@ export class OrderedRequest implements Ordered {
   #state: 'waiting' | 'running' | 'over' = 'waiting';
   /** The client's address, read when the request had to wait (the connection may be gone when it is dropped). */
   #peer: string | undefined;
+  #watcher: ResponseCloseWatcher | undefined = undefined;
 
   private constructor(req: IncomingMessage, res: ServerResponse, start: StartRequest, dropped: RequestDropped) {
     this.#req = req;
@@ -47,6 +56,18 @@ export class OrderedRequest implements Ordered {
     (res as TurnResponse)[kTurn] = r;
     res.once('close', onResponseClose);
     if (!offer(r.#socket, r) && r.#state === 'waiting') r.#peer = peerAddress(r.#socket);
+  }
+
+  /**
+   * `w` is told when this response closes, until it is replaced (undefined: no one). Once
+   * closed, it is told at once. False when `res` was not admitted here (no one will tell).
+   */
+  static watch(res: ServerResponse, w: ResponseCloseWatcher | undefined): boolean {
+    const r = (res as TurnResponse)[kTurn];
+    if (r === undefined) return false;
+    r.#watcher = w;
+    if (w !== undefined && r.#state === 'over') w.responseClosed();
+    return true;
   }
 
   /** Its turn came (Ordered). */
@@ -93,6 +114,11 @@ export class OrderedRequest implements Ordered {
     this.#state = 'over';
     if (was === 'running') {
       finished(this.#socket, this);
+      const w = this.#watcher;
+      if (w !== undefined) {
+        this.#watcher = undefined;
+        w.responseClosed();
+      }
       return;
     }
     withdrawn(this.#socket, this);

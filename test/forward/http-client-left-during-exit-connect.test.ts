@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import diagnostics_channel from 'node:diagnostics_channel';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { describe, it } from 'node:test';
+import type { ForwardRecord } from '../../src/record/index.js';
+import { between, seededRun } from '../helpers/seeded.js';
+import { accessLines, startTestProxy, type TestProxy } from './helpers.js';
+import { bounded } from './front-clients.js';
+
+/**
+ * An absolute-form request through an egress pool whose client leaves while the exit's
+ * connection is being made: the dial stops (the proxy closes its connection to the exit at
+ * once, not when the connect time runs out) and the request is recorded once, 499 ended by
+ * the client, never as the exit's failure.
+ *
+ * The exit is an HTTP upstream proxy on loopback that reads the CONNECT the proxy sends it
+ * for an https:// destination and never answers: the exit's connection is in its handshake
+ * (egress/http-connector.ts) when the client leaves. The family: how the client leaves (a
+ * reset, a full close, a half-close), what it sends (a GET, a POST with its body, a POST that
+ * expects 100-continue and holds its body back). Every wait is an event: the exit reading the
+ * CONNECT, the proxy's side of the client closing (net.server.socket), the exit's connection
+ * ending, the record. The connect time (60 s) is far past every wait: nothing ends by timing out.
+ */
+
+type Leave = 'rst' | 'close' | 'half';
+type Send = 'get' | 'post' | 'expect';
+const LEAVES: readonly Leave[] = ['rst', 'close', 'half'];
+const SENDS: readonly Send[] = ['get', 'post', 'expect'];
+
+/** An HTTP upstream proxy that reads a CONNECT head and never answers. */
+async function holdingExit(): Promise<{ server: Server; port: number; sockets: Socket[]; connectRead: Promise<Socket> }> {
+  const sockets: Socket[] = [];
+  let read!: (s: Socket) => void;
+  const connectRead = new Promise<Socket>((r) => (read = r));
+  const server = createServer((s) => {
+    sockets.push(s);
+    s.on('error', () => {});
+    let got = '';
+    s.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      if (got.includes('\r\n\r\n')) read(s);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port, sockets, connectRead };
+}
+
+function requestBytes(send: Send): string {
+  const target = 'https://dest.test:9443/';
+  const host = 'Host: dest.test:9443\r\n';
+  if (send === 'get') return `GET ${target} HTTP/1.1\r\n${host}\r\n`;
+  if (send === 'post') return `POST ${target} HTTP/1.1\r\n${host}Content-Length: 5\r\n\r\nhello`;
+  return `POST ${target} HTTP/1.1\r\n${host}Content-Length: 5\r\nExpect: 100-continue\r\n\r\n`;
+}
+
+async function oneCase(leave: Leave, send: Send): Promise<void> {
+  const what = `${send}, then ${leave}, during the exit's CONNECT`;
+  const exit = await holdingExit();
+  const records: ForwardRecord[] = [];
+  let recorded: (() => void) | undefined;
+  let proxyPort = 0;
+  let proxySide: Socket | undefined;
+  const onAccept = (m: unknown): void => {
+    const s = (m as { socket: Socket }).socket;
+    if (s.localPort === proxyPort) proxySide = s;
+  };
+  diagnostics_channel.subscribe('net.server.socket', onAccept);
+  let client: Socket | undefined;
+  let p: TestProxy | undefined;
+  try {
+    p = await startTestProxy(
+      {
+        auth: { required: false },
+        timeouts: { connect: '60s' },
+        egress: { pools: { hold: { proxies: [`http://127.0.0.1:${exit.port}`] } }, defaultPool: 'hold' },
+      },
+      { hooks: [{ onFinish: (r) => (records.push(r), recorded?.()) }] },
+    );
+    proxyPort = p.port;
+    client = connect(p.port, '127.0.0.1');
+    client.on('error', () => {});
+    await bounded(once(client, 'connect'), 5000, `${what}: connect to the proxy`);
+    client.write(requestBytes(send));
+    // The exit's connection is in its handshake: the exit has read the CONNECT.
+    const exitSide = await bounded(exit.connectRead, 5000, `${what}: the exit reading the proxy's CONNECT`);
+    const exitEnded = exitSide.destroyed || exitSide.readableEnded ? Promise.resolve() : new Promise<void>((r) => (exitSide.once('end', () => r()), exitSide.once('close', () => r())));
+    const side = proxySide!;
+    assert.ok(side !== undefined, `${what}: the proxy's side of the client`);
+    const sideClosed = side.destroyed ? Promise.resolve() : new Promise<void>((r) => side.once('close', () => r()));
+    const recordedOnce = new Promise<void>((r) => {
+      recorded = () => records.length >= 1 && r();
+      recorded();
+    });
+    if (leave === 'rst') client.resetAndDestroy();
+    else if (leave === 'close') client.destroy();
+    else client.end();
+    await bounded(recordedOnce, 5000, `${what}: the request's record`);
+    await bounded(exitEnded, 5000, `${what}: the proxy giving up its connection to the exit (the dial stopped) (${JSON.stringify(records)})`);
+    await bounded(sideClosed, 5000, `${what}: the proxy closing the client's connection`);
+    await new Promise<void>((r) => setImmediate(r));
+    const all = JSON.stringify(records);
+    assert.equal(records.length, 1, `${what}: one record: ${all}`);
+    const rec = records[0]!;
+    assert.equal(rec.status, 499, `${what}: 499: ${all}`);
+    assert.equal(rec.endedBy, 'client', `${what}: ended by the client: ${all}`);
+    assert.ok(rec.error === undefined || rec.error === null, `${what}: no failure type: ${all}`);
+    const lines = accessLines(p.lines);
+    assert.equal(lines.length, 1, `${what}: one access line: ${JSON.stringify(lines)}`);
+    assert.equal(lines[0]!.status, 499, `${what}: ${JSON.stringify(lines)}`);
+    assert.equal(exit.sockets.length, 1, `${what}: one connection to the exit`);
+  } finally {
+    diagnostics_channel.unsubscribe('net.server.socket', onAccept);
+    client?.destroy();
+    await p?.close();
+    for (const s of exit.sockets) s.destroy();
+    exit.server.close();
+  }
+}
+
+describe('an absolute-form request through an egress pool whose client leaves while the exit connection is made', () => {
+  it('stops the dial and is recorded once, 499 ended by the client (seeded family: how the client leaves, what it sends)', { timeout: 120_000 }, async () => {
+    await seededRun('http-client-left-during-exit-connect', async (rand) => {
+      const cases: Array<[Leave, Send]> = [];
+      for (const l of LEAVES) for (const s of SENDS) cases.push([l, s]);
+      // A seeded order: each case starts its own proxy and exit, the order only varies what ran before.
+      for (let i = cases.length - 1; i > 0; i--) {
+        const j = between(rand, 0, i);
+        [cases[i], cases[j]] = [cases[j]!, cases[i]!];
+      }
+      const failed: string[] = [];
+      for (const [l, s] of cases) {
+        try {
+          await oneCase(l, s);
+        } catch (err) {
+          failed.push((err as Error).message.split('\n')[0]!);
+        }
+      }
+      assert.deepEqual(failed, [], `${failed.length} of ${cases.length} cases failed:\n${failed.join('\n')}`);
+    });
+  });
+});
