@@ -161,10 +161,10 @@ export function buildUpstreamHead(
         chunked = true;
         break;
       case CONTENT_LENGTH:
-        if (value !== '0') {
-          hasBody = true;
-          declared = Number(value);
-        }
+        // A declared 0 is a known length too: an HTTP/2 request may end its stream with an
+        // empty DATA frame after it, and its body is then kept whole (exchange.ts #bodyKept).
+        declared = Number(value);
+        if (value !== '0') hasBody = true;
         out.push(name, value);
         break;
       case UPGRADE:
