@@ -170,12 +170,17 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
     if (expect && typeof pool !== 'string') {
       // Our own connection: undici cannot carry the expectation (http/expect-client.ts).
       let socket: Socket;
+      // No relay listens yet: the client's close reaches the dial through the response's order
+      // listener (OrderedRequest.watch), as on the exit path, so a resolution or connect in flight stops.
+      OrderedRequest.watch(this.#res, this);
       try {
         socket = await ctx.direct.connectOnce(route.user, target.scheme === 'https' ? 'https:' : 'http:', target.host, target.port, this);
       } catch (err) {
-        // No relay listens yet: a client that left while the name resolved is read here (its dial was not made).
+        // A client that left while the name resolved or the connection was made: its dial was stopped.
         if (this.aborted) return this.#left();
         throw err;
+      } finally {
+        OrderedRequest.watch(this.#res, undefined);
       }
       return this.#expect(ctx, session, socket, target.path, headers, body, headUp, undefined, debug(undefined));
     }

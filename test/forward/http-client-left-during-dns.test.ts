@@ -35,9 +35,9 @@ import { bounded, countingServer, readAtLeast } from './front-clients.js';
  * The second family holds the resolutions until the dials are abandoned: once the relay has
  * heard its client's close, the pooled connection's dial stops with the resolution still
  * pending (undici's `undici:client:connectError` channel says so, an event), rather than
- * waiting for the name (up to the DNS timeout) and being refused then. Pooled requests only
- * (GET, POST): an `Expect` request's own connection has no relay listening yet, and is
- * refused when its resolution finishes (the first family).
+ * waiting for the name (up to the DNS timeout) and being refused then. An `Expect` request's
+ * own connection (no relay listens yet) stops the same way, told through the response's order
+ * listener (OrderedRequest.watch): its record comes with the resolution still held.
  *
  * One record per request, and nothing else: a client that sends an `Expect: 100-continue`
  * head and leaves without its body is not recorded a second time for Node's parser finding
@@ -155,9 +155,13 @@ async function oneRound(round: Round, abandoned = false): Promise<void> {
     }
     await bounded(Promise.all(proxySides.map(proxySaw)), 5000, `${what}: the proxy seeing its clients leave`);
     if (abandoned) {
-      const given = new Promise<void>((r) => (onConnectError = () => connectErrors >= k && r()));
+      const pooledCount = round.sends.filter((s) => s !== 'expect').length;
+      const given = new Promise<void>((r) => (onConnectError = () => connectErrors >= pooledCount && r()));
       onConnectError!();
-      await bounded(given, 5000, `${what}: every pooled dial given up while its resolution was still held (${connectErrors} of ${k})`);
+      await bounded(given, 5000, `${what}: every pooled dial given up while its resolution was still held (${connectErrors} of ${pooledCount})`);
+      // An Expect request's own dial (no relay listens yet) stops too, heard through the
+      // response's order listener: every request is recorded with its resolution still held.
+      await bounded(allRecorded, 5000, `${what}: every request recorded while its resolution was still held (${records.length} of ${k})`);
     }
     const finished = held.map(
       (release, i) =>
@@ -242,9 +246,9 @@ describe('an absolute-form request whose client leaves while its name resolves',
     });
   });
 
-  it('a pooled dial is given up once the relay hears the client leave, with the resolution still pending (seeded family)', { timeout: 180_000 }, async () => {
+  it('a dial is given up once the client is heard leaving, with the resolution still pending (seeded family)', { timeout: 180_000 }, async () => {
     await seededRun('http-client-left-during-dns (abandoned)', async (rand) => {
-      const pooled: readonly Send[] = ['get', 'post'];
+      const pooled: readonly Send[] = ['get', 'post', 'expect'];
       const rounds: Round[] = [];
       for (const l of LEAVES) for (const s of pooled) rounds.push({ leaves: [l], sends: [s], delays: [between(rand, -1, 5)] });
       for (let i = 0; i < 6; i++) {
