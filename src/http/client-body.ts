@@ -45,6 +45,9 @@ export abstract class ClientBodyStream extends Readable {
   /** All of the body was read. */
   protected ended(): void {}
 
+  /** The stream is about to attach to the client's request (its first read): a subclass may push what it carries over first. */
+  protected attaching(): void {}
+
   /** The client was asked for the body (a 100 Continue relayed): its time runs from now. */
   startTiming(): void {
     if (this.#timer === undefined || this.#timing || this.destroyed) return;
@@ -57,6 +60,8 @@ export abstract class ClientBodyStream extends Readable {
     if (!this.#attached) {
       this.#attached = true;
       const src = this.src;
+      this.attaching();
+      if (this.destroyed) return;
       if (src.readableEnded) {
         this.push(null);
         return;
