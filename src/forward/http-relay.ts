@@ -139,6 +139,20 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
     return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
   }
 
+  /**
+   * A dial made while no relay listens to the client: its close reaches the dial (this exchange
+   * is the dial's cancel signal) through the response's order listener, so a name resolution or
+   * a connect in flight stops when the client leaves.
+   */
+  async #watched<T>(dial: () => Promise<T>): Promise<T> {
+    OrderedRequest.watch(this.#res, this);
+    try {
+      return await dial();
+    } finally {
+      OrderedRequest.watch(this.#res, undefined);
+    }
+  }
+
   async run(freq: ForwardRequest, pipeline: ForwardPipeline): Promise<FinishFields> {
     const ctx = pipeline.ctx;
     const req = this.#req;
@@ -170,17 +184,12 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
     if (expect && typeof pool !== 'string') {
       // Our own connection: undici cannot carry the expectation (http/expect-client.ts).
       let socket: Socket;
-      // No relay listens yet: the client's close reaches the dial through the response's order
-      // listener (OrderedRequest.watch), as on the exit path, so a resolution or connect in flight stops.
-      OrderedRequest.watch(this.#res, this);
       try {
-        socket = await ctx.direct.connectOnce(route.user, target.scheme === 'https' ? 'https:' : 'http:', target.host, target.port, this);
+        socket = await this.#watched(() => ctx.direct.connectOnce(route.user, target.scheme === 'https' ? 'https:' : 'http:', target.host, target.port, this));
       } catch (err) {
         // A client that left while the name resolved or the connection was made: its dial was stopped.
         if (this.aborted) return this.#left();
         throw err;
-      } finally {
-        OrderedRequest.watch(this.#res, undefined);
       }
       return this.#expect(ctx, session, socket, target.path, headers, body, headUp, undefined, debug(undefined));
     }
@@ -193,19 +202,15 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
     const maxExits = ctx.egress.pools.get(pool)!.exits.length;
     const maxTries = Math.min(maxExits, Math.max(1, ctx.egress.pools.get(pool)!.maxAttempts));
     for (;;) {
-      // The exchange is the dial's signal, as on the direct path; no relay listens yet, so the
-      // client's close reaches the dial through the response's order listener (OrderedRequest.watch).
+      // The exchange is the dial's signal, as on the direct path.
       let exit: ExitConnection;
-      OrderedRequest.watch(this.#res, this);
       try {
-        exit = await openExit(ctx, ctx.tls.pooled, route, target, this, session, tried);
+        exit = await this.#watched(() => openExit(ctx, ctx.tls.pooled, route, target, this, session, tried));
       } catch (err) {
         if (this.aborted) return this.#left();
         // The record names the pool, the exit that failed last and the exits tried.
         if (err instanceof Failure) noteFailedExit(session, err, route.session);
         throw err;
-      } finally {
-        OrderedRequest.watch(this.#res, undefined);
       }
       const h = exit.proxyAuthorization !== undefined ? [...headers, 'proxy-authorization', exit.proxyAuthorization] : headers;
       const path = exit.absoluteForm ? `${target.origin}${target.path}` : target.path;
