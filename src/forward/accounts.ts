@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { allowFromSchema, allowlistOverlaps, forwardRuleSchema, forwardUserSchema, parseByteSize, type ForwardConfig, type ForwardUser } from '../config/forward.js';
+import { AdminProblem } from '../observe/admin-problem.js';
 import type { Store } from '../state/index.js';
 import { hashPassword, periodOf, usageKey, type Period, type PlanEnforcer } from '../tenants/index.js';
 
@@ -15,26 +16,6 @@ export interface UserStore {
   list(): readonly ForwardUser[];
   /** Apply `change` to the stored users atomically; the new list is validated (throws, nothing written, when bad) and applied to the running proxy. */
   update(change: (users: ForwardUser[]) => ForwardUser[]): Promise<void>;
-}
-
-/** A refused admin request: the status and an RFC 9457 problem naming the fields at fault. */
-export class AccountError extends Error {
-  readonly code: string;
-  readonly status: number;
-  readonly errors: ReadonlyArray<{ field: string; message: string }>;
-
-  constructor(status: number, code: string, message: string, errors: ReadonlyArray<{ field: string; message: string }> = []) {
-    super(message);
-    this.name = 'AccountError';
-    this.status = status;
-    this.code = code;
-    this.errors = errors;
-  }
-
-  /** The application/problem+json body. */
-  get problem(): Record<string, unknown> {
-    return { type: `tag:gatewise,2026:admin:${this.code}`, title: this.message, status: this.status, detail: this.errors.length ? this.errors.map((e) => `${e.field}: ${e.message}`).join('; ') : this.message, errors: this.errors };
-  }
 }
 
 const bytes = z.union([z.number().int().nonnegative(), z.string()]).refine((v) => parseByteSize(v) !== undefined, { message: 'expected a byte count or a size such as "500MB" or "10GiB"' });
@@ -62,12 +43,12 @@ function fieldOf(path: ReadonlyArray<PropertyKey>): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('') || '(body)';
 }
 
-function invalid(issues: readonly z.core.$ZodIssue[]): AccountError {
+function invalid(issues: readonly z.core.$ZodIssue[]): AdminProblem {
   const errors = issues.map((i) => {
     if (i.code === 'unrecognized_keys') return { field: i.keys.join(', '), message: `unknown field${i.keys.length > 1 ? 's' : ''} (accepted: name, ${Object.keys(accountFields).join(', ')})` };
     return { field: fieldOf(i.path), message: i.message };
   });
-  return new AccountError(400, 'invalid-input', 'the request body is not a valid account', errors);
+  return new AdminProblem('invalid-input', 'the request body is not a valid account', errors);
 }
 
 /** An account as the admin API shows it: the stored fields without the password hash, where it comes from, and whether it may authenticate now. */
@@ -109,7 +90,7 @@ export class AccountService {
 
   #store(): UserStore {
     const s = this.#d.store();
-    if (!s) throw new AccountError(409, 'no-users-file', 'accounts can be changed only when forward.auth.usersFile is set (the config file\'s own users are changed by editing it and reloading)');
+    if (!s) throw new AdminProblem('no-users-file', 'accounts can be changed only when forward.auth.usersFile is set (the config file\'s own users are changed by editing it and reloading)');
     return s;
   }
 
@@ -127,7 +108,7 @@ export class AccountService {
 
   get(name: string): AccountView {
     const a = this.list().find((u) => u.name === name);
-    if (!a) throw new AccountError(404, 'not-found', `no user named ${name}`);
+    if (!a) throw new AdminProblem('not-found', `no user named ${name}`);
     return a;
   }
 
@@ -155,7 +136,7 @@ export class AccountService {
       const mine = o.b.user === all.length - 1 ? o.b : o.a.user === all.length - 1 ? o.a : undefined;
       if (mine) errors.push({ field: `allowFrom[${mine.index}]`, message: o.message });
     }
-    if (errors.length) throw new AccountError(400, 'invalid-input', 'the account does not fit the running config', errors);
+    if (errors.length) throw new AdminProblem('invalid-input', 'the account does not fit the running config', errors);
   }
 
   #everyone(): ForwardUser[] {
@@ -165,19 +146,19 @@ export class AccountService {
   }
 
   #refuseConfigUser(name: string): void {
-    if (this.#d.config().auth.users.some((u) => u.name === name)) throw new AccountError(409, 'config-user', `user ${name} is defined in the config file; change it there and reload`);
+    if (this.#d.config().auth.users.some((u) => u.name === name)) throw new AdminProblem('config-user', `user ${name} is defined in the config file; change it there and reload`);
   }
 
   async create(body: unknown): Promise<AccountView> {
     const r = createSchema.safeParse(body);
     if (!r.success) throw invalid(r.error.issues);
     const store = this.#store();
-    if (r.data.password !== undefined && r.data.passwordHash !== undefined) throw new AccountError(400, 'invalid-input', 'give password or passwordHash, not both', [{ field: 'password', message: 'give password or passwordHash, not both' }]);
-    if (this.#everyone().some((u) => u.name === r.data.name)) throw new AccountError(409, 'exists', `a user named ${r.data.name} exists already`, [{ field: 'name', message: 'taken' }]);
+    if (r.data.password !== undefined && r.data.passwordHash !== undefined) throw new AdminProblem('invalid-input', 'give password or passwordHash, not both', [{ field: 'password', message: 'give password or passwordHash, not both' }]);
+    if (this.#everyone().some((u) => u.name === r.data.name)) throw new AdminProblem('exists', `a user named ${r.data.name} exists already`, [{ field: 'name', message: 'taken' }]);
     const user = { name: r.data.name, ...(await this.#stored(r.data)) } as ForwardUser;
     this.#check(user, this.#everyone());
     await this.#write(store, (users) => {
-      if (users.some((u) => u.name === user.name)) throw new AccountError(409, 'exists', `a user named ${user.name} exists already`, [{ field: 'name', message: 'taken' }]);
+      if (users.some((u) => u.name === user.name)) throw new AdminProblem('exists', `a user named ${user.name} exists already`, [{ field: 'name', message: 'taken' }]);
       return [...users, user];
     });
     return this.get(user.name);
@@ -191,7 +172,7 @@ export class AccountService {
     const fields = await this.#stored(r.data as Record<string, unknown>);
     await this.#write(store, (users) => {
       const i = users.findIndex((u) => u.name === name);
-      if (i < 0) throw new AccountError(404, 'not-found', `no user named ${name} in the users file`);
+      if (i < 0) throw new AdminProblem('not-found', `no user named ${name} in the users file`);
       const next: Record<string, unknown> = { ...users[i] };
       for (const [k, v] of Object.entries(fields)) {
         if (v === null) delete next[k];
@@ -214,7 +195,7 @@ export class AccountService {
   async remove(name: string): Promise<{ deleted: string }> {
     this.#refuseConfigUser(name);
     await this.#write(this.#store(), (users) => {
-      if (!users.some((u) => u.name === name)) throw new AccountError(404, 'not-found', `no user named ${name} in the users file`);
+      if (!users.some((u) => u.name === name)) throw new AdminProblem('not-found', `no user named ${name} in the users file`);
       return users.filter((u) => u.name !== name);
     });
     return { deleted: name };
@@ -224,11 +205,11 @@ export class AccountService {
     try {
       await store.update(change);
     } catch (err) {
-      if (err instanceof AccountError) throw err;
+      if (err instanceof AdminProblem) throw err;
       // --workers: the primary did not hand over the users file's write lock in time.
-      if ((err as { code?: string }).code === 'GATEWISE_IPC_LOCK') throw new AccountError(503, 'busy', `the users file could not be written now: ${(err as Error).message}; try again`);
+      if ((err as { code?: string }).code === 'GATEWISE_IPC_LOCK') throw new AdminProblem('busy', `the users file could not be written now: ${(err as Error).message}; try again`);
       // The whole list failed the users file's own validation (another user's entry, a plan renamed by a reload): said as it is.
-      throw new AccountError(400, 'invalid-input', `the users file would be invalid: ${(err as Error).message}`, [{ field: '(body)', message: (err as Error).message }]);
+      throw new AdminProblem('invalid-input', `the users file would be invalid: ${(err as Error).message}`, [{ field: '(body)', message: (err as Error).message }]);
     }
   }
 
@@ -239,12 +220,12 @@ export class AccountService {
    */
   async usage(query: { period?: string | null; at?: string | null; user?: string | null }): Promise<{ period: Period; id: string; users: Array<{ user: string; up: number; down: number; total: number; requests: number; trafficLimit: number | null }> }> {
     const period = (query.period ?? 'day') as Period;
-    if (period !== 'day' && period !== 'month') throw new AccountError(400, 'invalid-input', 'bad query', [{ field: 'period', message: 'expected day or month' }]);
+    if (period !== 'day' && period !== 'month') throw new AdminProblem('invalid-input', 'bad query', [{ field: 'period', message: 'expected day or month' }]);
     const id = query.at ?? periodOf(period, this.#now()).id;
-    if (!(period === 'day' ? /^\d{4}-\d{2}-\d{2}$/ : /^\d{4}-\d{2}$/).test(id)) throw new AccountError(400, 'invalid-input', 'bad query', [{ field: 'at', message: period === 'day' ? 'expected a day such as 2026-12-03' : 'expected a month such as 2026-12' }]);
+    if (!(period === 'day' ? /^\d{4}-\d{2}-\d{2}$/ : /^\d{4}-\d{2}$/).test(id)) throw new AdminProblem('invalid-input', 'bad query', [{ field: 'at', message: period === 'day' ? 'expected a day such as 2026-12-03' : 'expected a month such as 2026-12' }]);
     const everyone = this.#everyone();
     const names = query.user ? [query.user] : everyone.map((u) => u.name);
-    if (query.user && !everyone.some((u) => u.name === query.user)) throw new AccountError(404, 'not-found', `no user named ${query.user}`);
+    if (query.user && !everyone.some((u) => u.name === query.user)) throw new AdminProblem('not-found', `no user named ${query.user}`);
     await this.#d.plans.flush();
     const users = await Promise.all(
       names.map(async (user) => {

@@ -2,6 +2,7 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Reply, Route, match as matchRoute } from './admin.js';
 import { GROUP_MERGES, type WorkerReply } from './admin-merge.js';
 import { gather, inWorkerGroup, serveGather, type Gathered } from './worker-ipc.js';
+import { problem } from './admin-problem.js';
 
 export interface AdminGroup {
   /** The group's answer to this route, or undefined when the route answers for this worker alone. */
@@ -35,7 +36,7 @@ export async function adminGroup(opts: { perProcessUsage: boolean; timeoutMs?: n
     const { method, url } = arg as { method: string; url: string };
     const u = new URL(url, 'http://admin');
     const m = match(table, method, u.pathname);
-    if (m === undefined || m === 'method') return { status: 404, body: { error: `not found: ${u.pathname}` } };
+    if (m === undefined || m === 'method') return problem('no-route', `no admin route is at ${method} ${u.pathname}`);
     // Ctx.req: no route answering for the group reads the request itself.
     const r = await m.route.handle({ url: u, params: m.params, req: undefined as never });
     return { status: r.status, body: r.body, type: r.type, perProcessUsage: opts.perProcessUsage };
@@ -54,7 +55,7 @@ export async function adminGroup(opts: { perProcessUsage: boolean; timeoutMs?: n
       if (merge === undefined) return undefined;
       return gather<Omit<WorkerReply, 'pid'>>('admin', { method: route.method, url: url.pathname + url.search }, timeoutMs).then((g) => {
         const parts: WorkerReply[] = g.parts.filter((p) => p.ok).map((p) => ({ ...p.value!, pid: p.pid }));
-        if (parts.length === 0) return { status: 503, body: { error: 'no worker answered in time' }, headers: groupHeaders(g) };
+        if (parts.length === 0) return { ...problem('busy', `no worker answered within ${timeoutMs} ms`), headers: groupHeaders(g) };
         return { ...merge(parts, url), headers: groupHeaders(g) };
       });
     },

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import type { IncomingMessage } from 'node:http';
+import { AdminProblem } from './admin-problem.js';
 
 /**
  * The admin listener's guards against what a web page could make a browser send (the listener
@@ -10,17 +11,8 @@ import type { IncomingMessage } from 'node:http';
  * browser that sends no Origin is refused too.
  */
 
-/** The shape refusals, each a stable code declared once with its status and title (RFC 9457 problem type `tag:gatewise,2026:admin:<code>`). */
-export const SHAPE_REFUSALS = {
-  'unsupported-media-type': { status: 415, title: 'the request body is not JSON', field: '(content-type)' },
-  'simple-request': { status: 403, title: 'a request that changes the gateway must carry a header a web page cannot send cross-site', field: '(headers)' },
-} as const;
-export type ShapeRefusalCode = keyof typeof SHAPE_REFUSALS;
-
-export interface ShapeRefusal {
-  code: ShapeRefusalCode;
-  detail: string;
-}
+/** Where a shape refusal's fault is, for its problem's `errors`. */
+const SHAPE_FIELD = { 'unsupported-media-type': '(content-type)', 'simple-request': '(headers)' } as const;
 
 /** The request header that marks a bodiless state-changing request as a program's (curl, scripts): a page cannot send it cross-site without a CORS preflight, which the listener refuses. */
 export const ADMIN_REQUEST_HEADER = 'gatewise-admin';
@@ -51,21 +43,19 @@ export function isJsonType(type: string | undefined): boolean {
  * only after a CORS preflight. The second guard besides Origin: it holds when the browser sends
  * no Origin (finding, session 32).
  */
-export function shapeRefusal(req: IncomingMessage): ShapeRefusal | undefined {
+export function shapeRefusal(req: IncomingMessage): AdminProblem | undefined {
   if (!changesState(req)) return undefined;
   const type = req.headers['content-type'];
   if (hasBody(req)) {
     if (isJsonType(type)) return undefined;
-    return { code: 'unsupported-media-type', detail: `a request body must be JSON: send Content-Type: application/json (got ${type === undefined ? 'none' : JSON.stringify(type)})` };
+    return shape('unsupported-media-type', `a request body must be JSON: send Content-Type: application/json (got ${type === undefined ? 'none' : JSON.stringify(type)})`);
   }
   if (isJsonType(type) || req.headers[ADMIN_REQUEST_HEADER] !== undefined || /^Bearer\s/i.test(req.headers.authorization ?? '')) return undefined;
-  return { code: 'simple-request', detail: `a ${req.method} that changes the gateway must carry Gatewise-Admin: 1 (or Authorization: Bearer TOKEN, or Content-Type: application/json): a web page cannot make a browser send any of them cross-site without asking first` };
+  return shape('simple-request', `a ${req.method} that changes the gateway must carry Gatewise-Admin: 1 (or Authorization: Bearer TOKEN, or Content-Type: application/json): a web page cannot make a browser send any of them cross-site without asking first`);
 }
 
-/** A shape refusal as the listener sends it: an RFC 9457 problem. */
-export function shapeProblem(r: ShapeRefusal): { status: number; type: string; body: unknown } {
-  const info = SHAPE_REFUSALS[r.code];
-  return { status: info.status, type: 'application/problem+json', body: { type: `tag:gatewise,2026:admin:${r.code}`, title: info.title, status: info.status, detail: r.detail, errors: [{ field: info.field, message: r.detail }] } };
+function shape(code: keyof typeof SHAPE_FIELD, detail: string): AdminProblem {
+  return new AdminProblem(code, detail, [{ field: SHAPE_FIELD[code], message: detail }]);
 }
 
 /**
@@ -78,14 +68,14 @@ export function shapeProblem(r: ShapeRefusal): { status: number; type: string; b
  * - without `admin.token`, a `Host` that is not an IP address or `localhost` (with the token
  *   a rebound page cannot send it, so names are allowed: an operator's own front may use one).
  */
-export function browserRefusal(req: IncomingMessage, token: boolean): string | undefined {
+export function browserRefusal(req: IncomingMessage, token: boolean): AdminProblem | undefined {
   const host = req.headers.host;
   if (!token && host !== undefined) {
     const name = hostName(host);
-    if (isIP(name) === 0 && name.toLowerCase() !== 'localhost') return `Host ${JSON.stringify(host)} is not an address of this listener: without admin.token the admin API answers only to an IP address or localhost (a guard against DNS rebinding)`;
+    if (isIP(name) === 0 && name.toLowerCase() !== 'localhost') return new AdminProblem('rebound-host', `Host ${JSON.stringify(host)} is not an address of this listener: without admin.token the admin API answers only to an IP address or localhost (a guard against DNS rebinding)`);
   }
   if (!changesState(req)) return undefined;
-  if (req.headers['sec-fetch-site'] === 'cross-site') return 'a cross-site request from a browser may not change the gateway (Sec-Fetch-Site: cross-site)';
+  if (req.headers['sec-fetch-site'] === 'cross-site') return new AdminProblem('cross-site', 'a cross-site request from a browser may not change the gateway (Sec-Fetch-Site: cross-site)');
   const origin = req.headers.origin;
   if (origin === undefined) return undefined;
   let from: string | undefined;
@@ -94,7 +84,7 @@ export function browserRefusal(req: IncomingMessage, token: boolean): string | u
   } catch {
     from = undefined;
   }
-  if (from === undefined || from !== host) return `a request from ${JSON.stringify(origin)} may not change the gateway: only the admin listener's own pages (Origin http://${host ?? ''})`;
+  if (from === undefined || from !== host) return new AdminProblem('cross-site', `a request from ${JSON.stringify(origin)} may not change the gateway: only the admin listener's own pages (Origin http://${host ?? ''})`);
   return undefined;
 }
 

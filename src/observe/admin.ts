@@ -9,7 +9,8 @@ import type { PlanEnforcer } from '../tenants/plans.js';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard.js';
 import { explainReason, type LiveTraffic, type UserTraffic } from './live.js';
 import { redactSecrets } from './redact.js';
-import { browserRefusal, shapeProblem, shapeRefusal } from './admin-guard.js';
+import { browserRefusal, shapeRefusal } from './admin-guard.js';
+import { ADMIN_PROBLEMS, AdminProblem, PROBLEM_TYPE, problem, problemReply } from './admin-problem.js';
 
 /** What the admin API may read and change in the running gateway. */
 export interface AdminControl {
@@ -186,7 +187,7 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
   // Asked at each request: a reload may start a face (or stop the forward proxy).
   const gwOf = (): AdminControl | undefined => (typeof o.gateway === 'function' ? o.gateway() : o.gateway);
   const fwdOf = (): AdminForwardView | undefined => (typeof o.forward === 'function' ? o.forward() : o.forward);
-  const notRunning = (what: string): Reply => ({ status: 404, body: { error: `no ${what} runs in this process` } });
+  const notRunning = (what: string): Reply => problem('not-running', `no ${what} runs in this process`);
   const table: Route[] = [
     {
       method: 'GET', path: '/', summary: 'The live dashboard: one HTML page (inline script and style, no external assets) that polls this API every second.', open: true,
@@ -224,7 +225,7 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       method: 'GET', path: '/metrics', summary: 'Prometheus metrics of both faces (text exposition format).',
       responses: { '200': 'Metrics.', '404': 'No registry.' }, produces: 'text/plain',
       handle: async () => {
-        if (!o.registry) return { status: 404, body: 'no metrics registry\n' };
+        if (!o.registry) return problem('not-configured', 'no metrics registry was given to the admin listener');
         return { status: 200, body: await o.registry.metrics(), type: o.registry.contentType };
       },
     },
@@ -268,8 +269,10 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       method: 'GET', path: '/cache', summary: 'The response cache: keys, stored responses (variants), bytes held, the size bound, evictions, keys with a collapsed request in flight.',
       responses: { '200': 'The store\'s counts.', '404': 'No route has a cache.' },
       handle: () => {
-        const stats = gwOf()?.cacheStats?.();
-        return stats === undefined ? { status: 404, body: { error: 'no route of this gateway has a cache' } } : { status: 200, body: stats };
+        const gw = gwOf();
+        if (!gw) return notRunning('reverse gateway');
+        const stats = gw.cacheStats?.();
+        return stats === undefined ? noCache() : { status: 200, body: stats };
       },
     },
     {
@@ -282,9 +285,11 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       handle: (c) => {
         const key = c.url.searchParams.get('key') ?? undefined;
         const prefix = c.url.searchParams.get('prefix') ?? undefined;
-        if (!key && !prefix) return { status: 400, body: { error: 'key or prefix query parameter required' } };
-        const n = gwOf()?.purgeCache?.({ key, prefix });
-        return n === undefined ? { status: 404, body: { error: 'no route of this gateway has a cache' } } : { status: 200, body: { purged: n, key: key ?? null, prefix: prefix ?? null } };
+        if (!key && !prefix) return problem('missing-parameter', 'give the key or the prefix query parameter');
+        const gw = gwOf();
+        if (!gw) return notRunning('reverse gateway');
+        const n = gw.purgeCache?.({ key, prefix });
+        return n === undefined ? noCache() : { status: 200, body: { purged: n, key: key ?? null, prefix: prefix ?? null } };
       },
     },
     {
@@ -343,7 +348,7 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
         const fwd = fwdOf();
         if (!fwd) return notRunning('forward proxy');
         const u = live.user(c.params[0]!);
-        if (!u) return { status: 404, body: { error: `user ${c.params[0]} has not been seen since start` } };
+        if (!u) return problem('not-found', `user ${c.params[0]} has not been seen since start`);
         return { status: 200, body: { ...userView(u), ...(await userLimits(fwd.plans, u.user)) } };
       },
     },
@@ -364,7 +369,7 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       responses: { '200': 'The record.', '404': 'Not a failure, or already out of the ring buffer.' },
       handle: (c) => {
         const r = live.failure(c.params[0]!);
-        if (!r) return { status: 404, body: { error: `no recent failure with request id ${c.params[0]} (only failures are kept, and only the most recent ones)` } };
+        if (!r) return problem('not-found', `no recent failure with request id ${c.params[0]} (only failures are kept, and only the most recent ones)`);
         return { status: 200, body: { ...r, explain: explainReason(r.reason ?? r.error ?? '') } };
       },
     },
@@ -420,9 +425,12 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       method: 'POST', path: '/reload', summary: 'Re-read the config file and apply it in place (as SIGHUP does): listeners, clusters, routes, pools, plans and users change; requests and tunnels in flight finish on the config they started with. An invalid config is refused with its problems (the same `gatewise check` prints) and the running one stays.',
       responses: { '200': 'Applied: what changed, and settings that need a restart.', '404': 'Not started from a config file.', '422': 'Refused: the new config is invalid (problems by path and line) or could not be applied; the running config stays.' },
       handle: async () => {
-        if (!o.reload) return { status: 404, body: { error: 'reload is not available in this process (it was not started from a config file)' } };
+        if (!o.reload) return problem('not-configured', 'reload is not available in this process (it was not started from a config file)');
         const r = await o.reload();
-        return { status: r.ok ? 200 : r.code === 'no_config_file' ? 404 : 422, body: r };
+        if (r.ok) return { status: 200, body: r };
+        // Refused: the problem carries the result's members (ok, file, problems by path and line).
+        const { code, error, ...rest } = r as { ok: false; code?: string; error?: string; [k: string]: unknown };
+        return problem(code === 'no_config_file' ? 'not-configured' : code === 'invalid' ? 'invalid-config' : 'reload-failed', error ?? 'the reload was refused', undefined, rest);
       },
     },
     {
@@ -430,19 +438,21 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
       responses: { '200': 'The config.', '404': 'Not given to the admin listener.' },
       handle: () => {
         const c = config.current;
-        return c === undefined ? { status: 404, body: { error: 'no config given to the admin listener' } } : { status: 200, body: c };
+        return c === undefined ? problem('not-configured', 'no config was given to the admin listener') : { status: 200, body: c };
       },
     },
   ];
   return table;
+  function noCache(): Reply {
+    return problem('not-configured', 'no route of this gateway has a cache');
+  }
   async function withAccounts(fn: (a: AdminAccounts) => Reply | Promise<Reply>): Promise<Reply> {
     const a = o.accounts?.();
     if (!a) return notRunning('forward proxy');
     try {
       return await fn(a);
     } catch (err) {
-      const e = err as { status?: unknown; problem?: unknown };
-      if (typeof e.status === 'number' && e.problem !== undefined) return { status: e.status, body: e.problem, type: 'application/problem+json' };
+      if (err instanceof AdminProblem) return problemReply(err);
       throw err;
     }
   }
@@ -450,13 +460,15 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
     const gw = gwOf();
     if (!gw) return notRunning('reverse gateway');
     const endpoint = c.url.searchParams.get('endpoint');
-    if (!endpoint) return { status: 400, body: { error: 'endpoint query parameter required (host:port or URL)' } };
+    if (!endpoint) return problem('missing-parameter', 'give the endpoint query parameter (host:port or URL)');
     const cluster = c.params[0]!;
     return gw.drain(cluster, endpoint, draining)
       ? { status: 200, body: { cluster, endpoint, draining } }
-      : { status: 404, body: { error: `no endpoint ${endpoint} in cluster ${cluster}` } };
+      : problem('not-found', `no endpoint ${endpoint} in cluster ${cluster}`);
   }
 }
+
+const PROBLEM_CONTENT = { [PROBLEM_TYPE]: { schema: { $ref: '#/components/schemas/Problem' } } };
 
 /** The OpenAPI 3.1 document of a route table. */
 function openapi(table: readonly Route[]): unknown {
@@ -467,10 +479,10 @@ function openapi(table: readonly Route[]): unknown {
     if (r.method !== 'GET' && !r.body) params.push({ name: 'Gatewise-Admin', in: 'header', required: false, schema: { type: 'string' }, description: 'Send 1 (any value). A request without a body must carry this header, Authorization: Bearer or a JSON Content-Type, none of which a cross-site page can send without a preflight; else 403.' } as never);
     const responses: Record<string, unknown> = {};
     for (const [code, description] of Object.entries(r.responses)) {
-      const type = code === '200' || code === '201' ? (r.produces ?? JSON_TYPE) : code === '400' && r.path.startsWith('/accounts') ? 'application/problem+json' : r.produces && r.produces !== 'text/html' ? r.produces : JSON_TYPE;
-      responses[code] = { description, content: { [type]: {} } };
+      // Every refusal is a problem (admin-problem.ts); a success is the route's own type.
+      responses[code] = code.startsWith('2') ? { description, content: { [r.produces ?? JSON_TYPE]: {} } } : { description, content: PROBLEM_CONTENT };
     }
-    if (!r.open) responses['401'] = { description: 'A bearer token is configured and the request did not carry it.' };
+    if (!r.open) responses['401'] = { description: 'A bearer token is configured and the request did not carry it.', content: PROBLEM_CONTENT };
     const op = {
       summary: r.summary,
       ...(params.length ? { parameters: params } : {}),
@@ -484,7 +496,24 @@ function openapi(table: readonly Route[]): unknown {
   return {
     openapi: '3.1.0',
     info: { title: 'Gatewise admin API', version: '1', description: 'Status, live traffic, failures and control of a running Gatewise (reverse gateway and forward proxy). See docs/admin.md.' },
-    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'Only when admin.token is set.' } } },
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'Only when admin.token is set.' } },
+      schemas: {
+        Problem: {
+          type: 'object',
+          description: 'Every refusal of the admin API (RFC 9457): the code is stable, the status is the code\'s (docs/admin.md).',
+          required: ['type', 'title', 'status', 'code', 'detail'],
+          properties: {
+            type: { type: 'string', description: 'tag:gatewise,2026:admin:<code>' },
+            title: { type: 'string' },
+            status: { type: 'integer' },
+            code: { type: 'string', enum: Object.keys(ADMIN_PROBLEMS) },
+            detail: { type: 'string', description: 'What was refused and why, for this request.' },
+            errors: { type: 'array', items: { type: 'object', properties: { field: { type: 'string' }, message: { type: 'string' } } } },
+          },
+        },
+      },
+    },
     security: [{ bearer: [] }],
     paths,
   };
@@ -535,8 +564,8 @@ async function jsonBody(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-function bodyProblem(message: string): Error & { status: number; problem: unknown } {
-  return Object.assign(new Error(message), { status: 400, problem: { type: 'tag:gatewise,2026:admin:invalid-input', title: 'the request body is not a valid account', status: 400, detail: message, errors: [{ field: '(body)', message }] } });
+function bodyProblem(message: string): AdminProblem {
+  return new AdminProblem('invalid-input', 'the request body is not valid', [{ field: '(body)', message }]);
 }
 
 function digest(s: string): Buffer {
@@ -613,29 +642,29 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     try {
       url = new URL(req.url ?? '/', 'http://admin');
     } catch {
-      return send({ status: 400, body: { error: 'bad request target' } });
+      return send(problem('bad-target', `the request target ${JSON.stringify(req.url ?? '')} is not a valid URL path`));
     }
     const m = match(table, req.method ?? 'GET', url.pathname);
-    if (m === undefined) return send({ status: 404, body: { error: `not found: ${url.pathname}; every route is listed in /openapi.json` } });
-    if (m === 'method') return send({ status: 405, body: { error: `method ${req.method} not allowed on ${url.pathname}; see /openapi.json` } });
+    if (m === undefined) return send(problem('no-route', `no admin route is at ${url.pathname}; every route is listed in /openapi.json`));
+    if (m === 'method') return send(problem('method-not-allowed', `method ${req.method} is not allowed on ${url.pathname}; see /openapi.json`));
     const want = wanted();
     const refused = browserRefusal(req, want !== undefined);
-    if (refused !== undefined) return send({ status: 403, body: { error: refused } });
+    if (refused !== undefined) return send(problemReply(refused));
     const trusted = want !== undefined ? authorized(req, want) : loopback;
     if (want && !m.route.open && !trusted) {
       res.setHeader('www-authenticate', 'Bearer realm="gatewise-admin"');
-      return send({ status: 401, body: { error: 'this admin listener needs Authorization: Bearer TOKEN (admin.token)' } });
+      return send(problem('unauthorized', want && req.headers.authorization ? 'the bearer token is not this listener\'s (admin.token)' : 'send Authorization: Bearer TOKEN (admin.token)'));
     }
     // A second guard besides Origin (admin-guard.ts): a body that changes state must be JSON,
     // and a request without one must carry a header a cross-site simple request cannot.
     const shape = shapeRefusal(req);
     if (shape !== undefined) {
       if (shape.code === 'unsupported-media-type') res.setHeader('connection', 'close'); // its body is not read
-      return send(shapeProblem(shape));
+      return send(problemReply(shape));
     }
     const answer = group?.answers(m.route, url);
     (answer ?? Promise.resolve().then(() => m.route.handle({ url, params: m.params, req, trusted })))
-      .then(send, (err: unknown) => send({ status: 500, body: { error: (err as Error).message } }));
+      .then(send, (err: unknown) => send(err instanceof AdminProblem ? problemReply(err) : problem('internal', (err as Error).message)));
   });
   server.on('connection', (sock: Socket) => {
     if (open.size >= lim.maxConnections) {
@@ -652,9 +681,10 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
         open.delete(victim);
         victim.destroy();
       } else {
-        const body = JSON.stringify({ error: `the admin listener has ${lim.maxConnections} connections with a request in progress; try again` }) + '\n';
+        const full = problem('busy', `the admin listener has ${lim.maxConnections} connections with a request in progress; try again`);
+        const body = JSON.stringify(full.body, null, 2) + '\n';
         sock.once('finish', () => sock.destroy());
-        sock.end(`HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        sock.end(`HTTP/1.1 ${full.status} Service Unavailable\r\ncontent-type: ${PROBLEM_TYPE}\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
         return;
       }
     }
