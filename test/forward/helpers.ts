@@ -260,28 +260,49 @@ export async function dial(port: number, host = '127.0.0.1'): Promise<Socket> {
   return s;
 }
 
-/** Collect bytes from a socket until `done(buf)` is true, the socket closes, or time runs out. */
-export function readUntil(s: Socket, done: (b: Buffer) => boolean, timeoutMs = 3000): Promise<Buffer> {
-  return new Promise((resolve) => {
+/**
+ * Collect bytes from a socket until `done(buf)` is true or the socket closes.
+ *
+ * Without `timeoutMs` this waits for an event that must come: up to GUARD_MS (a failure
+ * guard, never a synchronisation), and rejects then with what was awaited (`what`, or the
+ * predicate's source) and what had come, rather than handing back a partial buffer for the
+ * caller's assertion to misread (it was a hidden 3 s, short of a loaded machine's delays).
+ * With `timeoutMs` it is a reading window: what came within it is the result.
+ */
+export function readUntil(s: Socket, done: (b: Buffer) => boolean, timeoutMs?: number, what?: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
-    const finish = (): void => {
+    const stop = (): void => {
       clearTimeout(t);
       s.off('data', onData);
       s.off('close', finish);
+    };
+    const finish = (): void => {
+      stop();
       resolve(buf);
+    };
+    const expire = (): void => {
+      if (timeoutMs !== undefined) return finish();
+      stop();
+      const awaited = what ?? `bytes satisfying ${done.toString()}`;
+      reject(new Error(`readUntil: ${awaited} not seen within ${GUARD_MS} ms (the socket still open); ${buf.length} bytes came: ${JSON.stringify(buf.toString('latin1').slice(-300))}`));
     };
     const onData = (c: Buffer): void => {
       buf = Buffer.concat([buf, c]);
       if (done(buf)) finish();
     };
-    const t = setTimeout(finish, timeoutMs);
+    const t = setTimeout(expire, timeoutMs ?? GUARD_MS);
     s.on('data', onData);
     s.once('close', finish);
   });
 }
 
-/** Wait until `cond()` holds, polling; false when the time runs out. */
-export async function waitFor(cond: () => boolean, timeoutMs = 3000, stepMs = 10): Promise<boolean> {
+/**
+ * Wait until `cond()` holds, polling; false when the time runs out. The default is GUARD_MS,
+ * a failure guard for an event that must come (it was a hidden 3 s, short of a loaded
+ * machine's delays): the caller asserts the result, saying what was awaited.
+ */
+export async function waitFor(cond: () => boolean, timeoutMs = GUARD_MS, stepMs = 10): Promise<boolean> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
     if (cond()) return true;
