@@ -1,10 +1,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { heldHeadRound, startHoldingOrigin } from '../helpers/held-head.js';
 import { RawConn } from '../helpers/raw-conn.js';
 import { seededRun } from '../helpers/seeded.js';
-import { MAX_PIPELINED_RUNNING, MAX_PIPELINED_WAITING } from '../../src/http/pipelining.js';
 import { accessLines, basic, startTestProxy, type TestProxy } from './helpers.js';
 
 /**
@@ -29,23 +29,8 @@ import { accessLines, basic, startTestProxy, type TestProxy } from './helpers.js
  */
 describe('HTTP proxy: a head held while its connection is not read is not timed out', () => {
   test('seeded family: pipelined past the hold × handshake / keep-alive times × held head completed or never', { timeout: 120_000 }, async () => {
-    const held: ServerResponse[] = [];
-    let releasing = false;
-    let waiter: (() => void) | undefined;
-    const dest = createServer((req, res) => {
-      req.resume();
-      const n = req.url!.slice(1);
-      if (releasing) {
-        res.writeHead(200, { 'x-n': n, 'content-length': '2' });
-        res.end('ok');
-        return;
-      }
-      (res as ServerResponse & { n?: string }).n = n;
-      held.push(res);
-      if (held.length >= MAX_PIPELINED_RUNNING) waiter?.();
-    });
-    await new Promise<void>((r) => dest.listen(0, '127.0.0.1', r));
-    const origin = `127.0.0.1:${(dest.address() as AddressInfo).port}`;
+    const dest = await startHoldingOrigin();
+    const origin = `127.0.0.1:${dest.port}`;
     const auth = basic();
     const head = (path: string): string => `GET http://${origin}/${path} HTTP/1.1\r\nHost: ${origin}\r\nProxy-Authorization: ${auth}\r\n`;
     const conns: RawConn[] = [];
@@ -57,44 +42,8 @@ describe('HTTP proxy: a head held while its connection is not read is not timed 
           const keepAliveMs = 150 + Math.floor(rand() * 350);
           p = await startTestProxy({ timeouts: { handshake: `${handshakeMs}ms`, clientKeepAlive: `${keepAliveMs}ms` } });
           try {
-            held.length = 0;
-            releasing = false;
-            // Enough complete requests to fill what runs and what waits, then the start of one more head.
-            const k = MAX_PIPELINED_RUNNING + MAX_PIPELINED_WAITING + 1 + Math.floor(rand() * 16);
-            let bytes = '';
-            for (let i = 0; i < k; i++) bytes += `${head(String(i))}\r\n`;
-            bytes += head(String(k));
-            const where = `${k} pipelined and a head begun, handshake ${handshakeMs} ms, keep-alive ${keepAliveMs} ms, ${completes ? 'completed after the release' : 'never completed'}`;
-            const reached = new Promise<void>((resolve) => (waiter = resolve));
-            const conn = new RawConn(p.port);
-            conns.push(conn);
-            await conn.write(bytes);
-            await reached;
-            // Another client's head, begun later than the held one, timed out: the held connection's head deadline has passed too.
-            const probe = new RawConn(p.port);
-            conns.push(probe);
-            await probe.write(head('probe'));
-            assert.match(await probe.closed(10_000), /^HTTP\/1\.1 408 /, `${where}: the probe's head timed out`);
-            assert.equal(conn.ended, false, `${where}: the held connection was closed: ${JSON.stringify(conn.text.slice(-300))}`);
-            assert.doesNotMatch(conn.text, / 408 /, `${where}: the held connection was answered 408`);
-            releasing = true;
-            for (const res of held.splice(0)) {
-              res.writeHead(200, { 'x-n': (res as ServerResponse & { n?: string }).n!, 'content-length': '2' });
-              res.end('ok');
-            }
-            if (completes) {
-              // Every answer before it out first: a refusal of the held head would go out now.
-              await conn.waitFor((t) => [...t.matchAll(/x-n: \d+/gi)].length >= k || / 408 /.test(t), 20_000, `${where}: the answers before the held head`);
-              assert.doesNotMatch(conn.text, / 408 /, `${where}: the held head was answered 408`);
-              await conn.write('Connection: close\r\n\r\n');
-            }
-            const text = await conn.closed(20_000);
-            const order = [...text.matchAll(/x-n: (\d+)/gi)].map((m) => Number(m[1]));
-            const n = completes ? k + 1 : k;
-            assert.deepEqual(order, Array.from({ length: n }, (_, i) => i), `${where}: every answer, in order`);
-            if (completes) {
-              assert.doesNotMatch(text, / 408 /, `${where}: no 408`);
-            } else {
+            const { text, where } = await heldHeadRound({ port: p.port, origin: dest, head, completes, context: `handshake ${handshakeMs} ms, keep-alive ${keepAliveMs} ms`, rand, conns });
+            if (!completes) {
               // The head never completed is the client's slowness: a 408 after the answers, recorded.
               const last = /HTTP\/1\.1 (\d{3}) [^]*$/.exec(text.slice(text.lastIndexOf('HTTP/1.1 ')));
               assert.equal(last?.[1], '408', `${where}: the last answer is a 408 (got ${JSON.stringify(text.slice(-200))})`);
@@ -105,15 +54,14 @@ describe('HTTP proxy: a head held while its connection is not read is not timed 
             }
           } finally {
             for (const c of conns.splice(0)) c.destroy();
-            for (const res of held.splice(0)) res.destroy();
+            dest.dropHeld();
             await p.close();
           }
         }
       });
     } finally {
       await p?.close();
-      dest.closeAllConnections();
-      await new Promise<void>((r) => dest.close(() => r()));
+      await dest.close();
     }
   });
 
