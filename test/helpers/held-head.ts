@@ -39,6 +39,9 @@ export async function startHoldingOrigin(): Promise<HoldingOrigin> {
     held.push({ res, n });
     if (held.length >= MAX_PIPELINED_RUNNING) waiter?.();
   });
+  const dropHeld = (): void => {
+    for (const h of held.splice(0)) h.res.destroy();
+  };
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as AddressInfo).port,
@@ -51,11 +54,9 @@ export async function startHoldingOrigin(): Promise<HoldingOrigin> {
       releasing = true;
       for (const h of held.splice(0)) answer(h.res, h.n);
     },
-    dropHeld() {
-      for (const h of held.splice(0)) h.res.destroy();
-    },
+    dropHeld,
     async close() {
-      this.dropHeld();
+      dropHeld();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
     },
