@@ -1,9 +1,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
-import { startTestGateway } from '../helpers/gateway.js';
-import { startPiecewiseUpstream } from '../helpers/piecewise-upstream.js';
+import type { PieceAnswer, PieceRequest } from '../helpers/piecewise-upstream.js';
+import { withRaceRig, type RaceTry } from '../helpers/race-rig.js';
 import { between, seededRun } from '../helpers/seeded.js';
+import { GUARD_MS } from '../helpers/time-bounds.js';
 import { until } from '../helpers/until.js';
 import { FREE_RACE_RETRIES } from '../../src/gateway/retry-policy.js';
 
@@ -23,19 +24,12 @@ describe('the keep-alive race at maxConnections', () => {
   for (const client of ['undici', 'native'] as const) {
     test(`${client}: GETs queued behind a connection still opening are recorded reused and recovered from a lost race, tries 1 (seeded)`, { timeout: 120_000 }, () =>
       seededRun(`race at maxConnections (${client})`, async (rand) => {
-        const opened: Array<{ close(): Promise<void> }> = [];
-        try {
-          const up = await startPiecewiseUpstream(async (req) => {
-            const ms = between(rand, 0, 4);
-            if (ms > 0) await new Promise((r) => setTimeout(r, ms));
-            return { pieces: [`HTTP/1.1 200 OK\r\nContent-Length: ${req.path.length}\r\n\r\n${req.path}`], close: true };
-          });
-          opened.push(up);
-          const gw = await startTestGateway({
-            clusters: { up: { endpoints: [up.url], client, maxConnections: 1, outlierDetection: { enabled: false }, keepAlive: '30s' } },
-            routes: [{ cluster: 'up', retry: { tries: 1 } }],
-          });
-          opened.push(gw);
+        const answerThenEnd = async (req: PieceRequest): Promise<PieceAnswer> => {
+          const ms = between(rand, 0, 4);
+          if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+          return { pieces: [`HTTP/1.1 200 OK\r\nContent-Length: ${req.path.length}\r\n\r\n${req.path}`], close: true };
+        };
+        await withRaceRig(answerThenEnd, { client, retry: { tries: 1 }, cluster: { maxConnections: 1 } }, async ({ gw }) => {
           const rounds = between(rand, 4, 10);
           let sent = 0;
           for (let round = 0; round < rounds; round++) {
@@ -49,11 +43,11 @@ describe('the keep-alive race at maxConnections', () => {
               }),
             );
             sent += k;
-            await until(() => gw.logs.filter((l) => l.type === 'access').length >= sent, 2000, 5);
+            assert.ok(await until(() => gw.logs.filter((l) => l.type === 'access').length >= sent, GUARD_MS, 5), `round ${round}: a record for each of the ${sent} requests`);
             const lines = gw.logs.filter((l) => l.type === 'access');
             for (const a of answers) {
               const line = lines.find((l) => l.path === a.path);
-              const attempts = (line?.attempts ?? []) as unknown as Array<{ connection: string; error?: string }>;
+              const attempts = (line?.attempts ?? []) as unknown as RaceTry[];
               assert.equal(a.status, 200, `round ${round} (${k} at once), ${a.path}: ${a.body.slice(0, 300)} attempts ${JSON.stringify(attempts)}`);
               assert.equal(a.body, a.path);
               assert.ok(attempts.length <= 1 + FREE_RACE_RETRIES, `${a.path}: ${attempts.length} attempts ${JSON.stringify(attempts)}`);
@@ -64,9 +58,7 @@ describe('the keep-alive race at maxConnections', () => {
               }
             }
           }
-        } finally {
-          for (const o of opened.reverse()) await o.close();
-        }
+        });
       }));
   }
 });

@@ -4,9 +4,10 @@ import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { request } from 'undici';
-import { startTestGateway } from '../helpers/gateway.js';
-import { startPiecewiseUpstream, type PieceAnswer, type PieceRequest } from '../helpers/piecewise-upstream.js';
+import type { PieceAnswer, PieceRequest } from '../helpers/piecewise-upstream.js';
+import { assertLostRace, withRaceRig, type RaceTry } from '../helpers/race-rig.js';
 import { between, seededRun } from '../helpers/seeded.js';
+import { GUARD_MS } from '../helpers/time-bounds.js';
 import { until } from '../helpers/until.js';
 
 /**
@@ -33,10 +34,6 @@ interface Sent {
   chunked: boolean;
   /** The request id the gateway answered with (its access-log line). */
   rid?: string;
-}
-interface Try {
-  connection: string;
-  error?: string;
 }
 
 /** The first request of a connection echoed; later ones met with the connection's end. */
@@ -97,17 +94,9 @@ describe('a body that cannot be kept for a replay goes on a fresh connection', (
     test(`${client}: PUT, POST and PATCH bodies from just under 64 KiB to 3 MiB, Content-Length or chunked, among GETs, are all answered when every reused connection is ended unanswered (FIN and RST, seeded)`, { timeout: 120_000 }, () =>
       seededRun(`race with a large body (${client})`, async (rand) => {
         for (let round = 0; round < 3; round++) {
-          const opened: Array<{ close(): Promise<void> }> = [];
-          try {
-            const reset = rand() < 0.5;
-            const tries = between(rand, 1, 2);
-            const up = await startPiecewiseUpstream(echoFirst(reset));
-            opened.push(up);
-            const gw = await startTestGateway({
-              clusters: { up: { endpoints: [up.url], client, outlierDetection: { enabled: false }, keepAlive: '30s' } },
-              routes: [{ cluster: 'up', retry: { tries } }],
-            });
-            opened.push(gw);
+          const reset = rand() < 0.5;
+          const tries = between(rand, 1, 2);
+          await withRaceRig(echoFirst(reset), { client, retry: { tries } }, async ({ up, gw }) => {
             const n = between(rand, 4, 8);
             const sent: Sent[] = [];
             for (let i = 0; i < n; i++) {
@@ -124,7 +113,7 @@ describe('a body that cannot be kept for a replay goes on a fresh connection', (
             }
             for (const [i, s] of sent.entries()) {
               const received = up.requests.filter((r) => r.path === s.path);
-              const attempts = ((await gw.logFor(s.rid!)).attempts ?? []) as unknown as Try[];
+              const attempts = ((await gw.logFor(s.rid!)).attempts ?? []) as unknown as RaceTry[];
               const detail = `round ${round} (${reset ? 'RST' : 'FIN'}), ${sent.map((x) => `${x.method}:${x.body.length}${x.chunked ? 'c' : ''}`).join(',')}: request ${i} ${JSON.stringify(attempts)}`;
               // The upstream got the body intact every time it read it; a non-idempotent one exactly once.
               for (const r of received) assert.ok(r.body.equals(s.body), `${detail}: the upstream received the body intact`);
@@ -133,10 +122,7 @@ describe('a body that cannot be kept for a replay goes on a fresh connection', (
               if (i > 0 && kept && s.method !== 'POST' && s.method !== 'PATCH') {
                 // The ordinary case, unchanged: a bodiless GET or a PUT whose body is kept
                 // reuses the idle connection, loses the race and is sent again on a fresh one.
-                assert.equal(attempts.length, 2, detail);
-                assert.equal(attempts[0]!.connection, 'reused', detail);
-                assert.equal(attempts[0]!.error, 'connection_terminated', detail);
-                assert.equal(attempts[1]!.connection, 'new', detail);
+                assertLostRace(attempts, detail);
               } else if (s.chunked && s.body.length <= LIMIT && s.method === 'PUT' && attempts.length === 2) {
                 // A small chunked body the gateway found whole at dispatch may take the risk: it is kept.
                 assert.equal(attempts[0]!.connection, 'reused', detail);
@@ -148,9 +134,7 @@ describe('a body that cannot be kept for a replay goes on a fresh connection', (
                 assert.equal(attempts[0]!.connection, 'new', detail);
               }
             }
-          } finally {
-            for (const o of opened.reverse()) await o.close();
-          }
+          });
         }
       }));
   }
@@ -160,15 +144,7 @@ describe('the ordinary case is unchanged', () => {
   for (const client of ['undici', 'native'] as const) {
     test(`${client}: GETs and PUTs with a Content-Length up to 64 KiB reuse one connection; each larger body opens one of its own (counted at the upstream, seeded)`, { timeout: 120_000 }, () =>
       seededRun(`reuse with small bodies (${client})`, async (rand) => {
-        const opened: Array<{ close(): Promise<void> }> = [];
-        try {
-          const up = await startPiecewiseUpstream(echo);
-          opened.push(up);
-          const gw = await startTestGateway({
-            clusters: { up: { endpoints: [up.url], client, outlierDetection: { enabled: false }, keepAlive: '30s' } },
-            routes: [{ cluster: 'up' }],
-          });
-          opened.push(gw);
+        await withRaceRig(echo, { client }, async ({ up, gw }) => {
           const n = between(rand, 6, 14);
           const sent: Sent[] = [];
           let expected = 0;
@@ -187,13 +163,11 @@ describe('the ordinary case is unchanged', () => {
           const shape = sent.map((x) => `${x.method}:${x.body.length}`).join(',');
           assert.equal(up.sockets.length, expected, `${shape}: connections the upstream accepted`);
           for (const [i, s] of sent.entries()) {
-            const attempts = ((await gw.logFor(s.rid!)).attempts ?? []) as unknown as Try[];
+            const attempts = ((await gw.logFor(s.rid!)).attempts ?? []) as unknown as RaceTry[];
             assert.equal(attempts.length, 1, `${shape}: request ${i} ${JSON.stringify(attempts)}`);
             assert.equal(attempts[0]!.connection, i > 0 && s.body.length <= LIMIT ? 'reused' : 'new', `${shape}: request ${i} ${JSON.stringify(attempts)}`);
           }
-        } finally {
-          for (const o of opened.reverse()) await o.close();
-        }
+        });
       }));
   }
 });
@@ -225,28 +199,21 @@ describe('a chunked body that has all come by its dispatch', () => {
     test(`${client}: is kept whole when it fits (it may reuse a connection, and the lost race is sent again), and goes on a fresh connection when it does not (seeded)`, { timeout: 120_000 }, () =>
       seededRun(`chunked body whole at dispatch (${client})`, async (rand) => {
         for (let round = 0; round < 4; round++) {
-          const opened: Array<{ close(): Promise<void> }> = [];
-          try {
-            const reset = rand() < 0.5;
-            // A holds the cluster's one slot until it is let go; B, chunked, waits in the queue meanwhile.
-            let held!: () => void;
-            const holding = new Promise<void>((r) => (held = r));
-            let letGo!: () => void;
-            const released = new Promise<void>((r) => (letGo = r));
-            const race = echoFirst(reset);
-            const up = await startPiecewiseUpstream(async (req) => {
-              if (req.path === '/hold') {
-                held();
-                await released;
-              }
-              return race(req);
-            });
-            opened.push(up);
-            const gw = await startTestGateway({
-              clusters: { up: { endpoints: [up.url], client, outlierDetection: { enabled: false }, keepAlive: '30s', limits: { maxConcurrent: 1, maxQueued: 4, queueTimeout: '30s' } } },
-              routes: [{ cluster: 'up', retry: { tries: 1 } }],
-            });
-            opened.push(gw);
+          const reset = rand() < 0.5;
+          // A holds the cluster's one slot until it is let go; B, chunked, waits in the queue meanwhile.
+          let held!: () => void;
+          const holding = new Promise<void>((r) => (held = r));
+          let letGo!: () => void;
+          const released = new Promise<void>((r) => (letGo = r));
+          const race = echoFirst(reset);
+          const holdFirst = async (req: PieceRequest): Promise<PieceAnswer> => {
+            if (req.path === '/hold') {
+              held();
+              await released;
+            }
+            return race(req);
+          };
+          await withRaceRig(holdFirst, { client, retry: { tries: 1 }, cluster: { limits: { maxConcurrent: 1, maxQueued: 4, queueTimeout: '30s' } } }, async ({ gw }) => {
             const a = request(`${gw.url}/hold`);
             await holding;
             // Small enough to come in one read (the whole of it parsed with its head), or over the replay limit.
@@ -255,7 +222,7 @@ describe('a chunked body that has all come by its dispatch', () => {
             const raw = Buffer.concat([Buffer.from(`PUT /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n0\r\n\r\n')]);
             const b = rawRequest(gw.port, raw);
             const admission = gw.gw.ctx.clusters.get('up')!.admission!;
-            assert.ok(await until(() => admission.queued === 1, 5000), 'B waits in the queue');
+            assert.ok(await until(() => admission.queued === 1, GUARD_MS), 'B waits in the queue');
             letGo();
             const ra = await a;
             assert.equal(ra.statusCode, 200);
@@ -264,21 +231,16 @@ describe('a chunked body that has all come by its dispatch', () => {
             const what = `round ${round} (${reset ? 'RST' : 'FIN'}), chunked PUT of ${body.length} bytes`;
             assert.equal(rb.status, 200, `${what}: ${rb.body.toString().slice(0, 300)}`);
             assert.ok(rb.body.equals(body), `${what}: the body the upstream echoed is the one sent`);
-            const attempts = ((await gw.logFor(rb.rid)).attempts ?? []) as unknown as Try[];
+            const attempts = ((await gw.logFor(rb.rid)).attempts ?? []) as unknown as RaceTry[];
             const detail = `${what}: ${JSON.stringify(attempts)}`;
             if (small) {
               // Whole and within the limit at its dispatch: A's idle connection is reused, the race lost, the body sent again.
-              assert.equal(attempts.length, 2, detail);
-              assert.equal(attempts[0]!.connection, 'reused', detail);
-              assert.equal(attempts[0]!.error, 'connection_terminated', detail);
-              assert.equal(attempts[1]!.connection, 'new', detail);
+              assertLostRace(attempts, detail);
             } else {
               assert.equal(attempts.length, 1, detail);
               assert.equal(attempts[0]!.connection, 'new', detail);
             }
-          } finally {
-            for (const o of opened.reverse()) await o.close();
-          }
+          });
         }
       }));
   }

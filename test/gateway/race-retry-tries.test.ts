@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { request } from 'undici';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { startPiecewiseUpstream, type PiecewiseUpstream } from '../helpers/piecewise-upstream.js';
+import type { PieceAnswer, PieceRequest } from '../helpers/piecewise-upstream.js';
+import { assertLostRace, withRaceRig, type RaceTry } from '../helpers/race-rig.js';
 import { between, seededRun } from '../helpers/seeded.js';
 
 /**
@@ -17,11 +17,6 @@ import { between, seededRun } from '../helpers/seeded.js';
  * reused connection loses the race, deterministically.
  */
 
-const opened: Array<TestGateway | PiecewiseUpstream> = [];
-after(async () => {
-  for (const o of opened.reverse()) await o.close();
-});
-
 describe('a lost keep-alive race does not use up a try', () => {
   for (const client of ['undici', 'native'] as const) {
     test(`${client}: GETs on reused connections that the upstream ends unanswered are all answered, for tries 1..3 (FIN and RST)`, { timeout: 120_000 }, async () => {
@@ -29,35 +24,23 @@ describe('a lost keep-alive race does not use up a try', () => {
         for (let round = 0; round < 6; round++) {
           const tries = between(rand, 1, 3);
           const reset = rand() < 0.5;
-          const up = await startPiecewiseUpstream((req) => (req.index === 0 ? { pieces: [`HTTP/1.1 200 OK\r\nContent-Length: ${req.path.length}\r\n\r\n${req.path}`] } : reset ? { pieces: [], closeAfterMs: 0 } : { pieces: [], close: true }));
-          opened.push(up);
-          const gw = await startTestGateway({
-            clusters: { up: { endpoints: [up.url], client, outlierDetection: { enabled: false }, keepAlive: '30s' } },
-            routes: [{ cluster: 'up', retry: { tries } }],
+          const answer = (req: PieceRequest): PieceAnswer => (req.index === 0 ? { pieces: [`HTTP/1.1 200 OK\r\nContent-Length: ${req.path.length}\r\n\r\n${req.path}`] } : reset ? { pieces: [], closeAfterMs: 0 } : { pieces: [], close: true });
+          await withRaceRig(answer, { client, retry: { tries } }, async ({ gw }) => {
+            const n = between(rand, 3, 12);
+            for (let i = 0; i < n; i++) {
+              const path = `/r${round}/${i}`;
+              const res = await request(`${gw.url}${path}`);
+              const body = await res.body.text();
+              assert.equal(res.statusCode, 200, `round ${round} (tries ${tries}, ${reset ? 'RST' : 'FIN'}), request ${i}: ${body.slice(0, 300)}`);
+              assert.equal(body, path);
+            }
+            // Every request after the first found the previous connection idle and reused it: one race each, then a fresh connection.
+            const lines = gw.logs.filter((l) => l.type === 'access');
+            assert.equal(lines.length, n);
+            const raced = lines.filter((l) => (l.attempts?.length ?? 0) === 2);
+            for (const l of raced) assertLostRace(l.attempts as unknown as RaceTry[], JSON.stringify(l.attempts));
+            assert.ok(raced.length >= 1, `round ${round}: some request raced (${lines.map((l) => l.attempts?.length).join(',')})`);
           });
-          opened.push(gw);
-          const n = between(rand, 3, 12);
-          for (let i = 0; i < n; i++) {
-            const path = `/r${round}/${i}`;
-            const res = await request(`${gw.url}${path}`);
-            const body = await res.body.text();
-            assert.equal(res.statusCode, 200, `round ${round} (tries ${tries}, ${reset ? 'RST' : 'FIN'}), request ${i}: ${body.slice(0, 300)}`);
-            assert.equal(body, path);
-          }
-          // Every request after the first found the previous connection idle and reused it: one race each, then a fresh connection.
-          const lines = gw.logs.filter((l) => l.type === 'access');
-          assert.equal(lines.length, n);
-          const raced = lines.filter((l) => (l.attempts?.length ?? 0) === 2);
-          for (const l of raced) {
-            const [first, second] = l.attempts as unknown as Array<{ connection: string; error?: string }>;
-            assert.equal(first!.connection, 'reused', JSON.stringify(l.attempts));
-            assert.equal(first!.error, 'connection_terminated', JSON.stringify(l.attempts));
-            assert.equal(second!.connection, 'new', JSON.stringify(l.attempts));
-          }
-          assert.ok(raced.length >= 1, `round ${round}: some request raced (${lines.map((l) => l.attempts?.length).join(',')})`);
-          await gw.close();
-          await up.close();
-          opened.length = 0;
         }
       });
     });
@@ -73,47 +56,36 @@ describe('a request body is kept for the race retry whatever tries says', () => 
         for (let round = 0; round < 4; round++) {
           const tries = between(rand, 1, 2);
           const reset = rand() < 0.5;
-          const up = await startPiecewiseUpstream((req) => (req.index === 0 ? { pieces: [`HTTP/1.1 200 OK\r\nContent-Length: ${req.body.length}\r\n\r\n`, req.body] } : reset ? { pieces: [], closeAfterMs: 0 } : { pieces: [], close: true }));
-          opened.push(up);
-          const gw = await startTestGateway({
-            clusters: { up: { endpoints: [up.url], client, outlierDetection: { enabled: false }, keepAlive: '30s' } },
-            routes: [{ cluster: 'up', retry: { tries } }],
-          });
-          opened.push(gw);
-          const n = between(rand, 3, 8);
-          const methods: string[] = [];
-          for (let i = 0; i < n; i++) {
-            // The first is a PUT, so every round has a reused connection to race on.
-            const method = i === 0 || rand() < 0.7 ? 'PUT' : 'DELETE';
-            methods.push(method);
-            const body = Buffer.alloc(between(rand, 1, 64 * 1024), 0x61 + (i % 26));
-            const res = await request(`${gw.url}/r${round}/${i}`, { method, body });
-            const got = Buffer.from(await res.body.arrayBuffer());
-            assert.equal(res.statusCode, 200, `round ${round} (tries ${tries}, ${reset ? 'RST' : 'FIN'}), ${method} ${i} of ${body.length} bytes: ${got.toString().slice(0, 300)}`);
-            assert.ok(got.equals(body), `round ${round}, ${method} ${i}: the body the upstream answered is the one sent`);
-          }
-          // A DELETE with a body leaves its connection unreusable (a method that defines no
-          // request content; undici does the same), so the request after it opens a new one;
-          // the request after a PUT reuses the PUT's connection and loses the race, every time.
-          const lines = gw.logs.filter((l) => l.type === 'access');
-          assert.equal(lines.length, n);
-          lines.forEach((l, i) => {
-            const attempts = (l.attempts ?? []) as unknown as Array<{ connection: string; error?: string }>;
-            const shouldRace = i > 0 && methods[i - 1] === 'PUT';
-            const detail = `round ${round}, ${methods.join(',')}: request ${i} ${JSON.stringify(attempts)}`;
-            if (shouldRace) {
-              assert.equal(attempts.length, 2, detail);
-              assert.equal(attempts[0]!.connection, 'reused', detail);
-              assert.equal(attempts[0]!.error, 'connection_terminated', detail);
-              assert.equal(attempts[1]!.connection, 'new', detail);
-            } else {
-              assert.equal(attempts.length, 1, detail);
-              assert.equal(attempts[0]!.connection, 'new', detail);
+          const answer = (req: PieceRequest): PieceAnswer => (req.index === 0 ? { pieces: [`HTTP/1.1 200 OK\r\nContent-Length: ${req.body.length}\r\n\r\n`, req.body] } : reset ? { pieces: [], closeAfterMs: 0 } : { pieces: [], close: true });
+          await withRaceRig(answer, { client, retry: { tries } }, async ({ gw }) => {
+            const n = between(rand, 3, 8);
+            const methods: string[] = [];
+            for (let i = 0; i < n; i++) {
+              // The first is a PUT, so every round has a reused connection to race on.
+              const method = i === 0 || rand() < 0.7 ? 'PUT' : 'DELETE';
+              methods.push(method);
+              const body = Buffer.alloc(between(rand, 1, 64 * 1024), 0x61 + (i % 26));
+              const res = await request(`${gw.url}/r${round}/${i}`, { method, body });
+              const got = Buffer.from(await res.body.arrayBuffer());
+              assert.equal(res.statusCode, 200, `round ${round} (tries ${tries}, ${reset ? 'RST' : 'FIN'}), ${method} ${i} of ${body.length} bytes: ${got.toString().slice(0, 300)}`);
+              assert.ok(got.equals(body), `round ${round}, ${method} ${i}: the body the upstream answered is the one sent`);
             }
+            // A DELETE with a body leaves its connection unreusable (a method that defines no
+            // request content; undici does the same), so the request after it opens a new one;
+            // the request after a PUT reuses the PUT's connection and loses the race, every time.
+            const lines = gw.logs.filter((l) => l.type === 'access');
+            assert.equal(lines.length, n);
+            lines.forEach((l, i) => {
+              const attempts = (l.attempts ?? []) as unknown as RaceTry[];
+              const detail = `round ${round}, ${methods.join(',')}: request ${i} ${JSON.stringify(attempts)}`;
+              if (i > 0 && methods[i - 1] === 'PUT') {
+                assertLostRace(attempts, detail);
+              } else {
+                assert.equal(attempts.length, 1, detail);
+                assert.equal(attempts[0]!.connection, 'new', detail);
+              }
+            });
           });
-          await gw.close();
-          await up.close();
-          opened.length = 0;
         }
       });
     });
