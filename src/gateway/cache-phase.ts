@@ -210,7 +210,10 @@ export class CachePhase implements CollapseWaiter {
       // Not a hit (RFC 9211 §2.1: answered without going forward): it went forward in the
       // leader's request, for the reason its own lookup found (§2.7: `collapsed` goes with `fwd`).
       this.outcome = 'collapsed';
-      this.#answer(r.entry, { fwd: this.#fwd, ttl: r.entry.ttlMs(now) / 1000, collapsed: true }, undefined, now);
+      // A stale copy says it answered under stale-while-revalidate, as a direct stale hit does
+      // (before, a woken waiter's member lacked the detail: a stale ttl and nothing saying why).
+      const swr = r.kind === 'revalidate-behind' ? 'stale-while-revalidate' : undefined;
+      this.#answer(r.entry, { fwd: this.#fwd, ttl: r.entry.ttlMs(now) / 1000, collapsed: true, detail: swr }, undefined, now);
       // A stale copy answered under stale-while-revalidate goes with a revalidation here too
       // (the leader stored a response stale on arrival); before session 33 a woken waiter
       // started none. The first waiter woken so starts it; the others find it in flight.

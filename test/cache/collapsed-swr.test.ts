@@ -72,7 +72,9 @@ test('collapsed waiters answered with a stale-while-revalidate copy start one ba
         const others = answers.slice(1);
         for (const a of others) {
           assert.equal(a.body, `first ${path}`, `${what}: answered from the leader's response`);
-          assert.match(a.cs, /; fwd=uri-miss; ttl=-?\d+; collapsed$/, `${what}: ${a.cs}`);
+          // A stale copy answered under stale-while-revalidate says so, as a direct stale hit does
+          // (before, a woken waiter's member lacked the detail).
+          assert.match(a.cs, stale ? /; fwd=uri-miss; ttl=-?\d+; collapsed; detail=stale-while-revalidate$/ : /; fwd=uri-miss; ttl=\d+; collapsed$/, `${what}: ${a.cs}`);
         }
         const ids = new Set(others.map((a) => a.id));
         const started = () => records.matching((x) => x.background === 'revalidation' && ids.has(x.triggeredBy ?? ''));
