@@ -22,7 +22,7 @@ import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
 import { fieldText, type RawField } from '../http/headers.js';
 import { SAFE_METHODS } from '../http/methods.js';
-import type { CacheOutcome } from '../record/index.js';
+import type { BypassReason, CacheOutcome } from '../record/index.js';
 
 /** What the cache made of an upstream head: it answered instead, or the request must be sent again (a 304 it cannot use); undefined: pass it on. */
 export type HeadVerdict = 'answered' | 'resend' | undefined;
@@ -72,6 +72,8 @@ export class CachePhase implements CollapseWaiter {
   #tapBytes = 0;
   #tapResponseTime = 0;
   outcome: CacheOutcome = 'miss';
+  /** With outcome `bypass`: why (the record's `bypass`). */
+  bypass: BypassReason | undefined;
   /** The failure (RFC 9209 type) or upstream status ("503") a stale copy answered for. */
   recoveredFrom: string | undefined;
 
@@ -107,11 +109,13 @@ export class CachePhase implements CollapseWaiter {
     if (method !== 'GET' && method !== 'HEAD') {
       this.#fwd = 'bypass';
       this.outcome = 'bypass';
+      this.bypass = 'method';
       return false;
     }
     if (this.#unkeyed !== undefined) {
       this.#fwd = 'bypass';
       this.outcome = 'bypass';
+      this.bypass = this.#unkeyed;
       this.#failureDetail = this.#unkeyed;
       return false;
     }

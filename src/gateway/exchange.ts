@@ -984,6 +984,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       durationMs: Math.round((performance.now() - this.t0) * 1000) / 1000,
       upgrade: false,
       cache: this.#cache?.outcome,
+      bypass: this.#cache?.bypass,
       recoveredFrom: this.#cache?.recoveredFrom,
     };
     if (requestEnd.hasSubscribers) requestEnd.publish(record);

@@ -333,6 +333,7 @@ function reverseLine(r: ReverseRecord): string {
   else if (at.length > 1) line += ',"attempts":[' + at.map(attemptJson).join(',') + ']';
   if (r.upgrade) line += ',"upgrade":true';
   if (r.cache !== undefined) line += ',"cache":' + str(r.cache);
+  if (r.bypass !== undefined) line += ',"bypass":' + str(r.bypass);
   if (r.recoveredFrom !== undefined) line += ',"recoveredFrom":' + str(r.recoveredFrom);
   if (r.background !== undefined) line += ',"background":' + str(r.background);
   if (r.revalidation !== undefined) line += ',"revalidation":' + str(r.revalidation);

@@ -9,6 +9,7 @@ export {
   type RecordBase,
   type AttemptRecord,
   type CacheOutcome,
+  type BypassReason,
   type RevalidationResult,
   type Face,
   type RecordProtocol,

@@ -26,6 +26,16 @@ export type RecordProtocol = 'http' | 'connect' | 'socks5' | 'socks4' | 'socks5-
 export type CacheOutcome = 'hit' | 'stale' | 'revalidated' | 'collapsed' | 'miss' | 'bypass';
 
 /**
+ * Why the cache passed a request by (`ReverseRecord.bypass` with `cache: bypass`,
+ * `gatewise_cache_bypasses_total{reason}`; gateway/cache-phase.ts decides it, and Cache-Status
+ * names the last two in its `detail`): method (a method the cache does not answer),
+ * request-content (a GET with content, which the key does not name), unkeyed-host (a Host with
+ * a port or a trailing dot the key does not name). A fixed list: the metric's label stays
+ * bounded. Before session 34 only Cache-Status said it.
+ */
+export type BypassReason = 'method' | 'request-content' | 'unkeyed-host';
+
+/**
  * What a background revalidation did (`ReverseRecord.revalidation`,
  * `gatewise_cache_revalidations_total`; gateway/revalidation.ts decides it): refreshed (304),
  * replaced (a new response stored), kept (the answer was not stored), too-large (a storable
@@ -101,6 +111,8 @@ export interface ReverseRecord extends RecordBase {
   upgrade: boolean;
   /** Routes with a cache: what the cache did (CacheOutcome). */
   cache?: CacheOutcome | undefined;
+  /** With `cache: bypass`: why (BypassReason). */
+  bypass?: BypassReason | undefined;
   /** A stale cached copy answered for this failure: an RFC 9209 error type, or the upstream's status ("503"). */
   recoveredFrom?: string | undefined;
   /**

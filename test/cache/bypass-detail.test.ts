@@ -15,7 +15,9 @@ import { endedRecords, within } from '../helpers/ended-records.js';
  * made because the upstream failed. Before session 33 only a relayed answer said it; a
  * gateway-made one (502 connection_refused, 502 connection_terminated) carried a bare
  * `fwd=bypass`, as if the method had been the reason. The record's `cache` and
- * `gatewise_cache_responses_total{result}` say `bypass` alike. Seeded over the reason (and the
+ * `gatewise_cache_responses_total{result}` say `bypass` alike, and the reason itself is in the
+ * record's `bypass` (`method` for a method the cache does not answer), the access line and
+ * `gatewise_cache_bypasses_total{route,reason}` (before, only Cache-Status named it). Seeded over the reason (and the
  * body's framing or the Host's form), the method and what answers.
  */
 
@@ -86,6 +88,16 @@ test('a GET the cache passes by for what its key leaves out names why in Cache-S
       }
       return n;
     };
+    const byReason = async (route: string, reason: string): Promise<number> => {
+      const m = gw.registry.getSingleMetric('gatewise_cache_bypasses_total');
+      if (m === undefined) return 0; // not registered: the count's assertion fails
+      let n = 0;
+      for (const v of (await m.get()).values) {
+        const l = v.labels as Record<string, unknown>;
+        if (l.reason === reason && l.route === route) n += v.value;
+      }
+      return n;
+    };
     await withSeed(rand, async () => {
       for (let i = 0; i < 12; i++) {
         const reason: Reason = rand.pick(['request-content', 'unkeyed-host'] as const);
@@ -111,6 +123,7 @@ test('a GET the cache passes by for what its key leaves out names why in Cache-S
         }
         const what = `case ${i}: ${method} ${reason} (${form}), answered by ${answerer}`;
         const before = await bypassed(answerer);
+        const beforeReason = await byReason(answerer, reason);
         const r = await send(gw.port, method, path, headers, body);
         assert.equal(r.status, answerer === 'upstream' ? 200 : 502, what);
         const detail = answerer === 'upstream' ? new RegExp(`; fwd=bypass; fwd-status=200; detail=${reason}$`) : new RegExp(`; fwd=bypass; detail=${reason}$`);
@@ -119,11 +132,21 @@ test('a GET the cache passes by for what its key leaves out names why in Cache-S
         assert.equal(rec.cache, 'bypass', what);
         if (answerer !== 'upstream') assert.equal(rec.error, answerer === 'refused' ? 'connection_refused' : 'connection_terminated', what);
         assert.equal(await bypassed(answerer), before + 1, `${what}: counted as bypass`);
+        // The reason is in the record, the access line and the metric too, not only in Cache-Status.
+        assert.equal(rec.bypass, reason, `${what}: the record's bypass`);
+        assert.equal((await gw.logFor(r.id)).bypass, reason, `${what}: the access line's bypass`);
+        assert.equal(await byReason(answerer, reason), beforeReason + 1, `${what}: gatewise_cache_bypasses_total{reason}`);
       }
       // A method the cache does not answer is bypassed for its method alone: no detail, on either kind of answer.
       for (const answerer of ['upstream', 'refused'] as const) {
+        const beforeMethod = await byReason(answerer, 'method');
         const r = await send(gw.port, 'POST', `/${answerer}/post-${rand.seed}`, { 'content-length': '1' }, 'x');
         assert.match(r.cs, answerer === 'upstream' ? /; fwd=bypass; fwd-status=200$/ : /; fwd=bypass$/, `POST answered by ${answerer}: ${r.cs}`);
+        const rec = await within(records.wait((x) => x.requestId === r.id), 10_000, `POST answered by ${answerer}: the record`);
+        assert.equal(rec.cache, 'bypass', `POST answered by ${answerer}`);
+        assert.equal(rec.bypass, 'method', `POST answered by ${answerer}: the record's bypass`);
+        assert.equal((await gw.logFor(r.id)).bypass, 'method', `POST answered by ${answerer}: the access line`);
+        assert.equal(await byReason(answerer, 'method'), beforeMethod + 1, `POST answered by ${answerer}: gatewise_cache_bypasses_total{reason="method"}`);
       }
     });
   } finally {
