@@ -22,7 +22,7 @@ import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
 import { fieldText, type RawField } from '../http/headers.js';
 import { SAFE_METHODS } from '../http/methods.js';
-import type { BypassReason, CacheOutcome } from '../record/index.js';
+import type { BypassReason, CacheOutcome, StoreRefusal } from '../record/index.js';
 
 /** What the cache made of an upstream head: it answered instead, or the request must be sent again (a 304 it cannot use); undefined: pass it on. */
 export type HeadVerdict = 'answered' | 'resend' | undefined;
@@ -74,6 +74,8 @@ export class CachePhase implements CollapseWaiter {
   outcome: CacheOutcome = 'miss';
   /** With outcome `bypass`: why (the record's `bypass`). */
   bypass: BypassReason | undefined;
+  /** A storable answer to this request that the store could not keep for its size (the record's `storeRefused`). */
+  storeRefused: StoreRefusal | undefined;
   /** The failure (RFC 9209 type) or upstream status ("503") a stale copy answered for. */
   recoveredFrom: string | undefined;
 
@@ -291,7 +293,7 @@ export class CachePhase implements CollapseWaiter {
       // Renamed for this request's values only when it went upstream with them as the client sent them.
       const rename = variants !== undefined && !variesOnAlteredField(chosen.vary, ex.req.headers, ex.upstreamRequest().headers, ex.ctx.requestIdHeader);
       const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, rename ? varyValuesOf(chosen.vary, ex.req.headers) : chosen.varyValues);
-      this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket);
+      if (this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket) === 'too-large') this.storeRefused = 'too-large';
       this.outcome = 'revalidated';
       this.#answer(fresh, { fwd: variants !== undefined ? 'vary-miss' : 'stale', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
       this.#release();
@@ -314,7 +316,7 @@ export class CachePhase implements CollapseWaiter {
     // The client gets the freshened stored headers (fields the HEAD answer left out are kept).
     if (method === 'HEAD' && status === 200 && e !== undefined && e.status === 200 && sameRepresentation(e, headerObject(raw))) {
       const fresh = e.updated(storedPairs(raw), this.#requestTime, now);
-      this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket);
+      if (this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket) === 'too-large') this.storeRefused = 'too-large';
       this.outcome = 'revalidated';
       this.#answer(fresh, { fwd: this.#fwd, fwdStatus: status, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
       this.#release();
@@ -342,12 +344,18 @@ export class CachePhase implements CollapseWaiter {
     // Purged or invalidated since the request went upstream: what it brings is from before.
     if (this.#ticket?.cancelled === true) return false;
     const obj = headerObject(raw);
-    const cl = obj['content-length'];
-    if (cl !== undefined && Number(cl) > this.#rc.maxObjectBytes) return false;
     // Never replace a good stored response with an upstream 5xx.
     if (status >= 500 && (this.#candidate !== undefined || this.#rc.cache.store.get(this.key) !== undefined)) return false;
     if (obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), ex.req.headers, ex.upstreamRequest().headers, ex.ctx.requestIdHeader)) return false;
-    return this.#rc.cache.storable('GET', ex.path, ex.req.headers, status, obj);
+    if (!this.#rc.cache.storable('GET', ex.path, ex.req.headers, status, obj)) return false;
+    // Storable, but said to be larger than the route's maxObjectSize: refused, and recorded so
+    // (before session 34 only a background revalidation's record said `too-large`).
+    const cl = obj['content-length'];
+    if (cl !== undefined && Number(cl) > this.#rc.maxObjectBytes) {
+      this.storeRefused = 'too-large';
+      return false;
+    }
+    return true;
   }
 
   /** The request's headers as they were before the cache's validators replaced the client's (after 'resend'). */
@@ -365,6 +373,7 @@ export class CachePhase implements CollapseWaiter {
     if (this.#tapBytes > this.#rc.maxObjectBytes) {
       // Larger than the per-object limit: passed through uncached.
       this.#tapChunks = undefined;
+      this.storeRefused = 'too-large';
       this.#release();
       return;
     }
@@ -388,7 +397,8 @@ export class CachePhase implements CollapseWaiter {
         varyValues: varyValuesOf(varyOf(headers), ex.req.headers),
         credentials: credentialDigest(ex.upstreamRequest().headers),
       });
-      this.#rc.cache.put(entry, this.#ticket);
+      // Refused by the store (larger than all of it), unless a purge cancelled the ticket.
+      if (!this.#rc.cache.put(entry, this.#ticket) && this.#ticket?.cancelled !== true) this.storeRefused = 'too-large';
     }
     this.#finish();
     this.#release();

@@ -985,6 +985,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       upgrade: false,
       cache: this.#cache?.outcome,
       bypass: this.#cache?.bypass,
+      storeRefused: this.#cache?.storeRefused,
       recoveredFrom: this.#cache?.recoveredFrom,
     };
     if (requestEnd.hasSubscribers) requestEnd.publish(record);

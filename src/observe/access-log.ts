@@ -334,6 +334,7 @@ function reverseLine(r: ReverseRecord): string {
   if (r.upgrade) line += ',"upgrade":true';
   if (r.cache !== undefined) line += ',"cache":' + str(r.cache);
   if (r.bypass !== undefined) line += ',"bypass":' + str(r.bypass);
+  if (r.storeRefused !== undefined) line += ',"storeRefused":' + str(r.storeRefused);
   if (r.recoveredFrom !== undefined) line += ',"recoveredFrom":' + str(r.recoveredFrom);
   if (r.background !== undefined) line += ',"background":' + str(r.background);
   if (r.revalidation !== undefined) line += ',"revalidation":' + str(r.revalidation);

@@ -235,6 +235,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   const recovered = new Tally();
   const revalidations = new Tally();
   const bypasses = new Tally();
+  const storeRefusals = new Tally();
   const certReloads = new Tally();
   const acmeOrders = new Tally();
   const duration = new Samples();
@@ -255,6 +256,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   tallied(registry, 'gatewise_cache_responses_total', 'Requests on routes with a cache, by route and what the cache did: hit, stale (a stale copy answered), revalidated (a 304 refreshed the stored copy), collapsed (answered from what another request for the key, which it waited for, stored), miss, bypass (a method the cache does not answer, or a GET or HEAD it does not look up: one with content, or a Host the key does not name).', ['route', 'result'] as const, cacheResults);
   tallied(registry, 'gatewise_cache_recovered_total', 'Failures answered with a stale cached copy instead (recovered from cache), by route and cause: the RFC 9209 error type, or the upstream status ("503").', ['route', 'cause'] as const, recovered);
   tallied(registry, 'gatewise_cache_bypasses_total', 'Requests on routes with a cache that the cache passed by, by route and reason (a fixed list): method (a method the cache does not answer), request-content (a GET with content), unkeyed-host (a Host with a port or a trailing dot the key does not name).', ['route', 'reason'] as const, bypasses);
+  tallied(registry, 'gatewise_cache_store_refused_total', 'Storable answers to client requests that the store could not keep, by route and reason: too-large (larger than the route\'s maxObjectSize or the whole store; a background revalidation counts the same as its result in gatewise_cache_revalidations_total).', ['route', 'reason'] as const, storeRefusals);
   tallied(registry, 'gatewise_cache_revalidations_total', 'Background revalidations of stale cached responses (stale-while-revalidate), by route and result: refreshed (a 304 freshened the stored copy), replaced (a new response was stored), kept (the answer was not stored), too-large (a storable answer larger than the route\'s maxObjectSize or the whole store: not stored, the stored copy as it was), purged (the key was purged or invalidated while it ran: nothing stored), dropped, failed, refused (no admission slot).', ['route', 'result'] as const, revalidations);
   tallied(registry, 'gatewise_tls_certificate_reloads_total', 'Certificate files of TLS listeners reloaded after they changed, by listener, file and result (reloaded; failed: the old certificate stays).', ['listener', 'cert', 'result'] as const, certReloads);
   tallied(registry, 'gatewise_tls_acme_orders_total', 'ACME certificate orders of TLS listeners, by listener, result (obtained, renewed, failed) and, for failures, the step that failed (unreachable, account, order, challenge, finalize, storage).', ['listener', 'result', 'reason'] as const, acmeOrders);
@@ -374,6 +376,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
         cacheResults.add(`${r.route ?? ''}${SEP}${r.cache}`);
         if (r.recoveredFrom !== undefined) recovered.add(`${r.route ?? ''}${SEP}${r.recoveredFrom}`);
         if (r.bypass !== undefined) bypasses.add(`${r.route ?? ''}${SEP}${r.bypass}`);
+        if (r.storeRefused !== undefined) storeRefusals.add(`${r.route ?? ''}${SEP}${r.storeRefused}`);
       }
       countAttempts(r, cluster);
     } else {

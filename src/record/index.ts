@@ -10,6 +10,7 @@ export {
   type AttemptRecord,
   type CacheOutcome,
   type BypassReason,
+  type StoreRefusal,
   type RevalidationResult,
   type Face,
   type RecordProtocol,

@@ -46,7 +46,17 @@ export type BypassReason = 'method' | 'request-content' | 'unkeyed-host';
  * stored: its `StoreTicket` was cancelled; before session 32 that was recorded as `kept`),
  * dropped, failed, refused (admission).
  */
-export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | 'too-large' | 'purged' | 'dropped' | 'failed' | 'refused';
+export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | StoreRefusal | 'purged' | 'dropped' | 'failed' | 'refused';
+
+/**
+ * Why the store could not keep a storable answer (`ReverseRecord.storeRefused` on a client's
+ * request, `gatewise_cache_store_refused_total{reason}`; the background revalidation records
+ * the same value as its RevalidationResult): too-large (a `Content-Length` or a body larger
+ * than the route's `maxObjectSize`, or a response, or one a 304 or a HEAD freshened, larger
+ * than the whole store, which refused it). Before session 34 the client path recorded nothing
+ * (a plain `miss` or `revalidated`).
+ */
+export type StoreRefusal = 'too-large';
 
 /** One try at an upstream endpoint (reverse). */
 export interface AttemptRecord {
@@ -113,6 +123,8 @@ export interface ReverseRecord extends RecordBase {
   cache?: CacheOutcome | undefined;
   /** With `cache: bypass`: why (BypassReason). */
   bypass?: BypassReason | undefined;
+  /** A storable answer to this request that the store could not keep (StoreRefusal). */
+  storeRefused?: StoreRefusal | undefined;
   /** A stale cached copy answered for this failure: an RFC 9209 error type, or the upstream's status ("503"). */
   recoveredFrom?: string | undefined;
   /**
