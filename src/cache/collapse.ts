@@ -39,6 +39,11 @@ export class Collapser {
     return true;
   }
 
+  /** Whether a fetch of the key (a client's leading request, or a background revalidation) is in flight. */
+  leading(key: string): boolean {
+    return this.#leading.has(key);
+  }
+
   /** A waiter gave up (its deadline, or its client left). */
   leave(key: string, w: CollapseWaiter): void {
     const q = this.#leading.get(key);

@@ -143,7 +143,12 @@ export class CachePhase implements CollapseWaiter {
       return true;
     }
     if (r.kind === 'revalidate-behind') {
-      this.outcome = 'stale';
+      // With the key's fetch in flight (a client's request leading it, or the background
+      // revalidation another stale hit started) this hit starts none: that fetch brings the new
+      // copy (Varnish's grace behind a busy object, nginx's `updating`). Recorded `updating`
+      // (nginx's UPDATING), not `stale`: before session 34 both said `stale`, and a hit behind a
+      // client's fetch was recorded as if it had revalidated.
+      this.outcome = this.#rc.cache.collapser.leading(this.key) ? 'updating' : 'stale';
       this.#answer(r.entry, { hit: true, ttl: r.entry.ttlMs(now) / 1000, detail: 'stale-while-revalidate' }, undefined, now);
       this.#revalidateBehind(r.entry);
       return true;

@@ -18,12 +18,16 @@ export type RecordProtocol = 'http' | 'connect' | 'socks5' | 'socks4' | 'socks5-
 
 /**
  * What the cache did for a request (`ReverseRecord.cache`; gateway/cache-phase.ts decides it):
- * hit, stale (answered with a stale copy), revalidated (a 304 refreshed it), collapsed
+ * hit, stale (answered with a stale copy: for a failure, or under stale-while-revalidate, then
+ * starting the key's background revalidation), updating (a stale-while-revalidate copy answered
+ * while the key's fetch was already in flight, a client's request or a background revalidation,
+ * so it started none: nginx's UPDATING; before session 34 it said `stale`), revalidated (a 304
+ * refreshed it), collapsed
  * (it waited for another request's fetch of its key and was answered from what that stored:
  * Cache-Status `fwd=…; collapsed`, RFC 9211 §2.7; a waiter that then went upstream itself is a
  * `miss`), miss, bypass (a method or request the cache does not answer).
  */
-export type CacheOutcome = 'hit' | 'stale' | 'revalidated' | 'collapsed' | 'miss' | 'bypass';
+export type CacheOutcome = 'hit' | 'stale' | 'updating' | 'revalidated' | 'collapsed' | 'miss' | 'bypass';
 
 /**
  * Why the cache passed a request by (`ReverseRecord.bypass` with `cache: bypass`,

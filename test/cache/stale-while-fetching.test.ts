@@ -1,0 +1,145 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
+import { request } from 'undici';
+import { cacheKey } from '../../src/cache/index.js';
+import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
+import { startTestGateway } from '../helpers/gateway.js';
+import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { endedRecords, within } from '../helpers/ended-records.js';
+import { until } from '../helpers/until.js';
+
+/**
+ * A stale-while-revalidate hit while the key's fetch is already in flight: a client's request
+ * that went upstream for it (a `no-cache` request leading the key's collapsed requests) or the
+ * background revalidation another stale hit started. Such a hit starts no request of its own
+ * (Varnish answers from grace behind its busy object, nginx's `proxy_cache_use_stale updating`
+ * and `proxy_cache_lock` likewise: the fetch in flight brings the new copy), and its record says
+ * so: `cache: updating` (nginx's `UPDATING`), not `stale` as a hit that started the key's
+ * revalidation. Before, both were `stale`, and a stale hit behind a client's fetch was recorded
+ * exactly as one that revalidated, though nothing it did brought a fresh copy. What the fetch
+ * brings decides the next answer: stored (a 304 or a new 200), a fresh hit; not stored
+ * (`no-store`), the next stale hit starts the revalidation itself (`stale`). Seeded over which
+ * fetch is in flight, how many stale hits come while it is, and what it brings.
+ */
+type Fetch = 'client' | 'background';
+type Brings = '304' | '200' | 'no-store';
+
+test('a stale-while-revalidate hit while the key\'s fetch is in flight starts no request, is recorded updating, and the fetch\'s answer decides what follows (seeded)', { timeout: 120_000 }, async () => {
+  const rand = seededRandom();
+  const held = new Map<string, (res: ServerResponse) => void>();
+  const up = await startScriptedUpstream((req, res) => {
+    const path = req.url!;
+    req.resume();
+    const w = held.get(path);
+    if (w !== undefined) {
+      held.delete(path);
+      w(res);
+      return;
+    }
+    if (req.headers['if-none-match'] !== undefined) {
+      res.writeHead(304, { etag: '"a"', 'cache-control': 'max-age=600' });
+      res.end();
+      return;
+    }
+    // The first fill: stale at once, within a long stale-while-revalidate window.
+    res.writeHead(200, { etag: '"a"', 'cache-control': 'max-age=0, stale-while-revalidate=600' });
+    res.end(`old ${path}`);
+  });
+  const records = endedRecords();
+  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
+  try {
+    g = await startTestGateway({
+      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
+      routes: [{ name: 'c', cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '30s' } }],
+    } as never);
+    const gw = g;
+    const base = gw.url.replace(/\/$/, '');
+    const cache = gw.gw.ctx.cache!;
+    const at = (path: string) => up.received.filter((r) => r.url === path);
+    const counted = async (result: string): Promise<number> => {
+      const m = await gw.registry.getSingleMetric('gatewise_cache_responses_total')!.get();
+      let n = 0;
+      for (const v of m.values) {
+        const l = v.labels as Record<string, unknown>;
+        if (l.route === 'c' && l.result === result) n += v.value;
+      }
+      return n;
+    };
+    const get = async (path: string, headers: Record<string, string> = {}) => {
+      const r = await request(base + path, { headers });
+      return { status: r.statusCode, cs: String(r.headers['cache-status']), id: String(r.headers['x-request-id']), body: await r.body.text() };
+    };
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 10; i++) {
+        const fetch: Fetch = rand.pick(['client', 'background'] as const);
+        const brings: Brings = rand.pick(['304', '200', 'no-store'] as const);
+        const hits = 1 + rand.int(5);
+        const path = `/s${i}-${rand.seed}`;
+        const what = `case ${i}: ${fetch} fetch in flight, ${hits} stale hit(s), it brings ${brings}`;
+        const key = cacheKey(`127.0.0.1${path}`, 'c');
+        assert.match((await get(path)).cs, /; stored$/, `${what}: filled`);
+        // The key's fetch, held at the origin until the stale hits are answered.
+        const atOrigin = new Promise<ServerResponse>((resolve) => held.set(path, resolve));
+        let first: Promise<{ status: number; cs: string; id: string; body: string }>;
+        let starter: string | undefined;
+        if (fetch === 'client') {
+          // A request that may not be answered from the store leads the key's fetch.
+          first = get(path, { 'cache-control': 'no-cache' });
+        } else {
+          // A stale hit starts the key's background revalidation.
+          const s = await get(path);
+          assert.match(s.cs, /; hit; ttl=-?\d+; detail=stale-while-revalidate$/, `${what}: the starter`);
+          starter = s.id;
+          first = Promise.resolve(s);
+        }
+        const res = await within(atOrigin, 10_000, `${what}: the key's fetch at the origin`);
+        assert.equal(cache.collapser.inflight, 1, `${what}: the key's fetch holds its slot`);
+        const sentBefore = at(path).length;
+        const updatingBefore = await counted('updating');
+        const ids = new Set<string>();
+        for (let h = 0; h < hits; h++) {
+          const s = await get(path);
+          assert.equal(s.body, `old ${path}`, `${what}: hit ${h} answered from the stale copy`);
+          assert.match(s.cs, /; hit; ttl=-?\d+; detail=stale-while-revalidate$/, `${what}: hit ${h}: ${s.cs}`);
+          ids.add(s.id);
+          const rec = await within(records.wait((x) => x.requestId === s.id), 10_000, `${what}: hit ${h}'s record`);
+          assert.equal(rec.cache, 'updating', `${what}: hit ${h}'s record`);
+          assert.equal((await gw.logFor(s.id)).cache, 'updating', `${what}: hit ${h}'s access line`);
+        }
+        assert.equal(at(path).length, sentBefore, `${what}: the stale hits sent nothing upstream`);
+        assert.equal(await counted('updating'), updatingBefore + hits, `${what}: gatewise_cache_responses_total{result="updating"}`);
+        // The fetch in flight answers.
+        if (brings === '304') res.writeHead(304, { etag: '"a"', 'cache-control': 'max-age=600' }).end();
+        else if (brings === '200') res.writeHead(200, { etag: '"b"', 'cache-control': 'max-age=600' }).end(`new ${path}`);
+        else res.writeHead(200, { etag: '"b"', 'cache-control': 'no-store' }).end(`unstored ${path}`);
+        const firstId = (await first).id;
+        if (starter !== undefined) {
+          const bg = await within(records.wait((x) => x.background === 'revalidation' && x.triggeredBy === starter), 10_000, `${what}: the revalidation's record`);
+          assert.equal(bg.revalidation, brings === '304' ? 'refreshed' : brings === '200' ? 'replaced' : 'kept', what);
+        } else {
+          const rec = await within(records.wait((x) => x.requestId === firstId), 10_000, `${what}: the client fetch's record`);
+          assert.equal(rec.cache, brings === '304' ? 'revalidated' : 'miss', `${what}: the client fetch`);
+        }
+        assert.ok(await until(() => cache.collapser.inflight === 0, 10_000), `${what}: the key's fetch released its slot`);
+        assert.equal(records.matching((x) => x.background === 'revalidation' && ids.has(x.triggeredBy ?? '')).length, 0, `${what}: no revalidation started by the stale hits`);
+        const after = await get(path);
+        if (brings === 'no-store') {
+          // Nothing fresh came: this stale hit is the one that revalidates.
+          assert.match(after.cs, /; hit; ttl=-?\d+; detail=stale-while-revalidate$/, `${what}: after: ${after.cs}`);
+          const rec = await within(records.wait((x) => x.requestId === after.id), 10_000, `${what}: the next hit's record`);
+          assert.equal(rec.cache, 'stale', `${what}: the next stale hit starts the revalidation`);
+          const bg = await within(records.wait((x) => x.background === 'revalidation' && x.triggeredBy === after.id), 10_000, `${what}: the next hit's revalidation`);
+          assert.equal(bg.revalidation, 'refreshed', what);
+        } else {
+          assert.match(after.cs, /; hit; ttl=\d+$/, `${what}: a fresh hit after the fetch stored: ${after.cs}`);
+          assert.equal(after.body, brings === '200' ? `new ${path}` : `old ${path}`, what);
+        }
+      }
+    });
+  } finally {
+    records.close();
+    await g?.close();
+    await up.close();
+  }
+});
