@@ -6,6 +6,7 @@ import { startScriptedUpstream, startRawServer, onFirstHead } from '../helpers/s
 import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
 import { endedRecords, within } from '../helpers/ended-records.js';
+import { counterSum } from './stale-entry.js';
 
 /**
  * A GET (or HEAD) the cache passes by for what its key leaves out (gateway/cache-phase.ts
@@ -79,25 +80,8 @@ test('a GET the cache passes by for what its key leaves out names why in Cache-S
       ],
     } as never);
     const gw = g;
-    const bypassed = async (route: string): Promise<number> => {
-      const m = await gw.registry.getSingleMetric('gatewise_cache_responses_total')!.get();
-      let n = 0;
-      for (const v of m.values) {
-        const l = v.labels as Record<string, unknown>;
-        if (l.result === 'bypass' && l.route === route) n += v.value;
-      }
-      return n;
-    };
-    const byReason = async (route: string, reason: string): Promise<number> => {
-      const m = gw.registry.getSingleMetric('gatewise_cache_bypasses_total');
-      if (m === undefined) return 0; // not registered: the count's assertion fails
-      let n = 0;
-      for (const v of (await m.get()).values) {
-        const l = v.labels as Record<string, unknown>;
-        if (l.reason === reason && l.route === route) n += v.value;
-      }
-      return n;
-    };
+    const bypassed = (route: string) => counterSum(gw.registry, 'gatewise_cache_responses_total', { route, result: 'bypass' });
+    const byReason = (route: string, reason: string) => counterSum(gw.registry, 'gatewise_cache_bypasses_total', { route, reason });
     await withSeed(rand, async () => {
       for (let i = 0; i < 12; i++) {
         const reason: Reason = rand.pick(['request-content', 'unkeyed-host'] as const);

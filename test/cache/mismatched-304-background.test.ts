@@ -1,12 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ServerResponse } from 'node:http';
-import { request } from 'undici';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
 import { endedRecords, within } from '../helpers/ended-records.js';
+import { answerStale, cacheGet, fillStale, Holds, isFill, STALE_ETAG } from './stale-entry.js';
 
 /**
  * A background (stale-while-revalidate) revalidation answered with a 304 whose `ETag` names no
@@ -26,31 +25,21 @@ import { endedRecords, within } from '../helpers/ended-records.js';
  */
 test('a background revalidation whose 304 names no stored response sends the request again without validators: its answer replaces the entry, and later stale hits start no revalidation storm (seeded)', { timeout: 120_000 }, async () => {
   const rand = seededRandom();
-  const held = new Map<string, (res: ServerResponse) => void>();
+  const holds = new Holds();
   const newCc = new Map<string, string>();
   const swrOf = new Map<string, number>();
   const up = await startScriptedUpstream((req, res) => {
     req.resume();
     const path = req.url!;
     if (req.headers['if-none-match'] !== undefined) {
-      const answer = (r: ServerResponse): void => {
-        // The upstream says its current representation is another one ("b"), in a 304.
-        r.writeHead(304, { etag: '"b"', 'cache-control': 'max-age=600', 'x-from-304': '1' });
-        r.end();
-      };
-      const hold = held.get(path);
-      if (hold !== undefined) {
-        held.delete(path);
-        hold(res);
-        return;
-      }
-      answer(res);
+      if (holds.take(req, res)) return;
+      // The upstream says its current representation is another one ("b"), in a 304.
+      res.writeHead(304, { etag: '"b"', 'cache-control': 'max-age=600', 'x-from-304': '1' });
+      res.end();
       return;
     }
-    const first = !up.received.slice(0, -1).some((r) => r.url === path);
-    if (first) {
-      res.writeHead(200, { etag: '"a"', 'cache-control': `max-age=0, stale-while-revalidate=${swrOf.get(path)!}` });
-      res.end('A');
+    if (isFill(up, req)) {
+      answerStale(res, 'A', swrOf.get(path)!);
       return;
     }
     res.writeHead(200, { etag: '"b"', 'cache-control': newCc.get(path)! });
@@ -65,10 +54,7 @@ test('a background revalidation whose 304 names no stored response sends the req
     } as never);
     const base = g.url.replace(/\/$/, '');
     const cache = g.gw.ctx.cache!;
-    const get = async (path: string) => {
-      const r = await request(base + path);
-      return { status: r.statusCode, body: await r.body.text(), cs: String(r.headers['cache-status']), id: String(r.headers['x-request-id']) };
-    };
+    const get = (path: string) => cacheGet(base, path);
     const at = (path: string) => up.received.filter((r) => r.url === path);
     const revalidations = (ids: ReadonlySet<string>) => records.matching((x) => x.background === 'revalidation' && ids.has(x.triggeredBy ?? ''));
     await withSeed(rand, async () => {
@@ -83,10 +69,10 @@ test('a background revalidation whose 304 names no stored response sends the req
         newCc.set(path, storable ? `max-age=${maxAge}` : 'no-store');
         const what = `case ${i}: stale-while-revalidate=${swr}, the new response ${storable ? `max-age=${maxAge}` : 'no-store'}, a burst of ${burst} stale hits, ${after} hits after`;
         const key = cacheKey(`127.0.0.1${path}`, 'c');
-        assert.match((await get(path)).cs, /stored$/, `${what}: filled`);
+        await fillStale(base, path, what);
 
         // A burst of stale hits while the revalidation's 304 is held at the origin: one revalidation.
-        const release = new Promise<ServerResponse>((resolve) => held.set(path, resolve));
+        const release = holds.hold(path);
         const hits = await Promise.all(Array.from({ length: burst }, () => get(path)));
         for (const h of hits) {
           assert.equal(h.body, 'A', `${what}: the stale copy answers at once`);
@@ -100,7 +86,7 @@ test('a background revalidation whose 304 names no stored response sends the req
         assert.deepEqual(rec.attempts.map((a) => a.status), [304, 200], `${what}: the 304, then the request again (${String(rec.revalidation)})`);
         assert.equal(rec.revalidation, storable ? 'replaced' : 'kept', what);
         assert.equal(at(path).length, 3, `${what}: the fill, the conditional request, the request again`);
-        assert.equal(at(path)[1]!.headers['if-none-match'], '"a"', `${what}: validated with the stored tag`);
+        assert.equal(at(path)[1]!.headers['if-none-match'], STALE_ETAG, `${what}: validated with the stored tag`);
         assert.equal(at(path)[2]!.headers['if-none-match'], undefined, `${what}: sent again without the validator`);
         assert.equal(revalidations(ids).length, 1, `${what}: one revalidation for the whole burst`);
         assert.equal(cache.collapser.inflight, 0, `${what}: nothing left in flight`);
@@ -110,7 +96,7 @@ test('a background revalidation whose 304 names no stored response sends the req
           assert.equal(e!.etag, '"b"', `${what}: the new representation stored`);
           assert.ok(e!.ttlMs(Date.now()) > 0, `${what}: fresh`);
         } else {
-          assert.equal(e!.etag, '"a"', `${what}: the stored response as it was`);
+          assert.equal(e!.etag, STALE_ETAG, `${what}: the stored response as it was`);
           assert.ok(e!.ttlMs(Date.now()) <= 0, `${what}: still stale`);
         }
 

@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'undici';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
 import { endedRecords, within } from '../helpers/ended-records.js';
+import { answerStale, cacheGet, counterSum, fillStale, isFill, STALE_ETAG } from './stale-entry.js';
 
 /**
  * What a background revalidation records when its answer does not fit: the response is
@@ -30,14 +30,12 @@ test('a revalidation whose answer is too large for the store is recorded too-lar
     req.resume();
     const path = req.url!.split('?')[0]!;
     const p = plan.get(path)!;
-    const first = up.received.filter((r) => r.url.split('?')[0] === path).length === 1;
-    if (first) {
-      res.writeHead(200, { etag: '"a"', 'cache-control': 'max-age=0, stale-while-revalidate=600' });
-      res.end('A');
+    if (isFill(up, req)) {
+      answerStale(res, 'A');
       return;
     }
     if (p.kind.startsWith('304')) {
-      res.writeHead(304, { etag: '"a"', 'cache-control': 'max-age=600', 'x-pad': 'p'.repeat(p.bytes) });
+      res.writeHead(304, { etag: STALE_ETAG, 'cache-control': 'max-age=600', 'x-pad': 'p'.repeat(p.bytes) });
       res.end();
       return;
     }
@@ -59,19 +57,8 @@ test('a revalidation whose answer is too large for the store is recorded too-lar
     const gw = g;
     const base = gw.url.replace(/\/$/, '');
     const cache = gw.gw.ctx.cache!;
-    const counted = async (route: string, result: string): Promise<number> => {
-      const m = await gw.registry.getSingleMetric('gatewise_cache_revalidations_total')!.get();
-      let n = 0;
-      for (const v of m.values) {
-        const l = v.labels as Record<string, unknown>;
-        if (l.route === route && l.result === result) n += v.value;
-      }
-      return n;
-    };
-    const get = async (path: string) => {
-      const r = await request(base + path);
-      return { body: await r.body.text(), cs: String(r.headers['cache-status']), id: String(r.headers['x-request-id']) };
-    };
+    const counted = (route: string, result: string) => counterSum(gw.registry, 'gatewise_cache_revalidations_total', { route, result });
+    const get = (path: string) => cacheGet(base, path);
     await withSeed(rand, async () => {
       for (let i = 0; i < 10; i++) {
         const kind = rand.pick(CASES);
@@ -88,7 +75,7 @@ test('a revalidation whose answer is too large for the store is recorded too-lar
         plan.set(path, { kind, bytes });
         const what = `case ${i}: ${kind}, ${bytes} bytes`;
         const key = cacheKey(`127.0.0.1${path}`, route);
-        assert.match((await get(path)).cs, /stored$/, `${what}: filled`);
+        await fillStale(base, path, what);
         const result = kind === 'fits' ? 'replaced' : kind === '304-fits' ? 'refreshed' : 'too-large';
         const before = await counted(route, result);
         const hit = await get(path);
@@ -104,7 +91,7 @@ test('a revalidation whose answer is too large for the store is recorded too-lar
         if (result === 'replaced') assert.equal(e.etag, '"b"', what);
         else if (result === 'refreshed') assert.ok(e.ttlMs(Date.now()) > 0, what);
         else {
-          assert.equal(e.etag, '"a"', `${what}: the stored response as it was`);
+          assert.equal(e.etag, STALE_ETAG, `${what}: the stored response as it was`);
           assert.equal(e.body.toString(), 'A', what);
           assert.ok(e.ttlMs(Date.now()) <= 0, `${what}: still stale`);
           assert.equal(e.header('x-pad'), undefined, what);

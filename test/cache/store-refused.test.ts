@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'undici';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
 import { endedRecords, within } from '../helpers/ended-records.js';
+import { cacheGet, counterSum } from './stale-entry.js';
 
 /**
  * A client's request whose storable answer the cache could not keep for its size: a
@@ -69,20 +69,8 @@ test('a client\'s storable answer the store refuses for its size is recorded too
     const gw = g;
     const base = gw.url.replace(/\/$/, '');
     const cache = gw.gw.ctx.cache!;
-    const refused = async (route: string): Promise<number> => {
-      const metric = gw.registry.getSingleMetric('gatewise_cache_store_refused_total');
-      if (metric === undefined) return 0; // not registered: the count's assertion fails
-      let n = 0;
-      for (const v of (await metric.get()).values) {
-        const l = v.labels as Record<string, unknown>;
-        if (l.route === route && l.reason === 'too-large') n += v.value;
-      }
-      return n;
-    };
-    const get = async (path: string) => {
-      const r = await request(base + path);
-      return { status: r.statusCode, body: await r.body.text(), cs: String(r.headers['cache-status']), id: String(r.headers['x-request-id']) };
-    };
+    const refused = (route: string) => counterSum(gw.registry, 'gatewise_cache_store_refused_total', { route, reason: 'too-large' });
+    const get = (path: string) => cacheGet(base, path);
     await withSeed(rand, async () => {
       for (let i = 0; i < 12; i++) {
         const kind = rand.pick(CASES);
