@@ -203,6 +203,8 @@ describe('reverse series move with reverse traffic', () => {
       },
       routes: [
         { name: 'cached', match: { pathPrefix: '/cached' }, cluster: 'cached', cache: {} },
+        // Objects of 4 bytes at most: the origin's 10-byte answer is storable but refused for its size.
+        { name: 'tiny', match: { pathPrefix: '/tiny' }, cluster: 'cached', cache: { maxObjectSize: 4 } },
         { name: 'secure', match: { pathPrefix: '/secure' }, cluster: 'secure', stripPrefix: true },
         { name: 'held', match: { pathPrefix: '/held' }, cluster: 'held', retry: { tries: 1 } },
         { name: 'fading', match: { pathPrefix: '/fading' }, cluster: 'fading', retry: { tries: 1 }, cache: { serveStaleOn: ['connection_refused'] } },
@@ -235,6 +237,11 @@ describe('reverse series move with reverse traffic', () => {
     for (const end = Date.now() + 3000; sum(revalidated, 'gatewise_cache_revalidations_total', { route: 'swr' }) === 0 && Date.now() < end; ) revalidated = await s.scrape();
     await new Promise<void>((r) => fading.close(() => r()));
     assert.match(await get('/fading/x'), /^200 .*error=connection_refused/, 'the stale copy answers, saying why');
+    // A method the cache does not answer (bypassed for its method), and an answer too large to store.
+    const post = await request(`${url}/cached/post`, { method: 'POST', dispatcher: agent, headers: { host: 'a.test' }, body: 'x' });
+    await post.body.text();
+    assert.equal(post.statusCode, 200);
+    assert.equal(await get('/tiny/x'), '200');
     // Two slow requests on a cluster that takes one at a time: one in flight at the lab, one queued.
     const slow = [get('/narrow/slow?ms=800'), get('/narrow/slow?ms=800')];
     const busy = (text: string): boolean => sum(text, 'gatewise_endpoint_inflight', { cluster: 'narrow' }) === 1 && sum(text, 'gatewise_admission_queued', { cluster: 'narrow' }) === 1;
@@ -269,6 +276,8 @@ describe('reverse series move with reverse traffic', () => {
     moved('gatewise_held_requests_total', { cluster: 'held', event: 'held' }, 1);
     moved('gatewise_cache_recovered_total', { route: 'fading', cause: 'connection_refused' }, 1);
     moved('gatewise_cache_revalidations_total', { route: 'swr', result: 'replaced' }, 1);
+    moved('gatewise_cache_bypasses_total', { route: 'cached', reason: 'method' }, 1);
+    moved('gatewise_cache_store_refused_total', { route: 'tiny', reason: 'too-large' }, 1);
     assert.equal(sum(after, 'gatewise_endpoint_inflight', { cluster: 'narrow' }), 0, 'nothing in flight once they finished');
     assert.equal(sum(after, 'gatewise_admission_queued', { cluster: 'narrow' }), 0, 'nothing queued');
     moved('gatewise_tls_certificate_reloads_total', { cert: live.cert, result: 'reloaded' });
