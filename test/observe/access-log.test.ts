@@ -171,7 +171,7 @@ function referenceLine(r: RequestRecord): string {
       opt('dnsMs', a.dnsMs) + opt('tcpMs', a.tcpMs) + opt('tlsMs', a.tlsMs) + opt('connectedMs', a.connectedMs) + opt('firstByteMs', a.firstByteMs) + opt('headersMs', a.headersMs) + opt('endMs', a.endMs) + '}';
     return `{${time},"component":"gateway","type":"access","face":"reverse","protocol":${j(r.protocol)}` + opt('requestId', r.requestId) + opt('clientAddress', r.clientAddress) + opt('method', r.method) +
       opt('listener', r.listener) + opt('host', r.host) + opt('path', r.path) + opt('httpVersion', r.httpVersion) + opt('route', r.route) + opt('cluster', r.cluster) + outcome +
-      (r.attempts.length > 0 ? `,"attempts":[${r.attempts.map(attempt).join(',')}]` : '') + (r.upgrade ? ',"upgrade":true' : '') + opt('cache', r.cache) + opt('recoveredFrom', r.recoveredFrom) +
+      (r.attempts.length > 0 ? `,"attempts":[${r.attempts.map(attempt).join(',')}]` : '') + (r.upgrade ? ',"upgrade":true' : '') + opt('cache', r.cache) + opt('bypass', r.bypass) + opt('storeRefused', r.storeRefused) + opt('recoveredFrom', r.recoveredFrom) +
       opt('background', r.background) + opt('revalidation', r.revalidation) + opt('triggeredBy', r.triggeredBy) + `,"durationMs":${j(r.durationMs)},"msg":"request"}\n`;
   }
   const msg = r.protocol === 'http' ? 'forward request' : r.protocol === 'socks5-udp' ? 'forward association' : 'forward tunnel';
