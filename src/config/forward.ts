@@ -5,6 +5,7 @@ import { redisUrl } from './redis-url.js';
 import { passwordHashProblem } from './scrypt-hash.js';
 import { forwardListenerTlsSchema } from './tls.js';
 import { parseDuration } from './duration.js';
+import { shutdownSchema } from './shutdown.js';
 
 /**
  * Config of the forward proxy service (`forward:` in the main config).
@@ -330,6 +331,7 @@ export const forwardSchema = z.strictObject({
       })
       .prefault({})
       .describe('Time limits.'),
+    shutdown: shutdownSchema,
     usernameGrammar: z.strictObject({
         separator: z.string().min(1).max(3).default('-').describe('Between the base name, keys and values.'),
         session: z.string().regex(/^[A-Za-z0-9_]+$/).default('session').describe('Key for the session id: same id, same exit.'),

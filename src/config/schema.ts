@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { isLoopbackAddress } from '../net/ip-address.js';
 import { parseDuration } from './duration.js';
 import { forwardSchema } from './forward.js';
+import { shutdownSchema } from './shutdown.js';
 import type { ProxyErrorType } from '../failure/types.js';
 import { http2Schema, redirectSchema, reverseListenerTlsSchema } from './tls.js';
 // A token (RFC 9110 §5.6.2): an upgrade protocol's name, a header name; the pattern the parsers judge names with.
@@ -434,13 +435,7 @@ export const configSchema = z
       .strict()
       .default({ enabled: false, propagate: true })
       .describe('OpenTelemetry traces. See docs/tracing.md.'),
-    shutdown: z
-      .object({
-        drainTimeout: duration('30s', 'On SIGTERM, how long in-flight requests may take to finish.'),
-      })
-      .strict()
-      .default({ drainTimeout: '30s' })
-      .describe('Stopping.'),
+    shutdown: shutdownSchema,
     cache: z
       .object({
         maxSize: z.number().int().min(1024).default(67108864).describe('Bytes the in-memory store may hold (bodies, headers and a small overhead per entry); the least recently used keys go first. Default 67108864 (64 MiB).'),

@@ -196,7 +196,7 @@ export function parserRefusal(code: string | undefined): Failure {
 
 /**
  * A request whose connection the gateway closed itself before its answer was complete, by the
- * stable code of why (gateway/h2.ts notes it on an HTTP/2 session, gateway/connections-cut.ts
+ * stable code of why (gateway/h2.ts notes it on an HTTP/2 session, ./connections-cut.ts
  * on the context for HTTP/1.1 connections: `GATEWISE_DRAIN_TIMEOUT`), in
  * the phase the request had reached: the drain timeout at shutdown (the gateway's own doing),
  * the rapid-reset close (a limit on how fast this client may use the gateway), a send timeout

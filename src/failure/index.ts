@@ -5,3 +5,4 @@ export { sfString, sfTokenOrString, failureMember, receivedMember, appendMember,
 export { renderFailure, failurePath, negotiate, errorAnchor, type PathHop, PROBLEM_TYPE_BASE, type AttemptSummary, type RenderInput, type Rendered, type BodyFormat } from './render.js';
 export { isGrpc, grpcStatus, grpcStatusName, grpcMessage, grpcTrailers, renderGrpcFailure, type GrpcRendered } from './grpc.js';
 export { GRPC_CODES, GRPC_STATUS_OF_TYPE, GRPC_STATUS_OF_REFUSAL, type GrpcCodeName } from './types.js';
+export { ConnectionsCut, connectionCut } from './connections-cut.js';

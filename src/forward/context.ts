@@ -11,6 +11,7 @@ import type { DirectPools } from './direct-pools.js';
 import type { RelayTimeouts } from './forward-relay.js';
 import type { UpstreamTls } from './upstream-tls.js';
 import type { SharedState } from '../state/index.js';
+import type { ConnectionsCut } from '../failure/index.js';
 
 /**
  * What every protocol handler of one running forward proxy shares. A reload replaces the
@@ -47,6 +48,14 @@ export interface ForwardContext {
   allowlist: SourceAllowlist | undefined;
   /** Username parameters of allowlisted clients, by the local port of the listener they came to (listeners[].usernameParams). */
   listenerParams: ReadonlyMap<number, string>;
+  /** Set by close(): new HTTP requests are answered with `Connection: close`, idle connections are closed. */
+  draining: boolean;
+  /**
+   * Set when close() cuts the client connections still open at the drain timeout, before it
+   * destroys them: the requests and tunnels they end are recorded as the proxy's doing with its
+   * failure (failure/connections-cut.ts `connectionCut`), unless their client had left first.
+   */
+  cut: ConnectionsCut | undefined;
   /** Whether anything reads the finished records (access log, observers on the channel). */
   readonly recordsObserved: () => boolean;
 }

@@ -27,8 +27,11 @@ import { ConfigError } from '../config/load.js';
 import { issuesToProblems } from '../config/check.js';
 import { requestEnd, type ForwardRecord } from '../record/index.js';
 import type { ForwardContext } from './context.js';
-import { HttpFront } from './http-front.js';
-import { ForwardListener, type ForwardProtocol, type ListenerHandlers } from './listener.js';
+import { HttpFront, idleHttpConnection } from './http-front.js';
+import { TunnelRun } from './tunnel-run.js';
+import { ConnectionsCut } from '../failure/index.js';
+import { kSocketUser, type SlottedSocket } from '../net/index.js';
+import { ForwardListener, IN_TLS, type ForwardProtocol, type ListenerHandlers } from './listener.js';
 import type { GateStats } from '../http/connection-gate.js';
 import { ResourceTracker } from './resource-tracker.js';
 import type { CertificateStore } from '../tls/index.js';
@@ -107,7 +110,12 @@ export interface ForwardProxy {
    * nothing changed, when it is invalid (a ConfigError) or a new listener cannot bind.
    */
   reload(next: ForwardConfig | ForwardConfigInput): Promise<ForwardReloadSummary>;
-  close(): Promise<void>;
+  /**
+   * Stop accepting, close idle client connections, let requests and tunnels in flight finish
+   * for `drainMs` (default `shutdown.drainTimeout`), cut what is left (recorded as the proxy's
+   * doing, GATEWISE_DRAIN_TIMEOUT), then close everything.
+   */
+  close(drainMs?: number): Promise<void>;
 }
 
 function ms(s: string): number {
@@ -316,6 +324,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     allowlist: allowlistOf(activeOf(users)),
     listenerParams: new Map(),
     recordsObserved: () => accessLogOn || requestEnd.hasSubscribers || hooks.onFinish !== undefined,
+    draining: false,
+    cut: undefined,
   };
   setTables(users);
   const pipeline = new ForwardPipeline(ctx, hooks);
@@ -625,10 +635,11 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
       reloading = run;
       return run;
     },
-    close: () =>
+    close: (drainMs = ms(config.shutdown.drainTimeout)) =>
       (closing ??= (async () => {
         clearInterval(sweep);
         const stopped = Promise.allSettled(listeners.map((l) => l.listener.close()));
+        await drain(ctx, drainMs);
         for (const h of httpFronts) h.close();
         tracker.destroyAll();
         await ctx.direct.close();
@@ -638,6 +649,62 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
         await cleanup();
       })()),
   };
+}
+
+/** A tracked socket; `server` is set (by Node, and net/accept.ts) on one a listener accepted, null on one dialled. */
+type AcceptedSocket = SlottedSocket & { server?: unknown };
+
+/** How often the drain looks again at what is in flight and what went idle (the reverse gateway's step). */
+const DRAIN_STEP_MS = 25;
+/** The longest the records of what the drain cut may take to come (their sockets' 'close' events). */
+const CUT_RECORDS_MS = 1000;
+
+/**
+ * The graceful part of close(), after the listeners stopped accepting: idle client connections
+ * are closed at once (and again as they go idle), requests and tunnels in flight (open meter
+ * sessions) have until `drainMs`, then what is left is cut with `ctx.cut` noted first, so each
+ * one it ends is recorded once as the proxy's doing (failure/connections-cut.ts), not as a
+ * client that left nor an upstream that failed.
+ */
+async function drain(ctx: ForwardContext, drainMs: number): Promise<void> {
+  ctx.draining = true;
+  const meter = ctx.meter;
+  const deadline = performance.now() + drainMs;
+  if (meter.live > 0) ctx.logger.info({ component: 'forward', type: 'lifecycle', event: 'draining', inflight: meter.live, drainMs }, `draining ${meter.live} requests and tunnels in flight`);
+  closeIdle(ctx);
+  while (meter.live > 0 && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, Math.min(DRAIN_STEP_MS, Math.max(1, deadline - performance.now()))));
+    closeIdle(ctx);
+  }
+  if (meter.live === 0) return;
+  const cut = new ConnectionsCut('GATEWISE_DRAIN_TIMEOUT', 'the forward proxy closed the connection at shutdown: the drain timeout passed');
+  ctx.cut = cut;
+  ctx.logger.info({ component: 'forward', type: 'lifecycle', event: 'drain-timeout', inflight: meter.live, drainMs }, `cutting ${meter.live} requests and tunnels still in flight after the ${drainMs} ms drain timeout`);
+  for (const c of ctx.tracker.list()) {
+    const s = c as AcceptedSocket;
+    if (s.server == null || s.destroyed) continue; // not a client connection (a destination's, a pool's)
+    const user = s[kSocketUser];
+    if (user === IN_TLS) continue; // cut through its TLS socket (a raw socket destroyed first would end that one as a reset)
+    if (user instanceof TunnelRun) user.cutAtDrain(cut);
+    else s.destroy();
+  }
+  // The records come from the sockets' 'close' events, a few turns of the loop from now.
+  const until = performance.now() + CUT_RECORDS_MS;
+  while (meter.live > 0 && performance.now() < until) await new Promise((r) => setImmediate(r));
+}
+
+/**
+ * Close the client connections that hold nothing in flight: an HTTP connection between requests
+ * (keep-alive; ended after what it was sent is written) and a connection that sent nothing yet.
+ * Tunnels, SOCKS handshakes and requests under way are left to finish.
+ */
+function closeIdle(ctx: ForwardContext): void {
+  for (const c of ctx.tracker.list()) {
+    const s = c as AcceptedSocket;
+    if (s.server == null || s.destroyed || s.writableEnded || s[kSocketUser] !== undefined) continue;
+    if (s.bytesRead === 0) s.destroy();
+    else if (idleHttpConnection(s)) s.destroySoon();
+  }
 }
 
 /** What a reload changed in the forward proxy. */

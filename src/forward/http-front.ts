@@ -67,6 +67,8 @@ export class HttpFront {
     const dropped = (req: IncomingMessage, clientAddress: string | undefined): void => this.#neverStarted(req, clientAddress);
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       stopHeadTimer(req.socket);
+      // A request read while the proxy drains is served, and its connection closed after it.
+      if (ctx.draining) res.shouldKeepAlive = false;
       res.once('finish', onResFinish);
       if (req.rawHeaders.length > 2 * maxFields) return this.#tooManyFields(req, res);
       // Pipelined requests start in an order that is safe (RFC 9112 §9.3.2).
@@ -95,6 +97,8 @@ export class HttpFront {
         return;
       }
     }
+    // A node:http connection from here on: no request of it unanswered yet (close() reads it, `idleHttpConnection`).
+    (socket as TimedSocket)[kBusy] = 0;
     const limit = this.#ctx.settings.handshakeTimeoutMs;
     // `handshake: "0s"`: no limit on the request head (Node's keepAliveTimeout still ends idle connections).
     if (limit > 0) {
@@ -202,6 +206,15 @@ function tooManyFields(max: number): Failure {
 function bodyCutShort(socket: Socket): boolean {
   const incoming = (socket as unknown as { parser?: { incoming?: IncomingMessage | null } | null }).parser?.incoming;
   return incoming != null && !incoming.complete;
+}
+
+/**
+ * Whether `socket` is a connection of an HTTP front between requests (keep-alive: every
+ * request answered, no head begun): close() closes it at once rather than wait for the drain
+ * timeout. False for any other socket (a tunnel, SOCKS, a CONNECT read by the fast path).
+ */
+export function idleHttpConnection(socket: Socket): boolean {
+  return (socket as TimedSocket)[kBusy] === 0 && !headBegun(socket);
 }
 
 /** A request head arrived: the connection is busy until its response has finished. */

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { CLIENT_CLOSED_STATUS, Failure } from '../failure/index.js';
+import { CLIENT_CLOSED_STATUS, Failure, connectionCut } from '../failure/index.js';
 import { unbracket, type EgressDial, type ExitChoice } from '../egress/index.js';
 import { withScope } from '../egress/exit-failure.js';
 import { ExpectClient } from '../http/expect-client.js';
@@ -136,7 +136,20 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
    */
   #left(): FinishFields {
     this.#res.destroy();
-    return { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
+    return this.#drainCut('connect') ?? { ...this.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client' };
+  }
+
+  /**
+   * close() cut this request's client connection at the drain timeout (`ctx.cut`), and its
+   * client had not left first: the record says the proxy ended it, with the drain's failure
+   * (500 proxy_internal_error unless the answer's head had gone out), not a client that left.
+   */
+  #drainCut(phase: 'connect' | 'headers' | 'body'): FinishFields | undefined {
+    const cut = this.#ctx.cut;
+    if (cut === undefined) return undefined;
+    const f = connectionCut(cut, this.#req.socket, this.#res.headersSent ? 'body' : phase);
+    if (f === undefined) return undefined;
+    return { method: this.#req.method, status: this.#res.headersSent ? this.#res.statusCode : f.status, error: f.type, reason: f.reason, phase: f.phase, detail: f.detail, endedBy: 'gateway' };
   }
 
   /**
@@ -263,6 +276,13 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
 
   /** How a relay ended, as the record's fields; a failure before the response head is answered here. */
   #settled(ctx: ForwardContext, session: MeterSession, o: RelayOutcome, headUp: number, address: string | null, close: boolean): FinishFields {
+    if (o.endedBy === 'client' && o.failure === undefined && o.error === undefined) {
+      const cut = this.#drainCut('headers');
+      if (cut !== undefined) {
+        cut.address = address;
+        return cut;
+      }
+    }
     const fields: FinishFields = { method: this.#req.method, address, endedBy: o.endedBy };
     // Cut or refused by a byte quota: the record names the refusal's reason (its `quota` the limit).
     if (session.quotaCut !== undefined) fields.reason = (o.failure ?? o.error)?.reason;

@@ -7,7 +7,10 @@ import { newRequestId, clientAddressFor } from './context.js';
 import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
 import type { ForwardContext } from './context.js';
-import { installAccept, kHandshakeWait, kRefusedAtLimit, shapeSocket, type SlottedSocket } from '../net/index.js';
+import { installAccept, kHandshakeWait, kRefusedAtLimit, kSocketUser, shapeSocket, type SlottedSocket } from '../net/index.js';
+
+/** The user slot of an accepted socket handed to TLS (net/socket-slots.ts): the TLS socket over it is the client connection close() drains and cuts. */
+export const IN_TLS = 'tls';
 
 export type ForwardProtocol = 'http' | 'socks5' | 'socks4';
 
@@ -204,6 +207,8 @@ export class ForwardListener {
       }
       socket.pause();
       socket.unshift(first);
+      // Its user is the TLS socket made over it (tracked itself): never idle to close() on its own.
+      (socket as SlottedSocket)[kSocketUser] = IN_TLS;
       this.#tlsServer!.emit('connection', socket);
       return;
     }

@@ -31,6 +31,11 @@ export class ResourceTracker {
     return () => this.forget(c);
   }
 
+  /** What is open now (a copy: close() destroys some of it as it goes). */
+  list(): Closable[] {
+    return [...this.#open];
+  }
+
   destroyAll(): void {
     this.#closed = true;
     for (const c of [...this.#open]) {

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { Failure, classify } from '../failure/index.js';
+import { Failure, classify, connectionCut, type ConnectionsCut } from '../failure/index.js';
 import type { DialHandle, ExitChoice, TunnelDialSink } from '../egress/index.js';
 import type { FinishFields } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
@@ -40,6 +40,8 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
   #address: string | null = null;
   /** A byte quota cut this tunnel. */
   #cut = false;
+  /** close() cut this tunnel at the drain timeout (its client had not left first): the failure recorded. */
+  #drainCut: Failure | undefined = undefined;
 
   constructor(pipeline: ForwardPipeline, req: ForwardRequest, responder: ForwardResponder, release: () => void) {
     super(req.client);
@@ -63,7 +65,7 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
       // this point is the client leaving too (client-fin.ts); from here it is passed on at the splice.
       if (clientLeft(this.client)) {
         this.client.destroy();
-        this.#end(fieldsOf(this.#responder.gone(), null, 'client', null));
+        this.#end(this.#goneFields(null));
         return;
       }
       this.watchClient();
@@ -97,7 +99,7 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
     if (this.#done) return;
     const req = this.#req;
     if (this.#left) {
-      this.#end(fieldsOf(this.#responder.gone(), null, 'client', undefined));
+      this.#end(this.#goneFields(undefined));
       return;
     }
     try {
@@ -119,7 +121,7 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
       const early = this.#left || this.client.destroyed ? undefined : this.#responder.opened!(upstream, choice);
       if (early === undefined) {
         upstream.destroy();
-        this.#end(fieldsOf(this.#responder.gone(), null, 'client', address));
+        this.#end(this.#goneFields(address));
         return;
       }
       this.#address = address;
@@ -137,7 +139,32 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
 
   tunnelEnded(end: TunnelEnd): void {
     this.#ctx.tracker.forget(this.server!);
-    this.#end(fieldsOf(this.#responder.okFields, null, end, this.#address));
+    const f = this.#drainCut;
+    if (f !== undefined && end === 'gateway') this.#end(fieldsOf(this.#responder.okFields, f.type, 'gateway', this.#address, false, f.reason, f.phase, f.detail));
+    else this.#end(fieldsOf(this.#responder.okFields, null, end, this.#address));
+  }
+
+  /**
+   * close() cuts this tunnel at the drain timeout: both sockets destroyed, and the record says
+   * the proxy ended it (`cut`'s failure), unless its client had left first (its FIN read, or a
+   * reset), which stays the client's. A tunnel still dialling is recorded so too.
+   */
+  cutAtDrain(cut: ConnectionsCut): void {
+    if (this.#done) return;
+    const f = connectionCut(cut, this.client, this.server === undefined ? 'connect' : 'body');
+    if (f !== undefined) {
+      this.#drainCut = f;
+      this.endedBy ??= 'gateway';
+    }
+    this.client.destroy();
+    this.server?.destroy();
+  }
+
+  /** The record of a tunnel whose client closed before it opened: the client's, or the drain's cut. */
+  #goneFields(address: string | null | undefined): FinishFields {
+    const f = this.#drainCut;
+    if (f === undefined) return fieldsOf(this.#responder.gone(), null, 'client', address);
+    return fieldsOf(this.#responder.gone(), f.type, 'gateway', address, false, f.reason, f.phase, f.detail);
   }
 
   onNotReading(detail: string): void {

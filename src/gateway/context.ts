@@ -16,7 +16,7 @@ import type { GatewayTracing } from './tracing.js';
 import { Router, compileRoute, literalHost } from './router.js';
 import { DiskTier, MemoryStore, ResponseCache } from '../cache/index.js';
 import { AcmeChallenges } from '../tls/acme/index.js';
-import type { ConnectionsCut } from './connections-cut.js';
+import type { ConnectionsCut } from '../failure/index.js';
 
 /** Everything the per-request code reads, compiled once from the config. */
 export interface GatewayContext {
@@ -53,7 +53,7 @@ export interface GatewayContext {
   draining: boolean;
   /**
    * Set when the gateway cuts the client connections still open (the drain timeout): the
-   * requests they end unanswered are recorded as its doing (./connections-cut.ts), not the client's.
+   * requests they end unanswered are recorded as its doing (failure/connections-cut.ts), not the client's.
    */
   cut: ConnectionsCut | undefined;
   /** Requests (and upgrades) not finished yet (graceful shutdown waits for 0). */

@@ -20,7 +20,7 @@ import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import { finalResponseHead, trailersOf, type UpstreamTrailers } from './response-headers.js';
 import { closedByClient, gatewayCut, resetStream, streamConnection } from './h2.js';
 import { h2ErrorName } from './h2-errors.js';
-import { connectionCut } from './connections-cut.js';
+import { connectionCut } from '../failure/index.js';
 import type { Http2Stream } from 'node:http2';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';

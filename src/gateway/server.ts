@@ -20,7 +20,7 @@ import { listenerFront, type ListenerFront } from './front.js';
 import { H2Front } from './h2.js';
 import { sniffPreface } from './h2c.js';
 import { NetFrontServer } from './net-front.js';
-import { ConnectionsCut } from './connections-cut.js';
+import { ConnectionsCut } from '../failure/index.js';
 import { installAccept } from '../net/index.js';
 import type { ServerHttp2Session } from 'node:http2';
 import { AcmeManager, CertificateStore, checkClientCertificate, classifyClientTlsError, namelessClient, type ClientTlsFailure } from '../tls/index.js';
@@ -594,7 +594,7 @@ export class Gateway {
       for (const { server } of this.#servers) server.closeIdleConnections();
     }
     // What is still open is cut by the gateway: its requests are recorded as its doing, with
-    // the drain timeout's failure (./connections-cut.ts), not as clients that left.
+    // the drain timeout's failure (failure/connections-cut.ts), not as clients that left.
     const cut = new ConnectionsCut('GATEWISE_DRAIN_TIMEOUT', 'the gateway closed the connection at shutdown: the drain timeout passed');
     this.ctx.cut = cut;
     for (const c of this.#retired) c.cut = cut;

@@ -13,7 +13,7 @@ import type { Endpoint } from '../upstream/endpoint.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type EndedBy } from './events.js';
 import { newRequestId } from './exchange.js';
-import { connectionCut } from './connections-cut.js';
+import { connectionCut } from '../failure/index.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
@@ -145,7 +145,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       ctx.inflight--;
       if (this.#error === undefined && this.#endedBy === 'complete') {
         // Cut by the gateway itself (the drain timeout), waiting for the answer, in it or
-        // switched, unless the client had left first (./connections-cut.ts) or the gateway had
+        // switched, unless the client had left first (failure/connections-cut.ts) or the gateway had
         // ended its side already (the answer written, or the tunnel ended by the upstream).
         const cut = socket.writableEnded ? undefined : connectionCut(ctx.cut, socket, this.#attempt?.phase ?? 'accept');
         if (cut !== undefined) {

@@ -121,6 +121,8 @@ export class Meter extends EventEmitter<MeterEvents> {
    * Unset: always built.
    */
   recordWanted: (() => boolean) | undefined;
+  /** Sessions opened and not finished yet: requests, tunnels and associations in flight (the forward proxy's drain waits for 0). */
+  live = 0;
 
   constructor(opts: { maxDestinations?: number; onBytes?: (user: string | null, dir: 'up' | 'down', n: number) => void } = {}) {
     super();
@@ -208,6 +210,7 @@ export class MeterSession {
 
   constructor(meter: Meter, init: { protocol: MeteredProtocol; requestId: string | (() => string); user: string | null; destination?: string | null; clientAddress?: string }) {
     this.#meter = meter;
+    meter.live++;
     this.protocol = init.protocol;
     this.#requestId = init.requestId;
     this.user = init.user;
@@ -276,6 +279,7 @@ export class MeterSession {
   finish(fields: FinishFields = {}): ForwardRecord | undefined {
     if (this.#finished) return undefined;
     this.#finished = true;
+    this.#meter.live--;
     if (fields.destination !== undefined) this.destination = fields.destination;
     const error = fields.error ?? null;
     // Through the session's own counters (`#count`): the user's and destination's looked up

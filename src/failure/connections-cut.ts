@@ -1,12 +1,15 @@
-import { connectionClosedByGateway, type Failure, type Phase } from '../failure/index.js';
+import { connectionClosedByGateway } from './classify.js';
+import type { Failure } from './failure.js';
+import type { Phase } from './types.js';
 
 /**
- * Why the gateway cuts the HTTP/1.1 client connections still open itself (today: the drain
- * timeout at shutdown, `Gateway.close`), noted on the context (`GatewayContext.cut`) before it
- * destroys them: a stable `code` (the classifier reads it: failure/classify.ts
- * `connectionClosedByGateway`) and the words for the records of the requests it cuts. The
- * HTTP/1.1 counterpart of `H2ConnectionClosed` (./h2-errors.ts), which an HTTP/2 session is
- * destroyed with.
+ * Why a face cuts the client connections still open itself (today: the drain timeout at
+ * shutdown, the reverse `Gateway.close` and the forward proxy's `close`), noted on the face's
+ * context (`GatewayContext.cut`, `ForwardContext.cut`) before it destroys them: a stable `code`
+ * (the classifier reads it: ./classify.ts `connectionClosedByGateway`) and the words for the
+ * records of the requests and tunnels it cuts. One for both faces; the HTTP/1.1 counterpart of
+ * the reverse gateway's `H2ConnectionClosed` (gateway/h2-errors.ts), which an HTTP/2 session
+ * is destroyed with.
  */
 export class ConnectionsCut extends Error {
   readonly code: 'GATEWISE_DRAIN_TIMEOUT';
@@ -25,8 +28,8 @@ interface ClientSide {
 }
 
 /**
- * An HTTP/1.1 request whose connection closed before its answer was complete: the failure it
- * ends with when the gateway cut that connection itself (`cut` noted), in the phase the
+ * An HTTP/1.1 request (or a forward tunnel) whose connection closed before it was complete: the
+ * failure it ends with when the face cut that connection itself (`cut` noted), in the phase the
  * request had reached; undefined when the client left first (its FIN read, or its connection
  * reset: the socket ended or errored before the gateway destroyed it, which sets neither) or
  * the gateway cut nothing. Read only for a request that ends unanswered and without a failure.

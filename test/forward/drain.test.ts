@@ -1,0 +1,227 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { createServer as createHttpServer, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { describe, it } from 'node:test';
+import { REQUEST_END_CHANNEL, type ForwardRecord, type RequestRecord } from '../../src/record/index.js';
+import { between, seededRun } from '../helpers/seeded.js';
+import { GUARD_MS } from '../helpers/time-bounds.js';
+import { PASSWORD, USER, basic, dial, readUntil, startTestProxy } from './helpers.js';
+
+/**
+ * The forward proxy's graceful drain (ForwardProxy.close, the path SIGTERM takes): it stops
+ * accepting, closes idle keep-alive connections at once, lets a request or tunnel in flight
+ * finish within the drain timeout, then cuts what is left and records each cut one once, ended
+ * by the gateway with the drain timeout's failure (proxy_internal_error), as the reverse
+ * gateway does. A seeded family over what is in flight at close (an absolute-form GET whose
+ * origin holds its answer, a CONNECT tunnel, a SOCKS5 tunnel, an idle keep-alive connection),
+ * whether it finishes before the drain timeout, and the timeout itself.
+ */
+
+type Kind = 'get' | 'connect' | 'socks5' | 'idle';
+const KINDS: readonly Kind[] = ['get', 'connect', 'socks5', 'idle'];
+
+/** Forward records as they are published, and a wait for the one `pred` picks. */
+function forwardRecords() {
+  const seen: ForwardRecord[] = [];
+  const waiters = new Set<() => void>();
+  const on = (m: unknown): void => {
+    const r = m as RequestRecord;
+    if (r.face !== 'forward') return;
+    seen.push(r);
+    for (const w of [...waiters]) w();
+  };
+  subscribe(REQUEST_END_CHANNEL, on);
+  return {
+    seen,
+    wait(pred: (r: ForwardRecord) => boolean, what: string): Promise<ForwardRecord> {
+      const r = seen.find(pred);
+      if (r !== undefined) return Promise.resolve(r);
+      return new Promise((resolve, reject) => {
+        const guard = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no record: ${what}; seen ${JSON.stringify(seen)}`));
+        }, GUARD_MS);
+        const check = (): void => {
+          const hit = seen.find(pred);
+          if (hit === undefined) return;
+          clearTimeout(guard);
+          waiters.delete(check);
+          resolve(hit);
+        };
+        waiters.add(check);
+      });
+    },
+    close: () => unsubscribe(REQUEST_END_CHANNEL, on),
+  };
+}
+
+/** An origin whose answers wait until released; `arrived` resolves as each request reaches it. */
+async function holdingOrigin() {
+  const held: ServerResponse[] = [];
+  let arrivedWaiter: (() => void) | undefined;
+  const server = createHttpServer((req, res) => {
+    req.resume();
+    if (req.url === '/now') {
+      res.end('now');
+      return;
+    }
+    held.push(res);
+    arrivedWaiter?.();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as AddressInfo).port,
+    arrived: () => (held.length > 0 ? Promise.resolve() : new Promise<void>((r) => (arrivedWaiter = r))),
+    release(body: string) {
+      for (const res of held) res.end(body);
+    },
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** An echo server; `end()` ends every connection from its side (the tunnel's destination leaves). */
+async function echoServer() {
+  const sockets = new Set<Socket>();
+  const server = createNetServer((s) => {
+    sockets.add(s);
+    s.on('error', () => {});
+    s.on('close', () => sockets.delete(s));
+    s.on('data', (d) => s.write(d));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as AddressInfo).port,
+    end: () => {
+      for (const s of sockets) s.end();
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+function socks5Hello(port: number): Buffer {
+  const u = Buffer.from(USER);
+  const pw = Buffer.from(PASSWORD);
+  const p = Buffer.alloc(2);
+  p.writeUInt16BE(port);
+  return Buffer.concat([Buffer.from([5, 1, 2]), Buffer.from([1, u.length]), u, Buffer.from([pw.length]), pw, Buffer.from([5, 1, 0, 1, 127, 0, 0, 1]), p]);
+}
+
+/** Resolves when `s` has closed (at once if it has). */
+function closed(s: Socket): Promise<void> {
+  return s.destroyed && s.closed ? Promise.resolve() : new Promise<void>((r) => s.once('close', () => r()));
+}
+
+/** What the client read until its socket closed. */
+function readAll(s: Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  s.on('data', (d: Buffer) => chunks.push(d));
+  return closed(s).then(() => Buffer.concat(chunks));
+}
+
+async function oneCase(kind: Kind, inTime: boolean, drainMs: number): Promise<void> {
+  const records = forwardRecords();
+  const origin = await holdingOrigin();
+  const echo = await echoServer();
+  // The in-time cases finish on the test's word, long before a drain timeout that never decides them.
+  const drainTimeout = inTime ? `${GUARD_MS}ms` : `${drainMs}ms`;
+  const p = await startTestProxy({ shutdown: { drainTimeout }, timeouts: { clientKeepAlive: '60s', handshake: '60s' } });
+  const client = await dial(p.port);
+  client.on('error', () => {});
+  let closing: Promise<void> | undefined;
+  try {
+    const all = readAll(client);
+    if (kind === 'get' || kind === 'idle') {
+      const path = kind === 'idle' ? '/now' : '/held';
+      client.write(`GET http://127.0.0.1:${origin.port}${path} HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+      if (kind === 'idle') {
+        await readUntil(client, (b) => b.toString('latin1').endsWith('now'), GUARD_MS);
+        await records.wait((r) => r.endedBy === 'complete', 'the idle connection\'s request');
+      } else await origin.arrived();
+    } else if (kind === 'connect') {
+      client.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nHost: 127.0.0.1:${echo.port}\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+      await readUntil(client, (b) => b.includes('\r\n\r\n'), GUARD_MS);
+      client.write('ping');
+      await readUntil(client, (b) => b.toString('latin1').endsWith('ping'), GUARD_MS);
+    } else {
+      client.write(socks5Hello(echo.port));
+      await readUntil(client, (b) => b.length >= 2 + 2 + 10, GUARD_MS);
+      client.write('ping');
+      await readUntil(client, (b) => b.toString('latin1').endsWith('ping'), GUARD_MS);
+    }
+    const before = records.seen.length;
+    const t0 = performance.now();
+    closing = p.close();
+    if (kind === 'idle') {
+      // Closed at once, not at the drain timeout (GUARD_MS here): no request was in flight.
+      await closed(client);
+      await closing;
+      assert.ok(performance.now() - t0 < GUARD_MS, 'the idle connection was closed at once');
+      assert.equal(records.seen.length, before, `no record for an idle connection: ${JSON.stringify(records.seen.slice(before))}`);
+      return;
+    }
+    if (inTime) {
+      if (kind === 'get') origin.release('the full answer');
+      else echo.end();
+      const got = (await all).toString('latin1');
+      if (kind === 'get') assert.match(got, /^HTTP\/1\.1 200 [^]*\r\n\r\nthe full answer$/, 'the request in flight got its full answer');
+      await closing;
+      const rec = await records.wait((r) => r.protocol === (kind === 'get' ? 'http' : kind), 'the finished one');
+      assert.equal(rec.error, undefined, JSON.stringify(rec));
+      assert.notEqual(rec.endedBy, 'gateway', JSON.stringify(rec));
+      if (kind === 'get') {
+        assert.equal(rec.endedBy, 'complete');
+        assert.equal(rec.status, 200);
+      }
+    } else {
+      await closed(client);
+      await closing;
+      const took = performance.now() - t0;
+      assert.ok(took >= drainMs - 5, `cut after ${Math.round(took)} ms, before the ${drainMs} ms drain timeout`);
+      const rec = await records.wait((r) => r.protocol === (kind === 'get' ? 'http' : kind), 'the cut one');
+      assert.equal(rec.endedBy, 'gateway', JSON.stringify(rec));
+      assert.equal(rec.error, 'proxy_internal_error', JSON.stringify(rec));
+      assert.match(rec.detail ?? '', /drain timeout/, JSON.stringify(rec));
+    }
+    const mine = records.seen.slice(before);
+    assert.equal(mine.length, 1, `one record for the request or tunnel in flight: ${JSON.stringify(mine)}`);
+  } finally {
+    client.destroy();
+    await (closing ?? p.close());
+    records.close();
+    await origin.close();
+    await echo.close();
+  }
+}
+
+describe('forward proxy: graceful drain at close', () => {
+  it('finishes what is in flight within the drain timeout, closes idle connections, cuts the rest as its own doing (seeded)', async () => {
+    await seededRun('forward drain', async (rand) => {
+      const cases: Array<[Kind, boolean]> = [];
+      for (const k of KINDS) for (const t of k === 'idle' ? [true] : [true, false]) cases.push([k, t]);
+      // Every combination once, in a seeded order, each with a seeded drain timeout.
+      for (let i = cases.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [cases[i], cases[j]] = [cases[j]!, cases[i]!];
+      }
+      for (const [kind, inTime] of cases) {
+        const drainMs = between(rand, 150, 900);
+        try {
+          await oneCase(kind, inTime, drainMs);
+        } catch (err) {
+          (err as Error).message = `${kind}, ${inTime ? 'finishes in time' : `cut at ${drainMs} ms`}: ${(err as Error).message}`;
+          throw err;
+        }
+      }
+    });
+  });
+});
