@@ -319,7 +319,7 @@ export const forwardSchema = z.strictObject({
         udpIdle: duration('2m', 'End a UDP association when no datagram has moved for this long.'),
         responseHeaders: duration('60s', 'Waiting for a destination\'s response headers (HTTP proxy); "0s": no limit.'),
         responseBodyIdle: duration('5m', 'Gap allowed between response body bytes (HTTP proxy); "0s": no limit.'),
-        clientKeepAlive: duration('5s', 'Keep an idle client connection open this long between requests.'),
+        clientKeepAlive: duration('5s', 'Keep an idle client connection open this long between requests. Answers say so in `Keep-Alive: timeout=`, whole seconds rounded down; under 1s with no hint (a timeout=0 would tell clients not to reuse the connection).'),
         clientBody: duration('30s', 'Longest gap between two reads of a request body (HTTP proxy; nginx client_body_timeout), and the grace before clientBodyMinRate applies: then 408 request_timeout (or the connection is cut once the response started) and the destination request is aborted. Time the destination holds the body back does not count. "0s": no limit (and no minimum rate).'),
         clientBodyMinRate: z
           .number()

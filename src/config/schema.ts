@@ -32,7 +32,7 @@ export const listenerSchema = z
     address: z.string().default('127.0.0.1').describe('Address to listen on. Default 127.0.0.1.'),
     port: z.number().int().min(0).max(65535).describe('TCP port (0 picks a free one).'),
     requestHeaderTimeout: duration('10s', 'Time a client has to send the whole request head; then 408 (within 500 ms of it).'),
-    keepAliveTimeout: duration('5s', 'How long an idle client connection is kept open.'),
+    keepAliveTimeout: duration('5s', 'How long an idle client connection is kept open. Answers say so in `Keep-Alive: timeout=`, whole seconds rounded down; under 1s with no hint (a timeout=0 would tell clients not to reuse the connection).'),
     clientBodyTimeout: duration('30s', 'Longest gap between two reads of a request body (nginx client_body_timeout); also the grace before clientBodyMinRate applies. Then 408 request_timeout (or the connection is cut once the response started) and the upstream request is aborted. Time the upstream holds the body back does not count. "0s": no limit (and no minimum rate).'),
     clientBodyMinRate: z
       .number()

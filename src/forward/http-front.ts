@@ -4,7 +4,7 @@ import { CLIENT_CLOSED_STATUS, Failure, parserRefusal, type EndedBy } from '../f
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { handshakeLeft } from '../http/connection-gate.js';
 import { headBegun } from '../http/read-hold.js';
-import { refusalAccept, type ParserRefusalError } from '../http/headers.js';
+import { refusalAccept, withholdKeepAliveHint, type ParserRefusalError } from '../http/headers.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
 import { HttpConnectFront } from './http-connect-front.js';
@@ -63,12 +63,15 @@ export class HttpFront {
     const connect = new HttpConnectFront(pipeline);
     this.#connect = connect;
     const maxFields = s.maxHeaderCount;
+    // A reload that changes clientKeepAlive makes a new front (forward-proxy.ts `frontKey`).
+    const keepAliveMs = s.clientKeepAliveMs;
     const start = (req: IncomingMessage, res: ServerResponse): void => proxy.handle(req, res);
     const dropped = (req: IncomingMessage, clientAddress: string | undefined): void => this.#neverStarted(req, clientAddress);
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       stopHeadTimer(req.socket);
       // A request read while the proxy drains is served, and its connection closed after it.
       if (ctx.draining) res.shouldKeepAlive = false;
+      withholdKeepAliveHint(res, keepAliveMs);
       res.once('finish', onResFinish);
       if (req.rawHeaders.length > 2 * maxFields) return this.#tooManyFields(req, res);
       // Pipelined requests start in an order that is safe (RFC 9112 §9.3.2).

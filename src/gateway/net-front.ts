@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
-import { CONTINUE_EXPECTATION, acceptInRawHead, type ParserRefusalError } from '../http/headers.js';
+import { CONTINUE_EXPECTATION, acceptInRawHead, keepAliveLines, type ParserRefusalError } from '../http/headers.js';
 import { ChunkedDecoder, HEAD_DONE, NEED_MORE, RequestHeadParser, headersObject, type ParsedHead } from '../http/request-head.js';
 import { MAX_PIPELINED_RUNNING, MAX_PIPELINED_WAITING } from '../http/pipelining.js';
 import { BAD_VALUE_RE, TOKEN_RE, nameIs } from '../http/token.js';
@@ -555,7 +555,7 @@ export class NetConnection extends DeadlineEntry {
   #owed: ParserRefusalError | undefined;
   #upgrade: { req: NetRequest; rest: Buffer } | undefined;
   #timer = T_NONE;
-  /** 'Connection: keep-alive' and its Keep-Alive timeout, as Node writes them. */
+  /** 'Connection: keep-alive' and its Keep-Alive hint (http/headers.ts `keepAliveLines`: none under a second). */
   readonly keepAliveLines: string;
 
   constructor(server: NetFrontServer, socket: Socket) {
@@ -564,7 +564,7 @@ export class NetConnection extends DeadlineEntry {
     this.socket = socket;
     const st = server.settings;
     this.#parser = new RequestHeadParser({ maxHeaderSize: st.maxHeaderSize, keep: st.maxHeadersCount });
-    this.keepAliveLines = st.keepAliveTimeout > 0 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(st.keepAliveTimeout / 1000)}\r\n` : 'Connection: keep-alive\r\n';
+    this.keepAliveLines = keepAliveLines(st.keepAliveTimeout);
     socket.setNoDelay(true);
     socket.on('data', onSocketData);
     socket.on('error', onSocketError);

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Config, ListenerConfig } from '../config/schema.js';
 import { Failure, parserRefusal } from '../failure/index.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
-import { refusalAccept, viaValue, type ParserRefusalError } from '../http/headers.js';
+import { refusalAccept, viaValue, withholdKeepAliveHint, type ParserRefusalError } from '../http/headers.js';
 import { CLOSE_LINGER_MS, Timeout, destroyAfter } from '../timing/deadlines.js';
 import { plainAddress } from '../http/trust.js';
 import { heldHead } from '../http/read-hold.js';
@@ -194,18 +194,23 @@ export class Gateway {
         });
       });
     } else server.on('connection', (socket: Socket) => this.#admit(entry.gate, socket, entry.name, entry.headMs, tls));
+    // node:http writes its own Keep-Alive hint, none wanted under a second (http/headers.ts); the net front writes ours.
+    const nodeHint = l.front !== 'net';
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      if (nodeHint) withholdKeepAliveHint(res, server.keepAliveTimeout);
       if (first(req.socket)) return refusedRequest(res);
       new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? this.#via10 : this.#via11, entry.limits, front).start(entry.maxHeaderCount);
     });
     // Expect: 100-continue is forwarded, and the upstream's 100 (or final answer) relayed:
     // Node would otherwise answer 100 itself and read a body the upstream may refuse.
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      if (nodeHint) withholdKeepAliveHint(res, server.keepAliveTimeout);
       if (first(req.socket)) return refusedRequest(res);
       new Exchange(this.ctx, req, res, entry.name, this.#via11, entry.limits, front).start(entry.maxHeaderCount, true);
     });
     // Any Expect but 100-continue: the gateway's own 417 with Proxy-Status and a record (Node would answer a bare one).
     server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      if (nodeHint) withholdKeepAliveHint(res, server.keepAliveTimeout);
       if (first(req.socket)) return refusedRequest(res);
       const x = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? this.#via10 : this.#via11, entry.limits, front);
       x.fail(expectationFailed(req));

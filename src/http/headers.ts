@@ -178,3 +178,34 @@ export function refusalAccept(err: ParserRefusalError): string | undefined {
  * front judge Expect by it, as node:http does.
  */
 export const CONTINUE_EXPECTATION = /(?:^|\W)100-continue(?:$|\W)/i;
+
+/**
+ * The `Keep-Alive: timeout=` hint of an answer on a connection kept idle `ms` between
+ * requests, one rule for both faces: whole seconds rounded down, never more than the connection
+ * is kept (a client that trusts a longer hint reuses a connection already closed: the
+ * keep-alive race), and none under 1 s. Rounded down there it would be `timeout=0`, what
+ * node:http writes, and a client reads 0 as "do not reuse this connection" (undici marks the
+ * socket for reset at any hint under its 1 s margin), although the proxy keeps it; rounded
+ * up it would overstate the net front's exact idle timer. Without a hint a client keeps to
+ * its own idle policy, as with a server that sends none.
+ */
+export function keepAliveSeconds(ms: number): number | undefined {
+  const s = Math.floor(ms / 1000);
+  return s >= 1 ? s : undefined;
+}
+
+/** `Connection: keep-alive` and its `Keep-Alive` hint (`keepAliveSeconds`), as a head's lines (the reverse net front). */
+export function keepAliveLines(ms: number): string {
+  const s = keepAliveSeconds(ms);
+  return s === undefined ? 'Connection: keep-alive\r\n' : `Connection: keep-alive\r\nKeep-Alive: timeout=${s}\r\n`;
+}
+
+/**
+ * A node:http server writes `Keep-Alive: timeout=floor(keepAliveTimeout / 1000)` itself, from
+ * the `_keepAliveTimeout` it copies onto each response (Node 20 `_http_outgoing.js`, its only
+ * reader): for a timeout with no hint (`keepAliveSeconds`), that copy is zeroed on `res` so no
+ * field is written. Costs a comparison per request; writes only under a second.
+ */
+export function withholdKeepAliveHint(res: object, keepAliveMs: number): void {
+  if (keepAliveMs > 0 && keepAliveSeconds(keepAliveMs) === undefined) (res as { _keepAliveTimeout: number })._keepAliveTimeout = 0;
+}
