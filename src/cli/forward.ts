@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { hostAddresses, isLocalAddress } from '../config/check.js';
 import { forwardSchema, type ForwardConfigInput } from '../config/forward.js';
+import { parseDuration } from '../config/duration.js';
 import { startForwardProxy, type ForwardProxy } from '../forward/index.js';
 import { hashPassword } from '../tenants/index.js';
 import { createLogger, flushLogger } from '../observe/access-log.js';
@@ -133,7 +134,8 @@ export async function forwardCommand(argv: string[]): Promise<number> {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       process.stderr.write(`gatewise forward: ${signal}, stopping\n`);
-      const force = setTimeout(() => resolve(1), 5000);
+      // The drain has its own bound (forward.shutdown.drainTimeout); this one is for a close that hangs past it.
+      const force = setTimeout(() => resolve(1), (parseDuration(proxy.config.shutdown.drainTimeout) ?? 0) + 5000);
       force.unref();
       proxy.close().then(
         () => {
