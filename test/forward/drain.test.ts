@@ -16,11 +16,14 @@ import { PASSWORD, USER, basic, dial, readUntil, startTestProxy } from './helper
  * by the gateway with the drain timeout's failure (proxy_internal_error), as the reverse
  * gateway does. A seeded family over what is in flight at close (an absolute-form GET whose
  * origin holds its answer, a CONNECT tunnel, a SOCKS5 tunnel, an idle keep-alive connection),
- * whether it finishes before the drain timeout, and the timeout itself.
+ * whether it finishes before the drain timeout, and the timeout itself; and a tunnel whose client
+ * half-closed (FIN) before close(), cut at the timeout, which stays the client's.
  */
 
 type Kind = 'get' | 'connect' | 'socks5' | 'idle';
 const KINDS: readonly Kind[] = ['get', 'connect', 'socks5', 'idle'];
+/** A tunnel case: the client has sent its FIN (half-closed, the destination still open) before close(). */
+type Fin = boolean;
 
 /** Forward records as they are published, and a wait for the one `pred` picks. */
 function forwardRecords() {
@@ -88,7 +91,8 @@ async function holdingOrigin() {
 /** An echo server; `end()` ends every connection from its side (the tunnel's destination leaves). */
 async function echoServer() {
   const sockets = new Set<Socket>();
-  const server = createNetServer((s) => {
+  // Half-open: a client's FIN passed on by the tunnel leaves the destination's side open.
+  const server = createNetServer({ allowHalfOpen: true }, (s) => {
     sockets.add(s);
     s.on('error', () => {});
     s.on('close', () => sockets.delete(s));
@@ -128,7 +132,7 @@ function readAll(s: Socket): Promise<Buffer> {
   return closed(s).then(() => Buffer.concat(chunks));
 }
 
-async function oneCase(kind: Kind, inTime: boolean, drainMs: number): Promise<void> {
+async function oneCase(kind: Kind, inTime: boolean, drainMs: number, fin: Fin = false): Promise<void> {
   const records = forwardRecords();
   const origin = await holdingOrigin();
   const echo = await echoServer();
@@ -157,6 +161,12 @@ async function oneCase(kind: Kind, inTime: boolean, drainMs: number): Promise<vo
       await readUntil(client, (b) => b.length >= 2 + 2 + 10, GUARD_MS);
       client.write('ping');
       await readUntil(client, (b) => b.toString('latin1').endsWith('ping'), GUARD_MS);
+    }
+    if (fin) {
+      // The client's FIN reaches the destination through the tunnel (its echo of 'ping' was read
+      // above); the tunnel stays open the other way.
+      client.end();
+      await new Promise((r) => setImmediate(r));
     }
     const before = records.seen.length;
     const t0 = performance.now();
@@ -188,6 +198,14 @@ async function oneCase(kind: Kind, inTime: boolean, drainMs: number): Promise<vo
       const took = performance.now() - t0;
       assert.ok(took >= drainMs - 5, `cut after ${Math.round(took)} ms, before the ${drainMs} ms drain timeout`);
       const rec = await records.wait((r) => r.protocol === (kind === 'get' ? 'http' : kind), 'the cut one');
+      if (fin) {
+        // Its client had left first (its FIN read): the client's, not the drain's.
+        assert.equal(rec.endedBy, 'client', JSON.stringify(rec));
+        assert.equal(rec.error, undefined, JSON.stringify(rec));
+        const mine = records.seen.slice(before);
+        assert.equal(mine.length, 1, `one record: ${JSON.stringify(mine)}`);
+        return;
+      }
       assert.equal(rec.endedBy, 'gateway', JSON.stringify(rec));
       assert.equal(rec.error, 'proxy_internal_error', JSON.stringify(rec));
       assert.match(rec.detail ?? '', /drain timeout/, JSON.stringify(rec));
@@ -206,19 +224,21 @@ async function oneCase(kind: Kind, inTime: boolean, drainMs: number): Promise<vo
 describe('forward proxy: graceful drain at close', () => {
   it('finishes what is in flight within the drain timeout, closes idle connections, cuts the rest as its own doing (seeded)', async () => {
     await seededRun('forward drain', async (rand) => {
-      const cases: Array<[Kind, boolean]> = [];
-      for (const k of KINDS) for (const t of k === 'idle' ? [true] : [true, false]) cases.push([k, t]);
+      const cases: Array<[Kind, boolean, Fin]> = [];
+      for (const k of KINDS) for (const t of k === 'idle' ? [true] : [true, false]) cases.push([k, t, false]);
+      // A tunnel whose client half-closed before close(), cut at the drain timeout: CONNECT or SOCKS5.
+      cases.push([rand() < 0.5 ? 'connect' : 'socks5', false, true]);
       // Every combination once, in a seeded order, each with a seeded drain timeout.
       for (let i = cases.length - 1; i > 0; i--) {
         const j = Math.floor(rand() * (i + 1));
         [cases[i], cases[j]] = [cases[j]!, cases[i]!];
       }
-      for (const [kind, inTime] of cases) {
+      for (const [kind, inTime, fin] of cases) {
         const drainMs = between(rand, 150, 900);
         try {
-          await oneCase(kind, inTime, drainMs);
+          await oneCase(kind, inTime, drainMs, fin);
         } catch (err) {
-          (err as Error).message = `${kind}, ${inTime ? 'finishes in time' : `cut at ${drainMs} ms`}: ${(err as Error).message}`;
+          (err as Error).message = `${kind}${fin ? ' (client FIN first)' : ''}, ${inTime ? 'finishes in time' : `cut at ${drainMs} ms`}: ${(err as Error).message}`;
           throw err;
         }
       }
