@@ -10,6 +10,7 @@ import { refusalAccept, viaValue, withholdKeepAliveHint, type ParserRefusalError
 import { CLOSE_LINGER_MS, Timeout, destroyAfter } from '../timing/deadlines.js';
 import { plainAddress } from '../http/trust.js';
 import { heldHead } from '../http/read-hold.js';
+import { bodyCutShortAtEof } from '../http/client-body.js';
 import { clientLimits, type ClientLimits } from './client-limits.js';
 import { buildContext, ms, type GatewayContext, type GatewayOptions } from './context.js';
 import { gatewayLifecycle, requestEnd, requestRecord, type LifecycleRecord } from './events.js';
@@ -620,6 +621,17 @@ export class Gateway {
     // (Node closes the connection after it). Fuzz finding F8: a phantom 400 record.
     if (code === 'HPE_CLOSED_CONNECTION') return;
     if (code === 'ECONNRESET' || code === 'EPIPE' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    // The client closed or half-closed in the middle of a request's body (its FIN read while
+    // the body was being read: before the upstream's 100 was relayed, right after it, or
+    // during the body). That request is already on its way, and its exchange records the
+    // client's leaving when the connection closes (499, ended by the client). Taken for a
+    // malformed body, it was refused through that exchange: a 400 `http_request_error` written
+    // to a client that had left, recorded instead of the 499 the net front records (whose
+    // parser sees no EOF: the socket just closes).
+    if (bodyCutShortAtEof(code, socket)) {
       socket.destroy();
       return;
     }

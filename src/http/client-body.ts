@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import { Failure } from '../failure/index.js';
 import type { BodyTimer } from '../timing/body-timer.js';
 
@@ -119,4 +119,20 @@ export abstract class ClientBodyStream extends Readable {
     src.off('close', this.#onClose);
     cb(err);
   }
+}
+
+/**
+ * Whether a node:http parser error is the client's EOF (a close or half-close) in the middle of
+ * a request's body: the request (its head parsed, handed on) will never get the rest of it.
+ * Node's parser, finishing the message at EOF, reports `HPE_INVALID_EOF_STATE` through
+ * 'clientError' like a malformed request; it is the client leaving, which that request's own
+ * record says (499, ended by the client), so no front answers or records it again. node:http
+ * keeps the request it parses on the parser (`parser.incoming`, no public name for it); a
+ * socket with no parser (the reverse gateway's net front, whose own parser sees no EOF) is
+ * never one.
+ */
+export function bodyCutShortAtEof(code: string | undefined, socket: Duplex): boolean {
+  if (code !== 'HPE_INVALID_EOF_STATE') return false;
+  const incoming = (socket as unknown as { parser?: { incoming?: IncomingMessage | null } | null }).parser?.incoming;
+  return incoming != null && !incoming.complete;
 }
