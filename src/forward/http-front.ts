@@ -4,6 +4,7 @@ import { CLIENT_CLOSED_STATUS, Failure, parserRefusal, type EndedBy } from '../f
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { handshakeLeft } from '../http/connection-gate.js';
 import { headBegun } from '../http/read-hold.js';
+import { bodyCutShortAtEof } from '../http/client-body.js';
 import { refusalAccept, withholdKeepAliveHint, type ParserRefusalError } from '../http/headers.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
@@ -180,7 +181,7 @@ export class HttpFront {
     // The client closed or half-closed (EOF) in the middle of a request's body: the parser
     // reports the body cut short, but that request is already on its way and its own record
     // says the client ended it (499). No second record, no answer: the connection is done.
-    if (code === 'HPE_INVALID_EOF_STATE' && bodyCutShort(socket)) {
+    if (bodyCutShortAtEof(code, socket)) {
       socket.destroy();
       return;
     }
@@ -199,16 +200,6 @@ export class HttpFront {
 
 function tooManyFields(max: number): Failure {
   return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'header_fields_too_large', detail: `more than ${max} request header lines` });
-}
-
-/**
- * Whether the connection's parser was reading a request's body when its client's EOF came:
- * that request (its head parsed, handed on) has not got all of its body. node:http keeps the
- * request it parses on the parser (`parser.incoming`, no public name for it).
- */
-function bodyCutShort(socket: Socket): boolean {
-  const incoming = (socket as unknown as { parser?: { incoming?: IncomingMessage | null } | null }).parser?.incoming;
-  return incoming != null && !incoming.complete;
 }
 
 /**
