@@ -2,12 +2,14 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import { validateConfig } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway/server.js';
 import type { ReverseRecord } from '../../src/gateway/events.js';
 import { withTestUpstreamClient } from '../helpers/upstream-client.js';
 import { within } from '../helpers/ended-records.js';
 import { between, seededRun } from '../helpers/seeded.js';
+import { certDir, type IssuedCert } from '../helpers/tls-certs.js';
 
 /**
  * A request with `Expect: 100-continue` and a body whose client leaves before all of its body
@@ -22,13 +24,15 @@ import { between, seededRun } from '../helpers/seeded.js';
  * with the upstream holding the head and no 100 sent, right after the relayed 100, after part
  * of the body; and a POST without Expect after part of its body, which Node's parser reported
  * the same way); how (a FIN, or a RST by resetAndDestroy); the framing (Content-Length or
- * chunked); seeded body lengths and parts. Every wait is an event: the hook called, the
+ * chunked); seeded body lengths and parts; the node:http front over TLS too (a TLS listener:
+ * the same parser on the TLS socket, its FIN a close_notify and a TCP FIN). Every wait is an event: the hook called, the
  * upstream's head, the 100 at the client, the body bytes at the upstream, the record (the
  * onFinish hook), the client's connection closing. One record per request is counted once
  * the gateway is closed (anything still held would be recorded by then).
  */
 
-type Front = 'node' | 'net';
+/** The listener: node:http, the net front, or node:http over TLS (the same parser, on the TLS socket). */
+type Front = 'node' | 'net' | 'node-tls';
 /** When the client leaves; `plain-mid-body`: a POST without Expect, during its body (the same parser report). */
 type Moment = 'held-before-dial' | 'before-100' | 'after-100' | 'mid-body' | 'plain-mid-body';
 type How = 'fin' | 'rst';
@@ -138,7 +142,7 @@ function bodyPart(c: Case, rand: () => number): Buffer {
   return Buffer.concat(parts);
 }
 
-async function runFront(front: Front, cases: readonly Case[], rand: () => number): Promise<Map<string, ReverseRecord>> {
+async function runFront(front: Front, cases: readonly Case[], rand: () => number, cert?: IssuedCert): Promise<Map<string, ReverseRecord>> {
   const up = await upstream();
   const records: ReverseRecord[] = [];
   const answered: string[] = [];
@@ -161,13 +165,13 @@ async function runFront(front: Front, cases: readonly Case[], rand: () => number
   };
   const config = validateConfig(
     withTestUpstreamClient({
-      listeners: [{ address: '127.0.0.1', port: 0, front }],
+      listeners: [front === 'node-tls' ? { address: '127.0.0.1', port: 0, tls: { certificates: [{ cert: cert!.certFile, key: cert!.keyFile }] } } : { address: '127.0.0.1', port: 0, front }],
       clusters: { up: { endpoints: [`http://127.0.0.1:${up.port}`], outlierDetection: { enabled: false } } },
       routes: [{ cluster: 'up', retry: { tries: 1 } }],
     }),
   );
   const gw = new Gateway(config, { hooks: [hooks as never] });
-  const clients: net.Socket[] = [];
+  const clients: Array<net.Socket | tls.TLSSocket> = [];
   const out = new Map<string, ReverseRecord>();
   let closed = false;
   try {
@@ -179,8 +183,11 @@ async function runFront(front: Front, cases: readonly Case[], rand: () => number
       const where = `front ${front}, case ${i} (${c.moment}, ${c.how}, ${c.framing}, ${c.sent} of ${c.length} body bytes)`;
       try {
         const hookSeen = new Promise<void>((r) => (hookCalled = (p) => p === path && r()));
-        const s = net.connect(addr!.port, '127.0.0.1');
-        clients.push(s);
+        // Over TLS the reset is the TCP connection's (a TLS socket has no RST of its own).
+        const raw = net.connect(addr!.port, '127.0.0.1');
+        raw.on('error', () => {});
+        const s = front === 'node-tls' ? tls.connect({ socket: raw, servername: 'expect.test', rejectUnauthorized: false }) : raw;
+        clients.push(s, raw);
         s.on('error', () => {});
         let text = '';
         s.on('data', (b: Buffer) => (text += b.toString('latin1')));
@@ -213,7 +220,7 @@ async function runFront(front: Front, cases: readonly Case[], rand: () => number
           };
           recorded();
         });
-        if (c.how === 'rst') s.resetAndDestroy();
+        if (c.how === 'rst') raw.resetAndDestroy();
         else s.end();
         const rec = await within(record, 10_000, `${where}: the record (have ${JSON.stringify(records.map((x) => [x.path, x.status, x.endedBy]))})`);
         // The gateway lets go of the client's connection, and of the upstream's once it had dialled.
@@ -253,7 +260,7 @@ async function runFront(front: Front, cases: readonly Case[], rand: () => number
 }
 
 describe('an Expect: 100-continue request whose client leaves before its body is whole', () => {
-  test('is recorded once, 499 ended by the client, with nothing answered, on both fronts (seeded: moment × FIN/RST × framing × sizes; a plain POST mid-body too)', { timeout: 120_000 }, async () => {
+  test('is recorded once, 499 ended by the client, with nothing answered, on both fronts and over TLS (seeded: moment × FIN/RST × framing × sizes; a plain POST mid-body too)', { timeout: 120_000 }, async () => {
     await seededRun('expect-client-left', async (rand) => {
       const cases: Case[] = [];
       for (const moment of MOMENTS) {
@@ -271,20 +278,28 @@ describe('an Expect: 100-continue request whose client leaves before its body is
       }
       const byFront: Partial<Record<Front, Map<string, ReverseRecord>>> = {};
       const failures: string[] = [];
-      for (const front of ['node', 'net'] as const) {
-        try {
-          byFront[front] = await runFront(front, cases, rand);
-        } catch (err) {
-          failures.push((err as Error).message);
+      const dir = certDir();
+      try {
+        const cert = dir.ca('Expect Test CA').issue('expect.test', { dns: ['expect.test'] });
+        for (const front of ['node', 'net', 'node-tls'] as const) {
+          try {
+            byFront[front] = await runFront(front, cases, rand, cert);
+          } catch (err) {
+            failures.push((err as Error).message);
+          }
         }
+      } finally {
+        dir.remove();
       }
       assert.deepEqual(failures, [], failures.join('\n\n'));
-      // The same case gives the same record on both fronts.
+      // The same case gives the same record on every front.
       for (let i = 0; i < cases.length; i++) {
         const a = byFront.node!.get(`${i}`)!;
-        const b = byFront.net!.get(`${i}`)!;
         const c = cases[i]!;
-        assert.deepEqual([a.status, a.endedBy, a.error, a.phase], [b.status, b.endedBy, b.error, b.phase], `case ${i} (${c.moment}, ${c.how}, ${c.framing}): node ${JSON.stringify(a)} net ${JSON.stringify(b)}`);
+        for (const other of ['net', 'node-tls'] as const) {
+          const b = byFront[other]!.get(`${i}`)!;
+          assert.deepEqual([a.status, a.endedBy, a.error, a.phase], [b.status, b.endedBy, b.error, b.phase], `case ${i} (${c.moment}, ${c.how}, ${c.framing}): node ${JSON.stringify(a)} ${other} ${JSON.stringify(b)}`);
+        }
       }
     });
   });
