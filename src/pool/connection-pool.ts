@@ -108,10 +108,66 @@ interface ConnectionState {
   /**
    * The signal of the request this connection is opened for (`acquire`'s `opener`), handed to
    * the connector with the dial, and only while that request is the one request on it: another
-   * request queued on the connection before it connects clears it, and so does the connect's
-   * answer (a pooled connection must not keep its first request alive).
+   * request queued on the connection clears it (before the dial starts), or detaches the dial
+   * from it (after: a `DialSignal`), and so does the connect's answer (a pooled connection must
+   * not keep its first request alive).
    */
   opener: CancelSignal | undefined;
+}
+
+/**
+ * The signal a connection's dial is made with in a pool that can queue a request on a
+ * connection still opening (a finite `maxConnections`): the opening request's signal until
+ * another request waits on the connection, then none. The connector holds this object, not the
+ * request's signal, so `detach` reaches a dial already under way: it takes the dial's abort
+ * listeners off the request's signal, and `aborted` reads false from then on. Before, `acquire`
+ * only cleared the connection's `opener` field, which a dial that had started had already read:
+ * the first request's client leaving stopped the dial and failed every request queued on it
+ * (test/pool/shared-dial.test.ts). A pool without a limit (the forward proxy's direct pools)
+ * never queues a request on a connection and hands the request's signal itself: no object.
+ */
+class DialSignal implements CancelSignal {
+  #opener: CancelSignal | undefined;
+  /** The listeners the dial added, to take them off the opener at `detach`. */
+  #listeners: (() => void)[] | undefined = undefined;
+
+  constructor(opener: CancelSignal) {
+    this.#opener = opener;
+  }
+
+  get aborted(): boolean {
+    return this.#opener?.aborted === true;
+  }
+
+  get reason(): unknown {
+    return this.#opener?.reason;
+  }
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    const o = this.#opener;
+    if (o === undefined) return;
+    o.addEventListener('abort', listener, { once: true });
+    (this.#listeners ??= []).push(listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    const o = this.#opener;
+    if (o === undefined) return;
+    o.removeEventListener('abort', listener);
+    const l = this.#listeners;
+    const i = l === undefined ? -1 : l.indexOf(listener);
+    if (i >= 0) l!.splice(i, 1);
+  }
+
+  /** Another request waits on the dial: the opener's leaving no longer stops it. */
+  detach(): void {
+    const o = this.#opener;
+    if (o === undefined) return;
+    this.#opener = undefined;
+    const l = this.#listeners;
+    this.#listeners = undefined;
+    if (l !== undefined) for (const f of l) o.removeEventListener('abort', f);
+  }
 }
 
 /** One upstream connection on undici's Client (see definePooledClient). */
@@ -263,7 +319,9 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
    * `opener`: the request's cancel signal. A connection opened for this request hands it to
    * the connector with its dial, so a dial for a request already abandoned (the forward
    * proxy's client left while the name resolved) is skipped or stopped rather than made for
-   * no one. It is read, not listened to, by the pool; a reused connection never sees it.
+   * no one. It is read, not listened to, by the pool; a reused connection never sees it. A
+   * request queued on the connection while it opens (at `maxConnections`) detaches the dial
+   * from the opener's signal, started or not: the dial now serves that request too.
    */
   acquire(now: number, idempotent: boolean, fresh: boolean, opener?: CancelSignal): C {
     const streams = this.#opts.maxStreams ?? 1;
@@ -306,7 +364,10 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
     const i = idle.indexOf(best);
     if (i >= 0) idle.splice(i, 1);
     best.active++;
-    // A connection still opening now serves a second request: its opener's leaving no longer stops its dial.
+    // A connection still opening now serves a second request: its opener's leaving no longer
+    // stops its dial, whether the dial has started (its DialSignal detached) or not (cleared).
+    const o = best.opener;
+    if (o instanceof DialSignal) o.detach();
     best.opener = undefined;
     return best;
   }
@@ -336,7 +397,8 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
 
   #open(opener: CancelSignal | undefined): C {
     const c = this.#opts.native === true ? this.#openNative() : this.#openUndici();
-    c.opener = opener;
+    // Only a pool with a limit queues requests on a connection still opening (acquire).
+    c.opener = opener !== undefined && this.#opts.maxConnections !== Infinity ? new DialSignal(opener) : opener;
     c.active = 1;
     c.lastUsed = Date.now();
     this.#all.add(c);

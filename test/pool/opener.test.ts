@@ -16,7 +16,8 @@ import { between, seededRun } from '../helpers/seeded.js';
  * name resolved, test/forward/http-client-left-during-dns.test.ts). The pool's side of the
  * contract, on both clients (undici's and the native one), over a real loopback origin that
  * counts its connections:
- *  - a connection opened for one request hands that request's signal to the connector;
+ *  - a connection opened for one request hands that request's signal to the connector (in a
+ *    pool with a limit, a signal that follows it until another request waits on the dial);
  *  - one with a second request queued on it before it connects (at `maxConnections`) hands
  *    none: the opener's leaving must not fail the other request;
  *  - the connect's answer clears it (an idle pooled connection does not keep its first
@@ -85,7 +86,8 @@ describe('ConnectionPool: the opening request’s signal reaches the connector',
       for (const native of [false, true]) {
         const what = native ? 'native client' : 'undici client';
         const seen: Array<CancelSignal | undefined> = [];
-        const pool = poolOf(port, native, 1, seen);
+        // Without a limit (the forward proxy's direct pools) the dial is given the request's signal itself.
+        const pool = poolOf(port, native, Infinity, seen);
         try {
           // A new connection for one request: its signal goes with the dial, and is let go once connected.
           const a = new Cancel();
@@ -93,6 +95,20 @@ describe('ConnectionPool: the opening request’s signal reaches the connector',
           assert.equal(await get(pool, c), 'ok', what);
           assert.deepEqual(seen, [a], `${what}: the dial was given the opening request's signal`);
           assert.equal(c.opener, undefined, `${what}: the connected connection keeps no signal`);
+          // With a limit, a signal that follows the request's until another request waits on the dial (shared-dial.test.ts).
+          const limited = poolOf(port, native, 1, seen);
+          seen.length = 0;
+          const b = new Cancel();
+          const lc = limited.acquire(Date.now(), true, false, b);
+          assert.equal(await get(limited, lc), 'ok', what);
+          assert.equal(seen.length, 1, `${what}: one dial`);
+          assert.equal(seen[0]?.aborted, false, `${what}: the limited pool's dial signal reads the request's`);
+          b.abort();
+          assert.equal(seen[0]?.aborted, true, `${what}: the limited pool's dial signal follows the request's`);
+          assert.equal(lc.opener, undefined, `${what}: the connected connection keeps no signal`);
+          await limited.close();
+          seen.length = 0;
+          seen.push(a);
           // Reused, a few times in a row: no dial, whatever signal the request has.
           const n = between(rand, 1, 4);
           for (let i = 0; i < n; i++) {
