@@ -167,7 +167,7 @@ export class ProxyChainExit implements Exit {
         const hop = this.hops[i]!;
         const next = this.hops[i + 1];
         const to: DialTarget = next ? { host: next.host, port: next.port } : target;
-        sock = hop.protocol === 'http' ? await httpConnect(sock, hop, to, left(), opts.signal) : await socks5Connect(sock, hop, to, left());
+        sock = hop.protocol === 'http' ? await httpConnect(sock, hop, to, left(), opts.signal) : await socks5Connect(sock, hop, to, left(), opts.signal);
         if (next && sock.destroyed) throw withScope(new Failure({ type: 'connection_terminated', phase: 'connect', nextHop: hop.label, detail: `chain broke after ${hop.label}` }), 'exit');
       }
       return sock;

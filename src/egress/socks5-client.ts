@@ -6,6 +6,7 @@ import { withScope, type ExitFailureScope } from './exit-failure.js';
 import type { DialTarget } from './dialer.js';
 import type { ProxyEndpoint } from './proxy-url.js';
 import { ipv6Bytes } from '../net/ip-address.js';
+import type { CancelSignal } from '../timing/cancel.js';
 
 /**
  * The client side of a SOCKS5 handshake (RFC 1928, RFC 1929) over a transport to an
@@ -69,17 +70,32 @@ class Handshake extends DeadlineEntry {
   #wake: ((b: Buffer) => void) | undefined;
   #fail: ((f: Failure) => void) | undefined;
   #failure: Failure | undefined;
+  readonly #signal: CancelSignal | undefined;
 
-  constructor(sock: Socket | Duplex, proxy: ProxyEndpoint, what: string, timeoutMs: number) {
+  constructor(sock: Socket | Duplex, proxy: ProxyEndpoint, what: string, timeoutMs: number, signal: CancelSignal | undefined) {
     super();
     this.#sock = sock;
     this.#proxy = proxy;
     this.#what = what;
+    this.#signal = signal;
     sock.on('data', this.#onData);
     sock.on('close', this.#onClose);
     sock.on('error', this.#onError);
     if (timeoutMs > 0) deadlines.add(this, performance.now(), timeoutMs);
+    if (signal !== undefined) {
+      if (signal.aborted) this.#onAbort();
+      else signal.addEventListener('abort', this.#onAbort, { once: true });
+    }
   }
+
+  /**
+   * The client the connection is for has left: the handshake stops now (the step waited on
+   * fails, and `socks5Handshake` destroys the socket), not when the proxy answers or the
+   * connect time runs out. Not a failure of the exit (no scope): the router tries no other.
+   */
+  readonly #onAbort = (): void => {
+    this.#abort(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop: this.#proxy.label, detail: 'aborted: the client went away' }));
+  };
 
   deadlineReached(): void {
     this.#abort(failure('connection_timeout', 'domain', this.#proxy, `upstream SOCKS5 proxy ${this.#proxy.label} did not complete ${this.#what} in time`));
@@ -131,6 +147,7 @@ class Handshake extends DeadlineEntry {
   /** Stop listening; the bytes read past the handshake go back to the socket. */
   end(): void {
     deadlines.remove(this);
+    this.#signal?.removeEventListener('abort', this.#onAbort);
     this.#sock.off('data', this.#onData);
     this.#sock.off('close', this.#onClose);
     this.#sock.off('error', this.#onError);
@@ -149,11 +166,14 @@ function authority(t: DialTarget): string {
 /**
  * Greet (no auth, or RFC 1929 when the proxy URL carries credentials), authenticate, send
  * the command, read the reply. A refusal is a Failure with the proxy as next hop and the
- * scope its reply code gives; the socket is destroyed.
+ * scope its reply code gives; the socket is destroyed. `signal`: the connection's cancel
+ * signal (the client's, as the HTTP CONNECT hop takes it, egress/http-connector.ts): once
+ * aborted the handshake stops at whatever step it waits on, with an unscoped
+ * `proxy_internal_error` (the caller records the client's leaving, not this failure).
  */
-export async function socks5Handshake(sock: Socket | Duplex, proxy: ProxyEndpoint, command: Socks5Command, target: DialTarget, timeoutMs: number): Promise<Socks5Established> {
+export async function socks5Handshake(sock: Socket | Duplex, proxy: ProxyEndpoint, command: Socks5Command, target: DialTarget, timeoutMs: number, signal?: CancelSignal): Promise<Socks5Established> {
   const what = command === 'connect' ? `CONNECT ${authority(target)}` : 'UDP ASSOCIATE';
-  const h = new Handshake(sock, proxy, what, timeoutMs);
+  const h = new Handshake(sock, proxy, what, timeoutMs, signal);
   try {
     const withAuth = proxy.username !== undefined;
     // RFC 1929 has one length byte each for the name and the password: longer ones are

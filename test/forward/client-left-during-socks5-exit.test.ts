@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import diagnostics_channel from 'node:diagnostics_channel';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { describe, it } from 'node:test';
+import type { ForwardRecord } from '../../src/record/index.js';
+import { between, seededRun } from '../helpers/seeded.js';
+import { accessLines, startTestProxy, type TestProxy } from './helpers.js';
+import { bounded, frontBytes, type Front } from './front-clients.js';
+
+/**
+ * A request through an egress pool whose exit is a SOCKS5 upstream proxy, whose client leaves
+ * while the exit's SOCKS5 handshake is under way: the hop stops at once (the proxy closes its
+ * connection to the upstream, not when the connect time runs out), no tunnel is made, and the
+ * request is recorded once, 499 ended by the client. Before, the SOCKS5 hop took no cancel
+ * signal (the HTTP CONNECT hop did): the client's leaving was seen only when the handshake
+ * ended, here after the 60 s connect time.
+ *
+ * The upstream is a small SOCKS5 server on loopback that answers each step of the handshake
+ * until the held one, reads that step's message and never answers it: the greeting (its
+ * method choice), the RFC 1929 credentials (the auth status) or the CONNECT (the reply). The
+ * family (seeded): the phase held, the front (a CONNECT tunnel, a SOCKS5 client, an
+ * absolute-form GET), how the client leaves: for the absolute-form GET a reset, a close or a
+ * half-close (node:http reads the FIN and ends the connection: the client has left); for a
+ * tunnel a reset. A tunnel's client that closes sends a FIN, which from the dial on is its
+ * half-close of the tunnel, passed on at the splice (forward/client-fin.ts; a request, its
+ * early bytes and its FIN sent in one go are carried: stall-early-half-close.test.ts): the
+ * proxy cannot tell it from a close until it writes. Every wait is an event: the upstream reading the held
+ * step, the proxy's side of the client closing (net.server.socket), the upstream's connection
+ * ending, the record.
+ */
+
+type Phase = 'greeting' | 'auth' | 'connect';
+type Leave = 'rst' | 'close' | 'half';
+const PHASES: readonly Phase[] = ['greeting', 'auth', 'connect'];
+const FRONTS: readonly Front[] = ['connect', 'socks5', 'http'];
+
+/** A SOCKS5 upstream (RFC 1928, 1929) that reads the step `hold` and never answers it. */
+async function holdingSocks5(hold: Phase): Promise<{ server: Server; port: number; sockets: Socket[]; held: Promise<Socket> }> {
+  const sockets: Socket[] = [];
+  let reached!: (s: Socket) => void;
+  const held = new Promise<Socket>((r) => (reached = r));
+  const server = createServer((s) => {
+    sockets.push(s);
+    s.on('error', () => {});
+    let buf = Buffer.alloc(0);
+    let step: Phase = 'greeting';
+    s.on('data', (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      for (;;) {
+        let n = 0;
+        if (step === 'greeting' && buf.length >= 2 && buf.length >= 2 + buf[1]!) n = 2 + buf[1]!;
+        else if (step === 'auth' && buf.length >= 2 && buf.length >= 3 + buf[1]! && buf.length >= 3 + buf[1]! + buf[2 + buf[1]!]!) n = 3 + buf[1]! + buf[2 + buf[1]!]!;
+        else if (step === 'connect' && buf.length >= 5) {
+          const atyp = buf[3];
+          const len = atyp === 1 ? 4 : atyp === 4 ? 16 : 1 + buf[4]!;
+          if (buf.length >= 4 + len + 2) n = 4 + len + 2;
+        }
+        if (n === 0) return;
+        buf = buf.subarray(n);
+        if (step === hold) {
+          reached(s);
+          return;
+        }
+        if (step === 'greeting') {
+          s.write(Buffer.from([5, 2]));
+          step = 'auth';
+        } else if (step === 'auth') {
+          s.write(Buffer.from([1, 0]));
+          step = 'connect';
+        } else return;
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port, sockets, held };
+}
+
+async function oneCase(phase: Phase, front: Front, leave: Leave): Promise<void> {
+  const what = `${front}, then ${leave}, during the SOCKS5 exit's ${phase}`;
+  const exit = await holdingSocks5(phase);
+  const records: ForwardRecord[] = [];
+  let recorded: (() => void) | undefined;
+  let proxyPort = 0;
+  let proxySide: Socket | undefined;
+  const onAccept = (m: unknown): void => {
+    const s = (m as { socket: Socket }).socket;
+    if (s.localPort === proxyPort) proxySide = s;
+  };
+  diagnostics_channel.subscribe('net.server.socket', onAccept);
+  let client: Socket | undefined;
+  let p: TestProxy | undefined;
+  try {
+    p = await startTestProxy(
+      {
+        timeouts: { connect: '60s', handshake: '60s' },
+        egress: { pools: { hold: { proxies: [`socks5://up:pass@127.0.0.1:${exit.port}`] } }, defaultPool: 'hold' },
+      },
+      { hooks: [{ onFinish: (r) => (records.push(r), recorded?.()) }] },
+    );
+    proxyPort = p.port;
+    client = connect(p.port, '127.0.0.1');
+    client.on('error', () => {});
+    await bounded(once(client, 'connect'), 5000, `${what}: connect to the proxy`);
+    client.write(frontBytes(front, 'dest.test', 80));
+    const exitSide = await bounded(exit.held, 10_000, `${what}: the upstream reading the held step`);
+    const exitEnded = exitSide.destroyed || exitSide.readableEnded ? Promise.resolve() : new Promise<void>((r) => (exitSide.once('end', () => r()), exitSide.once('close', () => r())));
+    const side = proxySide!;
+    assert.ok(side !== undefined, `${what}: the proxy's side of the client`);
+    const sideClosed = side.destroyed ? Promise.resolve() : new Promise<void>((r) => side.once('close', () => r()));
+    const recordedOnce = new Promise<void>((r) => {
+      recorded = () => records.length >= 1 && r();
+      recorded();
+    });
+    if (leave === 'rst') client.resetAndDestroy();
+    else if (leave === 'close') client.destroy();
+    else client.end();
+    await bounded(recordedOnce, 5000, `${what}: the request's record`);
+    await bounded(exitEnded, 5000, `${what}: the proxy giving up its connection to the upstream (the hop stopped) (${JSON.stringify(records)})`);
+    await bounded(sideClosed, 5000, `${what}: the proxy closing the client's connection`);
+    await new Promise<void>((r) => setImmediate(r));
+    const all = JSON.stringify(records);
+    assert.equal(records.length, 1, `${what}: one record: ${all}`);
+    const rec = records[0]!;
+    // A SOCKS5 record has no HTTP status (its reply code, none here: the client was never answered).
+    if (front === 'socks5') assert.ok(rec.status === undefined && rec.reply === undefined, `${what}: no status, no reply: ${all}`);
+    else assert.equal(rec.status, 499, `${what}: 499: ${all}`);
+    assert.equal(rec.endedBy, 'client', `${what}: ended by the client: ${all}`);
+    assert.ok(rec.error === undefined || rec.error === null, `${what}: no failure type: ${all}`);
+    const lines = accessLines(p.lines);
+    assert.equal(lines.length, 1, `${what}: one access line: ${JSON.stringify(lines)}`);
+    assert.equal(exit.sockets.length, 1, `${what}: one connection to the upstream`);
+  } finally {
+    diagnostics_channel.unsubscribe('net.server.socket', onAccept);
+    client?.destroy();
+    await p?.close();
+    for (const s of exit.sockets) s.destroy();
+    exit.server.close();
+  }
+}
+
+describe('a request through a SOCKS5 exit whose client leaves during the exit’s handshake', () => {
+  it('stops the hop at once and is recorded once, 499 ended by the client (seeded family: phase, front, how the client leaves)', { timeout: 300_000 }, async () => {
+    await seededRun('client-left-during-socks5-exit', async (rand) => {
+      const cases: Array<[Phase, Front, Leave]> = [];
+      for (const ph of PHASES) {
+        for (const f of FRONTS) {
+          const leaves: readonly Leave[] = f === 'http' ? ['rst', 'close', 'half'] : ['rst'];
+          cases.push([ph, f, leaves[between(rand, 0, leaves.length - 1)]!]);
+        }
+      }
+      for (let i = cases.length - 1; i > 0; i--) {
+        const j = between(rand, 0, i);
+        [cases[i], cases[j]] = [cases[j]!, cases[i]!];
+      }
+      const failed: string[] = [];
+      for (const [ph, f, l] of cases) {
+        try {
+          await oneCase(ph, f, l);
+        } catch (err) {
+          failed.push((err as Error).message.split('\n')[0]!);
+        }
+      }
+      assert.deepEqual(failed, [], `${failed.length} of ${cases.length} cases failed:\n${failed.join('\n')}`);
+    });
+  });
+});
