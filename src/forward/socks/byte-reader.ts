@@ -7,12 +7,18 @@ export type ReadEnd = 'closed' | 'timeout' | 'overflow';
 export class HandshakeEnded extends Error {
   readonly reason: ReadEnd;
   readonly code: string;
+  /**
+   * A timeout that came while the proxy was at work (its password check), not waiting for
+   * the client's bytes: the record says the proxy ended it.
+   */
+  readonly duringProxyWork: boolean;
 
-  constructor(reason: ReadEnd) {
+  constructor(reason: ReadEnd, duringProxyWork = false) {
     super(`handshake ended: ${reason}`);
     this.name = 'HandshakeEnded';
     this.reason = reason;
     this.code = `GATEWISE_HANDSHAKE_${reason.toUpperCase()}`;
+    this.duringProxyWork = duringProxyWork;
   }
 }
 
@@ -20,6 +26,16 @@ export class HandshakeEnded extends Error {
  * Exact-length reads from a socket during a SOCKS handshake, under one deadline for the
  * whole handshake. Bytes that arrive early (a client sending its request, or the first
  * bytes of a TLS hello, before our reply) are kept and handed back by `detach()`.
+ *
+ * The deadline holds whatever the front is doing: when it passes, the connection is closed
+ * then (the socket destroyed), a read waiting rejects, and every later read or
+ * `throwIfTimedOut` rejects too, bytes buffered or not. The fronts call `throwIfTimedOut`
+ * after their password check and `handshakeRead` before they hand the request on, so a check
+ * that outlasted the deadline leads nowhere: no dial, and one record (the front's, for the
+ * timeout). Before, the deadline only rejected a read already waiting: a check that outlasted
+ * it held the connection open until it answered, and a client that had sent its whole
+ * request up front (or a SOCKS4 client, whose request comes before the check) got its tunnel
+ * past the deadline (test/forward/socks-handshake-slow-check.test.ts).
  */
 export class ByteReader {
   readonly #socket: Socket;
@@ -53,11 +69,28 @@ export class ByteReader {
 
   #end(reason: ReadEnd): void {
     if (this.#ended) return;
-    this.#ended = new HandshakeEnded(reason);
-    this.#timer?.cancel();
     const w = this.#waiter;
+    this.#ended = new HandshakeEnded(reason, reason === 'timeout' && w === undefined);
+    this.#timer?.cancel();
     this.#waiter = undefined;
     w?.reject(this.#ended);
+    // The deadline closes the connection now, not when the front next reads.
+    if (reason === 'timeout') this.#socket.destroy();
+  }
+
+  /** Rejects (throws) once the handshake's deadline has passed: after the proxy's own work (its password check). */
+  throwIfTimedOut(): void {
+    if (this.#ended?.reason === 'timeout') throw this.#ended;
+  }
+
+  /**
+   * The handshake has been read and checked: `throwIfTimedOut`, then the deadline stops (what
+   * follows, hooks, admission and the dial, has its own limits). The reader stays attached
+   * until the responder detaches it.
+   */
+  handshakeRead(): void {
+    this.throwIfTimedOut();
+    this.#timer?.cancel();
   }
 
   #take(n: number): Buffer {
@@ -80,6 +113,7 @@ export class ByteReader {
 
   /** Exactly `n` bytes, or a HandshakeEnded rejection. */
   read(n: number): Promise<Buffer> {
+    if (this.#ended?.reason === 'timeout') return Promise.reject(this.#ended);
     if (this.#length >= n) return Promise.resolve(this.#take(n));
     if (this.#ended) return Promise.reject(this.#ended);
     if (n > this.#maxBuffered) return Promise.reject(new HandshakeEnded('overflow'));

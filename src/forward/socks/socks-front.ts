@@ -57,7 +57,9 @@ export abstract class SocksFront<R extends ForwardResponder> {
       if (err instanceof HandshakeEnded && err.reason === 'overflow') return this.pipeline.refuse(req, responder, handshakeFailure(err, what));
       const f = err instanceof HandshakeEnded ? handshakeFailure(err, what) : classify(err, { connected: false, responseStarted: false, headersReceived: false });
       socket.destroy();
-      session.finish({ error: f.type, reason: f.reason, phase: f.phase, detail: f.detail, refused: true, endedBy: err instanceof HandshakeEnded ? 'client' : f.source });
+      // A handshake the client left or stalled is the client's; one whose deadline passed during the proxy's own check is the proxy's.
+      const endedBy = err instanceof HandshakeEnded ? (err.duringProxyWork ? 'gateway' : 'client') : f.source;
+      session.finish({ error: f.type, reason: f.reason, phase: f.phase, detail: f.detail, refused: true, endedBy });
     });
   }
 }

@@ -86,6 +86,8 @@ export class Socks4Front extends SocksFront<Socks4Responder> {
     const colon = userId.indexOf(':');
     if (colon > 0) {
       const found = await pipeline.authenticateName(userId.slice(0, colon), userId.slice(colon + 1), socket);
+      // A check that outlasted the handshake time: the connection is closed already, the answer leads nowhere.
+      r.handshakeRead();
       if (found instanceof Failure) {
         // Refused after the password was verified (a username parameter): the record names the user.
         req.session.user = userOfRefusal(found) ?? null;
@@ -99,6 +101,7 @@ export class Socks4Front extends SocksFront<Socks4Responder> {
     // No credentials: the client's address may be a user's (IP allowlist; one field test when none is configured).
     const listed = pipeline.ctx.allowlist !== undefined ? allowlistRoute(pipeline.ctx, socket) : undefined;
     if (listed instanceof Failure) return refuse(listed);
+    r.handshakeRead();
     if (listed !== undefined) {
       req.target = { host, port };
       if (port === 0) return this.#portZero(req, responder, listed.user);

@@ -114,6 +114,8 @@ export class Socks5Front extends SocksFront<Socks5Responder> {
       const name = (await r.read(await r.byte())).toString('utf8');
       const password = (await r.read(await r.byte())).toString('utf8');
       const found = name.length > 0 ? await pipeline.authenticateName(name, password, socket) : undefined;
+      // A check that outlasted the handshake time: the connection is closed already, the answer leads nowhere.
+      r.throwIfTimedOut();
       if (found instanceof Failure) {
         // Refused after the password was verified (a username parameter): the record names the user.
         req.session.user = userOfRefusal(found) ?? null;
@@ -144,12 +146,14 @@ export class Socks5Front extends SocksFront<Socks5Responder> {
         req.session.destination = req.nextHop;
         return refuse(protocolError('destination port 0'));
       }
+      r.handshakeRead();
       return pipeline.serve(req, route, responder, undefined);
     }
     if (cmd === CMD.udpAssociate) {
       req.session.protocol = 'socks5-udp';
       req.kind = 'datagram';
       req.target = target;
+      r.handshakeRead();
       return pipeline.serve(req, route, responder, new UdpAssociation(responder, target));
     }
     return refuse(protocolError(`SOCKS5 command ${cmd} not supported`, 'not_implemented'), SOCKS5_REPLY.commandNotSupported);
