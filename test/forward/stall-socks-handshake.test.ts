@@ -12,7 +12,8 @@ import { PASSWORD, USER, accessLines, linesUntil, startTestProxy, type TestProxy
  * its method list; here every later step too (after the method choice was answered, inside
  * the RFC 1929 sub-negotiation, after it was answered, inside the request; SOCKS4 inside the
  * head, the USERID, the SOCKS4a host name). Each must be closed at the handshake time
- * (counted from the accept) and recorded once as the client's request_timeout.
+ * (counted from the accept) and recorded once as the client's request_timeout (the proxy's,
+ * where the deadline passed during its own check of credentials the client sent whole).
  */
 
 function u8(...b: number[]): Buffer {
@@ -71,11 +72,10 @@ describe('SOCKS handshakes that stop at each step', () => {
         if (!closed) failures.push(`${ctx}: held open ${ms} ms, past the handshake time`);
         else {
           // Not later than LATE_MS past the handshake time (it was 700 ms). A stop after the
-          // credentials waits for their check, which runs on a thread; the deadline marks the
-          // handshake over but the connection is closed when the front next waits for the
-          // client's bytes (byte-reader.ts), so a password check slowed by a loaded machine
-          // (seconds, seen at load ~15: closed after 2.7 s for a 746 ms handshake) delays the
-          // close by its own length. The check is the proxy's work, not the client's stall.
+          // credentials waits for their check, which runs on a thread; the deadline closes the
+          // connection even while the check runs (byte-reader.ts; before, only when the front
+          // next waited for the client's bytes, so a check slowed by a loaded machine delayed
+          // the close by its own length: 2.7 s for a 746 ms handshake at load ~15).
           try {
             assertFiredOnTime(ms, handshakeMs, ctx);
           } catch (err) {
@@ -91,7 +91,12 @@ describe('SOCKS handshakes that stop at each step', () => {
     assert.equal(lines.length, n, `seed ${rand.seed}: one record each: ${JSON.stringify(lines)}`);
     for (const l of lines) {
       assert.equal(l.reason, 'request_timeout', `seed ${rand.seed}: ${JSON.stringify(l)}`);
-      assert.equal(l.endedBy, 'client', `seed ${rand.seed}: ${JSON.stringify(l)}`);
+      assert.ok(l.endedBy === 'client' || l.endedBy === 'gateway', `seed ${rand.seed}: ${JSON.stringify(l)}`);
     }
+    // The client's stall, except where the deadline passed while the proxy checked the
+    // credentials (a loaded machine's slow check): only the stops that sent them can be so.
+    const withCredentials = Object.values(STOPS).filter((b) => b[0] === 5 && b.length >= 3 + AUTH.length).length;
+    const byProxy = lines.filter((l) => l.endedBy === 'gateway').length;
+    assert.ok(byProxy <= withCredentials, `seed ${rand.seed}: ${byProxy} ended by the proxy, only ${withCredentials} stops sent credentials: ${JSON.stringify(lines)}`);
   });
 });
