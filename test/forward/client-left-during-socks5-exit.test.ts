@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import type { ForwardRecord } from '../../src/record/index.js';
 import { between, seededRun } from '../helpers/seeded.js';
 import { accessLines, startTestProxy, type TestProxy } from './helpers.js';
-import { bounded, frontBytes, type Front } from './front-clients.js';
+import { bounded, frontBytes, leaveWhileHopHeld, type Front, type Leave } from './front-clients.js';
 
 /**
  * A request through an egress pool whose exit is a SOCKS5 upstream proxy, whose client leaves
@@ -31,7 +31,6 @@ import { bounded, frontBytes, type Front } from './front-clients.js';
  */
 
 type Phase = 'greeting' | 'auth' | 'connect';
-type Leave = 'rst' | 'close' | 'half';
 const PHASES: readonly Phase[] = ['greeting', 'auth', 'connect'];
 const FRONTS: readonly Front[] = ['connect', 'socks5', 'http'];
 
@@ -105,23 +104,7 @@ async function oneCase(phase: Phase, front: Front, leave: Leave): Promise<void> 
     await bounded(once(client, 'connect'), 5000, `${what}: connect to the proxy`);
     client.write(frontBytes(front, 'dest.test', 80));
     const exitSide = await bounded(exit.held, 10_000, `${what}: the upstream reading the held step`);
-    const exitEnded = exitSide.destroyed || exitSide.readableEnded ? Promise.resolve() : new Promise<void>((r) => (exitSide.once('end', () => r()), exitSide.once('close', () => r())));
-    const side = proxySide!;
-    assert.ok(side !== undefined, `${what}: the proxy's side of the client`);
-    const sideClosed = side.destroyed ? Promise.resolve() : new Promise<void>((r) => side.once('close', () => r()));
-    const recordedOnce = new Promise<void>((r) => {
-      recorded = () => records.length >= 1 && r();
-      recorded();
-    });
-    if (leave === 'rst') client.resetAndDestroy();
-    else if (leave === 'close') client.destroy();
-    else client.end();
-    await bounded(recordedOnce, 5000, `${what}: the request's record`);
-    await bounded(exitEnded, 5000, `${what}: the proxy giving up its connection to the upstream (the hop stopped) (${JSON.stringify(records)})`);
-    await bounded(sideClosed, 5000, `${what}: the proxy closing the client's connection`);
-    await new Promise<void>((r) => setImmediate(r));
-    const all = JSON.stringify(records);
-    assert.equal(records.length, 1, `${what}: one record: ${all}`);
+    const { all } = await leaveWhileHopHeld({ client, exitSide, proxySide, records, onRecord: (wake) => (recorded = wake), leave, what, hop: 'upstream (the hop stopped)' });
     const rec = records[0]!;
     // A SOCKS5 record has no HTTP status (its reply code, none here: the client was never answered).
     if (front === 'socks5') assert.ok(rec.status === undefined && rec.reply === undefined, `${what}: no status, no reply: ${all}`);

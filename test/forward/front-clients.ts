@@ -82,3 +82,45 @@ export function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> 
   return Promise.race([p, limit]).finally(() => clearTimeout(timer));
 }
 
+
+/** How a client leaves: a reset, a close, or a half-close (FIN, still reading). */
+export type Leave = 'rst' | 'close' | 'half';
+
+/**
+ * The client leaves while the proxy's hop to an exit is held (the exit has read what the hop
+ * sent and answers nothing), then waits, each wait bounded, for the request's first record,
+ * the proxy giving up its connection to the exit (`exitSide`, the exit's end of it) and the
+ * proxy closing the client's connection (`proxySide`). `onRecord` is handed the wake-up the
+ * test's `onFinish` hook calls after each record it keeps in `records`. Returns the one record
+ * (asserted: one), with the records as JSON for messages.
+ */
+export async function leaveWhileHopHeld(o: {
+  client: Socket;
+  exitSide: Socket;
+  proxySide: Socket | undefined;
+  records: readonly { endedBy?: string }[];
+  onRecord(wake: () => void): void;
+  leave: Leave;
+  what: string;
+  hop: string;
+}): Promise<{ all: string }> {
+  const { client, exitSide, proxySide: side, records, what } = o;
+  const exitEnded = exitSide.destroyed || exitSide.readableEnded ? Promise.resolve() : new Promise<void>((r) => (exitSide.once('end', () => r()), exitSide.once('close', () => r())));
+  if (side === undefined) throw new Error(`${what}: the proxy's side of the client was not seen`);
+  const sideClosed = side.destroyed ? Promise.resolve() : new Promise<void>((r) => side.once('close', () => r()));
+  const recordedOnce = new Promise<void>((r) => {
+    const wake = (): void => void (records.length >= 1 && r());
+    o.onRecord(wake);
+    wake();
+  });
+  if (o.leave === 'rst') client.resetAndDestroy();
+  else if (o.leave === 'close') client.destroy();
+  else client.end();
+  await bounded(recordedOnce, 5000, `${what}: the request's record`);
+  await bounded(exitEnded, 5000, `${what}: the proxy giving up its connection to the ${o.hop} (${JSON.stringify(records)})`);
+  await bounded(sideClosed, 5000, `${what}: the proxy closing the client's connection`);
+  await new Promise<void>((r) => setImmediate(r));
+  const all = JSON.stringify(records);
+  if (records.length !== 1) throw new Error(`${what}: one record expected: ${all}`);
+  return { all };
+}

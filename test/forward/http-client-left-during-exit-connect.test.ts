@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import type { ForwardRecord } from '../../src/record/index.js';
 import { between, seededRun } from '../helpers/seeded.js';
 import { accessLines, startTestProxy, type TestProxy } from './helpers.js';
-import { bounded } from './front-clients.js';
+import { bounded, leaveWhileHopHeld, type Leave } from './front-clients.js';
 
 /**
  * An absolute-form request through an egress pool whose client leaves while the exit's
@@ -23,7 +23,6 @@ import { bounded } from './front-clients.js';
  * ending, the record. The connect time (60 s) is far past every wait: nothing ends by timing out.
  */
 
-type Leave = 'rst' | 'close' | 'half';
 type Send = 'get' | 'post' | 'expect';
 const LEAVES: readonly Leave[] = ['rst', 'close', 'half'];
 const SENDS: readonly Send[] = ['get', 'post', 'expect'];
@@ -85,23 +84,7 @@ async function oneCase(leave: Leave, send: Send): Promise<void> {
     client.write(requestBytes(send));
     // The exit's connection is in its handshake: the exit has read the CONNECT.
     const exitSide = await bounded(exit.connectRead, 5000, `${what}: the exit reading the proxy's CONNECT`);
-    const exitEnded = exitSide.destroyed || exitSide.readableEnded ? Promise.resolve() : new Promise<void>((r) => (exitSide.once('end', () => r()), exitSide.once('close', () => r())));
-    const side = proxySide!;
-    assert.ok(side !== undefined, `${what}: the proxy's side of the client`);
-    const sideClosed = side.destroyed ? Promise.resolve() : new Promise<void>((r) => side.once('close', () => r()));
-    const recordedOnce = new Promise<void>((r) => {
-      recorded = () => records.length >= 1 && r();
-      recorded();
-    });
-    if (leave === 'rst') client.resetAndDestroy();
-    else if (leave === 'close') client.destroy();
-    else client.end();
-    await bounded(recordedOnce, 5000, `${what}: the request's record`);
-    await bounded(exitEnded, 5000, `${what}: the proxy giving up its connection to the exit (the dial stopped) (${JSON.stringify(records)})`);
-    await bounded(sideClosed, 5000, `${what}: the proxy closing the client's connection`);
-    await new Promise<void>((r) => setImmediate(r));
-    const all = JSON.stringify(records);
-    assert.equal(records.length, 1, `${what}: one record: ${all}`);
+    const { all } = await leaveWhileHopHeld({ client, exitSide, proxySide, records, onRecord: (wake) => (recorded = wake), leave, what, hop: 'exit (the dial stopped)' });
     const rec = records[0]!;
     assert.equal(rec.status, 499, `${what}: 499: ${all}`);
     assert.equal(rec.endedBy, 'client', `${what}: ended by the client: ${all}`);
