@@ -132,7 +132,7 @@ export const COMMANDS: readonly CommandDef[] = [
   },
   {
     name: 'forward',
-    summary: 'a forward proxy (HTTP, CONNECT, SOCKS5, SOCKS4) in one line',
+    summary: 'a forward proxy (HTTP, CONNECT, SOCKS5, SOCKS4) in one line; SIGTERM/SIGINT drain requests and tunnels in flight (up to 30s), then exit',
     options: [
       {
         flag: 'listen',
