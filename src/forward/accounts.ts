@@ -208,6 +208,9 @@ export class AccountService {
       if (err instanceof AdminProblem) throw err;
       // --workers: the primary did not hand over the users file's write lock in time.
       if ((err as { code?: string }).code === 'GATEWISE_IPC_LOCK') throw new AdminProblem('busy', `the users file could not be written now: ${(err as Error).message}; try again`);
+      // The file system refused (the file or its directory gone, permissions, a full disk): the
+      // gateway's failure, not the request's; nothing was written (a temporary file, renamed).
+      if (typeof (err as NodeJS.ErrnoException).syscall === 'string') throw new AdminProblem('write-failed', `the users file could not be changed: ${(err as Error).message}`);
       // The whole list failed the users file's own validation (another user's entry, a plan renamed by a reload): said as it is.
       throw new AdminProblem('invalid-input', `the users file would be invalid: ${(err as Error).message}`, [{ field: '(body)', message: (err as Error).message }]);
     }

@@ -6,6 +6,9 @@
  * from the place that refused (the rule `src/failure/`'s taxonomy keeps for the proxies).
  */
 export const ADMIN_PROBLEMS = {
+  'bad-request': { status: 400, title: 'the request is not valid HTTP' },
+  'head-too-large': { status: 431, title: 'the request head is larger than the listener takes' },
+  'request-timeout': { status: 408, title: 'the request did not arrive in time' },
   'bad-target': { status: 400, title: 'the request target is not a valid URL path' },
   'no-route': { status: 404, title: 'no admin route has this path (every route is listed in /openapi.json)' },
   'method-not-allowed': { status: 405, title: 'the route does not take this method (see /openapi.json)' },
@@ -24,6 +27,7 @@ export const ADMIN_PROBLEMS = {
   exists: { status: 409, title: 'the name is taken' },
   'invalid-config': { status: 422, title: 'the config file has problems; the running config stays' },
   'reload-failed': { status: 422, title: 'the config could not be applied; the running config stays' },
+  'write-failed': { status: 500, title: 'a file the change needs could not be read or written; nothing changed' },
   busy: { status: 503, title: 'the admin listener cannot do this now; try again' },
   internal: { status: 500, title: 'the admin route failed' },
 } as const;

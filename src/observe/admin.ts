@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackAddress } from '../net/ip-address.js';
 import type { Registry } from 'prom-client';
@@ -470,6 +470,13 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
 
 const PROBLEM_CONTENT = { [PROBLEM_TYPE]: { schema: { $ref: '#/components/schemas/Problem' } } };
 
+/** A problem written on a raw socket (no request object: a refused connection, a parser error), then the connection closed. */
+function endWithProblem(sock: Socket, p: { status: number; body: unknown }): void {
+  const body = JSON.stringify(p.body, null, 2) + '\n';
+  sock.once('finish', () => sock.destroy());
+  sock.end(`HTTP/1.1 ${p.status} ${STATUS_CODES[p.status] ?? ''}\r\ncontent-type: ${PROBLEM_TYPE}\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+}
+
 /** The OpenAPI 3.1 document of a route table. */
 function openapi(table: readonly Route[]): unknown {
   const paths: Record<string, Record<string, unknown>> = {};
@@ -666,6 +673,13 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     (answer ?? Promise.resolve().then(() => m.route.handle({ url, params: m.params, req, trusted })))
       .then(send, (err: unknown) => send(err instanceof AdminProblem ? problemReply(err) : problem('internal', (err as Error).message)));
   });
+  // What Node's parser refuses (a malformed head, one past its size, one too slow) is a problem
+  // too; Node would answer a bare 400, 431 or 408.
+  server.on('clientError', (err: Error & { code?: string }, sock: Socket) => {
+    if (!sock.writable || (sock as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) return void sock.destroy();
+    const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'head-too-large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request-timeout' : 'bad-request';
+    endWithProblem(sock, problem(code, code === 'bad-request' ? `the request is not valid HTTP/1.1 (${err.code ?? err.message})` : code === 'head-too-large' ? 'the request head is larger than the listener takes (16 KiB)' : 'the request did not arrive in time'));
+  });
   server.on('connection', (sock: Socket) => {
     if (open.size >= lim.maxConnections) {
       // Full: the oldest connection not in a request (idle, or still sending its head) makes room,
@@ -681,10 +695,7 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
         open.delete(victim);
         victim.destroy();
       } else {
-        const full = problem('busy', `the admin listener has ${lim.maxConnections} connections with a request in progress; try again`);
-        const body = JSON.stringify(full.body, null, 2) + '\n';
-        sock.once('finish', () => sock.destroy());
-        sock.end(`HTTP/1.1 ${full.status} Service Unavailable\r\ncontent-type: ${PROBLEM_TYPE}\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        endWithProblem(sock, problem('busy', `the admin listener has ${lim.maxConnections} connections with a request in progress; try again`));
         return;
       }
     }

@@ -1,11 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { request } from 'undici';
 import { startAdmin } from '../../src/observe/admin.js';
 import { ADMIN_PROBLEMS } from '../../src/observe/admin-problem.js';
 import { seededRun } from '../helpers/seeded.js';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { validateConfig } from '../../src/config/load.js';
+import { startRuntime } from '../../src/cli/runtime.js';
+import { createLogger } from '../../src/observe/access-log.js';
+import { Writable } from 'node:stream';
+import { hashPassword } from '../../src/tenants/index.js';
 import { ADMIN_TOKEN, startAdminStack } from '../helpers/admin-stack.js';
 
 // Every answer of the admin listener that is not a success is an RFC 9457 problem with a
@@ -140,4 +147,61 @@ test('docs/admin.md lists every refusal code with the table\'s status, and no ot
     rows.map(([c, s]) => `${c} ${s}`).sort(),
     Object.entries(ADMIN_PROBLEMS).map(([c, e]) => `${c} ${e.status}`).sort(),
   );
+});
+
+/** Raw bytes to the admin listener; the whole answer once the listener closes the connection. */
+function rawAnswer(url: string, bytes: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const s = connect(Number(new URL(url).port), '127.0.0.1');
+    let got = '';
+    s.on('data', (b: Buffer) => (got += b.toString('latin1')));
+    s.on('close', () => resolve(got));
+    s.on('error', reject);
+    s.write(bytes);
+  });
+}
+
+test('requests the HTTP parser refuses (a bad header, a head too large, a head too slow) are problems too, not Node\'s bare answers', async () => {
+  const admin = await startAdmin({ port: 0, limits: { headersTimeoutMs: 300, requestTimeoutMs: 600 } });
+  try {
+    const cases: Array<[string, string, number, string]> = [
+      ['a bad header line', 'GET /status HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n', 400, 'bad-request'],
+      ['a head past Node\'s limit', `GET /status HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'head-too-large'],
+      ['a head not finished in time', 'GET /status HTTP/1.1\r\nHost: a\r\n', 408, 'request-timeout'],
+    ];
+    for (const [name, bytes, status, code] of cases) {
+      const raw = await rawAnswer(admin.url, bytes);
+      assert.match(raw, new RegExp(`^HTTP/1\\.1 ${status} `), `${name}: ${raw.slice(0, 200)}`);
+      assert.match(raw, /\r\ncontent-type: application\/problem\+json\r\n/i, `${name}: media type: ${raw.slice(0, 300)}`);
+      const body = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as Problem;
+      assert.equal(body.code, code, name);
+      assert.equal(body.status, ADMIN_PROBLEMS[code as keyof typeof ADMIN_PROBLEMS].status, name);
+    }
+  } finally {
+    await admin.close();
+  }
+});
+
+test('an account change whose users file cannot be written is the gateway\'s failure (500 write-failed), not the body\'s (400 invalid-input)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gatewise-admin-write-'));
+  const usersFile = join(dir, 'users.yaml');
+  const hash = await hashPassword('bob-password-1', { N: 1024, r: 8, p: 1 });
+  writeFileSync(usersFile, `users:\n  - { name: bob, password: "${hash}" }\n`);
+  const logger = createLogger({ destination: new Writable({ write: (_c: Buffer, _e, cb) => cb() }) });
+  const rt = await startRuntime(
+    validateConfig({
+      listeners: [],
+      admin: { port: 0, token: ADMIN_TOKEN },
+      forward: { listeners: [{ address: '127.0.0.1', port: 0 }], accessLog: false, auth: { usersFile }, rules: { allowPrivate: true } },
+    }),
+    { logger, probeUpstreams: false },
+  );
+  try {
+    rmSync(dir, { recursive: true, force: true });
+    const p = await refusal(rt.adminUrl!, { name: 'users file gone', method: 'POST', path: '/accounts', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'carol', password: 'long-enough-pass' }), status: 500, code: 'write-failed' });
+    assert.match(p.detail, /ENOENT/);
+  } finally {
+    await rt.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
