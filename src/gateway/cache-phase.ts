@@ -14,6 +14,7 @@ import {
   type Forward,
   type RouteCache,
   type StoreTicket,
+  type UpdateResult,
 } from '../cache/index.js';
 import { credentialDigest, headerObject, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import { HTTPS_TARGET } from '../cache/index.js';
@@ -298,7 +299,7 @@ export class CachePhase implements CollapseWaiter {
       // Renamed for this request's values only when it went upstream with them as the client sent them.
       const rename = variants !== undefined && !variesOnAlteredField(chosen.vary, ex.req.headers, ex.upstreamRequest().headers, ex.ctx.requestIdHeader);
       const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, rename ? varyValuesOf(chosen.vary, ex.req.headers) : chosen.varyValues);
-      if (this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket) === 'too-large') this.storeRefused = 'too-large';
+      this.storeRefused = REFUSED_UPDATE[this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket)];
       this.outcome = 'revalidated';
       this.#answer(fresh, { fwd: variants !== undefined ? 'vary-miss' : 'stale', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
       this.#release();
@@ -321,7 +322,7 @@ export class CachePhase implements CollapseWaiter {
     // The client gets the freshened stored headers (fields the HEAD answer left out are kept).
     if (method === 'HEAD' && status === 200 && e !== undefined && e.status === 200 && sameRepresentation(e, headerObject(raw))) {
       const fresh = e.updated(storedPairs(raw), this.#requestTime, now);
-      if (this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket) === 'too-large') this.storeRefused = 'too-large';
+      this.storeRefused = REFUSED_UPDATE[this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket)];
       this.outcome = 'revalidated';
       this.#answer(fresh, { fwd: this.#fwd, fwdStatus: status, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
       this.#release();
@@ -346,13 +347,17 @@ export class CachePhase implements CollapseWaiter {
 
   #mayStore(status: number, raw: readonly RawField[]): boolean {
     const ex = this.#ex;
-    // Purged or invalidated since the request went upstream: what it brings is from before.
-    if (this.#ticket?.cancelled === true) return false;
     const obj = headerObject(raw);
     // Never replace a good stored response with an upstream 5xx.
     if (status >= 500 && (this.#candidate !== undefined || this.#rc.cache.store.get(this.key) !== undefined)) return false;
     if (obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), ex.req.headers, ex.upstreamRequest().headers, ex.ctx.requestIdHeader)) return false;
     if (!this.#rc.cache.storable('GET', ex.path, ex.req.headers, status, obj)) return false;
+    // Storable, but purged or invalidated since the request went upstream: what it brings is
+    // from before, refused and recorded so (before, the record said a plain miss).
+    if (this.#ticket?.cancelled === true) {
+      this.storeRefused = 'purged';
+      return false;
+    }
     // Storable, but said to be larger than the route's maxObjectSize: refused, and recorded so
     // (before session 34 only a background revalidation's record said `too-large`).
     const cl = obj['content-length'];
@@ -376,9 +381,9 @@ export class CachePhase implements CollapseWaiter {
     if (chunks === undefined) return;
     this.#tapBytes += chunk.length;
     if (this.#tapBytes > this.#rc.maxObjectBytes) {
-      // Larger than the per-object limit: passed through uncached.
+      // Larger than the per-object limit: passed through uncached (unless a purge had already cancelled it).
       this.#tapChunks = undefined;
-      this.storeRefused = 'too-large';
+      this.storeRefused = this.#ticket?.cancelled === true ? 'purged' : 'too-large';
       this.#release();
       return;
     }
@@ -402,8 +407,8 @@ export class CachePhase implements CollapseWaiter {
         varyValues: varyValuesOf(varyOf(headers), ex.req.headers),
         credentials: credentialDigest(ex.upstreamRequest().headers),
       });
-      // Refused by the store (larger than all of it), unless a purge cancelled the ticket.
-      if (!this.#rc.cache.put(entry, this.#ticket) && this.#ticket?.cancelled !== true) this.storeRefused = 'too-large';
+      // Refused: a purge cancelled the ticket while the body came, or the store (larger than all of it).
+      if (!this.#rc.cache.put(entry, this.#ticket)) this.storeRefused = this.#ticket?.cancelled === true ? 'purged' : 'too-large';
     }
     this.#finish();
     this.#release();
@@ -486,6 +491,9 @@ export class CachePhase implements CollapseWaiter {
     ex.answerFromCache(a.status, h, a.body);
   }
 }
+
+/** The refusal a freshened response's fate records on the client's request (kept or dropped: none). */
+const REFUSED_UPDATE: Readonly<Record<UpdateResult, StoreRefusal | undefined>> = { kept: undefined, dropped: undefined, 'too-large': 'too-large', cancelled: 'purged' };
 
 /** The HEAD answer describes the stored representation (RFC 9111 §4.3.5). */
 function sameRepresentation(e: CacheEntry, h: Record<string, string>): boolean {

@@ -50,17 +50,18 @@ export type BypassReason = 'method' | 'request-content' | 'unkeyed-host';
  * stored: its `StoreTicket` was cancelled; before session 32 that was recorded as `kept`),
  * dropped, failed, refused (admission).
  */
-export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | StoreRefusal | 'purged' | 'dropped' | 'failed' | 'refused';
+export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | StoreRefusal | 'dropped' | 'failed' | 'refused';
 
 /**
  * Why the store could not keep a storable answer (`ReverseRecord.storeRefused` on a client's
  * request, `gatewise_cache_store_refused_total{reason}`; the background revalidation records
  * the same value as its RevalidationResult): too-large (a `Content-Length` or a body larger
  * than the route's `maxObjectSize`, or a response, or one a 304 or a HEAD freshened, larger
- * than the whole store, which refused it). Before session 34 the client path recorded nothing
- * (a plain `miss` or `revalidated`).
+ * than the whole store, which refused it), purged (a purge or an invalidation of the key while
+ * the answer was on its way cancelled its store: its `StoreTicket`, before the head or during the
+ * body). Before session 34 the client path recorded neither (a plain `miss` or `revalidated`).
  */
-export type StoreRefusal = 'too-large';
+export type StoreRefusal = 'too-large' | 'purged';
 
 /** One try at an upstream endpoint (reverse). */
 export interface AttemptRecord {

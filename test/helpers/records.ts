@@ -49,7 +49,7 @@ export function anyRecord(rand: () => number): RequestRecord {
       upgrade: rand() < 0.2,
       cache: maybe(rand, pick(['hit', 'stale', 'updating', 'revalidated', 'collapsed', 'miss', 'bypass'] as const)),
       bypass: maybe(rand, pick(['method', 'request-content', 'unkeyed-host'] as const)),
-      storeRefused: maybe(rand, 'too-large' as const),
+      storeRefused: maybe(rand, pick(['too-large', 'purged'] as const)),
       recoveredFrom: maybe(rand, pick(['connection_refused', '503'])),
       background: maybe(rand, 'revalidation' as const),
       revalidation: maybe(rand, pick(['refreshed', 'replaced', 'kept', 'too-large', 'purged', 'dropped', 'failed', 'refused'] as const)),
