@@ -30,8 +30,8 @@ export class Collapser {
 
   /**
    * Take the key's slot only when nobody holds it, never queueing (a background revalidation:
-   * one per key, and a stale hit that finds one in flight has nothing to wait for). True: the
-   * caller holds it and must `release` it.
+   * one per stored response, `refresh`, which runs without the slot when another fetch of the
+   * key holds it). True: the caller holds it and must `release` it.
    */
   lead(key: string): boolean {
     if (this.#leading.has(key)) return false;
@@ -42,6 +42,38 @@ export class Collapser {
   /** Whether a fetch of the key (a client's leading request, or a background revalidation) is in flight. */
   leading(key: string): boolean {
     return this.#leading.has(key);
+  }
+
+  /**
+   * The stored responses (by identity) a fetch in flight may refresh: a background revalidation
+   * of one, or a client's leading request that matched it and asks for the whole response
+   * (validated with its validators, or `no-cache`; not a `Range` request, whose 206 is never
+   * stored), with how many such fetches. A key's variants share its slot, so `leading` does not
+   * say which stored response the fetch is for: a stale hit on another variant was recorded
+   * `updating` and revalidated nothing (review of session 34).
+   */
+  readonly #refreshing = new Map<object, number>();
+
+  /** A fetch that may refresh `stored` starts; `refreshed` when it is over. */
+  refresh(stored: object): void {
+    this.#refreshing.set(stored, (this.#refreshing.get(stored) ?? 0) + 1);
+  }
+
+  refreshed(stored: object): void {
+    const n = this.#refreshing.get(stored);
+    if (n === undefined) return;
+    if (n <= 1) this.#refreshing.delete(stored);
+    else this.#refreshing.set(stored, n - 1);
+  }
+
+  /** Whether a fetch that may refresh `stored` is in flight. */
+  refreshing(stored: object): boolean {
+    return this.#refreshing.has(stored);
+  }
+
+  /** Stored responses with a fetch in flight that may refresh them (none once every fetch has ended). */
+  get refreshingCount(): number {
+    return this.#refreshing.size;
   }
 
   /** A waiter gave up (its deadline, or its client left). */

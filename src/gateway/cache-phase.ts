@@ -60,6 +60,8 @@ export class CachePhase implements CollapseWaiter {
   #failureDetail: string | undefined;
   /** Leads the collapsed requests of its key (must release them once). */
   #leader = false;
+  /** As the leader: the stored response its fetch may refresh (`Collapser.refresh`; given back with the slot). */
+  #refreshes: CacheEntry | undefined;
   #waiting: Timeout | undefined;
   /** It waited behind a leader and then went upstream itself (Cache-Status `collapsed=?0`). */
   #collapsedMiss = false;
@@ -144,12 +146,14 @@ export class CachePhase implements CollapseWaiter {
       return true;
     }
     if (r.kind === 'revalidate-behind') {
-      // With the key's fetch in flight (a client's request leading it, or the background
-      // revalidation another stale hit started) this hit starts none: that fetch brings the new
-      // copy (Varnish's grace behind a busy object, nginx's `updating`). Recorded `updating`
-      // (nginx's UPDATING), not `stale`: before session 34 both said `stale`, and a hit behind a
-      // client's fetch was recorded as if it had revalidated.
-      this.outcome = this.#rc.cache.collapser.leading(this.key) ? 'updating' : 'stale';
+      // With a fetch of this stored response in flight (a client's request leading its key for
+      // it, or the background revalidation another stale hit started) this hit starts none: that
+      // fetch brings the new copy (Varnish's grace behind a busy object, nginx's `updating`).
+      // Recorded `updating` (nginx's UPDATING), not `stale`: before session 34 both said `stale`,
+      // and a hit behind a client's fetch was recorded as if it had revalidated. A fetch of the
+      // key for another variant, or a Range request's, refreshes nothing of this one: the hit
+      // revalidates it (`stale`); before, any fetch of the key made it `updating`.
+      this.outcome = this.#rc.cache.collapser.refreshing(r.entry) ? 'updating' : 'stale';
       this.#answer(r.entry, { hit: true, ttl: r.entry.ttlMs(now) / 1000, detail: 'stale-while-revalidate' }, undefined, now);
       this.#revalidateBehind(r.entry);
       return true;
@@ -173,7 +177,14 @@ export class CachePhase implements CollapseWaiter {
     }
     if (method === 'GET' && this.#rc.collapseWaitMs > 0) {
       const joined = this.#rc.cache.collapser.join(this.key, this);
-      if (joined === true) this.#leader = true;
+      if (joined === true) {
+        this.#leader = true;
+        // Its fetch may refresh the stored response it matched, unless it asks for a range.
+        if (r.entry !== undefined && ex.req.headers.range === undefined) {
+          this.#refreshes = r.entry;
+          this.#rc.cache.collapser.refresh(r.entry);
+        }
+      }
       else if (joined === false) {
         this.#waiting = new Timeout(() => this.#waitOver(), this.#rc.collapseWaitMs);
         return true;
@@ -185,13 +196,17 @@ export class CachePhase implements CollapseWaiter {
 
   /**
    * A stale copy answered under stale-while-revalidate (a lookup's or a woken waiter's): make
-   * sure one background revalidation of the key is in flight. It holds the collapser's slot for
-   * the key (`lead`: taken only when free, never queued), so there is one per key at a time.
-   * None is started while the gateway drains (the stale copy answered; the next start revalidates).
+   * sure one fetch that may refresh that stored response is in flight, starting its background
+   * revalidation when none is (one per stored response at a time). The revalidation holds the
+   * collapser's slot for the key when it is free (`lead`: never queued), and misses for the key
+   * wait for it; with the slot held by another fetch of the key (another variant's, a Range
+   * request's) it runs beside it. None is started while the gateway drains (the stale copy
+   * answered; the next start revalidates).
    */
   #revalidateBehind(entry: CacheEntry): void {
     const ex = this.#ex;
-    if (!ex.ctx.draining && this.#rc.cache.collapser.lead(this.key)) new Revalidation(ex, this.#rc, this.key, entry).start();
+    const collapser = this.#rc.cache.collapser;
+    if (!ex.ctx.draining && !collapser.refreshing(entry)) new Revalidation(ex, this.#rc, this.key, entry, collapser.lead(this.key)).start();
   }
 
   /** The request goes upstream now: its answer may be stored unless the key is purged from now on. */
@@ -461,7 +476,12 @@ export class CachePhase implements CollapseWaiter {
   #release(): void {
     if (!this.#leader) return;
     this.#leader = false;
-    this.#rc.cache.collapser.release(this.key);
+    const collapser = this.#rc.cache.collapser;
+    if (this.#refreshes !== undefined) {
+      collapser.refreshed(this.#refreshes);
+      this.#refreshes = undefined;
+    }
+    collapser.release(this.key);
   }
 
   /** RFC 9111 §4.4: a non-error answer to an unsafe method invalidates its target and its Location / Content-Location on the same host. */

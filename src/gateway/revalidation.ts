@@ -27,8 +27,10 @@ import type { RawField } from '../http/headers.js';
  * `background: 'revalidation'` with its result and the request id of the stale answer that
  * started it (the access log writes it; the metrics count it in
  * `gatewise_cache_revalidations_total`, not as a client request). It is not retried and
- * runs no hooks (there is no client to answer). It holds the key's collapsing slot, so
- * there is one per key at a time, and misses for the key wait for it like for any leader.
+ * runs no hooks (there is no client to answer). There is one per stored response at a time
+ * (`Collapser.refresh`); it holds the key's collapsing slot when that is free, and misses for
+ * the key then wait for it like for any leader (with the slot held by another fetch of the key,
+ * another variant's or a Range request's, it runs beside that fetch; before, none started).
  *
  * It validates the stored response, so it goes with the credentials (Cookie, Authorization,
  * Proxy-Authorization) of the request that stored it, never another client's: the triggering
@@ -93,7 +95,11 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
   /** A purge or invalidation of the key while it runs cancels storing its answer (`ResponseCache.begin`). */
   #ticket: StoreTicket | undefined;
 
-  constructor(ex: Exchange, rc: RouteCache, key: string, entry: CacheEntry) {
+  /** It holds the key's collapsing slot (it was free when it started): misses wait for it, and it releases them at the end. */
+  readonly #holdsSlot: boolean;
+
+  constructor(ex: Exchange, rc: RouteCache, key: string, entry: CacheEntry, holdsSlot: boolean) {
+    this.#holdsSlot = holdsSlot;
     this.#ctx = ex.ctx;
     this.#route = ex.route!;
     this.#rc = rc;
@@ -123,9 +129,10 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     this.#requestId = ex.ctx.requestIds.next();
   }
 
-  /** Admit it like a request; the caller holds the key's collapsing slot, released at the end. */
+  /** Admit it like a request; the caller holds the key's collapsing slot when `holdsSlot`, released at the end. */
   start(): void {
     this.#ticket = this.#rc.cache.begin(this.#key);
+    this.#rc.cache.collapser.refresh(this.#entry);
     const ctx = this.#ctx;
     ctx.inflight++;
     const cluster = this.#route.cluster;
@@ -354,7 +361,8 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
       this.#route.cluster.admission!.release(end - this.#admittedAt, f !== undefined);
     }
     if (this.#ticket !== undefined) this.#rc.cache.finish(this.#ticket);
-    this.#rc.cache.collapser.release(this.#key);
+    this.#rc.cache.collapser.refreshed(this.#entry);
+    if (this.#holdsSlot) this.#rc.cache.collapser.release(this.#key);
     this.#ctx.inflight--;
     const a = this.#attempt;
     if (a !== undefined) {

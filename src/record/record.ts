@@ -20,8 +20,9 @@ export type RecordProtocol = 'http' | 'connect' | 'socks5' | 'socks4' | 'socks5-
  * What the cache did for a request (`ReverseRecord.cache`; gateway/cache-phase.ts decides it):
  * hit, stale (answered with a stale copy: for a failure, or under stale-while-revalidate, then
  * starting the key's background revalidation, none while the gateway drains), updating (a stale-while-revalidate copy answered
- * while the key's fetch was already in flight, a client's request or a background revalidation,
- * so it started none: nginx's UPDATING; before session 34 it said `stale`), revalidated (a 304
+ * while a fetch of that stored response was already in flight, a client's request for it or
+ * its background revalidation, so it started none: nginx's UPDATING; before session 34 it said
+ * `stale`; a fetch of the key for another Vary variant or a Range does not count), revalidated (a 304
  * refreshed it), collapsed
  * (it waited for another request's fetch of its key and was answered from what that stored:
  * Cache-Status `fwd=…; collapsed`, RFC 9211 §2.7; a waiter that then went upstream itself is a
