@@ -160,9 +160,14 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
     this.server?.destroy();
   }
 
-  /** The record of a tunnel whose client closed before it opened: the client's, or the drain's cut. */
+  /**
+   * The record of a tunnel whose client closed before it opened: the client's, or the drain's
+   * cut. A tunnel whose client connection close() cut while it was held before this run
+   * existed (a password check, an authorize hook, admission: no `cutAtDrain` reached it) is the
+   * drain's too, unless its client had left first (`connectionCut`).
+   */
   #goneFields(address: string | null | undefined): FinishFields {
-    const f = this.#drainCut;
+    const f = this.#drainCut ?? connectionCut(this.#ctx.cut, this.client, 'connect');
     if (f === undefined) return fieldsOf(this.#responder.gone(), null, 'client', address);
     return fieldsOf(this.#responder.gone(), f.type, 'gateway', address, false, f.reason, f.phase, f.detail);
   }

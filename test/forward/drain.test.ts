@@ -4,10 +4,13 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createServer as createHttpServer, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
+import type { AuthProvider } from '../../src/tenants/index.js';
+import type { ForwardHooks } from '../../src/forward/index.js';
+import { associate, udpClient, udpFrame } from '../helpers/socks-udp.js';
 import { REQUEST_END_CHANNEL, type ForwardRecord, type RequestRecord } from '../../src/record/index.js';
 import { between, seededRun } from '../helpers/seeded.js';
 import { GUARD_MS } from '../helpers/time-bounds.js';
-import { PASSWORD, USER, basic, dial, readUntil, startTestProxy } from './helpers.js';
+import { PASSWORD, USER, basic, dial, readUntil, startTestProxy, udpEcho } from './helpers.js';
 
 /**
  * The forward proxy's graceful drain (ForwardProxy.close, the path SIGTERM takes): it stops
@@ -17,7 +20,9 @@ import { PASSWORD, USER, basic, dial, readUntil, startTestProxy } from './helper
  * gateway does. A seeded family over what is in flight at close (an absolute-form GET whose
  * origin holds its answer, a CONNECT tunnel, a SOCKS5 tunnel, an idle keep-alive connection),
  * whether it finishes before the drain timeout, and the timeout itself; and a tunnel whose client
- * half-closed (FIN) before close(), cut at the timeout, which stays the client's.
+ * half-closed (FIN) before close(), cut at the timeout, which stays the client's. A second
+ * family: what is held past its handshake and before its dial at close() (a SOCKS5 CONNECT in
+ * its password check, a CONNECT or a GET in an `authorize` hook) and a SOCKS5 UDP association.
  */
 
 type Kind = 'get' | 'connect' | 'socks5' | 'idle';
@@ -78,6 +83,8 @@ async function holdingOrigin() {
   return {
     port: (server.address() as AddressInfo).port,
     arrived: () => (held.length > 0 ? Promise.resolve() : new Promise<void>((r) => (arrivedWaiter = r))),
+    /** Requests it holds (reached it and not answered). */
+    heldCount: () => held.length,
     release(body: string) {
       for (const res of held) res.end(body);
     },
@@ -91,8 +98,10 @@ async function holdingOrigin() {
 /** An echo server; `end()` ends every connection from its side (the tunnel's destination leaves). */
 async function echoServer() {
   const sockets = new Set<Socket>();
+  let accepted = 0;
   // Half-open: a client's FIN passed on by the tunnel leaves the destination's side open.
   const server = createNetServer({ allowHalfOpen: true }, (s) => {
+    accepted++;
     sockets.add(s);
     s.on('error', () => {});
     s.on('close', () => sockets.delete(s));
@@ -102,6 +111,10 @@ async function echoServer() {
   await once(server, 'listening');
   return {
     port: (server.address() as AddressInfo).port,
+    /** Connections it accepted so far. */
+    get accepted() {
+      return accepted;
+    },
     end: () => {
       for (const s of sockets) s.end();
     },
@@ -242,6 +255,196 @@ describe('forward proxy: graceful drain at close', () => {
           throw err;
         }
       }
+    });
+  });
+});
+
+/**
+ * Where a request is held past its handshake and before its dial when close() is called: a
+ * SOCKS5 CONNECT in its password check (an auth provider that takes long), a CONNECT or an
+ * absolute-form GET in an `authorize` hook that waits.
+ */
+type Held = 'socks5-auth' | 'connect-hook' | 'get-hook';
+const HELDS: readonly Held[] = ['socks5-auth', 'connect-hook', 'get-hook'];
+
+/**
+ * A request held past its handshake at close(): it may finish like any request in flight (the
+ * hold answered during the drain: it dials and runs, recorded as it ends); held past the drain
+ * timeout, its connection is cut there and the later answer of the hold makes no dial, and its
+ * one record is the proxy's (ended by the gateway, the drain timeout's failure), not a client
+ * that left.
+ */
+async function heldCase(held: Held, inTime: boolean, drainMs: number): Promise<void> {
+  const records = forwardRecords();
+  const origin = await holdingOrigin();
+  const echo = await echoServer();
+  let holding!: () => void;
+  const arrived = new Promise<void>((r) => (holding = r));
+  let answer!: () => void;
+  const answered = new Promise<void>((r) => (answer = r));
+  const provider: AuthProvider = {
+    has: (name) => name === USER,
+    authenticate: async (name, password) => {
+      holding();
+      await answered;
+      return name === USER && password === PASSWORD ? USER : undefined;
+    },
+  };
+  const hooks: ForwardHooks[] = [
+    {
+      authorize: async () => {
+        holding();
+        await answered;
+        return undefined;
+      },
+    },
+  ];
+  const drainTimeout = inTime ? `${GUARD_MS}ms` : `${drainMs}ms`;
+  const p =
+    held === 'socks5-auth'
+      ? await startTestProxy({ shutdown: { drainTimeout }, auth: { required: true, users: [] }, timeouts: { handshake: '60s' } }, { authProvider: provider })
+      : await startTestProxy({ shutdown: { drainTimeout }, timeouts: { clientKeepAlive: '60s', handshake: '60s' } }, { hooks });
+  const client = await dial(p.port);
+  client.on('error', () => {});
+  let closing: Promise<void> | undefined;
+  const guard = setTimeout(() => answer(), GUARD_MS);
+  try {
+    const all = readAll(client);
+    if (held === 'socks5-auth') client.write(socks5Hello(echo.port));
+    else if (held === 'connect-hook') client.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nHost: 127.0.0.1:${echo.port}\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+    else client.write(`GET http://127.0.0.1:${origin.port}/held HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+    await Promise.race([arrived, new Promise((_, reject) => setTimeout(() => reject(new Error('the request never reached its hold')), GUARD_MS).unref())]);
+    const before = records.seen.length;
+    const t0 = performance.now();
+    closing = p.proxy.close();
+    const protocol = held === 'socks5-auth' ? 'socks5' : held === 'connect-hook' ? 'connect' : 'http';
+    if (inTime) {
+      // The hold answers during the drain: the request dials and runs, and ends on the test's word.
+      answer();
+      if (held === 'get-hook') {
+        await origin.arrived();
+        origin.release('the full answer');
+      } else {
+        await readUntil(client, (b) => (held === 'socks5-auth' ? b.length >= 2 + 2 + 10 : b.includes('\r\n\r\n')), GUARD_MS);
+        client.write('ping');
+        await readUntil(client, (b) => b.toString('latin1').endsWith('ping'), GUARD_MS);
+        echo.end();
+      }
+      const got = (await all).toString('latin1');
+      if (held === 'get-hook') assert.match(got, /^HTTP\/1\.1 200 [^]*\r\n\r\nthe full answer$/, 'the held request got its full answer');
+      await closing;
+      const rec = await records.wait((r) => r.protocol === protocol, 'the finished one');
+      assert.equal(rec.error, undefined, JSON.stringify(rec));
+      assert.notEqual(rec.endedBy, 'gateway', JSON.stringify(rec));
+    } else {
+      // Cut at the drain timeout while still held; the hold answers only after the cut.
+      await closed(client);
+      const took = performance.now() - t0;
+      answer();
+      await closing;
+      assert.ok(took >= drainMs - 5, `cut after ${Math.round(took)} ms, before the ${drainMs} ms drain timeout`);
+      const rec = await records.wait((r) => r.protocol === protocol, 'the cut one');
+      assert.equal(rec.endedBy, 'gateway', JSON.stringify(rec));
+      assert.equal(rec.error, 'proxy_internal_error', JSON.stringify(rec));
+      assert.match(rec.detail ?? '', /drain timeout/, JSON.stringify(rec));
+      assert.equal(echo.accepted, 0, 'no dial after the cut (a tunnel)');
+      assert.equal(origin.heldCount(), 0, 'no dial after the cut (a request)');
+    }
+    const mine = records.seen.slice(before);
+    assert.equal(mine.length, 1, `one record for the held request: ${JSON.stringify(mine)}`);
+  } finally {
+    clearTimeout(guard);
+    answer();
+    client.destroy();
+    await (closing ?? p.proxy.close(0));
+    records.close();
+    await origin.close();
+    await echo.close();
+  }
+}
+
+/**
+ * A SOCKS5 UDP association at close(): long-lived like a tunnel, it may run until the drain
+ * timeout; its client closing the control connection first ends it as the client's (recorded
+ * as it ends); at the drain timeout it is cut (control connection closed, relay closed) and
+ * recorded once as the proxy's doing.
+ */
+async function udpCase(inTime: boolean, drainMs: number): Promise<void> {
+  const records = forwardRecords();
+  const echo = await udpEcho();
+  const drainTimeout = inTime ? `${GUARD_MS}ms` : `${drainMs}ms`;
+  const p = await startTestProxy({ shutdown: { drainTimeout } });
+  const u = await udpClient();
+  let closing: Promise<void> | undefined;
+  let control: Socket | undefined;
+  try {
+    const assoc = await associate(p.port, { user: USER, password: PASSWORD }, u.port);
+    control = assoc.socket;
+    control.on('error', () => {});
+    // A datagram there and back: the association is live.
+    const relayPort = assoc.remoteHost!.port;
+    const back = new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no datagram back through the association')), GUARD_MS);
+      u.sock.once('message', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    u.sock.send(udpFrame('127.0.0.1', echo.port, 'ping'), relayPort, '127.0.0.1');
+    await back;
+    const before = records.seen.length;
+    const t0 = performance.now();
+    closing = p.proxy.close();
+    if (inTime) {
+      // Its client closes the control connection during the drain: the association ends as its.
+      control.end();
+      await closed(control);
+      await closing;
+      const rec = await records.wait((r) => r.protocol === 'socks5-udp', 'the ended association');
+      assert.equal(rec.error, undefined, JSON.stringify(rec));
+      assert.equal(rec.endedBy, 'client', JSON.stringify(rec));
+    } else {
+      await closed(control);
+      const took = performance.now() - t0;
+      await closing;
+      assert.ok(took >= drainMs - 5, `cut after ${Math.round(took)} ms, before the ${drainMs} ms drain timeout`);
+      const rec = await records.wait((r) => r.protocol === 'socks5-udp', 'the cut association');
+      assert.equal(rec.endedBy, 'gateway', JSON.stringify(rec));
+      assert.equal(rec.error, 'proxy_internal_error', JSON.stringify(rec));
+      assert.match(rec.detail ?? '', /drain timeout/, JSON.stringify(rec));
+    }
+    const mine = records.seen.slice(before);
+    assert.equal(mine.length, 1, `one record for the association: ${JSON.stringify(mine)}`);
+  } finally {
+    control?.destroy();
+    await (closing ?? p.proxy.close(0));
+    records.close();
+    u.sock.close();
+    echo.close();
+  }
+}
+
+describe('forward proxy: graceful drain of what is held before its dial, and of UDP associations', () => {
+  it('a request held in its password check or a hook finishes within the drain timeout or is cut as the proxy\'s; an association likewise (seeded)', { timeout: 300_000 }, async () => {
+    await seededRun('forward drain held', async (rand) => {
+      const cases: Array<[Held | 'udp', boolean]> = [];
+      for (const h of [...HELDS, 'udp' as const]) for (const t of [true, false]) cases.push([h, t]);
+      for (let i = cases.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [cases[i], cases[j]] = [cases[j]!, cases[i]!];
+      }
+      // Every case runs; the failures are reported together.
+      const failed: string[] = [];
+      for (const [what, inTime] of cases) {
+        const drainMs = between(rand, 150, 900);
+        try {
+          if (what === 'udp') await udpCase(inTime, drainMs);
+          else await heldCase(what, inTime, drainMs);
+        } catch (err) {
+          failed.push(`${what}, ${inTime ? 'finishes in time' : `cut at ${drainMs} ms`}: ${(err as Error).message.split('\n')[0]}`);
+        }
+      }
+      assert.deepEqual(failed, [], `${failed.length} of ${cases.length} cases failed:\n${failed.join('\n')}`);
     });
   });
 });

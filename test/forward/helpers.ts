@@ -9,7 +9,7 @@ import { createLogger } from '../../src/observe/access-log.js';
 import type { ForwardConfigInput } from '../../src/config/forward.js';
 import type { LookupFunction, Resolver } from '../../src/egress/index.js';
 import { startForwardProxy, type ForwardHooks, type ForwardProxy } from '../../src/forward/index.js';
-import { hashPassword } from '../../src/tenants/index.js';
+import { hashPassword, type AuthProvider } from '../../src/tenants/index.js';
 import { GUARD_MS } from '../helpers/time-bounds.js';
 
 export const USER = 'alice';
@@ -128,7 +128,7 @@ export interface TestProxy {
 }
 
 /** A forward proxy on 127.0.0.1:0 with alice/secret and bob/hunter2, loopback allowed unless overridden. */
-export async function startTestProxy(overrides: Partial<ForwardConfigInput> = {}, deps: { resolver?: Resolver | LookupFunction; hooks?: ForwardHooks[]; hookTimeoutMs?: number } = {}): Promise<TestProxy> {
+export async function startTestProxy(overrides: Partial<ForwardConfigInput> = {}, deps: { resolver?: Resolver | LookupFunction; hooks?: ForwardHooks[]; hookTimeoutMs?: number; authProvider?: AuthProvider } = {}): Promise<TestProxy> {
   const [h1, h2] = await userHashes();
   const { logger, lines } = memoryLogger();
   const base: ForwardConfigInput = {
@@ -144,7 +144,7 @@ export async function startTestProxy(overrides: Partial<ForwardConfigInput> = {}
     rules: { ...base.rules, ...overrides.rules },
     timeouts: { ...base.timeouts, ...overrides.timeouts },
   };
-  const proxy = await startForwardProxy(cfg, { logger, resolver: deps.resolver, hooks: deps.hooks, hookTimeoutMs: deps.hookTimeoutMs });
+  const proxy = await startForwardProxy(cfg, { logger, resolver: deps.resolver, hooks: deps.hooks, hookTimeoutMs: deps.hookTimeoutMs, authProvider: deps.authProvider });
   const port = proxy.addresses()[0]!.port;
   return {
     proxy,

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { classify, type Failure } from '../../failure/index.js';
+import { classify, connectionCut, type Failure } from '../../failure/index.js';
 import type { FinishFields } from '../../tenants/index.js';
 import { destroyAfter } from '../../timing/deadlines.js';
 import { handshakeLeft } from '../../http/connection-gate.js';
@@ -55,10 +55,12 @@ export abstract class SocksFront<R extends ForwardResponder> {
       reader.detach();
       const what = protocol === 'socks4' ? 'SOCKS4' : 'SOCKS5';
       if (err instanceof HandshakeEnded && err.reason === 'overflow') return this.pipeline.refuse(req, responder, handshakeFailure(err, what));
-      const f = err instanceof HandshakeEnded ? handshakeFailure(err, what) : classify(err, { connected: false, responseStarted: false, headersReceived: false });
+      // A handshake whose connection close() cut at the drain timeout (the client had not left first) is the proxy's, with the drain's failure.
+      const cut = err instanceof HandshakeEnded && err.reason === 'closed' ? connectionCut(ctx.cut, socket, 'accept') : undefined;
+      const f = cut ?? (err instanceof HandshakeEnded ? handshakeFailure(err, what) : classify(err, { connected: false, responseStarted: false, headersReceived: false }));
       socket.destroy();
       // A handshake the client left or stalled is the client's; one whose deadline passed during the proxy's own check is the proxy's.
-      const endedBy = err instanceof HandshakeEnded ? (err.duringProxyWork ? 'gateway' : 'client') : f.source;
+      const endedBy = cut !== undefined ? 'gateway' : err instanceof HandshakeEnded ? (err.duringProxyWork ? 'gateway' : 'client') : f.source;
       session.finish({ error: f.type, reason: f.reason, phase: f.phase, detail: f.detail, refused: true, endedBy });
     });
   }

@@ -1,6 +1,6 @@
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import type { Socket } from 'node:net';
-import { Failure, type EndedBy } from '../../failure/index.js';
+import { Failure, connectionCut, type EndedBy } from '../../failure/index.js';
 import type { UdpEgress, UdpSource } from '../../egress/index.js';
 import type { FinishFields } from '../../tenants/index.js';
 import { noteExit } from '../egress-admission.js';
@@ -207,8 +207,13 @@ export class UdpAssociation implements Relay {
     egress.onMessage((payload, from) => onReply(base.peers, payload, from));
 
     const untrack = ctx.tracker.track({ destroy: () => done('gateway') });
+    // close() cut the control connection at the drain timeout (its client had not left first): the proxy's, with the drain's failure.
+    let drainCut: Failure | undefined;
     control.once('end', () => done('client'));
-    control.once('close', () => done('client'));
+    control.once('close', () => {
+      drainCut = connectionCut(ctx.cut, control, 'body');
+      done(drainCut === undefined ? 'client' : 'gateway');
+    });
     control.on('error', () => done('client'));
     // A FIN that came before the reply (the handshake's reader took its 'end') is not emitted again.
     if (control.readableEnded) done('client');
@@ -226,6 +231,10 @@ export class UdpAssociation implements Relay {
     for (const opening of others.values()) opening.then((other) => other.egress.close(), ignore);
     control.end();
     destroyAfter(control, 1000);
+    if (drainCut !== undefined && endedBy === 'gateway') {
+      const f = drainCut;
+      return { error: f.type, reason: f.reason, phase: f.phase, detail: f.detail, reply: SOCKS5_REPLY.succeeded, endedBy, address: null };
+    }
     return { error: null, reply: SOCKS5_REPLY.succeeded, endedBy, address: null };
   }
 }
