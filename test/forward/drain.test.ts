@@ -3,10 +3,12 @@ import { once } from 'node:events';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createServer as createHttpServer, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import type { AuthProvider } from '../../src/tenants/index.js';
 import type { ForwardHooks } from '../../src/forward/index.js';
 import { associate, udpClient, udpFrame } from '../helpers/socks-udp.js';
+import { certDir, hasOpenssl, type CertDir, type IssuedCert, type TestCa } from '../helpers/tls-certs.js';
 import { REQUEST_END_CHANNEL, type ForwardRecord, type RequestRecord } from '../../src/record/index.js';
 import { between, seededRun } from '../helpers/seeded.js';
 import { GUARD_MS } from '../helpers/time-bounds.js';
@@ -23,9 +25,12 @@ import { PASSWORD, USER, basic, dial, readUntil, startTestProxy, udpEcho } from 
  * half-closed (FIN) before close(), cut at the timeout, which stays the client's. A second
  * family: what is held past its handshake and before its dial at close() (a SOCKS5 CONNECT in
  * its password check, a CONNECT or a GET in an `authorize` hook) and a SOCKS5 UDP association.
+ * A third: the first family's GET, CONNECT and idle cases, and a connection that sent nothing,
+ * on an HTTPS proxy listener (`tls`), cut through their TLS sockets.
  */
 
-type Kind = 'get' | 'connect' | 'socks5' | 'idle';
+/** `silent`: a connection that sent no request (over TLS: its handshake done, nothing after). */
+type Kind = 'get' | 'connect' | 'socks5' | 'idle' | 'silent';
 const KINDS: readonly Kind[] = ['get', 'connect', 'socks5', 'idle'];
 /** A tunnel case: the client has sent its FIN (half-closed, the destination still open) before close(). */
 type Fin = boolean;
@@ -145,19 +150,40 @@ function readAll(s: Socket): Promise<Buffer> {
   return closed(s).then(() => Buffer.concat(chunks));
 }
 
-async function oneCase(kind: Kind, inTime: boolean, drainMs: number, fin: Fin = false): Promise<void> {
+/** An HTTPS proxy listener's certificate, and the CA its clients trust. */
+interface ProxyTls {
+  cert: IssuedCert;
+  ca: TestCa;
+}
+
+/** A client connection to the proxy: TCP, or TLS to an HTTPS proxy listener (its handshake done). */
+async function dialProxy(port: number, tls: ProxyTls | undefined): Promise<Socket> {
+  if (tls === undefined) return dial(port);
+  const s = tlsConnect({ host: '127.0.0.1', port, ca: tls.ca.cert, servername: 'proxy.test' });
+  s.on('error', () => {});
+  await Promise.race([
+    once(s, 'secureConnect'),
+    new Promise((_, reject) => setTimeout(() => reject(new Error('no TLS handshake with the proxy')), GUARD_MS).unref()),
+  ]);
+  return s;
+}
+
+async function oneCase(kind: Kind, inTime: boolean, drainMs: number, fin: Fin = false, tls?: ProxyTls): Promise<void> {
   const records = forwardRecords();
   const origin = await holdingOrigin();
   const echo = await echoServer();
   // The in-time cases finish on the test's word, long before a drain timeout that never decides them.
   const drainTimeout = inTime ? `${GUARD_MS}ms` : `${drainMs}ms`;
-  const p = await startTestProxy({ shutdown: { drainTimeout }, timeouts: { clientKeepAlive: '60s', handshake: '60s' } });
-  const client = await dial(p.port);
+  const listeners = tls === undefined ? undefined : [{ address: '127.0.0.1', port: 0, tls: { certificates: [{ cert: tls.cert.certFile, key: tls.cert.keyFile }] } }];
+  const p = await startTestProxy({ shutdown: { drainTimeout }, timeouts: { clientKeepAlive: '60s', handshake: '60s' }, ...(listeners ? { listeners } : {}) });
+  const client = await dialProxy(p.port, tls);
   client.on('error', () => {});
   let closing: Promise<void> | undefined;
   try {
     const all = readAll(client);
-    if (kind === 'get' || kind === 'idle') {
+    if (kind === 'silent') {
+      // Nothing sent (a TLS client has finished its handshake with the proxy).
+    } else if (kind === 'get' || kind === 'idle') {
       const path = kind === 'idle' ? '/now' : '/held';
       client.write(`GET http://127.0.0.1:${origin.port}${path} HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
       if (kind === 'idle') {
@@ -184,7 +210,7 @@ async function oneCase(kind: Kind, inTime: boolean, drainMs: number, fin: Fin = 
     const before = records.seen.length;
     const t0 = performance.now();
     closing = p.proxy.close(); // the config's drain timeout (the helper's close() drains 1 s)
-    if (kind === 'idle') {
+    if (kind === 'idle' || kind === 'silent') {
       // Closed at once, not at the drain timeout (GUARD_MS here): no request was in flight.
       await closed(client);
       await closing;
@@ -445,6 +471,37 @@ describe('forward proxy: graceful drain of what is held before its dial, and of 
         }
       }
       assert.deepEqual(failed, [], `${failed.length} of ${cases.length} cases failed:\n${failed.join('\n')}`);
+    });
+  });
+});
+
+describe('forward proxy: graceful drain on an HTTPS proxy listener (tls)', { skip: hasOpenssl() ? false : 'no openssl' }, () => {
+  let dir: CertDir;
+  let tls: ProxyTls;
+  before(() => {
+    dir = certDir();
+    const ca = dir.ca('Proxy CA');
+    tls = { ca, cert: ca.issue('proxy.test', { dns: ['proxy.test', 'localhost'], ip: ['127.0.0.1'] }) };
+  });
+  after(() => dir.remove());
+
+  it('finishes what is in flight through TLS, closes idle TLS connections, cuts the rest through their TLS socket as its own doing (seeded)', { timeout: 300_000 }, async () => {
+    await seededRun('forward drain tls', async (rand) => {
+      const cases: Array<[Kind, boolean]> = [['idle', true], ['silent', true]];
+      for (const k of ['get', 'connect'] as const) for (const t of [true, false]) cases.push([k, t]);
+      for (let i = cases.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [cases[i], cases[j]] = [cases[j]!, cases[i]!];
+      }
+      for (const [kind, inTime] of cases) {
+        const drainMs = between(rand, 150, 900);
+        try {
+          await oneCase(kind, inTime, drainMs, false, tls);
+        } catch (err) {
+          (err as Error).message = `tls ${kind}, ${inTime ? 'finishes in time' : `cut at ${drainMs} ms`}: ${(err as Error).message}`;
+          throw err;
+        }
+      }
     });
   });
 });
