@@ -44,6 +44,8 @@ export class ByteReader {
   #length = 0;
   #waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
   #ended: HandshakeEnded | undefined;
+  /** The rejection of the proxy's work under way (`during`), which the deadline ends. */
+  #work: ((e: Error) => void) | undefined;
   /** Undefined when the handshake has no time limit (`handshake: "0s"`). */
   readonly #timer: Timeout | undefined;
   readonly #onData = (c: Buffer): void => this.#push(c);
@@ -74,8 +76,41 @@ export class ByteReader {
     this.#timer?.cancel();
     this.#waiter = undefined;
     w?.reject(this.#ended);
-    // The deadline closes the connection now, not when the front next reads.
-    if (reason === 'timeout') this.#socket.destroy();
+    if (reason === 'timeout') {
+      // The deadline closes the connection now, not when the front next reads, and ends the
+      // proxy's work it waits on (its password check), so the front records it now.
+      const work = this.#work;
+      this.#work = undefined;
+      work?.(this.#ended);
+      this.#socket.destroy();
+    }
+  }
+
+  /**
+   * The proxy's own work during the handshake (its password check): its result, or a
+   * HandshakeEnded rejection as soon as the deadline passes, the work still under way, so the
+   * front refuses and records at the deadline. Before, the front waited for the work to
+   * answer: a check queued behind others (scrypt on a few threads) answered seconds after the
+   * connection was closed, and the record came then (a fuzz run under load saw no record
+   * within 2 s of the close; test/forward/socks-handshake-slow-check.test.ts). The work's
+   * later answer is dropped.
+   */
+  during<T>(work: T | Promise<T>): T | Promise<T> {
+    if (!(work instanceof Promise) || this.#timer === undefined) return work;
+    if (this.#ended?.reason === 'timeout') return Promise.reject(this.#ended);
+    return new Promise<T>((resolve, reject) => {
+      this.#work = reject;
+      work.then(
+        (v) => {
+          this.#work = undefined;
+          resolve(v);
+        },
+        (e: unknown) => {
+          this.#work = undefined;
+          reject(e);
+        },
+      );
+    });
   }
 
   /** Rejects (throws) once the handshake's deadline has passed: after the proxy's own work (its password check). */

@@ -85,7 +85,7 @@ export class Socks4Front extends SocksFront<Socks4Responder> {
 
     const colon = userId.indexOf(':');
     if (colon > 0) {
-      const found = await pipeline.authenticateName(userId.slice(0, colon), userId.slice(colon + 1), socket);
+      const found = await r.during(pipeline.authenticateName(userId.slice(0, colon), userId.slice(colon + 1), socket));
       // A check that outlasted the handshake time: the connection is closed already, the answer leads nowhere.
       r.handshakeRead();
       if (found instanceof Failure) {

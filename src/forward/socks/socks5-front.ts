@@ -113,7 +113,7 @@ export class Socks5Front extends SocksFront<Socks5Responder> {
       if (authVer !== 0x01) return refuse(protocolError('bad username/password sub-negotiation version'));
       const name = (await r.read(await r.byte())).toString('utf8');
       const password = (await r.read(await r.byte())).toString('utf8');
-      const found = name.length > 0 ? await pipeline.authenticateName(name, password, socket) : undefined;
+      const found = name.length > 0 ? await r.during(pipeline.authenticateName(name, password, socket)) : undefined;
       // A check that outlasted the handshake time: the connection is closed already, the answer leads nowhere.
       r.throwIfTimedOut();
       if (found instanceof Failure) {
