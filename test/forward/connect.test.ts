@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ProxyAgent, request } from 'undici';
-import { PASSWORD, USER, accessLines, basic, dial, linesUntil, rawExchange, readUntil, refusedPort, run, startTestProxy, waitFor, type TestProxy } from './helpers.js';
+import { PASSWORD, USER, accessLines, basic, dial, linesUntil, quickCheckUsers, rawExchange, readUntil, refusedPort, run, startTestProxy, waitFor, type TestProxy } from './helpers.js';
 import { GUARD_MS, LATE_MS, assertFiredOnTime } from '../helpers/time-bounds.js';
 import { startTlsOrigin, type TlsOrigin } from './tls-origin.js';
 
@@ -92,7 +92,8 @@ describe('CONNECT tunnels', () => {
   });
 
   it('closes a connection that sends nothing within the handshake time; a tunnel opened in time outlives it', async () => {
-    const q = await startTestProxy({ timeouts: { handshake: '300ms' } });
+    // A quick password check: the tunnel's check counts within the short handshake time.
+    const q = await startTestProxy({ auth: { required: true, users: await quickCheckUsers() }, timeouts: { handshake: '300ms' } });
     const { sink, port } = await echoSink();
     try {
       // Before the connection: the handshake time runs from the accept, which cannot be earlier

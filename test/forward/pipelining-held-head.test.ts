@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { heldHeadRound, startHoldingOrigin } from '../helpers/held-head.js';
 import { RawConn } from '../helpers/raw-conn.js';
 import { seededRun } from '../helpers/seeded.js';
-import { accessLines, basic, startTestProxy, type TestProxy } from './helpers.js';
+import { accessLines, basic, quickCheckUsers, startTestProxy, type TestProxy } from './helpers.js';
 
 /**
  * The HTTP proxy's front: a connection the proxy stops reading (too many of its pipelined
@@ -40,7 +40,8 @@ describe('HTTP proxy: a head held while its connection is not read is not timed 
         for (const completes of [true, false, rand() < 0.5]) {
           const handshakeMs = 150 + Math.floor(rand() * 250);
           const keepAliveMs = 150 + Math.floor(rand() * 350);
-          p = await startTestProxy({ timeouts: { handshake: `${handshakeMs}ms`, clientKeepAlive: `${keepAliveMs}ms` } });
+          // A quick password check: the first request's check counts within the short handshake time.
+          p = await startTestProxy({ auth: { required: true, users: await quickCheckUsers() }, timeouts: { handshake: `${handshakeMs}ms`, clientKeepAlive: `${keepAliveMs}ms` } });
           try {
             const { text, where } = await heldHeadRound({ port: p.port, origin: dest, head, completes, context: `handshake ${handshakeMs} ms, keep-alive ${keepAliveMs} ms`, rand, conns });
             if (!completes) {
@@ -81,7 +82,8 @@ describe('HTTP proxy: a head held while its connection is not read is not timed 
           const keepAliveMs = 100 + Math.floor(rand() * 300);
           const complete = 1 + Math.floor(rand() * 4);
           const where = `${complete} complete and a partial head in one write, handshake ${handshakeMs} ms, keep-alive ${keepAliveMs} ms`;
-          const p = await startTestProxy({ timeouts: { handshake: `${handshakeMs}ms`, clientKeepAlive: `${keepAliveMs}ms` } });
+          // A quick password check: the first request's check counts within the short handshake time.
+          const p = await startTestProxy({ auth: { required: true, users: await quickCheckUsers() }, timeouts: { handshake: `${handshakeMs}ms`, clientKeepAlive: `${keepAliveMs}ms` } });
           const conn = new RawConn(p.port);
           try {
             let bytes = '';

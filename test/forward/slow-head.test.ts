@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { accessLine, basic, readUntil, startOrigin, startTestProxy } from './helpers.js';
+import { accessLine, basic, quickCheckUsers, readUntil, startOrigin, startTestProxy } from './helpers.js';
 import { prng } from '../helpers/seeded.js';
 import { EARLY_MS, GUARD_MS, LATE_MS, assertFiredOnTime } from '../helpers/time-bounds.js';
 
@@ -69,7 +69,8 @@ describe('slow request heads and SOCKS handshakes on the forward listener', () =
 
   it('an idle keep-alive connection is closed without an answer (by clientKeepAlive + handshake at the latest)', { timeout: 20_000 }, async () => {
     const origin = await startOrigin();
-    const p = await startTestProxy({ timeouts: { handshake: '400ms', clientKeepAlive: '300ms' } });
+    // A quick password check: the first request's check counts within the short handshake time.
+    const p = await startTestProxy({ auth: { required: true, users: await quickCheckUsers() }, timeouts: { handshake: '400ms', clientKeepAlive: '300ms' } });
     try {
       const { s } = await dialTimed(p.port);
       // Before the request: the proxy's keep-alive wait cannot start before this.
@@ -98,7 +99,8 @@ describe('slow request heads and SOCKS handshakes on the forward listener', () =
 
   it('a partial second head on a keep-alive connection gets 408 (by clientKeepAlive + handshake)', { timeout: 20_000 }, async () => {
     const origin = await startOrigin();
-    const p = await startTestProxy({ timeouts: { handshake: '400ms', clientKeepAlive: '300ms' } });
+    // A quick password check: the first request's check counts within the short handshake time.
+    const p = await startTestProxy({ auth: { required: true, users: await quickCheckUsers() }, timeouts: { handshake: '400ms', clientKeepAlive: '300ms' } });
     try {
       const { s } = await dialTimed(p.port);
       const head = `GET http://127.0.0.1:${origin.port}/a HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nProxy-Authorization: ${basic()}\r\n`;
