@@ -19,10 +19,14 @@ export function renderForwardFailure(ctx: ForwardContext, failure: Failure, requ
   return r;
 }
 
-/** Answer an ordinary request with the failure. */
+/**
+ * Answer an ordinary request with the failure. A 408 (the proxy stopped waiting: a request
+ * whose password check outlasted its head's time, a body too slow) ends the connection, as
+ * RFC 9110 §15.5.9 has a server say, like every other close.
+ */
 export function sendFailure(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, failure: Failure, requestId: string, close = false, debug?: string): void {
   const r = renderForwardFailure(ctx, failure, requestId, req.headers.accept, req.method === 'HEAD');
-  if (close) r.headers['connection'] = 'close';
+  if (close || failure.status === 408) r.headers['connection'] = 'close';
   if (debug !== undefined) r.headers['gatewise-debug'] = debug;
   if (res.headersSent) {
     res.destroy();

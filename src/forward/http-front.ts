@@ -8,6 +8,7 @@ import { bodyCutShortAtEof } from '../http/client-body.js';
 import { refusalAccept, withholdKeepAliveHint, type ParserRefusalError } from '../http/headers.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
+import { kHeadTimer, type HeadDue } from './head-deadline.js';
 import { HttpConnectFront } from './http-connect-front.js';
 import { sendFailure, writeRawFailure } from './http-failure.js';
 import { HttpProxyFront } from './http-proxy-front.js';
@@ -17,7 +18,6 @@ import type { ForwardPipeline } from './pipeline.js';
 /** The early bytes of a CONNECT that sent none (never written to). */
 const NO_BYTES = Buffer.alloc(0);
 
-const kHeadTimer = Symbol('gatewise.headTimer');
 const kBusy = Symbol('gatewise.busy');
 /**
  * The head timer lives on the socket itself (one deadline per connection on the process
@@ -110,7 +110,7 @@ export class HttpFront {
       // (shorter under pressure); the keep-alive time is only for the waits between requests.
       const timer = new HeadTimer(this, socket as TimedSocket, limit + this.#ctx.settings.clientKeepAliveMs);
       (socket as TimedSocket)[kHeadTimer] = timer;
-      deadlines.add(timer, performance.now(), handshakeLeft(socket, limit));
+      timer.arm(performance.now(), handshakeLeft(socket, limit));
       socket.once('close', onSocketClose);
     }
     this.#server.emit('connection', socket);
@@ -211,10 +211,19 @@ export function idleHttpConnection(socket: Socket): boolean {
   return (socket as TimedSocket)[kBusy] === 0 && !headBegun(socket);
 }
 
-/** A request head arrived: the connection is busy until its response has finished. */
+/**
+ * A request head arrived: the connection is busy until its response has finished. A head that
+ * came while another request was unanswered (pipelined) ran under no head time: its password
+ * check has none to keep either (head-deadline.ts).
+ */
 function stopHeadTimer(socket: Socket): void {
   const s = socket as TimedSocket;
-  s[kBusy] = (s[kBusy] ?? 0) + 1;
+  const busy = (s[kBusy] ?? 0) + 1;
+  s[kBusy] = busy;
+  if (busy > 1) {
+    const timer = s[kHeadTimer];
+    if (timer !== undefined) timer.dueAt = Infinity;
+  }
 }
 
 /** The response finished: the next request head must arrive in time again. */
@@ -231,8 +240,14 @@ function onResFinish(this: ServerResponse): void {
  * The wait for a request head: the first within the connection's handshake time, each
  * later one within `clientKeepAlive + handshake` of the previous response's end.
  */
-class HeadTimer extends DeadlineEntry {
+class HeadTimer extends DeadlineEntry implements HeadDue {
   readonly #front: HttpFront;
+  /**
+   * When the current wait for a head ends (kept after the entry fires or the head comes, unlike
+   * `deadlineAt`): the proxy's password check of the head read in it must answer by then
+   * (head-deadline.ts, pipeline.ts `CheckDeadline`).
+   */
+  dueAt = Infinity;
   readonly #socket: TimedSocket;
   readonly #laterMs: number;
   /** Bytes read from the client when the wait started (-1: the first head, already begun). */
@@ -245,9 +260,14 @@ class HeadTimer extends DeadlineEntry {
     this.#laterMs = laterMs;
   }
 
+  arm(now: number, ms: number): void {
+    this.dueAt = now + ms;
+    deadlines.add(this, now, ms);
+  }
+
   rearm(): void {
     this.#readAtStart = this.#socket.bytesRead;
-    deadlines.add(this, performance.now(), this.#laterMs);
+    this.arm(performance.now(), this.#laterMs);
   }
 
   deadlineReached(): void {

@@ -1,10 +1,13 @@
 import type { Socket } from 'node:net';
 import { debugRefusalValue, wantsDebug } from './debug-header.js';
-import { Failure, classify } from '../failure/index.js';
+import { CLIENT_CLOSED_STATUS, Failure, classify, type EndedBy } from '../failure/index.js';
+import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
 import type { FinishFields, MeterSession, MeteredProtocol } from '../tenants/index.js';
 import { admitRequest } from './admission.js';
 import { hostPort, type ForwardContext } from './context.js';
+import { checkOutlastedHead, headDueAt } from './head-deadline.js';
+import { clientLeft } from './client-fin.js';
 import type { ForwardHookRequest, ForwardKind, MergedForwardHooks } from './hooks.js';
 import { authenticate, authenticateNameFrom, type AuthOutcome, type Credentials } from './proxy-auth.js';
 import { NOT_CONNECTED, fieldsOf } from './record-fields.js';
@@ -151,18 +154,44 @@ export class ForwardPipeline {
   }
 
   /**
-   * Phases 1–6 for a front that has everything at once (HTTP proxy, CONNECT, SOCKS4).
-   * Never throws: every outcome is answered through the responder and recorded once.
+   * Phases 1–6 for a front that has everything at once (the HTTP fronts: absolute-form
+   * requests and CONNECT). Never throws: every outcome is answered through the responder and
+   * recorded once.
+   *
+   * A password check under way (a promise: an auth provider, a hash not checked recently) must
+   * answer within the time the request's head was read under (head-deadline.ts): at that
+   * deadline the client is answered 408 and the request recorded as ended by the proxy
+   * (`CheckDeadline`), and the check's later answer leads nowhere. Before, nothing timed the
+   * check: a slow provider held the client past its handshake time, and a right answer then
+   * dialled (test/forward/http-handshake-slow-check.test.ts). A check answered at once (a
+   * known client) arms nothing.
    */
   run(req: ForwardRequest, creds: Credentials | 'malformed' | undefined, responder: ForwardResponder, relay: Relay | undefined): Promise<void> | void {
     const authed = this.authenticate(creds, req.client);
     if (authed instanceof Promise) {
+      const due = this.#checkDeadline(req, responder);
       return authed.then(
-        (a) => this.#afterAuth(req, a, responder, relay),
-        (err: unknown) => this.refuse(req, responder, classify(err, NOT_CONNECTED)),
+        (a) => {
+          due?.cancel();
+          if (!req.session.finished) return this.#afterAuth(req, a, responder, relay);
+        },
+        (err: unknown) => {
+          due?.cancel();
+          this.refuse(req, responder, classify(err, NOT_CONNECTED));
+        },
       );
     }
     return this.#afterAuth(req, authed, responder, relay);
+  }
+
+  /** The deadline of a password check under way for an HTTP front's request (see `run`); undefined when its head had none. */
+  #checkDeadline(req: ForwardRequest, responder: ForwardResponder): CheckDeadline | undefined {
+    const now = performance.now();
+    const dueAt = headDueAt(req.client, this.#ctx.settings.handshakeTimeoutMs, now);
+    if (dueAt === Infinity) return undefined;
+    const d = new CheckDeadline(this, req, responder);
+    deadlines.add(d, now, Math.max(0, dueAt - now));
+    return d;
   }
 
   /**
@@ -172,9 +201,17 @@ export class ForwardPipeline {
   refuseAfterAuth(req: ForwardRequest, creds: Credentials | 'malformed' | undefined, responder: ForwardResponder, f: Failure): void {
     const authed = this.authenticate(creds, req.client);
     if (authed instanceof Promise) {
+      // Timed as in `run`: the refusal waits on the check, within the head's time.
+      const due = this.#checkDeadline(req, responder);
       void authed.then(
-        (a) => this.#refuseAuthed(req, responder, a, f),
-        () => this.refuse(req, responder, f),
+        (a) => {
+          due?.cancel();
+          if (!req.session.finished) this.#refuseAuthed(req, responder, a, f);
+        },
+        () => {
+          due?.cancel();
+          this.refuse(req, responder, f);
+        },
       );
     } else {
       this.#refuseAuthed(req, responder, authed, f);
@@ -279,12 +316,53 @@ export class ForwardPipeline {
     return this.#ctx.rules.checkName(req.route.user, host, port);
   }
 
-  /** Answer a refusal or failure through the front, record it once. */
-  refuse(req: ForwardRequest, responder: ForwardResponder, f: Failure): void {
+  /**
+   * Answer a refusal or failure through the front, record it once. `endedBy`: who the record
+   * says ended it, when not the failure's own source (the proxy, for a client's failure type
+   * the proxy's own work caused).
+   */
+  refuse(req: ForwardRequest, responder: ForwardResponder, f: Failure, endedBy: EndedBy = f.source): void {
     if (req.session.finished) return;
     this.#hooks.onFailure?.(req, f);
     const fields = responder.refuse(f, wantsDebug(this.#ctx, req) ? debugRefusalValue(this.#ctx, req, f) : undefined);
     // The detail says which rule, limit or malformed field (docs/access-log.md): the operator's, whatever the client was shown.
-    req.session.finish(fieldsOf(fields, f.type, f.source, undefined, true, f.reason, f.phase, f.detail));
+    req.session.finish(fieldsOf(fields, f.type, endedBy, undefined, true, f.reason, f.phase, f.detail));
+  }
+}
+
+/**
+ * The deadline of an HTTP front's password check under way (`ForwardPipeline.run`): one entry
+ * on the process's deadline list, made only when the check is a promise. When it passes, the
+ * client is answered 408 (`request_timeout`, its connection closed) and the request recorded
+ * as ended by the proxy, the same failure as a SOCKS handshake whose check outlasted its time
+ * (head-deadline.ts `checkOutlastedHead`); the check's answer then finds the request finished.
+ * A client that left meanwhile (reset, close or FIN, client-fin.ts) is not answered: its
+ * connection is closed and the record says the client ended it (499), as the dial's own
+ * reading would have once the check answered.
+ */
+class CheckDeadline extends DeadlineEntry {
+  readonly #pipeline: ForwardPipeline;
+  readonly #req: ForwardRequest;
+  readonly #responder: ForwardResponder;
+
+  constructor(pipeline: ForwardPipeline, req: ForwardRequest, responder: ForwardResponder) {
+    super();
+    this.#pipeline = pipeline;
+    this.#req = req;
+    this.#responder = responder;
+  }
+
+  deadlineReached(): void {
+    const req = this.#req;
+    if (clientLeft(req.client)) {
+      req.client.destroy();
+      req.session.finish({ ...this.#responder.gone(), status: CLIENT_CLOSED_STATUS, error: null, endedBy: 'client', phase: 'accept', detail: 'the client left during the password check' });
+      return;
+    }
+    this.#pipeline.refuse(req, this.#responder, checkOutlastedHead(req.protocol === 'connect' ? 'CONNECT' : 'HTTP request'), 'gateway');
+  }
+
+  cancel(): void {
+    deadlines.remove(this);
   }
 }
