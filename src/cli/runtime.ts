@@ -243,7 +243,14 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     stopForward: async () => {
       const f = forward;
       forward = undefined;
-      await f?.close();
+      if (!f) return;
+      // close() stops accepting at once; its drain (up to forward.shutdown.drainTimeout) runs
+      // behind the reload, not in it: a reload that waited would hold this one and every one
+      // queued after it (POST /reload too) for as long as a tunnel stays open, 30 s by
+      // default (found by the session's review). The runtime's own close waits for it.
+      const closing = f.close();
+      closers.push(() => closing);
+      closing.catch((err: unknown) => logger.error({ component: 'forward', type: 'lifecycle', err: (err as Error).message }, 'the stopped forward proxy failed to close'));
     },
   });
   try {

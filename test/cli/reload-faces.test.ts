@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'node:test';
@@ -117,6 +118,47 @@ test('a reverse gateway started by a reload is in the admin API (/clusters, drai
   } finally {
     await rt.close();
     o.server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a reload that stops the forward proxy answers at once: the tunnels it had go on draining behind it, not holding the reload (nor the ones after it) for the drain timeout', { timeout: 60_000 }, async () => {
+  // A destination that echoes what the tunnel carries.
+  const echo = createNetServer((s) => s.pipe(s));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  const echoPort = (echo.address() as AddressInfo).port;
+  const dir = mkdtempSync(join(tmpdir(), 'gatewise-faces-'));
+  const file = join(dir, 'gatewise.yaml');
+  const withForward = { ...base, ...gatewayPart(echoPort), forward: { ...forwardPart.forward, rules: { allowPrivate: true, connectPorts: ['1-65535'] }, shutdown: { drainTimeout: '20s' } } };
+  write(file, withForward);
+  const rt = await startRuntime(await loadConfigFile(file), { configFile: file, probeUpstreams: false, logger: createLogger({ level: 'error' }) });
+  const tunnel = connect(rt.forward!.addresses()[0]!.port, '127.0.0.1');
+  tunnel.on('error', () => {});
+  try {
+    await once(tunnel, 'connect');
+    tunnel.write(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\nHost: 127.0.0.1:${echoPort}\r\n\r\n`);
+    const [head] = (await once(tunnel, 'data')) as [Buffer];
+    assert.match(head.toString('latin1'), /^HTTP\/1\.1 200 /);
+    write(file, { ...base, ...gatewayPart(echoPort) });
+    const t0 = performance.now();
+    const r = await reload(rt);
+    const ms = performance.now() - t0;
+    assert.equal(r.ok && r.forward, 'stopped', JSON.stringify(r));
+    // The drain timeout is 20 s: a reload that waited for it would take that long.
+    assert.ok(ms < 5000, `the reload answered after ${Math.round(ms)} ms`);
+    // The tunnel still carries bytes: it drains on the config it started with.
+    tunnel.write('ping');
+    const [back] = (await once(tunnel, 'data')) as [Buffer];
+    assert.equal(back.toString('latin1'), 'ping');
+    // A second reload is not queued behind the drain either.
+    const t1 = performance.now();
+    const r2 = await reload(rt);
+    assert.equal(r2.ok, true, JSON.stringify(r2));
+    assert.ok(performance.now() - t1 < 5000, 'the next reload answered at once');
+  } finally {
+    tunnel.destroy();
+    await rt.close();
+    echo.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });
