@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { CLIENT_CLOSED_STATUS, Failure, parserRefusal, type EndedBy } from '../failure/index.js';
+import { CLIENT_CLOSED_STATUS, Failure, connectionCut, parserRefusal, type EndedBy } from '../failure/index.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { handshakeLeft } from '../http/connection-gate.js';
 import { headBegun } from '../http/read-hold.js';
@@ -139,6 +139,9 @@ export class HttpFront {
   #neverStarted(req: IncomingMessage, clientAddress: string | undefined): void {
     const ctx = this.#ctx;
     const session = ctx.meter.open({ protocol: 'http', requestId: newRequestId(), user: null, clientAddress: ctx.recordsObserved() ? clientAddress : undefined });
+    // Its connection cut by close() at the drain timeout (its client had not left first): the proxy's doing.
+    const cut = connectionCut(ctx.cut, req.socket, 'accept');
+    if (cut !== undefined) return void session.finish({ status: cut.status, error: cut.type, reason: cut.reason, phase: cut.phase, method: req.method, endedBy: 'gateway', detail: `${cut.detail ?? ''}; this pipelined request had not had its turn, and was not forwarded` });
     session.finish({ status: CLIENT_CLOSED_STATUS, phase: 'accept', method: req.method, endedBy: 'client', detail: 'the client closed its connection before this pipelined request had its turn; not forwarded' });
   }
 

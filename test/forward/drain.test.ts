@@ -505,3 +505,53 @@ describe('forward proxy: graceful drain on an HTTPS proxy listener (tls)', { ski
     });
   });
 });
+
+/**
+ * A request pipelined behind one the drain cuts, still waiting its turn: recorded as the
+ * proxy's cut too, not as a client that left (review finding: 499 ended by the client, "the
+ * client closed its connection before this pipelined request had its turn").
+ */
+async function pipelinedCase(second: 'POST' | 'PATCH', drainMs: number): Promise<void> {
+  const records = forwardRecords();
+  const origin = await holdingOrigin();
+  const p = await startTestProxy({ shutdown: { drainTimeout: `${drainMs}ms` }, timeouts: { clientKeepAlive: '60s', handshake: '60s' } });
+  const client = await dial(p.port);
+  client.on('error', () => {});
+  const before = records.seen.length;
+  let closing: Promise<void> | undefined;
+  try {
+    const target = `http://127.0.0.1:${origin.port}`;
+    const auth = `Host: 127.0.0.1:${origin.port}\r\nProxy-Authorization: ${basic()}\r\n`;
+    // Not idempotent: it waits for the one ahead to finish (an idempotent one would run at once).
+    const next = `${second} ${target}/now HTTP/1.1\r\n${auth}Content-Length: 2\r\n\r\nhi`;
+    client.write(`GET ${target}/held HTTP/1.1\r\n${auth}\r\n${next}`);
+    await origin.arrived();
+    closing = p.proxy.close();
+    await closed(client);
+    await closing;
+    const mine = await (async () => {
+      const until = performance.now() + GUARD_MS;
+      while (records.seen.length - before < 2 && performance.now() < until) await new Promise((r) => setTimeout(r, 10));
+      return records.seen.slice(before);
+    })();
+    assert.equal(mine.length, 2, `two records: ${JSON.stringify(mine)}`);
+    for (const rec of mine) {
+      assert.equal(rec.endedBy, 'gateway', `ended by the proxy's cut: ${JSON.stringify(rec)}`);
+      assert.equal(rec.error, 'proxy_internal_error', JSON.stringify(rec));
+      assert.match(rec.detail ?? '', /drain timeout/, JSON.stringify(rec));
+    }
+  } finally {
+    client.destroy();
+    await (closing ?? p.proxy.close(0));
+    records.close();
+    await origin.close();
+  }
+}
+
+describe('forward proxy: graceful drain of a pipelined request waiting its turn', () => {
+  it('is recorded as the proxy\'s cut, as the request ahead of it is (seeded: the drain timeout)', { timeout: 120_000 }, async () => {
+    await seededRun('forward drain pipelined', async (rand) => {
+      for (const second of ['POST', 'PATCH'] as const) await pipelinedCase(second, between(rand, 150, 600));
+    });
+  });
+});
