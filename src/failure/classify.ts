@@ -180,6 +180,11 @@ export function classify(err: unknown, progress: AttemptProgress): Failure {
   return mk('proxy_internal_error', 'internal', detailOf('unexpected error while proxying'), false);
 }
 
+/** An `Expect` other than 100-continue (both faces, every front): the gateway's own 417, not Node's bare one. */
+export function expectationFailed(expect: string | undefined): Failure {
+  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'expectation_failed', detail: `Expect: ${String(expect).slice(0, 100)} cannot be met (only 100-continue is)` });
+}
+
 /**
  * A request head Node's parser (llhttp) rejected, by its error code: too large → 431,
  * too slow → 408, anything else malformed → 400. Both faces' HTTP listeners use it.

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { CLIENT_CLOSED_STATUS, Failure, connectionCut, parserRefusal, type EndedBy } from '../failure/index.js';
+import { CLIENT_CLOSED_STATUS, Failure, connectionCut, expectationFailed, parserRefusal, type EndedBy } from '../failure/index.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { handshakeLeft } from '../http/connection-gate.js';
 import { headBegun } from '../http/read-hold.js';
@@ -82,6 +82,14 @@ export class HttpFront {
     // `Expect: 100-continue`: never answered 100 by Node itself; the relay passes on the
     // destination's 100 (or its final answer), refusals answer at once (http-relay.ts).
     this.#server.on('checkContinue', onRequest);
+    // Any other expectation: the proxy's own 417 with Proxy-Status and a record. Node's bare one
+    // had neither, and left the head timer running, so a 408 followed it on a kept connection.
+    this.#server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      stopHeadTimer(req.socket);
+      withholdKeepAliveHint(res, keepAliveMs);
+      res.once('finish', onResFinish);
+      this.#refuseRequest(req, res, expectationFailed(req.headers.expect), false);
+    });
     this.#server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       stopHeadTimer(socket);
       if (req.rawHeaders.length > 2 * maxFields) return this.#refuseRaw(socket, tooManyFields(maxFields), 'client');
@@ -147,11 +155,15 @@ export class HttpFront {
 
   /** A request with more header lines than the listener takes: 431, recorded, the connection closed. */
   #tooManyFields(req: IncomingMessage, res: ServerResponse): void {
-    const f = tooManyFields(this.#ctx.settings.maxHeaderCount);
+    this.#refuseRequest(req, res, tooManyFields(this.#ctx.settings.maxHeaderCount), true);
+  }
+
+  /** A request the front refuses before the pipeline (its head judged alone): answered, recorded once. */
+  #refuseRequest(req: IncomingMessage, res: ServerResponse, f: Failure, close: boolean): void {
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, req.socket) });
     req.resume();
-    sendFailure(this.#ctx, req, res, f, requestId, true);
+    sendFailure(this.#ctx, req, res, f, requestId, close);
     session.finish({ status: f.status, error: f.type, reason: f.reason, phase: f.phase, method: req.method, refused: true, endedBy: f.source });
   }
 

@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Config, ListenerConfig } from '../config/schema.js';
-import { Failure, parserRefusal } from '../failure/index.js';
+import { Failure, expectationFailed, parserRefusal } from '../failure/index.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
 import { refusalAccept, viaValue, withholdKeepAliveHint, type ParserRefusalError } from '../http/headers.js';
 import { CLOSE_LINGER_MS, Timeout, destroyAfter } from '../timing/deadlines.js';
@@ -214,7 +214,7 @@ export class Gateway {
       if (nodeHint) withholdKeepAliveHint(res, server.keepAliveTimeout);
       if (first(req.socket)) return refusedRequest(res);
       const x = new Exchange(this.ctx, req, res, entry.name, req.httpVersion === '1.0' ? this.#via10 : this.#via11, entry.limits, front);
-      x.fail(expectationFailed(req));
+      x.fail(expectationFailed(req.headers.expect));
     });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (first(socket as Socket)) {
@@ -398,7 +398,7 @@ export class Gateway {
           res.destroy();
           return;
         }
-        new Exchange(this.ctx, req, res, entry.name, via2, limits, front).fail(expectationFailed(req));
+        new Exchange(this.ctx, req, res, entry.name, via2, limits, front).fail(expectationFailed(req.headers.expect));
       },
       abuse: (session, detail) => this.#h2Abuse(session, detail, entry.name),
     });
@@ -753,11 +753,6 @@ const kPeer = Symbol('gatewise.peer');
 /** CONNECT on the reverse gateway (either protocol): refused by method. */
 function connectRefused(): Failure {
   return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' });
-}
-
-/** An Expect other than 100-continue (either protocol): the gateway's 417, not Node's bare one. */
-function expectationFailed(req: IncomingMessage): Failure {
-  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'expectation_failed', detail: `Expect: ${String(req.headers.expect).slice(0, 100)} cannot be met (only 100-continue is)` });
 }
 
 /** The connection went to HTTP/2 (ALPN h2, or the h2c preface): its HTTP/2 front. */

@@ -159,4 +159,23 @@ describe('Expect: 100-continue through the HTTP proxy', () => {
     s.destroy();
     assert.match(text, /^HTTP\/1\.1 407 /, JSON.stringify(text.slice(0, 40)));
   });
+
+  it('an expectation other than 100-continue is the proxy\'s own 417, named in Proxy-Status and recorded, never forwarded (Node answered a bare 417 with no record)', async () => {
+    for (const expect of ['something-else', '200-ok', 'x=1']) {
+      const before = seen.length;
+      const linesBefore = accessLines(p.lines).length;
+      const s = await dial(p.port);
+      s.on('error', () => {});
+      s.write(`GET http://127.0.0.1:${originPort}/echo HTTP/1.1\r\nHost: 127.0.0.1:${originPort}\r\nProxy-Authorization: ${basic()}\r\nExpect: ${expect}\r\n\r\n`);
+      const text = (await readUntil(s, (b) => completeResponse(b.toString('latin1')))).toString('latin1');
+      s.destroy();
+      assert.match(text, /^HTTP\/1\.1 417 /, `${expect}: ${JSON.stringify(text.slice(0, 40))}`);
+      assert.match(text, /\r\nproxy-status: [^\r]*error=http_request_error/i, `${expect}: ${text}`);
+      assert.ok(await waitFor(() => accessLines(p.lines).length > linesBefore), `${expect}: a record`);
+      const rec = accessLines(p.lines).at(-1)!;
+      assert.equal(rec.status, 417, `${expect}: ${JSON.stringify(rec)}`);
+      assert.equal(rec.reason, 'expectation_failed', JSON.stringify(rec));
+      assert.equal(seen.length, before, `${expect}: nothing forwarded`);
+    }
+  });
 });
