@@ -39,16 +39,11 @@ export class Collapser {
     return true;
   }
 
-  /** Whether a fetch of the key (a client's leading request, or a background revalidation) is in flight. */
-  leading(key: string): boolean {
-    return this.#leading.has(key);
-  }
-
   /**
    * The stored responses (by identity) a fetch in flight may refresh: a background revalidation
    * of one, or a client's leading request that matched it and asks for the whole response
    * (validated with its validators, or `no-cache`; not a `Range` request, whose 206 is never
-   * stored), with how many such fetches. A key's variants share its slot, so `leading` does not
+   * stored), with how many such fetches. A key's variants share its slot, so the slot does not
    * say which stored response the fetch is for: a stale hit on another variant was recorded
    * `updating` and revalidated nothing (review of session 34).
    */
