@@ -14,6 +14,7 @@ import { sendFailure, writeRawFailure } from './http-failure.js';
 import { HttpProxyFront } from './http-proxy-front.js';
 import { OrderedRequest } from './ordered-request.js';
 import type { ForwardPipeline } from './pipeline.js';
+import { cutFields } from './record-fields.js';
 
 /** The early bytes of a CONNECT that sent none (never written to). */
 const NO_BYTES = Buffer.alloc(0);
@@ -149,7 +150,7 @@ export class HttpFront {
     const session = ctx.meter.open({ protocol: 'http', requestId: newRequestId(), user: null, clientAddress: ctx.recordsObserved() ? clientAddress : undefined });
     // Its connection cut by close() at the drain timeout (its client had not left first): the proxy's doing.
     const cut = connectionCut(ctx.cut, req.socket, 'accept');
-    if (cut !== undefined) return void session.finish({ status: cut.status, error: cut.type, reason: cut.reason, phase: cut.phase, method: req.method, endedBy: 'gateway', detail: `${cut.detail ?? ''}; this pipelined request had not had its turn, and was not forwarded` });
+    if (cut !== undefined) return void session.finish(cutFields(cut, { status: cut.status, method: req.method }, 'this pipelined request had not had its turn, and was not forwarded'));
     session.finish({ status: CLIENT_CLOSED_STATUS, phase: 'accept', method: req.method, endedBy: 'client', detail: 'the client closed its connection before this pipelined request had its turn; not forwarded' });
   }
 

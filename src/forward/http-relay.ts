@@ -20,6 +20,7 @@ import { forwardRequestHeaders, headerBytes } from './forward-headers.js';
 import { ForwardRelay, type RelayOutcome, type RelayThrough } from './forward-relay.js';
 import { sendFailure } from './http-failure.js';
 import { OrderedRequest } from './ordered-request.js';
+import { cutFields } from './record-fields.js';
 import type { HttpTarget } from './http-target.js';
 import type { ForwardPipeline, ForwardRequest, ForwardResponder, Relay } from './pipeline.js';
 import type { UpstreamTls } from './upstream-tls.js';
@@ -149,7 +150,7 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
     if (cut === undefined) return undefined;
     const f = connectionCut(cut, this.#req.socket, this.#res.headersSent ? 'body' : phase);
     if (f === undefined) return undefined;
-    return { method: this.#req.method, status: this.#res.headersSent ? this.#res.statusCode : f.status, error: f.type, reason: f.reason, phase: f.phase, detail: f.detail, endedBy: 'gateway' };
+    return cutFields(f, { method: this.#req.method, status: this.#res.headersSent ? this.#res.statusCode : f.status });
   }
 
   /**

@@ -5,7 +5,7 @@ import type { FinishFields } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
 import { noteExit, noteFailedExit, tunnelDialOptions } from './egress-admission.js';
 import type { ForwardPipeline, ForwardRequest, ForwardResponder } from './pipeline.js';
-import { NOT_CONNECTED, fieldsOf } from './record-fields.js';
+import { NOT_CONNECTED, cutFields, fieldsOf } from './record-fields.js';
 import { quotaOver } from './quota-gate.js';
 import { clientLeft } from './client-fin.js';
 import { Tunnel, type TunnelEnd } from './tunnel.js';
@@ -140,7 +140,7 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
   tunnelEnded(end: TunnelEnd): void {
     this.#ctx.tracker.forget(this.server!);
     const f = this.#drainCut;
-    if (f !== undefined && end === 'gateway') this.#end(fieldsOf(this.#responder.okFields, f.type, 'gateway', this.#address, false, f.reason, f.phase, f.detail));
+    if (f !== undefined && end === 'gateway') this.#end(cutFields(f, fieldsOf(this.#responder.okFields, null, end, this.#address)));
     else this.#end(fieldsOf(this.#responder.okFields, null, end, this.#address));
   }
 
@@ -169,7 +169,7 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
   #goneFields(address: string | null | undefined): FinishFields {
     const f = this.#drainCut ?? connectionCut(this.#ctx.cut, this.client, 'connect');
     if (f === undefined) return fieldsOf(this.#responder.gone(), null, 'client', address);
-    return fieldsOf(this.#responder.gone(), f.type, 'gateway', address, false, f.reason, f.phase, f.detail);
+    return cutFields(f, fieldsOf(this.#responder.gone(), null, 'gateway', address));
   }
 
   onNotReading(detail: string): void {

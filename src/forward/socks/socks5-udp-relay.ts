@@ -7,6 +7,7 @@ import { noteExit } from '../egress-admission.js';
 import { hostPort } from '../context.js';
 import type { ForwardPipeline, ForwardRequest, Relay } from '../pipeline.js';
 import { canonicalAddress } from '../rules/ip-address.js';
+import { cutFields } from '../record-fields.js';
 import type { ByteReader } from './byte-reader.js';
 import { SOCKS5_REPLY } from './reply-codes.js';
 import { encodeAddress, parseAddress, type SocksTarget } from './socks-address.js';
@@ -231,11 +232,8 @@ export class UdpAssociation implements Relay {
     for (const opening of others.values()) opening.then((other) => other.egress.close(), ignore);
     control.end();
     destroyAfter(control, 1000);
-    if (drainCut !== undefined && endedBy === 'gateway') {
-      const f = drainCut;
-      return { error: f.type, reason: f.reason, phase: f.phase, detail: f.detail, reply: SOCKS5_REPLY.succeeded, endedBy, address: null };
-    }
-    return { error: null, reply: SOCKS5_REPLY.succeeded, endedBy, address: null };
+    const fields: FinishFields = { error: null, reply: SOCKS5_REPLY.succeeded, endedBy, address: null };
+    return drainCut !== undefined && endedBy === 'gateway' ? cutFields(drainCut, fields) : fields;
   }
 }
 
