@@ -164,7 +164,10 @@ export class ForwardPipeline {
    * (`CheckDeadline`), and the check's later answer leads nowhere. Before, nothing timed the
    * check: a slow provider held the client past its handshake time, and a right answer then
    * dialled (test/forward/http-handshake-slow-check.test.ts). A check answered at once (a
-   * known client) arms nothing.
+   * known client) arms nothing. A provider that fails after the deadline (its failure comes
+   * as an answer, proxy-auth.ts `checkFailed`) finds the request finished too: no 500, no
+   * second record, not counted (as on the SOCKS fronts, socks/byte-reader.ts `during`;
+   * test/forward/auth-provider-late-failure.test.ts).
    */
   run(req: ForwardRequest, creds: Credentials | 'malformed' | undefined, responder: ForwardResponder, relay: Relay | undefined): Promise<void> | void {
     const authed = this.authenticate(creds, req.client);

@@ -93,7 +93,11 @@ export class ByteReader {
    * answer: a check queued behind others (scrypt on a few threads) answered seconds after the
    * connection was closed, and the record came then (a fuzz run under load saw no record
    * within 2 s of the close; test/forward/socks-handshake-slow-check.test.ts). The work's
-   * later answer is dropped.
+   * later answer is dropped, a failure too (an auth provider down, rejecting after the
+   * deadline): the connection's one record is the deadline's, and the late failure is not
+   * counted anywhere, deliberately: the gateway keeps no health or metric of its provider
+   * beyond the records, and a provider that is down fails the checks that answer within
+   * their time, each recorded as its 500 (test/forward/auth-provider-late-failure.test.ts).
    */
   during<T>(work: T | Promise<T>): T | Promise<T> {
     if (!(work instanceof Promise) || this.#timer === undefined) return work;
