@@ -74,6 +74,11 @@ export interface UdpOpenOptions {
   dnsTimeoutMs: number;
   /** Family of the local socket(s) used to send; both when omitted. */
   families?: ReadonlyArray<4 | 6>;
+  /**
+   * The association's cancel signal (its client closed the control connection): a hop still
+   * opening (an upstream SOCKS5 exit's handshake) stops at once, as a TCP dial's `signal`.
+   */
+  signal?: CancelSignal;
 }
 
 export interface UdpSource extends ResolvedAddress {

@@ -127,7 +127,10 @@ export class Socks5UdpDialer implements UdpDialer {
     try {
       const control = connect({ host: p.host, port: p.port, noDelay: true });
       control.on('error', () => {});
-      const { socket, bound } = await socks5Handshake(control, p, 'associate', { host: family === 6 ? '::' : '0.0.0.0', port: sock.address().port }, this.#timeoutMs);
+      // The association's cancel signal, as the TCP hop takes it (socks5-connector.ts): a client
+      // that leaves stops the handshake at the step it waits on, with an unscoped failure (the
+      // router tries no other exit). Before, it ran to this hop's own time.
+      const { socket, bound } = await socks5Handshake(control, p, 'associate', { host: family === 6 ? '::' : '0.0.0.0', port: sock.address().port }, this.#timeoutMs, opts.signal);
       const remoteHost = bound;
       // The relay's address, as an IP (frames are taken from it alone): the one the reply
       // names (a name resolved once, here), or for a relay bound to the wildcard address, the

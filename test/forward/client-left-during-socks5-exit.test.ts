@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import type { ForwardRecord } from '../../src/record/index.js';
 import { between, seededRun } from '../helpers/seeded.js';
 import { accessLines, startTestProxy, type TestProxy } from './helpers.js';
-import { bounded, frontBytes, leaveWhileHopHeld, type Front, type Leave } from './front-clients.js';
+import { bounded, frontBytes, holdingSocks5, leaveWhileHopHeld, type Front, type HoldStep, type Leave } from './front-clients.js';
 
 /**
  * A request through an egress pool whose exit is a SOCKS5 upstream proxy, whose client leaves
@@ -18,7 +18,8 @@ import { bounded, frontBytes, leaveWhileHopHeld, type Front, type Leave } from '
  *
  * The upstream is a small SOCKS5 server on loopback that answers each step of the handshake
  * until the held one, reads that step's message and never answers it: the greeting (its
- * method choice), the RFC 1929 credentials (the auth status) or the CONNECT (the reply). The
+ * method choice), the RFC 1929 credentials (the auth status) or the CONNECT (the reply): `holdingSocks5`
+ * (front-clients.ts), shared with the UDP ASSOCIATE case (client-left-during-socks5-udp-exit.test.ts). The
  * family (seeded): the phase held, the front (a CONNECT tunnel, a SOCKS5 client, an
  * absolute-form GET), how the client leaves: for the absolute-form GET a reset, a close or a
  * half-close (node:http reads the FIN and ends the connection: the client has left); for a
@@ -30,51 +31,9 @@ import { bounded, frontBytes, leaveWhileHopHeld, type Front, type Leave } from '
  * ending, the record.
  */
 
-type Phase = 'greeting' | 'auth' | 'connect';
-const PHASES: readonly Phase[] = ['greeting', 'auth', 'connect'];
+type Phase = HoldStep;
+const PHASES: readonly Phase[] = ['greeting', 'auth', 'request'];
 const FRONTS: readonly Front[] = ['connect', 'socks5', 'http'];
-
-/** A SOCKS5 upstream (RFC 1928, 1929) that reads the step `hold` and never answers it. */
-async function holdingSocks5(hold: Phase): Promise<{ server: Server; port: number; sockets: Socket[]; held: Promise<Socket> }> {
-  const sockets: Socket[] = [];
-  let reached!: (s: Socket) => void;
-  const held = new Promise<Socket>((r) => (reached = r));
-  const server = createServer((s) => {
-    sockets.push(s);
-    s.on('error', () => {});
-    let buf = Buffer.alloc(0);
-    let step: Phase = 'greeting';
-    s.on('data', (c: Buffer) => {
-      buf = Buffer.concat([buf, c]);
-      for (;;) {
-        let n = 0;
-        if (step === 'greeting' && buf.length >= 2 && buf.length >= 2 + buf[1]!) n = 2 + buf[1]!;
-        else if (step === 'auth' && buf.length >= 2 && buf.length >= 3 + buf[1]! && buf.length >= 3 + buf[1]! + buf[2 + buf[1]!]!) n = 3 + buf[1]! + buf[2 + buf[1]!]!;
-        else if (step === 'connect' && buf.length >= 5) {
-          const atyp = buf[3];
-          const len = atyp === 1 ? 4 : atyp === 4 ? 16 : 1 + buf[4]!;
-          if (buf.length >= 4 + len + 2) n = 4 + len + 2;
-        }
-        if (n === 0) return;
-        buf = buf.subarray(n);
-        if (step === hold) {
-          reached(s);
-          return;
-        }
-        if (step === 'greeting') {
-          s.write(Buffer.from([5, 2]));
-          step = 'auth';
-        } else if (step === 'auth') {
-          s.write(Buffer.from([1, 0]));
-          step = 'connect';
-        } else return;
-      }
-    });
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, port: (server.address() as AddressInfo).port, sockets, held };
-}
 
 async function oneCase(phase: Phase, front: Front, leave: Leave): Promise<void> {
   const what = `${front}, then ${leave}, during the SOCKS5 exit's ${phase}`;

@@ -124,3 +124,53 @@ export async function leaveWhileHopHeld(o: {
   if (records.length !== 1) throw new Error(`${what}: one record expected: ${all}`);
   return { all };
 }
+
+/** A step of a SOCKS5 handshake an upstream can hold: the greeting, the RFC 1929 credentials, the request (CONNECT or UDP ASSOCIATE). */
+export type HoldStep = 'greeting' | 'auth' | 'request';
+
+/**
+ * A SOCKS5 upstream (RFC 1928, 1929) on loopback that answers each step of a handshake until
+ * the step `hold`, reads that step's message and never answers it: the greeting (its method
+ * choice), the credentials (the auth status) or the request, whatever its command (the
+ * reply). `held`: the upstream's end of the first connection that reached the held step.
+ */
+export async function holdingSocks5(hold: HoldStep): Promise<{ server: Server; port: number; sockets: Socket[]; held: Promise<Socket> }> {
+  const sockets: Socket[] = [];
+  let reached!: (s: Socket) => void;
+  const held = new Promise<Socket>((r) => (reached = r));
+  const server = createServer((s) => {
+    sockets.push(s);
+    s.on('error', () => {});
+    let buf = Buffer.alloc(0);
+    let step: HoldStep = 'greeting';
+    s.on('data', (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      for (;;) {
+        let n = 0;
+        if (step === 'greeting' && buf.length >= 2 && buf.length >= 2 + buf[1]!) n = 2 + buf[1]!;
+        else if (step === 'auth' && buf.length >= 2 && buf.length >= 3 + buf[1]! && buf.length >= 3 + buf[1]! + buf[2 + buf[1]!]!) n = 3 + buf[1]! + buf[2 + buf[1]!]!;
+        else if (step === 'request' && buf.length >= 5) {
+          const atyp = buf[3];
+          const len = atyp === 1 ? 4 : atyp === 4 ? 16 : 1 + buf[4]!;
+          if (buf.length >= 4 + len + 2) n = 4 + len + 2;
+        }
+        if (n === 0) return;
+        buf = buf.subarray(n);
+        if (step === hold) {
+          reached(s);
+          return;
+        }
+        if (step === 'greeting') {
+          s.write(Buffer.from([5, 2]));
+          step = 'auth';
+        } else if (step === 'auth') {
+          s.write(Buffer.from([1, 0]));
+          step = 'request';
+        } else return;
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port, sockets, held };
+}

@@ -1,6 +1,6 @@
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import type { Socket } from 'node:net';
-import { Failure, connectionCut, type EndedBy } from '../../failure/index.js';
+import { Failure, connectionCut, type ConnectionsCut, type EndedBy } from '../../failure/index.js';
 import type { UdpEgress, UdpSource } from '../../egress/index.js';
 import type { FinishFields } from '../../tenants/index.js';
 import { noteExit } from '../egress-admission.js';
@@ -12,6 +12,8 @@ import type { ByteReader } from './byte-reader.js';
 import { SOCKS5_REPLY } from './reply-codes.js';
 import { encodeAddress, parseAddress, type SocksTarget } from './socks-address.js';
 import { destroyAfter, Timeout } from '../../timing/deadlines.js';
+import { Cancel } from '../../timing/cancel.js';
+import { clientLeft } from '../client-fin.js';
 
 /** Most destinations an egress socket of an association remembers as allowed to answer. */
 const MAX_PEERS = 1024;
@@ -74,21 +76,37 @@ export class UdpAssociation implements Relay {
       throw new Failure({ type: 'proxy_internal_error', phase: 'accept', detail: 'could not open the UDP relay socket', cause: err });
     }
     const udpOpts = { guard: ctx.rules.guardFor(user), dnsTimeoutMs: ctx.settings.dnsTimeoutMs };
+    // The client may leave (close, reset or FIN of its control connection) while the egress
+    // opens: an upstream SOCKS5 exit's own UDP ASSOCIATE handshake stops then, as a tunnel's
+    // dial does (TunnelRun.clientLeftEarly), and the association is recorded as the client's.
+    // Before, the hop ran to its own time (test/forward/client-left-during-socks5-udp-exit.test.ts).
+    if (clientLeft(control)) {
+      relay.close();
+      return this.#gone(ctx.cut, control);
+    }
+    const cancel = new Cancel();
+    const left = (): void => cancel.abort();
+    control.once('end', left);
+    control.once('close', left);
     try {
-      const opened = await ctx.egress.openUdp(udpOpts, route);
+      const opened = await ctx.egress.openUdp({ guard: udpOpts.guard, dnsTimeoutMs: udpOpts.dnsTimeoutMs, signal: cancel }, route);
       egress = opened.egress;
       noteExit(session, opened.choice);
     } catch (err) {
       relay.close();
+      if (cancel.aborted) return this.#gone(ctx.cut, control);
       throw err instanceof Failure ? err : new Failure({ type: 'proxy_internal_error', phase: 'connect', detail: 'could not open the UDP egress', cause: err });
+    } finally {
+      control.off('end', left);
+      control.off('close', left);
     }
 
     const bound = relay.address();
     this.#front.reader.detach();
-    if (control.destroyed) {
+    if (cancel.aborted || clientLeft(control)) {
       relay.close();
       egress.close();
-      return { reply: SOCKS5_REPLY.succeeded, error: null, endedBy: 'client' };
+      return this.#gone(ctx.cut, control);
     }
     control.write(this.#front.reply(SOCKS5_REPLY.succeeded, bound.address, bound.port));
     // Nothing more is expected on the control connection; read and discard so it can close.
@@ -234,6 +252,19 @@ export class UdpAssociation implements Relay {
     destroyAfter(control, 1000);
     const fields: FinishFields = { error: null, reply: SOCKS5_REPLY.succeeded, endedBy, address: null };
     return drainCut !== undefined && endedBy === 'gateway' ? cutFields(drainCut, fields) : fields;
+  }
+
+  /**
+   * The record of an association whose client left before it was answered (no reply): the
+   * client's, or the drain's cut when close() cut its control connection (as a tunnel's,
+   * TunnelRun's `#goneFields`). The control connection is closed (a FIN left it half open).
+   */
+  #gone(cut: ConnectionsCut | undefined, control: Socket): FinishFields {
+    this.#front.reader.detach();
+    const f = connectionCut(cut, control, 'connect');
+    control.destroy();
+    const fields: FinishFields = { error: null, endedBy: 'client', address: null };
+    return f === undefined ? fields : cutFields(f, fields);
   }
 }
 

@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import diagnostics_channel from 'node:diagnostics_channel';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { describe, it } from 'node:test';
+import type { ForwardRecord } from '../../src/record/index.js';
+import { between, seededRun } from '../helpers/seeded.js';
+import { accessLines, PASSWORD, startTestProxy, USER, type TestProxy } from './helpers.js';
+import { bounded, holdingSocks5, leaveWhileHopHeld, type HoldStep, type Leave } from './front-clients.js';
+
+/**
+ * A SOCKS5 UDP ASSOCIATE through an egress pool whose exit is a SOCKS5 upstream proxy (the
+ * association's own UDP ASSOCIATE to it, egress/socks5-udp-dialer.ts), whose client closes its
+ * control connection while the exit's handshake is under way: the hop stops at once (the
+ * proxy closes its control connection to the upstream, not when the hop's own time runs out),
+ * no association is made, and the association is recorded once, ended by the client, with no
+ * failure and no reply (the client was never answered). Before, the UDP exit hop took no
+ * cancel signal (the TCP hop did: client-left-during-socks5-exit.test.ts): the client's
+ * leaving was seen only when the hop's handshake gave up, 10 s later, and recorded then.
+ *
+ * The upstream (`holdingSocks5`) answers each step until the held one, reads it and never
+ * answers: the greeting, the RFC 1929 credentials or the UDP ASSOCIATE. The family: every held
+ * step × every way the client leaves (a reset, a close, a half-close: RFC 1928 §7, the
+ * association ends with its control connection, and before the reply a FIN is the client
+ * leaving), in a seeded order. Every wait is an event: the upstream reading the held step, the
+ * record, the upstream's connection ending, the proxy's side of the client closing.
+ */
+
+const STEPS: readonly HoldStep[] = ['greeting', 'auth', 'request'];
+const LEAVES: readonly Leave[] = ['rst', 'close', 'half'];
+
+/** Greeting (user/password), RFC 1929 credentials and UDP ASSOCIATE for 0.0.0.0:0 (any client address and port), at once. */
+function associateBytes(): Buffer {
+  const u = Buffer.from(USER);
+  const p = Buffer.from(PASSWORD);
+  return Buffer.concat([Buffer.from([5, 1, 2, 1, u.length]), u, Buffer.from([p.length]), p, Buffer.from([5, 3, 0, 1, 0, 0, 0, 0, 0, 0])]);
+}
+
+async function oneCase(step: HoldStep, leave: Leave): Promise<void> {
+  const what = `UDP ASSOCIATE, then ${leave}, during the SOCKS5 exit's ${step}`;
+  const exit = await holdingSocks5(step);
+  const records: ForwardRecord[] = [];
+  let recorded: (() => void) | undefined;
+  let proxyPort = 0;
+  let proxySide: Socket | undefined;
+  const onAccept = (m: unknown): void => {
+    const s = (m as { socket: Socket }).socket;
+    if (s.localPort === proxyPort) proxySide = s;
+  };
+  diagnostics_channel.subscribe('net.server.socket', onAccept);
+  let client: Socket | undefined;
+  let p: TestProxy | undefined;
+  try {
+    p = await startTestProxy(
+      {
+        timeouts: { connect: '60s', handshake: '60s' },
+        egress: { pools: { hold: { proxies: [`socks5://up:pass@127.0.0.1:${exit.port}`] } }, defaultPool: 'hold' },
+      },
+      { hooks: [{ onFinish: (r) => (records.push(r), recorded?.()) }] },
+    );
+    proxyPort = p.port;
+    client = connect(p.port, '127.0.0.1');
+    client.on('error', () => {});
+    let got = Buffer.alloc(0);
+    client.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
+    await bounded(once(client, 'connect'), 5000, `${what}: connect to the proxy`);
+    client.write(associateBytes());
+    const exitSide = await bounded(exit.held, 10_000, `${what}: the upstream reading the held step`);
+    const { all } = await leaveWhileHopHeld({ client, exitSide, proxySide, records, onRecord: (wake) => (recorded = wake), leave, what, hop: 'upstream (the hop stopped)' });
+    const rec = records[0]!;
+    assert.equal(rec.protocol, 'socks5-udp', `${what}: the association's record: ${all}`);
+    assert.equal(rec.endedBy, 'client', `${what}: ended by the client: ${all}`);
+    assert.ok(rec.error === undefined || rec.error === null, `${what}: no failure type: ${all}`);
+    assert.equal(rec.reply, undefined, `${what}: no reply (the client was never answered): ${all}`);
+    // The method choice and the auth status only, never a reply to the ASSOCIATE.
+    assert.equal(got.toString('hex'), '05020100', `${what}: what the client was sent`);
+    const lines = accessLines(p.lines);
+    assert.equal(lines.length, 1, `${what}: one access line: ${JSON.stringify(lines)}`);
+    assert.equal(exit.sockets.length, 1, `${what}: one connection to the upstream (no other attempt)`);
+  } finally {
+    diagnostics_channel.unsubscribe('net.server.socket', onAccept);
+    client?.destroy();
+    await p?.close();
+    for (const s of exit.sockets) s.destroy();
+    exit.server.close();
+  }
+}
+
+describe('a SOCKS5 UDP ASSOCIATE through a SOCKS5 exit whose client leaves during the exit’s handshake', () => {
+  it('stops the hop at once and is recorded once, ended by the client (every held step × every way of leaving, seeded order)', { timeout: 300_000 }, async () => {
+    await seededRun('client-left-during-socks5-udp-exit', async (rand) => {
+      const cases: Array<[HoldStep, Leave]> = [];
+      for (const s of STEPS) for (const l of LEAVES) cases.push([s, l]);
+      for (let i = cases.length - 1; i > 0; i--) {
+        const j = between(rand, 0, i);
+        [cases[i], cases[j]] = [cases[j]!, cases[i]!];
+      }
+      const failed: string[] = [];
+      for (const [s, l] of cases) {
+        try {
+          await oneCase(s, l);
+        } catch (err) {
+          failed.push((err as Error).message.split('\n')[0]!);
+        }
+      }
+      assert.deepEqual(failed, [], `${failed.length} of ${cases.length} cases failed:\n${failed.join('\n')}`);
+    });
+  });
+});
