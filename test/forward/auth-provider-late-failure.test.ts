@@ -30,17 +30,23 @@ import { bounded, connectBytes, countingServer, getBytes, socks5Bytes } from './
  * 50..400 ms, and never before the client has seen its connection closed (the deadline has
  * fired in the proxy: the order does not rest on the machine's speed). The family (seeded):
  * the client (SOCKS5 sending all at once; SOCKS5 holding its request for the auth status;
- * CONNECT; absolute-form GET), the handshake time (200–600 ms), the extra delay (50–400 ms),
- * the error (with a socket-like code, or none).
+ * SOCKS4 with USERID name:password; CONNECT; absolute-form GET), the handshake time
+ * (200–600 ms), the extra delay (50–400 ms), the error (with a socket-like code, or none).
  */
 
-type Client = 'socks5-all' | 'socks5-wait' | 'connect' | 'http';
-const CLIENTS: readonly Client[] = ['socks5-all', 'socks5-wait', 'connect', 'http'];
+type Client = 'socks5-all' | 'socks5-wait' | 'socks4' | 'connect' | 'http';
+const CLIENTS: readonly Client[] = ['socks5-all', 'socks5-wait', 'socks4', 'connect', 'http'];
 
 function firstBytes(client: Client, port: number): Buffer | string {
   if (client === 'socks5-all') return socks5Bytes('127.0.0.1', port);
   // Greeting and credentials only: VER NMETHODS METHOD, VER ULEN UNAME PLEN PASSWD.
   if (client === 'socks5-wait') return socks5Bytes('127.0.0.1', port).subarray(0, 3 + 3 + USER.length + PASSWORD.length);
+  if (client === 'socks4') {
+    // VN CD DSTPORT DSTIP USERID NUL, the USERID `name:password`.
+    const p = Buffer.alloc(2);
+    p.writeUInt16BE(port);
+    return Buffer.concat([Buffer.from([4, 1]), p, Buffer.from([127, 0, 0, 1]), Buffer.from(`${USER}:${PASSWORD}\0`)]);
+  }
   if (client === 'connect') return connectBytes('127.0.0.1', port);
   return getBytes('127.0.0.1', port);
 }
@@ -82,7 +88,7 @@ async function oneCase(client: Client, handshakeMs: number, extraMs: number, wit
   try {
     proxy = await startForwardProxy(
       {
-        listeners: [{ address: '127.0.0.1', port: 0, protocols: client.startsWith('socks5') ? ['socks5'] : ['http'] }],
+        listeners: [{ address: '127.0.0.1', port: 0, protocols: client.startsWith('socks') ? ['socks5', 'socks4'] : ['http'] }],
         auth: { required: true, users: [] },
         rules: { allowPrivate: true, connectPorts: ['1-65535'] },
         timeouts: { connect: '5s', dns: '5s', handshake: `${handshakeMs}ms` },
@@ -129,7 +135,7 @@ async function oneCase(client: Client, handshakeMs: number, extraMs: number, wit
     assert.equal(rec.error, 'http_request_error', `${what}: the handshake's failure, not the provider's: ${all}`);
     assert.equal(rec.reason, 'request_timeout', `${what}: its timeout: ${all}`);
     assert.equal(rec.endedBy, 'gateway', `${what}: ended by the proxy: ${all}`);
-    if (!client.startsWith('socks5')) {
+    if (!client.startsWith('socks')) {
       const text = got.toString('latin1');
       assert.match(text, /^HTTP\/1\.1 408 /, `${what}: a 408 answer: ${JSON.stringify(text.slice(0, 200))}`);
       assert.equal((text.match(/HTTP\/1\.1 /g) ?? []).length, 1, `${what}: one answer only: ${JSON.stringify(text)}`);
