@@ -5,6 +5,8 @@ import { TCHAR } from '../http/token.js';
 export interface ConnectRequest {
   url: string;
   headers: IncomingHttpHeaders;
+  /** Every field as received, from Node's parser (the fast path takes no repeated field, so has none). */
+  rawHeaders?: readonly string[];
 }
 
 export interface ParsedConnectHead extends ConnectRequest {

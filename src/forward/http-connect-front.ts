@@ -9,7 +9,7 @@ import { debugValue, wantsDebug } from './debug-header.js';
 import { writeRawFailure } from './http-failure.js';
 import { parseAuthorityTarget } from './http-target.js';
 import { ForwardRequest, type ForwardPipeline, type ForwardResponder } from './pipeline.js';
-import { parseBasicCredentials } from './proxy-auth.js';
+import { headCredentials } from './proxy-auth.js';
 
 const OK: FinishFields = { status: 200, method: 'CONNECT' };
 const GONE: FinishFields = { status: CLIENT_CLOSED_STATUS, method: 'CONNECT' };
@@ -40,8 +40,7 @@ export class HttpConnectFront {
     const target = parseAuthorityTarget(head.url);
     const req = new ForwardRequest({ kind: 'tunnel', target: target instanceof Failure ? { host: '', port: 0 } : target, method: 'CONNECT', session, client: socket });
     const responder = new ConnectResponder(this, req, head, early);
-    const authHeader = head.headers['proxy-authorization'];
-    const creds = parseBasicCredentials(authHeader) ?? (authHeader !== undefined ? 'malformed' : undefined);
+    const creds = headCredentials(head.headers['proxy-authorization'], head.rawHeaders);
     if (target instanceof Failure) return this.#pipeline.refuseAfterAuth(req, creds, responder, target);
     void this.#pipeline.run(req, creds, responder, undefined);
   }

@@ -94,7 +94,7 @@ export class HttpFront {
     this.#server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       stopHeadTimer(socket);
       if (req.rawHeaders.length > 2 * maxFields) return this.#refuseRaw(socket, tooManyFields(maxFields), 'client');
-      connect.handle({ url: req.url ?? '', headers: req.headers }, socket, head);
+      connect.handle({ url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders }, socket, head);
     });
     this.#server.on('clientError', (err: ParserError, socket: Socket) => this.#clientError(err, socket));
   }

@@ -5,7 +5,7 @@ import { newRequestId, clientAddressFor, hostPort } from './context.js';
 import { HttpExchange } from './http-relay.js';
 import { parseAbsoluteTarget } from './http-target.js';
 import { ForwardRequest, type ForwardPipeline } from './pipeline.js';
-import { parseBasicCredentials } from './proxy-auth.js';
+import { headCredentials } from './proxy-auth.js';
 
 /**
  * The HTTP proxy front for absolute-form requests (`GET http://host/path`): parses the
@@ -24,8 +24,7 @@ export class HttpProxyFront {
     const ctx = pipeline.ctx;
     const session = ctx.meter.open({ protocol: 'http', requestId: newRequestId(), user: null, clientAddress: clientAddressFor(ctx, req.socket) });
     const exchange = new HttpExchange(ctx, req, res, session.requestId);
-    const authHeader = req.headers['proxy-authorization'];
-    const creds = parseBasicCredentials(authHeader) ?? (authHeader !== undefined ? 'malformed' : undefined);
+    const creds = headCredentials(req.headers['proxy-authorization'], req.rawHeaders);
     const target = parseAbsoluteTarget(req.url);
     const freq = new ForwardRequest({ kind: 'request', target: target instanceof Failure ? { host: '', port: 0 } : target, method: req.method, session, client: req.socket });
     if (target instanceof Failure) return pipeline.refuseAfterAuth(freq, creds, exchange, target);

@@ -30,6 +30,25 @@ export function parseBasicCredentials(header: string | undefined): Credentials |
   return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
+/**
+ * The credentials of an HTTP request head: its Proxy-Authorization, decoded; `'malformed'`
+ * when it does not decode, or when the head has more than one such field (`rawHeaders`, as
+ * received; Node keeps only the first in `headers`). The field is not a list: two are two
+ * claims of who is asking, and the first won whatever the second said (adversarial review,
+ * session 31), so an intermediary that appends its own had the client's taken instead.
+ */
+export function headCredentials(value: string | undefined, rawHeaders: readonly string[] | undefined): Credentials | 'malformed' | undefined {
+  if (value === undefined) return undefined;
+  if (rawHeaders !== undefined) {
+    let seen = 0;
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = rawHeaders[i]!;
+      if (name.length === 19 && name.toLowerCase() === 'proxy-authorization' && ++seen > 1) return 'malformed';
+    }
+  }
+  return parseBasicCredentials(value) ?? 'malformed';
+}
+
 export type AuthOutcome = { ok: true; user: string | null; route: EgressRoute } | { ok: false; failure: Failure; user?: string };
 
 /** Who is asking: the client's socket will do. Its address is read only when a password must be checked or an allowlist is configured. */
