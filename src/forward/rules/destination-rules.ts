@@ -10,6 +10,7 @@ import { isPrivateAddress } from './private-ranges.js';
 /**
  * Where the forward proxy may connect. Evaluation, first decision wins:
  *
+ *   the unspecified address (0.0.0.0, ::), which reaches this host → refuse
  *   for the user's own rules, then the rules for everyone:
  *     a matching deny rule   → refuse
  *     a matching allow rule  → allow (skips the later levels' deny rules)
@@ -154,6 +155,13 @@ export class DestinationRules {
     const canon = canonicalAddress(address);
     if (!canon) return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop: label(host, port), detail: `not an IP address: ${address}` });
     const addr = canon.address;
+    // The unspecified address is never a destination: a connection to it reaches this host (the
+    // bound source address, else loopback), which no rule on 0.0.0.0 or :: judges (adversarial
+    // review, session 31: with allowPrivate and a cidr rule denying 127.0.0.0/8, `0.0.0.0` passed).
+    if (addr === '0.0.0.0' || addr === '0:0:0:0:0:0:0:0') {
+      const nextHop = label(host, port);
+      return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `address ${addr} of ${nextHop} is the unspecified address, which reaches this host` });
+    }
     let allowedBy: Rule | undefined;
     const own = this.#own(user);
     if (own !== undefined) {
