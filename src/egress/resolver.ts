@@ -84,7 +84,7 @@ export function inetAton(name: string): string | undefined {
   const n = name.endsWith('.') ? name.slice(0, -1) : name;
   // Any length a name may have (a SOCKS5 domain field holds 255 bytes): inet_aton takes any
   // number of leading zeros, so `000…0177.0.0.2` is 127.0.0.2 however long (a cap of 64 let
-  // such a name reach an upstream proxy exit unjudged; adversarial review, session 31).
+  // such a name reach an upstream proxy exit unjudged; adversarial review, session 35).
   if (n.length === 0 || n.length > 255 || !/^[0-9a-fA-FxX.]+$/.test(n)) return undefined;
   const parts = n.split('.');
   if (parts.length > 4) return undefined;

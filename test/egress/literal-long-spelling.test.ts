@@ -5,7 +5,7 @@ import { tableResolver } from '../forward/helpers.js';
 import { socksGet, startPoolProxy, startUpstreamGatewise, whoAmI, PASSWORD, USER, type PoolProxy, type WhoAmI } from './helpers.js';
 
 /**
- * Adversarial review, session 31: the inet_aton(3) reader gave up on names longer than 64
+ * Adversarial review, session 35: the inet_aton(3) reader gave up on names longer than 64
  * characters, but inet_aton (and getaddrinfo's numeric pass) takes any number of leading
  * zeros: `000…0177.0.0.2` is 127.0.0.2. A SOCKS5 client naming such a spelling as a domain
  * had it sent to an upstream proxy exit unjudged, and an upstream that resolves with

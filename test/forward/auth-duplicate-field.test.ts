@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { USER2, accessLines, basic, rawExchange, startOrigin, startTestProxy, waitFor, type Origin, type TestProxy } from './helpers.js';
 
 /**
- * Adversarial review, session 31: a request with two Proxy-Authorization fields was judged by
+ * Adversarial review, session 35: a request with two Proxy-Authorization fields was judged by
  * the first (Node keeps the first of a repeated singleton field), whatever the second said.
  * Proxy-Authorization is not a list (RFC 9110 §11.7.4, §5.3): two of them are two claims of
  * who is asking, and an intermediary in front of the proxy that appends its own field (or a

@@ -4,7 +4,7 @@ import { DestinationRules } from '../../src/forward/index.js';
 import { PASSWORD, USER, basic, dial, rawExchange, readUntil, startOrigin, startTestProxy, tableResolver, type Origin, type TestProxy } from './helpers.js';
 
 /**
- * Adversarial review, session 31: a deny rule whose `hosts` names an IP address (the config
+ * Adversarial review, session 35: a deny rule whose `hosts` names an IP address (the config
  * allows `hosts: ["127.0.0.2"]`, `hosts: ["::1"]`) matched only that spelling of it. A SOCKS5
  * or SOCKS4a client naming the address as a "domain" in an inet_aton form (`2130706434`,
  * `0x7f000002`, `0177.0.0.2`, `127.2`), or any client naming its IPv4-mapped IPv6 form

@@ -4,7 +4,7 @@ import { DestinationRules } from '../../src/forward/index.js';
 import { literalAddress } from '../../src/egress/index.js';
 
 /**
- * Adversarial review, session 31: a connection to the unspecified address (0.0.0.0, ::) reaches
+ * Adversarial review, session 35: a connection to the unspecified address (0.0.0.0, ::) reaches
  * this host on Linux (the kernel sends it to the bound source address, else to 127.0.0.1 / ::1),
  * so with `allowPrivate: true` and a rule denying loopback (`cidrs: [127.0.0.0/8]`), naming
  * 0.0.0.0 (or `0`, `::ffff:0.0.0.0`, `::`) reached the loopback services the rule denies: the

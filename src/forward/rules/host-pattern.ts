@@ -6,7 +6,7 @@ import { canonicalAddress } from './ip-address.js';
  * not the apex), `*` (anything). Case-insensitive; a trailing dot is ignored. A pattern that
  * is an IP address (`127.0.0.2`, `::1`) matches that address in every spelling a resolver
  * reads as it: the inet_aton forms (`2130706434`, `0x7f000002`, `127.2`), IPv4-mapped IPv6
- * (`::ffff:7f00:2`), uncompressed IPv6 (adversarial review, session 31: a SOCKS5 or SOCKS4a
+ * (`::ffff:7f00:2`), uncompressed IPv6 (adversarial review, session 35: a SOCKS5 or SOCKS4a
  * client naming `2130706434`, or any client naming `[::ffff:127.0.0.2]`, passed a deny rule
  * `hosts: ["127.0.0.2"]` and reached the address).
  */
