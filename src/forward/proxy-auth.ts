@@ -35,7 +35,7 @@ export function parseBasicCredentials(header: string | undefined): Credentials |
  * when it does not decode, or when the head has more than one such field (`rawHeaders`, as
  * received; Node keeps only the first in `headers`). The field is not a list: two are two
  * claims of who is asking, and the first won whatever the second said (adversarial review,
- * session 31), so an intermediary that appends its own had the client's taken instead.
+ * session 35), so an intermediary that appends its own had the client's taken instead.
  */
 export function headCredentials(value: string | undefined, rawHeaders: readonly string[] | undefined): Credentials | 'malformed' | undefined {
   if (value === undefined) return undefined;
