@@ -157,7 +157,7 @@ export class DestinationRules {
     const addr = canon.address;
     // The unspecified address is never a destination: a connection to it reaches this host (the
     // bound source address, else loopback), which no rule on 0.0.0.0 or :: judges (adversarial
-    // review, session 31: with allowPrivate and a cidr rule denying 127.0.0.0/8, `0.0.0.0` passed).
+    // review, session 35: with allowPrivate and a cidr rule denying 127.0.0.0/8, `0.0.0.0` passed).
     if (addr === '0.0.0.0' || addr === '0:0:0:0:0:0:0:0') {
       const nextHop = label(host, port);
       return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `address ${addr} of ${nextHop} is the unspecified address, which reaches this host` });
