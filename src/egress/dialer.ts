@@ -75,6 +75,12 @@ export interface UdpOpenOptions {
   /** Family of the local socket(s) used to send; both when omitted. */
   families?: ReadonlyArray<4 | 6>;
   /**
+   * How long an exit that is an upstream proxy has to accept the connection and answer the
+   * association's handshake, in one deadline (as a tunnel's hop: `DialOptions.connectTimeoutMs`);
+   * the dialer's own default when omitted.
+   */
+  connectTimeoutMs?: number;
+  /**
    * The association's cancel signal (its client closed the control connection): a hop still
    * opening (an upstream SOCKS5 exit's handshake) stops at once, as a TCP dial's `signal`.
    */

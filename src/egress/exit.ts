@@ -4,14 +4,12 @@ import type { DialOptions, DialTarget, UdpDialer } from './dialer.js';
 import { DirectDialer } from './direct-dialer.js';
 import { DirectUdpDialer } from './direct-udp-dialer.js';
 import { scopeOf, withScope } from './exit-failure.js';
-import { openTcp } from './open-tcp.js';
 import { httpConnect } from './http-connector.js';
 import { literalAddress, type Resolver } from './resolver.js';
 import { socks5Connect } from './socks5-connector.js';
+import { openTransport } from './proxy-transport.js';
 import { Socks5UdpDialer } from './socks5-udp-dialer.js';
 import type { ProxyEndpoint } from './proxy-url.js';
-import type { CancelSignal } from '../timing/cancel.js';
-import { Timeout } from '../timing/deadlines.js';
 
 /**
  * One way out of a pool (a gost Node): a local source address, an upstream proxy, or
@@ -73,47 +71,6 @@ export class AddressExit implements Exit {
 
 function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-/** TCP to an upstream proxy (operator-configured: destination rules do not apply to it). */
-function openTransport(p: ProxyEndpoint, timeoutMs: number, signal?: CancelSignal): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const nextHop = p.label;
-    if (signal?.aborted) {
-      reject(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop, detail: 'aborted: the client went away' }));
-      return;
-    }
-    const sock = openTcp({ host: p.host, port: p.port });
-    const done = (): void => {
-      timer.cancel();
-      sock.off('connect', onConnect);
-      sock.off('error', onError);
-      signal?.removeEventListener('abort', onAbort);
-    };
-    const onConnect = (): void => {
-      done();
-      resolve(sock);
-    };
-    const onError = (err: Error): void => {
-      done();
-      sock.destroy();
-      const f = classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop });
-      reject(withScope(new Failure({ type: f.type, phase: 'connect', nextHop, detail: `cannot reach upstream proxy ${p.label}: ${f.detail}`, retrySafe: true, cause: err }), 'exit'));
-    };
-    const onAbort = (): void => {
-      done();
-      sock.destroy();
-      reject(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop, detail: 'aborted: the client went away' }));
-    };
-    const timer = new Timeout(() => {
-      done();
-      sock.destroy();
-      reject(withScope(new Failure({ type: 'connection_timeout', phase: 'connect', nextHop, detail: `upstream proxy ${p.label} did not accept the connection in ${timeoutMs} ms`, retrySafe: true }), 'exit'));
-    }, timeoutMs);
-    sock.once('connect', onConnect);
-    sock.once('error', onError);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /**

@@ -75,7 +75,7 @@ export class UdpAssociation implements Relay {
     } catch (err) {
       throw new Failure({ type: 'proxy_internal_error', phase: 'accept', detail: 'could not open the UDP relay socket', cause: err });
     }
-    const udpOpts = { guard: ctx.rules.guardFor(user), dnsTimeoutMs: ctx.settings.dnsTimeoutMs };
+    const udpOpts = { guard: ctx.rules.guardFor(user), dnsTimeoutMs: ctx.settings.dnsTimeoutMs, connectTimeoutMs: ctx.settings.connectTimeoutMs };
     // The client may leave (close, reset or FIN of its control connection) while the egress
     // opens: an upstream SOCKS5 exit's own UDP ASSOCIATE handshake stops then, as a tunnel's
     // dial does (TunnelRun.clientLeftEarly), and the association is recorded as the client's.
@@ -89,7 +89,7 @@ export class UdpAssociation implements Relay {
     control.once('end', left);
     control.once('close', left);
     try {
-      const opened = await ctx.egress.openUdp({ guard: udpOpts.guard, dnsTimeoutMs: udpOpts.dnsTimeoutMs, signal: cancel }, route);
+      const opened = await ctx.egress.openUdp({ ...udpOpts, signal: cancel }, route);
       egress = opened.egress;
       noteExit(session, opened.choice);
     } catch (err) {
