@@ -292,6 +292,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
         forward: () => (forward ? forwardAdminView : undefined),
         reload: () => reloader.reload(),
         accounts: () => forward?.accounts,
+        logger,
         live,
         config: () => reloader.running,
         // Read from the running config at each request: a reload that changes the token revokes the old one at once.

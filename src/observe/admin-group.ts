@@ -3,6 +3,8 @@ import type { Reply, Route, match as matchRoute } from './admin.js';
 import { GROUP_MERGES, type WorkerReply } from './admin-merge.js';
 import { gather, inWorkerGroup, serveGather, type Gathered } from './worker-ipc.js';
 import { problem } from './admin-problem.js';
+import type { Logger } from 'pino';
+import type { RequestIds } from '../http/request-id.js';
 
 export interface AdminGroup {
   /** The group's answer to this route, or undefined when the route answers for this worker alone. */
@@ -29,7 +31,7 @@ function groupHeaders(g: Gathered): Record<string, string> {
  * The JSON routes: admin-merge.ts says what is summed and what is given per worker.
  * Undefined outside a process group.
  */
-export async function adminGroup(opts: { perProcessUsage: boolean; timeoutMs?: number }, table: readonly Route[], match: typeof matchRoute, registry: Registry | undefined): Promise<AdminGroup | undefined> {
+export async function adminGroup(opts: { perProcessUsage: boolean; timeoutMs?: number }, table: readonly Route[], match: typeof matchRoute, registry: Registry | undefined, _failures: { ids: RequestIds; log(): Logger }): Promise<AdminGroup | undefined> {
   if (!inWorkerGroup()) return undefined;
   const timeoutMs = opts.timeoutMs ?? 2500;
   const stopAdmin = serveGather('admin', async (arg) => {

@@ -1,3 +1,5 @@
+import type { Logger } from 'pino';
+
 /**
  * The admin API's refusals: each a stable code declared once here with its status and title,
  * sent as an RFC 9457 problem (`application/problem+json`, type
@@ -77,4 +79,19 @@ export function problemReply(p: AdminProblem): { status: number; body: Record<st
 /** The same, made in one step: `problem('not-found', 'no endpoint x in cluster y')`. */
 export function problem(code: AdminProblemCode, detail: string, errors?: readonly ProblemField[], extra?: Record<string, unknown>): { status: number; body: Record<string, unknown>; type: string } {
   return problemReply(new AdminProblem(code, detail, errors, extra));
+}
+
+/**
+ * The answer to a route that failed (threw something other than an `AdminProblem`): the
+ * gateway's fault, 500 `internal`, naming the request id the failure was logged under
+ * (`logRouteFailure`) and nothing of what was thrown: a message may name a file, a host or a
+ * library's internals, and is the operator's to read, in the log.
+ */
+export function internalProblem(requestId: string, what = 'the admin route failed'): { status: number; body: Record<string, unknown>; type: string } {
+  return problem('internal', `${what}; the gateway's log has the error under request id ${requestId}`, undefined, { requestId });
+}
+
+/** Log what a route threw, message and stack, at error level under `requestId` (the id `internalProblem` gives the client). */
+export function logRouteFailure(log: Logger, requestId: string, err: unknown, fields: Record<string, unknown>): void {
+  log.error({ component: 'admin', type: 'route-failed', requestId, ...fields, err }, 'an admin route failed');
 }

@@ -3,6 +3,7 @@ import { STATUS_CODES, createServer, type IncomingMessage, type Server, type Ser
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackAddress } from '../net/ip-address.js';
 import type { Registry } from 'prom-client';
+import type { Logger } from 'pino';
 import type { EgressRouter } from '../egress/egress-router.js';
 import type { GateStats } from '../http/connection-gate.js';
 import type { PlanEnforcer } from '../tenants/plans.js';
@@ -10,7 +11,9 @@ import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard.js';
 import { explainReason, type LiveTraffic, type UserTraffic } from './live.js';
 import { redactSecrets } from './redact.js';
 import { browserRefusal, shapeRefusal } from './admin-guard.js';
-import { ADMIN_PROBLEMS, AdminProblem, PROBLEM_TYPE, problem, problemReply } from './admin-problem.js';
+import { ADMIN_PROBLEMS, AdminProblem, PROBLEM_TYPE, internalProblem, logRouteFailure, problem, problemReply } from './admin-problem.js';
+import { createLogger, flushLogger } from './access-log.js';
+import { RequestIds } from '../http/request-id.js';
 
 /** What the admin API may read and change in the running gateway. */
 export interface AdminControl {
@@ -84,6 +87,8 @@ export interface AdminOptions {
   group?: { perProcessUsage: boolean; timeoutMs?: number };
   /** The listener's own bounds (defaults: ADMIN_LIMITS). */
   limits?: Partial<AdminLimits>;
+  /** Where a route that failed is logged, with the request id its 500 problem names (absent: a logger of `createLogger`'s, to standard output, made at the first failure). */
+  logger?: Logger;
 }
 
 /** The admin listener's bounds: a few operators and scrapers need few connections and no slow clients. */
@@ -517,6 +522,7 @@ function openapi(table: readonly Route[]): unknown {
             code: { type: 'string', enum: Object.keys(ADMIN_PROBLEMS) },
             detail: { type: 'string', description: 'What was refused and why, for this request.' },
             errors: { type: 'array', items: { type: 'object', properties: { field: { type: 'string' }, message: { type: 'string' } } } },
+            requestId: { type: 'string', description: 'On a 500 `internal`: the id under which the gateway\'s log holds the error (what was thrown is not in the answer).' },
           },
         },
       },
@@ -612,7 +618,11 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     if (token !== seen.token) seen = { token, digest: token === undefined ? undefined : digest(token) };
     return seen.digest;
   };
-  const group = o.group ? await (await import('./admin-group.js')).adminGroup(o.group, table, match, o.registry) : undefined;
+  // A route that fails is logged under a request id its 500 names (admin-problem.ts internalProblem).
+  const ids = new RequestIds();
+  let ownLogger: Logger | undefined;
+  const log = (): Logger => o.logger ?? (ownLogger ??= createLogger());
+  const group = o.group ? await (await import('./admin-group.js')).adminGroup(o.group, table, match, o.registry, { ids, log }) : undefined;
   const lim: AdminLimits = { ...ADMIN_LIMITS, ...o.limits };
   // Connections open, oldest activity first; `busy`: requests in progress on it. Their deadlines
   // (head, whole request, idle keep-alive) are Node's own, set below.
@@ -671,7 +681,12 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     }
     const answer = group?.answers(m.route, url);
     (answer ?? Promise.resolve().then(() => m.route.handle({ url, params: m.params, req, trusted })))
-      .then(send, (err: unknown) => send(err instanceof AdminProblem ? problemReply(err) : problem('internal', (err as Error).message)));
+      .then(send, (err: unknown) => {
+        if (err instanceof AdminProblem) return send(problemReply(err));
+        const requestId = ids.next();
+        logRouteFailure(log(), requestId, err, { method: req.method, path: url.pathname });
+        send(internalProblem(requestId));
+      });
   });
   // What Node's parser refuses (a malformed head, one past its size, one too slow) is a problem
   // too; Node would answer a bare 400, 431 or 408.
@@ -719,6 +734,7 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
       new Promise<void>((r) => {
         ownLive?.detach();
         group?.close();
+        if (ownLogger) flushLogger(ownLogger);
         server.close(() => r());
         server.closeAllConnections();
       }),
