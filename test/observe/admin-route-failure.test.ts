@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 import { Gauge, Registry } from 'prom-client';
@@ -114,4 +116,115 @@ test('the OpenAPI document\'s Problem schema describes the requestId a 500 inter
   } finally {
     await admin.close();
   }
+});
+
+/**
+ * With `--workers`: whichever worker takes the request asks every worker (worker-ipc.ts).
+ * When workers answered but every one failed, the answer is the 500 of a single process (no
+ * thrown text, a request id the log holds it under); 503 `busy` only when none answered in
+ * time. Before, any answer without a good part was `busy`. A part that failed beside good ones
+ * is said in Gatewise-Workers-Failed, with the id in X-Request-Id. A real node:cluster group
+ * (admin-group-fixture.ts); the routes are made to fail through the fixture's gateway control
+ * and metric collect, chosen per request.
+ */
+test('--workers: a route that throws in every worker that answered is 500 internal (not 503 busy), busy only when none answered; partial failures are said (seeded over which workers fail, throw or hang)', { timeout: 110_000 }, async () => {
+  await seededRun('admin-group-failure', async (rand) => {
+    const secret = `/srv/gatewise-secret-${between(rand, 0, 1e9)}/key.pem`;
+    const child = spawn(process.execPath, [fileURLToPath(new URL('./admin-group-fixture.js', import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FIXTURE_SECRET: secret } });
+    const sink = new LogSink();
+    let partial = '';
+    child.stdout.on('data', (c: Buffer) => {
+      partial += c.toString();
+      const end = partial.lastIndexOf('\n');
+      if (end < 0) return;
+      sink.stream.write(partial.slice(0, end + 1));
+      partial = partial.slice(end + 1);
+    });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    try {
+      const ready = await Promise.all([1, 2].map((w) => sink.wait((l) => l.fixture === 'ready' && l.worker === w, 30_000)));
+      const url = String(ready[0]!.url);
+      assert.equal(ready[1]!.url, url, 'one port for both workers');
+      const post = async (path: string): Promise<{ status: number; headers: Record<string, string>; text: string }> => {
+        const r = await request(`${url}${path}`, { method: 'POST', reset: true, headers: { 'gatewise-admin': '1' } });
+        return { status: r.statusCode, headers: r.headers as Record<string, string>, text: await r.body.text() };
+      };
+      /** The 500 of a failed group answer: no thrown text, an id that is the header's and a logged error's (with a stack) carrying the thrown text. */
+      const internal = async (where: string, a: { status: number; headers: Record<string, string>; text: string }): Promise<void> => {
+        assert.equal(a.status, 500, `${where}: ${a.text}`);
+        assert.match(String(a.headers['content-type']), /^application\/problem\+json/, where);
+        assert.ok(!a.text.includes(secret) && !a.text.includes('cannot '), `${where}: the thrown text stays out of the answer: ${a.text}`);
+        const p = JSON.parse(a.text) as { code: string; requestId: string; detail: string };
+        assert.equal(p.code, 'internal', where);
+        assert.equal(a.headers['x-request-id'], p.requestId, where);
+        assert.ok(p.detail.includes(p.requestId), `${where}: ${p.detail}`);
+        await loggedWithStack(where, p.requestId);
+      };
+      const loggedWithStack = async (where: string, id: string): Promise<void> => {
+        const line = await sink.wait((l) => l.requestId === id && l.level === 'error' && typeof (l.err as { stack?: unknown } | undefined)?.stack === 'string', 10_000);
+        assert.ok(JSON.stringify(line).includes(secret), `${where}: the logged error carries the thrown text: ${JSON.stringify(line)}`);
+        assert.match(String((line.err as { stack: string }).stack), /\n\s+at /, `${where}: and its stack`);
+      };
+      // Every outcome at least once (all failed, some failed, none; all silent, failed and
+      // silent), then seeded ones, in a seeded order.
+      type Mode = 'ok' | 'throw' | 'hang';
+      const modes: Mode[] = ['ok', 'throw', 'hang'];
+      // A refusal thrown in the workers is their answer (404 not-found), not a failure.
+      const refused = await post('/clusters/refuse/drain?endpoint=x');
+      assert.equal(refused.status, 404, refused.text);
+      assert.equal((JSON.parse(refused.text) as { code: string }).code, 'not-found');
+      assert.deepEqual([refused.headers['gatewise-workers'], refused.headers['gatewise-workers-failed']], ['2', '0']);
+      const cases: Array<{ failing: number[] } | { metrics: [Mode, Mode] }> = [
+        { failing: [1, 2] }, { failing: [between(rand, 1, 2)] }, { failing: [] },
+        { metrics: ['hang', 'hang'] }, { metrics: ['throw', 'throw'] }, { metrics: ['throw', 'hang'] }, { metrics: ['ok', rand() < 0.5 ? 'throw' : 'hang'] },
+      ];
+      for (let i = 0; i < 3; i++) cases.push(rand() < 0.5 ? { failing: [1, 2].filter(() => rand() < 0.6) } : { metrics: [modes[between(rand, 0, 2)]!, modes[between(rand, 0, 2)]!] });
+      for (const c of cases.map((x) => ({ x, k: rand() })).sort((a, b) => a.k - b.k).map((y) => y.x)) {
+        if ('failing' in c) {
+          const failing = c.failing;
+          const where = `drain failing in workers [${failing.join(',')}]`;
+          const a = await post(`/clusters/fail/drain?endpoint=${failing.join(',') || 'none'}`);
+          assert.equal(a.status, failing.length === 2 ? 500 : 200, `${where}: ${a.text}`);
+          assert.equal(a.headers['gatewise-workers-missing'], '0', where);
+          assert.equal(a.headers['gatewise-workers-failed'], String(failing.length), where);
+          assert.equal(a.headers['gatewise-workers'], String(2 - failing.length), where);
+          if (failing.length === 2) await internal(where, a);
+          else {
+            assert.equal(a.status, 200, `${where}: ${a.text}`);
+            assert.ok(!a.text.includes(secret), where);
+            if (failing.length === 1) await loggedWithStack(where, a.headers['x-request-id']!);
+            else assert.equal(a.headers['x-request-id'], undefined, where);
+          }
+        } else {
+          const m = c.metrics;
+          const where = `metrics collect ${m.join(', ')}`;
+          const set = await post(`/clusters/metrics/drain?endpoint=${m.join(',')}`);
+          assert.equal(set.status, 200, `${where}: set: ${set.text}`);
+          const r = await request(`${url}/metrics`, { reset: true });
+          const a = { status: r.statusCode, headers: r.headers as Record<string, string>, text: await r.body.text() };
+          const count = (x: string): number => m.filter((y) => y === x).length;
+          assert.equal(a.status, count('ok') > 0 ? 200 : count('throw') > 0 ? 500 : 503, `${where}: ${a.text}`);
+          assert.equal(a.headers['gatewise-workers'], String(count('ok')), where);
+          assert.equal(a.headers['gatewise-workers-failed'], String(count('throw')), where);
+          assert.equal(a.headers['gatewise-workers-missing'], String(count('hang')), where);
+          if (count('ok') > 0) {
+            assert.equal(a.status, 200, `${where}: ${a.text}`);
+            assert.match(a.text, new RegExp(`^fixture_worker_up ${count('ok')}$`, 'm'), where);
+          } else if (count('throw') > 0) await internal(where, a);
+          else {
+            assert.equal(a.status, 503, `${where}: ${a.text}`);
+            assert.equal((JSON.parse(a.text) as { code: string }).code, 'busy', where);
+          }
+        }
+      }
+    } catch (err) {
+      (err as Error).message += `\nfixture stderr: ${stderr}`;
+      throw err;
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
 });

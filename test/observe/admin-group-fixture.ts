@@ -1,0 +1,65 @@
+import cluster from 'node:cluster';
+import { Gauge, Registry } from 'prom-client';
+import { startAdmin } from '../../src/observe/admin.js';
+import { AdminProblem } from '../../src/observe/admin-problem.js';
+import { createLogger } from '../../src/observe/access-log.js';
+import { relayGathers } from '../../src/observe/worker-ipc.js';
+
+/**
+ * A real node:cluster process group of two workers, each running the admin listener for the
+ * group on one shared loopback port (as `gatewise run --workers 2` does), the primary relaying
+ * the gathers (cli/workers.ts does the same two calls). What each worker's routes do is asked
+ * through the routes themselves, so one group serves every case of admin-route-failure.test.ts:
+ *
+ * - `POST /clusters/fail/drain?endpoint=1,2`: the drain throws in the workers listed (by
+ *   cluster worker id), with FIXTURE_SECRET in its message, and succeeds in the others.
+ * - `POST /clusters/refuse/drain?endpoint=x`: the drain throws a refusal (`AdminProblem`
+ *   not-found) in every worker.
+ * - `POST /clusters/metrics/drain?endpoint=ok,hang`: sets each worker's metric collect (by
+ *   position, worker 1 first) to succeed, throw (with the secret) or never finish.
+ *
+ * Each worker logs through `createLogger` to standard output (the test's pipe) and prints one
+ * `{"fixture":"ready","url":…}` line once it listens.
+ */
+
+const secret = process.env.FIXTURE_SECRET ?? 'secret';
+
+if (cluster.isPrimary) {
+  relayGathers();
+  for (let i = 0; i < 2; i++) cluster.fork();
+  process.on('SIGTERM', () => {
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+    process.exit(0);
+  });
+} else {
+  const id = cluster.worker!.id;
+  let metrics: 'ok' | 'throw' | 'hang' = 'ok';
+  const registry = new Registry();
+  new Gauge({
+    name: 'fixture_worker_up', help: 'one per worker that collected', registers: [registry],
+    collect(): void | Promise<void> {
+      if (metrics === 'throw') throw new Error(`metrics failed in worker ${id}: cannot read ${secret}`);
+      if (metrics === 'hang') return new Promise<void>(() => {});
+      this.set(1);
+    },
+  });
+  const admin = await startAdmin({
+    port: 0,
+    registry,
+    logger: createLogger({ sync: true }),
+    group: { perProcessUsage: true },
+    gateway: {
+      status: () => ({}),
+      drain(name, endpoint) {
+        if (name === 'metrics') {
+          metrics = endpoint.split(',')[id - 1] as typeof metrics;
+          return true;
+        }
+        if (name === 'refuse') throw new AdminProblem('not-found', `worker ${id} refuses`);
+        if (name === 'fail' && endpoint.split(',').includes(String(id))) throw new Error(`drain failed in worker ${id}: cannot open ${secret}`);
+        return true;
+      },
+    },
+  });
+  process.stdout.write(JSON.stringify({ fixture: 'ready', worker: id, url: admin.url }) + '\n');
+}
