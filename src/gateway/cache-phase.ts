@@ -60,7 +60,10 @@ export class CachePhase implements CollapseWaiter {
   #failureDetail: string | undefined;
   /** Leads the collapsed requests of its key (must release them once). */
   #leader = false;
-  /** As the leader: the stored response its fetch may refresh (`Collapser.refresh`; given back with the slot). */
+  /**
+   * The stored response its fetch may refresh (`Collapser.refresh`): as the key's leader, or as a
+   * waiter that went upstream for itself (`#mayRefresh`); given back by `#release`.
+   */
   #refreshes: CacheEntry | undefined;
   #waiting: Timeout | undefined;
   /** It waited behind a leader and then went upstream itself (Cache-Status `collapsed=?0`). */
@@ -179,11 +182,7 @@ export class CachePhase implements CollapseWaiter {
       const joined = this.#rc.cache.collapser.join(this.key, this);
       if (joined === true) {
         this.#leader = true;
-        // Its fetch may refresh the stored response it matched, unless it asks for a range.
-        if (r.entry !== undefined && ex.req.headers.range === undefined) {
-          this.#refreshes = r.entry;
-          this.#rc.cache.collapser.refresh(r.entry);
-        }
+        this.#mayRefresh(r.entry);
       }
       else if (joined === false) {
         this.#waiting = new Timeout(() => this.#waitOver(), this.#rc.collapseWaitMs);
@@ -250,8 +249,24 @@ export class CachePhase implements CollapseWaiter {
     this.#candidate = r.entry;
     this.#fwd = r.fwd;
     this.#collapsedMiss = true;
+    this.#mayRefresh(r.entry);
     this.#upstream(now);
     ex.cacheGoOn();
+  }
+
+  /**
+   * Its fetch may refresh `entry`, the stored response it matched (not for a range: a 206 is never
+   * stored): marked so (`Collapser.refresh`) until `#release`, and a stale-while-revalidate hit on
+   * it meanwhile is `updating` and starts no revalidation. The key's leader, and a waiter that goes
+   * upstream for itself (its leader failed, the leader's answer was not stored, its own request
+   * forwards whatever is stored, or its wait ran out). Before, only the leader marked it: a stale
+   * hit while a waiter's fetch was in flight started a background revalidation beside it, a
+   * second request for the same stored response (test/cache/waiter-fetch-updating.test.ts).
+   */
+  #mayRefresh(entry: CacheEntry | undefined): void {
+    if (entry === undefined || this.#refreshes !== undefined || this.#ex.req.headers.range !== undefined) return;
+    this.#refreshes = entry;
+    this.#rc.cache.collapser.refresh(entry);
   }
 
   #waitOver(): void {
@@ -260,6 +275,7 @@ export class CachePhase implements CollapseWaiter {
     const ex = this.#ex;
     if (ex.clientGone) return;
     this.#collapsedMiss = true;
+    this.#mayRefresh(this.#candidate);
     this.#upstream(Date.now());
     ex.cacheGoOn();
   }
@@ -473,14 +489,15 @@ export class CachePhase implements CollapseWaiter {
     this.#release();
   }
 
+  /** Its fetch is over for the store: give back its refresh mark, and as the leader the key's slot (waking its waiters). */
   #release(): void {
-    if (!this.#leader) return;
-    this.#leader = false;
     const collapser = this.#rc.cache.collapser;
     if (this.#refreshes !== undefined) {
       collapser.refreshed(this.#refreshes);
       this.#refreshes = undefined;
     }
+    if (!this.#leader) return;
+    this.#leader = false;
     collapser.release(this.key);
   }
 
