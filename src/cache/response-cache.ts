@@ -48,6 +48,21 @@ export class StoreTicket {
   constructor(readonly key: string) {}
 }
 
+/**
+ * The one rule that names a store refused for its size (a `Content-Length` or a body over the
+ * route's `maxObjectSize`, or larger than the whole store) when a purge may also have cancelled
+ * it, called at the moment the size refuses it: the first to decide the store names it. A purge
+ * (the operator's act) that arrived before names it `purged`, whatever the size; one that comes
+ * after the size refused the store changes nothing: `too-large`. A client's request
+ * (`gateway/cache-phase.ts`) and a background revalidation (`gateway/revalidation.ts`) both go
+ * by it, and record the word as their `StoreRefusal` / `RevalidationResult`; before, the
+ * revalidation said `purged` for a purge at any time before its end, and the same race was named
+ * by the path that ran it (test/cache/store-refused-race.test.ts).
+ */
+export function refusedForSize(ticket: StoreTicket | undefined): 'too-large' | 'purged' {
+  return ticket?.cancelled === true ? 'purged' : 'too-large';
+}
+
 /** What became of a stored response freshened by a 304 or a HEAD answer (`ResponseCache.keepUpdated`). */
 export type UpdateResult = 'kept' | 'dropped' | 'too-large' | 'cancelled';
 

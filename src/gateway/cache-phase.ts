@@ -6,6 +6,7 @@ import {
   cacheKey,
   targetKey,
   cacheStatusMember,
+  refusedForSize,
   requestDirectives,
   selectFor304,
   varyValuesOf,
@@ -390,10 +391,11 @@ export class CachePhase implements CollapseWaiter {
       return false;
     }
     // Storable, but said to be larger than the route's maxObjectSize: refused, and recorded so
-    // (before session 34 only a background revalidation's record said `too-large`).
+    // (before session 34 only a background revalidation's record said `too-large`); named by the
+    // one rule (`refusedForSize`: not cancelled here, so `too-large`, and a later purge keeps it).
     const cl = obj['content-length'];
     if (cl !== undefined && Number(cl) > this.#rc.maxObjectBytes) {
-      this.storeRefused = 'too-large';
+      this.storeRefused = refusedForSize(this.#ticket);
       return false;
     }
     return true;
@@ -412,9 +414,10 @@ export class CachePhase implements CollapseWaiter {
     if (chunks === undefined) return;
     this.#tapBytes += chunk.length;
     if (this.#tapBytes > this.#rc.maxObjectBytes) {
-      // Larger than the per-object limit: passed through uncached (unless a purge had already cancelled it).
+      // Larger than the per-object limit: passed through uncached; `purged` when a purge had
+      // already cancelled it, else `too-large`, which a later purge does not change (`refusedForSize`).
       this.#tapChunks = undefined;
-      this.storeRefused = this.#ticket?.cancelled === true ? 'purged' : 'too-large';
+      this.storeRefused = refusedForSize(this.#ticket);
       this.#release();
       return;
     }
@@ -439,7 +442,7 @@ export class CachePhase implements CollapseWaiter {
         credentials: credentialDigest(ex.upstreamRequest().headers),
       });
       // Refused: a purge cancelled the ticket while the body came, or the store (larger than all of it).
-      if (!this.#rc.cache.put(entry, this.#ticket)) this.storeRefused = this.#ticket?.cancelled === true ? 'purged' : 'too-large';
+      if (!this.#rc.cache.put(entry, this.#ticket)) this.storeRefused = refusedForSize(this.#ticket);
     }
     this.#finish();
     this.#release();

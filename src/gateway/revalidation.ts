@@ -3,12 +3,12 @@ import { Failure, classify, type AttemptProgress } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import type { PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
-import { CacheEntry, selectFor304, varyValuesOf, type RequestHeaders, type RouteCache, type StoreTicket, type UpdateResult } from '../cache/index.js';
+import { CacheEntry, refusedForSize, selectFor304, varyValuesOf, type RequestHeaders, type RouteCache, type StoreTicket, type UpdateResult } from '../cache/index.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { credentialDigest, headerObject, isCredential, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type ReverseRecord } from './events.js';
-import type { RevalidationResult } from '../record/index.js';
+import type { RevalidationResult, StoreRefusal } from '../record/index.js';
 import type { Exchange } from './exchange.js';
 import type { Route } from './router.js';
 import type { RawField } from '../http/headers.js';
@@ -87,8 +87,12 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
   #chunks: Buffer[] = [];
   #bytes = 0;
   #bytesDown = 0;
-  /** The answer was storable but larger than the route's maxObjectSize: `too-large`, not `kept`. */
-  #tooLarge = false;
+  /**
+   * The answer was storable but larger than the route's maxObjectSize: refused then, and named at
+   * that moment (`refusedForSize`): `purged` when a purge had cancelled it already, else
+   * `too-large`, which a purge after does not change (before, any purge before the end said `purged`).
+   */
+  #sizeRefusal: StoreRefusal | undefined;
   #requestTime = Date.now();
   #responseTime = 0;
   #done = false;
@@ -275,11 +279,11 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     return true;
   }
 
-  /** Larger than the route's maxObjectSize: passed by, recorded `too-large`. */
+  /** Larger than the route's maxObjectSize: passed by, recorded by the one rule (`refusedForSize`). */
   #tooBig(): void {
     this.#raw = undefined;
     this.#chunks = [];
-    this.#tooLarge = true;
+    this.#sizeRefusal ??= refusedForSize(this.#ticket);
   }
 
   onComplete(): void {
@@ -289,8 +293,9 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
       return;
     }
     const raw = this.#raw;
-    // Purged or invalidated while it ran: neither the freshened purged response nor the new one is stored.
-    let result: RevalidationResult = this.#ticket?.cancelled === true ? 'purged' : this.#tooLarge ? 'too-large' : 'kept';
+    // Refused for its size: named when the size refused it. Else purged or invalidated while it
+    // ran: neither the freshened purged response nor the new one is stored.
+    let result: RevalidationResult = this.#sizeRefusal ?? (this.#ticket?.cancelled === true ? 'purged' : 'kept');
     if (raw !== undefined && result === 'kept') {
       const cache = this.#rc.cache;
       if (this.#status === 304) {
@@ -312,7 +317,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
           }),
           this.#ticket,
         );
-        result = stored ? 'replaced' : 'too-large';
+        result = stored ? 'replaced' : refusedForSize(this.#ticket);
       }
     }
     this.#end(undefined, result);

@@ -61,6 +61,8 @@ export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | StoreRefusa
  * than the whole store, which refused it), purged (a purge or an invalidation of the key while
  * the answer was on its way cancelled its store: its `StoreTicket`, before the head or during the
  * body). Before session 34 the client path recorded neither (a plain `miss` or `revalidated`).
+ * Both at once (a purge and a size over the limit): the first to decide the store names it, the
+ * same on both paths (`refusedForSize` in cache/response-cache.ts).
  */
 export type StoreRefusal = 'too-large' | 'purged';
 
