@@ -14,7 +14,8 @@ import { answerStale, cacheGet, fillStale, STALE_ETAG, type Got } from './stale-
  * `no-cache` or `max-age=0` request) that end up fetching for themselves once the leader is
  * over: the leader failed (its answer not HTTP: a 502), its answer was not shareable (`private`),
  * or it was stored but their own request still goes forward (it was stored stale; `no-cache`
- * forwards anyway). Such a waiter's fetch may refresh the stored response it matched, as the
+ * forwards anyway); or their wait ran out while the leader was held (answered, not stored,
+ * before the stale hits). Such a waiter's fetch may refresh the stored response it matched, as the
  * leader's may, but it did not mark it so (`Collapser.refresh`): a stale-while-revalidate hit
  * arriving meanwhile found no fetch of it in flight, was recorded `stale` and started a
  * background revalidation, one more request to the origin beside the waiters' own. Now a waiter
@@ -63,7 +64,11 @@ test('a collapsed waiter that fetches for itself marks its stored response refre
   try {
     g = await startTestGateway({
       clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
-      routes: [{ name: 'w', cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '60s' } }],
+      routes: [
+        // Its waiters' wait runs out while the leader is held: they go upstream on their own.
+        { name: 't', match: { pathPrefix: '/t' }, cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '100ms' } },
+        { name: 'w', cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '60s' } },
+      ],
     } as never);
     const gw = g;
     const base = gw.url.replace(/\/$/, '');
@@ -74,12 +79,15 @@ test('a collapsed waiter that fetches for itself marks its stored response refre
       for (let i = 0; i < 10; i++) {
         holding = true;
         const n = 2 + rand.int(5);
-        const fate = rand.pick(FATES);
+        // A quarter of the cases: the waiters' wait runs out before the leader is answered (whose
+        // answer is then not stored: a stored one would be another response than they fetch for).
+        const timedOut = rand.next() < 0.25;
+        const fate = timedOut ? rand.pick(['failed', 'private'] as const) : rand.pick(FATES);
         const hits = 1 + rand.int(3);
         const directives = Array.from({ length: n }, () => rand.pick(['no-cache', 'max-age=0'] as const));
-        const path = `/w${i}-${rand.seed}`;
-        const key = cacheKey(`127.0.0.1${path}`, 'w');
-        const what = `case ${i}: ${n} requests (${directives.join(', ')}), the leader's answer ${fate}, ${hits} stale hit(s)`;
+        const path = timedOut ? `/t/c${i}-${rand.seed}` : `/w${i}-${rand.seed}`;
+        const key = cacheKey(`127.0.0.1${path}`, timedOut ? 't' : 'w');
+        const what = `case ${i}: ${n} requests (${directives.join(', ')}), ${timedOut ? 'their wait ran out, then ' : ''}the leader's answer ${fate}, ${hits} stale hit(s)`;
         await fillStale(base, path, what);
         // The leader, then the waiters behind it.
         const leaderAt = arrived(path, 1);
@@ -92,7 +100,8 @@ test('a collapsed waiter that fetches for itself marks its stored response refre
           p.catch(() => undefined);
           waiters.push(p);
         }
-        assert.ok(await until(() => collapser.waiting(key) === n - 1, 10_000), `${what}: ${n - 1} waiter(s) behind the leader (${collapser.waiting(key)})`);
+        if (timedOut) await within(arrived(path, n), 10_000, `${what}: the waiters at the origin once their wait ran out, the leader held`);
+        else assert.ok(await until(() => collapser.waiting(key) === n - 1, 10_000), `${what}: ${n - 1} waiter(s) behind the leader (${collapser.waiting(key)})`);
         const lead = held.get(path)!.shift()!;
         assert.equal(lead.req.headers['if-none-match'], STALE_ETAG, `${what}: the leader validates the stored response`);
         // A status outside 100-599 (not HTTP: a 502, never retried once a response byte came; a
@@ -102,7 +111,7 @@ test('a collapsed waiter that fetches for itself marks its stored response refre
         else lead.res.writeHead(200, { etag: '"b"', 'cache-control': 'max-age=0, stale-while-revalidate=600' }).end('new');
         const led = await within(leader, 10_000, `${what}: the leader's answer`);
         assert.equal(led.status, fate === 'failed' ? 502 : 200, `${what}: the leader's status`);
-        // Every waiter now fetches for itself (its request forwards whatever is stored).
+        // Every waiter now fetches for itself (its request forwards whatever is stored; or its wait ran out).
         await within(arrived(path, n - 1), 10_000, `${what}: the waiters' own fetches at the origin`);
         const tag = fate === 'stored-stale' ? '"b"' : STALE_ETAG;
         for (const h of held.get(path)!) assert.equal(h.req.headers['if-none-match'], tag, `${what}: a waiter validates the stored response`);
