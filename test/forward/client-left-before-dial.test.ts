@@ -8,7 +8,7 @@ import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js
 import { clientLeft } from '../../src/forward/client-fin.js';
 import type { ForwardRecord } from '../../src/record/index.js';
 import { hashPassword, type AuthProvider } from '../../src/tenants/index.js';
-import { between, seededRun } from '../helpers/seeded.js';
+import { between, everyCase, seededRun } from '../helpers/seeded.js';
 import { memoryLogger, PASSWORD, USER } from './helpers.js';
 import { FRONTS, bounded, countingServer, frontBytes, readAtLeast, type Front } from './front-clients.js';
 
@@ -242,15 +242,7 @@ describe('a client gone before its dial gets none', () => {
       for (const f of FRONTS) for (const m of MOMENTS) for (const l of LEAVES) cases.push([f, m, l]);
       for (let i = 0; i < 8; i++) cases.push([FRONTS[between(rand, 0, FRONTS.length - 1)]!, MOMENTS[between(rand, 0, MOMENTS.length - 1)]!, LEAVES[between(rand, 0, 1)]!]);
       // Every case runs (each closes what it opened), then all failures are told at once.
-      const failed: string[] = [];
-      for (const [f, m, l] of cases) {
-        try {
-          await oneCase(rand, f, m, l);
-        } catch (err) {
-          failed.push((err as Error).message.split('\n')[0]!);
-        }
-      }
-      assert.deepEqual(failed, [], `${failed.length} of ${cases.length} cases failed`);
+      await everyCase(cases, async ([f, m, l]) => oneCase(rand, f, m, l));
     });
   });
 });

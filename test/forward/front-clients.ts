@@ -174,3 +174,10 @@ export async function holdingSocks5(hold: HoldStep): Promise<{ server: Server; p
   await once(server, 'listening');
   return { server, port: (server.address() as AddressInfo).port, sockets, held };
 }
+
+/** A SOCKS5 client's greeting (user/password), RFC 1929 credentials and UDP ASSOCIATE for 0.0.0.0:0 (any client address and port), at once. */
+export function udpAssociateBytes(user = USER, password = PASSWORD): Buffer {
+  const u = Buffer.from(user);
+  const p = Buffer.from(password);
+  return Buffer.concat([Buffer.from([5, 1, 2, 1, u.length]), u, Buffer.from([p.length]), p, Buffer.from([5, 3, 0, 1, 0, 0, 0, 0, 0, 0])]);
+}

@@ -5,7 +5,7 @@ import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import type { ResolvedAddress, Resolver } from '../../src/egress/index.js';
 import type { ForwardRecord } from '../../src/record/index.js';
-import { between, seededRun } from '../helpers/seeded.js';
+import { between, everyCase, seededRun } from '../helpers/seeded.js';
 import { accessLines, startTestProxy, type TestProxy } from './helpers.js';
 import { bounded, countingServer, readAtLeast } from './front-clients.js';
 
@@ -234,15 +234,7 @@ describe('an absolute-form request whose client leaves while its name resolves',
         rounds.push(r);
       }
       // Every round runs (each closes what it opened), then all failures are told at once.
-      const failed: string[] = [];
-      for (const r of rounds) {
-        try {
-          await oneRound(r);
-        } catch (err) {
-          failed.push((err as Error).message.split('\n')[0]!);
-        }
-      }
-      assert.deepEqual(failed, [], `${failed.length} of ${rounds.length} rounds failed`);
+      await everyCase(rounds, async (r) => oneRound(r), 'rounds');
     });
   });
 
@@ -261,15 +253,7 @@ describe('an absolute-form request whose client leaves while its name resolves',
         }
         rounds.push(r);
       }
-      const failed: string[] = [];
-      for (const r of rounds) {
-        try {
-          await oneRound(r, true);
-        } catch (err) {
-          failed.push((err as Error).message.split('\n')[0]!);
-        }
-      }
-      assert.deepEqual(failed, [], `${failed.length} of ${rounds.length} rounds failed`);
+      await everyCase(rounds, async (r) => oneRound(r, true), 'rounds');
     });
   });
 });

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
 import type { ForwardRecord } from '../../src/record/index.js';
 import type { AuthProvider } from '../../src/tenants/index.js';
-import { between, seededRun } from '../helpers/seeded.js';
+import { between, everyCase, seededRun } from '../helpers/seeded.js';
 import { assertFiredOnTime, LATE_MS } from '../helpers/time-bounds.js';
 import { memoryLogger, USER } from './helpers.js';
 import { bounded, connectBytes, countingServer, getBytes } from './front-clients.js';
@@ -216,29 +216,13 @@ async function leaveCase(client: 'connect-fast' | 'get-whole', leave: Leave, han
 describe('an HTTP proxy request whose password check outlasts the handshake time', () => {
   it('is answered 408 and closed at the deadline, and the check’s later answer makes no dial and no second record (seeded family)', { timeout: 300_000 }, async () => {
     await seededRun('http-handshake-slow-check', async (rand) => {
-      const failed: string[] = [];
-      for (const client of CLIENTS) {
-        try {
-          await oneCase(client, between(rand, 200, 600), rand() < 0.5);
-        } catch (err) {
-          failed.push((err as Error).message.split('\n')[0]!);
-        }
-      }
-      assert.deepEqual(failed, [], `${failed.length} of ${CLIENTS.length} cases failed:\n${failed.join('\n')}`);
+      await everyCase(CLIENTS, async (client) => oneCase(client, between(rand, 200, 600), rand() < 0.5));
     });
   });
   it('whose client left during the check is recorded at the deadline as the client’s (seeded family)', { timeout: 300_000 }, async () => {
     await seededRun('http-handshake-slow-check-left', async (rand) => {
-      const failed: string[] = [];
       const cases: Array<['connect-fast' | 'get-whole', Leave]> = [['connect-fast', 'rst'], ['connect-fast', 'fin'], ['get-whole', 'rst'], ['get-whole', 'fin']];
-      for (const [client, leave] of cases) {
-        try {
-          await leaveCase(client, leave, between(rand, 200, 600), rand() < 0.5);
-        } catch (err) {
-          failed.push((err as Error).message.split('\n')[0]!);
-        }
-      }
-      assert.deepEqual(failed, [], `${failed.length} of ${cases.length} cases failed:\n${failed.join('\n')}`);
+      await everyCase(cases, async ([client, leave]) => leaveCase(client, leave, between(rand, 200, 600), rand() < 0.5));
     });
   });
 });

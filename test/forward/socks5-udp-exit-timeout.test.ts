@@ -5,8 +5,8 @@ import { describe, it } from 'node:test';
 import type { ForwardRecord } from '../../src/record/index.js';
 import { between, seededRun } from '../helpers/seeded.js';
 import { assertFiredOnTime, GUARD_MS } from '../helpers/time-bounds.js';
-import { PASSWORD, startTestProxy, USER, type TestProxy } from './helpers.js';
-import { bounded, holdingSocks5, type HoldStep } from './front-clients.js';
+import { startTestProxy, type TestProxy } from './helpers.js';
+import { bounded, holdingSocks5, udpAssociateBytes, type HoldStep } from './front-clients.js';
 
 /**
  * A SOCKS5 UDP ASSOCIATE through an egress pool whose exit is a SOCKS5 upstream proxy that
@@ -24,11 +24,6 @@ import { bounded, holdingSocks5, type HoldStep } from './front-clients.js';
 
 const STEPS: readonly HoldStep[] = ['greeting', 'auth', 'request'];
 
-function associateBytes(): Buffer {
-  const u = Buffer.from(USER);
-  const p = Buffer.from(PASSWORD);
-  return Buffer.concat([Buffer.from([5, 1, 2, 1, u.length]), u, Buffer.from([p.length]), p, Buffer.from([5, 3, 0, 1, 0, 0, 0, 0, 0, 0])]);
-}
 
 async function oneCase(step: HoldStep, connectMs: number): Promise<void> {
   const what = `UDP ASSOCIATE through a SOCKS5 exit holding its ${step}, timeouts.connect ${connectMs} ms`;
@@ -57,7 +52,7 @@ async function oneCase(step: HoldStep, connectMs: number): Promise<void> {
     await bounded(once(client, 'connect'), 5000, `${what}: connect to the proxy`);
     // Before the write: the hop's timer cannot be armed earlier than this.
     const t0 = performance.now();
-    client.write(associateBytes());
+    client.write(udpAssociateBytes());
     const rec = await bounded(record, connectMs + GUARD_MS, `${what}: the association's record`);
     assertFiredOnTime(performance.now() - t0, connectMs, `${what}: the hop's time`);
     assert.equal(rec.protocol, 'socks5-udp', `${what}: ${JSON.stringify(rec)}`);

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { inspect } from 'node:util';
 
 /**
@@ -85,4 +86,29 @@ export async function seededRun<T>(what: string, fn: (rand: () => number, seed: 
 /** An integer in [lo, hi]. */
 export function between(rand: () => number, lo: number, hi: number): number {
   return lo + Math.floor(rand() * (hi - lo + 1));
+}
+
+/** `items` put in a seeded order, in place (Fisher–Yates), and returned. */
+export function shuffle<T>(rand: () => number, items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = between(rand, 0, i);
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
+}
+
+/**
+ * Runs every case of a family one after another (each closes what it opened), then fails
+ * with every case that failed, a line each, so one case's failure does not hide the others'.
+ */
+export async function everyCase<T>(cases: readonly T[], run: (c: T) => Promise<unknown>, noun = 'cases'): Promise<void> {
+  const failed: string[] = [];
+  for (const c of cases) {
+    try {
+      await run(c);
+    } catch (err) {
+      failed.push((err as Error).message.split('\n')[0]!);
+    }
+  }
+  assert.deepEqual(failed, [], `${failed.length} of ${cases.length} ${noun} failed:\n${failed.join('\n')}`);
 }

@@ -6,7 +6,7 @@ import type { Dispatcher } from 'undici';
 import { Failure } from '../../src/failure/index.js';
 import { ConnectionPool, type PoolConnection, type PoolConnector } from '../../src/pool/index.js';
 import { Cancel } from '../../src/timing/cancel.js';
-import { between, seededRun } from '../helpers/seeded.js';
+import { between, everyCase, seededRun, shuffle } from '../helpers/seeded.js';
 
 /**
  * A dial shared by two requests: at `maxConnections` 1 a second request queues on the
@@ -178,18 +178,7 @@ describe('ConnectionPool: a dial shared by a queued request', () => {
       for (const native of [false, true]) {
         for (const [q, f] of [['dial-called', 'dial-called'], ['dial-called', 'accepted'], ['accepted', 'accepted']] as const) cases.push([native, q, f, between(rand, 1, 3)]);
       }
-      for (let i = cases.length - 1; i > 0; i--) {
-        const j = between(rand, 0, i);
-        [cases[i], cases[j]] = [cases[j]!, cases[i]!];
-      }
-      const failed: string[] = [];
-      for (const [n, q, f, w] of cases) {
-        try {
-          await oneCase(n, q, f, w);
-        } catch (err) {
-          failed.push((err as Error).message.split('\n')[0]!);
-        }
-      }
-      assert.deepEqual(failed, [], `${failed.length} of ${cases.length} cases failed:\n${failed.join('\n')}`);
+      shuffle(rand, cases);
+      await everyCase(cases, async ([n, q, f, w]) => oneCase(n, q, f, w));
     }));
 });
