@@ -4,7 +4,7 @@ import { withScope } from './exit-failure.js';
 import { kDialedAddress, kSocketUser, type SlottedSocket } from '../net/index.js';
 import { openTcp } from './open-tcp.js';
 import { withSignal, type DialHandle, type DialOptions, type DialSink, type DialTarget, type Dialer, type ResolvedAddress } from './dialer.js';
-import { literalAddress, resolveHost, systemResolver, type Resolver } from './resolver.js';
+import { literalAddress, resolveHost, systemResolver, unmappedAddress, type Resolver } from './resolver.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { Cancel, type CancelSignal } from '../timing/cancel.js';
 
@@ -91,7 +91,10 @@ export class DirectDialer implements Dialer {
     if (allowed.length === 0) throw refusal!;
     if (this.#family !== undefined) {
       const fam = this.#family;
-      const usable = allowed.filter((a) => a.family === fam);
+      // An IPv4-mapped IPv6 address (`[::ffff:127.0.0.2]`) is its IPv4 one, which an IPv4 exit
+      // reaches (the rules judged it as that address already). Before, an IPv4 address pool
+      // refused it as unroutable while a direct connection reached it (review of session 35).
+      const usable = (fam === 4 ? allowed.map(unmappedAddress) : allowed).filter((a) => a.family === fam);
       if (usable.length === 0) {
         throw withScope(new Failure({ type: 'destination_ip_unroutable', phase: 'connect', nextHop, detail: `${target.host} has no IPv${fam} address to reach from ${this.#localAddress ?? 'this exit'}` }), 'skip');
       }

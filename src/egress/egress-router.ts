@@ -6,6 +6,7 @@ import { Cancel } from '../timing/cancel.js';
 import { scopeOf, withEgress, withScope } from './exit-failure.js';
 import { refuseLiteral, type Exit } from './exit.js';
 import type { ExitPool } from './exit-pool.js';
+import { HostPattern } from './host-pattern.js';
 
 /** Who is asking and what the username parameters said. */
 export interface EgressRoute {
@@ -53,13 +54,6 @@ export interface EgressEvents {
   onExitReturn?(info: { pool: string; exit: string; host: string | undefined; forMs: number }): void;
 }
 
-function hostMatches(pattern: string, host: string): boolean {
-  const h = host.toLowerCase().replace(/\.$/, '');
-  const p = pattern.toLowerCase().replace(/\.$/, '');
-  if (p === '*') return true;
-  if (p.startsWith('*.')) return h.endsWith(p.slice(1));
-  return h === p;
-}
 
 /**
  * The egress Router: picks the pool for a connection (username `pool` parameter, then
@@ -69,7 +63,7 @@ function hostMatches(pattern: string, host: string): boolean {
  */
 export class EgressRouter {
   readonly pools: ReadonlyMap<string, ExitPool>;
-  readonly #rules: readonly RoutingRule[];
+  readonly #rules: ReadonlyArray<RoutingRule & { readonly patterns: HostPattern[] | undefined }>;
   readonly #defaultPool: string | undefined;
   readonly #direct: Dialer;
   readonly #directUdp: UdpDialer;
@@ -77,7 +71,10 @@ export class EgressRouter {
 
   constructor(opts: { pools: Map<string, ExitPool>; routing?: RoutingRule[]; defaultPool?: string; direct: Dialer; directUdp: UdpDialer; events?: EgressEvents }) {
     this.pools = opts.pools;
-    this.#rules = opts.routing ?? [];
+    // Host patterns as the destination rules match them (HostPattern: an IP address in every
+    // spelling). Before, the text alone: `2130706434` or `[::ffff:127.0.0.2]` passed a rule for
+    // 127.0.0.2 and left by the default way (review of session 35).
+    this.#rules = (opts.routing ?? []).map((r) => ({ ...r, patterns: r.hosts?.map((h) => new HostPattern(h)) }));
     this.#defaultPool = opts.defaultPool;
     this.#direct = opts.direct;
     this.#directUdp = opts.directUdp;
@@ -96,7 +93,7 @@ export class EgressRouter {
     for (let i = 0; i < this.#rules.length; i++) {
       const r = this.#rules[i]!;
       if (r.users && !(route.user !== null && r.users.includes(route.user))) continue;
-      if (r.hosts && !r.hosts.some((p) => hostMatches(p, host))) continue;
+      if (r.patterns && !r.patterns.some((p) => p.matches(host))) continue;
       return `rule-${i + 1}`;
     }
     return this.#defaultPool !== undefined ? 'default' : 'direct';
@@ -113,7 +110,7 @@ export class EgressRouter {
     }
     for (const r of this.#rules) {
       if (r.users && !(route.user !== null && r.users.includes(route.user))) continue;
-      if (r.hosts && !r.hosts.some((p) => hostMatches(p, host))) continue;
+      if (r.patterns && !r.patterns.some((p) => p.matches(host))) continue;
       return r.pool;
     }
     return this.#defaultPool;

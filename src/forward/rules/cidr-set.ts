@@ -1,5 +1,5 @@
 import { BlockList } from 'node:net';
-import { canonicalAddress } from './ip-address.js';
+import { canonicalAddress } from '../../net/ip-canonical.js';
 
 /** Parse `addr/len` or a bare address; undefined when malformed. */
 export function parseCidr(cidr: string): { address: string; prefix: number; family: 4 | 6 } | undefined {

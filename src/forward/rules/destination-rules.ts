@@ -2,8 +2,8 @@ import { Failure } from '../../failure/index.js';
 import { customerFacingFailure } from '../../tenants/limit-refusal.js';
 import type { AddressGuard, DialTarget, ResolvedAddress } from '../../egress/index.js';
 import { CidrSet } from './cidr-set.js';
-import { HostPattern } from './host-pattern.js';
-import { canonicalAddress } from './ip-address.js';
+import { HostPattern } from '../../egress/index.js';
+import { canonicalAddress } from '../../net/ip-canonical.js';
 import { PortSet, type PortSpec } from './port-set.js';
 import { isPrivateAddress } from './private-ranges.js';
 

@@ -1,5 +1,5 @@
 import { CidrSet } from './cidr-set.js';
-import { embeddedIPv4 } from './ip-address.js';
+import { embeddedIPv4 } from '../../net/ip-canonical.js';
 
 /**
  * Addresses the forward proxy refuses by default: private networks, loopback, link-local

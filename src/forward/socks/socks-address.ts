@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { canonicalAddress, ipv6Groups } from '../rules/ip-address.js';
+import { canonicalAddress, ipv6Groups } from '../../net/ip-canonical.js';
 import type { ByteReader } from './byte-reader.js';
 
 /** RFC 1928 address types. */

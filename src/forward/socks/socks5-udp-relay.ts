@@ -6,7 +6,7 @@ import type { FinishFields } from '../../tenants/index.js';
 import { noteExit } from '../egress-admission.js';
 import { hostPort } from '../context.js';
 import type { ForwardPipeline, ForwardRequest, Relay } from '../pipeline.js';
-import { canonicalAddress } from '../rules/ip-address.js';
+import { canonicalAddress } from '../../net/ip-canonical.js';
 import { cutFields } from '../record-fields.js';
 import type { ByteReader } from './byte-reader.js';
 import { SOCKS5_REPLY } from './reply-codes.js';
