@@ -41,8 +41,9 @@ export class Collapser {
 
   /**
    * The stored responses (by identity) a fetch in flight may refresh: a background revalidation
-   * of one, or a client's request that matched it (the key's leader, or a waiter that went
-   * upstream for itself: before, only the leader counted) and asks for the whole response
+   * of one, or a client's GET that matched it (the key's leader, a request on a route without
+   * collapsing, or a waiter that went upstream for itself: before, only the leader, then the
+   * waiters, counted) and asks for the whole response
    * (validated with its validators, or `no-cache`; not a `Range` request, whose 206 is never
    * stored), with how many such fetches. A key's variants share its slot, so the slot does not
    * say which stored response the fetch is for: a stale hit on another variant was recorded

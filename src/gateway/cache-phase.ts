@@ -150,8 +150,8 @@ export class CachePhase implements CollapseWaiter {
       return true;
     }
     if (r.kind === 'revalidate-behind') {
-      // With a fetch of this stored response in flight (a client's request leading its key for
-      // it, or the background revalidation another stale hit started) this hit starts none: that
+      // With a fetch of this stored response in flight (a client's GET for it, `#mayRefresh`, or
+      // the background revalidation another stale hit started) this hit starts none: that
       // fetch brings the new copy (Varnish's grace behind a busy object, nginx's `updating`).
       // Recorded `updating` (nginx's UPDATING), not `stale`: before session 34 both said `stale`,
       // and a hit behind a client's fetch was recorded as if it had revalidated. A fetch of the
@@ -181,15 +181,13 @@ export class CachePhase implements CollapseWaiter {
     }
     if (method === 'GET' && this.#rc.collapseWaitMs > 0) {
       const joined = this.#rc.cache.collapser.join(this.key, this);
-      if (joined === true) {
-        this.#leader = true;
-        this.#mayRefresh(r.entry);
-      }
+      if (joined === true) this.#leader = true;
       else if (joined === false) {
         this.#waiting = new Timeout(() => this.#waitOver(), this.#rc.collapseWaitMs);
         return true;
       }
     }
+    this.#mayRefresh(r.entry);
     this.#upstream(now);
     return false;
   }
@@ -256,16 +254,19 @@ export class CachePhase implements CollapseWaiter {
   }
 
   /**
-   * Its fetch may refresh `entry`, the stored response it matched (not for a range: a 206 is never
-   * stored): marked so (`Collapser.refresh`) until `#release`, and a stale-while-revalidate hit on
-   * it meanwhile is `updating` and starts no revalidation. The key's leader, and a waiter that goes
-   * upstream for itself (its leader failed, the leader's answer was not stored, its own request
-   * forwards whatever is stored, or its wait ran out). Before, only the leader marked it: a stale
-   * hit while a waiter's fetch was in flight started a background revalidation beside it, a
-   * second request for the same stored response (test/cache/waiter-fetch-updating.test.ts).
+   * Its fetch may refresh `entry`, the stored response it matched (a GET for the whole response:
+   * not a HEAD, not a range, whose 206 is never stored): marked so (`Collapser.refresh`) until
+   * `#release`, and a stale-while-revalidate hit on it meanwhile is `updating` and starts no
+   * revalidation. Every such GET that goes upstream: the key's leader, a request on a route
+   * without collapsing (`collapseWait: 0s`) or behind a full queue, and a waiter that goes upstream
+   * for itself (its leader failed, the leader's answer was not stored, its own request forwards
+   * whatever is stored, or its wait ran out). Before, only the leader marked it, then the waiters
+   * too: a stale hit while another such fetch (a `no-cache` one without collapsing) was in flight
+   * started a background revalidation beside it, a second request for the same stored response
+   * (test/cache/waiter-fetch-updating.test.ts).
    */
   #mayRefresh(entry: CacheEntry | undefined): void {
-    if (entry === undefined || this.#refreshes !== undefined || this.#ex.req.headers.range !== undefined) return;
+    if (entry === undefined || this.#refreshes !== undefined || this.#ex.method !== 'GET' || this.#ex.req.headers.range !== undefined) return;
     this.#refreshes = entry;
     this.#rc.cache.collapser.refresh(entry);
   }

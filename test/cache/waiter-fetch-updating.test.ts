@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { startTestGateway } from '../helpers/gateway.js';
-import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { seededRandom, shuffle, withSeed } from '../helpers/seeded.js';
 import { endedRecords, within } from '../helpers/ended-records.js';
 import { until } from '../helpers/until.js';
 import { answerStale, cacheGet, fillStale, STALE_ETAG, type Got } from './stale-entry.js';
@@ -28,37 +28,8 @@ const FATES: readonly Fate[] = ['failed', 'private', 'stored-stale'];
 
 test('a collapsed waiter that fetches for itself marks its stored response refreshing: a stale hit meanwhile is updating and starts no second revalidation (seeded)', { timeout: 120_000 }, async () => {
   const rand = seededRandom();
-  /** Requests the origin holds, by path, in arrival order; the test answers them. */
-  const held = new Map<string, Array<{ req: IncomingMessage; res: ServerResponse }>>();
-  const arrivals: Array<() => void> = [];
-  let holding = true;
-  const up = await startScriptedUpstream((req, res) => {
-    req.resume();
-    const path = req.url!;
-    if (up.received.filter((r) => r.url === path).length === 1) {
-      // The fill: stored stale at once, within stale-while-revalidate.
-      answerStale(res, `old ${path}`);
-      return;
-    }
-    if (!holding) {
-      // Released: anything later (a revalidation before the fix) is answered at once.
-      res.writeHead(304, { etag: STALE_ETAG, 'cache-control': 'max-age=600' });
-      res.end();
-      return;
-    }
-    const list = held.get(path) ?? [];
-    list.push({ req, res });
-    held.set(path, list);
-    for (const w of arrivals.splice(0)) w();
-  });
-  const arrived = (path: string, n: number): Promise<void> =>
-    new Promise<void>((resolve) => {
-      const check = (): void => {
-        if ((held.get(path)?.length ?? 0) >= n) resolve();
-        else arrivals.push(check);
-      };
-      check();
-    });
+  const origin = await holdingOrigin();
+  const { up, held, arrived } = origin;
   const records = endedRecords();
   let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
   try {
@@ -77,7 +48,7 @@ test('a collapsed waiter that fetches for itself marks its stored response refre
     const at = (path: string) => up.received.filter((r) => r.url === path).length;
     await withSeed(rand, async () => {
       for (let i = 0; i < 10; i++) {
-        holding = true;
+        origin.holding = true;
         const n = 2 + rand.int(5);
         // A quarter of the cases: the waiters' wait runs out before the leader is answered (whose
         // answer is then not stored: a stored one would be another response than they fetch for).
@@ -125,12 +96,8 @@ test('a collapsed waiter that fetches for itself marks its stored response refre
           hitRecords.push(rec.cache ?? 'none');
         }
         // The waiters' answers, in a seeded order: a 304 (refreshed) or a new 200 (stored).
-        holding = false;
-        const order = held.get(path)!.splice(0);
-        for (let k = order.length - 1; k > 0; k--) {
-          const j = rand.int(k + 1);
-          [order[k], order[j]] = [order[j]!, order[k]!];
-        }
+        origin.holding = false;
+        const order = shuffle(rand.next, held.get(path)!.splice(0));
         const kinds = new Map<string, '304' | '200'>();
         for (const h of order) {
           const kind = rand.pick(['304', '200'] as const);
@@ -160,3 +127,127 @@ test('a collapsed waiter that fetches for itself marks its stored response refre
     await up.close();
   }
 });
+
+/**
+ * The same without collapsing (`collapseWait: 0s`): a client's `no-cache` or `max-age=0` request
+ * for a stale stored response goes upstream at once, neither leader nor waiter, and its fetch may
+ * refresh that stored response as theirs may. It did not mark it (`Collapser.refresh` was taken
+ * only by a collapsing leader or waiter): a stale-while-revalidate hit while it was held was
+ * recorded `stale` and started a background revalidation beside it, one more request to the
+ * origin. Seeded over the number of such fetches (1..2), their directives, the stale hits while
+ * they are held (1..3), and the order and kind of the origin's answers (a 304, a stored 200, a
+ * `private` 200 stored nothing).
+ */
+test('without collapsing, a no-cache fetch of a stale stored response marks it refreshing: a stale hit meanwhile is updating and starts no revalidation (seeded)', { timeout: 120_000 }, async () => {
+  const rand = seededRandom();
+  const origin = await holdingOrigin();
+  const { up, held, arrived } = origin;
+  const records = endedRecords();
+  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
+  try {
+    g = await startTestGateway({
+      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
+      routes: [{ name: 'n', cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '0s' } }],
+    } as never);
+    const base = g.url.replace(/\/$/, '');
+    const cache = g.gw.ctx.cache!;
+    const collapser = cache.collapser;
+    const at = (path: string) => up.received.filter((r) => r.url === path).length;
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 10; i++) {
+        origin.holding = true;
+        const f = 1 + rand.int(2);
+        const hits = 1 + rand.int(3);
+        const directives = Array.from({ length: f }, () => rand.pick(['no-cache', 'max-age=0'] as const));
+        const path = `/n${i}-${rand.seed}`;
+        const what = `case ${i}: ${f} fetch(es) (${directives.join(', ')}), ${hits} stale hit(s)`;
+        await fillStale(base, path, what);
+        const fetches: Array<Promise<Got>> = [];
+        for (const d of directives) {
+          const p = cacheGet(base, path, { 'cache-control': d });
+          p.catch(() => undefined);
+          fetches.push(p);
+        }
+        await within(arrived(path, f), 10_000, `${what}: the fetches at the origin`);
+        for (const h of held.get(path)!) assert.equal(h.req.headers['if-none-match'], STALE_ETAG, `${what}: a fetch validates the stored response`);
+        assert.equal(collapser.inflight, 0, `${what}: nothing collapses on this route`);
+        const hitRecords: string[] = [];
+        for (let h = 0; h < hits; h++) {
+          const s = await cacheGet(base, path);
+          assert.equal(s.body, `old ${path}`, `${what}: stale hit ${h}`);
+          assert.match(s.cs, /detail=stale-while-revalidate$/, `${what}: stale hit ${h}: ${s.cs}`);
+          const rec = await within(records.wait((x) => x.requestId === s.id), 10_000, `${what}: stale hit ${h}'s record`);
+          hitRecords.push(rec.cache ?? 'none');
+        }
+        origin.holding = false;
+        const kinds = new Map<string, '304' | '200' | 'private'>();
+        for (const h of shuffle(rand.next, held.get(path)!.splice(0))) {
+          const kind = rand.pick(['304', '200', 'private'] as const);
+          kinds.set(String(h.req.headers['x-request-id']), kind);
+          if (kind === '304') h.res.writeHead(304, { etag: STALE_ETAG, 'cache-control': 'max-age=600' }).end();
+          else if (kind === '200') h.res.writeHead(200, { etag: '"c"', 'cache-control': 'max-age=600' }).end('newer');
+          else h.res.writeHead(200, { etag: '"p"', 'cache-control': 'private, max-age=600' }).end('private');
+        }
+        for (const p of fetches) {
+          const got = await within(p, 10_000, `${what}: a fetch's answer`);
+          assert.equal(got.status, 200, `${what}: a fetch's status`);
+          const kind = kinds.get(got.id);
+          assert.ok(kind !== undefined, `${what}: the fetch reached the origin with its request id`);
+          const rec = await within(records.wait((x) => x.requestId === got.id), 10_000, `${what}: a fetch's record`);
+          assert.equal(rec.cache, kind === '304' ? 'revalidated' : 'miss', `${what}: a fetch answered ${kind}: ${got.cs}`);
+        }
+        assert.ok(await until(() => collapser.inflight === 0 && collapser.refreshingCount === 0 && cache.keysUnderway === 0, 10_000), `${what}: every fetch finished and gave back its marks (${collapser.refreshingCount} marked)`);
+        // The fill and each fetch once: nothing else reached the origin.
+        assert.equal(at(path), 1 + f, `${what}: requests at the origin (stale hits recorded ${hitRecords.join(', ')})`);
+        const bg = records.matching((x) => x.background === 'revalidation' && x.path === path);
+        assert.equal(bg.length, 0, `${what}: no background revalidation (${bg.map((x) => x.revalidation).join(', ')})`);
+        assert.deepEqual(hitRecords, Array.from({ length: hits }, () => 'updating'), `${what}: the stale hits behind the fetches`);
+      }
+    });
+  } finally {
+    records.close();
+    await g?.close();
+    await origin.up.close();
+  }
+});
+
+/**
+ * The origin both tests use: a path's first request (the fill) is answered stale at once, within
+ * stale-while-revalidate; later ones are held, by path in arrival order, while `holding`, for
+ * the test to answer; once released, anything later (a revalidation before the fixes) gets a 304.
+ */
+async function holdingOrigin() {
+  const held = new Map<string, Array<{ req: IncomingMessage; res: ServerResponse }>>();
+  const arrivals: Array<() => void> = [];
+  const origin = {
+    holding: true,
+    held,
+    up: await startScriptedUpstream((req, res) => {
+      req.resume();
+      const path = req.url!;
+      if (origin.up.received.filter((r) => r.url === path).length === 1) {
+        answerStale(res, `old ${path}`);
+        return;
+      }
+      if (!origin.holding) {
+        res.writeHead(304, { etag: STALE_ETAG, 'cache-control': 'max-age=600' });
+        res.end();
+        return;
+      }
+      const list = held.get(path) ?? [];
+      list.push({ req, res });
+      held.set(path, list);
+      for (const w of arrivals.splice(0)) w();
+    }),
+    /** At least `n` requests for `path` are held. */
+    arrived: (path: string, n: number): Promise<void> =>
+      new Promise<void>((resolve) => {
+        const check = (): void => {
+          if ((held.get(path)?.length ?? 0) >= n) resolve();
+          else arrivals.push(check);
+        };
+        check();
+      }),
+  };
+  return origin;
+}
