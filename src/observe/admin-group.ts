@@ -72,10 +72,12 @@ export async function adminGroup(opts: { perProcessUsage: boolean; timeoutMs?: n
     : () => {};
   /**
    * No worker answered well: 500 when some answered and every one of them failed (each logged
-   * why under the request id; the asker logs which), 503 `busy` only when none answered in time.
+   * why under the request id; the asker logs which), 503 `busy` only when none answered in time:
+   * within `timeoutMs` through the primary, or, its relay late, this worker's own route within
+   * `timeoutMs` more (`gather`: every answer within twice `timeoutMs`).
    */
   const noneOk = (g: Gathered, requestId: string): Reply & { headers: Record<string, string> } => {
-    if (g.parts.length === 0) return { ...problem('busy', `no worker answered within ${timeoutMs} ms`), headers: groupHeaders(g, requestId) };
+    if (g.parts.length === 0) return { ...problem('busy', g.missing === -1 ? `no answer from the group within ${timeoutMs} ms, nor from this worker within ${timeoutMs} ms more` : `no worker answered within ${timeoutMs} ms`), headers: groupHeaders(g, requestId) };
     return { ...internalProblem(requestId, `the admin route failed in every worker that answered (${g.parts.length}, ${g.missing === -1 ? 'the others unknown' : `${g.missing} silent`})`), headers: groupHeaders(g, requestId) };
   };
   /** The asker's line for a group answer some worker failed: which ones, what they said, under the id the client got. */

@@ -107,7 +107,11 @@ export function serveGather(kind: string, handler: Handler): () => void {
 /**
  * In a worker: `kind` from every worker of the group (this one included). When the primary
  * does not hand the answers back within `timeoutMs` (it waits less itself), only this
- * worker's own answer, with `missing` counting the others as unknown (-1).
+ * worker's own answer, with `missing` counting the others as unknown (-1); and when its own
+ * handler has not answered within `timeoutMs` more either, no answer at all (`parts` empty):
+ * every gather ends within twice `timeoutMs`. Before, this worker's own handler was waited for
+ * without a bound, and one that never finished (a metric's collect) left the asker's client
+ * without an answer (test/observe/admin-route-failure.test.ts).
  */
 export function gather<T>(kind: string, arg: unknown, timeoutMs = 2500): Promise<Gathered<T>> {
   listenInWorker();
@@ -115,7 +119,12 @@ export function gather<T>(kind: string, arg: unknown, timeoutMs = 2500): Promise
   return new Promise<Gathered<T>>((resolve) => {
     const timer = setTimeout(() => {
       asks.delete(id);
-      void local<T>(kind, arg).then((part) => resolve({ parts: [part], workers: 1, missing: -1 }));
+      const late = setTimeout(() => resolve({ parts: [], workers: 1, missing: -1 }), timeoutMs);
+      late.unref();
+      void local<T>(kind, arg).then((part) => {
+        clearTimeout(late);
+        resolve({ parts: [part], workers: 1, missing: -1 });
+      });
     }, timeoutMs);
     timer.unref();
     asks.set(id, { resolve: resolve as (g: Gathered) => void, timer });

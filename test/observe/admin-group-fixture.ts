@@ -19,13 +19,17 @@ import { relayGathers } from '../../src/observe/worker-ipc.js';
  *   position, worker 1 first) to succeed, throw (with the secret) or never finish.
  *
  * Each worker logs through `createLogger` to standard output (the test's pipe) and prints one
- * `{"fixture":"ready","url":…}` line once it listens.
+ * `{"fixture":"ready","url":…}` line once it listens. FIXTURE_RELAY_TIMEOUT_MS sets how long the
+ * primary waits for the workers' answers, FIXTURE_GROUP_TIMEOUT_MS how long a worker waits for
+ * the primary's (the defaults of cli/workers.ts and admin-group.ts otherwise): the first above
+ * the second makes the primary's relay late.
  */
 
 const secret = process.env.FIXTURE_SECRET ?? 'secret';
+const ms = (name: string): number | undefined => (process.env[name] === undefined ? undefined : Number(process.env[name]));
 
 if (cluster.isPrimary) {
-  relayGathers();
+  relayGathers(ms('FIXTURE_RELAY_TIMEOUT_MS'));
   for (let i = 0; i < 2; i++) cluster.fork();
   process.on('SIGTERM', () => {
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
@@ -47,7 +51,7 @@ if (cluster.isPrimary) {
     port: 0,
     registry,
     logger: createLogger({ sync: true }),
-    group: { perProcessUsage: true },
+    group: { perProcessUsage: true, timeoutMs: ms('FIXTURE_GROUP_TIMEOUT_MS') },
     gateway: {
       status: () => ({}),
       drain(name, endpoint) {

@@ -130,23 +130,9 @@ test('the OpenAPI document\'s Problem schema describes the requestId a 500 inter
 test('--workers: a route that throws in every worker that answered is 500 internal (not 503 busy), busy only when none answered; partial failures are said (seeded over which workers fail, throw or hang)', { timeout: 110_000 }, async () => {
   await seededRun('admin-group-failure', async (rand) => {
     const secret = `/srv/gatewise-secret-${between(rand, 0, 1e9)}/key.pem`;
-    const child = spawn(process.execPath, [fileURLToPath(new URL('./admin-group-fixture.js', import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FIXTURE_SECRET: secret } });
-    const sink = new LogSink();
-    let partial = '';
-    child.stdout.on('data', (c: Buffer) => {
-      partial += c.toString();
-      const end = partial.lastIndexOf('\n');
-      if (end < 0) return;
-      sink.stream.write(partial.slice(0, end + 1));
-      partial = partial.slice(end + 1);
-    });
-    let stderr = '';
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    const group = await startGroup({ FIXTURE_SECRET: secret });
+    const { url, sink } = group;
     try {
-      const ready = await Promise.all([1, 2].map((w) => sink.wait((l) => l.fixture === 'ready' && l.worker === w, 30_000)));
-      const url = String(ready[0]!.url);
-      assert.equal(ready[1]!.url, url, 'one port for both workers');
       const post = async (path: string): Promise<{ status: number; headers: Record<string, string>; text: string }> => {
         const r = await request(`${url}${path}`, { method: 'POST', reset: true, headers: { 'gatewise-admin': '1' } });
         return { status: r.statusCode, headers: r.headers as Record<string, string>, text: await r.body.text() };
@@ -220,11 +206,111 @@ test('--workers: a route that throws in every worker that answered is 500 intern
         }
       }
     } catch (err) {
-      (err as Error).message += `\nfixture stderr: ${stderr}`;
+      (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
       throw err;
     } finally {
-      child.kill('SIGTERM');
-      await exited;
+      await group.stop();
     }
   });
 });
+
+/**
+ * With `--workers`, every admin answer comes within a bound. When the primary's relay of a
+ * gather comes back later than the asking worker's own wait, that worker answers from its own
+ * route alone (worker-ipc.ts); it waited for that route without a bound, and one that never
+ * finished (a metric's collect) never answered the client. Now it is given the group's timeout
+ * again, and when it has not answered by then the answer is 503 `busy` (nothing answered in
+ * time); what it answers in time is the answer, 200 or 500 `internal` (it failed). The relay is
+ * made late by configuration, not by a mock: the fixture's primary waits a minute for the
+ * workers (`relayGathers`' timeout) while each worker waits 1 s for the primary (the admin
+ * group's `timeoutMs`), so with a collect that hangs in some worker the primary's answer comes
+ * after the client's wait here. Seeded over what each worker's collect does (at least one
+ * hangs); which worker takes the request is the kernel's, so the answer is the one either
+ * could give, and its headers say it is that worker's alone.
+ */
+test('--workers: when the primary\'s relay is later than the worker\'s own wait and its own route never finishes, the answer is 503 busy within a bound, not never (seeded over what each worker\'s metric collect does)', { timeout: 110_000 }, async () => {
+  await seededRun('admin-group-bound', async (rand) => {
+    const group = await startGroup({ FIXTURE_RELAY_TIMEOUT_MS: '60000', FIXTURE_GROUP_TIMEOUT_MS: '1000' });
+    try {
+      type Mode = 'ok' | 'throw' | 'hang';
+      const modes: Mode[] = ['ok', 'throw', 'hang'];
+      const cases: Array<[Mode, Mode]> = [['hang', 'hang'], [modes[between(rand, 0, 1)]!, 'hang']];
+      for (let i = 0; i < 3; i++) {
+        const c: [Mode, Mode] = [modes[between(rand, 0, 2)]!, 'hang'];
+        cases.push(rand() < 0.5 ? c : [c[1], c[0]]);
+      }
+      /** What the answer is when `m` is the mode of the worker that took the request. */
+      const alone: Record<Mode, { status: number; code?: string; workers: string; failed: string }> = {
+        ok: { status: 200, workers: '1', failed: '0' },
+        throw: { status: 500, code: 'internal', workers: '0', failed: '1' },
+        hang: { status: 503, code: 'busy', workers: '0', failed: '0' },
+      };
+      for (const m of cases) {
+        const where = `metrics collect ${m.join(', ')}`;
+        // Set in both workers: the drain's gather is answered by both at once, through the primary
+        // (the drain never hangs); a try whose relay still came late here set this worker's only,
+        // and is made again (bounded).
+        let set: Record<string, string> = {};
+        for (let t = 0; t < 10 && set['gatewise-workers'] !== '2'; t++) {
+          const r = await request(`${group.url}/clusters/metrics/drain?endpoint=${m.join(',')}`, { method: 'POST', reset: true, headers: { 'gatewise-admin': '1' } });
+          assert.equal(r.statusCode, 200, `${where}: set: ${await r.body.text()}`);
+          set = r.headers as Record<string, string>;
+        }
+        assert.equal(set['gatewise-workers'], '2', `${where}: set in both workers`);
+        let r;
+        try {
+          r = await request(`${group.url}/metrics`, { reset: true, headersTimeout: 20_000, bodyTimeout: 20_000 });
+        } catch (err) {
+          assert.fail(`${where}: no answer within 20 s (${(err as Error).message})`);
+        }
+        const text = await r.body.text();
+        const h = r.headers as Record<string, string>;
+        const which = (Object.keys(alone) as Mode[]).filter((x) => m.includes(x) && alone[x].status === r.statusCode);
+        assert.equal(which.length, 1, `${where}: the answer of one of the workers alone, got ${r.statusCode}: ${text}`);
+        const want = alone[which[0]!];
+        assert.deepEqual([h['gatewise-workers'], h['gatewise-workers-failed'], h['gatewise-workers-missing']], [want.workers, want.failed, '-1'], `${where}: this worker's answer alone`);
+        if (want.code !== undefined) assert.equal((JSON.parse(text) as { code: string }).code, want.code, `${where}: ${text}`);
+        else assert.match(text, /^fixture_worker_up 1$/m, where);
+      }
+    } catch (err) {
+      (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
+      throw err;
+    } finally {
+      await group.stop();
+    }
+  });
+});
+
+/**
+ * The fixture's process group (admin-group-fixture.ts) with `env` added, once both workers
+ * listen on one port; their log lines in `sink`.
+ */
+async function startGroup(env: Record<string, string>): Promise<{ url: string; sink: LogSink; stderr(): string; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./admin-group-fixture.js', import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const sink = new LogSink();
+  let partial = '';
+  child.stdout.on('data', (c: Buffer) => {
+    partial += c.toString();
+    const end = partial.lastIndexOf('\n');
+    if (end < 0) return;
+    sink.stream.write(partial.slice(0, end + 1));
+    partial = partial.slice(end + 1);
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const stop = async (): Promise<void> => {
+    child.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    const ready = await Promise.all([1, 2].map((w) => sink.wait((l) => l.fixture === 'ready' && l.worker === w, 30_000)));
+    const url = String(ready[0]!.url);
+    assert.equal(ready[1]!.url, url, 'one port for both workers');
+    return { url, sink, stderr: () => stderr, stop };
+  } catch (err) {
+    (err as Error).message += `\nfixture stderr: ${stderr}`;
+    await stop();
+    throw err;
+  }
+}
