@@ -130,8 +130,9 @@ export class Socks5UdpDialer implements UdpDialer {
     // (test/forward/socks5-udp-exit-timeout.test.ts).
     const timeoutMs = opts.connectTimeoutMs ?? this.#timeoutMs;
     const deadline = performance.now() + timeoutMs;
+    let control: Socket | undefined;
     try {
-      const control = await openTransport(p, timeoutMs, opts.signal);
+      control = await openTransport(p, timeoutMs, opts.signal);
       control.setNoDelay(true);
       control.on('error', () => {}); // the handshake and then the egress read its end
       // The association's cancel signal, as the TCP hop takes it (socks5-connector.ts): a client
@@ -145,10 +146,13 @@ export class Socks5UdpDialer implements UdpDialer {
       // address the control connection reached (the proxy's own).
       let relayHost = remoteHost?.host ?? '';
       if (relayHost === '' || relayHost === '0.0.0.0' || relayHost === '::') relayHost = socket.remoteAddress ?? p.host;
-      if (isIP(relayHost) === 0) relayHost = (await resolveHost(this.#resolver, relayHost, Math.max(1, Math.round(deadline - performance.now())), p.label))[0]!.address;
+      if (isIP(relayHost) === 0) relayHost = (await resolveHost(this.#resolver, relayHost, Math.max(1, Math.round(deadline - performance.now())), p.label, opts.signal))[0]!.address;
       return new Socks5UdpEgress(socket, sock, { host: relayHost, port: remoteHost?.port ?? 0 }, opts, this.#resolver, p);
     } catch (err) {
       sock.close();
+      // The connection to the upstream too, which holds its association: a relay name that
+      // did not resolve left it open (review of session 35; socks5-udp-relay-name.test.ts).
+      control?.destroy();
       // The handshake's own failures name the reply; anything else is the exit failing.
       if (err instanceof Failure) throw err;
       throw withScope(new Failure({ type: 'connection_terminated', phase: 'connect', nextHop: p.label, detail: `upstream SOCKS5 proxy ${p.label} failed UDP ASSOCIATE`, cause: err, retrySafe: true }), 'exit');
