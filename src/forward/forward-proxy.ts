@@ -21,6 +21,7 @@ import {
 } from '../egress/index.js';
 import { MemoryStore, SharedState, type StateHealth, type Store } from '../state/index.js';
 import type { AuthProvider } from '../tenants/index.js';
+import { within } from '../timing/within.js';
 import { ConcurrencyLimits, Meter, PlanEnforcer, SourceAllowlist, type TrafficLimit, UserDirectory, UsersFile, type PlanSpec, type UserEntry } from '../tenants/index.js';
 import { AccessLog, createLogger } from '../observe/access-log.js';
 import { ConfigError } from '../config/load.js';
@@ -654,28 +655,29 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
 /** A tracked socket; `server` is set (by Node, and net/accept.ts) on one a listener accepted, null on one dialled. */
 type AcceptedSocket = SlottedSocket & { server?: unknown };
 
-/** How often the drain looks again at what is in flight and what went idle (the reverse gateway's step). */
-const DRAIN_STEP_MS = 25;
 /** The longest the records of what the drain cut may take to come (their sockets' 'close' events). */
 const CUT_RECORDS_MS = 1000;
 
 /**
  * The graceful part of close(), after the listeners stopped accepting: idle client connections
- * are closed at once (and again as they go idle), requests and tunnels in flight (open meter
+ * are closed at once, and each keep-alive connection as its answer finishes (http-front.ts
+ * `responseFinished`, while `ctx.draining`); requests and tunnels in flight (open meter
  * sessions) have until `drainMs`, then what is left is cut with `ctx.cut` noted first, so each
  * one it ends is recorded once as the proxy's doing (failure/connections-cut.ts), not as a
  * client that left nor an upstream that failed.
+ *
+ * Both waits, for what is in flight and then for the records of what was cut, are the meter's
+ * `settled()` raced against a deadline on the process's deadline list (timing/within.ts): woken
+ * by the last record or by the deadline. Before, the first looked at `meter.live` every 25 ms
+ * and the second turned the event loop with `setImmediate` until it reached 0, a core busy for
+ * as long as a record took, up to 1 s (test/forward/drain-waits.test.ts).
  */
 async function drain(ctx: ForwardContext, drainMs: number): Promise<void> {
   ctx.draining = true;
   const meter = ctx.meter;
-  const deadline = performance.now() + drainMs;
   if (meter.live > 0) ctx.logger.info({ component: 'forward', type: 'lifecycle', event: 'draining', inflight: meter.live, drainMs }, `draining ${meter.live} requests and tunnels in flight`);
   closeIdle(ctx);
-  while (meter.live > 0 && performance.now() < deadline) {
-    await new Promise((r) => setTimeout(r, Math.min(DRAIN_STEP_MS, Math.max(1, deadline - performance.now()))));
-    closeIdle(ctx);
-  }
+  if (drainMs > 0) await untilSettled(meter, drainMs);
   if (meter.live === 0) return;
   const cut = new ConnectionsCut('GATEWISE_DRAIN_TIMEOUT', 'the forward proxy closed the connection at shutdown: the drain timeout passed');
   ctx.cut = cut;
@@ -689,8 +691,12 @@ async function drain(ctx: ForwardContext, drainMs: number): Promise<void> {
     else s.destroy();
   }
   // The records come from the sockets' 'close' events, a few turns of the loop from now.
-  const until = performance.now() + CUT_RECORDS_MS;
-  while (meter.live > 0 && performance.now() < until) await new Promise((r) => setImmediate(r));
+  await untilSettled(meter, CUT_RECORDS_MS);
+}
+
+/** Until no meter session is open, or `ms` have passed (`ms` > 0). */
+function untilSettled(meter: Meter, ms: number): Promise<void> {
+  return within(meter.settled(), ms, () => undefined);
 }
 
 /**

@@ -69,6 +69,10 @@ export class HttpFront {
     const keepAliveMs = s.clientKeepAliveMs;
     const start = (req: IncomingMessage, res: ServerResponse): void => proxy.handle(req, res);
     const dropped = (req: IncomingMessage, clientAddress: string | undefined): void => this.#neverStarted(req, clientAddress);
+    // One listener function per front (not per request): it reads whether the proxy drains.
+    const onResFinish = function (this: ServerResponse): void {
+      responseFinished(this.req.socket as TimedSocket, ctx);
+    };
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       stopHeadTimer(req.socket);
       // A request read while the proxy drains is served, and its connection closed after it.
@@ -242,14 +246,21 @@ function stopHeadTimer(socket: Socket): void {
   }
 }
 
-/** The response finished: the next request head must arrive in time again. */
-function onResFinish(this: ServerResponse): void {
-  const socket = this.req.socket as TimedSocket;
+/**
+ * A response finished: the next request head must arrive in time again once no request of the
+ * connection is left; or, while the proxy drains (close(), forward-proxy.ts `drain`), the
+ * connection has just gone idle and is closed, as the drain closed the idle ones at its start
+ * (after what was written; a pipelined head begun keeps it, that request is served and its
+ * answer says `Connection: close`). Heard here rather than found by looking at every
+ * connection again every few milliseconds.
+ */
+function responseFinished(socket: TimedSocket, ctx: ForwardContext): void {
   if (socket.destroyed) return;
   const busy = (socket[kBusy] ?? 1) - 1;
   socket[kBusy] = busy;
-  // The next head must arrive in time once no request of the connection is left.
-  if (busy === 0) socket[kHeadTimer]?.rearm();
+  if (busy !== 0) return;
+  if (ctx.draining && !headBegun(socket)) socket.destroySoon();
+  else socket[kHeadTimer]?.rearm();
 }
 
 /**

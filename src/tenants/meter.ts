@@ -121,8 +121,10 @@ export class Meter extends EventEmitter<MeterEvents> {
    * Unset: always built.
    */
   recordWanted: (() => boolean) | undefined;
-  /** Sessions opened and not finished yet: requests, tunnels and associations in flight (the forward proxy's drain waits for 0). */
+  /** Sessions opened and not finished yet: requests, tunnels and associations in flight (the forward proxy's drain waits for 0: `settled`). */
   live = 0;
+  /** The waits of `settled()` for `live` to reach 0 (none mostly: only a drain waits). */
+  #settled: (() => void)[] | undefined;
 
   constructor(opts: { maxDestinations?: number; onBytes?: (user: string | null, dir: 'up' | 'down', n: number) => void } = {}) {
     super();
@@ -133,6 +135,24 @@ export class Meter extends EventEmitter<MeterEvents> {
   /** Start metering one request, tunnel or association. */
   open(init: { protocol: MeteredProtocol; requestId: string | (() => string); user: string | null; destination?: string | null; clientAddress?: string }): MeterSession {
     return new MeterSession(this, init);
+  }
+
+  /**
+   * Resolves when no session is open (`live` is 0): at once if none is, else as the last open
+   * one finishes. What the forward proxy's drain waits on, raced against its deadline
+   * (timing/within.ts), instead of looking at `live` again every few milliseconds.
+   */
+  settled(): Promise<void> {
+    if (this.live === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => (this.#settled ??= []).push(resolve));
+  }
+
+  /** @internal — the last open session finished (`live` reached 0): wake the waits of `settled`. */
+  wake(): void {
+    const w = this.#settled;
+    if (w === undefined) return;
+    this.#settled = undefined;
+    for (const resolve of w) resolve();
   }
 
   /** A copy of all counters as they are now. */
@@ -279,7 +299,7 @@ export class MeterSession {
   finish(fields: FinishFields = {}): ForwardRecord | undefined {
     if (this.#finished) return undefined;
     this.#finished = true;
-    this.#meter.live--;
+    if (--this.#meter.live === 0) this.#meter.wake();
     if (fields.destination !== undefined) this.destination = fields.destination;
     const error = fields.error ?? null;
     // Through the session's own counters (`#count`): the user's and destination's looked up
