@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { debugRefusalValue, wantsDebug } from './debug-header.js';
-import { CLIENT_CLOSED_STATUS, Failure, classify, type EndedBy } from '../failure/index.js';
+import { CLIENT_CLOSED_STATUS, Failure, classify, connectionCut, type EndedBy, type Phase } from '../failure/index.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
 import type { FinishFields, MeterSession, MeteredProtocol } from '../tenants/index.js';
@@ -10,7 +10,7 @@ import { checkOutlastedHead, headDueAt } from './head-deadline.js';
 import { clientLeft } from './client-fin.js';
 import type { ForwardHookRequest, ForwardKind, MergedForwardHooks } from './hooks.js';
 import { authenticate, authenticateNameFrom, type AuthOutcome, type Credentials } from './proxy-auth.js';
-import { NOT_CONNECTED, fieldsOf } from './record-fields.js';
+import { NOT_CONNECTED, cutFields, fieldsOf } from './record-fields.js';
 import { TunnelRun } from './tunnel-run.js';
 /** Before authentication: nobody (shared, never changed: `serve` assigns the request its own). */
 const NO_ROUTE: EgressRoute = Object.freeze({ user: null });
@@ -173,7 +173,7 @@ export class ForwardPipeline {
     const authed = this.authenticate(creds, req.client);
     if (authed instanceof Promise) {
       const due = this.#checkDeadline(req, responder);
-      return authed.then(
+      return this.hold(req, responder, authed, 'its password check', 'connect', due).then(
         (a) => {
           due?.cancel();
           if (!req.session.finished) return this.#afterAuth(req, a, responder, relay);
@@ -198,6 +198,37 @@ export class ForwardPipeline {
   }
 
   /**
+   * `work`, something the request waits on that the proxy does not own (a password check, an
+   * `authorize` hook, a shared-state admission), with the client's connection watched while it
+   * is under way: when close() cuts that connection at the drain timeout (`ctx.cut`) first, the
+   * request is recorded then, once, as the drain's (`connectionCut` in `phase`, ended by the
+   * gateway; `what` names the hold in the record's detail) and `due` (the check's deadline) is
+   * cancelled; the work's answer, when it comes, finds the request finished and goes no further
+   * (each caller looks). Before, the record came only with that answer: a check or hook that
+   * never answered left the request unrecorded and its meter session open, and close() returned
+   * with it (test/forward/drain-held-forever.test.ts). A client that left by itself is not
+   * recorded here: the work's answer finds it gone, as before (client-fin.ts). One 'close'
+   * listener per hold, only when the work is a promise: nothing on a path that does not wait.
+   */
+  hold<T>(req: ForwardRequest, responder: ForwardResponder, work: Promise<T>, what: string, phase: Phase, due?: { cancel(): void }): Promise<T> {
+    const client = req.client;
+    const onClose = (): void => {
+      const session = req.session;
+      if (session.finished) return;
+      const f = connectionCut(this.#ctx.cut, client, phase);
+      if (f === undefined) return;
+      due?.cancel();
+      const gone = responder.gone();
+      // An HTTP request's record carries the status of the failure (nothing was answered); a tunnel's, its front's.
+      session.finish(cutFields(f, fieldsOf(req.kind === 'request' ? { ...gone, status: f.status } : gone, null, 'gateway', undefined), `held in ${what}, which had not answered`));
+    };
+    client.once('close', onClose);
+    const off = (): void => void client.off('close', onClose);
+    work.then(off, off);
+    return work;
+  }
+
+  /**
    * A request the front could not accept (bad target, loop): who asks still comes first,
    * so an unauthenticated client is answered 407 and learns nothing about the rest.
    */
@@ -206,7 +237,7 @@ export class ForwardPipeline {
     if (authed instanceof Promise) {
       // Timed as in `run`: the refusal waits on the check, within the head's time.
       const due = this.#checkDeadline(req, responder);
-      void authed.then(
+      void this.hold(req, responder, authed, 'its password check', 'connect', due).then(
         (a) => {
           due?.cancel();
           if (!req.session.finished) this.#refuseAuthed(req, responder, a, f);
@@ -269,7 +300,10 @@ export class ForwardPipeline {
   }
 
   async #hookAuthorize(hook: NonNullable<MergedForwardHooks['authorize']>, req: ForwardRequest, responder: ForwardResponder, relay: Relay | undefined): Promise<void> {
-    const f = await hook(req);
+    const answer = hook(req);
+    const f = answer instanceof Promise ? await this.hold(req, responder, answer, 'an authorize hook', 'connect') : answer;
+    // Recorded meanwhile (close() cut its connection): the hook's answer goes nowhere.
+    if (req.session.finished) return;
     if (f) return this.refuse(req, responder, f);
     return this.#planStep(req, responder, relay);
   }
@@ -283,7 +317,13 @@ export class ForwardPipeline {
     }
     // --- plan + admit: the plan's pools, rate and quotas, and the connection and tunnel slots (one call: one round trip to a shared store)
     const admitted = admitRequest(this.#ctx, req.route, req.kind === 'datagram' ? '*' : req.target.host, req.kind === 'request' ? 'request' : 'tunnel', req.kind === 'datagram' ? 'udp' : req.nextHop);
-    if (admitted instanceof Promise) return admitted.then((r) => this.#relayStep(req, responder, relay, r));
+    if (admitted instanceof Promise) {
+      return this.hold(req, responder, admitted, 'admission', 'connect').then((r) => {
+        // Recorded meanwhile (close() cut its connection): the slot it was given goes back, no dial.
+        if (!req.session.finished) return this.#relayStep(req, responder, relay, r);
+        if (!(r instanceof Failure)) r();
+      });
+    }
     return this.#relayStep(req, responder, relay, admitted);
   }
 

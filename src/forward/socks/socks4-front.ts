@@ -85,9 +85,13 @@ export class Socks4Front extends SocksFront<Socks4Responder> {
 
     const colon = userId.indexOf(':');
     if (colon > 0) {
-      const found = await r.during(pipeline.authenticateName(userId.slice(0, colon), userId.slice(colon + 1), socket));
+      const check = pipeline.authenticateName(userId.slice(0, colon), userId.slice(colon + 1), socket);
+      // Under way (a promise): a cut by close() at the drain timeout records the request then (`ForwardPipeline.hold`).
+      const found = check instanceof Promise ? await r.during(pipeline.hold(req, responder, check, 'its password check', 'accept')) : check;
       // A check that outlasted the handshake time: the connection is closed already, the answer leads nowhere.
       r.handshakeRead();
+      // Recorded meanwhile (close() cut the connection during the check): so does the answer.
+      if (req.session.finished) return void r.detach();
       if (found instanceof Failure) {
         // Refused after the password was verified (a username parameter): the record names the user.
         req.session.user = userOfRefusal(found) ?? null;

@@ -113,9 +113,13 @@ export class Socks5Front extends SocksFront<Socks5Responder> {
       if (authVer !== 0x01) return refuse(protocolError('bad username/password sub-negotiation version'));
       const name = (await r.read(await r.byte())).toString('utf8');
       const password = (await r.read(await r.byte())).toString('utf8');
-      const found = name.length > 0 ? await r.during(pipeline.authenticateName(name, password, socket)) : undefined;
+      const check = name.length > 0 ? pipeline.authenticateName(name, password, socket) : undefined;
+      // Under way (a promise): a cut by close() at the drain timeout records the request then (`ForwardPipeline.hold`).
+      const found = check instanceof Promise ? await r.during(pipeline.hold(req, responder, check, 'its password check', 'accept')) : check;
       // A check that outlasted the handshake time: the connection is closed already, the answer leads nowhere.
       r.throwIfTimedOut();
+      // Recorded meanwhile (close() cut the connection during the check): so does the answer.
+      if (req.session.finished) return void r.detach();
       if (found instanceof Failure) {
         // Refused after the password was verified (a username parameter): the record names the user.
         req.session.user = userOfRefusal(found) ?? null;
