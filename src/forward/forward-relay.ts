@@ -19,6 +19,11 @@ export interface RelayOutcome {
   error?: Failure;
   /** With `failure`: some of the response had arrived (not the keep-alive race). */
   responseStarted?: true;
+  /**
+   * The whole answer had come and was queued behind an earlier answer of its connection
+   * (pipelined), and the connection closed before it was written: the client never got it.
+   */
+  unanswered?: true;
   endedBy: EndedBy;
 }
 
@@ -76,6 +81,8 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   /** A response byte arrived. */
   #responseStarted = false;
   #settled = false;
+  /** Its answer is complete and queued behind an earlier answer of its connection (see `onComplete`). */
+  #queued = false;
   readonly #plans: PlanEnforcer | undefined;
   readonly #user: string | null;
 
@@ -99,6 +106,12 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
 
   readonly #onResClose = (): void => {
     if (this.#settled) return;
+    if (this.#queued) {
+      // Its connection closed with its answer still queued: never written, not answered. (The
+      // destination's request is complete: nothing to abort.)
+      this.#settle({ status: CLIENT_CLOSED_STATUS, endedBy: 'client', unanswered: true });
+      return;
+    }
     // The client left before the response was complete. Settled before the abort: undici
     // calls onError from inside abort(), and that error is ours, not the destination's.
     this.#settle({ status: this.#headersSent ? this.#res.statusCode : CLIENT_CLOSED_STATUS, endedBy: 'client' });
@@ -235,10 +248,36 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   onComplete(): void {
     this.#timer.stop();
     if (this.#settled) return;
-    this.#res.end();
+    const res = this.#res;
+    res.end();
     if (this.#closeClient) this.#expect!.socket.end();
-    this.#settle({ status: this.#res.statusCode, endedBy: 'complete' });
+    if (res.socket === null && !res.writableFinished) {
+      // Pipelined behind an answer of its connection still under way: node:http keeps this one
+      // (head and body) queued, off the socket, until that one is written. It is answered only
+      // once its bytes are handed to the kernel: node:http emits the response's 'finish' from
+      // the socket write's callback once it gets the socket. The connection closing first (a
+      // client that left, close() cutting it at the drain timeout) leaves it unanswered, and
+      // the record says so (`#onResClose`), where before it said 200 `complete` (drain.test.ts,
+      // the pipelined case). A response on its socket is settled here as before: its bytes are
+      // written now or sit in the socket's buffer, the client's to read.
+      this.#queued = true;
+      res.once('finish', this.#onQueuedFinish);
+      return;
+    }
+    this.#settle({ status: res.statusCode, endedBy: 'complete' });
   }
+
+  /**
+   * The queued answer was written. Node emits 'finish' from the write's callback even when that
+   * write failed because the socket was destroyed with it still in its buffer (the callback is
+   * called with an error, which node:http does not read): then it never reached the kernel, and
+   * it is the unanswered case.
+   */
+  readonly #onQueuedFinish = (): void => {
+    if (this.#settled) return;
+    if (this.#res.req.socket.destroyed) this.#onResClose();
+    else this.#settle({ status: this.#res.statusCode, endedBy: 'complete' });
+  };
 
   /** The destination asked for the body the client holds back: tell the client, and time its body from now. */
   #continue(): void {

@@ -145,12 +145,15 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
    * client had not left first: the record says the proxy ended it, with the drain's failure
    * (500 proxy_internal_error unless the answer's head had gone out), not a client that left.
    */
-  #drainCut(phase: 'connect' | 'headers' | 'body'): FinishFields | undefined {
+  #drainCut(phase: 'connect' | 'headers' | 'body', unanswered = false): FinishFields | undefined {
     const cut = this.#ctx.cut;
     if (cut === undefined) return undefined;
-    const f = connectionCut(cut, this.#req.socket, this.#res.headersSent ? 'body' : phase);
+    // Its head written (to the socket): the answer's status went out, cut in its body. A head
+    // queued behind an earlier answer and never written (`unanswered`) did not go out.
+    const sent = !unanswered && this.#res.headersSent;
+    const f = connectionCut(cut, this.#req.socket, sent ? 'body' : phase);
     if (f === undefined) return undefined;
-    return cutFields(f, { method: this.#req.method, status: this.#res.headersSent ? this.#res.statusCode : f.status });
+    return cutFields(f, { method: this.#req.method, status: sent ? this.#res.statusCode : f.status }, unanswered ? 'its answer had come, queued behind an earlier answer of the connection, and was never written to the client' : undefined);
   }
 
   /**
@@ -278,7 +281,7 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
   /** How a relay ended, as the record's fields; a failure before the response head is answered here. */
   #settled(ctx: ForwardContext, session: MeterSession, o: RelayOutcome, headUp: number, address: string | null, close: boolean): FinishFields {
     if (o.endedBy === 'client' && o.failure === undefined && o.error === undefined) {
-      const cut = this.#drainCut('headers');
+      const cut = this.#drainCut('headers', o.unanswered === true);
       if (cut !== undefined) {
         cut.address = address;
         return cut;

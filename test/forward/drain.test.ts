@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
@@ -393,8 +394,16 @@ describe('forward proxy: graceful drain on an HTTPS proxy listener (tls)', { ski
  * A request pipelined behind one the drain cuts, still waiting its turn: recorded as the
  * proxy's cut too, not as a client that left (review finding: 499 ended by the client, "the
  * client closed its connection before this pipelined request had its turn").
+ *
+ * An idempotent one (GET) behind it runs at once, and its whole answer comes back while the
+ * first is still held: node:http keeps that answer queued until the first's is written, and the
+ * cut destroys the connection first. Its client never got it, and its record says so: the
+ * drain's cut, with the failure's status, not 200 `complete` (finding: it was recorded 200
+ * complete when the destination's answer ended). The test waits for that answer's end on undici's
+ * `undici:request:trailers` channel (published just before its handler's onComplete) and a turn
+ * of the event loop, so the answer is complete and queued before close().
  */
-async function pipelinedCase(second: 'POST' | 'PATCH', drainMs: number): Promise<void> {
+async function pipelinedCase(second: 'POST' | 'PATCH' | 'GET', drainMs: number): Promise<void> {
   const records = forwardRecords();
   const origin = await holdingOrigin();
   const p = await startTestProxy({ shutdown: { drainTimeout: `${drainMs}ms` }, timeouts: { clientKeepAlive: '60s', handshake: '60s' } });
@@ -402,13 +411,24 @@ async function pipelinedCase(second: 'POST' | 'PATCH', drainMs: number): Promise
   client.on('error', () => {});
   const before = records.seen.length;
   let closing: Promise<void> | undefined;
+  let completed!: () => void;
+  const secondCompleted = new Promise<void>((r) => (completed = r));
+  const onTrailers = (m: unknown): void => {
+    if ((m as { request: { path: string } }).request.path === '/now') completed();
+  };
+  subscribe('undici:request:trailers', onTrailers);
   try {
+    const all = readAll(client);
     const target = `http://127.0.0.1:${origin.port}`;
     const auth = `Host: 127.0.0.1:${origin.port}\r\nProxy-Authorization: ${basic()}\r\n`;
-    // Not idempotent: it waits for the one ahead to finish (an idempotent one would run at once).
-    const next = `${second} ${target}/now HTTP/1.1\r\n${auth}Content-Length: 2\r\n\r\nhi`;
+    // Not idempotent: it waits for the one ahead to finish. Idempotent (GET): it runs at once.
+    const next = second === 'GET' ? `GET ${target}/now HTTP/1.1\r\n${auth}\r\n` : `${second} ${target}/now HTTP/1.1\r\n${auth}Content-Length: 2\r\n\r\nhi`;
     client.write(`GET ${target}/held HTTP/1.1\r\n${auth}\r\n${next}`);
     await origin.arrived();
+    if (second === 'GET') {
+      await Promise.race([secondCompleted, new Promise((_, reject) => setTimeout(() => reject(new Error('the second answer never completed')), GUARD_MS).unref())]);
+      await new Promise((r) => setImmediate(r));
+    }
     closing = p.proxy.close();
     await closed(client);
     await closing;
@@ -423,7 +443,13 @@ async function pipelinedCase(second: 'POST' | 'PATCH', drainMs: number): Promise
       assert.equal(rec.error, 'proxy_internal_error', JSON.stringify(rec));
       assert.match(rec.detail ?? '', /drain timeout/, JSON.stringify(rec));
     }
+    // Nothing was answered on the connection: neither record says an answer's status went out.
+    assert.equal((await all).length, 0, 'the client got no answer');
+    assert.equal(mine[0]!.status, mine[1]!.status, `both unanswered, the same status: ${JSON.stringify(mine)}`);
+    for (const rec of mine) assert.notEqual(rec.status, 200, JSON.stringify(rec));
+    if (second === 'GET') assert.equal(mine.filter((r) => /never written to the client/.test(r.detail ?? '')).length, 1, `the queued answer's record says it was never written: ${JSON.stringify(mine)}`);
   } finally {
+    unsubscribe('undici:request:trailers', onTrailers);
     client.destroy();
     await (closing ?? p.proxy.close(0));
     records.close();
@@ -431,10 +457,10 @@ async function pipelinedCase(second: 'POST' | 'PATCH', drainMs: number): Promise
   }
 }
 
-describe('forward proxy: graceful drain of a pipelined request waiting its turn', () => {
-  it('is recorded as the proxy\'s cut, as the request ahead of it is (seeded: the drain timeout)', { timeout: 120_000 }, async () => {
+describe('forward proxy: graceful drain of a pipelined request waiting its turn, or whose answer waits its turn', () => {
+  it('is recorded as the proxy\'s cut, as the request ahead of it is, never as answered (seeded: the drain timeout)', { timeout: 120_000 }, async () => {
     await seededRun('forward drain pipelined', async (rand) => {
-      for (const second of ['POST', 'PATCH'] as const) await pipelinedCase(second, between(rand, 150, 600));
+      for (const second of ['POST', 'PATCH', 'GET'] as const) await pipelinedCase(second, between(rand, 150, 600));
     });
   });
 });
