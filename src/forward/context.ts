@@ -56,6 +56,13 @@ export interface ForwardContext {
    * failure (failure/connections-cut.ts `connectionCut`), unless their client had left first.
    */
   cut: ConnectionsCut | undefined;
+  /**
+   * Requests held in work the proxy does not own (`ForwardPipeline.hold`: a password check, a
+   * hook, a shared-state admission), each as what records it when close() cuts its connection.
+   * A set on the context, not a 'close' listener per hold: pipelined requests held at once on
+   * one connection passed Node's MaxListeners warning.
+   */
+  readonly held: Set<() => void>;
   /** Whether anything reads the finished records (access log, observers on the channel). */
   readonly recordsObserved: () => boolean;
 }

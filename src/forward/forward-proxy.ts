@@ -327,6 +327,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     recordsObserved: () => accessLogOn || requestEnd.hasSubscribers || hooks.onFinish !== undefined,
     draining: false,
     cut: undefined,
+    held: new Set(),
   };
   setTables(users);
   const pipeline = new ForwardPipeline(ctx, hooks);
@@ -690,7 +691,9 @@ async function drain(ctx: ForwardContext, drainMs: number): Promise<void> {
     if (user instanceof TunnelRun) user.cutAtDrain(cut);
     else s.destroy();
   }
-  // The records come from the sockets' 'close' events, a few turns of the loop from now.
+  // What waits on a check or hook is recorded now (its answer may never come); the rest from the sockets' 'close' events, a few turns of the loop from now.
+  for (const recordCut of ctx.held) recordCut();
+  ctx.held.clear();
   await untilSettled(meter, CUT_RECORDS_MS);
 }
 

@@ -207,12 +207,14 @@ export class ForwardPipeline {
    * (each caller looks). Before, the record came only with that answer: a check or hook that
    * never answered left the request unrecorded and its meter session open, and close() returned
    * with it (test/forward/drain-held-forever.test.ts). A client that left by itself is not
-   * recorded here: the work's answer finds it gone, as before (client-fin.ts). One 'close'
-   * listener per hold, only when the work is a promise: nothing on a path that does not wait.
+   * recorded here: the work's answer finds it gone, as before (client-fin.ts). One entry in
+   * `ctx.held` per hold, which close() calls at its cut, only when the work is a promise:
+   * nothing on a path that does not wait.
    */
   hold<T>(req: ForwardRequest, responder: ForwardResponder, work: Promise<T>, what: string, phase: Phase, due?: { cancel(): void }): Promise<T> {
     const client = req.client;
-    const onClose = (): void => {
+    const held = this.#ctx.held;
+    const atCut = (): void => {
       const session = req.session;
       if (session.finished) return;
       const f = connectionCut(this.#ctx.cut, client, phase);
@@ -222,8 +224,8 @@ export class ForwardPipeline {
       // An HTTP request's record carries the status of the failure (nothing was answered); a tunnel's, its front's.
       session.finish(cutFields(f, fieldsOf(req.kind === 'request' ? { ...gone, status: f.status } : gone, null, 'gateway', undefined), `held in ${what}, which had not answered`));
     };
-    client.once('close', onClose);
-    const off = (): void => void client.off('close', onClose);
+    held.add(atCut);
+    const off = (): void => void held.delete(atCut);
     work.then(off, off);
     return work;
   }
