@@ -186,8 +186,9 @@ export function expectationFailed(expect: string | undefined): Failure {
 }
 
 /**
- * A request head Node's parser (llhttp) rejected, by its error code: too large → 431,
- * too slow → 408, anything else malformed → 400. Both faces' HTTP listeners use it.
+ * A request head Node's parser (llhttp) rejected, by its error code, or one the framing rules
+ * of http/framing.ts refused, by theirs: too large → 431, too slow → 408, anything else
+ * malformed → 400. Both faces' HTTP listeners use it.
  */
 export function parserRefusal(code: string | undefined): Failure {
   if (code === 'HPE_HEADER_OVERFLOW') {
@@ -195,6 +196,13 @@ export function parserRefusal(code: string | undefined): Failure {
   }
   if (code === 'HPE_HEADERS_TIMEOUT' || code === 'ERR_HTTP_REQUEST_TIMEOUT') {
     return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'request_timeout', detail: 'the request head did not arrive in time' });
+  }
+  // The framing rules of http/framing.ts (both faces, every front): codes of Gatewise's own, not llhttp's.
+  if (code === 'GATEWISE_CONNECT_WITH_CONTENT') {
+    return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'a CONNECT request has no content (RFC 9110 §9.3.6): Content-Length other than 0 or Transfer-Encoding refused' });
+  }
+  if (code === 'GATEWISE_HTTP10_TRANSFER_ENCODING') {
+    return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'Transfer-Encoding in an HTTP/1.0 request: faulty framing (RFC 9112 §6.1)' });
   }
   return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: `malformed request (${code || 'parse error'})` });
 }

@@ -5,6 +5,7 @@ import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { handshakeLeft } from '../http/connection-gate.js';
 import { headBegun } from '../http/read-hold.js';
 import { bodyCutShortAtEof } from '../http/client-body.js';
+import { connectFramingProblem } from '../http/framing.js';
 import { refusalAccept, withholdKeepAliveHint, type ParserRefusalError } from '../http/headers.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
@@ -98,6 +99,12 @@ export class HttpFront {
     this.#server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       stopHeadTimer(socket);
       if (req.rawHeaders.length > 2 * maxFields) return this.#refuseRaw(socket, tooManyFields(maxFields), 'client');
+      // A CONNECT with content framing (the fast path hands every such head here): refused, closed (http/framing.ts).
+      const framing = connectFramingProblem(req.headers['content-length'], req.headers['transfer-encoding']);
+      if (framing !== undefined) {
+        socket.resume(); // read (and drop) the would-be content, so the client's close is seen
+        return this.#refuseRaw(socket, parserRefusal(framing), 'client', 'CONNECT');
+      }
       connect.handle({ url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders }, socket, head);
     });
     this.#server.on('clientError', (err: ParserError, socket: Socket) => this.#clientError(err, socket));
@@ -137,11 +144,11 @@ export class HttpFront {
   }
 
   /** Answer `f` on the raw socket, record it, close. */
-  #refuseRaw(socket: Socket, f: Failure, endedBy: EndedBy): void {
+  #refuseRaw(socket: Socket, f: Failure, endedBy: EndedBy, method?: string): void {
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
     writeRawFailure(this.#ctx, socket, f, requestId, undefined);
-    session.finish({ status: f.status, error: f.type, reason: f.reason, phase: f.phase, refused: true, endedBy, detail: f.detail });
+    session.finish({ status: f.status, error: f.type, reason: f.reason, phase: f.phase, method, refused: true, endedBy, detail: f.detail });
   }
 
   /**
