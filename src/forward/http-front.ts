@@ -4,8 +4,9 @@ import { CLIENT_CLOSED_STATUS, Failure, connectionCut, expectationFailed, parser
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { handshakeLeft } from '../http/connection-gate.js';
 import { headBegun } from '../http/read-hold.js';
+import { closeAfter, closingAfterAnswer } from '../http/connection-order.js';
 import { bodyCutShortAtEof } from '../http/client-body.js';
-import { connectFramingProblem } from '../http/framing.js';
+import { connectFramingProblem, versionFramingProblem } from '../http/framing.js';
 import { refusalAccept, withholdKeepAliveHint, type ParserRefusalError } from '../http/headers.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
@@ -81,6 +82,11 @@ export class HttpFront {
       withholdKeepAliveHint(res, keepAliveMs);
       res.once('finish', onResFinish);
       if (req.rawHeaders.length > 2 * maxFields) return this.#tooManyFields(req, res);
+      // HTTP/1.0 with Transfer-Encoding: faulty framing, refused and closed (http/framing.ts); one compare for HTTP/1.1.
+      if (req.httpVersionMinor === 0) {
+        const framing = versionFramingProblem(req.httpVersion, req.headers['transfer-encoding'] !== undefined);
+        if (framing !== undefined) return this.#refuseRequest(req, res, parserRefusal(framing), false, true);
+      }
       // Pipelined requests start in an order that is safe (RFC 9112 §9.3.2).
       OrderedRequest.admit(req, res, start, dropped);
     };
@@ -171,11 +177,17 @@ export class HttpFront {
   }
 
   /** A request the front refuses before the pipeline (its head judged alone): answered, recorded once. */
-  #refuseRequest(req: IncomingMessage, res: ServerResponse, f: Failure, close: boolean): void {
+  #refuseRequest(req: IncomingMessage, res: ServerResponse, f: Failure, close: boolean, framing = false): void {
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, req.socket) });
-    req.resume();
-    sendFailure(this.#ctx, req, res, f, requestId, close);
+    // Its framing is faulty: its body is not read (it cannot be trusted to end where the next
+    // request begins), nothing behind it is parsed, and the connection closes after the answer.
+    if (framing) {
+      req.socket.pause();
+      closeAfter(req.socket);
+      res.shouldKeepAlive = false;
+    } else req.resume();
+    sendFailure(this.#ctx, req, res, f, requestId, close || framing);
     session.finish({ status: f.status, error: f.type, reason: f.reason, phase: f.phase, method: req.method, refused: true, endedBy: f.source });
   }
 
@@ -212,6 +224,8 @@ export class HttpFront {
       socket.destroy();
       return;
     }
+    // Bytes behind a request refused for its framing (its answer says close): not a request.
+    if (closingAfterAnswer(socket)) return;
     const f = parserRefusal(code);
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });

@@ -20,7 +20,7 @@ import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
 import { finalResponseHead, trailersOf, type UpstreamTrailers } from './response-headers.js';
 import { closedByClient, gatewayCut, resetStream, streamConnection } from './h2.js';
 import { h2ErrorName } from './h2-errors.js';
-import { connectionCut } from '../failure/index.js';
+import { connectionCut, parserRefusal } from '../failure/index.js';
 import type { Http2Stream } from 'node:http2';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
@@ -31,6 +31,7 @@ import { literalHost, rewritePath, type Route } from './router.js';
 import { CachePhase } from './cache-phase.js';
 import type { RouteCache } from '../cache/index.js';
 import { fieldText, type RawField } from '../http/headers.js';
+import { versionFramingProblem } from '../http/framing.js';
 
 /** A new request id (src/http/request-id.ts). */
 export function newRequestId(ctx: GatewayContext): string {
@@ -289,6 +290,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     const req = this.req;
     try {
       checkHeaderCount(req, maxHeaderCount);
+      // HTTP/1.0 with Transfer-Encoding: faulty framing, refused and closed (http/framing.ts; one compare for HTTP/1.1).
+      if (req.httpVersion === '1.0') {
+        const framing = versionFramingProblem('1.0', req.headers['transfer-encoding'] !== undefined);
+        if (framing !== undefined) throw parserRefusal(framing);
+      }
       if (!HTTP_METHODS.has(req.method!)) {
         throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'not_implemented', detail: `method ${req.method} is not an HTTP method the gateway forwards` });
       }

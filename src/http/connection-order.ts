@@ -161,3 +161,12 @@ export function closeAfter(socket: Socket): void {
   line.waiting = [];
   for (const w of waiting) w.abandon();
 }
+
+/**
+ * Whether the connection closes after an answer already given (`closeAfter`): bytes its parser
+ * finds after that request are not a request (its faulty framing left them), so a parser error
+ * on them is neither answered nor recorded; the answer in flight goes out and its connection closes.
+ */
+export function closingAfterAnswer(socket: Socket): boolean {
+  return (socket as OrderedSocket)[kLine]?.closing === true;
+}

@@ -1,5 +1,6 @@
 import { METHODS } from 'node:http';
 import { TCHAR, VALUE_BYTE, lowerCase, nameIs } from './token.js';
+import { versionFramingProblem } from './framing.js';
 
 /**
  * A strict HTTP/1.1 request-head parser written for speed (RFC 9112), for the `net` front of
@@ -350,6 +351,11 @@ export class RequestHeadParser {
 
   /** The empty line: the head is complete. */
   #end(next: number): FeedResult {
+    // HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112 §6.1), the rule of both faces (framing.ts).
+    if (this.#te) {
+      const framing = versionFramingProblem(this.#version, true);
+      if (framing !== undefined) return framing;
+    }
     // A request with Transfer-Encoding whose last coding is not chunked has no length (RFC 9112 §6.3).
     if (this.#te && !this.#chunked) return 'HPE_INVALID_TRANSFER_ENCODING';
     return this.#done(next);
