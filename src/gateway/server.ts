@@ -26,6 +26,7 @@ import { installAccept } from '../net/index.js';
 import type { ServerHttp2Session } from 'node:http2';
 import { AcmeManager, CertificateStore, checkClientCertificate, classifyClientTlsError, namelessClient, type ClientTlsFailure } from '../tls/index.js';
 import { acmeHostsOfRoutes } from '../config/schema.js';
+import { closingAfterAnswer } from '../http/connection-order.js';
 
 export interface ListeningAddress {
   address: string;
@@ -637,6 +638,10 @@ export class Gateway {
     }
     // A head the gateway itself stopped reading (too many pipelined requests wait): not late.
     if (code === 'ERR_HTTP_REQUEST_TIMEOUT' && heldHead(socket)) return;
+    // Bytes behind a request refused with a close (its framing faulty: HTTP/1.0 with
+    // Transfer-Encoding, http/framing.ts) are not a request: no second answer or record; the
+    // refusal goes out and Node closes the connection after it.
+    if (closingAfterAnswer(socket as Socket)) return;
     // No request object: the refusal's format comes from the Accept field in the bytes read.
     this.#refuseRaw(socket, parserRefusal(code), listener, undefined, refusalAccept(err));
   }
