@@ -4,7 +4,7 @@ import { CLIENT_CLOSED_STATUS, Failure, connectionCut, expectationFailed, parser
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import { handshakeLeft } from '../http/connection-gate.js';
 import { headBegun } from '../http/read-hold.js';
-import { closeAfter, closingAfterAnswer } from '../http/connection-order.js';
+import { NOT_STARTED_AFTER_CLOSE, closeAfter, closingAfterAnswer } from '../http/connection-order.js';
 import { bodyCutShortAtEof } from '../http/client-body.js';
 import { connectFramingProblem, versionFramingProblem } from '../http/framing.js';
 import { refusalAccept, withholdKeepAliveHint, type ParserRefusalError } from '../http/headers.js';
@@ -70,7 +70,7 @@ export class HttpFront {
     // A reload that changes clientKeepAlive makes a new front (forward-proxy.ts `frontKey`).
     const keepAliveMs = s.clientKeepAliveMs;
     const start = (req: IncomingMessage, res: ServerResponse): void => proxy.handle(req, res);
-    const dropped = (req: IncomingMessage, clientAddress: string | undefined): void => this.#neverStarted(req, clientAddress);
+    const dropped = (req: IncomingMessage, clientAddress: string | undefined, afterClosingAnswer: boolean): void => this.#neverStarted(req, clientAddress, afterClosingAnswer);
     // One listener function per front (not per request): it reads whether the proxy drains.
     const onResFinish = function (this: ServerResponse): void {
       responseFinished(this.req.socket as TimedSocket, ctx);
@@ -160,11 +160,14 @@ export class HttpFront {
   /**
    * A pipelined request whose client left while it waited for its turn: never forwarded,
    * recorded as ended by the client (as the reverse gateway records its own), so every
-   * request the client sent has its line.
+   * request the client sent has its line. One behind an answer that ends the connection
+   * (`afterClosingAnswer`: read to its close, or a refusal that closes) could never be
+   * answered: never forwarded either, recorded as the proxy's decision, with no status.
    */
-  #neverStarted(req: IncomingMessage, clientAddress: string | undefined): void {
+  #neverStarted(req: IncomingMessage, clientAddress: string | undefined, afterClosingAnswer: boolean): void {
     const ctx = this.#ctx;
     const session = ctx.meter.open({ protocol: 'http', requestId: newRequestId(), user: null, clientAddress: ctx.recordsObserved() ? clientAddress : undefined });
+    if (afterClosingAnswer) return void session.finish({ phase: 'accept', method: req.method, endedBy: 'gateway', detail: NOT_STARTED_AFTER_CLOSE });
     // Its connection cut by close() at the drain timeout (its client had not left first): the proxy's doing.
     const cut = connectionCut(ctx.cut, req.socket, 'accept');
     if (cut !== undefined) return void session.finish(cutFields(cut, { status: cut.status, method: req.method }, 'this pipelined request had not had its turn, and was not forwarded'));

@@ -1,12 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { finished, isUnsafe, offer, withdrawn, type Ordered } from '../http/connection-order.js';
+import { answerEndsConnection, closeAfter, closingAfterAnswer, finished, offer, runsAlone, withdrawn, type Ordered } from '../http/connection-order.js';
 import { peerAddress } from '../http/peer.js';
 
 /** Start a request (the HTTP proxy's handling of it). */
 export type StartRequest = (req: IncomingMessage, res: ServerResponse) => void;
-/** A request that never started: its client left while it waited (the client's address, read when it was queued). */
-export type RequestDropped = (req: IncomingMessage, clientAddress: string | undefined) => void;
+/**
+ * A request that never started (the client's address, read when it was queued): its client
+ * left while it waited, or (`afterClosingAnswer`) an answer before it ends the connection.
+ */
+export type RequestDropped = (req: IncomingMessage, clientAddress: string | undefined, afterClosingAnswer: boolean) => void;
 
 /** Told once when a running request's response closes (its client left, or it finished). */
 export interface ResponseCloseWatcher {
@@ -47,7 +50,7 @@ export class OrderedRequest implements Ordered {
     this.#socket = req.socket;
     this.#start = start;
     this.#dropped = dropped;
-    this.unsafe = isUnsafe(req.method ?? '');
+    this.unsafe = runsAlone(req.method ?? '', req.httpVersion);
   }
 
   /** Start `req` through `start` now, or when the requests before it on its connection allow. */
@@ -78,7 +81,7 @@ export class OrderedRequest implements Ordered {
       // closes the first response before the order hears of it, and that would start the next.)
       this.#state = 'over';
       finished(this.#socket, this);
-      this.#dropped(this.#req, this.#peer);
+      this.#dropped(this.#req, this.#peer, false);
       return;
     }
     this.#state = 'running';
@@ -113,6 +116,8 @@ export class OrderedRequest implements Ordered {
     if (was === 'over') return;
     this.#state = 'over';
     if (was === 'running') {
+      // Its answer ends the connection (read to its close, say): what waits behind it never starts.
+      if (answerEndsConnection(this.#res)) closeAfter(this.#socket);
       finished(this.#socket, this);
       const w = this.#watcher;
       if (w !== undefined) {
@@ -122,7 +127,7 @@ export class OrderedRequest implements Ordered {
       return;
     }
     withdrawn(this.#socket, this);
-    this.#dropped(this.#req, this.#peer);
+    this.#dropped(this.#req, this.#peer, closingAfterAnswer(this.#socket));
   }
 }
 

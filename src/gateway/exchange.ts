@@ -25,7 +25,7 @@ import type { Http2Stream } from 'node:http2';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
-import { closeAfter, finished, isUnsafe, offer, withdrawn, type Ordered } from '../http/connection-order.js';
+import { NOT_STARTED_AFTER_CLOSE, answerEndsConnection, closeAfter, closingAfterAnswer, finished, offer, runsAlone, withdrawn, type Ordered } from '../http/connection-order.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import { literalHost, rewritePath, type Route } from './router.js';
 import { CachePhase } from './cache-phase.js';
@@ -140,8 +140,12 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   /** The request's trace, begun at its first try when tracing is on (ctx.tracing). */
   #trace: RequestTrace | undefined;
   #error: Failure | undefined;
-  /** HTTP/2: why the client's stream ended before its answer (RST_STREAM code, GOAWAY). */
-  #h2Gone: string | undefined;
+  /**
+   * Why the request ended with no answer when no failure says it: HTTP/2, why the client's
+   * stream ended (RST_STREAM code, GOAWAY); HTTP/1.1, that it never started, pipelined behind
+   * an answer that ends the connection (`abandon`).
+   */
+  #goneDetail: string | undefined;
   #endedBy: EndedBy = 'complete';
   #bytesIn0: number;
   #bytesOut0: number;
@@ -170,7 +174,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     (res as ExchangeResponse)[kExchange] = this;
     // 'close' comes once per response, and the response is this exchange's: on(), not once() (no wrapper, no removal).
     res.on('close', onResClose);
-    this.unsafe = isUnsafe(req.method!);
+    this.unsafe = runsAlone(req.method!, req.httpVersion);
     ctx.inflight++;
   }
 
@@ -910,6 +914,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
 
   /** Its connection closed before its answer was written (Ordered): it ends without one, its try cancelled. */
   abandon(): void {
+    // Never started, behind an answer that ends the connection (read to its close, a refusal):
+    // it could never be answered, and the gateway did not forward it.
+    if (this.#order === 'waiting' && !this.#ended && closingAfterAnswer(this.#socket)) this.#goneDetail = NOT_STARTED_AFTER_CLOSE;
     this.responseClosed();
   }
 
@@ -926,11 +933,14 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       if (!this.#complete && this.#error === undefined) {
         cut = gatewayCut((this.res as unknown as { stream: Http2Stream }).stream, this.#attempt?.record.phase ?? 'accept');
         // Else a stream reset by the client, or a connection gone: named in the record.
-        if (cut === undefined) this.#h2Gone = h2GoneDetail(this.res);
+        if (cut === undefined) this.#goneDetail = h2GoneDetail(this.res);
       }
     } else {
-      if (this.#order === 'running') finished(this.#socket, this);
-      else withdrawn(this.#socket, this);
+      if (this.#order === 'running') {
+        // Its answer ends the connection (read to its close, say): what waits behind it never starts.
+        if (answerEndsConnection(this.res)) closeAfter(this.#socket);
+        finished(this.#socket, this);
+      } else withdrawn(this.#socket, this);
       // Cut at the drain timeout, unless the client had left first.
       if (!this.#complete && this.#error === undefined) cut = connectionCut(this.ctx.cut, this.#socket, this.#attempt?.record.phase ?? 'accept');
     }
@@ -941,7 +951,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     const dropped = this.#error !== undefined && this.#error.source !== 'client';
     if (!this.#complete && !this.#error) {
       // The client left (or the gateway closed its connection) before the response was complete: stop the upstream work.
-      this.#endedBy = cut === undefined ? 'client' : 'gateway';
+      this.#endedBy = cut === undefined && this.#goneDetail !== NOT_STARTED_AFTER_CLOSE ? 'client' : 'gateway';
       this.#error = cut;
       if (!this.#refused) this.#attempt?.cancel();
     }
@@ -983,7 +993,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       reason: f?.reason,
       phase: f?.phase ?? (this.#endedBy === 'client' ? (this.#attempt?.record.phase ?? 'accept') : undefined),
       endedBy: this.#endedBy,
-      detail: f?.detail ?? this.#h2Gone,
+      detail: f?.detail ?? this.#goneDetail,
       attempts: this.attempts,
       bytesUp: this.#socket.bytesRead - this.#bytesIn0,
       bytesDown: this.#socket.bytesWritten - this.#bytesOut0,

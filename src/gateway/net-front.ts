@@ -249,6 +249,11 @@ export class NetResponse extends EventEmitter implements FrontResponse {
   #chunked = false;
   /** The connection closes after this response. */
   close: boolean;
+
+  /** node:http's name for `close` (http/connection-order.ts `answerEndsConnection` reads either front's). */
+  get _last(): boolean {
+    return this.close;
+  }
   #bodyAllowed: boolean;
   #trailers = '';
   /** The head has gone out (to the socket, or to the held bytes). */

@@ -57,6 +57,32 @@ export function isUnsafe(method: string): boolean {
   return !SAFE_METHODS.has(method);
 }
 
+/**
+ * Whether a request runs alone on its connection (the `unsafe` of `Ordered`): an unsafe method,
+ * or any HTTP/1.0 request. An HTTP/1.0 client cannot take chunked coding, so an answer of
+ * unknown length is read to its close and ends the connection, and that is known only at its
+ * head: a request behind it, started meanwhile, went to the upstream and could never be
+ * answered (adversarial review, framing). One at a time, the next starts only once the answer
+ * before it is done, and does not start at all when that answer ended the connection
+ * (`answerEndsConnection`, `closeAfter`).
+ */
+export function runsAlone(method: string, httpVersion: string): boolean {
+  return httpVersion === '1.0' || !SAFE_METHODS.has(method);
+}
+
+/**
+ * Whether a finished answer ends its connection: its head said `Connection: close` (node:http's
+ * `_last`, which the net front's response mirrors): an HTTP/1.0 answer of unknown length, read
+ * to its close, a refusal, a request that asked to close. Nothing behind it on the connection
+ * can be answered; its caller calls `closeAfter` before `finished`, so nothing more starts.
+ */
+/** The record detail of a request that never started, pipelined behind an answer that ends its connection (both faces). */
+export const NOT_STARTED_AFTER_CLOSE = 'an answer before this pipelined request on its connection ends the connection (read to its close, or a refusal); never answerable, not forwarded';
+
+export function answerEndsConnection(res: { readonly writableFinished: boolean }): boolean {
+  return res.writableFinished && (res as { _last?: boolean })._last === true;
+}
+
 function mayStart(line: Line, r: Ordered): boolean {
   return line.active.length === 0 || (!r.unsafe && line.unsafe === 0 && line.active.length < MAX_PIPELINED_RUNNING);
 }
