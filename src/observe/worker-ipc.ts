@@ -25,6 +25,17 @@ export interface GatherPart<T = unknown> {
   ok: boolean;
   value?: T;
   error?: string;
+  /**
+   * The worker serves no such figure (its admin listener closed: draining at SIGTERM while its
+   * process and IPC stay up). Not a failure: the primary leaves it out of the group's answer,
+   * as a worker that exited (review of session 35: it was counted failed and logged as an error).
+   */
+  absent?: true;
+}
+
+/** What a thrown value says, whatever was thrown (`throw undefined` included: reading its message threw). */
+function thrownText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** Every worker's answer, and how many of the workers asked did not answer in time. */
@@ -61,12 +72,12 @@ function send(msg: object): void {
 async function answer(m: ReqMsg): Promise<void> {
   const h = handlers.get(m.kind);
   let part: GatherPart;
-  if (h === undefined) part = { pid: process.pid, ok: false, error: `no ${m.kind} here` };
+  if (h === undefined) part = { pid: process.pid, ok: false, error: `no ${m.kind} here`, absent: true };
   else {
     try {
       part = { pid: process.pid, ok: true, value: await h(m.arg) };
     } catch (err) {
-      part = { pid: process.pid, ok: false, error: (err as Error).message };
+      part = { pid: process.pid, ok: false, error: thrownText(err) };
     }
   }
   send({ type: RES, id: m.id, part } satisfies ResMsg);
@@ -123,7 +134,7 @@ export function gather<T>(kind: string, arg: unknown, timeoutMs = 2500): Promise
       late.unref();
       void local<T>(kind, arg).then((part) => {
         clearTimeout(late);
-        resolve({ parts: [part], workers: 1, missing: -1 });
+        resolve({ parts: part.absent ? [] : [part], workers: 1, missing: -1 });
       });
     }, timeoutMs);
     timer.unref();
@@ -134,11 +145,11 @@ export function gather<T>(kind: string, arg: unknown, timeoutMs = 2500): Promise
 
 async function local<T>(kind: string, arg: unknown): Promise<GatherPart<T>> {
   const h = handlers.get(kind);
-  if (h === undefined) return { pid: process.pid, ok: false, error: `no ${kind} here` };
+  if (h === undefined) return { pid: process.pid, ok: false, error: `no ${kind} here`, absent: true };
   try {
     return { pid: process.pid, ok: true, value: (await h(arg)) as T };
   } catch (err) {
-    return { pid: process.pid, ok: false, error: (err as Error).message };
+    return { pid: process.pid, ok: false, error: thrownText(err) };
   }
 }
 
@@ -174,7 +185,8 @@ export function relayGathers(timeoutMs = 1500): void {
       const r = m as ResMsg;
       const p = pending.get(r.id);
       if (p === undefined || !p.waiting.delete(worker.id)) return;
-      p.parts.push(r.part);
+      if (r.part.absent) p.asked--;
+      else p.parts.push(r.part);
       if (p.waiting.size === 0) finish(r.id);
     }
   });

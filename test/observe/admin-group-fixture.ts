@@ -17,6 +17,8 @@ import { relayGathers } from '../../src/observe/worker-ipc.js';
  *   not-found) in every worker.
  * - `POST /clusters/metrics/drain?endpoint=ok,hang`: sets each worker's metric collect (by
  *   position, worker 1 first) to succeed, throw (with the secret) or never finish.
+ * - `POST /clusters/close/drain?endpoint=2`: the workers listed close their admin listener
+ *   after answering (as a worker draining at SIGTERM does; its process and IPC stay up).
  *
  * Each worker logs through `createLogger` to standard output (the test's pipe) and prints one
  * `{"fixture":"ready","url":…}` line once it listens. FIXTURE_RELAY_TIMEOUT_MS sets how long the
@@ -57,6 +59,10 @@ if (cluster.isPrimary) {
       drain(name, endpoint) {
         if (name === 'metrics') {
           metrics = endpoint.split(',')[id - 1] as typeof metrics;
+          return true;
+        }
+        if (name === 'close') {
+          if (endpoint.split(',').includes(String(id))) setImmediate(() => void admin.close());
           return true;
         }
         if (name === 'refuse') throw new AdminProblem('not-found', `worker ${id} refuses`);

@@ -285,6 +285,48 @@ test('--workers: when the primary\'s relay is later than the worker\'s own wait 
  * The fixture's process group (admin-group-fixture.ts) with `env` added, once both workers
  * listen on one port; their log lines in `sink`.
  */
+/**
+ * Review of session 35: a worker whose admin listener is closed (draining at SIGTERM) while its
+ * process and IPC stay up answers the group's gathers "no admin here": it was counted as a
+ * worker whose route failed (Gatewise-Workers-Failed, an error logged for every request and
+ * scrape), though nothing threw. It is a worker that no longer serves: not failed, not asked.
+ */
+test('--workers: a worker whose admin listener closed is not counted as failed', { timeout: 60_000 }, async () => {
+  const group = await startGroup({});
+  const { url, sink } = group;
+  try {
+    const post = async (path: string): Promise<{ status: number; headers: Record<string, string>; text: string }> => {
+      const r = await request(`${url}${path}`, { method: 'POST', reset: true, headers: { 'gatewise-admin': '1' } });
+      return { status: r.statusCode, headers: r.headers as Record<string, string>, text: await r.body.text() };
+    };
+    // Worker 2 may be the one that took this request and close its listener (and this
+    // connection) before the answer is written: a cut connection here is that, not a failure.
+    const closed = await post('/clusters/close/drain?endpoint=2').catch((err: { code?: string }) => {
+      if (err.code === 'UND_ERR_SOCKET') return undefined;
+      throw err;
+    });
+    if (closed !== undefined) assert.equal(closed.status, 200, closed.text);
+    // Worker 2's listener closes after its answer; its 'close' is logged by nothing, so ask until
+    // every answer comes from worker 1 alone (bounded: a few requests).
+    let last: { status: number; headers: Record<string, string>; text: string } | undefined;
+    for (let i = 0; i < 20; i++) {
+      // A connection worker 2 took as its listener closed is cut (admin close() ends them): ask again.
+      const a = await post('/clusters/none/drain?endpoint=none').catch((err: { code?: string }) => {
+        if (err.code === 'UND_ERR_SOCKET') return undefined;
+        throw err;
+      });
+      if (a === undefined) continue;
+      last = a;
+      assert.equal(last.status, 200, last.text);
+      if (last.headers['gatewise-workers'] === '1') break;
+    }
+    assert.deepEqual([last!.headers['gatewise-workers'], last!.headers['gatewise-workers-failed'], last!.headers['x-request-id']], ['1', '0', undefined], `headers: ${JSON.stringify(last!.headers)}`);
+    assert.equal(sink.lines.filter((l) => l.type === 'route-failed').length, 0, 'no route failure logged');
+  } finally {
+    await group.stop();
+  }
+});
+
 async function startGroup(env: Record<string, string>): Promise<{ url: string; sink: LogSink; stderr(): string; stop(): Promise<void> }> {
   const child = spawn(process.execPath, [fileURLToPath(new URL('./admin-group-fixture.js', import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const sink = new LogSink();
