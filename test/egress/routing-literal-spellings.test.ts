@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { literalAddress } from '../../src/egress/index.js';
 import { canonicalAddress } from '../../src/net/ip-canonical.js';
 import { dial, PASSWORD, readUntil, startTestProxy, USER, type TestProxy } from '../forward/helpers.js';
+import { socks5NameBytes } from '../forward/front-clients.js';
 
 /**
  * Review of session 35: the egress routing rules matched a rule's `hosts` by the text alone,
@@ -20,16 +21,6 @@ import { dial, PASSWORD, readUntil, startTestProxy, USER, type TestProxy } from 
 const ROUTED = '127.0.0.2';
 const POOL_SOURCE = '127.0.0.3';
 const SPELLINGS = ['127.0.0.2', '127.0.0.2.', '2130706434', '0x7f000002', '0X7F000002', '0177.0.0.2', '127.2', '127.0.2', '0x7f.0.0.2', '00000000000177.0.0.2', '::ffff:127.0.0.2', '::ffff:7f00:2', '0:0:0:0:0:ffff:7f00:2'];
-
-/** A SOCKS5 CONNECT naming `name` as a domain (ATYP 3), always: never as an address the name might look like. */
-function socks5Name(name: string, port: number): Buffer {
-  const u = Buffer.from(USER);
-  const p = Buffer.from(PASSWORD);
-  const n = Buffer.from(name, 'latin1');
-  const pb = Buffer.alloc(2);
-  pb.writeUInt16BE(port);
-  return Buffer.concat([Buffer.from([5, 1, 2, 1, u.length]), u, Buffer.from([p.length]), p, Buffer.from([5, 1, 0, 3, n.length]), n, pb]);
-}
 
 function connectBytes(host: string, port: number): string {
   const a = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
@@ -81,7 +72,7 @@ describe('egress routing rules naming an IP address', () => {
     for (const name of SPELLINGS) {
       if (!name.includes(':')) {
         // The tunnel is open once the origin's byte arrives after the 2 + 2 + 10 reply bytes.
-        const src = await sourceOf(socks5Name(name, originPort), (b) => b.length >= 15, `SOCKS5 ${name}`);
+        const src = await sourceOf(socks5NameBytes(name, originPort), (b) => b.length >= 15, `SOCKS5 ${name}`);
         if (src !== POOL_SOURCE) wrong.push(`SOCKS5 domain ${name}: left from ${src}`);
       }
       const src = await sourceOf(connectBytes(name, originPort), (b) => b.includes('\r\n\r\nx'), `CONNECT ${name}`);

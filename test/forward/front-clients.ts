@@ -32,10 +32,26 @@ export async function countingServer(): Promise<{ server: Server; port: number; 
   return st;
 }
 
+/** A SOCKS5 greeting, credentials and CONNECT naming `name` as a domain (ATYP 3), always: never as an address the name may look like. */
+export function socks5NameBytes(name: string, port: number, user = USER, password = PASSWORD): Buffer {
+  const u = Buffer.from(user);
+  const p = Buffer.from(password);
+  const n = Buffer.from(name, 'latin1');
+  const pb = Buffer.alloc(2);
+  pb.writeUInt16BE(port);
+  return Buffer.concat([Buffer.from([5, 1, 2, 1, u.length]), u, Buffer.from([p.length]), p, Buffer.from([5, 1, 0, 3, n.length]), n, pb]);
+}
+
+/**
+ * A SOCKS5 greeting, credentials and CONNECT: a dotted quad of plain decimal octets as an IPv4
+ * address (ATYP 1), anything else as a name. Only plain octets: `0177.0.0.2` read as numbers
+ * would be 177.0.0.2, not the loopback address it spells (a test of session 35 made the proxy
+ * dial such an address before this check).
+ */
 export function socks5Bytes(host: string, port: number, user = USER, password = PASSWORD): Buffer {
   const u = Buffer.from(user);
   const p = Buffer.from(password);
-  const isName = !/^\d+\.\d+\.\d+\.\d+$/.test(host);
+  const isName = !/^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/.test(host);
   const addr = isName ? Buffer.concat([Buffer.from([3, host.length]), Buffer.from(host, 'latin1')]) : Buffer.from([1, ...host.split('.').map(Number)]);
   const pb = Buffer.alloc(2);
   pb.writeUInt16BE(port);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DestinationRules } from '../../src/forward/index.js';
 import { PASSWORD, USER, basic, dial, rawExchange, readUntil, startOrigin, startTestProxy, tableResolver, type Origin, type TestProxy } from './helpers.js';
+import { socks5NameBytes } from './front-clients.js';
 
 /**
  * Adversarial review, session 35: a deny rule whose `hosts` names an IP address (the config
@@ -13,14 +14,6 @@ import { PASSWORD, USER, basic, dial, rawExchange, readUntil, startOrigin, start
  */
 const DENIED = '127.0.0.2';
 
-function socks5Name(name: string, port: number): Buffer {
-  const u = Buffer.from(USER);
-  const p = Buffer.from(PASSWORD);
-  const n = Buffer.from(name, 'latin1');
-  const pb = Buffer.alloc(2);
-  pb.writeUInt16BE(port);
-  return Buffer.concat([Buffer.from([5, 1, 2, 1, u.length]), u, Buffer.from([p.length]), p, Buffer.from([5, 1, 0, 3, n.length]), n, pb]);
-}
 
 function socks5Mapped(port: number): Buffer {
   const u = Buffer.from(USER);
@@ -74,7 +67,7 @@ describe('deny rules naming an IP address in hosts hold for every spelling of it
   it('SOCKS5 domain names in inet_aton forms and ATYP 4 mapped addresses are refused, nothing dialled', async () => {
     const port = origin.port;
     for (const name of ['127.0.0.2', '127.0.0.2.', '2130706434', '0x7f000002', '0177.0.0.2', '127.2', '127.0.2', '::ffff:127.0.0.2']) {
-      assert.equal(await socksReply(proxy.port, socks5Name(name, port), false), 0x02, `SOCKS5 domain ${name}`);
+      assert.equal(await socksReply(proxy.port, socks5NameBytes(name, port), false), 0x02, `SOCKS5 domain ${name}`);
     }
     assert.equal(await socksReply(proxy.port, socks5Mapped(port), false), 0x02, 'SOCKS5 ATYP 4 ::ffff:127.0.0.2');
     assert.equal(origin.connections, 0, 'the denied origin saw a connection');
