@@ -3,6 +3,7 @@ import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MAX_PIPELINED_RUNNING, MAX_PIPELINED_WAITING } from '../../src/http/pipelining.js';
 import { RawConn } from './raw-conn.js';
+import { GUARD_MS } from './time-bounds.js';
 
 /**
  * The "pipelining held head" tests' two sides, shared by the reverse gateway's and the
@@ -96,7 +97,13 @@ export async function heldHeadRound(r: HeldHeadRound): Promise<{ text: string; w
   const conn = new RawConn(r.port);
   r.conns.push(conn);
   await conn.write(bytes);
-  await reached;
+  // Bounded: a front that answered or closed the held connection instead (a refusal of its first
+  // request, say) never lets the origin fill, and the round fails saying so rather than hangs.
+  let guard: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_r, reject) => {
+    guard = setTimeout(() => reject(new Error(`${where}: the origin did not hold ${MAX_PIPELINED_RUNNING} requests within ${GUARD_MS} ms; the held connection received ${JSON.stringify(conn.text.slice(0, 600))}${conn.ended ? ' (closed)' : ''}`)), GUARD_MS);
+  });
+  await Promise.race([reached, late]).finally(() => clearTimeout(guard));
   // Another client's head, begun later than the held one, timed out: the held connection's head deadline has passed too.
   const probe = new RawConn(r.port);
   r.conns.push(probe);
