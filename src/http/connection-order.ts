@@ -70,15 +70,15 @@ export function runsAlone(method: string, httpVersion: string): boolean {
   return httpVersion === '1.0' || !SAFE_METHODS.has(method);
 }
 
+/** The record detail of a request that never started, pipelined behind an answer that ends its connection (both faces). */
+export const NOT_STARTED_AFTER_CLOSE = 'an answer before this pipelined request on its connection ends the connection (read to its close, or a refusal); never answerable, not forwarded';
+
 /**
  * Whether a finished answer ends its connection: its head said `Connection: close` (node:http's
  * `_last`, which the net front's response mirrors): an HTTP/1.0 answer of unknown length, read
  * to its close, a refusal, a request that asked to close. Nothing behind it on the connection
  * can be answered; its caller calls `closeAfter` before `finished`, so nothing more starts.
  */
-/** The record detail of a request that never started, pipelined behind an answer that ends its connection (both faces). */
-export const NOT_STARTED_AFTER_CLOSE = 'an answer before this pipelined request on its connection ends the connection (read to its close, or a refusal); never answerable, not forwarded';
-
 export function answerEndsConnection(res: { readonly writableFinished: boolean }): boolean {
   return res.writableFinished && (res as { _last?: boolean })._last === true;
 }
