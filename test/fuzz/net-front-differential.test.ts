@@ -52,6 +52,14 @@ const ALLOWED: Allow[] = [
     covers: (ref, net, input) => ref.kind === 'upgrade' && net.kind === 'refused' && net.detail === '400' && /transfer-encoding/i.test(input.toString('latin1')),
   },
   {
+    name: 'http10-transfer-encoding',
+    why: 'An HTTP/1.0 request with Transfer-Encoding has faulty framing (RFC 9112 §6.1): llhttp takes it and node:http emits the request, which the gateway then refuses with 400 and closes (http/framing.ts, Exchange.start); the net front applies the same rule at the head, before anything is routed. One rule, two places: the same 400 to the client.',
+    covers: (ref, net, input) => {
+      const s = input.toString('latin1');
+      return ref.kind === 'request' && net.kind === 'refused' && net.detail === '400' && /^[^\r\n]* HTTP\/1\.0\r?\n/.test(s) && /\ntransfer-encoding[ \t]*:/i.test(s.slice(0, s.search(/\r?\n\r?\n/) + 1 || s.length));
+    },
+  },
+  {
     name: 'rtsp-ice-versions',
     why: 'llhttp also parses RTSP and ICE request lines (RTSP/1.0, ICE/1.0) and node:http emits them as requests, which the gateway then refuses; the net front speaks HTTP only and refuses them with 400 at the request line.',
     covers: (ref, net, input) => ref.kind === 'request' && net.detail === '400' && /^[A-Z]+ \S+ (RTSP|ICE)\/1\.0\r\n/.test(input.toString('latin1')),
