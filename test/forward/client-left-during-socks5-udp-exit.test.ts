@@ -1,12 +1,8 @@
 import assert from 'node:assert/strict';
-import diagnostics_channel from 'node:diagnostics_channel';
-import { once } from 'node:events';
-import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import type { ForwardRecord } from '../../src/record/index.js';
 import { everyCase, seededRun, shuffle } from '../helpers/seeded.js';
-import { accessLines, startTestProxy, type TestProxy } from './helpers.js';
-import { bounded, holdingSocks5, udpAssociateBytes, leaveWhileHopHeld, type HoldStep, type Leave } from './front-clients.js';
+import { accessLines } from './helpers.js';
+import { leaveDuringSocks5Exit, udpAssociateBytes, type HoldStep, type Leave } from './front-clients.js';
 
 /**
  * A SOCKS5 UDP ASSOCIATE through an egress pool whose exit is a SOCKS5 upstream proxy (the
@@ -18,7 +14,7 @@ import { bounded, holdingSocks5, udpAssociateBytes, leaveWhileHopHeld, type Hold
  * cancel signal (the TCP hop did: client-left-during-socks5-exit.test.ts): the client's
  * leaving was seen only when the hop's handshake gave up, 10 s later, and recorded then.
  *
- * The upstream (`holdingSocks5`) answers each step until the held one, reads it and never
+ * The upstream (`holdingSocks5`, behind `leaveDuringSocks5Exit` in front-clients.ts) answers each step until the held one, reads it and never
  * answers: the greeting, the RFC 1929 credentials or the UDP ASSOCIATE. The family: every held
  * step × every way the client leaves (a reset, a close, a half-close: RFC 1928 §7, the
  * association ends with its control connection, and before the reply a FIN is the client
@@ -32,52 +28,26 @@ const LEAVES: readonly Leave[] = ['rst', 'close', 'half'];
 
 async function oneCase(step: HoldStep, leave: Leave): Promise<void> {
   const what = `UDP ASSOCIATE, then ${leave}, during the SOCKS5 exit's ${step}`;
-  const exit = await holdingSocks5(step);
-  const records: ForwardRecord[] = [];
-  let recorded: (() => void) | undefined;
-  let proxyPort = 0;
-  let proxySide: Socket | undefined;
-  const onAccept = (m: unknown): void => {
-    const s = (m as { socket: Socket }).socket;
-    if (s.localPort === proxyPort) proxySide = s;
-  };
-  diagnostics_channel.subscribe('net.server.socket', onAccept);
-  let client: Socket | undefined;
-  let p: TestProxy | undefined;
-  try {
-    p = await startTestProxy(
-      {
-        timeouts: { connect: '60s', handshake: '60s' },
-        egress: { pools: { hold: { proxies: [`socks5://up:pass@127.0.0.1:${exit.port}`] } }, defaultPool: 'hold' },
-      },
-      { hooks: [{ onFinish: (r) => (records.push(r), recorded?.()) }] },
-    );
-    proxyPort = p.port;
-    client = connect(p.port, '127.0.0.1');
-    client.on('error', () => {});
-    let got = Buffer.alloc(0);
-    client.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
-    await bounded(once(client, 'connect'), 5000, `${what}: connect to the proxy`);
-    client.write(udpAssociateBytes());
-    const exitSide = await bounded(exit.held, 10_000, `${what}: the upstream reading the held step`);
-    const { all } = await leaveWhileHopHeld({ client, exitSide, proxySide, records, onRecord: (wake) => (recorded = wake), leave, what, hop: 'upstream (the hop stopped)' });
-    const rec = records[0]!;
-    assert.equal(rec.protocol, 'socks5-udp', `${what}: the association's record: ${all}`);
-    assert.equal(rec.endedBy, 'client', `${what}: ended by the client: ${all}`);
-    assert.ok(rec.error === undefined || rec.error === null, `${what}: no failure type: ${all}`);
-    assert.equal(rec.reply, undefined, `${what}: no reply (the client was never answered): ${all}`);
-    // The method choice and the auth status only, never a reply to the ASSOCIATE.
-    assert.equal(got.toString('hex'), '05020100', `${what}: what the client was sent`);
-    const lines = accessLines(p.lines);
-    assert.equal(lines.length, 1, `${what}: one access line: ${JSON.stringify(lines)}`);
-    assert.equal(exit.sockets.length, 1, `${what}: one connection to the upstream (no other attempt)`);
-  } finally {
-    diagnostics_channel.unsubscribe('net.server.socket', onAccept);
-    client?.destroy();
-    await p?.close();
-    for (const s of exit.sockets) s.destroy();
-    exit.server.close();
-  }
+  let got = Buffer.alloc(0);
+  await leaveDuringSocks5Exit({
+    step,
+    leave,
+    what,
+    send: udpAssociateBytes(),
+    watch: (client) => client.on('data', (d: Buffer) => (got = Buffer.concat([got, d]))),
+    check: ({ proxy, records, exit, all }) => {
+      const rec = records[0]!;
+      assert.equal(rec.protocol, 'socks5-udp', `${what}: the association's record: ${all}`);
+      assert.equal(rec.endedBy, 'client', `${what}: ended by the client: ${all}`);
+      assert.ok(rec.error === undefined || rec.error === null, `${what}: no failure type: ${all}`);
+      assert.equal(rec.reply, undefined, `${what}: no reply (the client was never answered): ${all}`);
+      // The method choice and the auth status only, never a reply to the ASSOCIATE.
+      assert.equal(got.toString('hex'), '05020100', `${what}: what the client was sent`);
+      const lines = accessLines(proxy.lines);
+      assert.equal(lines.length, 1, `${what}: one access line: ${JSON.stringify(lines)}`);
+      assert.equal(exit.sockets.length, 1, `${what}: one connection to the upstream (no other attempt)`);
+    },
+  });
 }
 
 describe('a SOCKS5 UDP ASSOCIATE through a SOCKS5 exit whose client leaves during the exit’s handshake', () => {

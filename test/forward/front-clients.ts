@@ -1,6 +1,9 @@
+import diagnostics_channel from 'node:diagnostics_channel';
 import { once } from 'node:events';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { PASSWORD, USER } from './helpers.js';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { ForwardConfigInput } from '../../src/config/forward.js';
+import type { ForwardRecord } from '../../src/record/index.js';
+import { PASSWORD, USER, startTestProxy, type TestProxy } from './helpers.js';
 
 /**
  * Raw clients of the three fronts a password check stands in front of (SOCKS5 with RFC 1929
@@ -196,4 +199,90 @@ export function udpAssociateBytes(user = USER, password = PASSWORD): Buffer {
   const u = Buffer.from(user);
   const p = Buffer.from(password);
   return Buffer.concat([Buffer.from([5, 1, 2, 1, u.length]), u, Buffer.from([p.length]), p, Buffer.from([5, 3, 0, 1, 0, 0, 0, 0, 0, 0])]);
+}
+
+/** What `withExitHop` hands its body. */
+export interface ExitHopRig {
+  /** The client's connection to the proxy, connected, nothing sent yet. */
+  client: Socket;
+  proxy: TestProxy;
+  /** The proxy's records, as its onFinish hook gets them. */
+  records: ForwardRecord[];
+  /** The client leaves while the hop is held, `exitSide` the exit's end of it: `leaveWhileHopHeld` over this rig. */
+  leave(exitSide: Socket, leave: Leave, hop: string): Promise<{ all: string }>;
+}
+
+/**
+ * A client that leaves while the proxy's hop to an egress exit is held: a proxy
+ * (startTestProxy with `config`, its records kept) whose pool leads to `exit`, a client
+ * connected to it (bounded), the proxy's side of that client seen on Node's net.server.socket
+ * channel; `body` runs with them, and then, whatever happened, the client, the proxy and the
+ * exit are closed. Shared by the client-left-during-*-exit tests.
+ */
+export async function withExitHop(
+  exit: { server: Server; sockets: Socket[] },
+  config: Partial<ForwardConfigInput>,
+  what: string,
+  body: (rig: ExitHopRig) => Promise<void>,
+): Promise<void> {
+  const records: ForwardRecord[] = [];
+  let recorded: (() => void) | undefined;
+  let proxyPort = 0;
+  let proxySide: Socket | undefined;
+  const onAccept = (m: unknown): void => {
+    const s = (m as { socket: Socket }).socket;
+    if (s.localPort === proxyPort) proxySide = s;
+  };
+  diagnostics_channel.subscribe('net.server.socket', onAccept);
+  let client: Socket | undefined;
+  let p: TestProxy | undefined;
+  try {
+    p = await startTestProxy(config, { hooks: [{ onFinish: (r) => (records.push(r), recorded?.()) }] });
+    proxyPort = p.port;
+    const c = connect(p.port, '127.0.0.1');
+    client = c;
+    c.on('error', () => {});
+    await bounded(once(c, 'connect'), 5000, `${what}: connect to the proxy`);
+    await body({
+      client: c,
+      proxy: p,
+      records,
+      leave: (exitSide, leave, hop) => leaveWhileHopHeld({ client: c, exitSide, proxySide, records, onRecord: (wake) => (recorded = wake), leave, what, hop }),
+    });
+  } finally {
+    diagnostics_channel.unsubscribe('net.server.socket', onAccept);
+    client?.destroy();
+    await p?.close();
+    for (const s of exit.sockets) s.destroy();
+    exit.server.close();
+  }
+}
+
+/**
+ * `withExitHop` through a `holdingSocks5(step)` exit, the pool's only proxy (as up:pass; connect
+ * and handshake times of 60 s, past every wait): the client sends `send` and leaves (`leave`)
+ * once the exit has read the held step; `check` then runs with the rig, the exit and the one
+ * record's JSON. `watch` is handed the client before it sends. Shared by the SOCKS5 exit's TCP
+ * and UDP ASSOCIATE cases.
+ */
+export async function leaveDuringSocks5Exit(o: {
+  step: HoldStep;
+  leave: Leave;
+  what: string;
+  send: Buffer | string;
+  watch?(client: Socket): void;
+  check(r: ExitHopRig & { exit: Awaited<ReturnType<typeof holdingSocks5>>; all: string }): void | Promise<void>;
+}): Promise<void> {
+  const exit = await holdingSocks5(o.step);
+  const config: Partial<ForwardConfigInput> = {
+    timeouts: { connect: '60s', handshake: '60s' },
+    egress: { pools: { hold: { proxies: [`socks5://up:pass@127.0.0.1:${exit.port}`] } }, defaultPool: 'hold' },
+  };
+  await withExitHop(exit, config, o.what, async (rig) => {
+    o.watch?.(rig.client);
+    rig.client.write(o.send);
+    const exitSide = await bounded(exit.held, 10_000, `${o.what}: the upstream reading the held step`);
+    const { all } = await rig.leave(exitSide, o.leave, 'upstream (the hop stopped)');
+    await o.check({ ...rig, exit, all });
+  });
 }
