@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import diagnostics_channel from 'node:diagnostics_channel';
 import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import type { ForwardRecord } from '../../src/record/index.js';
 import { everyCase, seededRun, shuffle } from '../helpers/seeded.js';
-import { accessLines, startTestProxy, type TestProxy } from './helpers.js';
-import { bounded, leaveWhileHopHeld, type Leave } from './front-clients.js';
+import { accessLines } from './helpers.js';
+import { bounded, withExitHop, type Leave } from './front-clients.js';
 
 /**
  * An absolute-form request through an egress pool whose client leaves while the exit's
@@ -57,49 +55,25 @@ function requestBytes(send: Send): string {
 async function oneCase(leave: Leave, send: Send): Promise<void> {
   const what = `${send}, then ${leave}, during the exit's CONNECT`;
   const exit = await holdingExit();
-  const records: ForwardRecord[] = [];
-  let recorded: (() => void) | undefined;
-  let proxyPort = 0;
-  let proxySide: Socket | undefined;
-  const onAccept = (m: unknown): void => {
-    const s = (m as { socket: Socket }).socket;
-    if (s.localPort === proxyPort) proxySide = s;
+  const config = {
+    auth: { required: false },
+    timeouts: { connect: '60s' },
+    egress: { pools: { hold: { proxies: [`http://127.0.0.1:${exit.port}`] } }, defaultPool: 'hold' },
   };
-  diagnostics_channel.subscribe('net.server.socket', onAccept);
-  let client: Socket | undefined;
-  let p: TestProxy | undefined;
-  try {
-    p = await startTestProxy(
-      {
-        auth: { required: false },
-        timeouts: { connect: '60s' },
-        egress: { pools: { hold: { proxies: [`http://127.0.0.1:${exit.port}`] } }, defaultPool: 'hold' },
-      },
-      { hooks: [{ onFinish: (r) => (records.push(r), recorded?.()) }] },
-    );
-    proxyPort = p.port;
-    client = connect(p.port, '127.0.0.1');
-    client.on('error', () => {});
-    await bounded(once(client, 'connect'), 5000, `${what}: connect to the proxy`);
+  await withExitHop(exit, config, what, async ({ client, proxy, records, leave: leaveNow }) => {
     client.write(requestBytes(send));
     // The exit's connection is in its handshake: the exit has read the CONNECT.
     const exitSide = await bounded(exit.connectRead, 5000, `${what}: the exit reading the proxy's CONNECT`);
-    const { all } = await leaveWhileHopHeld({ client, exitSide, proxySide, records, onRecord: (wake) => (recorded = wake), leave, what, hop: 'exit (the dial stopped)' });
+    const { all } = await leaveNow(exitSide, leave, 'exit (the dial stopped)');
     const rec = records[0]!;
     assert.equal(rec.status, 499, `${what}: 499: ${all}`);
     assert.equal(rec.endedBy, 'client', `${what}: ended by the client: ${all}`);
     assert.ok(rec.error === undefined || rec.error === null, `${what}: no failure type: ${all}`);
-    const lines = accessLines(p.lines);
+    const lines = accessLines(proxy.lines);
     assert.equal(lines.length, 1, `${what}: one access line: ${JSON.stringify(lines)}`);
     assert.equal(lines[0]!.status, 499, `${what}: ${JSON.stringify(lines)}`);
     assert.equal(exit.sockets.length, 1, `${what}: one connection to the exit`);
-  } finally {
-    diagnostics_channel.unsubscribe('net.server.socket', onAccept);
-    client?.destroy();
-    await p?.close();
-    for (const s of exit.sockets) s.destroy();
-    exit.server.close();
-  }
+  });
 }
 
 describe('an absolute-form request through an egress pool whose client leaves while the exit connection is made', () => {
