@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { after, before, describe, it } from 'node:test';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
+import { it } from 'node:test';
+import { describeOnBothFronts } from '../helpers/gateway.js';
+import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { seededRun, between } from '../helpers/seeded.js';
 import { readUntil } from '../forward/helpers.js';
 
@@ -17,36 +17,18 @@ import { readUntil } from '../forward/helpers.js';
  * forward proxy's fix, the reverse gateway had no such hole.
  */
 
-let upstream: ScriptedUpstream;
-
-before(async () => {
-  upstream = await startScriptedUpstream((req, res) => {
-    req.resume();
-    res.writeHead(200, { 'content-length': '2' });
-    res.end('ok');
-  });
-});
-
-after(async () => {
-  await upstream?.close();
-});
-
-for (const front of ['node', 'net'] as const) {
-  describe(`a CONNECT with content framing on the reverse gateway (${front} front)`, () => {
-    let g: TestGateway;
-    before(async () => {
-      g = await startTestGateway({
-        listeners: [{ address: '127.0.0.1', port: 0, front }],
-        clusters: { up: { endpoints: [upstream.url] } },
-        routes: [{ cluster: 'up' }],
-      } as never);
-    });
-    after(async () => {
-      await g?.close();
-    });
-
+describeOnBothFronts(
+  (front) => `a CONNECT with content framing on the reverse gateway (${front} front)`,
+  () =>
+    startScriptedUpstream((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-length': '2' });
+      res.end('ok');
+    }),
+  (front, rig) => {
     it('is refused 405, closed, recorded once, and the request smuggled behind it never reaches the upstream (seeded family)', { timeout: 120_000 }, async () => {
       await seededRun(`reverse connect-framing ${front}`, async (rand) => {
+        const { gateway: g, upstream } = rig;
         const seen = upstream.received.length;
         const before = g.logs.filter((l) => l.type === 'access').length;
         const n = 6;
@@ -71,5 +53,5 @@ for (const front of ['node', 'net'] as const) {
         assert.equal(upstream.received.length, seen, JSON.stringify(upstream.received.slice(seen)));
       });
     });
-  });
-}
+  },
+);

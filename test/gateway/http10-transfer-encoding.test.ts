@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { once } from 'node:events';
-import { after, before, describe, it } from 'node:test';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
+import { it } from 'node:test';
+import { describeOnBothFronts } from '../helpers/gateway.js';
+import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { seededRun } from '../helpers/seeded.js';
 import { readUntil } from '../forward/helpers.js';
 import { http10TeCases } from '../http/http10-te-cases.js';
@@ -16,38 +16,20 @@ import { http10TeCases } from '../http/http10-te-cases.js';
  * upstream, one record per refused request (src/http/framing.ts).
  */
 
-let upstream: ScriptedUpstream;
-
-before(async () => {
-  upstream = await startScriptedUpstream((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-length': '2' });
-      res.end('ok');
-    });
-  });
-});
-
-after(async () => {
-  await upstream?.close();
-});
-
-for (const front of ['node', 'net'] as const) {
-  describe(`an HTTP/1.0 request with Transfer-Encoding on the reverse gateway (${front} front)`, () => {
-    let g: TestGateway;
-    before(async () => {
-      g = await startTestGateway({
-        listeners: [{ address: '127.0.0.1', port: 0, front }],
-        clusters: { up: { endpoints: [upstream.url] } },
-        routes: [{ cluster: 'up' }],
-      } as never);
-    });
-    after(async () => {
-      await g?.close();
-    });
-
+describeOnBothFronts(
+  (front) => `an HTTP/1.0 request with Transfer-Encoding on the reverse gateway (${front} front)`,
+  () =>
+    startScriptedUpstream((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-length': '2' });
+        res.end('ok');
+      });
+    }),
+  (front, rig) => {
     it('is refused 400, closed, never sent upstream, recorded once (seeded family)', { timeout: 120_000 }, async () => {
       await seededRun(`reverse http/1.0 transfer-encoding ${front}`, async (rand) => {
+        const { gateway: g, upstream } = rig;
         const family = http10TeCases(rand);
         const seen = upstream.received.length;
         const access = (): typeof g.logs => g.logs.filter((l) => l.type === 'access');
@@ -74,5 +56,5 @@ for (const front of ['node', 'net'] as const) {
         for (const l of lines.filter((x) => x.status !== 400)) assert.equal(l.method, 'GET', JSON.stringify(l));
       });
     });
-  });
-}
+  },
+);

@@ -5,6 +5,8 @@ import type { ConfigInput } from '../../src/config/schema.js';
 import { Gateway } from '../../src/gateway/server.js';
 import { attachAccessLog, createLogger } from '../../src/observe/access-log.js';
 import { attachMetrics } from '../../src/observe/metrics.js';
+import { after, before, describe } from 'node:test';
+import type { ScriptedUpstream } from './scripted-upstream.js';
 import { withTestUpstreamClient } from './upstream-client.js';
 import { withTestFront } from './front.js';
 import { until } from './until.js';
@@ -130,4 +132,53 @@ export async function accessRecord(g: TestGateway, pred: (l: LogLine) => boolean
   let line: LogLine | undefined;
   await until(() => (line = g.logs.find((l) => l.type === 'access' && pred(l))) !== undefined, ms, 5);
   return line;
+}
+
+/** The reverse gateway's HTTP/1 fronts: node:http, and `front: net` with its own parser. */
+export type GatewayFront = 'node' | 'net';
+
+/**
+ * One upstream for a test file (`startUpstream`, started before the file's tests and closed
+ * after) and, for each front of the reverse gateway, a describe block (`title(front)`) whose
+ * gateway is started before its tests and closed after: by default one listener of that front,
+ * cluster `up` on the upstream and one route to it; `startGateway` starts another. `body`
+ * declares the block's tests; `rig`'s fields are set by the time they run.
+ */
+export function describeOnBothFronts(
+  title: (front: GatewayFront) => string,
+  startUpstream: () => Promise<ScriptedUpstream>,
+  body: (front: GatewayFront, rig: { readonly gateway: TestGateway; readonly upstream: ScriptedUpstream }) => void,
+  startGateway: (front: GatewayFront, upstream: ScriptedUpstream) => Promise<TestGateway> = (front, upstream) =>
+    startTestGateway({
+      listeners: [{ address: '127.0.0.1', port: 0, front }],
+      clusters: { up: { endpoints: [upstream.url] } },
+      routes: [{ cluster: 'up' }],
+    } as never),
+): void {
+  let upstream: ScriptedUpstream | undefined;
+  before(async () => {
+    upstream = await startUpstream();
+  });
+  after(async () => {
+    await upstream?.close();
+  });
+  for (const front of ['node', 'net'] as const) {
+    describe(title(front), () => {
+      let g: TestGateway | undefined;
+      before(async () => {
+        g = await startGateway(front, upstream!);
+      });
+      after(async () => {
+        await g?.close();
+      });
+      body(front, {
+        get gateway() {
+          return g!;
+        },
+        get upstream() {
+          return upstream!;
+        },
+      });
+    });
+  }
 }
