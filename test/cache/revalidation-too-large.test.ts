@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
-import { endedRecords, within } from '../helpers/ended-records.js';
+import { within } from '../helpers/ended-records.js';
+import { sizeBoundRoutes, withCacheGateway } from './cache-gateway.js';
 import { answerStale, cacheGet, counterSum, fillStale, isFill, STALE_ETAG } from './stale-entry.js';
 
 /**
@@ -42,20 +42,7 @@ test('a revalidation whose answer is too large for the store is recorded too-lar
     res.writeHead(200, { etag: '"b"', 'cache-control': 'max-age=600' });
     res.end(Buffer.alloc(p.bytes, 0x62));
   });
-  const records = endedRecords();
-  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
-  try {
-    g = await startTestGateway({
-      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
-      routes: [
-        // maxObjectSize above the whole store: a body between the two is refused by the store itself.
-        { name: 'big', match: { pathPrefix: '/big' }, cluster: 'up', retry: { tries: 1 }, cache: { maxObjectSize: 4 * MAX_SIZE } },
-        { name: 'small', cluster: 'up', retry: { tries: 1 }, cache: { maxObjectSize: MAX_SIZE / 4 } },
-      ],
-      cache: { maxSize: MAX_SIZE },
-    } as never);
-    const gw = g;
-    const base = gw.url.replace(/\/$/, '');
+  await withCacheGateway(up, sizeBoundRoutes(MAX_SIZE), async ({ g: gw, base, records }) => {
     const cache = gw.gw.ctx.cache!;
     const counted = (route: string, result: string) => counterSum(gw.registry, 'gatewise_cache_revalidations_total', { route, result });
     const get = (path: string) => cacheGet(base, path);
@@ -98,9 +85,5 @@ test('a revalidation whose answer is too large for the store is recorded too-lar
         }
       }
     });
-  } finally {
-    records.close();
-    await g?.close();
-    await up.close();
-  }
+  });
 });

@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
-import { endedRecords, within } from '../helpers/ended-records.js';
+import { within } from '../helpers/ended-records.js';
+import { sizeBoundRoutes, withCacheGateway } from './cache-gateway.js';
 import { cacheGet, counterSum } from './stale-entry.js';
 
 /**
@@ -54,20 +54,7 @@ test('a client\'s storable answer the store refuses for its size is recorded too
     res.writeHead(200, { 'cache-control': p.kind === 'no-store' ? 'no-store' : 'max-age=600', 'content-length': String(p.bytes) });
     res.end(body);
   });
-  const records = endedRecords();
-  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
-  try {
-    g = await startTestGateway({
-      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
-      routes: [
-        // maxObjectSize above the whole store: a body between the two is refused by the store itself.
-        { name: 'big', match: { pathPrefix: '/big' }, cluster: 'up', retry: { tries: 1 }, cache: { maxObjectSize: 4 * MAX_SIZE } },
-        { name: 'small', cluster: 'up', retry: { tries: 1 }, cache: { maxObjectSize: MAX_SIZE / 4 } },
-      ],
-      cache: { maxSize: MAX_SIZE },
-    } as never);
-    const gw = g;
-    const base = gw.url.replace(/\/$/, '');
+  await withCacheGateway(up, sizeBoundRoutes(MAX_SIZE), async ({ g: gw, base, records }) => {
     const cache = gw.gw.ctx.cache!;
     const refused = (route: string) => counterSum(gw.registry, 'gatewise_cache_store_refused_total', { route, reason: 'too-large' });
     const get = (path: string) => cacheGet(base, path);
@@ -101,9 +88,5 @@ test('a client\'s storable answer the store refuses for its size is recorded too
         else assert.equal(stored, undefined, `${what}: nothing stored`);
       }
     });
-  } finally {
-    records.close();
-    await g?.close();
-    await up.close();
-  }
+  });
 });

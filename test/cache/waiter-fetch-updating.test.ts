@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, shuffle, withSeed } from '../helpers/seeded.js';
-import { endedRecords, within } from '../helpers/ended-records.js';
+import { within } from '../helpers/ended-records.js';
+import { withCacheGateway } from './cache-gateway.js';
 import { until } from '../helpers/until.js';
 import { answerStale, cacheGet, fillStale, STALE_ETAG, type Got } from './stale-entry.js';
 
@@ -30,19 +30,12 @@ test('a collapsed waiter that fetches for itself marks its stored response refre
   const rand = seededRandom();
   const origin = await holdingOrigin();
   const { up, held, arrived } = origin;
-  const records = endedRecords();
-  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
-  try {
-    g = await startTestGateway({
-      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
-      routes: [
-        // Its waiters' wait runs out while the leader is held: they go upstream on their own.
-        { name: 't', match: { pathPrefix: '/t' }, cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '100ms' } },
-        { name: 'w', cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '60s' } },
-      ],
-    } as never);
-    const gw = g;
-    const base = gw.url.replace(/\/$/, '');
+  const routes = [
+    // Its waiters' wait runs out while the leader is held: they go upstream on their own.
+    { name: 't', match: { pathPrefix: '/t' }, cache: { collapseWait: '100ms' } },
+    { name: 'w', cache: { collapseWait: '60s' } },
+  ];
+  await withCacheGateway(up, { routes }, async ({ g: gw, base, records }) => {
     const cache = gw.gw.ctx.cache!;
     const collapser = cache.collapser;
     const at = (path: string) => up.received.filter((r) => r.url === path).length;
@@ -121,11 +114,7 @@ test('a collapsed waiter that fetches for itself marks its stored response refre
         assert.deepEqual(hitRecords, Array.from({ length: hits }, () => 'updating'), `${what}: the stale hits behind the waiters' fetches`);
       }
     });
-  } finally {
-    records.close();
-    await g?.close();
-    await up.close();
-  }
+  });
 });
 
 /**
@@ -142,14 +131,7 @@ test('without collapsing, a no-cache fetch of a stale stored response marks it r
   const rand = seededRandom();
   const origin = await holdingOrigin();
   const { up, held, arrived } = origin;
-  const records = endedRecords();
-  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
-  try {
-    g = await startTestGateway({
-      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
-      routes: [{ name: 'n', cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '0s' } }],
-    } as never);
-    const base = g.url.replace(/\/$/, '');
+  await withCacheGateway(up, { routes: [{ name: 'n', cache: { collapseWait: '0s' } }] }, async ({ g, base, records }) => {
     const cache = g.gw.ctx.cache!;
     const collapser = cache.collapser;
     const at = (path: string) => up.received.filter((r) => r.url === path).length;
@@ -204,11 +186,7 @@ test('without collapsing, a no-cache fetch of a stale stored response marks it r
         assert.deepEqual(hitRecords, Array.from({ length: hits }, () => 'updating'), `${what}: the stale hits behind the fetches`);
       }
     });
-  } finally {
-    records.close();
-    await g?.close();
-    await origin.up.close();
-  }
+  });
 });
 
 /**
