@@ -208,6 +208,10 @@ export interface ExitHopRig {
   proxy: TestProxy;
   /** The proxy's records, as its onFinish hook gets them. */
   records: ForwardRecord[];
+  /** The proxy's side of the client's connection, once the proxy has accepted it. */
+  proxySide: Promise<Socket>;
+  /** `wake` is called after each record the proxy's onFinish hook keeps (one at a time: the last given). */
+  onRecord(wake: () => void): void;
   /** The client leaves while the hop is held, `exitSide` the exit's end of it: `leaveWhileHopHeld` over this rig. */
   leave(exitSide: Socket, leave: Leave, hop: string): Promise<{ all: string }>;
 }
@@ -217,7 +221,8 @@ export interface ExitHopRig {
  * (startTestProxy with `config`, its records kept) whose pool leads to `exit`, a client
  * connected to it (bounded), the proxy's side of that client seen on Node's net.server.socket
  * channel; `body` runs with them, and then, whatever happened, the client, the proxy and the
- * exit are closed. Shared by the client-left-during-*-exit tests.
+ * exit (or destination) are closed. Shared by the client-left-during-*-exit tests and
+ * http-client-left-mid-body.
  */
 export async function withExitHop(
   exit: { server: Server; sockets: Socket[] },
@@ -229,9 +234,14 @@ export async function withExitHop(
   let recorded: (() => void) | undefined;
   let proxyPort = 0;
   let proxySide: Socket | undefined;
+  let accepted!: (s: Socket) => void;
+  const sideSeen = new Promise<Socket>((r) => (accepted = r));
   const onAccept = (m: unknown): void => {
     const s = (m as { socket: Socket }).socket;
-    if (s.localPort === proxyPort) proxySide = s;
+    if (s.localPort === proxyPort) {
+      proxySide = s;
+      accepted(s);
+    }
   };
   diagnostics_channel.subscribe('net.server.socket', onAccept);
   let client: Socket | undefined;
@@ -247,6 +257,8 @@ export async function withExitHop(
       client: c,
       proxy: p,
       records,
+      proxySide: sideSeen,
+      onRecord: (wake) => (recorded = wake),
       leave: (exitSide, leave, hop) => leaveWhileHopHeld({ client: c, exitSide, proxySide, records, onRecord: (wake) => (recorded = wake), leave, what, hop }),
     });
   } finally {

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import diagnostics_channel from 'node:diagnostics_channel';
 import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import type { ForwardRecord } from '../../src/record/index.js';
 import { between, everyCase, seededRun } from '../helpers/seeded.js';
-import { accessLines, startTestProxy, type TestProxy } from './helpers.js';
-import { bounded } from './front-clients.js';
+import { accessLines } from './helpers.js';
+import { bounded, withExitHop } from './front-clients.js';
 
 /**
  * An absolute-form request whose client leaves in the middle of its body gives one record
@@ -88,29 +86,8 @@ function head(c: Case, port: number): string {
 async function oneCase(c: Case): Promise<void> {
   const what = `${c.send}, ${c.sent} of ${c.length} body bytes, then ${c.leave}`;
   const dest = await silentDestination();
-  const records: ForwardRecord[] = [];
-  let recorded: (() => void) | undefined;
-  let proxyPort = 0;
-  let proxySide: Socket | undefined;
-  let accepted: (() => void) | undefined;
-  const onAccept = (m: unknown): void => {
-    const s = (m as { socket: Socket }).socket;
-    if (s.localPort === proxyPort) {
-      proxySide = s;
-      accepted?.();
-    }
-  };
-  diagnostics_channel.subscribe('net.server.socket', onAccept);
-  let client: Socket | undefined;
-  let p: TestProxy | undefined;
-  try {
-    p = await startTestProxy({ auth: { required: false } }, { hooks: [{ onFinish: (r) => (records.push(r), recorded?.()) }] });
-    proxyPort = p.port;
-    const gotSide = new Promise<void>((r) => (accepted = r));
-    client = connect(p.port, '127.0.0.1');
-    client.on('error', () => {});
-    await bounded(once(client, 'connect'), 5000, `${what}: connect to the proxy`);
-    await bounded(gotSide, 5000, `${what}: the proxy's side of the client`);
+  await withExitHop(dest, { auth: { required: false } }, what, async ({ client, proxy: p, records, proxySide, onRecord }) => {
+    const side = await bounded(proxySide, 5000, `${what}: the proxy's side of the client`);
     const h = head(c, dest.port);
     const body = Buffer.alloc(c.sent, 0x61);
     client.write(c.sent > 0 ? Buffer.concat([Buffer.from(h, 'latin1'), body]) : h);
@@ -118,12 +95,12 @@ async function oneCase(c: Case): Promise<void> {
     // A plain POST with no body byte yet: its head goes up with its first body byte, so the destination's accept is the event.
     if (c.send === 'post' && c.sent === 0) await bounded(dest.accepted, 5000, `${what}: the destination accepting the relay's connection`);
     else await bounded(dest.seen(c.send === 'post' ? c.sent : 0), 5000, `${what}: the destination reading the request`);
-    const side = proxySide!;
     // 'close' only (`once` would reject on the socket's 'error', which a reset brings).
     const sideClosed = side.destroyed ? Promise.resolve() : new Promise<void>((r) => side.once('close', () => r()));
     const ownRecord = new Promise<void>((r) => {
-      recorded = () => records.some((x) => x.destination !== undefined) && r();
-      recorded();
+      const wake = (): void => void (records.some((x) => x.destination !== undefined) && r());
+      onRecord(wake);
+      wake();
     });
     if (c.leave === 'rst') client.resetAndDestroy();
     else if (c.leave === 'close') client.destroy();
@@ -141,13 +118,7 @@ async function oneCase(c: Case): Promise<void> {
     assert.equal(lines.length, 1, `${what}: one access line: ${JSON.stringify(lines)}`);
     assert.equal(lines[0]!.status, 499, `${what}: ${JSON.stringify(lines)}`);
     assert.equal(lines[0]!.endedBy, 'client', `${what}: ${JSON.stringify(lines)}`);
-  } finally {
-    diagnostics_channel.unsubscribe('net.server.socket', onAccept);
-    client?.destroy();
-    await p?.close();
-    for (const s of dest.sockets) s.destroy();
-    dest.server.close();
-  }
+  });
 }
 
 describe('an absolute-form request whose client leaves mid-body', () => {
