@@ -7,7 +7,7 @@ import { noteExit, noteFailedExit, tunnelDialOptions } from './egress-admission.
 import type { ForwardPipeline, ForwardRequest, ForwardResponder } from './pipeline.js';
 import { NOT_CONNECTED, cutFields, fieldsOf } from './record-fields.js';
 import { quotaOver } from './quota-gate.js';
-import { clientLeft } from './client-fin.js';
+import { clientLeft, leftFields } from './client-fin.js';
 import { Tunnel, type TunnelEnd } from './tunnel.js';
 
 /**
@@ -167,9 +167,7 @@ export class TunnelRun extends Tunnel implements TunnelDialSink {
    * drain's too, unless its client had left first (`connectionCut`).
    */
   #goneFields(address: string | null | undefined): FinishFields {
-    const f = this.#drainCut ?? connectionCut(this.#ctx.cut, this.client, 'connect');
-    if (f === undefined) return fieldsOf(this.#responder.gone(), null, 'client', address);
-    return cutFields(f, fieldsOf(this.#responder.gone(), null, 'gateway', address));
+    return leftFields(this.#ctx.cut, this.client, fieldsOf(this.#responder.gone(), null, 'client', address), this.#drainCut);
   }
 
   onNotReading(detail: string): void {

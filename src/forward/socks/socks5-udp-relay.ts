@@ -12,8 +12,7 @@ import type { ByteReader } from './byte-reader.js';
 import { SOCKS5_REPLY } from './reply-codes.js';
 import { encodeAddress, parseAddress, type SocksTarget } from './socks-address.js';
 import { destroyAfter, Timeout } from '../../timing/deadlines.js';
-import { Cancel } from '../../timing/cancel.js';
-import { clientLeft } from '../client-fin.js';
+import { ClientWatch, clientLeft, leftFields } from '../client-fin.js';
 
 /** Most destinations an egress socket of an association remembers as allowed to answer. */
 const MAX_PEERS = 1024;
@@ -84,26 +83,22 @@ export class UdpAssociation implements Relay {
       relay.close();
       return this.#gone(ctx.cut, control);
     }
-    const cancel = new Cancel();
-    const left = (): void => cancel.abort();
-    control.once('end', left);
-    control.once('close', left);
+    const watch = new ClientWatch(control);
     try {
-      const opened = await ctx.egress.openUdp({ ...udpOpts, signal: cancel }, route);
+      const opened = await ctx.egress.openUdp({ ...udpOpts, signal: watch }, route);
       egress = opened.egress;
       noteExit(session, opened.choice);
     } catch (err) {
       relay.close();
-      if (cancel.aborted) return this.#gone(ctx.cut, control);
+      if (watch.aborted) return this.#gone(ctx.cut, control);
       throw err instanceof Failure ? err : new Failure({ type: 'proxy_internal_error', phase: 'connect', detail: 'could not open the UDP egress', cause: err });
     } finally {
-      control.off('end', left);
-      control.off('close', left);
+      watch.stop();
     }
 
     const bound = relay.address();
     this.#front.reader.detach();
-    if (cancel.aborted || clientLeft(control)) {
+    if (watch.left) {
       relay.close();
       egress.close();
       return this.#gone(ctx.cut, control);
@@ -261,10 +256,9 @@ export class UdpAssociation implements Relay {
    */
   #gone(cut: ConnectionsCut | undefined, control: Socket): FinishFields {
     this.#front.reader.detach();
-    const f = connectionCut(cut, control, 'connect');
+    const fields = leftFields(cut, control, { error: null, endedBy: 'client', address: null });
     control.destroy();
-    const fields: FinishFields = { error: null, endedBy: 'client', address: null };
-    return f === undefined ? fields : cutFields(f, fields);
+    return fields;
   }
 }
 
