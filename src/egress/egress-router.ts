@@ -6,7 +6,7 @@ import { Cancel } from '../timing/cancel.js';
 import { scopeOf, withEgress, withScope } from './exit-failure.js';
 import { refuseLiteral, type Exit } from './exit.js';
 import type { ExitPool } from './exit-pool.js';
-import { HostPattern } from './host-pattern.js';
+import { HostPatterns, hostNeed, readHost, type HostNeed } from './host-pattern.js';
 
 /** Who is asking and what the username parameters said. */
 export interface EgressRoute {
@@ -63,7 +63,9 @@ export interface EgressEvents {
  */
 export class EgressRouter {
   readonly pools: ReadonlyMap<string, ExitPool>;
-  readonly #rules: ReadonlyArray<RoutingRule & { readonly patterns: HostPattern[] | undefined }>;
+  readonly #rules: ReadonlyArray<RoutingRule & { readonly patterns: HostPatterns | undefined }>;
+  /** What the rules' host patterns need read of a host at each pick. */
+  readonly #hostNeed: HostNeed;
   readonly #defaultPool: string | undefined;
   readonly #direct: Dialer;
   readonly #directUdp: UdpDialer;
@@ -74,7 +76,8 @@ export class EgressRouter {
     // Host patterns as the destination rules match them (HostPattern: an IP address in every
     // spelling). Before, the text alone: `2130706434` or `[::ffff:127.0.0.2]` passed a rule for
     // 127.0.0.2 and left by the default way (review of session 35).
-    this.#rules = (opts.routing ?? []).map((r) => ({ ...r, patterns: r.hosts?.map((h) => new HostPattern(h)) }));
+    this.#rules = (opts.routing ?? []).map((r) => ({ ...r, patterns: r.hosts ? new HostPatterns(r.hosts) : undefined }));
+    this.#hostNeed = hostNeed(this.#rules.map((r) => r.patterns));
     this.#defaultPool = opts.defaultPool;
     this.#direct = opts.direct;
     this.#directUdp = opts.directUdp;
@@ -90,10 +93,11 @@ export class EgressRouter {
   /** What chose the pool for this route and host, for the debug header: `username`, `hook`, `rule-N` (the routing rule, from 1), `default`, `direct`. */
   poolDecidedBy(route: EgressRoute, host: string): string {
     if (route.pool !== undefined) return route.poolByHook ? 'hook' : 'username';
+    const h = readHost(host, this.#hostNeed);
     for (let i = 0; i < this.#rules.length; i++) {
       const r = this.#rules[i]!;
       if (r.users && !(route.user !== null && r.users.includes(route.user))) continue;
-      if (r.patterns && !r.patterns.some((p) => p.matches(host))) continue;
+      if (r.patterns && !r.patterns.matches(h)) continue;
       return `rule-${i + 1}`;
     }
     return this.#defaultPool !== undefined ? 'default' : 'direct';
@@ -108,9 +112,10 @@ export class EgressRouter {
       }
       return route.pool;
     }
+    const h = readHost(host, this.#hostNeed);
     for (const r of this.#rules) {
       if (r.users && !(route.user !== null && r.users.includes(route.user))) continue;
-      if (r.patterns && !r.patterns.some((p) => p.matches(host))) continue;
+      if (r.patterns && !r.patterns.matches(h)) continue;
       return r.pool;
     }
     return this.#defaultPool;

@@ -14,20 +14,13 @@ import { canonicalAddress } from '../net/ip-canonical.js';
 
 /**
  * The canonical address a normalised host names when it is an IP literal in any spelling, else
- * undefined. The last host's answer is kept: one connection's checks ask it of every IP pattern,
- * in the destination rules' name stage, their address stage and the egress routing rules, with
- * one host string, and reading an IPv6 literal costs microseconds (review of session 35: with
- * IP patterns, an IPv6 destination went from ~0.1 to ~7 µs per pattern per check, measured on
- * the loaded machine; a repeated host is now one string comparison).
+ * undefined. Read once per check by the caller (`readHost`), not per pattern: reading an IPv6
+ * literal costs microseconds (review of session 35: with IP patterns, an IPv6 destination went
+ * from ~0.1 to ~7 µs per pattern per check, measured on the loaded machine).
  */
-let lastHost: string | undefined;
-let lastAddress: string | undefined;
-function addressOf(h: string): string | undefined {
-  if (h === lastHost) return lastAddress;
-  const lit = literalAddress(h);
-  lastAddress = lit === undefined ? undefined : canonicalAddress(lit.address)?.address;
-  lastHost = h;
-  return lastAddress;
+function hostAddress(name: string): string | undefined {
+  const lit = literalAddress(name);
+  return lit === undefined ? undefined : canonicalAddress(lit.address)?.address;
 }
 
 export function normalizeHostName(host: string): string {
@@ -43,12 +36,46 @@ export function isValidHostPattern(p: string): boolean {
   return body.length > 0 && body.length <= 253 && /^[A-Za-z0-9_:.\-]+\.?$/.test(body) && !body.includes('*');
 }
 
+/**
+ * A host as the patterns read it, made once per check by their caller (`readHost`): its
+ * normalised name and, when some pattern is an IP address, its canonical address (undefined:
+ * not an IP literal). Passed to every pattern of the check, so no pattern reads the host again
+ * and no state is kept between checks.
+ */
+export interface CheckedHost {
+  readonly name: string;
+  readonly address: string | undefined;
+}
+
+/** What a caller's patterns need read of a host at each check: nothing (it has none), its name, or its address too (an IP pattern). */
+export type HostNeed = 'nothing' | 'name' | 'address';
+
+const NO_HOST: CheckedHost = { name: '', address: undefined };
+
+/** The host as `need` asks (see `hostNeed`), for every pattern of one check. */
+export function readHost(host: string, need: HostNeed): CheckedHost {
+  if (need === 'nothing') return NO_HOST;
+  const name = normalizeHostName(host);
+  return { name, address: need === 'address' ? hostAddress(name) : undefined };
+}
+
+/** What a caller's pattern lists need read of a host, worked out once when the caller is built. */
+export function hostNeed(lists: Iterable<HostPatterns | undefined>): HostNeed {
+  let need: HostNeed = 'nothing';
+  for (const l of lists) {
+    if (l === undefined) continue;
+    if (l.hasAddress) return 'address';
+    need = 'name';
+  }
+  return need;
+}
+
 export class HostPattern {
   readonly #exact: string | undefined;
   readonly #suffix: string | undefined;
   readonly #any: boolean;
   /** The canonical address, when the pattern is an IP address. */
-  readonly #address: string | undefined;
+  readonly address: string | undefined;
   readonly source: string;
 
   constructor(pattern: string) {
@@ -57,14 +84,33 @@ export class HostPattern {
     this.#any = pattern === '*';
     if (pattern.startsWith('*.')) this.#suffix = '.' + normalizeHostName(pattern.slice(2));
     else if (!this.#any) this.#exact = normalizeHostName(pattern);
-    this.#address = this.#exact !== undefined ? addressOf(this.#exact) : undefined;
+    this.address = this.#exact !== undefined ? hostAddress(this.#exact) : undefined;
   }
 
-  matches(host: string): boolean {
+  /** `host` read with its address when this pattern is an IP address (`readHost`, 'address'). */
+  matches(host: CheckedHost): boolean {
     if (this.#any) return true;
-    const h = normalizeHostName(host);
-    if (this.#address !== undefined) return h === this.#exact || addressOf(h) === this.#address;
+    const h = host.name;
+    if (this.address !== undefined) return h === this.#exact || host.address === this.address;
     if (this.#exact !== undefined) return h === this.#exact;
     return h.length > this.#suffix!.length && h.endsWith(this.#suffix!);
+  }
+}
+
+/** A rule's host patterns: it matches a host when one of them does. */
+export class HostPatterns {
+  readonly #list: readonly HostPattern[];
+  /** One of them is an IP address: a check reads the host's address (`hostNeed`). */
+  readonly hasAddress: boolean;
+
+  constructor(sources: readonly string[]) {
+    this.#list = sources.map((s) => new HostPattern(s));
+    this.hasAddress = this.#list.some((p) => p.address !== undefined);
+  }
+
+  matches(host: CheckedHost): boolean {
+    const list = this.#list;
+    for (let i = 0; i < list.length; i++) if (list[i]!.matches(host)) return true;
+    return false;
   }
 }

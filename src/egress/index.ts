@@ -2,7 +2,7 @@ export type { Dialer, DialHandle, DialSink, DialOptions, DialTarget, ResolvedAdd
 export { DirectDialer, type DirectDialerOptions } from './direct-dialer.js';
 export { DirectUdpDialer, type DirectUdpDialerOptions } from './direct-udp-dialer.js';
 export { systemResolver, dnsServerResolver, resolverFromLookup, resolveHost, literalAddress, unbracket, type Resolver, type LookupFunction } from './resolver.js';
-export { HostPattern, normalizeHostName, isValidHostPattern } from './host-pattern.js';
+export { HostPattern, HostPatterns, hostNeed, readHost, normalizeHostName, isValidHostPattern, type CheckedHost, type HostNeed } from './host-pattern.js';
 export { parseProxyUrl, isProxyUrl, type ProxyEndpoint } from './proxy-url.js';
 export { scopeOf, withScope, egressOf, withEgress, type ExitFailureScope, type FailedEgress } from './exit-failure.js';
 export { httpConnect, basicAuth } from './http-connector.js';

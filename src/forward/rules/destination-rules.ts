@@ -2,7 +2,7 @@ import { Failure } from '../../failure/index.js';
 import { customerFacingFailure } from '../../tenants/limit-refusal.js';
 import type { AddressGuard, DialTarget, ResolvedAddress } from '../../egress/index.js';
 import { CidrSet } from './cidr-set.js';
-import { HostPattern } from '../../egress/index.js';
+import { HostPatterns, hostNeed, readHost, type CheckedHost, type HostNeed } from '../../egress/index.js';
 import { canonicalAddress } from '../../net/ip-canonical.js';
 import { PortSet, type PortSpec } from './port-set.js';
 import { isPrivateAddress } from './private-ranges.js';
@@ -41,24 +41,24 @@ export interface GlobalRulesSpec extends RuleSetSpec {
 }
 
 class Rule {
-  readonly #hosts: HostPattern[] | undefined;
+  readonly hosts: HostPatterns | undefined;
   readonly cidrs: CidrSet | undefined;
   readonly #ports: PortSet | undefined;
 
   constructor(spec: RuleSpec) {
-    this.#hosts = spec.hosts?.length ? spec.hosts.map((h) => new HostPattern(h)) : undefined;
+    this.hosts = spec.hosts?.length ? new HostPatterns(spec.hosts) : undefined;
     this.cidrs = spec.cidrs?.length ? new CidrSet(spec.cidrs) : undefined;
     this.#ports = spec.ports?.length ? new PortSet(spec.ports) : undefined;
   }
 
-  /** Host and port selectors only (cidrs ignored). */
-  matchesName(host: string, port: number): boolean {
-    if (this.#hosts && !this.#hosts.some((h) => h.matches(host))) return false;
+  /** Host and port selectors only (cidrs ignored). `host`: read once per check (`DestinationRules.#read`). */
+  matchesName(host: CheckedHost, port: number): boolean {
+    if (this.hosts && !this.hosts.matches(host)) return false;
     if (this.#ports && !this.#ports.has(port)) return false;
     return true;
   }
 
-  matches(host: string, port: number, address: string): boolean {
+  matches(host: CheckedHost, port: number, address: string): boolean {
     if (!this.matchesName(host, port)) return false;
     return !this.cidrs || this.cidrs.has(address);
   }
@@ -92,6 +92,8 @@ export class DestinationRules {
   readonly #allowPrivate: boolean;
   readonly #defaultDeny: boolean;
   readonly #users = new Map<string, RuleSet>();
+  /** What the rules' host patterns need read of a destination's host at each check. */
+  readonly #hostNeed: HostNeed;
 
   constructor(global: GlobalRulesSpec, users: ReadonlyArray<{ name: string } & RuleSetSpec> = []) {
     this.#global = new RuleSet(global);
@@ -101,6 +103,8 @@ export class DestinationRules {
       const rs = new RuleSet(u);
       if (!rs.empty) this.#users.set(u.name, rs);
     }
+    const levels = [this.#global, ...this.#users.values()];
+    this.#hostNeed = hostNeed(levels.flatMap((l) => [...l.allow, ...l.deny].map((r) => r.hosts)));
   }
 
   /** True when the user has rules of their own (their upstream pools are kept apart). */
@@ -130,23 +134,24 @@ export class DestinationRules {
    */
   checkName(user: string | null, host: string, port: number): Failure | undefined {
     const own = this.#own(user);
+    const h = readHost(host, this.#hostNeed);
     if (own !== undefined) {
-      const r = this.#checkNameAt(own, user, host, port);
+      const r = this.#checkNameAt(own, user, host, h, port);
       if (r !== CONTINUE) return r;
     }
-    const r = this.#checkNameAt(this.#global, user, host, port);
+    const r = this.#checkNameAt(this.#global, user, host, h, port);
     return r === CONTINUE ? undefined : r;
   }
 
-  #checkNameAt(level: RuleSet, user: string | null, host: string, port: number): Failure | undefined | typeof CONTINUE {
+  #checkNameAt(level: RuleSet, user: string | null, host: string, h: CheckedHost, port: number): Failure | undefined | typeof CONTINUE {
     const deny = level.deny;
     for (let i = 0; i < deny.length; i++) {
       const r = deny[i]!;
-      if (!r.cidrs && r.matchesName(host, port)) return this.#denied(level, user, label(host, port));
+      if (!r.cidrs && r.matchesName(h, port)) return this.#denied(level, user, label(host, port));
     }
     // An allow rule that may match (by name) ends the name stage: the address stage decides.
     const allow = level.allow;
-    for (let i = 0; i < allow.length; i++) if (allow[i]!.matchesName(host, port)) return undefined;
+    for (let i = 0; i < allow.length; i++) if (allow[i]!.matchesName(h, port)) return undefined;
     return CONTINUE;
   }
 
@@ -164,13 +169,14 @@ export class DestinationRules {
     }
     let allowedBy: Rule | undefined;
     const own = this.#own(user);
+    const h = readHost(host, this.#hostNeed);
     if (own !== undefined) {
-      const r = this.#checkAddressAt(own, user, host, port, addr);
+      const r = this.#checkAddressAt(own, user, host, h, port, addr);
       if (r instanceof Failure) return r;
       allowedBy = r;
     }
     if (allowedBy === undefined) {
-      const r = this.#checkAddressAt(this.#global, user, host, port, addr);
+      const r = this.#checkAddressAt(this.#global, user, host, h, port, addr);
       if (r instanceof Failure) return r;
       allowedBy = r;
     }
@@ -186,11 +192,11 @@ export class DestinationRules {
   }
 
   /** One level's rules for an address: a deny's refusal, the allow rule that matched, or undefined (none). */
-  #checkAddressAt(level: RuleSet, user: string | null, host: string, port: number, addr: string): Failure | Rule | undefined {
+  #checkAddressAt(level: RuleSet, user: string | null, host: string, h: CheckedHost, port: number, addr: string): Failure | Rule | undefined {
     const deny = level.deny;
     for (let i = 0; i < deny.length; i++) {
       const r = deny[i]!;
-      if (r.matches(host, port, addr)) {
+      if (r.matches(h, port, addr)) {
         const nextHop = label(host, port);
         return r.cidrs
           ? new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `address ${addr} of ${nextHop} is denied by a rule` })
@@ -198,7 +204,7 @@ export class DestinationRules {
       }
     }
     const allow = level.allow;
-    for (let i = 0; i < allow.length; i++) if (allow[i]!.matches(host, port, addr)) return allow[i];
+    for (let i = 0; i < allow.length; i++) if (allow[i]!.matches(h, port, addr)) return allow[i];
     return undefined;
   }
 
