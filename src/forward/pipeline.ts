@@ -384,6 +384,13 @@ export class ForwardPipeline {
  * A client that left meanwhile (reset, close or FIN, client-fin.ts) is not answered: its
  * connection is closed and the record says the client ended it (499), as the dial's own
  * reading would have once the check answered.
+ *
+ * The SOCKS fronts' counterpart is their byte reader's `during` (socks/byte-reader.ts), kept
+ * apart on purpose: that reader's deadline already runs for the handshake's reads, and `during`
+ * ties the check's promise to it inside an async front whose catch records; an HTTP head's
+ * deadline is node:http's head timer or the connection gate's handshake time, which Gatewise
+ * does not own, so this entry is the one armed for it, and it answers and records itself
+ * (`run` is not an async chain: a check answered at once costs no promise).
  */
 class CheckDeadline extends DeadlineEntry {
   readonly #pipeline: ForwardPipeline;
