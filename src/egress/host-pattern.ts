@@ -16,7 +16,10 @@ import { canonicalAddress } from '../net/ip-canonical.js';
  * The canonical address a normalised host names when it is an IP literal in any spelling, else
  * undefined. Read once per check by the caller (`readHost`), not per pattern: reading an IPv6
  * literal costs microseconds (review of session 35: with IP patterns, an IPv6 destination went
- * from ~0.1 to ~7 µs per pattern per check, measured on the loaded machine).
+ * from ~0.1 to ~7 µs per pattern per check, measured on the loaded machine). A connection's
+ * checks (the rules' name stage, their address stage, the routing rules) read it once each,
+ * and only where an IP pattern is configured (`hostNeed`); a module-level memo of the last
+ * host made that one read per connection, at the price of state shared by every caller.
  */
 function hostAddress(name: string): string | undefined {
   const lit = literalAddress(name);
