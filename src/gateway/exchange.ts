@@ -320,7 +320,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         this.#redirectToHttps(front, target.hostValue ?? '', path);
         return;
       }
-      const route = this.ctx.router.match(host, req.method!, path, req);
+      const route = this.ctx.router.match(host, req.method!, target.routePath, req);
       if (!route) {
         throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${host || '(no host)'}${path.split('?')[0]}` });
       }
@@ -337,7 +337,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       // RFC 9110 §10.1.1: forward the expectation; the client sends its body once the
       // upstream's 100 is relayed (continueClient), or not at all after a final answer.
       this.#expectContinue = expectContinue && head.hasBody;
-      this.#upstreamPath = rewritePath(route, path);
+      this.#upstreamPath = rewritePath(route, path, target.routePath);
       this.#idempotent = IDEMPOTENT_METHODS.has(req.method!) || (route.retry.idempotencyKey && req.headers['idempotency-key'] !== undefined);
       if (!runRequestPhase(this.ctx.hooks, this)) return;
       if (route.cache !== undefined && this.#cacheLookup(route.cache)) return;

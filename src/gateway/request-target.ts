@@ -14,6 +14,13 @@ import { lowerCase, nameIs } from '../http/token.js';
  *   encoded and are not separators, but a segment that would be a dot segment once an
  *   upstream decodes them (`..%2F`, `%2F..`, `.%5C`) is refused: it could climb out of the
  *   route's prefix at an upstream that decodes before resolving.
+ * - Empty segments are merged (`//admin` is `/admin`, as nginx's `merge_slashes`), a literal
+ *   `\` is refused, and so is a dot or empty segment with path parameters (`..;x`, `.;`,
+ *   `/;x/`, but for the last segment): upstreams
+ *   that merge slashes, read `\` as `/` or drop `;params` (Tomcat, Jetty, Spring) would read
+ *   such a path as another route's.
+ * - `;` path parameters stay in the path forwarded, but routes are matched on the path
+ *   without them (`routePath`): `/admin;x` takes the `/admin` route.
  * - A `#` anywhere in the request-target is refused (a fragment is never sent; HAProxy,
  *   CVE-2023-45539).
  */
@@ -24,6 +31,8 @@ export interface RequestTarget {
   readonly hostValue: string | undefined;
   /** The normalised origin-form path and query. */
   readonly path: string;
+  /** `path` without its segments' `;` parameters, for route matching (the same string when it has none). */
+  readonly routePath: string;
   /** The one Host header field's value as the client sent it (undefined when none). */
   readonly hostField: string | undefined;
 }
@@ -154,8 +163,10 @@ export function checkRequestTarget(req: IncomingMessage): RequestTarget {
     if (rest === '' || rest.charCodeAt(0) === 63 /* ? */) rest = '/' + rest;
   }
   const q = rest.indexOf('?');
-  const path = q < 0 ? normalizePath(rest) : normalizePath(rest.slice(0, q)) + rest.slice(q);
-  return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path, hostField: hostHeader };
+  const pathPart = normalizePath(q < 0 ? rest : rest.slice(0, q));
+  const path = q < 0 ? pathPart : pathPart + rest.slice(q);
+  const routePath = pathPart.indexOf(';') < 0 ? path : withoutParameters(pathPart) + (q < 0 ? '' : rest.slice(q));
+  return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path, routePath, hostField: hostHeader };
 }
 
 const HEX = '0123456789ABCDEF';
@@ -172,16 +183,36 @@ function isUnreserved(c: number): boolean {
 }
 
 /** A segment with encoded separators that an upstream decoding them would read as containing a dot segment. */
-const HIDDEN_DOT_SEGMENT = /(?:^|%2F|%5C|\\)\.\.?(?:%2F|%5C|\\|$)/;
+const HIDDEN_DOT_SEGMENT = /(?:^|%2F|%5C)\.\.?(?:%2F|%5C|;|$)/;
+
+/**
+ * Whether a path may need normalising: a `%`, `\\` or `;`, or a `/` followed by `.` or `/`.
+ * One pass; most paths have none of them.
+ */
+function needsNormalizing(p: string): boolean {
+  for (let i = 0; i < p.length; i++) {
+    const c = p.charCodeAt(i);
+    if (c === 37 /* % */ || c === 92 /* \ */ || c === 59 /* ; */) return true;
+    if (c === 47 /* / */) {
+      const n = p.charCodeAt(i + 1);
+      if (n === 46 /* . */ || n === 47 /* / */) return true;
+    }
+  }
+  return false;
+}
 
 /**
  * Normalise an absolute path (RFC 3986 §6.2.2): percent-encodings of unreserved
  * characters decoded, other percent-encodings upper-cased, dot segments resolved (§5.2.4;
- * `..` at the root stays at the root). Throws a Failure for a malformed percent-encoding
- * and for dot segments hidden behind encoded separators (see the module comment).
+ * `..` at the root stays at the root), empty segments merged (a trailing `/` kept). Throws a
+ * Failure for a malformed percent-encoding, a literal backslash, a dot segment with path
+ * parameters, and dot segments hidden behind encoded separators (see the module comment).
  */
 export function normalizePath(p: string): string {
-  if (p.indexOf('%') < 0 && p.indexOf('/.') < 0 && p.indexOf('\\') < 0) return p; // the common case: nothing to do
+  if (!needsNormalizing(p)) return p; // the common case: nothing to do
+  if (p.indexOf('\\') >= 0) {
+    throw refuse('a backslash in the path: some upstreams read it as "/" (RFC 3986 has no "\\" in a URI; such paths are refused)');
+  }
   const segs = p.split('/');
   const out: string[] = [];
   // segs[0] is '' (the path starts with '/').
@@ -193,12 +224,41 @@ export function normalizePath(p: string): string {
       if (last) out.push('');
       continue;
     }
-    if (s.length > 1 && (s.includes('%') || s.includes('\\')) && HIDDEN_DOT_SEGMENT.test(s)) {
+    if (s === '') {
+      // An empty segment: merged with its neighbour, except the last (a trailing "/").
+      if (last) out.push('');
+      continue;
+    }
+    if (s.length > 1 && s.includes('%') && HIDDEN_DOT_SEGMENT.test(s)) {
       throw refuse('a dot segment behind an encoded slash or backslash ("..%2F"); such paths are refused');
+    }
+    if (s.charCodeAt(0) === 46 /* . */ && DOT_SEGMENT_WITH_PARAMETERS.test(s)) {
+      throw refuse('a dot segment with path parameters ("..;x"): upstreams that drop ";" parameters read it as ".."; such paths are refused');
+    }
+    if (s.charCodeAt(0) === 59 /* ; */ && !last) {
+      // `/;x/admin` is `//admin` to an upstream that drops parameters, and `/admin` once it merges slashes.
+      throw refuse('an empty segment with path parameters ("/;x/") before another segment; such paths are refused');
     }
     out.push(s);
   }
   return '/' + out.join('/');
+}
+
+/** `.` or `..` followed by `;` parameters: a dot segment to Tomcat, Jetty and Spring. */
+const DOT_SEGMENT_WITH_PARAMETERS = /^\.\.?;/;
+
+/** A normalised path without the `;` parameters of its segments (`/a;x/b;y=1` → `/a/b`), for route matching. */
+export function withoutParameters(p: string): string {
+  let out = '';
+  let from = 0;
+  for (;;) {
+    const semi = p.indexOf(';', from);
+    if (semi < 0) return out + p.slice(from);
+    out += p.slice(from, semi);
+    const slash = p.indexOf('/', semi);
+    if (slash < 0) return out;
+    from = slash;
+  }
 }
 
 function decodeSegment(s: string): string {

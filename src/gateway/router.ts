@@ -105,7 +105,8 @@ export class Router {
   }
 
   /**
-   * First route that matches, or undefined. `path` is the request-target in origin-form.
+   * First route that matches, or undefined. `path` is the request-target in origin-form,
+   * normalised and without `;` parameters (RequestTarget.routePath).
    * `req.headers` is read only for a route that matches on headers: Node (and the net front)
    * build that object from rawHeaders on first read, ~1.7k instructions a request that no
    * other step of a proxied request needs (bench/icount.ts, docs/benchmarks.md §41).
@@ -159,12 +160,36 @@ function prefixMatches(r: Route, path: string): boolean {
   return c === 47 /* / */ || c === 63 /* ? */;
 }
 
-/** Apply the route's prefix rewrite to an origin-form path. */
-export function rewritePath(r: Route, path: string): string {
+/**
+ * Apply the route's prefix rewrite to an origin-form path. `routePath` is the path the route
+ * was matched on (`path` without `;` parameters, request-target.ts); where they differ, the
+ * prefix is found in `path` by walking both, and the parameters of the prefix's segments go
+ * with it (`/admin;x/y` under `stripPrefix` of `/admin` is `/y`).
+ */
+export function rewritePath(r: Route, path: string, routePath: string = path): string {
   if (r.newPrefix === undefined || r.pathPrefix.length === 1 && r.newPrefix === '/') return path;
-  let rest = path.slice(r.pathPrefix.length);
+  let rest = path.slice(path === routePath ? r.pathPrefix.length : prefixEndWithParameters(r, path));
   if (r.prefixIsDir) rest = '/' + rest;
   const base = r.newPrefix.endsWith('/') ? r.newPrefix.slice(0, -1) : r.newPrefix;
   if (rest === '' || rest.charCodeAt(0) === 63) return (base || '/') + rest;
   return base + rest;
+}
+
+/** Where the route's prefix ends in a path that has `;` parameters (the prefix matched the path without them). */
+function prefixEndWithParameters(r: Route, path: string): number {
+  const k = r.pathPrefix.length;
+  let i = 0;
+  let j = 0;
+  const skipParameters = (): void => {
+    while (i < path.length && path.charCodeAt(i) !== 47 /* / */ && path.charCodeAt(i) !== 63 /* ? */) i++;
+  };
+  while (j < k && i < path.length) {
+    if (path.charCodeAt(i) === 59 /* ; */) skipParameters();
+    else {
+      i++;
+      j++;
+    }
+  }
+  if (!r.prefixIsDir && path.charCodeAt(i) === 59) skipParameters();
+  return i;
 }

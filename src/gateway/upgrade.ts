@@ -81,6 +81,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   readonly #attempts: AttemptRecord[] = [];
   #route: Route | undefined;
   #path = '';
+  /** #path without `;` parameters: what the route was matched on. */
+  #routePath = '';
   #host = '';
   #headers: string[] = [];
   /** The protocol(s) asked of the upstream; undefined: none is allowed, a plain request. */
@@ -219,7 +221,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
         throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'an upgrade request must not carry a body' });
       }
       this.#path = path;
-      const route = this.#ctx.router.match((this.#host = target.routeHost), req.method!, path, req);
+      this.#routePath = target.routePath;
+      const route = this.#ctx.router.match((this.#host = target.routeHost), req.method!, target.routePath, req);
       if (!route) throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${target.routeHost}${path}` });
       this.#route = route;
       const hostValue = route.host === 'preserve' ? undefined : route.host === 'endpoint' ? undefined : route.host;
@@ -314,7 +317,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     }
     client.dispatch(
       {
-        path: rewritePath(route, this.#path),
+        path: rewritePath(route, this.#path, this.#routePath),
         method: req.method as Dispatcher.HttpMethod,
         headers,
         upgrade: this.#upgradeProtocol,
