@@ -69,6 +69,19 @@ export function gatewayWrites(lower: string, idHeader: string): boolean {
   return lower === 'via' || lower === 'forwarded' || lower === idHeader || forwardingClaim(lower);
 }
 
+/**
+ * Whether a name with `_` is, read with `-` for `_`, a field the gateway writes or reads
+ * itself (X-Forwarded-*, Forwarded, Via, the request id, Host, the framing and hop-by-hop
+ * fields). CGI, PHP, WSGI and nginx's `$http_` variables read `X_Forwarded_For` and
+ * `X-Forwarded-For` as one (HTTP_X_FORWARDED_FOR), so under `underscoreHeaders: forward` such
+ * a spelling would let a client set what the gateway writes (finding: `X_Forwarded_For:
+ * 6.6.6.6` reached the upstream beside the gateway's X-Forwarded-For). Dropped, from any client.
+ */
+function underscoreSpellingOfOwn(lower: string, idHeader: string): boolean {
+  const dashed = lower.replaceAll('_', '-');
+  return SPECIAL.has(dashed) || gatewayWrites(dashed, idHeader);
+}
+
 function quoteForwarded(addr: string): string {
   return addr.includes(':') ? `"[${addr}]"` : addr;
 }
@@ -122,7 +135,8 @@ export function buildUpstreamHead(
     const lower = lowerCase(name);
     const code = SPECIAL.get(lower);
     if (code === undefined) {
-      if (lower === idHeader || listed?.has(lower) || (dropUnderscore && lower.includes('_')) || (!trusted && forwardingClaim(lower))) continue;
+      if (lower === idHeader || listed?.has(lower) || (!trusted && forwardingClaim(lower))) continue;
+      if (lower.includes('_') && (dropUnderscore || underscoreSpellingOfOwn(lower, idHeader))) continue;
       out.push(name, value);
       continue;
     }

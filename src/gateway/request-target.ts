@@ -74,6 +74,8 @@ export function hostProblem(v: string): string | undefined {
       port = v.slice(colon + 1);
     }
     if (!REG_NAME.test(host)) return 'characters not allowed in a host name';
+    // An empty label: `a.test..` and `.a.test` are not `a.test` to the route but may be to the upstream (nginx refuses them too); one trailing dot is the root.
+    if (host.charCodeAt(0) === 46 /* . */ || host.includes('..')) return 'an empty label in the host name';
     if (host === '' && port !== undefined) return 'a port without a host';
   }
   if (port !== undefined) {
