@@ -21,6 +21,7 @@ import { lowerCase, nameIs } from '../http/token.js';
  *   such a path as another route's.
  * - `;` path parameters stay in the path forwarded, but routes are matched on the path
  *   without them (`routePath`): `/admin;x` takes the `/admin` route.
+ * - `%00` in the path is refused (the end of the path to a C or PHP upstream).
  * - A `#` anywhere in the request-target is refused (a fragment is never sent; HAProxy,
  *   CVE-2023-45539).
  */
@@ -276,6 +277,8 @@ function decodeSegment(s: string): string {
     const l = h < 0 ? -1 : hexVal(s.charCodeAt(i + 2));
     if (l < 0) throw refuse('a malformed percent-encoding in the path');
     const v = (h << 4) | l;
+    // %00: the end of the path to an upstream in C or PHP (`/admin%00` is `/admin`); nginx refuses it too.
+    if (v === 0) throw refuse('an encoded NUL ("%00") in the path');
     r += isUnreserved(v) ? String.fromCharCode(v) : '%' + HEX[h]! + HEX[l]!;
     i += 2;
   }

@@ -15,7 +15,9 @@ import { everyCase, seededRandom, withSeed } from '../helpers/seeded.js';
  *   `//admin` was forwarded to the public cluster as `//admin`;
  * - `;` path parameters dropped from each segment (Tomcat, Jetty, Spring): `/admin;x` and
  *   `/private;x/a` reached the public cluster, and `/x/..;/admin` too (Tomcat's `..;`);
- * - a backslash read as a slash (IIS, Windows file servers): `/\admin`.
+ * - a backslash read as a slash (IIS, Windows file servers): `/\admin`;
+ * - `%00`, which a C or PHP upstream reads as the end of the path (`/admin%00` went to the
+ *   public cluster; nginx refuses it with 400).
  */
 
 let admin: ScriptedUpstream;
@@ -120,6 +122,8 @@ describe('route matching: a public route never carries a protected path', () => 
       ['/x/%2e%2e;/admin', 400],
       ['/x/a%2F..;/admin', 400],
       ['/;x/admin', 400],
+      ['/admin%00', 400],
+      ['/x/a%00.html', 400],
       ['/;jsessionid=1', pub, '/;jsessionid=1'],
       ['/\\admin', 400],
       ['/x\\..\\admin', 400],
