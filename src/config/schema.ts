@@ -314,7 +314,7 @@ const routeSchema = z
           .union([z.string(), z.array(z.string())])
           .optional()
           .describe('Host names (exact, or *.example.com for any subdomain). Default: any.'),
-        pathPrefix: z.string().startsWith('/').default('/').describe('Path prefix, matched on segment boundaries against the normalised path (percent-encoded unreserved characters decoded, dot segments resolved; see docs/security.md). Default "/".'),
+        pathPrefix: z.string().startsWith('/').default('/').describe('Path prefix, matched on segment boundaries against the normalised path (percent-encoded unreserved characters decoded, dot segments resolved, empty segments merged) without its ";" path parameters (/admin;x takes the /admin route); see docs/security.md. Default "/".'),
         methods: z.array(z.string().regex(/^[A-Z]+$/, 'methods are upper-case tokens')).optional().describe('Methods. Default: any.'),
         headers: z.record(z.string(), z.string()).optional().describe('Header name → exact value that must be present.'),
       })
@@ -357,7 +357,7 @@ export const configSchema = z
     underscoreHeaders: z
       .enum(['drop', 'forward'])
       .default('drop')
-      .describe('Request header names with "_" (Transfer_Encoding, X_User): dropped by default, like nginx, since some backends read "_" as "-". Default drop.'),
+      .describe('Request header names with "_" (Transfer_Encoding, X_User): dropped by default, like nginx, since some backends read "_" as "-". "forward" passes them on, except the underscore spellings of fields the gateway writes or reads itself (X_Forwarded_For, X_Request_Id, Content_Length, ...), which are always dropped. Default drop.'),
     forwardedHeaders: z
       .enum(['x-forwarded', 'forwarded', 'both', 'none'])
       .default('x-forwarded')
