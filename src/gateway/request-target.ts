@@ -166,7 +166,10 @@ export function checkRequestTarget(req: IncomingMessage): RequestTarget {
     if (rest === '' || rest.charCodeAt(0) === 63 /* ? */) rest = '/' + rest;
   }
   const q = rest.indexOf('?');
-  const pathPart = normalizePath(q < 0 ? rest : rest.slice(0, q));
+  const rawPath = q < 0 ? rest : rest.slice(0, q);
+  // The common path has nothing to normalise and no `;` (needsNormalizing looks for it): one pass.
+  if (!needsNormalizing(rawPath)) return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path: rest, routePath: rest, hostField: hostHeader };
+  const pathPart = normalizeSlow(rawPath);
   const path = q < 0 ? pathPart : pathPart + rest.slice(q);
   const routePath = pathPart.indexOf(';') < 0 ? path : withoutParameters(pathPart) + (q < 0 ? '' : rest.slice(q));
   return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path, routePath, hostField: hostHeader };
@@ -212,7 +215,11 @@ function needsNormalizing(p: string): boolean {
  * parameters, and dot segments hidden behind encoded separators (see the module comment).
  */
 export function normalizePath(p: string): string {
-  if (!needsNormalizing(p)) return p; // the common case: nothing to do
+  return needsNormalizing(p) ? normalizeSlow(p) : p; // the common case: nothing to do
+}
+
+/** normalizePath for a path needsNormalizing picked. */
+function normalizeSlow(p: string): string {
   if (p.indexOf('\\') >= 0) {
     throw refuse('a backslash in the path: some upstreams read it as "/" (RFC 3986 has no "\\" in a URI; such paths are refused)');
   }
