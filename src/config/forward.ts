@@ -66,6 +66,37 @@ export const forwardRuleSchema = z.strictObject({
   })
   .describe('A destination rule; it matches when every selector it has matches.');
 
+/**
+ * The default of `rules.httpPorts`: where an absolute-form request (`GET http://host:port/`) may
+ * go. In the spirit of Squid's `Safe_ports` for a proxy that speaks only HTTP: 80, 443 and the
+ * unprivileged ports 1025–65535, less the ports of text protocols that would read an HTTP
+ * request's lines as their own commands (a cross-protocol relay): the high ports of the Fetch
+ * standard's "bad ports" (what browsers refuse for the same reason: 1719, 1720 H.323, 1723 PPTP,
+ * 2049 NFS, 3659 apple-sasl, 4045 lockd, 4190 ManageSieve, 5060, 5061 SIP, 6000 X11, 6566 SANE,
+ * 6665–6669, 6697 IRC, 10080 Amanda), Redis (6379, Sentinel 26379) and memcached (11211).
+ * Below 1025 everything but 80 and 443 is refused (SMTP 25, POP 110, IMAP 143, …).
+ */
+export const DEFAULT_HTTP_PORTS: ReadonlyArray<number | string> = [
+  80,
+  443,
+  '1025-1718',
+  '1721-1722',
+  '1724-2048',
+  '2050-3658',
+  '3660-4044',
+  '4046-4189',
+  '4191-5059',
+  '5062-5999',
+  '6001-6378',
+  '6380-6565',
+  '6567-6664',
+  '6670-6696',
+  '6698-10079',
+  '10081-11210',
+  '11212-26378',
+  '26380-65535',
+];
+
 const ruleList = (what: string) => z.array(forwardRuleSchema).default([]).describe(what);
 
 const usernameParams = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.\-]+$/, 'expected username parameters such as "pool-dc" or "session-a1-ttl-10m"');
@@ -304,6 +335,13 @@ export const forwardSchema = z.strictObject({
         allow: ruleList('Allow rules for everyone. An allow rule whose cidrs contain a private address also lets it through.'),
         deny: ruleList('Deny rules for everyone.'),
         connectPorts: z.array(portSpec).min(1).default([443]).describe('Ports HTTP CONNECT may open tunnels to (SOCKS is not limited by this).'),
+        httpPorts: z
+          .array(portSpec)
+          .min(1)
+          .default([...DEFAULT_HTTP_PORTS])
+          .describe(
+            'Ports an absolute-form HTTP request (GET http://host:port/, through the HTTP proxy) may be sent to; the port omitted is 80 (443 for https://). Another port: 403 http_request_denied, nothing dialled. Default: 80, 443 and 1025-65535 less the ports of text protocols an HTTP request could speak to (Fetch\'s bad ports, Redis 6379 and 26379, memcached 11211); see docs/security.md. SOCKS is not limited by this.',
+          ),
       })
       .prefault({})
       .describe('Where the proxy may connect; checked on the resolved address.'),

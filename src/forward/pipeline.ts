@@ -351,12 +351,20 @@ export class ForwardPipeline {
     }
   }
 
-  /** The built-in authorisation: CONNECT ports, then the destination rules on the name. */
+  /**
+   * The built-in authorisation: the port (CONNECT's against connectPorts, an absolute-form
+   * request's against httpPorts: one lookup), then the destination rules on the name. Before
+   * any resolution or dial, whatever the egress (direct or an upstream proxy exit). Before,
+   * an absolute-form request went to any port: a relay of HTTP lines to SMTP, Redis or
+   * memcached (test/forward/http-ports.test.ts).
+   */
   #authorize(req: ForwardRequest): Failure | undefined {
     if (req.kind === 'datagram') return undefined; // each datagram is checked as it goes
     const { host, port } = req.target;
-    if (req.protocol === 'connect' && !this.#ctx.settings.connectPorts.has(port)) {
-      return new Failure({ type: 'http_request_denied', phase: 'route', nextHop: req.nextHop, detail: `CONNECT to port ${port} is not allowed` });
+    if (req.kind === 'request') {
+      if (!this.#ctx.settings.httpPorts.has(port)) return portRefused(req, `HTTP request to port ${port} is not allowed`);
+    } else if (req.protocol === 'connect' && !this.#ctx.settings.connectPorts.has(port)) {
+      return portRefused(req, `CONNECT to port ${port} is not allowed`);
     }
     return this.#ctx.rules.checkName(req.route.user, host, port);
   }
@@ -373,6 +381,11 @@ export class ForwardPipeline {
     // The detail says which rule, limit or malformed field (docs/access-log.md): the operator's, whatever the client was shown.
     req.session.finish(fieldsOf(fields, f.type, endedBy, undefined, true, f.reason, f.phase, f.detail));
   }
+}
+
+/** A port outside the list for its kind (connectPorts, httpPorts): one refusal for both. */
+function portRefused(req: ForwardRequest, detail: string): Failure {
+  return new Failure({ type: 'http_request_denied', phase: 'route', nextHop: req.nextHop, detail });
 }
 
 /**

@@ -16,6 +16,8 @@ export interface ForwardSettings {
   authMaxConcurrentChecksPerSource: number;
   authCheckThreads: number;
   connectPorts: PortSet;
+  /** Ports an absolute-form HTTP request may go to (rules.httpPorts). */
+  httpPorts: PortSet;
   connectTimeoutMs: number;
   dnsTimeoutMs: number;
   handshakeTimeoutMs: number;
@@ -58,6 +60,7 @@ export function toSettings(c: ForwardConfig): ForwardSettings {
     authMaxConcurrentChecksPerSource: c.auth.maxConcurrentChecksPerSource,
     authCheckThreads: c.auth.checkThreads,
     connectPorts: new PortSet(c.rules.connectPorts),
+    httpPorts: new PortSet(c.rules.httpPorts),
     connectTimeoutMs: ms(c.timeouts.connect),
     dnsTimeoutMs: ms(c.timeouts.dns),
     handshakeTimeoutMs: ms(c.timeouts.handshake),
