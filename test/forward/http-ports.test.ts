@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { ProxyAgent, request } from 'undici';
-import { forwardSchema, type ForwardConfigInput } from '../../src/config/forward.js';
+import { forwardSchema } from '../../src/config/forward.js';
 import { PortSet, type PortSpec } from '../../src/forward/rules/port-set.js';
 import { accessLine, basic, rawExchange, run, startTestProxy, tableResolver, type TestProxy } from './helpers.js';
 import { GUARD_MS } from '../helpers/time-bounds.js';
@@ -137,7 +137,7 @@ describe('forward.rules.httpPorts: absolute-form HTTP requests only to allowed p
         const table = tableResolver({ 'allowed.test': [host], 'refused.test': [host] });
         let p: TestProxy | undefined;
         try {
-          p = await startTestProxy({ rules: { httpPorts: specs } as ForwardConfigInput['rules'] }, { resolver: async (name: string) => (lookups.push(name), table(name)) });
+          p = await startTestProxy({ rules: { httpPorts: specs } }, { resolver: async (name: string) => (lookups.push(name), table(name)) });
           const byName = rand.int(3) === 0;
           const client: Client = rand.pick(['raw', 'curl', 'undici'] as const);
           const hostOf = (c: Counting, name: string): string => (byName ? `${name}:${c.port}` : authority(c.host, c.port));
@@ -196,7 +196,7 @@ describe('forward.rules.httpPorts: absolute-form HTTP requests only to allowed p
     const dest = await counting('127.0.0.1');
     let p: TestProxy | undefined;
     try {
-      p = await startTestProxy({ rules: { connectPorts: [443], httpPorts: [443] } as ForwardConfigInput['rules'] });
+      p = await startTestProxy({ rules: { connectPorts: [443], httpPorts: [443] } });
       const a = await rawExchange(p.port, `GET http://127.0.0.1:${dest.port}/ HTTP/1.1\r\nHost: 127.0.0.1:${dest.port}\r\nProxy-Authorization: ${basic()}\r\n\r\n`, GUARD_MS);
       const aLine = await accessLine(p.lines, (l) => l.protocol === 'http' && l.status === 403, 'the absolute-form refusal');
       const c = await rawExchange(p.port, `CONNECT 127.0.0.1:${dest.port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic()}\r\n\r\n`, GUARD_MS);
@@ -217,9 +217,7 @@ describe('forward.rules.httpPorts: absolute-form HTTP requests only to allowed p
     const rand = seededRandom();
     await withSeed(rand, async () => {
       // Nothing but what parsing needs: the rules are all defaults.
-      const rules = forwardSchema.parse({ auth: { required: false } }).rules as Record<string, unknown>;
-      assert.ok(Array.isArray(rules.httpPorts), `no httpPorts default: ${JSON.stringify(rules)}`);
-      const set = new PortSet(rules.httpPorts as PortSpec[]);
+      const set = new PortSet(forwardSchema.parse({ auth: { required: false } }).rules.httpPorts);
       for (const p of [80, 443, 1025, 8080, 8443, 32768, 65535]) assert.ok(set.has(p), `default refuses ${p}`);
       for (const p of [1, 21, 22, 23, 25, 110, 143, 465, 587, 993, 995, 1720, 2049, 5060, 6000, 6379, 6667, 11211]) assert.ok(!set.has(p), `default allows ${p}`);
       for (let i = 0; i < 200; i++) {
@@ -269,7 +267,7 @@ describe('forward.rules.httpPorts: absolute-form HTTP requests only to allowed p
     });
     let p: TestProxy | undefined;
     try {
-      p = await startTestProxy({ rules: { httpPorts: [redirecting.port] } as ForwardConfigInput['rules'] });
+      p = await startTestProxy({ rules: { httpPorts: [redirecting.port] } });
       const raw = await rawExchange(p.port, `GET http://127.0.0.1:${redirecting.port}/ HTTP/1.1\r\nHost: 127.0.0.1:${redirecting.port}\r\nProxy-Authorization: ${basic()}\r\nConnection: close\r\n\r\n`, GUARD_MS);
       assert.equal(statusOf(raw), 302, raw);
       assert.match(raw, new RegExp(`\\r\\nlocation: http://127\\.0\\.0\\.1:${refused.port}/next\\r\\n`, 'i'));
@@ -292,7 +290,7 @@ describe('forward.rules.httpPorts: absolute-form HTTP requests only to allowed p
     let p: TestProxy | undefined;
     try {
       p = await startTestProxy({
-        rules: { httpPorts: [dest.port] } as ForwardConfigInput['rules'],
+        rules: { httpPorts: [dest.port] },
         egress: { pools: { up: { proxies: [`http://127.0.0.1:${exit.port}`] } }, defaultPool: 'up' },
       });
       const no = await proxiedGet(p, 'curl', `http://127.0.0.1:${refused.port}/`);
@@ -315,7 +313,7 @@ describe('forward.rules.httpPorts: absolute-form HTTP requests only to allowed p
     const table = tableResolver({ 'web.test': ['127.0.0.1'] });
     let p: TestProxy | undefined;
     try {
-      p = await startTestProxy({ rules: { httpPorts: ['8000-8999'] } as ForwardConfigInput['rules'] }, { resolver: async (n: string) => (lookups.push(n), table(n)) });
+      p = await startTestProxy({ rules: { httpPorts: ['8000-8999'] } }, { resolver: async (n: string) => (lookups.push(n), table(n)) });
       for (const client of ['raw', 'curl', 'undici'] as const) {
         const r = await proxiedGet(p, client, 'http://web.test/');
         assert.equal(r.status, 403, `${client}: ${JSON.stringify(r)}`);
