@@ -340,7 +340,7 @@ export const forwardSchema = z.strictObject({
           .min(1)
           .default([...DEFAULT_HTTP_PORTS])
           .describe(
-            'Ports an absolute-form HTTP request (GET http://host:port/, through the HTTP proxy) may be sent to; the port omitted is 80 (443 for https://). Another port: 403 http_request_denied, nothing dialled. Default: 80, 443 and 1025-65535 less the ports of text protocols an HTTP request could speak to (Fetch\'s bad ports, Redis 6379 and 26379, memcached 11211); see docs/security.md. SOCKS is not limited by this.',
+            'Ports an absolute-form HTTP request (GET http://host:port/, through the HTTP proxy) may be sent to; the port omitted is 80 (443 for https://). Another port: 403 http_request_denied, nothing dialled. Default: 80, 443 and 1025-65535 except the ports of text protocols an HTTP request could speak to: 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665-6669, 6697, 10080 (the Fetch standard\'s bad ports), 6379, 26379 (Redis) and 11211 (memcached); see docs/security.md. SOCKS is not limited by this.',
           ),
       })
       .prefault({})
