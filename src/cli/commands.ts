@@ -163,6 +163,13 @@ export const COMMANDS: readonly CommandDef[] = [
         description: 'ports CONNECT may reach, e.g. 443,8443 or 1-65535 (default 443)',
         configPaths: ['rules.connectPorts'],
       },
+      {
+        flag: 'http-ports',
+        value: 'LIST',
+        type: 'string',
+        description: 'ports plain HTTP requests may reach, e.g. 80,8000-8999 (default 80, 443 and 1025-65535 less text-protocol ports such as 6379)',
+        configPaths: ['rules.httpPorts'],
+      },
       { flag: 'no-access-log', type: 'boolean', description: 'do not write the access log', configPaths: ['accessLog'] },
       {
         flag: 'egress',

@@ -28,6 +28,7 @@ export async function forwardConfigFromArgs(argv: string[]): Promise<ForwardConf
     'no-auth'?: boolean;
     'allow-private'?: boolean;
     'connect-ports'?: string;
+    'http-ports'?: string;
     'no-access-log'?: boolean;
     egress?: string[];
     via?: string[];
@@ -48,14 +49,13 @@ export async function forwardConfigFromArgs(argv: string[]): Promise<ForwardConf
     if (colon <= 0) throw new UsageError(`--user expects NAME:PASSWORD, got ${JSON.stringify(u.replace(/:.*/, ':…'))}`);
     users.push({ name: u.slice(0, colon), password: await hashPassword(u.slice(colon + 1)) });
   }
-  const connectPorts = values['connect-ports']
-    ? values['connect-ports'].split(',').map((p) => (/^\d+$/.test(p.trim()) ? Number(p.trim()) : p.trim()))
-    : undefined;
+  const connectPorts = portList(values['connect-ports']);
+  const httpPorts = portList(values['http-ports']);
   const input: ForwardConfigInput = {
     listeners,
     accessLog: !values['no-access-log'],
     auth: { required: !values['no-auth'], users },
-    rules: { allowPrivate: Boolean(values['allow-private']), ...(connectPorts ? { connectPorts } : {}) },
+    rules: { allowPrivate: Boolean(values['allow-private']), ...(connectPorts ? { connectPorts } : {}), ...(httpPorts ? { httpPorts } : {}) },
   };
   const addresses = (values.egress ?? []).flatMap((a) => a.split(',')).map((a) => a.trim()).filter(Boolean);
   const proxies = values.via ?? [];
@@ -93,6 +93,11 @@ export async function forwardConfigFromArgs(argv: string[]): Promise<ForwardConf
     );
   }
   return input;
+}
+
+/** A --connect-ports / --http-ports value: "443,8000-8999" as port specs (numbers and ranges); undefined when not given. */
+function portList(v: string | undefined): Array<number | string> | undefined {
+  return v ? v.split(',').map((p) => (/^\d+$/.test(p.trim()) ? Number(p.trim()) : p.trim())) : undefined;
 }
 
 function urlOf(a: { address: string; port: number }): string {

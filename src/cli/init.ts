@@ -62,6 +62,7 @@ forward:
   rules:
     allowPrivate: false          # private, loopback and metadata addresses are refused
     connectPorts: [443]          # ports CONNECT may open tunnels to
+    # httpPorts: [80, 443, "1025-65535"]  # ports plain HTTP may reach; the default also leaves out text-protocol ports (6379, 11211, …)
   plans:                         # what a customer bought; over a limit: 429/403 with the reason
     basic:
       maxConnections: 20         # requests and tunnels open at once

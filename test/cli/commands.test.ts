@@ -120,7 +120,14 @@ test('proxy: every --to problem names the --to as typed, without credentials or 
   assert.match(none.stderr, /^gatewise proxy: --to URL is required \(e\.g\. --to http:\/\/127\.0\.0\.1:3000\)/);
 });
 
-test('forward: config problems are said as --no-auth, --user, --egress, --via, --connect-ports', async () => {
+test('forward: --http-ports sets forward.rules.httpPorts (absent: the schema default)', async () => {
+  const set = await forwardConfigFromArgs(['--user', 'a:b', '--http-ports', '80, 8000-8999']);
+  assert.deepEqual(set.rules?.httpPorts, [80, '8000-8999']);
+  const unset = await forwardConfigFromArgs(['--user', 'a:b']);
+  assert.equal(unset.rules?.httpPorts, undefined);
+});
+
+test('forward: config problems are said as --no-auth, --user, --egress, --via, --connect-ports, --http-ports', async () => {
   await assert.rejects(forwardConfigFromArgs(['--listen', '127.0.0.1:0']), (err: Error) => {
     assert.match(err.message, /^--user: no users: give --user NAME:PASSWORD \(repeatable\), or --no-auth/);
     assert.doesNotMatch(err.message, /auth\.required|auth\.users/);
@@ -133,6 +140,7 @@ test('forward: config problems are said as --no-auth, --user, --egress, --via, -
     return true;
   });
   await assert.rejects(forwardConfigFromArgs(['--user', 'a:b', '--connect-ports', '443,0']), /: --connect-ports 0: expected a port \(1-65535\)/);
+  await assert.rejects(forwardConfigFromArgs(['--user', 'a:b', '--http-ports', '80,0']), /: --http-ports 0: expected a port \(1-65535\)/);
   await assert.rejects(forwardConfigFromArgs(['--user', 'a:b', '--session-ttl', 'forever', '--egress', '127.0.0.2']), /: --session-ttl forever: expected a duration/);
   await assert.rejects(forwardConfigFromArgs(['--user', 'a:b', '--user', 'a:c']), (err: Error) => {
     assert.match(err.message, /^--user \(name\): duplicate user a/);

@@ -100,10 +100,10 @@ test('init --proxy writes a proxy service with plans and a users file; check acc
   assert.match(checked.stdout, /forward proxy/);
   const { child, value: port } = await runUntil('fwd.yaml', (l) => (l.event === 'forward-ready' ? String((l.listeners as Array<{ port: number }>)[0]!.port) : undefined));
   try {
-    const ask = (auth?: string): Promise<number> =>
+    const ask = (auth?: string, path = 'http://127.0.0.1:9999/'): Promise<number> =>
       new Promise((resolve, reject) => {
         const req = httpRequest(
-          { host: '127.0.0.1', port: Number(port), path: 'http://127.0.0.1:9/', headers: auth ? { 'proxy-authorization': `Basic ${Buffer.from(auth).toString('base64')}` } : {} },
+          { host: '127.0.0.1', port: Number(port), path, headers: auth ? { 'proxy-authorization': `Basic ${Buffer.from(auth).toString('base64')}` } : {} },
           (res) => {
             res.resume();
             res.on('end', () => resolve(res.statusCode ?? 0));
@@ -117,6 +117,8 @@ test('init --proxy writes a proxy service with plans and a users file; check acc
     // The right password passes auth; the starter rules refuse a loopback destination
     // (502 destination_ip_prohibited, RFC 9209), after authentication, not with a 407.
     assert.equal(await ask(`alice:${password}`), 502);
+    // A port outside the default forward.rules.httpPorts (9, discard) is refused first: 403 http_request_denied.
+    assert.equal(await ask(`alice:${password}`, 'http://127.0.0.1:9/'), 403);
   } finally {
     await stop(child);
   }
