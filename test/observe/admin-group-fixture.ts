@@ -1,4 +1,6 @@
 import cluster from 'node:cluster';
+import { subscribe } from 'node:diagnostics_channel';
+import { existsSync, writeSync } from 'node:fs';
 import { Gauge, Registry } from 'prom-client';
 import { startAdmin } from '../../src/observe/admin.js';
 import { AdminProblem } from '../../src/observe/admin-problem.js';
@@ -19,6 +21,15 @@ import { relayGathers } from '../../src/observe/worker-ipc.js';
  *   position, worker 1 first) to succeed, throw (with the secret) or never finish.
  * - `POST /clusters/close/drain?endpoint=2`: the workers listed close their admin listener
  *   after answering (as a worker draining at SIGTERM does; its process and IPC stay up).
+ * - `POST /clusters/count/drain?endpoint=TOKEN`: each worker that runs it prints
+ *   `{"fixture":"drain","worker":…,"token":TOKEN}`: how many times each worker did a POST.
+ * - Metric collect `held`: never finishes until `POST /clusters/release/drain?endpoint=x`, then
+ *   succeeds (an answer that comes after the group's deadline).
+ * - SIGUSR2 to the primary blocks its event loop (a primary too busy to relay) until the file
+ *   FIXTURE_UNBLOCK_FILE exists (at most 30 s), printing `{"fixture":"blocked"}` before and
+ *   `{"fixture":"unblocked"}` after (synchronous writes: its loop is blocked).
+ * - Every process prints what worker-ipc.ts publishes on its diagnostics channels
+ *   (`gatewise:gather:*`) as `{"fixture":"gather","channel":…,"worker":…,"message":…}`.
  *
  * Each worker logs through `createLogger` to standard output (the test's pipe) and prints one
  * `{"fixture":"ready","url":…}` line once it listens. FIXTURE_RELAY_TIMEOUT_MS sets how long the
@@ -30,8 +41,23 @@ import { relayGathers } from '../../src/observe/worker-ipc.js';
 const secret = process.env.FIXTURE_SECRET ?? 'secret';
 const ms = (name: string): number | undefined => (process.env[name] === undefined ? undefined : Number(process.env[name]));
 
+const line = (o: object): void => void writeSync(1, JSON.stringify(o) + '\n');
+for (const channel of ['gatewise:gather:dropped', 'gatewise:gather:late', 'gatewise:gather:expired']) {
+  subscribe(channel, (message) => line({ fixture: 'gather', channel, worker: cluster.worker?.id ?? 0, message }));
+}
+
 if (cluster.isPrimary) {
+  // As cli/workers.ts: the kernel hands each connection to a worker (no round-robin through the primary).
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   relayGathers(ms('FIXTURE_RELAY_TIMEOUT_MS'));
+  process.on('SIGUSR2', () => {
+    const file = process.env.FIXTURE_UNBLOCK_FILE ?? '';
+    line({ fixture: 'blocked' });
+    const until = Date.now() + 30_000;
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    while (!existsSync(file) && Date.now() < until) Atomics.wait(pause, 0, 0, 5);
+    line({ fixture: 'unblocked' });
+  });
   for (let i = 0; i < 2; i++) cluster.fork();
   process.on('SIGTERM', () => {
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
@@ -39,13 +65,15 @@ if (cluster.isPrimary) {
   });
 } else {
   const id = cluster.worker!.id;
-  let metrics: 'ok' | 'throw' | 'hang' = 'ok';
+  let metrics: 'ok' | 'throw' | 'hang' | 'held' = 'ok';
+  const held: Array<() => void> = [];
   const registry = new Registry();
   new Gauge({
     name: 'fixture_worker_up', help: 'one per worker that collected', registers: [registry],
     collect(): void | Promise<void> {
       if (metrics === 'throw') throw new Error(`metrics failed in worker ${id}: cannot read ${secret}`);
       if (metrics === 'hang') return new Promise<void>(() => {});
+      if (metrics === 'held') return new Promise<void>((r) => held.push(r)).then(() => void this.set(1));
       this.set(1);
     },
   });
@@ -63,6 +91,14 @@ if (cluster.isPrimary) {
         }
         if (name === 'close') {
           if (endpoint.split(',').includes(String(id))) setImmediate(() => void admin.close());
+          return true;
+        }
+        if (name === 'count') {
+          line({ fixture: 'drain', worker: id, token: endpoint });
+          return true;
+        }
+        if (name === 'release') {
+          for (const r of held.splice(0)) r();
           return true;
         }
         if (name === 'refuse') throw new AdminProblem('not-found', `worker ${id} refuses`);

@@ -1,14 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { EventEmitter } from 'node:events';
-import { Writable } from 'node:stream';
 import { Gauge, Registry } from 'prom-client';
 import { request } from 'undici';
 import { startAdmin, type AdminAccounts, type AdminOptions } from '../../src/observe/admin.js';
 import { createLogger } from '../../src/observe/access-log.js';
 import { seededRun, between } from '../helpers/seeded.js';
+import { LogSink, startGroup } from './admin-group-run.js';
 
 /**
  * A route that throws something other than an AdminProblem is the gateway's failure: 500
@@ -16,42 +13,6 @@ import { seededRun, between } from '../helpers/seeded.js';
  * file path, a library's internals). Now the detail names a request id and the thrown error,
  * message and stack, is logged at error level under that id.
  */
-
-/** Log lines as parsed JSON, with a wait for one that matches (bounded). */
-export class LogSink {
-  readonly lines: Array<Record<string, unknown>> = [];
-  readonly #events = new EventEmitter();
-  readonly stream = new Writable({
-    write: (c: Buffer, _e, cb) => {
-      for (const l of c.toString().split('\n')) {
-        if (l.trim() === '') continue;
-        const line = JSON.parse(l) as Record<string, unknown>;
-        this.lines.push(line);
-        this.#events.emit('line', line);
-      }
-      cb();
-    },
-  });
-
-  /** The first line `ok` accepts, now or when it is written within `ms`. */
-  wait(ok: (line: Record<string, unknown>) => boolean, ms: number): Promise<Record<string, unknown>> {
-    const seen = this.lines.find(ok);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => {
-        this.#events.off('line', on);
-        reject(new Error(`no such log line within ${ms} ms; lines: ${JSON.stringify(this.lines)}`));
-      }, ms);
-      const on = (line: Record<string, unknown>): void => {
-        if (!ok(line)) return;
-        clearTimeout(t);
-        this.#events.off('line', on);
-        resolve(line);
-      };
-      this.#events.on('line', on);
-    });
-  }
-}
 
 type Thrower = () => never;
 
@@ -282,10 +243,6 @@ test('--workers: when the primary\'s relay is later than the worker\'s own wait 
 });
 
 /**
- * The fixture's process group (admin-group-fixture.ts) with `env` added, once both workers
- * listen on one port; their log lines in `sink`.
- */
-/**
  * Review of session 35: a worker whose admin listener is closed (draining at SIGTERM) while its
  * process and IPC stay up answers the group's gathers "no admin here": it was counted as a
  * worker whose route failed (Gatewise-Workers-Failed, an error logged for every request and
@@ -326,33 +283,3 @@ test('--workers: a worker whose admin listener closed is not counted as failed',
     await group.stop();
   }
 });
-
-async function startGroup(env: Record<string, string>): Promise<{ url: string; sink: LogSink; stderr(): string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./admin-group-fixture.js', import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  const sink = new LogSink();
-  let partial = '';
-  child.stdout.on('data', (c: Buffer) => {
-    partial += c.toString();
-    const end = partial.lastIndexOf('\n');
-    if (end < 0) return;
-    sink.stream.write(partial.slice(0, end + 1));
-    partial = partial.slice(end + 1);
-  });
-  let stderr = '';
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const stop = async (): Promise<void> => {
-    child.kill('SIGTERM');
-    await exited;
-  };
-  try {
-    const ready = await Promise.all([1, 2].map((w) => sink.wait((l) => l.fixture === 'ready' && l.worker === w, 30_000)));
-    const url = String(ready[0]!.url);
-    assert.equal(ready[1]!.url, url, 'one port for both workers');
-    return { url, sink, stderr: () => stderr, stop };
-  } catch (err) {
-    (err as Error).message += `\nfixture stderr: ${stderr}`;
-    await stop();
-    throw err;
-  }
-}
