@@ -1,7 +1,8 @@
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Reply, Route, match as matchRoute } from './admin.js';
 import { GROUP_MERGES, type WorkerReply } from './admin-merge.js';
-import { gather, inWorkerGroup, serveGather, type Gathered } from './worker-ipc.js';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { GATHER_LATE_CHANNEL, gather, inWorkerGroup, serveGather, type Gathered } from './worker-ipc.js';
 import { AdminProblem, internalProblem, logRouteFailure, problem, problemReply } from './admin-problem.js';
 import type { Logger } from 'pino';
 import type { RequestIds } from '../http/request-id.js';
@@ -22,6 +23,9 @@ function groupHeaders(g: Gathered, requestId: string): Record<string, string> {
   const failed = g.parts.length - ok;
   return { 'gatewise-workers': String(ok), 'gatewise-workers-failed': String(failed), 'gatewise-workers-missing': String(g.missing), ...(failed > 0 ? { 'x-request-id': requestId } : {}) };
 }
+
+/** Methods that change nothing: a late group answer may be this worker's alone. */
+const SAFE = new Set(['GET', 'HEAD']);
 
 /** Where a failed route is logged, and the ids it is logged under (the admin listener's). */
 export interface GroupFailures {
@@ -67,17 +71,22 @@ export async function adminGroup(opts: { perProcessUsage: boolean; timeoutMs?: n
       return failedHere(err, requestId, { method, path: u.pathname });
     }
   });
+  // A route here that answered after the group's deadline: its answer was dropped (worker-ipc.ts); said once per answer.
+  const onLate = (m: unknown): void => {
+    const l = m as { kind: string; ok: boolean; late: number };
+    failures.log().warn({ component: 'admin', type: 'gather-late', kind: l.kind, ok: l.ok, late: l.late, worker: process.pid }, `an admin ${l.kind === 'metrics' ? 'scrape' : 'route'} in this worker answered after the group's deadline (${timeoutMs} ms); its answer was dropped`);
+  };
+  subscribe(GATHER_LATE_CHANNEL, onLate);
   const stopMetrics = registry
     ? serveGather('metrics', (arg) => registry.getMetricsAsJSON().catch((err: unknown) => failedHere(err, (arg as { requestId: string }).requestId, { method: 'GET', path: '/metrics' })))
     : () => {};
   /**
    * No worker answered well: 500 when some answered and every one of them failed (each logged
    * why under the request id; the asker logs which), 503 `busy` only when none answered in time:
-   * within `timeoutMs` through the primary, or, its relay late, this worker's own route within
-   * `timeoutMs` more (`gather`: every answer within twice `timeoutMs`).
+   * within `timeoutMs` in all, relay and answers (`gather`: one deadline).
    */
   const noneOk = (g: Gathered, requestId: string): Reply & { headers: Record<string, string> } => {
-    if (g.parts.length === 0) return { ...problem('busy', g.missing === -1 ? `no answer from the group within ${timeoutMs} ms, nor from this worker within ${timeoutMs} ms more` : `no worker answered within ${timeoutMs} ms`), headers: groupHeaders(g, requestId) };
+    if (g.parts.length === 0) return { ...problem('busy', g.missing === -1 ? `no answer from the group within ${timeoutMs} ms, nor from this worker` : `no worker answered within ${timeoutMs} ms`), headers: groupHeaders(g, requestId) };
     return { ...internalProblem(requestId, `the admin route failed in every worker that answered (${g.parts.length}, ${g.missing === -1 ? 'the others unknown' : `${g.missing} silent`})`), headers: groupHeaders(g, requestId) };
   };
   /** The asker's line for a group answer some worker failed: which ones, what they said, under the id the client got. */
@@ -104,12 +113,17 @@ export async function adminGroup(opts: { perProcessUsage: boolean; timeoutMs?: n
       const requestId = failures.ids.next();
       return gather<Omit<WorkerReply, 'pid'>>('admin', { method: route.method, url: url.pathname + url.search, requestId }, timeoutMs).then((g) => {
         logFailed(g, requestId, route.path);
+        // A state-changing request whose group answer is late: what the other workers did is
+        // unknown (each did it at most once, or not at all), so the answer is not this worker's
+        // alone but busy.
+        if (g.late && !SAFE.has(route.method)) return { ...problem('busy', `the group's answer did not come within ${timeoutMs} ms; each worker did ${route.method} ${url.pathname} at most once, some perhaps not at all (this worker: ${g.parts[0]?.ok === true ? 'done' : g.parts.length > 0 ? 'failed' : 'not known'})`), headers: groupHeaders({ ...g, parts: [] }, requestId) };
         const parts: WorkerReply[] = g.parts.filter((p) => p.ok).map((p) => ({ ...p.value!, pid: p.pid }));
         if (parts.length === 0) return noneOk(g, requestId);
         return { ...merge(parts, url), headers: groupHeaders(g, requestId) };
       });
     },
     close() {
+      unsubscribe(GATHER_LATE_CHANNEL, onLate);
       stopAdmin();
       stopMetrics();
     },

@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import { channel } from 'node:diagnostics_channel';
 
 /**
  * Gathering a figure from every worker of a `--workers N` process group, over node:cluster's
@@ -6,9 +7,9 @@ import cluster, { type Worker } from 'node:cluster';
  * call answers for the whole group, whichever worker the kernel handed the connection to.
  *
  * The primary only relays (it runs no gateway and holds no figures): a worker asks it
- * (`ask`), it asks every connected worker, the asking one included (`req`), collects their
- * answers (`res`) for at most `timeoutMs`, and hands them back (`done`) with how many did
- * not answer in time. Each worker answers from handlers it registered by kind (`serveGather`).
+ * (`ask`, with its deadline), it asks every connected worker, the asking one included
+ * (`req`), collects their answers (`res`) for at most `timeoutMs` and never past the deadline,
+ * and hands them back (`done`) with how many did not answer in time. Each worker answers from handlers it registered by kind (`serveGather`).
  * This is a request/response relay for observation, not a shared store: nothing is kept.
  * Message types are prefixed `gatewise:gather:` so other IPC on the same channel (prom-client's
  * own, or a shared-state channel) passes by untouched.
@@ -49,16 +50,49 @@ export interface Gathered<T = unknown> {
 
 type Handler = (arg: unknown) => unknown;
 
-interface AskMsg { type: typeof ASK; id: number; kind: string; arg: unknown }
-interface ReqMsg { type: typeof REQ; id: number; kind: string; arg: unknown }
+/**
+ * One deadline per gather, as wall-clock milliseconds (`Date.now()`): the one clock every
+ * process of the group reads alike. The asker sets it; the primary waits for the workers only
+ * until it (less `hopMs`, the time its answer needs to travel back) and relays nothing once it
+ * has passed; a worker runs nothing past it and drops a run still going at it.
+ */
+interface AskMsg { type: typeof ASK; id: number; kind: string; arg: unknown; deadline: number }
+interface ReqMsg { type: typeof REQ; id: number; kind: string; arg: unknown; deadline: number; from: number; askId: number }
 interface ResMsg { type: typeof RES; id: number; part: GatherPart }
 interface DoneMsg { type: typeof DONE; id: number; gathered: Gathered }
 
+/** Diagnostics channels: a worker's run of a gather dropped at its deadline; an answer after it (ignored); an ask the primary received past its deadline (not relayed). */
+export const GATHER_DROPPED_CHANNEL = 'gatewise:gather:dropped';
+export const GATHER_LATE_CHANNEL = 'gatewise:gather:late';
+export const GATHER_EXPIRED_CHANNEL = 'gatewise:gather:expired';
+const droppedChannel = channel(GATHER_DROPPED_CHANNEL);
+const lateChannel = channel(GATHER_LATE_CHANNEL);
+const expiredChannel = channel(GATHER_EXPIRED_CHANNEL);
+
 const handlers = new Map<string, Handler>();
-const asks = new Map<number, { resolve(g: Gathered): void; timer: NodeJS.Timeout }>();
+/** This worker's gathers waiting for the primary's answer; `own`: this worker's part, once its run for this ask has answered. */
+const asks = new Map<number, { resolve(g: Gathered): void; timer: NodeJS.Timeout; own?: GatherPart }>();
+/** This worker's runs of the group's gathers (the primary's request id) not yet answered, each dropped at its deadline. */
+const running = new Map<number, NodeJS.Timeout>();
 let askIds = 0;
+let late = 0;
+let dropped = 0;
 let workerListening = false;
 let relaying = false;
+
+/**
+ * What this process holds for gathers in progress (`asks`: its own, waiting for the primary;
+ * `running`: its runs of the group's, waiting for a route) and, since it started, how many
+ * runs it dropped at their deadline and how many answers came after it (ignored).
+ */
+export function gatherPending(): { asks: number; running: number; dropped: number; late: number } {
+  return { asks: asks.size, running: running.size, dropped, late };
+}
+
+/** Time the primary leaves for its answer to reach the asker before the deadline. */
+export function hopMs(timeoutMs: number): number {
+  return Math.min(250, Math.max(20, Math.floor(timeoutMs / 10)));
+}
 
 /** Whether this process is a worker of a process group that can be gathered from. */
 export function inWorkerGroup(): boolean {
@@ -69,24 +103,41 @@ function send(msg: object): void {
   if (process.connected) process.send!(msg);
 }
 
-async function answer(m: ReqMsg): Promise<void> {
-  const h = handlers.get(m.kind);
-  let part: GatherPart;
-  if (h === undefined) part = { pid: process.pid, ok: false, error: `no ${m.kind} here`, absent: true };
-  else {
-    try {
-      part = { pid: process.pid, ok: true, value: await h(m.arg) };
-    } catch (err) {
-      part = { pid: process.pid, ok: false, error: thrownText(err) };
+/**
+ * Runs the group's request `m` here, once, and answers the primary; at the deadline the run is
+ * dropped (the primary answered the asker without it) and what it answers later is ignored,
+ * counted and published. Past the deadline already (a primary that relayed late), nothing runs.
+ */
+function answer(m: ReqMsg): void {
+  const left = m.deadline - Date.now();
+  if (left <= 0) return;
+  const timer = setTimeout(() => {
+    running.delete(m.id);
+    dropped++;
+    droppedChannel.publish({ kind: m.kind, pid: process.pid, pending: { asks: asks.size, running: running.size } });
+  }, left);
+  timer.unref();
+  running.set(m.id, timer);
+  void local(m.kind, m.arg).then((part) => {
+    if (!running.delete(m.id)) {
+      late++;
+      lateChannel.publish({ kind: m.kind, pid: process.pid, ok: part.ok, late, pending: { asks: asks.size, running: running.size } });
+      return;
     }
-  }
-  send({ type: RES, id: m.id, part } satisfies ResMsg);
+    clearTimeout(timer);
+    // This worker's own ask: its part is known here should the primary's answer come late.
+    if (m.from === process.pid) {
+      const a = asks.get(m.askId);
+      if (a !== undefined) a.own = part;
+    }
+    send({ type: RES, id: m.id, part } satisfies ResMsg);
+  });
 }
 
 function onWorkerMessage(msg: unknown): void {
   const m = msg as { type?: unknown };
   if (m === null || typeof m !== 'object') return;
-  if (m.type === REQ) void answer(m as ReqMsg);
+  if (m.type === REQ) answer(m as ReqMsg);
   else if (m.type === DONE) {
     const d = m as DoneMsg;
     const a = asks.get(d.id);
@@ -116,30 +167,28 @@ export function serveGather(kind: string, handler: Handler): () => void {
 }
 
 /**
- * In a worker: `kind` from every worker of the group (this one included). When the primary
- * does not hand the answers back within `timeoutMs` (it waits less itself), only this
- * worker's own answer, with `missing` counting the others as unknown (-1); and when its own
- * handler has not answered within `timeoutMs` more either, no answer at all (`parts` empty):
- * every gather ends within twice `timeoutMs`. Before, this worker's own handler was waited for
- * without a bound, and one that never finished (a metric's collect) left the asker's client
- * without an answer (test/observe/admin-route-failure.test.ts).
+ * In a worker: `kind` from every worker of the group (this one included), within `timeoutMs`
+ * in all: relay and answers under one deadline. Each worker runs the handler at most once per
+ * gather, and only when the primary's relay reaches it before the deadline. When the primary
+ * has not handed the answers back by the deadline, the result is `late`, with `missing` -1
+ * (unknown) and in `parts` this worker's own answer alone if its run had answered by then:
+ * this worker never runs the handler a second time. Before, it ran it itself as well (a
+ * state-changing route done twice there), and waited as long again for it (an answer within
+ * twice `timeoutMs`): test/observe/admin-group-deadline.test.ts.
  */
-export function gather<T>(kind: string, arg: unknown, timeoutMs = 2500): Promise<Gathered<T>> {
+export function gather<T>(kind: string, arg: unknown, timeoutMs = 2500): Promise<Gathered<T> & { late?: true }> {
   listenInWorker();
   const id = ++askIds;
-  return new Promise<Gathered<T>>((resolve) => {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise<Gathered<T> & { late?: true }>((resolve) => {
     const timer = setTimeout(() => {
+      const own = asks.get(id)?.own;
       asks.delete(id);
-      const late = setTimeout(() => resolve({ parts: [], workers: 1, missing: -1 }), timeoutMs);
-      late.unref();
-      void local<T>(kind, arg).then((part) => {
-        clearTimeout(late);
-        resolve({ parts: part.absent ? [] : [part], workers: 1, missing: -1 });
-      });
+      resolve({ parts: own === undefined || own.absent ? [] : [own as GatherPart<T>], workers: 1, missing: -1, late: true });
     }, timeoutMs);
     timer.unref();
     asks.set(id, { resolve: resolve as (g: Gathered) => void, timer });
-    send({ type: ASK, id, kind, arg } satisfies AskMsg);
+    send({ type: ASK, id, kind, arg, deadline } satisfies AskMsg);
   });
 }
 
@@ -155,7 +204,9 @@ async function local<T>(kind: string, arg: unknown): Promise<GatherPart<T>> {
 
 /**
  * In the primary: relay gathers between workers, waiting at most `timeoutMs` for their
- * answers (a worker that hangs or died costs the asker this long, never more).
+ * answers (a worker that hangs or died costs the asker this long, never more), and never past
+ * the asker's deadline (less `hopMs`): an ask received past it is not relayed (published on
+ * `gatewise:gather:expired`), so a late relay does not run a route the asker answered without.
  */
 export function relayGathers(timeoutMs = 1500): void {
   if (relaying || !cluster.isPrimary) return;
@@ -174,12 +225,18 @@ export function relayGathers(timeoutMs = 1500): void {
     if (m === null || typeof m !== 'object') return;
     if (m.type === ASK) {
       const a = m as AskMsg;
+      const left = a.deadline - Date.now();
+      const wait = Math.min(timeoutMs, left - hopMs(left));
+      if (wait <= 0) {
+        expiredChannel.publish({ kind: a.kind, from: worker.process.pid, lateMs: -left });
+        return;
+      }
       const id = ++reqIds;
       const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
-      const p = { from: worker, askId: a.id, waiting: new Set(live.map((w) => w.id)), parts: [] as GatherPart[], asked: live.length, timer: setTimeout(() => finish(id), timeoutMs) };
+      const p = { from: worker, askId: a.id, waiting: new Set(live.map((w) => w.id)), parts: [] as GatherPart[], asked: live.length, timer: setTimeout(() => finish(id), wait) };
       p.timer.unref();
       pending.set(id, p);
-      for (const w of live) w.send({ type: REQ, id, kind: a.kind, arg: a.arg } satisfies ReqMsg);
+      for (const w of live) w.send({ type: REQ, id, kind: a.kind, arg: a.arg, deadline: a.deadline, from: worker.process.pid!, askId: a.id } satisfies ReqMsg);
       if (live.length === 0) finish(id);
     } else if (m.type === RES) {
       const r = m as ResMsg;

@@ -1,0 +1,199 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { seededRun, between } from '../helpers/seeded.js';
+import { GUARD_MS } from '../helpers/time-bounds.js';
+import { startGroup, type LogSink } from './admin-group-run.js';
+
+/**
+ * With `--workers`, an admin request is asked of every worker through the primary under one
+ * deadline, the group's timeout (worker-ipc.ts, admin-group.ts). A real node:cluster group of
+ * two workers sharing one admin port (admin-group-fixture.ts); which worker takes a request is
+ * the kernel's.
+ */
+
+type Line = Record<string, unknown>;
+type Answer = { status: number; headers: Record<string, string>; text: string };
+
+async function ask(url: string, path: string, method: 'GET' | 'POST'): Promise<Answer> {
+  const r = await request(`${url}${path}`, { method, reset: true, headersTimeout: GUARD_MS, bodyTimeout: GUARD_MS, headers: method === 'POST' ? { 'gatewise-admin': '1' } : {} });
+  return { status: r.statusCode, headers: r.headers as Record<string, string>, text: await r.body.text() };
+}
+
+/** The `n`-th line (from 1) `ok` accepts, now or once written (bounded). */
+async function nth(sink: LogSink, ok: (l: Line) => boolean, n: number): Promise<Line> {
+  await sink.wait((l) => ok(l) && sink.lines.filter(ok).length >= n, GUARD_MS);
+  return sink.lines.filter(ok)[n - 1]!;
+}
+
+/** A POST through the group that both workers answered (asked again, bounded, when the relay left one out). */
+async function postToBoth(url: string, path: string): Promise<void> {
+  let a: Answer | undefined;
+  for (let i = 0; i < 10 && a?.headers['gatewise-workers'] !== '2'; i++) {
+    a = await ask(url, path, 'POST');
+    assert.equal(a.status, 200, `${path}: ${a.text}`);
+  }
+  assert.equal(a!.headers['gatewise-workers'], '2', `${path}: answered by both workers`);
+}
+
+/**
+ * Defect 1: when the primary's relay came back after the asking worker's wait, that worker ran
+ * the route itself as well, and the primary's relay, arriving later, ran it again: a drain (a
+ * state-changing POST) was done twice in that worker. Now no worker runs a route but through
+ * the relay, a relay whose deadline passed is dropped (by the primary, and by a worker), and a
+ * POST whose group answer is late is 503 `busy`. The relay is made late for real: the primary's
+ * event loop is blocked (SIGUSR2 to the fixture) from before the request until after its answer.
+ * Seeded over the group timeout, the number of rounds and the route (now and then a GET, which
+ * is 503 `busy` as well, nothing having answered in time; before, the worker answered from its
+ * own route alone, run outside the relay).
+ */
+test('--workers: a POST whose relay comes back late is done at most once per worker (here: not at all, the relay being past its deadline) and answered 503 busy (seeded over the group timeout)', { timeout: 110_000 }, async () => {
+  await seededRun('admin-group-once', async (rand) => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatewise-once-'));
+    const file = join(dir, 'unblock');
+    const timeoutMs = between(rand, 300, 1500);
+    const group = await startGroup({ FIXTURE_GROUP_TIMEOUT_MS: String(timeoutMs), FIXTURE_UNBLOCK_FILE: file });
+    const { url, sink } = group;
+    try {
+      const rounds = between(rand, 1, 3);
+      for (let round = 1; round <= rounds; round++) {
+        const token = `late-${round}-${between(rand, 0, 1e9)}`;
+        const where = `group timeout ${timeoutMs} ms, round ${round}`;
+        rmSync(file, { force: true });
+        process.kill(group.primary, 'SIGUSR2');
+        await nth(sink, (l) => l.fixture === 'blocked', round);
+        // Mostly the POST; a GET now and then, which is answered the same way (nothing ran in time).
+        const get = rand() < 0.3 ? (rand() < 0.5 ? '/metrics' : '/clusters') : undefined;
+        let a: Answer;
+        const t0 = performance.now();
+        try {
+          a = get !== undefined ? await ask(url, get, 'GET') : await ask(url, `/clusters/count/drain?endpoint=${token}`, 'POST');
+        } finally {
+          writeFileSync(file, '');
+        }
+        const took = performance.now() - t0;
+        await nth(sink, (l) => l.fixture === 'unblocked', round);
+        // Synchronisation, not a wait: a drain asked after the primary resumed reaches each worker
+        // after anything the primary relayed of the late one (one ordered channel per worker), and
+        // each worker prints its runs in order.
+        const sync = `sync-${round}-${between(rand, 0, 1e9)}`;
+        await postToBoth(url, `/clusters/count/drain?endpoint=${sync}`);
+        await Promise.all([1, 2].map((w) => sink.wait((l) => l.fixture === 'drain' && l.token === sync && l.worker === w, GUARD_MS)));
+        const runs = [1, 2].map((w) => sink.lines.filter((l) => l.fixture === 'drain' && l.token === token && l.worker === w).length);
+        const seen = `(answer ${a.status} ${JSON.stringify(a.headers)} ${a.text}; lines ${JSON.stringify(sink.lines.filter((l) => l.fixture !== 'ready'))})`;
+        assert.ok(runs.every((n) => n <= 1), `${where}: done at most once per worker, done [${runs.join(', ')}] times ${seen}`);
+        assert.deepEqual(runs, [0, 0], `${where}: the relay came after its deadline, so no worker did it ${seen}`);
+        assert.ok(took < 2 * timeoutMs, `${where}: answered after ${Math.round(took)} ms`);
+        assert.equal(a.status, 503, `${where}: ${get ?? 'POST'}: ${a.text}`);
+        assert.equal((JSON.parse(a.text) as { code: string }).code, 'busy', where);
+        assert.equal(a.headers['gatewise-workers-missing'], '-1', where);
+        // The primary said it dropped the late ask.
+        await nth(sink, (l) => l.fixture === 'gather' && l.channel === 'gatewise:gather:expired', round);
+      }
+    } catch (err) {
+      (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
+      throw err;
+    } finally {
+      writeFileSync(file, '');
+      await group.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+type Mode = 'ok' | 'throw' | 'hang';
+
+/**
+ * Defect 2: the bound on a `--workers` answer was twice the group timeout (the worker's wait
+ * for the primary, then as long again for its own route). Now one deadline covers relay and
+ * gather: the primary waits for the workers only until the asker's deadline (less a hop), even
+ * when its own wait is longer (here 60 s), so the answer is the group's, within the timeout.
+ * Seeded over the timeout (two groups) and what each worker's metric collect does (at least
+ * one never finishes). The bound asserted is below twice the timeout, where the old answer
+ * came at the earliest; the headers say the answer is the group's (workers that hung are
+ * missing), where the old one was the asking worker's alone (-1).
+ */
+test('--workers: every answer comes within the one group timeout, relay and gather together (seeded over the timeout and each worker\'s collect)', { timeout: 110_000 }, async () => {
+  await seededRun('admin-group-deadline', async (rand) => {
+    const modes: Mode[] = ['ok', 'throw', 'hang'];
+    for (let g = 0; g < 2; g++) {
+      const timeoutMs = between(rand, 1500, 4000);
+      const group = await startGroup({ FIXTURE_RELAY_TIMEOUT_MS: '60000', FIXTURE_GROUP_TIMEOUT_MS: String(timeoutMs) });
+      try {
+        const cases: Array<[Mode, Mode]> = [['hang', 'hang']];
+        const c: [Mode, Mode] = [modes[between(rand, 0, 2)]!, 'hang'];
+        cases.push(rand() < 0.5 ? c : [c[1], c[0]]);
+        for (const m of cases) {
+          const where = `group timeout ${timeoutMs} ms, metrics collect ${m.join(', ')}`;
+          await postToBoth(group.url, `/clusters/metrics/drain?endpoint=${m.join(',')}`);
+          const t0 = performance.now();
+          const a = await ask(group.url, '/metrics', 'GET');
+          const took = performance.now() - t0;
+          const count = (x: Mode): number => m.filter((y) => y === x).length;
+          assert.ok(took < 2 * timeoutMs, `${where}: answered after ${Math.round(took)} ms, not within the timeout`);
+          assert.deepEqual([a.headers['gatewise-workers'], a.headers['gatewise-workers-failed'], a.headers['gatewise-workers-missing']], [String(count('ok')), String(count('throw')), String(count('hang'))], `${where}: the group's answer: ${a.status} ${a.text}`);
+          assert.equal(a.status, count('ok') > 0 ? 200 : count('throw') > 0 ? 500 : 503, `${where}: ${a.text}`);
+        }
+      } catch (err) {
+        (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
+        throw err;
+      } finally {
+        await group.stop();
+      }
+    }
+  });
+});
+
+/**
+ * Defect 3: a worker's route that never finished was waited for for ever, its gather kept in
+ * memory. Now each run of a gather in a worker is dropped at the ask's deadline
+ * (`gatewise:gather:dropped`, with the worker's pending counts), and an answer that comes after
+ * it is ignored and counted (`gatewise:gather:late`). Seeded over which worker holds its collect
+ * (to finish later, on request) and what the other does (never finishes, or answers).
+ */
+test('--workers: a worker\'s route past the deadline is dropped, its pending set empty again, and its late answer ignored and counted (seeded)', { timeout: 110_000 }, async () => {
+  await seededRun('admin-group-pending', async (rand) => {
+    const group = await startGroup({ FIXTURE_GROUP_TIMEOUT_MS: String(between(rand, 500, 1500)) });
+    const { url, sink } = group;
+    const gather = (channel: string, worker: number) => (l: Line): boolean => l.fixture === 'gather' && l.channel === `gatewise:gather:${channel}` && l.worker === worker;
+    const pendingOf = (l: Line): unknown => (l.message as { pending?: unknown }).pending;
+    try {
+      const dropped = [0, 0];
+      const late = [0, 0];
+      for (let round = 1; round <= 2; round++) {
+        const heldBy = between(rand, 1, 2);
+        const other: 'hang' | 'ok' = rand() < 0.5 ? 'hang' : 'ok';
+        const m = heldBy === 1 ? ['held', other] : [other, 'held'];
+        const where = `round ${round}: metrics collect ${m.join(', ')}`;
+        await postToBoth(url, `/clusters/metrics/drain?endpoint=${m.join(',')}`);
+        const a = await ask(url, '/metrics', 'GET');
+        assert.equal(a.status, other === 'ok' ? 200 : 503, `${where}: ${a.text}`);
+        // Each worker whose collect has not finished drops its run at the deadline, its pending set empty.
+        for (const w of [1, 2].filter((x) => x === heldBy || other === 'hang')) {
+          const d = await nth(sink, gather('dropped', w), ++dropped[w - 1]!);
+          assert.equal((pendingOf(d) as { running: number }).running, 0, `${where}: worker ${w} keeps no run: ${JSON.stringify(sink.lines.filter((x) => x.fixture === 'gather'))}`);
+        }
+        // The held collect finishes now, after its deadline: its answer is ignored and counted.
+        await postToBoth(url, '/clusters/release/drain?endpoint=x');
+        const l = await nth(sink, gather('late', heldBy), ++late[heldBy - 1]!);
+        const msg = l.message as { late: number; kind: string };
+        assert.equal(msg.kind, 'metrics', where);
+        assert.equal(msg.late, late[heldBy - 1], `${where}: late answers counted in worker ${heldBy}`);
+        // (Its `asks` may hold the release's own gather, when this worker took that request.)
+        assert.equal((pendingOf(l) as { running: number }).running, 0, `${where}: worker ${heldBy} keeps no run: ${JSON.stringify(l)}`);
+        // And logged by the worker's admin listener, at warn level.
+        const warned = await nth(sink, (x) => x.type === 'gather-late', late[0]! + late[1]!);
+        assert.deepEqual([warned.level, warned.component, warned.kind], ['warn', 'admin', 'metrics'], where);
+        if (other === 'hang') await postToBoth(url, '/clusters/metrics/drain?endpoint=ok,ok');
+      }
+    } catch (err) {
+      (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
+      throw err;
+    } finally {
+      await group.stop();
+    }
+  });
+});
