@@ -68,13 +68,11 @@ test('--workers: a POST whose relay comes back late is done at most once per wor
         // Mostly the POST; a GET now and then, which is answered the same way (nothing ran in time).
         const get = rand() < 0.3 ? (rand() < 0.5 ? '/metrics' : '/clusters') : undefined;
         let a: Answer;
-        const t0 = performance.now();
         try {
           a = get !== undefined ? await ask(url, get, 'GET') : await ask(url, `/clusters/count/drain?endpoint=${token}`, 'POST');
         } finally {
           writeFileSync(file, '');
         }
-        const took = performance.now() - t0;
         await nth(sink, (l) => l.fixture === 'unblocked', round);
         // Synchronisation, not a wait: a drain asked after the primary resumed reaches each worker
         // after anything the primary relayed of the late one (one ordered channel per worker), and
@@ -86,7 +84,6 @@ test('--workers: a POST whose relay comes back late is done at most once per wor
         const seen = `(answer ${a.status} ${JSON.stringify(a.headers)} ${a.text}; lines ${JSON.stringify(sink.lines.filter((l) => l.fixture !== 'ready'))})`;
         assert.ok(runs.every((n) => n <= 1), `${where}: done at most once per worker, done [${runs.join(', ')}] times ${seen}`);
         assert.deepEqual(runs, [0, 0], `${where}: the relay came after its deadline, so no worker did it ${seen}`);
-        assert.ok(took < 2 * timeoutMs, `${where}: answered after ${Math.round(took)} ms`);
         assert.equal(a.status, 503, `${where}: ${get ?? 'POST'}: ${a.text}`);
         assert.equal((JSON.parse(a.text) as { code: string }).code, 'busy', where);
         assert.equal(a.headers['gatewise-workers-missing'], '-1', where);
@@ -132,7 +129,7 @@ test('--workers: every answer comes within the one group timeout, relay and gath
           const t0 = performance.now();
           const a = await ask(group.url, '/metrics', 'GET');
           const took = performance.now() - t0;
-          const count = (x: Mode): number => m.filter((y) => y === x).length;
+            const count = (x: Mode): number => m.filter((y) => y === x).length;
           assert.ok(took < 2 * timeoutMs, `${where}: answered after ${Math.round(took)} ms, not within the timeout`);
           assert.deepEqual([a.headers['gatewise-workers'], a.headers['gatewise-workers-failed'], a.headers['gatewise-workers-missing']], [String(count('ok')), String(count('throw')), String(count('hang'))], `${where}: the group's answer: ${a.status} ${a.text}`);
           assert.equal(a.status, count('ok') > 0 ? 200 : count('throw') > 0 ? 500 : 503, `${where}: ${a.text}`);
