@@ -129,7 +129,7 @@ test('--workers: every answer comes within the one group timeout, relay and gath
           const t0 = performance.now();
           const a = await ask(group.url, '/metrics', 'GET');
           const took = performance.now() - t0;
-            const count = (x: Mode): number => m.filter((y) => y === x).length;
+          const count = (x: Mode): number => m.filter((y) => y === x).length;
           assert.ok(took < 2 * timeoutMs, `${where}: answered after ${Math.round(took)} ms, not within the timeout`);
           assert.deepEqual([a.headers['gatewise-workers'], a.headers['gatewise-workers-failed'], a.headers['gatewise-workers-missing']], [String(count('ok')), String(count('throw')), String(count('hang'))], `${where}: the group's answer: ${a.status} ${a.text}`);
           assert.equal(a.status, count('ok') > 0 ? 200 : count('throw') > 0 ? 500 : 503, `${where}: ${a.text}`);
