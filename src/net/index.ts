@@ -1,2 +1,3 @@
 export * from './socket-slots.js';
 export * from './accept.js';
+export * from './unsent.js';

@@ -113,7 +113,7 @@ export class Meter extends EventEmitter<MeterEvents> {
   readonly #users = new Map<string, Counters>();
   readonly #destinations = new Map<string, Counters>();
   readonly #maxDestinations: number;
-  /** Called for every byte count (quotas feed on it). */
+  /** Called for every byte count (quotas feed on it); negative for bytes taken back (`MeterSession.undelivered`). */
   onBytes: ((user: string | null, dir: 'up' | 'down', n: number) => void) | undefined;
   /**
    * Whether anyone reads the records (an access log, a hook, a channel subscriber); when it
@@ -261,6 +261,20 @@ export class MeterSession {
   down(n: number, destination = this.destination): void {
     this.bytesDown += n;
     this.#count(destination, 'bytesDown', n);
+  }
+
+  /**
+   * `n` bytes counted down (`down`, as they were handed to the client's connection) that never
+   * left: an answer queued behind another of its connection and never written, or the tail of
+   * one still in its socket's buffer when its connection was cut. Taken back from the session
+   * (the record's `bytesDown`), the meter's counters and the usage (`onBytes` with a negative
+   * count), so all of them hold the bytes that left. Never more than the session counted.
+   */
+  undelivered(n: number): void {
+    const back = Math.min(n, this.bytesDown);
+    if (!(back > 0)) return;
+    this.bytesDown -= back;
+    this.#count(this.destination, 'bytesDown', -back);
   }
 
   /** Count into the meter; the session's own user and destination without map lookups. */

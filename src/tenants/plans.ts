@@ -352,8 +352,10 @@ export class PlanEnforcer {
 
   /** Count bytes moved for a user (the meter calls this, for every chunk). */
   record(user: string | null, dir: Direction, n: number): void {
-    if (user === null || n <= 0) return;
+    if (user === null || n === 0) return;
     this.ledger.add(user, dir, n);
+    // Bytes taken back (counted, then never delivered: MeterSession.undelivered) only lower the usage.
+    if (n < 0) return;
     if (this.#traffic.size !== 0) {
       const t = this.#traffic.get(user);
       if (t !== undefined && this.#total(user, t.period) >= t.limit) this.#block(user, 'total', this.ledger.span(t.period).resetsAt, t.period, t.limit);
