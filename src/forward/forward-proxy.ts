@@ -30,6 +30,7 @@ import { requestEnd, type ForwardRecord } from '../record/index.js';
 import type { ForwardContext } from './context.js';
 import { HttpFront, idleHttpConnection } from './http-front.js';
 import { TunnelRun } from './tunnel-run.js';
+import { ForwardRelay } from './forward-relay.js';
 import { ConnectionsCut } from '../failure/index.js';
 import { kSocketUser, type SlottedSocket } from '../net/index.js';
 import { ForwardListener, IN_TLS, type ForwardProtocol, type ListenerHandlers } from './listener.js';
@@ -689,7 +690,11 @@ async function drain(ctx: ForwardContext, drainMs: number): Promise<void> {
     const user = s[kSocketUser];
     if (user === IN_TLS) continue; // cut through its TLS socket (a raw socket destroyed first would end that one as a reset)
     if (user instanceof TunnelRun) user.cutAtDrain(cut);
-    else s.destroy();
+    else {
+      // An answer whose tail waits in this socket's buffer reads what is unsent before it goes.
+      if (user instanceof ForwardRelay) user.cutAtDrain();
+      s.destroy();
+    }
   }
   // What waits on a check or hook is recorded now (its answer may never come); the rest from the sockets' 'close' events, a few turns of the loop from now.
   for (const recordCut of ctx.held) recordCut();

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { CLIENT_CLOSED_STATUS, Failure, classify, type EndedBy } from '../failure/index.js';
+import { kSocketUser, unsentBytes, type SlottedSocket } from '../net/index.js';
 import { nameIs } from '../http/token.js';
 import { stripHopByHop, transferCodingRefusal, viaValue, fieldText, type RawField } from '../http/headers.js';
 import type { MeterSession, PlanEnforcer } from '../tenants/index.js';
@@ -24,6 +25,11 @@ export interface RelayOutcome {
    * (pipelined), and the connection closed before it was written: the client never got it.
    */
   unanswered?: true;
+  /**
+   * The whole answer had come and was on its socket, and the connection closed with this many
+   * of its bytes still unsent (in the socket's buffer): the client never got its tail.
+   */
+  unsent?: number;
   endedBy: EndedBy;
 }
 
@@ -83,6 +89,12 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   #settled = false;
   /** Its answer is complete and queued behind an earlier answer of its connection (see `onComplete`). */
   #queued = false;
+  /** Its answer is complete and on this socket, its tail still in the socket's buffer (see `onComplete`). */
+  #tail: SlottedSocket | undefined;
+  /** The socket's `bytesWritten` once the whole answer was written to it (its last byte's place). */
+  #tailEnd = 0;
+  /** Bytes of the answer not yet in the kernel when the drain cut its connection (`cutAtDrain`). */
+  #unsentAtCut: number | undefined;
   readonly #plans: PlanEnforcer | undefined;
   readonly #user: string | null;
 
@@ -108,8 +120,21 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     if (this.#settled) return;
     if (this.#queued) {
       // Its connection closed with its answer still queued: never written, not answered. (The
-      // destination's request is complete: nothing to abort.)
+      // destination's request is complete: nothing to abort.) Nothing of it left: the bytes
+      // counted as it came are taken back (before, its record counted them all).
+      this.#session.undelivered(this.#session.bytesDown);
       this.#settle({ status: CLIENT_CLOSED_STATUS, endedBy: 'client', unanswered: true });
+      return;
+    }
+    const tail = this.#tail;
+    if (tail !== undefined) {
+      // Its connection closed with the answer's tail still in the socket's buffer: cut short.
+      // What was not handed to the kernel never left: taken back from the count. Measured at the
+      // drain's cut, before the socket was destroyed; otherwise (the client's reset) what Node
+      // itself still held then.
+      const unsent = this.#unsentAtCut ?? Math.max(0, this.#tailEnd - tail.bytesWritten);
+      this.#session.undelivered(unsent);
+      this.#settle({ status: this.#res.statusCode, endedBy: 'client', unsent });
       return;
     }
     // The client left before the response was complete. Settled before the abort: undici
@@ -128,7 +153,21 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     this.#settled = true;
     this.#timer.stop();
     this.#res.off('close', this.#onResClose);
+    const tail = this.#tail;
+    if (tail !== undefined && tail[kSocketUser] === this) tail[kSocketUser] = undefined;
     this.#done(o);
+  }
+
+  /**
+   * The drain cuts this answer's connection (forward-proxy.ts, just before it destroys the
+   * socket): how much of the answer's tail has not reached the kernel is read now, while the
+   * socket still says it. Bytes of a later answer of the connection sit behind it.
+   */
+  cutAtDrain(): void {
+    const tail = this.#tail;
+    if (tail === undefined || this.#settled) return;
+    const later = tail.bytesWritten - this.#tailEnd;
+    this.#unsentAtCut = Math.max(0, unsentBytes(tail) - later);
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -246,12 +285,32 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   }
 
   onComplete(): void {
-    this.#timer.stop();
-    if (this.#settled) return;
+    if (this.#settled) {
+      this.#timer.stop();
+      return;
+    }
     const res = this.#res;
     res.end();
     if (this.#closeClient) this.#expect!.socket.end();
-    if (res.socket === null && !res.writableFinished) {
+    const socket = res.socket as SlottedSocket | null;
+    if (socket !== null && !res.writableFinished && socket.writableLength > 0) {
+      // On its socket, and the kernel has not taken all of it: the tail waits in the socket's
+      // buffer (a client that reads slowly, or not at all). It is answered once its last byte
+      // is handed to the kernel ('finish'); until then it is in flight, so a drain waits for it
+      // and its send timeout runs. Its connection closing first (close() cutting it at the drain
+      // timeout, a client that left) leaves it cut short, recorded so with the bytes that left
+      // (`#onResClose`), where before it was settled here `complete`, every byte counted, and
+      // the drain did not wait for it (drain-tail.test.ts). The socket's slot names it, so the
+      // drain's cut can ask it first how much is unsent (`cutAtDrain`).
+      this.#tail = socket;
+      this.#tailEnd = socket.bytesWritten;
+      if (socket[kSocketUser] === undefined) socket[kSocketUser] = this;
+      this.#timer.pause(performance.now());
+      res.once('finish', this.#onWritten);
+      return;
+    }
+    this.#timer.stop();
+    if (socket === null && !res.writableFinished) {
       // Pipelined behind an answer of its connection still under way: node:http keeps this one
       // (head and body) queued, off the socket, until that one is written. It is answered only
       // once its bytes are handed to the kernel: node:http emits the response's 'finish' from
@@ -261,19 +320,19 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
       // the pipelined case). A response on its socket is settled here as before: its bytes are
       // written now or sit in the socket's buffer, the client's to read.
       this.#queued = true;
-      res.once('finish', this.#onQueuedFinish);
+      res.once('finish', this.#onWritten);
       return;
     }
     this.#settle({ status: res.statusCode, endedBy: 'complete' });
   }
 
   /**
-   * The queued answer was written. Node emits 'finish' from the write's callback even when that
-   * write failed because the socket was destroyed with it still in its buffer (the callback is
-   * called with an error, which node:http does not read): then it never reached the kernel, and
-   * it is the unanswered case.
+   * The queued answer, or the tail of one on its socket, was written. Node emits 'finish' from
+   * the write's callback even when that write failed because the socket was destroyed with it
+   * still in its buffer (the callback is called with an error, which node:http does not read):
+   * then it never reached the kernel, and it is the unanswered (or cut) case.
    */
-  readonly #onQueuedFinish = (): void => {
+  readonly #onWritten = (): void => {
     if (this.#settled) return;
     if (this.#res.req.socket.destroyed) this.#onResClose();
     else this.#settle({ status: this.#res.statusCode, endedBy: 'complete' });
@@ -333,6 +392,14 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   notReading(detail: string): void {
     if (this.#settled) return;
     const f = new Failure({ type: 'http_request_error', phase: 'body', detail });
+    const tail = this.#tail;
+    if (tail !== undefined) {
+      // The whole answer had come; its tail never left: taken back, and nothing to abort upstream.
+      this.#session.undelivered(Math.max(0, unsentBytes(tail) - (tail.bytesWritten - this.#tailEnd)));
+      this.#res.destroy();
+      this.#settle({ status: this.#res.statusCode, error: f, endedBy: 'client' });
+      return;
+    }
     this.#res.destroy();
     // Settled before the abort: the error undici reports back is ours.
     this.#settle({ status: this.#res.statusCode, error: f, endedBy: 'client' });

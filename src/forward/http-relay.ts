@@ -145,7 +145,7 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
    * client had not left first: the record says the proxy ended it, with the drain's failure
    * (500 proxy_internal_error unless the answer's head had gone out), not a client that left.
    */
-  #drainCut(phase: 'connect' | 'headers' | 'body', unanswered = false): FinishFields | undefined {
+  #drainCut(phase: 'connect' | 'headers' | 'body', unanswered = false, unsent?: number): FinishFields | undefined {
     const cut = this.#ctx.cut;
     if (cut === undefined) return undefined;
     // Its head written (to the socket): the answer's status went out, cut in its body. A head
@@ -153,7 +153,12 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
     const sent = !unanswered && this.#res.headersSent;
     const f = connectionCut(cut, this.#req.socket, sent ? 'body' : phase);
     if (f === undefined) return undefined;
-    return cutFields(f, { method: this.#req.method, status: sent ? this.#res.statusCode : f.status }, unanswered ? 'its answer had come, queued behind an earlier answer of the connection, and was never written to the client' : undefined);
+    const detail = unanswered
+      ? 'its answer had come, queued behind an earlier answer of the connection, and was never written to the client'
+      : unsent !== undefined
+        ? `its whole answer had come; ${unsent} bytes of it were still unsent, in its socket's buffer`
+        : undefined;
+    return cutFields(f, { method: this.#req.method, status: sent ? this.#res.statusCode : f.status }, detail);
   }
 
   /**
@@ -281,7 +286,7 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
   /** How a relay ended, as the record's fields; a failure before the response head is answered here. */
   #settled(ctx: ForwardContext, session: MeterSession, o: RelayOutcome, headUp: number, address: string | null, close: boolean): FinishFields {
     if (o.endedBy === 'client' && o.failure === undefined && o.error === undefined) {
-      const cut = this.#drainCut('headers', o.unanswered === true);
+      const cut = this.#drainCut('headers', o.unanswered === true, o.unsent);
       if (cut !== undefined) {
         cut.address = address;
         return cut;
