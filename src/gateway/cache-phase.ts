@@ -171,14 +171,7 @@ export class CachePhase implements CollapseWaiter {
       return true;
     }
     this.#fwd = r.fwd;
-    this.#candidate = r.entry;
-    // A conditional request for a stored response with validators (not for a range: the
-    // client's Range goes upstream as it came).
-    this.#conditional = r.entry !== undefined && (r.entry.etag !== undefined || r.entry.lastModified !== undefined) && ex.req.headers.range === undefined && method === 'GET';
-    if (r.variants !== undefined && ex.req.headers.range === undefined && method === 'GET') {
-      const tagged = r.variants.filter((v) => v.etag !== undefined);
-      if (tagged.length > 0) this.#variants = tagged;
-    }
+    this.#validate(r.entry, r.variants);
     if (method === 'GET' && this.#rc.collapseWaitMs > 0) {
       const joined = this.#rc.cache.collapser.join(this.key, this);
       if (joined === true) this.#leader = true;
@@ -190,6 +183,25 @@ export class CachePhase implements CollapseWaiter {
     this.#mayRefresh(r.entry);
     this.#upstream(now);
     return false;
+  }
+
+  /**
+   * The stored response(s) its request goes upstream for, and which validators it sends: a
+   * conditional request for a stored response with validators, or on a Vary miss the stored
+   * variants' entity tags (not for a range: the client's Range goes upstream as it came; not
+   * for a HEAD). Chosen at each lookup that goes upstream, the first one's and a woken waiter's:
+   * before session 49 a waiter kept its first lookup's choice, so one that had started with
+   * nothing stored (or a response without validators) went upstream with none although its
+   * leader had just stored one with an ETag, and one that had started at a Vary miss sent the
+   * tags of the variants stored then (test/cache/collapsed-validators.test.ts).
+   */
+  #validate(entry: CacheEntry | undefined, variants: readonly CacheEntry[] | undefined): void {
+    const ex = this.#ex;
+    const whole = ex.req.headers.range === undefined && ex.method === 'GET';
+    this.#candidate = entry;
+    this.#conditional = whole && entry !== undefined && (entry.etag !== undefined || entry.lastModified !== undefined);
+    const tagged = whole && variants !== undefined ? variants.filter((v) => v.etag !== undefined) : undefined;
+    this.#variants = tagged !== undefined && tagged.length > 0 ? tagged : undefined;
   }
 
   /**
@@ -245,7 +257,7 @@ export class CachePhase implements CollapseWaiter {
       if (r.kind === 'revalidate-behind') this.#revalidateBehind(r.entry);
       return;
     }
-    this.#candidate = r.entry;
+    this.#validate(r.entry, r.variants);
     this.#fwd = r.fwd;
     this.#collapsedMiss = true;
     this.#mayRefresh(r.entry);
