@@ -10,8 +10,12 @@ export interface CollapseWaiter {
   collapseWake(): void;
 }
 
-/** Waiters per key behind one leader; bounded so a stampede cannot hold unbounded memory. */
-const MAX_WAITERS = 1024;
+/**
+ * Waiters per key behind one leader; bounded so a stampede cannot hold unbounded memory. A miss
+ * that finds the queue full (`join` answers 'full') does not wait: it goes upstream at once for
+ * itself, as a waiter whose wait ran out does (docs/cache.md, test/cache/collapse-full.test.ts).
+ */
+export const MAX_WAITERS = 1024;
 
 export class Collapser {
   readonly #leading = new Map<string, CollapseWaiter[]>();

@@ -7,7 +7,7 @@ export { ResponseCache, StoreTicket, HTTPS_TARGET, refusedForSize, cacheKey, tar
 export { CacheEntry, type StoredInit, type VaryValues } from './entry.js';
 export { MemoryStore, type CacheStore } from './memory-store.js';
 export { DiskTier } from './disk-store.js';
-export { Collapser, type CollapseWaiter } from './collapse.js';
+export { Collapser, MAX_WAITERS, type CollapseWaiter } from './collapse.js';
 export { cacheStatusMember, appendCacheStatus, type CacheStatus, type Forward } from './cache-status.js';
 export { selectFor304, weakEqual } from './validate.js';
 export { answerFrom, singleRange, type CachedAnswer } from './answer.js';
