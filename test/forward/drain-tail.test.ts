@@ -26,7 +26,9 @@ import { basic, dial, startTestProxy } from './helpers.js';
  * (`net.server.socket` channel) to see when the kernel stops taking bytes (its buffer holds
  * some), then sends the last piece, small enough that the relay's write still says "go on", and
  * the answer ends. Seeded: the piece size, the fill point, the last piece, the drain timeout and
- * whether the client reads during the drain.
+ * whether the client reads during the drain; and without close(), the send timeout, which runs
+ * for the tail as for a body and cuts the client that never reads it (recorded as the client's
+ * not reading, with the bytes that left).
  */
 
 /** Chunk-size lines and CRLFs of the tail's chunks (at most 16 KiB of them) and the last chunk, counted on the wire and not in the record. */
@@ -39,6 +41,8 @@ interface TailCase {
   last: number;
   drainMs: number;
   readsInTime: boolean;
+  /** No close(): the send timeout (`drainMs` here) cuts the client that never reads the tail. */
+  sendTimeout?: boolean;
 }
 
 /** An origin answering GET /whole?n in one chunked piece and holding GET /tail for the test to write. */
@@ -139,7 +143,7 @@ async function tailCase(c: TailCase): Promise<void> {
             },
           };
         });
-  const p = await startTestProxy({ shutdown: { drainTimeout: c.readsInTime ? `${GUARD_MS}ms` : `${c.drainMs}ms` }, timeouts: { clientKeepAlive: '60s', handshake: '60s', send: '0s' } });
+  const p = await startTestProxy({ shutdown: { drainTimeout: c.readsInTime || c.sendTimeout ? `${GUARD_MS}ms` : `${c.drainMs}ms` }, timeouts: { clientKeepAlive: '60s', handshake: '60s', send: c.sendTimeout ? `${c.drainMs}ms` : '0s' } });
   let client: Socket | undefined;
   let closing: Promise<void> | undefined;
   try {
@@ -175,9 +179,18 @@ async function tailCase(c: TailCase): Promise<void> {
     await untilRelayed(size);
     const before = records.seen.length;
     const t0 = performance.now();
-    closing = p.proxy.close();
     const guard = (what: string) => new Promise<never>((_, reject) => setTimeout(() => reject(new Error(what)), GUARD_MS).unref());
-    if (c.readsInTime) {
+    if (c.sendTimeout) {
+      // The tail's send timeout runs as a body's does: the client that never reads it is cut.
+      await records.wait((r) => r.protocol === 'http' && records.seen.indexOf(r) >= before, 'the tail answer cut by the send timeout');
+      const took = performance.now() - t0;
+      assert.ok(took >= c.drainMs - 5, `cut after ${Math.round(took)} ms, before the ${c.drainMs} ms send timeout`);
+      client.resume();
+      await Promise.race([ends, guard('the client connection was never closed')]);
+    } else closing = p.proxy.close();
+    if (c.sendTimeout) {
+      // read above
+    } else if (c.readsInTime) {
       client.resume();
       await Promise.race([ends, guard('the client connection was never closed')]);
       await closing;
@@ -206,11 +219,17 @@ async function tailCase(c: TailCase): Promise<void> {
       return;
     }
     assert.ok(size - body.bytes > FRAMING_SLACK, `rig: a tail was unsent at the cut (${body.bytes} of ${size} body bytes came)`);
-    assert.equal(rec.endedBy, 'gateway', `cut by the drain, not complete: ${JSON.stringify(rec)}`);
-    assert.equal(rec.error, 'proxy_internal_error', JSON.stringify(rec));
     assert.equal(rec.status, 200, `its head had gone out: ${JSON.stringify(rec)}`);
-    assert.equal(rec.phase, 'body', JSON.stringify(rec));
-    assert.match(rec.detail ?? '', /drain timeout/, JSON.stringify(rec));
+    if (c.sendTimeout) {
+      assert.equal(rec.endedBy, 'client', `the client's not reading: ${JSON.stringify(rec)}`);
+      assert.equal(rec.error, 'http_request_error', JSON.stringify(rec));
+      assert.match(rec.detail ?? '', /did not read/, JSON.stringify(rec));
+    } else {
+      assert.equal(rec.endedBy, 'gateway', `cut by the drain, not complete: ${JSON.stringify(rec)}`);
+      assert.equal(rec.error, 'proxy_internal_error', JSON.stringify(rec));
+      assert.equal(rec.phase, 'body', JSON.stringify(rec));
+      assert.match(rec.detail ?? '', /drain timeout/, JSON.stringify(rec));
+    }
     // The record counts body bytes (and the head), the wire also carries the chunked framing: what
     // is taken back is the unsent wire bytes, so the count may fall short of the body bytes that
     // left by the framing of the tail's few chunks, never exceed them.
@@ -236,6 +255,7 @@ describe('forward proxy: graceful drain of an answer whose tail is still in its 
       for (const readsInTime of [false, false, false, true, true]) {
         cases.push({ piece: between(rand, 1024, 4096), fill: between(rand, 1024, 4096), last: between(rand, 4097, 8000), drainMs: between(rand, 150, 600), readsInTime });
       }
+      for (let i = 0; i < 2; i++) cases.push({ piece: between(rand, 1024, 4096), fill: between(rand, 1024, 4096), last: between(rand, 4097, 8000), drainMs: between(rand, 150, 600), readsInTime: false, sendTimeout: true });
       await everyCase(shuffle(rand, cases), async (c) => {
         try {
           await tailCase(c);
