@@ -188,8 +188,12 @@ function isUnreserved(c: number): boolean {
   return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 45 || c === 46 || c === 95 || c === 126;
 }
 
-/** A segment with encoded separators that an upstream decoding them would read as containing a dot segment. */
-const HIDDEN_DOT_SEGMENT = /(?:^|%2F|%5C)\.\.?(?:%2F|%5C|;|$)/;
+/**
+ * A segment with encoded separators that an upstream decoding them would read as containing a
+ * dot segment: `..%2F`, `%5C..`, and `..%3B` (an encoded `;`: decoded, then its parameters cut,
+ * it is `..`; review of session 36: `/x/..%3B/admin` took the catch-all route).
+ */
+const HIDDEN_DOT_SEGMENT = /(?:^|%2F|%5C)\.\.?(?:%2F|%5C|%3B|;|$)/;
 
 /**
  * Whether a path may need normalising: a `%`, `\\` or `;`, or a `/` followed by `.` or `/`.
@@ -240,7 +244,7 @@ function normalizeSlow(p: string): string {
       continue;
     }
     if (s.length > 1 && s.includes('%') && HIDDEN_DOT_SEGMENT.test(s)) {
-      throw refuse('a dot segment behind an encoded slash or backslash ("..%2F"); such paths are refused');
+      throw refuse('a dot segment behind an encoded slash, backslash or semicolon ("..%2F", "..%3B"); such paths are refused');
     }
     if (s.charCodeAt(0) === 46 /* . */ && DOT_SEGMENT_WITH_PARAMETERS.test(s)) {
       throw refuse('a dot segment with path parameters ("..;x"): upstreams that drop ";" parameters read it as ".."; such paths are refused');
