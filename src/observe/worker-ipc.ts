@@ -61,7 +61,7 @@ interface ReqMsg { type: typeof REQ; id: number; kind: string; arg: unknown; dea
 interface ResMsg { type: typeof RES; id: number; part: GatherPart }
 interface DoneMsg { type: typeof DONE; id: number; gathered: Gathered }
 
-/** Diagnostics channels: a worker's run of a gather dropped at its deadline; an answer after it (ignored); an ask the primary received past its deadline (not relayed). */
+/** Diagnostics channels: a worker's run of a gather dropped at its deadline; an answer after it (ignored); an ask the primary received past its deadline or too near it (not relayed). */
 export const GATHER_DROPPED_CHANNEL = 'gatewise:gather:dropped';
 export const GATHER_LATE_CHANNEL = 'gatewise:gather:late';
 export const GATHER_EXPIRED_CHANNEL = 'gatewise:gather:expired';
@@ -205,8 +205,10 @@ async function local<T>(kind: string, arg: unknown): Promise<GatherPart<T>> {
 /**
  * In the primary: relay gathers between workers, waiting at most `timeoutMs` for their
  * answers (a worker that hangs or died costs the asker this long, never more), and never past
- * the asker's deadline (less `hopMs`): an ask received past it is not relayed (published on
- * `gatewise:gather:expired`), so a late relay does not run a route the asker answered without.
+ * the asker's deadline (less `hopMs`): an ask received with less than two hops left (its
+ * deadline passed, or too near for the workers to answer by the cut-off) is not relayed
+ * (published on `gatewise:gather:expired`, with `leftMs` and `minMs`), so a late relay does not
+ * run a route the asker answers without.
  */
 export function relayGathers(timeoutMs = 1500): void {
   if (relaying || !cluster.isPrimary) return;
@@ -226,11 +228,14 @@ export function relayGathers(timeoutMs = 1500): void {
     if (m.type === ASK) {
       const a = m as AskMsg;
       const left = a.deadline - Date.now();
-      const wait = Math.min(timeoutMs, left - hopMs(left));
-      if (wait <= 0) {
-        expiredChannel.publish({ kind: a.kind, from: worker.process.pid, lateMs: -left });
+      const hop = hopMs(left);
+      // The workers get at least a hop before the cut-off, or nothing runs: a relay with a few
+      // ms left ran a drain in every worker that the primary gave up on almost at once.
+      if (left - hop < hop) {
+        expiredChannel.publish({ kind: a.kind, from: worker.process.pid, lateMs: -left, leftMs: left, minMs: 2 * hop });
         return;
       }
+      const wait = Math.min(timeoutMs, left - hop);
       const id = ++reqIds;
       const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
       const p = { from: worker, askId: a.id, waiting: new Set(live.map((w) => w.id)), parts: [] as GatherPart[], asked: live.length, timer: setTimeout(() => finish(id), wait) };

@@ -28,6 +28,9 @@ import { relayGathers } from '../../src/observe/worker-ipc.js';
  * - SIGUSR2 to the primary blocks its event loop (a primary too busy to relay) until the file
  *   FIXTURE_UNBLOCK_FILE exists (at most 30 s), printing `{"fixture":"blocked"}` before and
  *   `{"fixture":"unblocked"}` after (synchronous writes: its loop is blocked).
+ * - `POST /clusters/ask/drain?endpoint=W:LEFT:TOKEN`: worker W sends the primary an ask of its
+ *   own, as `gather` does, for `POST /clusters/count/drain?endpoint=TOKEN` with a deadline
+ *   LEFT ms from now (an ask the primary reads with that little time left, less the hop).
  * - Every process prints what worker-ipc.ts publishes on its diagnostics channels
  *   (`gatewise:gather:*`) as `{"fixture":"gather","channel":…,"worker":…,"message":…}`.
  *
@@ -67,6 +70,7 @@ if (cluster.isPrimary) {
   const id = cluster.worker!.id;
   let metrics: 'ok' | 'throw' | 'hang' | 'held' = 'ok';
   const held: Array<() => void> = [];
+  let crafted = 0;
   const registry = new Registry();
   new Gauge({
     name: 'fixture_worker_up', help: 'one per worker that collected', registers: [registry],
@@ -95,6 +99,13 @@ if (cluster.isPrimary) {
         }
         if (name === 'count') {
           line({ fixture: 'drain', worker: id, token: endpoint });
+          return true;
+        }
+        if (name === 'ask') {
+          const [w, left, token] = endpoint.split(':');
+          if (w === String(id)) {
+            process.send!({ type: 'gatewise:gather:ask', id: 1e9 + ++crafted, kind: 'admin', arg: { method: 'POST', url: `/clusters/count/drain?endpoint=${token}`, requestId: `crafted-${crafted}` }, deadline: Date.now() + Number(left) });
+          }
           return true;
         }
         if (name === 'release') {
