@@ -53,15 +53,19 @@ type Handler = (arg: unknown) => unknown;
 /**
  * One deadline per gather, as wall-clock milliseconds (`Date.now()`): the one clock every
  * process of the group reads alike. The asker sets it; the primary waits for the workers only
- * until it (less `hopMs`, the time its answer needs to travel back) and relays nothing once it
- * has passed; a worker runs nothing past it and drops a run still going at it.
+ * until its cut-off (its own wait, and never past the deadline less `hopMs`, the time its answer
+ * needs to travel back) and relays nothing once too little is left; it tells each worker that
+ * cut-off (`cutoff`, wall-clock as well), and a worker runs nothing past it and drops a run
+ * still going at it: an answer after it would be thrown away by the primary, so it is counted
+ * late where it comes (before, a run was dropped at the deadline alone, and an answer between
+ * the cut-off and the deadline was thrown away silently).
  */
 interface AskMsg { type: typeof ASK; id: number; kind: string; arg: unknown; deadline: number }
-interface ReqMsg { type: typeof REQ; id: number; kind: string; arg: unknown; deadline: number; from: number; askId: number }
-interface ResMsg { type: typeof RES; id: number; part: GatherPart }
+interface ReqMsg { type: typeof REQ; id: number; kind: string; arg: unknown; deadline: number; cutoff: number; from: number; askId: number }
+interface ResMsg { type: typeof RES; id: number; kind: string; part: GatherPart }
 interface DoneMsg { type: typeof DONE; id: number; gathered: Gathered }
 
-/** Diagnostics channels: a worker's run of a gather dropped at its deadline; an answer after it (ignored); an ask the primary received past its deadline or too near it (not relayed). */
+/** Diagnostics channels: a worker's run of a gather dropped at the primary's cut-off; an answer after it (ignored; in the primary, one read after its cut-off); an ask the primary received past its deadline or too near it (not relayed). */
 export const GATHER_DROPPED_CHANNEL = 'gatewise:gather:dropped';
 export const GATHER_LATE_CHANNEL = 'gatewise:gather:late';
 export const GATHER_EXPIRED_CHANNEL = 'gatewise:gather:expired';
@@ -72,7 +76,7 @@ const expiredChannel = channel(GATHER_EXPIRED_CHANNEL);
 const handlers = new Map<string, Handler>();
 /** This worker's gathers waiting for the primary's answer; `own`: this worker's part, once its run for this ask has answered. */
 const asks = new Map<number, { resolve(g: Gathered): void; timer: NodeJS.Timeout; own?: GatherPart }>();
-/** This worker's runs of the group's gathers (the primary's request id) not yet answered, each dropped at its deadline. */
+/** This worker's runs of the group's gathers (the primary's request id) not yet answered, each dropped at the primary's cut-off. */
 const running = new Map<number, NodeJS.Timeout>();
 let askIds = 0;
 let late = 0;
@@ -83,7 +87,7 @@ let relaying = false;
 /**
  * What this process holds for gathers in progress (`asks`: its own, waiting for the primary;
  * `running`: its runs of the group's, waiting for a route) and, since it started, how many
- * runs it dropped at their deadline and how many answers came after it (ignored).
+ * runs it dropped at their cut-off and how many answers came after it (ignored).
  */
 export function gatherPending(): { asks: number; running: number; dropped: number; late: number } {
   return { asks: asks.size, running: running.size, dropped, late };
@@ -104,12 +108,13 @@ function send(msg: object): void {
 }
 
 /**
- * Runs the group's request `m` here, once, and answers the primary; at the deadline the run is
- * dropped (the primary answered the asker without it) and what it answers later is ignored,
- * counted and published. Past the deadline already (a primary that relayed late), nothing runs.
+ * Runs the group's request `m` here, once, and answers the primary; at the primary's cut-off
+ * the run is dropped (the primary answered the asker without it) and what it answers later is
+ * ignored, counted and published. Past the cut-off already (a primary that relayed late),
+ * nothing runs.
  */
 function answer(m: ReqMsg): void {
-  const left = m.deadline - Date.now();
+  const left = Math.min(m.cutoff, m.deadline) - Date.now();
   if (left <= 0) return;
   const timer = setTimeout(() => {
     running.delete(m.id);
@@ -130,7 +135,7 @@ function answer(m: ReqMsg): void {
       const a = asks.get(m.askId);
       if (a !== undefined) a.own = part;
     }
-    send({ type: RES, id: m.id, part } satisfies ResMsg);
+    send({ type: RES, id: m.id, kind: m.kind, part } satisfies ResMsg);
   });
 }
 
@@ -236,17 +241,25 @@ export function relayGathers(timeoutMs = 1500): void {
         return;
       }
       const wait = Math.min(timeoutMs, left - hop);
+      const cutoff = Date.now() + wait;
       const id = ++reqIds;
       const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
       const p = { from: worker, askId: a.id, waiting: new Set(live.map((w) => w.id)), parts: [] as GatherPart[], asked: live.length, timer: setTimeout(() => finish(id), wait) };
       p.timer.unref();
       pending.set(id, p);
-      for (const w of live) w.send({ type: REQ, id, kind: a.kind, arg: a.arg, deadline: a.deadline, from: worker.process.pid!, askId: a.id } satisfies ReqMsg);
+      for (const w of live) w.send({ type: REQ, id, kind: a.kind, arg: a.arg, deadline: a.deadline, cutoff, from: worker.process.pid!, askId: a.id } satisfies ReqMsg);
       if (live.length === 0) finish(id);
     } else if (m.type === RES) {
       const r = m as ResMsg;
       const p = pending.get(r.id);
-      if (p === undefined || !p.waiting.delete(worker.id)) return;
+      if (p === undefined) {
+        // Sent before the worker's cut-off, read here after it: late, as the worker's own late answers.
+        if (r.part.absent) return;
+        late++;
+        lateChannel.publish({ kind: r.kind, pid: r.part.pid, ok: r.part.ok, late, pending: { asks: asks.size, running: running.size }, at: 'primary' });
+        return;
+      }
+      if (!p.waiting.delete(worker.id)) return;
       if (r.part.absent) p.asked--;
       else p.parts.push(r.part);
       if (p.waiting.size === 0) finish(r.id);

@@ -247,3 +247,47 @@ test('--workers: an ask the primary reads with less than two hops left is not re
     }
   });
 });
+
+/**
+ * Review, finding 2: a worker's answer that came after the primary's cut-off (its own wait, or
+ * the deadline less the hop) but before the deadline was thrown away by the primary silently,
+ * counted nowhere: the worker's run was dropped only at the deadline. Now the relay tells each
+ * worker the primary's cut-off, the run is dropped there (`gatewise:gather:dropped`) and an
+ * answer after it is ignored, counted and published (`gatewise:gather:late`) and logged at warn,
+ * as any late answer. The primary waits 200 to 600 ms (FIXTURE_RELAY_TIMEOUT_MS), the group's
+ * deadline is 8 to 15 s away: a collect held by one worker (seeded) is released long before it.
+ */
+test('--workers: a worker\'s answer after the primary\'s cut-off but before the deadline is counted late, its run dropped at the cut-off (seeded)', { timeout: 110_000 }, async () => {
+  await seededRun('admin-group-cutoff', async (rand, seed) => {
+    console.log(`admin-group-cutoff: seed ${seed}`);
+    const relayMs = between(rand, 200, 600);
+    const groupMs = between(rand, 8000, 15000);
+    const group = await startGroup({ FIXTURE_RELAY_TIMEOUT_MS: String(relayMs), FIXTURE_GROUP_TIMEOUT_MS: String(groupMs) });
+    const { url, sink } = group;
+    try {
+      const late = [0, 0];
+      for (let round = 1; round <= 2; round++) {
+        const heldBy = between(rand, 1, 2);
+        const where = `round ${round}: relay ${relayMs} ms, group ${groupMs} ms, collect held by worker ${heldBy}`;
+        await postToBoth(url, `/clusters/metrics/drain?endpoint=${heldBy === 1 ? 'held,ok' : 'ok,held'}`);
+        const a = await ask(url, '/metrics', 'GET');
+        assert.equal(a.status, 200, `${where}: ${a.text}`);
+        assert.deepEqual([a.headers['gatewise-workers'], a.headers['gatewise-workers-missing']], ['1', '1'], `${where}: the primary answered at its cut-off without the held worker`);
+        // Released at once: before the deadline, after the primary's cut-off.
+        await postToBoth(url, '/clusters/release/drain?endpoint=x');
+        const l = await nth(sink, gatherLine('late', heldBy), ++late[heldBy - 1]!);
+        assert.deepEqual([(l.message as { kind: string }).kind, (l.message as { late: number }).late], ['metrics', late[heldBy - 1]], `${where}: ${JSON.stringify(l)}`);
+        // Its run was dropped at the cut-off, before the answer came.
+        const lines = sink.lines.filter((x) => gatherLine('dropped', heldBy)(x) || gatherLine('late', heldBy)(x));
+        assert.equal(lines.at(-2)?.channel, 'gatewise:gather:dropped', `${where}: ${JSON.stringify(lines)}`);
+        const warned = await nth(sink, (x) => x.type === 'gather-late', late[0]! + late[1]!);
+        assert.deepEqual([warned.level, warned.kind], ['warn', 'metrics'], where);
+      }
+    } catch (err) {
+      (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
+      throw err;
+    } finally {
+      await group.stop();
+    }
+  });
+});
