@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
 import { subscribe } from 'node:diagnostics_channel';
-import { existsSync, writeSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { Gauge, Registry } from 'prom-client';
 import { startAdmin } from '../../src/observe/admin.js';
 import { AdminProblem } from '../../src/observe/admin-problem.js';
@@ -27,7 +27,12 @@ import { relayGathers } from '../../src/observe/worker-ipc.js';
  *   succeeds (an answer that comes after the group's deadline).
  * - SIGUSR2 to the primary blocks its event loop (a primary too busy to relay) until the file
  *   FIXTURE_UNBLOCK_FILE exists (at most 30 s), printing `{"fixture":"blocked"}` before and
- *   `{"fixture":"unblocked"}` after (synchronous writes: its loop is blocked).
+ *   `{"fixture":"unblocked"}` after (synchronous writes: its loop is blocked); while blocked,
+ *   the file FIXTURE_UNBLOCK_FILE`.blocked` exists.
+ * - `POST /clusters/stall/drain?endpoint=W:TOKEN`: each worker prints its `count` line for
+ *   TOKEN; worker W then sends SIGUSR2 to the primary and answers only once the primary is
+ *   blocked (its `.blocked` file exists; at most 30 s): the relay reached every worker in time,
+ *   and the answers reach the primary, and its answer the asker, only once it is unblocked.
  * - `POST /clusters/ask/drain?endpoint=W:LEFT:TOKEN`: worker W sends the primary an ask of its
  *   own, as `gather` does, for `POST /clusters/count/drain?endpoint=TOKEN` with a deadline
  *   LEFT ms from now (an ask the primary reads with that little time left, less the hop).
@@ -56,9 +61,11 @@ if (cluster.isPrimary) {
   process.on('SIGUSR2', () => {
     const file = process.env.FIXTURE_UNBLOCK_FILE ?? '';
     line({ fixture: 'blocked' });
+    writeFileSync(`${file}.blocked`, '');
     const until = Date.now() + 30_000;
     const pause = new Int32Array(new SharedArrayBuffer(4));
     while (!existsSync(file) && Date.now() < until) Atomics.wait(pause, 0, 0, 5);
+    rmSync(`${file}.blocked`, { force: true });
     line({ fixture: 'unblocked' });
   });
   for (let i = 0; i < 2; i++) cluster.fork();
@@ -99,6 +106,19 @@ if (cluster.isPrimary) {
         }
         if (name === 'count') {
           line({ fixture: 'drain', worker: id, token: endpoint });
+          return true;
+        }
+        if (name === 'stall') {
+          const [w, token] = endpoint.split(':');
+          line({ fixture: 'drain', worker: id, token });
+          if (w === String(id)) {
+            const blocked = `${process.env.FIXTURE_UNBLOCK_FILE ?? ''}.blocked`;
+            process.kill(process.ppid, 'SIGUSR2');
+            const until = Date.now() + 30_000;
+            const pause = new Int32Array(new SharedArrayBuffer(4));
+            while (!existsSync(blocked) && Date.now() < until) Atomics.wait(pause, 0, 0, 2);
+            line({ fixture: 'stalled', worker: id, token, blocked: existsSync(blocked) });
+          }
           return true;
         }
         if (name === 'ask') {
