@@ -59,6 +59,14 @@ type Handler = (arg: unknown) => unknown;
  * still going at it: an answer after it would be thrown away by the primary, so it is counted
  * late where it comes (before, a run was dropped at the deadline alone, and an answer between
  * the cut-off and the deadline was thrown away silently).
+ *
+ * Wall-clock, not a relative budget (ms left at send): a budget is counted from when a message
+ * is read, and cannot see the time it waited unread in a busy process (a primary whose event
+ * loop was blocked would relay an ask whose asker already answered 503 `busy`, the case of
+ * admin-group-deadline.test.ts's first test). A clock step errs towards doing less: forward, an
+ * ask expires or a run is dropped early (503 `busy`, nothing done twice); backward, the primary
+ * still waits no longer than its own `timeoutMs` and a worker's run is dropped later (its late
+ * answer counted by the primary); the asker's own wait is a timer, which no step moves.
  */
 interface AskMsg { type: typeof ASK; id: number; kind: string; arg: unknown; deadline: number }
 interface ReqMsg { type: typeof REQ; id: number; kind: string; arg: unknown; deadline: number; cutoff: number; from: number; askId: number }
