@@ -7,6 +7,7 @@ import type { ProxyErrorType } from '../failure/types.js';
 import { http2Schema, redirectSchema, reverseListenerTlsSchema } from './tls.js';
 // A token (RFC 9110 §5.6.2): an upgrade protocol's name, a header name; the pattern the parsers judge names with.
 import { TOKEN_RE as TOKEN } from '../http/token.js';
+import { prefixProblem } from '../http/path.js';
 
 
 /**
@@ -314,7 +315,14 @@ const routeSchema = z
           .union([z.string(), z.array(z.string())])
           .optional()
           .describe('Host names (exact, or *.example.com for any subdomain). Default: any.'),
-        pathPrefix: z.string().startsWith('/').default('/').describe('Path prefix, matched on segment boundaries against the normalised path (percent-encoded unreserved characters decoded, dot segments resolved, empty segments merged) without its ";" path parameters (/admin;x takes the /admin route); see docs/security.md. Default "/".'),
+        pathPrefix: z
+          .string()
+          .startsWith('/', { error: (iss) => `${JSON.stringify(iss.input)} can never match: request paths start with "/"` })
+          .superRefine((p, ctx) => {
+            const why = prefixProblem(p);
+            if (why !== undefined) ctx.addIssue({ code: 'custom', message: why });
+          })
+          .default('/').describe('Path prefix, matched on segment boundaries against the normalised path (percent-encoded unreserved characters decoded, dot segments resolved, empty segments merged) without its ";" path parameters (/admin;x takes the /admin route); see docs/security.md. A prefix not in that form can never match and is refused (//admin, /admin;x, /a/./b, /%61dmin, /a%2fb, a backslash, %00, "?", "#", a space or non-ASCII character: write it percent-encoded). Default "/".'),
         methods: z.array(z.string().regex(/^[A-Z]+$/, 'methods are upper-case tokens')).optional().describe('Methods. Default: any.'),
         headers: z.record(z.string(), z.string()).optional().describe('Header name → exact value that must be present.'),
       })

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { isIPv6 } from 'node:net';
 import { Failure } from '../failure/index.js';
 import { lowerCase, nameIs } from '../http/token.js';
+import { needsNormalizing, normalizeSlow, withoutParameters, type RefusePath } from '../http/path.js';
 
 /**
  * The request-target and Host of a reverse-gateway request, checked and normalised before
@@ -169,129 +170,19 @@ export function checkRequestTarget(req: IncomingMessage): RequestTarget {
   const rawPath = q < 0 ? rest : rest.slice(0, q);
   // The common path has nothing to normalise and no `;` (needsNormalizing looks for it): one pass.
   if (!needsNormalizing(rawPath)) return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path: rest, routePath: rest, hostField: hostHeader };
-  const pathPart = normalizeSlow(rawPath);
+  const pathPart = normalizeSlow(rawPath, refusePath);
   const path = q < 0 ? pathPart : pathPart + rest.slice(q);
   const routePath = pathPart.indexOf(';') < 0 ? path : withoutParameters(pathPart) + (q < 0 ? '' : rest.slice(q));
   return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path, routePath, hostField: hostHeader };
 }
 
-const HEX = '0123456789ABCDEF';
-
-function hexVal(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  c |= 0x20;
-  if (c >= 97 && c <= 102) return c - 87;
-  return -1;
-}
-
-function isUnreserved(c: number): boolean {
-  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 45 || c === 46 || c === 95 || c === 126;
-}
+/** A 400 Failure for a path that must not be routed (the RefusePath of the request path). */
+const refusePath: RefusePath = refuse;
 
 /**
- * A segment with encoded separators that an upstream decoding them would read as containing a
- * dot segment: `..%2F`, `%5C..`, and `..%3B` (an encoded `;`: decoded, then its parameters cut,
- * it is `..`; review of session 36: `/x/..%3B/admin` took the catch-all route).
- */
-const HIDDEN_DOT_SEGMENT = /(?:^|%2F|%5C)\.\.?(?:%2F|%5C|%3B|;|$)/;
-
-/**
- * Whether a path may need normalising: a `%`, `\\` or `;`, or a `/` followed by `.` or `/`.
- * One pass; most paths have none of them.
- */
-function needsNormalizing(p: string): boolean {
-  for (let i = 0; i < p.length; i++) {
-    const c = p.charCodeAt(i);
-    if (c === 37 /* % */ || c === 92 /* \ */ || c === 59 /* ; */) return true;
-    if (c === 47 /* / */) {
-      const n = p.charCodeAt(i + 1);
-      if (n === 46 /* . */ || n === 47 /* / */) return true;
-    }
-  }
-  return false;
-}
-
-/**
- * Normalise an absolute path (RFC 3986 §6.2.2): percent-encodings of unreserved
- * characters decoded, other percent-encodings upper-cased, dot segments resolved (§5.2.4;
- * `..` at the root stays at the root), empty segments merged (a trailing `/` kept). Throws a
- * Failure for a malformed percent-encoding, a literal backslash, a dot segment with path
- * parameters, and dot segments hidden behind encoded separators (see the module comment).
+ * Normalise an absolute path (http/path.ts, normalizeSlow). Throws a 400 Failure for a path
+ * that must not be routed (see the module comment).
  */
 export function normalizePath(p: string): string {
-  return needsNormalizing(p) ? normalizeSlow(p) : p; // the common case: nothing to do
-}
-
-/** normalizePath for a path needsNormalizing picked. */
-function normalizeSlow(p: string): string {
-  if (p.indexOf('\\') >= 0) {
-    throw refuse('a backslash in the path: some upstreams read it as "/" (RFC 3986 has no "\\" in a URI; such paths are refused)');
-  }
-  const segs = p.split('/');
-  const out: string[] = [];
-  // segs[0] is '' (the path starts with '/').
-  for (let i = 1; i < segs.length; i++) {
-    const s = decodeSegment(segs[i]!);
-    const last = i === segs.length - 1;
-    if (s === '.' || s === '..') {
-      if (s === '..' && out.length > 0) out.pop();
-      if (last) out.push('');
-      continue;
-    }
-    if (s === '') {
-      // An empty segment: merged with its neighbour, except the last (a trailing "/").
-      if (last) out.push('');
-      continue;
-    }
-    if (s.length > 1 && s.includes('%') && HIDDEN_DOT_SEGMENT.test(s)) {
-      throw refuse('a dot segment behind an encoded slash, backslash or semicolon ("..%2F", "..%3B"); such paths are refused');
-    }
-    if (s.charCodeAt(0) === 46 /* . */ && DOT_SEGMENT_WITH_PARAMETERS.test(s)) {
-      throw refuse('a dot segment with path parameters ("..;x"): upstreams that drop ";" parameters read it as ".."; such paths are refused');
-    }
-    if (s.charCodeAt(0) === 59 /* ; */ && !last) {
-      // `/;x/admin` is `//admin` to an upstream that drops parameters, and `/admin` once it merges slashes.
-      throw refuse('an empty segment with path parameters ("/;x/") before another segment; such paths are refused');
-    }
-    out.push(s);
-  }
-  return '/' + out.join('/');
-}
-
-/** `.` or `..` followed by `;` parameters: a dot segment to Tomcat, Jetty and Spring. */
-const DOT_SEGMENT_WITH_PARAMETERS = /^\.\.?;/;
-
-/** A normalised path without the `;` parameters of its segments (`/a;x/b;y=1` → `/a/b`), for route matching. */
-export function withoutParameters(p: string): string {
-  let out = '';
-  let from = 0;
-  for (;;) {
-    const semi = p.indexOf(';', from);
-    if (semi < 0) return out + p.slice(from);
-    out += p.slice(from, semi);
-    const slash = p.indexOf('/', semi);
-    if (slash < 0) return out;
-    from = slash;
-  }
-}
-
-function decodeSegment(s: string): string {
-  if (s.indexOf('%') < 0) return s;
-  let r = '';
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c !== 37 /* % */) {
-      r += s[i];
-      continue;
-    }
-    const h = i + 2 < s.length ? hexVal(s.charCodeAt(i + 1)) : -1;
-    const l = h < 0 ? -1 : hexVal(s.charCodeAt(i + 2));
-    if (l < 0) throw refuse('a malformed percent-encoding in the path');
-    const v = (h << 4) | l;
-    // %00: the end of the path to an upstream in C or PHP (`/admin%00` is `/admin`); nginx refuses it too.
-    if (v === 0) throw refuse('an encoded NUL ("%00") in the path');
-    r += isUnreserved(v) ? String.fromCharCode(v) : '%' + HEX[h]! + HEX[l]!;
-    i += 2;
-  }
-  return r;
+  return needsNormalizing(p) ? normalizeSlow(p, refusePath) : p; // the common case: nothing to do
 }
