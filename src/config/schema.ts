@@ -7,7 +7,7 @@ import type { ProxyErrorType } from '../failure/types.js';
 import { http2Schema, redirectSchema, reverseListenerTlsSchema } from './tls.js';
 // A token (RFC 9110 §5.6.2): an upgrade protocol's name, a header name; the pattern the parsers judge names with.
 import { TOKEN_RE as TOKEN } from '../http/token.js';
-import { prefixProblem } from '../http/path.js';
+import { escapedSlashProblem, prefixProblem } from '../http/path.js';
 
 
 /**
@@ -366,6 +366,10 @@ export const configSchema = z
       .enum(['drop', 'forward'])
       .default('drop')
       .describe('Request header names with "_" (Transfer_Encoding, X_User): dropped by default, like nginx, since some backends read "_" as "-". "forward" passes them on, except the underscore spellings of fields the gateway writes or reads itself (X_Forwarded_For, X_Request_Id, Content_Length, ...), which are always dropped. Default drop.'),
+    escapedSlashes: z
+      .enum(['keep', 'reject', 'decode'])
+      .default('keep')
+      .describe('Encoded slashes and backslashes (%2F, %5C, any case) in a request path, as Envoy\'s path_with_escaped_slashes_action. "keep": they stay encoded, are not separators and are forwarded so (/admin%2Fpanel takes the / route; an upstream that decodes them, as nginx does, reads /admin/panel; some APIs, such as GitLab\'s, use %2F in identifiers). "reject": a path with one is refused with 400. "decode": %2F is read as "/" and %5C as "\\" before the path is normalised and routed, and the decoded path is forwarded (a backslash is then refused with 400, as a literal one is). A route pathPrefix with %2F or %5C can match only under "keep". See docs/security.md. Default keep.'),
     forwardedHeaders: z
       .enum(['x-forwarded', 'forwarded', 'both', 'none'])
       .default('x-forwarded')
@@ -491,6 +495,11 @@ export function configCrossChecks(raw: unknown): CrossProblem[] {
     if (!isObj(r)) return;
     if (typeof r.cluster === 'string' && !Object.prototype.hasOwnProperty.call(clusters, r.cluster)) {
       out.push({ path: ['routes', i, 'cluster'], message: `no cluster named "${r.cluster}" (known: ${Object.keys(clusters).join(', ') || 'none'})` });
+    }
+    const prefix = isObj(r.match) ? r.match.pathPrefix : undefined;
+    if ((raw.escapedSlashes === 'reject' || raw.escapedSlashes === 'decode') && typeof prefix === 'string' && prefixProblem(prefix) === undefined) {
+      const why = escapedSlashProblem(prefix, raw.escapedSlashes);
+      if (why !== undefined) out.push({ path: ['routes', i, 'match', 'pathPrefix'], message: why });
     }
     if (r.stripPrefix === true && typeof r.rewritePrefix === 'string') {
       out.push({ path: ['routes', i, 'rewritePrefix'], message: 'use either stripPrefix or rewritePrefix, not both' });

@@ -1,3 +1,4 @@
+import type { EscapedSlashes } from '../http/path.js';
 import { RequestIds } from '../http/request-id.js';
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -38,6 +39,8 @@ export interface GatewayContext {
   readonly sendForwarded: boolean;
   /** Drop request header names that contain '_'. */
   readonly dropUnderscoreHeaders: boolean;
+  /** What `%2F` and `%5C` in a path are (escapedSlashes; read only for a path that needs normalising). */
+  readonly escapedSlashes: EscapedSlashes;
   /** Lower-case request id header name. */
   readonly requestIdHeader: string;
   readonly trustIncomingRequestId: boolean;
@@ -227,6 +230,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
     sendXForwarded: cfg.forwardedHeaders === 'x-forwarded' || cfg.forwardedHeaders === 'both',
     sendForwarded: cfg.forwardedHeaders === 'forwarded' || cfg.forwardedHeaders === 'both',
     dropUnderscoreHeaders: cfg.underscoreHeaders === 'drop',
+    escapedSlashes: cfg.escapedSlashes,
     requestIdHeader: cfg.requestId.header.toLowerCase(),
     trustIncomingRequestId: cfg.requestId.trustIncoming,
     configFieldsValid:

@@ -306,7 +306,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         this.#answerAsterisk();
         return;
       }
-      const target = checkRequestTarget(req);
+      const target = checkRequestTarget(req, this.ctx.escapedSlashes);
       const path = (this.#path = target.path);
       const host = (this.#host = target.routeHost);
       this.#hostField = target.hostField ?? '';

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { isIPv6 } from 'node:net';
 import { Failure } from '../failure/index.js';
 import { lowerCase, nameIs } from '../http/token.js';
-import { needsNormalizing, normalizeSlow, withoutParameters, type RefusePath } from '../http/path.js';
+import { needsNormalizing, normalizeSlow, withoutParameters, type EscapedSlashes, type RefusePath } from '../http/path.js';
 
 /**
  * The request-target and Host of a reverse-gateway request, checked and normalised before
@@ -12,7 +12,8 @@ import { needsNormalizing, normalizeSlow, withoutParameters, type RefusePath } f
  *   authority (§3.2.2), not by its Host header.
  * - Path (RFC 3986 §6.2.2): unreserved characters percent-decoded, percent-encodings in
  *   upper case, dot segments (also percent-encoded ones) resolved. `%2F` and `%5C` stay
- *   encoded and are not separators, but a segment that would be a dot segment once an
+ *   encoded and are not separators (under `escapedSlashes: keep`, the default; `reject`
+ *   refuses them, `decode` reads them as `/` and `\` first), but a segment that would be a dot segment once an
  *   upstream decodes them (`..%2F`, `%2F..`, `.%5C`) is refused: it could climb out of the
  *   route's prefix at an upstream that decodes before resolving.
  * - Empty segments are merged (`//admin` is `/admin`, as nginx's `merge_slashes`), a literal
@@ -123,9 +124,10 @@ function routeHostOf(v: string): string {
 /**
  * Check the Host field and the request-target, and normalise the path. Throws a Failure
  * (400 `http_request_error`, the detail says what) for anything that must not be routed.
+ * `escapedSlashes` (the config's) is read only for a path that needs normalising.
  * `url` other than '*' (answered elsewhere).
  */
-export function checkRequestTarget(req: IncomingMessage): RequestTarget {
+export function checkRequestTarget(req: IncomingMessage, escapedSlashes: EscapedSlashes = 'keep'): RequestTarget {
   if (req.httpVersion === '0.9') {
     // llhttp takes a bare `GET /` line as HTTP/0.9: no version, no headers, no Host.
     throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'version_not_supported', detail: 'an HTTP/0.9 request line (no HTTP version); the gateway speaks HTTP/1.0 and 1.1' });
@@ -170,7 +172,7 @@ export function checkRequestTarget(req: IncomingMessage): RequestTarget {
   const rawPath = q < 0 ? rest : rest.slice(0, q);
   // The common path has nothing to normalise and no `;` (needsNormalizing looks for it): one pass.
   if (!needsNormalizing(rawPath)) return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path: rest, routePath: rest, hostField: hostHeader };
-  const pathPart = normalizeSlow(rawPath, refusePath);
+  const pathPart = normalizeSlow(rawPath, refusePath, escapedSlashes);
   const path = q < 0 ? pathPart : pathPart + rest.slice(q);
   const routePath = pathPart.indexOf(';') < 0 ? path : withoutParameters(pathPart) + (q < 0 ? '' : rest.slice(q));
   return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path, routePath, hostField: hostHeader };

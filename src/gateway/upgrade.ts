@@ -213,7 +213,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     try {
       checkHeaderCount(req, maxHeaderCount);
       if (req.url === '*') throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'invalid request-target' });
-      const target = checkRequestTarget(req);
+      const target = checkRequestTarget(req, this.#ctx.escapedSlashes);
       const path = target.path;
       // A body on an upgrade request would turn into tunnel data after a 101: refuse it.
       const cl = req.headers['content-length'];

@@ -9,6 +9,11 @@
 /** Makes the error thrown for a path that must not be routed, from what is wrong with it. */
 export type RefusePath = (detail: string) => Error;
 
+/** The `escapedSlashes` setting: what `%2F` and `%5C` in a path are (config schema). */
+export type EscapedSlashes = 'keep' | 'reject' | 'decode';
+
+const ESCAPED_SLASH = /%2F|%5C/i;
+
 const HEX = '0123456789ABCDEF';
 
 function hexVal(c: number): number {
@@ -49,11 +54,16 @@ export function needsNormalizing(p: string): boolean {
  * Normalise an absolute path (RFC 3986 §6.2.2), for a path needsNormalizing picked:
  * percent-encodings of unreserved characters decoded, other percent-encodings upper-cased,
  * dot segments resolved (§5.2.4; `..` at the root stays at the root), empty segments merged
- * (a trailing `/` kept). Throws `refuse(detail)` for a malformed percent-encoding, `%00`, a
+ * (a trailing `/` kept). `escapedSlashes` other than `keep` first refuses `%2F` and `%5C` or
+ * decodes them to `/` and `\`. Throws `refuse(detail)` for a malformed percent-encoding, `%00`, a
  * literal backslash, a dot segment with path parameters, an empty segment with parameters
  * before another, and dot segments hidden behind encoded separators (request-target.ts).
  */
-export function normalizeSlow(p: string, refuse: RefusePath): string {
+export function normalizeSlow(p: string, refuse: RefusePath, escapedSlashes: EscapedSlashes = 'keep'): string {
+  if (escapedSlashes !== 'keep' && ESCAPED_SLASH.test(p)) {
+    if (escapedSlashes === 'reject') throw refuse('an encoded slash or backslash ("%2F", "%5C") in the path, which escapedSlashes: reject refuses');
+    p = p.replace(/%2F/gi, '/').replace(/%5C/gi, '\\');
+  }
   if (p.indexOf('\\') >= 0) {
     throw refuse('a backslash in the path: some upstreams read it as "/" (RFC 3986 has no "\\" in a URI; such paths are refused)');
   }
@@ -168,4 +178,22 @@ export function prefixProblem(p: string): string | undefined {
   if (normal === p) return undefined;
   const how = RULES.filter(([applies]) => applies(p)).map(([, said]) => said);
   return `${q} can never match: request paths are matched ${how.join(' and ')} (${JSON.stringify(normal)})`;
+}
+
+/**
+ * Why a prefix that prefixProblem accepts can still never match under an `escapedSlashes`
+ * other than `keep`: a request path with `%2F` or `%5C` is then refused, or read with them
+ * decoded, so a prefix holding one takes nothing. Undefined when it can match.
+ */
+export function escapedSlashProblem(p: string, escapedSlashes: EscapedSlashes): string | undefined {
+  if (escapedSlashes === 'keep' || !ESCAPED_SLASH.test(p)) return undefined;
+  const q = JSON.stringify(p);
+  if (escapedSlashes === 'reject') return `${q} can never match: escapedSlashes: reject refuses a request path with "%2F" or "%5C" (400)`;
+  let normal: string;
+  try {
+    normal = withoutParameters(normalizeSlow(p, asError, 'decode'));
+  } catch {
+    return `${q} can never match: escapedSlashes: decode reads "%5C" in a request path as "\\", and a path with a backslash is refused (400)`;
+  }
+  return `${q} can never match: escapedSlashes: decode reads "%2F" in a request path as "/" (${JSON.stringify(normal)})`;
 }

@@ -116,3 +116,35 @@ describe('route path prefixes that can never match are refused', () => {
     }, 'prefixes');
   });
 });
+
+describe('escapedSlashes and route prefixes', () => {
+  const withMode = (mode: string | undefined, prefix: string): string => (mode === undefined ? '' : `escapedSlashes: ${mode}\n`) + configWith([prefix]);
+
+  test('a prefix with %2F or %5C can match only under keep: refused under reject and decode, naming the route and the setting', async () => {
+    const cases: Array<[string | undefined, string, RegExp | undefined]> = [
+      [undefined, '/files%2Fid', undefined],
+      ['keep', '/files%2Fid/', undefined],
+      ['keep', '/a%5Cb', undefined],
+      ['reject', '/files%2Fid', /"\/files%2Fid" can never match: escapedSlashes: reject refuses a request path with "%2F" or "%5C"/],
+      ['reject', '/a%5Cb', /escapedSlashes: reject refuses/],
+      ['decode', '/files%2Fid', /"\/files%2Fid" can never match: escapedSlashes: decode reads "%2F" in a request path as "\/" \("\/files\/id"\)/],
+      ['decode', '/a%5Cb', /escapedSlashes: decode reads "%5C" in a request path as "\\", and a path with a backslash is refused \(400\)/],
+      ['decode', '/files/id', undefined],
+      ['reject', '/a%252Fb', undefined],
+    ];
+    await everyCase(cases, async ([mode, prefix, says]) => {
+      const problems = problemsAt(withMode(mode, prefix));
+      if (says === undefined) return assert.deepEqual(problems, [], `${mode} ${prefix}`);
+      assert.equal(problems.length, 1, `${mode} ${prefix}: ${JSON.stringify(problems)}`);
+      assert.equal(problems[0]!.path, 'routes[0].match.pathPrefix', `${mode} ${prefix}`);
+      assert.match(problems[0]!.message, says, `${mode} ${prefix}`);
+    }, 'cases');
+  });
+
+  test('an unknown setting names the key and the choices', () => {
+    const problems = problemsAt(withMode('drop', '/'));
+    assert.equal(problems.length, 1, JSON.stringify(problems));
+    assert.equal(problems[0]!.path, 'escapedSlashes');
+    assert.match(problems[0]!.message, /keep.*reject.*decode/);
+  });
+});
