@@ -323,11 +323,15 @@ const routeSchema = z
             if (why !== undefined) ctx.addIssue({ code: 'custom', message: why });
           })
           .default('/').describe('Path prefix, matched on segment boundaries against the normalised path (percent-encoded unreserved characters decoded, dot segments resolved, empty segments merged) without its ";" path parameters (/admin;x takes the /admin route); see docs/security.md. A prefix not in that form can never match and is refused (//admin, /admin;x, /a/./b, /%61dmin, /a%2fb, a backslash, %00, "?", "#", a space or non-ASCII character: write it percent-encoded). Default "/".'),
+        caseInsensitive: z
+          .boolean()
+          .default(false)
+          .describe('Compare pathPrefix without ASCII case (A-Z as a-z; percent-encoded and other characters as they are): /ADMIN takes an /admin route. For an upstream whose router ignores case (Express\'s default, ASP.NET, IIS), where /ADMIN is /admin. The path is forwarded as the client spelled it; stripPrefix and rewritePrefix replace the matched part. Default false (compared with case, as nginx and Envoy do).'),
         methods: z.array(z.string().regex(/^[A-Z]+$/, 'methods are upper-case tokens')).optional().describe('Methods. Default: any.'),
         headers: z.record(z.string(), z.string()).optional().describe('Header name → exact value that must be present.'),
       })
       .strict()
-      .default({ pathPrefix: '/' })
+      .default({ pathPrefix: '/', caseInsensitive: false })
       .describe('What a request must have to take this route; every condition given must hold. Default: every request.'),
     cluster: z.string().describe('Name of the cluster to send matching requests to.'),
     stripPrefix: z.boolean().default(false).describe('Remove the matched path prefix before forwarding.'),

@@ -1,4 +1,5 @@
 import type { RouteConfig } from '../config/schema.js';
+import { lowerCase } from '../http/token.js';
 import { parseDuration } from '../config/duration.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { RetryKind, RetryPolicy } from './retry-policy.js';
@@ -11,6 +12,8 @@ export interface Route {
   readonly pathPrefix: string;
   /** Prefix ends in '/', so a plain startsWith is a segment match. */
   readonly prefixIsDir: boolean;
+  /** match.caseInsensitive: `pathPrefix` in lower case, compared without ASCII case; undefined: compared with case. */
+  readonly prefixLower: string | undefined;
   readonly methods: ReadonlySet<string> | undefined;
   readonly headers: ReadonlyArray<readonly [string, string]> | undefined;
   readonly exactHosts: ReadonlySet<string> | undefined;
@@ -49,6 +52,7 @@ export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster, 
     cluster,
     pathPrefix: prefix,
     prefixIsDir: prefix.endsWith('/'),
+    prefixLower: cfg.match.caseInsensitive ? lowerCase(prefix) : undefined,
     methods: cfg.match.methods ? new Set(cfg.match.methods) : undefined,
     headers: cfg.match.headers ? Object.entries(cfg.match.headers).map(([k, v]) => [k.toLowerCase(), v] as const) : undefined,
     exactHosts: hosts ? new Set(exact) : undefined,
@@ -154,10 +158,20 @@ export function allowedUpgrade(r: Route, offered: string | undefined): string | 
 function prefixMatches(r: Route, path: string): boolean {
   const p = r.pathPrefix;
   if (p.length === 1) return true;
-  if (!path.startsWith(p)) return false;
+  if (r.prefixLower === undefined ? !path.startsWith(p) : !startsWithIgnoringCase(path, r.prefixLower)) return false;
   if (r.prefixIsDir || path.length === p.length) return true;
   const c = path.charCodeAt(p.length);
   return c === 47 /* / */ || c === 63 /* ? */;
+}
+
+/** Whether `path` starts with `lower` (lower case) compared without ASCII case: A–Z are a–z, nothing else is folded. */
+function startsWithIgnoringCase(path: string, lower: string): boolean {
+  if (path.length < lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    const c = path.charCodeAt(i);
+    if ((c >= 65 && c <= 90 ? c | 0x20 : c) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 /**
