@@ -1,8 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ServerResponse } from 'node:http';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { RawConn, parseHead } from '../helpers/raw-conn.js';
+import { answerOk, sendRouted, type Routed } from '../helpers/routed.js';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { everyCase, seededRandom, withSeed } from '../helpers/seeded.js';
 
@@ -15,11 +14,6 @@ import { everyCase, seededRandom, withSeed } from '../helpers/seeded.js';
  * without it keep comparing with case.
  */
 
-const ok = (_req: unknown, res: ServerResponse): void => {
-  res.writeHead(200, { 'content-length': '2' });
-  res.end('ok');
-};
-
 let admin: ScriptedUpstream;
 let docs: ScriptedUpstream;
 let api: ScriptedUpstream;
@@ -27,10 +21,10 @@ let pub: ScriptedUpstream;
 let gw: TestGateway;
 
 before(async () => {
-  admin = await startScriptedUpstream(ok);
-  docs = await startScriptedUpstream(ok);
-  api = await startScriptedUpstream(ok);
-  pub = await startScriptedUpstream(ok);
+  admin = await startScriptedUpstream(answerOk);
+  docs = await startScriptedUpstream(answerOk);
+  api = await startScriptedUpstream(answerOk);
+  pub = await startScriptedUpstream(answerOk);
   gw = await startTestGateway({
     clusters: { admin: { endpoints: [admin.url] }, docs: { endpoints: [docs.url] }, api: { endpoints: [api.url] }, pub: { endpoints: [pub.url] } },
     routes: [
@@ -47,22 +41,8 @@ after(async () => {
   for (const u of [admin, docs, api, pub]) await u?.close();
 });
 
-const UPSTREAMS = (): Record<string, ScriptedUpstream> => ({ admin, docs, api, pub });
-
-async function send(target: string): Promise<{ status: number; reached: { upstream: string; url: string } | undefined }> {
-  const ups = UPSTREAMS();
-  const counts = Object.fromEntries(Object.entries(ups).map(([k, u]) => [k, u.received.length]));
-  const conn = new RawConn(gw.port);
-  let text: string;
-  try {
-    await conn.write(`GET ${target} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n`);
-    text = await conn.closed(10_000);
-  } finally {
-    conn.destroy();
-  }
-  const got = Object.entries(ups).filter(([k, u]) => u.received.length > counts[k]!);
-  assert.ok(got.length <= 1, `${target} reached ${got.map(([k]) => k).join(' and ')}`);
-  return { status: parseHead(text)?.status ?? 0, reached: got.length === 0 ? undefined : { upstream: got[0]![0], url: got[0]![1].received.at(-1)!.url } };
+async function send(target: string): Promise<Routed> {
+  return sendRouted(gw.port, target, { admin, docs, api, pub });
 }
 
 describe('match.caseInsensitive', () => {

@@ -1,11 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
+import { answerOk, sendRouted, type Routed } from '../helpers/routed.js';
 import { everyCase, seededRandom, withSeed } from '../helpers/seeded.js';
 
 /**
@@ -22,11 +23,6 @@ import { everyCase, seededRandom, withSeed } from '../helpers/seeded.js';
  * the unset gateway routes and forwards the path with its escaped slashes decoded.
  */
 
-const ok = (_req: unknown, res: ServerResponse): void => {
-  res.writeHead(200, { 'content-length': '2' });
-  res.end('ok');
-};
-
 let admin: ScriptedUpstream;
 let files: ScriptedUpstream;
 let pub: ScriptedUpstream;
@@ -37,10 +33,10 @@ const wsSockets = new Set<Duplex>();
 const gws: Record<'unset' | 'keep' | 'reject' | 'decode', TestGateway | undefined> = { unset: undefined, keep: undefined, reject: undefined, decode: undefined };
 
 before(async () => {
-  admin = await startScriptedUpstream(ok);
-  files = await startScriptedUpstream(ok);
-  pub = await startScriptedUpstream(ok);
-  ws = createServer(ok);
+  admin = await startScriptedUpstream(answerOk);
+  files = await startScriptedUpstream(answerOk);
+  pub = await startScriptedUpstream(answerOk);
+  ws = createServer(answerOk);
   ws.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
     wsSeen.push(req.url!);
     wsSockets.add(socket);
@@ -71,29 +67,8 @@ after(async () => {
   await new Promise<void>((r) => (ws ? ws.close(() => r()) : r()));
 });
 
-interface Outcome {
-  status: number;
-  /** Which upstream got the request, and the request-target it got; undefined when none did. */
-  reached: { upstream: string; url: string } | undefined;
-  proxyStatus: string | undefined;
-}
-
-async function send(gw: TestGateway, target: string): Promise<Outcome> {
-  const ups = { admin, files, pub };
-  const counts = Object.fromEntries(Object.entries(ups).map(([k, u]) => [k, u.received.length]));
-  const conn = new RawConn(gw.port);
-  let text: string;
-  try {
-    await conn.write(`GET ${target} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n`);
-    text = await conn.closed(10_000);
-  } finally {
-    conn.destroy();
-  }
-  const head = parseHead(text);
-  const got = Object.entries(ups).filter(([k, u]) => u.received.length > counts[k]!);
-  assert.ok(got.length <= 1, `${target} reached ${got.map(([k]) => k).join(' and ')}`);
-  const reached = got.length === 0 ? undefined : { upstream: got[0]![0], url: got[0]![1].received.at(-1)!.url };
-  return { status: head?.status ?? 0, reached, proxyStatus: head?.get('proxy-status') };
+async function send(gw: TestGateway, target: string): Promise<Routed> {
+  return sendRouted(gw.port, target, { admin, files, pub });
 }
 
 const ESCAPED = /%2F|%5C/i;
@@ -104,7 +79,7 @@ function decoded(target: string): string {
   return path.replace(/%2F/gi, '/').replace(/%5C/gi, '\\') + (q < 0 ? '' : target.slice(q));
 }
 
-function refused(o: Outcome, target: string): void {
+function refused(o: Routed, target: string): void {
   assert.equal(o.status, 400, target);
   assert.equal(o.reached, undefined, `${target} reached ${JSON.stringify(o.reached)}`);
   assert.match(o.proxyStatus ?? '', /error=http_request_error/, target);
