@@ -89,9 +89,10 @@ export function normalizeSlow(p: string, refuse: RefusePath, escapedSlashes: Esc
     if (s.charCodeAt(0) === 46 /* . */ && DOT_SEGMENT_WITH_PARAMETERS.test(s)) {
       throw refuse('a dot segment with path parameters ("..;x"): upstreams that drop ";" parameters read it as ".."; such paths are refused');
     }
-    if (s.charCodeAt(0) === 59 /* ; */ && !last) {
-      // `/;x/admin` is `//admin` to an upstream that drops parameters, and `/admin` once it merges slashes.
-      throw refuse('an empty segment with path parameters ("/;x/") before another segment; such paths are refused');
+    if ((s.charCodeAt(0) === 59 /* ; */ || s.startsWith('%3B')) && !last) {
+      // `/;x/admin` is `//admin` to an upstream that drops parameters, and `/admin` once it merges slashes;
+      // `/%3B/admin` too at one that decodes first (decodeSegment wrote the encoding in upper case).
+      throw refuse('an empty segment with path parameters ("/;x/", "/%3B/") before another segment; such paths are refused');
     }
     out.push(s);
   }
