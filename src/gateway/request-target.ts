@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { isIPv6 } from 'node:net';
 import { Failure } from '../failure/index.js';
 import { lowerCase, nameIs } from '../http/token.js';
-import { needsNormalizing, normalizeSlow, withoutParameters, type EscapedSlashes, type RefusePath } from '../http/path.js';
+import { hasParameters, needsNormalizing, normalizeSlow, withoutParameters, type EscapedSlashes, type RefusePath } from '../http/path.js';
 
 /**
  * The request-target and Host of a reverse-gateway request, checked and normalised before
@@ -22,7 +22,8 @@ import { needsNormalizing, normalizeSlow, withoutParameters, type EscapedSlashes
  *   that merge slashes, read `\` as `/` or drop `;params` (Tomcat, Jetty, Spring) would read
  *   such a path as another route's.
  * - `;` path parameters stay in the path forwarded, but routes are matched on the path
- *   without them (`routePath`): `/admin;x` takes the `/admin` route.
+ *   without them (`routePath`): `/admin;x` takes the `/admin` route, and so does `/admin%3Bx`
+ *   (an upstream that decodes before dropping parameters reads `/admin`).
  * - `%00` in the path is refused (the end of the path to a C or PHP upstream).
  * - A `#` anywhere in the request-target is refused (a fragment is never sent; HAProxy,
  *   CVE-2023-45539).
@@ -174,7 +175,7 @@ export function checkRequestTarget(req: IncomingMessage, escapedSlashes: Escaped
   if (!needsNormalizing(rawPath)) return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path: rest, routePath: rest, hostField: hostHeader };
   const pathPart = normalizeSlow(rawPath, refusePath, escapedSlashes);
   const path = q < 0 ? pathPart : pathPart + rest.slice(q);
-  const routePath = pathPart.indexOf(';') < 0 ? path : withoutParameters(pathPart) + (q < 0 ? '' : rest.slice(q));
+  const routePath = !hasParameters(pathPart) ? path : withoutParameters(pathPart) + (q < 0 ? '' : rest.slice(q));
   return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path, routePath, hostField: hostHeader };
 }
 

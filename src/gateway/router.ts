@@ -189,7 +189,7 @@ export function rewritePath(r: Route, path: string, routePath: string = path): s
   return base + rest;
 }
 
-/** Where the route's prefix ends in a path that has `;` parameters (the prefix matched the path without them). */
+/** Where the route's prefix ends in a path that has `;` (or `%3B`) parameters (the prefix matched the path without them). */
 function prefixEndWithParameters(r: Route, path: string): number {
   const k = r.pathPrefix.length;
   let i = 0;
@@ -198,12 +198,18 @@ function prefixEndWithParameters(r: Route, path: string): number {
     while (i < path.length && path.charCodeAt(i) !== 47 /* / */ && path.charCodeAt(i) !== 63 /* ? */) i++;
   };
   while (j < k && i < path.length) {
-    if (path.charCodeAt(i) === 59 /* ; */) skipParameters();
+    if (parametersStart(path, i)) skipParameters();
     else {
       i++;
       j++;
     }
   }
-  if (!r.prefixIsDir && path.charCodeAt(i) === 59) skipParameters();
+  if (!r.prefixIsDir && parametersStart(path, i)) skipParameters();
   return i;
+}
+
+/** Segment parameters open at `i`: `;`, or `%3B` (upper case in a normalised path; withoutParameters). */
+function parametersStart(path: string, i: number): boolean {
+  const c = path.charCodeAt(i);
+  return c === 59 /* ; */ || (c === 37 /* % */ && path.startsWith('%3B', i));
 }

@@ -102,18 +102,35 @@ export function normalizeSlow(p: string, refuse: RefusePath, escapedSlashes: Esc
 /** `.` or `..` followed by `;` parameters: a dot segment to Tomcat, Jetty and Spring. */
 const DOT_SEGMENT_WITH_PARAMETERS = /^\.\.?;/;
 
-/** A normalised path without the `;` parameters of its segments (`/a;x/b;y=1` → `/a/b`), for route matching. */
+/**
+ * A normalised path without the `;` parameters of its segments (`/a;x/b;y=1` → `/a/b`), for route
+ * matching. An encoded `;` (`%3B`, upper case once normalised) opens parameters too: an upstream
+ * that decodes before it drops parameters reads `/admin%3Bx` as `/admin` (review of session 36:
+ * it took the catch-all route).
+ */
 export function withoutParameters(p: string): string {
   let out = '';
   let from = 0;
   for (;;) {
-    const semi = p.indexOf(';', from);
+    const semi = parametersAt(p, from);
     if (semi < 0) return out + p.slice(from);
     out += p.slice(from, semi);
     const slash = p.indexOf('/', semi);
     if (slash < 0) return out;
     from = slash;
   }
+}
+
+/** Where the next segment parameters start in a normalised path from `from` (`;` or `%3B`), or -1. */
+function parametersAt(p: string, from: number): number {
+  const semi = p.indexOf(';', from);
+  const encoded = p.indexOf('%3B', from);
+  return semi < 0 ? encoded : encoded < 0 ? semi : Math.min(semi, encoded);
+}
+
+/** Whether a normalised path has segment parameters (`;` or `%3B`): its route is matched without them. */
+export function hasParameters(p: string): boolean {
+  return p.indexOf(';') >= 0 || p.indexOf('%3B') >= 0;
 }
 
 function decodeSegment(s: string, refuse: RefusePath): string {
@@ -142,7 +159,7 @@ const asError: RefusePath = (detail) => new Error(detail);
 /** What the normalisation does to a path that changes it, each as "request paths are matched …". */
 const RULES: ReadonlyArray<readonly [(p: string) => boolean, string]> = [
   [(p) => p.includes('//'), 'with empty segments merged'],
-  [(p) => p.includes(';'), 'without their ";" parameters'],
+  [(p) => p.includes(';') || /%3b/i.test(p), 'without their ";" (or "%3B") parameters'],
   [(p) => p.split('/').some((s) => /^(?:\.|%2e){1,2}$/i.test(s)), 'with dot segments resolved'],
   [(p) => encodings(p).some((e) => isUnreserved(parseInt(e, 16))), 'with percent-encoded unreserved characters decoded'],
   [(p) => encodings(p).some((e) => !isUnreserved(parseInt(e, 16)) && e !== e.toUpperCase()), 'with percent-encodings in upper case'],

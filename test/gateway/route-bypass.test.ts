@@ -98,7 +98,7 @@ async function probe(target: string): Promise<{ status: number; got: string | un
 describe('route matching: a public route never carries a protected path', () => {
   test('the probes that reached the public cluster (merged slashes, path parameters, backslash)', { timeout: 60_000 }, async () => {
     await everyCase(
-      ['//admin', '///admin/x', '/admin;x', '/admin;jsessionid=1/x', '/private;x/a', '/x/..;/admin', '/x/.;/../admin', '/\\admin', '/x\\..\\admin', '//private//a', '/x/..%3B/admin', '/x/..%3b/admin', '/x/.%3bx/../admin', '/x/%2e%2e%3B/admin'],
+      ['//admin', '///admin/x', '/admin;x', '/admin;jsessionid=1/x', '/private;x/a', '/x/..;/admin', '/x/.;/../admin', '/\\admin', '/x\\..\\admin', '//private//a', '/x/..%3B/admin', '/x/..%3b/admin', '/admin%3Bx', '/private%3bx/a', '/x/.%3bx/../admin', '/x/%2e%2e%3B/admin'],
       async (t) => {
         await probe(t);
       },
@@ -117,6 +117,11 @@ describe('route matching: a public route never carries a protected path', () => 
       ['/rw;x?q=1', admin, '/v2?q=1'],
       ['/strip;k=v/a;b/c', priv, '/a;b/c'],
       ['/x;y', pub, '/x;y'],
+      ['/admin%3Bx', admin, '/admin%3Bx'],
+      ['/admin%3bjsessionid=1/x', admin, '/admin%3Bjsessionid=1/x'],
+      ['/private%3Bx/a', priv, '/private%3Bx/a'],
+      ['/rw%3Bx/y?q=1', admin, '/v2/y?q=1'],
+      ['/strip%3Bk=v/a%3Bb/c', priv, '/a%3Bb/c'],
       ['/x/..;/admin', 400],
       ['/x/.;a/../admin', 400],
       ['/x/%2e%2e;/admin', 400],
