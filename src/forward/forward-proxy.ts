@@ -312,7 +312,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     dialer,
     udpDialer,
     direct,
-    meter: new Meter({ onBytes: (u, dir, n) => plans.record(u, dir, n) }),
+    meter: new Meter({ onBytes: (u, dir, n, since) => plans.record(u, dir, n, since) }),
     limits: new ConcurrencyLimits(),
     shared,
     tracker,

@@ -114,7 +114,7 @@ export class Meter extends EventEmitter<MeterEvents> {
   readonly #destinations = new Map<string, Counters>();
   readonly #maxDestinations: number;
   /** Called for every byte count (quotas feed on it); negative for bytes taken back (`MeterSession.undelivered`). */
-  onBytes: ((user: string | null, dir: 'up' | 'down', n: number) => void) | undefined;
+  onBytes: ((user: string | null, dir: 'up' | 'down', n: number, since?: number) => void) | undefined;
   /**
    * Whether anyone reads the records (an access log, a hook, a channel subscriber); when it
    * says no, `finish` counts without building the record (about 40 fields per request or tunnel).
@@ -126,7 +126,7 @@ export class Meter extends EventEmitter<MeterEvents> {
   /** The waits of `settled()` for `live` to reach 0 (none mostly: only a drain waits). */
   #settled: (() => void)[] | undefined;
 
-  constructor(opts: { maxDestinations?: number; onBytes?: (user: string | null, dir: 'up' | 'down', n: number) => void } = {}) {
+  constructor(opts: { maxDestinations?: number; onBytes?: (user: string | null, dir: 'up' | 'down', n: number, since?: number) => void } = {}) {
     super();
     this.#maxDestinations = opts.maxDestinations ?? 10_000;
     this.onBytes = opts.onBytes;
@@ -166,15 +166,18 @@ export class Meter extends EventEmitter<MeterEvents> {
   }
 
   /** @internal — used by MeterSession. */
-  add(user: string | null, destination: string | null | undefined, field: keyof Counters, n: number): void {
+  add(user: string | null, destination: string | null | undefined, field: keyof Counters, n: number, since?: number): void {
     if (n === 0) return;
-    this.addTo(this.userCounters(user), destination ? this.destinationCounters(destination) : undefined, user, field, n);
+    this.addTo(this.userCounters(user), destination ? this.destinationCounters(destination) : undefined, user, field, n, since);
   }
 
-  /** @internal — count into counters already looked up (a session keeps its own). */
-  addTo(uc: Counters, dc: Counters | undefined, user: string | null, field: keyof Counters, n: number): void {
+  /**
+   * @internal — count into counters already looked up (a session keeps its own). `since`: for
+   * bytes taken back (negative `n`), when (epoch ms) the session that counted them began.
+   */
+  addTo(uc: Counters, dc: Counters | undefined, user: string | null, field: keyof Counters, n: number, since?: number): void {
     if (n === 0) return;
-    if (this.onBytes && (field === 'bytesUp' || field === 'bytesDown')) this.onBytes(user, field === 'bytesUp' ? 'up' : 'down', n);
+    if (this.onBytes && (field === 'bytesUp' || field === 'bytesDown')) this.onBytes(user, field === 'bytesUp' ? 'up' : 'down', n, since);
     bump(this.#totals, field, n);
     bump(uc, field, n);
     if (dc) bump(dc, field, n);
@@ -274,13 +277,15 @@ export class MeterSession {
     const back = Math.min(n, this.bytesDown);
     if (!(back > 0)) return;
     this.bytesDown -= back;
-    this.#count(this.destination, 'bytesDown', -back);
+    // With when the session began: the usage takes them back only from periods (day, month)
+    // the session lies wholly in (bytes counted before a midnight are not taken from the new day).
+    this.#count(this.destination, 'bytesDown', -back, performance.timeOrigin + this.#started);
   }
 
   /** Count into the meter; the session's own user and destination without map lookups. */
-  #count(destination: string | null, field: keyof Counters, n: number): void {
+  #count(destination: string | null, field: keyof Counters, n: number, since?: number): void {
     if (destination !== this.destination) {
-      this.#meter.add(this.user, destination, field, n);
+      this.#meter.add(this.user, destination, field, n, since);
       return;
     }
     if (this.#uc === undefined || this.#countedUser !== this.user || this.#countedDestination !== destination) {
@@ -289,7 +294,7 @@ export class MeterSession {
       this.#countedUser = this.user;
       this.#countedDestination = destination;
     }
-    this.#meter.addTo(this.#uc, this.#dc, this.user, field, n);
+    this.#meter.addTo(this.#uc, this.#dc, this.user, field, n, since);
   }
 
   /** One datagram relayed; bytes are the payload size. */

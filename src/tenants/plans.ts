@@ -350,10 +350,14 @@ export class PlanEnforcer {
     return b === undefined ? undefined : this.#refusal(user, b, now);
   }
 
-  /** Count bytes moved for a user (the meter calls this, for every chunk). */
-  record(user: string | null, dir: Direction, n: number): void {
+  /**
+   * Count bytes moved for a user (the meter calls this, for every chunk). Negative: bytes taken
+   * back, counted by a session that began at `since` (epoch ms; the ledger takes them only from
+   * periods that session lies in).
+   */
+  record(user: string | null, dir: Direction, n: number, since?: number): void {
     if (user === null || n === 0) return;
-    this.ledger.add(user, dir, n);
+    this.ledger.add(user, dir, n, since);
     // Bytes taken back (counted, then never delivered: MeterSession.undelivered) only lower the usage.
     if (n < 0) return;
     if (this.#traffic.size !== 0) {

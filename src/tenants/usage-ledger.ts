@@ -56,6 +56,10 @@ class Account {
   known: Record<Period, Partial<Record<Direction, number>>> = { day: {}, month: {} };
   /** When `known` last came from the store, per period and direction (0: never). */
   knownAt: Record<Period, Record<Direction, number>> = { day: { up: 0, down: 0 }, month: { up: 0, down: 0 } };
+  /** Writes sent per period and direction (a reply is the store's latest total only for the last one sent). */
+  sent: Record<Period, Record<Direction, number>> = { day: { up: 0, down: 0 }, month: { up: 0, down: 0 } };
+  /** Byte writes in flight per period (a read replaces `known` only when none is). */
+  inflight: Record<Period, number> = { day: 0, month: 0 };
 
   constructor(user: string, day: PeriodSpan, month: PeriodSpan) {
     this.user = user;
@@ -160,10 +164,23 @@ export class UsageLedger {
     return a;
   }
 
-  /** Count `n` bytes in a direction, or `n` requests. */
-  add(user: string, field: keyof Counts, n: number): void {
+  /**
+   * Count `n` bytes in a direction, or `n` requests. A negative `n` takes bytes back (counted,
+   * then never delivered: MeterSession.undelivered); `since`, when the session that counted them
+   * began: they are taken back only from a current period that began before it (the bytes were
+   * counted in it), never from a period begun since (before, a take-back after midnight lowered
+   * the new day, even below 0, and the old day kept the bytes). A period ended since keeps them:
+   * under-counted never, over-counted by at most the bytes taken back.
+   */
+  add(user: string, field: keyof Counts, n: number, since?: number): void {
     const a = this.#account(user, this.#now());
-    a.pending[field] += n;
+    if (n < 0 && since !== undefined && field !== 'requests') {
+      const inDay = since >= a.day.start;
+      const inMonth = since >= a.month.start;
+      if (!inMonth) return; // a new month is a new day too
+      if (!inDay) a.retry.month[field] += n; // owed to the month only
+      else a.pending[field] += n;
+    } else a.pending[field] += n;
     this.#dirty.add(a);
     this.#schedule();
   }
@@ -179,7 +196,7 @@ export class UsageLedger {
   /** The best local figure for a user's usage in the current period: last known store total plus what waits here. */
   estimate(user: string, period: Period, dir: Direction): number {
     const a = this.#account(user, this.#now());
-    return (a.known[period][dir] ?? 0) + a.waiting(period, dir);
+    return Math.max(0, (a.known[period][dir] ?? 0) + a.waiting(period, dir));
   }
 
   /**
@@ -192,7 +209,7 @@ export class UsageLedger {
     const at = a.knownAt[period];
     if (!(now - at.up < maxAgeMs && now - at.down < maxAgeMs)) return undefined;
     const k = a.known[period];
-    return { span: period === 'day' ? a.day : a.month, up: (k.up ?? 0) + a.waiting(period, 'up'), down: (k.down ?? 0) + a.waiting(period, 'down') };
+    return { span: period === 'day' ? a.day : a.month, up: Math.max(0, (k.up ?? 0) + a.waiting(period, 'up')), down: Math.max(0, (k.down ?? 0) + a.waiting(period, 'down')) };
   }
 
   /** The user's usage hash for the current period and what waits here for it (not yet in the store). */
@@ -206,9 +223,7 @@ export class UsageLedger {
     const now = this.#now();
     const a = this.#account(user, now);
     if (a.key(period) !== key) return;
-    const k = a.known[period];
-    k.up = Math.max(k.up ?? 0, used.up);
-    k.down = Math.max(k.down ?? 0, used.down);
+    learnTotals(a, period, used.up, used.down);
     a.knownAt[period] = { up: now, down: now };
   }
 
@@ -220,13 +235,11 @@ export class UsageLedger {
     const used = await this.#store.hgetall(key);
     // The account may have moved on to a new period while the read was in flight.
     if (a.key(period) === key) {
-      const k = a.known[period];
-      k.up = Math.max(k.up ?? 0, used.up ?? 0);
-      k.down = Math.max(k.down ?? 0, used.down ?? 0);
+      learnTotals(a, period, used.up ?? 0, used.down ?? 0);
       a.knownAt[period] = { up: this.#now(), down: this.#now() };
     }
     const span = period === 'day' ? a.day : a.month;
-    return { span, up: (used.up ?? 0) + a.waiting(period, 'up'), down: (used.down ?? 0) + a.waiting(period, 'down') };
+    return { span, up: Math.max(0, (used.up ?? 0) + a.waiting(period, 'up')), down: Math.max(0, (used.down ?? 0) + a.waiting(period, 'down')) };
   }
 
   /** Write every account's waiting counts. */
@@ -262,6 +275,16 @@ export class UsageLedger {
     this.#schedule();
   }
 
+  /** A period's total went below 0: put `n` back (owed, like any count, if the store is away). */
+  #correct(a: Account, span: PeriodSpan, key: string, field: Direction, n: number): void {
+    const w = this.#store.hincrby(key, field, n, KEEP_MS[span.period]).then(
+      () => undefined,
+      () => this.#requeue(a, span, key, field, n),
+    );
+    this.#writes.add(w);
+    void w.finally(() => this.#writes.delete(w));
+  }
+
   #write(a: Account): void {
     const p = a.pending;
     a.pending = zero();
@@ -288,18 +311,33 @@ export class UsageLedger {
     for (const field of ['up', 'down', 'requests'] as const) {
       const n = counts[field];
       if (n === 0) continue;
+      const bytes = field !== 'requests';
+      let seq = 0;
+      if (bytes) {
+        seq = ++a.sent[period][field];
+        a.inflight[period]++;
+      }
       const w = this.#store.hincrby(key, field, n, KEEP_MS[period]).then(
         (total) => {
-          if (field === 'requests') return;
-          // Only while the account still counts in that period.
+          if (!bytes) return;
+          a.inflight[period]--;
+          if (total < 0) {
+            // Taken back more than the store holds (it lost its counts: a restart, an expiry): the period stays at 0.
+            this.#correct(a, span, key, field, -total);
+            total = 0;
+          }
+          // Only while the account still counts in that period. The last write's reply is the
+          // store's total (a take-back lowers it, and so the estimate: before, the estimate kept
+          // the maximum and went back up to the bytes taken back); an earlier one's may be older.
           if (a.key(period) === key) {
             const k = a.known[period];
-            k[field] = Math.max(k[field] ?? 0, total);
+            k[field] = seq === a.sent[period][field] ? total : Math.max(k[field] ?? 0, total);
             a.knownAt[period][field] = this.#now();
           }
           this.#onTotal?.(a.user, span, field, total);
         },
         () => {
+          if (bytes) a.inflight[period]--;
           // Not written (the store is unreachable): owed with the next write, to the period it was counted in.
           this.#requeue(a, span, key, field, n);
         },
@@ -307,6 +345,22 @@ export class UsageLedger {
       this.#writes.add(w);
       void w.finally(() => this.#writes.delete(w));
     }
+  }
+}
+
+/**
+ * The store's totals for a period, read: replace what is known when no write of the period is in
+ * flight (a take-back, here or on another node, lowers them), else only raise it (the read may
+ * be older than a write's reply).
+ */
+function learnTotals(a: Account, period: Period, up: number, down: number): void {
+  const k = a.known[period];
+  if (a.inflight[period] === 0) {
+    k.up = Math.max(0, up);
+    k.down = Math.max(0, down);
+  } else {
+    k.up = Math.max(k.up ?? 0, up);
+    k.down = Math.max(k.down ?? 0, down);
   }
 }
 
