@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { CLIENT_CLOSED_STATUS, Failure, classify, type EndedBy } from '../failure/index.js';
-import { kSocketUser, unsentBytes, type SlottedSocket } from '../net/index.js';
+import { kSocketUser, unsentBytes, writeHandle, type SlottedSocket, type WriteHandle } from '../net/index.js';
 import { nameIs } from '../http/token.js';
 import { stripHopByHop, transferCodingRefusal, viaValue, fieldText, type RawField } from '../http/headers.js';
 import type { MeterSession, PlanEnforcer } from '../tenants/index.js';
@@ -93,7 +93,9 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   #tail: SlottedSocket | undefined;
   /** The socket's `bytesWritten` once the whole answer was written to it (its last byte's place). */
   #tailEnd = 0;
-  /** Bytes of the answer not yet in the kernel when the drain cut its connection (`cutAtDrain`). */
+  /** The tail's socket's handle, kept to read libuv's queue in the socket's 'error' (the handle is gone from the socket then). */
+  #tailHandle: WriteHandle | undefined;
+  /** Bytes of the answer not yet in the kernel when its connection was cut: by the drain (`cutAtDrain`), or an error (a reset, `#onTailError`). */
   #unsentAtCut: number | undefined;
   readonly #plans: PlanEnforcer | undefined;
   readonly #user: string | null;
@@ -130,8 +132,9 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     if (tail !== undefined) {
       // Its connection closed with the answer's tail still in the socket's buffer: cut short.
       // What was not handed to the kernel never left: taken back from the count. Measured at the
-      // drain's cut, before the socket was destroyed; otherwise (the client's reset) what Node
-      // itself still held then.
+      // drain's cut, before the socket was destroyed, or in the socket's 'error' (the client's
+      // reset), with libuv's queue still counted; otherwise (the socket closed without an
+      // error) what Node's stream itself still held (libuv's queue no longer counts by now).
       const unsent = this.#unsentAtCut ?? Math.max(0, this.#tailEnd - tail.bytesWritten);
       this.#session.undelivered(unsent);
       this.#settle({ status: this.#res.statusCode, endedBy: 'client', unsent });
@@ -154,7 +157,10 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     this.#timer.stop();
     this.#res.off('close', this.#onResClose);
     const tail = this.#tail;
-    if (tail !== undefined && tail[kSocketUser] === this) tail[kSocketUser] = undefined;
+    if (tail !== undefined) {
+      if (tail[kSocketUser] === this) tail[kSocketUser] = undefined;
+      tail.off('error', this.#onTailError);
+    }
     this.#done(o);
   }
 
@@ -169,6 +175,19 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     const later = tail.bytesWritten - this.#tailEnd;
     this.#unsentAtCut = Math.max(0, unsentBytes(tail) - later);
   }
+
+  /**
+   * The tail's socket failed (the client reset it): Node has destroyed it, and its 'close'
+   * (then the response's, `#onResClose`) comes later, by when `bytesWritten` no longer counts
+   * libuv's queue. Read here, with the handle kept from before: what libuv still held never
+   * reached the kernel (before, read at the close, none of it was taken back).
+   */
+  readonly #onTailError = (): void => {
+    const tail = this.#tail;
+    if (tail === undefined || this.#settled || this.#unsentAtCut !== undefined) return;
+    const later = tail.bytesWritten - this.#tailEnd;
+    this.#unsentAtCut = Math.max(0, unsentBytes(tail, this.#tailHandle) - later);
+  };
 
   onConnect(abort: (err?: Error) => void): void {
     this.#abort = abort;
@@ -304,6 +323,8 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
       // drain's cut can ask it first how much is unsent (`cutAtDrain`).
       this.#tail = socket;
       this.#tailEnd = socket.bytesWritten;
+      this.#tailHandle = writeHandle(socket);
+      socket.once('error', this.#onTailError);
       if (socket[kSocketUser] === undefined) socket[kSocketUser] = this;
       this.#timer.pause(performance.now());
       res.once('finish', this.#onWritten);
