@@ -4,9 +4,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { request } from 'undici';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
+import { withCacheGateway } from './cache-gateway.js';
 import { seededRandom, shuffle, withSeed } from '../helpers/seeded.js';
-import { endedRecords, within } from '../helpers/ended-records.js';
+import { within } from '../helpers/ended-records.js';
 import { until } from '../helpers/until.js';
 
 /**
@@ -56,15 +56,7 @@ test('a collapsed waiter woken to another stored response sends that response\'s
     }
     answer(req, res);
   });
-  const records = endedRecords();
-  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
-  try {
-    g = await startTestGateway({
-      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
-      routes: [{ name: 'c', cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '30s' } }],
-    } as never);
-    const gw = g;
-    const base = gw.url.replace(/\/$/, '');
+  await withCacheGateway(up, { routes: [{ name: 'c', cache: { collapseWait: '30s' } }] }, async ({ g: gw, base, records }) => {
     const cache = gw.gw.ctx.cache!;
     const cases: Case[] = [];
     for (const before of ['nothing', 'etag', 'none'] as const) for (const after of ['etag', 'none'] as const) cases.push({ before, after });
@@ -117,9 +109,5 @@ test('a collapsed waiter woken to another stored response sends that response\'s
       }
       assert.deepEqual(failed, [], `${failed.length} of ${cases.length} cases failed:\n${failed.join('\n')}`);
     });
-  } finally {
-    records.close();
-    await g?.close();
-    await up.close();
-  }
+  });
 });
