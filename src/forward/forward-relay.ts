@@ -172,8 +172,16 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   cutAtDrain(): void {
     const tail = this.#tail;
     if (tail === undefined || this.#settled) return;
-    const later = tail.bytesWritten - this.#tailEnd;
-    this.#unsentAtCut = Math.max(0, unsentBytes(tail) - later);
+    this.#unsentAtCut = this.#tailUnsent(tail);
+  }
+
+  /**
+   * What of this answer's tail has not reached the kernel: the socket's unsent bytes less those
+   * of later answers of the connection, which sit behind it. `handle` is the one kept from
+   * before an error destroyed the socket (`#onTailError`).
+   */
+  #tailUnsent(tail: SlottedSocket, handle?: WriteHandle): number {
+    return Math.max(0, unsentBytes(tail, handle) - (tail.bytesWritten - this.#tailEnd));
   }
 
   /**
@@ -185,8 +193,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   readonly #onTailError = (): void => {
     const tail = this.#tail;
     if (tail === undefined || this.#settled || this.#unsentAtCut !== undefined) return;
-    const later = tail.bytesWritten - this.#tailEnd;
-    this.#unsentAtCut = Math.max(0, unsentBytes(tail, this.#tailHandle) - later);
+    this.#unsentAtCut = this.#tailUnsent(tail, this.#tailHandle);
   };
 
   onConnect(abort: (err?: Error) => void): void {
@@ -416,7 +423,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     const tail = this.#tail;
     if (tail !== undefined) {
       // The whole answer had come; its tail never left: taken back, and nothing to abort upstream.
-      this.#session.undelivered(Math.max(0, unsentBytes(tail) - (tail.bytesWritten - this.#tailEnd)));
+      this.#session.undelivered(this.#tailUnsent(tail));
       this.#res.destroy();
       this.#settle({ status: this.#res.statusCode, error: f, endedBy: 'client' });
       return;

@@ -181,11 +181,3 @@ export function checkRequestTarget(req: IncomingMessage, escapedSlashes: Escaped
 
 /** A 400 Failure for a path that must not be routed (the RefusePath of the request path). */
 const refusePath: RefusePath = refuse;
-
-/**
- * Normalise an absolute path (http/path.ts, normalizeSlow). Throws a 400 Failure for a path
- * that must not be routed (see the module comment).
- */
-export function normalizePath(p: string): string {
-  return needsNormalizing(p) ? normalizeSlow(p, refusePath) : p; // the common case: nothing to do
-}

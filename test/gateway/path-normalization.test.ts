@@ -1,7 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
-import { normalizePath } from '../../src/gateway/request-target.js';
+import { needsNormalizing, normalizeSlow } from '../../src/http/path.js';
+
+/** The request path's normalisation as the gateway applies it (request-target.ts): a refusal throws. */
+function normalizePath(p: string): string {
+  return needsNormalizing(p) ? normalizeSlow(p, (detail) => new Error(detail)) : p;
+}
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
