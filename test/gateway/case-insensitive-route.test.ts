@@ -1,8 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { answerOk, sendRouted, type Routed } from '../helpers/routed.js';
-import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
+import type { TestGateway } from '../helpers/gateway.js';
+import { sendRouted, startOkClusters, type OkClusters, type Routed } from '../helpers/routed.js';
+import type { ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { everyCase, seededRandom, withSeed } from '../helpers/seeded.js';
 
 /**
@@ -14,6 +14,7 @@ import { everyCase, seededRandom, withSeed } from '../helpers/seeded.js';
  * without it keep comparing with case.
  */
 
+let rig: OkClusters<'admin' | 'docs' | 'api' | 'pub'> | undefined;
 let admin: ScriptedUpstream;
 let docs: ScriptedUpstream;
 let api: ScriptedUpstream;
@@ -21,12 +22,7 @@ let pub: ScriptedUpstream;
 let gw: TestGateway;
 
 before(async () => {
-  admin = await startScriptedUpstream(answerOk);
-  docs = await startScriptedUpstream(answerOk);
-  api = await startScriptedUpstream(answerOk);
-  pub = await startScriptedUpstream(answerOk);
-  gw = await startTestGateway({
-    clusters: { admin: { endpoints: [admin.url] }, docs: { endpoints: [docs.url] }, api: { endpoints: [api.url] }, pub: { endpoints: [pub.url] } },
+  rig = await startOkClusters(['admin', 'docs', 'api', 'pub'], {
     routes: [
       { match: { pathPrefix: '/admin', caseInsensitive: true }, cluster: 'admin' },
       { match: { pathPrefix: '/Docs/', caseInsensitive: true }, cluster: 'docs', stripPrefix: true },
@@ -34,11 +30,11 @@ before(async () => {
       { cluster: 'pub' },
     ],
   });
+  ({ gateway: gw, upstreams: { admin, docs, api, pub } } = rig);
 });
 
 after(async () => {
-  await gw?.close();
-  for (const u of [admin, docs, api, pub]) await u?.close();
+  await rig?.close();
 });
 
 async function send(target: string): Promise<Routed> {

@@ -1,8 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
-import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
+import { startOkClusters, type OkClusters } from '../helpers/routed.js';
+import type { ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
 
 /**
@@ -12,30 +13,23 @@ import { seededRandom, withSeed } from '../helpers/seeded.js';
  * HTTP/1.1 with an empty Host.
  */
 
+let rig: OkClusters<'admin' | 'pub'> | undefined;
 let admin: ScriptedUpstream;
 let pub: ScriptedUpstream;
 let gw: TestGateway;
 
 before(async () => {
-  const ok = (_req: unknown, res: import('node:http').ServerResponse): void => {
-    res.writeHead(200, { 'content-length': '2' });
-    res.end('ok');
-  };
-  admin = await startScriptedUpstream(ok);
-  pub = await startScriptedUpstream(ok);
-  gw = await startTestGateway({
-    clusters: { admin: { endpoints: [admin.url] }, pub: { endpoints: [pub.url] } },
+  rig = await startOkClusters(['admin', 'pub'], {
     routes: [
       { match: { host: 'admin.test' }, cluster: 'admin' },
       { match: { host: ['public.test', ''] }, cluster: 'pub' },
     ],
   });
+  ({ gateway: gw, upstreams: { admin, pub } } = rig);
 });
 
 after(async () => {
-  await gw?.close();
-  await admin?.close();
-  await pub?.close();
+  await rig?.close();
 });
 
 async function send(bytes: string): Promise<{ status: number; text: string; head: ReturnType<typeof parseHead> }> {

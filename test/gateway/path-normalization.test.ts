@@ -1,15 +1,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ServerResponse } from 'node:http';
 import { needsNormalizing, normalizeSlow } from '../../src/http/path.js';
 
 /** The request path's normalisation as the gateway applies it (request-target.ts): a refusal throws. */
 function normalizePath(p: string): string {
   return needsNormalizing(p) ? normalizeSlow(p, (detail) => new Error(detail)) : p;
 }
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
-import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
+import { startOkClusters, type OkClusters } from '../helpers/routed.js';
+import type { ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
 
 /**
@@ -19,32 +19,25 @@ import { seededRandom, withSeed } from '../helpers/seeded.js';
  * normalised; dot segments behind encoded slashes and fragments are refused.
  */
 
+let rig: OkClusters<'pub' | 'secret' | 'rest'> | undefined;
 let pub: ScriptedUpstream;
 let secret: ScriptedUpstream;
 let rest: ScriptedUpstream;
 let gw: TestGateway;
 
 before(async () => {
-  const ok = (_req: unknown, res: ServerResponse): void => {
-    res.writeHead(200, { 'content-length': '2' });
-    res.end('ok');
-  };
-  pub = await startScriptedUpstream(ok);
-  secret = await startScriptedUpstream(ok);
-  rest = await startScriptedUpstream(ok);
-  gw = await startTestGateway({
-    clusters: { pub: { endpoints: [pub.url] }, secret: { endpoints: [secret.url] }, rest: { endpoints: [rest.url] } },
+  rig = await startOkClusters(['pub', 'secret', 'rest'], {
     routes: [
       { match: { pathPrefix: '/public' }, cluster: 'pub' },
       { match: { pathPrefix: '/secret' }, cluster: 'secret' },
       { cluster: 'rest' },
     ],
   });
+  ({ gateway: gw, upstreams: { pub, secret, rest } } = rig);
 });
 
 after(async () => {
-  await gw?.close();
-  for (const u of [pub, secret, rest]) await u?.close();
+  await rig?.close();
 });
 
 async function send(target: string): Promise<{ status: number; text: string }> {

@@ -1,9 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ServerResponse } from 'node:http';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
-import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
+import { startOkClusters, type OkClusters } from '../helpers/routed.js';
+import type { ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { everyCase } from '../helpers/seeded.js';
 
 /**
@@ -19,19 +19,13 @@ import { everyCase } from '../helpers/seeded.js';
  *   past the host's route (nginx refuses it with 400).
  */
 
+let rig: OkClusters<'admin' | 'pub'> | undefined;
 let admin: ScriptedUpstream;
 let pub: ScriptedUpstream;
 let gw: TestGateway;
 
 before(async () => {
-  const ok = (_req: unknown, res: ServerResponse): void => {
-    res.writeHead(200, { 'content-length': '2' });
-    res.end('ok');
-  };
-  admin = await startScriptedUpstream(ok);
-  pub = await startScriptedUpstream(ok);
-  gw = await startTestGateway({
-    clusters: { admin: { endpoints: [admin.url] }, pub: { endpoints: [pub.url] } },
+  rig = await startOkClusters(['admin', 'pub'], {
     underscoreHeaders: 'forward',
     forwardedHeaders: 'both',
     routes: [
@@ -39,12 +33,11 @@ before(async () => {
       { cluster: 'pub' },
     ],
   });
+  ({ gateway: gw, upstreams: { admin, pub } } = rig);
 });
 
 after(async () => {
-  await gw?.close();
-  await admin?.close();
-  await pub?.close();
+  await rig?.close();
 });
 
 async function send(head: string): Promise<{ status: number; text: string; requestId: string | undefined }> {

@@ -1,9 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ServerResponse } from 'node:http';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
-import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
+import { startOkClusters, type OkClusters } from '../helpers/routed.js';
+import type { ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { everyCase, seededRandom, withSeed } from '../helpers/seeded.js';
 
 /**
@@ -20,21 +20,14 @@ import { everyCase, seededRandom, withSeed } from '../helpers/seeded.js';
  *   public cluster; nginx refuses it with 400).
  */
 
+let rig: OkClusters<'admin' | 'priv' | 'pub'> | undefined;
 let admin: ScriptedUpstream;
 let priv: ScriptedUpstream;
 let pub: ScriptedUpstream;
 let gw: TestGateway;
 
 before(async () => {
-  const ok = (_req: unknown, res: ServerResponse): void => {
-    res.writeHead(200, { 'content-length': '2' });
-    res.end('ok');
-  };
-  admin = await startScriptedUpstream(ok);
-  priv = await startScriptedUpstream(ok);
-  pub = await startScriptedUpstream(ok);
-  gw = await startTestGateway({
-    clusters: { admin: { endpoints: [admin.url] }, priv: { endpoints: [priv.url] }, pub: { endpoints: [pub.url] } },
+  rig = await startOkClusters(['admin', 'priv', 'pub'], {
     routes: [
       { match: { pathPrefix: '/admin' }, cluster: 'admin' },
       { match: { pathPrefix: '/private/' }, cluster: 'priv' },
@@ -43,11 +36,11 @@ before(async () => {
       { cluster: 'pub' },
     ],
   });
+  ({ gateway: gw, upstreams: { admin, priv, pub } } = rig);
 });
 
 after(async () => {
-  await gw?.close();
-  for (const u of [admin, priv, pub]) await u?.close();
+  await rig?.close();
 });
 
 async function send(target: string): Promise<{ status: number; text: string }> {
