@@ -1,12 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { request } from 'undici';
+import { rmSync, writeFileSync } from 'node:fs';
 import { seededRun, between } from '../helpers/seeded.js';
 import { GUARD_MS } from '../helpers/time-bounds.js';
-import { startGroup, type LogSink } from './admin-group-run.js';
+import { ask, withGroup, type Answer, type LogSink } from './admin-group-run.js';
 
 /**
  * With `--workers`, an admin request is asked of every worker through the primary under one
@@ -16,12 +13,6 @@ import { startGroup, type LogSink } from './admin-group-run.js';
  */
 
 type Line = Record<string, unknown>;
-type Answer = { status: number; headers: Record<string, string>; text: string };
-
-async function ask(url: string, path: string, method: 'GET' | 'POST'): Promise<Answer> {
-  const r = await request(`${url}${path}`, { method, reset: true, headersTimeout: GUARD_MS, bodyTimeout: GUARD_MS, headers: method === 'POST' ? { 'gatewise-admin': '1' } : {} });
-  return { status: r.statusCode, headers: r.headers as Record<string, string>, text: await r.body.text() };
-}
 
 /** The `n`-th line (from 1) `ok` accepts, now or once written (bounded). */
 async function nth(sink: LogSink, ok: (l: Line) => boolean, n: number): Promise<Line> {
@@ -39,6 +30,15 @@ async function postToBoth(url: string, path: string): Promise<void> {
   assert.equal(a!.headers['gatewise-workers'], '2', `${path}: answered by both workers`);
 }
 
+const gatherLine = (channel: string, worker: number) => (l: Line): boolean => l.fixture === 'gather' && l.channel === `gatewise:gather:${channel}` && l.worker === worker;
+const runsOf = (sink: LogSink, token: string): number[] => [1, 2].map((w) => sink.lines.filter((l) => l.fixture === 'drain' && l.token === token && l.worker === w).length);
+
+/** Every run of `POST /clusters/count/drain` the primary relayed before now has been printed (a drain asked after the primary resumed reaches each worker after anything the primary relayed before: one ordered channel per worker, and each worker prints its runs in order). */
+async function synced(url: string, sink: LogSink, tag: string): Promise<void> {
+  await postToBoth(url, `/clusters/count/drain?endpoint=${tag}`);
+  await Promise.all([1, 2].map((w) => sink.wait((l) => l.fixture === 'drain' && l.token === tag && l.worker === w, GUARD_MS)));
+}
+
 /**
  * Defect 1: when the primary's relay came back after the asking worker's wait, that worker ran
  * the route itself as well, and the primary's relay, arriving later, ran it again: a drain (a
@@ -52,12 +52,9 @@ async function postToBoth(url: string, path: string): Promise<void> {
  */
 test('--workers: a POST whose relay comes back late is done at most once per worker (here: not at all, the relay being past its deadline) and answered 503 busy (seeded over the group timeout)', { timeout: 110_000 }, async () => {
   await seededRun('admin-group-once', async (rand) => {
-    const dir = mkdtempSync(join(tmpdir(), 'gatewise-once-'));
-    const file = join(dir, 'unblock');
     const timeoutMs = between(rand, 300, 1500);
-    const group = await startGroup({ FIXTURE_GROUP_TIMEOUT_MS: String(timeoutMs), FIXTURE_UNBLOCK_FILE: file });
-    const { url, sink } = group;
-    try {
+    await withGroup({ FIXTURE_GROUP_TIMEOUT_MS: String(timeoutMs) }, async (group) => {
+      const { url, sink, unblockFile: file } = group;
       const rounds = between(rand, 1, 3);
       for (let round = 1; round <= rounds; round++) {
         const token = `late-${round}-${between(rand, 0, 1e9)}`;
@@ -74,13 +71,9 @@ test('--workers: a POST whose relay comes back late is done at most once per wor
           writeFileSync(file, '');
         }
         await nth(sink, (l) => l.fixture === 'unblocked', round);
-        // Synchronisation, not a wait: a drain asked after the primary resumed reaches each worker
-        // after anything the primary relayed of the late one (one ordered channel per worker), and
-        // each worker prints its runs in order.
-        const sync = `sync-${round}-${between(rand, 0, 1e9)}`;
-        await postToBoth(url, `/clusters/count/drain?endpoint=${sync}`);
-        await Promise.all([1, 2].map((w) => sink.wait((l) => l.fixture === 'drain' && l.token === sync && l.worker === w, GUARD_MS)));
-        const runs = [1, 2].map((w) => sink.lines.filter((l) => l.fixture === 'drain' && l.token === token && l.worker === w).length);
+        // Synchronisation, not a wait: anything the primary relayed of the late one is printed by now.
+        await synced(url, sink, `sync-${round}-${between(rand, 0, 1e9)}`);
+        const runs = runsOf(sink, token);
         const seen = `(answer ${a.status} ${JSON.stringify(a.headers)} ${a.text}; lines ${JSON.stringify(sink.lines.filter((l) => l.fixture !== 'ready'))})`;
         assert.ok(runs.every((n) => n <= 1), `${where}: done at most once per worker, done [${runs.join(', ')}] times ${seen}`);
         assert.deepEqual(runs, [0, 0], `${where}: the relay came after its deadline, so no worker did it ${seen}`);
@@ -90,14 +83,7 @@ test('--workers: a POST whose relay comes back late is done at most once per wor
         // The primary said it dropped the late ask.
         await nth(sink, (l) => l.fixture === 'gather' && l.channel === 'gatewise:gather:expired', round);
       }
-    } catch (err) {
-      (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
-      throw err;
-    } finally {
-      writeFileSync(file, '');
-      await group.stop();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    }, { blockable: true });
   });
 });
 
@@ -118,8 +104,7 @@ test('--workers: every answer comes within the one group timeout, relay and gath
     const modes: Mode[] = ['ok', 'throw', 'hang'];
     for (let g = 0; g < 2; g++) {
       const timeoutMs = between(rand, 1500, 4000);
-      const group = await startGroup({ FIXTURE_RELAY_TIMEOUT_MS: '60000', FIXTURE_GROUP_TIMEOUT_MS: String(timeoutMs) });
-      try {
+      await withGroup({ FIXTURE_RELAY_TIMEOUT_MS: '60000', FIXTURE_GROUP_TIMEOUT_MS: String(timeoutMs) }, async (group) => {
         const cases: Array<[Mode, Mode]> = [['hang', 'hang']];
         const c: [Mode, Mode] = [modes[between(rand, 0, 2)]!, 'hang'];
         cases.push(rand() < 0.5 ? c : [c[1], c[0]]);
@@ -134,12 +119,7 @@ test('--workers: every answer comes within the one group timeout, relay and gath
           assert.deepEqual([a.headers['gatewise-workers'], a.headers['gatewise-workers-failed'], a.headers['gatewise-workers-missing']], [String(count('ok')), String(count('throw')), String(count('hang'))], `${where}: the group's answer: ${a.status} ${a.text}`);
           assert.equal(a.status, count('ok') > 0 ? 200 : count('throw') > 0 ? 500 : 503, `${where}: ${a.text}`);
         }
-      } catch (err) {
-        (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
-        throw err;
-      } finally {
-        await group.stop();
-      }
+      });
     }
   });
 });
@@ -153,11 +133,9 @@ test('--workers: every answer comes within the one group timeout, relay and gath
  */
 test('--workers: a worker\'s route past the deadline is dropped, its pending set empty again, and its late answer ignored and counted (seeded)', { timeout: 110_000 }, async () => {
   await seededRun('admin-group-pending', async (rand) => {
-    const group = await startGroup({ FIXTURE_GROUP_TIMEOUT_MS: String(between(rand, 500, 1500)) });
-    const { url, sink } = group;
-    const gather = (channel: string, worker: number) => (l: Line): boolean => l.fixture === 'gather' && l.channel === `gatewise:gather:${channel}` && l.worker === worker;
-    const pendingOf = (l: Line): unknown => (l.message as { pending?: unknown }).pending;
-    try {
+    await withGroup({ FIXTURE_GROUP_TIMEOUT_MS: String(between(rand, 500, 1500)) }, async (group) => {
+      const { url, sink } = group;
+      const pendingOf = (l: Line): unknown => (l.message as { pending?: unknown }).pending;
       const dropped = [0, 0];
       const late = [0, 0];
       for (let round = 1; round <= 2; round++) {
@@ -170,12 +148,12 @@ test('--workers: a worker\'s route past the deadline is dropped, its pending set
         assert.equal(a.status, other === 'ok' ? 200 : 503, `${where}: ${a.text}`);
         // Each worker whose collect has not finished drops its run at the deadline, its pending set empty.
         for (const w of [1, 2].filter((x) => x === heldBy || other === 'hang')) {
-          const d = await nth(sink, gather('dropped', w), ++dropped[w - 1]!);
+          const d = await nth(sink, gatherLine('dropped', w), ++dropped[w - 1]!);
           assert.equal((pendingOf(d) as { running: number }).running, 0, `${where}: worker ${w} keeps no run: ${JSON.stringify(sink.lines.filter((x) => x.fixture === 'gather'))}`);
         }
         // The held collect finishes now, after its deadline: its answer is ignored and counted.
         await postToBoth(url, '/clusters/release/drain?endpoint=x');
-        const l = await nth(sink, gather('late', heldBy), ++late[heldBy - 1]!);
+        const l = await nth(sink, gatherLine('late', heldBy), ++late[heldBy - 1]!);
         const msg = l.message as { late: number; kind: string };
         assert.equal(msg.kind, 'metrics', where);
         assert.equal(msg.late, late[heldBy - 1], `${where}: late answers counted in worker ${heldBy}`);
@@ -186,23 +164,9 @@ test('--workers: a worker\'s route past the deadline is dropped, its pending set
         assert.deepEqual([warned.level, warned.component, warned.kind], ['warn', 'admin', 'metrics'], where);
         if (other === 'hang') await postToBoth(url, '/clusters/metrics/drain?endpoint=ok,ok');
       }
-    } catch (err) {
-      (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
-      throw err;
-    } finally {
-      await group.stop();
-    }
+    });
   });
 });
-
-const gatherLine = (channel: string, worker: number) => (l: Line): boolean => l.fixture === 'gather' && l.channel === `gatewise:gather:${channel}` && l.worker === worker;
-const runsOf = (sink: LogSink, token: string): number[] => [1, 2].map((w) => sink.lines.filter((l) => l.fixture === 'drain' && l.token === token && l.worker === w).length);
-
-/** Every run of `POST /clusters/count/drain` the primary relayed before now has been printed (see the first test: one ordered channel per worker). */
-async function synced(url: string, sink: LogSink, tag: string): Promise<void> {
-  await postToBoth(url, `/clusters/count/drain?endpoint=${tag}`);
-  await Promise.all([1, 2].map((w) => sink.wait((l) => l.fixture === 'drain' && l.token === tag && l.worker === w, GUARD_MS)));
-}
 
 /**
  * Review, finding 1: the primary relayed an ask it read with a few ms left before its cut-off
@@ -217,9 +181,8 @@ async function synced(url: string, sink: LogSink, tag: string): Promise<void> {
 test('--workers: an ask the primary reads with less than two hops left is not relayed: no worker runs it; one with time enough runs once in each (seeded over the time left)', { timeout: 110_000 }, async () => {
   await seededRun('admin-group-short', async (rand, seed) => {
     console.log(`admin-group-short: seed ${seed}`);
-    const group = await startGroup({});
-    const { url, sink } = group;
-    try {
+    await withGroup({}, async (group) => {
+      const { url, sink } = group;
       const rounds = between(rand, 3, 5);
       const surelyShort = between(rand, 1, rounds);
       let expired = 0;
@@ -239,12 +202,7 @@ test('--workers: an ask the primary reads with less than two hops left is not re
         if (short) await nth(sink, gatherLine('expired', 0), ++expired);
       }
       assert.equal(sink.lines.filter(gatherLine('expired', 0)).length, expired, 'the primary expired the short asks alone');
-    } catch (err) {
-      (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
-      throw err;
-    } finally {
-      await group.stop();
-    }
+    });
   });
 });
 
@@ -262,9 +220,8 @@ test('--workers: a worker\'s answer after the primary\'s cut-off but before the 
     console.log(`admin-group-cutoff: seed ${seed}`);
     const relayMs = between(rand, 200, 600);
     const groupMs = between(rand, 8000, 15000);
-    const group = await startGroup({ FIXTURE_RELAY_TIMEOUT_MS: String(relayMs), FIXTURE_GROUP_TIMEOUT_MS: String(groupMs) });
-    const { url, sink } = group;
-    try {
+    await withGroup({ FIXTURE_RELAY_TIMEOUT_MS: String(relayMs), FIXTURE_GROUP_TIMEOUT_MS: String(groupMs) }, async (group) => {
+      const { url, sink } = group;
       const late = [0, 0];
       for (let round = 1; round <= 2; round++) {
         const heldBy = between(rand, 1, 2);
@@ -283,12 +240,7 @@ test('--workers: a worker\'s answer after the primary\'s cut-off but before the 
         const warned = await nth(sink, (x) => x.type === 'gather-late', late[0]! + late[1]!);
         assert.deepEqual([warned.level, warned.kind], ['warn', 'metrics'], where);
       }
-    } catch (err) {
-      (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
-      throw err;
-    } finally {
-      await group.stop();
-    }
+    });
   });
 });
 
@@ -303,12 +255,9 @@ test('--workers: a worker\'s answer after the primary\'s cut-off but before the 
 test('--workers: a POST relayed in time whose group answer comes late is answered 503 busy and done exactly once in each worker (seeded)', { timeout: 110_000 }, async () => {
   await seededRun('admin-group-late-done', async (rand, seed) => {
     console.log(`admin-group-late-done: seed ${seed}`);
-    const dir = mkdtempSync(join(tmpdir(), 'gatewise-late-done-'));
-    const file = join(dir, 'unblock');
     const timeoutMs = between(rand, 300, 1500);
-    const group = await startGroup({ FIXTURE_GROUP_TIMEOUT_MS: String(timeoutMs), FIXTURE_UNBLOCK_FILE: file });
-    const { url, sink } = group;
-    try {
+    await withGroup({ FIXTURE_GROUP_TIMEOUT_MS: String(timeoutMs) }, async (group) => {
+      const { url, sink, unblockFile: file } = group;
       const rounds = between(rand, 1, 3);
       for (let round = 1; round <= rounds; round++) {
         const w = between(rand, 1, 2);
@@ -332,13 +281,6 @@ test('--workers: a POST relayed in time whose group answer comes late is answere
         assert.equal((JSON.parse(a.text) as { code: string }).code, 'busy', where);
         assert.deepEqual([a.headers['gatewise-workers'], a.headers['gatewise-workers-missing']], ['0', '-1'], where);
       }
-    } catch (err) {
-      (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
-      throw err;
-    } finally {
-      writeFileSync(file, '');
-      await group.stop();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    }, { blockable: true });
   });
 });

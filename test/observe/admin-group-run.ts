@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
+import { GUARD_MS } from '../helpers/time-bounds.js';
 
 /** Log lines as parsed JSON, with a wait for one that matches (bounded). */
 export class LogSink {
@@ -40,11 +45,20 @@ export class LogSink {
   }
 }
 
+/** A running fixture group (`startGroup`). */
+export interface Group {
+  url: string;
+  sink: LogSink;
+  primary: number;
+  stderr(): string;
+  stop(): Promise<void>;
+}
+
 /**
  * The fixture's process group (admin-group-fixture.ts) with `env` added, once both workers
  * listen on one port; their log lines in `sink`, the primary's pid in `primary`.
  */
-export async function startGroup(env: Record<string, string>): Promise<{ url: string; sink: LogSink; primary: number; stderr(): string; stop(): Promise<void> }> {
+export async function startGroup(env: Record<string, string>): Promise<Group> {
   const child = spawn(process.execPath, [fileURLToPath(new URL('./admin-group-fixture.js', import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const sink = new LogSink();
   let partial = '';
@@ -72,4 +86,37 @@ export async function startGroup(env: Record<string, string>): Promise<{ url: st
     await stop();
     throw err;
   }
+}
+
+/**
+ * `startGroup(env)`, `run` on it, and the group stopped however `run` ends; an error `run`
+ * throws carries the fixture's stderr. With `blockable`, FIXTURE_UNBLOCK_FILE is `unblockFile`,
+ * a file in a fresh temporary directory: written before the stop (a primary the test blocked
+ * resumes and takes the SIGTERM), the directory removed after.
+ */
+export async function withGroup(env: Record<string, string>, run: (group: Group & { unblockFile: string }) => Promise<void>, o: { blockable?: boolean } = {}): Promise<void> {
+  const dir = o.blockable ? mkdtempSync(join(tmpdir(), 'gatewise-group-')) : undefined;
+  const unblockFile = dir === undefined ? '' : join(dir, 'unblock');
+  try {
+    const group = await startGroup(dir === undefined ? env : { ...env, FIXTURE_UNBLOCK_FILE: unblockFile });
+    try {
+      await run({ ...group, unblockFile });
+    } catch (err) {
+      (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
+      throw err;
+    } finally {
+      if (dir !== undefined) writeFileSync(unblockFile, '');
+      await group.stop();
+    }
+  } finally {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export type Answer = { status: number; headers: Record<string, string>; text: string };
+
+/** `method path` asked of the group's admin listener at `url` on a connection of its own (a POST with the admin's header). */
+export async function ask(url: string, path: string, method: 'GET' | 'POST'): Promise<Answer> {
+  const r = await request(`${url}${path}`, { method, reset: true, headersTimeout: GUARD_MS, bodyTimeout: GUARD_MS, headers: method === 'POST' ? { 'gatewise-admin': '1' } : {} });
+  return { status: r.statusCode, headers: r.headers as Record<string, string>, text: await r.body.text() };
 }

@@ -5,7 +5,7 @@ import { request } from 'undici';
 import { startAdmin, type AdminAccounts, type AdminOptions } from '../../src/observe/admin.js';
 import { createLogger } from '../../src/observe/access-log.js';
 import { seededRun, between } from '../helpers/seeded.js';
-import { LogSink, startGroup } from './admin-group-run.js';
+import { ask, LogSink, withGroup, type Answer } from './admin-group-run.js';
 
 /**
  * A route that throws something other than an AdminProblem is the gateway's failure: 500
@@ -91,15 +91,11 @@ test('the OpenAPI document\'s Problem schema describes the requestId a 500 inter
 test('--workers: a route that throws in every worker that answered is 500 internal (not 503 busy), busy only when none answered; partial failures are said (seeded over which workers fail, throw or hang)', { timeout: 110_000 }, async () => {
   await seededRun('admin-group-failure', async (rand) => {
     const secret = `/srv/gatewise-secret-${between(rand, 0, 1e9)}/key.pem`;
-    const group = await startGroup({ FIXTURE_SECRET: secret });
-    const { url, sink } = group;
-    try {
-      const post = async (path: string): Promise<{ status: number; headers: Record<string, string>; text: string }> => {
-        const r = await request(`${url}${path}`, { method: 'POST', reset: true, headers: { 'gatewise-admin': '1' } });
-        return { status: r.statusCode, headers: r.headers as Record<string, string>, text: await r.body.text() };
-      };
+    await withGroup({ FIXTURE_SECRET: secret }, async (group) => {
+      const { url, sink } = group;
+      const post = (path: string): Promise<Answer> => ask(url, path, 'POST');
       /** The 500 of a failed group answer: no thrown text, an id that is the header's and a logged error's (with a stack) carrying the thrown text. */
-      const internal = async (where: string, a: { status: number; headers: Record<string, string>; text: string }): Promise<void> => {
+      const internal = async (where: string, a: Answer): Promise<void> => {
         assert.equal(a.status, 500, `${where}: ${a.text}`);
         assert.match(String(a.headers['content-type']), /^application\/problem\+json/, where);
         assert.ok(!a.text.includes(secret) && !a.text.includes('cannot '), `${where}: the thrown text stays out of the answer: ${a.text}`);
@@ -149,8 +145,7 @@ test('--workers: a route that throws in every worker that answered is 500 intern
           const where = `metrics collect ${m.join(', ')}`;
           const set = await post(`/clusters/metrics/drain?endpoint=${m.join(',')}`);
           assert.equal(set.status, 200, `${where}: set: ${set.text}`);
-          const r = await request(`${url}/metrics`, { reset: true });
-          const a = { status: r.statusCode, headers: r.headers as Record<string, string>, text: await r.body.text() };
+          const a = await ask(url, '/metrics', 'GET');
           const count = (x: string): number => m.filter((y) => y === x).length;
           assert.equal(a.status, count('ok') > 0 ? 200 : count('throw') > 0 ? 500 : 503, `${where}: ${a.text}`);
           assert.equal(a.headers['gatewise-workers'], String(count('ok')), where);
@@ -166,12 +161,7 @@ test('--workers: a route that throws in every worker that answered is 500 intern
           }
         }
       }
-    } catch (err) {
-      (err as Error).message += `\nfixture stderr: ${group.stderr()}`;
-      throw err;
-    } finally {
-      await group.stop();
-    }
+    });
   });
 });
 
@@ -182,13 +172,9 @@ test('--workers: a route that throws in every worker that answered is 500 intern
  * scrape), though nothing threw. It is a worker that no longer serves: not failed, not asked.
  */
 test('--workers: a worker whose admin listener closed is not counted as failed', { timeout: 60_000 }, async () => {
-  const group = await startGroup({});
-  const { url, sink } = group;
-  try {
-    const post = async (path: string): Promise<{ status: number; headers: Record<string, string>; text: string }> => {
-      const r = await request(`${url}${path}`, { method: 'POST', reset: true, headers: { 'gatewise-admin': '1' } });
-      return { status: r.statusCode, headers: r.headers as Record<string, string>, text: await r.body.text() };
-    };
+  await withGroup({}, async (group) => {
+    const { url, sink } = group;
+    const post = (path: string): Promise<Answer> => ask(url, path, 'POST');
     // Worker 2 may be the one that took this request and close its listener (and this
     // connection) before the answer is written: a cut connection here is that, not a failure.
     const closed = await post('/clusters/close/drain?endpoint=2').catch((err: { code?: string }) => {
@@ -198,7 +184,7 @@ test('--workers: a worker whose admin listener closed is not counted as failed',
     if (closed !== undefined) assert.equal(closed.status, 200, closed.text);
     // Worker 2's listener closes after its answer; its 'close' is logged by nothing, so ask until
     // every answer comes from worker 1 alone (bounded: a few requests).
-    let last: { status: number; headers: Record<string, string>; text: string } | undefined;
+    let last: Answer | undefined;
     for (let i = 0; i < 20; i++) {
       // A connection worker 2 took as its listener closed is cut (admin close() ends them): ask again.
       const a = await post('/clusters/none/drain?endpoint=none').catch((err: { code?: string }) => {
@@ -212,7 +198,5 @@ test('--workers: a worker whose admin listener closed is not counted as failed',
     }
     assert.deepEqual([last!.headers['gatewise-workers'], last!.headers['gatewise-workers-failed'], last!.headers['x-request-id']], ['1', '0', undefined], `headers: ${JSON.stringify(last!.headers)}`);
     assert.equal(sink.lines.filter((l) => l.type === 'route-failed').length, 0, 'no route failure logged');
-  } finally {
-    await group.stop();
-  }
+  });
 });
