@@ -6,7 +6,7 @@ import { startForwardProxy } from '../../src/forward/index.js';
 import type { ForwardRecord } from '../../src/record/index.js';
 import type { AuthProvider } from '../../src/tenants/index.js';
 import { between, everyCase, seededRun } from '../helpers/seeded.js';
-import { FRONTS, bounded, countingServer, frontBytes, readAtLeast, type Front } from './front-clients.js';
+import { bounded, countingServer, endFrontCase, type Front, frontBytes, FRONTS, readAtLeast } from './front-clients.js';
 import { memoryLogger, USER } from './helpers.js';
 
 /**
@@ -75,10 +75,7 @@ async function oneCase(front: Front, errorAt: number, how: How): Promise<void> {
     if (front !== 'socks5') assert.equal(rec.status, 500, `${what}: ${r}`);
     assert.equal(dest.accepted, 0, `${what}: dialled after a failed password check`);
   } finally {
-    c?.destroy();
-    await proxy.close();
-    for (const s of dest.sockets) s.destroy();
-    dest.server.close();
+    await endFrontCase(c, proxy, dest);
   }
 }
 

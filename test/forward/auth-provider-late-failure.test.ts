@@ -8,7 +8,7 @@ import type { AuthProvider } from '../../src/tenants/index.js';
 import { between, everyCase, seededRun } from '../helpers/seeded.js';
 import { assertFiredOnTime, LATE_MS } from '../helpers/time-bounds.js';
 import { memoryLogger, PASSWORD, USER } from './helpers.js';
-import { bounded, connectBytes, countingServer, getBytes, socks5Bytes } from './front-clients.js';
+import { bounded, connectBytes, countingServer, endFrontCase, getBytes, socks5Bytes } from './front-clients.js';
 
 /**
  * An auth provider whose check *fails* (its backend is down: it rejects, or throws into a
@@ -149,10 +149,7 @@ async function oneCase(client: Client, handshakeMs: number, extraMs: number, wit
   } finally {
     process.off('unhandledRejection', onUnhandled);
     clientClosed();
-    c?.destroy();
-    await proxy?.close();
-    for (const s of dest.sockets) s.destroy();
-    dest.server.close();
+    await endFrontCase(c, proxy, dest);
   }
 }
 

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { ForwardConfigInput } from '../../src/config/forward.js';
 import type { ForwardRecord } from '../../src/record/index.js';
+import type { AuthProvider } from '../../src/tenants/index.js';
 import { PASSWORD, USER, startTestProxy, type TestProxy } from './helpers.js';
 
 /**
@@ -99,6 +100,34 @@ export function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> 
   let timer: NodeJS.Timeout | undefined;
   const limit = new Promise<never>((_r, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms)));
   return Promise.race([p, limit]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * An auth provider that knows USER and holds every check until the test calls `answer` (the
+ * user, or undefined: wrong credentials): `checking` resolves when a check starts, `answered`
+ * with the answer given.
+ */
+export function heldCheck(): { provider: AuthProvider; checking: Promise<void>; answered: Promise<string | undefined>; answer(v: string | undefined): void } {
+  let checked!: () => void;
+  const checking = new Promise<void>((r) => (checked = r));
+  let answer!: (v: string | undefined) => void;
+  const answered = new Promise<string | undefined>((r) => (answer = r));
+  const provider: AuthProvider = {
+    has: (name) => name === USER,
+    authenticate: () => {
+      checked();
+      return answered;
+    },
+  };
+  return { provider, checking, answered, answer };
+}
+
+/** The end of a front case, however it went: the client's socket destroyed, the proxy closed, the destination's sockets destroyed and it closed. */
+export async function endFrontCase(client: Socket | undefined, proxy: { close(): Promise<void> } | undefined, dest: { server: Server; sockets: Socket[] }): Promise<void> {
+  client?.destroy();
+  await proxy?.close();
+  for (const s of dest.sockets) s.destroy();
+  dest.server.close();
 }
 
 

@@ -4,11 +4,10 @@ import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
 import type { ForwardRecord } from '../../src/record/index.js';
-import type { AuthProvider } from '../../src/tenants/index.js';
 import { between, everyCase, seededRun } from '../helpers/seeded.js';
 import { assertFiredOnTime, LATE_MS } from '../helpers/time-bounds.js';
 import { memoryLogger, USER } from './helpers.js';
-import { bounded, connectBytes, countingServer, getBytes } from './front-clients.js';
+import { bounded, connectBytes, countingServer, endFrontCase, getBytes, heldCheck } from './front-clients.js';
 
 /**
  * The HTTP front's handshake time (the first request head's, counted from the connection's
@@ -49,17 +48,7 @@ async function oneCase(client: Client, handshakeMs: number, answerOk: boolean): 
   const dest = await countingServer();
   const records: ForwardRecord[] = [];
   let recorded: (() => void) | undefined;
-  let checked!: () => void;
-  const checking = new Promise<void>((r) => (checked = r));
-  let answer!: (v: string | undefined) => void;
-  const answered = new Promise<string | undefined>((r) => (answer = r));
-  const provider: AuthProvider = {
-    has: (name) => name === USER,
-    authenticate: () => {
-      checked();
-      return answered;
-    },
-  };
+  const { provider, checking, answered, answer } = heldCheck();
   const { logger } = memoryLogger();
   let proxy: ForwardProxy | undefined;
   let c: Socket | undefined;
@@ -129,10 +118,7 @@ async function oneCase(client: Client, handshakeMs: number, answerOk: boolean): 
     assert.equal(rec.endedBy, 'gateway', `${what}: ended by the proxy (its own check outlasted the handshake time): ${all}`);
     assert.equal(dest.accepted, 0, `${what}: the destination saw no connection: ${all}`);
   } finally {
-    c?.destroy();
-    await proxy?.close();
-    for (const s of dest.sockets) s.destroy();
-    dest.server.close();
+    await endFrontCase(c, proxy, dest);
   }
 }
 
@@ -149,17 +135,7 @@ async function leaveCase(client: 'connect-fast' | 'get-whole', leave: Leave, han
   const dest = await countingServer();
   const records: ForwardRecord[] = [];
   let recorded: (() => void) | undefined;
-  let checked!: () => void;
-  const checking = new Promise<void>((r) => (checked = r));
-  let answer!: (v: string | undefined) => void;
-  const answered = new Promise<string | undefined>((r) => (answer = r));
-  const provider: AuthProvider = {
-    has: (name) => name === USER,
-    authenticate: () => {
-      checked();
-      return answered;
-    },
-  };
+  const { provider, checking, answered, answer } = heldCheck();
   const { logger } = memoryLogger();
   let proxy: ForwardProxy | undefined;
   let c: Socket | undefined;
@@ -206,10 +182,7 @@ async function leaveCase(client: 'connect-fast' | 'get-whole', leave: Leave, han
     assert.equal(rec.error ?? null, null, `${what}: no failure of the proxy's: ${all}`);
     assert.equal(dest.accepted, 0, `${what}: the destination saw no connection: ${all}`);
   } finally {
-    c?.destroy();
-    await proxy?.close();
-    for (const s of dest.sockets) s.destroy();
-    dest.server.close();
+    await endFrontCase(c, proxy, dest);
   }
 }
 

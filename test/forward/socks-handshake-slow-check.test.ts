@@ -4,11 +4,10 @@ import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
 import type { ForwardRecord } from '../../src/record/index.js';
-import type { AuthProvider } from '../../src/tenants/index.js';
 import { between, everyCase, seededRun } from '../helpers/seeded.js';
 import { assertFiredOnTime, LATE_MS } from '../helpers/time-bounds.js';
 import { memoryLogger, PASSWORD, USER } from './helpers.js';
-import { bounded, countingServer, socks5Bytes } from './front-clients.js';
+import { bounded, countingServer, endFrontCase, heldCheck, socks5Bytes } from './front-clients.js';
 
 /**
  * The SOCKS fronts' handshake time is a deadline on the whole handshake, the proxy's password
@@ -48,17 +47,7 @@ async function oneCase(client: Client, handshakeMs: number, answerOk: boolean): 
   const dest = await countingServer();
   const records: ForwardRecord[] = [];
   let recorded: (() => void) | undefined;
-  let checked!: () => void;
-  const checking = new Promise<void>((r) => (checked = r));
-  let answer!: (v: string | undefined) => void;
-  const answered = new Promise<string | undefined>((r) => (answer = r));
-  const provider: AuthProvider = {
-    has: (name) => name === USER,
-    authenticate: () => {
-      checked();
-      return answered;
-    },
-  };
+  const { provider, checking, answered, answer } = heldCheck();
   const { logger } = memoryLogger();
   let proxy: ForwardProxy | undefined;
   let c: Socket | undefined;
@@ -111,10 +100,7 @@ async function oneCase(client: Client, handshakeMs: number, answerOk: boolean): 
     assert.equal(rec.endedBy, 'gateway', `${what}: ended by the proxy (its own check outlasted the handshake time): ${all}`);
     assert.equal(dest.accepted, 0, `${what}: the destination saw no connection: ${all}`);
   } finally {
-    c?.destroy();
-    await proxy?.close();
-    for (const s of dest.sockets) s.destroy();
-    dest.server.close();
+    await endFrontCase(c, proxy, dest);
   }
 }
 
