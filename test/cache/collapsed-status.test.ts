@@ -4,10 +4,10 @@ import type { ServerResponse } from 'node:http';
 import { request } from 'undici';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
-import { endedRecords, within } from '../helpers/ended-records.js';
+import { within } from '../helpers/ended-records.js';
 import { until } from '../helpers/until.js';
+import { withCacheGateway } from './cache-gateway.js';
 
 /**
  * What a collapsed waiter (a miss that waited for another request's fetch of its key,
@@ -37,15 +37,7 @@ test('a collapsed waiter: Cache-Status fwd=…; collapsed (reused) or collapsed=
     res.writeHead(200, { 'cache-control': noStore.has(path) ? 'no-store' : 'max-age=60' });
     res.end(`again ${path}`);
   });
-  const records = endedRecords();
-  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
-  try {
-    g = await startTestGateway({
-      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
-      routes: [{ name: 'c', cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '30s' } }],
-    } as never);
-    const gw = g;
-    const base = gw.url.replace(/\/$/, '');
+  await withCacheGateway(up, { routes: [{ name: 'c', cache: { collapseWait: '30s' } }] }, async ({ g: gw, base, records }) => {
     const cache = gw.gw.ctx.cache!;
     const counted = async (result: string): Promise<number> => {
       const m = await gw.registry.getSingleMetric('gatewise_cache_responses_total')!.get();
@@ -98,9 +90,5 @@ test('a collapsed waiter: Cache-Status fwd=…; collapsed (reused) or collapsed=
         assert.equal(up.received.filter((r) => r.url === path).length, stored ? 1 : 1 + waiters, `${what}: requests at the origin`);
       }
     });
-  } finally {
-    records.close();
-    await g?.close();
-    await up.close();
-  }
+  });
 });

@@ -4,10 +4,10 @@ import type { ServerResponse } from 'node:http';
 import { request } from 'undici';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
-import { endedRecords, within } from '../helpers/ended-records.js';
+import { within } from '../helpers/ended-records.js';
 import { until } from '../helpers/until.js';
+import { withCacheGateway } from './cache-gateway.js';
 
 /**
  * Collapsed waiters (misses that waited for another request's fetch of their key) woken to a
@@ -39,14 +39,7 @@ test('collapsed waiters answered with a stale-while-revalidate copy start one ba
     res.writeHead(200, { etag: '"a"', 'cache-control': 'max-age=600' });
     res.end(`again ${path}`);
   });
-  const records = endedRecords();
-  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
-  try {
-    g = await startTestGateway({
-      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
-      routes: [{ name: 'c', cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '30s' } }],
-    } as never);
-    const base = g.url.replace(/\/$/, '');
+  await withCacheGateway(up, { routes: [{ name: 'c', cache: { collapseWait: '30s' } }] }, async ({ g, base, records }) => {
     const cache = g.gw.ctx.cache!;
     const at = (path: string) => up.received.filter((r) => r.url === path);
     await withSeed(rand, async () => {
@@ -92,9 +85,5 @@ test('collapsed waiters answered with a stale-while-revalidate copy start one ba
         assert.equal(at(path).length, stale ? 2 : 1, `${what}: requests at the origin`);
       }
     });
-  } finally {
-    records.close();
-    await g?.close();
-    await up.close();
-  }
+  });
 });

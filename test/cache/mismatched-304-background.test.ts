@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
-import { endedRecords, within } from '../helpers/ended-records.js';
+import { within } from '../helpers/ended-records.js';
 import { answerStale, cacheGet, fillStale, Holds, isFill, STALE_ETAG } from './stale-entry.js';
+import { withCacheGateway } from './cache-gateway.js';
 
 /**
  * A background (stale-while-revalidate) revalidation answered with a 304 whose `ETag` names no
@@ -45,14 +45,7 @@ test('a background revalidation whose 304 names no stored response sends the req
     res.writeHead(200, { etag: '"b"', 'cache-control': newCc.get(path)! });
     res.end('B');
   });
-  const records = endedRecords();
-  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
-  try {
-    g = await startTestGateway({
-      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
-      routes: [{ name: 'c', cluster: 'up', retry: { tries: 1 }, cache: {} }],
-    } as never);
-    const base = g.url.replace(/\/$/, '');
+  await withCacheGateway(up, { routes: [{ name: 'c', cache: {} }] }, async ({ g, base, records }) => {
     const cache = g.gw.ctx.cache!;
     const get = (path: string) => cacheGet(base, path);
     const at = (path: string) => up.received.filter((r) => r.url === path);
@@ -117,9 +110,5 @@ test('a background revalidation whose 304 names no stored response sends the req
         assert.equal(at(path).length, storable ? 3 : 3 + 2 * after, `${what}: requests at the origin`);
       }
     });
-  } finally {
-    records.close();
-    await g?.close();
-    await up.close();
-  }
+  });
 });

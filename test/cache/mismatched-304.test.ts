@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { request } from 'undici';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
-import { endedRecords, within } from '../helpers/ended-records.js';
+import { within } from '../helpers/ended-records.js';
+import { withCacheGateway } from './cache-gateway.js';
 
 /**
  * RFC 9111 §4.3.4: a 304 to the cache's own conditional request updates the stored response
@@ -46,14 +46,7 @@ test('a 304 whose entity tag names no stored response freshens nothing: the clie
     else res.writeHead(200, { etag: '"b"', 'cache-control': 'max-age=600' });
     res.end(first ? 'A' : 'B');
   });
-  const records = endedRecords();
-  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
-  try {
-    g = await startTestGateway({
-      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
-      routes: [{ name: 'c', cluster: 'up', retry: { tries: 1 }, cache: {} }],
-    } as never);
-    const base = g.url.replace(/\/$/, '');
+  await withCacheGateway(up, { routes: [{ name: 'c', cache: {} }] }, async ({ g, base, records }) => {
     const cache = g.gw.ctx.cache!;
     const get = async (path: string) => {
       const r = await request(base + path);
@@ -118,9 +111,5 @@ test('a 304 whose entity tag names no stored response freshens nothing: the clie
         assert.equal(cache.store.get(key)![0]!.etag, matches ? '"a"' : '"b"', what);
       }
     });
-  } finally {
-    records.close();
-    await g?.close();
-    await up.close();
-  }
+  });
 });

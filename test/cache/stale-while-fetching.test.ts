@@ -2,11 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
-import { endedRecords, within } from '../helpers/ended-records.js';
+import { within } from '../helpers/ended-records.js';
 import { until } from '../helpers/until.js';
 import { answerStale, cacheGet, counterSum, fillStale, Holds, STALE_ETAG, type Got } from './stale-entry.js';
+import { withCacheGateway } from './cache-gateway.js';
 
 /**
  * A stale-while-revalidate hit while the key's fetch is already in flight: a client's request
@@ -38,15 +38,7 @@ test('a stale-while-revalidate hit while the key\'s fetch is in flight starts no
     }
     answerStale(res, `old ${path}`);
   });
-  const records = endedRecords();
-  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
-  try {
-    g = await startTestGateway({
-      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
-      routes: [{ name: 'c', cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '30s' } }],
-    } as never);
-    const gw = g;
-    const base = gw.url.replace(/\/$/, '');
+  await withCacheGateway(up, { routes: [{ name: 'c', cache: { collapseWait: '30s' } }] }, async ({ g: gw, base, records }) => {
     const cache = gw.gw.ctx.cache!;
     const at = (path: string) => up.received.filter((r) => r.url === path);
     const counted = (result: string) => counterSum(gw.registry, 'gatewise_cache_responses_total', { route: 'c', result });
@@ -121,9 +113,5 @@ test('a stale-while-revalidate hit while the key\'s fetch is in flight starts no
         }
       }
     });
-  } finally {
-    records.close();
-    await g?.close();
-    await up.close();
-  }
+  });
 });

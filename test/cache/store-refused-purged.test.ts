@@ -4,10 +4,10 @@ import type { ServerResponse } from 'node:http';
 import { request } from 'undici';
 import { cacheKey } from '../../src/cache/index.js';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, withSeed, type Rand } from '../helpers/seeded.js';
-import { endedRecords, within } from '../helpers/ended-records.js';
+import { within } from '../helpers/ended-records.js';
 import { Holds, counterSum } from './stale-entry.js';
+import { withCacheGateway } from './cache-gateway.js';
 
 /**
  * A client's storable answer that the store does not keep because a purge (the admin API's
@@ -35,15 +35,7 @@ test('a client\'s answer whose store a purge cancelled is recorded storeRefused:
     res.writeHead(200, { etag: '"a"', 'cache-control': 'max-age=0' });
     res.end('A');
   });
-  const records = endedRecords();
-  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
-  try {
-    g = await startTestGateway({
-      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
-      routes: [{ name: 'pages', cluster: 'up', retry: { tries: 1 }, cache: {} }],
-    } as never);
-    const gw = g;
-    const base = gw.url.replace(/\/$/, '');
+  await withCacheGateway(up, { routes: [{ name: 'pages', cache: {} }] }, async ({ g: gw, base, records }) => {
     const cache = gw.gw.ctx.cache!;
     const refused = (reason: string) => counterSum(gw.registry, 'gatewise_cache_store_refused_total', { route: 'pages', reason });
     const purge = (form: Form, path: string, r: Rand): string => {
@@ -117,9 +109,5 @@ test('a client\'s answer whose store a purge cancelled is recorded storeRefused:
         assert.equal(cache.keysUnderway, 0, `${what}: every store under way was finished`);
       }
     });
-  } finally {
-    records.close();
-    await g?.close();
-    await up.close();
-  }
+  });
 });

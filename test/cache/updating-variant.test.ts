@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startScriptedUpstream } from '../helpers/scripted-upstream.js';
-import { startTestGateway } from '../helpers/gateway.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
-import { endedRecords, within } from '../helpers/ended-records.js';
+import { within } from '../helpers/ended-records.js';
 import { until } from '../helpers/until.js';
 import { cacheGet, Holds } from './stale-entry.js';
+import { withCacheGateway } from './cache-gateway.js';
 
 /**
  * `updating` (test/cache/stale-while-fetching.test.ts) says a stale-while-revalidate hit started
@@ -41,15 +41,7 @@ test('a stale-while-revalidate hit is recorded updating only while a fetch of th
     res.writeHead(200, { etag: tag, vary: 'accept-language', 'cache-control': 'max-age=0, stale-while-revalidate=600' });
     res.end(`old ${lang}`);
   });
-  const records = endedRecords();
-  let g: Awaited<ReturnType<typeof startTestGateway>> | undefined;
-  try {
-    g = await startTestGateway({
-      clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
-      routes: [{ name: 'v', cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '30s' } }],
-    } as never);
-    const gw = g;
-    const base = gw.url.replace(/\/$/, '');
+  await withCacheGateway(up, { routes: [{ name: 'v', cache: { collapseWait: '30s' } }] }, async ({ g: gw, base, records }) => {
     const cache = gw.gw.ctx.cache!;
     const get = (path: string, headers: Record<string, string>) => cacheGet(base, path, headers);
     await withSeed(rand, async () => {
@@ -105,9 +97,5 @@ test('a stale-while-revalidate hit is recorded updating only while a fetch of th
         for (const lang of [a, b]) assert.match((await get(path, { 'accept-language': lang })).cs, /; hit; ttl=\d+$/, `${what}: ${lang} fresh after its fetch`);
       }
     });
-  } finally {
-    records.close();
-    await g?.close();
-    await up.close();
-  }
+  });
 });
