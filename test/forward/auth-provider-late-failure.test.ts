@@ -3,12 +3,11 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
-import type { ForwardRecord } from '../../src/record/index.js';
 import type { AuthProvider } from '../../src/tenants/index.js';
 import { between, everyCase, seededRun } from '../helpers/seeded.js';
 import { assertFiredOnTime, LATE_MS } from '../helpers/time-bounds.js';
 import { memoryLogger, PASSWORD, USER } from './helpers.js';
-import { bounded, connectBytes, countingServer, endFrontCase, getBytes, socks5Bytes } from './front-clients.js';
+import { bounded, checkedProxyConfig, connectBytes, countingServer, endFrontCase, getBytes, recordWatch, socks5Bytes } from './front-clients.js';
 
 /**
  * An auth provider whose check *fails* (its backend is down: it rejects, or throws into a
@@ -59,12 +58,12 @@ async function oneCase(client: Client, handshakeMs: number, extraMs: number, wit
   const lateMs = handshakeMs + extraMs;
   const what = `${client}, handshake ${handshakeMs} ms, the provider rejecting ${lateMs} ms after the check began (${withCode ? 'ECONNRESET' : 'no code'})`;
   const dest = await countingServer();
-  const records: ForwardRecord[] = [];
+  const watch = recordWatch();
+  const records = watch.records;
   const failures: string[] = [];
   const unhandled: unknown[] = [];
   const onUnhandled = (e: unknown): void => void unhandled.push(e);
   process.on('unhandledRejection', onUnhandled);
-  let recorded: (() => void) | undefined;
   let checked!: () => void;
   const checking = new Promise<void>((r) => (checked = r));
   let clientClosed!: () => void;
@@ -87,16 +86,11 @@ async function oneCase(client: Client, handshakeMs: number, extraMs: number, wit
   let c: Socket | undefined;
   try {
     proxy = await startForwardProxy(
-      {
-        listeners: [{ address: '127.0.0.1', port: 0, protocols: client.startsWith('socks') ? ['socks5', 'socks4'] : ['http'] }],
-        auth: { required: true, users: [] },
-        rules: { allowPrivate: true, connectPorts: ['1-65535'] },
-        timeouts: { connect: '5s', dns: '5s', handshake: `${handshakeMs}ms` },
-      },
+      checkedProxyConfig(client.startsWith('socks') ? ['socks5', 'socks4'] : ['http'], handshakeMs),
       {
         logger,
         authProvider: provider,
-        hooks: [{ onFinish: (r) => (records.push(r), recorded?.()), onFailure: (_req, f) => void failures.push(`${f.type}/${f.reason ?? ''}`) }],
+        hooks: [{ onFinish: watch.onFinish, onFailure: (_req, f) => void failures.push(`${f.type}/${f.reason ?? ''}`) }],
       },
     );
     const port = proxy.addresses()[0]!.port;
@@ -118,10 +112,7 @@ async function oneCase(client: Client, handshakeMs: number, extraMs: number, wit
       clientClosed();
     }
     assertFiredOnTime(closedAt - t0, handshakeMs, `${what}: the close`);
-    const recordedOnce = new Promise<void>((r) => {
-      recorded = () => records.length >= 1 && r();
-      recorded();
-    });
+    const recordedOnce = watch.first();
     await bounded(recordedOnce, LATE_MS, `${what}: the record at the deadline`);
     await bounded(rejected, lateMs + LATE_MS, `${what}: the provider's late rejection`);
     // Every later step of the front would follow the rejection within this turn and the next.

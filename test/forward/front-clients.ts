@@ -122,6 +122,38 @@ export function heldCheck(): { provider: AuthProvider; checking: Promise<void>; 
   return { provider, checking, answered, answer };
 }
 
+/**
+ * The config of a proxy on `protocols` whose every client needs a password an auth provider
+ * checks (no users of its own), any loopback destination and port allowed, with the handshake
+ * time `handshakeMs` (connect and DNS 5 s): the password-check cases' proxy.
+ */
+export function checkedProxyConfig(protocols: Array<'http' | 'socks5' | 'socks4'>, handshakeMs: number): ForwardConfigInput {
+  return {
+    listeners: [{ address: '127.0.0.1', port: 0, protocols }],
+    auth: { required: true, users: [] },
+    rules: { allowPrivate: true, connectPorts: ['1-65535'] },
+    timeouts: { connect: '5s', dns: '5s', handshake: `${handshakeMs}ms` },
+  };
+}
+
+/** A proxy's records as its `onFinish` hook gets them; `first()` resolves once there is one (now, if there is). */
+export function recordWatch(): { records: ForwardRecord[]; onFinish(r: ForwardRecord): void; first(): Promise<void> } {
+  const records: ForwardRecord[] = [];
+  let recorded: (() => void) | undefined;
+  return {
+    records,
+    onFinish(r) {
+      records.push(r);
+      recorded?.();
+    },
+    first: () =>
+      new Promise<void>((r) => {
+        recorded = () => records.length >= 1 && r();
+        recorded();
+      }),
+  };
+}
+
 /** The end of a front case, however it went: the client's socket destroyed, the proxy closed, the destination's sockets destroyed and it closed. */
 export async function endFrontCase(client: Socket | undefined, proxy: { close(): Promise<void> } | undefined, dest: { server: Server; sockets: Socket[] }): Promise<void> {
   client?.destroy();

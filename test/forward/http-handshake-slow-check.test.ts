@@ -3,11 +3,10 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
-import type { ForwardRecord } from '../../src/record/index.js';
 import { between, everyCase, seededRun } from '../helpers/seeded.js';
 import { assertFiredOnTime, LATE_MS } from '../helpers/time-bounds.js';
 import { memoryLogger, USER } from './helpers.js';
-import { bounded, connectBytes, countingServer, endFrontCase, getBytes, heldCheck } from './front-clients.js';
+import { bounded, checkedProxyConfig, connectBytes, countingServer, endFrontCase, getBytes, heldCheck, recordWatch } from './front-clients.js';
 
 /**
  * The HTTP front's handshake time (the first request head's, counted from the connection's
@@ -46,21 +45,16 @@ function requestParts(client: Client, port: number): string[] {
 async function oneCase(client: Client, handshakeMs: number, answerOk: boolean): Promise<void> {
   const what = `${client}, handshake ${handshakeMs} ms, the check answering ${answerOk ? 'the user' : 'wrong credentials'}`;
   const dest = await countingServer();
-  const records: ForwardRecord[] = [];
-  let recorded: (() => void) | undefined;
+  const watch = recordWatch();
+  const records = watch.records;
   const { provider, checking, answered, answer } = heldCheck();
   const { logger } = memoryLogger();
   let proxy: ForwardProxy | undefined;
   let c: Socket | undefined;
   try {
     proxy = await startForwardProxy(
-      {
-        listeners: [{ address: '127.0.0.1', port: 0, protocols: ['http'] }],
-        auth: { required: true, users: [] },
-        rules: { allowPrivate: true, connectPorts: ['1-65535'] },
-        timeouts: { connect: '5s', dns: '5s', handshake: `${handshakeMs}ms` },
-      },
-      { logger, authProvider: provider, hooks: [{ onFinish: (r) => (records.push(r), recorded?.()) }] },
+      checkedProxyConfig(['http'], handshakeMs),
+      { logger, authProvider: provider, hooks: [{ onFinish: watch.onFinish }] },
     );
     const port = proxy.addresses()[0]!.port;
     // Measured from before the connection exists: the deadline is armed at its accept.
@@ -98,10 +92,7 @@ async function oneCase(client: Client, handshakeMs: number, answerOk: boolean): 
     assert.equal((got.match(/HTTP\/1\.1 /g) ?? []).length, 1, `${what}: one answer only: ${JSON.stringify(got)}`);
     assertFiredOnTime(firstAt! - t0, handshakeMs, `${what}: the 408`);
     assertFiredOnTime(endedAt - t0, handshakeMs, `${what}: the close`);
-    const recordedOnce = new Promise<void>((r) => {
-      recorded = () => records.length >= 1 && r();
-      recorded();
-    });
+    const recordedOnce = watch.first();
     await bounded(recordedOnce, 5000, `${what}: the record`);
     // Every later step of the front would follow the answer within this turn and the next.
     await answered;
@@ -133,21 +124,16 @@ type Leave = 'rst' | 'fin';
 async function leaveCase(client: 'connect-fast' | 'get-whole', leave: Leave, handshakeMs: number, answerOk: boolean): Promise<void> {
   const what = `${client} left by ${leave}, handshake ${handshakeMs} ms, the check answering ${answerOk ? 'the user' : 'wrong credentials'}`;
   const dest = await countingServer();
-  const records: ForwardRecord[] = [];
-  let recorded: (() => void) | undefined;
+  const watch = recordWatch();
+  const records = watch.records;
   const { provider, checking, answered, answer } = heldCheck();
   const { logger } = memoryLogger();
   let proxy: ForwardProxy | undefined;
   let c: Socket | undefined;
   try {
     proxy = await startForwardProxy(
-      {
-        listeners: [{ address: '127.0.0.1', port: 0, protocols: ['http'] }],
-        auth: { required: true, users: [] },
-        rules: { allowPrivate: true, connectPorts: ['1-65535'] },
-        timeouts: { connect: '5s', dns: '5s', handshake: `${handshakeMs}ms` },
-      },
-      { logger, authProvider: provider, hooks: [{ onFinish: (r) => (records.push(r), recorded?.()) }] },
+      checkedProxyConfig(['http'], handshakeMs),
+      { logger, authProvider: provider, hooks: [{ onFinish: watch.onFinish }] },
     );
     const port = proxy.addresses()[0]!.port;
     const t0 = performance.now();
@@ -159,10 +145,7 @@ async function leaveCase(client: 'connect-fast' | 'get-whole', leave: Leave, han
     await bounded(checking, 5000, `${what}: the password check starting`);
     if (leave === 'rst') c.resetAndDestroy();
     else c.end();
-    const recordedOnce = new Promise<void>((r) => {
-      recorded = () => records.length >= 1 && r();
-      recorded();
-    });
+    const recordedOnce = watch.first();
     try {
       await bounded(recordedOnce, handshakeMs + LATE_MS, `${what}: the record while the check is held`);
     } finally {

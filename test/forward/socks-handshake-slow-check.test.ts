@@ -3,11 +3,10 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { startForwardProxy, type ForwardProxy } from '../../src/forward/index.js';
-import type { ForwardRecord } from '../../src/record/index.js';
 import { between, everyCase, seededRun } from '../helpers/seeded.js';
 import { assertFiredOnTime, LATE_MS } from '../helpers/time-bounds.js';
 import { memoryLogger, PASSWORD, USER } from './helpers.js';
-import { bounded, countingServer, endFrontCase, heldCheck, socks5Bytes } from './front-clients.js';
+import { bounded, checkedProxyConfig, countingServer, endFrontCase, heldCheck, recordWatch, socks5Bytes } from './front-clients.js';
 
 /**
  * The SOCKS fronts' handshake time is a deadline on the whole handshake, the proxy's password
@@ -45,21 +44,16 @@ function firstBytes(client: Client, port: number): Buffer {
 async function oneCase(client: Client, handshakeMs: number, answerOk: boolean): Promise<void> {
   const what = `${client}, handshake ${handshakeMs} ms, the check answering ${answerOk ? 'the user' : 'wrong credentials'}`;
   const dest = await countingServer();
-  const records: ForwardRecord[] = [];
-  let recorded: (() => void) | undefined;
+  const watch = recordWatch();
+  const records = watch.records;
   const { provider, checking, answered, answer } = heldCheck();
   const { logger } = memoryLogger();
   let proxy: ForwardProxy | undefined;
   let c: Socket | undefined;
   try {
     proxy = await startForwardProxy(
-      {
-        listeners: [{ address: '127.0.0.1', port: 0, protocols: ['socks5', 'socks4'] }],
-        auth: { required: true, users: [] },
-        rules: { allowPrivate: true, connectPorts: ['1-65535'] },
-        timeouts: { connect: '5s', dns: '5s', handshake: `${handshakeMs}ms` },
-      },
-      { logger, authProvider: provider, hooks: [{ onFinish: (r) => (records.push(r), recorded?.()) }] },
+      checkedProxyConfig(['socks5', 'socks4'], handshakeMs),
+      { logger, authProvider: provider, hooks: [{ onFinish: watch.onFinish }] },
     );
     const port = proxy.addresses()[0]!.port;
     // Measured from before the connection exists: the deadline is armed at its accept.
@@ -78,10 +72,7 @@ async function oneCase(client: Client, handshakeMs: number, answerOk: boolean): 
       // The record is written as the connection is closed, the check still held: not when a
       // check queued behind others answers, seconds later (a fuzz run under load saw none
       // within 2 s of the close).
-      const recordedOnce = new Promise<void>((r) => {
-        recorded = () => records.length >= 1 && r();
-        recorded();
-      });
+      const recordedOnce = watch.first();
       await bounded(recordedOnce, LATE_MS, `${what}: the record at the close, the check still held`);
     } finally {
       // The check answers only now: after the close and the record (or the guard).
