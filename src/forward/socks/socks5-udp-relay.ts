@@ -214,8 +214,13 @@ export class UdpAssociation implements Relay {
         return;
       }
       const header = Buffer.concat([Buffer.from([0, 0, 0]), encodeAddress(addr, from.port)]);
+      // A send that fails (EMSGSIZE: an answer the destination could send but that, behind its
+      // header, is past the most a UDP datagram to the client holds) is a datagram dropped, and
+      // counted so. Before, its error was ignored: lost without a trace in the record
+      // (test/forward/socks5-udp-oversized.test.ts).
       relay.send(Buffer.concat([header, payload]), clientPort, clientIp.address, (err) => {
-        if (!err) session.datagram('down', payload.length, label);
+        if (err) session.dropped();
+        else session.datagram('down', payload.length, label);
       });
     };
     egress.onMessage((payload, from) => onReply(base.peers, payload, from));
