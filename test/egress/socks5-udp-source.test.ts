@@ -61,6 +61,44 @@ function send(sock: UdpSocket, msg: Buffer, port: number, host: string): Promise
 }
 
 describe('UDP through an upstream SOCKS5 proxy', () => {
+  it('drops the relay\'s fragments (FRAG != 0, RFC 1928 §7: no reassembly, so they must be dropped), then takes its whole frames', { timeout: 30_000 }, async () => {
+    // Adversarial probe: frames from the upstream's relay were parsed without reading FRAG,
+    // so a fragment reached the client as if it were a whole datagram.
+    await seededRun('socks5-udp-fragments', async (rand) => {
+      const up = await fakeUpstream();
+      const got: string[] = [];
+      let egress: Awaited<ReturnType<Socks5UdpDialer['open']>> | undefined;
+      try {
+        const dialer = new Socks5UdpDialer(parseProxyUrl(`socks5://127.0.0.1:${up.port}`), { timeoutMs: 3000 });
+        egress = await dialer.open({ guard: () => undefined, dnsTimeoutMs: 1000 });
+        let wake: (() => void) | undefined;
+        egress.onMessage((payload) => {
+          got.push(payload.toString());
+          if (payload.toString() === 'whole') wake?.();
+        });
+        await egress.send({ host: '127.0.0.1', port: 9 }, Buffer.from('hello'));
+        const clientPort = await up.clientPort;
+        const n = 1 + between(rand, 0, 3);
+        for (let i = 0; i < n; i++) {
+          const frame = frameFrom('127.0.0.1', 9, `fragment ${i}`);
+          frame[2] = between(rand, 1, 255); // FRAG: a fragment's position (high bit: the last one)
+          await send(up.relay, frame, clientPort, '127.0.0.1');
+        }
+        // Sent last from the same socket: once it is in, every fragment was read before it.
+        const arrived = new Promise<void>((resolve) => (wake = resolve));
+        await send(up.relay, frameFrom('127.0.0.1', 9, 'whole'), clientPort, '127.0.0.1');
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([arrived, new Promise((_r, reject) => (timer = setTimeout(() => reject(new Error('the whole frame did not arrive within 3 s')), 3000)))]).finally(() => clearTimeout(timer));
+        assert.deepEqual(got, ['whole']);
+      } finally {
+        egress?.close();
+        for (const c of up.controls) c.destroy();
+        up.relay.close();
+        up.server.close();
+      }
+    });
+  });
+
   it('takes frames from the relay\'s address and port only, not from another address on the same port (seeded impostors)', { timeout: 30_000 }, async () => {
     await seededRun('socks5-udp-source', async (rand) => {
       const up = await fakeUpstream();
