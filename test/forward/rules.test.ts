@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DestinationRules, canonicalAddress, isPrivateAddress, socks5ReplyFor, SOCKS5_REPLY } from '../../src/forward/index.js';
 import { Failure } from '../../src/failure/index.js';
+import { seededRandom } from '../helpers/seeded.js';
 
 describe('destination rules', () => {
   it('knows private, loopback, link-local and metadata addresses in every spelling', () => {
@@ -50,6 +51,39 @@ describe('destination rules', () => {
       assert.equal(def.checkAddress(null, 'x', 80, q6), undefined, `${q6} (${pub}), seed ${seed}`);
     }
     assert.equal(isPrivateAddress('100::1'), true, 'discard-only');
+  });
+
+  it('a deny cidr on IPv4 holds for the IPv6 spellings that carry that address (NAT64, 6to4, SIIT), for everyone and per user; an allow cidr does not open them (seeded)', () => {
+    // Adversarial probe (SOCKS5 face): the private ranges judged these spellings by the IPv4
+    // address they carry (session 30), but a deny rule's cidrs did not: with allowPrivate, a deny
+    // of 127.0.0.2/32 let 64:ff9b::7f00:2 through (on a host with NAT64 that reaches the IPv4
+    // address). Unit level only: these addresses are not loopback, nothing is sent to them.
+    const rand = seededRandom();
+    const spell = (v4: string): string => {
+      const q = v4.split('.').map(Number) as [number, number, number, number];
+      const hi = ((q[0] << 8) | q[1]).toString(16);
+      const lo = ((q[2] << 8) | q[3]).toString(16);
+      switch (rand.int(5)) {
+        case 0: return `64:ff9b::${hi}:${lo}`;
+        case 1: return `64:ff9b::${v4}`;
+        case 2: return `0064:FF9B:0:0:0:0:${hi.toUpperCase()}:${lo}`;
+        case 3: return `2002:${hi}:${lo}::${(1 + rand.int(0xfffe)).toString(16)}`;
+        default: return `::ffff:0:${hi}:${lo}`;
+      }
+    };
+    const global = new DestinationRules({ allowPrivate: true, defaultAction: 'allow', deny: [{ cidrs: ['127.0.0.2/32'] }] });
+    const perUser = new DestinationRules({ allowPrivate: true, defaultAction: 'allow' }, [{ name: 'alice', deny: [{ cidrs: ['127.0.0.2/32'] }] }]);
+    const allowOnly = new DestinationRules({ allowPrivate: true, defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8'] }] });
+    for (let i = 0; i < 100; i++) {
+      const denied = spell('127.0.0.2');
+      const other = spell(`127.0.0.${3 + rand.int(250)}`);
+      const at = `${denied}, seed ${rand.seed}`;
+      assert.equal(global.checkAddress(null, 'x', 80, denied)?.type, 'destination_ip_prohibited', at);
+      assert.equal(perUser.checkAddress('alice', 'x', 80, denied)?.type, 'destination_ip_prohibited', at);
+      assert.equal(perUser.checkAddress('bob', 'x', 80, denied), undefined, at);
+      assert.equal(global.checkAddress(null, 'x', 80, other), undefined, `${other}, seed ${rand.seed}`);
+      assert.equal(allowOnly.checkAddress(null, 'x', 80, other)?.type, 'http_request_denied', `allow cidrs open no carried spelling: ${other}, seed ${rand.seed}`);
+    }
   });
 
   it('denies private addresses by default; allowPrivate or a covering allow cidr opens them', () => {

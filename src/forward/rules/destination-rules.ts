@@ -3,7 +3,7 @@ import { customerFacingFailure } from '../../tenants/limit-refusal.js';
 import type { AddressGuard, DialTarget, ResolvedAddress } from '../../egress/index.js';
 import { CidrSet } from './cidr-set.js';
 import { HostPatterns, hostNeed, readHost, type CheckedHost, type HostNeed } from '../../egress/index.js';
-import { canonicalAddress } from '../../net/ip-canonical.js';
+import { canonicalAddress, embeddedIPv4 } from '../../net/ip-canonical.js';
 import { PortSet, type PortSpec } from './port-set.js';
 import { isPrivateAddress } from './private-ranges.js';
 
@@ -20,7 +20,8 @@ import { isPrivateAddress } from './private-ranges.js';
  *   otherwise allow.
  *
  * A rule matches when every selector it has matches (hosts by name pattern, cidrs by
- * the resolved address, ports by the destination port). Rules without `cidrs` are also
+ * the resolved address — a deny rule's also by the IPv4 address an IPv6 one carries, NAT64,
+ * 6to4 or SIIT —, ports by the destination port). Rules without `cidrs` are also
  * applied before name resolution, so a denied name is never looked up.
  */
 
@@ -170,13 +171,18 @@ export class DestinationRules {
     let allowedBy: Rule | undefined;
     const own = this.#own(user);
     const h = readHost(host, this.#hostNeed);
+    // The IPv4 address an IPv6 one carries (NAT64, 6to4, SIIT: ip-canonical.ts): deny cidrs
+    // judge it too, as the private ranges do (adversarial probe: a deny of 127.0.0.2/32 let
+    // 64:ff9b::7f00:2 through; test/forward/rules.test.ts). Allow cidrs do not: a carried
+    // spelling opens nothing its IPv4 form's allow rule opens. Undefined for IPv4 (no work).
+    const carried = canon.family === 6 ? embeddedIPv4(addr) : undefined;
     if (own !== undefined) {
-      const r = this.#checkAddressAt(own, user, host, h, port, addr);
+      const r = this.#checkAddressAt(own, user, host, h, port, addr, carried);
       if (r instanceof Failure) return r;
       allowedBy = r;
     }
     if (allowedBy === undefined) {
-      const r = this.#checkAddressAt(this.#global, user, host, h, port, addr);
+      const r = this.#checkAddressAt(this.#global, user, host, h, port, addr, carried);
       if (r instanceof Failure) return r;
       allowedBy = r;
     }
@@ -191,12 +197,12 @@ export class DestinationRules {
     return undefined;
   }
 
-  /** One level's rules for an address: a deny's refusal, the allow rule that matched, or undefined (none). */
-  #checkAddressAt(level: RuleSet, user: string | null, host: string, h: CheckedHost, port: number, addr: string): Failure | Rule | undefined {
+  /** One level's rules for an address (`carried`: the IPv4 address it carries, judged by deny rules too): a deny's refusal, the allow rule that matched, or undefined (none). */
+  #checkAddressAt(level: RuleSet, user: string | null, host: string, h: CheckedHost, port: number, addr: string, carried: string | undefined): Failure | Rule | undefined {
     const deny = level.deny;
     for (let i = 0; i < deny.length; i++) {
       const r = deny[i]!;
-      if (r.matches(h, port, addr)) {
+      if (r.matches(h, port, addr) || (carried !== undefined && r.cidrs !== undefined && r.matches(h, port, carried))) {
         const nextHop = label(host, port);
         return r.cidrs
           ? new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `address ${addr} of ${nextHop} is denied by a rule` })
