@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
-import { PASSWORD, USER, basic, dial, rawExchange, readUntil, startOrigin, startTestProxy, tableResolver, type Origin, type TestProxy } from './helpers.js';
+import { PASSWORD, USER, accessLine, basic, dial, rawExchange, readUntil, startOrigin, startTestProxy, tableResolver, type Origin, type TestProxy } from './helpers.js';
+import { associate } from '../helpers/socks-udp.js';
 
 /**
  * Adversarial probe of the SOCKS5 front (RFC 1928, RFC 1929) with raw sockets: guards for
@@ -135,5 +136,28 @@ describe('SOCKS5 frames under an adversarial client', () => {
     assert.equal(out[5], 0x00);
     assert.match(out.toString('latin1'), /"\/mixed"/);
     assert.equal(deniedOrigin.connections, 0);
+  });
+
+  it('applies a user\'s tunnel limit over SOCKS5 as over CONNECT: the same failure, each in its protocol', async () => {
+    const q = await startTestProxy({ limits: { maxTunnelsPerUser: 1 }, rules: { allowPrivate: true, defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.1/32'] }] } });
+    const held = await dial(q.port);
+    held.on('error', () => {});
+    try {
+      held.write(Buffer.concat([GREETING, auth(), request(1, Buffer.from([127, 0, 0, 1]), origin.port)]));
+      const granted = await readUntil(held, (b) => b.length >= 4 + 10, undefined, 'the first tunnel\'s reply');
+      assert.equal(granted[5], 0x00);
+      const second = await answerThenClose(q.port, Buffer.concat([GREETING, auth(), request(1, Buffer.from([127, 0, 0, 1]), origin.port)]));
+      assert.equal(second[5], 0x01, 'SOCKS5 tunnel over the limit: general failure');
+      await assert.rejects(associate(q.port, { user: USER, password: PASSWORD }), /Failure/, 'a UDP association counts as a tunnel');
+      const res = await rawExchange(q.port, `CONNECT 127.0.0.1:${origin.port} HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nProxy-Authorization: ${basic()}\r\n\r\n`);
+      assert.match(res, /^HTTP\/1\.1 503 [^]*connection_limit_reached/i, res.slice(0, 200));
+      const socksLine = await accessLine(q.lines, (l) => l.protocol === 'socks5' && l.reply === 0x01, 'the refused SOCKS5 tunnel');
+      const connectLine = await accessLine(q.lines, (l) => l.protocol === 'connect' && l.status === 503, 'the refused CONNECT');
+      assert.equal(socksLine.error, 'connection_limit_reached');
+      assert.equal(connectLine.error, socksLine.error);
+    } finally {
+      held.destroy();
+      await q.close();
+    }
   });
 });
