@@ -62,13 +62,15 @@ describe('listener under arbitrary bytes', () => {
     assert.ok(Date.now() - t0 < 20_000);
     // Random bytes include password attempts from this address: while their checks are
     // still queued, this client is told 429 with Retry-After (the per-client bound doing its
-    // job; on a busy machine the backlog lasts longer). A real client waits as told.
+    // job; on a busy machine the backlog lasts longer). A real client waits as told. A check
+    // that waited behind that backlog past this proxy's 500 ms handshake deadline answers 408
+    // (the deadline doing its job: seen twice at load average ~8): asked again after a second.
     let http = { stdout: '' };
     for (const until = Date.now() + 30_000; Date.now() < until; ) {
       const r = await run('curl', ['-sS', '-o', '/dev/null', '-D', '-', '-w', '%{http_code}', '-x', p.authUrl, `http://127.0.0.1:${origin.port}/after-fuzz`]);
       const code = r.stdout.slice(-3);
       http = { stdout: code };
-      if (code !== '429') break;
+      if (code !== '429' && code !== '408') break;
       const after = Number(/^retry-after:\s*(\d+)/im.exec(r.stdout)?.[1] ?? 1);
       await new Promise((res) => setTimeout(res, after * 1000));
     }
