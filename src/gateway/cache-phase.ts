@@ -91,7 +91,7 @@ export class CachePhase implements CollapseWaiter {
     this.#rc = rc;
     const scheme = ex.front === undefined ? 'http' : ex.front.scheme;
     this.key = cacheKey(schemeTarget(scheme, targetKey(ex.host, ex.path)), rc.route);
-    this.#unkeyed = unkeyedHost(ex, scheme) ? 'unkeyed-host' : hasContent(ex) ? 'request-content' : undefined;
+    this.#unkeyed = unkeyedHost(ex, scheme) ? 'unkeyed-host' : hasContent(ex) ? 'request-content' : unkeyedField(ex) ? 'unkeyed-field' : undefined;
   }
 
   /**
@@ -102,9 +102,10 @@ export class CachePhase implements CollapseWaiter {
    * for every client). `request-content`: a GET with a body, forwarded with it (an upstream
    * that reads GET bodies answered one client's body for every client of the URL; RFC 9110
    * §9.3.1 gives such content no meaning a cache could key on; over HTTP/2 without
-   * Content-Length too, session 31).
+   * Content-Length too, session 31). `unkeyed-field`: a field some upstreams read as another
+   * URL or method (`UNKEYED_FIELDS`; session 50).
    */
-  readonly #unkeyed: 'unkeyed-host' | 'request-content' | undefined;
+  readonly #unkeyed: BypassReason | undefined;
 
   /** The member of Cache-Status a gateway-made answer on this route carries. */
   get failureStatus(): string {
@@ -602,6 +603,27 @@ function unkeyedHost(ex: Exchange, scheme: string): boolean {
     // An HTTP/2 stream's socket is Node's proxy, which throws once the connection is gone.
   }
   return !(local !== undefined && rest === `:${local}`);
+}
+
+/**
+ * Request fields some upstreams read as the request's URL or method instead of the request line:
+ * X-Original-URL and X-Rewrite-URL (Symfony's old request factory, IIS URL Rewrite and the
+ * frameworks behind it), and the method-override fields of method-override middleware. The key
+ * names neither. Finding (adversarial probe, session 50): `GET /home` with `X-Original-URL: /admin`
+ * went upstream with it, and the answer for /admin was stored under /home for every client (web
+ * cache poisoning, Kettle 2018). Such a GET is passed by the cache, the field still sent.
+ */
+const UNKEYED_FIELDS = new Set(['x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override']);
+
+/** The request goes upstream with one of `UNKEYED_FIELDS` (read from what is sent: a request hook may have removed or added one). */
+function unkeyedField(ex: Exchange): boolean {
+  const headers = ex.upstreamRequest().headers;
+  for (let i = 0; i < headers.length; i += 2) {
+    const n = headers[i]!;
+    // Every such name starts with "x-" and is 13 to 22 characters: one char test skips the rest.
+    if ((n.charCodeAt(0) | 0x20) === 120 /* x */ && n.length >= 13 && n.length <= 22 && UNKEYED_FIELDS.has(n.toLowerCase())) return true;
+  }
+  return false;
 }
 
 /**

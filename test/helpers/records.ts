@@ -48,7 +48,7 @@ export function anyRecord(rand: () => number): RequestRecord {
       attempts: rand() < 0.5 ? [] : [{ endpoint: anyString(rand), phase: 'headers', connection: 'reused', status: 200, startMs: 0.5, detail: anyString(rand) }],
       upgrade: rand() < 0.2,
       cache: maybe(rand, pick(['hit', 'stale', 'updating', 'revalidated', 'collapsed', 'miss', 'bypass'] as const)),
-      bypass: maybe(rand, pick(['method', 'request-content', 'unkeyed-host'] as const)),
+      bypass: maybe(rand, pick(['method', 'request-content', 'unkeyed-host', 'unkeyed-field'] as const)),
       storeRefused: maybe(rand, pick(['too-large', 'purged'] as const)),
       recoveredFrom: maybe(rand, pick(['connection_refused', '503'])),
       background: maybe(rand, 'revalidation' as const),
