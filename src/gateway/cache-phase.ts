@@ -13,6 +13,7 @@ import {
   type CacheStatus,
   type CollapseWaiter,
   type Forward,
+  type ResponseCache,
   type RouteCache,
   type StoreTicket,
   type UpdateResult,
@@ -24,6 +25,7 @@ import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
 import { fieldText, type RawField } from '../http/headers.js';
 import { SAFE_METHODS } from '../http/methods.js';
+import { needsNormalizing, normalizeSlow, type EscapedSlashes } from '../http/path.js';
 import type { BypassReason, CacheOutcome, StoreRefusal } from '../record/index.js';
 
 /** What the cache made of an upstream head: it answered instead, or the request must be sent again (a 304 it cannot use); undefined: pass it on. */
@@ -325,7 +327,7 @@ export class CachePhase implements CollapseWaiter {
     const method = ex.method;
     // Not safe: its response invalidates the stored ones of its target (RFC 9111 §4.4).
     if (!SAFE_METHODS.has(method)) {
-      if (status < 400) this.#invalidate(raw);
+      if (status < 400) invalidateAfterUnsafe(this.#rc.cache, ex.host, ex.path, raw, ex.ctx.escapedSlashes);
       head.push('cache-status', cacheStatusMember(ex.ctx.identity, { fwd: 'bypass', fwdStatus: status }));
       return undefined;
     }
@@ -518,24 +520,6 @@ export class CachePhase implements CollapseWaiter {
     collapser.release(this.key);
   }
 
-  /** RFC 9111 §4.4: a non-error answer to an unsafe method invalidates its target and its Location / Content-Location on the same host. */
-  #invalidate(raw: readonly RawField[]): void {
-    const ex = this.#ex;
-    const cache = this.#rc.cache;
-    cache.invalidateTarget(targetKey(ex.host, ex.path));
-    for (let i = 0; i < raw.length; i += 2) {
-      const n = fieldText(raw[i]!).toLowerCase();
-      if (n !== 'location' && n !== 'content-location') continue;
-      try {
-        const base = `http://${ex.host || 'localhost'}`;
-        const u = new URL(fieldText(raw[i + 1]!), `${base}${ex.path}`);
-        if (u.host.toLowerCase() === (ex.host || 'localhost').toLowerCase()) cache.invalidateTarget(targetKey(ex.host, u.pathname + u.search));
-      } catch {
-        // Not a URL: nothing to invalidate.
-      }
-    }
-  }
-
   #answer(e: CacheEntry, cs: CacheStatus, proxyStatus: string | undefined, now: number): void {
     const ex = this.#ex;
     const a = answerFrom(e, ex.method, ex.req.headers, now);
@@ -545,6 +529,44 @@ export class CachePhase implements CollapseWaiter {
     ex.answerFromCache(a.status, h, a.body);
   }
 }
+
+/**
+ * RFC 9111 §4.4: a non-error answer (`status` below 400, the caller's test) to an unsafe method
+ * invalidates its target, and the targets of its `Location` and `Content-Location` whose host
+ * part is the request's, on every route, whatever route the request took: the exchange calls
+ * it for a route without `cache` too (before session 50 only a cached route's request
+ * invalidated, and a POST routed apart from the cached GETs left them stored). A Location is
+ * named as keys are: its path normalised as a request's (`/%7ea`, `/x//y` are `/~a`, `/x/y`;
+ * before, written as sent, they invalidated nothing), its host compared without the port (an
+ * absolute Location naming the listener's port never matched).
+ */
+export function invalidateAfterUnsafe(cache: ResponseCache, host: string, path: string, raw: readonly RawField[], escapedSlashes: EscapedSlashes): void {
+  cache.invalidateTarget(targetKey(host, path));
+  const own = host || 'localhost';
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = fieldText(raw[i]!).toLowerCase();
+    if (n !== 'location' && n !== 'content-location') continue;
+    let u: URL;
+    try {
+      u = new URL(fieldText(raw[i + 1]!), `http://${own}${path}`);
+    } catch {
+      continue; // not a URI reference: nothing to invalidate
+    }
+    const h = u.hostname.endsWith('.') ? u.hostname.slice(0, -1) : u.hostname;
+    if (h !== own) continue;
+    let p = u.pathname;
+    if (needsNormalizing(p)) {
+      try {
+        p = normalizeSlow(p, refuseLocation, escapedSlashes);
+      } catch {
+        continue; // a path the gateway refuses: nothing is stored under it
+      }
+    }
+    cache.invalidateTarget(targetKey(host, p + u.search));
+  }
+}
+
+const refuseLocation = (detail: string): Error => new Error(detail);
 
 /** The refusal a freshened response's fate records on the client's request (kept or dropped: none). */
 const REFUSED_UPDATE: Readonly<Record<UpdateResult, StoreRefusal | undefined>> = { kept: undefined, dropped: undefined, 'too-large': 'too-large', cancelled: 'purged' };

@@ -28,7 +28,8 @@ import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type Re
 import { NOT_STARTED_AFTER_CLOSE, answerEndsConnection, closeAfter, closingAfterAnswer, finished, offer, runsAlone, withdrawn, type Ordered } from '../http/connection-order.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import { literalHost, rewritePath, type Route } from './router.js';
-import { CachePhase } from './cache-phase.js';
+import { CachePhase, invalidateAfterUnsafe } from './cache-phase.js';
+import { SAFE_METHODS } from '../http/methods.js';
 import type { RouteCache } from '../cache/index.js';
 import { fieldText, type RawField } from '../http/headers.js';
 import { versionFramingProblem } from '../http/framing.js';
@@ -727,6 +728,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         a.sendAgain('a 304 naming none of the stored responses the cache asked about; sent again without its validators');
         return true;
       }
+    } else if (statusCode < 400 && this.ctx.cache !== undefined && !SAFE_METHODS.has(this.method)) {
+      // An unsafe request on a route without a cache still invalidates what the cached routes stored (RFC 9111 §4.4).
+      invalidateAfterUnsafe(this.ctx.cache, this.#host, this.#path, rawHeaders, this.ctx.escapedSlashes);
     }
     const listened = this.#listenerHead(statusCode, head);
     if (listened instanceof Failure) {

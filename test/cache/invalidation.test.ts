@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { request } from 'undici';
+import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
+import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { withCacheGateway } from './cache-gateway.js';
+
+/**
+ * RFC 9111 §4.4: a non-error answer to an unsafe method invalidates the stored responses of its
+ * target URI and of the URIs in its Location and Content-Location when their host is the
+ * request's. Findings (adversarial probe, session 50):
+ * - an unsafe request that took a route without `cache` (routes split by method: GET and HEAD
+ *   cached, POST to another route) invalidated nothing, and the stored GET answered on;
+ * - a Location was looked up as written, while keys hold the normalised path: `/%7ea` or
+ *   `/x//y` left `/~a` and `/x/y` stored;
+ * - an absolute Location naming a port (the listener's own) was compared with its port against
+ *   the request's host without one, and never invalidated (§4.4 compares the host part).
+ */
+function origin(): Promise<ScriptedUpstream> {
+  let n = 0;
+  return startScriptedUpstream((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      n++;
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        const h: Record<string, string> = { 'content-length': '0' };
+        for (const f of ['location', 'content-location']) if (typeof req.headers[`x-${f}`] === 'string') h[f] = req.headers[`x-${f}`] as string;
+        res.writeHead(201, h);
+        res.end();
+        return;
+      }
+      const body = `${req.url} #${n}`;
+      res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': String(Buffer.byteLength(body)) });
+      res.end(body);
+    });
+  });
+}
+
+async function cs(base: string, path: string): Promise<string> {
+  const r = await request(base + path);
+  await r.body.text();
+  return String(r.headers['cache-status']);
+}
+
+test('an unsafe request on a route without a cache invalidates its target on the cached routes', async () => {
+  await withCacheGateway(await origin(), { routes: [{ name: 'writes', match: { methods: ['POST', 'PUT', 'DELETE', 'PATCH'] }, cache: undefined as never }, { name: 'reads', cache: {} }] }, async ({ base }) => {
+    for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
+      const path = `/item-${method}`;
+      await cs(base, path);
+      assert.match(await cs(base, path), /; hit;/);
+      const w = await request(base + path, { method: method as 'POST', body: 'x' });
+      await w.body.text();
+      assert.equal(w.statusCode, 201);
+      assert.match(await cs(base, path), /fwd=uri-miss/, `${method} ${path} left the stored GET`);
+    }
+  });
+});
+
+test('Location and Content-Location invalidate the stored target however they spell it, on the same host only (seeded)', async () => {
+  await withCacheGateway(await origin(), { routes: [{ name: 'c', cache: {} }] }, async ({ base }) => {
+    const port = new URL(base).port;
+    const rand = seededRandom();
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 24; i++) {
+        const stored = `/t${i}-${rand.seed}/~a/b?q=1`;
+        // Spellings of the same target as the key names it, and of other hosts (never invalidated).
+        const same = [`/t${i}-${rand.seed}/%7ea/b?q=1`, `/t${i}-${rand.seed}/%7Ea//b?q=1`, `/t${i}-${rand.seed}/x/../~a/./b?q=1`, `http://127.0.0.1:${port}/t${i}-${rand.seed}/~a/b?q=1`, `http://127.0.0.1/t${i}-${rand.seed}/~a/b?q=1`, `//127.0.0.1:${port}/t${i}-${rand.seed}/%7ea/b?q=1`];
+        const other = [`http://other.test:${port}/t${i}-${rand.seed}/~a/b?q=1`, `//other.test/t${i}-${rand.seed}/~a/b?q=1`];
+        const invalidates = rand.int(3) > 0;
+        const loc = rand.pick(invalidates ? same : other);
+        const field = rand.pick(['x-location', 'x-content-location']);
+        await cs(base, stored);
+        assert.match(await cs(base, stored), /; hit;/);
+        const w = await request(`${base}/writer-${i}`, { method: 'POST', headers: { [field]: loc }, body: 'x' });
+        await w.body.text();
+        const after = await cs(base, stored);
+        if (invalidates) assert.match(after, /fwd=uri-miss/, `case ${i}: ${field.slice(2)}: ${loc} left ${stored} stored`);
+        else assert.match(after, /; hit;/, `case ${i}: ${field.slice(2)}: ${loc} (another host) invalidated ${stored}`);
+      }
+    });
+  });
+});
