@@ -6,6 +6,14 @@ const HEURISTIC_STATUSES = new Set([200, 203, 204, 206, 300, 301, 308, 404, 405,
 /** The heuristic fraction of the time since Last-Modified (RFC 9111 §4.2.2 suggests at most 10 %). */
 const HEURISTIC_FRACTION = 0.1;
 
+/**
+ * The longest heuristic lifetime: a day (Traffic Server's `heuristic_max_lifetime`; Squid's is
+ * three days; RFC 7234 §4.2.2 had a cache warn once a heuristic age passed 24 hours). Unbounded
+ * before session 50: a 404 with a Last-Modified 26 years old was fresh for 2.6 years, on no
+ * word of the origin's. Explicit freshness is never capped.
+ */
+const HEURISTIC_MAX_MS = 86_400_000;
+
 /** Request header values a stored response was selected with, for its Vary fields. */
 export type VaryValues = ReadonlyArray<string | undefined>;
 
@@ -214,5 +222,5 @@ function lifetime(status: number, cc: Directives, dateMs: number, expires: strin
   if (!HEURISTIC_STATUSES.has(status) && !cc.has('public')) return 0;
   const lm = httpDate(lastModified);
   if (Number.isNaN(lm) || lm >= dateMs) return 0;
-  return Math.floor((dateMs - lm) * HEURISTIC_FRACTION);
+  return Math.min(Math.floor((dateMs - lm) * HEURISTIC_FRACTION), HEURISTIC_MAX_MS);
 }

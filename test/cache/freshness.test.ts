@@ -160,3 +160,44 @@ test('HTTP-dates: rfc850-date two-digit years are the most recent past year when
   const t0 = Date.UTC(2026, 11, 3);
   assert.ok(entry(['Date', new Date(t0).toUTCString(), 'Expires', 'Thursday, 18-Aug-50 02:01:18 GMT'], t0).lifetimeMs > 20 * 365 * 86_400_000);
 });
+
+/**
+ * Heuristic freshness (RFC 9111 §4.2.2): 10 % of the time since Last-Modified, at most a day.
+ * Finding (adversarial probe, session 50): unbounded, a 404 with a Last-Modified 26 years old
+ * was stored fresh for 2.6 years (`ttl=81833164`), with no word from the origin. Traffic Server
+ * caps it at a day (`heuristic_max_lifetime`), Squid at three days; RFC 7234 had caches warn
+ * once a heuristic age passed 24 hours. Explicit freshness is never capped.
+ */
+test('heuristic freshness is 10 % of the time since Last-Modified, at most a day; explicit freshness is not capped (seeded)', async () => {
+  const rand = seededRandom();
+  await withSeed(rand, async () => {
+    for (let i = 0; i < 3000; i++) {
+      const t0 = 1_700_000_000_000;
+      const sinceMs = rand.pick([rand.int(1000), rand.int(86_400_000 * 20), rand.int(86_400_000 * 365 * 40)]);
+      const lm = new Date(t0 - sinceMs).toUTCString();
+      const status = rand.pick([200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]);
+      const e = new CacheEntry({ key: 'h/p', status, headers: ['Date', new Date(t0).toUTCString(), 'Last-Modified', lm], body: Buffer.from('x'), requestTime: t0, responseTime: t0, varyValues: [] });
+      const since = t0 - Date.parse(lm);
+      assert.equal(e.lifetimeMs, since <= 0 ? 0 : Math.min(Math.floor(since * 0.1), 86_400_000), `${status} Last-Modified ${since} ms before Date`);
+      const maxAge = rand.int(86_400 * 3650);
+      const explicit = new CacheEntry({ key: 'h/p', status, headers: ['Date', new Date(t0).toUTCString(), 'Last-Modified', lm, 'Cache-Control', `max-age=${maxAge}`], body: Buffer.from('x'), requestTime: t0, responseTime: t0, varyValues: [] });
+      assert.equal(explicit.lifetimeMs, maxAge * 1000);
+    }
+  });
+});
+
+test('through the gateway: a 404 with a Last-Modified years old is stored fresh for a day at most', async () => {
+  const { startScriptedUpstream } = await import('../helpers/scripted-upstream.js');
+  const { withCacheGateway } = await import('./cache-gateway.js');
+  const up = await startScriptedUpstream((_req, res) => {
+    res.writeHead(404, { date: new Date().toUTCString(), 'last-modified': 'Mon, 01 Jan 2001 00:00:00 GMT', 'content-length': '2' });
+    res.end('no');
+  });
+  await withCacheGateway(up, { routes: [{ name: 'c', cache: {} }] }, async ({ base }) => {
+    await (await request(`${base}/gone`)).body.text();
+    const r = await request(`${base}/gone`);
+    await r.body.text();
+    const ttl = Number(/; hit; ttl=(\d+)/.exec(String(r.headers['cache-status']))?.[1]);
+    assert.ok(ttl > 86_000 && ttl <= 86_400, `ttl ${ttl}: ${String(r.headers['cache-status'])}`);
+  });
+});
