@@ -159,7 +159,10 @@ export class CacheEntry {
 
   /**
    * The entry freshened by a 304 (§4.3.4): its header fields replace the stored ones of the
-   * same name, except the fields that describe the body the 304 does not carry.
+   * same name, except the fields that describe the body the 304 does not carry. A 304 without
+   * `Date` replaces the stored one with the time it was received (`responseTime`), as RFC 9110
+   * §6.6.1 has a caching recipient record it: before session 50 the old `Date` stayed, the
+   * apparent age with it, and a response freshened so was still stale (every request validated).
    */
   updated(headers304: readonly string[], requestTime: number, responseTime: number, varyValues = this.varyValues): CacheEntry {
     const replace = new Map<string, string[]>();
@@ -170,6 +173,7 @@ export class CacheEntry {
       if (list === undefined) replace.set(n, (list = []));
       list.push(headers304[i]!, headers304[i + 1]!);
     }
+    if (!replace.has('date')) replace.set('date', ['date', new Date(responseTime).toUTCString()]);
     const out: string[] = [];
     const done = new Set<string>();
     const h = this.headers;
