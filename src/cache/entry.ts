@@ -9,7 +9,7 @@ const HEURISTIC_FRACTION = 0.1;
 /**
  * The longest heuristic lifetime: a day (Traffic Server's `heuristic_max_lifetime`; Squid's is
  * three days; RFC 7234 §4.2.2 had a cache warn once a heuristic age passed 24 hours). Unbounded
- * before session 50: a 404 with a Last-Modified 26 years old was fresh for 2.6 years, on no
+ * before session 37: a 404 with a Last-Modified 26 years old was fresh for 2.6 years, on no
  * word of the origin's. Explicit freshness is never capped.
  */
 const HEURISTIC_MAX_MS = 86_400_000;
@@ -161,7 +161,7 @@ export class CacheEntry {
    * The entry freshened by a 304 (§4.3.4): its header fields replace the stored ones of the
    * same name, except the fields that describe the body the 304 does not carry. A 304 without
    * `Date` replaces the stored one with the time it was received (`responseTime`), as RFC 9110
-   * §6.6.1 has a caching recipient record it: before session 50 the old `Date` stayed, the
+   * §6.6.1 has a caching recipient record it: before session 37 the old `Date` stayed, the
    * apparent age with it, and a response freshened so was still stale (every request validated).
    */
   updated(headers304: readonly string[], requestTime: number, responseTime: number, varyValues = this.varyValues): CacheEntry {

@@ -105,7 +105,7 @@ export class CachePhase implements CollapseWaiter {
    * that reads GET bodies answered one client's body for every client of the URL; RFC 9110
    * §9.3.1 gives such content no meaning a cache could key on; over HTTP/2 without
    * Content-Length too, session 31). `unkeyed-field`: a field some upstreams read as another
-   * URL or method (`UNKEYED_FIELDS`; session 50).
+   * URL or method (`UNKEYED_FIELDS`; session 37).
    */
   readonly #unkeyed: BypassReason | undefined;
 
@@ -534,7 +534,7 @@ export class CachePhase implements CollapseWaiter {
  * RFC 9111 §4.4: a non-error answer (`status` below 400, the caller's test) to an unsafe method
  * invalidates its target, and the targets of its `Location` and `Content-Location` whose host
  * part is the request's, on every route, whatever route the request took: the exchange calls
- * it for a route without `cache` too (before session 50 only a cached route's request
+ * it for a route without `cache` too (before session 37 only a cached route's request
  * invalidated, and a POST routed apart from the cached GETs left them stored). A Location is
  * named as keys are: its path normalised as a request's (`/%7ea`, `/x//y` are `/~a`, `/x/y`;
  * before, written as sent, they invalidated nothing), its host compared without the port (an
@@ -631,7 +631,7 @@ function unkeyedHost(ex: Exchange, scheme: string): boolean {
  * Request fields some upstreams read as the request's URL or method instead of the request line:
  * X-Original-URL and X-Rewrite-URL (Symfony's old request factory, IIS URL Rewrite and the
  * frameworks behind it), and the method-override fields of method-override middleware. The key
- * names neither. Finding (adversarial probe, session 50): `GET /home` with `X-Original-URL: /admin`
+ * names neither. Finding (adversarial probe, session 37): `GET /home` with `X-Original-URL: /admin`
  * went upstream with it, and the answer for /admin was stored under /home for every client (web
  * cache poisoning, Kettle 2018). Such a GET is passed by the cache, the field still sent.
  */

@@ -9,7 +9,7 @@ import { withCacheGateway } from './cache-gateway.js';
  * Request fields that some upstreams read as another URL or another method (Symfony and IIS
  * read X-Original-URL / X-Rewrite-URL as the path; frameworks with a method-override
  * middleware read X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override), which the cache
- * key does not name. Finding (adversarial probe, session 50): a GET /home with
+ * key does not name. Finding (adversarial probe, session 37): a GET /home with
  * `X-Original-URL: /admin` went upstream with it and the upstream's answer for /admin was
  * stored under /home for every client (web cache poisoning, Kettle 2018). Such a GET now
  * neither reads nor fills the store: `cache-status: …; fwd=bypass; detail=unkeyed-field`, the
