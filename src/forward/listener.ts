@@ -135,8 +135,8 @@ export class ForwardListener {
       // exclusive bind made the second worker fail with EADDRINUSE; found by test/observe/workers.test.ts).
       this.#server.listen({ host: this.#spec.address, port: this.#spec.port }, () => {
         this.#server.off('error', reject);
-        // Accepted sockets made with one options map (net/accept.ts): before any connection comes.
-        installAccept(this.#server);
+        // Accepted sockets made with one options map and shaped at once (net/accept.ts): before any connection comes.
+        installAccept(this.#server, shapeSocket);
         if (this.#certs !== undefined) this.#certs.listener = `${this.address().address}:${this.address().port}`;
         // Orders start once the port is bound: the validations come here.
         this.#acme?.start();
@@ -161,6 +161,8 @@ export class ForwardListener {
    */
   #onConnection(socket: Socket): void {
     // Every Gatewise slot first, before the gate or Node reads the socket: it keeps one map from here on (net/socket-slots.ts).
+    // `installAccept` shaped it already (before Node's setNoDelay read it); again for a socket
+    // from Node's own accept (a server with maxConnections): the stores then change no map.
     shapeSocket(socket);
     const now = performance.now();
     const decision = this.#gate.admit(socket, now);

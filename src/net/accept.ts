@@ -52,8 +52,18 @@ export const kAccepting: unique symbol = Symbol('gatewise.accepting');
 /**
  * Make `server`'s accepted sockets with one options map (see above). Call when the server is
  * listening (its 'listening' event); true when installed.
+ *
+ * `shape`: gives each socket its final map (net/socket-slots.ts `shapeSocket`) as soon as the
+ * constructor returns, before `setNoDelay` / `setKeepAlive` read `socket._handle`. Node's
+ * `_handle` getter is one site for every socket in the process; the constructor passes it
+ * three maps, and a read between the constructor and the listener's shaping showed it a fourth
+ * (Node's unshaped map) beside the shaped one: a fifth, and the getter, `Readable.read`,
+ * `Socket._destroy`, `prefinish` and the `Socket` constructor went megamorphic for the life of
+ * the process (docs/benchmarks.md §51: `KeyedLoadIC_Megamorphic` 18.1k instructions per CONNECT
+ * tunnel against the bare floor's 5.1k). Node's own accept sets no-delay on the handle, so it
+ * never read the unshaped socket.
  */
-export function installAccept(server: Server): boolean {
+export function installAccept(server: Server, shape?: (socket: Socket) => void): boolean {
   const s = server as unknown as ServerInternals & { [kAccepting]?: boolean };
   const handle = s._handle;
   const nodeOnConnection = handle?.onconnection;
@@ -77,6 +87,7 @@ export function installAccept(server: Server): boolean {
       autoDestroy: true,
       decodeStrings: false,
     } as ConstructorParameters<typeof Socket>[0]);
+    if (shape !== undefined) shape(socket);
     if (s.noDelay === true) socket.setNoDelay(true);
     if (s.keepAlive === true) socket.setKeepAlive(true, (s.keepAliveInitialDelay ?? 0) * 1000); // the server keeps it in seconds
     s._connections++;

@@ -1,10 +1,17 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import dc from 'node:diagnostics_channel';
-import type { Socket } from 'node:net';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import net, { type AddressInfo, type Socket } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import v8 from 'node:v8';
 import { kSocketUser, type SlottedSocket } from '../../src/net/index.js';
 import type { Tunnel } from '../../src/forward/tunnel.js';
+import { freePort } from '../helpers/redis.js';
 import { prng } from '../helpers/seeded.js';
 import { dial, readUntil, startOrigin, startTestProxy, waitFor, type Origin } from './helpers.js';
 
@@ -157,6 +164,77 @@ describe('the sockets of a tunnel share one map', () => {
         for (const c of clients) c.destroy();
         await p.close();
       }
+    }
+  });
+});
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+/**
+ * The same invariant seen from Node's side, in the shipped process: V8's inline-cache log
+ * (`--log-ic`) of `gatewise forward` in its default configuration under a seeded number of
+ * CONNECT tunnels. No load of Node's `kHandle` (the `_handle` getter every `socket._handle` in
+ * net.js goes through) may become megamorphic. The accepted socket's constructor shows that
+ * site three maps and the shaped socket a fourth; `installAccept` called `setNoDelay` on the
+ * socket before the listener shaped it, a fifth map, and the site went megamorphic on the first
+ * tunnels (callgrind: `KeyedLoadIC_Megamorphic` 18.1k instructions per tunnel against the
+ * floor's 5.1k; docs/benchmarks.md §51). Failed first on that build.
+ */
+describe('the _handle getter stays polymorphic in gatewise forward', () => {
+  it(`no megamorphic kHandle load after a seeded number of tunnels (seed ${SEED})`, { timeout: 120_000 }, async () => {
+    const rand = prng(SEED);
+    const n = 20 + Math.floor(rand() * 60);
+    const origin = net.createServer((s) => {
+      s.on('error', () => {});
+      s.on('data', () => s.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok'));
+    });
+    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', () => resolve()));
+    const originPort = (origin.address() as AddressInfo).port;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewise-handle-ic-'));
+    const log = path.join(dir, 'v8.log');
+    const port = await freePort();
+    // The default configuration: the access log on. Its output goes to a file, not a pipe: Node
+    // makes a piped stdout or stderr a socket of its own (with its own `_destroy`), which the
+    // stopping message touches at exit, outside what is measured here.
+    const outFile = path.join(dir, 'out.log');
+    const outFd = fs.openSync(outFile, 'w');
+    const child = spawn(process.execPath, ['--log-ic', `--logfile=${log}`, '--no-logfile-per-isolate', path.join(ROOT, 'bin', 'gatewise.js'), 'forward', '--listen', `127.0.0.1:${port}`, '--no-auth', '--allow-private', '--connect-ports', '1-65535'], { stdio: ['ignore', outFd, outFd] });
+    fs.closeSync(outFd);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const started = Date.now();
+        const check = (): void => {
+          const out = fs.readFileSync(outFile, 'utf8');
+          if (out.includes('listening')) resolve();
+          else if (child.exitCode !== null || Date.now() - started > 60_000) reject(new Error(`gatewise forward did not start: ${out}`));
+          else setTimeout(check, 20);
+        };
+        check();
+      });
+      for (let i = 0; i < n; i++) {
+        const c = await dial(port);
+        c.on('error', () => {});
+        let got = '';
+        c.on('data', (d: Buffer) => (got += d.toString('latin1')));
+        c.write(`CONNECT 127.0.0.1:${originPort} HTTP/1.1\r\nHost: 127.0.0.1:${originPort}\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n`);
+        await once(c, 'end');
+        assert.match(got, /^HTTP\/1\.1 200 [^\r]*\r\n(?:[^\r]*\r\n)*\r\nHTTP\/1\.1 200 OK/, `seed ${SEED}: tunnel ${i}`);
+        c.destroy();
+      }
+      child.kill();
+      await once(child, 'exit'); // V8's log is complete once the process is gone
+      const lines = fs.readFileSync(log, 'latin1').split('\n').filter((l) => l.startsWith('KeyedLoadIC,') && l.includes('symbol("kHandle"'));
+      assert.ok(lines.length > 0, `seed ${SEED}: no kHandle load in the IC log (has Node renamed it?)`);
+      // KeyedLoadIC,pc,time,line,column,old state,new state,map,key,...: N is megamorphic.
+      const megamorphic = lines.filter((l) => l.split(',')[6] === 'N');
+      assert.deepEqual(megamorphic, [], `seed ${SEED}: after ${n} tunnels`);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill();
+        await once(child, 'exit');
+      }
+      await new Promise<void>((resolve) => origin.close(() => resolve()));
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
