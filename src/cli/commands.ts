@@ -128,7 +128,7 @@ export const COMMANDS: readonly CommandDef[] = [
       { flag: 'no-access-log', type: 'boolean', description: 'do not write access-log lines', configPaths: ['log'] },
       { flag: 'workers', value: 'N|auto', type: 'string', description: 'run N processes on the same port (node:cluster)' },
     ],
-    notes: 'Durations: 250ms, 2s, 1m.',
+    notes: 'Durations: 250ms, 2s, 1m (a number needs its unit).',
   },
   {
     name: 'forward',

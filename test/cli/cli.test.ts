@@ -57,6 +57,17 @@ test('usage errors exit 2 and say what is wrong', async () => {
   assert.equal((await run(['frobnicate'])).code, 2);
 });
 
+test('a duration flag without a unit is refused, naming the flag (--response-timeout 30 was a 30 ms timeout)', async () => {
+  for (const flag of ['--connect-timeout', '--response-timeout', '--idle-timeout']) {
+    const r = await run(['proxy', '--to', 'http://127.0.0.1:1', flag, '30']);
+    assert.equal(r.code, 2, `${flag} 30: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`${flag} expects a duration such as 500ms, 2s or 1m, got "30"`));
+  }
+  const d = await run(['diagnose', '--timeout', '10', 'http://127.0.0.1:1/']);
+  assert.equal(d.code, 64, d.stderr);
+  assert.match(d.stderr, /--timeout expects a duration/);
+});
+
 test('proxy --retries and --health-path become the route retry policy and an active check', async () => {
   const { proxyConfig } = await import('../../src/cli/main.js');
   const { config } = proxyConfig(['--to', 'http://127.0.0.1:1', '--to', 'http://127.0.0.1:2', '--retries', '0', '--health-path', '/healthz']);

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, parseConfigText, validateConfig } from '../../src/config/load.js';
 import { jsonSchema } from '../../src/config/schema.js';
+import { seededRandom, withSeed } from '../helpers/seeded.js';
 
 const GOOD = `
 listeners:
@@ -130,4 +131,46 @@ test('values the gateway sends upstream without judging them again are judged at
   for (const ok of ['requestId:\n  header: x-correlation-id\n', 'requestId:\n  header: X-Correlation-Id\n', 'routes:\n  - cluster: app\n    host: api.internal:8443\n']) {
     parseConfigText(base + (ok.startsWith('routes') ? ok : `routes:\n  - cluster: app\n${ok}`));
   }
+});
+
+test('a duration without a unit is refused where it is written (the docs say ms, s, m, h: "30" is not 30 seconds, and was taken as 30 ms); seeded numbers', async () => {
+  const rand = seededRandom();
+  await withSeed(rand, async () => {
+    for (let i = 0; i < 20; i++) {
+      const n = rand.pick(['0', '1', '5', '30', '250', '2.5', String(1 + rand.int(100_000))]);
+      // One key from each place the schema builds a duration: a listener, a cluster, a route's
+      // retry, the shutdown shape, the forward proxy.
+      const text = (v: string) => `listeners:
+  - port: 8080
+    requestHeaderTimeout: "${v}"
+clusters:
+  api:
+    endpoints: [http://127.0.0.1:3000]
+    timeouts: { response: "${v}" }
+routes:
+  - cluster: api
+    retry: { perTryTimeout: "${v}" }
+shutdown: { drainTimeout: "${v}" }
+forward:
+  listeners: [{ port: 3128 }]
+  auth: { required: false }
+  timeouts: { connect: "${v}" }
+`;
+      let err: unknown;
+      try {
+        parseConfigText(text(n), 'bare.yaml');
+      } catch (e) {
+        err = e;
+      }
+      assert.ok(err instanceof ConfigError, `"${n}" without a unit was accepted`);
+      const byPath = new Map(err.problems.map((p) => [p.path, p]));
+      for (const [path, line] of [['listeners[0].requestHeaderTimeout', 3], ['clusters.api.timeouts.response', 7], ['routes[0].retry.perTryTimeout', 10], ['shutdown.drainTimeout', 11], ['forward.timeouts.connect', 15]] as const) {
+        assert.equal(byPath.get(path)?.line, line, `${path} = "${n}": ${err.message}`);
+        assert.match(byPath.get(path)!.message, /duration/);
+      }
+      // A number with a unit is a duration.
+      const good = `${1 + rand.int(59)}${rand.pick(['s', 'm'])}`;
+      assert.equal(parseConfigText(text(good), 'unit.yaml').clusters.api!.timeouts.response, good);
+    }
+  });
 });
