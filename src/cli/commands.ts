@@ -340,7 +340,7 @@ export function commandHelp(def: CommandDef): string {
   return lines.join('\n') + '\n';
 }
 
-/** Every command's usage line and summary: the README's CLI block and the heart of `gatewise help`. */
+/** Every command's usage line and summary: the heart of the README's CLI block and of `gatewise help`. */
 export function synopsis(): string {
   return (
     COMMANDS.map((c) => {
@@ -348,6 +348,17 @@ export function synopsis(): string {
       return `${usageLine(c)}\n    ${c.summary}${defaults.length ? `\n    (default ${defaults.join(' ')})` : ''}`;
     }).join('\n') + '\n'
   );
+}
+
+/** What `gatewise help` and the README's CLI block end with, in one place. */
+const CLI_NOTES =
+  "'gatewise COMMAND --help' describes a command's options. Durations: 250ms, 2s, 1m, 1h (a number needs its unit).\n" +
+  'Exit codes: 0 ok, 1 failed (bad config, cannot listen), 2 bad command line (the reason, naming the flag, and the usage on stderr);\n' +
+  'diagnose has its own (see its --help).\n';
+
+/** The README's CLI block: every command's synopsis, then the notes `gatewise help` ends with. */
+export function readmeCli(): string {
+  return `${synopsis()}\n${CLI_NOTES}`;
 }
 
 /** `gatewise help`. */
@@ -360,8 +371,7 @@ export function topHelp(): string {
   return (
     'gatewise — a gateway and proxy server that explains every failure it produces\n\n' +
     `Usage:\n${body}\n  gatewise help | --version\n\n` +
-    "'gatewise COMMAND --help' describes a command's options. Durations: 250ms, 2s, 1m.\n" +
-    'Exit codes: 0 ok, 1 failed (bad config, cannot listen), 2 bad command line; diagnose has its own (see its --help).\n'
+    CLI_NOTES
   );
 }
 
@@ -547,12 +557,12 @@ export function readmeCliBlock(text: string): { start: number; end: number; body
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  if (process.argv[2] === '--readme') process.stdout.write(synopsis());
+  if (process.argv[2] === '--readme') process.stdout.write(readmeCli());
   else if (process.argv[2] === '--update-readme') {
     const text = readFileSync(README, 'utf8');
     const block = readmeCliBlock(text);
     if (!block) throw new Error('README.md has no ## CLI code block');
-    writeFileSync(README, text.slice(0, block.start) + synopsis() + text.slice(block.end));
+    writeFileSync(README, text.slice(0, block.start) + readmeCli() + text.slice(block.end));
     process.stdout.write('README.md: CLI block updated\n');
   } else {
     process.stderr.write('usage: node dist/src/cli/commands.js --readme | --update-readme\n');

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { COMMANDS, readmeCliBlock, synopsis, type CommandDef } from '../../src/cli/commands.js';
+import { COMMANDS, readmeCli, readmeCliBlock, topHelp, type CommandDef } from '../../src/cli/commands.js';
 import { forwardConfigFromArgs } from '../../src/cli/forward.js';
 import { proxyConfig } from '../../src/cli/main.js';
 
@@ -28,9 +28,20 @@ test('README: the CLI block is the synopsis the command definitions render', () 
   assert.ok(block, 'README.md has a ``` block under "## CLI"');
   assert.equal(
     block.body,
-    synopsis(),
+    readmeCli(),
     'README.md\'s CLI block differs from the command definitions (src/cli/commands.ts); regenerate it with: npx tsc -p . && node dist/src/cli/commands.js --update-readme',
   );
+});
+
+test('README: the CLI block ends with the notes `gatewise help` ends with (durations, exit codes), from the same definition', () => {
+  const block = readmeCliBlock(readFileSync(README, 'utf8'));
+  assert.ok(block);
+  // What `gatewise help` says after the commands' synopsis: the README said exit 2 for every
+  // bad command line in words of its own, and diagnose's is 64.
+  const help = topHelp();
+  const notes = help.slice(help.indexOf('\n\n', help.indexOf('gatewise help | --version')) + 2);
+  assert.match(notes, /Exit codes:/);
+  assert.ok(block.body.endsWith(notes), `README.md's CLI block does not end with the help's notes:\n${notes}`);
 });
 
 test('gatewise COMMAND --help and -h: exit 0, the help on stdout, every option of the command named', { timeout: 120_000 }, async () => {
