@@ -118,10 +118,20 @@ async function serve(config: Config, opts: RuntimeOptions): Promise<number> {
 async function checkCommand(argv: string[]): Promise<number> {
   const values = parseCommand(command('check'), argv).values as { config: string };
   const config = await loadConfigFile(values.config, { onWarnings: warn(values.config) });
-  process.stdout.write(
-    `${values.config}: ok — ${config.listeners.length} listener(s), ${Object.keys(config.clusters).length} cluster(s), ${config.routes.length} route(s)${config.forward ? ', forward proxy' : ''}\n`,
-  );
+  process.stdout.write(`${values.config}: ok — ${checkSummary(config)}\n`);
   return 0;
+}
+
+/** What `check` says a good config will run: each part that listens, the forward proxy and admin with their addresses. */
+export function checkSummary(config: Config): string {
+  const at = (a: { address: string; port: number }) => (a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+  const parts: string[] = [];
+  if (config.listeners.length || !config.forward) {
+    parts.push(`${config.listeners.length} listener(s), ${Object.keys(config.clusters).length} cluster(s), ${config.routes.length} route(s)`);
+  }
+  if (config.forward) parts.push(`forward proxy on ${config.forward.listeners.map(at).join(', ')}`);
+  if (config.admin) parts.push(`admin on ${at(config.admin)}`);
+  return parts.join('; ');
 }
 
 async function proxyCommand(argv: string[]): Promise<number> {

@@ -26,6 +26,16 @@ test('check accepts a good config and refuses a bad one with every problem and i
   const ok = await run(['check', '-c', good]);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /ok — 1 listener/);
+  // Both faces and the admin listener: each part that will listen is named with its address.
+  const both = join(dir, 'both.yaml');
+  writeFileSync(
+    both,
+    'listeners: [{ port: 8080 }]\nclusters: { a: { endpoints: ["http://127.0.0.1:3000"] } }\nroutes: [{ cluster: a }]\nadmin: { port: 9901 }\n' +
+      'forward: { listeners: [{ port: 3128 }, { address: "::1", port: 1080, protocols: [socks5] }], auth: { required: false } }\n',
+  );
+  const b = await run(['check', '-c', both]);
+  assert.equal(b.code, 0, b.stderr);
+  assert.equal(b.stdout, `${both}: ok — 1 listener(s), 1 cluster(s), 1 route(s); forward proxy on 127.0.0.1:3128, [::1]:1080; admin on 127.0.0.1:9901\n`);
   const bad = join(dir, 'bad.yaml');
   writeFileSync(bad, 'listeners:\n  - port: -1\nclusters: { a: { endpoints: ["gopher://x"] } }\nroutes: [{ cluster: b }]\n');
   const r = await run(['check', '-c', bad]);

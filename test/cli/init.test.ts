@@ -97,7 +97,9 @@ test('init --proxy writes a proxy service with plans and a users file; check acc
   assert.match(readFileSync(join(dir, 'fwd.yaml'), 'utf8'), /plans:/);
   const checked = await cli(['check', '-c', 'fwd.yaml']);
   assert.equal(checked.code, 0, checked.stderr);
-  assert.match(checked.stdout, /forward proxy/);
+  // What check says will listen is what run binds: the forward proxy's listener, not
+  // "0 listener(s), 0 cluster(s), 0 route(s)" (the reverse gateway's counts, all zero).
+  assert.equal(checked.stdout, 'fwd.yaml: ok — forward proxy on 127.0.0.1:0\n');
   const { child, value: port } = await runUntil('fwd.yaml', (l) => (l.event === 'forward-ready' ? String((l.listeners as Array<{ port: number }>)[0]!.port) : undefined));
   try {
     const ask = (auth?: string, path = 'http://127.0.0.1:9999/'): Promise<number> =>
