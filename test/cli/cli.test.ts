@@ -67,6 +67,17 @@ test('usage errors exit 2 and say what is wrong', async () => {
   assert.equal((await run(['frobnicate'])).code, 2);
 });
 
+test('demo: a --port that leaves no room for the dashboard, or an --admin-port equal to --port, is a bad command line naming both flags (was: got "undefined", or EADDRINUSE on its own port)', async () => {
+  const top = await run(['demo', '--port', '65535']);
+  assert.equal(top.code, 2, top.stderr);
+  assert.match(top.stderr, /--port 65535 leaves no port above it for the dashboard: give --admin-port N/);
+  assert.doesNotMatch(top.stderr, /undefined/);
+  const same = await run(['demo', '--port', '18080', '--admin-port', '18080']);
+  assert.equal(same.code, 2, same.stderr);
+  assert.match(same.stderr, /--admin-port 18080 is the gateway's --port: give another/);
+  assert.doesNotMatch(same.stderr, /EADDRINUSE/);
+});
+
 test('a duration flag without a unit is refused, naming the flag (--response-timeout 30 was a 30 ms timeout)', async () => {
   for (const flag of ['--connect-timeout', '--response-timeout', '--idle-timeout']) {
     const r = await run(['proxy', '--to', 'http://127.0.0.1:1', flag, '30']);
