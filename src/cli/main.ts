@@ -106,13 +106,40 @@ async function runCommand(argv: string[]): Promise<number> {
 async function serve(config: Config, opts: RuntimeOptions): Promise<number> {
   const { startRuntime, untilSignal } = await import('./runtime.js');
   try {
-    const rt = await startRuntime(config, opts);
+    let rt;
+    try {
+      rt = await startRuntime(config, opts);
+    } catch (err) {
+      const words = opts.configFile === undefined ? undefined : bindFailure(config, opts.configFile, err);
+      if (words === undefined) throw err;
+      process.stderr.write(`gatewise run: ${words}\n`);
+      return 1;
+    }
     announceStarted();
     return await untilSignal(rt);
   } finally {
     // Whether it served or could not start: the channel alone kept a worker up.
     leaveCluster();
   }
+}
+
+/**
+ * A listener that could not bind, in the config's words: the address, the entry (listeners[i],
+ * forward.listeners[i], admin) and the file. Undefined for any other error.
+ */
+export function bindFailure(config: Config, file: string, err: unknown): string | undefined {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if ((e?.syscall !== 'listen' && e?.syscall !== 'bind') || typeof e.port !== 'number' || !['EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL'].includes(e.code ?? '')) return undefined;
+  const entries: Array<[{ address: string; port: number }, string]> = [
+    ...config.listeners.map((l, i): [typeof l, string] => [l, `listeners[${i}]`]),
+    ...(config.forward?.listeners ?? []).map((l, i): [typeof l, string] => [l, `forward.listeners[${i}]`]),
+    ...(config.admin ? [[config.admin, 'admin'] as [typeof config.admin, string]] : []),
+  ].filter(([l]) => l.port === e.port);
+  const exact = entries.filter(([l]) => l.address === e.address);
+  const named = (exact.length ? exact : entries).map(([, path]) => path);
+  const address = e.address === undefined ? String(e.port) : e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+  const what = { EADDRINUSE: 'address already in use', EACCES: 'permission denied (a port under 1024 needs privileges: docs/deployment.md)', EADDRNOTAVAIL: 'not an address of this host' }[e.code as 'EADDRINUSE'];
+  return `cannot listen on ${address}${named.length ? ` (${named.join(' or ')} of ${file})` : ''}: ${what} (${e.code})`;
 }
 
 async function checkCommand(argv: string[]): Promise<number> {

@@ -83,6 +83,8 @@ test('gatewise run with one listener port in use exits 1, leaving no other liste
         const where = `${n} listeners, port in use at ${at}, workers ${workers ?? 'none'}: ${err}`;
         assert.equal(code, 1, `did not exit 1 (-1: still running after 20 s): ${where}`);
         assert.match(err, /cannot listen/, where);
+        // What and where: the address, the config entry and the file, not only Node's words.
+        assert.ok(err.includes(`cannot listen on 127.0.0.1:${heldPort} (listeners[${at}] of ${file}): address already in use (EADDRINUSE)`), where);
         for (const [i, port] of ports.entries()) if (i !== at) assert.ok(await portFree(port), `listener ${i} (${port}) still bound: ${where}`);
       }
     });
