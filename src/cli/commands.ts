@@ -536,7 +536,11 @@ export function flagProblems(def: CommandDef, problems: readonly PathProblem[], 
 
 /** A UsageError listing the problems of a built config by flag. */
 export function optionsError(def: CommandDef, problems: readonly PathProblem[], config: unknown): UsageError {
-  const lines = flagProblems(def, problems, config);
+  return problemsError(flagProblems(def, problems, config));
+}
+
+/** A UsageError of one problem, or of several counted, one per indented line. */
+export function problemsError(lines: readonly string[]): UsageError {
   return new UsageError(lines.length === 1 ? lines[0]! : `${lines.length} problems:\n${lines.map((l) => `  ${l}`).join('\n')}`);
 }
 

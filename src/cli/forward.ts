@@ -5,7 +5,7 @@ import { parseDuration } from '../config/duration.js';
 import { startForwardProxy, type ForwardProxy } from '../forward/index.js';
 import { hashPassword } from '../tenants/index.js';
 import { createLogger, flushLogger } from '../observe/access-log.js';
-import { answerUsage, command, optionsError, parseCommand } from './commands.js';
+import { answerUsage, command, optionsError, parseCommand, problemsError } from './commands.js';
 import { UsageError } from './usage.js';
 import { raiseMallocTrimThreshold } from './malloc-tuning.js';
 import { releaseYoungGeneration } from './young-generation.js';
@@ -88,9 +88,7 @@ export async function forwardConfigFromArgs(argv: string[]): Promise<ForwardConf
   const local = hostAddresses();
   const foreign = addresses.filter((a) => isIP(a) !== 0 && !isLocalAddress(a, local));
   if (foreign.length) {
-    throw new UsageError(
-      foreign.map((a) => `--egress ${a}: not an address of this host, so no connection can leave from it (this host has ${local.join(', ')})`).join('\n'),
-    );
+    throw problemsError(foreign.map((a) => `--egress ${a}: not an address of this host, so no connection can leave from it (this host has ${local.join(', ')})`));
   }
   return input;
 }

@@ -166,6 +166,10 @@ test('forward: config problems are said as --no-auth, --user, --egress, --via, -
   const foreign = await run(['forward', '--listen', '127.0.0.1:0', '--user', 'a:b', '--egress', '192.0.2.199']);
   assert.equal(foreign.code, 2);
   assert.match(foreign.stderr, /^gatewise forward: --egress 192\.0\.2\.199: not an address of this host/);
+  // Several are listed as every other set of problems is: counted, one per indented line.
+  const two = await run(['forward', '--listen', '127.0.0.1:0', '--user', 'a:b', '--egress', '192.0.2.198,192.0.2.199']);
+  assert.equal(two.code, 2);
+  assert.match(two.stderr, /^gatewise forward: 2 problems:\n {2}--egress 192\.0\.2\.198: not an address of this host[^\n]*\n {2}--egress 192\.0\.2\.199: not an address of this host/);
   const r = await run(['forward', '--listen', '127.0.0.1:0', '--user', 'a:b', '--egress', 'nowhere']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /^gatewise forward: --egress nowhere: expected a local IP address\n/);
