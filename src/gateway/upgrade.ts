@@ -23,7 +23,8 @@ import { finalResponseHead, switchResponseHead } from './response-headers.js';
 import { hasHsts } from './front.js';
 import { allowedUpgrade, rewritePath, type Route } from './router.js';
 import { traceTry, type RequestTrace } from './tracing.js';
-import type { RawField } from '../http/headers.js';
+import { fieldText, type RawField } from '../http/headers.js';
+import { nameIs } from '../http/token.js';
 
 /** Bytes of an upgrade request's client read (and kept) while its answer is awaited. */
 const EARLY_LIMIT = 64 * 1024;
@@ -351,6 +352,13 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
 
   onUpgrade(statusCode: number, rawHeaders: RawField[] | null, upstream: Duplex): void {
     this.#settle();
+    const refused = unofferedSwitch(rawHeaders ?? [], this.#upgradeProtocol ?? '');
+    if (refused !== undefined) {
+      // Spliced, the client's next bytes would reach the upstream unrouted (WebSocket smuggling).
+      upstream.destroy();
+      this.onError(new Failure({ type: 'http_upgrade_failed', phase: 'headers', nextHop: this.#attempt?.endpoint, detail: refused }));
+      return;
+    }
     this.#finalHead(statusCode);
     this.#upstream = upstream;
     const head = this.#responseHead(statusCode, switchResponseHead(rawHeaders ?? [], this.#via, this.#ctx.requestIdHeader, this.requestId));
@@ -393,7 +401,12 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   onHeaders(statusCode: number, rawHeaders: RawField[], resume: () => void): boolean {
     // 1xx: not the answer the response timeout waits for; restarting the wait at each let an
     // upstream sending 103s for ever hold the upgrade (test/gateway/stall-interim-forever.test.ts).
-    if (statusCode < 200) return true;
+    if (statusCode < 200) {
+      // A 101 undici did not take as a switch (no Upgrade field): RFC 9110 §7.8 has the server name the protocol.
+      if (statusCode !== 101) return true;
+      this.#abortUp?.(new Failure({ type: 'http_upgrade_failed', phase: 'headers', nextHop: this.#attempt?.endpoint, detail: NO_UPGRADE_FIELD }));
+      return false;
+    }
     const built = finalResponseHead(rawHeaders, this.#via, this.#ctx.requestIdHeader, this.requestId, undefined, this.#attempt?.endpoint);
     if (built instanceof Failure) {
       this.#abortUp?.(built);
@@ -574,6 +587,36 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     if (finish) hooks.runFinish(record);
     if (tracing !== undefined) tracing.finish(this.#trace, req, record, performance.timeOrigin + this.#t0);
   }
+}
+
+const NO_UPGRADE_FIELD = 'the upstream answered 101 without an Upgrade field';
+
+/**
+ * Why a 101 is no switch to what was offered, or undefined when it is: RFC 9110 §7.8 has the
+ * server name the new protocol(s) in Upgrade, each one the client offered (names compared
+ * without case or version, as the route's `upgrades`).
+ */
+export function unofferedSwitch(raw: readonly RawField[], offered: string): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (nameIs(fieldText(raw[i]!), 'upgrade')) value = value === undefined ? fieldText(raw[i + 1]!) : `${value}, ${fieldText(raw[i + 1]!)}`;
+  }
+  if (value === undefined) return NO_UPGRADE_FIELD;
+  const names = new Set(offered.split(',').map(protocolName));
+  let any = false;
+  for (const part of value.split(',')) {
+    const name = protocolName(part);
+    if (name === '') continue;
+    if (!names.has(name)) return `the upstream switched to ${JSON.stringify(part.trim())}, which was not offered (${JSON.stringify(offered)})`;
+    any = true;
+  }
+  return any ? undefined : NO_UPGRADE_FIELD;
+}
+
+function protocolName(token: string): string {
+  const p = token.trim();
+  const slash = p.indexOf('/');
+  return (slash < 0 ? p : p.slice(0, slash)).toLowerCase();
 }
 
 const NO_PROGRESS = { connected: false, responseStarted: false, headersReceived: false } as const;
