@@ -813,6 +813,9 @@ export class NetConnection extends DeadlineEntry {
     this.#upgrade = undefined;
     const socket = this.socket;
     this.#detach();
+    // Half-open, as node:http's sockets are: a switched client's FIN ends only its direction
+    // (else its end cut off the upstream's answer to it; test/gateway/upgrade-half-close.test.ts).
+    socket.allowHalfOpen = true;
     this.#server.emit('upgrade', u.req, socket, u.rest);
   }
 
