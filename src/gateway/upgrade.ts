@@ -231,7 +231,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
       this.#headers = head.headers;
       // Only the route's protocols are tunnelled; for any other the request goes upstream as
       // plain HTTP without Upgrade, and what the client sent after its head is dropped.
-      this.#upgradeProtocol = allowedUpgrade(route, head.upgrade);
+      // An HTTP/1.0 request's Upgrade is ignored (RFC 9110 §7.8 MUST): its Connection may not be understood.
+      this.#upgradeProtocol = req.httpVersionMinor === 0 ? undefined : allowedUpgrade(route, head.upgrade);
       if (!runRequestPhase(this.#ctx.hooks, this)) return;
       this.#admit();
     } catch (err) {

@@ -35,6 +35,8 @@ const ANSWERS: Record<string, string> = {
 before(async () => {
   upstream = await startRawUpstream((head) => {
     const target = head.split('\r\n', 1)[0]!.split(' ')[1]!;
+    // Switches when asked to, else answers plainly.
+    if (target === '/either') return /\r\nupgrade:/i.test(head) ? ANSWERS['/ok']! : ANSWERS['/200']!;
     return ANSWERS[target] ?? 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n';
   });
   gw = await startTestGateway({
@@ -100,4 +102,18 @@ describe('a 101 must name a protocol the client offered', () => {
       assert.ok(!smuggledSince(before));
     });
   }
+
+  test('an HTTP/1.0 request\'s Upgrade is ignored (RFC 9110 §7.8): a plain request upstream, no tunnel, nothing smuggled', { timeout: 20_000 }, async () => {
+    const before = upstream.received.length;
+    const conn = new RawConn(gw.port);
+    await conn.write(`GET /either HTTP/1.0\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n` + SMUGGLED);
+    const text = await conn.waitFor((t, ended) => ended || /^HTTP\/1\.1 101[^]*?\r\n\r\n/.test(t), 5000, 'an answer');
+    if (parseHead(text)?.status === 101) await until(() => smuggledSince(before), 3000);
+    conn.destroy();
+    assert.ok(!smuggledSince(before), 'the bytes after the head reached the upstream as a request');
+    assert.equal(parseHead(text)?.status, 200, text);
+    const seen = upstream.received.slice(before);
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]!.headers.upgrade, undefined, 'Upgrade went upstream');
+  });
 });
