@@ -201,9 +201,10 @@ export const clusterSchema = z
         connect: duration('5s', 'Time to open a connection (TCP + TLS) to an endpoint; then 504 connection_timeout.'),
         response: duration('30s', 'Time to wait for response headers after sending the request, retries on another endpoint included (a try that may be retried on a timeout waits half of it); then 504 http_response_timeout.'),
         idle: duration('60s', 'Longest silence from the upstream while a response body streams (time the client takes to read does not count); then the client connection is aborted (connection_read_timeout).'),
+        tunnelIdle: duration('5m', 'Close a switched (upgraded: WebSocket) connection when no byte has moved either way for this long, recorded endedBy idle (nginx proxy_read_timeout on such tunnels; the forward proxy\'s tunnelIdle). "0s": never.'),
       })
       .strict()
-      .default({ connect: '5s', response: '30s', idle: '60s' })
+      .default({ connect: '5s', response: '30s', idle: '60s', tunnelIdle: '5m' })
       .describe('Time limits toward the endpoints.'),
     keepAlive: duration('4s', 'How long an idle upstream connection is kept for reuse (capped by the upstream\'s Keep-Alive: timeout hint and by the idle timeout learned from its closes).'),
     balancer: z

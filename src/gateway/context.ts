@@ -158,6 +158,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
           connectTimeoutMs: ms(c.timeouts.connect),
           responseTimeoutMs: ms(c.timeouts.response),
           idleTimeoutMs: ms(c.timeouts.idle),
+          tunnelIdleMs: ms(c.timeouts.tunnelIdle),
           keepAliveMs: ms(c.keepAlive),
           maxConnections: c.maxConnections,
           maxResponseHeaderSize: c.maxResponseHeaderSize,

@@ -1,4 +1,4 @@
-import { destroyAfter } from '../timing/deadlines.js';
+import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
@@ -52,7 +52,7 @@ function headBytes(status: number, headers: readonly string[]): string {
  * keep a slot from every plain request, so a few hundred open WebSockets would turn all
  * other traffic of the cluster into 503s. Open tunnels are bounded by `maxConnections`.
  */
-export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedRequest, Admittable, ResponseTimerOwner {
+export class UpgradeExchange extends DeadlineEntry implements Dispatcher.DispatchHandler, HookedRequest, Admittable, ResponseTimerOwner {
   readonly #ctx: GatewayContext;
   readonly #req: IncomingMessage;
   readonly #socket: Duplex;
@@ -105,6 +105,8 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   #admittedAt = 0;
   #bytesIn = 0;
   #bytesOut = 0;
+  /** When a tunnel byte last moved either way (performance.now()). */
+  #activeAt = 0;
   #release: (() => void) | undefined;
   /**
    * The wait for the upstream's head, then (an answer that does not switch) between its body
@@ -131,6 +133,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
   readonly #hsts: string | undefined;
 
   constructor(ctx: GatewayContext, req: IncomingMessage, socket: Duplex, head: Buffer, listener: string, via: string, sendMs = 0, hsts?: string) {
+    super();
     this.#ctx = ctx;
     this.#hsts = hsts;
     this.#sendMs = sendMs;
@@ -145,6 +148,7 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     socket.on('error', () => socket.destroy());
     socket.once('close', () => {
       this.#closed = true;
+      deadlines.remove(this);
       ctx.inflight--;
       if (this.#error === undefined && this.#endedBy === 'complete') {
         // Cut by the gateway itself (the drain timeout), waiting for the answer, in it or
@@ -379,10 +383,18 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     this.#headersSent = true;
     upstream.on('data', (c: Buffer) => {
       this.#bytesOut += c.length;
+      this.#activeAt = performance.now();
     });
     client.on('data', (c: Buffer) => {
       this.#bytesIn += c.length;
+      this.#activeAt = performance.now();
     });
+    // The tunnel's idle time (the cluster's timeouts.tunnelIdle): bytes only stamp the time.
+    const idleMs = this.#route!.cluster.tunnelIdleMs;
+    if (idleMs > 0) {
+      this.#activeAt = performance.now();
+      deadlines.add(this, this.#activeAt, idleMs);
+    }
     upstream.on('error', () => {
       this.#endedBy = 'upstream';
       client.destroy();
@@ -440,6 +452,22 @@ export class UpgradeExchange implements Dispatcher.DispatchHandler, HookedReques
     this.#timer?.resume(performance.now());
     this.#resumeUp?.();
   };
+
+  // ---- the tunnel's idle deadline (DeadlineEntry) -------------------------------------------
+
+  /** No byte either way for the cluster's tunnelIdle: both sockets closed, recorded `endedBy: idle`; else wait for the rest. */
+  deadlineReached(now: number): void {
+    if (this.#closed) return;
+    const idleMs = this.#route!.cluster.tunnelIdleMs;
+    const quiet = now - this.#activeAt;
+    if (quiet < idleMs) {
+      deadlines.add(this, now, idleMs - quiet);
+      return;
+    }
+    if (this.#error === undefined && this.#endedBy === 'complete') this.#endedBy = 'idle';
+    this.#upstream?.destroy();
+    this.#socket.destroy();
+  }
 
   // ---- the response timer (ResponseTimerOwner, client native) ------------------------------
 

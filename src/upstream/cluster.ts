@@ -16,6 +16,8 @@ export interface ClusterSettings extends SharedEndpointSettings {
   endpoints: ReadonlyArray<string | { url: string; weight?: number; draining?: boolean }>;
   responseTimeoutMs: number;
   idleTimeoutMs: number;
+  /** A switched (upgraded) connection with no byte either way for this long is closed; 0: never. Default 5 min. */
+  tunnelIdleMs?: number;
   /** A built-in balancer's name, or a custom one's in `balancers`. */
   balancer: string;
   /** Where `balancer` is looked up; default the built-ins. */
@@ -66,6 +68,8 @@ export class Cluster {
   readonly endpoints: readonly Endpoint[];
   readonly responseTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** ClusterSettings.tunnelIdleMs. */
+  readonly tunnelIdleMs: number;
   readonly admission: Admission | undefined;
   readonly retryBudget: RetryBudget;
   /** Requests held while every endpoint is down; undefined when the cluster answers at once. */
@@ -83,6 +87,7 @@ export class Cluster {
     this.name = name;
     this.responseTimeoutMs = s.responseTimeoutMs;
     this.idleTimeoutMs = s.idleTimeoutMs;
+    this.tunnelIdleMs = s.tunnelIdleMs ?? 300_000;
     this.endpoints = s.endpoints.map(
       (e) =>
         new Endpoint({
