@@ -612,6 +612,9 @@ const CONNECTION_ERROR_CODE: Record<number, number> = {
   [-523]: constants.NGHTTP2_COMPRESSION_ERROR, // NGHTTP2_ERR_HEADER_COMP
   [-524]: constants.NGHTTP2_FLOW_CONTROL_ERROR, // NGHTTP2_ERR_FLOW_CONTROL
   [-533]: constants.NGHTTP2_REFUSED_STREAM, // NGHTTP2_ERR_REFUSED_STREAM
+  // Floods: the client's load is refused, the gateway did not fail (INTERNAL_ERROR said so before).
+  [-904]: constants.NGHTTP2_ENHANCE_YOUR_CALM, // NGHTTP2_ERR_FLOODED (PING, SETTINGS, RST_STREAM acknowledgements unread)
+  [-905]: constants.NGHTTP2_ENHANCE_YOUR_CALM, // NGHTTP2_ERR_TOO_MANY_CONTINUATIONS (CVE-2024-27316's class)
 };
 
 /**

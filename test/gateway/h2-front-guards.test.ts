@@ -12,7 +12,10 @@ import { startRawServer, type RawServer } from '../helpers/scripted-upstream.js'
  * it may have been streamed before the excess came), whether the mismatch is in the head's
  * read or in a later one;
  * the same request with a matching body is forwarded whole. CONTINUATION without
- * END_HEADERS for ever (CVE-2024-27316's class) closes the connection with GOAWAY.
+ * END_HEADERS for ever (CVE-2024-27316's class) and PING or SETTINGS floods close the
+ * connection with GOAWAY ENHANCE_YOUR_CALM: nghttp2's flood errors (NGHTTP2_ERR_FLOODED,
+ * NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) went out as INTERNAL_ERROR, telling the client the
+ * gateway had failed rather than that the client was refused for its load.
  */
 
 interface UpConn {
@@ -131,6 +134,23 @@ describe('HTTP/2 front: Content-Length against DATA (RFC 9113 §8.1.1)', () => {
     }
     assert.ok(await c.closedWithin(10_000), 'the connection stayed open');
     assert.ok(c.goaway() !== undefined, 'closed without GOAWAY');
+    assert.equal(errorCode(c.goaway()!), E.ENHANCE_YOUR_CALM, 'the GOAWAY code');
     assert.equal(conns.length, n0, 'a request went upstream');
   });
+
+  for (const [what, one] of [
+    ['PING', frame(T.PING, 0, 0, Buffer.alloc(8))],
+    ['SETTINGS', frame(T.SETTINGS, 0, 0, Buffer.from([0, 3, 0, 0, 0, 100]))],
+  ] as const) {
+    test(`a ${what} flood (acknowledgements the client never reads) → GOAWAY ENHANCE_YOUR_CALM, the connection closed`, { timeout: 30_000 }, async () => {
+      const c = new RawH2(gw.port);
+      c.socket.pause(); // reads nothing: the acknowledgements pile up on the gateway's side
+      const batch = Buffer.concat(Array.from({ length: 1000 }, () => one));
+      for (let i = 0; i < 100 && !c.closed; i++) await c.write(batch);
+      c.socket.resume();
+      assert.ok(await c.closedWithin(10_000), 'the connection stayed open');
+      assert.ok(c.goaway() !== undefined, 'closed without GOAWAY');
+      assert.equal(errorCode(c.goaway()!), E.ENHANCE_YOUR_CALM, 'the GOAWAY code');
+    });
+  }
 });
