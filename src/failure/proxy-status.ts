@@ -8,6 +8,13 @@ import type { Failure } from './failure.js';
 
 const TOKEN_RE = /^[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*$/;
 
+/**
+ * The most characters of a string parameter (`details`, `next-hop`, ...) this gateway writes.
+ * A detail may quote what the client sent (a path, a Via); unbounded, it made the field as long
+ * as the request head, past what clients read (16 KiB heads). Longer values end in `...`.
+ */
+export const PROXY_STATUS_PARAM_MAX = 256;
+
 /** Serialize an sf-string: printable ASCII only, `\` and `"` escaped; other bytes become `?`. */
 export function sfString(s: string): string {
   let out = '"';
@@ -27,7 +34,7 @@ export function sfTokenOrString(s: string): string {
 
 function sfParam(key: string, value: string | number): string {
   if (typeof value === 'number') return `;${key}=${Math.trunc(value)}`;
-  return `;${key}=${sfString(value)}`;
+  return `;${key}=${sfString(value.length > PROXY_STATUS_PARAM_MAX ? `${value.slice(0, PROXY_STATUS_PARAM_MAX - 3)}...` : value)}`;
 }
 
 export interface ProxyStatusOptions {
