@@ -92,6 +92,22 @@ function quoteForwarded(addr: string): string {
  * per the trusted-proxies setting, Host per route, request id set. Throws a Failure
  * for requests that must not be forwarded (loops, unsupported transfer codings).
  */
+/**
+ * A request Transfer-Encoding other than `chunked` alone. Codings not ending in chunked leave
+ * the body without a length: RFC 9112 §6.3 has the server answer 400 and close (the net front's
+ * parser refuses the same head with the same 400). Chunked after codings the gateway does not
+ * implement (`gzip, chunked`) is framed, but not understood: 501 (RFC 9112 §6.1).
+ */
+function unsupportedTransferCoding(value: string): Failure {
+  const list = value.split(',');
+  let last = '';
+  for (let i = list.length - 1; i >= 0 && last === ''; i--) last = list[i]!.trim().toLowerCase();
+  if (last !== 'chunked') {
+    return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: `Transfer-Encoding "${value}" does not end in chunked: the body has no length (RFC 9112 §6.3)` });
+  }
+  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'not_implemented', detail: `Transfer-Encoding "${value}" is not supported (only chunked)` });
+}
+
 export function buildUpstreamHead(
   ctx: GatewayContext,
   req: IncomingMessage,
@@ -119,6 +135,8 @@ export function buildUpstreamHead(
   let hasBody = false;
   let declared = -1;
   let chunked = false;
+  /** Transfer-Encoding values other than a lone `chunked`, joined (set only when there is one). */
+  let codings: string | undefined;
   let upgrade: string | undefined;
 
   // Connection-listed names first, so the main pass is a single lookup per field. Read from
@@ -163,14 +181,9 @@ export function buildUpstreamHead(
         if (trusted) fwd = fwd ? `${fwd}, ${value}` : value;
         break;
       case TE_ENC:
-        if (value.trim().toLowerCase() !== 'chunked') {
-          throw new Failure({
-            type: 'http_request_error',
-            phase: 'accept',
-            reason: 'not_implemented',
-            detail: `Transfer-Encoding "${value}" is not supported (only chunked)`,
-          });
-        }
+        // The codings are one list over every field (judged after the loop); chunked alone is the common case.
+        if (value.trim().toLowerCase() !== 'chunked') codings = codings === undefined ? value : `${codings}, ${value}`;
+        else if (codings !== undefined) codings += ', chunked';
         hasBody = true;
         chunked = true;
         break;
@@ -189,6 +202,7 @@ export function buildUpstreamHead(
     }
   }
 
+  if (codings !== undefined) throw unsupportedTransferCoding(codings);
   if (clientHost !== undefined) origHost = clientHost;
   out.push('host', hostValue ?? origHost ?? '');
   out.push('via', via);
