@@ -387,7 +387,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
       return;
     }
     if (!this.#headersSent) {
-      const f = classify(err, { connected: true, responseStarted: false, headersReceived: false, nextHop: this.#session.destination ?? undefined });
+      const f = classify(err, { connected: true, responseStarted: this.#responseStarted, headersReceived: false, nextHop: this.#session.destination ?? undefined });
       this.#settle(this.#responseStarted ? { status: f.status, failure: f, endedBy: f.source, responseStarted: true } : { status: f.status, failure: f, endedBy: f.source });
       return;
     }
