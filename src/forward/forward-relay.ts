@@ -86,6 +86,8 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
   #headersSent = false;
   /** A response byte arrived. */
   #responseStarted = false;
+  /** The response head passed on (kept, not copied: a parser error in a chunked body is a transfer-coding error). */
+  #passedHead: string[] | undefined;
   #settled = false;
   /** Its answer is complete and queued behind an earlier answer of its connection (see `onComplete`). */
   #queued = false;
@@ -209,6 +211,14 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
     this.#responseStarted = true;
   }
 
+  /** Whether the head passed on framed its body without a length (chunked): read only when the body fails. */
+  #passedChunked(): boolean {
+    const head = this.#passedHead;
+    if (head === undefined) return false;
+    for (let i = 0; i < head.length; i += 2) if (nameIs(head[i]!, 'content-length')) return false;
+    return true;
+  }
+
   onHeaders(statusCode: number, rawHeaders: RawField[], resume: () => void, statusText: string): boolean {
     if (statusCode < 100 || statusCode > 599) {
       // RFC 9110 §15: a status outside 100–599 is not HTTP (fuzz finding F7): an invalid response, never passed on.
@@ -273,6 +283,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
       return false;
     }
     this.#resume = resume;
+    this.#passedHead = out;
     return true;
   }
 
@@ -396,7 +407,7 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
       return;
     }
     // The destination (or the client's body) failed mid-response: abort the client connection, never a body that looks complete.
-    const f = classify(err, { connected: true, responseStarted: true, headersReceived: true, nextHop: this.#session.destination ?? undefined });
+    const f = classify(err, { connected: true, responseStarted: true, headersReceived: true, bodyChunked: this.#passedChunked(), nextHop: this.#session.destination ?? undefined });
     this.#res.destroy();
     this.#settle({ status: this.#res.statusCode, error: f, endedBy: f.source === 'client' ? 'client' : 'upstream' });
   }
