@@ -37,8 +37,8 @@ export function sendFailure(ctx: ForwardContext, req: IncomingMessage, res: Serv
 }
 
 /** Answer on a raw socket (CONNECT before the tunnel, parse errors) and close it. */
-export function writeRawFailure(ctx: ForwardContext, socket: Socket, failure: Failure, requestId: string, accept: string | undefined, debug?: string): void {
-  const r = renderForwardFailure(ctx, failure, requestId, accept);
+export function writeRawFailure(ctx: ForwardContext, socket: Socket, failure: Failure, requestId: string, accept: string | undefined, debug?: string, isHead = false): void {
+  const r = renderForwardFailure(ctx, failure, requestId, accept, isHead);
   if (debug !== undefined) r.headers['gatewise-debug'] = debug;
   let head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? 'Error'}\r\n`;
   for (const [k, v] of Object.entries(r.headers)) head += `${k}: ${v}\r\n`;

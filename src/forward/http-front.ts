@@ -7,7 +7,7 @@ import { headBegun } from '../http/read-hold.js';
 import { NOT_STARTED_AFTER_CLOSE, closeAfter, closingAfterAnswer } from '../http/connection-order.js';
 import { bodyCutShortAtEof } from '../http/client-body.js';
 import { connectFramingProblem, versionFramingProblem } from '../http/framing.js';
-import { refusalAccept, withholdKeepAliveHint, type ParserRefusalError } from '../http/headers.js';
+import { refusalAccept, refusalHead, withholdKeepAliveHint, type ParserRefusalError } from '../http/headers.js';
 import { newRequestId, type ForwardContext, clientAddressFor } from './context.js';
 import { parseConnectHead } from './connect-head.js';
 import { kHeadTimer, type HeadDue } from './head-deadline.js';
@@ -232,7 +232,7 @@ export class HttpFront {
     const f = parserRefusal(code);
     const requestId = newRequestId();
     const session = this.#ctx.meter.open({ protocol: 'http', requestId, user: null, clientAddress: clientAddressFor(this.#ctx, socket) });
-    writeRawFailure(this.#ctx, socket, f, requestId, refusalAccept(err));
+    writeRawFailure(this.#ctx, socket, f, requestId, refusalAccept(err), undefined, refusalHead(err));
     session.finish({ status: f.status, error: f.type, reason: f.reason, phase: f.phase, refused: true, endedBy: f.source });
   }
 

@@ -835,7 +835,7 @@ export class NetConnection extends DeadlineEntry {
   #refuse(code: string): void {
     this.#stopped = true;
     // The refusal's format follows the head's Accept: a field parsed already, else in the bytes not parsed.
-    const err = parserError(code, this.#parser.fieldSoFar('accept') ?? acceptInRawHead(this.#buf));
+    const err = parserError(code, this.#parser.fieldSoFar('accept') ?? acceptInRawHead(this.#buf), this.#parser.methodSoFar === 'HEAD');
     this.#buf = undefined;
     this.#disarm();
     if (this.#queue.length > 0) {
@@ -950,8 +950,8 @@ function finishLater(c: NetConnection, res: NetResponse): void {
 }
 
 /** A parser refusal as node:http reports one ('clientError'), with the head's Accept when known (`ParserRefusalError`). */
-function parserError(code: string, accept?: string): ParserRefusalError {
-  return Object.assign(new Error(`Parse Error: ${code}`), { code, accept });
+function parserError(code: string, accept?: string, head = false): ParserRefusalError {
+  return Object.assign(new Error(`Parse Error: ${code}`), { code, accept, head });
 }
 
 const kConn = Symbol('gatewise.netConnection');

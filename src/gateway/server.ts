@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Config, ListenerConfig } from '../config/schema.js';
 import { Failure, expectationFailed, parserRefusal } from '../failure/index.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
-import { refusalAccept, viaValue, withholdKeepAliveHint, type ParserRefusalError } from '../http/headers.js';
+import { refusalAccept, refusalHead, viaValue, withholdKeepAliveHint, type ParserRefusalError } from '../http/headers.js';
 import { CLOSE_LINGER_MS, Timeout, destroyAfter } from '../timing/deadlines.js';
 import { plainAddress } from '../http/trust.js';
 import { heldHead } from '../http/read-hold.js';
@@ -643,11 +643,11 @@ export class Gateway {
     // refusal goes out and Node closes the connection after it.
     if (closingAfterAnswer(socket as Socket)) return;
     // No request object: the refusal's format comes from the Accept field in the bytes read.
-    this.#refuseRaw(socket, parserRefusal(code), listener, undefined, refusalAccept(err));
+    this.#refuseRaw(socket, parserRefusal(code), listener, undefined, refusalAccept(err), refusalHead(err));
   }
 
   /** Answer on a raw socket (parser errors, CONNECT) and close it. */
-  #refuseRaw(socket: Duplex, f: Failure, listener: string, req?: IncomingMessage, accept: string | undefined = req?.headers.accept): void {
+  #refuseRaw(socket: Duplex, f: Failure, listener: string, req?: IncomingMessage, accept: string | undefined = req?.headers.accept, head = req?.method === 'HEAD'): void {
     // Answered and ended already (a refusal or a parser error, then the head deadline of a
     // connection admitted under pressure): a second answer would be a write after end, an
     // uncaught error on a socket Node no longer watches (found by the half-close stall test).
@@ -665,7 +665,7 @@ export class Gateway {
     if (pending && !pending.writableFinished) {
       // A pipelined request failed to parse while the previous one is still being answered:
       // the refusal must not overtake that response. Answer once it is finished.
-      pending.once('finish', () => this.#refuseRaw(socket, f, listener, req, accept));
+      pending.once('finish', () => this.#refuseRaw(socket, f, listener, req, accept, head));
       pending.once('close', () => {
         if (!pending.writableFinished) socket.destroy();
       });
@@ -675,7 +675,7 @@ export class Gateway {
     // A rare path: the listener's HSTS found by its name.
     const entry = this.#servers.find((e) => e.name === listener);
     const hsts = entry === undefined ? undefined : listenerFront(entry.cfg)?.hsts;
-    const answered = respondWithFailure(socket, f, { ctx: this.ctx, requestId, accept, clientAddress: sock.remoteAddress, close: true, rawForm: 'parser', hsts });
+    const answered = respondWithFailure(socket, f, { ctx: this.ctx, requestId, accept, head, clientAddress: sock.remoteAddress, close: true, rawForm: 'parser', hsts });
     // The answer ends our side; a client that never closes its own (a half-open socket, or a
     // CONNECT's socket, which nothing reads any more) is let go of after a linger, as the
     // forward proxy's refusals are (the stall hunt of session 13: held for ever before).

@@ -164,12 +164,25 @@ export function acceptInRawHead(raw: Buffer | undefined): string | undefined {
   return undefined;
 }
 
-/** A parser's refusal as a front reports it ('clientError'): node:http's bytes read, or the net front's Accept found already. */
-export type ParserRefusalError = NodeJS.ErrnoException & { rawPacket?: Buffer; accept?: string };
+/** A parser's refusal as a front reports it ('clientError'): node:http's bytes read, or the net front's Accept (and method) found already. */
+export type ParserRefusalError = NodeJS.ErrnoException & { rawPacket?: Buffer; accept?: string; head?: boolean };
 
 /** The Accept of a refused head, for its answer's format (`acceptInRawHead`). */
 export function refusalAccept(err: ParserRefusalError): string | undefined {
   return err.accept ?? acceptInRawHead(err.rawPacket);
+}
+
+const HEAD_LINE = Buffer.from('HEAD ', 'latin1');
+
+/**
+ * Whether a refused head is a HEAD request, from the method the net front's parser read or the
+ * request line at the start of node:http's bytes: its answer is then the head alone (RFC 9110
+ * §9.3.2). Bytes that do not start with the request line (a later packet) say no: a body is sent.
+ */
+export function refusalHead(err: ParserRefusalError): boolean {
+  if (err.head !== undefined) return err.head;
+  const raw = err.rawPacket;
+  return raw !== undefined && raw.length >= HEAD_LINE.length && raw.compare(HEAD_LINE, 0, HEAD_LINE.length, 0, HEAD_LINE.length) === 0;
 }
 
 /**

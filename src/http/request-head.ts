@@ -131,6 +131,11 @@ export class RequestHeadParser {
     this.#phase = 0;
   }
 
+  /** The method of the request line read so far ('' before it): a refused HEAD is answered without a body. */
+  get methodSoFar(): string {
+    return this.#method;
+  }
+
   /** The value of the first field read so far named `name` (lower-case): a refused head's Accept, for its answer's format. */
   fieldSoFar(name: string): string | undefined {
     const raw = this.#raw;
