@@ -12,8 +12,13 @@ export interface CachedAnswer {
   readonly body: Buffer | undefined;
 }
 
-/** Fields of a stored response not sent on: Age is recomputed, framing is the gateway's. */
-const NOT_COPIED = new Set(['age', 'transfer-encoding', 'connection', 'keep-alive']);
+/**
+ * Fields of a stored response not sent on: Age is recomputed, framing is the gateway's, and a
+ * Set-Cookie is one client's, never answered from the store to another (whatever an entry holds:
+ * one stored before session 50, when `public` was enough to store it, in memory or read back
+ * from disk; the store keeps none now, `ResponseCache.storeVerdict`).
+ */
+const NOT_COPIED = new Set(['age', 'transfer-encoding', 'connection', 'keep-alive', 'set-cookie']);
 /** Fields a 304 leaves out (RFC 9110 §15.4.5: it describes a representation it does not carry). */
 const NOT_IN_304 = new Set(['content-length', 'content-type', 'content-encoding', 'content-range', 'content-language']);
 

@@ -157,18 +157,37 @@ export class ResponseCache {
    * §3.5, explicit freshness or a status cacheable by default), plus what it leaves out:
    * only GET responses are stored (a HEAD answer has no body for a later GET), no partial
    * content (§3.3 lets a cache combine parts; this one does not), never `Vary: *` (it can
-   * never be selected), and no `Set-Cookie` unless the response says `public` (a cookie
-   * stored in a shared cache goes to every client; the library's lifetime makes the same
-   * choice). Where the library is narrower than RFC 9111: it stores only the statuses it
-   * lists as understood, while §3 stores any final status whose response has explicit
-   * freshness (max-age, s-maxage, Expires, public); such a response is asked about as a 200.
+   * never be selected), and no `Set-Cookie` (`storeVerdict`). Where the library is narrower
+   * than RFC 9111: it stores only the statuses it lists as understood, while §3 stores any
+   * final status whose response has explicit freshness (max-age, s-maxage, Expires, public);
+   * such a response is asked about as a 200.
    */
   storable(method: string, url: string, headers: RequestHeaders, status: number, responseHeaders: Record<string, string>): boolean {
+    return this.storeVerdict(method, url, headers, status, responseHeaders) === 'store';
+  }
+
+  /**
+   * `storable`, and when a response the rules of §3 would store is refused for its `Set-Cookie`,
+   * says so: `set-cookie` (a `StoreRefusal`). Whatever its Cache-Control (`public`, `s-maxage`
+   * too), a response with `Set-Cookie` is not stored: stored, one client's cookie went to every
+   * client the store answered (session fixation, one account's session in another's browser;
+   * finding, session 50: before, `public` was enough to store it). RFC 9111 allows storing it;
+   * nginx (proxy_cache, short of `proxy_ignore_headers Set-Cookie`) and Varnish (hit-for-miss)
+   * never store it by default. The one exception is the origin's own word that the rest of the
+   * response is shared, `no-cache="set-cookie"` (§5.2.2.4): stored, and the field is never
+   * stored nor answered from the store (`withoutSetCookie`, cache/answer.ts).
+   */
+  storeVerdict(method: string, url: string, headers: RequestHeaders, status: number, responseHeaders: Record<string, string>): 'store' | 'unstorable' | 'set-cookie' {
+    if (!this.#storable(method, url, headers, status, responseHeaders)) return 'unstorable';
+    if (responseHeaders['set-cookie'] !== undefined && !omitsSetCookie(responseHeaders['cache-control'])) return 'set-cookie';
+    return 'store';
+  }
+
+  #storable(method: string, url: string, headers: RequestHeaders, status: number, responseHeaders: Record<string, string>): boolean {
     if (method !== 'GET' || status === 206 || status === 304 || status < 200) return false;
     const vary = responseHeaders.vary;
     if (vary !== undefined && vary.split(',').some((v) => v.trim() === '*')) return false;
     const cc = parseCacheControl(responseHeaders['cache-control']);
-    if (responseHeaders['set-cookie'] !== undefined && !cc.has('public')) return false;
     let asked = responseHeaders;
     if (cc.has('must-understand')) {
       // RFC 9111 §5.2.2.3 (http-cache-semantics 4.3 does not know it): stored only by a cache
@@ -332,6 +351,22 @@ export class ResponseCache {
     }
     return n;
   }
+}
+
+/** Whether a response's Cache-Control says `no-cache="set-cookie"` (the field named in any case, among others). */
+function omitsSetCookie(value: string | undefined): boolean {
+  const v = parseCacheControl(value).get('no-cache');
+  return typeof v === 'string' && v.split(',').some((f) => f.trim().toLowerCase() === 'set-cookie');
+}
+
+/** Header pairs without their Set-Cookie fields: what the store keeps of a response it may store. */
+export function withoutSetCookie(pairs: string[]): string[] {
+  let i = 0;
+  while (i < pairs.length && pairs[i]!.length !== 10) i += 2;
+  if (i >= pairs.length) return pairs;
+  const out: string[] = [];
+  for (let j = 0; j < pairs.length; j += 2) if (pairs[j]!.toLowerCase() !== 'set-cookie') out.push(pairs[j]!, pairs[j + 1]!);
+  return out;
 }
 
 /** A Cache-Control value without one directive (by name, any case, with or without a value). */

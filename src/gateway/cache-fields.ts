@@ -19,6 +19,16 @@ export function storedPairs(raw: readonly RawField[]): string[] {
   return out;
 }
 
+/** The Set-Cookie fields of an upstream head, as pairs (undefined: none): the answer to the request that brought them carries them, the store never. */
+export function setCookiePairs(raw: readonly RawField[]): string[] | undefined {
+  let out: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = fieldText(raw[i]!);
+    if (name.length === 10 && name.toLowerCase() === 'set-cookie') (out ??= []).push(name, fieldText(raw[i + 1]!));
+  }
+  return out;
+}
+
 /** Lower-case name → value (list fields joined) for the storability rules. */
 export function headerObject(raw: readonly RawField[]): Record<string, string> {
   const o: Record<string, string> = {};

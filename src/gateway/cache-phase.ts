@@ -8,6 +8,7 @@ import {
   cacheStatusMember,
   refusedForSize,
   requestDirectives,
+  withoutSetCookie,
   selectFor304,
   varyValuesOf,
   type CacheStatus,
@@ -18,7 +19,7 @@ import {
   type StoreTicket,
   type UpdateResult,
 } from '../cache/index.js';
-import { credentialDigest, headerObject, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
+import { credentialDigest, headerObject, setCookiePairs, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import { HTTPS_TARGET } from '../cache/index.js';
 import { proxyStatusOptions } from './context.js';
 import { Revalidation } from './revalidation.js';
@@ -83,7 +84,7 @@ export class CachePhase implements CollapseWaiter {
   outcome: CacheOutcome = 'miss';
   /** With outcome `bypass`: why (the record's `bypass`). */
   bypass: BypassReason | undefined;
-  /** A storable answer to this request that the store could not keep for its size (the record's `storeRefused`). */
+  /** A storable answer to this request that the store could not keep: for its size, a purge, its Set-Cookie (the record's `storeRefused`). */
   storeRefused: StoreRefusal | undefined;
   /** The failure (RFC 9209 type) or upstream status ("503") a stale copy answered for. */
   recoveredFrom: string | undefined;
@@ -349,7 +350,7 @@ export class CachePhase implements CollapseWaiter {
       const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, rename ? varyValuesOf(chosen.vary, ex.req.headers) : chosen.varyValues);
       this.storeRefused = REFUSED_UPDATE[this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket)];
       this.outcome = 'revalidated';
-      this.#answer(fresh, { fwd: variants !== undefined ? 'vary-miss' : 'stale', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
+      this.#answer(fresh, { fwd: variants !== undefined ? 'vary-miss' : 'stale', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now, setCookiePairs(raw));
       this.#release();
       return 'answered';
     }
@@ -372,7 +373,7 @@ export class CachePhase implements CollapseWaiter {
       const fresh = e.updated(storedPairs(raw), this.#requestTime, now);
       this.storeRefused = REFUSED_UPDATE[this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket)];
       this.outcome = 'revalidated';
-      this.#answer(fresh, { fwd: this.#fwd, fwdStatus: status, ttl: fresh.ttlMs(now) / 1000 }, undefined, now);
+      this.#answer(fresh, { fwd: this.#fwd, fwdStatus: status, ttl: fresh.ttlMs(now) / 1000 }, undefined, now, setCookiePairs(raw));
       this.#release();
       return 'answered';
     }
@@ -382,11 +383,13 @@ export class CachePhase implements CollapseWaiter {
     if (method === 'GET' && this.#unkeyed === undefined && this.#mayStore(status, raw)) {
       cs.stored = true;
       this.#tapStatus = status;
-      this.#tapHeaders = storedPairs(raw);
+      this.#tapHeaders = withoutSetCookie(storedPairs(raw));
       this.#tapChunks = [];
       this.#tapBytes = 0;
       this.#tapResponseTime = now;
     } else {
+      // A refusal decided by the head says its name (a Set-Cookie: why the next request misses too).
+      if (this.storeRefused === 'set-cookie') cs.detail = 'set-cookie';
       this.#release();
     }
     head.push('cache-status', cacheStatusMember(ex.ctx.identity, cs));
@@ -399,7 +402,12 @@ export class CachePhase implements CollapseWaiter {
     // Never replace a good stored response with an upstream 5xx.
     if (status >= 500 && (this.#candidate !== undefined || this.#rc.cache.store.get(this.key) !== undefined)) return false;
     if (obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), ex.req.headers, ex.upstreamRequest().headers, ex.ctx.requestIdHeader)) return false;
-    if (!this.#rc.cache.storable('GET', ex.path, ex.req.headers, status, obj)) return false;
+    const verdict = this.#rc.cache.storeVerdict('GET', ex.path, ex.req.headers, status, obj);
+    if (verdict !== 'store') {
+      // Storable but for its Set-Cookie: refused, and named so (before session 50 stored with `public`).
+      if (verdict === 'set-cookie') this.storeRefused = 'set-cookie';
+      return false;
+    }
     // Storable, but purged or invalidated since the request went upstream: what it brings is
     // from before, refused and recorded so (before, the record said a plain miss).
     if (this.#ticket?.cancelled === true) {
@@ -520,10 +528,12 @@ export class CachePhase implements CollapseWaiter {
     collapser.release(this.key);
   }
 
-  #answer(e: CacheEntry, cs: CacheStatus, proxyStatus: string | undefined, now: number): void {
+  /** `own`: the Set-Cookie fields of the upstream's answer to this request (a 304, a HEAD's 200), this client's own; an answer from the store has none. */
+  #answer(e: CacheEntry, cs: CacheStatus, proxyStatus: string | undefined, now: number, own?: readonly string[]): void {
     const ex = this.#ex;
     const a = answerFrom(e, ex.method, ex.req.headers, now);
     const h = a.headers;
+    if (own !== undefined) for (const f of own) h.push(f);
     h.push('cache-status', cacheStatusMember(ex.ctx.identity, cs));
     if (proxyStatus !== undefined) h.push('proxy-status', proxyStatus);
     ex.answerFromCache(a.status, h, a.body);

@@ -3,7 +3,7 @@ import { Failure, classify, type AttemptProgress } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import type { PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
-import { CacheEntry, refusedForSize, selectFor304, varyValuesOf, type RequestHeaders, type RouteCache, type StoreTicket, type UpdateResult } from '../cache/index.js';
+import { CacheEntry, refusedForSize, selectFor304, withoutSetCookie, varyValuesOf, type RequestHeaders, type RouteCache, type StoreTicket, type UpdateResult } from '../cache/index.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { credentialDigest, headerObject, isCredential, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import type { GatewayContext } from './context.js';
@@ -91,6 +91,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
    * The answer was storable but larger than the route's maxObjectSize: refused then, and named at
    * that moment (`refusedForSize`): `purged` when a purge had cancelled it already, else
    * `too-large`, which a purge after does not change (before, any purge before the end said `purged`).
+   * Or storable but for its Set-Cookie: `set-cookie` (`ResponseCache.storeVerdict`).
    */
   #sizeRefusal: StoreRefusal | undefined;
   #requestTime = Date.now();
@@ -261,8 +262,12 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
       }
     } else {
       const obj = headerObject(rawHeaders);
-      if ((obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), this.#reqHeaders, this.#headers, this.#ctx.requestIdHeader)) || !this.#rc.cache.storable('GET', this.#path, this.#reqHeaders, statusCode, obj)) this.#raw = undefined;
-      else if (statusCode < 500 && obj['content-length'] !== undefined && Number(obj['content-length']) > this.#rc.maxObjectBytes) this.#tooBig();
+      const verdict = obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), this.#reqHeaders, this.#headers, this.#ctx.requestIdHeader) ? 'unstorable' : this.#rc.cache.storeVerdict('GET', this.#path, this.#reqHeaders, statusCode, obj);
+      if (verdict !== 'store') {
+        this.#raw = undefined;
+        // Storable but for its Set-Cookie: named so, as a client's request records it (before session 50: `kept`).
+        if (verdict === 'set-cookie' && statusCode < 500) this.#sizeRefusal ??= 'set-cookie';
+      } else if (statusCode < 500 && obj['content-length'] !== undefined && Number(obj['content-length']) > this.#rc.maxObjectBytes) this.#tooBig();
     }
     if (statusCode >= 500) this.#raw = undefined; // never replace a good entry with a 5xx
     if (this.#ticket?.cancelled === true) this.#raw = undefined; // purged meanwhile
@@ -308,7 +313,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
           new CacheEntry({
             key: this.#key,
             status: this.#status,
-            headers: raw,
+            headers: withoutSetCookie(raw),
             body: Buffer.concat(this.#chunks, this.#bytes),
             requestTime: this.#requestTime,
             responseTime: this.#responseTime,

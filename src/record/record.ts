@@ -50,6 +50,7 @@ export type BypassReason = 'method' | 'request-content' | 'unkeyed-host' | 'unke
  * the store's refusal was recorded `replaced`, or `dropped` after a 304, and `maxObjectSize`
  * `kept`), purged (the key was purged or invalidated while it ran, so its answer was not
  * stored: its `StoreTicket` was cancelled; before session 32 that was recorded as `kept`),
+ * set-cookie (a new answer with Set-Cookie, never stored; before session 50 `kept`),
  * dropped, failed, refused (admission).
  */
 export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | StoreRefusal | 'dropped' | 'failed' | 'refused';
@@ -63,9 +64,11 @@ export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | StoreRefusa
  * the answer was on its way cancelled its store: its `StoreTicket`, before the head or during the
  * body). Before session 34 the client path recorded neither (a plain `miss` or `revalidated`).
  * Both at once (a purge and a size over the limit): the first to decide the store names it, the
- * same on both paths (`refusedForSize` in cache/response-cache.ts).
+ * same on both paths (`refusedForSize` in cache/response-cache.ts). set-cookie (a response the
+ * rules would store, but carrying `Set-Cookie`, which one client's answer must not give to
+ * every other: `ResponseCache.storeVerdict`; before session 50 stored when it said `public`).
  */
-export type StoreRefusal = 'too-large' | 'purged';
+export type StoreRefusal = 'too-large' | 'purged' | 'set-cookie';
 
 /** One try at an upstream endpoint (reverse). */
 export interface AttemptRecord {
