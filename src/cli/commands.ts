@@ -32,6 +32,12 @@ export interface OptionDef {
   secret?: boolean;
   /** Better words for a config problem of this flag; `value` is the offending value as given. */
   explain?: (message: string, value: unknown) => string | undefined;
+  /**
+   * A whole number from `min` to `max` (no `max`: no bound), or one of `words`: `parseCommand`
+   * refuses anything else (a negative, a fraction, a word) as a usage error naming the flag and
+   * the range, the same for every command.
+   */
+  whole?: { min: number; max?: number; words?: readonly string[] };
 }
 
 export interface CommandDef {
@@ -67,7 +73,7 @@ export const COMMANDS: readonly CommandDef[] = [
     summary: 'run a config; SIGHUP (or POST /reload on the admin listener) reloads it in place, an invalid one refused; SIGTERM/SIGINT drain in-flight requests, then exit',
     options: [
       { flag: 'config', short: 'c', value: 'FILE', type: 'string', required: true, description: 'the config file (YAML or JSON)' },
-      { flag: 'workers', value: 'N|auto', type: 'string', description: 'run N processes on the same ports (node:cluster); auto: one per core' },
+      { flag: 'workers', value: 'N|auto', type: 'string', whole: { min: 1, max: 256, words: ['auto'] }, description: 'run N processes on the same ports (node:cluster); auto: one per core' },
     ],
   },
   {
@@ -122,11 +128,11 @@ export const COMMANDS: readonly CommandDef[] = [
       { flag: 'connect-timeout', value: 'D', type: 'string', description: 'time to connect to an endpoint (default 5s)', configPaths: ['clusters.default.timeouts.connect'] },
       { flag: 'response-timeout', value: 'D', type: 'string', description: 'time to wait for response headers (default 30s)', configPaths: ['clusters.default.timeouts.response'] },
       { flag: 'idle-timeout', value: 'D', type: 'string', description: 'longest silence while a body streams (default 60s)', configPaths: ['clusters.default.timeouts.idle'] },
-      { flag: 'retries', value: 'N', type: 'string', description: 'retries after the first attempt, 0-9 (default 2, where safe)', configPaths: ['routes[].retry'] },
+      { flag: 'retries', value: 'N', type: 'string', whole: { min: 0, max: 9 }, description: 'retries after the first attempt, 0-9 (default 2, where safe)', configPaths: ['routes[].retry'] },
       { flag: 'health-path', value: 'PATH', type: 'string', description: 'actively check every endpoint with GET PATH every 2s', configPaths: ['clusters.default.healthCheck'] },
       { flag: 'name', value: 'NAME', type: 'string', description: 'name in Via and Proxy-Status', configPaths: ['name'] },
       { flag: 'no-access-log', type: 'boolean', description: 'do not write access-log lines', configPaths: ['log'] },
-      { flag: 'workers', value: 'N|auto', type: 'string', description: 'run N processes on the same port (node:cluster)' },
+      { flag: 'workers', value: 'N|auto', type: 'string', whole: { min: 1, max: 256, words: ['auto'] }, description: 'run N processes on the same port (node:cluster)' },
     ],
     notes: 'Durations: 250ms, 2s, 1m (a number needs its unit).',
   },
@@ -227,13 +233,13 @@ export const COMMANDS: readonly CommandDef[] = [
     summary: 'run the failure lab upstream standalone',
     options: [
       { flag: 'host', value: 'ADDR', type: 'string', default: '127.0.0.1', description: 'address to listen on' },
-      { flag: 'port', value: 'N', type: 'string', default: '3000', description: 'port of the plain HTTP listener (0: any free port)' },
+      { flag: 'port', value: 'N', type: 'string', default: '3000', whole: { min: 0, max: 65535 }, description: 'port of the plain HTTP listener (0: any free port)' },
       { flag: 'no-tls', type: 'boolean', description: 'no TLS listeners (self-signed and lab-CA certificates)' },
-      { flag: 'capacity', value: 'N', type: 'string', default: '4', description: '/work jobs the lab runs at once' },
-      { flag: 'queue', value: 'N', type: 'string', default: '16', description: '/work jobs that wait beyond capacity; beyond that: 503' },
-      { flag: 'keep-alive-timeout', value: 'MS', type: 'string', default: '5000', description: 'idle keep-alive timeout of the lab, in milliseconds' },
+      { flag: 'capacity', value: 'N', type: 'string', default: '4', whole: { min: 1 }, description: '/work jobs the lab runs at once' },
+      { flag: 'queue', value: 'N', type: 'string', default: '16', whole: { min: 0 }, description: '/work jobs that wait beyond capacity; beyond that: 503' },
+      { flag: 'keep-alive-timeout', value: 'MS', type: 'string', default: '5000', whole: { min: 0 }, description: 'idle keep-alive timeout of the lab, in milliseconds' },
       { flag: 'idle-close', value: 'MIN-MAX', type: 'string', description: 'also close each idle keep-alive connection after a random MIN-MAX ms, unannounced' },
-      { flag: 'max-requests', value: 'N', type: 'string', description: 'close each connection after N answers (nginx keepalive_requests)' },
+      { flag: 'max-requests', value: 'N', type: 'string', whole: { min: 1 }, description: 'close each connection after N answers (nginx keepalive_requests)' },
       { flag: 'close-header', type: 'boolean', description: 'with --max-requests: say Connection: close on the last answer' },
     ],
   },
@@ -241,8 +247,8 @@ export const COMMANDS: readonly CommandDef[] = [
     name: 'demo',
     summary: 'the gateway in front of the lab, with a table of URLs to try',
     options: [
-      { flag: 'port', value: 'N', type: 'string', default: '8080', description: 'port of the gateway on 127.0.0.1' },
-      { flag: 'admin-port', value: 'N', type: 'string', description: 'port of the admin API and live dashboard on 127.0.0.1 (default: the gateway port + 1; any free port when --port is 0)' },
+      { flag: 'port', value: 'N', type: 'string', default: '8080', whole: { min: 0, max: 65535 }, description: 'port of the gateway on 127.0.0.1' },
+      { flag: 'admin-port', value: 'N', type: 'string', whole: { min: 0, max: 65535 }, description: 'port of the admin API and live dashboard on 127.0.0.1 (default: the gateway port + 1; any free port when --port is 0)' },
       { flag: 'once', type: 'boolean', description: 'probe every cause, print the table and exit (1 if an answer was unexpected)' },
       { flag: 'log', type: 'boolean', description: 'write access-log lines' },
     ],
@@ -255,7 +261,7 @@ export const COMMANDS: readonly CommandDef[] = [
     options: [
       { flag: 'proxy', value: 'URL', type: 'string', description: 'also try through this http:// proxy (is it your network or the site?)' },
       { flag: 'resolve', value: 'HOST:PORT:ADDR', type: 'string', multiple: true, description: 'connect to ADDR for HOST:PORT instead of looking HOST up (as curl --resolve)' },
-      { flag: 'tries', value: 'N', type: 'string', default: '3', description: 'spaced tries of the refresh experiment, 1-20' },
+      { flag: 'tries', value: 'N', type: 'string', default: '3', whole: { min: 1, max: 20 }, description: 'spaced tries of the refresh experiment, 1-20' },
       { flag: 'json', type: 'boolean', description: 'print one JSON object instead of text' },
       { flag: 'timeout', value: 'T', type: 'string', default: '10s', description: 'longest wait of each phase (DNS, connect, TLS, response head, a gap in the body)' },
       { flag: 'header', short: 'H', value: "'Name: value'", type: 'string', multiple: true, description: 'an extra request header (repeatable)' },
@@ -353,7 +359,8 @@ export function synopsis(): string {
 /** What `gatewise help` and the README's CLI block end with, in one place. */
 const CLI_NOTES =
   "'gatewise COMMAND --help' describes a command's options. Durations: 250ms, 2s, 1m, 1h (a number needs its unit).\n" +
-  'Exit codes: 0 ok, 1 failed (bad config, cannot listen), 2 bad command line (the reason, naming the flag, and the usage on stderr);\n' +
+  'Exit codes: 0 ok, 1 failed (bad config, cannot listen: the address and the flag or config entry that named it),\n' +
+  '2 bad command line (the reason, naming the flag and for a number its range, and the usage on stderr);\n' +
   'diagnose has its own (see its --help).\n';
 
 /** The README's CLI block: every command's synopsis, then the notes `gatewise help` ends with. */
@@ -417,13 +424,48 @@ function parseErrorWords(def: CommandDef, argv: readonly string[], err: Error & 
 }
 
 /**
+ * The command line with a negative number after an option that takes a value joined to it
+ * (`--retries -1` as `--retries=-1`): parseArgs refuses such a value as "ambiguous" (it could be
+ * a forgotten value and a short option), and the flag's own check then says its range (finding,
+ * session 50: `proxy --retries -1`, `lab --port -5` got parseArgs' words). Only what reads as a
+ * number: `-c -x` stays a missing value.
+ */
+function joinNegativeValues(def: CommandDef, argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const t = argv[i]!;
+    if (t === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const o = t.startsWith('--') ? def.options.find((x) => `--${x.flag}` === t) : t.length === 2 ? def.options.find((x) => x.short !== undefined && `-${x.short}` === t) : undefined;
+    const next = argv[i + 1];
+    if (o?.type === 'string' && next !== undefined && /^-\.?\d/.test(next)) {
+      out.push(`--${o.flag}=${next}`);
+      i++;
+    } else out.push(t);
+  }
+  return out;
+}
+
+/** A value of a `whole` flag: a whole number in its range (digits only: not 1e3, 0x10, +4 or 1.0), or one of its words. */
+function wholeProblem(o: OptionDef, v: string): string | undefined {
+  const w = o.whole!;
+  if (w.words?.includes(v)) return undefined;
+  const n = /^\d+$/.test(v) ? Number(v) : NaN;
+  if (n >= w.min && (w.max === undefined || n <= w.max)) return undefined;
+  return `--${o.flag} expects a whole number from ${w.min}${w.max !== undefined ? ` to ${w.max}` : ''}${w.words?.length ? ` or ${w.words.map((x) => `"${x}"`).join(', ')}` : ''}, got "${v}"`;
+}
+
+/**
  * Parse a command line by its definition. `--help` throws HelpRequested; an unknown option,
- * a missing value, a stray argument or a missing required option throws UsageError.
+ * a missing value, a stray argument, a missing required option or a value out of a `whole`
+ * flag's range throws UsageError.
  */
 export function parseCommand(def: CommandDef, argv: string[]): Parsed {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: parseOptions(def), strict: true, allowPositionals: def.positionals !== undefined });
+    parsed = parseArgs({ args: joinNegativeValues(def, argv), options: parseOptions(def), strict: true, allowPositionals: def.positionals !== undefined });
   } catch (err) {
     // `--help` still wins over a mistake elsewhere on the line.
     if (argv.includes('--help') || argv.includes('-h')) throw new HelpRequested(def);
@@ -435,6 +477,10 @@ export function parseCommand(def: CommandDef, argv: string[]): Parsed {
     if (o.required && (v === undefined || (Array.isArray(v) && v.length === 0))) {
       const name = o.short ? `-${o.short}` : `--${o.flag}`;
       throw new UsageError(`${flagText(o).replace(/^--[^ ]+/, name)} is required${o.example ? ` (e.g. ${name} ${o.example})` : ''}`);
+    }
+    if (o.whole !== undefined && typeof v === 'string') {
+      const problem = wholeProblem(o, v);
+      if (problem !== undefined) throw new UsageError(problem);
     }
   }
   return { values: parsed.values as Parsed['values'], positionals: parsed.positionals };

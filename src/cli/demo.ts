@@ -46,11 +46,10 @@ interface ProbeResult {
  */
 export async function demoCommand(argv: string[]): Promise<number> {
   const values = parseCommand(command('demo'), argv).values as { port: string; 'admin-port'?: string; once?: boolean; log?: boolean };
+  // Both ports' range is checked by parseCommand (their `whole` in the definition).
   const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port expects a port number, got "${values.port}"`);
   if (values['admin-port'] === undefined && port === 65535) throw new UsageError('--port 65535 leaves no port above it for the dashboard: give --admin-port N');
   const adminPort = values['admin-port'] === undefined ? (port === 0 ? 0 : port + 1) : Number(values['admin-port']);
-  if (!Number.isInteger(adminPort) || adminPort < 0 || adminPort > 65535) throw new UsageError(`--admin-port expects a port number, got "${values['admin-port']}"`);
   if (adminPort === port && port !== 0) throw new UsageError(`--admin-port ${adminPort} is the gateway's --port: give another`);
   const lab = await startLab({ tls: true });
   const dir = mkdtempSync(join(tmpdir(), 'gatewise-demo-'));

@@ -11,8 +11,7 @@ export function diagnoseOptions(argv: string[]): { options: DiagnoseOptions; jso
   };
   if (positionals.length === 0) throw new UsageError('URL is required (e.g. gatewise diagnose http://127.0.0.1:8080/hang)');
   if (positionals.length > 1) throw new UsageError(`one URL at a time, got ${positionals.length}: ${positionals.map((p) => JSON.stringify(p)).join(' ')}`);
-  const tries = /^\d+$/.test(values.tries) ? Number(values.tries) : NaN;
-  if (!(tries >= 1 && tries <= 20)) throw new UsageError(`--tries expects a whole number from 1 to 20, got "${values.tries}"`);
+  const tries = Number(values.tries); // 1-20, checked by parseCommand (`whole` in the definition)
   const timeoutMs = parseDuration(values.timeout);
   if (timeoutMs === undefined || timeoutMs <= 0) throw new UsageError(`--timeout expects a duration such as 500ms, 2s or 1m, got "${values.timeout}"`);
   return {

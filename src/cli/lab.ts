@@ -16,13 +16,9 @@ export async function labCommand(argv: string[]): Promise<number> {
     'max-requests'?: string;
     'close-header'?: boolean;
   };
-  // Each flag's range here, so a bad value is a usage error naming its flag (exit 2), not the
-  // lab's own error after the parse (finding, session 29: "options.port should be >= 0 …", exit 1).
-  const num = (v: string, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag} expects a whole number from ${min}${max === Number.MAX_SAFE_INTEGER ? '' : ` to ${max}`}, got "${v}"`);
-    return n;
-  };
+  // Each number flag's range is checked by parseCommand (its `whole` in the definition), so a bad
+  // value is a usage error naming its flag (exit 2), not the lab's own error after the parse
+  // (finding, session 29: "options.port should be >= 0 …", exit 1).
   const range = (v: string): [number, number] => {
     const m = /^(\d+)-(\d+)$/.exec(v);
     if (!m || Number(m[1]) > Number(m[2])) throw new UsageError(`--idle-close expects MIN-MAX in milliseconds (MIN <= MAX), got "${v}"`);
@@ -30,13 +26,13 @@ export async function labCommand(argv: string[]): Promise<number> {
   };
   const lab = await startLab({
     host: values.host,
-    port: num(values.port, '--port', 0, 65535),
+    port: Number(values.port),
     tls: !values['no-tls'],
-    capacity: num(values.capacity, '--capacity', 1),
-    queue: num(values.queue, '--queue'),
-    keepAliveTimeoutMs: num(values['keep-alive-timeout'], '--keep-alive-timeout'),
+    capacity: Number(values.capacity),
+    queue: Number(values.queue),
+    keepAliveTimeoutMs: Number(values['keep-alive-timeout']),
     idleCloseMs: values['idle-close'] === undefined ? undefined : range(values['idle-close']),
-    maxRequestsPerConnection: values['max-requests'] === undefined ? undefined : num(values['max-requests'], '--max-requests', 1),
+    maxRequestsPerConnection: values['max-requests'] === undefined ? undefined : Number(values['max-requests']),
     closeHeaderOnLast: values['close-header'] === true,
   });
   releaseYoungGeneration(); // started (src/cli/young-generation.ts)

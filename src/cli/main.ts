@@ -54,9 +54,7 @@ export function proxyConfig(argv: string[]): { config: ConfigInput; accessLog: b
   if (it) timeouts.idle = it;
   let retry: { tries: number } | undefined;
   if (values.retries !== undefined) {
-    const n = Number(values.retries);
-    if (!Number.isInteger(n) || n < 0 || n > 9) throw new UsageError(`--retries expects a whole number from 0 to 9, got "${values.retries}"`);
-    retry = { tries: n + 1 };
+    retry = { tries: Number(values.retries) + 1 }; // 0-9, checked by parseCommand (`whole` in the definition)
   }
   const hp = values['health-path'];
   if (hp !== undefined && !hp.startsWith('/')) throw new UsageError(`--health-path expects a path starting with /, got "${hp}"`);
