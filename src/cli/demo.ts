@@ -9,6 +9,7 @@ import type { ConfigInput } from '../config/schema.js';
 import { LAB_FAULTS, startLab, type Lab, type LabFault } from '../lab/index.js';
 import { startRuntime, untilSignal } from './runtime.js';
 import { UsageError } from './usage.js';
+import { listenFailure } from './bind-failure.js';
 import { command, parseCommand } from './commands.js';
 
 const PREFIX: Record<string, string> = { http: '', refused: '/_refused', 'tls-self-signed': '/_tls-self', 'tls-ca': '/_tls-ca' };
@@ -71,7 +72,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
   } catch (err) {
     await lab.close();
     rmSync(dir, { recursive: true, force: true });
-    throw err;
+    throw listenFailure(err, [
+      [{ address: '127.0.0.1', port }, '--port'],
+      [{ address: '127.0.0.1', port: adminPort }, '--admin-port'],
+    ]);
   }
   const base = rt.gateway!.addresses()[0]!.url;
   process.stdout.write(

@@ -7,6 +7,7 @@ import { hashPassword } from '../tenants/index.js';
 import { createLogger, flushLogger } from '../observe/access-log.js';
 import { answerUsage, command, optionsError, parseCommand, problemsError } from './commands.js';
 import { UsageError } from './usage.js';
+import { bindWords } from './bind-failure.js';
 import { raiseMallocTrimThreshold } from './malloc-tuning.js';
 import { releaseYoungGeneration } from './young-generation.js';
 
@@ -118,7 +119,10 @@ export async function forwardCommand(argv: string[]): Promise<number> {
   try {
     proxy = await startForwardProxy(input, { logger });
   } catch (err) {
-    process.stderr.write(`gatewise forward: cannot start: ${(err as Error).message}\n`);
+    // A port in use is named by its flag (as `proxy`, `lab` and `demo` do), not Node's "listen EADDRINUSE".
+    const [http, socks] = input.listeners ?? [];
+    const words = bindWords(err, [[http, '--listen'], [socks, '--socks']]);
+    process.stderr.write(`gatewise forward: ${words ?? `cannot start: ${(err as Error).message}`}\n`);
     return 1;
   }
   releaseYoungGeneration(); // started: traffic gets V8's own young-generation growth

@@ -1,5 +1,6 @@
 import { LAB_FAULTS, faultUrl, startLab } from '../lab/index.js';
 import { UsageError } from './usage.js';
+import { listenFailure } from './bind-failure.js';
 import { releaseYoungGeneration } from './young-generation.js';
 import { command, parseCommand } from './commands.js';
 
@@ -24,9 +25,10 @@ export async function labCommand(argv: string[]): Promise<number> {
     if (!m || Number(m[1]) > Number(m[2])) throw new UsageError(`--idle-close expects MIN-MAX in milliseconds (MIN <= MAX), got "${v}"`);
     return [Number(m[1]), Number(m[2])];
   };
+  const port = Number(values.port);
   const lab = await startLab({
     host: values.host,
-    port: Number(values.port),
+    port,
     tls: !values['no-tls'],
     capacity: Number(values.capacity),
     queue: Number(values.queue),
@@ -34,6 +36,8 @@ export async function labCommand(argv: string[]): Promise<number> {
     idleCloseMs: values['idle-close'] === undefined ? undefined : range(values['idle-close']),
     maxRequestsPerConnection: values['max-requests'] === undefined ? undefined : Number(values['max-requests']),
     closeHeaderOnLast: values['close-header'] === true,
+  }).catch((err: unknown) => {
+    throw listenFailure(err, [[{ address: values.host, port }, '--port']]);
   });
   releaseYoungGeneration(); // started (src/cli/young-generation.ts)
   const out: string[] = [`gatewise lab listening on ${lab.url}`];

@@ -6,6 +6,7 @@ import type { RuntimeOptions } from './runtime.js';
 import { jsonSchema, type Config, type ConfigInput } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { UsageError } from './usage.js';
+import { ListenFailure, bindWords, configBindWords } from './bind-failure.js';
 import { COMMANDS, answerUsage, command, commandHelp, optionsError, parseCommand, topHelp } from './commands.js';
 import { announceStarted, leaveCluster, parseWorkers, superviseWorkers, type WorkerStateOptions } from './workers.js';
 
@@ -97,20 +98,24 @@ async function runCommand(argv: string[]): Promise<number> {
     const code = await superviseWorkers(workers, workerState(config));
     if (code !== undefined) return code;
   }
-  return serve(config, { configFile: values.config });
+  return serve('run', config, { configFile: values.config });
 }
 
-/** Run the runtime until a signal; in a worker, tell the primary once started, and leave its channel at the end. */
-async function serve(config: Config, opts: RuntimeOptions): Promise<number> {
+/**
+ * Run the runtime until a signal; in a worker, tell the primary once started, and leave its
+ * channel at the end. A listener that cannot bind is said in `opts.bindWords`' words (the
+ * config's entries by default), exit 1.
+ */
+async function serve(cmd: string, config: Config, opts: RuntimeOptions): Promise<number> {
   const { startRuntime, untilSignal } = await import('./runtime.js');
   try {
     let rt;
     try {
       rt = await startRuntime(config, opts);
     } catch (err) {
-      const words = opts.configFile === undefined ? undefined : bindFailure(config, opts.configFile, err);
+      const words = opts.bindWords !== undefined ? opts.bindWords(err) : configBindWords(config, err, opts.configFile);
       if (words === undefined) throw err;
-      process.stderr.write(`gatewise run: ${words}\n`);
+      process.stderr.write(`gatewise ${cmd}: ${words}\n`);
       return 1;
     }
     announceStarted();
@@ -119,25 +124,6 @@ async function serve(config: Config, opts: RuntimeOptions): Promise<number> {
     // Whether it served or could not start: the channel alone kept a worker up.
     leaveCluster();
   }
-}
-
-/**
- * A listener that could not bind, in the config's words: the address, the entry (listeners[i],
- * forward.listeners[i], admin) and the file. Undefined for any other error.
- */
-export function bindFailure(config: Config, file: string, err: unknown): string | undefined {
-  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
-  if ((e?.syscall !== 'listen' && e?.syscall !== 'bind') || typeof e.port !== 'number' || !['EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL'].includes(e.code ?? '')) return undefined;
-  const entries: Array<[{ address: string; port: number }, string]> = [
-    ...config.listeners.map((l, i): [typeof l, string] => [l, `listeners[${i}]`]),
-    ...(config.forward?.listeners ?? []).map((l, i): [typeof l, string] => [l, `forward.listeners[${i}]`]),
-    ...(config.admin ? [[config.admin, 'admin'] as [typeof config.admin, string]] : []),
-  ].filter(([l]) => l.port === e.port);
-  const exact = entries.filter(([l]) => l.address === e.address);
-  const named = (exact.length ? exact : entries).map(([, path]) => path);
-  const address = e.address === undefined ? String(e.port) : e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
-  const what = { EADDRINUSE: 'address already in use', EACCES: 'permission denied (a port under 1024 needs privileges: docs/deployment.md)', EADDRNOTAVAIL: 'not an address of this host' }[e.code as 'EADDRINUSE'];
-  return `cannot listen on ${address}${named.length ? ` (${named.join(' or ')} of ${file})` : ''}: ${what} (${e.code})`;
 }
 
 async function checkCommand(argv: string[]): Promise<number> {
@@ -173,7 +159,8 @@ async function proxyCommand(argv: string[]): Promise<number> {
     const code = await superviseWorkers(workers, workerState(config));
     if (code !== undefined) return code;
   }
-  return serve(config, { accessLog });
+  // A port in use is named by its flag, not a config entry the user never wrote.
+  return serve('proxy', config, { accessLog, bindWords: (err) => bindWords(err, [[config.listeners[0], '--listen']]) });
 }
 
 type CommandRunner = (argv: string[]) => Promise<number>;
@@ -231,6 +218,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(err.message + '\n');
+      return 1;
+    }
+    if (err instanceof ListenFailure) {
+      process.stderr.write(`gatewise ${cmd}: ${err.message}\n`);
       return 1;
     }
     const def = COMMANDS.find((c) => c.name === cmd);

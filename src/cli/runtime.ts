@@ -103,6 +103,11 @@ export interface RuntimeOptions {
   logger?: Logger;
   /** The config file a reload re-reads (absent: reload answers that there is none). */
   configFile?: string;
+  /**
+   * The words for a listener that could not bind (cli/bind-failure.ts): a one-liner names its
+   * flags. Default: the config's entries (`listeners[0] of FILE`).
+   */
+  bindWords?: (err: unknown) => string | undefined;
 }
 
 /**

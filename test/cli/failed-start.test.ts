@@ -130,3 +130,42 @@ test('a reload refused because a new listener cannot bind leaves no listener and
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the one-liners (proxy, forward, lab, demo) on a port in use name the flag: cannot listen on ADDR (--FLAG): address already in use (EADDRINUSE), exit 1', { timeout: 180_000 }, async () => {
+  // Finding (probe, session 50): they printed Node's raw "listen EADDRINUSE: address already in
+  // use 127.0.0.1:8080"; `run` names the config entry, these now name the flag.
+  const held = await holdPort();
+  const p = (held.address() as AddressInfo).port;
+  const busy = `127.0.0.1:${p}`;
+  try {
+    const cases: Array<[string[], string]> = [
+      [['proxy', '--listen', busy, '--to', 'http://127.0.0.1:9'], '--listen'],
+      [['forward', '--listen', busy, '--no-auth'], '--listen'],
+      [['forward', '--listen', `127.0.0.1:${await freePort()}`, '--socks', busy, '--no-auth'], '--socks'],
+      [['lab', '--port', String(p), '--no-tls'], '--port'],
+      [['demo', '--port', String(p), '--admin-port', String(await freePort())], '--port'],
+      [['demo', '--port', String(await freePort()), '--admin-port', String(p)], '--admin-port'],
+    ];
+    for (const [args, flag] of cases) {
+      const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      const code = await new Promise<number | null>((resolve) => {
+        const t = setTimeout(() => {
+          child.kill('SIGKILL');
+          resolve(-1);
+        }, 30_000);
+        child.once('exit', (c) => {
+          clearTimeout(t);
+          resolve(c);
+        });
+      });
+      const where = `gatewise ${args.join(' ')}: ${err}`;
+      assert.equal(code, 1, `did not exit 1 (-1: still running after 30 s): ${where}`);
+      assert.ok(err.includes(`gatewise ${args[0]}: cannot listen on ${busy} (${flag}): address already in use (EADDRINUSE)`), where);
+      assert.doesNotMatch(err, /listen EADDRINUSE/, where);
+    }
+  } finally {
+    held.close();
+  }
+});
