@@ -12,6 +12,7 @@ import type { AdminControl, AdminForwardView } from '../observe/admin.js';
 import { raiseMallocTrimThreshold } from './malloc-tuning.js';
 import { releaseYoungGeneration } from './young-generation.js';
 import { ConfigReloader, type ReloadResult } from './reload.js';
+import { configBindWords } from './bind-failure.js';
 export type { ReloadResult } from './reload.js';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { ACME_CHANNEL, CERTIFICATE_CHANNEL, OCSP_CHANNEL, type AcmeEvent, type CertificateEvent, type OcspEvent } from '../tls/index.js';
@@ -325,8 +326,14 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
       logger.flush(); // lifecycle lines go out now, not with the next batch
     }
   } catch (err) {
-    await Promise.allSettled(closers.map((c) => c()));
+    // One line says why it did not start; then the log is detached before what had started is
+    // closed: a gateway closed here never served, and its "draining 0 requests in flight" and
+    // "closed" read as if it had run (finding, probe session 50).
+    const words = opts.bindWords !== undefined ? opts.bindWords(err) : configBindWords(config, err, opts.configFile);
+    logger.error({ component: 'runtime', type: 'lifecycle', event: 'start-failed', code: (err as NodeJS.ErrnoException)?.code }, `not started: ${words ?? (err as Error)?.message ?? String(err)}`);
+    flushLogger(logger);
     detachLog?.();
+    await Promise.allSettled(closers.map((c) => c()));
     metrics?.detach();
     live?.detach();
     tracing?.detach();

@@ -545,8 +545,12 @@ export class Gateway {
     }
   }
 
+  /** Its listeners were bound (`listen` succeeded): only then does its close say draining and closed. */
+  #listened = false;
+
   async listen(): Promise<ListeningAddress[]> {
     await listenAll(this.#servers);
+    this.#listened = true;
     const addrs = this.addresses();
     addrs.forEach((a, i) => {
       const s = this.#servers[i]!;
@@ -592,7 +596,10 @@ export class Gateway {
       acme?.close();
       h2?.close();
     }
-    lifecycle({ event: 'draining', detail: `${this.#inflight()} requests in flight` });
+    // A gateway that never listened (its start or a reload's failed to bind) drains nothing: no
+    // "draining 0 requests in flight" / "closed" as if it had run (finding, probe session 50).
+    const said = this.#listened;
+    if (said) lifecycle({ event: 'draining', detail: `${this.#inflight()} requests in flight` });
     const closed = this.#servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const { server } of this.#servers) server.closeIdleConnections();
     const deadline = Date.now() + drainMs;
@@ -612,7 +619,7 @@ export class Gateway {
     await Promise.all(closed);
     await Promise.all([...this.ctx.clusters.values()].map((c) => c.close()));
     await Promise.all([...this.#retiring]);
-    lifecycle({ event: 'closed', detail: '' });
+    if (said) lifecycle({ event: 'closed', detail: '' });
   }
 
   #onClientError(err: ParserRefusalError, socket: Duplex, listener: string): void {

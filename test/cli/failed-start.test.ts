@@ -131,6 +131,55 @@ test('a reload refused because a new listener cannot bind leaves no listener and
   }
 });
 
+test('a start that cannot bind logs one line saying why, and nothing of a drain; no port stays bound (seeded: a listener, the admin or the forward proxy busy)', { timeout: 120_000 }, async () => {
+  // Finding (probe, session 50): a gateway that never started logged "draining 0 requests in
+  // flight" and "closed" as if it had run, and no line said why it did not start.
+  const rand = seededRandom();
+  const dir = mkdtempSync(join(tmpdir(), 'gw-failed-start-log-'));
+  const held = await holdPort();
+  const heldPort = (held.address() as AddressInfo).port;
+  try {
+    await withSeed(rand, async () => {
+      for (let round = 0; round < 4; round++) {
+        const which = rand.pick(['listener', 'admin', 'forward'] as const);
+        const n = 1 + rand.int(3);
+        const at = which === 'listener' ? rand.int(n) : -1;
+        const ports: number[] = [];
+        for (let i = 0; i < n; i++) ports.push(i === at ? heldPort : await freePort());
+        const adminPort = which === 'admin' ? heldPort : await freePort();
+        const forwardPort = which === 'forward' ? heldPort : await freePort();
+        const file = join(dir, `c${round}.yaml`);
+        writeFileSync(file, stringify({
+          listeners: ports.map((port) => ({ address: '127.0.0.1', port })),
+          admin: { address: '127.0.0.1', port: adminPort },
+          clusters: { app: { endpoints: ['http://127.0.0.1:9'] } },
+          routes: [{ cluster: 'app' }],
+          forward: { listeners: [{ address: '127.0.0.1', port: forwardPort }], auth: { required: false }, rules: { defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8'] }] } },
+        }));
+        const lines: Array<Record<string, unknown>> = [];
+        const destination = new Writable({
+          write(chunk: Buffer, _e, cb) {
+            for (const l of chunk.toString().split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
+            cb();
+          },
+        });
+        const where = `round ${round}: port ${heldPort} busy for the ${which}${which === 'listener' ? ` (listeners[${at}] of ${n})` : ''}`;
+        await assert.rejects(startRuntime(await loadConfigFile(file), { configFile: file, logger: createLogger({ destination }), probeUpstreams: false }), (e: NodeJS.ErrnoException) => e.code === 'EADDRINUSE', where);
+        const said = JSON.stringify(lines);
+        const failed = lines.filter((l) => l.event === 'start-failed');
+        assert.equal(failed.length, 1, `${where}: one line saying why it did not start: ${said}`);
+        assert.ok(String(failed[0]!.msg).includes(`cannot listen on 127.0.0.1:${heldPort}`) && String(failed[0]!.msg).includes('address already in use (EADDRINUSE)'), `${where}: ${said}`);
+        assert.equal(failed[0]!.level, 'error', `${where}: ${said}`);
+        for (const l of lines) assert.ok(l.event !== 'draining' && l.event !== 'closed' && !/draining|in flight/.test(String(l.msg)), `${where}: a line suggests a drain: ${JSON.stringify(l)}`);
+        for (const port of [...ports, adminPort, forwardPort]) if (port !== heldPort) assert.ok(await portFree(port), `${where}: ${port} still bound`);
+      }
+    });
+  } finally {
+    held.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the one-liners (proxy, forward, lab, demo) on a port in use name the flag: cannot listen on ADDR (--FLAG): address already in use (EADDRINUSE), exit 1', { timeout: 180_000 }, async () => {
   // Finding (probe, session 50): they printed Node's raw "listen EADDRINUSE: address already in
   // use 127.0.0.1:8080"; `run` names the config entry, these now name the flag.
