@@ -1,8 +1,8 @@
 import cluster from 'node:cluster';
-import { connect } from 'node:net';
 import { MemoryStore, type Store } from '../state/index.js';
 import type { Logger } from 'pino';
 import type { ForwardProxy } from '../forward/index.js';
+import { upstreamSocket } from '../pool/index.js';
 import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
 import type { ForwardConfig } from '../config/forward.js';
@@ -128,7 +128,12 @@ function probeUpstreams(config: Config, logger: Logger): { done: Promise<void>; 
       const endpoint = `${url.protocol}//${url.host}`;
       probes.push(
         new Promise<void>((resolve) => {
-          const s = connect({ host, port });
+          // Made and shaped as the gateway's upstream sockets are: this is the first socket the
+          // process makes, and Node's stream sites are shared by all of them (its unshaped map and
+          // options object were one too many at the `_handle` getter and in ReadableState, which
+          // went megamorphic: docs/benchmarks.md §52).
+          const s = upstreamSocket();
+          s.connect({ host, port });
           sockets.add(s);
           const end = (err?: Error & { code?: string }): void => {
             clearTimeout(timer);

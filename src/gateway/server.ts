@@ -22,7 +22,19 @@ import { H2Front } from './h2.js';
 import { sniffPreface } from './h2c.js';
 import { NetFrontServer } from './net-front.js';
 import { ConnectionsCut } from '../failure/index.js';
-import { installAccept } from '../net/index.js';
+// The listener's marks on an accepted socket are slots of `shapeHttpSocket`, so that every accepted socket keeps one map.
+import {
+  installAccept,
+  kRevAcceptedAt as kAcceptedAt,
+  kRevH2 as kH2,
+  kRevHeadDeadline as kHeadDeadline,
+  kRevPeer as kPeer,
+  kRevRefusal as kRefusal,
+  kRevRefused as kRefused,
+  kRevServed as kServed,
+  kRevTls as kTls,
+  shapeHttpSocket,
+} from '../net/index.js';
 import type { ServerHttp2Session } from 'node:http2';
 import { AcmeManager, CertificateStore, checkClientCertificate, classifyClientTlsError, namelessClient, type ClientTlsFailure } from '../tls/index.js';
 import { acmeHostsOfRoutes } from '../config/schema.js';
@@ -732,7 +744,7 @@ function listenOn(e: ListenerEntry): Promise<void> {
     e.server.once('error', onError);
     e.server.listen(e.cfg.port, e.cfg.address, () => {
       e.server.off('error', onError);
-      installAccept(e.server);
+      installAccept(e.server, shapeHttpSocket);
       resolve();
     });
   });
@@ -754,21 +766,11 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   return gw;
 }
 
-const kRefused = Symbol('gatewise.refusedConnection');
-const kServed = Symbol('gatewise.firstRequestSeen');
-const kHeadDeadline = Symbol('gatewise.headDeadline');
-/** TLS listeners only: the refusal owed once the handshake is done, the TLS socket over this one, accept time, peer. */
-const kRefusal = Symbol('gatewise.refusal');
-const kTls = Symbol('gatewise.tlsSocket');
-const kAcceptedAt = Symbol('gatewise.acceptedAt');
-const kPeer = Symbol('gatewise.peer');
 /** CONNECT on the reverse gateway (either protocol): refused by method. */
 function connectRefused(): Failure {
   return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' });
 }
 
-/** The connection went to HTTP/2 (ALPN h2, or the h2c preface): its HTTP/2 front. */
-const kH2 = Symbol('gatewise.h2');
 type GatedSocket = Socket & { [kRefused]?: boolean; [kServed]?: boolean; [kHeadDeadline]?: Timeout; [kRefusal]?: Failure; [kTls]?: TLSSocket; [kAcceptedAt]?: number; [kPeer]?: string; [kH2]?: H2Front };
 
 /**

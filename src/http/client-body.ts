@@ -32,6 +32,11 @@ export abstract class ClientBodyStream extends Readable {
     super({ highWaterMark: 64 * 1024 });
     this.src = src;
     this.#deferred = deferred;
+    // The count EventEmitter keeps on the prototype (0) as an own property from the start: the
+    // first listener (undici's) then changes a value, not the map. With two maps per body
+    // stream, Node's `readableEnded` getter (shared by every Readable in the process) met a
+    // fifth map under POSTs and went megamorphic (docs/benchmarks.md §52).
+    (this as unknown as { _eventsCount: number })._eventsCount = 0;
   }
 
   /** Set once, by the subclass's constructor (the timer's owner may be the subclass itself). */

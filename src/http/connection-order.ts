@@ -2,6 +2,8 @@ import type { Socket } from 'node:net';
 import { MAX_PIPELINED_RUNNING, MAX_PIPELINED_WAITING } from './pipelining.js';
 import { SAFE_METHODS } from './methods.js';
 import { holdReading, releaseReading } from './read-hold.js';
+// A slot of every reverse socket (net/socket-slots.ts `shapeHttpSocket`).
+import { kOrderLine as kLine } from '../net/socket-slots.js';
 
 /**
  * The order of pipelined requests on one client connection, for both faces (the reverse
@@ -50,7 +52,6 @@ function newLine(socket: Socket): Line {
   return { active: [], unsafe: 0, waiting: [], closing: false, starting: false, held: false, socket };
 }
 
-const kLine = Symbol('gatewise.connection-order');
 type OrderedSocket = Socket & { [kLine]?: Line };
 
 export function isUnsafe(method: string): boolean {

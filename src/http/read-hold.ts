@@ -1,5 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+// Slots of every reverse socket (net/socket-slots.ts `shapeHttpSocket`).
+import { kReadHeld as kHeld, kReadReleased as kReleased } from '../net/socket-slots.js';
 
 /**
  * Stop and restart reading a node:http server connection (the reverse gateway's node front,
@@ -46,8 +48,6 @@ interface HeldSocket {
   [kReleased]?: number;
 }
 
-const kHeld = Symbol('gatewise.readHold');
-const kReleased = Symbol('gatewise.readReleased');
 
 /** node:http's code for a request head not received in time (what its connection check gives). */
 export class HeldHeadTimeoutError extends Error {

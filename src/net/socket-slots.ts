@@ -28,6 +28,23 @@ export const kRefusedAtLimit = Symbol('gatewise.refusedAtLimit');
 /** The address a dial connected to (egress/direct-dialer.ts). */
 export const kDialedAddress = Symbol('gatewise.dialedAddress');
 
+/** The reverse listener's marks on an accepted TCP socket (gateway/server.ts). */
+export const kRevRefused = Symbol('gatewise.refusedConnection');
+export const kRevServed = Symbol('gatewise.firstRequestSeen');
+export const kRevHeadDeadline = Symbol('gatewise.headDeadline');
+/** TLS listeners only: the refusal owed once the handshake is done, the TLS socket over this one, accept time, peer. */
+export const kRevRefusal = Symbol('gatewise.refusal');
+export const kRevTls = Symbol('gatewise.tlsSocket');
+export const kRevAcceptedAt = Symbol('gatewise.acceptedAt');
+export const kRevPeer = Symbol('gatewise.peer');
+/** The connection went to HTTP/2 (ALPN h2, or the h2c preface): its HTTP/2 front. */
+export const kRevH2 = Symbol('gatewise.h2');
+/** A connection's requests in order (http/connection-order.ts). */
+export const kOrderLine = Symbol('gatewise.connection-order');
+/** Reading held while too many requests wait (http/read-hold.ts). */
+export const kReadHeld = Symbol('gatewise.readHold');
+export const kReadReleased = Symbol('gatewise.readReleased');
+
 export interface SlottedSocket extends Socket {
   [kSocketUser]?: unknown;
   [kGateSource]?: string | undefined;
@@ -53,4 +70,54 @@ export function shapeSocket(socket: Socket): void {
   s[kHandshakeWait] = undefined;
   s[kRefusedAtLimit] = undefined;
   s[kDialedAddress] = undefined;
+}
+
+/** A socket of the reverse gateway with node:http's and Node's late properties (see shapeHttpSocket). */
+interface HttpSlots {
+  [key: string | symbol]: unknown;
+}
+
+/**
+ * `shapeSocket` for the reverse gateway's sockets: the client connections its HTTP/1.1 listeners
+ * accept (`installAccept`'s shape, gateway/server.ts) and the cleartext upstream connections it
+ * dials (pool/plain-connector.ts). Beyond the common slots, the reverse listener's marks and the
+ * properties Node itself adds to a socket later, each with the value an absent one reads as:
+ * `_peername` (cached by a `remoteAddress` read), `timeout` (by `setTimeout`), and node:http's
+ * server additions (`parser`, `_paused`, `_httpMessage`, and its own `on`, `addListener`,
+ * `prependListener`, `setEncoding`: here the prototype's, which node:http then replaces). The
+ * stores node:http makes then change values, not maps, and an accepted socket and an upstream
+ * one end in one map.
+ *
+ * Why: node:http adds its six properties in its 'connection' listener, `_httpMessage` at the
+ * first request and `timeout` once the first answer is finished; the listener's marks came
+ * between them in an order that depended on the gate (a head deadline under load, or none), and
+ * the upstream socket had `_peername` and `timeout` after its slots. Node's shared sites met up
+ * to seven socket maps: its `_handle` getter (~10 loads per request), `bytesWritten` (12 named
+ * loads per request, read for the record's byte counts), `Readable.read`, `writeOrBuffer` and the
+ * stream state getters went megamorphic (docs/benchmarks.md §52). The forward proxy keeps
+ * `shapeSocket`: its sockets are never node:http's.
+ */
+export function shapeHttpSocket(socket: Socket): void {
+  shapeSocket(socket);
+  const s = socket as unknown as HttpSlots;
+  s[kRevRefused] = undefined;
+  s[kRevServed] = undefined;
+  s[kRevHeadDeadline] = undefined;
+  s[kRevRefusal] = undefined;
+  s[kRevTls] = undefined;
+  s[kRevAcceptedAt] = undefined;
+  s[kRevPeer] = undefined;
+  s[kRevH2] = undefined;
+  s[kOrderLine] = undefined;
+  s[kReadHeld] = undefined;
+  s[kReadReleased] = undefined;
+  s._peername = undefined;
+  s.timeout = undefined;
+  s.parser = undefined;
+  s.on = socket.on;
+  s.addListener = socket.addListener;
+  s.prependListener = socket.prependListener;
+  s.setEncoding = socket.setEncoding;
+  s._paused = undefined;
+  s._httpMessage = undefined;
 }

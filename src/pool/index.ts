@@ -7,5 +7,5 @@ export { ConnectionPool, PooledClient, type ConnectionPoolOptions, type PoolConn
 export { NativeClient, type CheckedDispatchOptions, type NativeClientOptions } from './native-client.js';
 export { PoolSet, type PoolSetOptions } from './pool-set.js';
 export { timedConnector, type ConnectTimings, type PoolConnector } from './timed-connector.js';
-export { upstreamConnector, type UpstreamConnectOptions } from './plain-connector.js';
+export { upstreamConnector, upstreamSocket, type UpstreamConnectOptions } from './plain-connector.js';
 export { lostKeepAliveRace } from './race.js';

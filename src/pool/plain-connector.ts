@@ -1,7 +1,7 @@
 import { Socket, type LookupFunction } from 'node:net';
 import type { buildConnector as BuildConnector } from 'undici';
 import { buildConnector, errors } from '../http/undici.js';
-import { shapeSocket } from '../net/index.js';
+import { shapeHttpSocket } from '../net/index.js';
 import { Timeout } from '../timing/deadlines.js';
 
 /** What an endpoint gives its connector (undici's `buildConnector` options, as the endpoint builds them). */
@@ -32,7 +32,7 @@ export interface UpstreamConnectOptions {
  * non-idempotent request (connection-pool.ts `acquire`), so a POST paid it every time:
  * measured in the `post-1k` duel, docs/benchmarks.md §36. Here the options object already
  * holds every property the constructor adds, with the values it stores, so its copy keeps
- * one map; the socket is then shaped (`shapeSocket`) like every other Gatewise socket.
+ * one map; the socket is then shaped (`shapeHttpSocket`) like the connections the reverse listeners accept.
  */
 export function upstreamConnector(opts: UpstreamConnectOptions): BuildConnector.connector {
   const tls = buildConnector(opts as BuildConnector.BuildOptions);
@@ -46,6 +46,24 @@ export function upstreamConnector(opts: UpstreamConnectOptions): BuildConnector.
   return connect;
 }
 
+/**
+ * A new, unconnected cleartext upstream socket: the options object holds what the `Socket`
+ * constructor adds (see above), and the socket is shaped (`shapeHttpSocket`). Also the start-up
+ * connect probe's (cli/runtime.ts), so that every socket the reverse gateway makes meets Node's
+ * shared stream sites in the same two maps (the options object's and the socket's).
+ */
+export function upstreamSocket(): Socket {
+  const socket = new Socket({
+    allowHalfOpen: false,
+    emitClose: false,
+    autoDestroy: true,
+    decodeStrings: false,
+    highWaterMark: 64 * 1024,
+  } as ConstructorParameters<typeof Socket>[0]);
+  shapeHttpSocket(socket);
+  return socket;
+}
+
 function plainConnect(
   host: string,
   port: number,
@@ -55,14 +73,7 @@ function plainConnect(
   h2c: boolean,
   callback: BuildConnector.Callback,
 ): Socket {
-  const socket = new Socket({
-    allowHalfOpen: false,
-    emitClose: false,
-    autoDestroy: true,
-    decodeStrings: false,
-    highWaterMark: 64 * 1024,
-  } as ConstructorParameters<typeof Socket>[0]);
-  shapeSocket(socket);
+  const socket = upstreamSocket();
   // Before the handle exists Node keeps both and applies them once connected.
   socket.setNoDelay(true);
   socket.setKeepAlive(true, 60_000);

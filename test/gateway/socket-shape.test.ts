@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { Pool } from 'undici';
+import { freePort } from '../helpers/redis.js';
+import { prng } from '../helpers/seeded.js';
+
+/**
+ * The reverse gateway's sockets meet Node's shared socket and stream code in few enough maps
+ * (V8's hidden classes) for its inline caches to stay polymorphic, seen from Node's side in the
+ * shipped process: V8's inline-cache log (`--log-ic`) of `gatewise proxy` in its default
+ * configuration (access log on, node:http front) under a seeded load of keep-alive GETs, with
+ * POSTs among them (each on a new upstream connection). No load of these properties may
+ * become megamorphic (state N: a generic lookup per access, for the life of the process):
+ * - `kHandle`, behind Node's `_handle` getter (every `socket._handle` in net.js, ~10 a request);
+ * - `_bytesDispatched` and `writableBuffer`, read by `socket.bytesWritten` (the record's byte counts);
+ * - `_readableState` / `_writableState` (`Readable.read`, `Readable.on`, the Duplex getters).
+ * (Not watched: the options objects `ReadableState` reads, whose maps come from Node's own copy
+ * in the `Socket` constructor, one before and one after that copy site has feedback, per
+ * options shape; see §52.)
+ * An accepted socket took node:http's own properties, then the listener's marks in an order
+ * that depended on the connection gate (a head deadline under load, or none), then
+ * `_httpMessage`, `_peername`, `timeout` at its first request; an upstream socket had
+ * `_peername` and `timeout` after its slots, and the start-up connect probe's socket was not
+ * shaped at all: up to seven socket maps at one site (docs/benchmarks.md §52). Failed first on
+ * that build (`P,N` at the `_handle` getter, `Readable.read`, `bytesWritten`).
+ */
+
+const SEED = Number(process.env.GATEWISE_SEED ?? Date.now() % 1_000_000);
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+/** Keys (as V8's IC log spells them) of the loads that must not go megamorphic. */
+const WATCHED = ['symbol("kHandle"', '_bytesDispatched', 'writableBuffer', '_readableState', '_writableState'];
+
+describe('the reverse gateway keeps Node socket sites polymorphic', () => {
+  it(`no megamorphic load of a watched socket property after a seeded load (seed ${SEED})`, { timeout: 180_000 }, async () => {
+    const rand = prng(SEED);
+    const connections = 2 + Math.floor(rand() * 9);
+    const gets = 100 + Math.floor(rand() * 200);
+    const posts = Math.floor(rand() * 11);
+    const label = `seed ${SEED}: ${connections} connections, ${gets} GETs, ${posts} POSTs`;
+    const body = Buffer.alloc(1024, 'a');
+    const origin = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
+        res.end(body);
+      });
+    });
+    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', () => resolve()));
+    const originPort = (origin.address() as AddressInfo).port;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewise-reverse-ic-'));
+    const log = path.join(dir, 'v8.log');
+    const port = await freePort();
+    // Output to a file, not a pipe: Node makes a piped stdout or stderr a socket of its own.
+    const outFile = path.join(dir, 'out.log');
+    const outFd = fs.openSync(outFile, 'w');
+    const child = spawn(
+      process.execPath,
+      ['--log-ic', `--logfile=${log}`, '--no-logfile-per-isolate', path.join(ROOT, 'bin', 'gatewise.js'), 'proxy', '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${originPort}`],
+      { stdio: ['ignore', outFd, outFd] },
+    );
+    fs.closeSync(outFd);
+    const pool = new Pool(`http://127.0.0.1:${port}`, { connections, pipelining: 1 });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const started = Date.now();
+        const check = (): void => {
+          const out = fs.readFileSync(outFile, 'utf8');
+          if (out.includes('"event":"ready"')) resolve();
+          else if (child.exitCode !== null || Date.now() - started > 60_000) reject(new Error(`gatewise proxy did not start: ${out}`));
+          else setTimeout(check, 20);
+        };
+        check();
+      });
+      // The POSTs at seeded places among the GETs.
+      const kinds: Array<'GET' | 'POST'> = Array.from({ length: gets + posts }, (_, i) => (i < posts ? 'POST' : 'GET'));
+      for (let i = kinds.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [kinds[i], kinds[j]] = [kinds[j]!, kinds[i]!];
+      }
+      let next = 0;
+      const statuses: number[] = [];
+      await Promise.all(
+        Array.from({ length: connections }, async () => {
+          while (next < kinds.length) {
+            const method = kinds[next++]!;
+            const r = await pool.request({ method, path: '/1k', body: method === 'POST' ? 'x'.repeat(64) : undefined });
+            statuses.push(r.statusCode);
+            await r.body.dump();
+          }
+        }),
+      );
+      assert.deepEqual(
+        statuses.filter((s) => s !== 200),
+        [],
+        `${label}: every request answered 200`,
+      );
+      await pool.close();
+      child.kill();
+      await once(child, 'exit'); // V8's log is complete once the process is gone
+      // LoadIC,pc,time,line,column,old state,new state,map,key,...: N is megamorphic.
+      const ics = fs
+        .readFileSync(log, 'latin1')
+        .split('\n')
+        .filter((l) => l.startsWith('LoadIC,') || l.startsWith('KeyedLoadIC,'))
+        .map((l) => l.split(','));
+      for (const key of WATCHED) assert.ok(ics.some((f) => f[8]!.startsWith(key)), `${label}: no load of ${key} in the IC log (has Node renamed it?)`);
+      const megamorphic = ics.filter((f) => f[6] === 'N' && WATCHED.some((key) => f[8]!.startsWith(key))).map((f) => `${f[0]} at ${f[3]}:${f[4]} ${f[5]}->${f[6]} ${f[8]}`);
+      assert.deepEqual(megamorphic, [], label);
+    } finally {
+      await pool.destroy().catch(() => {});
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill();
+        await once(child, 'exit');
+      }
+      await new Promise<void>((resolve) => origin.close(() => resolve()));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
