@@ -644,16 +644,21 @@ function unkeyedHost(ex: Exchange, scheme: string): boolean {
  * names neither. Finding (adversarial probe, session 37): `GET /home` with `X-Original-URL: /admin`
  * went upstream with it, and the answer for /admin was stored under /home for every client (web
  * cache poisoning, Kettle 2018). Such a GET is passed by the cache, the field still sent.
+ * A name is read with `_` as `-` (review of session 37): under `underscoreHeaders: forward`,
+ * `X_Original_URL` goes upstream, and PHP, CGI and IIS read it as HTTP_X_ORIGINAL_URL, the same
+ * field; it had been stored under /home as well. Recognised here rather than dropped as the
+ * gateway's own fields' underscore spellings are (request-headers.ts): a route without `cache`
+ * has nothing to poison, and the dashed spelling is not dropped either.
  */
 const UNKEYED_FIELDS = new Set(['x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override']);
 
-/** The request goes upstream with one of `UNKEYED_FIELDS` (read from what is sent: a request hook may have removed or added one). */
+/** The request goes upstream with one of `UNKEYED_FIELDS`, in any spelling (read from what is sent: a request hook may have removed or added one). */
 function unkeyedField(ex: Exchange): boolean {
   const headers = ex.upstreamRequest().headers;
   for (let i = 0; i < headers.length; i += 2) {
     const n = headers[i]!;
-    // Every such name starts with "x-" and is 13 to 22 characters: one char test skips the rest.
-    if ((n.charCodeAt(0) | 0x20) === 120 /* x */ && n.length >= 13 && n.length <= 22 && UNKEYED_FIELDS.has(n.toLowerCase())) return true;
+    // Every such name starts with "x" and is 13 to 22 characters: one char test skips the rest.
+    if ((n.charCodeAt(0) | 0x20) === 120 /* x */ && n.length >= 13 && n.length <= 22 && UNKEYED_FIELDS.has(n.toLowerCase().replaceAll('_', '-'))) return true;
   }
   return false;
 }

@@ -22,11 +22,11 @@ export interface CacheGateway {
 }
 
 /**
- * A gateway in front of `up` with `routes` (and the store's settings `cache`, when given), the
+ * A gateway in front of `up` with `routes` (and the store's settings `cache`, and other top-level settings `config`, when given), the
  * ended records watched; `body` runs with them, and then, whatever happened, the records, the
  * gateway and the origin are closed.
  */
-export async function withCacheGateway(up: ScriptedUpstream, o: { routes: CacheRoute[]; cache?: Record<string, unknown> }, body: (c: CacheGateway) => Promise<void>): Promise<void> {
+export async function withCacheGateway(up: ScriptedUpstream, o: { routes: CacheRoute[]; cache?: Record<string, unknown>; config?: Record<string, unknown> }, body: (c: CacheGateway) => Promise<void>): Promise<void> {
   const records = endedRecords();
   let g: TestGateway | undefined;
   try {
@@ -34,6 +34,7 @@ export async function withCacheGateway(up: ScriptedUpstream, o: { routes: CacheR
       clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
       routes: o.routes.map((r) => ({ name: r.name, ...(r.match !== undefined ? { match: r.match } : {}), cluster: 'up', retry: { tries: 1 }, cache: r.cache })),
       ...(o.cache !== undefined ? { cache: o.cache } : {}),
+      ...o.config,
     } as never);
     await body({ g, base: g.url.replace(/\/$/, ''), records });
   } finally {
