@@ -26,7 +26,7 @@ import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
 import { fieldText, type RawField } from '../http/headers.js';
 import { SAFE_METHODS } from '../http/methods.js';
-import { needsNormalizing, normalizeSlow, type EscapedSlashes } from '../http/path.js';
+import { needsNormalizing, normalizeOriginForm, normalizeSlow, type EscapedSlashes } from '../http/path.js';
 import type { BypassReason, CacheOutcome, StoreRefusal } from '../record/index.js';
 
 /** What the cache made of an upstream head: it answered instead, or the request must be sent again (a 304 it cannot use); undefined: pass it on. */
@@ -567,7 +567,7 @@ export function invalidateAfterUnsafe(cache: ResponseCache, host: string, path: 
     let p = u.pathname;
     if (needsNormalizing(p)) {
       try {
-        p = normalizeSlow(p, refuseLocation, escapedSlashes);
+        p = normalizeSlow(p, refusedPath, escapedSlashes);
       } catch {
         continue; // a path the gateway refuses: nothing is stored under it
       }
@@ -576,7 +576,7 @@ export function invalidateAfterUnsafe(cache: ResponseCache, host: string, path: 
   }
 }
 
-const refuseLocation = (detail: string): Error => new Error(detail);
+const refusedPath = (detail: string): Error => new Error(detail);
 
 /** The refusal a freshened response's fate records on the client's request (kept or dropped: none). */
 const REFUSED_UPDATE: Readonly<Record<UpdateResult, StoreRefusal | undefined>> = { kept: undefined, dropped: undefined, 'too-large': 'too-large', cancelled: 'purged' };
@@ -649,18 +649,46 @@ function unkeyedHost(ex: Exchange, scheme: string): boolean {
  * field; it had been stored under /home as well. Recognised here rather than dropped as the
  * gateway's own fields' underscore spellings are (request-headers.ts): a route without `cache`
  * has nothing to poison, and the dashed spelling is not dropped either.
+ * A value that changes nothing does not pass the request by (same review: `X-Original-URL: /home`
+ * on `GET /home`, or `X-HTTP-Method-Override: GET`, turned the cache off, for every request behind
+ * a front end that adds the field): a URL field only when it names another target than the key
+ * (`sameTarget`), a method field only when it names a method other than GET or HEAD.
  */
-const UNKEYED_FIELDS = new Set(['x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override']);
+const UNKEYED_FIELDS = new Map<string, 'url' | 'method'>([
+  ['x-original-url', 'url'],
+  ['x-rewrite-url', 'url'],
+  ['x-http-method-override', 'method'],
+  ['x-http-method', 'method'],
+  ['x-method-override', 'method'],
+]);
 
-/** The request goes upstream with one of `UNKEYED_FIELDS`, in any spelling (read from what is sent: a request hook may have removed or added one). */
+/** The request goes upstream with one of `UNKEYED_FIELDS`, in any spelling, saying something the key does not (read from what is sent: a request hook may have removed or added one). */
 function unkeyedField(ex: Exchange): boolean {
   const headers = ex.upstreamRequest().headers;
   for (let i = 0; i < headers.length; i += 2) {
     const n = headers[i]!;
     // Every such name starts with "x" and is 13 to 22 characters: one char test skips the rest.
-    if ((n.charCodeAt(0) | 0x20) === 120 /* x */ && n.length >= 13 && n.length <= 22 && UNKEYED_FIELDS.has(n.toLowerCase().replaceAll('_', '-'))) return true;
+    if ((n.charCodeAt(0) | 0x20) !== 120 /* x */ || n.length < 13 || n.length > 22) continue;
+    const kind = UNKEYED_FIELDS.get(n.toLowerCase().replaceAll('_', '-'));
+    if (kind === undefined) continue;
+    const v = headers[i + 1]!.trim();
+    if (kind === 'url' ? !sameTarget(v, ex.path, ex.ctx.escapedSlashes) : !SAME_METHODS.has(v.toUpperCase())) return true;
   }
   return false;
+}
+
+/** A method field's values that answer what a GET or HEAD of the key answers. */
+const SAME_METHODS = new Set(['GET', 'HEAD']);
+
+/** A URL field's value names the key's target (`path`: the request's, normalised): the same after normalising as a request path. */
+function sameTarget(v: string, path: string, escapedSlashes: EscapedSlashes): boolean {
+  if (v === path) return true;
+  if (v.charCodeAt(0) !== 47 /* / */) return false;
+  try {
+    return normalizeOriginForm(v, refusedPath, escapedSlashes) === path;
+  } catch {
+    return false; // a path the gateway would refuse: not the request's
+  }
 }
 
 /**

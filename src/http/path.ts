@@ -99,6 +99,19 @@ export function normalizeSlow(p: string, refuse: RefusePath, escapedSlashes: Esc
   return '/' + out.join('/');
 }
 
+/**
+ * A path with its query (origin-form, starting with `/`) as a request's is normalised before it
+ * names a cache key (request-target.ts): the path part by `normalizeSlow` when
+ * `needsNormalizing` picks it, the query as sent. Throws `refuse(detail)` as `normalizeSlow`.
+ */
+export function normalizeOriginForm(target: string, refuse: RefusePath, escapedSlashes: EscapedSlashes = 'keep'): string {
+  const q = target.indexOf('?');
+  const p = q < 0 ? target : target.slice(0, q);
+  if (!needsNormalizing(p)) return target;
+  const n = normalizeSlow(p, refuse, escapedSlashes);
+  return q < 0 ? n : n + target.slice(q);
+}
+
 /** `.` or `..` followed by `;` parameters: a dot segment to Tomcat, Jetty and Spring. */
 const DOT_SEGMENT_WITH_PARAMETERS = /^\.\.?;/;
 

@@ -54,3 +54,66 @@ test('a GET with a field an upstream may read as another URL or method neither f
     });
   });
 });
+
+/**
+ * Finding (review of session 37): a value that changes nothing turned the cache off too —
+ * `X-Original-URL: /home` on `GET /home`, `X-HTTP-Method-Override: GET` — so behind a front end
+ * that adds X-Original-URL to every request nothing was ever stored. Now a URL field passes the
+ * request by only when it names another target than the key (compared as the key names it: the
+ * path normalised as a request's, the query as sent), a method field only when it names a method
+ * other than GET or HEAD (any case).
+ */
+test('a URL field naming the request\'s own target, or a method field saying GET or HEAD, leaves the GET cached; another value passes it by (seeded)', async () => {
+  const URL_FIELDS = FIELDS.slice(0, 2);
+  const METHOD_FIELDS = FIELDS.slice(2);
+  const up = await startScriptedUpstream((req, res) => {
+    let url = req.url!;
+    let method = 'GET';
+    for (const [n, v] of Object.entries(req.headers)) {
+      const f = n.replaceAll('_', '-');
+      if (URL_FIELDS.includes(f)) url = String(v);
+      if (METHOD_FIELDS.includes(f)) method = String(v).toUpperCase();
+    }
+    // The resource the field makes it: the same for every spelling of one target, and for GET and HEAD.
+    const target = decodeURIComponent(url).replace(/\/+/g, '/');
+    const body = method === 'GET' || method === 'HEAD' ? `page ${target}` : `${method} ${target}`;
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': String(Buffer.byteLength(body)) });
+    res.end(body);
+  });
+  await withCacheGateway(up, { routes: [{ name: 'c', cache: {} }], config: { underscoreHeaders: 'forward' } }, async ({ base, records }) => {
+    const rand = seededRandom();
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 24; i++) {
+        const query = rand.pick(['', '?q=1']);
+        const path = `/home-${rand.seed}-${i}${query}`;
+        const urlField = rand.int(2) === 0;
+        const field = rand.pick(urlField ? URL_FIELDS : METHOD_FIELDS);
+        const name = rand.pick([field, field.toUpperCase(), field.replaceAll('-', '_')]);
+        const harmless = rand.int(2) === 0;
+        const value = urlField
+          ? harmless
+            ? rand.pick([path, path.replace('/home', '/%68ome'), path.replace('/home', '/%68%6F%6De'), '/' + path, path.replace('-', '%2D')])
+            : rand.pick(['/admin', `${path}x`, query === '' ? `${path}?q=2` : path.slice(0, -query.length), path.toUpperCase()])
+          : harmless
+            ? rand.pick(['GET', 'get', 'HEAD', 'Head'])
+            : rand.pick(['DELETE', 'post', 'PUT', 'GET, DELETE', 'GETX']);
+        const storedFirst = rand.int(2) === 0;
+        if (storedFirst) await (await request(base + path)).body.text();
+        const r = await request(base + path, { headers: { [name]: value } });
+        const body = await r.body.text();
+        const what = `case ${i}: ${path} with ${name}: ${value}`;
+        if (harmless) {
+          assert.equal(body, `page /home-${rand.seed}-${i}${query}`, what);
+          assert.match(String(r.headers['cache-status']), storedFirst ? /; hit;/ : /fwd=uri-miss; fwd-status=200; stored/, what);
+        } else {
+          assert.match(String(r.headers['cache-status']), /; fwd=bypass; fwd-status=200; detail=unkeyed-field$/, what);
+          const rec = await records.wait((x) => x.requestId === String(r.headers['x-request-id']));
+          assert.equal(rec.bypass, 'unkeyed-field', what);
+        }
+        const clean = await request(base + path);
+        assert.equal(await clean.body.text(), `page ${path}`, `${what}: a client without the field`);
+        assert.match(String(clean.headers['cache-status']), storedFirst || harmless ? /; hit;/ : /fwd=uri-miss; fwd-status=200; stored/, what);
+      }
+    });
+  });
+});
