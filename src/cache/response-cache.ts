@@ -317,22 +317,25 @@ export class ResponseCache {
     return this.store.delete(key) || onDisk;
   }
 
-  /** The routes that store here (their names end their keys). */
-  readonly #routes = new Set<string>();
+  /** The routes that store here (their names end their keys), each with the origin server it sends to (its cluster). */
+  readonly #routes = new Map<string, string>();
 
-  /** A route with a cache stores here (`compileRoute`). */
-  addRoute(name: string): void {
-    this.#routes.add(name);
+  /** A route with a cache stores here (`compileRoute`), answered by `origin` (its cluster's name; a reload may change it). */
+  addRoute(name: string, origin: string): void {
+    this.#routes.set(name, origin);
   }
 
   /**
-   * Forget a target (`targetKey`: host and path) on every route: RFC 9111 §4.4 invalidation
-   * after an unsafe request, or a purge by key. Returns how many keys (routes) held it.
+   * Forget a target (`targetKey`: host and path) on every route, or, with `origin`, on the routes
+   * that send to that origin server only: RFC 9111 §4.4 invalidation after an unsafe request
+   * (what another cluster answered is not that origin's to invalidate; review of session 37), or
+   * a purge by key (every route). Returns how many keys (routes) held it.
    */
-  invalidateTarget(target: string): number {
+  invalidateTarget(target: string, origin?: string): number {
     let n = 0;
     const bare = withoutScheme(target);
-    for (const route of this.#routes) {
+    for (const [route, o] of this.#routes) {
+      if (origin !== undefined && o !== origin) continue;
       if (this.invalidate(cacheKey(bare, route))) n++;
       if (this.invalidate(cacheKey(HTTPS_TARGET + bare, route))) n++;
     }

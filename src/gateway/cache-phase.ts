@@ -328,7 +328,7 @@ export class CachePhase implements CollapseWaiter {
     const method = ex.method;
     // Not safe: its response invalidates the stored ones of its target (RFC 9111 §4.4).
     if (!SAFE_METHODS.has(method)) {
-      if (status < 400) invalidateAfterUnsafe(this.#rc.cache, ex.host, ex.path, raw, ex.ctx.escapedSlashes);
+      if (status < 400) invalidateAfterUnsafe(this.#rc.cache, ex.route!.cluster.name, ex.host, ex.path, raw, ex.ctx.escapedSlashes);
       head.push('cache-status', cacheStatusMember(ex.ctx.identity, { fwd: 'bypass', fwdStatus: status }));
       return undefined;
     }
@@ -543,15 +543,18 @@ export class CachePhase implements CollapseWaiter {
 /**
  * RFC 9111 §4.4: a non-error answer (`status` below 400, the caller's test) to an unsafe method
  * invalidates its target, and the targets of its `Location` and `Content-Location` whose host
- * part is the request's, on every route, whatever route the request took: the exchange calls
- * it for a route without `cache` too (before session 37 only a cached route's request
- * invalidated, and a POST routed apart from the cached GETs left them stored). A Location is
+ * part is the request's, on every cached route to the cluster that answered (`origin`: the
+ * same origin server; review of session 37: a catch-all to another cluster answering a POST
+ * with `303 Location: /important` dropped a.example's stored /important), whatever route the
+ * request took: the exchange calls it for a route without `cache` too (before session 37 only
+ * a cached route's request invalidated, and a POST routed apart from the cached GETs left them
+ * stored). A Location is
  * named as keys are: its path normalised as a request's (`/%7ea`, `/x//y` are `/~a`, `/x/y`;
  * before, written as sent, they invalidated nothing), its host compared without the port (an
  * absolute Location naming the listener's port never matched).
  */
-export function invalidateAfterUnsafe(cache: ResponseCache, host: string, path: string, raw: readonly RawField[], escapedSlashes: EscapedSlashes): void {
-  cache.invalidateTarget(targetKey(host, path));
+export function invalidateAfterUnsafe(cache: ResponseCache, origin: string, host: string, path: string, raw: readonly RawField[], escapedSlashes: EscapedSlashes): void {
+  cache.invalidateTarget(targetKey(host, path), origin);
   const own = host || 'localhost';
   for (let i = 0; i < raw.length; i += 2) {
     const n = fieldText(raw[i]!).toLowerCase();
@@ -572,7 +575,7 @@ export function invalidateAfterUnsafe(cache: ResponseCache, host: string, path: 
         continue; // a path the gateway refuses: nothing is stored under it
       }
     }
-    cache.invalidateTarget(targetKey(host, p + u.search));
+    cache.invalidateTarget(targetKey(host, p + u.search), origin);
   }
 }
 

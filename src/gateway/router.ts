@@ -42,7 +42,7 @@ export function literalHost(host: string): string | undefined {
 
 export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster, cache?: ResponseCache): Route {
   const name = cfg.name ?? `route-${index}`;
-  if (cfg.cache !== undefined) cache?.addRoute(name);
+  if (cfg.cache !== undefined) cache?.addRoute(name, cluster.name);
   const hosts = cfg.match.host === undefined ? undefined : Array.isArray(cfg.match.host) ? cfg.match.host : [cfg.match.host];
   const exact = hosts?.filter((h) => !h.startsWith('*.')).map((h) => h.toLowerCase());
   const wild = hosts?.filter((h) => h.startsWith('*.')).map((h) => h.slice(1).toLowerCase());

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { request } from 'undici';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { startTestGateway } from '../helpers/gateway.js';
 import { withCacheGateway } from './cache-gateway.js';
 
 /**
@@ -79,4 +80,66 @@ test('Location and Content-Location invalidate the stored target however they sp
       }
     });
   });
+});
+
+/**
+ * Finding (review of session 37): invalidation reached every cached route whatever cluster
+ * answered the unsafe request. With `a-reads` (host a.example, GET and HEAD, cached, cluster a)
+ * and a catch-all to another cluster, `POST /anything` for a.example went to the catch-all, and
+ * its upstream's `303 Location: /important` dropped a.example's stored /important: any client
+ * could keep hot keys uncached wherever a catch-all or tenant upstream answers below 400 or
+ * reflects a Location. RFC 9111 §4.4 invalidates what the same origin server answered: now only
+ * the cached routes that send to the cluster that answered are reached.
+ */
+test('an unsafe request invalidates only the stored responses of routes to the cluster that answered it (seeded)', async () => {
+  const a = await origin();
+  const other = await origin();
+  const g = await startTestGateway({
+    clusters: {
+      a: { endpoints: [a.url], outlierDetection: { enabled: false } },
+      other: { endpoints: [other.url], outlierDetection: { enabled: false } },
+    },
+    routes: [
+      { name: 'a-reads', match: { host: 'a.example', methods: ['GET', 'HEAD'] }, cluster: 'a', retry: { tries: 1 }, cache: {} },
+      { name: 'a-writes', match: { host: 'a.example', headers: { 'x-tenant': 'a' } }, cluster: 'a', retry: { tries: 1 } },
+      { name: 'catch-all', cluster: 'other', retry: { tries: 1 } },
+    ],
+  } as never);
+  try {
+    const base = g.url.replace(/\/$/, '');
+    const host = { host: 'a.example' };
+    const status = async (path: string): Promise<string> => {
+      const r = await request(base + path, { headers: host });
+      await r.body.text();
+      return String(r.headers['cache-status']);
+    };
+    const rand = seededRandom();
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 12; i++) {
+        const important = `/important-${rand.seed}-${i}`;
+        await status(important);
+        assert.match(await status(important), /; hit;/);
+        const sameCluster = rand.int(2) === 0;
+        const field = rand.pick(['x-location', 'x-content-location']);
+        // Through a-writes (cluster a, no cache) or the catch-all (cluster other): the stored target itself, or a Location naming it.
+        const byTarget = rand.int(2) === 0;
+        const path = byTarget ? important : `/anything-${i}`;
+        const w = await request(base + path, {
+          method: rand.pick(['POST', 'PUT', 'DELETE']) as 'POST',
+          headers: { ...host, ...(sameCluster ? { 'x-tenant': 'a' } : {}), ...(byTarget ? {} : { [field]: important }) },
+          body: 'x',
+        });
+        await w.body.text();
+        assert.equal(w.statusCode, 201);
+        const after = await status(important);
+        const what = `case ${i}: ${path}${byTarget ? '' : ` with ${field.slice(2)}: ${important}`}`;
+        if (sameCluster) assert.match(after, /fwd=uri-miss/, `${what} on cluster a left ${important} stored`);
+        else assert.match(after, /; hit;/, `${what} answered by the catch-all (cluster other) dropped a.example's stored ${important}`);
+      }
+    });
+  } finally {
+    await g.close();
+    await a.close();
+    await other.close();
+  }
 });
