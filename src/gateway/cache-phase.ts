@@ -26,7 +26,7 @@ import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
 import { fieldText, type RawField } from '../http/headers.js';
 import { SAFE_METHODS } from '../http/methods.js';
-import { needsNormalizing, normalizeOriginForm, normalizeSlow, type EscapedSlashes } from '../http/path.js';
+import { normalizeOriginForm, type EscapedSlashes } from '../http/path.js';
 import type { BypassReason, CacheOutcome, StoreRefusal } from '../record/index.js';
 
 /** What the cache made of an upstream head: it answered instead, or the request must be sent again (a 304 it cannot use); undefined: pass it on. */
@@ -549,9 +549,10 @@ export class CachePhase implements CollapseWaiter {
  * request took: the exchange calls it for a route without `cache` too (before session 37 only
  * a cached route's request invalidated, and a POST routed apart from the cached GETs left them
  * stored). A Location is
- * named as keys are: its path normalised as a request's (`/%7ea`, `/x//y` are `/~a`, `/x/y`;
- * before, written as sent, they invalidated nothing), its host compared without the port (an
- * absolute Location naming the listener's port never matched).
+ * named as keys are: its path and query read from its own text (`referencedTarget`) and
+ * normalised as a request's (`/%7ea`, `/x//y` are `/~a`, `/x/y`; before, written as sent, they
+ * invalidated nothing), its host compared without the port (an absolute Location naming the
+ * listener's port never matched).
  */
 export function invalidateAfterUnsafe(cache: ResponseCache, origin: string, host: string, path: string, raw: readonly RawField[], escapedSlashes: EscapedSlashes): void {
   cache.invalidateTarget(targetKey(host, path), origin);
@@ -559,24 +560,56 @@ export function invalidateAfterUnsafe(cache: ResponseCache, origin: string, host
   for (let i = 0; i < raw.length; i += 2) {
     const n = fieldText(raw[i]!).toLowerCase();
     if (n !== 'location' && n !== 'content-location') continue;
+    const target = referencedTarget(fieldText(raw[i + 1]!).trim(), own, path);
+    if (target === undefined) continue;
+    let p: string;
+    try {
+      p = normalizeOriginForm(target, refusedPath, escapedSlashes);
+    } catch {
+      continue; // a path the gateway refuses: nothing is stored under it
+    }
+    cache.invalidateTarget(targetKey(host, p), origin);
+  }
+}
+
+/** A URI reference with a scheme (RFC 3986 §3.1), or a network-path reference (`//host…`). */
+const WITH_AUTHORITY = /^(?:[A-Za-z][A-Za-z0-9+.-]*:)?\/\//;
+
+/**
+ * The path and query (origin-form, not yet normalised) a Location or Content-Location names on
+ * `own` host, taken from the field's text; undefined: another host, or not a URI reference.
+ * Keys hold the request's bytes, so the text is read as it is (review of session 37: WHATWG URL
+ * percent-encodes `{ } ' " | ^ \` < >` in a path, and `/a{b}` invalidated `/a%7Bb%7D`): only the
+ * host of an absolute reference is read by URL parsing. A relative one is resolved against the
+ * request's `path` (RFC 3986 §5.2.2-5.2.3: its query kept for an empty reference, its directory
+ * for a relative path; the dot segments are removed by the normalisation after).
+ */
+function referencedTarget(text: string, own: string, path: string): string | undefined {
+  const hash = text.indexOf('#');
+  const ref = hash < 0 ? text : text.slice(0, hash);
+  const m = WITH_AUTHORITY.exec(ref);
+  if (m !== null) {
     let u: URL;
     try {
-      u = new URL(fieldText(raw[i + 1]!), `http://${own}${path}`);
+      u = new URL(ref, `http://${own}/`);
     } catch {
-      continue; // not a URI reference: nothing to invalidate
+      return undefined; // not a URI reference: nothing to invalidate
     }
     const h = u.hostname.endsWith('.') ? u.hostname.slice(0, -1) : u.hostname;
-    if (h !== own) continue;
-    let p = u.pathname;
-    if (needsNormalizing(p)) {
-      try {
-        p = normalizeSlow(p, refusedPath, escapedSlashes);
-      } catch {
-        continue; // a path the gateway refuses: nothing is stored under it
-      }
-    }
-    cache.invalidateTarget(targetKey(host, p + u.search), origin);
+    if (h !== own) return undefined;
+    const rest = ref.slice(m[0].length);
+    const at = rest.search(/[/?]/);
+    if (at < 0) return '/';
+    return rest.charCodeAt(at) === 63 /* ? */ ? '/' + rest.slice(at) : rest.slice(at);
   }
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(ref)) return undefined; // another scheme without an authority (mailto:, urn:)
+  if (ref.charCodeAt(0) === 47 /* / */) return ref;
+  const q = path.indexOf('?');
+  const basePath = q < 0 ? path : path.slice(0, q);
+  if (ref === '') return path;
+  if (ref.charCodeAt(0) === 63 /* ? */) return basePath + ref;
+  // A relative path: merged with the request path's directory; "./x", "../x" resolved by normalising.
+  return basePath.slice(0, basePath.lastIndexOf('/') + 1) + ref;
 }
 
 const refusedPath = (detail: string): Error => new Error(detail);

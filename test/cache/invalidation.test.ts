@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { get as httpGet } from 'node:http';
 import { request } from 'undici';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
@@ -142,4 +143,50 @@ test('an unsafe request invalidates only the stored responses of routes to the c
     await a.close();
     await other.close();
   }
+});
+
+/**
+ * Finding (review of session 37): a Location spelled exactly as a stored key was not
+ * invalidated when its path or query held a character the WHATWG URL parser percent-encodes
+ * (`{ } ' " | ^ \` < >`, a space in the query), since keys hold the request's bytes as sent:
+ * `/a{b}` was looked up as `/a%7Bb%7D`. The path and query are now read from the field's own
+ * text (a relative reference resolved against the request's path as RFC 3986 §5.2 does) and
+ * normalised as a request's.
+ */
+/** Cache-Status of a GET of `path` sent byte for byte (undici, as a browser, would percent-encode `{` and the like first). */
+function rawCs(base: string, path: string): Promise<string> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const r = httpGet({ host: u.hostname, port: u.port, path, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(String(res.headers['cache-status'])));
+      res.on('error', reject);
+    });
+    r.on('error', reject);
+  });
+}
+
+test('a Location with characters URL parsing would percent-encode invalidates the key spelled so (seeded)', async () => {
+  await withCacheGateway(await origin(), { routes: [{ name: 'c', cache: {} }] }, async ({ base }) => {
+    const port = new URL(base).port;
+    const rand = seededRandom();
+    const chars = ['{', '}', "'", '"', '|', '^', '`', '<', '>'];
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 24; i++) {
+        const c = rand.pick(chars);
+        const d = rand.pick(chars);
+        const dir = `/d${i}-${rand.seed}`;
+        const name = `x${c}y${rand.int(2) === 0 ? `?q=${d}` : ''}`;
+        const stored = `${dir}/${name}`;
+        // The writer's path is `${dir}/sub/w`: relative references resolve against it.
+        const loc = rand.pick([stored, `../${name}`, `./../${name}`, `http://127.0.0.1:${port}${stored}`, `//127.0.0.1${stored}`, `${dir}/sub/..//${name}`]);
+        await rawCs(base, stored);
+        assert.match(await rawCs(base, stored), /; hit;/, `case ${i}: ${stored} not stored`);
+        const w = await request(`${base}${dir}/sub/w`, { method: 'POST', headers: { [rand.pick(['x-location', 'x-content-location'])]: loc }, body: 'x' });
+        await w.body.text();
+        assert.equal(w.statusCode, 201);
+        assert.match(await rawCs(base, stored), /fwd=uri-miss/, `case ${i}: Location ${loc} left ${stored} stored`);
+      }
+    });
+  });
 });
