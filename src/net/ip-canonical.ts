@@ -58,16 +58,24 @@ function quad(hi: number, lo: number): string {
 
 /**
  * The IPv4 address an IPv6 one carries to an IPv4 host on the way: the well-known NAT64
- * prefix 64:ff9b::/96 (RFC 6052), 6to4's 2002::/16 (RFC 3056: the relay's address in bits
- * 16–47) and SIIT's ::ffff:0:0:0/96 (RFC 2765). On a host with NAT64, `64:ff9b::a9fe:a9fe`
- * is 169.254.169.254: judged by the IPv4 ranges (adversarial review, session 30: these were
- * allowed with allowPrivate false). Undefined for any other address.
+ * prefix 64:ff9b::/96 (RFC 6052), the local-use NAT64 prefix 64:ff9b:1::/48 (RFC 8215), 6to4's
+ * 2002::/16 (RFC 3056: the relay's address in bits 16–47) and SIIT's ::ffff:0:0:0/96 (RFC 2765).
+ * On a host with NAT64, `64:ff9b::a9fe:a9fe` is 169.254.169.254: judged by the IPv4 ranges
+ * (adversarial review, session 30: these were allowed with allowPrivate false). In the local-use
+ * /48, RFC 6052 §2.2's /48 layout (the IPv4 bits in 48–63 and 72–87, around the u-octet, bits
+ * 64–71), or the /96 one when bits 48–95 are zero (a /96 taken inside it); review of session 37:
+ * with allowPrivate, a deny of 169.254.169.254/32 let `64:ff9b:1:a9fe:a9:fe00::` through. The
+ * private ranges hold the whole local-use /48 already. Undefined for any other address.
  */
 export function embeddedIPv4(address: string): string | undefined {
   if (!address.includes(':')) return undefined;
   const g = ipv6Groups(address);
   if (g === undefined) return undefined;
   if (g[0] === 0x64 && g[1] === 0xff9b && !g[2] && !g[3] && !g[4] && !g[5]) return quad(g[6]!, g[7]!);
+  if (g[0] === 0x64 && g[1] === 0xff9b && g[2] === 1) {
+    if (!g[3] && !g[4] && !g[5]) return quad(g[6]!, g[7]!);
+    return quad(g[3]!, ((g[4]! & 0xff) << 8) | (g[5]! >> 8));
+  }
   if (g[0] === 0x2002) return quad(g[1]!, g[2]!);
   if (!g[0] && !g[1] && !g[2] && !g[3] && g[4] === 0xffff && !g[5]) return quad(g[6]!, g[7]!);
   return undefined;

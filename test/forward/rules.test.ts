@@ -53,21 +53,29 @@ describe('destination rules', () => {
     assert.equal(isPrivateAddress('100::1'), true, 'discard-only');
   });
 
-  it('a deny cidr on IPv4 holds for the IPv6 spellings that carry that address (NAT64, 6to4, SIIT), for everyone and per user; an allow cidr does not open them (seeded)', () => {
+  it('a deny cidr on IPv4 holds for the IPv6 spellings that carry that address (NAT64, local-use NAT64, 6to4, SIIT), for everyone and per user; an allow cidr does not open them (seeded)', () => {
     // Adversarial probe (SOCKS5 face): the private ranges judged these spellings by the IPv4
     // address they carry (session 30), but a deny rule's cidrs did not: with allowPrivate, a deny
     // of 127.0.0.2/32 let 64:ff9b::7f00:2 through (on a host with NAT64 that reaches the IPv4
-    // address). Unit level only: these addresses are not loopback, nothing is sent to them.
+    // address). Review of session 37: the local-use prefix 64:ff9b:1::/48 (RFC 8215) was not
+    // decoded, and with allowPrivate a deny of 169.254.169.254/32 let 64:ff9b:1:a9fe:a9:fe00:: through.
+    // Unit level only: these addresses are not loopback, nothing is sent to them.
     const rand = seededRandom();
+    const metadata = new DestinationRules({ allowPrivate: true, defaultAction: 'allow', deny: [{ cidrs: ['169.254.169.254/32'] }] });
+    assert.equal(metadata.checkAddress(null, 'x', 80, '64:ff9b:1:a9fe:a9:fe00::')?.type, 'destination_ip_prohibited');
     const spell = (v4: string): string => {
       const q = v4.split('.').map(Number) as [number, number, number, number];
       const hi = ((q[0] << 8) | q[1]).toString(16);
       const lo = ((q[2] << 8) | q[3]).toString(16);
-      switch (rand.int(5)) {
+      switch (rand.int(7)) {
         case 0: return `64:ff9b::${hi}:${lo}`;
         case 1: return `64:ff9b::${v4}`;
         case 2: return `0064:FF9B:0:0:0:0:${hi.toUpperCase()}:${lo}`;
         case 3: return `2002:${hi}:${lo}::${(1 + rand.int(0xfffe)).toString(16)}`;
+        // Local-use NAT64 64:ff9b:1::/48 (RFC 8215) in RFC 6052 §2.2's /48 layout: the IPv4 bits split around the u-octet (bits 64-71).
+        case 4: return `64:ff9b:1:${hi}:${q[2].toString(16)}:${(q[3] << 8).toString(16)}::`;
+        // ... and a /96 inside it (64:ff9b:1::/96).
+        case 5: return `64:ff9b:1::${hi}:${lo}`;
         default: return `::ffff:0:${hi}:${lo}`;
       }
     };

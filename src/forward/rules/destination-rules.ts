@@ -20,8 +20,8 @@ import { isPrivateAddress } from './private-ranges.js';
  *   otherwise allow.
  *
  * A rule matches when every selector it has matches (hosts by name pattern, cidrs by
- * the resolved address — a deny rule's also by the IPv4 address an IPv6 one carries, NAT64,
- * 6to4 or SIIT —, ports by the destination port). Rules without `cidrs` are also
+ * the resolved address — a deny rule's also by the IPv4 address an IPv6 one carries, NAT64
+ * (64:ff9b::/96, local-use 64:ff9b:1::/48), 6to4 or SIIT —, ports by the destination port). Rules without `cidrs` are also
  * applied before name resolution, so a denied name is never looked up.
  */
 
@@ -68,10 +68,13 @@ class Rule {
 class RuleSet {
   readonly allow: Rule[];
   readonly deny: Rule[];
+  /** A deny rule has cidrs (only those judge the IPv4 address an IPv6 one carries). */
+  readonly denyCidrs: boolean;
 
   constructor(spec: RuleSetSpec | undefined) {
     this.allow = (spec?.allow ?? []).map((r) => new Rule(r));
     this.deny = (spec?.deny ?? []).map((r) => new Rule(r));
+    this.denyCidrs = this.deny.some((r) => r.cidrs !== undefined);
   }
 
   get empty(): boolean {
@@ -95,6 +98,8 @@ export class DestinationRules {
   readonly #users = new Map<string, RuleSet>();
   /** What the rules' host patterns need read of a destination's host at each check. */
   readonly #hostNeed: HostNeed;
+  /** A deny rule of any level has cidrs: else the IPv4 address an IPv6 one carries is not looked for (every IPv6 dial and datagram asks). */
+  readonly #denyCidrs: boolean;
 
   constructor(global: GlobalRulesSpec, users: ReadonlyArray<{ name: string } & RuleSetSpec> = []) {
     this.#global = new RuleSet(global);
@@ -106,6 +111,7 @@ export class DestinationRules {
     }
     const levels = [this.#global, ...this.#users.values()];
     this.#hostNeed = hostNeed(levels.flatMap((l) => [...l.allow, ...l.deny].map((r) => r.hosts)));
+    this.#denyCidrs = levels.some((l) => l.denyCidrs);
   }
 
   /** True when the user has rules of their own (their upstream pools are kept apart). */
@@ -174,8 +180,9 @@ export class DestinationRules {
     // The IPv4 address an IPv6 one carries (NAT64, 6to4, SIIT: ip-canonical.ts): deny cidrs
     // judge it too, as the private ranges do (adversarial probe: a deny of 127.0.0.2/32 let
     // 64:ff9b::7f00:2 through; test/forward/rules.test.ts). Allow cidrs do not: a carried
-    // spelling opens nothing its IPv4 form's allow rule opens. Undefined for IPv4 (no work).
-    const carried = canon.family === 6 ? embeddedIPv4(addr) : undefined;
+    // spelling opens nothing its IPv4 form's allow rule opens. Undefined for IPv4, and when no
+    // deny rule has cidrs (no work; the private ranges decode it themselves, isPrivateAddress).
+    const carried = canon.family === 6 && this.#denyCidrs ? embeddedIPv4(addr) : undefined;
     if (own !== undefined) {
       const r = this.#checkAddressAt(own, user, host, h, port, addr, carried);
       if (r instanceof Failure) return r;
