@@ -30,6 +30,11 @@ export interface OptionDef {
   example?: string;
   /** Never echo the value (passwords). */
   secret?: boolean;
+  /**
+   * What a time this option takes is written in: `duration` (250ms, 2s: a number needs its
+   * unit) or `ms` (a bare number of milliseconds). `gatewise help`'s note names both (CLI_NOTES).
+   */
+  unit?: 'duration' | 'ms';
   /** Better words for a config problem of this flag; `value` is the offending value as given. */
   explain?: (message: string, value: unknown) => string | undefined;
   /**
@@ -125,9 +130,9 @@ export const COMMANDS: readonly CommandDef[] = [
         configPaths: ['clusters.default.endpoints'],
         explain: endpointWords,
       },
-      { flag: 'connect-timeout', value: 'D', type: 'string', description: 'time to connect to an endpoint (default 5s)', configPaths: ['clusters.default.timeouts.connect'] },
-      { flag: 'response-timeout', value: 'D', type: 'string', description: 'time to wait for response headers (default 30s)', configPaths: ['clusters.default.timeouts.response'] },
-      { flag: 'idle-timeout', value: 'D', type: 'string', description: 'longest silence while a body streams (default 60s)', configPaths: ['clusters.default.timeouts.idle'] },
+      { flag: 'connect-timeout', value: 'D', type: 'string', unit: 'duration', description: 'time to connect to an endpoint (default 5s)', configPaths: ['clusters.default.timeouts.connect'] },
+      { flag: 'response-timeout', value: 'D', type: 'string', unit: 'duration', description: 'time to wait for response headers (default 30s)', configPaths: ['clusters.default.timeouts.response'] },
+      { flag: 'idle-timeout', value: 'D', type: 'string', unit: 'duration', description: 'longest silence while a body streams (default 60s)', configPaths: ['clusters.default.timeouts.idle'] },
       { flag: 'retries', value: 'N', type: 'string', whole: { min: 0, max: 9 }, description: 'retries after the first attempt, 0-9 (default 2, where safe)', configPaths: ['routes[].retry'] },
       { flag: 'health-path', value: 'PATH', type: 'string', description: 'actively check every endpoint with GET PATH every 2s', configPaths: ['clusters.default.healthCheck'] },
       { flag: 'name', value: 'NAME', type: 'string', description: 'name in Via and Proxy-Status', configPaths: ['name'] },
@@ -200,7 +205,7 @@ export const COMMANDS: readonly CommandDef[] = [
         description: 'request (default: a new exit each time), round-robin, random, least-used, hash, sticky',
         configPaths: ['egress.pools.default.strategy'],
       },
-      { flag: 'session-ttl', value: 'DURATION', type: 'string', description: 'how long a session keeps its exit (default 10m)', configPaths: ['egress.pools.default.sessionTtl'] },
+      { flag: 'session-ttl', value: 'DURATION', type: 'string', unit: 'duration', description: 'how long a session keeps its exit (default 10m)', configPaths: ['egress.pools.default.sessionTtl'] },
     ],
     notes: 'Username parameters pick sessions and pools: NAME-session-ID-ttl-10m-pool-NAME\n(each part optional; -debug-1 adds the Gatewise-Debug header). The --egress and --via exits form the pool "default".',
   },
@@ -237,8 +242,8 @@ export const COMMANDS: readonly CommandDef[] = [
       { flag: 'no-tls', type: 'boolean', description: 'no TLS listeners (self-signed and lab-CA certificates)' },
       { flag: 'capacity', value: 'N', type: 'string', default: '4', whole: { min: 1 }, description: '/work jobs the lab runs at once' },
       { flag: 'queue', value: 'N', type: 'string', default: '16', whole: { min: 0 }, description: '/work jobs that wait beyond capacity; beyond that: 503' },
-      { flag: 'keep-alive-timeout', value: 'MS', type: 'string', default: '5000', whole: { min: 0 }, description: 'idle keep-alive timeout of the lab, in milliseconds' },
-      { flag: 'idle-close', value: 'MIN-MAX', type: 'string', description: 'also close each idle keep-alive connection after a random MIN-MAX ms, unannounced' },
+      { flag: 'keep-alive-timeout', value: 'MS', type: 'string', unit: 'ms', default: '5000', whole: { min: 0 }, description: 'idle keep-alive timeout of the lab, in milliseconds' },
+      { flag: 'idle-close', value: 'MIN-MAX', type: 'string', unit: 'ms', description: 'also close each idle keep-alive connection after a random MIN-MAX ms, unannounced' },
       { flag: 'max-requests', value: 'N', type: 'string', whole: { min: 1 }, description: 'close each connection after N answers (nginx keepalive_requests)' },
       { flag: 'close-header', type: 'boolean', description: 'with --max-requests: say Connection: close on the last answer' },
     ],
@@ -263,7 +268,7 @@ export const COMMANDS: readonly CommandDef[] = [
       { flag: 'resolve', value: 'HOST:PORT:ADDR', type: 'string', multiple: true, description: 'connect to ADDR for HOST:PORT instead of looking HOST up (as curl --resolve)' },
       { flag: 'tries', value: 'N', type: 'string', default: '3', whole: { min: 1, max: 20 }, description: 'spaced tries of the refresh experiment, 1-20' },
       { flag: 'json', type: 'boolean', description: 'print one JSON object instead of text' },
-      { flag: 'timeout', value: 'T', type: 'string', default: '10s', description: 'longest wait of each phase (DNS, connect, TLS, response head, a gap in the body)' },
+      { flag: 'timeout', value: 'T', type: 'string', unit: 'duration', default: '10s', description: 'longest wait of each phase (DNS, connect, TLS, response head, a gap in the body)' },
       { flag: 'header', short: 'H', value: "'Name: value'", type: 'string', multiple: true, description: 'an extra request header (repeatable)' },
       { flag: 'method', value: 'M', type: 'string', default: 'GET', description: 'the request method' },
       { flag: 'insecure', type: 'boolean', description: 'go on past an untrusted certificate (it is still reported)' },
@@ -356,9 +361,19 @@ export function synopsis(): string {
   );
 }
 
-/** What `gatewise help` and the README's CLI block end with, in one place. */
+/** The value names of the options that take a time in `unit` (`OptionDef.unit`), in order of first use. */
+function valuesIn(unit: 'duration' | 'ms'): string {
+  return [...new Set(COMMANDS.flatMap((c) => c.options.filter((o) => o.unit === unit).map((o) => o.value!)))].join(', ');
+}
+
+/**
+ * The notes `gatewise help` (and the README's CLI block) end with. Which values are durations is
+ * read from the definitions: before the review of session 37 it said every duration needs a
+ * unit, while lab's `--keep-alive-timeout MS` and `--idle-close MIN-MAX` take bare milliseconds.
+ */
 const CLI_NOTES =
-  "'gatewise COMMAND --help' describes a command's options. Durations: 250ms, 2s, 1m, 1h (a number needs its unit).\n" +
+  `'gatewise COMMAND --help' describes a command's options. Durations (${valuesIn('duration')}): 250ms, 2s, 1m, 1h (a number needs its unit);\n` +
+  `${valuesIn('ms')}: milliseconds, a bare number.\n` +
   'Exit codes: 0 ok, 1 failed (bad config, cannot listen: the address and the flag or config entry that named it),\n' +
   '2 bad command line (the reason, naming the flag and for a number its range, and the usage on stderr);\n' +
   'diagnose has its own (see its --help).\n';

@@ -212,3 +212,32 @@ test('gatewise lab: a number flag out of its range is a usage error naming the f
     assert.match(r.stderr, /usage: gatewise lab/);
   }
 });
+
+/**
+ * Finding (review of session 37): `gatewise help` said durations need a unit, but lab's
+ * `--keep-alive-timeout MS` and `--idle-close MIN-MAX` take bare milliseconds (the README shows
+ * `--keep-alive-timeout 5000`). The note is now made from the definitions: each option that takes
+ * a time says its `unit`, and the note names the value names of each kind.
+ */
+test('the help\'s note on durations names the flags it applies to, and the millisecond flags apart, from the one command definition', () => {
+  const help = topHelp();
+  const timeWords = /timeout|ttl|milliseconds|\bms\b|how long|time to|longest/i;
+  const kinds = { duration: new Set<string>(), ms: new Set<string>() };
+  for (const c of COMMANDS) {
+    for (const o of c.options) {
+      const unit = (o as { unit?: 'duration' | 'ms' }).unit;
+      if (o.type === 'string' && timeWords.test(`${o.flag} ${o.description}`)) assert.ok(unit !== undefined, `${c.name} --${o.flag} takes a time but says no unit`);
+      if (unit === undefined) continue;
+      kinds[unit].add(o.value!);
+      if (o.default !== undefined) assert.match(o.default, unit === 'ms' ? /^\d+$/ : /^\d+(ms|s|m|h)$/, `${c.name} --${o.flag}'s default`);
+    }
+  }
+  assert.ok(kinds.duration.size > 0 && kinds.ms.size > 0);
+  for (const v of kinds.duration) assert.ok(!kinds.ms.has(v), `${v} names both kinds`);
+  const durations = /Durations \(([^)]*)\): 250ms, 2s, 1m, 1h \(a number needs its unit\)/.exec(help);
+  assert.ok(durations, help);
+  assert.deepEqual(new Set(durations[1]!.split(', ')), kinds.duration);
+  const ms = /;\n([A-Z, -]+): milliseconds, a bare number/.exec(help);
+  assert.ok(ms, help);
+  assert.deepEqual(new Set(ms[1]!.split(', ')), kinds.ms);
+});
