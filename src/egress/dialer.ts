@@ -85,6 +85,11 @@ export interface UdpOpenOptions {
    * opening (an upstream SOCKS5 exit's handshake) stops at once, as a TCP dial's `signal`.
    */
   signal?: CancelSignal;
+  /**
+   * An answer the egress itself dropped (an upstream SOCKS5 relay's fragment, which it does not
+   * reassemble): the association counts it in its `datagramsDropped`, as the relay's own drops.
+   */
+  onDropped?: () => void;
 }
 
 export interface UdpSource extends ResolvedAddress {

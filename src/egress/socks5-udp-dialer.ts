@@ -58,8 +58,12 @@ class Socks5UdpEgress implements UdpEgress {
       }
       // A fragment (FRAG != 0): there is no reassembly, so it is dropped (RFC 1928 §7). Before,
       // FRAG was not read and a fragment went to the client as a whole datagram
-      // (test/egress/socks5-udp-source.test.ts).
-      if (frame.frameNumber !== 0) return;
+      // (test/egress/socks5-udp-source.test.ts). Said to the association (`onDropped`), which counts
+      // it in datagramsDropped (review of session 37: oversized answers were counted, these not).
+      if (frame.frameNumber !== 0) {
+        opts.onDropped?.();
+        return;
+      }
       const host = frame.remoteHost.host;
       const from: UdpSource = { address: host, family: isIP(host) === 6 ? 6 : 4, port: frame.remoteHost.port };
       for (const l of this.#listeners) l(frame.data, from);

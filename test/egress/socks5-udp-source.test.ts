@@ -61,7 +61,7 @@ function send(sock: UdpSocket, msg: Buffer, port: number, host: string): Promise
 }
 
 describe('UDP through an upstream SOCKS5 proxy', () => {
-  it('drops the relay\'s fragments (FRAG != 0, RFC 1928 §7: no reassembly, so they must be dropped), then takes its whole frames', { timeout: 30_000 }, async () => {
+  it('drops the relay\'s fragments (FRAG != 0, RFC 1928 §7: no reassembly, so they must be dropped) and says each one dropped, then takes its whole frames', { timeout: 30_000 }, async () => {
     // Adversarial probe: frames from the upstream's relay were parsed without reading FRAG,
     // so a fragment reached the client as if it were a whole datagram.
     await seededRun('socks5-udp-fragments', async (rand) => {
@@ -70,7 +70,11 @@ describe('UDP through an upstream SOCKS5 proxy', () => {
       let egress: Awaited<ReturnType<Socks5UdpDialer['open']>> | undefined;
       try {
         const dialer = new Socks5UdpDialer(parseProxyUrl(`socks5://127.0.0.1:${up.port}`), { timeoutMs: 3000 });
-        egress = await dialer.open({ guard: () => undefined, dnsTimeoutMs: 1000 });
+        // Review of session 37: the fragments dropped were not counted in the association's
+        // datagramsDropped, while oversized answers were; the egress now says each one.
+        let dropped = 0;
+        const opts = { guard: () => undefined, dnsTimeoutMs: 1000, onDropped: () => void dropped++ };
+        egress = await dialer.open(opts);
         let wake: (() => void) | undefined;
         egress.onMessage((payload) => {
           got.push(payload.toString());
@@ -90,6 +94,7 @@ describe('UDP through an upstream SOCKS5 proxy', () => {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([arrived, new Promise((_r, reject) => (timer = setTimeout(() => reject(new Error('the whole frame did not arrive within 3 s')), 3000)))]).finally(() => clearTimeout(timer));
         assert.deepEqual(got, ['whole']);
+        assert.equal(dropped, n, 'every fragment dropped is counted');
       } finally {
         egress?.close();
         for (const c of up.controls) c.destroy();
@@ -107,7 +112,11 @@ describe('UDP through an upstream SOCKS5 proxy', () => {
       let egress: Awaited<ReturnType<Socks5UdpDialer['open']>> | undefined;
       try {
         const dialer = new Socks5UdpDialer(parseProxyUrl(`socks5://127.0.0.1:${up.port}`), { timeoutMs: 3000 });
-        egress = await dialer.open({ guard: () => undefined, dnsTimeoutMs: 1000 });
+        // Review of session 37: the fragments dropped were not counted in the association's
+        // datagramsDropped, while oversized answers were; the egress now says each one.
+        let dropped = 0;
+        const opts = { guard: () => undefined, dnsTimeoutMs: 1000, onDropped: () => void dropped++ };
+        egress = await dialer.open(opts);
         let wake: (() => void) | undefined;
         egress.onMessage((payload, from) => {
           got.push({ data: payload.toString(), from });

@@ -74,7 +74,8 @@ export class UdpAssociation implements Relay {
     } catch (err) {
       throw new Failure({ type: 'proxy_internal_error', phase: 'accept', detail: 'could not open the UDP relay socket', cause: err });
     }
-    const udpOpts = { guard: ctx.rules.guardFor(user), dnsTimeoutMs: ctx.settings.dnsTimeoutMs, connectTimeoutMs: ctx.settings.connectTimeoutMs };
+    // onDropped: an answer the egress dropped itself (an upstream SOCKS5 relay's fragment) counts as the relay's own drops do.
+    const udpOpts = { guard: ctx.rules.guardFor(user), dnsTimeoutMs: ctx.settings.dnsTimeoutMs, connectTimeoutMs: ctx.settings.connectTimeoutMs, onDropped: () => session.dropped() };
     // The client may leave (close, reset or FIN of its control connection) while the egress
     // opens: an upstream SOCKS5 exit's own UDP ASSOCIATE handshake stops then, as a tunnel's
     // dial does (TunnelRun.clientLeftEarly), and the association is recorded as the client's.
