@@ -6,7 +6,7 @@ import { seededRandom, withSeed } from '../helpers/seeded.js';
 import { withCacheGateway } from './cache-gateway.js';
 
 /**
- * Guards from the adversarial probe of session 50 (found right): a chunked body the upstream cuts
+ * Guards from the adversarial probe of session 37 (found right): a chunked body the upstream cuts
  * (no last chunk, the connection reset) is never stored as complete, wherever it is cut; and a
  * 304 that freshens a stored response never gives it its Content-Length (RFC 9111 §3.2,
  * §4.3.4): the stored body answers with its own length.

@@ -9,7 +9,7 @@ import { withCacheGateway } from './cache-gateway.js';
  * A 304 without `Date` freshens a stored response (RFC 9111 §4.3.4). RFC 9110 §6.6.1: a
  * recipient with a clock that caches a response without `Date` records the time it was received
  * as its `Date`, and §4.3.4 then puts that `Date` in place of the stored one. Finding (adversarial
- * probe, session 50): the stored response kept its old `Date`, its apparent age stayed what it
+ * probe, session 37): the stored response kept its old `Date`, its apparent age stayed what it
  * was, and freshened with `max-age=600` it was still stale (`ttl=-101`, `Age: 700`): every
  * request went upstream to validate again, the 304's lifetime never used. Seeded over how old
  * the stored response is and the 304's max-age.

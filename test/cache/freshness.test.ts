@@ -163,7 +163,7 @@ test('HTTP-dates: rfc850-date two-digit years are the most recent past year when
 
 /**
  * Heuristic freshness (RFC 9111 §4.2.2): 10 % of the time since Last-Modified, at most a day.
- * Finding (adversarial probe, session 50): unbounded, a 404 with a Last-Modified 26 years old
+ * Finding (adversarial probe, session 37): unbounded, a 404 with a Last-Modified 26 years old
  * was stored fresh for 2.6 years (`ttl=81833164`), with no word from the origin. Traffic Server
  * caps it at a day (`heuristic_max_lifetime`), Squid at three days; RFC 7234 had caches warn
  * once a heuristic age passed 24 hours. Explicit freshness is never capped.

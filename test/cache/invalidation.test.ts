@@ -10,7 +10,7 @@ import { withCacheGateway } from './cache-gateway.js';
 /**
  * RFC 9111 §4.4: a non-error answer to an unsafe method invalidates the stored responses of its
  * target URI and of the URIs in its Location and Content-Location when their host is the
- * request's. Findings (adversarial probe, session 50):
+ * request's. Findings (adversarial probe, session 37):
  * - an unsafe request that took a route without `cache` (routes split by method: GET and HEAD
  *   cached, POST to another route) invalidated nothing, and the stored GET answered on;
  * - a Location was looked up as written, while keys hold the normalised path: `/%7ea` or
