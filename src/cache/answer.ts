@@ -15,7 +15,7 @@ export interface CachedAnswer {
 /**
  * Fields of a stored response not sent on: Age is recomputed, framing is the gateway's, and a
  * Set-Cookie is one client's, never answered from the store to another (whatever an entry holds:
- * one stored before session 50, when `public` was enough to store it, in memory or read back
+ * one stored before session 37, when `public` was enough to store it, in memory or read back
  * from disk; the store keeps none now, `ResponseCache.storeVerdict`).
  */
 const NOT_COPIED = new Set(['age', 'transfer-encoding', 'connection', 'keep-alive', 'set-cookie']);

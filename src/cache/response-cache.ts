@@ -171,7 +171,7 @@ export class ResponseCache {
    * says so: `set-cookie` (a `StoreRefusal`). Whatever its Cache-Control (`public`, `s-maxage`
    * too), a response with `Set-Cookie` is not stored: stored, one client's cookie went to every
    * client the store answered (session fixation, one account's session in another's browser;
-   * finding, session 50: before, `public` was enough to store it). RFC 9111 allows storing it;
+   * finding, session 37: before, `public` was enough to store it). RFC 9111 allows storing it;
    * nginx (proxy_cache, short of `proxy_ignore_headers Set-Cookie`) and Varnish (hit-for-miss)
    * never store it by default. The one exception is the origin's own word that the rest of the
    * response is shared, `no-cache="set-cookie"` (§5.2.2.4): stored, and the field is never

@@ -442,7 +442,7 @@ function parseErrorWords(def: CommandDef, argv: readonly string[], err: Error & 
  * The command line with a negative number after an option that takes a value joined to it
  * (`--retries -1` as `--retries=-1`): parseArgs refuses such a value as "ambiguous" (it could be
  * a forgotten value and a short option), and the flag's own check then says its range (finding,
- * session 50: `proxy --retries -1`, `lab --port -5` got parseArgs' words). Only what reads as a
+ * session 37: `proxy --retries -1`, `lab --port -5` got parseArgs' words). Only what reads as a
  * number: `-c -x` stays a missing value.
  */
 function joinNegativeValues(def: CommandDef, argv: readonly string[]): string[] {

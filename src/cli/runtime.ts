@@ -333,7 +333,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
   } catch (err) {
     // One line says why it did not start; then the log is detached before what had started is
     // closed: a gateway closed here never served, and its "draining 0 requests in flight" and
-    // "closed" read as if it had run (finding, probe session 50).
+    // "closed" read as if it had run (finding, probe session 37).
     const words = opts.bindWords !== undefined ? opts.bindWords(err) : configBindWords(config, err, opts.configFile);
     logger.error({ component: 'runtime', type: 'lifecycle', event: 'start-failed', code: (err as NodeJS.ErrnoException)?.code }, `not started: ${words ?? (err as Error)?.message ?? String(err)}`);
     flushLogger(logger);

@@ -404,7 +404,7 @@ export class CachePhase implements CollapseWaiter {
     if (obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), ex.req.headers, ex.upstreamRequest().headers, ex.ctx.requestIdHeader)) return false;
     const verdict = this.#rc.cache.storeVerdict('GET', ex.path, ex.req.headers, status, obj);
     if (verdict !== 'store') {
-      // Storable but for its Set-Cookie: refused, and named so (before session 50 stored with `public`).
+      // Storable but for its Set-Cookie: refused, and named so (before session 37 stored with `public`).
       if (verdict === 'set-cookie') this.storeRefused = 'set-cookie';
       return false;
     }

@@ -265,7 +265,7 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
       const verdict = obj.vary !== undefined && variesOnAlteredField(varyOf(['vary', obj.vary]), this.#reqHeaders, this.#headers, this.#ctx.requestIdHeader) ? 'unstorable' : this.#rc.cache.storeVerdict('GET', this.#path, this.#reqHeaders, statusCode, obj);
       if (verdict !== 'store') {
         this.#raw = undefined;
-        // Storable but for its Set-Cookie: named so, as a client's request records it (before session 50: `kept`).
+        // Storable but for its Set-Cookie: named so, as a client's request records it (before session 37: `kept`).
         if (verdict === 'set-cookie' && statusCode < 500) this.#sizeRefusal ??= 'set-cookie';
       } else if (statusCode < 500 && obj['content-length'] !== undefined && Number(obj['content-length']) > this.#rc.maxObjectBytes) this.#tooBig();
     }

@@ -609,7 +609,7 @@ export class Gateway {
       h2?.close();
     }
     // A gateway that never listened (its start or a reload's failed to bind) drains nothing: no
-    // "draining 0 requests in flight" / "closed" as if it had run (finding, probe session 50).
+    // "draining 0 requests in flight" / "closed" as if it had run (finding, probe session 37).
     const said = this.#listened;
     if (said) lifecycle({ event: 'draining', detail: `${this.#inflight()} requests in flight` });
     const closed = this.#servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));

@@ -50,7 +50,7 @@ export type BypassReason = 'method' | 'request-content' | 'unkeyed-host' | 'unke
  * the store's refusal was recorded `replaced`, or `dropped` after a 304, and `maxObjectSize`
  * `kept`), purged (the key was purged or invalidated while it ran, so its answer was not
  * stored: its `StoreTicket` was cancelled; before session 32 that was recorded as `kept`),
- * set-cookie (a new answer with Set-Cookie, never stored; before session 50 `kept`),
+ * set-cookie (a new answer with Set-Cookie, never stored; before session 37 `kept`),
  * dropped, failed, refused (admission).
  */
 export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | StoreRefusal | 'dropped' | 'failed' | 'refused';
@@ -66,7 +66,7 @@ export type RevalidationResult = 'refreshed' | 'replaced' | 'kept' | StoreRefusa
  * Both at once (a purge and a size over the limit): the first to decide the store names it, the
  * same on both paths (`refusedForSize` in cache/response-cache.ts). set-cookie (a response the
  * rules would store, but carrying `Set-Cookie`, which one client's answer must not give to
- * every other: `ResponseCache.storeVerdict`; before session 50 stored when it said `public`).
+ * every other: `ResponseCache.storeVerdict`; before session 37 stored when it said `public`).
  */
 export type StoreRefusal = 'too-large' | 'purged' | 'set-cookie';
 

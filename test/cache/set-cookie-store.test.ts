@@ -9,7 +9,7 @@ import { withCacheGateway } from './cache-gateway.js';
 import { counterSum } from './stale-entry.js';
 
 /**
- * Finding (probe, session 50): a response with `Set-Cookie` and `Cache-Control: public` was
+ * Finding (probe, session 37): a response with `Set-Cookie` and `Cache-Control: public` was
  * stored and then answered, with the first client's cookie, to every client from the store
  * (session fixation, one account's session in another's browser). RFC 9111 allows storing it;
  * nginx (proxy_cache) and Varnish (hit-for-miss) never store a response with Set-Cookie by

@@ -132,7 +132,7 @@ test('a reload refused because a new listener cannot bind leaves no listener and
 });
 
 test('a start that cannot bind logs one line saying why, and nothing of a drain; no port stays bound (seeded: a listener, the admin or the forward proxy busy)', { timeout: 120_000 }, async () => {
-  // Finding (probe, session 50): a gateway that never started logged "draining 0 requests in
+  // Finding (probe, session 37): a gateway that never started logged "draining 0 requests in
   // flight" and "closed" as if it had run, and no line said why it did not start.
   const rand = seededRandom();
   const dir = mkdtempSync(join(tmpdir(), 'gw-failed-start-log-'));
@@ -181,7 +181,7 @@ test('a start that cannot bind logs one line saying why, and nothing of a drain;
 });
 
 test('the one-liners (proxy, forward, lab, demo) on a port in use name the flag: cannot listen on ADDR (--FLAG): address already in use (EADDRINUSE), exit 1', { timeout: 180_000 }, async () => {
-  // Finding (probe, session 50): they printed Node's raw "listen EADDRINUSE: address already in
+  // Finding (probe, session 37): they printed Node's raw "listen EADDRINUSE: address already in
   // use 127.0.0.1:8080"; `run` names the config entry, these now name the flag.
   const held = await holdPort();
   const p = (held.address() as AddressInfo).port;

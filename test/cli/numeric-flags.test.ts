@@ -6,7 +6,7 @@ import { COMMANDS, answerUsage, parseCommand, type CommandDef, type OptionDef } 
 import { seededRandom, withSeed } from '../helpers/seeded.js';
 
 /**
- * Finding (probe, session 50): a negative value for a numeric flag (`gatewise proxy --retries -1`,
+ * Finding (probe, session 37): a negative value for a numeric flag (`gatewise proxy --retries -1`,
  * `lab --port -5`, `demo --port -1`) got the argument parser's "Option '--retries' argument is
  * ambiguous. Did you forget to specify the option argument…" instead of the flag's range; and
  * each command checked its numbers in its own words (`1e3` and `0x10` passed some). Now every
