@@ -123,6 +123,10 @@ export async function forwardCommand(argv: string[]): Promise<number> {
     const [http, socks] = input.listeners ?? [];
     const words = bindWords(err, [[http, '--listen'], [socks, '--socks']]);
     process.stderr.write(`gatewise forward: ${words ?? `cannot start: ${(err as Error).message}`}\n`);
+    // The log says it too, in the line `run` and `proxy` write (cli/runtime.ts): an operator
+    // reading only the log saw nothing of a start that failed (finding, error-story probe).
+    logger.error({ component: 'runtime', type: 'lifecycle', event: 'start-failed', code: (err as NodeJS.ErrnoException)?.code }, `not started: ${words ?? (err as Error)?.message ?? String(err)}`);
+    flushLogger(logger);
     return 1;
   }
   releaseYoungGeneration(); // started: traffic gets V8's own young-generation growth

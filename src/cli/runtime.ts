@@ -264,20 +264,17 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
       closing.catch((err: unknown) => logger.error({ component: 'forward', type: 'lifecycle', err: (err as Error).message }, 'the stopped forward proxy failed to close'));
     },
   });
+  // The lines saying a listener is up (ready, forward-ready, admin) are written once every
+  // listener is: a start whose admin or forward listener failed to bind said "gateway
+  // listening" before "not started" (finding, error-story probe; test/cli/failed-start.test.ts).
+  const readyLines: Array<() => void> = [];
   try {
     if (gateway) {
       const gw = gateway;
       // Closed on a failed start too: its clusters run health checks from the start.
       closers.push(() => gw.close());
       const addrs = await gw.listen();
-      logger.info({ component: 'gateway', type: 'lifecycle', event: 'ready', listeners: addrs.map((a) => a.url), identity: gateway.ctx.identity }, 'gateway listening');
-      logger.flush(); // lifecycle lines go out now, not with the next batch
-      if (opts.probeUpstreams !== false) {
-        probe = probeUpstreams(config, logger);
-        const p = probe;
-        closers.push(async () => p.cancel());
-        void p.done.then(() => logger.flush());
-      }
+      readyLines.push(() => logger.info({ component: 'gateway', type: 'lifecycle', event: 'ready', listeners: addrs.map((a) => a.url), identity: gw.ctx.identity }, 'gateway listening'));
     }
     if (config.forward) {
       const { startForwardProxy } = await import('../forward/index.js');
@@ -285,8 +282,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
       // The admin API's and the metrics' view follow `forward`: a reload may start or stop it.
       forward = fwd;
       closers.push(() => fwd.close());
-      logger.info({ component: 'forward', type: 'lifecycle', event: 'forward-ready', listeners: fwd.addresses() }, 'forward proxy listening');
-      logger.flush(); // lifecycle lines go out now, not with the next batch
+      readyLines.push(() => logger.info({ component: 'forward', type: 'lifecycle', event: 'forward-ready', listeners: fwd.addresses() }, 'forward proxy listening'));
     }
     if (config.admin && metrics) {
       const { startAdmin } = await import('../observe/admin.js');
@@ -327,8 +323,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
       });
       adminUrl = admin.url;
       closers.push(() => admin.close());
-      logger.info({ component: 'admin', type: 'lifecycle', event: 'admin', url: admin.url, dashboard: `${admin.url}/` }, `admin listening; dashboard at ${admin.url}/`);
-      logger.flush(); // lifecycle lines go out now, not with the next batch
+      readyLines.push(() => logger.info({ component: 'admin', type: 'lifecycle', event: 'admin', url: admin.url, dashboard: `${admin.url}/` }, `admin listening; dashboard at ${admin.url}/`));
     }
   } catch (err) {
     // One line says why it did not start; then the log is detached before what had started is
@@ -343,6 +338,15 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     live?.detach();
     tracing?.detach();
     throw err;
+  }
+  for (const line of readyLines) line();
+  logger.flush(); // lifecycle lines go out now, not with the next batch
+  // The start-up probe of the upstreams, once the start cannot fail: a failed one probes nothing.
+  if (gateway && opts.probeUpstreams !== false) {
+    probe = probeUpstreams(config, logger);
+    const p = probe;
+    closers.push(async () => p.cancel());
+    void p.done.then(() => logger.flush());
   }
   releaseYoungGeneration(); // started: traffic gets V8's own young-generation growth
   return {

@@ -218,3 +218,93 @@ test('the one-liners (proxy, forward, lab, demo) on a port in use name the flag:
     held.close();
   }
 });
+
+test('gatewise forward and gatewise proxy on a port in use log one start-failed line naming the flag, as gatewise run does', { timeout: 120_000 }, async () => {
+  // Finding (error-story probe): `gatewise forward` wrote only its stderr line; its log had no
+  // line saying why it did not start (`run` and `proxy` log `start-failed` from cli/runtime.ts).
+  const held = await holdPort();
+  const busy = `127.0.0.1:${(held.address() as AddressInfo).port}`;
+  try {
+    const cases: Array<[string[], string]> = [
+      [['forward', '--listen', busy, '--no-auth'], '--listen'],
+      [['forward', '--listen', `127.0.0.1:${await freePort()}`, '--socks', busy, '--no-auth'], '--socks'],
+      [['proxy', '--listen', busy, '--to', 'http://127.0.0.1:9'], '--listen'],
+    ];
+    for (const [args, flag] of cases) {
+      const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      const code = await new Promise<number | null>((resolve) => {
+        const t = setTimeout(() => {
+          child.kill('SIGKILL');
+          resolve(-1);
+        }, 30_000);
+        child.once('exit', (c) => {
+          clearTimeout(t);
+          resolve(c);
+        });
+      });
+      const where = `gatewise ${args.join(' ')}: stdout ${out} stderr ${err}`;
+      assert.equal(code, 1, where);
+      const lines = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      const failed = lines.filter((l) => l.event === 'start-failed');
+      assert.equal(failed.length, 1, `one start-failed line: ${where}`);
+      assert.equal(failed[0]!.level, 'error', where);
+      assert.equal(failed[0]!.code, 'EADDRINUSE', where);
+      assert.ok(String(failed[0]!.msg).includes(`cannot listen on ${busy} (${flag}): address already in use (EADDRINUSE)`), where);
+      for (const l of lines) assert.ok(l.event !== 'ready' && l.event !== 'forward-ready', `${where}: a line claims ready: ${JSON.stringify(l)}`);
+    }
+  } finally {
+    held.close();
+  }
+});
+
+test('no ready line before every listener is up: a start whose admin or forward listener cannot bind logs no ready, forward-ready or admin line; a good start logs all three (seeded)', { timeout: 120_000 }, async () => {
+  // Finding (error-story probe): with the admin port busy the log said "gateway listening"
+  // (event ready) and "forward proxy listening" (forward-ready) before "not started".
+  const rand = seededRandom();
+  const dir = mkdtempSync(join(tmpdir(), 'gw-ready-order-'));
+  const held = await holdPort();
+  const heldPort = (held.address() as AddressInfo).port;
+  const READY = ['ready', 'forward-ready', 'admin'];
+  try {
+    await withSeed(rand, async () => {
+      for (let round = 0; round < 5; round++) {
+        const which = round === 0 ? 'none' : rand.pick(['admin', 'forward', 'none'] as const);
+        const withForward = which === 'forward' || rand.next() < 0.5;
+        const file = join(dir, `r${round}.yaml`);
+        writeFileSync(file, stringify({
+          listeners: [{ address: '127.0.0.1', port: 0 }],
+          admin: { address: '127.0.0.1', port: which === 'admin' ? heldPort : 0 },
+          clusters: { app: { endpoints: ['http://127.0.0.1:9'] } },
+          routes: [{ cluster: 'app' }],
+          ...(withForward ? { forward: { listeners: [{ address: '127.0.0.1', port: which === 'forward' ? heldPort : 0 }], auth: { required: false }, rules: { defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8'] }] } } } : {}),
+        }));
+        const lines: Array<Record<string, unknown>> = [];
+        const destination = new Writable({
+          write(chunk: Buffer, _e, cb) {
+            for (const l of chunk.toString().split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
+            cb();
+          },
+        });
+        const where = `round ${round}: busy ${which}, forward ${withForward}`;
+        const logger = createLogger({ destination });
+        if (which === 'none') {
+          const rt = await startRuntime(await loadConfigFile(file), { configFile: file, logger, probeUpstreams: false });
+          await rt.close();
+          const events = lines.map((l) => l.event);
+          for (const e of READY) if (e !== 'forward-ready' || withForward) assert.ok(events.includes(e), `${where}: no ${e} line: ${JSON.stringify(lines)}`);
+          continue;
+        }
+        await assert.rejects(startRuntime(await loadConfigFile(file), { configFile: file, logger, probeUpstreams: false }), (e: NodeJS.ErrnoException) => e.code === 'EADDRINUSE', where);
+        assert.equal(lines.filter((l) => l.event === 'start-failed').length, 1, `${where}: ${JSON.stringify(lines)}`);
+        for (const l of lines) assert.ok(!READY.includes(String(l.event)), `${where}: a line claims a listener ready though the start failed: ${JSON.stringify(l)}`);
+      }
+    });
+  } finally {
+    held.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
