@@ -46,18 +46,31 @@ export interface ProxyStatusOptions {
   problemTypeBase?: string;
 }
 
-/** The member for a failure the gateway produced itself. */
+/**
+ * The member for a failure the gateway produced itself. The type's own RFC 9209 parameters
+ * (TYPE_PARAMS below: `rcode` and `info-code` of dns_error, `alert-id`/`alert-message` of
+ * tls_alert_received, `status-code` of http_request_error) are sent to every client: each says
+ * only the class of what went wrong, which the error type already half says, never a host, an
+ * address or the gateway's internals. `next-hop` and `details` are the topology RFC 9209 §6
+ * lets an intermediary withhold, and are sent only when `revealTopology` (finding, error-story
+ * probe: rcode="NXDOMAIN" was dropped with details under the forward proxy's revealDetails
+ * false, while status-code was kept).
+ */
 export function failureMember(f: Failure, opts: ProxyStatusOptions): string {
   let m = `${sfTokenOrString(opts.name)};error=${f.type}`;
-  if (opts.revealTopology) {
-    if (f.nextHop) m += sfParam('next-hop', f.nextHop);
-    if (f.params) for (const k in f.params) m += sfParam(k, f.params[k]!);
-    m += sfParam('details', f.detail);
-  } else if (f.params && f.type === 'http_request_error') {
-    for (const k in f.params) m += sfParam(k, f.params[k]!);
-  }
+  if (opts.revealTopology && f.nextHop) m += sfParam('next-hop', f.nextHop);
+  if (f.params) for (const k in f.params) if (opts.revealTopology || TYPE_PARAMS.has(k)) m += sfParam(k, f.params[k]!);
+  if (opts.revealTopology) m += sfParam('details', f.detail);
   return m;
 }
+
+/**
+ * The parameters RFC 9209 §2.3 defines for an error type itself (in the sections of dns_error,
+ * tls_alert_received and http_request_error), sent to every client.
+ * `received-status` (what an upstream proxy of an egress answered) is not among them: it
+ * tells there is one, which is topology.
+ */
+const TYPE_PARAMS: ReadonlySet<string> = new Set(['rcode', 'info-code', 'alert-id', 'alert-message', 'status-code']);
 
 /** The member for an upstream response passed through (no `error`). */
 export function receivedMember(status: number, nextHop: string | undefined, opts: ProxyStatusOptions): string {

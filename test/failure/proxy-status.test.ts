@@ -19,6 +19,29 @@ test('dns_error carries the rcode parameter', () => {
   assert.equal(failureMember(f, { name: 'gw', revealTopology: true }).includes('rcode="NXDOMAIN"'), true);
 });
 
+test('the type\'s own RFC 9209 parameters (rcode, alert-message) are sent whether or not topology is revealed; next-hop and details only when it is (seeded)', () => {
+  // Finding (error-story probe): under revealTopology false (the forward proxy's revealDetails
+  // false, an untrusted reverse client) rcode="NXDOMAIN" was dropped with details. RFC 9209
+  // §2.3.2 defines rcode as dns_error's own parameter: the class of the DNS answer, which the
+  // client could learn by asking DNS itself; it names no host, address or internal state
+  // (those are next-hop and details, which §6 lets a proxy omit).
+  const rand = seededRandom();
+  const rcodes: Array<[string, string]> = [['ENOTFOUND', 'NXDOMAIN'], ['ESERVFAIL', 'SERVFAIL'], ['EREFUSED', 'REFUSED'], ['ENODATA', 'NOERROR'], ['EFORMERR', 'FORMERR'], ['ENOTIMP', 'NOTIMP']];
+  for (let i = 0; i < 30; i++) {
+    const [code, rcode] = rand.pick(rcodes);
+    const hop = `h${rand.int(1000)}.internal.test:${1 + rand.int(65535)}`;
+    const f = classify(Object.assign(new Error('x'), { code, syscall: rand.pick(['queryA', 'queryAaaa', 'getaddrinfo']) }), { connected: false, responseStarted: false, headersReceived: false, nextHop: hop });
+    const where = `seed ${rand.seed}, ${code}`;
+    assert.equal(f.type, 'dns_error', where);
+    const hidden = parseProxyStatus(failureMember(f, { name: 'gw', revealTopology: false }))[0]!;
+    assert.deepEqual(hidden.params, { error: 'dns_error', rcode }, where);
+    const shown = parseProxyStatus(failureMember(f, { name: 'gw', revealTopology: true }))[0]!;
+    assert.deepEqual(shown.params, { error: 'dns_error', 'next-hop': hop, rcode, details: f.detail }, where);
+  }
+  const alert = classify(Object.assign(new Error('x'), { code: 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA' }), { connected: false, responseStarted: false, headersReceived: false, nextHop: 'a:1' });
+  assert.equal(failureMember(alert, { name: 'gw', revealTopology: false }), 'gw;error=tls_alert_received;alert-message="unknown_ca"');
+});
+
 test('received-status member for a passed-through 5xx has no error, and earlier members are kept first', () => {
   const m = receivedMember(503, 'a:1', { name: 'gw', revealTopology: true });
   assert.equal(m, 'gw;received-status=503;next-hop="a:1"');
