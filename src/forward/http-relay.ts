@@ -299,12 +299,19 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
       sendFailure(ctx, this.#req, this.#res, o.failure, session.requestId, close);
       fields.status = o.failure.status;
       fields.error = o.failure.type;
-      if (o.failure.source === 'client') fields.detail = o.failure.detail;
+      // The phase the answer's problem+json names (dns, connect, tls...) and the failure in
+      // words: the HTTP proxy's line and the dashboard's record said neither (but for a client's
+      // own failure), while CONNECT's and SOCKS's said both (error-story probe).
+      fields.phase = o.failure.phase;
+      fields.detail = o.failure.detail;
     } else {
       if (o.status !== CLIENT_CLOSED_STATUS) session.up(headUp);
       fields.status = o.status;
       fields.error = o.error?.type ?? null;
-      if (o.error?.source === 'client') fields.detail = o.error.detail;
+      if (o.error !== undefined) {
+        fields.phase = o.error.phase;
+        fields.detail = o.error.detail;
+      }
     }
     return fields;
   }

@@ -1,0 +1,258 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { connect, type Socket } from 'node:net';
+import { Registry } from 'prom-client';
+import { ERROR_TYPES, REFUSAL_REASONS, parseProxyStatus, type ProxyErrorType } from '../../src/failure/index.js';
+import { dnsServerResolver } from '../../src/forward/index.js';
+import { startLabDnsServer, type LabDnsServer } from '../../src/lab/index.js';
+import { LiveTraffic } from '../../src/observe/live.js';
+import { attachMetrics } from '../../src/observe/metrics.js';
+import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { PASSWORD, PASSWORD2, USER, USER2, accessLine, basic, dial, rawExchange, readUntil, startOrigin, startTestProxy, userHashes, type Origin, type TestProxy } from './helpers.js';
+
+/**
+ * The whole story of each failure the forward proxy answers itself, for the causes the first
+ * story probe did not produce: DNS (NXDOMAIN, timeout) and a connect timeout on the HTTP proxy
+ * and CONNECT, a plan's quota and connection limit, and on SOCKS5 a DNS failure and the two
+ * ways authentication fails. HTTP answers: the taxonomy's status, Proxy-Status (error, the
+ * type's rcode even with revealDetails off), the request id, problem+json and HTML; the same
+ * type, status and id in the access-log line, the request metrics and the dashboard's record
+ * (LiveTraffic). SOCKS answers are a reply code; their story is the log line and the record.
+ * Faults are real and on loopback: a DNS server of the lab, a full accept queue.
+ */
+
+const rand = seededRandom();
+const CONNECT_MS = 150 + rand.int(550);
+const DNS_MS = 150 + rand.int(550);
+
+let dns: LabDnsServer;
+let origin: Origin;
+let p: TestProxy;
+let live: LiveTraffic;
+let metrics: ReturnType<typeof attachMetrics>;
+let backlogHolder: ChildProcess;
+let backlogPort = 0;
+let filler: Socket;
+
+before(async () => {
+  dns = await startLabDnsServer({ records: { 'origin.gatewise.test': ['127.0.0.1'] }, timeout: ['silent.gatewise.test'] });
+  origin = await startOrigin();
+  backlogHolder = spawn('python3', ['-c', 'import socket,time\ns=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(0); print(s.getsockname()[1], flush=True)\ntime.sleep(600)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  backlogPort = await new Promise<number>((resolve) => backlogHolder.stdout!.once('data', (d) => resolve(Number(String(d).trim()))));
+  filler = connect(backlogPort, '127.0.0.1');
+  await new Promise<void>((r) => filler.once('connect', () => r()));
+  live = new LiveTraffic({ failures: 1000 }).attach();
+  metrics = attachMetrics(new Registry());
+  const [h1, h2] = await userHashes();
+  p = await startTestProxy(
+    {
+      timeouts: { connect: `${CONNECT_MS}ms`, dns: `${DNS_MS}ms` },
+      rules: { allowPrivate: true, defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8'] }] },
+      plans: { small: { bytesPerDay: { down: 2000 }, maxConnections: 1 } },
+      auth: { users: [{ name: USER, password: h1 }, { name: USER2, password: h2, plan: 'small' }] },
+    } as never,
+    { resolver: dnsServerResolver([`127.0.0.1:${dns.port}`], { timeoutMs: 5000, tries: 1 }) },
+  );
+});
+
+after(async () => {
+  live?.detach();
+  metrics?.detach();
+  filler?.destroy();
+  backlogHolder?.kill('SIGKILL');
+  await p?.close();
+  await origin?.close();
+  await dns?.close();
+});
+
+interface Raw {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+function parse(text: string): Raw {
+  const end = text.indexOf('\r\n\r\n');
+  const head = text.slice(0, end).split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const l of head.slice(1)) {
+    const i = l.indexOf(':');
+    headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim();
+  }
+  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head[0]!)?.[1]), headers, body: Buffer.from(text.slice(end + 4), 'latin1').toString('utf8') };
+}
+
+async function counted(labels: Record<string, string>): Promise<number> {
+  const m = await metrics.registry.getSingleMetric('gatewise_requests_total')!.get();
+  let n = 0;
+  for (const v of m.values) if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) n += v.value;
+  return n;
+}
+
+function ask(kind: 'http' | 'connect', hostPort: string, accept: string, user = USER, password = PASSWORD): Promise<string> {
+  const auth = basic(user, password);
+  return kind === 'http'
+    ? rawExchange(p.port, `GET http://${hostPort}/ HTTP/1.1\r\nHost: ${hostPort}\r\nAccept: ${accept}\r\nProxy-Authorization: ${auth}\r\nConnection: close\r\n\r\n`, 15_000)
+    : rawExchange(p.port, `CONNECT ${hostPort} HTTP/1.1\r\nHost: ${hostPort}\r\nAccept: ${accept}\r\nProxy-Authorization: ${auth}\r\n\r\n`, 15_000);
+}
+
+/** One answer's story: status, Proxy-Status, request id, body by Accept, log line, record. */
+async function checkStory(a: Raw, type: ProxyErrorType, status: number, format: 'problem' | 'html', where: string): Promise<Record<string, unknown>> {
+  const said = `${where} [seed ${rand.seed}]: ${a.status} ${JSON.stringify(a.headers)} ${a.body.slice(0, 300)}`;
+  assert.equal(a.status, status, said);
+  const rid = a.headers['x-request-id'] ?? '';
+  assert.ok(rid.length > 0, `a request id: ${said}`);
+  const ours = parseProxyStatus(a.headers['proxy-status'] ?? '').at(-1)!;
+  assert.equal(ours.params.error, type, said);
+  const line = await accessLine(p.lines, (l) => l.requestId === rid, `the line of ${rid}`);
+  assert.equal(line.error, type, `${said} ${JSON.stringify(line)}`);
+  assert.equal(line.status, a.status, `${said} ${JSON.stringify(line)}`);
+  // The operator's line says the failure in words on every protocol (CONNECT's and SOCKS's did, the HTTP proxy's did not).
+  assert.equal(typeof line.detail, 'string', `the line's detail: ${said} ${JSON.stringify(line)}`);
+  if (format === 'problem') {
+    assert.match(a.headers['content-type'] ?? '', /^application\/problem\+json/, said);
+    const pj = JSON.parse(a.body) as Record<string, unknown>;
+    assert.equal(pj.errorType, type, said);
+    assert.equal(pj.status, a.status, said);
+    assert.equal(pj.requestId, rid, said);
+    assert.equal(pj.phase, line.phase, `${said} ${JSON.stringify(line)}`);
+  } else {
+    assert.match(a.headers['content-type'] ?? '', /^text\/html/, said);
+    assert.ok(a.body.includes(`<code>${rid}</code>`), said);
+    assert.ok(a.body.includes(`<code>${type}</code>`), said);
+  }
+  const rec = live.failure(rid);
+  assert.ok(rec, `a record for the dashboard: ${said}`);
+  assert.equal(rec.error, type, said);
+  assert.equal(rec.status, a.status, said);
+  assert.equal(rec.phase, line.phase, said);
+  assert.equal(rec.reason, line.reason, said);
+  assert.equal(rec.detail, line.detail, said);
+  return line;
+}
+
+const CAUSES: ReadonlyArray<{ name: string; hostPort: () => string; type: ProxyErrorType; rcode?: string; atLeastMs?: number }> = [
+  { name: 'DNS NXDOMAIN', hostPort: () => `missing.gatewise.test:${origin.port}`, type: 'dns_error', rcode: 'NXDOMAIN' },
+  { name: `DNS timeout (${DNS_MS} ms)`, hostPort: () => `silent.gatewise.test:${origin.port}`, type: 'dns_timeout', atLeastMs: DNS_MS },
+  { name: `connect timeout (${CONNECT_MS} ms, full accept queue)`, hostPort: () => `127.0.0.1:${backlogPort}`, type: 'connection_timeout', atLeastMs: CONNECT_MS },
+];
+
+describe(`error story, forward face (seed ${rand.seed})`, () => {
+  for (const c of CAUSES) {
+    for (const kind of ['http', 'connect'] as const) {
+      it(`${kind === 'http' ? 'HTTP proxy' : 'CONNECT'}: ${c.name} → ${c.type}`, async () => {
+        await withSeed(rand, async () => {
+          const status = ERROR_TYPES[c.type].status;
+          const labels = { face: 'forward', error: c.type, status: String(status), protocol: kind === 'http' ? 'http' : 'connect' };
+          const before = await counted(labels);
+          const t0 = Date.now();
+          const a = parse(await ask(kind, c.hostPort(), 'application/problem+json'));
+          const took = Date.now() - t0;
+          await checkStory(a, c.type, status, 'problem', `${kind} ${c.name}`);
+          if (c.rcode !== undefined) assert.equal(parseProxyStatus(a.headers['proxy-status']!).at(-1)!.params.rcode, c.rcode, `rcode with revealDetails off: ${a.headers['proxy-status']}`);
+          if (c.atLeastMs !== undefined) assert.ok(took >= c.atLeastMs - 20, `answered after ${took} ms, before the ${c.atLeastMs} ms timeout`);
+          await checkStory(parse(await ask(kind, c.hostPort(), 'text/html')), c.type, status, 'html', `${kind} ${c.name} (html)`);
+          assert.equal((await counted(labels)) - before, 2, `both counted under ${JSON.stringify(labels)}`);
+        });
+      });
+    }
+  }
+
+  it('a plan\'s connection limit (one tunnel open) → 429 http_request_denied, too_many_requests, with the limit said', async () => {
+    const held = await dial(p.port);
+    try {
+      held.write(`CONNECT 127.0.0.1:${origin.port} HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nProxy-Authorization: ${basic(USER2, PASSWORD2)}\r\n\r\n`);
+      await readUntil(held, (b) => b.includes('\r\n\r\n'), 5000, 'the held tunnel');
+      for (const format of ['problem', 'html'] as const) {
+        const a = parse(await ask('http', `127.0.0.1:${origin.port}`, format === 'problem' ? 'application/problem+json' : 'text/html', USER2, PASSWORD2));
+        const line = await checkStory(a, 'http_request_denied', REFUSAL_REASONS.too_many_requests.status, format, `plan maxConnections (${format})`);
+        assert.equal(line.reason, 'too_many_requests', JSON.stringify(line));
+        assert.equal(line.user, USER2, JSON.stringify(line));
+        // A plan's own refusal tells the customer which limit, with revealDetails off.
+        assert.equal(typeof parseProxyStatus(a.headers['proxy-status']!).at(-1)!.params.details, 'string', a.headers['proxy-status']);
+      }
+    } finally {
+      held.destroy();
+    }
+  });
+
+  it('a plan\'s daily quota used up → the next request 429 too_many_requests, the same story in log, record and metrics', async () => {
+    // Wait for the held tunnel of the test before to end (its slot counts against maxConnections: 1).
+    await accessLine(p.lines, (l) => l.user === USER2 && l.protocol === 'connect' && l.error === undefined, 'the held tunnel\'s line');
+    const cut = parse(await rawExchange(p.port, `GET http://127.0.0.1:${origin.port}/big/5000 HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nProxy-Authorization: ${basic(USER2, PASSWORD2)}\r\nConnection: close\r\n\r\n`, 15_000).catch((e: Error) => `HTTP/1.1 000 cut\r\n\r\n${e.message}`));
+    assert.ok(cut.status === 200 || cut.status === 0, `the crossing request: ${cut.status}`);
+    // Billed whole or cut at the quota (the meter counts by chunks): either way the day's 2000 bytes are gone.
+    await accessLine(p.lines, (l) => l.user === USER2 && Number(l.bytesDown) >= 2000, 'the line of the request that used the quota up');
+    const before = await counted({ face: 'forward', error: 'http_request_denied', reason: 'too_many_requests', status: '429' });
+    for (const format of ['problem', 'html'] as const) {
+      const a = parse(await ask('http', `127.0.0.1:${origin.port}`, format === 'problem' ? 'application/problem+json' : 'text/html', USER2, PASSWORD2));
+      const line = await checkStory(a, 'http_request_denied', REFUSAL_REASONS.too_many_requests.status, format, `quota (${format})`);
+      assert.equal(line.reason, 'too_many_requests', JSON.stringify(line));
+      assert.match(String(parseProxyStatus(a.headers['proxy-status']!).at(-1)!.params.details), /bytesPerDay\.down/, a.headers['proxy-status']);
+    }
+    assert.equal((await counted({ face: 'forward', error: 'http_request_denied', reason: 'too_many_requests', status: '429' })) - before, 2);
+  });
+});
+
+describe(`error story, SOCKS5 (seed ${rand.seed})`, () => {
+  async function socks(bytes: Buffer, enough: (b: Buffer) => boolean): Promise<Buffer> {
+    const s = await dial(p.port);
+    s.on('error', () => {});
+    s.write(bytes);
+    try {
+      return await readUntil(s, enough, 10_000, 'the SOCKS reply');
+    } finally {
+      s.destroy();
+    }
+  }
+  function auth(user: string, password: string): Buffer {
+    return Buffer.concat([Buffer.from([5, 1, 2, 1, user.length]), Buffer.from(user), Buffer.from([password.length]), Buffer.from(password)]);
+  }
+  function connectName(host: string, port: number): Buffer {
+    const pb = Buffer.alloc(2);
+    pb.writeUInt16BE(port);
+    return Buffer.concat([Buffer.from([5, 1, 0, 3, host.length]), Buffer.from(host), pb]);
+  }
+  /** The newest SOCKS5 access line and record that `pred` picks, with nothing of it said differently. */
+  async function recordOf(pred: (l: Record<string, unknown>) => boolean, what: string): Promise<Record<string, unknown>> {
+    const line = await accessLine(p.lines, (l) => l.protocol === 'socks5' && pred(l), what);
+    const rec = live.failure(String(line.requestId));
+    assert.ok(rec, `${what}: a record for the dashboard: ${JSON.stringify(line)}`);
+    assert.equal(rec.error, line.error, what);
+    assert.equal(rec.reason, line.reason, what);
+    assert.equal(rec.status, line.status, what);
+    assert.equal(rec.phase, line.phase, what);
+    return line;
+  }
+
+  it('a name that does not resolve: reply 4 (host unreachable), the line and record dns_error', async () => {
+    const before = await counted({ face: 'forward', protocol: 'socks5', error: 'dns_error' });
+    const r = await socks(Buffer.concat([auth(USER, PASSWORD), connectName('missing.gatewise.test', origin.port)]), (b) => b.length >= 4 + 10);
+    assert.deepEqual([...r.subarray(0, 2)], [5, 2]);
+    assert.deepEqual([...r.subarray(2, 4)], [1, 0]);
+    assert.equal(r[5], 4, `reply ${r.toString('hex')}`);
+    const line = await recordOf((l) => l.error === 'dns_error', 'the SOCKS dns_error');
+    assert.equal(line.user, USER);
+    // A SOCKS answer is a reply code, not an HTTP status: the line and the record say the code.
+    assert.equal(line.reply, 4, JSON.stringify(line));
+    assert.equal(line.phase, 'dns', JSON.stringify(line));
+    assert.equal((await counted({ face: 'forward', protocol: 'socks5', error: 'dns_error' })) - before, 1);
+  });
+
+  it('a wrong password: auth status 1, the line and record proxy_auth_required', async () => {
+    const r = await socks(auth(USER, 'not-the-password'), (b) => b.length >= 4);
+    assert.deepEqual([...r.subarray(0, 4)], [5, 2, 1, 1], r.toString('hex'));
+    const line = await recordOf((l) => l.reason === 'proxy_auth_required', 'the SOCKS wrong password');
+    assert.equal(line.error, 'http_request_denied', JSON.stringify(line));
+    assert.equal(line.phase, 'accept', JSON.stringify(line));
+  });
+
+  it('no acceptable method (only no-auth offered, auth required): 0xFF, the line and record proxy_auth_required', async () => {
+    const n = p.lines.length;
+    const r = await socks(Buffer.from([5, 1, 0]), (b) => b.length >= 2);
+    assert.deepEqual([...r.subarray(0, 2)], [5, 0xff], r.toString('hex'));
+    const line = await recordOf((l) => p.lines.indexOf(l) >= n && l.reason === 'proxy_auth_required', 'the SOCKS no acceptable method');
+    assert.equal(line.error, 'http_request_denied', JSON.stringify(line));
+  });
+});
