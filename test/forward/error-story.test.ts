@@ -5,7 +5,7 @@ import { connect, type Socket } from 'node:net';
 import { Registry } from 'prom-client';
 import { ERROR_TYPES, REFUSAL_REASONS, parseProxyStatus, type ProxyErrorType } from '../../src/failure/index.js';
 import { dnsServerResolver } from '../../src/forward/index.js';
-import { startLabDnsServer, type LabDnsServer } from '../../src/lab/index.js';
+import { startLab, startLabDnsServer, type Lab, type LabDnsServer } from '../../src/lab/index.js';
 import { LiveTraffic } from '../../src/observe/live.js';
 import { attachMetrics } from '../../src/observe/metrics.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
@@ -27,6 +27,7 @@ const CONNECT_MS = 150 + rand.int(550);
 const DNS_MS = 150 + rand.int(550);
 
 let dns: LabDnsServer;
+let lab: Lab;
 let origin: Origin;
 let p: TestProxy;
 let live: LiveTraffic;
@@ -38,6 +39,7 @@ let filler: Socket;
 before(async () => {
   dns = await startLabDnsServer({ records: { 'origin.gatewise.test': ['127.0.0.1'] }, timeout: ['silent.gatewise.test'] });
   origin = await startOrigin();
+  lab = await startLab({ tls: true });
   backlogHolder = spawn('python3', ['-c', 'import socket,time\ns=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(0); print(s.getsockname()[1], flush=True)\ntime.sleep(600)'], { stdio: ['ignore', 'pipe', 'inherit'] });
   backlogPort = await new Promise<number>((resolve) => backlogHolder.stdout!.once('data', (d) => resolve(Number(String(d).trim()))));
   filler = connect(backlogPort, '127.0.0.1');
@@ -63,6 +65,7 @@ after(async () => {
   backlogHolder?.kill('SIGKILL');
   await p?.close();
   await origin?.close();
+  await lab?.close();
   await dns?.close();
 });
 
@@ -90,10 +93,10 @@ async function counted(labels: Record<string, string>): Promise<number> {
   return n;
 }
 
-function ask(kind: 'http' | 'connect', hostPort: string, accept: string, user = USER, password = PASSWORD): Promise<string> {
+function ask(kind: 'http' | 'connect', hostPort: string, accept: string, user = USER, password = PASSWORD, scheme = 'http'): Promise<string> {
   const auth = basic(user, password);
   return kind === 'http'
-    ? rawExchange(p.port, `GET http://${hostPort}/ HTTP/1.1\r\nHost: ${hostPort}\r\nAccept: ${accept}\r\nProxy-Authorization: ${auth}\r\nConnection: close\r\n\r\n`, 15_000)
+    ? rawExchange(p.port, `GET ${scheme}://${hostPort}/ HTTP/1.1\r\nHost: ${hostPort}\r\nAccept: ${accept}\r\nProxy-Authorization: ${auth}\r\nConnection: close\r\n\r\n`, 15_000)
     : rawExchange(p.port, `CONNECT ${hostPort} HTTP/1.1\r\nHost: ${hostPort}\r\nAccept: ${accept}\r\nProxy-Authorization: ${auth}\r\n\r\n`, 15_000);
 }
 
@@ -132,7 +135,10 @@ async function checkStory(a: Raw, type: ProxyErrorType, status: number, format: 
   return line;
 }
 
-const CAUSES: ReadonlyArray<{ name: string; hostPort: () => string; type: ProxyErrorType; rcode?: string; atLeastMs?: number }> = [
+const CAUSES: ReadonlyArray<{ name: string; hostPort: () => string; type: ProxyErrorType; rcode?: string; atLeastMs?: number; https?: true }> = [
+  // TLS from the proxy to the destination: an absolute-form https:// target (CONNECT's TLS is the client's).
+  { name: 'TLS: self-signed certificate', hostPort: () => `127.0.0.1:${new URL(lab.tlsSelfSignedUrl!).port}`, type: 'tls_certificate_error', https: true },
+  { name: 'TLS to a plain HTTP server', hostPort: () => `127.0.0.1:${origin.port}`, type: 'tls_protocol_error', https: true },
   { name: 'DNS NXDOMAIN', hostPort: () => `missing.gatewise.test:${origin.port}`, type: 'dns_error', rcode: 'NXDOMAIN' },
   { name: `DNS timeout (${DNS_MS} ms)`, hostPort: () => `silent.gatewise.test:${origin.port}`, type: 'dns_timeout', atLeastMs: DNS_MS },
   { name: `connect timeout (${CONNECT_MS} ms, full accept queue)`, hostPort: () => `127.0.0.1:${backlogPort}`, type: 'connection_timeout', atLeastMs: CONNECT_MS },
@@ -140,19 +146,19 @@ const CAUSES: ReadonlyArray<{ name: string; hostPort: () => string; type: ProxyE
 
 describe(`error story, forward face (seed ${rand.seed})`, () => {
   for (const c of CAUSES) {
-    for (const kind of ['http', 'connect'] as const) {
+    for (const kind of c.https ? (['http'] as const) : (['http', 'connect'] as const)) {
       it(`${kind === 'http' ? 'HTTP proxy' : 'CONNECT'}: ${c.name} → ${c.type}`, async () => {
         await withSeed(rand, async () => {
           const status = ERROR_TYPES[c.type].status;
           const labels = { face: 'forward', error: c.type, status: String(status), protocol: kind === 'http' ? 'http' : 'connect' };
           const before = await counted(labels);
           const t0 = Date.now();
-          const a = parse(await ask(kind, c.hostPort(), 'application/problem+json'));
+          const a = parse(await ask(kind, c.hostPort(), 'application/problem+json', USER, PASSWORD, c.https ? 'https' : 'http'));
           const took = Date.now() - t0;
           await checkStory(a, c.type, status, 'problem', `${kind} ${c.name}`);
           if (c.rcode !== undefined) assert.equal(parseProxyStatus(a.headers['proxy-status']!).at(-1)!.params.rcode, c.rcode, `rcode with revealDetails off: ${a.headers['proxy-status']}`);
           if (c.atLeastMs !== undefined) assert.ok(took >= c.atLeastMs - 20, `answered after ${took} ms, before the ${c.atLeastMs} ms timeout`);
-          await checkStory(parse(await ask(kind, c.hostPort(), 'text/html')), c.type, status, 'html', `${kind} ${c.name} (html)`);
+          await checkStory(parse(await ask(kind, c.hostPort(), 'text/html', USER, PASSWORD, c.https ? 'https' : 'http')), c.type, status, 'html', `${kind} ${c.name} (html)`);
           assert.equal((await counted(labels)) - before, 2, `both counted under ${JSON.stringify(labels)}`);
         });
       });
