@@ -200,7 +200,7 @@ async function tick() {
         el('td', { class: 'small' }, top ? el('span', { title: top.explain }, el('code', {}, top.code), ' ×' + top.count + ' — ' + top.title) : el('span', { class: 'mute' }, 'none')));
     }), users ? 'No forward users seen yet.' : 'No forward proxy runs.');
     fill('failures', failures.failures.map((f) => el('tr', { 'data-request-id': f.requestId },
-      el('td', { class: 'small' }, new Date(f.time).toLocaleTimeString()), el('td', {}, f.face), el('td', { class: 'num' }, f.status === undefined ? '—' : f.status),
+      el('td', { class: 'small' }, new Date(f.time).toLocaleTimeString()), el('td', {}, f.face), el('td', { class: 'num' }, f.status !== undefined ? f.status : f.reply !== undefined ? 'SOCKS ' + f.reply : '—'),
       el('td', {}, el('span', { class: 'swatch', style: 'background:' + colour(f.reason || f.error) }), el('code', {}, f.reason || f.error)),
       el('td', {}, el('code', { class: 'small' }, f.requestId)),
       el('td', {}, el('b', {}, f.explain.title), ' — ', f.explain.explain, f.detail ? el('div', { class: 'small mute' }, f.detail) : null))), 'No failures yet.');

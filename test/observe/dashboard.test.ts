@@ -180,3 +180,47 @@ test('gatewise demo: the dashboard URL it prints shows, in a real browser, every
     assert.equal(await demo.stop('SIGINT'), 0, out);
   }
 });
+
+test('the dashboard shows a SOCKS failure with its reply code, as its log line does (a SOCKS answer has no HTTP status)', { skip, timeout: 120_000 }, async () => {
+  // Finding (error-story probe): a SOCKS5 failure's row showed "—" where its log line says
+  // `reply: 5`; the status column now says the reply code.
+  const { chromium } = await import('playwright-core');
+  const { connect } = await import('node:net');
+  const { closedPort } = await import('../helpers/admin-stack.js');
+  const s = await startAdminStack();
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+    await page.goto(`${s.admin}/#token=${ADMIN_TOKEN}`);
+    await page.waitForSelector('#updated:text-matches("updated")', { timeout: GUARD_MS });
+    // SOCKS5 CONNECT to a closed loopback port: reply 5 (connection refused).
+    const dead = await closedPort();
+    const sock = connect(s.proxyPort, '127.0.0.1');
+    sock.on('error', () => {});
+    const u = Buffer.from(FWD_USER);
+    const pw = Buffer.from(FWD_PASSWORD);
+    const port = Buffer.alloc(2);
+    port.writeUInt16BE(dead);
+    sock.write(Buffer.concat([Buffer.from([5, 1, 2, 1, u.length]), u, Buffer.from([pw.length]), pw, Buffer.from([5, 1, 0, 1, 127, 0, 0, 1]), port]));
+    const got = await new Promise<Buffer>((resolve) => {
+      let b = Buffer.alloc(0);
+      sock.on('data', (c: Buffer) => {
+        b = Buffer.concat([b, c]);
+        if (b.length >= 14) resolve(b);
+      });
+      sock.on('close', () => resolve(b));
+    });
+    sock.destroy();
+    assert.equal(got[5], 5, `reply ${got.toString('hex')}`);
+    const line = await eventually(async () => s.lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.type === 'access' && l.protocol === 'socks5' && l.error === 'connection_refused'), GUARD_MS, 'the SOCKS line');
+    assert.equal(line.reply, 5, JSON.stringify(line));
+    assert.equal(line.status, undefined, JSON.stringify(line));
+    const row = page.locator(`#failures tr[data-request-id="${String(line.requestId)}"]`);
+    await row.waitFor({ timeout: GUARD_MS });
+    assert.equal(await row.locator('td.num').textContent(), 'SOCKS 5', await row.textContent() ?? '');
+    assert.match((await row.textContent()) ?? '', /connection_refused/);
+  } finally {
+    await browser.close();
+    await s.close();
+  }
+});
