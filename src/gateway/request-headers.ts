@@ -16,7 +16,7 @@ export interface UpstreamHead {
    * body (gateway/exchange.ts: whether the body can be kept whole for a replay).
    */
   bodyLength: number;
-  /** The Upgrade header value (for upgrade requests). */
+  /** The Upgrade fields' values as one list, in order (for upgrade requests). */
   upgrade: string | undefined;
 }
 
@@ -195,7 +195,8 @@ export function buildUpstreamHead(
         out.push(name, value);
         break;
       case UPGRADE:
-        upgrade = value;
+        // A list (RFC 9110 §7.8): repeated fields are one list, in order.
+        upgrade = upgrade === undefined ? value : `${upgrade}, ${value}`;
         break;
       default:
         break; // CONNECTION, DROP
