@@ -41,7 +41,7 @@ export const listenerSchema = z
       .min(0)
       .default(500)
       .describe('Lowest average request body rate, in bytes per second, once clientBodyTimeout has passed: a body of N bytes may take clientBodyTimeout + N / rate in all (Apache mod_reqtimeout MinRate), so a trickle that beats the gap timer is cut too. 0: no minimum. Default 500.'),
-    sendTimeout: duration('60s', 'Longest time a client may leave a response unread (its connection\'s buffer full; nginx send_timeout, HAProxy timeout client); then the client connection and the upstream request are aborted. "0s": no limit.'),
+    sendTimeout: duration('60s', 'Longest time a client may leave a response, or an upgraded (WebSocket) tunnel, unread (its connection\'s buffer full; nginx send_timeout, HAProxy timeout client); then the client connection and the upstream request (or the tunnel\'s upstream connection) are aborted, recorded endedBy client. "0s": no limit.'),
     maxHeaderSize: z
       .number()
       .int()

@@ -8,7 +8,7 @@ import type { ForwardPipeline, ForwardRequest, ForwardResponder } from './pipeli
 import { NOT_CONNECTED, cutFields, fieldsOf } from './record-fields.js';
 import { quotaOver } from './quota-gate.js';
 import { clientLeft, leftFields } from './client-fin.js';
-import { Tunnel, type TunnelEnd } from './tunnel.js';
+import { Tunnel, type TunnelEnd } from '../tunnel/tunnel.js';
 
 /**
  * The egress and relay phase of one tunnel (CONNECT, SOCKS5, SOCKS4), from the dial to the

@@ -1,7 +1,9 @@
-import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
+import { destroyAfter } from '../timing/deadlines.js';
+import { Tunnel } from '../tunnel/tunnel.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
@@ -29,7 +31,7 @@ import { nameIs } from '../http/token.js';
 /** Bytes of an upgrade request's client read (and kept) while its answer is awaited. */
 const EARLY_LIMIT = 64 * 1024;
 
-/** How long an upgrade's client may take to read what is left once its answer or tunnel ended. */
+/** How long an upgrade's client (or upstream) may take to read what is left once its answer, or the tunnel's other side, ended. */
 const TUNNEL_LINGER_MS = 5000;
 
 function headBytes(status: number, headers: readonly string[]): string {
@@ -51,8 +53,14 @@ function headBytes(status: number, headers: readonly string[]): string {
  * adaptive limit measures slot → head latency); a tunnel held for hours would otherwise
  * keep a slot from every plain request, so a few hundred open WebSockets would turn all
  * other traffic of the cluster into 503s. Open tunnels are bounded by `maxConnections`.
+ *
+ * Switched, it is the forward proxy's `Tunnel` (tunnel/tunnel.ts): each way half-closes on its
+ * own (both sockets half-open: an upstream's FIN no longer ends what the client still sends),
+ * the cluster's `timeouts.tunnelIdle` and the listener's `sendTimeout` (a client that leaves its
+ * buffer full that long: both sides cut, recorded ended by the client). The record is
+ * published once both sockets are closed, with every byte counted.
  */
-export class UpgradeExchange extends DeadlineEntry implements Dispatcher.DispatchHandler, HookedRequest, Admittable, ResponseTimerOwner {
+export class UpgradeExchange extends Tunnel implements Dispatcher.DispatchHandler, HookedRequest, Admittable, ResponseTimerOwner {
   readonly #ctx: GatewayContext;
   readonly #req: IncomingMessage;
   readonly #socket: Duplex;
@@ -105,8 +113,6 @@ export class UpgradeExchange extends DeadlineEntry implements Dispatcher.Dispatc
   #admittedAt = 0;
   #bytesIn = 0;
   #bytesOut = 0;
-  /** When a tunnel byte last moved either way (performance.now()). */
-  #activeAt = 0;
   #release: (() => void) | undefined;
   /**
    * The wait for the upstream's head, then (an answer that does not switch) between its body
@@ -127,16 +133,17 @@ export class UpgradeExchange extends DeadlineEntry implements Dispatcher.Dispatc
   #client: PoolConnection | undefined;
   /** Reads the upstream again after the client's buffer drained (an answer that does not switch). */
   #resumeUp: (() => void) | undefined;
-  readonly #sendMs: number;
+  /** The listener's sendTimeout: the non-switching answer's ResponseTimer, then the tunnel's. */
+  readonly sendMs: number;
 
   /** Strict-Transport-Security of a TLS listener with hsts: on every answer, this one's too. */
   readonly #hsts: string | undefined;
 
   constructor(ctx: GatewayContext, req: IncomingMessage, socket: Duplex, head: Buffer, listener: string, via: string, sendMs = 0, hsts?: string) {
-    super();
+    super(socket as Socket);
     this.#ctx = ctx;
     this.#hsts = hsts;
-    this.#sendMs = sendMs;
+    this.sendMs = sendMs;
     this.#req = req;
     this.#socket = socket;
     this.#head = head;
@@ -148,7 +155,6 @@ export class UpgradeExchange extends DeadlineEntry implements Dispatcher.Dispatc
     socket.on('error', () => socket.destroy());
     socket.once('close', () => {
       this.#closed = true;
-      deadlines.remove(this);
       ctx.inflight--;
       if (this.#error === undefined && this.#endedBy === 'complete') {
         // Cut by the gateway itself (the drain timeout), waiting for the answer, in it or
@@ -158,13 +164,15 @@ export class UpgradeExchange extends DeadlineEntry implements Dispatcher.Dispatc
         if (cut !== undefined) {
           this.#error = cut;
           this.#endedBy = 'gateway';
+          // Cut: the tunnel's upstream goes with it (a clean close lets it flush, Tunnel's linger).
+          this.#upstream?.destroy();
         } else if (!this.#upstream && this.#status === 0) this.#endedBy = 'client';
       }
-      this.#upstream?.destroy();
       // No switch (yet): the upstream request is still under way; the client that asked is gone.
       if (this.#upstream === undefined && this.#release !== undefined) this.#abortUp?.();
       this.#releaseAdmission(true);
-      this.#publish();
+      // Switched: recorded once both sides closed (tunnelEnded).
+      if (this.#upstream === undefined) this.#publish();
     });
     socket.on('data', this.#onEarlyData);
     socket.once('end', this.#onEarlyEnd);
@@ -312,7 +320,7 @@ export class UpgradeExchange extends DeadlineEntry implements Dispatcher.Dispatc
     const t = performance.now();
     this.#client = client;
     if (ep.pool.queuedOn(client)) this.#queuedAt = t;
-    this.#timer = new ResponseTimer(this, this.#sendMs);
+    this.#timer = new ResponseTimer(this, this.sendMs);
     this.#timer.headers(route.cluster.responseTimeoutMs, t);
     const tracing = this.#ctx.tracing;
     let headers = this.#headers;
@@ -365,14 +373,13 @@ export class UpgradeExchange extends DeadlineEntry implements Dispatcher.Dispatc
       return;
     }
     this.#finalHead(statusCode);
-    this.#upstream = upstream;
     const head = this.#responseHead(statusCode, switchResponseHead(rawHeaders ?? [], this.#via, this.#ctx.requestIdHeader, this.requestId));
     const client = this.#socket;
     if (client.destroyed) {
       upstream.destroy();
       return;
     }
-    // What the client sent behind its request goes up first, in order (the pipe below reads it).
+    // What the client sent behind its request goes up first, in order (the tunnel reads it).
     client.removeListener('data', this.#onEarlyData);
     client.removeListener('end', this.#onEarlyEnd);
     client.pause();
@@ -381,35 +388,63 @@ export class UpgradeExchange extends DeadlineEntry implements Dispatcher.Dispatc
     if (early.length > 0) client.unshift(early.length === 1 ? early[0]! : Buffer.concat(early));
     client.write(headBytes(statusCode, head));
     this.#headersSent = true;
-    upstream.on('data', (c: Buffer) => {
-      this.#bytesOut += c.length;
-      this.#activeAt = performance.now();
-    });
-    client.on('data', (c: Buffer) => {
-      this.#bytesIn += c.length;
-      this.#activeAt = performance.now();
-    });
-    // The tunnel's idle time (the cluster's timeouts.tunnelIdle): bytes only stamp the time.
-    const idleMs = this.#route!.cluster.tunnelIdleMs;
-    if (idleMs > 0) {
-      this.#activeAt = performance.now();
-      deadlines.add(this, this.#activeAt, idleMs);
-    }
+    this.#upstream = upstream;
     upstream.on('error', () => {
-      this.#endedBy = 'upstream';
-      client.destroy();
+      if (this.#error === undefined) this.#endedBy = 'upstream';
     });
-    // The upstream's end is passed on by the pipe (client.end()); destroying the client here
-    // dropped what its buffer still held (an 8 MiB tail to a slow reader lost its last ~16 KB,
-    // the stall hunt of session 13). After an error the 'error' handler has destroyed it.
-    upstream.on('close', () => {
-      if (client.destroyed) return;
-      client.end();
-      destroyAfter(client, TUNNEL_LINGER_MS);
-    });
-    upstream.pipe(client);
-    client.pipe(upstream);
+    // Each way ends on its own: the upstream's socket is made not half-open (pool/plain-connector.ts,
+    // undici's connector), so its FIN ended the gateway's side towards it and the client's later
+    // bytes were lost (test/gateway/upgrade-upstream-half-close.test.ts); the net front's client
+    // socket is made half-open at the handover (net-front.ts), node:http's are.
+    (upstream as Socket).allowHalfOpen = true;
+    (client as Socket).allowHalfOpen = true;
+    this.watchClient();
+    this.splice(upstream as Socket);
   }
+
+  // ---- the tunnel (Tunnel) ------------------------------------------------------------------
+
+  /** The cluster's timeouts.tunnelIdle (read at the splice and at the deadline). */
+  get idleMs(): number {
+    return this.#route!.cluster.tunnelIdleMs;
+  }
+
+  /**
+   * Once the upstream or the client closed, how long the other may take to flush: an upstream
+   * that sends its last bytes and closes, to a client reading slower than loopback, lost its
+   * tail when the client was destroyed at once (test/gateway/stall-upgrade-tail.test.ts).
+   */
+  override get lingerMs(): number {
+    return TUNNEL_LINGER_MS;
+  }
+
+  onUp(bytes: number): void {
+    this.#bytesIn += bytes;
+  }
+
+  onDown(bytes: number): void {
+    this.#bytesOut += bytes;
+  }
+
+  /** The client left its buffer full for the sendTimeout: the tunnel is being cut. */
+  onNotReading(detail: string): void {
+    if (this.#error !== undefined) return;
+    this.#error = new Failure({ type: 'http_request_error', phase: 'body', detail });
+    this.#endedBy = 'client';
+  }
+
+  /** No byte either way for the cluster's tunnelIdle: recorded `endedBy: idle`. */
+  override idleCut(): void {
+    if (this.#error === undefined && this.#endedBy === 'complete') this.#endedBy = 'idle';
+  }
+
+  /** Both sockets closed: the record. */
+  tunnelEnded(): void {
+    this.#publish();
+  }
+
+  /** Never: the client is watched by the tunnel only from the splice (its own 'close' listener before). */
+  clientLeftEarly(): void {}
 
   onHeaders(statusCode: number, rawHeaders: RawField[], resume: () => void): boolean {
     // 1xx: not the answer the response timeout waits for; restarting the wait at each let an
@@ -452,22 +487,6 @@ export class UpgradeExchange extends DeadlineEntry implements Dispatcher.Dispatc
     this.#timer?.resume(performance.now());
     this.#resumeUp?.();
   };
-
-  // ---- the tunnel's idle deadline (DeadlineEntry) -------------------------------------------
-
-  /** No byte either way for the cluster's tunnelIdle: both sockets closed, recorded `endedBy: idle`; else wait for the rest. */
-  deadlineReached(now: number): void {
-    if (this.#closed) return;
-    const idleMs = this.#route!.cluster.tunnelIdleMs;
-    const quiet = now - this.#activeAt;
-    if (quiet < idleMs) {
-      deadlines.add(this, now, idleMs - quiet);
-      return;
-    }
-    if (this.#error === undefined && this.#endedBy === 'complete') this.#endedBy = 'idle';
-    this.#upstream?.destroy();
-    this.#socket.destroy();
-  }
 
   // ---- the response timer (ResponseTimerOwner, client native) ------------------------------
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import v8 from 'node:v8';
 import { kSocketUser, type SlottedSocket } from '../../src/net/index.js';
-import type { Tunnel } from '../../src/forward/tunnel.js';
+import type { Tunnel } from '../../src/tunnel/tunnel.js';
 import { freePort } from '../helpers/redis.js';
 import { prng } from '../helpers/seeded.js';
 import { dial, readUntil, startOrigin, startTestProxy, waitFor, type Origin } from './helpers.js';

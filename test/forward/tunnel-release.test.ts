@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { kSocketUser, type SlottedSocket } from '../../src/net/index.js';
-import { Tunnel, type TunnelEnd } from '../../src/forward/tunnel.js';
+import { Tunnel, type TunnelEnd } from '../../src/tunnel/tunnel.js';
 import { seededRandom } from '../helpers/seeded.js';
 
 /**

@@ -29,6 +29,8 @@ function release(s: Socket | undefined): void {
 /**
  * Move bytes both ways between the client and the destination with backpressure,
  * half-close passed on, and an idle timer that any byte in either direction resets.
+ * The tunnel of both faces: the forward proxy's CONNECT and SOCKS tunnels (`TunnelRun`) and
+ * the reverse gateway's switched (upgraded: WebSocket) connections (`UpgradeExchange`).
  * Tells `tunnelEnded` once both sockets are closed, with who ended it.
  *
  * One object per tunnel: a subclass (the forward pipeline's `TunnelRun`) is also the dial's
@@ -73,6 +75,10 @@ export abstract class Tunnel extends DeadlineEntry {
 
   /** Idle time (0: none). */
   abstract readonly idleMs: number;
+  /** After one side closed, how long the other may take to flush before it is destroyed (on the prototype: nothing per tunnel). */
+  get lingerMs(): number {
+    return LINGER_MS;
+  }
   /** Longest time the client may leave bytes unread (its socket's buffer full) before the tunnel is cut; 0: no limit. */
   abstract readonly sendMs: number;
   abstract onUp(bytes: number): void;
@@ -137,6 +143,7 @@ export abstract class Tunnel extends DeadlineEntry {
       const quiet = now - this.activeAt;
       if (quiet >= idleMs) {
         this.endedBy ??= 'idle';
+        this.idleCut();
         this.client.destroy();
         this.server!.destroy();
         return;
@@ -145,6 +152,9 @@ export abstract class Tunnel extends DeadlineEntry {
     }
     if (wait !== Infinity) deadlines.add(this, now, wait);
   }
+
+  /** The idle time cut this tunnel (whichever side had half-closed it first); a subclass that records it so overrides this. */
+  idleCut(): void {}
 
   /** A write to the client found its buffer full: the send timeout runs from `now`. */
   clientBlocked(now: number): void {
@@ -221,7 +231,7 @@ function onClose(this: TunnelSocket, hadError: boolean): void {
       }
       to.end();
       t.lingering = to;
-      deadlines.add(t, performance.now(), LINGER_MS);
+      deadlines.add(t, performance.now(), t.lingerMs);
     }
     return;
   }
