@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackAddress } from '../net/ip-address.js';
+import { reserveOwnListener } from '../net/own-listeners.js';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { EgressRouter } from '../egress/egress-router.js';
@@ -727,11 +728,14 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
   });
   const addr = server.address() as AddressInfo;
   loopback = isLoopbackAddress(addr.address);
+  // This process's forward proxy never dials this listener, whatever its rules (net/own-listeners.ts).
+  const release = reserveOwnListener(addr.address, addr.port);
   return {
     server,
     url: `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`,
     close: () =>
       new Promise<void>((r) => {
+        release();
         ownLive?.detach();
         group?.close();
         if (ownLogger) flushLogger(ownLogger);

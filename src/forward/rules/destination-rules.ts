@@ -6,11 +6,13 @@ import { HostPatterns, hostNeed, readHost, type CheckedHost, type HostNeed } fro
 import { canonicalAddress, embeddedIPv4 } from '../../net/ip-canonical.js';
 import { PortSet, type PortSpec } from './port-set.js';
 import { isPrivateAddress } from './private-ranges.js';
+import { ownListenerAt } from '../../net/own-listeners.js';
 
 /**
  * Where the forward proxy may connect. Evaluation, first decision wins:
  *
  *   the unspecified address (0.0.0.0, ::), which reaches this host → refuse
+ *   this process's admin listener (its address and port: net/own-listeners.ts) → refuse
  *   for the user's own rules, then the rules for everyone:
  *     a matching deny rule   → refuse
  *     a matching allow rule  → allow (skips the later levels' deny rules)
@@ -173,6 +175,13 @@ export class DestinationRules {
     if (addr === '0.0.0.0' || addr === '0:0:0:0:0:0:0:0') {
       const nextHop = label(host, port);
       return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `address ${addr} of ${nextHop} is the unspecified address, which reaches this host` });
+    }
+    // This process's admin listener, whatever the rules: on loopback without a token it takes a
+    // local caller for the operator (adversarial probe, session adminsec: a user allowed
+    // 127.0.0.0/8 read /config and drained an endpoint). One Map lookup by port.
+    if (ownListenerAt(addr, port)) {
+      const nextHop = label(host, port);
+      return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `${nextHop} is this gateway's admin listener, which the proxy never connects to` });
     }
     let allowedBy: Rule | undefined;
     const own = this.#own(user);
