@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { isIPv6 } from 'node:net';
 import { Failure } from '../failure/index.js';
 import { lowerCase, nameIs } from '../http/token.js';
-import { hasParameters, needsNormalizing, normalizeSlow, withoutParameters, type EscapedSlashes, type RefusePath } from '../http/path.js';
+import { normalizeTarget, type EscapedSlashes, type RefusePath } from '../http/path.js';
 
 /**
  * The request-target and Host of a reverse-gateway request, checked and normalised before
@@ -169,14 +169,9 @@ export function checkRequestTarget(req: IncomingMessage, escapedSlashes: Escaped
     rest = url.slice(m[0].length);
     if (rest === '' || rest.charCodeAt(0) === 63 /* ? */) rest = '/' + rest;
   }
-  const q = rest.indexOf('?');
-  const rawPath = q < 0 ? rest : rest.slice(0, q);
-  // The common path has nothing to normalise and no `;` (needsNormalizing looks for it): one pass.
-  if (!needsNormalizing(rawPath)) return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path: rest, routePath: rest, hostField: hostHeader };
-  const pathPart = normalizeSlow(rawPath, refusePath, escapedSlashes);
-  const path = q < 0 ? pathPart : pathPart + rest.slice(q);
-  const routePath = !hasParameters(pathPart) ? path : withoutParameters(pathPart) + (q < 0 ? '' : rest.slice(q));
-  return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path, routePath, hostField: hostHeader };
+  // The common path has nothing to normalise and no `;` (needsNormalizing looks for it): one pass, no object.
+  const n = normalizeTarget(rest, refusePath, escapedSlashes);
+  return { routeHost: authorityRoute ?? hostRoute ?? '', hostValue: authority ?? hostHeader, path: n?.path ?? rest, routePath: n?.routePath ?? rest, hostField: hostHeader };
 }
 
 /** A 400 Failure for a path that must not be routed (the RefusePath of the request path). */

@@ -99,17 +99,39 @@ export function normalizeSlow(p: string, refuse: RefusePath, escapedSlashes: Esc
   return '/' + out.join('/');
 }
 
+/** An origin-form target (path and query) whose path needed normalising: what the gateway forwards and routes by. */
+export interface NormalizedTarget {
+  /** The normalised path, with the query as sent. */
+  readonly path: string;
+  /** `path` without its segments' `;` parameters, for route matching (the same string when it has none). */
+  readonly routePath: string;
+}
+
+/**
+ * An origin-form target (starting with `/`) normalised as the reverse gateway routes it, the one
+ * place that splits a request's path from its query to normalise it: the path part by
+ * `normalizeSlow` when `needsNormalizing` picks it, the query as sent. Undefined when the path
+ * needs nothing (the common case: one pass over the path, nothing allocated), so that the target
+ * is itself the path and the route path. Throws `refuse(detail)` as `normalizeSlow`. The
+ * request-target check runs it on every request (gateway/request-target.ts).
+ */
+export function normalizeTarget(target: string, refuse: RefusePath, escapedSlashes: EscapedSlashes = 'keep'): NormalizedTarget | undefined {
+  const q = target.indexOf('?');
+  const rawPath = q < 0 ? target : target.slice(0, q);
+  if (!needsNormalizing(rawPath)) return undefined;
+  const pathPart = normalizeSlow(rawPath, refuse, escapedSlashes);
+  const query = q < 0 ? '' : target.slice(q);
+  const path = pathPart + query;
+  return { path, routePath: hasParameters(pathPart) ? withoutParameters(pathPart) + query : path };
+}
+
 /**
  * A path with its query (origin-form, starting with `/`) as a request's is normalised before it
- * names a cache key (request-target.ts): the path part by `normalizeSlow` when
- * `needsNormalizing` picks it, the query as sent. Throws `refuse(detail)` as `normalizeSlow`.
+ * names a cache key (`normalizeTarget`'s path; the target itself when it needs nothing). Throws
+ * `refuse(detail)` as `normalizeSlow`.
  */
 export function normalizeOriginForm(target: string, refuse: RefusePath, escapedSlashes: EscapedSlashes = 'keep'): string {
-  const q = target.indexOf('?');
-  const p = q < 0 ? target : target.slice(0, q);
-  if (!needsNormalizing(p)) return target;
-  const n = normalizeSlow(p, refuse, escapedSlashes);
-  return q < 0 ? n : n + target.slice(q);
+  return normalizeTarget(target, refuse, escapedSlashes)?.path ?? target;
 }
 
 /** `.` or `..` followed by `;` parameters: a dot segment to Tomcat, Jetty and Spring. */
