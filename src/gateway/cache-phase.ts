@@ -26,7 +26,7 @@ import { Revalidation } from './revalidation.js';
 import type { Exchange } from './exchange.js';
 import { fieldText, type RawField } from '../http/headers.js';
 import { SAFE_METHODS } from '../http/methods.js';
-import { normalizeOriginForm, type EscapedSlashes } from '../http/path.js';
+import { normalizeOriginForm, refuseAsError, type EscapedSlashes } from '../http/path.js';
 import type { BypassReason, CacheOutcome, StoreRefusal } from '../record/index.js';
 
 /** What the cache made of an upstream head: it answered instead, or the request must be sent again (a 304 it cannot use); undefined: pass it on. */
@@ -564,7 +564,7 @@ export function invalidateAfterUnsafe(cache: ResponseCache, origin: string, host
     if (target === undefined) continue;
     let p: string;
     try {
-      p = normalizeOriginForm(target, refusedPath, escapedSlashes);
+      p = normalizeOriginForm(target, refuseAsError, escapedSlashes);
     } catch {
       continue; // a path the gateway refuses: nothing is stored under it
     }
@@ -611,8 +611,6 @@ function referencedTarget(text: string, own: string, path: string): string | und
   // A relative path: merged with the request path's directory; "./x", "../x" resolved by normalising.
   return basePath.slice(0, basePath.lastIndexOf('/') + 1) + ref;
 }
-
-const refusedPath = (detail: string): Error => new Error(detail);
 
 /** The refusal a freshened response's fate records on the client's request (kept or dropped: none). */
 const REFUSED_UPDATE: Readonly<Record<UpdateResult, StoreRefusal | undefined>> = { kept: undefined, dropped: undefined, 'too-large': 'too-large', cancelled: 'purged' };
@@ -721,7 +719,7 @@ function sameTarget(v: string, path: string, escapedSlashes: EscapedSlashes): bo
   if (v === path) return true;
   if (v.charCodeAt(0) !== 47 /* / */) return false;
   try {
-    return normalizeOriginForm(v, refusedPath, escapedSlashes) === path;
+    return normalizeOriginForm(v, refuseAsError, escapedSlashes) === path;
   } catch {
     return false; // a path the gateway would refuse: not the request's
   }

@@ -189,7 +189,8 @@ function decodeSegment(s: string, refuse: RefusePath): string {
   return r;
 }
 
-const asError: RefusePath = (detail) => new Error(detail);
+/** The RefusePath outside a request: a plain Error with the detail as its message (config load, the cache's reading of a URL field). */
+export const refuseAsError: RefusePath = (detail) => new Error(detail);
 
 /** What the normalisation does to a path that changes it, each as "request paths are matched …". */
 const RULES: ReadonlyArray<readonly [(p: string) => boolean, string]> = [
@@ -224,7 +225,7 @@ export function prefixProblem(p: string): string | undefined {
   if (p.includes('?')) return `${q} is not a path: "?" starts the query, which the prefix would then be matched against; routes match on the path`;
   let normal: string;
   try {
-    normal = withoutParameters(normalizeSlow(p, asError));
+    normal = withoutParameters(normalizeSlow(p, refuseAsError));
   } catch (err) {
     return `${q} can never match: a request with such a path is refused (400): ${(err as Error).message}`;
   }
@@ -244,7 +245,7 @@ export function escapedSlashProblem(p: string, escapedSlashes: EscapedSlashes): 
   if (escapedSlashes === 'reject') return `${q} can never match: escapedSlashes: reject refuses a request path with "%2F" or "%5C" (400)`;
   let normal: string;
   try {
-    normal = withoutParameters(normalizeSlow(p, asError, 'decode'));
+    normal = withoutParameters(normalizeSlow(p, refuseAsError, 'decode'));
   } catch {
     return `${q} can never match: escapedSlashes: decode reads "%5C" in a request path as "\\", and a path with a backslash is refused (400)`;
   }

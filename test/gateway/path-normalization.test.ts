@@ -1,10 +1,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { needsNormalizing, normalizeSlow } from '../../src/http/path.js';
+import { needsNormalizing, normalizeSlow, refuseAsError } from '../../src/http/path.js';
 
 /** The request path's normalisation as the gateway applies it (request-target.ts): a refusal throws. */
 function normalizePath(p: string): string {
-  return needsNormalizing(p) ? normalizeSlow(p, (detail) => new Error(detail)) : p;
+  return needsNormalizing(p) ? normalizeSlow(p, refuseAsError) : p;
 }
 import type { TestGateway } from '../helpers/gateway.js';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
