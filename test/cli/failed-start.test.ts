@@ -12,7 +12,7 @@ import { stringify } from 'yaml';
 import { startRuntime } from '../../src/cli/runtime.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { createLogger } from '../../src/observe/access-log.js';
-import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { seededRandom, withSeed, type Rand } from '../helpers/seeded.js';
 import { until } from '../helpers/until.js';
 
 /**
@@ -48,50 +48,60 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
-test('gatewise run with one listener port in use exits 1, leaving no other listener bound (seeded positions, with and without --workers)', { timeout: 120_000 }, async () => {
-  const rand = seededRandom();
-  const dir = mkdtempSync(join(tmpdir(), 'gw-failed-start-'));
-  const held = await holdPort();
-  const heldPort = (held.address() as AddressInfo).port;
-  try {
-    await withSeed(rand, async () => {
-      for (const workers of [undefined, 2]) {
-        const n = 2 + rand.int(3);
-        const at = rand.int(n);
-        const ports: number[] = [];
-        for (let i = 0; i < n; i++) ports.push(i === at ? heldPort : await freePort());
-        const file = join(dir, `c-${workers ?? 0}.yaml`);
-        writeFileSync(file, stringify({
-          listeners: ports.map((port) => ({ address: '127.0.0.1', port })),
-          admin: rand.next() < 0.5 ? { port: await freePort() } : undefined,
-          clusters: { app: { endpoints: ['http://127.0.0.1:9'], healthCheck: { path: '/h', interval: '1s' } } },
-          routes: [{ cluster: 'app' }],
-        }));
-        const child = spawn(process.execPath, [BIN, 'run', '-c', file, ...(workers ? ['--workers', String(workers)] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let err = '';
-        child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-        const code = await new Promise<number | null>((resolve) => {
-          const t = setTimeout(() => {
-            child.kill('SIGKILL');
-            resolve(-1);
-          }, 20_000);
-          child.once('exit', (c) => {
-            clearTimeout(t);
-            resolve(c);
-          });
-        });
-        const where = `${n} listeners, port in use at ${at}, workers ${workers ?? 'none'}: ${err}`;
-        assert.equal(code, 1, `did not exit 1 (-1: still running after 20 s): ${where}`);
-        assert.match(err, /cannot listen/, where);
-        // What and where: the address, the config entry and the file, not only Node's words.
-        assert.ok(err.includes(`cannot listen on 127.0.0.1:${heldPort} (listeners[${at}] of ${file}): address already in use (EADDRINUSE)`), where);
-        for (const [i, port] of ports.entries()) if (i !== at) assert.ok(await portFree(port), `listener ${i} (${port}) still bound: ${where}`);
-      }
+/** Run `gatewise ARGS` until it exits, killed after `ms`: its exit code (-1 when it had to be killed) and what it wrote on stderr. */
+async function exitOf(args: string[], ms: number): Promise<{ code: number | null; err: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const code = await new Promise<number | null>((resolve) => {
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve(-1);
+    }, ms);
+    child.once('exit', (c) => {
+      clearTimeout(t);
+      resolve(c);
     });
+  });
+  return { code, err };
+}
+
+/** Run `body` seeded (the seed printed when it fails), with a temporary folder and a port held busy; both freed after. */
+async function withBusyPort(dirPrefix: string, body: (rand: Rand, dir: string, heldPort: number) => Promise<void>): Promise<void> {
+  const rand = seededRandom();
+  const dir = mkdtempSync(join(tmpdir(), dirPrefix));
+  const held = await holdPort();
+  try {
+    await withSeed(rand, () => body(rand, dir, (held.address() as AddressInfo).port));
   } finally {
     held.close();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test('gatewise run with one listener port in use exits 1, leaving no other listener bound (seeded positions, with and without --workers)', { timeout: 120_000 }, async () => {
+  await withBusyPort('gw-failed-start-', async (rand, dir, heldPort) => {
+    for (const workers of [undefined, 2]) {
+      const n = 2 + rand.int(3);
+      const at = rand.int(n);
+      const ports: number[] = [];
+      for (let i = 0; i < n; i++) ports.push(i === at ? heldPort : await freePort());
+      const file = join(dir, `c-${workers ?? 0}.yaml`);
+      writeFileSync(file, stringify({
+        listeners: ports.map((port) => ({ address: '127.0.0.1', port })),
+        admin: rand.next() < 0.5 ? { port: await freePort() } : undefined,
+        clusters: { app: { endpoints: ['http://127.0.0.1:9'], healthCheck: { path: '/h', interval: '1s' } } },
+        routes: [{ cluster: 'app' }],
+      }));
+      const { code, err } = await exitOf(['run', '-c', file, ...(workers ? ['--workers', String(workers)] : [])], 20_000);
+      const where = `${n} listeners, port in use at ${at}, workers ${workers ?? 'none'}: ${err}`;
+      assert.equal(code, 1, `did not exit 1 (-1: still running after 20 s): ${where}`);
+      assert.match(err, /cannot listen/, where);
+      // What and where: the address, the config entry and the file, not only Node's words.
+      assert.ok(err.includes(`cannot listen on 127.0.0.1:${heldPort} (listeners[${at}] of ${file}): address already in use (EADDRINUSE)`), where);
+      for (const [i, port] of ports.entries()) if (i !== at) assert.ok(await portFree(port), `listener ${i} (${port}) still bound: ${where}`);
+    }
+  });
 });
 
 test('a reload refused because a new listener cannot bind leaves no listener and no health checker of the new config', { timeout: 60_000 }, async () => {
@@ -134,50 +144,41 @@ test('a reload refused because a new listener cannot bind leaves no listener and
 test('a start that cannot bind logs one line saying why, and nothing of a drain; no port stays bound (seeded: a listener, the admin or the forward proxy busy)', { timeout: 120_000 }, async () => {
   // Finding (probe, session 37): a gateway that never started logged "draining 0 requests in
   // flight" and "closed" as if it had run, and no line said why it did not start.
-  const rand = seededRandom();
-  const dir = mkdtempSync(join(tmpdir(), 'gw-failed-start-log-'));
-  const held = await holdPort();
-  const heldPort = (held.address() as AddressInfo).port;
-  try {
-    await withSeed(rand, async () => {
-      for (let round = 0; round < 4; round++) {
-        const which = rand.pick(['listener', 'admin', 'forward'] as const);
-        const n = 1 + rand.int(3);
-        const at = which === 'listener' ? rand.int(n) : -1;
-        const ports: number[] = [];
-        for (let i = 0; i < n; i++) ports.push(i === at ? heldPort : await freePort());
-        const adminPort = which === 'admin' ? heldPort : await freePort();
-        const forwardPort = which === 'forward' ? heldPort : await freePort();
-        const file = join(dir, `c${round}.yaml`);
-        writeFileSync(file, stringify({
-          listeners: ports.map((port) => ({ address: '127.0.0.1', port })),
-          admin: { address: '127.0.0.1', port: adminPort },
-          clusters: { app: { endpoints: ['http://127.0.0.1:9'] } },
-          routes: [{ cluster: 'app' }],
-          forward: { listeners: [{ address: '127.0.0.1', port: forwardPort }], auth: { required: false }, rules: { defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8'] }] } },
-        }));
-        const lines: Array<Record<string, unknown>> = [];
-        const destination = new Writable({
-          write(chunk: Buffer, _e, cb) {
-            for (const l of chunk.toString().split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
-            cb();
-          },
-        });
-        const where = `round ${round}: port ${heldPort} busy for the ${which}${which === 'listener' ? ` (listeners[${at}] of ${n})` : ''}`;
-        await assert.rejects(startRuntime(await loadConfigFile(file), { configFile: file, logger: createLogger({ destination }), probeUpstreams: false }), (e: NodeJS.ErrnoException) => e.code === 'EADDRINUSE', where);
-        const said = JSON.stringify(lines);
-        const failed = lines.filter((l) => l.event === 'start-failed');
-        assert.equal(failed.length, 1, `${where}: one line saying why it did not start: ${said}`);
-        assert.ok(String(failed[0]!.msg).includes(`cannot listen on 127.0.0.1:${heldPort}`) && String(failed[0]!.msg).includes('address already in use (EADDRINUSE)'), `${where}: ${said}`);
-        assert.equal(failed[0]!.level, 'error', `${where}: ${said}`);
-        for (const l of lines) assert.ok(l.event !== 'draining' && l.event !== 'closed' && !/draining|in flight/.test(String(l.msg)), `${where}: a line suggests a drain: ${JSON.stringify(l)}`);
-        for (const port of [...ports, adminPort, forwardPort]) if (port !== heldPort) assert.ok(await portFree(port), `${where}: ${port} still bound`);
-      }
-    });
-  } finally {
-    held.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  await withBusyPort('gw-failed-start-log-', async (rand, dir, heldPort) => {
+    for (let round = 0; round < 4; round++) {
+      const which = rand.pick(['listener', 'admin', 'forward'] as const);
+      const n = 1 + rand.int(3);
+      const at = which === 'listener' ? rand.int(n) : -1;
+      const ports: number[] = [];
+      for (let i = 0; i < n; i++) ports.push(i === at ? heldPort : await freePort());
+      const adminPort = which === 'admin' ? heldPort : await freePort();
+      const forwardPort = which === 'forward' ? heldPort : await freePort();
+      const file = join(dir, `c${round}.yaml`);
+      writeFileSync(file, stringify({
+        listeners: ports.map((port) => ({ address: '127.0.0.1', port })),
+        admin: { address: '127.0.0.1', port: adminPort },
+        clusters: { app: { endpoints: ['http://127.0.0.1:9'] } },
+        routes: [{ cluster: 'app' }],
+        forward: { listeners: [{ address: '127.0.0.1', port: forwardPort }], auth: { required: false }, rules: { defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8'] }] } },
+      }));
+      const lines: Array<Record<string, unknown>> = [];
+      const destination = new Writable({
+        write(chunk: Buffer, _e, cb) {
+          for (const l of chunk.toString().split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
+          cb();
+        },
+      });
+      const where = `round ${round}: port ${heldPort} busy for the ${which}${which === 'listener' ? ` (listeners[${at}] of ${n})` : ''}`;
+      await assert.rejects(startRuntime(await loadConfigFile(file), { configFile: file, logger: createLogger({ destination }), probeUpstreams: false }), (e: NodeJS.ErrnoException) => e.code === 'EADDRINUSE', where);
+      const said = JSON.stringify(lines);
+      const failed = lines.filter((l) => l.event === 'start-failed');
+      assert.equal(failed.length, 1, `${where}: one line saying why it did not start: ${said}`);
+      assert.ok(String(failed[0]!.msg).includes(`cannot listen on 127.0.0.1:${heldPort}`) && String(failed[0]!.msg).includes('address already in use (EADDRINUSE)'), `${where}: ${said}`);
+      assert.equal(failed[0]!.level, 'error', `${where}: ${said}`);
+      for (const l of lines) assert.ok(l.event !== 'draining' && l.event !== 'closed' && !/draining|in flight/.test(String(l.msg)), `${where}: a line suggests a drain: ${JSON.stringify(l)}`);
+      for (const port of [...ports, adminPort, forwardPort]) if (port !== heldPort) assert.ok(await portFree(port), `${where}: ${port} still bound`);
+    }
+  });
 });
 
 test('the one-liners (proxy, forward, lab, demo) on a port in use name the flag: cannot listen on ADDR (--FLAG): address already in use (EADDRINUSE), exit 1', { timeout: 180_000 }, async () => {
@@ -196,19 +197,7 @@ test('the one-liners (proxy, forward, lab, demo) on a port in use name the flag:
       [['demo', '--port', String(await freePort()), '--admin-port', String(p)], '--admin-port'],
     ];
     for (const [args, flag] of cases) {
-      const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let err = '';
-      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-      const code = await new Promise<number | null>((resolve) => {
-        const t = setTimeout(() => {
-          child.kill('SIGKILL');
-          resolve(-1);
-        }, 30_000);
-        child.once('exit', (c) => {
-          clearTimeout(t);
-          resolve(c);
-        });
-      });
+      const { code, err } = await exitOf(args, 30_000);
       const where = `gatewise ${args.join(' ')}: ${err}`;
       assert.equal(code, 1, `did not exit 1 (-1: still running after 30 s): ${where}`);
       assert.ok(err.includes(`gatewise ${args[0]}: cannot listen on ${busy} (${flag}): address already in use (EADDRINUSE)`), where);
