@@ -60,43 +60,75 @@ function send(sock: UdpSocket, msg: Buffer, port: number, host: string): Promise
   return new Promise((resolve, reject) => sock.send(msg, port, host, (err) => (err ? reject(err) : resolve())));
 }
 
+type FakeUpstream = Awaited<ReturnType<typeof fakeUpstream>>;
+
+/** An egress through a fake upstream, with the frames it took and the datagrams it said it dropped. */
+interface Through {
+  readonly egress: Awaited<ReturnType<Socks5UdpDialer['open']>>;
+  /** Each frame the egress took, in order. */
+  readonly got: Array<{ data: string; from: UdpSource }>;
+  /** How many datagrams the egress said it dropped (UdpOpenOptions.onDropped). */
+  dropped(): number;
+  /** The egress's local port, learnt by the relay from its first frame. */
+  readonly clientPort: number;
+  /** Send a frame saying `data` from the relay and wait (3 s at most) for the egress to take it: once it is in, every frame sent before it was read. */
+  last(data: string, late: string): Promise<void>;
+}
+
+/**
+ * Open an egress through `up` and send its first datagram, which tells the relay the egress's
+ * port, to 127.0.0.1:9 (the destination the answers claim to come from, never contacted: the
+ * relay is fake). Closes the egress when that fails.
+ */
+async function openThrough(up: FakeUpstream): Promise<Through> {
+  const dialer = new Socks5UdpDialer(parseProxyUrl(`socks5://127.0.0.1:${up.port}`), { timeoutMs: 3000 });
+  // Review of session 37: the fragments dropped were not counted in the association's
+  // datagramsDropped, while oversized answers were; the egress now says each one.
+  let dropped = 0;
+  const egress = await dialer.open({ guard: () => undefined, dnsTimeoutMs: 1000, onDropped: () => void dropped++ });
+  const got: Array<{ data: string; from: UdpSource }> = [];
+  let awaited: { data: string; wake: () => void } | undefined;
+  egress.onMessage((payload, from) => {
+    got.push({ data: payload.toString(), from });
+    if (payload.toString() === awaited?.data) awaited.wake();
+  });
+  try {
+    await egress.send({ host: '127.0.0.1', port: 9 }, Buffer.from('hello'));
+    const clientPort = await up.clientPort;
+    const last = async (data: string, late: string): Promise<void> => {
+      const arrived = new Promise<void>((wake) => (awaited = { data, wake }));
+      await send(up.relay, frameFrom('127.0.0.1', 9, data), clientPort, '127.0.0.1');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([arrived, new Promise((_r, reject) => (timer = setTimeout(() => reject(new Error(late)), 3000)))]).finally(() => clearTimeout(timer));
+    };
+    return { egress, got, dropped: () => dropped, clientPort, last };
+  } catch (err) {
+    egress.close();
+    throw err;
+  }
+}
+
 describe('UDP through an upstream SOCKS5 proxy', () => {
   it('drops the relay\'s fragments (FRAG != 0, RFC 1928 §7: no reassembly, so they must be dropped) and says each one dropped, then takes its whole frames', { timeout: 30_000 }, async () => {
     // Adversarial probe: frames from the upstream's relay were parsed without reading FRAG,
     // so a fragment reached the client as if it were a whole datagram.
     await seededRun('socks5-udp-fragments', async (rand) => {
       const up = await fakeUpstream();
-      const got: string[] = [];
-      let egress: Awaited<ReturnType<Socks5UdpDialer['open']>> | undefined;
+      let through: Through | undefined;
       try {
-        const dialer = new Socks5UdpDialer(parseProxyUrl(`socks5://127.0.0.1:${up.port}`), { timeoutMs: 3000 });
-        // Review of session 37: the fragments dropped were not counted in the association's
-        // datagramsDropped, while oversized answers were; the egress now says each one.
-        let dropped = 0;
-        const opts = { guard: () => undefined, dnsTimeoutMs: 1000, onDropped: () => void dropped++ };
-        egress = await dialer.open(opts);
-        let wake: (() => void) | undefined;
-        egress.onMessage((payload) => {
-          got.push(payload.toString());
-          if (payload.toString() === 'whole') wake?.();
-        });
-        await egress.send({ host: '127.0.0.1', port: 9 }, Buffer.from('hello'));
-        const clientPort = await up.clientPort;
+        through = await openThrough(up);
         const n = 1 + between(rand, 0, 3);
         for (let i = 0; i < n; i++) {
           const frame = frameFrom('127.0.0.1', 9, `fragment ${i}`);
           frame[2] = between(rand, 1, 255); // FRAG: a fragment's position (high bit: the last one)
-          await send(up.relay, frame, clientPort, '127.0.0.1');
+          await send(up.relay, frame, through.clientPort, '127.0.0.1');
         }
         // Sent last from the same socket: once it is in, every fragment was read before it.
-        const arrived = new Promise<void>((resolve) => (wake = resolve));
-        await send(up.relay, frameFrom('127.0.0.1', 9, 'whole'), clientPort, '127.0.0.1');
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([arrived, new Promise((_r, reject) => (timer = setTimeout(() => reject(new Error('the whole frame did not arrive within 3 s')), 3000)))]).finally(() => clearTimeout(timer));
-        assert.deepEqual(got, ['whole']);
-        assert.equal(dropped, n, 'every fragment dropped is counted');
+        await through.last('whole', 'the whole frame did not arrive within 3 s');
+        assert.deepEqual(through.got.map((g) => g.data), ['whole']);
+        assert.equal(through.dropped(), n, 'every fragment dropped is counted');
       } finally {
-        egress?.close();
+        through?.egress.close();
         for (const c of up.controls) c.destroy();
         up.relay.close();
         up.server.close();
@@ -108,23 +140,9 @@ describe('UDP through an upstream SOCKS5 proxy', () => {
     await seededRun('socks5-udp-source', async (rand) => {
       const up = await fakeUpstream();
       const impostors: UdpSocket[] = [];
-      const got: Array<{ data: string; from: UdpSource }> = [];
-      let egress: Awaited<ReturnType<Socks5UdpDialer['open']>> | undefined;
+      let through: Through | undefined;
       try {
-        const dialer = new Socks5UdpDialer(parseProxyUrl(`socks5://127.0.0.1:${up.port}`), { timeoutMs: 3000 });
-        // Review of session 37: the fragments dropped were not counted in the association's
-        // datagramsDropped, while oversized answers were; the egress now says each one.
-        let dropped = 0;
-        const opts = { guard: () => undefined, dnsTimeoutMs: 1000, onDropped: () => void dropped++ };
-        egress = await dialer.open(opts);
-        let wake: (() => void) | undefined;
-        egress.onMessage((payload, from) => {
-          got.push({ data: payload.toString(), from });
-          if (payload.toString() === 'genuine') wake?.();
-        });
-        // The destination the answers claim to come from (never contacted: the relay is fake).
-        await egress.send({ host: '127.0.0.1', port: 9 }, Buffer.from('hello'));
-        const clientPort = await up.clientPort;
+        through = await openThrough(up);
         const n = 3 + between(rand, 0, 3);
         for (let i = 0; i < n; i++) {
           const addr = `127.${between(rand, 0, 255)}.${between(rand, 0, 255)}.${between(rand, 2, 254)}`;
@@ -133,18 +151,16 @@ describe('UDP through an upstream SOCKS5 proxy', () => {
           impostors.push(s);
           s.bind(up.relayPort, addr);
           await once(s, 'listening');
-          await send(s, frameFrom('127.0.0.1', 9, `forged from ${addr}`), clientPort, '127.0.0.1');
+          await send(s, frameFrom('127.0.0.1', 9, `forged from ${addr}`), through.clientPort, '127.0.0.1');
         }
         // The relay's own frame, sent last: once it is in, every impostor's frame was read before it.
-        const arrived = new Promise<void>((resolve) => (wake = resolve));
-        await send(up.relay, frameFrom('127.0.0.1', 9, 'genuine'), clientPort, '127.0.0.1');
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([arrived, new Promise((_r, reject) => (timer = setTimeout(() => reject(new Error('the relay\'s frame did not arrive within 3 s')), 3000)))]).finally(() => clearTimeout(timer));
+        await through.last('genuine', 'the relay\'s frame did not arrive within 3 s');
+        const got = through.got;
         assert.deepEqual(got.map((g) => g.data), ['genuine'], `frames taken: ${JSON.stringify(got)}`);
         assert.equal(got[0]!.from.address, '127.0.0.1');
         assert.equal(got[0]!.from.port, 9);
       } finally {
-        egress?.close();
+        through?.egress.close();
         for (const s of impostors) s.close();
         for (const c of up.controls) c.destroy();
         up.relay.close();
