@@ -66,13 +66,7 @@ export function proxyConfig(argv: string[]): { config: ConfigInput; accessLog: b
     log: { access: !values['no-access-log'] },
   };
   if (values.name) config.name = values.name;
-  return { config, accessLog: !values['no-access-log'], workers: workersFlag(values.workers) };
-}
-
-function workersFlag(v: string | undefined): number | 'auto' | undefined {
-  const w = parseWorkers(v);
-  if (Number.isNaN(w)) throw new UsageError(`--workers expects a number from 1 to 256 or "auto", got "${v}"`);
-  return w;
+  return { config, accessLog: !values['no-access-log'], workers: parseWorkers(values.workers) };
 }
 
 /** Warnings of a config that is otherwise fine, on stderr (once, in the primary with --workers). */
@@ -91,7 +85,7 @@ function workerState(config: Config): WorkerStateOptions | undefined {
 
 async function runCommand(argv: string[]): Promise<number> {
   const values = parseCommand(command('run'), argv).values as { config: string; workers?: string };
-  const workers = workersFlag(values.workers);
+  const workers = parseWorkers(values.workers);
   // The same checks as `gatewise check` (one function): a bad config never forks or binds.
   const config = await loadConfigFile(values.config, { onWarnings: warn(values.config) });
   if (workers !== undefined) {

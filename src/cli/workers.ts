@@ -129,9 +129,11 @@ export function leaveCluster(): void {
   if (cluster.isWorker) cluster.worker?.disconnect();
 }
 
+/**
+ * The `--workers` value as a count: parseCommand has already checked it against the flag's
+ * `whole` range (1 to 256, or "auto"; commands.ts), the one place that refuses it.
+ */
 export function parseWorkers(v: string | undefined): number | 'auto' | undefined {
   if (v === undefined) return undefined;
-  if (v === 'auto') return 'auto';
-  const n = Number(v);
-  return Number.isInteger(n) && n >= 1 && n <= 256 ? n : NaN;
+  return v === 'auto' ? 'auto' : Number(v);
 }
