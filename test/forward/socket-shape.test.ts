@@ -1,17 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import dc from 'node:diagnostics_channel';
 import { once } from 'node:events';
-import fs from 'node:fs';
 import net, { type AddressInfo, type Socket } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import v8 from 'node:v8';
 import { kSocketUser, type SlottedSocket } from '../../src/net/index.js';
 import type { Tunnel } from '../../src/tunnel/tunnel.js';
 import { freePort } from '../helpers/redis.js';
+import { IcLoggedGatewise } from '../helpers/ic-log.js';
 import { prng } from '../helpers/seeded.js';
 import { dial, readUntil, startOrigin, startTestProxy, waitFor, type Origin } from './helpers.js';
 
@@ -168,7 +164,6 @@ describe('the sockets of a tunnel share one map', () => {
   });
 });
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 /**
  * The same invariant seen from Node's side, in the shipped process: V8's inline-cache log
@@ -190,27 +185,11 @@ describe('the _handle getter stays polymorphic in gatewise forward', () => {
     });
     await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', () => resolve()));
     const originPort = (origin.address() as AddressInfo).port;
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewise-handle-ic-'));
-    const log = path.join(dir, 'v8.log');
     const port = await freePort();
-    // The default configuration: the access log on. Its output goes to a file, not a pipe: Node
-    // makes a piped stdout or stderr a socket of its own (with its own `_destroy`), which the
-    // stopping message touches at exit, outside what is measured here.
-    const outFile = path.join(dir, 'out.log');
-    const outFd = fs.openSync(outFile, 'w');
-    const child = spawn(process.execPath, ['--log-ic', `--logfile=${log}`, '--no-logfile-per-isolate', path.join(ROOT, 'bin', 'gatewise.js'), 'forward', '--listen', `127.0.0.1:${port}`, '--no-auth', '--allow-private', '--connect-ports', '1-65535'], { stdio: ['ignore', outFd, outFd] });
-    fs.closeSync(outFd);
+    // The default configuration: the access log on.
+    const gw = new IcLoggedGatewise(['forward', '--listen', `127.0.0.1:${port}`, '--no-auth', '--allow-private', '--connect-ports', '1-65535'], 'gatewise-handle-ic-');
     try {
-      await new Promise<void>((resolve, reject) => {
-        const started = Date.now();
-        const check = (): void => {
-          const out = fs.readFileSync(outFile, 'utf8');
-          if (out.includes('listening')) resolve();
-          else if (child.exitCode !== null || Date.now() - started > 60_000) reject(new Error(`gatewise forward did not start: ${out}`));
-          else setTimeout(check, 20);
-        };
-        check();
-      });
+      await gw.ready('listening', 'gatewise forward');
       for (let i = 0; i < n; i++) {
         const c = await dial(port);
         c.on('error', () => {});
@@ -221,20 +200,14 @@ describe('the _handle getter stays polymorphic in gatewise forward', () => {
         assert.match(got, /^HTTP\/1\.1 200 [^\r]*\r\n(?:[^\r]*\r\n)*\r\nHTTP\/1\.1 200 OK/, `seed ${SEED}: tunnel ${i}`);
         c.destroy();
       }
-      child.kill();
-      await once(child, 'exit'); // V8's log is complete once the process is gone
-      const lines = fs.readFileSync(log, 'latin1').split('\n').filter((l) => l.startsWith('KeyedLoadIC,') && l.includes('symbol("kHandle"'));
+      const lines = (await gw.loads()).filter((l) => l.startsWith('KeyedLoadIC,') && l.includes('symbol("kHandle"'));
       assert.ok(lines.length > 0, `seed ${SEED}: no kHandle load in the IC log (has Node renamed it?)`);
       // KeyedLoadIC,pc,time,line,column,old state,new state,map,key,...: N is megamorphic.
       const megamorphic = lines.filter((l) => l.split(',')[6] === 'N');
       assert.deepEqual(megamorphic, [], `seed ${SEED}: after ${n} tunnels`);
     } finally {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill();
-        await once(child, 'exit');
-      }
+      await gw.close();
       await new Promise<void>((resolve) => origin.close(() => resolve()));
-      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

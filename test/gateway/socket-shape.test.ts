@@ -1,15 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { Pool } from 'undici';
 import { freePort } from '../helpers/redis.js';
+import { IcLoggedGatewise } from '../helpers/ic-log.js';
 import { prng } from '../helpers/seeded.js';
 
 /**
@@ -34,7 +29,6 @@ import { prng } from '../helpers/seeded.js';
  */
 
 const SEED = Number(process.env.GATEWISE_SEED ?? Date.now() % 1_000_000);
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 /** Keys (as V8's IC log spells them) of the loads that must not go megamorphic. */
 const WATCHED = ['symbol("kHandle"', '_bytesDispatched', 'writableBuffer', '_readableState', '_writableState'];
@@ -56,30 +50,11 @@ describe('the reverse gateway keeps Node socket sites polymorphic', () => {
     });
     await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', () => resolve()));
     const originPort = (origin.address() as AddressInfo).port;
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewise-reverse-ic-'));
-    const log = path.join(dir, 'v8.log');
     const port = await freePort();
-    // Output to a file, not a pipe: Node makes a piped stdout or stderr a socket of its own.
-    const outFile = path.join(dir, 'out.log');
-    const outFd = fs.openSync(outFile, 'w');
-    const child = spawn(
-      process.execPath,
-      ['--log-ic', `--logfile=${log}`, '--no-logfile-per-isolate', path.join(ROOT, 'bin', 'gatewise.js'), 'proxy', '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${originPort}`],
-      { stdio: ['ignore', outFd, outFd] },
-    );
-    fs.closeSync(outFd);
+    const gw = new IcLoggedGatewise(['proxy', '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${originPort}`], 'gatewise-reverse-ic-');
     const pool = new Pool(`http://127.0.0.1:${port}`, { connections, pipelining: 1 });
     try {
-      await new Promise<void>((resolve, reject) => {
-        const started = Date.now();
-        const check = (): void => {
-          const out = fs.readFileSync(outFile, 'utf8');
-          if (out.includes('"event":"ready"')) resolve();
-          else if (child.exitCode !== null || Date.now() - started > 60_000) reject(new Error(`gatewise proxy did not start: ${out}`));
-          else setTimeout(check, 20);
-        };
-        check();
-      });
+      await gw.ready('"event":"ready"', 'gatewise proxy');
       // The POSTs at seeded places among the GETs.
       const kinds: Array<'GET' | 'POST'> = Array.from({ length: gets + posts }, (_, i) => (i < posts ? 'POST' : 'GET'));
       for (let i = kinds.length - 1; i > 0; i--) {
@@ -104,25 +79,15 @@ describe('the reverse gateway keeps Node socket sites polymorphic', () => {
         `${label}: every request answered 200`,
       );
       await pool.close();
-      child.kill();
-      await once(child, 'exit'); // V8's log is complete once the process is gone
       // LoadIC,pc,time,line,column,old state,new state,map,key,...: N is megamorphic.
-      const ics = fs
-        .readFileSync(log, 'latin1')
-        .split('\n')
-        .filter((l) => l.startsWith('LoadIC,') || l.startsWith('KeyedLoadIC,'))
-        .map((l) => l.split(','));
+      const ics = (await gw.loads()).map((l) => l.split(','));
       for (const key of WATCHED) assert.ok(ics.some((f) => f[8]!.startsWith(key)), `${label}: no load of ${key} in the IC log (has Node renamed it?)`);
       const megamorphic = ics.filter((f) => f[6] === 'N' && WATCHED.some((key) => f[8]!.startsWith(key))).map((f) => `${f[0]} at ${f[3]}:${f[4]} ${f[5]}->${f[6]} ${f[8]}`);
       assert.deepEqual(megamorphic, [], label);
     } finally {
       await pool.destroy().catch(() => {});
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill();
-        await once(child, 'exit');
-      }
+      await gw.close();
       await new Promise<void>((resolve) => origin.close(() => resolve()));
-      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
