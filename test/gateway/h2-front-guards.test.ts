@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startOneUpstreamGateway, type TestGateway } from '../helpers/gateway.js';
 import { E, RawH2, T, errorCode, frame, headerBlock } from '../helpers/h2-frames.js';
 import { startRawServer, type RawServer } from '../helpers/scripted-upstream.js';
 
@@ -45,11 +45,7 @@ before(async () => {
       onUp?.();
     });
   });
-  gw = await startTestGateway({
-    listeners: [{ address: '127.0.0.1', port: 0, http2: { h2c: true } }],
-    clusters: { up: { endpoints: [upstream.url], outlierDetection: { enabled: false } } },
-    routes: [{ cluster: 'up', retry: { tries: 1 } }],
-  } as never);
+  gw = await startOneUpstreamGateway(upstream.url, { listener: { http2: { h2c: true } } });
 });
 
 after(async () => {

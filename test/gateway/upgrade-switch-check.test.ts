@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawConn, parseHead } from '../helpers/raw-conn.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startOneUpstreamGateway, type TestGateway } from '../helpers/gateway.js';
 import { until } from '../helpers/until.js';
 import { startRawUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.js';
 
@@ -39,10 +39,7 @@ before(async () => {
     if (target === '/either') return /\r\nupgrade:/i.test(head) ? ANSWERS['/ok']! : ANSWERS['/200']!;
     return ANSWERS[target] ?? 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n';
   });
-  gw = await startTestGateway({
-    clusters: { up: { endpoints: [upstream.url], outlierDetection: { enabled: false } } },
-    routes: [{ cluster: 'up', retry: { tries: 1 } }],
-  } as never);
+  gw = await startOneUpstreamGateway(upstream.url);
 });
 
 after(async () => {
