@@ -23,6 +23,9 @@ export interface RouteCache {
   readonly collapseWaitMs: number;
   /** Responses with larger bodies are passed through and not stored, bytes. */
   readonly maxObjectBytes: number;
+  /** A GET or HEAD sent upstream with `Authorization` / `Cookie` passes the store by (`bypassOn`). */
+  readonly bypassAuthorization: boolean;
+  readonly bypassCookie: boolean;
 }
 
 /** The outcome of a lookup. */

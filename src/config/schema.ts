@@ -292,6 +292,9 @@ const STALE_TYPES = [
   'http_protocol_error',
 ] as const satisfies readonly ProxyErrorType[];
 
+/** The request fields `routes[].cache.bypassOn` names (lower case, as `BypassReason` names them). */
+export const CREDENTIAL_FIELDS = ['authorization', 'cookie'] as const;
+
 /** Every value `routes[].cache.serveStaleOn` accepts. */
 export const SERVE_STALE_ON: readonly string[] = [...STALE_TYPES, ...STALE_STATUSES];
 
@@ -304,6 +307,10 @@ const routeCacheSchema = z
     maxStale: duration('1h', 'How stale a stored copy may be to answer for a serveStaleOn failure.'),
     collapseWait: duration('5s', 'How long a miss waits for another request for the same key that is already on its way upstream (request collapsing); then it goes upstream itself. "0s": no collapsing.'),
     maxObjectSize: z.number().int().min(0).default(1048576).describe('Responses with a larger body are passed through and not stored, in bytes. Default 1048576 (1 MiB).'),
+    bypassOn: z
+      .array(z.enum(CREDENTIAL_FIELDS))
+      .default([...CREDENTIAL_FIELDS])
+      .describe('Request fields that say who the client is, with which a GET or HEAD neither reads nor fills the store: it goes upstream and its answer is not stored (Cache-Status `fwd=bypass; detail=authorization` or `detail=cookie`, the access log\'s `bypass`, gatewise_cache_bypasses_total). The field is read as it goes upstream (a request hook that removes it lets the request use the store). A stored response came from another client, and an upstream that personalises its answer by the field would have one user\'s page answer another\'s request. Leave a field out only when the route\'s answers do not depend on it (cookies only an analytics script reads): its requests then share the store, and RFC 9111 §3.5 still keeps an answer to a request with Authorization out of the store unless it says public, s-maxage or must-revalidate. Default both (as Varnish; nginx caches with either).'),
   })
   .strict();
 

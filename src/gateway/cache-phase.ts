@@ -94,7 +94,7 @@ export class CachePhase implements CollapseWaiter {
     this.#rc = rc;
     const scheme = ex.front === undefined ? 'http' : ex.front.scheme;
     this.key = cacheKey(schemeTarget(scheme, targetKey(ex.host, ex.path)), rc.route);
-    this.#unkeyed = unkeyedHost(ex, scheme) ? 'unkeyed-host' : hasContent(ex) ? 'request-content' : unkeyedField(ex) ? 'unkeyed-field' : undefined;
+    this.#unkeyed = unkeyedHost(ex, scheme) ? 'unkeyed-host' : hasContent(ex) ? 'request-content' : unkeyedField(ex, rc);
   }
 
   /**
@@ -106,7 +106,9 @@ export class CachePhase implements CollapseWaiter {
    * that reads GET bodies answered one client's body for every client of the URL; RFC 9110
    * §9.3.1 gives such content no meaning a cache could key on; over HTTP/2 without
    * Content-Length too, session 31). `unkeyed-field`: a field some upstreams read as another
-   * URL or method (`UNKEYED_FIELDS`; session 37).
+   * URL or method (`UNKEYED_FIELDS`; session 37). `authorization`, `cookie`: the request goes
+   * upstream with that field, on a route whose `bypassOn` names it (session 38: a logged-in
+   * user's request was answered with the anonymous page stored before it).
    */
   readonly #unkeyed: BypassReason | undefined;
 
@@ -696,19 +698,29 @@ const UNKEYED_FIELDS = new Map<string, 'url' | 'method'>([
   ['x-method-override', 'method'],
 ]);
 
-/** The request goes upstream with one of `UNKEYED_FIELDS`, in any spelling, saying something the key does not (read from what is sent: a request hook may have removed or added one). */
-function unkeyedField(ex: Exchange): boolean {
+/**
+ * `unkeyed-field`: the request goes upstream with one of `UNKEYED_FIELDS`, in any spelling,
+ * saying something the key does not; else `authorization` or `cookie`: it goes upstream with
+ * that field and the route's `bypassOn` names it (a credential: the answer may be the user's own,
+ * and a stored one is another client's; session 38). Read from what is sent: a request hook may
+ * have removed or added one. One pass over the fields, a length test for most.
+ */
+function unkeyedField(ex: Exchange, rc: RouteCache): BypassReason | undefined {
   const headers = ex.upstreamRequest().headers;
+  let credential: BypassReason | undefined;
   for (let i = 0; i < headers.length; i += 2) {
     const n = headers[i]!;
+    const len = n.length;
+    if (len === 13 && rc.bypassAuthorization && credential === undefined && n.toLowerCase() === 'authorization') credential = 'authorization';
+    else if (len === 6 && rc.bypassCookie && credential !== 'authorization' && n.toLowerCase() === 'cookie') credential = 'cookie';
     // Every such name starts with "x" and is 13 to 22 characters: one char test skips the rest.
-    if ((n.charCodeAt(0) | 0x20) !== 120 /* x */ || n.length < 13 || n.length > 22) continue;
+    if ((n.charCodeAt(0) | 0x20) !== 120 /* x */ || len < 13 || len > 22) continue;
     const kind = UNKEYED_FIELDS.get(n.toLowerCase().replaceAll('_', '-'));
     if (kind === undefined) continue;
     const v = headers[i + 1]!.trim();
-    if (kind === 'url' ? !sameTarget(v, ex.path, ex.ctx.escapedSlashes) : !SAME_METHODS.has(v.toUpperCase())) return true;
+    if (kind === 'url' ? !sameTarget(v, ex.path, ex.ctx.escapedSlashes) : !SAME_METHODS.has(v.toUpperCase())) return 'unkeyed-field';
   }
-  return false;
+  return credential;
 }
 
 /** A method field's values that answer what a GET or HEAD of the key answers. */

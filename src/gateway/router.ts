@@ -80,6 +80,8 @@ export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster, 
             maxStaleMs: parseDuration(cfg.cache.maxStale)!,
             collapseWaitMs: parseDuration(cfg.cache.collapseWait)!,
             maxObjectBytes: cfg.cache.maxObjectSize,
+            bypassAuthorization: cfg.cache.bypassOn.includes('authorization'),
+            bypassCookie: cfg.cache.bypassOn.includes('cookie'),
           },
   };
 }

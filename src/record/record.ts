@@ -33,13 +33,14 @@ export type CacheOutcome = 'hit' | 'stale' | 'updating' | 'revalidated' | 'colla
 /**
  * Why the cache passed a request by (`ReverseRecord.bypass` with `cache: bypass`,
  * `gatewise_cache_bypasses_total{reason}`; gateway/cache-phase.ts decides it, and Cache-Status
- * names the last three in its `detail`): method (a method the cache does not answer),
+ * names all but `method` in its `detail`): method (a method the cache does not answer),
  * request-content (a GET with content, which the key does not name), unkeyed-host (a Host with
  * a port or a trailing dot the key does not name), unkeyed-field (a field some upstreams read
- * as another URL or method, such as X-Original-URL). A fixed list: the metric's label stays
- * bounded. Before session 34 only Cache-Status said it.
+ * as another URL or method, such as X-Original-URL), authorization and cookie (a request sent
+ * upstream with that field, on a route whose `cache.bypassOn` names it; session 38). A fixed
+ * list: the metric's label stays bounded. Before session 34 only Cache-Status said it.
  */
-export type BypassReason = 'method' | 'request-content' | 'unkeyed-host' | 'unkeyed-field';
+export type BypassReason = 'method' | 'request-content' | 'unkeyed-host' | 'unkeyed-field' | 'authorization' | 'cookie';
 
 /**
  * What a background revalidation did (`ReverseRecord.revalidation`,

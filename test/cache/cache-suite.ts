@@ -89,7 +89,10 @@ export function suiteGatewayConfig(originPort: number): Omit<ConfigInput, 'liste
         cluster: 'origin',
         // The suite counts the requests its origin sees: a retried one reads as a cache fault.
         retry: { tries: 1 },
-        cache: { serveStaleOn: ['connection_terminated', 'http_response_incomplete', '503'] },
+        // Requests with Authorization or Cookie share the store here: the suite measures RFC 9111's
+        // shared-cache rules (§3.5 for Authorization), which the default `bypassOn` goes beyond by
+        // passing such requests by (session 38; docs/cache.md).
+        cache: { serveStaleOn: ['connection_terminated', 'http_response_incomplete', '503'], bypassOn: [] },
       },
     ],
   };

@@ -72,7 +72,7 @@ test('stale-if-error and serveStaleOn windows (seeded)', async () => {
       const e = entry(['Date', new Date(t0).toUTCString(), 'Cache-Control', `max-age=${maxAge}, stale-if-error=${sie}`], t0);
       const now = t0 + rand.int(400_000);
       const staleMs = Math.max(0, now - t0 - maxAge * 1000);
-      const route = { cache, route: 'r', serveStaleOn: new Set(['connection_refused']), maxStaleMs, collapseWaitMs: 0, maxObjectBytes: 1 << 20 };
+      const route = { cache, route: 'r', serveStaleOn: new Set(['connection_refused']), maxStaleMs, collapseWaitMs: 0, maxObjectBytes: 1 << 20, bypassAuthorization: true, bypassCookie: true };
       const refused = cache.staleAllowed(e, {}, route, 'connection_refused', undefined, now);
       const other = cache.staleAllowed(e, {}, route, 'dns_timeout', undefined, now);
       const s404 = cache.staleAllowed(e, {}, route, undefined, 404, now);
