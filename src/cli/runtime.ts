@@ -7,6 +7,7 @@ import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
 import type { ForwardConfig } from '../config/forward.js';
 import { Gateway } from '../gateway/server.js';
+import { purgeTarget } from '../gateway/cache-phase.js';
 import { attachAccessLog, createLogger, flushLogger } from '../observe/access-log.js';
 import type { AdminControl, AdminForwardView } from '../observe/admin.js';
 import { raiseMallocTrimThreshold } from './malloc-tuning.js';
@@ -72,7 +73,11 @@ function gatewayControl(current: () => Gateway): AdminControl {
       const c = current().ctx.cache;
       if (c === undefined) return undefined;
       let n = 0;
-      if (key) n += c.invalidateTarget(key);
+      if (key) {
+        // Any spelling of the key's target (host case, port, path encodings and dot segments).
+        const target = purgeTarget(key, current().ctx.escapedSlashes);
+        if (target !== undefined) n += c.invalidateTarget(target);
+      }
       if (prefix) n += c.purgePrefix(prefix);
       return n;
     },

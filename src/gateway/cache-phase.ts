@@ -574,6 +574,32 @@ export function invalidateAfterUnsafe(cache: ResponseCache, origin: string, host
   }
 }
 
+/**
+ * The target a purge by key names, spelled as keys are (`targetKey`): an optional `https://`
+ * mark kept (`invalidateTarget` covers both schemes anyway), the host in lower case without a
+ * port or a trailing dot, the path normalised as a request's (`normalizeOriginForm`: `/%7eu`,
+ * `//a` and `/x/../a` are `/~u`, `/a` and `/a`), the query as sent. undefined: a path no request
+ * could have (the gateway refuses it), so nothing is stored under it. Before session 38 only
+ * the normalised spelling purged anything (`purged: 0` for `/%7euser` while `/~user` stayed).
+ */
+export function purgeTarget(text: string, escapedSlashes: EscapedSlashes): string | undefined {
+  const bare = text.startsWith(HTTPS_TARGET) ? text.slice(HTTPS_TARGET.length) : text;
+  const slash = bare.search(/[/?]/);
+  let host = slash < 0 ? bare : bare.slice(0, slash);
+  let path = slash < 0 ? '/' : bare.slice(slash);
+  if (path.charCodeAt(0) === 63 /* ? */) path = '/' + path;
+  // A port (after an IPv6 literal's "]", or the one ":" of a name or IPv4 address), then a trailing dot.
+  const colon = host.lastIndexOf(':');
+  if (colon >= 0 && (host.startsWith('[') ? host.charCodeAt(colon - 1) === 93 /* ] */ : host.indexOf(':') === colon)) host = host.slice(0, colon);
+  if (host.endsWith('.')) host = host.slice(0, -1);
+  try {
+    path = normalizeOriginForm(path, refusedPath, escapedSlashes);
+  } catch {
+    return undefined;
+  }
+  return targetKey(host, path);
+}
+
 /** A URI reference with a scheme (RFC 3986 §3.1), or a network-path reference (`//host…`). */
 const WITH_AUTHORITY = /^(?:[A-Za-z][A-Za-z0-9+.-]*:)?\/\//;
 

@@ -284,7 +284,7 @@ function routes(o: AdminOptions, live: LiveTraffic, startedAt: number, config: {
     {
       method: 'POST', path: '/cache/purge', summary: 'Remove stored responses: one target on every route that stored it (host without port, then path and query: example.com/img/a.png?v=2), or every target with a prefix (example.com/img/).',
       query: [
-        { name: 'key', description: 'An exact target (host and path), purged on every route.', type: 'string' },
+        { name: 'key', description: 'An exact target (host and path), purged on every route; any spelling of it (host case and port, path encodings, // and dot segments are normalised as a request\'s).', type: 'string' },
         { name: 'prefix', description: 'A key prefix (with its host): every key starting with it.', type: 'string' },
       ],
       responses: { '200': 'Purged: how many keys (one per route that held a target).', '400': 'Neither key nor prefix.', '404': 'No route has a cache.' },
