@@ -163,6 +163,14 @@ export class CacheEntry {
    * `Date` replaces the stored one with the time it was received (`responseTime`), as RFC 9110
    * §6.6.1 has a caching recipient record it: before session 37 the old `Date` stayed, the
    * apparent age with it, and a response freshened so was still stale (every request validated).
+   * The stored `Age` goes too (the 304's, when it has one, takes its place): the age is the 304's
+   * from now on (§4.2.3 from its `Date`, `Age` and round trip); before session 38 the stored
+   * response's `Age: 5000` stayed, and freshened with `max-age=600` it was still stale. No
+   * `Set-Cookie` is kept, the 304's or any stored (the store never keeps one: a 304's cookie to a
+   * `no-cache="set-cookie"` entry was at rest in it before session 38; the caller tells the
+   * storability rules it came, `ResponseCache.keepUpdated`). `varyValues`: the request's values of
+   * the freshened response's Vary fields (`freshened`, gateway/cache-fields.ts, when the 304
+   * changed them).
    */
   updated(headers304: readonly string[], requestTime: number, responseTime: number, varyValues = this.varyValues): CacheEntry {
     const replace = new Map<string, string[]>();
@@ -174,6 +182,8 @@ export class CacheEntry {
       list.push(headers304[i]!, headers304[i + 1]!);
     }
     if (!replace.has('date')) replace.set('date', ['date', new Date(responseTime).toUTCString()]);
+    if (!replace.has('age')) replace.set('age', []);
+    replace.set('set-cookie', []);
     const out: string[] = [];
     const done = new Set<string>();
     const h = this.headers;

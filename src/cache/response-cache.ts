@@ -263,15 +263,17 @@ export class ResponseCache {
    * kept before, and one client's session cookie from a 304 was served from the store to every
    * client (adversarial review, session 30). When it may not be kept, the key's stored
    * responses are dropped (the request that brought it is still answered with it).
-   * `responseHeaders`: the entry's fields as `storable` reads them. A `ticket` a purge
+   * `responseHeaders`: the entry's fields as `storable` reads them (with the update's Set-Cookie,
+   * which the entry never keeps); `mayStore` false: not kept whatever they say (its new Vary
+   * names a field the gateway altered). A `ticket` a purge
    * cancelled keeps nothing and drops nothing (the purge did). What became of it: `kept`,
    * `dropped`, `too-large` (the update's fields made it larger than the whole store, which
    * refused it: the stored response stays as it was; before session 33 a revalidation said
    * `dropped` for it) or `cancelled`.
    */
-  keepUpdated(entry: CacheEntry, url: string, headers: RequestHeaders, responseHeaders: Record<string, string>, ticket?: StoreTicket): UpdateResult {
+  keepUpdated(entry: CacheEntry, url: string, headers: RequestHeaders, responseHeaders: Record<string, string>, ticket?: StoreTicket, mayStore = true): UpdateResult {
     if (ticket?.cancelled === true) return 'cancelled';
-    if (this.storable('GET', url, headers, entry.status, responseHeaders)) return this.put(entry) ? 'kept' : 'too-large';
+    if (mayStore && this.storable('GET', url, headers, entry.status, responseHeaders)) return this.put(entry) ? 'kept' : 'too-large';
     this.#drop(entry.key);
     return 'dropped';
   }

@@ -1,6 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { HOP_BY_HOP, connectionListed, fieldText, type RawField } from '../http/headers.js';
-import { varyValuesOf, type RequestHeaders } from '../cache/index.js';
+import { varyValuesOf, type CacheEntry, type RequestHeaders } from '../cache/index.js';
 import { gatewayWrites } from './request-headers.js';
 
 /** Response header helpers of the cache phase and its background revalidation. */
@@ -104,4 +104,43 @@ export function variesOnAlteredField(vary: readonly string[], client: RequestHea
   const upstream = varyValuesOf(vary, seen);
   for (let i = 0; i < vary.length; i++) if (sent[i] !== upstream[i]) return true;
   return false;
+}
+
+/** A stored response freshened by a 304 or a HEAD answer (`freshened`). */
+export interface Freshened {
+  readonly entry: CacheEntry;
+  /** Its fields as the storability rules read them, with the update's Set-Cookie (which the entry never keeps). */
+  readonly fields: Record<string, string>;
+  /** False: its new Vary names a field that went upstream other than the client sent it (`variesOnAlteredField`): not kept. */
+  readonly mayStore: boolean;
+}
+
+/**
+ * `stored` freshened by an update's fields (RFC 9111 §4.3.4, §4.3.5: `CacheEntry.updated`), for the
+ * client's request `client` sent upstream as `sent`. `rename`: selected for this request's values
+ * of its Vary fields (a 304 on a Vary miss). When the update changes the Vary field names, the
+ * stored values are this request's values of the new names; before session 38 the old values
+ * stayed, read against the new names (the validated client's next request missed, and one whose
+ * new field's value equalled an old value hit). Such a response is not kept when the new Vary
+ * names a field that went upstream other than the client sent it, as a new response is not.
+ */
+export function freshened(stored: CacheEntry, update: readonly string[], requestTime: number, responseTime: number, client: RequestHeaders, sent: readonly string[], requestIdHeader: string, rename: boolean): Freshened {
+  let entry = stored.updated(update, requestTime, responseTime, rename ? varyValuesOf(stored.vary, client) : stored.varyValues);
+  let mayStore = true;
+  if (!sameNames(entry.vary, stored.vary)) {
+    mayStore = !variesOnAlteredField(entry.vary, client, sent, requestIdHeader);
+    entry = stored.updated(update, requestTime, responseTime, varyValuesOf(entry.vary, client));
+  }
+  const fields = headerObject(entry.headers);
+  for (let i = 0; i < update.length; i += 2) {
+    if (update[i]!.length !== 10 || update[i]!.toLowerCase() !== 'set-cookie') continue;
+    fields['set-cookie'] = fields['set-cookie'] === undefined ? update[i + 1]! : `${fields['set-cookie']}, ${update[i + 1]!}`;
+  }
+  return { entry, fields, mayStore };
+}
+
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -19,7 +19,7 @@ import {
   type StoreTicket,
   type UpdateResult,
 } from '../cache/index.js';
-import { credentialDigest, headerObject, setCookiePairs, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
+import { credentialDigest, freshened, headerObject, setCookiePairs, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import { HTTPS_TARGET } from '../cache/index.js';
 import { proxyStatusOptions } from './context.js';
 import { Revalidation } from './revalidation.js';
@@ -348,9 +348,11 @@ export class CachePhase implements CollapseWaiter {
       }
       // On a Vary miss the variant the 304 named is now also the one for this request's values.
       // Renamed for this request's values only when it went upstream with them as the client sent them.
-      const rename = variants !== undefined && !variesOnAlteredField(chosen.vary, ex.req.headers, ex.upstreamRequest().headers, ex.ctx.requestIdHeader);
-      const fresh = chosen.updated(storedPairs(raw), this.#requestTime, now, rename ? varyValuesOf(chosen.vary, ex.req.headers) : chosen.varyValues);
-      this.storeRefused = REFUSED_UPDATE[this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket)];
+      const sent = ex.upstreamRequest().headers;
+      const rename = variants !== undefined && !variesOnAlteredField(chosen.vary, ex.req.headers, sent, ex.ctx.requestIdHeader);
+      const f = freshened(chosen, storedPairs(raw), this.#requestTime, now, ex.req.headers, sent, ex.ctx.requestIdHeader, rename);
+      const fresh = f.entry;
+      this.storeRefused = REFUSED_UPDATE[this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, f.fields, this.#ticket, f.mayStore)];
       this.outcome = 'revalidated';
       this.#answer(fresh, { fwd: variants !== undefined ? 'vary-miss' : 'stale', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now, setCookiePairs(raw));
       this.#release();
@@ -372,8 +374,9 @@ export class CachePhase implements CollapseWaiter {
     // none and the same length) freshens its headers.
     // The client gets the freshened stored headers (fields the HEAD answer left out are kept).
     if (method === 'HEAD' && status === 200 && e !== undefined && e.status === 200 && sameRepresentation(e, headerObject(raw))) {
-      const fresh = e.updated(storedPairs(raw), this.#requestTime, now);
-      this.storeRefused = REFUSED_UPDATE[this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, headerObject(fresh.headers), this.#ticket)];
+      const f = freshened(e, storedPairs(raw), this.#requestTime, now, ex.req.headers, ex.upstreamRequest().headers, ex.ctx.requestIdHeader, false);
+      const fresh = f.entry;
+      this.storeRefused = REFUSED_UPDATE[this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, f.fields, this.#ticket, f.mayStore)];
       this.outcome = 'revalidated';
       this.#answer(fresh, { fwd: this.#fwd, fwdStatus: status, ttl: fresh.ttlMs(now) / 1000 }, undefined, now, setCookiePairs(raw));
       this.#release();

@@ -5,7 +5,7 @@ import type { PoolConnection } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { CacheEntry, refusedForSize, selectFor304, withoutSetCookie, varyValuesOf, type RequestHeaders, type RouteCache, type StoreTicket, type UpdateResult } from '../cache/index.js';
 import { admitPhase, type Admittable } from './admit.js';
-import { credentialDigest, headerObject, isCredential, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
+import { credentialDigest, freshened, headerObject, isCredential, storedPairs, variesOnAlteredField, varyOf } from './cache-fields.js';
 import type { GatewayContext } from './context.js';
 import { requestEnd, requestRecord, type AttemptRecord, type ReverseRecord } from './events.js';
 import type { RevalidationResult, StoreRefusal } from '../record/index.js';
@@ -304,8 +304,8 @@ export class Revalidation implements Dispatcher.DispatchHandler, Admittable, Res
     if (raw !== undefined && result === 'kept') {
       const cache = this.#rc.cache;
       if (this.#status === 304) {
-        const fresh = this.#entry.updated(raw, this.#requestTime, this.#responseTime);
-        result = UPDATED[cache.keepUpdated(fresh, this.#path, this.#reqHeaders, headerObject(fresh.headers), this.#ticket)];
+        const f = freshened(this.#entry, raw, this.#requestTime, this.#responseTime, this.#reqHeaders, this.#headers, this.#ctx.requestIdHeader, false);
+        result = UPDATED[cache.keepUpdated(f.entry, this.#path, this.#reqHeaders, f.fields, this.#ticket, f.mayStore)];
       } else {
         // The store refuses what is larger than all of it (cache.maxSize, which a route's
         // maxObjectSize may exceed): not `replaced` then, the stale response is still the one stored.
