@@ -5,7 +5,8 @@
  * the response forbids it or the request's directives; request: the request asked for a
  * fresh answer; stale: a stored response needed validation; bypass: the cache was not
  * consulted). `detail` names, for a stale answer, the failure that it covers (an RFC 9209
- * error type) or why the cache was bypassed.
+ * error type), why the cache was bypassed, or why a storable answer was not stored when the head
+ * could know it (`StoreRefusal`: set-cookie, too-large, purged; the record's `storeRefused`).
  */
 import { sfTokenOrString } from '../failure/index.js';
 export type Forward = 'uri-miss' | 'vary-miss' | 'miss' | 'request' | 'stale' | 'bypass';

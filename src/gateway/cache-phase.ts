@@ -354,7 +354,7 @@ export class CachePhase implements CollapseWaiter {
       const fresh = f.entry;
       this.storeRefused = REFUSED_UPDATE[this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, f.fields, this.#ticket, f.mayStore)];
       this.outcome = 'revalidated';
-      this.#answer(fresh, { fwd: variants !== undefined ? 'vary-miss' : 'stale', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000 }, undefined, now, setCookiePairs(raw));
+      this.#answer(fresh, { fwd: variants !== undefined ? 'vary-miss' : 'stale', fwdStatus: 304, ttl: fresh.ttlMs(now) / 1000, detail: this.storeRefused }, undefined, now, setCookiePairs(raw));
       this.#release();
       return 'answered';
     }
@@ -378,7 +378,7 @@ export class CachePhase implements CollapseWaiter {
       const fresh = f.entry;
       this.storeRefused = REFUSED_UPDATE[this.#rc.cache.keepUpdated(fresh, ex.path, ex.req.headers, f.fields, this.#ticket, f.mayStore)];
       this.outcome = 'revalidated';
-      this.#answer(fresh, { fwd: this.#fwd, fwdStatus: status, ttl: fresh.ttlMs(now) / 1000 }, undefined, now, setCookiePairs(raw));
+      this.#answer(fresh, { fwd: this.#fwd, fwdStatus: status, ttl: fresh.ttlMs(now) / 1000, detail: this.storeRefused }, undefined, now, setCookiePairs(raw));
       this.#release();
       return 'answered';
     }
@@ -393,8 +393,9 @@ export class CachePhase implements CollapseWaiter {
       this.#tapBytes = 0;
       this.#tapResponseTime = now;
     } else {
-      // A refusal decided by the head says its name (a Set-Cookie: why the next request misses too).
-      if (this.storeRefused === 'set-cookie') cs.detail = 'set-cookie';
+      // A refusal decided by the head says its name, as the record and the metric do (why the
+      // next request misses too): set-cookie, too-large, purged. Before session 38 only set-cookie.
+      if (this.storeRefused !== undefined) cs.detail = this.storeRefused;
       this.#release();
     }
     head.push('cache-status', cacheStatusMember(ex.ctx.identity, cs));
@@ -422,8 +423,10 @@ export class CachePhase implements CollapseWaiter {
     // Storable, but said to be larger than the route's maxObjectSize: refused, and recorded so
     // (before session 34 only a background revalidation's record said `too-large`); named by the
     // one rule (`refusedForSize`: not cancelled here, so `too-large`, and a later purge keeps it).
+    // A Content-Length over the whole store is refused here too (the store would refuse the
+    // whole body at its end, after the head said `stored`).
     const cl = obj['content-length'];
-    if (cl !== undefined && Number(cl) > this.#rc.maxObjectBytes) {
+    if (cl !== undefined && Number(cl) > Math.min(this.#rc.maxObjectBytes, this.#rc.cache.store.maxBytes)) {
       this.storeRefused = refusedForSize(this.#ticket);
       return false;
     }

@@ -76,6 +76,12 @@ test('a client\'s storable answer the store refuses for its size is recorded too
         const r = await get(path);
         assert.equal(r.status, 200, what);
         assert.equal(r.body.length, kind === '304-over-store' ? 1 : bytes, `${what}: the client got the whole body`);
+        // Cache-Status names the refusal when the head decided it (RFC 9211 detail; session 38:
+        // only set-cookie was named); a body without Content-Length is refused after the head is sent.
+        if (kind === 'over-object-length' || kind === 'over-store' || kind === '304-over-store') {
+          assert.match(r.cs, /; detail=too-large$/, `${what}: Cache-Status ${r.cs}`);
+          assert.doesNotMatch(r.cs, /; stored/, `${what}: Cache-Status ${r.cs}`);
+        }
         const rec = await within(records.wait((x) => x.requestId === r.id), 10_000, `${what}: the record`);
         assert.equal(rec.cache, kind === '304-over-store' ? 'revalidated' : 'miss', what);
         assert.equal(rec.storeRefused, tooLarge ? 'too-large' : undefined, `${what}: the record's storeRefused`);
