@@ -325,9 +325,38 @@ export class ResponseCache {
   /** The routes that store here (their names end their keys), each with the origin server it sends to (its cluster). */
   readonly #routes = new Map<string, string>();
 
-  /** A route with a cache stores here (`compileRoute`), answered by `origin` (its cluster's name; a reload may change it). */
-  addRoute(name: string, origin: string): void {
+  /** The routes that rewrite the path they send: the client paths (their keys' space) of an upstream path. */
+  readonly #clientPaths = new Map<string, (upstreamPath: string) => readonly string[]>();
+
+  /**
+   * A route with a cache stores here (`compileRoute`), answered by `origin` (its cluster's name; a
+   * reload may change it). `clientPaths`: for a route that rewrites its prefix, the client paths
+   * an upstream path comes from (gateway/router.ts `clientPaths`).
+   */
+  addRoute(name: string, origin: string, clientPaths?: (upstreamPath: string) => readonly string[]): void {
     this.#routes.set(name, origin);
+    if (clientPaths === undefined) this.#clientPaths.delete(name);
+    else this.#clientPaths.set(name, clientPaths);
+  }
+
+  /**
+   * Forget what an upstream path names (`host`, and a normalised path and query in the upstream's
+   * space: a `Location` after an unsafe request) on the routes to `origin`, each in its own key
+   * space: a route that rewrites its prefix maps it back to its clients' paths (review of session
+   * 38: a stripped route's keys were never named). Returns how many keys held it.
+   */
+  invalidateUpstream(host: string, upstreamPath: string, origin: string): number {
+    let n = 0;
+    for (const [route, o] of this.#routes) {
+      if (o !== origin) continue;
+      const map = this.#clientPaths.get(route);
+      for (const p of map === undefined ? [upstreamPath] : map(upstreamPath)) {
+        const bare = targetKey(host, p);
+        if (this.invalidate(cacheKey(bare, route))) n++;
+        if (this.invalidate(cacheKey(HTTPS_TARGET + bare, route))) n++;
+      }
+    }
+    return n;
   }
 
   /**

@@ -330,7 +330,7 @@ export class CachePhase implements CollapseWaiter {
     const method = ex.method;
     // Not safe: its response invalidates the stored ones of its target (RFC 9111 §4.4).
     if (!SAFE_METHODS.has(method)) {
-      if (status < 400) invalidateAfterUnsafe(this.#rc.cache, ex.route!.cluster.name, ex.host, ex.path, raw, ex.ctx.escapedSlashes);
+      if (status < 400) invalidateAfterUnsafe(this.#rc.cache, ex.route!.cluster.name, ex.host, ex.path, ex.upstreamRequest().path, raw, ex.ctx.escapedSlashes);
       head.push('cache-status', cacheStatusMember(ex.ctx.identity, { fwd: 'bypass', fwdStatus: status }));
       return undefined;
     }
@@ -562,13 +562,15 @@ export class CachePhase implements CollapseWaiter {
  * invalidated nothing), its host compared without the port (an absolute Location naming the
  * listener's port never matched).
  */
-export function invalidateAfterUnsafe(cache: ResponseCache, origin: string, host: string, path: string, raw: readonly RawField[], escapedSlashes: EscapedSlashes): void {
+export function invalidateAfterUnsafe(cache: ResponseCache, origin: string, host: string, path: string, upstreamPath: string, raw: readonly RawField[], escapedSlashes: EscapedSlashes): void {
   cache.invalidateTarget(targetKey(host, path), origin);
   const own = host || 'localhost';
   for (let i = 0; i < raw.length; i += 2) {
     const n = fieldText(raw[i]!).toLowerCase();
     if (n !== 'location' && n !== 'content-location') continue;
-    const target = referencedTarget(fieldText(raw[i + 1]!).trim(), own, path);
+    // The upstream's field names its own paths: a relative one is resolved against the path it
+    // was sent, and each cached route maps the result back to its clients' (`invalidateUpstream`).
+    const target = referencedTarget(fieldText(raw[i + 1]!).trim(), own, upstreamPath);
     if (target === undefined) continue;
     let p: string;
     try {
@@ -576,7 +578,7 @@ export function invalidateAfterUnsafe(cache: ResponseCache, origin: string, host
     } catch {
       continue; // a path the gateway refuses: nothing is stored under it
     }
-    cache.invalidateTarget(targetKey(host, p), origin);
+    cache.invalidateUpstream(host, p, origin);
   }
 }
 

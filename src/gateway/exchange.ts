@@ -730,7 +730,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       }
     } else if (statusCode < 400 && this.ctx.cache !== undefined && !SAFE_METHODS.has(this.method)) {
       // An unsafe request on a route without a cache still invalidates what the cached routes to its cluster stored (RFC 9111 §4.4).
-      invalidateAfterUnsafe(this.ctx.cache, this.route!.cluster.name, this.#host, this.#path, rawHeaders, this.ctx.escapedSlashes);
+      invalidateAfterUnsafe(this.ctx.cache, this.route!.cluster.name, this.#host, this.#path, this.#upstreamPath, rawHeaders, this.ctx.escapedSlashes);
     }
     const listened = this.#listenerHead(statusCode, head);
     if (listened instanceof Failure) {

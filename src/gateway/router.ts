@@ -42,12 +42,12 @@ export function literalHost(host: string): string | undefined {
 
 export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster, cache?: ResponseCache): Route {
   const name = cfg.name ?? `route-${index}`;
-  if (cfg.cache !== undefined) cache?.addRoute(name, cluster.name);
+  if (cfg.cache !== undefined) cache?.addRoute(name, cluster.name, cfg.stripPrefix || cfg.rewritePrefix !== undefined ? (p) => clientPaths(route, p) : undefined);
   const hosts = cfg.match.host === undefined ? undefined : Array.isArray(cfg.match.host) ? cfg.match.host : [cfg.match.host];
   const exact = hosts?.filter((h) => !h.startsWith('*.')).map((h) => h.toLowerCase());
   const wild = hosts?.filter((h) => h.startsWith('*.')).map((h) => h.slice(1).toLowerCase());
   const prefix = cfg.match.pathPrefix;
-  return {
+  const route: Route = {
     name,
     cluster,
     pathPrefix: prefix,
@@ -84,6 +84,7 @@ export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster, 
             bypassCookie: cfg.cache.bypassOn.includes('cookie'),
           },
   };
+  return route;
 }
 
 function hostMatches(r: Route, host: string): boolean {
@@ -189,6 +190,32 @@ export function rewritePath(r: Route, path: string, routePath: string = path): s
   const base = r.newPrefix.endsWith('/') ? r.newPrefix.slice(0, -1) : r.newPrefix;
   if (rest === '' || rest.charCodeAt(0) === 63) return (base || '/') + rest;
   return base + rest;
+}
+
+/**
+ * The client paths `rewritePath` turns into `upstream` (a normalised origin-form path in the
+ * upstream's path space), for RFC 9111 §4.4 invalidation by an upstream's `Location` /
+ * `Content-Location`, which name the upstream's paths while keys hold the client's (session 38:
+ * `Location: /items/7` from behind `stripPrefix` of `/api/` invalidated `/items/7`, never stored,
+ * and left `/api/items/7`). None when `upstream` is outside the route's new prefix (no request on
+ * the route reaches it); two when a prefix without a trailing `/` is stripped to `/` (`/api` and
+ * `/api/` both become `/`). A route without a rewrite: the path itself. The route's own spelling
+ * of its prefix is used (a `caseInsensitive` route's client may have spelled it otherwise).
+ */
+export function clientPaths(r: Route, upstream: string): string[] {
+  if (r.newPrefix === undefined || r.pathPrefix.length === 1 && r.newPrefix === '/') return [upstream];
+  const base = r.newPrefix.endsWith('/') ? r.newPrefix.slice(0, -1) : r.newPrefix;
+  if (!upstream.startsWith(base)) return [];
+  let rest = upstream.slice(base.length);
+  const c = rest.charCodeAt(0);
+  if (rest !== '' && c !== 47 /* / */ && c !== 63 /* ? */) return []; // `/internalx` is not under `/internal`
+  if (rest === '' || c === 63) {
+    // `base` alone (or `/` for an empty base): the prefix itself.
+    return [r.pathPrefix + rest];
+  }
+  if (r.prefixIsDir) return [r.pathPrefix + rest.slice(1)];
+  if (base === '' && (rest === '/' || rest.startsWith('/?'))) return [r.pathPrefix + rest.slice(1), r.pathPrefix + rest];
+  return [r.pathPrefix + rest];
 }
 
 /** Where the route's prefix ends in a path that has `;` (or `%3B`) parameters (the prefix matched the path without them). */
