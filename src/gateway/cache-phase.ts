@@ -601,7 +601,7 @@ export function purgeTarget(text: string, escapedSlashes: EscapedSlashes): strin
   if (colon >= 0 && (host.startsWith('[') ? host.charCodeAt(colon - 1) === 93 /* ] */ : host.indexOf(':') === colon)) host = host.slice(0, colon);
   if (host.endsWith('.')) host = host.slice(0, -1);
   try {
-    path = normalizeOriginForm(path, refusedPath, escapedSlashes);
+    path = normalizeOriginForm(path, refuseAsError, escapedSlashes);
   } catch {
     return undefined;
   }
