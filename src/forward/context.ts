@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { RequestIds } from '../http/request-id.js';
+import { newForwardRequestId } from '../http/request-id.js';
 import { peerAddress } from '../http/peer.js';
 import type { Logger } from 'pino';
 import type { Dialer, EgressRouter, UdpDialer } from '../egress/index.js';
@@ -79,12 +79,8 @@ export function clientAddressFor(ctx: ForwardContext, socket: Socket): string | 
   return ctx.recordsObserved() ? peerAddress(socket) : undefined;
 }
 
-const ids = new RequestIds();
-
 /** A new request id for a forward request, tunnel or association (src/http/request-id.ts). */
-export function newRequestId(): string {
-  return ids.next();
-}
+export const newRequestId: () => string = newForwardRequestId;
 
 /** `host:port`, with IPv6 literals in brackets. */
 export function hostPort(host: string, port: number): string {

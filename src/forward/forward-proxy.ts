@@ -391,10 +391,10 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
 
   // This proxy's own records go to its own access log (another proxy in the same process
   // has its own); every observer (metrics, dashboard) reads them on `gatewise:request:end`.
-  const accessLog = new AccessLog(logger);
+  const accessLog = new AccessLog(logger, { gather: true });
   const onFinish = hooks.onFinish;
-  const publish = (rec: ForwardRecord): void => {
-    if (accessLogOn) accessLog.write(rec);
+  const publish = (rec: ForwardRecord, ownId?: boolean): void => {
+    if (accessLogOn) accessLog.write(rec, ownId === true);
     if (requestEnd.hasSubscribers) requestEnd.publish(rec);
     onFinish?.(rec);
   };
@@ -403,7 +403,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   ctx.meter.recordWanted = () => accessLogOn || onFinish !== undefined || requestEnd.hasSubscribers;
   const detachLog = (): void => {
     ctx.meter.off('finished', publish);
-    accessLog?.drain();
+    accessLog.close();
   };
   const warnings = (c: ForwardConfig): void => {
     if (!c.auth.required) logger.warn({ component: 'forward' }, 'forward proxy runs WITHOUT authentication (auth.required: false): anyone who can reach it may use it');

@@ -22,7 +22,7 @@ export class HttpProxyFront {
   handle(req: IncomingMessage, res: ServerResponse): void {
     const pipeline = this.#pipeline;
     const ctx = pipeline.ctx;
-    const session = ctx.meter.open({ protocol: 'http', requestId: newRequestId(), user: null, clientAddress: clientAddressFor(ctx, req.socket) });
+    const session = ctx.meter.open({ protocol: 'http', requestId: newRequestId, user: null, clientAddress: clientAddressFor(ctx, req.socket) });
     const exchange = new HttpExchange(ctx, req, res, session.requestId);
     const creds = headCredentials(req.headers['proxy-authorization'], req.rawHeaders);
     const target = parseAbsoluteTarget(req.url);

@@ -72,6 +72,9 @@ export class LineWriter {
   #closed = false;
   #reopenPending = false;
   #drainWaiters: Array<() => void> = [];
+  /** Writers of lines held back (`addSource`), asked for them before any other line and every flush. */
+  #sources: Array<() => void> = [];
+  #pulling = false;
   /** Lines dropped because the destination could not keep up. */
   dropped = 0;
   #droppedReported = 0;
@@ -94,9 +97,39 @@ export class LineWriter {
     }
   }
 
+  /** Whether lines wait in a buffer (not `sync`): a source may hold its lines until the writer flushes. */
+  get batching(): boolean {
+    return !this.#sync;
+  }
+
+  /**
+   * A writer of lines that holds them back (the forward access log's records, `AccessLog`):
+   * `pull` writes what it holds, and is called before any other line is written (so lines
+   * stay in the order they were made), before every flush (the interval's, `flush`,
+   * `flushSync`, `end`, `reopen`). Returns a function that removes it.
+   */
+  addSource(pull: () => void): () => void {
+    this.#sources.push(pull);
+    return () => {
+      const i = this.#sources.indexOf(pull);
+      if (i !== -1) this.#sources.splice(i, 1);
+    };
+  }
+
+  #pull(): void {
+    if (this.#pulling) return;
+    this.#pulling = true;
+    try {
+      for (let i = 0; i < this.#sources.length; i++) this.#sources[i]!();
+    } finally {
+      this.#pulling = false;
+    }
+  }
+
   /** Write one or more whole lines (each ending in a newline). */
   write(line: string): boolean {
     if (this.#closed) return false;
+    if (this.#sources.length !== 0) this.#pull();
     if (this.#sync) return this.#writeNow(Buffer.from(line));
     // Worst case three bytes per UTF-16 unit; most lines are ASCII and take one.
     if (this.#used + line.length * 3 > this.#buf.length) {
@@ -114,6 +147,7 @@ export class LineWriter {
 
   /** Start writing what has gathered (asynchronously). */
   flush(cb?: (err?: Error) => void): void {
+    if (this.#sources.length !== 0) this.#pull();
     this.#seal();
     this.#pump();
     if (cb) {
@@ -124,6 +158,7 @@ export class LineWriter {
 
   /** Write everything now, synchronously (before exit). */
   flushSync(): void {
+    if (this.#sources.length !== 0) this.#pull();
     this.#seal();
     // A write in flight holds the buffer before these; the ones queued after it go now.
     // (At exit that write is usually done; if not, its lines may follow these.)
@@ -135,6 +170,7 @@ export class LineWriter {
     if (this.#path === undefined || this.#closed) return;
     if (this.#writing) {
       // Lines already waiting finish in the old file; the switch happens once they are out.
+      if (this.#sources.length !== 0) this.#pull();
       this.#seal();
       this.#reopenPending = true;
       return;
@@ -152,6 +188,7 @@ export class LineWriter {
   /** Write what waits, stop the timer and close a file this writer opened. */
   end(): void {
     if (this.#closed) return;
+    if (this.#sources.length !== 0) this.#pull();
     this.#closed = true;
     clearInterval(this.#timer);
     if (this.#writing) {

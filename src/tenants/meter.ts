@@ -1,6 +1,7 @@
 import type { EndedBy, Phase, ProxyErrorType } from '../failure/index.js';
 import type { ForwardRecord, RecordProtocol } from '../record/index.js';
 import { EventEmitter } from 'node:events';
+import { newForwardRequestId } from '../http/request-id.js';
 
 /**
  * Usage metering for the forward proxy: bytes, requests, tunnels and datagrams, counted
@@ -105,7 +106,8 @@ function bump(c: Counters, field: keyof Counters, n: number): void {
 }
 
 export interface MeterEvents {
-  finished: [FinishedRecord];
+  /** The record, and whether its id is the forward face's own (`newForwardRequestId`: no JSON escaping needed). */
+  finished: [FinishedRecord, boolean];
 }
 
 export class Meter extends EventEmitter<MeterEvents> {
@@ -208,6 +210,11 @@ export class MeterSession {
   readonly #started = performance.now();
   /** The id, or the function that makes it on first read (no id is made for a record nobody reads). */
   #requestId: string | (() => string);
+  /**
+   * Whether the id is made by the forward face's own generator (opened with `newForwardRequestId`
+   * itself, not its value): it needs no JSON escaping, and `finished` says so to the access log.
+   */
+  readonly #ownId: boolean;
   protocol: MeteredProtocol;
   readonly clientAddress: string | undefined;
   user: string | null;
@@ -236,6 +243,7 @@ export class MeterSession {
     meter.live++;
     this.protocol = init.protocol;
     this.#requestId = init.requestId;
+    this.#ownId = init.requestId === newForwardRequestId;
     this.user = init.user;
     this.destination = init.destination ?? null;
     this.clientAddress = init.clientAddress;
@@ -360,7 +368,7 @@ export class MeterSession {
       datagramsDown: udp ? this.datagramsDown : undefined,
       datagramsDropped: udp ? this.datagramsDropped : undefined,
     };
-    this.#meter.emit('finished', rec);
+    this.#meter.emit('finished', rec, this.#ownId);
     return rec;
   }
 }

@@ -7,6 +7,10 @@ import path from 'node:path';
 import { accessLine, AccessLog, createLogger, flushLogger, jsonNumber } from '../../src/observe/access-log.js';
 import type { ForwardRecord, RequestRecord, ReverseRecord } from '../../src/record/index.js';
 import { seededRun } from '../helpers/seeded.js';
+import pino from 'pino';
+import { LineWriter } from '../../src/observe/line-writer.js';
+import { newForwardRequestId } from '../../src/http/request-id.js';
+import { Meter } from '../../src/tenants/meter.js';
 import { anyRecord } from '../helpers/records.js';
 
 /** What the line must hold: every defined field of the record, the same names and values. */
@@ -241,4 +245,59 @@ test('numbers in a line are written as JSON.stringify writes them: thousandths o
       assert.equal(jsonNumber(any), JSON.stringify(any), `value ${any}`);
     }
   });
+});
+
+test('a gathering log (the forward proxy\'s) writes every record, in order with the logger\'s other lines, at any flush, end, close or after 64 records; an own id is written as the escape test would (seeded)', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatewise-test-alog-gather-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  await seededRun('access log gathering', async (rand) => {
+    for (let round = 0; round < 8; round++) {
+      const file = path.join(dir, `g${round}-${Math.floor(rand() * 1e9)}.log`);
+      const logger = createLogger({ file });
+      const stream = (logger as unknown as Record<symbol, LineWriter>)[pino.symbols.streamSym]!;
+      const log = new AccessLog(logger, { gather: true });
+      // Each expected line: the access line's exact bytes, or the msg of another component's line.
+      const expected: Array<{ access: string } | { msg: string }> = [];
+      const count = 1 + Math.floor(rand() * 300);
+      for (let i = 0; i < count; i++) {
+        if (rand() < 0.1) {
+          const msg = `other ${i}`;
+          logger.info({ component: 'test' }, msg);
+          expected.push({ msg });
+          continue;
+        }
+        const r = anyRecord(rand);
+        const own = r.face === 'forward' && rand() < 0.5;
+        if (own) r.requestId = newForwardRequestId();
+        expected.push({ access: accessLine(r) });
+        log.write(r, own);
+      }
+      const how = Math.floor(rand() * 4);
+      if (how === 0) flushLogger(logger);
+      else if (how === 1) stream.end();
+      else if (how === 2) log.close(), flushLogger(logger);
+      else await new Promise<void>((resolve) => stream.flush(() => resolve()));
+      const got = fs.readFileSync(file, 'utf8').split('\n').slice(0, -1);
+      const what = `round ${round}: ${count} writes, ${['flushSync', 'end', 'close', 'flush'][how]}`;
+      assert.equal(got.length, expected.length, what);
+      expected.forEach((e, i) => {
+        if ('access' in e) assert.equal(got[i] + '\n', e.access, `${what}, line ${i}`);
+        else assert.equal((JSON.parse(got[i]!) as { msg: string }).msg, e.msg, `${what}, line ${i}`);
+      });
+      if (how !== 1) stream.end();
+    }
+  });
+});
+
+test('the meter says an id is the forward face\'s own only for a session opened with newForwardRequestId itself', () => {
+  const meter = new Meter();
+  const seen: boolean[] = [];
+  meter.on('finished', (_r, own) => seen.push(own));
+  const forged = (): string => 'x"y';
+  meter.open({ protocol: 'connect', requestId: newForwardRequestId, user: null }).finish();
+  meter.open({ protocol: 'connect', requestId: newForwardRequestId(), user: null }).finish();
+  meter.open({ protocol: 'connect', requestId: forged, user: null }).finish();
+  meter.open({ protocol: 'connect', requestId: 'a"b', user: null }).finish();
+  assert.deepEqual(seen, [true, false, false, false]);
+  assert.match(newForwardRequestId(), /^[0-9a-z]+-[0-9a-z]+-[0-9a-z]+$/);
 });
