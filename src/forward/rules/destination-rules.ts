@@ -3,7 +3,7 @@ import { customerFacingFailure } from '../../tenants/limit-refusal.js';
 import type { AddressGuard, DialTarget, ResolvedAddress } from '../../egress/index.js';
 import { CidrSet } from './cidr-set.js';
 import { HostPatterns, hostNeed, readHost, type CheckedHost, type HostNeed } from '../../egress/index.js';
-import { canonicalAddress, embeddedIPv4 } from '../../net/ip-canonical.js';
+import { canonicalAddress, embeddedIPv4s } from '../../net/ip-canonical.js';
 import { PortSet, type PortSpec } from './port-set.js';
 import { isPrivateAddress } from './private-ranges.js';
 import { ownListenerAt } from '../../net/own-listeners.js';
@@ -22,9 +22,12 @@ import { ownListenerAt } from '../../net/own-listeners.js';
  *   otherwise allow.
  *
  * A rule matches when every selector it has matches (hosts by name pattern, cidrs by
- * the resolved address — a deny rule's also by the IPv4 address an IPv6 one carries, NAT64
- * (64:ff9b::/96, local-use 64:ff9b:1::/48), 6to4 or SIIT —, ports by the destination port). Rules without `cidrs` are also
- * applied before name resolution, so a denied name is never looked up.
+ * the resolved address, ports by the destination port). A deny rule also judges the IPv4 address
+ * an IPv6 one carries (NAT64 64:ff9b::/96, local-use 64:ff9b:1::/48 in each RFC 6052 layout,
+ * 6to4, SIIT, Teredo: `embeddedIPv4s`): its cidrs by the resolved address's, its IP host patterns
+ * by the named literal's. Allow rules do not: a carried spelling opens nothing its IPv4 form's
+ * allow rule opens. Rules without `cidrs` are also applied before name resolution, so a denied
+ * name is never looked up.
  */
 
 export interface RuleSpec {
@@ -65,18 +68,37 @@ class Rule {
     if (!this.matchesName(host, port)) return false;
     return !this.cidrs || this.cidrs.has(address);
   }
+
+  /**
+   * A deny rule's match by what the destination carries: its host patterns by the host or one
+   * of `hosts` (the IPv4 literals the named IPv6 literal carries), its cidrs by `address` or one
+   * of `addresses` (the IPv4 addresses the resolved one carries), its ports by the port.
+   */
+  matchesCarried(host: CheckedHost, hosts: readonly CheckedHost[], port: number, address: string, addresses: readonly string[]): boolean {
+    if (this.#ports && !this.#ports.has(port)) return false;
+    const hp = this.hosts;
+    if (hp && !hp.matches(host) && !hosts.some((c) => hp.matches(c))) return false;
+    const cidrs = this.cidrs;
+    return !cidrs || cidrs.has(address) || addresses.some((a) => cidrs.has(a));
+  }
 }
+
+const NO_HOSTS: readonly CheckedHost[] = [];
+const NO_ADDRESSES: readonly string[] = [];
 
 class RuleSet {
   readonly allow: Rule[];
   readonly deny: Rule[];
-  /** A deny rule has cidrs (only those judge the IPv4 address an IPv6 one carries). */
+  /** A deny rule has cidrs (they judge the IPv4 address an IPv6 one carries). */
   readonly denyCidrs: boolean;
+  /** A deny rule has a host pattern that is an IP address (it judges the IPv4 literal an IPv6 one carries). */
+  readonly denyHostAddresses: boolean;
 
   constructor(spec: RuleSetSpec | undefined) {
     this.allow = (spec?.allow ?? []).map((r) => new Rule(r));
     this.deny = (spec?.deny ?? []).map((r) => new Rule(r));
     this.denyCidrs = this.deny.some((r) => r.cidrs !== undefined);
+    this.denyHostAddresses = this.deny.some((r) => r.hosts?.hasAddress === true);
   }
 
   get empty(): boolean {
@@ -102,6 +124,8 @@ export class DestinationRules {
   readonly #hostNeed: HostNeed;
   /** A deny rule of any level has cidrs: else the IPv4 address an IPv6 one carries is not looked for (every IPv6 dial and datagram asks). */
   readonly #denyCidrs: boolean;
+  /** A deny rule of any level has an IP host pattern: else the IPv4 literal an IPv6 literal carries is not looked for. */
+  readonly #denyHostAddresses: boolean;
 
   constructor(global: GlobalRulesSpec, users: ReadonlyArray<{ name: string } & RuleSetSpec> = []) {
     this.#global = new RuleSet(global);
@@ -114,6 +138,7 @@ export class DestinationRules {
     const levels = [this.#global, ...this.#users.values()];
     this.#hostNeed = hostNeed(levels.flatMap((l) => [...l.allow, ...l.deny].map((r) => r.hosts)));
     this.#denyCidrs = levels.some((l) => l.denyCidrs);
+    this.#denyHostAddresses = levels.some((l) => l.denyHostAddresses);
   }
 
   /** True when the user has rules of their own (their upstream pools are kept apart). */
@@ -144,19 +169,33 @@ export class DestinationRules {
   checkName(user: string | null, host: string, port: number): Failure | undefined {
     const own = this.#own(user);
     const h = readHost(host, this.#hostNeed);
+    const ch = this.#carriedHosts(h);
     if (own !== undefined) {
-      const r = this.#checkNameAt(own, user, host, h, port);
+      const r = this.#checkNameAt(own, user, host, h, ch, port);
       if (r !== CONTINUE) return r;
     }
-    const r = this.#checkNameAt(this.#global, user, host, h, port);
+    const r = this.#checkNameAt(this.#global, user, host, h, ch, port);
     return r === CONTINUE ? undefined : r;
   }
 
-  #checkNameAt(level: RuleSet, user: string | null, host: string, h: CheckedHost, port: number): Failure | undefined | typeof CONTINUE {
+  /**
+   * The IPv4 literals the named host carries when it is an IPv6 literal (NAT64, 6to4, SIIT,
+   * Teredo), as the host patterns read them; empty unless a deny rule has an IP host pattern
+   * (probe of session 38: a deny of `hosts: ["127.0.0.2"]` let `64:ff9b::7f00:2` through, which
+   * a deny cidr of 127.0.0.2/32 refuses; test/forward/rules-carried-ipv4.test.ts).
+   */
+  #carriedHosts(h: CheckedHost): readonly CheckedHost[] {
+    const a = h.address;
+    if (!this.#denyHostAddresses || a === undefined || !a.includes(':')) return NO_HOSTS;
+    const v4s = embeddedIPv4s(a);
+    return v4s.length === 0 ? NO_HOSTS : v4s.map((v) => ({ name: v, address: v }));
+  }
+
+  #checkNameAt(level: RuleSet, user: string | null, host: string, h: CheckedHost, ch: readonly CheckedHost[], port: number): Failure | undefined | typeof CONTINUE {
     const deny = level.deny;
     for (let i = 0; i < deny.length; i++) {
       const r = deny[i]!;
-      if (!r.cidrs && r.matchesName(h, port)) return this.#denied(level, user, label(host, port));
+      if (!r.cidrs && (r.matchesName(h, port) || (ch.length !== 0 && r.matchesCarried(h, ch, port, '', NO_ADDRESSES)))) return this.#denied(level, user, label(host, port));
     }
     // An allow rule that may match (by name) ends the name stage: the address stage decides.
     const allow = level.allow;
@@ -191,14 +230,16 @@ export class DestinationRules {
     // 64:ff9b::7f00:2 through; test/forward/rules.test.ts). Allow cidrs do not: a carried
     // spelling opens nothing its IPv4 form's allow rule opens. Undefined for IPv4, and when no
     // deny rule has cidrs (no work; the private ranges decode it themselves, isPrivateAddress).
-    const carried = canon.family === 6 && this.#denyCidrs ? embeddedIPv4(addr) : undefined;
+    // Every layout's reading of the local-use NAT64 prefix is one (ip-canonical.ts).
+    const carried = canon.family === 6 && this.#denyCidrs ? embeddedIPv4s(addr) : NO_ADDRESSES;
+    const ch = this.#carriedHosts(h);
     if (own !== undefined) {
-      const r = this.#checkAddressAt(own, user, host, h, port, addr, carried);
+      const r = this.#checkAddressAt(own, user, host, h, ch, port, addr, carried);
       if (r instanceof Failure) return r;
       allowedBy = r;
     }
     if (allowedBy === undefined) {
-      const r = this.#checkAddressAt(this.#global, user, host, h, port, addr, carried);
+      const r = this.#checkAddressAt(this.#global, user, host, h, ch, port, addr, carried);
       if (r instanceof Failure) return r;
       allowedBy = r;
     }
@@ -213,12 +254,13 @@ export class DestinationRules {
     return undefined;
   }
 
-  /** One level's rules for an address (`carried`: the IPv4 address it carries, judged by deny rules too): a deny's refusal, the allow rule that matched, or undefined (none). */
-  #checkAddressAt(level: RuleSet, user: string | null, host: string, h: CheckedHost, port: number, addr: string, carried: string | undefined): Failure | Rule | undefined {
+  /** One level's rules for an address (`ch`, `carried`: the IPv4 literals the host and the IPv4 addresses the address carry, judged by deny rules too): a deny's refusal, the allow rule that matched, or undefined (none). */
+  #checkAddressAt(level: RuleSet, user: string | null, host: string, h: CheckedHost, ch: readonly CheckedHost[], port: number, addr: string, carried: readonly string[]): Failure | Rule | undefined {
     const deny = level.deny;
+    const extra = ch.length !== 0 || carried.length !== 0;
     for (let i = 0; i < deny.length; i++) {
       const r = deny[i]!;
-      if (r.matches(h, port, addr) || (carried !== undefined && r.cidrs !== undefined && r.matches(h, port, carried))) {
+      if (r.matches(h, port, addr) || (extra && r.matchesCarried(h, ch, port, addr, carried))) {
         const nextHop = label(host, port);
         return r.cidrs
           ? new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `address ${addr} of ${nextHop} is denied by a rule` })

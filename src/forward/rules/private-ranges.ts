@@ -1,5 +1,5 @@
 import { CidrSet } from './cidr-set.js';
-import { embeddedIPv4 } from '../../net/ip-canonical.js';
+import { embeddedIPv4s } from '../../net/ip-canonical.js';
 
 /**
  * Addresses the forward proxy refuses by default: private networks, loopback, link-local
@@ -39,6 +39,8 @@ export function privateRanges(): CidrSet {
 
 export function isPrivateAddress(address: string): boolean {
   if (privateRanges().has(address)) return true;
-  const v4 = embeddedIPv4(address);
-  return v4 !== undefined && privateRanges().has(v4);
+  // Every IPv4 address it may carry (NAT64, 6to4, SIIT, Teredo; ip-canonical.ts).
+  const carried = embeddedIPv4s(address);
+  for (let i = 0; i < carried.length; i++) if (privateRanges().has(carried[i]!)) return true;
+  return false;
 }
