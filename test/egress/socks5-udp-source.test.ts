@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
-import { createServer, type Server, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { SocksClient } from 'socks';
 import { parseProxyUrl } from '../../src/egress/proxy-url.js';
 import { Socks5UdpDialer } from '../../src/egress/socks5-udp-dialer.js';
 import type { UdpSource } from '../../src/egress/index.js';
 import { between, seededRun } from '../helpers/seeded.js';
+import { fakeUpstream } from '../helpers/socks5-udp-upstream.js';
 
 /**
  * UDP through an upstream SOCKS5 proxy takes frames only from that proxy's relay: its
@@ -17,40 +17,6 @@ import { between, seededRun } from '../helpers/seeded.js';
  * UDP ASSOCIATE names a relay on 127.0.0.1:P) and impostors on other 127/8 addresses bound
  * to the same port P (seeded) send frames that claim to come from the destination.
  */
-
-/** A minimal SOCKS5 upstream: no authentication, UDP ASSOCIATE only, relay on 127.0.0.1. */
-async function fakeUpstream(): Promise<{ server: Server; port: number; relay: UdpSocket; relayPort: number; controls: Socket[]; clientPort: Promise<number> }> {
-  const relay = createSocket('udp4');
-  relay.bind(0, '127.0.0.1');
-  await once(relay, 'listening');
-  const relayPort = relay.address().port;
-  // The egress's local port, learnt from its first frame.
-  const clientPort = new Promise<number>((resolve) => relay.once('message', (_m, r) => resolve(r.port)));
-  const controls: Socket[] = [];
-  const server = createServer((c) => {
-    controls.push(c);
-    c.on('error', () => {});
-    let stage = 0;
-    let buf = Buffer.alloc(0);
-    c.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      if (stage === 0 && buf.length >= 2 && buf.length >= 2 + buf[1]!) {
-        buf = buf.subarray(2 + buf[1]!);
-        stage = 1;
-        c.write(Buffer.from([5, 0]));
-      }
-      if (stage === 1 && buf.length >= 10) {
-        stage = 2;
-        const pb = Buffer.alloc(2);
-        pb.writeUInt16BE(relayPort);
-        c.write(Buffer.concat([Buffer.from([5, 0, 0, 1, 127, 0, 0, 1]), pb]));
-      }
-    });
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, port: (server.address() as { port: number }).port, relay, relayPort, controls, clientPort };
-}
 
 function frameFrom(host: string, port: number, data: string): Buffer {
   return SocksClient.createUDPFrame({ remoteHost: { host, port }, data: Buffer.from(data) });

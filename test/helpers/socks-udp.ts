@@ -17,13 +17,14 @@ export async function udpClient(): Promise<{ sock: UdpSocket; port: number; inbo
 
 /**
  * SOCKS5 UDP ASSOCIATE (with the `socks` package) through the proxy on 127.0.0.1:`proxyPort`
- * as `user`, announcing `announcedPort` (0: any) as the client's UDP port; 3 s bound.
+ * as `user`, announcing `announcedHost`:`announcedPort` (0.0.0.0 and 0: not known) as the
+ * client's UDP source (RFC 1928 §7's DST.ADDR and DST.PORT; nothing is sent to it); 3 s bound.
  */
-export function associate(proxyPort: number, user: { user: string; password: string }, announcedPort = 0): Promise<UdpAssociation> {
+export function associate(proxyPort: number, user: { user: string; password: string }, announcedPort = 0, announcedHost = '0.0.0.0'): Promise<UdpAssociation> {
   const client = new SocksClient({
     proxy: { host: '127.0.0.1', port: proxyPort, type: 5, userId: user.user, password: user.password },
     command: 'associate',
-    destination: { host: '0.0.0.0', port: announcedPort },
+    destination: { host: announcedHost, port: announcedPort },
     timeout: 3000,
   });
   return new Promise((resolve, reject) => {

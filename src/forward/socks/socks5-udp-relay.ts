@@ -8,6 +8,7 @@ import { hostPort } from '../context.js';
 import type { ForwardPipeline, ForwardRequest, Relay } from '../pipeline.js';
 import { canonicalAddress } from '../../net/ip-canonical.js';
 import { cutFields } from '../record-fields.js';
+import { quotaOver } from '../quota-gate.js';
 import type { ByteReader } from './byte-reader.js';
 import { SOCKS5_REPLY } from './reply-codes.js';
 import { encodeAddress, parseAddress, type SocksTarget } from './socks-address.js';
@@ -42,10 +43,11 @@ function bindUdp(address: string, family: 4 | 6): Promise<UdpSocket> {
  * SOCKS5 UDP ASSOCIATE (RFC 1928 §7), the relay of a `datagram` request: the pipeline
  * has authorised, planned and admitted the association; this opens a relay socket on the
  * address the client reached us on and the egress, answers the reply, and relays.
- * Datagrams are accepted only from the client's IP (and the port it announced, or else
- * the first one it uses); fragments (FRAG ≠ 0) are dropped; each destination is checked
- * like a TCP one; replies are accepted on each egress socket only from destinations the
- * client has sent to through that socket.
+ * Datagrams are accepted only from the client's IP (the control connection's) and the port it
+ * announced, or else the port of the first well-formed one it sends (`clientSource`); fragments
+ * (FRAG ≠ 0) are dropped; each destination is checked like a TCP one; replies are accepted on
+ * each egress socket only from destinations the client has sent to through that socket. A byte
+ * quota the user is over, in either direction, ends the association as it ends a tunnel.
  * The association ends when its TCP control connection closes or nothing moves for
  * `udpIdle`. A failure before the reply is thrown (the pipeline refuses with it).
  */
@@ -142,20 +144,35 @@ export class UdpAssociation implements Relay {
       return opening;
     };
 
-    const announcedPort = requested.port;
-    let clientPort: number | undefined = announcedPort !== 0 ? announcedPort : undefined;
+    let clientPort = announcedPort(requested, clientIp.address);
     let inFlight = 0;
     let done!: (endedBy: EndedBy) => void;
     const finished = new Promise<EndedBy>((resolve) => {
       done = resolve;
     });
     const idle = new Timeout(() => done('idle'), ctx.settings.udpIdleMs);
+    // A byte quota, over in either direction, ends the association as it ends a tunnel
+    // (TunnelRun's #cutByQuota: checked before a datagram is counted, so the one that crosses
+    // the limit goes through and the next one, either way, is dropped and ends it; the record
+    // says endedBy "quota" and its `quota`). Before (probe of session 38), each direction checked
+    // only its own quota and dropped datagrams, and the record had no `quota`
+    // (test/forward/socks5-udp-quota.test.ts).
+    let cut = false;
+    const cutByQuota = (): boolean => {
+      if (cut) return true;
+      if (user === null) return false;
+      const over = quotaOver(ctx.plans, user);
+      if (over === undefined) return false;
+      cut = true;
+      session.quotaCut ??= over.detail;
+      done('gateway');
+      return true;
+    };
 
     relay.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
       const from = canonicalAddress(rinfo.address);
       if (!from || from.address !== clientIp.address) return; // not the associated client: ignore silently
       if (clientPort !== undefined && rinfo.port !== clientPort) return;
-      clientPort ??= rinfo.port;
       idle.refresh();
       // RSV(2) FRAG(1) ATYP DST.ADDR DST.PORT DATA
       if (msg.length < 4 || msg[2] !== 0) {
@@ -172,12 +189,20 @@ export class UdpAssociation implements Relay {
         session.dropped();
         return;
       }
-      if (target.port === 0 || inFlight >= MAX_IN_FLIGHT) {
+      if (target.port === 0) {
+        session.dropped();
+        return;
+      }
+      // Only a well-formed datagram fixes the client's port (probe of session 38: the first one
+      // did, even cut short, a fragment or of an unknown ATYP, and the client's real datagrams
+      // from another port were dropped; test/forward/socks5-udp-client-source.test.ts).
+      clientPort ??= rinfo.port;
+      if (inFlight >= MAX_IN_FLIGHT || cutByQuota()) {
         session.dropped();
         return;
       }
       const label = hostPort(target.host, target.port);
-      if (ctx.rules.checkName(user, target.host, target.port) || ctx.plans.allowBytes(user, 'up')) {
+      if (ctx.rules.checkName(user, target.host, target.port)) {
         session.dropped();
         return;
       }
@@ -210,7 +235,7 @@ export class UdpAssociation implements Relay {
       if (label === undefined || clientPort === undefined) return; // unsolicited here: drop
       const addr = canonicalAddress(from.address)?.address ?? from.address;
       idle.refresh();
-      if (ctx.plans.allowBytes(user, 'down')) {
+      if (cutByQuota()) {
         session.dropped();
         return;
       }
@@ -269,6 +294,23 @@ export class UdpAssociation implements Relay {
 }
 
 function ignore(): void {}
+
+/**
+ * The client's UDP port as its ASSOCIATE announced it (RFC 1928 §7: DST.ADDR and DST.PORT, the
+ * source it expects to send from), or undefined: taken from its first well-formed datagram.
+ * The announcement counts only when its address is all zeros (not known) or the control
+ * connection's IP (`clientIp`, canonical): datagrams are taken from that IP alone. Another
+ * address — a client behind a NAT names its own LAN address, or a name — says nothing of the
+ * source the relay will see, so the port is set aside with it (probe of session 38: the port was
+ * kept and the client's datagrams from its real one dropped after a success reply). Accepting
+ * from the announced address instead would let a client point the relay's answers at another
+ * host; gost takes the control connection's IP and ignores the announcement too.
+ */
+function announcedPort(requested: SocksTarget, clientIp: string): number | undefined {
+  if (requested.port === 0) return undefined;
+  const a = canonicalAddress(requested.host)?.address;
+  return a === '0.0.0.0' || a === '0:0:0:0:0:0:0:0' || a === clientIp ? requested.port : undefined;
+}
 
 /**
  * The destinations one egress socket of an association has sent to, which alone may answer
