@@ -127,13 +127,18 @@ export class AccessLog {
    * run back to back stays warm. `drain` writes them at once (close, exit).
    */
   #pending: RequestRecord[] = [];
-  /** Beside each pending record: whether its id is the forward face's own (`write`'s `ownId`). */
-  #ownIds: boolean[] = [];
+  /**
+   * Beside each pending record: its id as `write` saw it when that id is the forward face's own
+   * (`write`'s `ownId`), else undefined. The id itself, not a flag: a hook or a
+   * `gatewise:request:end` subscriber gets the same record before its line is built, and an id
+   * it puts there must still be escaped.
+   */
+  #ownIds: Array<string | undefined> = [];
 
   /** `ownId`: the id was made by `newForwardRequestId` (the meter session says so), and its JSON needs no escape test. */
   write(r: RequestRecord, ownId = false): void {
     if (!this.#logger.isLevelEnabled('info')) return;
-    this.#ownIds.push(ownId);
+    this.#ownIds.push(ownId && r.face === 'forward' ? r.requestId : undefined);
     const n = this.#pending.push(r);
     if (this.#unpull !== undefined) {
       if (n >= GATHER) this.drain();
@@ -374,12 +379,13 @@ function reverseLine(r: ReverseRecord): string {
 }
 
 /** The forward face's line of one record, built the same way as `reverseLine`. */
-function forwardLine(r: ForwardRecord, ownId: boolean): string {
+function forwardLine(r: ForwardRecord, ownId: string | undefined): string {
   let line = '{"level":"info","time":"' + isoTime(r.time) + fwdAfterTime.of(r.protocol);
   // An id of `newForwardRequestId` (base 36 and '-') is written as it is: no escape test, which
   // flattened the appended id for its regular expression. Callgrind, as for `gather`:
   // `RegExpPrototypeTestFast` 3.5k → 2.0k, all but GC and TurboFan 169.9k → 169.1k per tunnel (§54).
-  if (r.requestId !== undefined) line += ',"requestId":' + (ownId ? '"' + r.requestId + '"' : str(r.requestId));
+  // Only while the record still holds the id `write` saw: one that a hook put there since is escaped.
+  if (r.requestId !== undefined) line += ',"requestId":' + (r.requestId === ownId ? '"' + r.requestId + '"' : str(r.requestId));
   if (r.clientAddress !== undefined) line += ',"clientAddress":' + mFwdClient.of(r.clientAddress);
   if (r.method !== undefined) line += ',"method":' + mMethod.of(r.method);
   if (r.user !== undefined) line += ',"user":' + mUser.of(r.user);
@@ -393,7 +399,7 @@ function forwardLine(r: ForwardRecord, ownId: boolean): string {
 }
 
 /** The access-log line of one record (exported for the tests that compare it with the record). */
-export function accessLine(r: RequestRecord, ownId = false): string {
+export function accessLine(r: RequestRecord, ownId?: string): string {
   return r.face === 'reverse' ? reverseLine(r) : forwardLine(r, ownId);
 }
 

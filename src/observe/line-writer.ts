@@ -104,9 +104,11 @@ export class LineWriter {
 
   /**
    * A writer of lines that holds them back (the forward access log's records, `AccessLog`):
-   * `pull` writes what it holds, and is called before any other line is written (so lines
-   * stay in the order they were made), before every flush (the interval's, `flush`,
-   * `flushSync`, `end`, `reopen`). Returns a function that removes it.
+   * `pull` writes what it holds, and is called before any other line is written and before
+   * every flush (the interval's, `flush`, `flushSync`, `end`, `reopen`). So a source's lines
+   * keep their own order and come before any line written directly after them; a line that
+   * another holder kept back (the reverse access log's batch, written at its `setImmediate`)
+   * may come after a forward line made later. Returns a function that removes it.
    */
   addSource(pull: () => void): () => void {
     this.#sources.push(pull);
