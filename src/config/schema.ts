@@ -415,7 +415,7 @@ export const configSchema = z
       .describe('What the Proxy-Status header and error bodies reveal, and to whom.'),
     dns: z
       .object({
-        servers: z.array(z.string()).optional().describe('DNS servers (ip or ip:port) to resolve endpoint names with, instead of the system resolver.'),
+        servers: z.array(z.string()).optional().describe('DNS servers (ip or ip:port) to resolve endpoint names with, instead of the system resolver. `localhost` and names under `.localhost` are loopback (RFC 6761) and asked of neither.'),
         timeout: duration('2s', 'Time for one DNS query.'),
         tries: z.number().int().min(1).max(5).default(2).describe('Tries per DNS query. Default 2.'),
       })

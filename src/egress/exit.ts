@@ -5,7 +5,7 @@ import { DirectDialer } from './direct-dialer.js';
 import { DirectUdpDialer } from './direct-udp-dialer.js';
 import { scopeOf, withScope } from './exit-failure.js';
 import { httpConnect } from './http-connector.js';
-import { literalAddress, type Resolver } from './resolver.js';
+import { literalAddress, localhostAddresses, type Resolver } from './resolver.js';
 import { socks5Connect } from './socks5-connector.js';
 import { openTransport } from './proxy-transport.js';
 import { Socks5UdpDialer } from './socks5-udp-dialer.js';
@@ -80,17 +80,28 @@ function hostPort(host: string, port: number): string {
  * address guard applies to IP literals here (names are checked by the handlers).
  */
 /**
- * The address rules for a destination given as an IP literal, before any exit is asked to
- * reach it: the exit (a proxy) resolves names itself, so a literal is the one address this
- * hop can judge. Every way out through an upstream proxy checks it first, the CONNECT or
+ * The address rules for a destination given as an IP literal (or a `localhost` name, whose
+ * addresses are fixed), before any exit is asked to reach it: the exit (a proxy) resolves
+ * names itself, so these are the addresses this hop can judge. Every way out through an upstream proxy checks it first, the CONNECT or
  * SOCKS dial of a chain and the plain-HTTP request written to an HTTP proxy alike (finding,
  * session 29: the latter skipped it, so a denied literal was reachable through an HTTP exit).
  */
 export function refuseLiteral(target: DialTarget, opts: DialOptions): void {
   const lit = literalAddress(target.host);
-  if (lit === undefined) return;
-  const refusal = opts.guard(lit, target);
-  if (refusal) throw refusal;
+  if (lit !== undefined) {
+    const refusal = opts.guard(lit, target);
+    if (refusal) throw refusal;
+    return;
+  }
+  // `localhost` and names under it are loopback wherever they are resolved (RFC 6761 §6.3):
+  // judged here as 127.0.0.1 and ::1, refused if either is, since the exit picks which one it
+  // dials. Before, the name went to the exit unjudged and reached the loopback a rule refuses.
+  const local = localhostAddresses(target.host);
+  if (local === undefined) return;
+  for (const a of local) {
+    const refusal = opts.guard(a, target);
+    if (refusal) throw refusal;
+  }
 }
 
 export class ProxyChainExit implements Exit {

@@ -4,6 +4,7 @@ import { Failure, classify } from '../failure/index.js';
 import type { ResolvedAddress } from './dialer.js';
 import type { CancelSignal } from '../timing/cancel.js';
 import { Timeout } from '../timing/deadlines.js';
+import { LOCALHOST_ADDRESSES, isLocalhostName } from '../net/localhost.js';
 
 /**
  * Name resolution for dialers. A Resolver returns every address of a name; the dialer
@@ -108,12 +109,25 @@ export function inetAton(name: string): string | undefined {
 }
 
 /**
- * Resolve a target host under a time limit. IP literals skip resolution.
+ * The loopback addresses of `localhost` and names under it (RFC 6761 §6.3: answered without
+ * asking DNS), else undefined. The destination rules judge these addresses as any resolved
+ * ones: a deny of 127.0.0.0/8 denies `localhost`.
+ */
+export function localhostAddresses(host: string): ResolvedAddress[] | undefined {
+  return isLocalhostName(host) ? LOCALHOST_ADDRESSES.map((a) => ({ address: a.address, family: a.family })) : undefined;
+}
+
+/**
+ * Resolve a target host under a time limit. IP literals skip resolution, and so do
+ * `localhost` names (loopback, RFC 6761 §6.3: the resolver, such as a `dns.servers` one, was
+ * asked for them and could answer NXDOMAIN or a foreign address).
  * Rejects with a Failure: dns_timeout, dns_error.
  */
 export async function resolveHost(resolver: Resolver, host: string, timeoutMs: number, nextHop: string, signal?: CancelSignal): Promise<ResolvedAddress[]> {
   const lit = literalAddress(host);
   if (lit) return [lit];
+  const local = localhostAddresses(host);
+  if (local) return local;
   let timer: Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const limit = new Promise<never>((_, reject) => {
