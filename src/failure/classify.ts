@@ -1,4 +1,5 @@
 import { Failure } from './failure.js';
+import { TLS_ALERT_IDS } from './tls-alerts.js';
 import type { Phase } from './types.js';
 
 /** What the caller knows about how far the attempt got when the error arrived. */
@@ -126,7 +127,8 @@ export function classify(err: unknown, progress: AttemptProgress): Failure {
     }
     if (code.startsWith('ERR_SSL_TLSV1_ALERT') || code.startsWith('ERR_SSL_SSLV3_ALERT') || code.startsWith('ERR_SSL_TLSV13_ALERT')) {
       const alert = code.replace(/^ERR_SSL_(TLSV1|SSLV3|TLSV13)_ALERT_/, '').toLowerCase();
-      return mk('tls_alert_received', 'tls', detailOf('upstream sent a TLS alert'), true, { 'alert-message': alert });
+      const id = TLS_ALERT_IDS[alert];
+      return mk('tls_alert_received', 'tls', detailOf('upstream sent a TLS alert'), true, id === undefined ? { 'alert-message': alert } : { 'alert-id': id, 'alert-message': alert });
     }
     if (code.startsWith('ERR_SSL') || code === 'EPROTO' || code.startsWith('ERR_TLS')) {
       return mk('tls_protocol_error', 'tls', detailOf('TLS handshake failed'), true);

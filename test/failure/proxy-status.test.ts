@@ -39,7 +39,7 @@ test('the type\'s own RFC 9209 parameters (rcode, alert-message) are sent whethe
     assert.deepEqual(shown.params, { error: 'dns_error', 'next-hop': hop, rcode, details: f.detail }, where);
   }
   const alert = classify(Object.assign(new Error('x'), { code: 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA' }), { connected: false, responseStarted: false, headersReceived: false, nextHop: 'a:1' });
-  assert.equal(failureMember(alert, { name: 'gw', revealTopology: false }), 'gw;error=tls_alert_received;alert-message="unknown_ca"');
+  assert.equal(failureMember(alert, { name: 'gw', revealTopology: false }), 'gw;error=tls_alert_received;alert-id=48;alert-message="unknown_ca"');
 });
 
 test('received-status member for a passed-through 5xx has no error, and earlier members are kept first', () => {
