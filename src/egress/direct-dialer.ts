@@ -3,6 +3,7 @@ import { Failure, classify } from '../failure/index.js';
 import { withScope } from './exit-failure.js';
 import { kDialedAddress, kSocketUser, type SlottedSocket } from '../net/index.js';
 import { openTcp } from './open-tcp.js';
+import { markOwnForwardPeer, ownListenerAt } from '../net/own-listeners.js';
 import { withSignal, type DialHandle, type DialOptions, type DialSink, type DialTarget, type Dialer, type ResolvedAddress } from './dialer.js';
 import { literalAddress, resolveHost, systemResolver, unmappedAddress, type Resolver } from './resolver.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
@@ -192,7 +193,12 @@ class ConnectAttempt extends DeadlineEntry implements DialHandle {
   }
 
   connected(): void {
-    if (this.#settle()) this.#sink.dialed(this.#sock, this.#address.address);
+    if (!this.#settle()) return;
+    // This process's own gateway listener: its local end is marked before any byte goes, so
+    // the gateway trusts it with nothing a loopback client gets (net/own-listeners.ts). One
+    // Map lookup by port for any other destination.
+    if (ownListenerAt(this.#address.address, this.#port, 'gateway')) markOwnForwardPeer(this.#sock);
+    this.#sink.dialed(this.#sock, this.#address.address);
   }
 
   failed(err: Error): void {

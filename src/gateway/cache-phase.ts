@@ -363,7 +363,7 @@ export class CachePhase implements CollapseWaiter {
       if (why !== undefined) {
         this.outcome = 'stale';
         this.recoveredFrom = String(status);
-        const member = receivedMember(status, ex.currentEndpoint, proxyStatusOptions(ex.ctx, ex.clientAddress));
+        const member = receivedMember(status, ex.currentEndpoint, proxyStatusOptions(ex.ctx, ex.clientAddress, ex.clientSocket));
         // The status is the cause, said by fwd-status (and received-status in Proxy-Status).
         this.#answer(e, { fwd: 'stale', fwdStatus: status, ttl: e.ttlMs(now) / 1000 }, member, now);
         this.#release();
@@ -501,7 +501,7 @@ export class CachePhase implements CollapseWaiter {
     if (why === undefined) return false;
     this.outcome = 'stale';
     this.recoveredFrom = f.type;
-    const member = failureMember(f, proxyStatusOptions(ex.ctx, ex.clientAddress));
+    const member = failureMember(f, proxyStatusOptions(ex.ctx, ex.clientAddress, ex.clientSocket));
     this.#answer(e, { fwd: 'stale', ttl: e.ttlMs(now) / 1000, detail: f.type }, member, now);
     return true;
   }

@@ -18,6 +18,7 @@ import { Router, compileRoute, literalHost } from './router.js';
 import { DiskTier, MemoryStore, ResponseCache } from '../cache/index.js';
 import { AcmeChallenges } from '../tls/acme/index.js';
 import type { ConnectionsCut } from '../failure/index.js';
+import { viaOwnForward, type PeerEnd } from '../net/own-listeners.js';
 
 /** Everything the per-request code reads, compiled once from the config. */
 export interface GatewayContext {
@@ -247,7 +248,12 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
   };
 }
 
-export function proxyStatusOptions(ctx: GatewayContext, clientAddress: string | undefined): ProxyStatusOptions {
+/**
+ * What Proxy-Status and error bodies may tell this client. A trusted client address on a
+ * connection of this process's own forward proxy is a forward user's, not a local client's:
+ * told nothing more than anyone (net/own-listeners.ts; the socket is looked at only then).
+ */
+export function proxyStatusOptions(ctx: GatewayContext, clientAddress: string | undefined, clientSocket: PeerEnd | undefined): ProxyStatusOptions {
   const t = ctx.topologyClients;
-  return { name: ctx.identity, revealTopology: t === 'always' ? true : t === 'never' ? false : t.has(clientAddress), problemTypeBase: ctx.problemTypeBase };
+  return { name: ctx.identity, revealTopology: t === 'always' ? true : t === 'never' ? false : t.has(clientAddress) && !viaOwnForward(clientSocket), problemTypeBase: ctx.problemTypeBase };
 }

@@ -205,6 +205,11 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     return this.#peer;
   }
 
+  /** The client's connection (HTTP/2: the connection, not the stream). */
+  get clientSocket(): Socket {
+    return this.#socket;
+  }
+
   get upgrade(): boolean {
     return false;
   }
@@ -710,7 +715,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   /** Write the upstream's response head to the client; false when it cannot be forwarded (the try is aborted). */
   writeResponseHead(a: Attempt, statusCode: number, rawHeaders: RawField[]): boolean {
     const ep = a.endpoint;
-    const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#peer)) : undefined;
+    const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#peer, this.#socket)) : undefined;
     // Via names the protocol this response was received in: the try's connection's (RFC 9110 §7.6.3).
     const built = finalResponseHead(rawHeaders, a.h2 ? this.ctx.responseVia.h2 : this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId, member, ep.nextHop);
     if (built instanceof Failure) {
@@ -867,7 +872,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
         // other than OK never looks like a complete answer), so a stream cut upstream or an
         // upstream that stops sending gives the client UNAVAILABLE / DEADLINE_EXCEEDED, not INTERNAL.
         // Proxy-Status goes in the trailers too (RFC 9209 §2: a failure after the head).
-        const ps = proxyStatusOptions(this.ctx, this.#peer);
+        const ps = proxyStatusOptions(this.ctx, this.#peer, this.#socket);
         res.addTrailers({ ...grpcTrailers(f, ps.revealTopology), 'proxy-status': failureMember(f, ps) });
         res.end();
         this.#watchSend(); // the body's rest may still be queued before the trailers (see below)
@@ -892,6 +897,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       requestId: this.requestId,
       accept: this.req.headers.accept,
       clientAddress: this.#peer,
+      clientSocket: this.#socket,
       attempts: this.attempts,
       head: this.req.method === 'HEAD',
       close,

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Failure } from '../failure/index.js';
 import { HOP_BY_HOP, connectionListed, viaContains } from '../http/headers.js';
 import { plainAddress } from '../http/trust.js';
+import { viaOwnForward } from '../net/own-listeners.js';
 import { lowerCase, nameIs } from '../http/token.js';
 import type { GatewayContext } from './context.js';
 
@@ -123,7 +124,8 @@ export function buildUpstreamHead(
   const raw = req.rawHeaders;
   const out: string[] = [];
   const clientAddr = plainAddress(peer);
-  const trusted = ctx.trustedProxies.has(peer);
+  // A trusted address on a connection of this process's own forward proxy is a forward user's (net/own-listeners.ts).
+  const trusted = ctx.trustedProxies.has(peer) && !viaOwnForward(req.socket);
   const idHeader = ctx.requestIdHeader;
   const dropUnderscore = ctx.dropUnderscoreHeaders;
   let listed: Set<string> | undefined;

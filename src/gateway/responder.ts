@@ -4,6 +4,7 @@ import { renderFailure, renderGrpcFailure, type AttemptSummary, type Failure } f
 import { proxyStatusOptions, type GatewayContext } from './context.js';
 import type { HookRequest } from './hooks.js';
 import type { AttemptRecord } from './events.js';
+import type { PeerEnd } from '../net/own-listeners.js';
 
 /** What the responder needs to know about the request it answers. */
 export interface FailureAnswer {
@@ -11,6 +12,8 @@ export interface FailureAnswer {
   readonly requestId: string;
   readonly accept: string | undefined;
   readonly clientAddress: string | undefined;
+  /** The client's connection: one of this process's forward proxy is trusted with no topology (net/own-listeners.ts). */
+  readonly clientSocket: PeerEnd | undefined;
   /** The upstream tries so far (their endpoints, phases and outcomes go into the problem+json body). */
   readonly attempts?: readonly AttemptRecord[];
   /** A HEAD request: headers without a body. */
@@ -44,7 +47,7 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
   const hooks = a.ctx.hooks;
   if (hooks !== undefined && a.hookRequest !== undefined) f = hooks.failure(a.hookRequest, f);
   if (a.grpc === true && isServerResponse(to)) {
-    const g = renderGrpcFailure({ failure: f, requestId: a.requestId, proxyStatus: proxyStatusOptions(a.ctx, a.clientAddress), requestIdHeader: idHeader(a.ctx) });
+    const g = renderGrpcFailure({ failure: f, requestId: a.requestId, proxyStatus: proxyStatusOptions(a.ctx, a.clientAddress, a.clientSocket), requestIdHeader: idHeader(a.ctx) });
     if (a.hsts !== undefined) g.headers['strict-transport-security'] = a.hsts;
     if (a.close) g.headers.connection = 'close';
     to.writeHead(g.status, g.headers);
@@ -57,7 +60,7 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
     requestId: a.requestId,
     accept: a.accept,
     attempts: a.attempts !== undefined && a.attempts.length > 0 ? a.attempts.map(toSummary) : undefined,
-    proxyStatus: proxyStatusOptions(a.ctx, a.clientAddress),
+    proxyStatus: proxyStatusOptions(a.ctx, a.clientAddress, a.clientSocket),
     head: a.head,
     requestIdHeader: idHeader(a.ctx),
   });

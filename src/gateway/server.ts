@@ -22,6 +22,7 @@ import { H2Front } from './h2.js';
 import { sniffPreface } from './h2c.js';
 import { NetFrontServer } from './net-front.js';
 import { ConnectionsCut } from '../failure/index.js';
+import { reserveOwnListener } from '../net/own-listeners.js';
 // The listener's marks on an accepted socket are slots of `shapeHttpSocket`, so that every accepted socket keeps one map.
 import {
   installAccept,
@@ -694,7 +695,7 @@ export class Gateway {
     // A rare path: the listener's HSTS found by its name.
     const entry = this.#servers.find((e) => e.name === listener);
     const hsts = entry === undefined ? undefined : listenerFront(entry.cfg)?.hsts;
-    const answered = respondWithFailure(socket, f, { ctx: this.ctx, requestId, accept, head, clientAddress: sock.remoteAddress, close: true, rawForm: 'parser', hsts });
+    const answered = respondWithFailure(socket, f, { ctx: this.ctx, requestId, accept, head, clientAddress: sock.remoteAddress, clientSocket: sock, close: true, rawForm: 'parser', hsts });
     // The answer ends our side; a client that never closes its own (a half-open socket, or a
     // CONNECT's socket, which nothing reads any more) is let go of after a linger, as the
     // forward proxy's refusals are (the stall hunt of session 13: held for ever before).
@@ -745,6 +746,10 @@ function listenOn(e: ListenerEntry): Promise<void> {
     e.server.listen(e.cfg.port, e.cfg.address, () => {
       e.server.off('error', onError);
       installAccept(e.server, shapeHttpSocket);
+      // This process's forward proxy marks its connections to this listener: they carry a
+      // forward user, whom no trust keyed on a loopback address covers (net/own-listeners.ts).
+      const a = e.server.address() as AddressInfo;
+      e.server.once('close', reserveOwnListener(a.address, a.port, 'gateway'));
       resolve();
     });
   });

@@ -595,6 +595,7 @@ export class UpgradeExchange extends Tunnel implements Dispatcher.DispatchHandle
       requestId: this.requestId,
       accept: this.#req.headers.accept,
       clientAddress: this.#req.socket.remoteAddress,
+      clientSocket: this.#req.socket,
       attempts: this.#attempts,
       head: this.#req.method === 'HEAD',
       close: true,
