@@ -60,7 +60,7 @@ export async function adminGroup(opts: { perProcessUsage: boolean; timeoutMs?: n
     const { method, url, requestId } = arg as { method: string; url: string; requestId: string };
     const u = new URL(url, 'http://admin');
     const m = match(table, method, u.pathname);
-    if (m === undefined || m === 'method') return problem('no-route', `no admin route is at ${method} ${u.pathname}`);
+    if (m === undefined || 'allow' in m) return problem('no-route', `no admin route is at ${method} ${u.pathname}`);
     try {
       // Ctx.req: no route answering for the group reads the request itself.
       const r = await m.route.handle({ url: u, params: m.params, req: undefined as never });

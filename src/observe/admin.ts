@@ -533,9 +533,20 @@ function openapi(table: readonly Route[]): unknown {
   };
 }
 
-export function match(table: readonly Route[], method: string, pathname: string): { route: Route; params: string[] } | 'method' | undefined {
+/** A path some route has, asked with a method none of them takes: the methods they take (RFC 9110 §10.2.1 `Allow`), OPTIONS included. */
+export interface WrongMethod {
+  readonly allow: string;
+}
+
+/**
+ * The route for `method` at `pathname`; or, when routes have the path but none the method,
+ * the methods they take, from the table (what a 405's `Allow` and an OPTIONS answer say:
+ * each route's method, HEAD beside a GET that answers it, and OPTIONS, which the listener
+ * answers for any path a route has); undefined when no route has the path.
+ */
+export function match(table: readonly Route[], method: string, pathname: string): { route: Route; params: string[] } | WrongMethod | undefined {
   const parts = pathname.split('/').filter(Boolean);
-  let wrongMethod = false;
+  let allowed: Set<string> | undefined;
   for (const r of table) {
     const tpl = r.path.split('/').filter(Boolean);
     if (tpl.length !== parts.length) continue;
@@ -552,12 +563,14 @@ export function match(table: readonly Route[], method: string, pathname: string)
     }
     if (!ok) continue;
     if (r.method !== method && !(method === 'HEAD' && r.method === 'GET' && r.head)) {
-      wrongMethod = true;
+      allowed ??= new Set(['OPTIONS']);
+      allowed.add(r.method);
+      if (r.method === 'GET' && r.head) allowed.add('HEAD');
       continue;
     }
     return { route: r, params };
   }
-  return wrongMethod ? 'method' : undefined;
+  return allowed === undefined ? undefined : { allow: [...allowed].join(', ') };
 }
 
 /** A request's JSON body (at most 64 KiB); a bad one is a 400 problem naming the body. */
@@ -664,7 +677,13 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     }
     const m = match(table, req.method ?? 'GET', url.pathname);
     if (m === undefined) return send(problem('no-route', `no admin route is at ${url.pathname}; every route is listed in /openapi.json`));
-    if (m === 'method') return send(problem('method-not-allowed', `method ${req.method} is not allowed on ${url.pathname}; see /openapi.json`));
+    if ('allow' in m) {
+      // RFC 9110: a 405 says what the path takes (§15.5.6), and OPTIONS answers it (§9.3.7),
+      // with no content. Before the token check, as /openapi.json tells as much to anyone.
+      res.setHeader('allow', m.allow);
+      if (req.method === 'OPTIONS') return send({ status: 200, body: '' });
+      return send(problem('method-not-allowed', `method ${req.method} is not allowed on ${url.pathname} (Allow: ${m.allow}); see /openapi.json`));
+    }
     const want = wanted();
     const refused = browserRefusal(req, want !== undefined);
     if (refused !== undefined) return send(problemReply(refused));
