@@ -1,6 +1,6 @@
 import type { Failure } from './failure.js';
 import { failureMember, appendMember, parseProxyStatus, type ProxyStatusMember, type ProxyStatusOptions } from './proxy-status.js';
-import { ERROR_TYPES, isProxyErrorType } from './types.js';
+import { ERROR_TYPES, REFUSAL_REASONS, isProxyErrorType, type RefusalInfo } from './types.js';
 
 /** One try at the upstream, as shown to programs in problem+json `attempts`. */
 export interface AttemptSummary {
@@ -200,6 +200,9 @@ export function renderFailure(input: RenderInput): Rendered {
     'x-content-type-options': 'nosniff',
   };
   if (f.retryAfter !== undefined) headers['retry-after'] = String(Math.max(0, Math.ceil(f.retryAfter)));
+  // A 405 says what the target takes; the reason's row holds it (types.ts REFUSAL_REASONS).
+  const allow = f.reason !== undefined ? (REFUSAL_REASONS[f.reason] as RefusalInfo).allow : undefined;
+  if (allow !== undefined) headers.allow = allow;
   const format = negotiate(input.accept);
   let body: string;
   if (format === 'problem') {

@@ -95,10 +95,12 @@ export interface RefusalInfo {
   readonly title: string;
   /** One sentence for a person, instead of the type's (which speaks of policy in general). */
   readonly explain: string;
+  /** A 405's `Allow` (RFC 9110 §15.5.6: it MUST say the methods the target takes). */
+  readonly allow?: string;
 }
 
-function r(type: ProxyErrorType, status: number, title: string, explain: string): RefusalInfo {
-  return { type, status, title, explain };
+function r(type: ProxyErrorType, status: number, title: string, explain: string, allow?: string): RefusalInfo {
+  return allow === undefined ? { type, status, title, explain } : { type, status, title, explain, allow };
 }
 
 /**
@@ -115,8 +117,8 @@ export const REFUSAL_REASONS = {
   content_too_large: r('http_request_error', 413, 'Content Too Large', 'The request body is larger than the gateway accepts.'),
   /** The request header section is larger than allowed. */
   header_fields_too_large: r('http_request_error', 431, 'Request Header Fields Too Large', 'The request headers are larger, or more numerous, than the gateway accepts.'),
-  /** The method is valid HTTP but not served here (CONNECT on the reverse gateway). */
-  method_not_allowed: r('http_request_error', 405, 'Method Not Allowed', 'This listener does not serve that method.'),
+  /** The method is valid HTTP but not served here (CONNECT on the reverse gateway); Allow: every method the gateway forwards. */
+  method_not_allowed: r('http_request_error', 405, 'Method Not Allowed', 'This listener does not serve that method.', 'GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH'),
   /** An Expect the gateway cannot meet (anything but 100-continue, RFC 9110 §10.1.1). */
   expectation_failed: r('http_request_error', 417, 'Expectation Failed', 'The request expects something of the server that the gateway cannot meet.'),
   /** An HTTP version the gateway does not serve (an HTTP/0.9 request line). */

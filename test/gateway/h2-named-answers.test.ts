@@ -101,6 +101,9 @@ describe('HTTP/2: CONNECT and Expect get the gateway\'s named answer, as over HT
     await withGateway(async (gw) => {
       const h1 = await h1ask(gw, 'CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n');
       assert.match(h1, /^HTTP\/1\.1 405 /);
+      // RFC 9110 §15.5.6: a 405 MUST say what the target takes (Allow): every method the gateway forwards, CONNECT not.
+      const allow1 = /\r\nallow: ([^\r]*)\r\n/i.exec(h1)?.[1];
+      assert.ok(allow1 !== undefined && /\bGET\b/.test(allow1) && /\bPOST\b/.test(allow1) && !/CONNECT/.test(allow1), `HTTP/1.1 CONNECT: Allow ${allow1}`);
       const h1line = await accessRecord(gw, (l) => l.method === 'CONNECT' && l.httpVersion === '1.1', 10_000);
       assert.ok(h1line, 'no record of the HTTP/1.1 CONNECT');
       assert.equal(h1line.path, 'a.test:443');
@@ -111,6 +114,7 @@ describe('HTTP/2: CONNECT and Expect get the gateway\'s named answer, as over HT
           const accept = ACCEPTS[i % ACCEPTS.length]!;
           const a = await h2ask(s, { ':method': 'CONNECT', ':authority': authority, accept });
           const line = await assertNamed(gw, a, 405, 'http_request_error', accept, `CONNECT ${authority}`);
+          assert.equal(a.head.allow, allow1, `CONNECT ${authority}: Allow as over HTTP/1.1`);
           assert.deepEqual(named(line), named(h1line), `CONNECT ${authority}: the record differs from HTTP/1.1's`);
           // The target of a CONNECT is its authority (RFC 9113 §8.5, RFC 9112 §3.2.3): the record's path, as over HTTP/1.1.
           assert.equal(line.path, authority, `CONNECT ${authority}: recorded path`);
