@@ -269,24 +269,28 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
       closing.catch((err: unknown) => logger.error({ component: 'forward', type: 'lifecycle', err: (err as Error).message }, 'the stopped forward proxy failed to close'));
     },
   });
-  // The lines saying a listener is up (ready, forward-ready, admin) are written once every
-  // listener is: a start whose admin or forward listener failed to bind said "gateway
-  // listening" before "not started" (finding, error-story probe; test/cli/failed-start.test.ts).
+  // The lines saying a listener is up (ready, forward-ready, admin, and the listeners' own:
+  // the gateway's `listening` lifecycle event, `forward proxy listening on …`, the egress pools)
+  // are written once every listener is: a start whose admin or forward listener failed to bind
+  // said "gateway listening" before "not started" (finding, error-story probe; then the
+  // listeners' own lines, review finding; test/cli/failed-start.test.ts).
   const readyLines: Array<() => void> = [];
   try {
     if (gateway) {
       const gw = gateway;
       // Closed on a failed start too: its clusters run health checks from the start.
       closers.push(() => gw.close());
-      const addrs = await gw.listen();
+      const addrs = await gw.listen({ announce: false });
+      readyLines.push(() => gw.announce());
       readyLines.push(() => logger.info({ component: 'gateway', type: 'lifecycle', event: 'ready', listeners: addrs.map((a) => a.url), identity: gw.ctx.identity }, 'gateway listening'));
     }
     if (config.forward) {
       const { startForwardProxy } = await import('../forward/index.js');
-      const fwd = await startForwardProxy(config.forward, { logger, store: await workerStore(config.forward) });
+      const fwd = await startForwardProxy(config.forward, { logger, store: await workerStore(config.forward), announce: false });
       // The admin API's and the metrics' view follow `forward`: a reload may start or stop it.
       forward = fwd;
       closers.push(() => fwd.close());
+      readyLines.push(() => fwd.announce());
       readyLines.push(() => logger.info({ component: 'forward', type: 'lifecycle', event: 'forward-ready', listeners: fwd.addresses() }, 'forward proxy listening'));
     }
     if (config.admin && metrics) {

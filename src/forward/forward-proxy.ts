@@ -85,10 +85,18 @@ export interface ForwardDeps {
    * request is refused 500 `proxy_internal_error`. Default 10,000; 0: no bound.
    */
   hookTimeoutMs?: number;
+  /**
+   * Log the `forward proxy listening on …` and egress pool lines once the listeners bind
+   * (default true); false: the caller logs them with `announce()` once its whole start
+   * succeeded (the runtime, which binds the gateway and admin listeners too).
+   */
+  announce?: boolean;
 }
 
 export interface ForwardProxy {
   addresses(): Array<{ protocols: ForwardProtocol[]; address: string; port: number }>;
+  /** Log the listening and egress pool lines (see `ForwardDeps.announce`). */
+  announce(): void;
   /** Per listener: connections admitted, refused ones waiting for their first bytes, shed, refused in all. */
   connectionStats(): GateStats[];
   /** The certificates of the HTTPS proxy listeners (reload, metrics). */
@@ -446,13 +454,16 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     ctx.listenerParams = m;
   };
   setListenerParams();
-  for (const { listener: l } of listeners) {
-    const a = l.address();
-    logger.info({ component: 'forward', ...a }, `forward proxy listening on ${a.address}:${a.port} (${a.protocols.join(', ')})`);
-  }
-  for (const [name, pool] of egress.pools) {
-    logger.info({ component: 'forward', pool: name, exits: pool.exits.map((e) => e.label), strategy: pool.strategy }, `egress pool ${name}: ${pool.exits.length} exits, ${pool.strategy}`);
-  }
+  const announce = (): void => {
+    for (const { listener: l } of listeners) {
+      const a = l.address();
+      logger.info({ component: 'forward', ...a }, `forward proxy listening on ${a.address}:${a.port} (${a.protocols.join(', ')})`);
+    }
+    for (const [name, pool] of egress.pools) {
+      logger.info({ component: 'forward', pool: name, exits: pool.exits.map((e) => e.label), strategy: pool.strategy }, `egress pool ${name}: ${pool.exits.length} exits, ${pool.strategy}`);
+    }
+  };
+  if (deps.announce !== false) announce();
 
   // The service operations (admin API /accounts, /usage) and the auto-disable sweep.
   const userList = z.array(forwardUserSchema);
@@ -617,6 +628,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
 
   return {
     addresses: () => listeners.map((l) => l.listener.address()),
+    announce,
     connectionStats: () => listeners.map((l) => l.listener.stats),
     certificateStores: () => listeners.flatMap((l) => (l.listener.certificates !== undefined ? [l.listener.certificates] : [])),
     meter: ctx.meter,

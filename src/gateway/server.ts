@@ -561,7 +561,12 @@ export class Gateway {
   /** Its listeners were bound (`listen` succeeded): only then does its close say draining and closed. */
   #listened = false;
 
-  async listen(): Promise<ListeningAddress[]> {
+  /**
+   * Bind every listener. The `listening` lifecycle event (the log's `listening http://…` line)
+   * is published at once, or, with `announce: false`, left to `announce()`: a caller that binds
+   * more (the runtime: forward proxy, admin) says it only once its whole start succeeded.
+   */
+  async listen(opts: { announce?: boolean } = {}): Promise<ListeningAddress[]> {
     await listenAll(this.#servers);
     this.#listened = true;
     const addrs = this.addresses();
@@ -572,8 +577,13 @@ export class Gateway {
     });
     // ACME orders need the plain listeners bound: their HTTP-01 validations come there.
     for (const s of this.#servers) s.acme?.start();
-    lifecycle({ event: 'listening', detail: addrs.map((a) => a.url).join(' ') });
+    if (opts.announce !== false) this.announce();
     return addrs;
+  }
+
+  /** Publish the `listening` lifecycle event with the listeners' URLs (see `listen`). */
+  announce(): void {
+    lifecycle({ event: 'listening', detail: this.addresses().map((a) => a.url).join(' ') });
   }
 
   addresses(): ListeningAddress[] {
