@@ -550,7 +550,8 @@ export class CachePhase implements CollapseWaiter {
 
 /**
  * RFC 9111 §4.4: a non-error answer (`status` below 400, the caller's test) to an unsafe method
- * invalidates its target, and the targets of its `Location` and `Content-Location` whose host
+ * invalidates its target (as the client wrote it, and as the upstream was sent it, mapped to
+ * each cached route's path space), and the targets of its `Location` and `Content-Location` whose host
  * part is the request's, on every cached route to the cluster that answered (`origin`: the
  * same origin server; review of session 37: a catch-all to another cluster answering a POST
  * with `303 Location: /important` dropped a.example's stored /important), whatever route the
@@ -564,6 +565,10 @@ export class CachePhase implements CollapseWaiter {
  */
 export function invalidateAfterUnsafe(cache: ResponseCache, origin: string, host: string, path: string, upstreamPath: string, raw: readonly RawField[], escapedSlashes: EscapedSlashes): void {
   cache.invalidateTarget(targetKey(host, path), origin);
+  // Its own target on the other cached routes too, each in its own path space: the upstream
+  // path it was sent, mapped back as a Location is (review: with a route stripping `/api/` and
+  // one without rewrite to the same cluster, `POST /api/items/7` left the other's `/items/7`).
+  invalidateUpstreamTarget(cache, origin, host, upstreamPath, escapedSlashes);
   const own = host || 'localhost';
   for (let i = 0; i < raw.length; i += 2) {
     const n = fieldText(raw[i]!).toLowerCase();
@@ -571,15 +576,19 @@ export function invalidateAfterUnsafe(cache: ResponseCache, origin: string, host
     // The upstream's field names its own paths: a relative one is resolved against the path it
     // was sent, and each cached route maps the result back to its clients' (`invalidateUpstream`).
     const target = referencedTarget(fieldText(raw[i + 1]!).trim(), own, upstreamPath);
-    if (target === undefined) continue;
-    let p: string;
-    try {
-      p = normalizeOriginForm(target, refuseAsError, escapedSlashes);
-    } catch {
-      continue; // a path the gateway refuses: nothing is stored under it
-    }
-    cache.invalidateUpstream(host, p, origin);
+    if (target !== undefined) invalidateUpstreamTarget(cache, origin, host, target, escapedSlashes);
   }
+}
+
+/** Forget an upstream path and query (not yet normalised) on the cached routes to `origin`, normalised as a request's first. */
+function invalidateUpstreamTarget(cache: ResponseCache, origin: string, host: string, target: string, escapedSlashes: EscapedSlashes): void {
+  let p: string;
+  try {
+    p = normalizeOriginForm(target, refuseAsError, escapedSlashes);
+  } catch {
+    return; // a path the gateway refuses: nothing is stored under it
+  }
+  cache.invalidateUpstream(host, p, origin);
 }
 
 /**

@@ -86,3 +86,65 @@ test('a Location on a route that rewrites the prefix invalidates the client\'s k
     await up.close();
   }
 });
+
+test('an unsafe request invalidates its own target on every cached route to the cluster, each in its own path space (seeded)', { timeout: 120_000 }, async () => {
+  // Finding (review): the request's own target was invalidated only as the client wrote it
+  // (`invalidateTarget(targetKey(host, path))`), while Location was mapped per route. With a
+  // route stripping `/api/` and a route without rewrite to the same cluster, `POST
+  // /api/items/7` (upstream `/items/7`) cleared `/api/items/7` but left the other route's stored
+  // `/items/7`, and the reverse.
+  const rand = seededRandom();
+  const up = await startScriptedUpstream((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      if (req.method !== 'GET') {
+        res.writeHead(204);
+        res.end();
+        return;
+      }
+      const body = `v${up.received.filter((r) => r.url === req.url).length} of ${req.url}`;
+      res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': String(Buffer.byteLength(body)) });
+      res.end(body);
+    });
+  });
+  const g = await startTestGateway({
+    clusters: { up: { endpoints: [up.url], outlierDetection: { enabled: false } } },
+    routes: [
+      ...ROUTES.map((r) => ({ name: r.name, ...r.cfg, cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '0s' } })),
+      { name: 'plain', cluster: 'up', retry: { tries: 1 }, cache: { collapseWait: '0s' } },
+    ],
+  } as never);
+  const base = g.url.replace(/\/$/, '');
+  try {
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 16; i++) {
+        const r = rand.pick(ROUTES);
+        const via = rand.pick(['rewriting', 'plain'] as const);
+        const method = rand.pick(['POST', 'PUT', 'DELETE', 'PATCH']);
+        const rest = `coll/item-${i}-${rand.seed}${rand.next() < 0.5 ? `?q=${rand.int(100)}` : ''}`;
+        // One upstream target, named by each route in its own client path space.
+        const rewritten = `${r.client}${r.client.endsWith('/') ? '' : '/'}${rest}`;
+        const plain = `${r.upstream}${r.upstream.endsWith('/') ? '' : '/'}${rest}`;
+        const what = `case ${i}: ${method} ${via === 'rewriting' ? rewritten : plain} via ${via === 'rewriting' ? `route ${r.name}` : 'the route without rewrite'}; keys ${rewritten} (${r.name}) and ${plain} (plain)`;
+        const get = async (path: string) => {
+          const res = await request(base + path);
+          return { body: await res.body.text(), cs: String(res.headers['cache-status']) };
+        };
+        for (const p of [rewritten, plain]) {
+          assert.match((await get(p)).body, new RegExp(`^v\\d+ of ${plain.replace(/[?]/g, '\\?')}$`), `${what}: ${p} is sent as ${plain}`);
+          assert.match((await get(p)).cs, /; hit; /, `${what}: ${p} stored`);
+        }
+        const res = await request(base + (via === 'rewriting' ? rewritten : plain), { method, body: 'x' });
+        await res.body.text();
+        assert.equal(res.statusCode, 204, what);
+        for (const p of [rewritten, plain]) {
+          const after = await get(p);
+          assert.match(after.cs, /fwd=uri-miss/, `${what}: ${p} invalidated (${after.cs})`);
+        }
+      }
+    });
+  } finally {
+    await g.close();
+    await up.close();
+  }
+});
