@@ -350,13 +350,14 @@ export class ResponseCache {
     for (const [route, o] of this.#routes) {
       if (o !== origin) continue;
       const map = this.#clientPaths.get(route);
-      for (const p of map === undefined ? [upstreamPath] : map(upstreamPath)) {
-        const bare = targetKey(host, p);
-        if (this.invalidate(cacheKey(bare, route))) n++;
-        if (this.invalidate(cacheKey(HTTPS_TARGET + bare, route))) n++;
-      }
+      for (const p of map === undefined ? [upstreamPath] : map(upstreamPath)) n += this.#invalidateOnRoute(targetKey(host, p), route);
     }
     return n;
+  }
+
+  /** Forget a target (without its scheme mark) on one route, on plain and https listeners alike: how many keys held it. */
+  #invalidateOnRoute(bare: string, route: string): number {
+    return (this.invalidate(cacheKey(bare, route)) ? 1 : 0) + (this.invalidate(cacheKey(HTTPS_TARGET + bare, route)) ? 1 : 0);
   }
 
   /**
@@ -370,8 +371,7 @@ export class ResponseCache {
     const bare = withoutScheme(target);
     for (const [route, o] of this.#routes) {
       if (origin !== undefined && o !== origin) continue;
-      if (this.invalidate(cacheKey(bare, route))) n++;
-      if (this.invalidate(cacheKey(HTTPS_TARGET + bare, route))) n++;
+      n += this.#invalidateOnRoute(bare, route);
     }
     return n;
   }

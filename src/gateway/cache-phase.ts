@@ -27,6 +27,7 @@ import type { Exchange } from './exchange.js';
 import { fieldText, type RawField } from '../http/headers.js';
 import { SAFE_METHODS } from '../http/methods.js';
 import { normalizeOriginForm, refuseAsError, type EscapedSlashes } from '../http/path.js';
+import { routeHostOf } from './request-target.js';
 import type { BypassReason, CacheOutcome, StoreRefusal } from '../record/index.js';
 
 /** What the cache made of an upstream head: it answered instead, or the request must be sent again (a 304 it cannot use); undefined: pass it on. */
@@ -602,13 +603,10 @@ function invalidateUpstreamTarget(cache: ResponseCache, origin: string, host: st
 export function purgeTarget(text: string, escapedSlashes: EscapedSlashes): string | undefined {
   const bare = text.startsWith(HTTPS_TARGET) ? text.slice(HTTPS_TARGET.length) : text;
   const slash = bare.search(/[/?]/);
-  let host = slash < 0 ? bare : bare.slice(0, slash);
+  // The host as the routing host that keys are built from: no port, no trailing dot, lower case.
+  const host = routeHostOf(slash < 0 ? bare : bare.slice(0, slash));
   let path = slash < 0 ? '/' : bare.slice(slash);
   if (path.charCodeAt(0) === 63 /* ? */) path = '/' + path;
-  // A port (after an IPv6 literal's "]", or the one ":" of a name or IPv4 address), then a trailing dot.
-  const colon = host.lastIndexOf(':');
-  if (colon >= 0 && (host.startsWith('[') ? host.charCodeAt(colon - 1) === 93 /* ] */ : host.indexOf(':') === colon)) host = host.slice(0, colon);
-  if (host.endsWith('.')) host = host.slice(0, -1);
   try {
     path = normalizeOriginForm(path, refuseAsError, escapedSlashes);
   } catch {

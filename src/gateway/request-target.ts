@@ -110,8 +110,8 @@ function validRouteHost(v: string): string | undefined {
   return route;
 }
 
-/** Host value → lower-case host name for routing (port and trailing dot removed). */
-function routeHostOf(v: string): string {
+/** Host value → lower-case host name for routing (port and trailing dot removed); the host cache keys are built from (a purge by key spells its host so too, `purgeTarget`). */
+export function routeHostOf(v: string): string {
   let h = v;
   if (h.charCodeAt(0) === 91 /* [ */) h = h.slice(0, h.indexOf(']') + 1);
   else {
