@@ -2,17 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { request as httpRequest, type RequestOptions } from 'node:http';
-import { Writable } from 'node:stream';
 import { SocksClient } from 'socks';
-import { validateConfig } from '../../src/config/load.js';
-import { startRuntime, type Runtime } from '../../src/cli/runtime.js';
-import { createLogger } from '../../src/observe/access-log.js';
-import { startLab, type Lab } from '../../src/lab/index.js';
-import { hashPassword } from '../../src/tenants/password-hash.js';
+import type { Runtime } from '../../src/cli/runtime.js';
+import type { Lab } from '../../src/lab/index.js';
 import { canonicalAddress } from '../../src/net/ip-canonical.js';
 import { isLoopbackAddress } from '../../src/net/ip-address.js';
-import { withTestUpstreamClient } from '../helpers/upstream-client.js';
-import { withTestFront } from '../helpers/front.js';
+import { startLoopbackForwardRuntime, MALLORY_AUTH, MALLORY_PASSWORD } from '../helpers/loopback-forward-runtime.js';
 import { closedPort } from '../helpers/admin-stack.js';
 
 // Adversarial probe (brief ownlisten): the reverse gateway trusts loopback clients by default
@@ -23,7 +18,7 @@ import { closedPort } from '../helpers/admin-stack.js';
 // connection for a trusted local client. Reaching the gateway stays allowed (a user may use a
 // local gateway), but such a connection carries a forward user and is trusted with nothing.
 
-const PASSWORD = 'pw-0123456789';
+const PASSWORD = MALLORY_PASSWORD;
 const SPOOF = '203.0.113.9';
 
 interface Stack {
@@ -36,29 +31,17 @@ interface Stack {
 }
 
 async function start(): Promise<Stack> {
-  const lab = await startLab();
   const deadPort = await closedPort();
-  const hash = await hashPassword(PASSWORD, { N: 1024, r: 8, p: 1 });
-  const lines: string[] = [];
-  const logger = createLogger({ destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }) });
-  const config = validateConfig(withTestFront(withTestUpstreamClient({
+  const { rt, lab, gatewayPort, proxyPort } = await startLoopbackForwardRuntime((lab) => ({
     listeners: [{ address: '127.0.0.1', port: 0 }],
     trustedProxies: ['127.0.0.0/8'],
     clusters: { app: { endpoints: [lab.url] }, dead: { endpoints: [`http://127.0.0.1:${deadPort}`] } },
     routes: [{ name: 'dead', match: { pathPrefix: '/dead' }, cluster: 'dead' }, { name: 'app', cluster: 'app' }],
-    forward: {
-      listeners: [{ address: '127.0.0.1', port: 0 }],
-      auth: { required: true, users: [{ name: 'mallory', password: hash }] },
-      rules: { defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8', '::1/128'] }], connectPorts: ['1-65535'] },
-      timeouts: { connect: '2s', dns: '2s', handshake: '3s' },
-    },
-  })));
-  const rt = await startRuntime(config, { logger, probeUpstreams: false });
-  const proxyPort = (lines.map((l) => JSON.parse(l) as { event?: string; listeners?: Array<{ port: number }> }).find((l) => l.event === 'forward-ready')!).listeners![0]!.port;
+  }));
   return {
     rt,
     lab,
-    gatewayPort: Number(new URL(rt.gateway!.addresses()[0]!.url).port),
+    gatewayPort,
     proxyPort,
     deadPort,
     async close() {
@@ -68,7 +51,7 @@ async function start(): Promise<Stack> {
   };
 }
 
-const auth = `Basic ${Buffer.from(`mallory:${PASSWORD}`).toString('base64')}`;
+const auth = MALLORY_AUTH;
 
 interface Answer {
   status: number;

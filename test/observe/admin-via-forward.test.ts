@@ -2,18 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { request as httpRequest } from 'node:http';
-import { Writable } from 'node:stream';
 import { SocksClient } from 'socks';
 import { request } from 'undici';
-import { validateConfig } from '../../src/config/load.js';
-import { startRuntime, type Runtime } from '../../src/cli/runtime.js';
-import { createLogger } from '../../src/observe/access-log.js';
-import { startLab, type Lab } from '../../src/lab/index.js';
-import { hashPassword } from '../../src/tenants/password-hash.js';
+import type { Runtime } from '../../src/cli/runtime.js';
+import type { Lab } from '../../src/lab/index.js';
 import { canonicalAddress } from '../../src/net/ip-canonical.js';
 import { isLoopbackAddress } from '../../src/net/ip-address.js';
-import { withTestUpstreamClient } from '../helpers/upstream-client.js';
-import { withTestFront } from '../helpers/front.js';
+import { startLoopbackForwardRuntime, MALLORY_AUTH, MALLORY_PASSWORD } from '../helpers/loopback-forward-runtime.js';
 
 // Adversarial probe (session adminsec): a forward user whose rules allow loopback (here the
 // tests' usual 127.0.0.0/8 allow rule; `allowPrivate: true` alike) reached this process's own
@@ -21,7 +16,7 @@ import { withTestFront } from '../helpers/front.js';
 // the user read /config and drained an endpoint (and could create users or reload). The proxy
 // now never dials the admin listener's address and port, whatever the rules.
 
-const PASSWORD = 'pw-0123456789';
+const PASSWORD = MALLORY_PASSWORD;
 
 interface Stack {
   rt: Runtime;
@@ -33,29 +28,17 @@ interface Stack {
 }
 
 async function start(): Promise<Stack> {
-  const lab = await startLab();
-  const hash = await hashPassword(PASSWORD, { N: 1024, r: 8, p: 1 });
-  const lines: string[] = [];
-  const logger = createLogger({ destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }) });
-  const config = validateConfig(withTestFront(withTestUpstreamClient({
+  const { rt, lab, gatewayPort, proxyPort } = await startLoopbackForwardRuntime((lab) => ({
     listeners: [{ port: 0 }],
     admin: { port: 0 },
     clusters: { app: { endpoints: [lab.url] } },
     routes: [{ name: 'app', cluster: 'app' }],
-    forward: {
-      listeners: [{ address: '127.0.0.1', port: 0 }],
-      auth: { required: true, users: [{ name: 'mallory', password: hash }] },
-      rules: { defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8', '::1/128'] }], connectPorts: ['1-65535'] },
-      timeouts: { connect: '2s', dns: '2s', handshake: '3s' },
-    },
-  })));
-  const rt = await startRuntime(config, { logger, probeUpstreams: false });
-  const proxyPort = (lines.map((l) => JSON.parse(l) as { event?: string; listeners?: Array<{ port: number }> }).find((l) => l.event === 'forward-ready')!).listeners![0]!.port;
+  }));
   return {
     rt,
     lab,
     adminPort: Number(new URL(rt.adminUrl!).port),
-    gatewayPort: Number(new URL(rt.gateway!.addresses()[0]!.url).port),
+    gatewayPort,
     proxyPort,
     async close() {
       await rt.close();
@@ -64,7 +47,7 @@ async function start(): Promise<Stack> {
   };
 }
 
-const auth = `Basic ${Buffer.from(`mallory:${PASSWORD}`).toString('base64')}`;
+const auth = MALLORY_AUTH;
 
 /** One absolute-form request through the HTTP proxy. */
 function viaProxy(s: Stack, method: string, target: string, headers: Record<string, string> = {}): Promise<{ status: number; proxyStatus: string; body: string }> {
