@@ -126,6 +126,12 @@ export class SharedState {
   readonly #cooldownListeners: Array<(scope: string, forMs: number) => void> = [];
   /** Keys with releases not yet told to the store. */
   readonly #released = new Set<string>();
+  /**
+   * Lease counts written so far (`#setLease`). A count written while an ask of this node is
+   * in flight includes what the ask wants (`#count`); when the ask then gets less, the node
+   * states its count again if a write went out meanwhile (`#restate`).
+   */
+  #leaseWrites = 0;
   #releaseTimer: NodeJS.Timeout | undefined;
   readonly #credit: CreditPolicy | undefined;
   /** Credit held here unspent, per key: rate tokens counted in the store, lease slots recorded there (part of `#held`). */
@@ -354,6 +360,7 @@ export class SharedState {
       return local();
     }
     const mine = this.#count(key, 1);
+    const writes = this.#leaseWrites;
     const undo = (): void => this.#drop(key, false);
     return this.#bounded(this.remote.leaseAcquire(key, this.holder, mine, max)).then(
       (granted) => {
@@ -368,6 +375,7 @@ export class SharedState {
         if (this.degraded) this.#recover();
         if (!granted) {
           undo();
+          this.#restate(key, writes);
           return undefined;
         }
         return once(() => this.#drop(key, true));
@@ -430,6 +438,7 @@ export class SharedState {
     }
     const leases = ask.leases ?? [];
     const counts = leases.map((l) => ({ key: l.key, count: this.#count(l.key, 1), max: l.max }));
+    const writes = this.#leaseWrites;
     const undo = (): void => {
       for (const l of leases) this.#drop(l.key, false);
     };
@@ -446,6 +455,7 @@ export class SharedState {
         if (this.degraded) this.#recover();
         if (!answer.ok) {
           undo();
+          for (const l of leases) this.#restate(l.key, writes);
           return answer;
         }
         return {
@@ -549,8 +559,14 @@ export class SharedState {
       if (rate !== undefined) this.#asked(rate.key, rateExtra);
       leases.forEach((l, i) => this.#addSpare(l.key, reserved[i]!));
     };
-    const unheld = (granted: readonly number[] | undefined): void => {
-      sent.forEach((i, j) => this.#unhold(leases[i]!.key, wants[i]! - (granted?.[j] ?? 0)));
+    const writes = this.#leaseWrites;
+    /** The slots asked for and not granted, no longer held; stated again when a count with them went out meanwhile. */
+    const unheld = (granted: readonly number[] | undefined, restate: boolean): void => {
+      sent.forEach((i, j) => {
+        const short = wants[i]! - (granted?.[j] ?? 0);
+        this.#unhold(leases[i]!.key, short);
+        if (restate && short > 0) this.#restate(leases[i]!.key, writes);
+      });
     };
     const failed = (): void => {
       for (const i of sent) this.#dirty.add(leases[i]!.key);
@@ -560,7 +576,7 @@ export class SharedState {
       (answer) => {
         settled();
         if (answer === TIMED_OUT) {
-          unheld(undefined);
+          unheld(undefined, false);
           failed();
           this.#degrade(TIMED_OUT);
           this.#fallbacks += n;
@@ -569,13 +585,13 @@ export class SharedState {
         }
         if (this.degraded) this.#recover();
         if (!answer.ok) {
-          unheld(undefined);
+          unheld(undefined, true);
           const refused: AdmitResult = answer.refused === 'lease' ? { ...answer, index: sent[answer.index] ?? answer.index } : answer;
           for (const w of batch.waiters) w.resolve(refused);
           return;
         }
         const granted = answer.granted ?? { rate: n, leases: sent.map((i) => wants[i]!) };
-        unheld(granted.leases);
+        unheld(granted.leases, true);
         if (rate !== undefined) this.#addSpare(rate.key, granted.rate);
         sent.forEach((i, j) => this.#addSpare(leases[i]!.key, granted.leases[j]!));
         // The waiters in order: each takes one of every part, from what came back (and any
@@ -592,7 +608,7 @@ export class SharedState {
       },
       (err: unknown) => {
         settled();
-        unheld(undefined);
+        unheld(undefined, false);
         failed();
         this.#degrade(err);
         this.#fallbacks += n;
@@ -746,7 +762,19 @@ export class SharedState {
     }
   }
 
+  /**
+   * After an ask of `key` got fewer slots than it wanted: if a lease count was written since
+   * the ask went out (`writes`: `#leaseWrites` then), it may have been this key's and included
+   * them, and the store would keep them as this holder's until told again. Counted over all
+   * keys, not per key (no map to keep): a refusal may then cost a needless write, at most one
+   * per key per release batch. (Asks that time out or fail are restated by `#recover`.)
+   */
+  #restate(key: string, writes: number): void {
+    if (this.#leaseWrites !== writes) this.#tellReleased(key);
+  }
+
   #setLease(key: string): void {
+    this.#leaseWrites++;
     this.#dirty.delete(key);
     this.remote.leaseSet(key, this.holder, this.#held.get(key) ?? 0).catch(() => this.#dirty.add(key));
   }
