@@ -175,6 +175,35 @@ async function workerStore(c: ForwardConfig): Promise<Store | undefined> {
   return cluster.isWorker && !c.state.redis ? new (await import('../state/index.js')).IpcStore() : undefined;
 }
 
+/** How long a worker waits for the group to confirm a mark of its forward proxy's connection to an own gateway listener. */
+const PEER_GROUP_WAIT_MS = 1000;
+
+/**
+ * In a worker: every worker of the group keeps the marks of the forward proxy's connections
+ * to the group's own gateway listeners (net/own-listeners.ts `ForwardPeerGroup`), relayed by
+ * the primary as a gather (observe/worker-ipc.ts); a mark counts once each worker answered.
+ */
+async function shareForwardPeersInGroup(): Promise<() => void> {
+  const { gather, serveGather } = await import('../observe/worker-ipc.js');
+  const { groupForwardPeer, shareForwardPeers } = await import('../net/own-listeners.js');
+  const stop = serveGather('forward-peer', (arg) => {
+    const m = arg as { end?: unknown; on?: unknown } | null;
+    if (m === null || typeof m !== 'object' || typeof m.end !== 'string' || typeof m.on !== 'boolean') throw new Error('forward-peer: expected { end: string, on: boolean }');
+    groupForwardPeer(m.end, m.on);
+    return true;
+  });
+  shareForwardPeers({
+    announce: async (end, on) => {
+      const g = await gather<boolean>('forward-peer', { end, on }, PEER_GROUP_WAIT_MS);
+      return g.late !== true && g.missing === 0 && g.parts.length > 0 && g.parts.every((p) => p.ok);
+    },
+  });
+  return () => {
+    shareForwardPeers(undefined);
+    stop();
+  };
+}
+
 /** Wire the parts for a config: gateway, access log, metrics and admin listener. */
 export async function startRuntime(config: Config, opts: RuntimeOptions = {}): Promise<Runtime> {
   void raiseMallocTrimThreshold(); // resolves once its scratch input is released; nothing waits for it
@@ -207,7 +236,11 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
     else logger.info(fields, `ACME certificate for ${e.names.join(', ')}: ${e.event}${e.notAfter !== undefined ? ` (expires ${e.notAfter})` : ''}`);
   };
   subscribe(ACME_CHANNEL, onAcme);
+  // In a worker of --workers N: the forward proxy's marks of its connections to the group's own
+  // gateway listeners reach every worker before a byte goes (net/own-listeners.ts).
+  const stopPeerGroup = cluster.isWorker ? await shareForwardPeersInGroup() : undefined;
   const detachLog = (): void => {
+    stopPeerGroup?.();
     detachAccess?.();
     unsubscribe(CERTIFICATE_CHANNEL, onCertificate);
     unsubscribe(OCSP_CHANNEL, onOcsp);

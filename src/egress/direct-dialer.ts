@@ -193,11 +193,29 @@ class ConnectAttempt extends DeadlineEntry implements DialHandle {
   }
 
   connected(): void {
-    if (!this.#settle()) return;
     // This process's own gateway listener: its local end is marked before any byte goes, so
     // the gateway trusts it with nothing a loopback client gets (net/own-listeners.ts). One
-    // Map lookup by port for any other destination.
-    if (ownListenerAt(this.#address.address, this.#port, 'gateway')) markOwnForwardPeer(this.#sock);
+    // Map lookup by port for any other destination. In a `--workers N` group every worker must
+    // have the mark first (the kernel may hand the connection to any of them): the attempt
+    // stays open (its deadline, abort and errors as while connecting) until the group says so.
+    if (ownListenerAt(this.#address.address, this.#port, 'gateway')) {
+      const shared = markOwnForwardPeer(this.#sock);
+      if (shared !== undefined) {
+        shared.then(
+          (ok) => {
+            if (ok) this.#dialed();
+            else this.#fail(new Failure({ type: 'proxy_internal_error', phase: 'connect', nextHop: this.#nextHop, detail: `the worker group did not confirm in time that this connection to its own gateway listener (${this.#address.address} port ${this.#port}) is a forward user's: not used, the gateway would take it for a local client` }));
+          },
+          () => {},
+        );
+        return;
+      }
+    }
+    this.#dialed();
+  }
+
+  #dialed(): void {
+    if (!this.#settle()) return;
     this.#sink.dialed(this.#sock, this.#address.address);
   }
 

@@ -79,27 +79,67 @@ export interface PeerEnd {
 }
 
 /**
- * Mark `socket`, a forward-proxy connection to this process's gateway listener, just
- * connected: until it closes, the gateway takes a connection from its local end for a
- * forward user's (`viaOwnForward`). Called before any byte is written on it.
+ * The other processes of a `--workers N` group. The kernel hands a connection to any worker
+ * listening on the port, so a mark kept by the dialling worker alone left the others taking
+ * its connections for trusted loopback clients. `announce` tells every worker of the group
+ * (this one included) that a local end is marked (`on`) or no longer: for a mark, it resolves
+ * true once every worker has it, false when the group did not confirm it in time. Set by the
+ * runtime in a worker (cli/runtime.ts, over observe/worker-ipc.ts), which also hands the
+ * group's messages to `groupForwardPeer`.
  */
-export function markOwnForwardPeer(socket: Socket): void {
-  const port = socket.localPort;
-  const address = socket.localAddress;
-  if (port === undefined || address === undefined) return;
-  const k = `${port} ${key(address)}`;
-  forwardPeers.set(k, (forwardPeers.get(k) ?? 0) + 1);
-  socket.once('close', () => {
-    const n = (forwardPeers.get(k) ?? 1) - 1;
-    if (n > 0) forwardPeers.set(k, n);
-    else forwardPeers.delete(k);
-  });
+export interface ForwardPeerGroup {
+  announce(end: string, on: boolean): Promise<boolean>;
 }
 
-/** Whether a connection the gateway accepted (its client end) is one of this process's forward proxy's: a forward user's, trusted with nothing a local client is. */
+let group: ForwardPeerGroup | undefined;
+
+/** Marks other workers of the group announced (and this worker's own, as the group relays them to every worker). */
+const groupPeers = new Map<string, number>();
+
+/** In a worker of a group: how marks reach the other workers (undefined: none, a process alone). */
+export function shareForwardPeers(g: ForwardPeerGroup | undefined): void {
+  group = g;
+}
+
+/** A mark of the group (`on`) or its end, as `ForwardPeerGroup.announce` sent it. */
+export function groupForwardPeer(end: string, on: boolean): void {
+  count(groupPeers, end, on ? 1 : -1);
+}
+
+function count(m: Map<string, number>, k: string, by: number): void {
+  const n = (m.get(k) ?? 0) + by;
+  if (n > 0) m.set(k, n);
+  else m.delete(k);
+}
+
+/**
+ * Mark `socket`, a forward-proxy connection to this process's gateway listener, just
+ * connected: until it closes, the gateway takes a connection from its local end for a
+ * forward user's (`viaOwnForward`). Called before any byte is written on it. Alone, the mark
+ * holds at once (undefined); in a group, the promise says whether every worker has it, and no
+ * byte may go before it resolves true (false: the connection must not be used).
+ */
+export function markOwnForwardPeer(socket: Socket): Promise<boolean> | undefined {
+  const port = socket.localPort;
+  const address = socket.localAddress;
+  if (port === undefined || address === undefined) return group === undefined ? undefined : Promise.resolve(false);
+  const k = `${port} ${key(address)}`;
+  count(forwardPeers, k, 1);
+  const g = group;
+  socket.once('close', () => {
+    count(forwardPeers, k, -1);
+    // Ended: the others drop theirs (their answers are not waited for; a late one only distrusts longer).
+    if (g !== undefined) void g.announce(k, false).catch(() => {});
+  });
+  return g === undefined ? undefined : g.announce(k, true).catch(() => false);
+}
+
+/** Whether a connection the gateway accepted (its client end) is one of this process group's forward proxy's: a forward user's, trusted with nothing a local client is. */
 export function viaOwnForward(socket: PeerEnd | undefined): boolean {
-  if (forwardPeers.size === 0 || socket === undefined) return false;
+  if ((forwardPeers.size === 0 && groupPeers.size === 0) || socket === undefined) return false;
   const port = socket.remotePort;
   const address = socket.remoteAddress;
-  return port !== undefined && address !== undefined && forwardPeers.has(`${port} ${key(address)}`);
+  if (port === undefined || address === undefined) return false;
+  const k = `${port} ${key(address)}`;
+  return forwardPeers.has(k) || groupPeers.has(k);
 }
