@@ -8,6 +8,7 @@ import { DeadlineEntry, deadlines, destroyAfter } from '../timing/deadlines.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
 import type { ForwardContext } from './context.js';
 import { installAccept, kHandshakeWait, kRefusedAtLimit, kSocketUser, shapeSocket, type SlottedSocket } from '../net/index.js';
+import { reserveOwnListener } from '../net/own-listeners.js';
 
 /** The user slot of an accepted socket handed to TLS (net/socket-slots.ts): the TLS socket over it is the client connection close() drains and cuts. */
 export const IN_TLS = 'tls';
@@ -137,6 +138,9 @@ export class ForwardListener {
         this.#server.off('error', reject);
         // Accepted sockets made with one options map and shaped at once (net/accept.ts): before any connection comes.
         installAccept(this.#server, shapeSocket);
+        // The proxy never dials its own listener (net/own-listeners.ts), until it closes.
+        const bound = this.#server.address() as AddressInfo;
+        this.#server.once('close', reserveOwnListener(bound.address, bound.port, 'forward'));
         if (this.#certs !== undefined) this.#certs.listener = `${this.address().address}:${this.address().port}`;
         // Orders start once the port is bound: the validations come here.
         this.#acme?.start();

@@ -11,6 +11,11 @@ import { isLoopbackAddress } from './ip-address.js';
  *   the operator, and a forward user whose rules allow loopback (`allowPrivate`, an allow rule
  *   for 127.0.0.0/8) would otherwise reach it through the proxy as one (adversarial probe,
  *   session adminsec: a forward user read `/config` and drained an endpoint).
+ * - `forward`: never dialled either. The proxy's own listener takes a connection from this
+ *   host's address for a client of this host: a user with an address allowlist there
+ *   (`allowFrom: [127.0.0.1]`) is picked without a password, so a password user allowed
+ *   loopback became that user through a loop (adversarial review, session 39). A proxy that
+ *   connects to itself serves no one.
  * - `gateway`: the reverse gateway's listeners, which a forward user may reach (a local
  *   gateway is a service like any other), but the connection then carries a forward user, not
  *   a client of this host: the proxy marks its local end (`markOwnForwardPeer`) and the gateway
@@ -20,9 +25,9 @@ import { isLoopbackAddress } from './ip-address.js';
  *
  * By port first: a dial to any other port costs one Map lookup per kind asked.
  */
-export type OwnListenerKind = 'admin' | 'gateway';
+export type OwnListenerKind = 'admin' | 'forward' | 'gateway';
 
-const byKind: Record<OwnListenerKind, Map<number, Map<string, number>>> = { admin: new Map(), gateway: new Map() };
+const byKind: Record<OwnListenerKind, Map<number, Map<string, number>>> = { admin: new Map(), forward: new Map(), gateway: new Map() };
 
 /** The address as the rules compare it (`::ffff:127.0.0.1` is `127.0.0.1`); the unspecified address as `*`. */
 function key(address: string): string {

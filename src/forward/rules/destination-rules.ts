@@ -222,6 +222,12 @@ export class DestinationRules {
       const nextHop = label(host, port);
       return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `${nextHop} is this gateway's admin listener, which the proxy never connects to` });
     }
+    // Its own listener: the loop's connection comes from this host, where an address
+    // allowlist (allowFrom) would take it for another user without a password (net/own-listeners.ts).
+    if (ownListenerAt(addr, port, 'forward')) {
+      const nextHop = label(host, port);
+      return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `${nextHop} is this proxy's own listener, which the proxy never connects to` });
+    }
     let allowedBy: Rule | undefined;
     const own = this.#own(user);
     const h = readHost(host, this.#hostNeed);
