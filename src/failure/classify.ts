@@ -182,6 +182,26 @@ export function classify(err: unknown, progress: AttemptProgress): Failure {
   return mk('proxy_internal_error', 'internal', detailOf('unexpected error while proxying'), false);
 }
 
+/**
+ * An HTTP/2 request the upstream did not process (RFC 9113 §8.7): its stream refused with
+ * REFUSED_STREAM, above the last-stream-id of a GOAWAY, or never opened (decided by frame codes
+ * and stream ids: pool/h2-streams.ts `h2NotProcessed`). `connection_terminated` like any
+ * upstream close before the response, but safe to send again whatever the method
+ * (gateway/retry-policy.ts `notProcessed`); `why` says which, and the record keeps it.
+ * `streamOnly`: the connection stays up (a refused stream), as failures of one stream are.
+ */
+export function h2StreamNotProcessed(why: string, streamOnly: boolean, nextHop: string | undefined, cause: unknown): Failure {
+  return new Failure({
+    type: 'connection_terminated',
+    phase: streamOnly ? 'headers' : 'send',
+    nextHop,
+    detail: `${why}: the request was not processed (RFC 9113 §8.7)`,
+    retrySafe: true,
+    streamOnly,
+    cause,
+  });
+}
+
 /** An `Expect` other than 100-continue (both faces, every front): the gateway's own 417, not Node's bare one. */
 export function expectationFailed(expect: string | undefined): Failure {
   return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'expectation_failed', detail: `Expect: ${String(expect).slice(0, 100)} cannot be met (only 100-continue is)` });

@@ -1,10 +1,11 @@
+import type { ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
-import { Failure, classify } from '../failure/index.js';
+import { Failure, classify, h2StreamNotProcessed } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import { timeout, type Timeout } from '../timing/deadlines.js';
 import { ExpectClient } from '../http/expect-client.js';
-import { lostKeepAliveRace, type CheckedDispatchOptions, type PoolConnection, type TimedExpectClient } from '../pool/index.js';
+import { h2NotProcessed, lostKeepAliveRace, type CheckedDispatchOptions, type H2StreamOwner, type H2StreamWatch, type PoolConnection, type TimedExpectClient } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { BodyRelay } from './body-relay.js';
 import type { AttemptRecord } from './events.js';
@@ -30,7 +31,7 @@ const DRAIN_MAX_MS = 100;
  * try, so a retry is a new `Attempt` and nothing is reset by hand. It reports to its
  * `Exchange` (which owns the request and the client's response) at named steps.
  */
-export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
+export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner, H2StreamOwner {
   readonly endpoint: Endpoint;
   readonly record: AttemptRecord;
   readonly relay: BodyRelay | undefined;
@@ -86,6 +87,15 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
    */
   #h2Length = -1;
   #h2Received = 0;
+  /**
+   * HTTP/2: the try's stream (handed over by the pool's session watch as undici opens it) and
+   * the watch of its session, to tell whether the upstream processed the request when the try
+   * fails (pool/h2-streams.ts).
+   */
+  h2Stream: ClientHttp2Stream | undefined = undefined;
+  #h2Watch: H2StreamWatch | undefined = undefined;
+  /** The HTTP/2 upstream did not process the request (RFC 9113 §8.7): safe to send again, any method. */
+  #notProcessed = false;
 
   constructor(ex: Exchange, ep: Endpoint, client: PoolConnection | TimedExpectClient, relay: BodyRelay | undefined, startMs: number) {
     this.#ex = ex;
@@ -103,6 +113,10 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
 
   get neverRead(): boolean {
     return this.#neverRead;
+  }
+
+  get notProcessed(): boolean {
+    return this.#notProcessed;
   }
 
   /** The try's connection speaks HTTP/2 (its ALPN result, or h2c). Read while the try has its connection. */
@@ -180,6 +194,14 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     }
     this.#headWaitFrom = now;
     this.#timer.headers(ex.tryTimeoutMs(this, Date.now(), now), now);
+    // HTTP/2: undici opens this request's stream right after this call; the session's watch hands it over.
+    if (this.#client!.timings.h2 === true) {
+      const w = (this.#client as PoolConnection).h2Watch;
+      if (w !== undefined) {
+        this.#h2Watch = w;
+        w.next = this;
+      }
+    }
     const relay = this.relay;
     // The response wait counts from when the whole request has been sent.
     if (relay !== undefined && !relay.readableEnded) {
@@ -288,16 +310,23 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
       this.#retryAfterDrain();
       return;
     }
+    // HTTP/2: a stream the upstream refused, or above its GOAWAY's last-stream-id, was not processed.
+    const stream = this.h2Stream;
+    const unprocessed = connected && !this.#responseStarted && stream !== undefined && !(err instanceof Failure) ? h2NotProcessed(stream, this.#h2Watch!) : undefined;
+    this.h2Stream = undefined;
     const f = err instanceof Failure
       ? err
-      : classify(err, {
+      : unprocessed !== undefined
+        ? h2StreamNotProcessed(unprocessed.why, unprocessed.streamOnly, this.endpoint.nextHop, err)
+        : classify(err, {
           connected,
           responseStarted: this.#responseStarted,
           headersReceived: this.#passedOn,
           bodyChunked: this.#passedOn && !ex.res.hasHeader('content-length'),
           nextHop: this.endpoint.nextHop,
         });
-    if (connected && !this.#responseStarted && !(err instanceof Failure)) {
+    if (unprocessed !== undefined) this.#notProcessed = true;
+    else if (connected && !this.#responseStarted && !(err instanceof Failure)) {
       const code = (err as { code?: unknown }).code;
       // A reset proves the request unread only while nothing of it was written: an upstream
       // that read the head, acted and died with the body unread resets the connection too.

@@ -601,6 +601,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       connected: a.connected,
       reused: a.reused,
       neverRead: a.neverRead,
+      notProcessed: a.notProcessed,
       responseStarted,
       idempotent: this.#idempotent,
       replayable: a.relay === undefined || a.relay.replayable,

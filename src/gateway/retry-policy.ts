@@ -93,6 +93,13 @@ export interface TryFacts {
    * nor does an orderly close (FIN). RFC 9110 §9.2.2; Envoy's `reset-before-request`.
    */
   readonly neverRead?: boolean;
+  /**
+   * An HTTP/2 upstream said it did not process the request (RFC 9113 §8.7): it refused the
+   * stream (RST_STREAM REFUSED_STREAM), or the stream was above the last-stream-id of its
+   * GOAWAY (pool/h2-streams.ts). Like `neverRead`, the request was never applied, whatever its
+   * method; whether its body can be sent again is still `replayable`'s to say.
+   */
+  readonly notProcessed?: boolean;
   /** Part of a response was passed on to the client (or is being drained for a retry already decided). */
   readonly responseStarted: boolean;
   /** RFC 9110 §9.2.2, or an Idempotency-Key the route trusts. */
@@ -191,9 +198,9 @@ function refusal(kind: RetryKind, t: TryFacts, rules: RetryRules, budget: RetryB
   // A body is streamed; one that was (partly) sent can be sent again only if it was small enough to keep.
   if (!t.replayable) return FAIL;
   // RFC 9110 §9.2.2, RFC 9112 §9.3.1: a non-idempotent request is retried only when the failure
-  // proves it was never applied: it never left the gateway, or the upstream reset the connection
-  // before any byte of it was written.
-  if (kind !== 'connect-failure' && !t.idempotent && !(kind === 'reset' && t.neverRead === true)) return FAIL;
+  // proves it was never applied: it never left the gateway, the upstream reset the connection
+  // before any byte of it was written, or an HTTP/2 upstream said it did not process it (RFC 9113 §8.7).
+  if (kind !== 'connect-failure' && !t.idempotent && !(kind === 'reset' && (t.neverRead === true || t.notProcessed === true))) return FAIL;
   if (rules.deadlineMs !== undefined && t.elapsedMs >= rules.deadlineMs) return FAIL;
   if (budget !== undefined && !budget.canRetry(now)) return FAIL_BUDGET;
   return undefined;

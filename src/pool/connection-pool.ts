@@ -4,6 +4,7 @@ import { ExpectClient } from '../http/expect-client.js';
 import { undici } from '../http/undici.js';
 import { Failure } from '../failure/index.js';
 import type { CancelSignal } from '../timing/cancel.js';
+import { watchH2Session, type H2StreamWatch } from './h2-streams.js';
 import { NativeClient } from './native-client.js';
 import { timedConnector, type ConnectTimings, type PoolConnector } from './timed-connector.js';
 
@@ -87,6 +88,9 @@ function definePooledClient(Base: typeof Client): PooledClientClass {
 
     /** The signal of the request this connection is being opened for (see ConnectionState). */
     opener: CancelSignal | undefined = undefined;
+
+    /** HTTP/2: its current session's watch (see ConnectionState). */
+    h2Watch: H2StreamWatch | undefined = undefined;
   };
 }
 
@@ -113,6 +117,11 @@ interface ConnectionState {
    * not keep its first request alive).
    */
   opener: CancelSignal | undefined;
+  /**
+   * HTTP/2 (undici's client only): what is known of the streams of the connection's current
+   * session, set at each 'connect' (h2-streams.ts): which requests the upstream did not process.
+   */
+  h2Watch?: H2StreamWatch | undefined;
 }
 
 /**
@@ -406,7 +415,12 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
     const timings = c.timings;
     c.on('connect', () => {
       c.connected = true;
-      if (streams > 1 && timings.h2 === true) c.pipelining = streams;
+      if (timings.h2 === true) {
+        // A new session (undici opens another on the same client after a GOAWAY): a new watch,
+        // before the stream limit is raised (setting `pipelining` sends the queued requests at once).
+        if (c.socket !== undefined) c.h2Watch = watchH2Session(c.socket);
+        if (streams > 1) c.pipelining = streams;
+      }
     });
     c.on('disconnect', (_origin: unknown, _targets: unknown, err: { code?: string } | undefined) => {
       const wasIdle = c.connected && c.active === 0 && c.uses > 0;

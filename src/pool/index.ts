@@ -9,3 +9,4 @@ export { PoolSet, type PoolSetOptions } from './pool-set.js';
 export { timedConnector, type ConnectTimings, type PoolConnector } from './timed-connector.js';
 export { upstreamConnector, upstreamSocket, type UpstreamConnectOptions } from './plain-connector.js';
 export { lostKeepAliveRace } from './race.js';
+export { H2StreamWatch, h2NotProcessed, watchH2Session, type H2NotProcessed, type H2StreamOwner } from './h2-streams.js';

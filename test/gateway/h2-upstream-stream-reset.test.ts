@@ -13,7 +13,7 @@ import { seededRandom, withSeed } from '../helpers/seeded.js';
  * An h2c upstream that resets streams (RST_STREAM) is an upstream failure, not the gateway's
  * own (it was 500 proxy_internal_error, never retried, never charged to the endpoint): before
  * the response head it is `connection_terminated` (502), retried for an idempotent request as an
- * HTTP/1.1 reset is; in the middle of the body the client's response is cut and recorded
+ * HTTP/1.1 reset is (and for any request when the code is REFUSED_STREAM: not processed); in the middle of the body the client's response is cut and recorded
  * `http_response_incomplete`; and an endpoint resetting every stream is ejected by outlier
  * detection (consecutiveGatewayFailures).
  */
@@ -116,7 +116,7 @@ async function record(g: TestGateway, n: number): Promise<LogLine> {
 }
 
 describe('an upstream HTTP/2 stream reset is an upstream failure', () => {
-  test('before the head: 502 connection_terminated, retried for GET (never for POST), never proxy_internal_error (seeded)', async () => {
+  test('before the head: 502 connection_terminated, retried for GET (for POST only when refused), never proxy_internal_error (seeded)', async () => {
     const rand = seededRandom();
     const bad = await h2cUpstream();
     const good = await h2cUpstream();
@@ -149,9 +149,12 @@ describe('an upstream HTTP/2 stream reset is an upstream failure', () => {
           assert.equal(a.status, 502, `${what}: ${JSON.stringify(a)}`);
           assert.match(a.proxyStatus ?? '', /error=connection_terminated/, what);
           const line = await record(alone, i);
-          // An idempotent request is tried again (here on the same endpoint: the only one); a POST the upstream may have seen is not.
-          assert.equal(line.attempts?.length, method === 'GET' ? 2 : 1, `${what}: ${JSON.stringify(line.attempts)}`);
-          assert.equal(bad.seen - seenBefore, method === 'GET' ? 2 : 1, what);
+          // An idempotent request is tried again (here on the same endpoint: the only one); a POST the
+          // upstream may have seen is not, but one it refused (REFUSED_STREAM: not processed, RFC 9113
+          // §8.7) is (test/gateway/h2-unprocessed-retry.test.ts).
+          const tries = method === 'GET' || name === 'REFUSED_STREAM' ? 2 : 1;
+          assert.equal(line.attempts?.length, tries, `${what}: ${JSON.stringify(line.attempts)}`);
+          assert.equal(bad.seen - seenBefore, tries, what);
           for (const t of line.attempts ?? []) assert.equal(t.error, 'connection_terminated', what);
           if (method === 'GET') {
             // Beside a healthy endpoint, the GET is answered whichever endpoint it met first.

@@ -54,6 +54,20 @@ test('a reset before any byte of the request was written (neverRead) retries a n
   assert.deepEqual(decideOnFailure(reset, facts({ idempotent: false, neverRead: true }), noReset, budget(), now), { action: 'fail' });
 });
 
+test('an HTTP/2 stream the upstream did not process (notProcessed: REFUSED_STREAM, above a GOAWAY) retries a non-idempotent request whose body was kept, within the budget', () => {
+  const now = Date.now();
+  const h2 = new Failure({ type: 'connection_terminated', phase: 'headers', streamOnly: true, retrySafe: true });
+  assert.deepEqual(decideOnFailure(h2, facts({ idempotent: false, notProcessed: true }), rules, budget(), now), { action: 'retry', fresh: false, delayMs: 0, avoid: ep });
+  assert.deepEqual(decideOnFailure(h2, facts({ idempotent: false, notProcessed: false }), rules, budget(), now), { action: 'fail' });
+  // A body not kept whole is never sent again.
+  assert.deepEqual(decideOnFailure(h2, facts({ idempotent: false, notProcessed: true, replayable: false }), rules, budget(), now), { action: 'fail' });
+  // Nor past the tries, nor without `reset` in retry.on, nor with the budget spent.
+  assert.deepEqual(decideOnFailure(h2, facts({ idempotent: false, notProcessed: true, tries: 3 }), rules, budget(), now), { action: 'fail' });
+  assert.deepEqual(decideOnFailure(h2, facts({ idempotent: false, notProcessed: true }), { ...rules, retryOn: new Set<RetryKind>(['connect-failure']) }, budget(), now), { action: 'fail' });
+  const spent = new RetryBudget({ ratio: 0, minPerSecond: 0, windowMs: 10_000 });
+  assert.deepEqual(decideOnFailure(h2, facts({ idempotent: false, notProcessed: true }), rules, spent, now), { action: 'fail', budget: true });
+});
+
 test('the keep-alive race is retried at once, without back-off; other resets back off', () => {
   const slow: RetryRules = { ...rules, retry: { ...rules.retry, backoffBaseMs: 1000, backoffMaxMs: 1000 } };
   let backedOff = 0;
