@@ -131,6 +131,11 @@ export const REFUSAL_REASONS = {
   bad_username_parameter: r('http_request_denied', 407, 'Proxy User Name Not Understood', 'The password is right, but the proxy user name carries a parameter the proxy does not know or a value it cannot use (parameters: NAME-session-ID-ttl-10m-pool-NAME-debug-1).'),
   /** A rate, quota or connection limit of the user's plan, or one client's excess (password checks per source). */
   too_many_requests: r('http_request_denied', 429, 'Too Many Requests', 'A limit on how much or how fast this client may use the gateway was reached.'),
+  /**
+   * Too many wrong credentials from this client address: refused for a lockout without the
+   * credential being checked, a right one too (net/auth-lockout.ts); Retry-After says when.
+   */
+  auth_locked_out: r('http_request_denied', 429, 'Too Many Requests', 'Too many wrong user names or passwords came from this address; it may try again after the time Retry-After gives.'),
   /** Work of this kind is at the gateway's overall bound (password checks in progress): refused before it is done. */
   overloaded: r('http_request_denied', 503, 'Service Unavailable', 'The gateway has too much of this work in progress right now.'),
   /**
@@ -223,5 +228,6 @@ export const GRPC_STATUS_OF_REFUSAL: Partial<Record<RefusalReason, GrpcCodeName>
   proxy_auth_required: 'UNAUTHENTICATED',
   bad_username_parameter: 'UNAUTHENTICATED',
   too_many_requests: 'RESOURCE_EXHAUSTED',
+  auth_locked_out: 'RESOURCE_EXHAUSTED',
   overloaded: 'RESOURCE_EXHAUSTED',
 };
