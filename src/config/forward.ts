@@ -6,6 +6,7 @@ import { passwordHashProblem } from './scrypt-hash.js';
 import { forwardListenerTlsSchema } from './tls.js';
 import { parseDuration } from './duration.js';
 import { shutdownSchema } from './shutdown.js';
+import { authLockoutSchema } from './auth-lockout.js';
 
 /**
  * Config of the forward proxy service (`forward:` in the main config).
@@ -326,6 +327,7 @@ export const forwardSchema = z.strictObject({
         users: z.array(forwardUserSchema).default([]).describe('Users and their scrypt password hashes.'),
         usersFile: z.string().optional().describe('A YAML or JSON file with more users (a list, or { users: [...] }), reloaded on change without restart; a bad file keeps the old users.'),
         usersFileCheck: duration('5s', 'How often the users file is checked for changes (besides fs.watch).'),
+        lockout: authLockoutSchema.describe('Wrong passwords limited per client address (HTTP proxy, CONNECT, SOCKS5, SOCKS4): past maxFailures within window, every attempt from that address is refused for the lockout before its password is checked (no scrypt run), the right password too: HTTP 429 with Retry-After and Proxy-Status error=http_request_denied, SOCKS5 the RFC 1929 failure reply then close, SOCKS4 request rejected. See docs/security.md.'),
       })
       .prefault({})
       .describe('Who may use the proxy.'),

@@ -12,6 +12,7 @@ import type { RelayTimeouts } from './forward-relay.js';
 import type { UpstreamTls } from './upstream-tls.js';
 import type { SharedState } from '../state/index.js';
 import type { ConnectionsCut } from '../failure/index.js';
+import type { AuthLockout } from '../net/auth-lockout.js';
 
 /**
  * What every protocol handler of one running forward proxy shares. A reload replaces the
@@ -23,6 +24,8 @@ export interface ForwardContext {
   settings: ForwardSettings;
   /** Who credentials belong to: the or the library user's provider. */
   readonly users: AuthProvider;
+  /** Wrong credentials per client address (net/auth-lockout.ts): a locked-out address is refused before its password is checked. */
+  readonly authLockout?: AuthLockout;
   readonly rules: DestinationRules;
   readonly dialer: Dialer;
   readonly udpDialer: UdpDialer;

@@ -33,6 +33,7 @@ import { TunnelRun } from './tunnel-run.js';
 import { ForwardRelay } from './forward-relay.js';
 import { ConnectionsCut } from '../failure/index.js';
 import { kSocketUser, type SlottedSocket } from '../net/index.js';
+import { AuthLockout, lockoutLogLine } from '../net/auth-lockout.js';
 import { ForwardListener, IN_TLS, type ForwardProtocol, type ListenerHandlers } from './listener.js';
 import type { GateStats } from '../http/connection-gate.js';
 import { ResourceTracker } from './resource-tracker.js';
@@ -314,6 +315,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const ctx: ForwardContext = {
     settings,
     users: deps.authProvider ?? directory,
+    authLockout: new AuthLockout('forward', settings.authLockout, (e) => logger.warn(...lockoutLogLine(e))),
     get rules() {
       return rules;
     },
@@ -574,6 +576,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     // Nothing fails from here: swap in place.
     const oldSettings = ctx.settings;
     ctx.settings = nextSettings;
+    ctx.authLockout?.configure(nextSettings.authLockout);
     ctx.egress = nextEgress;
     ctx.grammar = grammarOf(next);
     ctx.debugPlans = debugPlansOf(next.plans);

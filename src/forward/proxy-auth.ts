@@ -3,6 +3,7 @@ import { Failure } from '../failure/index.js';
 import type { EgressRoute } from '../egress/index.js';
 import { customerFacingFailure, explainUsername, parseUsername, type CheckSource } from '../tenants/index.js';
 import type { ForwardContext } from './context.js';
+import type { AuthLockout } from '../net/auth-lockout.js';
 
 export interface Credentials {
   user: string;
@@ -95,13 +96,34 @@ export function authenticateNameFrom(
   // the gateway's failure, whatever the error's code: its ECONNRESET is its own backend's, not
   // the destination's, which classify() would make it (review finding: recorded 502
   // connection_terminated ended by the upstream; a synchronous throw was uncaught).
+  // Wrong credentials per client address (net/auth-lockout.ts): a locked-out address is refused
+  // here, before the name or password is looked at (no scrypt run, a right password too). The
+  // address is read only while some address is tracked: one field test on a known client's path.
+  const lockout = ctx.authLockout;
+  if (lockout !== undefined && lockout.size > 0) {
+    const ms = lockout.lockedFor(source?.remoteAddress);
+    if (ms > 0) return lockedOut(ms);
+  }
   let r: EgressRoute | Failure | undefined | Promise<EgressRoute | Failure | undefined>;
   try {
     r = checkName(ctx, name, password, source);
   } catch (err) {
     return checkFailed(err);
   }
-  return r instanceof Promise ? r.catch(checkFailed) : r;
+  if (r instanceof Promise) return lockout === undefined ? r.catch(checkFailed) : r.then((v) => counted(lockout, v, source), checkFailed);
+  return lockout === undefined ? r : counted(lockout, r, source);
+}
+
+/** A verdict, with a wrong password counted against its address (a refusal that judged no password is not). */
+function counted(lockout: AuthLockout, v: EgressRoute | Failure | undefined, source: AuthSource | undefined): EgressRoute | Failure | undefined {
+  if (v === undefined) lockout.failed(source?.remoteAddress);
+  return v;
+}
+
+/** The refusal of a locked-out address: 429 with Retry-After (failure/types.ts `auth_locked_out`); the client is told why. */
+function lockedOut(ms: number): Failure {
+  const seconds = Math.max(1, Math.ceil(ms / 1000));
+  return customerFacingFailure({ type: 'http_request_denied', phase: 'accept', reason: 'auth_locked_out', detail: `too many wrong credentials from this address; retry after ${seconds} s`, retryAfter: seconds });
 }
 
 /** A password check that failed (not a wrong password): a refusal it threw stands; anything else is the gateway's. */

@@ -1,6 +1,8 @@
 import { parseDuration } from '../config/duration.js';
 import type { ForwardConfig } from '../config/forward.js';
 import { PortSet } from './rules/port-set.js';
+import { lockoutSettings } from '../config/auth-lockout.js';
+import type { AuthLockoutSettings } from '../net/auth-lockout.js';
 
 /** The config turned into the numbers the handlers use. */
 export interface ForwardSettings {
@@ -15,6 +17,8 @@ export interface ForwardSettings {
   authMaxConcurrentChecks: number;
   authMaxConcurrentChecksPerSource: number;
   authCheckThreads: number;
+  /** Wrong passwords per client address (auth.lockout). */
+  authLockout: AuthLockoutSettings;
   connectPorts: PortSet;
   /** Ports an absolute-form HTTP request may go to (rules.httpPorts). */
   httpPorts: PortSet;
@@ -59,6 +63,7 @@ export function toSettings(c: ForwardConfig): ForwardSettings {
     authMaxConcurrentChecks: c.auth.maxConcurrentChecks,
     authMaxConcurrentChecksPerSource: c.auth.maxConcurrentChecksPerSource,
     authCheckThreads: c.auth.checkThreads,
+    authLockout: lockoutSettings(c.auth.lockout),
     connectPorts: new PortSet(c.rules.connectPorts),
     httpPorts: new PortSet(c.rules.httpPorts),
     connectTimeoutMs: ms(c.timeouts.connect),

@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 // prom-client's own label hash (the key of a series in a metric's `hashMap`), for `sampled`.
 import { hashObject } from 'prom-client/lib/util.js';
 import { REQUEST_END_CHANNEL, type RequestRecord, type ReverseRecord } from '../record/index.js';
+import { AUTH_LOCKOUT_CHANNEL } from '../net/auth-lockout.js';
 
 /** What the metrics read of a cluster at scrape time (the gateway's `Cluster`, structurally). */
 export interface ClusterView {
@@ -238,6 +239,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   const storeRefusals = new Tally();
   const certReloads = new Tally();
   const acmeOrders = new Tally();
+  const lockouts = new Tally();
   const duration = new Samples();
   const connect = new Samples();
   const tls = new Samples();
@@ -260,6 +262,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   tallied(registry, 'gatewise_cache_revalidations_total', 'Background revalidations of stale cached responses (stale-while-revalidate), by route and result: refreshed (a 304 freshened the stored copy), replaced (a new response was stored), kept (the answer was not stored), too-large (a storable answer larger than the route\'s maxObjectSize or the whole store: not stored, the stored copy as it was), purged (the key was purged or invalidated while it ran, before a size over the limit refused the answer: nothing stored), set-cookie (a new answer with Set-Cookie: not stored, the stored copy as it was), dropped, failed, refused (no admission slot).', ['route', 'result'] as const, revalidations);
   tallied(registry, 'gatewise_tls_certificate_reloads_total', 'Certificate files of TLS listeners reloaded after they changed, by listener, file and result (reloaded; failed: the old certificate stays).', ['listener', 'cert', 'result'] as const, certReloads);
   tallied(registry, 'gatewise_tls_acme_orders_total', 'ACME certificate orders of TLS listeners, by listener, result (obtained, renewed, failed) and, for failures, the step that failed (unreachable, account, order, challenge, finalize, storage).', ['listener', 'result', 'reason'] as const, acmeOrders);
+  tallied(registry, 'gatewise_auth_lockouts_total', 'Client addresses locked out after too many wrong credentials (admin.lockout, forward.auth.lockout), by face: admin (the bearer token) or forward (proxy users). One per lockout start; the attempts refused during it are in gatewise_requests_total (reason auth_locked_out) on the forward face.', ['face'] as const, lockouts);
   sampled(registry, 'gatewise_request_duration_seconds', 'Time from request (or tunnel) start to its end, by face and protocol.', ['face', 'protocol'] as const, duration);
   sampled(registry, 'gatewise_upstream_connect_seconds', 'New upstream connections: time until connected (DNS, TCP and TLS included), by cluster.', ['cluster'] as const, connect);
   sampled(registry, 'gatewise_upstream_tls_seconds', 'New upstream TLS connections: handshake time, by cluster.', ['cluster'] as const, tls);
@@ -431,6 +434,9 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
     const e = msg as { event: string; listener: string; reason?: string };
     if (e.event === 'obtained' || e.event === 'renewed' || e.event === 'failed') acmeOrders.add(`${e.listener}${SEP}${e.event}${SEP}${e.reason ?? ''}`);
   };
+  const onLockout = (msg: unknown): void => {
+    lockouts.add((msg as { face: string }).face);
+  };
   const onLimit = (msg: unknown): void => {
     const e = msg as { cluster?: string; limit: number };
     limits.set({ cluster: e.cluster ?? '' }, e.limit);
@@ -444,6 +450,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
     ['gatewise:upstream:limit', onLimit],
     ['gatewise:tls:certificate', onCertificate],
     ['gatewise:tls:acme', onAcme],
+    [AUTH_LOCKOUT_CHANNEL, onLockout],
   ];
   for (const [name, fn] of channels) subscribe(name, fn);
   return { registry, detach: () => channels.forEach(([name, fn]) => unsubscribe(name, fn)) };

@@ -41,6 +41,7 @@ export class PasswordChecks {
   readonly #perSource = new Map<string, number>();
   #total = 0;
   #running = 0;
+  #started = 0;
   /** Mean duration of a check (exponentially weighted), for Retry-After. */
   #meanMs = 100;
 
@@ -57,6 +58,11 @@ export class PasswordChecks {
   /** Checks running on a thread now. */
   get running(): number {
     return this.#running;
+  }
+
+  /** Checks started on a thread since this was made (scrypt runs): how a test sees that a refusal ran none. */
+  get started(): number {
+    return this.#started;
   }
 
   /** Threads started and not ended. */
@@ -113,6 +119,7 @@ export class PasswordChecks {
 
   #start(source: string, job: Job): void {
     this.#running++;
+    this.#started++;
     const t0 = performance.now();
     const done = (): void => {
       this.#meanMs += (performance.now() - t0 - this.#meanMs) / 8;
