@@ -16,6 +16,7 @@ import { ConfigReloader, type ReloadResult } from './reload.js';
 import { configBindWords } from './bind-failure.js';
 export type { ReloadResult } from './reload.js';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { lockoutSettings } from '../config/auth-lockout.js';
 import { ACME_CHANNEL, CERTIFICATE_CHANNEL, OCSP_CHANNEL, type AcmeEvent, type CertificateEvent, type OcspEvent } from '../tls/index.js';
 
 /** The admin API's view of the forward proxy, following the one running now (a reload may replace it). */
@@ -352,6 +353,16 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
             const admin = reloader.running.admin;
             if (admin) last = admin.token;
             return last;
+          };
+        })(),
+        // Wrong tokens per client address; the running config's settings, made again only when a reload replaced the admin section.
+        lockout: (() => {
+          let section = config.admin;
+          let settings = lockoutSettings(section.lockout);
+          return () => {
+            const admin = reloader.running.admin;
+            if (admin && admin !== section) settings = lockoutSettings((section = admin).lockout);
+            return settings;
           };
         })(),
         // In a worker of --workers N: answer for the whole group. Usage is per worker while each keeps its own memory store.

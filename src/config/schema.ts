@@ -3,6 +3,7 @@ import { isLoopbackAddress } from '../net/ip-address.js';
 import { parseDuration } from './duration.js';
 import { forwardSchema } from './forward.js';
 import { shutdownSchema } from './shutdown.js';
+import { authLockoutSchema } from './auth-lockout.js';
 import type { ProxyErrorType } from '../failure/types.js';
 import { http2Schema, redirectSchema, reverseListenerTlsSchema } from './tls.js';
 // A token (RFC 9110 §5.6.2): an upgrade protocol's name, a header name; the pattern the parsers judge names with.
@@ -446,6 +447,7 @@ export const configSchema = z
           .default(false)
           .describe('Serve the admin API without `token` on an address that is not loopback (127.0.0.0/8, ::1, localhost). Without a token every peer that reaches the address can create forward users (an open proxy), reload the config, drain endpoints and read the redacted config, so `gatewise check` and `run` refuse that combination unless this is true: set it only when something else guards the address (a private management network, a firewall). Default false.'),
         failures: z.number().int().min(1).max(100_000).default(1000).describe('Recent failures kept for GET /failures and /failures/ID (a ring buffer: the oldest go first). Default 1000.'),
+        lockout: authLockoutSchema.describe('Wrong bearer tokens limited per client address: past maxFailures within window, every request from that address to a route that needs the token is answered 429 locked-out (application/problem+json, Retry-After) for the lockout, the right token too, without the token being compared; open routes still answer, as to a caller without the token. See docs/security.md.'),
       })
       .strict()
       .optional()

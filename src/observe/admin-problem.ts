@@ -19,6 +19,7 @@ export const ADMIN_PROBLEMS = {
   'simple-request': { status: 403, title: 'a request that changes the gateway must carry a header a web page cannot send cross-site' },
   'unsupported-media-type': { status: 415, title: 'the request body is not JSON' },
   unauthorized: { status: 401, title: 'this admin listener needs Authorization: Bearer TOKEN (admin.token)' },
+  'locked-out': { status: 429, title: 'too many wrong tokens came from this address; it may try again after Retry-After (admin.lockout)' },
   'not-running': { status: 404, title: 'the part of Gatewise this route reads does not run in this process' },
   'not-configured': { status: 404, title: 'what this route serves is not configured' },
   'missing-parameter': { status: 400, title: 'a required query parameter is missing' },

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackAddress } from '../net/ip-address.js';
+import { AUTH_LOCKOUT_DEFAULTS, AuthLockout, lockoutLogLine, type AuthLockoutSettings } from '../net/auth-lockout.js';
 import { reserveOwnListener } from '../net/own-listeners.js';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
@@ -80,6 +81,13 @@ export interface AdminOptions {
    * changes (or revokes) applies at once.
    */
   token?: string | (() => string | undefined);
+  /**
+   * Wrong tokens limited per client address (net/auth-lockout.ts; default AUTH_LOCKOUT_DEFAULTS:
+   * 10 a minute lock an address out for 1 minute, then longer). A function is asked at each
+   * wrong token and lockout check, so a reload's settings apply; it should return the same
+   * object while they do not change.
+   */
+  lockout?: AuthLockoutSettings | (() => AuthLockoutSettings | undefined);
   /**
    * In a worker of `--workers N`: answer /metrics and the JSON API for the whole process
    * group (admin-merge.ts, gathered over IPC by worker-ipc.ts) instead of this worker alone.
@@ -496,6 +504,7 @@ function openapi(table: readonly Route[]): unknown {
       responses[code] = code.startsWith('2') ? { description, content: { [r.produces ?? JSON_TYPE]: {} } } : { description, content: PROBLEM_CONTENT };
     }
     if (!r.open) responses['401'] = { description: 'A bearer token is configured and the request did not carry it.', content: PROBLEM_CONTENT };
+    if (!r.open) responses['429'] = { description: 'A bearer token is configured and too many wrong ones came from this address (admin.lockout): refused until Retry-After, the right token too.', headers: { 'Retry-After': { schema: { type: 'integer' }, description: 'Seconds until the lockout ends.' } }, content: PROBLEM_CONTENT };
     const op = {
       summary: r.summary,
       ...(params.length ? { parameters: params } : {}),
@@ -636,6 +645,14 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
   const ids = new RequestIds();
   let ownLogger: Logger | undefined;
   const log = (): Logger => o.logger ?? (ownLogger ??= createLogger());
+  // Wrong tokens per client address: a locked-out address gets 429 before its token is compared.
+  const lockoutOf = (): AuthLockoutSettings => (typeof o.lockout === 'function' ? o.lockout() : o.lockout) ?? AUTH_LOCKOUT_DEFAULTS;
+  const lockout = new AuthLockout('admin', lockoutOf(), (e) => log().warn(...lockoutLogLine(e)));
+  const lockoutNow = (): AuthLockout => {
+    const s = lockoutOf();
+    if (s !== lockout.settings) lockout.configure(s);
+    return lockout;
+  };
   const group = o.group ? await (await import('./admin-group.js')).adminGroup(o.group, table, match, o.registry, { ids, log }) : undefined;
   const lim: AdminLimits = { ...ADMIN_LIMITS, ...o.limits };
   // Connections open, oldest activity first; `busy`: requests in progress on it. Their deadlines
@@ -687,7 +704,17 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     const want = wanted();
     const refused = browserRefusal(req, want !== undefined);
     if (refused !== undefined) return send(problemReply(refused));
-    const trusted = want !== undefined ? authorized(req, want) : loopback;
+    // With a token: an address that sent too many wrong ones is refused without the token being
+    // compared, the right one too (else the lockout would tell which guess was right); an open
+    // route still answers it, as a caller without the token. A wrong token counts; none does not.
+    const locked = want !== undefined ? lockoutNow().lockedFor(req.socket.remoteAddress) : 0;
+    if (locked > 0 && !m.route.open) {
+      const seconds = Math.max(1, Math.ceil(locked / 1000));
+      res.setHeader('retry-after', String(seconds));
+      return send(problem('locked-out', `too many wrong tokens came from this address; retry after ${seconds} s`));
+    }
+    const trusted = want !== undefined ? locked === 0 && authorized(req, want) : loopback;
+    if (want !== undefined && locked === 0 && !trusted && req.headers.authorization !== undefined) lockout.failed(req.socket.remoteAddress);
     if (want && !m.route.open && !trusted) {
       res.setHeader('www-authenticate', 'Bearer realm="gatewise-admin"');
       return send(problem('unauthorized', want && req.headers.authorization ? 'the bearer token is not this listener\'s (admin.token)' : 'send Authorization: Bearer TOKEN (admin.token)'));
