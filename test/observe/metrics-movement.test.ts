@@ -286,6 +286,30 @@ describe('reverse series move with reverse traffic', () => {
   });
 });
 
+describe('auth lockouts move their counter', () => {
+  test('gatewise_auth_lockouts_total counts one lockout per face (wrong admin tokens; wrong proxy passwords on a CONNECT)', async () => {
+    const token = 'movement-admin-token-0123456789';
+    const hash = await hashPassword(PASSWORD, { N: 1024, r: 8, p: 1 });
+    const s = await start({
+      admin: { port: 0, token, lockout: { maxFailures: 2 } },
+      forward: { listeners: [{ address: '127.0.0.1', port: 0 }], auth: { users: [{ name: 'mover', password: hash }], lockout: { maxFailures: 2 } }, rules: { allowPrivate: true } },
+      log: { access: false },
+    });
+    for (let i = 0; i < 2; i++) {
+      const r = await request(`${s.rt.adminUrl!}/status`, { headers: { authorization: `Bearer wrong-${i}` } });
+      await r.body.dump();
+      assert.equal(r.statusCode, 401);
+    }
+    for (let i = 0; i < 2; i++) await assert.rejects(tunnel(s.fwdPort!, 'mover', `wrong-${i}`, '127.0.0.1:9'), /407/);
+    // The scrape comes from another address than the locked-out 127.0.0.1.
+    const elsewhere = new Agent({ connect: { localAddress: '127.0.0.2' } });
+    closers.push(() => elsewhere.close());
+    const text = await (await request(`${s.rt.adminUrl!}/metrics`, { headers: { authorization: `Bearer ${token}` }, dispatcher: elsewhere })).body.text();
+    assert.equal(sum(text, 'gatewise_auth_lockouts_total', { face: 'admin' }), 1);
+    assert.equal(sum(text, 'gatewise_auth_lockouts_total', { face: 'forward' }), 1);
+  });
+});
+
 describe('ACME orders move their counter', () => {
   test('gatewise_tls_acme_orders_total counts a failed order by its step (the directory is a closed loopback port)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gatewise-movement-acme-'));
