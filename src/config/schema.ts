@@ -336,7 +336,7 @@ const routeSchema = z
           .boolean()
           .default(false)
           .describe('Compare pathPrefix without ASCII case (A-Z as a-z; percent-encoded and other characters as they are): /ADMIN takes an /admin route. For an upstream whose router ignores case (Express\'s default, ASP.NET, IIS), where /ADMIN is /admin. The path is forwarded as the client spelled it; stripPrefix and rewritePrefix replace the matched part. Default false (compared with case, as nginx and Envoy do).'),
-        methods: z.array(z.string().regex(/^[A-Z]+$/, 'methods are upper-case tokens')).optional().describe('Methods. Default: any.'),
+        methods: z.array(z.string().regex(/^[A-Z]+$/, 'methods are upper-case tokens')).optional().describe('Methods the route takes. GET brings HEAD with it (RFC 9110 §9.3.2: HEAD is GET without content). A request whose host, path and headers some routes match, but whose method none of them takes, is answered 405 with Allow listing the methods they take (and OPTIONS); an OPTIONS none of them takes is answered by the gateway, 204 with that Allow. Default: any.'),
         headers: z.record(z.string(), z.string()).optional().describe('Header name → exact value that must be present.'),
       })
       .strict()

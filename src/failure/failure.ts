@@ -1,4 +1,4 @@
-import { ERROR_TYPES, REFUSAL_REASONS, type Phase, type ProxyErrorType, type RefusalReason, type Source } from './types.js';
+import { ERROR_TYPES, REFUSAL_REASONS, type Phase, type ProxyErrorType, type RefusalInfo, type RefusalReason, type Source } from './types.js';
 
 export interface FailureInit {
   type: ProxyErrorType;
@@ -18,6 +18,8 @@ export interface FailureInit {
   params?: Record<string, string | number>;
   /** Seconds for a Retry-After header. */
   retryAfter?: number;
+  /** A 405's `Allow` value, for a reason whose row says `'computed'` (and only then). */
+  allow?: string;
   /** The upstream ended only this HTTP/2 stream (RST_STREAM); its connection stayed up. */
   streamOnly?: boolean;
   cause?: unknown;
@@ -39,6 +41,8 @@ export class Failure extends Error {
   readonly reason: RefusalReason | undefined;
   readonly params: Record<string, string | number> | undefined;
   readonly retryAfter: number | undefined;
+  /** A 405's `Allow`: the reason's row's value, or the one a `'computed'` row's failure was given. */
+  readonly allow: string | undefined;
   /**
    * The upstream ended only this HTTP/2 stream (RST_STREAM) and kept its connection: the
    * upstream refused this one request, which tells a stream reset from a closed connection
@@ -60,18 +64,27 @@ export class Failure extends Error {
     this.retrySafe = init.retrySafe ?? false;
     let status: number = info.status || 502;
     let params = init.params;
+    let allow: string | undefined;
     if (init.reason !== undefined) {
-      const r = REFUSAL_REASONS[init.reason];
+      const r: RefusalInfo = REFUSAL_REASONS[init.reason];
       // A programming error, not a runtime condition: the table ties each reason to one type.
       if (r.type !== init.type) throw new TypeError(`refusal reason ${init.reason} belongs to ${r.type}, not ${init.type}`);
       status = r.status;
+      allow = r.allow;
+      if (allow === 'computed') {
+        // The same: a 405 must say what the target takes (RFC 9110 §15.5.6).
+        if (init.allow === undefined) throw new TypeError(`refusal reason ${init.reason} needs the failure's allow`);
+        allow = init.allow;
+      }
     }
+    if (init.allow !== undefined && allow !== init.allow) throw new TypeError(`allow is given only for a reason whose row computes it, not ${init.reason ?? init.type}`);
     // RFC 9209 §2.3.15: http_request_error carries the status it produced.
     if (init.type === 'http_request_error' && params?.['status-code'] === undefined) params = { ...params, 'status-code': status };
     this.status = status;
     this.reason = init.reason;
     this.params = params;
     this.retryAfter = init.retryAfter;
+    this.allow = allow;
     this.streamOnly = init.streamOnly === true;
     this.code = `GATEWISE_${init.type.toUpperCase()}`;
   }

@@ -1,6 +1,6 @@
 import type { Failure } from './failure.js';
 import { failureMember, appendMember, parseProxyStatus, type ProxyStatusMember, type ProxyStatusOptions } from './proxy-status.js';
-import { ERROR_TYPES, REFUSAL_REASONS, isProxyErrorType, type RefusalInfo } from './types.js';
+import { ERROR_TYPES, isProxyErrorType } from './types.js';
 
 /** One try at the upstream, as shown to programs in problem+json `attempts`. */
 export interface AttemptSummary {
@@ -99,6 +99,7 @@ function retryAdvice(f: Failure): string {
   if (f.reason === 'proxy_auth_required') return 'Send the request again with valid proxy credentials.';
   if (f.reason === 'bad_username_parameter') return 'Send the request again with the parameter in the user name fixed.';
   if (f.reason === 'request_timeout') return 'Retrying may help if the client sends the whole request in time.';
+  if (f.reason === 'route_method_not_allowed') return 'Send the request with one of the methods the Allow field lists.';
   if (f.reason === 'only_if_cached') return 'The same request will fail the same way until the cache holds a response it may use; sent without only-if-cached, it goes to the upstream.';
   if (f.source === 'client') return 'Retrying the same request will fail the same way; the request must be fixed.';
   if (f.status === 503 || f.status === 504) return 'Retrying later may help.';
@@ -200,9 +201,8 @@ export function renderFailure(input: RenderInput): Rendered {
     'x-content-type-options': 'nosniff',
   };
   if (f.retryAfter !== undefined) headers['retry-after'] = String(Math.max(0, Math.ceil(f.retryAfter)));
-  // A 405 says what the target takes; the reason's row holds it (types.ts REFUSAL_REASONS).
-  const allow = f.reason !== undefined ? (REFUSAL_REASONS[f.reason] as RefusalInfo).allow : undefined;
-  if (allow !== undefined) headers.allow = allow;
+  // A 405 says what the target takes: the reason's row holds it, or the failure when the row computes it (types.ts REFUSAL_REASONS).
+  if (f.allow !== undefined) headers.allow = f.allow;
   const format = negotiate(input.accept);
   let body: string;
   if (format === 'problem') {

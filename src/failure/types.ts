@@ -95,7 +95,10 @@ export interface RefusalInfo {
   readonly title: string;
   /** One sentence for a person, instead of the type's (which speaks of policy in general). */
   readonly explain: string;
-  /** A 405's `Allow` (RFC 9110 §15.5.6: it MUST say the methods the target takes). */
+  /**
+   * A 405's `Allow` (RFC 9110 §15.5.6: it MUST say the methods the target takes): the value
+   * itself, or `'computed'` when the target decides it and the `Failure` carries it (`allow`).
+   */
   readonly allow?: string;
 }
 
@@ -119,6 +122,12 @@ export const REFUSAL_REASONS = {
   header_fields_too_large: r('http_request_error', 431, 'Request Header Fields Too Large', 'The request headers are larger, or more numerous, than the gateway accepts.'),
   /** The method is valid HTTP but not served here (CONNECT on the reverse gateway); Allow: every method the gateway forwards. */
   method_not_allowed: r('http_request_error', 405, 'Method Not Allowed', 'This listener does not serve that method.', 'GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH'),
+  /**
+   * Routes match the request's host, path and headers, but none takes its method (their
+   * `match.methods`): RFC 9110 §15.5.6's 405, whose `Allow` (the methods those routes take,
+   * gateway/router.ts `Router.allowed`) the failure carries. The type is no route's, as the 404's.
+   */
+  route_method_not_allowed: r('destination_not_found', 405, 'Method Not Allowed', 'The gateway routes this path, but not for this method; the Allow field lists the methods it takes.', 'computed'),
   /** An Expect the gateway cannot meet (anything but 100-continue, RFC 9110 §10.1.1). */
   expectation_failed: r('http_request_error', 417, 'Expectation Failed', 'The request expects something of the server that the gateway cannot meet.'),
   /** An HTTP version the gateway does not serve (an HTTP/0.9 request line). */
@@ -223,6 +232,7 @@ export const GRPC_STATUS_OF_REFUSAL: Partial<Record<RefusalReason, GrpcCodeName>
   content_too_large: 'RESOURCE_EXHAUSTED',
   header_fields_too_large: 'RESOURCE_EXHAUSTED',
   method_not_allowed: 'UNIMPLEMENTED',
+  route_method_not_allowed: 'UNIMPLEMENTED',
   not_implemented: 'UNIMPLEMENTED',
   version_not_supported: 'UNIMPLEMENTED',
   proxy_auth_required: 'UNAUTHENTICATED',

@@ -13,7 +13,7 @@ import { proxyStatusOptions, type GatewayContext } from './context.js';
 import { requestEnd, type AttemptRecord, type EndedBy, type ReverseRecord } from './events.js';
 import { traceTry, type GatewayTracing, type RequestTrace } from './tracing.js';
 import { buildUpstreamHead } from './request-headers.js';
-import { respondToOptionsAsterisk, respondWithAcmeChallenge, respondWithFailure, respondWithRedirect } from './responder.js';
+import { respondToOptions, respondToOptionsAsterisk, respondWithAcmeChallenge, respondWithFailure, respondWithRedirect } from './responder.js';
 import { ACME_CHALLENGE_PREFIX } from '../tls/acme/index.js';
 import { hasHsts, httpsLocation, type ListenerFront } from './front.js';
 import { tlsInfoOf, type TlsInfo } from '../tls/index.js';
@@ -27,7 +27,7 @@ import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { decideOnFailure, decideOnStatus, tryTimeoutMs, type RetryAgain, type RetryDecision, type TryFacts } from './retry-policy.js';
 import { NOT_STARTED_AFTER_CLOSE, answerEndsConnection, closeAfter, closingAfterAnswer, finished, offer, runsAlone, withdrawn, type Ordered } from '../http/connection-order.js';
 import { checkHeaderCount, checkRequestTarget } from './request-target.js';
-import { literalHost, rewritePath, type Route } from './router.js';
+import { literalHost, noRouteFailure, rewritePath, type Route } from './router.js';
 import { CachePhase, invalidateAfterUnsafe } from './cache-phase.js';
 import { SAFE_METHODS } from '../http/methods.js';
 import type { RouteCache } from '../cache/index.js';
@@ -328,7 +328,8 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       }
       const route = this.ctx.router.match(host, req.method!, target.routePath, req);
       if (!route) {
-        throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${host || '(no host)'}${path.split('?')[0]}` });
+        this.#noRoute(host, path, target.routePath);
+        return;
       }
       this.route = route;
       const hostValue = literalHost(route.host);
@@ -351,6 +352,22 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     } catch (err) {
       this.fail(err instanceof Failure ? err : classify(err, NO_PROGRESS));
     }
+  }
+
+  /**
+   * No route takes the request: 404 when none matches its host, path and headers; when some
+   * do but none takes its method, RFC 9110 §15.5.6's 405 with the `Allow` of those routes, or
+   * for OPTIONS the gateway's own 204 with it (router.ts `Router.allowed`). Throws the failure.
+   */
+  #noRoute(host: string, path: string, routePath: string): void {
+    const req = this.req;
+    const allow = this.ctx.router.allowed(host, routePath, req);
+    if (allow !== undefined && req.method === 'OPTIONS') {
+      this.#complete = true;
+      respondToOptions(this.res, this.ctx, this.requestId, allow);
+      return;
+    }
+    throw noRouteFailure(req.method!, `${host || '(no host)'}${path.split('?')[0]}`, allow);
   }
 
   /**

@@ -158,7 +158,7 @@ function collect<K extends keyof GatewayHooks>(hooks: readonly GatewayHooks[], k
 
 /** The same failure with another detail. */
 function withDetail(f: Failure, detail: string): Failure {
-  return new Failure({ type: f.type, phase: f.phase, nextHop: f.nextHop, detail, retrySafe: f.retrySafe, reason: f.reason, params: f.params, retryAfter: f.retryAfter, streamOnly: f.streamOnly, cause: f.cause });
+  return new Failure({ type: f.type, phase: f.phase, nextHop: f.nextHop, detail, retrySafe: f.retrySafe, reason: f.reason, params: f.params, retryAfter: f.retryAfter, allow: f.allow, streamOnly: f.streamOnly, cause: f.cause });
 }
 
 /** A request that runs the `onRequest` phase: told how its asynchronous hooks ended. */

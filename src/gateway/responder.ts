@@ -87,11 +87,30 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
 
 /**
  * Asterisk-form `OPTIONS *` (RFC 9112 §3.2.4) names the server, not a resource: the
- * gateway answers it itself, the one gateway-made answer that is not a failure.
+ * gateway answers it itself, a gateway-made answer that is not a failure.
  */
 export function respondToOptionsAsterisk(res: ServerResponse, ctx: GatewayContext, requestId: string): void {
-  res.writeHead(204, { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS', 'proxy-status': `${ctx.identity};error=proxy_internal_response`, [ctx.requestIdHeader]: requestId });
-  res.end();
+  respondToOptions(res, ctx, requestId, 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS');
+}
+
+/**
+ * OPTIONS (RFC 9110 §9.3.7) answered by the gateway itself: `OPTIONS *`, and a path whose
+ * routes take other methods but not OPTIONS (router.ts `Router.allowed`), where it would
+ * otherwise be the 405 of those methods. 204 with `Allow`; not a failure (Proxy-Status
+ * proxy_internal_response, as a redirect).
+ */
+export function respondToOptions(to: ServerResponse | Duplex, ctx: GatewayContext, requestId: string, allow: string): number {
+  const fields = { allow, 'proxy-status': `${ctx.identity};error=proxy_internal_response`, [ctx.requestIdHeader]: requestId };
+  if (isServerResponse(to)) {
+    to.writeHead(204, fields);
+    to.end();
+    return 204;
+  }
+  // An upgrade request's socket (upgrade.ts): the head as Node's ServerResponse would write it, then closed.
+  let head = 'HTTP/1.1 204 No Content\r\n';
+  for (const k in fields) head += `${k}: ${fields[k]}\r\n`;
+  to.end(head + 'connection: close\r\n\r\n', 'latin1');
+  return 204;
 }
 
 /**

@@ -4,6 +4,7 @@ import { parseDuration } from '../config/duration.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { RetryKind, RetryPolicy } from './retry-policy.js';
 import type { ResponseCache, RouteCache } from '../cache/index.js';
+import { Failure } from '../failure/index.js';
 
 /** A route compiled for matching: first match in config order wins. */
 export interface Route {
@@ -14,6 +15,7 @@ export interface Route {
   readonly prefixIsDir: boolean;
   /** match.caseInsensitive: `pathPrefix` in lower case, compared without ASCII case; undefined: compared with case. */
   readonly prefixLower: string | undefined;
+  /** match.methods, with HEAD wherever GET is (RFC 9110 §9.3.2); undefined: any method. */
   readonly methods: ReadonlySet<string> | undefined;
   readonly headers: ReadonlyArray<readonly [string, string]> | undefined;
   readonly exactHosts: ReadonlySet<string> | undefined;
@@ -53,7 +55,7 @@ export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster, 
     pathPrefix: prefix,
     prefixIsDir: prefix.endsWith('/'),
     prefixLower: cfg.match.caseInsensitive ? lowerCase(prefix) : undefined,
-    methods: cfg.match.methods ? new Set(cfg.match.methods) : undefined,
+    methods: cfg.match.methods ? routeMethods(cfg.match.methods) : undefined,
     headers: cfg.match.headers ? Object.entries(cfg.match.headers).map(([k, v]) => [k.toLowerCase(), v] as const) : undefined,
     exactHosts: hosts ? new Set(exact) : undefined,
     wildcardSuffixes: hosts ? wild : undefined,
@@ -85,6 +87,30 @@ export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster, 
           },
   };
   return route;
+}
+
+/**
+ * A route's `match.methods` as the set it takes: HEAD beside GET (RFC 9110 §9.3.2: HEAD is GET
+ * without content, and §9.1 has every general-purpose server support both), as nginx's
+ * `limit_except GET` and the admin API do. Built once, when the route is compiled.
+ */
+function routeMethods(methods: readonly string[]): ReadonlySet<string> {
+  const set = new Set(methods);
+  if (set.has('GET')) set.add('HEAD');
+  return set;
+}
+
+/** The order `Allow` lists methods in: RFC 9110 §9.3's, then any other in alphabetical order (PATCH). */
+const ALLOW_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE'];
+
+function allowRank(m: string): number {
+  const i = ALLOW_ORDER.indexOf(m);
+  return i < 0 ? ALLOW_ORDER.length : i;
+}
+
+/** Methods as an `Allow` value (RFC 9110 §10.2.1), in one stable order. */
+export function allowValue(methods: Iterable<string>): string {
+  return [...methods].sort((a, b) => allowRank(a) - allowRank(b) || (a < b ? -1 : a > b ? 1 : 0)).join(', ');
 }
 
 function hostMatches(r: Route, host: string): boolean {
@@ -124,22 +150,50 @@ export class Router {
       const r = list[i]!;
       if (r.methods && !r.methods.has(method)) continue;
       if (!prefixMatches(r, path)) continue;
-      if (r.headers) {
-        let ok = true;
-        const headers = req.headers;
-        for (const [k, v] of r.headers) {
-          const got = headers[k];
-          if (Array.isArray(got) ? !got.includes(v) : got !== v) {
-            ok = false;
-            break;
-          }
-        }
-        if (!ok) continue;
-      }
+      if (r.headers && !headersMatch(r.headers, req)) continue;
       return r;
     }
     return undefined;
   }
+
+  /**
+   * For a request `match` found no route for: the `Allow` value of its target when routes
+   * match its host, path and headers but none takes its method (RFC 9110 §15.5.6's 405): the
+   * methods those routes take, and OPTIONS, which the gateway answers itself for such a path
+   * (§9.3.7); undefined when no route matches them (a 404). Only the no-route path pays for it.
+   */
+  allowed(host: string, path: string, req: { readonly headers: NodeJS.Dict<string | string[]> }): string | undefined {
+    let methods: Set<string> | undefined;
+    for (const r of this.#candidates(host)) {
+      if (!prefixMatches(r, path)) continue;
+      if (r.headers && !headersMatch(r.headers, req)) continue;
+      // A route that takes any method would have been matched: `match` found none, so none is here.
+      if (r.methods === undefined) return undefined;
+      methods ??= new Set(['OPTIONS']);
+      for (const m of r.methods) methods.add(m);
+    }
+    return methods === undefined ? undefined : allowValue(methods);
+  }
+}
+
+/**
+ * The failure of a request no route takes: 404 `destination_not_found`, or with `allow`
+ * (`Router.allowed`: routes match its host, path and headers, not its method) the 405 of
+ * the taxonomy's `route_method_not_allowed` row, carrying that `Allow`.
+ */
+export function noRouteFailure(method: string, where: string, allow: string | undefined): Failure {
+  if (allow === undefined) return new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${method} ${where}` });
+  return new Failure({ type: 'destination_not_found', phase: 'route', reason: 'route_method_not_allowed', allow, detail: `no route for ${method} ${where}: its routes take ${allow}` });
+}
+
+/** Whether every header the route matches on has its value (one of a repeated field's). */
+function headersMatch(want: ReadonlyArray<readonly [string, string]>, req: { readonly headers: NodeJS.Dict<string | string[]> }): boolean {
+  const headers = req.headers;
+  for (const [k, v] of want) {
+    const got = headers[k];
+    if (Array.isArray(got) ? !got.includes(v) : got !== v) return false;
+  }
+  return true;
 }
 
 /**

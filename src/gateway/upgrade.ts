@@ -20,10 +20,10 @@ import { checkHeaderCount, checkRequestTarget } from './request-target.js';
 import { admitPhase, type Admittable } from './admit.js';
 import { runRequestPhase, type HookedRequest } from './hooks.js';
 import { buildUpstreamHead } from './request-headers.js';
-import { respondWithFailure } from './responder.js';
+import { respondToOptions, respondWithFailure } from './responder.js';
 import { finalResponseHead, switchResponseHead } from './response-headers.js';
 import { hasHsts } from './front.js';
-import { allowedUpgrade, rewritePath, type Route } from './router.js';
+import { allowedUpgrade, noRouteFailure, rewritePath, type Route } from './router.js';
 import { traceTry, type RequestTrace } from './tracing.js';
 import { fieldText, type RawField } from '../http/headers.js';
 import { nameIs } from '../http/token.js';
@@ -236,7 +236,16 @@ export class UpgradeExchange extends Tunnel implements Dispatcher.DispatchHandle
       this.#path = path;
       this.#routePath = target.routePath;
       const route = this.#ctx.router.match((this.#host = target.routeHost), req.method!, target.routePath, req);
-      if (!route) throw new Failure({ type: 'destination_not_found', phase: 'route', detail: `no route for ${req.method} ${target.routeHost}${path}` });
+      if (!route) {
+        // As a plain request's (exchange.ts #noRoute): 404, the 405 of the path's routes, or OPTIONS answered with their Allow.
+        const allow = this.#ctx.router.allowed(target.routeHost, target.routePath, req);
+        if (allow !== undefined && req.method === 'OPTIONS') {
+          this.#status = respondToOptions(this.#socket, this.#ctx, this.requestId, allow);
+          this.#endClient();
+          return;
+        }
+        throw noRouteFailure(req.method!, `${target.routeHost}${path}`, allow);
+      }
       this.#route = route;
       const hostValue = route.host === 'preserve' ? undefined : route.host === 'endpoint' ? undefined : route.host;
       const head = buildUpstreamHead(this.#ctx, req, req.socket.remoteAddress, this.requestId, hostValue, this.#via, (req.socket as TLSSocket).encrypted === true ? 'https' : 'http', target.hostValue);

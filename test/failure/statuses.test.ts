@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ERROR_TYPES, Failure, REFUSAL_REASONS, type EndedBy, type RefusalReason } from '../../src/failure/index.js';
+import { ERROR_TYPES, Failure, REFUSAL_REASONS, type EndedBy, type RefusalInfo, type RefusalReason } from '../../src/failure/index.js';
 import type { ForwardRecord, ReverseRecord } from '../../src/record/index.js';
 
 const SRC = new URL('../../../src/', import.meta.url).pathname;
@@ -47,7 +47,7 @@ test('statuses come only from the taxonomy table: no call site in src/ sets an e
 
 test('a refusal reason gives its status and type; http_request_error carries status-code (RFC 9209 §2.3.15)', () => {
   for (const [reason, r] of Object.entries(REFUSAL_REASONS)) {
-    const f = new Failure({ type: r.type, phase: 'accept', reason: reason as RefusalReason });
+    const f = new Failure({ type: r.type, phase: 'accept', reason: reason as RefusalReason, ...allowOf(r) });
     assert.equal(f.status, r.status, reason);
     assert.equal(f.reason, reason);
     if (r.type === 'http_request_error') assert.equal(f.params?.['status-code'], r.status);
@@ -60,6 +60,25 @@ test('a refusal reason gives its status and type; http_request_error carries sta
 
 test('a reason of another type is a programming error, refused at once', () => {
   assert.throws(() => new Failure({ type: 'http_request_error', phase: 'accept', reason: 'proxy_auth_required' }), /belongs to http_request_denied/);
+});
+
+/** The `allow` a reason whose row computes its Allow needs (any value: the row's own otherwise). */
+function allowOf(r: RefusalInfo): { allow?: string } {
+  return r.allow === 'computed' ? { allow: 'GET, HEAD, OPTIONS' } : {};
+}
+
+test('a 405 always says Allow (RFC 9110 §15.5.6): the row\'s value, or the failure\'s for a row that computes it; nowhere else', async () => {
+  const { renderFailure } = await import('../../src/failure/index.js');
+  const headersOf = (f: Failure): Record<string, string> => renderFailure({ failure: f, requestId: 'r1', accept: undefined, proxyStatus: { name: 'gw', revealTopology: false } }).headers;
+  for (const [reason, info] of Object.entries(REFUSAL_REASONS) as Array<[RefusalReason, RefusalInfo]>) {
+    if (info.status === 405) assert.ok(info.allow !== undefined, `${reason}: a 405 row names its Allow`);
+    const f = new Failure({ type: info.type, phase: 'accept', reason, ...allowOf(info) });
+    assert.equal(headersOf(f).allow, info.allow === 'computed' ? 'GET, HEAD, OPTIONS' : info.allow, reason);
+    if (info.allow === 'computed') assert.throws(() => new Failure({ type: info.type, phase: 'route', reason }), /needs the failure's allow/, reason);
+    else assert.throws(() => new Failure({ type: info.type, phase: 'route', reason, allow: 'GET' }), /allow is given only/, reason);
+  }
+  assert.throws(() => new Failure({ type: 'destination_not_found', phase: 'route', allow: 'GET' }), /allow is given only/);
+  assert.equal(headersOf(new Failure({ type: 'destination_not_found', phase: 'route' })).allow, undefined);
 });
 
 test('proxy_configuration_error answers the table status (500), wherever it is made', () => {
@@ -92,7 +111,7 @@ test('a refusal reason speaks for itself on the page: its title and plain words,
   assert.match(limited, /Retrying after 3 s may help/);
   assert.doesNotMatch(limited, /will not help/);
   for (const [reason, info] of Object.entries(REFUSAL_REASONS)) {
-    const f = new Failure({ type: info.type, phase: 'accept', reason: reason as RefusalReason });
+    const f = new Failure({ type: info.type, phase: 'accept', reason: reason as RefusalReason, ...allowOf(info) });
     assert.equal(f.title, info.title);
     assert.ok(render(f).startsWith(`${info.status} ${info.title}\n`), reason);
   }
