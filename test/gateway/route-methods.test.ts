@@ -1,9 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { connect as h2connect } from 'node:http2';
 import { Agent, request } from 'undici';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { h2request } from '../helpers/h2-request.js';
+import { RawConn, parseHead } from '../helpers/raw-conn.js';
 import { between, seededRun } from '../helpers/seeded.js';
 
 /**
@@ -266,3 +269,62 @@ for (const front of ['node', 'net'] as const) {
     });
   });
 }
+
+describe('route methods on upgrade requests and HTTP/2', () => {
+  const routes = [{ name: 'ws', match: { pathPrefix: '/echo', methods: ['POST'] }, cluster: 'lab', upgrades: ['websocket'], retry: { tries: 1 } }];
+
+  for (const front of ['node', 'net'] as const) {
+    test(`an upgrade request no route takes by method: 405 with Allow, OPTIONS 204, another path 404 (${front} front)`, { timeout: 60_000 }, async () => {
+      const g = await startTestGateway({ listeners: [{ address: '127.0.0.1', port: 0, front }], clusters: { lab: { endpoints: [lab.url] } }, routes } as never);
+      try {
+        const cases: Array<[string, string, number, string | undefined]> = [
+          ['GET', '/echo', 405, 'POST, OPTIONS'],
+          ['OPTIONS', '/echo', 204, 'POST, OPTIONS'],
+          ['GET', '/other', 404, undefined],
+        ];
+        for (const [method, path, status, allow] of cases) {
+          const conn = new RawConn(g.port);
+          try {
+            await conn.write(`${method} ${path} HTTP/1.1\r\nHost: c.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+            const head = parseHead(await conn.closed(10_000));
+            const what = `${method} ${path} with Upgrade`;
+            assert.equal(head?.status, status, what);
+            assert.equal(head?.get('allow'), allow, what);
+            assert.match(head?.get('proxy-status') ?? '', status === 204 ? /error=proxy_internal_response/ : /error=destination_not_found/, what);
+            assert.ok(head?.get('x-request-id'), what);
+          } finally {
+            conn.destroy();
+          }
+        }
+      } finally {
+        await g.close();
+      }
+    });
+  }
+
+  test('HTTP/2 (h2c): 405 with Allow, OPTIONS 204, HEAD beside GET', { timeout: 60_000 }, async () => {
+    const g = await startTestGateway({
+      listeners: [{ address: '127.0.0.1', port: 0, http2: { h2c: true } }],
+      clusters: { lab: { endpoints: [lab.url] } },
+      routes: [...routes, { name: 'reads', match: { pathPrefix: '/ok', methods: ['GET'] }, cluster: 'lab', retry: { tries: 1 } }],
+    } as never);
+    const s = h2connect(g.url);
+    try {
+      const post = await h2request(s, '/echo', { method: 'POST', body: 'x' });
+      assert.equal(post.status, 200);
+      const get = await h2request(s, '/echo', { headers: { accept: 'application/problem+json' } });
+      assert.equal(get.status, 405);
+      assert.equal(get.headers.allow, 'POST, OPTIONS');
+      assert.equal((JSON.parse(get.body) as { errorType: string }).errorType, 'destination_not_found');
+      const options = await h2request(s, '/echo', { method: 'OPTIONS' });
+      assert.deepEqual([options.status, options.headers.allow, options.body], [204, 'POST, OPTIONS', '']);
+      const head = await h2request(s, '/ok', { method: 'HEAD' });
+      assert.equal(head.status, 200);
+      const del = await h2request(s, '/ok', { method: 'DELETE' });
+      assert.deepEqual([del.status, del.headers.allow], [405, 'GET, HEAD, OPTIONS']);
+    } finally {
+      s.close();
+      await g.close();
+    }
+  });
+});
