@@ -364,7 +364,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     const allow = this.ctx.router.allowed(host, routePath, req);
     if (allow !== undefined && req.method === 'OPTIONS') {
       this.#complete = true;
-      respondToOptions(this.res, this.ctx, this.requestId, allow);
+      respondToOptions(this.res, this.ctx, this.requestId, allow, this.front?.hsts);
       return;
     }
     throw noRouteFailure(req.method!, `${host || '(no host)'}${path.split('?')[0]}`, allow);
@@ -379,7 +379,7 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       throw new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: 'asterisk-form is only valid with OPTIONS' });
     }
     this.#complete = true;
-    respondToOptionsAsterisk(this.res, this.ctx, this.requestId);
+    respondToOptionsAsterisk(this.res, this.ctx, this.requestId, this.front?.hsts);
   }
 
   /** An ACME HTTP-01 validation: the pending challenge's key authorization, or 404 when no challenge has this token. */

@@ -89,8 +89,8 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
  * Asterisk-form `OPTIONS *` (RFC 9112 §3.2.4) names the server, not a resource: the
  * gateway answers it itself, a gateway-made answer that is not a failure.
  */
-export function respondToOptionsAsterisk(res: ServerResponse, ctx: GatewayContext, requestId: string): void {
-  respondToOptions(res, ctx, requestId, 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS');
+export function respondToOptionsAsterisk(res: ServerResponse, ctx: GatewayContext, requestId: string, hsts: string | undefined): void {
+  respondToOptions(res, ctx, requestId, 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS', hsts);
 }
 
 /**
@@ -99,8 +99,10 @@ export function respondToOptionsAsterisk(res: ServerResponse, ctx: GatewayContex
  * otherwise be the 405 of those methods. 204 with `Allow`; not a failure (Proxy-Status
  * proxy_internal_response, as a redirect).
  */
-export function respondToOptions(to: ServerResponse | Duplex, ctx: GatewayContext, requestId: string, allow: string): number {
-  const fields = { allow, 'proxy-status': `${ctx.identity};error=proxy_internal_response`, [ctx.requestIdHeader]: requestId };
+export function respondToOptions(to: ServerResponse | Duplex, ctx: GatewayContext, requestId: string, allow: string, hsts: string | undefined): number {
+  const fields: Record<string, string> = { allow, 'proxy-status': `${ctx.identity};error=proxy_internal_response`, [ctx.requestIdHeader]: requestId };
+  // Every answer of a TLS listener with hsts carries it, the gateway's own too.
+  if (hsts !== undefined) fields['strict-transport-security'] = hsts;
   if (isServerResponse(to)) {
     to.writeHead(204, fields);
     to.end();

@@ -240,7 +240,7 @@ export class UpgradeExchange extends Tunnel implements Dispatcher.DispatchHandle
         // As a plain request's (exchange.ts #noRoute): 404, the 405 of the path's routes, or OPTIONS answered with their Allow.
         const allow = this.#ctx.router.allowed(target.routeHost, target.routePath, req);
         if (allow !== undefined && req.method === 'OPTIONS') {
-          this.#status = respondToOptions(this.#socket, this.#ctx, this.requestId, allow);
+          this.#status = respondToOptions(this.#socket, this.#ctx, this.requestId, allow, this.#hsts);
           this.#endClient();
           return;
         }

@@ -282,7 +282,8 @@ describe('HSTS and the redirect to HTTPS', () => {
   let tls: TestGateway;
   let plain: TestGateway;
   before(async () => {
-    tls = await startTestGateway(baseConfig({ certificates: [{ cert: a.certFile, key: a.keyFile }], hsts: { maxAge: 600, includeSubDomains: true } }));
+    const base = baseConfig({ certificates: [{ cert: a.certFile, key: a.keyFile }], hsts: { maxAge: 600, includeSubDomains: true } });
+    tls = await startTestGateway({ ...base, routes: [...(base.routes as object[]), { match: { pathPrefix: '/read', methods: ['GET'] }, cluster: 'up' }] } as never);
     plain = await startTestGateway({
       listeners: [{ address: '127.0.0.1', port: 0, redirectToHttps: { port: 8443 } }],
       clusters: { up: { endpoints: [upstream.url] } },
@@ -306,6 +307,12 @@ describe('HSTS and the redirect to HTTPS', () => {
     await missing.body.text();
     assert.equal(missing.statusCode, 404);
     assert.equal(missing.headers['strict-transport-security'], 'max-age=600; includeSubDomains');
+    // A method the path's routes do not take (405), and OPTIONS answered by the gateway (204).
+    for (const [method, status] of [['DELETE', 405], ['OPTIONS', 204]] as const) {
+      const r = await request(`${tls.url}/read`, { dispatcher: agent, method, headers: { host: 'a.test' } });
+      await r.body.text();
+      assert.deepEqual([r.statusCode, r.headers.allow, r.headers['strict-transport-security']], [status, 'GET, HEAD, OPTIONS', 'max-age=600; includeSubDomains'], method);
+    }
     await agent.close();
   });
 
@@ -327,9 +334,12 @@ describe('HSTS and the redirect to HTTPS', () => {
       { what: 'an upgrade no route takes', req: (m: string) => `${m} /nowhere HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`, status: /^HTTP\/1\.1 404 / },
       { what: 'an upgrade the upstream answers without a switch', req: (m: string) => `${m} /app/ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`, status: /^HTTP\/1\.1 200 / },
       { what: 'a request Node cannot parse', req: () => `GET /app HTTP/1.1\r\nHost: a.test\r\nBad Header: x\r\n\r\n`, status: /^HTTP\/1\.1 400 / },
+      { what: 'OPTIONS *', req: () => `OPTIONS * HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n`, status: /^HTTP\/1\.1 204 / },
+      { what: 'an upgrade whose OPTIONS no route of its path takes', req: () => `OPTIONS /read HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`, status: /^HTTP\/1\.1 204 / },
     ];
-    for (let i = 0; i < 6; i++) {
-      const c = rand.pick(cases);
+    for (let i = 0; i < 10; i++) {
+      // Each case once, then seeded picks.
+      const c = i < cases.length ? cases[i]! : rand.pick(cases);
       const method = rand.next() < 0.5 ? 'HEAD' : 'GET';
       const text = await raw(c.req(method));
       const where = `${c.what}, ${method} (seed ${rand.seed}): ${JSON.stringify(text.slice(0, 300))}`;
@@ -337,7 +347,7 @@ describe('HSTS and the redirect to HTTPS', () => {
       const end = text.indexOf('\r\n\r\n');
       const head = text.slice(0, end).toLowerCase();
       assert.match(head, /\r\nstrict-transport-security: max-age=600; includesubdomains/, where);
-      if (method === 'HEAD' && c.what !== 'a request Node cannot parse') assert.equal(text.length, end + 4, `a body after a HEAD's head: ${where}`);
+      if (method === 'HEAD' && !['a request Node cannot parse', 'OPTIONS *', 'an upgrade whose OPTIONS no route of its path takes'].includes(c.what)) assert.equal(text.length, end + 4, `a body after a HEAD's head: ${where}`);
     }
   });
 
