@@ -7,7 +7,7 @@ import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
 import type { ForwardConfig } from '../config/forward.js';
 import { Gateway } from '../gateway/server.js';
-import { purgeTarget } from '../gateway/cache-phase.js';
+import { purgePrefixTarget, purgeTarget } from '../gateway/cache-phase.js';
 import { attachAccessLog, createLogger, flushLogger } from '../observe/access-log.js';
 import type { AdminControl, AdminForwardView } from '../observe/admin.js';
 import { raiseMallocTrimThreshold } from './malloc-tuning.js';
@@ -79,7 +79,11 @@ function gatewayControl(current: () => Gateway): AdminControl {
         const target = purgeTarget(key, current().ctx.escapedSlashes);
         if (target !== undefined) n += c.invalidateTarget(target);
       }
-      if (prefix) n += c.purgePrefix(prefix);
+      if (prefix) {
+        // Any spelling of the prefix too (scheme and host case, port, trailing dot, path encodings).
+        const target = purgePrefixTarget(prefix, current().ctx.escapedSlashes);
+        if (target !== undefined) n += c.purgePrefix(target);
+      }
       return n;
     },
   };

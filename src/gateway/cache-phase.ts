@@ -28,6 +28,7 @@ import { fieldText, type RawField } from '../http/headers.js';
 import { SAFE_METHODS } from '../http/methods.js';
 import { normalizeOriginForm, refuseAsError, type EscapedSlashes } from '../http/path.js';
 import { routeHostOf } from './request-target.js';
+import { lowerCase } from '../http/token.js';
 import type { BypassReason, CacheOutcome, StoreRefusal } from '../record/index.js';
 
 /** What the cache made of an upstream head: it answered instead, or the request must be sent again (a 304 it cannot use); undefined: pass it on. */
@@ -593,26 +594,84 @@ function invalidateUpstreamTarget(cache: ResponseCache, origin: string, host: st
 }
 
 /**
- * The target a purge by key names, spelled as keys are (`targetKey`): an optional `https://`
- * mark kept (`invalidateTarget` covers both schemes anyway), the host in lower case without a
- * port or a trailing dot, the path normalised as a request's (`normalizeOriginForm`: `/%7eu`,
- * `//a` and `/x/../a` are `/~u`, `/a` and `/a`), the query as sent. undefined: a path no request
- * could have (the gateway refuses it), so nothing is stored under it. Before session 38 only
- * the normalised spelling purged anything (`purged: 0` for `/%7euser` while `/~user` stayed).
+ * The target a purge by key names, spelled as keys are (`targetKey`): a scheme in any case
+ * (`https://` kept as the mark, `http://` dropped; `invalidateTarget` covers both schemes
+ * anyway), the host in lower case without a port or a trailing dot, the path normalised as a
+ * request's (`normalizeOriginForm`: `/%7eu`, `//a` and `/x/../a` are `/~u`, `/a` and `/a`), the
+ * query as sent. undefined: a path no request could have (the gateway refuses it), so nothing is
+ * stored under it. Before session 38 only the normalised spelling purged anything (`purged: 0`
+ * for `/%7euser` while `/~user` stayed); before session 39 `http://` was read as a host.
  */
 export function purgeTarget(text: string, escapedSlashes: EscapedSlashes): string | undefined {
-  const bare = text.startsWith(HTTPS_TARGET) ? text.slice(HTTPS_TARGET.length) : text;
-  const slash = bare.search(/[/?]/);
-  // The host as the routing host that keys are built from: no port, no trailing dot, lower case.
-  const host = routeHostOf(slash < 0 ? bare : bare.slice(0, slash));
-  let path = slash < 0 ? '/' : bare.slice(slash);
-  if (path.charCodeAt(0) === 63 /* ? */) path = '/' + path;
+  const { mark, host, path } = purgeParts(text);
+  let p = host === undefined ? '/' : path;
+  if (p.charCodeAt(0) === 63 /* ? */) p = '/' + p;
   try {
-    path = normalizeOriginForm(path, refuseAsError, escapedSlashes);
+    p = normalizeOriginForm(p, refuseAsError, escapedSlashes);
   } catch {
     return undefined;
   }
-  return targetKey(host, path);
+  return mark + targetKey(routeHostOf(host ?? path), p);
+}
+
+/**
+ * The target prefix a purge by prefix names, spelled as keys are, as `purgeTarget` spells a key
+ * (session 39: the prefix was taken as written, and `HTTP://Example.COM./a/` purged nothing that
+ * `example.com/a/` did). A host followed by a path is a whole host (lower case, no port, no
+ * trailing dot); a host alone may be the start of host names and is only lower-cased (a port
+ * makes it whole). The path's complete segments are normalised as a request's; its last,
+ * possibly partial, segment too, unless it is a bare dot segment (`/img/.` may begin
+ * `/img/.well-known`) or ends inside a percent-escape (`/a%7`): then it stays as written, the
+ * escape's hex digits upper-cased as normalised keys hold them. undefined: a path the gateway
+ * refuses (nothing stored under it).
+ */
+export function purgePrefixTarget(text: string, escapedSlashes: EscapedSlashes): string | undefined {
+  const { mark, host, path } = purgeParts(text);
+  // A host alone, or the start of one: whole only with a port.
+  if (host === undefined) return mark + (HOST_WITH_PORT.test(path) ? routeHostOf(path) : lowerCase(path));
+  let p = path.charCodeAt(0) === 63 /* ? */ ? '/' + path : path;
+  let keep = '';
+  const q = p.indexOf('?');
+  const last = p.lastIndexOf('/', q < 0 ? p.length : q) + 1;
+  const tail = q < 0 ? p.slice(last) : '';
+  const escape = PARTIAL_ESCAPE.exec(p);
+  if (tail === '.' || tail === '..') {
+    keep = tail;
+    p = p.slice(0, last);
+  } else if (escape !== null) {
+    keep = escape[0].toUpperCase();
+    p = p.slice(0, escape.index);
+  }
+  try {
+    p = normalizeOriginForm(p, refuseAsError, escapedSlashes);
+  } catch {
+    return undefined;
+  }
+  return mark + targetKey(routeHostOf(host), p + keep);
+}
+
+/** A host with a port (`example.com:8080`, `[::1]:80`): a whole host, not the start of one. */
+const HOST_WITH_PORT = /^(?:\[[^\]]*\]|[^:[\]]*):\d*$/;
+
+/** A percent-escape cut short at the end of a prefix. */
+const PARTIAL_ESCAPE = /%[0-9A-Fa-f]?$/;
+
+/**
+ * A purge's text in parts: the https mark (or none: `http://` and no scheme alike; any case),
+ * the host (undefined when no path or query follows it: then `path` holds what was given), and
+ * the path and query as given.
+ */
+function purgeParts(text: string): { mark: string; host: string | undefined; path: string } {
+  let bare = text;
+  let mark = '';
+  const scheme = /^(https?):\/\//i.exec(text);
+  if (scheme !== null) {
+    bare = text.slice(scheme[0].length);
+    if (scheme[1]!.length === 5) mark = HTTPS_TARGET;
+  }
+  const slash = bare.search(/[/?]/);
+  if (slash < 0) return { mark, host: undefined, path: bare };
+  return { mark, host: bare.slice(0, slash), path: bare.slice(slash) };
 }
 
 /** A URI reference with a scheme (RFC 3986 §3.1), or a network-path reference (`//host…`). */

@@ -116,3 +116,90 @@ test('a purge by key takes any spelling of the key\'s target (seeded)', { timeou
     await up.close();
   }
 });
+
+/**
+ * A purge by prefix names targets as keys spell them, as a purge by key does: a scheme in any
+ * case (`HTTP://`, `https://`), the host in any case with a port or a trailing dot, the path
+ * normalised as a request's (`%65cho` is `echo`, `./` and `x/../` resolved, `//` one slash),
+ * the query as sent. Finding (the lead's list of cache defects): the prefix was taken as
+ * written, so `HTTP://Shop.EXAMPLE./echo/p/` purged nothing while `shop.example/echo/p/a` stayed,
+ * and the operator got `purged: 0`. A target just outside the prefix stays. A key spelled with
+ * `http://` names its target too (before, `http:` was read as the host). Seeded over the
+ * spelling.
+ */
+test('a purge by prefix (and by key) takes any spelling of its targets (seeded)', { timeout: 120_000 }, async () => {
+  const { seededRandom, withSeed } = await import('../helpers/seeded.js');
+  const rand = seededRandom();
+  const { startScriptedUpstream } = await import('../helpers/scripted-upstream.js');
+  const up = await startScriptedUpstream((_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': '2' });
+    res.end('ok');
+  });
+  const logger = createLogger({ destination: new Writable({ write: (_c, _e, cb) => cb() }) });
+  const rt = await startRuntime(
+    validateConfig({
+      listeners: [{ port: 0, address: '127.0.0.1' }],
+      admin: { port: 0, address: '127.0.0.1', token: TOKEN },
+      clusters: { app: { endpoints: [up.url] } },
+      routes: [{ cluster: 'app', cache: { collapseWait: '0s' } }],
+      cache: { maxSize: 1_000_000 },
+    }),
+    { logger, probeUpstreams: false },
+  );
+  try {
+    const gwUrl = rt.gateway!.addresses()[0]!.url.replace(/\/$/, '');
+    const admin = rt.adminUrl!.replace(/\/$/, '');
+    const HOST = 'shop.example';
+    // Each spelling names the prefix `shop.example/echo/p-<n>/` (the origin answers any path, fresh for 10 minutes).
+    const prefixes: Array<(n: string) => string> = [
+      (n) => `${HOST}/echo/p-${n}/`,
+      (n) => `HTTP://Shop.EXAMPLE./echo/p-${n}/`,
+      (n) => `http://shop.example:8080/echo/p-${n}/`,
+      (n) => `HTTPS://SHOP.example/echo/p-${n}/`,
+      (n) => `https://shop.example./echo/p-${n}/`,
+      (n) => `Shop.Example/%65cho/p-${n}/`,
+      (n) => `${HOST}/echo/./p-${n}/x/../`,
+      (n) => `${HOST}//echo/p-${n}/`,
+      (n) => `${HOST}/echo/%70-${n}/`,
+    ];
+    const keys: Array<(n: string) => string> = [
+      (n) => `HTTP://Shop.EXAMPLE./echo/p-${n}/a`,
+      (n) => `http://shop.example:8080/%65cho/p-${n}/a`,
+      (n) => `Shop.Example./echo/p-${n}/./a`,
+    ];
+    const purge = async (what: 'prefix' | 'key', text: string): Promise<number> => {
+      const r = await request(`${admin}/cache/purge?${what}=${encodeURIComponent(text)}`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+      const body = (await r.body.json()) as { purged: number };
+      assert.equal(r.statusCode, 200, `${what}=${text}`);
+      return body.purged;
+    };
+    const get = async (path: string): Promise<string> => {
+      const r = await request(gwUrl + path, { headers: { host: HOST } });
+      await r.body.text();
+      return String(r.headers['cache-status']);
+    };
+    await withSeed(rand, async () => {
+      for (let i = 0; i < 10; i++) {
+        const n = `${i}-${rand.seed}`;
+        const inside = [`/echo/p-${n}/a`, `/echo/p-${n}/b?q=1`];
+        const outside = `/echo/p-${n}x/c`;
+        for (const p of [...inside, outside]) {
+          await get(p);
+          assert.match(await get(p), /; hit; /, `case ${i}: ${p} stored`);
+        }
+        const byKey = rand.next() < 0.3;
+        const spelling = byKey ? rand.pick(keys)(n) : rand.pick(prefixes)(n);
+        const what = `case ${i}: ${byKey ? 'key' : 'prefix'}=${spelling}`;
+        assert.equal(await purge(byKey ? 'key' : 'prefix', spelling), byKey ? 1 : 2, `${what}: purged the stored targets`);
+        assert.match(await get(inside[0]!), /fwd=uri-miss/, `${what}: ${inside[0]} gone from the store`);
+        if (!byKey) assert.match(await get(inside[1]!), /fwd=uri-miss/, `${what}: ${inside[1]} gone from the store`);
+        assert.match(await get(outside), /; hit; /, `${what}: ${outside} outside it stays`);
+        // A last segment that is a bare dot segment stays as written (`/img/.` may begin `/img/.well-known`).
+        assert.equal(await purge('prefix', `${HOST}/echo/p-${n}x/.`), 0, `${what}: a prefix ending in /. names no stored target`);
+      }
+    });
+  } finally {
+    await rt.close();
+    await up.close();
+  }
+});
