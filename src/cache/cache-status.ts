@@ -18,6 +18,7 @@ export interface CacheStatus {
   fwdStatus?: number;
   /** Freshness left in seconds (negative: stale for that long). */
   ttl?: number;
+  /** The response is stored: said only when the head decides it (a Content-Length the store keeps; docs/cache.md), never of a body whose store is decided on its way. */
   stored?: boolean;
   /**
    * The request waited for another request's fetch of its key (RFC 9211 §2.7; only with `fwd`):

@@ -20,6 +20,20 @@ export type VaryValues = ReadonlyArray<string | undefined>;
 /** What a stored response is made from: the fields of `CacheEntry` it is given (the rest it computes). */
 export type StoredInit = Pick<CacheEntry, 'key' | 'status' | 'headers' | 'body' | 'requestTime' | 'responseTime' | 'varyValues'> & Partial<Pick<CacheEntry, 'credentials'>>;
 
+/** What an entry costs the store beyond its body and fields (`CacheEntry.size`). */
+const ENTRY_OVERHEAD = 256;
+
+/**
+ * The size the store counts for a response of `bodyBytes` with `headers` (pairs), as
+ * `CacheEntry.size` counts it: known from a head with Content-Length, so a response the store
+ * could never keep is refused at its head, before Cache-Status says `stored`.
+ */
+export function entrySize(bodyBytes: number, headers: readonly string[]): number {
+  let n = bodyBytes + ENTRY_OVERHEAD;
+  for (let i = 0; i < headers.length; i += 2) n += headers[i]!.length + headers[i + 1]!.length + 4;
+  return n;
+}
+
 /**
  * One stored response (a variant of its key): header pairs, the whole body, and its
  * freshness computed once (RFC 9111 §4.2). Immutable: a 304 makes a new entry that shares
@@ -106,7 +120,7 @@ export class CacheEntry {
     this.vary = vary === undefined ? [] : vary.join(',').split(',').map((s) => s.trim().toLowerCase()).filter((s) => s.length > 0);
     this.etag = etag;
     this.lastModified = lastModified;
-    this.size = init.body.length + headerBytes + 256;
+    this.size = init.body.length + headerBytes + ENTRY_OVERHEAD;
     // §4.2.3: the age it already had when it arrived.
     const dateValue = httpDate(date);
     const dateMs = Number.isNaN(dateValue) ? init.responseTime : dateValue;

@@ -4,7 +4,7 @@
  * collapsing. The gateway's cache phase (`gateway/cache-phase.ts`) drives it; docs/cache.md.
  */
 export { ResponseCache, StoreTicket, HTTPS_TARGET, refusedForSize, withoutSetCookie, cacheKey, targetKey, requestDirectives, varyValuesOf, type Lookup, type RequestHeaders, type RouteCache, type StaleReason, type UpdateResult } from './response-cache.js';
-export { CacheEntry, type StoredInit, type VaryValues } from './entry.js';
+export { CacheEntry, entrySize, type StoredInit, type VaryValues } from './entry.js';
 export { MemoryStore, type CacheStore } from './memory-store.js';
 export { DiskTier } from './disk-store.js';
 export { Collapser, MAX_WAITERS, type CollapseWaiter } from './collapse.js';

@@ -2,6 +2,7 @@ import { Failure, failureMember, receivedMember } from '../failure/index.js';
 import { Timeout } from '../timing/deadlines.js';
 import {
   CacheEntry,
+  entrySize,
   answerFrom,
   cacheKey,
   targetKey,
@@ -83,6 +84,8 @@ export class CachePhase implements CollapseWaiter {
   #tapChunks: Buffer[] | undefined;
   #tapBytes = 0;
   #tapResponseTime = 0;
+  /** The head being stored said its Content-Length (within the limits): its store is decided with the head, and Cache-Status says `stored`. */
+  #lengthKnown = false;
   outcome: CacheOutcome = 'miss';
   /** With outcome `bypass`: why (the record's `bypass`). */
   bypass: BypassReason | undefined;
@@ -388,9 +391,13 @@ export class CachePhase implements CollapseWaiter {
     if (this.#collapsedMiss) cs.collapsed = false;
     if (this.#unkeyed !== undefined) cs.detail = this.#unkeyed;
     if (method === 'GET' && this.#unkeyed === undefined && this.#mayStore(status, raw)) {
-      cs.stored = true;
+      // RFC 9211 §2.6: `stored` says it was stored. Said here only when the head decides it:
+      // a Content-Length within the limits (`#mayStore` refused one over them). A body of
+      // unknown length may yet pass `maxObjectSize` or the store's size after this head has
+      // gone, so its head says nothing of the store; the record, the access log and the metric
+      // say what became of it. Before, such a head said `stored` of a body refused on its way.
+      if (this.#lengthKnown) cs.stored = true;
       this.#tapStatus = status;
-      this.#tapHeaders = withoutSetCookie(storedPairs(raw));
       this.#tapChunks = [];
       this.#tapBytes = 0;
       this.#tapResponseTime = now;
@@ -427,11 +434,16 @@ export class CachePhase implements CollapseWaiter {
     // one rule (`refusedForSize`: not cancelled here, so `too-large`, and a later purge keeps it).
     // A Content-Length over the whole store is refused here too (the store would refuse the
     // whole body at its end, after the head said `stored`).
+    // The store's own bound is on the entry's size, its fields counted (`entrySize`): before, a
+    // Content-Length just under `cache.maxSize` was said `stored` and refused at its end.
+    const headers = withoutSetCookie(storedPairs(raw));
     const cl = obj['content-length'];
-    if (cl !== undefined && Number(cl) > Math.min(this.#rc.maxObjectBytes, this.#rc.cache.store.maxBytes)) {
+    if (cl !== undefined && (Number(cl) > this.#rc.maxObjectBytes || entrySize(Number(cl), headers) > this.#rc.cache.store.maxBytes)) {
       this.storeRefused = refusedForSize(this.#ticket);
       return false;
     }
+    this.#lengthKnown = cl !== undefined;
+    this.#tapHeaders = headers;
     return true;
   }
 

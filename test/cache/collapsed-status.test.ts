@@ -34,7 +34,7 @@ test('a collapsed waiter: Cache-Status fwd=…; collapsed (reused) or collapsed=
       w(res);
       return;
     }
-    res.writeHead(200, { 'cache-control': noStore.has(path) ? 'no-store' : 'max-age=60' });
+    res.writeHead(200, { 'cache-control': noStore.has(path) ? 'no-store' : 'max-age=60', 'content-length': String(Buffer.byteLength(`again ${path}`)) });
     res.end(`again ${path}`);
   });
   await withCacheGateway(up, { routes: [{ name: 'c', cache: { collapseWait: '30s' } }] }, async ({ g: gw, base, records }) => {
@@ -59,7 +59,7 @@ test('a collapsed waiter: Cache-Status fwd=…; collapsed (reused) or collapsed=
         const key = cacheKey(`127.0.0.1${path}`, 'c');
         const rest = Array.from({ length: waiters }, () => request(base + path));
         assert.ok(await until(() => cache.collapser.waiting(key) === waiters, 10_000), `${what}: the waiters queued (${cache.collapser.waiting(key)})`);
-        res.writeHead(200, { 'cache-control': stored ? 'max-age=60' : 'no-store' });
+        res.writeHead(200, { 'cache-control': stored ? 'max-age=60' : 'no-store', 'content-length': String(Buffer.byteLength(`first ${path}`)) });
         res.end(`first ${path}`);
         const answers = await Promise.all([leader, ...rest].map(async (p) => {
           const r = await p;

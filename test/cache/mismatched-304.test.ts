@@ -42,8 +42,8 @@ test('a 304 whose entity tag names no stored response freshens nothing: the clie
     }
     const first = !up.received.slice(0, -1).some((r) => r.url === path);
     // The first fill: "a", stale at once (swr for the background form); afterwards the representation is "b".
-    if (first) res.writeHead(200, { etag: '"a"', 'cache-control': path.includes('/bg') ? 'max-age=0, stale-while-revalidate=600' : 'max-age=0' });
-    else res.writeHead(200, { etag: '"b"', 'cache-control': 'max-age=600' });
+    if (first) res.writeHead(200, { etag: '"a"', 'cache-control': path.includes('/bg') ? 'max-age=0, stale-while-revalidate=600' : 'max-age=0', 'content-length': '1' });
+    else res.writeHead(200, { etag: '"b"', 'cache-control': 'max-age=600', 'content-length': '1' });
     res.end(first ? 'A' : 'B');
   });
   await withCacheGateway(up, { routes: [{ name: 'c', cache: {} }] }, async ({ g, base, records }) => {

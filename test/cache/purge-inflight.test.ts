@@ -51,7 +51,7 @@ async function heldOrigin() {
       } else arrived.set(path, h);
       return;
     }
-    res.writeHead(200, { 'cache-control': 'max-age=0, stale-while-revalidate=600', etag: '"plain"', 'x-gen': 'later' });
+    res.writeHead(200, { 'cache-control': 'max-age=0, stale-while-revalidate=600', etag: '"plain"', 'x-gen': 'later', 'content-length': '5' });
     res.end('later');
   });
   return {

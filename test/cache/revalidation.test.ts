@@ -45,7 +45,7 @@ before(async () => {
       else answer();
       return;
     }
-    res.writeHead(200, h);
+    res.writeHead(200, { ...h, 'content-length': String(Buffer.byteLength(`body of ${u.pathname}`)) });
     res.end(`body of ${u.pathname}`);
   });
   await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()));

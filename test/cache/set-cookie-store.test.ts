@@ -41,6 +41,7 @@ test('a response with Set-Cookie is not stored (refusal set-cookie) and no hit c
     if (p.cc !== undefined) raw.push('Cache-Control', p.cc);
     if (p.cookies !== 'absent') raw.push(p.name, `session=s${n}; HttpOnly`);
     if (p.cookies === 'several') raw.push(p.name, `theme=t${n}`);
+    raw.push('Content-Length', String(Buffer.byteLength(`body ${req.url}`)));
     res.writeHead(200, raw);
     res.end(`body ${req.url}`);
   });

@@ -23,7 +23,8 @@ export function isFill(up: ScriptedUpstream, req: IncomingMessage): boolean {
 
 /** Answer the fill: stale on arrival (`max-age=0`), within `stale-while-revalidate=swr` seconds, with `STALE_ETAG`. */
 export function answerStale(res: ServerResponse, body: string, swr = 600): void {
-  res.writeHead(200, { etag: STALE_ETAG, 'cache-control': `max-age=0, stale-while-revalidate=${swr}` });
+  // With its length: a head says `stored` only when it decides the store (docs/cache.md).
+  res.writeHead(200, { etag: STALE_ETAG, 'cache-control': `max-age=0, stale-while-revalidate=${swr}`, 'content-length': String(Buffer.byteLength(body)) });
   res.end(body);
 }
 

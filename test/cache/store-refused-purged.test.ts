@@ -32,7 +32,7 @@ test('a client\'s answer whose store a purge cancelled is recorded storeRefused:
     req.resume();
     if (holds.take(req, res)) return;
     // The fill of a before-304 case: stored, stale at once (no stale-while-revalidate), with a validator.
-    res.writeHead(200, { etag: '"a"', 'cache-control': 'max-age=0' });
+    res.writeHead(200, { etag: '"a"', 'cache-control': 'max-age=0', 'content-length': '1' });
     res.end('A');
   });
   await withCacheGateway(up, { routes: [{ name: 'pages', cache: {} }] }, async ({ g: gw, base, records }) => {

@@ -35,7 +35,7 @@ test('a client\'s storable answer the store refuses for its size is recorded too
     const p = plan.get(path)!;
     if (p.kind === '304-over-store') {
       if (req.headers['if-none-match'] === undefined) {
-        res.writeHead(200, { etag: '"a"', 'cache-control': 'max-age=0' });
+        res.writeHead(200, { etag: '"a"', 'cache-control': 'max-age=0', 'content-length': '1' });
         res.end('A');
       } else {
         res.writeHead(304, { etag: '"a"', 'cache-control': 'max-age=600', 'x-pad': 'p'.repeat(p.bytes) });

@@ -38,7 +38,7 @@ test('a stale-while-revalidate hit is recorded updating only while a fetch of th
       return;
     }
     // Stored stale at once, within stale-while-revalidate.
-    res.writeHead(200, { etag: tag, vary: 'accept-language', 'cache-control': 'max-age=0, stale-while-revalidate=600' });
+    res.writeHead(200, { etag: tag, vary: 'accept-language', 'cache-control': 'max-age=0, stale-while-revalidate=600', 'content-length': String(Buffer.byteLength(`old ${lang}`)) });
     res.end(`old ${lang}`);
   });
   await withCacheGateway(up, { routes: [{ name: 'v', cache: { collapseWait: '30s' } }] }, async ({ g: gw, base, records }) => {
