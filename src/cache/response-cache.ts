@@ -1,3 +1,4 @@
+import { channel } from 'node:diagnostics_channel';
 import CachePolicy from 'http-cache-semantics';
 import { deltaSeconds, parseCacheControl, type Directives } from './cache-control.js';
 import { Collapser } from './collapse.js';
@@ -71,6 +72,14 @@ export type UpdateResult = 'kept' | 'dropped' | 'too-large' | 'cancelled';
 
 /** Why a stale copy may answer for a failure, or undefined when it may not. */
 export type StaleReason = 'stale-if-error' | 'serve-stale-on';
+
+/**
+ * One message per key forgotten by a purge by key or an invalidation (`ResponseCache.invalidate`):
+ * `{ key, held }` (`held`: it had stored responses). For tests and tools that count what an
+ * unsafe request or a purge touched; published only while someone listens.
+ */
+export const INVALIDATE_CHANNEL = 'gatewise:cache:invalidate';
+const invalidateChannel = channel(INVALIDATE_CHANNEL);
 
 /** The statuses http-cache-semantics stores (its `understoodStatuses`). */
 const UNDERSTOOD = new Set([200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501]);
@@ -313,7 +322,9 @@ export class ResponseCache {
   /** Forget a key (one route's responses for one target), and cancel its stores under way (a purge, an invalidation). */
   invalidate(key: string): boolean {
     this.#cancel(key);
-    return this.#drop(key);
+    const held = this.#drop(key);
+    if (invalidateChannel.hasSubscribers) invalidateChannel.publish({ key, held });
+    return held;
   }
 
   /** Forget a key's stored responses (memory and disk). */
@@ -346,18 +357,18 @@ export class ResponseCache {
    * 38: a stripped route's keys were never named). Returns how many keys held it.
    */
   invalidateUpstream(host: string, upstreamPath: string, origin: string): number {
-    let n = 0;
+    const keys = new Set<string>();
+    this.upstreamKeys(host, upstreamPath, origin, keys);
+    return this.invalidateKeys(keys);
+  }
+
+  /** The keys (without the https mark) `invalidateUpstream` forgets, added to `into`. */
+  upstreamKeys(host: string, upstreamPath: string, origin: string, into: Set<string>): void {
     for (const [route, o] of this.#routes) {
       if (o !== origin) continue;
       const map = this.#clientPaths.get(route);
-      for (const p of map === undefined ? [upstreamPath] : map(upstreamPath)) n += this.#invalidateOnRoute(targetKey(host, p), route);
+      for (const p of map === undefined ? [upstreamPath] : map(upstreamPath)) into.add(cacheKey(targetKey(host, p), route));
     }
-    return n;
-  }
-
-  /** Forget a target (without its scheme mark) on one route, on plain and https listeners alike: how many keys held it. */
-  #invalidateOnRoute(bare: string, route: string): number {
-    return (this.invalidate(cacheKey(bare, route)) ? 1 : 0) + (this.invalidate(cacheKey(HTTPS_TARGET + bare, route)) ? 1 : 0);
   }
 
   /**
@@ -367,12 +378,25 @@ export class ResponseCache {
    * a purge by key (every route). Returns how many keys (routes) held it.
    */
   invalidateTarget(target: string, origin?: string): number {
-    let n = 0;
+    const keys = new Set<string>();
+    this.targetKeys(target, keys, origin);
+    return this.invalidateKeys(keys);
+  }
+
+  /** The keys (without the https mark) `invalidateTarget` forgets, added to `into`. */
+  targetKeys(target: string, into: Set<string>, origin?: string): void {
     const bare = withoutScheme(target);
-    for (const [route, o] of this.#routes) {
-      if (origin !== undefined && o !== origin) continue;
-      n += this.#invalidateOnRoute(bare, route);
-    }
+    for (const [route, o] of this.#routes) if (origin === undefined || o === origin) into.add(cacheKey(bare, route));
+  }
+
+  /**
+   * Forget keys (without the https mark), each on plain and https listeners alike, once: what
+   * an unsafe request names is gathered first (session 39: a route without a rewrite had its key
+   * forgotten twice, as the client's target and as the upstream path). How many keys held one.
+   */
+  invalidateKeys(keys: Iterable<string>): number {
+    let n = 0;
+    for (const k of keys) n += (this.invalidate(k) ? 1 : 0) + (this.invalidate(HTTPS_TARGET + k) ? 1 : 0);
     return n;
   }
 

@@ -578,31 +578,35 @@ export class CachePhase implements CollapseWaiter {
  * listener's port never matched).
  */
 export function invalidateAfterUnsafe(cache: ResponseCache, origin: string, host: string, path: string, upstreamPath: string, raw: readonly RawField[], escapedSlashes: EscapedSlashes): void {
-  cache.invalidateTarget(targetKey(host, path), origin);
+  // The keys are gathered first and each forgotten once: on a route without a rewrite the
+  // client's target and the upstream path name the same key (session 39: forgotten twice).
+  const keys = new Set<string>();
+  cache.targetKeys(targetKey(host, path), keys, origin);
   // Its own target on the other cached routes too, each in its own path space: the upstream
   // path it was sent, mapped back as a Location is (review: with a route stripping `/api/` and
   // one without rewrite to the same cluster, `POST /api/items/7` left the other's `/items/7`).
-  invalidateUpstreamTarget(cache, origin, host, upstreamPath, escapedSlashes);
+  upstreamTargetKeys(cache, origin, host, upstreamPath, escapedSlashes, keys);
   const own = host || 'localhost';
   for (let i = 0; i < raw.length; i += 2) {
     const n = fieldText(raw[i]!).toLowerCase();
     if (n !== 'location' && n !== 'content-location') continue;
     // The upstream's field names its own paths: a relative one is resolved against the path it
-    // was sent, and each cached route maps the result back to its clients' (`invalidateUpstream`).
+    // was sent, and each cached route maps the result back to its clients' (`upstreamKeys`).
     const target = referencedTarget(fieldText(raw[i + 1]!).trim(), own, upstreamPath);
-    if (target !== undefined) invalidateUpstreamTarget(cache, origin, host, target, escapedSlashes);
+    if (target !== undefined) upstreamTargetKeys(cache, origin, host, target, escapedSlashes, keys);
   }
+  cache.invalidateKeys(keys);
 }
 
-/** Forget an upstream path and query (not yet normalised) on the cached routes to `origin`, normalised as a request's first. */
-function invalidateUpstreamTarget(cache: ResponseCache, origin: string, host: string, target: string, escapedSlashes: EscapedSlashes): void {
+/** The keys an upstream path and query (not yet normalised) names on the cached routes to `origin`, normalised as a request's first, added to `into`. */
+function upstreamTargetKeys(cache: ResponseCache, origin: string, host: string, target: string, escapedSlashes: EscapedSlashes, into: Set<string>): void {
   let p: string;
   try {
     p = normalizeOriginForm(target, refuseAsError, escapedSlashes);
   } catch {
     return; // a path the gateway refuses: nothing is stored under it
   }
-  cache.invalidateUpstream(host, p, origin);
+  cache.upstreamKeys(host, p, origin, into);
 }
 
 /**
