@@ -29,6 +29,7 @@ import { fieldText, type RawField } from '../http/headers.js';
 import { SAFE_METHODS } from '../http/methods.js';
 import { normalizeOriginForm, refuseAsError, type EscapedSlashes } from '../http/path.js';
 import { routeHostOf } from './request-target.js';
+import { clientPaths } from './router.js';
 import { lowerCase } from '../http/token.js';
 import type { BypassReason, CacheOutcome, StoreRefusal } from '../record/index.js';
 
@@ -98,7 +99,7 @@ export class CachePhase implements CollapseWaiter {
     this.#ex = ex;
     this.#rc = rc;
     const scheme = ex.front === undefined ? 'http' : ex.front.scheme;
-    this.key = cacheKey(schemeTarget(scheme, targetKey(ex.host, ex.path)), rc.route);
+    this.key = cacheKey(schemeTarget(scheme, targetKey(ex.host, keyPath(ex))), rc.route);
     this.#unkeyed = unkeyedHost(ex, scheme) ? 'unkeyed-host' : hasContent(ex) ? 'request-content' : unkeyedField(ex, rc);
   }
 
@@ -761,6 +762,20 @@ function withoutValidators(headers: readonly string[]): string[] {
  */
 function schemeTarget(scheme: string, target: string): string {
   return scheme === 'https' ? HTTPS_TARGET + target : target;
+}
+
+/**
+ * The path a request is keyed by: its own, but on a `caseInsensitive` route that strips or
+ * rewrites its prefix, the client path the upstream path maps back to (`clientPaths`: the prefix
+ * as configured). Every casing of the prefix sends the same upstream path, so it is one key, the
+ * one an upstream's Location and an unsafe request's upstream path name (session 39: keyed by
+ * the client's casing, `/api/items/7` was not forgotten by `Location: /items/7` behind a prefix
+ * configured `/Api/`, and each casing was stored apart).
+ */
+function keyPath(ex: Exchange): string {
+  const r = ex.route;
+  if (r === undefined || r.prefixLower === undefined || r.newPrefix === undefined) return ex.path;
+  return clientPaths(r, ex.upstreamRequest().path)[0] ?? ex.path;
 }
 
 /** The Host sent upstream is the client's (`host: preserve`, the default) and has a port or a trailing dot the key does not. */
