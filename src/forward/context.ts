@@ -21,6 +21,8 @@ import type { AuthLockout } from '../net/auth-lockout.js';
  * timers) stays the old config's until it ends; new requests read the new values.
  */
 export interface ForwardContext {
+  /** This proxy's scope among the process's own listeners (net/own-listeners.ts): its listeners are reserved in it, and its rules refuse them. */
+  readonly ownScope: string;
   settings: ForwardSettings;
   /** Who credentials belong to: the or the library user's provider. */
   readonly users: AuthProvider;

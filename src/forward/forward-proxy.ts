@@ -152,14 +152,17 @@ export function egressSpecOf(config: ForwardConfig): EgressSpec {
   return { pools, routing: config.egress.routing, defaultPool: config.egress.defaultPool };
 }
 
+/** Proxies started in this process: each one's own-listener scope. */
+let proxies = 0;
+
 /** Users of the config and the users file, with their plan's rules added to their own. */
-function rulesFor(config: ForwardConfig, users: readonly ForwardUser[]): DestinationRules {
+function rulesFor(config: ForwardConfig, users: readonly ForwardUser[], ownScope: string): DestinationRules {
   const withPlans = users.map((u) => {
     const plan = u.plan !== undefined ? config.plans[u.plan] : undefined;
     if (!plan?.allow && !plan?.deny) return u;
     return { ...u, allow: [...(u.allow ?? []), ...(plan.allow ?? [])], deny: [...(u.deny ?? []), ...(plan.deny ?? [])] };
   });
-  return new DestinationRules({ allowPrivate: config.rules.allowPrivate, defaultAction: config.rules.defaultAction, allow: config.rules.allow, deny: config.rules.deny }, withPlans);
+  return new DestinationRules({ allowPrivate: config.rules.allowPrivate, defaultAction: config.rules.defaultAction, allow: config.rules.allow, deny: config.rules.deny }, withPlans, ownScope);
 }
 
 /** Validate; with an AuthProvider, users need not be in the config (told apart by the issue's code). */
@@ -242,7 +245,10 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   };
 
   let users = applyUsers([]);
-  let rules = rulesFor(config, users);
+  // This proxy's own listeners, which its rules never let it dial (net/own-listeners.ts): by
+  // proxy, not process, so that proxies chained in one process (exits of each other) still reach each other.
+  const ownScope = `forward#${++proxies} `;
+  let rules = rulesFor(config, users, ownScope);
   /** Users who may authenticate now: not disabled, not expired. */
   /** Users of the config file the sweep disabled (expired, traffic limit reached): they cannot be written, so until restart. */
   const disabledInMemory = new Map<string, string>();
@@ -313,6 +319,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const direct = new DirectPools(dialer, () => rules, settings, trackSocket, tls.direct);
   let accessLogOn = config.accessLog;
   const ctx: ForwardContext = {
+    ownScope,
     settings,
     users: deps.authProvider ?? directory,
     authLockout: new AuthLockout('forward', settings.authLockout, (e) => logger.warn(...lockoutLogLine(e))),
@@ -344,7 +351,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const pipeline = new ForwardPipeline(ctx, hooks);
 
   const applyAll = (all: ForwardUser[]): void => {
-    const nextRules = rulesFor(config, all);
+    const nextRules = rulesFor(config, all, ownScope);
     const active = activeOf(all);
     directory.replace(withPassword(active));
     ctx.allowlist = allowlistOf(active);

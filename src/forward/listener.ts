@@ -140,7 +140,7 @@ export class ForwardListener {
         installAccept(this.#server, shapeSocket);
         // The proxy never dials its own listener (net/own-listeners.ts), until it closes.
         const bound = this.#server.address() as AddressInfo;
-        this.#server.once('close', reserveOwnListener(bound.address, bound.port, 'forward'));
+        this.#server.once('close', reserveOwnListener(bound.address, bound.port, 'forward', this.#ctx.ownScope));
         if (this.#certs !== undefined) this.#certs.listener = `${this.address().address}:${this.address().port}`;
         // Orders start once the port is bound: the validations come here.
         this.#acme?.start();

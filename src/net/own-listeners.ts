@@ -11,7 +11,7 @@ import { isLoopbackAddress } from './ip-address.js';
  *   the operator, and a forward user whose rules allow loopback (`allowPrivate`, an allow rule
  *   for 127.0.0.0/8) would otherwise reach it through the proxy as one (adversarial probe,
  *   session adminsec: a forward user read `/config` and drained an endpoint).
- * - `forward`: never dialled either. The proxy's own listener takes a connection from this
+ * - `forward`: never dialled by the proxy it belongs to (reserved in that proxy's scope). Its own listener takes a connection from this
  *   host's address for a client of this host: a user with an address allowlist there
  *   (`allowFrom: [127.0.0.1]`) is picked without a password, so a password user allowed
  *   loopback became that user through a loop (adversarial review, session 39). A proxy that
@@ -35,10 +35,14 @@ function key(address: string): string {
   return c === '0.0.0.0' || c === '0:0:0:0:0:0:0:0' ? '*' : c;
 }
 
-/** Reserve a listening address and port (as `server.address()` gives them); the function returned releases it. */
-export function reserveOwnListener(address: string, port: number, kind: OwnListenerKind = 'admin'): () => void {
+/**
+ * Reserve a listening address and port (as `server.address()` gives them); the function returned
+ * releases it. `scope`: whose listener it is, when it is not the process's (a forward proxy's:
+ * two proxies of one process, chained as each other's exits, reach each other); asked with the same.
+ */
+export function reserveOwnListener(address: string, port: number, kind: OwnListenerKind = 'admin', scope = ''): () => void {
   const byPort = byKind[kind];
-  const k = key(address);
+  const k = scope + key(address);
   let at = byPort.get(port);
   if (at === undefined) byPort.set(port, (at = new Map()));
   at.set(k, (at.get(k) ?? 0) + 1);
@@ -58,12 +62,12 @@ export function reserveOwnListener(address: string, port: number, kind: OwnListe
  * and `port` would reach a reserved listener of `kind`: the same address, or, for a listener
  * on the unspecified address, any loopback address or any address of this host's interfaces.
  */
-export function ownListenerAt(address: string, port: number, kind: OwnListenerKind = 'admin'): boolean {
+export function ownListenerAt(address: string, port: number, kind: OwnListenerKind = 'admin', scope = ''): boolean {
   const at = byKind[kind].get(port);
   if (at === undefined) return false;
   const k = key(address);
-  if (at.has(k)) return true;
-  if (!at.has('*')) return false;
+  if (at.has(scope + k)) return true;
+  if (!at.has(scope + '*')) return false;
   if (isLoopbackAddress(k)) return true;
   for (const list of Object.values(networkInterfaces())) for (const i of list ?? []) if (key(i.address) === k) return true;
   return false;

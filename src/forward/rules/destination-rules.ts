@@ -127,7 +127,11 @@ export class DestinationRules {
   /** A deny rule of any level has an IP host pattern: else the IPv4 literal an IPv6 literal carries is not looked for. */
   readonly #denyHostAddresses: boolean;
 
-  constructor(global: GlobalRulesSpec, users: ReadonlyArray<{ name: string } & RuleSetSpec> = []) {
+  /** The proxy's scope of its own listeners (net/own-listeners.ts), refused whatever the rules; '' (the default): none. */
+  readonly #ownScope: string;
+
+  constructor(global: GlobalRulesSpec, users: ReadonlyArray<{ name: string } & RuleSetSpec> = [], ownScope = '') {
+    this.#ownScope = ownScope;
     this.#global = new RuleSet(global);
     this.#allowPrivate = global.allowPrivate;
     this.#defaultDeny = global.defaultAction === 'deny';
@@ -224,7 +228,7 @@ export class DestinationRules {
     }
     // Its own listener: the loop's connection comes from this host, where an address
     // allowlist (allowFrom) would take it for another user without a password (net/own-listeners.ts).
-    if (ownListenerAt(addr, port, 'forward')) {
+    if (this.#ownScope !== '' && ownListenerAt(addr, port, 'forward', this.#ownScope)) {
       const nextHop = label(host, port);
       return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `${nextHop} is this proxy's own listener, which the proxy never connects to` });
     }
