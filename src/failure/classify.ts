@@ -12,6 +12,11 @@ export interface AttemptProgress {
   headersReceived: boolean;
   /** The response body is chunked (a parser error in it is a transfer-coding error). */
   bodyChunked?: boolean;
+  /**
+   * The TCP connection was open and the TLS handshake under way (a caller that starts TLS on a
+   * socket it connected): a close or a timeout then cut the handshake, phase `tls`.
+   */
+  tlsHandshake?: boolean;
   nextHop?: string;
 }
 
@@ -117,7 +122,7 @@ export function classify(err: unknown, progress: AttemptProgress): Failure {
     }
     if (code === 'ECONNREFUSED') return mk('connection_refused', 'connect', detailOf('connection refused'), true);
     if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ETIMEDOUT') {
-      return mk('connection_timeout', 'connect', detailOf('connect timed out'), true);
+      return progress.tlsHandshake ? mk('connection_timeout', 'tls', detailOf('TLS handshake timed out'), true) : mk('connection_timeout', 'connect', detailOf('connect timed out'), true);
     }
     if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EADDRNOTAVAIL' || code === 'ENETDOWN' || code === 'EHOSTDOWN') {
       return mk('destination_ip_unroutable', 'connect', detailOf('no route to the upstream address'), true);
@@ -135,6 +140,7 @@ export function classify(err: unknown, progress: AttemptProgress): Failure {
     }
     if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') {
       // Closed during the connect / TLS handshake: the request was never written.
+      if (progress.tlsHandshake) return mk('connection_terminated', 'tls', detailOf('upstream closed the connection during the TLS handshake'), true);
       return mk('connection_terminated', 'connect', detailOf('upstream closed the connection while connecting'), true);
     }
   }

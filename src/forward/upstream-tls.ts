@@ -12,7 +12,8 @@ export type ConnectCallback = Connector.Callback;
  * undici's own connector does the handshake (`httpSocket`): server name from the host,
  * ALPN http/1.1, and its ConnectTimeoutError (a real `UND_ERR_CONNECT_TIMEOUT`, no
  * forged code) when the handshake outlasts the connect timeout. A failure is classified
- * here, while it is known that nothing was sent (a certificate error stays one).
+ * here, while it is known that nothing was sent (a certificate error stays one) and that
+ * the TCP connection was open: a reset or a timeout is in phase `tls` (`tlsHandshake`).
  */
 export class UpstreamTls {
   readonly #connect: Connector.connector;
@@ -31,7 +32,7 @@ export class UpstreamTls {
     this.#connect({ hostname, host: `${hostname}:${port}`, protocol: 'https:', port: String(port), httpSocket: socket } as Connector.Options, (err, tls) => {
       if (err) {
         socket.destroy();
-        callback(classify(err, { connected: false, responseStarted: false, headersReceived: false, nextHop: `${hostname}:${port}` }), null);
+        callback(classify(err, { connected: false, responseStarted: false, headersReceived: false, tlsHandshake: true, nextHop: `${hostname}:${port}` }), null);
         return;
       }
       callback(null, tls!);
