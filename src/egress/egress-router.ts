@@ -162,12 +162,17 @@ export class EgressRouter {
     }
     if (last) throw withEgress(last, { pool: poolName, exit: lastExit, retried: Math.max(0, tried.size - 1), repinned });
     const waitMs = pool.retryAfterMs(host);
-    throw withEgress(new Failure({
+    const init = {
       type: 'destination_unavailable',
       phase: 'pick',
       detail: `every exit of pool ${poolName} is cooling down for ${host}${waitMs ? ` (next in ${Math.ceil(waitMs / 1000)} s)` : ''}`,
       retryAfter: waitMs ? Math.ceil(waitMs / 1000) : undefined,
-    }), { pool: poolName, exit: undefined, retried: 0, repinned });
+    } as const;
+    // A pool the client named (-pool-NAME) is theirs to know: the detail names only it, their
+    // destination and the wait, so it is shown with revealDetails off (an unknown pool's is too).
+    // A pool a routing rule or hook chose is the operator's topology: the type and Retry-After only.
+    const f = route.pool !== undefined && !route.poolByHook ? customerFacingFailure(init) : new Failure(init);
+    throw withEgress(f, { pool: poolName, exit: undefined, retried: 0, repinned });
   }
 
   /** Open a TCP connection to `target` for this route. */
