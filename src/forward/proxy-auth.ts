@@ -186,6 +186,30 @@ function routeWithParameters(user: string | Failure | undefined, p: ReturnType<t
   return route;
 }
 
+/**
+ * The refusal of a name and password that did not verify, on every front (HTTP proxy, CONNECT,
+ * SOCKS5, SOCKS4): 407 `proxy_auth_required`, the same words to the client whatever was wrong.
+ * The record names the account the password was tried on (`userOfRefusal`), so an operator sees
+ * which one is attacked: the user, or the user under a name with username parameters; a name
+ * that is no user's is not logged at all (it may be a password typed in the name field, and
+ * names a client invents would fill the per-user tables).
+ */
+export function wrongCredentials(ctx: ForwardContext, name: string): Failure {
+  const f = new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'wrong user name or password' });
+  const account = accountOf(ctx, name);
+  if (account !== undefined) refusedUser.set(f, account);
+  return f;
+}
+
+/** The user a presented name is an attempt on (undefined: none); the failure path only. */
+function accountOf(ctx: ForwardContext, name: string): string | undefined {
+  if (ctx.users.has(name)) return name;
+  const has = (base: string): boolean => ctx.users.has(base);
+  const p = parseUsername(name, ctx.grammar, has);
+  if (p.base !== name && has(p.base)) return p.base;
+  return explainUsername(name, has, ctx.grammar)?.base;
+}
+
 function refused(detail: string): AuthOutcome {
   return { ok: false, failure: new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail }) };
 }
@@ -208,15 +232,16 @@ export function authenticate(ctx: ForwardContext, creds: Credentials | undefined
     return ctx.settings.authRequired ? refused('proxy authentication required') : { ok: true, user: null, route: { user: null } };
   }
   const route = authenticateNameFrom(ctx, creds.user, creds.password, source);
-  return route instanceof Promise ? route.then(outcomeOf) : outcomeOf(route);
+  return route instanceof Promise ? route.then((r) => outcomeOf(ctx, creds.user, r)) : outcomeOf(ctx, creds.user, route);
 }
 
-function outcomeOf(route: EgressRoute | Failure | undefined): AuthOutcome {
+function outcomeOf(ctx: ForwardContext, name: string, route: EgressRoute | Failure | undefined): AuthOutcome {
+  if (route === undefined) route = wrongCredentials(ctx, name);
   if (route instanceof Failure) {
     const user = refusedUser.get(route);
     return user !== undefined ? { ok: false, failure: route, user } : { ok: false, failure: route };
   }
-  return route !== undefined ? { ok: true, user: route.user, route } : refused('wrong user name or password');
+  return { ok: true, user: route.user, route };
 }
 
 export function proxyAuthenticateValue(realm: string): string {

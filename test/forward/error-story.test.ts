@@ -9,7 +9,7 @@ import { startLab, startLabDnsServer, type Lab, type LabDnsServer } from '../../
 import { LiveTraffic } from '../../src/observe/live.js';
 import { attachMetrics } from '../../src/observe/metrics.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
-import { PASSWORD, PASSWORD2, USER, USER2, accessLine, basic, dial, rawExchange, readUntil, startOrigin, startTestProxy, userHashes, type Origin, type TestProxy } from './helpers.js';
+import { PASSWORD, PASSWORD2, USER, USER2, accessLine, basic, dial, rawExchange, readUntil, refusedPort, startOrigin, startTestProxy, userHashes, type Origin, type TestProxy } from './helpers.js';
 
 /**
  * The whole story of each failure the forward proxy answers itself, for the causes the first
@@ -183,6 +183,21 @@ describe(`error story, forward face (seed ${rand.seed})`, () => {
     }
   });
 
+  for (const kind of ['http', 'connect'] as const) {
+    it(`${kind === 'http' ? 'HTTP proxy' : 'CONNECT'}: a wrong password → 407 proxy_auth_required, the line and record naming the account attempted`, async () => {
+      const name = rand.pick([USER, `${USER}-session-h${rand.int(1000)}`]);
+      const a = parse(await ask(kind, `127.0.0.1:${origin.port}`, 'application/problem+json', name, 'not-the-password'));
+      const line = await checkStory(a, 'http_request_denied', REFUSAL_REASONS.proxy_auth_required.status, 'problem', `${kind} wrong password`);
+      assert.equal(line.reason, 'proxy_auth_required', JSON.stringify(line));
+      assert.equal(line.user, USER, `the account attacked is named [seed ${rand.seed}]: ${JSON.stringify(line)}`);
+      const typed = `nobody-${rand.int(1e6)}`;
+      const b = parse(await ask(kind, `127.0.0.1:${origin.port}`, 'application/problem+json', typed, PASSWORD));
+      const other = await checkStory(b, 'http_request_denied', REFUSAL_REASONS.proxy_auth_required.status, 'problem', `${kind} unknown user`);
+      assert.equal(other.user, undefined, `a name that is no user's is not logged: ${JSON.stringify(other)}`);
+      assert.ok(!JSON.stringify(other).includes(typed), JSON.stringify(other));
+    });
+  }
+
   it('a plan\'s daily quota used up → the next request 429 too_many_requests, the same story in log, record and metrics', async () => {
     // Wait for the held tunnel of the test before to end (its slot counts against maxConnections: 1).
     await accessLine(p.lines, (l) => l.user === USER2 && l.protocol === 'connect' && l.error === undefined, 'the held tunnel\'s line');
@@ -246,12 +261,27 @@ describe(`error story, SOCKS5 (seed ${rand.seed})`, () => {
     assert.equal((await counted({ face: 'forward', protocol: 'socks5', error: 'dns_error' })) - before, 1);
   });
 
-  it('a wrong password: auth status 1, the line and record proxy_auth_required', async () => {
-    const r = await socks(auth(USER, 'not-the-password'), (b) => b.length >= 4);
+  it('a wrong password: auth status 1, the line and record proxy_auth_required, naming the account attempted', async () => {
+    const n = p.lines.length;
+    // A user's name, with username parameters or without: the record names the account (the base name).
+    const name = rand.pick([USER, USER2, `${USER}-session-s${rand.int(1000)}`]);
+    const r = await socks(auth(name, 'not-the-password'), (b) => b.length >= 4);
     assert.deepEqual([...r.subarray(0, 4)], [5, 2, 1, 1], r.toString('hex'));
-    const line = await recordOf((l) => l.reason === 'proxy_auth_required', 'the SOCKS wrong password');
+    const line = await recordOf((l) => p.lines.indexOf(l) >= n && l.reason === 'proxy_auth_required', 'the SOCKS wrong password');
     assert.equal(line.error, 'http_request_denied', JSON.stringify(line));
     assert.equal(line.phase, 'accept', JSON.stringify(line));
+    assert.equal(line.user, name.startsWith(USER2) ? USER2 : USER, `the account attacked is named [seed ${rand.seed}]: ${JSON.stringify(line)}`);
+    assert.equal((live.failure(String(line.requestId)) as { user?: string }).user, line.user);
+  });
+
+  it('a name that is no user: refused the same, and the name is not logged (it may be a password typed in the wrong field)', async () => {
+    const n = p.lines.length;
+    const typed = `not-a-user-${rand.int(1e6)}`;
+    const r = await socks(auth(typed, PASSWORD), (b) => b.length >= 4);
+    assert.deepEqual([...r.subarray(0, 4)], [5, 2, 1, 1], r.toString('hex'));
+    const line = await recordOf((l) => p.lines.indexOf(l) >= n && l.reason === 'proxy_auth_required', 'the SOCKS unknown user');
+    assert.equal(line.user, undefined, JSON.stringify(line));
+    assert.ok(!JSON.stringify(p.lines.slice(n)).includes(typed), 'the typed name is in no line');
   });
 
   it('no acceptable method (only no-auth offered, auth required): 0xFF, the line and record proxy_auth_required', async () => {
@@ -261,4 +291,65 @@ describe(`error story, SOCKS5 (seed ${rand.seed})`, () => {
     const line = await recordOf((l) => p.lines.indexOf(l) >= n && l.reason === 'proxy_auth_required', 'the SOCKS no acceptable method');
     assert.equal(line.error, 'http_request_denied', JSON.stringify(line));
   });
+});
+
+describe(`error story, SOCKS4 and SOCKS4a (seed ${rand.seed})`, () => {
+  function request(port: number, ip: readonly number[], userId: string, host?: string, cmd = 1): Buffer {
+    const head = Buffer.alloc(8);
+    head[0] = 4;
+    head[1] = cmd;
+    head.writeUInt16BE(port, 2);
+    ip.forEach((x, i) => (head[4 + i] = x));
+    const parts = [head, Buffer.from(userId), Buffer.from([0])];
+    if (host !== undefined) parts.push(Buffer.from(host), Buffer.from([0]));
+    return Buffer.concat(parts);
+  }
+  const A = [127, 0, 0, 1] as const;
+  const NAME = [0, 0, 0, 1] as const;
+  const good = `${USER}:${PASSWORD}`;
+  let refused = 0;
+  before(async () => {
+    refused = await refusedPort();
+  });
+  // SOCKS4 has one refusal code (0x5b, 91): the line and the record carry the whole story.
+  const CASES: ReadonlyArray<{ name: string; bytes: () => Buffer; error: ProxyErrorType; reason?: string; phase: string; user?: string; detail: RegExp }> = [
+    { name: 'BIND (command 2)', bytes: () => request(origin.port, A, good, undefined, 2), error: 'http_request_error', reason: 'not_implemented', phase: 'accept', detail: /command 2/ },
+    { name: 'a wrong password', bytes: () => request(origin.port, A, `${USER}:nope`), error: 'http_request_denied', reason: 'proxy_auth_required', phase: 'accept', user: USER, detail: /wrong user name or password/ },
+    { name: 'a name that is no user', bytes: () => request(origin.port, A, 'nobody-here:x'), error: 'http_request_denied', reason: 'proxy_auth_required', phase: 'accept', detail: /wrong user name or password/ },
+    { name: 'no USERID (auth required)', bytes: () => request(origin.port, A, ''), error: 'http_request_denied', reason: 'proxy_auth_required', phase: 'accept', detail: /USERID name:password/ },
+    { name: 'destination port 0', bytes: () => request(0, A, good), error: 'http_request_error', reason: 'bad_request', phase: 'accept', user: USER, detail: /port 0/ },
+    { name: 'SOCKS4a: a malformed name', bytes: () => request(origin.port, NAME, good, 'bad\x01name'), error: 'http_request_error', reason: 'bad_request', phase: 'accept', detail: /./ },
+    { name: 'SOCKS4a: a name that does not resolve', bytes: () => request(origin.port, NAME, good, 'missing.gatewise.test'), error: 'dns_error', phase: 'dns', user: USER, detail: /name resolution failed/ },
+    { name: 'a destination no rule allows (default deny)', bytes: () => request(origin.port, [10, 1, 2, 3], good), error: 'http_request_denied', phase: 'route', user: USER, detail: /10\.1\.2\.3:\d+ is not allowed by any rule/ },
+    { name: 'a refused destination', bytes: () => request(refused, A, good), error: 'connection_refused', phase: 'connect', user: USER, detail: /refused/ },
+  ];
+  for (const c of CASES) {
+    it(`${c.name}: reply 91, the line and the record ${c.error}${c.reason ? ` (${c.reason})` : ''} in phase ${c.phase}`, async () => {
+      const n = p.lines.length;
+      const before = await counted({ face: 'forward', protocol: 'socks4', error: c.error });
+      const s = await dial(p.port);
+      s.on('error', () => {});
+      s.write(c.bytes());
+      let r: Buffer;
+      try {
+        r = await readUntil(s, (b) => b.length >= 8, 10_000, 'the SOCKS4 reply');
+      } finally {
+        s.destroy();
+      }
+      assert.equal(r[0], 0, r.toString('hex'));
+      assert.equal(r[1], 0x5b, r.toString('hex'));
+      const line = await accessLine(p.lines, (l) => p.lines.indexOf(l) >= n && l.protocol === 'socks4', `the SOCKS4 line of ${c.name}`);
+      const said = JSON.stringify(line);
+      assert.equal(line.reply, 0x5b, said);
+      assert.equal(line.error, c.error, said);
+      assert.equal(line.reason, c.reason, said);
+      assert.equal(line.phase, c.phase, said);
+      assert.equal(line.user, c.user, said);
+      assert.match(String(line.detail), c.detail, said);
+      const rec = live.failure(String(line.requestId));
+      assert.ok(rec, `a record for the dashboard: ${said}`);
+      for (const k of ['error', 'reason', 'phase', 'detail', 'user'] as const) assert.equal((rec as unknown as Record<string, unknown>)[k], line[k], `${k}: ${said}`);
+      assert.equal((await counted({ face: 'forward', protocol: 'socks4', error: c.error })) - before, 1);
+    });
+  }
 });

@@ -6,7 +6,7 @@ import { SocksFront, SocksResponder } from './socks-front.js';
 import { ByteReader, HandshakeEnded, type ReadEnd } from './byte-reader.js';
 import { SOCKS4_REPLY } from './reply-codes.js';
 import { checkDomain } from './socks-address.js';
-import { allowlistRoute, userOfRefusal } from '../proxy-auth.js';
+import { allowlistRoute, userOfRefusal, wrongCredentials } from '../proxy-auth.js';
 import { protocolError } from './socks-refusal.js';
 import { destroyAfter } from '../../timing/deadlines.js';
 
@@ -97,7 +97,12 @@ export class Socks4Front extends SocksFront<Socks4Responder> {
         req.session.user = userOfRefusal(found) ?? null;
         return refuse(found);
       }
-      if (found === undefined) return refuse(new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'wrong user name or password' }));
+      if (found === undefined) {
+        const f = wrongCredentials(pipeline.ctx, userId.slice(0, colon));
+        // The account the password was tried on (proxy-auth.ts: never a name that is no user's).
+        req.session.user = userOfRefusal(f) ?? null;
+        return refuse(f);
+      }
       req.target = { host, port };
       if (port === 0) return this.#portZero(req, responder, found.user);
       return pipeline.serve(req, found, responder, undefined);

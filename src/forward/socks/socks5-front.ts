@@ -8,7 +8,7 @@ import { HandshakeEnded, type ByteReader } from './byte-reader.js';
 import { AUTH_STATUS, SOCKS5_REPLY, socks5ReplyFor } from './reply-codes.js';
 import { AddressTypeError, encodeAddress, readAddress, type SocksTarget } from './socks-address.js';
 import { protocolError } from './socks-refusal.js';
-import { allowlistRoute, userOfRefusal } from '../proxy-auth.js';
+import { allowlistRoute, userOfRefusal, wrongCredentials } from '../proxy-auth.js';
 import { UdpAssociation, type ControlConnection } from './socks5-udp-relay.js';
 import { destroyAfter } from '../../timing/deadlines.js';
 
@@ -126,7 +126,10 @@ export class Socks5Front extends SocksFront<Socks5Responder> {
         return refuse(found);
       }
       if (found === undefined) {
-        return refuse(new Failure({ type: 'http_request_denied', phase: 'accept', reason: 'proxy_auth_required', detail: 'wrong user name or password' }));
+        const f = wrongCredentials(ctx, name);
+        // The account the password was tried on (proxy-auth.ts: never a name that is no user's).
+        req.session.user = userOfRefusal(f) ?? null;
+        return refuse(f);
       }
       socket.write(Buffer.from([0x01, AUTH_STATUS.success]));
       route = found;
