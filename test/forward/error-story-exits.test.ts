@@ -72,6 +72,8 @@ before(async () => {
             maxAttempts: 10,
             failure: { threshold: 1, cooldown: `${COOLDOWN_S}s`, maxCooldown: '10m' },
           },
+          // An address pool ("datacenter proxies"): loopback source addresses, a destination that refuses each.
+          addr: { addresses: ['127.0.0.2', '127.0.0.3'], maxAttempts: 10, failure: { threshold: 1, cooldown: `${COOLDOWN_S}s`, maxCooldown: '10m' } },
           socksreset: { proxies: [`socks5://127.0.0.1:${portOf(resetter)}`], maxAttempts: 1, failure: { threshold: 100 } },
           httpreset: { proxies: [`http://127.0.0.1:${portOf(resetter)}`], maxAttempts: 1, failure: { threshold: 100 } },
         },
@@ -216,6 +218,32 @@ describe(`error story, forward egress (seed ${rand.seed}; ${DEAD_EXITS} dead exi
       assert.equal(rec.error, 'destination_unavailable');
       assert.equal(rec.phase, 'pick');
       assert.equal((await counted({ face: 'forward', protocol: 'socks5', error: 'destination_unavailable' })) - before, 1);
+    });
+  });
+
+  it('every address exit cooling down for one destination: 503 destination_unavailable over CONNECT and SOCKS5, other destinations unaffected', async () => {
+    await withSeed(rand, async () => {
+      const dead = await refusedPort();
+      const hostPort = `127.0.0.1:${dead}`;
+      const user = `${USER}-pool-addr`;
+      const first = parse(await ask('connect', hostPort, user));
+      const f = await checkStory(first, 'connection_refused', 'the tunnel that cools both address exits for the destination');
+      assert.equal(f.line.pool, 'addr', JSON.stringify(f.line));
+      const a = parse(await ask(rand.pick(['http', 'connect'] as const), hostPort, user));
+      const { line, params } = await checkStory(a, 'destination_unavailable', 'both address exits cooling down');
+      assert.equal(line.phase, 'pick', JSON.stringify(line));
+      assert.equal(line.pool, 'addr', JSON.stringify(line));
+      assert.match(String(params.details), new RegExp(`every exit of pool addr is cooling down for 127\\.0\\.0\\.1`), a.headers['proxy-status']);
+      assert.ok(Number(a.headers['retry-after']) > 0, JSON.stringify(a.headers));
+      const pb = Buffer.alloc(2);
+      pb.writeUInt16BE(dead);
+      const r = await socks(Buffer.concat([Buffer.from([5, 1, 2, 1, user.length]), Buffer.from(user), Buffer.from([PASSWORD.length]), Buffer.from(PASSWORD), Buffer.from([5, 1, 0, 1, 127, 0, 0, 1]), pb]));
+      assert.equal(r[5], 4, r.toString('hex'));
+      const sl = await accessLine(p.lines, (l) => l.protocol === 'socks5' && l.pool === 'addr' && l.error === 'destination_unavailable', 'the SOCKS5 line');
+      assert.equal(sl.phase, 'pick', JSON.stringify(sl));
+      // Cooled for that destination host only (the mark is per host, every port of it): another host still goes through the pool.
+      const ok = parse(await rawExchange(p.port, `GET http://origin.gatewise.test:${origin.port}/ HTTP/1.1\r\nHost: origin.gatewise.test:${origin.port}\r\nProxy-Authorization: ${basic(user, PASSWORD)}\r\nConnection: close\r\n\r\n`, 15_000));
+      assert.equal(ok.status, 200, JSON.stringify(ok.headers));
     });
   });
 
