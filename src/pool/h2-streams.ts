@@ -31,6 +31,14 @@ export class H2StreamWatch {
   next: H2StreamOwner | undefined = undefined;
   /** The last-stream-id of the GOAWAY the upstream sent on this session (-1: none yet). */
   goawayLastStreamId = -1;
+  /** The error code of the last GOAWAY (-1: none yet). */
+  goawayCode = -1;
+}
+
+/** A GOAWAY the session received: its code and the lowest last-stream-id of any (the session's 'goaway' event). */
+export function noteGoaway(watch: H2StreamWatch, code: number, lastStreamId: number): void {
+  if (watch.goawayLastStreamId < 0 || lastStreamId < watch.goawayLastStreamId) watch.goawayLastStreamId = lastStreamId;
+  watch.goawayCode = code;
 }
 
 /** Where undici keeps a connection's HTTP/2 session on its socket (the symbol is undici's own: found by its description). */
@@ -54,9 +62,7 @@ export function watchH2Session(socket: Socket): H2StreamWatch | undefined {
   if (session === undefined || typeof session.request !== 'function') return undefined;
   const watch = new H2StreamWatch();
   // Before undici's listener, which fails the streams in the same turn.
-  session.prependListener('goaway', (_code: number, lastStreamId: number) => {
-    if (watch.goawayLastStreamId < 0 || lastStreamId < watch.goawayLastStreamId) watch.goawayLastStreamId = lastStreamId;
-  });
+  session.prependListener('goaway', (code: number, lastStreamId: number) => noteGoaway(watch, code, lastStreamId));
   const open = session.request;
   session.request = function request(this: ClientHttp2Session, ...args: Parameters<ClientHttp2Session['request']>): ClientHttp2Stream {
     const owner = watch.next;
@@ -86,6 +92,9 @@ export function h2NotProcessed(stream: ClientHttp2Stream, watch: H2StreamWatch):
   const last = watch.goawayLastStreamId;
   if (id === undefined) return { why: 'the HTTP/2 stream was never opened', streamOnly: false };
   if (last >= 0 && id > last) return { why: `the upstream's GOAWAY (last-stream-id ${last}) came before stream ${id}`, streamOnly: false };
-  if (stream.rstCode === constants.NGHTTP2_REFUSED_STREAM) return { why: `the upstream refused stream ${id} (RST_STREAM REFUSED_STREAM)`, streamOnly: true };
+  // Node gives each stream a GOAWAY ends the GOAWAY's code as its rstCode: after a GOAWAY
+  // with code REFUSED_STREAM, a stream it covers may have been processed, and its rstCode
+  // does not say whether a RST_STREAM came first (review of session 39; test/pool/h2-streams.test.ts).
+  if (stream.rstCode === constants.NGHTTP2_REFUSED_STREAM && !(last >= 0 && watch.goawayCode === constants.NGHTTP2_REFUSED_STREAM)) return { why: `the upstream refused stream ${id} (RST_STREAM REFUSED_STREAM)`, streamOnly: true };
   return undefined;
 }
