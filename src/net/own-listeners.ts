@@ -74,17 +74,29 @@ export function ownListenerAt(address: string, port: number, kind: OwnListenerKi
 }
 
 /**
- * Local ends (`port address`, the address canonical) of this process's forward-proxy
- * connections open to its own gateway listeners, with how many sockets hold each (Linux lends
- * one ephemeral port to connections to different destinations). Empty but for such
- * connections: the gateway's check is then one size read.
+ * This process's forward-proxy connections open to its own gateway listeners
+ * (`connectionKey`), with how many sockets hold each. Empty but for such connections: the
+ * gateway's check is then one size read.
  */
 const forwardPeers = new Map<string, number>();
 
-/** The client end of an accepted connection, as a socket (TCP, TLS, or the HTTP/2 stream's proxy of one) tells it. */
+/** The ends of an accepted connection, as a socket (TCP, TLS, or the HTTP/2 stream's proxy of one) tells them. */
 export interface PeerEnd {
   readonly remoteAddress?: string | undefined;
   readonly remotePort?: number | undefined;
+  readonly localAddress?: string | undefined;
+  readonly localPort?: number | undefined;
+}
+
+/**
+ * A connection's key in the marks: both ends, client first (the addresses canonical). Both,
+ * not the client's alone: Linux lends one local port to connections to different
+ * destinations, and in a group the end of one such connection must not remove another's mark
+ * (review of session 39: a mark whose announcement was lost, then its end announced, took the
+ * mark of another connection from the same local port to another gateway port).
+ */
+export function connectionKey(clientAddress: string, clientPort: number, serverAddress: string, serverPort: number): string {
+  return `${clientPort} ${key(clientAddress)} ${serverPort} ${key(serverAddress)}`;
 }
 
 /**
@@ -131,8 +143,10 @@ function count(m: Map<string, number>, k: string, by: number): void {
 export function markOwnForwardPeer(socket: Socket): Promise<boolean> | undefined {
   const port = socket.localPort;
   const address = socket.localAddress;
-  if (port === undefined || address === undefined) return group === undefined ? undefined : Promise.resolve(false);
-  const k = `${port} ${key(address)}`;
+  const to = socket.remotePort;
+  const toAddress = socket.remoteAddress;
+  if (port === undefined || address === undefined || to === undefined || toAddress === undefined) return group === undefined ? undefined : Promise.resolve(false);
+  const k = connectionKey(address, port, toAddress, to);
   count(forwardPeers, k, 1);
   const g = group;
   socket.once('close', () => {
@@ -148,7 +162,9 @@ export function viaOwnForward(socket: PeerEnd | undefined): boolean {
   if ((forwardPeers.size === 0 && groupPeers.size === 0) || socket === undefined) return false;
   const port = socket.remotePort;
   const address = socket.remoteAddress;
-  if (port === undefined || address === undefined) return false;
-  const k = `${port} ${key(address)}`;
+  const at = socket.localPort;
+  const atAddress = socket.localAddress;
+  if (port === undefined || address === undefined || at === undefined || atAddress === undefined) return false;
+  const k = connectionKey(address, port, atAddress, at);
   return forwardPeers.has(k) || groupPeers.has(k);
 }

@@ -64,7 +64,7 @@ test('the two kinds are apart: a gateway listener is not the admin\'s, nor the o
   assert.equal(ownListenerAt('127.0.0.1', 61007, 'gateway'), false);
 });
 
-test('a marked forward connection is known to the accepting side by its client end, in any spelling, until it closes; an unmarked one never', async () => {
+test('a marked forward connection is known to the accepting side by its two ends, in any spelling, until it closes; an unmarked one never', async () => {
   const server = createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
@@ -81,7 +81,7 @@ test('a marked forward connection is known to the accepting side by its client e
     const [plain, plainPeer] = await open();
     markOwnForwardPeer(marked);
     assert.equal(viaOwnForward(markedPeer), true);
-    assert.equal(viaOwnForward({ remoteAddress: `::ffff:${markedPeer.remoteAddress}`, remotePort: markedPeer.remotePort }), true, 'the IPv4-mapped spelling of the same end');
+    assert.equal(viaOwnForward({ remoteAddress: `::ffff:${markedPeer.remoteAddress}`, remotePort: markedPeer.remotePort, localAddress: markedPeer.localAddress, localPort: markedPeer.localPort }), true, 'the IPv4-mapped spelling of the same end');
     assert.equal(viaOwnForward(plainPeer), false);
     assert.equal(viaOwnForward(undefined), false);
     const closed = once(marked, 'close');
