@@ -15,7 +15,9 @@ import { isLoopbackAddress } from './ip-address.js';
  *   host's address for a client of this host: a user with an address allowlist there
  *   (`allowFrom: [127.0.0.1]`) is picked without a password, so a password user allowed
  *   loopback became that user through a loop (adversarial review, session 39). A proxy that
- *   connects to itself serves no one.
+ *   connects to itself serves no one. Per proxy, not per process: two proxies of one process
+ *   chained as each other's exits reach each other, and so can their users (docs/security.md
+ *   says not to give loopback allowFrom users where another proxy's users reach loopback).
  * - `gateway`: the reverse gateway's listeners, which a forward user may reach (a local
  *   gateway is a service like any other), but the connection then carries a forward user, not
  *   a client of this host: the proxy marks its local end (`markOwnForwardPeer`) and the gateway
