@@ -57,7 +57,8 @@ test('client-chosen text in records (SOCKS destination, proxy username, path, Us
     routes: [{ name: 'dead', cluster: 'dead' }],
     forward: {
       listeners: [{ address: '127.0.0.1', port: 0 }],
-      auth: { required: true, users: [{ name: 'alice', password: hash }, { name: HOSTILE_USER, password: hash }] },
+      // Wrong passwords are sent on purpose, more than the lockout's threshold from one address: off here.
+      auth: { required: true, users: [{ name: 'alice', password: hash }, { name: HOSTILE_USER, password: hash }], lockout: { maxFailures: 0 } },
       // Only loopback; names under .invalid are denied before any lookup (no DNS query leaves).
       rules: { defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8'] }], deny: [{ hosts: ['*.invalid'] }], connectPorts: ['1-65535'] },
       timeouts: { connect: '2s', dns: '2s', handshake: '3s' },
