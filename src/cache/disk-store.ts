@@ -3,6 +3,7 @@ import { closeSync, mkdirSync, openSync, readdirSync, readSync, statSync, unlink
 import { readFile, writeFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CacheEntry, type VaryValues } from './entry.js';
+import { routeOfKey } from './memory-store.js';
 
 /** The first line of an entry file: everything but the body, which follows it. */
 interface FileHead {
@@ -153,9 +154,9 @@ export class DiskTier {
     return true;
   }
 
-  deletePrefix(prefix: string): number {
+  deletePrefix(prefix: string, route?: string): number {
     let n = 0;
-    for (const key of [...this.#index.keys()]) if (key.startsWith(prefix) && this.delete(key)) n++;
+    for (const key of [...this.#index.keys()]) if (key.startsWith(prefix) && (route === undefined || routeOfKey(key) === route) && this.delete(key)) n++;
     return n;
   }
 

@@ -8,8 +8,8 @@ export interface CacheStore {
   put(entry: CacheEntry): boolean;
   /** Remove a key with all its variants. */
   delete(key: string): boolean;
-  /** Remove every key starting with `prefix`; returns how many keys went. */
-  deletePrefix(prefix: string): number;
+  /** Remove every key starting with `prefix` (of one `route`'s keys only, when given); returns how many keys went. */
+  deletePrefix(prefix: string, route?: string): number;
   /** Bytes held, entries (variants) held, keys held. */
   readonly bytes: number;
   readonly entries: number;
@@ -17,6 +17,11 @@ export interface CacheStore {
   readonly maxBytes: number;
   /** Entries evicted to make room (not purged or replaced). */
   readonly evictions: number;
+}
+
+/** The route a key belongs to (`cacheKey`: the target, a space, the route; a target has no space). */
+export function routeOfKey(key: string): string {
+  return key.slice(key.indexOf(' ') + 1);
 }
 
 /** Most variants kept per key: a Vary over a field with many values must not fill the store under one key. */
@@ -93,9 +98,9 @@ export class MemoryStore implements CacheStore {
     return true;
   }
 
-  deletePrefix(prefix: string): number {
+  deletePrefix(prefix: string, route?: string): number {
     let n = 0;
-    for (const key of [...this.#map.keys()]) if (key.startsWith(prefix) && this.delete(key)) n++;
+    for (const key of [...this.#map.keys()]) if (key.startsWith(prefix) && (route === undefined || routeOfKey(key) === route) && this.delete(key)) n++;
     return n;
   }
 

@@ -3,7 +3,7 @@ import CachePolicy from 'http-cache-semantics';
 import { deltaSeconds, parseCacheControl, type Directives } from './cache-control.js';
 import { Collapser } from './collapse.js';
 import { CacheEntry, type VaryValues } from './entry.js';
-import type { CacheStore } from './memory-store.js';
+import { routeOfKey, type CacheStore } from './memory-store.js';
 import type { DiskTier } from './disk-store.js';
 import type { Forward } from './cache-status.js';
 
@@ -247,8 +247,9 @@ export class ResponseCache {
     if (set !== undefined) for (const t of set) t.cancelled = true;
   }
 
-  #cancelPrefix(prefix: string): void {
-    for (const [key, set] of this.#underway) if (key.startsWith(prefix)) for (const t of set) t.cancelled = true;
+  /** Cancel the stores under way of the keys that start with `prefix` (of one `route`'s keys only, when given). */
+  #cancelPrefix(prefix: string, route?: string): void {
+    for (const [key, set] of this.#underway) if (key.startsWith(prefix) && (route === undefined || routeOfKey(key) === route)) for (const t of set) t.cancelled = true;
   }
 
   /**
@@ -339,15 +340,21 @@ export class ResponseCache {
   /** The routes that rewrite the path they send: the client paths (their keys' space) of an upstream path. */
   readonly #clientPaths = new Map<string, (upstreamPath: string) => readonly string[]>();
 
+  /** The routes whose keys hold one casing of what their clients may spell in any (`KeyCasing`). */
+  readonly #casings = new Map<string, KeyCasing>();
+
   /**
    * A route with a cache stores here (`compileRoute`), answered by `origin` (its cluster's name; a
    * reload may change it). `clientPaths`: for a route that rewrites its prefix, the client paths
-   * an upstream path comes from (gateway/router.ts `clientPaths`).
+   * an upstream path comes from (gateway/router.ts `clientPaths`). `casing`: for a
+   * `caseInsensitive` route that rewrites its prefix, how a purge's path is spelled in its keys.
    */
-  addRoute(name: string, origin: string, clientPaths?: (upstreamPath: string) => readonly string[]): void {
+  addRoute(name: string, origin: string, clientPaths?: (upstreamPath: string) => readonly string[], casing?: KeyCasing): void {
     this.#routes.set(name, origin);
     if (clientPaths === undefined) this.#clientPaths.delete(name);
     else this.#clientPaths.set(name, clientPaths);
+    if (casing === undefined) this.#casings.delete(name);
+    else this.#casings.set(name, casing);
   }
 
   /**
@@ -383,10 +390,19 @@ export class ResponseCache {
     return this.invalidateKeys(keys);
   }
 
-  /** The keys (without the https mark) `invalidateTarget` forgets, added to `into`. */
+  /**
+   * The keys (without the https mark) `invalidateTarget` forgets, added to `into`: on a route with
+   * a `KeyCasing`, the target's path as the route keys it (a purge by key or an unsafe request
+   * spelled `/API/items/7`, on a route configured `/Api/`, names the key `/Api/items/7`).
+   */
   targetKeys(target: string, into: Set<string>, origin?: string): void {
     const bare = withoutScheme(target);
-    for (const [route, o] of this.#routes) if (origin === undefined || o === origin) into.add(cacheKey(bare, route));
+    const slash = bare.indexOf('/');
+    for (const [route, o] of this.#routes) {
+      if (origin !== undefined && o !== origin) continue;
+      const casing = slash < 0 ? undefined : this.#casings.get(route);
+      into.add(cacheKey(casing === undefined ? bare : bare.slice(0, slash) + casing.keyPath(bare.slice(slash)), route));
+    }
   }
 
   /**
@@ -400,18 +416,48 @@ export class ResponseCache {
     return n;
   }
 
-  /** Forget every key that starts with `prefix` (a target prefix: on plain and https listeners alike), and cancel their stores under way. */
+  /**
+   * Forget every key that starts with `prefix` (a target prefix: on plain and https listeners
+   * alike), and cancel their stores under way. On a route with a `KeyCasing`, the keys of the
+   * route that start with the prefix as the route spells it too (`/api/` on a route configured
+   * `/Api/`: its keys `/Api/...`, and nothing of another route).
+   */
   purgePrefix(prefix: string): number {
     const bare = withoutScheme(prefix);
+    let n = this.#purgePrefix(bare, undefined);
+    const slash = bare.indexOf('/');
+    if (slash >= 0) {
+      for (const [route, casing] of this.#casings) {
+        const spelled = casing.keyPrefix(bare.slice(slash));
+        if (spelled !== undefined) n += this.#purgePrefix(bare.slice(0, slash) + spelled, route);
+      }
+    }
+    return n;
+  }
+
+  /** `purgePrefix` of one spelling (of one route's keys only, when given), on both schemes. */
+  #purgePrefix(bare: string, route: string | undefined): number {
     let n = 0;
     for (const p of [bare, HTTPS_TARGET + bare]) {
-      this.#cancelPrefix(p);
-      const mem = this.store.deletePrefix(p);
-      const disk = this.disk?.deletePrefix(p) ?? 0;
+      this.#cancelPrefix(p, route);
+      const mem = this.store.deletePrefix(p, route);
+      const disk = this.disk?.deletePrefix(p, route) ?? 0;
       n += Math.max(mem, disk);
     }
     return n;
   }
+}
+
+/**
+ * How a `caseInsensitive` route that strips or rewrites its prefix spells a purge's path in its
+ * keys, which hold its prefix as configured whatever the client's casing (gateway/router.ts
+ * `routeKeyPath`, `routeKeyPrefix`).
+ */
+export interface KeyCasing {
+  /** A normalised path and query as the route keys it. */
+  keyPath(path: string): string;
+  /** A path prefix as the route's keys spell it, or undefined when it names nothing else on the route. */
+  keyPrefix(prefix: string): string | undefined;
 }
 
 /** Whether a response's Cache-Control says `no-cache="set-cookie"` (the field named in any case, among others). */

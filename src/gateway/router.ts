@@ -1,5 +1,6 @@
 import type { RouteConfig } from '../config/schema.js';
 import { lowerCase } from '../http/token.js';
+import { hasParameters, withoutParameters } from '../http/path.js';
 import { parseDuration } from '../config/duration.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { RetryKind, RetryPolicy } from './retry-policy.js';
@@ -44,7 +45,13 @@ export function literalHost(host: string): string | undefined {
 
 export function compileRoute(cfg: RouteConfig, index: number, cluster: Cluster, cache?: ResponseCache): Route {
   const name = cfg.name ?? `route-${index}`;
-  if (cfg.cache !== undefined) cache?.addRoute(name, cluster.name, cfg.stripPrefix || cfg.rewritePrefix !== undefined ? (p) => clientPaths(route, p) : undefined);
+  if (cfg.cache !== undefined) {
+    const rewrites = cfg.stripPrefix || cfg.rewritePrefix !== undefined;
+    // A caseInsensitive route that rewrites keys every casing of its prefix as configured (keyPath
+    // in cache-phase.ts): a purge names its keys in any casing too.
+    const casing = rewrites && cfg.match.caseInsensitive ? { keyPath: (p: string) => routeKeyPath(route, p), keyPrefix: (p: string) => routeKeyPrefix(route, p) } : undefined;
+    cache?.addRoute(name, cluster.name, rewrites ? (p) => clientPaths(route, p) : undefined, casing);
+  }
   const hosts = cfg.match.host === undefined ? undefined : Array.isArray(cfg.match.host) ? cfg.match.host : [cfg.match.host];
   const exact = hosts?.filter((h) => !h.startsWith('*.')).map((h) => h.toLowerCase());
   const wild = hosts?.filter((h) => h.startsWith('*.')).map((h) => h.slice(1).toLowerCase());
@@ -270,6 +277,44 @@ export function clientPaths(r: Route, upstream: string): string[] {
   if (r.prefixIsDir) return [r.pathPrefix + rest.slice(1)];
   if (base === '' && (rest === '/' || rest.startsWith('/?'))) return [r.pathPrefix + rest.slice(1), r.pathPrefix + rest];
   return [r.pathPrefix + rest];
+}
+
+/**
+ * The path a normalised client path (with its query) is keyed by on `r`, as a request's is
+ * (cache-phase.ts `keyPath`): on a `caseInsensitive` route that strips or rewrites its prefix, a
+ * path the route matches in any casing of the prefix is keyed with the prefix as configured
+ * (`clientPaths` of the upstream path it sends). Any other path, or route: the path itself. For a
+ * purge by key, which names the path in the operator's casing (before, `/API/items/7` purged
+ * nothing stored as `/Api/items/7`).
+ */
+export function routeKeyPath(r: Route, path: string): string {
+  if (r.prefixLower === undefined || r.newPrefix === undefined) return path;
+  const q = path.indexOf('?');
+  const part = q < 0 ? path : path.slice(0, q);
+  const routePath = hasParameters(part) ? withoutParameters(part) + (q < 0 ? '' : path.slice(q)) : path;
+  if (!prefixMatches(r, routePath)) return path;
+  return clientPaths(r, rewritePath(r, path, routePath))[0] ?? path;
+}
+
+/**
+ * What a purge by the path prefix `prefix` (normalised, its last segment maybe partial) names
+ * among the keys of `r`, a `caseInsensitive` route that rewrites its prefix (its keys all start
+ * with its prefix as configured, `routeKeyPath`): the same prefix with the route's prefix, or the
+ * part of it `prefix` covers, in the configured casing. `/api/it` and `/AP` name `/Api/it` and
+ * `/Ap` on a route configured `/Api/`. undefined: `prefix` names nothing else on the route (it
+ * parts from the route's prefix without case, or it is already in the configured casing).
+ */
+export function routeKeyPrefix(r: Route, prefix: string): string | undefined {
+  const lower = r.prefixLower;
+  if (lower === undefined || r.newPrefix === undefined) return undefined;
+  const p = r.pathPrefix;
+  const n = Math.min(prefix.length, p.length);
+  for (let i = 0; i < n; i++) {
+    const c = prefix.charCodeAt(i);
+    if ((c >= 65 && c <= 90 ? c | 0x20 : c) !== lower.charCodeAt(i)) return undefined;
+  }
+  const out = p.slice(0, n) + prefix.slice(n);
+  return out === prefix ? undefined : out;
 }
 
 /** Where the route's prefix ends in a path that has `;` (or `%3B`) parameters (the prefix matched the path without them). */
