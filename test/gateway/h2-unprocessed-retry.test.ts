@@ -1,13 +1,12 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
-import { constants, createServer as createH2cServer, type Http2Server, type Http2Session, type ServerHttp2Stream } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { constants, type Http2Session, type ServerHttp2Stream } from 'node:http2';
 import { Agent, request } from 'undici';
 import { startTestGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
 import { between, seededRun, shuffle } from '../helpers/seeded.js';
 import { until } from '../helpers/until.js';
+import { startH2cUpstream } from '../helpers/h2c-upstream.js';
 
 /**
  * RFC 9113 §8.7: a request on a stream the upstream refused (RST_STREAM REFUSED_STREAM), or on
@@ -63,8 +62,8 @@ interface CaseState {
 }
 
 interface Upstream {
-  url: string;
-  cases: Map<string, CaseState>;
+  readonly url: string;
+  readonly cases: Map<string, CaseState>;
   close(): Promise<void>;
 }
 
@@ -115,25 +114,9 @@ function act(st: CaseState): void {
 }
 
 async function h2cUpstream(): Promise<Upstream> {
-  const server: Http2Server = createH2cServer();
-  const sessions = new Set<Http2Session>();
-  const up: Upstream = {
-    url: '',
-    cases: new Map(),
-    async close() {
-      for (const s of sessions) s.destroy();
-      server.close();
-      await once(server, 'close');
-    },
-  };
-  server.on('session', (s) => {
-    sessions.add(s);
-    s.on('close', () => sessions.delete(s));
-    s.on('error', () => {});
-  });
-  server.on('stream', (stream, headers) => {
-    stream.on('error', () => {});
-    const st = up.cases.get(String(headers['x-case']));
+  const cases = new Map<string, CaseState>();
+  const h2 = await startH2cUpstream((stream, headers) => {
+    const st = cases.get(String(headers['x-case']));
     const n = Number(headers['x-n']);
     if (st === undefined) {
       stream.respond({ ':status': 404 });
@@ -154,10 +137,7 @@ async function h2cUpstream(): Promise<Upstream> {
       if (st.held.length === st.plan.k) act(st);
     });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  up.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return up;
+  return { url: h2.url, cases, close: () => h2.close() };
 }
 
 interface Result {

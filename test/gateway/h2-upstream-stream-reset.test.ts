@@ -1,12 +1,11 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { constants, createServer as createH2cServer, type Http2Session, type Http2Server } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { constants } from 'node:http2';
 import { Agent, request } from 'undici';
 import { startTestGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
 import { until } from '../helpers/until.js';
+import { startH2cUpstream } from '../helpers/h2c-upstream.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
 
 /**
@@ -36,27 +35,10 @@ interface Upstream {
 }
 
 async function h2cUpstream(): Promise<Upstream> {
-  const server: Http2Server = createH2cServer();
-  const sessions = new Set<Http2Session>();
-  const up: Upstream = {
-    url: '',
-    seen: 0,
-    mode: { kind: 'answer' },
-    async close() {
-      for (const s of sessions) s.destroy();
-      server.close();
-      await once(server, 'close');
-    },
-  };
-  server.on('session', (s) => {
-    sessions.add(s);
-    s.on('close', () => sessions.delete(s));
-    s.on('error', () => {});
-  });
-  server.on('stream', (stream) => {
-    stream.on('error', () => {});
-    up.seen++;
-    const m = up.mode;
+  const state: Pick<Upstream, 'seen' | 'mode'> = { seen: 0, mode: { kind: 'answer' } };
+  const h2 = await startH2cUpstream((stream) => {
+    state.seen++;
+    const m = state.mode;
     // Read the request body (if any) before acting, so the reset is about the answer.
     stream.resume();
     if (m.kind === 'answer') {
@@ -70,10 +52,7 @@ async function h2cUpstream(): Promise<Upstream> {
       stream.write('abc', () => stream.close(m.code));
     }
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  up.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return up;
+  return Object.assign(state, { url: h2.url, close: () => h2.close() });
 }
 
 interface Answer {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http2, { constants } from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import test from 'node:test';
 import { H2StreamWatch, h2NotProcessed, noteGoaway } from '../../src/pool/h2-streams.js';
 import { between, seededRun } from '../helpers/seeded.js';
+import { startH2cUpstream } from '../helpers/h2c-upstream.js';
 
 /**
  * `h2NotProcessed` against what Node's HTTP/2 client really leaves on a stream (review of
@@ -26,17 +26,9 @@ test('a stream a GOAWAY covers is never taken for a refused one, whatever the GO
       const k = between(rand, 1, 4);
       const covered = between(rand, 1, k);
       const refuseOne = round % 2 === 1 && covered > 1;
-      const server = http2.createServer();
       const streams: http2.ServerHttp2Stream[] = [];
-      const sessions = new Set<http2.ServerHttp2Session>();
-      server.on('session', (ss) => sessions.add(ss));
-      server.on('stream', (s) => {
-        streams.push(s);
-        s.on('error', () => {});
-      });
-      server.listen(0, '127.0.0.1');
-      await once(server, 'listening');
-      const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+      const up = await startH2cUpstream((s) => streams.push(s));
+      const session = http2.connect(up.url);
       session.on('error', () => {});
       const watch = new H2StreamWatch();
       session.prependListener('goaway', (c: number, last: number) => noteGoaway(watch, c, last));
@@ -49,7 +41,7 @@ test('a stream a GOAWAY covers is never taken for a refused one, whatever the GO
           s.write('x');
           return s;
         });
-        while (streams.length < k) await once(server, 'stream');
+        while (streams.length < k) await once(up.server, 'stream');
         const sorted = [...streams].sort((a, b) => a.id! - b.id!);
         const serverSession = sorted[0]!.session!;
         // The first stream refused with a real RST_STREAM, before the GOAWAY (refuseOne).
@@ -76,8 +68,7 @@ test('a stream a GOAWAY covers is never taken for a refused one, whatever the GO
         }
       } finally {
         session.destroy();
-        for (const ss of sessions) ss.destroy();
-        await new Promise<void>((r) => server.close(() => r()));
+        await up.close();
       }
     }
   });
