@@ -1,11 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
 import { request } from 'undici';
 import { startRuntime } from '../../src/cli/runtime.js';
 import { validateConfig } from '../../src/config/load.js';
 import { startLab } from '../../src/lab/index.js';
 import { createLogger } from '../../src/observe/access-log.js';
+import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { withPurgeRuntime } from './purge-runtime.js';
 
 const TOKEN = 'cache-purge-token-0123456789';
 
@@ -47,6 +50,12 @@ test('the admin API shows the cache and purges by key and by prefix (token-prote
   }
 });
 
+/** The origin of the spelling tests: any path, fresh for 10 minutes. */
+function answerOk(_req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': '2' });
+  res.end('ok');
+}
+
 /**
  * A purge by key names a target as the cache keys it: the host in any case (without a port, as
  * keys are), the path as a request's is normalised (http/path.ts normalizeOriginForm:
@@ -57,28 +66,8 @@ test('the admin API shows the cache and purges by key and by prefix (token-prote
  * request could have (a refused path) purges nothing. Seeded over the spelling.
  */
 test('a purge by key takes any spelling of the key\'s target (seeded)', { timeout: 120_000 }, async () => {
-  const { seededRandom, withSeed } = await import('../helpers/seeded.js');
   const rand = seededRandom();
-  const { startScriptedUpstream } = await import('../helpers/scripted-upstream.js');
-  const up = await startScriptedUpstream((_req, res) => {
-    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': '2' });
-    res.end('ok');
-  });
-  const logger = createLogger({ destination: new Writable({ write: (_c, _e, cb) => cb() }) });
-  const rt = await startRuntime(
-    validateConfig({
-      listeners: [{ port: 0, address: '127.0.0.1' }],
-      admin: { port: 0, address: '127.0.0.1', token: TOKEN },
-      clusters: { app: { endpoints: [up.url] } },
-      routes: [{ cluster: 'app', cache: { collapseWait: '0s' } }],
-      cache: { maxSize: 1_000_000 },
-    }),
-    { logger, probeUpstreams: false },
-  );
-  try {
-    const gwUrl = rt.gateway!.addresses()[0]!.url.replace(/\/$/, '');
-    const gwPort = new URL(gwUrl).port;
-    const admin = rt.adminUrl!.replace(/\/$/, '');
+  await withPurgeRuntime(answerOk, undefined, async ({ gwUrl, gwPort, purge }) => {
     // Each spelling names the target `127.0.0.1/echo/~u-<n>/a?q=1` (the path the request is stored under).
     const spellings: Array<(n: string) => string> = [
       (n) => `127.0.0.1/echo/~u-${n}/a?q=1`,
@@ -99,22 +88,15 @@ test('a purge by key takes any spelling of the key\'s target (seeded)', { timeou
         const stored = await request(gwUrl + path);
         await stored.body.text();
         assert.match(String(stored.headers['cache-status']), /; hit; /, `${what}: stored`);
-        const r = await request(`${admin}/cache/purge?key=${encodeURIComponent(spelling)}`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
-        const body = (await r.body.json()) as { purged: number };
-        assert.equal(r.statusCode, 200, what);
-        assert.equal(body.purged, 1, `${what}: purged the stored target`);
+        assert.equal(await purge('key', spelling), 1, `${what}: purged the stored target`);
         const after = await request(gwUrl + path);
         await after.body.text();
         assert.match(String(after.headers['cache-status']), /fwd=uri-miss/, `${what}: gone from the store`);
         // A key whose path the gateway refuses names nothing stored: purged 0.
-        const bad = await request(`${admin}/cache/purge?key=${encodeURIComponent(`127.0.0.1/echo/%00-${n}`)}`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
-        assert.equal(((await bad.body.json()) as { purged: number }).purged, 0, what);
+        assert.equal(await purge('key', `127.0.0.1/echo/%00-${n}`), 0, what);
       }
     });
-  } finally {
-    await rt.close();
-    await up.close();
-  }
+  });
 });
 
 /**
@@ -128,27 +110,8 @@ test('a purge by key takes any spelling of the key\'s target (seeded)', { timeou
  * spelling.
  */
 test('a purge by prefix (and by key) takes any spelling of its targets (seeded)', { timeout: 120_000 }, async () => {
-  const { seededRandom, withSeed } = await import('../helpers/seeded.js');
   const rand = seededRandom();
-  const { startScriptedUpstream } = await import('../helpers/scripted-upstream.js');
-  const up = await startScriptedUpstream((_req, res) => {
-    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': '2' });
-    res.end('ok');
-  });
-  const logger = createLogger({ destination: new Writable({ write: (_c, _e, cb) => cb() }) });
-  const rt = await startRuntime(
-    validateConfig({
-      listeners: [{ port: 0, address: '127.0.0.1' }],
-      admin: { port: 0, address: '127.0.0.1', token: TOKEN },
-      clusters: { app: { endpoints: [up.url] } },
-      routes: [{ cluster: 'app', cache: { collapseWait: '0s' } }],
-      cache: { maxSize: 1_000_000 },
-    }),
-    { logger, probeUpstreams: false },
-  );
-  try {
-    const gwUrl = rt.gateway!.addresses()[0]!.url.replace(/\/$/, '');
-    const admin = rt.adminUrl!.replace(/\/$/, '');
+  await withPurgeRuntime(answerOk, undefined, async ({ gwUrl, purge }) => {
     const HOST = 'shop.example';
     // Each spelling names the prefix `shop.example/echo/p-<n>/` (the origin answers any path, fresh for 10 minutes).
     const prefixes: Array<(n: string) => string> = [
@@ -167,12 +130,6 @@ test('a purge by prefix (and by key) takes any spelling of its targets (seeded)'
       (n) => `http://shop.example:8080/%65cho/p-${n}/a`,
       (n) => `Shop.Example./echo/p-${n}/./a`,
     ];
-    const purge = async (what: 'prefix' | 'key', text: string): Promise<number> => {
-      const r = await request(`${admin}/cache/purge?${what}=${encodeURIComponent(text)}`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
-      const body = (await r.body.json()) as { purged: number };
-      assert.equal(r.statusCode, 200, `${what}=${text}`);
-      return body.purged;
-    };
     const get = async (path: string): Promise<string> => {
       const r = await request(gwUrl + path, { headers: { host: HOST } });
       await r.body.text();
@@ -198,8 +155,5 @@ test('a purge by prefix (and by key) takes any spelling of its targets (seeded)'
         assert.equal(await purge('prefix', `${HOST}/echo/p-${n}x/.`), 0, `${what}: a prefix ending in /. names no stored target`);
       }
     });
-  } finally {
-    await rt.close();
-    await up.close();
-  }
+  });
 });
