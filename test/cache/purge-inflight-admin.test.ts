@@ -4,6 +4,7 @@ import type { ServerResponse } from 'node:http';
 import { request } from 'undici';
 import { seededRandom, withSeed, type Rand } from '../helpers/seeded.js';
 import { endedRecords, within } from '../helpers/ended-records.js';
+import { sumOf } from '../helpers/metrics-text.js';
 import { recased, withPurgeRuntime } from './purge-runtime.js';
 
 /**
@@ -63,7 +64,7 @@ test('an admin purge (any spelling) or an invalidating POST during the body canc
         { name: 'api', match: { pathPrefix: '/Api/', caseInsensitive: true }, stripPrefix: true, cache: { collapseWait: '0s' } },
         { name: 'rest', cache: { collapseWait: '0s' } },
       ],
-      async ({ gwUrl, gwPort, purge }) => {
+      async ({ gwUrl, gwPort, purge, metrics }) => {
         const get = async (path: string): Promise<{ cs: string; gen: string; id: string }> => {
           const r = await request(gwUrl + path);
           await r.body.text();
@@ -100,6 +101,8 @@ test('an admin purge (any spelling) or an invalidating POST during the body canc
           const cut = from + rand.int(text.length - from + 1);
           return `prefix ${text.slice(0, cut)}: ${await purge('prefix', text.slice(0, cut))}`;
         };
+        /** `gatewise_cache_store_refused_total{reason="purged"}` of one route. */
+        const refused = async (route: Route): Promise<number> => sumOf(await metrics(), 'gatewise_cache_store_refused_total', { route: route.name, reason: 'purged' });
         await withSeed(rand, async () => {
           for (let i = 0; i < 16; i++) {
             const route = rand.pick([API, REST]);
@@ -114,6 +117,7 @@ test('an admin purge (any spelling) or an invalidating POST during the body canc
             const length = chunks.reduce((k, c) => k + c.length, 0);
             const withLength = rand.next() < 0.5;
             const what = `case ${i}: route ${route.name}, ${moment}, by ${form}, ${chunks.length} chunks${withLength ? ', with Content-Length' : ''}`;
+            const counted = await refused(route);
             const origin = new Promise<ServerResponse>((resolve) => held.set(upstream, resolve));
             const pending = request(gwUrl + spell(route, path.slice(route.prefix.length)));
             const res = await within(origin, 10_000, `${what}: the origin's request ${upstream}`);
@@ -141,8 +145,10 @@ test('an admin purge (any spelling) or an invalidating POST during the body canc
               purged = await run(form, route, path);
             } else if (moment === 'in-flight') {
               assert.equal(rec.storeRefused, 'purged', `${what} (${purged}): the record says the purge cancelled the store`);
+              assert.equal(await refused(route), counted + 1, `${what}: counted in gatewise_cache_store_refused_total{reason="purged"}`);
             } else {
               assert.equal(rec.storeRefused, undefined, `${what} (${purged}): another target's purge cancelled nothing`);
+              assert.equal(await refused(route), counted, `${what}: nothing counted`);
             }
             const before = seen.get(upstream) ?? 0;
             const next = await get(spell(route, path.slice(route.prefix.length)));

@@ -28,6 +28,8 @@ export interface PurgeRuntime {
   gwPort: string;
   /** One admin purge (`by` its key or a prefix, spelled `text`): the count it answers. */
   purge(by: 'key' | 'prefix', text: string): Promise<number>;
+  /** The admin face's `/metrics` text. */
+  metrics(): Promise<string>;
 }
 
 export async function withPurgeRuntime(handler: (req: IncomingMessage, res: ServerResponse) => void, routes: ReadonlyArray<Record<string, unknown>> | undefined, body: (p: PurgeRuntime) => Promise<void>): Promise<void> {
@@ -53,7 +55,12 @@ export async function withPurgeRuntime(handler: (req: IncomingMessage, res: Serv
       assert.equal(r.statusCode, 200, `${by}=${text}`);
       return answer.purged;
     };
-    await body({ rt, up, gwUrl, gwPort: new URL(gwUrl).port, purge });
+    const metrics = async (): Promise<string> => {
+      const r = await request(`${admin}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      assert.equal(r.statusCode, 200, '/metrics');
+      return r.body.text();
+    };
+    await body({ rt, up, gwUrl, gwPort: new URL(gwUrl).port, purge, metrics });
   } finally {
     await rt?.close();
     await up.close();
