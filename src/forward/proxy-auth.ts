@@ -98,10 +98,11 @@ export function authenticateNameFrom(
   // connection_terminated ended by the upstream; a synchronous throw was uncaught).
   // Wrong credentials per client address (net/auth-lockout.ts): a locked-out address is refused
   // here, before the name or password is looked at (no scrypt run, a right password too). The
-  // address is read only while some address is tracked: one field test on a known client's path.
+  // address is read only while some address is locked out: one field test on a known client's
+  // path. The socket keeps its address's key (an IPv6 one is canonicalised once per connection).
   const lockout = ctx.authLockout;
-  if (lockout !== undefined && lockout.size > 0) {
-    const ms = lockout.lockedFor(source?.remoteAddress);
+  if (lockout !== undefined && lockout.lockouts > 0) {
+    const ms = lockout.lockedFor(source?.remoteAddress, source);
     if (ms > 0) return lockedOut(ms);
   }
   let r: EgressRoute | Failure | undefined | Promise<EgressRoute | Failure | undefined>;
@@ -116,7 +117,7 @@ export function authenticateNameFrom(
 
 /** A verdict, with a wrong password counted against its address (a refusal that judged no password is not). */
 function counted(lockout: AuthLockout, v: EgressRoute | Failure | undefined, source: AuthSource | undefined): EgressRoute | Failure | undefined {
-  if (v === undefined) lockout.failed(source?.remoteAddress);
+  if (v === undefined) lockout.failed(source?.remoteAddress, source);
   return v;
 }
 

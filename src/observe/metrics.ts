@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 // prom-client's own label hash (the key of a series in a metric's `hashMap`), for `sampled`.
 import { hashObject } from 'prom-client/lib/util.js';
 import { REQUEST_END_CHANNEL, type RequestRecord, type ReverseRecord } from '../record/index.js';
-import { AUTH_LOCKOUT_CHANNEL } from '../net/auth-lockout.js';
+import { AUTH_LOCKOUT_CHANNEL, AUTH_UNTRACKED_CHANNEL } from '../net/auth-lockout.js';
 
 /** What the metrics read of a cluster at scrape time (the gateway's `Cluster`, structurally). */
 export interface ClusterView {
@@ -240,6 +240,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   const certReloads = new Tally();
   const acmeOrders = new Tally();
   const lockouts = new Tally();
+  const untracked = new Tally();
   const duration = new Samples();
   const connect = new Samples();
   const tls = new Samples();
@@ -263,6 +264,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   tallied(registry, 'gatewise_tls_certificate_reloads_total', 'Certificate files of TLS listeners reloaded after they changed, by listener, file and result (reloaded; failed: the old certificate stays).', ['listener', 'cert', 'result'] as const, certReloads);
   tallied(registry, 'gatewise_tls_acme_orders_total', 'ACME certificate orders of TLS listeners, by listener, result (obtained, renewed, failed) and, for failures, the step that failed (unreachable, account, order, challenge, finalize, storage).', ['listener', 'result', 'reason'] as const, acmeOrders);
   tallied(registry, 'gatewise_auth_lockouts_total', 'Client addresses locked out after too many wrong credentials (admin.lockout, forward.auth.lockout), by face: admin (the bearer token) or forward (proxy users). One per lockout start; the attempts refused during it are in gatewise_requests_total (reason auth_locked_out) on the forward face.', ['face'] as const, lockouts);
+  tallied(registry, 'gatewise_auth_lockout_untracked_total', 'Wrong credentials not counted by the lockout (admin.lockout, forward.auth.lockout) because every tracked address (maxAddresses) was locked out, by face. A locked-out address is never forgotten for a newcomer; a newcomer past a table full of lockouts is answered as any wrong credential but not counted. Above zero: maxAddresses is too small for the addresses guessing.', ['face'] as const, untracked);
   sampled(registry, 'gatewise_request_duration_seconds', 'Time from request (or tunnel) start to its end, by face and protocol.', ['face', 'protocol'] as const, duration);
   sampled(registry, 'gatewise_upstream_connect_seconds', 'New upstream connections: time until connected (DNS, TCP and TLS included), by cluster.', ['cluster'] as const, connect);
   sampled(registry, 'gatewise_upstream_tls_seconds', 'New upstream TLS connections: handshake time, by cluster.', ['cluster'] as const, tls);
@@ -437,6 +439,9 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
   const onLockout = (msg: unknown): void => {
     lockouts.add((msg as { face: string }).face);
   };
+  const onUntracked = (msg: unknown): void => {
+    untracked.add((msg as { face: string }).face);
+  };
   const onLimit = (msg: unknown): void => {
     const e = msg as { cluster?: string; limit: number };
     limits.set({ cluster: e.cluster ?? '' }, e.limit);
@@ -451,6 +456,7 @@ export function attachMetrics(registry = new Registry(), opts: MetricsOptions = 
     ['gatewise:tls:certificate', onCertificate],
     ['gatewise:tls:acme', onAcme],
     [AUTH_LOCKOUT_CHANNEL, onLockout],
+    [AUTH_UNTRACKED_CHANNEL, onUntracked],
   ];
   for (const [name, fn] of channels) subscribe(name, fn);
   return { registry, detach: () => channels.forEach(([name, fn]) => unsubscribe(name, fn)) };
