@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { relayGathers } from '../observe/worker-ipc.js';
+import { relayLockouts } from '../net/auth-lockout-group.js';
 import { releaseYoungGeneration } from './young-generation.js';
 import { MemoryStore, serveIpcLocks, serveIpcState } from '../state/index.js';
 
@@ -56,6 +57,8 @@ export async function superviseWorkers(requested: number | 'auto', state?: Worke
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   // The admin listener of whichever worker takes a scrape asks every worker through here (observe/worker-ipc.ts).
   relayGathers();
+  // Wrong credentials counted for the whole group, lockouts told to every worker (net/auth-lockout-group.ts).
+  relayLockouts();
   // Users-file changes from the admin API of any worker, one at a time (state/ipc-lock.ts).
   serveIpcLocks();
   let stopping = false;

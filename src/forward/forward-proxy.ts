@@ -34,6 +34,7 @@ import { ForwardRelay } from './forward-relay.js';
 import { ConnectionsCut } from '../failure/index.js';
 import { kSocketUser, type SlottedSocket } from '../net/index.js';
 import { AuthLockout, lockoutLogLine } from '../net/auth-lockout.js';
+import { joinLockoutGroup } from '../net/auth-lockout-group.js';
 import { ForwardListener, IN_TLS, type ForwardProtocol, type ListenerHandlers } from './listener.js';
 import type { GateStats } from '../http/connection-gate.js';
 import { ResourceTracker } from './resource-tracker.js';
@@ -439,7 +440,10 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const socks4Front = new Socks4Front(pipeline);
   let handlers = frontsFor();
   const listeners = config.listeners.map((l, i) => ({ cfg: l, listener: new ForwardListener(l, ctx, handlers, `forward.listeners[${i}]`) }));
+  // In a worker of --workers N: one wrong-password count for the group (net/auth-lockout-group.ts).
+  const leaveLockoutGroup = joinLockoutGroup(`forward:${ownScope}`, ctx.authLockout!);
   const cleanup = async (): Promise<void> => {
+    leaveLockoutGroup();
     usersFile?.close();
     await directory.close();
     clearInterval(flush);

@@ -3,6 +3,7 @@ import { STATUS_CODES, createServer, type IncomingMessage, type Server, type Ser
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackAddress } from '../net/ip-address.js';
 import { AUTH_LOCKOUT_DEFAULTS, AuthLockout, lockoutLogLine, type AuthLockoutSettings } from '../net/auth-lockout.js';
+import { joinLockoutGroup } from '../net/auth-lockout-group.js';
 import { reserveOwnListener } from '../net/own-listeners.js';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
@@ -648,6 +649,8 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
   // Wrong tokens per client address: a locked-out address gets 429 before its token is compared.
   const lockoutOf = (): AuthLockoutSettings => (typeof o.lockout === 'function' ? o.lockout() : o.lockout) ?? AUTH_LOCKOUT_DEFAULTS;
   const lockout = new AuthLockout('admin', lockoutOf(), (e) => log().warn(...lockoutLogLine(e)));
+  // In a worker of --workers N: one count for the group (net/auth-lockout-group.ts).
+  const leaveLockoutGroup = joinLockoutGroup('admin', lockout);
   const lockoutNow = (): AuthLockout => {
     const s = lockoutOf();
     if (s !== lockout.settings) lockout.configure(s);
@@ -707,14 +710,14 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     // With a token: an address that sent too many wrong ones is refused without the token being
     // compared, the right one too (else the lockout would tell which guess was right); an open
     // route still answers it, as a caller without the token. A wrong token counts; none does not.
-    const locked = want !== undefined ? lockoutNow().lockedFor(req.socket.remoteAddress) : 0;
+    const locked = want !== undefined && lockoutNow().lockouts > 0 ? lockout.lockedFor(req.socket.remoteAddress, req.socket) : 0;
     if (locked > 0 && !m.route.open) {
       const seconds = Math.max(1, Math.ceil(locked / 1000));
       res.setHeader('retry-after', String(seconds));
       return send(problem('locked-out', `too many wrong tokens came from this address; retry after ${seconds} s`));
     }
     const trusted = want !== undefined ? locked === 0 && authorized(req, want) : loopback;
-    if (want !== undefined && locked === 0 && !trusted && req.headers.authorization !== undefined) lockout.failed(req.socket.remoteAddress);
+    if (want !== undefined && locked === 0 && !trusted && req.headers.authorization !== undefined) lockout.failed(req.socket.remoteAddress, req.socket);
     if (want && !m.route.open && !trusted) {
       res.setHeader('www-authenticate', 'Bearer realm="gatewise-admin"');
       return send(problem('unauthorized', want && req.headers.authorization ? 'the bearer token is not this listener\'s (admin.token)' : 'send Authorization: Bearer TOKEN (admin.token)'));
@@ -770,6 +773,7 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
   }).catch((err: unknown) => {
     ownLive?.detach();
     group?.close();
+    leaveLockoutGroup();
     throw err;
   });
   const addr = server.address() as AddressInfo;
@@ -784,6 +788,7 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
         release();
         ownLive?.detach();
         group?.close();
+        leaveLockoutGroup();
         if (ownLogger) flushLogger(ownLogger);
         server.close(() => r());
         server.closeAllConnections();
