@@ -303,7 +303,8 @@ export class AuthLockout {
    * publishes it (once in the group: the metric is summed over the workers).
    */
   lockedByGroup(key: string, address: string, ms: number, strike: number, failures: number, announce: boolean, lastLockoutMs = ms): void {
-    if (ms <= 0) return;
+    // A limit turned off here (a reload) takes no lockout from the group either.
+    if (ms <= 0 || this.#s.maxFailures === 0) return;
     const now = this.#now();
     let e = this.#locked.get(key);
     if (e !== undefined) this.#locked.delete(key);
@@ -348,10 +349,10 @@ export class AuthLockout {
     if (lockoutChannel.hasSubscribers) lockoutChannel.publish(event);
   }
 
-  /** A lockout that ended: the address counts again (it keeps its strikes until forgotten). */
+  /** A lockout that ended: the address counts again (it keeps its strikes until forgotten; in a group the primary keeps them). */
   #ended(key: string, e: Entry, now: number): void {
     this.#locked.delete(key);
-    if (!this.#forgettable(e, now)) this.#counting.set(key, e);
+    if (this.#share === undefined && !this.#forgettable(e, now)) this.#counting.set(key, e);
   }
 
   /**
