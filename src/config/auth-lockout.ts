@@ -31,7 +31,7 @@ export const authLockoutSchema = z
       .min(1)
       .max(10_000_000)
       .default(10_000)
-      .describe('Client addresses tracked at once (bounded memory): past it, the one that failed least recently is forgotten. Default 10000.'),
+      .describe('Client addresses tracked at once (bounded memory): past it, a newcomer forgets the address that failed least recently among those not locked out; a locked-out address is kept until its lockout ends, and while every tracked address is locked out a newcomer\'s wrong credentials are not counted (gatewise_auth_lockout_untracked_total). Default 10000.'),
   })
   .prefault({})
   .describe('Wrong credentials limited per client address: a locked-out address is answered 429 with Retry-After (SOCKS: the RFC 1929 failure reply, then close). A success resets no count. See docs/security.md.');
