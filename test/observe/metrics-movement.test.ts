@@ -313,6 +313,32 @@ describe('auth lockouts move their counter', () => {
   });
 });
 
+describe('a table full of lockouts moves the untracked counter', () => {
+  test('gatewise_auth_lockout_untracked_total counts a wrong token that found every tracked address locked out (admin.lockout maxAddresses 1)', async () => {
+    const token = 'movement-admin-token-untracked-0123';
+    const s = await start({
+      admin: { port: 0, token, lockout: { maxFailures: 1, maxAddresses: 1 } },
+      forward: { listeners: [{ address: '127.0.0.1', port: 0 }], auth: { required: false }, rules: { allowPrivate: true } },
+      log: { access: false },
+    });
+    // 127.0.0.3 is locked out by its wrong token and fills the table; 127.0.0.4's wrong tokens then find no room.
+    const wrong = (from: string, i: number): Promise<number> =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpGet(`${s.rt.adminUrl!}/status`, { localAddress: from, agent: false, headers: { authorization: `Bearer wrong-${i}` } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+      });
+    assert.equal(await wrong('127.0.0.3', 0), 401);
+    assert.equal(await wrong('127.0.0.3', 1), 429, 'locked out');
+    for (let i = 0; i < 3; i++) assert.equal(await wrong('127.0.0.4', i), 401, 'answered as a wrong token, not counted');
+    assert.equal(await wrong('127.0.0.3', 9), 429, 'the locked address was not pushed out');
+    const text = await (await request(`${s.rt.adminUrl!}/metrics`, { headers: { authorization: `Bearer ${token}` } })).body.text();
+    assert.equal(sum(text, 'gatewise_auth_lockout_untracked_total', { face: 'admin' }), 3);
+  });
+});
+
 describe('ACME orders move their counter', () => {
   test('gatewise_tls_acme_orders_total counts a failed order by its step (the directory is a closed loopback port)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gatewise-movement-acme-'));
