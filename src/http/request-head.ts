@@ -335,9 +335,19 @@ export class RequestHeadParser {
       this.#te = true;
       // Codings are a list over every field: chunked counts when it is the last one.
       const parts = value.split(',');
+      let last = '';
       for (const p of parts) {
         const c = p.trim().toLowerCase();
-        if (c === '') continue;
+        if (c === '') {
+          // An empty element after chunked in the same field (`chunked,`): llhttp reads chunked
+          // as not the last coding and refuses the request; taking it as chunked let the two
+          // fronts frame one body two ways (adversarial probe, session attack;
+          // test/gateway/chunked-framing-strict.test.ts). An empty field after one that ended
+          // in chunked stays chunked, as in llhttp.
+          if (last === 'chunked') return 'HPE_INVALID_TRANSFER_ENCODING';
+          continue;
+        }
+        last = c;
         // chunked must be the last coding, applied once (llhttp refuses a coding after it).
         if (this.#chunked) return 'HPE_INVALID_TRANSFER_ENCODING';
         this.#chunked = c === 'chunked';
@@ -518,8 +528,11 @@ export class ChunkedDecoder {
         i++;
         if (i < e && buf[i] === 0x22 /* " */) {
           for (i++; i < e && buf[i] !== 0x22; i++) {
+            // quoted-pair (RFC 9110 §5.6.4): the escaped byte is HTAB, SP, VCHAR or obs-text, as
+            // llhttp requires. Unchecked, `\<CR>` (or NUL, DEL) passed inside a chunk-size line
+            // that the node front refuses (adversarial probe, session attack).
             if (buf[i] === 0x5c) i++;
-            else if (VALUE_BYTE[buf[i]!] === 0) return 'HPE_STRICT';
+            if (i >= e || VALUE_BYTE[buf[i]!] === 0) return 'HPE_STRICT';
           }
           if (i >= e) return 'HPE_STRICT';
           i++;
