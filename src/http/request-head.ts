@@ -270,6 +270,13 @@ export class RequestHeadParser {
     // llhttp's URL start: a path, `*`, or a scheme (absolute-form); CONNECT takes an authority.
     const f = buf[i]!;
     if (i < e && f !== 0x2f && f !== 0x2a && !((f | 0x20) >= 0x61 && (f | 0x20) <= 0x7a) && method !== 'CONNECT') return 'HPE_INVALID_URL';
+    if (method !== 'CONNECT' && (f | 0x20) >= 0x61 && (f | 0x20) <= 0x7a) {
+      // An absolute-form target as llhttp takes it (its url_schema state): a scheme of letters
+      // only, then "://". `ca/b`, `ca:b`, `c1://b` and `a-b://x` are HPE_INVALID_URL there.
+      let j = i + 1;
+      while (j < e && (buf[j]! | 0x20) >= 0x61 && (buf[j]! | 0x20) <= 0x7a) j++;
+      if (e - j < 3 || buf[j] !== 0x3a || buf[j + 1] !== 0x2f || buf[j + 2] !== 0x2f) return 'HPE_INVALID_URL';
+    }
     while (i < e && TARGET[buf[i]!] === 1) i++;
     if (i === t0) return 'HPE_INVALID_URL';
     this.#url = buf.toString('latin1', t0, i);
