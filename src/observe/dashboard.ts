@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 
 /**
  * The live dashboard: one HTML page, style and script inline, nothing fetched from elsewhere.
- * It polls the admin API once a second (/traffic, /status, /clusters, /exits, /users,
- * /failures). With a bearer token, open it as `/#token=TOKEN`: the fragment never leaves the
+ * It polls the admin API once a second (/status, then /traffic, /failures, and /clusters or
+ * /exits and /users as /status says the reverse gateway or the forward proxy runs). With a bearer token, open it as `/#token=TOKEN`: the fragment never leaves the
  * browser, and the script sends it as `Authorization: Bearer TOKEN`.
  */
 export const DASHBOARD_HTML = `<!doctype html>
@@ -12,6 +12,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Gatewise — live</title>
+<link rel="icon" href="data:,">
 <style>
   :root { --bg:#f6f7f9; --card:#fff; --ink:#1d2330; --mute:#6b7385; --line:#e3e6eb; --ok:#2e9d5b; --bad:#d64545; --warn:#d99a1e; --info:#3b6fd6; }
   * { box-sizing: border-box; }
@@ -158,8 +159,11 @@ function chart(seconds) {
 }
 async function tick() {
   try {
-    const [traffic, status, clusters, exits, users, failures] = await Promise.all([
-      get('traffic?seconds=300'), get('status'), get('clusters'), get('exits'), get('users?limit=10'), get('failures?limit=25'),
+    // Only the faces that run are asked: the other face's routes answer 404, which a browser logs as an error.
+    const status = await get('status');
+    const faces = status.faces || { reverse: true, forward: true };
+    const [traffic, clusters, exits, users, failures] = await Promise.all([
+      get('traffic?seconds=300'), faces.reverse ? get('clusters') : undefined, faces.forward ? get('exits') : undefined, faces.forward ? get('users?limit=10') : undefined, get('failures?limit=25'),
     ]);
     const ready = document.getElementById('ready');
     ready.textContent = status.ready ? 'ready' : 'draining';
@@ -237,7 +241,7 @@ export const DASHBOARD_CSP = [
   `script-src ${sha256(inline('script'))}`,
   `style-src ${sha256(inline('style'))}`,
   "connect-src 'self'",
-  "img-src 'self'",
+  "img-src 'self' data:", // data: for the empty icon, so the browser asks for no /favicon.ico (a 404 in its console)
   "base-uri 'none'",
   "form-action 'none'",
   "frame-ancestors 'none'",
