@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UsageError } from './usage.js';
 import { pathString } from '../config/load.js';
+import { didYouMean } from '../config/schema-walk.js';
 
 /**
  * One definition per command: the parser options, `gatewise <cmd> --help`, the top-level
@@ -432,6 +433,12 @@ function parseErrorWords(def: CommandDef, argv: readonly string[], err: Error & 
   if (missing) {
     const o = def.options.find((x) => x.flag === missing[2]);
     if (o) return `${o.short && argv.at(-1) === `-${o.short}` ? `-${o.short}` : `--${o.flag}`} needs a value (${o.value ?? 'VALUE'})`;
+  }
+  // A mistyped flag is said as a mistyped config key is: named, with the nearest flag of the command.
+  const unknown = /^Unknown option '(--?)([^'=]*)/.exec(message);
+  if (unknown) {
+    const near = unknown[1] === '--' ? didYouMean(unknown[2]!, [...def.options.map((o) => o.flag), 'help']) : undefined;
+    return `unknown option ${unknown[1]}${unknown[2]}${near ? ` (did you mean --${near}?)` : ''}`;
   }
   const stray = /^Unexpected argument '(.*?)'(?:\.|$)/.exec(message);
   if (stray) return `unexpected argument '${stray[1]}': gatewise ${def.name} takes ${def.positionals ? `at most ${def.positionals}` : 'no arguments'} besides its options`;
