@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { ConfigProblem } from '../config/check.js';
-import { ConfigError, loadConfigFile } from '../config/load.js';
+import { ConfigError, loadConfigFile, problemLine } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { ForwardConfig } from '../config/forward.js';
 import type { ForwardProxy, ForwardReloadSummary } from '../forward/index.js';
@@ -157,7 +157,7 @@ export class ConfigReloader {
 
   #refused(r: ReloadResult & { ok: false }): ReloadResult {
     this.#p.logger.error(
-      { component: 'runtime', type: 'lifecycle', event: 'reload-refused', file: r.file, code: r.code, problems: r.problems.map((p) => `${p.line !== undefined ? `line ${p.line} ` : ''}${p.path}: ${p.message}`) },
+      { component: 'runtime', type: 'lifecycle', event: 'reload-refused', file: r.file, code: r.code, problems: r.problems.map((p) => problemLine(p, r.file ?? undefined)) },
       `config reload refused: ${r.error}${r.problems.length ? ` (${r.problems.length} problem${r.problems.length === 1 ? '' : 's'})` : ''}`,
     );
     this.#p.logger.flush();
