@@ -3,7 +3,7 @@ import { debugRefusalValue, wantsDebug } from './debug-header.js';
 import { CLIENT_CLOSED_STATUS, Failure, classify, connectionCut, type EndedBy, type Phase } from '../failure/index.js';
 import { DeadlineEntry, deadlines } from '../timing/deadlines.js';
 import type { EgressRoute, ExitChoice } from '../egress/index.js';
-import type { FinishFields, MeterSession, MeteredProtocol } from '../tenants/index.js';
+import { customerFacingFailure, type FinishFields, type MeterSession, type MeteredProtocol } from '../tenants/index.js';
 import { admitRequest } from './admission.js';
 import { hostPort, type ForwardContext } from './context.js';
 import { checkOutlastedHead, headDueAt } from './head-deadline.js';
@@ -384,8 +384,9 @@ export class ForwardPipeline {
 }
 
 /** A port outside the list for its kind (connectPorts, httpPorts): one refusal for both. */
+/** The port is the client's own request, not the network's topology: the client is shown which (docs/forward-proxy.md, "Limits and their refusals"). */
 function portRefused(req: ForwardRequest, detail: string): Failure {
-  return new Failure({ type: 'http_request_denied', phase: 'route', nextHop: req.nextHop, detail });
+  return customerFacingFailure({ type: 'http_request_denied', phase: 'route', nextHop: req.nextHop, detail });
 }
 
 /**
