@@ -27,7 +27,7 @@ test('diagnose: bad input exits 64 with a message naming the flag or value, befo
     [['http://127.0.0.1:1/', '--resolve', 'example.com:443'], /--resolve "example\.com:443": expected HOST:PORT:ADDRESS/],
     [['http://127.0.0.1:1/', '--proxy', 'socks5://127.0.0.1:1080'], /--proxy "socks5:\/\/127\.0\.0\.1:1080": the scheme socks5:\/\/ is not supported; use http:\/\//],
     [['http://127.0.0.1:1/', '--method', 'G E T'], /--method "G E T": expected an HTTP method/],
-    [['http://127.0.0.1:1/', '--frobnicate'], /Unknown option '--frobnicate'/],
+    [['http://127.0.0.1:1/', '--frobnicate'], /unknown option --frobnicate\n/],
     [['http://127.0.0.1:1/', '--tries'], /--tries needs a value \(N\)/],
   ];
   for (const [args, message] of cases) {
