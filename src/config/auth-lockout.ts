@@ -1,9 +1,9 @@
 import { z } from 'zod';
+import { durationString } from './duration-schema.js';
 import { parseDuration } from './duration.js';
 
 const duration = (def: string, what: string) =>
-  z
-    .string()
+  durationString()
     .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "500ms", "30s", "1m" or "1h"' })
     .default(def)
     .describe(`${what} Duration: ms, s, m, h. Default ${def}.`);

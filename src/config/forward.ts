@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { ipValue } from '../net/ip-address.js';
 import { z } from 'zod';
+import { durationString } from './duration-schema.js';
 import { redisUrl } from './redis-url.js';
 import { passwordHashProblem } from './scrypt-hash.js';
 import { forwardListenerTlsSchema } from './tls.js';
@@ -18,8 +19,7 @@ import { authLockoutSchema } from './auth-lockout.js';
 export const NO_USERS = 'no_users';
 
 const duration = (def: string, what: string) =>
-  z
-    .string()
+  durationString()
     .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "250ms", "30s", "5m" or "1h"' })
     .default(def)
     .describe(`${what} Duration such as "30s"; default ${def}.`);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { durationString } from './duration-schema.js';
 import { isLoopbackAddress } from '../net/ip-address.js';
 import { parseDuration } from './duration.js';
 import { forwardSchema } from './forward.js';
@@ -18,8 +19,7 @@ import { escapedSlashProblem, prefixProblem } from '../http/path.js';
  */
 
 export const duration = (def: string, what: string) =>
-  z
-    .string()
+  durationString()
     .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
     .default(def)
     .describe(`${what} (duration: ms, s, m, h). Default ${def}.`);
@@ -165,13 +165,11 @@ const retrySchema = z
       .array(z.enum(RETRY_ON))
       .default(['connect-failure', 'reset', 'invalid-response', 'timeout', '502', '503', '504'])
       .describe('Which failures retry: connect-failure (DNS, refused, connect timeout, TLS: always safe, any method), reset (closed before any response byte), invalid-response (a response head that is not valid HTTP, too large, or cut short, before anything was passed on), timeout (no response head within the try\'s timeout; retried only on another endpoint), and upstream 502/503/504 answers. All but connect-failure retry idempotent requests only. Default all.'),
-    perTryTimeout: z
-      .string()
+    perTryTimeout: durationString()
       .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
       .optional()
       .describe('Response-head timeout of every attempt (a retry\'s cut to what is left of `deadline`). Default: a try that may be retried on a timeout (idempotent, tries left, another endpoint available) waits half of the cluster\'s response timeout, any other try what is left of it, so the response timeout bounds the whole wait.'),
-    deadline: z
-      .string()
+    deadline: durationString()
       .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
       .optional()
       .describe('No retry starts after this much time since the request arrived, and none waits past it: a retry whose wait (back-off, Retry-After) would end at or past it is not made, and the client gets the last answer (an upstream 502/503/504 with its Retry-After) or failure; a retry\'s response-head timeout is cut to what is left. Default: none.'),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { durationString } from './duration-schema.js';
 import { parseDuration } from './duration.js';
 
 /**
@@ -9,8 +10,7 @@ import { parseDuration } from './duration.js';
  */
 export const shutdownSchema = z
   .strictObject({
-    drainTimeout: z
-      .string()
+    drainTimeout: durationString()
       .refine((s) => parseDuration(s) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
       .default('30s')
       .describe('On SIGTERM, how long requests and tunnels in flight may take to finish; idle connections are closed at once, and what is left at the end is cut and recorded as ended by the gateway (proxy_internal_error, the drain timeout named). Duration: ms, s, m, h. Default 30s.'),

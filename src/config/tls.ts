@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { durationString } from './duration-schema.js';
 import { redisUrl } from './redis-url.js';
 import { parseDuration } from './duration.js';
 
@@ -78,8 +79,7 @@ export const listenerTlsSchema = z
   .describe('Serve HTTPS on this listener. Off unless set.');
 
 const positiveDuration = (def: string, what: string) =>
-  z
-    .string()
+  durationString()
     .refine((v) => (parseDuration(v) ?? 0) > 0, { message: 'expected a duration above zero such as "30s", "5m" or "1h"' })
     .default(def)
     .describe(what);
@@ -217,8 +217,7 @@ export const http2Schema = z
       .min(1)
       .default(200)
       .describe('Streams one client may reset (RST_STREAM before its answer) within resetWindow before the connection is closed with GOAWAY ENHANCE_YOUR_CALM: the HTTP/2 rapid-reset attack (CVE-2023-44487) is bounded per connection. Logged as http_request_error, reason h2_rapid_reset. Default 200.'),
-    resetWindow: z
-      .string()
+    resetWindow: durationString()
       .refine((v) => parseDuration(v) !== undefined, { message: 'expected a duration such as "500ms", "2s" or "1m"' })
       .default('10s')
       .describe('The window maxResets counts over (duration). Default 10s.'),
