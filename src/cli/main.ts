@@ -173,8 +173,24 @@ const LAZY_COMMANDS: ReadonlyMap<string, () => Promise<CommandRunner>> = new Map
   ['demo', async () => (await import('./demo.js')).demoCommand],
 ]);
 
+/**
+ * The commands that print an answer and end. A reader that closes their output early
+ * (`gatewise schema | head`) is not their failure: they end quietly with 0, as `cat` does,
+ * instead of dying on an unhandled EPIPE. The long-running ones log to standard output and
+ * keep Node's behaviour.
+ */
+const ONE_SHOT = new Set(['check', 'schema', 'help', '--help', '-h', 'version', '--version', '-v', 'passwd', 'usage', 'init', undefined]);
+
+function endQuietlyOnClosedOutput(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(0);
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  if (ONE_SHOT.has(cmd)) endQuietlyOnClosedOutput();
   try {
     const lazy = cmd === undefined ? undefined : LAZY_COMMANDS.get(cmd);
     if (lazy) return await (await lazy())(rest);
