@@ -301,6 +301,9 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner, 
       return;
     }
     const connected = this.#connected;
+    // https: the dial's TCP connection opened and its TLS handshake did not finish (read before
+    // #settle gives the connection back): a reset, close or timeout then is in phase `tls`.
+    const tlsHandshake = !connected && this.#client !== undefined && this.#client.timings.handshaking === true;
     this.#settle(false);
     const ex = this.#ex;
     if (ex.clientGone && !ex.complete) return; // the client left; our abort came back here
@@ -323,6 +326,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner, 
           responseStarted: this.#responseStarted,
           headersReceived: this.#passedOn,
           bodyChunked: this.#passedOn && !ex.res.hasHeader('content-length'),
+          tlsHandshake,
           nextHop: this.endpoint.nextHop,
         });
     if (unprocessed !== undefined) this.#notProcessed = true;

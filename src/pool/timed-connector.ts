@@ -13,6 +13,13 @@ export interface ConnectTimings {
    * version is taken from.
    */
   h2?: boolean;
+  /**
+   * https: the TCP connection of the dial under way (or of the last one, when it failed)
+   * opened and its TLS handshake did not finish. A dial that fails with it set failed in the
+   * handshake (phase `tls`: gateway/attempt.ts hands it to `classify` as `tlsHandshake`), not
+   * while connecting. Cleared at each dial's start and when the handshake is done.
+   */
+  handshaking?: boolean;
 }
 
 /**
@@ -28,12 +35,16 @@ export type PoolConnector = (opts: buildConnector.Options, callback: buildConnec
 /**
  * undici's connector, with the socket's own events timed: 'lookup' (DNS done),
  * 'connect' (TCP established), 'secureConnect' (TLS done). The result lands in
- * `into`, which belongs to the one connection this connector opens.
+ * `into`, which belongs to the one connection this connector opens; so does whether a
+ * failed https dial had its TCP connection open (`handshaking`). No allocation beyond the
+ * two listeners the timings already needed.
  */
 export function timedConnector(base: PoolConnector, into: ConnectTimings): PoolConnector {
   return (opts, callback, opener) => {
     const t0 = performance.now();
     let tcpAt = 0;
+    const tls = opts.protocol === 'https:';
+    if (into.handshaking === true) into.handshaking = false;
     // The TLS server is named after the endpoint: the configured `tls.servername`, else the
     // endpoint's host name (none for an IP literal), as nginx's proxy_ssl_name and Caddy do,
     // never after a request's Host header, from which undici would take it (see PooledClient).
@@ -41,8 +52,17 @@ export function timedConnector(base: PoolConnector, into: ConnectTimings): PoolC
     const socket = (base as unknown as (o: buildConnector.Options, cb: buildConnector.Callback, opener?: CancelSignal) => Socket | undefined)(
       opts,
       (err, s) => {
-        if (!err && opts.protocol === 'https:' && tcpAt > 0) into.tlsMs = round(performance.now() - tcpAt);
-        if (!err) into.h2 = (s as { alpnProtocol?: string | false } | null)?.alpnProtocol === 'h2';
+        if (!err) {
+          if (tls && tcpAt > 0) into.tlsMs = round(performance.now() - tcpAt);
+          into.handshaking = false;
+          into.h2 = (s as { alpnProtocol?: string | false } | null)?.alpnProtocol === 'h2';
+        } else if (tls && tcpAt === 0 && resetOnceOpen(err)) {
+          // A reset is of a connection that was open: one reset before the socket's 'connect'
+          // was handled (an upstream that accepts and resets at once, before the event loop
+          // came round to this socket) reaches here with no 'connect' at all. A refusal is
+          // ECONNREFUSED, never a reset.
+          into.handshaking = true;
+        }
         callback(err as null, s as Socket);
       },
       opener,
@@ -54,9 +74,16 @@ export function timedConnector(base: PoolConnector, into: ConnectTimings): PoolC
       socket.once('connect', () => {
         tcpAt = performance.now();
         into.connectMs = round(tcpAt - t0 - (into.dnsMs ?? 0));
+        if (tls) into.handshaking = true;
       });
     }
   };
+}
+
+/** A reset or a broken pipe: the connection was established first (a refused one is ECONNREFUSED). */
+function resetOnceOpen(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ECONNRESET' || code === 'EPIPE';
 }
 
 function round(ms: number): number {
