@@ -120,8 +120,12 @@ export const REFUSAL_REASONS = {
   content_too_large: r('http_request_error', 413, 'Content Too Large', 'The request body is larger than the gateway accepts.'),
   /** The request header section is larger than allowed. */
   header_fields_too_large: r('http_request_error', 431, 'Request Header Fields Too Large', 'The request headers are larger, or more numerous, than the gateway accepts.'),
-  /** The method is valid HTTP but not served here (CONNECT on the reverse gateway); Allow: every method the gateway forwards. */
-  method_not_allowed: r('http_request_error', 405, 'Method Not Allowed', 'This listener does not serve that method.', 'GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH'),
+  /**
+   * The method is valid HTTP but not served here (CONNECT on the reverse gateway); Allow: what
+   * the gateway as a whole serves, the `Allow` of its `OPTIONS *` too (gateway/router.ts
+   * `serverAllow`, from the route table), which the failure carries.
+   */
+  method_not_allowed: r('http_request_error', 405, 'Method Not Allowed', 'This listener does not serve that method.', 'computed'),
   /**
    * Routes match the request's host, path and headers, but none takes its method (their
    * `match.methods`): RFC 9110 §15.5.6's 405, whose `Allow` (the methods those routes take,

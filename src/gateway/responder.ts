@@ -87,10 +87,11 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
 
 /**
  * Asterisk-form `OPTIONS *` (RFC 9112 §3.2.4) names the server, not a resource: the
- * gateway answers it itself, a gateway-made answer that is not a failure.
+ * gateway answers it itself, a gateway-made answer that is not a failure, with the `Allow` of
+ * the gateway as a whole (router.ts `serverAllow`, the one CONNECT's 405 carries too).
  */
 export function respondToOptionsAsterisk(res: ServerResponse, ctx: GatewayContext, requestId: string, hsts: string | undefined): void {
-  respondToOptions(res, ctx, requestId, 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS', hsts);
+  respondToOptions(res, ctx, requestId, ctx.router.serverAllow, hsts);
 }
 
 /**

@@ -115,6 +115,29 @@ function allowRank(m: string): number {
   return i < 0 ? ALLOW_ORDER.length : i;
 }
 
+/**
+ * The methods a route that takes any method is listed with in the server's `Allow`: every
+ * method of RFC 9110 §9.3 the gateway forwards (all but CONNECT, which it refuses) and PATCH
+ * (RFC 5789). An `Allow` cannot say "any": an extension method is listed when a route names it.
+ */
+const FORWARDED_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'PATCH'];
+
+/**
+ * The `Allow` of the gateway as a whole (RFC 9110 §10.2.1), one value for the two answers that
+ * speak of the server rather than of a resource: `OPTIONS *` (§9.3.7: the server in general)
+ * and the 405 to CONNECT (§9.3.6: its target is an authority, the server itself; §15.5.6: a
+ * 405 lists what its target supports). Every method some route takes (HEAD beside GET, as
+ * `match` does), `FORWARDED_METHODS` when a route takes any, and OPTIONS, which the gateway
+ * answers itself (`OPTIONS *`, and a routed path's OPTIONS that no route takes); never CONNECT.
+ * Computed once per route table (a reload builds a new Router).
+ */
+export function serverAllow(routes: readonly Route[]): string {
+  const methods = new Set(['OPTIONS']);
+  for (const r of routes) for (const m of r.methods ?? FORWARDED_METHODS) methods.add(m);
+  methods.delete('CONNECT');
+  return allowValue(methods);
+}
+
 /** Methods as an `Allow` value (RFC 9110 §10.2.1), in one stable order. */
 export function allowValue(methods: Iterable<string>): string {
   return [...methods].sort((a, b) => allowRank(a) - allowRank(b) || (a < b ? -1 : a > b ? 1 : 0)).join(', ');
@@ -131,8 +154,12 @@ export class Router {
   readonly routes: readonly Route[];
   #byHost = new Map<string, readonly Route[]>();
 
+  /** What the gateway as a whole serves (`serverAllow`): the `Allow` of `OPTIONS *` and of CONNECT's 405. */
+  readonly serverAllow: string;
+
   constructor(routes: readonly Route[]) {
     this.routes = routes;
+    this.serverAllow = serverAllow(routes);
   }
 
   #candidates(host: string): readonly Route[] {

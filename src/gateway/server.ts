@@ -240,7 +240,7 @@ export class Gateway {
       new UpgradeExchange(this.ctx, req, socket, head, entry.name, this.#via11, entry.limits.sendMs, front?.hsts).start(entry.maxHeaderCount);
     });
     server.on('connect', (req: IncomingMessage, socket: Duplex) => {
-      this.#refuseRaw(socket, connectRefused(), entry.name, req);
+      this.#refuseRaw(socket, connectRefused(this.ctx.router.serverAllow), entry.name, req);
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket, entry.name));
     if (certs !== undefined) {
@@ -399,7 +399,7 @@ export class Gateway {
       }
       const x = new Exchange(this.ctx, req, res, entry.name, via2, limits, front);
       if (req.method === 'CONNECT') {
-        x.fail(connectRefused());
+        x.fail(connectRefused(this.ctx.router.serverAllow));
         return;
       }
       x.start(maxHeaderCount, expect);
@@ -781,9 +781,9 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   return gw;
 }
 
-/** CONNECT on the reverse gateway (either protocol): refused by method. */
-function connectRefused(): Failure {
-  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' });
+/** CONNECT on the reverse gateway (either protocol): refused by method, with the `Allow` of the gateway as a whole (router.ts `serverAllow`). */
+function connectRefused(allow: string): Failure {
+  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'method_not_allowed', allow, detail: 'CONNECT is not served by the reverse gateway (use the forward proxy)' });
 }
 
 type GatedSocket = Socket & { [kRefused]?: boolean; [kServed]?: boolean; [kHeadDeadline]?: Timeout; [kRefusal]?: Failure; [kTls]?: TLSSocket; [kAcceptedAt]?: number; [kPeer]?: string; [kH2]?: H2Front };
