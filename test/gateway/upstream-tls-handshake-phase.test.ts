@@ -7,7 +7,8 @@ import { Agent, request } from 'undici';
 import { parseProxyStatus } from '../../src/failure/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { between, everyCase, seededRun } from '../helpers/seeded.js';
-import { certDir, hasOpenssl, type CertDir } from '../helpers/tls-certs.js';
+import { closedPort } from '../helpers/admin-stack.js';
+import { certDir, hasOpenssl, type CertDir, type TestCa } from '../helpers/tls-certs.js';
 
 /**
  * The reverse gateway's upstream TLS handshake has a phase of its own. An https endpoint that
@@ -73,20 +74,16 @@ async function breaker(mode: Mode): Promise<{ server: TcpServer; port: number; h
   return { server, port: (server.address() as AddressInfo).port, held };
 }
 
-async function httpsUpstream(cert: { cert: string; key: string }): Promise<{ server: HttpsServer; port: number }> {
-  const server = createHttpsServer({ cert: cert.cert, key: cert.key }, (_req, res) => res.end('ok\n'));
+/** An https server answering 200 with `cert`; its close is added to `closers`. */
+async function httpsUpstream(cert: { cert: string; key: string }, closers: Array<() => Promise<void> | void>): Promise<number> {
+  const server: HttpsServer = createHttpsServer({ cert: cert.cert, key: cert.key }, (_req, res) => res.end('ok\n'));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  return { server, port: (server.address() as AddressInfo).port };
-}
-
-async function refusedPort(): Promise<number> {
-  const s = createTcpServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+  closers.push(() => {
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+  return (server.address() as AddressInfo).port;
 }
 
 interface Seen {
@@ -118,12 +115,14 @@ const skip = hasOpenssl() ? false : 'openssl is not installed';
 
 describe('an https endpoint that breaks the TLS handshake after TCP connected: phase tls', { skip }, () => {
   let dir: CertDir;
+  let ca: TestCa;
   let caFile: string;
   const closers: Array<() => Promise<void> | void> = [];
 
   before(() => {
     dir = certDir('gatewise-tls-phase-');
-    caFile = dir.ca('phase-ca').certFile;
+    ca = dir.ca('phase-ca');
+    caFile = ca.certFile;
   });
   after(async () => {
     for (const c of closers.reverse()) await c();
@@ -198,17 +197,12 @@ describe('an https endpoint that breaks the TLS handshake after TCP connected: p
           { kind: 'partial-record', bytes: between(rand, 1, RECORD.length - 1), end: rand() < 0.5 ? 'reset' : 'close' },
         ];
         const [p0, p1] = await breakers(broken);
-        const leaf = dir.ca('phase-ca').issue(`good-${front}`, { ip: ['127.0.0.1'] });
-        const good = await httpsUpstream(leaf);
-        closers.push(() => {
-          good.server.closeAllConnections();
-          return new Promise<void>((r) => good.server.close(() => r()));
-        });
+        const good = await httpsUpstream(ca.issue(`good-${front}`, { ip: ['127.0.0.1'] }), closers);
         const gw = await startTestGateway({
           listeners: [{ address: '127.0.0.1', port: 0, front }],
           clusters: {
             bad: { endpoints: [`https://127.0.0.1:${p0}`, `https://127.0.0.1:${p1}`], balancer: 'round-robin', tls: { ca: caFile }, timeouts: { connect: `${connectMs}ms` }, outlierDetection: { enabled: false } },
-            mixed: { endpoints: [`https://127.0.0.1:${p0}`, `https://127.0.0.1:${good.port}`], balancer: 'round-robin', tls: { ca: caFile }, timeouts: { connect: `${connectMs}ms` }, outlierDetection: { enabled: false } },
+            mixed: { endpoints: [`https://127.0.0.1:${p0}`, `https://127.0.0.1:${good}`], balancer: 'round-robin', tls: { ca: caFile }, timeouts: { connect: `${connectMs}ms` }, outlierDetection: { enabled: false } },
           },
           routes: [
             { match: { pathPrefix: '/bad/' }, cluster: 'bad', retry: { tries: 2, backoff: { base: '1ms', max: '2ms' } } },
@@ -244,19 +238,15 @@ describe('an https endpoint that breaks the TLS handshake after TCP connected: p
     });
 
     test(`${front} front: guards: a refused TCP connect stays connection_refused in connect, an untrusted certificate tls_certificate_error in tls`, async () => {
-      const refused = await refusedPort();
+      const refused = await closedPort();
       const other = certDir('gatewise-tls-phase-other-');
       closers.push(() => other.remove());
-      const untrusted = await httpsUpstream(other.ca('other-ca').issue('untrusted', { ip: ['127.0.0.1'] }));
-      closers.push(() => {
-        untrusted.server.closeAllConnections();
-        return new Promise<void>((r) => untrusted.server.close(() => r()));
-      });
+      const untrusted = await httpsUpstream(other.ca('other-ca').issue('untrusted', { ip: ['127.0.0.1'] }), closers);
       const gw = await startTestGateway({
         listeners: [{ address: '127.0.0.1', port: 0, front }],
         clusters: {
           refused: { endpoints: [`https://127.0.0.1:${refused}`], tls: { ca: caFile }, outlierDetection: { enabled: false } },
-          untrusted: { endpoints: [`https://127.0.0.1:${untrusted.port}`], tls: { ca: caFile }, outlierDetection: { enabled: false } },
+          untrusted: { endpoints: [`https://127.0.0.1:${untrusted}`], tls: { ca: caFile }, outlierDetection: { enabled: false } },
         },
         routes: [
           { match: { pathPrefix: '/refused/' }, cluster: 'refused', retry: { tries: 1 } },
