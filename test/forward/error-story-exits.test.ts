@@ -3,11 +3,12 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import { Registry } from 'prom-client';
-import { ERROR_TYPES, parseProxyStatus, type ProxyErrorType } from '../../src/failure/index.js';
+import type { ProxyErrorType } from '../../src/failure/index.js';
 import { TLS_ALERT_IDS } from '../../src/failure/tls-alerts.js';
 import { LiveTraffic } from '../../src/observe/live.js';
 import { attachMetrics } from '../../src/observe/metrics.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { checkStory as storyOf, counted as countedIn, parse, type Raw } from './error-story-rig.js';
 import { PASSWORD, USER, accessLine, basic, dial, rawExchange, readUntil, refusedPort, startOrigin, startTestProxy, tableResolver, type Origin, type TestProxy } from './helpers.js';
 
 /**
@@ -94,30 +95,6 @@ after(async () => {
   resetter?.close();
 });
 
-interface Raw {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-}
-
-function parse(text: string): Raw {
-  const end = text.indexOf('\r\n\r\n');
-  const head = text.slice(0, end).split('\r\n');
-  const headers: Record<string, string> = {};
-  for (const l of head.slice(1)) {
-    const i = l.indexOf(':');
-    headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim();
-  }
-  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head[0]!)?.[1]), headers, body: Buffer.from(text.slice(end + 4), 'latin1').toString('utf8') };
-}
-
-async function counted(labels: Record<string, string>): Promise<number> {
-  const m = await metrics.registry.getSingleMetric('gatewise_requests_total')!.get();
-  let n = 0;
-  for (const v of m.values) if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) n += v.value;
-  return n;
-}
-
 function ask(kind: 'http' | 'connect', hostPort: string, user: string, scheme = 'http'): Promise<string> {
   const auth = basic(user, PASSWORD);
   return kind === 'http'
@@ -125,31 +102,13 @@ function ask(kind: 'http' | 'connect', hostPort: string, user: string, scheme = 
     : rawExchange(p.port, `CONNECT ${hostPort} HTTP/1.1\r\nHost: ${hostPort}\r\nAccept: application/problem+json\r\nProxy-Authorization: ${auth}\r\n\r\n`, 15_000);
 }
 
-/** One HTTP answer's story: status, Proxy-Status, request id, problem+json, log line, record. Returns the line and our Proxy-Status member's parameters. */
-async function checkStory(a: Raw, type: ProxyErrorType, where: string): Promise<{ line: Record<string, unknown>; params: Record<string, unknown> }> {
-  const said = `${where} [seed ${rand.seed}]: ${a.status} ${JSON.stringify(a.headers)} ${a.body.slice(0, 400)}`;
-  assert.equal(a.status, ERROR_TYPES[type].status, said);
-  const rid = a.headers['x-request-id'] ?? '';
-  assert.ok(rid.length > 0, `a request id: ${said}`);
-  const ours = parseProxyStatus(a.headers['proxy-status'] ?? '').at(-1)!;
-  assert.equal(ours.params.error, type, said);
-  const line = await accessLine(p.lines, (l) => l.requestId === rid, `the line of ${rid}`);
-  assert.equal(line.error, type, `${said} ${JSON.stringify(line)}`);
-  assert.equal(line.status, a.status, `${said} ${JSON.stringify(line)}`);
-  assert.equal(typeof line.detail, 'string', `${said} ${JSON.stringify(line)}`);
-  assert.match(a.headers['content-type'] ?? '', /^application\/problem\+json/, said);
-  const pj = JSON.parse(a.body) as Record<string, unknown>;
-  assert.equal(pj.errorType, type, said);
-  assert.equal(pj.status, a.status, said);
-  assert.equal(pj.requestId, rid, said);
-  assert.equal(pj.phase, line.phase, `${said} ${JSON.stringify(line)}`);
-  const rec = live.failure(rid);
-  assert.ok(rec, `a record for the dashboard: ${said}`);
-  assert.equal(rec.error, type, said);
-  assert.equal(rec.status, a.status, said);
-  assert.equal(rec.phase, line.phase, said);
-  assert.equal(rec.detail, line.detail, said);
-  return { line, params: ours.params };
+/** One HTTP answer's story (error-story-rig.ts): the line and our Proxy-Status member's parameters. */
+function checkStory(a: Raw, type: ProxyErrorType, where: string): Promise<{ line: Record<string, unknown>; params: Record<string, unknown> }> {
+  return storyOf({ p, live, seed: rand.seed }, a, type, where);
+}
+
+function counted(labels: Record<string, string>): Promise<number> {
+  return countedIn(metrics, labels);
 }
 
 function socksConnect(user: string, host: string, port: number): Buffer {

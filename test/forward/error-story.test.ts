@@ -9,6 +9,7 @@ import { startLab, startLabDnsServer, type Lab, type LabDnsServer } from '../../
 import { LiveTraffic } from '../../src/observe/live.js';
 import { attachMetrics } from '../../src/observe/metrics.js';
 import { seededRandom, withSeed } from '../helpers/seeded.js';
+import { checkStory as storyOf, counted as countedIn, parse, type Raw } from './error-story-rig.js';
 import { PASSWORD, PASSWORD2, USER, USER2, accessLine, basic, dial, rawExchange, readUntil, refusedPort, startOrigin, startTestProxy, userHashes, type Origin, type TestProxy } from './helpers.js';
 
 /**
@@ -69,30 +70,6 @@ after(async () => {
   await dns?.close();
 });
 
-interface Raw {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-}
-
-function parse(text: string): Raw {
-  const end = text.indexOf('\r\n\r\n');
-  const head = text.slice(0, end).split('\r\n');
-  const headers: Record<string, string> = {};
-  for (const l of head.slice(1)) {
-    const i = l.indexOf(':');
-    headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim();
-  }
-  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head[0]!)?.[1]), headers, body: Buffer.from(text.slice(end + 4), 'latin1').toString('utf8') };
-}
-
-async function counted(labels: Record<string, string>): Promise<number> {
-  const m = await metrics.registry.getSingleMetric('gatewise_requests_total')!.get();
-  let n = 0;
-  for (const v of m.values) if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) n += v.value;
-  return n;
-}
-
 function ask(kind: 'http' | 'connect', hostPort: string, accept: string, user = USER, password = PASSWORD, scheme = 'http'): Promise<string> {
   const auth = basic(user, password);
   return kind === 'http'
@@ -101,38 +78,13 @@ function ask(kind: 'http' | 'connect', hostPort: string, accept: string, user = 
 }
 
 /** One answer's story: status, Proxy-Status, request id, body by Accept, log line, record. */
+/** One HTTP answer's story (error-story-rig.ts), its access-log line returned. */
 async function checkStory(a: Raw, type: ProxyErrorType, status: number, format: 'problem' | 'html', where: string): Promise<Record<string, unknown>> {
-  const said = `${where} [seed ${rand.seed}]: ${a.status} ${JSON.stringify(a.headers)} ${a.body.slice(0, 300)}`;
-  assert.equal(a.status, status, said);
-  const rid = a.headers['x-request-id'] ?? '';
-  assert.ok(rid.length > 0, `a request id: ${said}`);
-  const ours = parseProxyStatus(a.headers['proxy-status'] ?? '').at(-1)!;
-  assert.equal(ours.params.error, type, said);
-  const line = await accessLine(p.lines, (l) => l.requestId === rid, `the line of ${rid}`);
-  assert.equal(line.error, type, `${said} ${JSON.stringify(line)}`);
-  assert.equal(line.status, a.status, `${said} ${JSON.stringify(line)}`);
-  // The operator's line says the failure in words on every protocol (CONNECT's and SOCKS's did, the HTTP proxy's did not).
-  assert.equal(typeof line.detail, 'string', `the line's detail: ${said} ${JSON.stringify(line)}`);
-  if (format === 'problem') {
-    assert.match(a.headers['content-type'] ?? '', /^application\/problem\+json/, said);
-    const pj = JSON.parse(a.body) as Record<string, unknown>;
-    assert.equal(pj.errorType, type, said);
-    assert.equal(pj.status, a.status, said);
-    assert.equal(pj.requestId, rid, said);
-    assert.equal(pj.phase, line.phase, `${said} ${JSON.stringify(line)}`);
-  } else {
-    assert.match(a.headers['content-type'] ?? '', /^text\/html/, said);
-    assert.ok(a.body.includes(`<code>${rid}</code>`), said);
-    assert.ok(a.body.includes(`<code>${type}</code>`), said);
-  }
-  const rec = live.failure(rid);
-  assert.ok(rec, `a record for the dashboard: ${said}`);
-  assert.equal(rec.error, type, said);
-  assert.equal(rec.status, a.status, said);
-  assert.equal(rec.phase, line.phase, said);
-  assert.equal(rec.reason, line.reason, said);
-  assert.equal(rec.detail, line.detail, said);
-  return line;
+  return (await storyOf({ p, live, seed: rand.seed }, a, type, where, { status, format })).line;
+}
+
+function counted(labels: Record<string, string>): Promise<number> {
+  return countedIn(metrics, labels);
 }
 
 const CAUSES: ReadonlyArray<{ name: string; hostPort: () => string; type: ProxyErrorType; rcode?: string; atLeastMs?: number; https?: true }> = [
