@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
 import { request as httpRequest } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +8,7 @@ import { startLab } from '../../src/lab/index.js';
 import { hashPassword } from '../../src/tenants/password-hash.js';
 import { GatewiseProcess, processOf } from '../helpers/gatewise-process.js';
 import { freePorts } from '../helpers/redis.js';
-import { MALLORY_AUTH, MALLORY_PASSWORD } from '../helpers/loopback-forward-runtime.js';
+import { MALLORY_PASSWORD, openConnectTunnel } from '../helpers/loopback-forward-runtime.js';
 
 // test/gateway/trust-via-forward.test.ts with `--workers 2`: the forward proxy marks its
 // connections to this process group's own gateway listeners so the gateway trusts them with
@@ -23,21 +22,7 @@ const SPOOF = '203.0.113.9';
 /** A CONNECT tunnel through the proxy to the gateway, one GET /echo inside it: the X-Forwarded-For the origin got and the gateway's request id. */
 function throughTunnel(proxyPort: number, gatewayPort: number): Promise<{ xff: string; requestId: string }> {
   const authority = `127.0.0.1:${gatewayPort}`;
-  return new Promise<Socket>((resolve, reject) => {
-    const sock = connect(proxyPort, '127.0.0.1');
-    let got = '';
-    const onData = (c: Buffer): void => {
-      got += c.toString('latin1');
-      const end = got.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      sock.off('data', onData);
-      if (!got.startsWith('HTTP/1.1 200')) reject(new Error(`CONNECT ${authority}: ${got.slice(0, end)}`));
-      else resolve(sock);
-    };
-    sock.on('data', onData);
-    sock.on('error', reject);
-    sock.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${MALLORY_AUTH}\r\n\r\n`);
-  }).then(
+  return openConnectTunnel(proxyPort, authority).then(
     (sock) =>
       new Promise((resolve, reject) => {
         const req = httpRequest({ createConnection: () => sock, path: '/echo', headers: { host: authority, 'x-forwarded-for': SPOOF, connection: 'close' } }, (res) => {
@@ -137,12 +122,7 @@ test('a group that does not confirm the mark: the tunnel to the own gateway list
     assert.match(String(line.detail ?? ''), /worker group did not confirm/);
     // The lab (another port) is reached as before: only the own gateway waits for the group.
     const lab = new URL(s.lab.url);
-    const sock = await new Promise<Socket>((resolve, reject) => {
-      const c = connect(s.proxyPort, '127.0.0.1');
-      c.once('data', (b: Buffer) => (b.toString('latin1').startsWith('HTTP/1.1 200') ? resolve(c) : reject(new Error(b.toString('latin1')))));
-      c.on('error', reject);
-      c.write(`CONNECT ${lab.host} HTTP/1.1\r\nHost: ${lab.host}\r\nProxy-Authorization: ${MALLORY_AUTH}\r\n\r\n`);
-    });
+    const sock = await openConnectTunnel(s.proxyPort, lab.host);
     sock.destroy();
   } finally {
     shareForwardPeers(undefined);

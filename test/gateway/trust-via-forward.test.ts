@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { request as httpRequest, type RequestOptions } from 'node:http';
 import { SocksClient } from 'socks';
 import type { Runtime } from '../../src/cli/runtime.js';
 import type { Lab } from '../../src/lab/index.js';
 import { canonicalAddress } from '../../src/net/ip-canonical.js';
 import { isLoopbackAddress } from '../../src/net/ip-address.js';
-import { startLoopbackForwardRuntime, MALLORY_AUTH, MALLORY_PASSWORD } from '../helpers/loopback-forward-runtime.js';
+import { openConnectTunnel, startLoopbackForwardRuntime, MALLORY_AUTH, MALLORY_PASSWORD } from '../helpers/loopback-forward-runtime.js';
 import { closedPort } from '../helpers/admin-stack.js';
 
 // Adversarial probe (brief ownlisten): the reverse gateway trusts loopback clients by default
@@ -98,23 +98,7 @@ function over(s: Stack, sock: Socket, path: string): Promise<Answer> {
 /** A CONNECT tunnel through the HTTP proxy to `authority`, then the request inside it. */
 function connectTunnel(s: Stack, host: string): Way {
   const authority = `${host.includes(':') ? `[${host}]` : host}:${s.gatewayPort}`;
-  return (path) =>
-    new Promise<Socket>((resolve, reject) => {
-      const sock = connect(s.proxyPort, '127.0.0.1');
-      let got = '';
-      const onData = (c: Buffer): void => {
-        got += c.toString('latin1');
-        const end = got.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        sock.off('data', onData);
-        if (!got.startsWith('HTTP/1.1 200')) reject(new Error(`CONNECT ${authority}: ${got.slice(0, end)}`));
-        else if (end + 4 !== got.length) reject(new Error('bytes after the CONNECT answer'));
-        else resolve(sock);
-      };
-      sock.on('data', onData);
-      sock.on('error', reject);
-      sock.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${auth}\r\n\r\n`);
-    }).then((sock) => over(s, sock, path));
+  return (path) => openConnectTunnel(s.proxyPort, authority, auth).then((sock) => over(s, sock, path));
 }
 
 /** A SOCKS5 CONNECT to `host`, then the request inside it. */
