@@ -66,8 +66,11 @@ export class CredentialCache {
     // with two one-shot `crypto.hash` calls: this runs once per authenticated request or
     // tunnel, and `createHmac` (a native Hmac object and a key import per call) cost about
     // twice as much (docs/benchmarks.md section 15).
-    if (HMAC !== undefined) return HMAC.digest(`${user}\0${password}`);
-    return crypto.createHmac('sha256', KEY).update(`${user}\0${password}`).digest('binary');
+    // The user's length first: RFC 1929 names and passwords may hold a NUL, and without it
+    // "a" + "b\0c" and "a\0b" + "c" would be one key (test/tenants/credential-cache.test.ts).
+    const message = `${user.length}:${user}\0${password}`;
+    if (HMAC !== undefined) return HMAC.digest(message);
+    return crypto.createHmac('sha256', KEY).update(message).digest('binary');
   }
 
   /** The user name when this exact user+password pair was remembered recently. */

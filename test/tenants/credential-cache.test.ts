@@ -42,4 +42,23 @@ describe('credential cache keys', () => {
     assert.notEqual(CredentialCache.key('alicf', 'secret-password'), k);
     assert.ok(!k.includes('secret'));
   });
+
+  it('CredentialCache.key: pairs that join to the same text stay apart (a NUL in a name or password)', async () => {
+    // RFC 1929 (SOCKS5) names and passwords are any bytes, NUL included: user "a" with password
+    // "b\0c" and user "a\0b" with password "c" must not share a cached check.
+    await seededRun('credential keys of split pairs', (rand) => {
+      for (let i = 0; i < 200; i++) {
+        const parts = Array.from({ length: between(rand, 3, 5) }, () => randomText(rand).slice(0, between(rand, 0, 12)));
+        const joined = parts.join('\0');
+        const cut = between(rand, 0, parts.length - 3);
+        const user1 = parts.slice(0, cut + 1).join('\0');
+        const pass1 = parts.slice(cut + 1).join('\0');
+        const user2 = parts.slice(0, cut + 2).join('\0');
+        const pass2 = parts.slice(cut + 2).join('\0');
+        assert.equal(`${user1}\0${pass1}`, joined);
+        assert.equal(`${user2}\0${pass2}`, joined);
+        assert.notEqual(CredentialCache.key(user1, pass1), CredentialCache.key(user2, pass2), `${JSON.stringify(user1)}/${JSON.stringify(pass1)} vs ${JSON.stringify(user2)}/${JSON.stringify(pass2)}`);
+      }
+    });
+  });
 });
