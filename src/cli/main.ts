@@ -175,9 +175,11 @@ const LAZY_COMMANDS: ReadonlyMap<string, () => Promise<CommandRunner>> = new Map
 
 /**
  * The commands that print an answer and end. A reader that closes their output early
- * (`gatewise schema | head`) is not their failure: they end quietly with 0, as `cat` does,
- * instead of dying on an unhandled EPIPE. The long-running ones log to standard output and
- * keep Node's behaviour.
+ * (`gatewise schema | head`) is not their failure: they end quietly with 0 instead of dying
+ * on an unhandled EPIPE with a stack trace (`cat` dies by SIGPIPE, status 141; a shell
+ * reports the pipeline's last command either way). A failed `check` still exits 1: its
+ * problems go to standard error. The long-running ones log to standard output and keep
+ * Node's behaviour.
  */
 const ONE_SHOT = new Set(['check', 'schema', 'help', '--help', '-h', 'version', '--version', '-v', 'passwd', 'usage', 'init', undefined]);
 
