@@ -1,0 +1,166 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startLab } from '../../src/lab/index.js';
+import { hashPassword } from '../../src/tenants/password-hash.js';
+import { GatewiseProcess } from '../helpers/gatewise-process.js';
+import { NO_REDIS, TestRedis, freePorts } from '../helpers/redis.js';
+import { MALLORY_PASSWORD } from '../helpers/loopback-forward-runtime.js';
+import { between, seededRun, shuffle } from '../helpers/seeded.js';
+
+// A fleet sharing one Redis counts wrong credentials fleet-wide (net/auth-lockout-fleet.ts):
+// before, each node counted on its own, so a guesser spread over K nodes behind a balancer had
+// K × maxFailures guesses, and a lockout on one node did not refuse the address on another.
+// Real processes (one per node) and a real redis-server on loopback; each case has its own key
+// prefix, ports and 127.0.x.y sources.
+
+const redis = await TestRedis.start();
+const TOKEN = 'admin-token-0123456789abcdef';
+const basic = (password: string): string => `Basic ${Buffer.from(`mallory:${password}`).toString('base64')}`;
+
+/** The status line's code of the first answer on a fresh connection from `from`. */
+function statusOf(port: number, from: string, request: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1', localAddress: from });
+    let got = '';
+    const timer = setTimeout(() => (s.destroy(), reject(new Error(`no answer on port ${port} within 20 s (from ${from})`))), 20_000);
+    s.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      if (!got.includes('\r\n\r\n')) return;
+      clearTimeout(timer);
+      s.destroy();
+      resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(got)?.[1] ?? 0));
+    });
+    s.on('error', (err) => (clearTimeout(timer), reject(err)));
+    s.write(request);
+  });
+}
+
+interface Node {
+  proc: GatewiseProcess;
+  fwd: number;
+  admin: number;
+}
+
+/** One face's credential check: a request on node `n` from `from` with a right or wrong credential. */
+interface Face {
+  name: 'forward' | 'admin';
+  wrongStatus: number;
+  ask(n: Node, from: string, credential: string | undefined): Promise<number>;
+}
+
+test('a fleet sharing Redis counts wrong credentials fleet-wide; a lockout refuses the address on every node, one that saw none of the failures too; with Redis gone each node counts alone (seeded over maxFailures and node count, forward and admin faces)', { skip: redis ? false : NO_REDIS, timeout: 560_000 }, async () => {
+  const lab = await startLab();
+  const hash = await hashPassword(MALLORY_PASSWORD, { N: 1024, r: 8, p: 1 });
+  const target = new URL(lab.url).host;
+  const faces: Face[] = [
+    {
+      name: 'forward',
+      wrongStatus: 407,
+      ask: (n, from, pw) => statusOf(n.fwd, from, `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\nProxy-Authorization: ${basic(pw ?? MALLORY_PASSWORD)}\r\n\r\n`),
+    },
+    {
+      name: 'admin',
+      wrongStatus: 401,
+      ask: (n, from, token) => statusOf(n.admin, from, `GET /config HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token ?? TOKEN}\r\nConnection: close\r\n\r\n`),
+    },
+  ];
+  try {
+    await seededRun('lockout-fleet', async (rand) => {
+      for (const [c, count] of shuffle(rand, [2, 3]).entries()) {
+        const maxFailures = between(rand, 2, 6);
+        const dir = mkdtempSync(join(tmpdir(), 'gatewise-lockout-fleet-'));
+        const nodes: Node[] = [];
+        const what = `${count} nodes, maxFailures ${maxFailures}`;
+        try {
+          if (c > 0) await redis!.restart();
+          const ports = await freePorts(2 * count);
+          const lockout = { maxFailures, window: '10m', lockout: '10m' };
+          const started = await Promise.all(
+            Array.from({ length: count }, (_, i) =>
+              GatewiseProcess.start(join(dir, `node${i}.json`), {
+                admin: { address: '127.0.0.1', port: ports[2 * i + 1], token: TOKEN, lockout },
+                forward: {
+                  listeners: [{ address: '127.0.0.1', port: ports[2 * i] }],
+                  auth: { required: true, users: [{ name: 'mallory', password: hash }], lockout },
+                  rules: { defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8'] }], connectPorts: ['1-65535'] },
+                  // A budget far above a CI stall: no node turns degraded until the test stops Redis.
+                  state: { redis: { url: redis!.url, keyPrefix: `lockfleet-${c}:` }, timeout: '3s' },
+                },
+              }),
+            ),
+          );
+          started.forEach((proc, i) => nodes.push({ proc, fwd: ports[2 * i]!, admin: ports[2 * i + 1]! }));
+          const net = `127.${60 + c}`;
+
+          for (const [f, face] of faces.entries()) {
+            const base = `${net}.${10 + 20 * f}`;
+            /** Polls `n` with the right credential from `from` until 429 (bounded: 100 tries, 50 ms apart). */
+            const lockedOn = async (n: Node, from: string): Promise<number> => {
+              let st = 0;
+              for (let t = 0; t < 100 && st !== 429; t++) {
+                st = await face.ask(n, from, undefined);
+                if (st !== 429) await new Promise((r) => setTimeout(r, 50));
+              }
+              return st;
+            };
+            // Source `spread`: its wrong credentials go round the whole fleet; source `away`: only
+            // to the nodes before the last (all to node 0 with 2 nodes), so the last sees none.
+            const spread = `${base}.1`;
+            const away = `${base}.2`;
+            for (const [from, over] of [
+              [spread, nodes],
+              [away, nodes.slice(0, Math.max(1, count - 1))],
+            ] as const) {
+              const start = between(rand, 0, over.length - 1);
+              const on = (i: number): Node => over[(start + i) % over.length]!;
+              for (let i = 0; i < maxFailures - 1; i++) assert.equal(await face.ask(on(i), from, `wrong-${i}`), face.wrongStatus, `${what}, ${face.name}: wrong credential ${i} from ${from}`);
+              for (const [i, n] of nodes.entries()) assert.equal(await face.ask(n, from, undefined), 200, `${what}, ${face.name}: ${maxFailures - 1} wrong credentials from ${from} lock nothing (node ${i})`);
+              assert.equal(await face.ask(on(maxFailures - 1), from, 'wrong-last'), face.wrongStatus);
+              // The last node first: for `away` it saw none of the failures.
+              const last = nodes[count - 1]!;
+              assert.equal(await lockedOn(last, from), 429, `${what}, ${face.name}: after ${maxFailures} wrong credentials from ${from} over ${over.length} node(s), the last node refuses the right one`);
+              for (const [i, n] of nodes.entries()) assert.equal(await face.ask(n, from, undefined), 429, `${what}, ${face.name}: ${from} refused on node ${i}`);
+              // One lockout in the fleet: logged once, by the node whose wrong credential tripped it.
+              const logged = (): number => nodes.reduce((sum, n) => sum + n.proc.lines.filter((l) => l.type === 'auth-lockout' && l.face === face.name && l.address === from).length, 0);
+              await nodes[0]!.proc.waitFor(() => logged() >= 1, 10_000, `the lockout line of ${from}`);
+              assert.equal(logged(), 1, `${what}, ${face.name}: one lockout line in the fleet for ${from}`);
+            }
+            // Right credentials from other addresses still work on every node.
+            for (const [i, n] of nodes.entries()) assert.equal(await face.ask(n, `${base}.3`, undefined), 200, `${what}, ${face.name}: another address on node ${i}`);
+          }
+
+          // Redis gone mid-way: each node counts on its own, and still locks out.
+          await redis!.kill();
+          for (const [f, face] of faces.entries()) {
+            const base = `${net}.${100 + 20 * f}`;
+            const alone = `${base}.1`;
+            for (let i = 0; i < maxFailures; i++) assert.equal(await face.ask(nodes[0]!, alone, `down-${i}`), face.wrongStatus, `${what}, ${face.name}: wrong credential ${i} with Redis down`);
+            let st = 0;
+            for (let t = 0; t < 100 && st !== 429; t++) {
+              st = await face.ask(nodes[0]!, alone, undefined);
+              if (st !== 429) await new Promise((r) => setTimeout(r, 50));
+            }
+            assert.equal(st, 429, `${what}, ${face.name}: with Redis down, ${maxFailures} wrong credentials on node 0 lock the address out there`);
+            // Not everyone refused: the other nodes (they saw none of these) and other addresses pass.
+            assert.equal(await face.ask(nodes[1]!, alone, undefined), 200, `${what}, ${face.name}: with Redis down, node 1 counts its own`);
+            for (const [i, n] of nodes.entries()) assert.equal(await face.ask(n, `${base}.2`, undefined), 200, `${what}, ${face.name}: with Redis down, another address on node ${i}`);
+          }
+          // Said once in node 0's log: the lockouts are counted by the node alone.
+          const degraded = nodes[0]!.proc.lines.filter((l) => l.event === 'state-degraded');
+          assert.equal(degraded.length, 1, `${what}: one state-degraded line`);
+          assert.match(String(degraded[0]!.msg), /wrong-credential/, 'the degraded line says lockouts count per node');
+        } finally {
+          await Promise.all(nodes.map((n) => n.proc.stop()));
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }
+    });
+  } finally {
+    await lab.close();
+    await redis?.stop();
+  }
+});
