@@ -369,6 +369,8 @@ export async function startRuntime(config: Config, opts: RuntimeOptions = {}): P
             return settings;
           };
         })(),
+        // With state.redis: wrong tokens counted with the fleet's (the forward proxy's Redis; net/auth-lockout-fleet.ts).
+        lockoutFleet: () => forward?.lockoutFleet,
         // In a worker of --workers N: answer for the whole group. Usage is per worker while each keeps its own memory store.
         group: cluster.isWorker
           ? {

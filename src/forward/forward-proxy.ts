@@ -35,6 +35,7 @@ import { ConnectionsCut } from '../failure/index.js';
 import { kSocketUser, type SlottedSocket } from '../net/index.js';
 import { AuthLockout, lockoutLogLine } from '../net/auth-lockout.js';
 import { joinLockoutGroup } from '../net/auth-lockout-group.js';
+import { LockoutFleet, type FleetLockoutStore } from '../net/auth-lockout-fleet.js';
 import { ForwardListener, IN_TLS, type ForwardProtocol, type ListenerHandlers } from './listener.js';
 import type { GateStats } from '../http/connection-gate.js';
 import { ResourceTracker } from './resource-tracker.js';
@@ -111,6 +112,8 @@ export interface ForwardProxy {
   readonly shared: SharedState | undefined;
   /** The state layer's health for /ready and the metrics. */
   stateHealth(): StateHealth;
+  /** With `state.redis`: the fleet's wrong-credential count, which this proxy's users' limiter joined (`forward`) and the admin listener's may join (`admin`). */
+  readonly lockoutFleet: LockoutFleet | undefined;
   /** The running config (validated, defaults applied). */
   readonly config: ForwardConfig;
   /** Service operations on users (admin API `/accounts`, `/usage`); see docs/admin.md. */
@@ -211,6 +214,11 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
       })
     : undefined;
   const store: Store = shared ? shared.usage : (deps.store ?? new MemoryStore({ now: deps.now }));
+  // Wrong credentials counted fleet-wide (net/auth-lockout-fleet.ts): a store that offers it (Redis), each ask bounded by the state's budget.
+  const lockoutFleet =
+    shared !== undefined && remote?.lockoutFailed !== undefined && remote.onLockout !== undefined
+      ? new LockoutFleet(remote as FleetLockoutStore, (ask, fallback) => shared.read(ask, fallback))
+      : undefined;
   const ownStore = deps.store === undefined || shared !== undefined;
   if (config.state.file && store instanceof MemoryStore) {
     try {
@@ -442,7 +450,10 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   const listeners = config.listeners.map((l, i) => ({ cfg: l, listener: new ForwardListener(l, ctx, handlers, `forward.listeners[${i}]`) }));
   // In a worker of --workers N: one wrong-password count for the group (net/auth-lockout-group.ts).
   const leaveLockoutGroup = joinLockoutGroup(`forward:${ownScope}`, ctx.authLockout!);
+  // With Redis: one count for the fleet (by face: the same name on every node), the group's only while Redis is away.
+  const leaveLockoutFleet = lockoutFleet?.join('forward', ctx.authLockout!);
   const cleanup = async (): Promise<void> => {
+    leaveLockoutFleet?.();
     leaveLockoutGroup();
     usersFile?.close();
     await directory.close();
@@ -653,6 +664,7 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     store,
     shared,
     stateHealth: () => shared?.health() ?? { backend: 'memory', degraded: false, fallbacks: 0, recoveries: 0 },
+    lockoutFleet,
     get config() {
       return config;
     },

@@ -34,6 +34,11 @@ import { canonicalAddress, ipv6Groups } from './ip-canonical.js';
  * reports each wrong credential to the primary, which counts them in its own AuthLockout and
  * tells every worker of a lockout (`lockedByGroup`); a worker refuses from its own table,
  * without asking.
+ *
+ * In a fleet sharing Redis the nodes share one count (net/auth-lockout-fleet.ts): a wrong
+ * credential is counted in Redis first (`fleet`), then, when Redis does not answer, in the
+ * worker group, then here. A lockout reaches every node on Redis's channel (`lockedByGroup`);
+ * each node refuses from its own table, without asking.
  */
 export interface AuthLockoutSettings {
   /** Wrong credentials in one window that lock an address out; 0: no limit. */
@@ -85,6 +90,16 @@ const untrackedChannel = channel(AUTH_UNTRACKED_CHANNEL);
  * limiter then counts it itself.
  */
 export interface AuthLockoutShare {
+  report(key: string, address: string, settings: AuthLockoutSettings): boolean;
+}
+
+/**
+ * How a limiter reaches the fleet's count (net/auth-lockout-fleet.ts): `report` hands a wrong
+ * credential to Redis; false when it cannot now (Redis is away): the limiter counts it in its
+ * group or itself. One it handed on and Redis then did not answer is given back with
+ * `failedAside`.
+ */
+export interface AuthLockoutFleetLink {
   report(key: string, address: string, settings: AuthLockoutSettings): boolean;
 }
 
@@ -159,6 +174,7 @@ export class AuthLockout {
   readonly #onLockout: ((e: AuthLockoutEvent) => void) | undefined;
   readonly #now: () => number;
   #share: AuthLockoutShare | undefined;
+  #fleet: AuthLockoutFleetLink | undefined;
   #untracked = 0;
   /** Called for a wrong credential that was not counted (every tracked address locked out); by default it is published on AUTH_UNTRACKED_CHANNEL. */
   onUntracked: (e: AuthUntrackedEvent) => void = (e) => {
@@ -216,6 +232,11 @@ export class AuthLockout {
     this.#share = share;
   }
 
+  /** In a node of a fleet sharing Redis: where wrong credentials go to be counted first (undefined: in the group or here). */
+  fleet(link: AuthLockoutFleetLink | undefined): void {
+    this.#fleet = link;
+  }
+
   /**
    * How long `address` stays locked out, in ms (0: it may try). Reads no credential.
    * `connection`: the socket `address` came from, which keeps its key for the next check.
@@ -240,19 +261,34 @@ export class AuthLockout {
     return 0;
   }
 
-  /** A wrong credential from `address`; the lockout it starts, in ms, or 0 (in a group: 0, the primary counts it). */
+  /** A wrong credential from `address`; the lockout it starts, in ms, or 0 (in a fleet or a group: 0, Redis or the primary counts it). */
   failed(address: string | undefined, connection?: object): number {
     const s = this.#s;
     if (address === undefined || s.maxFailures === 0) return 0;
     const key = connectionLockoutKey(address, connection);
     if (key === undefined) return 0;
     const now = this.#now();
-    if (this.#share !== undefined) {
+    if (this.#fleet !== undefined || this.#share !== undefined) {
       // A check under way when the lockout began answers after it: not counted.
       const l = this.#locked.get(key);
       if (l !== undefined && l.lockedUntil > now) return 0;
-      if (this.#share.report(key, address, s)) return 0;
+      if (this.#fleet?.report(key, address, s) === true) return 0;
     }
+    return this.#here(key, address, now);
+  }
+
+  /** A wrong credential handed to the fleet that Redis did not count (no answer in time): counted in the group or here, as if Redis had been away. */
+  failedAside(key: string, address: string): void {
+    if (this.#s.maxFailures === 0) return;
+    const now = this.#now();
+    const l = this.#locked.get(key);
+    if (l !== undefined && l.lockedUntil > now) return;
+    this.#here(key, address, now);
+  }
+
+  /** Counted by the group's primary, else here. */
+  #here(key: string, address: string, now: number): number {
+    if (this.#share?.report(key, address, this.#s) === true) return 0;
     return this.#count(key, address, now);
   }
 
@@ -349,10 +385,10 @@ export class AuthLockout {
     if (lockoutChannel.hasSubscribers) lockoutChannel.publish(event);
   }
 
-  /** A lockout that ended: the address counts again (it keeps its strikes until forgotten; in a group the primary keeps them). */
+  /** A lockout that ended: the address counts again (it keeps its strikes until forgotten; in a group the primary keeps them, in a fleet Redis). */
   #ended(key: string, e: Entry, now: number): void {
     this.#locked.delete(key);
-    if (this.#share === undefined && !this.#forgettable(e, now)) this.#counting.set(key, e);
+    if (this.#share === undefined && this.#fleet === undefined && !this.#forgettable(e, now)) this.#counting.set(key, e);
   }
 
   /**

@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackAddress } from '../net/ip-address.js';
 import { AUTH_LOCKOUT_DEFAULTS, AuthLockout, lockoutLogLine, type AuthLockoutSettings } from '../net/auth-lockout.js';
 import { joinLockoutGroup } from '../net/auth-lockout-group.js';
+import type { LockoutFleet } from '../net/auth-lockout-fleet.js';
 import { reserveOwnListener } from '../net/own-listeners.js';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
@@ -89,6 +90,12 @@ export interface AdminOptions {
    * object while they do not change.
    */
   lockout?: AuthLockoutSettings | (() => AuthLockoutSettings | undefined);
+  /**
+   * The fleet's wrong-credential count (net/auth-lockout-fleet.ts: the forward proxy's, with
+   * `state.redis`), joined as `admin`. Asked at each check of a token, so a reload that starts
+   * or stops the forward proxy moves the limiter with it.
+   */
+  lockoutFleet?: () => LockoutFleet | undefined;
   /**
    * In a worker of `--workers N`: answer /metrics and the JSON API for the whole process
    * group (admin-merge.ts, gathered over IPC by worker-ipc.ts) instead of this worker alone.
@@ -651,11 +658,21 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
   const lockout = new AuthLockout('admin', lockoutOf(), (e) => log().warn(...lockoutLogLine(e)));
   // In a worker of --workers N: one count for the group (net/auth-lockout-group.ts).
   const leaveLockoutGroup = joinLockoutGroup('admin', lockout);
+  // With Redis: one count for the fleet (net/auth-lockout-fleet.ts), followed as the forward proxy comes and goes.
+  let fleet: LockoutFleet | undefined;
+  let leaveFleet = (): void => {};
   const lockoutNow = (): AuthLockout => {
     const s = lockoutOf();
     if (s !== lockout.settings) lockout.configure(s);
+    const f = o.lockoutFleet?.();
+    if (f !== fleet) {
+      leaveFleet();
+      fleet = f;
+      leaveFleet = f?.join('admin', lockout) ?? (() => {});
+    }
     return lockout;
   };
+  lockoutNow();
   const group = o.group ? await (await import('./admin-group.js')).adminGroup(o.group, table, match, o.registry, { ids, log }) : undefined;
   const lim: AdminLimits = { ...ADMIN_LIMITS, ...o.limits };
   // Connections open, oldest activity first; `busy`: requests in progress on it. Their deadlines
@@ -773,6 +790,7 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
   }).catch((err: unknown) => {
     ownLive?.detach();
     group?.close();
+    leaveFleet();
     leaveLockoutGroup();
     throw err;
   });
@@ -788,6 +806,7 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
         release();
         ownLive?.detach();
         group?.close();
+        leaveFleet();
         leaveLockoutGroup();
         if (ownLogger) flushLogger(ownLogger);
         server.close(() => r());

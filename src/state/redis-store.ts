@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import type { SessionPick, Store, StoreAdmitAnswer, StoreAdmitAsk } from './store.js';
+import type { LockoutCounting, LockoutNews, LockoutVerdict, SessionPick, Store, StoreAdmitAnswer, StoreAdmitAsk } from './store.js';
 
 export interface RedisStoreOptions {
   /** `redis://[user:password@]host:port/db` (or `rediss://` for TLS). */
@@ -173,7 +173,49 @@ for j = 1, nl do
 end
 return out`;
 
+/**
+ * A wrong credential, counted fleet-wide (net/auth-lockout-fleet.ts), as AuthLockout counts
+ * it in one process: a fixed window from the first failure; at maxFailures a lockout of
+ * lockoutMs, each next one of the same key doubled up to maxLockoutMs; while locked out a
+ * failure is not counted (a check under way when the lockout began). KEYS[1]: the key's hash
+ * (ws: window start, f: failures in it, until, last: last lockout's length, strikes). ARGV:
+ * maxFailures, windowMs, lockoutMs, maxLockoutMs, the store's id, the channel, limiter name,
+ * client key, address. The hash expires once it says nothing (quiet for the window and, after
+ * a lockout, for as long again as it lasted), so Redis forgets an address as a node does. A
+ * lockout is published in the script (one round trip): id, name, ms, strike, failures, key,
+ * address, a line each. Returns {ms left, strike, last lockout's length, failures, tripped}.
+ */
+const LOCKOUT = `${NOW_MS}
+local h = redis.call('HMGET', KEYS[1], 'ws', 'f', 'until', 'last', 'strikes')
+local maxf = tonumber(ARGV[1])
+local win = tonumber(ARGV[2])
+local ws = tonumber(h[1] or '-1')
+local f = tonumber(h[2] or '0')
+local untl = tonumber(h[3] or '0')
+local last = tonumber(h[4] or '0')
+local strikes = tonumber(h[5] or '0')
+if untl > now then return {untl - now, strikes, last, 0, 0} end
+if ws < 0 or now - ws >= win then
+  ws = now
+  f = 0
+end
+f = f + 1
+if f < maxf then
+  redis.call('HSET', KEYS[1], 'ws', ws, 'f', f)
+  redis.call('PEXPIRE', KEYS[1], math.max(win, untl + last - now))
+  return {0, strikes, last, f, 0}
+end
+local ms = tonumber(ARGV[3])
+if last > 0 then ms = last * 2 end
+ms = math.min(tonumber(ARGV[4]), ms)
+strikes = strikes + 1
+redis.call('HSET', KEYS[1], 'ws', now, 'f', 0, 'until', now + ms, 'last', ms, 'strikes', strikes)
+redis.call('PEXPIRE', KEYS[1], math.max(win, 2 * ms))
+redis.call('PUBLISH', ARGV[6], ARGV[5] .. '\\n' .. ARGV[7] .. '\\n' .. ms .. '\\n' .. strikes .. '\\n' .. f .. '\\n' .. ARGV[8] .. '\\n' .. ARGV[9])
+return {ms, strikes, ms, f, 1}`;
+
 type Scripted = Redis & {
+  gwLockout(key: string, maxFailures: number, windowMs: number, lockoutMs: number, maxLockoutMs: number, id: string, channel: string, name: string, clientKey: string, address: string): Promise<number[]>;
   gwAdmit(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number[]>;
   gwIncr(key: string, n: number, ttl: number, field: string): Promise<number>;
   gwRate(key: string, interval: number, tolerance: number): Promise<number>;
@@ -197,6 +239,9 @@ export class RedisStore implements Store {
   /** Tells this store's own cool-down messages apart from others'. */
   readonly #id = randomUUID();
   readonly #cooldownListeners: Array<(scope: string, forMs: number) => void> = [];
+  /** Lockouts of the fleet's wrong-credential count (`lockoutFailed`): their own channel. */
+  readonly #lockoutChannel: string;
+  readonly #lockoutListeners: Array<(news: LockoutNews) => void> = [];
   readonly #reachableListeners: Array<() => void> = [];
   /** The socket is corked until this turn ends (`#r`). */
   #corked = false;
@@ -204,6 +249,7 @@ export class RedisStore implements Store {
   constructor(opts: RedisStoreOptions) {
     this.#prefix = opts.keyPrefix ?? 'gatewise:';
     this.#channel = `${this.#prefix}cooldown`;
+    this.#lockoutChannel = `${this.#prefix}lockout`;
     const common = {
       connectTimeout: opts.connectTimeoutMs ?? 2000,
       enableOfflineQueue: false,
@@ -224,6 +270,7 @@ export class RedisStore implements Store {
     this.#redis.defineCommand('gwRate', { numberOfKeys: 1, lua: RATE });
     this.#redis.defineCommand('gwSession', { numberOfKeys: 1, lua: SESSION });
     this.#redis.defineCommand('gwLease', { numberOfKeys: 1, lua: LEASE });
+    this.#redis.defineCommand('gwLockout', { numberOfKeys: 1, lua: LOCKOUT });
     // The number of keys varies (rate cell, quota hashes, leases): given first at each call.
     this.#redis.defineCommand('gwAdmit', { lua: ADMIT });
     // ioredis reports connection errors as 'error' events; SharedState logs the state change.
@@ -233,8 +280,8 @@ export class RedisStore implements Store {
     });
     this.#sub = new Redis(opts.url, { ...common, enableOfflineQueue: true });
     this.#sub.on('error', () => {});
-    this.#sub.on('message', (_ch: string, msg: string) => this.#onMessage(msg));
-    void this.#sub.subscribe(this.#channel).catch(() => {});
+    this.#sub.on('message', (ch: string, msg: string) => (ch === this.#lockoutChannel ? this.#onLockout(msg) : this.#onMessage(msg)));
+    void this.#sub.subscribe(this.#channel, this.#lockoutChannel).catch(() => {});
   }
 
   /**
@@ -290,6 +337,27 @@ export class RedisStore implements Store {
     const forMs = Number(msg.slice(a + 1, b));
     if (!Number.isFinite(forMs)) return;
     for (const l of this.#cooldownListeners) l(msg.slice(b + 1), forMs);
+  }
+
+  #onLockout(msg: string): void {
+    // id, name, ms, strike, failures, key, address: a line each (LOCKOUT).
+    const p = msg.split('\n');
+    if (p.length !== 7 || p[0] === this.#id) return;
+    const ms = Number(p[2]);
+    const strike = Number(p[3]);
+    const failures = Number(p[4]);
+    if (!(ms > 0) || !Number.isFinite(ms) || !Number.isFinite(strike) || !Number.isFinite(failures)) return;
+    const news: LockoutNews = { name: p[1]!, key: p[5]!, address: p[6]!, ms, strike, failures };
+    for (const l of this.#lockoutListeners) l(news);
+  }
+
+  async lockoutFailed(name: string, key: string, address: string, s: LockoutCounting): Promise<LockoutVerdict> {
+    const r = await this.#r().gwLockout(`${this.#prefix}lockout:${name}:${key}`, s.maxFailures, s.windowMs, s.lockoutMs, s.maxLockoutMs, this.#id, this.#lockoutChannel, name, key, address);
+    return { ms: r[0]!, strike: r[1]!, lastLockoutMs: r[2]!, failures: r[3]!, tripped: r[4] === 1 };
+  }
+
+  onLockout(listener: (news: LockoutNews) => void): void {
+    this.#lockoutListeners.push(listener);
   }
 
   incrby(key: string, n: number, ttlMs?: number): Promise<number> {

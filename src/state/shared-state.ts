@@ -202,7 +202,7 @@ export class SharedState {
     this.#lastProbe = this.#degradedSince;
     this.#log?.warn(
       { component: 'state', type: 'lifecycle', event: 'state-degraded', backend: this.#backend, reason: this.#reason },
-      `shared state (${this.#backend}) unavailable (${this.#reason}): limits, sessions and leases are this node's own until it is back; usage is kept and written then`,
+      `shared state (${this.#backend}) unavailable (${this.#reason}): limits, sessions, leases and wrong-credential lockout counts are this node's own until it is back; usage is kept and written then`,
     );
   }
 

@@ -68,11 +68,48 @@ export interface Store {
   publishCooldown(scope: string, forMs: number): Promise<void>;
   /** Hear the cool-downs others published (not one's own). */
   onCooldown(listener: (scope: string, forMs: number) => void): void;
+  /**
+   * A wrong credential of limiter `name` (`forward`, `admin`) from client key `key`, counted
+   * fleet-wide (net/auth-lockout-fleet.ts): offered by `RedisStore` (one Lua script). Counts
+   * it in the address's window with `settings` (the calling node's); at `maxFailures` locks the
+   * key out and publishes the lockout to every other holder (`onLockout`). While the key is
+   * locked out already, counts nothing and answers what is left of the lockout.
+   */
+  lockoutFailed?(name: string, key: string, address: string, settings: LockoutCounting): Promise<LockoutVerdict>;
+  /** Hear the lockouts other holders' wrong credentials started (not one's own). */
+  onLockout?(listener: (news: LockoutNews) => void): void;
   /** For a remote store: whether it is connected now (undefined: always). */
   reachable?(): boolean;
   /** For a remote store: called each time it connects again after being unreachable. */
   onReachable?(listener: () => void): void;
   close(): Promise<void>;
+}
+
+/** What `Store.lockoutFailed` counts with (net/auth-lockout.ts AuthLockoutSettings, less the table size). */
+export interface LockoutCounting {
+  readonly maxFailures: number;
+  readonly windowMs: number;
+  readonly lockoutMs: number;
+  readonly maxLockoutMs: number;
+}
+
+/** `Store.lockoutFailed`'s answer: `ms` > 0 while the key is locked out (`tripped`: this wrong credential started it), with its strike and length. */
+export interface LockoutVerdict {
+  readonly ms: number;
+  readonly strike: number;
+  readonly lastLockoutMs: number;
+  readonly failures: number;
+  readonly tripped: boolean;
+}
+
+/** A lockout another holder started: `name`'s key locked out for `ms` from when it is heard. */
+export interface LockoutNews {
+  readonly name: string;
+  readonly key: string;
+  readonly address: string;
+  readonly ms: number;
+  readonly strike: number;
+  readonly failures: number;
 }
 
 export interface SessionPick {

@@ -150,7 +150,9 @@ test('a fleet sharing Redis counts wrong credentials fleet-wide; a lockout refus
             for (const [i, n] of nodes.entries()) assert.equal(await face.ask(n, `${base}.2`, undefined), 200, `${what}, ${face.name}: with Redis down, another address on node ${i}`);
           }
           // Said once in node 0's log: the lockouts are counted by the node alone.
-          const degraded = nodes[0]!.proc.lines.filter((l) => l.event === 'state-degraded');
+          const degradedLines = (): Array<Record<string, unknown>> => nodes[0]!.proc.lines.filter((l) => l.event === 'state-degraded');
+          await nodes[0]!.proc.waitFor(() => degradedLines().length >= 1, 10_000, 'the state-degraded line');
+          const degraded = degradedLines();
           assert.equal(degraded.length, 1, `${what}: one state-degraded line`);
           assert.match(String(degraded[0]!.msg), /wrong-credential/, 'the degraded line says lockouts count per node');
         } finally {
