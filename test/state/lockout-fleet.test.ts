@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { GatewiseProcess } from '../helpers/gatewise-process.js';
 import { NO_REDIS, TestRedis, freePorts } from '../helpers/redis.js';
 import { MALLORY_PASSWORD } from '../helpers/loopback-forward-runtime.js';
 import { between, seededRun, shuffle } from '../helpers/seeded.js';
+import { Redis } from 'ioredis';
 
 // A fleet sharing one Redis counts wrong credentials fleet-wide (net/auth-lockout-fleet.ts):
 // before, each node counted on its own, so a guesser spread over K nodes behind a balancer had
@@ -18,6 +19,7 @@ import { between, seededRun, shuffle } from '../helpers/seeded.js';
 // prefix, ports and 127.0.x.y sources.
 
 const redis = await TestRedis.start();
+after(() => redis?.stop());
 const TOKEN = 'admin-token-0123456789abcdef';
 const basic = (password: string): string => `Basic ${Buffer.from(`mallory:${password}`).toString('base64')}`;
 
@@ -163,6 +165,88 @@ test('a fleet sharing Redis counts wrong credentials fleet-wide; a lockout refus
     });
   } finally {
     await lab.close();
-    await redis?.stop();
+  }
+});
+
+test('a --workers 2 node in a fleet: each wrong password is one Redis script, sent by the worker that checked it (the primary sends none); the lockout reaches both workers and the other node; with Redis gone the workers count as one group (seeded maxFailures)', { skip: redis ? false : NO_REDIS, timeout: 300_000 }, async () => {
+  const lab = await startLab();
+  const hash = await hashPassword(MALLORY_PASSWORD, { N: 1024, r: 8, p: 1 });
+  const target = new URL(lab.url).host;
+  const ask = (port: number, from: string, pw: string): Promise<number> =>
+    statusOf(port, from, `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\nProxy-Authorization: ${basic(pw)}\r\n\r\n`);
+  // Started anew (the first test stops it on its way).
+  await redis!.kill();
+  await redis!.restart();
+  const client = new Redis(redis!.url);
+  const monitor = await client.monitor();
+  client.disconnect();
+  monitor.on('error', () => {});
+  /** Lockout scripts run, by their key (each runs one HMGET of it). */
+  const scripts = new Map<string, number>();
+  monitor.on('monitor', (_t: string, args: string[]) => {
+    if (String(args[0]).toLowerCase() === 'hmget' && String(args[1]).startsWith('lockfleet-w:lockout:')) scripts.set(args[1]!, (scripts.get(args[1]!) ?? 0) + 1);
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'gatewise-lockout-fleet-w-'));
+  const procs: GatewiseProcess[] = [];
+  try {
+    await seededRun('lockout-fleet-workers', async (rand) => {
+      const maxFailures = between(rand, 2, 6);
+      const ports = await freePorts(2);
+      const cfg = (port: number): unknown => ({
+        forward: {
+          listeners: [{ address: '127.0.0.1', port }],
+          auth: { required: true, users: [{ name: 'mallory', password: hash }], lockout: { maxFailures, window: '10m', lockout: '10m' } },
+          rules: { defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8'] }], connectPorts: ['1-65535'] },
+          state: { redis: { url: redis!.url, keyPrefix: 'lockfleet-w:' }, timeout: '3s' },
+        },
+      });
+      const [a, b] = await Promise.all([GatewiseProcess.start(join(dir, 'a.json'), cfg(ports[0]!), { workers: 2 }), GatewiseProcess.start(join(dir, 'b.json'), cfg(ports[1]!))]);
+      procs.push(a, b);
+      const [pa, pb] = ports as [number, number];
+      const from = '127.0.70.1';
+      // Wrong passwords in concurrent pairs on fresh connections to node A (its workers share them), one in each pair to B.
+      let sent = 0;
+      while (sent < maxFailures) {
+        const batch = [ask(pa, from, `wrong-${sent}`)];
+        if (sent + 1 < maxFailures) batch.push(ask(sent % 4 === 0 ? pb : pa, from, `wrong-${sent + 1}`));
+        for (const st of await Promise.all(batch)) assert.equal(st, 407);
+        sent += batch.length;
+      }
+      let st = 0;
+      for (let t = 0; t < 100 && st !== 429; t++) {
+        st = await ask(pb, from, MALLORY_PASSWORD);
+        if (st !== 429) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(st, 429, `maxFailures ${maxFailures}: node B refuses after the wrong passwords, most of them on node A`);
+      const onA: number[] = await Promise.all(Array.from({ length: 8 }, () => ask(pa, from, MALLORY_PASSWORD)));
+      assert.deepEqual(onA, Array.from({ length: 8 }, () => 429), 'refused by both workers of node A');
+      const key = `lockfleet-w:lockout:forward:${from}`;
+      await a.waitFor(() => (scripts.get(key) ?? 0) >= maxFailures, 10_000, 'the lockout scripts in MONITOR');
+      assert.equal(scripts.get(key), maxFailures, `one Redis script per wrong password (${maxFailures}), none from the primary`);
+      monitor.disconnect();
+      assert.equal(await ask(pa, '127.0.70.2', MALLORY_PASSWORD), 200, 'another address passes');
+
+      // Redis gone: node A's workers count as one group (the primary's count), still locking out.
+      await redis!.kill();
+      const down = '127.0.70.3';
+      for (let i = 0; i < maxFailures; i += 2) {
+        const sts = await Promise.all(Array.from({ length: Math.min(2, maxFailures - i) }, (_, j) => ask(pa, down, `down-${i + j}`)));
+        for (const x of sts) assert.equal(x, 407);
+      }
+      st = 0;
+      for (let t = 0; t < 100 && st !== 429; t++) {
+        st = await ask(pa, down, MALLORY_PASSWORD);
+        if (st !== 429) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(st, 429, `with Redis down, ${maxFailures} wrong passwords over node A's workers lock the address out there`);
+      const after: number[] = await Promise.all(Array.from({ length: 8 }, () => ask(pa, down, MALLORY_PASSWORD)));
+      assert.deepEqual(after, Array.from({ length: 8 }, () => 429), 'refused by both workers of node A (the group counted them)');
+      assert.equal(await ask(pb, down, MALLORY_PASSWORD), 200, 'node B counts its own while Redis is away');
+    });
+  } finally {
+    monitor.disconnect();
+    await Promise.all(procs.map((p) => p.stop()));
+    rmSync(dir, { recursive: true, force: true });
+    await lab.close();
   }
 });
