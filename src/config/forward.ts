@@ -399,7 +399,7 @@ export const forwardSchema = z.strictObject({
             connectTimeout: duration('2s', 'Give up one connection attempt after this long (Redis is retried in the background; the node runs on local state meanwhile).'),
           })
           .optional()
-          .describe('Share limits, sessions, leases, cool-downs and usage with every node that names the same Redis (docs/fleet.md). Absent: this process (with --workers: the primary) holds them.'),
+          .describe('Share limits, sessions, leases, cool-downs, usage and wrong-credential lockouts (forward.auth.lockout, admin.lockout) with every node that names the same Redis (docs/fleet.md). Absent: this process (with --workers: the primary) holds them.'),
         timeout: duration('50ms', 'Longest a request waits for the shared state (Redis, or the primary with --workers), counted as the time of the store: while the event loop of this node is blocked the wait is extended, to at most 4 times this; past it the node answers from local state and says it is degraded.'),
         leaseTtl: duration('15s', "A node's concurrency leases lapse this long after it stops (it renews them every third of it)."),
         credit: z
