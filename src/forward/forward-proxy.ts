@@ -449,7 +449,10 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
   let handlers = frontsFor();
   const listeners = config.listeners.map((l, i) => ({ cfg: l, listener: new ForwardListener(l, ctx, handlers, `forward.listeners[${i}]`) }));
   // In a worker of --workers N: one wrong-password count for the group (net/auth-lockout-group.ts).
-  const leaveLockoutGroup = joinLockoutGroup(`forward:${ownScope}`, ctx.authLockout!);
+  // Named by face, as the fleet's count is: the same in every worker whatever each has started
+  // and stopped (a proxy counter made `forward#2` after a reload that stopped and started the
+  // proxy, and `forward#1` in a respawned worker: two counts). Proxies in one process share it.
+  const leaveLockoutGroup = joinLockoutGroup('forward', ctx.authLockout!);
   // With Redis: one count for the fleet (by face: the same name on every node), the group's only while Redis is away.
   const leaveLockoutFleet = lockoutFleet?.join('forward', ctx.authLockout!);
   const cleanup = async (): Promise<void> => {

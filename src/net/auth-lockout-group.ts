@@ -40,15 +40,18 @@ interface SyncMsg { type: typeof SYNC; name: string }
 interface SyncedMsg { type: typeof SYNCED; name: string; locks: Array<{ key: string; ms: number; lastLockoutMs: number; strike: number }> }
 interface UntrackedMsg { type: typeof UNTRACKED; name: string; key: string; address: string }
 
-/** This worker's limiters in the group, by name (`forward:<scope>`, `admin`). */
-const members = new Map<string, AuthLockout>();
+/** This worker's limiters in the group, by name (`forward`, `admin`; proxies embedded in one process share a name). */
+const members = new Map<string, Set<AuthLockout>>();
 let listening = false;
 
 function onWorkerMessage(msg: unknown): void {
   const m = msg as { type?: unknown; name?: unknown } | null;
   if (m === null || typeof m !== 'object' || typeof m.type !== 'string' || !m.type.startsWith('gatewise:lockout:')) return;
-  const l = members.get(String(m.name));
-  if (l === undefined) return;
+  const set = members.get(String(m.name));
+  if (set !== undefined) for (const l of set) onMessageFor(l, m);
+}
+
+function onMessageFor(l: AuthLockout, m: { type?: unknown; name?: unknown }): void {
   if (m.type === LOCK) {
     const k = m as LockMsg;
     l.lockedByGroup(k.key, k.address, k.ms, k.strike, k.failures, k.origin === process.pid, k.lastLockoutMs);
@@ -75,14 +78,17 @@ function onWorkerMessage(msg: unknown): void {
  */
 export function joinLockoutGroup(name: string, limiter: AuthLockout): () => void {
   if (!cluster.isWorker || typeof process.send !== 'function' || !process.connected) return () => {};
-  members.set(name, limiter);
+  let set = members.get(name);
+  if (set === undefined) members.set(name, (set = new Set()));
+  set.add(limiter);
   if (!listening) {
     listening = true;
     process.on('message', onWorkerMessage);
   }
   process.send({ type: SYNC, name } satisfies SyncMsg);
   return () => {
-    if (members.get(name) === limiter) members.delete(name);
+    set.delete(limiter);
+    if (set.size === 0 && members.get(name) === set) members.delete(name);
     limiter.share(undefined);
   };
 }
@@ -127,9 +133,20 @@ export function relayLockouts(): void {
     if (m.type === FAIL) {
       const f = m as FailMsg;
       if (typeof f.address !== 'string' || typeof f.face !== 'string' || !validSettings(f.settings)) return;
+      const l = limiterOf(f.name, f.face, f.settings);
+      // A worker reported an address the primary holds locked out: the worker does not know it
+      // (its table was cleared by a reload that turned the limit off and on again, or full). Tell
+      // every worker again; counting it would only see the lockout and do nothing (review:
+      // such an address guessed freely until the primary's lockout ended).
+      const held = l.activeLockout(f.address);
+      if (held !== undefined) {
+        const msg: LockMsg = { type: LOCK, name: f.name, key: held.key, address: f.address, ms: held.ms, lastLockoutMs: held.lastLockoutMs, strike: held.strike, failures: 0, origin: 0 };
+        for (const w of live()) w.send(msg);
+        return;
+      }
       from = worker;
       try {
-        limiterOf(f.name, f.face, f.settings).failed(f.address);
+        l.failed(f.address);
       } finally {
         from = undefined;
       }

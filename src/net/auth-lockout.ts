@@ -362,6 +362,15 @@ export class AuthLockout {
     if (announce) this.#announce({ face: this.#face, address, key, failures, lockoutMs: ms, strike });
   }
 
+  /** The lockout in force for `address`, with what is left of it, or undefined. */
+  activeLockout(address: string): ActiveLockout | undefined {
+    const key = lockoutKey(address);
+    const e = key === undefined ? undefined : this.#locked.get(key);
+    if (key === undefined || e === undefined) return undefined;
+    const now = this.#now();
+    return e.lockedUntil > now ? { key, ms: e.lockedUntil - now, lastLockoutMs: e.lastLockoutMs, strike: e.strikes } : undefined;
+  }
+
   /** The lockouts in force, with what is left of each (the primary tells a worker that joins). */
   activeLockouts(): ActiveLockout[] {
     const now = this.#now();

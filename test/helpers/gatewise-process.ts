@@ -59,6 +59,11 @@ export class GatewiseProcess {
     return p;
   }
 
+  /** The process's pid (with `--workers`, the primary's). */
+  get pid(): number {
+    return this.#child.pid!;
+  }
+
   get exited(): boolean {
     return this.#child.exitCode !== null || this.#child.signalCode !== null;
   }
@@ -75,6 +80,17 @@ export class GatewiseProcess {
   /** Access lines (type "access"). */
   access(): Array<Record<string, unknown>> {
     return this.lines.filter((l) => l.type === 'access');
+  }
+
+  /**
+   * Write `config` to `configFile` and send SIGHUP: every process of the group reloads.
+   * Resolves once `processes` more `reloaded` lifecycle lines were logged.
+   */
+  async reload(configFile: string, config: unknown, processes: number): Promise<void> {
+    const before = this.lines.filter((l) => l.event === 'reloaded').length;
+    writeFileSync(configFile, JSON.stringify(withTestFront(withTestUpstreamClient(config))));
+    this.#child.kill('SIGHUP');
+    await this.waitFor(() => this.lines.filter((l) => l.event === 'reloaded').length >= before + processes, 30_000, `${processes} processes reloaded`);
   }
 
   /** SIGTERM: drain, flush usage, exit. */
