@@ -89,7 +89,7 @@ export const COMMANDS: readonly CommandDef[] = [
   },
   {
     name: 'init',
-    summary: 'write a commented starter config: a reverse gateway (--to URL ...) or a proxy service with users and plans (--proxy)',
+    summary: 'write a commented starter config: a reverse gateway (--to URL ...), a proxy service with users and plans (--proxy), or both (--to URL ... --proxy)',
     options: [
       { flag: 'reverse', type: 'boolean', description: 'a reverse gateway in front of the --to servers (implied by --to)' },
       {
