@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +10,7 @@ import { GatewiseProcess, processOf } from '../helpers/gatewise-process.js';
 import { freePorts } from '../helpers/redis.js';
 import { MALLORY_PASSWORD } from '../helpers/loopback-forward-runtime.js';
 import { between, seededRun } from '../helpers/seeded.js';
+import { statusFrom } from '../helpers/raw-http.js';
 
 // `--workers N`: forward.auth.lockout counts wrong passwords for the whole group, not per
 // worker. Before, each worker counted on its own, so a guesser whose connections the kernel
@@ -22,20 +22,7 @@ const basic = (password: string): string => `Basic ${Buffer.from(`mallory:${pass
 
 /** One CONNECT on a fresh connection from `from`: the status of the answer. */
 function connectStatus(proxyPort: number, target: string, from: string, password: string): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    const s = connect({ port: proxyPort, host: '127.0.0.1', localAddress: from });
-    let got = '';
-    const timer = setTimeout(() => (s.destroy(), reject(new Error(`no answer from the proxy within 20 s (from ${from})`))), 20_000);
-    s.on('data', (c: Buffer) => {
-      got += c.toString('latin1');
-      if (!got.includes('\r\n\r\n')) return;
-      clearTimeout(timer);
-      s.destroy();
-      resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(got)?.[1] ?? 0));
-    });
-    s.on('error', (err) => (clearTimeout(timer), reject(err)));
-    s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\nProxy-Authorization: ${basic(password)}\r\n\r\n`);
-  });
+  return statusFrom(proxyPort, from, `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\nProxy-Authorization: ${basic(password)}\r\n\r\n`);
 }
 
 test('--workers N: wrong passwords spread over the workers lock the address out after maxFailures in all, in every worker (seeded over maxFailures and N)', { timeout: 280_000 }, async () => {
@@ -119,20 +106,7 @@ test('--workers N: wrong passwords spread over the workers lock the address out 
 
 /** GET `path` from the admin listener on a fresh connection from `from`, with `token`: the status. */
 function adminStatus(port: number, from: string, token: string, path = '/config'): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    const s = connect({ port, host: '127.0.0.1', localAddress: from });
-    let got = '';
-    const timer = setTimeout(() => (s.destroy(), reject(new Error('no answer from the admin listener within 20 s'))), 20_000);
-    s.on('data', (c: Buffer) => {
-      got += c.toString('latin1');
-      if (!got.includes('\r\n\r\n')) return;
-      clearTimeout(timer);
-      s.destroy();
-      resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(got)?.[1] ?? 0));
-    });
-    s.on('error', (err) => (clearTimeout(timer), reject(err)));
-    s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`);
-  });
+  return statusFrom(port, from, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`);
 }
 
 test('--workers 2: wrong admin tokens on fresh connections lock the address out after maxFailures in all, whichever workers took them (seeded maxFailures)', { timeout: 120_000 }, async () => {
@@ -174,62 +148,73 @@ test('--workers 2: wrong admin tokens on fresh connections lock the address out 
   });
 });
 
-test('--workers 2: a lockout the primary holds stands through a reload that turns the limit off and on again (seeded maxFailures)', { timeout: 200_000 }, async () => {
-  // Review of session 40: turning the limit off cleared each worker's table but not the
-  // primary's; turned on again, the address's wrong passwords reached the primary, which saw
-  // its old lockout in force and neither counted them nor told anyone: the guesser had
-  // unlimited guesses until that lockout ended (up to maxLockout).
+/** The forward section of these cases: mallory (password MALLORY_PASSWORD), the lockout at `maxFailures`, loopback destinations. */
+function forwardSection(port: number, hash: string, maxFailures: number): Record<string, unknown> {
+  return {
+    listeners: [{ address: '127.0.0.1', port }],
+    auth: { required: true, users: [{ name: 'mallory', password: hash }], lockout: { maxFailures, window: '10m', lockout: '10m' } },
+    rules: { defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8'] }], connectPorts: ['1-65535'] },
+  };
+}
+
+/** The right password from `from`, until it is refused (bounded: 40 tries, 50 ms apart): the last status. */
+async function rightUntilRefused(port: number, target: string, from: string): Promise<number> {
+  let st = 0;
+  for (let t = 0; t < 40 && st !== 429; t++) {
+    st = await connectStatus(port, target, from, MALLORY_PASSWORD);
+    if (st !== 429) await new Promise((r) => setTimeout(r, 50));
+  }
+  return st;
+}
+
+/** A seeded case with a lab origin and mallory's hash; each seed gets a fresh temp dir for its config. */
+async function seededGroupCase(name: string, body: (rand: () => number, c: { hash: string; target: string; lab: string; file: string }) => Promise<void>): Promise<void> {
   const lab = await startLab();
   const hash = await hashPassword(MALLORY_PASSWORD, { N: 1024, r: 8, p: 1 });
-  const target = new URL(lab.url).host;
   try {
-    await seededRun('lockout-workers-reload', async (rand) => {
-      const maxFailures = between(rand, 2, 4);
-      const [fwdPort] = (await freePorts(1)) as [number];
-      const dir = mkdtempSync(join(tmpdir(), 'gatewise-lockout-reload-'));
-      const file = join(dir, 'gatewise.json');
-      const config = (max: number): unknown => ({
-        forward: {
-          listeners: [{ address: '127.0.0.1', port: fwdPort }],
-          auth: { required: true, users: [{ name: 'mallory', password: hash }], lockout: { maxFailures: max, window: '10m', lockout: '10m' } },
-          rules: { defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8'] }], connectPorts: ['1-65535'] },
-        },
-      });
-      let p: GatewiseProcess | undefined;
+    await seededRun(name, async (rand) => {
+      const dir = mkdtempSync(join(tmpdir(), `gatewise-${name}-`));
       try {
-        p = await GatewiseProcess.start(file, config(maxFailures), { workers: 2 });
-        const from = `127.0.48.${10 + maxFailures}`;
-        /** The right password, until it is refused (bounded: 40 tries, 50 ms apart); the last status. */
-        const untilRefused = async (): Promise<number> => {
-          let st = 0;
-          for (let t = 0; t < 40 && st !== 429; t++) {
-            st = await connectStatus(fwdPort, target, from, MALLORY_PASSWORD);
-            if (st !== 429) await new Promise((r) => setTimeout(r, 50));
-          }
-          return st;
-        };
-        for (let i = 0; i < maxFailures; i++) assert.equal(await connectStatus(fwdPort, target, from, `wrong-${i}`), 407);
-        assert.equal(await untilRefused(), 429, 'locked out');
-        await p.reload(file, config(0), 2);
-        assert.equal(await connectStatus(fwdPort, target, from, MALLORY_PASSWORD), 200, 'the limit turned off: the right password is taken');
-        await p.reload(file, config(maxFailures), 2);
-        // Wrong passwords again: each is checked (the workers' tables were cleared), and the
-        // lockout the primary still holds reaches every worker again.
-        // (With the fix, the first one brings the lockout back: the next may be refused already.)
-        assert.equal(await connectStatus(fwdPort, target, from, 'again-0'), 407, 'the first wrong password after the reloads is checked');
-        for (let i = 1; i < maxFailures; i++) assert.ok([407, 429].includes(await connectStatus(fwdPort, target, from, `again-${i}`)));
-        assert.equal(await untilRefused(), 429, `after ${maxFailures} wrong passwords past the reloads, the right one is refused`);
-        const after: number[] = await Promise.all(Array.from({ length: 6 }, () => connectStatus(fwdPort, target, from, MALLORY_PASSWORD)));
-        assert.deepEqual(after, Array.from({ length: 6 }, () => 429), 'refused by every worker');
-        assert.equal(await connectStatus(fwdPort, target, '127.0.48.250', MALLORY_PASSWORD), 200, 'another address is not locked out');
+        await body(rand, { hash, target: new URL(lab.url).host, lab: lab.url, file: join(dir, 'gatewise.json') });
       } finally {
-        await p?.stop();
         rmSync(dir, { recursive: true, force: true });
       }
     });
   } finally {
     await lab.close();
   }
+}
+
+test('--workers 2: a lockout the primary holds stands through a reload that turns the limit off and on again (seeded maxFailures)', { timeout: 200_000 }, async () => {
+  // Review of session 40: turning the limit off cleared each worker's table but not the
+  // primary's; turned on again, the address's wrong passwords reached the primary, which saw
+  // its old lockout in force and neither counted them nor told anyone: the guesser had
+  // unlimited guesses until that lockout ended (up to maxLockout).
+  await seededGroupCase('lockout-workers-reload', async (rand, { hash, target, file }) => {
+    const maxFailures = between(rand, 2, 4);
+    const [fwdPort] = (await freePorts(1)) as [number];
+    const config = (max: number): unknown => ({ forward: forwardSection(fwdPort, hash, max) });
+    let p: GatewiseProcess | undefined;
+    try {
+      p = await GatewiseProcess.start(file, config(maxFailures), { workers: 2 });
+      const from = `127.0.48.${10 + maxFailures}`;
+      for (let i = 0; i < maxFailures; i++) assert.equal(await connectStatus(fwdPort, target, from, `wrong-${i}`), 407);
+      assert.equal(await rightUntilRefused(fwdPort, target, from), 429, 'locked out');
+      await p.reload(file, config(0), 2);
+      assert.equal(await connectStatus(fwdPort, target, from, MALLORY_PASSWORD), 200, 'the limit turned off: the right password is taken');
+      await p.reload(file, config(maxFailures), 2);
+      // Wrong passwords again: the first is checked (the workers' tables were cleared), and the
+      // lockout the primary still holds reaches every worker again (the next may be refused already).
+      assert.equal(await connectStatus(fwdPort, target, from, 'again-0'), 407, 'the first wrong password after the reloads is checked');
+      for (let i = 1; i < maxFailures; i++) assert.ok([407, 429].includes(await connectStatus(fwdPort, target, from, `again-${i}`)));
+      assert.equal(await rightUntilRefused(fwdPort, target, from), 429, `after ${maxFailures} wrong passwords past the reloads, the right one is refused`);
+      const after: number[] = await Promise.all(Array.from({ length: 6 }, () => connectStatus(fwdPort, target, from, MALLORY_PASSWORD)));
+      assert.deepEqual(after, Array.from({ length: 6 }, () => 429), 'refused by every worker');
+      assert.equal(await connectStatus(fwdPort, target, '127.0.48.250', MALLORY_PASSWORD), 200, 'another address is not locked out');
+    } finally {
+      await p?.stop();
+    }
+  });
 });
 
 test('--workers 2: a respawned worker counts with the group after the forward proxy was stopped and started by reloads (seeded maxFailures)', { timeout: 240_000 }, async () => {
@@ -237,63 +222,42 @@ test('--workers 2: a respawned worker counts with the group after the forward pr
   // process had started: after a reload stopped the proxy and another started it, the workers
   // counted under `forward#2`, and a worker respawned after a crash under `forward#1`, a count
   // of its own (guesses multiplied, lockouts not shared).
-  const lab = await startLab();
-  const hash = await hashPassword(MALLORY_PASSWORD, { N: 1024, r: 8, p: 1 });
-  const target = new URL(lab.url).host;
-  try {
-    await seededRun('lockout-workers-respawn', async (rand) => {
-      const maxFailures = between(rand, 2, 4);
-      const [fwdPort, revPort] = (await freePorts(2)) as [number, number];
-      const dir = mkdtempSync(join(tmpdir(), 'gatewise-lockout-respawn-'));
-      const file = join(dir, 'gatewise.json');
-      const reverse = { listeners: [{ address: '127.0.0.1', port: revPort }], clusters: { lab: { endpoints: [lab.url] } }, routes: [{ name: 'all', cluster: 'lab' }] };
-      const withForward = {
-        ...reverse,
-        forward: {
-          listeners: [{ address: '127.0.0.1', port: fwdPort }],
-          auth: { required: true, users: [{ name: 'mallory', password: hash }], lockout: { maxFailures, window: '10m', lockout: '10m' } },
-          rules: { defaultAction: 'deny', allow: [{ cidrs: ['127.0.0.0/8'] }], connectPorts: ['1-65535'] },
-        },
-      };
-      let p: GatewiseProcess | undefined;
-      try {
-        p = await GatewiseProcess.start(file, withForward, { workers: 2 });
-        const proc = p;
-        await proc.reload(file, reverse, 2);
-        await proc.reload(file, withForward, 2);
-        // One worker dies; the primary starts another, which starts its forward proxy once.
-        const workers = execFileSync('ps', ['-o', 'pid=', '--ppid', String(proc.pid)], { encoding: 'utf8' }).split('\n').map((l) => Number(l.trim())).filter((n) => n > 0);
-        assert.ok(workers.length >= 2, `the primary's workers (${workers.join(', ')})`);
-        const ready = proc.lines.filter((l) => l.event === 'forward-ready').length;
-        process.kill(workers[0]!, 'SIGKILL');
-        await proc.waitFor(() => proc.lines.filter((l) => l.event === 'forward-ready').length > ready, 60_000, 'the respawned worker ready');
-        // maxFailures wrong passwords from one source that land on both workers lock it out in both.
-        let spread: string | undefined;
-        for (let s = 0; s < 8 && spread === undefined; s++) {
-          const from = `127.0.49.${10 + s + 20 * (maxFailures - 2)}`;
-          for (let i = 0; i < maxFailures - 1; i += 2) {
-            const batch = Array.from({ length: Math.min(2, maxFailures - 1 - i) }, (_, j) => connectStatus(fwdPort, target, from, `wrong-${s}-${i + j}`));
-            for (const st of await Promise.all(batch)) assert.equal(st, 407);
-          }
-          assert.equal(await connectStatus(fwdPort, target, from, `wrong-${s}-last`), 407);
-          let st = 0;
-          for (let t = 0; t < 40 && st !== 429; t++) {
-            st = await connectStatus(fwdPort, target, from, MALLORY_PASSWORD);
-            if (st !== 429) await new Promise((r) => setTimeout(r, 50));
-          }
-          const wrongFrom = (): Array<Record<string, unknown>> => proc.access().filter((l) => l.face === 'forward' && l.status === 407 && l.clientAddress === from);
-          await proc.waitFor(() => wrongFrom().length >= maxFailures, 10_000, `the access records of ${from}'s wrong passwords`);
-          const landed = new Set(wrongFrom().map((l) => processOf(l.requestId))).size;
-          assert.equal(st, 429, `after ${maxFailures} wrong passwords from ${from} over ${landed} workers (one respawned), the right one is refused`);
-          if (landed >= 2) spread = from;
+  await seededGroupCase('lockout-workers-respawn', async (rand, { hash, target, lab, file }) => {
+    const maxFailures = between(rand, 2, 4);
+    const [fwdPort, revPort] = (await freePorts(2)) as [number, number];
+    const reverse = { listeners: [{ address: '127.0.0.1', port: revPort }], clusters: { lab: { endpoints: [lab] } }, routes: [{ name: 'all', cluster: 'lab' }] };
+    const withForward = { ...reverse, forward: forwardSection(fwdPort, hash, maxFailures) };
+    let p: GatewiseProcess | undefined;
+    try {
+      p = await GatewiseProcess.start(file, withForward, { workers: 2 });
+      const proc = p;
+      await proc.reload(file, reverse, 2);
+      await proc.reload(file, withForward, 2);
+      // One worker dies; the primary starts another, which starts its forward proxy once.
+      const workers = execFileSync('ps', ['-o', 'pid=', '--ppid', String(proc.pid)], { encoding: 'utf8' }).split('\n').map((l) => Number(l.trim())).filter((n) => n > 0);
+      assert.ok(workers.length >= 2, `the primary's workers (${workers.join(', ')})`);
+      const ready = proc.lines.filter((l) => l.event === 'forward-ready').length;
+      process.kill(workers[0]!, 'SIGKILL');
+      await proc.waitFor(() => proc.lines.filter((l) => l.event === 'forward-ready').length > ready, 60_000, 'the respawned worker ready');
+      // maxFailures wrong passwords from one source that land on both workers lock it out in both.
+      let spread: string | undefined;
+      for (let s = 0; s < 8 && spread === undefined; s++) {
+        const from = `127.0.49.${10 + s + 20 * (maxFailures - 2)}`;
+        for (let i = 0; i < maxFailures - 1; i += 2) {
+          const batch = Array.from({ length: Math.min(2, maxFailures - 1 - i) }, (_, j) => connectStatus(fwdPort, target, from, `wrong-${s}-${i + j}`));
+          for (const st of await Promise.all(batch)) assert.equal(st, 407);
         }
-        assert.ok(spread !== undefined, 'the wrong passwords of some source landed on both workers');
-      } finally {
-        await p?.stop();
-        rmSync(dir, { recursive: true, force: true });
+        assert.equal(await connectStatus(fwdPort, target, from, `wrong-${s}-last`), 407);
+        const st = await rightUntilRefused(fwdPort, target, from);
+        const wrongFrom = (): Array<Record<string, unknown>> => proc.access().filter((l) => l.face === 'forward' && l.status === 407 && l.clientAddress === from);
+        await proc.waitFor(() => wrongFrom().length >= maxFailures, 10_000, `the access records of ${from}'s wrong passwords`);
+        const landed = new Set(wrongFrom().map((l) => processOf(l.requestId))).size;
+        assert.equal(st, 429, `after ${maxFailures} wrong passwords from ${from} over ${landed} workers (one respawned), the right one is refused`);
+        if (landed >= 2) spread = from;
       }
-    });
-  } finally {
-    await lab.close();
-  }
+      assert.ok(spread !== undefined, 'the wrong passwords of some source landed on both workers');
+    } finally {
+      await p?.stop();
+    }
+  });
 });

@@ -96,3 +96,24 @@ export function destroySocketsOnPort(port: number): number {
   }
   return n;
 }
+
+/**
+ * The status code of the first answer to `request`, sent on a fresh connection from the local
+ * address `from` (a test's own 127.x.y.z source); 0 when the answer has no HTTP/1.1 status line.
+ */
+export function statusFrom(port: number, from: string, request: string, ms = 20_000): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1', localAddress: from });
+    let got = '';
+    const timer = setTimeout(() => (s.destroy(), reject(new Error(`no answer on port ${port} within ${ms} ms (from ${from})`))), ms);
+    s.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      if (!got.includes('\r\n\r\n')) return;
+      clearTimeout(timer);
+      s.destroy();
+      resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(got)?.[1] ?? 0));
+    });
+    s.on('error', (err) => (clearTimeout(timer), reject(err)));
+    s.write(request);
+  });
+}

@@ -1,6 +1,5 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +9,7 @@ import { GatewiseProcess } from '../helpers/gatewise-process.js';
 import { NO_REDIS, TestRedis, freePorts } from '../helpers/redis.js';
 import { MALLORY_PASSWORD } from '../helpers/loopback-forward-runtime.js';
 import { between, seededRun, shuffle } from '../helpers/seeded.js';
+import { statusFrom } from '../helpers/raw-http.js';
 import { Redis } from 'ioredis';
 
 // A fleet sharing one Redis counts wrong credentials fleet-wide (net/auth-lockout-fleet.ts):
@@ -24,22 +24,7 @@ const TOKEN = 'admin-token-0123456789abcdef';
 const basic = (password: string): string => `Basic ${Buffer.from(`mallory:${password}`).toString('base64')}`;
 
 /** The status line's code of the first answer on a fresh connection from `from`. */
-function statusOf(port: number, from: string, request: string): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    const s = connect({ port, host: '127.0.0.1', localAddress: from });
-    let got = '';
-    const timer = setTimeout(() => (s.destroy(), reject(new Error(`no answer on port ${port} within 20 s (from ${from})`))), 20_000);
-    s.on('data', (c: Buffer) => {
-      got += c.toString('latin1');
-      if (!got.includes('\r\n\r\n')) return;
-      clearTimeout(timer);
-      s.destroy();
-      resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(got)?.[1] ?? 0));
-    });
-    s.on('error', (err) => (clearTimeout(timer), reject(err)));
-    s.write(request);
-  });
-}
+const statusOf = statusFrom;
 
 interface Node {
   proc: GatewiseProcess;
