@@ -21,12 +21,19 @@ export const NO_REDIS = 'redis-server is not installed (apt-get install redis-se
  * it (CI run of session 13: EADDRINUSE in the ACME-through-Redis test). Ports below it are
  * never handed out by the kernel; the tests run one file at a time.
  */
+/** The ports `freePort` gave this process (a few hundred at most per test file). */
+const handedOut = new Set<number>();
+
 export async function freePort(): Promise<number> {
   const [low] = ephemeralRange();
   const from = 20_000;
   const to = Math.min(low, 32_768) - 1;
   for (let i = 0; i < 50; i++) {
     const port = from + Math.floor(Math.random() * (to - from + 1));
+    // Never the same port twice in one test process: a port handed out is usually not bound yet
+    // when the next is asked for (acmeSite's two ports, then Pebble's six: CI run of session
+    // 40, EADDRINUSE on 127.0.0.1:32500 in the ACME-through-Redis test).
+    if (handedOut.has(port)) continue;
     const s = createServer();
     const ok = await new Promise<boolean>((resolve) => {
       s.once('error', () => resolve(false));
@@ -34,6 +41,7 @@ export async function freePort(): Promise<number> {
     });
     if (ok) {
       await new Promise((r) => s.close(r));
+      handedOut.add(port);
       return port;
     }
   }
