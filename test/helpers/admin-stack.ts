@@ -1,6 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { Writable } from 'node:stream';
-import { createServer } from 'node:net';
+import { freePort } from './redis.js';
 import { request } from 'undici';
 import { validateConfig } from '../../src/config/load.js';
 import { startRuntime, type Runtime } from '../../src/cli/runtime.js';
@@ -16,15 +16,14 @@ export const FWD_PASSWORD = 'wonderland-pass';
 /** An upstream proxy URL whose credentials /config must not show. */
 export const PROXY_SECRET = 'pr0xy-s3cret';
 
-/** A port nothing listens on: bound, then closed. */
+/**
+ * A port nothing listens on: `freePort`'s (bound, then closed; outside the kernel's ephemeral
+ * range, never handed out twice in this process). It was a `listen(0)` port, which the kernel
+ * may give the next server that listens on port 0 in the same test (CI run of session 40: the
+ * admin test's dead endpoint answered 502 itself, so the gateway kept no failure for its id).
+ */
 export function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
+  return freePort();
 }
 
 export interface AdminStack {
