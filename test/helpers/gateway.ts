@@ -1,3 +1,5 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { Registry } from 'prom-client';
 import { validateConfig } from '../../src/config/load.js';
@@ -178,6 +180,53 @@ export function describeOnBothFronts(
         get upstream() {
           return upstream!;
         },
+      });
+    });
+  }
+}
+
+/** A gateway of one front before an upstream that counts the requests it read to the end of their body. */
+export interface CountingRig {
+  readonly gateway: TestGateway;
+  /** Requests the upstream has read whole so far. */
+  received(): number;
+}
+
+/**
+ * For each front, a describe block (`title(front)`) whose gateway (`startOneUpstreamGateway`:
+ * one try, outlier detection off) stands before a node:http upstream that reads each request
+ * to its end, counts it and answers 200 `upstream`: the shape of the framing tests that check
+ * nothing reached the upstream. `body` declares the block's tests; `rig`'s fields are set by
+ * the time they run.
+ */
+export function describeCountingUpstream(title: (front: GatewayFront) => string, body: (front: GatewayFront, rig: CountingRig) => void): void {
+  for (const front of ['node', 'net'] as const) {
+    describe(title(front), () => {
+      let upstream: Server | undefined;
+      let received = 0;
+      let g: TestGateway | undefined;
+      before(async () => {
+        upstream = createServer((req, res) => {
+          req.resume();
+          req.on('end', () => {
+            received++;
+            res.end('upstream');
+          });
+          req.on('error', () => {});
+        });
+        await new Promise<void>((r) => upstream!.listen(0, '127.0.0.1', r));
+        g = await startOneUpstreamGateway((upstream.address() as AddressInfo).port, { listener: { front } });
+      });
+      after(async () => {
+        await g?.close();
+        upstream?.closeAllConnections();
+        await new Promise<void>((r) => (upstream === undefined ? r() : upstream.close(() => r())));
+      });
+      body(front, {
+        get gateway() {
+          return g!;
+        },
+        received: () => received,
       });
     });
   }
