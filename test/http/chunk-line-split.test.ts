@@ -47,29 +47,22 @@ const extension = (n: number): string => `1;a=${'v'.repeat(n)}\r\nx\r\n0\r\n\r\n
 const trailer = (n: number): string => `1\r\nx\r\n0\r\nX-T: ${'t'.repeat(n)}\r\n\r\n`;
 
 describe('chunked body lines: one verdict however the bytes are cut', () => {
-  it('seeded family: chunk extensions llhttp takes (4 KiB – 16 KiB) are taken whole and trickled', async () => {
-    await seededRun('extensions within the bound', (rand) => {
+  /** Twelve seeded extension sizes in [lo, hi], each decoded whole and in pieces of 200–`maxStep` bytes: `want` both ways. */
+  const extensionFamily = (label: string, lo: number, hi: number, maxStep: number, want: string) => async (): Promise<void> => {
+    await seededRun(label, (rand) => {
       for (let k = 0; k < 12; k++) {
-        const n = between(rand, 4100, 16370);
+        const n = between(rand, lo, hi);
         const input = Buffer.from(extension(n), 'latin1');
-        const step = between(rand, 200, 4000);
-        assert.equal(decodeIn(input, []), 'body x trailers 0', `extension of ${n} bytes, whole`);
-        assert.equal(decodeIn(input, trickle(input.length, step)), 'body x trailers 0', `extension of ${n} bytes, in pieces of ${step}`);
+        const step = between(rand, 200, maxStep);
+        assert.equal(decodeIn(input, []), want, `extension of ${n} bytes, whole`);
+        assert.equal(decodeIn(input, trickle(input.length, step)), want, `extension of ${n} bytes, in pieces of ${step}`);
       }
     });
-  });
+  };
 
-  it('seeded family: chunk extensions past 16 KiB are refused 400 whole and trickled', async () => {
-    await seededRun('extensions past the bound', (rand) => {
-      for (let k = 0; k < 12; k++) {
-        const n = between(rand, 16400, 60000);
-        const input = Buffer.from(extension(n), 'latin1');
-        const step = between(rand, 200, 8000);
-        assert.equal(decodeIn(input, []), 'refused 400', `extension of ${n} bytes, whole`);
-        assert.equal(decodeIn(input, trickle(input.length, step)), 'refused 400', `extension of ${n} bytes, in pieces of ${step}`);
-      }
-    });
-  });
+  it('seeded family: chunk extensions llhttp takes (4 KiB – 16 KiB) are taken whole and trickled', extensionFamily('extensions within the bound', 4100, 16370, 4000, 'body x trailers 0'));
+
+  it('seeded family: chunk extensions past 16 KiB are refused 400 whole and trickled', extensionFamily('extensions past the bound', 16400, 60000, 8000, 'refused 400'));
 
   it('seeded family: a trailer line within the trailer limit is taken whole and trickled; past it refused both ways', async () => {
     await seededRun('trailer lines', (rand) => {
