@@ -49,6 +49,24 @@ const COLON = 58;
  */
 const TARGET = new Uint8Array(256);
 for (let c = 0x21; c <= 0x7e; c++) TARGET[c] = 1;
+/**
+ * The bytes llhttp takes in an absolute-form target's authority (its url_server states):
+ * letters, digits, `-._~`, the sub-delims, `%`, `:`, `@`, `[` and `]`. The rest of TARGET
+ * (`"#<>\^`{|}`) is HPE_INVALID_URL there, though the path takes it.
+ */
+const AUTHORITY = new Uint8Array(256);
+for (let c = 0x21; c <= 0x7e; c++) AUTHORITY[c] = 1;
+for (const ch of '"#<>\\^`{|}') AUTHORITY[ch.charCodeAt(0)] = 0;
+
+/**
+ * Whether a request target may start with byte `f` on the line starting at `s` (its method
+ * then SP): llhttp's URL start takes a path, `*` or a scheme's letter (absolute-form), and any
+ * byte for CONNECT's authority.
+ */
+function targetMayStart(f: number, line: Buffer, s: number): boolean {
+  if (f === 0x2f || f === 0x2a || ((f | 0x20) >= 0x61 && (f | 0x20) <= 0x7a)) return true;
+  return line[s] === 0x43 && line[s + 7] === SP && line.toString('latin1', s, s + 7) === 'CONNECT';
+}
 
 /** The methods llhttp parses for HTTP (Node's list), less PRI (the HTTP/2 preface, which llhttp refuses as a request). */
 const VERSION_PREFIXES = ['HTTP/1.1', 'HTTP/1.0', 'HTTP/2.0'];
@@ -207,6 +225,8 @@ export class RequestHeadParser {
     if (phase === 1) {
       while (i < e && buf[i] === SP) i++;
       if (i === e) return this.#wait(s, i, 1);
+      // The target's first byte, as #requestLine judges it: llhttp refuses a wrong one at once.
+      if (!targetMayStart(buf[i]!, buf, s)) return 'HPE_INVALID_URL';
       phase = 2;
     }
     if (phase === 2) {
@@ -269,13 +289,20 @@ export class RequestHeadParser {
     const t0 = i;
     // llhttp's URL start: a path, `*`, or a scheme (absolute-form); CONNECT takes an authority.
     const f = buf[i]!;
-    if (i < e && f !== 0x2f && f !== 0x2a && !((f | 0x20) >= 0x61 && (f | 0x20) <= 0x7a) && method !== 'CONNECT') return 'HPE_INVALID_URL';
+    if (i < e && !targetMayStart(f, buf, s)) return 'HPE_INVALID_URL';
     if (method !== 'CONNECT' && (f | 0x20) >= 0x61 && (f | 0x20) <= 0x7a) {
       // An absolute-form target as llhttp takes it (its url_schema state): a scheme of letters
       // only, then "://". `ca/b`, `ca:b`, `c1://b` and `a-b://x` are HPE_INVALID_URL there.
       let j = i + 1;
       while (j < e && (buf[j]! | 0x20) >= 0x61 && (buf[j]! | 0x20) <= 0x7a) j++;
       if (e - j < 3 || buf[j] !== 0x3a || buf[j + 1] !== 0x2f || buf[j + 2] !== 0x2f) return 'HPE_INVALID_URL';
+      // Its authority ends at the path's `/`, the query's `?` or the SP before the version; two
+      // `@` in a row are HPE_INVALID_URL there too ("Double @ in url"; `a@b@c` passes).
+      for (j += 3; j < e; j++) {
+        const c = buf[j]!;
+        if (c === 0x2f || c === 0x3f || c === SP) break;
+        if (AUTHORITY[c] !== 1 || (c === 0x40 && buf[j - 1] === 0x40)) return 'HPE_INVALID_URL';
+      }
     }
     while (i < e && TARGET[buf[i]!] === 1) i++;
     if (i === t0) return 'HPE_INVALID_URL';

@@ -334,6 +334,21 @@ describe('net front: request heads against node:http (llhttp) verdicts', () => {
     assert.deepEqual(differences.splice(0), []);
   });
 
+  it('seeded absolute-form authorities with every visible byte and some past 0x7e get the same verdicts (FUZZ_SEED explores)', { timeout: 120_000 }, async () => {
+    // Found with FUZZ_SEED=2222 (case 173): llhttp refuses `"#<>\\^`{|}` and bytes past 0x7e in an
+    // absolute-form target's authority (HPE_INVALID_URL) and takes them in its path; the net
+    // front took `http://".example/p`. Two `@` in a row there too (FUZZ_SEED=2222 case 131: `http://u@@h`).
+    const plan = fuzzPlan('net-front-authorities', 200, 0xa07);
+    const ran = await runCases(plan, 1, async (i, rng) => {
+      const shape = rng.pick(['h#', 'u#@h', 'h:8#', '#h', 'h#/p', 'h/p#', 'h?q#', '[::1#]', 'a@b#@c']);
+      const byte = rng.int(3) === 0 ? 0x80 + rng.int(0x80) : 0x21 + rng.int(0x7e - 0x21 + 1);
+      const target = `http://${shape.replace('#', String.fromCharCode(byte))}`;
+      await compare(`authority case ${i} byte 0x${byte.toString(16)} (FUZZ_SEED=${plan.base} FUZZ_CASE=${i})`, b(`${rng.pick(['GET', 'POST', 'OPTIONS'])} ${target} HTTP/1.1\r\nHost: a\r\n\r\n`));
+    });
+    announce(plan, ran);
+    assert.deepEqual(differences.splice(0), []);
+  });
+
   it('seeded requests and their mutations get the same verdicts (FUZZ_SEED explores)', { timeout: 180_000 }, async () => {
     const plan = fuzzPlan('net-front-differential', 400, 0x17f0);
     const ran = await runCases(plan, 1, async (i, rng) => {

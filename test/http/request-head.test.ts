@@ -137,6 +137,27 @@ describe('request-head parser', () => {
   });
 });
 
+describe('a request line still arriving', () => {
+  // Found with FUZZ_SEED=8888 (case 229): `DELETE 3a/b?c=d HTTP/1.1` with no line end yet. llhttp
+  // refuses a target's wrong first byte at once; the net front waited for the line's end (its
+  // whole-line check refused it then), so the two fronts disagreed until the head timeout.
+  it('seeded family: a target whose first byte llhttp refuses is refused before the line ends; CONNECT, a path, `*` and a scheme wait', async () => {
+    await seededRun('target first byte, partial line', (rand) => {
+      const wrong: number[] = [];
+      for (let c = 0x21; c <= 0x7e; c++) if (c !== 0x2f && c !== 0x2a && !((c | 0x20) >= 0x61 && (c | 0x20) <= 0x7a)) wrong.push(c);
+      for (let k = 0; k < 40; k++) {
+        const f = String.fromCharCode(wrong[Math.floor(rand() * wrong.length)]!);
+        const method = ['GET', 'DELETE', 'OPTIONS', 'POST'][Math.floor(rand() * 4)]!;
+        const tail = ['', 'a', 'a/b?c=d', 'a/b?c=d HTTP/1.'][Math.floor(rand() * 4)]!;
+        const line = `${method} ${' '.repeat(1 + Math.floor(rand() * 2))}${f}${tail}`;
+        assert.equal(parseIn(b(line), []), 'HPE_INVALID_URL', JSON.stringify(line));
+        assert.equal(parseIn(b(`CONNECT ${f}${tail}`), []), 'incomplete', `CONNECT ${f}${tail}`);
+      }
+      for (const start of ['/a', '*', 'h', 'http://h/p']) assert.equal(parseIn(b(`GET ${start}`), []), 'incomplete', start);
+    });
+  });
+});
+
 describe('chunked request bodies', () => {
   /** Decode `input` fed in pieces cut at `cuts`, as the connection does. */
   function decodeIn(input: Buffer, cuts: readonly number[]): { body: string; trailers: string[]; rest: string } | string {
