@@ -465,6 +465,8 @@ export async function startForwardProxy(input: ForwardConfig | ForwardConfigInpu
     if (ownStore) await store.close();
   };
   try {
+    // The fleet's lockouts in force, in the table before the first credential is checked (bounded by state.timeout).
+    await lockoutFleet?.learned();
     for (const l of listeners) await l.listener.listen();
   } catch (err) {
     const closed = Promise.allSettled(listeners.map((l) => l.listener.close()));

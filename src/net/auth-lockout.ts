@@ -371,6 +371,12 @@ export class AuthLockout {
     return e.lockedUntil > now ? { key, ms: e.lockedUntil - now, lastLockoutMs: e.lastLockoutMs, strike: e.strikes } : undefined;
   }
 
+  /** What is left of the lockout of `key` (an address's key: `lockoutKey`), in ms; 0: none. */
+  keyLockedFor(key: string): number {
+    const e = this.#locked.get(key);
+    return e === undefined ? 0 : Math.max(0, e.lockedUntil - this.#now());
+  }
+
   /** The lockouts in force, with what is left of each (the primary tells a worker that joins). */
   activeLockouts(): ActiveLockout[] {
     const now = this.#now();

@@ -673,6 +673,8 @@ export async function startAdmin(a: AdminOptions | string, port?: number, regist
     return lockout;
   };
   lockoutNow();
+  // With Redis: the fleet's lockouts in force, in the table before the first token is checked (bounded by state.timeout).
+  await fleet?.learned();
   const group = o.group ? await (await import('./admin-group.js')).adminGroup(o.group, table, match, o.registry, { ids, log }) : undefined;
   const lim: AdminLimits = { ...ADMIN_LIMITS, ...o.limits };
   // Connections open, oldest activity first; `busy`: requests in progress on it. Their deadlines

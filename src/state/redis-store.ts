@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import type { LockoutCounting, LockoutNews, LockoutVerdict, SessionPick, Store, StoreAdmitAnswer, StoreAdmitAsk } from './store.js';
+import { LOCKOUTS_KEPT, type LockoutCounting, type LockoutNews, type LockoutVerdict, type SessionPick, type Store, type StoreAdmitAnswer, type StoreAdmitAsk } from './store.js';
 
 export interface RedisStoreOptions {
   /** `redis://[user:password@]host:port/db` (or `rediss://` for TLS). */
@@ -174,16 +174,30 @@ end
 return out`;
 
 /**
+ * A lockout in force, listed for the holders that could not hear it (`lockoutsInForce`):
+ * KEYS[2], a sorted set of "name:key" by end time (Redis's clock), the hash of each at the
+ * hash prefix + member. Ended ones are dropped; past ARGV[cap] those that end soonest go.
+ * Expects `now`, `ms` (its length from now) and the member in scope.
+ */
+const LIST_LOCKOUT = `
+redis.call('ZADD', KEYS[2], now + ms, member)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local over = redis.call('ZCARD', KEYS[2]) - cap
+if over > 0 then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1) end
+if redis.call('PTTL', KEYS[2]) < ms then redis.call('PEXPIRE', KEYS[2], ms) end`;
+
+/**
  * A wrong credential, counted fleet-wide (net/auth-lockout-fleet.ts), as AuthLockout counts
  * it in one process: a fixed window from the first failure; at maxFailures a lockout of
  * lockoutMs, each next one of the same key doubled up to maxLockoutMs; while locked out a
  * failure is not counted (a check under way when the lockout began). KEYS[1]: the key's hash
- * (ws: window start, f: failures in it, until, last: last lockout's length, strikes). ARGV:
- * maxFailures, windowMs, lockoutMs, maxLockoutMs, the store's id, the channel, limiter name,
- * client key, address. The hash expires once it says nothing (quiet for the window and, after
- * a lockout, for as long again as it lasted), so Redis forgets an address as a node does. A
- * lockout is published in the script (one round trip): id, name, ms, strike, failures, key,
- * address, a line each. Returns {ms left, strike, last lockout's length, failures, tripped}.
+ * (ws: window start, f: failures in it, until, last: last lockout's length, strikes); KEYS[2]:
+ * the lockouts in force (LIST_LOCKOUT). ARGV: maxFailures, windowMs, lockoutMs, maxLockoutMs,
+ * the store's id, the channel, limiter name, client key, address, the list's cap. The hash
+ * expires once it says nothing (quiet for the window and, after a lockout, for as long again
+ * as it lasted), so Redis forgets an address as a node does. A lockout is published in the
+ * script (one round trip): id, name, ms, strike, failures, key, address, a line each. Returns
+ * {ms left, strike, last lockout's length, failures, tripped}.
  */
 const LOCKOUT = `${NOW_MS}
 local h = redis.call('HMGET', KEYS[1], 'ws', 'f', 'until', 'last', 'strikes')
@@ -211,11 +225,59 @@ ms = math.min(tonumber(ARGV[4]), ms)
 strikes = strikes + 1
 redis.call('HSET', KEYS[1], 'ws', now, 'f', 0, 'until', now + ms, 'last', ms, 'strikes', strikes)
 redis.call('PEXPIRE', KEYS[1], math.max(win, 2 * ms))
+local member = ARGV[7] .. ':' .. ARGV[8]
+local cap = tonumber(ARGV[10])
+${LIST_LOCKOUT}
 redis.call('PUBLISH', ARGV[6], ARGV[5] .. '\\n' .. ARGV[7] .. '\\n' .. ms .. '\\n' .. strikes .. '\\n' .. f .. '\\n' .. ARGV[8] .. '\\n' .. ARGV[9])
 return {ms, strikes, ms, f, 1}`;
 
+/**
+ * A lockout a node decided alone while Redis was away, still in force (net/auth-lockout-fleet.ts):
+ * taken unless the key is locked out here until as late already (1 s of slack: the same
+ * lockout heard by several nodes, pushed back by each), then listed and published as LOCKOUT
+ * publishes one (failures 0). KEYS as LOCKOUT's. ARGV: ms left, its length, strike, windowMs,
+ * the store's id, the channel, limiter name, client key, address, the list's cap. Returns 1
+ * when taken.
+ */
+const IMPOSE = `${NOW_MS}
+local h = redis.call('HMGET', KEYS[1], 'until', 'last', 'strikes')
+local untl = tonumber(h[1] or '0')
+local ms = tonumber(ARGV[1])
+if untl > now and now + ms <= untl + 1000 then return 0 end
+local last = math.max(tonumber(h[2] or '0'), tonumber(ARGV[2]))
+local strikes = math.max(tonumber(h[3] or '0'), tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], 'ws', now, 'f', 0, 'until', now + ms, 'last', last, 'strikes', strikes)
+redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[4]), ms + last))
+local member = ARGV[7] .. ':' .. ARGV[8]
+local cap = tonumber(ARGV[10])
+${LIST_LOCKOUT}
+redis.call('PUBLISH', ARGV[6], ARGV[5] .. '\\n' .. ARGV[7] .. '\\n' .. ms .. '\\n' .. strikes .. '\\n0\\n' .. ARGV[8] .. '\\n' .. ARGV[9])
+return 1`;
+
+/**
+ * The lockouts in force (KEYS[1], LIST_LOCKOUT's set), ended ones dropped. ARGV: the hash
+ * prefix, the cap. Returns {member, ms left, last lockout's length, strike, ...}.
+ */
+const IN_FORCE = `${NOW_MS}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local m = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, k in ipairs(m) do
+  local h = redis.call('HMGET', ARGV[1] .. k, 'until', 'last', 'strikes')
+  local u = tonumber(h[1] or '0')
+  if u > now then
+    out[#out + 1] = k
+    out[#out + 1] = u - now
+    out[#out + 1] = tonumber(h[2] or '0')
+    out[#out + 1] = tonumber(h[3] or '0')
+  end
+end
+return out`;
+
 type Scripted = Redis & {
-  gwLockout(key: string, maxFailures: number, windowMs: number, lockoutMs: number, maxLockoutMs: number, id: string, channel: string, name: string, clientKey: string, address: string): Promise<number[]>;
+  gwLockout(key: string, list: string, maxFailures: number, windowMs: number, lockoutMs: number, maxLockoutMs: number, id: string, channel: string, name: string, clientKey: string, address: string, cap: number): Promise<number[]>;
+  gwImpose(key: string, list: string, ms: number, last: number, strike: number, windowMs: number, id: string, channel: string, name: string, clientKey: string, address: string, cap: number): Promise<number>;
+  gwInForce(list: string, hashPrefix: string, cap: number): Promise<Array<string | number>>;
   gwAdmit(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<number[]>;
   gwIncr(key: string, n: number, ttl: number, field: string): Promise<number>;
   gwRate(key: string, interval: number, tolerance: number): Promise<number>;
@@ -243,6 +305,9 @@ export class RedisStore implements Store {
   readonly #lockoutChannel: string;
   readonly #lockoutListeners: Array<(news: LockoutNews) => void> = [];
   readonly #reachableListeners: Array<() => void> = [];
+  readonly #subscribedListeners: Array<() => void> = [];
+  /** The lockouts in force, listed (LIST_LOCKOUT). */
+  readonly #lockoutList: string;
   /** The socket is corked until this turn ends (`#r`). */
   #corked = false;
 
@@ -250,6 +315,7 @@ export class RedisStore implements Store {
     this.#prefix = opts.keyPrefix ?? 'gatewise:';
     this.#channel = `${this.#prefix}cooldown`;
     this.#lockoutChannel = `${this.#prefix}lockout`;
+    this.#lockoutList = `${this.#prefix}lockouts`;
     const common = {
       connectTimeout: opts.connectTimeoutMs ?? 2000,
       enableOfflineQueue: false,
@@ -270,7 +336,9 @@ export class RedisStore implements Store {
     this.#redis.defineCommand('gwRate', { numberOfKeys: 1, lua: RATE });
     this.#redis.defineCommand('gwSession', { numberOfKeys: 1, lua: SESSION });
     this.#redis.defineCommand('gwLease', { numberOfKeys: 1, lua: LEASE });
-    this.#redis.defineCommand('gwLockout', { numberOfKeys: 1, lua: LOCKOUT });
+    this.#redis.defineCommand('gwLockout', { numberOfKeys: 2, lua: LOCKOUT });
+    this.#redis.defineCommand('gwImpose', { numberOfKeys: 2, lua: IMPOSE });
+    this.#redis.defineCommand('gwInForce', { numberOfKeys: 1, lua: IN_FORCE });
     // The number of keys varies (rate cell, quota hashes, leases): given first at each call.
     this.#redis.defineCommand('gwAdmit', { lua: ADMIT });
     // ioredis reports connection errors as 'error' events; SharedState logs the state change.
@@ -282,6 +350,16 @@ export class RedisStore implements Store {
     this.#sub.on('error', () => {});
     this.#sub.on('message', (ch: string, msg: string) => (ch === this.#lockoutChannel ? this.#onLockout(msg) : this.#onMessage(msg)));
     void this.#sub.subscribe(this.#channel, this.#lockoutChannel).catch(() => {});
+    // Each (re)connection: subscribed again (ioredis does too; twice is harmless), and once
+    // Redis confirms it, the listeners learn what was published while nobody here listened.
+    this.#sub.on('ready', () => {
+      this.#sub.subscribe(this.#channel, this.#lockoutChannel).then(
+        () => {
+          for (const l of this.#subscribedListeners) l();
+        },
+        () => {},
+      );
+    });
   }
 
   /**
@@ -352,12 +430,36 @@ export class RedisStore implements Store {
   }
 
   async lockoutFailed(name: string, key: string, address: string, s: LockoutCounting): Promise<LockoutVerdict> {
-    const r = await this.#r().gwLockout(`${this.#prefix}lockout:${name}:${key}`, s.maxFailures, s.windowMs, s.lockoutMs, s.maxLockoutMs, this.#id, this.#lockoutChannel, name, key, address);
+    const r = await this.#r().gwLockout(`${this.#prefix}lockout:${name}:${key}`, this.#lockoutList, s.maxFailures, s.windowMs, s.lockoutMs, s.maxLockoutMs, this.#id, this.#lockoutChannel, name, key, address, LOCKOUTS_KEPT);
     return { ms: r[0]!, strike: r[1]!, lastLockoutMs: r[2]!, failures: r[3]!, tripped: r[4] === 1 };
   }
 
   onLockout(listener: (news: LockoutNews) => void): void {
     this.#lockoutListeners.push(listener);
+  }
+
+  async lockoutsInForce(): Promise<LockoutNews[]> {
+    const r = await this.#r().gwInForce(this.#lockoutList, `${this.#prefix}lockout:`, LOCKOUTS_KEPT);
+    const out: LockoutNews[] = [];
+    for (let i = 0; i + 3 < r.length; i += 4) {
+      // "name:key": the name has no colon, an IPv6 key has some.
+      const member = String(r[i]);
+      const c = member.indexOf(':');
+      const ms = Number(r[i + 1]);
+      if (c <= 0 || !(ms > 0)) continue;
+      const key = member.slice(c + 1);
+      out.push({ name: member.slice(0, c), key, address: key, ms, strike: Number(r[i + 3]), failures: 0, lastLockoutMs: Number(r[i + 2]) });
+    }
+    return out;
+  }
+
+  async lockoutImpose(name: string, key: string, address: string, l: { ms: number; lastLockoutMs: number; strike: number }, s: LockoutCounting): Promise<boolean> {
+    const r = await this.#r().gwImpose(`${this.#prefix}lockout:${name}:${key}`, this.#lockoutList, Math.ceil(l.ms), l.lastLockoutMs, l.strike, s.windowMs, this.#id, this.#lockoutChannel, name, key, address, LOCKOUTS_KEPT);
+    return r === 1;
+  }
+
+  onLockoutSubscribed(listener: () => void): void {
+    this.#subscribedListeners.push(listener);
   }
 
   incrby(key: string, n: number, ttlMs?: number): Promise<number> {

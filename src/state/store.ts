@@ -78,6 +78,20 @@ export interface Store {
   lockoutFailed?(name: string, key: string, address: string, settings: LockoutCounting): Promise<LockoutVerdict>;
   /** Hear the lockouts other holders' wrong credentials started (not one's own). */
   onLockout?(listener: (news: LockoutNews) => void): void;
+  /**
+   * The lockouts in force in the fleet (every limiter name), with what is left of each: what a
+   * holder could not hear on the channel (it started later, or its subscription was down).
+   * At most LOCKOUTS_KEPT, the longest-lasting.
+   */
+  lockoutsInForce?(): Promise<LockoutNews[]>;
+  /**
+   * A lockout a holder decided alone (the store was away) and still in force: `ms` left of it.
+   * The store takes it unless it holds one that ends as late already, and then publishes it to
+   * the other holders (`onLockout`). Strike and last length: the larger of the two.
+   */
+  lockoutImpose?(name: string, key: string, address: string, lockout: { ms: number; lastLockoutMs: number; strike: number }, settings: LockoutCounting): Promise<boolean>;
+  /** Called each time the lockout channel's subscription is made (again): lockouts published meanwhile were not heard. */
+  onLockoutSubscribed?(listener: () => void): void;
   /** For a remote store: whether it is connected now (undefined: always). */
   reachable?(): boolean;
   /** For a remote store: called each time it connects again after being unreachable. */
@@ -110,6 +124,8 @@ export interface LockoutNews {
   readonly ms: number;
   readonly strike: number;
   readonly failures: number;
+  /** Its length (when told apart from what is left of it: `lockoutsInForce`). */
+  readonly lastLockoutMs?: number;
 }
 
 export interface SessionPick {
@@ -153,3 +169,6 @@ export type StoreAdmitAnswer = { usage: Array<{ up: number; down: number }> } & 
   | { ok: false; refused: 'rate'; waitMs: number }
   | { ok: false; refused: 'lease'; index: number }
 );
+
+/** Lockouts in force a shared store keeps listed for holders that could not hear them (`lockoutsInForce`): the longest-lasting this many. */
+export const LOCKOUTS_KEPT = 10_000;
