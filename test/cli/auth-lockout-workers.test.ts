@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLab } from '../../src/lab/index.js';
@@ -104,12 +105,64 @@ test('--workers N: wrong passwords spread over the workers lock the address out 
   }
 });
 
-/** GET `path` from the admin listener on a fresh connection from `from`, with `token`: the status. */
-function adminStatus(port: number, from: string, token: string, path = '/config'): Promise<number> {
-  return statusFrom(port, from, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`);
+/**
+ * The process holding the server side of the loopback connection from `from`:`port` to
+ * `serverPort`, among `pids`: the socket's inode from /proc/net/tcp, then whose fd it is. Asked
+ * while the client holds the connection open, so the answer is fixed (no wait).
+ */
+function holderOf(serverPort: number, from: string, port: number, pids: readonly number[]): number | undefined {
+  const hex = (ip: string, p: number): string => `${ip.split('.').reverse().map((b) => Number(b).toString(16).padStart(2, '0')).join('')}:${p.toString(16).padStart(4, '0')}`.toUpperCase();
+  const local = hex('127.0.0.1', serverPort);
+  const remote = hex(from, port);
+  const row = readFileSync('/proc/net/tcp', 'latin1').split('\n').map((l) => l.trim().split(/\s+/)).find((f) => f[1] === local && f[2] === remote);
+  if (row === undefined) return undefined;
+  const socket = `socket:[${row[9]}]`;
+  for (const pid of pids) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`) === socket) return pid;
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return undefined;
 }
 
-test('--workers 2: wrong admin tokens on fresh connections lock the address out after maxFailures in all, whichever workers took them (seeded maxFailures)', { timeout: 120_000 }, async () => {
+/**
+ * GET `path` from the admin listener on a fresh keep-alive connection from `from`, with
+ * `token`: the status, and the worker (pid, among `workers`) that answered, looked up while
+ * the connection is still open.
+ */
+function adminAnswer(port: number, from: string, token: string, workers: readonly number[], path = '/config'): Promise<{ status: number; worker: number | undefined }> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1', localAddress: from });
+    let got = '';
+    const timer = setTimeout(() => (s.destroy(), reject(new Error(`no admin answer within 20 s (from ${from})`))), 20_000);
+    s.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      if (!got.includes('\r\n\r\n')) return;
+      clearTimeout(timer);
+      const worker = holderOf(port, from, s.localPort!, workers);
+      s.destroy();
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(got)?.[1] ?? 0), worker });
+    });
+    s.on('error', (err) => (clearTimeout(timer), reject(err)));
+    s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+  });
+}
+
+/** The primary's children: its workers' pids. */
+const workersOf = (primary: number): number[] =>
+  execFileSync('ps', ['-o', 'pid=', '--ppid', String(primary)], { encoding: 'utf8' }).split('\n').map((l) => Number(l.trim())).filter((n) => n > 0);
+
+test('--workers 2: wrong admin tokens on fresh connections that land on both workers lock the address out after maxFailures in all, in both workers (seeded maxFailures)', { timeout: 120_000 }, async () => {
   await seededRun('admin-lockout-workers', async (rand) => {
     const maxFailures = between(rand, 2, 8);
     const token = 'admin-token-0123456789abcdef';
@@ -125,22 +178,43 @@ test('--workers 2: wrong admin tokens on fresh connections lock the address out 
         },
         { workers: 2 },
       );
-      const from = `127.0.47.${10 + maxFailures}`;
-      // Wrong tokens in concurrent pairs on fresh connections: the kernel spreads them over the workers.
-      for (let i = 0; i < maxFailures; i += 2) {
-        const sts = await Promise.all(Array.from({ length: Math.min(2, maxFailures - i) }, (_, j) => adminStatus(adminPort, from, `wrong-${i + j}`)));
-        for (const st of sts) assert.equal(st, 401, 'a wrong token below the threshold');
+      const workers = workersOf(p.pid);
+      assert.equal(workers.length, 2, `the primary's workers (${workers.join(', ')})`);
+      // Per source (bounded: 8): maxFailures wrong tokens in concurrent pairs on fresh
+      // connections (the kernel tends to spread them over the workers), each answer's worker
+      // read from the kernel's tables while its connection is open. The case counts once a
+      // source's wrong tokens landed on both workers.
+      let spread: string | undefined;
+      for (let s = 0; s < 8 && spread === undefined; s++) {
+        const from = `127.0.47.${10 + s + 20 * (maxFailures - 2)}`;
+        const landed = new Set<number>();
+        for (let i = 0; i < maxFailures; i += 2) {
+          const answers = await Promise.all(Array.from({ length: Math.min(2, maxFailures - i) }, (_, j) => adminAnswer(adminPort, from, `wrong-${s}-${i + j}`, workers)));
+          for (const a of answers) {
+            assert.equal(a.status, 401, 'a wrong token below the threshold');
+            assert.ok(a.worker !== undefined, `the worker that answered ${from} is found`);
+            landed.add(a.worker);
+          }
+        }
+        // Within a round trip, the right token is refused (bounded: 40 tries, 50 ms apart).
+        let st = 0;
+        for (let t = 0; t < 40 && st !== 429; t++) {
+          st = (await adminAnswer(adminPort, from, token, workers)).status;
+          if (st !== 429) await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.equal(st, 429, `after ${maxFailures} wrong tokens from ${from} over ${landed.size} of 2 workers, the right one is refused`);
+        if (landed.size === 2) spread = from;
       }
-      // Within a round trip, every worker refuses the right token (bounded: 40 tries, 50 ms apart).
-      let st = 0;
-      for (let t = 0; t < 40 && st !== 429; t++) {
-        st = await adminStatus(adminPort, from, token);
-        if (st !== 429) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(spread !== undefined, 'the wrong tokens of some source landed on both workers');
+      // Both workers refuse it: right tokens on fresh connections until both answered 429 (bounded).
+      const refusedBy = new Set<number>();
+      for (let t = 0; t < 12 && refusedBy.size < 2; t++) {
+        const right: Array<{ status: number; worker: number | undefined }> = await Promise.all(Array.from({ length: 4 }, () => adminAnswer(adminPort, spread!, token, workers)));
+        assert.deepEqual(right.map((a) => a.status), [429, 429, 429, 429], 'refused by every worker');
+        for (const a of right) if (a.worker !== undefined) refusedBy.add(a.worker);
       }
-      assert.equal(st, 429, `after ${maxFailures} wrong tokens, the right one is refused`);
-      const after: number[] = await Promise.all(Array.from({ length: 8 }, () => adminStatus(adminPort, from, token)));
-      assert.deepEqual(after, Array.from({ length: 8 }, () => 429), 'refused by every worker');
-      assert.equal(await adminStatus(adminPort, '127.0.47.200', token), 200, 'another address is not locked out');
+      assert.equal(refusedBy.size, 2, 'refusals came from both workers');
+      assert.equal((await adminAnswer(adminPort, '127.0.47.250', token, workers)).status, 200, 'another address is not locked out');
     } finally {
       await p?.stop();
       rmSync(dir, { recursive: true, force: true });
