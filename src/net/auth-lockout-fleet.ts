@@ -41,7 +41,7 @@ import type { AuthLockout, AuthLockoutSettings } from './auth-lockout.js';
  * they would have, so the fleet gives at most maxFailures plus the checks in flight then.
  */
 
-/** What the fleet needs of a shared store (`RedisStore`). */
+/** A lockout as the store tells it (`Store`'s LockoutNews). */
 interface FleetLockoutNews {
   name: string;
   key: string;
@@ -52,6 +52,7 @@ interface FleetLockoutNews {
   lastLockoutMs?: number;
 }
 
+/** What the fleet needs of a shared store (`RedisStore`). */
 export interface FleetLockoutStore {
   lockoutFailed(name: string, key: string, address: string, settings: AuthLockoutSettings): Promise<{ ms: number; strike: number; lastLockoutMs: number; failures: number; tripped: boolean }>;
   onLockout(listener: (news: FleetLockoutNews) => void): void;
