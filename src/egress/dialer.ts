@@ -19,7 +19,15 @@ export interface ResolvedAddress {
  * before any packet is sent: the dialer connects to exactly the address it approved.
  * Returns the refusal, or undefined to allow.
  */
-export type AddressGuard = (addr: ResolvedAddress, target: DialTarget) => Failure | undefined;
+export interface AddressGuard {
+  (addr: ResolvedAddress, target: DialTarget): Failure | undefined;
+  /**
+   * A target whose name this host does not resolve (an upstream proxy exit resolves it): the
+   * refusal, or undefined to let it go. Asked by every way out through an upstream proxy before
+   * the exit is (exit.ts `refuseLiteral`); a guard without it lets every such name go.
+   */
+  readonly unresolved?: (target: DialTarget) => Failure | undefined;
+}
 
 export interface DialOptions {
   guard: AddressGuard;

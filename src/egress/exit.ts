@@ -82,7 +82,8 @@ function hostPort(host: string, port: number): string {
 /**
  * The address rules for a destination given as an IP literal (or a `localhost` name, whose
  * addresses are fixed), before any exit is asked to reach it: the exit (a proxy) resolves
- * names itself, so these are the addresses this hop can judge. Every way out through an upstream proxy checks it first, the CONNECT or
+ * names itself, so these are the addresses this hop can judge. Any other name is judged by
+ * the guard's `unresolved` (the rules a name meets without its address). Every way out through an upstream proxy checks it first, the CONNECT or
  * SOCKS dial of a chain and the plain-HTTP request written to an HTTP proxy alike (finding,
  * session 29: the latter skipped it, so a denied literal was reachable through an HTTP exit).
  */
@@ -97,7 +98,13 @@ export function refuseLiteral(target: DialTarget, opts: DialOptions): void {
   // judged here as 127.0.0.1 and ::1, refused if either is, since the exit picks which one it
   // dials. Before, the name went to the exit unjudged and reached the loopback a rule refuses.
   const local = localhostAddresses(target.host);
-  if (local === undefined) return;
+  if (local === undefined) {
+    // A name the exit resolves: the rules it can meet unresolved (SSRF audit: `defaultAction:
+    // deny`, and a global deny past a user's allow rule by address, did not judge it).
+    const refusal = opts.guard.unresolved?.(target);
+    if (refusal) throw refusal;
+    return;
+  }
   for (const a of local) {
     const refusal = opts.guard(a, target);
     if (refusal) throw refusal;

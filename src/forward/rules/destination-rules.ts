@@ -168,18 +168,44 @@ export class DestinationRules {
   /**
    * Before resolution: refuse names that no address could make acceptable. The user's own
    * level first, then the global one; no array, and the `host:port` label is made only for a
-   * refusal (this runs once per tunnel).
+   * refusal (this runs once per tunnel). With `defaultAction: deny`, a name no allow rule can
+   * match whatever it resolves to (none matches its name and port) is refused here, as the
+   * address stage would refuse it (SSRF audit: the name stage let it go, and through an upstream
+   * proxy exit nothing judged it again).
    */
   checkName(user: string | null, host: string, port: number): Failure | undefined {
+    return this.#nameStage(user, host, port, false);
+  }
+
+  /**
+   * A name this host does not resolve, because an upstream proxy exit resolves it: the only
+   * judgement it gets (egress/exit.ts `refuseLiteral`, through the guard's `unresolved`). The
+   * name stage, except that an allow rule with `cidrs` allows nothing, since no address is known
+   * here to be in them; then `defaultAction`. Deny rules with `cidrs` and the private ranges
+   * cannot judge it (docs/forward-proxy.md). SSRF audit: a user's allow rule with `cidrs` "may
+   * match" any name, which ended the name stage before the global deny rules, and the name went
+   * to the exit past a deny of it for everyone (test/forward/rules-unresolved-names.test.ts).
+   */
+  checkUnresolved(user: string | null, host: string, port: number): Failure | undefined {
+    return this.#nameStage(user, host, port, true);
+  }
+
+  #nameStage(user: string | null, host: string, port: number, unresolved: boolean): Failure | undefined {
     const own = this.#own(user);
     const h = readHost(host, this.#hostNeed);
     const ch = this.#carriedHosts(h);
     if (own !== undefined) {
-      const r = this.#checkNameAt(own, user, host, h, ch, port);
+      const r = this.#checkNameAt(own, user, host, h, ch, port, unresolved);
       if (r !== CONTINUE) return r;
     }
-    const r = this.#checkNameAt(this.#global, user, host, h, ch, port);
-    return r === CONTINUE ? undefined : r;
+    const r = this.#checkNameAt(this.#global, user, host, h, ch, port, unresolved);
+    if (r !== CONTINUE) return r;
+    return this.#defaultDeny ? this.#notAllowed(label(host, port)) : undefined;
+  }
+
+  /** No allow rule matched and `defaultAction` is deny (the name stage and the address stage alike). */
+  #notAllowed(nextHop: string): Failure {
+    return new Failure({ type: 'http_request_denied', phase: 'route', nextHop, detail: `destination ${nextHop} is not allowed by any rule` });
   }
 
   /**
@@ -195,7 +221,8 @@ export class DestinationRules {
     return v4s.length === 0 ? NO_HOSTS : v4s.map((v) => ({ name: v, address: v }));
   }
 
-  #checkNameAt(level: RuleSet, user: string | null, host: string, h: CheckedHost, ch: readonly CheckedHost[], port: number): Failure | undefined | typeof CONTINUE {
+  /** One level's name stage; `unresolved`: an allow rule with cidrs cannot match (no address will be known). */
+  #checkNameAt(level: RuleSet, user: string | null, host: string, h: CheckedHost, ch: readonly CheckedHost[], port: number, unresolved: boolean): Failure | undefined | typeof CONTINUE {
     const deny = level.deny;
     for (let i = 0; i < deny.length; i++) {
       const r = deny[i]!;
@@ -203,7 +230,10 @@ export class DestinationRules {
     }
     // An allow rule that may match (by name) ends the name stage: the address stage decides.
     const allow = level.allow;
-    for (let i = 0; i < allow.length; i++) if (allow[i]!.matchesName(h, port)) return undefined;
+    for (let i = 0; i < allow.length; i++) {
+      const r = allow[i]!;
+      if ((!unresolved || r.cidrs === undefined) && r.matchesName(h, port)) return undefined;
+    }
     return CONTINUE;
   }
 
@@ -257,10 +287,7 @@ export class DestinationRules {
       const nextHop = label(host, port);
       return new Failure({ type: 'destination_ip_prohibited', phase: 'connect', nextHop, detail: `address ${addr} of ${nextHop} is private, loopback or link-local` });
     }
-    if (!allowedBy && this.#defaultDeny) {
-      const nextHop = label(host, port);
-      return new Failure({ type: 'http_request_denied', phase: 'route', nextHop, detail: `destination ${nextHop} is not allowed by any rule` });
-    }
+    if (!allowedBy && this.#defaultDeny) return this.#notAllowed(label(host, port));
     return undefined;
   }
 
@@ -288,14 +315,20 @@ export class DestinationRules {
   readonly #userGuards = new Map<string, AddressGuard>();
 
   guardFor(user: string | null): AddressGuard {
-    if (user === null) return (this.#anonymousGuard ??= (a: ResolvedAddress, t: DialTarget) => this.checkAddress(null, t.host, t.port, a.address));
+    if (user === null) return (this.#anonymousGuard ??= this.#guard(null));
     // One guard per user, kept (a closure per tunnel before; bounded like the other per-user maps).
     let g = this.#userGuards.get(user);
     if (g === undefined) {
       if (this.#userGuards.size >= MAX_USER_GUARDS) this.#userGuards.clear();
-      g = (a: ResolvedAddress, t: DialTarget) => this.checkAddress(user, t.host, t.port, a.address);
+      g = this.#guard(user);
       this.#userGuards.set(user, g);
     }
     return g;
+  }
+
+  /** A guard for `user`: the address stage, and the judgement of a name an upstream exit resolves (`checkUnresolved`). Made once per user. */
+  #guard(user: string | null): AddressGuard {
+    const unresolved = (t: DialTarget): Failure | undefined => this.checkUnresolved(user, t.host, t.port);
+    return Object.assign((a: ResolvedAddress, t: DialTarget) => this.checkAddress(user, t.host, t.port, a.address), { unresolved });
   }
 }
