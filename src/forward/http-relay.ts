@@ -3,6 +3,8 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { CLIENT_CLOSED_STATUS, Failure, connectionCut } from '../failure/index.js';
+import { closeAfter } from '../http/connection-order.js';
+import { requestCodingRefusal } from '../http/framing.js';
 import { unbracket, type EgressDial, type ExitChoice } from '../egress/index.js';
 import { withScope } from '../egress/exit-failure.js';
 import { ExpectClient } from '../http/expect-client.js';
@@ -187,6 +189,22 @@ export class HttpExchange implements ForwardResponder, Relay, CancelSignal {
     const session = freq.session;
     const route = freq.route;
     this.#user = route.user;
+    // Codings other than chunked alone are refused, as the reverse gateway refuses them
+    // (http/framing.ts): the relay takes the chunked framing off and would pass the coded bytes on under no Transfer-Encoding.
+    const codings = req.headers['transfer-encoding'];
+    if (codings !== undefined) {
+      const refusal = requestCodingRefusal(codings);
+      if (refusal !== undefined) {
+        // Its framing is not one the relay passes on: its body is not read, nothing behind it
+        // is parsed, and the connection closes after the answer (as http-front.ts refuses an
+        // HTTP/1.0 request's Transfer-Encoding).
+        req.socket.pause();
+        closeAfter(req.socket);
+        this.#res.shouldKeepAlive = false;
+        sendFailure(this.#ctx, req, this.#res, refusal, this.#requestId, true);
+        return { status: refusal.status, method: req.method };
+      }
+    }
     const headers = forwardRequestHeaders(req.rawHeaders, target.authority, req.httpVersion, ctx.settings.name);
     const headUp = headerBytes(headers) + (req.method?.length ?? 0) + target.path.length + 12;
     let body: Readable | null = null;

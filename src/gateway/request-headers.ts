@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Failure } from '../failure/index.js';
 import { HOP_BY_HOP, connectionListed, viaContains } from '../http/headers.js';
+import { requestCodingRefusal } from '../http/framing.js';
 import { plainAddress } from '../http/trust.js';
 import { viaOwnForward } from '../net/own-listeners.js';
 import { lowerCase, nameIs } from '../http/token.js';
@@ -93,22 +94,6 @@ function quoteForwarded(addr: string): string {
  * per the trusted-proxies setting, Host per route, request id set. Throws a Failure
  * for requests that must not be forwarded (loops, unsupported transfer codings).
  */
-/**
- * A request Transfer-Encoding other than `chunked` alone. Codings not ending in chunked leave
- * the body without a length: RFC 9112 §6.3 has the server answer 400 and close (the net front's
- * parser refuses the same head with the same 400). Chunked after codings the gateway does not
- * implement (`gzip, chunked`) is framed, but not understood: 501 (RFC 9112 §6.1).
- */
-function unsupportedTransferCoding(value: string): Failure {
-  const list = value.split(',');
-  let last = '';
-  for (let i = list.length - 1; i >= 0 && last === ''; i--) last = list[i]!.trim().toLowerCase();
-  if (last !== 'chunked') {
-    return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: `Transfer-Encoding "${value}" does not end in chunked: the body has no length (RFC 9112 §6.3)` });
-  }
-  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'not_implemented', detail: `Transfer-Encoding "${value}" is not supported (only chunked)` });
-}
-
 export function buildUpstreamHead(
   ctx: GatewayContext,
   req: IncomingMessage,
@@ -205,7 +190,8 @@ export function buildUpstreamHead(
     }
   }
 
-  if (codings !== undefined) throw unsupportedTransferCoding(codings);
+  // `codings` starts with a field that is not `chunked` alone, so the list is never chunked alone: always a refusal.
+  if (codings !== undefined) throw requestCodingRefusal(codings)!;
   if (clientHost !== undefined) origHost = clientHost;
   out.push('host', hostValue ?? origHost ?? '');
   out.push('via', via);

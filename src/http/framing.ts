@@ -8,6 +8,8 @@
  * llhttp's own codes. Each costs a comparison or two on what the parser already gave.
  */
 
+import { Failure } from '../failure/index.js';
+
 /**
  * RFC 9110 §9.3.6: a CONNECT request has no content. A CONNECT with Transfer-Encoding, or with
  * a Content-Length other than 0, asks a hop that honours the field to take the bytes after the
@@ -30,4 +32,25 @@ export function connectFramingProblem(contentLength: string | undefined, transfe
 /** The framing problem of a request of `httpVersion` with Transfer-Encoding (`hasTransferEncoding`: the field is present), or undefined. */
 export function versionFramingProblem(httpVersion: string, hasTransferEncoding: boolean): string | undefined {
   return hasTransferEncoding && httpVersion === '1.0' ? HTTP10_TRANSFER_ENCODING : undefined;
+}
+
+/**
+ * The refusal of a request whose Transfer-Encoding (every field's codings, one list) is not
+ * chunked alone, or undefined when it is (any case, spaces around it): both faces refuse it
+ * before anything is sent on. Codings not ending in chunked leave the body without a length:
+ * RFC 9112 §6.3 has the server answer 400 and close (the net front's parser refuses the same
+ * head with the same 400). Chunked after codings Gatewise does not implement (`gzip, chunked`)
+ * is framed, but not understood: 501 (RFC 9112 §6.1). Passing it on with the chunked framing
+ * taken off would hand the next hop coded bytes under no Transfer-Encoding (the forward proxy
+ * did, until the SSRF audit of session 41).
+ */
+export function requestCodingRefusal(codings: string): Failure | undefined {
+  if (codings.trim().toLowerCase() === 'chunked') return undefined;
+  const list = codings.split(',');
+  let last = '';
+  for (let i = list.length - 1; i >= 0 && last === ''; i--) last = list[i]!.trim().toLowerCase();
+  if (last !== 'chunked') {
+    return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'bad_request', detail: `Transfer-Encoding "${codings}" does not end in chunked: the body has no length (RFC 9112 §6.3)` });
+  }
+  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'not_implemented', detail: `Transfer-Encoding "${codings}" is not supported (only chunked)` });
 }
