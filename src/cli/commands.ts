@@ -400,7 +400,7 @@ export function topHelp(): string {
 
 /** What `gatewise <cmd>` prints (on stderr) after the reason a command line was refused. */
 export function shortUsage(def: CommandDef): string {
-  return `usage: ${usageLine(def).replace(/\n/g, '\n       ')}\n'gatewise ${def.name} --help' ${def.options.length ? 'describes every option' : 'says more'}.\n`;
+  return `usage: ${usageLine(def).replace(/\n/g, '\n       ')}\n'gatewise ${def.name} --help' ${def.options.length ? 'describes every option' : 'describes the command'}.\n`;
 }
 
 /** Thrown for `--help` / `-h`: the caller prints the command's help on stdout and exits 0. */
