@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { checkConfigText } from '../config/check.js';
+import { checkConfigText, isJsonFile } from '../config/check.js';
 import { hashPassword } from '../tenants/index.js';
 import { answerUsage, command, optionsError, parseCommand } from './commands.js';
 import { UsageError } from './usage.js';
@@ -115,14 +115,16 @@ export async function initCommand(argv: string[]): Promise<number> {
 #   address: 127.0.0.1
 #   port: 9090
 `);
-    const text = parts.join('\n');
+    // A .json file gets JSON (without the comments), since a .json file is read as strict
+    // JSON (finding, newcomer audit: init wrote YAML there, check passed, run failed).
+    const text = asFormatOf(file, parts.join('\n'));
     // The same checks as \`gatewise check\`, short of the users file that is not written yet.
     const r = checkConfigText(text, v.config, { host: false });
     if (r.problems.length) throw optionsError(def, r.problems, parseYaml(text));
     // Both files or neither: each is written beside itself first and renamed into place once
     // both are written (finding, session 29: a users file that could not be written left a
     // config pointing at it, and the retry was refused because the config existed).
-    const users = usersFile === undefined ? undefined : usersFileText('alice', await hashPassword(password));
+    const users = usersFile === undefined ? undefined : asFormatOf(usersFile, usersFileText('alice', await hashPassword(password)));
     const staged: Array<[string, string]> = [];
     try {
       staged.push(stage(file, text, 'config', '--config'));
@@ -142,6 +144,11 @@ export async function initCommand(argv: string[]): Promise<number> {
     if (code !== undefined) return code;
     throw err;
   }
+}
+
+/** `yamlText` as `file`'s name asks: JSON for a .json file (its comments dropped), else as it is. */
+function asFormatOf(file: string, yamlText: string): string {
+  return isJsonFile(file) ? JSON.stringify(parseYaml(yamlText), null, 2) + '\n' : yamlText;
 }
 
 /** Write `text` beside `file` (a temporary name in its directory); a failure names the flag and the file. */

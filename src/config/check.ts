@@ -10,6 +10,7 @@ import { CertificateFileError, readCaFile, readCertificatePair } from './tls-fil
 import { configCrossChecks, configSchema, type Config } from './schema.js';
 import { didYouMean, keysAt } from './schema-walk.js';
 import { yaml } from '../text/index.js';
+import { jsonSyntaxError } from './json-syntax.js';
 
 /**
  * Everything `gatewise run` checks before it binds a socket, in one function that `check`
@@ -202,7 +203,7 @@ export function checkUsersFile(file: string, plans: Record<string, unknown> | un
   } catch (err) {
     return [{ path: 'forward.auth.usersFile', message: `users file ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'EIO'})` }];
   }
-  const parsed = readYaml(text);
+  const parsed = readYaml(text, file);
   if (Array.isArray(parsed)) return parsed.map((p) => ({ ...p, file }));
   const { doc, lc, raw } = parsed;
   const wrapped = isObj(raw) && 'users' in raw;
@@ -424,7 +425,15 @@ const MAX_ALIASES = 1000;
  * YAML (or JSON) text as a document, its line counter and its value; or its problems, each
  * with its line. One reading for the config and the users file.
  */
-function readYaml(text: string): { doc: import('yaml').Document.Parsed; lc: import('yaml').LineCounter; raw: unknown } | ConfigProblem[] {
+function readYaml(text: string, file: string | undefined): { doc: import('yaml').Document.Parsed; lc: import('yaml').LineCounter; raw: unknown } | ConfigProblem[] {
+  // A .json file is JSON: what the YAML parser would let through besides (trailing commas,
+  // comments, unquoted keys) is refused here, where it is (finding, newcomer audit: a users
+  // file passed the check and failed the running proxy's JSON.parse). Its values and lines
+  // come from the YAML parser, as a YAML file's do.
+  if (file !== undefined && isJsonFile(file)) {
+    const bad = jsonSyntaxError(text);
+    if (bad) return [{ path: '', message: `not valid JSON: ${bad.message}`, ...offsetLineColumn(text, bad.offset) }];
+  }
   const { LineCounter, parseDocument } = yaml();
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
@@ -447,9 +456,25 @@ function readYaml(text: string): { doc: import('yaml').Document.Parsed; lc: impo
   }
 }
 
+/** A file whose name says JSON (`.json`, any case): read as strict JSON. */
+export function isJsonFile(file: string): boolean {
+  return /\.json$/i.test(file);
+}
+
+/** An offset in `text` as a 1-based line and column (UTF-16 code units, as the YAML parser counts). */
+function offsetLineColumn(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let start = 0;
+  for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) {
+    line++;
+    start = i + 1;
+  }
+  return { line, column: offset - start + 1 };
+}
+
 /** Check config text (YAML or JSON) and everything it names on this host. Never throws for a bad config. */
 export function checkConfigText(text: string, file?: string, opts: CheckOptions = {}): CheckResult {
-  const parsed = readYaml(text);
+  const parsed = readYaml(text, file);
   if (Array.isArray(parsed)) return { config: undefined, problems: parsed, warnings: [] };
   const { doc, lc, raw } = parsed;
   if (!isObj(raw)) {

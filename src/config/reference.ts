@@ -147,7 +147,7 @@ export function configReference(): string {
     '     `node dist/src/config/reference.js --write` (npm run docs:config). Do not edit by hand:',
     '     test/docs/config-reference.test.ts fails when this page and the schema differ. -->',
     '',
-    'Every key of a Gatewise config file (YAML or JSON), generated from the schema that validates it.',
+    'Every key of a Gatewise config file (YAML, or strict JSON in a `.json` file), generated from the schema that validates it.',
     '`gatewise check -c FILE` checks a file against it (and more: files, ports, addresses);',
     '`gatewise schema` prints the same schema as JSON Schema for editors. Durations are strings',
     'such as `"500ms"`, `"2s"`, `"1m"`, `"1h"`. `[]` stands for any element of a list, `<name>`',
