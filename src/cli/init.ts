@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { checkConfigText, isJsonFile } from '../config/check.js';
@@ -96,6 +96,13 @@ export async function initCommand(argv: string[]): Promise<number> {
     const listen = v.listen !== undefined ? hostPort(v.listen) : undefined;
     // One file for two contents would keep only the second (finding, session 29: the config was lost).
     if (usersFile === file) throw new UsageError(`--users and --config name the same file (${file}): the users file is a file of its own`);
+    // A directory is no file to write, --force or not (finding, newcomer audit: "exists;
+    // --force overwrites it", then --force failed to rename onto it and left its temporary file).
+    for (const [f, flag, what] of [[file, '--config', 'config'], [usersFile, '--users', 'users file']] as const) {
+      if (f !== undefined && statSync(f, { throwIfNoEntry: false })?.isDirectory()) {
+        throw new UsageError(`${flag} ${f} is a directory; name a file for the ${what} (e.g. ${join(f, what === 'config' ? 'gatewise.yaml' : 'users.yaml')})`);
+      }
+    }
     for (const f of [file, usersFile]) {
       if (f && existsSync(f) && !v.force) {
         process.stderr.write(`gatewise init: ${f} exists; --force overwrites it\n`);
@@ -133,7 +140,18 @@ export async function initCommand(argv: string[]): Promise<number> {
       for (const [tmp] of staged) rmSync(tmp, { force: true });
       throw err;
     }
-    for (const [tmp, to] of staged) renameSync(tmp, to);
+    // A rename that fails (the target turned into a directory since) leaves no temporary file.
+    let placing: string | undefined;
+    try {
+      for (const [tmp, to] of staged) {
+        placing = to;
+        renameSync(tmp, to);
+      }
+    } catch (err) {
+      for (const [tmp] of staged) rmSync(tmp, { force: true });
+      const e = err as NodeJS.ErrnoException;
+      throw new UsageError(`cannot put ${placing} in place (${e.code ?? e.message})`);
+    }
     const wrote = staged.map(([, to]) => to);
     process.stdout.write(`gatewise init: wrote ${wrote.join(' and ')}\n`);
     if (usersFile) process.stdout.write(`gatewise init: user alice, password ${password} (shown once; only its hash is stored)\n`);
