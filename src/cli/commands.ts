@@ -78,14 +78,14 @@ export const COMMANDS: readonly CommandDef[] = [
     name: 'run',
     summary: 'run a config; SIGHUP (or POST /reload on the admin listener) reloads it in place, an invalid one refused; SIGTERM/SIGINT drain in-flight requests, then exit',
     options: [
-      { flag: 'config', short: 'c', value: 'FILE', type: 'string', required: true, description: 'the config file (YAML or JSON)' },
+      { flag: 'config', short: 'c', value: 'FILE', type: 'string', required: true, description: 'the config file: YAML, or strict JSON when its name ends in .json' },
       { flag: 'workers', value: 'N|auto', type: 'string', whole: { min: 1, max: 256, words: ['auto'] }, description: 'run N processes on the same ports (node:cluster); auto: one per core' },
     ],
   },
   {
     name: 'check',
     summary: 'check a config as run does short of binding (schema, references, files, ports, addresses); every problem at once, by file and line; exit 1 if any',
-    options: [{ flag: 'config', short: 'c', value: 'FILE', type: 'string', required: true, description: 'the config file (YAML or JSON)' }],
+    options: [{ flag: 'config', short: 'c', value: 'FILE', type: 'string', required: true, description: 'the config file: YAML, or strict JSON when its name ends in .json' }],
   },
   {
     name: 'init',

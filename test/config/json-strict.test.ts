@@ -242,3 +242,11 @@ test('gatewise init -c FILE.json --users FILE.json writes JSON, which check and 
   assert.equal(c.code, 0, c.stderr);
   assert.match(c.stdout, /^init\.json: ok/);
 });
+
+test('gatewise run --help and check --help say that a .json config is read as JSON', async () => {
+  for (const cmd of ['run', 'check']) {
+    const r = await cli([cmd, '--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /-c, --config FILE +the config file: YAML, or strict JSON when its name ends in \.json/, cmd);
+  }
+});
