@@ -201,7 +201,7 @@ export function checkUsersFile(file: string, plans: Record<string, unknown> | un
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    return [{ path: 'forward.auth.usersFile', message: `users file ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'EIO'})` }];
+    return [{ path: 'forward.auth.usersFile', message: `users file ${file} cannot be read ${readFailure(err)}` }];
   }
   const parsed = readYaml(text, file);
   if (Array.isArray(parsed)) return parsed.map((p) => ({ ...p, file }));
@@ -501,6 +501,20 @@ export function checkConfigText(text: string, file?: string, opts: CheckOptions 
   return { config: problems.length === 0 && result.success ? result.data : undefined, problems, warnings };
 }
 
+/** Why a file could not be read: its code (scripts match it), then in words (finding, newcomer audit: codes alone). */
+function readFailure(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+  const words = READ_FAILURES[code];
+  return words ? `(${code}): ${words}` : `(${code})`;
+}
+
+const READ_FAILURES: Record<string, string> = {
+  ENOENT: 'no such file',
+  EISDIR: 'it is a directory, not a file',
+  EACCES: 'permission denied',
+  ENOTDIR: 'a part of the path is not a directory',
+};
+
 /** Read and check a config file. */
 export function checkConfigFile(file: string, opts: CheckOptions = {}): CheckResult {
   if (file === '') return { config: undefined, problems: [{ path: '', message: 'no file named: the config path is empty (--config needs a file)' }], warnings: [] };
@@ -508,8 +522,7 @@ export function checkConfigFile(file: string, opts: CheckOptions = {}): CheckRes
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    return { config: undefined, problems: [{ path: '', message: `cannot read the file (${code})` }], warnings: [] };
+    return { config: undefined, problems: [{ path: '', message: `cannot read the file ${readFailure(err)}` }], warnings: [] };
   }
   return checkConfigText(text, file, opts);
 }
