@@ -214,6 +214,15 @@ export function expectationFailed(expect: string | undefined): Failure {
 }
 
 /**
+ * An HTTP/2 request whose header list is larger than the listener's maxHeaderSize, measured as
+ * RFC 9113 §6.5.2 does (name + value + 32 octets per field): the 431 an HTTP/1.1 head of that
+ * size gets (gateway/h2.ts, for a client that never acknowledged the SETTINGS that announce it).
+ */
+export function headerListTooLarge(size: number, max: number): Failure {
+  return new Failure({ type: 'http_request_error', phase: 'accept', reason: 'header_fields_too_large', detail: `HTTP/2 request header list of ${size} bytes (name + value + 32 per field) over the listener's maxHeaderSize (${max})` });
+}
+
+/**
  * A request head Node's parser (llhttp) rejected, by its error code, or one the framing rules
  * of http/framing.ts refused, by theirs: too large → 431, too slow → 408, anything else
  * malformed → 400. Both faces' HTTP listeners use it.

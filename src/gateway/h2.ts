@@ -50,6 +50,8 @@ export class H2Front {
       /** An Expect the gateway cannot meet (anything but 100-continue). */
       expectation(req: IncomingMessage, res: ServerResponse): void;
       abuse(session: ServerHttp2Session, detail: string): void;
+      /** A header list (RFC 9113 §6.5.2 measure, `size` bytes) over the listener's maxHeaderSize. */
+      tooLarge(req: IncomingMessage, res: ServerResponse, size: number): void;
     },
   ) {
     this.#maxResets = cfg.maxResets;
@@ -63,11 +65,18 @@ export class H2Front {
     const request = handlers.request;
     const checkContinue = handlers.checkContinue;
     const expectation = handlers.expectation;
+    const maxHeaderSize = limits.maxHeaderSize;
+    const tooLarge = handlers.tooLarge;
     const take = (handler: StreamHandler, req: Http2ServerRequest, res: Http2ServerResponse): void => {
       if (refusedForAbuse(req)) return;
-      adaptRequest(req);
+      const size = adaptRequest(req);
       req.stream.once('finish', onAnswerSent);
-      startAfterRead(handler, req, res);
+      // SETTINGS_MAX_HEADER_LIST_SIZE binds only once the client acknowledged the SETTINGS
+      // (nghttp2's local settings change at the ACK): a client that never does had header lists
+      // of up to ~64 KiB forwarded whatever maxHeaderSize said (h2-header-size.test finding).
+      // Measured as Node does after the ACK, so the boundary is the same either way.
+      if (size > maxHeaderSize) startAfterRead((q, s) => tooLarge(q, s, size), req, res);
+      else startAfterRead(handler, req, res);
     };
     this.server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => take(request, req, res));
     this.server.on('checkContinue', (req: Http2ServerRequest, res: Http2ServerResponse) => take(checkContinue, req, res));
@@ -620,15 +629,19 @@ const CONNECTION_ERROR_CODE: Record<number, number> = {
 /**
  * The head as the pipeline reads it: pseudo-headers out of `rawHeaders` (what is forwarded),
  * `:authority` as `Host` when the client sent no Host, cookies joined into one field
- * (RFC 9113 §8.2.3, for an HTTP/1.1 upstream).
+ * (RFC 9113 §8.2.3, for an HTTP/1.1 upstream). Returns the size of the header list as
+ * received, by RFC 9113 §6.5.2's measure (name + value + 32 octets per field, pseudo-headers
+ * and every cookie crumb included: what Node compares with SETTINGS_MAX_HEADER_LIST_SIZE).
  */
-export function adaptRequest(req: Http2ServerRequest): void {
+export function adaptRequest(req: Http2ServerRequest): number {
   const raw = req.rawHeaders;
   const out: string[] = [];
   let authority: string | undefined;
   let cookie: string | undefined;
+  let size = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
+    size += name.length + raw[i + 1]!.length + 32;
     if (name.charCodeAt(0) === 58 /* : */) {
       if (name === ':authority') authority = raw[i + 1];
       continue;
@@ -655,4 +668,5 @@ export function adaptRequest(req: Http2ServerRequest): void {
   // CONNECT has no :path: its target is :authority (RFC 9113 §8.5), as HTTP/1.1's is in
   // authority-form, so its refusal is recorded with the same path over both.
   if (authority !== undefined && req.method === 'CONNECT' && req.url === undefined) Object.defineProperty(req, 'url', { value: authority, configurable: true });
+  return size;
 }

@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Config, ListenerConfig } from '../config/schema.js';
-import { Failure, expectationFailed, parserRefusal } from '../failure/index.js';
+import { Failure, expectationFailed, headerListTooLarge, parserRefusal } from '../failure/index.js';
 import { ConnectionGate, handshakeLeft, type GateStats } from '../http/connection-gate.js';
 import { refusalAccept, refusalHead, viaValue, withholdKeepAliveHint, type ParserRefusalError } from '../http/headers.js';
 import { CLOSE_LINGER_MS, Timeout, destroyAfter } from '../timing/deadlines.js';
@@ -413,6 +413,13 @@ export class Gateway {
           return;
         }
         new Exchange(this.ctx, req, res, entry.name, via2, limits, front).fail(expectationFailed(req.headers.expect));
+      },
+      tooLarge: (req, res, size) => {
+        if (first(req.socket)) {
+          res.destroy();
+          return;
+        }
+        new Exchange(this.ctx, req, res, entry.name, via2, limits, front).fail(headerListTooLarge(size, l.maxHeaderSize));
       },
       abuse: (session, detail) => this.#h2Abuse(session, detail, entry.name),
     });
