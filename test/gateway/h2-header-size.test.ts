@@ -154,3 +154,58 @@ describe('HTTP/2: maxHeaderSize holds for a client that never acknowledges the g
     await seededRun('configured limit', async (rand) => family(between(rand, 4096, 12000), between(rand, 0, 2 ** 31)));
   });
 });
+
+/**
+ * `maxHeaderCount` over HTTP/2. Node keeps at most `maxHeaderListPairs` fields of a stream
+ * (default 128, pseudo-headers and each cookie crumb counted) and resets a stream with more
+ * itself (`RST_STREAM ENHANCE_YOUR_CALM`, no record): found, a listener allowed 130–400
+ * fields had h2 requests of 129 and more refused, and over the default 100 only 101 to ~124
+ * got the gateway's recorded 431. Node's bound is now set past anything the header-size limit
+ * lets through (each field costs 32 bytes of the list), so the count is judged by the
+ * gateway, as over HTTP/1.1.
+ */
+async function countFamily(maxCount: number | undefined, rand: () => number): Promise<void> {
+  const max = maxCount ?? 100;
+  const gw = await startOneUpstreamGateway(upstream.url, { listener: { http2: { h2c: true }, maxHeaderSize: 32768, ...(maxCount !== undefined ? { maxHeaderCount: maxCount } : {}) } });
+  try {
+    // `count` x-f fields; the head counted holds them, x-case and Host (from :authority), as
+    // HTTP/1.1's does: at the limit, just over it, and seeded ones on both sides.
+    const cases: Array<{ count: number; over: boolean }> = [
+      { count: max - 2, over: false },
+      { count: max - 1, over: true },
+    ];
+    for (let i = 0; i < 3; i++) cases.push({ count: max - 1 + between(rand, 0, 300), over: true });
+    for (let i = 0; i < 2; i++) cases.push({ count: between(rand, Math.max(1, max - 120), max - 2), over: false });
+    let n = 0;
+    await everyCase(cases, async ({ count, over }) => {
+      const tag = `n${n++}-${count}`;
+      const fields: Array<[string, string]> = [...PSEUDO, ['x-case', tag]];
+      for (let i = 0; i < count; i++) fields.push([`x-f${i}`, 'v']);
+      const what = `${count + 2} fields (${count + 5} with the pseudo-headers), maxHeaderCount ${max}`;
+      const a = await ask(gw, fields);
+      const forwarded = heads.some((h) => h.includes(`x-case: ${tag}\r\n`));
+      if (over) {
+        assert.ok(!a.reset && a.answer.startsWith('431 '), `${what}: answered ${JSON.stringify(a.answer.slice(0, 60))}${a.reset ? ' (reset)' : ''}, not the gateway's 431`);
+        assert.ok(!forwarded, `${what}: forwarded upstream`);
+      } else {
+        assert.equal(a.answer, 'ok', `${what}: not served${a.reset ? ' (reset)' : ''}`);
+        assert.ok(forwarded, `${what}: the upstream did not get it`);
+      }
+    });
+    const refused = gw.logs.filter((l) => l.type === 'access' && l.status === 431);
+    assert.equal(refused.length, cases.filter((c) => c.over).length, 'one 431 record per refused request');
+    for (const r of refused) assert.equal(r.reason, 'header_fields_too_large');
+  } finally {
+    await gw.close();
+  }
+}
+
+describe('HTTP/2: maxHeaderCount is the gateway\'s, not Node\'s 128 fields', () => {
+  test('seeded family, default limit (100): 101 to 400 fields get the recorded 431, up to 100 are served', { timeout: 120_000 }, async () => {
+    await seededRun('default maxHeaderCount', (rand) => countFamily(undefined, rand));
+  });
+
+  test('seeded family over a configured limit (130–400): up to it served, over it the recorded 431', { timeout: 120_000 }, async () => {
+    await seededRun('configured maxHeaderCount', (rand) => countFamily(between(rand, 130, 400), rand));
+  });
+});
