@@ -404,7 +404,7 @@ export class Gateway {
       }
       x.start(maxHeaderCount, expect);
     };
-    return new H2Front(l.http2!, { maxHeaderSize: l.maxHeaderSize, keepAliveMs: ms(l.keepAliveTimeout) }, {
+    return new H2Front(l.http2!, { maxHeaderSize: l.maxHeaderSize, maxHeaderCount, keepAliveMs: ms(l.keepAliveTimeout) }, {
       request: (req, res) => start(req, res, false),
       checkContinue: (req, res) => start(req, res, true),
       expectation: (req, res) => {
