@@ -43,7 +43,7 @@ export class H2Front {
 
   constructor(
     cfg: Http2Config,
-    limits: { maxHeaderSize: number; maxHeaderCount: number; keepAliveMs: number },
+    limits: { maxHeaderSize: number; keepAliveMs: number },
     handlers: {
       request(req: IncomingMessage, res: ServerResponse): void;
       checkContinue(req: IncomingMessage, res: ServerResponse): void;
@@ -60,12 +60,12 @@ export class H2Front {
     this.server = createServer({
       settings: { maxConcurrentStreams: cfg.maxConcurrentStreams, enablePush: false, maxHeaderListSize: limits.maxHeaderSize },
       // Node resets a stream with more fields than this itself (ENHANCE_YOUR_CALM, unrecorded;
-      // default 128, pseudo-headers and cookie crumbs counted): set past what the listener's
-      // limits let through, so maxHeaderCount is judged by the exchange (its recorded 431) and
-      // a listener allowing more than 128 is honoured. A field costs at least 32 bytes of the
-      // list, so more than maxHeaderSize / 32 fields are over maxHeaderSize anyway; +6: the
-      // pseudo-headers and the one field past the count (h2-header-size.test finding).
-      maxHeaderListPairs: Math.max(limits.maxHeaderCount + 6, Math.floor(limits.maxHeaderSize / 32) + 1),
+      // default 128, pseudo-headers and cookie crumbs counted): set past what maxHeaderSize
+      // lets through (a field costs more than 32 bytes of the list, so a stream Node refuses
+      // by count is over maxHeaderSize anyway), so maxHeaderCount, reloadable, is judged by the
+      // exchange (its recorded 431) and a listener allowing more than 128 is honoured
+      // (h2-header-size.test finding).
+      maxHeaderListPairs: Math.floor(limits.maxHeaderSize / 32) + 1,
       maxSendHeaderBlockLength: 64 * 1024,
     });
     const keepAliveMs = limits.keepAliveMs;

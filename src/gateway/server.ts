@@ -165,7 +165,7 @@ export class Gateway {
       // h2c with prior knowledge (./h2c.ts): the first bytes tell an HTTP/2 client (its
       // connection preface) from an HTTP/1.1 one; Node's own HTTP/1.1 connection listener
       // is called only for the latter.
-      const h2 = this.#h2Front(l, entry, { ...(front ?? { scheme: 'http', hsts: undefined, redirect: undefined }), h2: true }, entry.limits, first);
+      const h2 = this.#h2Front(l, entry, { ...(front ?? { scheme: 'http', hsts: undefined, redirect: undefined }), h2: true }, first);
       entry.h2 = h2;
       const http1 = server.listeners('connection') as Array<(s: Socket) => void>;
       server.removeAllListeners('connection');
@@ -254,7 +254,7 @@ export class Gateway {
       if (l.http2 === undefined) {
         server.prependListener('secureConnection', (socket: TLSSocket) => this.#secured(socket, entry.name, mode, strictSni));
       } else {
-        const h2 = this.#h2Front(l, entry, { ...front!, h2: true }, entry.limits, first);
+        const h2 = this.#h2Front(l, entry, { ...front!, h2: true }, first);
         entry.h2 = h2;
         // One dispatcher after the handshake: h2 to the HTTP/2 server, the rest to HTTP/1.1.
         const http1 = server.listeners('secureConnection') as Array<(s: TLSSocket) => void>;
@@ -389,22 +389,24 @@ export class Gateway {
   }
 
   /** The HTTP/2 side of a TLS listener: streams become exchanges with an h2 front. */
-  #h2Front(l: ListenerConfig, entry: { name: string }, front: ListenerFront, limits: ReturnType<typeof clientLimits>, first: (s: Socket) => boolean): H2Front {
+  #h2Front(l: ListenerConfig, entry: ListenerEntry, front: ListenerFront, first: (s: Socket) => boolean): H2Front {
     const via2 = viaValue('2', this.ctx.identity);
-    const maxHeaderCount = l.maxHeaderCount;
+    // The client limits and maxHeaderCount are read from the entry at each stream, as the
+    // HTTP/1.1 handlers do: a reload replaces them there (h2-reload-limits.test finding: the
+    // HTTP/2 side kept the ones it was built with).
     const start = (req: IncomingMessage, res: ServerResponse, expect: boolean): void => {
       if (first(req.socket)) {
         res.destroy();
         return;
       }
-      const x = new Exchange(this.ctx, req, res, entry.name, via2, limits, front);
+      const x = new Exchange(this.ctx, req, res, entry.name, via2, entry.limits, front);
       if (req.method === 'CONNECT') {
         x.fail(connectRefused(this.ctx.router.serverAllow));
         return;
       }
-      x.start(maxHeaderCount, expect);
+      x.start(entry.maxHeaderCount, expect);
     };
-    return new H2Front(l.http2!, { maxHeaderSize: l.maxHeaderSize, maxHeaderCount, keepAliveMs: ms(l.keepAliveTimeout) }, {
+    return new H2Front(l.http2!, { maxHeaderSize: l.maxHeaderSize, keepAliveMs: ms(l.keepAliveTimeout) }, {
       request: (req, res) => start(req, res, false),
       checkContinue: (req, res) => start(req, res, true),
       expectation: (req, res) => {
@@ -412,14 +414,14 @@ export class Gateway {
           res.destroy();
           return;
         }
-        new Exchange(this.ctx, req, res, entry.name, via2, limits, front).fail(expectationFailed(req.headers.expect));
+        new Exchange(this.ctx, req, res, entry.name, via2, entry.limits, front).fail(expectationFailed(req.headers.expect));
       },
       tooLarge: (req, res, size) => {
         if (first(req.socket)) {
           res.destroy();
           return;
         }
-        new Exchange(this.ctx, req, res, entry.name, via2, limits, front).fail(headerListTooLarge(size, l.maxHeaderSize));
+        new Exchange(this.ctx, req, res, entry.name, via2, entry.limits, front).fail(headerListTooLarge(size, l.maxHeaderSize));
       },
       abuse: (session, detail) => this.#h2Abuse(session, detail, entry.name),
     });
