@@ -167,3 +167,44 @@ describe('HTTP/2 → HTTP/1.1: a request body left short of its Content-Length',
     });
   });
 });
+
+/**
+ * Finding (same audit): nghttp2 refuses controls, SP and DEL in `:path` but lets bytes
+ * 0x80–0xFF through, and they went into the upstream's request line raw (`GET /a\xE9b`),
+ * where both HTTP/1.1 fronts refuse the same request line 400 (llhttp; `front: net`'s
+ * visible-ASCII target): an upstream reading such bytes as UTF-8 or otherwise could see
+ * another path than the one routed. Now refused 400 `bad_request`, as over HTTP/1.1.
+ */
+describe('HTTP/2 → HTTP/1.1: a :path byte outside visible ASCII', () => {
+  test('seeded family over bytes 0x80–0xFF at any place of the path or query: 400 recorded, nothing upstream; the same byte percent-encoded is forwarded', { timeout: 120_000 }, async () => {
+    await seededRun('non-ASCII :path', async (rand) => {
+      const n0 = conns.length;
+      const cases = Array.from({ length: 12 }, () => {
+        const byte = between(rand, 0x80, 0xff);
+        const base = rand() < 0.5 ? '/p/abc/def' : '/p/abc?q=def&r=1';
+        const at = between(rand, 1, base.length);
+        return { byte, path: base.slice(0, at) + String.fromCharCode(byte) + base.slice(at), encoded: `${base.slice(0, at)}%${byte.toString(16).toUpperCase()}${base.slice(at)}` };
+      });
+      await everyCase(cases, async ({ byte, path, encoded }) => {
+        const what = `:path ${JSON.stringify(path)} (0x${byte.toString(16)})`;
+        for (const [p, refused] of [[path, true], [encoded, false]] as const) {
+          const c = new RawH2(gw.port);
+          try {
+            await c.write(frame(T.HEADERS, 0x5, 1, block(head('GET', p))));
+            assert.ok(await c.until((fs) => fs.some((f) => f.stream === 1 && (f.type === T.RST_STREAM || (f.type === T.DATA && (f.flags & 1) === 1))), 10_000), `${what}: no answer`);
+            const body = Buffer.concat(c.frames.filter((f) => f.stream === 1 && f.type === T.DATA).map((f) => f.payload)).toString('latin1');
+            if (refused) assert.match(body, /^400 /, `${what}: answered ${JSON.stringify(body.slice(0, 40))}`);
+            else assert.equal(body, 'ok', `${p}: not forwarded`);
+          } finally {
+            c.destroy();
+          }
+        }
+      });
+      const lines = conns.slice(n0).flatMap((u) => u.bytes.split('\r\n\r\n').filter((h) => h.startsWith('GET ')).map((h) => h.slice(0, h.indexOf('\r\n'))));
+      assert.equal(lines.length, cases.length, 'one upstream request per percent-encoded path');
+      for (const l of lines) assert.match(l, /^GET [\x21-\x7e]+ HTTP\/1\.1$/, `request line ${JSON.stringify(l)}`);
+      const refused = gw.logs.filter((l) => l.type === 'access' && l.status === 400 && String(l.detail).includes('visible ASCII'));
+      assert.equal(refused.length, cases.length, 'one 400 record per non-ASCII :path, naming it');
+    });
+  });
+});
