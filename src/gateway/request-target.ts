@@ -122,6 +122,15 @@ export function routeHostOf(v: string): string {
   return lowerCase(h);
 }
 
+/** Every character of `s` is visible ASCII (0x21–0x7E). */
+function visibleAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
 /**
  * Check the Host field and the request-target, and normalise the path. Throws a Failure
  * (400 `http_request_error`, the detail says what) for anything that must not be routed.
@@ -149,6 +158,10 @@ export function checkRequestTarget(req: IncomingMessage, escapedSlashes: Escaped
   if (hostHeader !== undefined && hostRoute === undefined) throw refuse(`invalid Host header: ${hostProblem(hostHeader)!}`);
   const url = req.url ?? '';
   if (url.includes('#')) throw refuse('a request-target with a fragment ("#")');
+  // HTTP/1.1's request line gets this from the parser (llhttp; front: net's visible-ASCII
+  // target); nghttp2 refuses controls, SP and DEL in :path but not 0x80–0xFF, which went raw
+  // into the upstream's request line (h2-downgrade-smuggling.test finding). One compare for HTTP/1.x.
+  if (req.httpVersion === '2.0' && !visibleAscii(url)) throw refuse('a :path byte outside visible ASCII (RFC 9112 §3.2: percent-encode it)');
   let authority: string | undefined;
   let authorityRoute: string | undefined;
   let rest: string;
