@@ -4,7 +4,7 @@ import type { Dispatcher } from 'undici';
 import { CLIENT_CLOSED_STATUS, Failure, classify, type EndedBy } from '../failure/index.js';
 import { kSocketUser, unsentBytes, writeHandle, type SlottedSocket, type WriteHandle } from '../net/index.js';
 import { nameIs } from '../http/token.js';
-import { stripHopByHop, transferCodingRefusal, viaValue, fieldText, type RawField } from '../http/headers.js';
+import { stripHopByHop, trailersCarried, transferCodingRefusal, viaValue, withoutUncarriedTrailer, fieldText, type RawField } from '../http/headers.js';
 import type { MeterSession, PlanEnforcer } from '../tenants/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import { ClientBody } from './client-body.js';
@@ -260,7 +260,9 @@ export class ForwardRelay implements Dispatcher.DispatchHandler, ResponseTimerOw
         return false;
       }
     }
-    const out = stripHopByHop(list, 'response');
+    const req = this.#res.req;
+    // A Trailer field on an answer that cannot carry trailers (http/headers.ts): node:http would refuse the head.
+    const out = withoutUncarriedTrailer(stripHopByHop(list, 'response'), trailersCarried(statusCode, req.method, req.httpVersion));
     // RFC 9110 §8.6: no Content-Length in a 204 (a 304's describes the selected representation and stays).
     if (statusCode === 204) dropField(out, 'content-length');
     out.push('via', this.#via);

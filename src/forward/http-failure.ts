@@ -32,6 +32,8 @@ export function sendFailure(ctx: ForwardContext, req: IncomingMessage, res: Serv
     res.destroy();
     return;
   }
+  // A head Node refused before (the relay's catch) left its reason phrase here: the failure's status gets its own.
+  res.statusMessage = '';
   res.writeHead(r.status, r.headers);
   res.end(r.body);
 }

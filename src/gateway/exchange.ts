@@ -31,7 +31,7 @@ import { literalHost, noRouteFailure, rewritePath, type Route } from './router.j
 import { CachePhase, invalidateAfterUnsafe } from './cache-phase.js';
 import { SAFE_METHODS } from '../http/methods.js';
 import type { RouteCache } from '../cache/index.js';
-import { fieldText, type RawField } from '../http/headers.js';
+import { fieldText, trailersCarried, withoutUncarriedTrailer, type RawField } from '../http/headers.js';
 import { versionFramingProblem } from '../http/framing.js';
 
 /** A new request id (src/http/request-id.ts). */
@@ -443,6 +443,9 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
   /** Answer from the cache (a hit, a revalidated or a stale stored response); the answer is complete. */
   answerFromCache(statusCode: number, stored: string[], body: Buffer | undefined): void {
     // A stored response: received over HTTP/1.1 or h2 once; which one is not stored, 1.1 is said.
+    // Its trailers are not stored: a Trailer field would announce none, and node:http refuses
+    // one on the whole body it writes (every hit of a chunked answer with trailers was a 500).
+    stored = withoutUncarriedTrailer(stored, false);
     stored.push('via', this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId);
     // What every response of the listener gets, as a relayed head does (#writeResponseHead):
     // the onResponse hooks and HSTS. A stored answer skipped both before session 30 (a hook's
@@ -735,7 +738,10 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
     const ep = a.endpoint;
     const member = statusCode >= 500 ? receivedMember(statusCode, ep.nextHop, proxyStatusOptions(this.ctx, this.#peer, this.#socket)) : undefined;
     // Via names the protocol this response was received in: the try's connection's (RFC 9110 §7.6.3).
-    const built = finalResponseHead(rawHeaders, a.h2 ? this.ctx.responseVia.h2 : this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId, member, ep.nextHop);
+    // HTTP/1.x carries trailers only in a chunked body (http/headers.ts trailersCarried).
+    const front = this.front;
+    const carried = (front !== undefined && front.h2) || trailersCarried(statusCode, this.method, this.req.httpVersion);
+    const built = finalResponseHead(rawHeaders, a.h2 ? this.ctx.responseVia.h2 : this.ctx.responseVia.http1, this.ctx.requestIdHeader, this.requestId, member, ep.nextHop, carried);
     if (built instanceof Failure) {
       a.abort(built);
       return false;
@@ -761,7 +767,6 @@ export class Exchange implements HookedRequest, Admittable, Ordered, EndpointWai
       return false;
     }
     head = listened;
-    const front = this.front;
     // The client was never told to send its body: close rather than read it as the next request.
     if ((this.ctx.draining || (this.#expectContinue && !this.#continued)) && (front === undefined || !front.h2)) head.push('connection', 'close');
     // gRPC "Trailers-Only" (grpc-status in a head that ends the stream): undici does not say

@@ -1,4 +1,4 @@
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { STATUS_CODES, ServerResponse as NodeServerResponse, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { renderFailure, renderGrpcFailure, type AttemptSummary, type Failure } from '../failure/index.js';
 import { proxyStatusOptions, type GatewayContext } from './context.js';
@@ -50,6 +50,7 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
     const g = renderGrpcFailure({ failure: f, requestId: a.requestId, proxyStatus: proxyStatusOptions(a.ctx, a.clientAddress, a.clientSocket), requestIdHeader: idHeader(a.ctx) });
     if (a.hsts !== undefined) g.headers['strict-transport-security'] = a.hsts;
     if (a.close) g.headers.connection = 'close';
+    forgetReason(to);
     to.writeHead(g.status, g.headers);
     to.addTrailers(g.trailers);
     to.end();
@@ -68,6 +69,7 @@ export function respondWithFailure(to: ServerResponse | Duplex, f: Failure, a: F
   if (isServerResponse(to)) {
     if (a.close) out.headers.connection = 'close';
     if (a.cacheStatus !== undefined) out.headers['cache-status'] = a.cacheStatus;
+    forgetReason(to);
     to.writeHead(out.status, out.headers);
     to.end(out.body);
     return f;
@@ -132,6 +134,16 @@ export function respondWithRedirect(res: ServerResponse, ctx: GatewayContext, re
 export function respondWithAcmeChallenge(res: ServerResponse, ctx: GatewayContext, requestId: string, keyAuthorization: string): void {
   res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(Buffer.byteLength(keyAuthorization)), 'cache-control': 'no-store', 'proxy-status': `${ctx.identity};error=proxy_internal_response`, [ctx.requestIdHeader]: requestId });
   res.end(keyAuthorization);
+}
+
+/**
+ * A node:http answer whose relayed head Node refused (writeHead throws after it has taken the
+ * status line's reason phrase) keeps that phrase: the failure written after it read
+ * `502 OK`. Cleared, Node takes the failure's own status's phrase. Only node:http's
+ * ServerResponse keeps one (HTTP/2 has none; the net front writes its own).
+ */
+function forgetReason(to: ServerResponse): void {
+  if (to instanceof NodeServerResponse) to.statusMessage = '';
 }
 
 function isServerResponse(to: ServerResponse | Duplex): to is ServerResponse {

@@ -1,5 +1,5 @@
 import { Failure, appendMember } from '../failure/index.js';
-import { HOP_BY_HOP, connectionListed, fieldText, transferCodingRefusal, type RawField } from '../http/headers.js';
+import { HOP_BY_HOP, connectionListed, fieldText, transferCodingRefusal, withoutUncarriedTrailer, type RawField } from '../http/headers.js';
 import { lowerCase } from '../http/token.js';
 
 // Response fields never passed on: the one hop-by-hop table's (http/headers.ts).
@@ -10,7 +10,7 @@ const RESPONSE_DROP = HOP_BY_HOP.response;
  * (Content-Type has proxy-status's length) are told apart by this without decoding.
  */
 const SPECIAL_KEYS = new Set<number>();
-for (const n of [...RESPONSE_DROP, 'proxy-status']) SPECIAL_KEYS.add((n.length << 8) | n.charCodeAt(0));
+for (const n of [...RESPONSE_DROP, 'proxy-status', 'trailer']) SPECIAL_KEYS.add((n.length << 8) | n.charCodeAt(0));
 
 /**
  * The head of a final answer that is passed on, built from the upstream's raw fields (Buffers
@@ -20,9 +20,23 @@ for (const n of [...RESPONSE_DROP, 'proxy-status']) SPECIAL_KEYS.add((n.length <
  * applies a coding that changes the bytes, or that parsers read two ways (http/headers.ts,
  * transferCodingRefusal): such an answer is never passed on, and the caller aborts the try
  * with it (the exchange, and an upgrade that was answered without a switch).
+ *
+ * `trailersCarried` false: the answer goes to the client in a framing that has no trailers
+ * (HTTP/1.x: a HEAD, a 204 or 304, an HTTP/1.0 client), and a Trailer field is dropped; with
+ * true it is dropped only beside a Content-Length. RFC 9110 §6.6.2 makes the field a hint, and
+ * node:http's writeHead throws (ERR_HTTP_TRAILER_INVALID) for one on an answer it does not send
+ * chunked, which made a sound answer a 502 (test/gateway/trailer-field-unchunked.test.ts).
  */
-export function finalResponseHead(raw: readonly RawField[], via: string, idHeader: string, requestId: string, proxyStatusMember: string | undefined, nextHop: string | undefined): string[] | Failure {
-  return responseHead(raw, via, idHeader, requestId, proxyStatusMember, false, nextHop);
+export function finalResponseHead(
+  raw: readonly RawField[],
+  via: string,
+  idHeader: string,
+  requestId: string,
+  proxyStatusMember: string | undefined,
+  nextHop: string | undefined,
+  trailersCarried = true,
+): string[] | Failure {
+  return responseHead(raw, via, idHeader, requestId, proxyStatusMember, false, nextHop, trailersCarried);
 }
 
 /**
@@ -31,7 +45,7 @@ export function finalResponseHead(raw: readonly RawField[], via: string, idHeade
  * refuses.
  */
 export function switchResponseHead(raw: readonly RawField[], via: string, idHeader: string, requestId: string): string[] {
-  return responseHead(raw, via, idHeader, requestId, undefined, true, undefined) as string[];
+  return responseHead(raw, via, idHeader, requestId, undefined, true, undefined, true) as string[];
 }
 
 function responseHead(
@@ -42,8 +56,11 @@ function responseHead(
   proxyStatusMember: string | undefined,
   keepUpgrade: boolean,
   nextHop: string | undefined,
+  trailersCarried: boolean,
 ): string[] | Failure {
   const out: string[] = [];
+  /** A Trailer field is in `out` (rare: judged after the pass). */
+  let trailer = false;
   let listed: Set<string> | undefined;
   let priorProxyStatus: string | undefined;
   const idKey = (idHeader.length << 8) | idHeader.charCodeAt(0);
@@ -65,6 +82,7 @@ function responseHead(
       continue;
     }
     if (lower === idHeader) continue;
+    if (lower === 'trailer') trailer = true;
     if (lower === 'proxy-status' && proxyStatusMember !== undefined) {
       const v = fieldText(raw[i + 1]!);
       priorProxyStatus = priorProxyStatus ? `${priorProxyStatus}, ${v}` : v;
@@ -72,8 +90,9 @@ function responseHead(
     }
     out.push(name, fieldText(raw[i + 1]!));
   }
+  const kept = trailer ? withoutUncarriedTrailer(out, trailersCarried) : out;
   // Fields the Connection header named are hop-by-hop too (rare: filtered after the pass).
-  const head = listed === undefined ? out : dropListed(out, listed);
+  const head = listed === undefined ? kept : dropListed(kept, listed);
   head.push('via', via, idHeader, requestId);
   if (proxyStatusMember !== undefined) head.push('proxy-status', appendMember(priorProxyStatus, proxyStatusMember));
   return head;

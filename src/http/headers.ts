@@ -114,6 +114,37 @@ export function stripHopByHop(raw: readonly string[], direction: 'request' | 're
 }
 
 /**
+ * Whether an HTTP/1.x answer of `status` to a `method` request of `httpVersion` goes in a
+ * framing that can carry trailers (a chunked body): not a HEAD's, a 204 or 304, nor one to an
+ * HTTP/1.0 client. (HTTP/2 always can: its callers do not ask.)
+ */
+export function trailersCarried(status: number, method: string | undefined, httpVersion: string): boolean {
+  return status !== 204 && status !== 304 && method !== 'HEAD' && httpVersion !== '1.0';
+}
+
+/**
+ * Response fields (name, value pairs) without their Trailer field when the answer cannot carry
+ * trailers: `carried` false (`trailersCarried`), or a Content-Length beside it. Else the same
+ * array. RFC 9110 §6.6.2 makes the field a hint, and node:http's writeHead throws
+ * (ERR_HTTP_TRAILER_INVALID) for one on an answer it does not send chunked, which made a sound
+ * answer a 502 on both faces (test/gateway/trailer-field-unchunked.test.ts,
+ * test/forward/trailer-field-unchunked.test.ts).
+ */
+export function withoutUncarriedTrailer(pairs: string[], carried: boolean): string[] {
+  let trailer = false;
+  let length = false;
+  for (let i = 0; i < pairs.length; i += 2) {
+    const n = pairs[i]!;
+    if (n.length === 7 && n.toLowerCase() === 'trailer') trailer = true;
+    else if (n.length === 14 && n.toLowerCase() === 'content-length') length = true;
+  }
+  if (!trailer || (carried && !length)) return pairs;
+  const kept: string[] = [];
+  for (let i = 0; i < pairs.length; i += 2) if (pairs[i]!.length !== 7 || pairs[i]!.toLowerCase() !== 'trailer') kept.push(pairs[i]!, pairs[i + 1]!);
+  return kept;
+}
+
+/**
  * The `Via` value this hop adds, for the received protocol version: `1.0`, `1.1`, or `2`
  * (given as `2` or as Node's `httpVersion` `2.0`; HTTP/2's Via version is "2", RFC 9110
  * §7.6.3). Finding: `viaValue('2', …)` gave `1.1`, so requests from h2 clients went upstream
