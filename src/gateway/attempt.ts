@@ -1,11 +1,10 @@
-import type { ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { Failure, classify, h2StreamNotProcessed } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import { timeout, type Timeout } from '../timing/deadlines.js';
 import { ExpectClient } from '../http/expect-client.js';
-import { h2NotProcessed, lostKeepAliveRace, type CheckedDispatchOptions, type H2StreamOwner, type H2StreamWatch, type PoolConnection, type TimedExpectClient } from '../pool/index.js';
+import { H2NotProcessedError, lostKeepAliveRace, type CheckedDispatchOptions, type PoolConnection, type TimedExpectClient } from '../pool/index.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { BodyRelay } from './body-relay.js';
 import type { AttemptRecord } from './events.js';
@@ -31,7 +30,7 @@ const DRAIN_MAX_MS = 100;
  * try, so a retry is a new `Attempt` and nothing is reset by hand. It reports to its
  * `Exchange` (which owns the request and the client's response) at named steps.
  */
-export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner, H2StreamOwner {
+export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
   readonly endpoint: Endpoint;
   readonly record: AttemptRecord;
   readonly relay: BodyRelay | undefined;
@@ -81,19 +80,12 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner, 
   #gaveUpWith: Failure | undefined;
   /**
    * HTTP/2 only: the response's Content-Length (-1: none, or a response without a body) and
-   * the body bytes that came. undici's h2 client reports a stream the upstream reset mid-body
-   * with CANCEL or NO_ERROR as complete (Node ends its readable side), where its HTTP/1.1
-   * client reports the short body: so the length is checked here.
+   * the body bytes that came. Node may end a stream's readable side when the upstream resets
+   * it mid-body with CANCEL or NO_ERROR, which reads as complete, where an HTTP/1.1 client
+   * reports the short body: so the length is checked here.
    */
   #h2Length = -1;
   #h2Received = 0;
-  /**
-   * HTTP/2: the try's stream (handed over by the pool's session watch as undici opens it) and
-   * the watch of its session, to tell whether the upstream processed the request when the try
-   * fails (pool/h2-streams.ts).
-   */
-  h2Stream: ClientHttp2Stream | undefined = undefined;
-  #h2Watch: H2StreamWatch | undefined = undefined;
   /** The HTTP/2 upstream did not process the request (RFC 9113 §8.7): safe to send again, any method. */
   #notProcessed = false;
 
@@ -194,14 +186,6 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner, 
     }
     this.#headWaitFrom = now;
     this.#timer.headers(ex.tryTimeoutMs(this, Date.now(), now), now);
-    // HTTP/2: undici opens this request's stream right after this call; the session's watch hands it over.
-    if (this.#client!.timings.h2 === true) {
-      const w = (this.#client as PoolConnection).h2Watch;
-      if (w !== undefined) {
-        this.#h2Watch = w;
-        w.next = this;
-      }
-    }
     const relay = this.relay;
     // The response wait counts from when the whole request has been sent.
     if (relay !== undefined && !relay.readableEnded) {
@@ -313,10 +297,9 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner, 
       this.#retryAfterDrain();
       return;
     }
-    // HTTP/2: a stream the upstream refused, or above its GOAWAY's last-stream-id, was not processed.
-    const stream = this.h2Stream;
-    const unprocessed = connected && !this.#responseStarted && stream !== undefined && !(err instanceof Failure) ? h2NotProcessed(stream, this.#h2Watch!) : undefined;
-    this.h2Stream = undefined;
+    // HTTP/2: a stream the upstream refused, or above its GOAWAY's last-stream-id, or never
+    // opened, was not processed (pool/h2-client.ts says so with H2NotProcessedError).
+    const unprocessed = !this.#responseStarted && err instanceof H2NotProcessedError ? err : undefined;
     const f = err instanceof Failure
       ? err
       : unprocessed !== undefined

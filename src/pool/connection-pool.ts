@@ -4,7 +4,7 @@ import { ExpectClient } from '../http/expect-client.js';
 import { undici } from '../http/undici.js';
 import { Failure } from '../failure/index.js';
 import type { CancelSignal } from '../timing/cancel.js';
-import { watchH2Session, type H2StreamWatch } from './h2-streams.js';
+import { H2Client } from './h2-client.js';
 import { NativeClient } from './native-client.js';
 import { timedConnector, type ConnectTimings, type PoolConnector } from './timed-connector.js';
 
@@ -32,8 +32,9 @@ export type TimedExpectClient = ExpectClient & { readonly timings: ConnectTiming
  *    busy, it queues like any request: the limit holds, and gateway/retry-policy.ts bounds
  *    the races such a retry can lose).
  * Each connection is an undici Client (one socket, no pipelining), or with `native` set a
- * `NativeClient` (native-client.ts: the hand-written HTTP/1.1 client), both seen through
- * `PoolConnection`.
+ * `NativeClient` (native-client.ts: the hand-written HTTP/1.1 client), or with `h2` set an
+ * `H2Client` (h2-client.ts: HTTP/2 on node:http2, up to `maxStreams` requests at once), all
+ * seen through `PoolConnection`.
  *
  * "Idempotent" for `acquire` means "may be retried on a fresh connection if it loses the
  * race": a caller that cannot resend a request's body passes false for it whatever its method
@@ -88,9 +89,6 @@ function definePooledClient(Base: typeof Client): PooledClientClass {
 
     /** The signal of the request this connection is being opened for (see ConnectionState). */
     opener: CancelSignal | undefined = undefined;
-
-    /** HTTP/2: its current session's watch (see ConnectionState). */
-    h2Watch: H2StreamWatch | undefined = undefined;
   };
 }
 
@@ -117,11 +115,6 @@ interface ConnectionState {
    * not keep its first request alive).
    */
   opener: CancelSignal | undefined;
-  /**
-   * HTTP/2 (undici's client only): what is known of the streams of the connection's current
-   * session, set at each 'connect' (h2-streams.ts): which requests the upstream did not process.
-   */
-  h2Watch?: H2StreamWatch | undefined;
 }
 
 /**
@@ -226,11 +219,20 @@ export interface ConnectionPoolOptions {
   /** https: the TLS name every request carries (PooledClient.servername); default the origin's host name. */
   servername?: string;
   /**
-   * HTTP/2 multiplexing: requests one connection that negotiated h2 carries at once (undici's
-   * `pipelining` is the stream limit of an h2 Client). Default 1: a request per connection.
-   * An HTTP/1.1 connection (an h2 cluster whose upstream agreed only to http/1.1) keeps 1.
+   * HTTP/2 multiplexing: requests one connection that negotiated h2 carries at once (the
+   * `H2Client`'s stream limit). Default 1: a request per connection. An HTTP/1.1 connection
+   * (an h2 cluster whose upstream agreed only to http/1.1) keeps 1.
    */
   maxStreams?: number;
+  /**
+   * HTTP/2 toward the origin (a cluster's `protocol: h2` or `h2c`): every connection is an
+   * `H2Client` (h2-client.ts), over the connector, which offers h2 by ALPN or marks a
+   * cleartext socket h2 (prior knowledge). An upstream that agrees only to http/1.1 gets the
+   * hand-written HTTP/1.1 client on that socket. Its timeouts, header limit and keep-alive
+   * come from `clientOptions` (headersTimeout, bodyTimeout, maxHeaderSize, keepAliveTimeout,
+   * keepAliveTimeoutThreshold).
+   */
+  h2?: boolean;
   /**
    * The hand-written HTTP/1.1 client (native-client.ts) instead of undici's for every
    * connection (a cluster's `client: native`). HTTP/1.1 only: never with `maxStreams` > 1.
@@ -262,7 +264,7 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
     this.#opts = opts;
     this.#connector = opts.connector;
     // Loaded here, with the configuration, rather than at the first request on undici.
-    if (!opts.native) pooledClient();
+    if (!opts.native && !opts.h2) pooledClient();
   }
 
   get size(): number {
@@ -405,22 +407,14 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
   }
 
   #open(opener: CancelSignal | undefined): C {
-    const c = this.#opts.native === true ? this.#openNative() : this.#openUndici();
+    const c = this.#opts.h2 === true ? this.#openH2() : this.#opts.native === true ? this.#openNative() : this.#openUndici();
     // Only a pool with a limit queues requests on a connection still opening (acquire).
     c.opener = opener !== undefined && this.#opts.maxConnections !== Infinity ? new DialSignal(opener) : opener;
     c.active = 1;
     c.lastUsed = Date.now();
     this.#all.add(c);
-    const streams = this.#opts.maxStreams ?? 1;
-    const timings = c.timings;
     c.on('connect', () => {
       c.connected = true;
-      if (timings.h2 === true) {
-        // A new session (undici opens another on the same client after a GOAWAY): a new watch,
-        // before the stream limit is raised (setting `pipelining` sends the queued requests at once).
-        if (c.socket !== undefined) c.h2Watch = watchH2Session(c.socket);
-        if (streams > 1) c.pipelining = streams;
-      }
     });
     c.on('disconnect', (_origin: unknown, _targets: unknown, err: { code?: string } | undefined) => {
       const wasIdle = c.connected && c.active === 0 && c.uses > 0;
@@ -453,6 +447,24 @@ export class ConnectionPool<C extends PoolConnection = PooledClient> {
     const c = new NativeClient({
       origin: this.#opts.origin,
       connector: timedConnector(this.#connector, timings),
+      maxHeaderSize: o.maxHeaderSize ?? 16384,
+      keepAliveMs: o.keepAliveTimeout ?? this.#opts.keepAliveMs,
+      keepAliveThresholdMs: o.keepAliveTimeoutThreshold ?? 1000,
+      timings,
+    });
+    return c as unknown as C;
+  }
+
+  /** HTTP/2 on node:http2 (h2-client.ts), over the same timed connector. */
+  #openH2(): C {
+    const timings: ConnectTimings = {};
+    const o = this.#opts.clientOptions;
+    const c = new H2Client({
+      origin: this.#opts.origin,
+      connector: timedConnector(this.#connector, timings),
+      maxStreams: this.#opts.maxStreams ?? 1,
+      headersTimeoutMs: o.headersTimeout ?? 0,
+      bodyTimeoutMs: o.bodyTimeout ?? 0,
       maxHeaderSize: o.maxHeaderSize ?? 16384,
       keepAliveMs: o.keepAliveTimeout ?? this.#opts.keepAliveMs,
       keepAliveThresholdMs: o.keepAliveTimeoutThreshold ?? 1000,

@@ -70,8 +70,8 @@ export class Endpoint {
       if (opts.tls.ca) connect.ca = readFileSync(opts.tls.ca, 'utf8');
       if (opts.tls.servername) connect.servername = opts.tls.servername;
     }
-    // HTTP/2 upstream (gRPC): undici's connector offers h2 by ALPN, or marks a cleartext
-    // socket as h2 (prior knowledge); its Client then speaks HTTP/2 on that socket.
+    // HTTP/2 upstream (gRPC): the connector offers h2 by ALPN, or marks a cleartext socket as
+    // h2 (prior knowledge); the pool's H2Client (pool/h2-client.ts) speaks HTTP/2 on that socket.
     if (opts.protocol === 'h2') connect.allowH2 = true;
     else if (opts.protocol === 'h2c') Object.assign(connect, { allowH2: true, useH2c: true });
     this.draining = opts.draining ?? false;
@@ -89,14 +89,12 @@ export class Endpoint {
         keepAliveMaxTimeout: opts.keepAliveMs,
         keepAliveTimeoutThreshold: 1000,
         maxHeaderSize: opts.maxResponseHeaderSize,
-        // undici's own per-session cap (its default is 100): the same number, or a higher
-        // limit would queue inside undici instead of opening a connection.
-        ...(h2 ? { maxConcurrentStreams: h2Streams } : {}),
       },
       connector: upstreamConnector(connect),
       servername: opts.tls.servername,
       // HTTP/2 upstream: up to `h2MaxStreams` requests at once on one connection (multiplexed).
       maxStreams: h2 ? h2Streams : 1,
+      h2,
       native: opts.client === 'native',
     });
   }
