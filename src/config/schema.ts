@@ -255,7 +255,7 @@ export const clusterSchema = z
     client: z
       .enum(['undici', 'native'])
       .optional()
-      .describe('The HTTP/1.1 client toward the endpoints: native, Gatewise\'s own keep-alive client on node:net (the default with protocol http1: 1.3-1.5x less CPU per request at 1 KiB, 1.6-2.4x at 1 MiB, docs/benchmarks.md), or undici (llhttp; what protocol h2 and h2c always use, and native is refused with them). Both keep the same pool, timeouts, retries and error types (docs/upstream-client.md).'),
+      .describe('The HTTP/1.1 client toward the endpoints: native, Gatewise\'s own keep-alive client on node:net (the default with protocol http1: 1.3-1.5x less CPU per request at 1 KiB, 1.6-2.4x at 1 MiB, docs/benchmarks.md), or undici (llhttp). Not with protocol h2 or h2c, whose connections are Gatewise\'s HTTP/2 client on node:http2 (native is refused with them). Both keep the same pool, timeouts, retries and error types (docs/upstream-client.md).'),
   })
   .strict();
 

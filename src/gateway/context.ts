@@ -165,7 +165,7 @@ export function buildContext(cfg: Config, options: GatewayOptions = {}, previous
           maxResponseHeaderSize: c.maxResponseHeaderSize,
           protocol: c.protocol,
           h2MaxStreams: c.h2MaxStreams,
-          // HTTP/1.1 clusters default to the native client (adopted on the duel figures, docs/upstream-client.md); HTTP/2 is undici's.
+          // HTTP/1.1 clusters default to the native client (adopted on the duel figures, docs/upstream-client.md); HTTP/2 is the pool's H2Client whatever this says.
           client: c.client ?? (c.protocol === 'http1' ? 'native' : 'undici'),
           balancer: c.balancer.startsWith(CUSTOM) ? c.balancer.slice(CUSTOM.length) : c.balancer,
           balancers,
