@@ -123,7 +123,7 @@ export function trailersOf(raw: UpstreamTrailers): Record<string, string | strin
   return t;
 }
 
-/** What undici's onComplete gives: raw buffers (HTTP/1.1), a header object (HTTP/2), or nothing. */
+/** What a client's onComplete gives: raw fields (HTTP/1.1), a header object (HTTP/2: pool/h2-client.ts, Node's trailers), or nothing. */
 export type UpstreamTrailers = ReadonlyArray<RawField> | Readonly<Record<string, string | string[] | undefined>> | null | undefined;
 
 /** Trailers from undici's raw buffers as an object for `res.addTrailers`. */

@@ -11,7 +11,8 @@
 // them as it serves the index, and they are the very modules the index re-exports
 // (`test/http/undici.test.ts` checks the identity, so an undici that moves them fails there,
 // not in production). The whole of undici is loaded where one of its clients is made: a
-// cluster on `client: undici`, an HTTP/2 cluster, HTTP health checks, OCSP, the forward relay.
+// cluster on `client: undici`, HTTP health checks, OCSP, the forward relay (an HTTP/2 cluster
+// takes only its error classes: pool/h2-client.ts).
 import { createRequire } from 'node:module';
 import type * as Undici from 'undici';
 

@@ -8,7 +8,7 @@ export interface ConnectTimings {
   connectMs?: number;
   tlsMs?: number;
   /**
-   * The connection speaks HTTP/2: ALPN chose `h2`, or h2c with prior knowledge (undici marks
+   * The connection speaks HTTP/2: ALPN chose `h2`, or h2c with prior knowledge (plain-connector.ts marks
    * that socket `alpnProtocol: 'h2'` too). Set once connected; the fact each response's Via
    * version is taken from.
    */
