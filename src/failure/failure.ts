@@ -111,6 +111,11 @@ export class Failure extends Error {
   }
 }
 
+/** The same failure with another detail (a hook's words; what an HTTP/2 try's connection went through). */
+export function withDetail(f: Failure, detail: string): Failure {
+  return new Failure({ type: f.type, phase: f.phase, nextHop: f.nextHop, detail, retrySafe: f.retrySafe, reason: f.reason, params: f.params, retryAfter: f.retryAfter, allow: f.allow, streamOnly: f.streamOnly, cause: f.cause });
+}
+
 export function isFailure(e: unknown): e is Failure {
   return e instanceof Failure;
 }

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
-import { Failure, classify, h2StreamNotProcessed } from '../failure/index.js';
+import { Failure, classify, h2StreamNotProcessed, withDetail } from '../failure/index.js';
 import { ResponseTimer, type ResponseTimerOwner } from '../timing/response-timer.js';
 import { timeout, type Timeout } from '../timing/deadlines.js';
 import { ExpectClient } from '../http/expect-client.js';
@@ -288,6 +288,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     // https: the dial's TCP connection opened and its TLS handshake did not finish (read before
     // #settle gives the connection back): a reset, close or timeout then is in phase `tls`.
     const tlsHandshake = !connected && this.#client !== undefined && this.#client.timings.handshaking === true;
+    // HTTP/2: a stream that fails on a connection the upstream sent a GOAWAY on; the record says so.
+    const goaway = this.#client instanceof ExpectClient ? undefined : this.#client?.goaway;
     this.#settle(false);
     const ex = this.#ex;
     if (ex.clientGone && !ex.complete) return; // the client left; our abort came back here
@@ -300,7 +302,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
     // HTTP/2: a stream the upstream refused, or above its GOAWAY's last-stream-id, or never
     // opened, was not processed (pool/h2-client.ts says so with H2NotProcessedError).
     const unprocessed = !this.#responseStarted && err instanceof H2NotProcessedError ? err : undefined;
-    const f = err instanceof Failure
+    let f = err instanceof Failure
       ? err
       : unprocessed !== undefined
         ? h2StreamNotProcessed(unprocessed.why, unprocessed.streamOnly, this.endpoint.nextHop, err)
@@ -312,6 +314,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ResponseTimerOwner {
           tlsHandshake,
           nextHop: this.endpoint.nextHop,
         });
+    if (goaway !== undefined && unprocessed === undefined && !(err instanceof Failure)) f = withDetail(f, `${f.detail}, after ${goaway} on its connection`);
     if (unprocessed !== undefined) this.#notProcessed = true;
     else if (connected && !this.#responseStarted && !(err instanceof Failure)) {
       const code = (err as { code?: unknown }).code;

@@ -1,4 +1,4 @@
-import { Failure, classify, hookTimedOut } from '../failure/index.js';
+import { Failure, classify, hookTimedOut, withDetail } from '../failure/index.js';
 import { DEFAULT_HOOK_TIMEOUT_MS, within } from '../timing/within.js';
 import type { ReverseRecord as RequestRecord } from './events.js';
 import type { TlsInfo } from '../tls/index.js';
@@ -154,11 +154,6 @@ function collect<K extends keyof GatewayHooks>(hooks: readonly GatewayHooks[], k
     if (typeof fn === 'function') out.push(fn.bind(h) as NonNullable<GatewayHooks[K]>);
   }
   return out.length > 0 ? out : undefined;
-}
-
-/** The same failure with another detail. */
-function withDetail(f: Failure, detail: string): Failure {
-  return new Failure({ type: f.type, phase: f.phase, nextHop: f.nextHop, detail, retrySafe: f.retrySafe, reason: f.reason, params: f.params, retryAfter: f.retryAfter, allow: f.allow, streamOnly: f.streamOnly, cause: f.cause });
 }
 
 /** A request that runs the `onRequest` phase: told how its asynchronous hooks ended. */

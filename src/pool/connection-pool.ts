@@ -203,6 +203,8 @@ export interface PoolConnection extends ConnectionState {
   close(): Promise<void>;
   destroy(err?: Error | null): Promise<void>;
   on(event: string, listener: (...args: any[]) => void): this;
+  /** HTTP/2 (`H2Client`): the upstream's GOAWAY on the connection, in words, once one came. */
+  readonly goaway?: string | undefined;
 }
 
 export interface ConnectionPoolOptions {

@@ -147,6 +147,12 @@ export class H2Client extends EventEmitter {
     return this.#h1 !== undefined ? this.#h1.socket : this.#socket;
   }
 
+  /** The upstream's GOAWAY on the current session, in words for a try's record (undefined: none came). */
+  get goaway(): string | undefined {
+    const w = this.#watch;
+    return w.goawayLastStreamId < 0 ? undefined : `the upstream's GOAWAY (code ${w.goawayCode}, last-stream-id ${w.goawayLastStreamId})`;
+  }
+
   dispatch(opts: Dispatcher.DispatchOptions, handler: Handler): boolean {
     const h1 = this.#h1;
     if (h1 !== undefined) return h1.dispatch(opts, handler);
@@ -321,8 +327,8 @@ export class H2Client extends EventEmitter {
       this.#session = undefined;
       const err = this.#sessionError ?? new SocketError('closed');
       this.#failQueued(this.#unopened());
-      // Node ends each stream with the session; one it did not report settles here.
-      for (const r of [...this.#running]) this.#fail(r, err);
+      // Node ends each stream with the session; one it did not report settles here, judged as its own error would be.
+      for (const r of [...this.#running]) this.#streamFailed(r, err);
       this.emit('disconnect', this.#opts.origin, [this], err);
       this.#resolveClose();
     });
@@ -558,7 +564,7 @@ export class H2Client extends EventEmitter {
   #streamFailed(r: Running, err: Error): void {
     if (r.done) return;
     if (!r.responded) {
-      const np = h2NotProcessed(r.stream!, this.#watch);
+      const np = r.stream === undefined ? { why: 'the HTTP/2 stream was never opened', streamOnly: false } : h2NotProcessed(r.stream, this.#watch);
       if (np !== undefined) {
         this.#fail(r, new H2NotProcessedError(np.why, np.streamOnly, err));
         return;

@@ -35,6 +35,8 @@ interface CaseState {
   readonly n: number;
   /** How many of them (lowest stream ids first) the GOAWAY's last-stream-id covers. */
   readonly cover: number;
+  /** Covered ones (by rank) the upstream resets (RST_STREAM INTERNAL_ERROR) after the GOAWAY instead of answering. */
+  readonly reset: ReadonlySet<number>;
   readonly held: Arrival[];
   acted: boolean;
   /** By body sha: how many times the upstream received that body whole. */
@@ -62,7 +64,10 @@ function act(st: CaseState): void {
   session.goaway(constants.NGHTTP2_NO_ERROR, last);
   // The covered streams are answered after the GOAWAY has gone out.
   setImmediate(() => {
-    for (const a of held.slice(0, st.cover)) answer(a);
+    held.slice(0, st.cover).forEach((a, rank) => {
+      if (st.reset.has(rank)) a.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+      else answer(a);
+    });
   });
 }
 
@@ -141,9 +146,13 @@ async function post(gw: TestGateway, client: Agent, caseId: string, body: Buffer
   return { sha: sha(body), status: res.statusCode, body: text, proxyStatus: String(res.headers['proxy-status'] ?? ''), tries: (line?.attempts ?? []) as Result['tries'] };
 }
 
-/** A family of cases against one upstream: `partial` covers only some of the held streams. */
-async function family(protocol: 'h2' | 'h2c', partial: boolean): Promise<void> {
-  await seededRun(`h2 graceful GOAWAY ${protocol}${partial ? ' partial' : ''}`, async (rand) => {
+/**
+ * A family of cases against one upstream: `all`, the GOAWAY covers every held stream; `partial`,
+ * only some; `reset`, all, and the upstream then resets some of them instead of answering.
+ */
+async function family(protocol: 'h2' | 'h2c', mode: 'all' | 'partial' | 'reset'): Promise<void> {
+  const partial = mode === 'partial';
+  await seededRun(`h2 graceful GOAWAY ${protocol} ${mode}`, async (rand) => {
     const client = new Agent({ connections: 16 });
     let gw: TestGateway | undefined;
     try {
@@ -164,8 +173,13 @@ async function family(protocol: 'h2' | 'h2c', partial: boolean): Promise<void> {
       for (let c = 0; c < 5; c++) {
         const n = partial ? between(rand, 2, 8) : between(rand, 1, 8);
         const cover = partial ? between(rand, 1, n - 1) : n;
-        const caseId = `${protocol}-${partial ? 'p' : 'a'}${c}`;
-        const st: CaseState = { n, cover, held: [], acted: false, seen: new Map(), sessions: new Map() };
+        const caseId = `${protocol}-${mode}${c}`;
+        const reset = new Set<number>();
+        if (mode === 'reset') {
+          for (let r = 0; r < n; r++) if (rand() < 0.5) reset.add(r);
+          if (reset.size === 0) reset.add(between(rand, 0, n - 1));
+        }
+        const st: CaseState = { n, cover, reset, held: [], acted: false, seen: new Map(), sessions: new Map() };
         cases.set(caseId, st);
         const bodies = Array.from({ length: n }, (_, i) => {
           const b = Buffer.alloc(between(rand, 1, 60 * 1024));
@@ -185,8 +199,17 @@ async function family(protocol: 'h2' | 'h2c', partial: boolean): Promise<void> {
         for (const r of results) {
           const rank = sorted.findIndex((a) => a.sha === r.sha);
           const covered = rank < cover;
-          const who = `${what}: POST rank ${rank} (${covered ? 'covered' : 'above last-stream-id'}): status ${r.status} ${r.proxyStatus}, tries ${JSON.stringify(r.tries)}`;
+          const who = `${what}: POST rank ${rank} (${covered ? 'covered' : 'above last-stream-id'}${reset.has(rank) ? ', reset' : ''}): status ${r.status} ${r.proxyStatus}, tries ${JSON.stringify(r.tries)}`;
           try {
+            if (reset.has(rank)) {
+              // Maybe processed (covered by the GOAWAY), then reset: never sent again, and the record says what came before.
+              assert.equal(r.status, 502, who);
+              assert.match(r.proxyStatus, /error=connection_terminated/, who);
+              assert.equal(st.seen.get(r.sha), 1, `${who}: never sent again`);
+              assert.equal(r.tries.length, 1, who);
+              assert.match(String(r.tries[0]!.detail), /after the upstream's GOAWAY \(code 0, last-stream-id \d+\)/, `${who}: the record says the GOAWAY came first`);
+              continue;
+            }
             assert.equal(r.status, 200, `${who}: the upstream's answer`);
             assert.equal(r.body, r.sha, `${who}: the answer to this very body`);
             if (covered) {
@@ -214,8 +237,10 @@ async function family(protocol: 'h2' | 'h2c', partial: boolean): Promise<void> {
 }
 
 describe('HTTP/2 upstream: a graceful GOAWAY lets the streams it covers finish (RFC 9113 §6.8)', () => {
-  test('TLS (ALPN h2): GOAWAY over all of 1-8 POSTs in flight (seeded)', () => family('h2', false));
-  test('TLS (ALPN h2): GOAWAY over some of 2-8 POSTs in flight, the rest retried (seeded)', () => family('h2', true));
-  test('h2c: GOAWAY over all of 1-8 POSTs in flight (seeded)', () => family('h2c', false));
-  test('h2c: GOAWAY over some of 2-8 POSTs in flight, the rest retried (seeded)', () => family('h2c', true));
+  test('TLS (ALPN h2): GOAWAY over all of 1-8 POSTs in flight (seeded)', () => family('h2', 'all'));
+  test('TLS (ALPN h2): GOAWAY over some of 2-8 POSTs in flight, the rest retried (seeded)', () => family('h2', 'partial'));
+  test('TLS (ALPN h2): GOAWAY over all, then some reset: 502, never sent again, the record names the GOAWAY (seeded)', () => family('h2', 'reset'));
+  test('h2c: GOAWAY over all of 1-8 POSTs in flight (seeded)', () => family('h2c', 'all'));
+  test('h2c: GOAWAY over some of 2-8 POSTs in flight, the rest retried (seeded)', () => family('h2c', 'partial'));
+  test('h2c: GOAWAY over all, then some reset: 502, never sent again, the record names the GOAWAY (seeded)', () => family('h2c', 'reset'));
 });
