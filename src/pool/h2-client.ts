@@ -50,7 +50,7 @@ export interface H2ClientOptions {
   /** Default waits when a request names none (0: none). */
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
-  /** For the HTTP/1.1 fallback (NativeClient): header limit and keep-alive. */
+  /** The response header limit (HTTP/2: SETTINGS_MAX_HEADER_LIST_SIZE; the HTTP/1.1 fallback's too), and the fallback's keep-alive. */
   maxHeaderSize: number;
   keepAliveMs: number;
   keepAliveThresholdMs: number;
@@ -72,9 +72,15 @@ interface Running {
   responded: boolean;
   /** Settled (completed, failed or aborted): later events only clean up. */
   done: boolean;
+  /** Its response's readable side ended: whether it came whole is known at the stream's close (`#decide`). */
+  ended: boolean;
   bodyTimeoutMs: number;
   trailers: IncomingHttpHeaders | undefined;
 }
+
+/** Receive windows (as undici's HTTP/2 client sets them). */
+const STREAM_WINDOW = 256 * 1024;
+const CONNECTION_WINDOW = 512 * 1024;
 
 /** Fields that are about one HTTP/1.1 connection and may not be sent in HTTP/2 (RFC 9113 §8.2.2). */
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
@@ -308,7 +314,17 @@ export class H2Client extends EventEmitter {
 
   #attach(s: Socket): void {
     this.#socket = s;
-    const session = h2connect(this.#opts.origin, { createConnection: () => s, settings: { enablePush: false }, peerMaxConcurrentStreams: this.#opts.maxStreams });
+    // The windows undici's HTTP/2 client opened (256 KiB a stream, 512 KiB the connection; Node's
+    // default is 64 KiB each, a stream's pace then one 64 KiB window per round trip), and the
+    // response header limit of the HTTP/1.1 client (maxResponseHeaderSize; Node's default 64 KiB).
+    const session = h2connect(this.#opts.origin, {
+      createConnection: () => s,
+      settings: { enablePush: false, initialWindowSize: STREAM_WINDOW, maxHeaderListSize: this.#opts.maxHeaderSize },
+      peerMaxConcurrentStreams: this.#opts.maxStreams,
+    });
+    session.once('connect', () => {
+      if (!session.destroyed) session.setLocalWindowSize(CONNECTION_WINDOW);
+    });
     this.#session = session;
     const watch = this.#watch;
     session.on('goaway', (code: number, lastStreamId: number) => {
@@ -328,7 +344,10 @@ export class H2Client extends EventEmitter {
       const err = this.#sessionError ?? new SocketError('closed');
       this.#failQueued(this.#unopened());
       // Node ends each stream with the session; one it did not report settles here, judged as its own error would be.
-      for (const r of [...this.#running]) this.#streamFailed(r, err);
+      for (const r of [...this.#running]) {
+        if (r.ended) this.#decide(r, err);
+        else this.#streamFailed(r, err);
+      }
       this.emit('disconnect', this.#opts.origin, [this], err);
       this.#resolveClose();
     });
@@ -370,7 +389,7 @@ export class H2Client extends EventEmitter {
 
   #start(session: ClientHttp2Session, p: Pending): void {
     const { opts, handler } = p;
-    const r: Running = { handler, stream: undefined, body: undefined, responded: false, done: false, bodyTimeoutMs: 0, trailers: undefined };
+    const r: Running = { handler, stream: undefined, body: undefined, responded: false, done: false, ended: false, bodyTimeoutMs: 0, trailers: undefined };
     let headers: OutgoingHttpHeaders;
     try {
       headers = this.#headers(opts);
@@ -434,7 +453,8 @@ export class H2Client extends EventEmitter {
     if (!TOKEN_RE.test(method)) throw new InvalidArgumentError('invalid method');
     const path = opts.path;
     if (typeof path !== 'string' || path.length === 0 || BAD_VALUE_RE.test(path) || path.includes(' ')) throw new InvalidArgumentError('invalid request path');
-    const out: OutgoingHttpHeaders = { ':method': method, ':scheme': this.#scheme, ':authority': this.#url.host, ':path': path };
+    // No prototype: a field named `constructor`, `toString` or `__proto__` is a field like any other (review: they read Object's).
+    const out: OutgoingHttpHeaders = Object.assign(Object.create(null) as OutgoingHttpHeaders, { ':method': method, ':scheme': this.#scheme, ':authority': this.#url.host, ':path': path });
     const checked = (opts as CheckedDispatchOptions).fieldsChecked === true;
     const h = opts.headers;
     const flat: unknown[] = Array.isArray(h) ? h : h !== null && h !== undefined ? Object.entries(h).flat() : [];
@@ -550,9 +570,34 @@ export class H2Client extends EventEmitter {
       this.#fail(r, new InformationalError('HTTP/2: stream half-closed (remote)'));
       return;
     }
-    this.#settle(r);
+    // Node ends a stream's readable side on END_STREAM, but also when the stream is reset or its
+    // session dies mid-body, and at 'end' its rstCode does not yet tell them apart (a RST_STREAM
+    // INTERNAL_ERROR after part of a body reads 0 there): the stream's close decides (review of
+    // session 41: a body cut by the upstream's FIN or GOAWAY-then-close was passed on as complete).
+    r.ended = true;
+    const stream = r.stream!;
     const body = r.body;
-    if (body !== undefined && !body.readableEnded && !body.destroyed) body.destroy(); // answered before the whole request body was sent: stop sending it
+    if (body !== undefined && !body.readableEnded && !body.destroyed) {
+      // Answered before the whole request body was sent: stop sending it, and end the stream (RST_STREAM NO_ERROR, RFC 9113 §8.1).
+      body.destroy();
+      if (!stream.closed && !stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
+    }
+    if (stream.closed) this.#decide(r, undefined);
+  }
+
+  /**
+   * A response whose readable side ended (`#end`), at its stream's close or its session's: whole
+   * when the stream closed with NO_ERROR, else cut (`err`: the session's error, when it ended
+   * first).
+   */
+  #decide(r: Running, err: Error | undefined): void {
+    if (r.done) return;
+    const stream = r.stream!;
+    if (!stream.closed || stream.rstCode !== constants.NGHTTP2_NO_ERROR) {
+      this.#fail(r, err ?? new SocketError(`HTTP/2 stream closed with code ${String(stream.rstCode)} before its response was complete`));
+      return;
+    }
+    this.#settle(r);
     try {
       r.handler.onComplete?.((r.trailers ?? null) as unknown as string[]);
     } finally {
@@ -576,6 +621,10 @@ export class H2Client extends EventEmitter {
   /** The stream closed with no 'end' and no 'error' (a RST_STREAM NO_ERROR or CANCEL, the session's end). */
   #streamClosed(r: Running): void {
     if (r.done) return;
+    if (r.ended) {
+      this.#decide(r, undefined);
+      return;
+    }
     if (!r.responded) {
       const np = h2NotProcessed(r.stream!, this.#watch);
       if (np !== undefined) {

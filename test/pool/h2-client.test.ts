@@ -169,3 +169,85 @@ describe('H2Client in the pool', () => {
     });
   });
 });
+
+/**
+ * Review of session 41: Node ends a stream's readable side on END_STREAM and also when the
+ * stream is reset or its session dies mid-body, so the client's 'end' handler passed a body cut
+ * by the upstream's close, its GOAWAY-then-close or a RST_STREAM on as complete (undici errs on
+ * the first two). Now a response is complete only when its stream closed with NO_ERROR.
+ * Seeded over the body written before the cut and how the upstream cuts; a whole answer of the
+ * same length completes.
+ */
+describe('H2Client: a response body cut by the upstream', () => {
+  test('fails the request, however the upstream cuts it; a whole body completes (seeded)', { timeout: 60_000 }, async () => {
+    await seededRun('h2 client cut body', async (rand) => {
+      // Not here: a RST_STREAM NO_ERROR before END_STREAM (what a server stream's destroy() sends
+      // without an error). RFC 9113 §8.1 has it follow a whole answer, and Node's stream reads it
+      // as the body's end, closed with NO_ERROR, as it reads a whole one: the client cannot tell.
+      const cuts = ['destroy', 'goaway-destroy', 'rst-internal', 'whole'] as const;
+      const failed: string[] = [];
+      for (const cut of cuts) {
+        const n = between(rand, 1, 50_000);
+        const up = await startH2cUpstream((stream) => {
+          stream.on('error', () => {});
+          stream.respond({ ':status': 200 });
+          if (cut === 'whole') {
+            stream.end(Buffer.alloc(n, 0x61));
+            return;
+          }
+          stream.write(Buffer.alloc(n, 0x61), () => {
+            const session = stream.session!;
+            if (cut === 'destroy') session.destroy();
+            else if (cut === 'goaway-destroy') {
+              session.goaway(constants.NGHTTP2_NO_ERROR, stream.id!);
+              setImmediate(() => session.destroy());
+              // A server stream's close(code) ends its writable side first (END_STREAM: the answer is
+              // whole); destroy(err) resets it as it stands, INTERNAL_ERROR.
+            } else stream.destroy(new Error('cut'));
+          });
+        });
+        const pool = h2cPool(up.url, 4);
+        try {
+          const c = pool.acquire(Date.now(), true, false);
+          const out = await run(c!, { path: '/cut' });
+          const complete = out.error === undefined;
+          if (complete !== (cut === 'whole') || (complete && out.body.length !== n)) failed.push(`${cut} after ${n} bytes: ${complete ? `completed with ${out.body.length} bytes` : `failed ${String(out.error?.code)}`}`);
+          pool.release(c!, Date.now(), complete);
+        } finally {
+          await pool.destroy();
+          await up.close();
+        }
+      }
+      assert.deepEqual(failed, []);
+    });
+  });
+});
+
+/**
+ * Review of session 41: the request's fields were gathered in a plain object, so a field named
+ * after an Object.prototype key read the prototype's (`constructor` went up as
+ * "function Object() { [native code] }, v") and `__proto__` was dropped. Seeded values.
+ */
+test('H2Client: fields named constructor, toString, hasOwnProperty and __proto__ go up as sent (seeded)', { timeout: 30_000 }, async () => {
+  await seededRun('h2 client prototype-named fields', async (rand) => {
+    const got: Array<Record<string, string | string[] | undefined>> = [];
+    const up = await startH2cUpstream((stream, headers) => {
+      got.push({ ...headers });
+      stream.respond({ ':status': 204 });
+      stream.end();
+    });
+    const pool = h2cPool(up.url, 4);
+    try {
+      const names = ['constructor', 'tostring', 'hasownproperty', '__proto__'];
+      const values = names.map(() => `v${between(rand, 0, 1_000_000)}`);
+      const c = pool.acquire(Date.now(), true, false);
+      const out = await run(c!, { path: '/p', headers: names.flatMap((n, i) => [n, values[i]!]) });
+      pool.release(c!, Date.now(), true);
+      assert.equal(out.error, undefined);
+      for (const [i, n] of names.entries()) assert.equal(got[0]?.[n], values[i], n);
+    } finally {
+      await pool.destroy();
+      await up.close();
+    }
+  });
+});
