@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, it } from 'node:test';
 import { sendFailure } from '../../src/forward/http-failure.js';
 import { Failure } from '../../src/failure/index.js';
-import { startPiecewiseUpstream, type PiecewiseUpstream } from '../helpers/piecewise-upstream.js';
+import { fieldOnAnswer, startPiecewiseUpstream, type PiecewiseUpstream } from '../helpers/piecewise-upstream.js';
 import { replayRaw } from '../helpers/raw-http.js';
 import { between, seededRun } from '../helpers/seeded.js';
 import { basic, startTestProxy, type TestProxy } from './helpers.js';
@@ -29,15 +29,7 @@ let up: PiecewiseUpstream;
 
 before(async () => {
   p = await startTestProxy();
-  up = await startPiecewiseUpstream((req) => {
-    const q = new URLSearchParams(req.path.split('?')[1]);
-    const n = Number(q.get('n'));
-    const field = `${q.get('f')}: ${q.get('v')}\r\n`;
-    const kind = q.get('k');
-    if (kind === '204') return { pieces: [`HTTP/1.1 204 No Content\r\n${field}\r\n`] };
-    if (kind === '304') return { pieces: [`HTTP/1.1 304 Not Modified\r\nETag: "e"\r\n${field}\r\n`] };
-    return { pieces: [`HTTP/1.1 200 OK\r\nContent-Length: ${n}\r\n${field}\r\n`, req.method === 'HEAD' ? '' : 'b'.repeat(n)] };
-  });
+  up = await startPiecewiseUpstream(fieldOnAnswer);
 });
 
 after(async () => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startOneUpstreamGateway } from '../helpers/gateway.js';
-import { startPiecewiseUpstream } from '../helpers/piecewise-upstream.js';
+import { fieldOnAnswer, startPiecewiseUpstream } from '../helpers/piecewise-upstream.js';
 import { replayRaw } from '../helpers/raw-http.js';
 import { between, seededRun } from '../helpers/seeded.js';
 
@@ -20,16 +20,7 @@ const NAMES = ['X-Checksum', 'Server-Timing', 'Digest', 'x-a, x-b'];
 
 for (const front of ['node', 'net'] as const) {
   test(`${front} front: a Trailer field on an answer that cannot carry trailers is not a 502 (seeded: framing, body length, field casing)`, { timeout: 120_000 }, async () => {
-    const upstream = await startPiecewiseUpstream((req) => {
-      const q = new URLSearchParams(req.path.split('?')[1]);
-      const n = Number(q.get('n'));
-      const field = `${q.get('f')}: ${q.get('v')}\r\n`;
-      const kind = q.get('k');
-      if (kind === '204') return { pieces: [`HTTP/1.1 204 No Content\r\n${field}\r\n`] };
-      if (kind === '304') return { pieces: [`HTTP/1.1 304 Not Modified\r\nETag: "e"\r\n${field}\r\n`] };
-      const body = 'b'.repeat(n);
-      return { pieces: [`HTTP/1.1 200 OK\r\nContent-Length: ${n}\r\n${field}\r\n`, req.method === 'HEAD' ? '' : body] };
-    });
+    const upstream = await startPiecewiseUpstream(fieldOnAnswer);
     const gw = await startOneUpstreamGateway(upstream.port, { listener: { front } });
     try {
       await seededRun(`${front} front, Trailer on unchunked answers`, async (rand) => {

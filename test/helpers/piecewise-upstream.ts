@@ -148,3 +148,18 @@ export function splitAt(bytes: Buffer, cuts: number, rand: () => number): Buffer
   out.push(bytes.subarray(from));
   return out;
 }
+
+/**
+ * An answer with one extra field that the request's query names (`k`: `204`, `304`, else a 200
+ * with a Content-Length body of `n` bytes, none to a HEAD; the field `f: v`): the Trailer field
+ * tests of both faces (test/gateway and test/forward trailer-field-unchunked).
+ */
+export function fieldOnAnswer(req: PieceRequest): PieceAnswer {
+  const q = new URLSearchParams(req.path.split('?')[1]);
+  const n = Number(q.get('n'));
+  const field = `${q.get('f')}: ${q.get('v')}\r\n`;
+  const kind = q.get('k');
+  if (kind === '204') return { pieces: [`HTTP/1.1 204 No Content\r\n${field}\r\n`] };
+  if (kind === '304') return { pieces: [`HTTP/1.1 304 Not Modified\r\nETag: "e"\r\n${field}\r\n`] };
+  return { pieces: [`HTTP/1.1 200 OK\r\nContent-Length: ${n}\r\n${field}\r\n`, req.method === 'HEAD' ? '' : 'b'.repeat(n)] };
+}
